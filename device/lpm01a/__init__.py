@@ -1,0 +1,1 @@
+"""X-NUCLEO-LPM01A (PowerShield): protocol facts (``spec``), host driver and emulator."""
