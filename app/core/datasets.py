@@ -1,0 +1,735 @@
+"""Multi-user HAR datasets: WISDM (v1.1 and 2019 text formats) and UCI HAPT, resampled to a common rate,
+mapped to a common activity set, split chronologically and cut into windows.  numpy only, Qt-free.
+
+Units everywhere: m/s² with gravity included (WISDM is already m/s²; HAPT's g are multiplied by
+9.80665).  A recording is a :class:`RecordingSet` of :class:`Segment` s: continuous stretches of one
+subject doing one activity at one sample rate, in chronological order.
+
+Parsing is vectorised (whole file as bytes, numpy for record boundaries and field counts, numpy string
+-> number conversion per column); only the rare bad records are looked at one by one.  Every record
+that is skipped is reported in :attr:`RecordingSet.skipped` with its file, 1-based line number and the
+reason — nothing is dropped silently except blank lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from app.core.preprocess import resample_to, sliding_windows
+
+G = 9.80665  # m/s² per g
+
+#: WISDM-2019 activity codes (activity_key.txt; there is no N).
+WISDM2019_CODES: dict[str, str] = {
+    "A": "walking", "B": "jogging", "C": "stairs", "D": "sitting", "E": "standing", "F": "typing",
+    "G": "teeth", "H": "soup", "I": "chips", "J": "pasta", "K": "drinking", "L": "sandwich",
+    "M": "kicking", "O": "catch", "P": "dribbling", "Q": "writing", "R": "clapping", "S": "folding",
+}  # fmt: skip
+#: WISDM v1.1 activity names.
+WISDM_V11_NAMES: dict[str, str] = {
+    "walking": "walking", "jogging": "jogging", "upstairs": "upstairs", "downstairs": "downstairs",
+    "sitting": "sitting", "standing": "standing",
+}  # fmt: skip
+#: UCI HAPT labels (1..6 activities, 7..12 postural transitions).
+HAPT_LABELS: dict[int, str] = {
+    1: "walking", 2: "upstairs", 3: "downstairs", 4: "sitting", 5: "standing", 6: "laying",
+    7: "stand_to_sit", 8: "sit_to_stand", 9: "sit_to_lie", 10: "lie_to_sit", 11: "stand_to_lie",
+    12: "lie_to_stand",
+}  # fmt: skip
+
+DEFAULT_WISDM_ACTIVITIES = ("walking", "jogging", "stairs", "sitting", "standing")
+DEFAULT_HAPT_ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting", "standing", "laying")
+
+#: Named label sets (class order = softmax order) for pretraining and personalization.
+LABEL_SETS: dict[str, tuple[str, ...]] = {
+    "wisdm5": DEFAULT_WISDM_ACTIVITIES,  # WISDM-2019 A-E; v1.1/HAPT stairs merged
+    "hapt6": DEFAULT_HAPT_ACTIVITIES,
+    "common4": ("walking", "stairs", "sitting", "standing"),  # present in every dataset here
+    "wisdm6": ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"),  # WISDM v1.1
+}
+
+#: A requested activity that gathers several source activities (unless those are requested too).
+MERGES: dict[str, tuple[str, ...]] = {
+    "stairs": ("upstairs", "downstairs"),
+    "stationary": ("sitting", "standing"),
+}
+#: Accepted spellings of activity names (case-insensitive) -> canonical name.
+SYNONYMS: dict[str, str] = {
+    "lying": "laying", "walking_upstairs": "upstairs", "walking_downstairs": "downstairs",
+    "up": "upstairs", "down": "downstairs", "stand": "standing", "sit": "sitting", "walk": "walking",
+    "jog": "jogging", "running": "jogging",
+}  # fmt: skip
+
+_ORDER = (
+    "walking", "jogging", "stairs", "upstairs", "downstairs", "sitting", "standing", "laying",
+    "stationary",
+)  # fmt: skip
+
+
+class DatasetError(ValueError):
+    """A data file or argument that cannot be used; the message names the file/argument and why."""
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    source: str
+    line: int  # 1-based physical line
+    reason: str
+    text: str = ""
+
+    def __str__(self) -> str:
+        snippet = f": {self.text!r}" if self.text else ""
+        return f"{self.source}:{self.line}: {self.reason}{snippet}"
+
+
+@dataclass
+class Segment:
+    """A continuous stretch of one subject doing one activity: ``data`` is ``(n, 3)`` float32 m/s²."""
+
+    subject: str
+    activity: str
+    data: np.ndarray
+    rate: float
+    source: str = ""
+    first_line: int = 0  # 1-based line (WISDM) or 0-based sample index (HAPT) of the first sample
+    raw_activity: str = ""
+    native_rate: float = 0.0
+    order: int = 0  # chronological position within the subject's recording
+    dataset: str = ""
+
+    @property
+    def n(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.n / self.rate if self.rate else 0.0
+
+
+@dataclass
+class RecordingSet:
+    """Per-subject, per-activity continuous segments plus a report of what was skipped."""
+
+    segments: list[Segment]
+    source: str = ""
+    units: str = "m/s^2"
+    skipped: list[SkippedLine] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # --- queries --------------------------------------------------------------------------------
+    @property
+    def rate(self) -> float | None:
+        """The common sample rate in Hz, or ``None`` when segments differ (or there are none)."""
+        rates = {s.rate for s in self.segments}
+        return rates.pop() if len(rates) == 1 else None
+
+    def subjects(self) -> list[str]:
+        return sorted({s.subject for s in self.segments}, key=_natural_key)
+
+    def activities(self) -> list[str]:
+        return order_activities({s.activity for s in self.segments})
+
+    @property
+    def n_samples(self) -> int:
+        return sum(s.n for s in self.segments)
+
+    def samples_per(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for s in self.segments:
+            out[(s.subject, s.activity)] = out.get((s.subject, s.activity), 0) + s.n
+        return out
+
+    def summary(self) -> str:
+        acts = ", ".join(f"{a} {sum(s.n for s in self.segments if s.activity == a)}" for a in self.activities())
+        rate = f"{self.rate:g} Hz" if self.rate else "mixed rates"
+        text = (
+            f"{self.source}: {len(self.subjects())} subjects, {len(self.segments)} segments, "
+            f"{self.n_samples} samples at {rate} ({acts}); {len(self.skipped)} records skipped"
+        )
+        return text
+
+    # --- transformations (all return new sets; data arrays are shared, never modified) -----------
+    def _with(self, segments: list[Segment], **kw) -> "RecordingSet":
+        return RecordingSet(segments, kw.get("source", self.source), self.units, list(self.skipped), list(self.notes))
+
+    def for_subjects(self, subjects: Iterable[str | int]) -> "RecordingSet":
+        wanted = {str(s) for s in subjects}
+        unknown = wanted - set(self.subjects())
+        if unknown:
+            raise DatasetError(
+                f"subjects {sorted(unknown, key=_natural_key)} are not in {self.source} "
+                f"(available: {', '.join(self.subjects())})"
+            )
+        return self._with([s for s in self.segments if s.subject in wanted])
+
+    def without_subjects(self, subjects: Iterable[str | int]) -> "RecordingSet":
+        drop = {str(s) for s in subjects}
+        return self._with([s for s in self.segments if s.subject not in drop])
+
+    def select(self, activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None) -> "RecordingSet":
+        """Keep and rename activities (see :func:`resolve_activities`); ``None``/``'all'`` keeps all."""
+        if activities is None or activities == "all":
+            return self._with(list(self.segments))
+        mapping = resolve_activities(activities, {s.activity for s in self.segments}, self.source)
+        return self._with([replace(s, activity=mapping[s.activity]) for s in self.segments if s.activity in mapping])
+
+    def resampled(self, rate: float | None) -> "RecordingSet":
+        """Every segment resampled to ``rate`` Hz (``None``: unchanged)."""
+        if rate is None:
+            return self._with(list(self.segments))
+        if rate <= 0:
+            raise DatasetError(f"rate must be > 0 Hz, got {rate}")
+        out = []
+        for s in self.segments:
+            if s.rate == rate:
+                out.append(s)
+                continue
+            data = resample_to(s.data, s.rate, rate)
+            if data.shape[0] >= 1:
+                out.append(replace(s, data=data, rate=float(rate)))
+        return self._with(out)
+
+    @staticmethod
+    def concat(sets: Sequence["RecordingSet"], prefix_subjects: bool = False) -> "RecordingSet":
+        """One set from several; with ``prefix_subjects`` subject ids become ``dataset/id`` so that
+        ids from different datasets cannot collide."""
+        segs: list[Segment] = []
+        skipped: list[SkippedLine] = []
+        notes: list[str] = []
+        for rs in sets:
+            for s in rs.segments:
+                segs.append(replace(s, subject=f"{s.dataset}/{s.subject}") if prefix_subjects else s)
+            skipped += rs.skipped
+            notes += rs.notes
+        return RecordingSet(segs, " + ".join(rs.source for rs in sets), "m/s^2", skipped, notes)
+
+
+def _natural_key(s: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
+
+
+def canonical_activity(name: str) -> str:
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    return SYNONYMS.get(key, key)
+
+
+def order_activities(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    known = [a for a in _ORDER if a in names]
+    return known + sorted(names - set(known))
+
+
+def resolve_activities(
+    activities: Sequence[str] | Mapping[str, Sequence[str]] | str, available: Iterable[str], source: str = ""
+) -> dict[str, str]:
+    """Map source activity -> target activity.
+
+    ``activities`` is a label-set name (:data:`LABEL_SETS`), a list of target names (each gathers the
+    source activity of the same name, and ``stairs``/``stationary`` also gather up+downstairs /
+    sitting+standing unless those are requested separately), or an explicit ``{target: [sources]}``
+    mapping.  A requested activity that no source provides raises :class:`DatasetError` listing what
+    is available.
+    """
+    available = set(available)
+    if isinstance(activities, str):
+        if activities in LABEL_SETS:
+            activities = LABEL_SETS[activities]
+        else:
+            activities = [a for a in activities.split(",") if a.strip()]
+    if isinstance(activities, Mapping):
+        wanted = {canonical_activity(t): [canonical_activity(s) for s in srcs] for t, srcs in activities.items()}
+    else:
+        targets = [canonical_activity(a) for a in activities]
+        if not targets:
+            raise DatasetError("no activities selected")
+        wanted = {}
+        for t in targets:
+            srcs = [t] + [m for m in MERGES.get(t, ()) if m not in targets]
+            wanted[t] = srcs
+    mapping: dict[str, str] = {}
+    missing = []
+    for target, srcs in wanted.items():
+        hits = [s for s in srcs if s in available]
+        if not hits:
+            missing.append(target)
+        for s in hits:
+            mapping[s] = target
+    if missing:
+        where = f" in {source}" if source else ""
+        raise DatasetError(
+            f"activities {missing} not found{where} (available: {', '.join(order_activities(available))})"
+        )
+    return mapping
+
+
+# ================================================================================================
+# WISDM text files
+# ================================================================================================
+
+_WISDM_FILE_RE = re.compile(r"(data_\d+_accel_\w+\.txt|.*wisdm.*raw.*\.txt)$", re.IGNORECASE)
+
+
+@dataclass
+class _Parsed:
+    subject: np.ndarray  # int64
+    label: np.ndarray  # bytes labels (stripped)
+    ts: np.ndarray  # int64
+    xyz: np.ndarray  # (n, 3) float64
+    line: np.ndarray  # int64 1-based line numbers
+
+
+def _spans_count(cum: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    return cum[ends] - cum[starts]
+
+
+def _to_numbers(col: list[bytes], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised bytes -> numbers; returns (values, bad mask).  Only a column with a bad cell takes
+    the slow per-cell path."""
+    arr = np.array(col, dtype=bytes) if col else np.zeros(0, dtype="S1")
+    try:
+        vals = arr.astype(np.float64 if dtype is float else np.int64)
+        bad = ~np.isfinite(vals) if dtype is float else np.zeros(len(vals), dtype=bool)
+        return vals, bad
+    except (ValueError, OverflowError):
+        pass
+    out = np.zeros(len(arr), dtype=np.float64 if dtype is float else np.int64)
+    bad = np.zeros(len(arr), dtype=bool)
+    for i, cell in enumerate(arr):
+        try:
+            v = float(cell) if dtype is float else int(cell)
+            if dtype is float and not np.isfinite(v):
+                raise ValueError
+            out[i] = v
+        except (ValueError, OverflowError):
+            bad[i] = True
+    return out, bad
+
+
+def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLine]]:
+    """Parse WISDM text (either variant) into column arrays; returns the good records and a report of
+    the skipped ones.  Records end at ``;`` or at a newline (v1.1 has lines holding two records)."""
+    data = data.replace(b"\r", b"")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n_bytes = len(buf)
+    is_nl = buf == 10
+    is_sep = is_nl | (buf == 59)
+    sep = np.flatnonzero(is_sep)
+    starts = np.concatenate(([0], sep + 1))
+    ends = np.concatenate((sep, [n_bytes]))
+    nl_pos = np.flatnonzero(is_nl)
+    line_of = np.searchsorted(nl_pos, starts, side="left") + 1
+    # per-record counts without a Python loop
+    space = np.isin(buf, np.frombuffer(b" \t\x0b\x0c", dtype=np.uint8))
+    cum_text = np.concatenate(([0], np.cumsum(~space & ~is_sep)))
+    cum_comma = np.concatenate(([0], np.cumsum(buf == 44)))
+    n_text = _spans_count(cum_text, starts, ends)
+    n_comma = _spans_count(cum_comma, starts, ends)
+    nonempty = n_text > 0
+    terminator = np.where(ends < n_bytes, buf[np.minimum(ends, n_bytes - 1)] if n_bytes else 0, 0)
+
+    records = data.replace(b";", b"\n").split(b"\n")
+    assert len(records) == len(starts)
+    skipped: list[SkippedLine] = []
+
+    def report(idx: np.ndarray, reason: str) -> None:
+        for i in idx[:10000]:  # a report, not a copy of a broken file
+            skipped.append(SkippedLine(source, int(line_of[i]), reason, records[i][:80].decode("latin-1")))
+        if len(idx) > 10000:
+            skipped.append(SkippedLine(source, int(line_of[idx[10000]]), f"... and {len(idx) - 10000} more: {reason}"))
+
+    ok = nonempty & (n_comma == 5)
+    bad_fields = np.flatnonzero(nonempty & (n_comma != 5))
+    if len(bad_fields):
+        # the comma count per record is known; say how many fields were found
+        for k in np.unique(n_comma[bad_fields]):
+            report(bad_fields[n_comma[bad_fields] == k], f"expected 6 comma-separated fields, found {k + 1}")
+    semicolon_format = np.count_nonzero(terminator[nonempty] == 59) * 2 > np.count_nonzero(nonempty)
+    idx_nonempty = np.flatnonzero(nonempty)
+    if semicolon_format and len(idx_nonempty) and ends[idx_nonempty[-1]] == n_bytes and ok[idx_nonempty[-1]]:
+        last = idx_nonempty[-1]
+        ok[last] = False
+        report(np.array([last]), "truncated: last record has no terminating ';'")
+
+    good_idx = np.flatnonzero(ok)
+    rec_arr = np.array(records, dtype=object)[good_idx] if len(good_idx) else np.zeros(0, dtype=object)
+    flat = b",".join(rec_arr.tolist()).split(b",") if len(good_idx) else []
+    subj, bad_s = _to_numbers(flat[0::6], int)
+    ts, bad_t = _to_numbers(flat[2::6], int)
+    xyz = np.empty((len(good_idx), 3))
+    bad_xyz = np.zeros(len(good_idx), dtype=bool)
+    for c in range(3):
+        xyz[:, c], bad_c = _to_numbers(flat[3 + c :: 6], float)
+        bad_xyz |= bad_c
+    labels = np.strings.strip(np.array(flat[1::6], dtype=bytes)) if len(good_idx) else np.zeros(0, "S1")
+    bad = bad_s | bad_t | bad_xyz
+    for mask, reason in ((bad_s, "subject id is not an integer"), (bad_t, "timestamp is not an integer"),
+                         (bad_xyz & ~bad_s & ~bad_t, "x, y or z is not a finite number")):  # fmt: skip
+        if mask.any():
+            report(good_idx[mask], reason)
+    zero_ts = ~bad & (ts == 0)
+    if zero_ts.any():
+        report(good_idx[zero_ts], "timestamp 0 (placeholder record)")
+    keep = ~bad & ~zero_ts
+    parsed = _Parsed(subj[keep], labels[keep], ts[keep], xyz[keep], line_of[good_idx][keep])
+    skipped.sort(key=lambda s: s.line)
+    return parsed, skipped
+
+
+def detect_wisdm_variant(labels: np.ndarray) -> str:
+    """``'2019'`` when the activity field holds letter codes, ``'v1.1'`` when it holds names."""
+    uniq = [u.decode("latin-1") for u in np.unique(labels)]
+    if not uniq:
+        return "2019"
+    codes = sum(1 for u in uniq if len(u) == 1 and u.isalpha())
+    return "2019" if codes * 2 >= len(uniq) else "v1.1"
+
+
+def _timestamp_scale(dt: np.ndarray) -> float:
+    """Seconds per timestamp tick, from the median positive step (ns for both WISDM variants)."""
+    pos = dt[dt > 0]
+    if not len(pos):
+        return 1e-9
+    med = float(np.median(pos))
+    for scale in (1e-9, 1e-6, 1e-3, 1.0):
+        if 1e-3 <= med * scale <= 1.0:  # 1 ms .. 1 s per sample
+            return scale
+    return 1e-9
+
+
+def _wisdm_file_to_segments(
+    path: Path, variant: str, gap_s: float, default_rate: float
+) -> tuple[list[Segment], list[SkippedLine], list[str], str]:
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    p, skipped = parse_wisdm_bytes(data, source)
+    notes: list[str] = []
+    found = detect_wisdm_variant(p.label)
+    if variant == "auto":
+        variant = found
+    elif variant != found and len(p.label):
+        raise DatasetError(
+            f"{path}: looks like WISDM {found} (activity field e.g. {p.label[0].decode('latin-1')!r}), "
+            f"not variant {variant!r}"
+        )
+    table = WISDM2019_CODES if variant == "2019" else WISDM_V11_NAMES
+    uniq, inv = np.unique(p.label, return_inverse=True)
+    names = []
+    for u in uniq:
+        key = u.decode("latin-1")
+        names.append(table.get(key if variant == "2019" else key.lower()))
+    unknown = np.array([n is None for n in names], dtype=bool)[inv] if len(uniq) else np.zeros(0, bool)
+    if unknown.any():
+        for i in np.flatnonzero(unknown)[:10000]:
+            skipped.append(SkippedLine(source, int(p.line[i]), f"unknown activity {p.label[i].decode('latin-1')!r}"))
+        keep = ~unknown
+        p = _Parsed(p.subject[keep], p.label[keep], p.ts[keep], p.xyz[keep], p.line[keep])
+        inv = inv[keep]
+    if not len(p.ts):
+        return [], skipped, notes, variant
+    dt = np.diff(p.ts)
+    scale = _timestamp_scale(dt)
+    change = (np.diff(p.subject) != 0) | (np.diff(inv) != 0)
+    back = dt < 0
+    gap = dt * scale > gap_s
+    cut = np.flatnonzero(change | back | gap) + 1
+    bounds = np.concatenate(([0], cut, [len(p.ts)]))
+    n_back = int(np.count_nonzero(back & ~change))
+    n_gap = int(np.count_nonzero(gap & ~change & ~back))
+    if n_back or n_gap:
+        notes.append(f"{source}: split at {n_back} backward timestamp jumps and {n_gap} gaps > {gap_s:g} s")
+    # native rate per subject from the median positive step inside segments
+    inside = np.ones(len(dt), dtype=bool)
+    inside[cut - 1] = False
+    rates: dict[int, float] = {}
+    for sid in np.unique(p.subject):
+        sel = inside & (p.subject[:-1] == sid) & (dt > 0)
+        if np.any(sel):
+            native = 1.0 / (float(np.median(dt[sel])) * scale)
+        else:
+            native = default_rate
+        rates[int(sid)] = native
+    segs: list[Segment] = []
+    order: dict[int, int] = {}
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b - a < 1:
+            continue
+        sid = int(p.subject[a])
+        native = rates[sid]
+        nominal = float(round(native)) if 1.0 <= native <= 1000.0 else default_rate
+        k = order.get(sid, 0)
+        order[sid] = k + 1
+        segs.append(
+            Segment(
+                subject=str(sid),
+                activity=names[inv[a]],
+                data=p.xyz[a:b].astype(np.float32),
+                rate=nominal,
+                source=source,
+                first_line=int(p.line[a]),
+                raw_activity=p.label[a].decode("latin-1"),
+                native_rate=native,
+                order=k,
+                dataset=f"wisdm{variant.replace('v1.1', '_v1.1')}",
+            )
+        )
+    for sid, native in rates.items():
+        if abs(native - round(native)) > 0.05 * native or round(native) != round(default_rate):
+            notes.append(f"{source}: subject {sid} sampled at {native:.2f} Hz (treated as {round(native)} Hz)")
+    return segs, skipped, notes, variant
+
+
+def wisdm_files(path: Path) -> list[Path]:
+    """The WISDM text files at ``path`` (a file, or a directory searched recursively)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or directory")
+    files = sorted((p for p in path.rglob("*.txt") if _WISDM_FILE_RE.match(p.name)), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise DatasetError(f"{path}: no WISDM files (data_<id>_accel_phone.txt or WISDM_ar_v1.1_raw.txt) found")
+    return files
+
+
+def load_wisdm(
+    path: str | Path,
+    variant: str = "auto",
+    activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None = DEFAULT_WISDM_ACTIVITIES,
+    rate: float | None = 20.0,
+    subjects: Iterable[str | int] | None = None,
+    gap_s: float = 1.0,
+) -> RecordingSet:
+    """Load WISDM accelerometer text: a file or a directory of ``data_<id>_accel_phone.txt`` files.
+
+    * ``variant``: ``'auto'`` (from the activity field), ``'v1.1'`` (``user,Activity,timestamp,x,y,z;``)
+      or ``'2019'`` (``subject,CODE,timestamp,x,y,z;``, codes A–S).
+    * Segments break where the subject or activity changes, the timestamp goes back (WISDM-2019
+      restarts it per activity) or jumps forward by more than ``gap_s`` seconds.
+    * The native rate of every subject is estimated from the timestamps (one WISDM-2019 subject is at
+      25 Hz) and each segment is resampled to ``rate`` Hz (``None``: keep native rates).
+    * ``activities``: see :func:`resolve_activities` (default: walking, jogging, stairs, sitting,
+      standing; ``None`` keeps all).
+    * Malformed, truncated, non-numeric, timestamp-0 and unknown-activity records are skipped and
+      listed in ``.skipped`` with file and line number.
+    """
+    if variant not in ("auto", "v1.1", "2019"):
+        raise DatasetError(f"variant must be 'auto', 'v1.1' or '2019', got {variant!r}")
+    files = wisdm_files(Path(path))
+    segs: list[Segment] = []
+    skipped: list[SkippedLine] = []
+    notes: list[str] = []
+    for f in files:
+        s, sk, nt, _ = _wisdm_file_to_segments(f, variant, gap_s, 20.0)
+        segs += s
+        skipped += sk
+        notes += nt
+    if not segs:
+        raise DatasetError(f"{path}: no valid WISDM records ({len(skipped)} skipped)")
+    rs = RecordingSet(segs, str(path), "m/s^2", skipped, notes)
+    if subjects is not None:
+        rs = rs.for_subjects(subjects)
+    return rs.select(activities).resampled(rate)
+
+
+# ================================================================================================
+# UCI HAPT (converted npz)
+# ================================================================================================
+
+
+def hapt_file(path: Path) -> Path:
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        hits = sorted(path.rglob("hapt*.npz"))
+        if hits:
+            return hits[0]
+        raise DatasetError(f"{path}: no hapt*.npz file found")
+    raise DatasetError(f"{path}: no such file or directory")
+
+
+def load_hapt(
+    path: str | Path,
+    activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None = DEFAULT_HAPT_ACTIVITIES,
+    rate: float | None = 20.0,
+    subjects: Iterable[str | int] | None = None,
+) -> RecordingSet:
+    """Load UCI HAPT (``hapt_raw_50hz.npz``: 30 subjects, 50 Hz, g) as m/s² segments resampled to
+    ``rate`` Hz.  A segment is a run of one label inside one (subject, session); unlabelled samples
+    (-1) and labels not selected by ``activities`` are dropped (postural transitions by default)."""
+    f = hapt_file(Path(path))
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            acc, label, user, session = z["acc"], z["label"], z["user"], z["session"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
+    if acc.ndim != 2 or acc.shape[1] != 3 or not (len(acc) == len(label) == len(user) == len(session)):
+        raise DatasetError(f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}")
+    label = label.astype(np.int64)
+    change = (np.diff(label) != 0) | (np.diff(user) != 0) | (np.diff(session) != 0)
+    bounds = np.concatenate(([0], np.flatnonzero(change) + 1, [len(label)]))
+    segs: list[Segment] = []
+    order: dict[str, int] = {}
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        lab = int(label[a])
+        if lab not in HAPT_LABELS:
+            continue
+        sid = str(int(user[a]))
+        k = order.get(sid, 0)
+        order[sid] = k + 1
+        segs.append(
+            Segment(sid, HAPT_LABELS[lab], (acc[a:b] * G).astype(np.float32), 50.0, str(f), int(a),
+                    str(lab), 50.0, k, "hapt")  # fmt: skip
+        )
+    rs = RecordingSet(segs, str(f), "m/s^2", [], [])
+    if subjects is not None:
+        rs = rs.for_subjects(subjects)
+    return rs.select(activities).resampled(rate)
+
+
+# ================================================================================================
+# Any supported dataset
+# ================================================================================================
+
+
+def load_dataset(
+    path: str | Path,
+    activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+    rate: float | None = 20.0,
+) -> RecordingSet:
+    """Load HAPT and/or WISDM found at ``path`` (a file, a dataset folder, or a folder holding several
+    dataset folders such as ``../shared/data``).  With several datasets the subject ids become
+    ``<dataset>/<id>``.  ``activities=None`` keeps every activity (map them later with ``select``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"--data {path}: no such file or directory")
+    sets: list[RecordingSet] = []
+    if path.is_file():
+        if path.suffix == ".npz":
+            sets.append(load_hapt(path, activities="all", rate=rate))
+        else:
+            sets.append(load_wisdm(path, activities="all", rate=rate))
+    else:
+        if list(path.rglob("hapt*.npz")):
+            sets.append(load_hapt(path, activities="all", rate=rate))
+        try:
+            files = wisdm_files(path)
+        except DatasetError:
+            files = []
+        if files:
+            sets.append(load_wisdm(path, activities="all", rate=rate))
+        if not sets:
+            raise DatasetError(f"--data {path}: found neither hapt*.npz nor WISDM text files")
+    rs = sets[0] if len(sets) == 1 else RecordingSet.concat(sets, prefix_subjects=True)
+    return rs.select(activities) if activities is not None else rs
+
+
+# ================================================================================================
+# Splits and windows
+# ================================================================================================
+
+
+def split_chronological(rs: RecordingSet, train_fraction: float = 0.6) -> tuple[RecordingSet, RecordingSet]:
+    """Per subject and activity, the first ``train_fraction`` of the samples (in recording order) go
+    to the local training set and the rest to the test set.  A segment straddling the split point is
+    cut in two, so windows made afterwards can never cross the split."""
+    if not 0.0 < train_fraction < 1.0:
+        raise DatasetError(f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}")
+    groups: dict[tuple[str, str], list[Segment]] = {}
+    for s in rs.segments:
+        groups.setdefault((s.subject, s.activity), []).append(s)
+    train: list[Segment] = []
+    test: list[Segment] = []
+    for segs in groups.values():
+        segs = sorted(segs, key=lambda s: s.order)
+        total = sum(s.n for s in segs)
+        cut = int(round(train_fraction * total))
+        pos = 0
+        for s in segs:
+            if pos + s.n <= cut:
+                train.append(s)
+            elif pos >= cut:
+                test.append(s)
+            else:
+                k = cut - pos
+                train.append(replace(s, data=s.data[:k]))
+                test.append(replace(s, data=s.data[k:], first_line=s.first_line + k))
+            pos += s.n
+    return rs._with(train), rs._with(test)
+
+
+@dataclass
+class WindowSet:
+    """Windows ``x`` ``(N, T, 3)`` float32 m/s², labels ``y`` (index into ``classes``), per-window subject."""
+
+    x: np.ndarray
+    y: np.ndarray
+    subjects: np.ndarray
+    classes: tuple[str, ...]
+    T: int
+    rate: float | None
+    stride: int
+
+    def __len__(self) -> int:
+        return int(len(self.y))
+
+    def counts(self) -> dict[str, int]:
+        return {c: int(np.count_nonzero(self.y == i)) for i, c in enumerate(self.classes)}
+
+    def subset(self, mask: np.ndarray) -> "WindowSet":
+        return WindowSet(self.x[mask], self.y[mask], self.subjects[mask], self.classes, self.T, self.rate, self.stride)
+
+
+def make_windows(
+    rs: RecordingSet, T: int, stride: int | None = None, classes: Sequence[str] | None = None
+) -> WindowSet:
+    """Cut every segment into windows of ``T`` samples every ``stride`` samples (default ``T``: no
+    overlap); windows never cross a segment boundary.  Segments whose activity is not in ``classes``
+    (default: the set's activities) are left out."""
+    T = int(T)
+    stride = T if stride is None else int(stride)
+    if T < 1 or stride < 1:
+        raise DatasetError(f"window size T and stride must be >= 1 (got T={T}, stride={stride})")
+    classes = tuple(classes) if classes is not None else tuple(rs.activities())
+    index = {c: i for i, c in enumerate(classes)}
+    xs, ys, subs = [], [], []
+    for s in rs.segments:
+        if s.activity not in index:
+            continue
+        w = sliding_windows(s.data, T, stride)
+        if len(w):
+            xs.append(w)
+            ys.append(np.full(len(w), index[s.activity], dtype=np.int64))
+            subs.append(np.full(len(w), s.subject, dtype=object))
+    if xs:
+        x, y, sub = np.concatenate(xs).astype(np.float32), np.concatenate(ys), np.concatenate(subs)
+    else:
+        x, y, sub = np.zeros((0, T, 3), np.float32), np.zeros(0, np.int64), np.zeros(0, object)
+    return WindowSet(x, y, sub, classes, T, rs.rate, stride)
+
+
+def personal_split(
+    rs: RecordingSet,
+    T: int,
+    train_fraction: float = 0.6,
+    classes: Sequence[str] | None = None,
+    subject: str | int | None = None,
+) -> tuple[WindowSet, WindowSet]:
+    """The paper's local split for one user: chronological per activity (default 60/40), training
+    windows with stride ``T/2`` and test windows with stride ``T``."""
+    if subject is not None:
+        rs = rs.for_subjects([subject])
+    classes = tuple(classes) if classes is not None else tuple(rs.activities())
+    train, test = split_chronological(rs, train_fraction)
+    return (
+        make_windows(train, T, max(1, int(T) // 2), classes),
+        make_windows(test, T, int(T), classes),
+    )
