@@ -1,0 +1,124 @@
+"""Stream buffers: the min/max pyramid, gaps, views and statistics agree with brute force on the raw data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.streams import Ring, SampleStream, StreamError
+
+
+def _feed(stream: SampleStream, rng: np.random.Generator, ops: list[tuple[str, int]]) -> np.ndarray:
+    """Apply appends/gaps; return the full raw timeline (NaN in gaps) for brute-force checks."""
+    parts = []
+    for op, n in ops:
+        if op == "gap":
+            stream.append_gap(n)
+            parts.append(np.full((n, stream.channels), np.nan, np.float32))
+        else:
+            x = rng.normal(1.0, 0.3, (n, stream.channels)).astype(np.float32)
+            stream.append(x)
+            parts.append(x)
+    return np.concatenate(parts)
+
+
+def test_ring_wraps_and_clamps():
+    r = Ring(5, (), np.int64, 0)
+    r.append(np.arange(3))
+    r.append(np.arange(3, 9))
+    assert r.start == 4 and r.end == 9
+    assert r.get(0, 100).tolist() == [4, 5, 6, 7, 8]
+    r.append_fill(12)
+    assert r.end == 21 and r.get(16, 21).tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pyramid_levels_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    s = SampleStream("p", 1000.0, 2, recent_s=0.5, history_s=100.0, base=10, factor=4, levels=3)
+    ops = [("data", int(rng.integers(1, 700))) if rng.random() < 0.8 else ("gap", int(rng.integers(1, 3000)))
+           for _ in range(60)]
+    raw = _feed(s, rng, ops)
+    assert s.n_total == len(raw)
+    for lvl in s._levels:  # noqa: SLF001 - white-box check of every bucket
+        k = lvl.end
+        g = raw[: k * lvl.size].reshape(k, lvl.size, 2)
+        j0, b = lvl.get(0, k)
+        g = g[j0:]
+        np.testing.assert_array_equal(np.isnan(b.mn[:, 0]), np.all(np.isnan(g[:, :, 0]), axis=1))
+        ok = ~np.isnan(b.mn[:, 0])
+        gg = g[ok]
+        np.testing.assert_array_equal(b.mn[ok], np.nanmin(gg, axis=1))
+        np.testing.assert_array_equal(b.mx[ok], np.nanmax(gg, axis=1))
+        np.testing.assert_allclose(b.s[ok], np.nansum(gg.astype(np.float64), axis=1), rtol=1e-9)
+        np.testing.assert_array_equal(b.n, (~np.isnan(g[:, :, 0])).sum(axis=1))
+
+
+def test_gap_is_recorded_and_merged():
+    s = SampleStream("p", 100.0, 1, recent_s=10, history_s=100, base=10)
+    s.append(np.ones(50))
+    s.append_gap(30)
+    s.append_gap(20)
+    s.append(np.ones(10))
+    assert s.gaps == [(0.5, 1.0)]
+    s.extend_to(2.0)
+    assert s.gaps[-1] == (pytest.approx(1.1), pytest.approx(2.0)) and s.n_total == 200
+
+
+def test_huge_gap_is_cheap():
+    s = SampleStream("p", 100_000.0, 1, recent_s=1.0, history_s=3600.0)
+    s.append(np.ones(12345))
+    s.append_gap(100_000 * 3000)  # 50 minutes unplugged
+    s.append(np.full(5000, 2.0))
+    assert s.duration == pytest.approx((12345 + 5000) / 1e5 + 3000)
+    v = s.view(0, s.duration, 800)
+    assert v.decimated and np.nanmax(v.y) == 2.0 and np.nanmin(v.y) == 1.0
+
+
+def test_view_is_bounded_and_keeps_peaks():
+    s = SampleStream("p", 100_000.0, 1, recent_s=2.0, history_s=600.0)
+    x = np.zeros(100_000 * 20, np.float32)
+    x[1_234_567] = 5.0  # a single-sample spike must survive any decimation
+    for k in range(0, len(x), 1000):
+        s.append(x[k:k + 1000])
+    for t0, t1 in [(0, 20), (10, 15), (12.3, 12.4), (19, 20), (19.9, 19.901)]:
+        v = s.view(t0, t1, 1000)
+        assert len(v.x) <= 2 * 1000 + 4
+        if t0 <= 12.34567 < t1:
+            assert np.nanmax(v.y) == 5.0, (t0, t1)
+    raw = s.view(19.9, 19.901, 1000)
+    assert not raw.decimated
+
+
+def test_stats_exact_and_from_buckets():
+    rng = np.random.default_rng(3)
+    s = SampleStream("p", 1000.0, 1, recent_s=5, history_s=100, base=10)
+    x = rng.normal(2e-3, 1e-4, 30_000).astype(np.float32)
+    s.append(x)
+    st = s.stats(27.0, 29.5)  # in the recent ring: exact
+    ref = x[27_000:29_500].astype(np.float64)
+    assert st.exact and st.n == len(ref)
+    assert st.avg == pytest.approx(ref.mean(), rel=1e-9)
+    assert st.std == pytest.approx(ref.std(), rel=1e-6)
+    assert st.integral == pytest.approx(np.sum(ref) / 1000.0, rel=1e-9)
+    old = s.stats(3.0, 9.0)  # left the ring: bucket-aligned
+    ref = x[3000:9000].astype(np.float64)
+    assert not old.exact and old.avg == pytest.approx(ref.mean(), rel=1e-6)
+    assert old.min == pytest.approx(ref.min()) and old.max == pytest.approx(ref.max())
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(StreamError, match="rate_hz"):
+        SampleStream("x", 0.0)
+    s = SampleStream("acc", 52.0, 3)
+    with pytest.raises(StreamError, match=r"expected \(n, 3\)"):
+        s.append(np.zeros((4, 2)))
+
+
+def test_sinks_receive_data_and_gaps():
+    s = SampleStream("p", 10.0, 1)
+    got = []
+    s.add_sink(lambda i, b: got.append((i, len(b), bool(np.isnan(b).all()))))
+    s.append(np.ones(3))
+    s.append_gap(2)
+    assert got == [(0, 3, False), (3, 2, True)]
