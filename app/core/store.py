@@ -1,0 +1,466 @@
+"""The application database: one SQLite file (WAL) in the user data directory (Qt-free).
+
+What must survive a crash lives here: app sessions, users (profiles) and their datasets, recordings
+(the bulk samples are files beside the database, see :mod:`app.core.recording`), labels, power markers,
+measurements, training rounds and settings.  Every write is its own committed transaction
+(``synchronous=FULL``), so a label is on disk when :meth:`Store.add_label` returns.
+
+The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in order
+and a file from a *newer* app is refused with a clear message instead of being damaged.
+
+Thread-safety: one connection shared under a lock (``check_same_thread=False``), so reader/recorder
+threads may update recording rows while the GUI thread edits labels.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Store", "StoreError", "Recording", "LabelRow", "Marker", "Dataset", "User", "default_data_dir",
+           "SCHEMA_VERSION", "DEFAULT_CLASSES"]
+
+#: WISDM v1.1 activities (the paper's pretraining set); a new dataset starts with these.
+DEFAULT_CLASSES = ("Walking", "Jogging", "Upstairs", "Downstairs", "Sitting", "Standing")
+
+_SCHEMA_V1 = """
+CREATE TABLE sessions (id INTEGER PRIMARY KEY, started REAL NOT NULL, ended REAL, app_version TEXT,
+                       info TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL,
+                    dataset_id INTEGER);
+CREATE TABLE datasets (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+                       name TEXT NOT NULL, classes TEXT NOT NULL, created REAL NOT NULL,
+                       UNIQUE(user_id, name));
+CREATE TABLE recordings (id INTEGER PRIMARY KEY, dataset_id INTEGER REFERENCES datasets(id),
+                         session_id INTEGER REFERENCES sessions(id), kind TEXT NOT NULL,
+                         name TEXT NOT NULL, path TEXT NOT NULL, rate_hz REAL NOT NULL,
+                         channels INTEGER NOT NULL, n_samples INTEGER NOT NULL DEFAULT 0,
+                         t_offset REAL NOT NULL DEFAULT 0, started REAL NOT NULL, ended REAL,
+                         status TEXT NOT NULL DEFAULT 'recording', meta TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE labels (id INTEGER PRIMARY KEY, recording_id INTEGER NOT NULL REFERENCES recordings(id),
+                     start_s REAL NOT NULL, end_s REAL NOT NULL, label TEXT NOT NULL,
+                     deleted INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+CREATE INDEX labels_by_recording ON labels(recording_id, deleted);
+CREATE TABLE markers (id INTEGER PRIMARY KEY, session_id INTEGER REFERENCES sessions(id),
+                      recording_id INTEGER REFERENCES recordings(id), name TEXT NOT NULL,
+                      t_s REAL NOT NULL, created REAL NOT NULL);
+CREATE TABLE measurements (id INTEGER PRIMARY KEY, session_id INTEGER REFERENCES sessions(id),
+                           recording_id INTEGER REFERENCES recordings(id), kind TEXT NOT NULL,
+                           t0 REAL, t1 REAL, data TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE rounds (id INTEGER PRIMARY KEY, session_id INTEGER REFERENCES sessions(id),
+                     dataset_id INTEGER REFERENCES datasets(id), created REAL NOT NULL, ended REAL,
+                     status TEXT NOT NULL DEFAULT 'created', config TEXT NOT NULL DEFAULT '{}',
+                     result TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+#: ``MIGRATIONS[v]`` upgrades a database at version ``v`` to ``v + 1``.
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+SCHEMA_VERSION = max(MIGRATIONS) + 1
+
+
+class StoreError(RuntimeError):
+    """Database problem the user can act on (newer schema, unwritable directory, unknown id)."""
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (``platformdirs``), e.g. ``~/.local/share/odlstudio``."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("odlstudio", "odlstudio"))
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    dataset_id: int | None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    user_id: int
+    name: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: int
+    dataset_id: int | None
+    kind: str  # 'accel' | 'power'
+    name: str
+    path: str  # relative to the data directory
+    rate_hz: float
+    channels: int
+    n_samples: int
+    t_offset: float  # where the recording starts on its live stream's timeline (s)
+    started: float
+    ended: float | None
+    status: str  # 'recording' | 'complete' | 'recovered' | 'imported'
+    meta: dict
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples / self.rate_hz
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    id: int
+    recording_id: int
+    start_s: float
+    end_s: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Marker:
+    id: int
+    recording_id: int | None
+    name: str
+    t_s: float
+
+
+class Store:
+    """The SQLite database at ``data_dir / 'odlstudio.sqlite'``; see the module documentation."""
+
+    FILENAME = "odlstudio.sqlite"
+
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from exc
+        self.path = self.data_dir / self.FILENAME
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self.session_id = self._insert("INSERT INTO sessions(started, app_version) VALUES (?, ?)",
+                                       (time.time(), _app_version()))
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version}, newer than this app's "
+                                 f"{SCHEMA_VERSION}: update ODL Studio or use another --data-dir")
+            while version < SCHEMA_VERSION:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in _statements(MIGRATIONS[version]):
+                        self._db.execute(stmt)
+                    self._db.execute(f"PRAGMA user_version={version + 1}")
+                    self._db.execute("COMMIT")
+                except Exception:
+                    self._db.execute("ROLLBACK")
+                    raise
+                version += 1
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def journal_mode(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _insert(self, sql: str, args: tuple) -> int:
+        with self._lock:
+            return int(self._db.execute(sql, args).lastrowid)
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def transaction(self) -> "_Txn":
+        """``with store.transaction(): ...`` groups several writes into one atomic commit."""
+        return _Txn(self)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("UPDATE sessions SET ended=? WHERE id=?", (time.time(), self.session_id))
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                self._db.close()
+
+    def resolve(self, rel_path: str) -> Path:
+        """Absolute path of a file stored relative to the data directory."""
+        return self.data_dir / rel_path
+
+    # --- settings -------------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        rows = self._rows("SELECT value FROM settings WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self._exec("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                   (key, json.dumps(value)))
+
+    # --- users and datasets ----------------------------------------------------------------------
+    def ensure_user(self, name: str, classes: tuple[str, ...] = DEFAULT_CLASSES) -> User:
+        """The user called ``name`` (created with a default dataset if new)."""
+        name = name.strip()
+        if not name:
+            raise StoreError("user name must not be empty")
+        rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
+        if not rows:
+            with self.transaction():
+                uid = self._insert("INSERT INTO users(name, created) VALUES (?, ?)", (name, time.time()))
+                did = self._insert("INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
+                                   (uid, "default", json.dumps(list(classes)), time.time()))
+                self._exec("UPDATE users SET dataset_id=? WHERE id=?", (did, uid))
+            rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
+        r = rows[0]
+        return User(r["id"], r["name"], r["dataset_id"])
+
+    def users(self) -> list[User]:
+        return [User(r["id"], r["name"], r["dataset_id"]) for r in self._rows("SELECT * FROM users ORDER BY name")]
+
+    def user(self, user_id: int) -> User:
+        rows = self._rows("SELECT * FROM users WHERE id=?", (user_id,))
+        if not rows:
+            raise StoreError(f"no user with id {user_id}")
+        return User(rows[0]["id"], rows[0]["name"], rows[0]["dataset_id"])
+
+    def create_dataset(self, user_id: int, name: str, classes: tuple[str, ...]) -> Dataset:
+        if not classes or len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
+            raise StoreError(f"dataset {name!r}: classes must be non-empty and unique, got {list(classes)}")
+        try:
+            did = self._insert("INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
+                               (user_id, name, json.dumps(list(classes)), time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"user {user_id} already has a dataset called {name!r}") from exc
+        return self.dataset(did)
+
+    def select_dataset(self, user_id: int, dataset_id: int) -> None:
+        ds = self.dataset(dataset_id)
+        if ds.user_id != user_id:
+            raise StoreError(f"dataset {dataset_id} belongs to user {ds.user_id}, not {user_id}")
+        self._exec("UPDATE users SET dataset_id=? WHERE id=?", (dataset_id, user_id))
+
+    def dataset(self, dataset_id: int) -> Dataset:
+        rows = self._rows("SELECT * FROM datasets WHERE id=?", (dataset_id,))
+        if not rows:
+            raise StoreError(f"no dataset with id {dataset_id}")
+        r = rows[0]
+        return Dataset(r["id"], r["user_id"], r["name"], tuple(json.loads(r["classes"])))
+
+    def datasets(self, user_id: int) -> list[Dataset]:
+        return [self.dataset(r["id"]) for r in self._rows("SELECT id FROM datasets WHERE user_id=? ORDER BY id",
+                                                          (user_id,))]
+
+    def set_classes(self, dataset_id: int, classes: tuple[str, ...]) -> None:
+        if not classes or len(set(classes)) != len(classes):
+            raise StoreError(f"classes must be non-empty and unique, got {list(classes)}")
+        self._exec("UPDATE datasets SET classes=? WHERE id=?", (json.dumps(list(classes)), dataset_id))
+
+    # --- recordings ------------------------------------------------------------------------------
+    def add_recording(self, kind: str, name: str, path: str, rate_hz: float, channels: int, *,
+                      dataset_id: int | None = None, t_offset: float = 0.0, status: str = "recording",
+                      meta: dict | None = None, n_samples: int = 0) -> Recording:
+        if kind not in ("accel", "power"):
+            raise StoreError(f"recording kind must be 'accel' or 'power', got {kind!r}")
+        rid = self._insert(
+            "INSERT INTO recordings(dataset_id, session_id, kind, name, path, rate_hz, channels, n_samples, "
+            "t_offset, started, status, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (dataset_id, self.session_id, kind, name, path, float(rate_hz), int(channels), int(n_samples),
+             float(t_offset), time.time(), status, json.dumps(meta or {})))
+        return self.recording(rid)
+
+    def update_recording(self, recording_id: int, *, n_samples: int | None = None, status: str | None = None,
+                         name: str | None = None, meta: dict | None = None) -> None:
+        sets, args = [], []
+        for col, val in (("n_samples", n_samples), ("status", status), ("name", name)):
+            if val is not None:
+                sets.append(f"{col}=?")
+                args.append(val)
+        if meta is not None:
+            sets.append("meta=?")
+            args.append(json.dumps(meta))
+        if status in ("complete", "recovered"):
+            sets.append("ended=?")
+            args.append(time.time())
+        if sets:
+            self._exec(f"UPDATE recordings SET {', '.join(sets)} WHERE id=?", (*args, recording_id))
+
+    def recording(self, recording_id: int) -> Recording:
+        rows = self._rows("SELECT * FROM recordings WHERE id=?", (recording_id,))
+        if not rows:
+            raise StoreError(f"no recording with id {recording_id}")
+        return _recording(rows[0])
+
+    def recordings(self, kind: str | None = None, dataset_id: int | None = None) -> list[Recording]:
+        sql, args = "SELECT * FROM recordings WHERE 1=1", []
+        if kind:
+            sql += " AND kind=?"
+            args.append(kind)
+        if dataset_id is not None:
+            sql += " AND dataset_id=?"
+            args.append(dataset_id)
+        return [_recording(r) for r in self._rows(sql + " ORDER BY id", tuple(args))]
+
+    def unfinished_recordings(self) -> list[Recording]:
+        """Recordings of earlier sessions still marked 'recording' (the app crashed): to be recovered."""
+        return [_recording(r) for r in self._rows(
+            "SELECT * FROM recordings WHERE status='recording' AND session_id<>?", (self.session_id,))]
+
+    def delete_recording(self, recording_id: int) -> None:
+        with self.transaction():
+            self._exec("DELETE FROM labels WHERE recording_id=?", (recording_id,))
+            self._exec("DELETE FROM markers WHERE recording_id=?", (recording_id,))
+            self._exec("DELETE FROM recordings WHERE id=?", (recording_id,))
+
+    # --- labels ----------------------------------------------------------------------------------
+    def add_label(self, recording_id: int, start_s: float, end_s: float, label: str,
+                  label_id: int | None = None) -> int:
+        """Insert (or, with ``label_id``, restore) a label; committed on return."""
+        start_s, end_s = _interval(start_s, end_s)
+        if label_id is not None:
+            cur = self._exec("UPDATE labels SET start_s=?, end_s=?, label=?, deleted=0, updated=? WHERE id=?",
+                             (start_s, end_s, label, time.time(), label_id))
+            if cur.rowcount:
+                return label_id
+            return self._insert("INSERT INTO labels(id, recording_id, start_s, end_s, label, updated) "
+                                "VALUES (?,?,?,?,?,?)", (label_id, recording_id, start_s, end_s, label, time.time()))
+        return self._insert("INSERT INTO labels(recording_id, start_s, end_s, label, updated) VALUES (?,?,?,?,?)",
+                            (recording_id, start_s, end_s, label, time.time()))
+
+    def update_label(self, label_id: int, start_s: float, end_s: float, label: str) -> None:
+        start_s, end_s = _interval(start_s, end_s)
+        cur = self._exec("UPDATE labels SET start_s=?, end_s=?, label=?, updated=? WHERE id=?",
+                         (start_s, end_s, label, time.time(), label_id))
+        if not cur.rowcount:
+            raise StoreError(f"no label with id {label_id}")
+
+    def delete_label(self, label_id: int) -> None:
+        """Soft delete (kept for undo)."""
+        self._exec("UPDATE labels SET deleted=1, updated=? WHERE id=?", (time.time(), label_id))
+
+    def labels(self, recording_id: int) -> list[LabelRow]:
+        return [LabelRow(r["id"], r["recording_id"], r["start_s"], r["end_s"], r["label"]) for r in self._rows(
+            "SELECT * FROM labels WHERE recording_id=? AND deleted=0 ORDER BY start_s, id", (recording_id,))]
+
+    # --- markers ---------------------------------------------------------------------------------
+    def add_marker(self, name: str, t_s: float, recording_id: int | None = None) -> Marker:
+        mid = self._insert("INSERT INTO markers(session_id, recording_id, name, t_s, created) VALUES (?,?,?,?,?)",
+                           (self.session_id, recording_id, name, float(t_s), time.time()))
+        return Marker(mid, recording_id, name, float(t_s))
+
+    def update_marker(self, marker_id: int, *, name: str | None = None, t_s: float | None = None) -> None:
+        if name is not None:
+            self._exec("UPDATE markers SET name=? WHERE id=?", (name, marker_id))
+        if t_s is not None:
+            self._exec("UPDATE markers SET t_s=? WHERE id=?", (float(t_s), marker_id))
+
+    def delete_marker(self, marker_id: int) -> None:
+        self._exec("DELETE FROM markers WHERE id=?", (marker_id,))
+
+    def markers(self, recording_id: int | None = None, session_id: int | None = None) -> list[Marker]:
+        if recording_id is not None:
+            rows = self._rows("SELECT * FROM markers WHERE recording_id=? ORDER BY t_s", (recording_id,))
+        else:
+            rows = self._rows("SELECT * FROM markers WHERE session_id=? AND recording_id IS NULL ORDER BY t_s",
+                              (self.session_id if session_id is None else session_id,))
+        return [Marker(r["id"], r["recording_id"], r["name"], r["t_s"]) for r in rows]
+
+    # --- measurements and rounds -----------------------------------------------------------------
+    def add_measurement(self, kind: str, data: dict, t0: float | None = None, t1: float | None = None,
+                        recording_id: int | None = None) -> int:
+        return self._insert("INSERT INTO measurements(session_id, recording_id, kind, t0, t1, data, created) "
+                            "VALUES (?,?,?,?,?,?,?)", (self.session_id, recording_id, kind, t0, t1,
+                                                       json.dumps(data), time.time()))
+
+    def measurements(self, kind: str | None = None) -> list[dict]:
+        rows = self._rows("SELECT * FROM measurements" + (" WHERE kind=?" if kind else "") + " ORDER BY id",
+                          (kind,) if kind else ())
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def add_round(self, config: dict, dataset_id: int | None = None) -> int:
+        """A training round (the Training panel owns its content: ``config`` and ``result`` are JSON)."""
+        return self._insert("INSERT INTO rounds(session_id, dataset_id, created, config) VALUES (?,?,?,?)",
+                            (self.session_id, dataset_id, time.time(), json.dumps(config)))
+
+    def update_round(self, round_id: int, *, status: str | None = None, result: dict | None = None) -> None:
+        if status is not None:
+            self._exec("UPDATE rounds SET status=?, ended=CASE WHEN ? IN ('done','failed','cancelled') "
+                       "THEN ? ELSE ended END WHERE id=?", (status, status, time.time(), round_id))
+        if result is not None:
+            self._exec("UPDATE rounds SET result=? WHERE id=?", (json.dumps(result), round_id))
+
+    def rounds(self, dataset_id: int | None = None) -> list[dict]:
+        rows = self._rows("SELECT * FROM rounds" + (" WHERE dataset_id=?" if dataset_id is not None else "")
+                          + " ORDER BY id", (dataset_id,) if dataset_id is not None else ())
+        return [{**dict(r), "config": json.loads(r["config"]), "result": json.loads(r["result"])} for r in rows]
+
+
+class _Txn:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> Store:
+        self.store._lock.acquire()  # noqa: SLF001
+        self.store._db.execute("SAVEPOINT txn")  # noqa: SLF001 - nests inside an outer transaction
+        return self.store
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.store._db.execute("RELEASE txn")  # noqa: SLF001
+            else:
+                self.store._db.execute("ROLLBACK TO txn")  # noqa: SLF001
+                self.store._db.execute("RELEASE txn")  # noqa: SLF001
+        finally:
+            self.store._lock.release()  # noqa: SLF001
+
+
+def _statements(script: str) -> Iterator[str]:
+    for stmt in script.split(";"):
+        if stmt.strip():
+            yield stmt
+
+
+def _interval(a: float, b: float) -> tuple[float, float]:
+    a, b = float(a), float(b)
+    if not (a == a and b == b):
+        raise StoreError(f"label bounds must be numbers, got {a}, {b}")
+    if b < a:
+        a, b = b, a
+    if b - a <= 0:
+        raise StoreError(f"label [{a}, {b}] s is empty")
+    return a, b
+
+
+def _recording(r: sqlite3.Row) -> Recording:
+    return Recording(r["id"], r["dataset_id"], r["kind"], r["name"], r["path"], r["rate_hz"], r["channels"],
+                     r["n_samples"], r["t_offset"], r["started"], r["ended"], r["status"], json.loads(r["meta"]))
+
+
+def _app_version() -> str:
+    try:
+        from app import __version__
+
+        return __version__
+    except Exception:  # pragma: no cover
+        return "?"
