@@ -1,0 +1,878 @@
+"""Models in and out: build the paper's 1D-CNN, import Keras ``.keras``/``.h5`` files (ours and ST's
+IGN/GMP) into the shared :class:`estimator.arch.Arch` + weights form, and export personalized weights
+(``.keras``, ``.h5``, TFLite float32/int8, a C header for firmware, ``.npz``).
+
+TensorFlow/Keras are imported lazily inside the functions that need them: importing this module does
+not import TensorFlow.  Every problem with a model file is raised as :class:`ModelError` whose
+message names the file and the problem (never a bare traceback).
+
+Metadata that Keras files do not carry (class names, preprocessing, sample rate) is read from, in
+order: a JSON sidecar ``<file stem>.json`` beside the model (what we write), ST's
+``<stem>_config.yaml`` (model zoo), then ST's folder naming (``WISDM``/``mobility_v1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from estimator.arch import Arch, ArchError, Layer, paper_cnn
+
+Weights = dict[str, list[np.ndarray]]
+
+#: ST model zoo class orders (softmax index order), see shared/reference/st-modelzoo-har.md §1.7.
+ST_WISDM_CLASSES = ("Jogging", "Stationary", "Stairs", "Walking")
+ST_MOBILITY_CLASSES = ("Stationary", "Walking", "Jogging", "Biking")
+
+SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5", ".npz")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+class ModelError(ValueError):
+    """A model file or model that cannot be used; the message names the file/layer and the problem."""
+
+
+@dataclass
+class LoadedModel:
+    """An imported model in the engine's form.
+
+    * ``arch``: :class:`~estimator.arch.Arch` (fused activations split into separate layers, Dropout
+      kept as kind ``'dropout'``); ``arch.classes``/``arch.preprocessing`` match the fields below.
+    * ``weights``: layer name -> list of arrays in Keras layout (see ``estimator/arch.py``).
+    * ``classes``: class names in softmax order.
+    * ``preprocessing``: ``'none'`` or ``'gravity_rot_sup'`` (ST's gravity rotation + suppression, to
+      apply per window before feeding the model; see :mod:`app.core.preprocess`).
+    * ``source``: the file it came from (or a description).
+    * ``meta``: anything else known (``rate_hz``, training data, accuracy, keras version ...).
+    """
+
+    arch: Arch
+    weights: Weights
+    classes: tuple[str, ...]
+    preprocessing: str = "none"
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.arch.input_size
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.arch.input_shape)
+
+    def with_weights(self, weights: Mapping[str, Sequence[np.ndarray]], source: str | None = None) -> "LoadedModel":
+        """The same model with other (e.g. personalized) weights, checked against the architecture."""
+        w = check_weights(self.arch, weights)
+        return replace(self, weights=w, source=self.source if source is None else source, meta=dict(self.meta))
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        """Raw ``(N, T, 3)`` m/s² windows -> model input: preprocessing, then reshape to the input shape."""
+        return prepare_input(self, windows)
+
+
+# ================================================================================================
+# TensorFlow access (lazy)
+# ================================================================================================
+
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - environment problem
+        raise ModelError(f"TensorFlow/Keras is not installed ({exc})") from exc
+    return keras
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf
+
+
+# ================================================================================================
+# Arch <-> Keras
+# ================================================================================================
+
+
+def check_weights(arch: Arch, weights: Mapping[str, Sequence[np.ndarray]]) -> Weights:
+    """Float32 copies of ``weights`` after checking every layer's arrays against ``arch``."""
+    expected = arch.param_shapes()
+    out: Weights = {}
+    for name, shapes in expected.items():
+        if name not in weights:
+            raise ModelError(f"weights for layer {name!r} are missing (have: {', '.join(weights) or 'none'})")
+        arrays = list(weights[name])
+        got = [tuple(np.shape(a)) for a in arrays]
+        if got != [tuple(s) for s in shapes]:
+            raise ModelError(f"layer {name!r}: weight shapes {got} do not match the architecture {shapes}")
+        out[name] = [np.array(a, dtype=np.float32) for a in arrays]
+    extra = set(weights) - set(expected)
+    if extra:
+        raise ModelError(f"weights given for unknown or parameter-free layers: {sorted(extra)}")
+    return out
+
+
+def _keras_layer(layer: Layer):
+    keras = _keras()
+    L = keras.layers
+    k, n = layer.kind, layer.name
+    if k == "conv1d":
+        return L.Conv1D(layer.filters, layer.kernel, use_bias=layer.use_bias, name=n)
+    if k == "conv2d":
+        return L.Conv2D(layer.filters, (layer.kernel, 1), use_bias=layer.use_bias, name=n)
+    if k == "dense":
+        return L.Dense(layer.units, use_bias=layer.use_bias, name=n)
+    if k in ("relu", "softmax"):
+        return L.Activation(k, name=n)
+    stride = layer.stride or layer.pool
+    if k == "avgpool1d":
+        return L.AveragePooling1D(layer.pool, strides=stride, name=n)
+    if k == "maxpool1d":
+        return L.MaxPooling1D(layer.pool, strides=stride, name=n)
+    if k == "avgpool2d":
+        return L.AveragePooling2D((layer.pool, 1), strides=(stride, 1), name=n)
+    if k == "maxpool2d":
+        return L.MaxPooling2D((layer.pool, 1), strides=(stride, 1), name=n)
+    if k == "gap1d":
+        return L.GlobalAveragePooling1D(name=n)
+    if k == "gmp1d":
+        return L.GlobalMaxPooling1D(name=n)
+    if k == "gap2d":
+        return L.GlobalAveragePooling2D(name=n)
+    if k == "gmp2d":
+        return L.GlobalMaxPooling2D(name=n)
+    if k == "flatten":
+        return L.Flatten(name=n)
+    if k == "batchnorm":
+        return L.BatchNormalization(epsilon=layer.epsilon, name=n)
+    if k == "dropout":
+        return L.Dropout(layer.rate, name=n)
+    raise ModelError(f"layer {n!r}: kind {k!r} has no Keras equivalent")  # pragma: no cover
+
+
+def _safe_model_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "model"
+
+
+def arch_to_keras(arch: Arch, weights: Mapping[str, Sequence[np.ndarray]] | None = None, seed: int | None = None):
+    """A ``keras.Model`` (functional) with one Keras layer per Arch layer, same names; ``weights`` are
+    loaded when given (checked shapes), otherwise Keras' initialisers are used (seeded with ``seed``)."""
+    keras = _keras()
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    inputs = keras.Input(shape=tuple(arch.input_shape), name="input")
+    x = inputs
+    made = []
+    for layer in arch.layers:
+        kl = _keras_layer(layer)
+        x = kl(x)
+        made.append((layer, kl))
+    model = keras.Model(inputs, x, name=_safe_model_name(arch.name))
+    if weights is not None:
+        w = check_weights(arch, weights)
+        for layer, kl in made:
+            if layer.name in w:
+                kl.set_weights(w[layer.name])
+    return model
+
+
+def build_paper_keras(T: int, n_classes: int, classes: Sequence[str] = (), seed: int | None = None):
+    """The paper's 1D-CNN for input ``(T, 3)`` as a Keras model (random init): Conv1D 32 k3 + ReLU ->
+    AvgPool 2 -> Conv1D 64 k3 + ReLU -> AvgPool 2 -> GAP -> Dense 50 ReLU -> Dense C softmax."""
+    if int(T) < 10:
+        raise ModelError(f"input size T must be >= 10 for the paper CNN (two k3 convs and two pools), got {T}")
+    if int(n_classes) < 2:
+        raise ModelError(f"n_classes must be >= 2, got {n_classes}")
+    arch = paper_cnn(int(T), int(n_classes), tuple(classes))
+    return arch_to_keras(arch, None, seed=seed)
+
+
+_ACTIVATIONS = {"relu": "relu", "softmax": "softmax", "linear": None}
+SUPPORTED_KERAS_LAYERS = (
+    "Conv1D", "Conv2D (k,1)", "Dense", "Activation(relu|softmax|linear)", "ReLU", "Softmax",
+    "AveragePooling1D/2D", "MaxPooling1D/2D", "GlobalAveragePooling1D/2D", "GlobalMaxPooling1D/2D",
+    "Flatten", "BatchNormalization", "Dropout",
+)  # fmt: skip
+
+
+def _tuple(v: Any) -> tuple:
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,)
+
+
+def keras_to_arch(
+    model, classes: Sequence[str] = (), preprocessing: str = "none", source: str = "model"
+) -> tuple[Arch, Weights]:
+    """Describe a sequential Keras model as an :class:`Arch` + weights.  A layer the engine cannot run
+    or train raises :class:`ModelError` naming the layer, its type and what is unsupported."""
+    where = f"{source}: " if source else ""
+
+    def unsupported(kl, why: str) -> ModelError:
+        return ModelError(
+            f"{where}layer {kl.name!r} ({type(kl).__name__}) cannot be trained by the on-device engine: {why} "
+            f"(supported: {', '.join(SUPPORTED_KERAS_LAYERS)})"
+        )
+
+    in_shape = model.inputs[0].shape if getattr(model, "inputs", None) else model.input_shape
+    in_shape = tuple(int(d) for d in tuple(in_shape)[1:] if d is not None)
+    if len(in_shape) != len(tuple(model.inputs[0].shape)) - 1:
+        raise ModelError(f"{where}input shape {tuple(model.inputs[0].shape)} must be fully defined")
+    layers: list[Layer] = []
+    weights: Weights = {}
+    used: set[str] = set()
+
+    def add(layer: Layer) -> None:
+        layers.append(layer)
+        used.add(layer.name)
+
+    def fresh(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def activation(kl, act_name: str) -> None:
+        act = _ACTIVATIONS.get(act_name, "?")
+        if act == "?":
+            raise unsupported(kl, f"activation {act_name!r}")
+        if act:
+            add(Layer(act, fresh(f"{kl.name}_{act}")))
+
+    for kl in model.layers:
+        cls = type(kl).__name__
+        cfg = kl.get_config()
+        inbound = getattr(kl, "_inbound_nodes", [])
+        if cls == "InputLayer":
+            continue
+        if inbound and len(getattr(inbound[0], "input_tensors", [None])) > 1:
+            raise unsupported(kl, "more than one input (only sequential chains are supported)")
+        w = [np.asarray(a, dtype=np.float32) for a in kl.get_weights()]
+        if cls in ("Conv1D", "Conv2D"):
+            k = _tuple(cfg["kernel_size"])
+            if cfg.get("padding") != "valid":
+                raise unsupported(kl, f"padding {cfg.get('padding')!r} (only 'valid')")
+            if any(s != 1 for s in _tuple(cfg.get("strides", 1))) or any(d != 1 for d in _tuple(cfg.get("dilation_rate", 1))):
+                raise unsupported(kl, "strides/dilation other than 1")
+            if cfg.get("groups", 1) != 1 or cfg.get("data_format", "channels_last") != "channels_last":
+                raise unsupported(kl, "grouped or channels_first convolution")
+            if cls == "Conv2D" and (len(k) != 2 or k[1] != 1):
+                raise unsupported(kl, f"kernel {k} (only (k, 1) kernels along time)")
+            kind = "conv1d" if cls == "Conv1D" else "conv2d"
+            add(Layer(kind, fresh(kl.name), filters=int(cfg["filters"]), kernel=int(k[0]), use_bias=bool(cfg.get("use_bias", True))))
+            weights[layers[-1].name] = w
+            activation(kl, cfg.get("activation", "linear"))
+        elif cls == "Dense":
+            add(Layer("dense", fresh(kl.name), units=int(cfg["units"]), use_bias=bool(cfg.get("use_bias", True))))
+            weights[layers[-1].name] = w
+            activation(kl, cfg.get("activation", "linear"))
+        elif cls == "Activation":
+            act = _ACTIVATIONS.get(cfg.get("activation"), "?")
+            if act == "?":
+                raise unsupported(kl, f"activation {cfg.get('activation')!r}")
+            if act:
+                add(Layer(act, fresh(kl.name)))
+        elif cls == "ReLU":
+            if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
+                raise unsupported(kl, "ReLU with max_value/negative_slope/threshold")
+            add(Layer("relu", fresh(kl.name)))
+        elif cls == "Softmax":
+            add(Layer("softmax", fresh(kl.name)))
+        elif cls in ("AveragePooling1D", "MaxPooling1D", "AveragePooling2D", "MaxPooling2D"):
+            pool, strides = _tuple(cfg["pool_size"]), _tuple(cfg.get("strides") or cfg["pool_size"])
+            if cfg.get("padding", "valid") != "valid":
+                raise unsupported(kl, f"padding {cfg.get('padding')!r} (only 'valid')")
+            two_d = cls.endswith("2D")
+            if two_d and (len(pool) != 2 or pool[1] != 1 or strides[1] != 1):
+                raise unsupported(kl, f"pool {pool} / strides {strides} (only (p, 1) along time)")
+            kind = ("avgpool" if cls.startswith("Average") else "maxpool") + ("2d" if two_d else "1d")
+            stride = int(strides[0]) if int(strides[0]) != int(pool[0]) else 0
+            add(Layer(kind, fresh(kl.name), pool=int(pool[0]), stride=stride))
+        elif cls in ("GlobalAveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            if cfg.get("keepdims"):
+                raise unsupported(kl, "keepdims=True")
+            kind = ("gap" if "Average" in cls else "gmp") + ("2d" if cls.endswith("2D") else "1d")
+            add(Layer(kind, fresh(kl.name)))
+        elif cls == "Flatten":
+            add(Layer("flatten", fresh(kl.name)))
+        elif cls == "Dropout":
+            add(Layer("dropout", fresh(kl.name), rate=float(cfg.get("rate", 0.0))))
+        elif cls == "BatchNormalization":
+            axis = _tuple(cfg.get("axis", -1))
+            rank = len(in_shape) + 1
+            if len(axis) != 1 or axis[0] not in (-1, rank - 1):
+                raise unsupported(kl, f"axis {cfg.get('axis')} (only the channel axis)")
+            names = [v.name.split("/")[-1] for v in kl.weights]
+            by = dict(zip(names, w))
+            c = int(by["moving_mean"].shape[0])
+            gamma = by.get("gamma", np.ones(c, np.float32))
+            beta = by.get("beta", np.zeros(c, np.float32))
+            add(Layer("batchnorm", fresh(kl.name), epsilon=float(cfg.get("epsilon", 1e-3))))
+            weights[layers[-1].name] = [gamma, beta, by["moving_mean"], by["moving_variance"]]
+        else:
+            raise unsupported(kl, "layer type not supported")
+    name = _safe_model_name(getattr(model, "name", "model"))
+    try:
+        arch = Arch(in_shape, tuple(layers), tuple(classes), name=name, preprocessing=preprocessing)
+    except ArchError as exc:
+        raise ModelError(f"{where}{exc}") from exc
+    if classes and arch.n_classes != len(classes):
+        raise ModelError(f"{where}the model has {arch.n_classes} outputs but {len(classes)} class names were given")
+    return arch, check_weights(arch, weights)
+
+
+# ================================================================================================
+# Loading
+# ================================================================================================
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``model.keras`` -> ``model.json`` (our metadata beside a model file)."""
+    return Path(path).with_suffix(".json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{side}: metadata sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{side}: metadata sidecar must be a JSON object")
+    return meta
+
+
+def _read_st_config(path: Path) -> dict:
+    """Class names and preprocessing from ST's ``<stem>_config.yaml`` (both v1 and v2 layouts), with a
+    tiny line-based reader (no YAML dependency)."""
+    cfg = path.with_name(f"{path.stem}_config.yaml")
+    if not cfg.is_file():
+        return {}
+    text = cfg.read_text(encoding="utf-8", errors="replace")
+    out: dict = {"config": str(cfg)}
+    m = re.search(r"^\s*class_names:\s*\[([^\]]*)\]", text, re.MULTILINE)
+    if m:
+        out["classes"] = [c.strip().strip("'\"") for c in m.group(1).split(",") if c.strip()]
+    else:
+        m = re.search(r"^(\s*)class_names:\s*\n((?:\1\s*-\s*.+\n?)+)", text, re.MULTILINE)
+        if m:
+            out["classes"] = [ln.split("-", 1)[1].strip().strip("'\"") for ln in m.group(2).splitlines() if ln.strip()]
+    m = re.search(r"^\s*gravity_rot_sup:\s*(\w+)", text, re.MULTILINE) or re.search(
+        r"^\s*preprocessing:\s*(true|false)\s*$", text, re.MULTILINE | re.IGNORECASE
+    )
+    if m:
+        out["preprocessing"] = "gravity_rot_sup" if m.group(1).lower() == "true" else "none"
+    m = re.search(r"^\s*name:\s*(\w+)", text[text.find("dataset:") :] if "dataset:" in text else "", re.MULTILINE)
+    if m:
+        out["dataset"] = m.group(1)
+    return out
+
+
+def _st_defaults(path: Path) -> dict:
+    s = str(path).lower()
+    if not re.search(r"(ign|gmp)_wl_\d+", s):
+        return {}
+    out: dict = {"preprocessing": "gravity_rot_sup"}
+    if "wisdm" in s:
+        out.update(classes=list(ST_WISDM_CLASSES), dataset="wisdm")
+    elif "mobility" in s:
+        out.update(classes=list(ST_MOBILITY_CLASSES), dataset="mobility_v1")
+    return out
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    return (msg[:300] + "...") if len(msg) > 300 else msg
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ModelError(f"{path}: file not found")
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, expected a {'/'.join(SUPPORTED_SUFFIXES)} file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ModelError(f"{path}: unsupported model format {suffix or '(no extension)'!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelError(f"{path}: file is empty")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if suffix == ".keras":
+        if head[:4] != b"PK\x03\x04":
+            raise ModelError(f"{path}: not a Keras 3 .keras archive (no zip header)")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelError(f"{path}: corrupt or truncated .keras archive ({_short(exc)})") from exc
+        if bad is not None:
+            raise ModelError(f"{path}: corrupt .keras archive (member {bad!r} fails its CRC check)")
+        if "config.json" not in names:
+            raise ModelError(f"{path}: .keras archive has no config.json (not a Keras 3 model)")
+    elif suffix in (".h5", ".hdf5"):
+        if head != _HDF5_MAGIC:
+            raise ModelError(f"{path}: not an HDF5 file (bad signature)")
+    elif suffix == ".npz" and head[:4] != b"PK\x03\x04":
+        raise ModelError(f"{path}: not an .npz archive (no zip header)")
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Import a ``.keras`` / ``.h5`` (Keras 3, ``safe_mode=True``, ``compile=False``) or our ``.npz``.
+
+    Class names and preprocessing come from the sidecar JSON, ST's ``*_config.yaml`` or ST's folder
+    naming (see the module doc).  Corrupt, truncated or wrong files raise :class:`ModelError`; so does
+    a layer the engine cannot train (the message names it).
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path)
+    keras = _keras()
+    try:
+        import warnings  # noqa: PLC0415
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kmodel = keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras/h5py raise many types; all mean "cannot load"
+        raise ModelError(f"{path}: cannot be loaded by Keras {keras.__version__}: {_short(exc)}") from exc
+    meta: dict = {"format": path.suffix.lower().lstrip("."), "keras_version": keras.__version__}
+    st = {**_st_defaults(path), **_read_st_config(path)}
+    side = _read_sidecar(path)
+    info = {**st, **side}
+    if st:
+        meta["origin"] = "st_modelzoo"
+        meta["license"] = "SLA0044 (STMicroelectronics): use only with ST devices; not redistributable under OSS terms"
+    meta.update({k: v for k, v in info.items() if k not in ("classes", "preprocessing")})
+    if "rate_hz" not in meta and st.get("dataset"):
+        meta["rate_hz"] = 20.0 if st["dataset"].lower() == "wisdm" else 26.0
+    preprocessing = str(info.get("preprocessing", "none"))
+    if preprocessing not in ("none", "gravity_rot_sup"):
+        raise ModelError(f"{path}: unknown preprocessing {preprocessing!r} in its metadata")
+    classes = tuple(str(c) for c in info.get("classes", ()))
+    arch, weights = keras_to_arch(kmodel, (), preprocessing, source=str(path))
+    n = arch.n_classes
+    if classes and len(classes) != n:
+        raise ModelError(f"{path}: the model has {n} outputs but its metadata lists {len(classes)} classes {list(classes)}")
+    if not classes:
+        classes = tuple(f"class_{i}" for i in range(n))
+        meta["classes_unknown"] = True
+    arch = Arch(arch.input_shape, arch.layers, classes, arch.name, preprocessing, meta={"source": str(path)})
+    return LoadedModel(arch, weights, classes, preprocessing, str(path), meta)
+
+
+def from_keras(kmodel, classes: Sequence[str], preprocessing: str = "none", source: str = "", meta: dict | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` from an in-memory Keras model (e.g. just pretrained)."""
+    arch, weights = keras_to_arch(kmodel, tuple(classes), preprocessing, source=source)
+    return LoadedModel(arch, weights, tuple(classes), preprocessing, source or arch.name, dict(meta or {}))
+
+
+def prepare_input(model: LoadedModel, windows: np.ndarray) -> np.ndarray:
+    """Raw ``(N, T, 3)`` windows in m/s² -> float32 model input (the model's preprocessing applied per
+    window, then reshaped to the model's input shape, e.g. ``(N, T, 3, 1)`` for ST models)."""
+    from app.core.preprocess import apply_preprocessing  # noqa: PLC0415
+
+    x = np.asarray(windows, dtype=np.float32)
+    shape = model.input_shape
+    if x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
+        if x.ndim == 4:
+            x = x[..., 0]
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise ModelError(f"windows must have shape (N, T, 3), got {x.shape}")
+    if x.shape[1] != model.input_size:
+        raise ModelError(f"windows have T={x.shape[1]} samples but {model.source} takes T={model.input_size}")
+    x = apply_preprocessing(x, model.preprocessing)
+    return x.reshape((x.shape[0], *shape)).astype(np.float32)
+
+
+def keras_predict(model: LoadedModel, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Softmax outputs of the Keras rebuild of ``model`` for inputs already shaped like the model input."""
+    km = arch_to_keras(model.arch, model.weights)
+    x = np.asarray(x, np.float32)
+    outs = [np.asarray(km(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, model.arch.n_classes), np.float32)
+
+
+# ================================================================================================
+# Exports
+# ================================================================================================
+
+
+def _loaded(model: LoadedModel | tuple) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, tuple) and len(model) == 2:
+        arch, weights = model
+        return LoadedModel(arch, check_weights(arch, weights), tuple(arch.classes), arch.preprocessing, arch.name)
+    raise ModelError(f"expected a LoadedModel or (arch, weights), got {type(model).__name__}")
+
+
+def sidecar_dict(model: LoadedModel, extra: Mapping[str, Any] | None = None) -> dict:
+    meta = {k: v for k, v in model.meta.items() if _jsonable(v)}
+    meta.update(
+        classes=list(model.classes),
+        preprocessing=model.preprocessing,
+        input_size=model.input_size,
+        input_shape=list(model.input_shape),
+        params=model.arch.params,
+    )
+    meta.setdefault("rate_hz", 20.0)
+    meta.setdefault("units", "m/s^2")
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def write_sidecar(model_path: str | Path, model: LoadedModel, extra: Mapping[str, Any] | None = None) -> Path:
+    side = sidecar_path(model_path)
+    side.write_text(json.dumps(sidecar_dict(model, extra), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return side
+
+
+def _out_path(path: str | Path, suffixes: Iterable[str]) -> Path:
+    p = Path(path)
+    sfx = tuple(suffixes)
+    if p.suffix.lower() not in sfx:
+        raise ModelError(f"{p}: export file name must end with {' or '.join(sfx)}")
+    if not p.parent.exists():
+        raise ModelError(f"{p}: folder {p.parent} does not exist")
+    return p
+
+
+def export_keras(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``path`` (``.keras``, Keras 3 zip) plus its JSON sidecar; returns ``path``."""
+    m = _loaded(model)
+    p = _out_path(path, (".keras",))
+    arch_to_keras(m.arch, m.weights).save(str(p))
+    write_sidecar(p, m, extra)
+    return p
+
+
+def export_h5(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``path`` (legacy HDF5 ``.h5``, loadable by Keras 2.x tools such as ST Edge AI) plus sidecar."""
+    m = _loaded(model)
+    p = _out_path(path, (".h5", ".hdf5"))
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns that HDF5 is a legacy format
+        arch_to_keras(m.arch, m.weights).save(str(p))
+    write_sidecar(p, m, extra)
+    return p
+
+
+def _representative(model: LoadedModel, representative: np.ndarray | None, n_max: int = 300, seed: int = 0) -> np.ndarray:
+    if representative is None:
+        raise ModelError("int8 TFLite export needs representative windows (the user's windows, shape (N, T, 3))")
+    x = np.asarray(representative, dtype=np.float32)
+    if len(x) == 0:
+        raise ModelError("int8 TFLite export needs at least one representative window, got 0")
+    x = prepare_input(model, x)
+    if len(x) > n_max:
+        x = x[np.random.default_rng(seed).choice(len(x), n_max, replace=False)]
+    return x
+
+
+def tflite_bytes(model: LoadedModel | tuple, quantize: str = "float32", representative: np.ndarray | None = None) -> bytes:
+    """TFLite flatbuffer of the model (input = preprocessed windows in the model's input shape,
+    float32 input and output in both modes; ``int8`` quantizes weights and activations with
+    statistics from ``representative`` raw ``(N, T, 3)`` windows)."""
+    m = _loaded(model)
+    if quantize not in ("float32", "int8"):
+        raise ModelError(f"quantize must be 'float32' or 'int8', got {quantize!r}")
+    rep = _representative(m, representative) if quantize == "int8" else None
+    tf = _tf()
+    km = arch_to_keras(m.arch, m.weights)
+    conv = tf.lite.TFLiteConverter.from_keras_model(km)
+    if quantize == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+        def gen():
+            for i in range(len(rep)):
+                yield [rep[i : i + 1]]
+
+        conv.representative_dataset = gen
+    import warnings  # noqa: PLC0415
+
+    import contextlib  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return bytes(conv.convert())
+    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+        raise ModelError(f"TFLite conversion ({quantize}) of {m.source} failed: {_short(exc)}") from exc
+
+
+def export_tflite(
+    model: LoadedModel | tuple, path: str | Path, quantize: str = "float32", representative: np.ndarray | None = None
+) -> Path:
+    """Write a ``.tflite`` file (see :func:`tflite_bytes`) plus its JSON sidecar."""
+    m = _loaded(model)
+    p = _out_path(path, (".tflite",))
+    p.write_bytes(tflite_bytes(m, quantize, representative))
+    write_sidecar(p, m, {"tflite_quantize": quantize})
+    return p
+
+
+def run_tflite(model_or_path: bytes | str | Path, x: np.ndarray) -> np.ndarray:
+    """Run a TFLite model on a batch ``x`` (already in the model's input shape); returns the outputs."""
+    tf = _tf()
+    import warnings  # noqa: PLC0415
+
+    content = model_or_path if isinstance(model_or_path, (bytes, bytearray)) else Path(model_or_path).read_bytes()
+    x = np.asarray(x, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            it = tf.lite.Interpreter(model_content=bytes(content))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"not a valid TFLite model: {_short(exc)}") from exc
+    inp = it.get_input_details()[0]
+    it.resize_tensor_input(inp["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return np.array(it.get_tensor(it.get_output_details()[0]["index"]))
+
+
+# --- C header -------------------------------------------------------------------------------------
+
+#: Layer kind codes used in the C header's layer table (stable: firmware depends on them).
+C_KIND_CODES = {
+    "conv1d": 0, "conv2d": 1, "dense": 2, "relu": 3, "softmax": 4, "avgpool1d": 5, "maxpool1d": 6,
+    "avgpool2d": 7, "maxpool2d": 8, "gap1d": 9, "gmp1d": 10, "gap2d": 11, "gmp2d": 12, "flatten": 13,
+    "batchnorm": 14, "dropout": 15,
+}  # fmt: skip
+
+
+def _c_ident(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    return s if s and not s[0].isdigit() else f"m_{s}"
+
+
+def _c_float(v: float) -> str:
+    s = str(np.float32(v))  # shortest text that round-trips the float32
+    if s in ("inf", "-inf", "nan"):
+        raise ModelError(f"weight value {s} cannot be exported to C")
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return s + "f"
+
+
+def _shape3(shape: Sequence[int]) -> str:
+    s = list(shape) + [1] * (3 - len(shape))
+    return "{" + ", ".join(str(int(v)) for v in s[:3]) + "}"
+
+
+def c_header_text(model: LoadedModel | tuple, prefix: str = "odl_model") -> str:
+    """The C header text (see :func:`export_c_header`)."""
+    m = _loaded(model)
+    arch = m.arch
+    P = _c_ident(prefix)
+    U = P.upper()
+    in_shapes, out_shapes = arch.input_shapes(), arch.shapes()
+    chunks: list[np.ndarray] = []
+    rows: list[str] = []
+    offset = 0
+    for layer, ins, outs in zip(arch.layers, in_shapes, out_shapes):
+        arrays = m.weights.get(layer.name, [])
+        count = int(sum(a.size for a in arrays))
+        chunks += [np.asarray(a, np.float32).ravel() for a in arrays]
+        rows.append(
+            f'    {{{C_KIND_CODES[layer.kind]}, "{layer.name}", {layer.filters}, {layer.kernel}, {layer.units}, '
+            f"{layer.pool}, {layer.stride or layer.pool}, {int(layer.use_bias)}, {_c_float(layer.rate)}, "
+            f"{_c_float(layer.epsilon)}, {len(ins)}, {_shape3(ins)}, {len(outs)}, {_shape3(outs)}, {offset}u, {count}u}},"
+        )
+        offset += count
+    flat = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    lines = []
+    for i in range(0, len(flat), 8):
+        lines.append("    " + ", ".join(_c_float(v) for v in flat[i : i + 8]) + ",")
+    arch_json = json.dumps(arch.to_dict(), sort_keys=True).replace("\\", "\\\\").replace('"', '\\"')
+    classes = ", ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in m.classes)
+    kinds = "\n".join(f"#define ODL_KIND_{k.upper()} {v}" for k, v in C_KIND_CODES.items())
+    return f"""/* {P}.h - generated by ODL Studio (app.core.models.export_c_header). Do not edit.
+ * Model: {arch.name}; source: {m.source}
+ * Input: {list(arch.input_shape)} float32 in m/s^2 after preprocessing '{m.preprocessing}'; output: softmax over {len(m.classes)} classes.
+ * Weights: every parameter array of every layer, concatenated in layer order, each in Keras layout
+ * flattened row-major (C order): conv1d kernel (K, C_in, F) then bias (F); conv2d kernel (K, 1, C_in, F)
+ * then bias; dense kernel (N_in, units) then bias; batchnorm gamma, beta, moving_mean, moving_variance.
+ * Layer table: {P}_layers[i].param_offset/param_count index {P}_weights.
+ */
+#ifndef {U}_H
+#define {U}_H
+
+#include <stdint.h>
+
+#ifndef ODL_LAYER_TABLE_TYPES
+#define ODL_LAYER_TABLE_TYPES
+{kinds}
+
+typedef struct {{
+    uint8_t kind;          /* ODL_KIND_* */
+    const char *name;
+    uint16_t filters, kernel, units, pool, stride;
+    uint8_t use_bias;
+    float rate, epsilon;   /* dropout rate; batchnorm epsilon */
+    uint8_t in_rank;  uint16_t in_shape[3];   /* per sample, without batch axis; unused dims = 1 */
+    uint8_t out_rank; uint16_t out_shape[3];
+    uint32_t param_offset, param_count;        /* into the weights array */
+}} odl_layer_t;
+#endif
+
+#define {U}_INPUT_RANK {len(arch.input_shape)}
+#define {U}_INPUT_LEN {arch.input_size}
+#define {U}_N_CLASSES {len(m.classes)}
+#define {U}_N_LAYERS {len(arch.layers)}
+#define {U}_N_PARAMS {len(flat)}u
+#define {U}_PREPROC_GRAVITY_ROT_SUP {int(m.preprocessing == "gravity_rot_sup")}
+
+static const uint16_t {P}_input_shape[3] = {_shape3(arch.input_shape)};
+static const char *const {P}_classes[{U}_N_CLASSES] = {{{classes}}};
+static const char {P}_arch_json[] = "{arch_json}";
+
+static const odl_layer_t {P}_layers[{U}_N_LAYERS] = {{
+{chr(10).join(rows)}
+}};
+
+static const float {P}_weights[{max(1, len(flat))}] = {{
+{chr(10).join(lines) if lines else "    0.0f,"}
+}};
+
+#endif /* {U}_H */
+"""
+
+
+def export_c_header(model: LoadedModel | tuple, path: str | Path, prefix: str | None = None) -> Path:
+    """Write a self-contained C header: ``<prefix>_weights`` (all parameters, float32, Keras layout),
+    ``<prefix>_layers`` (layer table with kind codes, hyper-parameters, shapes, parameter offsets),
+    class names, the architecture JSON and ``#define`` s for sizes.  ``prefix`` defaults to the file
+    stem."""
+    m = _loaded(model)
+    p = _out_path(path, (".h",))
+    p.write_text(c_header_text(m, prefix or p.stem), encoding="utf-8")
+    return p
+
+
+def read_c_header(path: str | Path) -> LoadedModel:
+    """Parse a header written by :func:`export_c_header` back into a :class:`LoadedModel` (tests,
+    checking what was flashed)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{p}: cannot read ({exc})") from exc
+    m = re.search(r'_arch_json\[\] = "((?:[^"\\]|\\.)*)";', text)
+    w = re.search(r"_weights\[\d+\] = \{(.*?)\};", text, re.DOTALL)
+    if not m or not w:
+        raise ModelError(f"{p}: not an ODL Studio model header (no arch JSON or weights array)")
+    arch = Arch.from_json(m.group(1).replace('\\"', '"').replace("\\\\", "\\"))
+    values = np.array([float(v.rstrip("f")) for v in re.findall(r"[-+0-9.eEinfa]+f", w.group(1))], dtype=np.float32)
+    weights: Weights = {}
+    pos = 0
+    for name, shapes in arch.param_shapes().items():
+        arrays = []
+        for s in shapes:
+            n = int(np.prod(s))
+            arrays.append(values[pos : pos + n].reshape(s))
+            pos += n
+        weights[name] = arrays
+    if pos != len(values):
+        raise ModelError(f"{p}: {len(values)} weight values but the architecture needs {pos}")
+    return LoadedModel(arch, weights, tuple(arch.classes), arch.preprocessing, str(p), {})
+
+
+# --- npz ------------------------------------------------------------------------------------------
+
+
+def export_npz(model: LoadedModel | tuple, path: str | Path) -> Path:
+    """Write ``path`` (``.npz``): arrays ``w/<layer>/<i>`` (Keras layout) and ``arch_json`` (the
+    architecture incl. classes and preprocessing) and ``meta_json``; no pickles."""
+    m = _loaded(model)
+    p = _out_path(path, (".npz",))
+    arrays = {f"w/{name}/{i}": a for name, ws in m.weights.items() for i, a in enumerate(ws)}
+    arch = Arch(m.arch.input_shape, m.arch.layers, tuple(m.classes), m.arch.name, m.preprocessing, {})
+    meta = {k: v for k, v in m.meta.items() if _jsonable(v)}
+    np.savez(p, arch_json=np.array(arch.to_json()), meta_json=np.array(json.dumps(meta)), **arrays)
+    return p
+
+
+def load_npz(path: str | Path) -> LoadedModel:
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arch = Arch.from_json(str(z["arch_json"]))
+            meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
+            weights: Weights = {}
+            for key in z.files:
+                if key.startswith("w/"):
+                    _, name, i = key.split("/")
+                    weights.setdefault(name, []).append((int(i), np.array(z[key])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError) as exc:
+        raise ModelError(f"{p}: not an ODL Studio model .npz ({_short(exc)})") from exc
+    w = {n: [a for _, a in sorted(lst, key=lambda t: t[0])] for n, lst in weights.items()}
+    return LoadedModel(arch, check_weights(arch, w), tuple(arch.classes), arch.preprocessing, str(p), meta)
+
+
+# --- everything -----------------------------------------------------------------------------------
+
+
+def export_all(
+    model: LoadedModel | tuple,
+    out_dir: str | Path,
+    stem: str = "model",
+    representative: np.ndarray | None = None,
+    formats: Sequence[str] = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz"),
+) -> dict[str, Path]:
+    """Write every export format into ``out_dir`` (created if missing) as ``<stem>.<ext>``; returns
+    ``{format: path}`` of what was written.  ``tflite_int8`` needs ``representative`` windows and is
+    left out (not an error) without them."""
+    m = _loaded(model)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"{out}: cannot create the export folder ({exc.strerror or exc})") from exc
+    known = {"keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz"}
+    unknown = set(formats) - known
+    if unknown:
+        raise ModelError(f"unknown export formats {sorted(unknown)} (known: {', '.join(sorted(known))})")
+    written: dict[str, Path] = {}
+    if "keras" in formats:
+        written["keras"] = export_keras(m, out / f"{stem}.keras")
+    if "h5" in formats:
+        written["h5"] = export_h5(m, out / f"{stem}.h5")
+    if "tflite_float32" in formats:
+        written["tflite_float32"] = export_tflite(m, out / f"{stem}_float32.tflite", "float32")
+    if "tflite_int8" in formats and representative is not None and len(representative):
+        written["tflite_int8"] = export_tflite(m, out / f"{stem}_int8.tflite", "int8", representative)
+    if "c_header" in formats:
+        written["c_header"] = export_c_header(m, out / f"{stem}.h", prefix=_c_ident(stem))
+    if "npz" in formats:
+        written["npz"] = export_npz(m, out / f"{stem}.npz")
+    return written
