@@ -1,0 +1,296 @@
+"""Recommender: the best (input size, trainable set, epochs) under RAM, time, energy and power-source
+constraints, with the binding constraint explained in one sentence and the whole trade-off table.
+
+Accuracy models
+---------------
+* :class:`TableIIPrior` (default): the paper's Table II F1 scores (WISDM or ST dataset) as the
+  F1 reached after a full personalization, interpolated linearly in the input size (clamped to
+  20..100).  Epochs follow a saturating curve *assumed here, not measured by the paper*:
+  ``F1(e) = F1_0 + (F1_TableII − F1_0)·(1 − exp(−e/τ))`` with ``F1_0`` the WISDM "No Pers." column
+  (the pretrained model before personalization) and τ = 2 epochs.  Trainable sets other than
+  ``full`` use the TL column (conservative).
+* :class:`MeasuredAccuracy`: a table of accuracies measured on the user's own labelled windows by a
+  quick host-side simulation, keyed ``(input_size, mode, epochs)`` or ``(input_size, mode)``;
+  missing entries fall back to the prior.
+* Any callable ``(input_size, mode, epochs) -> F1``.
+
+Choice: among the options that meet every constraint, those within ``accuracy_tolerance`` (0.002 F1)
+of the most accurate are "as good"; of those the one with the least energy per round wins (then
+time, then RAM).  Power source (the paper's advice, Sec. IV-C): on ``battery`` Full personalization
+is not allowed (TL only); while ``charging`` it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from estimator.arch import Arch, paper_cnn
+from estimator.core import estimate, mode_label
+from estimator.profiles import DeviceProfile, get_profile
+
+# Table II of the paper (F1 scores), by input size.
+TABLE_II: dict[str, dict[str, dict[int, float]]] = {
+    "wisdm": {
+        "no_pers": {100: 0.813, 80: 0.815, 60: 0.819, 40: 0.808, 20: 0.804},
+        "tl": {100: 0.955, 80: 0.963, 60: 0.962, 40: 0.958, 20: 0.948},
+        "full": {100: 0.969, 80: 0.973, 60: 0.978, 40: 0.974, 20: 0.967},
+    },
+    "st": {
+        "no_pretrain": {100: 0.936, 80: 0.944, 60: 0.938, 40: 0.951, 20: 0.945},
+        "tl": {100: 0.938, 80: 0.939, 60: 0.931, 40: 0.929, 20: 0.911},
+        "full": {100: 0.960, 80: 0.962, 60: 0.966, 40: 0.965, 20: 0.959},
+    },
+}
+
+POWER_SOURCES = ("battery", "charging")
+CONSTRAINTS = ("power_source", "ram", "time", "energy")
+
+
+def _interp(table: Mapping[int, float], x: float) -> float:
+    xs = sorted(table)
+    return float(np.interp(x, xs, [table[k] for k in xs]))
+
+
+@dataclass(frozen=True)
+class TableIIPrior:
+    dataset: str = "st"
+    tau_epochs: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in TABLE_II:
+            raise ValueError(f"unknown Table II dataset {self.dataset!r} (known: {', '.join(TABLE_II)})")
+        if not self.tau_epochs > 0:
+            raise ValueError(f"tau_epochs must be > 0, got {self.tau_epochs}")
+
+    def lookup(self, input_size: int, mode: str, epochs: int) -> tuple[float, str]:
+        col = "full" if mode == "full" else "tl"
+        final = _interp(TABLE_II[self.dataset][col], input_size)
+        start = _interp(TABLE_II["wisdm"]["no_pers"], input_size)
+        f1 = start + (final - start) * (1.0 - math.exp(-epochs / self.tau_epochs))
+        return f1, f"Table II prior ({self.dataset}, {col.upper()}, τ={self.tau_epochs:g} epochs)"
+
+    def __call__(self, input_size: int, mode: str, epochs: int) -> float:
+        return self.lookup(input_size, mode, epochs)[0]
+
+
+@dataclass(frozen=True)
+class MeasuredAccuracy:
+    """Accuracies measured on the user's windows; keys ``(T, mode, epochs)`` or ``(T, mode)``."""
+
+    table: Mapping[tuple, float]
+    fallback: "TableIIPrior | None" = field(default_factory=TableIIPrior)
+
+    def lookup(self, input_size: int, mode: str, epochs: int) -> tuple[float, str]:
+        for key in ((int(input_size), mode, int(epochs)), (int(input_size), mode)):
+            if key in self.table:
+                return float(self.table[key]), "measured (host-side simulation)"
+        if self.fallback is None:
+            raise KeyError(f"no measured accuracy for T={input_size}, mode={mode}, epochs={epochs}")
+        value, src = self.fallback.lookup(input_size, mode, epochs)
+        return value, src + " (no measurement)"
+
+    def __call__(self, input_size: int, mode: str, epochs: int) -> float:
+        return self.lookup(input_size, mode, epochs)[0]
+
+
+AccuracyLike = str | TableIIPrior | MeasuredAccuracy | Mapping | Callable[[int, str, int], float] | None
+
+
+def _accuracy_fn(model: AccuracyLike) -> Callable[[int, str, int], tuple[float, str]]:
+    if model is None:
+        model = TableIIPrior()
+    elif isinstance(model, str):
+        model = TableIIPrior(model)
+    elif isinstance(model, Mapping):
+        model = MeasuredAccuracy(model)
+    if hasattr(model, "lookup"):
+        return model.lookup  # type: ignore[union-attr]
+    if callable(model):
+        return lambda T, m, e: (float(model(T, m, e)), "user accuracy model")
+    raise TypeError(f"accuracy model must be a dataset name, a table or a callable, got {type(model).__name__}")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    choice: dict | None
+    reason: str
+    binding: str  # 'none', 'power_source', 'ram', 'time', 'energy', or 'infeasible'
+    table: list[dict]
+    budgets: dict
+
+    def to_dict(self) -> dict:
+        return {"choice": self.choice, "reason": self.reason, "binding": self.binding, "budgets": dict(self.budgets), "table": list(self.table)}
+
+
+def _label(row: Mapping) -> str:
+    mode = row["mode"]
+    m = {"tl": "TL", "full": "Full", "last": "last-layer"}.get(mode, mode)
+    e = row["epochs"]
+    return f"{m} at T={row['input_size']} with {e} epoch{'s' if e != 1 else ''}"
+
+
+def _why(row: Mapping, constraint: str, budgets: Mapping) -> str:
+    if constraint == "power_source":
+        return "Full personalization is kept for when the device is charging and it runs on battery"
+    if constraint == "ram":
+        return f"needs {row['ram_needed_kib']:.0f} KiB of RAM against {budgets['ram_available_kib']:.0f} KiB available"
+    if constraint == "time":
+        return f"takes {row['time_per_round_s']:.3g} s per round against a {budgets['time_s']:g} s budget"
+    return f"uses {row['energy_per_round_mj']:.3g} mJ per round against a {budgets['energy_mj']:g} mJ budget"
+
+
+_NAMES = {"power_source": "power source", "ram": "RAM budget", "time": "time budget", "energy": "energy budget"}
+
+
+def recommend(
+    arch: Arch | Callable[[int], Arch] = paper_cnn,
+    input_sizes: Sequence[int] = (20, 40, 60, 80, 100),
+    modes: Sequence[str | Sequence[str]] = ("tl", "full"),
+    epochs: Sequence[int] = (1, 2, 3, 5, 10),
+    *,
+    batch_size: int = 32,
+    profile: DeviceProfile | str = "paper",
+    n_windows: int | Callable[[int], int] | None = None,
+    ram_kib: float | None = None,
+    reserve_kib: float | None = None,
+    time_s: float | None = None,
+    energy_mj: float | None = None,
+    power_source: str = "battery",
+    accuracy: AccuracyLike = None,
+    accounting: str = "paper",
+    dataset_in_ram: bool = False,
+    accuracy_tolerance: float = 0.002,
+    allow_full_on_battery: bool = False,
+) -> Recommendation:
+    """Best (input size, trainable set, epochs) within the budgets (time and energy are per round).
+
+    ``arch``: an :class:`Arch` (resized with ``with_input_size``) or a factory ``T -> Arch``.
+    ``n_windows``: local windows per epoch (int or ``T -> int``); ``None`` means one batch per epoch.
+    ``ram_kib``/``reserve_kib``: defaults from the profile (320 KiB RAM, 24 KiB firmware reserve).
+    ``accounting``: ``'paper'`` or ``'peak'`` memory figure against the RAM budget.
+    """
+    p = get_profile(profile)
+    if power_source not in POWER_SOURCES:
+        raise ValueError(f"power_source must be one of {POWER_SOURCES}, got {power_source!r}")
+    if accounting not in ("paper", "peak"):
+        raise ValueError(f"accounting must be 'paper' or 'peak', got {accounting!r}")
+    if not input_sizes or not modes or not epochs:
+        raise ValueError("input_sizes, modes and epochs must each list at least one value")
+    if any(int(e) < 1 for e in epochs):
+        raise ValueError(f"epochs must be >= 1, got {list(epochs)}")
+    for name, v in (("ram_kib", ram_kib), ("reserve_kib", reserve_kib), ("time_s", time_s), ("energy_mj", energy_mj)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    acc = _accuracy_fn(accuracy)
+    ram_total = p.ram_bytes / 1024 if ram_kib is None else float(ram_kib)
+    reserve = p.firmware_reserve_bytes / 1024 if reserve_kib is None else float(reserve_kib)
+    budgets = {
+        "ram_kib": ram_total,
+        "reserve_kib": reserve,
+        "ram_available_kib": ram_total - reserve,
+        "time_s": time_s,
+        "energy_mj": energy_mj,
+        "power_source": power_source,
+        "accounting": accounting,
+        "profile": p.name,
+        "batch_size": batch_size,
+    }
+    table: list[dict] = []
+    for T in input_sizes:
+        a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))  # type: ignore[union-attr]
+        nw = n_windows(int(T)) if callable(n_windows) else n_windows
+        nw_eff = int(batch_size) if nw is None else int(nw)
+        for mode in modes:
+            est = estimate(a, mode, batch_size, p, n_windows=nw_eff, epochs=1, dataset_in_ram=dataset_in_ram)
+            label = mode_label(a, mode)
+            mem = est.memory_kib if accounting == "paper" else est.memory_peak_kib
+            ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
+            ram_needed = mem + ds
+            for e in epochs:
+                f1, src = acc(int(T), label, int(e))
+                row = {
+                    "input_size": int(T),
+                    "mode": label,
+                    "epochs": int(e),
+                    "n_windows": nw_eff,
+                    "params": est.params,
+                    "trainable_params": est.trainable_params,
+                    "memory_kib": est.memory_kib,
+                    "memory_peak_kib": est.memory_peak_kib,
+                    "ram_needed_kib": ram_needed,
+                    "time_per_batch_s": est.time_per_batch_s,
+                    "time_per_round_s": e * (est.time_per_epoch_s or 0.0),
+                    "power_mw": est.power_w * 1e3,
+                    "energy_per_batch_mj": est.energy_per_batch_j * 1e3,
+                    "energy_per_round_mj": e * (est.energy_per_epoch_j or 0.0) * 1e3,
+                    "accuracy": f1,
+                    "accuracy_source": src,
+                }
+                v = []
+                if power_source == "battery" and label == "full" and not allow_full_on_battery:
+                    v.append("power_source")
+                if ram_needed > budgets["ram_available_kib"]:
+                    v.append("ram")
+                if time_s is not None and row["time_per_round_s"] > time_s:
+                    v.append("time")
+                if energy_mj is not None and row["energy_per_round_mj"] > energy_mj:
+                    v.append("energy")
+                row["fits_ram"] = "ram" not in v
+                row["violations"] = v
+                row["feasible"] = not v
+                row["chosen"] = False
+                table.append(row)
+    choice, reason, binding = _choose(table, budgets, accuracy_tolerance)
+    if choice is not None:
+        choice["chosen"] = True
+    return Recommendation(choice, reason, binding, table, budgets)
+
+
+def _cost_key(r: Mapping) -> tuple:
+    return (r["energy_per_round_mj"], r["time_per_round_s"], r["ram_needed_kib"])
+
+
+def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | None, str, str]:
+    feasible = [r for r in table if r["feasible"]]
+    if not feasible:
+        for c in CONSTRAINTS:
+            if all(c in r["violations"] for r in table):
+                if c == "power_source":
+                    return None, "Nothing fits: every option is Full personalization, which is kept for when the device is charging.", c
+                key = {"ram": "ram_needed_kib", "time": "time_per_round_s", "energy": "energy_per_round_mj"}[c]
+                least = min(table, key=lambda r: r[key])
+                return None, f"Nothing fits the {_NAMES[c]}: even the cheapest option, {_label(least)}, {_why(least, c, budgets)}.", c
+        closest = min(table, key=lambda r: (len(r["violations"]), _cost_key(r)))
+        names = " and ".join(_NAMES[c] for c in closest["violations"])
+        return None, f"Nothing fits all budgets together: the closest option, {_label(closest)}, still breaks the {names}.", "infeasible"
+    best_acc = max(r["accuracy"] for r in feasible)
+    good = [r for r in feasible if r["accuracy"] >= best_acc - tol]
+    choice = min(good, key=_cost_key)
+    better = [r for r in table if not r["feasible"] and r["accuracy"] > choice["accuracy"] + tol]
+    cost = f"{choice['ram_needed_kib']:.0f} KiB, {choice['time_per_round_s']:.3g} s and {choice['energy_per_round_mj']:.3g} mJ per round"
+    if not better:
+        return choice, f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}) at the lowest cost, {cost}.", "none"
+    counts = {c: sum(c in r["violations"] for r in better) for c in CONSTRAINTS}
+    binding = max(CONSTRAINTS, key=lambda c: counts[c])
+    top = max((r for r in better if binding in r["violations"]), key=lambda r: (r["accuracy"], -r["energy_per_round_mj"]))
+    reason = (
+        f"The {_NAMES[binding]} binds: {_label(top)} would reach F1 {top['accuracy']:.3f} but {_why(top, binding, budgets)}, "
+        f"so {_label(choice)} (F1 {choice['accuracy']:.3f}, {cost}) is the best option within budget."
+    )
+    return choice, reason, binding
+
+
+def n_windows_from_recording(seconds: float, rate_hz: float = 20.0) -> Callable[[int], int]:
+    """Windows per epoch from a labelled recording of ``seconds`` at ``rate_hz``, non-overlapping."""
+    if not (seconds > 0 and rate_hz > 0):
+        raise ValueError(f"recording seconds and rate must be > 0, got {seconds}, {rate_hz}")
+    return lambda T: max(1, int(seconds * rate_hz) // int(T))
+
+
+def summarize(table: Iterable[Mapping]) -> list[str]:
+    """One text line per row (used by the CLI)."""
+    return [f"{_label(r)}: F1 {r['accuracy']:.3f}, {r['energy_per_round_mj']:.3g} mJ, {r['time_per_round_s']:.3g} s" for r in table]
