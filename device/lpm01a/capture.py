@@ -1,0 +1,355 @@
+"""Acquisition pipeline: one reader thread per acquisition, a bounded ring buffer, and blocks for any
+number of consumers (recorder, live plot, statistics).
+
+The reader thread does only byte I/O and vectorised decoding (protocol reference §5.3 item 7: a slow
+consumer must never make the shield's Tx buffer overflow).  It writes samples into a
+:class:`~device.ringbuffer.RingBuffer` indexed by device sample number (lost samples are NaN) and appends
+metadata events to a bounded log.  Each consumer takes a :class:`Subscription` and pulls
+:class:`Block` s at its own pace; a consumer that falls more than the ring's capacity behind is told
+how many samples it missed (``Block.overrun``) — the acquisition itself is unaffected.
+
+Typical use::
+
+    ps = PowerShield(url); ps.configure(freq=100_000, fmt="bin_hexa", acqtime=10)
+    cap = Capture(ps, rate_hz=100_000, fmt="bin_hexa"); sub = cap.subscribe(); cap.start()
+    for block in sub:            # ends when the acquisition is over and everything was read
+        stats.update(block)
+    cap.raise_for_error()
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from device.lpm01a.decode import (
+    ACK,
+    ERROR,
+    ERROR_DETAIL,
+    REPLY_ERROR,
+    TIMESTAMP,
+    StreamEvent,
+    make_decoder,
+)
+from device.lpm01a.driver import (
+    _FRAME_ACK,
+    Disconnected,
+    PowerShield,
+    PowerShieldError,
+    PowerShieldTimeout,
+    error_for_event,
+)
+from device.ringbuffer import RingBuffer
+
+__all__ = ["Block", "Capture", "Subscription", "RunningStats"]
+
+
+@dataclass
+class Block:
+    """A run of consecutive samples handed to one consumer.
+
+    ``values[k]`` is device sample number ``first_index + k`` (0-based), taken at time
+    ``(first_index + k + 1) / rate_hz`` seconds after the start (sample *k* (1-based) is at *k/f*,
+    §3); NaN marks a sample known to be lost.  ``events`` are the stream's metadata items whose sample
+    index falls in this block (D7 events, end tag, summary, errors, …; timestamps are summarised in
+    ``buffer_pct``)."""
+
+    first_index: int
+    values: np.ndarray
+    rate_hz: float
+    events: list[StreamEvent] = field(default_factory=list)
+    lost: int = 0  # NaN samples in this block (device samples lost in transit)
+    lost_total: int = 0  # capture-wide lost samples so far
+    overrun: int = 0  # samples this consumer missed by falling behind the ring buffer
+    buffer_pct: int | None = None  # latest shield Tx-buffer load
+    final: bool = False  # last block of the acquisition
+
+    @property
+    def next_index(self) -> int:
+        return self.first_index + len(self.values)
+
+    @property
+    def t0(self) -> float:
+        return (self.first_index + 1) / self.rate_hz
+
+    @property
+    def times(self) -> np.ndarray:
+        return (self.first_index + 1 + np.arange(len(self.values), dtype=np.float64)) / self.rate_hz
+
+
+class Capture:
+    """Runs one acquisition on a configured :class:`PowerShield` in a reader thread.
+
+    ``max_samples``: stop (and discard anything beyond) after that many device samples.
+    ``stall_timeout``: give up if no byte arrives for that long once streaming (default
+    ``max(2 s, 5 / rate)``; not applied while waiting for a D7 trigger)."""
+
+    def __init__(
+        self,
+        driver: PowerShield,
+        rate_hz: float,
+        fmt: str,
+        ring_capacity: int | None = None,
+        max_samples: int | None = None,
+        stall_timeout: float | None = None,
+        stop_timeout: float = 5.0,
+        armed: bool = False,
+        max_events: int = 100_000,
+    ) -> None:
+        self.driver = driver
+        self.rate_hz = float(rate_hz)
+        self.fmt = fmt
+        cap = ring_capacity or int(min(max(1_000_000, 30 * self.rate_hz), 50_000_000))
+        self.ring = RingBuffer(cap)
+        self.max_samples = max_samples
+        self.stall_timeout = stall_timeout if stall_timeout is not None else max(2.0, 5.0 / self.rate_hz)
+        self.stop_timeout = stop_timeout
+        self.armed = armed
+        self.decoder = make_decoder(fmt, self.rate_hz)
+        self._events: collections.deque[tuple[int, StreamEvent]] = collections.deque(maxlen=max_events)
+        self._ev_seq = 0
+        self._ev_lock = threading.Lock()
+        self._stop_req = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.ended_by = ""  # completed | stopped | limit | error | disconnected | timeout
+        self.started_wall: float | None = None  # time.time() at 'ack start'
+        self.ended_wall: float | None = None
+        self.buffer_pct: int | None = None
+        self.read_bytes = 0
+        self.truncated = 0  # samples discarded beyond max_samples
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "Capture":
+        """Send ``start`` and launch the reader thread."""
+        leftover = self.driver.begin_acquisition()
+        self.started_wall = time.time()
+        self._thread = threading.Thread(target=self._run, args=(leftover,), name="lpm01a-reader", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask for the end of the acquisition and wait (bounded) for the reader thread to finish."""
+        self._stop_req.set()
+        self.wait(timeout if timeout is not None else self.stop_timeout + 2.0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the acquisition ended (True) or ``timeout`` elapsed (False)."""
+        return self._finished.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def received(self) -> int:
+        return self.decoder.received
+
+    @property
+    def lost(self) -> int:
+        return self.decoder.lost
+
+    @property
+    def samples_total(self) -> int:
+        """Device samples accounted so far (received + lost), i.e. the next sample number."""
+        return self.ring.total
+
+    def raise_for_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def events(self) -> list[StreamEvent]:
+        """All retained non-timestamp events so far."""
+        with self._ev_lock:
+            return [e for _, e in self._events]
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None and not self.finished:
+            self.stop()
+
+    # --- reader thread --------------------------------------------------------------------------
+    def _run(self, data: bytes) -> None:
+        drv = self.driver
+        stop_deadline: float | None = None
+        last_data = time.monotonic()
+        streaming = not self.armed
+        try:
+            while True:
+                if data:
+                    self.read_bytes += len(data)
+                    last_data = time.monotonic()
+                    streaming = True
+                    self._handle(data)
+                    if self.decoder.done:
+                        self.ended_by = self.ended_by or ("error" if self.error else "completed")
+                        break
+                now = time.monotonic()
+                if self._stop_req.is_set() and stop_deadline is None:
+                    drv.send_stop()
+                    stop_deadline = now + self.stop_timeout
+                    self.ended_by = self.ended_by or "stopped"
+                if stop_deadline is not None and now > stop_deadline:
+                    if self.error is None:
+                        self.error = PowerShieldTimeout(
+                            f"no 'Acquisition completed' within {self.stop_timeout:g} s after stop"
+                        )
+                    self.ended_by = "timeout"
+                    break
+                if streaming and stop_deadline is None and now - last_data > self.stall_timeout:
+                    if self.error is None:
+                        self.error = PowerShieldTimeout(f"the PowerShield stream stalled: no data for {self.stall_timeout:g} s")
+                        self.ended_by = "timeout"
+                    break
+                data = drv.read_raw()
+        except Disconnected as exc:
+            self.error = exc
+            self.ended_by = "disconnected"
+        except Exception as exc:  # never leave consumers hanging on an unexpected bug
+            self.error = PowerShieldError(f"reader thread failed: {exc!r}")
+            self.ended_by = "error"
+        finally:
+            self.ended_wall = time.time()
+            self.ring.close()
+            if self.ended_by != "disconnected":
+                drv.end_acquisition(self.decoder.take_trailing())
+            else:
+                drv.fail_pending(self.error or Disconnected("port lost"))
+            self._finished.set()
+
+    def _handle(self, data: bytes) -> None:
+        out = self.decoder.feed(data)
+        values = out.values
+        if self.max_samples is not None:
+            room = self.max_samples - self.ring.total
+            if len(values) > room:
+                self.truncated += len(values) - max(room, 0)
+                values = values[: max(room, 0)]
+            if self.ring.total + len(values) >= self.max_samples and not self._stop_req.is_set():
+                self.ended_by = self.ended_by or "limit"
+                self._stop_req.set()
+        if len(values):
+            self.ring.write(values)
+        if not out.events:
+            return
+        drv = self.driver
+        new: list[tuple[int, StreamEvent]] = []
+        for ev in out.events:
+            if ev.kind == TIMESTAMP:
+                self.buffer_pct = ev.buffer_pct
+                continue
+            if ev.kind in (ACK, REPLY_ERROR, ERROR_DETAIL) or ev.kind in _FRAME_ACK:
+                drv.deliver_stream_event(ev)
+            if ev.kind == ERROR and self.error is None:
+                self.error = error_for_event(ev)
+                self.ended_by = "error"
+            if self.max_samples is not None:
+                ev.index = min(ev.index, self.max_samples)
+            new.append((self._ev_seq, ev))
+            self._ev_seq += 1
+        if new:
+            with self._ev_lock:
+                self._events.extend(new)
+
+    # --- consumers ------------------------------------------------------------------------------
+    def subscribe(self, max_block: int | None = None, from_start: bool = True) -> "Subscription":
+        """A consumer cursor (start of the acquisition, or the newest sample if not ``from_start``)."""
+        return Subscription(self, max_block or max(1000, int(self.rate_hz // 10)), from_start)
+
+
+class Subscription:
+    """One consumer's cursor into a :class:`Capture` (samples and events)."""
+
+    def __init__(self, capture: Capture, max_block: int, from_start: bool = True) -> None:
+        self.capture = capture
+        self.max_block = int(max_block)
+        self.cursor = 0 if from_start else capture.ring.total
+        self._ev_seq = 0 if from_start else capture._ev_seq
+        self.done = False
+
+    def get(self, timeout: float = 0.5) -> Block | None:
+        """Next block (waits up to ``timeout``); None if nothing new yet.  After the acquisition ended
+        and everything was delivered, returns one ``final`` block (possibly empty), then None with
+        :attr:`done` set."""
+        if self.done:
+            return None
+        cap = self.capture
+        ring = cap.ring
+        if not ring.wait(self.cursor, timeout) and not cap.finished:
+            return None
+        finished = cap.finished  # read before the ring so nothing written after is missed
+        rd = ring.read(self.cursor, self.cursor + self.max_block)
+        nxt = rd.next_index if len(rd.values) else max(self.cursor, rd.first_index)
+        final = finished and nxt >= ring.total
+        events = self._events_before(nxt, final)
+        self.cursor = nxt
+        if final:
+            self.done = True
+        elif not len(rd.values) and not events:
+            return None
+        lost = int(np.count_nonzero(np.isnan(rd.values))) if len(rd.values) else 0
+        return Block(rd.first_index, rd.values, cap.rate_hz, events, lost, cap.lost, rd.overrun, cap.buffer_pct, final)
+
+    def _events_before(self, index: int, all_: bool) -> list[StreamEvent]:
+        cap = self.capture
+        out: list[StreamEvent] = []
+        with cap._ev_lock:
+            if not cap._events:
+                return out
+            base = cap._events[0][0]
+            i = max(0, self._ev_seq - base)
+            while i < len(cap._events):
+                seq, ev = cap._events[i]
+                if not all_ and ev.index >= index:
+                    break
+                out.append(ev)
+                self._ev_seq = seq + 1
+                i += 1
+        return out
+
+    def __iter__(self) -> Iterator[Block]:
+        while not self.done:
+            b = self.get(0.25)
+            if b is not None:
+                yield b
+
+
+class RunningStats:
+    """Streaming statistics of a capture (NaN-aware): count, lost, mean, min, max, sum."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.lost = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.first_index: int | None = None
+        self.next_index = 0
+
+    def update(self, block: Block) -> None:
+        v = block.values
+        if not len(v):
+            return
+        if self.first_index is None:
+            self.first_index = block.first_index
+        self.next_index = block.next_index
+        good = v[~np.isnan(v)] if block.lost else v
+        self.lost += len(v) - len(good)
+        if len(good):
+            self.samples += len(good)
+            self.total += float(good.sum())
+            self.min = min(self.min, float(good.min()))
+            self.max = max(self.max, float(good.max()))
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.samples if self.samples else math.nan
