@@ -290,9 +290,11 @@ class Store:
         return self.recording(rid)
 
     def update_recording(self, recording_id: int, *, n_samples: int | None = None, status: str | None = None,
-                         name: str | None = None, meta: dict | None = None) -> None:
+                         name: str | None = None, meta: dict | None = None, path: str | None = None,
+                         t_offset: float | None = None) -> None:
         sets, args = [], []
-        for col, val in (("n_samples", n_samples), ("status", status), ("name", name)):
+        for col, val in (("n_samples", n_samples), ("status", status), ("name", name), ("path", path),
+                         ("t_offset", t_offset)):
             if val is not None:
                 sets.append(f"{col}=?")
                 args.append(val)

@@ -297,8 +297,11 @@ class SampleStream:
         for fn in sinks:
             fn(first, x)
 
-    def append_gap(self, n: int) -> None:
-        """Append ``n`` missing samples (NaN) and record the gap; O(capacity) whatever ``n``."""
+    def append_gap(self, n: int, mark: bool = True) -> None:
+        """Append ``n`` missing samples (NaN); O(capacity) whatever ``n``.
+
+        ``mark``: record the interval in :attr:`gaps` (False for the idle time before a stream first
+        starts, which is not a loss)."""
         n = int(n)
         if n <= 0:
             return
@@ -322,7 +325,9 @@ class SampleStream:
                 self._pending = np.concatenate([self._pending, np.full((tail, self.channels), np.nan, np.float32)])
             self.n_total += n
             t1 = self.n_total / self.rate_hz
-            if self.gaps and abs(self.gaps[-1][1] - t0) < 1e-12:
+            if not mark:
+                pass
+            elif self.gaps and abs(self.gaps[-1][1] - t0) < 1e-12:
                 self.gaps[-1] = (self.gaps[-1][0], t1)
             else:
                 self.gaps.append((t0, t1))
@@ -334,9 +339,9 @@ class SampleStream:
                 for k in range(0, n, len(block)):
                     fn(first + k, block[: min(len(block), n - k)])
 
-    def extend_to(self, t: float) -> None:
-        """Mark a gap from the current end of the stream up to time ``t`` (e.g. after a reconnect)."""
-        self.append_gap(int(round(t * self.rate_hz)) - self.n_total)
+    def extend_to(self, t: float, mark: bool = True) -> None:
+        """Fill from the current end of the stream up to time ``t`` with a gap (e.g. after a reconnect)."""
+        self.append_gap(int(round(t * self.rate_hz)) - self.n_total, mark)
 
     def _push_level(self, li: int, b: _Buckets) -> None:
         lvl = self._levels[li]

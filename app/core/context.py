@@ -1,0 +1,166 @@
+"""The application context every panel receives (Qt-free).
+
+:class:`AppContext` bundles the :class:`~app.core.store.Store` (SQLite), the
+:class:`~app.core.devices.DeviceManager` (devices and their live streams), typed settings, the current
+user profile and dataset, and a tiny publish/subscribe hub for cross-panel notifications
+("dataset changed", "recording added", ...).  Panels must not talk to each other directly: they publish
+and subscribe through the context.  The hub is *not* thread-safe: publish from the GUI thread only (worker
+threads hand results back through the UI's task runner first).
+
+:class:`CancelToken` and :class:`Progress` are the Qt-free half of long work: a worker function receives
+them, checks ``token.cancelled`` and reports ``progress(fraction, text)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from app.core.devices import DeviceManager
+from app.core.store import Dataset, Store, User, default_data_dir
+
+__all__ = ["AppContext", "CancelToken", "Cancelled", "Progress", "Settings", "TOPICS"]
+
+#: Topics published on :meth:`AppContext.publish` (kwargs in brackets).
+TOPICS = {
+    "user_changed": "current user or dataset changed [user, dataset]",
+    "recording_added": "a recording was completed or imported [recording]",
+    "labels_changed": "labels of a recording changed [recording_id]",
+    "status": "a message for the status bar [text, timeout_ms]",
+    "round_finished": "a training round finished (Training panel) [round_id]",
+}
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`CancelToken.check` inside a worker after the user pressed Cancel."""
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._ev = threading.Event()
+
+    def cancel(self) -> None:
+        self._ev.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._ev.is_set()
+
+    def check(self) -> None:
+        if self._ev.is_set():
+            raise Cancelled()
+
+
+class Progress(Protocol):
+    def __call__(self, fraction: float, text: str = "") -> None: ...
+
+
+#: Setting name -> default.  Values live in the ``settings`` table (JSON).
+SETTING_DEFAULTS: dict[str, Any] = {
+    "user": "engineer",
+    "accel.odr_hz": 52.0,
+    "accel.fs_g": 4,
+    "accel.window_s": 10.0,
+    "power.rate_hz": 100_000,
+    "power.voltage": 3.3,
+    "power.window_s": 2.0,
+    "power.show": "current",  # 'current' | 'power'
+    "ui.fps": 60,
+    "labelling.input_size": 20,
+    "labelling.segment_s": 10.0,
+    "export.csv_max_rows": 1_048_575,
+}
+
+
+class Settings:
+    """Typed access to persisted settings with defaults (``settings['accel.odr_hz']``)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in SETTING_DEFAULTS:
+            raise KeyError(f"unknown setting {key!r} (known: {', '.join(SETTING_DEFAULTS)})")
+        return self._store.get_setting(key, SETTING_DEFAULTS[key])
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in SETTING_DEFAULTS:
+            raise KeyError(f"unknown setting {key!r} (known: {', '.join(SETTING_DEFAULTS)})")
+        self._store.set_setting(key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Free-form settings (panels of other engineers may use their own prefixed keys)."""
+        return self._store.get_setting(key, SETTING_DEFAULTS.get(key, default))
+
+    def set(self, key: str, value: Any) -> None:
+        self._store.set_setting(key, value)
+
+
+@dataclass
+class AppContext:
+    """What every panel receives.  Build with :meth:`create`; :meth:`close` at exit."""
+
+    store: Store
+    devices: DeviceManager
+    data_dir: Path
+    settings: Settings = field(init=False)
+    user: User = field(init=False)
+    _subs: dict[str, list[Callable[..., None]]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings(self.store)
+        self.user = self.store.ensure_user(str(self.settings["user"]))
+
+    @classmethod
+    def create(cls, data_dir: str | Path | None = None, *, bench: bool | None = None,
+               bench_kwargs: dict | None = None, discover: bool = True, **device_kw: Any) -> "AppContext":
+        """Open the database in ``data_dir`` (default: the per-user data directory), repair recordings of
+        a crashed session, build the device manager and (``discover``) scan for devices / start the bench."""
+        from app.core.recording import recover
+
+        data_dir = Path(data_dir) if data_dir else default_data_dir()
+        store = Store(data_dir)
+        recover(store)
+        devices = DeviceManager(bench=bench, bench_kwargs=bench_kwargs, **device_kw)
+        ctx = cls(store, devices, data_dir)
+        if discover:
+            devices.discover()
+        return ctx
+
+    # --- user profile and dataset ------------------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        return self.store.dataset(self.store.user(self.user.id).dataset_id)
+
+    def set_user(self, name: str) -> User:
+        self.user = self.store.ensure_user(name)
+        self.settings["user"] = self.user.name
+        self.publish("user_changed", user=self.user, dataset=self.dataset)
+        return self.user
+
+    def set_dataset(self, dataset_id: int) -> Dataset:
+        self.store.select_dataset(self.user.id, dataset_id)
+        self.user = self.store.user(self.user.id)
+        self.publish("user_changed", user=self.user, dataset=self.dataset)
+        return self.dataset
+
+    # --- notifications -------------------------------------------------------------------------------
+    def subscribe(self, topic: str, fn: Callable[..., None]) -> Callable[[], None]:
+        """Call ``fn(**kwargs)`` on each :meth:`publish` of ``topic``; returns an unsubscribe function."""
+        self._subs.setdefault(topic, []).append(fn)
+        return lambda: self._subs.get(topic, []).remove(fn) if fn in self._subs.get(topic, []) else None
+
+    def publish(self, topic: str, **kwargs: Any) -> None:
+        for fn in list(self._subs.get(topic, [])):
+            fn(**kwargs)
+
+    def status(self, text: str, timeout_ms: int = 5000) -> None:
+        self.publish("status", text=text, timeout_ms=timeout_ms)
+
+    def close(self) -> None:
+        try:
+            self.devices.shutdown()
+        finally:
+            self.store.close()

@@ -1,0 +1,345 @@
+"""Record live streams to files beside the database, reopen and replay them (Qt-free).
+
+* Accelerometer recordings: ``recordings/accel/<id>.f32`` — raw little-endian float32 rows ``(x, y, z)``
+  in m/s², append-only.  A crash loses at most the last unflushed block; the row count is the file size.
+* Power recordings: ``recordings/power/<id>.h5`` — HDF5 (h5py), dataset ``current`` (A, float32, chunked,
+  resizable) with attributes ``rate_hz``, ``voltage``, ``t_offset``; gaps are NaN and listed in ``gaps``.
+  The file is flushed every second.
+
+A :class:`StreamRecorder` subscribes to a :class:`~app.core.streams.SampleStream` (its sink is called on
+the device reader thread and only enqueues), and a writer thread does the disk I/O, so a slow disk never
+stalls acquisition: when the bounded queue is full, blocks are dropped and counted (:attr:`dropped`),
+the Joulescope "drop on overflow" rule.  The database row (:class:`~app.core.store.Recording`) is updated
+with the sample count every second and marked complete on :meth:`StreamRecorder.stop`;
+:func:`recover` repairs rows of a session that crashed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from app.core.store import Recording, Store
+from app.core.streams import SampleStream, Stats
+
+__all__ = ["StreamRecorder", "load_accel", "open_power", "ReplayStream", "recover", "RecordingError",
+           "csv_export", "csv_estimate", "write_accel"]
+
+ACCEL_DIR = "recordings/accel"
+POWER_DIR = "recordings/power"
+
+
+class RecordingError(RuntimeError):
+    """A recording file that cannot be written or read; the message names the file."""
+
+
+class StreamRecorder:
+    """Write ``stream`` to a new recording from now on (see the module documentation).
+
+    ``limit_s``: stop by itself after that many seconds of samples (a fixed-length segment).
+    """
+
+    def __init__(self, store: Store, stream: SampleStream, kind: str, name: str, *, dataset_id: int | None = None,
+                 limit_s: float | None = None, voltage: float = 3.3, queue_blocks: int = 4000,
+                 on_finished: Callable[[Recording], None] | None = None):
+        if kind == "accel" and stream.channels != 3:
+            raise RecordingError(f"accel recording needs a 3-channel stream, {stream.name!r} has {stream.channels}")
+        if kind == "power" and stream.channels != 1:
+            raise RecordingError(f"power recording needs a 1-channel stream, {stream.name!r} has {stream.channels}")
+        self.store, self.stream, self.kind = store, stream, kind
+        self.voltage = voltage
+        self.limit = None if limit_s is None else max(1, int(round(limit_s * stream.rate_hz)))
+        self.on_finished = on_finished
+        self.dropped = 0
+        self.n_written = 0
+        self._q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_blocks)
+        self._first: int | None = None
+        self._accepted = 0
+        self._done = threading.Event()
+        self._stopping = False
+        self._error: BaseException | None = None
+        ext, sub = (".f32", ACCEL_DIR) if kind == "accel" else (".h5", POWER_DIR)
+        self.rec = store.add_recording(kind, name, f"{sub}/pending{ext}", stream.rate_hz, stream.channels,
+                                       dataset_id=dataset_id, t_offset=stream.duration,
+                                       meta={"voltage": voltage, "unit": stream.unit} if kind == "power" else
+                                       {"unit": stream.unit})
+        self.rel_path = f"{sub}/{self.rec.id}{ext}"
+        store.update_recording(self.rec.id, path=self.rel_path)
+        self.path = store.resolve(self.rel_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._open()
+        self._thread = threading.Thread(target=self._writer, name=f"rec-{kind}-{self.rec.id}", daemon=True)
+        self._thread.start()
+        stream.add_sink(self._sink)
+
+    # --- producer side (device thread) -----------------------------------------------------------
+    def _sink(self, first: int, block: np.ndarray) -> None:
+        if self._stopping:
+            return
+        if self._first is None:
+            self._first = first
+        if self.limit is not None:
+            block = block[: max(0, self.limit - self._accepted)]
+            if len(block) == 0:
+                return
+        try:
+            self._q.put_nowait(block)
+            self._accepted += len(block)
+        except queue.Full:
+            self.dropped += len(block)
+            return
+        if self.limit is not None and self._accepted >= self.limit:
+            self._stopping = True
+            self.stream.remove_sink(self._sink)
+            self._q.put(None)
+
+    # --- consumer side (writer thread) ------------------------------------------------------------
+    def _open(self):
+        if self.kind == "accel":
+            return open(self.path, "ab", buffering=0)
+        import h5py
+
+        f = h5py.File(self.path, "w", libver="latest")
+        f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,))
+        f.attrs.update({"rate_hz": self.stream.rate_hz, "voltage": self.voltage, "unit": "A",
+                        "t_offset": self.rec.t_offset, "recording_id": self.rec.id})
+        f.swmr_mode = True
+        return f
+
+    def _write(self, blocks: list[np.ndarray]) -> None:
+        data = np.concatenate(blocks).astype("<f4", copy=False)
+        if self.kind == "accel":
+            self._file.write(data.tobytes())
+        else:
+            ds = self._file["current"]
+            n = ds.shape[0]
+            ds.resize((n + len(data),))
+            ds[n:] = data.ravel()
+        self.n_written += len(data)
+
+    def _writer(self) -> None:
+        last_sync = time.monotonic()
+        finished = False
+        try:
+            while not finished:
+                try:
+                    item = self._q.get(timeout=0.2)
+                except queue.Empty:
+                    item = ()
+                blocks = []
+                if item is None:
+                    finished = True
+                elif len(item):
+                    blocks.append(item)
+                while True:  # batch what is queued
+                    try:
+                        more = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        finished = True
+                        break
+                    blocks.append(more)
+                if blocks:
+                    self._write(blocks)
+                if finished or time.monotonic() - last_sync >= 1.0:
+                    last_sync = time.monotonic()
+                    if self.kind == "power":
+                        self._file.flush()
+                    self.store.update_recording(self.rec.id, n_samples=self.n_written)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self._error = exc
+        finally:
+            self._close()
+            self._done.set()
+
+    def _close(self) -> None:
+        try:
+            if self.kind == "power":
+                gaps = [(a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps
+                        if b > self.rec.t_offset]
+                self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
+                self._file.attrs["dropped"] = self.dropped
+            self._file.close()
+        finally:
+            status = "complete" if self._error is None else "recovered"
+            meta = dict(self.rec.meta, dropped=self.dropped)
+            if self._error is not None:
+                meta["error"] = str(self._error)
+            self.store.update_recording(self.rec.id, n_samples=self.n_written, status=status, meta=meta)
+            if self._first is not None:
+                t_off = self._first / self.stream.rate_hz
+                self.store.update_recording(self.rec.id, t_offset=t_off)
+            if self.on_finished is not None:
+                self.on_finished(self.store.recording(self.rec.id))
+
+    # --- control ---------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def duration(self) -> float:
+        return self._accepted / self.stream.rate_hz
+
+    def stop(self, timeout: float = 10.0) -> Recording:
+        """Stop recording, flush, close; returns the completed row.  Raises if the writer failed."""
+        if not self._stopping:
+            self._stopping = True
+            self.stream.remove_sink(self._sink)
+            self._q.put(None)
+        if not self._done.wait(timeout):
+            raise RecordingError(f"recording {self.path} did not finish writing within {timeout} s")
+        if self._error is not None:
+            raise RecordingError(f"writing {self.path} failed: {self._error}") from self._error
+        return self.store.recording(self.rec.id)
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
+def load_accel(store: Store, rec: Recording) -> np.ndarray:
+    """The ``(n, 3)`` float32 samples of an accel recording (a read-only memory map)."""
+    path = store.resolve(rec.path)
+    if not path.is_file():
+        raise RecordingError(f"accel recording {rec.id} file {path} is missing")
+    n = path.stat().st_size // 12
+    if n == 0:
+        return np.zeros((0, 3), np.float32)
+    return np.memmap(path, dtype="<f4", mode="r", shape=(n, 3))
+
+
+def write_accel(store: Store, name: str, xyz: np.ndarray, rate_hz: float, dataset_id: int | None,
+                status: str = "imported", meta: dict | None = None) -> Recording:
+    """Create a complete accel recording from an array (imports, tests)."""
+    rec = store.add_recording("accel", name, f"{ACCEL_DIR}/pending.f32", rate_hz, 3, dataset_id=dataset_id,
+                              status=status, meta=meta)
+    rel = f"{ACCEL_DIR}/{rec.id}.f32"
+    path = store.resolve(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.ascontiguousarray(xyz, "<f4").reshape(-1, 3).tofile(path)
+    store.update_recording(rec.id, n_samples=len(xyz), status=status, path=rel)
+    return store.recording(rec.id)
+
+
+class ReplayStream(SampleStream):
+    """A power recording reopened for viewing: the pyramid covers the whole file, the full-resolution ring
+    the last ``recent_s``; :meth:`stats` and :meth:`samples` read the file when the range is older, so
+    statistics of a reopened recording are always exact."""
+
+    def __init__(self, path: Path, rate_hz: float, voltage: float, **kw):
+        super().__init__("current (replay)", rate_hz, 1, unit="A", channel_names=("I",), **kw)
+        self.path = path
+        self.voltage = voltage
+
+    def _read(self, i0: int, i1: int) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
+            return np.asarray(f["current"][max(0, i0):i1], np.float32)
+
+    def samples(self, t0: float, t1: float):
+        got = super().samples(t0, t1)
+        if got is not None:
+            return got
+        i0, i1 = self._index_range(t0, t1)
+        i0, i1 = max(0, i0), min(self.n_total, i1)
+        y = self._read(i0, i1)[:, None]
+        return (i0 + np.arange(len(y))) / self.rate_hz, y
+
+    def stats(self, t0: float, t1: float, channel: int = 0) -> Stats:
+        st = super().stats(t0, t1, channel)
+        if st.exact:
+            return st
+        i0, i1 = self._index_range(min(t0, t1), max(t0, t1))
+        i0, i1 = max(0, i0), min(self.n_total, i1)
+        n = s = ss = 0.0
+        mn, mx = np.inf, -np.inf
+        step = 1 << 22
+        for a in range(i0, i1, step):  # chunked: bounded memory for hour-long selections
+            y = self._read(a, min(i1, a + step)).astype(np.float64)
+            y = y[~np.isnan(y)]
+            if len(y):
+                n += len(y)
+                s += y.sum()
+                ss += (y * y).sum()
+                mn, mx = min(mn, y.min()), max(mx, y.max())
+        if not n:
+            return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True)
+        avg = s / n
+        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, int(n), avg, float(np.sqrt(max(0.0, ss / n - avg * avg))),
+                     float(mn), float(mx), True)
+
+
+def open_power(store: Store, rec: Recording, progress: Callable[[float], None] | None = None,
+               cancelled: Callable[[], bool] | None = None, recent_s: float = 30.0) -> ReplayStream:
+    """Reopen a power recording as a :class:`ReplayStream` (reads the file once to build the pyramid)."""
+    import h5py
+
+    path = store.resolve(rec.path)
+    try:
+        f = h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError as exc:
+        raise RecordingError(f"cannot open power recording {rec.id} ({path}): {exc}") from exc
+    with f:
+        if "current" not in f:
+            raise RecordingError(f"{path} has no 'current' dataset: not an ODL Studio power recording")
+        ds = f["current"]
+        rate = float(f.attrs.get("rate_hz", rec.rate_hz))
+        n = ds.shape[0]
+        stream = ReplayStream(path, rate, float(f.attrs.get("voltage", rec.meta.get("voltage", 3.3))),
+                              recent_s=recent_s, history_s=max(recent_s, n / rate + 1.0))
+        gaps = np.asarray(f.attrs.get("gaps", np.zeros((0, 2))), np.float64).reshape(-1, 2)
+        step = 1 << 20
+        for a in range(0, n, step):
+            if cancelled is not None and cancelled():
+                raise RecordingError("cancelled")
+            stream.append(np.asarray(ds[a:a + step], np.float32))
+            if progress is not None:
+                progress(min(1.0, (a + step) / max(1, n)))
+        stream.gaps[:] = [tuple(g) for g in gaps]
+    return stream
+
+
+def recover(store: Store) -> list[Recording]:
+    """Repair recordings left 'recording' by a session that crashed: count what reached the disk."""
+    fixed = []
+    for rec in store.unfinished_recordings():
+        path = store.resolve(rec.path)
+        n = 0
+        if path.is_file():
+            if rec.kind == "accel":
+                n = path.stat().st_size // 12
+            else:
+                try:
+                    import h5py
+
+                    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                        n = int(f["current"].shape[0])
+                except Exception:  # noqa: BLE001 - a truncated HDF5 file: keep the row, 0 samples
+                    n = rec.n_samples
+        store.update_recording(rec.id, n_samples=n, status="recovered")
+        fixed.append(store.recording(rec.id))
+    return fixed
+
+
+def csv_estimate(n_rows: int, columns: int = 2) -> int:
+    """Bytes a CSV export of ``n_rows`` will take (time with 7 decimals + values in %.6e)."""
+    return int(n_rows * (12 + columns * 14))
+
+
+def csv_export(path: str | Path, t: np.ndarray, y: np.ndarray, header: str, max_rows: int = 1_048_575) -> int:
+    """Write ``t, y...`` rows; refuses more than ``max_rows`` (Excel's limit) with a clear message."""
+    if len(t) > max_rows:
+        raise RecordingError(f"{len(t):,} rows exceed the CSV cap of {max_rows:,}: select a shorter range "
+                             f"or raise the cap")
+    y = np.asarray(y).reshape(len(t), -1)
+    data = np.column_stack([t, y])
+    fmt = ["%.7f"] + ["%.6e"] * y.shape[1]
+    np.savetxt(path, data, fmt=fmt, delimiter=",", header=header, comments="")
+    return len(t)
