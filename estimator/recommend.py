@@ -137,7 +137,10 @@ def _why(row: Mapping, constraint: str, budgets: Mapping) -> str:
     if constraint == "power_source":
         return "Full personalization is kept for when the device is charging and it runs on battery"
     if constraint == "ram":
-        return f"needs {row['ram_needed_kib']:.0f} KiB of RAM against {budgets['ram_available_kib']:.0f} KiB available"
+        return (
+            f"needs {row['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of RAM for training against "
+            f"{budgets['ram_available_kib']:.0f} KiB left after the firmware reserve"
+        )
     if constraint == "time":
         return f"takes {row['time_per_round_s']:.3g} s per round against a {budgets['time_s']:g} s budget"
     return f"uses {row['energy_per_round_mj']:.3g} mJ per round against a {budgets['energy_mj']:g} mJ budget"
@@ -209,7 +212,7 @@ def recommend(
             label = mode_label(a, mode)
             mem = est.memory_kib if accounting == "paper" else est.memory_peak_kib
             ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
-            ram_needed = mem + ds
+            ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included
             for e in epochs:
                 f1, src = acc(int(T), label, int(e))
                 row = {
@@ -233,7 +236,7 @@ def recommend(
                 v = []
                 if power_source == "battery" and label == "full" and not allow_full_on_battery:
                     v.append("power_source")
-                if ram_needed > budgets["ram_available_kib"]:
+                if ram_needed > ram_total:
                     v.append("ram")
                 if time_s is not None and row["time_per_round_s"] > time_s:
                     v.append("time")
@@ -271,7 +274,7 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
     good = [r for r in feasible if r["accuracy"] >= best_acc - tol]
     choice = min(good, key=_cost_key)
     better = [r for r in table if not r["feasible"] and r["accuracy"] > choice["accuracy"] + tol]
-    cost = f"{choice['ram_needed_kib']:.0f} KiB, {choice['time_per_round_s']:.3g} s and {choice['energy_per_round_mj']:.3g} mJ per round"
+    cost = f"{choice['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of training RAM, {choice['time_per_round_s']:.3g} s and {choice['energy_per_round_mj']:.3g} mJ per round"
     if not better:
         return choice, f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}) at the lowest cost, {cost}.", "none"
     counts = {c: sum(c in r["violations"] for r in better) for c in CONSTRAINTS}

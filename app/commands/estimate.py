@@ -195,6 +195,8 @@ def run(args) -> int:
         sizes = args.input_sizes or default_sizes
         accuracy = _load_accuracy(args.accuracy)
         n_windows = n_windows_from_recording(args.recording_s, args.rate_hz) if args.recording_s else args.windows
+        ram_kib = profile.ram_bytes / 1024 if args.ram_kib is None else args.ram_kib
+        reserve_kib = profile.firmware_reserve_bytes / 1024 if args.reserve_kib is None else args.reserve_kib
         rows = []
         for T in sizes:
             try:
@@ -210,6 +212,11 @@ def run(args) -> int:
                 row = est.row()
                 row.update({k: v for k, v in est.inference.to_dict().items() if k in ("inference_macc", "weights_kib", "activation_peak_kib")})
                 row["excluded_kib"] = {k: v / 1024 for k, v in est.memory.excluded_bytes.items()}
+                # RAM check against the budget given on the command line (paper or peak accounting)
+                need = row["memory_kib"] if args.accounting == "paper" else row["memory_peak_kib"]
+                if est.memory.dataset_in_ram:
+                    need += row["excluded_kib"].get("local_dataset", 0.0)
+                row.update(ram_kib=ram_kib, reserve_kib=reserve_kib, ram_needed_kib=need + reserve_kib, fits_ram=need + reserve_kib <= ram_kib)
                 rows.append(row)
         rec = recommend(
             factory,

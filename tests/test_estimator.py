@@ -1,0 +1,370 @@
+"""Estimator: Table III reproduction, op-count definitions, ST model-zoo figures, profiles,
+calibration (incl. a held-out check) and the recommender."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from estimator import (
+    BatchRecord,
+    DeviceProfile,
+    MeasuredAccuracy,
+    ProfileError,
+    calibrate,
+    count_ops,
+    estimate,
+    evaluate,
+    get_profile,
+    inference_stats,
+    load_profile,
+    recommend,
+    save_profile,
+    time_per_batch_s,
+    training_memory,
+)
+from estimator.arch import OP_TYPES, Arch, Layer, paper_cnn
+from estimator.calibrate import CalibrationError, nnls
+
+SIZES = (20, 40, 60, 80, 100)
+# Table III of the paper: memory (KB = KiB, estimated), time per batch of 32 (s, measured), power (mW).
+TABLE_III = {
+    "tl": {"memory": (63, 79, 91, 102, 115), "time": (2.33, 5.31, 8.29, 11.27, 14.25), "power": (2.65, 2.64, 2.66, 2.68, 2.67)},
+    "full": {"memory": (98, 122, 131, 165, 189), "time": (7.90, 17.95, 28.00, 38.05, 48.10), "power": (2.65, 2.67, 2.68, 2.69, 2.68)},
+}
+MISPRINT = ("full", 60)  # table3-analysis §1.2: every linear model predicts ~144 KB, not 131
+CELLS = [(m, T, i) for m in ("tl", "full") for i, T in enumerate(SIZES)]
+
+
+def ign(wl: int = 24) -> Arch:
+    """ST model zoo IGN (st-modelzoo-har.md §1.2)."""
+    return Arch(
+        (wl, 3, 1),
+        (
+            Layer("conv2d", "conv", filters=24, kernel=16),
+            Layer("relu", "act"),
+            Layer("maxpool2d", "pool", pool=3),
+            Layer("flatten", "flat"),
+            Layer("dense", "d1", units=12),
+            Layer("dropout", "drop", rate=0.5),
+            Layer("dense", "d2", units=4),
+            Layer("softmax", "sm"),
+        ),
+        name=f"ign_wl_{wl}",
+    )
+
+
+def gmp(wl: int = 24) -> Arch:
+    """ST model zoo GMP (st-modelzoo-har.md §1.3)."""
+    return Arch(
+        (wl, 3, 1),
+        (
+            Layer("batchnorm", "bn0"),
+            Layer("conv2d", "c1", filters=16, kernel=5),
+            Layer("batchnorm", "bn1"),
+            Layer("conv2d", "c2", filters=16, kernel=5),
+            Layer("gmp2d", "gmax"),
+            Layer("dropout", "drop", rate=0.5),
+            Layer("dense", "d", units=4),
+            Layer("softmax", "sm"),
+        ),
+        name=f"gmp_wl_{wl}",
+    )
+
+
+# --- Table III --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode,T,i", CELLS)
+def test_table3_memory_within_3kib_except_the_misprint(mode, T, i):
+    est = estimate(paper_cnn(T), mode, 32, "paper")
+    observed = TABLE_III[mode]["memory"][i]
+    if (mode, T) == MISPRINT:
+        # Reported, not fitted: the model says ~144 KiB, the paper prints 131 (a misprint per the analysis).
+        assert 140 < est.memory_kib < 148
+        assert est.memory_kib - observed > 10
+    else:
+        assert abs(est.memory_kib - observed) <= 3.0, f"{mode} T={T}: {est.memory_kib:.2f} KiB vs {observed}"
+
+
+@pytest.mark.parametrize("mode,T,i", CELLS)
+def test_table3_time_within_3_percent_and_energy_is_265mw_times_time(mode, T, i):
+    est = estimate(paper_cnn(T), mode, 32, "paper")
+    measured = TABLE_III[mode]["time"][i]
+    assert est.time_per_batch_s == pytest.approx(measured, rel=0.03)
+    assert est.power_w * 1e3 == pytest.approx(TABLE_III[mode]["power"][i], rel=0.03)
+    assert est.energy_per_batch_j == pytest.approx(2.65e-3 * measured, rel=0.03)
+
+
+def test_paper_geometry_params_and_closed_form_macs():
+    for T in SIZES:
+        a = paper_cnn(T)
+        assert a.params == 10084
+        tl, full = count_ops(a, "tl"), count_ops(a, "full")
+        assert sum(tl.forward[k] for k in OP_TYPES if k != "elementwise") == 3360 * T - 15508
+        assert tl.macs_per_sample == 3360 * T - 11708
+        assert full.macs_per_sample == 9792 * T - 33660
+        est = estimate(a, "tl")
+        assert est.trainable_params == 3556 and estimate(a, "full").trainable_params == 10084
+
+
+def test_backward_stops_at_first_trained_layer():
+    a = paper_cnn(20)
+    tl = count_ops(a, "tl")
+    # TL: only the Dense part runs backward; dense1 (first trained) computes no input gradient.
+    assert tl.backward["conv_dw"] == tl.backward["conv_dx"] == 0
+    assert tl.backward["dense_dw"] == 50 * 64 + 6 * 50
+    assert tl.backward["dense_dx"] == 6 * 50
+    full = count_ops(a, "full")
+    # Full: conv1's input gradient is not computed, conv2's is (full correlation over L_in = P1 = 9).
+    assert full.backward["conv_dx"] == 9 * 64 * 3 * 32
+    assert full.backward["conv_dw"] == full.forward["conv_fwd"]
+    # A frozen conv between trained layers still propagates the error but computes no weight gradient.
+    mixed = count_ops(a, ["conv1", "dense2"])
+    assert mixed.backward["conv_dw"] == 18 * 32 * 3 * 3
+    assert mixed.backward["conv_dx"] == full.backward["conv_dx"]
+    assert mixed.backward["dense_dw"] == 6 * 50
+    assert mixed.update["elementwise"] == 320 + 306
+    none = count_ops(a, "none")
+    assert all(v == 0 for v in none.backward.values()) and none.update["elementwise"] == 0
+    assert count_ops(a, "full").per_batch(32)["conv_fwd"] == 32 * full.forward["conv_fwd"]
+
+
+def test_peak_accounting_is_below_paper_sum_and_lists_excluded_items():
+    for T in SIZES:
+        for mode in ("tl", "full"):
+            mem = training_memory(paper_cnn(T), mode)
+            floor = mem.params_bytes + mem.gradients_bytes
+            assert floor < mem.peak_bytes < mem.paper_bytes
+    est = estimate(paper_cnn(100), "full", 32, "paper", n_windows=100, dataset_in_ram=True)
+    ex = est.memory.excluded_bytes
+    assert ex["local_dataset"] == 100 * 300 * 4  # 117 KiB, table3-analysis §1.2
+    assert {"stack", "protocol_buffers", "code_flash", "firmware_static"} <= set(ex)
+    assert est.memory.ram_needed_bytes == est.memory.training.paper_bytes + est.memory.firmware_reserve_bytes + ex["local_dataset"]
+    assert not est.memory.fits_ram  # 189.6 + 24 + 117 KiB > 320 KiB
+    assert estimate(paper_cnn(100), "full", 32, "paper", n_windows=100).memory.fits_ram
+
+
+# --- ST model zoo (inference figures) ---------------------------------------------------------------
+
+
+def test_st_models_params_and_published_weights():
+    assert ign(24).params == 3064 and ign(48).params == 9976
+    assert gmp(24).params == 1528 and gmp(24).param_count(gmp(24).trainable("full"), trainable_only=True) == 1494
+    # Weights flash as ST reports them (st-modelzoo-har.md §1.2, §1.3): 11.97, 38.97, 5.70 KiB.
+    assert inference_stats(ign(24)).weights_bytes / 1024 == pytest.approx(11.97, abs=0.005)
+    assert inference_stats(ign(48)).weights_bytes / 1024 == pytest.approx(38.97, abs=0.005)
+    g = inference_stats(gmp(24))
+    assert g.weights_bytes / 1024 == pytest.approx(5.70, abs=0.005)
+    assert set(g.folded_batchnorms) == {"bn0", "bn1"}
+
+
+def test_st_ign_inference_macc_and_activation_peak_by_hand():
+    s = inference_stats(ign(24))
+    conv = 9 * 3 * 24 * 16  # L_out·W·F·K·C
+    dense = 216 * 12 + 12 * 4
+    elementwise = 648 + 648 + 216 * 3 + 12 + 4 + 4  # bias, relu, maxpool reads, dense biases, softmax
+    assert s.macs == conv + dense
+    assert s.macc == conv + dense + elementwise
+    assert s.activation_peak_bytes == (648 + 216) * 4  # maxpool in + out is the widest point
+
+
+def test_st_models_train_estimates_are_consistent():
+    for a in (ign(24), ign(48), gmp(24), gmp(48)):
+        tl, full = estimate(a, "tl"), estimate(a, "full")
+        assert tl.time_per_batch_s < full.time_per_batch_s
+        assert tl.memory_kib < full.memory_kib
+        assert full.memory.training.gradients_bytes == 4 * a.param_count(a.trainable("full"), trainable_only=True)
+
+
+# --- profiles ---------------------------------------------------------------------------------------
+
+
+def test_presets_documented_and_power_model():
+    for name in ("paper", "l496-80mhz", "l496-80mhz-optimized"):
+        p = get_profile(name)
+        assert p.source and p.description and p.ram_bytes == 320 * 1024
+    paper = get_profile("paper")
+    assert paper.power_w() * 1e3 == pytest.approx(2.65, rel=0.005)
+    assert 24e-3 < get_profile("l496-80mhz").power_w() < 29e-3  # table3-analysis §0: 24–29 mW at 80 MHz
+    assert paper.current_a(80e6) == pytest.approx(get_profile("l496-80mhz").current_a())
+    # Optimized kernels at 80 MHz are 12–64x faster than the paper (table3-analysis §0).
+    a = paper_cnn(100)
+    ratio = time_per_batch_s(a, "full", 32, "paper") / time_per_batch_s(a, "full", 32, "l496-80mhz-optimized")
+    assert 12 < ratio < 64
+
+
+def test_profile_json_roundtrip_and_bad_files(tmp_path):
+    p = get_profile("l496-80mhz")
+    path = save_profile(p, tmp_path, "board-0042")
+    assert path.name == "board-0042.json"
+    assert load_profile(path) == p
+    assert get_profile("board-0042", tmp_path) == p
+    with pytest.raises(ProfileError, match="shadow a preset"):
+        save_profile(p, tmp_path, "paper")
+    with pytest.raises(ProfileError, match="not a safe file name"):
+        save_profile(p, tmp_path, "../evil")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n  \"name\": \"x\",\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"bad\.json: not valid JSON \(line"):
+        load_profile(bad)
+    d = p.to_dict()
+    d["cycles"]["conv_fwd"] = -1
+    with pytest.raises(ProfileError, match="cycles must be finite and >= 0"):
+        DeviceProfile.from_dict(d)
+    d = p.to_dict()
+    d["turbo"] = True
+    with pytest.raises(ProfileError, match="unknown fields"):
+        DeviceProfile.from_dict(d)
+    with pytest.raises(ProfileError, match="unknown device profile"):
+        get_profile("nope", tmp_path)
+
+
+def test_bad_estimate_arguments_are_named():
+    a = paper_cnn(20)
+    with pytest.raises(ValueError, match="batch_size"):
+        estimate(a, "tl", 0)
+    with pytest.raises(ValueError, match="epochs"):
+        estimate(a, "tl", epochs=0)
+    with pytest.raises(ValueError, match="conv9"):
+        estimate(a, ["conv9"])
+
+
+def test_round_time_and_energy_with_partial_last_batch():
+    a = paper_cnn(40)
+    est = estimate(a, "tl", 32, "l496-80mhz", n_windows=70, epochs=3)
+    assert est.batches_per_epoch == 3
+    upd = est.time_per_batch_s - 32 * est.time_per_sample_s
+    assert upd > 0
+    assert est.time_per_epoch_s == pytest.approx(70 * est.time_per_sample_s + 3 * upd)
+    assert est.time_per_round_s == pytest.approx(3 * est.time_per_epoch_s)
+    assert est.energy_per_round_j == pytest.approx(est.power_w * est.time_per_round_s)
+    json.dumps(est.to_dict())  # JSON-able
+
+
+# --- calibration --------------------------------------------------------------------------------------
+
+
+def _table3_records(clock_hz: float | None = 8e6) -> list[BatchRecord]:
+    return [
+        BatchRecord(paper_cnn(T), m, 32, TABLE_III[m]["time"][i], clock_hz=clock_hz, avg_power_w=TABLE_III[m]["power"][i] * 1e-3, label=f"{m} T={T}")
+        for m, T, i in CELLS
+    ]
+
+
+def test_calibration_on_all_ten_cells_recovers_the_paper_preset():
+    # Start from the generic 80 MHz library profile: nothing of Table III in it.
+    prof, rep = calibrate(_table3_records(), "l496-80mhz", name="nucleo-paper")
+    assert rep.grouping == "paper4"
+    assert rep.time_max_abs_rel < 1e-6
+    paper = get_profile("paper")
+    for op in ("conv_fwd", "conv_dw", "conv_dx", "dense_fwd"):
+        # same per-op costs as the preset, up to the elementwise work the base profile charges separately
+        assert prof.cycles[op] == pytest.approx(paper.cycles[op], rel=0.25)
+    # Power from one clock: I0 kept, k fitted; predicts the 2.64–2.69 mW cells within 1.5 %.
+    assert rep.power_rms_rel < 0.015
+    assert prof.power_w(8e6) * 1e3 == pytest.approx(2.67, abs=0.02)
+
+
+def test_held_out_two_cells_predict_the_other_eight():
+    """Calibrate from two cells only (TL T=20 and Full T=100), check the other eight."""
+    recs = _table3_records()
+    train = [r for r in recs if r.label in ("tl T=20", "full T=100")]
+    held = [r for r in recs if r not in train]
+    prof, rep = calibrate(train, "l496-80mhz")
+    assert rep.grouping == "fwd-bwd"  # the only 2-cost split both cells can identify
+    rows, _ = evaluate(prof, held)
+    errs = [abs(r["rel_error"]) for r in rows]
+    assert len(errs) == 8
+    assert max(errs) < 0.08, errs  # measured: 0.3–6.5 %
+    assert math.sqrt(sum(e * e for e in errs) / 8) < 0.05
+    # The reverse pair (Full T=20, TL T=100) generalizes as well.
+    train2 = [r for r in recs if r.label in ("full T=20", "tl T=100")]
+    prof2, _ = calibrate(train2, "l496-80mhz")
+    rows2, _ = evaluate(prof2, [r for r in recs if r not in train2])
+    assert max(abs(r["rel_error"]) for r in rows2) < 0.08
+
+
+def test_calibration_with_two_clocks_fits_i0_and_k():
+    a = paper_cnn(20)
+    base = get_profile("paper")
+    recs = []
+    for f in (8e6, 16e6, 48e6):
+        t = time_per_batch_s(a, "tl", 32, base, f)
+        recs.append(BatchRecord(a, "tl", 32, t, clock_hz=f, energy_j=3.3 * (50e-6 + 100e-12 * f) * t))
+    prof, rep = calibrate(recs, base)
+    assert prof.i0_a == pytest.approx(50e-6, rel=1e-6)
+    assert prof.k_a_per_hz == pytest.approx(100e-12, rel=1e-6)
+    assert rep.power_rms_rel < 1e-9 and rep.time_max_abs_rel < 1e-9
+
+
+def test_calibration_rejects_bad_records():
+    a = paper_cnn(20)
+    with pytest.raises(CalibrationError, match="no records"):
+        calibrate([])
+    with pytest.raises(CalibrationError, match="seconds must be > 0"):
+        calibrate([BatchRecord(a, "tl", 32, 0.0)])
+    with pytest.raises(CalibrationError, match="record 3"):
+        BatchRecord.from_dict({"arch": {"paper_cnn": 20}, "seconds": 1.0}, where="record 3")
+    r = BatchRecord.from_dict({"arch": {"paper_cnn": 40}, "trainable": "full", "batch_size": 32, "seconds": 17.95})
+    assert r.arch.input_size == 40
+
+
+def test_nnls_matches_unconstrained_when_positive_and_clamps_otherwise():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    A = rng.random((12, 3))
+    x = np.array([1.0, 2.0, 3.0])
+    assert np.allclose(nnls(A, A @ x), x)
+    x2 = nnls(A, A @ np.array([1.0, -2.0, 3.0]))
+    assert (x2 >= 0).all()
+
+
+# --- recommender ----------------------------------------------------------------------------------------
+
+
+def test_recommender_follows_the_papers_power_source_advice():
+    bat = recommend(n_windows=64, power_source="battery")
+    assert bat.choice["mode"] == "tl" and bat.binding == "power_source"
+    assert "power source" in bat.reason and bat.reason.count(". ") == 0
+    chg = recommend(n_windows=64, power_source="charging")
+    assert chg.choice["mode"] == "full" and chg.binding == "none"
+    assert len(chg.table) == 5 * 2 * 5 and sum(r["chosen"] for r in chg.table) == 1
+
+
+def test_recommender_energy_and_ram_budgets_bind():
+    r = recommend(n_windows=64, power_source="charging", energy_mj=300)
+    assert r.binding == "energy" and "300 mJ" in r.reason
+    assert r.choice["energy_per_round_mj"] <= 300
+    assert all(row["energy_per_round_mj"] > 300 for row in r.table if "energy" in row["violations"])
+    # RAM: 150 KiB minus the 24 KiB reserve rules out Full above T=40.
+    r = recommend(n_windows=64, power_source="charging", ram_kib=150)
+    assert r.choice["ram_needed_kib"] <= 150 and r.choice["memory_kib"] <= 126
+    assert not any(row["fits_ram"] for row in r.table if row["mode"] == "full" and row["input_size"] >= 60)
+    r = recommend(n_windows=64, ram_kib=60)
+    assert r.choice is None and r.binding == "ram" and "Nothing fits the RAM budget" in r.reason
+
+
+def test_recommender_prefers_measured_accuracy_over_priors():
+    # The user's host-side simulation says TL at T=40 is as good as anything: choose it, cheaply.
+    table = {(T, m): 0.90 for T in SIZES for m in ("tl", "full")}
+    table[(40, "tl")] = 0.97
+    r = recommend(n_windows=64, power_source="charging", accuracy=MeasuredAccuracy(table))
+    assert (r.choice["input_size"], r.choice["mode"]) == (40, "tl")
+    assert r.choice["accuracy_source"].startswith("measured")
+    # the cheapest number of epochs reaching it (measured value does not depend on epochs)
+    assert r.choice["epochs"] == 1
+    r2 = recommend(n_windows=64, accuracy=lambda T, m, e: 0.5 + T / 1000)
+    assert r2.choice["input_size"] == 100
+
+
+def test_recommender_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="power_source"):
+        recommend(power_source="solar")
+    with pytest.raises(ValueError, match="energy_mj"):
+        recommend(energy_mj=-1)
+    with pytest.raises(ValueError, match="accounting"):
+        recommend(accounting="guess")

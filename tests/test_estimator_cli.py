@@ -1,0 +1,102 @@
+"""``odlstudio estimate``: JSON contract, readable table, --model import, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.cli import main
+
+ROW_KEYS = {
+    "input_size", "mode", "params", "trainable_params", "memory_kib", "memory_peak_kib", "macs_per_sample",
+    "time_per_batch_s", "power_mw", "energy_per_batch_mj", "fits_ram",
+}
+
+
+def _json(capsys, *argv):
+    assert main(["estimate", *argv, "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, "exactly one JSON line"
+    return json.loads(out[0])
+
+
+def test_json_rows_reproduce_table3(capsys):
+    d = _json(capsys, "--arch", "paper", "--input-sizes", "20,40,60,80,100", "--modes", "tl,full", "--preset", "paper")
+    assert len(d["rows"]) == 10
+    for row in d["rows"]:
+        assert ROW_KEYS <= set(row)
+        assert set(row["macs_per_sample"]) == {"conv_fwd", "conv_dw", "conv_dx", "dense_fwd", "dense_dw", "dense_dx", "elementwise"}
+    cell = next(r for r in d["rows"] if r["input_size"] == 100 and r["mode"] == "full")
+    assert cell["time_per_batch_s"] == pytest.approx(48.10, rel=0.03)
+    assert cell["energy_per_batch_mj"] == pytest.approx(2.65 * 48.10, rel=0.03)
+    rec = d["recommendation"]
+    assert rec["choice"]["mode"] == "tl" and rec["binding"] == "power_source" and rec["reason"]
+
+
+def test_budgets_and_power_source_flags(capsys):
+    d = _json(capsys, "--power-source", "charging", "--energy-mj", "300", "--windows", "64")
+    assert d["recommendation"]["binding"] == "energy"
+    assert d["recommendation"]["choice"]["energy_per_round_mj"] <= 300
+    d = _json(capsys, "--ram-kib", "100", "--reserve-kib", "0", "--modes", "full", "--power-source", "charging")
+    assert [r["fits_ram"] for r in d["rows"]] == [True, False, False, False, False]
+
+
+def test_readable_table(capsys):
+    assert main(["estimate", "--input-sizes", "20,100", "--preset", "l496-80mhz-optimized"]) == 0
+    out = capsys.readouterr().out
+    assert "mem KiB" in out and "Recommended:" in out and out.count("\n") > 5
+
+
+def test_accuracy_file_and_saved_profile(tmp_path, capsys):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps([{"input_size": 20, "mode": "tl", "f1": 0.99}]), encoding="utf-8")
+    d = _json(capsys, "--accuracy", str(acc))
+    assert (d["recommendation"]["choice"]["input_size"], d["recommendation"]["choice"]["mode"]) == (20, "tl")
+    from estimator import get_profile, save_profile
+
+    save_profile(get_profile("l496-80mhz"), tmp_path, "my-board")
+    d = _json(capsys, "--preset", "my-board", "--profile-dir", str(tmp_path), "--input-sizes", "20")
+    assert d["profile"]["clock_hz"] == 80e6
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--input-sizes", "20,x"], "'x' is not an integer"),
+        (["--input-sizes", "4"], "T=4 does not fit"),
+        (["--modes", "tl,conv9"], "conv9"),
+        (["--preset", "warp-drive"], "unknown device profile"),
+        (["--energy-mj", "-3"], "must be a finite number >= 0"),
+        (["--model", "/nonexistent/model.h5"], "file not found"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+    ],
+)
+def test_bad_input_names_the_argument(argv, needle, capsys):
+    try:
+        rc = main(["estimate", *argv])
+    except SystemExit as exc:  # argparse type errors
+        rc = exc.code
+    assert rc == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_accuracy_file_names_the_item(tmp_path, capsys):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps([{"input_size": 20, "mode": "tl", "f1": 0.9}, {"mode": "tl"}]), encoding="utf-8")
+    assert main(["estimate", "--accuracy", str(acc)]) == 2
+    assert "item 1" in capsys.readouterr().err
+
+
+@pytest.mark.needs_shared
+def test_model_import_reports_inference_figures(st_models, capsys):
+    pytest.importorskip("app.core.models", reason="model importer app.core.models not available")
+    h5 = st_models / "v2.0.1/human_activity_recognition/pretrained_models/ign/ST_pretrainedmodel_public_dataset/WISDM/ign_wl_24/ign_wl_24.h5"
+    if not h5.is_file():
+        pytest.skip(f"{h5} not found")
+    d = _json(capsys, "--model", str(h5), "--modes", "tl,full", "--preset", "l496-80mhz")
+    assert [r["input_size"] for r in d["rows"]] == [24, 24]
+    r = d["rows"][1]
+    assert r["params"] == 3064 and r["trainable_params"] == 3064
+    assert r["weights_kib"] == pytest.approx(11.97, abs=0.005)
+    assert r["inference_macc"] > 0 and r["activation_peak_kib"] > 0
