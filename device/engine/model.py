@@ -21,6 +21,7 @@ import numpy as np
 from estimator.arch import Arch, Layer
 
 from . import kernels as K
+from .blas import blas_threads
 from .graph import VIEW_KINDS, Graph, RLayer, lower
 from .ops import add_ops, batch_ops, zero_ops
 from .weights import DTYPE, Weights, bn_scale_shift, check_weights, copy_weights, fold_conv_bn, glorot_init, unfold_conv_bn
@@ -339,7 +340,8 @@ class Model:
             np.copyto(r.x_user, x[s:e])
             if t is not None:
                 np.copyto(r.t, t[s:e])
-            r.forward()
+            with blas_threads(1):
+                r.forward()
             out[s:e] = r.probs
             if t is not None:
                 loss += float(r.losses.sum(dtype=np.float64))
@@ -367,8 +369,9 @@ class Model:
         np.copyto(r.x_user, x)
         np.copyto(r.t, t)
         r.scale[0] = 1.0 / n
-        r.forward()
-        r.backward()
+        with blas_threads(1):
+            r.forward()
+            r.backward()
         loss = float(r.losses.mean(dtype=np.float64))
         out: Weights = {}
         shapes = self.arch.param_shapes()
@@ -402,10 +405,11 @@ class Model:
         plan = self._plan(trainable)
         if not plan.graph.training:
             raise ValueError(f"train_batch(): trainable={trainable!r} selects no layer to train")
-        if mode == "vectorised":
-            loss, correct = self._step_vectorised(plan, x, t, lr_f)
-        else:
-            loss, correct = self._step_per_sample(plan, x, t, lr_f)
+        with blas_threads(1):  # small matrices: BLAS threads only fight other pools (see blas.py)
+            if mode == "vectorised":
+                loss, correct = self._step_vectorised(plan, x, t, lr_f)
+            else:
+                loss, correct = self._step_per_sample(plan, x, t, lr_f)
         ops = plan.ops(n)
         add_ops(self.ops_total, ops)
         return BatchResult(loss, n, dict(ops), correct)
