@@ -307,35 +307,96 @@ class _BoardSession(_Session):
 
 
 class _PowerSession(_Session):
-    """X-NUCLEO-LPM01A through :mod:`device.lpm01a` (driver + capture thread); current -> power stream."""
+    """X-NUCLEO-LPM01A through :class:`device.lpm01a.driver.PowerShield` and
+    :class:`device.lpm01a.capture.Capture`; a pump thread moves capture blocks into the power stream."""
 
     def __init__(self, manager: "DeviceManager", info: DeviceInfo):
         super().__init__(manager, info)
         self.rate_hz = 100_000
         self.voltage = 3.3
-        self.impl: Any = None
+        self.ps: Any = None
+        self.cap: Any = None
+        self._pump: threading.Thread | None = None
+        self._pump_stop = threading.Event()
 
     def open(self) -> None:
-        try:
-            from device.lpm01a import capture  # noqa: F401
-        except ImportError as exc:
-            raise DeviceError(f"{self.info.name}: LPM01A capture module not available ({exc})") from exc
-        raise DeviceError(f"{self.info.name}: LPM01A link not wired yet")
+        from device.lpm01a.driver import PowerShield
+
+        self.ps = PowerShield(self.info.url, timeout=2.0)
+        self.ps.htc()
+        self.details = {"firmware": self.ps.version(), "board": self.ps.powershield(),
+                        "rate_hz": self.rate_hz, "voltage": self.voltage}
 
     def close_link(self) -> None:
-        if self.impl is not None:
-            impl, self.impl = self.impl, None
-            impl.close()
+        self._stop_capture()
+        if self.ps is not None:
+            ps, self.ps = self.ps, None
+            try:
+                ps.close()
+            except Exception:  # noqa: BLE001 - closing a dead port
+                pass
 
     def alive(self) -> bool:
-        return self.impl.alive()
+        if self.cap is not None:
+            if self.cap.finished and self.want_stream:
+                raise DeviceError(f"acquisition ended ({self.cap.ended_by}): {self.cap.error}")
+            self.details.update({"lost": int(self.cap.lost), "buffer_pct": self.cap.buffer_pct})
+            return True
+        self.ps.status()
+        return True
 
     def start_stream(self) -> None:
+        from device.lpm01a.capture import Capture
+
         stream = self.m._ensure_power_stream(self.rate_hz, self.voltage)  # noqa: SLF001
-        self.impl.start(self.rate_hz, self.voltage, stream, self.m.now)
+        try:
+            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage,
+                              eventsrc=("d7", "ris"))
+        except Exception:  # noqa: BLE001 - older firmware without eventsrc: stream without D7 events
+            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage)
+        self.cap = Capture(self.ps, self.rate_hz, "bin_hexa")
+        sub = self.cap.subscribe(from_start=True)
+        self._pump_stop.clear()
+        self._pump = threading.Thread(target=self._pump_loop, args=(sub, stream), name="lpm01a-pump", daemon=True)
+        self.cap.start()
+        self._pump.start()
+
+    def _pump_loop(self, sub: Any, stream: SampleStream) -> None:
+        origin: int | None = None
+        while not sub.done and not self._pump_stop.is_set():
+            b = sub.get(0.25)
+            if b is None:
+                continue
+            if len(b.values) == 0 and not b.events:
+                continue
+            if origin is None:  # anchor device sample 0 on the shared timeline
+                t = self.m.now() - b.first_index / b.rate_hz
+                stream.extend_to(t, mark=stream.n_total > 0)
+                origin = stream.n_total - b.first_index
+            if b.overrun:
+                stream.append_gap(b.overrun)
+            expect = origin + b.first_index
+            if expect > stream.n_total:
+                stream.append_gap(expect - stream.n_total)
+            if len(b.values):
+                stream.append(b.values)
+            for ev in b.events:
+                self.m._power_event((origin + ev.index) / stream.rate_hz, ev.kind, ev.text)  # noqa: SLF001
+
+    def _stop_capture(self) -> None:
+        cap, self.cap = self.cap, None
+        if cap is not None:
+            try:
+                cap.stop(timeout=3.0)
+            except Exception:  # noqa: BLE001 - a dead link: the reader thread ends by itself
+                pass
+        if self._pump is not None:
+            self._pump.join(timeout=2.0)
+            self._pump_stop.set()
+            self._pump = None
 
     def stop_stream(self) -> None:
-        self.impl.stop()
+        self._stop_capture()
 
     def _cmd_config(self, rate_hz: int, voltage: float) -> None:
         was = self.state == DeviceState.STREAMING
@@ -373,6 +434,8 @@ class DeviceManager:
         self.power_stream: SampleStream | None = None
         self.voltage = 3.3
         self.messages: list[str] = []
+        #: (time on the shared timeline, kind, text) of power-shield stream events (D7 edges, errors...).
+        self.power_events: list[tuple[float, str, str]] = []
 
     # --- clock, change tracking ----------------------------------------------------------------------
     def now(self) -> float:
@@ -388,6 +451,11 @@ class DeviceManager:
             self.messages.append(text)
             del self.messages[:-200]
             self.version += 1
+
+    def _power_event(self, t: float, kind: str, text: str) -> None:
+        with self._lock:
+            self.power_events.append((t, kind, text))
+            del self.power_events[:-10_000]
 
     # --- discovery -----------------------------------------------------------------------------------
     def discover(self) -> list[DeviceInfo]:
@@ -514,8 +582,7 @@ class DeviceManager:
         s = self._session(key)
         if not s.info.virtual or self.bench is None:
             raise DeviceError(f"{s.info.name} is not a virtual device")
-        target = self.bench.powershield_endpoint if s.info.kind == "powershield" else self.bench.board_endpoint
-        target.unplug(seconds)
+        self.bench.unplug(s.info.kind, seconds)
 
     def shutdown(self) -> None:
         with self._lock:
