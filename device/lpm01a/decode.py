@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from device.lpm01a import spec
 from device.lpm01a.spec import PROMPT_B, TIMESTAMP_EVERY
 
 __all__ = [
@@ -208,7 +209,7 @@ class StreamDecoder:
         if len(values):
             if self.ended:  # after the end tag digit lines belong to the summary
                 if self._in_summary:
-                    self.summary.extend(f"{v:.4g}" for v in values)
+                    self.summary.extend(spec.ascii_sample(float(v)) for v in values)
                 return
             self._parts.append(values)
             self.next_index += len(values)
@@ -624,8 +625,15 @@ class BinaryDecoder(StreamDecoder):
         text = payload.replace(b"\x00", b"").decode("ascii", "replace")
         lines = [ln for ln in text.replace("\r", "").split("\n") if ln.strip()]
         if tag == 0xF1:
-            msg = " ".join(s.strip() for s in lines)
-            self._event(StreamEvent(ERROR, 0, msg, code=_error_code(msg)))
+            # an F1 frame is either a device error ("error: Tx buffer overflow…", "Voltage drop") or the
+            # rejection of a command sent during the acquisition ("error <cmd>" + "Error detail: …")
+            for line in lines or ["error"]:
+                ev = classify_text_line(line)
+                if ev is None:
+                    continue
+                if ev.kind not in (ERROR, REPLY_ERROR, ERROR_DETAIL):
+                    ev = StreamEvent(ERROR, 0, ev.text or line.strip(), code=_error_code(line))
+                self._event(ev)
             return
         for line in lines or [""]:
             self._text(line)

@@ -110,6 +110,10 @@ class Reply:
         return toks[-1] if toks else ""
 
 
+class _AcquisitionOver(PowerShieldError):
+    """Internal: the reader thread handed the port back while a command waited for its reply."""
+
+
 class _Pending:
     """A command sent while the reader thread owns the port, waiting for its in-stream reply."""
 
@@ -227,6 +231,27 @@ class PowerShield:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
 
+    def _read_reply_bytes(self) -> bytes:
+        """Low-latency read for replies: on sockets a fixed-size block read would wait for the whole
+        timeout, so block for the first byte and then take whatever else is already there."""
+        if not self.is_socket:
+            return self.read_raw()
+        port = self.port
+        if port is None:
+            raise Disconnected(f"PowerShield port {self.url!r} is closed")
+        try:
+            first = port.read(1)
+            if not first:
+                return b""
+            port.timeout = 0
+            try:
+                return first + port.read(1 << 16)
+            finally:
+                port.timeout = self.read_timeout
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            self.state = "closed"
+            raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
+
     def _write(self, line: str) -> None:
         port = self.port
         if port is None:
@@ -249,7 +274,7 @@ class PowerShield:
                 return raw.replace(b"\x00", b"").decode("ascii", "replace").strip("\r\n ")
             if time.monotonic() >= deadline:
                 raise PowerShieldTimeout(f"no reply to {what!r} from {self.url!r} (waited {self.timeout:g} s or more)")
-            self._rx += self.read_raw()
+            self._rx += self._read_reply_bytes()
 
     # --- grammar ----------------------------------------------------------------------------------
     def command(self, line: str, timeout: float | None = None, check: bool = True) -> Reply:
@@ -320,7 +345,7 @@ class PowerShield:
         while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
             nl = self._rx.find(b"\n")
             if nl < 0:
-                data = self.read_raw()
+                data = self._read_reply_bytes()
                 if data:
                     self._rx += data
                     last = time.monotonic()
@@ -348,6 +373,11 @@ class PowerShield:
                     if now >= deadline:
                         raise PowerShieldTimeout(f"no in-stream reply to {line!r} from {self.url!r} within {timeout:g} s")
                     pend.cond.wait(min(0.05, deadline - now))
+            if isinstance(pend.error, _AcquisitionOver) and pend.reply is None and pend.rejected_at is None:
+                # the stream ended first (the shield queues commands that arrive while it drains its
+                # buffer and answers them afterwards as ordinary replies): read that reply now
+                with self._lock:
+                    return self._await_reply(name, line, max(0.2, deadline - time.monotonic()))
             if pend.error is not None:
                 raise pend.error
             if pend.reply is not None:
@@ -417,7 +447,7 @@ class PowerShield:
 
     def end_acquisition(self, trailing: bytes = b"") -> None:
         """The reader thread gives the port back; ``trailing`` = bytes after ``Acquisition completed``."""
-        self.fail_pending(PowerShieldError("the acquisition ended before the reply arrived"))
+        self.fail_pending(_AcquisitionOver("the acquisition ended before the reply arrived"))
         if self.state == "acquiring":
             self.state = "host"
         self._rx[:0] = trailing
@@ -569,8 +599,12 @@ class PowerShield:
 
     def eventsrc(self, source: str = "d7", edge: str = "ris") -> None:
         """Report edges on Arduino D7 as ``event NN ris`` in the stream (FW 1.0.7, undocumented)."""
-        if source != "d7":
-            raise ArgumentError(f"eventsrc source {source!r}: only 'd7' is known")
+        if source not in ("d7", "off"):
+            raise ArgumentError(f"eventsrc source {source!r}: must be 'd7' or 'off'")
+        if source == "off":
+            self.command("eventsrc off")
+            self.settings["eventsrc"] = None
+            return
         if edge not in ("ris", "fal"):
             raise ArgumentError(f"eventsrc edge {edge!r}: must be 'ris' or 'fal'")
         self.command(f"eventsrc {source} {edge}")

@@ -1,0 +1,295 @@
+"""``odlstudio power``: headless X-NUCLEO-LPM01A capture.
+
+Examples::
+
+    odlstudio power --port /dev/ttyACM0 --freq 100k --format bin_hexa --duration 10 --json
+    odlstudio power --port socket://127.0.0.1:5000 --freq 1k --output energy --duration 60 --out run.h5
+    odlstudio power --port auto --duration 5          # no shield found: starts the virtual bench
+
+``--duration D`` captures exactly D·f samples: the shield's ``acqtime`` is set to D (when D ≤ 100 s;
+beyond, it runs until the host stops it and extra samples are discarded).  ``--acqtime`` sets the
+shield's acquisition time explicitly (0 = until stopped / Ctrl-C).  ``ascii_dec`` cannot sustain
+10 kHz beyond 1 s, 20 kHz beyond 0.5 s, nor 50/100 kHz at all (UM2269 Table 2): such requests switch
+to ``bin_hexa`` with a message (``--strict-format`` refuses instead).
+
+Output: progress on stderr; one summary line, or with ``--json`` exactly one JSON object on stdout
+with ``samples, lost, rate_hz, mean_a, min_a, max_a, energy_j, duration_s`` and more.  ``--out`` writes
+HDF5 (``.h5``, complete, crash-tolerant) or CSV (``.csv``, capped at ``--csv-max-mb``).
+Exit status: 0 ok, 1 capture error (partial results still printed/saved), 2 bad arguments or no device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "power",
+        help="capture current/energy with an X-NUCLEO-LPM01A (or the virtual bench)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--port", default="auto", help="pyserial URL (/dev/ttyACM0, COM5, socket://127.0.0.1:PORT) or 'auto' (default)")
+    p.add_argument("--freq", default="1k", help="sampling rate: 1..100k (1, 2, 5, 10, 20, 50, 100, 200, 500, 1k, 2k, 5k, 10k, 20k, 50k, 100k)")
+    p.add_argument("--format", dest="fmt", choices=("bin_hexa", "ascii_dec"), default="bin_hexa", help="stream format (default bin_hexa)")
+    p.add_argument("--duration", type=_positive, default=None, help="seconds of samples to capture (exactly duration x freq samples)")
+    p.add_argument("--acqtime", type=_nonneg, default=None, help="shield acquisition time in s (0 = until stopped); default: --duration")
+    p.add_argument("--volt", type=float, default=3.3, help="target supply voltage, 1.8..3.3 V (default 3.3)")
+    p.add_argument("--output", choices=("current", "energy"), default="current", help="stream current (A) or energy per sample period (J)")
+    p.add_argument("--funcmode", choices=("optim", "high"), default=None, help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)")
+    p.add_argument("--trigdelay", type=_nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)")
+    p.add_argument("--events", action="store_true", help="report D7 rising edges as markers (eventsrc d7)")
+    p.add_argument("--out", default=None, help="save samples: FILE.h5 (HDF5, complete) or FILE.csv (capped)")
+    p.add_argument("--csv-max-mb", type=_positive, default=100.0, help="CSV size cap in MB (default 100)")
+    p.add_argument("--strict-format", action="store_true", help="refuse ascii_dec beyond its limits instead of switching to bin_hexa")
+    p.add_argument("--timeout", type=_positive, default=3.0, help="reply timeout per command, s (default 3)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return v
+
+
+def _err(msg: str) -> None:
+    print(f"odlstudio power: {msg}", file=sys.stderr, flush=True)
+
+
+def plan_capture(freq: str, fmt: str, duration: float | None, acqtime: float | None, output: str, strict: bool) -> dict:
+    """Resolve rate, device acqtime, host sample limit and format (ASCII limits, §4).
+
+    Raises ``device.lpm01a.driver.ArgumentError`` naming the offending argument."""
+    from device.lpm01a import spec
+    from device.lpm01a.driver import ArgumentError, PowerShield
+
+    try:
+        hz = spec.parse_freq_user(freq)
+    except spec.ArgumentError as exc:
+        raise ArgumentError(f"--freq: {exc}") from None
+    if acqtime is None:
+        dev_acq = duration if duration is not None and duration <= spec.ACQTIME_MAX else 0.0
+    else:
+        dev_acq = acqtime
+        if dev_acq:
+            spec.RANGES["acqtime"].check(dev_acq)
+    max_samples = int(round(duration * hz)) if duration is not None else None
+    if max_samples is not None and max_samples < 1:
+        raise ArgumentError(f"--duration {duration:g} s at {hz} Hz is shorter than one sample")
+    note = ""
+    try:
+        PowerShield.check_combination(hz, fmt, dev_acq, output)
+    except ArgumentError as exc:
+        if fmt != "ascii_dec" or strict:
+            raise
+        fmt = "bin_hexa"
+        PowerShield.check_combination(hz, fmt, dev_acq, output)
+        note = f"{exc}; switching to --format bin_hexa"
+    return {"rate_hz": hz, "fmt": fmt, "acqtime": dev_acq, "max_samples": max_samples, "note": note}
+
+
+def resolve_port(port: str, quiet: bool = False):
+    """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
+    if port != "auto":
+        return port, None
+    from device import discovery
+
+    found = discovery.find_powershield()
+    if found:
+        if len(found) > 1 and not quiet:
+            _err(f"{len(found)} PowerShields found; using {found[0].device}")
+        return found[0].device, None
+    try:
+        from device.bench import VirtualBench
+    except ImportError as exc:
+        raise LookupError(f"no PowerShield (USB 0483:5740) found and the virtual bench is unavailable ({exc})") from None
+    bench = VirtualBench(board=True)
+    urls = bench.start()
+    _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['powershield']}")
+    return urls["powershield"], bench
+
+
+def capture(args: argparse.Namespace) -> tuple[dict, int]:
+    """Run one capture as the CLI does; returns (result dict, exit code)."""
+    from device.lpm01a.capture import Capture, RunningStats
+    from device.lpm01a.driver import ArgumentError, PowerShield, PowerShieldError
+    from device.lpm01a import spec
+
+    try:
+        plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
+        if not spec.VOLT_MIN - 1e-9 <= args.volt <= spec.VOLT_MAX + 1e-9:
+            raise ArgumentError(f"--volt {args.volt:g} V is out of range: allowed {spec.VOLT_MIN:g} .. {spec.VOLT_MAX:g} V")
+    except (ArgumentError, spec.ArgumentError) as exc:
+        return {"error": str(exc)}, 2
+    if plan["note"] and not args.quiet:
+        _err(plan["note"])
+    writer = None
+    if args.out:
+        from device.lpm01a.recorder import open_writer
+
+        try:
+            writer_args = dict(csv_max_bytes=int(args.csv_max_mb * 1e6))
+            suffix = args.out.lower().rsplit(".", 1)[-1]
+            if suffix in ("h5", "hdf5"):
+                writer_args.update(voltage_v=args.volt, stream_format=plan["fmt"], port=args.port)
+            writer = open_writer(args.out, plan["rate_hz"], args.output, **writer_args)
+        except (ValueError, OSError) as exc:
+            return {"error": f"--out: {exc}"}, 2
+    try:
+        url, bench = resolve_port(args.port, args.quiet)
+    except (LookupError, OSError) as exc:
+        if writer is not None:
+            writer.close()
+        return {"error": str(exc)}, 2
+    hz = plan["rate_hz"]
+    stats = RunningStats()
+    result: dict = {}
+    code = 0
+    cap = None
+    t_wall0, t_cpu0 = time.monotonic(), time.process_time()
+    events = 0
+    try:
+        with PowerShield(url, timeout=args.timeout) as ps:
+            ps.configure(
+                freq=hz,
+                fmt=plan["fmt"],
+                acqtime=plan["acqtime"],
+                output=args.output,
+                volt=args.volt,
+                funcmode=args.funcmode,
+                trigdelay=args.trigdelay,
+                eventsrc=("d7", "ris") if args.events else None,
+            )
+            cap = Capture(ps, hz, plan["fmt"], max_samples=plan["max_samples"])
+            sub = cap.subscribe()
+            cap.start()
+            deadline = None
+            if plan["max_samples"] is not None:
+                deadline = time.monotonic() + plan["max_samples"] / hz + args.trigdelay + 10.0
+            last_progress = time.monotonic()
+            try:
+                while not sub.done:
+                    block = sub.get(0.25)
+                    if block is not None:
+                        stats.update(block)
+                        events += sum(1 for e in block.events if e.kind == "event")
+                        if writer is not None:
+                            writer.write(block)
+                    now = time.monotonic()
+                    if deadline is not None and now > deadline and not cap.finished:
+                        _err("the shield did not finish in time: stopping")
+                        cap.stop()
+                        deadline = None
+                    if not args.quiet and now - last_progress >= 1.0:
+                        last_progress = now
+                        print(
+                            f"\r  {cap.samples_total / hz:8.2f} s  {stats.samples:>10d} samples  lost {stats.lost}  buff {cap.buffer_pct or 0}%",
+                            end="",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            except KeyboardInterrupt:
+                _err("interrupted: stopping the acquisition")
+                cap.stop()
+                for block in sub:
+                    stats.update(block)
+                    if writer is not None:
+                        writer.write(block)
+            if not args.quiet:
+                print(file=sys.stderr)
+            cap.wait(10.0)
+            if cap.error is not None:
+                code = 1
+                result["error"] = str(cap.error)
+            else:
+                try:
+                    ps.hrc()
+                except PowerShieldError:
+                    pass
+    except ArgumentError as exc:
+        result["error"] = str(exc)
+        code = 2
+    except PowerShieldError as exc:
+        result["error"] = str(exc)
+        code = 1
+    finally:
+        if writer is not None:
+            writer.close()
+        if bench is not None:
+            bench.stop()
+    wall = time.monotonic() - t_wall0
+    cpu = time.process_time() - t_cpu0
+    v = args.volt
+    if args.output == "current":
+        energy = stats.total * v / hz
+        scale = 1.0
+    else:  # values are joules per sample period: current = E * f / V
+        energy = stats.total
+        scale = hz / v
+    result.update(
+        {
+            "samples": stats.samples,
+            "lost": stats.lost,
+            "rate_hz": hz,
+            "mean_a": stats.mean * scale if stats.samples else None,
+            "min_a": stats.min * scale if stats.samples else None,
+            "max_a": stats.max * scale if stats.samples else None,
+            "energy_j": energy,
+            "mean_w": stats.mean * scale * v if stats.samples else None,
+            "duration_s": (stats.samples + stats.lost) / hz,
+            "format": plan["fmt"],
+            "output": args.output,
+            "volt_v": v,
+            "port": url,
+            "events": events,
+            "buffer_max_pct": cap.decoder.buffer_pct_max if cap else None,
+            "corrupt_bytes": cap.decoder.corrupt_bytes if cap else 0,
+            "ended_by": cap.ended_by if cap else "",
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3),
+        }
+    )
+    if writer is not None:
+        result["out"] = str(args.out)
+        if getattr(writer, "capped", False):
+            result["csv_capped"] = True
+            _err(f"CSV capped at {args.csv_max_mb:g} MB after {writer.rows} rows (use .h5 for the complete capture or raise --csv-max-mb)")
+    return result, code
+
+
+def run(args: argparse.Namespace) -> int:
+    result, code = capture(args)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    elif "samples" in result:
+        mean = result["mean_a"]
+        line = (
+            f"{result['samples']} samples ({result['lost']} lost) at {result['rate_hz']} Hz over {result['duration_s']:.3f} s: "
+            + (f"mean {mean * 1e3:.4f} mA, min {result['min_a'] * 1e3:.4f} mA, max {result['max_a'] * 1e3:.4f} mA, " if mean is not None else "")
+            + f"energy {result['energy_j'] * 1e3:.4f} mJ at {result['volt_v']:g} V"
+        )
+        print(line)
+    if "error" in result:
+        _err(result["error"])
+    return code
