@@ -368,3 +368,23 @@ def test_recommender_rejects_bad_arguments():
         recommend(energy_mj=-1)
     with pytest.raises(ValueError, match="accounting"):
         recommend(accounting="guess")
+
+
+def test_io_term_clock_override_and_emulator_entry_points_agree():
+    from dataclasses import replace
+
+    from estimator import time_per_sample_s, update_time_s
+
+    a = paper_cnn(40)
+    base = get_profile("l496-80mhz")
+    uart = replace(base, name="uart", io_s_per_window=1e-3, io_s_per_value=40 / 921600)  # 4 B/value, 10 bits/B
+    t0 = time_per_batch_s(a, "tl", 32, base)
+    t1 = time_per_batch_s(a, "tl", 32, uart)
+    assert t1 - t0 == pytest.approx(32 * (1e-3 + 120 * 40 / 921600))
+    est = estimate(a, "tl", 32, uart, clock_hz=16e6)
+    assert est.time_per_batch_s == pytest.approx(32 * time_per_sample_s(a, "tl", uart, 16e6) + update_time_s(a, "tl", uart, 16e6))
+    assert est.current_a == pytest.approx(uart.current_a(16e6))
+    # a list equal to a named mode is reported as that mode (so the power-source policy applies)
+    names = [l.name for l in a.layers if l.has_params]
+    assert estimate(a, names).mode == "full" and estimate(a, ["dense1", "dense2"]).mode == "tl"
+    assert estimate(a, ["conv2", "dense2"]).mode == "conv2,dense2"
