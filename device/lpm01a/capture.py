@@ -125,10 +125,14 @@ class Capture:
         self.buffer_pct: int | None = None
         self.read_bytes = 0
         self.truncated = 0  # samples discarded beyond max_samples
+        self._device_ends = False
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Capture":
         """Send ``start`` and launch the reader thread."""
+        acq = float(self.driver.settings.get("acqtime", 0.0) or 0.0)  # type: ignore[arg-type]
+        # the shield ends by itself at the limit: no `stop` (it would race the end sequence)
+        self._device_ends = self.max_samples is not None and acq > 0 and round(acq * self.rate_hz) <= self.max_samples
         leftover = self.driver.begin_acquisition()
         self.started_wall = time.time()
         self._thread = threading.Thread(target=self._run, args=(leftover,), name="lpm01a-reader", daemon=True)
@@ -234,7 +238,7 @@ class Capture:
             if len(values) > room:
                 self.truncated += len(values) - max(room, 0)
                 values = values[: max(room, 0)]
-            if self.ring.total + len(values) >= self.max_samples and not self._stop_req.is_set():
+            if self.ring.total + len(values) >= self.max_samples and not self._stop_req.is_set() and not self._device_ends:
                 self.ended_by = self.ended_by or "limit"
                 self._stop_req.set()
         if len(values):

@@ -396,6 +396,7 @@ class BinaryDecoder(StreamDecoder):
         self._left = b""
         self._mode = _PRE
         self._resync = False
+        self._skip_crlf = False
 
     # -- vectorised sample decode of one parity --
     @staticmethod
@@ -465,6 +466,13 @@ class BinaryDecoder(StreamDecoder):
                     break
                 continue
             # _STREAM: samples up to the next frame marker, inserted text, or the held-back tail
+            if self._skip_crlf:  # blank line(s) after inserted text, possibly split across reads
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                    continue
+                if pos == n - 1 and data[pos] == 0x0D:
+                    break
+                self._skip_crlf = False
             if 0 <= text_at < pos:
                 text_at = self._find_text(data, pos)
             par = pos & 1
@@ -556,7 +564,7 @@ class BinaryDecoder(StreamDecoder):
         ev_kind = classify_text_line(line)
         if ev_kind is not None and ev_kind.kind == REPLY_ERROR:
             det = b"Error detail"
-            if len(data) - p < len(det) and det.startswith(data[p:]) and len(data) > p:
+            if len(data) - p < len(det) and det.startswith(data[p:]):
                 self._left = data[pos:]
                 return -1
             if data.startswith(det, p):
@@ -569,8 +577,10 @@ class BinaryDecoder(StreamDecoder):
                 p = nl2 + 1
                 while data.startswith(b"\r\n", p):
                     p += 2
+                self._skip_crlf = True
                 return p
         self._text(line)
+        self._skip_crlf = True
         if self.done:
             self._mode = _DONE
         elif self.ended:
