@@ -1,0 +1,7 @@
+"""NUCLEO-L496ZG + X-NUCLEO-IKS01A3 board: wire protocol v1 (``protocol``, ``cobs``, ``crc``), host
+client (``client``), LSM6DSO emulation (``sensor``) and the emulated board (``emulator``).
+See docs/protocol.md."""
+
+from .protocol import MAX_PAYLOAD, PROTOCOL_VERSION, USB_PID, USB_VID, ErrorCode, MsgType, ProtocolError
+
+__all__ = ["MAX_PAYLOAD", "PROTOCOL_VERSION", "USB_PID", "USB_VID", "ErrorCode", "MsgType", "ProtocolError"]

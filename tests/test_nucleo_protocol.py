@@ -1,0 +1,386 @@
+"""NUCLEO wire protocol v1: CRC, COBS, frames, golden vectors, message round-trips, blobs, decoder
+robustness (garbage, truncation, bit flips, fuzz)."""
+
+from __future__ import annotations
+
+import random
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device.nucleo import cobs
+from device.nucleo import protocol as P
+from device.nucleo.crc import crc16, crc32
+from estimator.arch import Arch, Layer, paper_cnn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def crc16_bitwise(data: bytes) -> int:
+    """Independent bit-by-bit CRC-16/CCITT-FALSE (no table) to check the table implementation."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+# --- CRC -------------------------------------------------------------------------------------------
+def test_crc16_check_value_and_edge_cases():
+    assert crc16(b"123456789") == 0x29B1  # catalogue check value of CRC-16/CCITT-FALSE
+    assert crc16(b"") == 0xFFFF
+    assert crc16(b"\x00") == crc16_bitwise(b"\x00")
+    rng = random.Random(1)
+    for n in (1, 2, 7, 255, 1031):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert crc16(data) == crc16_bitwise(data)
+        assert crc16(data[n // 2 :], crc16(data[: n // 2])) == crc16(data)  # running CRC
+
+
+def test_crc32_check_value():
+    assert crc32(b"123456789") == 0xCBF43926
+    assert crc32(b"456789", crc32(b"123")) == 0xCBF43926
+
+
+# --- COBS ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw, enc",
+    [
+        (b"", b"\x01"),
+        (b"\x00", b"\x01\x01"),
+        (b"\x00\x00", b"\x01\x01\x01"),
+        (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
+        (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
+        (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
+        (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),  # 254 non-zero bytes: one full block
+        (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
+        (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
+    ],
+)
+def test_cobs_reference_vectors(raw, enc):
+    # vectors from the COBS paper / Wikipedia examples
+    assert cobs.encode(raw) == enc
+    assert cobs.decode(enc) == raw
+
+
+def test_cobs_long_runs_roundtrip_and_bound():
+    rng = random.Random(2)
+    for n in list(range(0, 520)) + [1031]:
+        for data in (bytes(rng.randrange(1, 256) for _ in range(n)), bytes(rng.choice((0, 7)) for _ in range(n)), b"\x00" * n):
+            enc = cobs.encode(data)
+            assert 0 not in enc
+            assert len(enc) <= cobs.max_encoded_len(n)
+            assert cobs.decode(enc) == data
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x05\x11\x22", b"\x02\x00\x01", b"\xff\x01"])
+def test_cobs_decode_rejects_invalid(bad):
+    with pytest.raises(cobs.CobsError):
+        cobs.decode(bad)
+
+
+# --- golden vectors ----------------------------------------------------------------------------------
+GOLDEN = P.golden_vectors()
+
+
+@pytest.mark.parametrize("name, seq, msg, wire_hex", GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_golden_vector_encode_decode(name, seq, msg, wire_hex):
+    wire = bytes.fromhex(wire_hex)
+    assert msg.encode(seq) == wire
+    frames = P.FrameDecoder().feed(wire)
+    assert len(frames) == 1
+    assert frames[0].seq == seq and frames[0].type == msg.TYPE
+    assert P.decode_message(frames[0]) == msg
+    # independent check of the body layout and CRC
+    body = cobs.decode(wire[:-1])
+    t, s, n = struct.unpack_from("<BHH", body)
+    assert (t, s, n) == (msg.TYPE, seq, len(msg.pack()))
+    assert body[5 : 5 + n] == msg.pack()
+    assert struct.unpack_from("<H", body, 5 + n)[0] == crc16_bitwise(body[: 5 + n])
+
+
+def test_golden_vectors_are_in_docs():
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    for name, seq, msg, wire_hex in GOLDEN:
+        assert f"`{wire_hex}`" in doc, f"golden vector {name} missing from docs/protocol.md"
+
+
+def test_hello_body_by_hand():
+    # 01 | 0100 | 0800 | 'ODL1' 01 01 0004 | crc  -> COBS
+    body = bytes.fromhex("01" "0100" "0800" "4f444c31" "01" "01" "0004")
+    body += struct.pack("<H", crc16_bitwise(body))
+    assert P.Hello().encode(1) == cobs.encode(body) + b"\x00"
+
+
+# --- every message round-trips ------------------------------------------------------------------------
+def _sample_value(msg_cls: type[P.Message]) -> P.Message:
+    rng = np.random.default_rng(msg_cls.TYPE)
+    if msg_cls is P.Samples:
+        xyz = rng.integers(-32768, 32768, (P.MAX_BLOCK_SAMPLES, 3)).astype(np.int16)
+        return P.Samples(1, 2**40 + 3, 104000, 8, 3, len(xyz), xyz)
+    if msg_cls is P.EvalResult:
+        conf = rng.integers(0, 500, 36).astype(np.uint16)
+        return P.EvalResult(1, 6, int(conf.sum()), 0.25, 123456789, conf)
+    if msg_cls is P.Activity:
+        return P.Activity("walking", ("walking", "jogging", "stairs"))
+    if msg_cls in (P.ModelChunk, P.DataChunk, P.WeightsData):
+        return msg_cls(1016, bytes(rng.integers(0, 256, P.MAX_PAYLOAD - 4, dtype=np.uint8)))
+    if msg_cls in (P.Ping, P.Pong):
+        return msg_cls(b"\x00\xff\x00")
+    if msg_cls is P.Error:
+        return P.error_message(P.ErrorCode.BUSY, P.MsgType.TRAIN_START, "round 3 is running", 3)
+    if msg_cls is P.Log:
+        return P.Log(2, "warmup done ✓")
+    if msg_cls is P.SimSetActivity:
+        return P.SimSetActivity("standing")
+    # fixed-layout messages: fill each numeric field with a distinct in-range value
+    fields = msg_cls._fixed_fields()
+    fmt = msg_cls._struct.format.lstrip("<")
+    codes = re.findall(r"\d*[a-zA-Z?]", fmt)
+    kw = {}
+    for i, (f, code) in enumerate(zip(fields, codes)):
+        c = code[-1]
+        if c == "s":
+            kw[f.name] = P.MAGIC if f.type == "bytes" else "x" * (i % 16)
+        elif c == "f":
+            kw[f.name] = float(np.float32(0.5 + i))
+        else:
+            bits = {"B": 8, "H": 16, "I": 32, "Q": 64}[c]
+            kw[f.name] = (i * 37 + 1) % (1 << bits)
+    return msg_cls(**kw)
+
+
+@pytest.mark.parametrize("msg_cls", list(P.message_types().values()), ids=lambda c: c.__name__)
+def test_every_message_roundtrips(msg_cls):
+    msg = _sample_value(msg_cls)
+    for seq in (0, 1, 0xFFFE, 0xFFFF):
+        wire = msg.encode(seq)
+        assert len(wire) <= P.MAX_WIRE
+        (frame,) = P.FrameDecoder().feed(wire)
+        assert frame.seq == seq
+        out = P.decode_message(frame)
+        assert out == msg and type(out) is msg_cls
+
+
+def test_message_type_ranges():
+    for t in P.message_types():
+        kind = "request" if P.is_request(t) else "event" if P.is_event(t) or t == P.MsgType.ERROR else "response"
+        if kind == "response":
+            assert 0x80 <= t <= 0xEF
+    assert all(P.is_request(t) for t in (P.MsgType.HELLO, P.MsgType.TRAIN_START, P.MsgType.SIM_SET_ACTIVITY))
+
+
+def test_wrong_payload_lengths_are_clear_errors():
+    with pytest.raises(P.ProtocolError, match="SensorConfig payload is 3 bytes, expected 8"):
+        P.SensorConfig.unpack(b"\x00\x01\x02")
+    with pytest.raises(P.ProtocolError, match="6-byte xyz"):
+        P.Samples.unpack(P.Samples().pack() + b"\x01")
+    with pytest.raises(P.ProtocolError, match="header says 3 samples"):
+        P.Samples.unpack(P.Samples(n=3).pack())
+    with pytest.raises(P.ProtocolError) as exc:
+        P.decode_message(P.Frame(0x7E, 1, b""))
+    assert exc.value.code == P.ErrorCode.UNKNOWN_TYPE
+
+
+def test_out_of_range_fields_and_oversize_payloads_refused():
+    with pytest.raises(P.ProtocolError, match="SetClock"):
+        P.SetClock(2**32).pack()
+    with pytest.raises(P.ProtocolError, match="exceeds"):
+        P.Ping(b"x" * (P.MAX_PAYLOAD + 1)).pack()
+    with pytest.raises(P.ProtocolError, match="longer than 16"):
+        P.SimSetActivity("a" * 17).pack()
+
+
+# --- decoder robustness -----------------------------------------------------------------------------
+def _frames(n: int, rng: random.Random) -> list[tuple[int, P.Message]]:
+    out = []
+    for i in range(n):
+        msg = rng.choice([P.Ping(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))), P.Ack(i % 256), P.SensorState(), P.XferAck(i)])
+        out.append((i, msg))
+    return out
+
+
+def test_resync_after_random_garbage_between_frames():
+    rng = random.Random(3)
+    msgs = _frames(200, rng)
+    stream = bytearray()
+    for seq, msg in msgs:
+        stream += bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))  # garbage (may hold zeros)
+        stream += b"\x00" + msg.encode(seq)  # senders put a delimiter before every frame
+    dec = P.FrameDecoder()
+    got = []
+    pos = 0
+    while pos < len(stream):  # random chunking
+        k = rng.randrange(1, 64)
+        got += dec.feed(stream[pos : pos + k])
+        pos += k
+    assert [(f.seq, P.decode_message(f)) for f in got] == msgs
+
+
+def test_truncated_frames_and_bit_flips_are_dropped_and_counted():
+    rng = random.Random(4)
+    good = [P.Ping(bytes(range(50))).encode(i) for i in range(100)]
+    stream = bytearray()
+    expected = []
+    n_trunc = n_flip = 0
+    for i, wire in enumerate(good):
+        r = i % 3
+        if r == 0:
+            stream += wire
+            expected.append(i)
+        elif r == 1:  # truncated: the frame is cut and the next one follows directly
+            stream += wire[: rng.randrange(1, len(wire) - 1)] + b"\x00"
+            n_trunc += 1
+        else:  # one bit flipped inside the frame (not making a zero: that would split the frame)
+            b = bytearray(wire)
+            j = rng.randrange(0, len(b) - 1)
+            bit = 1 << rng.randrange(8)
+            if b[j] ^ bit == 0:
+                bit = 1 << ((bit.bit_length()) % 8)
+            b[j] ^= bit
+            stream += b
+            n_flip += 1
+    dec = P.FrameDecoder()
+    got = dec.feed(bytes(stream))
+    assert [f.seq for f in got] == expected
+    assert dec.stats["bad_crc"] + dec.stats["bad_frame"] == n_trunc + n_flip
+
+
+def test_overlong_run_without_delimiter_is_discarded_then_resyncs():
+    dec = P.FrameDecoder()
+    assert dec.feed(b"\x01" * (P.MAX_WIRE * 3)) == []
+    assert dec.stats["overflow"] == 1
+    assert len(dec._buf) == 0  # bounded memory
+    (f,) = dec.feed(b"\x00" + P.Ack(7).encode(9))
+    assert f.seq == 9
+
+
+def test_length_field_mismatch_is_bad_frame():
+    body = bytearray(P.frame_body(P.MsgType.ACK, 1, b"\x07"))
+    body[3] = 2  # claims 2 payload bytes
+    body[-2:] = struct.pack("<H", crc16(bytes(body[:-2])))
+    dec = P.FrameDecoder()
+    assert dec.feed(cobs.encode(bytes(body)) + b"\x00") == []
+    assert dec.stats["bad_frame"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=1200), max_size=8))
+def test_fuzz_decoder_never_crashes(chunks):
+    dec = P.FrameDecoder()
+    for c in chunks:
+        for f in dec.feed(c):
+            assert len(f.payload) <= P.MAX_PAYLOAD
+            try:
+                P.decode_message(f)
+            except P.ProtocolError:
+                pass
+    assert len(dec._buf) <= P.MAX_WIRE
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=P.MAX_PAYLOAD), st.integers(0, 0xFFFF), st.integers(0, 255), st.binary(max_size=64))
+def test_fuzz_any_frame_survives_garbage_prefix(payload, seq, type_, garbage):
+    dec = P.FrameDecoder()
+    dec.feed(garbage)
+    frames = dec.feed(b"\x00" + P.encode_frame(type_, seq, payload))
+    assert frames[-1] == P.Frame(type_, seq, payload)
+
+
+# --- blobs ---------------------------------------------------------------------------------------------
+def _weights(arch: Arch, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {n: [rng.standard_normal(s).astype(np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
+
+
+def test_model_blob_roundtrip_paper_cnn():
+    arch = paper_cnn(20, 6)
+    w = _weights(arch)
+    blob, desc_len = P.encode_model(arch, w)
+    assert desc_len == 16 + 32 * len(arch.layers)
+    assert len(blob) == desc_len + 4 * arch.params
+    arch2, w2 = P.decode_model(blob, desc_len)
+    assert arch2.layers == arch.layers and arch2.input_shape == arch.input_shape
+    for k in w:
+        for a, b in zip(w[k], w2[k]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_model_blob_conv2d_batchnorm_long_names():
+    layers = (
+        Layer("conv2d", "a_very_long_conv_layer_name_0", filters=4, kernel=5),
+        Layer("batchnorm", "batch_normalization_with_long_name", epsilon=1e-3),
+        Layer("relu", "relu"),
+        Layer("maxpool2d", "pool", pool=2),
+        Layer("flatten", "flat"),
+        Layer("dropout", "drop", rate=0.25),
+        Layer("dense", "dense_out", units=4, use_bias=False),
+        Layer("softmax", "sm"),
+    )
+    arch = Arch((24, 3, 1), layers, preprocessing="gravity_rot_sup")
+    w = _weights(arch, 1)
+    blob, dl = P.encode_model(arch, w)
+    arch2, w2 = P.decode_model(blob, dl)
+    assert [l.kind for l in arch2.layers] == [l.kind for l in arch.layers]
+    assert arch2.layers[0].name == "a_very_long_conv"  # truncated to 16 bytes
+    assert arch2.layers[5].rate == pytest.approx(0.25) and arch2.layers[1].epsilon == pytest.approx(1e-3)
+    assert arch2.preprocessing == "gravity_rot_sup" and arch2.layers[6].use_bias is False
+    w3 = P.decode_weights(arch2, blob[dl:], names=list(arch.param_shapes()))  # map back to host names
+    assert set(w3) == set(w)
+
+
+def test_descriptor_unknown_layer_code_names_the_layer():
+    arch = paper_cnn(20, 6)
+    desc = bytearray(P.encode_arch(arch))
+    desc[16 + 32 * 3] = 99  # layer 3's kind
+    with pytest.raises(P.UnknownLayerError, match="layer 3: unknown layer kind code 99") as exc:
+        P.decode_arch(bytes(desc))
+    assert exc.value.index == 3 and exc.value.code == P.ErrorCode.UNKNOWN_LAYER
+
+
+def test_weights_shape_errors_are_clear():
+    arch = paper_cnn(20, 6)
+    w = _weights(arch)
+    w["conv1"][0] = w["conv1"][0][:2]
+    with pytest.raises(P.ProtocolError, match="layer 'conv1' tensor 0: shape"):
+        P.encode_weights(arch, w)
+    with pytest.raises(P.ProtocolError, match="weights blob is 3 bytes"):
+        P.decode_weights(arch, b"abc")
+
+
+@pytest.mark.parametrize("dtype", [P.DType.F32, P.DType.I16])
+def test_dataset_blob_roundtrip(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 20, 3)).astype(np.float32)
+    y = rng.integers(0, 6, 7)
+    scale = 0.061e-3 * 9.80665
+    blob = P.encode_dataset(x, y, dtype, scale)
+    x2, y2, dt, sc = P.decode_dataset(blob)
+    np.testing.assert_array_equal(y2, y)
+    assert dt == dtype
+    if dtype == P.DType.F32:
+        np.testing.assert_array_equal(x2, x)
+    else:
+        assert np.max(np.abs(x2 - x)) <= scale / 2 + 1e-6
+
+
+def test_dataset_blob_errors():
+    with pytest.raises(P.ProtocolError, match="labels for"):
+        P.encode_dataset(np.zeros((3, 4, 3)), [0, 1])
+    with pytest.raises(P.ProtocolError, match="needs"):
+        P.decode_dataset(P.encode_dataset(np.zeros((3, 4, 3)), [0, 1, 2])[:-1])
+
+
+def test_odr_and_fs_validation():
+    assert P.check_odr_mhz(12500) == 12.5
+    assert P.check_odr_mhz(6667000) == 6667.0
+    with pytest.raises(P.ProtocolError, match="allowed mHz: 12500, 26000"):
+        P.check_odr_mhz(20000)
+    with pytest.raises(P.ProtocolError, match="allowed: 2, 4, 8, 16"):
+        P.check_fs_g(3)
