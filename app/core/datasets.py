@@ -171,11 +171,25 @@ class RecordingSet:
         drop = {str(s) for s in subjects}
         return self._with([s for s in self.segments if s.subject not in drop])
 
-    def select(self, activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None) -> "RecordingSet":
-        """Keep and rename activities (see :func:`resolve_activities`); ``None``/``'all'`` keeps all."""
+    def select(
+        self, activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None, strict: bool = False
+    ) -> "RecordingSet":
+        """Keep and rename activities (see :func:`resolve_activities`); ``None``/``'all'`` keeps all.
+        A requested activity absent from the data raises with ``strict``, else it is listed in
+        ``notes`` (a user may lack one, e.g. WISDM-2019 subject 1609 never jogged); none present
+        always raises."""
         if activities is None or activities == "all":
             return self._with(list(self.segments))
-        mapping = resolve_activities(activities, {s.activity for s in self.segments}, self.source)
+        available = {s.activity for s in self.segments}
+        try:
+            mapping = resolve_activities(activities, available, self.source)
+        except DatasetError as exc:
+            mapping = resolve_activities(activities, available, self.source, strict=False)
+            if strict or not mapping:
+                raise DatasetError(str(exc)) from None
+            out = self._with([replace(s, activity=mapping[s.activity]) for s in self.segments if s.activity in mapping])
+            out.notes.append(str(exc))
+            return out
         return self._with([replace(s, activity=mapping[s.activity]) for s in self.segments if s.activity in mapping])
 
     def resampled(self, rate: float | None) -> "RecordingSet":
@@ -225,7 +239,10 @@ def order_activities(names: Iterable[str]) -> list[str]:
 
 
 def resolve_activities(
-    activities: Sequence[str] | Mapping[str, Sequence[str]] | str, available: Iterable[str], source: str = ""
+    activities: Sequence[str] | Mapping[str, Sequence[str]] | str,
+    available: Iterable[str],
+    source: str = "",
+    strict: bool = True,
 ) -> dict[str, str]:
     """Map source activity -> target activity.
 
@@ -233,7 +250,7 @@ def resolve_activities(
     source activity of the same name, and ``stairs``/``stationary`` also gather up+downstairs /
     sitting+standing unless those are requested separately), or an explicit ``{target: [sources]}``
     mapping.  A requested activity that no source provides raises :class:`DatasetError` listing what
-    is available.
+    is available (with ``strict=False`` it is just left out of the mapping).
     """
     available = set(available)
     if isinstance(activities, str):
@@ -259,7 +276,7 @@ def resolve_activities(
             missing.append(target)
         for s in hits:
             mapping[s] = target
-    if missing:
+    if missing and strict:
         where = f" in {source}" if source else ""
         raise DatasetError(
             f"activities {missing} not found{where} (available: {', '.join(order_activities(available))})"

@@ -128,7 +128,9 @@ def _kaiser_sinc(up: int, down: int, half_len_factor: int = 10, beta: float = 5.
     n = np.arange(-half, half + 1, dtype=np.float64)
     cutoff = 1.0 / max_rate  # in units of the upsampled Nyquist
     h = cutoff * np.sinc(cutoff * n) * np.kaiser(2 * half + 1, beta)
-    return h * (up / h.sum())
+    for phase in range(up):  # every polyphase branch has DC gain exactly 1: constants stay constant
+        h[phase::up] /= h[phase::up].sum()
+    return h
 
 
 def rational_ratio(rate_in: float, rate_out: float, max_denominator: int = 100) -> tuple[int, int]:
