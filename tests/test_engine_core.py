@@ -182,12 +182,9 @@ def test_train_history_partial_batches_callbacks_and_stop():
         calls["n"] += 1
         return calls["n"] > 2
 
-    w_before = None
     m2 = Model(a, seed=0)
-    h2 = train(m2, x, y, TrainConfig(epochs=5), should_stop=stop,
-               on_batch=lambda i: None)
+    h2 = train(m2, x, y, TrainConfig(epochs=5), should_stop=stop)
     assert h2.stopped and h2.batches == 2 and "stop" in h2.reason
-    del w_before
 
 
 def test_training_reduces_loss_on_a_learnable_task():

@@ -167,3 +167,31 @@ def test_warmup_then_tl_equals_keras_with_frozen_layers(tf):
     for name in ref:
         for a, b in zip(w[name], ref[name]):
             np.testing.assert_allclose(a, b, atol=1e-4, rtol=0, err_msg=name)
+
+
+@pytest.mark.needs_shared
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
+@pytest.mark.parametrize("kind", ["ign", "gmp"])
+def test_st_pretrained_models_predict_like_keras_and_fine_tune(tf, st_models, kind):
+    """ST's real pretrained v2.0.1 WISDM models (loaded from ../shared, never copied): the engine (folded
+    BN) predicts what Keras predicts, trains, and its exported weights give Keras its predictions."""
+    import keras
+
+    path = (st_models / "v2.0.1/human_activity_recognition/pretrained_models" / kind /
+            f"ST_pretrainedmodel_public_dataset/WISDM/{kind}_wl_24/{kind}_wl_24.h5")
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    km = keras.models.load_model(path, compile=False)
+    arch = (ign_arch if kind == "ign" else gmp_arch)(24)
+    theirs = [l.get_weights() for l in km.layers if l.get_weights()]
+    names = list(arch.param_shapes())
+    assert len(theirs) == len(names)
+    w = {n: arrs for n, arrs in zip(names, theirs)}
+    x, y = data(arch, 24, seed=11)
+    m = Model(arch, w)
+    np.testing.assert_allclose(m.predict(x), km(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    before = m.loss(x, y)
+    train(m, x, y, TrainConfig(epochs=3, lr=0.01, batch_size=8, warmup_epochs=1, seed=0))
+    assert m.loss(x, y) < before
+    exported = to_keras(arch, m.get_weights())
+    np.testing.assert_allclose(exported(x, training=False).numpy(), m.predict(x), rtol=1e-4, atol=1e-5)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -24,7 +24,7 @@ from . import kernels as K
 from .blas import blas_threads
 from .graph import VIEW_KINDS, Graph, RLayer, lower
 from .ops import add_ops, batch_ops, zero_ops
-from .weights import DTYPE, Weights, bn_scale_shift, check_weights, copy_weights, fold_conv_bn, glorot_init, unfold_conv_bn
+from .weights import DTYPE, Weights, check_weights, copy_weights, fold_conv_bn, glorot_init, unfold_conv_bn
 
 MODES = ("vectorised", "per_sample")
 _MAX_RUNNERS = 6  # batch sizes kept compiled per plan
@@ -105,7 +105,7 @@ class _Plan:
             if rl.kind == "conv" and rl.bn is not None:
                 arrs = w[rl.name]
                 kc, f = ps[0].shape
-                wf, bf = fold_conv_bn(arrs[0].reshape(kc, f), arrs[1] if rl.use_bias and len(arrs) > 1 else None,
+                wf, bf = fold_conv_bn(arrs[0].reshape(kc, f), arrs[1] if rl.layer.use_bias else None,
                                       rl.bn, w[rl.bn.name])
                 np.copyto(ps[0], wf)
                 np.copyto(ps[1], bf)
@@ -472,7 +472,3 @@ def _with_bias(layer: Layer) -> Layer:
     d["use_bias"] = True
     return Layer(**d)
 
-
-def bn_affine(bn: Layer, params: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Frozen BatchNorm as ``(scale, shift)`` (re-exported helper)."""
-    return bn_scale_shift(bn, params)

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from estimator.arch import Arch, ArchError, Layer
+from estimator.arch import Arch, Layer
 
 Weights = dict[str, list[np.ndarray]]
 DTYPE = np.float32
@@ -124,9 +124,3 @@ def unfold_conv_bn(
 def copy_weights(w: Mapping[str, Sequence[np.ndarray]]) -> Weights:
     return {k: [np.array(a, copy=True) for a in v] for k, v in w.items()}
 
-
-def check_arch_layer(arch: Arch, name: str) -> Layer:
-    try:
-        return arch.layer(name)
-    except ArchError as exc:  # pragma: no cover - names come from arch itself
-        raise ValueError(str(exc)) from exc
