@@ -97,7 +97,7 @@ def write_models(shared: Path, out: Path, sizes: list[int], epochs: int, seed: i
     written: list[Path] = []
     for T in sizes:
         log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-        model, history, _ = pretrain([data], T, epochs=epochs, seed=seed, labels="wisdm5", val_subjects="3",
+        model, history, _ = pretrain([data], T, epochs=epochs, seed=seed, labels="wisdm5", val_fraction=0.2,
                                      exclude_subjects=[sample_subject], progress=not quiet, log=log)
         ws = make_windows(sample, T, T, model.classes)
         rep = evaluate(ws.y, keras_predict(model, ws.x), model.classes)

@@ -7,7 +7,7 @@ Example::
 
 Data are resampled to ``--rate`` Hz (default 20), activities mapped to ``--labels`` (a label set
 name such as ``wisdm5``/``hapt6``/``common4`` or a comma list), windows of T samples with stride T/2.
-A few subjects are held out (``--val-subjects``) to choose the best epoch and report accuracy and
+A few subjects are held out (``--val-subjects`` ids or ``--val-fraction``) to choose the best epoch and report accuracy and
 macro-F1; the model and a JSON sidecar (classes, T, rate, preprocessing, data, seed, scores) are
 written to ``--out``.  Progress goes to stderr.
 """
@@ -37,8 +37,10 @@ def register(subparsers) -> None:
                    help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities; "
                         "default wisdm5 when WISDM data is given, else hapt6")
     p.add_argument("--rate", type=float, default=20.0, help="sample rate in Hz the data is resampled to (default 20)")
-    p.add_argument("--val-subjects", default="0.2",
-                   help="held-out subjects: a fraction (0.2), a count (3) or a comma list of ids (default 0.2)")
+    p.add_argument("--val-subjects", default="",
+                   help="comma list of held-out subject ids (default: --val-fraction of the subjects, seeded)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of subjects held out for validation when --val-subjects is not given (default 0.2; 0 = none)")
     p.add_argument("--exclude-subjects", default="", help="comma list of subject ids never used (e.g. the demo user)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -60,18 +62,20 @@ def resolve_subjects(subjects: Sequence[str], ids: Sequence[str], what: str) -> 
     return out
 
 
-def choose_val_subjects(subjects: Sequence[str], spec: str, seed: int) -> list[str]:
-    """Held-out subjects from ``spec``: a fraction in (0, 1), a count, or a comma list of ids."""
+def choose_val_subjects(subjects: Sequence[str], ids: str | Sequence[str] = "", fraction: float = 0.2,
+                        seed: int = 0) -> list[str]:
+    """Held-out subjects: the given ids (comma list), else a seeded random ``fraction`` of them
+    (at least one, never all)."""
     import numpy as np  # noqa: PLC0415
 
-    spec = str(spec).strip()
-    if not spec or spec == "0":
+    id_list = ids.split(",") if isinstance(ids, str) else list(ids)
+    if any(str(i).strip() for i in id_list):
+        return resolve_subjects(subjects, id_list, "--val-subjects")
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
         return []
-    if "," in spec or not spec.replace(".", "", 1).isdigit():
-        return resolve_subjects(subjects, spec.split(","), "--val-subjects")
-    value = float(spec)
-    k = int(round(value * len(subjects))) if value < 1 else int(value)
-    k = max(1, min(k, len(subjects) - 1))
+    k = max(1, min(int(round(fraction * len(subjects))), len(subjects) - 1))
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(list(subjects), k, replace=False).tolist())
 
@@ -83,7 +87,8 @@ def pretrain(
     seed: int = 0,
     labels: str | None = None,
     rate: float = 20.0,
-    val_subjects: str = "0.2",
+    val_subjects: str | Sequence[str] = "",
+    val_fraction: float = 0.2,
     exclude_subjects: Sequence[str] = (),
     batch_size: int = 64,
     lr: float = 1e-3,
@@ -109,7 +114,7 @@ def pretrain(
     subjects = rs.subjects()
     if len(subjects) < 2:
         raise ValueError(f"need at least 2 subjects to pretrain, found {len(subjects)}")
-    val_ids = choose_val_subjects(subjects, val_subjects, seed)
+    val_ids = choose_val_subjects(subjects, val_subjects, val_fraction, seed)
     train_rs = rs.without_subjects(val_ids)
     train_ws = ds.make_windows(train_rs, T, max(1, T // 2), classes)
     val_ws = ds.make_windows(rs.for_subjects(val_ids), T, T, classes) if val_ids else None
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model, history, _ = pretrain(
             args.data, args.input_size, args.epochs, args.seed, args.labels, args.rate, args.val_subjects,
-            [s for s in args.exclude_subjects.split(",")], args.batch_size, args.lr,
+            args.val_fraction, [s for s in args.exclude_subjects.split(",")], args.batch_size, args.lr,
             progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
         )
         (export_keras if out.suffix.lower() == ".keras" else export_h5)(model, out)
