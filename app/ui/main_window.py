@@ -1,0 +1,222 @@
+"""Main window shell: sidebar of panels, Devices menu, status bar, and the frame clock.
+
+* Panels come from :func:`app.ui.panels.panel_specs` (one page each, ``Ctrl+1``… to switch).
+* One frame clock (``QTimer``, default 60 Hz) calls ``tick()`` of the *visible* panel only, and skips a
+  frame when the previous one overran half the period (Joulescope's rule), so a slow machine degrades to
+  a lower frame rate instead of queueing paints.
+* The status bar says **"Virtual bench"** when the in-process bench is used, summarises the devices, shows
+  running tasks (progress + Cancel) and the measured frame time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
+                               QMessageBox, QStackedWidget, QStyle, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from app.core.context import AppContext
+from app.core.devices import DeviceState
+from app.ui.panels import PanelSpec, panel_specs
+from app.ui.panels.base import Panel
+from app.ui.tasks import TaskBar, TaskRunner
+
+__all__ = ["MainWindow"]
+
+GLOBAL_SHORTCUTS = [
+    ("Ctrl+1 … Ctrl+9", "Switch to panel 1 … 9"),
+    ("F1", "Keyboard shortcuts"),
+    ("Ctrl+Q", "Quit"),
+]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: AppContext, fps: int | None = None):
+        super().__init__()
+        self.ctx = ctx
+        self.setWindowTitle(f"ODL Studio — {ctx.user.name}")
+        self.resize(1360, 820)
+        self.tasks = TaskRunner(self)
+        self.specs: list[PanelSpec] = panel_specs()
+        self.panels: dict[str, Panel] = {}
+        self._build()
+        self._device_version = -1
+        self.frame_ms: list[float] = []
+        self._last_frame_ms = 0.0
+        self.fps = int(fps or ctx.settings["ui.fps"])
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.timeout.connect(self.frame)
+        self.timer.start(max(16, int(1000 / max(1, min(60, self.fps)))))
+        ctx.subscribe("status", lambda text, timeout_ms=5000: self.statusBar().showMessage(text, timeout_ms))
+
+    # --- construction ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        central = QWidget()
+        lay = QHBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(170)
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.stack = QStackedWidget()
+        lay.addWidget(self.sidebar)
+        lay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        for i, spec in enumerate(self.specs):
+            panel = spec.factory(self.ctx, self.stack)
+            panel.tasks = self.tasks
+            self.panels[spec.key] = panel
+            self.stack.addWidget(panel)
+            icon = self.style().standardIcon(getattr(QStyle.StandardPixmap, spec.icon, QStyle.SP_FileIcon))
+            item = QListWidgetItem(icon, spec.title)
+            item.setToolTip(spec.tooltip + (f"  (Ctrl+{i + 1})" if i < 9 else ""))
+            self.sidebar.addItem(item)
+        self.sidebar.currentRowChanged.connect(self._page_changed)
+        self._current: Panel | None = None
+        self._build_menus()
+        self._build_status()
+        if self.specs:
+            self.sidebar.setCurrentRow(0)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        filem = mb.addMenu("&File")
+        quit_ = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))
+        quit_.triggered.connect(self.close)
+        filem.addAction(quit_)
+        self.device_menu = mb.addMenu("&Devices")
+        self.device_menu.aboutToShow.connect(self._fill_device_menu)
+        view = mb.addMenu("&View")
+        for i, spec in enumerate(self.specs):
+            act = QAction(spec.title, self)
+            if i < 9:
+                act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            act.triggered.connect(lambda _=False, row=i: self.sidebar.setCurrentRow(row))
+            view.addAction(act)
+            self.addAction(act)
+        helpm = mb.addMenu("&Help")
+        keys = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("F1"))
+        keys.triggered.connect(self.show_shortcuts)
+        helpm.addAction(keys)
+        about = QAction("&About", self)
+        about.triggered.connect(lambda: QMessageBox.about(
+            self, "ODL Studio", "ODL Studio — personalize HAR models on STM32 and measure time, power, energy."))
+        helpm.addAction(about)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.bench_label = QLabel()
+        self.bench_label.setObjectName("benchLabel")
+        self.devices_label = QLabel()
+        self.fps_label = QLabel()
+        self.fps_label.setMinimumWidth(110)
+        sb.addPermanentWidget(TaskBar(self.tasks))
+        sb.addPermanentWidget(self.devices_label)
+        sb.addPermanentWidget(self.bench_label)
+        sb.addPermanentWidget(self.fps_label)
+        self._update_status()
+
+    def _fill_device_menu(self) -> None:
+        m = self.device_menu
+        m.clear()
+        for st in self.ctx.devices.snapshot():
+            sub = m.addMenu(f"{st.info.name} — {st.state.value}")
+            con = sub.addAction("Connect")
+            con.setEnabled(st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR))
+            con.triggered.connect(lambda _=False, k=st.info.key: self.ctx.devices.connect(k))
+            dis = sub.addAction("Disconnect")
+            dis.setEnabled(st.state not in (DeviceState.DISCONNECTED,))
+            dis.triggered.connect(lambda _=False, k=st.info.key: self.ctx.devices.disconnect(k))
+        if not self.ctx.devices.snapshot():
+            m.addAction("(no devices)").setEnabled(False)
+        m.addSeparator()
+        rescan = m.addAction("Rescan USB ports")
+        rescan.triggered.connect(self._rescan)
+        bench = m.addAction("Start virtual bench")
+        bench.setEnabled(self.ctx.devices.bench is None)
+        bench.triggered.connect(lambda: self.ctx.devices.start_bench())
+
+    def _rescan(self) -> None:
+        self.tasks.start("Scanning ports", lambda tok, prog: self.ctx.devices.discover())
+
+    # --- pages -----------------------------------------------------------------------------------
+    @Slot(int)
+    def _page_changed(self, row: int) -> None:
+        if self._current is not None:
+            self._current.deactivated()
+        self.stack.setCurrentIndex(row)
+        self._current = self.stack.currentWidget()
+        if self._current is not None:
+            self._current.activated()
+
+    def show_panel(self, key: str) -> Panel:
+        keys = [s.key for s in self.specs]
+        self.sidebar.setCurrentRow(keys.index(key))
+        return self.panels[key]
+
+    def show_shortcuts(self) -> None:
+        rows = list(GLOBAL_SHORTCUTS)
+        for spec in self.specs:
+            rows += [(k, f"{spec.title}: {w}") for k, w in self.panels[spec.key].shortcuts()]
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        for r, (k, w) in enumerate(rows):
+            table.setItem(r, 0, QTableWidgetItem(k))
+            table.setItem(r, 1, QTableWidgetItem(w))
+        table.resizeColumnsToContents()
+        QVBoxLayout(dlg).addWidget(table)
+        dlg.resize(560, 480)
+        dlg.show()
+
+    # --- frame clock -----------------------------------------------------------------------------
+    @Slot()
+    def frame(self) -> None:
+        period = self.timer.interval()
+        if self._last_frame_ms > period * 0.5 and getattr(self, "_skipped", 0) < 1:
+            self._skipped = 1  # skip one frame after an overrun
+            return
+        self._skipped = 0
+        t = time.perf_counter()
+        panel = self.stack.currentWidget()
+        if panel is not None:
+            panel.tick()
+        if self.ctx.devices.version != self._device_version:
+            self._update_status()
+        self._last_frame_ms = (time.perf_counter() - t) * 1e3
+        self.frame_ms.append(self._last_frame_ms)
+        if len(self.frame_ms) >= 30:
+            ms = sorted(self.frame_ms)
+            self.fps_label.setText(f"frame {ms[len(ms) // 2]:.1f} ms")
+            self.frame_ms.clear()
+
+    def _update_status(self) -> None:
+        dm = self.ctx.devices
+        self._device_version = dm.version
+        if dm.bench is not None:
+            self.bench_label.setText("Virtual bench")
+            self.bench_label.setStyleSheet("QLabel { background:#fde68a; color:#111; padding:1px 6px; "
+                                           "border-radius:3px; font-weight:bold; }")
+            self.bench_label.setToolTip("No hardware: the emulated NUCLEO and LPM01A run in this process")
+        else:
+            self.bench_label.setText("Hardware" if dm.snapshot() else "No device")
+            self.bench_label.setStyleSheet("")
+        parts = [f"{s.info.name}: {s.state.value}" for s in dm.snapshot()]
+        self.devices_label.setText("  |  ".join(parts) if parts else (dm.bench_error or "no devices found"))
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.timer.stop()
+        self.tasks.cancel_all()
+        for p in self.panels.values():
+            try:
+                p.shutdown()
+            except Exception:  # noqa: BLE001 - keep closing
+                pass
+        self.tasks.wait(5000)
+        super().closeEvent(event)

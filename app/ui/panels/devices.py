@@ -1,0 +1,160 @@
+"""Devices panel: discovered boards and power shields (real and virtual) with their state."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from app.core.devices import DeviceState, DeviceStatus
+from app.ui.panels import PanelSpec
+from app.ui.panels.base import Panel
+
+STATE_COLORS = {
+    DeviceState.DISCONNECTED: "#9ca3af", DeviceState.CONNECTING: "#f59e0b", DeviceState.READY: "#3b82f6",
+    DeviceState.STREAMING: "#10b981", DeviceState.TRAINING: "#8b5cf6", DeviceState.ERROR: "#ef4444",
+}
+COLUMNS = ("Device", "Kind", "Port / URL", "State", "Firmware", "Message")
+
+
+class DevicesPanel(Panel):
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self._version = -1
+        self._statuses: list[DeviceStatus] = []
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.btn_connect = QPushButton("Connect")
+        self.btn_disconnect = QPushButton("Disconnect")
+        self.btn_stream = QPushButton("Start streaming")
+        self.btn_rescan = QPushButton("Rescan")
+        self.btn_unplug = QPushButton("Simulate unplug (1 s)")
+        self.btn_unplug.setToolTip("Virtual devices: drop the link for 1 s to see auto-reconnect and the marked gap")
+        self.auto = QCheckBox("Auto-reconnect")
+        self.auto.setChecked(True)
+        for w in (self.btn_connect, self.btn_disconnect, self.btn_stream, self.btn_rescan, self.btn_unplug):
+            bar.addWidget(w)
+        bar.addWidget(self.auto)
+        bar.addStretch(1)
+        self.summary = QLabel()
+        bar.addWidget(self.summary)
+        lay.addLayout(bar)
+        split = QSplitter(Qt.Vertical)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        split.addWidget(self.table)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        split.addWidget(self.details)
+        split.setSizes([300, 200])
+        lay.addWidget(split, 1)
+        self.btn_connect.clicked.connect(lambda: self._each(self.ctx.devices.connect))
+        self.btn_disconnect.clicked.connect(lambda: self._each(self.ctx.devices.disconnect))
+        self.btn_stream.clicked.connect(self._toggle_stream)
+        self.btn_rescan.clicked.connect(self._rescan)
+        self.btn_unplug.clicked.connect(lambda: self._each(lambda k: self.ctx.devices.unplug(k, 1.0)))
+        self.auto.toggled.connect(lambda on: self._each(lambda k: self.ctx.devices.set_auto_reconnect(k, on)))
+        self.table.itemSelectionChanged.connect(self._show_details)
+        self.refresh(force=True)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def selected(self) -> DeviceStatus | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if rows and rows[0].row() < len(self._statuses):
+            return self._statuses[rows[0].row()]
+        return None
+
+    def _each(self, fn) -> None:
+        st = self.selected()
+        if st is None:
+            self.ctx.status("Select a device first")
+            return
+        try:
+            fn(st.info.key)
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self.ctx.status(str(exc))
+
+    def _toggle_stream(self) -> None:
+        st = self.selected()
+        if st is None:
+            return
+        on = st.state != DeviceState.STREAMING
+        if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
+            self.ctx.devices.connect(st.info.key)
+        self.ctx.devices.set_streaming(st.info.key, on)
+
+    def _rescan(self) -> None:
+        if self.tasks is not None:
+            self.tasks.start("Scanning USB ports", lambda tok, prog: self.ctx.devices.discover())
+
+    # --- frame clock -----------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.refresh()
+
+    def refresh(self, force: bool = False) -> None:
+        dm = self.ctx.devices
+        if not force and dm.version == self._version:
+            return
+        self._version = dm.version
+        sel = self.selected()
+        self._statuses = dm.snapshot()
+        self.table.setRowCount(len(self._statuses))
+        for r, st in enumerate(self._statuses):
+            name = st.info.name + ("  ⟨virtual⟩" if st.info.virtual else "")
+            fw = st.details.get("firmware", "")
+            vals = (name, "NUCLEO board" if st.info.kind == "board" else "LPM01A power shield",
+                    st.info.url + (f"  [{st.info.vid_pid}]" if st.info.vid_pid else ""), st.state.value, fw,
+                    st.message)
+            for c, v in enumerate(vals):
+                item = QTableWidgetItem(str(v))
+                if c == 3:
+                    item.setForeground(QColor(STATE_COLORS[st.state]))
+                    f = item.font()
+                    f.setBold(True)
+                    item.setFont(f)
+                self.table.setItem(r, c, item)
+        if self._statuses:
+            keys = [s.info.key for s in self._statuses]
+            row = keys.index(sel.info.key) if sel and sel.info.key in keys else 0
+            self.table.selectRow(row)
+        n_virtual = sum(s.info.virtual for s in self._statuses)
+        self.summary.setText(f"{len(self._statuses)} device(s)" + (f", {n_virtual} virtual" if n_virtual else ""))
+        self._show_details()
+
+    def _show_details(self) -> None:
+        st = self.selected()
+        if st is None:
+            self.details.setPlainText("No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
+                                      "virtual bench from the Devices menu.")
+            return
+        self.btn_stream.setText("Stop streaming" if st.state == DeviceState.STREAMING else "Start streaming")
+        self.btn_unplug.setEnabled(st.info.virtual)
+        self.auto.blockSignals(True)
+        self.auto.setChecked(st.auto_reconnect)
+        self.auto.blockSignals(False)
+        lines = [f"{st.info.name}", f"  key: {st.info.key}", f"  url: {st.info.url}",
+                 f"  state: {st.state.value}  {st.message}", f"  reconnects: {st.reconnects}"]
+        lines += [f"  {k}: {v}" for k, v in sorted(st.details.items())]
+        stream = self.ctx.devices.power_stream if st.info.kind == "powershield" else self.ctx.devices.accel_stream
+        if stream is not None:
+            gaps = sum(b - a for a, b in stream.gaps)
+            lines.append(f"  stream: {stream.rate_hz:g} Hz, {stream.duration:.1f} s on the timeline, "
+                         f"{len(stream.gaps)} gap(s) totalling {gaps:.2f} s")
+        msgs = self.ctx.devices.messages[-8:]
+        if msgs:
+            lines += ["", "Messages:"] + [f"  {m}" for m in msgs]
+        self.details.setPlainText("\n".join(lines))
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        return [("Devices menu", "Connect/disconnect any discovered device, rescan, start the virtual bench")]
+
+
+PANEL = PanelSpec(key="devices", title="Devices", order=10, factory=DevicesPanel, icon="SP_ComputerIcon",
+                  tooltip="Boards and power shields, real and virtual")

@@ -1,0 +1,672 @@
+"""Labelling panel: record your own activities, label them with the keyboard, build per-user datasets.
+
+Workflow: pick your profile and dataset, choose a class, press **Record** (start/stop) or **Record
+fixed** (N seconds) while the board streams; the segment is saved beside the database and labelled with
+the class.  On any recording: drag with the left mouse button to select a region, press a number key
+(1 = first class…) to label it, drag a label's edges or body to adjust it, Delete removes the selected
+label, Ctrl+Z / Ctrl+Shift+Z undo and redo.  Every change is committed to SQLite at once.
+
+The right column previews the windows the model will see for the chosen input size and the class balance
+of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` of windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMessageBox,
+                               QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+
+from app.core.devices import DeviceState
+from app.core.labels import (LabelError, LabelModel, class_balance, export_wisdm_csv, export_windows_npz,
+                             import_wisdm_csv, windows)
+from app.core.recording import StreamRecorder, load_accel, write_accel
+from app.core.store import Recording
+from app.core.streams import SampleStream
+from app.ui.panels import PanelSpec
+from app.ui.panels.base import Panel
+from app.ui.widgets.stream_plot import StreamPlot
+
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf")
+#: WISDM 2019 activity codes -> WISDM v1.1 class names (stairs are not split in 2019: mapped to Upstairs).
+WISDM2019_CODES = {"A": "Walking", "B": "Jogging", "C": "Upstairs", "D": "Sitting", "E": "Standing"}
+
+
+class _SelectViewBox(pg.ViewBox):
+    """Left-drag selects a time range (instead of panning); middle-drag pans, wheel zooms."""
+
+    sigSelect = Signal(float, float, bool)  # start, end, finished
+    sigClick = Signal(float)
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - Qt naming
+        if ev.button() == Qt.LeftButton and not ev.modifiers() & Qt.ControlModifier:
+            ev.accept()
+            a = self.mapSceneToView(ev.buttonDownScenePos()).x()
+            b = self.mapSceneToView(ev.scenePos()).x()
+            self.sigSelect.emit(min(a, b), max(a, b), ev.isFinish())
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev):  # noqa: N802
+        if ev.button() == Qt.LeftButton:
+            ev.accept()
+            self.sigClick.emit(self.mapSceneToView(ev.scenePos()).x())
+            return
+        super().mouseClickEvent(ev)
+
+
+class LabelPlot(StreamPlot):
+    """The stream plot with selection, label regions and keyboard handling delegated to the panel."""
+
+    def __init__(self, panel: "LabellingPanel"):
+        self.vb_select = _SelectViewBox()
+        super().__init__(panel.current_stream, window_s=30.0, label="acceleration", units="m/s²",
+                         names=("x", "y", "z"), view_box=self.vb_select)
+        self.panel = panel
+        self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.setFocusPolicy(Qt.StrongFocus)
+
+    def keyPressEvent(self, ev):  # noqa: N802
+        if not self.panel.handle_key(ev.key(), ev.modifiers()):
+            super().keyPressEvent(ev)
+
+
+class LabellingPanel(Panel):
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self.model: LabelModel | None = None
+        self.recording: Recording | None = None
+        self.rec_stream: SampleStream | None = None
+        self.recorder: StreamRecorder | None = None
+        self.selection: tuple[float, float] | None = None
+        self.selected_label: int | None = None
+        self._regions: dict[int, pg.LinearRegionItem] = {}
+        self._dirty = True
+        self._build()
+        self.reload_profile()
+        ctx.subscribe("user_changed", lambda **_: self.reload_profile())
+        ctx.subscribe("recording_added", lambda recording: self.reload_recordings(select=recording.id)
+                      if recording.kind == "accel" else None)
+
+    # --- layout ----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.user_combo = QComboBox()
+        self.user_combo.setEditable(True)
+        self.user_combo.setToolTip("Your profile: type a new name and press Enter to create it")
+        self.dataset_combo = QComboBox()
+        self.btn_new_ds = QPushButton("New dataset…")
+        self.class_combo = QComboBox()
+        self.btn_record = QPushButton("● Record")
+        self.btn_record.setCheckable(True)
+        self.btn_record.setToolTip("Start/stop recording a segment from the live board stream (R)")
+        self.fixed_len = QDoubleSpinBox()
+        self.fixed_len.setRange(1, 600)
+        self.fixed_len.setSuffix(" s")
+        self.fixed_len.setValue(float(self.ctx.settings["labelling.segment_s"]))
+        self.btn_fixed = QPushButton("Record fixed")
+        self.auto_label = QCheckBox("Label segment")
+        self.auto_label.setChecked(True)
+        self.btn_undo = QPushButton("Undo")
+        self.btn_redo = QPushButton("Redo")
+        for w in (QLabel("User"), self.user_combo, QLabel("Dataset"), self.dataset_combo, self.btn_new_ds,
+                  QLabel("  Class"), self.class_combo, self.btn_record, self.fixed_len, self.btn_fixed,
+                  self.auto_label, self.btn_undo, self.btn_redo):
+            top.addWidget(w)
+        top.addStretch(1)
+        lay.addLayout(top)
+
+        split = QSplitter(Qt.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(QLabel("Recordings"))
+        self.rec_list = QListWidget()
+        ll.addWidget(self.rec_list, 1)
+        self.btn_import = QPushButton("Import WISDM…")
+        self.btn_export_csv = QPushButton("Export WISDM CSV…")
+        self.btn_export_npz = QPushButton("Export windows .npz…")
+        self.btn_delete_rec = QPushButton("Delete recording")
+        for b in (self.btn_import, self.btn_export_csv, self.btn_export_npz, self.btn_delete_rec):
+            ll.addWidget(b)
+        split.addWidget(left)
+
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        self.plot = LabelPlot(self)
+        self.plot.set_follow(False)
+        self.sel_region = pg.LinearRegionItem(brush=pg.mkBrush(255, 255, 255, 40), pen=pg.mkPen("#ffffff", width=1))
+        self.sel_region.setZValue(5)
+        self.sel_region.hide()
+        self.plot.addItem(self.sel_region)
+        self.win_ticks = pg.PlotDataItem(pen=pg.mkPen("#aaaaaa", width=1), connect="pairs")
+        self.plot.addItem(self.win_ticks)
+        cl.addWidget(self.plot, 1)
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        cl.addWidget(self.hint)
+        split.addWidget(center)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        box = QGroupBox("Windowing preview")
+        form = QFormLayout(box)
+        self.win_size = QSpinBox()
+        self.win_size.setRange(4, 1000)
+        self.win_size.setValue(int(self.ctx.settings["labelling.input_size"]))
+        self.win_size.setSuffix(" samples")
+        self.win_stride = QSpinBox()
+        self.win_stride.setRange(1, 1000)
+        self.win_stride.setValue(self.win_size.value())
+        self.win_stride.setSuffix(" samples")
+        self.win_info = QLabel()
+        self.win_info.setWordWrap(True)
+        form.addRow("Input size", self.win_size)
+        form.addRow("Stride", self.win_stride)
+        form.addRow(self.win_info)
+        rl.addWidget(box)
+        rl.addWidget(QLabel("Class balance (windows, whole dataset)"))
+        self.balance = pg.PlotWidget()
+        self.balance.setMenuEnabled(False)
+        self.balance.setMouseEnabled(False, False)
+        self.balance.hideButtons()
+        self.balance.setMinimumHeight(180)
+        rl.addWidget(self.balance, 1)
+        self.balance_text = QLabel()
+        self.balance_text.setWordWrap(True)
+        rl.addWidget(self.balance_text)
+        split.addWidget(right)
+        split.setSizes([220, 820, 280])
+        lay.addWidget(split, 1)
+
+        self.user_combo.activated.connect(lambda _i: self._user_entered())
+        self.user_combo.lineEdit().returnPressed.connect(self._user_entered)
+        self.dataset_combo.activated.connect(self._dataset_chosen)
+        self.btn_new_ds.clicked.connect(self.new_dataset)
+        self.btn_record.toggled.connect(self._record_toggled)
+        self.btn_fixed.clicked.connect(lambda: self.start_recording(self.fixed_len.value()))
+        self.btn_undo.clicked.connect(self.undo)
+        self.btn_redo.clicked.connect(self.redo)
+        self.rec_list.currentItemChanged.connect(self._rec_selected)
+        self.btn_import.clicked.connect(lambda: self.import_wisdm())
+        self.btn_export_csv.clicked.connect(lambda: self.export_csv())
+        self.btn_export_npz.clicked.connect(lambda: self.export_npz())
+        self.btn_delete_rec.clicked.connect(self.delete_recording)
+        self.plot.vb_select.sigSelect.connect(self._drag_select)
+        self.plot.vb_select.sigClick.connect(self._click)
+        self.win_size.valueChanged.connect(self._windowing_changed)
+        self.win_stride.valueChanged.connect(self._windowing_changed)
+
+    # --- profile and dataset ---------------------------------------------------------------------
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.ctx.dataset.classes
+
+    def reload_profile(self) -> None:
+        self.user_combo.blockSignals(True)
+        self.user_combo.clear()
+        for u in self.ctx.store.users():
+            self.user_combo.addItem(u.name, u.id)
+        self.user_combo.setCurrentText(self.ctx.user.name)
+        self.user_combo.blockSignals(False)
+        self.dataset_combo.clear()
+        for d in self.ctx.store.datasets(self.ctx.user.id):
+            self.dataset_combo.addItem(d.name, d.id)
+        self.dataset_combo.setCurrentIndex(max(0, self.dataset_combo.findData(self.ctx.dataset.id)))
+        self.class_combo.clear()
+        for i, c in enumerate(self.classes):
+            self.class_combo.addItem(f"{i + 1}  {c}", c)
+        self.reload_recordings()
+
+    def _user_entered(self) -> None:
+        name = self.user_combo.currentText().strip()
+        if name and name != self.ctx.user.name:
+            self.ctx.set_user(name)
+
+    def _dataset_chosen(self, _i: int) -> None:
+        did = self.dataset_combo.currentData()
+        if did is not None and did != self.ctx.dataset.id:
+            self.ctx.set_dataset(did)
+
+    def new_dataset(self, name: str | None = None, classes: tuple[str, ...] | None = None) -> None:
+        if name is None:
+            name, ok = QInputDialog.getText(self, "New dataset", "Name:")
+            if not ok or not name.strip():
+                return
+            text, ok = QInputDialog.getText(self, "New dataset", "Classes (comma-separated):",
+                                            text=", ".join(self.classes))
+            if not ok:
+                return
+            classes = tuple(c.strip() for c in text.split(",") if c.strip())
+        try:
+            ds = self.ctx.store.create_dataset(self.ctx.user.id, name.strip(), tuple(classes or self.classes))
+        except Exception as exc:  # noqa: BLE001
+            QMessageBox.warning(self, "New dataset", str(exc))
+            return
+        self.ctx.set_dataset(ds.id)
+
+    # --- recordings ------------------------------------------------------------------------------
+    def reload_recordings(self, select: int | None = None) -> None:
+        keep = select if select is not None else (self.recording.id if self.recording else None)
+        self.rec_list.blockSignals(True)
+        self.rec_list.clear()
+        for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
+            n = len(self.ctx.store.labels(r.id))
+            item = QListWidgetItem(f"{r.name}  ·  {r.duration:.1f} s  ·  {n} label(s)")
+            item.setData(Qt.UserRole, r.id)
+            self.rec_list.addItem(item)
+        self.rec_list.blockSignals(False)
+        row = next((i for i in range(self.rec_list.count()) if self.rec_list.item(i).data(Qt.UserRole) == keep), None)
+        if row is None and self.rec_list.count():
+            row = self.rec_list.count() - 1
+        if row is not None:
+            self.rec_list.setCurrentRow(row)
+            self._rec_selected(self.rec_list.currentItem(), None)
+        else:
+            self.open_recording(None)
+        self._update_balance()
+
+    def _rec_selected(self, item, _prev) -> None:
+        if item is None:
+            return
+        rid = item.data(Qt.UserRole)
+        if self.recording is None or self.recording.id != rid:
+            self.open_recording(self.ctx.store.recording(rid))
+
+    def open_recording(self, rec: Recording | None) -> None:
+        """Show a recording (None: nothing) and load its labels."""
+        self.recording = rec
+        self.selection = None
+        self.selected_label = None
+        self.sel_region.hide()
+        for item in self._regions.values():
+            self.plot.removeItem(item)
+        self._regions.clear()
+        if rec is None:
+            self.model, self.rec_stream = None, None
+            self._dirty = True
+            return
+        xyz = np.asarray(load_accel(self.ctx.store, rec))
+        s = SampleStream(rec.name, rec.rate_hz, 3, unit="m/s²", channel_names=("x", "y", "z"),
+                         recent_s=len(xyz) / rec.rate_hz + 1, history_s=len(xyz) / rec.rate_hz + 1, base=16, factor=8)
+        s.append(xyz)
+        self.rec_stream = s
+        self.model = LabelModel(self.ctx.store, rec.id, self.classes, duration=len(xyz) / rec.rate_hz)
+        self.model.add_listener(self._labels_changed)
+        span = max(1.0, s.duration)
+        self.plot.set_follow(False)
+        self.plot.setXRange(0, span, padding=0.01)
+        self.plot.auto_y = True
+        self._labels_changed()
+
+    def current_stream(self) -> SampleStream | None:
+        if self.recorder is not None:
+            return self.ctx.devices.accel_stream
+        return self.rec_stream
+
+    def delete_recording(self) -> None:
+        if self.recording is None:
+            return
+        if QMessageBox.question(self, "Delete recording", f"Delete {self.recording.name} and its labels?") \
+                != QMessageBox.Yes:
+            return
+        path = self.ctx.store.resolve(self.recording.path)
+        self.ctx.store.delete_recording(self.recording.id)
+        path.unlink(missing_ok=True)
+        self.recording = None
+        self.reload_recordings()
+
+    # --- recording segments from the live stream ----------------------------------------------------
+    def _record_toggled(self, on: bool) -> None:
+        if on and self.recorder is None:
+            if not self.start_recording(None):
+                self.btn_record.blockSignals(True)
+                self.btn_record.setChecked(False)
+                self.btn_record.blockSignals(False)
+        elif not on and self.recorder is not None:
+            self.stop_recording()
+
+    def start_recording(self, seconds: float | None) -> bool:
+        """Record the live accel stream (``seconds``: fixed length, else until stopped)."""
+        stream = self.ctx.devices.accel_stream
+        board = self.ctx.devices.first("board")
+        if stream is None or (board is not None and board.state != DeviceState.STREAMING and stream.n_total == 0):
+            self.ctx.status("Start the accelerometer stream first (Live accelerometer panel)")
+            return False
+        if self.recorder is not None:
+            return False
+        cls = self.class_combo.currentData() or self.classes[0]
+        n = len(self.ctx.store.recordings("accel", self.ctx.dataset.id)) + 1
+        self._rec_class = cls
+        self.recorder = StreamRecorder(self.ctx.store, stream, "accel", f"{cls} #{n}", dataset_id=self.ctx.dataset.id,
+                                       limit_s=seconds)
+        if seconds:
+            self.ctx.settings["labelling.segment_s"] = seconds
+        self.btn_record.blockSignals(True)
+        self.btn_record.setChecked(True)
+        self.btn_record.setText("■ Stop")
+        self.btn_record.blockSignals(False)
+        self.plot.set_window(max(10.0, seconds or 10.0))
+        self.plot.set_follow(True)
+        return True
+
+    def stop_recording(self) -> Recording | None:
+        rec = self.recorder
+        if rec is None:
+            return None
+        self.recorder = None
+        row = rec.stop()
+        self.btn_record.blockSignals(True)
+        self.btn_record.setChecked(False)
+        self.btn_record.setText("● Record")
+        self.btn_record.blockSignals(False)
+        self.plot.set_follow(False)
+        if row.n_samples == 0:
+            self.ctx.status("Nothing recorded (no samples arrived)")
+            self.reload_recordings()
+            return row
+        if self.auto_label.isChecked():
+            LabelModel(self.ctx.store, row.id, self.classes, row.duration).add(0.0, row.duration, self._rec_class)
+        self.ctx.publish("recording_added", recording=row)
+        self.ctx.status(f"Recorded {row.name}: {row.duration:.1f} s" +
+                        (f", {rec.dropped} samples dropped" if rec.dropped else ""))
+        return row
+
+    # --- selection and labels ----------------------------------------------------------------------
+    def _drag_select(self, a: float, b: float, finished: bool) -> None:
+        if self.rec_stream is None or self.recorder is not None:
+            return
+        self.set_selection(a, b)
+
+    def set_selection(self, a: float, b: float) -> None:
+        """Select ``[a, b]`` seconds of the shown recording (what a left-drag does)."""
+        if self.model is not None and self.model.duration is not None:
+            a, b = max(0.0, a), min(self.model.duration, b)
+        if b - a <= 0:
+            self.clear_selection()
+            return
+        self.selection = (a, b)
+        self.selected_label = None
+        self.sel_region.setRegion((a, b))
+        self.sel_region.show()
+        self._highlight()
+
+    def clear_selection(self) -> None:
+        self.selection = None
+        self.sel_region.hide()
+
+    def _click(self, x: float) -> None:
+        self.plot.setFocus()
+        if self.model is None:
+            return
+        lab = self.model.label_at(x)
+        self.clear_selection()
+        self.selected_label = lab.id if lab else None
+        self._highlight()
+
+    def assign(self, class_index: int) -> None:
+        """Number key: label the selection (or relabel the selected label) with class ``class_index``."""
+        if self.model is None or not 0 <= class_index < len(self.classes):
+            return
+        cls = self.classes[class_index]
+        try:
+            if self.selection is not None:
+                lab = self.model.add(self.selection[0], self.selection[1], cls)
+                self.clear_selection()
+                self.selected_label = lab.id
+            elif self.selected_label is not None:
+                self.model.set_class(self.selected_label, cls)
+            else:
+                self.ctx.status("Drag on the plot to select a region first")
+        except LabelError as exc:
+            self.ctx.status(str(exc))
+        self._highlight()
+
+    def delete_selected(self) -> None:
+        if self.model is not None and self.selected_label is not None:
+            self.model.delete(self.selected_label)
+            self.selected_label = None
+
+    def undo(self) -> None:
+        if self.model is not None and self.model.undo():
+            self.ctx.status(f"Undone")
+
+    def redo(self) -> None:
+        if self.model is not None and self.model.redo():
+            self.ctx.status("Redone")
+
+    def handle_key(self, key: int, mods) -> bool:
+        ctrl = bool(mods & Qt.ControlModifier)
+        shift = bool(mods & Qt.ShiftModifier)
+        if ctrl and key == Qt.Key_Z:
+            self.redo() if shift else self.undo()
+        elif ctrl and key == Qt.Key_Y:
+            self.redo()
+        elif Qt.Key_1 <= key <= Qt.Key_9 and not ctrl:
+            self.assign(key - Qt.Key_1)
+        elif key in (Qt.Key_Delete, Qt.Key_Backspace):
+            self.delete_selected()
+        elif key == Qt.Key_Escape:
+            self.clear_selection()
+            self.selected_label = None
+            self._highlight()
+        elif key == Qt.Key_R and not ctrl:
+            self.btn_record.toggle()
+        elif key in (Qt.Key_Left, Qt.Key_Right):
+            x0, x1 = self.plot.visible_range()
+            step = (x1 - x0) * (1.0 if shift else 0.25) * (-1 if key == Qt.Key_Left else 1)
+            self.plot.setXRange(x0 + step, x1 + step, padding=0)
+        elif key == Qt.Key_Home and self.rec_stream is not None:
+            self.plot.setXRange(0, self.rec_stream.duration, padding=0.01)
+        else:
+            return False
+        return True
+
+    def _labels_changed(self) -> None:
+        self._dirty = True
+        if self.recording is not None:
+            self.ctx.publish("labels_changed", recording_id=self.recording.id)
+
+    def _sync_regions(self) -> None:
+        labels = {l.id: l for l in self.model.labels} if self.model else {}
+        for lid in list(self._regions):
+            if lid not in labels:
+                self.plot.removeItem(self._regions.pop(lid))
+        for lid, l in labels.items():
+            item = self._regions.get(lid)
+            color = pg.mkColor(CLASS_COLORS[self.classes.index(l.label) % len(CLASS_COLORS)]
+                               if l.label in self.classes else "#888888")
+            if item is None:
+                item = pg.LinearRegionItem((l.start, l.end), movable=True)
+                item.setZValue(-5)
+                item.sigRegionChangeFinished.connect(lambda it, lid=lid: self._region_moved(lid, it))
+                self.plot.addItem(item)
+                self._regions[lid] = item
+                label = pg.InfLineLabel(item.lines[0], l.label, position=0.95, anchors=[(0, 0), (0, 0)])
+                item._label = label  # noqa: SLF001
+            item.blockSignals(True)
+            item.setRegion((l.start, l.end))
+            item.blockSignals(False)
+            color.setAlpha(70 if lid == self.selected_label else 35)
+            item.setBrush(pg.mkBrush(color))
+            item._label.setFormat(l.label)  # noqa: SLF001
+            for line in item.lines:
+                line.setPen(pg.mkPen(color.name(), width=3 if lid == self.selected_label else 1))
+
+    def _region_moved(self, lid: int, item: pg.LinearRegionItem) -> None:
+        if self.model is None or lid not in {l.id for l in self.model.labels}:
+            return
+        a, b = item.getRegion()
+        try:
+            self.model.set_bounds(lid, a, b)
+            self.selected_label = lid
+        except LabelError as exc:
+            self.ctx.status(str(exc))
+            self._dirty = True
+
+    def _highlight(self) -> None:
+        self._dirty = True
+
+    # --- windowing and balance -------------------------------------------------------------------
+    def _windowing_changed(self) -> None:
+        self.ctx.settings["labelling.input_size"] = self.win_size.value()
+        self._dirty = True
+        self._update_balance()
+
+    def _update_windows(self) -> None:
+        if self.model is None or self.recording is None:
+            self.win_ticks.setData([], [])
+            self.win_info.setText("No recording selected.")
+            return
+        size, stride = self.win_size.value(), self.win_stride.value()
+        w = windows(self.model.labels, self.recording.rate_hz, size, stride, self.recording.n_samples)
+        starts = np.array([s for s, _ in w], float) / self.recording.rate_hz
+        _, (y0, y1) = self.plot.getPlotItem().getViewBox().viewRange()
+        if len(starts):
+            x = np.repeat(starts, 2)
+            y = np.tile([y0, y0 + 0.06 * (y1 - y0)], len(starts))
+            self.win_ticks.setData(x, y)
+        else:
+            self.win_ticks.setData([], [])
+        sec = size / self.recording.rate_hz
+        self.win_info.setText(f"{len(w)} window(s) of {size} samples ({sec:.2f} s at {self.recording.rate_hz:g} Hz) "
+                              f"in this recording; window starts are the ticks at the bottom.")
+
+    def _update_balance(self) -> None:
+        size = self.win_size.value()
+        totals = {c: 0 for c in self.classes}
+        seconds = {c: 0.0 for c in self.classes}
+        for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
+            from app.core.labels import Label
+
+            labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
+            bal = class_balance(labs, self.classes, r.rate_hz, size)
+            for c in self.classes:
+                totals[c] += int(bal[c]["windows"])
+                seconds[c] += bal[c]["seconds"]
+        self.balance.clear()
+        xs = np.arange(len(self.classes))
+        brushes = [pg.mkBrush(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(len(self.classes))]
+        self.balance.addItem(pg.BarGraphItem(x=xs, height=[totals[c] for c in self.classes], width=0.7,
+                                             brushes=brushes))
+        ax = self.balance.getAxis("bottom")
+        ax.setTicks([[(i, c[:6]) for i, c in enumerate(self.classes)]])
+        self.balance_text.setText(", ".join(f"{c}: {totals[c]} ({seconds[c]:.0f} s)" for c in self.classes))
+        self.balance_totals = totals
+
+    # --- import / export -------------------------------------------------------------------------
+    def import_wisdm(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import WISDM text file", "", "WISDM (*.txt *.csv);;All (*)")
+            if not path:
+                return
+        classes = self.classes
+        store, did = self.ctx.store, self.ctx.dataset.id
+
+        def work(token, progress):
+            segs = import_wisdm_csv(path)
+            progress(0.5, f"{len(segs)} segments")
+            by_user: dict[str, list] = {}
+            skipped = 0
+            for s in segs:
+                cls = s.activity if s.activity in classes else WISDM2019_CODES.get(s.activity)
+                if cls not in classes:
+                    skipped += len(s.xyz)
+                    continue
+                by_user.setdefault(s.user, []).append((cls, s.xyz))
+            made = []
+            for user, parts in by_user.items():
+                token.check()
+                xyz = np.concatenate([p[1] for p in parts])
+                rec = write_accel(store, f"WISDM {user}", xyz, 20.0, did, meta={"source": str(path)})
+                t = 0.0
+                with store.transaction():
+                    for cls, seg in parts:
+                        store.add_label(rec.id, t, t + len(seg) / 20.0, cls)
+                        t += len(seg) / 20.0
+                made.append(rec)
+            return made, skipped
+
+        def done(result):
+            made, skipped = result
+            for rec in made:
+                self.ctx.publish("recording_added", recording=rec)
+            self.ctx.status(f"Imported {len(made)} recording(s)" + (f"; {skipped} rows of other activities skipped"
+                                                                     if skipped else ""))
+
+        self.tasks.start("Importing WISDM", work, on_done=done,
+                         on_error=lambda msg: QMessageBox.warning(self, "Import WISDM", msg))
+
+    def _dataset_parts(self):
+        parts = []
+        from app.core.labels import Label
+
+        for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
+            labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
+            if labs:
+                parts.append((r, np.asarray(load_accel(self.ctx.store, r)), labs))
+        return parts
+
+    def export_csv(self, path: str | None = None) -> int:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export WISDM CSV", f"{self.ctx.user.name}.txt", "WISDM (*.txt)")
+            if not path:
+                return 0
+        open(path, "w").close()
+        n = sum(export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts())
+        self.ctx.status(f"Exported {n} labelled samples to {path}")
+        return n
+
+    def export_npz(self, path: str | None = None) -> int:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export windows", f"{self.ctx.user.name}_windows.npz", "npz (*.npz)")
+            if not path:
+                return 0
+        n = export_windows_npz(path, [(xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()], self.classes,
+                               self.win_size.value(), self.win_stride.value(),
+                               meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name})
+        self.ctx.status(f"Exported {n} windows to {path}")
+        return n
+
+    # --- frame clock -----------------------------------------------------------------------------
+    def tick(self) -> None:
+        if self.recorder is not None and self.recorder.finished:
+            self.stop_recording()
+        elif self.recorder is not None:
+            self.hint.setText(f"Recording {self._rec_class}: {self.recorder.duration:.1f} s"
+                              + (f" of {self.recorder.limit / self.recorder.stream.rate_hz:.0f} s"
+                                 if self.recorder.limit else "") + " — press R or Stop to end")
+        self.plot.tick()
+        if self._dirty:
+            self._dirty = False
+            self._sync_regions()
+            self._update_windows()
+            self._update_balance()
+            self.btn_undo.setEnabled(bool(self.model and self.model.can_undo))
+            self.btn_redo.setEnabled(bool(self.model and self.model.can_redo))
+            self.btn_undo.setToolTip(self.model.undo_text if self.model else "")
+            if self.recorder is None:
+                n = len(self.model.labels) if self.model else 0
+                self.hint.setText("Drag to select · 1–9 label · drag edges to adjust · Del delete · "
+                                  f"Ctrl+Z / Ctrl+Shift+Z undo/redo · R record  —  {n} label(s)")
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        return [("Left-drag", "Select a region"), ("1 … 9", "Label the selection / relabel the selected label"),
+                ("Click", "Select the label under the cursor"), ("Delete / Backspace", "Delete the selected label"),
+                ("Ctrl+Z", "Undo"), ("Ctrl+Shift+Z / Ctrl+Y", "Redo"), ("Esc", "Clear the selection"),
+                ("R", "Start/stop recording a segment"), ("← / →  (Shift: page)", "Scroll"),
+                ("Home", "Show the whole recording"), ("Wheel / middle-drag", "Zoom / pan")]
+
+    def shutdown(self) -> None:
+        if self.recorder is not None:
+            self.stop_recording()
+
+
+PANEL = PanelSpec(key="labelling", title="Labelling", order=30, factory=LabellingPanel, icon="SP_FileDialogDetailedView",
+                  tooltip="Record and label your own activities; per-user datasets")

@@ -1,0 +1,496 @@
+"""Power session panel: live current/power up to 100 kS/s, statistics, named markers with energy between
+them, record to disk while streaming, reopen/replay, CSV export (estimated, capped) and PNG export.
+
+Usable on its own: connect only the power shield.  The plot pulls the stream's min/max pyramid at the
+frame rate; statistics are recomputed at 5 Hz from full-resolution samples (exact while the range is in
+the live ring or in a reopened file).  Energy between markers = mean current × Δt × supply voltage.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
+                               QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from app.core.devices import POWER_RATES_HZ, DeviceState
+from app.core.recording import RecordingError, StreamRecorder, csv_estimate, csv_export, open_power
+from app.core.store import Marker
+from app.core.streams import SampleStream, Stats
+from app.ui.panels import PanelSpec
+from app.ui.panels.base import Panel
+from app.ui.widgets.stream_plot import StreamPlot
+
+STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
+
+
+def si(value: float, unit: str) -> str:
+    """Engineering format: 0.00123 A -> '1.23 mA'."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return "—"
+    a = abs(value)
+    for factor, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "µ")):
+        if a >= factor:
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value / 1e-9:.4g} n{unit}"
+
+
+class _PowerPlot(StreamPlot):
+    def __init__(self, panel: "PowerPanel"):
+        super().__init__(panel.current_stream, window_s=float(panel.ctx.settings["power.window_s"]), scale=1.0,
+                         label="current", units="A", colors=("#f59e0b",))
+        self.panel = panel
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.mouse_x: float | None = None
+        self.scene().sigMouseMoved.connect(self._moved)
+
+    def _moved(self, pos) -> None:
+        vb = self.getPlotItem().getViewBox()
+        self.mouse_x = vb.mapSceneToView(pos).x() if vb.sceneBoundingRect().contains(pos) else None
+
+    def keyPressEvent(self, ev):  # noqa: N802
+        if not self.panel.handle_key(ev.key(), ev.modifiers()):
+            super().keyPressEvent(ev)
+
+
+class PowerPanel(Panel):
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self.replay: SampleStream | None = None
+        self.replay_rec = None
+        self.recorder: StreamRecorder | None = None
+        self.markers: list[Marker] = []
+        self._marker_items: dict[int, pg.InfiniteLine] = {}
+        self._last_stats = 0.0
+        self._build()
+
+    # --- layout ----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.btn_stream = QPushButton("▶ Stream")
+        self.rate = QComboBox()
+        for hz in POWER_RATES_HZ:
+            self.rate.addItem(f"{hz / 1000:g} kS/s", hz)
+        self.rate.setCurrentIndex(max(0, self.rate.findData(int(self.ctx.settings["power.rate_hz"]))))
+        self.show_what = QComboBox()
+        self.show_what.addItems(["Current", "Power"])
+        self.show_what.setCurrentIndex(1 if self.ctx.settings["power.show"] == "power" else 0)
+        self.follow = QCheckBox("Follow live")
+        self.follow.setChecked(True)
+        self.window = QDoubleSpinBox()
+        self.window.setRange(0.001, 3600)
+        self.window.setDecimals(3)
+        self.window.setSuffix(" s")
+        self.window.setValue(float(self.ctx.settings["power.window_s"]))
+        self.btn_record = QPushButton("● Record")
+        self.btn_record.setCheckable(True)
+        self.btn_open = QPushButton("Open…")
+        self.btn_live = QPushButton("Back to live")
+        self.btn_live.setEnabled(False)
+        self.btn_select = QPushButton("Selection (S)")
+        self.btn_select.setCheckable(True)
+        self.btn_marker = QPushButton("Marker (M)")
+        self.btn_csv = QPushButton("CSV…")
+        self.btn_png = QPushButton("PNG…")
+        for w in (self.btn_stream, self.rate, self.show_what, self.follow, QLabel("Window"), self.window,
+                  self.btn_record, self.btn_open, self.btn_live, self.btn_select, self.btn_marker, self.btn_csv,
+                  self.btn_png):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        self.source_label = QLabel()
+        bar.addWidget(self.source_label)
+        lay.addLayout(bar)
+
+        split = QSplitter(Qt.Horizontal)
+        self.plot = _PowerPlot(self)
+        self.sel_region = pg.LinearRegionItem(brush=pg.mkBrush(120, 170, 255, 45))
+        self.sel_region.setZValue(5)
+        self.sel_region.hide()
+        self.plot.addItem(self.sel_region)
+        split.addWidget(self.plot)
+        side = QWidget()
+        sl = QVBoxLayout(side)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.stat_labels: dict[str, dict[str, QLabel]] = {}
+        for title, key in (("Visible window", "window"), ("Selection", "selection")):
+            box = QGroupBox(title)
+            grid = QGridLayout(box)
+            self.stat_labels[key] = {}
+            for r, name in enumerate(STAT_ROWS):
+                grid.addWidget(QLabel(name), r, 0)
+                val = QLabel("—")
+                val.setTextInteractionFlags(Qt.TextSelectableByMouse)
+                val.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                grid.addWidget(val, r, 1)
+                self.stat_labels[key][name] = val
+            sl.addWidget(box)
+        sl.addWidget(QLabel("Markers (double-click a name to rename; select two rows for the energy between)"))
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Name", "t (s)", "Δt prev", "Energy prev"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        sl.addWidget(self.table, 1)
+        self.between = QLabel("—")
+        self.between.setWordWrap(True)
+        self.between.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        sl.addWidget(self.between)
+        side.setMinimumWidth(300)
+        split.addWidget(side)
+        split.setSizes([1000, 320])
+        lay.addWidget(split, 1)
+
+        self.btn_stream.clicked.connect(self.toggle_stream)
+        self.rate.currentIndexChanged.connect(self._config)
+        self.show_what.currentIndexChanged.connect(self._units)
+        self.follow.toggled.connect(self.plot.set_follow)
+        self.plot.followChanged.connect(lambda on: (self.follow.blockSignals(True), self.follow.setChecked(on),
+                                                    self.follow.blockSignals(False)))
+        self.window.valueChanged.connect(self._window)
+        self.btn_record.toggled.connect(self._record_toggled)
+        self.btn_open.clicked.connect(lambda: self.open_recording())
+        self.btn_live.clicked.connect(self.back_to_live)
+        self.btn_select.toggled.connect(self.toggle_selection)
+        self.btn_marker.clicked.connect(lambda: self.add_marker())
+        self.btn_csv.clicked.connect(lambda: self.export_csv())
+        self.btn_png.clicked.connect(lambda: self.export_png())
+        self.table.itemChanged.connect(self._renamed)
+        self.table.itemSelectionChanged.connect(self._update_between)
+        self._units()
+        self._reload_markers()
+
+    # --- sources ---------------------------------------------------------------------------------
+    def current_stream(self) -> SampleStream | None:
+        return self.replay if self.replay is not None else self.ctx.devices.power_stream
+
+    @property
+    def voltage(self) -> float:
+        if self.replay is not None:
+            return float(getattr(self.replay, "voltage", 3.3))
+        return float(self.ctx.devices.voltage)
+
+    def shield(self):
+        return self.ctx.devices.first("powershield")
+
+    def toggle_stream(self) -> None:
+        st = self.shield()
+        if st is None:
+            self.ctx.status("No power shield: connect an X-NUCLEO-LPM01A or start the virtual bench")
+            return
+        if st.state == DeviceState.STREAMING:
+            self.ctx.devices.set_streaming(st.info.key, False)
+            return
+        self._config()
+        if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
+            self.ctx.devices.connect(st.info.key)
+        self.ctx.devices.set_streaming(st.info.key, True)
+        self.back_to_live()
+
+    def _config(self) -> None:
+        hz = int(self.rate.currentData())
+        self.ctx.settings["power.rate_hz"] = hz
+        st = self.shield()
+        if st is not None:
+            self.ctx.devices.configure_power(st.info.key, hz, float(self.ctx.settings["power.voltage"]))
+
+    def _units(self) -> None:
+        power = self.show_what.currentIndex() == 1
+        self.ctx.settings["power.show"] = "power" if power else "current"
+        self.plot.set_scale(self.voltage if power else 1.0, "power" if power else "current", "W" if power else "A")
+
+    def _window(self, v: float) -> None:
+        self.plot.set_window(v)
+        self.ctx.settings["power.window_s"] = v
+
+    # --- recording and replay ----------------------------------------------------------------------
+    def _record_toggled(self, on: bool) -> None:
+        if on:
+            stream = self.ctx.devices.power_stream
+            if stream is None or self.replay is not None:
+                self.ctx.status("Start the live power stream first")
+                self.btn_record.blockSignals(True)
+                self.btn_record.setChecked(False)
+                self.btn_record.blockSignals(False)
+                return
+            name = time.strftime("power %Y-%m-%d %H:%M:%S")
+            self.recorder = StreamRecorder(self.ctx.store, stream, "power", name, voltage=self.ctx.devices.voltage)
+            self.btn_record.setText("■ Stop recording")
+        elif self.recorder is not None:
+            rec, self.recorder = self.recorder, None
+            row = rec.stop()
+            self.btn_record.setText("● Record")
+            self.ctx.publish("recording_added", recording=row)
+            self.ctx.status(f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
+                            + (f", {rec.dropped:,} dropped" if rec.dropped else ""))
+
+    def open_recording(self, rec_id: int | None = None, wait: bool = False) -> None:
+        recs = [r for r in self.ctx.store.recordings("power") if r.n_samples > 0]
+        if rec_id is None:
+            if not recs:
+                QMessageBox.information(self, "Open recording", "No power recordings yet: press Record while streaming.")
+                return
+            names = [f"{r.id}: {r.name} ({r.duration:.1f} s)" for r in reversed(recs)]
+            choice, ok = QInputDialog.getItem(self, "Open power recording", "Recording:", names, 0, False)
+            if not ok:
+                return
+            rec_id = int(choice.split(":")[0])
+        rec = self.ctx.store.recording(rec_id)
+
+        def work(token, progress):
+            return open_power(self.ctx.store, rec, progress=lambda f: progress(f, f"{f:.0%}"),
+                              cancelled=lambda: token.cancelled)
+
+        def done(stream):
+            self.replay, self.replay_rec = stream, rec
+            self.btn_live.setEnabled(True)
+            self.plot.set_follow(False)
+            self.plot.setXRange(0, max(stream.duration, 1e-3), padding=0.01)
+            self.plot.auto_y = True
+            self._reload_markers()
+            self._units()
+
+        task = self.tasks.start(f"Opening {rec.name}", work, on_done=done,
+                                on_error=lambda msg: self.ctx.status(f"Open failed: {msg}"))
+        if wait:
+            from PySide6.QtCore import QCoreApplication
+
+            deadline = time.monotonic() + 60
+            while not task.finished and time.monotonic() < deadline:
+                QCoreApplication.processEvents()
+                time.sleep(0.005)
+
+    def back_to_live(self) -> None:
+        if self.replay is not None:
+            self.replay, self.replay_rec = None, None
+            self._reload_markers()
+        self.btn_live.setEnabled(False)
+        self.plot.set_follow(True)
+        self._units()
+
+    # --- selection, markers, statistics ------------------------------------------------------------
+    def toggle_selection(self, on: bool | None = None) -> None:
+        on = not self.sel_region.isVisible() if on is None else on
+        if on:
+            x0, x1 = self.plot.visible_range()
+            self.sel_region.setRegion((x0 + 0.4 * (x1 - x0), x1 - 0.4 * (x1 - x0)))
+        self.sel_region.setVisible(on)
+        self.btn_select.blockSignals(True)
+        self.btn_select.setChecked(on)
+        self.btn_select.blockSignals(False)
+        self._last_stats = 0.0
+
+    def set_selection(self, t0: float, t1: float) -> None:
+        self.sel_region.setRegion((t0, t1))
+        self.toggle_selection(True)
+        self.sel_region.setRegion((t0, t1))
+
+    def add_marker(self, t: float | None = None, name: str | None = None) -> Marker:
+        """Place a marker at ``t`` (default: under the mouse, else the middle of the view)."""
+        if t is None:
+            x0, x1 = self.plot.visible_range()
+            t = self.plot.mouse_x if self.plot.mouse_x is not None else (x0 + x1) / 2
+        name = name or f"M{len(self.markers) + 1}"
+        rid = self.replay_rec.id if self.replay_rec is not None else None
+        m = self.ctx.store.add_marker(name, float(t), recording_id=rid)
+        if self.recorder is not None and rid is None:  # also on the recording being made
+            self.ctx.store.add_marker(name, float(t) - self.recorder.rec.t_offset, recording_id=self.recorder.rec.id)
+        self._reload_markers()
+        return m
+
+    def delete_marker(self, marker_id: int) -> None:
+        self.ctx.store.delete_marker(marker_id)
+        self._reload_markers()
+
+    def _reload_markers(self) -> None:
+        rid = self.replay_rec.id if self.replay_rec is not None else None
+        self.markers = self.ctx.store.markers(recording_id=rid) if rid is not None else self.ctx.store.markers()
+        for item in self._marker_items.values():
+            self.plot.removeItem(item)
+        self._marker_items.clear()
+        for m in self.markers:
+            line = pg.InfiniteLine(m.t_s, movable=True, pen=pg.mkPen("#e11d48", width=1),
+                                   label=m.name, labelOpts={"position": 0.93, "color": "#e11d48"})
+            line.sigPositionChangeFinished.connect(lambda ln, mid=m.id: self._marker_moved(mid, ln.value()))
+            self.plot.addItem(line)
+            self._marker_items[m.id] = line
+        self._fill_table()
+
+    def _marker_moved(self, marker_id: int, t: float) -> None:
+        self.ctx.store.update_marker(marker_id, t_s=float(t))
+        self.markers = [Marker(m.id, m.recording_id, m.name, float(t)) if m.id == marker_id else m for m in self.markers]
+        self.markers.sort(key=lambda m: m.t_s)
+        self._fill_table()
+
+    def _renamed(self, item: QTableWidgetItem) -> None:
+        if item.column() != 0 or item.row() >= len(self.markers):
+            return
+        m = self.markers[item.row()]
+        if item.text() and item.text() != m.name:
+            self.ctx.store.update_marker(m.id, name=item.text())
+            self._reload_markers()
+
+    def energy_between(self, a: Marker, b: Marker) -> tuple[float, Stats]:
+        """Energy (J) between two markers and the current statistics of that interval."""
+        s = self.current_stream()
+        if s is None:
+            raise RecordingError("no power stream")
+        st = s.stats(min(a.t_s, b.t_s), max(a.t_s, b.t_s))
+        return st.integral * self.voltage, st
+
+    def _fill_table(self) -> None:
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.markers))
+        prev = None
+        for r, m in enumerate(self.markers):
+            cells = [m.name, f"{m.t_s:.6f}", "", ""]
+            if prev is not None and self.current_stream() is not None:
+                e, st = self.energy_between(prev, m)
+                cells[2], cells[3] = si(m.t_s - prev.t_s, "s"), si(e, "J")
+            for c, text in enumerate(cells):
+                it = QTableWidgetItem(text)
+                if c:
+                    it.setFlags(it.flags() & ~Qt.ItemIsEditable)
+                self.table.setItem(r, c, it)
+            prev = m
+        self.table.blockSignals(False)
+        self._update_between()
+
+    def _update_between(self) -> None:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        pair = [self.markers[r] for r in rows if r < len(self.markers)]
+        if len(pair) < 2 and len(self.markers) >= 2:
+            pair = self.markers[-2:]
+        if len(pair) < 2 or self.current_stream() is None:
+            self.between.setText("Place two markers (M) to read the energy between them.")
+            return
+        a, b = pair[0], pair[-1]
+        e, st = self.energy_between(a, b)
+        self.between.setText(f"<b>{a.name} → {b.name}</b>: Δt {si(st.dt, 's')}, avg {si(st.avg, 'A')}, "
+                             f"charge {si(st.integral, 'C')}, <b>energy {si(e, 'J')}</b>"
+                             + ("" if st.exact else " (approx.: older than the live ring)"))
+
+    def _show_stats(self, key: str, st: Stats | None) -> None:
+        labels = self.stat_labels[key]
+        if st is None or st.n == 0:
+            for v in labels.values():
+                v.setText("—")
+            return
+        power = self.show_what.currentIndex() == 1
+        k, unit = (self.voltage, "W") if power else (1.0, "A")
+        vals = {"avg": si(st.avg * k, unit), "min": si(st.min * k, unit), "max": si(st.max * k, unit),
+                "std": si(st.std * k, unit), "p2p": si(st.p2p * k, unit), "Δt": si(st.dt, "s"),
+                "charge": si(st.integral, "C"), "energy": si(st.integral * self.voltage, "J")}
+        for name, text in vals.items():
+            labels[name].setText(text + ("" if st.exact or name == "Δt" else " ≈"))
+
+    def stats(self) -> dict[str, Stats | None]:
+        s = self.current_stream()
+        if s is None:
+            return {"window": None, "selection": None}
+        x0, x1 = self.plot.visible_range()
+        out = {"window": s.stats(max(0.0, x0), min(s.duration, x1)), "selection": None}
+        if self.sel_region.isVisible():
+            a, b = self.sel_region.getRegion()
+            out["selection"] = s.stats(max(0.0, a), min(s.duration, b))
+        return out
+
+    # --- export ----------------------------------------------------------------------------------
+    def export_range(self) -> tuple[float, float]:
+        if self.sel_region.isVisible():
+            return tuple(sorted(self.sel_region.getRegion()))  # type: ignore[return-value]
+        return self.plot.visible_range()
+
+    def export_csv(self, path: str | None = None, confirm: bool = True) -> int:
+        s = self.current_stream()
+        if s is None:
+            return 0
+        t0, t1 = self.export_range()
+        t0, t1 = max(0.0, t0), min(s.duration, t1)
+        rows = int((t1 - t0) * s.rate_hz)
+        cap = int(self.ctx.settings["export.csv_max_rows"])
+        if confirm:
+            msg = (f"Export {t1 - t0:.4f} s = {rows:,} rows (~{csv_estimate(rows) / 1e6:.1f} MB).\n"
+                   f"The cap is {cap:,} rows (Excel's limit).")
+            if rows > cap:
+                QMessageBox.warning(self, "CSV export", msg + "\nSelect a shorter range (S) first.")
+                return 0
+            if QMessageBox.question(self, "CSV export", msg + "\nContinue?") != QMessageBox.Yes:
+                return 0
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export CSV", "power.csv", "CSV (*.csv)")
+            if not path:
+                return 0
+        got = s.samples(t0, t1)
+        if got is None:
+            raise RecordingError("the range is no longer in the live buffer: record it, then export from the recording")
+        t, y = got
+        n = csv_export(path, t, y[:, 0], header=f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V",
+                       max_rows=cap)
+        self.ctx.status(f"Exported {n:,} rows to {path}")
+        return n
+
+    def export_png(self, path: str | None = None) -> bool:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export PNG", "power.png", "PNG (*.png)")
+            if not path:
+                return False
+        return bool(self.plot.grab().save(path, "PNG"))
+
+    # --- keys and frame clock ----------------------------------------------------------------------
+    def handle_key(self, key: int, mods) -> bool:
+        if key == Qt.Key_M:
+            self.add_marker()
+        elif key == Qt.Key_S:
+            self.toggle_selection()
+        elif key == Qt.Key_F:
+            self.follow.setChecked(True)
+        elif key == Qt.Key_Delete:
+            rows = sorted({i.row() for i in self.table.selectedIndexes()})
+            for r in reversed(rows):
+                if r < len(self.markers):
+                    self.delete_marker(self.markers[r].id)
+        else:
+            return False
+        return True
+
+    def tick(self) -> None:
+        self.plot.tick()
+        now = time.monotonic()
+        if now - self._last_stats >= 0.2:
+            self._last_stats = now
+            st = self.stats()
+            self._show_stats("window", st["window"])
+            self._show_stats("selection", st["selection"])
+            shield = self.shield()
+            streaming = shield is not None and shield.state == DeviceState.STREAMING
+            self.btn_stream.setText("■ Stop" if streaming else "▶ Stream")
+            if self.replay_rec is not None:
+                src = f"Replay: {self.replay_rec.name}"
+            elif shield is not None:
+                src = f"{shield.info.name}: {shield.state.value}"
+            else:
+                src = "no power shield"
+            if self.recorder is not None:
+                src += f"  ● REC {self.recorder.duration:.1f} s" + (f" ({self.recorder.dropped:,} dropped)"
+                                                                    if self.recorder.dropped else "")
+            self.source_label.setText(src)
+            if self.markers and self.plot.follow:
+                self._fill_table()
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        return [("M", "Marker at the mouse (or the middle of the view)"), ("S", "Show/hide the selection"),
+                ("F", "Follow live again"), ("Delete", "Delete the selected markers"),
+                ("Wheel / drag", "Zoom / pan while streaming")]
+
+    def shutdown(self) -> None:
+        if self.recorder is not None:
+            self.btn_record.setChecked(False)
+
+
+PANEL = PanelSpec(key="power", title="Power session", order=50, factory=PowerPanel, icon="SP_DriveHDIcon",
+                  tooltip="Current/power up to 100 kS/s, markers, energy, record and replay")
