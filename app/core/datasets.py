@@ -300,25 +300,26 @@ class _Parsed:
     line: np.ndarray  # int64 1-based line numbers
 
 
-def _spans_count(cum: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    return cum[ends] - cum[starts]
+def _count_in_spans(positions: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """How many of the sorted ``positions`` fall in each ``[start, end)`` span."""
+    return np.searchsorted(positions, ends) - np.searchsorted(positions, starts)
 
 
 def _to_numbers(col: list[bytes], dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised bytes -> numbers; returns (values, bad mask).  Only a column with a bad cell takes
-    the slow per-cell path."""
-    arr = np.array(col, dtype=bytes) if col else np.zeros(0, dtype="S1")
+    """bytes cells -> numbers (``float()``/``int()`` accept bytes, mapped in C); returns (values, bad
+    mask).  Only a column with a bad cell takes the per-cell path that finds which."""
+    np_dtype = np.float64 if dtype is float else np.int64
     try:
-        vals = arr.astype(np.float64 if dtype is float else np.int64)
+        vals = np.fromiter(map(dtype, col), dtype=np_dtype, count=len(col))
         bad = ~np.isfinite(vals) if dtype is float else np.zeros(len(vals), dtype=bool)
         return vals, bad
     except (ValueError, OverflowError):
         pass
-    out = np.zeros(len(arr), dtype=np.float64 if dtype is float else np.int64)
-    bad = np.zeros(len(arr), dtype=bool)
-    for i, cell in enumerate(arr):
+    out = np.zeros(len(col), dtype=np_dtype)
+    bad = np.zeros(len(col), dtype=bool)
+    for i, cell in enumerate(col):
         try:
-            v = float(cell) if dtype is float else int(cell)
+            v = dtype(cell)
             if dtype is float and not np.isfinite(v):
                 raise ValueError
             out[i] = v
@@ -341,11 +342,9 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
     nl_pos = np.flatnonzero(is_nl)
     line_of = np.searchsorted(nl_pos, starts, side="left") + 1
     # per-record counts without a Python loop
-    space = np.isin(buf, np.frombuffer(b" \t\x0b\x0c", dtype=np.uint8))
-    cum_text = np.concatenate(([0], np.cumsum(~space & ~is_sep)))
-    cum_comma = np.concatenate(([0], np.cumsum(buf == 44)))
-    n_text = _spans_count(cum_text, starts, ends)
-    n_comma = _spans_count(cum_comma, starts, ends)
+    space_pos = np.flatnonzero((buf == 32) | (buf == 9))
+    n_text = (ends - starts) - _count_in_spans(space_pos, starts, ends)
+    n_comma = _count_in_spans(np.flatnonzero(buf == 44), starts, ends)
     nonempty = n_text > 0
     terminator = np.where(ends < n_bytes, buf[np.minimum(ends, n_bytes - 1)] if n_bytes else 0, 0)
 
@@ -373,8 +372,12 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
         report(np.array([last]), "truncated: last record has no terminating ';'")
 
     good_idx = np.flatnonzero(ok)
-    rec_arr = np.array(records, dtype=object)[good_idx] if len(good_idx) else np.zeros(0, dtype=object)
-    flat = b",".join(rec_arr.tolist()).split(b",") if len(good_idx) else []
+    if len(good_idx) == np.count_nonzero(ends > starts):  # common case: every non-empty record is good
+        flat = b",".join(filter(None, records)).split(b",")
+    elif len(good_idx):
+        flat = b",".join([records[i] for i in good_idx.tolist()]).split(b",")
+    else:
+        flat = []
     subj, bad_s = _to_numbers(flat[0::6], int)
     ts, bad_t = _to_numbers(flat[2::6], int)
     xyz = np.empty((len(good_idx), 3))
@@ -382,7 +385,7 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
     for c in range(3):
         xyz[:, c], bad_c = _to_numbers(flat[3 + c :: 6], float)
         bad_xyz |= bad_c
-    labels = np.strings.strip(np.array(flat[1::6], dtype=bytes)) if len(good_idx) else np.zeros(0, "S1")
+    labels = np.char.strip(np.array(flat[1::6], dtype=bytes)) if len(good_idx) else np.zeros(0, "S1")
     bad = bad_s | bad_t | bad_xyz
     for mask, reason in ((bad_s, "subject id is not an integer"), (bad_t, "timestamp is not an integer"),
                          (bad_xyz & ~bad_s & ~bad_t, "x, y or z is not a finite number")):  # fmt: skip
