@@ -225,6 +225,11 @@ class Capture:
             self.ended_wall = time.time()
             self.ring.close()
             if self.ended_by != "disconnected":
+                if not self.decoder.done and stop_deadline is None:
+                    try:  # ended abnormally (stall, bug): do not leave the shield streaming
+                        drv.send_stop()
+                    except PowerShieldError:
+                        pass
                 drv.end_acquisition(self.decoder.take_trailing())
             else:
                 drv.fail_pending(self.error or Disconnected("port lost"))

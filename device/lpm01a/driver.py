@@ -687,6 +687,12 @@ class PowerShield:
         self.check_combination(hz, fmt, acqtime, output, funcmode)
         if volt is not None:
             self._number("volt", volt)
+        self.drain_stale_stream()
+        self._check_choice("format", fmt)
+        self._check_choice("output", output)
+        self.check_combination(hz, fmt, acqtime, output, funcmode)
+        if volt is not None:
+            self._number("volt", volt)
         self.htc()
         self.set_acqmode(acqmode)
         self.set_output(output)
@@ -704,6 +710,33 @@ class PowerShield:
             self.set_pwrend(pwrend)
         if volt is not None:
             self.set_volt(volt)
+
+    def drain_stale_stream(self, quiet_s: float = 0.3, timeout: float = 10.0) -> bool:
+        """If the shield is still streaming (e.g. a previous host died mid-acquisition, settings and
+        state persist on the board), send ``stop`` and discard bytes until ``Acquisition completed``
+        or silence.  Returns True if a stale stream was found.  Costs one short read when idle."""
+        if self.state == "acquiring":
+            raise NotAllowedWhileAcquiring("an acquisition of this driver is running (stop its Capture)")
+        with self._lock:
+            data = bytes(self._rx) + self.read_raw()
+            self._rx.clear()
+            if not data:
+                return False
+            self._write("stop")
+            deadline = time.monotonic() + timeout
+            last = time.monotonic()
+            tail = data[-64:]
+            while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
+                if b"Acquisition completed" in tail:
+                    idx = tail.rfind(b"Acquisition completed")
+                    self._rx += tail[idx:].split(b"\n", 1)[1] if b"\n" in tail[idx:] else b""
+                    break
+                chunk = self.read_raw()
+                if chunk:
+                    last = time.monotonic()
+                    tail = (tail + chunk)[-4096:]
+            self.unsolicited.append(f"discarded a stale stream ({len(data)}+ bytes) before configuring")
+            return True
 
     @staticmethod
     def check_combination(freq_hz: int, fmt: str, acqtime: float | None, output: str = "current", funcmode: str | None = None) -> None:
