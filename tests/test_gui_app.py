@@ -1,0 +1,126 @@
+"""App shell: starts with the in-process virtual bench and says so; devices panel lists the bench devices;
+panels come from the registry; start-up does not import TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path):
+    from app.core.context import AppContext
+    from app.ui.app import build_window
+
+    ctx = AppContext.create(tmp_path, bench=True)
+    win = build_window(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+    ctx.close()
+
+
+def test_starts_with_virtual_bench_and_status_bar_says_so(window, qtbot):
+    assert window.ctx.devices.bench is not None
+    qtbot.waitUntil(lambda: window.bench_label.text() == "Virtual bench", timeout=3000)
+    assert window.bench_label.isVisible()
+    assert [s.key for s in window.specs][:4] == ["devices", "live_accel", "labelling", "power"]
+
+
+def test_devices_panel_shows_bench_devices_and_connects(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    from app.core.devices import DeviceState
+
+    panel = window.show_panel("devices")
+    qtbot.waitUntil(lambda: panel.table.rowCount() >= 1, timeout=3000)
+    names = [panel.table.item(r, 0).text() for r in range(panel.table.rowCount())]
+    assert any("LPM01A" in n and "virtual" in n for n in names)
+    if window.ctx.devices.bench.board is not None:
+        assert any("NUCLEO" in n for n in names)
+    row = next(r for r, n in enumerate(names) if "LPM01A" in n)
+    panel.table.selectRow(row)
+    qtbot.mouseClick(panel.btn_connect, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.ctx.devices.status("powershield:virtual").state == DeviceState.READY, timeout=8000)
+    qtbot.waitUntil(lambda: panel.table.item(row, 3).text() == "ready", timeout=3000)
+    assert "firmware" in panel.details.toPlainText()
+    qtbot.mouseClick(panel.btn_disconnect, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.ctx.devices.status("powershield:virtual").state == DeviceState.DISCONNECTED,
+                    timeout=8000)
+
+
+def test_panel_registry_accepts_new_panels(qtbot, tmp_path):
+    from app.core.context import AppContext
+    from app.ui.app import build_window
+    from app.ui.panels import PanelSpec, _registry, register_panel
+    from app.ui.panels.base import Panel
+
+    ticks = []
+
+    class Probe(Panel):
+        def tick(self):
+            ticks.append(1)
+
+    register_panel(PanelSpec("probe", "Probe", 45, Probe))
+    try:
+        ctx = AppContext.create(tmp_path, bench=False, discover=False)
+        win = build_window(ctx)
+        qtbot.addWidget(win)
+        win.show()
+        assert [s.key for s in win.specs].index("probe") == 3  # between labelling (30) and power (50)
+        win.show_panel("probe")
+        qtbot.waitUntil(lambda: len(ticks) > 3, timeout=2000)
+        win.show_panel("devices")
+        n = len(ticks)
+        qtbot.wait(100)
+        assert len(ticks) == n  # hidden panels are not ticked
+        assert win.bench_label.text() == "No device"
+        win.close()
+        ctx.close()
+    finally:
+        _registry.pop("probe", None)
+
+
+def test_cold_start_does_not_import_tensorflow(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys, time
+        t = time.perf_counter()
+        from PySide6.QtWidgets import QApplication
+        app = QApplication([])
+        from app.core.context import AppContext
+        from app.ui.app import build_window
+        ctx = AppContext.create({str(tmp_path)!r}, bench=False, discover=False)
+        win = build_window(ctx)
+        win.show()
+        app.processEvents()
+        win.grab()
+        bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
+        print('BAD', bad)
+        win.close(); ctx.close()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr
+    assert "BAD []" in out.stdout, out.stdout
+
+
+def test_gui_command_parses_options():
+    import argparse
+
+    from app.commands import gui
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    gui.register(sub)
+    a = p.parse_args(["gui", "--no-bench", "--data-dir", "/tmp/x"])
+    assert a.bench is False and a.data_dir == "/tmp/x" and a.func is gui.run
+    assert p.parse_args(["gui", "--bench"]).bench is True
+    assert p.parse_args(["gui"]).bench is None
