@@ -198,8 +198,8 @@ class SerialEndpoint:
             try:
                 lst = socket.create_server(("127.0.0.1", want))
             except OSError as exc:
-                if want == 0:
-                    raise
+                if want == 0 or self._port is None:  # the first bind must honour the requested port
+                    raise OSError(exc.errno, f"{self.name}: cannot listen on 127.0.0.1:{want}: {exc.strerror}") from exc
                 log.warning("%s: port %d unavailable after replug (%s); using a new port", self.name, want, exc)
                 lst = socket.create_server(("127.0.0.1", 0))
             lst.setblocking(False)
