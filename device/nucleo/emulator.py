@@ -50,6 +50,7 @@ TICK_HZ = 1_000_000
 K_SLEEP_A_PER_HZ = 28e-12  # Sleep mode (WFI), 28 µA/MHz (same figure as device/power_profiles.L496Profile)
 STREAM_CYCLES_PER_SAMPLE = 2400  # I2C read + packing + UART DMA set-up per accelerometer sample [I]
 DEFAULT_FIFO_BYTES = 64 * 1024
+HISTORY_MIN_ENTRIES = 1024  # level changes / D7 edges always kept
 MAX_BLOCKS_PER_ADVANCE = 2000  # beyond this (host stalled for long) blocks are counted as dropped
 
 
@@ -283,13 +284,16 @@ class NucleoEmulator:
             self._edges = [e for e in self._edges if e <= t]
 
     def _prune(self, now: float) -> None:
+        """Forget levels/edges older than ``history_s`` simulated seconds, but always keep the last
+        :data:`HISTORY_MIN_ENTRIES` of each (at large time scales a minute passes in milliseconds)."""
         cut = now - self.history_s
         with self._tl_lock:
-            k = int(np.searchsorted(self._tl_t, cut, side="right")) - 1
-            if k > 0:
-                del self._tl_t[1:k], self._tl_i[1:k]  # keep the -inf sentinel and the level at `cut`
-            if self._edges and self._edges[0] < cut:
-                self._edges = [e for e in self._edges if e >= cut]
+            k = min(int(np.searchsorted(self._tl_t, cut, side="right")) - 1, len(self._tl_t) - HISTORY_MIN_ENTRIES)
+            if k > 1:
+                del self._tl_t[1:k], self._tl_i[1:k]  # keep the -inf sentinel and the level at the cut
+            j = min(int(np.searchsorted(self._edges, cut, side="left")), len(self._edges) - HISTORY_MIN_ENTRIES)
+            if j > 0:
+                del self._edges[:j]
 
     def run_current_a(self) -> float:
         return float(self.profile.current_a(self.sysclk_hz))
