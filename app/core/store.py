@@ -59,8 +59,16 @@ CREATE TABLE rounds (id INTEGER PRIMARY KEY, session_id INTEGER REFERENCES sessi
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# v2 (Training panel, app/core/rounds.py): one row per batch report of a training round, written as
+# each report arrives so a crash mid-round keeps what was measured; ``data`` is JSON (see rounds.BatchRow).
+_SCHEMA_V2 = """
+CREATE TABLE round_batches (id INTEGER PRIMARY KEY, round_id INTEGER NOT NULL REFERENCES rounds(id),
+                            idx INTEGER NOT NULL, data TEXT NOT NULL, updated REAL NOT NULL,
+                            UNIQUE(round_id, idx));
+"""
+
 #: ``MIGRATIONS[v]`` upgrades a database at version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 SCHEMA_VERSION = max(MIGRATIONS) + 1
 
 
@@ -415,6 +423,18 @@ class Store:
         rows = self._rows("SELECT * FROM rounds" + (" WHERE dataset_id=?" if dataset_id is not None else "")
                           + " ORDER BY id", (dataset_id,) if dataset_id is not None else ())
         return [{**dict(r), "config": json.loads(r["config"]), "result": json.loads(r["result"])} for r in rows]
+
+
+    # --- per-batch records of rounds (schema v2; written by app/core/rounds.py) --------------------
+    def put_round_batch(self, round_id: int, idx: int, data: dict) -> None:
+        """Insert or replace batch ``idx`` of round ``round_id`` (energy is filled in after the report)."""
+        self._exec("INSERT INTO round_batches(round_id, idx, data, updated) VALUES (?,?,?,?) "
+                   "ON CONFLICT(round_id, idx) DO UPDATE SET data=excluded.data, updated=excluded.updated",
+                   (int(round_id), int(idx), json.dumps(data), time.time()))
+
+    def round_batches(self, round_id: int) -> list[dict]:
+        return [json.loads(r["data"]) for r in self._rows(
+            "SELECT data FROM round_batches WHERE round_id=? ORDER BY idx", (int(round_id),))]
 
 
 class _Txn:

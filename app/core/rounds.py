@@ -1,0 +1,1000 @@
+"""Training rounds on the board: orchestration, per-batch energy attribution, persistence (Qt-free).
+
+A *round* personalizes a model on the NUCLEO board with the user's labelled windows and measures what
+each batch costs.  :class:`RoundRunner` does it in one call (on a worker thread, never the GUI thread):
+
+1. load the model (the general model shipped in ``assets/models`` for the chosen input size, or an
+   imported ``.keras``/``.h5``/``.npz``);
+2. cut the current dataset's labelled accel recordings into windows at the model's rate (the paper's
+   local split: chronological 60/40 per activity, training stride T/2, test stride T) and map the labels
+   to the model's classes (``upstairs``/``downstairs`` gather into ``stairs`` etc.);
+3. upload the model, the training windows (slot 0) and the test windows (slot 1), CRC-checked;
+4. evaluate the test windows on the board (*before*), start the round, collect the per-batch reports,
+   attribute LPM01A energy to each batch (below), evaluate again (*after*);
+5. download the personalized weights (CRC-32 verified) and keep them beside the database
+   (``rounds/round_<id>.npz``) with the raw training windows (for int8 export);
+6. persist the round (``rounds`` table: config, result) and every batch (``round_batches``, written as
+   each report arrives, so a crash mid-round keeps what was measured).
+
+Progress and results are published through a :class:`RoundState` that views *pull* (a lock-protected
+snapshot with a version counter); cancelling aborts the round on the board (TRAIN_ABORT).
+
+**Energy per batch.**  The firmware raises D7 at the start of a round and at the end of every batch; the
+LPM01A reports these edges in its stream, so batch *i* spans ``[edge_i, edge_i+1]`` on the power
+timeline and its energy is ``V · mean(I) · Δt`` over those samples.  :func:`align_batches` matches edges
+to the board's batch ticks (robust to missing or spurious edges: each expected edge is looked for near
+the previous match plus the board-measured duration).  Batches without matching edges fall back to
+*host alignment*: the round start on the power timeline is taken as the moment the host saw the
+TRAIN_START reply, and batch times are the board's ticks from there — accurate only to the USB latency,
+so the round carries a warning.  :func:`attribute_energy` is the reusable whole-round version
+(e.g. for a CLI that captures first and attributes afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from estimator.arch import Arch, resolve_trainable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.core.models import LoadedModel
+    from app.core.store import Store
+
+__all__ = ["RoundError", "RoundConfig", "BatchRow", "LocalData", "RoundState", "RoundRunner", "align_batches",
+           "attribute_energy", "local_windows", "general_model_path", "GENERAL_SIZES", "MODES", "metrics_from_confusion",
+           "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS"]
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = ROOT / "assets" / "models"
+#: Input sizes of the general models shipped in ``assets/models`` (paper CNN, WISDM-2019, 20 Hz).
+GENERAL_SIZES = (20, 40, 60, 80, 100)
+#: Trainable sets: the paper's TL (last two Dense) and Full, the last Dense only, or a custom list.
+MODES = ("tl", "full", "last", "custom")
+#: Export formats (keys of :func:`app.core.models.export_all`).
+EXPORT_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz")
+ROUNDS_DIR = "rounds"
+
+
+class RoundError(RuntimeError):
+    """A round that cannot run or a bad setting; the message says what and how to fix it."""
+
+
+# ================================================================================================
+# Configuration
+# ================================================================================================
+
+
+@dataclass
+class RoundConfig:
+    """What the user chose in the Training panel (stored as the round's ``config`` JSON)."""
+
+    model_path: str | None = None  # None -> the general model for ``input_size``
+    input_size: int = 20
+    mode: str = "tl"  # one of MODES
+    layers: tuple[str, ...] = ()  # trained layers for mode 'custom'
+    epochs: int = 2
+    lr: float = 0.01
+    batch_size: int = 32
+    warmup_epochs: int = 0  # epochs of last-Dense-only training first (the paper uses 2 on ST data)
+    warmup_lr: float | None = None
+    seed: int = 0
+    train_fraction: float = 0.6
+    measure_power: bool = True
+    profile: str = "paper"  # estimator profile for the predictions shown beside the measurements
+
+    def validate(self) -> "RoundConfig":
+        def bad(name: str, allowed: str) -> RoundError:
+            return RoundError(f"{name} = {getattr(self, name)!r} is outside the allowed range ({allowed})")
+
+        if self.mode not in MODES:
+            raise bad("mode", " | ".join(MODES))
+        if self.mode == "custom" and not self.layers:
+            raise RoundError("mode 'custom' needs at least one layer to train (tick layers in the list)")
+        if self.model_path is None and int(self.input_size) not in GENERAL_SIZES:
+            raise bad("input_size", f"general models exist for T in {GENERAL_SIZES}")
+        if not 1 <= int(self.epochs) <= 1000:
+            raise bad("epochs", "1..1000")
+        if not 0 <= int(self.warmup_epochs) <= 100:
+            raise bad("warmup_epochs", "0..100")
+        if not 1 <= int(self.batch_size) <= 1024:
+            raise bad("batch_size", "1..1024")
+        for name in ("lr", "warmup_lr"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(float(v)) and 0 < float(v) <= 10):
+                raise bad(name, "0 < lr <= 10")
+        if not 0.05 <= float(self.train_fraction) <= 0.95:
+            raise bad("train_fraction", "0.05..0.95")
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RoundConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "layers" in kw:
+            kw["layers"] = tuple(kw["layers"])
+        return cls(**kw)
+
+
+def general_model_path(input_size: int) -> Path:
+    """The shipped general model for ``input_size`` (raises :class:`RoundError` naming what exists)."""
+    p = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.keras"
+    if not p.is_file():
+        have = sorted(int(q.stem.rsplit("T", 1)[1]) for q in MODELS_DIR.glob("paper_cnn_wisdm5_T*.keras"))
+        raise RoundError(f"no general model for input size T={input_size} in {MODELS_DIR} (have T in {have}); "
+                         "run `make assets` or import a model")
+    return p
+
+
+def trainable_names(arch: Arch, cfg: RoundConfig) -> frozenset[str]:
+    """Layer names the round trains (``custom``: the chosen layers, checked against the model)."""
+    try:
+        return frozenset(resolve_trainable(arch, list(cfg.layers) if cfg.mode == "custom" else cfg.mode))
+    except Exception as exc:  # ArchError: unknown layer / nothing trainable
+        raise RoundError(f"trainable set {cfg.mode!r} {list(cfg.layers) or ''}: {exc}") from exc
+
+
+# ================================================================================================
+# Local data from the store
+# ================================================================================================
+
+
+@dataclass
+class LocalData:
+    """Raw ``(N, T, 3)`` m/s² windows at the model's rate, labels as model class indices."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {c: (int(np.sum(self.train_y == i)), int(np.sum(self.test_y == i))) for i, c in enumerate(self.classes)}
+
+
+def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input_size: int, rate_hz: float,
+                  train_fraction: float = 0.6, user: str = "user") -> LocalData:
+    """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``.
+
+    Labels are matched to the model's classes by canonical name (case, synonyms; ``stairs`` gathers
+    ``upstairs``/``downstairs``, ``stationary`` gathers sitting/standing); labels the model does not know
+    are left out and named in ``notes``.  Raises :class:`RoundError` when nothing usable is labelled.
+    """
+    from app.core.datasets import MERGES, RecordingSet, Segment, canonical_activity, personal_split
+    from app.core.recording import load_accel
+
+    classes = tuple(canonical_activity(c) for c in classes)
+    segments: list[Segment] = []
+    order = 0
+    for rec in store.recordings("accel", dataset_id):
+        labels = store.labels(rec.id)
+        if not labels:
+            continue
+        data = load_accel(store, rec)
+        for lab in labels:
+            a, b = int(math.ceil(lab.start_s * rec.rate_hz - 1e-9)), int(math.floor(lab.end_s * rec.rate_hz + 1e-9))
+            a, b = max(0, a), min(len(data), b)
+            if b - a < 2:
+                continue
+            segments.append(Segment(user, canonical_activity(lab.label), np.array(data[a:b], np.float32),
+                                    float(rec.rate_hz), source=rec.name, first_line=a, raw_activity=lab.label,
+                                    native_rate=float(rec.rate_hz), order=order))
+            order += 1
+    if not segments:
+        raise RoundError("the current dataset has no labelled accelerometer recording: record and label some "
+                         "activities in the Labelling panel first")
+    present = {s.activity for s in segments}
+    notes: list[str] = []
+    mapping: dict[str, str] = {}
+    for c in classes:
+        for src in (c, *MERGES.get(c, ())):
+            if src in present and src not in mapping:
+                mapping[src] = c
+    unknown = sorted(present - set(mapping))
+    if unknown:
+        notes.append(f"labels {unknown} are not classes of the model {list(classes)} and were left out")
+    rs = RecordingSet([dataclasses.replace(s, activity=mapping[s.activity]) for s in segments if s.activity in mapping],
+                      source="labelled recordings")
+    if not rs.segments:
+        raise RoundError(f"none of the labelled activities {sorted(present)} is a class of the model {list(classes)}")
+    rs = rs.resampled(float(rate_hz))
+    train, test = personal_split(rs, int(input_size), float(train_fraction), classes=classes)
+    if len(train) == 0 or len(test) == 0:
+        secs = sum(s.duration_s for s in rs.segments)
+        raise RoundError(f"{secs:.1f} s of usable labels give {len(train)} training and {len(test)} test windows "
+                         f"of T={input_size} at {rate_hz:g} Hz: label more data (each activity needs at least "
+                         f"~{2.5 * input_size / rate_hz:.0f} s)")
+    missing = [c for i, c in enumerate(classes) if not np.any(train.y == i)]
+    if missing:
+        notes.append(f"no labelled windows for {missing}: the round cannot improve them")
+    return LocalData(train.x, train.y, test.x, test.y, classes, notes)
+
+
+# ================================================================================================
+# Metrics
+# ================================================================================================
+
+
+def metrics_from_confusion(confusion: np.ndarray, classes: Sequence[str], loss: float | None = None) -> dict:
+    """Accuracy, macro-F1 (over the classes present in the test set) and per-class F1 of a confusion matrix
+    (rows = true class)."""
+    from device.engine import metrics
+
+    cm = np.asarray(confusion, np.int64)
+    k = cm.shape[0]
+    y_true = np.repeat(np.repeat(np.arange(k), k), cm.ravel())
+    y_pred = np.repeat(np.tile(np.arange(k), k), cm.ravel())
+    n = int(cm.sum())
+    if n == 0:
+        return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_f1": {}, "confusion": cm.tolist(),
+                "classes": list(classes), "loss": loss}
+    present = np.flatnonzero(cm.sum(axis=1))
+    f1 = metrics.per_class_f1(y_true, y_pred, k)
+    return {
+        "n": n,
+        "accuracy": float(metrics.accuracy(y_true, y_pred)),
+        "macro_f1": float(metrics.macro_f1(y_true, y_pred, labels=present, n_classes=k)),
+        "per_class_f1": {c: float(f1[i]) for i, c in enumerate(classes) if i in set(present.tolist())},
+        "confusion": cm.tolist(),
+        "classes": list(classes),
+        "loss": None if loss is None else float(loss),
+    }
+
+
+# ================================================================================================
+# Per-batch records and energy attribution
+# ================================================================================================
+
+
+@dataclass
+class BatchRow:
+    """One batch of a round (JSON in ``round_batches.data``).  Times ``t0``/``t1`` are on the power
+    stream's timeline (s); ``source`` says how they were found: ``d7`` (both edges measured), ``host``
+    (host alignment), ``none`` (no power measurement) or ``pending``."""
+
+    index: int
+    phase: str  # 'warmup' | 'main'
+    epoch: int
+    batch: int
+    n_samples: int
+    loss: float
+    start_tick: int
+    end_tick: int
+    cycles: int
+    seconds: float
+    pred_seconds: float | None = None
+    pred_energy_j: float | None = None
+    t0: float | None = None
+    t1: float | None = None
+    avg_current_a: float | None = None
+    avg_power_w: float | None = None
+    energy_j: float | None = None
+    source: str = "pending"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BatchRow":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: float, round_start_tick: int,
+                  anchor_t: float, rate_hz: float, search_s: float = 2.0, rel_tol: float = 0.01
+                  ) -> list[tuple[float, float, str]]:
+    """``(t0, t1, source)`` of every row on the power timeline.
+
+    ``edges``: D7 rising-edge times (s).  The round-start edge is the candidate within ``search_s`` of
+    ``anchor_t`` (the host's view of the round start) that explains most of the first batch ends; then
+    each batch end is the edge nearest to the previous match plus the board-measured duration, within
+    ``rel_tol`` of that duration plus two power samples.  Rows whose two ends were both matched get
+    ``'d7'``; the others are placed by the board's ticks from the last match (or from ``anchor_t``) and
+    get ``'host'``.
+    """
+    e = np.sort(np.asarray(list(edges), np.float64))
+    tick_hz = float(tick_hz)
+    starts = np.array([(r.start_tick - round_start_tick) / tick_hz for r in rows], np.float64)
+    ends = np.array([(r.end_tick - round_start_tick) / tick_hz for r in rows], np.float64)
+    slack = 2.0 / float(rate_hz) + 1e-4
+
+    def nearest(t: float, tol: float) -> float | None:
+        if not len(e):
+            return None
+        i = int(np.searchsorted(e, t))
+        best = None
+        for j in (i - 1, i):
+            if 0 <= j < len(e) and abs(e[j] - t) <= tol and (best is None or abs(e[j] - t) < abs(best - t)):
+                best = float(e[j])
+        return best
+
+    origin: float | None = None
+    if len(rows) and len(e):
+        cand = e[(e >= anchor_t - search_s) & (e <= anchor_t + search_s)]
+        best_score, best_c = 0, None
+        for c in cand:
+            score = sum(1 for k in range(min(3, len(rows)))
+                        if nearest(c + ends[k], rel_tol * ends[k] + slack) is not None)
+            if score > best_score or (score == best_score and best_c is not None and score
+                                      and abs(c - anchor_t) < abs(best_c - anchor_t)):
+                best_score, best_c = score, float(c)
+        origin = best_c if best_score > 0 else None
+    out: list[tuple[float, float, str]] = []
+    if origin is None:
+        return [(anchor_t + s, anchor_t + t, "host") for s, t in zip(starts, ends)]
+    ref_t, ref_off = origin, 0.0  # last matched edge and its offset from the round start (board time)
+    prev_end_edge: float | None = origin if len(rows) and abs(starts[0]) < 1e-9 else None
+    prev_end_off = 0.0
+    for s, t in zip(starts, ends):
+        start_edge = prev_end_edge if prev_end_edge is not None and abs(s - prev_end_off) < 1e-9 else None
+        if start_edge is None and abs(s) < 1e-9:
+            start_edge = origin
+        end_edge = nearest(ref_t + (t - ref_off), rel_tol * (t - ref_off) + slack)
+        t0 = start_edge if start_edge is not None else ref_t + (s - ref_off)
+        if end_edge is not None:
+            ref_t, ref_off = end_edge, t
+            out.append((t0, end_edge, "d7" if start_edge is not None else "host"))
+        else:
+            out.append((t0, ref_t + (t - ref_off), "host"))
+        prev_end_edge, prev_end_off = end_edge, t
+    return out
+
+
+def attribute_energy(rows: Sequence[BatchRow], edges: Iterable[float], mean_current: Callable[[float, float], float | None],
+                     voltage: float, *, tick_hz: float, round_start_tick: int, anchor_t: float, rate_hz: float
+                     ) -> tuple[list[BatchRow], list[str]]:
+    """Whole-round attribution: rows with ``t0``, ``t1``, average current/power and energy filled in, and
+    warnings (host alignment used, no samples).  ``mean_current(t0, t1)`` is the mean current (A) over
+    the interval or None when there are no samples."""
+    spans = align_batches(rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor_t,
+                          rate_hz=rate_hz)
+    out = []
+    for r, (t0, t1, src) in zip(rows, spans):
+        out.append(_with_energy(r, t0, t1, src, mean_current(t0, t1), voltage))
+    return out, _alignment_warnings(out)
+
+
+def _with_energy(r: BatchRow, t0: float, t1: float, src: str, amps: float | None, voltage: float) -> BatchRow:
+    if amps is None or not math.isfinite(amps):
+        return dataclasses.replace(r, t0=t0, t1=t1, source="none")
+    p = float(amps) * float(voltage)
+    return dataclasses.replace(r, t0=t0, t1=t1, avg_current_a=float(amps), avg_power_w=p,
+                               energy_j=p * (t1 - t0), source=src)
+
+
+def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
+    host = sum(r.source == "host" for r in rows)
+    none = sum(r.source == "none" for r in rows)
+    w = []
+    if host:
+        w.append(f"{host} of {len(rows)} batches had no matching D7 edges: their energy uses host alignment "
+                 "(board ticks from the moment the host saw the round start; off by the USB latency)")
+    if none:
+        w.append(f"{none} of {len(rows)} batches have no power samples: energy not measured")
+    return w
+
+
+# ================================================================================================
+# Live state (pulled by the view)
+# ================================================================================================
+
+
+class RoundState:
+    """Thread-safe progress of one round; the worker writes, views read :meth:`snapshot` on a timer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.version = 0
+        self.stage = "idle"
+        self.fraction = 0.0
+        self.text = ""
+        self.round_id: int | None = None
+        self.total_batches = 0
+        self.rows: list[BatchRow] = []
+        self.warnings: list[str] = []
+        self.before: dict | None = None
+        self.after: dict | None = None
+        self.classes: tuple[str, ...] = ()
+        self.status = "idle"  # idle | running | done | failed | cancelled
+
+    def update(self, **kw: Any) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+            self.version += 1
+
+    def set_row(self, row: BatchRow) -> None:
+        with self._lock:
+            if row.index < len(self.rows):
+                self.rows[row.index] = row
+            else:
+                self.rows.append(row)
+            self.version += 1
+
+    def warn(self, text: str) -> None:
+        with self._lock:
+            if text not in self.warnings:
+                self.warnings.append(text)
+                self.version += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"version": self.version, "stage": self.stage, "fraction": self.fraction, "text": self.text,
+                    "round_id": self.round_id, "total_batches": self.total_batches, "rows": list(self.rows),
+                    "warnings": list(self.warnings), "before": self.before, "after": self.after,
+                    "classes": self.classes, "status": self.status}
+
+
+# ================================================================================================
+# Orchestration
+# ================================================================================================
+
+
+def _progress_noop(fraction: float, text: str = "") -> None:
+    return None
+
+
+class _Cancel(Exception):
+    pass
+
+
+class RoundRunner:
+    """Runs one round (see the module documentation).  Construct on any thread, call :meth:`run` on a
+    worker thread.  ``devices`` is the :class:`~app.core.devices.DeviceManager`; ``cancelled()`` is polled."""
+
+    def __init__(self, store: "Store", devices: Any, data_dir: str | Path, config: RoundConfig, dataset_id: int,
+                 state: RoundState | None = None, *, user: str = "user", profile_dir: str | Path | None = None,
+                 board_key: str | None = None, eval_timeout_s: float = 120.0, wait_power_s: float = 5.0):
+        self.store = store
+        self.devices = devices
+        self.data_dir = Path(data_dir)
+        self.config = config.validate()
+        self.dataset_id = dataset_id
+        self.state = state or RoundState()
+        self.user = user
+        self.profile_dir = profile_dir
+        self.board_key = board_key
+        self.eval_timeout_s = float(eval_timeout_s)
+        self.wait_power_s = float(wait_power_s)
+        self.round_id: int | None = None
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _stage(self, fraction: float, text: str, progress: Callable[..., None]) -> None:
+        self.state.update(stage=text, fraction=fraction, text=text)
+        progress(fraction, text)
+
+    def load_model(self) -> "LoadedModel":
+        from app.core.models import ModelError, load_model
+
+        path = Path(self.config.model_path) if self.config.model_path else general_model_path(self.config.input_size)
+        try:
+            return load_model(path)
+        except ModelError as exc:
+            raise RoundError(str(exc)) from exc
+
+    def _power(self) -> tuple[Any, float] | None:
+        """The live power stream and voltage, starting the LPM01A stream if a shield is connected."""
+        dm = self.devices
+        st = dm.first("powershield")
+        if st is None:
+            self.state.warn("no LPM01A power shield: time is measured by the board, energy is not measured")
+            return None
+        from app.core.devices import DeviceState
+
+        if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
+            dm.connect(st.info.key)
+        if st.state != DeviceState.STREAMING:
+            dm.set_streaming(st.info.key, True)
+        deadline = time.monotonic() + self.wait_power_s
+        while time.monotonic() < deadline:
+            s = dm.power_stream
+            if dm.status(st.info.key).state == DeviceState.STREAMING and s is not None and s.n_total > 0:
+                n0 = s.n_total
+                time.sleep(0.05)
+                if s.n_total > n0:
+                    return s, float(dm.voltage)
+            time.sleep(0.05)
+        self.state.warn(f"{st.info.name} is not streaming ({dm.status(st.info.key).message or 'no samples'}): "
+                        "energy not measured")
+        return None
+
+    def _board_ready(self) -> str:
+        """Key of a connected board with its accel stream stopped (training needs the sensor idle)."""
+        from app.core.devices import DeviceState
+
+        dm = self.devices
+        st = dm.status(self.board_key) if self.board_key else dm.first("board")
+        if st is None:
+            raise RoundError("no NUCLEO board found: connect one (Devices panel) or start the virtual bench")
+        key = st.info.key
+        if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
+            dm.connect(key)
+        if st.state == DeviceState.STREAMING:
+            dm.set_streaming(key, False)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            s = dm.status(key).state
+            if s == DeviceState.READY:
+                return key
+            if s == DeviceState.TRAINING:
+                raise RoundError("the board is already running a round")
+            time.sleep(0.05)
+        raise RoundError(f"{st.info.name} did not become ready within 10 s ({dm.status(key).message})")
+
+    # --- the round ----------------------------------------------------------------------------------
+    def run(self, cancelled: Callable[[], bool] = lambda: False,
+            progress: Callable[..., None] = _progress_noop) -> dict:
+        """Run the round; returns the stored result dict (raises :class:`RoundError` on failure, after
+        recording the round as failed).  Cancelling returns the partial result with status 'cancelled'."""
+        cfg = self.config
+        self.state.update(status="running", rows=[], warnings=[], before=None, after=None, round_id=None,
+                          total_batches=0)
+        self._stage(0.01, "loading the model", progress)
+        model = self.load_model()
+        if cfg.model_path is None and model.input_size != cfg.input_size:
+            raise RoundError(f"{model.source} takes T={model.input_size}, not {cfg.input_size}")
+        rate = float(model.meta.get("rate_hz", 20.0))
+        trainable = trainable_names(model.arch, cfg)
+        self._stage(0.05, "windowing the labelled data", progress)
+        data = local_windows(self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction,
+                             self.user)
+        for n in data.notes:
+            self.state.warn(n)
+        config = {**cfg.to_dict(), "model_source": model.source, "model_classes": list(model.classes),
+                  "input_size": model.input_size, "rate_hz": rate, "trainable": sorted(trainable),
+                  "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y))}
+        self.round_id = rid = self.store.add_round(config, self.dataset_id)
+        self.store.update_round(rid, status="running")
+        self.state.update(round_id=rid, classes=model.classes)
+        result: dict = {"warnings": [], "classes": list(model.classes), "counts": data.counts()}
+        try:
+            result = self._run_on_board(model, data, trainable, rate, cancelled, progress, result)
+        except _Cancel:
+            result["warnings"] = self.state.snapshot()["warnings"]
+            self.store.update_round(rid, status="cancelled", result=result)
+            self.state.update(status="cancelled", text="cancelled")
+            return {**result, "status": "cancelled", "round_id": rid}
+        except Exception as exc:
+            result["error"] = str(exc)
+            result["warnings"] = self.state.snapshot()["warnings"]
+            self.store.update_round(rid, status="failed", result=result)
+            self.state.update(status="failed", text=str(exc))
+            raise RoundError(f"round {rid} failed: {exc}") from exc
+        self.store.update_round(rid, status="done", result=result)
+        self.state.update(status="done", fraction=1.0, text="done")
+        progress(1.0, "done")
+        return {**result, "status": "done", "round_id": rid}
+
+    def _run_on_board(self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], rate: float,
+                      cancelled: Callable[[], bool], progress: Callable[..., None], result: dict) -> dict:
+        from device.nucleo import protocol as P
+        from estimator.core import time_per_batch_s
+        from estimator.profiles import get_profile
+
+        cfg, rid = self.config, self.round_id
+        assert rid is not None
+        power = self._power() if cfg.measure_power else None
+        if not cfg.measure_power:
+            self.state.warn("power measurement switched off for this round")
+        key = self._board_ready()
+
+        def check() -> None:
+            if cancelled():
+                raise _Cancel()
+
+        with self.devices.board_session(key) as client:
+            client.drain_events()
+            info = client.info()
+            tick_hz = float(info.tick_hz or 1_000_000)
+            try:
+                prof = get_profile(cfg.profile, self.profile_dir)
+            except Exception:  # noqa: BLE001 - unknown profile: fall back to the board's build preset
+                prof = get_profile("paper")
+                self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'paper'")
+            clock = float(info.sysclk_hz)
+
+            def upl(lo: float, hi: float, what: str) -> Callable[[int, int], None]:
+                return lambda done, total: (check(), self._stage(lo + (hi - lo) * done / max(1, total), what, progress))
+
+            self._stage(0.08, "uploading the model", progress)
+            client.upload_model(model.arch, model.weights, progress=upl(0.08, 0.2, "uploading the model"))
+            client.clear_data()
+            data = self._fit_ram(model, data, trainable, info, prof)
+            xtr, xte = _board_windows(model, data.train_x), _board_windows(model, data.test_x)
+            scale = _int16_scale(xtr, xte)
+            client.upload_dataset(xtr, data.train_y, slot=0, dtype=P.DType.I16, scale=scale,
+                                  progress=upl(0.2, 0.3, "uploading the training windows"))
+            client.upload_dataset(xte, data.test_y, slot=1, dtype=P.DType.I16, scale=scale,
+                                  progress=upl(0.3, 0.35, "uploading the test windows"))
+            check()
+            self._stage(0.36, "evaluating before personalization", progress)
+            ev = client.evaluate(1, timeout=self.eval_timeout_s)
+            before = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
+            self.state.update(before=before)
+            result["before"] = before
+            check()
+            layer_idx = [i for i, l in enumerate(model.arch.layers) if l.name in trainable]
+            mode = "mask" if cfg.mode == "custom" else cfg.mode
+            a0 = power[0].duration if power else 0.0
+            rinfo = client.train(mode, epochs=cfg.epochs, batch=cfg.batch_size, lr=cfg.lr,
+                                 warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr, seed=cfg.seed,
+                                 layer_indices=layer_idx if mode == "mask" else ())
+            anchor = 0.5 * (a0 + power[0].duration) if power else 0.0
+            self.state.update(total_batches=int(rinfo.total_batches))
+            result["round_info"] = {"board_round_id": rinfo.round_id, "batches_per_epoch": rinfo.batches_per_epoch,
+                                    "total_batches": rinfo.total_batches, "mem_bytes": rinfo.mem_bytes,
+                                    "ram_total": rinfo.ram_total, "est_ticks": rinfo.est_ticks,
+                                    "sysclk_hz": clock, "tick_hz": tick_hz, "board": info.board, "build": info.build}
+            last_tr = frozenset(resolve_trainable(model.arch, "last"))
+
+            def predict(phase: int, n: int) -> tuple[float, float]:
+                names = last_tr if phase == P.Phase.WARMUP else trainable
+                t = float(time_per_batch_s(model.arch, names, n, prof, clock))
+                return t, t * float(prof.power_w(clock))
+
+            done_msg, rows = self._collect(client, rinfo, power, anchor, tick_hz, predict, cancelled, progress)
+            if done_msg is None:
+                raise _Cancel()
+            result["round_done"] = {"status": P.RoundStatus(done_msg.status).name.lower(),
+                                    "epochs_done": done_msg.epochs_done, "batches_done": done_msg.batches_done,
+                                    "last_loss": done_msg.last_loss, "train_accuracy": done_msg.train_accuracy,
+                                    "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
+                                    "cycles": done_msg.cycles}
+            if done_msg.status != P.RoundStatus.DONE:
+                raise RoundError(f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
+                                 + (f" (error {done_msg.error})" if done_msg.error else ""))
+            self._stage(0.9, "evaluating after personalization", progress)
+            ev = client.evaluate(1, timeout=self.eval_timeout_s)
+            after = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
+            self.state.update(after=after)
+            result["after"] = after
+            self._stage(0.95, "downloading the personalized weights", progress)
+            weights = client.download_weights(model.arch)  # CRC-32 checked (IntegrityError otherwise)
+        result.update(_totals(rows))
+        result["weights_path"] = self._save_weights(model, weights, data)
+        result["warnings"] = self.state.snapshot()["warnings"]
+        result["voltage_v"] = power[1] if power else None
+        result["profile"] = prof.name
+        return result
+
+    def _fit_ram(self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], info: Any, prof: Any
+                 ) -> LocalData:
+        """Subsample the windows (evenly, keeping order) when they would not fit the board's SRAM next to
+        the training buffers; the board stores int16 values plus one label byte per window."""
+        from estimator.memory import training_memory
+
+        need = training_memory(model.arch, trainable).paper_bytes
+        if self.config.warmup_epochs:
+            need = max(need, training_memory(model.arch, resolve_trainable(model.arch, "last")).paper_bytes)
+        budget = int(info.ram_total) - int(prof.firmware_reserve_bytes) - int(need) - 2048
+        per = 2 * int(np.prod(model.arch.input_shape)) + 1
+        n_tr, n_te = len(data.train_y), len(data.test_y)
+        if (n_tr + n_te) * per + 64 <= budget:
+            return data
+        if budget < 2 * per + 64:
+            raise RoundError(f"training needs {need / 1024:.0f} KiB of the board's {info.ram_total / 1024:.0f} KiB "
+                             "SRAM: no room left for any window; choose a smaller input size or TL")
+        keep_te = min(n_te, max(1, budget // (3 * per)))
+        keep_tr = min(n_tr, max(1, (budget - 64 - keep_te * per) // per))
+        pick = lambda n, k: np.unique(np.linspace(0, n - 1, int(k)).round().astype(int))  # noqa: E731
+        itr, ite = pick(n_tr, keep_tr), pick(n_te, keep_te)
+        self.state.warn(f"the board's SRAM holds {len(itr)} of {n_tr} training and {len(ite)} of {n_te} test "
+                        f"windows next to {need / 1024:.0f} KiB of training buffers: the rest was left out evenly")
+        return dataclasses.replace(data, train_x=data.train_x[itr], train_y=data.train_y[itr],
+                                   test_x=data.test_x[ite], test_y=data.test_y[ite])
+
+    def _collect(self, client: Any, rinfo: Any, power: tuple[Any, float] | None, anchor: float, tick_hz: float,
+                 predict: Callable[[int, int], tuple[float, float]], cancelled: Callable[[], bool],
+                 progress: Callable[..., None]) -> tuple[Any, list[BatchRow]]:
+        """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch."""
+        from device.nucleo import protocol as P
+
+        rid = self.round_id
+        total = max(1, int(rinfo.total_batches))
+        rows: list[BatchRow] = []
+        measured: set[int] = set()
+        round_start_tick: int | None = None
+        idle_limit = 30.0 + 3.0 * max(predict(P.Phase.MAIN, 1)[0] * 32, 1.0)  # no report for this long = stuck
+        last_seen = time.monotonic()
+        aborted = False
+        done_msg = None
+
+        def attribute(final: bool) -> None:
+            if round_start_tick is None or not rows:
+                return
+            if power is None:
+                for r in rows:
+                    if r.index not in measured:
+                        measured.add(r.index)
+                        self._store_row(dataclasses.replace(r, source="none"))
+                return
+            stream, volt = power
+            edges = [t for (t, kind, _text) in list(self.devices.power_events) if kind == "event" and t >= anchor - 5]
+            spans = align_batches(rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor,
+                                  rate_hz=stream.rate_hz)
+            covered = stream.duration
+            for r, (t0, t1, src) in zip(rows, spans):
+                if r.index in measured:
+                    continue
+                # a batch is final once its end is in the stream and its end edge seen (or the round is over)
+                if t1 > covered or (src != "d7" and not final and t1 + 1.0 > covered):
+                    continue
+                st = stream.stats(t0, t1)
+                row = _with_energy(r, t0, t1, src, st.avg if st.n else None, volt)
+                measured.add(r.index)
+                rows[r.index] = row
+                self._store_row(row)
+
+        while True:
+            ev = client.next_event((P.BatchReport, P.RoundDone), 0.1)
+            now = time.monotonic()
+            if ev is not None:
+                last_seen = now
+            if isinstance(ev, P.BatchReport):
+                if round_start_tick is None:
+                    round_start_tick = int(ev.start_tick)
+                pt, pe = predict(ev.phase, ev.n_samples)
+                row = BatchRow(len(rows), "warmup" if ev.phase == P.Phase.WARMUP else "main", ev.epoch, ev.batch,
+                               ev.n_samples, float(ev.loss), int(ev.start_tick), int(ev.end_tick), int(ev.cycles),
+                               (ev.end_tick - ev.start_tick) / tick_hz, pt, pe)
+                rows.append(row)
+                self.store.put_round_batch(rid, row.index, row.to_dict())
+                self.state.set_row(row)
+                f = 0.4 + 0.5 * len(rows) / total
+                self.state.update(fraction=f, text=f"batch {len(rows)}/{total}")
+                progress(f, f"batch {len(rows)}/{total}, loss {ev.loss:.3f}")
+            elif isinstance(ev, P.RoundDone):
+                if round_start_tick is None:
+                    round_start_tick = int(ev.start_tick)
+                done_msg = ev
+                break
+            attribute(final=False)
+            if cancelled() and not aborted:
+                aborted = True
+                self.state.update(text="aborting the round")
+                try:
+                    client.abort()
+                except Exception:  # noqa: BLE001 - the RoundDone wait below still times out
+                    pass
+                last_seen = now
+            if now - last_seen > (10.0 if aborted else idle_limit):
+                raise RoundError(f"no report from the board for {now - last_seen:.0f} s "
+                                 f"({len(rows)}/{total} batches done)")
+        # let the power stream catch up with the end of the last batch, then settle the rest
+        if power is not None and rows:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and len(measured) < len(rows):
+                attribute(final=False)
+                time.sleep(0.05)
+        attribute(final=True)
+        for r in rows:
+            if r.index not in measured:  # end never covered by the stream
+                measured.add(r.index)
+                row = dataclasses.replace(r, source="none")
+                rows[r.index] = row
+                self._store_row(row)
+        for w in _alignment_warnings(rows):
+            self.state.warn(w)
+        if aborted:
+            return None, rows
+        return done_msg, rows
+
+    def _store_row(self, row: BatchRow) -> None:
+        assert self.round_id is not None
+        self.store.put_round_batch(self.round_id, row.index, row.to_dict())
+        self.state.set_row(row)
+
+    def _save_weights(self, model: "LoadedModel", weights: Mapping[str, Sequence[np.ndarray]], data: LocalData) -> str:
+        from app.core.models import export_npz
+
+        rel = f"{ROUNDS_DIR}/round_{self.round_id}.npz"
+        path = self.data_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pm = model.with_weights(weights, source=f"round {self.round_id} ({model.source})")
+        pm.meta.update({"personalized_round": self.round_id, "base_model": model.source})
+        export_npz(pm, path)
+        np.savez(self.data_dir / f"{ROUNDS_DIR}/round_{self.round_id}_windows.npz", x=data.train_x, y=data.train_y)
+        return rel
+
+
+def _board_windows(model: "LoadedModel", x: np.ndarray) -> np.ndarray:
+    """Raw windows -> what the board stores: the model's preprocessing, flattened to (N, T, C)."""
+    xp = model.prepare(x)
+    return xp.reshape(xp.shape[0], xp.shape[1], -1)
+
+
+def _int16_scale(*xs: np.ndarray) -> float:
+    """Scale so the windows fit int16 counts (the sensor's own resolution is coarser)."""
+    m = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in xs)
+    return max(m, 1e-6) / 32000.0
+
+
+def _totals(rows: Sequence[BatchRow]) -> dict:
+    secs = [r.seconds for r in rows]
+    energy = [r.energy_j for r in rows if r.energy_j is not None]
+    dur = [r.t1 - r.t0 for r in rows if r.energy_j is not None and r.t0 is not None and r.t1 is not None]
+    return {
+        "n_batches": len(rows),
+        "seconds": float(sum(secs)),
+        "energy_j": float(sum(energy)) if energy else None,
+        "avg_power_w": float(sum(energy) / sum(dur)) if energy and sum(dur) > 0 else None,
+        "pred_seconds": float(sum(r.pred_seconds or 0.0 for r in rows)),
+        "pred_energy_j": float(sum(r.pred_energy_j or 0.0 for r in rows)),
+        "energy_sources": sorted({r.source for r in rows}),
+    }
+
+
+# ================================================================================================
+# History, report, export, calibration records
+# ================================================================================================
+
+
+def round_rows(store: "Store", round_id: int) -> list[BatchRow]:
+    return [BatchRow.from_dict(d) for d in store.round_batches(round_id)]
+
+
+def _round(store: "Store", round_id: int) -> dict:
+    for r in store.rounds():
+        if r["id"] == round_id:
+            return r
+    from app.core.store import StoreError
+
+    raise StoreError(f"no training round with id {round_id}")
+
+
+def round_summary(r: Mapping[str, Any]) -> str:
+    """One line for a history list: id, model, mode, epochs, status, F1 before -> after."""
+    c, res = r.get("config", {}), r.get("result", {})
+    f1 = ""
+    if res.get("before") and res.get("after"):
+        f1 = f"  F1 {res['before']['macro_f1']:.3f} → {res['after']['macro_f1']:.3f}"
+    e = f"  {res['energy_j'] * 1e3:.1f} mJ" if res.get("energy_j") else ""
+    return (f"#{r['id']}  T={c.get('input_size', '?')} {str(c.get('mode', '?')).upper()} "
+            f"{c.get('epochs', '?')} ep  [{r.get('status')}]{f1}{e}")
+
+
+def round_report(store: "Store", round_id: int) -> str:
+    """A short Markdown report of a round: model, data, round metrics, estimator vs measured."""
+    r = _round(store, round_id)
+    c, res = r["config"], r["result"]
+    rows = round_rows(store, round_id)
+    lines = [f"# ODL Studio — personalization round {round_id}", "",
+             f"* date: {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created']))}; status: **{r['status']}**",
+             "", "## Model", "",
+             f"* base model: `{Path(str(c.get('model_source', '?'))).name}` (input T={c.get('input_size')}, "
+             f"{c.get('rate_hz', '?')} Hz), classes {', '.join(c.get('model_classes', []))}",
+             f"* trained: {c.get('mode')} → layers {', '.join(c.get('trainable', []))}",
+             f"* epochs {c.get('epochs')} (+{c.get('warmup_epochs', 0)} warm-up), lr {c.get('lr')}, "
+             f"batch {c.get('batch_size')}, seed {c.get('seed')}", "", "## Data", "",
+             f"* {c.get('n_train')} training windows, {c.get('n_test')} test windows "
+             f"(chronological {int(100 * float(c.get('train_fraction', 0.6)))}/"
+             f"{100 - int(100 * float(c.get('train_fraction', 0.6)))} split per activity)"]
+    for cls, (ntr, nte) in (res.get("counts") or {}).items():
+        lines.append(f"  * {cls}: {ntr} train / {nte} test")
+    lines += ["", "## Round", ""]
+    if res.get("before") and res.get("after"):
+        b, a = res["before"], res["after"]
+        lines += ["| | accuracy | macro-F1 | loss |", "|---|---|---|---|",
+                  f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {b.get('loss') or float('nan'):.3f} |",
+                  f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {a.get('loss') or float('nan'):.3f} |", ""]
+    if rows:
+        lines.append(f"* {len(rows)} batches, board time {sum(r.seconds for r in rows):.2f} s, "
+                     f"final batch loss {rows[-1].loss:.3f}")
+    if res.get("energy_j") is not None:
+        lines.append(f"* measured energy {res['energy_j'] * 1e3:.2f} mJ, average power "
+                     f"{res['avg_power_w'] * 1e3:.3f} mW (LPM01A, {', '.join(res.get('energy_sources', []))})")
+    lines += ["", "## Estimator vs measured", "", "| | predicted | measured | error |", "|---|---|---|---|"]
+
+    def row(name: str, pred: float | None, meas: float | None, unit: str, k: float) -> str:
+        if pred is None or meas is None:
+            return f"| {name} | {'—' if pred is None else f'{pred * k:.3f} {unit}'} | " \
+                   f"{'—' if meas is None else f'{meas * k:.3f} {unit}'} | — |"
+        err = 100.0 * (pred - meas) / meas if meas else float("nan")
+        return f"| {name} | {pred * k:.3f} {unit} | {meas * k:.3f} {unit} | {err:+.1f} % |"
+
+    lines.append(row("round time", res.get("pred_seconds"), res.get("seconds"), "s", 1.0))
+    lines.append(row("round energy", res.get("pred_energy_j"), res.get("energy_j"), "mJ", 1e3))
+    main = [r for r in rows if r.phase == "main" and r.n_samples == c.get("batch_size")]
+    if main:
+        pt = np.mean([r.pred_seconds for r in main])
+        mt = np.mean([r.seconds for r in main])
+        lines.append(row(f"time per batch of {c.get('batch_size')}", float(pt), float(mt), "s", 1.0))
+    lines.append(f"\nprofile: `{res.get('profile', c.get('profile'))}`")
+    if res.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"* {w}" for w in res["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def personalized_model(store: "Store", round_id: int) -> "LoadedModel":
+    """The personalized model of a finished round (weights as downloaded from the board)."""
+    from app.core.models import load_npz
+
+    r = _round(store, round_id)
+    rel = r["result"].get("weights_path")
+    if not rel:
+        raise RoundError(f"round {round_id} has no personalized weights (status {r['status']})")
+    path = store.resolve(rel)
+    if not path.is_file():
+        raise RoundError(f"round {round_id}: weights file {path} is missing")
+    return load_npz(path)
+
+
+def export_round(store: "Store", round_id: int, out_dir: str | Path, formats: Sequence[str] = EXPORT_FORMATS,
+                 stem: str | None = None, cancelled: Callable[[], bool] = lambda: False,
+                 progress: Callable[..., None] = _progress_noop) -> dict[str, Path]:
+    """Write the round's personalized weights in ``formats`` plus ``<stem>_report.md`` into ``out_dir``.
+
+    ``tflite_int8`` is calibrated on the round's own training windows.  Returns ``{format: path}`` (with
+    ``'report'``).  Checks ``cancelled()`` between formats; a cancelled export leaves what was written."""
+    from app.core.models import ModelError, export_all
+
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise RoundError(f"unknown export formats {bad} (known: {', '.join(EXPORT_FORMATS)})")
+    if not formats:
+        raise RoundError("choose at least one export format")
+    model = personalized_model(store, round_id)
+    stem = stem or f"personalized_round{round_id}"
+    out = Path(out_dir)
+    rep = None
+    if "tflite_int8" in formats:
+        wpath = store.resolve(f"{ROUNDS_DIR}/round_{round_id}_windows.npz")
+        if not wpath.is_file():
+            raise RoundError(f"int8 export needs the round's training windows ({wpath} is missing)")
+        with np.load(wpath) as z:
+            rep = np.array(z["x"])
+    written: dict[str, Path] = {}
+    for i, f in enumerate(formats):
+        if cancelled():
+            break
+        progress(i / (len(formats) + 1), f"writing {f}")
+        try:
+            written.update(export_all(model, out, stem, rep, formats=(f,)))
+        except ModelError as exc:
+            raise RoundError(f"export {f}: {exc}") from exc
+    if not cancelled():
+        report = out / f"{stem}_report.md"
+        text = round_report(store, round_id)
+        text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
+        report.write_text(text, encoding="utf-8")
+        written["report"] = report
+        progress(1.0, "done")
+    return written
+
+
+def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | None = None) -> list:
+    """:class:`estimator.BatchRecord` s from the finished rounds' batches (board-measured time and, where
+    both D7 edges were seen, LPM01A energy), for ``estimator.calibrate``."""
+    from estimator.calibrate import BatchRecord
+
+    recs = []
+    for r in (store.rounds() if rounds is None else rounds):
+        c, res = r["config"], r["result"]
+        if r["status"] != "done" or not res.get("round_info"):
+            continue
+        try:
+            arch = personalized_model(store, r["id"]).arch
+        except Exception:  # noqa: BLE001 - weights file moved or deleted: skip the round
+            continue
+        clock = res["round_info"].get("sysclk_hz")
+        for b in round_rows(store, r["id"]):
+            tr: Any = "last" if b.phase == "warmup" else list(c.get("trainable") or [])
+            recs.append(BatchRecord(arch, tr, int(b.n_samples), float(b.seconds), clock_hz=clock,
+                                    energy_j=b.energy_j if b.source == "d7" else None,
+                                    voltage_v=res.get("voltage_v"), label=f"round {r['id']} batch {b.index}"))
+    return recs
