@@ -53,7 +53,7 @@ class VirtualBench:
         *,
         port_lpm: int = 0,
         port_board: int = 0,
-        tick_s: float = 0.002,
+        tick_s: float = 0.005,
     ) -> None:
         if pty and not HAVE_PTY:
             raise RuntimeError("--pty needs a POSIX system; the socket:// URLs work everywhere")

@@ -169,6 +169,7 @@ class L496Profile:
         self.run_a = RUN_UA_PER_MHZ * self.clock_mhz * 1e-6
         self.sleep_a = SLEEP_UA_PER_MHZ * self.clock_mhz * 1e-6
         self.stop2_a = STOP2_UA * 1e-6
+        self._levels = np.array([self.sleep_a, self.sleep_a, self.run_a, self.stop2_a])
         durations = np.array([p.duration_s for p in self.phases])
         self._starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
         self.period = float(durations.sum())
@@ -188,13 +189,13 @@ class L496Profile:
         tt = np.asarray(t, dtype=np.float64) - self.start
         ph = np.mod(tt, self.period)
         code = self._mode_code[np.searchsorted(self._starts, ph, side="right") - 1]
-        burst = np.mod(tt, 1.0 / self.odr_hz) < self.burst_s
-        streaming = np.where(burst, self.run_a, self.sleep_a)
-        table = np.stack(
-            [np.full(ph.shape, self.sleep_a), streaming, np.full(ph.shape, self.run_a), np.full(ph.shape, self.stop2_a)]
-        )
-        out = np.take_along_axis(table, code[None, ...], axis=0)[0]
-        return np.where(tt < 0, self.sleep_a, out)
+        out = self._levels[code]  # idle, streaming (sleep level, bursts added below), training, stop2
+        streaming = code == 1
+        if streaming.any():
+            burst = streaming & (np.mod(tt, 1.0 / self.odr_hz) < self.burst_s)
+            out[burst] = self.run_a
+        out[tt < 0] = self.sleep_a
+        return out
 
     def d7_edges(self, t0: float, t1: float) -> np.ndarray:
         if t1 <= t0 or len(self._marks) == 0:

@@ -200,6 +200,7 @@ class CommandError(Exception):
 # --- vectorised encoders (must equal spec.bin_word / spec.ascii_sample element-wise) ---------------
 _POW16 = np.array([16.0**e for e in range(15)])
 _BIN_THRESH = 4095.5 / _POW16  # value <= _BIN_THRESH[e]  <=>  value * 16**e <= 4095.5 (exact: powers of 2)
+_BIN_THRESH_ASC = _BIN_THRESH[1:][::-1].copy()
 _POW10_OFF = 120
 _POW10 = np.array([10.0**k for k in range(-_POW10_OFF, _POW10_OFF + 1)])
 
@@ -209,8 +210,8 @@ def encode_bin_words(values: np.ndarray) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     good = np.isfinite(v) & (v > 0)
     vv = np.where(good, v, 1.0)
-    # largest e in 0..14 with vv * 16**e <= 4095.5 = count of thresholds (descending) that vv is under
-    e = np.count_nonzero(vv[..., None] <= _BIN_THRESH[1:], axis=-1)
+    # largest e in 0..14 with vv * 16**e <= 4095.5 = number of thresholds 4095.5/16**k (k = 1..14) >= vv
+    e = 14 - np.searchsorted(_BIN_THRESH_ASC, vv, side="left")
     m = np.rint(vv * _POW16[e])
     for _ in range(2):
         over = (m > 4095) & (e > 0)
