@@ -162,7 +162,15 @@ class NucleoClient:
     def _reader(self) -> None:
         while not self._closed:
             try:
-                data = self.transport.read(self._read_size)
+                if hasattr(self.transport, "in_waiting"):
+                    # pyserial: read(n) waits for n bytes or the timeout; take one byte (blocking up
+                    # to the port timeout) then whatever else has already arrived
+                    data = self.transport.read(1)
+                    waiting = self.transport.in_waiting if data else 0
+                    if waiting:
+                        data += self.transport.read(min(waiting, self._read_size))
+                else:
+                    data = self.transport.read(self._read_size)
             except Exception as exc:  # noqa: BLE001 - link lost: remember it, wake waiters
                 with self._cond:
                     self._reader_error = exc
