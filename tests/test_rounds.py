@@ -1,0 +1,201 @@
+"""Training-round core (app/core/rounds.py): energy attribution, data, metrics, and whole rounds on the
+virtual bench (emulated NUCLEO + LPM01A on one simulated clock)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from app.core.rounds import (BatchRow, RoundConfig, RoundError, RoundRunner, RoundState, align_batches,
+                             attribute_energy, calibration_records, export_round, local_windows,
+                             metrics_from_confusion, personalized_model, round_report, round_rows)
+from app.core.store import Store
+from tests.roundkit import bench_context, labelled_dataset, wait_for
+
+TICK = 1_000_000
+
+
+def rows_for(durations, start_tick=5_000_000):
+    rows, t = [], start_tick
+    for i, d in enumerate(durations):
+        e = t + int(round(d * TICK))
+        rows.append(BatchRow(i, "main", 0, i, 32, 1.0, t, e, 0, d))
+        t = e
+    return rows
+
+
+# --- alignment -----------------------------------------------------------------------------------------
+def test_align_exact_edges_with_latency_offset():
+    rows = rows_for([2.0, 2.0, 0.5])
+    edges = [100.0, 102.0, 104.0, 104.5]
+    # the host saw the round start 80 ms late; an unrelated edge 1.5 s earlier must not be chosen
+    spans = align_batches(rows, [98.5] + edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=100.08,
+                          rate_hz=1000)
+    assert [s[2] for s in spans] == ["d7"] * 3
+    assert [(s[0], s[1]) for s in spans] == [(100.0, 102.0), (102.0, 104.0), (104.0, 104.5)]
+
+
+def test_align_missing_edge_falls_back_for_that_batch_only():
+    rows = rows_for([1.0] * 5)
+    edges = [50.0, 51.0, 52.0, 54.0, 55.0]  # the edge at 53.0 was lost
+    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=50.01, rate_hz=1000)
+    assert [s[2] for s in spans] == ["d7", "d7", "host", "host", "d7"]
+    assert spans[2][1] == pytest.approx(53.0)
+    assert spans[3] == (pytest.approx(53.0), 54.0, "host")
+
+
+def test_align_tolerates_spurious_edges_and_clock_drift():
+    rows = rows_for([2.0] * 4)
+    drift = 1.0 + 300e-6  # LPM01A clock 300 ppm fast relative to the board tick
+    edges = [10.0 + 2.0 * k * drift for k in range(5)] + [11.3, 13.71]
+    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.02, rate_hz=1000)
+    assert [s[2] for s in spans] == ["d7"] * 4
+    assert spans[-1][1] == pytest.approx(10.0 + 8.0 * drift)
+
+
+def test_align_without_edges_is_host_alignment():
+    rows = rows_for([1.0, 1.0])
+    spans = align_batches(rows, [], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=7.0, rate_hz=1000)
+    assert spans == [(7.0, 8.0, "host"), (8.0, 9.0, "host")]
+
+
+def test_attribute_energy_integrates_the_current_between_edges():
+    rows = rows_for([1.0, 2.0])
+    rate = 1000.0
+    t = np.arange(0, 10, 1 / rate)
+    amps = np.where((t >= 3.0) & (t < 4.0), 2e-3, np.where((t >= 4.0) & (t < 6.0), 1e-3, 1e-5))
+
+    def mean_current(t0, t1):
+        sel = (t >= t0) & (t < t1)
+        return float(amps[sel].mean()) if sel.any() else None
+
+    out, warnings = attribute_energy(rows, [3.0, 4.0, 6.0], mean_current, 3.3, tick_hz=TICK,
+                                     round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate)
+    assert [r.source for r in out] == ["d7", "d7"]
+    assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.0, rel=1e-6)
+    assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.0, rel=1e-6)
+    assert out[1].avg_power_w == pytest.approx(3.3e-3)
+    assert warnings == []
+    out, warnings = attribute_energy(rows, [], lambda a, b: None, 3.3, tick_hz=TICK, round_start_tick=5_000_000,
+                                     anchor_t=3.0, rate_hz=rate)
+    assert [r.source for r in out] == ["none", "none"] and "no power samples" in warnings[0]
+
+
+# --- config, data, metrics -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kw, word", [({"mode": "half"}, "mode"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
+                                      ({"input_size": 30}, "input_size"), ({"batch_size": 0}, "batch_size"),
+                                      ({"mode": "custom"}, "custom")])
+def test_config_rejects_bad_values_naming_them(kw, word):
+    with pytest.raises(RoundError, match=word):
+        RoundConfig(**kw).validate()
+    assert RoundConfig.from_dict(RoundConfig(mode="custom", layers=("dense2",)).to_dict()).layers == ("dense2",)
+
+
+def test_local_windows_maps_labels_to_model_classes(tmp_path):
+    from app.core.recording import write_accel
+    from tests.roundkit import sample_blocks
+
+    store = Store(tmp_path)
+    user = store.ensure_user("u")
+    classes = ("walking", "jogging", "stairs", "sitting", "standing")
+    with pytest.raises(RoundError, match="no labelled"):
+        local_windows(store, user.dataset_id, classes, 20, 20.0)
+    xyz, blocks = sample_blocks(20.0)
+    rec = write_accel(store, "s", xyz, 20.0, user.dataset_id)
+    names = {"walking": "Walking", "jogging": "Upstairs", "sitting": "Typing"}
+    for a, b, lab in blocks:
+        store.add_label(rec.id, a, b, names[lab])
+    d = local_windows(store, user.dataset_id, classes, 20, 20.0)
+    counts = d.counts()
+    assert counts["walking"][0] > 0 and counts["stairs"][0] > 0  # Upstairs gathered into stairs
+    assert counts["sitting"] == (0, 0)
+    assert any("Typing".lower() in n for n in d.notes)
+    assert d.train_x.shape[1:] == (20, 3) and len(d.test_y) > 0
+    # longer windows for a T=40 model come from the same labels
+    d40 = local_windows(store, user.dataset_id, classes, 40, 20.0)
+    assert d40.train_x.shape[1:] == (40, 3)
+    store.close()
+
+
+def test_metrics_from_confusion():
+    cm = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]])
+    m = metrics_from_confusion(cm, ("a", "b", "c"), 0.5)
+    assert m["accuracy"] == pytest.approx(17 / 20)
+    f1a, f1b = 2 * 8 / (2 * 8 + 1 + 2), 2 * 9 / (2 * 9 + 2 + 1)
+    assert m["macro_f1"] == pytest.approx((f1a + f1b) / 2)  # class c is absent from the test set
+    assert set(m["per_class_f1"]) == {"a", "b"} and m["loss"] == 0.5
+
+
+# --- whole rounds on the virtual bench -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    ctx = bench_context(tmp_path_factory.mktemp("rounds"))
+    labelled_dataset(ctx)
+    yield ctx
+    ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_tl_round_measures_every_batch_and_personalizes(bench, tmp_path):
+    ctx = bench
+    state = RoundState()
+    cfg = RoundConfig(input_size=20, mode="tl", epochs=2, warmup_epochs=1, lr=0.01)
+    res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, cfg, ctx.dataset.id, state).run()
+    assert res["status"] == "done"
+    rows = round_rows(ctx.store, res["round_id"])
+    assert len(rows) == res["round_info"]["total_batches"] == state.snapshot()["total_batches"] == 12
+    assert [r.phase for r in rows[:4]] == ["warmup"] * 4
+    assert all(r.source == "d7" for r in rows)
+    # the emulator's batches last what the cost model predicts and draw the profile's current
+    for r in rows:
+        assert r.t1 - r.t0 == pytest.approx(r.seconds, abs=3e-3)
+        assert r.energy_j == pytest.approx(r.pred_energy_j, rel=0.02)
+        assert r.avg_power_w == pytest.approx(2.65e-3, rel=0.02)
+    assert res["after"]["accuracy"] > res["before"]["accuracy"]
+    assert np.asarray(res["after"]["confusion"]).sum() == ctx.store.rounds()[-1]["config"]["n_test"]
+    assert ctx.store.rounds()[-1]["status"] == "done"
+    pm = personalized_model(ctx.store, res["round_id"])
+    base = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, cfg, ctx.dataset.id).load_model()
+    assert not np.allclose(pm.weights["dense2"][0], base.weights["dense2"][0])  # trained
+    assert np.array_equal(pm.weights["conv1"][0], base.weights["conv1"][0])  # frozen in TL
+    text = round_report(ctx.store, res["round_id"])
+    assert "Estimator vs measured" in text and "macro-F1" in text
+    written = export_round(ctx.store, res["round_id"], tmp_path / "out", formats=("npz", "c_header"))
+    assert written["npz"].is_file() and written["c_header"].read_text().count("dense2") > 0
+    assert "personalized_round" in written["report"].name or written["report"].is_file()
+    recs = calibration_records(ctx.store)
+    assert len(recs) >= 12 and all(r.energy_j for r in recs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_round_without_d7_uses_host_alignment_and_cancel_aborts(bench):
+    ctx = bench
+    key = ctx.devices.first("board").info.key
+    done = threading.Event()
+    ctx.devices.call(key, lambda c: c.set_marker(False), lambda r, e: done.set())
+    assert done.wait(5)
+    try:
+        state = RoundState()
+        cfg = RoundConfig(input_size=20, mode="full", epochs=1)
+        res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, cfg, ctx.dataset.id, state).run()
+        rows = round_rows(ctx.store, res["round_id"])
+        assert rows and all(r.source == "host" for r in rows)
+        assert any("host alignment" in w for w in res["warnings"])
+        assert all(r.energy_j and r.energy_j > 0 for r in rows)
+    finally:
+        done.clear()
+        ctx.devices.call(key, lambda c: c.set_marker(True), lambda r, e: done.set())
+        assert done.wait(5)
+    # cancel once the first batch was reported: the board aborts, the partial round is kept
+    state = RoundState()
+    runner = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(epochs=5), ctx.dataset.id, state)
+    res = runner.run(cancelled=lambda: len(state.snapshot()["rows"]) >= 1)
+    assert res["status"] == "cancelled"
+    assert ctx.store.rounds()[-1]["status"] == "cancelled"
+    n = len(round_rows(ctx.store, res["round_id"]))
+    assert 1 <= n < 20
+    wait_for(lambda: ctx.devices.first("board").state.value == "ready", 5)
