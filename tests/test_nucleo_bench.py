@@ -123,3 +123,43 @@ def test_personalizing_a_pretrained_general_model_improves_f1(shared_data):
     assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 4
     f1_before, f1_after = macro_f1(before.matrix), macro_f1(after.matrix)
     assert f1_after > f1_before, (f1_before, f1_after)
+
+
+def test_powershield_measures_board_current_and_d7_batch_events():
+    """The bench's emulated LPM01A, read through its own driver, sees the board's run-mode current
+    between D7 `event` records spaced exactly one batch apart."""
+    from device.lpm01a.capture import Capture
+    from device.lpm01a.driver import PowerShield
+
+    arch = paper_cnn(T, 5)
+    w = Model(arch, seed=1).get_weights()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, T, 3)).astype(np.float32), rng.integers(0, 5, 64)
+    with VirtualBench(time_scale=20.0, seed=1) as bench:
+        ps = PowerShield(bench.urls["powershield"])
+        try:
+            ps.configure(freq=1000, fmt="bin_hexa", acqtime=0, eventsrc=("d7", "ris"))
+            cap = Capture(ps, rate_hz=1000, fmt="bin_hexa")
+            sub = cap.subscribe()
+            cap.start()
+            with NucleoClient.open(bench.urls["board"]) as c:
+                c.upload_model(arch, w)
+                c.upload_dataset(x, y)
+                c.train("full", epochs=1)
+                res = c.wait_round_done(30)
+                c.ping()
+            cap.stop()
+            values, events = [], []
+            while (blk := sub.get(0.5)) is not None:
+                values.append(blk.values)
+                events += [e.index for e in blk.events if e.kind == "event"]
+        finally:
+            ps.close()
+    v = np.concatenate(values)
+    assert len(events) == 3  # round start + 2 batch ends
+    batch_s = [(b.end_tick - b.start_tick) / 1e6 for b in res.batches]
+    np.testing.assert_allclose(np.diff(events) / 1000.0, batch_s, atol=0.003)
+    est = estimate(arch, "full", 32, "paper")
+    run = np.nanmean(v[events[0] + 2 : events[-1] - 2])
+    assert run == pytest.approx(est.current_a, rel=0.02)  # 0.80 mA = 2.65 mW at 3.3 V, 8 MHz
+    assert np.nanmean(v[max(0, events[0] - 300) : events[0] - 5]) < 0.5 * run  # idle before the round
