@@ -288,6 +288,7 @@ def resolve_activities(
 # WISDM text files
 # ================================================================================================
 
+_APP_NAME_RE = re.compile(r"[A-Za-z][A-Za-z _-]{0,39}")  # a plain activity name (v1.1 / app export)
 _WISDM_FILE_RE = re.compile(r"(data_\d+_accel_\w+\.txt|.*wisdm.*raw.*\.txt)$", re.IGNORECASE)
 
 
@@ -444,7 +445,12 @@ def _wisdm_file_to_segments(
     names = []
     for u in uniq:
         key = u.decode("latin-1")
-        names.append(table.get(key if variant == "2019" else key.lower()))
+        name = table.get(key if variant == "2019" else key.lower())
+        if name is None and variant == "v1.1" and _APP_NAME_RE.fullmatch(key):
+            # the app's own export (labels.export_wisdm_csv) writes v1.1 lines with the user's class
+            # names (e.g. 'stairs', 'laying'): accept any plain activity name, canonicalised
+            name = canonical_activity(key)
+        names.append(name)
     unknown = np.array([n is None for n in names], dtype=bool)[inv] if len(uniq) else np.zeros(0, bool)
     if unknown.any():
         for i in np.flatnonzero(unknown)[:10000]:

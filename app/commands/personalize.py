@@ -1,0 +1,108 @@
+"""``odlstudio personalize``: personalize a general model on a (virtual or real) board, without the GUI.
+
+Examples::
+
+    odlstudio personalize --data ../shared/data/wisdm2019_phone_accel/raw/phone/accel/data_1600_accel_phone.txt --json
+    odlstudio personalize --data user.txt --input-size 40 --modes none,full --epochs 10 --out out/
+    odlstudio personalize --data user.txt --board /dev/ttyACM0 --power /dev/ttyACM1
+
+The user's recording (WISDM text v1.1 or 2019, the app's WISDM-text or windows ``.npz`` export, or a
+HAPT npz with ``--user``) is resampled to the model's rate, mapped to its classes (``--activities``),
+split chronologically per activity into local train (``--train-fraction``, stride T/2) and test
+(stride T).  Then, through NUCLEO protocol v1: upload the general model and the training windows, run
+a round per mode (``--warmup-epochs`` on the last layer, then ``--epochs`` of TL or Full), download the
+weights and evaluate before/after on the test windows.  Time per batch comes from the board, power and
+energy per batch from the LPM01A samples between the batch's D7 edges.
+
+Without ``--board`` an in-process virtual bench runs (emulated NUCLEO + LPM01A, ``--time-scale``
+simulated seconds per wall second).  ``--model`` defaults to the shipped general model
+``assets/models/paper_cnn_wisdm5_T<T>.keras`` (``odlstudio make-assets``).
+
+Output: progress on stderr; a summary, or with ``--json`` exactly one JSON object
+``{"user", "input_size", "results": {"none": {"macro_f1", "accuracy"}, "tl": {..., "batches",
+"time_per_batch_s", "energy_per_batch_mj"}, "full": {...}}, ...}``.  ``--out DIR`` writes the
+personalized models (``<mode>/*.keras``, ``.tflite``, C header) and ``report.json``.
+Exit status: 0 ok, 1 the board or the power shield failed, 2 bad arguments or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("personalize", help="personalize a general model on the board and measure time/energy",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE|DIR", help="the user's recording (WISDM text, app export, HAPT npz)")
+    p.add_argument("--user", default=None, help="subject id when --data holds several")
+    p.add_argument("--model", default=None, help="general model (.keras/.h5/.npz); default: the shipped one for --input-size")
+    p.add_argument("--input-size", "-T", type=int, default=None, metavar="T",
+                   help="window length T (default: the model's, or 20 with the shipped models)")
+    p.add_argument("--activities", default=None,
+                   help="activities mapped to the model's classes: comma list of names, or target=src+src "
+                        "(default: the model's classes; for WISDM walking,jogging,stairs,sitting,standing)")
+    p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs after the warm-up (default 5)")
+    p.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2, as the paper)")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--board", default=None, metavar="URL", help="NUCLEO port or pyserial URL (default: in-process virtual bench)")
+    p.add_argument("--power", default=None, metavar="URL",
+                   help="LPM01A port or URL (default: the virtual bench's; none with a real --board unless given)")
+    p.add_argument("--no-power", action="store_true", help="do not capture power")
+    p.add_argument("--power-freq", type=int, default=100, help="LPM01A sampling rate in Hz (default 100)")
+    p.add_argument("--time-scale", type=float, default=500.0, help="virtual bench: simulated s per wall s (default 500)")
+    p.add_argument("--timeout", type=float, default=3.0, help="per-request timeout in s (default 3)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the personalized models and report.json here")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.personalize import PersonalizeConfig, PersonalizeError, personalize, write_outputs  # noqa: PLC0415
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    cfg = PersonalizeConfig(
+        data=args.data, model=args.model, input_size=args.input_size, user=args.user, activities=args.activities,
+        modes=tuple(m.strip().lower() for m in args.modes.split(",") if m.strip()), epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs, lr=args.lr, batch=args.batch, train_fraction=args.train_fraction,
+        seed=args.seed, board_url=args.board, power_url=args.power, power=not args.no_power,
+        power_freq=args.power_freq, time_scale=args.time_scale, timeout=args.timeout,
+    )
+    try:
+        cfg.validate()
+    except PersonalizeError as exc:
+        print(f"odlstudio personalize: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = personalize(cfg, log=log)
+        if args.out:
+            written = write_outputs(result, args.out)
+            log(f"wrote {args.out}/report.json and " + ", ".join(f"{m}: {len(f)} files" for m, f in written.items()))
+    except PersonalizeError as exc:
+        print(f"odlstudio personalize: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        print(f"odlstudio personalize: board/power failure: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.json_object()))
+    else:
+        rep = result.report
+        print(f"user {rep['user']}, T={rep['input_size']}:")
+        for mode, r in rep["results"].items():
+            line = f"  {mode:<5} macro-F1 {r['macro_f1']:.3f}  accuracy {r['accuracy']:.3f}"
+            if "batches" in r:
+                line += f"  {r['batches']} batches  {r['time_per_batch_s']:.3g} s/batch"
+                if r.get("energy_per_batch_mj") is not None:
+                    line += f"  {r['energy_per_batch_mj']:.4g} mJ/batch  {r['power_mw']:.3g} mW"
+            print(line)
+    return 0

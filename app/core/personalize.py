@@ -1,0 +1,733 @@
+"""Personalization end to end through the real board protocol, with the LPM01A measuring every batch.
+
+Workflow (:func:`personalize`):
+
+1. **User data** (:func:`load_user_data`): WISDM text (v1.1 names or 2019 letter codes, a file or a
+   folder; quirks reported by :mod:`app.core.datasets`), the app's own exports (WISDM-v1.1-style text
+   from ``labels.export_wisdm_csv`` or the windows ``.npz`` of ``labels.export_windows_npz``), or a
+   HAPT npz; resampled to the model's rate, activities mapped to the model's classes, split
+   chronologically per activity into local train (default 60 %, stride T/2) and test (stride T) with
+   no window crossing the split.
+2. **Board** (:class:`BoardSession`): a NUCLEO at ``board_url`` (real or virtual), or an in-process
+   :class:`device.bench.VirtualBench`; the LPM01A at ``power_url`` (the bench's when the bench is ours)
+   streams current in ``bin_hexa`` with D7 events enabled, for the whole session.
+3. Per mode (``tl``, ``full``): upload the general model and the training windows (int16, scaled),
+   start a round (warm-up on the last layer, then the mode), collect the batch reports, download the
+   weights (CRC-checked) and evaluate them on the host (engine) on the test windows.  ``none`` is the
+   general model on the same test windows.  If the board refuses the round for lack of SRAM, the
+   training set is reduced (class-stratified, deterministic) to what it says fits, and the report says so.
+4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V·Σ I/f over the LPM01A
+   samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
+   every batch end).  If the edges cannot be matched (marker off, events lost), the batches are
+   aligned on host time instead and the report carries a warning.
+
+Qt-free; TensorFlow only for loading ``.keras`` models and for the exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from app.core import datasets as ds
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSET_MODELS = ROOT / "assets" / "models"
+TRAIN_MODES = ("tl", "full")
+ALL_MODES = ("none", "tl", "full")
+VIRTUAL_TIME_SCALE = 500.0  # simulated seconds per wall second for the in-process bench
+
+
+class PersonalizeError(ValueError):
+    """A bad argument, file or board answer; the message names it."""
+
+
+# ================================================================================================
+# configuration
+# ================================================================================================
+
+
+@dataclass
+class PersonalizeConfig:
+    data: str
+    model: str | None = None
+    input_size: int | None = None
+    user: str | None = None
+    activities: Sequence[str] | str | None = None
+    modes: Sequence[str] = ALL_MODES
+    epochs: int = 5
+    warmup_epochs: int = 2
+    lr: float = 0.01
+    batch: int = 32
+    train_fraction: float = 0.6
+    seed: int = 0
+    board_url: str | None = None  # None: in-process virtual bench
+    power_url: str | None = None  # None: the bench's LPM01A when the bench is ours, else no power capture
+    power: bool = True
+    power_freq: int = 100  # LPM01A samples per (simulated) second
+    time_scale: float = VIRTUAL_TIME_SCALE  # for the in-process bench; 1 for real hardware
+    timeout: float = 3.0  # per protocol request
+    sysclk_hz: int | None = None
+
+    def validate(self) -> None:
+        bad = [m for m in self.modes if m not in ALL_MODES]
+        if bad or not self.modes:
+            raise PersonalizeError(f"--modes: {bad or 'nothing'} not allowed (choose from none, tl, full)")
+        if self.input_size is not None and not 10 <= int(self.input_size) <= 1000:
+            raise PersonalizeError(f"--input-size must be between 10 and 1000, got {self.input_size}")
+        if int(self.epochs) < 0 or int(self.warmup_epochs) < 0:
+            raise PersonalizeError(f"--epochs and --warmup-epochs must be >= 0, got {self.epochs}, {self.warmup_epochs}")
+        if any(m in TRAIN_MODES for m in self.modes) and int(self.epochs) + int(self.warmup_epochs) < 1:
+            raise PersonalizeError("--epochs + --warmup-epochs must be >= 1 to train")
+        if not 1 <= int(self.batch) <= 1024:
+            raise PersonalizeError(f"--batch must be between 1 and 1024, got {self.batch}")
+        if not (math.isfinite(float(self.lr)) and 0 < float(self.lr) <= 10):
+            raise PersonalizeError(f"--lr must be in (0, 10], got {self.lr}")
+        if not 0.0 < float(self.train_fraction) < 1.0:
+            raise PersonalizeError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
+        if not self.time_scale > 0:
+            raise PersonalizeError(f"--time-scale must be > 0, got {self.time_scale}")
+        if not 1 <= int(self.power_freq) <= 100_000:
+            raise PersonalizeError(f"--power-freq must be 1..100000 Hz, got {self.power_freq}")
+
+
+# ================================================================================================
+# model and data
+# ================================================================================================
+
+
+def default_model_path(classes_key: str, T: int) -> Path:
+    return ASSET_MODELS / f"paper_cnn_{classes_key}_T{int(T)}.keras"
+
+
+def resolve_model(model: str | None, T: int | None):
+    """Load ``model`` (or the shipped general model ``paper_cnn_wisdm5_T<T>``) as a LoadedModel."""
+    from app.core.models import ModelError, load_model  # noqa: PLC0415
+
+    if model is None:
+        T = 20 if T is None else int(T)
+        path = default_model_path("wisdm5", T)
+        if not path.exists():
+            have = sorted(p.stem for p in ASSET_MODELS.glob("paper_cnn_*.keras"))
+            raise PersonalizeError(
+                f"no shipped general model for T={T} ({path.name}); shipped: {', '.join(have) or 'none'} — "
+                f"pass --model or create one with 'odlstudio pretrain'")
+    else:
+        path = Path(model)
+    try:
+        lm = load_model(path)
+    except ModelError as exc:
+        raise PersonalizeError(f"--model: {exc}") from exc
+    if T is not None and lm.input_size != int(T):
+        raise PersonalizeError(f"--model {path} takes T={lm.input_size} but --input-size is {T}")
+    if lm.meta.get("classes_unknown"):
+        raise PersonalizeError(f"--model {path}: class names unknown (no sidecar JSON); cannot map the user's activities")
+    return lm
+
+
+@dataclass
+class UserData:
+    user: str
+    train: ds.WindowSet
+    test: ds.WindowSet
+    source: str
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    rate: float = 20.0
+
+    def info(self) -> dict:
+        return {"user": self.user, "source": self.source, "rate_hz": self.rate, "n_train": len(self.train),
+                "n_test": len(self.test), "train_counts": self.train.counts(), "test_counts": self.test.counts(),
+                "skipped_records": len(self.skipped), "skipped_examples": [str(s) for s in self.skipped[:5]],
+                "notes": list(self.notes)}
+
+
+def _activity_mapping(activities: Sequence[str] | str | None, classes: Sequence[str]) -> Any:
+    """What to pass to ``RecordingSet.select``: the model's classes, or the user's ``--activities``
+    (``name`` or ``target=source+source``), which must name only the model's classes."""
+    if activities is None:
+        return list(classes)
+    items = [a.strip() for a in (activities.split(",") if isinstance(activities, str) else activities) if a.strip()]
+    if len(items) == 1 and items[0] in ds.LABEL_SETS:
+        items = list(ds.LABEL_SETS[items[0]])
+    mapping: dict[str, list[str]] = {}
+    for it in items:
+        target, _, srcs = it.partition("=")
+        t = ds.canonical_activity(target)
+        mapping[t] = [ds.canonical_activity(s) for s in srcs.split("+")] if srcs else [t] + [
+            m for m in ds.MERGES.get(t, ()) if m not in items]
+    unknown = [t for t in mapping if t not in classes]
+    if unknown:
+        raise PersonalizeError(f"--activities {unknown} are not classes of the model (classes: {', '.join(classes)})")
+    return mapping
+
+
+def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float = 20.0,
+                   activities: Sequence[str] | str | None = None, user: str | None = None,
+                   train_fraction: float = 0.6) -> UserData:
+    """The user's local train/test windows for a model with ``classes`` and input size ``T``."""
+    path = Path(path)
+    if not path.exists():
+        raise PersonalizeError(f"--data {path}: no such file or directory")
+    if path.is_file() and path.suffix.lower() == ".npz" and _is_window_npz(path):
+        return _load_window_npz(path, classes, T, train_fraction, user)
+    try:
+        rs = ds.load_dataset(path, activities=None, rate=rate)
+    except ds.DatasetError as exc:
+        raise PersonalizeError(f"--data: {exc}") from exc
+    subjects = rs.subjects()
+    if user is None:
+        if len(subjects) > 1:
+            raise PersonalizeError(f"--data {path} holds {len(subjects)} subjects ({', '.join(subjects[:20])}"
+                                   f"{' ...' if len(subjects) > 20 else ''}): choose one with --user")
+        user = subjects[0]
+    else:
+        hits = [s for s in subjects if s == str(user) or s.split("/")[-1] == str(user)]
+        if not hits:
+            raise PersonalizeError(f"--user {user} is not in {path} (subjects: {', '.join(subjects)})")
+        user = hits[0]
+    rs = rs.for_subjects([user])
+    mapping = _activity_mapping(activities, classes)
+    available = set(rs.activities())
+    if isinstance(mapping, list):
+        mapping = {c: [c] + [m for m in ds.MERGES.get(c, ()) if m not in mapping] for c in mapping}
+    mapping = {t: srcs for t, srcs in mapping.items() if any(s in available for s in srcs)}
+    if not mapping:
+        raise PersonalizeError(f"--data {path}: user {user} has none of the model's activities "
+                               f"{', '.join(classes)} (has: {', '.join(sorted(available))})")
+    rs = rs.select(mapping)
+    train, test = ds.personal_split(rs, T, train_fraction, classes)
+    if len(train) == 0 or len(test) == 0:
+        raise PersonalizeError(f"--data {path}: user {user} has too little data for T={T}: "
+                               f"{len(train)} training and {len(test)} test windows")
+    notes = list(rs.notes)
+    missing = [c for c in classes if c not in mapping]
+    if missing:
+        notes.append(f"user {user} has no data for {', '.join(missing)}")
+    return UserData(str(user), train, test, str(path), list(rs.skipped), notes, float(rate))
+
+
+def _is_window_npz(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {"X", "y", "classes"} <= set(z.files)
+    except (OSError, ValueError):
+        return False
+
+
+def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction: float, user: str | None) -> UserData:
+    """The app's windows export: windows in recording order per class; the first ``train_fraction`` of
+    each class trains, the rest tests, dropping the windows that would overlap across the cut."""
+    with np.load(path, allow_pickle=False) as z:
+        X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
+        src_classes = [str(c) for c in z["classes"]]
+        stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1])
+        rates = np.asarray(z["rate_hz"], np.float64) if "rate_hz" in z.files else np.zeros(0)
+    if X.ndim != 3 or X.shape[2] != 3 or len(X) != len(y):
+        raise PersonalizeError(f"--data {path}: windows must be (N, T, 3) with N labels, got X {X.shape}, y {y.shape}")
+    if X.shape[1] != int(T):
+        raise PersonalizeError(f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "
+                               f"(export the windows again with size {T}, or export the recording as WISDM text)")
+    index = {ds.canonical_activity(c): i for i, c in enumerate(classes)}
+    remap = np.array([index.get(ds.canonical_activity(c), -1) for c in src_classes], np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= len(src_classes)):
+        raise PersonalizeError(f"--data {path}: label index outside 0..{len(src_classes) - 1}")
+    yy = remap[y] if len(y) else y
+    keep = yy >= 0
+    gap = max(0, -(-int(T) // max(1, stride)) - 1)  # windows overlapping the cut
+    tr_idx, te_idx = [], []
+    for c in np.unique(yy[keep]):
+        idx = np.flatnonzero(yy == c)
+        cut = int(round(train_fraction * len(idx)))
+        tr_idx += idx[:cut].tolist()
+        te_idx += idx[cut + gap:].tolist()
+    rate = float(np.median(rates)) if len(rates) else 20.0
+    name = user or path.stem
+
+    def ws(ix: list[int]) -> ds.WindowSet:
+        ix = np.array(sorted(ix), np.int64)
+        return ds.WindowSet(X[ix], yy[ix], np.full(len(ix), name, object), tuple(classes), int(T), rate, stride)
+
+    train, test = ws(tr_idx), ws(te_idx)
+    if len(train) == 0 or len(test) == 0:
+        raise PersonalizeError(f"--data {path}: not enough windows of the model's classes ({', '.join(classes)})")
+    notes = [f"{int(np.count_nonzero(~keep))} windows of classes the model does not have were left out"] if (~keep).any() else []
+    return UserData(name, train, test, str(path), [], notes, rate)
+
+
+def stratified_subset(y: np.ndarray, n_keep: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n_keep`` windows keeping the class proportions (sorted, deterministic)."""
+    n = len(y)
+    if n_keep >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    out = []
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts * n_keep / n).astype(int)
+    rest = n_keep - quota.sum()
+    order = np.argsort(-(counts * n_keep / n - quota))
+    quota[order[:rest]] += 1
+    for c, q in zip(classes, quota):
+        idx = np.flatnonzero(y == c)
+        out.append(np.sort(rng.choice(idx, int(q), replace=False)))
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+# ================================================================================================
+# power capture
+# ================================================================================================
+
+
+class PowerRecorder:
+    """An LPM01A acquisition for the whole session: samples (A) and D7 event sample indices, gathered by
+    a consumer thread from a :class:`~device.lpm01a.capture.Capture` subscription."""
+
+    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0):
+        from device.lpm01a.capture import Capture  # noqa: PLC0415
+        from device.lpm01a.driver import PowerShield  # noqa: PLC0415
+
+        self.freq = int(freq)
+        self.url = url
+        self.ps = PowerShield(url, timeout=timeout)
+        try:
+            self.ps.configure(freq=self.freq, fmt="bin_hexa", acqtime=0, output="current", volt=3.3,
+                              eventsrc=("d7", "ris"))
+            try:
+                self.volt = float(self.ps.volt_get())
+            except Exception:  # noqa: BLE001 - not every firmware answers; the set voltage is the fallback
+                self.volt = 3.3
+            self.capture = Capture(self.ps, rate_hz=self.freq, fmt="bin_hexa", stall_timeout=max(5.0, 20.0 / self.freq))
+        except Exception:
+            self.ps.close()
+            raise
+        self._sub = self.capture.subscribe()
+        self._chunks: list[np.ndarray] = []
+        self._n = 0
+        self.events: list[int] = []  # sample index of every D7 rising edge
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, name="personalize-power", daemon=True)
+
+    def start(self) -> "PowerRecorder":
+        self.capture.start()
+        self.start_wall = time.time()
+        self._thread.start()
+        return self
+
+    def _pump(self) -> None:
+        from device.lpm01a.decode import EVENT  # noqa: PLC0415
+
+        while not self._sub.done:
+            b = self._sub.get(0.2)
+            if b is None:
+                continue
+            with self._lock:
+                if len(b.values):
+                    if b.first_index > self._n:  # a consumer overrun: keep indices aligned
+                        self._chunks.append(np.full(b.first_index - self._n, np.nan))
+                        self._n = b.first_index
+                    self._chunks.append(np.asarray(b.values, np.float64))
+                    self._n += len(b.values)
+                self.events += [int(e.index) for e in b.events if e.kind == EVENT]
+
+    @property
+    def n_samples(self) -> int:
+        with self._lock:
+            return self._n
+
+    def n_events(self) -> int:
+        with self._lock:
+            return len(self.events)
+
+    def wait_events(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.n_events() >= count:
+                return True
+            if self.capture.finished:
+                break
+            time.sleep(0.01)
+        return self.n_events() >= count
+
+    def wait_samples(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.n_samples < count and not self.capture.finished:
+            time.sleep(0.01)
+        return self.n_samples >= count
+
+    def samples(self) -> np.ndarray:
+        with self._lock:
+            if len(self._chunks) > 1:
+                self._chunks = [np.concatenate(self._chunks)]
+            return self._chunks[0] if self._chunks else np.zeros(0)
+
+    def sample_index_now(self, time_scale: float) -> float:
+        """Host-time estimate of the current sample index (fallback alignment)."""
+        return (time.time() - self.start_wall) * self.freq * time_scale
+
+    def close(self) -> None:
+        try:
+            if not self.capture.finished:
+                self.capture.stop()
+            self._thread.join(timeout=3.0)
+        finally:
+            self.ps.close()
+
+
+def batch_energy(samples: np.ndarray, freq: float, volt: float, ranges: Sequence[tuple[float, float]]) -> list[dict]:
+    """Per sample range ``[a, b)``: duration, mean current/power and energy (V·ΣI/f).  Ranges may be
+    fractional (host alignment); they are rounded to whole samples.  NaN (lost) samples are replaced
+    by the range mean and counted."""
+    out = []
+    for a, b in ranges:
+        ia, ib = int(round(a)), int(round(b))
+        ia, ib = max(0, ia), min(len(samples), ib)
+        seg = samples[ia:ib] if ib > ia else np.zeros(0)
+        lost = int(np.count_nonzero(np.isnan(seg)))
+        good = seg[~np.isnan(seg)]
+        if not len(good):
+            out.append({"samples": 0, "lost": lost, "mean_current_a": None, "power_mw": None, "energy_mj": None})
+            continue
+        mean_i = float(good.mean())
+        dur = len(seg) / freq
+        out.append({"samples": int(len(seg)), "lost": lost, "mean_current_a": mean_i, "power_mw": mean_i * volt * 1e3,
+                    "energy_mj": mean_i * volt * dur * 1e3, "duration_s": dur})
+    return out
+
+
+# ================================================================================================
+# board session
+# ================================================================================================
+
+
+class BoardSession:
+    """NUCLEO client (+ optional LPM01A recorder), over a real/remote board or an in-process bench."""
+
+    def __init__(self, cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: None):
+        from device.nucleo.client import NucleoClient  # noqa: PLC0415
+
+        self.cfg = cfg
+        self.log = log
+        self.bench = None
+        self.power: PowerRecorder | None = None
+        self.warnings: list[str] = []
+        board_url, power_url = cfg.board_url, cfg.power_url
+        self.time_scale = 1.0
+        try:
+            if board_url is None:
+                from device.bench import VirtualBench  # noqa: PLC0415
+
+                self.bench = VirtualBench(time_scale=cfg.time_scale, seed=cfg.seed)
+                urls = self.bench.start()
+                if urls["board"] is None:
+                    raise PersonalizeError("the virtual bench has no NUCLEO emulator (device/nucleo/emulator.py missing)")
+                board_url = urls["board"]
+                power_url = power_url or urls["powershield"]
+                self.time_scale = float(cfg.time_scale)
+                log(f"virtual bench: board {board_url}, powershield {urls['powershield']}, time scale {cfg.time_scale:g}")
+            try:
+                self.client = NucleoClient.open(board_url, timeout=cfg.timeout)
+            except OSError as exc:
+                raise PersonalizeError(f"--board {board_url}: {exc}") from exc
+            self.hello = self.client.hello()
+            self.info = self.client.info()
+            if cfg.sysclk_hz:
+                self.client.set_clock(int(cfg.sysclk_hz))
+            self.client.set_marker(True)
+            if cfg.power and power_url:
+                try:
+                    self.power = PowerRecorder(power_url, cfg.power_freq, cfg.timeout).start()
+                except Exception as exc:  # noqa: BLE001 - no power figures, but personalization still runs
+                    self.warnings.append(f"no power capture from {power_url}: {exc}")
+            elif cfg.power:
+                self.warnings.append("no LPM01A given (--power URL): time per batch only, no power/energy")
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def tick_hz(self) -> int:
+        return int(self.hello.tick_hz) or 1_000_000
+
+    def close(self) -> None:
+        for closer in (lambda: self.power and self.power.close(), lambda: getattr(self, "client", None) and self.client.close(),
+                       lambda: self.bench and self.bench.stop()):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+    def __enter__(self) -> "BoardSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _i16_scale(x: np.ndarray) -> float:
+    peak = float(np.max(np.abs(x))) if x.size else 1.0
+    return max(peak / 32000.0, 1e-4)
+
+
+@dataclass
+class RoundOutcome:
+    mode: str
+    weights: dict
+    batches: list  # BatchReport
+    info: Any  # RoundInfo
+    done: Any  # RoundDone
+    n_train_used: int
+    round_start_index: float | None  # host estimate of the sample index at TRAIN_START (fallback)
+    events_before: int
+
+
+def run_board_round(session: BoardSession, arch, weights, x: np.ndarray, y: np.ndarray, mode: str,
+                    cfg: PersonalizeConfig, on_batch: Callable[[Any], None] | None = None) -> RoundOutcome:
+    """Upload model + data, train one round, download the weights.  Shrinks the data if the board
+    answers OUT_OF_RAM (once, to what it reports as available)."""
+    from device.nucleo import protocol as P  # noqa: PLC0415
+    from device.nucleo.client import NucleoError  # noqa: PLC0415
+
+    c = session.client
+    c.upload_model(arch, weights)
+    idx = np.arange(len(y))
+    for attempt in range(3):
+        xs, ys = x[idx], y[idx]
+        c.clear_data(0xFF)
+        scale = _i16_scale(xs)
+        c.upload_dataset(xs, ys, slot=0, dtype=P.DType.I16, scale=scale)
+        c.drain_events()
+        ev_before = session.power.n_events() if session.power else 0
+        start_idx = session.power.sample_index_now(session.time_scale) if session.power else None
+        try:
+            info = c.train(mode, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs,
+                           shuffle=True, seed=cfg.seed)
+            break
+        except NucleoError as exc:
+            if exc.code != P.ErrorCode.OUT_OF_RAM or attempt == 2:
+                raise PersonalizeError(f"the board refused the {mode} round: {exc}") from exc
+            need, have = exc.error.arg0, exc.error.arg1
+            per_window = 1 + xs[0].size * 2
+            drop = int(math.ceil((need - have) / per_window)) + 2
+            keep = len(idx) - drop
+            if keep < cfg.batch:
+                raise PersonalizeError(f"the board refused the {mode} round: {exc} — even {max(keep, 0)} windows would not fit") from exc
+            idx = stratified_subset(y, keep, cfg.seed)
+            session.warnings.append(f"{mode}: the board's SRAM holds {keep} of {len(y)} training windows "
+                                    f"(round needs {need} B, {have} B available): a class-stratified subset was used")
+    sim_s = info.est_ticks / session.tick_hz
+    timeout = sim_s / session.time_scale * 3.0 + 30.0 + 0.02 * info.total_batches
+    res = c.wait_round_done(timeout, on_batch=on_batch)
+    if res.done.status != P.RoundStatus.DONE:
+        raise PersonalizeError(f"{mode} round ended with status {P.RoundStatus(res.done.status).name} "
+                               f"(error {res.done.error}) after {res.done.batches_done} batches")
+    w = c.download_weights(arch)
+    return RoundOutcome(mode, w, res.batches, info, res.done, int(len(idx)), start_idx, ev_before)
+
+
+def match_edges(tau: np.ndarray, events: np.ndarray, tol_samples: float = 2.0) -> tuple[np.ndarray | None, int]:
+    """Match the expected D7 edges of a round (``tau``: edge positions relative to the round start, in
+    samples) with observed event sample indices.  The offset comes from the last event (the round's
+    final edge, which the board announces ahead and is never missed by a late capture); each expected
+    edge takes the nearest event within ``tol_samples`` (+0.5 % of its distance from the end), else its
+    predicted position.  Returns ``(edges, matched)``, or ``(None, 0)`` without events."""
+    if not len(events):
+        return None, 0
+    offset = events[-1] - tau[-1]
+    pred = tau + offset
+    edges = pred.copy()
+    matched = 0
+    for j, p in enumerate(pred):
+        k = int(np.argmin(np.abs(events - p)))
+        if abs(events[k] - p) <= tol_samples + 0.005 * (tau[-1] - tau[j]):
+            edges[j] = events[k]
+            matched += 1
+    return edges, matched
+
+
+def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -> dict:
+    """Per-batch figures of one round: time (board ticks), and power/energy from the LPM01A samples
+    between D7 edges (or host-aligned, with a warning).  Main-phase full batches are summarised."""
+    from device.nucleo import protocol as P  # noqa: PLC0415
+
+    tick = float(session.tick_hz)
+    rows = []
+    for b in out.batches:
+        rows.append({"phase": "warmup" if b.phase == P.Phase.WARMUP else "main", "epoch": int(b.epoch),
+                     "batch": int(b.batch), "n": int(b.n_samples), "loss": float(b.loss),
+                     "time_s": (b.end_tick - b.start_tick) / tick, "cycles": int(b.cycles)})
+    alignment = "none"
+    pw = session.power
+    if pw is not None and rows:
+        n = len(out.batches)
+        t0 = out.batches[0].start_tick
+        # edge times relative to the round start, in samples: start, then every batch end
+        tau = np.array([0.0] + [(b.end_tick - t0) / tick * pw.freq for b in out.batches])
+        pw.wait_events(out.events_before + n + 1, timeout=2.0 + 10.0 / max(pw.freq, 1))
+        with pw._lock:
+            ev = np.array(pw.events[out.events_before:], dtype=np.float64)
+        edges, matched = match_edges(tau, ev)
+        if edges is not None and matched >= n:
+            alignment = "d7"
+            if matched < n + 1:
+                session.warnings.append(f"{out.mode}: {matched} of {n + 1} D7 edges matched the batch reports; "
+                                        "the missing one was placed from the board's batch ticks")
+        else:
+            session.warnings.append(f"{out.mode}: {len(ev)} D7 events seen, {matched} match the {n + 1} edges of the "
+                                    "round (marker off or events lost): batches aligned on host time, energy less precise")
+            base = out.round_start_index or 0.0
+            edges = base + tau
+            alignment = "host"
+        ranges = list(zip(edges[:-1], edges[1:]))
+        pw.wait_samples(int(math.ceil(edges[-1])) + 1, timeout=5.0)
+        for r, e in zip(rows, batch_energy(pw.samples(), pw.freq, pw.volt, ranges)):
+            r.update({k: e[k] for k in ("power_mw", "energy_mj", "samples", "lost")})
+    main = [r for r in rows if r["phase"] == "main"]
+    full = [r for r in main if r["n"] == batch_size] or main
+    summary: dict = {"batches": len(main), "warmup_batches": len(rows) - len(main),
+                     "time_per_batch_s": _mean([r["time_s"] for r in full]),
+                     "batch_size": batch_size, "alignment": alignment,
+                     "round_time_s": sum(r["time_s"] for r in rows)}
+    if alignment != "none":
+        summary["power_mw"] = _mean([r["power_mw"] for r in full])
+        summary["energy_per_batch_mj"] = _mean([r["energy_mj"] for r in full])
+        summary["round_energy_mj"] = float(sum(r["energy_mj"] or 0.0 for r in rows))
+    else:
+        summary["power_mw"] = None
+        summary["energy_per_batch_mj"] = None
+    summary["per_batch"] = rows
+    return summary
+
+
+def _mean(vals: Sequence[float | None]) -> float | None:
+    v = [x for x in vals if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+# ================================================================================================
+# the whole workflow
+# ================================================================================================
+
+
+def evaluate_host(arch, weights, x: np.ndarray, y: np.ndarray) -> dict:
+    from device.engine import Model, evaluate  # noqa: PLC0415
+
+    ev = evaluate(Model(arch, weights), x, y, batch_size=1024)
+    return {"macro_f1": round(float(ev.macro_f1), 4), "accuracy": round(float(ev.accuracy), 4),
+            "per_class_f1": [round(float(v), 4) for v in ev.per_class_f1]}
+
+
+@dataclass
+class PersonalizeResult:
+    report: dict
+    model: Any  # LoadedModel (general)
+    weights: dict  # mode -> personalized weights
+    data: UserData
+
+    def json_object(self) -> dict:
+        """The documented ``--json`` object (see docs/personalize.md)."""
+        keep = ("macro_f1", "accuracy", "batches", "time_per_batch_s", "energy_per_batch_mj", "power_mw",
+                "n_train_used", "warmup_batches", "round_time_s", "round_energy_mj", "alignment")
+        res = {m: {k: v for k, v in r.items() if k in keep} for m, r in self.report["results"].items()}
+        return {"user": self.report["user"], "input_size": self.report["input_size"], "results": res,
+                "model": self.report["model"], "board": self.report["board"], "warnings": self.report["warnings"]}
+
+
+def personalize(cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: None,
+                on_batch: Callable[[str, Any], None] | None = None) -> PersonalizeResult:
+    """Run the workflow of the module doc; returns the report, the general model and the new weights."""
+    cfg.validate()
+    lm = resolve_model(cfg.model, cfg.input_size)
+    T = lm.input_size
+    rate = float(lm.meta.get("rate_hz", 20.0))
+    data = load_user_data(cfg.data, lm.classes, T, rate, cfg.activities, cfg.user, cfg.train_fraction)
+    log(f"user {data.user}: {len(data.train)} training / {len(data.test)} test windows of T={T} at {rate:g} Hz "
+        f"({data.source}; {len(data.skipped)} records skipped)")
+    for s in data.skipped[:5]:
+        log(f"  skipped {s}")
+    x_tr, x_te = lm.prepare(data.train.x), lm.prepare(data.test.x)
+    arch = lm.arch
+    results: dict[str, dict] = {}
+    weights: dict[str, dict] = {}
+    warnings: list[str] = list(data.notes)
+    if "none" in cfg.modes:
+        results["none"] = evaluate_host(arch, lm.weights, x_te, data.test.y)
+        log(f"none: macro-F1 {results['none']['macro_f1']:.3f}, accuracy {results['none']['accuracy']:.3f}")
+    board: dict = {}
+    train_modes = [m for m in cfg.modes if m in TRAIN_MODES]
+    if train_modes:
+        with BoardSession(cfg, log) as session:
+            board = {"url": cfg.board_url or "in-process virtual bench", "emulated": bool(session.hello.flags & 1),
+                     "board": session.info.board, "mcu": session.info.mcu, "sysclk_hz": int(session.info.sysclk_hz),
+                     "tick_hz": session.tick_hz, "time_scale": session.time_scale,
+                     "power": None if session.power is None else {"url": session.power.url, "freq_hz": session.power.freq,
+                                                                  "volt": session.power.volt}}
+            for mode in train_modes:
+                t0 = time.monotonic()
+                out = run_board_round(session, arch, lm.weights, x_tr, data.train.y, mode, cfg,
+                                      on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None)
+                meas = measure_batches(session, out, cfg.batch)
+                ev = evaluate_host(arch, out.weights, x_te, data.test.y)
+                weights[mode] = out.weights
+                results[mode] = {**ev, **meas, "n_train_used": out.n_train_used,
+                                 "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
+                                 "wall_s": round(time.monotonic() - t0, 2)}
+                e = meas.get("energy_per_batch_mj")
+                log(f"{mode}: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f}; {meas['batches']} batches, "
+                    f"{meas['time_per_batch_s']:.3g} s/batch" + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else ""))
+            warnings += session.warnings
+    for w in warnings:
+        log(f"warning: {w}")
+    report = {
+        "user": data.user, "input_size": int(T), "classes": list(lm.classes), "results": results,
+        "model": {"source": str(lm.source), "params": int(arch.params), "rate_hz": rate},
+        "data": data.info(), "board": board, "warnings": warnings,
+        "settings": {"epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs, "lr": cfg.lr, "batch": cfg.batch,
+                     "train_fraction": cfg.train_fraction, "seed": cfg.seed, "modes": list(cfg.modes)},
+    }
+    return PersonalizeResult(report, lm, weights, data)
+
+
+def write_outputs(result: PersonalizeResult, out_dir: str | Path,
+                  formats: Sequence[str] = ("keras", "tflite_float32", "c_header")) -> dict[str, dict[str, str]]:
+    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report)."""
+    from app.core.models import export_all  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, dict[str, str]] = {}
+    T = result.report["input_size"]
+    for mode, w in result.weights.items():
+        lm = result.model.with_weights(w, source=f"personalized {mode} for user {result.data.user}")
+        lm.meta.update(personalized_mode=mode, personalized_user=result.data.user,
+                       personalized_macro_f1=result.report["results"][mode]["macro_f1"])
+        stem = f"{_safe(result.data.user)}_{mode}_T{T}"
+        files = export_all(lm, out / mode, stem=stem, formats=formats)
+        written[mode] = {k: str(v) for k, v in files.items()}
+    rep = dict(result.report, outputs=written)
+    (out / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return written
+
+
+def _safe(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(s))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
