@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RoundError", "RoundConfig", "BatchRow", "LocalData", "RoundState", "RoundRunner", "align_batches",
            "attribute_energy", "local_windows", "general_model_path", "GENERAL_SIZES", "MODES", "metrics_from_confusion",
-           "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS"]
+           "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS",
+           "EstimatorInputs", "labelled_seconds", "windows_per_epoch", "measured_points", "personalized_model"]
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "assets" / "models"
@@ -998,3 +999,90 @@ def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | No
                                     energy_j=b.energy_j if b.source == "d7" else None,
                                     voltage_v=res.get("voltage_v"), label=f"round {r['id']} batch {b.index}"))
     return recs
+
+
+# ================================================================================================
+# Estimator inputs shared by the Estimator and Training panels
+# ================================================================================================
+
+
+@dataclass
+class EstimatorInputs:
+    """Budgets and options of the Estimator panel (persisted as ``estimator.*`` settings).  Budgets of 0
+    mean "no budget"."""
+
+    profile: str = "paper"
+    batch_size: int = 32
+    epochs: int = 2  # epochs shown in the table and chart
+    ram_kib: float = 320.0
+    reserve_kib: float = 24.0
+    time_s: float = 0.0
+    energy_mj: float = 0.0
+    power_source: str = "charging"  # 'battery' | 'charging'
+    accounting: str = "paper"  # 'paper' | 'peak'
+    n_classes: int = 5
+
+    KEYS = ("profile", "batch_size", "epochs", "ram_kib", "reserve_kib", "time_s", "energy_mj", "power_source",
+            "accounting")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "EstimatorInputs":
+        d = cls()
+        for k in cls.KEYS:
+            v = settings.get(f"estimator.{k}", getattr(d, k))
+            setattr(d, k, type(getattr(d, k))(v))
+        return d
+
+    def save(self, settings: Any) -> None:
+        for k in self.KEYS:
+            settings.set(f"estimator.{k}", getattr(self, k))
+
+    def recommend(self, n_windows: int | None, profile_dir: str | Path | None = None, input_sizes=GENERAL_SIZES,
+                  epochs: Sequence[int] = (1, 2, 3, 5, 10)) -> Any:
+        """:func:`estimator.recommend` over the paper CNN with these budgets (``n_windows``: training
+        windows per epoch, e.g. from the labelled data; None = one batch per epoch)."""
+        from estimator.arch import paper_cnn
+        from estimator.profiles import get_profile
+        from estimator.recommend import recommend
+
+        prof = get_profile(self.profile, profile_dir)
+        return recommend(lambda T: paper_cnn(int(T), self.n_classes), tuple(input_sizes), ("tl", "full"),
+                         tuple(sorted(set(epochs) | {int(self.epochs)})), batch_size=int(self.batch_size),
+                         profile=prof, n_windows=n_windows, ram_kib=self.ram_kib, reserve_kib=self.reserve_kib,
+                         time_s=self.time_s or None, energy_mj=self.energy_mj or None,
+                         power_source=self.power_source, accounting=self.accounting)
+
+
+def labelled_seconds(store: "Store", dataset_id: int) -> float:
+    """Seconds of labelled accelerometer data in a dataset (for windows-per-epoch estimates)."""
+    return float(sum(l.end_s - l.start_s for rec in store.recordings("accel", dataset_id) for l in store.labels(rec.id)))
+
+
+def windows_per_epoch(store: "Store", dataset_id: int, input_size: int, rate_hz: float = 20.0,
+                      train_fraction: float = 0.6) -> int | None:
+    """Training windows a round would get (60 % of the labelled time, stride T/2), None without labels."""
+    s = labelled_seconds(store, dataset_id) * float(train_fraction)
+    n = int(s * rate_hz)
+    if n < input_size:
+        return None
+    return max(1, (n - int(input_size)) // max(1, int(input_size) // 2) + 1)
+
+
+def measured_points(store: "Store") -> list[dict]:
+    """Per finished round: input size, mode, mean measured time and energy of its full-size main batches,
+    and the predictions for the same batches (for the Estimator panel's overlay)."""
+    out = []
+    for r in store.rounds():
+        if r["status"] != "done":
+            continue
+        c = r["config"]
+        rows = [b for b in round_rows(store, r["id"]) if b.phase == "main" and b.n_samples == c.get("batch_size")]
+        if not rows:
+            continue
+        e = [b.energy_j for b in rows if b.energy_j is not None]
+        out.append({"round_id": r["id"], "input_size": c.get("input_size"), "mode": c.get("mode"),
+                    "batch_size": c.get("batch_size"), "seconds": float(np.mean([b.seconds for b in rows])),
+                    "energy_mj": float(np.mean(e)) * 1e3 if e else None,
+                    "pred_seconds": float(np.mean([b.pred_seconds or 0 for b in rows])),
+                    "pred_energy_mj": float(np.mean([b.pred_energy_j or 0 for b in rows])) * 1e3})
+    return out
