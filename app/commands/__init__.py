@@ -14,4 +14,5 @@ COMMANDS = (
     "personalize",
     "loso",
     "make_assets",
+    "smoke",
 )
