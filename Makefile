@@ -21,5 +21,10 @@ test: $(STAMP)
 assets: $(STAMP)
 	$(VENV)/bin/odlstudio make-assets
 
+# Frozen one-folder app for this OS in dist/odlstudio/ (PyInstaller; see packaging/README.md).
+package: $(STAMP)
+	$(PY) -m pip install -q -e '.[package]'
+	$(PY) packaging/build.py $(PACKAGE_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
