@@ -1,0 +1,468 @@
+"""Training round panel: choose the model and the round, run it on the board, watch per-batch loss and a
+per-batch bar chart of time, average power and energy, browse the history of rounds with before/after
+accuracy, macro-F1 and confusion matrices.
+
+The round runs on the task runner (:class:`app.core.rounds.RoundRunner`, Qt-free); this view only pulls
+:class:`~app.core.rounds.RoundState` snapshots on a 10 Hz ``QTimer`` (and the frame clock) and repaints
+when the state's version changed.  The form is prefilled from the estimator's recommendation (budgets of
+the Estimator panel) and follows "Use in Training panel" there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
+                               QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from app.core.rounds import (GENERAL_SIZES, BatchRow, EstimatorInputs, RoundConfig, RoundRunner, RoundState,
+                             round_rows, round_summary, windows_per_epoch)
+from app.ui.panels import PanelSpec
+from app.ui.panels.base import Panel
+
+SOURCE_COLORS = {"d7": "#16a34a", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
+WARMUP_ALPHA = 150
+MODE_ITEMS = (("TL (last two Dense)", "tl"), ("Full (all layers)", "full"), ("Last Dense only", "last"),
+              ("Custom layers…", "custom"))
+PAPER_LAYERS = ("conv1", "conv2", "dense1", "dense2")
+
+
+class TrainingPanel(Panel):
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self.state = RoundState()
+        self.task = None
+        self.imported: dict[str, tuple[int, tuple[str, ...]]] = {}  # path -> (input size, trainable layers)
+        self._shown_version = -1
+        self._shown_round: int | None = None
+        self._view_rows: list[BatchRow] = []
+        root = QHBoxLayout(self)
+        # --- left column: the form, progress, history ---------------------------------------------------
+        left = QVBoxLayout()
+        box = QGroupBox("Round")
+        form = QFormLayout(box)
+        mrow = QHBoxLayout()
+        self.model = QComboBox()
+        self.model.addItem("General (paper CNN, WISDM)", None)
+        self.model.setToolTip("The pretrained general model shipped with the app, or a model you imported")
+        self.btn_import = QPushButton("Import…")
+        self.btn_import.setToolTip("Import a .keras / .h5 / .npz model (loaded on a worker thread)")
+        mrow.addWidget(self.model, 1)
+        mrow.addWidget(self.btn_import)
+        form.addRow("Model", mrow)
+        self.size = QComboBox()
+        for T in GENERAL_SIZES:
+            self.size.addItem(f"T = {T}  ({T / 20:g} s at 20 Hz)", T)
+        form.addRow("Input size", self.size)
+        self.mode = QComboBox()
+        for text, key in MODE_ITEMS:
+            self.mode.addItem(text, key)
+        form.addRow("Trainable", self.mode)
+        self.layers = QListWidget()
+        self.layers.setMaximumHeight(90)
+        self.layers.setVisible(False)
+        form.addRow("", self.layers)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(4)
+        self.lr.setRange(0.0001, 10.0)
+        self.lr.setSingleStep(0.005)
+        self.lr.setValue(0.01)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(32)
+        self.warmup = QSpinBox()
+        self.warmup.setRange(0, 100)
+        self.warmup.setToolTip("Epochs training only the last Dense layer first (the paper uses 2)")
+        self.measure = QCheckBox("Measure energy with the LPM01A")
+        self.measure.setChecked(True)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Warm-up epochs", self.warmup)
+        form.addRow("", self.measure)
+        left.addWidget(box)
+        self.rec_label = QLabel()
+        self.rec_label.setWordWrap(True)
+        self.rec_label.setObjectName("recommendation")
+        self.rec_label.setStyleSheet("QLabel#recommendation { background:#eff6ff; border:1px solid #bfdbfe; "
+                                     "border-radius:4px; padding:4px; }")
+        left.addWidget(self.rec_label)
+        run = QHBoxLayout()
+        self.btn_run = QPushButton("▶ Run round on the board")
+        self.btn_run.setToolTip("Upload the model and your labelled windows, train, measure (Ctrl+R)")
+        self.btn_cancel = QPushButton("Cancel")
+        self.btn_cancel.setEnabled(False)
+        run.addWidget(self.btn_run, 1)
+        run.addWidget(self.btn_cancel)
+        left.addLayout(run)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.stage = QLabel("Idle")
+        left.addWidget(self.progress)
+        left.addWidget(self.stage)
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("QLabel { background:#fef3c7; color:#78350f; padding:4px; border-radius:4px; }")
+        self.warnings.setVisible(False)
+        left.addWidget(self.warnings)
+        left.addWidget(QLabel("History of rounds"))
+        self.history = QListWidget()
+        left.addWidget(self.history, 1)
+        lw = QWidget()
+        lw.setLayout(left)
+        lw.setMaximumWidth(400)
+        root.addWidget(lw)
+        # --- right: plots and metrics -------------------------------------------------------------------
+        split = QSplitter(Qt.Vertical)
+        plots = pg.GraphicsLayoutWidget()
+        plots.setBackground("w")
+        self.loss_plot = plots.addPlot(row=0, col=0, title="Loss per batch")
+        self.time_plot = plots.addPlot(row=1, col=0, title="Time per batch (s)")
+        self.power_plot = plots.addPlot(row=2, col=0, title="Average power per batch (mW)")
+        self.energy_plot = plots.addPlot(row=3, col=0, title="Energy per batch (mJ)")
+        for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
+            p.showGrid(x=True, y=True, alpha=0.3)
+            p.setMouseEnabled(x=True, y=False)
+        for p in (self.time_plot, self.power_plot, self.energy_plot):
+            p.setXLink(self.loss_plot)
+        self.energy_plot.setLabel("bottom", "batch")
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#7c3aed", width=2), symbol="o", symbolSize=5,
+                                              symbolBrush="#7c3aed")
+        self.bars: dict[str, pg.BarGraphItem] = {}
+        self.pred: dict[str, pg.PlotDataItem] = {}
+        for key, p in (("time", self.time_plot), ("power", self.power_plot), ("energy", self.energy_plot)):
+            b = pg.BarGraphItem(x=[], height=[], width=0.8, pen=pg.mkPen("#334155"), brush="#cbd5e1")
+            p.addItem(b)
+            self.bars[key] = b
+            self.pred[key] = p.plot([], [], pen=pg.mkPen("#111", width=1, style=Qt.DashLine), symbol="_",
+                                    symbolSize=14, symbolPen=pg.mkPen("#111", width=2), name="estimator")
+        self.plots = plots
+        split.addWidget(plots)
+        metrics = QWidget()
+        ml = QGridLayout(metrics)
+        ml.setContentsMargins(0, 0, 0, 0)
+        self.summary = QLabel("Run a round to see its metrics.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.RichText)
+        ml.addWidget(self.summary, 0, 0, 1, 2)
+        self.cm_before = self._matrix()
+        self.cm_after = self._matrix()
+        ml.addWidget(QLabel("Confusion matrix before (rows = true class)"), 1, 0)
+        ml.addWidget(QLabel("Confusion matrix after"), 1, 1)
+        ml.addWidget(self.cm_before, 2, 0)
+        ml.addWidget(self.cm_after, 2, 1)
+        split.addWidget(metrics)
+        split.setSizes([560, 260])
+        root.addWidget(split, 1)
+        # --- wiring -------------------------------------------------------------------------------------
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.refresh)
+        self.btn_run.clicked.connect(self.run_round)
+        self.btn_cancel.clicked.connect(self.cancel_round)
+        self.btn_import.clicked.connect(self.import_model)
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.size.currentIndexChanged.connect(self._update_recommendation_text)
+        self.history.currentRowChanged.connect(self._history_selected)
+        QShortcut(QKeySequence("Ctrl+R"), self, self.run_round, context=Qt.WidgetWithChildrenShortcut)
+        ctx.subscribe("estimator_choice", self.apply_choice)
+        ctx.subscribe("user_changed", lambda **_: self.load_history())
+        self._fill_layers(PAPER_LAYERS)
+        self.prefill_from_estimator()
+        self.load_history()
+
+    # --- construction helpers -----------------------------------------------------------------------------
+    @staticmethod
+    def _matrix() -> QTableWidget:
+        t = QTableWidget(0, 0)
+        t.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        t.verticalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        return t
+
+    def _fill_layers(self, names) -> None:
+        self.layers.clear()
+        for n in names:
+            it = QListWidgetItem(n)
+            it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
+            it.setCheckState(Qt.Checked if n.startswith("dense") else Qt.Unchecked)
+            self.layers.addItem(it)
+
+    def _mode_changed(self) -> None:
+        self.layers.setVisible(self.mode.currentData() == "custom")
+
+    def _model_changed(self) -> None:
+        path = self.model.currentData()
+        if path is None:
+            self.size.setEnabled(True)
+            self._fill_layers(PAPER_LAYERS)
+        else:
+            T, layers = self.imported[path]
+            self.size.setEnabled(False)
+            i = self.size.findData(T)
+            if i < 0:
+                self.size.addItem(f"T = {T} (imported model)", T)
+                i = self.size.count() - 1
+            self.size.setCurrentIndex(i)
+            self._fill_layers(layers)
+
+    # --- estimator prefill --------------------------------------------------------------------------------
+    def prefill_from_estimator(self) -> None:
+        """Set input size, mode, epochs and batch to the estimator's recommendation under the saved budgets."""
+        inputs = EstimatorInputs.from_settings(self.ctx.settings)
+        have = windows_per_epoch(self.ctx.store, self.ctx.dataset.id, 20) is not None
+        nw = (lambda T: windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T)) if have else None
+        try:
+            rec = inputs.recommend(nw, str(self.ctx.data_dir / "profiles"))
+        except Exception as exc:  # noqa: BLE001 - shown, the form keeps its values
+            self.rec_label.setText(f"Estimator unavailable: {exc}")
+            return
+        if rec.choice is None:
+            self.rec_label.setText(f"Estimator: {rec.reason}")
+            return
+        c = rec.choice
+        self.apply_choice(int(c["input_size"]), str(c["mode"]), int(c["epochs"]), int(inputs.batch_size), rec.reason)
+
+    def apply_choice(self, input_size: int, mode: str, epochs: int, batch_size: int = 32, reason: str = "") -> None:
+        if self.model.currentData() is None:
+            i = self.size.findData(int(input_size))
+            if i >= 0:
+                self.size.setCurrentIndex(i)
+        j = self.mode.findData(mode)
+        if j >= 0:
+            self.mode.setCurrentIndex(j)
+        self.epochs.setValue(int(epochs))
+        self.batch.setValue(int(batch_size))
+        self._reason = reason
+        self._update_recommendation_text()
+
+    def _update_recommendation_text(self) -> None:
+        reason = getattr(self, "_reason", "")
+        if reason:
+            self.rec_label.setText(f"<b>Estimator:</b> {reason}")
+
+    # --- config -------------------------------------------------------------------------------------------
+    def config(self) -> RoundConfig:
+        layers = tuple(self.layers.item(i).text() for i in range(self.layers.count())
+                       if self.layers.item(i).checkState() == Qt.Checked)
+        return RoundConfig(model_path=self.model.currentData(), input_size=int(self.size.currentData()),
+                           mode=str(self.mode.currentData()), layers=layers if self.mode.currentData() == "custom" else (),
+                           epochs=self.epochs.value(), lr=self.lr.value(), batch_size=self.batch.value(),
+                           warmup_epochs=self.warmup.value(), measure_power=self.measure.isChecked(),
+                           profile=EstimatorInputs.from_settings(self.ctx.settings).profile)
+
+    def _tasks(self):
+        if self.tasks is None:
+            from app.ui.tasks import TaskRunner
+
+            self.tasks = TaskRunner(self)
+        return self.tasks
+
+    # --- actions ------------------------------------------------------------------------------------------
+    def import_model(self, path: str | None = None) -> None:
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
+                                                  "Models (*.keras *.h5 *.hdf5 *.npz)")
+        if not path:
+            return
+
+        def work(token, progress):
+            from app.core.models import load_model
+
+            progress(0.2, "loading")
+            m = load_model(path)
+            return m.input_size, tuple(l.name for l in m.arch.layers if m.arch.param_shapes().get(l.name)), m.classes
+
+        def done(res):
+            T, layers, classes = res
+            self.imported[path] = (T, layers)
+            self.model.addItem(f"{Path(path).name} (T={T}, {len(classes)} classes)", path)
+            self.model.setCurrentIndex(self.model.count() - 1)
+
+        self._tasks().start(f"Importing {Path(path).name}", work, on_done=done,
+                            on_error=lambda m: self._show_error(f"Import failed: {m}"))
+
+    def run_round(self) -> None:
+        if self.task is not None:
+            return
+        try:
+            cfg = self.config().validate()
+        except Exception as exc:  # noqa: BLE001
+            self._show_error(str(exc))
+            return
+        self.state = RoundState()
+        runner = RoundRunner(self.ctx.store, self.ctx.devices, self.ctx.data_dir, cfg, self.ctx.dataset.id,
+                             self.state, user=self.ctx.user.name, profile_dir=self.ctx.data_dir / "profiles")
+        self._shown_version = -1
+        self._shown_round = None
+        self.btn_run.setEnabled(False)
+        self.btn_cancel.setEnabled(True)
+        self.warnings.setVisible(False)
+        self.task = self._tasks().start("Training round", lambda tok, prog: runner.run(lambda: tok.cancelled, prog),
+                                        on_done=self._finished, on_error=self._failed)
+        self.timer.start()
+
+    def cancel_round(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.stage.setText("Cancelling: aborting the round on the board…")
+
+    def _end(self) -> None:
+        self.task = None
+        self.timer.stop()
+        self.btn_run.setEnabled(True)
+        self.btn_cancel.setEnabled(False)
+        self.refresh()
+        self.load_history()
+
+    def _finished(self, result: dict) -> None:
+        self._end()
+        self.ctx.publish("round_finished", round_id=result.get("round_id"))
+        self.ctx.status(f"Round {result.get('round_id')} {result.get('status')}")
+
+    def _failed(self, message: str) -> None:
+        self._end()
+        if message == "cancelled":
+            self.stage.setText("Cancelled (the partial round is in the history)")
+            rid = self.state.snapshot()["round_id"]
+            if rid is not None:
+                self.ctx.publish("round_finished", round_id=rid)
+        else:
+            self._show_error(message)
+
+    def _show_error(self, message: str) -> None:
+        self.stage.setText("Error")
+        self.warnings.setText(message)
+        self.warnings.setVisible(True)
+        self.ctx.status(message.splitlines()[0] if message else "error")
+
+    # --- history ------------------------------------------------------------------------------------------
+    def load_history(self) -> None:
+        rounds = [r for r in self.ctx.store.rounds(self.ctx.dataset.id)]
+        self._rounds = rounds[::-1]
+        self.history.blockSignals(True)
+        self.history.clear()
+        for r in self._rounds:
+            it = QListWidgetItem(round_summary(r))
+            color = {"done": "#166534", "failed": "#991b1b", "cancelled": "#92400e"}.get(r["status"])
+            if color:
+                it.setForeground(QBrush(QColor(color)))
+            self.history.addItem(it)
+        self.history.blockSignals(False)
+        if self._rounds and self.task is None:
+            self.history.setCurrentRow(0)
+            self._history_selected(0)
+
+    def _history_selected(self, row: int) -> None:
+        if self.task is not None or not (0 <= row < len(getattr(self, "_rounds", []))):
+            return
+        r = self._rounds[row]
+        self._shown_round = r["id"]
+        rows = round_rows(self.ctx.store, r["id"])
+        res = r["result"]
+        self._show(rows, res.get("before"), res.get("after"), res.get("warnings", []),
+                   tuple(res.get("classes") or r["config"].get("model_classes", ())), r["config"], res)
+        self.progress.setValue(1000 if r["status"] == "done" else 0)
+        self.stage.setText(f"Round {r['id']}: {r['status']}" + (f" — {res['error']}" if res.get("error") else ""))
+
+    # --- pulling the live state ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        if self.task is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        snap = self.state.snapshot()
+        if snap["version"] == self._shown_version:
+            return
+        self._shown_version = snap["version"]
+        self.progress.setValue(int(1000 * snap["fraction"]))
+        if snap["text"]:
+            self.stage.setText(snap["text"])
+        self._show(snap["rows"], snap["before"], snap["after"], snap["warnings"], snap["classes"], None, None,
+                   total=snap["total_batches"])
+
+    def _show(self, rows: list[BatchRow], before, after, warnings, classes, config, result, total: int = 0) -> None:
+        self._view_rows = list(rows)
+        n = len(rows)
+        x = np.arange(n, dtype=float)
+        self.loss_curve.setData(x, [r.loss for r in rows])
+        vals = {
+            "time": ([r.seconds for r in rows], [r.pred_seconds for r in rows]),
+            "power": ([np.nan if r.avg_power_w is None else r.avg_power_w * 1e3 for r in rows],
+                      [None if not r.pred_seconds else (r.pred_energy_j or 0) / r.pred_seconds * 1e3 for r in rows]),
+            "energy": ([np.nan if r.energy_j is None else r.energy_j * 1e3 for r in rows],
+                       [None if r.pred_energy_j is None else r.pred_energy_j * 1e3 for r in rows]),
+        }
+        brushes = []
+        for r in rows:
+            c = QColor(SOURCE_COLORS.get(r.source, "#cbd5e1"))
+            if r.phase == "warmup":
+                c.setAlpha(WARMUP_ALPHA)
+            brushes.append(QBrush(c))
+        for key, (h, pred) in vals.items():
+            hh = np.nan_to_num(np.asarray(h, float), nan=0.0)
+            self.bars[key].setOpts(x=x, height=hh, width=0.8, brushes=brushes if n else None)
+            px = [i for i, p in enumerate(pred) if p is not None]
+            self.pred[key].setData(np.asarray(px, float), np.asarray([pred[i] for i in px], float))
+        span = max(n, total, 1)
+        self.loss_plot.setXRange(-0.6, span - 0.4, padding=0)
+        self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
+        self.warnings.setVisible(bool(warnings))
+        self._fill_matrix(self.cm_before, before, classes)
+        self._fill_matrix(self.cm_after, after, classes)
+        parts = []
+        if before:
+            parts.append(f"<b>Before</b>: accuracy {before['accuracy']:.3f}, macro-F1 {before['macro_f1']:.3f}")
+        if after:
+            parts.append(f"<b>After</b>: accuracy {after['accuracy']:.3f}, macro-F1 {after['macro_f1']:.3f}")
+        if rows:
+            e = [r.energy_j for r in rows if r.energy_j is not None]
+            txt = f"{n} batches, {sum(r.seconds for r in rows):.2f} s on the board"
+            if e:
+                txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
+            parts.append(txt)
+            legend = ", ".join(f"<span style='color:{SOURCE_COLORS[k]}'>■</span> {t}" for k, t in
+                               (("d7", "D7-aligned"), ("host", "host-aligned"), ("none", "not measured")))
+            parts.append(f"bars: {legend}; lighter = warm-up; dashes = estimator")
+        self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
+
+    def _fill_matrix(self, table: QTableWidget, m, classes) -> None:
+        if not m:
+            table.setRowCount(0)
+            table.setColumnCount(0)
+            return
+        cm = np.asarray(m["confusion"], int)
+        names = list(m.get("classes") or classes)
+        k = cm.shape[0]
+        table.setRowCount(k)
+        table.setColumnCount(k)
+        table.setHorizontalHeaderLabels(names)
+        table.setVerticalHeaderLabels(names)
+        rowsum = np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        for i in range(k):
+            for j in range(k):
+                it = QTableWidgetItem(str(cm[i, j]))
+                it.setTextAlignment(Qt.AlignCenter)
+                frac = cm[i, j] / rowsum[i, 0]
+                base = (34, 197, 94) if i == j else (239, 68, 68)
+                it.setBackground(QBrush(QColor(*base, int(30 + 200 * frac) if cm[i, j] else 0)))
+                table.setItem(i, j, it)
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        return [("Ctrl+R", "Run a round on the board")]
+
+    def shutdown(self) -> None:
+        self.cancel_round()
+
+
+PANEL = PanelSpec(key="training", title="Training round", order=40, factory=TrainingPanel, icon="SP_MediaPlay",
+                  tooltip="Run a personalization round on the board and measure each batch")
