@@ -105,6 +105,16 @@ def test_stats_exact_and_from_buckets():
     ref = x[3000:9000].astype(np.float64)
     assert not old.exact and old.avg == pytest.approx(ref.mean(), rel=1e-6)
     assert old.min == pytest.approx(ref.min()) and old.max == pytest.approx(ref.max())
+    odd = s.stats(0.0123, 24.4567)  # not bucket-aligned, spans several pyramid levels
+    ref = x[12:24457].astype(np.float64)
+    assert odd.avg == pytest.approx(ref.mean(), rel=1e-3) and abs(odd.n - len(ref)) <= 10
+
+
+def test_range_query_touches_few_buckets():
+    s = SampleStream("p", 100_000.0, 1, recent_s=1.0, history_s=4000.0)
+    s.append(np.ones(100_000 * 100, np.float32))  # 100 s
+    st = s.stats(1.2345, 99.0)
+    assert not st.exact and st.avg == pytest.approx(1.0) and st.n == pytest.approx(97.7655e5, rel=1e-4)
 
 
 def test_bad_input_names_the_problem():

@@ -171,12 +171,14 @@ class StreamRecorder:
             meta = dict(self.rec.meta, dropped=self.dropped)
             if self._error is not None:
                 meta["error"] = str(self._error)
-            self.store.update_recording(self.rec.id, n_samples=self.n_written, status=status, meta=meta)
-            if self._first is not None:
-                t_off = self._first / self.stream.rate_hz
-                self.store.update_recording(self.rec.id, t_offset=t_off)
-            if self.on_finished is not None:
-                self.on_finished(self.store.recording(self.rec.id))
+            try:
+                t_off = None if self._first is None else self._first / self.stream.rate_hz
+                self.store.update_recording(self.rec.id, n_samples=self.n_written, status=status, meta=meta,
+                                            t_offset=t_off)
+                if self.on_finished is not None:
+                    self.on_finished(self.store.recording(self.rec.id))
+            except Exception as exc:  # noqa: BLE001 - database gone (app exiting): recover() repairs the row
+                self._error = self._error or exc
 
     # --- control ---------------------------------------------------------------------------------
     @property

@@ -481,16 +481,46 @@ class SampleStream:
                 avg = s / n
                 std = float(np.sqrt(np.mean((y - avg) ** 2)))
                 return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact)
-            lvl = self._levels[0]
-            j0, b = lvl.get(i0 // lvl.size, -(-i1 // lvl.size))
-        n = int(b.n.sum())
+            n, sm, ss, mn, mx = self._range_sums(i0, i1, channel)
         if n == 0:
             return Stats(t0, t1, 0, *([float("nan")] * 4), False)
-        s, ss = float(b.s[:, channel].sum()), float(b.ss[:, channel].sum())
-        avg = s / n
+        avg = sm / n
         std = math.sqrt(max(0.0, ss / n - avg * avg))
-        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, float(np.nanmin(b.mn[:, channel])),
-                     float(np.nanmax(b.mx[:, channel])), False)
+        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, False)
+
+    def _range_sums(self, i0: int, i1: int, ch: int) -> tuple[int, float, float, float, float]:
+        """Pyramid range query: whole coarse buckets inside the range, finer levels at its edges, level-1
+        buckets (rounded to the nearest bucket) at the very edges.  O(levels * factor).  Caller holds the lock."""
+        n, sm, ss, mn, mx = 0, 0.0, 0.0, math.inf, -math.inf
+        todo = [(i0, i1)]
+        for li in range(len(self._levels) - 1, -1, -1):
+            lvl = self._levels[li]
+            size = lvl.size
+            rest = []
+            for a, b in todo:
+                if li == 0:
+                    j0, j1 = int(round(a / size)), int(round(b / size))
+                else:
+                    j0, j1 = -(-a // size), b // size
+                j0, j1 = max(j0, lvl.start), min(j1, lvl.end)
+                if j1 <= j0:
+                    if li:
+                        rest.append((a, b))
+                    continue
+                _, bk = lvl.get(j0, j1)
+                n += int(bk.n.sum())
+                sm += float(bk.s[:, ch].sum())
+                ss += float(bk.ss[:, ch].sum())
+                if bk.n.any():
+                    mn = min(mn, float(np.nanmin(np.where(bk.n > 0, bk.mn[:, ch], np.nan))))
+                    mx = max(mx, float(np.nanmax(np.where(bk.n > 0, bk.mx[:, ch], np.nan))))
+                if li:
+                    if a < j0 * size:
+                        rest.append((a, j0 * size))
+                    if j1 * size < b:
+                        rest.append((j1 * size, b))
+            todo = rest
+        return n, sm, ss, mn, mx
 
     def _index_range(self, t0: float, t1: float) -> tuple[int, int]:
         return int(math.floor(t0 * self.rate_hz)), int(math.ceil(t1 * self.rate_hz))
