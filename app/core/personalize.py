@@ -182,7 +182,10 @@ def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float
     try:
         rs = ds.load_dataset(path, activities=None, rate=rate)
     except ds.DatasetError as exc:
-        raise PersonalizeError(f"--data: {exc}") from exc
+        app = _load_app_text(path, rate) if path.is_file() else None
+        if app is None:
+            raise PersonalizeError(f"--data: {exc}") from exc
+        rs = app
     subjects = rs.subjects()
     if user is None:
         if len(subjects) > 1:
@@ -213,6 +216,29 @@ def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float
     if missing:
         notes.append(f"user {user} has no data for {', '.join(missing)}")
     return UserData(str(user), train, test, str(path), list(rs.skipped), notes, float(rate))
+
+
+def _load_app_text(path: Path, rate: float) -> ds.RecordingSet | None:
+    """The app's WISDM-style text export (``labels.export_wisdm_csv``) whose user ids are names, not
+    integers (which the WISDM parser requires): read with the app's own importer, the sample rate taken
+    from the timestamp column (ns).  None if the file is not such an export."""
+    from app.core.labels import LabelError, import_wisdm_csv  # noqa: PLC0415
+    from app.core.preprocess import resample_to  # noqa: PLC0415
+
+    try:
+        segs = import_wisdm_csv(path)
+        ts = np.array([int(line.split(",")[2]) for line in path.read_text(encoding="utf-8", errors="replace").split(";")
+                       if line.count(",") == 5], dtype=np.int64)
+    except (LabelError, OSError, ValueError, IndexError):
+        return None
+    steps = np.diff(ts)
+    steps = steps[steps > 0]
+    if not segs or not len(steps):
+        return None
+    native = 1e9 / float(np.median(steps))
+    out = [ds.Segment(s.user, ds.canonical_activity(s.activity), resample_to(s.xyz, round(native, 3), rate), float(rate),
+                      str(path), 0, s.activity, native, k, "app_export") for k, s in enumerate(segs)]
+    return ds.RecordingSet(out, str(path), "m/s^2", [], [f"{path}: app export read at {native:.2f} Hz"])
 
 
 def _is_window_npz(path: Path) -> bool:
