@@ -1,0 +1,250 @@
+"""Packaging pieces that can be checked without PyInstaller (the frozen build itself runs only under
+``PACKAGING=1 bash .ci/run``): asset paths frozen and from source, the hidden ``smoke`` self-test and its
+failure exits, the smoke-test script against the source tree, the spec's excludes against what the app
+imports, the desktop entry and the icons."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import json
+import struct
+import subprocess
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+# ------------------------------------------------------------------------------------------------
+# asset paths
+# ------------------------------------------------------------------------------------------------
+
+
+def test_asset_path_from_source_is_the_repository_assets(monkeypatch):
+    monkeypatch.delenv(paths.ASSETS_ENV, raising=False)
+    assert not paths.is_frozen()
+    assert paths.assets_dir() == ROOT / "assets"
+    assert paths.asset_path("models", "paper_cnn_wisdm5_T20.keras").is_file()
+    assert paths.asset_path("icons", "odlstudio.png").is_file()
+
+
+def test_asset_path_when_frozen_uses_meipass(monkeypatch, tmp_path):
+    monkeypatch.delenv(paths.ASSETS_ENV, raising=False)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert paths.is_frozen()
+    assert paths.bundle_root() == tmp_path
+    assert paths.asset_path("sample", "x.csv") == tmp_path / "assets" / "sample" / "x.csv"
+
+
+def test_asset_env_override_and_rejected_parts(monkeypatch, tmp_path):
+    monkeypatch.setenv(paths.ASSETS_ENV, str(tmp_path))
+    assert paths.asset_path("a.txt") == tmp_path / "a.txt"
+    for bad in (("..", "x"), ("models/../../etc",), (str(tmp_path / "abs"),)):
+        with pytest.raises(ValueError, match="relative to assets"):
+            paths.asset_path(*bad)
+
+
+def test_device_sample_lookup_matches_the_bundle_layout():
+    """device/ cannot import app/ (layering), so device.nucleo.sensor finds the sample as
+    ``<parent of device>/assets``; the spec puts assets/ beside the packages (sys._MEIPASS/assets), so
+    both resolve to the same folder."""
+    from device.nucleo.sensor import default_trace_path
+
+    p = default_trace_path()
+    assert p is not None and p.parent.parent == paths.assets_dir()
+
+
+# ------------------------------------------------------------------------------------------------
+# odlstudio smoke (in-process, without Qt, with faults injected into the real pipeline)
+# ------------------------------------------------------------------------------------------------
+
+
+def _smoke(*argv: str) -> int:
+    from app.commands import smoke
+
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command")
+    smoke.register(sub)
+    args = ap.parse_args(["smoke", *argv])
+    return args.func(args)
+
+
+def test_smoke_streams_real_samples_from_the_virtual_bench(capsys):
+    assert _smoke("--seconds", "1.5", "--no-window", "--json") == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["ok"] and not report["errors"] and report["frozen"] is False
+    # 52 Hz accelerometer and 100 kHz LPM01A by default: most of the nominal samples must be there.
+    assert report["accel_samples"] >= 0.5 * 52 * 1.5
+    assert report["power_samples"] >= 0.5 * 100_000 * 1.5
+    assert report["tensorflow_at_startup"] is False
+
+
+def test_smoke_fails_with_a_message_when_no_samples_arrive(monkeypatch, capsys):
+    from app.core.streams import SampleStream
+
+    monkeypatch.setattr(SampleStream, "append", lambda self, block: None)  # drivers' data is lost
+    assert _smoke("--seconds", "1", "--no-window") == 1
+    err = capsys.readouterr().err
+    assert "accel: 0 samples" in err and "power: 0 samples" in err
+
+
+def test_smoke_fails_when_devices_never_stream(monkeypatch, capsys):
+    from app.core.devices import DeviceManager
+
+    monkeypatch.setattr(DeviceManager, "set_streaming", lambda self, key, on: None)
+    assert _smoke("--seconds", "0.5", "--no-window", "--connect-timeout", "1") == 1
+    assert "not streaming after 1 s" in capsys.readouterr().err
+
+
+def test_smoke_reports_missing_assets(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(paths.ASSETS_ENV, str(tmp_path))
+    assert _smoke("--seconds", "0.5", "--no-window") == 1
+    assert "shipped assets missing" in capsys.readouterr().err
+
+
+def test_valid_samples_ignores_gaps():
+    from app.commands.smoke import _valid_samples
+    from app.core.streams import SampleStream
+
+    s = SampleStream("t", 100.0, 1, recent_s=10)
+    s.append_gap(250)
+    assert _valid_samples(s, 2.0) == 0
+    s.append(np.ones(150, np.float32))
+    assert _valid_samples(s, 2.0) == 150  # last 200 rows: 50 NaN + 150 real
+    assert _valid_samples(None, 2.0) == 0
+
+
+def test_smoke_is_hidden_from_help_but_callable():
+    from app.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "smoke" not in text
+    assert build_parser().parse_args(["smoke", "--seconds", "2"]).seconds == 2.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["smoke", "--seconds", "-1"])
+
+
+# ------------------------------------------------------------------------------------------------
+# packaging/smoke_test.py against the source tree (the same checks it applies to the bundle)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gui
+def test_smoke_test_script_passes_from_source():
+    out = subprocess.run(
+        [PY, "packaging/smoke_test.py", "--cmd", f"{PY} -m app.cli", "--seconds", "1", "--no-export"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[2/3] smoke:" in out.stdout and "[3/3] estimate --json:" in out.stdout
+    assert "smoke test passed" in out.stdout
+
+
+def test_smoke_test_script_fails_clearly_without_a_bundle(tmp_path):
+    out = subprocess.run([PY, "packaging/smoke_test.py", "--bundle", str(tmp_path / "nope")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "does not exist" in out.stderr and "make package" in out.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# the spec, the Makefile target, CI
+# ------------------------------------------------------------------------------------------------
+
+
+def _spec_list(name: str) -> list[str]:
+    tree = ast.parse((ROOT / "packaging" / "odlstudio.spec").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError(f"{name} not found in the spec")
+
+
+def _imported_modules() -> set[str]:
+    names: set[str] = set()
+    for pkg in ("app", "device", "estimator"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module)
+                    names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_spec_excludes_nothing_the_app_imports():
+    excludes = _spec_list("excludes")
+    used = _imported_modules()
+    clash = sorted(m for m in used for e in excludes if m == e or m.startswith(e + "."))
+    assert not clash, f"the spec excludes modules the app imports: {clash}"
+    assert "PySide6.QtWidgets" not in excludes and "tkinter" in excludes
+
+
+def test_make_package_installs_the_extra_and_builds():
+    out = subprocess.run(["make", "-n", "package"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "pip install -q -e '.[package]'" in out.stdout
+    assert "packaging/build.py" in out.stdout
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.lower().startswith("pyinstaller") for r in extras["package"])
+
+
+def test_ci_runs_packaging_only_on_request():
+    text = (ROOT / ".ci" / "run").read_text()
+    assert text.index("make test") < text.index("make package")
+    assert 'if [ "${PACKAGING:-0}" = "1" ]' in text and "packaging/smoke_test.py" in text
+    for test in (ROOT / "tests").glob("test_*.py"):  # the fast suite never builds the bundle
+        if test.name != "test_packaging.py":
+            src = test.read_text(encoding="utf-8")
+            assert "packaging/build.py" not in src and "make package" not in src, test
+
+
+# ------------------------------------------------------------------------------------------------
+# desktop entry and icons
+# ------------------------------------------------------------------------------------------------
+
+
+def test_desktop_entry():
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str
+    cp.read(ROOT / "assets" / "odlstudio.desktop", encoding="utf-8")
+    e = cp["Desktop Entry"]
+    assert e["Type"] == "Application" and e["Name"] == "ODL Studio" and e["Terminal"] == "false"
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert e["Exec"].split()[0] in script and e["TryExec"] == e["Exec"].split()[0]
+    assert (ROOT / "assets" / "icons" / f"{e['Icon']}.png").is_file()
+    assert e["Categories"].endswith(";")
+
+
+def test_icons_are_valid_and_reproducible(tmp_path):
+    icons = ROOT / "assets" / "icons"
+    png = (icons / "odlstudio.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (256, 256)
+    root = ET.fromstring((icons / "odlstudio.svg").read_text(encoding="utf-8"))
+    assert root.tag.endswith("svg") and root.get("viewBox") == "0 0 256 256"
+    ico = (icons / "odlstudio.ico").read_bytes()
+    assert struct.unpack("<HHH", ico[:6]) == (0, 1, 4)
+    icns = (icons / "odlstudio.icns").read_bytes()
+    assert icns[:4] == b"icns" and struct.unpack(">I", icns[4:8])[0] == len(icns)
+    out = subprocess.run([PY, "packaging/make_icon.py", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for name in ("odlstudio.svg", "odlstudio.png", "odlstudio.ico", "odlstudio.icns"):
+        assert (tmp_path / name).read_bytes() == (icons / name).read_bytes(), f"{name} is out of date: run make_icon.py"
+
+
+def test_install_script_is_valid_sh():
+    out = subprocess.run(["sh", "-n", str(ROOT / "packaging" / "install-linux.sh")], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
