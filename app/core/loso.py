@@ -326,7 +326,7 @@ def results_path(results_dir: str | Path, dataset: str) -> Path:
 
 def read_rows(path: str | Path, settings_hash: str | None = None) -> list[dict]:
     """Rows of a results file (malformed lines — e.g. a line cut by a crash — are skipped), optionally
-    only those with ``settings_hash``.  Later rows for the same (dataset, T, subject, mode) win."""
+    only those with ``settings_hash``.  Later rows for the same (dataset, T, subject, mode, settings) win."""
     path = Path(path)
     if not path.exists():
         return []
@@ -338,7 +338,7 @@ def read_rows(path: str | Path, settings_hash: str | None = None) -> list[dict]:
                 continue
             try:
                 r = json.loads(line)
-                key = (r["dataset"], int(r["T"]), str(r["subject"]), r["mode"])
+                key = (r["dataset"], int(r["T"]), str(r["subject"]), r["mode"], r.get("settings_hash"))
             except (ValueError, KeyError, TypeError):
                 continue
             if settings_hash is not None and r.get("settings_hash") != settings_hash:
