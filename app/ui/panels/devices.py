@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit,
@@ -22,6 +24,7 @@ class DevicesPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
         self._version = -1
+        self._details_t = 0.0
         self._statuses: list[DeviceStatus] = []
         lay = QVBoxLayout(self)
         bar = QHBoxLayout()
@@ -97,6 +100,10 @@ class DevicesPanel(Panel):
     # --- frame clock -----------------------------------------------------------------------------
     def tick(self) -> None:
         self.refresh()
+        now = time.monotonic()
+        if now - self._details_t > 0.5:  # stream figures move without state changes
+            self._details_t = now
+            self._show_details()
 
     def refresh(self, force: bool = False) -> None:
         dm = self.ctx.devices
@@ -107,7 +114,7 @@ class DevicesPanel(Panel):
         self._statuses = dm.snapshot()
         self.table.setRowCount(len(self._statuses))
         for r, st in enumerate(self._statuses):
-            name = st.info.name + ("  ⟨virtual⟩" if st.info.virtual else "")
+            name = st.info.name + ("  (virtual)" if st.info.virtual and "virtual" not in st.info.name else "")
             fw = st.details.get("firmware", "")
             vals = (name, "NUCLEO board" if st.info.kind == "board" else "LPM01A power shield",
                     st.info.url + (f"  [{st.info.vid_pid}]" if st.info.vid_pid else ""), st.state.value, fw,

@@ -38,8 +38,9 @@ class StreamPlot(pg.PlotWidget):
 
     def __init__(self, source: Callable[[], SampleStream | None], *, window_s: float = 10.0, scale: float = 1.0,
                  units: str = "", label: str = "", channels: Sequence[int] | None = None,
-                 colors: Sequence[str] = CHANNEL_COLORS, names: Sequence[str] | None = None, parent=None):
-        super().__init__(parent=parent)
+                 colors: Sequence[str] = CHANNEL_COLORS, names: Sequence[str] | None = None, parent=None,
+                 view_box: pg.ViewBox | None = None):
+        super().__init__(parent=parent, viewBox=view_box) if view_box is not None else super().__init__(parent=parent)
         self.source = source
         self.window_s = float(window_s)
         self.scale = float(scale)
@@ -63,7 +64,7 @@ class StreamPlot(pg.PlotWidget):
         pi.hideButtons()
         pi.setClipToView(False)  # we decimate ourselves
         pi.setDownsampling(auto=False)
-        self._legend = pi.addLegend(offset=(10, 5)) if self._names else None
+        self._legend = pi.addLegend(offset=(-10, 5)) if self._names else None
         vb = pi.getViewBox()
         vb.disableAutoRange()
         vb.setMouseEnabled(x=True, y=True)

@@ -1,0 +1,98 @@
+"""Regenerate docs/screenshots/*.png: run the app with the virtual bench streaming and grab each panel.
+
+    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
+
+(``QT_QPA_PLATFORM=offscreen`` works too, without the full-screen ``xvfb_root.png``.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.context import AppContext
+    from app.ui.app import build_window
+
+    app = QApplication([])
+    data = tempfile.mkdtemp(prefix="odl-shots-")
+    ctx = AppContext.create(data, bench=True)
+    win = build_window(ctx)
+    win.resize(1500, 880)
+    win.move(20, 20)
+    win.show()
+
+    def pump(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    dm = ctx.devices
+    for key in ("powershield:virtual", "board:virtual"):
+        dm.connect(key)
+        dm.set_streaming(key, True)
+    pump(3.0)
+    shots = {}
+    win.show_panel("devices")
+    pump(0.5)
+    shots["devices"] = win.grab()
+
+    accel = win.show_panel("live_accel")
+    pump(1.0)
+    dm.call("board:virtual", lambda c: c.set_activity("jogging"))
+    pump(3.0)
+    shots["live_accel"] = win.grab()
+
+    lab = win.show_panel("labelling")
+    lab.class_combo.setCurrentIndex(0)
+    dm.call("board:virtual", lambda c: c.set_activity("walking"))
+    lab.start_recording(8.0)
+    pump(4.0)
+    dm.call("board:virtual", lambda c: c.set_activity("sitting"))
+    while lab.recorder is not None:
+        pump(0.2)
+    lab.set_selection(4.2, 8.0)
+    lab.assign(4)  # Sitting
+    lab.set_selection(1.0, 2.0)
+    pump(0.5)
+    shots["labelling"] = win.grab()
+
+    pw = win.show_panel("power")
+    pw.window.setValue(1.0)
+    pump(2.0)
+    pw.follow.setChecked(False)
+    x0, x1 = pw.plot.visible_range()
+    pw.add_marker(x0 + 0.2 * (x1 - x0), "batch 0")
+    pw.add_marker(x0 + 0.7 * (x1 - x0), "batch 1")
+    pw.set_selection(x0 + 0.3 * (x1 - x0), x0 + 0.5 * (x1 - x0))
+    pump(0.6)
+    shots["power"] = win.grab()
+
+    for name, pix in shots.items():
+        pix.save(str(OUT / f"{name}.png"), "PNG")
+        print("wrote", OUT / f"{name}.png")
+    if os.environ.get("DISPLAY") and shutil.which("import"):
+        pump(0.3)
+        subprocess.run(["import", "-window", "root", str(OUT / "xvfb_root.png")], check=False, timeout=30)
+        print("wrote", OUT / "xvfb_root.png")
+    win.close()
+    ctx.close()
+    shutil.rmtree(data, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
