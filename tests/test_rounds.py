@@ -37,6 +37,15 @@ def test_align_exact_edges_with_latency_offset():
     assert [(s[0], s[1]) for s in spans] == [(100.0, 102.0), (102.0, 104.0), (104.0, 104.5)]
 
 
+def test_align_when_the_power_stream_lags_the_host():
+    # at a fast simulated clock the stream's end (the host's anchor) can trail the board by seconds
+    rows = rows_for([2.0, 2.0])
+    edges = [90.0, 96.0, 98.0, 100.0]
+    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=93.0, rate_hz=1000,
+                          earliest_t=92.9)
+    assert spans == [(96.0, 98.0, "d7"), (98.0, 100.0, "d7")]
+
+
 def test_align_missing_edge_falls_back_for_that_batch_only():
     rows = rows_for([1.0] * 5)
     edges = [50.0, 51.0, 52.0, 54.0, 55.0]  # the edge at 53.0 was lost

@@ -297,12 +297,14 @@ class BatchRow:
 
 
 def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: float, round_start_tick: int,
-                  anchor_t: float, rate_hz: float, search_s: float = 2.0, rel_tol: float = 0.01
-                  ) -> list[tuple[float, float, str]]:
+                  anchor_t: float, rate_hz: float, search_s: float = 2.0, rel_tol: float = 0.01,
+                  earliest_t: float | None = None) -> list[tuple[float, float, str]]:
     """``(t0, t1, source)`` of every row on the power timeline.
 
-    ``edges``: D7 rising-edge times (s).  The round-start edge is the candidate within ``search_s`` of
-    ``anchor_t`` (the host's view of the round start) that explains most of the first batch ends; then
+    ``edges``: D7 rising-edge times (s).  The round-start edge is the candidate at or after
+    ``earliest_t`` (default ``anchor_t - search_s``; the power stream's end when the round was requested)
+    that explains most of the first three batch ends (ties: nearest to ``anchor_t``, the host's view of
+    the round start; the stream may lag the board by its pipeline, so there is no upper bound); then
     each batch end is the edge nearest to the previous match plus the board-measured duration, within
     ``rel_tol`` of that duration plus two power samples.  Rows whose two ends were both matched get
     ``'d7'``; the others are placed by the board's ticks from the last match (or from ``anchor_t``) and
@@ -326,7 +328,7 @@ def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: 
 
     origin: float | None = None
     if len(rows) and len(e):
-        cand = e[(e >= anchor_t - search_s) & (e <= anchor_t + search_s)]
+        cand = e[e >= (anchor_t - search_s if earliest_t is None else earliest_t)]
         best_score, best_c = 0, None
         for c in cand:
             score = sum(1 for k in range(min(3, len(rows)))
@@ -648,7 +650,8 @@ class RoundRunner:
                 t = float(time_per_batch_s(model.arch, names, n, prof, clock))
                 return t, t * float(prof.power_w(clock))
 
-            done_msg, rows = self._collect(client, rinfo, power, anchor, tick_hz, predict, cancelled, progress)
+            done_msg, rows = self._collect(client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled,
+                                           progress)
             if done_msg is None:
                 raise _Cancel()
             result["round_done"] = {"status": P.RoundStatus(done_msg.status).name.lower(),
@@ -699,7 +702,8 @@ class RoundRunner:
         return dataclasses.replace(data, train_x=data.train_x[itr], train_y=data.train_y[itr],
                                    test_x=data.test_x[ite], test_y=data.test_y[ite])
 
-    def _collect(self, client: Any, rinfo: Any, power: tuple[Any, float] | None, anchor: float, tick_hz: float,
+    def _collect(self, client: Any, rinfo: Any, power: tuple[Any, float] | None, anchor: float, earliest: float,
+                 tick_hz: float,
                  predict: Callable[[int, int], tuple[float, float]], cancelled: Callable[[], bool],
                  progress: Callable[..., None]) -> tuple[Any, list[BatchRow]]:
         """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch."""
@@ -725,9 +729,9 @@ class RoundRunner:
                         self._store_row(dataclasses.replace(r, source="none"))
                 return
             stream, volt = power
-            edges = [t for (t, kind, _text) in list(self.devices.power_events) if kind == "event" and t >= anchor - 5]
+            edges = [t for (t, kind, _text) in list(self.devices.power_events) if kind == "event" and t >= earliest]
             spans = align_batches(rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor,
-                                  rate_hz=stream.rate_hz)
+                                  rate_hz=stream.rate_hz, earliest_t=earliest)
             covered = stream.duration
             for r, (t0, t1, src) in zip(rows, spans):
                 if r.index in measured:

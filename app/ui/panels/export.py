@@ -1,0 +1,194 @@
+"""Export panel: write a round's personalized weights as .keras / .h5 / .tflite (float32, int8) / C header /
+.npz with a short Markdown report (model, data, round metrics, estimator vs measured).
+
+The export (TensorFlow conversion) runs on the task runner with progress and cancel
+(:func:`app.core.rounds.export_round`); the report preview is built from the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QListWidget, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+
+from app.core.rounds import EXPORT_FORMATS, export_round, round_report, round_summary
+from app.ui.panels import PanelSpec
+from app.ui.panels.base import Panel
+
+FORMAT_LABELS = {
+    "keras": "Keras 3 (.keras)",
+    "h5": "Keras HDF5 (.h5) — ST Edge AI / X-CUBE-AI",
+    "tflite_float32": "TFLite float32 (.tflite)",
+    "tflite_int8": "TFLite int8 (.tflite, calibrated on the round's windows)",
+    "c_header": "C header for the firmware (.h)",
+    "npz": "NumPy weights (.npz)",
+}
+
+
+class ExportPanel(Panel):
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self.task = None
+        self.written: dict[str, Path] = {}
+        root = QHBoxLayout(self)
+        left = QVBoxLayout()
+        box = QGroupBox("Personalized weights")
+        form = QFormLayout(box)
+        self.round = QComboBox()
+        self.round.setToolTip("Finished rounds with weights downloaded from the board")
+        form.addRow("Round", self.round)
+        drow = QHBoxLayout()
+        self.folder = QLineEdit(str(ctx.settings.get("export.folder", str(Path.home() / "odlstudio-exports"))))
+        self.btn_browse = QPushButton("Browse…")
+        drow.addWidget(self.folder, 1)
+        drow.addWidget(self.btn_browse)
+        form.addRow("Folder", drow)
+        self.stem = QLineEdit()
+        self.stem.setPlaceholderText("personalized_round<N>")
+        form.addRow("File name", self.stem)
+        left.addWidget(box)
+        fbox = QGroupBox("Formats")
+        fl = QVBoxLayout(fbox)
+        self.formats: dict[str, QCheckBox] = {}
+        for f in EXPORT_FORMATS:
+            cb = QCheckBox(FORMAT_LABELS[f])
+            cb.setChecked(True)
+            self.formats[f] = cb
+            fl.addWidget(cb)
+        left.addWidget(fbox)
+        row = QHBoxLayout()
+        self.btn_export = QPushButton("Export")
+        self.btn_cancel = QPushButton("Cancel")
+        self.btn_cancel.setEnabled(False)
+        row.addWidget(self.btn_export, 1)
+        row.addWidget(self.btn_cancel)
+        left.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.stage = QLabel("")
+        self.stage.setWordWrap(True)
+        left.addWidget(self.progress)
+        left.addWidget(self.stage)
+        left.addWidget(QLabel("Written files"))
+        self.files = QListWidget()
+        left.addWidget(self.files, 1)
+        lw = QWidget()
+        lw.setLayout(left)
+        lw.setMaximumWidth(480)
+        root.addWidget(lw)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Report (written beside the files as <name>_report.md)"))
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setLineWrapMode(QPlainTextEdit.NoWrap)
+        right.addWidget(self.report, 1)
+        root.addLayout(right, 1)
+        self.btn_browse.clicked.connect(self._browse)
+        self.btn_export.clicked.connect(self.export)
+        self.btn_cancel.clicked.connect(self.cancel)
+        self.round.currentIndexChanged.connect(self._show_report)
+        ctx.subscribe("round_finished", lambda round_id=None, **_: self.load_rounds(select=round_id))
+        ctx.subscribe("user_changed", lambda **_: self.load_rounds())
+        self.load_rounds()
+
+    # --- rounds --------------------------------------------------------------------------------------------
+    def load_rounds(self, select: int | None = None) -> None:
+        keep = select if select is not None else self.round.currentData()
+        self.round.blockSignals(True)
+        self.round.clear()
+        for r in reversed(self.ctx.store.rounds(self.ctx.dataset.id)):
+            if r["status"] == "done" and r["result"].get("weights_path"):
+                self.round.addItem(round_summary(r), r["id"])
+        i = self.round.findData(keep) if keep is not None else 0
+        self.round.setCurrentIndex(max(0, i))
+        self.round.blockSignals(False)
+        has = self.round.count() > 0
+        self.btn_export.setEnabled(has and self.task is None)
+        if not has:
+            self.stage.setText("No finished round yet: run one in the Training round panel.")
+        self._show_report()
+
+    def _show_report(self) -> None:
+        rid = self.round.currentData()
+        if rid is None:
+            self.report.setPlainText("")
+            return
+        try:
+            self.report.setPlainText(round_report(self.ctx.store, int(rid)))
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self.report.setPlainText(f"Cannot build the report: {exc}")
+
+    def _browse(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
+        if d:
+            self.folder.setText(d)
+
+    # --- export --------------------------------------------------------------------------------------------
+    def selected_formats(self) -> tuple[str, ...]:
+        return tuple(f for f, cb in self.formats.items() if cb.isChecked())
+
+    def _tasks(self):
+        if self.tasks is None:
+            from app.ui.tasks import TaskRunner
+
+            self.tasks = TaskRunner(self)
+        return self.tasks
+
+    def export(self) -> None:
+        rid = self.round.currentData()
+        formats = self.selected_formats()
+        folder = self.folder.text().strip()
+        if rid is None:
+            self.stage.setText("Choose a round first")
+            return
+        if not formats:
+            self.stage.setText("Choose at least one format")
+            return
+        if not folder:
+            self.stage.setText("Choose an export folder")
+            return
+        self.ctx.settings.set("export.folder", folder)
+        stem = self.stem.text().strip() or None
+        store = self.ctx.store
+        self.files.clear()
+        self.progress.setValue(0)
+        self.btn_export.setEnabled(False)
+        self.btn_cancel.setEnabled(True)
+        self.task = self._tasks().start(
+            f"Exporting round {rid}",
+            lambda tok, prog: export_round(store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog),
+            on_done=self._done, on_error=self._failed,
+            on_progress=lambda f, t: (self.progress.setValue(int(1000 * f)), self.stage.setText(t)))
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.stage.setText("Cancelling after the current format…")
+
+    def _end(self) -> None:
+        self.task = None
+        self.btn_cancel.setEnabled(False)
+        self.btn_export.setEnabled(self.round.count() > 0)
+
+    def _done(self, written: dict) -> None:
+        self._end()
+        self.written = dict(written)
+        for k, p in written.items():
+            self.files.addItem(f"{Path(p).name}   ({k}, {Path(p).stat().st_size / 1024:.1f} KiB)")
+        self.progress.setValue(1000)
+        self.stage.setText(f"Wrote {len(written)} files to {self.folder.text()}")
+        self.ctx.status(f"Exported round {self.round.currentData()} to {self.folder.text()}")
+
+    def _failed(self, message: str) -> None:
+        self._end()
+        self.stage.setText("Export cancelled (files already written are kept)" if message == "cancelled"
+                           else f"Export failed: {message}")
+
+    def shutdown(self) -> None:
+        self.cancel()
+
+
+PANEL = PanelSpec(key="export", title="Export", order=70, factory=ExportPanel, icon="SP_DialogSaveButton",
+                  tooltip="Personalized weights as .keras/.h5/.tflite/C header/.npz with a report")

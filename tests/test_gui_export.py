@@ -1,0 +1,88 @@
+"""Export panel driven end to end (pytest-qt, offscreen): a TL round on the virtual bench, then export its
+personalized weights in every format with the report, and check the files load back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
+from app.ui.panels.export import ExportPanel  # noqa: E402
+from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ctx_with_round(tmp_path_factory):
+    ctx = bench_context(tmp_path_factory.mktemp("export"))
+    labelled_dataset(ctx)
+    res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(epochs=2), ctx.dataset.id).run()
+    assert res["status"] == "done" and res["energy_sources"] == ["d7"], res["warnings"]
+    yield ctx, res
+    ctx.close()
+
+
+@pytest.mark.timeout(300)
+def test_export_all_formats_with_report(qtbot, ctx_with_round, tmp_path):
+    from app.core.models import load_model, load_npz, read_c_header, run_tflite
+    from app.core.rounds import personalized_model
+
+    ctx, res = ctx_with_round
+    panel = ExportPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1300, 800)
+    panel.show()
+    assert panel.round.count() == 1 and panel.round.currentData() == res["round_id"]
+    assert "Estimator vs measured" in panel.report.toPlainText()
+    out = tmp_path / "exports"
+    panel.folder.setText(str(out))
+    panel.stem.setText("alice_T20")
+    qtbot.mouseClick(panel.btn_export, Qt.LeftButton)
+    assert panel.btn_cancel.isEnabled()
+    qtbot.waitUntil(lambda: panel.task is None, timeout=240_000)
+    assert "Wrote" in panel.stage.text(), panel.stage.text()
+    names = sorted(p.name for p in out.iterdir())
+    for expected in ("alice_T20.keras", "alice_T20.h5", "alice_T20_float32.tflite", "alice_T20_int8.tflite",
+                     "alice_T20.h", "alice_T20.npz", "alice_T20_report.md"):
+        assert expected in names, names
+    assert panel.files.count() == 7
+    ref = personalized_model(ctx.store, res["round_id"])
+    for m in (load_model(out / "alice_T20.keras"), load_model(out / "alice_T20.h5"), load_npz(out / "alice_T20.npz"),
+              read_c_header(out / "alice_T20.h")):
+        assert m.classes == ref.classes
+        np.testing.assert_allclose(m.weights["dense2"][0], ref.weights["dense2"][0], rtol=1e-6, atol=1e-6)
+    x = np.random.default_rng(0).normal(0, 5, (4, 20, 3)).astype(np.float32)
+    probs = run_tflite(out / "alice_T20_float32.tflite", x)
+    assert probs.shape == (4, 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    report = (out / "alice_T20_report.md").read_text()
+    assert "macro-F1" in report and "alice_T20_int8.tflite" in report
+    d = os.environ.get("ODL_SCREENSHOTS")
+    if d:
+        panel.grab().save(str(Path(d) / "export.png"))
+
+
+@pytest.mark.timeout(120)
+def test_export_cancel_and_bad_input(qtbot, ctx_with_round, tmp_path):
+    ctx, res = ctx_with_round
+    panel = ExportPanel(ctx)
+    qtbot.addWidget(panel)
+    for cb in panel.formats.values():
+        cb.setChecked(False)
+    qtbot.mouseClick(panel.btn_export, Qt.LeftButton)
+    assert panel.task is None and "at least one format" in panel.stage.text()
+    panel.formats["keras"].setChecked(True)
+    panel.formats["npz"].setChecked(True)
+    panel.folder.setText(str(tmp_path / "c"))
+    qtbot.mouseClick(panel.btn_export, Qt.LeftButton)
+    qtbot.mouseClick(panel.btn_cancel, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is None, timeout=60_000)
+    assert "cancelled" in panel.stage.text()
+    assert not (tmp_path / "c" / f"personalized_round{res['round_id']}_report.md").exists()
