@@ -44,6 +44,7 @@ from device.simclock import SimClock
 __all__ = [
     "LPM01AEmulator",
     "LPM01AFaults",
+    "apply_byte_faults",
     "TxModel",
     "State",
     "encode_bin_words",
@@ -136,7 +137,9 @@ class LPM01AFaults:
     ``force_overflow`` aborts the running acquisition as a TX overflow at once;
     ``host_not_reading`` stops delivery (the TX FIFO fills up, then the acquisition buffer overflows);
     ``static_unstable`` makes the next static acquisition fail the +-10 % rule;
-    ``disconnect_s`` (seconds) asks the endpoint to unplug the port for that long (then resets to None).
+    ``disconnect_s`` (seconds) asks the endpoint to unplug the port for that long (then resets to None);
+    ``reset_now`` resets the shield on its own (reset button, brown-out): exactly what ``psrst`` does
+    (defaults, standalone, port gone for ``model.psrst_seconds``) without any command (then resets to False).
     """
 
     nul_rate: float = 0.0
@@ -149,6 +152,7 @@ class LPM01AFaults:
     host_not_reading: bool = False
     static_unstable: bool = False
     disconnect_s: float | None = None
+    reset_now: bool = False
 
     def __setattr__(self, name: str, value: object) -> None:
         if name.endswith("_rate"):
@@ -284,6 +288,25 @@ def _ascii_timestamp(ms: int, load_pct: int) -> bytes:
     return f"\r\nTimeStamp: {ms // 1000:03d}s {ms % 1000:03d}ms, buff {load_pct:02d}%\r\n".encode()
 
 
+def apply_byte_faults(data: bytes, f: "LPM01AFaults", rng: np.random.Generator) -> bytes:
+    """``data`` with the byte faults of ``f`` applied (``corrupt_rate``, ``drop_rate``, ``nul_rate``,
+    ``nul_burst_rate``/``nul_burst_len``; probabilities per byte).  Shared with the NUCLEO emulator's
+    fault switches (any object with those attributes)."""
+    arr = np.frombuffer(data, dtype=np.uint8).copy()
+    if f.corrupt_rate:
+        hit = rng.random(arr.size) < f.corrupt_rate
+        arr[hit] ^= rng.integers(1, 256, size=int(hit.sum()), dtype=np.uint8)
+    if f.drop_rate:
+        arr = arr[rng.random(arr.size) >= f.drop_rate]
+    if f.nul_rate or f.nul_burst_rate:
+        pos = np.flatnonzero(rng.random(arr.size) < f.nul_rate) + 1
+        bursts = np.flatnonzero(rng.random(arr.size) < f.nul_burst_rate) + 1
+        pos = np.concatenate([pos, np.repeat(bursts, f.nul_burst_len)])
+        if pos.size:
+            arr = np.insert(arr, np.sort(pos), 0)
+    return arr.tobytes()
+
+
 # --- acquisition bookkeeping ----------------------------------------------------------------------
 @dataclass
 class _Acquisition:
@@ -415,6 +438,9 @@ class LPM01AEmulator:
             if self.faults.disconnect_s is not None:
                 self._unplug_request = float(self.faults.disconnect_s)
                 self.faults.disconnect_s = None
+            if self.faults.reset_now:  # fault: spontaneous reset, same effect as a psrst command
+                self.faults.reset_now = False
+                self._cmd_psrst("", "", now)
             if self.state == State.ARMED:
                 self._advance_armed(now)
             if self.state in (State.ACQUIRING, State.DRAINING) and self._acq is not None:
@@ -451,20 +477,7 @@ class LPM01AEmulator:
         self.tx.append(data)
 
     def _apply_byte_faults(self, data: bytes) -> bytes:
-        f, rng = self.faults, self._fault_rng
-        arr = np.frombuffer(data, dtype=np.uint8).copy()
-        if f.corrupt_rate:
-            hit = rng.random(arr.size) < f.corrupt_rate
-            arr[hit] ^= rng.integers(1, 256, size=int(hit.sum()), dtype=np.uint8)
-        if f.drop_rate:
-            arr = arr[rng.random(arr.size) >= f.drop_rate]
-        if f.nul_rate or f.nul_burst_rate:
-            pos = np.flatnonzero(rng.random(arr.size) < f.nul_rate) + 1
-            bursts = np.flatnonzero(rng.random(arr.size) < f.nul_burst_rate) + 1
-            pos = np.concatenate([pos, np.repeat(bursts, f.nul_burst_len)])
-            if pos.size:
-                arr = np.insert(arr, np.sort(pos), 0)
-        return arr.tobytes()
+        return apply_byte_faults(data, self.faults, self._fault_rng)
 
     def _in_stream(self) -> bool:
         return self.state in (State.ARMED, State.ACQUIRING, State.DRAINING)

@@ -27,6 +27,7 @@ emulated LPM01A).  What it does:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -104,6 +105,53 @@ class _Job:
     thread: threading.Thread | None = None
 
 
+# ----------------------------------------------------------------------------------------------------
+# Fault switches (virtual bench; docs/reliability.md).  Kept apart from the board model: nothing below
+# changes behaviour while every switch is at its default.
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class NucleoFaults:
+    """Fault switches of the emulated board (``emulator.faults``; change at any time).
+
+    * ``corrupt_rate``, ``drop_rate``, ``nul_rate``, ``nul_burst_rate`` (+ ``nul_burst_len``): byte
+      faults on everything the board sends from now on (probability per byte; same model as the LPM01A's).
+    * ``garbage``: the board answers every request with random bytes (wrong firmware, wrong baud rate).
+    * ``silent``: the board neither reads nor sends (hung firmware); output queued meanwhile is sent
+      once it is cleared.
+    * ``host_not_reading``: nothing is delivered to the host (its TX FIFO fills, SAMPLES are dropped
+      and counted) while requests are still executed.
+    * ``reset_now``: the board resets on its own (reset button, power glitch): round aborted, state
+      lost, BOOT event with reset cause 0; the ST-LINK port stays (then resets to False).
+    """
+
+    corrupt_rate: float = 0.0
+    drop_rate: float = 0.0
+    nul_rate: float = 0.0
+    nul_burst_rate: float = 0.0
+    nul_burst_len: int = 16
+    garbage: bool = False
+    silent: bool = False
+    host_not_reading: bool = False
+    reset_now: bool = False
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name.endswith("_rate"):
+            v = float(value)  # type: ignore[arg-type]
+            if not (0.0 <= v <= 1.0):
+                raise ValueError(f"faults.{name} is a probability per byte: must be in [0, 1], got {value!r}")
+            value = v
+        elif name == "nul_burst_len" and int(value) < 1:  # type: ignore[arg-type]
+            raise ValueError(f"faults.nul_burst_len must be >= 1, got {value!r}")
+        object.__setattr__(self, name, value)
+
+    def byte_faults_active(self) -> bool:
+        return bool(self.corrupt_rate or self.drop_rate or self.nul_rate or self.nul_burst_rate)
+
+    def clear(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, f.default)
+
+
 class NucleoEmulator:
     """Emulated NUCLEO-L496ZG + IKS01A3 (EmulatedDevice + CurrentSource).  Thread-safe."""
 
@@ -144,6 +192,8 @@ class NucleoEmulator:
         self._tl_t: list[float] = [-math.inf]
         self._tl_i: list[float] = [0.0]
         self._edges: list[float] = []
+        self.faults = NucleoFaults()
+        self._fault_rng = np.random.default_rng([self.seed, 7])
         self._power_on(reset_cause=0, t=float(clock.now()))
 
     # ------------------------------------------------------------------------------------------------
@@ -220,6 +270,8 @@ class NucleoEmulator:
 
     def receive(self, data: bytes) -> None:
         with self._lock:
+            if self.faults.silent:  # fault: hung firmware reads nothing
+                return
             now = float(self.clock.now())
             self._advance_locked(now)
             self._decode_errors.clear()
@@ -235,10 +287,15 @@ class NucleoEmulator:
 
     def advance(self, now: float) -> None:
         with self._lock:
+            if self.faults.reset_now:  # fault: spontaneous reset (button, power glitch)
+                self.faults.reset_now = False
+                self._reboot(float(now), reset_cause=0)
             self._advance_locked(float(now))
 
     def pending(self) -> memoryview | bytes:
         with self._lock:
+            if self.faults.silent or self.faults.host_not_reading:  # fault: nothing reaches the host
+                return b""
             return self._fifo.pending()
 
     def consume(self, n: int) -> None:
@@ -312,8 +369,16 @@ class NucleoEmulator:
     def _send(self, seq: int, msg: P.Message) -> bytes:
         wire = P.DELIMITER + msg.encode(seq)
         with self._lock:
-            self._fifo.append(wire)
+            self._fifo.append(self._faulty(wire))
         return wire
+
+    def _faulty(self, wire: bytes) -> bytes:
+        """Fault switches: ``wire`` as it leaves the board (byte faults applied)."""
+        if not self.faults.byte_faults_active():
+            return wire
+        from device.lpm01a.emulator import apply_byte_faults
+
+        return apply_byte_faults(wire, self.faults, self._fault_rng)
 
     def _emit(self, msg: P.Message) -> None:
         with self._lock:
@@ -372,6 +437,11 @@ class NucleoEmulator:
     # requests
     # ------------------------------------------------------------------------------------------------
     def _on_frame(self, frame: P.Frame, now: float) -> None:
+        if self.faults.garbage:  # fault: random bytes instead of an answer (nothing is executed)
+            n = int(self._fault_rng.integers(1, 64))
+            with self._lock:
+                self._fifo.append(self._fault_rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+            return
         key = P.frame_body(frame.type, frame.seq, frame.payload)
         if self._cache is not None and self._cache[0] == key:
             with self._lock:
@@ -420,14 +490,14 @@ class NucleoEmulator:
         return P.Info(*FW_VERSION, P.PROTOCOL_VERSION, 0x461, 0x1000, self.sysclk_hz, TICK_HZ, self.ram_total, self.ram_free,
                       int(self.profile.flash_bytes), 0x6C, 1, 0, "NUCLEO-L496ZG", "STM32L496ZG", "LSM6DSO", self.profile.name[:16])
 
+    def _reboot(self, now: float, reset_cause: int) -> None:
+        if self._job is not None:
+            self._abort_job(now)
+        self._power_on(reset_cause=reset_cause, t=now)
+        self._drop_edges_after(now)
+
     def _h_reset(self, m: P.Reset, now: float) -> Any:
-        def reboot() -> None:
-            job = self._job
-            if job is not None:
-                self._abort_job(now)
-            self._power_on(reset_cause=1, t=now)
-            self._drop_edges_after(now)
-        return P.Ack(P.MsgType.RESET), reboot
+        return P.Ack(P.MsgType.RESET), lambda: self._reboot(now, reset_cause=1)
 
     def _h_set_clock(self, m: P.SetClock, now: float) -> P.Message:
         self._not_busy("change the clock")
@@ -898,4 +968,4 @@ class NucleoEmulator:
     }
 
 
-__all__ = ["NucleoEmulator", "TraceError", "TICK_HZ", "K_SLEEP_A_PER_HZ", "STREAM_CYCLES_PER_SAMPLE"]
+__all__ = ["NucleoEmulator", "NucleoFaults", "TraceError", "TICK_HZ", "K_SLEEP_A_PER_HZ", "STREAM_CYCLES_PER_SAMPLE"]
