@@ -30,24 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    choices = _subcommands(parser)
+    # Without a sub-command the desktop app starts; its options (--bench, --data-dir, ...) may be given
+    # directly: `odlstudio --bench` == `odlstudio gui --bench`.
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if "gui" in choices and first not in choices and not {"-h", "--help", "--version"} & set(argv):
+        argv = ["gui", *argv]
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        args = parser.parse_args(["gui", *(argv or [])]) if "gui" in COMMANDS and _has(parser, "gui") else args
-        if not getattr(args, "command", None):
-            parser.print_help()
-            return 0
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
 
 
-def _has(parser: argparse.ArgumentParser, name: str) -> bool:
-    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
-        if name in getattr(action, "choices", {}):
-            return True
-    return False
+def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps sub-parsers here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return set(action.choices)
+    return set()
 
 
 if __name__ == "__main__":
