@@ -50,9 +50,18 @@ def test_align_missing_edge_falls_back_for_that_batch_only():
     rows = rows_for([1.0] * 5)
     edges = [50.0, 51.0, 52.0, 54.0, 55.0]  # the edge at 53.0 was lost
     spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=50.01, rate_hz=1000)
-    assert [s[2] for s in spans] == ["d7", "d7", "host", "host", "d7"]
+    assert [s[2] for s in spans] == ["d7", "d7", "d7-interp", "d7", "d7"]
     assert spans[2][1] == pytest.approx(53.0)
-    assert spans[3] == (pytest.approx(53.0), 54.0, "host")
+    assert spans[3] == (pytest.approx(53.0), 54.0, "d7")
+
+
+def test_align_recovers_a_lost_round_start_edge():
+    rows = rows_for([7.9, 7.9, 7.9, 2.2])
+    edges = [12.5, 47.6, 55.5, 63.4, 65.6]  # an earlier round's edge, then the start edge (39.7) is lost
+    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=39.3, rate_hz=1000,
+                          earliest_t=39.0)
+    assert [s[2] for s in spans] == ["d7"] * 4
+    assert spans[0] == (pytest.approx(39.7), 47.6, "d7")
 
 
 def test_align_tolerates_spurious_edges_and_clock_drift():

@@ -23,8 +23,8 @@ snapshot with a version counter); cancelling aborts the round on the board (TRAI
 LPM01A reports these edges in its stream, so batch *i* spans ``[edge_i, edge_i+1]`` on the power
 timeline and its energy is ``V · mean(I) · Δt`` over those samples.  :func:`align_batches` matches edges
 to the board's batch ticks (robust to missing or spurious edges: each expected edge is looked for near
-the previous match plus the board-measured duration).  Batches without matching edges fall back to
-*host alignment*: the round start on the power timeline is taken as the moment the host saw the
+the previous match plus the board-measured duration; a lost edge is replaced by its neighbour plus the
+board's ticks).  When no edge matches at all, the round falls back to *host alignment*: the round start on the power timeline is taken as the moment the host saw the
 TRAIN_START reply, and batch times are the board's ticks from there — accurate only to the USB latency,
 so the round carries a warning.  :func:`attribute_energy` is the reusable whole-round version
 (e.g. for a CLI that captures first and attributes afterwards).
@@ -265,8 +265,9 @@ def metrics_from_confusion(confusion: np.ndarray, classes: Sequence[str], loss: 
 @dataclass
 class BatchRow:
     """One batch of a round (JSON in ``round_batches.data``).  Times ``t0``/``t1`` are on the power
-    stream's timeline (s); ``source`` says how they were found: ``d7`` (both edges measured), ``host``
-    (host alignment), ``none`` (no power measurement) or ``pending``."""
+    stream's timeline (s); ``source`` says how they were found: ``d7`` (end edge measured), ``d7-interp``
+    (edge lost: neighbouring edge + board ticks), ``host`` (host alignment), ``none`` (no power
+    measurement) or ``pending``."""
 
     index: int
     phase: str  # 'warmup' | 'main'
@@ -301,14 +302,18 @@ def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: 
                   earliest_t: float | None = None) -> list[tuple[float, float, str]]:
     """``(t0, t1, source)`` of every row on the power timeline.
 
-    ``edges``: D7 rising-edge times (s).  The round-start edge is the candidate at or after
-    ``earliest_t`` (default ``anchor_t - search_s``; the power stream's end when the round was requested)
-    that explains most of the first three batch ends (ties: nearest to ``anchor_t``, the host's view of
-    the round start; the stream may lag the board by its pipeline, so there is no upper bound); then
-    each batch end is the edge nearest to the previous match plus the board-measured duration, within
-    ``rel_tol`` of that duration plus two power samples.  Rows whose two ends were both matched get
-    ``'d7'``; the others are placed by the board's ticks from the last match (or from ``anchor_t``) and
-    get ``'host'``.
+    ``edges``: D7 rising-edge times (s); the board raises one at the round start and one at every batch
+    end.  The round start is found first: candidates are each of the first three edges at or after
+    ``earliest_t`` (default ``anchor_t - search_s``; the power stream's end when the round was
+    requested), and those edges minus the board-measured offsets of the first three batch ends (so a lost
+    start edge is recovered); the candidate whose offsets explain most edges wins (ties: nearest to
+    ``anchor_t``, the host's view of the round start).  Then each batch end is the edge nearest to the
+    previous match plus the board-measured duration, within ``rel_tol`` of that duration plus two power
+    samples (so clock drift never accumulates).
+
+    ``source``: ``'d7'`` when the batch's end edge was seen (its start is the previous batch's end, or the
+    round start); ``'d7-interp'`` when that edge was lost and the end is the last seen edge plus the
+    board's ticks; ``'host'`` when no edge matches at all (host alignment from ``anchor_t``).
     """
     e = np.sort(np.asarray(list(edges), np.float64))
     tick_hz = float(tick_hz)
@@ -326,35 +331,42 @@ def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: 
                 best = float(e[j])
         return best
 
+    def score(c: float) -> int:
+        """Edges explained by a round start at ``c`` (the start itself and every batch end)."""
+        offs = np.concatenate([[0.0], ends])
+        t = c + offs
+        i = np.clip(np.searchsorted(e, t), 1, len(e) - 1) if len(e) > 1 else np.zeros(len(t), int)
+        d = np.minimum(np.abs(e[i] - t), np.abs(e[np.maximum(i - 1, 0)] - t))
+        return int(np.count_nonzero(d <= rel_tol * offs + slack))
+
     origin: float | None = None
-    if len(rows) and len(e):
-        cand = e[e >= (anchor_t - search_s if earliest_t is None else earliest_t)]
-        best_score, best_c = 0, None
-        for c in cand:
-            score = sum(1 for k in range(min(3, len(rows)))
-                        if nearest(c + ends[k], rel_tol * ends[k] + slack) is not None)
-            if score > best_score or (score == best_score and best_c is not None and score
-                                      and abs(c - anchor_t) < abs(best_c - anchor_t)):
-                best_score, best_c = score, float(c)
-        origin = best_c if best_score > 0 else None
-    out: list[tuple[float, float, str]] = []
+    lo = anchor_t - search_s if earliest_t is None else earliest_t
+    after = e[e >= lo]
+    if len(rows) and len(after):
+        cands = {float(x) - sh for x in after[:3] for sh in (0.0, *ends[:3]) if float(x) - sh >= lo - slack}
+        best = max(cands, key=lambda c: (score(c), -abs(c - anchor_t)))
+        origin = best if score(best) >= (2 if len(rows) > 1 else 1) else None
     if origin is None:
         return [(anchor_t + s, anchor_t + t, "host") for s, t in zip(starts, ends)]
-    ref_t, ref_off = origin, 0.0  # last matched edge and its offset from the round start (board time)
-    prev_end_edge: float | None = origin if len(rows) and abs(starts[0]) < 1e-9 else None
-    prev_end_off = 0.0
+    out: list[tuple[float, float, str]] = []
+    ref_t, ref_off = origin, 0.0  # last matched edge (or the origin) and its offset from the round start
+    prev_end: float | None = None
+    prev_off = 0.0
     for s, t in zip(starts, ends):
-        start_edge = prev_end_edge if prev_end_edge is not None and abs(s - prev_end_off) < 1e-9 else None
-        if start_edge is None and abs(s) < 1e-9:
-            start_edge = origin
+        if prev_end is not None and abs(s - prev_off) < 1e-9:
+            t0 = prev_end
+        else:
+            t0 = ref_t + (s - ref_off)
         end_edge = nearest(ref_t + (t - ref_off), rel_tol * (t - ref_off) + slack)
-        t0 = start_edge if start_edge is not None else ref_t + (s - ref_off)
         if end_edge is not None:
             ref_t, ref_off = end_edge, t
-            out.append((t0, end_edge, "d7" if start_edge is not None else "host"))
+            out.append((t0, end_edge, "d7"))
+            prev_end = end_edge
         else:
-            out.append((t0, ref_t + (t - ref_off), "host"))
-        prev_end_edge, prev_end_off = end_edge, t
+            t1 = ref_t + (t - ref_off)
+            out.append((t0, t1, "d7-interp"))
+            prev_end = t1
+        prev_off = t
     return out
 
 
@@ -383,7 +395,11 @@ def _with_energy(r: BatchRow, t0: float, t1: float, src: str, amps: float | None
 def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
     host = sum(r.source == "host" for r in rows)
     none = sum(r.source == "none" for r in rows)
+    interp = sum(r.source == "d7-interp" for r in rows)
     w = []
+    if interp:
+        w.append(f"{interp} of {len(rows)} batches lost their D7 end edge: their interval is the neighbouring "
+                 "edge plus the board-measured duration")
     if host:
         w.append(f"{host} of {len(rows)} batches had no matching D7 edges: their energy uses host alignment "
                  "(board ticks from the moment the host saw the round start; off by the USB latency)")
@@ -737,7 +753,7 @@ class RoundRunner:
                 if r.index in measured:
                     continue
                 # a batch is final once its end is in the stream and its end edge seen (or the round is over)
-                if t1 > covered or (src != "d7" and not final and t1 + 1.0 > covered):
+                if t1 > covered or (src != "d7" and not final and (r.index == len(rows) - 1 or t1 + 1.0 > covered)):
                     continue
                 st = stream.stats(t0, t1)
                 row = _with_energy(r, t0, t1, src, st.avg if st.n else None, volt)

@@ -26,7 +26,7 @@ from app.core.rounds import (GENERAL_SIZES, BatchRow, EstimatorInputs, RoundConf
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
-SOURCE_COLORS = {"d7": "#16a34a", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
+SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
 MODE_ITEMS = (("TL (last two Dense)", "tl"), ("Full (all layers)", "full"), ("Last Dense only", "last"),
               ("Custom layers…", "custom"))
@@ -431,7 +431,8 @@ class TrainingPanel(Panel):
                 txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
             parts.append(txt)
             legend = ", ".join(f"<span style='color:{SOURCE_COLORS[k]}'>■</span> {t}" for k, t in
-                               (("d7", "D7-aligned"), ("host", "host-aligned"), ("none", "not measured")))
+                               (("d7", "D7-aligned"), ("d7-interp", "edge lost, interpolated"),
+                                ("host", "host-aligned"), ("none", "not measured")))
             parts.append(f"bars: {legend}; lighter = warm-up; dashes = estimator")
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
 

@@ -1,0 +1,99 @@
+"""Estimator panel (pytest-qt, offscreen): budgets change the recommendation and its reason, the choice
+prefills the Training panel, measured rounds are overlaid, "calibrate from my rounds" saves a profile."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from app.core.context import AppContext  # noqa: E402
+from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
+from app.ui.panels.estimator import EstimatorPanel  # noqa: E402
+from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
+
+pytestmark = [pytest.mark.gui]
+
+
+@pytest.fixture()
+def offline_ctx(tmp_path):
+    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
+    yield ctx
+    ctx.close()
+
+
+def test_budgets_drive_the_recommendation(qtbot, offline_ctx):
+    from app.ui.panels.training import TrainingPanel
+
+    ctx = offline_ctx
+    panel = EstimatorPanel(ctx)
+    qtbot.addWidget(panel)
+    assert panel.table.rowCount() == 10  # 5 input sizes x TL/Full
+    assert panel.rec.choice is not None and panel.reason.text()
+    # an energy budget per round that only TL can meet
+    panel.energy.setValue(20.0)
+    assert panel.rec.binding == "energy" and panel.rec.choice["mode"] == "tl"
+    assert "energy budget binds" in panel.reason.text()
+    # on battery Full is excluded (the paper's advice)
+    panel.energy.setValue(0.0)
+    panel.source.setCurrentIndex(panel.source.findData("battery"))
+    assert panel.rec.choice["mode"] == "tl" and "power source" in panel.reason.text().lower()
+    # a RAM too small for anything
+    panel.ram.setValue(60.0)
+    assert panel.rec.choice is None and panel.choice.text() == "Nothing fits"
+    assert not panel.btn_apply.isEnabled()
+    panel.ram.setValue(320.0)
+    # settings persist and the Training panel is prefilled / follows "Use in Training panel"
+    assert ctx.settings.get("estimator.power_source") == "battery"
+    training = TrainingPanel(ctx)
+    qtbot.addWidget(training)
+    assert training.mode.currentData() == "tl"
+    panel.source.setCurrentIndex(panel.source.findData("charging"))
+    panel.energy.setValue(60.0)
+    qtbot.mouseClick(panel.btn_apply, Qt.LeftButton)
+    c = panel.rec.choice
+    assert training.size.currentData() == c["input_size"] and training.mode.currentData() == c["mode"]
+    assert training.epochs.value() == c["epochs"] and "Estimator" in training.rec_label.text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
+    ctx = bench_context(tmp_path)
+    try:
+        labelled_dataset(ctx)
+        for mode in ("tl", "full"):
+            res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode=mode, epochs=1),
+                              ctx.dataset.id).run()
+            assert res["status"] == "done"
+        panel = EstimatorPanel(ctx)
+        qtbot.addWidget(panel)
+        panel.resize(1250, 800)
+        panel.show()
+        assert panel.measured_count == 2
+        assert "Windows per epoch from your labelled data" in panel.windows_label.text()
+        qtbot.mouseClick(panel.btn_calibrate, Qt.LeftButton)
+        qtbot.waitUntil(lambda: "measured batches" in panel.calib_text.toPlainText()
+                        or "failed" in panel.calib_text.toPlainText(), timeout=60_000)
+        text = panel.calib_text.toPlainText()
+        assert "board-virtual" in text, text
+        assert panel.profile.currentData() == "board-virtual"
+        assert (ctx.data_dir / "profiles" / "board-virtual.json").is_file()
+        # the calibrated profile reproduces the (emulated) board: the predictions match the measurements
+        from app.core.rounds import measured_points
+
+        for p in measured_points(ctx.store):
+            row = next(r for r in panel.rec.table if r["input_size"] == p["input_size"] and r["mode"] == p["mode"])
+            assert row["time_per_batch_s"] == pytest.approx(p["seconds"], rel=0.02)
+            assert row["energy_per_batch_mj"] == pytest.approx(p["energy_mj"], rel=0.03)
+        d = os.environ.get("ODL_SCREENSHOTS")
+        if d:
+            panel.energy.setValue(150.0)
+            panel.grab().save(str(Path(d) / "estimator.png"))
+    finally:
+        ctx.close()
