@@ -88,7 +88,7 @@ class Capture:
 
     ``max_samples``: stop (and discard anything beyond) after that many device samples.
     ``stall_timeout``: give up if no byte arrives for that long once streaming (default
-    ``max(2 s, 5 / rate)``; not applied while waiting for a D7 trigger)."""
+    ``max(1.5 s, 5 / rate)``, so a dead link is reported within 2 s; not applied while waiting for a D7 trigger)."""
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class Capture:
         cap = ring_capacity or int(min(max(1_000_000, 30 * self.rate_hz), 50_000_000))
         self.ring = RingBuffer(cap)
         self.max_samples = max_samples
-        self.stall_timeout = stall_timeout if stall_timeout is not None else max(2.0, 5.0 / self.rate_hz)
+        self.stall_timeout = stall_timeout if stall_timeout is not None else max(1.5, 5.0 / self.rate_hz)
         self.stop_timeout = stop_timeout
         self.armed = armed
         self.decoder = make_decoder(fmt, self.rate_hz)

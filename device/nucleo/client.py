@@ -134,11 +134,45 @@ class NucleoClient:
     def open(cls, url: str, baudrate: int = 921_600, timeout: float = DEFAULT_TIMEOUT_S, **kw: Any) -> "NucleoClient":
         import serial  # pyserial
 
+        client = cls(_open_port(url, baudrate, timeout), timeout=timeout, **kw)
+        client.url, client.baudrate = url, baudrate
+        return client
+
+    @property
+    def link_error(self) -> BaseException | None:
+        """Why the link was lost (USB unplug, port closed), or None while it is up."""
+        return self._reader_error
+
+    def reconnect(self, url: str | None = None, wait_s: float = 10.0) -> None:
+        """Reopen the link after it was lost (USB unplug/replug; ``url`` if the port came back under a
+        new name), waiting up to ``wait_s`` seconds for the port to reappear.  The board keeps running
+        while its USB link is gone (a round continues); events sent meanwhile are lost, so read
+        :meth:`status` afterwards.  Raises :class:`OSError` if the port does not come back in time."""
+        url = url or getattr(self, "url", None)
+        if url is None:
+            raise OSError("this NUCLEO client was not opened from a port name or URL: cannot reconnect")
+        self._closed = True
+        self._thread.join(timeout=2.0)
         try:
-            port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=timeout)
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(f"cannot open NUCLEO port {url!r}: {exc}") from exc
-        return cls(port, timeout=timeout, **kw)
+            self.transport.close()
+        except Exception:  # noqa: BLE001 - the old link is dead anyway
+            pass
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                port = _open_port(url, getattr(self, "baudrate", 921_600), self.timeout)
+                break
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise OSError(f"NUCLEO port {url!r} did not come back within {wait_s:g} s ({exc})") from None
+                time.sleep(0.1)
+        with self._cond:
+            self.transport, self.url = port, url
+            self._decoder.reset()
+            self._reader_error = None
+            self._closed = False
+        self._thread = threading.Thread(target=self._reader, name="nucleo-reader", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self._closed = True
@@ -283,6 +317,8 @@ class NucleoClient:
                     if types is None or isinstance(ev, types):
                         del self._events[i]
                         return ev
+                if self._reader_error is not None:  # link lost: say so now, not after the timeout
+                    raise OSError(f"NUCLEO link lost: {self._reader_error}")
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     return None
@@ -398,21 +434,52 @@ class NucleoClient:
     def abort(self) -> None:
         self.request(P.TrainAbort(), P.Ack)
 
-    def wait_round_done(self, timeout: float, on_batch: Callable[[P.BatchReport], None] | None = None) -> RoundResult:
-        """Collect batch reports until ROUND_DONE; raises :class:`NucleoTimeout` after ``timeout`` s."""
+    def wait_round_done(self, timeout: float, on_batch: Callable[[P.BatchReport], None] | None = None,
+                        check_every: float = 0.5) -> RoundResult:
+        """Collect batch reports until ROUND_DONE; raises :class:`NucleoTimeout` after ``timeout`` s.
+
+        When no report arrived for ``check_every`` seconds the board's STATUS is read, so a board that
+        stopped answering (:class:`NucleoTimeout`), was reset (:class:`~device.nucleo.protocol.ProtocolError`
+        naming the BOOT) or finished while its ROUND_DONE report was lost (:class:`ProtocolError`) is
+        reported at once instead of after ``timeout``.  A lost link raises :class:`OSError`."""
         deadline = time.monotonic() + timeout
         batches: list[P.BatchReport] = []
+        quiet_since = time.monotonic()
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise NucleoTimeout(f"training round not done after {timeout:.1f} s ({len(batches)} batch reports seen)")
-            ev = self.next_event((P.BatchReport, P.RoundDone), min(left, 0.5))
+            ev = self.next_event((P.BatchReport, P.RoundDone), min(left, 0.1))
             if isinstance(ev, P.BatchReport):
                 batches.append(ev)
+                quiet_since = time.monotonic()
                 if on_batch is not None:
                     on_batch(ev)
             elif isinstance(ev, P.RoundDone):
                 return RoundResult(ev, batches)
+            elif check_every and time.monotonic() - quiet_since >= check_every:
+                self._check_round_alive(batches)
+                quiet_since = time.monotonic()
+
+    def _check_round_alive(self, batches: list[P.BatchReport]) -> None:
+        """No report for a while: is the round still running on the board?"""
+        try:
+            st = self.status()
+        except NucleoTimeout as exc:
+            raise NucleoTimeout(f"the board stopped answering during the training round ({len(batches)} batch reports seen): {exc}") from None
+        if st.state == P.BoardState.TRAINING:
+            return
+        late = self.next_event((P.RoundDone,), 0.3)  # the report may be just behind the status answer
+        if late is not None:
+            with self._cond:
+                self._events.appendleft(late)
+            return
+        boot = next((e for e in list(self._events) if isinstance(e, P.Boot)), None)
+        if boot is not None or not st.model_loaded:
+            raise P.ProtocolError(f"the board was reset during the training round (BOOT, reset cause {boot.reset_cause if boot else '?'}); "
+                                f"its model and data are gone: upload them again ({len(batches)} batch reports seen)")
+        raise P.ProtocolError(f"the training round ended on the board but its ROUND_DONE report was lost ({len(batches)} batch "
+                            f"reports seen); read the weights with download_weights() to continue")
 
     def evaluate(self, slot: int = 1, timeout: float = 120.0) -> P.EvalResult:
         """Run inference on a stored slot on the board; returns its confusion matrix (rows = true class).
@@ -442,6 +509,15 @@ class NucleoClient:
         if len(buf) != meta.total_len or crc32(buf) != meta.crc32:
             raise IntegrityError(f"weights download: {len(buf)} bytes with CRC-32 0x{crc32(buf):08X}, board announced {meta.total_len} bytes with 0x{meta.crc32:08X}")
         return P.decode_weights(arch, bytes(buf), names)
+
+
+def _open_port(url: str, baudrate: int, timeout: float) -> Any:
+    import serial  # pyserial
+
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=timeout)
+    except (serial.SerialException, ValueError, OSError) as exc:
+        raise OSError(f"cannot open NUCLEO port {url!r}: {exc}") from exc
 
 
 def _names(expect: type | tuple[type, ...]) -> str:
