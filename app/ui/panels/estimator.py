@@ -72,9 +72,11 @@ class EstimatorPanel(Panel):
         f.setBold(True)
         f.setPointSizeF(f.pointSizeF() * 1.15)
         self.choice.setFont(f)
-        self.reason = QLabel()
-        self.reason.setWordWrap(True)
-        self.reason.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.reason = QPlainTextEdit()  # a label would be clipped: word-wrapped QLabels get no height-for-width here
+        self.reason.setReadOnly(True)
+        self.reason.setFrameShape(QPlainTextEdit.NoFrame)
+        self.reason.setFixedHeight(118)
+        self.reason.setStyleSheet("QPlainTextEdit { background: transparent; }")
         self.btn_apply = QPushButton("Use in Training panel")
         self.btn_apply.setToolTip("Prefill the Training round form with this choice")
         rl.addWidget(self.choice)
@@ -88,7 +90,8 @@ class EstimatorPanel(Panel):
                                       "rounds and save them as a profile for this board")
         self.calib_text = QPlainTextEdit()
         self.calib_text.setReadOnly(True)
-        self.calib_text.setMaximumHeight(140)
+        self.calib_text.setMinimumHeight(60)
+        self.calib_text.setMaximumHeight(110)
         cl.addWidget(self.btn_calibrate)
         cl.addWidget(self.calib_text)
         left.addWidget(cbox)
@@ -200,13 +203,13 @@ class EstimatorPanel(Panel):
             self.rec = d.recommend((lambda T: nw[T]) if have else None, profile_dir(self.ctx))
         except Exception as exc:  # noqa: BLE001 - bad profile file etc.: shown, never raised into Qt
             self.choice.setText("—")
-            self.reason.setText(f"Cannot estimate: {exc}")
+            self.reason.setPlainText(f"Cannot estimate: {exc}")
             self.rec = None
             return
         c = self.rec.choice
         self.choice.setText(f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c
                             else "Nothing fits")
-        self.reason.setText(self.rec.reason)
+        self.reason.setPlainText(self.rec.reason)
         self.btn_apply.setEnabled(c is not None)
         rows = [r for r in self.rec.table if r["epochs"] == d.epochs]
         self.table_title.setText(f"Predictions at {d.epochs} epoch(s), batch {d.batch_size}, profile '{d.profile}' "
