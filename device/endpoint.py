@@ -40,6 +40,10 @@ __all__ = ["SerialEndpoint", "SocketEndpoint", "PtyEndpoint", "EndpointStats"]
 log = logging.getLogger(__name__)
 HAVE_PTY = sys.platform != "win32" and hasattr(os, "openpty")
 IDLE_TICK_S = 0.02
+#: After a stall of the service thread longer than this (wall seconds), the device is advanced in steps of
+#: CATCHUP_STEP_S with sends in between (see :meth:`SerialEndpoint._advance_to`).
+CATCHUP_AFTER_S = 0.03
+CATCHUP_STEP_S = 0.01
 
 
 @dataclass
@@ -101,6 +105,8 @@ class SerialEndpoint:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._last_advance: tuple[float, float] | None = None  # (wall monotonic, simulated time)
+        self.catchups = 0  # stalls of this thread that were caught up (diagnostics)
 
     # --- public API -------------------------------------------------------------------------------
     @property
@@ -436,7 +442,7 @@ class SerialEndpoint:
             self._read_client()
         if self._master is not None and self._master in r:
             self._read_pty()
-        self._call(self.device.advance, self.clock.now())
+        self._advance_to(self.clock.now())
         if take is not None:
             seconds = self._call(take)
             if seconds is not None:
@@ -444,6 +450,31 @@ class SerialEndpoint:
                 self._request(("unplug", float(seconds), False))
                 return
         self._send()
+
+
+    def _advance_to(self, now: float) -> None:
+        """Advance the device to simulated time ``now``.
+
+        The in-process bench shares the CPU and the GIL with the app: when this thread was not scheduled
+        for a while (GIL held by a painting GUI thread, the whole process descheduled on a loaded machine),
+        a single ``advance`` would produce the whole interval's output at once against a TX FIFO that
+        nobody drained meanwhile, and the emulated LPM01A would report a TX overflow that real hardware
+        never shows - its USB link is drained by the host OS, not by the app.  So after a stall the device
+        is advanced in small steps with a send between them: the bytes go to the host's socket buffer as
+        the USB host controller would have moved them.  A host that really stops reading (socket buffer
+        full) still fills the device's FIFO and overflows it, exactly as before."""
+        wall = time.monotonic()
+        last = self._last_advance
+        self._last_advance = (wall, now)
+        if (last is not None and self._host is not None and wall - last[0] > CATCHUP_AFTER_S
+                and now > last[1] and getattr(self.device, "busy", True)):
+            steps = min(int((wall - last[0]) / CATCHUP_STEP_S), 500)
+            if steps > 1:
+                self.catchups += 1
+                for k in range(1, steps):
+                    self._call(self.device.advance, last[1] + (now - last[1]) * k / steps)
+                    self._send()
+        self._call(self.device.advance, now)
 
 
 class SocketEndpoint(SerialEndpoint):
