@@ -166,7 +166,10 @@ def test_tl_round_measures_every_batch_and_personalizes(bench, tmp_path):
     rows = round_rows(ctx.store, res["round_id"])
     assert len(rows) == res["round_info"]["total_batches"] == state.snapshot()["total_batches"] == 12
     assert [r.phase for r in rows[:4]] == ["warmup"] * 4
-    assert all(r.source == "d7" for r in rows)
+    # every batch is placed by D7 edges; the LPM01A path occasionally loses one edge (see the report), which
+    # the alignment then interpolates from its neighbour and the board's ticks
+    sources = [r.source for r in rows]
+    assert set(sources) <= {"d7", "d7-interp"} and sources.count("d7-interp") <= 1, sources
     # the emulator's batches last what the cost model predicts and draw the profile's current
     for r in rows:
         assert r.t1 - r.t0 == pytest.approx(r.seconds, abs=3e-3)
