@@ -122,7 +122,8 @@ class AppContext:
 
         data_dir = Path(data_dir) if data_dir else default_data_dir()
         store = Store(data_dir)
-        recover(store)
+        recover(store)  # recordings left 'recording' by a crashed session: count what reached the disk
+        store.recover_rounds()  # rounds left 'running' by a crashed session: shown as 'aborted'
         devices = DeviceManager(bench=bench, bench_kwargs=bench_kwargs, **device_kw)
         ctx = cls(store, devices, data_dir)
         if discover:
@@ -160,6 +161,8 @@ class AppContext:
         self.publish("status", text=text, timeout_ms=timeout_ms)
 
     def close(self) -> None:
+        """Stop the devices, then close the store (which first stops any recorder still writing, so no
+        background thread ever writes to a closed database)."""
         try:
             self.devices.shutdown()
         finally:

@@ -13,6 +13,15 @@ reconnects after a loss.  The drivers' own reader threads push samples straight 
 non-blocking methods here and *pulls* :meth:`DeviceManager.snapshot` / :attr:`DeviceManager.version` on
 its frame timer.
 
+Faults (docs/reliability.md): every session checks its link every 0.1 s without I/O (the driver's reader
+thread saw EOF, the capture ended, the board sent BOOT) and with a short heartbeat request every 0.5 s,
+so a fault is detected within 2 s.  The status message then says what happened in plain words
+(:meth:`_Session.describe`), the fault is logged in :attr:`DeviceManager.faults`, and the session
+reconnects with backoff (0.5 s → 5 s), following a port that came back under a new name, and resumes
+streaming; the missing time is a marked gap.  An LPM01A overcurrent is not retried (the shield protects
+the target; the user decides).  A fault during a training round fails the round at once (its client's
+waiters are woken with the reason) instead of after the round's own timeout.
+
 Timeline: both streams share the manager's clock (seconds since the manager started).  A stream starts
 where the host clock is when streaming first starts; after a reconnect the missing time is appended as a
 marked gap (:meth:`SampleStream.append_gap`), so earlier data stay where they were.
@@ -47,6 +56,13 @@ G = 9.80665
 
 class DeviceError(RuntimeError):
     """A device operation that cannot be done; the message names the device and the reason."""
+
+
+class _BoardReset(DeviceError):
+    """The board sent BOOT while connected: it reset itself (button, power glitch, watchdog)."""
+
+
+RESET_CAUSES = {0: "power-on or reset button", 1: "reset request", 2: "watchdog"}
 
 
 class DeviceState(str, enum.Enum):
@@ -86,7 +102,9 @@ class DeviceStatus:
 class _Session:
     """One device's connection, driven by its session thread.  Subclasses implement the driver calls."""
 
-    heartbeat_s = 1.0
+    heartbeat_s = 0.5
+    #: Heartbeat request timeout and retries: a dead link is declared within 0.5 + 2 * 0.6 s.
+    beat_timeout_s = 0.6
 
     def __init__(self, manager: "DeviceManager", info: DeviceInfo):
         self.m = manager
@@ -143,14 +161,19 @@ class _Session:
                     getattr(self, "_cmd_" + cmd)(*args)
                 self._tick()
             except Exception as exc:  # noqa: BLE001 - any driver error is a link problem for the user
-                self._link_lost(exc)
+                self._fault(exc)
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self.state in (DeviceState.READY, DeviceState.STREAMING, DeviceState.TRAINING):
+            self.fast_check()
         if self.state in (DeviceState.READY, DeviceState.STREAMING) and now - self._last_beat >= self.heartbeat_s:
             self._last_beat = now
             if not self.alive():
                 raise DeviceError(f"{self.info.name}: link lost")
+        elif self.state == DeviceState.TRAINING and now - self._last_beat >= self.heartbeat_s:
+            self._last_beat = now
+            self.training_beat()
         if self.want_connected and self.state == DeviceState.ERROR and self.auto_reconnect and now >= self._next_try:
             self.reconnects += 1
             self._connect(reconnect=True)
@@ -164,18 +187,32 @@ class _Session:
         self._set(DeviceState.CONNECTING, "reconnecting…" if reconnect else "opening…")
         try:
             self.close_link()
+            url = self.m._current_url(self)  # noqa: SLF001 - follows a port that came back renamed
+            if url is None:
+                raise DeviceError("its port is not there (unplugged?)")
             self.open()
         except Exception as exc:  # noqa: BLE001
             self._next_try = time.monotonic() + self._backoff
             self._backoff = min(5.0, self._backoff * 2)
             self.close_link()
-            self._set(DeviceState.ERROR, f"{'reconnect' if reconnect else 'connect'} failed: {exc}")
+            why = self.describe(exc)
+            self._set(DeviceState.ERROR, f"{'reconnect' if reconnect else 'connect'} failed: {why}"
+                      + (f"; next try in {self._backoff / 2:.1f} s" if self.want_connected and self.auto_reconnect else ""))
             return
         self._backoff = 0.5
         self._last_beat = time.monotonic()
-        self._set(DeviceState.READY, "reconnected" if reconnect else "")
+        if reconnect:
+            gap = "" if self.lost_at is None else f" after {self.m.now() - self.lost_at:.1f} s"
+            text = f"reconnected{gap}" + ("; streaming resumed, the missing time is marked as a gap"
+                                          if self.want_stream else "")
+            self.m._log(f"{self.info.name}: {text}")  # noqa: SLF001
+        else:
+            text = ""
+        self._set(DeviceState.READY, text)
         if self.want_stream:
             self._cmd_stream(True)
+            if reconnect:
+                self._set(self.state, text)
 
     def _cmd_disconnect(self) -> None:
         self.want_connected = False
@@ -207,12 +244,26 @@ class _Session:
         if done is not None:
             done(result, err)
 
+    def _fault(self, exc: BaseException) -> None:
+        """A fault was detected (any state): say what happened, then recover (see the module doc)."""
+        if self.state in (DeviceState.DISCONNECTED, DeviceState.CONNECTING) and not self.want_connected:
+            log.info("%s: %s (not connected)", self.info.name, exc)
+            return
+        if self.handle_fault(exc):
+            return
+        self._link_lost(exc)
+
     def _link_lost(self, exc: BaseException) -> None:
-        log.warning("%s: %s", self.info.name, exc)
+        why = self.describe(exc)
+        log.warning("%s: %s (%r)", self.info.name, why, exc)
         self.lost_at = self.m.now()
+        if self.state == DeviceState.TRAINING:
+            self.fail_round(f"{self.info.name}: {why}")
+        self.m._fault(self.info.key, why)  # noqa: SLF001
         self.close_link()
         self._next_try = time.monotonic() + self._backoff
-        self._set(DeviceState.ERROR, f"link lost: {exc}" + ("; reconnecting" if self.auto_reconnect else ""))
+        self._set(DeviceState.ERROR, why + ("; reconnecting automatically" if self.auto_reconnect and self.want_connected
+                                             else "; press Connect to try again"))
 
     # --- driver hooks ------------------------------------------------------------------------------
     def open(self) -> None: ...
@@ -220,6 +271,23 @@ class _Session:
     def alive(self) -> bool: return True
     def start_stream(self) -> None: ...
     def stop_stream(self) -> None: ...
+
+    def fast_check(self) -> None:
+        """Every 0.1 s while connected, no device I/O: raise if the link or the stream is known dead."""
+
+    def training_beat(self) -> None:
+        """Heartbeat while a training round holds the device (board only)."""
+
+    def fail_round(self, reason: str) -> None:
+        """Wake a training round waiting on this device with ``reason`` (board only)."""
+
+    def handle_fault(self, exc: BaseException) -> bool:
+        """Faults that are not a lost link (e.g. overcurrent): handle and return True."""
+        return False
+
+    def describe(self, exc: BaseException) -> str:
+        """What happened, in plain words (shown in the Devices panel and the status bar)."""
+        return str(exc) or type(exc).__name__
 
 
 class _BoardSession(_Session):
@@ -234,11 +302,16 @@ class _BoardSession(_Session):
         self._t_origin = 0.0
         self._tick_hz = 1_000_000
         self._sens = 122_000e-9 * G
+        self._boot: Any = None
+        self._last_sample = 0.0
+        self._discarded0 = 0
 
     def open(self) -> None:
         from device.nucleo.client import NucleoClient
 
+        self._boot = None
         self.client = NucleoClient.open(self.info.url, timeout=1.0, on_event=self._on_event)
+        self._discarded0 = self.client.decoder_stats.get("discarded_bytes", 0)
         hello = self.client.hello()
         info = self.client.info()
         self._tick_hz = int(info.tick_hz) or 1_000_000
@@ -261,13 +334,71 @@ class _BoardSession(_Session):
             c.on_event = None
             c.close()
 
+    def _beat(self) -> Any:
+        from device.nucleo import protocol as P
+
+        self._discarded0 = self.client.decoder_stats.get("discarded_bytes", 0)
+        return self.client.request(P.GetStatus(), P.Status, timeout=self.beat_timeout_s, retries=1)
+
     def alive(self) -> bool:
-        st = self.client.status()
+        st = self._beat()
         self.details.update({"tx_dropped": st.tx_dropped, "rx_errors": st.rx_errors})
         return True
 
+    def training_beat(self) -> None:
+        self._beat()
+
+    def fast_check(self) -> None:
+        from device.nucleo import protocol as P
+
+        c = self.client
+        if c is None:
+            return
+        err = getattr(c, "link_error", None) or getattr(c, "_reader_error", None)
+        if err is not None:
+            raise err if isinstance(err, BaseException) else DeviceError(str(err))
+        if self._boot is not None:
+            boot, self._boot = self._boot, None
+            raise _BoardReset(f"reset cause {boot.reset_cause}")
+        if self.state != DeviceState.TRAINING:
+            c.drain_events(P.Samples)  # delivered through on_event already: keep the client's queue short
+            if (self.state == DeviceState.STREAMING and self._last_sample
+                    and time.monotonic() - self._last_sample > max(1.0, 3.0 / max(self.odr_hz, 1e-3))):
+                self._last_sample = time.monotonic()
+                self._beat()  # raises if the board is gone; else it stopped streaming on its own
+                raise DeviceError("the accelerometer stream stopped")
+
+    def fail_round(self, reason: str) -> None:
+        c = self.client
+        if c is None or not hasattr(c, "_cond"):
+            return
+        with c._cond:  # noqa: SLF001 - wake the round's waiters now instead of after its own timeout
+            if c._reader_error is None:  # noqa: SLF001
+                c._reader_error = DeviceError(reason)  # noqa: SLF001
+            c._cond.notify_all()  # noqa: SLF001
+
+    def describe(self, exc: BaseException) -> str:
+        from device.nucleo.client import NucleoTimeout
+
+        if isinstance(exc, _BoardReset):
+            cause = str(exc).rsplit(" ", 1)[-1]
+            why = RESET_CAUSES.get(int(cause), "unknown cause") if cause.isdigit() else "unknown cause"
+            return f"the board reset itself ({why}): its model and data are gone"
+        if isinstance(exc, NucleoTimeout):
+            c = self.client
+            junk = (c.decoder_stats.get("discarded_bytes", 0) - self._discarded0) if c is not None else 0
+            if junk > 0 or (c is not None and c.stats.get("undecodable", 0)):
+                return "the board answers with garbage (wrong firmware, or another program on its port?)"
+            return "the board does not answer (firmware hung, or the USB link stalled)"
+        if isinstance(exc, OSError) or "link lost" in str(exc).lower() or type(exc).__name__ == "SerialException":
+            return "USB link to the board lost (unplugged, or its port closed)"
+        if isinstance(exc, DeviceError):
+            return str(exc)
+        return f"board error: {exc}"
+
     def start_stream(self) -> None:
         self._tick0 = None
+        self._last_sample = time.monotonic()
         self.client.stream_start(block_len=max(1, min(160, int(self.odr_hz / 4) or 1)))
 
     def stop_stream(self) -> None:
@@ -290,6 +421,7 @@ class _BoardSession(_Session):
         from device.nucleo import protocol as P
 
         if isinstance(msg, P.Samples):
+            self._last_sample = time.monotonic()
             stream = self.m.accel_stream
             if stream is None or msg.n == 0:
                 return
@@ -304,6 +436,8 @@ class _BoardSession(_Session):
             stream.append(xyz)
         elif isinstance(msg, P.Log):
             self.m._log(f"{self.info.name}: {msg.text}")  # noqa: SLF001
+        elif isinstance(msg, P.Boot):
+            self._boot = msg
 
 
 class _PowerSession(_Session):
@@ -318,6 +452,7 @@ class _PowerSession(_Session):
         self.cap: Any = None
         self._pump: threading.Thread | None = None
         self._pump_stop = threading.Event()
+        self._lost_seen = 0
 
     def open(self) -> None:
         from device.lpm01a.driver import PowerShield
@@ -338,12 +473,59 @@ class _PowerSession(_Session):
 
     def alive(self) -> bool:
         if self.cap is not None:
-            if self.cap.finished and self.want_stream:
-                raise DeviceError(f"acquisition ended ({self.cap.ended_by}): {self.cap.error}")
+            self.fast_check()
             self.details.update({"lost": int(self.cap.lost), "buffer_pct": self.cap.buffer_pct})
             return True
         self.ps.status()
         return True
+
+    def fast_check(self) -> None:
+        cap = self.cap
+        if cap is None:
+            return
+        if cap.finished and self.want_stream:
+            if self._pump is not None:
+                self._pump.join(timeout=1.0)  # every sample that reached the host goes into the stream first
+            raise cap.error or DeviceError(f"the acquisition ended on its own ({cap.ended_by})")
+        lost = int(cap.lost)
+        if lost > self._lost_seen:
+            n, self._lost_seen = lost - self._lost_seen, lost
+            text = (f"{n:,} samples lost in transit (corrupted or dropped bytes on the USB link; "
+                    f"{lost:,} in total): marked as gaps, streaming continues")
+            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self._set(self.state, text)
+
+    def handle_fault(self, exc: BaseException) -> bool:
+        from device.lpm01a.driver import Overcurrent
+
+        if not isinstance(exc, Overcurrent):
+            return False
+        why = self.describe(exc)
+        self.m._fault(self.info.key, why)  # noqa: SLF001
+        self.want_stream = False
+        self._stop_capture()
+        self._last_beat = time.monotonic()
+        self._set(DeviceState.READY if self.ps is not None else DeviceState.ERROR, why)
+        return True
+
+    def describe(self, exc: BaseException) -> str:
+        from device.lpm01a import driver as D
+
+        if isinstance(exc, D.Overcurrent):
+            return ("overcurrent: the target drew more than the LPM01A allows (59 mA for 2 ms or a 75 mA peak), "
+                    "so it stopped measuring to protect it; check the target, then press Stream again")
+        if isinstance(exc, D.BufferOverflow):
+            return ("the LPM01A's transmit buffer overflowed (its data were not read fast enough); "
+                    "restarting the stream, the lost time is marked")
+        if isinstance(exc, D.Disconnected) or isinstance(exc, OSError) or type(exc).__name__ == "SerialException":
+            return "USB link to the LPM01A lost (unplugged, or the shield reset itself)"
+        if isinstance(exc, D.PowerShieldTimeout):
+            return "the LPM01A stopped answering or sending data"
+        if isinstance(exc, D.AcquisitionError):
+            return f"the LPM01A stopped the acquisition: {exc}"
+        if isinstance(exc, DeviceError):
+            return str(exc)
+        return f"LPM01A error: {exc}"
 
     def start_stream(self) -> None:
         from device.lpm01a.capture import Capture
@@ -379,7 +561,7 @@ class _PowerSession(_Session):
             if expect > stream.n_total:
                 stream.append_gap(expect - stream.n_total)
             if len(b.values):
-                stream.append(b.values)
+                _append_marking_nan(stream, b.values, b.lost)
             for ev in b.events:
                 self.m._power_event((origin + ev.index) / stream.rate_hz, ev.kind, ev.text)  # noqa: SLF001
 
@@ -409,6 +591,24 @@ class _PowerSession(_Session):
         self.m._changed()  # noqa: SLF001
 
 
+def _append_marking_nan(stream: SampleStream, values: np.ndarray, lost: int) -> None:
+    """Append ``values``; runs of NaN (samples lost in transit) go in as marked gaps."""
+    if not lost:
+        stream.append(values)
+        return
+    nan = np.isnan(values)
+    d = np.diff(np.concatenate([[0], nan.view(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    pos = 0
+    for a, b in zip(starts, ends):
+        if a > pos:
+            stream.append(values[pos:a])
+        stream.append_gap(int(b - a))
+        pos = int(b)
+    if pos < len(values):
+        stream.append(values[pos:])
+
+
 class DeviceManager:
     """All devices of the app session.  Non-blocking API for the GUI; see the module documentation.
 
@@ -436,6 +636,8 @@ class DeviceManager:
         self.messages: list[str] = []
         #: (time on the shared timeline, kind, text) of power-shield stream events (D7 edges, errors...).
         self.power_events: list[tuple[float, str, str]] = []
+        #: (time on the shared timeline, device key, plain-words text) of every detected fault.
+        self.faults: list[tuple[float, str, str]] = []
 
     # --- clock, change tracking ----------------------------------------------------------------------
     def now(self) -> float:
@@ -451,6 +653,35 @@ class DeviceManager:
             self.messages.append(text)
             del self.messages[:-200]
             self.version += 1
+
+    def _fault(self, key: str, text: str) -> None:
+        with self._lock:
+            self.faults.append((self.now(), key, text))
+            del self.faults[:-1000]
+        self._log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
+
+    def _current_url(self, s: "_Session") -> str | None:
+        """Where the device is now: a virtual one's endpoint URL (None while unplugged; a new port after
+        an unplug with ``new_port``), a real one found again by serial number if its path changed."""
+        info = s.info
+        url = info.url
+        if info.virtual:
+            ep = getattr(self.bench, "endpoints", {}).get(info.kind) if self.bench is not None else None
+            if ep is None:
+                return url
+            url = ep.url if ep.plugged else None
+        elif info.serial_number:
+            try:
+                from device import discovery
+
+                ports = discovery.find_powershield() if info.kind == "powershield" else discovery.find_nucleo()
+                url = next((p.device for p in ports if p.serial_number == info.serial_number), url)
+            except Exception:  # noqa: BLE001 - keep the old path
+                pass
+        if url is not None and url != info.url:
+            self._log(f"{info.name}: port is now {url} (was {info.url})")
+            s.info = replace(info, url=url)
+        return url
 
     def _power_event(self, t: float, kind: str, text: str) -> None:
         with self._lock:
@@ -570,6 +801,7 @@ class DeviceManager:
             raise DeviceError("no connected NUCLEO board (connect one in the Devices panel)")
         s = self._session(st.info.key)
         prev = s.state
+        s._last_beat = time.monotonic()  # noqa: SLF001
         s._set(DeviceState.TRAINING, "training round")  # noqa: SLF001
         try:
             yield s.client  # type: ignore[attr-defined]
@@ -577,12 +809,13 @@ class DeviceManager:
             if s.state == DeviceState.TRAINING:
                 s._set(prev)  # noqa: SLF001
 
-    def unplug(self, key: str, seconds: float = 1.0) -> None:
-        """Virtual devices only: simulate a USB glitch (the bench drops the link for ``seconds``)."""
+    def unplug(self, key: str, seconds: float = 1.0, new_port: bool = False) -> None:
+        """Virtual devices only: simulate a USB glitch (the bench drops the link for ``seconds``; with
+        ``new_port`` it comes back under a new port name, like a re-enumerated USB device)."""
         s = self._session(key)
         if not s.info.virtual or self.bench is None:
             raise DeviceError(f"{s.info.name} is not a virtual device")
-        self.bench.unplug(s.info.kind, seconds)
+        self.bench.unplug(s.info.kind, seconds, new_port=new_port)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -4,7 +4,10 @@
   in m/s², append-only.  A crash loses at most the last unflushed block; the row count is the file size.
 * Power recordings: ``recordings/power/<id>.h5`` — HDF5 (h5py), dataset ``current`` (A, float32, chunked,
   resizable) with attributes ``rate_hz``, ``voltage``, ``t_offset``; gaps are NaN and listed in ``gaps``.
-  The file is flushed every second.
+  The file is flushed every :data:`POWER_FLUSH_S` (0.5 s), so a killed app loses at most that much.
+* Captures written by ``odlstudio power --out x.h5`` (:mod:`device.lpm01a.recorder`: ``/samples`` float64,
+  attributes on the dataset) open too: :func:`register_power_file` adds them to the database as
+  'imported' recordings that point at the file where it is, and :func:`open_power` reads either layout.
 
 A :class:`StreamRecorder` subscribes to a :class:`~app.core.streams.SampleStream` (its sink is called on
 the device reader thread and only enqueues), and a writer thread does the disk I/O, so a slow disk never
@@ -28,10 +31,24 @@ from app.core.store import Recording, Store
 from app.core.streams import SampleStream, Stats
 
 __all__ = ["StreamRecorder", "load_accel", "open_power", "ReplayStream", "recover", "RecordingError",
-           "csv_export", "csv_estimate", "write_accel"]
+           "csv_export", "csv_estimate", "write_accel", "register_power_file", "power_file_info", "active_recorders"]
 
 ACCEL_DIR = "recordings/accel"
 POWER_DIR = "recordings/power"
+#: Seconds between flushes of a power recording (bounds what a kill -9 of the app can lose).
+POWER_FLUSH_S = 0.5
+#: Seconds between sample-count updates of the recording's database row.
+DB_UPDATE_S = 1.0
+CLI_CAPTURE_FORMAT = "odlstudio-lpm01a-capture"
+
+_active: "set[StreamRecorder]" = set()
+_active_lock = threading.Lock()
+
+
+def active_recorders() -> "list[StreamRecorder]":
+    """Recorders still writing (diagnostics, tests, and the app's orderly shutdown)."""
+    with _active_lock:
+        return list(_active)
 
 
 class RecordingError(RuntimeError):
@@ -74,8 +91,18 @@ class StreamRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._open()
         self._thread = threading.Thread(target=self._writer, name=f"rec-{kind}-{self.rec.id}", daemon=True)
+        with _active_lock:
+            _active.add(self)
+        # stop (and finish the last database update) before the store closes, whoever closes it first
+        store.add_close_hook(self._store_closing)
         self._thread.start()
         stream.add_sink(self._sink)
+
+    def _store_closing(self) -> None:
+        try:
+            self.stop(timeout=5.0)
+        except RecordingError:
+            pass  # the row is repaired by recover() at the next start
 
     # --- producer side (device thread) -----------------------------------------------------------
     def _sink(self, first: int, block: np.ndarray) -> None:
@@ -123,7 +150,7 @@ class StreamRecorder:
         self.n_written += len(data)
 
     def _writer(self) -> None:
-        last_sync = time.monotonic()
+        last_sync = last_db = time.monotonic()
         finished = False
         try:
             while not finished:
@@ -147,10 +174,13 @@ class StreamRecorder:
                     blocks.append(more)
                 if blocks:
                     self._write(blocks)
-                if finished or time.monotonic() - last_sync >= 1.0:
-                    last_sync = time.monotonic()
+                now = time.monotonic()
+                if finished or now - last_sync >= POWER_FLUSH_S:
+                    last_sync = now
                     if self.kind == "power":
                         self._file.flush()
+                if not finished and now - last_db >= DB_UPDATE_S:
+                    last_db = now
                     self.store.update_recording(self.rec.id, n_samples=self.n_written)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self._error = exc
@@ -179,6 +209,10 @@ class StreamRecorder:
                     self.on_finished(self.store.recording(self.rec.id))
             except Exception as exc:  # noqa: BLE001 - database gone (app exiting): recover() repairs the row
                 self._error = self._error or exc
+            finally:
+                with _active_lock:
+                    _active.discard(self)
+                self.store.remove_close_hook(self._store_closing)
 
     # --- control ---------------------------------------------------------------------------------
     @property
@@ -234,16 +268,20 @@ class ReplayStream(SampleStream):
     the last ``recent_s``; :meth:`stats` and :meth:`samples` read the file when the range is older, so
     statistics of a reopened recording are always exact."""
 
-    def __init__(self, path: Path, rate_hz: float, voltage: float, **kw):
+    def __init__(self, path: Path, rate_hz: float, voltage: float, *, dataset: str = "current", scale: float = 1.0,
+                 **kw):
         super().__init__("current (replay)", rate_hz, 1, unit="A", channel_names=("I",), **kw)
         self.path = path
         self.voltage = voltage
+        self.dataset = dataset  # 'current' (app recordings) or 'samples' (odlstudio power captures)
+        self.scale = scale  # file value -> A (1, or f/V for a capture of J per sample period)
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
         import h5py
 
         with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
-            return np.asarray(f["current"][max(0, i0):i1], np.float32)
+            y = np.asarray(f[self.dataset][max(0, i0):i1], np.float64)
+        return (y * self.scale if self.scale != 1.0 else y).astype(np.float32)
 
     def samples(self, t0: float, t1: float):
         got = super().samples(t0, t1)
@@ -278,34 +316,106 @@ class ReplayStream(SampleStream):
                      float(mn), float(mx), True)
 
 
-def open_power(store: Store, rec: Recording, progress: Callable[[float], None] | None = None,
-               cancelled: Callable[[], bool] | None = None, recent_s: float = 30.0) -> ReplayStream:
-    """Reopen a power recording as a :class:`ReplayStream` (reads the file once to build the pyramid)."""
+def power_file_info(path: str | Path) -> dict:
+    """Layout of a power HDF5 file: ``{'dataset', 'rate_hz', 'voltage', 'scale', 'n', 'format', 'gaps'}``.
+
+    Reads the app's own recordings (``current``) and ``odlstudio power --out`` captures (``samples``,
+    :mod:`device.lpm01a.recorder`); anything else raises :class:`RecordingError` naming the file."""
     import h5py
 
-    path = store.resolve(rec.path)
+    path = Path(path)
     try:
         f = h5py.File(path, "r", libver="latest", swmr=True)
     except OSError as exc:
-        raise RecordingError(f"cannot open power recording {rec.id} ({path}): {exc}") from exc
+        raise RecordingError(f"cannot open power file {path}: {exc}") from exc
     with f:
-        if "current" not in f:
-            raise RecordingError(f"{path} has no 'current' dataset: not an ODL Studio power recording")
-        ds = f["current"]
-        rate = float(f.attrs.get("rate_hz", rec.rate_hz))
-        n = ds.shape[0]
-        stream = ReplayStream(path, rate, float(f.attrs.get("voltage", rec.meta.get("voltage", 3.3))),
-                              recent_s=recent_s, history_s=max(recent_s, n / rate + 1.0))
-        gaps = np.asarray(f.attrs.get("gaps", np.zeros((0, 2))), np.float64).reshape(-1, 2)
+        if "current" in f:
+            ds = f["current"]
+            rate = float(f.attrs.get("rate_hz", 0.0))
+            volt = float(f.attrs.get("voltage", 3.3))
+            gaps = np.asarray(f.attrs.get("gaps", np.zeros((0, 2))), np.float64).reshape(-1, 2)
+            return {"dataset": "current", "rate_hz": rate, "voltage": volt, "scale": 1.0, "n": int(ds.shape[0]),
+                    "format": "odlstudio-app", "gaps": gaps}
+        if "samples" in f and (f.attrs.get("format") == CLI_CAPTURE_FORMAT or "rate_hz" in f["samples"].attrs):
+            ds = f["samples"]
+            rate = float(ds.attrs.get("rate_hz", 0.0))
+            volt = float(ds.attrs.get("voltage_v", np.nan))
+            quantity = ds.attrs.get("quantity", "current")
+            quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
+            if not (volt == volt and volt > 0):
+                if quantity == "energy":
+                    raise RecordingError(f"{path}: an energy capture without its supply voltage (voltage_v) "
+                                         "cannot be shown as current")
+                volt = 3.3
+            scale = rate / volt if quantity == "energy" else 1.0  # J per period -> A
+            return {"dataset": "samples", "rate_hz": rate, "voltage": volt, "scale": scale, "n": int(ds.shape[0]),
+                    "format": CLI_CAPTURE_FORMAT, "gaps": None}
+        raise RecordingError(f"{path} has neither a 'current' dataset (ODL Studio recording) nor a 'samples' "
+                             "dataset (odlstudio power capture): not a power recording")
+
+
+def register_power_file(store: Store, path: str | Path, dataset_id: int | None = None) -> Recording:
+    """Add an HDF5 power file recorded elsewhere (e.g. ``odlstudio power --out x.h5``) to the database as an
+    'imported' recording that points at the file where it is (an absolute path; nothing is copied).  The
+    same file registered twice gives the same row."""
+    path = Path(path).resolve()
+    info = power_file_info(path)
+    if not info["rate_hz"] > 0:
+        raise RecordingError(f"{path}: no valid rate_hz attribute")
+    for r in store.recordings("power"):
+        if r.path == str(path):
+            return r
+    return store.add_recording("power", path.name, str(path), info["rate_hz"], 1, dataset_id=dataset_id,
+                               status="imported", n_samples=info["n"],
+                               meta={"voltage": info["voltage"], "unit": "A", "source": info["format"]})
+
+
+def open_power(store: Store, rec: Recording, progress: Callable[[float], None] | None = None,
+               cancelled: Callable[[], bool] | None = None, recent_s: float = 30.0) -> ReplayStream:
+    """Reopen a power recording as a :class:`ReplayStream` (reads the file once to build the pyramid).
+    Gaps are the recording's own list, or (CLI captures) the runs of lost samples (NaN) in the file."""
+    import h5py
+
+    path = store.resolve(rec.path)
+    info = power_file_info(path)
+    rate = info["rate_hz"] if info["rate_hz"] > 0 else float(rec.rate_hz)
+    n = info["n"]
+    stream = ReplayStream(path, rate, info["voltage"], dataset=info["dataset"], scale=info["scale"],
+                          recent_s=recent_s, history_s=max(recent_s, n / rate + 1.0))
+    gaps: list[tuple[float, float]] = [tuple(g) for g in info["gaps"]] if info["gaps"] is not None else []
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        ds = f[info["dataset"]]
         step = 1 << 20
         for a in range(0, n, step):
             if cancelled is not None and cancelled():
                 raise RecordingError("cancelled")
-            stream.append(np.asarray(ds[a:a + step], np.float32))
+            y = np.asarray(ds[a:a + step], np.float64)
+            if info["scale"] != 1.0:
+                y = y * info["scale"]
+            if info["gaps"] is None:
+                gaps = _merge_gaps(gaps, _nan_runs(y, a, rate))
+            stream.append(y.astype(np.float32))
             if progress is not None:
                 progress(min(1.0, (a + step) / max(1, n)))
-        stream.gaps[:] = [tuple(g) for g in gaps]
+    stream.gaps[:] = gaps
     return stream
+
+
+def _nan_runs(y: np.ndarray, first: int, rate: float) -> list[tuple[float, float]]:
+    """(t0, t1) of the runs of NaN in ``y`` (sample ``first + k`` at ``(first + k) / rate``)."""
+    nan = np.isnan(y)
+    if not nan.any():
+        return []
+    d = np.diff(np.concatenate([[0], nan.view(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [((first + a) / rate, (first + b) / rate) for a, b in zip(starts, ends)]
+
+
+def _merge_gaps(gaps: list, new: list) -> list:
+    if gaps and new and abs(gaps[-1][1] - new[0][0]) < 1e-12:  # a run across a chunk boundary
+        gaps = gaps[:-1] + [(gaps[-1][0], new[0][1])] + new[1:]
+        return gaps
+    return gaps + new
 
 
 def recover(store: Store) -> list[Recording]:
@@ -319,10 +429,7 @@ def recover(store: Store) -> list[Recording]:
                 n = path.stat().st_size // 12
             else:
                 try:
-                    import h5py
-
-                    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-                        n = int(f["current"].shape[0])
+                    n = power_file_info(path)["n"]
                 except Exception:  # noqa: BLE001 - a truncated HDF5 file: keep the row, 0 samples
                     n = rec.n_samples
         store.update_recording(rec.id, n_samples=n, status="recovered")

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 __all__ = ["Store", "StoreError", "Recording", "LabelRow", "Marker", "Dataset", "User", "default_data_dir",
            "SCHEMA_VERSION", "DEFAULT_CLASSES"]
@@ -149,6 +149,8 @@ class Store:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from exc
         self.path = self.data_dir / self.FILENAME
         self._lock = threading.RLock()
+        self._closed = False
+        self._close_hooks: list[Callable[[], None]] = []
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -189,24 +191,62 @@ class Store:
         with self._lock:
             return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the database {self.path} is closed (the app is shutting down)")
+
     def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
+            self._check_open()
             return self._db.execute(sql, args)
 
     def _insert(self, sql: str, args: tuple) -> int:
         with self._lock:
+            self._check_open()
             return int(self._db.execute(sql, args).lastrowid)
 
     def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._check_open()
             return list(self._db.execute(sql, args).fetchall())
 
     def transaction(self) -> "_Txn":
         """``with store.transaction(): ...`` groups several writes into one atomic commit."""
         return _Txn(self)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add_close_hook(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` at the start of :meth:`close`, before the connection goes (e.g. a recorder's stop:
+        its writer thread then finishes its last database update instead of hitting a closed database)."""
         with self._lock:
+            self._close_hooks.append(fn)
+
+    def remove_close_hook(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._close_hooks:
+                self._close_hooks.remove(fn)
+
+    def close(self) -> None:
+        """Run the close hooks (outside the lock: they may wait for threads that write here), then close.
+        Idempotent.  Any later call raises :class:`StoreError` ("closed") instead of sqlite's
+        ProgrammingError."""
+        with self._lock:
+            if self._closed:
+                return
+            hooks = list(self._close_hooks)
+            self._close_hooks.clear()
+        for fn in hooks:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - closing anyway; the hook's owner reports its own failure
+                pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._db.execute("UPDATE sessions SET ended=? WHERE id=?", (time.time(), self.session_id))
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -414,10 +454,25 @@ class Store:
 
     def update_round(self, round_id: int, *, status: str | None = None, result: dict | None = None) -> None:
         if status is not None:
-            self._exec("UPDATE rounds SET status=?, ended=CASE WHEN ? IN ('done','failed','cancelled') "
+            self._exec("UPDATE rounds SET status=?, ended=CASE WHEN ? IN ('done','failed','cancelled','aborted') "
                        "THEN ? ELSE ended END WHERE id=?", (status, status, time.time(), round_id))
         if result is not None:
             self._exec("UPDATE rounds SET result=? WHERE id=?", (json.dumps(result), round_id))
+
+    def recover_rounds(self) -> list[int]:
+        """Rounds of earlier sessions left 'created'/'running' (the app was killed mid-round) become
+        'aborted' with the reason in their result; returns their ids.  Their batch rows are kept."""
+        rows = self._rows("SELECT id, result FROM rounds WHERE status IN ('created', 'running') AND "
+                          "(session_id IS NULL OR session_id<>?)", (self.session_id,))
+        now = time.time()
+        with self.transaction():
+            for r in rows:
+                result = json.loads(r["result"] or "{}")
+                result.setdefault("error", "the app stopped during this round (crash, kill or power loss); "
+                                           "the board's weights were not downloaded")
+                self._exec("UPDATE rounds SET status='aborted', ended=?, result=? WHERE id=?",
+                           (now, json.dumps(result), r["id"]))
+        return [int(r["id"]) for r in rows]
 
     def rounds(self, dataset_id: int | None = None) -> list[dict]:
         rows = self._rows("SELECT * FROM rounds" + (" WHERE dataset_id=?" if dataset_id is not None else "")
