@@ -218,6 +218,23 @@ def test_spec_excludes_nothing_the_ui_loads_at_run_time():
     assert "PySide6.QtWidgets" in loaded
 
 
+def test_spec_collects_packages_imported_by_computed_names():
+    """Sub-commands, panels, the board emulator and pyserial's URL handlers are imported by name at run time;
+    the spec must collect them (a frozen build without serial.urlhandler cannot open socket:// URLs, so the
+    virtual bench is unreachable)."""
+    tree = ast.parse((ROOT / "packaging" / "odlstudio.spec").read_text(encoding="utf-8"))
+    collected: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
+            body = ast.unparse(node)
+            if "collect_submodules" in body:
+                collected.update(ast.literal_eval(node.iter))
+    assert {"app", "device", "estimator", "serial.urlhandler"} <= collected
+    import serial
+
+    assert serial.protocol_handler_packages == ["serial.urlhandler"]  # where pyserial looks them up
+
+
 def test_make_package_installs_the_extra_and_builds():
     out = subprocess.run(["make", "-n", "package"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
