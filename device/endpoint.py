@@ -232,6 +232,7 @@ class SerialEndpoint:
         self._plugged = True
 
     def _unplug_now(self) -> None:
+        self._plugged = False  # first: a host that sees its socket close must not find the port "plugged"
         self._drop_host()
         if self._client is not None:
             self._close_client()

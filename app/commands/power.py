@@ -265,6 +265,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
             "events": events,
             "buffer_max_pct": cap.decoder.buffer_pct_max if cap else None,
             "corrupt_bytes": cap.decoder.corrupt_bytes if cap else 0,
+            "excess": cap.decoder.excess if cap else 0,
             "ended_by": cap.ended_by if cap else "",
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),

@@ -209,6 +209,25 @@ class PowerShield:
             except (serial.SerialException, OSError):
                 pass
 
+    def reconnect(self, wait_s: float = 10.0, url: str | None = None) -> None:
+        """Reopen the port after :class:`Disconnected` (USB unplug/replug, a reset shield): wait up to
+        ``wait_s`` seconds for it to come back (under ``url`` if its name changed), reopen it and stop a
+        stream the shield kept running meanwhile (:meth:`drain_stale_stream`).  Settings are not
+        assumed to have survived: call :meth:`configure` again."""
+        self.close()
+        if url is not None:
+            self.url = url
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.open()
+                break
+            except Disconnected as exc:
+                if time.monotonic() >= deadline:
+                    raise Disconnected(f"PowerShield port {self.url!r} did not come back within {wait_s:g} s ({exc})") from None
+                time.sleep(0.1)
+        self.drain_stale_stream()
+
     def __enter__(self) -> "PowerShield":
         return self
 
