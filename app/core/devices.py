@@ -123,6 +123,9 @@ class _Session:
         self._backoff = 0.5
         self._last_beat = 0.0
         self.lost_at: float | None = None
+        #: Samples known lost while streaming (dropped in transit or on the device), excluding the time
+        #: the device was disconnected or not streaming (that time is a marked gap, not a loss).
+        self.lost_samples = 0
 
     # --- called from any thread ---------------------------------------------------------------------
     def submit(self, cmd: str, *args: Any) -> None:
@@ -431,6 +434,7 @@ class _BoardSession(_Session):
                 stream.extend_to(self._t_origin, mark=stream.n_total > 0)
             expect = int(round(((msg.tick - self._tick0) / self._tick_hz + self._t_origin) * stream.rate_hz))
             if expect > stream.n_total:  # dropped blocks (TX FIFO full) or a late start
+                self.lost_samples += expect - stream.n_total
                 stream.append_gap(expect - stream.n_total)
             xyz = np.asarray(msg.xyz, np.float32) * np.float32(self._sens)
             stream.append(xyz)
@@ -556,9 +560,12 @@ class _PowerSession(_Session):
                 stream.extend_to(t, mark=stream.n_total > 0)
                 origin = stream.n_total - b.first_index
             if b.overrun:
+                self.lost_samples += b.overrun
                 stream.append_gap(b.overrun)
+            self.lost_samples += b.lost
             expect = origin + b.first_index
             if expect > stream.n_total:
+                self.lost_samples += expect - stream.n_total
                 stream.append_gap(expect - stream.n_total)
             if len(b.values):
                 _append_marking_nan(stream, b.values, b.lost)
@@ -827,6 +834,14 @@ class DeviceManager:
                 self.bench.stop()
             finally:
                 self.bench = None
+
+    def lost_samples(self) -> dict[str, int]:
+        """Samples lost while streaming, per device kind ('board', 'powershield'); see ``_Session.lost_samples``."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for s in self._sessions.values():
+                out[s.info.kind] = out.get(s.info.kind, 0) + s.lost_samples
+        return out
 
     def _session(self, key: str) -> _Session:
         with self._lock:

@@ -1,0 +1,41 @@
+"""2-minute version of the soak (benchmarks/soak.py): the offscreen app with the virtual bench streaming
+100 kS/s power and 1667 Hz accel, recording both, labelling every 15 s and a training round after 45 s.
+
+Runs the benchmark in a subprocess (a crash of Qt or TF fails the test instead of the session) and checks
+its JSON verdict: no lost sample, no recorder drop, at least one round and some labels, no error, and
+RSS growth after the first round < 50 MB.  The frame-time goal is reported but not asserted here (two
+minutes on a shared 2-core CI machine are too noisy for a p95 comparison; the 1 h figures are in
+docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.gui]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(420)
+def test_soak_two_minutes(tmp_path):
+    out = tmp_path / "soak.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--duration", "120", "--interval", "15",
+         "--label-every", "15", "--round-every", "45", "--data-dir", str(tmp_path / "data"), "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert out.exists(), f"soak wrote no result (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    print(json.dumps({k: v for k, v in r.items() if k != "intervals"}, indent=1))
+    assert r["error"] is None, r["error"]
+    assert r["lost_samples"] == 0 and r["recorder_dropped"] == 0, r
+    assert r["recorded"]["power"] > 100_000 * 100, r["recorded"]  # ~2 min of 100 kS/s reached the disk
+    assert r["labels"] >= 4 and r["rounds_ok"] >= 1, (r["labels"], r["rounds_ok"], r["rounds_failed"])
+    assert not r["rounds_failed"], r["rounds_failed"]
+    assert r["rss_growth_mb"] < 50, r["intervals"]
