@@ -446,3 +446,35 @@ def test_reset_clears_state_and_sends_boot(board):
     st = c.status()
     assert st.model_loaded == 0 and c.info().sysclk_hz == 8_000_000
     assert st.uptime_ticks < 5_000_000_000
+
+
+def test_round_start_edge_is_never_stamped_in_the_measurers_past():
+    """Regression: the round's D7 start edge was stamped with the time the request *arrived*; the LPM01A
+    (another thread) could already have measured past it, so the edge was never reported (GUI round
+    energy then had to rebuild the first batch).  The plan must be registered at the clock's time."""
+    clock, emu, client = make(time_scale=1000.0)
+    try:
+        arch, w = paper_model()
+        x, y = user_windows(40)
+        client.upload_model(arch, w)
+        client.upload_dataset(x, y)
+        real = NucleoEmulator._HANDLERS[P.TrainStart]
+        seen = {}
+
+        def late_handler(self, m, now):
+            # the LPM01A measures up to clock.now() between the request's arrival and its handling
+            time.sleep(0.01)  # 10 ms wall = 10 s simulated
+            seen["measured_to"] = float(clock.now())
+            seen["arrived"] = now
+            return real(self, m, now)
+
+        emu._HANDLERS = {**NucleoEmulator._HANDLERS, P.TrainStart: late_handler}  # this instance only
+        info = client.train("tl", epochs=1, batch=16)
+        edges = emu.d7_edges(seen["arrived"] - 1.0, float("inf"))
+        assert len(edges) == 1 + info.total_batches
+        assert seen["measured_to"] > seen["arrived"] + 1.0  # the race really happened in this test
+        assert edges[0] >= seen["measured_to"], "start edge stamped in the past of what was already measured"
+        client.abort()
+    finally:
+        client.close()
+        emu.wait_idle(5)

@@ -326,10 +326,13 @@ class NucleoEmulator:
     def _set_level(self, t: float, amps: float) -> None:
         """Current ``amps`` from ``t`` on; drops any scheduled change after ``t``."""
         with self._tl_lock:
-            k = int(np.searchsorted(self._tl_t, t, side="left"))
-            del self._tl_t[k:], self._tl_i[k:]
-            self._tl_t.append(t)
-            self._tl_i.append(float(amps))
+            self._set_level_locked(t, amps)
+
+    def _set_level_locked(self, t: float, amps: float) -> None:
+        k = int(np.searchsorted(self._tl_t, t, side="left"))
+        del self._tl_t[k:], self._tl_i[k:]
+        self._tl_t.append(t)
+        self._tl_i.append(float(amps))
 
     def _schedule_level(self, t: float, amps: float) -> None:
         with self._tl_lock:
@@ -788,7 +791,7 @@ class NucleoEmulator:
         rng = np.random.default_rng(m.seed)
         f = float(self.sysclk_hz)
         batches: list[_Batch] = []
-        t = now
+        t = 0.0  # relative to the round start; made absolute when the plan is registered (below)
         phases = [(P.Phase.WARMUP, e, last, m.warmup_lr) for e in range(m.warmup_epochs)]
         phases += [(P.Phase.MAIN, e, trainable, m.lr) for e in range(m.epochs)]
         for phase, epoch, names, lr in phases:
@@ -801,12 +804,21 @@ class NucleoEmulator:
         self._round_id = (self._round_id + 1) & 0xFFFF
         job = _Job("train", self._round_id)
         self._job = job
-        # timeline: run current for the whole round, D7 edge at the start and at every batch end
-        run = self.run_current_a()
-        self._set_level(now, run)
-        self._schedule_level(t, self._base_level())
-        if self.marker_enabled:
-            with self._tl_lock:
+        # Timeline: run current for the whole round, D7 edge at the start and at every batch end.  The
+        # round starts when its plan is registered, read from the clock under the timeline lock: the
+        # LPM01A measures on another thread and may already be past the time the request arrived, and
+        # an edge stamped in its past would never be reported (a lost D7 event).
+        run, base = self.run_current_a(), self._base_level()
+        with self._tl_lock:
+            now = max(now, float(self.clock.now()))
+            for b in batches:
+                b.start += now
+                b.end += now
+            t += now
+            self._set_level_locked(now, run)
+            self._tl_t.append(t)
+            self._tl_i.append(float(base))
+            if self.marker_enabled:
                 self._edges.extend([now] + [b.end for b in batches])
         info = P.RoundInfo(job.round_id, per_epoch, len(batches), need, self.ram_total, sum(b.cycles for b in batches), self._tick(t) - self._tick(now))
 
