@@ -79,7 +79,7 @@ def test_summary_and_table():
     assert e["modes"]["full"]["macro_f1"] == pytest.approx(0.8) and e["modes"]["none"]["macro_f1"] == pytest.approx(0.55)
     assert e["order_full_tl_none"] is True and e["subjects_full_beats_tl"] == 1 and e["subjects"] == 2
     md = loso.markdown_table(summ, loso.paper_table_ii())
-    assert "| (20,3) | 0.550 ± 0.050 | 0.804 |" in md and "1/2" in md
+    assert "| (20,3) | 0.550 ± 0.050 | 0.804 |" in md and "1/2 (0 ties)" in md
 
 
 def test_bad_settings_are_named(tmp_path, tiny_wisdm):

@@ -512,6 +512,7 @@ def summarize(rows: Iterable[dict], sizes: Sequence[int] | None = None, modes: S
             entry["order_full_tl_none"] = bool(means["full"] > means["tl"] > means["none"])
             both = [v for v in per_subject.values() if "tl" in v and "full" in v]
             entry["subjects_full_beats_tl"] = int(sum(v["full"] > v["tl"] for v in both))
+            entry["subjects_full_ties_tl"] = int(sum(v["full"] == v["tl"] for v in both))
             entry["subjects_tl_beats_none"] = int(sum(v["tl"] > v["none"] for v in per_subject.values() if "tl" in v and "none" in v))
             entry["subjects"] = len(both)
         out["by_T"][T] = entry
@@ -541,7 +542,7 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
                 cells.append("–" if v is None else f"{v:.3f}")
         order = e.get("order_full_tl_none")
         cells.append("–" if order is None else ("yes" if order else "no"))
-        cells.append(f"{e['subjects_full_beats_tl']}/{e['subjects']}" if "subjects" in e else "–")
+        cells.append(f"{e['subjects_full_beats_tl']}/{e['subjects']} ({e['subjects_full_ties_tl']} ties)" if "subjects" in e else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
