@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.labels import (LabelError, LabelModel, class_balance, export_wisdm_csv, export_windows_npz,
-                             import_wisdm_csv, windows)
+from app.core.datasets import DatasetError
+from app.core.labels import (LabelError, LabelModel, class_balance, class_for_activity, export_wisdm_csv,
+                             export_windows_npz, import_wisdm, import_wisdm_csv, labelled_recording_set,
+                             read_wisdm, windows)
+from app.core.recording import load_accel
 from app.core.store import Store
 
 CLASSES = ("Walking", "Jogging", "Sitting")
@@ -95,6 +98,7 @@ def test_wisdm_roundtrip_and_npz(model, tmp_path):
     assert export_wisdm_csv(p, "u7", xyz, 20.0, model.labels) == 160
     segs = import_wisdm_csv(p)
     assert [(s.user, s.activity, len(s.xyz)) for s in segs] == [("u7", "Walking", 100), ("u7", "Jogging", 60)]
+    assert not read_wisdm(p).skipped  # the export is valid WISDM (no timestamp-0 placeholder record)
     np.testing.assert_allclose(segs[0].xyz, xyz[:100], rtol=1e-5)
     n = export_windows_npz(tmp_path / "w.npz", [(xyz, 20.0, model.labels)], CLASSES, 20)
     d = np.load(tmp_path / "w.npz")
@@ -104,8 +108,101 @@ def test_wisdm_roundtrip_and_npz(model, tmp_path):
 def test_wisdm_import_reports_bad_lines(tmp_path):
     p = tmp_path / "bad.txt"
     p.write_text("1,Walking,1,0.1,0.2,0.3;\n" + "garbage\n" * 30)
-    with pytest.raises(LabelError, match=r"bad.txt:2"):
-        import_wisdm_csv(p)
+    rs = read_wisdm(p)  # parsed by app.core.datasets: the good record is kept, every bad line reported
+    assert rs.n_samples == 1 and len(rs.skipped) == 30
+    assert str(rs.skipped[0]).startswith(f"{p}:2: expected 6 comma-separated fields, found 1")
+    (tmp_path / "none.txt").write_text("garbage\n" * 3)
+    with pytest.raises(DatasetError, match=r"none.txt: no valid WISDM records \(3 skipped\)"):
+        read_wisdm(tmp_path / "none.txt")
+
+
+#: WISDM v1.1 text with the quirks of the real file: two records on one line, spaces after commas, a blank
+#: line, a missing value, a wrong field count, a timestamp-0 placeholder, a non-numeric value, an activity
+#: that is not a class and a truncated last record (no ';').
+V11_QUIRKS = (
+    "".join(f"33,Jogging,{49105962326000 + 50_000_000 * i},{i * 0.1:.3f},9.5,0.5;\n" for i in range(60))
+    + "33,Jogging,49108962326000,1.0,9.5,0.5;33,Jogging,49109012326000,1.1,9.4,0.4;\n"  # line 61: two records
+    + "33, Walking, 49110062326000, 0.2, 9.8, 0.1;\n"  # line 62: spaces after commas
+    + "\n"  # 63: blank
+    + "33,Walking,49110112326000,,9.8,0.1;\n"  # 64: missing x
+    + "33,Walking,49110162326000,0.2,9.8;\n"  # 65: 5 fields
+    + "33,Walking,0,0,0,0;\n"  # 66: placeholder
+    + "".join(f"33,Walking,{49110212326000 + 50_000_000 * i},0.3,9.7,x{i};\n" for i in range(1))  # 67: NaN-ish
+    + "".join(f"33,Walking,{49110262326000 + 50_000_000 * i},0.3,9.7,0.2;\n" for i in range(50))  # 68..117
+    + "33,Dancing,49112762326000,0.3,9.7,0.2;\n"  # 118: an activity the dataset does not have
+    + "33,Walking,49112812326000,0.3,9.7,0.2"  # 119: truncated (no ';')
+)
+
+
+def test_wisdm_import_with_quirks_through_the_labelling_path(tmp_path):
+    p = tmp_path / "WISDM_ar_v1.1_raw.txt"
+    p.write_text(V11_QUIRKS)
+    store = Store(tmp_path / "db")
+    try:
+        classes = ("Walking", "Jogging", "Sitting")
+        ds_id = store.create_dataset(store.ensure_user("me").id, "imp", classes).id
+        steps = []
+        res = import_wisdm(store, p, ds_id, classes, progress=lambda f, t="": steps.append(f))
+        assert steps and steps[-1] == 1.0
+        assert [r.name for r in res.recordings] == ["WISDM 33"]
+        rec = res.recordings[0]
+        labels = store.labels(rec.id)
+        assert [l.label for l in labels] == ["Jogging", "Walking"]
+        # 62 jogging records (60 + the two on one line) and 51 walking ones, already at 20 Hz
+        assert labels[0].end_s == pytest.approx(62 / 20.0) and labels[1].end_s == pytest.approx(113 / 20.0)
+        xyz = load_accel(store, rec)
+        assert len(xyz) == 113 and xyz[61, 0] == pytest.approx(1.1) and xyz[62, 0] == pytest.approx(0.2)
+        lines = [k.line for k in res.skipped]
+        assert lines == [64, 65, 66, 67, 119], res.skipped
+        text = res.skipped_text(limit=4)
+        assert text.startswith("5 lines skipped: line 64: ") and "line 65: expected 6 comma-separated fields, found 5" in text
+        assert "line 66: timestamp 0 (placeholder record)" in text and text.endswith("… and 1 more")
+        assert res.left_out == {"dancing": 1}  # a plain activity name that is not a class of the dataset
+        msg = res.message()
+        assert "Imported 1 recording(s) with 2 label(s)" in msg and "dancing (1 sample)" in msg
+        assert "line 119: truncated: last record has no terminating ';'" in msg
+        # a 2019 file (letter codes): stairs ('C') is not split, so it becomes the dataset's Upstairs
+        p19 = tmp_path / "data_1650_accel_phone.txt"
+        p19.write_text("".join(f"1650,{c},{(k + 1) * 50_000_000},0.1,9.8,{k % 7};\n"
+                               for c in "ACF" for k in range(40)) + "1650,A,12,bad\n")
+        res19 = import_wisdm(store, p19, ds_id, ("Walking", "Upstairs", "Downstairs"))
+        assert [l.label for l in store.labels(res19.recordings[0].id)] == ["Walking", "Upstairs"]
+        assert res19.left_out == {"typing": 40} and "labelled 'Upstairs'" in res19.message()
+        assert res19.skipped_text() == "1 line skipped: line 121: expected 6 comma-separated fields, found 4 ('1650,A,12,bad')"
+    finally:
+        store.close()
+
+
+def test_wisdm_import_reads_named_users_and_roundtrips(model, tmp_path):
+    """The app's own export (user names instead of WISDM's integer ids) imports through the same parser."""
+    model.add(0, 5, "Walking")
+    model.add(5, 8, "Sitting")
+    xyz = np.random.default_rng(1).normal(0, 5, (2000, 3)).astype(np.float32)
+    p = tmp_path / "mine.txt"
+    export_wisdm_csv(p, "alice", xyz, 20.0, model.labels)
+    with p.open("a") as fh:
+        fh.write("bob,Walking,5000000000,1,2,3;\n7,Walking,5000000000,1,2,3;\n")
+    rs = read_wisdm(p)
+    assert rs.subjects() == ["7", "alice", "bob"] and not rs.skipped
+    store = model.store
+    ds_id = store.create_dataset(store.ensure_user("me").id, "rt", CLASSES).id
+    res = import_wisdm(store, p, ds_id, CLASSES)
+    assert sorted(r.name for r in res.recordings) == ["WISDM 7", "WISDM alice", "WISDM bob"]
+    alice = next(r for r in res.recordings if r.name == "WISDM alice")
+    np.testing.assert_allclose(load_accel(store, alice), xyz[:160], rtol=1e-5, atol=1e-5)
+    assert [(l.label, l.end_s) for l in store.labels(alice.id)] == [("Walking", 5.0), ("Sitting", 8.0)]
+    # the dataset as one user's RecordingSet (for the simulation)
+    rs2 = labelled_recording_set(store, ds_id, "me")
+    assert rs2.subjects() == ["me"] and rs2.activities() == ["walking", "sitting"]
+    assert rs2.n_samples == 160  # the one-sample users are too short to be a segment
+
+
+def test_class_for_activity():
+    assert class_for_activity("walking", ("Walking", "Stairs")) == "Walking"
+    assert class_for_activity("upstairs", ("Walking", "Stairs")) == "Stairs"
+    assert class_for_activity("stairs", ("Upstairs", "Downstairs")) == "Upstairs"
+    assert class_for_activity("sitting", ("Stationary",)) == "Stationary"
+    assert class_for_activity("typing", ("Walking",)) is None
 
 
 def test_real_wisdm2019_subject(shared_data):

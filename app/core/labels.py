@@ -6,8 +6,11 @@ in one transaction *before* the call returns, so nothing labelled is lost if the
 Labels never overlap: a new or moved label trims, splits or removes the labels it covers (inside the same
 command, so one undo restores them).
 
-Also here: windowing (:func:`windows`), class balance (:func:`class_balance`), and dataset I/O in the
-WISDM v1.1 text format (``user,activity,timestamp,x,y,z;``) and as an ``.npz`` of windows.
+Also here: windowing (:func:`windows`), class balance (:func:`class_balance`), and dataset I/O: import of
+WISDM text files (:func:`import_wisdm`; both variants, parsed by :func:`app.core.datasets.load_wisdm`,
+which reports every skipped line), export in the WISDM v1.1 text format (``user,activity,timestamp,x,y,z;``)
+and as an ``.npz`` of windows, and the labelled data as a :class:`~app.core.datasets.RecordingSet`
+(:func:`labelled_recording_set`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from app.core import datasets as ds
 from app.core.store import Store
 
 __all__ = ["Label", "LabelModel", "Command", "LabelError", "windows", "class_balance", "export_wisdm_csv",
-           "import_wisdm_csv", "export_windows_npz", "WisdmSegment"]
+           "read_wisdm", "import_wisdm", "WisdmImport", "class_for_activity", "import_wisdm_csv", "WisdmSegment",
+           "export_windows_npz", "labelled_recording_set"]
 
 _MIN_LEN = 1e-6  # s; shorter pieces left by trimming are dropped
 
@@ -250,56 +255,190 @@ def class_balance(labels: Iterable[Label], classes: Sequence[str], rate_hz: floa
 
 
 # --- dataset I/O -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WisdmSegment:
-    """One contiguous run of a user's activity in a WISDM file."""
+# WISDM text is parsed by app.core.datasets (both variants, every quirk reported with its line); this
+# module only turns the parsed segments into recordings and labels of a dataset.
 
-    user: str
-    activity: str
-    xyz: np.ndarray  # (n, 3) float32, m/s^2
-
-
-_WISDM_LINE = re.compile(r"^\s*([^,]+),([^,]+),([-+0-9.eE]+),([-+0-9.eE]+),([-+0-9.eE]+),([-+0-9.eE]+)\s*;?\s*$")
+#: First field of every WISDM record (records end at ';' or at a newline): group 2 is the user id.
+_USER_FIELD = re.compile(rb"(^|[;\n])([^,;\n]*)(?=,)")
+_NOT_INT = "subject id is not an integer"
 
 
-def import_wisdm_csv(path: str | Path, max_errors: int = 20) -> list[WisdmSegment]:
-    """Read a WISDM text file (v1.1 or 2019 layout) into contiguous (user, activity) runs.
+def read_wisdm(path: str | Path, variant: str = "auto", rate_hz: float | None = 20.0) -> ds.RecordingSet:
+    """A WISDM text file (v1.1 or 2019, detected by ``variant='auto'``) as a
+    :class:`~app.core.datasets.RecordingSet` of canonical activities, parsed by
+    :func:`app.core.datasets.load_wisdm` (every skipped record is in ``.skipped`` with its line).
 
-    Malformed lines are skipped and reported: if more than ``max_errors`` are bad, a :class:`LabelError`
-    names the first bad lines (file and line number) and nothing is imported.
+    Files whose user field is a name instead of WISDM's integer id (this app's own export before it wrote
+    ids, or files edited by hand) are read too: the names are swapped for free integer ids in memory, the
+    same parser reads the result, and the names are put back on the segments.  ``rate_hz=None`` keeps the
+    native rates.  Raises :class:`~app.core.datasets.DatasetError` naming the file and the problem.
     """
     path = Path(path)
-    users, acts, rows, bad = [], [], [], []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            for part in line.split(";"):  # v1.1 has a few records glued on one line
-                if not part.strip():
-                    continue
-                m = _WISDM_LINE.match(part + ";")
-                if not m:
-                    bad.append(f"{path}:{lineno}: {part.strip()[:60]!r}")
-                    continue
-                users.append(m.group(1).strip())
-                acts.append(m.group(2).strip())
-                rows.append((float(m.group(4)), float(m.group(5)), float(m.group(6))))
-    if len(bad) > max_errors or (bad and not rows):
-        raise LabelError(f"{len(bad)} malformed WISDM lines (expected 'user,activity,timestamp,x,y,z;'), "
-                         f"first: " + "; ".join(bad[:3]))
-    xyz = np.asarray(rows, np.float32).reshape(-1, 3)
-    segs: list[WisdmSegment] = []
-    start = 0
-    for i in range(1, len(rows) + 1):
-        if i == len(rows) or users[i] != users[start] or acts[i] != acts[start]:
-            segs.append(WisdmSegment(users[start], acts[start], xyz[start:i]))
-            start = i
-    return segs
+    try:
+        rs = ds.load_wisdm(path, variant=variant, activities=None, rate=rate_hz)
+        if not any(s.reason == _NOT_INT for s in rs.skipped):
+            return rs
+    except ds.DatasetError as exc:
+        if not path.is_file() or "no valid WISDM records" not in str(exc):
+            raise
+    return _read_named_users(path, variant, rate_hz)
+
+
+def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.RecordingSet:
+    import dataclasses
+    import tempfile
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ds.DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    fields = {f.strip() for _sep, f in _USER_FIELD.findall(data)}
+    numeric = [int(f) for f in fields if f.isdigit()]
+    free = max(numeric, default=0) + 1
+    names = sorted(f for f in fields if f and not f.isdigit())
+    ids = {n: str(free + i).encode() for i, n in enumerate(names)}
+    back = {str(free + i): n.decode("utf-8", "replace") for i, n in enumerate(names)}
+    mapped = _USER_FIELD.sub(lambda m: m.group(1) + ids.get(m.group(2).strip(), m.group(2)), data)
+    with tempfile.TemporaryDirectory(prefix="odl-wisdm-") as tmp:
+        tmp_file = Path(tmp) / path.name
+        tmp_file.write_bytes(mapped)
+        try:
+            rs = ds.load_wisdm(tmp_file, variant=variant, activities=None, rate=rate_hz)
+        except ds.DatasetError as exc:
+            raise ds.DatasetError(str(exc).replace(str(tmp_file), str(path))) from None
+    src = str(path)
+    segs = [dataclasses.replace(s, subject=back.get(s.subject, s.subject), source=src) for s in rs.segments]
+    skipped = [dataclasses.replace(k, source=src) for k in rs.skipped]
+    notes = [n.replace(str(tmp_file), src) for n in rs.notes]
+    return ds.RecordingSet(segs, src, rs.units, skipped, notes)
+
+
+def class_for_activity(activity: str, classes: Sequence[str]) -> str | None:
+    """The dataset class a canonical activity name belongs to: same canonical name (case, synonyms), a class
+    that gathers it (``Stairs`` <- upstairs/downstairs, ``Stationary`` <- sitting/standing) or, for an
+    activity the source does not split (WISDM-2019 ``stairs``), the first class it would be split into
+    (``Upstairs``).  None when no class fits."""
+    canon = {ds.canonical_activity(c): c for c in classes}
+    if activity in canon:
+        return canon[activity]
+    for target, parts in ds.MERGES.items():
+        if activity in parts and target in canon:
+            return canon[target]
+    for part in ds.MERGES.get(activity, ()):
+        if part in canon:
+            return canon[part]
+    return None
+
+
+@dataclass
+class WisdmImport:
+    """What :func:`import_wisdm` did: the recordings made, the records skipped (file, line, reason) and
+    the samples of activities that are not classes of the dataset."""
+
+    source: str
+    recordings: list = field(default_factory=list)  # app.core.store.Recording
+    labels: int = 0
+    skipped: list = field(default_factory=list)  # app.core.datasets.SkippedLine
+    notes: list[str] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # activity -> samples not imported
+    cancelled: bool = False
+
+    def skipped_text(self, limit: int = 5) -> str:
+        """``"3 lines skipped: line 12: expected 6 comma-separated fields, found 2 ('1,A'); line 40: …"``."""
+        if not self.skipped:
+            return ""
+        files = {k.source for k in self.skipped}
+        parts = [(f"{Path(k.source).name} " if len(files) > 1 else "") + f"line {k.line}: {k.reason}"
+                 + (f" ({k.text!r})" if k.text else "") for k in self.skipped[:limit]]
+        more = f"; … and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+        n = len(self.skipped)
+        return f"{n} line{'s' if n != 1 else ''} skipped: " + "; ".join(parts) + more
+
+    def message(self, limit: int = 5) -> str:
+        """One paragraph for the user: what was imported, what was left out and which lines were skipped."""
+        secs = sum(r.duration for r in self.recordings)
+        out = [f"Imported {len(self.recordings)} recording(s) with {self.labels} label(s), {secs:.0f} s from "
+               f"{Path(self.source).name}" + (" (cancelled: the rest was not imported)" if self.cancelled else "") + "."]
+        if self.left_out:
+            out.append("Not classes of this dataset, left out: "
+                       + ", ".join(f"{a} ({n:,} sample{'s' if n != 1 else ''})"
+                                 for a, n in sorted(self.left_out.items())) + ".")
+        out.extend(self.notes)
+        if self.skipped:
+            out.append(self.skipped_text(limit) + ".")
+        return " ".join(out)
+
+
+def import_wisdm(store: Store, path: str | Path, dataset_id: int, classes: Sequence[str], *,
+                 variant: str = "auto", rate_hz: float = 20.0,
+                 progress: Callable[[float, str], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> WisdmImport:
+    """Import a WISDM text file into dataset ``dataset_id``: one accel recording per user (segments in
+    file order, resampled to ``rate_hz``), labelled back to back with the dataset's ``classes``
+    (see :func:`class_for_activity`).  Every user is written in one transaction, so a cancel between
+    users keeps complete users only.  Parse errors raise :class:`~app.core.datasets.DatasetError`."""
+    from app.core.recording import write_accel
+
+    report = progress or (lambda f, t="": None)
+    report(0.05, f"reading {Path(path).name}")
+    rs = read_wisdm(path, variant, rate_hz)
+    out = WisdmImport(str(path), skipped=list(rs.skipped), notes=list(dict.fromkeys(rs.notes)))
+    by_user: dict[str, list[tuple[str, np.ndarray]]] = {}
+    split = set()
+    for s in rs.segments:
+        cls = class_for_activity(s.activity, classes)
+        if cls is None:
+            out.left_out[s.activity] = out.left_out.get(s.activity, 0) + s.n
+            continue
+        if ds.canonical_activity(cls) in ds.MERGES.get(s.activity, ()):
+            split.add((s.activity, cls))
+        by_user.setdefault(s.subject, []).append((cls, s.data))
+    for activity, cls in sorted(split):
+        out.notes.append(f"'{activity}' is not split in this file: labelled '{cls}'.")
+    users = list(by_user)
+    for k, user in enumerate(users):
+        if cancelled is not None and cancelled():
+            out.cancelled = True
+            break
+        report(0.2 + 0.8 * k / max(1, len(users)), f"user {user}")
+        parts = by_user[user]
+        xyz = np.concatenate([d for _, d in parts])
+        with store.transaction():
+            rec = write_accel(store, f"WISDM {user}", xyz, float(rate_hz), dataset_id,
+                              meta={"source": str(path), "user": user, "skipped_lines": len(rs.skipped)})
+            t = 0.0
+            for cls, d in parts:
+                store.add_label(rec.id, t, t + len(d) / rate_hz, cls)
+                t += len(d) / rate_hz
+        out.recordings.append(rec)
+        out.labels += len(parts)
+    report(1.0, "done")
+    return out
+
+
+@dataclass(frozen=True)
+class WisdmSegment:
+    """One contiguous run of a user's activity in a WISDM file (:func:`import_wisdm_csv`)."""
+
+    user: str
+    activity: str  # as written in the file (WISDM-2019: the letter code)
+    xyz: np.ndarray  # (n, 3) float32, m/s^2, at the file's native rate
+
+
+def import_wisdm_csv(path: str | Path) -> list[WisdmSegment]:
+    """Contiguous (user, activity) runs of a WISDM text file at its native rate, read by :func:`read_wisdm`
+    (kept for callers that want plain arrays, e.g. ``app.core.personalize``).  Raises
+    :class:`~app.core.datasets.DatasetError` (a ``ValueError``) when nothing valid is in the file."""
+    return [WisdmSegment(s.subject, s.raw_activity or s.activity, s.data)
+            for s in read_wisdm(path, rate_hz=None).segments]
 
 
 def export_wisdm_csv(path: str | Path, user: str, xyz: np.ndarray, rate_hz: float, labels: Iterable[Label],
-                     t0_ns: int = 0) -> int:
+                     t0_ns: int = 1_000_000_000) -> int:
     """Write the labelled samples of one recording as WISDM v1.1 lines; returns the number of rows.
 
-    The timestamp column is ``t0_ns`` + sample time in ns (WISDM's own timestamps are device uptime).
+    The timestamp column is ``t0_ns`` + sample time in ns (WISDM's own timestamps are device uptime; the
+    default starts at 1 s because WISDM readers drop timestamp-0 records as placeholders).
     """
     xyz = np.asarray(xyz)
     n = 0
@@ -338,3 +477,26 @@ def export_windows_npz(path: str | Path, parts: Sequence[tuple[np.ndarray, float
                         size=size, stride=stride or size, rate_hz=np.asarray(rates, np.float64),
                         meta=json.dumps(meta or {}))
     return len(ys)
+
+
+def labelled_recording_set(store: Store, dataset_id: int, user: str = "user") -> ds.RecordingSet:
+    """The labelled accel data of a dataset as one user's :class:`~app.core.datasets.RecordingSet` (one
+    segment per label, canonical activity names, chronological order), e.g. for
+    :func:`app.core.simulate.simulate`.  Labels shorter than two samples are left out."""
+    from app.core.recording import load_accel
+
+    segs: list[ds.Segment] = []
+    for rec in store.recordings("accel", dataset_id):
+        labels = sorted(store.labels(rec.id), key=lambda l: l.start_s)
+        if not labels:
+            continue
+        data = load_accel(store, rec)
+        for lab in labels:
+            a = max(0, int(np.ceil(lab.start_s * rec.rate_hz - 1e-9)))
+            b = min(len(data), int(np.floor(lab.end_s * rec.rate_hz + 1e-9)))
+            if b - a < 2:
+                continue
+            segs.append(ds.Segment(user, ds.canonical_activity(lab.label), np.array(data[a:b], np.float32),
+                                   float(rec.rate_hz), source=rec.name, first_line=a, raw_activity=lab.label,
+                                   native_rate=float(rec.rate_hz), order=len(segs), dataset="app"))
+    return ds.RecordingSet(segs, "labelled recordings")

@@ -12,17 +12,19 @@ of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMessageBox,
-                               QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from app.core.devices import DeviceState
 from app.core.labels import (LabelError, LabelModel, class_balance, export_wisdm_csv, export_windows_npz,
-                             import_wisdm_csv, windows)
-from app.core.recording import StreamRecorder, load_accel, write_accel
+                             import_wisdm, windows)
+from app.core.recording import StreamRecorder, load_accel
 from app.core.store import Recording
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
@@ -31,8 +33,6 @@ from app.ui.widgets.stream_plot import StreamPlot
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf")
-#: WISDM 2019 activity codes -> WISDM v1.1 class names (stairs are not split in 2019: mapped to Upstairs).
-WISDM2019_CODES = {"A": "Walking", "B": "Jogging", "C": "Upstairs", "D": "Sitting", "E": "Standing"}
 
 
 class _SelectViewBox(pg.ViewBox):
@@ -133,6 +133,13 @@ class LabellingPanel(Panel):
         self.btn_delete_rec = QPushButton("Delete recording")
         for b in (self.btn_import, self.btn_export_csv, self.btn_export_npz, self.btn_delete_rec):
             ll.addWidget(b)
+        self.import_report = QPlainTextEdit()  # a word-wrapped QLabel gets no height-for-width in the splitter
+        self.import_report.setObjectName("importReport")
+        self.import_report.setReadOnly(True)
+        self.import_report.setMaximumHeight(150)
+        self.import_report.setVisible(False)
+        self.import_result = None
+        ll.addWidget(self.import_report)
         split.addWidget(left)
 
         center = QWidget()
@@ -176,6 +183,9 @@ class LabellingPanel(Panel):
         self.balance.setMenuEnabled(False)
         self.balance.setMouseEnabled(False, False)
         self.balance.hideButtons()
+        self.balance.getViewBox().invertY(True)  # first class on top, as in the class list
+        self.balance.getAxis("bottom").setLabel("windows")
+        self.balance.setToolTip("Windows of the chosen input size per class, over the whole dataset")
         self.balance.setMinimumHeight(180)
         rl.addWidget(self.balance, 1)
         self.balance_text = QLabel()
@@ -550,58 +560,58 @@ class LabellingPanel(Panel):
             for c in self.classes:
                 totals[c] += int(bal[c]["windows"])
                 seconds[c] += bal[c]["seconds"]
+        # horizontal bars: full class names fit on the left axis (vertical bars truncated them)
         self.balance.clear()
-        xs = np.arange(len(self.classes))
-        brushes = [pg.mkBrush(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(len(self.classes))]
-        self.balance.addItem(pg.BarGraphItem(x=xs, height=[totals[c] for c in self.classes], width=0.7,
-                                             brushes=brushes))
-        ax = self.balance.getAxis("bottom")
-        ax.setTicks([[(i, c[:6]) for i, c in enumerate(self.classes)]])
+        n = len(self.classes)
+        counts = [totals[c] for c in self.classes]
+        brushes = [pg.mkBrush(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(n)]
+        self.balance.addItem(pg.BarGraphItem(x0=0, y=np.arange(n), height=0.7, width=counts, brushes=brushes))
+        for i, v in enumerate(counts):
+            txt = pg.TextItem(str(v), anchor=(0, 0.5), color="#d4d4d4")
+            txt.setPos(v, i)
+            self.balance.addItem(txt)
+        self.balance.getAxis("left").setTicks([[(i, c) for i, c in enumerate(self.classes)]])
+        self.balance.setYRange(-0.6, n - 0.4, padding=0)
+        self.balance.setXRange(0, max(counts + [1]) * 1.25, padding=0)
         self.balance_text.setText(", ".join(f"{c}: {totals[c]} ({seconds[c]:.0f} s)" for c in self.classes))
         self.balance_totals = totals
 
     # --- import / export -------------------------------------------------------------------------
     def import_wisdm(self, path: str | None = None) -> None:
+        """Import a WISDM text file (v1.1 or 2019) on the task runner; the outcome, including every line the
+        parser skipped, is shown under the recordings list."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Import WISDM text file", "", "WISDM (*.txt *.csv);;All (*)")
             if not path:
                 return
         classes = self.classes
         store, did = self.ctx.store, self.ctx.dataset.id
+        self._show_import(f"Importing {Path(path).name}…", "")
 
         def work(token, progress):
-            segs = import_wisdm_csv(path)
-            progress(0.5, f"{len(segs)} segments")
-            by_user: dict[str, list] = {}
-            skipped = 0
-            for s in segs:
-                cls = s.activity if s.activity in classes else WISDM2019_CODES.get(s.activity)
-                if cls not in classes:
-                    skipped += len(s.xyz)
-                    continue
-                by_user.setdefault(s.user, []).append((cls, s.xyz))
-            made = []
-            for user, parts in by_user.items():
-                token.check()
-                xyz = np.concatenate([p[1] for p in parts])
-                rec = write_accel(store, f"WISDM {user}", xyz, 20.0, did, meta={"source": str(path)})
-                t = 0.0
-                with store.transaction():
-                    for cls, seg in parts:
-                        store.add_label(rec.id, t, t + len(seg) / 20.0, cls)
-                        t += len(seg) / 20.0
-                made.append(rec)
-            return made, skipped
+            return import_wisdm(store, path, did, classes, progress=progress, cancelled=lambda: token.cancelled)
 
-        def done(result):
-            made, skipped = result
-            for rec in made:
+        def done(result) -> None:
+            for rec in result.recordings:
                 self.ctx.publish("recording_added", recording=rec)
-            self.ctx.status(f"Imported {len(made)} recording(s)" + (f"; {skipped} rows of other activities skipped"
-                                                                     if skipped else ""))
+            self.import_result = result
+            details = "\n".join(str(k) for k in result.skipped[:50])
+            if len(result.skipped) > 50:
+                details += f"\n… and {len(result.skipped) - 50} more"
+            self._show_import(result.message(), details, warn=bool(result.skipped or result.left_out))
+            self.ctx.status(f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
+                            + (f"; {len(result.skipped)} line(s) skipped" if result.skipped else ""))
 
-        self.tasks.start("Importing WISDM", work, on_done=done,
-                         on_error=lambda msg: QMessageBox.warning(self, "Import WISDM", msg))
+        def failed(msg: str) -> None:
+            self._show_import(f"Import of {Path(path).name} failed: {msg}", msg, warn=True)
+
+        self.tasks.start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
+
+    def _show_import(self, text: str, details: str, warn: bool = False) -> None:
+        """The import outcome below the recordings list: the summary, then every skipped line (first 50)."""
+        self.import_report.setPlainText(text + (f"\n\n{details}" if details and details != text else ""))
+        self.import_report.setStyleSheet("QPlainTextEdit { color: #92400e; }" if warn else "")
+        self.import_report.setVisible(bool(text))
 
     def _dataset_parts(self):
         parts = []
