@@ -1,0 +1,308 @@
+"""Fault matrix, board side (docs/reliability.md): the NUCLEO emulator's fault switches and the bench's
+unplug against :class:`device.nucleo.client.NucleoClient` over the bench's real serial endpoint, while
+idle, streaming the accelerometer and mid training round.  Each cell asserts detection within 2 s of
+wall time with a plain-words error or event, no hang (pytest-timeout), no accepted corrupt data (CRC),
+gaps visible in the block / batch counters, and the documented recovery (reconnect, re-upload, retry)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from device.bench import VirtualBench
+from device.engine.model import Model
+from device.nucleo import protocol as P
+from device.nucleo.client import NucleoClient, NucleoTimeout
+from estimator.arch import paper_cnn
+
+pytestmark = pytest.mark.timeout(60)
+
+DETECT_S = 2.0
+TIMEOUT_S, RETRIES = 0.5, 2  # a request nobody answers is reported after 3 x 0.5 s = 1.5 s
+ARCH = paper_cnn(20, 5)
+WEIGHTS = Model(ARCH, seed=1).get_weights()
+
+LINK = ("unplug", "unplug_new_port")
+NOISE = ("corrupt_1e-4", "corrupt_1e-2", "drop_1e-3", "nul_bursts")
+FAULTS = LINK + ("board_reset", "shield_psrst") + NOISE + ("not_reading", "garbage", "silent")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with VirtualBench(seed=5, board=True, time_scale=4.0) as b:
+        b.powershield.model.psrst_seconds = 0.3
+        yield b
+
+
+def load(c: NucleoClient) -> None:
+    c.set_clock(80_000_000)  # one Full batch of 32 = 0.79 s simulated = 0.2 s wall at time scale 4
+    c.upload_model(ARCH, WEIGHTS)
+    rng = np.random.default_rng(0)
+    c.clear_data()
+    c.upload_dataset(rng.standard_normal((64, 20, 3)).astype(np.float32), rng.integers(0, 5, 64))
+
+
+@pytest.fixture()
+def client(bench):
+    bench.board.faults.clear()
+    assert bench.endpoints["board"].wait_plugged(10)
+    c = NucleoClient.open(bench.urls["board"], timeout=TIMEOUT_S, retries=RETRIES)
+    c.hello()
+    c.abort()
+    c.stream_stop()
+    if not c.status().model_loaded:
+        load(c)
+    c.drain_events()
+    yield c
+    bench.board.faults.clear()
+    bench.endpoints["board"].wait_plugged(10)
+    c.close()
+
+
+def inject(bench: VirtualBench, fault: str) -> None:
+    f = bench.board.faults
+    if fault == "unplug":
+        bench.unplug("board", 0.4)
+    elif fault == "unplug_new_port":
+        bench.unplug("board", 0.4, new_port=True)
+    elif fault == "board_reset":
+        f.reset_now = True
+    elif fault == "shield_psrst":
+        bench.powershield.faults.reset_now = True
+    elif fault == "corrupt_1e-4":
+        f.corrupt_rate = 1e-4
+    elif fault == "corrupt_1e-2":
+        f.corrupt_rate = 1e-2
+    elif fault == "drop_1e-3":
+        f.drop_rate = 1e-3
+    elif fault == "nul_bursts":
+        f.nul_burst_rate, f.nul_burst_len = 1e-3, 16
+    elif fault == "not_reading":
+        f.host_not_reading = True
+    elif fault == "garbage":
+        f.garbage = True
+    elif fault == "silent":
+        f.silent = True
+    else:  # pragma: no cover
+        raise AssertionError(fault)
+
+
+def reconnect(bench: VirtualBench, c: NucleoClient) -> None:
+    """USB came back (maybe under a new name, found again by discovery): reopen and check the board."""
+    ep = bench.endpoints["board"]
+    deadline = time.monotonic() + 5
+    while ep.plugged and time.monotonic() < deadline:  # the unplug is under way
+        time.sleep(0.005)
+    assert ep.wait_plugged(10)
+    c.reconnect(url=bench.urls["board"], wait_s=10)
+    assert c.hello().proto == 1
+
+
+def timed(fn, *a, **kw):
+    t0 = time.monotonic()
+    try:
+        return fn(*a, **kw), None, time.monotonic() - t0
+    except Exception as exc:  # noqa: BLE001 - the cell inspects it
+        return None, exc, time.monotonic() - t0
+
+
+# --- idle ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", FAULTS)
+def test_idle(bench, client, fault):
+    c = client
+    inject(bench, fault)
+    if fault in LINK:
+        time.sleep(0.05)  # the endpoint drops the link within one tick
+        _, exc, dt = timed(c.status)
+        assert isinstance(exc, OSError) and "NUCLEO link lost" in str(exc) and dt < DETECT_S, exc
+        reconnect(bench, c)
+        assert c.status().model_loaded == 1  # the board kept its model while USB was gone
+        return
+    if fault == "board_reset":
+        boot, exc, dt = timed(c.next_event, P.Boot, DETECT_S)
+        assert isinstance(boot, P.Boot) and boot.reset_cause == 0 and dt < DETECT_S
+        assert c.status().model_loaded == 0  # said by the board: the model is gone
+        load(c)  # recovery: upload again
+        return
+    if fault == "shield_psrst":
+        assert c.ping(b"still here") == b"still here"  # the board does not depend on the shield's USB
+        return
+    if fault in ("not_reading", "garbage", "silent"):
+        _, exc, dt = timed(c.info)
+        assert isinstance(exc, NucleoTimeout) and "no answer to GetInfo" in str(exc), exc
+        assert dt < DETECT_S
+        bench.board.faults.clear()
+        assert c.info().sysclk_hz == 80_000_000  # late or stale answers are skipped by seq: in step again
+        if fault == "garbage":  # the garbage was framed off by the next delimiter and thrown away
+            assert c.decoder_stats["bad_frame"] + c.decoder_stats["bad_crc"] > 0
+        return
+    # byte noise from the board: each request returns the right answer or a clear timeout (CRC-16 drops
+    # damaged frames, retries are idempotent), and a weights download is either exact or refused
+    ok = 0
+    for i in range(8):
+        data = bytes([i]) * 40
+        got, exc, dt = timed(c.ping, data)
+        assert (got == data) or (isinstance(exc, NucleoTimeout) and "no answer to Ping" in str(exc)), exc
+        assert dt < DETECT_S
+        ok += got == data
+    assert ok >= (3 if fault == "corrupt_1e-2" else 7)
+    if fault != "corrupt_1e-4":  # (40 KiB in 1 KiB frames: at higher noise rates every chunk needs retries)
+        bench.board.faults.clear()
+        return
+    w, exc, _ = timed(c.download_weights, ARCH)
+    if w is not None:
+        for k in WEIGHTS:
+            np.testing.assert_array_equal(w[k][0], WEIGHTS[k][0])
+    else:
+        assert isinstance(exc, NucleoTimeout) and "Weights" in str(exc), exc  # refused, never half-read
+    bench.board.faults.clear()
+    assert c.download_weights(ARCH)["dense2"][0].shape == WEIGHTS["dense2"][0].shape
+
+
+# --- streaming the accelerometer ------------------------------------------------------------------------
+def collect(c: NucleoClient, seconds: float) -> list[P.Samples]:
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        b = c.read_samples(0.1)
+        if b is not None:
+            out.append(b)
+    return out
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_streaming(bench, client, fault):
+    c = client
+    c.sensor_config(26.0, 2)
+    c.stream_start(13)  # 8 blocks/s of wall time at time scale 4
+    before = collect(c, 0.5)
+    assert len(before) >= 2
+    t_fault = time.monotonic()
+    inject(bench, fault)
+    if fault in LINK:
+        with pytest.raises(OSError, match="NUCLEO link lost"):
+            collect(c, DETECT_S)
+        assert time.monotonic() - t_fault < DETECT_S
+        reconnect(bench, c)
+        after = collect(c, 0.5)
+        assert after and after[0].block > before[-1].block + 1  # the gap is visible in the block counter
+        c.stream_stop()
+        return
+    if fault == "board_reset":
+        boot = c.next_event(P.Boot, DETECT_S)
+        assert boot is not None and time.monotonic() - t_fault < DETECT_S
+        c.drain_events(P.Samples)
+        assert collect(c, 0.4) == [] and c.sensor_state().streaming == 0  # the stream stopped with the reset
+        load(c)
+        return
+    if fault in ("not_reading", "silent"):
+        assert collect(c, 0.6) == []  # nothing arrives ...
+        _, exc, dt = timed(c.sensor_state)  # ... and the board does not answer: detected by the request
+        assert isinstance(exc, NucleoTimeout) and dt < DETECT_S
+        bench.board.faults.clear()
+        after = collect(c, 0.5)
+        blocks = [b.block for b in before + after]
+        # nothing that was queued is lost: the blocks resume without a gap or with the drop counted
+        gaps = sum(b - a - 1 for a, b in zip(blocks, blocks[1:]))
+        assert gaps == sum(b.dropped for b in after) or (fault == "silent" and gaps >= 0)
+        c.stream_stop()
+        return
+    if fault == "garbage":  # only answers are garbled: the stream goes on, a request times out clearly
+        assert len(collect(c, 0.4)) >= 2
+        _, exc, dt = timed(c.stream_stop)
+        assert isinstance(exc, NucleoTimeout) and "StreamStop" in str(exc) and dt < DETECT_S
+        bench.board.faults.clear()
+        c.stream_stop()
+        return
+    during = collect(c, 1.0)
+    bench.board.faults.clear()
+    assert c.stream_stop().streaming == 0
+    blocks = [b.block for b in before + during]
+    assert all(b.n == 13 and b.xyz.shape == (13, 3) for b in during)
+    missing = sum(b - a - 1 for a, b in zip(blocks, blocks[1:]))
+    assert missing >= 0 and blocks == sorted(blocks)  # never a duplicate or out-of-order block
+    bad = c.decoder_stats["bad_crc"] + c.decoder_stats["bad_frame"]
+    assert missing <= bad  # every missing block is a frame the CRC/framing check threw away
+    if fault in ("corrupt_1e-2", "nul_bursts"):
+        assert bad > 0
+
+
+# --- mid training round ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", FAULTS + ("round_abort",))
+def test_mid_round(bench, client, fault):
+    c = client
+    c.train("full", epochs=40, batch=32)  # 80 batches of 0.2 s wall: runs far beyond the cell
+    first = c.next_event(P.BatchReport, 3.0)
+    assert first is not None
+    seen = [first]
+    t_fault = time.monotonic()
+    if fault == "round_abort":
+        c.abort()
+        res = c.wait_round_done(DETECT_S)
+        assert res.done.status == P.RoundStatus.ABORTED and time.monotonic() - t_fault < DETECT_S
+        w = c.download_weights(ARCH)  # CRC-32 checked: weights of the completed batches only
+        assert set(w) == set(WEIGHTS) and c.status().state == P.BoardState.IDLE
+        return
+    inject(bench, fault)
+    if fault in LINK:
+        _, exc, dt = timed(c.wait_round_done, 30)
+        assert isinstance(exc, OSError) and "NUCLEO link lost" in str(exc) and dt < DETECT_S, exc
+        reconnect(bench, c)
+        st = c.status()
+        assert st.state == P.BoardState.TRAINING  # the round went on while USB was away
+        rep = c.next_event(P.BatchReport, 2.0)
+        assert rep is not None and (rep.epoch, rep.batch) > (first.epoch, first.batch + 1)  # the gap shows
+        c.abort()
+        assert c.wait_round_done(DETECT_S).done.status == P.RoundStatus.ABORTED
+        return
+    if fault == "board_reset":
+        res, exc, dt = timed(c.wait_round_done, 30)
+        assert dt < DETECT_S
+        assert (res is not None and res.done.status == P.RoundStatus.ABORTED) or "was reset" in str(exc), exc
+        assert c.next_event(P.Boot, 1.0) is not None or "BOOT" in str(exc)
+        load(c)
+        return
+    if fault == "shield_psrst":
+        assert c.next_event(P.BatchReport, 2.0) is not None  # the board trains on
+        c.abort()
+        assert c.wait_round_done(DETECT_S).done.status == P.RoundStatus.ABORTED
+        return
+    if fault in ("not_reading", "silent"):
+        _, exc, dt = timed(c.wait_round_done, 30)
+        assert isinstance(exc, NucleoTimeout) and "stopped answering" in str(exc), exc
+        assert dt < 0.5 + 3 * TIMEOUT_S + 0.5
+        bench.board.faults.clear()
+        c.abort()
+        res = c.wait_round_done(5)
+        idx = [(b.epoch, b.batch) for b in seen + res.batches]
+        if fault == "not_reading":  # reports wait in the board's FIFO: none is lost
+            assert idx == sorted(idx) and len(set(idx)) == len(idx)
+            assert len(idx) == res.done.batches_done
+        return
+    if fault == "garbage":  # answers are garbage, events are not: the round goes on; abort must be retried
+        _, exc, dt = timed(c.abort)
+        assert isinstance(exc, NucleoTimeout) and "TrainAbort" in str(exc) and dt < DETECT_S
+        assert c.next_event(P.BatchReport, 2.0) is not None
+        bench.board.faults.clear()
+        c.abort()
+        assert c.wait_round_done(DETECT_S).done.status == P.RoundStatus.ABORTED
+        return
+    # byte noise: reports damaged in transit are dropped (CRC), never misread; the round is unaffected
+    time.sleep(1.0)
+    _, exc, _ = timed(c.abort)
+    bench.board.faults.clear()
+    if exc is not None:
+        c.abort()
+    res, exc, dt = timed(c.wait_round_done, 5)
+    if res is None:  # ROUND_DONE itself was destroyed: said plainly, at once
+        assert fault == "corrupt_1e-2" and "ROUND_DONE report was lost" in str(exc) and dt < DETECT_S, exc
+        batches = []
+    else:
+        assert res.done.status == P.RoundStatus.ABORTED
+        batches = res.batches
+    idx = [(b.epoch, b.batch) for b in seen + batches]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)  # no duplicate, no misordered report
+    assert c.status().state == P.BoardState.IDLE
+    w = c.download_weights(ARCH)
+    assert set(w) == set(WEIGHTS)
