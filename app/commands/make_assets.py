@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -134,6 +135,12 @@ def _update_manifest(out: Path, paths: list[Path], command: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     shared = Path(args.shared)
     out = Path(args.out)
+    if not (args.sample_seconds > 0 and math.isfinite(args.sample_seconds)):
+        print(f"odlstudio make-assets: --sample-seconds must be a finite number > 0, got {args.sample_seconds:g}", file=sys.stderr)
+        return 2
+    if args.epochs < 1:
+        print(f"odlstudio make-assets: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
     if not (shared / WISDM2019_DIR).is_dir():
         print(f"odlstudio make-assets: {shared / WISDM2019_DIR} not found (use --shared)", file=sys.stderr)
         return 2
@@ -155,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
             written += write_models(shared, out / "models", sizes, args.epochs, args.seed, args.sample_subject, args.quiet)
     except (DatasetError, ModelError, ValueError) as exc:
         print(f"odlstudio make-assets: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # --out not writable (a file in the way, permissions, disk full)
+        print(f"odlstudio make-assets: --out {out}: cannot write ({exc.strerror or exc}: {exc.filename or out})", file=sys.stderr)
         return 2
     manifest = _update_manifest(out, written, command)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
