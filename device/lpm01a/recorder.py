@@ -116,6 +116,12 @@ class Hdf5Writer:
             self._buf_n += block.first_index
         if self._first_index is None and len(block.values):
             self._first_index = block.first_index
+        elif len(block.values) and block.first_index > self.next_index:
+            # this consumer fell behind the ring buffer (Block.overrun): keep position == sample number
+            gap = block.first_index - self.next_index
+            self._buf.append(np.full(gap, np.nan))
+            self._buf_n += gap
+            self.lost += gap
         if len(block.values):
             self._buf.append(block.values)
             self._buf_n += len(block.values)
