@@ -170,7 +170,15 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     t_wall0, t_cpu0 = time.monotonic(), time.process_time()
     events = 0
     try:
-        with PowerShield(url, timeout=args.timeout) as ps:
+        ps = PowerShield(url, timeout=args.timeout)
+    except PowerShieldError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
+        if writer is not None:
+            writer.close()
+        if bench is not None:
+            bench.stop()
+        return {"error": str(exc)}, 2
+    try:
+        with ps:
             ps.configure(
                 freq=hz,
                 fmt=plan["fmt"],
