@@ -253,7 +253,7 @@ class NucleoClient:
 
     # --- requests ----------------------------------------------------------------------------------
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % 0xFFFF  # 0xFFFF is reserved
+        self._seq = self._seq % 0xFFFE + 1  # 1 .. 0xFFFE, wrapping (0xFFFF is reserved, docs/protocol.md §2)
         return self._seq
 
     def request(
