@@ -13,13 +13,15 @@ order: a JSON sidecar ``<file stem>.json`` beside the model (what we write), ST'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import threading
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -545,9 +547,24 @@ def _jsonable(v: Any) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix: Keras and numpy choose the format by it) that
+    replaces ``path`` with ``os.replace`` only when the ``with`` body finished: an export interrupted by
+    an error, a full disk or a crash never leaves a half-written model file (the old file, if any, stays)."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.stem}.tmp{os.getpid()}-{threading.get_ident()}{p.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_sidecar(model_path: str | Path, model: LoadedModel, extra: Mapping[str, Any] | None = None) -> Path:
     side = sidecar_path(model_path)
-    side.write_text(json.dumps(sidecar_dict(model, extra), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(sidecar_dict(model, extra), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return side
 
 
@@ -565,7 +582,8 @@ def export_keras(model: LoadedModel | tuple, path: str | Path, extra: Mapping[st
     """Write ``path`` (``.keras``, Keras 3 zip) plus its JSON sidecar; returns ``path``."""
     m = _loaded(model)
     p = _out_path(path, (".keras",))
-    arch_to_keras(m.arch, m.weights).save(str(p))
+    with atomic_path(p) as tmp:
+        arch_to_keras(m.arch, m.weights).save(str(tmp))
     write_sidecar(p, m, extra)
     return p
 
@@ -578,7 +596,8 @@ def export_h5(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras warns that HDF5 is a legacy format
-        arch_to_keras(m.arch, m.weights).save(str(p))
+        with atomic_path(p) as tmp:
+            arch_to_keras(m.arch, m.weights).save(str(tmp))
     write_sidecar(p, m, extra)
     return p
 
@@ -634,7 +653,9 @@ def export_tflite(
     """Write a ``.tflite`` file (see :func:`tflite_bytes`) plus its JSON sidecar."""
     m = _loaded(model)
     p = _out_path(path, (".tflite",))
-    p.write_bytes(tflite_bytes(m, quantize, representative))
+    content = tflite_bytes(m, quantize, representative)
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(content)
     write_sidecar(p, m, {"tflite_quantize": quantize})
     return p
 
@@ -775,7 +796,9 @@ def export_c_header(model: LoadedModel | tuple, path: str | Path, prefix: str | 
     stem."""
     m = _loaded(model)
     p = _out_path(path, (".h",))
-    p.write_text(c_header_text(m, prefix or p.stem), encoding="utf-8")
+    text = c_header_text(m, prefix or p.stem)
+    with atomic_path(p) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return p
 
 
@@ -818,7 +841,8 @@ def export_npz(model: LoadedModel | tuple, path: str | Path) -> Path:
     arrays = {f"w/{name}/{i}": a for name, ws in m.weights.items() for i, a in enumerate(ws)}
     arch = Arch(m.arch.input_shape, m.arch.layers, tuple(m.classes), m.arch.name, m.preprocessing, {})
     meta = {k: v for k, v in m.meta.items() if _jsonable(v)}
-    np.savez(p, arch_json=np.array(arch.to_json()), meta_json=np.array(json.dumps(meta)), **arrays)
+    with atomic_path(p) as tmp:
+        np.savez(tmp, arch_json=np.array(arch.to_json()), meta_json=np.array(json.dumps(meta)), **arrays)
     return p
 
 
