@@ -67,6 +67,11 @@ _EVENT_RE = re.compile(r"^event\s+(\d+)\s*(\w*)", re.I)
 _POW10 = 10.0 ** np.arange(-99, 100, dtype=np.float64)  # index = exponent + 99
 _POW16 = 16.0 ** -np.arange(16, dtype=np.float64)  # index = E
 _MAX_TEXT = 2048  # longest text line / message frame accepted before declaring garbage
+#: Largest sample value a shield can send: currents stay below 0.2 A (dynamic overcurrent trips at
+#: ~59 mA, static mode ends at 200 mA) and energy per period below 0.2 A x 3.3 V x 1 s.  A bin_hexa word
+#: above it (E <= 2 with a large mantissa) is a sign that the 2-byte alignment was lost (a dropped or
+#: inserted byte): decoding such words would yield amperes of garbage.
+_MAX_PLAUSIBLE = 1.0
 
 
 @dataclass
@@ -485,7 +490,17 @@ class BinaryDecoder(StreamDecoder):
                 if decoded[par] is None:
                     decoded[par] = self._decode_words(data, par)
                 wi = pos // 2
-                self._samples(decoded[par][wi : wi + nwords])
+                run = decoded[par][wi : wi + nwords]
+                bad = np.flatnonzero(run > _MAX_PLAUSIBLE)
+                if len(bad):  # misaligned: keep what precedes, resync (the gap is NaN-filled at the next timestamp)
+                    j = int(bad[0])
+                    self._samples(run[:j])
+                    pos += 2 * j
+                    self._corrupt(1, f"implausible sample word 0x{data[pos]:02X}{data[pos + 1]:02X} (alignment lost)")
+                    self._resync = True
+                    pos += 1
+                    continue
+                self._samples(run)
                 pos += 2 * nwords
             if text_at >= 0 and 0 <= text_at - pos <= 1:
                 if pos < text_at:  # one orphan byte before the inserted text
