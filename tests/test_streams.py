@@ -132,3 +132,17 @@ def test_sinks_receive_data_and_gaps():
     s.append(np.ones(3))
     s.append_gap(2)
     assert got == [(0, 3, False), (3, 2, True)]
+
+
+def test_samples_up_to_duration_survive_float_round_trip():
+    """255866 / 100 kHz * 100 kHz is 255866.00000000003: the whole stream must still be returned."""
+    import numpy as np
+
+    from app.core.streams import SampleStream
+
+    s = SampleStream("current", 100_000.0, 1, recent_s=10.0)
+    s.append(np.ones(255_866, np.float32))
+    got = s.samples(0.0, s.duration)
+    assert got is not None and len(got[1]) == 255_866
+    t, y = s.samples(1.0 / 100_000.0 * 3, s.duration)
+    assert len(y) == 255_866 - 3

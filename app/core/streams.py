@@ -523,7 +523,10 @@ class SampleStream:
         return n, sm, ss, mn, mx
 
     def _index_range(self, t0: float, t1: float) -> tuple[int, int]:
-        return int(math.floor(t0 * self.rate_hz)), int(math.ceil(t1 * self.rate_hz))
+        # Times usually come from index / rate: absorb the float round trip (255866 / 1e5 * 1e5 is
+        # 255866.00000000003, whose ceil would ask for one sample past the end).
+        eps = 1e-6
+        return int(math.floor(t0 * self.rate_hz + eps)), int(math.ceil(t1 * self.rate_hz - eps))
 
 
 def _minmax_view(first: int, size: int, mn: np.ndarray, mx: np.ndarray, rate: float) -> StreamView:
