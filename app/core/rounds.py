@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.core.paths import asset_path
 from estimator.arch import Arch, resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,8 +55,7 @@ __all__ = ["RoundError", "RoundConfig", "BatchRow", "LocalData", "RoundState", "
            "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS",
            "EstimatorInputs", "labelled_seconds", "windows_per_epoch", "measured_points", "personalized_model"]
 
-ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = ROOT / "assets" / "models"
+MODELS_DIR = asset_path("models")  # frozen or from source, honours $ODL_ASSETS
 #: Input sizes of the general models shipped in ``assets/models`` (paper CNN, WISDM-2019, 20 Hz).
 GENERAL_SIZES = (20, 40, 60, 80, 100)
 #: Trainable sets: the paper's TL (last two Dense) and Full, the last Dense only, or a custom list.

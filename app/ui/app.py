@@ -39,6 +39,14 @@ def main(data_dir: str | Path | None = None, bench: bool | None = None, panel: s
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ODL Studio")
     app.setOrganizationName("odlstudio")
+    app.setDesktopFileName("odlstudio")  # matches assets/odlstudio.desktop (taskbar grouping, icon)
+    from PySide6.QtGui import QIcon
+
+    from app.core.paths import asset_path
+
+    icon = asset_path("icons", "odlstudio.png")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     ctx = AppContext.create(data_dir, bench=bench, bench_kwargs={"time_scale": time_scale})
     win = build_window(ctx)
     if panel:
