@@ -197,8 +197,8 @@ class _Session:
         except Exception as exc:  # noqa: BLE001
             self._next_try = time.monotonic() + self._backoff
             self._backoff = min(5.0, self._backoff * 2)
+            why = self.describe(exc)  # before close_link: the words may depend on what the link saw
             self.close_link()
-            why = self.describe(exc)
             self._set(DeviceState.ERROR, f"{'reconnect' if reconnect else 'connect'} failed: {why}"
                       + (f"; next try in {self._backoff / 2:.1f} s" if self.want_connected and self.auto_reconnect else ""))
             return
@@ -306,6 +306,7 @@ class _BoardSession(_Session):
         self._tick_hz = 1_000_000
         self._sens = 122_000e-9 * G
         self._boot: Any = None
+        self._lost_seen = 0
         self._last_sample = 0.0
         self._discarded0 = 0
 
@@ -314,7 +315,7 @@ class _BoardSession(_Session):
 
         self._boot = None
         self.client = NucleoClient.open(self.info.url, timeout=1.0, on_event=self._on_event)
-        self._discarded0 = self.client.decoder_stats.get("discarded_bytes", 0)
+        self._discarded0 = _junk_bytes(self.client)
         hello = self.client.hello()
         info = self.client.info()
         self._tick_hz = int(info.tick_hz) or 1_000_000
@@ -340,7 +341,7 @@ class _BoardSession(_Session):
     def _beat(self) -> Any:
         from device.nucleo import protocol as P
 
-        self._discarded0 = self.client.decoder_stats.get("discarded_bytes", 0)
+        self._discarded0 = _junk_bytes(self.client)
         return self.client.request(P.GetStatus(), P.Status, timeout=self.beat_timeout_s, retries=1)
 
     def alive(self) -> bool:
@@ -363,6 +364,12 @@ class _BoardSession(_Session):
         if self._boot is not None:
             boot, self._boot = self._boot, None
             raise _BoardReset(f"reset cause {boot.reset_cause}")
+        if self.lost_samples > self._lost_seen:
+            n, self._lost_seen = self.lost_samples - self._lost_seen, self.lost_samples
+            text = (f"{n:,} accelerometer samples lost (corrupted bytes on the USB link, or the board's "
+                    f"transmit buffer was full; {self.lost_samples:,} in total): marked as gaps, streaming continues")
+            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self._set(self.state, text)
         if self.state != DeviceState.TRAINING:
             c.drain_events(P.Samples)  # delivered through on_event already: keep the client's queue short
             if (self.state == DeviceState.STREAMING and self._last_sample
@@ -389,8 +396,8 @@ class _BoardSession(_Session):
             return f"the board reset itself ({why}): its model and data are gone"
         if isinstance(exc, NucleoTimeout):
             c = self.client
-            junk = (c.decoder_stats.get("discarded_bytes", 0) - self._discarded0) if c is not None else 0
-            if junk > 0 or (c is not None and c.stats.get("undecodable", 0)):
+            junk = (_junk_bytes(c) - self._discarded0) if c is not None else 0
+            if junk > 0:
                 return "the board answers with garbage (wrong firmware, or another program on its port?)"
             return "the board does not answer (firmware hung, or the USB link stalled)"
         if isinstance(exc, OSError) or "link lost" in str(exc).lower() or type(exc).__name__ == "SerialException":
@@ -461,8 +468,18 @@ class _PowerSession(_Session):
     def open(self) -> None:
         from device.lpm01a.driver import PowerShield
 
+        from device.lpm01a.driver import PowerShieldTimeout
+
         self.ps = PowerShield(self.info.url, timeout=2.0)
-        self.ps.htc()
+        # after an unplug the shield may still be acquiring (its state survives the host): stop that
+        # stream first, or 'htc' drowns in sample data
+        self.ps.drain_stale_stream()
+        try:
+            self.ps.htc()
+        except PowerShieldTimeout:
+            if not self.ps.drain_stale_stream():
+                raise
+            self.ps.htc()
         self.details = {"firmware": self.ps.version(), "board": self.ps.powershield(),
                         "rate_hz": self.rate_hz, "voltage": self.voltage}
 
@@ -598,6 +615,13 @@ class _PowerSession(_Session):
         self.m._changed()  # noqa: SLF001
 
 
+def _junk_bytes(client: Any) -> int:
+    """Bytes from the board that were not part of a valid frame so far (discarded, or waiting for a
+    frame delimiter that garbage never contains)."""
+    dec = getattr(client, "_decoder", None)
+    return int(client.decoder_stats.get("discarded_bytes", 0)) + len(getattr(dec, "_buf", b""))
+
+
 def _append_marking_nan(stream: SampleStream, values: np.ndarray, lost: int) -> None:
     """Append ``values``; runs of NaN (samples lost in transit) go in as marked gaps."""
     if not lost:
@@ -645,6 +669,7 @@ class DeviceManager:
         self.power_events: list[tuple[float, str, str]] = []
         #: (time on the shared timeline, device key, plain-words text) of every detected fault.
         self.faults: list[tuple[float, str, str]] = []
+        self.fault_count = 0  # faults ever logged (the list keeps the last 1000)
 
     # --- clock, change tracking ----------------------------------------------------------------------
     def now(self) -> float:
@@ -665,6 +690,7 @@ class DeviceManager:
         with self._lock:
             self.faults.append((self.now(), key, text))
             del self.faults[:-1000]
+            self.fault_count += 1
         self._log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
 
     def _current_url(self, s: "_Session") -> str | None:

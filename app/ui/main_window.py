@@ -207,6 +207,12 @@ class MainWindow(QMainWindow):
         else:
             self.bench_label.setText("Hardware" if dm.snapshot() else "No device")
             self.bench_label.setStyleSheet("")
+        count = dm.fault_count
+        if count > getattr(self, "_faults_seen", 0) and dm.faults:  # a device fault: say it in plain words
+            _t, key, text = dm.faults[-1]
+            name = next((s.info.name for s in dm.snapshot() if s.info.key == key), key)
+            self.statusBar().showMessage(f"{name}: {text}", 15000)
+        self._faults_seen = count
         parts = [f"{s.info.name}: {s.state.value}" for s in dm.snapshot()]
         self.devices_label.setText("  |  ".join(parts) if parts else (dm.bench_error or "no devices found"))
 
