@@ -1,6 +1,11 @@
 """Power session panel: live current/power up to 100 kS/s, statistics, named markers with energy between
 them, record to disk while streaming, reopen/replay, CSV export (estimated, capped) and PNG export.
 
+The board's D7 batch-boundary edges (``ctx.devices.power_events``, kind ``event``) are drawn as thin dotted
+teal lines (toggle "D7"), distinct from the user's named red markers; after a training round of this session
+the "D7 batches" tab lists the energy between consecutive D7 edges of the round.  A marker's time can be
+typed in exactly (double-click its t cell; "12.5", "12.5 s" or "12500 ms").
+
 Usable on its own: connect only the power shield.  The plot pulls the stream's min/max pyramid at the
 frame rate; statistics are recomputed at 5 Hz from full-resolution samples (exact while the range is in
 the live ring or in a reopened file).  Energy between markers = mean current × Δt × supply voltage.
@@ -8,14 +13,18 @@ the live ring or in a reopened file).  Energy between markers = mean current × 
 
 from __future__ import annotations
 
+import math
+import re
 import time
+from dataclasses import dataclass
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
                                QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+                               QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from app.core.devices import POWER_RATES_HZ, DeviceState
 from app.core.recording import RecordingError, StreamRecorder, csv_estimate, csv_export, open_power
@@ -26,6 +35,58 @@ from app.ui.panels.base import Panel
 from app.ui.widgets.stream_plot import StreamPlot
 
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
+D7_COLOR = "#0d9488"  # teal: board batch boundaries; user markers are red
+D7_SETTING = "power.show_d7"
+_TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs)?\s*$")
+_TIME_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+class MarkerTimeError(ValueError):
+    """A typed marker time that cannot be used; the message says why and what is allowed."""
+
+
+def parse_marker_time(text: str, t_max: float | None) -> float:
+    """Seconds from a typed time (``12.5``, ``12.5 s``, ``12500 ms``, ``3e-3``); must lie in ``[0, t_max]``
+    (``t_max`` None: no upper bound).  Raises :class:`MarkerTimeError` with a plain-words message."""
+    m = _TIME_RE.match(text or "")
+    if not m:
+        raise MarkerTimeError(f"{text.strip()!r} is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms")
+    t = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    if not math.isfinite(t):
+        raise MarkerTimeError(f"{text.strip()!r} is not a finite time")
+    if t < 0 or (t_max is not None and t > t_max):
+        hi = f"{t_max:.6f} s" if t_max is not None else "∞"
+        raise MarkerTimeError(f"t = {t:.6g} s is outside the data (0 … {hi})")
+    return t
+
+
+@dataclass(frozen=True)
+class D7Batch:
+    """The interval between two consecutive D7 edges and what the shield measured in it."""
+
+    index: int  # 1-based
+    t0: float
+    t1: float
+    avg_current_a: float
+    energy_j: float
+    exact: bool
+
+
+def d7_edges(events, t0: float = -math.inf, t1: float = math.inf) -> np.ndarray:
+    """Sorted times of the D7 edges (``kind == 'event'``) among ``(t, kind, text)`` power events in [t0, t1]."""
+    ts = np.array(sorted(t for t, kind, _ in list(events) if kind == "event" and t0 <= t <= t1), np.float64)
+    return ts
+
+
+def d7_batches(edges: np.ndarray, stream: SampleStream, voltage: float) -> list[D7Batch]:
+    """Energy between every pair of consecutive ``edges`` on ``stream`` (mean current × Δt × V)."""
+    out = []
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]), 1):
+        if b > stream.duration:
+            break
+        st = stream.stats(float(a), float(b))
+        out.append(D7Batch(i, float(a), float(b), st.avg, st.integral * voltage, st.exact))
+    return out
 
 
 def si(value: float, unit: str) -> str:
@@ -95,11 +156,14 @@ class PowerPanel(Panel):
         self.btn_select = QPushButton("Selection (S)")
         self.btn_select.setCheckable(True)
         self.btn_marker = QPushButton("Marker (M)")
+        self.show_d7 = QCheckBox("D7")
+        self.show_d7.setToolTip("Show the board's D7 batch-boundary edges (dotted teal lines) on the plot")
+        self.show_d7.setChecked(bool(self.ctx.settings.get(D7_SETTING, True)))
         self.btn_csv = QPushButton("CSV…")
         self.btn_png = QPushButton("PNG…")
         for w in (self.btn_stream, self.rate, self.show_what, self.follow, QLabel("Window"), self.window,
-                  self.btn_record, self.btn_open, self.btn_live, self.btn_select, self.btn_marker, self.btn_csv,
-                  self.btn_png):
+                  self.btn_record, self.btn_open, self.btn_live, self.btn_select, self.btn_marker, self.show_d7,
+                  self.btn_csv, self.btn_png):
             bar.addWidget(w)
         bar.addStretch(1)
         self.source_label = QLabel()
@@ -112,6 +176,14 @@ class PowerPanel(Panel):
         self.sel_region.setZValue(5)
         self.sel_region.hide()
         self.plot.addItem(self.sel_region)
+        self.d7_lines = pg.PlotDataItem(pen=pg.mkPen(D7_COLOR, width=1, style=Qt.DotLine), connect="pairs")
+        self.d7_lines.setZValue(3)
+        self.plot.addItem(self.d7_lines)
+        self.d7_ticks = pg.ScatterPlotItem(symbol="t", size=7, pen=pg.mkPen(None), brush=pg.mkBrush(D7_COLOR))
+        self.d7_ticks.setZValue(3)
+        self.plot.addItem(self.d7_ticks)
+        self._d7_key: tuple | None = None
+        self.d7_visible = np.empty(0)  # edge times drawn now (for tests and the status line)
         split.addWidget(self.plot)
         side = QWidget()
         sl = QVBoxLayout(side)
@@ -129,20 +201,56 @@ class PowerPanel(Panel):
                 grid.addWidget(val, r, 1)
                 self.stat_labels[key][name] = val
             sl.addWidget(box)
-        sl.addWidget(QLabel("Markers (double-click a name to rename; select two rows for the energy between)"))
+        self.tabs = QTabWidget()
+        mw = QWidget()
+        ml = QVBoxLayout(mw)
+        ml.setContentsMargins(4, 4, 4, 4)
+        hint = QLabel("Double-click a name or a time to edit it.\nSelect two rows: energy between them.")
+        hint.setStyleSheet("QLabel { color: #6b7280; }")
+        ml.addWidget(hint)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Name", "t (s)", "Δt prev", "Energy prev"])
+        self.table.setToolTip("Double-click a name to rename the marker, or its time to type an exact time "
+                              "(12.5, 12.5 s, 12500 ms); select two rows for the energy between them")
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        sl.addWidget(self.table, 1)
+        ml.addWidget(self.table, 1)
+        self.marker_error = QLabel()
+        self.marker_error.setObjectName("markerError")
+        self.marker_error.setWordWrap(True)
+        self.marker_error.setStyleSheet("QLabel { color: #b91c1c; }")
+        self.marker_error.hide()
+        ml.addWidget(self.marker_error)
         self.between = QLabel("—")
         self.between.setWordWrap(True)
         self.between.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        sl.addWidget(self.between)
-        side.setMinimumWidth(300)
+        ml.addWidget(self.between)
+        self.tabs.addTab(mw, "Markers")
+        bw = QWidget()
+        bl = QVBoxLayout(bw)
+        bl.setContentsMargins(4, 4, 4, 4)
+        self.batch_title = QLabel("Run a training round to see the energy between the board's D7 edges.")
+        self.batch_title.setWordWrap(True)
+        bl.addWidget(self.batch_title)
+        self.batch_table = QTableWidget(0, 4)
+        self.batch_table.setHorizontalHeaderLabels(["Batch", "Start (s)", "Δt", "Energy"])
+        self.batch_table.setToolTip("Each row spans two consecutive D7 edges of the round (the board raises D7 at "
+                                    "the round start and at every batch end); energy = mean current × Δt × V")
+        self.batch_table.verticalHeader().setVisible(False)
+        self.batch_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.batch_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.batch_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        bl.addWidget(self.batch_table, 1)
+        self.tabs.addTab(bw, "D7 batches")
+        self.d7_batches: list[D7Batch] = []
+        self.d7_round: dict | None = None
+        self._batches_key: tuple | None = None
+        self._last_batches = 0.0
+        sl.addWidget(self.tabs, 1)
+        side.setMinimumWidth(330)
         split.addWidget(side)
-        split.setSizes([1000, 320])
+        split.setSizes([1000, 340])
         lay.addWidget(split, 1)
 
         self.btn_stream.clicked.connect(self.toggle_stream)
@@ -159,8 +267,11 @@ class PowerPanel(Panel):
         self.btn_marker.clicked.connect(lambda: self.add_marker())
         self.btn_csv.clicked.connect(lambda: self.export_csv())
         self.btn_png.clicked.connect(lambda: self.export_png())
-        self.table.itemChanged.connect(self._renamed)
+        self.table.itemChanged.connect(self._cell_edited)
         self.table.itemSelectionChanged.connect(self._update_between)
+        self.show_d7.toggled.connect(self._d7_toggled)
+        self.batch_table.itemSelectionChanged.connect(self._batch_selected)
+        self.ctx.subscribe("round_finished", lambda round_id=None, **_: self._invalidate_batches())
         self._units()
         self._reload_markers()
 
@@ -326,13 +437,38 @@ class PowerPanel(Panel):
         self.markers.sort(key=lambda m: m.t_s)
         self._fill_table()
 
-    def _renamed(self, item: QTableWidgetItem) -> None:
-        if item.column() != 0 or item.row() >= len(self.markers):
+    def _cell_edited(self, item: QTableWidgetItem) -> None:
+        """A name (column 0) or a typed time (column 1) was edited in the markers table."""
+        if item.row() >= len(self.markers):
             return
         m = self.markers[item.row()]
-        if item.text() and item.text() != m.name:
-            self.ctx.store.update_marker(m.id, name=item.text())
+        if item.column() == 0:
+            if item.text().strip() and item.text() != m.name:
+                self.ctx.store.update_marker(m.id, name=item.text().strip())
             self._reload_markers()
+        elif item.column() == 1:
+            self.set_marker_time(m.id, item.text())
+
+    def set_marker_time(self, marker_id: int, text: str) -> bool:
+        """Move a marker to a typed time; a bad time leaves it where it was and says why (red, under the
+        table, and in the status bar).  Returns True when the marker moved."""
+        m = next((m for m in self.markers if m.id == marker_id), None)
+        if m is None:
+            return False
+        s = self.current_stream()
+        try:
+            t = parse_marker_time(text, s.duration if s is not None else None)
+        except MarkerTimeError as exc:
+            msg = f"Marker {m.name}: {exc}"
+            self.marker_error.setText(msg)
+            self.marker_error.show()
+            self.ctx.status(msg)
+            self._fill_table()  # put the old time back in the cell
+            return False
+        self.marker_error.hide()
+        self.ctx.store.update_marker(m.id, t_s=t)
+        self._reload_markers()
+        return True
 
     def energy_between(self, a: Marker, b: Marker) -> tuple[float, Stats]:
         """Energy (J) between two markers and the current statistics of that interval."""
@@ -353,7 +489,7 @@ class PowerPanel(Panel):
                 cells[2], cells[3] = si(m.t_s - prev.t_s, "s"), si(e, "J")
             for c, text in enumerate(cells):
                 it = QTableWidgetItem(text)
-                if c:
+                if c >= 2:  # name and time are editable
                     it.setFlags(it.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(r, c, it)
             prev = m
@@ -458,8 +594,99 @@ class PowerPanel(Panel):
             return False
         return True
 
+    # --- D7 events (board batch boundaries) ------------------------------------------------------
+    def _d7_toggled(self, on: bool) -> None:
+        self.ctx.settings.set(D7_SETTING, bool(on))
+        self._d7_key = None
+        self._update_d7()
+
+    def _update_d7(self) -> None:
+        """Draw the D7 edges inside the view as thin dotted lines with a small tick at the top (live only:
+        the events are on the live stream's timeline)."""
+        vb = self.plot.getPlotItem().getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        events = self.ctx.devices.power_events
+        live = self.replay is None
+        key = (live, self.show_d7.isChecked(), len(events), events[-1][0] if events else None,
+               round(x0, 9), round(x1, 9), round(y0, 12), round(y1, 12))
+        if key == self._d7_key:
+            return
+        self._d7_key = key
+        ts = d7_edges(events, x0, x1) if (live and self.show_d7.isChecked()) else np.empty(0)
+        self.d7_visible = ts
+        if len(ts):
+            self.d7_lines.setData(np.repeat(ts, 2), np.tile([y0, y1], len(ts)), connect="pairs")
+            self.d7_ticks.setData(ts, np.full(len(ts), y1 - 0.03 * (y1 - y0)))
+        else:
+            self.d7_lines.setData([], [])
+            self.d7_ticks.setData([], [])
+
+    def _invalidate_batches(self) -> None:
+        self._batches_key = None
+        self._last_batches = 0.0
+
+    def _latest_round(self) -> tuple[dict, list] | None:
+        """The newest round of this session (its times are on this session's power timeline) that has
+        batches placed on the power timeline."""
+        from app.core.rounds import round_rows
+
+        store = self.ctx.store
+        for r in reversed(store.rounds()):
+            if r.get("session_id") != store.session_id:
+                continue
+            rows = [b for b in round_rows(store, r["id"]) if b.t0 is not None and b.t1 is not None]
+            if rows:
+                return r, rows
+        return None
+
+    def update_batches(self) -> None:
+        """Refill the D7 batches table: the energy between consecutive D7 edges of the newest round."""
+        s = self.ctx.devices.power_stream
+        found = self._latest_round()
+        if found is None or s is None:
+            self.d7_batches, self.d7_round = [], None
+            self.batch_title.setText("Run a training round (with the power shield streaming) to see the energy "
+                                     "between the board's D7 edges here.")
+            self.batch_table.setRowCount(0)
+            self.tabs.setTabText(1, "D7 batches")
+            return
+        r, rows = found
+        pad = 2.0 / s.rate_hz
+        lo = min(b.t0 for b in rows) - pad
+        hi = max(b.t1 for b in rows) + pad
+        edges = d7_edges(self.ctx.devices.power_events, lo, hi)
+        self.d7_batches, self.d7_round = d7_batches(edges, s, self.voltage), r
+        c = r["config"]
+        total = sum(b.energy_j for b in self.d7_batches)
+        lost = "" if len(edges) == len(rows) + 1 else \
+            f" The board reported {len(rows)} batches: {abs(len(rows) + 1 - len(edges))} edge(s) lost or extra."
+        self.batch_title.setText(
+            f"<b>Round {r['id']}</b> ({str(c.get('mode', '?')).upper()}, T={c.get('input_size', '?')}, "
+            f"{r['status']}): {len(self.d7_batches)} intervals between {len(edges)} D7 edges, "
+            f"total {si(total, 'J')}.{lost}")
+        self.batch_table.setRowCount(len(self.d7_batches))
+        for i, b in enumerate(self.d7_batches):
+            approx = "" if b.exact else " ≈"
+            for j, text in enumerate((str(b.index), f"{b.t0:.4f}", si(b.t1 - b.t0, "s"), si(b.energy_j, "J") + approx)):
+                it = QTableWidgetItem(text)
+                it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.batch_table.setItem(i, j, it)
+        self.tabs.setTabText(1, f"D7 batches ({len(self.d7_batches)})")
+
+    def _batch_selected(self) -> None:
+        rows = sorted({i.row() for i in self.batch_table.selectedIndexes()})
+        if not rows or rows[-1] >= len(self.d7_batches):
+            return
+        a, b = self.d7_batches[rows[0]].t0, self.d7_batches[rows[-1]].t1
+        self.follow.setChecked(False)
+        self.plot.set_follow(False)
+        pad = 0.1 * (b - a)
+        self.plot.setXRange(a - pad, b + pad, padding=0)
+        self.set_selection(a, b)
+
     def tick(self) -> None:
         self.plot.tick()
+        self._update_d7()
         now = time.monotonic()
         if now - self._last_stats >= 0.2:
             self._last_stats = now
@@ -479,8 +706,21 @@ class PowerPanel(Panel):
                 src += f"  ● REC {self.recorder.duration:.1f} s" + (f" ({self.recorder.dropped:,} dropped)"
                                                                     if self.recorder.dropped else "")
             self.source_label.setText(src)
-            if self.markers and self.plot.follow:
+            if self.markers and self.plot.follow and self.table.state() != QAbstractItemView.EditingState:
                 self._fill_table()
+            rounds_key = (len(self.ctx.devices.power_events), self.ctx.devices.power_stream is not None,
+                          self._rounds_version())
+            if rounds_key != self._batches_key and now - self._last_batches >= 1.0:
+                self._last_batches = now
+                self._batches_key = rounds_key
+                self.update_batches()
+
+    def _rounds_version(self) -> tuple:
+        """Change key of this session's rounds: id and status of the newest (new batches of a running round
+        come with new D7 edges, which the caller's key counts)."""
+        sid = self.ctx.store.session_id
+        mine = [(r["id"], r["status"]) for r in self.ctx.store.rounds() if r.get("session_id") == sid]
+        return mine[-1] if mine else ()
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [("M", "Marker at the mouse (or the middle of the view)"), ("S", "Show/hide the selection"),

@@ -1,0 +1,197 @@
+"""Power session panel: D7 batch-boundary edges drawn on the plot (toggle), energy between consecutive D7
+edges of a round in the "D7 batches" tab, and typing an exact marker time (with validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from app.core.rounds import BatchRow
+from app.ui.panels.power import MarkerTimeError, parse_marker_time
+
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture()
+def power_window(qtbot, tmp_path):
+    from app.core.context import AppContext
+    from app.ui.app import build_window
+
+    ctx = AppContext.create(tmp_path, bench=True, power_recent_s=10.0)
+    win = build_window(ctx)
+    qtbot.addWidget(win)
+    win.resize(1300, 800)
+    win.show()
+    panel = win.show_panel("power")
+    yield win, panel
+    win.close()
+    ctx.close()
+
+
+def _stream(panel, qtbot, seconds: float):
+    ctx = panel.ctx
+    t_click = ctx.devices.now()
+    qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
+    qtbot.waitUntil(lambda: ctx.devices.power_stream is not None
+                    and ctx.devices.power_stream.duration > t_click + seconds, timeout=15_000)
+    return ctx.devices.power_stream
+
+
+def _si(text: str) -> float:
+    value, unit = text.replace(" ≈", "").split()
+    return float(value) * {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9, "s": 1.0, "ms": 1e-3, "µs": 1e-6}[unit]
+
+
+def test_injected_d7_events_markers_toggle_and_batch_energy(power_window, qtbot):
+    win, panel = power_window
+    ctx = panel.ctx
+    stream = _stream(panel, qtbot, 2.5)
+    d = stream.duration
+    edges = [d - 2.0, d - 1.6, d - 1.1, d - 0.5]
+    for t in edges:
+        ctx.devices._power_event(t, "event", "ris")  # noqa: SLF001 - what the LPM01A pump does per D7 edge
+    ctx.devices._power_event(d - 1.3, "info", "pwr on")  # noqa: SLF001 - not a D7 edge: never drawn
+    # a round of this session whose three batches lie between those edges (as the Training panel stores it)
+    rid = ctx.store.add_round({"mode": "tl", "input_size": 20, "batch_size": 32}, ctx.dataset.id)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        ctx.store.put_round_batch(rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b,
+                                                   source="d7").to_dict())
+    ctx.store.update_round(rid, status="done")
+    ctx.publish("round_finished", round_id=rid)
+
+    panel.follow.setChecked(False)
+    panel.plot.setXRange(d - 2.3, d - 0.2, padding=0)
+    panel.tick()
+    np.testing.assert_allclose(panel.d7_visible, edges)
+    x, y = panel.d7_lines.getData()
+    np.testing.assert_allclose(x, np.repeat(edges, 2))  # one vertical line per edge, across the view
+    (_, _), (y0, y1) = panel.plot.getPlotItem().getViewBox().viewRange()
+    assert y.min() == pytest.approx(y0) and y.max() == pytest.approx(y1)
+    # the D7 lines are not the user's markers
+    assert panel.markers == [] and panel.table.rowCount() == 0
+    # zoomed on part of the round: only the edges inside the view
+    panel.plot.setXRange(d - 1.7, d - 1.0, padding=0)
+    panel.tick()
+    np.testing.assert_allclose(panel.d7_visible, edges[1:3])
+    # the toggle hides them, and the choice is remembered
+    panel.show_d7.setChecked(False)
+    panel.tick()
+    assert len(panel.d7_visible) == 0 and len(panel.d7_lines.getData()[0] or []) == 0
+    assert ctx.settings.get("power.show_d7") is False
+    panel.show_d7.setChecked(True)
+    panel.tick()
+    assert len(panel.d7_visible) == 2
+
+    # per-batch energy between consecutive D7 edges (the frame clock refreshes the tab at most once a second)
+    qtbot.waitUntil(lambda: panel.batch_table.rowCount() == 3, timeout=5000)
+    assert panel.batch_table.rowCount() == 3 and panel.tabs.tabText(1) == "D7 batches (3)"
+    assert f"Round {rid}" in panel.batch_title.text() and "between 4 D7 edges" in panel.batch_title.text()
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        st = stream.stats(a, b)
+        e = st.integral * ctx.devices.voltage
+        assert panel.d7_batches[i].energy_j == pytest.approx(e, rel=1e-12)
+        assert _si(panel.batch_table.item(i, 3).text()) == pytest.approx(e, rel=1e-3)
+        assert _si(panel.batch_table.item(i, 2).text()) == pytest.approx(b - a, rel=1e-3)
+    # picking a batch selects its interval on the plot
+    panel.batch_table.selectRow(1)
+    assert panel.sel_region.isVisible()
+    assert panel.sel_region.getRegion() == pytest.approx((edges[1], edges[2]))
+
+
+def test_exact_marker_time_entry_and_validation(power_window, qtbot):
+    win, panel = power_window
+    stream = _stream(panel, qtbot, 2.0)
+    panel.follow.setChecked(False)
+    m = panel.add_marker(0.5, "start")
+    panel.add_marker(1.5, "end")
+
+    # double-click the t cell, type the time, Enter
+    item = panel.table.item(0, 1)
+    rect = panel.table.visualItemRect(item)
+    qtbot.mouseClick(panel.table.viewport(), Qt.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(panel.table.viewport(), Qt.LeftButton, pos=rect.center())
+    editor = QApplication.focusWidget()
+    assert panel.table.state() == panel.table.State.EditingState and hasattr(editor, "selectAll")
+    editor.selectAll()
+    qtbot.keyClicks(editor, "1250 ms")
+    qtbot.keyClick(editor, Qt.Key_Return)  # the delegate commits on the next event loop turn
+    qtbot.waitUntil(lambda: panel.table.state() != panel.table.State.EditingState, timeout=3000)
+    moved = next(x for x in panel.markers if x.id == m.id)
+    assert moved.t_s == pytest.approx(1.25) and not panel.marker_error.isVisible()
+    assert [x.name for x in panel.markers] == ["start", "end"]  # re-sorted by time
+    assert panel.table.item(0, 1).text() == "1.250000"
+    assert ctx_marker_t(panel, m.id) == pytest.approx(1.25)  # persisted
+    assert panel._marker_items[m.id].value() == pytest.approx(1.25)  # noqa: SLF001 - the line moved too
+
+    # bad input: the marker stays, a clear message says why
+    for text, why in (("abc", "'abc' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
+                      ("-1", "t = -1 s is outside the data (0 … "),
+                      ("1e6 s", "t = 1e+06 s is outside the data (0 … ")):
+        panel.table.item(0, 1).setText(text)  # what committing an edit does
+        assert ctx_marker_t(panel, m.id) == pytest.approx(1.25)
+        assert panel.marker_error.isVisible() and why in panel.marker_error.text(), panel.marker_error.text()
+        assert panel.marker_error.text().startswith("Marker start: ")
+        assert panel.table.item(0, 1).text() == "1.250000"  # the old time is back in the cell
+    assert panel.set_marker_time(m.id, f"{stream.duration - 0.1:.3f}")
+    assert not panel.marker_error.isVisible()
+    # renaming still works on the name column
+    row = next(i for i, x in enumerate(panel.markers) if x.id == m.id)
+    panel.table.item(row, 0).setText("late")
+    assert any(x.name == "late" for x in panel.markers)
+
+
+def ctx_marker_t(panel, marker_id: int) -> float:
+    return next(x.t_s for x in panel.ctx.store.markers() if x.id == marker_id)
+
+
+def test_parse_marker_time():
+    assert parse_marker_time("12.5", None) == 12.5
+    assert parse_marker_time(" 12.5 s ", 20) == 12.5
+    assert parse_marker_time("250 µs", 1) == pytest.approx(250e-6)
+    assert parse_marker_time(".5", 1) == 0.5 and parse_marker_time("3e-3", 1) == 0.003
+    for bad in ("", "1,5", "12 h", "nan", "inf", "1.2.3"):
+        with pytest.raises(MarkerTimeError):
+            parse_marker_time(bad, 100)
+    with pytest.raises(MarkerTimeError, match=r"outside the data \(0 … 2.000000 s\)"):
+        parse_marker_time("2.5", 2.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_d7_edges_of_a_real_round(qtbot, tmp_path):
+    """A short TL round on the virtual bench: its D7 edges are drawn and the energy between consecutive edges
+    equals the energy the round attributed to its D7-aligned batches."""
+    from app.core.rounds import RoundConfig, RoundRunner, round_rows
+    from app.ui.panels.power import PowerPanel
+    from tests.roundkit import bench_context, labelled_dataset
+
+    ctx = bench_context(tmp_path)
+    try:
+        labelled_dataset(ctx, seconds_each=20.0)
+        res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode="tl", epochs=1),
+                          ctx.dataset.id).run()
+        assert res["status"] == "done"
+        rows = [b for b in round_rows(ctx.store, res["round_id"]) if b.t0 is not None]
+        assert rows
+        panel = PowerPanel(ctx)
+        qtbot.addWidget(panel)
+        panel.resize(1300, 800)
+        panel.show()
+        panel.follow.setChecked(False)
+        panel.plot.setXRange(rows[0].t0 - 0.05, rows[-1].t1 + 0.05, padding=0)
+        panel.tick()
+        assert len(panel.d7_visible) >= len(rows)  # round start + one edge per batch end (one may be lost)
+        qtbot.waitUntil(lambda: len(panel.d7_batches) >= len(rows) - 1, timeout=5000)
+        by_start = {round(b.t0, 6): b for b in panel.d7_batches}
+        checked = 0
+        for r in rows:
+            b = by_start.get(round(r.t0, 6))
+            if r.source == "d7" and b is not None and b.t1 == pytest.approx(r.t1):
+                assert b.energy_j == pytest.approx(r.energy_j, rel=1e-6)
+                checked += 1
+        assert checked >= len(rows) - 2, (rows, panel.d7_batches)
+    finally:
+        ctx.close()
