@@ -37,6 +37,7 @@ from device.lpm01a.decode import (
     StreamEvent,
     make_decoder,
 )
+from device.lpm01a.spec import TIMESTAMP_EVERY
 from device.lpm01a.driver import (
     _FRAME_ACK,
     Disconnected,
@@ -126,6 +127,8 @@ class Capture:
         self.read_bytes = 0
         self.truncated = 0  # samples discarded beyond max_samples
         self._device_ends = False
+        self._expected_total: int | None = None  # samples a finite software-triggered acquisition yields
+        self.tail_lost = 0  # samples lost after the last timestamp (no later timestamp to reveal them)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Capture":
@@ -133,6 +136,11 @@ class Capture:
         acq = float(self.driver.settings.get("acqtime", 0.0) or 0.0)  # type: ignore[arg-type]
         # the shield ends by itself at the limit: no `stop` (it would race the end sequence)
         self._device_ends = self.max_samples is not None and acq > 0 and round(acq * self.rate_hz) <= self.max_samples
+        s = self.driver.settings
+        if acq > 0 and not self.armed and s.get("trigsrc", "sw") == "sw" and s.get("acqmode", "dyn") == "dyn":
+            self._expected_total = max(1, int(round(acq * self.rate_hz)))
+            if self.max_samples is not None:
+                self._expected_total = min(self._expected_total, self.max_samples)
         leftover = self.driver.begin_acquisition()
         self.started_wall = time.time()
         self._thread = threading.Thread(target=self._run, args=(leftover,), name="lpm01a-reader", daemon=True)
@@ -158,7 +166,7 @@ class Capture:
 
     @property
     def lost(self) -> int:
-        return self.decoder.lost
+        return self.decoder.lost + self.tail_lost
 
     @property
     def samples_total(self) -> int:
@@ -196,6 +204,7 @@ class Capture:
                     self._handle(data)
                     if self.decoder.done:
                         self.ended_by = self.ended_by or ("error" if self.error else "completed")
+                        self._account_tail()
                         break
                 now = time.monotonic()
                 if self._stop_req.is_set() and stop_deadline is None:
@@ -234,6 +243,16 @@ class Capture:
             else:
                 drv.fail_pending(self.error or Disconnected("port lost"))
             self._finished.set()
+
+    def _account_tail(self) -> None:
+        """A finite acquisition that ended by itself yields ``acqtime x rate`` samples; the timestamps
+        (every 1000 samples) cannot reveal samples lost after the last one, so NaN-fill them here."""
+        if self._expected_total is None or self.ended_by != "completed" or self.error is not None:
+            return
+        gap = self._expected_total - self.ring.total
+        if 0 < gap <= 2 * TIMESTAMP_EVERY:
+            self.ring.write(np.full(gap, np.nan))
+            self.tail_lost += gap
 
     def _handle(self, data: bytes) -> None:
         out = self.decoder.feed(data)
