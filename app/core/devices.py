@@ -117,6 +117,7 @@ class _Session:
         self.want_stream = False
         self.want_connected = False
         self._q: queue.Queue[tuple[str, tuple]] = queue.Queue()
+        self.state_lock = threading.RLock()  # state changes racing between the session thread and a round
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_try = 0.0
@@ -260,13 +261,15 @@ class _Session:
         why = self.describe(exc)
         log.warning("%s: %s (%r)", self.info.name, why, exc)
         self.lost_at = self.m.now()
-        if self.state == DeviceState.TRAINING:
+        with self.state_lock:  # ERROR first, so a round ending now cannot restore READY over a dead link
+            training = self.state == DeviceState.TRAINING
+            self._set(DeviceState.ERROR, why + ("; reconnecting automatically" if self.auto_reconnect and self.want_connected
+                                                 else "; press Connect to try again"))
+        if training:
             self.fail_round(f"{self.info.name}: {why}")
         self.m._fault(self.info.key, why)  # noqa: SLF001
         self.close_link()
         self._next_try = time.monotonic() + self._backoff
-        self._set(DeviceState.ERROR, why + ("; reconnecting automatically" if self.auto_reconnect and self.want_connected
-                                             else "; press Connect to try again"))
 
     # --- driver hooks ------------------------------------------------------------------------------
     def open(self) -> None: ...
@@ -324,7 +327,26 @@ class _BoardSession(_Session):
             "board": info.board, "mcu": info.mcu, "sensor": info.sensor, "build": info.build,
             "sysclk_MHz": info.sysclk_hz / 1e6, "ram_free": info.ram_free, "emulated": bool(hello.flags & 1),
         }
+        self._abort_orphan_round()
         self._apply_config()
+
+    def _abort_orphan_round(self) -> None:
+        """The board keeps training while its USB link is gone; the round's host side has failed since, so
+        a round still running after a reconnect is an orphan: abort it (the board keeps its old weights)."""
+        from device.nucleo import protocol as P
+
+        st = self.client.status()
+        if st.state in (P.BoardState.TRAINING, P.BoardState.EVALUATING, P.BoardState.TRANSFER):
+            try:
+                self.client.abort()
+            except Exception:  # noqa: BLE001 - nothing to abort after all (it just ended)
+                pass
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and self.client.status().state in (P.BoardState.TRAINING,
+                                                                                  P.BoardState.EVALUATING):
+                time.sleep(0.05)
+            self.client.drain_events()
+            self.m._log(f"{self.info.name}: aborted the round its previous connection had left running")  # noqa: SLF001
 
     def _apply_config(self) -> None:
         st = self.client.sensor_config(self.odr_hz, self.fs_g)
@@ -833,14 +855,19 @@ class DeviceManager:
         if st is None or st.state not in (DeviceState.READY, DeviceState.STREAMING):
             raise DeviceError("no connected NUCLEO board (connect one in the Devices panel)")
         s = self._session(st.info.key)
-        prev = s.state
-        s._last_beat = time.monotonic()  # noqa: SLF001
-        s._set(DeviceState.TRAINING, "training round")  # noqa: SLF001
+        with s.state_lock:
+            client = getattr(s, "client", None)
+            if client is None or s.state not in (DeviceState.READY, DeviceState.STREAMING):
+                raise DeviceError(f"{st.info.name} is reconnecting: try again in a moment")
+            prev = s.state
+            s._last_beat = time.monotonic()  # noqa: SLF001
+            s._set(DeviceState.TRAINING, "training round")  # noqa: SLF001
         try:
-            yield s.client  # type: ignore[attr-defined]
+            yield client
         finally:
-            if s.state == DeviceState.TRAINING:
-                s._set(prev)  # noqa: SLF001
+            with s.state_lock:
+                if s.state == DeviceState.TRAINING:
+                    s._set(prev)  # noqa: SLF001
 
     def unplug(self, key: str, seconds: float = 1.0, new_port: bool = False) -> None:
         """Virtual devices only: simulate a USB glitch (the bench drops the link for ``seconds``; with
