@@ -479,10 +479,14 @@ def export_windows_npz(path: str | Path, parts: Sequence[tuple[np.ndarray, float
     return len(ys)
 
 
-def labelled_recording_set(store: Store, dataset_id: int, user: str = "user") -> ds.RecordingSet:
+def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", classes: Sequence[str] | None = None,
+                           rate_hz: float | None = None) -> ds.RecordingSet:
     """The labelled accel data of a dataset as one user's :class:`~app.core.datasets.RecordingSet` (one
-    segment per label, canonical activity names, chronological order), e.g. for
-    :func:`app.core.simulate.simulate`.  Labels shorter than two samples are left out."""
+    segment per label, chronological order), e.g. for :func:`app.core.simulate.simulate`.
+
+    Activities are canonical names, or with ``classes`` (a model's class names) renamed to those classes by
+    :func:`class_for_activity`; labels no class takes are left out and named in ``.notes``.  ``rate_hz``
+    resamples every segment (e.g. to the model's rate).  Labels shorter than two samples are left out."""
     from app.core.recording import load_accel
 
     segs: list[ds.Segment] = []
@@ -499,4 +503,14 @@ def labelled_recording_set(store: Store, dataset_id: int, user: str = "user") ->
             segs.append(ds.Segment(user, ds.canonical_activity(lab.label), np.array(data[a:b], np.float32),
                                    float(rec.rate_hz), source=rec.name, first_line=a, raw_activity=lab.label,
                                    native_rate=float(rec.rate_hz), order=len(segs), dataset="app"))
-    return ds.RecordingSet(segs, "labelled recordings")
+    notes: list[str] = []
+    if classes is not None:
+        mapped = [(s, class_for_activity(s.activity, classes)) for s in segs]
+        unknown = sorted({s.raw_activity for s, c in mapped if c is None})
+        if unknown:
+            notes.append(f"labels {unknown} are not classes of the model {list(classes)} and were left out")
+        import dataclasses
+
+        segs = [dataclasses.replace(s, activity=c) for s, c in mapped if c is not None]
+    rs = ds.RecordingSet(segs, "labelled recordings", notes=notes)
+    return rs.resampled(rate_hz) if rate_hz else rs

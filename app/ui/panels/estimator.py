@@ -1,30 +1,174 @@
 """Estimator panel: cost table and trade-off chart of on-device training, budgets, the recommendation with
-its reason, measured rounds over the predictions, and "calibrate from my rounds".
+its reason, measured rounds over the predictions, "calibrate from my rounds" and "simulate on my windows".
 
-Everything is computed by the Qt-free :mod:`estimator` (a full sweep takes a few ms) through
-:class:`app.core.rounds.EstimatorInputs`; calibration runs on the task runner.  The budgets are saved as
-``estimator.*`` settings, which the Training panel reads to prefill its form with the recommendation.
+The model is the general model shipped in ``assets/models`` (the paper CNN, T = 20…100) or any imported
+``.keras``/``.h5``/``.npz`` (e.g. ST's IGN/GMP from your own copy of the model zoo).  An imported model keeps
+its own input size unless its weights do not depend on T (no Flatten → Dense), in which case other sizes can
+be tried; its inference MACC, weights and activation peak are shown as ``odlstudio estimate --model`` does
+(same :func:`estimator.inference_stats`).  Imported models are remembered (their architecture is saved in
+the settings, so the panel never needs TensorFlow to show them again).
+
+Everything is computed by the Qt-free :mod:`estimator` (a full sweep takes a few ms); calibration and the
+host-side accuracy simulation (:func:`app.core.simulate.simulate` on your labelled windows) run on the
+task runner with progress and Cancel.  The budgets are saved as ``estimator.*`` settings, which the
+Training panel reads to prefill its form with the recommendation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QHeaderView, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QProgressBar,
+                               QPushButton, QScrollArea, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from app.core.rounds import (EstimatorInputs, GENERAL_SIZES, calibration_records, measured_points, windows_per_epoch)
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from estimator.arch import Arch, ArchError, paper_cnn
 
-MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626"}
-COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1 prior", "fits")
+MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626", "last": "#7c3aed"}
+COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1", "fits")
+#: Extra columns for an imported model (the rows of ``odlstudio estimate --model``).
+INFERENCE_COLUMNS = (("MACC", "inference_macc", "{:,}"), ("weights KiB", "weights_kib", "{:.2f}"),
+                     ("act. KiB", "activation_peak_kib", "{:.2f}"))
+MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}] of imported models
+MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
+OTHER_SIZES_SETTING = "estimator.other_sizes"
+GENERAL_RATE_HZ = 20.0
+SIM_EPOCHS = (1, 2, 3, 5, 10)  # the recommender's candidate epochs
+SIM_MAX_TRAIN_WINDOWS = 256  # class-stratified cap that keeps the simulation quick
 
 
 def profile_dir(ctx) -> str:
     return str(ctx.data_dir / "profiles")
+
+
+def fits_input_size(arch: Arch, T: int) -> bool:
+    """True when ``arch`` runs at input size ``T`` with the same weights (every layer fits and no weight
+    shape depends on T — a Flatten → Dense does)."""
+    try:
+        other = arch.with_input_size(int(T))
+        other.shapes()
+        return other.param_shapes() == arch.param_shapes()
+    except (ArchError, ValueError):
+        return False
+
+
+@dataclass
+class ModelChoice:
+    """The model the panel estimates: the general paper CNN (``arch`` None) or an imported one."""
+
+    key: str  # "" = general model, else the imported file's path
+    name: str
+    arch: Arch | None = None
+    rate_hz: float = GENERAL_RATE_HZ
+    n_classes: int = 5
+    missing: bool = False  # imported file no longer on disk (still estimated from the saved architecture)
+
+    @property
+    def general(self) -> bool:
+        return self.arch is None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        if self.arch is not None:
+            return tuple(self.arch.classes)
+        return ("walking", "jogging", "stairs", "sitting", "standing")
+
+    def flexible(self) -> bool:
+        """Other input sizes are possible (always for the general model)."""
+        return self.arch is None or any(fits_input_size(self.arch, T) for T in GENERAL_SIZES
+                                        if T != self.arch.input_size)
+
+    def sizes(self, other_sizes: bool) -> tuple[int, ...]:
+        if self.arch is None:
+            return GENERAL_SIZES
+        own = int(self.arch.input_size)
+        if not other_sizes:
+            return (own,)
+        return tuple(sorted({own} | {T for T in GENERAL_SIZES if fits_input_size(self.arch, T)}))
+
+    def arch_for(self, T: int) -> Arch:
+        if self.arch is None:
+            return paper_cnn(int(T), self.n_classes)
+        return self.arch if int(T) == self.arch.input_size else self.arch.with_input_size(int(T))
+
+    def describe(self) -> str:
+        if self.arch is None:
+            return ("Paper CNN pretrained on WISDM-2019 (assets/models), 5 classes, 20 Hz, one model per "
+                    "T = 20, 40, 60, 80, 100.")
+        a = self.arch
+        shape = "×".join(str(x) for x in a.input_shape)
+        size = (f"other input sizes possible (weights do not depend on T)" if self.flexible()
+                else f"fixed input size T = {a.input_size} (its weights depend on T)")
+        prep = "" if a.preprocessing in ("", "none") else f", preprocessing {a.preprocessing}"
+        gone = " — file not found, estimated from the saved architecture" if self.missing else ""
+        return (f"{a.name}: input {shape}, {len(a.classes)} classes ({', '.join(a.classes)}), "
+                f"{self.rate_hz:g} Hz{prep}; {size}{gone}.")
+
+
+def recommend_for(inputs: EstimatorInputs, model: ModelChoice, sizes: Sequence[int], n_windows,
+                  profile_directory: str | None, accuracy: Any = None) -> Any:
+    """:func:`estimator.recommend.recommend` for ``model`` at ``sizes`` under the panel's budgets (the same
+    mapping as :meth:`EstimatorInputs.recommend`, which is fixed to the paper CNN), with an optional
+    accuracy model (e.g. measured by the simulation)."""
+    from estimator.profiles import get_profile
+    from estimator.recommend import recommend
+
+    prof = get_profile(inputs.profile, profile_directory)
+    return recommend(model.arch_for, tuple(sizes), ("tl", "full"),
+                     tuple(sorted(set(SIM_EPOCHS) | {int(inputs.epochs)})), batch_size=int(inputs.batch_size),
+                     profile=prof, n_windows=n_windows, ram_kib=inputs.ram_kib, reserve_kib=inputs.reserve_kib,
+                     time_s=inputs.time_s or None, energy_mj=inputs.energy_mj or None,
+                     power_source=inputs.power_source, accounting=inputs.accounting, accuracy=accuracy)
+
+
+@dataclass
+class SimulationState:
+    """Measured macro-F1 of one (model, dataset) pair, merged over the (T, mode) runs done so far."""
+
+    model_key: str
+    dataset_id: int
+    table: dict = field(default_factory=dict)
+    accuracy: dict = field(default_factory=dict)
+    none: dict = field(default_factory=dict)
+    n_train: dict = field(default_factory=dict)
+    n_test: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    complete: bool = False
+    stale: bool = False
+
+    def merge(self, res) -> None:
+        for name in ("table", "accuracy", "none", "n_train", "n_test"):
+            getattr(self, name).update(getattr(res, name))
+        self.seconds += float(res.seconds)
+
+    def result(self):
+        from app.core.simulate import SimulationResult
+
+        return SimulationResult(dict(self.table), dict(self.accuracy), dict(self.none), dict(self.n_train),
+                                dict(self.n_test), self.seconds)
+
+    def summary(self) -> str:
+        if not self.table:
+            return ""
+        sizes = sorted({T for T, _m, _e in self.table})
+        best = max(self.table.items(), key=lambda kv: kv[1])
+        (T, m, e), f1 = best
+        before = ", ".join(f"T={t}: {self.none[t]:.2f}" for t in sizes if t in self.none)
+        return (f"Measured on your windows ({', '.join(map(str, sizes))}; {sum(self.n_train.values())} training / "
+                f"{sum(self.n_test.values())} test windows, {self.seconds:.1f} s): best {m.upper()} at T={T} with "
+                f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
+                + ("" if self.complete else " Partial (cancelled): the other sizes use the Table II prior.")
+                + (" Labels changed since: simulate again." if self.stale else ""))
 
 
 class EstimatorPanel(Panel):
@@ -32,10 +176,36 @@ class EstimatorPanel(Panel):
         super().__init__(ctx, parent)
         self._runner = None
         self.rec = None
+        self.sim: SimulationState | None = None
+        self.sim_task = None
+        self.measured_count = 0
         self.inputs = EstimatorInputs.from_settings(ctx.settings)
+        self.models: dict[str, ModelChoice] = {"": ModelChoice("", "General model (paper CNN, T = 20…100)")}
+        self._inference_cache: dict[tuple[str, int], dict] = {}
         root = QHBoxLayout(self)
-        # --- left: budgets and options -----------------------------------------------------------------
+        # --- left: model, budgets and options ------------------------------------------------------------
         left = QVBoxLayout()
+        mbox = QGroupBox("Model")
+        ml = QVBoxLayout(mbox)
+        mrow = QHBoxLayout()
+        self.model = QComboBox()
+        self.model.setToolTip("The general model shipped with the app, or a model you imported")
+        self.btn_import = QPushButton("Import…")
+        self.btn_import.setToolTip("Import a .keras / .h5 / .npz model (e.g. ST's IGN or GMP from your own copy "
+                                   "of the model zoo); loaded on a worker thread")
+        mrow.addWidget(self.model, 1)
+        mrow.addWidget(self.btn_import)
+        ml.addLayout(mrow)
+        self.model_info = QLabel()
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet("QLabel { color: #4b5563; }")
+        ml.addWidget(self.model_info)
+        self.other_sizes = QCheckBox("Also try T = 20…100")
+        self.other_sizes.setToolTip("Estimate this model at other input sizes too (only when its weights do not "
+                                    "depend on T, e.g. global pooling before the Dense layers)")
+        self.other_sizes.setChecked(bool(ctx.settings.get(OTHER_SIZES_SETTING, False)))
+        ml.addWidget(self.other_sizes)
+        left.addWidget(mbox)
         box = QGroupBox("Budgets and options")
         form = QFormLayout(box)
         self.profile = QComboBox()
@@ -83,23 +253,46 @@ class EstimatorPanel(Panel):
         rl.addWidget(self.reason)
         rl.addWidget(self.btn_apply)
         left.addWidget(rbox)
-        cbox = QGroupBox("Calibration")
+        cbox = QGroupBox("From my data")
         cl = QVBoxLayout(cbox)
+        brow = QHBoxLayout()
+        self.btn_simulate = QPushButton("Simulate on my windows")
+        self.btn_simulate.setToolTip("Personalize the model on the host with your labelled windows (the paper's "
+                                     "local split) for each input size, TL and Full, and use the measured "
+                                     "macro-F1 as the recommender's accuracy model")
+        self.btn_prior = QPushButton("Use prior")
+        self.btn_prior.setToolTip("Forget the simulation: use the Table II prior again")
         self.btn_calibrate = QPushButton("Calibrate from my rounds")
         self.btn_calibrate.setToolTip("Fit the cycle costs and power model to the measured batches of your finished "
                                       "rounds and save them as a profile for this board")
+        brow.addWidget(self.btn_simulate, 1)
+        brow.addWidget(self.btn_prior)
+        cl.addLayout(brow)
+        self.accuracy_label = QLabel()
+        self.accuracy_label.setObjectName("accuracySource")
+        cl.addWidget(self.accuracy_label)
+        self.sim_progress = QProgressBar()
+        self.sim_progress.setRange(0, 1000)
+        self.sim_progress.setVisible(False)
+        cl.addWidget(self.sim_progress)
+        cl.addWidget(self.btn_calibrate)
         self.calib_text = QPlainTextEdit()
         self.calib_text.setReadOnly(True)
         self.calib_text.setMinimumHeight(60)
         self.calib_text.setMaximumHeight(110)
-        cl.addWidget(self.btn_calibrate)
         cl.addWidget(self.calib_text)
         left.addWidget(cbox)
         left.addStretch(1)
         lw = QWidget()
         lw.setLayout(left)
-        lw.setMaximumWidth(380)
-        root.addWidget(lw)
+        scroll = QScrollArea()
+        scroll.setWidget(lw)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(360)
+        scroll.setMaximumWidth(400)
+        root.addWidget(scroll)
         # --- right: chart and table ----------------------------------------------------------------------
         split = QSplitter(Qt.Vertical)
         charts = pg.GraphicsLayoutWidget()
@@ -125,6 +318,7 @@ class EstimatorPanel(Panel):
         tl = QVBoxLayout(tw)
         tl.setContentsMargins(0, 0, 0, 0)
         self.table_title = QLabel()
+        self.table_title.setWordWrap(True)
         tl.addWidget(self.table_title)
         tl.addWidget(self.table)
         split.addWidget(tw)
@@ -133,18 +327,24 @@ class EstimatorPanel(Panel):
         # --- wiring ---------------------------------------------------------------------------------------
         self._fill_profiles()
         self._load_inputs()
+        self._restore_models()
         for w in (self.batch, self.epochs):
             w.valueChanged.connect(self.recompute)
         for w in (self.ram, self.reserve, self.time_s, self.energy):
             w.valueChanged.connect(self.recompute)
         for w in (self.profile, self.source, self.accounting):
             w.currentIndexChanged.connect(self.recompute)
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.other_sizes.toggled.connect(self._other_sizes_toggled)
+        self.btn_import.clicked.connect(lambda: self.import_model())
         self.btn_apply.clicked.connect(self.apply_to_training)
         self.btn_calibrate.clicked.connect(self.calibrate)
+        self.btn_simulate.clicked.connect(self._simulate_clicked)
+        self.btn_prior.clicked.connect(self.use_prior)
         ctx.subscribe("round_finished", lambda round_id=None, **_: self.recompute())
-        ctx.subscribe("labels_changed", lambda **_: self.recompute())
+        ctx.subscribe("labels_changed", lambda **_: self._labels_changed())
         ctx.subscribe("user_changed", lambda **_: self.recompute())
-        self.recompute()
+        self._model_changed()
 
     # --- helpers -----------------------------------------------------------------------------------------
     @staticmethod
@@ -187,24 +387,141 @@ class EstimatorPanel(Panel):
                                time_s=self.time_s.value(), energy_mj=self.energy.value(),
                                power_source=str(self.source.currentData()), accounting=str(self.accounting.currentData()))
 
-    def _n_windows(self, T: int) -> int | None:
-        return windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T)
+    # --- models ---------------------------------------------------------------------------------------------
+    def _restore_models(self) -> None:
+        """The general model, then the imported models saved in the settings (architecture only: no TF)."""
+        self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItem(self.models[""].name, "")
+        for item in self.ctx.settings.get(MODELS_SETTING, []) or []:
+            try:
+                arch = Arch.from_dict(item["arch"])
+                path = str(item["path"])
+            except (ArchError, KeyError, TypeError):
+                continue  # a damaged entry is dropped, never raised into Qt
+            self._add_model(ModelChoice(path, str(item.get("name") or Path(path).name), arch,
+                                        float(item.get("rate_hz") or GENERAL_RATE_HZ),
+                                        missing=not Path(path).is_file()), save=False)
+        i = self.model.findData(str(self.ctx.settings.get(MODEL_SETTING, "") or ""))
+        self.model.setCurrentIndex(max(0, i))
+        self.model.blockSignals(False)
+
+    def _add_model(self, m: ModelChoice, save: bool = True) -> int:
+        self.models[m.key] = m
+        self._inference_cache = {k: v for k, v in self._inference_cache.items() if k[0] != m.key}
+        i = self.model.findData(m.key)
+        label = f"{m.name} (T={m.arch.input_size}, {len(m.arch.classes)} classes)" if m.arch is not None else m.name
+        if i < 0:
+            self.model.addItem(label, m.key)
+            i = self.model.count() - 1
+        else:
+            self.model.setItemText(i, label)
+        self.model.setItemData(i, m.describe(), Qt.ToolTipRole)
+        if save:
+            self.ctx.settings.set(MODELS_SETTING, [
+                {"path": k, "name": v.name, "arch": v.arch.to_dict(), "rate_hz": v.rate_hz}
+                for k, v in self.models.items() if v.arch is not None])
+        return i
+
+    def current_model(self) -> ModelChoice:
+        return self.models.get(str(self.model.currentData() or ""), self.models[""])
+
+    def _model_changed(self, *_args) -> None:
+        m = self.current_model()
+        self.ctx.settings.set(MODEL_SETTING, m.key)
+        self.model_info.setText(m.describe())
+        flexible = m.flexible()
+        self.other_sizes.setVisible(not m.general)
+        self.other_sizes.setEnabled(flexible)
+        self.other_sizes.setToolTip(
+            "Estimate this model at other input sizes too (its weights do not depend on T)" if flexible else
+            f"This model's weights fix its input size (T = {m.arch.input_size}): a Flatten feeds a Dense layer"
+            if m.arch is not None else "")
+        self.recompute()
+
+    def _other_sizes_toggled(self, on: bool) -> None:
+        self.ctx.settings.set(OTHER_SIZES_SETTING, bool(on))
+        self.recompute()
+
+    def import_model(self, path: str | None = None, wait: bool = False) -> None:
+        """Load a ``.keras``/``.h5``/``.npz`` on a worker (TensorFlow stays off the GUI thread) and select it."""
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
+                                                  "Models (*.keras *.h5 *.hdf5 *.npz)")
+        if not path:
+            return
+        path = str(Path(path).resolve())
+
+        def work(token, progress):
+            from app.core.models import load_model
+
+            progress(0.2, f"loading {Path(path).name}")
+            lm = load_model(path)
+            return lm.arch, float(lm.meta.get("rate_hz") or GENERAL_RATE_HZ)
+
+        def done(res) -> None:
+            arch, rate = res
+            i = self._add_model(ModelChoice(path, Path(path).name, arch, rate))
+            self.model.setCurrentIndex(i)
+            self._model_changed()
+            self.ctx.status(f"Imported {Path(path).name}: T={arch.input_size}, {len(arch.classes)} classes")
+
+        def failed(msg: str) -> None:
+            self.model_info.setText(f"<span style='color:#b91c1c'>Import failed: {msg}</span>")
+            self.ctx.status(f"Import failed: {msg}")
+
+        task = self._tasks().start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
+        if wait:
+            self._wait(task)
+
+    @staticmethod
+    def _wait(task, timeout_s: float = 120.0) -> None:
+        import time
+
+        from PySide6.QtCore import QCoreApplication
+
+        deadline = time.monotonic() + timeout_s
+        while not task.finished and time.monotonic() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+
+    def inference(self, m: ModelChoice, T: int) -> dict:
+        """ST-style inference figures (MACC, weights KiB, activation peak KiB) — :func:`estimator.inference_stats`,
+        as ``odlstudio estimate --model`` prints them."""
+        key = (m.key, int(T))
+        if key not in self._inference_cache:
+            from estimator import inference_stats
+
+            self._inference_cache[key] = inference_stats(m.arch_for(T)).to_dict()
+        return self._inference_cache[key]
 
     # --- compute and show ----------------------------------------------------------------------------------
+    def _accuracy(self, m: ModelChoice):
+        sim = self.sim
+        if sim is None or sim.model_key != m.key or sim.dataset_id != self.ctx.dataset.id or not sim.table:
+            return None
+        return sim.result().accuracy_model()
+
     def recompute(self) -> None:
         self.inputs = d = self.read_inputs()
         d.save(self.ctx.settings)
-        nw = {T: self._n_windows(T) for T in GENERAL_SIZES}
+        m = self.current_model()
+        sizes = m.sizes(self.other_sizes.isChecked() and self.other_sizes.isEnabled())
+        nw = {T: windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T, rate_hz=m.rate_hz) for T in sizes}
         have = all(v is not None for v in nw.values())
         self.windows_label.setText(
             f"Windows per epoch from your labelled data: {', '.join(f'T={T}: {n}' for T, n in nw.items())}" if have
             else "No labelled data yet: a round is counted as one batch per epoch.")
+        accuracy = self._accuracy(m)
         try:
-            self.rec = d.recommend((lambda T: nw[T]) if have else None, profile_dir(self.ctx))
-        except Exception as exc:  # noqa: BLE001 - bad profile file etc.: shown, never raised into Qt
+            self.rec = recommend_for(d, m, sizes, (lambda T: nw[T]) if have else None, profile_dir(self.ctx),
+                                     accuracy)
+        except Exception as exc:  # noqa: BLE001 - bad profile file, a model the estimator cannot cost: shown
             self.choice.setText("—")
-            self.reason.setPlainText(f"Cannot estimate: {exc}")
+            self.reason.setPlainText(f"Cannot estimate {m.name}: {exc}")
             self.rec = None
+            self.btn_apply.setEnabled(False)
+            self.table.setRowCount(0)
             return
         c = self.rec.choice
         self.choice.setText(f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c
@@ -212,29 +529,41 @@ class EstimatorPanel(Panel):
         self.reason.setPlainText(self.rec.reason)
         self.btn_apply.setEnabled(c is not None)
         rows = [r for r in self.rec.table if r["epochs"] == d.epochs]
-        self.table_title.setText(f"Predictions at {d.epochs} epoch(s), batch {d.batch_size}, profile '{d.profile}' "
-                                 "(green: recommended input size and mode; grey: outside a budget)")
-        self._fill_table(rows)
-        self._plot(rows, d)
+        f1 = "F1 measured on your windows" if accuracy is not None else "F1 from the Table II prior"
+        self.table_title.setText(f"<b>{m.name}</b>: predictions at {d.epochs} epoch(s), batch {d.batch_size}, "
+                                 f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget)")
+        self._fill_table(rows, m)
+        self._plot(rows, d, m)
+        self._show_sim()
 
-    def _fill_table(self, rows: list[dict]) -> None:
+    def _fill_table(self, rows: list[dict], m: ModelChoice) -> None:
+        extra = () if m.general else INFERENCE_COLUMNS
+        cols = list(COLUMNS) + [c[0] for c in extra]
+        self.table.setColumnCount(len(cols))
+        self.table.setHorizontalHeaderLabels(cols)
         self.table.setRowCount(len(rows))
         chosen = self.rec.choice if self.rec else None
         for i, r in enumerate(rows):
-            vals = (r["input_size"], r["mode"].upper(), f"{r['memory_kib']:.1f}", f"{r['ram_needed_kib']:.1f}",
+            measured = str(r.get("accuracy_source", "")).startswith("measured")
+            vals = [r["input_size"], r["mode"].upper(), f"{r['memory_kib']:.1f}", f"{r['ram_needed_kib']:.1f}",
                     f"{r['time_per_batch_s']:.3g}", f"{r['energy_per_batch_mj']:.3g}", f"{r['time_per_round_s']:.3g}",
-                    f"{r['energy_per_round_mj']:.3g}", f"{r['accuracy']:.3f}",
-                    "yes" if r["feasible"] else "no: " + ", ".join(r["violations"]))
+                    f"{r['energy_per_round_mj']:.3g}", f"{r['accuracy']:.3f}" + (" ✓" if measured else ""),
+                    "yes" if r["feasible"] else "no: " + ", ".join(r["violations"])]
+            if extra:
+                inf = self.inference(m, r["input_size"])
+                vals += [fmt.format(inf[key]) for _name, key, fmt in extra]
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(str(v))
                 item.setTextAlignment(Qt.AlignCenter)
+                if j == 8:
+                    item.setToolTip(str(r.get("accuracy_source", "")))
                 if not r["feasible"]:
                     item.setForeground(QBrush(QColor("#9ca3af")))
                 if chosen and (r["input_size"], r["mode"]) == (chosen["input_size"], chosen["mode"]):
                     item.setBackground(QBrush(QColor("#dcfce7")))
                 self.table.setItem(i, j, item)
 
-    def _plot(self, rows: list[dict], d: EstimatorInputs) -> None:
+    def _plot(self, rows: list[dict], d: EstimatorInputs, m: ModelChoice) -> None:
         for p in (self.mem_plot, self.energy_plot):
             for item in list(p.listDataItems()):
                 p.removeItem(item)
@@ -252,7 +581,11 @@ class EstimatorPanel(Panel):
             self.energy_plot.plot(xs, [r["energy_per_batch_mj"] for r in rs], pen=pen, symbol="o",
                                   symbolBrush=MODE_COLORS[mode], name=f"{mode.upper()} predicted")
         self.ram_line.setValue(d.ram_kib)
-        pts = [p for p in measured_points(self.ctx.store) if p["energy_mj"] is not None and p["batch_size"] == d.batch_size]
+        # measured rounds of this model only (a round's config names its model file, None = general)
+        model_of = {r["id"]: r["config"].get("model_path") for r in self.ctx.store.rounds()}
+        want = None if m.general else m.key
+        pts = [p for p in measured_points(self.ctx.store) if p["energy_mj"] is not None
+               and p["batch_size"] == d.batch_size and _same_model(model_of.get(p["round_id"]), want)]
         for mode in ("tl", "full"):
             ms = [p for p in pts if p["mode"] == mode]
             if ms:
@@ -261,7 +594,121 @@ class EstimatorPanel(Panel):
                                       symbolPen=pg.mkPen(MODE_COLORS[mode], width=2),
                                       name=f"{mode.upper()} measured (rounds)")
         self.mem_plot.setYRange(0, max(d.ram_kib * 1.08, 1.0))
+        sizes = [r["input_size"] for r in rows] or [20]
+        for p in (self.mem_plot, self.energy_plot):
+            p.setXRange(min(sizes) - 5, max(sizes) + 5, padding=0)
         self.measured_count = len(pts)
+
+    # --- simulation (measured accuracy) ---------------------------------------------------------------------
+    def _show_sim(self) -> None:
+        running = self.sim_task is not None
+        self.btn_simulate.setText("Cancel simulation" if running else "Simulate on my windows")
+        self.btn_prior.setEnabled(not running and self.sim is not None)
+        if running:
+            self.accuracy_label.setText("Accuracy: simulating…")
+            return
+        m = self.current_model()
+        sim = self.sim
+        if sim is not None and sim.model_key == m.key and sim.dataset_id == self.ctx.dataset.id and sim.table:
+            self.sim_text = sim.summary()
+            sizes = ", ".join(str(T) for T in sorted({T for T, _m, _e in sim.table}))
+            self.accuracy_label.setText(f"Accuracy: <b>measured on your windows</b> (T = {sizes}"
+                                        + ("" if sim.complete else ", partial") + (", stale" if sim.stale else "")
+                                        + ")")
+        elif sim is not None and sim.table:
+            self.sim_text = "The simulation was for another model or dataset: the Table II prior is used."
+            self.accuracy_label.setText("Accuracy: Table II prior (simulation was for another model)")
+        else:
+            self.sim_text = ""
+            self.accuracy_label.setText("Accuracy: Table II prior (paper)")
+        self.accuracy_label.setToolTip(self.sim_text)
+
+    def _labels_changed(self) -> None:
+        if self.sim is not None and self.sim.dataset_id == self.ctx.dataset.id:
+            self.sim.stale = True
+        self.recompute()
+
+    def _simulate_clicked(self) -> None:
+        if self.sim_task is not None:
+            self.sim_task.cancel()
+            self.btn_simulate.setText("Cancelling…")
+            self.btn_simulate.setEnabled(False)
+            return
+        self.simulate()
+
+    def simulate(self, sizes: Sequence[int] | None = None, epochs: Sequence[int] | None = None,
+                 wait: bool = False) -> None:
+        """Measure macro-F1 per (T, mode, epochs) on the user's labelled windows with the host engine (one
+        (T, mode) run after the other, cancellable between runs) and use it as the accuracy model.  The
+        general model uses the shipped model of each T; an imported model runs at its own input size."""
+        m = self.current_model()
+        sizes = tuple(sizes) if sizes else (GENERAL_SIZES if m.general else (m.arch.input_size,))
+        epochs = tuple(sorted(set(epochs or SIM_EPOCHS) | {int(self.epochs.value())}))
+        if m.missing:
+            self.calib_text.setPlainText(f"Cannot simulate: {m.key} is no longer on disk.")
+            return
+        store, did, user = self.ctx.store, self.ctx.dataset.id, self.ctx.user.name
+        state = SimulationState(m.key, did)
+        self.sim = state
+
+        def work(token, progress):
+            from app.core.labels import labelled_recording_set
+            from app.core.models import load_model
+            from app.core.rounds import general_model_path
+            from app.core.simulate import simulate
+
+            rs = labelled_recording_set(store, did, user, classes=m.classes, rate_hz=m.rate_hz)
+            state.notes = list(rs.notes)
+            if not rs.segments:
+                raise ValueError(f"none of your labels is a class of {m.name} ({', '.join(m.classes)}): "
+                                 "label some activities in the Labelling panel first")
+            steps = [(T, mode) for T in sizes for mode in ("tl", "full")]
+            models: dict[int, Any] = {}
+            for k, (T, mode) in enumerate(steps):
+                token.check()
+                progress(k / len(steps), f"T={T} {mode.upper()}: personalizing on the host ({k + 1}/{len(steps)})")
+                if T not in models:
+                    models[T] = load_model(general_model_path(T) if m.general else m.key)
+                res = simulate(rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs,
+                               max_train_windows=SIM_MAX_TRAIN_WINDOWS)
+                state.merge(res)
+            state.complete = True
+            progress(1.0, "done")
+            return state
+
+        def finished(msg: str | None = None) -> None:
+            self.sim_task = None
+            self.sim_progress.setVisible(False)
+            self.btn_simulate.setEnabled(True)
+            if msg is not None and msg != "cancelled":
+                self.calib_text.setPlainText(f"Simulation failed: {msg}")
+                if not state.table:
+                    self.sim = None
+            elif msg == "cancelled" and not state.table:
+                self.sim = None
+                self.calib_text.setPlainText("Simulation cancelled before any input size finished.")
+            self.recompute()
+            if self.sim is state and state.table:
+                self.calib_text.setPlainText(self.sim_text + ("\n" + "\n".join(state.notes) if state.notes else ""))
+
+        def on_progress(f: float, text: str) -> None:
+            self.sim_progress.setValue(int(1000 * f))
+            self.sim_progress.setFormat(text)
+
+        self.sim_progress.setValue(0)
+        self.sim_progress.setFormat("starting")
+        self.sim_progress.setVisible(True)
+        self.sim_task = self._tasks().start(f"Simulating personalization of {m.name}", work,
+                                            on_done=lambda _r: finished(None), on_error=finished,
+                                            on_progress=on_progress)
+        self._show_sim()
+        if wait:
+            self._wait(self.sim_task, 600.0)
+
+    def use_prior(self) -> None:
+        self.sim = None
+        self.calib_text.setPlainText("Accuracy from the Table II prior.")
+        self.recompute()
 
     # --- actions -------------------------------------------------------------------------------------------
     def apply_to_training(self) -> None:
@@ -270,7 +717,9 @@ class EstimatorPanel(Panel):
         c = self.rec.choice
         self.ctx.publish("estimator_choice", input_size=int(c["input_size"]), mode=str(c["mode"]),
                          epochs=int(c["epochs"]), batch_size=int(self.batch.value()), reason=self.rec.reason)
-        self.ctx.status(f"Training panel prefilled: {c['mode'].upper()} at T={c['input_size']}, {c['epochs']} epochs")
+        m = self.current_model()
+        self.ctx.status(f"Training panel prefilled: {c['mode'].upper()} at T={c['input_size']}, {c['epochs']} epochs"
+                        + ("" if m.general else f" — select {m.name} there too (import it in the Training panel)"))
 
     def _tasks(self):
         if self.tasks is None:
@@ -315,6 +764,15 @@ class EstimatorPanel(Panel):
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [("Use in Training panel", "Prefill the training form with the recommendation")]
+
+
+def _same_model(path: str | None, want: str | None) -> bool:
+    if path is None or want is None:
+        return path is None and want is None
+    try:
+        return Path(path).resolve() == Path(want).resolve()
+    except OSError:
+        return path == want
 
 
 PANEL = PanelSpec(key="estimator", title="Estimator", order=60, factory=EstimatorPanel, icon="SP_FileDialogDetailedView",
