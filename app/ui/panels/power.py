@@ -339,15 +339,34 @@ class PowerPanel(Panel):
             self.ctx.status(f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
                             + (f", {rec.dropped:,} dropped" if rec.dropped else ""))
 
+    OTHER_FILE = "Other HDF5 file (e.g. from 'odlstudio power --out')…"
+
+    def open_file(self, path: str | None = None, wait: bool = False) -> None:
+        """Open an HDF5 power file recorded elsewhere (``odlstudio power --out x.h5`` or another data
+        directory): it is listed among the recordings from then on (nothing is copied)."""
+        from app.core.recording import register_power_file
+
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open power capture", "", "HDF5 (*.h5 *.hdf5)")
+            if not path:
+                return
+        try:
+            rec = register_power_file(self.ctx.store, path)
+        except RecordingError as exc:
+            self.ctx.status(f"Open failed: {exc}")
+            QMessageBox.warning(self, "Open power capture", str(exc))
+            return
+        self.open_recording(rec.id, wait=wait)
+
     def open_recording(self, rec_id: int | None = None, wait: bool = False) -> None:
         recs = [r for r in self.ctx.store.recordings("power") if r.n_samples > 0]
         if rec_id is None:
-            if not recs:
-                QMessageBox.information(self, "Open recording", "No power recordings yet: press Record while streaming.")
-                return
-            names = [f"{r.id}: {r.name} ({r.duration:.1f} s)" for r in reversed(recs)]
+            names = [f"{r.id}: {r.name} ({r.duration:.1f} s)" for r in reversed(recs)] + [self.OTHER_FILE]
             choice, ok = QInputDialog.getItem(self, "Open power recording", "Recording:", names, 0, False)
             if not ok:
+                return
+            if choice == self.OTHER_FILE:
+                self.open_file()
                 return
             rec_id = int(choice.split(":")[0])
         rec = self.ctx.store.recording(rec_id)
