@@ -3,6 +3,9 @@ skipped lines are shown to the user) and the class-balance view with full class 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.test_labels import V11_QUIRKS
@@ -36,7 +39,7 @@ def test_import_with_quirks_shows_skipped_lines(labelling, qtbot, tmp_path):
     assert [l.label for l in ctx.store.labels(panel.recording.id)] == ["Jogging", "Walking"]
     text = panel.import_report.toPlainText()
     assert panel.import_report.isVisible()
-    assert "5 lines skipped: line 64: x, y or z is not a finite number" in text
+    assert "5 lines skipped:\nline 64: x, y or z is not a finite number" in text
     assert "line 119: truncated: last record has no terminating ';'" in text
     assert "dancing (1 sample)" in text  # not a class of the dataset: said, not silently dropped
     # the balance view counts the imported windows and names every class in full
@@ -44,6 +47,10 @@ def test_import_with_quirks_shows_skipped_lines(labelling, qtbot, tmp_path):
     assert panel.balance_totals["Jogging"] == 62 // panel.win_size.value()
     ticks = [t for _, t in panel.balance.getAxis("left")._tickLevels[0]]  # noqa: SLF001
     assert ticks == list(panel.classes) and "Downstairs" in ticks
+    shots = os.environ.get("ODL_SCREENSHOTS")
+    if shots:
+        qtbot.wait(200)
+        panel.window().grab().save(str(Path(shots) / "labelling_import.png"))
 
 
 def test_import_of_a_file_with_nothing_valid_is_reported(labelling, qtbot, tmp_path):

@@ -3,10 +3,13 @@ edges of a round in the "D7 batches" tab, and typing an exact marker time (with 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QLineEdit
 
 from app.core.rounds import BatchRow
 from app.ui.panels.power import MarkerTimeError, parse_marker_time
@@ -113,8 +116,8 @@ def test_exact_marker_time_entry_and_validation(power_window, qtbot):
     rect = panel.table.visualItemRect(item)
     qtbot.mouseClick(panel.table.viewport(), Qt.LeftButton, pos=rect.center())
     qtbot.mouseDClick(panel.table.viewport(), Qt.LeftButton, pos=rect.center())
-    editor = QApplication.focusWidget()
-    assert panel.table.state() == panel.table.State.EditingState and hasattr(editor, "selectAll")
+    assert panel.table.state() == panel.table.State.EditingState
+    editor = next(w for w in panel.table.viewport().findChildren(QLineEdit) if w.isVisible())  # the cell editor
     editor.selectAll()
     qtbot.keyClicks(editor, "1250 ms")
     qtbot.keyClick(editor, Qt.Key_Return)  # the delegate commits on the next event loop turn
@@ -193,5 +196,16 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
                 assert b.energy_j == pytest.approx(r.energy_j, rel=1e-6)
                 checked += 1
         assert checked >= len(rows) - 2, (rows, panel.d7_batches)
+        shots = os.environ.get("ODL_SCREENSHOTS")
+        if shots:  # the round on the plot: D7 edges, the batches tab, one batch selected
+            panel.add_marker(rows[0].t0 + 0.3 * (rows[0].t1 - rows[0].t0), "my marker")
+            panel.tabs.setCurrentIndex(1)
+            panel.batch_table.selectRow(2)
+            panel.plot.setXRange(rows[0].t0 - 0.1 * (rows[-1].t1 - rows[0].t0), rows[-1].t1 + 0.05 * (rows[-1].t1 - rows[0].t0),
+                                 padding=0)
+            for _ in range(5):
+                panel.tick()
+                qtbot.wait(60)
+            panel.grab().save(str(Path(shots) / "power_d7.png"))
     finally:
         ctx.close()

@@ -354,19 +354,34 @@ class WisdmImport:
         n = len(self.skipped)
         return f"{n} line{'s' if n != 1 else ''} skipped: " + "; ".join(parts) + more
 
-    def message(self, limit: int = 5) -> str:
-        """One paragraph for the user: what was imported, what was left out and which lines were skipped."""
+    def summary(self) -> list[str]:
+        """What was imported, what was left out, and the parser's notes (one sentence each)."""
         secs = sum(r.duration for r in self.recordings)
-        out = [f"Imported {len(self.recordings)} recording(s) with {self.labels} label(s), {secs:.0f} s from "
+        out = [f"Imported {len(self.recordings)} recording(s) with {self.labels} label(s), {secs:.1f} s from "
                f"{Path(self.source).name}" + (" (cancelled: the rest was not imported)" if self.cancelled else "") + "."]
         if self.left_out:
             out.append("Not classes of this dataset, left out: "
                        + ", ".join(f"{a} ({n:,} sample{'s' if n != 1 else ''})"
-                                 for a, n in sorted(self.left_out.items())) + ".")
+                                   for a, n in sorted(self.left_out.items())) + ".")
         out.extend(self.notes)
+        return out
+
+    def message(self, limit: int = 5) -> str:
+        """One paragraph for the user: what was imported, what was left out and which lines were skipped."""
+        return " ".join(self.summary() + ([self.skipped_text(limit) + "."] if self.skipped else []))
+
+    def report(self, limit: int = 50) -> str:
+        """Multi-line report for the panel: the summary, then one skipped line per row (first ``limit``)."""
+        lines = self.summary()
         if self.skipped:
-            out.append(self.skipped_text(limit) + ".")
-        return " ".join(out)
+            n = len(self.skipped)
+            lines.append(f"{n} line{'s' if n != 1 else ''} skipped:")
+            files = {k.source for k in self.skipped}
+            lines += [(f"{Path(k.source).name} " if len(files) > 1 else "") + f"line {k.line}: {k.reason}"
+                      + (f" ({k.text!r})" if k.text else "") for k in self.skipped[:limit]]
+            if n > limit:
+                lines.append(f"… and {n - limit} more")
+        return "\n".join(lines)
 
 
 def import_wisdm(store: Store, path: str | Path, dataset_id: int, classes: Sequence[str], *,

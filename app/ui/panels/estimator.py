@@ -36,8 +36,8 @@ from estimator.arch import Arch, ArchError, paper_cnn
 MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626", "last": "#7c3aed"}
 COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1", "fits")
 #: Extra columns for an imported model (the rows of ``odlstudio estimate --model``).
-INFERENCE_COLUMNS = (("MACC", "inference_macc", "{:,}"), ("weights KiB", "weights_kib", "{:.2f}"),
-                     ("act. KiB", "activation_peak_kib", "{:.2f}"))
+INFERENCE_COLUMNS = (("MACC", "inference_macc", "{:,}"), ("wts KiB", "weights_kib", "{:.2f}"),
+                     ("act KiB", "activation_peak_kib", "{:.2f}"))
 MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}] of imported models
 MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
 OTHER_SIZES_SETTING = "estimator.other_sizes"
@@ -190,6 +190,8 @@ class EstimatorPanel(Panel):
         mrow = QHBoxLayout()
         self.model = QComboBox()
         self.model.setToolTip("The general model shipped with the app, or a model you imported")
+        self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # long file names
+        self.model.setMinimumContentsLength(16)
         self.btn_import = QPushButton("Import…")
         self.btn_import.setToolTip("Import a .keras / .h5 / .npz model (e.g. ST's IGN or GMP from your own copy "
                                    "of the model zoo); loaded on a worker thread")
@@ -290,8 +292,8 @@ class EstimatorPanel(Panel):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(360)
-        scroll.setMaximumWidth(400)
+        # as wide as the content needs (nothing clipped on the right), scrolling only vertically
+        scroll.setFixedWidth(min(460, lw.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 6))
         root.addWidget(scroll)
         # --- right: chart and table ----------------------------------------------------------------------
         split = QSplitter(Qt.Vertical)
@@ -300,10 +302,14 @@ class EstimatorPanel(Panel):
         self.mem_plot = charts.addPlot(title="Training memory vs input size")
         self.energy_plot = charts.addPlot(title="Energy per batch vs input size")
         for p, unit, corner in ((self.mem_plot, "KiB", (-10, -30)), (self.energy_plot, "mJ", (10, 10))):
+            p.setTitle(p.titleLabel.text, color="#111")  # pyqtgraph's light-grey defaults are unreadable on white
             p.showGrid(x=True, y=True, alpha=0.3)
-            p.setLabel("bottom", "input size T (samples)")
-            p.setLabel("left", unit)
-            p.addLegend(offset=corner)
+            for side in ("bottom", "left"):
+                p.getAxis(side).setTextPen("#333")
+                p.getAxis(side).setPen("#666")
+            p.setLabel("bottom", "input size T (samples)", color="#333")
+            p.setLabel("left", unit, color="#333")
+            p.addLegend(offset=corner, labelTextColor="#111", brush=pg.mkBrush(255, 255, 255, 200))
         self.ram_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#111", width=2, style=Qt.DashLine),
                                         label="RAM limit", labelOpts={"position": 0.12, "color": "#111", "anchors": [(0, 1), (0, 1)]})
         self.mem_plot.addItem(self.ram_line)

@@ -595,10 +595,7 @@ class LabellingPanel(Panel):
             for rec in result.recordings:
                 self.ctx.publish("recording_added", recording=rec)
             self.import_result = result
-            details = "\n".join(str(k) for k in result.skipped[:50])
-            if len(result.skipped) > 50:
-                details += f"\n… and {len(result.skipped) - 50} more"
-            self._show_import(result.message(), details, warn=bool(result.skipped or result.left_out))
+            self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out))
             self.ctx.status(f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
                             + (f"; {len(result.skipped)} line(s) skipped" if result.skipped else ""))
 

@@ -1,7 +1,7 @@
 """Power session panel: live current/power up to 100 kS/s, statistics, named markers with energy between
 them, record to disk while streaming, reopen/replay, CSV export (estimated, capped) and PNG export.
 
-The board's D7 batch-boundary edges (``ctx.devices.power_events``, kind ``event``) are drawn as thin dotted
+The board's D7 batch-boundary edges (``ctx.devices.power_events``, kind ``event``) are drawn as thin dashed
 teal lines (toggle "D7"), distinct from the user's named red markers; after a training round of this session
 the "D7 batches" tab lists the energy between consecutive D7 edges of the round.  A marker's time can be
 typed in exactly (double-click its t cell; "12.5", "12.5 s" or "12500 ms").
@@ -35,7 +35,7 @@ from app.ui.panels.base import Panel
 from app.ui.widgets.stream_plot import StreamPlot
 
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
-D7_COLOR = "#0d9488"  # teal: board batch boundaries; user markers are red
+D7_COLOR = "#2dd4bf"  # teal: board batch boundaries; user markers are red
 D7_SETTING = "power.show_d7"
 _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs)?\s*$")
 _TIME_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
@@ -157,7 +157,7 @@ class PowerPanel(Panel):
         self.btn_select.setCheckable(True)
         self.btn_marker = QPushButton("Marker (M)")
         self.show_d7 = QCheckBox("D7")
-        self.show_d7.setToolTip("Show the board's D7 batch-boundary edges (dotted teal lines) on the plot")
+        self.show_d7.setToolTip("Show the board's D7 batch-boundary edges (dashed teal lines) on the plot")
         self.show_d7.setChecked(bool(self.ctx.settings.get(D7_SETTING, True)))
         self.btn_csv = QPushButton("CSV…")
         self.btn_png = QPushButton("PNG…")
@@ -176,7 +176,7 @@ class PowerPanel(Panel):
         self.sel_region.setZValue(5)
         self.sel_region.hide()
         self.plot.addItem(self.sel_region)
-        self.d7_lines = pg.PlotDataItem(pen=pg.mkPen(D7_COLOR, width=1, style=Qt.DotLine), connect="pairs")
+        self.d7_lines = pg.PlotDataItem(pen=pg.mkPen(D7_COLOR, width=1, style=Qt.DashLine), connect="pairs")
         self.d7_lines.setZValue(3)
         self.plot.addItem(self.d7_lines)
         self.d7_ticks = pg.ScatterPlotItem(symbol="t", size=7, pen=pg.mkPen(None), brush=pg.mkBrush(D7_COLOR))
@@ -620,7 +620,7 @@ class PowerPanel(Panel):
         self._update_d7()
 
     def _update_d7(self) -> None:
-        """Draw the D7 edges inside the view as thin dotted lines with a small tick at the top (live only:
+        """Draw the D7 edges inside the view as thin dashed lines with a small tick at the top (live only:
         the events are on the live stream's timeline)."""
         vb = self.plot.getPlotItem().getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
