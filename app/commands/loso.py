@@ -130,7 +130,7 @@ NAMES = {"none": "No Pers.", "tl": "TL", "full": "Full"}
 
 
 def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = None, size=(760, 480)) -> Path:
-    """Mean macro-F1 (± std band) per mode against T; the paper's WISDM values dashed."""
+    """Mean macro-F1 (± standard-error band) per mode against T; the paper's WISDM values dashed."""
     import os  # noqa: PLC0415
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -181,7 +181,7 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     p.save()
     p.translate(14, top + ph / 2)
     p.rotate(-90)
-    p.drawText(QRectF(-80, -8, 160, 16), int(Qt.AlignmentFlag.AlignCenter), "macro-F1 (mean over subjects)")
+    p.drawText(QRectF(-130, -8, 260, 16), int(Qt.AlignmentFlag.AlignCenter), "macro-F1 (mean over subjects)")
     p.restore()
     tf = QFont(font)
     tf.setPointSize(11)
@@ -195,8 +195,11 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
         pts = [(T, summary["by_T"][T]["modes"][m]) for T in sizes if summary["by_T"][T]["modes"][m]["macro_f1"] is not None]
         if not pts:
             continue
-        band = QPolygonF([QPointF(X(T), Y(min(hi, s["macro_f1"] + s["macro_f1_std"]))) for T, s in pts]
-                         + [QPointF(X(T), Y(max(lo, s["macro_f1"] - s["macro_f1_std"]))) for T, s in reversed(pts)])
+        def sem(s: dict) -> float:
+            return s["macro_f1_std"] / max(1, s["n"]) ** 0.5
+
+        band = QPolygonF([QPointF(X(T), Y(min(hi, s["macro_f1"] + sem(s)))) for T, s in pts]
+                         + [QPointF(X(T), Y(max(lo, s["macro_f1"] - sem(s)))) for T, s in reversed(pts)])
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(r, g, b, 40))
         p.drawPolygon(band)
@@ -225,8 +228,8 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
             p.drawText(QPointF(left + pw + 42, legend_y + 4), f"paper {NAMES.get(m, m)}")
             legend_y += 20
     p.setPen(QPen(QColor(90, 90, 90), 1))
-    p.drawText(QRectF(left + pw + 8, legend_y + 6, right - 12, 60), int(Qt.TextFlag.TextWordWrap),
-               "bands: ±1 std over subjects; dashed: paper Table II (WISDM v1.1)")
+    p.drawText(QRectF(left + pw + 8, legend_y + 6, right - 12, 110), int(Qt.TextFlag.TextWordWrap),
+               "bands: ±1 standard error of the mean over subjects; dashed: paper Table II (WISDM v1.1)")
     p.end()
     path = Path(path)
     if not img.save(str(path), "PNG"):
