@@ -14,6 +14,7 @@ reason — nothing is dropped silently except blank lines.
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -373,7 +374,7 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
         report(np.array([last]), "truncated: last record has no terminating ';'")
 
     good_idx = np.flatnonzero(ok)
-    if len(good_idx) == np.count_nonzero(ends > starts):  # common case: every non-empty record is good
+    if len(good_idx) and len(good_idx) == np.count_nonzero(ends > starts):  # common case: every non-empty record is good
         flat = b",".join(filter(None, records)).split(b",")
     elif len(good_idx):
         flat = b",".join([records[i] for i in good_idx.tolist()]).split(b",")
@@ -595,10 +596,15 @@ def load_hapt(
     try:
         with np.load(f, allow_pickle=False) as z:
             acc, label, user, session = z["acc"], z["label"], z["user"], z["session"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
-    if acc.ndim != 2 or acc.shape[1] != 3 or not (len(acc) == len(label) == len(user) == len(session)):
-        raise DatasetError(f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}")
+    except MemoryError as exc:  # a damaged header declaring an absurd array size
+        raise DatasetError(f"{f}: an array in this npz declares an impossible size ({exc})") from None
+    if (acc.ndim != 2 or acc.shape[1] != 3 or label.ndim != 1 or user.ndim != 1 or session.ndim != 1
+            or not (len(acc) == len(label) == len(user) == len(session))):
+        raise DatasetError(f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}, user {user.shape}, session {session.shape}")
+    if not all(np.issubdtype(a.dtype, np.number) for a in (acc, label, user, session)) or not np.isfinite(acc).all():
+        raise DatasetError(f"{f}: acc/label/user/session must be finite numbers (dtypes {acc.dtype}, {label.dtype}, {user.dtype}, {session.dtype})")
     label = label.astype(np.int64)
     change = (np.diff(label) != 0) | (np.diff(user) != 0) | (np.diff(session) != 0)
     bounds = np.concatenate(([0], np.flatnonzero(change) + 1, [len(label)]))

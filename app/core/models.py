@@ -419,7 +419,7 @@ def _check_file(path: Path) -> None:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
             raise ModelError(f"{path}: corrupt or truncated .keras archive ({_short(exc)})") from exc
         if bad is not None:
             raise ModelError(f"{path}: corrupt .keras archive (member {bad!r} fails its CRC check)")
@@ -857,10 +857,19 @@ def load_npz(path: str | Path) -> LoadedModel:
                 if key.startswith("w/"):
                     _, name, i = key.split("/")
                     weights.setdefault(name, []).append((int(i), np.array(z[key])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError, TypeError, NotImplementedError) as exc:
         raise ModelError(f"{p}: not an ODL Studio model .npz ({_short(exc)})") from exc
+    except MemoryError as exc:  # a damaged header declaring an absurd array size
+        raise ModelError(f"{p}: an array in this .npz declares an impossible size ({_short(exc)})") from None
     w = {n: [a for _, a in sorted(lst, key=lambda t: t[0])] for n, lst in weights.items()}
-    return LoadedModel(arch, check_weights(arch, w), tuple(arch.classes), arch.preprocessing, str(p), meta)
+    try:
+        w = check_weights(arch, w)
+    except ModelError as exc:
+        raise ModelError(f"{p}: {exc}") from None
+    for name, arrays in w.items():
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ModelError(f"{p}: weights of layer {name!r} contain NaN or Inf")
+    return LoadedModel(arch, w, tuple(arch.classes), arch.preprocessing, str(p), meta)
 
 
 # --- everything -----------------------------------------------------------------------------------
