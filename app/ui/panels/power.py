@@ -183,6 +183,8 @@ class PowerPanel(Panel):
         self.d7_ticks.setZValue(3)
         self.plot.addItem(self.d7_ticks)
         self._d7_key: tuple | None = None
+        self._d7_all_key: tuple | None = None
+        self._d7_all = np.empty(0)  # every D7 edge time, sorted
         self.d7_visible = np.empty(0)  # edge times drawn now (for tests and the status line)
         split.addWidget(self.plot)
         side = QWidget()
@@ -631,7 +633,12 @@ class PowerPanel(Panel):
         if key == self._d7_key:
             return
         self._d7_key = key
-        ts = d7_edges(events, x0, x1) if (live and self.show_d7.isChecked()) else np.empty(0)
+        if live and self.show_d7.isChecked():
+            if self._d7_all_key != key[2:4]:  # new events: re-sort once, then each frame is a binary search
+                self._d7_all_key, self._d7_all = key[2:4], d7_edges(events)
+            ts = self._d7_all[np.searchsorted(self._d7_all, x0):np.searchsorted(self._d7_all, x1, side="right")]
+        else:
+            ts = np.empty(0)
         self.d7_visible = ts
         if len(ts):
             self.d7_lines.setData(np.repeat(ts, 2), np.tile([y0, y1], len(ts)), connect="pairs")
