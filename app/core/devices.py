@@ -311,14 +311,14 @@ class _BoardSession(_Session):
         self._boot: Any = None
         self._lost_seen = 0
         self._last_sample = 0.0
-        self._discarded0 = 0
+        self._junk0 = (0, 0, 0)
 
     def open(self) -> None:
         from device.nucleo.client import NucleoClient
 
         self._boot = None
         self.client = NucleoClient.open(self.info.url, timeout=1.0, on_event=self._on_event)
-        self._discarded0 = _junk_bytes(self.client)
+        self._junk0 = _junk_state(self.client)
         hello = self.client.hello()
         info = self.client.info()
         self._tick_hz = int(info.tick_hz) or 1_000_000
@@ -363,7 +363,7 @@ class _BoardSession(_Session):
     def _beat(self) -> Any:
         from device.nucleo import protocol as P
 
-        self._discarded0 = _junk_bytes(self.client)
+        self._junk0 = _junk_state(self.client)
         return self.client.request(P.GetStatus(), P.Status, timeout=self.beat_timeout_s, retries=1)
 
     def alive(self) -> bool:
@@ -418,8 +418,7 @@ class _BoardSession(_Session):
             return f"the board reset itself ({why}): its model and data are gone"
         if isinstance(exc, NucleoTimeout):
             c = self.client
-            junk = (_junk_bytes(c) - self._discarded0) if c is not None else 0
-            if junk > 0:
+            if c is not None and _garbage_since(c, self._junk0):
                 return "the board answers with garbage (wrong firmware, or another program on its port?)"
             return "the board does not answer (firmware hung, or the USB link stalled)"
         if isinstance(exc, OSError) or "link lost" in str(exc).lower() or type(exc).__name__ == "SerialException":
@@ -637,11 +636,19 @@ class _PowerSession(_Session):
         self.m._changed()  # noqa: SLF001
 
 
-def _junk_bytes(client: Any) -> int:
-    """Bytes from the board that were not part of a valid frame so far (discarded, or waiting for a
-    frame delimiter that garbage never contains)."""
+def _junk_state(client: Any) -> tuple[int, int, int]:
+    """(discarded bytes, undelimited bytes waiting in the decoder, valid frames) of the board's link."""
+    st = client.decoder_stats
     dec = getattr(client, "_decoder", None)
-    return int(client.decoder_stats.get("discarded_bytes", 0)) + len(getattr(dec, "_buf", b""))
+    return int(st.get("discarded_bytes", 0)), len(getattr(dec, "_buf", b"")), int(st.get("frames", 0))
+
+
+def _garbage_since(client: Any, before: tuple[int, int, int]) -> bool:
+    """Junk came from the board since ``before`` instead of the answer: it answers with garbage."""
+    now = _junk_state(client)
+    if now[0] > before[0]:  # invalid frames were discarded (junk mixed into the stream)
+        return True
+    return now[1] > before[1] and now[2] == before[2]  # bytes without any frame delimiter, and no frame
 
 
 def _append_marking_nan(stream: SampleStream, values: np.ndarray, lost: int) -> None:
