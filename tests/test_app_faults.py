@@ -148,6 +148,7 @@ def test_link_fault_detected_and_recovered(rig, fault, key, state):
     url0 = rig.dm.status(key).info.url
     t0, n0 = rig.inject(key, lambda: LINK_FAULTS[fault](rig, key))
     dt, text = rig.detected(key, t0, n0)
+    print(f"DETECT {rig.state(key).value} {key} {dt:.2f} s: {text}")
     assert dt <= DETECT_S, f"{fault} on {key} ({state}) detected after {dt:.2f} s"
     assert WORDS[(fault, key)] in text, text
     want = DeviceState.READY if state == "idle" else DeviceState.STREAMING
@@ -166,6 +167,7 @@ def test_psrst_command_while_streaming(rig):
     # the shield receives 'psrst' as if the host had sent it (it answers nothing and leaves the USB bus)
     t0, n0 = rig.inject(POWER, lambda: rig.emu(POWER).receive(b"psrst\n"))
     dt, text = rig.detected(POWER, t0, n0)
+    print(f"DETECT {rig.state(POWER).value} {POWER} {dt:.2f} s: {text}")
     assert dt <= DETECT_S and "USB link to the LPM01A lost" in text, (dt, text)
     rig.recovered(POWER, DeviceState.STREAMING, timeout=15)
     assert _gap_covering(rig.stream(POWER), t0)
@@ -190,7 +192,7 @@ def test_byte_faults_marked_and_streaming_continues(rig, fault, key):
     t0, n0 = rig.inject(key, lambda: [setattr(rig.emu(key).faults, k, v) for k, v in BYTE_FAULTS[fault].items()])
     try:
         dt, text = rig.detected(key, t0, n0, timeout=6.0)
-        print(fault, key, f"{dt:.2f} s", text, list(rig.dm.faults)[-3:])
+        print(f"DETECT {fault} {key} streaming {dt:.2f} s: {text}")
         assert "lost" in text and "marked as gaps" in text, text
         time.sleep(0.5)
     finally:
@@ -210,6 +212,7 @@ def test_power_overflow_restarts_stream_with_gap(rig):
     rig.put(POWER, "streaming")
     t0, n0 = rig.inject(POWER, lambda: setattr(rig.emu(POWER).faults, "force_overflow", True))
     dt, text = rig.detected(POWER, t0, n0)
+    print(f"DETECT {rig.state(POWER).value} {POWER} {dt:.2f} s: {text}")
     assert dt <= DETECT_S and "transmit buffer overflowed" in text, (dt, text)
     rig.recovered(POWER, DeviceState.STREAMING)
     assert _gap_covering(rig.stream(POWER), t0)
@@ -222,6 +225,7 @@ def test_peer_stops_delivering(rig, key):
     t0, n0 = rig.inject(key, lambda: setattr(rig.emu(key).faults, "host_not_reading", True))
     try:
         dt, text = rig.detected(key, t0, n0)
+        print(f"DETECT {rig.state(key).value} {key} {dt:.2f} s: {text}")
         assert dt <= DETECT_S, (dt, text)
         assert ("stopped" in text or "does not answer" in text or "lost" in text), text
     finally:
@@ -234,6 +238,7 @@ def test_power_overcurrent_stops_and_explains(rig):
     t0, n0 = rig.inject(POWER, lambda: setattr(rig.emu(POWER).faults, "overcurrent", True))
     try:
         dt, text = rig.detected(POWER, t0, n0)
+        print(f"DETECT {rig.state(POWER).value} {POWER} {dt:.2f} s: {text}")
         assert dt <= DETECT_S and "overcurrent" in text and "press Stream" in text, (dt, text)
         # not retried on its own: the shield protects the target, the user decides
         wait_for(lambda: rig.state(POWER) == DeviceState.READY, 3, rig.describe)
@@ -255,6 +260,7 @@ def test_board_garbage_or_silent(rig, fault, words, state):
     t0, n0 = rig.inject(BOARD, lambda: setattr(rig.emu(BOARD).faults, fault, True))
     try:
         dt, text = rig.detected(BOARD, t0, n0)
+        print(f"DETECT {rig.state(BOARD).value} {BOARD} {dt:.2f} s: {text}")
         assert dt <= DETECT_S, (dt, text)
         if state == "idle" or fault == "garbage":
             assert words in text, text
@@ -284,6 +290,7 @@ def test_unplug_while_recording_keeps_samples_and_labels(rig, key):
         lab = model.add(0.1, 0.5, ctx.dataset.classes[0])
         t0, n0 = rig.inject(key, lambda: rig.dm.unplug(key, 1.0))
         dt, _text = rig.detected(key, t0, n0)
+        print(f"DETECT {rig.state(key).value} {key} {dt:.2f} s: {_text}")
         assert dt <= DETECT_S
         rig.recovered(key, DeviceState.STREAMING)
         time.sleep(0.5)

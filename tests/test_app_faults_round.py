@@ -93,6 +93,7 @@ def test_board_fault_mid_round_fails_it_fast_and_recovers(ctx, fault):
     inject(ctx.devices)  # silent/garbage only show when asked: the heartbeat asks every 0.5 s mid-round too
     r.join(30)
     dt = r.ended_at - t0
+    print(f"DETECT round {fault} {dt:.2f} s: {r.error}")
     assert r.error is not None, r.result
     assert dt <= 2.0, f"round ended {dt:.2f} s after the fault ({r.error})"
     said = [f[2] for f in list(ctx.devices.faults)[-(ctx.devices.fault_count - n0):]] if ctx.devices.fault_count > n0 else []
