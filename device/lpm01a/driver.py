@@ -26,6 +26,13 @@ from typing import Callable
 
 import serial
 
+try:  # a pty or tty whose device side vanished raises termios.error (not an OSError) from tcdrain
+    import termios as _termios
+
+    _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, _termios.error)
+except ImportError:  # Windows
+    _PORT_ERRORS = (serial.SerialException, OSError)
+
 from device.lpm01a import spec
 from device.lpm01a.decode import ACK, COMPLETED, ERROR, ERROR_DETAIL, INFO, PWR, REPLY_ERROR, TARGRST, TEMP, VOLT, StreamEvent, classify_text_line
 
@@ -195,7 +202,7 @@ class PowerShield:
                 timeout=self.read_timeout,
                 write_timeout=max(1.0, self.timeout),
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*_PORT_ERRORS, ValueError) as exc:
             raise Disconnected(f"cannot open PowerShield port {self.url!r}: {exc}") from exc
         self._rx.clear()
         self.state = "unknown"
@@ -206,7 +213,7 @@ class PowerShield:
         if port is not None:
             try:
                 port.close()
-            except (serial.SerialException, OSError):
+            except _PORT_ERRORS:
                 pass
 
     def reconnect(self, wait_s: float = 10.0, url: str | None = None) -> None:
@@ -246,7 +253,7 @@ class PowerShield:
                 return port.read(self.block_size)
             n = port.in_waiting
             return port.read(min(max(n, 1), 1 << 20))
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+        except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
 
@@ -267,7 +274,7 @@ class PowerShield:
                 return first + port.read(1 << 16)
             finally:
                 port.timeout = self.read_timeout
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+        except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
 
@@ -280,7 +287,7 @@ class PowerShield:
             port.flush()
         except serial.SerialTimeoutException as exc:
             raise PowerShieldTimeout(f"writing {line!r} to {self.url!r} timed out") from exc
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected while sending {line!r}: {exc}") from exc
 
@@ -652,13 +659,16 @@ class PowerShield:
             except Disconnected:
                 pass
             old = self.url
+            # The USB serial number survives the reset; with two shields plugged in, it is what tells
+            # ours apart from the other one when the path changes.
+            serial = next((p.serial_number for p in discovery.find_powershield() if p.device == old), None)
             self.close()
             self.settings.clear()
             if not reopen:
                 return
             deadline = time.monotonic() + timeout
             if not self.url.startswith(("socket://", "loop://", "rfc2217://")) and discovery.find_powershield():
-                found = discovery.wait_for_port(discovery.LPM01A_IDS, timeout, gone_first=old)
+                found = discovery.wait_for_port(discovery.LPM01A_IDS, timeout, serial_number=serial, gone_first=old)
                 if found is None:
                     raise Disconnected(f"PowerShield did not re-enumerate within {timeout:g} s after psrst")
                 self.url = found.device
