@@ -35,9 +35,9 @@ pytestmark = pytest.mark.timeout(60)
 
 DETECT_S = 2.0  # the issue's bound: a fault surfaces within 2 s
 HZ = 10_000
-ACQ_S = 1.2
-INJECT_AFTER_S = 0.3
-REPLY_TIMEOUT_S = 1.0  # driver reply timeout used by the idle cells (a lost reply is reported after it)
+ACQ_S = 0.8
+INJECT_AFTER_S = 0.25
+REPLY_TIMEOUT_S = 0.6  # driver reply timeout used by the idle cells (a lost reply is reported after it)
 
 LINK = ("unplug", "unplug_new_port", "shield_reset")
 NOISE = ("corrupt_1e-4", "corrupt_1e-2", "drop_1e-3", "nul_bursts")
@@ -202,7 +202,9 @@ def check_stream_cell(bench: VirtualBench, d: PowerShield, fault: str, r: dict) 
         assert r["t_end"] - r["t_fault"] < ACQ_S + DETECT_S
         # binary NULs are valid sample words: counted as 'excess' at the next timestamp (the tail after the
         # last timestamp cannot be checked), so the array may be a little longer
-        assert expected - 2000 <= r["got"] <= expected + cap.decoder.excess + 100
+        assert r["got"] <= expected + cap.decoder.excess + 100
+        if cap.error is None:  # (after a stall the samples beyond the last good timestamp are unknown)
+            assert r["got"] >= expected - 1500
         if fault != "corrupt_1e-4":  # 1e-4 may hit only sample bytes (undetectable in-band: no checksum)
             damaged = cap.decoder.corrupt_bytes + cap.decoder.lost + cap.decoder.excess
             assert damaged > 0 and r["t_noticed"] is not None and r["t_noticed"] - r["t_fault"] < DETECT_S
@@ -243,13 +245,13 @@ def test_mid_round(bench, drv, training, fault):
 
 def test_mid_round_d7_markers_are_recorded(bench, drv, training):
     """Sanity of the 'mid round' state: the board trains (run current, D7 edge per batch) while we capture."""
-    drv.configure(freq=1000, fmt="bin_hexa", acqtime=2.0, eventsrc=("d7", "ris"))
+    drv.configure(freq=1000, fmt="bin_hexa", acqtime=1.7, eventsrc=("d7", "ris"))
     cap = Capture(drv, 1000, "bin_hexa")
     sub = cap.subscribe()
     cap.start()
     blocks = list(sub)
     vals = np.concatenate([b.values for b in blocks])
-    assert cap.error is None and len(vals) == 2000
+    assert cap.error is None and len(vals) == 1700
     assert sum(1 for b in blocks for e in b.events if e.kind == "event") >= 1
     assert np.nanmean(vals) > 1e-3  # run mode at 80 MHz (~7.4 mA), not sleep
 
@@ -295,16 +297,16 @@ def test_idle(bench, drv, fault):
     # byte noise on replies: every command either returns the right answer or a clear error within its
     # timeout; the exchange never desynchronises
     ok = 0
-    for _ in range(15):
+    for _ in range(10):
         t0 = time.monotonic()
         try:
             ok += drv.version() == "1.0.7"
         except PowerShieldError as exc:
             assert "no reply" in str(exc) or "cannot read" in str(exc) or "rejected" in str(exc), exc
         assert time.monotonic() - t0 < REPLY_TIMEOUT_S + 0.5
-    assert ok >= (3 if fault == "corrupt_1e-2" else 12)
+    assert ok >= (2 if fault == "corrupt_1e-2" else 5)
     if fault == "nul_bursts":
-        assert ok == 15  # NULs are dropped from replies: no loss at all
+        assert ok == 10  # NULs are dropped from replies: no loss at all
     recover(bench, drv, fault)
     assert all(drv.version() == "1.0.7" for _ in range(5))
 
@@ -363,7 +365,7 @@ def test_recording_cli(bench, tmp_path, fault):
         assert res["ended_by"] in ("disconnected", "timeout", "error")
     else:
         assert code in (0, 1) and (code == 0 or "stalled" in res["error"]), res
-        assert expected - 2000 <= len(data["samples"]) <= expected  # --duration trims to exactly D*f
+        assert expected - 1500 <= len(data["samples"]) <= expected  # --duration trims to exactly D*f
         if fault != "corrupt_1e-4":
             assert res["corrupt_bytes"] + res["lost"] + res["excess"] > 0  # reported in the summary
     bench.powershield.faults.clear()

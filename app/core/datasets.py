@@ -596,7 +596,7 @@ def load_hapt(
     try:
         with np.load(f, allow_pickle=False) as z:
             acc, label, user, session = z["acc"], z["label"], z["user"], z["session"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
         raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
     except MemoryError as exc:  # a damaged header declaring an absurd array size
         raise DatasetError(f"{f}: an array in this npz declares an impossible size ({exc})") from None

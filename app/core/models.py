@@ -419,7 +419,7 @@ def _check_file(path: Path) -> None:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError, RuntimeError) as exc:  # RuntimeError: 'encrypted' flag
             raise ModelError(f"{path}: corrupt or truncated .keras archive ({_short(exc)})") from exc
         if bad is not None:
             raise ModelError(f"{path}: corrupt .keras archive (member {bad!r} fails its CRC check)")
@@ -857,7 +857,7 @@ def load_npz(path: str | Path) -> LoadedModel:
                 if key.startswith("w/"):
                     _, name, i = key.split("/")
                     weights.setdefault(name, []).append((int(i), np.array(z[key])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError, TypeError, NotImplementedError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError, TypeError, NotImplementedError, RuntimeError) as exc:
         raise ModelError(f"{p}: not an ODL Studio model .npz ({_short(exc)})") from exc
     except MemoryError as exc:  # a damaged header declaring an absurd array size
         raise ModelError(f"{p}: an array in this .npz declares an impossible size ({_short(exc)})") from None
