@@ -179,3 +179,52 @@ def test_simulate_without_matching_labels_says_why(qtbot, ctx, paper_keras):
     text = panel.calib_text.toPlainText()
     assert text.startswith("Simulation failed: none of your labels is a class of my_cnn_T20.keras"), text
     assert panel.sim is None and "Table II prior" in panel.accuracy_label.text()
+
+
+def test_use_in_training_panel_carries_the_imported_model(qtbot, ctx, paper_keras):
+    """"Use in Training panel" with an imported model: the Training panel imports the same file (its own
+    loading path), selects it, and shows the chosen input size and mode; back to the general model too."""
+    from PySide6.QtCore import Qt
+
+    from app.ui.panels.training import TrainingPanel
+
+    training = TrainingPanel(ctx)
+    qtbot.addWidget(training)
+    panel = EstimatorPanel(ctx)
+    qtbot.addWidget(panel)
+    assert training.model.currentData() is None and training.model.count() == 1
+    panel.import_model(str(paper_keras), wait=True)
+    # make Full the choice (charging, no budget) then TL (an energy budget only TL meets): both must follow
+    panel.energy.setValue(0.0)
+    full = panel.rec.choice
+    assert full["input_size"] == 20
+    statuses: list[str] = []
+    ctx.subscribe("status", lambda text, **_: statuses.append(text))
+    qtbot.mouseClick(panel.btn_apply, Qt.LeftButton)
+    key = str(paper_keras.resolve())
+    qtbot.waitUntil(lambda: training.model.currentData() == key, timeout=60_000)
+    assert training.model.count() == 2 and "my_cnn_T20.keras (T=20, 5 classes)" == training.model.currentText()
+    assert training.size.currentData() == 20 and not training.size.isEnabled()  # an imported model's own T
+    assert training.mode.currentData() == full["mode"] and training.epochs.value() == full["epochs"]
+    assert training.config().model_path == key and training.config().input_size == 20
+    assert "Estimator" in training.rec_label.text() and "takes T" not in training.rec_label.text()
+    assert any("my_cnn_T20.keras" in s for s in statuses) and not any("select" in s for s in statuses)
+    # a second choice for the same model: selected at once, no second import, no duplicate entry
+    training.model.setCurrentIndex(0)
+    panel.source.setCurrentIndex(panel.source.findData("battery"))  # TL only
+    assert panel.rec.choice["mode"] == "tl"
+    qtbot.mouseClick(panel.btn_apply, Qt.LeftButton)
+    assert training.model.currentData() == key and training.model.count() == 2
+    assert training.mode.currentData() == "tl"
+    # the estimator tried other sizes of this (global-pooling) model and chose one the file does not take:
+    # the Training panel keeps the model's own T and says so
+    training.apply_choice(60, "tl", 2, 32, "T=60 is best", model=key)
+    assert training.size.currentData() == 20 and "the round runs at T = 20" in training.rec_label.text()
+    # the general model: selected again, with the estimator's input size
+    panel.model.setCurrentIndex(0)
+    panel.source.setCurrentIndex(panel.source.findData("charging"))
+    c = panel.rec.choice
+    qtbot.mouseClick(panel.btn_apply, Qt.LeftButton)
+    assert training.model.currentData() is None and training.size.isEnabled()
+    assert training.size.currentData() == c["input_size"] and training.mode.currentData() == c["mode"]
+    assert training.config().model_path is None

@@ -53,7 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["RoundError", "RoundConfig", "BatchRow", "LocalData", "RoundState", "RoundRunner", "align_batches",
            "attribute_energy", "local_windows", "general_model_path", "GENERAL_SIZES", "MODES", "metrics_from_confusion",
            "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS",
-           "EstimatorInputs", "labelled_seconds", "windows_per_epoch", "measured_points", "personalized_model"]
+           "EstimatorInputs", "RECOMMEND_EPOCHS", "labelled_seconds", "windows_per_epoch", "measured_points",
+           "personalized_model"]
 
 MODELS_DIR = asset_path("models")  # frozen or from source, honours $ODL_ASSETS
 #: Input sizes of the general models shipped in ``assets/models`` (paper CNN, WISDM-2019, 20 Hz).
@@ -63,6 +64,8 @@ MODES = ("tl", "full", "last", "custom")
 #: Export formats (keys of :func:`app.core.models.export_all`).
 EXPORT_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz")
 ROUNDS_DIR = "rounds"
+#: Epoch counts the recommender tries (the Estimator's simulation measures the same ones).
+RECOMMEND_EPOCHS = (1, 2, 3, 5, 10)
 
 
 class RoundError(RuntimeError):
@@ -175,27 +178,18 @@ def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input
     Labels are matched to the model's classes by canonical name (case, synonyms; ``stairs`` gathers
     ``upstairs``/``downstairs``, ``stationary`` gathers sitting/standing); labels the model does not know
     are left out and named in ``notes``.  Raises :class:`RoundError` when nothing usable is labelled.
+
+    The labels are cut by :func:`app.core.labels.labelled_recording_set` (the same segments as the
+    Estimator's simulation), but mapped to the classes here: unlike ``labelled_recording_set(classes=...)``
+    an unsplit ``stairs`` label is left out (not trained as ``upstairs``) for a model with
+    upstairs/downstairs classes, and the classes keep their canonical spelling.
     """
-    from app.core.datasets import MERGES, RecordingSet, Segment, canonical_activity, personal_split
-    from app.core.recording import load_accel
+    from app.core.datasets import MERGES, RecordingSet, canonical_activity, personal_split
+    from app.core.labels import labelled_recording_set
 
     classes = tuple(canonical_activity(c) for c in classes)
-    segments: list[Segment] = []
-    order = 0
-    for rec in store.recordings("accel", dataset_id):
-        labels = store.labels(rec.id)
-        if not labels:
-            continue
-        data = load_accel(store, rec)
-        for lab in labels:
-            a, b = int(math.ceil(lab.start_s * rec.rate_hz - 1e-9)), int(math.floor(lab.end_s * rec.rate_hz + 1e-9))
-            a, b = max(0, a), min(len(data), b)
-            if b - a < 2:
-                continue
-            segments.append(Segment(user, canonical_activity(lab.label), np.array(data[a:b], np.float32),
-                                    float(rec.rate_hz), source=rec.name, first_line=a, raw_activity=lab.label,
-                                    native_rate=float(rec.rate_hz), order=order))
-            order += 1
+    # one segment per label, canonical activity names, at the recordings' own rate
+    segments = labelled_recording_set(store, dataset_id, user).segments
     if not segments:
         raise RoundError("the current dataset has no labelled accelerometer recording: record and label some "
                          "activities in the Labelling panel first")
@@ -1057,20 +1051,31 @@ class EstimatorInputs:
         for k in self.KEYS:
             settings.set(f"estimator.{k}", getattr(self, k))
 
-    def recommend(self, n_windows: int | None, profile_dir: str | Path | None = None, input_sizes=GENERAL_SIZES,
-                  epochs: Sequence[int] = (1, 2, 3, 5, 10)) -> Any:
-        """:func:`estimator.recommend` over the paper CNN with these budgets (``n_windows``: training
-        windows per epoch, e.g. from the labelled data; None = one batch per epoch)."""
+    def recommend(self, n_windows: int | Callable[[int], int | None] | None = None,
+                  profile_dir: str | Path | None = None, input_sizes: Sequence[int] = GENERAL_SIZES,
+                  epochs: Sequence[int] = RECOMMEND_EPOCHS, *, arch: "Arch | Callable[[int], Arch] | None" = None,
+                  accuracy: Any = None) -> Any:
+        """:func:`estimator.recommend.recommend` under these budgets: TL and Full at ``input_sizes`` and
+        ``epochs`` (plus the table's own :attr:`epochs`).
+
+        ``arch``: the model — None for the paper CNN (:attr:`n_classes` classes), an :class:`Arch` (resized
+        to each input size) or a factory ``T -> Arch`` (e.g. an imported model that fits other sizes);
+        ``n_windows``: training windows per epoch (int or ``T -> int``, e.g. from the labelled data; None =
+        one batch per epoch); ``accuracy``: an accuracy model (e.g. measured by :mod:`app.core.simulate`),
+        None = the Table II prior; ``profile_dir``: where calibrated profiles live.  Both the Estimator and
+        the Training panel call this, so they recommend the same thing."""
         from estimator.arch import paper_cnn
         from estimator.profiles import get_profile
         from estimator.recommend import recommend
 
-        prof = get_profile(self.profile, profile_dir)
-        return recommend(lambda T: paper_cnn(int(T), self.n_classes), tuple(input_sizes), ("tl", "full"),
-                         tuple(sorted(set(epochs) | {int(self.epochs)})), batch_size=int(self.batch_size),
-                         profile=prof, n_windows=n_windows, ram_kib=self.ram_kib, reserve_kib=self.reserve_kib,
+        n_classes = int(self.n_classes)
+        model = arch if arch is not None else (lambda T: paper_cnn(int(T), n_classes))
+        return recommend(model, tuple(int(T) for T in input_sizes), ("tl", "full"),
+                         tuple(sorted(set(int(e) for e in epochs) | {int(self.epochs)})),
+                         batch_size=int(self.batch_size), profile=get_profile(self.profile, profile_dir),
+                         n_windows=n_windows, ram_kib=self.ram_kib, reserve_kib=self.reserve_kib,
                          time_s=self.time_s or None, energy_mj=self.energy_mj or None,
-                         power_source=self.power_source, accounting=self.accounting)
+                         power_source=self.power_source, accounting=self.accounting, accuracy=accuracy)
 
 
 def labelled_seconds(store: "Store", dataset_id: int) -> float:

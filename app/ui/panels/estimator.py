@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
                                QPushButton, QScrollArea, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from app.core.rounds import (EstimatorInputs, GENERAL_SIZES, calibration_records, measured_points, windows_per_epoch)
+from app.core.rounds import (GENERAL_SIZES, RECOMMEND_EPOCHS, EstimatorInputs, calibration_records, measured_points,
+                             windows_per_epoch)
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from estimator.arch import Arch, ArchError, paper_cnn
@@ -42,7 +43,7 @@ MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}]
 MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
 OTHER_SIZES_SETTING = "estimator.other_sizes"
 GENERAL_RATE_HZ = 20.0
-SIM_EPOCHS = (1, 2, 3, 5, 10)  # the recommender's candidate epochs
+SIM_EPOCHS = RECOMMEND_EPOCHS  # the recommender's candidate epochs
 SIM_MAX_TRAIN_WINDOWS = 256  # class-stratified cap that keeps the simulation quick
 
 
@@ -112,22 +113,6 @@ class ModelChoice:
         gone = " — file not found, estimated from the saved architecture" if self.missing else ""
         return (f"{a.name}: input {shape}, {len(a.classes)} classes ({', '.join(a.classes)}), "
                 f"{self.rate_hz:g} Hz{prep}; {size}{gone}.")
-
-
-def recommend_for(inputs: EstimatorInputs, model: ModelChoice, sizes: Sequence[int], n_windows,
-                  profile_directory: str | None, accuracy: Any = None) -> Any:
-    """:func:`estimator.recommend.recommend` for ``model`` at ``sizes`` under the panel's budgets (the same
-    mapping as :meth:`EstimatorInputs.recommend`, which is fixed to the paper CNN), with an optional
-    accuracy model (e.g. measured by the simulation)."""
-    from estimator.profiles import get_profile
-    from estimator.recommend import recommend
-
-    prof = get_profile(inputs.profile, profile_directory)
-    return recommend(model.arch_for, tuple(sizes), ("tl", "full"),
-                     tuple(sorted(set(SIM_EPOCHS) | {int(inputs.epochs)})), batch_size=int(inputs.batch_size),
-                     profile=prof, n_windows=n_windows, ram_kib=inputs.ram_kib, reserve_kib=inputs.reserve_kib,
-                     time_s=inputs.time_s or None, energy_mj=inputs.energy_mj or None,
-                     power_source=inputs.power_source, accounting=inputs.accounting, accuracy=accuracy)
 
 
 @dataclass
@@ -520,8 +505,8 @@ class EstimatorPanel(Panel):
             else "No labelled data yet: a round is counted as one batch per epoch.")
         accuracy = self._accuracy(m)
         try:
-            self.rec = recommend_for(d, m, sizes, (lambda T: nw[T]) if have else None, profile_dir(self.ctx),
-                                     accuracy)
+            self.rec = d.recommend((lambda T: nw[T]) if have else None, profile_dir(self.ctx), input_sizes=sizes,
+                                   epochs=SIM_EPOCHS, arch=m.arch_for, accuracy=accuracy)
         except Exception as exc:  # noqa: BLE001 - bad profile file, a model the estimator cannot cost: shown
             self.choice.setText("—")
             self.reason.setPlainText(f"Cannot estimate {m.name}: {exc}")
@@ -718,14 +703,17 @@ class EstimatorPanel(Panel):
 
     # --- actions -------------------------------------------------------------------------------------------
     def apply_to_training(self) -> None:
+        """Publish the recommendation *with its model* (``estimator_choice``): the Training panel selects the
+        same model (importing an imported file there the way its own Import… does), input size and mode."""
         if self.rec is None or self.rec.choice is None:
             return
         c = self.rec.choice
-        self.ctx.publish("estimator_choice", input_size=int(c["input_size"]), mode=str(c["mode"]),
-                         epochs=int(c["epochs"]), batch_size=int(self.batch.value()), reason=self.rec.reason)
         m = self.current_model()
-        self.ctx.status(f"Training panel prefilled: {c['mode'].upper()} at T={c['input_size']}, {c['epochs']} epochs"
-                        + ("" if m.general else f" — select {m.name} there too (import it in the Training panel)"))
+        self.ctx.status(f"Training panel prefilled: {m.name}, {c['mode'].upper()} at T={c['input_size']}, "
+                        f"{c['epochs']} epoch(s)")  # first: a problem the Training panel reports stays visible
+        self.ctx.publish("estimator_choice", input_size=int(c["input_size"]), mode=str(c["mode"]),
+                         epochs=int(c["epochs"]), batch_size=int(self.batch.value()), reason=self.rec.reason,
+                         model=m.key)
 
     def _tasks(self):
         if self.tasks is None:

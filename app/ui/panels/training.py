@@ -39,6 +39,7 @@ class TrainingPanel(Panel):
         self.state = RoundState()
         self.task = None
         self.imported: dict[str, tuple[int, tuple[str, ...]]] = {}  # path -> (input size, trainable layers)
+        self._importing: set[str] = set()  # paths being loaded on the task runner
         self._shown_version = -1
         self._shown_round: int | None = None
         self._view_rows: list[BatchRow] = []
@@ -232,7 +233,25 @@ class TrainingPanel(Panel):
         c = rec.choice
         self.apply_choice(int(c["input_size"]), str(c["mode"]), int(c["epochs"]), int(inputs.batch_size), rec.reason)
 
-    def apply_choice(self, input_size: int, mode: str, epochs: int, batch_size: int = 32, reason: str = "") -> None:
+    def apply_choice(self, input_size: int, mode: str, epochs: int, batch_size: int = 32, reason: str = "",
+                     model: str | None = None, **_extra) -> None:
+        """Follow a recommendation (the Estimator's ``estimator_choice`` topic, or the prefill).
+
+        ``model``: ``""`` = the general model, a file path = that imported model (imported here first, on the
+        task runner like Import…, when it is not in the list yet), None = keep the current model.  An
+        imported model runs at its own input size: if the estimator chose another T, the box says so."""
+        if model is not None:
+            self._choice = (_model_key(model), int(input_size))
+            if not model:
+                self.model.setCurrentIndex(0)
+            else:
+                i = self.model.findData(_model_key(model))
+                if i >= 0:
+                    self.model.setCurrentIndex(i)
+                else:
+                    self.import_model(model)  # selected when loaded (_model_changed then sets its input size)
+        else:
+            self._choice = (self.model.currentData(), int(input_size))
         if self.model.currentData() is None:
             i = self.size.findData(int(input_size))
             if i >= 0:
@@ -247,8 +266,18 @@ class TrainingPanel(Panel):
 
     def _update_recommendation_text(self) -> None:
         reason = getattr(self, "_reason", "")
-        if reason:
-            self.rec_label.setText(f"<b>Estimator:</b> {reason}")
+        if not reason:
+            return
+        text = f"<b>Estimator:</b> {reason}"
+        key, T = getattr(self, "_choice", (None, None))
+        path = self.model.currentData()
+        if path is not None and path == key and path in self.imported and self.imported[path][0] != T:
+            text += (f"<br><span style='color:#b45309'>The estimator chose T = {T}, but {Path(path).name} takes "
+                     f"T = {self.imported[path][0]}: the round runs at T = {self.imported[path][0]}.</span>")
+        elif key and key != path:
+            text += (f"<br><span style='color:#b45309'>(for {Path(key).name}"
+                     f"{', being imported' if key in self._importing else ''})</span>")
+        self.rec_label.setText(text)
 
     # --- config -------------------------------------------------------------------------------------------
     def config(self) -> RoundConfig:
@@ -269,11 +298,17 @@ class TrainingPanel(Panel):
 
     # --- actions ------------------------------------------------------------------------------------------
     def import_model(self, path: str | None = None) -> None:
+        """Load a ``.keras``/``.h5``/``.npz`` on a worker (TensorFlow stays off the GUI thread), add it to the
+        model list (once per file) and select it."""
         if not path:
             path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
                                                   "Models (*.keras *.h5 *.hdf5 *.npz)")
         if not path:
             return
+        path = _model_key(path)
+        if path in self._importing:
+            return
+        self._importing.add(path)
 
         def work(token, progress):
             from app.core.models import load_model
@@ -283,13 +318,24 @@ class TrainingPanel(Panel):
             return m.input_size, tuple(l.name for l in m.arch.layers if m.arch.param_shapes().get(l.name)), m.classes
 
         def done(res):
+            self._importing.discard(path)
             T, layers, classes = res
             self.imported[path] = (T, layers)
-            self.model.addItem(f"{Path(path).name} (T={T}, {len(classes)} classes)", path)
-            self.model.setCurrentIndex(self.model.count() - 1)
+            i = self.model.findData(path)
+            if i < 0:
+                self.model.addItem(f"{Path(path).name} (T={T}, {len(classes)} classes)", path)
+                i = self.model.count() - 1
+            if i == self.model.currentIndex():
+                self._model_changed()  # re-imported: its input size and layers may have changed
+            else:
+                self.model.setCurrentIndex(i)
+            self._update_recommendation_text()
 
-        self._tasks().start(f"Importing {Path(path).name}", work, on_done=done,
-                            on_error=lambda m: self._show_error(f"Import failed: {m}"))
+        def failed(msg: str) -> None:
+            self._importing.discard(path)
+            self._show_error(f"Import failed: {msg}")
+
+        self._tasks().start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
 
     def run_round(self) -> None:
         if self.task is not None:
@@ -463,6 +509,14 @@ class TrainingPanel(Panel):
 
     def shutdown(self) -> None:
         self.cancel_round()
+
+
+def _model_key(path: str) -> str:
+    """How a model file is named in the list (and by the Estimator panel): its absolute resolved path."""
+    try:
+        return str(Path(path).expanduser().resolve())
+    except OSError:
+        return str(path)
 
 
 PANEL = PanelSpec(key="training", title="Training round", order=40, factory=TrainingPanel, icon="SP_MediaPlay",
