@@ -31,6 +31,7 @@ import math
 import os
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,9 +39,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from app.core import datasets as ds
+from app.core.paths import asset_path
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSET_MODELS = ROOT / "assets" / "models"
+ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
 ALL_MODES = ("none", "tl", "full")
 VIRTUAL_TIME_SCALE = 500.0  # simulated seconds per wall second for the in-process bench
@@ -252,11 +253,22 @@ def _is_window_npz(path: Path) -> bool:
 def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction: float, user: str | None) -> UserData:
     """The app's windows export: windows in recording order per class; the first ``train_fraction`` of
     each class trains, the rest tests, dropping the windows that would overlap across the cut."""
-    with np.load(path, allow_pickle=False) as z:
-        X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
-        src_classes = [str(c) for c in z["classes"]]
-        stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1])
-        rates = np.asarray(z["rate_hz"], np.float64) if "rate_hz" in z.files else np.zeros(0)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("X", "y", "classes") if k not in z.files]
+            if missing:
+                raise PersonalizeError(f"--data {path}: not a windows export, missing array(s) {', '.join(missing)} "
+                                       f"(has: {', '.join(z.files) or 'nothing'})")
+            X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
+            src_classes = [str(c) for c in np.atleast_1d(z["classes"])]
+            stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1]) if X.ndim >= 2 else 0
+            rates = np.asarray(z["rate_hz"], np.float64) if "rate_hz" in z.files else np.zeros(0)
+    except PersonalizeError:
+        raise
+    except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, MemoryError, NotImplementedError) as exc:
+        raise PersonalizeError(f"--data {path}: unreadable windows file ({type(exc).__name__}: {exc})") from exc
+    if not np.isfinite(X).all():
+        raise PersonalizeError(f"--data {path}: windows contain NaN or Inf values")
     if X.ndim != 3 or X.shape[2] != 3 or len(X) != len(y):
         raise PersonalizeError(f"--data {path}: windows must be (N, T, 3) with N labels, got X {X.shape}, y {y.shape}")
     if X.shape[1] != int(T):
