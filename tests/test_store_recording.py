@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -79,4 +81,184 @@ def test_write_accel_and_csv_cap(tmp_path):
         csv_export(tmp_path / "x.csv", np.arange(11.0), np.arange(11.0), "t,y", max_rows=10)
     assert csv_export(tmp_path / "x.csv", np.arange(3.0), np.arange(3.0), "t,y") == 3
     assert (tmp_path / "x.csv").read_text().splitlines()[0] == "t,y"
+    store.close()
+
+
+def test_dropped_blocks_become_nan_so_later_samples_keep_their_time(tmp_path):
+    """A full queue drops blocks (a slow disk); the dropped range is written as NaN — also when the drop is
+    the last thing before stop() — so every later sample stays at its own position, and it is a gap."""
+    import threading
+
+    store = Store(tmp_path)
+    rate = 1000.0
+    s = SampleStream("current", rate, 1, recent_s=10.0, history_s=100)
+    s.append(np.zeros(50, np.float32))  # before the recording
+    rec = StreamRecorder(store, s, "power", "slow disk", queue_blocks=2)
+    gate, entered = threading.Event(), threading.Event()
+    gate.set()
+    write = rec._write  # noqa: SLF001
+
+    def slow_write(items):  # the writer thread stuck on the disk while ``gate`` is clear
+        entered.set()
+        assert gate.wait(10.0)
+        write(items)
+
+    rec._write = slow_write  # noqa: SLF001
+    x = np.arange(1, 1001, dtype=np.float32)  # sample k of the recording has value k + 1
+    blocks = [x[k:k + 100] for k in range(0, 1000, 100)]
+
+    def hold_and_fill(i: int) -> None:
+        """Stick the writer on block i, queue i+1 and i+2, drop i+3."""
+        gate.clear()
+        entered.clear()
+        s.append(blocks[i])
+        assert entered.wait(5.0)
+        for b in blocks[i + 1:i + 4]:
+            s.append(b)
+
+    def drain(n: int) -> None:
+        gate.set()
+        for _ in range(200):
+            if rec.n_written >= n:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"writer did not catch up: {rec.n_written} < {n}")
+
+    hold_and_fill(0)  # blocks 0, 1, 2 written; 3 dropped
+    assert rec.dropped == 100
+    drain(300)
+    s.append(blocks[4])  # after the drop: must land at positions 400..499
+    drain(500)
+    hold_and_fill(5)  # 5, 6, 7 written; 8 dropped, and nothing after it: the tail
+    gate.set()
+    row = rec.stop()
+    assert rec.dropped == 200 and row.n_samples == 900
+    replay = open_power(store, row, recent_s=0.1)
+    t, y = replay.samples(0.0, replay.duration)
+    expect = x[:900].copy()
+    expect[300:400] = np.nan
+    expect[800:900] = np.nan
+    np.testing.assert_array_equal(y[:, 0], expect)  # positions are sample numbers: values = index + 1
+    assert replay.gaps == [(pytest.approx(0.3), pytest.approx(0.4)), (pytest.approx(0.8), pytest.approx(0.9))]
+    assert row.meta["dropped"] == 200 and row.t_offset == pytest.approx(0.05)
+    st = replay.stats(0.45, 0.5)  # exact statistics after the drop: the samples of 0.45…0.5 s
+    assert st.n == 50 and st.avg == pytest.approx(x[450:500].mean())
+    store.close()
+
+
+def test_accel_drop_keeps_positions_and_fixed_length(tmp_path):
+    """Same for an accel segment of fixed length: dropped rows are NaN and count towards the length."""
+    import threading
+
+    store = Store(tmp_path)
+    s = SampleStream("accel", 100.0, 3, recent_s=60, history_s=60)
+    rec = StreamRecorder(store, s, "accel", "seg", limit_s=1.0, queue_blocks=1)
+    gate, entered = threading.Event(), threading.Event()
+    write = rec._write  # noqa: SLF001
+
+    def slow_write(items):
+        entered.set()
+        assert gate.wait(10.0)
+        write(items)
+
+    rec._write = slow_write  # noqa: SLF001
+    x = np.arange(300, dtype=np.float32).reshape(100, 3)
+    s.append(x[:20])
+    assert entered.wait(5.0)  # the writer is stuck on rows 0..19
+    s.append(x[20:40])  # queued
+    s.append(x[40:60])  # queue full: dropped
+    assert rec.dropped == 20
+    gate.set()
+
+    def written(n: int) -> None:  # the writer empties the one-block queue
+        for _ in range(500):
+            if rec.n_written == n:
+                return
+            time.sleep(0.01)
+
+    written(40)
+    s.append(x[60:80])  # lands at rows 60..79, after 20 NaN rows
+    written(80)
+    s.append(x[80:100])
+    assert rec.wait(5.0)  # the limit (1 s = 100 rows, the dropped ones included) ended it
+    row = rec.stop()
+    assert row.n_samples == 100
+    data = np.asarray(load_accel(store, row))
+    np.testing.assert_array_equal(data[:40], x[:40])
+    assert np.isnan(data[40:60]).all()
+    np.testing.assert_array_equal(data[60:], x[60:])
+    store.close()
+
+
+def test_power_recording_keeps_stream_events(tmp_path):
+    """The shield's D7 edges stream into the recording's ``events`` dataset (only those inside it) and come
+    back on reopen on the recording's own timeline, so the energy between edges can be measured again."""
+    from app.core.recording import read_power_events
+
+    store = Store(tmp_path)
+    rate, volt = 1000.0, 3.3
+    s = SampleStream("current", rate, 1, recent_s=10.0, history_s=100)
+    events: list[tuple[float, str, str]] = []  # what DeviceManager.power_events is: appended by the pump
+    s.append(np.full(500, 1e-3, np.float32))
+    events.append((0.2, "event", "ris"))  # before the recording: not kept
+    rec = StreamRecorder(store, s, "power", "round", voltage=volt, events=events)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1e-3, 5e-3, 3000).astype(np.float32)
+    edges = [0.75, 1.25, 2.0, 2.6, 3.1]  # stream times; the recording starts at 0.5 s
+    for k in range(0, 3000, 100):
+        s.append(x[k:k + 100])
+        t_end = s.duration
+        for t in edges:  # like the pump: an edge after the samples before it
+            if t_end - 0.1 < t <= t_end:
+                events.append((t, "event", "ris"))
+        if k == 1500:
+            events.append((s.duration, "info", "buffer 10%"))
+        time.sleep(0.002)
+    time.sleep(0.3)  # the writer takes events every 0.1 s
+    row = rec.stop()
+    events.append((3.6, "event", "ris"))  # after the stop: not in the file
+    assert rec.n_events == 6 and row.meta["events"] == 6 and row.t_offset == pytest.approx(0.5)
+    replay = open_power(store, row, recent_s=0.2)
+    d7 = [t for t, kind, _ in replay.events if kind == "event"]
+    np.testing.assert_allclose(d7, np.array(edges) - 0.5, atol=1e-12)
+    assert ("info", "buffer 10%") in [(k, txt) for _, k, txt in replay.events]
+    assert read_power_events(store.resolve(row.path)) == replay.events
+    for a, b in zip(d7[:-1], d7[1:]):  # energy between consecutive edges, exact, from the file
+        st = replay.stats(a, b)
+        ref = x[int(round(a * rate)):int(round(b * rate))].astype(np.float64)
+        assert st.exact and st.n == len(ref)
+        assert st.integral * replay.voltage == pytest.approx(ref.sum() / rate * volt, rel=1e-6)
+    store.close()
+
+
+def test_cli_capture_events_and_old_recordings(tmp_path):
+    """``odlstudio power --out`` captures keep their /events: they open with their D7 edges (at index / rate,
+    the capture's own sample numbering); an app recording without an events dataset opens with none."""
+    import h5py
+
+    from app.core.recording import register_power_file
+    from device.lpm01a.capture import Block
+    from device.lpm01a.decode import StreamEvent
+    from device.lpm01a.recorder import Hdf5Writer
+
+    store = Store(tmp_path / "data")
+    path = tmp_path / "cap.h5"
+    with Hdf5Writer(path, 1000.0, "current", voltage_v=3.3) as w:
+        for k in range(0, 2000, 250):
+            evs = [StreamEvent("event", i, "ris") for i in (300, 900, 1700) if k <= i < k + 250]
+            w.write(Block(k, np.full(250, 2e-3), 1000.0, events=evs))
+    rec = register_power_file(store, path)
+    replay = open_power(store, rec)
+    assert [(round(t, 9), kind) for t, kind, _ in replay.events] == [(0.3, "event"), (0.9, "event"), (1.7, "event")]
+    st = replay.stats(0.3, 0.9)
+    assert st.n == 600 and st.integral * replay.voltage == pytest.approx(600 * 2e-3 / 1000 * 3.3, rel=1e-6)
+    # an app recording from before events were kept: no events dataset, no error
+    s = SampleStream("current", 1000.0, 1, recent_s=1.0, history_s=10)
+    r = StreamRecorder(store, s, "power", "old")
+    s.append(np.ones(100, np.float32))
+    row = r.stop()
+    with h5py.File(store.resolve(row.path), "a") as f:
+        del f["events"]
+    old = open_power(store, row)
+    assert old.events == [] and old.events_error == "" and old.n_total == 100
     store.close()

@@ -4,17 +4,23 @@
   in m/s², append-only.  A crash loses at most the last unflushed block; the row count is the file size.
 * Power recordings: ``recordings/power/<id>.h5`` — HDF5 (h5py), dataset ``current`` (A, float32, chunked,
   resizable) with attributes ``rate_hz``, ``voltage``, ``t_offset``; gaps are NaN and listed in ``gaps``.
+  Dataset ``events`` (compound: ``index`` int64, ``time_s`` float64, ``kind``, ``text``, ``value``; the same
+  columns as a CLI capture's ``/events``) keeps the shield's stream events (D7 edges: kind ``event``) that
+  fell inside the recording, as they stream: ``index`` is the sample number in the file before which the
+  event occurred, ``time_s = index / rate_hz``.
   The file is flushed every :data:`POWER_FLUSH_S` (0.5 s), so a killed app loses at most that much.
 * Captures written by ``odlstudio power --out x.h5`` (:mod:`device.lpm01a.recorder`: ``/samples`` float64,
   attributes on the dataset) open too: :func:`register_power_file` adds them to the database as
-  'imported' recordings that point at the file where it is, and :func:`open_power` reads either layout.
+  'imported' recordings that point at the file where it is, and :func:`open_power` reads either layout,
+  with its events (:attr:`ReplayStream.events`, D7 edges included).
 
 A :class:`StreamRecorder` subscribes to a :class:`~app.core.streams.SampleStream` (its sink is called on
 the device reader thread and only enqueues), and a writer thread does the disk I/O, so a slow disk never
 stalls acquisition: when the bounded queue is full, blocks are dropped and counted (:attr:`dropped`),
-the Joulescope "drop on overflow" rule.  The database row (:class:`~app.core.store.Recording`) is updated
-with the sample count every second and marked complete on :meth:`StreamRecorder.stop`;
-:func:`recover` repairs rows of a session that crashed.
+the Joulescope "drop on overflow" rule — and the dropped range is written as NaN (and listed among the
+power recording's gaps) so that every later sample stays at its own position (= its time).  The database
+row (:class:`~app.core.store.Recording`) is updated with the sample count every second and marked complete
+on :meth:`StreamRecorder.stop`; :func:`recover` repairs rows of a session that crashed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,7 +37,8 @@ from app.core.store import Recording, Store
 from app.core.streams import SampleStream, Stats
 
 __all__ = ["StreamRecorder", "load_accel", "open_power", "ReplayStream", "recover", "RecordingError",
-           "csv_export", "csv_estimate", "write_accel", "register_power_file", "power_file_info", "active_recorders"]
+           "csv_export", "csv_estimate", "write_accel", "register_power_file", "power_file_info", "active_recorders",
+           "read_power_events", "PowerEvent"]
 
 ACCEL_DIR = "recordings/accel"
 POWER_DIR = "recordings/power"
@@ -39,7 +46,23 @@ POWER_DIR = "recordings/power"
 POWER_FLUSH_S = 0.5
 #: Seconds between sample-count updates of the recording's database row.
 DB_UPDATE_S = 1.0
+#: Seconds between two looks at the device manager's event list while recording power.
+EVENTS_POLL_S = 0.1
 CLI_CAPTURE_FORMAT = "odlstudio-lpm01a-capture"
+#: A power-shield stream event: (time on the stream's timeline in s, kind, text); D7 edges have kind 'event'.
+PowerEvent = tuple[float, str, str]
+_EVENT_DTYPE = None
+
+
+def _event_dtype() -> np.dtype:
+    """Row type of a power recording's ``events`` dataset (the columns of a CLI capture's ``/events``)."""
+    import h5py
+
+    global _EVENT_DTYPE
+    if _EVENT_DTYPE is None:
+        s = h5py.string_dtype("utf-8")
+        _EVENT_DTYPE = np.dtype([("index", "<i8"), ("time_s", "<f8"), ("kind", s), ("text", s), ("value", "<f8")])
+    return _EVENT_DTYPE
 
 _active: "set[StreamRecorder]" = set()
 _active_lock = threading.Lock()
@@ -59,11 +82,15 @@ class StreamRecorder:
     """Write ``stream`` to a new recording from now on (see the module documentation).
 
     ``limit_s``: stop by itself after that many seconds of samples (a fixed-length segment).
+    ``events`` (power only): the live list of the shield's stream events on ``stream``'s timeline (the
+    device manager's ``power_events``, appended by its pump thread); the writer copies those that fall
+    inside the recording into the file's ``events`` dataset as they arrive.
     """
 
     def __init__(self, store: Store, stream: SampleStream, kind: str, name: str, *, dataset_id: int | None = None,
                  limit_s: float | None = None, voltage: float = 3.3, queue_blocks: int = 4000,
-                 on_finished: Callable[[Recording], None] | None = None):
+                 on_finished: Callable[[Recording], None] | None = None,
+                 events: Sequence[PowerEvent] | None = None):
         if kind == "accel" and stream.channels != 3:
             raise RecordingError(f"accel recording needs a 3-channel stream, {stream.name!r} has {stream.channels}")
         if kind == "power" and stream.channels != 1:
@@ -72,19 +99,28 @@ class StreamRecorder:
         self.voltage = voltage
         self.limit = None if limit_s is None else max(1, int(round(limit_s * stream.rate_hz)))
         self.on_finished = on_finished
-        self.dropped = 0
+        self.dropped = 0  # samples dropped because the queue was full (written as NaN)
         self.n_written = 0
-        self._q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_blocks)
-        self._first: int | None = None
-        self._accepted = 0
+        self.n_events = 0  # stream events written to the file
+        self._events_src = events if kind == "power" else None
+        self._ev_t = -np.inf  # time of the newest event taken from the source, and those taken at that time
+        self._ev_at_t: list[PowerEvent] = []
+        # queue items: (samples missing before the block, block); None = finished
+        self._q: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=queue_blocks)
+        self._lock = threading.Lock()  # the sink's bookkeeping vs stop()
+        self._first: int | None = None  # stream index of the recording's first position
+        self._next = 0  # stream index the next queued block must start at (a later start = dropped samples)
+        self._seen = 0  # stream index after the newest block the sink saw (queued or dropped)
+        self._accepted = 0  # positions queued: samples + NaN for what was dropped before them
+        self._drops: list[tuple[int, int]] = []  # (first position, count) of every dropped range
         self._done = threading.Event()
         self._stopping = False
         self._error: BaseException | None = None
         ext, sub = (".f32", ACCEL_DIR) if kind == "accel" else (".h5", POWER_DIR)
         self.rec = store.add_recording(kind, name, f"{sub}/pending{ext}", stream.rate_hz, stream.channels,
                                        dataset_id=dataset_id, t_offset=stream.duration,
-                                       meta={"voltage": voltage, "unit": stream.unit} if kind == "power" else
-                                       {"unit": stream.unit})
+                                       meta={"voltage": voltage, "unit": stream.unit, "session_id": store.session_id}
+                                       if kind == "power" else {"unit": stream.unit})
         self.rel_path = f"{sub}/{self.rec.id}{ext}"
         store.update_recording(self.rec.id, path=self.rel_path)
         self.path = store.resolve(self.rel_path)
@@ -106,22 +142,32 @@ class StreamRecorder:
 
     # --- producer side (device thread) -----------------------------------------------------------
     def _sink(self, first: int, block: np.ndarray) -> None:
-        if self._stopping:
-            return
-        if self._first is None:
-            self._first = first
-        if self.limit is not None:
-            block = block[: max(0, self.limit - self._accepted)]
-            if len(block) == 0:
+        finish = False
+        with self._lock:
+            if self._stopping:
                 return
-        try:
-            self._q.put_nowait(block)
-            self._accepted += len(block)
-        except queue.Full:
-            self.dropped += len(block)
-            return
-        if self.limit is not None and self._accepted >= self.limit:
-            self._stopping = True
+            if self._first is None:
+                self._first = self._next = first
+            self._seen = max(self._seen, first + len(block))
+            gap = max(0, first - self._next)  # dropped since the last queued block: NaN keeps positions = time
+            if self.limit is not None:
+                room = max(0, self.limit - self._accepted)
+                gap = min(gap, room)
+                block = block[: room - gap]
+                if gap + len(block) == 0:
+                    return
+            try:
+                self._q.put_nowait((gap, block))
+            except queue.Full:
+                self.dropped += len(block)
+                return
+            if gap:
+                self._drops.append((self._accepted, gap))
+            self._accepted += gap + len(block)
+            self._next = first + len(block)
+            if self.limit is not None and self._accepted >= self.limit:
+                self._stopping = finish = True
+        if finish:
             self.stream.remove_sink(self._sink)
             self._q.put(None)
 
@@ -133,13 +179,23 @@ class StreamRecorder:
 
         f = h5py.File(self.path, "w", libver="latest")
         f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,))
+        ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
+        ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
         f.attrs.update({"rate_hz": self.stream.rate_hz, "voltage": self.voltage, "unit": "A",
                         "t_offset": self.rec.t_offset, "recording_id": self.rec.id})
         f.swmr_mode = True
         return f
 
-    def _write(self, blocks: list[np.ndarray]) -> None:
-        data = np.concatenate(blocks).astype("<f4", copy=False)
+    def _write(self, items: list[tuple[int, np.ndarray]]) -> None:
+        parts: list[np.ndarray] = []
+        for gap, block in items:
+            if gap:
+                parts.append(np.full((gap, self.stream.channels), np.nan, np.float32))
+            if len(block):
+                parts.append(np.asarray(block, np.float32).reshape(len(block), self.stream.channels))
+        if not parts:
+            return
+        data = np.concatenate(parts).astype("<f4", copy=False)
         if self.kind == "accel":
             self._file.write(data.tobytes())
         else:
@@ -150,7 +206,7 @@ class StreamRecorder:
         self.n_written += len(data)
 
     def _writer(self) -> None:
-        last_sync = last_db = time.monotonic()
+        last_sync = last_db = last_events = time.monotonic()
         finished = False
         try:
             while not finished:
@@ -162,7 +218,7 @@ class StreamRecorder:
                 if item is None:
                     finished = True
                 elif len(item):
-                    blocks.append(item)
+                    blocks.append(item)  # (gap, block)
                 while True:  # batch what is queued
                     try:
                         more = self._q.get_nowait()
@@ -175,6 +231,9 @@ class StreamRecorder:
                 if blocks:
                     self._write(blocks)
                 now = time.monotonic()
+                if self._events_src is not None and (finished or now - last_events >= EVENTS_POLL_S):
+                    last_events = now
+                    self._take_events()
                 if finished or now - last_sync >= POWER_FLUSH_S:
                     last_sync = now
                     if self.kind == "power":
@@ -188,17 +247,51 @@ class StreamRecorder:
             self._close()
             self._done.set()
 
+    def _take_events(self) -> None:
+        """Append the source's new events that fall on written samples to the ``events`` dataset (writer
+        thread; the source is appended to by the device's pump thread, in time order)."""
+        if self._first is None:
+            return
+        snap = list(self._events_src)  # one atomic copy of a list another thread appends to
+        k = len(snap)
+        while k and snap[k - 1][0] >= self._ev_t:  # the events at or after the newest one taken
+            k -= 1
+        rate, first, n = self.stream.rate_hz, self._first, self.n_written
+        rows = []
+        for ev in snap[k:]:
+            t, kind, text = ev
+            if t == self._ev_t and ev in self._ev_at_t:
+                continue
+            index = int(round(t * rate)) - first
+            if index > n:  # its samples are not written yet (taken at a later pass), or after the end
+                break
+            if t > self._ev_t:
+                self._ev_t, self._ev_at_t = t, []
+            self._ev_at_t.append(ev)
+            if index >= 0:
+                rows.append((index, index / rate, str(kind), str(text)[:1000], np.nan))
+        if rows:
+            ds = self._file["events"]
+            m = ds.shape[0]
+            ds.resize((m + len(rows),))
+            ds[m:] = np.array(rows, dtype=_event_dtype())
+            self.n_events += len(rows)
+
     def _close(self) -> None:
         try:
             if self.kind == "power":
                 gaps = [(a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps
                         if b > self.rec.t_offset]
+                gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
+                gaps.sort()
                 self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
                 self._file.attrs["dropped"] = self.dropped
             self._file.close()
         finally:
             status = "complete" if self._error is None else "recovered"
             meta = dict(self.rec.meta, dropped=self.dropped)
+            if self.kind == "power":
+                meta["events"] = self.n_events
             if self._error is not None:
                 meta["error"] = str(self._error)
             try:
@@ -224,10 +317,21 @@ class StreamRecorder:
         return self._accepted / self.stream.rate_hz
 
     def stop(self, timeout: float = 10.0) -> Recording:
-        """Stop recording, flush, close; returns the completed row.  Raises if the writer failed."""
-        if not self._stopping:
-            self._stopping = True
+        """Stop recording, flush, close; returns the completed row.  Raises if the writer failed.  Samples
+        dropped after the last written block are written as NaN too (the recording ends when it was
+        stopped)."""
+        with self._lock:
+            was, self._stopping = self._stopping, True
+            tail = 0 if self._first is None else max(0, self._seen - self._next)
+            if self.limit is not None:
+                tail = min(tail, max(0, self.limit - self._accepted))
+            if tail and not was:
+                self._drops.append((self._accepted, tail))
+                self._accepted += tail
+        if not was:
             self.stream.remove_sink(self._sink)
+            if tail:
+                self._q.put((tail, np.empty((0, self.stream.channels), np.float32)))
             self._q.put(None)
         if not self._done.wait(timeout):
             raise RecordingError(f"recording {self.path} did not finish writing within {timeout} s")
@@ -275,6 +379,9 @@ class ReplayStream(SampleStream):
         self.voltage = voltage
         self.dataset = dataset  # 'current' (app recordings) or 'samples' (odlstudio power captures)
         self.scale = scale  # file value -> A (1, or f/V for a capture of J per sample period)
+        #: The file's stream events on this stream's timeline, sorted by time (D7 edges: kind 'event').
+        self.events: list[PowerEvent] = []
+        self.events_error = ""  # why the events could not be read (the samples still open)
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
         import h5py
@@ -398,7 +505,48 @@ def open_power(store: Store, rec: Recording, progress: Callable[[float], None] |
             if progress is not None:
                 progress(min(1.0, (a + step) / max(1, n)))
     stream.gaps[:] = gaps
+    try:
+        stream.events = read_power_events(path, rate)
+    except RecordingError as exc:  # damaged events never hide the samples
+        stream.events_error = str(exc)
     return stream
+
+
+def read_power_events(path: str | Path, rate_hz: float | None = None) -> list[PowerEvent]:
+    """The stream events of a power file as ``(t, kind, text)`` sorted by time, ``t = index / rate_hz`` on
+    the file's own timeline (sample ``k`` at ``k / rate_hz``): the ``events`` dataset of an app recording
+    or the ``/events`` of an ``odlstudio power --out`` capture (same columns).  A file without one (older
+    recordings) has none.  Raises :class:`RecordingError` naming the file when the dataset is unreadable."""
+    import h5py
+
+    path = Path(path)
+    rate = float(rate_hz) if rate_hz else float(power_file_info(path)["rate_hz"])
+    if not rate > 0:
+        raise RecordingError(f"{path}: no valid rate_hz to place its events")
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            if "events" not in f:
+                return []
+            ev = f["events"]
+            names = ev.dtype.names or ()
+            if not {"index", "kind"} <= set(names):
+                raise RecordingError(f"{path}: the 'events' dataset has columns {list(names)}, expected index, "
+                                     "kind and text")
+            rows = ev[()]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RecordingError(f"{path}: cannot read its events: {exc}") from exc
+    out: list[PowerEvent] = []
+    for r in rows:
+        index = int(r["index"])
+        if index < 0:
+            continue
+        out.append((index / rate, _text(r["kind"]), _text(r["text"]) if "text" in names else ""))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def _text(x) -> str:
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
 
 
 def _nan_runs(y: np.ndarray, first: int, rate: float) -> list[tuple[float, float]]:
