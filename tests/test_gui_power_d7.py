@@ -209,3 +209,77 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
             panel.grab().save(str(Path(shots) / "power_d7.png"))
     finally:
         ctx.close()
+
+
+def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, tmp_path):
+    """Record while D7 edges stream in, reopen the recording: its edges are drawn and the D7 batches tab
+    lists the energy between them for the round it recorded; an 'odlstudio power --out' capture with edges
+    (no round known) lists every interval between consecutive edges."""
+    win, panel = power_window
+    ctx = panel.ctx
+    stream = _stream(panel, qtbot, 0.5)
+    qtbot.mouseClick(panel.btn_record, Qt.LeftButton)
+    recorder = panel.recorder
+    qtbot.waitUntil(lambda: recorder.n_written > 0.3 * stream.rate_hz, timeout=5000)
+    d = stream.duration
+    edges = [d + 0.3, d + 0.7, d + 1.2, d + 1.6]  # ahead of the stream: they arrive as it streams
+    for t in edges:
+        ctx.devices._power_event(t, "event", "ris")  # noqa: SLF001 - what the LPM01A pump does per D7 edge
+    rid = ctx.store.add_round({"mode": "full", "input_size": 40, "batch_size": 32}, ctx.dataset.id)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        ctx.store.put_round_batch(rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b,
+                                                   source="d7").to_dict())
+    ctx.store.update_round(rid, status="done")
+    qtbot.waitUntil(lambda: stream.duration > edges[-1] + 0.3 and recorder.n_events == 4, timeout=10_000)
+    live = [stream.stats(a, b).integral * ctx.devices.voltage for a, b in zip(edges[:-1], edges[1:])]
+    qtbot.mouseClick(panel.btn_record, Qt.LeftButton)  # stop
+    row = ctx.store.recordings("power")[-1]
+    assert row.meta["events"] == 4 and row.status == "complete"
+
+    panel.open_recording(row.id, wait=True)
+    replay = panel.replay
+    assert replay is not None and replay.n_total == row.n_samples
+    shifted = np.array(edges) - row.t_offset  # on the recording's own timeline
+    np.testing.assert_allclose([t for t, k, _ in replay.events if k == "event"], shifted, atol=1.0 / stream.rate_hz)
+    panel.plot.setXRange(0, replay.duration, padding=0)
+    panel.tick()
+    np.testing.assert_allclose(panel.d7_visible, shifted, atol=1.0 / stream.rate_hz)
+    assert len(panel.d7_lines.getData()[0]) == 8
+    qtbot.waitUntil(lambda: panel.batch_table.rowCount() == 3 and panel.d7_round is not None, timeout=5000)
+    assert f"Round {rid}" in panel.batch_title.text() and "between 4 D7 edges" in panel.batch_title.text()
+    for i, b in enumerate(panel.d7_batches):
+        st = replay.stats(b.t0, b.t1)
+        assert b.exact and b.energy_j == pytest.approx(st.integral * replay.voltage, rel=1e-12)
+        assert b.energy_j == pytest.approx(live[i], rel=2e-3)  # the same samples as live (± one at an edge)
+        assert _si(panel.batch_table.item(i, 3).text()) == pytest.approx(b.energy_j, rel=1e-3)
+    panel.batch_table.selectRow(2)
+    assert panel.sel_region.getRegion() == pytest.approx((shifted[2], shifted[3]), abs=1.0 / stream.rate_hz)
+    # back to live: the live edges and the live round again
+    panel.back_to_live()
+    panel.follow.setChecked(False)
+    panel.plot.setXRange(edges[0] - 0.1, edges[-1] + 0.1, padding=0)
+    panel.tick()
+    np.testing.assert_allclose(panel.d7_visible, edges)
+    qtbot.waitUntil(lambda: len(panel.d7_batches) == 3 and panel.d7_batches[0].t0 == pytest.approx(edges[0]),
+                    timeout=5000)
+
+    # a CLI capture with D7 edges and no round of this app
+    from device.lpm01a.capture import Block
+    from device.lpm01a.decode import StreamEvent
+    from device.lpm01a.recorder import Hdf5Writer
+
+    path = tmp_path / "cli_capture.h5"
+    x = np.concatenate([np.full(1000, 1e-3), np.full(1000, 4e-3), np.full(1000, 2e-3)])
+    with Hdf5Writer(path, 1000.0, "current", voltage_v=3.3) as w:
+        for k in range(0, 3000, 500):
+            evs = [StreamEvent("event", i, "ris") for i in (500, 1000, 2000, 2500) if k <= i < k + 500]
+            w.write(Block(k, x[k:k + 500], 1000.0, events=evs))
+    panel.open_file(str(path), wait=True)
+    qtbot.waitUntil(lambda: panel.replay is not None and panel.replay_rec.name == "cli_capture.h5", timeout=10_000)
+    qtbot.waitUntil(lambda: "cli_capture.h5" in panel.batch_title.text(), timeout=5000)
+    assert panel.batch_table.rowCount() == 3 and panel.d7_round is None
+    assert "no training round" in panel.batch_title.text()
+    assert "cli_capture.h5" in panel.batch_title.text() and "between 4 D7 edges" in panel.batch_title.text()
+    expect = [(0.5, 1.0, 0.5 * 1e-3), (1.0, 2.0, 4e-3), (2.0, 2.5, 0.5 * 2e-3)]  # (t0, t1, charge)
+    for b, (t0, t1, q) in zip(panel.d7_batches, expect):
+        assert (b.t0, b.t1) == pytest.approx((t0, t1)) and b.energy_j == pytest.approx(q * 3.3, rel=1e-6)

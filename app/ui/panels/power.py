@@ -1,9 +1,11 @@
 """Power session panel: live current/power up to 100 kS/s, statistics, named markers with energy between
 them, record to disk while streaming, reopen/replay, CSV export (estimated, capped) and PNG export.
 
-The board's D7 batch-boundary edges (``ctx.devices.power_events``, kind ``event``) are drawn as thin dashed
-teal lines (toggle "D7"), distinct from the user's named red markers; after a training round of this session
-the "D7 batches" tab lists the energy between consecutive D7 edges of the round.  A marker's time can be
+The board's D7 batch-boundary edges (``ctx.devices.power_events``, kind ``event``; in a reopened recording
+the edges saved in its file) are drawn as thin dashed teal lines (toggle "D7"), distinct from the user's named
+red markers; after a training round of this session the "D7 batches" tab lists the energy between
+consecutive D7 edges of the round (for a reopened recording: of the newest round it recorded, else every
+pair of consecutive edges in the file).  A marker's time can be
 typed in exactly (double-click its t cell; "12.5", "12.5 s" or "12500 ms").
 
 Usable on its own: connect only the power shield.  The plot pulls the stream's min/max pyramid at the
@@ -290,6 +292,13 @@ class PowerPanel(Panel):
     def shield(self):
         return self.ctx.devices.first("powershield")
 
+    def current_events(self) -> list:
+        """``(t, kind, text)`` stream events on the shown stream's timeline: the live shield's, or those saved
+        in the reopened recording."""
+        if self.replay is not None:
+            return getattr(self.replay, "events", [])
+        return self.ctx.devices.power_events
+
     def toggle_stream(self) -> None:
         st = self.shield()
         if st is None:
@@ -331,7 +340,8 @@ class PowerPanel(Panel):
                 self.btn_record.blockSignals(False)
                 return
             name = time.strftime("power %Y-%m-%d %H:%M:%S")
-            self.recorder = StreamRecorder(self.ctx.store, stream, "power", name, voltage=self.ctx.devices.voltage)
+            self.recorder = StreamRecorder(self.ctx.store, stream, "power", name, voltage=self.ctx.devices.voltage,
+                                           events=self.ctx.devices.power_events)  # D7 edges kept in the file
             self.btn_record.setText("■ Stop recording")
         elif self.recorder is not None:
             rec, self.recorder = self.recorder, None
@@ -379,6 +389,9 @@ class PowerPanel(Panel):
 
         def done(stream):
             self.replay, self.replay_rec = stream, rec
+            self._invalidate_batches()
+            if getattr(stream, "events_error", ""):
+                self.ctx.status(f"{rec.name}: D7 events not shown — {stream.events_error}")
             self.btn_live.setEnabled(True)
             self.plot.set_follow(False)
             self.plot.setXRange(0, max(stream.duration, 1e-3), padding=0.01)
@@ -399,6 +412,7 @@ class PowerPanel(Panel):
     def back_to_live(self) -> None:
         if self.replay is not None:
             self.replay, self.replay_rec = None, None
+            self._invalidate_batches()
             self._reload_markers()
         self.btn_live.setEnabled(False)
         self.plot.set_follow(True)
@@ -622,20 +636,19 @@ class PowerPanel(Panel):
         self._update_d7()
 
     def _update_d7(self) -> None:
-        """Draw the D7 edges inside the view as thin dashed lines with a small tick at the top (live only:
-        the events are on the live stream's timeline)."""
+        """Draw the D7 edges inside the view as thin dashed lines with a small tick at the top (the live
+        shield's edges, or those saved in the reopened recording)."""
         vb = self.plot.getPlotItem().getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
-        events = self.ctx.devices.power_events
-        live = self.replay is None
-        key = (live, self.show_d7.isChecked(), len(events), events[-1][0] if events else None,
+        events = self.current_events()
+        key = (id(events), self.show_d7.isChecked(), len(events), events[-1][0] if events else None,
                round(x0, 9), round(x1, 9), round(y0, 12), round(y1, 12))
         if key == self._d7_key:
             return
         self._d7_key = key
-        if live and self.show_d7.isChecked():
-            if self._d7_all_key != key[2:4]:  # new events: re-sort once, then each frame is a binary search
-                self._d7_all_key, self._d7_all = key[2:4], d7_edges(events)
+        if self.show_d7.isChecked():
+            if self._d7_all_key != (key[0],) + key[2:4]:  # new events: re-sort once, then a binary search per frame
+                self._d7_all_key, self._d7_all = (key[0],) + key[2:4], d7_edges(events)
             ts = self._d7_all[np.searchsorted(self._d7_all, x0):np.searchsorted(self._d7_all, x1, side="right")]
         else:
             ts = np.empty(0)
@@ -651,45 +664,88 @@ class PowerPanel(Panel):
         self._batches_key = None
         self._last_batches = 0.0
 
-    def _latest_round(self) -> tuple[dict, list] | None:
-        """The newest round of this session (its times are on this session's power timeline) that has
-        batches placed on the power timeline."""
+    def _latest_round(self, session_id: int | None = None, t_offset: float = 0.0,
+                      span: tuple[float, float] | None = None) -> tuple[dict, list] | None:
+        """The newest round of session ``session_id`` (default: this one; its batch times are on that session's
+        power timeline) that has batches placed on the power timeline — with ``span``, only a round whose
+        batches lie inside that interval of the timeline.  Batch times are returned shifted by
+        ``-t_offset`` (onto a recording's own timeline)."""
+        import dataclasses
+
         from app.core.rounds import round_rows
 
         store = self.ctx.store
+        sid = store.session_id if session_id is None else session_id
         for r in reversed(store.rounds()):
-            if r.get("session_id") != store.session_id:
+            if r.get("session_id") != sid:
                 continue
             rows = [b for b in round_rows(store, r["id"]) if b.t0 is not None and b.t1 is not None]
+            if span is not None:
+                rows = [b for b in rows if span[0] <= b.t0 and b.t1 <= span[1]]
             if rows:
+                if t_offset:
+                    rows = [dataclasses.replace(b, t0=b.t0 - t_offset, t1=b.t1 - t_offset) for b in rows]
                 return r, rows
         return None
 
     def update_batches(self) -> None:
-        """Refill the D7 batches table: the energy between consecutive D7 edges of the newest round."""
+        """Refill the D7 batches table: the energy between consecutive D7 edges of the newest round (live), or
+        of a reopened recording (the newest round it recorded, else every pair of consecutive edges)."""
+        if self.replay is not None:
+            self._replay_batches()
+            return
         s = self.ctx.devices.power_stream
         found = self._latest_round()
         if found is None or s is None:
-            self.d7_batches, self.d7_round = [], None
-            self.batch_title.setText("Run a training round (with the power shield streaming) to see the energy "
-                                     "between the board's D7 edges here.")
-            self.batch_table.setRowCount(0)
-            self.tabs.setTabText(1, "D7 batches")
+            self._show_batches(None, [], [], "Run a training round (with the power shield streaming) to see the "
+                                             "energy between the board's D7 edges here.")
             return
         r, rows = found
         pad = 2.0 / s.rate_hz
-        lo = min(b.t0 for b in rows) - pad
-        hi = max(b.t1 for b in rows) + pad
-        edges = d7_edges(self.ctx.devices.power_events, lo, hi)
-        self.d7_batches, self.d7_round = d7_batches(edges, s, self.voltage), r
-        c = r["config"]
-        total = sum(b.energy_j for b in self.d7_batches)
-        lost = "" if len(edges) == len(rows) + 1 else \
-            f" The board reported {len(rows)} batches: {abs(len(rows) + 1 - len(edges))} edge(s) lost or extra."
-        self.batch_title.setText(
-            f"<b>Round {r['id']}</b> ({str(c.get('mode', '?')).upper()}, T={c.get('input_size', '?')}, "
-            f"{r['status']}): {len(self.d7_batches)} intervals between {len(edges)} D7 edges, "
-            f"total {si(total, 'J')}.{lost}")
+        edges = d7_edges(self.ctx.devices.power_events, min(b.t0 for b in rows) - pad, max(b.t1 for b in rows) + pad)
+        self._show_batches(r, rows, edges)
+
+    def _replay_batches(self) -> None:
+        s, rec = self.replay, self.replay_rec
+        found = None
+        sid = (rec.meta or {}).get("session_id") if rec is not None else None
+        if sid is not None:  # a recording of this app: the rounds of its session that it covers
+            pad = 2.0 / s.rate_hz
+            found = self._latest_round(int(sid), rec.t_offset, (rec.t_offset - pad, rec.t_offset + s.duration + pad))
+        if found is not None:
+            r, rows = found
+            pad = 2.0 / s.rate_hz
+            self._show_batches(r, rows, d7_edges(s.events, min(b.t0 for b in rows) - pad,
+                                                 max(b.t1 for b in rows) + pad))
+            return
+        edges = d7_edges(getattr(s, "events", []))
+        name = rec.name if rec is not None else "this recording"
+        if len(edges) < 2:
+            self._show_batches(None, [], [], f"{name} has {len(edges)} D7 edge(s): no interval to measure.")
+            return
+        self._show_batches(None, [], edges, source=name)
+
+    def _show_batches(self, r: dict | None, rows: list, edges: np.ndarray, empty: str = "", source: str = "") -> None:
+        """Fill the tab with the intervals between consecutive ``edges`` on the shown stream.  The title names
+        round ``r`` (and compares the edges with its ``rows``), or recording ``source`` (no round known), or
+        says ``empty``."""
+        s = self.current_stream()
+        self.d7_batches = d7_batches(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
+        self.d7_round = r
+        total = si(sum(b.energy_j for b in self.d7_batches), "J")
+        if r is not None:
+            c = r["config"]
+            lost = "" if len(edges) == len(rows) + 1 else \
+                f" The board reported {len(rows)} batches: {abs(len(rows) + 1 - len(edges))} edge(s) lost or extra."
+            title = (f"<b>Round {r['id']}</b> ({str(c.get('mode', '?')).upper()}, T={c.get('input_size', '?')}, "
+                     f"{r['status']}): {len(self.d7_batches)} intervals between {len(edges)} D7 edges, "
+                     f"total {total}.{lost}")
+        elif source:
+            title = (f"<b>{source}</b>: {len(self.d7_batches)} intervals between {len(edges)} D7 edges, total {total} "
+                     "(no training round of this recording is known: every pair of consecutive edges is listed).")
+        else:
+            title = empty
+        self.batch_title.setText(title)
         self.batch_table.setRowCount(len(self.d7_batches))
         for i, b in enumerate(self.d7_batches):
             approx = "" if b.exact else " ≈"
@@ -697,7 +753,7 @@ class PowerPanel(Panel):
                 it = QTableWidgetItem(text)
                 it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.batch_table.setItem(i, j, it)
-        self.tabs.setTabText(1, f"D7 batches ({len(self.d7_batches)})")
+        self.tabs.setTabText(1, f"D7 batches ({len(self.d7_batches)})" if self.d7_batches else "D7 batches")
 
     def _batch_selected(self) -> None:
         rows = sorted({i.row() for i in self.batch_table.selectedIndexes()})
@@ -734,8 +790,8 @@ class PowerPanel(Panel):
             self.source_label.setText(src)
             if self.markers and self.plot.follow and self.table.state() != QAbstractItemView.EditingState:
                 self._fill_table()
-            rounds_key = (len(self.ctx.devices.power_events), self.ctx.devices.power_stream is not None,
-                          self._rounds_version())
+            events = self.current_events()
+            rounds_key = (id(events), len(events), id(self.current_stream()), self._rounds_version())
             if rounds_key != self._batches_key and now - self._last_batches >= 1.0:
                 self._last_batches = now
                 self._batches_key = rounds_key
