@@ -214,3 +214,27 @@ def test_real_wisdm2019_subject(shared_data):
     segs = import_wisdm_csv(f)
     assert segs[0].activity == "A" and 3000 < len(segs[0].xyz) < 4000
     assert {s.user for s in segs} == {"1600"}
+
+
+def test_lost_samples_split_labelled_segments(tmp_path):
+    """NaN rows in an accel recording (a stream gap, or a block the recorder dropped) split the label: no
+    segment — hence no training window of a round or of the simulation — contains them."""
+    from app.core.recording import write_accel
+    from app.core.rounds import local_windows
+
+    store = Store(tmp_path)
+    ds_id = store.create_dataset(store.ensure_user("me").id, "gaps", CLASSES).id
+    x = np.random.default_rng(3).normal(0, 3, (1200, 3)).astype(np.float32)
+    x[500:520] = np.nan  # 1 s lost inside the walking label
+    x[1000] = np.nan  # one row lost inside the sitting label
+    rec = write_accel(store, "lossy", x, 20.0, ds_id)
+    store.add_label(rec.id, 0.0, 40.0, "Walking")
+    store.add_label(rec.id, 40.0, 60.0, "Sitting")
+    rs = labelled_recording_set(store, ds_id, "me")
+    assert [(s.activity, s.first_line, s.n) for s in rs.segments] == [
+        ("walking", 0, 500), ("walking", 520, 280), ("sitting", 800, 200), ("sitting", 1001, 199)]
+    assert all(np.isfinite(s.data).all() for s in rs.segments)
+    np.testing.assert_array_equal(rs.segments[1].data, x[520:800])
+    d = local_windows(store, ds_id, ("walking", "sitting"), 20, 20.0)
+    assert len(d.train_y) and len(d.test_y) and np.isfinite(d.train_x).all() and np.isfinite(d.test_x).all()
+    store.close()

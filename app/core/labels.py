@@ -501,7 +501,9 @@ def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", cl
 
     Activities are canonical names, or with ``classes`` (a model's class names) renamed to those classes by
     :func:`class_for_activity`; labels no class takes are left out and named in ``.notes``.  ``rate_hz``
-    resamples every segment (e.g. to the model's rate).  Labels shorter than two samples are left out."""
+    resamples every segment (e.g. to the model's rate).  Samples lost while recording (NaN rows: a gap of
+    the stream or a block the recorder dropped) split a label into several segments, so no window ever
+    spans them.  Pieces shorter than two samples are left out."""
     from app.core.recording import load_accel
 
     segs: list[ds.Segment] = []
@@ -515,9 +517,13 @@ def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", cl
             b = min(len(data), int(np.floor(lab.end_s * rec.rate_hz + 1e-9)))
             if b - a < 2:
                 continue
-            segs.append(ds.Segment(user, ds.canonical_activity(lab.label), np.array(data[a:b], np.float32),
-                                   float(rec.rate_hz), source=rec.name, first_line=a, raw_activity=lab.label,
-                                   native_rate=float(rec.rate_hz), order=len(segs), dataset="app"))
+            x = np.array(data[a:b], np.float32)
+            for i, j in _finite_runs(x):
+                if j - i < 2:
+                    continue
+                segs.append(ds.Segment(user, ds.canonical_activity(lab.label), x[i:j], float(rec.rate_hz),
+                                       source=rec.name, first_line=a + i, raw_activity=lab.label,
+                                       native_rate=float(rec.rate_hz), order=len(segs), dataset="app"))
     notes: list[str] = []
     if classes is not None:
         mapped = [(s, class_for_activity(s.activity, classes)) for s in segs]
@@ -529,3 +535,12 @@ def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", cl
         segs = [dataclasses.replace(s, activity=c) for s, c in mapped if c is not None]
     rs = ds.RecordingSet(segs, "labelled recordings", notes=notes)
     return rs.resampled(rate_hz) if rate_hz else rs
+
+
+def _finite_runs(x: np.ndarray) -> list[tuple[int, int]]:
+    """``[i, j)`` ranges of the rows of ``x`` without NaN (the whole array when nothing was lost)."""
+    ok = ~np.isnan(x).any(axis=1)
+    if ok.all():
+        return [(0, len(x))]
+    d = np.diff(np.concatenate([[0], ok.view(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
