@@ -227,4 +227,9 @@ def test_use_in_training_panel_carries_the_imported_model(qtbot, ctx, paper_kera
     qtbot.mouseClick(panel.btn_apply, Qt.LeftButton)
     assert training.model.currentData() is None and training.size.isEnabled()
     assert training.size.currentData() == c["input_size"] and training.mode.currentData() == c["mode"]
-    assert training.config().model_path is None
+    assert training.config().model_path is None and "(for " not in training.rec_label.text()
+    # while the estimated model is being imported the box says for which model the advice is
+    training.apply_choice(20, "full", 3, 32, "advice", model=str(paper_keras))
+    assert training.model.currentData() == key  # already listed: selected at once
+    training.model.setCurrentIndex(0)
+    assert "(for my_cnn_T20.keras)" in training.rec_label.text()

@@ -215,6 +215,7 @@ class TrainingPanel(Panel):
                 i = self.size.count() - 1
             self.size.setCurrentIndex(i)
             self._fill_layers(layers)
+        self._update_recommendation_text()  # the advice may be for another model
 
     # --- estimator prefill --------------------------------------------------------------------------------
     def prefill_from_estimator(self) -> None:
@@ -241,7 +242,7 @@ class TrainingPanel(Panel):
         task runner like Import…, when it is not in the list yet), None = keep the current model.  An
         imported model runs at its own input size: if the estimator chose another T, the box says so."""
         if model is not None:
-            self._choice = (_model_key(model), int(input_size))
+            self._choice = (_model_key(model) if model else "", int(input_size))
             if not model:
                 self.model.setCurrentIndex(0)
             else:
