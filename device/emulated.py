@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -116,3 +117,54 @@ class ByteFifo:
         if not self._chunks:
             return b""
         return bytes(memoryview(self._chunks[0])[self._head_off :]) + b"".join(list(self._chunks)[1:])
+
+
+@dataclass
+class ByteFaults:
+    """Byte-level fault switches shared by the emulated devices (change at any time).
+
+    Each is a probability per byte the device emits from the moment it is set: ``nul_rate`` inserts a
+    ``0x00`` after a byte, ``nul_burst_rate`` inserts ``nul_burst_len`` NULs, ``drop_rate`` deletes
+    the byte, ``corrupt_rate`` flips some of its bits.  Device classes add their own switches."""
+
+    nul_rate: float = 0.0
+    nul_burst_rate: float = 0.0
+    nul_burst_len: int = 16
+    drop_rate: float = 0.0
+    corrupt_rate: float = 0.0
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name.endswith("_rate"):
+            v = float(value)  # type: ignore[arg-type]
+            if not (0.0 <= v <= 1.0):
+                raise ValueError(f"faults.{name} is a probability per byte: must be in [0, 1], got {value!r}")
+            value = v
+        elif name == "nul_burst_len":
+            if int(value) < 1:  # type: ignore[arg-type]
+                raise ValueError(f"faults.nul_burst_len must be >= 1, got {value!r}")
+            value = int(value)  # type: ignore[arg-type]
+        object.__setattr__(self, name, value)
+
+    def byte_faults_active(self) -> bool:
+        return bool(self.nul_rate or self.nul_burst_rate or self.drop_rate or self.corrupt_rate)
+
+    def clear(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, f.default)
+
+
+def apply_byte_faults(data: bytes, f: ByteFaults, rng: np.random.Generator) -> bytes:
+    """``data`` with the byte faults of ``f`` applied (vectorised)."""
+    arr = np.frombuffer(data, dtype=np.uint8).copy()
+    if f.corrupt_rate:
+        hit = rng.random(arr.size) < f.corrupt_rate
+        arr[hit] ^= rng.integers(1, 256, size=int(hit.sum()), dtype=np.uint8)
+    if f.drop_rate:
+        arr = arr[rng.random(arr.size) >= f.drop_rate]
+    if f.nul_rate or f.nul_burst_rate:
+        pos = np.flatnonzero(rng.random(arr.size) < f.nul_rate) + 1
+        bursts = np.flatnonzero(rng.random(arr.size) < f.nul_burst_rate) + 1
+        pos = np.concatenate([pos, np.repeat(bursts, f.nul_burst_len)])
+        if pos.size:
+            arr = np.insert(arr, np.sort(pos), 0)
+    return arr.tobytes()

@@ -31,13 +31,13 @@ import logging
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
 import numpy as np
 
-from device.emulated import ByteFifo, CurrentSource
+from device.emulated import ByteFaults, ByteFifo, CurrentSource, apply_byte_faults
 from device.lpm01a import spec
 from device.simclock import SimClock
 
@@ -127,7 +127,7 @@ class TxModel:
 
 
 @dataclass
-class LPM01AFaults:
+class LPM01AFaults(ByteFaults):
     """Fault switches (change at any time; ``faults.drop_rate = 1e-4``).
 
     Byte faults apply to every byte the board emits from the moment they are set: ``nul_rate`` inserts a
@@ -142,11 +142,6 @@ class LPM01AFaults:
     (defaults, standalone, port gone for ``model.psrst_seconds``) without any command (then resets to False).
     """
 
-    nul_rate: float = 0.0
-    nul_burst_rate: float = 0.0
-    nul_burst_len: int = 16
-    drop_rate: float = 0.0
-    corrupt_rate: float = 0.0
     overcurrent: bool = False
     force_overflow: bool = False
     host_not_reading: bool = False
@@ -155,25 +150,9 @@ class LPM01AFaults:
     reset_now: bool = False
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name.endswith("_rate"):
-            v = float(value)  # type: ignore[arg-type]
-            if not (0.0 <= v <= 1.0):
-                raise ValueError(f"faults.{name} is a probability per byte: must be in [0, 1], got {value!r}")
-            value = v
-        elif name == "nul_burst_len":
-            if int(value) < 1:  # type: ignore[arg-type]
-                raise ValueError(f"faults.nul_burst_len must be >= 1, got {value!r}")
-            value = int(value)  # type: ignore[arg-type]
-        elif name == "disconnect_s" and value is not None and not (float(value) >= 0):  # type: ignore[arg-type]
+        if name == "disconnect_s" and value is not None and not (float(value) >= 0):  # type: ignore[arg-type]
             raise ValueError(f"faults.disconnect_s must be None or >= 0 seconds, got {value!r}")
-        object.__setattr__(self, name, value)
-
-    def byte_faults_active(self) -> bool:
-        return bool(self.nul_rate or self.nul_burst_rate or self.drop_rate or self.corrupt_rate)
-
-    def clear(self) -> None:
-        for f in fields(self):
-            setattr(self, f.name, f.default)
+        super().__setattr__(name, value)
 
 
 @dataclass
@@ -286,25 +265,6 @@ def _bin_timestamp(ms: int, load_pct: int) -> bytes:
 
 def _ascii_timestamp(ms: int, load_pct: int) -> bytes:
     return f"\r\nTimeStamp: {ms // 1000:03d}s {ms % 1000:03d}ms, buff {load_pct:02d}%\r\n".encode()
-
-
-def apply_byte_faults(data: bytes, f: "LPM01AFaults", rng: np.random.Generator) -> bytes:
-    """``data`` with the byte faults of ``f`` applied (``corrupt_rate``, ``drop_rate``, ``nul_rate``,
-    ``nul_burst_rate``/``nul_burst_len``; probabilities per byte).  Shared with the NUCLEO emulator's
-    fault switches (any object with those attributes)."""
-    arr = np.frombuffer(data, dtype=np.uint8).copy()
-    if f.corrupt_rate:
-        hit = rng.random(arr.size) < f.corrupt_rate
-        arr[hit] ^= rng.integers(1, 256, size=int(hit.sum()), dtype=np.uint8)
-    if f.drop_rate:
-        arr = arr[rng.random(arr.size) >= f.drop_rate]
-    if f.nul_rate or f.nul_burst_rate:
-        pos = np.flatnonzero(rng.random(arr.size) < f.nul_rate) + 1
-        bursts = np.flatnonzero(rng.random(arr.size) < f.nul_burst_rate) + 1
-        pos = np.concatenate([pos, np.repeat(bursts, f.nul_burst_len)])
-        if pos.size:
-            arr = np.insert(arr, np.sort(pos), 0)
-    return arr.tobytes()
 
 
 # --- acquisition bookkeeping ----------------------------------------------------------------------

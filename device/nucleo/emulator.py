@@ -27,7 +27,6 @@ emulated LPM01A).  What it does:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import threading
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from device.emulated import ByteFaults, apply_byte_faults
 
 from . import protocol as P
 from .crc import crc32
@@ -110,7 +111,7 @@ class _Job:
 # changes behaviour while every switch is at its default.
 # ----------------------------------------------------------------------------------------------------
 @dataclass
-class NucleoFaults:
+class NucleoFaults(ByteFaults):
     """Fault switches of the emulated board (``emulator.faults``; change at any time).
 
     * ``corrupt_rate``, ``drop_rate``, ``nul_rate``, ``nul_burst_rate`` (+ ``nul_burst_len``): byte
@@ -124,32 +125,10 @@ class NucleoFaults:
       lost, BOOT event with reset cause 0; the ST-LINK port stays (then resets to False).
     """
 
-    corrupt_rate: float = 0.0
-    drop_rate: float = 0.0
-    nul_rate: float = 0.0
-    nul_burst_rate: float = 0.0
-    nul_burst_len: int = 16
     garbage: bool = False
     silent: bool = False
     host_not_reading: bool = False
     reset_now: bool = False
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name.endswith("_rate"):
-            v = float(value)  # type: ignore[arg-type]
-            if not (0.0 <= v <= 1.0):
-                raise ValueError(f"faults.{name} is a probability per byte: must be in [0, 1], got {value!r}")
-            value = v
-        elif name == "nul_burst_len" and int(value) < 1:  # type: ignore[arg-type]
-            raise ValueError(f"faults.nul_burst_len must be >= 1, got {value!r}")
-        object.__setattr__(self, name, value)
-
-    def byte_faults_active(self) -> bool:
-        return bool(self.corrupt_rate or self.drop_rate or self.nul_rate or self.nul_burst_rate)
-
-    def clear(self) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, f.default)
 
 
 class NucleoEmulator:
@@ -379,7 +358,6 @@ class NucleoEmulator:
         """Fault switches: ``wire`` as it leaves the board (byte faults applied)."""
         if not self.faults.byte_faults_active():
             return wire
-        from device.lpm01a.emulator import apply_byte_faults
 
         return apply_byte_faults(wire, self.faults, self._fault_rng)
 
