@@ -65,3 +65,13 @@ def test_fuzzed_bytes_give_clear_errors_only(tmp_path: Path, pos: int, val: int,
         _load_window_npz(p, CLASSES, 20, 0.6, None)
     except PersonalizeError as exc:
         assert str(p) in str(exc)
+
+
+def test_user_seen_in_pretraining_is_flagged():
+    from app.core.personalize import _seen_in_pretraining
+
+    meta = {"train_subjects": ["1604", "1606"], "val_subjects": ["1617"], "excluded_subjects": ["1600"]}
+    assert _seen_in_pretraining(meta, "1604") == "training"
+    assert _seen_in_pretraining(meta, "wisdm2019/1617") == "validation"
+    assert _seen_in_pretraining(meta, "1600") is None
+    assert _seen_in_pretraining({}, "1604") is None

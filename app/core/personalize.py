@@ -250,6 +250,16 @@ def _is_window_npz(path: Path) -> bool:
         return False
 
 
+def _seen_in_pretraining(meta: dict, user: str) -> str | None:
+    """'training' / 'validation' if the general model's metadata lists ``user`` among the subjects it
+    was pretrained (or early-stopped) on, else None."""
+    uid = str(user).split("/")[-1]
+    for key, what in (("train_subjects", "training"), ("val_subjects", "validation")):
+        if uid in {str(s) for s in meta.get(key) or ()}:
+            return what
+    return None
+
+
 def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction: float, user: str | None) -> UserData:
     """The app's windows export: windows in recording order per class; the first ``train_fraction`` of
     each class trains, the rest tests, dropping the windows that would overlap across the cut."""
@@ -695,6 +705,10 @@ def personalize(cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: N
     results: dict[str, dict] = {}
     weights: dict[str, dict] = {}
     warnings: list[str] = list(data.notes)
+    seen = _seen_in_pretraining(lm.meta, data.user)
+    if seen:
+        warnings.append(f"user {data.user} is in the general model's {seen} data: 'none' is not a new-user baseline "
+                        f"and personalization has little to gain (pick another user, or pretrain without this one)")
     if "none" in cfg.modes:
         results["none"] = evaluate_host(arch, lm.weights, x_te, data.test.y)
         log(f"none: macro-F1 {results['none']['macro_f1']:.3f}, accuracy {results['none']['accuracy']:.3f}")
