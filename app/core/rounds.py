@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.core.memory import release_memory
 from app.core.paths import asset_path
 from estimator.arch import Arch, resolve_trainable
 
@@ -554,6 +555,12 @@ class RoundRunner:
             progress: Callable[..., None] = _progress_noop) -> dict:
         """Run the round; returns the stored result dict (raises :class:`RoundError` on failure, after
         recording the round as failed).  Cancelling returns the partial result with status 'cancelled'."""
+        try:
+            return self._run(cancelled, progress)
+        finally:  # the round's windows and models are freed now: hand their pages back (see app.core.memory)
+            release_memory()
+
+    def _run(self, cancelled: Callable[[], bool], progress: Callable[..., None]) -> dict:
         cfg = self.config
         self.state.update(status="running", rows=[], warnings=[], before=None, after=None, round_id=None,
                           total_batches=0)
