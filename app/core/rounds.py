@@ -822,7 +822,7 @@ class RoundRunner:
         self.state.set_row(row)
 
     def _save_weights(self, model: "LoadedModel", weights: Mapping[str, Sequence[np.ndarray]], data: LocalData) -> str:
-        from app.core.models import export_npz
+        from app.core.models import atomic_path, export_npz
 
         rel = f"{ROUNDS_DIR}/round_{self.round_id}.npz"
         path = self.data_dir / rel
@@ -830,7 +830,8 @@ class RoundRunner:
         pm = model.with_weights(weights, source=f"round {self.round_id} ({model.source})")
         pm.meta.update({"personalized_round": self.round_id, "base_model": model.source})
         export_npz(pm, path)
-        np.savez(self.data_dir / f"{ROUNDS_DIR}/round_{self.round_id}_windows.npz", x=data.train_x, y=data.train_y)
+        with atomic_path(self.data_dir / f"{ROUNDS_DIR}/round_{self.round_id}_windows.npz") as tmp:
+            np.savez(tmp, x=data.train_x, y=data.train_y)
         return rel
 
 
