@@ -26,6 +26,19 @@ from app.core.streams import SampleStream
 __all__ = ["StreamPlot", "CHANNEL_COLORS"]
 
 CHANNEL_COLORS = ("#e6550d", "#31a354", "#3182bd", "#756bb1")
+#: Major and minor grid lines, pre-blended on the dark background (opaque lines paint fastest).
+GRID_COLORS = ("#3b3e45", "#23262c")
+
+
+def _tick_levels(axis: pg.AxisItem, lo: float, hi: float, px: float) -> list[np.ndarray]:
+    """Major and minor tick positions the axis would label over ``[lo, hi]`` on ``px`` pixels."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or px < 2:
+        return [np.empty(0), np.empty(0)]
+    levels = [np.asarray(v, np.float64) for _, v in axis.tickValues(lo, hi, px)[:2]]
+    levels += [np.empty(0)] * (2 - len(levels))
+    if len(levels[0]):  # minor lines only where there is no major one
+        levels[1] = levels[1][~np.isin(np.round(levels[1], 12), np.round(levels[0], 12))]
+    return levels
 
 
 class StreamPlot(pg.PlotWidget):
@@ -56,7 +69,16 @@ class StreamPlot(pg.PlotWidget):
         self.frames = 0  # frames actually painted (setData calls), for tests and the fps overlay
         self.last_view_points = 0
         pi = self.getPlotItem()
-        pi.showGrid(x=True, y=True, alpha=0.25)
+        # Grid: two opaque line-pair curves (major, minor) behind the data instead of pyqtgraph's axis
+        # grid, whose alpha-blended lines replayed from a QPicture took ~10 ms of every software-rastered
+        # 1600x900 frame (benchmarks/gui_frames.py); these cost < 1 ms and follow the axis ticks.
+        self._grid = [pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="pairs", antialias=False)
+                      for c in GRID_COLORS]
+        for z, item in enumerate(self._grid):
+            item.setZValue(-100 - z)
+            pi.getViewBox().addItem(item, ignoreBounds=True)  # not a data curve: no legend, no downsampling
+        pi.getViewBox().sigRangeChanged.connect(self._update_grid)
+        pi.getViewBox().sigResized.connect(self._update_grid)
         pi.setLabel("bottom", "time", units="s")
         if label:
             pi.setLabel("left", label, units=units)
@@ -94,6 +116,17 @@ class StreamPlot(pg.PlotWidget):
             self.set_follow(False)
             if args and isinstance(args[0], (list, tuple)) and len(args[0]) > 1 and args[0][1]:
                 self.auto_y = False
+
+    def _update_grid(self, *_args) -> None:
+        pi = self.getPlotItem()
+        vb = pi.getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        xs = _tick_levels(pi.getAxis("bottom"), x0, x1, vb.width())
+        ys = _tick_levels(pi.getAxis("left"), y0, y1, vb.height())
+        for item, xv, yv in zip(self._grid, xs, ys):
+            x = np.concatenate([np.repeat(xv, 2), np.tile([x0, x1], len(yv))])
+            y = np.concatenate([np.tile([y0, y1], len(xv)), np.repeat(yv, 2)])
+            item.setData(x, y)
 
     def visible_range(self) -> tuple[float, float]:
         (x0, x1), _ = self.getPlotItem().getViewBox().viewRange()
