@@ -127,3 +127,24 @@ def test_gui_command_parses_options():
     assert a.bench is False and a.data_dir == "/tmp/x" and a.func is gui.run
     assert p.parse_args(["gui", "--bench"]).bench is True
     assert p.parse_args(["gui"]).bench is None
+
+
+def test_without_hardware_the_app_connects_to_the_virtual_bench(qtbot, tmp_path):
+    """`make run` on a machine with no hardware: the bench starts and the app connects to it by itself."""
+    from app.core.context import AppContext
+    from app.core.devices import DeviceState
+    from app.ui.app import build_window, connect_virtual
+
+    ctx = AppContext.create(tmp_path, bench=None)  # None = bench only if no real device is found
+    try:
+        if any(not s.info.virtual for s in ctx.devices.snapshot()):
+            pytest.skip("real hardware attached: the bench is not the default here")
+        keys = connect_virtual(ctx)
+        assert "powershield:virtual" in keys
+        win = build_window(ctx)
+        qtbot.addWidget(win)
+        for key in keys:
+            qtbot.waitUntil(lambda k=key: ctx.devices.status(k).state == DeviceState.READY, timeout=10000)
+        win.close()
+    finally:
+        ctx.close()

@@ -26,6 +26,16 @@ def build_window(ctx, fps: int | None = None):
     return MainWindow(ctx, fps=fps)
 
 
+def connect_virtual(ctx) -> list[str]:
+    """Without hardware the app runs on the in-process virtual bench: connect to its devices at once (the
+    connection runs on each device's own thread; this returns immediately).  Real devices are left for
+    the user to connect.  Returns the keys asked to connect."""
+    keys = [s.info.key for s in ctx.devices.snapshot() if s.info.virtual]
+    for key in keys:
+        ctx.devices.connect(key)
+    return keys
+
+
 def main(data_dir: str | Path | None = None, bench: bool | None = None, panel: str | None = None,
          quit_after_s: float | None = None, time_scale: float = 1.0) -> int:
     """Run the app until the window closes; returns the exit code."""
@@ -48,6 +58,7 @@ def main(data_dir: str | Path | None = None, bench: bool | None = None, panel: s
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     ctx = AppContext.create(data_dir, bench=bench, bench_kwargs={"time_scale": time_scale})
+    connect_virtual(ctx)
     win = build_window(ctx)
     if panel:
         win.show_panel(panel)
