@@ -122,10 +122,10 @@ class RingBuffer:
             return RingRead(a, self._copy(a, hi), overrun)
 
     def latest(self, n: int) -> RingRead:
-        """The newest ``n`` samples (fewer if fewer are held)."""
+        """The newest ``n`` samples (fewer if fewer are held; none for ``n <= 0``)."""
         with self._cond:
             hi = self._total
-            a = max(self._first_available(), hi - int(n))
+            a = max(self._first_available(), hi - max(0, int(n)))
             return RingRead(a, self._copy(a, hi), 0)
 
     def _copy(self, a: int, b: int) -> np.ndarray:

@@ -267,3 +267,16 @@ def test_personal_split_strides_and_fraction():
     assert te.counts() == {"act0": 400 // 20, "act1": 200 // 20}
     with pytest.raises(ds.DatasetError, match="train_fraction"):
         ds.split_chronological(rs, 1.0)
+
+
+def test_directory_scan_keeps_phone_files_apart_from_watch_files(tmp_path):
+    """WISDM-2019's raw/ has phone and watch files for the same subject: never merge the two devices."""
+    from app.core.datasets import wisdm_files
+
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "watch").mkdir()
+    line = "1600,A,{t},0.1,9.8,0.2;\n"
+    for sub, name in (("phone", "data_1600_accel_phone.txt"), ("watch", "data_1600_accel_watch.txt")):
+        (tmp_path / sub / name).write_text("".join(line.format(t=i * 50_000_000) for i in range(100)))
+    assert [p.name for p in wisdm_files(tmp_path)] == ["data_1600_accel_phone.txt"]
+    assert [p.name for p in wisdm_files(tmp_path / "watch")] == ["data_1600_accel_watch.txt"]  # asked for explicitly

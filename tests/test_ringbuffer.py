@@ -80,3 +80,14 @@ def test_concurrent_consumer_gets_each_sample_once_at_its_index_or_an_overrun_co
     th.join(10)
     assert not errors, errors
     assert seen["values"] + seen["overrun"] == n_total
+
+
+def test_latest_with_non_positive_n_is_empty():
+    import numpy as np
+
+    from device.ringbuffer import RingBuffer
+
+    rb = RingBuffer(16, np.float32)
+    rb.write(np.arange(10, dtype=np.float32))
+    assert len(rb.latest(0).values) == 0 and len(rb.latest(-5).values) == 0
+    assert list(rb.latest(3).values) == [7, 8, 9]

@@ -521,6 +521,11 @@ def wisdm_files(path: Path) -> list[Path]:
     if not path.exists():
         raise DatasetError(f"{path}: no such file or directory")
     files = sorted((p for p in path.rglob("*.txt") if _WISDM_FILE_RE.match(p.name)), key=lambda p: _natural_key(p.name))
+    # WISDM-2019's raw/ holds phone and watch recordings of the same subjects and activities: merged,
+    # one subject would get two devices' signals interleaved.  The models here are phone models.
+    phone = [p for p in files if p.name.lower().endswith("_accel_phone.txt")]
+    if phone:
+        files = [p for p in files if not p.name.lower().endswith("_accel_watch.txt")]
     if not files:
         raise DatasetError(f"{path}: no WISDM files (data_<id>_accel_phone.txt or WISDM_ar_v1.1_raw.txt) found")
     return files
