@@ -172,25 +172,22 @@ class LocalData:
         return {c: (int(np.sum(self.train_y == i)), int(np.sum(self.test_y == i))) for i, c in enumerate(self.classes)}
 
 
-def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input_size: int, rate_hz: float,
-                  train_fraction: float = 0.6, user: str = "user") -> LocalData:
-    """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``.
+def model_recordings(store: "Store", dataset_id: int, classes: Sequence[str], user: str = "user",
+                     rate_hz: float | None = None) -> tuple["RecordingSet", list[str]]:
+    """The dataset's labelled accel segments named as the model's ``classes`` (their own spelling), and
+    notes on what was left out.  What a training round trains on and what "Simulate on my windows"
+    measures, so the two agree.
 
-    Labels are matched to the model's classes by canonical name (case, synonyms; ``stairs`` gathers
+    Labels are matched to the classes by canonical name (case, synonyms; ``stairs`` gathers
     ``upstairs``/``downstairs``, ``stationary`` gathers sitting/standing); labels the model does not know
-    are left out and named in ``notes``.  Raises :class:`RoundError` when nothing usable is labelled.
-
-    The labels are cut by :func:`app.core.labels.labelled_recording_set` (the same segments as the
-    Estimator's simulation), but mapped to the classes here: unlike ``labelled_recording_set(classes=...)``
-    an unsplit ``stairs`` label is left out (not trained as ``upstairs``) for a model with
-    upstairs/downstairs classes, and the classes keep their canonical spelling.
-    """
-    from app.core.datasets import MERGES, RecordingSet, canonical_activity, personal_split
+    are left out and named in the notes.  The labels are cut by
+    :func:`app.core.labels.labelled_recording_set`, but unlike ``labelled_recording_set(classes=...)`` (a
+    dataset import) an unsplit ``stairs`` label is left out for a model with upstairs/downstairs classes
+    rather than trained as ``upstairs``.  Raises :class:`RoundError` when nothing usable is labelled."""
+    from app.core.datasets import MERGES, RecordingSet, canonical_activity
     from app.core.labels import labelled_recording_set
 
-    classes = tuple(canonical_activity(c) for c in classes)
-    # one segment per label, canonical activity names, at the recordings' own rate
-    segments = labelled_recording_set(store, dataset_id, user).segments
+    segments = labelled_recording_set(store, dataset_id, user).segments  # canonical names, own rate
     if not segments:
         raise RoundError("the current dataset has no labelled accelerometer recording: record and label some "
                          "activities in the Labelling panel first")
@@ -198,7 +195,8 @@ def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input
     notes: list[str] = []
     mapping: dict[str, str] = {}
     for c in classes:
-        for src in (c, *MERGES.get(c, ())):
+        canon = canonical_activity(c)
+        for src in (canon, *MERGES.get(canon, ())):
             if src in present and src not in mapping:
                 mapping[src] = c
     unknown = sorted(present - set(mapping))
@@ -208,7 +206,17 @@ def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input
                       source="labelled recordings")
     if not rs.segments:
         raise RoundError(f"none of the labelled activities {sorted(present)} is a class of the model {list(classes)}")
-    rs = rs.resampled(float(rate_hz))
+    return (rs.resampled(float(rate_hz)) if rate_hz else rs), notes
+
+
+def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input_size: int, rate_hz: float,
+                  train_fraction: float = 0.6, user: str = "user") -> LocalData:
+    """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``
+    (segments from :func:`model_recordings`, split chronologically per class, no window across the cut)."""
+    from app.core.datasets import canonical_activity, personal_split
+
+    classes = tuple(canonical_activity(c) for c in classes)
+    rs, notes = model_recordings(store, dataset_id, classes, user, rate_hz)
     train, test = personal_split(rs, int(input_size), float(train_fraction), classes=classes)
     if len(train) == 0 or len(test) == 0:
         secs = sum(s.duration_s for s in rs.segments)

@@ -643,16 +643,16 @@ class EstimatorPanel(Panel):
         self.sim = state
 
         def work(token, progress):
-            from app.core.labels import labelled_recording_set
             from app.core.models import load_model
-            from app.core.rounds import general_model_path
+            from app.core.rounds import RoundError, general_model_path, model_recordings
             from app.core.simulate import simulate
 
-            rs = labelled_recording_set(store, did, user, classes=m.classes, rate_hz=m.rate_hz)
-            state.notes = list(rs.notes)
-            if not rs.segments:
+            try:
+                rs, notes = model_recordings(store, did, m.classes, user, m.rate_hz)  # what a round trains on
+            except RoundError as exc:
                 raise ValueError(f"none of your labels is a class of {m.name} ({', '.join(m.classes)}): "
-                                 "label some activities in the Labelling panel first")
+                                 f"label some activities in the Labelling panel first ({exc})") from exc
+            state.notes = list(rs.notes) + notes
             steps = [(T, mode) for T in sizes for mode in ("tl", "full")]
             models: dict[int, Any] = {}
             for k, (T, mode) in enumerate(steps):
