@@ -204,7 +204,9 @@ def check_stream_cell(bench: VirtualBench, d: PowerShield, fault: str, r: dict) 
         # last timestamp cannot be checked), so the array may be a little longer
         assert r["got"] <= expected + cap.decoder.excess + 100
         if cap.error is None:  # (after a stall the samples beyond the last good timestamp are unknown)
-            assert r["got"] >= expected - 1500
+            # At 1e-2 about one timestamp frame in ten is itself destroyed, and the samples between two
+            # surviving timestamps can then be neither delivered nor NaN-filled (see docs/reliability.md).
+            assert r["got"] >= (expected // 2 if fault == "corrupt_1e-2" else expected - 1500)
         if fault != "corrupt_1e-4":  # 1e-4 may hit only sample bytes (undetectable in-band: no checksum)
             damaged = cap.decoder.corrupt_bytes + cap.decoder.lost + cap.decoder.excess
             assert damaged > 0 and r["t_noticed"] is not None and r["t_noticed"] - r["t_fault"] < DETECT_S

@@ -190,12 +190,19 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
         qtbot.waitUntil(lambda: len(panel.d7_batches) >= len(rows) - 1, timeout=5000)
         by_start = {round(b.t0, 6): b for b in panel.d7_batches}
         checked = 0
+        stream = ctx.devices.power_stream
+
+        def lost_inside(r) -> bool:  # samples lost in transit (NaN) are estimated differently by the two sums
+            got = stream.samples(r.t0, r.t1)
+            return got is not None and bool(np.isnan(got[1]).any())
+
+        lossy = sum(lost_inside(r) for r in rows)
         for r in rows:
             b = by_start.get(round(r.t0, 6))
-            if r.source == "d7" and b is not None and b.t1 == pytest.approx(r.t1):
+            if r.source == "d7" and b is not None and b.t1 == pytest.approx(r.t1) and not lost_inside(r):
                 assert b.energy_j == pytest.approx(r.energy_j, rel=1e-3)  # same edges; the round sums a sample more or less
                 checked += 1
-        assert checked >= len(rows) - 2, (rows, panel.d7_batches)
+        assert checked >= len(rows) - 2 - lossy, (rows, panel.d7_batches)
         shots = os.environ.get("ODL_SCREENSHOTS")
         if shots:  # the round on the plot: D7 edges, the batches tab, one batch selected
             panel.add_marker(rows[0].t0 + 0.3 * (rows[0].t1 - rows[0].t0), "my marker")
