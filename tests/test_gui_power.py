@@ -11,22 +11,6 @@ from PySide6.QtCore import Qt
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture()
-def power_window(qtbot, tmp_path):
-    from app.core.context import AppContext
-    from app.ui.app import build_window
-
-    ctx = AppContext.create(tmp_path, bench=True, power_recent_s=10.0)
-    win = build_window(ctx)
-    qtbot.addWidget(win)
-    win.resize(1300, 800)
-    win.show()
-    panel = win.show_panel("power")
-    yield win, panel
-    win.close()
-    ctx.close()
-
-
 def _energy_cell(panel, row: int) -> float:
     text = panel.table.item(row, 3).text()  # e.g. "1.234 mJ"
     value, unit = text.split()
