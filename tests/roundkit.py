@@ -40,9 +40,10 @@ def labelled_dataset(ctx: AppContext, seconds_each: float = 30.0, label_case=str
     return rec.id
 
 
-def bench_context(tmp_path: Path, time_scale: float = 40.0, power_rate: int = 1000) -> AppContext:
-    """An AppContext with the virtual bench, both devices connected, LPM01A configured for ``power_rate``."""
-    ctx = AppContext.create(tmp_path / "data", bench=True, bench_kwargs={"time_scale": time_scale})
+def bench_context(tmp_path: Path, time_scale: float = 40.0, power_rate: int = 1000, **ctx_kw) -> AppContext:
+    """An AppContext with the virtual bench, both devices connected, LPM01A configured for ``power_rate``
+    (``ctx_kw`` go to :meth:`AppContext.create`, e.g. ``power_recent_s``)."""
+    ctx = AppContext.create(tmp_path / "data", bench=True, bench_kwargs={"time_scale": time_scale}, **ctx_kw)
     dm = ctx.devices
     for st in dm.snapshot():
         if st.info.kind == "powershield":
