@@ -30,6 +30,7 @@ from device.lpm01a.recorder import read_capture
 from device.nucleo.client import NucleoClient
 from device.engine.model import Model
 from estimator.arch import paper_cnn
+from tests.faultkit import apply_byte_fault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,20 +108,14 @@ def training(board):
 # --- fault injection -------------------------------------------------------------------------------
 def inject(bench: VirtualBench, fault: str, board: NucleoClient | None = None) -> None:
     f = bench.powershield.faults
-    if fault == "unplug":
+    if apply_byte_fault(f, fault):
+        pass
+    elif fault == "unplug":
         bench.unplug("powershield", 0.5)
     elif fault == "unplug_new_port":
         bench.unplug("powershield", 0.5, new_port=True)
     elif fault == "shield_reset":
         f.reset_now = True  # button / brown-out: same as psrst, without a command
-    elif fault == "corrupt_1e-4":
-        f.corrupt_rate = 1e-4
-    elif fault == "corrupt_1e-2":
-        f.corrupt_rate = 1e-2
-    elif fault == "drop_1e-3":
-        f.drop_rate = 1e-3
-    elif fault == "nul_bursts":
-        f.nul_burst_rate, f.nul_burst_len = 1e-3, 16
     elif fault == "not_reading":
         f.host_not_reading = True
     elif fault == "overflow":

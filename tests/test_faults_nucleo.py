@@ -16,6 +16,7 @@ from device.engine.model import Model
 from device.nucleo import protocol as P
 from device.nucleo.client import NucleoClient, NucleoTimeout
 from estimator.arch import paper_cnn
+from tests.faultkit import apply_byte_fault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,7 +64,9 @@ def client(bench):
 
 def inject(bench: VirtualBench, fault: str) -> None:
     f = bench.board.faults
-    if fault == "unplug":
+    if apply_byte_fault(f, fault):
+        pass
+    elif fault == "unplug":
         bench.unplug("board", 0.4)
     elif fault == "unplug_new_port":
         bench.unplug("board", 0.4, new_port=True)
@@ -71,14 +74,6 @@ def inject(bench: VirtualBench, fault: str) -> None:
         f.reset_now = True
     elif fault == "shield_psrst":
         bench.powershield.faults.reset_now = True
-    elif fault == "corrupt_1e-4":
-        f.corrupt_rate = 1e-4
-    elif fault == "corrupt_1e-2":
-        f.corrupt_rate = 1e-2
-    elif fault == "drop_1e-3":
-        f.drop_rate = 1e-3
-    elif fault == "nul_bursts":
-        f.nul_burst_rate, f.nul_burst_len = 1e-3, 16
     elif fault == "not_reading":
         f.host_not_reading = True
     elif fault == "garbage":
