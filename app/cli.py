@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from app.core.memory import tune_allocator
+
+    tune_allocator()  # a long-running process: keep RSS flat (see app/core/memory.py)
     parser = build_parser()
     choices = _subcommands(parser)
     # Without a sub-command the desktop app starts; its options (--bench, --data-dir, ...) may be given

@@ -50,6 +50,40 @@ def rss_mb() -> float:
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
 
+def mem_detail() -> dict:
+    """Where the RSS is: anonymous vs file-backed pages (/proc), glibc heap in use vs free (mallinfo2),
+    live Python objects.  Empty fields where the platform does not have them."""
+    out: dict = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in ("RssAnon", "RssFile"):
+                    out[key.lower().replace("rss", "rss_") + "_mb"] = round(int(line.split()[1]) / 1024.0, 1)
+                elif key == "Threads":
+                    out["threads"] = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        mi = libc.mallinfo2()
+        out["heap_used_mb"] = round((mi.uordblks + mi.hblkhd) / 2**20, 1)
+        out["heap_free_mb"] = round(mi.fordblks / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    import gc
+
+    out["py_objects"] = len(gc.get_objects())
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -98,6 +132,11 @@ class Soak:
         self._next_report = args.interval
         self._panel_flip = False
         self.error: str | None = None
+        self._snap = None
+        if args.tracemalloc:
+            import tracemalloc
+
+            tracemalloc.start(int(args.trace_frames))
         self.timer = QTimer()
         self.timer.timeout.connect(self._step)
 
@@ -266,11 +305,22 @@ class Soak:
             "faults": len(self.dm.faults),
             "catchups": sum(ep.catchups for ep in self.dm.bench.endpoints.values()) if self.dm.bench else 0,
             "power_s": round(self.dm.power_stream.duration, 1) if self.dm.power_stream else 0.0,
+            **mem_detail(),
         }
         self.ticks.clear()
         self.periods.clear()
         self.rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        if self.args.tracemalloc:
+            import tracemalloc
+
+            snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            if self._snap is not None:
+                print(f"  tracemalloc: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MB traced; "
+                      f"largest growth since the last report:", flush=True)
+                for st in snap.compare_to(self._snap, "lineno")[: self.args.tracemalloc]:
+                    print(f"    {st}", flush=True)
+            self._snap = snap
 
     # --- run ---------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -341,6 +391,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=int, default=60)
     p.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the summary JSON to FILE")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                   help="diagnosis: trace Python allocations and print the N largest growths per report (slows the app)")
+    p.add_argument("--trace-frames", type=int, default=1, help="stack frames kept per traced allocation (default 1)")
     a = p.parse_args(argv)
     if a.duration <= 0:
         p.error(f"--duration must be > 0 s, got {a.duration}")

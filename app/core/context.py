@@ -117,9 +117,12 @@ class AppContext:
     def create(cls, data_dir: str | Path | None = None, *, bench: bool | None = None,
                bench_kwargs: dict | None = None, discover: bool = True, **device_kw: Any) -> "AppContext":
         """Open the database in ``data_dir`` (default: the per-user data directory), repair recordings of
-        a crashed session, build the device manager and (``discover``) scan for devices / start the bench."""
+        a crashed session, build the device manager and (``discover``) scan for devices / start the bench.
+        Tunes the allocator for a long-running process first (:func:`app.core.memory.tune_allocator`)."""
+        from app.core.memory import tune_allocator
         from app.core.recording import recover
 
+        tune_allocator()  # before the device threads exist: arenas and thresholds apply from here on
         data_dir = Path(data_dir) if data_dir else default_data_dir()
         store = Store(data_dir)
         recover(store)  # recordings left 'recording' by a crashed session: count what reached the disk

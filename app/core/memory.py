@@ -1,16 +1,39 @@
-"""Give memory back to the operating system after a burst of large temporary arrays.
+"""Keep the long-running app's resident memory flat (glibc only; a no-op elsewhere).
 
-A training round loads all labelled windows (growing with every label) plus models and exports, then
-frees them.  glibc keeps freed heap pages in its arenas, so the process RSS ratchets up to the largest
-round seen so far even though nothing is leaked; ``malloc_trim`` returns those pages.  No-op where it
-does not exist (macOS, Windows, musl)."""
+Two glibc behaviours made the app's RSS creep up over an hour of streaming and training rounds although
+nothing was leaked (measured with ``benchmarks/soak.py``: the growth sat in the main heap and in the
+per-thread malloc arenas, not in live Python objects):
+
+* **Dynamic mmap threshold.**  A block above ``M_MMAP_THRESHOLD`` (128 KiB) is served by its own
+  ``mmap`` and unmapped on ``free`` -- but the first time such a block is freed, glibc raises the
+  threshold to its size (up to 32 MiB).  From then on the stream's decoded blocks, recorder batches and a
+  round's window arrays all come from the heap arenas, where they interleave with small long-lived objects
+  and leave holes that cannot be handed back.  :func:`tune_allocator` fixes the threshold (which also
+  switches the dynamic adjustment off), so large arrays keep going to the OS and back.
+* **One arena per thread.**  glibc gives threads their own arenas (up to 8 x cores); every capture,
+  recorder, device and round thread fragments its own.  :func:`tune_allocator` caps them at
+  :data:`ARENA_MAX`.
+
+A training round also loads all labelled windows (growing with every label) plus models, then frees
+them; :func:`release_memory` (called after every round) collects garbage and has ``malloc_trim``
+return the free pages.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+import os
 import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+MMAP_THRESHOLD = 256 * 1024  # bytes; blocks at least this large are mmap'ed and unmapped on free
+TRIM_THRESHOLD = 4 * 1024 * 1024  # free bytes at the top of the heap that trigger giving them back
+ARENA_MAX = 2
 
 _libc = None
 if sys.platform.startswith("linux"):
@@ -18,8 +41,33 @@ if sys.platform.startswith("linux"):
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         _libc.malloc_trim.argtypes = [ctypes.c_size_t]
         _libc.malloc_trim.restype = ctypes.c_int
+        _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        _libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError):  # not glibc
         _libc = None
+
+_tuned: dict[str, int] | None = None
+
+
+def tune_allocator() -> dict[str, int]:
+    """Fix glibc's mmap and trim thresholds and cap its arenas (see the module doc); call once, early,
+    before the device threads start.  Settings given by the user in the environment
+    (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX``) are left alone.
+    Returns what was set (empty where the allocator is not glibc's)."""
+    global _tuned
+    if _tuned is not None:
+        return dict(_tuned)
+    done: dict[str, int] = {}
+    if _libc is not None:
+        for env, param, value in (("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                                  ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+                                  ("MALLOC_ARENA_MAX", M_ARENA_MAX, ARENA_MAX)):
+            if env in os.environ:
+                continue
+            if _libc.mallopt(param, value) == 1:
+                done[env.rstrip("_").lower()] = value
+    _tuned = done
+    return dict(done)
 
 
 def release_memory() -> bool:
