@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -355,7 +356,7 @@ class Soak:
         # frame times depend on the panel shown (they alternate per interval): compare like with like, the
         # first intervals after the warm-up with the last ones, per panel, and keep the worse ratio
         p95_first = p95_last = float("nan")
-        worst = -1.0
+        worst = -math.inf
         for panel in ("power", "live_accel"):
             pr = [r for r in warm if r.get("panel") == panel and r["frames"] > 10]
             if len(pr) < 2:

@@ -39,3 +39,41 @@ def test_soak_two_minutes(tmp_path):
     assert r["labels"] >= 4 and r["rounds_ok"] >= 1, (r["labels"], r["rounds_ok"], r["rounds_failed"])
     assert not r["rounds_failed"], r["rounds_failed"]
     assert r["rss_growth_mb"] < 50, r["intervals"]
+
+
+def _verdict(rows: list[dict]) -> dict:
+    """benchmarks/soak.py's summary of hand-made interval rows (no app, no devices)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("soak_bench", ROOT / "benchmarks" / "soak.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fake = SimpleNamespace(rows=rows, recorder_dropped=0, rounds_ok=1, rounds_failed=[], labels=1, recorded={},
+                           error=None, args=SimpleNamespace(duration=600.0, warmup=5.0, round_every=180.0))
+    return mod.Soak.summary(fake, [])
+
+
+def _rows(power_p95: list[float], accel_p95: list[float]) -> list[dict]:
+    rows = []
+    for i, (p, a) in enumerate(zip(power_p95, accel_p95)):
+        for panel, v in (("power", p), ("live_accel", a)):
+            rows.append({"t_s": 60.0 * len(rows), "panel": panel, "rss_mb": 800.0, "tick_p95_ms": v, "frames": 3000,
+                         "lost_power": 0, "lost_accel": 0, "rounds_ok": 1, "rounds_failed": 0, "catchups": 0})
+    return rows
+
+
+@pytest.mark.gui
+def test_soak_verdict_judges_frame_times_when_they_improve_or_hold():
+    # frames faster at the end than at the start (the 1 h run's Live accel panel): judged, and met
+    r = _verdict(_rows([7.0, 6.9, 7.1, 7.5, 7.8, 7.9], [3.6, 3.3, 3.5, 0.4, 0.5, 0.4]))
+    assert r["goals"]["p95_frame_unchanged"] is True
+    assert r["tick_p95_first_ms"] == r["tick_p95_first_ms"]  # a number, not NaN: the goal was judged
+    assert r["tick_p95_last_ms"] >= 7.5  # the worse panel (power) is the one reported
+
+
+@pytest.mark.gui
+def test_soak_verdict_catches_slower_frames():
+    r = _verdict(_rows([7.0, 6.9, 7.1, 15.0, 16.0, 17.0], [0.4, 0.4, 0.4, 0.4, 0.4, 0.4]))
+    assert r["goals"]["p95_frame_unchanged"] is False and r["ok"] is False
+    assert r["tick_p95_last_ms"] >= 15.0
