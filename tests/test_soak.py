@@ -56,14 +56,13 @@ def _verdict(rows: list[dict]) -> dict:
 
 def _rows(power_p95: list[float], accel_p95: list[float]) -> list[dict]:
     rows = []
-    for i, (p, a) in enumerate(zip(power_p95, accel_p95)):
+    for p, a in zip(power_p95, accel_p95):
         for panel, v in (("power", p), ("live_accel", a)):
             rows.append({"t_s": 60.0 * len(rows), "panel": panel, "rss_mb": 800.0, "tick_p95_ms": v, "frames": 3000,
                          "lost_power": 0, "lost_accel": 0, "rounds_ok": 1, "rounds_failed": 0, "catchups": 0})
     return rows
 
 
-@pytest.mark.gui
 def test_soak_verdict_judges_frame_times_when_they_improve_or_hold():
     # frames faster at the end than at the start (the 1 h run's Live accel panel): judged, and met
     r = _verdict(_rows([7.0, 6.9, 7.1, 7.5, 7.8, 7.9], [3.6, 3.3, 3.5, 0.4, 0.5, 0.4]))
@@ -72,7 +71,6 @@ def test_soak_verdict_judges_frame_times_when_they_improve_or_hold():
     assert r["tick_p95_last_ms"] >= 7.5  # the worse panel (power) is the one reported
 
 
-@pytest.mark.gui
 def test_soak_verdict_catches_slower_frames():
     r = _verdict(_rows([7.0, 6.9, 7.1, 15.0, 16.0, 17.0], [0.4, 0.4, 0.4, 0.4, 0.4, 0.4]))
     assert r["goals"]["p95_frame_unchanged"] is False and r["ok"] is False
