@@ -39,15 +39,26 @@ if str(ROOT) not in sys.path:
 ACTIVITIES = ("walking", "jogging", "sitting", "standing")
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (MB), from /proc (Linux) or resource (elsewhere: peak RSS)."""
+def _proc_status() -> dict[str, int]:
+    """Numeric fields of /proc/self/status (kB for the memory ones); empty where there is no /proc."""
+    out: dict[str, int] = {}
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts and parts[0].isdigit():
+                    out[key] = int(parts[0])
     except OSError:
         pass
+    return out
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (MB), from /proc (Linux) or resource (elsewhere: peak RSS)."""
+    rss = _proc_status().get("VmRSS")
+    if rss is not None:
+        return rss / 1024.0
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -57,33 +68,21 @@ def rss_mb() -> float:
 def mem_detail() -> dict:
     """Where the RSS is: anonymous vs file-backed pages (/proc), glibc heap in use vs free (mallinfo2),
     live Python objects.  Empty fields where the platform does not have them."""
-    out: dict = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key = line.split(":")[0]
-                if key in ("RssAnon", "RssFile"):
-                    out[key.lower().replace("rss", "rss_") + "_mb"] = round(int(line.split()[1]) / 1024.0, 1)
-                elif key == "Threads":
-                    out["threads"] = int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        import ctypes
-
-        class MallInfo2(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = MallInfo2
-        mi = libc.mallinfo2()
-        out["heap_used_mb"] = round((mi.uordblks + mi.hblkhd) / 2**20, 1)
-        out["heap_free_mb"] = round(mi.fordblks / 2**20, 1)
-    except (OSError, AttributeError):
-        pass
     import gc
 
+    from app.core.memory import heap_stats
+
+    st = _proc_status()
+    out: dict = {}
+    for key in ("RssAnon", "RssFile"):
+        if key in st:
+            out[key.lower().replace("rss", "rss_") + "_mb"] = round(st[key] / 1024.0, 1)
+    if "Threads" in st:
+        out["threads"] = st["Threads"]
+    heap = heap_stats()
+    if heap:
+        out["heap_used_mb"] = round((heap["uordblks"] + heap["hblkhd"]) / 2**20, 1)
+        out["heap_free_mb"] = round(heap["fordblks"] / 2**20, 1)
     out["py_objects"] = len(gc.get_objects())
     return out
 

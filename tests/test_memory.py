@@ -22,23 +22,19 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("C
 PROBE = r"""
 import ctypes, json, sys
 sys.path.insert(0, sys.argv[1])
-class MI(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                              "fsmblks", "uordblks", "fordblks", "keepcost")]
+from app.core.memory import heap_stats, tune_allocator  # importing it changes nothing; tuning does
 libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MI
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 tuned = {}
 if sys.argv[2] == "tune":
-    from app.core.memory import tune_allocator
     tuned = tune_allocator()
     assert tune_allocator() == tuned  # idempotent
 libc.free(libc.malloc(4 << 20))
-before = libc.mallinfo2().hblks
+before = heap_stats()["hblks"]
 p = libc.malloc(300 << 10)
-mmapped = libc.mallinfo2().hblks > before
+mmapped = heap_stats()["hblks"] > before
 libc.free(p)
 print(json.dumps({"tuned": tuned, "mmapped": mmapped}))
 """

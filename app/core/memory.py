@@ -35,6 +35,12 @@ MMAP_THRESHOLD = 256 * 1024  # bytes; blocks at least this large are mmap'ed and
 TRIM_THRESHOLD = 4 * 1024 * 1024  # free bytes at the top of the heap that trigger giving them back
 ARENA_MAX = 2
 
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                              "uordblks", "fordblks", "keepcost")]
+
+
 _libc = None
 if sys.platform.startswith("linux"):
     try:
@@ -45,8 +51,20 @@ if sys.platform.startswith("linux"):
         _libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError):  # not glibc
         _libc = None
+_mallinfo2 = getattr(_libc, "mallinfo2", None)  # glibc >= 2.33
+if _mallinfo2 is not None:
+    _mallinfo2.restype = _MallInfo2
 
 _tuned: dict[str, int] | None = None
+
+
+def heap_stats() -> dict[str, int]:
+    """glibc's ``mallinfo2`` as a dict of bytes/counts (``uordblks`` in use, ``fordblks`` free, ``hblks`` /
+    ``hblkhd`` mmap'ed blocks / bytes, ...); empty where it does not exist (not glibc, glibc < 2.33)."""
+    if _mallinfo2 is None:
+        return {}
+    mi = _mallinfo2()
+    return {name: int(getattr(mi, name)) for name, _ in _MallInfo2._fields_}
 
 
 def tune_allocator() -> dict[str, int]:
