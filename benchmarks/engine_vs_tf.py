@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1 or any(t < 12 for t in args.T):
         ap.error("--repeats must be >= 1 and every --T >= 12 (the paper model needs T >= 12)")
-    print(f"Full step, batch {BATCH}, paper model; median of {args.repeats} steps each "
-          f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, cores={os.cpu_count()})")
+    print(
+        f"Full step, batch {BATCH}, paper model; median of {args.repeats} steps each "
+        f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, cores={os.cpu_count()})"
+    )
     print(f"{'T':>4} {'ours ms':>9} {'TF ms':>9} {'TF/ours':>8}  goal")
     ok = True
     for T in args.T:
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         goal = 2.0 if T == 20 else 1.0
         met = ratio >= goal
         ok &= met
-        print(f"{T:>4} {ours * 1e3:>9.3f} {theirs * 1e3:>9.3f} {ratio:>7.2f}x  >= {goal:.0f}x {'ok' if met else 'MISSED'}")
+        print(
+            f"{T:>4} {ours * 1e3:>9.3f} {theirs * 1e3:>9.3f} {ratio:>7.2f}x  >= {goal:.0f}x {'ok' if met else 'MISSED'}"
+        )
     print("all goals met" if ok else "some goals missed")
     return 0 if ok else 1
 

@@ -72,16 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cold = timed(sweep, args.repeat, clear_caches)
     warm = timed(sweep, args.repeat)
-    rec = timed(lambda: recommend(n_windows=64, power_source="charging", energy_mj=300), max(3, args.repeat // 4), clear_caches)
+    rec = timed(
+        lambda: recommend(n_windows=64, power_source="charging", energy_mj=300), max(3, args.repeat // 4), clear_caches
+    )
     med_cold, med_warm, med_rec = statistics.median(cold), statistics.median(warm), statistics.median(rec)
-    print(f"sweep 5 sizes x 2 modes, cold caches : median {med_cold * 1e3:7.2f} ms  (max {max(cold) * 1e3:.2f})  target < {TARGET_S * 1e3:.0f} ms")
+    print(
+        f"sweep 5 sizes x 2 modes, cold caches : median {med_cold * 1e3:7.2f} ms  (max {max(cold) * 1e3:.2f})  target < {TARGET_S * 1e3:.0f} ms"
+    )
     print(f"sweep 5 sizes x 2 modes, warm caches : median {med_warm * 1e3:7.2f} ms")
     print(f"recommend 5 x 2 x 5 epochs (cold)    : median {med_rec * 1e3:7.2f} ms")
     fn, what = peer_engine_batch()
     if fn is not None:
         peer = statistics.median(timed(fn, max(3, args.repeat // 4)))
-        print(f"peer: {what}: median {peer * 1e3:7.2f} ms  -> the whole sweep costs {med_cold / peer:.1f} simulated batches "
-              f"(a {32}-window round of 10 epochs x 10 batches would be {100 * peer / med_cold:.0f}x the sweep)")
+        print(
+            f"peer: {what}: median {peer * 1e3:7.2f} ms  -> the whole sweep costs {med_cold / peer:.1f} simulated batches "
+            f"(a {32}-window round of 10 epochs x 10 batches would be {100 * peer / med_cold:.0f}x the sweep)"
+        )
     else:
         print(f"peer: {what}")
     ok = med_cold < TARGET_S

@@ -57,7 +57,9 @@ def cold_start() -> dict:
     for name, c in (("app", code), ("peer_bare_plotwidget", peer)):
         runs = []
         for _ in range(3):
-            r = subprocess.run([sys.executable, "-c", c], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+            r = subprocess.run(
+                [sys.executable, "-c", c], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+            )
             if r.returncode:
                 raise SystemExit(f"cold start run failed: {r.stderr[-2000:]}")
             t, tf = r.stdout.split()[-2:]
@@ -126,8 +128,9 @@ def main() -> int:
     res = {}
     power = win.panels["power"]
     res["power_follow_2s"] = run("power", lambda p: (p.window.setValue(2.0), p.follow.setChecked(True)))
-    res["power_whole_hour"] = run("power", lambda p: (p.follow.setChecked(False),
-                                                      p.plot.setXRange(0, ps.duration, padding=0)))
+    res["power_whole_hour"] = run(
+        "power", lambda p: (p.follow.setChecked(False), p.plot.setXRange(0, ps.duration, padding=0))
+    )
     res["accel_follow_10s"] = run("live_accel", lambda p: (p.window.setValue(10.0), p.follow.setChecked(True)))
 
     # peer: pyqtgraph's own decimation on the raw 2 s window (same size widget)
@@ -155,8 +158,11 @@ def main() -> int:
     summary["history_fill_s"] = round(fill_s, 1)
     summary["power_samples_in_history"] = ps.n_total
     summary["bench_streaming_during_run"] = live
-    summary["rss_mb"] = round(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)\
-        if os.path.exists("/proc/self/statm") else None
+    summary["rss_mb"] = (
+        round(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+        if os.path.exists("/proc/self/statm")
+        else None
+    )
     win.close()
     ctx.close()
     summary["cold_start"] = cold_start()

@@ -39,11 +39,16 @@ def breakdown(rows: list[dict]) -> dict:
     for r in rows:
         pers[r["mode"]] = pers.get(r["mode"], 0.0) + r["seconds"]
     epochs = [t["pretrain"]["epochs_run"] for t in tasks.values()]
-    return {"tasks": len(tasks), "task_s": sum(total), "pretrain_s": sum(pre), "personalize_s": pers,
-            "other_s": sum(total) - sum(pre) - sum(pers.values()),
-            "pretrain_epochs_mean": statistics.mean(epochs) if epochs else 0.0,
-            "pretrain_epochs_max": max(epochs) if epochs else 0,
-            "best_epoch_mean": statistics.mean(t["pretrain"]["best_epoch"] for t in tasks.values()) if tasks else 0.0}
+    return {
+        "tasks": len(tasks),
+        "task_s": sum(total),
+        "pretrain_s": sum(pre),
+        "personalize_s": pers,
+        "other_s": sum(total) - sum(pre) - sum(pers.values()),
+        "pretrain_epochs_mean": statistics.mean(epochs) if epochs else 0.0,
+        "pretrain_epochs_max": max(epochs) if epochs else 0,
+        "best_epoch_mean": statistics.mean(t["pretrain"]["best_epoch"] for t in tasks.values()) if tasks else 0.0,
+    }
 
 
 def tf_epoch_seconds(cfg: loso.LosoConfig, T: int, subject: str) -> tuple[float, int]:
@@ -103,27 +108,40 @@ def main() -> int:
     print(f"\ntasks (T x subject): {b['tasks']} of {n_tasks_full} for the whole dataset")
     if wall is not None:
         print(f"wall time: {wall:.1f} s with {args.jobs} jobs")
-    print(f"summed over workers: {b['task_s']:.1f} s = pretraining {b['pretrain_s']:.1f} s "
-          f"({100 * b['pretrain_s'] / max(b['task_s'], 1e-9):.0f} %), personalization "
-          + ", ".join(f"{m} {v:.1f} s" for m, v in b["personalize_s"].items())
-          + f", data/evaluation {b['other_s']:.1f} s")
-    print(f"pretraining epochs run: mean {b['pretrain_epochs_mean']:.1f} (max {b['pretrain_epochs_max']}, "
-          f"best epoch mean {b['best_epoch_mean']:.1f}) of at most {cfg.pretrain_epochs} (early stopping, patience {cfg.pretrain_patience})")
+    print(
+        f"summed over workers: {b['task_s']:.1f} s = pretraining {b['pretrain_s']:.1f} s "
+        f"({100 * b['pretrain_s'] / max(b['task_s'], 1e-9):.0f} %), personalization "
+        + ", ".join(f"{m} {v:.1f} s" for m, v in b["personalize_s"].items())
+        + f", data/evaluation {b['other_s']:.1f} s"
+    )
+    print(
+        f"pretraining epochs run: mean {b['pretrain_epochs_mean']:.1f} (max {b['pretrain_epochs_max']}, "
+        f"best epoch mean {b['best_epoch_mean']:.1f}) of at most {cfg.pretrain_epochs} (early stopping, patience {cfg.pretrain_patience})"
+    )
     if wall is not None and b["tasks"]:
         est = wall / b["tasks"] * n_tasks_full
-        print(f"extrapolated whole dataset: {est / 60:.1f} min with {args.jobs} jobs (goal <= 30 min): "
-              f"{'PASS' if est <= 1800 else 'FAIL'}")
+        print(
+            f"extrapolated whole dataset: {est / 60:.1f} min with {args.jobs} jobs (goal <= 30 min): "
+            f"{'PASS' if est <= 1800 else 'FAIL'}"
+        )
     if not args.no_peer:
         T = 40
         s, n = tf_epoch_seconds(cfg, T, all_subjects[0])
         ours = [r for r in rows if r["T"] == T]
-        ours_epoch = (statistics.mean(r["pretrain"]["seconds"] / max(1, r["pretrain"]["epochs_run"]) for r in ours)
-                      if ours else float("nan"))
+        ours_epoch = (
+            statistics.mean(r["pretrain"]["seconds"] / max(1, r["pretrain"]["epochs_run"]) for r in ours)
+            if ours
+            else float("nan")
+        )
         naive = s * 20 * n_tasks_full
-        print(f"\npeer: TF fit, paper model, SGD batch 32, {n} windows at T={T}: {s:.2f} s/epoch; "
-              f"ours (engine, incl. validation): {ours_epoch:.2f} s/epoch -> TF/ours {s / ours_epoch:.1f}x")
-        print(f"naive strict LOSO with TF, 20 epochs x {n_tasks_full} folds x T: ~{naive / 60:.0f} min on one core "
-              f"(pretraining alone)")
+        print(
+            f"\npeer: TF fit, paper model, SGD batch 32, {n} windows at T={T}: {s:.2f} s/epoch; "
+            f"ours (engine, incl. validation): {ours_epoch:.2f} s/epoch -> TF/ours {s / ours_epoch:.1f}x"
+        )
+        print(
+            f"naive strict LOSO with TF, 20 epochs x {n_tasks_full} folds x T: ~{naive / 60:.0f} min on one core "
+            f"(pretraining alone)"
+        )
     return 0
 
 

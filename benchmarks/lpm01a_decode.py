@@ -108,10 +108,12 @@ def _rates(make_decoder, data: bytes, n_expected: int, peer, peer_fraction: int)
 
 def bench_decode(n_bin: int, n_ascii: int) -> dict:
     res = {}
-    res["bin_ours_msps"], res["bin_peer_msps"] = _rates(lambda: BinaryDecoder(100_000), make_binary(n_bin), n_bin,
-                                                        peer_binary, 10)
-    res["ascii_ours_mlps"], res["ascii_peer_mlps"] = _rates(lambda: AsciiDecoder(1000), make_ascii(n_ascii), n_ascii,
-                                                            peer_ascii, 4)
+    res["bin_ours_msps"], res["bin_peer_msps"] = _rates(
+        lambda: BinaryDecoder(100_000), make_binary(n_bin), n_bin, peer_binary, 10
+    )
+    res["ascii_ours_mlps"], res["ascii_peer_mlps"] = _rates(
+        lambda: AsciiDecoder(1000), make_ascii(n_ascii), n_ascii, peer_ascii, 4
+    )
     return res
 
 
@@ -119,7 +121,9 @@ def bench_capture(seconds: float) -> dict:
     from device.lpm01a.capture import Capture, RunningStats
     from device.lpm01a.driver import PowerShield
 
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "bench", "--json"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "bench", "--json"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         url = json.loads(proc.stdout.readline())["powershield"]
         with PowerShield(url) as ps:
@@ -153,17 +157,23 @@ def main() -> int:
     ap.add_argument("--capture-s", type=float, default=60.0, help="bench capture length, 0 = skip (default 60)")
     args = ap.parse_args()
     r = bench_decode(args.samples, args.lines)
-    print(f"bin_hexa decode : ours {r['bin_ours_msps']:7.1f} M samples/s | per-sample Python peer {r['bin_peer_msps']:6.2f} M samples/s | "
-          f"ratio {r['bin_ours_msps'] / r['bin_peer_msps']:6.0f}x | goal >= 10 M/s: {'PASS' if r['bin_ours_msps'] >= 10 else 'FAIL'} "
-          f"({r['bin_ours_msps'] / 0.1:.0f}x the shield's 100 kS/s)")
-    print(f"ascii_dec decode: ours {r['ascii_ours_mlps']:7.1f} M lines/s   | per-line regex peer   {r['ascii_peer_mlps']:6.2f} M lines/s   | "
-          f"ratio {r['ascii_ours_mlps'] / r['ascii_peer_mlps']:6.0f}x | goal >= 1 M/s: {'PASS' if r['ascii_ours_mlps'] >= 1 else 'FAIL'}")
+    print(
+        f"bin_hexa decode : ours {r['bin_ours_msps']:7.1f} M samples/s | per-sample Python peer {r['bin_peer_msps']:6.2f} M samples/s | "
+        f"ratio {r['bin_ours_msps'] / r['bin_peer_msps']:6.0f}x | goal >= 10 M/s: {'PASS' if r['bin_ours_msps'] >= 10 else 'FAIL'} "
+        f"({r['bin_ours_msps'] / 0.1:.0f}x the shield's 100 kS/s)"
+    )
+    print(
+        f"ascii_dec decode: ours {r['ascii_ours_mlps']:7.1f} M lines/s   | per-line regex peer   {r['ascii_peer_mlps']:6.2f} M lines/s   | "
+        f"ratio {r['ascii_ours_mlps'] / r['ascii_peer_mlps']:6.0f}x | goal >= 1 M/s: {'PASS' if r['ascii_ours_mlps'] >= 1 else 'FAIL'}"
+    )
     if args.capture_s > 0:
         c = bench_capture(args.capture_s)
         ok = c["lost"] == 0 and c["samples"] == int(args.capture_s * 100_000) and c["error"] is None
-        print(f"capture {args.capture_s:g} s @ 100 kS/s bin_hexa via odlstudio bench: {c['samples']} samples, {c['lost']} lost, "
-              f"error {c['error']}, wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s = {c['cpu_share_pct']:.1f} % of one core, "
-              f"max shield buffer {c['buffer_max_pct']} % -> {'PASS' if ok else 'FAIL'}")
+        print(
+            f"capture {args.capture_s:g} s @ 100 kS/s bin_hexa via odlstudio bench: {c['samples']} samples, {c['lost']} lost, "
+            f"error {c['error']}, wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s = {c['cpu_share_pct']:.1f} % of one core, "
+            f"max shield buffer {c['buffer_max_pct']} % -> {'PASS' if ok else 'FAIL'}"
+        )
     return 0
 
 

@@ -45,7 +45,9 @@ def count_samples(body: bytes) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--board", action="store_true", help="measure the NUCLEO emulator's current (default: L496 profile)")
+    ap.add_argument(
+        "--board", action="store_true", help="measure the NUCLEO emulator's current (default: L496 profile)"
+    )
     args = ap.parse_args()
     with VirtualBench(seed=0, board=args.board) as bench:
         ep = bench.endpoints["powershield"]
@@ -68,8 +70,10 @@ def main() -> int:
     expected = args.seconds * 100_000
     print(f"samples received {n} / expected {expected}  lost {expected - n}")
     print(f"bytes {len(buf)}  wall {wall:.2f} s  throughput {len(buf) / wall / 1e3:.1f} kB/s")
-    print(f"PowerShield endpoint thread CPU {cpu:.2f} s = {100 * cpu / wall:.1f} % of one core "
-          f"(whole process incl. the reader {100 * proc / wall:.1f} %)")
+    print(
+        f"PowerShield endpoint thread CPU {cpu:.2f} s = {100 * cpu / wall:.1f} % of one core "
+        f"(whole process incl. the reader {100 * proc / wall:.1f} %)"
+    )
     # peer: scalar vs vectorised encoding of 1 s of samples
     vals = 1e-3 * (1 + 0.005 * np.random.default_rng(0).standard_normal(100_000))
     t = time.perf_counter()
@@ -78,8 +82,10 @@ def main() -> int:
     t = time.perf_counter()
     b"".join(spec.bin_word(float(v)).to_bytes(2, "big") for v in vals)
     t_scalar = time.perf_counter() - t
-    print(f"encoding 1 s of 100 kHz: vectorised {1e3 * t_vec:.1f} ms, scalar spec.bin_word {1e3 * t_scalar:.1f} ms "
-          f"(ratio scalar/vectorised {t_scalar / t_vec:.0f}x)")
+    print(
+        f"encoding 1 s of 100 kHz: vectorised {1e3 * t_vec:.1f} ms, scalar spec.bin_word {1e3 * t_scalar:.1f} ms "
+        f"(ratio scalar/vectorised {t_scalar / t_vec:.0f}x)"
+    )
     return 0 if n == expected else 1
 
 

@@ -162,8 +162,10 @@ class Soak:
                 return
             QCoreApplication.processEvents()
             time.sleep(0.01)
-        raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}: "
-                           f"{[(s.info.name, s.state.value, s.message) for s in self.dm.snapshot()]}")
+        raise RuntimeError(
+            f"timed out after {timeout:g} s waiting for {what}: "
+            f"{[(s.info.name, s.state.value, s.message) for s in self.dm.snapshot()]}"
+        )
 
     def start(self) -> None:
         from app.core.devices import DeviceState
@@ -173,9 +175,17 @@ class Soak:
         for k in (self.shield, self.board):
             self.dm.connect(k)
             self.dm.set_streaming(k, True)
-        self._wait(lambda: all(self.dm.status(k).state == DeviceState.STREAMING for k in (self.shield, self.board))
-                   and self.dm.power_stream is not None and self.dm.accel_stream is not None
-                   and self.dm.power_stream.n_total > 0 and self.dm.accel_stream.n_total > 0, 30.0, "streaming")
+        self._wait(
+            lambda: (
+                all(self.dm.status(k).state == DeviceState.STREAMING for k in (self.shield, self.board))
+                and self.dm.power_stream is not None
+                and self.dm.accel_stream is not None
+                and self.dm.power_stream.n_total > 0
+                and self.dm.accel_stream.n_total > 0
+            ),
+            30.0,
+            "streaming",
+        )
         self.win.show_panel("power")
         self._start_power_rec()
         self._start_accel_rec()
@@ -184,16 +194,21 @@ class Soak:
     def _start_power_rec(self) -> None:
         from app.core.recording import StreamRecorder
 
-        self.power_rec = StreamRecorder(self.ctx.store, self.dm.power_stream, "power", "soak power",
-                                        voltage=self.dm.voltage)
+        self.power_rec = StreamRecorder(
+            self.ctx.store, self.dm.power_stream, "power", "soak power", voltage=self.dm.voltage
+        )
 
     def _start_accel_rec(self) -> None:
         from app.core.recording import StreamRecorder
 
         self._set_activity()
-        self.accel_rec = StreamRecorder(self.ctx.store, self.dm.accel_stream, "accel",
-                                        f"soak accel {len(self.ctx.store.recordings('accel')) + 1}",
-                                        dataset_id=self.ctx.dataset.id)
+        self.accel_rec = StreamRecorder(
+            self.ctx.store,
+            self.dm.accel_stream,
+            "accel",
+            f"soak accel {len(self.ctx.store.recordings('accel')) + 1}",
+            dataset_id=self.ctx.dataset.id,
+        )
         self._seg_start = 0.0
 
     def _set_activity(self) -> None:
@@ -232,8 +247,15 @@ class Soak:
         from app.core.rounds import RoundConfig, RoundRunner
 
         self._stop_accel_rec()  # the round stops the accel stream; this segment is complete
-        runner = RoundRunner(self.ctx.store, self.dm, self.data_dir, RoundConfig(input_size=20, epochs=2),
-                             self.ctx.dataset.id, user=self.ctx.user.name, wait_power_s=5.0)
+        runner = RoundRunner(
+            self.ctx.store,
+            self.dm,
+            self.data_dir,
+            RoundConfig(input_size=20, epochs=2),
+            self.ctx.dataset.id,
+            user=self.ctx.user.name,
+            wait_power_s=5.0,
+        )
 
         def work() -> None:
             try:
@@ -261,7 +283,12 @@ class Soak:
             if self.dm.status(self.board).state != DeviceState.STREAMING or s.n_total <= n0 or not s.gaps:
                 return False
             got = s.samples(s.duration - 0.05, s.duration)
-            return got is not None and len(got[1]) > 0 and bool(np.isfinite(got[1]).all()) and s.gaps[-1][1] > n0 / s.rate_hz
+            return (
+                got is not None
+                and len(got[1]) > 0
+                and bool(np.isfinite(got[1]).all())
+                and s.gaps[-1][1] > n0 / s.rate_hz
+            )
 
         self._wait(fresh, 15.0, "the accel stream to resume after the round")
         self._start_accel_rec()
@@ -298,13 +325,21 @@ class Soak:
         lost = self.dm.lost_samples()
         pw = self.power_rec
         row = {
-            "t_s": round(t, 1), "panel": "live_accel" if self._panel_flip else "power", "rss_mb": round(rss_mb(), 1),
-            "tick_p50_ms": round(pct(self.ticks, 50), 2), "tick_p95_ms": round(pct(self.ticks, 95), 2),
-            "period_p95_ms": round(pct(self.periods, 95), 1), "frames": len(self.ticks),
-            "lost_power": lost.get("powershield", 0), "lost_accel": lost.get("board", 0),
-            "rec_dropped": self.recorder_dropped + (pw.dropped if pw else 0)
-                           + (self.accel_rec.dropped if self.accel_rec else 0),
-            "rounds_ok": self.rounds_ok, "rounds_failed": len(self.rounds_failed), "labels": self.labels,
+            "t_s": round(t, 1),
+            "panel": "live_accel" if self._panel_flip else "power",
+            "rss_mb": round(rss_mb(), 1),
+            "tick_p50_ms": round(pct(self.ticks, 50), 2),
+            "tick_p95_ms": round(pct(self.ticks, 95), 2),
+            "period_p95_ms": round(pct(self.periods, 95), 1),
+            "frames": len(self.ticks),
+            "lost_power": lost.get("powershield", 0),
+            "lost_accel": lost.get("board", 0),
+            "rec_dropped": self.recorder_dropped
+            + (pw.dropped if pw else 0)
+            + (self.accel_rec.dropped if self.accel_rec else 0),
+            "rounds_ok": self.rounds_ok,
+            "rounds_failed": len(self.rounds_failed),
+            "labels": self.labels,
             "faults": len(self.dm.faults),
             "catchups": sum(ep.catchups for ep in self.dm.bench.endpoints.values()) if self.dm.bench else 0,
             "power_s": round(self.dm.power_stream.duration, 1) if self.dm.power_stream else 0.0,
@@ -319,8 +354,11 @@ class Soak:
 
             snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
             if self._snap is not None:
-                print(f"  tracemalloc: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MB traced; "
-                      f"largest growth since the last report:", flush=True)
+                print(
+                    f"  tracemalloc: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MB traced; "
+                    f"largest growth since the last report:",
+                    flush=True,
+                )
                 for st in snap.compare_to(self._snap, "lineno")[: self.args.tracemalloc]:
                     print(f"    {st}", flush=True)
             self._snap = snap
@@ -328,8 +366,11 @@ class Soak:
     # --- run ---------------------------------------------------------------------------------------
     def run(self) -> dict:
         self.start()
-        print(f"soak: {self.args.duration:g} s, power {self.args.power_rate} S/s, accel {self.args.odr:g} Hz, "
-              f"data dir {self.data_dir}", flush=True)
+        print(
+            f"soak: {self.args.duration:g} s, power {self.args.power_rate} S/s, accel {self.args.odr:g} Hz, "
+            f"data dir {self.data_dir}",
+            flush=True,
+        )
         self.app.exec()
         if self.error is None and len(self.ticks) > 10:
             self._report(time.monotonic() - self.t0)
@@ -372,14 +413,29 @@ class Soak:
             "rounds_ran": self.rounds_ok >= 1 or self.args.duration < self.args.warmup + self.args.round_every,
             "no_error": self.error is None,
         }
-        return {"duration_s": self.args.duration, "rss_start_mb": rows[0]["rss_mb"] if rows else None,
-                "rss_first_mb": first.get("rss_mb"), "rss_last_mb": last.get("rss_mb"),
-                "rss_growth_mb": round(growth, 1), "tick_p95_first_ms": p95_first, "tick_p95_last_ms": p95_last,
-                "lost_samples": lost, "lost_power": last.get("lost_power"), "lost_accel": last.get("lost_accel"),
-                "recorder_dropped": self.recorder_dropped, "recorded": self.recorded, "rounds_ok": self.rounds_ok,
-                "rounds_failed": self.rounds_failed, "labels": self.labels, "faults": [f[2] for f in faults][:20],
-                "catchups": last.get("catchups"), "error": self.error, "goals": goals, "ok": all(goals.values()),
-                "intervals": rows}
+        return {
+            "duration_s": self.args.duration,
+            "rss_start_mb": rows[0]["rss_mb"] if rows else None,
+            "rss_first_mb": first.get("rss_mb"),
+            "rss_last_mb": last.get("rss_mb"),
+            "rss_growth_mb": round(growth, 1),
+            "tick_p95_first_ms": p95_first,
+            "tick_p95_last_ms": p95_last,
+            "lost_samples": lost,
+            "lost_power": last.get("lost_power"),
+            "lost_accel": last.get("lost_accel"),
+            "recorder_dropped": self.recorder_dropped,
+            "recorded": self.recorded,
+            "rounds_ok": self.rounds_ok,
+            "rounds_failed": self.rounds_failed,
+            "labels": self.labels,
+            "faults": [f[2] for f in faults][:20],
+            "catchups": last.get("catchups"),
+            "error": self.error,
+            "goals": goals,
+            "ok": all(goals.values()),
+            "intervals": rows,
+        }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -394,8 +450,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=int, default=60)
     p.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the summary JSON to FILE")
-    p.add_argument("--tracemalloc", type=int, default=0, metavar="N",
-                   help="diagnosis: trace Python allocations and print the N largest growths per report (slows the app)")
+    p.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="diagnosis: trace Python allocations and print the N largest growths per report (slows the app)",
+    )
     p.add_argument("--trace-frames", type=int, default=1, help="stack frames kept per traced allocation (default 1)")
     a = p.parse_args(argv)
     if a.duration <= 0:

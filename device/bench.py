@@ -74,8 +74,13 @@ class VirtualBench:
             self._tmpdir = tempfile.mkdtemp(prefix="odl-bench-")
         self.endpoints: dict[str, SerialEndpoint] = {
             "powershield": SerialEndpoint(
-                self.powershield, self.clock, port_lpm, pty=pty, pty_link=self._link("powershield"),
-                tick_s=tick_s, name="powershield",
+                self.powershield,
+                self.clock,
+                port_lpm,
+                pty=pty,
+                pty_link=self._link("powershield"),
+                tick_s=tick_s,
+                name="powershield",
             )
         }
         if self.board is not None:

@@ -51,7 +51,9 @@ def find_ports(ids: Iterable[tuple[int, int]], lister: Callable[[], Iterable] = 
         vid, pid = getattr(p, "vid", None), getattr(p, "pid", None)
         if vid is None or pid is None or (vid, pid) not in wanted:
             continue
-        found.append(PortInfo(p.device, vid, pid, getattr(p, "serial_number", None), getattr(p, "description", "") or ""))
+        found.append(
+            PortInfo(p.device, vid, pid, getattr(p, "serial_number", None), getattr(p, "description", "") or "")
+        )
     return sorted(found, key=lambda i: i.device)
 
 

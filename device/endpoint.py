@@ -452,7 +452,6 @@ class SerialEndpoint:
                 return
         self._send()
 
-
     def _advance_to(self, now: float) -> None:
         """Advance the device to simulated time ``now``.
 
@@ -467,8 +466,13 @@ class SerialEndpoint:
         wall = time.monotonic()
         last = self._last_advance
         self._last_advance = (wall, now)
-        if (last is not None and self._host is not None and wall - last[0] > CATCHUP_AFTER_S
-                and now > last[1] and getattr(self.device, "busy", True)):
+        if (
+            last is not None
+            and self._host is not None
+            and wall - last[0] > CATCHUP_AFTER_S
+            and now > last[1]
+            and getattr(self.device, "busy", True)
+        ):
             steps = min(int((wall - last[0]) / CATCHUP_STEP_S), 500)
             if steps > 1:
                 self.catchups += 1
@@ -481,12 +485,16 @@ class SerialEndpoint:
 class SocketEndpoint(SerialEndpoint):
     """``socket://127.0.0.1:PORT`` endpoint (binds 127.0.0.1 only; port 0 = ephemeral)."""
 
-    def __init__(self, device: EmulatedDevice, clock: SimClock, port: int = 0, tick_s: float = 0.002, **kw: object) -> None:
+    def __init__(
+        self, device: EmulatedDevice, clock: SimClock, port: int = 0, tick_s: float = 0.002, **kw: object
+    ) -> None:
         super().__init__(device, clock, port, pty=False, tick_s=tick_s, **kw)  # type: ignore[arg-type]
 
 
 class PtyEndpoint(SerialEndpoint):
     """POSIX pseudo-terminal endpoint; ``url`` is the slave path (or the stable ``link`` symlink)."""
 
-    def __init__(self, device: EmulatedDevice, clock: SimClock, tick_s: float = 0.002, link: str | None = None, **kw: object) -> None:
+    def __init__(
+        self, device: EmulatedDevice, clock: SimClock, tick_s: float = 0.002, link: str | None = None, **kw: object
+    ) -> None:
         super().__init__(device, clock, None, pty=True, pty_link=link, tick_s=tick_s, **kw)  # type: ignore[arg-type]

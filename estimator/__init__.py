@@ -60,15 +60,50 @@ from estimator.calibrate import BatchRecord, CalibrationError, CalibrationReport
 from estimator.core import Estimate, estimate, mode_label, time_per_batch_s, time_per_sample_s, update_time_s
 from estimator.memory import TrainingMemory, training_memory
 from estimator.ops import MAC_TYPES, InferenceStats, OpCounts, count_ops, inference_stats
-from estimator.profiles import PRESETS, DeviceProfile, ProfileError, get_profile, list_profiles, load_profile, save_profile
+from estimator.profiles import (
+    PRESETS,
+    DeviceProfile,
+    ProfileError,
+    get_profile,
+    list_profiles,
+    load_profile,
+    save_profile,
+)
 from estimator.recommend import MeasuredAccuracy, Recommendation, TableIIPrior, recommend
 
 __all__ = [
-    "OP_TYPES", "MAC_TYPES", "Arch", "Layer", "paper_cnn", "resolve_trainable",
-    "count_ops", "OpCounts", "inference_stats", "InferenceStats",
-    "training_memory", "TrainingMemory",
-    "DeviceProfile", "ProfileError", "PRESETS", "get_profile", "list_profiles", "load_profile", "save_profile",
-    "estimate", "Estimate", "mode_label", "time_per_sample_s", "time_per_batch_s", "update_time_s",
-    "BatchRecord", "calibrate", "evaluate", "CalibrationReport", "CalibrationError",
-    "recommend", "Recommendation", "TableIIPrior", "MeasuredAccuracy",
+    "OP_TYPES",
+    "MAC_TYPES",
+    "Arch",
+    "Layer",
+    "paper_cnn",
+    "resolve_trainable",
+    "count_ops",
+    "OpCounts",
+    "inference_stats",
+    "InferenceStats",
+    "training_memory",
+    "TrainingMemory",
+    "DeviceProfile",
+    "ProfileError",
+    "PRESETS",
+    "get_profile",
+    "list_profiles",
+    "load_profile",
+    "save_profile",
+    "estimate",
+    "Estimate",
+    "mode_label",
+    "time_per_sample_s",
+    "time_per_batch_s",
+    "update_time_s",
+    "BatchRecord",
+    "calibrate",
+    "evaluate",
+    "CalibrationReport",
+    "CalibrationError",
+    "recommend",
+    "Recommendation",
+    "TableIIPrior",
+    "MeasuredAccuracy",
 ]

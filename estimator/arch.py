@@ -153,7 +153,9 @@ class Arch:
         return resolve_trainable(self, mode)
 
     def with_input_size(self, T: int) -> "Arch":
-        return Arch((int(T), *self.input_shape[1:]), self.layers, self.classes, self.name, self.preprocessing, dict(self.meta))
+        return Arch(
+            (int(T), *self.input_shape[1:]), self.layers, self.classes, self.name, self.preprocessing, dict(self.meta)
+        )
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -36,8 +36,17 @@ from estimator.profiles import DeviceProfile, get_profile
 # Candidate groupings, finest first.
 GROUPINGS: dict[str, dict[str, tuple[str, ...]]] = {
     "per-op": {k: (k,) for k in MAC_TYPES},
-    "paper4": {"conv_fwd": ("conv_fwd",), "conv_dw": ("conv_dw",), "conv_dx": ("conv_dx",), "dense": ("dense_fwd", "dense_dw", "dense_dx")},
-    "fwd-bwd-dense": {"conv_fwd": ("conv_fwd",), "conv_bwd": ("conv_dw", "conv_dx"), "dense": ("dense_fwd", "dense_dw", "dense_dx")},
+    "paper4": {
+        "conv_fwd": ("conv_fwd",),
+        "conv_dw": ("conv_dw",),
+        "conv_dx": ("conv_dx",),
+        "dense": ("dense_fwd", "dense_dw", "dense_dx"),
+    },
+    "fwd-bwd-dense": {
+        "conv_fwd": ("conv_fwd",),
+        "conv_bwd": ("conv_dw", "conv_dx"),
+        "dense": ("dense_fwd", "dense_dw", "dense_dx"),
+    },
     "fwd-bwd": {"fwd": ("conv_fwd", "dense_fwd"), "bwd": ("conv_dw", "conv_dx", "dense_dw", "dense_dx")},
     "conv-dense": {"conv": ("conv_fwd", "conv_dw", "conv_dx"), "dense": ("dense_fwd", "dense_dw", "dense_dx")},
     "single": {"mac": MAC_TYPES},
@@ -148,10 +157,14 @@ class CalibrationReport:
     def summary(self) -> str:
         lines = [f"grouping {self.grouping}: " + ", ".join(f"{g} {c:.3g} cyc/op" for g, c in self.costs.items())]
         for r in self.time_rows:
-            lines.append(f"  {r['label']}: measured {r['measured_s']:.4g} s, model {r['predicted_s']:.4g} s ({100 * r['rel_error']:+.2f} %)")
+            lines.append(
+                f"  {r['label']}: measured {r['measured_s']:.4g} s, model {r['predicted_s']:.4g} s ({100 * r['rel_error']:+.2f} %)"
+            )
         lines.append(f"time residuals: RMS {100 * self.time_rms_rel:.2f} %, max {100 * self.time_max_abs_rel:.2f} %")
         if self.power_rows:
-            lines.append(f"power: I0 = {self.i0_a * 1e6:.1f} µA, k = {self.k_a_per_hz * 1e12:.1f} µA/MHz, RMS {100 * (self.power_rms_rel or 0):.2f} %")
+            lines.append(
+                f"power: I0 = {self.i0_a * 1e6:.1f} µA, k = {self.k_a_per_hz * 1e12:.1f} µA/MHz, RMS {100 * (self.power_rms_rel or 0):.2f} %"
+            )
         return "\n".join(lines)
 
 
@@ -197,7 +210,9 @@ def _record_parts(rec: BatchRecord, base: DeviceProfile) -> tuple[dict[str, floa
     ops = count_ops(rec.arch, _names(rec.arch, rec.trainable))
     per_batch = ops.per_batch(rec.batch_size)
     macs = {k: float(per_batch[k]) for k in MAC_TYPES}
-    fixed = base.cycles["elementwise"] * per_batch["elementwise"] - base.cycles["elementwise"] * ops.update["elementwise"]
+    fixed = (
+        base.cycles["elementwise"] * per_batch["elementwise"] - base.cycles["elementwise"] * ops.update["elementwise"]
+    )
     fixed += base.cycles["update"] * ops.update["elementwise"]
     io = rec.batch_size * base.io_s(_prod(rec.arch.input_shape))
     return macs, fixed, io, f
@@ -234,7 +249,9 @@ def _identifiable(X: np.ndarray) -> bool:
     return bool(np.linalg.svd(share, compute_uv=False)[-1] >= MIN_SHARE_SPREAD)
 
 
-def _active_groups(records: Sequence[BatchRecord], base: DeviceProfile, grouping: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+def _active_groups(
+    records: Sequence[BatchRecord], base: DeviceProfile, grouping: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[str, ...]]:
     """Drop groups whose ops never occur in the records (they keep the base cost)."""
     X, _ = _design(records, base, grouping)
     return {g: tuple(ops) for (g, ops), col in zip(grouping.items(), X.T) if np.any(col > 0)}
@@ -329,7 +346,15 @@ def evaluate(profile: DeviceProfile | str, records: Iterable[BatchRecord]) -> tu
     for rec in records:
         f = float(rec.clock_hz or p.clock_hz)
         pred = time_per_batch_s(rec.arch, _names(rec.arch, rec.trainable), rec.batch_size, p, f)
-        time_rows.append({"label": rec.name(), "measured_s": rec.seconds, "predicted_s": pred, "error_s": pred - rec.seconds, "rel_error": (pred - rec.seconds) / rec.seconds})
+        time_rows.append(
+            {
+                "label": rec.name(),
+                "measured_s": rec.seconds,
+                "predicted_s": pred,
+                "error_s": pred - rec.seconds,
+                "rel_error": (pred - rec.seconds) / rec.seconds,
+            }
+        )
         pw = rec.power_w()
         if pw is not None:
             v = float(rec.voltage_v or p.voltage_v)

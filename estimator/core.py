@@ -38,7 +38,9 @@ def mode_label(arch: Arch, trainable: Trainable) -> str:
     return ",".join(l.name for l in arch.layers if l.name in names)
 
 
-def time_per_sample_s(arch: Arch, trainable: Trainable, profile: DeviceProfile | str, clock_hz: float | None = None) -> float:
+def time_per_sample_s(
+    arch: Arch, trainable: Trainable, profile: DeviceProfile | str, clock_hz: float | None = None
+) -> float:
     """Forward + backward of one window, plus its I/O, in seconds."""
     p = get_profile(profile)
     f = p.clock_hz if clock_hz is None else float(clock_hz)
@@ -46,7 +48,9 @@ def time_per_sample_s(arch: Arch, trainable: Trainable, profile: DeviceProfile |
     return p.cycles_for(ops.per_sample) / f + p.io_s(_prod(arch.input_shape))
 
 
-def update_time_s(arch: Arch, trainable: Trainable, profile: DeviceProfile | str, clock_hz: float | None = None) -> float:
+def update_time_s(
+    arch: Arch, trainable: Trainable, profile: DeviceProfile | str, clock_hz: float | None = None
+) -> float:
     """One SGD parameter update (once per batch), in seconds."""
     p = get_profile(profile)
     f = p.clock_hz if clock_hz is None else float(clock_hz)
@@ -54,11 +58,15 @@ def update_time_s(arch: Arch, trainable: Trainable, profile: DeviceProfile | str
     return p.cycles["update"] * ops.update["elementwise"] / f
 
 
-def time_per_batch_s(arch: Arch, trainable: Trainable, batch_size: int, profile: DeviceProfile | str, clock_hz: float | None = None) -> float:
+def time_per_batch_s(
+    arch: Arch, trainable: Trainable, batch_size: int, profile: DeviceProfile | str, clock_hz: float | None = None
+) -> float:
     """``batch_size`` windows forward + backward (with I/O) and one parameter update, in seconds."""
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size) * time_per_sample_s(arch, trainable, profile, clock_hz) + update_time_s(arch, trainable, profile, clock_hz)
+    return int(batch_size) * time_per_sample_s(arch, trainable, profile, clock_hz) + update_time_s(
+        arch, trainable, profile, clock_hz
+    )
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,7 @@ class Estimate:
 
     def row(self) -> dict:
         """Flat summary (the CLI's JSON row)."""
+
         def mj(x: float | None) -> float | None:
             return None if x is None else x * 1e3
 
@@ -240,7 +249,9 @@ def estimate(
         batches = t_epoch = t_round = None
         if dataset_in_ram:
             notes.append("dataset_in_ram ignored: n_windows not given")
-    memory = MemoryEstimate(mem, excluded, int(p.ram_bytes), p.firmware_reserve_bytes, bool(dataset_in_ram and n_windows is not None))
+    memory = MemoryEstimate(
+        mem, excluded, int(p.ram_bytes), p.firmware_reserve_bytes, bool(dataset_in_ram and n_windows is not None)
+    )
     return Estimate(
         arch_name=arch.name,
         input_size=arch.input_size,

@@ -162,7 +162,9 @@ def _forward_ops(layer: Layer, s_in: tuple[int, ...], s_out: tuple[int, ...]) ->
     return ops
 
 
-def _backward_ops(layer: Layer, s_in: tuple[int, ...], s_out: tuple[int, ...], trained: bool, need_dx: bool, is_last: bool) -> dict[str, int]:
+def _backward_ops(
+    layer: Layer, s_in: tuple[int, ...], s_out: tuple[int, ...], trained: bool, need_dx: bool, is_last: bool
+) -> dict[str, int]:
     ops = zero_ops()
     k = layer.kind
     n_out = _prod(s_out)

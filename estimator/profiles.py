@@ -75,7 +75,9 @@ class DeviceProfile:
             raise ProfileError(f"profile {self.name!r}: clock_hz must be > 0, got {self.clock_hz}")
         unknown = set(self.cycles) - set(COST_KEYS)
         if unknown:
-            raise ProfileError(f"profile {self.name!r}: unknown op types in cycles: {sorted(unknown)} (known: {', '.join(COST_KEYS)})")
+            raise ProfileError(
+                f"profile {self.name!r}: unknown op types in cycles: {sorted(unknown)} (known: {', '.join(COST_KEYS)})"
+            )
         full = {k: float(self.cycles.get(k, 0.0)) for k in COST_KEYS}
         bad = [k for k, v in full.items() if not (math.isfinite(v) and v >= 0)]
         if bad:
@@ -85,7 +87,14 @@ class DeviceProfile:
             v = getattr(self, fname)
             if not (math.isfinite(v) and v >= 0):
                 raise ProfileError(f"profile {self.name!r}: {fname} must be finite and >= 0, got {v}")
-        for fname in ("ram_bytes", "flash_bytes", "stack_bytes", "static_bytes", "protocol_buffer_bytes", "code_flash_bytes"):
+        for fname in (
+            "ram_bytes",
+            "flash_bytes",
+            "stack_bytes",
+            "static_bytes",
+            "protocol_buffer_bytes",
+            "code_flash_bytes",
+        ):
             if int(getattr(self, fname)) < 0:
                 raise ProfileError(f"profile {self.name!r}: {fname} must be >= 0")
 
@@ -144,7 +153,16 @@ class DeviceProfile:
 
 def _paper_cycles() -> dict[str, float]:
     dense = 6.607
-    return {"conv_fwd": 11.086, "conv_dw": 17.854, "conv_dx": 9.240, "dense_fwd": dense, "dense_dw": dense, "dense_dx": dense, "elementwise": 0.0, "update": 0.0}
+    return {
+        "conv_fwd": 11.086,
+        "conv_dw": 17.854,
+        "conv_dx": 9.240,
+        "dense_fwd": dense,
+        "dense_dw": dense,
+        "dense_dx": dense,
+        "elementwise": 0.0,
+        "update": 0.0,
+    }
 
 
 def _uniform_cycles(mac: float, elementwise: float, update: float) -> dict[str, float]:

@@ -123,7 +123,13 @@ class Recommendation:
     budgets: dict
 
     def to_dict(self) -> dict:
-        return {"choice": self.choice, "reason": self.reason, "binding": self.binding, "budgets": dict(self.budgets), "table": list(self.table)}
+        return {
+            "choice": self.choice,
+            "reason": self.reason,
+            "binding": self.binding,
+            "budgets": dict(self.budgets),
+            "table": list(self.table),
+        }
 
 
 def _label(row: Mapping) -> str:
@@ -263,23 +269,41 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
         for c in CONSTRAINTS:
             if all(c in r["violations"] for r in table):
                 if c == "power_source":
-                    return None, "Nothing fits: every option is Full personalization, which is kept for when the device is charging.", c
+                    return (
+                        None,
+                        "Nothing fits: every option is Full personalization, which is kept for when the device is charging.",
+                        c,
+                    )
                 key = {"ram": "ram_needed_kib", "time": "time_per_round_s", "energy": "energy_per_round_mj"}[c]
                 least = min(table, key=lambda r: r[key])
-                return None, f"Nothing fits the {_NAMES[c]}: even the cheapest option, {_label(least)}, {_why(least, c, budgets)}.", c
+                return (
+                    None,
+                    f"Nothing fits the {_NAMES[c]}: even the cheapest option, {_label(least)}, {_why(least, c, budgets)}.",
+                    c,
+                )
         closest = min(table, key=lambda r: (len(r["violations"]), _cost_key(r)))
         names = " and ".join(_NAMES[c] for c in closest["violations"])
-        return None, f"Nothing fits all budgets together: the closest option, {_label(closest)}, still breaks the {names}.", "infeasible"
+        return (
+            None,
+            f"Nothing fits all budgets together: the closest option, {_label(closest)}, still breaks the {names}.",
+            "infeasible",
+        )
     best_acc = max(r["accuracy"] for r in feasible)
     good = [r for r in feasible if r["accuracy"] >= best_acc - tol]
     choice = min(good, key=_cost_key)
     better = [r for r in table if not r["feasible"] and r["accuracy"] > choice["accuracy"] + tol]
     cost = f"{choice['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of training RAM, {choice['time_per_round_s']:.3g} s and {choice['energy_per_round_mj']:.3g} mJ per round"
     if not better:
-        return choice, f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}) at the lowest cost, {cost}.", "none"
+        return (
+            choice,
+            f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}) at the lowest cost, {cost}.",
+            "none",
+        )
     counts = {c: sum(c in r["violations"] for r in better) for c in CONSTRAINTS}
     binding = max(CONSTRAINTS, key=lambda c: counts[c])
-    top = max((r for r in better if binding in r["violations"]), key=lambda r: (r["accuracy"], -r["energy_per_round_mj"]))
+    top = max(
+        (r for r in better if binding in r["violations"]), key=lambda r: (r["accuracy"], -r["energy_per_round_mj"])
+    )
     reason = (
         f"The {_NAMES[binding]} binds: {_label(top)} would reach F1 {top['accuracy']:.3f} but {_why(top, binding, budgets)}, "
         f"so {_label(choice)} (F1 {choice['accuracy']:.3f}, {cost}) is the best option within budget."
@@ -296,4 +320,7 @@ def n_windows_from_recording(seconds: float, rate_hz: float = 20.0) -> Callable[
 
 def summarize(table: Iterable[Mapping]) -> list[str]:
     """One text line per row (used by the CLI)."""
-    return [f"{_label(r)}: F1 {r['accuracy']:.3f}, {r['energy_per_round_mj']:.3g} mJ, {r['time_per_round_s']:.3g} s" for r in table]
+    return [
+        f"{_label(r)}: F1 {r['accuracy']:.3f}, {r['energy_per_round_mj']:.3g} mJ, {r['time_per_round_s']:.3g} s"
+        for r in table
+    ]

@@ -89,14 +89,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import PyInstaller  # noqa: F401
     except ImportError:
-        print("packaging/build.py: PyInstaller is not installed in this Python "
-              f"({sys.executable}); run `make package` or `pip install -e '.[package]'`.", file=sys.stderr)
+        print(
+            "packaging/build.py: PyInstaller is not installed in this Python "
+            f"({sys.executable}); run `make package` or `pip install -e '.[package]'`.",
+            file=sys.stderr,
+        )
         return 2
     dist, work = Path(args.dist), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "pyinstaller.log"
-    cmd = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
-           "--distpath", str(dist), "--workpath", str(work), str(SPEC)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        "--noconfirm",
+        "--clean",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        str(SPEC),
+    ]
     print(f"building with PyInstaller {_version('pyinstaller')} (log: {log_path}) …", flush=True)
     t0 = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -105,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
         print("\n".join(tail), file=sys.stderr)
-        print(f"packaging/build.py: PyInstaller failed (exit {rc}) after {build_s:.0f} s; full log: {log_path}",
-              file=sys.stderr)
+        print(
+            f"packaging/build.py: PyInstaller failed (exit {rc}) after {build_s:.0f} s; full log: {log_path}",
+            file=sys.stderr,
+        )
         return 1
 
     bundle = dist / NAME
@@ -121,11 +138,18 @@ def main(argv: list[str] | None = None) -> int:
 
     size, files = tree_size(bundle)
     info = {
-        "name": NAME, "version": __version__, "os": os_tag(), "machine": platform.machine(),
-        "python": platform.python_version(), "pyinstaller": _version("pyinstaller"),
-        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"), "keras": _version("keras"),
+        "name": NAME,
+        "version": __version__,
+        "os": os_tag(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "pyinstaller": _version("pyinstaller"),
+        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
+        "keras": _version("keras"),
         "pyside6": _version("PySide6-Essentials") or _version("PySide6"),
-        "build_seconds": round(build_s, 1), "size_bytes": size, "files": files,
+        "build_seconds": round(build_s, 1),
+        "size_bytes": size,
+        "files": files,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (bundle / "BUILD-INFO.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -85,19 +85,25 @@ def shapes() -> list[Rect | Line | Dot]:
 
 
 def svg_text() -> str:
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{CANVAS}" height="{CANVAS}" '
-             f'viewBox="0 0 {CANVAS} {CANVAS}">', "  <title>ODL Studio</title>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{CANVAS}" height="{CANVAS}" viewBox="0 0 {CANVAS} {CANVAS}">',
+        "  <title>ODL Studio</title>",
+    ]
     for s in shapes():
         if isinstance(s, Rect):
             stroke = f' stroke="{s.stroke}" stroke-width="{s.stroke_width:g}"' if s.stroke else ""
-            parts.append(f'  <rect x="{s.x:g}" y="{s.y:g}" width="{s.w:g}" height="{s.h:g}" rx="{s.radius:g}" '
-                         f'fill="{s.fill}"{stroke}/>')
+            parts.append(
+                f'  <rect x="{s.x:g}" y="{s.y:g}" width="{s.w:g}" height="{s.h:g}" rx="{s.radius:g}" '
+                f'fill="{s.fill}"{stroke}/>'
+            )
         elif isinstance(s, Dot):
             parts.append(f'  <circle cx="{s.cx:g}" cy="{s.cy:g}" r="{s.r:g}" fill="{s.fill}"/>')
         else:
             pts = " ".join(f"{x:g},{y:g}" for x, y in s.points)
-            parts.append(f'  <polyline points="{pts}" fill="none" stroke="{s.stroke}" stroke-width="{s.width:g}" '
-                         'stroke-linecap="round" stroke-linejoin="round"/>')
+            parts.append(
+                f'  <polyline points="{pts}" fill="none" stroke="{s.stroke}" stroke-width="{s.width:g}" '
+                'stroke-linecap="round" stroke-linejoin="round"/>'
+            )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -167,8 +173,9 @@ ICNS_TYPES = {16: b"icp4", 32: b"icp5", 64: b"icp6", 128: b"ic07", 256: b"ic08",
 
 def icns_bytes(pngs: dict[int, bytes]) -> bytes:
     """A macOS .icns with PNG elements (macOS 10.7+)."""
-    body = b"".join(ICNS_TYPES[s] + struct.pack(">I", 8 + len(pngs[s])) + pngs[s] for s in sorted(pngs)
-                    if s in ICNS_TYPES)
+    body = b"".join(
+        ICNS_TYPES[s] + struct.pack(">I", 8 + len(pngs[s])) + pngs[s] for s in sorted(pngs) if s in ICNS_TYPES
+    )
     return b"icns" + struct.pack(">I", 8 + len(body)) + body
 
 

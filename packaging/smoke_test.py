@@ -65,8 +65,7 @@ def tree_size(path: Path) -> int:
 
 def child_env() -> dict[str, str]:
     """The environment of a user's desktop session: no Python variables leaking into the bundle."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
     env["QT_QPA_PLATFORM"] = "offscreen"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -75,8 +74,9 @@ def child_env() -> dict[str, str]:
 def run_step(name: str, cmd: list[str], timeout: float) -> tuple[str, str, float]:
     t0 = time.perf_counter()
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(),
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:
         raise SmokeFailure(f"{name}: no exit after {timeout:g} s ({shlex.join(cmd)})") from exc
     except OSError as exc:
@@ -131,14 +131,19 @@ def check_estimate(out: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Smoke-test the frozen ODL Studio app.")
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
-                     help="bundle folder or executable (default dist/odlstudio)")
+    src.add_argument(
+        "--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder or executable (default dist/odlstudio)"
+    )
     src.add_argument("--cmd", help="command line to test instead of a bundle, e.g. '.venv/bin/python -m app.cli'")
     ap.add_argument("--no-frozen", action="store_true", help="do not require sys.frozen (testing from source)")
     ap.add_argument("--seconds", type=float, default=5.0, help="streaming time (default 5)")
     ap.add_argument("--no-export", action="store_true", help="skip the export check (TensorFlow)")
-    ap.add_argument("--timeout", type=float, default=600.0,
-                    help="seconds allowed for the smoke step (default 600; TF's first load is slow on a cold disk)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds allowed for the smoke step (default 600; TF's first load is slow on a cold disk)",
+    )
     args = ap.parse_args(argv)
     if not 0 < args.seconds <= 600:
         ap.error(f"--seconds must be in (0, 600], got {args.seconds}")
@@ -163,14 +168,21 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             raise SmokeFailure("smoke: " + "; ".join(problems))
         ex = report.get("export") or {}
-        print(f"[2/3] smoke: start-up {report.get('startup_s')} s, connected in {report.get('connect_s')} s, "
-              f"{report['accel_samples']} accel samples @ {report['accel_rate_hz']:g} Hz and "
-              f"{report['power_samples']} current samples @ {report['power_rate_hz']:g} Hz in {args.seconds:g} s; "
-              f"TensorFlow at start-up: {report['tensorflow_at_startup']}"
-              + (f"; export {', '.join(ex['formats'])} in {ex['seconds']} s "
-                 f"(TFLite f32 vs Keras {ex['tflite_float32_max_abs_diff']:.1e}, "
-                 f"int8 {ex['tflite_int8_max_abs_diff']:.3f})" if ex else "")
-              + f" [{dt:.1f} s]", flush=True)
+        print(
+            f"[2/3] smoke: start-up {report.get('startup_s')} s, connected in {report.get('connect_s')} s, "
+            f"{report['accel_samples']} accel samples @ {report['accel_rate_hz']:g} Hz and "
+            f"{report['power_samples']} current samples @ {report['power_rate_hz']:g} Hz in {args.seconds:g} s; "
+            f"TensorFlow at start-up: {report['tensorflow_at_startup']}"
+            + (
+                f"; export {', '.join(ex['formats'])} in {ex['seconds']} s "
+                f"(TFLite f32 vs Keras {ex['tflite_float32_max_abs_diff']:.1e}, "
+                f"int8 {ex['tflite_int8_max_abs_diff']:.3f})"
+                if ex
+                else ""
+            )
+            + f" [{dt:.1f} s]",
+            flush=True,
+        )
 
         out, _err, dt = run_step("estimate --json", [*base, "estimate", "--json"], timeout=120)
         est = last_json("estimate --json", out)
@@ -179,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SmokeFailure("estimate --json: " + "; ".join(problems))
         choice = (est.get("recommendation") or {}).get("choice") or {}
         picked = ", ".join(f"{k}={choice[k]}" for k in ("input_size", "mode", "epochs") if k in choice)
-        print(f"[3/3] estimate --json: {len(est['rows'])} rows, recommendation: {picked or 'none'} ({dt:.1f} s)",
-              flush=True)
+        print(
+            f"[3/3] estimate --json: {len(est['rows'])} rows, recommendation: {picked or 'none'} ({dt:.1f} s)",
+            flush=True,
+        )
     except SmokeFailure as exc:
         print(f"SMOKE TEST FAILED: {exc}", file=sys.stderr)
         return 1

@@ -49,8 +49,11 @@ def bench_context(tmp_path: Path, time_scale: float = 40.0, power_rate: int = 10
         if st.info.kind == "powershield":
             dm.configure_power(st.info.key, power_rate, 3.3)
         dm.connect(st.info.key)
-    wait_for(lambda: all(s.state == DeviceState.READY for s in dm.snapshot()) and len(dm.snapshot()) == 2, 20.0,
-             lambda: f"devices not ready: {[(s.info.name, s.state.value, s.message) for s in dm.snapshot()]}")
+    wait_for(
+        lambda: all(s.state == DeviceState.READY for s in dm.snapshot()) and len(dm.snapshot()) == 2,
+        20.0,
+        lambda: f"devices not ready: {[(s.info.name, s.state.value, s.message) for s in dm.snapshot()]}",
+    )
     return ctx
 
 

@@ -81,9 +81,14 @@ class Rig:
 
     def detected(self, key: str, t0: float, n0: int, timeout: float = 4.0) -> tuple[float, str]:
         """Wait for a new fault of ``key``; returns (seconds after t0, its text)."""
+
         def new():
-            return [f for f in list(self.dm.faults)[-(self.dm.fault_count - n0):] if f[1] == key] \
-                if self.dm.fault_count > n0 else []
+            return (
+                [f for f in list(self.dm.faults)[-(self.dm.fault_count - n0) :] if f[1] == key]
+                if self.dm.fault_count > n0
+                else []
+            )
+
         wait_for(lambda: bool(new()), timeout, lambda: f"no fault detected on {key}: {self.describe()}")
         t, _k, text = new()[0]
         return t - t0, text
@@ -91,8 +96,9 @@ class Rig:
     def recovered(self, key: str, want: DeviceState, timeout: float = 12.0, reconnected: bool = True) -> None:
         """Back in ``want`` (after a reconnect, if ``reconnected``: the message says so) with fresh samples."""
         if reconnected:
-            wait_for(lambda: self.state(key) == want and "reconnected" in self.dm.status(key).message, timeout,
-                     self.describe)
+            wait_for(
+                lambda: self.state(key) == want and "reconnected" in self.dm.status(key).message, timeout, self.describe
+            )
         else:
             wait_for(lambda: self.state(key) == want, timeout, self.describe)
         if want == DeviceState.STREAMING:
@@ -134,9 +140,12 @@ LINK_FAULTS = {
     "reset": lambda r, k: setattr(r.emu(k).faults, "reset_now", True),  # LPM01A: = psrst; board: reset button
 }
 WORDS = {
-    ("unplug", POWER): "USB link to the LPM01A lost", ("unplug", BOARD): "USB link to the board lost",
-    ("unplug_new_port", POWER): "USB link to the LPM01A lost", ("unplug_new_port", BOARD): "USB link to the board lost",
-    ("reset", POWER): "USB link to the LPM01A lost", ("reset", BOARD): "the board reset itself",
+    ("unplug", POWER): "USB link to the LPM01A lost",
+    ("unplug", BOARD): "USB link to the board lost",
+    ("unplug_new_port", POWER): "USB link to the LPM01A lost",
+    ("unplug_new_port", BOARD): "USB link to the board lost",
+    ("reset", POWER): "USB link to the LPM01A lost",
+    ("reset", BOARD): "the board reset itself",
 }
 
 
@@ -176,8 +185,11 @@ def test_psrst_command_while_streaming(rig):
 # ---------------------------------------------------------------------------------------------------
 # byte faults: corruption, dropped bytes, NUL bursts (streaming continues, losses marked)
 # ---------------------------------------------------------------------------------------------------
-BYTE_FAULTS = {"corrupt": {"corrupt_rate": 2e-4}, "drop": {"drop_rate": 2e-4},
-               "nul_burst": {"nul_burst_rate": 2e-4, "nul_burst_len": 16}}
+BYTE_FAULTS = {
+    "corrupt": {"corrupt_rate": 2e-4},
+    "drop": {"drop_rate": 2e-4},
+    "nul_burst": {"nul_burst_rate": 2e-4, "nul_burst_len": 16},
+}
 
 
 @pytest.mark.parametrize("key", [POWER, BOARD])
@@ -227,7 +239,7 @@ def test_peer_stops_delivering(rig, key):
         dt, text = rig.detected(key, t0, n0)
         print(f"DETECT {rig.state(key).value} {key} {dt:.2f} s: {text}")
         assert dt <= DETECT_S, (dt, text)
-        assert ("stopped" in text or "does not answer" in text or "lost" in text), text
+        assert "stopped" in text or "does not answer" in text or "lost" in text, text
     finally:
         rig.emu(key).faults.host_not_reading = False
     rig.recovered(key, DeviceState.STREAMING, timeout=15)

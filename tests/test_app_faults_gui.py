@@ -48,11 +48,15 @@ def test_unplug_is_said_in_plain_words_and_recovers(window, qtbot):
     # within 2 s the status bar says what happened, in words a user understands
     qtbot.waitUntil(lambda: "USB link to the LPM01A lost" in window.statusBar().currentMessage(), timeout=2000)
     row = [s.info.key for s in panel._statuses].index(POWER)  # noqa: SLF001
-    qtbot.waitUntil(lambda: "lost" in panel.table.item(row, 5).text() or "reconnect" in panel.table.item(row, 5).text(),
-                    timeout=2000)
+    qtbot.waitUntil(
+        lambda: "lost" in panel.table.item(row, 5).text() or "reconnect" in panel.table.item(row, 5).text(),
+        timeout=2000,
+    )
     # then it comes back by itself and the Devices panel says so
-    qtbot.waitUntil(lambda: dm.status(POWER).state == DeviceState.STREAMING
-                    and "reconnected" in dm.status(POWER).message, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: dm.status(POWER).state == DeviceState.STREAMING and "reconnected" in dm.status(POWER).message,
+        timeout=10_000,
+    )
     qtbot.waitUntil(lambda: "streaming" in window.devices_label.text(), timeout=2000)
     # the outage becomes a marked gap when the first block after the reconnect arrives
     qtbot.waitUntil(lambda: bool(dm.power_stream.gaps), timeout=3000)
@@ -110,8 +114,27 @@ def test_close_with_a_recorder_running_writes_nothing_after_the_store_closed(tmp
 def test_cli_capture_opens_in_the_power_panel(window, qtbot, tmp_path):
     """A capture recorded with ``odlstudio power --out x.h5`` opens in the app (Power › Open… › Other file)."""
     out = tmp_path / "cli.h5"
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "power", "--port", "auto", "--freq", "10k", "--duration",
-                           "1.5", "--out", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "power",
+            "--port",
+            "auto",
+            "--freq",
+            "10k",
+            "--duration",
+            "1.5",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     from device.lpm01a.recorder import read_capture
 

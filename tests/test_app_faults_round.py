@@ -39,8 +39,15 @@ class Round:
         self.ctx = ctx
         self.state = RoundState()
         self.cancel = threading.Event()
-        self.runner = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(input_size=20, epochs=epochs),
-                                  ctx.dataset.id, self.state, user=ctx.user.name)
+        self.runner = RoundRunner(
+            ctx.store,
+            ctx.devices,
+            ctx.data_dir,
+            RoundConfig(input_size=20, epochs=epochs),
+            ctx.dataset.id,
+            self.state,
+            user=ctx.user.name,
+        )
         self.error: BaseException | None = None
         self.result: dict | None = None
         self.ended_at: float | None = None
@@ -55,8 +62,11 @@ class Round:
         self.ended_at = time.monotonic()
 
     def wait_batches(self, n: int, timeout: float = 90.0) -> None:
-        wait_for(lambda: len(self.state.snapshot()["rows"] or []) >= n or not self.thread.is_alive(), timeout,
-                 lambda: f"round did not reach {n} batches: {self.state.snapshot()['text']}")
+        wait_for(
+            lambda: len(self.state.snapshot()["rows"] or []) >= n or not self.thread.is_alive(),
+            timeout,
+            lambda: f"round did not reach {n} batches: {self.state.snapshot()['text']}",
+        )
         assert self.thread.is_alive(), f"round ended early: {self.error or self.result}"
 
     def join(self, timeout: float) -> None:
@@ -66,8 +76,11 @@ class Round:
 
 def _board_back(ctx) -> None:
     ctx.devices.bench.board.faults.clear()
-    wait_for(lambda: ctx.devices.status(BOARD).state == DeviceState.READY, 20,
-             lambda: f"board not READY again: {ctx.devices.status(BOARD)}")
+    wait_for(
+        lambda: ctx.devices.status(BOARD).state == DeviceState.READY,
+        20,
+        lambda: f"board not READY again: {ctx.devices.status(BOARD)}",
+    )
 
 
 def _labels(ctx) -> list:
@@ -96,13 +109,17 @@ def test_board_fault_mid_round_fails_it_fast_and_recovers(ctx, fault):
     print(f"DETECT round {fault} {dt:.2f} s: {r.error}")
     assert r.error is not None, r.result
     assert dt <= 2.0, f"round ended {dt:.2f} s after the fault ({r.error})"
+
     def said() -> list[str]:
         n = ctx.devices.fault_count - n0
         return [f[2] for f in list(ctx.devices.faults)[-n:]] if n > 0 else []
 
     if words not in str(r.error):  # e.g. reset: the board's ROUND_DONE (ABORTED) beats its BOOT to the host
-        wait_for(lambda: any(words in t for t in said()), max(0.1, t0 + 2.0 - time.monotonic()),
-                 lambda: f"no fault saying {words!r} within 2 s: {r.error}, {said()}")
+        wait_for(
+            lambda: any(words in t for t in said()),
+            max(0.1, t0 + 2.0 - time.monotonic()),
+            lambda: f"no fault saying {words!r} within 2 s: {r.error}, {said()}",
+        )
     rid = r.state.snapshot()["round_id"]
     row = {x["id"]: x for x in ctx.store.rounds()}[rid]
     # the board reset: its own ROUND_DONE (status ABORTED) reaches the round first; the device says "reset"
@@ -137,6 +154,12 @@ def test_power_unplug_mid_round_keeps_the_round(ctx):
     wait_for(lambda: ctx.devices.fault_count > n0, 2.0, "LPM01A fault not detected within 2 s")
     r.join(180)
     assert r.error is None and r.result["status"] == "done", r.error
-    wait_for(lambda: ctx.devices.status(POWER).state == DeviceState.STREAMING
-             and "reconnected" in ctx.devices.status(POWER).message, 15, lambda: ctx.devices.status(POWER))
+    wait_for(
+        lambda: (
+            ctx.devices.status(POWER).state == DeviceState.STREAMING
+            and "reconnected" in ctx.devices.status(POWER).message
+        ),
+        15,
+        lambda: ctx.devices.status(POWER),
+    )
     # (the marked gap is checked at time scale 1 in test_app_faults.py: here the simulated clock runs 5x)

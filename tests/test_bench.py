@@ -12,12 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import serial
 
 from device.bench import VirtualBench, load_board_emulator
-from device.lpm01a import spec
 from device.power_profiles import L496Profile
 from tests.test_endpoint import BANNER, ask, count_bin_samples, read_until
 
@@ -81,7 +79,9 @@ def _read_json_line(proc: subprocess.Popen, timeout: float) -> dict:
     t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
     t.start()
     t.join(timeout)
-    assert box and box[0], f"no JSON line within {timeout} s (stderr: {proc.stderr.read() if proc.poll() is not None else ''})"
+    assert box and box[0], (
+        f"no JSON line within {timeout} s (stderr: {proc.stderr.read() if proc.poll() is not None else ''})"
+    )
     return json.loads(box[0])
 
 
@@ -90,7 +90,11 @@ def test_cli_bench_json_serve_and_sigterm() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "bench", "--json", "--pty", "--seed", "5", "--time-scale", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         info = _read_json_line(proc, 60)
@@ -115,7 +119,11 @@ def test_cli_bench_reports_a_busy_port() -> None:
         port = busy.getsockname()[1]
         res = subprocess.run(
             [sys.executable, "-m", "app.cli", "bench", "--json", "--port-lpm", str(port)],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert res.returncode == 2 and "cannot start the virtual bench" in res.stderr and res.stdout == ""
 
@@ -123,6 +131,10 @@ def test_cli_bench_reports_a_busy_port() -> None:
 def test_cli_bench_rejects_bad_arguments() -> None:
     res = subprocess.run(
         [sys.executable, "-m", "app.cli", "bench", "--port-lpm", "70000"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 2 and "out of range 0..65535" in res.stderr

@@ -90,8 +90,14 @@ CHILD = textwrap.dedent("""
 def _run_and_kill(data_dir: Path, phase: str, until) -> list[dict]:
     """Start the child, read its lines until ``until(lines)`` is true, then SIGKILL it; returns the lines."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir), phase], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data_dir), phase],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[dict] = []
     done = threading.Event()
 
@@ -112,8 +118,9 @@ def _run_and_kill(data_dir: Path, phase: str, until) -> list[dict]:
     proc.wait(10)
     time.sleep(0.3)  # let the reader thread take the last lines printed before the kill
     if not (ok and alive):
-        pytest.fail(f"child ({phase}) ended before the kill point (exit {proc.returncode}):\n"
-                    f"{proc.stderr.read()[-4000:]}")  # type: ignore[union-attr]
+        pytest.fail(
+            f"child ({phase}) ended before the kill point (exit {proc.returncode}):\n{proc.stderr.read()[-4000:]}"
+        )  # type: ignore[union-attr]
     return list(lines)
 
 

@@ -29,30 +29,38 @@ from device.engine.weights import fold_conv_bn, unfold_conv_bn
 
 def ign_arch(wl: int = 24, n_classes: int = 4) -> Arch:
     """ST model-zoo IGN (st-modelzoo-har.md §1.2)."""
-    return Arch((wl, 3, 1), (
-        Layer("conv2d", "conv", filters=24, kernel=16),
-        Layer("relu", "relu"),
-        Layer("maxpool2d", "pool", pool=3),
-        Layer("flatten", "flatten"),
-        Layer("dense", "dense1", units=12),
-        Layer("dropout", "dropout", rate=0.5),
-        Layer("dense", "dense2", units=n_classes),
-        Layer("softmax", "softmax"),
-    ), name=f"ign_wl{wl}")
+    return Arch(
+        (wl, 3, 1),
+        (
+            Layer("conv2d", "conv", filters=24, kernel=16),
+            Layer("relu", "relu"),
+            Layer("maxpool2d", "pool", pool=3),
+            Layer("flatten", "flatten"),
+            Layer("dense", "dense1", units=12),
+            Layer("dropout", "dropout", rate=0.5),
+            Layer("dense", "dense2", units=n_classes),
+            Layer("softmax", "softmax"),
+        ),
+        name=f"ign_wl{wl}",
+    )
 
 
 def gmp_arch(wl: int = 24, n_classes: int = 4) -> Arch:
     """ST model-zoo GMP (st-modelzoo-har.md §1.3)."""
-    return Arch((wl, 3, 1), (
-        Layer("batchnorm", "bn0"),
-        Layer("conv2d", "conv1", filters=16, kernel=5),
-        Layer("batchnorm", "bn1"),
-        Layer("conv2d", "conv2", filters=16, kernel=5),
-        Layer("gmp2d", "gmp"),
-        Layer("dropout", "dropout", rate=0.5),
-        Layer("dense", "dense", units=n_classes),
-        Layer("softmax", "softmax"),
-    ), name=f"gmp_wl{wl}")
+    return Arch(
+        (wl, 3, 1),
+        (
+            Layer("batchnorm", "bn0"),
+            Layer("conv2d", "conv1", filters=16, kernel=5),
+            Layer("batchnorm", "bn1"),
+            Layer("conv2d", "conv2", filters=16, kernel=5),
+            Layer("gmp2d", "gmp"),
+            Layer("dropout", "dropout", rate=0.5),
+            Layer("dense", "dense", units=n_classes),
+            Layer("softmax", "softmax"),
+        ),
+        name=f"gmp_wl{wl}",
+    )
 
 
 def random_bn(arch: Arch, w: dict, seed: int = 3) -> dict:
@@ -61,8 +69,12 @@ def random_bn(arch: Arch, w: dict, seed: int = 3) -> dict:
     for name, arrs in w.items():
         if arch.layer(name).kind == "batchnorm":
             c = arrs[0].shape[0]
-            w[name] = [rng.uniform(0.5, 1.5, c).astype(np.float32), rng.normal(0, 0.2, c).astype(np.float32),
-                       rng.normal(0, 0.3, c).astype(np.float32), rng.uniform(0.5, 2.0, c).astype(np.float32)]
+            w[name] = [
+                rng.uniform(0.5, 1.5, c).astype(np.float32),
+                rng.normal(0, 0.2, c).astype(np.float32),
+                rng.normal(0, 0.3, c).astype(np.float32),
+                rng.uniform(0.5, 2.0, c).astype(np.float32),
+            ]
         else:
             w[name] = [a if i == 0 else rng.normal(0, 0.1, a.shape).astype(np.float32) for i, a in enumerate(arrs)]
     return w
@@ -135,8 +147,8 @@ def test_per_sample_mode_equals_vectorised_mode(arch_fn, trainable):
     m1, m2 = Model(a, w0), Model(a, w0)
     x, y = data(a, 23, seed=2)
     for s in (0, 16):  # a full and a partial batch
-        r1 = m1.train_batch(x[s:s + 16], y[s:s + 16], 0.05, trainable)
-        r2 = m2.train_batch(x[s:s + 16], y[s:s + 16], 0.05, trainable, mode="per_sample")
+        r1 = m1.train_batch(x[s : s + 16], y[s : s + 16], 0.05, trainable)
+        r2 = m2.train_batch(x[s : s + 16], y[s : s + 16], 0.05, trainable, mode="per_sample")
         assert r1.loss == pytest.approx(r2.loss, rel=1e-5) and r1.n == r2.n and r1.correct == r2.correct
         assert r1.ops == r2.ops
     w1, w2 = m1.get_weights(), m2.get_weights()
@@ -151,8 +163,9 @@ def test_warmup_trains_only_the_last_dense_layer_then_the_requested_set():
     w0 = m.get_weights()
     x, y = data(a, 40)
     seen = []
-    hist = train(m, x, y, TrainConfig(epochs=0, warmup_epochs=2, lr=0.1, batch_size=16),
-                 on_batch=lambda info: seen.append(info))
+    hist = train(
+        m, x, y, TrainConfig(epochs=0, warmup_epochs=2, lr=0.1, batch_size=16), on_batch=lambda info: seen.append(info)
+    )
     w1 = m.get_weights()
     for name in w0:
         changed = any(not np.array_equal(p, q) for p, q in zip(w0[name], w1[name]))
@@ -168,8 +181,7 @@ def test_train_history_partial_batches_callbacks_and_stop():
     m = Model(a, seed=0)
     x, y = data(a, 70)
     infos = []
-    hist = train(m, x, y, TrainConfig(epochs=2, warmup_epochs=1, batch_size=32, lr=0.01, seed=5),
-                 on_batch=infos.append)
+    hist = train(m, x, y, TrainConfig(epochs=2, warmup_epochs=1, batch_size=32, lr=0.01, seed=5), on_batch=infos.append)
     assert [i.n for i in infos] == [32, 32, 6] * 3
     assert [i.phase for i in infos] == ["warmup"] * 3 + ["train"] * 6
     assert infos[-1].seen == 210 and hist.batches == 9 and len(hist.epochs) == 3
@@ -192,8 +204,9 @@ def test_training_reduces_loss_on_a_learnable_task():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 96)
     t = np.arange(20)[None, :, None]
-    x = (np.sin(t * (0.3 + 0.5 * y[:, None, None]) + rng.uniform(0, 6, (96, 1, 1)))
-         + 0.1 * rng.normal(size=(96, 20, 3))).astype(np.float32)
+    x = (
+        np.sin(t * (0.3 + 0.5 * y[:, None, None]) + rng.uniform(0, 6, (96, 1, 1))) + 0.1 * rng.normal(size=(96, 20, 3))
+    ).astype(np.float32)
     m = Model(a, seed=0)
     before = evaluate(m, x, y)
     hist = train(m, x, y, TrainConfig(epochs=30, lr=0.1, batch_size=16, seed=1))
@@ -294,14 +307,29 @@ def test_clear_errors_name_what_is_wrong():
 
 
 def test_unsupported_layers_are_rejected_naming_the_layer():
-    mid_softmax = Arch((20, 3), (Layer("conv1d", "c", filters=2, kernel=3), Layer("softmax", "sm"), Layer("gap1d", "g"),
-                                 Layer("dense", "d", units=2), Layer("softmax", "out")))
+    mid_softmax = Arch(
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=2, kernel=3),
+            Layer("softmax", "sm"),
+            Layer("gap1d", "g"),
+            Layer("dense", "d", units=2),
+            Layer("softmax", "out"),
+        ),
+    )
     with pytest.raises(ArchError, match="'sm'.*last layer"):
         Model(mid_softmax)
     no_softmax = Arch((20, 3), (Layer("gap1d", "g"), Layer("dense", "logits", units=2)))
     with pytest.raises(ArchError, match="'logits'.*softmax"):
         Model(no_softmax)
-    strided = Arch((20, 3), (Layer("conv1d", "c", filters=2, kernel=3, stride=2), Layer("gap1d", "g"),
-                             Layer("dense", "d", units=2), Layer("softmax", "out")))
+    strided = Arch(
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=2, kernel=3, stride=2),
+            Layer("gap1d", "g"),
+            Layer("dense", "d", units=2),
+            Layer("softmax", "out"),
+        ),
+    )
     with pytest.raises(ArchError, match="'c'.*stride"):
         Model(strided)

@@ -56,24 +56,87 @@ def small_models() -> list[Arch]:
     """Random small models that together use every layer kind and option the engine supports."""
     L = Layer
     return [
-        Arch((14, 3), (L("conv1d", "c1", filters=4, kernel=3), L("relu", "r1"), L("maxpool1d", "mp", pool=2),
-                       L("conv1d", "c2", filters=5, kernel=2, use_bias=False), L("avgpool1d", "ap", pool=3, stride=2),
-                       L("gmp1d", "g"), L("dense", "d", units=4), L("softmax", "s")), name="m1d_a"),
-        Arch((12, 2), (L("conv1d", "c1", filters=3, kernel=3), L("batchnorm", "bn"), L("relu", "r1"),
-                       L("avgpool1d", "ap", pool=2), L("flatten", "f"), L("dropout", "do", rate=0.3),
-                       L("dense", "d1", units=6), L("relu", "r2"), L("dense", "d2", units=3, use_bias=False),
-                       L("softmax", "s")), name="m1d_b"),
-        Arch((11, 3), (L("conv1d", "c1", filters=4, kernel=4), L("maxpool1d", "mp", pool=3, stride=1),
-                       L("gap1d", "g"), L("dense", "d", units=3), L("softmax", "s")), name="m1d_c"),
-        Arch((13, 3, 1), (L("batchnorm", "bn0"), L("conv2d", "c1", filters=3, kernel=3), L("batchnorm", "bn1"),
-                          L("relu", "r"), L("maxpool2d", "mp", pool=2), L("conv2d", "c2", filters=4, kernel=2),
-                          L("avgpool2d", "ap", pool=2), L("gap2d", "g"), L("dense", "d", units=3), L("softmax", "s")),
-             name="m2d_a"),
-        Arch((12, 3, 2), (L("conv2d", "c1", filters=3, kernel=3, use_bias=False), L("batchnorm", "bn"),
-                          L("avgpool2d", "ap", pool=2, stride=1), L("maxpool2d", "mp", pool=2, stride=3),
-                          L("gmp2d", "g"), L("dense", "d", units=4), L("softmax", "s")), name="m2d_b"),
-        Arch((10, 3, 1), (L("conv2d", "c1", filters=2, kernel=3), L("relu", "r"), L("flatten", "f"),
-                          L("dense", "d", units=3), L("softmax", "s")), name="m2d_c"),
+        Arch(
+            (14, 3),
+            (
+                L("conv1d", "c1", filters=4, kernel=3),
+                L("relu", "r1"),
+                L("maxpool1d", "mp", pool=2),
+                L("conv1d", "c2", filters=5, kernel=2, use_bias=False),
+                L("avgpool1d", "ap", pool=3, stride=2),
+                L("gmp1d", "g"),
+                L("dense", "d", units=4),
+                L("softmax", "s"),
+            ),
+            name="m1d_a",
+        ),
+        Arch(
+            (12, 2),
+            (
+                L("conv1d", "c1", filters=3, kernel=3),
+                L("batchnorm", "bn"),
+                L("relu", "r1"),
+                L("avgpool1d", "ap", pool=2),
+                L("flatten", "f"),
+                L("dropout", "do", rate=0.3),
+                L("dense", "d1", units=6),
+                L("relu", "r2"),
+                L("dense", "d2", units=3, use_bias=False),
+                L("softmax", "s"),
+            ),
+            name="m1d_b",
+        ),
+        Arch(
+            (11, 3),
+            (
+                L("conv1d", "c1", filters=4, kernel=4),
+                L("maxpool1d", "mp", pool=3, stride=1),
+                L("gap1d", "g"),
+                L("dense", "d", units=3),
+                L("softmax", "s"),
+            ),
+            name="m1d_c",
+        ),
+        Arch(
+            (13, 3, 1),
+            (
+                L("batchnorm", "bn0"),
+                L("conv2d", "c1", filters=3, kernel=3),
+                L("batchnorm", "bn1"),
+                L("relu", "r"),
+                L("maxpool2d", "mp", pool=2),
+                L("conv2d", "c2", filters=4, kernel=2),
+                L("avgpool2d", "ap", pool=2),
+                L("gap2d", "g"),
+                L("dense", "d", units=3),
+                L("softmax", "s"),
+            ),
+            name="m2d_a",
+        ),
+        Arch(
+            (12, 3, 2),
+            (
+                L("conv2d", "c1", filters=3, kernel=3, use_bias=False),
+                L("batchnorm", "bn"),
+                L("avgpool2d", "ap", pool=2, stride=1),
+                L("maxpool2d", "mp", pool=2, stride=3),
+                L("gmp2d", "g"),
+                L("dense", "d", units=4),
+                L("softmax", "s"),
+            ),
+            name="m2d_b",
+        ),
+        Arch(
+            (10, 3, 1),
+            (
+                L("conv2d", "c1", filters=2, kernel=3),
+                L("relu", "r"),
+                L("flatten", "f"),
+                L("dense", "d", units=3),
+                L("softmax", "s"),
+            ),
+            name="m2d_c",
+        ),
     ]
 
 
@@ -98,8 +161,17 @@ def test_gradients_match_tensorflow_for_every_layer_kind(tf, arch):
     np.testing.assert_allclose(mf.predict(x), to_keras(arch, w)(x).numpy(), rtol=1e-4, atol=1e-6)
     rarch, rw = mf.runtime_arch("full")
     loss, g = mf.gradients(x, y, "full")
-    ref_loss, ref = tf_gradients(tf, rarch, rw, x, y, sorted(mf.graph("full").trainable - {
-        l.name for l in arch.layers if l.kind == "batchnorm" and l.name not in dict(rw)}))
+    ref_loss, ref = tf_gradients(
+        tf,
+        rarch,
+        rw,
+        x,
+        y,
+        sorted(
+            mf.graph("full").trainable
+            - {l.name for l in arch.layers if l.kind == "batchnorm" and l.name not in dict(rw)}
+        ),
+    )
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     assert_grads_equal(g, ref)
 
@@ -177,8 +249,12 @@ def test_st_pretrained_models_predict_like_keras_and_fine_tune(tf, st_models, ki
     BN) predicts what Keras predicts, trains, and its exported weights give Keras its predictions."""
     import keras
 
-    path = (st_models / "v2.0.1/human_activity_recognition/pretrained_models" / kind /
-            f"ST_pretrainedmodel_public_dataset/WISDM/{kind}_wl_24/{kind}_wl_24.h5")
+    path = (
+        st_models
+        / "v2.0.1/human_activity_recognition/pretrained_models"
+        / kind
+        / f"ST_pretrainedmodel_public_dataset/WISDM/{kind}_wl_24/{kind}_wl_24.h5"
+    )
     if not path.is_file():
         pytest.skip(f"{path} not found")
     km = keras.models.load_model(path, compile=False)

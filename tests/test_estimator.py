@@ -31,8 +31,16 @@ from estimator.calibrate import CalibrationError, nnls
 SIZES = (20, 40, 60, 80, 100)
 # Table III of the paper: memory (KB = KiB, estimated), time per batch of 32 (s, measured), power (mW).
 TABLE_III = {
-    "tl": {"memory": (63, 79, 91, 102, 115), "time": (2.33, 5.31, 8.29, 11.27, 14.25), "power": (2.65, 2.64, 2.66, 2.68, 2.67)},
-    "full": {"memory": (98, 122, 131, 165, 189), "time": (7.90, 17.95, 28.00, 38.05, 48.10), "power": (2.65, 2.67, 2.68, 2.69, 2.68)},
+    "tl": {
+        "memory": (63, 79, 91, 102, 115),
+        "time": (2.33, 5.31, 8.29, 11.27, 14.25),
+        "power": (2.65, 2.64, 2.66, 2.68, 2.67),
+    },
+    "full": {
+        "memory": (98, 122, 131, 165, 189),
+        "time": (7.90, 17.95, 28.00, 38.05, 48.10),
+        "power": (2.65, 2.67, 2.68, 2.69, 2.68),
+    },
 }
 MISPRINT = ("full", 60)  # table3-analysis §1.2: every linear model predicts ~144 KB, not 131
 CELLS = [(m, T, i) for m in ("tl", "full") for i, T in enumerate(SIZES)]
@@ -142,7 +150,10 @@ def test_peak_accounting_is_below_paper_sum_and_lists_excluded_items():
     ex = est.memory.excluded_bytes
     assert ex["local_dataset"] == 100 * 300 * 4  # 117 KiB, table3-analysis §1.2
     assert {"stack", "protocol_buffers", "code_flash", "firmware_static"} <= set(ex)
-    assert est.memory.ram_needed_bytes == est.memory.training.paper_bytes + est.memory.firmware_reserve_bytes + ex["local_dataset"]
+    assert (
+        est.memory.ram_needed_bytes
+        == est.memory.training.paper_bytes + est.memory.firmware_reserve_bytes + ex["local_dataset"]
+    )
     assert not est.memory.fits_ram  # 189.6 + 24 + 117 KiB > 320 KiB
     assert estimate(paper_cnn(100), "full", 32, "paper", n_windows=100).memory.fits_ram
 
@@ -207,7 +218,7 @@ def test_profile_json_roundtrip_and_bad_files(tmp_path):
     with pytest.raises(ProfileError, match="not a safe file name"):
         save_profile(p, tmp_path, "../evil")
     bad = tmp_path / "bad.json"
-    bad.write_text("{\n  \"name\": \"x\",\n", encoding="utf-8")
+    bad.write_text('{\n  "name": "x",\n', encoding="utf-8")
     with pytest.raises(ProfileError, match=r"bad\.json: not valid JSON \(line"):
         load_profile(bad)
     d = p.to_dict()
@@ -249,7 +260,15 @@ def test_round_time_and_energy_with_partial_last_batch():
 
 def _table3_records(clock_hz: float | None = 8e6) -> list[BatchRecord]:
     return [
-        BatchRecord(paper_cnn(T), m, 32, TABLE_III[m]["time"][i], clock_hz=clock_hz, avg_power_w=TABLE_III[m]["power"][i] * 1e-3, label=f"{m} T={T}")
+        BatchRecord(
+            paper_cnn(T),
+            m,
+            32,
+            TABLE_III[m]["time"][i],
+            clock_hz=clock_hz,
+            avg_power_w=TABLE_III[m]["power"][i] * 1e-3,
+            label=f"{m} T={T}",
+        )
         for m, T, i in CELLS
     ]
 
@@ -382,7 +401,9 @@ def test_io_term_clock_override_and_emulator_entry_points_agree():
     t1 = time_per_batch_s(a, "tl", 32, uart)
     assert t1 - t0 == pytest.approx(32 * (1e-3 + 120 * 40 / 921600))
     est = estimate(a, "tl", 32, uart, clock_hz=16e6)
-    assert est.time_per_batch_s == pytest.approx(32 * time_per_sample_s(a, "tl", uart, 16e6) + update_time_s(a, "tl", uart, 16e6))
+    assert est.time_per_batch_s == pytest.approx(
+        32 * time_per_sample_s(a, "tl", uart, 16e6) + update_time_s(a, "tl", uart, 16e6)
+    )
     assert est.current_a == pytest.approx(uart.current_a(16e6))
     # a list equal to a named mode is reported as that mode (so the power-source policy applies)
     names = [l.name for l in a.layers if l.has_params]

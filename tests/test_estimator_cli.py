@@ -9,8 +9,17 @@ import pytest
 from app.cli import main
 
 ROW_KEYS = {
-    "input_size", "mode", "params", "trainable_params", "memory_kib", "memory_peak_kib", "macs_per_sample",
-    "time_per_batch_s", "power_mw", "energy_per_batch_mj", "fits_ram",
+    "input_size",
+    "mode",
+    "params",
+    "trainable_params",
+    "memory_kib",
+    "memory_peak_kib",
+    "macs_per_sample",
+    "time_per_batch_s",
+    "power_mw",
+    "energy_per_batch_mj",
+    "fits_ram",
 }
 
 
@@ -26,7 +35,15 @@ def test_json_rows_reproduce_table3(capsys):
     assert len(d["rows"]) == 10
     for row in d["rows"]:
         assert ROW_KEYS <= set(row)
-        assert set(row["macs_per_sample"]) == {"conv_fwd", "conv_dw", "conv_dx", "dense_fwd", "dense_dw", "dense_dx", "elementwise"}
+        assert set(row["macs_per_sample"]) == {
+            "conv_fwd",
+            "conv_dw",
+            "conv_dx",
+            "dense_fwd",
+            "dense_dw",
+            "dense_dx",
+            "elementwise",
+        }
     cell = next(r for r in d["rows"] if r["input_size"] == 100 and r["mode"] == "full")
     assert cell["time_per_batch_s"] == pytest.approx(48.10, rel=0.03)
     assert cell["energy_per_batch_mj"] == pytest.approx(2.65 * 48.10, rel=0.03)
@@ -91,7 +108,10 @@ def test_bad_accuracy_file_names_the_item(tmp_path, capsys):
 @pytest.mark.needs_shared
 def test_model_import_reports_inference_figures(st_models, capsys):
     pytest.importorskip("app.core.models", reason="model importer app.core.models not available")
-    h5 = st_models / "v2.0.1/human_activity_recognition/pretrained_models/ign/ST_pretrainedmodel_public_dataset/WISDM/ign_wl_24/ign_wl_24.h5"
+    h5 = (
+        st_models
+        / "v2.0.1/human_activity_recognition/pretrained_models/ign/ST_pretrainedmodel_public_dataset/WISDM/ign_wl_24/ign_wl_24.h5"
+    )
     if not h5.is_file():
         pytest.skip(f"{h5} not found")
     d = _json(capsys, "--model", str(h5), "--modes", "tl,full", "--preset", "l496-80mhz")

@@ -17,7 +17,6 @@ from app.commands import power as power_cmd
 from device.bench import VirtualBench
 from device.lpm01a.capture import Capture
 from device.lpm01a.driver import (
-    AcquisitionError,
     BufferOverflow,
     CommandRejected,
     Disconnected,
@@ -173,11 +172,25 @@ def stream_with_fault(bench: VirtualBench, d: PowerShield, fault: str, board: Nu
         if t_fault is None and now - t0 >= INJECT_AFTER_S:
             inject(bench, fault, board)
             t_fault, t_fault_wall = time.monotonic(), time.time()
-        elif t_fault is not None and t_noticed is None and (b.lost or any(e.kind in ("corrupt", "excess") for e in b.events)):
+        elif (
+            t_fault is not None
+            and t_noticed is None
+            and (b.lost or any(e.kind in ("corrupt", "excess") for e in b.events))
+        ):
             t_noticed = now
     t_end = time.monotonic()
     assert t_fault is not None, "the capture ended before the fault was injected"
-    return dict(cap=cap, got=got, lost=lost, overrun=overrun, events=events, t_fault=t_fault, t_fault_wall=t_fault_wall, t_end=t_end, t_noticed=t_noticed)
+    return dict(
+        cap=cap,
+        got=got,
+        lost=lost,
+        overrun=overrun,
+        events=events,
+        t_fault=t_fault,
+        t_fault_wall=t_fault_wall,
+        t_end=t_end,
+        t_noticed=t_noticed,
+    )
 
 
 def check_stream_cell(bench: VirtualBench, d: PowerShield, fault: str, r: dict) -> None:
@@ -193,7 +206,9 @@ def check_stream_cell(bench: VirtualBench, d: PowerShield, fault: str, r: dict) 
     elif fault in NOISE:
         # byte noise never ends the capture badly and never shifts the sample clock: lost samples are
         # NaN at their own positions; a banner destroyed by noise ends as a plain-words stall after 1.5 s
-        assert cap.error is None or (isinstance(cap.error, PowerShieldTimeout) and "stalled" in str(cap.error)), cap.error
+        assert cap.error is None or (isinstance(cap.error, PowerShieldTimeout) and "stalled" in str(cap.error)), (
+            cap.error
+        )
         assert r["t_end"] - r["t_fault"] < ACQ_S + DETECT_S
         # binary NULs are valid sample words: counted as 'excess' at the next timestamp (the tail after the
         # last timestamp cannot be checked), so the array may be a little longer
@@ -334,7 +349,20 @@ def test_recording_cli(bench, tmp_path, fault):
         d.status()
     out = tmp_path / "cap.h5"
     args = build_parser().parse_args(
-        ["power", "--port", bench.urls["powershield"], "--freq", "10k", "--duration", str(ACQ_S), "--out", str(out), "--quiet", "--timeout", "1"]
+        [
+            "power",
+            "--port",
+            bench.urls["powershield"],
+            "--freq",
+            "10k",
+            "--duration",
+            str(ACQ_S),
+            "--out",
+            str(out),
+            "--quiet",
+            "--timeout",
+            "1",
+        ]
     )
     box: dict = {}
     th = threading.Thread(target=lambda: box.update(zip(("result", "code"), power_cmd.capture(args))), daemon=True)
@@ -354,8 +382,14 @@ def test_recording_cli(bench, tmp_path, fault):
     expected = round(ACQ_S * 10_000)
     if fault in LINK or fault in ("not_reading", "overflow", "overcurrent"):
         assert code == 1 and res["error"], res
-        words = {"unplug": "disconnected", "unplug_new_port": "disconnected", "shield_reset": "disconnected",
-                 "not_reading": "stalled", "overflow": "overflow", "overcurrent": "Overcurrent"}[fault]
+        words = {
+            "unplug": "disconnected",
+            "unplug_new_port": "disconnected",
+            "shield_reset": "disconnected",
+            "not_reading": "stalled",
+            "overflow": "overflow",
+            "overcurrent": "Overcurrent",
+        }[fault]
         assert words.lower() in res["error"].lower() or (fault == "not_reading" and "overflow" in res["error"].lower())
         assert t_end - t_fault < DETECT_S + 0.5  # + writer close and interpreter scheduling
         assert 0 < len(data["samples"]) < expected

@@ -27,7 +27,13 @@ from estimator.arch import Arch, Layer
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 N = int(os.environ.get("ODL_FUZZ_EXAMPLES", 10_000))
-FUZZ = settings(max_examples=N, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+FUZZ = settings(
+    max_examples=N,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate, Phase.shrink],
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,10 @@ def wisdm_text(seed: int, n: int) -> bytes:
         if good and rng.random() < 0.85:
             rec = f"{1600 + i // 20},{'ABDE'[i // 10 % 4]},{base + 50_000_000 * i},{rng.normal():.3f},{rng.normal():.3f},{rng.normal():.3f}"
         else:
-            rec = ",".join(rng.choice(FIELDS[k]) for k in ("subject", "activity", "ts", "value", "value", "value")[: int(rng.integers(1, 8))])
+            rec = ",".join(
+                rng.choice(FIELDS[k])
+                for k in ("subject", "activity", "ts", "value", "value", "value")[: int(rng.integers(1, 8))]
+            )
         out.append(rec + SEPS[0 if good and rng.random() < 0.9 else int(rng.integers(len(SEPS)))])
     return "".join(out).encode("utf-8")
 
@@ -164,8 +173,17 @@ class _Good:
 def good_npz(tmp) -> _Good:
     from device.engine.model import Model
 
-    arch = Arch((4, 3), (Layer("conv1d", "conv1", filters=2, kernel=3), Layer("relu", "relu1"), Layer("gap1d", "gap"),
-                         Layer("dense", "dense1", units=3), Layer("softmax", "softmax")), ("a", "b", "c"))
+    arch = Arch(
+        (4, 3),
+        (
+            Layer("conv1d", "conv1", filters=2, kernel=3),
+            Layer("relu", "relu1"),
+            Layer("gap1d", "gap"),
+            Layer("dense", "dense1", units=3),
+            Layer("softmax", "softmax"),
+        ),
+        ("a", "b", "c"),
+    )
     p = M.export_npz((arch, Model(arch, seed=0).get_weights()), tmp / "good.npz")
     return _Good(p.read_bytes())
 

@@ -24,7 +24,13 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 N = int(os.environ.get("ODL_FUZZ_EXAMPLES", 10_000))  # CI: 10,000 per target
 # generate + shrink only: the explain/target phases cost ~40 % per example and matter only for failures
-FUZZ = settings(max_examples=N, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+FUZZ = settings(
+    max_examples=N,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate, Phase.shrink],
+)
 PEAK_BYTES = 2 << 20  # per example; the largest legitimate output (NaN fill of one timestamp gap) is 80 kB
 RATE = 1000  # decoder rate: NaN fill per implausible-gap limit is max(10 000, 5 s * rate) samples
 
@@ -57,18 +63,47 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 
 # --- LPM01A streams -----------------------------------------------------------------------------------
 ASCII_TOKENS = [
-    b"\r\n", b"\n", b"\x00", b"1234-06", b"9999+02", b"0000-10", b"12a4-06", b"TimeStamp: 001s 000ms, buff 05%",
-    b"TimeStamp: 999s 999ms, buff 99%", b"end", b"summary beg", b"summary end", b"event 07 ris", b"pwr on",
-    b"error: Tx buffer overflow. Acquisition stopped.", b"error: Overcurrent detected. Acquisition stopped.",
-    b"PowerShield > ack volt get 3292-03", b"PowerShield > error freq 3k", b"Error detail: bad",
-    b"PowerShield > Acquisition completed", b"PowerShield > ",
+    b"\r\n",
+    b"\n",
+    b"\x00",
+    b"1234-06",
+    b"9999+02",
+    b"0000-10",
+    b"12a4-06",
+    b"TimeStamp: 001s 000ms, buff 05%",
+    b"TimeStamp: 999s 999ms, buff 99%",
+    b"end",
+    b"summary beg",
+    b"summary end",
+    b"event 07 ris",
+    b"pwr on",
+    b"error: Tx buffer overflow. Acquisition stopped.",
+    b"error: Overcurrent detected. Acquisition stopped.",
+    b"PowerShield > ack volt get 3292-03",
+    b"PowerShield > error freq 3k",
+    b"Error detail: bad",
+    b"PowerShield > Acquisition completed",
+    b"PowerShield > ",
 ]
 BIN_TOKENS = [
-    b"\xf0\xf3\x00\x00\x03\xe8\x05\xff\xff", b"\xf0\xf3\x7f\xff\xff\xff\x63\xff\xff", b"\xf0\xf4\xff\xff",
-    b"\xf0\xf5\xff\xff", b"\xf0\xf6\xff\xff", b"\xf0\xf7\x0c\xe4\xff\xff", b"\xf0\xf8\x00\x1c\xff\xff",
-    b"\xf0\xf9\x01\xff\xff", b"\xf0\xf2event 00 ris\r\n\xff\xff", b"\xf0\xf1error: Tx buffer overflow. \r\n\xff\xff",
-    b"\xf0\xf2summary beg\r\n1853-09\r\n2113-09\r\nsummary end\r\n\xff\xff", b"\x12\x34", b"\xf0", b"\xff\xff",
-    b"\r\nPowerShield > ack temp 28\r\n", b"\r\nPowerShield > Acquisition completed\r\n", b"\x00\x00", b"\xf0\xfa",
+    b"\xf0\xf3\x00\x00\x03\xe8\x05\xff\xff",
+    b"\xf0\xf3\x7f\xff\xff\xff\x63\xff\xff",
+    b"\xf0\xf4\xff\xff",
+    b"\xf0\xf5\xff\xff",
+    b"\xf0\xf6\xff\xff",
+    b"\xf0\xf7\x0c\xe4\xff\xff",
+    b"\xf0\xf8\x00\x1c\xff\xff",
+    b"\xf0\xf9\x01\xff\xff",
+    b"\xf0\xf2event 00 ris\r\n\xff\xff",
+    b"\xf0\xf1error: Tx buffer overflow. \r\n\xff\xff",
+    b"\xf0\xf2summary beg\r\n1853-09\r\n2113-09\r\nsummary end\r\n\xff\xff",
+    b"\x12\x34",
+    b"\xf0",
+    b"\xff\xff",
+    b"\r\nPowerShield > ack temp 28\r\n",
+    b"\r\nPowerShield > Acquisition completed\r\n",
+    b"\x00\x00",
+    b"\xf0\xfa",
 ]
 
 
@@ -116,9 +151,27 @@ def test_fuzz_lpm01a_binary_stream_decoder(data, cuts):
 
 # --- LPM01A command replies ------------------------------------------------------------------------------
 REPLY_TOKENS = [
-    b"\r\n", b"\n", b"\x00", b"PowerShield > ", b"ack ", b"error ", b"Error detail: ", b"version", b"volt get ",
-    b"3292-03", b"1.0.7", b"status ok", b"temp", b"echo", b"PowerShield present", b":", b" ", b"Acquisition completed",
-    b"help", b"\xff", b"\xf0\xf3",
+    b"\r\n",
+    b"\n",
+    b"\x00",
+    b"PowerShield > ",
+    b"ack ",
+    b"error ",
+    b"Error detail: ",
+    b"version",
+    b"volt get ",
+    b"3292-03",
+    b"1.0.7",
+    b"status ok",
+    b"temp",
+    b"echo",
+    b"PowerShield present",
+    b":",
+    b" ",
+    b"Acquisition completed",
+    b"help",
+    b"\xff",
+    b"\xf0\xf3",
 ]
 COMMANDS = ["version", "volt get", "status", "temp degc", "echo x", "powershield", "help", "freq 1k", "htc", "pwr get"]
 
@@ -150,8 +203,13 @@ def test_fuzz_lpm01a_reply_grammar(data, line):
 
 
 @FUZZ
-@given(token=st.builds(lambda s, n: build(s, n, [b"1", b"32", b"9", b"-", b"+", b".", b"e", b"m", b"u", b"k", b"0"]).decode("latin-1"),
-                       st.integers(0, 2**32 - 1), st.integers(0, 12)))
+@given(
+    token=st.builds(
+        lambda s, n: build(s, n, [b"1", b"32", b"9", b"-", b"+", b".", b"e", b"m", b"u", b"k", b"0"]).decode("latin-1"),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 12),
+    )
+)
 def test_fuzz_lpm01a_value_parser(token):
     try:
         v = _parse_value(token, "volt get")
@@ -169,7 +227,9 @@ TYPES = sorted(P.message_types())
 @given(
     seed=st.integers(0, 2**32 - 1),
     garbage=st.integers(0, 300),
-    frames=st.lists(st.tuples(st.sampled_from(TYPES + [0x00, 0x6E, 0xFE]), st.integers(0, 0xFFFF), st.integers(0, 64)), max_size=2),
+    frames=st.lists(
+        st.tuples(st.sampled_from(TYPES + [0x00, 0x6E, 0xFE]), st.integers(0, 0xFFFF), st.integers(0, 64)), max_size=2
+    ),
     flips=st.lists(st.integers(0, 10_000), max_size=3),
 )
 def test_fuzz_board_frame_decoder_and_messages(seed, garbage, frames, flips):
@@ -178,7 +238,10 @@ def test_fuzz_board_frame_decoder_and_messages(seed, garbage, frames, flips):
     gives a message or a ProtocolError naming the type/field."""
     rng = np.random.default_rng(seed)
     frames = [(t, s, rng.integers(0, 256, n, dtype=np.uint8).tobytes()) for t, s, n in frames]
-    wire = bytearray(rng.integers(0, 256, garbage, dtype=np.uint8).tobytes() + b"".join(P.encode_frame(t, s, p) for t, s, p in frames))
+    wire = bytearray(
+        rng.integers(0, 256, garbage, dtype=np.uint8).tobytes()
+        + b"".join(P.encode_frame(t, s, p) for t, s, p in frames)
+    )
     for f in flips:
         if wire:
             wire[f % len(wire)] ^= 1 << (f % 8)
@@ -204,7 +267,13 @@ def test_fuzz_board_frame_decoder_and_messages(seed, garbage, frames, flips):
 @FUZZ
 @given(
     seed=st.integers(0, 2**32 - 1),
-    header=st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 255), st.integers(0, 3), st.floats(allow_nan=True, width=32)),
+    header=st.tuples(
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 255),
+        st.integers(0, 3),
+        st.floats(allow_nan=True, width=32),
+    ),
     desc=st.tuples(st.integers(0, 8), st.integers(0, 4), st.integers(0, 2), st.integers(0, 6)),
 )
 def test_fuzz_board_blob_decoders(seed, header, desc):
@@ -215,7 +284,9 @@ def test_fuzz_board_blob_decoders(seed, header, desc):
     n, t, c, dt, scale = header
     if seed % 3 == 0:  # a consistent size, so the value path runs too
         n, t, c = n % 5, t % 7, c % 4
-        blob = blob[: (n + (-n % 4)) + n * t * c * (4 if dt == 0 else 2)].ljust((n + (-n % 4)) + n * t * c * (4 if dt == 0 else 2), b"\0")
+        blob = blob[: (n + (-n % 4)) + n * t * c * (4 if dt == 0 else 2)].ljust(
+            (n + (-n % 4)) + n * t * c * (4 if dt == 0 else 2), b"\0"
+        )
     data = P.DATA_HEADER.pack(n, t, c, dt, 0, scale) + blob
     with Peak():
         try:
@@ -224,8 +295,16 @@ def test_fuzz_board_blob_decoders(seed, header, desc):
         except P.ProtocolError as exc:
             assert "dataset" in str(exc)
         n_layers, rank, prep, n_recs = desc
-        recs = [P.LAYER_REC.pack(int(rng.integers(0, 18)), int(rng.integers(0, 2)), *(int(v) for v in rng.integers(0, 70, 5)),
-                                 float(rng.random()), b"l%d" % i) for i in range(n_recs)]
+        recs = [
+            P.LAYER_REC.pack(
+                int(rng.integers(0, 18)),
+                int(rng.integers(0, 2)),
+                *(int(v) for v in rng.integers(0, 70, 5)),
+                float(rng.random()),
+                b"l%d" % i,
+            )
+            for i in range(n_recs)
+        ]
         raw = P.DESC_HEADER.pack(P.DESC_MAGIC, 1, n_layers, rank, prep, 20, 3, 0, 0) + b"".join(recs)
         for d in (raw, blob):
             try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -55,8 +54,9 @@ def test_devices_panel_shows_bench_devices_and_connects(window, qtbot):
     qtbot.waitUntil(lambda: panel.table.item(row, 3).text() == "ready", timeout=3000)
     assert "firmware" in panel.details.toPlainText()
     qtbot.mouseClick(panel.btn_disconnect, Qt.LeftButton)
-    qtbot.waitUntil(lambda: window.ctx.devices.status("powershield:virtual").state == DeviceState.DISCONNECTED,
-                    timeout=8000)
+    qtbot.waitUntil(
+        lambda: window.ctx.devices.status("powershield:virtual").state == DeviceState.DISCONNECTED, timeout=8000
+    )
 
 
 def test_panel_registry_accepts_new_panels(qtbot, tmp_path):
@@ -109,8 +109,13 @@ def test_cold_start_does_not_import_tensorflow(tmp_path):
         print('BAD', bad)
         win.close(); ctx.close()
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr
     assert "BAD []" in out.stdout, out.stdout
 

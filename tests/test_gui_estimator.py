@@ -68,8 +68,9 @@ def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
     try:
         labelled_dataset(ctx)
         for mode in ("tl", "full"):
-            res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode=mode, epochs=1),
-                              ctx.dataset.id).run()
+            res = RoundRunner(
+                ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode=mode, epochs=1), ctx.dataset.id
+            ).run()
             assert res["status"] == "done"
         panel = EstimatorPanel(ctx)
         qtbot.addWidget(panel)
@@ -78,8 +79,10 @@ def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
         assert panel.measured_count == 2
         assert "Windows per epoch from your labelled data" in panel.windows_label.text()
         qtbot.mouseClick(panel.btn_calibrate, Qt.LeftButton)
-        qtbot.waitUntil(lambda: "measured batches" in panel.calib_text.toPlainText()
-                        or "failed" in panel.calib_text.toPlainText(), timeout=60_000)
+        qtbot.waitUntil(
+            lambda: "measured batches" in panel.calib_text.toPlainText() or "failed" in panel.calib_text.toPlainText(),
+            timeout=60_000,
+        )
         text = panel.calib_text.toPlainText()
         assert "board-virtual" in text, text
         assert panel.profile.currentData() == "board-virtual"

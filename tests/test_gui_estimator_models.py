@@ -182,7 +182,7 @@ def test_simulate_without_matching_labels_says_why(qtbot, ctx, paper_keras):
 
 
 def test_use_in_training_panel_carries_the_imported_model(qtbot, ctx, paper_keras):
-    """"Use in Training panel" with an imported model: the Training panel imports the same file (its own
+    """ "Use in Training panel" with an imported model: the Training panel imports the same file (its own
     loading path), selects it, and shows the chosen input size and mode; back to the general model too."""
     from PySide6.QtCore import Qt
 

@@ -50,13 +50,24 @@ def test_export_all_formats_with_report(qtbot, ctx_with_round, tmp_path):
     qtbot.waitUntil(lambda: panel.task is None, timeout=240_000)
     assert "Wrote" in panel.stage.text(), panel.stage.text()
     names = sorted(p.name for p in out.iterdir())
-    for expected in ("alice_T20.keras", "alice_T20.h5", "alice_T20_float32.tflite", "alice_T20_int8.tflite",
-                     "alice_T20.h", "alice_T20.npz", "alice_T20_report.md"):
+    for expected in (
+        "alice_T20.keras",
+        "alice_T20.h5",
+        "alice_T20_float32.tflite",
+        "alice_T20_int8.tflite",
+        "alice_T20.h",
+        "alice_T20.npz",
+        "alice_T20_report.md",
+    ):
         assert expected in names, names
     assert panel.files.count() == 7
     ref = personalized_model(ctx.store, res["round_id"])
-    for m in (load_model(out / "alice_T20.keras"), load_model(out / "alice_T20.h5"), load_npz(out / "alice_T20.npz"),
-              read_c_header(out / "alice_T20.h")):
+    for m in (
+        load_model(out / "alice_T20.keras"),
+        load_model(out / "alice_T20.h5"),
+        load_npz(out / "alice_T20.npz"),
+        read_c_header(out / "alice_T20.h"),
+    ):
         assert m.classes == ref.classes
         np.testing.assert_allclose(m.weights["dense2"][0], ref.weights["dense2"][0], rtol=1e-6, atol=1e-6)
     x = np.random.default_rng(0).normal(0, 5, (4, 20, 3)).astype(np.float32)

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.gui
 def _db_labels(ctx, rec_id):
     db = sqlite3.connect(ctx.store.path)  # a separate connection: what a crash would leave on disk
     try:
-        return db.execute("SELECT start_s, end_s, label FROM labels WHERE recording_id=? AND deleted=0 "
-                          "ORDER BY start_s", (rec_id,)).fetchall()
+        return db.execute(
+            "SELECT start_s, end_s, label FROM labels WHERE recording_id=? AND deleted=0 ORDER BY start_s", (rec_id,)
+        ).fetchall()
     finally:
         db.close()
 
@@ -47,8 +48,9 @@ def test_record_label_with_hotkeys_and_undo(app_window, qtbot):
 
     live = win.show_panel("live_accel")
     qtbot.mouseClick(live.btn_stream, Qt.LeftButton)
-    qtbot.waitUntil(lambda: ctx.devices.accel_stream is not None and ctx.devices.accel_stream.n_total > 20,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: ctx.devices.accel_stream is not None and ctx.devices.accel_stream.n_total > 20, timeout=10_000
+    )
     assert ctx.devices.first("board").state == DeviceState.STREAMING
     qtbot.waitUntil(lambda: live.plot.frames > 0, timeout=3000)
 

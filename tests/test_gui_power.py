@@ -22,8 +22,10 @@ def test_two_markers_energy_matches_numpy(power_window, qtbot, tmp_path):
     ctx = win.ctx
     t_click = ctx.devices.now()
     qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
-    qtbot.waitUntil(lambda: ctx.devices.power_stream is not None
-                    and ctx.devices.power_stream.duration > t_click + 2.0, timeout=15_000)
+    qtbot.waitUntil(
+        lambda: ctx.devices.power_stream is not None and ctx.devices.power_stream.duration > t_click + 2.0,
+        timeout=15_000,
+    )
     stream = ctx.devices.power_stream
     assert stream.rate_hz == 100_000
     qtbot.mouseClick(panel.btn_record, Qt.LeftButton)  # record while streaming

@@ -22,8 +22,10 @@ def _stream(panel, qtbot, seconds: float):
     ctx = panel.ctx
     t_click = ctx.devices.now()
     qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
-    qtbot.waitUntil(lambda: ctx.devices.power_stream is not None
-                    and ctx.devices.power_stream.duration > t_click + seconds, timeout=15_000)
+    qtbot.waitUntil(
+        lambda: ctx.devices.power_stream is not None and ctx.devices.power_stream.duration > t_click + seconds,
+        timeout=15_000,
+    )
     return ctx.devices.power_stream
 
 
@@ -44,8 +46,9 @@ def test_injected_d7_events_markers_toggle_and_batch_energy(power_window, qtbot)
     # a round of this session whose three batches lie between those edges (as the Training panel stores it)
     rid = ctx.store.add_round({"mode": "tl", "input_size": 20, "batch_size": 32}, ctx.dataset.id)
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        ctx.store.put_round_batch(rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b,
-                                                   source="d7").to_dict())
+        ctx.store.put_round_batch(
+            rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b, source="d7").to_dict()
+        )
     ctx.store.update_round(rid, status="done")
     ctx.publish("round_finished", round_id=rid)
 
@@ -114,9 +117,11 @@ def test_exact_marker_time_entry_and_validation(power_window, qtbot):
     assert panel._marker_items[m.id].value() == pytest.approx(1.25)  # noqa: SLF001 - the line moved too
 
     # bad input: the marker stays, a clear message says why
-    for text, why in (("abc", "'abc' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
-                      ("-1", "t = -1 s is outside the data (0 … "),
-                      ("1e6 s", "t = 1e+06 s is outside the data (0 … ")):
+    for text, why in (
+        ("abc", "'abc' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
+        ("-1", "t = -1 s is outside the data (0 … "),
+        ("1e6 s", "t = 1e+06 s is outside the data (0 … "),
+    ):
         panel.table.item(0, 1).setText(text)  # what committing an edit does
         assert ctx_marker_t(panel, m.id) == pytest.approx(1.25)
         assert panel.marker_error.isVisible() and why in panel.marker_error.text(), panel.marker_error.text()
@@ -160,8 +165,7 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
     ctx = bench_context(tmp_path, power_recent_s=3600.0)
     try:
         labelled_dataset(ctx, seconds_each=20.0)
-        res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode="tl", epochs=1),
-                          ctx.dataset.id).run()
+        res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, RoundConfig(mode="tl", epochs=1), ctx.dataset.id).run()
         assert res["status"] == "done"
         rows = [b for b in round_rows(ctx.store, res["round_id"]) if b.t0 is not None]
         assert rows
@@ -187,7 +191,9 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
         for r in rows:
             b = by_start.get(round(r.t0, 6))
             if r.source == "d7" and b is not None and b.t1 == pytest.approx(r.t1) and not lost_inside(r):
-                assert b.energy_j == pytest.approx(r.energy_j, rel=1e-3)  # same edges; the round sums a sample more or less
+                assert b.energy_j == pytest.approx(
+                    r.energy_j, rel=1e-3
+                )  # same edges; the round sums a sample more or less
                 checked += 1
         assert checked >= len(rows) - 2 - lossy, (rows, panel.d7_batches)
         shots = os.environ.get("ODL_SCREENSHOTS")
@@ -195,8 +201,11 @@ def test_d7_edges_of_a_real_round(qtbot, tmp_path):
             panel.add_marker(rows[0].t0 + 0.3 * (rows[0].t1 - rows[0].t0), "my marker")
             panel.tabs.setCurrentIndex(1)
             panel.batch_table.selectRow(2)
-            panel.plot.setXRange(rows[0].t0 - 0.1 * (rows[-1].t1 - rows[0].t0), rows[-1].t1 + 0.05 * (rows[-1].t1 - rows[0].t0),
-                                 padding=0)
+            panel.plot.setXRange(
+                rows[0].t0 - 0.1 * (rows[-1].t1 - rows[0].t0),
+                rows[-1].t1 + 0.05 * (rows[-1].t1 - rows[0].t0),
+                padding=0,
+            )
             for _ in range(5):
                 panel.tick()
                 qtbot.wait(60)
@@ -221,8 +230,9 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
         ctx.devices._power_event(t, "event", "ris")  # noqa: SLF001 - what the LPM01A pump does per D7 edge
     rid = ctx.store.add_round({"mode": "full", "input_size": 40, "batch_size": 32}, ctx.dataset.id)
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        ctx.store.put_round_batch(rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b,
-                                                   source="d7").to_dict())
+        ctx.store.put_round_batch(
+            rid, i, BatchRow(i, "main", 1, i, 32, 1.0, 0, 1, 1, b - a, t0=a, t1=b, source="d7").to_dict()
+        )
     ctx.store.update_round(rid, status="done")
     qtbot.waitUntil(lambda: stream.duration > edges[-1] + 0.3 and recorder.n_events == 4, timeout=10_000)
     live = [stream.stats(a, b).integral * ctx.devices.voltage for a, b in zip(edges[:-1], edges[1:])]
@@ -254,8 +264,9 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
     panel.plot.setXRange(edges[0] - 0.1, edges[-1] + 0.1, padding=0)
     panel.tick()
     np.testing.assert_allclose(panel.d7_visible, edges)
-    qtbot.waitUntil(lambda: len(panel.d7_batches) == 3 and panel.d7_batches[0].t0 == pytest.approx(edges[0]),
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: len(panel.d7_batches) == 3 and panel.d7_batches[0].t0 == pytest.approx(edges[0]), timeout=5000
+    )
 
     # a CLI capture with D7 edges and no round of this app
     from device.lpm01a.capture import Block
@@ -267,7 +278,7 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
     with Hdf5Writer(path, 1000.0, "current", voltage_v=3.3) as w:
         for k in range(0, 3000, 500):
             evs = [StreamEvent("event", i, "ris") for i in (500, 1000, 2000, 2500) if k <= i < k + 500]
-            w.write(Block(k, x[k:k + 500], 1000.0, events=evs))
+            w.write(Block(k, x[k : k + 500], 1000.0, events=evs))
     panel.open_file(str(path), wait=True)
     qtbot.waitUntil(lambda: panel.replay is not None and panel.replay_rec.name == "cli_capture.h5", timeout=10_000)
     qtbot.waitUntil(lambda: "cli_capture.h5" in panel.batch_title.text(), timeout=5000)

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 from app.core.datasets import DatasetError
-from app.core.labels import (LabelError, LabelModel, class_balance, class_for_activity, export_wisdm_csv,
-                             export_windows_npz, import_wisdm, import_wisdm_csv, labelled_recording_set,
-                             read_wisdm, windows)
+from app.core.labels import (
+    LabelError,
+    LabelModel,
+    class_balance,
+    class_for_activity,
+    export_wisdm_csv,
+    export_windows_npz,
+    import_wisdm,
+    import_wisdm_csv,
+    labelled_recording_set,
+    read_wisdm,
+    windows,
+)
 from app.core.recording import load_accel
 from app.core.store import Store
 
@@ -155,7 +165,10 @@ def test_wisdm_import_with_quirks_through_the_labelling_path(tmp_path):
         lines = [k.line for k in res.skipped]
         assert lines == [64, 65, 66, 67, 119], res.skipped
         text = res.skipped_text(limit=4)
-        assert text.startswith("5 lines skipped: line 64: ") and "line 65: expected 6 comma-separated fields, found 5" in text
+        assert (
+            text.startswith("5 lines skipped: line 64: ")
+            and "line 65: expected 6 comma-separated fields, found 5" in text
+        )
         assert "line 66: timestamp 0 (placeholder record)" in text and text.endswith("… and 1 more")
         assert res.left_out == {"dancing": 1}  # a plain activity name that is not a class of the dataset
         msg = res.message()
@@ -163,12 +176,17 @@ def test_wisdm_import_with_quirks_through_the_labelling_path(tmp_path):
         assert "line 119: truncated: last record has no terminating ';'" in msg
         # a 2019 file (letter codes): stairs ('C') is not split, so it becomes the dataset's Upstairs
         p19 = tmp_path / "data_1650_accel_phone.txt"
-        p19.write_text("".join(f"1650,{c},{(k + 1) * 50_000_000},0.1,9.8,{k % 7};\n"
-                               for c in "ACF" for k in range(40)) + "1650,A,12,bad\n")
+        p19.write_text(
+            "".join(f"1650,{c},{(k + 1) * 50_000_000},0.1,9.8,{k % 7};\n" for c in "ACF" for k in range(40))
+            + "1650,A,12,bad\n"
+        )
         res19 = import_wisdm(store, p19, ds_id, ("Walking", "Upstairs", "Downstairs"))
         assert [l.label for l in store.labels(res19.recordings[0].id)] == ["Walking", "Upstairs"]
         assert res19.left_out == {"typing": 40} and "labelled 'Upstairs'" in res19.message()
-        assert res19.skipped_text() == "1 line skipped: line 121: expected 6 comma-separated fields, found 4 ('1650,A,12,bad')"
+        assert (
+            res19.skipped_text()
+            == "1 line skipped: line 121: expected 6 comma-separated fields, found 4 ('1650,A,12,bad')"
+        )
     finally:
         store.close()
 
@@ -232,7 +250,11 @@ def test_lost_samples_split_labelled_segments(tmp_path):
     store.add_label(rec.id, 40.0, 60.0, "Sitting")
     rs = labelled_recording_set(store, ds_id, "me")
     assert [(s.activity, s.first_line, s.n) for s in rs.segments] == [
-        ("walking", 0, 500), ("walking", 520, 280), ("sitting", 800, 200), ("sitting", 1001, 199)]
+        ("walking", 0, 500),
+        ("walking", 520, 280),
+        ("sitting", 800, 200),
+        ("sitting", 1001, 199),
+    ]
     assert all(np.isfinite(s.data).all() for s in rs.segments)
     np.testing.assert_array_equal(rs.segments[1].data, x[520:800])
     d = local_windows(store, ds_id, ("walking", "sitting"), 20, 20.0)

@@ -24,8 +24,15 @@ def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
 
 
 def cfg_for(data: Path, **kw) -> LosoConfig:
-    base = dict(dataset="wisdm2019", data=str(data), sizes=(20,), epochs=1, warmup_epochs=1, pretrain_epochs=2,
-                pretrain_patience=1)
+    base = dict(
+        dataset="wisdm2019",
+        data=str(data),
+        sizes=(20,),
+        epochs=1,
+        warmup_epochs=1,
+        pretrain_epochs=2,
+        pretrain_patience=1,
+    )
     base.update(kw)
     return LosoConfig(**base)
 
@@ -44,7 +51,9 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
     # resume: nothing left to do, same rows
     again = run_loso(cfg, tmp_path, jobs=1, progress=False)
     assert again.tasks_run == 0 and again.tasks_skipped == 3
-    assert sorted(json.dumps(r, sort_keys=True) for r in again.rows) == sorted(json.dumps(r, sort_keys=True) for r in res.rows)
+    assert sorted(json.dumps(r, sort_keys=True) for r in again.rows) == sorted(
+        json.dumps(r, sort_keys=True) for r in res.rows
+    )
     # other settings do not reuse these rows (settings hash)
     other = cfg_for(tiny_wisdm, epochs=2, modes=("none",), subjects=("1604",))
     assert other.settings_hash() != cfg.settings_hash()
@@ -65,7 +74,15 @@ def test_pretraining_cache_reproduces_results(tiny_wisdm, tmp_path):
 
 def test_a_truncated_results_line_is_ignored(tmp_path):
     p = tmp_path / "loso_hapt.jsonl"
-    good = {"dataset": "hapt", "T": 20, "subject": "1", "mode": "none", "macro_f1": 0.5, "accuracy": 0.5, "settings_hash": "x"}
+    good = {
+        "dataset": "hapt",
+        "T": 20,
+        "subject": "1",
+        "mode": "none",
+        "macro_f1": 0.5,
+        "accuracy": 0.5,
+        "settings_hash": "x",
+    }
     p.write_text(json.dumps(good) + "\n" + json.dumps(good)[:30] + "\n")
     assert read_rows(p) == [good] and read_rows(p, "y") == []
 
@@ -73,10 +90,15 @@ def test_a_truncated_results_line_is_ignored(tmp_path):
 def test_summary_and_table():
     rows = []
     for s, (n, t, f) in {"a": (0.5, 0.7, 0.9), "b": (0.6, 0.8, 0.7)}.items():
-        rows += [{"T": 20, "subject": s, "mode": m, "macro_f1": v, "accuracy": v} for m, v in zip(("none", "tl", "full"), (n, t, f))]
+        rows += [
+            {"T": 20, "subject": s, "mode": m, "macro_f1": v, "accuracy": v}
+            for m, v in zip(("none", "tl", "full"), (n, t, f))
+        ]
     summ = summarize(rows)
     e = summ["by_T"][20]
-    assert e["modes"]["full"]["macro_f1"] == pytest.approx(0.8) and e["modes"]["none"]["macro_f1"] == pytest.approx(0.55)
+    assert e["modes"]["full"]["macro_f1"] == pytest.approx(0.8) and e["modes"]["none"]["macro_f1"] == pytest.approx(
+        0.55
+    )
     assert e["order_full_tl_none"] is True and e["subjects_full_beats_tl"] == 1 and e["subjects"] == 2
     md = loso.markdown_table(summ, loso.paper_table_ii())
     assert "| (20,3) | 0.550 ± 0.050 | 0.804 |" in md and "1/2 (0 ties)" in md
@@ -96,8 +118,29 @@ def test_bad_settings_are_named(tmp_path, tiny_wisdm):
 def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsys):
     from app.cli import main
 
-    rc = main(["loso", "--dataset", "hapt", "--sizes", "20", "--subjects", "3", "--epochs", "1", "--warmup-epochs", "1",
-               "--pretrain-epochs", "1", "--jobs", "1", "--results", str(tmp_path), "--json", "--quiet"])
+    rc = main(
+        [
+            "loso",
+            "--dataset",
+            "hapt",
+            "--sizes",
+            "20",
+            "--subjects",
+            "3",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "1",
+            "--pretrain-epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--results",
+            str(tmp_path),
+            "--json",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert obj["dataset"] == "hapt" and obj["subjects"] == ["3"] and obj["rows"] == 3

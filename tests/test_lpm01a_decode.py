@@ -17,7 +17,9 @@ def ts_frame(ms: int, pct: int = 0) -> bytes:
     return b"\xf0\xf3" + ms.to_bytes(4, "big") + bytes([pct]) + b"\xff\xff"
 
 
-def bin_stream(values: np.ndarray, rate: int, tail: bytes = b"", head: bytes = b"\r\nPowerShield > ack start\r\n\r\n") -> tuple[bytes, np.ndarray]:
+def bin_stream(
+    values: np.ndarray, rate: int, tail: bytes = b"", head: bytes = b"\r\nPowerShield > ack start\r\n\r\n"
+) -> tuple[bytes, np.ndarray]:
     words = [spec.bin_word(float(v)) for v in values]
     out = bytearray(head)
     for i, w in enumerate(words):
@@ -37,7 +39,10 @@ def ascii_stream(values: np.ndarray, rate: int, tail: bytes = b"") -> tuple[byte
             ms = i * 1000 // rate
             out += f"\r\nTimeStamp: {ms // 1000:03d}s {ms % 1000:03d}ms, buff 05%\r\n".encode() + b"\x00"
         out += line.encode() + b"\r\n"
-    out += b"\r\nend\r\n\r\nsummary beg\r\n1853-09\r\n2113-09\r\nsummary end\r\n\r\nPowerShield > Acquisition completed\r\n" + tail
+    out += (
+        b"\r\nend\r\n\r\nsummary beg\r\n1853-09\r\n2113-09\r\nsummary end\r\n\r\nPowerShield > Acquisition completed\r\n"
+        + tail
+    )
     return bytes(out), np.array([spec.ascii_value(s) for s in lines])
 
 
@@ -125,7 +130,9 @@ def test_text_line_grammar(line, kind, extra):
 @pytest.mark.parametrize("fmt", ["bin_hexa", "ascii_dec"])
 def test_every_split_offset_gives_identical_results(fmt):
     vals = VALUES[:1200]
-    data, expected = (bin_stream if fmt == "bin_hexa" else ascii_stream)(vals, 1000, tail=b"\r\nPowerShield > ack hrc\r\n\r\n")
+    data, expected = (bin_stream if fmt == "bin_hexa" else ascii_stream)(
+        vals, 1000, tail=b"\r\nPowerShield > ack hrc\r\n\r\n"
+    )
     whole = make_decoder(fmt, 1000)
     ref, _ = feed_all(whole, data, [len(data)])
     np.testing.assert_allclose(ref, expected, rtol=1e-12)
@@ -133,7 +140,11 @@ def test_every_split_offset_gives_identical_results(fmt):
     assert whole.summary == ["1853-09", "2113-09"]
     assert whole.take_trailing() == b"\r\nPowerShield > ack hrc\r\n\r\n"
     # two-piece splits at every offset in the interesting regions, plus byte-by-byte
-    offsets = list(range(0, 80)) + list(range(2000 if fmt == "bin_hexa" else 9000, (2000 if fmt == "bin_hexa" else 9000) + 40)) + list(range(len(data) - 200, len(data)))
+    offsets = (
+        list(range(0, 80))
+        + list(range(2000 if fmt == "bin_hexa" else 9000, (2000 if fmt == "bin_hexa" else 9000) + 40))
+        + list(range(len(data) - 200, len(data)))
+    )
     for k in offsets:
         d = make_decoder(fmt, 1000)
         got, _ = feed_all(d, data, [k])
@@ -195,7 +206,13 @@ def test_binary_dropped_byte_resyncs_and_counts_loss():
 
 
 def test_ascii_merged_and_partial_lines():
-    data = b"TimeStamp: 000s 000ms, buff 00%\r\n" + b"1000-06\r\n" * 3 + b"1000-062000-06\r\n" + b"10\r\n" + b"1000-06\r\n" * 994
+    data = (
+        b"TimeStamp: 000s 000ms, buff 00%\r\n"
+        + b"1000-06\r\n" * 3
+        + b"1000-062000-06\r\n"
+        + b"10\r\n"
+        + b"1000-06\r\n" * 994
+    )
     data += b"TimeStamp: 001s 000ms, buff 00%\r\n1000-06\r\n"
     d = AsciiDecoder(1000)
     r = d.feed(data)
@@ -205,7 +222,12 @@ def test_ascii_merged_and_partial_lines():
 
 
 def test_timestamp_gap_in_ascii_is_nan_filled():
-    data = b"TimeStamp: 000s 000ms, buff 00%\r\n" + b"1000-06\r\n" * 900 + b"TimeStamp: 001s 000ms, buff 01%\r\n" + b"2000-06\r\n"
+    data = (
+        b"TimeStamp: 000s 000ms, buff 00%\r\n"
+        + b"1000-06\r\n" * 900
+        + b"TimeStamp: 001s 000ms, buff 01%\r\n"
+        + b"2000-06\r\n"
+    )
     d = AsciiDecoder(1000)
     r = d.feed(data)
     assert d.lost == 100 and len(r.values) == 1001 and np.isnan(r.values[900:1000]).all() and r.values[-1] == 2e-3

@@ -55,7 +55,9 @@ def ps(rig):
     time.sleep(0.05)
 
 
-def run_capture(drv: PowerShield, hz: int, fmt: str, acqtime: float, during=None, **kw) -> tuple[Capture, RunningStats, list]:
+def run_capture(
+    drv: PowerShield, hz: int, fmt: str, acqtime: float, during=None, **kw
+) -> tuple[Capture, RunningStats, list]:
     drv.configure(freq=hz, fmt=fmt, acqtime=acqtime, **kw)
     cap = Capture(drv, hz, fmt)
     sub = cap.subscribe()
@@ -92,8 +94,13 @@ def test_every_idle_command(ps, rig):
     ps.set_freq("100k")
     for t in (0, None, 100e-6, 0.5, 100):
         ps.set_acqtime(t)
-    for name, choices in (("acqmode", ("dyn", "stat")), ("funcmode", ("optim", "high")), ("output", ("current", "energy")),
-                          ("format", ("ascii_dec", "bin_hexa")), ("trigsrc", ("sw", "d7"))):
+    for name, choices in (
+        ("acqmode", ("dyn", "stat")),
+        ("funcmode", ("optim", "high")),
+        ("output", ("current", "energy")),
+        ("format", ("ascii_dec", "bin_hexa")),
+        ("trigsrc", ("sw", "d7")),
+    ):
         for c in reversed(choices):
             getattr(ps, f"set_{name}")(c)
     ps.set_trigdelay(0)
@@ -135,7 +142,10 @@ def test_bad_arguments_are_refused_before_sending(ps, rig):
         (lambda: ps.pwr("maybe"), "pwr 'maybe'"),
         (lambda: ps.set_volt(float("nan")), "volt nan"),
         (lambda: ps.command("freq 1k\nstart"), "printable ASCII"),
-        (lambda: ps.configure(freq=10_000, fmt="ascii_dec", acqtime=5), "ascii_dec at freq 10000 Hz: acqtime 5 s is beyond"),
+        (
+            lambda: ps.configure(freq=10_000, fmt="ascii_dec", acqtime=5),
+            "ascii_dec at freq 10000 Hz: acqtime 5 s is beyond",
+        ),
         (lambda: ps.configure(freq=100_000, fmt="ascii_dec", acqtime=0.1), "ascii_dec at freq 100000 Hz"),
         (lambda: ps.configure(freq=100_000, output="energy"), "energy output allows at most 10000 Hz"),
     ]
@@ -166,7 +176,15 @@ def test_standalone_mode_refuses_host_commands(ps):
 # --- acquisitions -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "fmt,hz,acqtime",
-    [("bin_hexa", 100_000, 0.6), ("bin_hexa", 1000, 1.0), ("bin_hexa", 20, 0.5), ("ascii_dec", 1000, 1.0), ("ascii_dec", 5000, 0.4), ("ascii_dec", 10_000, 0.5), ("ascii_dec", 100, 0.2)],
+    [
+        ("bin_hexa", 100_000, 0.6),
+        ("bin_hexa", 1000, 1.0),
+        ("bin_hexa", 20, 0.5),
+        ("ascii_dec", 1000, 1.0),
+        ("ascii_dec", 5000, 0.4),
+        ("ascii_dec", 10_000, 0.5),
+        ("ascii_dec", 100, 0.2),
+    ],
 )
 def test_acquisition_counts_every_sample(ps, fmt, hz, acqtime):
     cap, stats, events = run_capture(ps, hz, fmt, acqtime)
@@ -260,7 +278,9 @@ def test_capture_over_a_pty_endpoint(rig):
 @pytest.mark.parametrize("fmt", ["bin_hexa", "ascii_dec"])
 def test_buffer_overflow_is_reported(ps, rig, fmt):
     emu, _ = rig
-    cap, stats, events = run_capture(ps, 1000, fmt, 2.0, during=lambda d, c: setattr(emu.faults, "force_overflow", True))
+    cap, stats, events = run_capture(
+        ps, 1000, fmt, 2.0, during=lambda d, c: setattr(emu.faults, "force_overflow", True)
+    )
     assert isinstance(cap.error, BufferOverflow) and "overflow" in str(cap.error).lower()
     assert stats.samples < 2000
     assert "overflow" in ps.status().lower()  # latched, cleared by reading it

@@ -103,7 +103,9 @@ TS_RE = re.compile(rb"\r\nTimeStamp: (\d{3})s (\d{3})ms, buff (\d{2})%\r\n")
 # --- codecs ---------------------------------------------------------------------------------------
 def test_vectorised_encoders_match_spec_scalar_ones() -> None:
     rng = np.random.default_rng(0)
-    v = np.concatenate([10 ** rng.uniform(-12, 3, 20000), [0.0, -1.0, np.nan, np.inf, 1e-300, 4095.5, 2.3e-9, 6.409e-4]])
+    v = np.concatenate(
+        [10 ** rng.uniform(-12, 3, 20000), [0.0, -1.0, np.nan, np.inf, 1e-300, 4095.5, 2.3e-9, 6.409e-4]]
+    )
     for k in range(15):
         v = np.append(v, [4095.5 / 16.0**k, np.nextafter(4095.5 / 16.0**k, 0), 4095.0 / 16.0**k])
     for k in range(-12, 4):
@@ -129,9 +131,26 @@ def test_exact_reply_bytes_and_verbatim_echo() -> None:
     assert cmd(dev, "version") == b"\r\nPowerShield > ack version: 1.0.7\r\n\r\n"
     assert cmd(dev, "powershield") == b"\r\nPowerShield > ack powershield 540554545-1430736921-1900587\r\n\r\n"
     assert cmd(dev, "status") == b"\r\nPowerShield > ack status ok\r\n\r\n"
-    for line in ("freq 1000", "freq 1k", "acqtime 500m", "acqtime inf", "acqtime 0", "acqtime 2-3", "acqtime 5-4",
-                 "trigdelay 0", "trigdelay 1m", "volt 3300m", "volt 3300 m", 'lcd 1 "MLPerf Tiny"', "pwr on nostatus",
-                 "eventsrc d7 fal", "currthres 0", "output energy", "format bin_hexa", "funcmode high"):
+    for line in (
+        "freq 1000",
+        "freq 1k",
+        "acqtime 500m",
+        "acqtime inf",
+        "acqtime 0",
+        "acqtime 2-3",
+        "acqtime 5-4",
+        "trigdelay 0",
+        "trigdelay 1m",
+        "volt 3300m",
+        "volt 3300 m",
+        'lcd 1 "MLPerf Tiny"',
+        "pwr on nostatus",
+        "eventsrc d7 fal",
+        "currthres 0",
+        "output energy",
+        "format bin_hexa",
+        "funcmode high",
+    ):
         assert cmd(dev, line, eol="\r\n") == f"\r\nPowerShield > ack {line}\r\n\r\n".encode()
     assert dev.settings.freq == 1000 and dev.settings.acqtime == pytest.approx(5e-4)
     assert cmd(dev, "acqtime 1s") == (
@@ -163,7 +182,7 @@ def test_exact_reply_bytes_and_verbatim_echo() -> None:
         ("currthre 51m", "out of range"),
         ("format hex", "must be one of"),
         ('lcd 1 "12345678901234567"', "at most 16"),
-        ("lcd 3 \"x\"", "must be 1 or 2"),
+        ('lcd 3 "x"', "must be 1 or 2"),
         ("lcd 1 unquoted", "double-quoted"),
         ("bogus", "unknown command"),
         ("pwr maybe", "pwr"),
@@ -180,7 +199,9 @@ def test_every_error_has_error_detail(line: str, detail: str) -> None:
 def test_standalone_mode_refuses_host_commands_and_settings_persist() -> None:
     dev, _ = make(host=False)
     assert cmd(dev, "version") == b"\r\nPowerShield > ack version: 1.0.7\r\n\r\n"
-    assert cmd(dev, "freq 1k").startswith(b"\r\nPowerShield > error freq 1k\r\nError detail: command requires host control")
+    assert cmd(dev, "freq 1k").startswith(
+        b"\r\nPowerShield > error freq 1k\r\nError detail: command requires host control"
+    )
     configure_reply = cmd(dev, "htc")
     assert configure_reply == b"\r\nPowerShield > ack htc\r\n\r\n"
     configure(dev, "freq 20k", "format bin_hexa", "hrc")
@@ -202,7 +223,9 @@ def test_ascii_stream_layout_timestamps_end_summary_banner() -> None:
     assert cmd(dev, "start") == ACK_START + b"\r\nTimeStamp: 000s 000ms, buff 00%\r\n"
     out = run_until(dev, clk, 3.0)
     body, _, tail = out.partition(b"\r\nend\r\n")
-    assert tail.startswith(b"\r\nsummary beg\r\n") and tail.endswith(b"summary end\r\n\r\nPowerShield > Acquisition completed\r\n")
+    assert tail.startswith(b"\r\nsummary beg\r\n") and tail.endswith(
+        b"summary end\r\n\r\nPowerShield > Acquisition completed\r\n"
+    )
     summary = tail.split(b"\r\n")[2:4]
     assert all(re.fullmatch(rb"\d{4}-\d{2}", s) for s in summary)
     stamps = [(int(s), int(ms)) for s, ms, _ in TS_RE.findall(body)]
@@ -238,7 +261,11 @@ def test_binary_stream_layout_and_exact_sample_times() -> None:
     stamps = [(pos, int.from_bytes(p[:4], "big"), p[4]) for pos, kind, p in meta if kind == "F3"]
     assert stamps == [(1000 * k, 10 * k, stamps[k - 1][2]) for k in range(1, 8)]
     kinds = [kind for _, kind, _ in meta]
-    assert kinds[-2:] == ["F4", "F2"] and meta[-1][2].startswith(b"summary beg\r\n") and meta[-1][2].endswith(b"summary end")
+    assert (
+        kinds[-2:] == ["F4", "F2"]
+        and meta[-1][2].startswith(b"summary beg\r\n")
+        and meta[-1][2].endswith(b"summary end")
+    )
     assert tail == b"\r\nPowerShield > Acquisition completed\r\n"
     vals = np.array([spec.bin_value(w) for w in words])
     assert vals.mean() == pytest.approx(2e-3, rel=2e-3)
@@ -288,14 +315,17 @@ def test_binary_inline_replies_are_frames() -> None:
     assert cmd(dev, "targrst 10m") == b"\xf0\xf6\xff\xff"
     assert cmd(dev, "status") == bin_frame_text(0xF2, "ack status ok")
     assert cmd(dev, "freq 2k") == bin_frame_text(
-        0xF1, "error freq 2k\r\nError detail: freq not allowed during acquisition (allowed: stop, pwr, targrst, volt get, temp, status)"
+        0xF1,
+        "error freq 2k\r\nError detail: freq not allowed during acquisition (allowed: stop, pwr, targrst, volt get, temp, status)",
     )
 
 
 def test_ascii_limits_refused_or_aborted() -> None:
     dev, clk = make()
     configure(dev, "freq 100k", "acqtime 1")
-    assert cmd(dev, "start").startswith(b"\r\nPowerShield > error start\r\nError detail: ascii_dec supports at most 20k")
+    assert cmd(dev, "start").startswith(
+        b"\r\nPowerShield > error start\r\nError detail: ascii_dec supports at most 20k"
+    )
     configure(dev, "freq 10k", "acqtime 1")  # Table 2: 10 kHz for 1 s is fine
     cmd(dev, "start")
     out = run_until(dev, clk, 3.0)

@@ -13,8 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-                           reason="the allocator settings are glibc-only")
+glibc = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+    reason="the allocator settings are glibc-only",
+)
 
 # Is a 300 KiB block served by its own mmap after a 4 MiB mmap'ed block was freed?  glibc's dynamic
 # threshold says no (the threshold rose to 4 MiB, the block comes from the heap and stays there after
@@ -43,8 +45,9 @@ print(json.dumps({"tuned": tuned, "mmapped": mmapped}))
 def probe(mode: str, **env: str) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     e.update(env)
-    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), mode], capture_output=True, text=True,
-                         env=e, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT), mode], capture_output=True, text=True, env=e, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -59,8 +62,11 @@ def test_untuned_glibc_raises_its_mmap_threshold():
 def test_tuned_threshold_keeps_large_blocks_out_of_the_heap():
     got = probe("tune")
     assert got["mmapped"] is True
-    assert got["tuned"] == {"malloc_mmap_threshold": 256 * 1024, "malloc_trim_threshold": 4 << 20,
-                            "malloc_arena_max": 2}
+    assert got["tuned"] == {
+        "malloc_mmap_threshold": 256 * 1024,
+        "malloc_trim_threshold": 4 << 20,
+        "malloc_arena_max": 2,
+    }
 
 
 @glibc
@@ -78,13 +84,16 @@ def test_release_memory_runs_everywhere():
 
 def test_app_context_tunes_the_allocator(tmp_path):
     # the app (GUI and CLI) and the soak benchmark all go through AppContext.create
-    code = ("import sys, json; sys.path.insert(0, sys.argv[1]);"
-            "from app.core.context import AppContext; from app.core import memory;"
-            "ctx = AppContext.create(sys.argv[2], bench=False, discover=False); ctx.close();"
-            "print(json.dumps(memory._tuned))")
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "from app.core.context import AppContext; from app.core import memory;"
+        "ctx = AppContext.create(sys.argv[2], bench=False, discover=False); ctx.close();"
+        "print(json.dumps(memory._tuned))"
+    )
     e = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(tmp_path)], capture_output=True, text=True,
-                         env=e, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(tmp_path)], capture_output=True, text=True, env=e, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     tuned = json.loads(out.stdout.strip().splitlines()[-1])
     if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):

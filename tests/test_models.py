@@ -52,8 +52,10 @@ def windows() -> np.ndarray:
 
 
 def test_importing_models_does_not_import_tensorflow():
-    code = "import sys, app.core.models, app.core.datasets, app.commands.pretrain, app.commands.make_assets; " \
-           "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')])"
+    code = (
+        "import sys, app.core.models, app.core.datasets, app.commands.pretrain, app.commands.make_assets; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -69,7 +71,9 @@ def test_build_paper_keras_matches_paper_arch():
 
 
 def test_paper_model_keras_equals_engine(paper_model, windows):
-    np.testing.assert_allclose(M.keras_predict(paper_model, windows), _engine_predict(paper_model, windows), atol=FLOAT_TOL)
+    np.testing.assert_allclose(
+        M.keras_predict(paper_model, windows), _engine_predict(paper_model, windows), atol=FLOAT_TOL
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,12 +118,14 @@ def test_c_header_compiles_and_holds_the_weights(paper_model, tmp_path):
     prog.write_text(
         '#include <stdio.h>\n#include "odl_model.h"\n'
         "int main(void){double s=0; for(unsigned i=0;i<ODL_MODEL_N_PARAMS;i++) s+=odl_model_weights[i];\n"
-        'const odl_layer_t *l=&odl_model_layers[ODL_MODEL_N_LAYERS-2];\n'
+        "const odl_layer_t *l=&odl_model_layers[ODL_MODEL_N_LAYERS-2];\n"
         'printf("%.6f %d %u %u %s %d\\n", s, ODL_MODEL_N_LAYERS, l->param_offset, l->param_count, '
         "odl_model_classes[1], l->units); return 0;}\n"
     )
     exe = tmp_path / "main"
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-o", str(exe), str(prog), f"-I{tmp_path}"], check=True, timeout=60)
+    subprocess.run(
+        ["gcc", "-std=c99", "-Wall", "-Werror", "-o", str(exe), str(prog), f"-I{tmp_path}"], check=True, timeout=60
+    )
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30, check=True).stdout.split()
     total = sum(float(a.astype(np.float64).sum()) for ws in paper_model.weights.values() for a in ws)
     assert float(out[0]) == pytest.approx(total, abs=1e-3)
@@ -134,16 +140,27 @@ def test_c_header_compiles_and_holds_the_weights(paper_model, tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 ST_CASES = [
-    (f"{ST_V2}/ign/ST_pretrainedmodel_public_dataset/WISDM/ign_wl_24/ign_wl_24.h5", M.ST_WISDM_CLASSES,
-     ["conv2d", "relu", "maxpool2d", "flatten", "dense", "dropout", "dense", "softmax"]),
-    (f"{ST_V2}/gmp/ST_pretrainedmodel_custom_dataset/mobility_v1/gmp_wl_48/gmp_wl_48.h5", M.ST_MOBILITY_CLASSES,
-     ["batchnorm", "conv2d", "batchnorm", "conv2d", "gmp2d", "dropout", "dense", "softmax"]),
-    (f"{ST_V1}/ign/ST_pretrainedmodel_custom_dataset/mobility_v1/ign_wl_24/ign_wl_24.h5", M.ST_MOBILITY_CLASSES,
-     ["conv2d", "relu", "maxpool2d", "flatten", "dense", "dropout", "dense", "softmax"]),  # fused (Keras 2.4)
+    (
+        f"{ST_V2}/ign/ST_pretrainedmodel_public_dataset/WISDM/ign_wl_24/ign_wl_24.h5",
+        M.ST_WISDM_CLASSES,
+        ["conv2d", "relu", "maxpool2d", "flatten", "dense", "dropout", "dense", "softmax"],
+    ),
+    (
+        f"{ST_V2}/gmp/ST_pretrainedmodel_custom_dataset/mobility_v1/gmp_wl_48/gmp_wl_48.h5",
+        M.ST_MOBILITY_CLASSES,
+        ["batchnorm", "conv2d", "batchnorm", "conv2d", "gmp2d", "dropout", "dense", "softmax"],
+    ),
+    (
+        f"{ST_V1}/ign/ST_pretrainedmodel_custom_dataset/mobility_v1/ign_wl_24/ign_wl_24.h5",
+        M.ST_MOBILITY_CLASSES,
+        ["conv2d", "relu", "maxpool2d", "flatten", "dense", "dropout", "dense", "softmax"],
+    ),  # fused (Keras 2.4)
 ]
 
 
-@pytest.mark.parametrize("rel,classes,kinds", ST_CASES, ids=["ign24_wisdm_v2", "gmp48_mobility_v2", "ign24_mobility_v1"])
+@pytest.mark.parametrize(
+    "rel,classes,kinds", ST_CASES, ids=["ign24_wisdm_v2", "gmp48_mobility_v2", "ign24_mobility_v1"]
+)
 def test_st_import_classes_preprocessing_and_predictions(st_models, rel, classes, kinds):
     import keras
 
@@ -280,7 +297,9 @@ def test_with_weights_checks_shapes(paper_model):
 def test_pretrain_is_reproducible_and_reports(shared_data, tmp_path):
     from app.commands.pretrain import pretrain
 
-    files = [shared_data / f"wisdm2019_phone_accel/raw/phone/accel/data_{s}_accel_phone.txt" for s in (1600, 1604, 1606)]
+    files = [
+        shared_data / f"wisdm2019_phone_accel/raw/phone/accel/data_{s}_accel_phone.txt" for s in (1600, 1604, 1606)
+    ]
     data_dir = tmp_path / "w"
     data_dir.mkdir()
     for f in files:  # a few minutes per subject keep this test fast
@@ -288,7 +307,9 @@ def test_pretrain_is_reproducible_and_reports(shared_data, tmp_path):
         (data_dir / f.name).write_text("\n".join(lines[:18000]) + "\n")  # activities A..E
     runs = []
     for _ in range(2):
-        model, hist, info = pretrain([data_dir], 20, epochs=1, seed=7, val_subjects="1606", progress=False, log=lambda m: None)
+        model, hist, info = pretrain(
+            [data_dir], 20, epochs=1, seed=7, val_subjects="1606", progress=False, log=lambda m: None
+        )
         runs.append(model)
     for name in runs[0].weights:
         for a, b in zip(runs[0].weights[name], runs[1].weights[name]):
@@ -307,7 +328,10 @@ def test_pretrain_cli_errors(tmp_path, capsys):
     assert "--out must end with" in capsys.readouterr().err
     assert main(["pretrain", "--data", str(tmp_path), "-T", "5", "--out", str(tmp_path / "m.keras")]) == 2
     assert "--input-size must be between 10 and 1000" in capsys.readouterr().err
-    assert main(["pretrain", "--data", str(tmp_path), "-T", "20", "--epochs", "0", "--out", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(["pretrain", "--data", str(tmp_path), "-T", "20", "--epochs", "0", "--out", str(tmp_path / "m.keras")])
+        == 2
+    )
     assert "--epochs" in capsys.readouterr().err
 
 

@@ -119,7 +119,9 @@ def test_personalizing_a_pretrained_general_model_improves_f1(shared_data):
         p = rng.permutation(len(y))
         for b in range(0, len(y), 32):
             general.train_batch(x[p[b : b + 32]], y[p[b : b + 32]], 0.01, "full")
-    plan, res, before, after, got, stats, board = personalize_over_bench(arch, general.get_weights(), train, held, warmup=2)
+    plan, res, before, after, got, stats, board = personalize_over_bench(
+        arch, general.get_weights(), train, held, warmup=2
+    )
     assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 4
     f1_before, f1_after = macro_f1(before.matrix), macro_f1(after.matrix)
     assert f1_after > f1_before, (f1_before, f1_after)

@@ -45,7 +45,9 @@ class NoisyTransport:
     """Wraps a transport: drops the first ``drop_replies`` frames coming back, and injects garbage
     (zeros included) and bit flips in both directions with the given probabilities."""
 
-    def __init__(self, inner: DeviceTransport, seed: int = 0, drop_replies: int = 0, garbage: float = 0.0, flips: float = 0.0):
+    def __init__(
+        self, inner: DeviceTransport, seed: int = 0, drop_replies: int = 0, garbage: float = 0.0, flips: float = 0.0
+    ):
         self.inner = inner
         self.rng = random.Random(seed)
         self.drop = drop_replies
@@ -142,7 +144,9 @@ def test_lost_reply_retry_is_not_executed_twice():
 def test_requests_survive_garbage_and_bit_flips_both_ways():
     clock = SimClock(1000.0)
     emu = NucleoEmulator(clock)
-    c = NucleoClient(NoisyTransport(DeviceTransport(emu, clock), seed=5, garbage=0.3, flips=0.15), timeout=0.2, retries=8)
+    c = NucleoClient(
+        NoisyTransport(DeviceTransport(emu, clock), seed=5, garbage=0.3, flips=0.15), timeout=0.2, retries=8
+    )
     rng = np.random.default_rng(0)
     for i in range(20):
         data = rng.integers(0, 256, rng.integers(0, 300), dtype=np.uint8).tobytes()
@@ -199,10 +203,16 @@ def test_board_answers_unknown_types_and_corrupt_frames():
 # --- memory refusals -----------------------------------------------------------------------------------
 def test_model_that_does_not_fit_is_refused_with_clear_error(board):
     clock, emu, c = board
-    arch = Arch((100, 3), (
-        Layer("conv1d", "conv", filters=64, kernel=3), Layer("relu", "r"), Layer("flatten", "flat"),
-        Layer("dense", "big", units=16), Layer("softmax", "sm"),
-    ))
+    arch = Arch(
+        (100, 3),
+        (
+            Layer("conv1d", "conv", filters=64, kernel=3),
+            Layer("relu", "r"),
+            Layer("flatten", "flat"),
+            Layer("dense", "big", units=16),
+            Layer("softmax", "sm"),
+        ),
+    )
     w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
     with pytest.raises(NucleoError) as exc:
         c.upload_model(arch, w)
@@ -226,7 +236,10 @@ def test_round_that_does_not_fit_is_refused_but_tl_fits(board):
     need = training_memory(arch, "full").paper_bytes + get_profile("paper").firmware_reserve_bytes + st.data_bytes
     assert exc.value.error.arg0 == need > 327_680
     info = c.train("tl", epochs=1, batch=125)
-    assert info.mem_bytes == training_memory(arch, "tl").paper_bytes + get_profile("paper").firmware_reserve_bytes + st.data_bytes
+    assert (
+        info.mem_bytes
+        == training_memory(arch, "tl").paper_bytes + get_profile("paper").firmware_reserve_bytes + st.data_bytes
+    )
     c.abort()
     assert c.wait_round_done(20).done.status == P.RoundStatus.ABORTED
 
@@ -244,8 +257,16 @@ def test_unknown_layer_and_blob_crc_errors(board):
     with pytest.raises(NucleoError, match="BAD_STATE"):
         c.request(P.ModelChunk(1020, bytes(bad[1020:2040])), P.XferAck)
     # softmax in the middle: a valid descriptor the engine cannot run
-    arch2 = Arch((20, 3), (Layer("conv1d", "c", filters=4, kernel=3), Layer("softmax", "sm"), Layer("gap1d", "g"),
-                           Layer("dense", "d", units=3), Layer("softmax", "out")))
+    arch2 = Arch(
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=4, kernel=3),
+            Layer("softmax", "sm"),
+            Layer("gap1d", "g"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "out"),
+        ),
+    )
     w2 = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch2.param_shapes().items()}
     with pytest.raises(NucleoError, match="UNKNOWN_LAYER") as exc:
         c.upload_model(arch2, w2)

@@ -72,7 +72,11 @@ def test_cobs_reference_vectors(raw, enc):
 def test_cobs_long_runs_roundtrip_and_bound():
     rng = random.Random(2)
     for n in list(range(0, 520)) + [1031]:
-        for data in (bytes(rng.randrange(1, 256) for _ in range(n)), bytes(rng.choice((0, 7)) for _ in range(n)), b"\x00" * n):
+        for data in (
+            bytes(rng.randrange(1, 256) for _ in range(n)),
+            bytes(rng.choice((0, 7)) for _ in range(n)),
+            b"\x00" * n,
+        ):
             enc = cobs.encode(data)
             assert 0 not in enc
             assert len(enc) <= cobs.max_encoded_len(n)
@@ -113,7 +117,7 @@ def test_golden_vectors_are_in_docs():
 
 def test_hello_body_by_hand():
     # 01 | 0100 | 0800 | 'ODL1' 01 01 0004 | crc  -> COBS
-    body = bytes.fromhex("01" "0100" "0800" "4f444c31" "01" "01" "0004")
+    body = bytes.fromhex("01010008004f444c3101010004")
     body += struct.pack("<H", crc16_bitwise(body))
     assert P.Hello().encode(1) == cobs.encode(body) + b"\x00"
 
@@ -201,7 +205,14 @@ def test_out_of_range_fields_and_oversize_payloads_refused():
 def _frames(n: int, rng: random.Random) -> list[tuple[int, P.Message]]:
     out = []
     for i in range(n):
-        msg = rng.choice([P.Ping(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))), P.Ack(i % 256), P.SensorState(), P.XferAck(i)])
+        msg = rng.choice(
+            [
+                P.Ping(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))),
+                P.Ack(i % 256),
+                P.SensorState(),
+                P.XferAck(i),
+            ]
+        )
         out.append((i, msg))
     return out
 

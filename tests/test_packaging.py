@@ -84,9 +84,14 @@ def _smoke(*argv: str) -> int:
 def test_smoke_streams_real_samples_from_the_virtual_bench():
     # In a fresh interpreter: earlier tests in this pytest process import TensorFlow, and the smoke
     # run checks that start-up did not.
-    out = subprocess.run([sys.executable, "-m", "app.cli", "smoke", "--seconds", "1.5", "--no-window", "--json"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "smoke", "--seconds", "1.5", "--no-window", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["ok"] and not report["errors"] and report["frozen"] is False
@@ -150,7 +155,10 @@ def test_smoke_is_hidden_from_help_but_callable():
 def test_smoke_test_script_passes_from_source():
     out = subprocess.run(
         [PY, "packaging/smoke_test.py", "--cmd", f"{PY} -m app.cli", "--seconds", "1", "--no-export"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[2/3] smoke:" in out.stdout and "[3/3] estimate --json:" in out.stdout
@@ -158,8 +166,13 @@ def test_smoke_test_script_passes_from_source():
 
 
 def test_smoke_test_script_fails_clearly_without_a_bundle(tmp_path):
-    out = subprocess.run([PY, "packaging/smoke_test.py", "--bundle", str(tmp_path / "nope")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [PY, "packaging/smoke_test.py", "--bundle", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert "does not exist" in out.stderr and "make package" in out.stderr
 
@@ -287,11 +300,13 @@ def test_icons_are_valid_and_reproducible(tmp_path):
     assert struct.unpack("<HHH", ico[:6]) == (0, 1, 4)
     icns = (icons / "odlstudio.icns").read_bytes()
     assert icns[:4] == b"icns" and struct.unpack(">I", icns[4:8])[0] == len(icns)
-    out = subprocess.run([PY, "packaging/make_icon.py", "--out", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PY, "packaging/make_icon.py", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "odlstudio.svg").read_text() == (icons / "odlstudio.svg").read_text(), \
+    assert (tmp_path / "odlstudio.svg").read_text() == (icons / "odlstudio.svg").read_text(), (
         "odlstudio.svg is out of date: run packaging/make_icon.py"
+    )
     # Bitmaps: same pixels (PNG bytes may differ with the zlib build).
     from PySide6.QtGui import QImage
 
@@ -300,8 +315,9 @@ def test_icons_are_valid_and_reproducible(tmp_path):
         assert not img.isNull(), path
         return np.frombuffer(bytes(img.constBits()), np.uint8).reshape(img.height(), img.width(), 4)
 
-    assert np.array_equal(pixels(tmp_path / "odlstudio.png"), pixels(icons / "odlstudio.png")), \
+    assert np.array_equal(pixels(tmp_path / "odlstudio.png"), pixels(icons / "odlstudio.png")), (
         "odlstudio.png is out of date: run packaging/make_icon.py"
+    )
 
 
 def test_install_script_is_valid_sh():

@@ -41,8 +41,27 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
     from app.cli import main
 
     out = tmp_path / "out"
-    rc = main(["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1",
-               "--time-scale", "2000", "--power-freq", "10", "--json", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "personalize",
+            "--data",
+            str(user_file),
+            "--input-size",
+            "20",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "1",
+            "--time-scale",
+            "2000",
+            "--power-freq",
+            "10",
+            "--json",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert obj["user"] == "1600" and obj["input_size"] == 20
@@ -69,8 +88,9 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
 
 
 def test_personalize_function_improves_on_a_new_user(user_file, npz_model):
-    res = personalize(PersonalizeConfig(data=str(user_file), model=str(npz_model), modes=("none", "full"),
-                                        **dict(FAST, epochs=3)))
+    res = personalize(
+        PersonalizeConfig(data=str(user_file), model=str(npz_model), modes=("none", "full"), **dict(FAST, epochs=3))
+    )
     r = res.report["results"]
     assert r["full"]["macro_f1"] > r["none"]["macro_f1"]
     assert res.report["board"]["emulated"] is True
@@ -96,8 +116,22 @@ def test_bad_arguments_are_named(user_file, npz_model, capsys):
     assert "no shipped general model for T=33" in capsys.readouterr().err
     with pytest.raises(PersonalizeError, match="takes T=20 but --input-size is 40"):
         personalize(PersonalizeConfig(data=str(user_file), model=str(npz_model), input_size=40))
-    assert main(["personalize", "--data", str(user_file), "--model", str(npz_model), "--board",
-                 "socket://127.0.0.1:9", "--modes", "tl", "--timeout", "0.3", "--quiet"]) in (1, 2)
+    assert main(
+        [
+            "personalize",
+            "--data",
+            str(user_file),
+            "--model",
+            str(npz_model),
+            "--board",
+            "socket://127.0.0.1:9",
+            "--modes",
+            "tl",
+            "--timeout",
+            "0.3",
+            "--quiet",
+        ]
+    ) in (1, 2)
     assert "127.0.0.1:9" in capsys.readouterr().err
 
 

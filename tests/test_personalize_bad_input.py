@@ -19,19 +19,28 @@ CLASSES = ("walking", "jogging", "stairs", "sitting", "standing")
 def _good_npz() -> bytes:
     buf = io.BytesIO()
     rng = np.random.default_rng(0)
-    np.savez(buf, X=rng.standard_normal((12, 20, 3)).astype(np.float32), y=np.repeat(np.arange(2), 6),
-             classes=np.array(["walking", "jogging"]), stride=np.int64(20), rate_hz=np.float64(20.0))
+    np.savez(
+        buf,
+        X=rng.standard_normal((12, 20, 3)).astype(np.float32),
+        y=np.repeat(np.arange(2), 6),
+        classes=np.array(["walking", "jogging"]),
+        stride=np.int64(20),
+        rate_hz=np.float64(20.0),
+    )
     return buf.getvalue()
 
 
 GOOD = _good_npz()
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "unreadable windows file"),
-    (GOOD[: len(GOOD) // 2], "unreadable windows file"),
-    (b"PK\x03\x04garbage" * 10, "unreadable windows file"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"", "unreadable windows file"),
+        (GOOD[: len(GOOD) // 2], "unreadable windows file"),
+        (b"PK\x03\x04garbage" * 10, "unreadable windows file"),
+    ],
+)
 def test_truncated_or_garbage_file(tmp_path: Path, content: bytes, needle: str):
     p = tmp_path / "w.npz"
     p.write_bytes(content)

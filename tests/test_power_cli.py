@@ -5,7 +5,6 @@ leaving a readable file, argument errors, ASCII limits and ``--port auto``."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,9 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def bench_url():
-    proc = subprocess.Popen(CLI + ["bench", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        CLI + ["bench", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
@@ -45,7 +46,19 @@ def power(*args: str, timeout: float = 60) -> tuple[int, dict | None, str]:
 
 
 def test_acceptance_100k_binary_two_processes(bench_url, tmp_path):
-    code, res, err = power("--port", bench_url, "--freq", "100k", "--format", "bin_hexa", "--duration", "2", "--json", "--out", str(tmp_path / "a.h5"))
+    code, res, err = power(
+        "--port",
+        bench_url,
+        "--freq",
+        "100k",
+        "--format",
+        "bin_hexa",
+        "--duration",
+        "2",
+        "--json",
+        "--out",
+        str(tmp_path / "a.h5"),
+    )
     assert code == 0, err
     assert res["samples"] == 200_000 and res["lost"] == 0 and res["rate_hz"] == 100_000
     assert res["duration_s"] == pytest.approx(2.0)
@@ -57,14 +70,36 @@ def test_acceptance_100k_binary_two_processes(bench_url, tmp_path):
     assert len(cap["samples"]) == 200_000 and not np.isnan(cap["samples"]).any()
     assert cap["samples"].mean() == pytest.approx(res["mean_a"], rel=1e-9)
     a = cap["attrs"]
-    assert a["units"] == "A" and a["rate_hz"] == 100_000 and a["voltage_v"] == pytest.approx(3.3) and a["start_time_unix"] > 1e9
+    assert (
+        a["units"] == "A"
+        and a["rate_hz"] == 100_000
+        and a["voltage_v"] == pytest.approx(3.3)
+        and a["start_time_unix"] > 1e9
+    )
     assert cap["status"] == {"received": 200_000, "lost": 0, "next_index": 200_000, "finished": 1}
     assert [e["kind"] for e in cap["events"]][-3:] == ["end", "summary", "completed"]
 
 
 def test_human_summary_energy_output_and_capped_csv(bench_url, tmp_path, capsys):
     csv = tmp_path / "e.csv"
-    code = main(["power", "--port", bench_url, "--freq", "1k", "--output", "energy", "--duration", "0.5", "--out", str(csv), "--csv-max-mb", "0.002", "--quiet"])
+    code = main(
+        [
+            "power",
+            "--port",
+            bench_url,
+            "--freq",
+            "1k",
+            "--output",
+            "energy",
+            "--duration",
+            "0.5",
+            "--out",
+            str(csv),
+            "--csv-max-mb",
+            "0.002",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out.startswith("500 samples (0 lost) at 1000 Hz over 0.500 s: mean")
@@ -77,12 +112,16 @@ def test_human_summary_energy_output_and_capped_csv(bench_url, tmp_path, capsys)
 
 
 def test_ascii_beyond_its_limit_switches_or_refuses(bench_url):
-    code, res, err = power("--port", bench_url, "--freq", "10k", "--format", "ascii_dec", "--duration", "0.3", "--json", "--quiet")
+    code, res, err = power(
+        "--port", bench_url, "--freq", "10k", "--format", "ascii_dec", "--duration", "0.3", "--json", "--quiet"
+    )
     assert code == 0 and res["format"] == "ascii_dec" and res["samples"] == 3000  # within the 1 s limit
     code, res, err = power("--port", bench_url, "--freq", "10k", "--format", "ascii_dec", "--duration", "1.5", "--json")
     assert code == 0 and res["format"] == "bin_hexa" and res["samples"] == 15_000 and res["lost"] == 0
     assert "switching to --format bin_hexa" in err
-    code, res, err = power("--port", bench_url, "--freq", "50k", "--format", "ascii_dec", "--duration", "0.1", "--strict-format", "--json")
+    code, res, err = power(
+        "--port", bench_url, "--freq", "50k", "--format", "ascii_dec", "--duration", "0.1", "--strict-format", "--json"
+    )
     assert code == 2 and "ascii_dec at freq 50000 Hz" in res["error"]
 
 
@@ -105,8 +144,12 @@ def test_bad_arguments_name_the_argument(args, msg, capsys):
 
 def test_capture_killed_at_any_moment_leaves_a_readable_file(bench_url, tmp_path):
     path = tmp_path / "killed.h5"
-    proc = subprocess.Popen(CLI + ["power", "--port", bench_url, "--freq", "10k", "--acqtime", "0", "--out", str(path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        CLI + ["power", "--port", bench_url, "--freq", "10k", "--acqtime", "0", "--out", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(4.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)

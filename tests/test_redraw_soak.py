@@ -74,8 +74,14 @@ CHILD = textwrap.dedent("""
 
 def test_redraw_soak_5000_frames():
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(FRAMES)], capture_output=True, text=True, timeout=240,
-                         env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(FRAMES)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     msg = f"exit {out.returncode}\nstdout:\n{out.stdout[-2000:]}\nstderr:\n{out.stderr[-3000:]}"
     assert out.returncode == 0, msg
     assert out.stdout.strip().endswith("OK"), msg

@@ -101,8 +101,11 @@ def _bin_stream(values: np.ndarray, drop_at: int | None) -> bytes:
         if k:
             parts.append(_bin_timestamp(k, 0))  # 1 kHz: k samples = k ms
         parts.append(w[2 * k : 2 * (k + 1000)])
-    parts += [b"\xf0\xf4\xff\xff", bin_frame_text(0xF2, "summary beg\r\n1000-06\r\n1100-06\r\nsummary end"),
-              b"\r\n" + spec.PROMPT_B + b"Acquisition completed\r\n"]
+    parts += [
+        b"\xf0\xf4\xff\xff",
+        bin_frame_text(0xF2, "summary beg\r\n1000-06\r\n1100-06\r\nsummary end"),
+        b"\r\n" + spec.PROMPT_B + b"Acquisition completed\r\n",
+    ]
     s = b"".join(parts)
     return s if drop_at is None else s[:drop_at] + s[drop_at + 1 :]
 

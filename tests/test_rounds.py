@@ -8,9 +8,22 @@ import threading
 import numpy as np
 import pytest
 
-from app.core.rounds import (BatchRow, RoundConfig, RoundError, RoundRunner, RoundState, align_batches,
-                             attribute_energy, calibration_records, export_round, local_windows,
-                             metrics_from_confusion, personalized_model, round_report, round_rows)
+from app.core.rounds import (
+    BatchRow,
+    RoundConfig,
+    RoundError,
+    RoundRunner,
+    RoundState,
+    align_batches,
+    attribute_energy,
+    calibration_records,
+    export_round,
+    local_windows,
+    metrics_from_confusion,
+    personalized_model,
+    round_report,
+    round_rows,
+)
 from app.core.store import Store
 from tests.roundkit import bench_context, labelled_dataset, wait_for
 
@@ -31,8 +44,7 @@ def test_align_exact_edges_with_latency_offset():
     rows = rows_for([2.0, 2.0, 0.5])
     edges = [100.0, 102.0, 104.0, 104.5]
     # the host saw the round start 80 ms late; an unrelated edge 1.5 s earlier must not be chosen
-    spans = align_batches(rows, [98.5] + edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=100.08,
-                          rate_hz=1000)
+    spans = align_batches(rows, [98.5] + edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=100.08, rate_hz=1000)
     assert [s[2] for s in spans] == ["d7"] * 3
     assert [(s[0], s[1]) for s in spans] == [(100.0, 102.0), (102.0, 104.0), (104.0, 104.5)]
 
@@ -41,8 +53,9 @@ def test_align_when_the_power_stream_lags_the_host():
     # at a fast simulated clock the stream's end (the host's anchor) can trail the board by seconds
     rows = rows_for([2.0, 2.0])
     edges = [90.0, 96.0, 98.0, 100.0]
-    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=93.0, rate_hz=1000,
-                          earliest_t=92.9)
+    spans = align_batches(
+        rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=93.0, rate_hz=1000, earliest_t=92.9
+    )
     assert spans == [(96.0, 98.0, "d7"), (98.0, 100.0, "d7")]
 
 
@@ -58,8 +71,9 @@ def test_align_missing_edge_falls_back_for_that_batch_only():
 def test_align_recovers_a_lost_round_start_edge():
     rows = rows_for([7.9, 7.9, 7.9, 2.2])
     edges = [12.5, 47.6, 55.5, 63.4, 65.6]  # an earlier round's edge, then the start edge (39.7) is lost
-    spans = align_batches(rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=39.3, rate_hz=1000,
-                          earliest_t=39.0)
+    spans = align_batches(
+        rows, edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=39.3, rate_hz=1000, earliest_t=39.0
+    )
     assert [s[2] for s in spans] == ["d7"] * 4
     assert spans[0] == (pytest.approx(39.7), 47.6, "d7")
 
@@ -89,22 +103,32 @@ def test_attribute_energy_integrates_the_current_between_edges():
         sel = (t >= t0) & (t < t1)
         return float(amps[sel].mean()) if sel.any() else None
 
-    out, warnings = attribute_energy(rows, [3.0, 4.0, 6.0], mean_current, 3.3, tick_hz=TICK,
-                                     round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate)
+    out, warnings = attribute_energy(
+        rows, [3.0, 4.0, 6.0], mean_current, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate
+    )
     assert [r.source for r in out] == ["d7", "d7"]
     assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.0, rel=1e-6)
     assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.0, rel=1e-6)
     assert out[1].avg_power_w == pytest.approx(3.3e-3)
     assert warnings == []
-    out, warnings = attribute_energy(rows, [], lambda a, b: None, 3.3, tick_hz=TICK, round_start_tick=5_000_000,
-                                     anchor_t=3.0, rate_hz=rate)
+    out, warnings = attribute_energy(
+        rows, [], lambda a, b: None, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.0, rate_hz=rate
+    )
     assert [r.source for r in out] == ["none", "none"] and "no power samples" in warnings[0]
 
 
 # --- config, data, metrics -----------------------------------------------------------------------------
-@pytest.mark.parametrize("kw, word", [({"mode": "half"}, "mode"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
-                                      ({"input_size": 30}, "input_size"), ({"batch_size": 0}, "batch_size"),
-                                      ({"mode": "custom"}, "custom")])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        ({"mode": "half"}, "mode"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"input_size": 30}, "input_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"mode": "custom"}, "custom"),
+    ],
+)
 def test_config_rejects_bad_values_naming_them(kw, word):
     with pytest.raises(RoundError, match=word):
         RoundConfig(**kw).validate()

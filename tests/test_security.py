@@ -107,7 +107,13 @@ def bind_addresses(tree: ast.AST) -> list[tuple[str, int]]:
     """Literal host strings passed to socket bind/create_server/serve calls."""
     out = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node).rsplit(".", 1)[-1] in ("bind", "create_server", "HTTPServer", "TCPServer", "serve"):
+        if isinstance(node, ast.Call) and _call_name(node).rsplit(".", 1)[-1] in (
+            "bind",
+            "create_server",
+            "HTTPServer",
+            "TCPServer",
+            "serve",
+        ):
             for arg in node.args[:1]:
                 if isinstance(arg, ast.Tuple) and arg.elts and isinstance(arg.elts[0], ast.Constant):
                     out.append((str(arg.elts[0].value), node.lineno))

@@ -49,8 +49,9 @@ def test_simulate_measures_every_T_mode_epoch_and_feeds_the_recommender(user_rs,
     assert isinstance(acc, MeasuredAccuracy)
     assert acc(20, "full", 3) == sim.table[(20, "full", 3)] and acc(40, "tl", 0) == sim.none[40]
     assert sim(20, "full", 10) == sim.table[(20, "full", 3)]  # nearest simulated epoch count below
-    rec = recommend(input_sizes=(20, 40), modes=("tl", "full"), epochs=(1, 3), accuracy=acc, power_source="charging",
-                    n_windows=200)
+    rec = recommend(
+        input_sizes=(20, 40), modes=("tl", "full"), epochs=(1, 3), accuracy=acc, power_source="charging", n_windows=200
+    )
     assert rec.choice is not None
     assert rec.choice["accuracy"] == pytest.approx(max(r["accuracy"] for r in rec.table if r["feasible"]), abs=0.0021)
     assert all(r["accuracy_source"].startswith("measured") for r in rec.table)

@@ -27,9 +27,28 @@ def test_soak_two_minutes(tmp_path):
     out = tmp_path / "soak.json"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--duration", "120", "--interval", "15",
-         "--label-every", "15", "--round-every", "45", "--data-dir", str(tmp_path / "data"), "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            "--duration",
+            "120",
+            "--interval",
+            "15",
+            "--label-every",
+            "15",
+            "--round-every",
+            "45",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert out.exists(), f"soak wrote no result (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     r = json.loads(out.read_text())
     print(json.dumps({k: v for k, v in r.items() if k != "intervals"}, indent=1))
@@ -49,8 +68,16 @@ def _verdict(rows: list[dict]) -> dict:
     spec = importlib.util.spec_from_file_location("soak_bench", ROOT / "benchmarks" / "soak.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    fake = SimpleNamespace(rows=rows, recorder_dropped=0, rounds_ok=1, rounds_failed=[], labels=1, recorded={},
-                           error=None, args=SimpleNamespace(duration=600.0, warmup=5.0, round_every=180.0))
+    fake = SimpleNamespace(
+        rows=rows,
+        recorder_dropped=0,
+        rounds_ok=1,
+        rounds_failed=[],
+        labels=1,
+        recorded={},
+        error=None,
+        args=SimpleNamespace(duration=600.0, warmup=5.0, round_every=180.0),
+    )
     return mod.Soak.summary(fake, [])
 
 
@@ -58,8 +85,20 @@ def _rows(power_p95: list[float], accel_p95: list[float]) -> list[dict]:
     rows = []
     for p, a in zip(power_p95, accel_p95):
         for panel, v in (("power", p), ("live_accel", a)):
-            rows.append({"t_s": 60.0 * len(rows), "panel": panel, "rss_mb": 800.0, "tick_p95_ms": v, "frames": 3000,
-                         "lost_power": 0, "lost_accel": 0, "rounds_ok": 1, "rounds_failed": 0, "catchups": 0})
+            rows.append(
+                {
+                    "t_s": 60.0 * len(rows),
+                    "panel": panel,
+                    "rss_mb": 800.0,
+                    "tick_p95_ms": v,
+                    "frames": 3000,
+                    "lost_power": 0,
+                    "lost_accel": 0,
+                    "rounds_ok": 1,
+                    "rounds_failed": 0,
+                    "catchups": 0,
+                }
+            )
     return rows
 
 

@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from app.core.recording import (RecordingError, StreamRecorder, csv_export, load_accel, open_power, recover,
-                                write_accel)
+from app.core.recording import RecordingError, StreamRecorder, csv_export, load_accel, open_power, recover, write_accel
 from app.core.store import Store
 from app.core.streams import SampleStream
 
@@ -21,7 +20,7 @@ def test_accel_fixed_length_segment(tmp_path):
     rec = StreamRecorder(store, s, "accel", "walk", limit_s=2.0, on_finished=done.append)
     x = np.arange(300 * 3, dtype=np.float32).reshape(300, 3)
     for k in range(0, 300, 26):
-        s.append(x[k:k + 26])
+        s.append(x[k : k + 26])
     assert rec.wait(5.0)
     row = rec.stop()
     assert row.status == "complete" and row.n_samples == 104 and row.t_offset == pytest.approx(100 / 52)
@@ -37,7 +36,7 @@ def test_power_record_reopen_exact_stats(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(1e-3, 1e-4, 50_000).astype(np.float32)
     for k in range(0, len(x), 1000):
-        s.append(x[k:k + 1000])
+        s.append(x[k : k + 1000])
     s.append_gap(5000)
     s.append(x[:1000])
     row = rec.stop()
@@ -105,7 +104,7 @@ def test_dropped_blocks_become_nan_so_later_samples_keep_their_time(tmp_path):
 
     rec._write = slow_write  # noqa: SLF001
     x = np.arange(1, 1001, dtype=np.float32)  # sample k of the recording has value k + 1
-    blocks = [x[k:k + 100] for k in range(0, 1000, 100)]
+    blocks = [x[k : k + 100] for k in range(0, 1000, 100)]
 
     def hold_and_fill(i: int) -> None:
         """Stick the writer on block i, queue i+1 and i+2, drop i+3."""
@@ -113,7 +112,7 @@ def test_dropped_blocks_become_nan_so_later_samples_keep_their_time(tmp_path):
         entered.clear()
         s.append(blocks[i])
         assert entered.wait(5.0)
-        for b in blocks[i + 1:i + 4]:
+        for b in blocks[i + 1 : i + 4]:
             s.append(b)
 
     def drain(n: int) -> None:
@@ -206,7 +205,7 @@ def test_power_recording_keeps_stream_events(tmp_path):
     x = rng.uniform(1e-3, 5e-3, 3000).astype(np.float32)
     edges = [0.75, 1.25, 2.0, 2.6, 3.1]  # stream times; the recording starts at 0.5 s
     for k in range(0, 3000, 100):
-        s.append(x[k:k + 100])
+        s.append(x[k : k + 100])
         t_end = s.duration
         for t in edges:  # like the pump: an edge after the samples before it
             if t_end - 0.1 < t <= t_end:
@@ -225,7 +224,7 @@ def test_power_recording_keeps_stream_events(tmp_path):
     assert read_power_events(store.resolve(row.path)) == replay.events
     for a, b in zip(d7[:-1], d7[1:]):  # energy between consecutive edges, exact, from the file
         st = replay.stats(a, b)
-        ref = x[int(round(a * rate)):int(round(b * rate))].astype(np.float64)
+        ref = x[int(round(a * rate)) : int(round(b * rate))].astype(np.float64)
         assert st.exact and st.n == len(ref)
         assert st.integral * replay.voltage == pytest.approx(ref.sum() / rate * volt, rel=1e-6)
     store.close()

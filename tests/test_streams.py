@@ -36,8 +36,10 @@ def test_ring_wraps_and_clamps():
 def test_pyramid_levels_match_brute_force(seed):
     rng = np.random.default_rng(seed)
     s = SampleStream("p", 1000.0, 2, recent_s=0.5, history_s=100.0, base=10, factor=4, levels=3)
-    ops = [("data", int(rng.integers(1, 700))) if rng.random() < 0.8 else ("gap", int(rng.integers(1, 3000)))
-           for _ in range(60)]
+    ops = [
+        ("data", int(rng.integers(1, 700))) if rng.random() < 0.8 else ("gap", int(rng.integers(1, 3000)))
+        for _ in range(60)
+    ]
     raw = _feed(s, rng, ops)
     assert s.n_total == len(raw)
     for lvl in s._levels:  # noqa: SLF001 - white-box check of every bucket
@@ -80,7 +82,7 @@ def test_view_is_bounded_and_keeps_peaks():
     x = np.zeros(100_000 * 20, np.float32)
     x[1_234_567] = 5.0  # a single-sample spike must survive any decimation
     for k in range(0, len(x), 1000):
-        s.append(x[k:k + 1000])
+        s.append(x[k : k + 1000])
     for t0, t1 in [(0, 20), (10, 15), (12.3, 12.4), (19, 20), (19.9, 19.901)]:
         v = s.view(t0, t1, 1000)
         assert len(v.x) <= 2 * 1000 + 4

@@ -66,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             bench = VirtualBench(
-                time_scale=args.time_scale, pty=args.pty, seed=args.seed, board=not args.no_board,
-                port_lpm=args.port_lpm, port_board=args.port_board,
+                time_scale=args.time_scale,
+                pty=args.pty,
+                seed=args.seed,
+                board=not args.no_board,
+                port_lpm=args.port_lpm,
+                port_board=args.port_board,
             )
             urls = bench.start()
         except (OSError, RuntimeError, ValueError) as exc:
@@ -77,9 +81,14 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(urls), flush=True)
             else:
-                print(f"PowerShield (LPM01A): {urls['powershield']}" + (f"  pty {urls['powershield_pty']}" if urls["powershield_pty"] else ""))
-                print(f"Board (NUCLEO):       {urls['board'] or 'not emulated yet (L496 current profile)'}"
-                      + (f"  pty {urls['board_pty']}" if urls["board_pty"] else ""))
+                print(
+                    f"PowerShield (LPM01A): {urls['powershield']}"
+                    + (f"  pty {urls['powershield_pty']}" if urls["powershield_pty"] else "")
+                )
+                print(
+                    f"Board (NUCLEO):       {urls['board'] or 'not emulated yet (L496 current profile)'}"
+                    + (f"  pty {urls['board_pty']}" if urls["board_pty"] else "")
+                )
                 print("Serving on 127.0.0.1; Ctrl-C to stop.", flush=True)
             while not stop.wait(0.5):
                 pass

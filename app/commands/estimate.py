@@ -75,27 +75,66 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--arch", default="paper", help="'paper' (the paper's 1D-CNN) or an architecture JSON file (estimator.arch.Arch.to_json)")
+    src.add_argument(
+        "--arch",
+        default="paper",
+        help="'paper' (the paper's 1D-CNN) or an architecture JSON file (estimator.arch.Arch.to_json)",
+    )
     src.add_argument("--model", metavar="FILE", help="a Keras model (.h5 or .keras) to import")
     p.add_argument("--classes", type=int, default=6, help="classes of the paper model (default 6)")
-    p.add_argument("--input-sizes", type=_int_list, default=None, help="window lengths T (default 20,40,60,80,100 for the paper model; the model's own for --model)")
-    p.add_argument("--modes", type=_modes, default=_modes("tl,full"), help="trainable sets: tl, full, last or layerA+layerB (default tl,full)")
-    p.add_argument("--preset", "--profile", dest="profile", default="paper", help="device profile: paper, l496-80mhz, l496-80mhz-optimized, a saved board name or a .json file")
-    p.add_argument("--profile-dir", default=None, help="directory of saved per-board profiles (default: the app's user data dir)")
-    p.add_argument("--clock-mhz", type=_positive, default=None, help="run the profile at this clock (cycles/op unchanged)")
+    p.add_argument(
+        "--input-sizes",
+        type=_int_list,
+        default=None,
+        help="window lengths T (default 20,40,60,80,100 for the paper model; the model's own for --model)",
+    )
+    p.add_argument(
+        "--modes",
+        type=_modes,
+        default=_modes("tl,full"),
+        help="trainable sets: tl, full, last or layerA+layerB (default tl,full)",
+    )
+    p.add_argument(
+        "--preset",
+        "--profile",
+        dest="profile",
+        default="paper",
+        help="device profile: paper, l496-80mhz, l496-80mhz-optimized, a saved board name or a .json file",
+    )
+    p.add_argument(
+        "--profile-dir", default=None, help="directory of saved per-board profiles (default: the app's user data dir)"
+    )
+    p.add_argument(
+        "--clock-mhz", type=_positive, default=None, help="run the profile at this clock (cycles/op unchanged)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=_int_list, default=[1, 2, 3, 5, 10], help="epoch counts the recommender considers (default 1,2,3,5,10)")
+    p.add_argument(
+        "--epochs",
+        type=_int_list,
+        default=[1, 2, 3, 5, 10],
+        help="epoch counts the recommender considers (default 1,2,3,5,10)",
+    )
     win = p.add_mutually_exclusive_group()
     win.add_argument("--windows", type=int, default=None, help="local training windows per epoch (default: one batch)")
-    win.add_argument("--recording-s", type=_positive, default=None, help="labelled recording length; windows = seconds·rate/T")
+    win.add_argument(
+        "--recording-s", type=_positive, default=None, help="labelled recording length; windows = seconds·rate/T"
+    )
     p.add_argument("--rate-hz", type=_positive, default=20.0, help="sample rate for --recording-s (default 20)")
     p.add_argument("--ram-kib", type=_nonneg, default=None, help="device RAM (default: the profile's, 320 KiB)")
-    p.add_argument("--reserve-kib", type=_nonneg, default=None, help="RAM kept for the firmware (default: the profile's, 24 KiB)")
+    p.add_argument(
+        "--reserve-kib", type=_nonneg, default=None, help="RAM kept for the firmware (default: the profile's, 24 KiB)"
+    )
     p.add_argument("--energy-mj", type=_nonneg, default=None, help="energy budget per round (mJ)")
     p.add_argument("--time-s", type=_nonneg, default=None, help="time budget per round (s)")
     p.add_argument("--power-source", choices=("battery", "charging"), default="battery")
-    p.add_argument("--accuracy", default="st", help="accuracy model: st or wisdm (Table II priors) or a JSON file of measured F1 [{input_size, mode, [epochs], f1}, ...]")
-    p.add_argument("--accounting", choices=("paper", "peak"), default="paper", help="memory figure checked against the RAM budget")
+    p.add_argument(
+        "--accuracy",
+        default="st",
+        help="accuracy model: st or wisdm (Table II priors) or a JSON file of measured F1 [{input_size, mode, [epochs], f1}, ...]",
+    )
+    p.add_argument(
+        "--accounting", choices=("paper", "peak"), default="paper", help="memory figure checked against the RAM budget"
+    )
     p.add_argument("--dataset-in-ram", action="store_true", help="count the stored local dataset against the RAM")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -120,7 +159,9 @@ def _load_accuracy(spec: str):
     table = {}
     for i, item in enumerate(data):
         try:
-            key = (int(item["input_size"]), str(item["mode"])) + ((int(item["epochs"]),) if item.get("epochs") is not None else ())
+            key = (int(item["input_size"]), str(item["mode"])) + (
+                (int(item["epochs"]),) if item.get("epochs") is not None else ()
+            )
             f1 = float(item["f1"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _UsageError(f"--accuracy: {path} item {i}: needs input_size, mode, f1 ({exc})") from exc
@@ -143,7 +184,9 @@ def _arch_source(args):
         try:
             from app.core.models import load_model
         except ImportError as exc:
-            raise _UsageError(f"--model needs the model importer app.core.models, which is not available in this build ({exc})") from exc
+            raise _UsageError(
+                f"--model needs the model importer app.core.models, which is not available in this build ({exc})"
+            ) from exc
         try:
             loaded = load_model(path)
         except Exception as exc:  # importer errors name the file and the layer
@@ -158,7 +201,9 @@ def _arch_source(args):
     try:
         arch = Arch.from_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise _UsageError(f"--arch: '{args.arch}' is neither 'paper' nor a readable architecture JSON file ({exc})") from exc
+        raise _UsageError(
+            f"--arch: '{args.arch}' is neither 'paper' nor a readable architecture JSON file ({exc})"
+        ) from exc
     except ArchError as exc:
         raise _UsageError(f"--arch: {path}: {exc}") from exc
     return arch.with_input_size, [arch.input_size], f"{arch.name} ({path.name})", False
@@ -206,17 +251,30 @@ def run(args) -> int:
             nw = n_windows(T) if callable(n_windows) else n_windows
             for mode in args.modes:
                 try:
-                    est = estimate(arch, mode, args.batch_size, profile, n_windows=nw, epochs=1, dataset_in_ram=args.dataset_in_ram)
+                    est = estimate(
+                        arch, mode, args.batch_size, profile, n_windows=nw, epochs=1, dataset_in_ram=args.dataset_in_ram
+                    )
                 except ArchError as exc:
                     raise _UsageError(f"--modes: {exc}") from exc
                 row = est.row()
-                row.update({k: v for k, v in est.inference.to_dict().items() if k in ("inference_macc", "weights_kib", "activation_peak_kib")})
+                row.update(
+                    {
+                        k: v
+                        for k, v in est.inference.to_dict().items()
+                        if k in ("inference_macc", "weights_kib", "activation_peak_kib")
+                    }
+                )
                 row["excluded_kib"] = {k: v / 1024 for k, v in est.memory.excluded_bytes.items()}
                 # RAM check against the budget given on the command line (paper or peak accounting)
                 need = row["memory_kib"] if args.accounting == "paper" else row["memory_peak_kib"]
                 if est.memory.dataset_in_ram:
                     need += row["excluded_kib"].get("local_dataset", 0.0)
-                row.update(ram_kib=ram_kib, reserve_kib=reserve_kib, ram_needed_kib=need + reserve_kib, fits_ram=need + reserve_kib <= ram_kib)
+                row.update(
+                    ram_kib=ram_kib,
+                    reserve_kib=reserve_kib,
+                    ram_needed_kib=need + reserve_kib,
+                    fits_ram=need + reserve_kib <= ram_kib,
+                )
                 rows.append(row)
         rec = recommend(
             factory,
@@ -246,7 +304,12 @@ def run(args) -> int:
     if args.json:
         out = {
             "arch": desc,
-            "profile": {"name": profile.name, "clock_hz": profile.clock_hz, "description": profile.description, "source": profile.source},
+            "profile": {
+                "name": profile.name,
+                "clock_hz": profile.clock_hz,
+                "description": profile.description,
+                "source": profile.source,
+            },
             "batch_size": args.batch_size,
             "rows": rows,
             "recommendation": rec.to_dict(),
@@ -270,7 +333,9 @@ def run(args) -> int:
     print()
     if rec.choice:
         c = rec.choice
-        print(f"Recommended: T={c['input_size']}, {c['mode']}, {c['epochs']} epochs (F1 ~{c['accuracy']:.3f}, {c['accuracy_source']})")
+        print(
+            f"Recommended: T={c['input_size']}, {c['mode']}, {c['epochs']} epochs (F1 ~{c['accuracy']:.3f}, {c['accuracy_source']})"
+        )
     else:
         print("Recommended: nothing fits")
     print(rec.reason)

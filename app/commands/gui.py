@@ -7,19 +7,36 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--bench", dest="bench", action="store_const", const=True, default=None,
-                   help="always start the in-process virtual bench (default: only when no hardware is found)")
-    g.add_argument("--no-bench", dest="bench", action="store_const", const=False,
-                   help="never start the virtual bench (real hardware only)")
-    p.add_argument("--data-dir", default=None,
-                   help="directory of the SQLite database and recordings (default: the per-user data directory)")
+    g.add_argument(
+        "--bench",
+        dest="bench",
+        action="store_const",
+        const=True,
+        default=None,
+        help="always start the in-process virtual bench (default: only when no hardware is found)",
+    )
+    g.add_argument(
+        "--no-bench",
+        dest="bench",
+        action="store_const",
+        const=False,
+        help="never start the virtual bench (real hardware only)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory of the SQLite database and recordings (default: the per-user data directory)",
+    )
     p.add_argument("--panel", default=None, help="panel to show first (devices, live_accel, labelling, power, ...)")
     p.add_argument("--quit-after", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("gui", help="start the desktop app (the default without a sub-command)",
-                              description="Start the ODL Studio desktop app.")
+    p = subparsers.add_parser(
+        "gui",
+        help="start the desktop app (the default without a sub-command)",
+        description="Start the ODL Studio desktop app.",
+    )
     add_arguments(p)
     p.set_defaults(func=run)
 

@@ -28,25 +28,39 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("loso", help="leave-one-subject-out study of none/TL/Full personalization (Table II)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=("hapt", "wisdm2019"), required=True,
-                   help="hapt (30 subjects, 6 activities) or wisdm2019 (16 subjects, activities A-E)")
+    p = subparsers.add_parser(
+        "loso",
+        help="leave-one-subject-out study of none/TL/Full personalization (Table II)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("hapt", "wisdm2019"),
+        required=True,
+        help="hapt (30 subjects, 6 activities) or wisdm2019 (16 subjects, activities A-E)",
+    )
     p.add_argument("--data", default=None, help="dataset file/folder (default ../shared/data/<dataset folder>)")
     p.add_argument("--sizes", default="20,40,60,80,100", help="input sizes T, comma list (default 20,40,60,80,100)")
     p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
-    p.add_argument("--subjects", default=None, help="comma list of test subjects (default all; pretraining always uses all others)")
+    p.add_argument(
+        "--subjects", default=None, help="comma list of test subjects (default all; pretraining always uses all others)"
+    )
     p.add_argument("--epochs", type=int, default=20, help="personalization epochs after the warm-up (default 20)")
     p.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2)")
     p.add_argument("--lr", type=float, default=0.01, help="personalization SGD learning rate (default 0.01)")
     p.add_argument("--batch", type=int, default=32, help="personalization batch size (default 32)")
-    p.add_argument("--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)")
+    p.add_argument(
+        "--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)"
+    )
     p.add_argument("--pretrain-epochs", type=int, default=30, help="max pretraining epochs (default 30)")
     p.add_argument("--pretrain-patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
     p.add_argument("--pretrain-lr", type=float, default=0.01, help="pretraining SGD learning rate (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--results", default="loso-results", help="results folder (default ./loso-results); reused to resume")
+    p.add_argument(
+        "--results", default="loso-results", help="results folder (default ./loso-results); reused to resume"
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -67,12 +81,20 @@ def config_from_args(args: argparse.Namespace):
     from app.core.loso import LosoConfig  # noqa: PLC0415
 
     cfg = LosoConfig(
-        dataset=args.dataset, data=args.data, sizes=_ints(args.sizes, "--sizes"),
+        dataset=args.dataset,
+        data=args.data,
+        sizes=_ints(args.sizes, "--sizes"),
         modes=tuple(m.strip().lower() for m in args.modes.split(",") if m.strip()),
         subjects=tuple(s.strip() for s in args.subjects.split(",") if s.strip()) if args.subjects else None,
-        train_fraction=args.train_fraction, epochs=args.epochs, warmup_epochs=args.warmup_epochs, lr=args.lr,
-        batch=args.batch, pretrain_epochs=args.pretrain_epochs, pretrain_patience=args.pretrain_patience,
-        pretrain_lr=args.pretrain_lr, seed=args.seed,
+        train_fraction=args.train_fraction,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        lr=args.lr,
+        batch=args.batch,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_patience=args.pretrain_patience,
+        pretrain_lr=args.pretrain_lr,
+        seed=args.seed,
     )
     cfg.validate()
     return cfg
@@ -86,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         cfg = config_from_args(args)
-        res = loso.run_loso(cfg, args.results, jobs=args.jobs, progress=not args.quiet,
-                            log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr))
+        res = loso.run_loso(
+            cfg,
+            args.results,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
+        )
     except (ValueError, OSError) as exc:
         print(f"odlstudio loso: {exc}", file=sys.stderr)
         return 2
@@ -96,19 +123,33 @@ def run(args: argparse.Namespace) -> int:
     table = loso.markdown_table(summary, paper)
     out_dir = Path(args.results)
     report = {
-        "dataset": cfg.dataset, "settings": cfg.settings(), "settings_hash": cfg.settings_hash(),
-        "data": str(cfg.data_path), "sizes": list(cfg.sizes), "modes": list(cfg.modes),
-        "subjects": sorted({r["subject"] for r in res.rows}), "rows": len(res.rows), "summary": summary,
-        "wall_s": round(res.wall_s, 1), "tasks_run": res.tasks_run, "tasks_resumed": res.tasks_skipped,
-        "jobs": res.jobs, "errors": res.errors, "results_file": str(loso.results_path(out_dir, cfg.dataset)),
+        "dataset": cfg.dataset,
+        "settings": cfg.settings(),
+        "settings_hash": cfg.settings_hash(),
+        "data": str(cfg.data_path),
+        "sizes": list(cfg.sizes),
+        "modes": list(cfg.modes),
+        "subjects": sorted({r["subject"] for r in res.rows}),
+        "rows": len(res.rows),
+        "summary": summary,
+        "wall_s": round(res.wall_s, 1),
+        "tasks_run": res.tasks_run,
+        "tasks_resumed": res.tasks_skipped,
+        "jobs": res.jobs,
+        "errors": res.errors,
+        "results_file": str(loso.results_path(out_dir, cfg.dataset)),
         "paper_table_ii_wisdm": paper,
     }
     (out_dir / f"loso_{cfg.dataset}_summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out_dir / f"loso_{cfg.dataset}.md").write_text(table + "\n", encoding="utf-8")
     if not args.no_plot and res.rows:
         try:
-            png = plot_png(summary, out_dir / f"loso_{cfg.dataset}.png",
-                           f"LOSO macro-F1, {cfg.dataset} ({len(report['subjects'])} subjects)", paper)
+            png = plot_png(
+                summary,
+                out_dir / f"loso_{cfg.dataset}.png",
+                f"LOSO macro-F1, {cfg.dataset} ({len(report['subjects'])} subjects)",
+                paper,
+            )
             report["plot"] = str(png)
         except Exception as exc:  # noqa: BLE001 - the plot is a convenience; the numbers are written
             print(f"odlstudio loso: plot not written: {exc}", file=sys.stderr)
@@ -116,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(table)
-        print(f"{len(res.rows)} rows in {report['results_file']}; wall {res.wall_s:.0f} s for {res.tasks_run} tasks "
-              f"({res.tasks_skipped} resumed), {res.jobs} jobs")
+        print(
+            f"{len(res.rows)} rows in {report['results_file']}; wall {res.wall_s:.0f} s for {res.tasks_run} tasks "
+            f"({res.tasks_skipped} resumed), {res.jobs} jobs"
+        )
     return 1 if res.errors else 0
 
 
@@ -147,8 +190,12 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     left, right, top, bottom = 70, 150, 40, 50
     pw, ph = W - left - right, H - top - bottom
     sizes = sorted(summary["by_T"])
-    vals = [summary["by_T"][T]["modes"][m]["macro_f1"] for T in sizes for m in summary["modes"]
-            if summary["by_T"][T]["modes"][m]["macro_f1"] is not None]
+    vals = [
+        summary["by_T"][T]["modes"][m]["macro_f1"]
+        for T in sizes
+        for m in summary["modes"]
+        if summary["by_T"][T]["modes"][m]["macro_f1"] is not None
+    ]
     if paper:
         vals += [v for col in paper.values() for v in col.values()]
     lo = max(0.0, min(vals) - 0.05) if vals else 0.0
@@ -174,7 +221,11 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     p.drawRect(QRectF(left, top, pw, ph))
     for i in range(steps + 1):
         v = lo + (hi - lo) * i / steps
-        p.drawText(QRectF(5, Y(v) - 8, left - 10, 16), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), f"{v:.2f}")
+        p.drawText(
+            QRectF(5, Y(v) - 8, left - 10, 16),
+            int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+            f"{v:.2f}",
+        )
     for T in sizes:
         p.drawText(QRectF(X(T) - 30, top + ph + 5, 60, 16), int(Qt.AlignmentFlag.AlignCenter), str(T))
     p.drawText(QRectF(left, H - 22, pw, 18), int(Qt.AlignmentFlag.AlignCenter), "input size T (samples at 20 Hz)")
@@ -192,14 +243,19 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     legend_y = top + 10
     for m in summary["modes"]:
         r, g, b = COLORS.get(m, (0, 0, 0))
-        pts = [(T, summary["by_T"][T]["modes"][m]) for T in sizes if summary["by_T"][T]["modes"][m]["macro_f1"] is not None]
+        pts = [
+            (T, summary["by_T"][T]["modes"][m]) for T in sizes if summary["by_T"][T]["modes"][m]["macro_f1"] is not None
+        ]
         if not pts:
             continue
+
         def sem(s: dict) -> float:
             return s["macro_f1_std"] / max(1, s["n"]) ** 0.5
 
-        band = QPolygonF([QPointF(X(T), Y(min(hi, s["macro_f1"] + sem(s)))) for T, s in pts]
-                         + [QPointF(X(T), Y(max(lo, s["macro_f1"] - sem(s)))) for T, s in reversed(pts)])
+        band = QPolygonF(
+            [QPointF(X(T), Y(min(hi, s["macro_f1"] + sem(s)))) for T, s in pts]
+            + [QPointF(X(T), Y(max(lo, s["macro_f1"] - sem(s)))) for T, s in reversed(pts)]
+        )
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(r, g, b, 40))
         p.drawPolygon(band)
@@ -228,8 +284,11 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
             p.drawText(QPointF(left + pw + 42, legend_y + 4), f"paper {NAMES.get(m, m)}")
             legend_y += 20
     p.setPen(QPen(QColor(90, 90, 90), 1))
-    p.drawText(QRectF(left + pw + 8, legend_y + 6, right - 12, 110), int(Qt.TextFlag.TextWordWrap),
-               "bands: ±1 standard error of the mean over subjects; dashed: paper Table II (WISDM v1.1)")
+    p.drawText(
+        QRectF(left + pw + 8, legend_y + 6, right - 12, 110),
+        int(Qt.TextFlag.TextWordWrap),
+        "bands: ±1 standard error of the mean over subjects; dashed: paper Table II (WISDM v1.1)",
+    )
     p.end()
     path = Path(path)
     if not img.save(str(path), "PNG"):

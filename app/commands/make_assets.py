@@ -26,14 +26,22 @@ WISDM2019_DIR = "data/wisdm2019_phone_accel"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("make-assets", help="regenerate assets/ (sample recording, general models)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "make-assets",
+        help="regenerate assets/ (sample recording, general models)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--shared", default=str(DEFAULT_SHARED), help=f"the shared folder (default {DEFAULT_SHARED})")
     p.add_argument("--out", default=str(ROOT / "assets"), help="assets folder (default: the repository's assets/)")
-    p.add_argument("--sizes", default="20,40,60,80,100", help="input sizes T of the general models (default 20,40,60,80,100)")
+    p.add_argument(
+        "--sizes", default="20,40,60,80,100", help="input sizes T of the general models (default 20,40,60,80,100)"
+    )
     p.add_argument("--epochs", type=int, default=40, help="pretraining epochs per model (default 40)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-subject", default="1600", help="WISDM-2019 subject for the sample recording (default 1600)")
+    p.add_argument(
+        "--sample-subject", default="1600", help="WISDM-2019 subject for the sample recording (default 1600)"
+    )
     p.add_argument("--sample-seconds", type=float, default=90.0, help="seconds per activity in the sample (default 90)")
     p.add_argument("--skip-models", action="store_true", help="only write the sample recording")
     p.add_argument("--quiet", action="store_true")
@@ -61,8 +69,15 @@ def write_sample(shared: Path, out: Path, subject: str, seconds: float) -> list[
         if not segs:
             raise ValueError(f"{src}: subject {subject} has no {act!r} data")
         data = np.concatenate([s.data for s in segs])[:n_per]
-        blocks.append({"activity": act, "start_s": t0 / 20.0, "end_s": (t0 + len(data)) / 20.0,
-                       "first_line": segs[0].first_line, "samples": int(len(data))})
+        blocks.append(
+            {
+                "activity": act,
+                "start_s": t0 / 20.0,
+                "end_s": (t0 + len(data)) / 20.0,
+                "first_line": segs[0].first_line,
+                "samples": int(len(data)),
+            }
+        )
         for i, (x, y, z) in enumerate(data):
             rows.append(f"{(t0 + i) / 20.0:.2f},{x:.5f},{y:.5f},{z:.5f},{act}")
         t0 += len(data)
@@ -85,8 +100,9 @@ def write_sample(shared: Path, out: Path, subject: str, seconds: float) -> list[
     return [csv, side]
 
 
-def write_models(shared: Path, out: Path, sizes: list[int], epochs: int, seed: int, sample_subject: str,
-                 quiet: bool) -> list[Path]:
+def write_models(
+    shared: Path, out: Path, sizes: list[int], epochs: int, seed: int, sample_subject: str, quiet: bool
+) -> list[Path]:
     """Pretrain and save the general models; returns the written paths."""
     from app.commands.pretrain import pretrain  # noqa: PLC0415
     from app.core.datasets import load_wisdm, make_windows  # noqa: PLC0415
@@ -98,8 +114,17 @@ def write_models(shared: Path, out: Path, sizes: list[int], epochs: int, seed: i
     written: list[Path] = []
     for T in sizes:
         log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-        model, history, _ = pretrain([data], T, epochs=epochs, seed=seed, labels="wisdm5", val_fraction=0.2,
-                                     exclude_subjects=[sample_subject], progress=not quiet, log=log)
+        model, history, _ = pretrain(
+            [data],
+            T,
+            epochs=epochs,
+            seed=seed,
+            labels="wisdm5",
+            val_fraction=0.2,
+            exclude_subjects=[sample_subject],
+            progress=not quiet,
+            log=log,
+        )
         ws = make_windows(sample, T, T, model.classes)
         rep = evaluate(ws.y, keras_predict(model, ws.x), model.classes)
         model.meta["training_data"] = [f"{WISDM2019_DIR} (WISDM-2019 phone accelerometer, CC BY 4.0)"]
@@ -112,8 +137,10 @@ def write_models(shared: Path, out: Path, sizes: list[int], epochs: int, seed: i
         path = out / f"paper_cnn_wisdm5_T{T}.keras"
         export_keras(model, path, extra)
         written += [path, path.with_suffix(".json")]
-        print(f"T={T}: held-out val accuracy {model.meta.get('val_accuracy')}, sample subject {sample_subject} "
-              f"accuracy {rep['accuracy']} macro-F1 {rep['macro_f1']} -> {path}")
+        print(
+            f"T={T}: held-out val accuracy {model.meta.get('val_accuracy')}, sample subject {sample_subject} "
+            f"accuracy {rep['accuracy']} macro-F1 {rep['macro_f1']} -> {path}"
+        )
     return written
 
 
@@ -136,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
     shared = Path(args.shared)
     out = Path(args.out)
     if not (args.sample_seconds > 0 and math.isfinite(args.sample_seconds)):
-        print(f"odlstudio make-assets: --sample-seconds must be a finite number > 0, got {args.sample_seconds:g}", file=sys.stderr)
+        print(
+            f"odlstudio make-assets: --sample-seconds must be a finite number > 0, got {args.sample_seconds:g}",
+            file=sys.stderr,
+        )
         return 2
     if args.epochs < 1:
         print(f"odlstudio make-assets: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
@@ -159,12 +189,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = write_sample(shared, out / "sample", args.sample_subject, args.sample_seconds)
         if not args.skip_models:
-            written += write_models(shared, out / "models", sizes, args.epochs, args.seed, args.sample_subject, args.quiet)
+            written += write_models(
+                shared, out / "models", sizes, args.epochs, args.seed, args.sample_subject, args.quiet
+            )
     except (DatasetError, ModelError, ValueError) as exc:
         print(f"odlstudio make-assets: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # --out not writable (a file in the way, permissions, disk full)
-        print(f"odlstudio make-assets: --out {out}: cannot write ({exc.strerror or exc}: {exc.filename or out})", file=sys.stderr)
+        print(
+            f"odlstudio make-assets: --out {out}: cannot write ({exc.strerror or exc}: {exc.filename or out})",
+            file=sys.stderr,
+        )
         return 2
     manifest = _update_manifest(out, written, command)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

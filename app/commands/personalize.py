@@ -33,29 +33,58 @@ import sys
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("personalize", help="personalize a general model on the board and measure time/energy",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, metavar="FILE|DIR", help="the user's recording (WISDM text, app export, HAPT npz)")
+    p = subparsers.add_parser(
+        "personalize",
+        help="personalize a general model on the board and measure time/energy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data", required=True, metavar="FILE|DIR", help="the user's recording (WISDM text, app export, HAPT npz)"
+    )
     p.add_argument("--user", default=None, help="subject id when --data holds several")
-    p.add_argument("--model", default=None, help="general model (.keras/.h5/.npz); default: the shipped one for --input-size")
-    p.add_argument("--input-size", "-T", type=int, default=None, metavar="T",
-                   help="window length T (default: the model's, or 20 with the shipped models)")
-    p.add_argument("--activities", default=None,
-                   help="activities mapped to the model's classes: comma list of names, or target=src+src "
-                        "(default: the model's classes; for WISDM walking,jogging,stairs,sitting,standing)")
+    p.add_argument(
+        "--model", default=None, help="general model (.keras/.h5/.npz); default: the shipped one for --input-size"
+    )
+    p.add_argument(
+        "--input-size",
+        "-T",
+        type=int,
+        default=None,
+        metavar="T",
+        help="window length T (default: the model's, or 20 with the shipped models)",
+    )
+    p.add_argument(
+        "--activities",
+        default=None,
+        help="activities mapped to the model's classes: comma list of names, or target=src+src "
+        "(default: the model's classes; for WISDM walking,jogging,stairs,sitting,standing)",
+    )
     p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
     p.add_argument("--epochs", type=int, default=5, help="epochs after the warm-up (default 5)")
-    p.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2, as the paper)")
+    p.add_argument(
+        "--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2, as the paper)"
+    )
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)")
+    p.add_argument(
+        "--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--board", default=None, metavar="URL", help="NUCLEO port or pyserial URL (default: in-process virtual bench)")
-    p.add_argument("--power", default=None, metavar="URL",
-                   help="LPM01A port or URL (default: the virtual bench's; none with a real --board unless given)")
+    p.add_argument(
+        "--board", default=None, metavar="URL", help="NUCLEO port or pyserial URL (default: in-process virtual bench)"
+    )
+    p.add_argument(
+        "--power",
+        default=None,
+        metavar="URL",
+        help="LPM01A port or URL (default: the virtual bench's; none with a real --board unless given)",
+    )
     p.add_argument("--no-power", action="store_true", help="do not capture power")
     p.add_argument("--power-freq", type=int, default=100, help="LPM01A sampling rate in Hz (default 100)")
-    p.add_argument("--time-scale", type=float, default=500.0, help="virtual bench: simulated s per wall s (default 500)")
+    p.add_argument(
+        "--time-scale", type=float, default=500.0, help="virtual bench: simulated s per wall s (default 500)"
+    )
     p.add_argument("--timeout", type=float, default=3.0, help="per-request timeout in s (default 3)")
     p.add_argument("--out", default=None, metavar="DIR", help="write the personalized models and report.json here")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -71,11 +100,24 @@ def run(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     cfg = PersonalizeConfig(
-        data=args.data, model=args.model, input_size=args.input_size, user=args.user, activities=args.activities,
-        modes=tuple(m.strip().lower() for m in args.modes.split(",") if m.strip()), epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs, lr=args.lr, batch=args.batch, train_fraction=args.train_fraction,
-        seed=args.seed, board_url=args.board, power_url=args.power, power=not args.no_power,
-        power_freq=args.power_freq, time_scale=args.time_scale, timeout=args.timeout,
+        data=args.data,
+        model=args.model,
+        input_size=args.input_size,
+        user=args.user,
+        activities=args.activities,
+        modes=tuple(m.strip().lower() for m in args.modes.split(",") if m.strip()),
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        lr=args.lr,
+        batch=args.batch,
+        train_fraction=args.train_fraction,
+        seed=args.seed,
+        board_url=args.board,
+        power_url=args.power,
+        power=not args.no_power,
+        power_freq=args.power_freq,
+        time_scale=args.time_scale,
+        timeout=args.timeout,
     )
     try:
         cfg.validate()

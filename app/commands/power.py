@@ -34,19 +34,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--port", default="auto", help="pyserial URL (/dev/ttyACM0, COM5, socket://127.0.0.1:PORT) or 'auto' (default)")
-    p.add_argument("--freq", default="1k", help="sampling rate: 1..100k (1, 2, 5, 10, 20, 50, 100, 200, 500, 1k, 2k, 5k, 10k, 20k, 50k, 100k)")
-    p.add_argument("--format", dest="fmt", choices=("bin_hexa", "ascii_dec"), default="bin_hexa", help="stream format (default bin_hexa)")
-    p.add_argument("--duration", type=_positive, default=None, help="seconds of samples to capture (exactly duration x freq samples)")
-    p.add_argument("--acqtime", type=_nonneg, default=None, help="shield acquisition time in s (0 = until stopped); default: --duration")
+    p.add_argument(
+        "--port", default="auto", help="pyserial URL (/dev/ttyACM0, COM5, socket://127.0.0.1:PORT) or 'auto' (default)"
+    )
+    p.add_argument(
+        "--freq",
+        default="1k",
+        help="sampling rate: 1..100k (1, 2, 5, 10, 20, 50, 100, 200, 500, 1k, 2k, 5k, 10k, 20k, 50k, 100k)",
+    )
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("bin_hexa", "ascii_dec"),
+        default="bin_hexa",
+        help="stream format (default bin_hexa)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        help="seconds of samples to capture (exactly duration x freq samples)",
+    )
+    p.add_argument(
+        "--acqtime",
+        type=_nonneg,
+        default=None,
+        help="shield acquisition time in s (0 = until stopped); default: --duration",
+    )
     p.add_argument("--volt", type=float, default=3.3, help="target supply voltage, 1.8..3.3 V (default 3.3)")
-    p.add_argument("--output", choices=("current", "energy"), default="current", help="stream current (A) or energy per sample period (J)")
-    p.add_argument("--funcmode", choices=("optim", "high"), default=None, help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)")
-    p.add_argument("--trigdelay", type=_nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)")
+    p.add_argument(
+        "--output",
+        choices=("current", "energy"),
+        default="current",
+        help="stream current (A) or energy per sample period (J)",
+    )
+    p.add_argument(
+        "--funcmode",
+        choices=("optim", "high"),
+        default=None,
+        help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)",
+    )
+    p.add_argument(
+        "--trigdelay", type=_nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
+    )
     p.add_argument("--events", action="store_true", help="report D7 rising edges as markers (eventsrc d7)")
     p.add_argument("--out", default=None, help="save samples: FILE.h5 (HDF5, complete) or FILE.csv (capped)")
     p.add_argument("--csv-max-mb", type=_positive, default=100.0, help="CSV size cap in MB (default 100)")
-    p.add_argument("--strict-format", action="store_true", help="refuse ascii_dec beyond its limits instead of switching to bin_hexa")
+    p.add_argument(
+        "--strict-format",
+        action="store_true",
+        help="refuse ascii_dec beyond its limits instead of switching to bin_hexa",
+    )
     p.add_argument("--timeout", type=_positive, default=3.0, help="reply timeout per command, s (default 3)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -123,7 +161,9 @@ def resolve_port(port: str, quiet: bool = False):
     try:
         from device.bench import VirtualBench
     except ImportError as exc:
-        raise LookupError(f"no PowerShield (USB 0483:5740) found and the virtual bench is unavailable ({exc})") from None
+        raise LookupError(
+            f"no PowerShield (USB 0483:5740) found and the virtual bench is unavailable ({exc})"
+        ) from None
     bench = VirtualBench(board=True)
     urls = bench.start()
     _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['powershield']}")
@@ -139,7 +179,9 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     try:
         plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
         if not spec.VOLT_MIN - 1e-9 <= args.volt <= spec.VOLT_MAX + 1e-9:
-            raise ArgumentError(f"--volt {args.volt:g} V is out of range: allowed {spec.VOLT_MIN:g} .. {spec.VOLT_MAX:g} V")
+            raise ArgumentError(
+                f"--volt {args.volt:g} V is out of range: allowed {spec.VOLT_MIN:g} .. {spec.VOLT_MAX:g} V"
+            )
     except (ArgumentError, spec.ArgumentError) as exc:
         return {"error": str(exc)}, 2
     if plan["note"] and not args.quiet:
@@ -283,7 +325,9 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         result["out"] = str(args.out)
         if getattr(writer, "capped", False):
             result["csv_capped"] = True
-            _err(f"CSV capped at {args.csv_max_mb:g} MB after {writer.rows} rows (use .h5 for the complete capture or raise --csv-max-mb)")
+            _err(
+                f"CSV capped at {args.csv_max_mb:g} MB after {writer.rows} rows (use .h5 for the complete capture or raise --csv-max-mb)"
+            )
     return result, code
 
 
@@ -295,7 +339,11 @@ def run(args: argparse.Namespace) -> int:
         mean = result["mean_a"]
         line = (
             f"{result['samples']} samples ({result['lost']} lost) at {result['rate_hz']} Hz over {result['duration_s']:.3f} s: "
-            + (f"mean {mean * 1e3:.4f} mA, min {result['min_a'] * 1e3:.4f} mA, max {result['max_a'] * 1e3:.4f} mA, " if mean is not None else "")
+            + (
+                f"mean {mean * 1e3:.4f} mA, min {result['min_a'] * 1e3:.4f} mA, max {result['max_a'] * 1e3:.4f} mA, "
+                if mean is not None
+                else ""
+            )
             + f"energy {result['energy_j'] * 1e3:.4f} mJ at {result['volt_v']:g} V"
         )
         print(line)

@@ -27,20 +27,39 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", action="append", required=True, metavar="DIR_OR_FILE",
-                   help="WISDM text file/folder, HAPT npz/folder, or a folder holding several (repeatable)")
-    p.add_argument("--input-size", "-T", type=int, required=True, metavar="T", help="window length in samples (10..1000)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="WISDM text file/folder, HAPT npz/folder, or a folder holding several (repeatable)",
+    )
+    p.add_argument(
+        "--input-size", "-T", type=int, required=True, metavar="T", help="window length in samples (10..1000)"
+    )
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", required=True, help="output model file (.keras or .h5); a .json sidecar is written beside it")
-    p.add_argument("--labels", default=None,
-                   help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities; "
-                        "default wisdm5 when WISDM data is given, else hapt6")
+    p.add_argument(
+        "--out", required=True, help="output model file (.keras or .h5); a .json sidecar is written beside it"
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities; "
+        "default wisdm5 when WISDM data is given, else hapt6",
+    )
     p.add_argument("--rate", type=float, default=20.0, help="sample rate in Hz the data is resampled to (default 20)")
-    p.add_argument("--val-subjects", default="",
-                   help="comma list of held-out subject ids (default: --val-fraction of the subjects, seeded)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="fraction of subjects held out for validation when --val-subjects is not given (default 0.2; 0 = none)")
+    p.add_argument(
+        "--val-subjects",
+        default="",
+        help="comma list of held-out subject ids (default: --val-fraction of the subjects, seeded)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of subjects held out for validation when --val-subjects is not given (default 0.2; 0 = none)",
+    )
     p.add_argument("--exclude-subjects", default="", help="comma list of subject ids never used (e.g. the demo user)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -62,8 +81,9 @@ def resolve_subjects(subjects: Sequence[str], ids: Sequence[str], what: str) -> 
     return out
 
 
-def choose_val_subjects(subjects: Sequence[str], ids: str | Sequence[str] = "", fraction: float = 0.2,
-                        seed: int = 0) -> list[str]:
+def choose_val_subjects(
+    subjects: Sequence[str], ids: str | Sequence[str] = "", fraction: float = 0.2, seed: int = 0
+) -> list[str]:
     """Held-out subjects: the given ids (comma list), else a seeded random ``fraction`` of them
     (at least one, never all)."""
     import numpy as np  # noqa: PLC0415
@@ -107,7 +127,9 @@ def pretrain(
     has_wisdm = any(s.dataset.startswith("wisdm") for s in rs.segments)
     label_spec = labels or ("wisdm5" if has_wisdm else "hapt6")
     rs = rs.select(label_spec)
-    classes = ds.LABEL_SETS.get(label_spec) or tuple(ds.canonical_activity(a) for a in label_spec.split(",") if a.strip())
+    classes = ds.LABEL_SETS.get(label_spec) or tuple(
+        ds.canonical_activity(a) for a in label_spec.split(",") if a.strip()
+    )
     excluded = resolve_subjects(rs.subjects(), [s for s in exclude_subjects if s.strip()], "--exclude-subjects")
     if excluded:
         rs = rs.without_subjects(excluded)
@@ -140,8 +162,16 @@ def pretrain(
         "skipped_records": len(rs.skipped),
     }
     model, history = train_paper_cnn(
-        train_ws.x, train_ws.y, classes, (val_ws.x, val_ws.y) if val_ws is not None and len(val_ws) else None,
-        epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, progress=progress, meta=info,
+        train_ws.x,
+        train_ws.y,
+        classes,
+        (val_ws.x, val_ws.y) if val_ws is not None and len(val_ws) else None,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        lr=lr,
+        progress=progress,
+        meta=info,
     )
     if "val" in history:
         model.meta["val_accuracy"] = history["val"]["accuracy"]
@@ -166,9 +196,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model, history, _ = pretrain(
-            args.data, args.input_size, args.epochs, args.seed, args.labels, args.rate, args.val_subjects,
-            args.val_fraction, [s for s in args.exclude_subjects.split(",")], args.batch_size, args.lr,
-            progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+            args.data,
+            args.input_size,
+            args.epochs,
+            args.seed,
+            args.labels,
+            args.rate,
+            args.val_subjects,
+            args.val_fraction,
+            [s for s in args.exclude_subjects.split(",")],
+            args.batch_size,
+            args.lr,
+            progress=not args.quiet,
+            log=lambda m: print(m, file=sys.stderr),
         )
         (export_keras if out.suffix.lower() == ".keras" else export_h5)(model, out)
     except (DatasetError, ModelError, ValueError) as exc:

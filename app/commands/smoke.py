@@ -63,17 +63,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Exit 0 only if samples arrived on both devices (and export worked with --export).",
     )
     p.add_argument("--seconds", type=_positive, default=5.0, help="how long to stream (default 5)")
-    p.add_argument("--connect-timeout", type=_positive, default=30.0,
-                   help="seconds to wait for both virtual devices to stream (default 30)")
-    p.add_argument("--min-fraction", type=_fraction, default=0.25,
-                   help="samples needed per stream as a fraction of rate x seconds (default 0.25)")
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive,
+        default=30.0,
+        help="seconds to wait for both virtual devices to stream (default 30)",
+    )
+    p.add_argument(
+        "--min-fraction",
+        type=_fraction,
+        default=0.25,
+        help="samples needed per stream as a fraction of rate x seconds (default 0.25)",
+    )
     p.add_argument("--no-window", action="store_true", help="do not start Qt (core and devices only)")
-    p.add_argument("--onscreen", action="store_true",
-                   help="use the normal Qt platform instead of forcing QT_QPA_PLATFORM=offscreen")
-    p.add_argument("--export", action="store_true",
-                   help="also export the shipped general model to every format (needs TensorFlow)")
-    p.add_argument("--data-dir", default=None,
-                   help="app data folder (default: a temporary folder removed at exit)")
+    p.add_argument(
+        "--onscreen",
+        action="store_true",
+        help="use the normal Qt platform instead of forcing QT_QPA_PLATFORM=offscreen",
+    )
+    p.add_argument(
+        "--export", action="store_true", help="also export the shipped general model to every format (needs TensorFlow)"
+    )
+    p.add_argument("--data-dir", default=None, help="app data folder (default: a temporary folder removed at exit)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -157,8 +168,13 @@ def run(args: argparse.Namespace) -> int:
     from app.core.devices import DeviceState
     from app.core.paths import asset_path, assets_dir, is_frozen
 
-    report: dict[str, Any] = {"ok": False, "frozen": is_frozen(), "window": not args.no_window,
-                              "seconds": args.seconds, "errors": []}
+    report: dict[str, Any] = {
+        "ok": False,
+        "frozen": is_frozen(),
+        "window": not args.no_window,
+        "seconds": args.seconds,
+        "errors": [],
+    }
     errors: list[str] = report["errors"]
     tmp = tempfile.TemporaryDirectory(prefix="odl-smoke-") if args.data_dir is None else None
     data_dir = Path(args.data_dir) if args.data_dir else Path(tmp.name)  # type: ignore[union-attr]
@@ -174,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             raise RuntimeError(ctx.devices.bench_error or "the virtual bench did not start")
 
         if args.no_window:
+
             def pump() -> None:
                 time.sleep(0.02)
         else:
@@ -206,8 +223,10 @@ def run(args: argparse.Namespace) -> int:
             return all(ctx.devices.status(i.key).state == DeviceState.STREAMING for i in virtual)
 
         if not _pump_for(pump, args.connect_timeout, all_streaming):
-            states = {i.key: f"{ctx.devices.status(i.key).state.value} {ctx.devices.status(i.key).message}".strip()
-                      for i in virtual}
+            states = {
+                i.key: f"{ctx.devices.status(i.key).state.value} {ctx.devices.status(i.key).message}".strip()
+                for i in virtual
+            }
             raise RuntimeError(f"devices not streaming after {args.connect_timeout:g} s: {states}")
         report["connect_s"] = round(time.perf_counter() - t_start - report["startup_s"], 2)
 
@@ -221,8 +240,11 @@ def run(args: argparse.Namespace) -> int:
             report[f"{name}_rate_hz"] = rate
             report[f"{name}_samples"] = n
             if n < need:
-                detail = (f"; stream has {stream.n_total} samples incl. gaps {stream.gaps[-3:]}"
-                          if stream is not None else "; no stream was created")
+                detail = (
+                    f"; stream has {stream.n_total} samples incl. gaps {stream.gaps[-3:]}"
+                    if stream is not None
+                    else "; no stream was created"
+                )
                 errors.append(f"{name}: {n} samples in {args.seconds:g} s at {rate:g} Hz (need >= {need}){detail}")
         report["devices"] = {i.key: ctx.devices.status(i.key).state.value for i in virtual}
         for i in virtual:
@@ -260,9 +282,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
-        print(f"smoke: {'OK' if report['ok'] else 'FAILED'} — accel {report.get('accel_samples', 0)} samples, "
-              f"power {report.get('power_samples', 0)} samples in {args.seconds:g} s"
-              + (f"; export {', '.join(report['export']['formats'])}" if "export" in report else ""))
+        print(
+            f"smoke: {'OK' if report['ok'] else 'FAILED'} — accel {report.get('accel_samples', 0)} samples, "
+            f"power {report.get('power_samples', 0)} samples in {args.seconds:g} s"
+            + (f"; export {', '.join(report['export']['formats'])}" if "export" in report else "")
+        )
     for e in errors:
         print(f"odlstudio smoke: {e}", file=sys.stderr)
     return 0 if report["ok"] else 1

@@ -114,8 +114,15 @@ class AppContext:
         self.user = self.store.ensure_user(str(self.settings["user"]))
 
     @classmethod
-    def create(cls, data_dir: str | Path | None = None, *, bench: bool | None = None,
-               bench_kwargs: dict | None = None, discover: bool = True, **device_kw: Any) -> "AppContext":
+    def create(
+        cls,
+        data_dir: str | Path | None = None,
+        *,
+        bench: bool | None = None,
+        bench_kwargs: dict | None = None,
+        discover: bool = True,
+        **device_kw: Any,
+    ) -> "AppContext":
         """Open the database in ``data_dir`` (default: the per-user data directory), repair recordings of
         a crashed session, build the device manager and (``discover``) scan for devices / start the bench.
         Tunes the allocator for a long-running process first (:func:`app.core.memory.tune_allocator`)."""

@@ -374,7 +374,9 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
         report(np.array([last]), "truncated: last record has no terminating ';'")
 
     good_idx = np.flatnonzero(ok)
-    if len(good_idx) and len(good_idx) == np.count_nonzero(ends > starts):  # common case: every non-empty record is good
+    if len(good_idx) and len(good_idx) == np.count_nonzero(
+        ends > starts
+    ):  # common case: every non-empty record is good
         flat = b",".join(filter(None, records)).split(b",")
     elif len(good_idx):
         flat = b",".join([records[i] for i in good_idx.tolist()]).split(b",")
@@ -605,11 +607,21 @@ def load_hapt(
         raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
     except MemoryError as exc:  # a damaged header declaring an absurd array size
         raise DatasetError(f"{f}: an array in this npz declares an impossible size ({exc})") from None
-    if (acc.ndim != 2 or acc.shape[1] != 3 or label.ndim != 1 or user.ndim != 1 or session.ndim != 1
-            or not (len(acc) == len(label) == len(user) == len(session))):
-        raise DatasetError(f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}, user {user.shape}, session {session.shape}")
+    if (
+        acc.ndim != 2
+        or acc.shape[1] != 3
+        or label.ndim != 1
+        or user.ndim != 1
+        or session.ndim != 1
+        or not (len(acc) == len(label) == len(user) == len(session))
+    ):
+        raise DatasetError(
+            f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}, user {user.shape}, session {session.shape}"
+        )
     if not all(np.issubdtype(a.dtype, np.number) for a in (acc, label, user, session)) or not np.isfinite(acc).all():
-        raise DatasetError(f"{f}: acc/label/user/session must be finite numbers (dtypes {acc.dtype}, {label.dtype}, {user.dtype}, {session.dtype})")
+        raise DatasetError(
+            f"{f}: acc/label/user/session must be finite numbers (dtypes {acc.dtype}, {label.dtype}, {user.dtype}, {session.dtype})"
+        )
     label = label.astype(np.int64)
     change = (np.diff(label) != 0) | (np.diff(user) != 0) | (np.diff(session) != 0)
     bounds = np.concatenate(([0], np.flatnonzero(change) + 1, [len(label)]))
@@ -623,8 +635,18 @@ def load_hapt(
         k = order.get(sid, 0)
         order[sid] = k + 1
         segs.append(
-            Segment(sid, HAPT_LABELS[lab], (acc[a:b] * G).astype(np.float32), 50.0, str(f), int(a),
-                    str(lab), 50.0, k, "hapt")  # fmt: skip
+            Segment(
+                sid,
+                HAPT_LABELS[lab],
+                (acc[a:b] * G).astype(np.float32),
+                50.0,
+                str(f),
+                int(a),
+                str(lab),
+                50.0,
+                k,
+                "hapt",
+            )  # fmt: skip
         )
     rs = RecordingSet(segs, str(f), "m/s^2", [], [])
     if subjects is not None:

@@ -42,8 +42,16 @@ import numpy as np
 
 from app.core.streams import SampleStream
 
-__all__ = ["DeviceState", "DeviceInfo", "DeviceStatus", "DeviceManager", "DeviceError", "ACCEL_ODR_HZ",
-           "ACCEL_FS_G", "POWER_RATES_HZ"]
+__all__ = [
+    "DeviceState",
+    "DeviceInfo",
+    "DeviceStatus",
+    "DeviceManager",
+    "DeviceError",
+    "ACCEL_ODR_HZ",
+    "ACCEL_FS_G",
+    "POWER_RATES_HZ",
+]
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +152,9 @@ class _Session:
         self._stop.set()
 
     def status(self) -> DeviceStatus:
-        return DeviceStatus(self.info, self.state, self.message, dict(self.details), self.auto_reconnect,
-                            self.reconnects)
+        return DeviceStatus(
+            self.info, self.state, self.message, dict(self.details), self.auto_reconnect, self.reconnects
+        )
 
     # --- session thread ---------------------------------------------------------------------------
     def _set(self, state: DeviceState, message: str = "") -> None:
@@ -200,15 +209,19 @@ class _Session:
             self._backoff = min(5.0, self._backoff * 2)
             why = self.describe(exc)  # before close_link: the words may depend on what the link saw
             self.close_link()
-            self._set(DeviceState.ERROR, f"{'reconnect' if reconnect else 'connect'} failed: {why}"
-                      + (f"; next try in {self._backoff / 2:.1f} s" if self.want_connected and self.auto_reconnect else ""))
+            self._set(
+                DeviceState.ERROR,
+                f"{'reconnect' if reconnect else 'connect'} failed: {why}"
+                + (f"; next try in {self._backoff / 2:.1f} s" if self.want_connected and self.auto_reconnect else ""),
+            )
             return
         self._backoff = 0.5
         self._last_beat = time.monotonic()
         if reconnect:
             gap = "" if self.lost_at is None else f" after {self.m.now() - self.lost_at:.1f} s"
-            text = f"reconnected{gap}" + ("; streaming resumed, the missing time is marked as a gap"
-                                          if self.want_stream else "")
+            text = f"reconnected{gap}" + (
+                "; streaming resumed, the missing time is marked as a gap" if self.want_stream else ""
+            )
             self.m._log(f"{self.info.name}: {text}")  # noqa: SLF001
         else:
             text = ""
@@ -263,8 +276,15 @@ class _Session:
         self.lost_at = self.m.now()
         with self.state_lock:  # ERROR first, so a round ending now cannot restore READY over a dead link
             training = self.state == DeviceState.TRAINING
-            self._set(DeviceState.ERROR, why + ("; reconnecting automatically" if self.auto_reconnect and self.want_connected
-                                                 else "; press Connect to try again"))
+            self._set(
+                DeviceState.ERROR,
+                why
+                + (
+                    "; reconnecting automatically"
+                    if self.auto_reconnect and self.want_connected
+                    else "; press Connect to try again"
+                ),
+            )
         if training:
             self.fail_round(f"{self.info.name}: {why}")
         self.m._fault(self.info.key, why)  # noqa: SLF001
@@ -274,7 +294,9 @@ class _Session:
     # --- driver hooks ------------------------------------------------------------------------------
     def open(self) -> None: ...
     def close_link(self) -> None: ...
-    def alive(self) -> bool: return True
+    def alive(self) -> bool:
+        return True
+
     def start_stream(self) -> None: ...
     def stop_stream(self) -> None: ...
 
@@ -323,9 +345,15 @@ class _BoardSession(_Session):
         info = self.client.info()
         self._tick_hz = int(info.tick_hz) or 1_000_000
         self.details = {
-            "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}", "protocol": info.proto,
-            "board": info.board, "mcu": info.mcu, "sensor": info.sensor, "build": info.build,
-            "sysclk_MHz": info.sysclk_hz / 1e6, "ram_free": info.ram_free, "emulated": bool(hello.flags & 1),
+            "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}",
+            "protocol": info.proto,
+            "board": info.board,
+            "mcu": info.mcu,
+            "sensor": info.sensor,
+            "build": info.build,
+            "sysclk_MHz": info.sysclk_hz / 1e6,
+            "ram_free": info.ram_free,
+            "emulated": bool(hello.flags & 1),
         }
         self._abort_orphan_round()
         self._apply_config()
@@ -342,8 +370,10 @@ class _BoardSession(_Session):
             except Exception:  # noqa: BLE001 - nothing to abort after all (it just ended)
                 pass
             deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline and self.client.status().state in (P.BoardState.TRAINING,
-                                                                                  P.BoardState.EVALUATING):
+            while time.monotonic() < deadline and self.client.status().state in (
+                P.BoardState.TRAINING,
+                P.BoardState.EVALUATING,
+            ):
                 time.sleep(0.05)
             self.client.drain_events()
             self.m._log(f"{self.info.name}: aborted the round its previous connection had left running")  # noqa: SLF001
@@ -388,14 +418,19 @@ class _BoardSession(_Session):
             raise _BoardReset(f"reset cause {boot.reset_cause}")
         if self.lost_samples > self._lost_seen:
             n, self._lost_seen = self.lost_samples - self._lost_seen, self.lost_samples
-            text = (f"{n:,} accelerometer samples lost (corrupted bytes on the USB link, or the board's "
-                    f"transmit buffer was full; {self.lost_samples:,} in total): marked as gaps, streaming continues")
+            text = (
+                f"{n:,} accelerometer samples lost (corrupted bytes on the USB link, or the board's "
+                f"transmit buffer was full; {self.lost_samples:,} in total): marked as gaps, streaming continues"
+            )
             self.m._fault(self.info.key, text)  # noqa: SLF001
             self._set(self.state, text)
         if self.state != DeviceState.TRAINING:
             c.drain_events(P.Samples)  # delivered through on_event already: keep the client's queue short
-            if (self.state == DeviceState.STREAMING and self._last_sample
-                    and time.monotonic() - self._last_sample > max(1.0, 3.0 / max(self.odr_hz, 1e-3))):
+            if (
+                self.state == DeviceState.STREAMING
+                and self._last_sample
+                and time.monotonic() - self._last_sample > max(1.0, 3.0 / max(self.odr_hz, 1e-3))
+            ):
                 self._last_sample = time.monotonic()
                 self._beat()  # raises if the board is gone; else it stopped streaming on its own
                 raise DeviceError("the accelerometer stream stopped")
@@ -501,8 +536,12 @@ class _PowerSession(_Session):
             if not self.ps.drain_stale_stream():
                 raise
             self.ps.htc()
-        self.details = {"firmware": self.ps.version(), "board": self.ps.powershield(),
-                        "rate_hz": self.rate_hz, "voltage": self.voltage}
+        self.details = {
+            "firmware": self.ps.version(),
+            "board": self.ps.powershield(),
+            "rate_hz": self.rate_hz,
+            "voltage": self.voltage,
+        }
 
     def close_link(self) -> None:
         self._stop_capture()
@@ -532,8 +571,10 @@ class _PowerSession(_Session):
         lost = int(cap.lost)
         if lost > self._lost_seen:
             n, self._lost_seen = lost - self._lost_seen, lost
-            text = (f"{n:,} samples lost in transit (corrupted or dropped bytes on the USB link; "
-                    f"{lost:,} in total): marked as gaps, streaming continues")
+            text = (
+                f"{n:,} samples lost in transit (corrupted or dropped bytes on the USB link; "
+                f"{lost:,} in total): marked as gaps, streaming continues"
+            )
             self.m._fault(self.info.key, text)  # noqa: SLF001
             self._set(self.state, text)
 
@@ -554,11 +595,15 @@ class _PowerSession(_Session):
         from device.lpm01a import driver as D
 
         if isinstance(exc, D.Overcurrent):
-            return ("overcurrent: the target drew more than the LPM01A allows (59 mA for 2 ms or a 75 mA peak), "
-                    "so it stopped measuring to protect it; check the target, then press Stream again")
+            return (
+                "overcurrent: the target drew more than the LPM01A allows (59 mA for 2 ms or a 75 mA peak), "
+                "so it stopped measuring to protect it; check the target, then press Stream again"
+            )
         if isinstance(exc, D.BufferOverflow):
-            return ("the LPM01A's transmit buffer overflowed (its data were not read fast enough); "
-                    "restarting the stream, the lost time is marked")
+            return (
+                "the LPM01A's transmit buffer overflowed (its data were not read fast enough); "
+                "restarting the stream, the lost time is marked"
+            )
         if isinstance(exc, D.Disconnected) or isinstance(exc, OSError) or type(exc).__name__ == "SerialException":
             return "USB link to the LPM01A lost (unplugged, or the shield reset itself)"
         if isinstance(exc, D.PowerShieldTimeout):
@@ -574,8 +619,7 @@ class _PowerSession(_Session):
 
         stream = self.m._ensure_power_stream(self.rate_hz, self.voltage)  # noqa: SLF001
         try:
-            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage,
-                              eventsrc=("d7", "ris"))
+            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage, eventsrc=("d7", "ris"))
         except Exception:  # noqa: BLE001 - older firmware without eventsrc: stream without D7 events
             self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage)
         self.cap = Capture(self.ps, self.rate_hz, "bin_hexa")
@@ -676,9 +720,15 @@ class DeviceManager:
     found.  ``bench_factory`` builds the bench (default ``device.bench.VirtualBench``).
     """
 
-    def __init__(self, *, bench: bool | None = None, bench_kwargs: dict | None = None,
-                 bench_factory: Callable[..., Any] | None = None, history_s: float = 3600.0,
-                 power_recent_s: float = 30.0):
+    def __init__(
+        self,
+        *,
+        bench: bool | None = None,
+        bench_kwargs: dict | None = None,
+        bench_factory: Callable[..., Any] | None = None,
+        history_s: float = 3600.0,
+        power_recent_s: float = 30.0,
+    ):
         self._t0 = time.monotonic()
         self._lock = threading.RLock()
         self._sessions: dict[str, _Session] = {}
@@ -759,11 +809,29 @@ class DeviceManager:
             from device import discovery
 
             for p in discovery.find_powershield():
-                found.append(DeviceInfo(f"powershield:{p.serial_number or p.device}", "powershield", p.device,
-                                        f"LPM01A {p.device}", False, p.vid_pid, p.serial_number))
+                found.append(
+                    DeviceInfo(
+                        f"powershield:{p.serial_number or p.device}",
+                        "powershield",
+                        p.device,
+                        f"LPM01A {p.device}",
+                        False,
+                        p.vid_pid,
+                        p.serial_number,
+                    )
+                )
             for p in discovery.find_nucleo():
-                found.append(DeviceInfo(f"board:{p.serial_number or p.device}", "board", p.device,
-                                        f"NUCLEO {p.device}", False, p.vid_pid, p.serial_number))
+                found.append(
+                    DeviceInfo(
+                        f"board:{p.serial_number or p.device}",
+                        "board",
+                        p.device,
+                        f"NUCLEO {p.device}",
+                        False,
+                        p.vid_pid,
+                        p.serial_number,
+                    )
+                )
         except Exception as exc:  # noqa: BLE001 - a broken port lister must not stop the app
             self._log(f"port scan failed: {exc}")
         with self._lock:
@@ -847,8 +915,9 @@ class DeviceManager:
             raise DeviceError(f"supply voltage {voltage} V outside 1.8..3.3 V")
         self._session(key).submit("config", rate_hz, voltage)
 
-    def call(self, key: str, fn: Callable[[Any], Any],
-             done: Callable[[Any, BaseException | None], None] | None = None) -> None:
+    def call(
+        self, key: str, fn: Callable[[Any], Any], done: Callable[[Any, BaseException | None], None] | None = None
+    ) -> None:
         """Run ``fn(driver)`` on the device's session thread (``driver`` = NucleoClient or LPM01A link) and
         report with ``done(result, error)`` on that thread.  For one-off requests from panels."""
         s = self._session(key)
@@ -915,8 +984,17 @@ class DeviceManager:
         with self._lock:
             s = self.accel_stream
             if s is None or s.rate_hz != rate_hz:
-                s = SampleStream("accel", rate_hz, 3, unit="m/s²", channel_names=("x", "y", "z"),
-                                 recent_s=self.history_s, history_s=self.history_s, base=16, factor=8)
+                s = SampleStream(
+                    "accel",
+                    rate_hz,
+                    3,
+                    unit="m/s²",
+                    channel_names=("x", "y", "z"),
+                    recent_s=self.history_s,
+                    history_s=self.history_s,
+                    base=16,
+                    factor=8,
+                )
                 if self.accel_stream is not None:  # a new rate: keep the timeline position
                     s.extend_to(self.accel_stream.duration, mark=False)
                 self.accel_stream = s
@@ -928,8 +1006,15 @@ class DeviceManager:
             self.voltage = voltage
             s = self.power_stream
             if s is None or s.rate_hz != rate_hz:
-                s = SampleStream("current", rate_hz, 1, unit="A", channel_names=("I",),
-                                 recent_s=self.power_recent_s, history_s=self.history_s)
+                s = SampleStream(
+                    "current",
+                    rate_hz,
+                    1,
+                    unit="A",
+                    channel_names=("I",),
+                    recent_s=self.power_recent_s,
+                    history_s=self.history_s,
+                )
                 if self.power_stream is not None:
                     s.extend_to(self.power_stream.duration, mark=False)
                 self.power_stream = s

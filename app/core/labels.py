@@ -25,9 +25,23 @@ import numpy as np
 from app.core import datasets as ds
 from app.core.store import Store
 
-__all__ = ["Label", "LabelModel", "Command", "LabelError", "windows", "class_balance", "export_wisdm_csv",
-           "read_wisdm", "import_wisdm", "WisdmImport", "class_for_activity", "import_wisdm_csv", "WisdmSegment",
-           "export_windows_npz", "labelled_recording_set"]
+__all__ = [
+    "Label",
+    "LabelModel",
+    "Command",
+    "LabelError",
+    "windows",
+    "class_balance",
+    "export_wisdm_csv",
+    "read_wisdm",
+    "import_wisdm",
+    "WisdmImport",
+    "class_for_activity",
+    "import_wisdm_csv",
+    "WisdmSegment",
+    "export_windows_npz",
+    "labelled_recording_set",
+]
 
 _MIN_LEN = 1e-6  # s; shorter pieces left by trimming are dropped
 
@@ -59,14 +73,21 @@ class Command:
 class LabelModel:
     """Labels of recording ``recording_id`` (loaded from and written through ``store``)."""
 
-    def __init__(self, store: Store, recording_id: int, classes: Sequence[str], duration: float | None = None,
-                 undo_limit: int = 500):
+    def __init__(
+        self,
+        store: Store,
+        recording_id: int,
+        classes: Sequence[str],
+        duration: float | None = None,
+        undo_limit: int = 500,
+    ):
         self.store = store
         self.recording_id = recording_id
         self.classes = tuple(classes)
         self.duration = duration
-        self._labels: dict[int, Label] = {r.id: Label(r.id, r.start_s, r.end_s, r.label)
-                                          for r in store.labels(recording_id)}
+        self._labels: dict[int, Label] = {
+            r.id: Label(r.id, r.start_s, r.end_s, r.label) for r in store.labels(recording_id)
+        }
         self._undo: list[Command] = []
         self._redo: list[Command] = []
         self._undo_limit = undo_limit
@@ -201,8 +222,13 @@ class LabelModel:
                     self.store.delete_label(before.id)
                     self._labels.pop(before.id, None)
                 elif before is None:
-                    new_id = self.store.add_label(self.recording_id, after.start, after.end, after.label,
-                                                  label_id=after.id if after.id >= 0 else None)
+                    new_id = self.store.add_label(
+                        self.recording_id,
+                        after.start,
+                        after.end,
+                        after.label,
+                        label_id=after.id if after.id >= 0 else None,
+                    )
                     after = replace(after, id=new_id)
                     self._labels[new_id] = after
                 else:
@@ -218,8 +244,9 @@ class LabelModel:
 
 
 # --- windowing -------------------------------------------------------------------------------------
-def windows(labels: Iterable[Label], rate_hz: float, size: int, stride: int | None = None,
-            n_samples: int | None = None) -> list[tuple[int, str]]:
+def windows(
+    labels: Iterable[Label], rate_hz: float, size: int, stride: int | None = None, n_samples: int | None = None
+) -> list[tuple[int, str]]:
     """Start sample and class of every window of ``size`` samples lying wholly inside one label.
 
     ``stride`` defaults to ``size`` (no overlap, as the paper's segments).  Returns ``[(start, class)]``.
@@ -239,8 +266,9 @@ def windows(labels: Iterable[Label], rate_hz: float, size: int, stride: int | No
     return out
 
 
-def class_balance(labels: Iterable[Label], classes: Sequence[str], rate_hz: float | None = None,
-                  size: int | None = None) -> dict[str, dict[str, float]]:
+def class_balance(
+    labels: Iterable[Label], classes: Sequence[str], rate_hz: float | None = None, size: int | None = None
+) -> dict[str, dict[str, float]]:
     """Per class: labelled seconds, number of labels and (with ``rate_hz`` and ``size``) of windows."""
     labels = list(labels)
     out = {c: {"seconds": 0.0, "labels": 0, "windows": 0} for c in classes}
@@ -348,8 +376,12 @@ class WisdmImport:
         if not self.skipped:
             return ""
         files = {k.source for k in self.skipped}
-        parts = [(f"{Path(k.source).name} " if len(files) > 1 else "") + f"line {k.line}: {k.reason}"
-                 + (f" ({k.text!r})" if k.text else "") for k in self.skipped[:limit]]
+        parts = [
+            (f"{Path(k.source).name} " if len(files) > 1 else "")
+            + f"line {k.line}: {k.reason}"
+            + (f" ({k.text!r})" if k.text else "")
+            for k in self.skipped[:limit]
+        ]
         more = f"; … and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
         n = len(self.skipped)
         return f"{n} line{'s' if n != 1 else ''} skipped: " + "; ".join(parts) + more
@@ -357,12 +389,16 @@ class WisdmImport:
     def summary(self) -> list[str]:
         """What was imported, what was left out, and the parser's notes (one sentence each)."""
         secs = sum(r.duration for r in self.recordings)
-        out = [f"Imported {len(self.recordings)} recording(s) with {self.labels} label(s), {secs:.1f} s from "
-               f"{Path(self.source).name}" + (" (cancelled: the rest was not imported)" if self.cancelled else "") + "."]
+        out = [
+            f"Imported {len(self.recordings)} recording(s) with {self.labels} label(s), {secs:.1f} s from "
+            f"{Path(self.source).name}" + (" (cancelled: the rest was not imported)" if self.cancelled else "") + "."
+        ]
         if self.left_out:
-            out.append("Not classes of this dataset, left out: "
-                       + ", ".join(f"{a} ({n:,} sample{'s' if n != 1 else ''})"
-                                   for a, n in sorted(self.left_out.items())) + ".")
+            out.append(
+                "Not classes of this dataset, left out: "
+                + ", ".join(f"{a} ({n:,} sample{'s' if n != 1 else ''})" for a, n in sorted(self.left_out.items()))
+                + "."
+            )
         out.extend(self.notes)
         return out
 
@@ -377,17 +413,28 @@ class WisdmImport:
             n = len(self.skipped)
             lines.append(f"{n} line{'s' if n != 1 else ''} skipped:")
             files = {k.source for k in self.skipped}
-            lines += [(f"{Path(k.source).name} " if len(files) > 1 else "") + f"line {k.line}: {k.reason}"
-                      + (f" ({k.text!r})" if k.text else "") for k in self.skipped[:limit]]
+            lines += [
+                (f"{Path(k.source).name} " if len(files) > 1 else "")
+                + f"line {k.line}: {k.reason}"
+                + (f" ({k.text!r})" if k.text else "")
+                for k in self.skipped[:limit]
+            ]
             if n > limit:
                 lines.append(f"… and {n - limit} more")
         return "\n".join(lines)
 
 
-def import_wisdm(store: Store, path: str | Path, dataset_id: int, classes: Sequence[str], *,
-                 variant: str = "auto", rate_hz: float = 20.0,
-                 progress: Callable[[float, str], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> WisdmImport:
+def import_wisdm(
+    store: Store,
+    path: str | Path,
+    dataset_id: int,
+    classes: Sequence[str],
+    *,
+    variant: str = "auto",
+    rate_hz: float = 20.0,
+    progress: Callable[[float, str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> WisdmImport:
     """Import a WISDM text file into dataset ``dataset_id``: one accel recording per user (segments in
     file order, resampled to ``rate_hz``), labelled back to back with the dataset's ``classes``
     (see :func:`class_for_activity`).  Every user is written in one transaction, so a cancel between
@@ -419,8 +466,14 @@ def import_wisdm(store: Store, path: str | Path, dataset_id: int, classes: Seque
         parts = by_user[user]
         xyz = np.concatenate([d for _, d in parts])
         with store.transaction():
-            rec = write_accel(store, f"WISDM {user}", xyz, float(rate_hz), dataset_id,
-                              meta={"source": str(path), "user": user, "skipped_lines": len(rs.skipped)})
+            rec = write_accel(
+                store,
+                f"WISDM {user}",
+                xyz,
+                float(rate_hz),
+                dataset_id,
+                meta={"source": str(path), "user": user, "skipped_lines": len(rs.skipped)},
+            )
             t = 0.0
             for cls, d in parts:
                 store.add_label(rec.id, t, t + len(d) / rate_hz, cls)
@@ -444,12 +497,14 @@ def import_wisdm_csv(path: str | Path) -> list[WisdmSegment]:
     """Contiguous (user, activity) runs of a WISDM text file at its native rate, read by :func:`read_wisdm`
     (kept for callers that want plain arrays, e.g. ``app.core.personalize``).  Raises
     :class:`~app.core.datasets.DatasetError` (a ``ValueError``) when nothing valid is in the file."""
-    return [WisdmSegment(s.subject, s.raw_activity or s.activity, s.data)
-            for s in read_wisdm(path, rate_hz=None).segments]
+    return [
+        WisdmSegment(s.subject, s.raw_activity or s.activity, s.data) for s in read_wisdm(path, rate_hz=None).segments
+    ]
 
 
-def export_wisdm_csv(path: str | Path, user: str, xyz: np.ndarray, rate_hz: float, labels: Iterable[Label],
-                     t0_ns: int = 1_000_000_000) -> int:
+def export_wisdm_csv(
+    path: str | Path, user: str, xyz: np.ndarray, rate_hz: float, labels: Iterable[Label], t0_ns: int = 1_000_000_000
+) -> int:
     """Write the labelled samples of one recording as WISDM v1.1 lines; returns the number of rows.
 
     The timestamp column is ``t0_ns`` + sample time in ns (WISDM's own timestamps are device uptime; the
@@ -465,14 +520,21 @@ def export_wisdm_csv(path: str | Path, user: str, xyz: np.ndarray, rate_hz: floa
                 continue
             ts = t0_ns + (np.arange(a, b) * (1e9 / rate_hz)).astype(np.int64)
             seg = xyz[a:b]
-            fh.writelines(f"{user},{l.label},{t},{x:.6g},{y:.6g},{z:.6g};\n"
-                          for t, (x, y, z) in zip(ts.tolist(), seg.tolist()))
+            fh.writelines(
+                f"{user},{l.label},{t},{x:.6g},{y:.6g},{z:.6g};\n" for t, (x, y, z) in zip(ts.tolist(), seg.tolist())
+            )
             n += b - a
     return n
 
 
-def export_windows_npz(path: str | Path, parts: Sequence[tuple[np.ndarray, float, Sequence[Label]]],
-                       classes: Sequence[str], size: int, stride: int | None = None, meta: dict | None = None) -> int:
+def export_windows_npz(
+    path: str | Path,
+    parts: Sequence[tuple[np.ndarray, float, Sequence[Label]]],
+    classes: Sequence[str],
+    size: int,
+    stride: int | None = None,
+    meta: dict | None = None,
+) -> int:
     """Save windows ``X (N, size, 3)`` float32 and ``y (N,)`` class indices of several recordings.
 
     ``parts`` holds ``(xyz, rate_hz, labels)`` per recording.  Also stored: ``classes``, ``size``, ``stride``,
@@ -484,18 +546,30 @@ def export_windows_npz(path: str | Path, parts: Sequence[tuple[np.ndarray, float
     xs, ys, rates = [], [], []
     for xyz, rate, labels in parts:
         for s, c in windows(labels, rate, size, stride, n_samples=len(xyz)):
-            xs.append(np.asarray(xyz[s:s + size], np.float32))
+            xs.append(np.asarray(xyz[s : s + size], np.float32))
             ys.append(cls[c])
             rates.append(rate)
     X = np.stack(xs) if xs else np.zeros((0, size, 3), np.float32)
-    np.savez_compressed(path, X=X, y=np.asarray(ys, np.int64), classes=np.asarray(list(classes)),
-                        size=size, stride=stride or size, rate_hz=np.asarray(rates, np.float64),
-                        meta=json.dumps(meta or {}))
+    np.savez_compressed(
+        path,
+        X=X,
+        y=np.asarray(ys, np.int64),
+        classes=np.asarray(list(classes)),
+        size=size,
+        stride=stride or size,
+        rate_hz=np.asarray(rates, np.float64),
+        meta=json.dumps(meta or {}),
+    )
     return len(ys)
 
 
-def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", classes: Sequence[str] | None = None,
-                           rate_hz: float | None = None) -> ds.RecordingSet:
+def labelled_recording_set(
+    store: Store,
+    dataset_id: int,
+    user: str = "user",
+    classes: Sequence[str] | None = None,
+    rate_hz: float | None = None,
+) -> ds.RecordingSet:
     """The labelled accel data of a dataset as one user's :class:`~app.core.datasets.RecordingSet` (one
     segment per label, chronological order), e.g. for :func:`app.core.simulate.simulate`.
 
@@ -521,9 +595,20 @@ def labelled_recording_set(store: Store, dataset_id: int, user: str = "user", cl
             for i, j in _finite_runs(x):
                 if j - i < 2:
                     continue
-                segs.append(ds.Segment(user, ds.canonical_activity(lab.label), x[i:j], float(rec.rate_hz),
-                                       source=rec.name, first_line=a + i, raw_activity=lab.label,
-                                       native_rate=float(rec.rate_hz), order=len(segs), dataset="app"))
+                segs.append(
+                    ds.Segment(
+                        user,
+                        ds.canonical_activity(lab.label),
+                        x[i:j],
+                        float(rec.rate_hz),
+                        source=rec.name,
+                        first_line=a + i,
+                        raw_activity=lab.label,
+                        native_rate=float(rec.rate_hz),
+                        order=len(segs),
+                        dataset="app",
+                    )
+                )
     notes: list[str] = []
     if classes is not None:
         mapped = [(s, class_for_activity(s.activity, classes)) for s in segs]

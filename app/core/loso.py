@@ -53,10 +53,18 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "hapt": DatasetSpec("hapt", "hapt_kcc2020", ds.DEFAULT_HAPT_ACTIVITIES,
-                        "UCI HAPT, 30 subjects, waist smartphone, 50 Hz resampled to 20 Hz"),
-    "wisdm2019": DatasetSpec("wisdm2019", "wisdm2019_phone_accel", ds.DEFAULT_WISDM_ACTIVITIES,
-                             "WISDM-2019 phone accelerometer, 16 subjects, 20 Hz (one at 25 Hz, resampled), activities A-E"),
+    "hapt": DatasetSpec(
+        "hapt",
+        "hapt_kcc2020",
+        ds.DEFAULT_HAPT_ACTIVITIES,
+        "UCI HAPT, 30 subjects, waist smartphone, 50 Hz resampled to 20 Hz",
+    ),
+    "wisdm2019": DatasetSpec(
+        "wisdm2019",
+        "wisdm2019_phone_accel",
+        ds.DEFAULT_WISDM_ACTIVITIES,
+        "WISDM-2019 phone accelerometer, 16 subjects, 20 Hz (one at 25 Hz, resampled), activities A-E",
+    ),
 }
 
 
@@ -171,8 +179,18 @@ def fold_data(rs: ds.RecordingSet, cfg: LosoConfig, T: int, subject: str, classe
 # ------------------------------------------------------------------------------------------------
 
 
-def pretrain_general(arch, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, epochs: int,
-                     patience: int, lr: float, batch: int, seed: int) -> tuple[dict, dict]:
+def pretrain_general(
+    arch,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    epochs: int,
+    patience: int,
+    lr: float,
+    batch: int,
+    seed: int,
+) -> tuple[dict, dict]:
     """SGD from a seeded Glorot init with early stopping on validation macro-F1; returns the best
     weights and a report ``{best_epoch, epochs_run, val_macro_f1, val_accuracy, train_loss, seconds}``."""
     from device.engine import Model, TrainConfig, evaluate, train  # noqa: PLC0415
@@ -182,7 +200,9 @@ def pretrain_general(arch, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_va
     best_f1, best_w, best_epoch, best_acc = -1.0, model.get_weights(), 0, float("nan")
     since, run, loss = 0, 0, float("nan")
     for ep in range(int(epochs)):
-        hist = train(model, x, y, TrainConfig(epochs=1, lr=lr, batch_size=batch, trainable="full", seed=seed * 1000 + ep))
+        hist = train(
+            model, x, y, TrainConfig(epochs=1, lr=lr, batch_size=batch, trainable="full", seed=seed * 1000 + ep)
+        )
         run += 1
         loss = hist.epochs[-1].loss if hist.epochs else float("nan")
         if hist.stopped:  # diverged: keep the best weights so far
@@ -194,16 +214,32 @@ def pretrain_general(arch, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_va
             since += 1
             if since >= patience:
                 break
-    report = {"best_epoch": best_epoch, "epochs_run": run, "val_macro_f1": round(float(best_f1), 4),
-              "val_accuracy": round(float(best_acc), 4), "train_loss": round(float(loss), 4),
-              "train_windows": int(len(y)), "val_windows": int(len(y_val)),
-              "seconds": round(time.perf_counter() - t0, 2)}
+    report = {
+        "best_epoch": best_epoch,
+        "epochs_run": run,
+        "val_macro_f1": round(float(best_f1), 4),
+        "val_accuracy": round(float(best_acc), 4),
+        "train_loss": round(float(loss), 4),
+        "train_windows": int(len(y)),
+        "val_windows": int(len(y_val)),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     return best_w, report
 
 
-def personalize_host(arch, weights: Mapping, x: np.ndarray, y: np.ndarray, mode: str, epochs: int,
-                     warmup_epochs: int = 2, lr: float = 0.01, batch: int = 32, seed: int = 0,
-                     on_epoch: Callable[[int, object], None] | None = None):
+def personalize_host(
+    arch,
+    weights: Mapping,
+    x: np.ndarray,
+    y: np.ndarray,
+    mode: str,
+    epochs: int,
+    warmup_epochs: int = 2,
+    lr: float = 0.01,
+    batch: int = 32,
+    seed: int = 0,
+    on_epoch: Callable[[int, object], None] | None = None,
+):
     """Personalize a copy of ``weights`` on the host engine with the paper's recipe; returns the engine
     model.  ``on_epoch(k, model)`` is called after each main epoch ``k`` (1-based) — used to measure
     accuracy as a function of epochs without retraining."""
@@ -213,8 +249,12 @@ def personalize_host(arch, weights: Mapping, x: np.ndarray, y: np.ndarray, mode:
     if mode == "none":
         return model
     if warmup_epochs:
-        train(model, x, y, TrainConfig(epochs=0, warmup_epochs=warmup_epochs, lr=lr, batch_size=batch,
-                                       trainable=mode, seed=seed))
+        train(
+            model,
+            x,
+            y,
+            TrainConfig(epochs=0, warmup_epochs=warmup_epochs, lr=lr, batch_size=batch, trainable=mode, seed=seed),
+        )
     if on_epoch is None:
         if epochs:
             train(model, x, y, TrainConfig(epochs=epochs, lr=lr, batch_size=batch, trainable=mode, seed=seed + 1))
@@ -268,8 +308,9 @@ def _load_weights(path: Path) -> tuple[dict, dict] | None:
         return None  # unreadable cache: retrain
 
 
-def run_task(cfg: LosoConfig, T: int, subject: str, results_dir: str | Path | None = None,
-             modes: Sequence[str] | None = None) -> list[dict]:
+def run_task(
+    cfg: LosoConfig, T: int, subject: str, results_dir: str | Path | None = None, modes: Sequence[str] | None = None
+) -> list[dict]:
     """Pretrain (or load the cached) general model for (T, subject), personalize, evaluate.  Returns
     one row per mode with ``dataset, T, subject, mode, macro_f1, accuracy, n_train, n_test, ...``."""
     from estimator.arch import paper_cnn  # noqa: PLC0415
@@ -290,23 +331,40 @@ def run_task(cfg: LosoConfig, T: int, subject: str, results_dir: str | Path | No
         weights, pre_report = loaded
         pre_report = dict(pre_report, cached=True)
     else:
-        weights, pre_report = pretrain_general(arch, pre_tr.x, pre_tr.y, pre_va.x, pre_va.y, cfg.pretrain_epochs,
-                                               cfg.pretrain_patience, cfg.pretrain_lr, cfg.pretrain_batch, seed)
+        weights, pre_report = pretrain_general(
+            arch,
+            pre_tr.x,
+            pre_tr.y,
+            pre_va.x,
+            pre_va.y,
+            cfg.pretrain_epochs,
+            cfg.pretrain_patience,
+            cfg.pretrain_lr,
+            cfg.pretrain_batch,
+            seed,
+        )
         if cache is not None:
             _save_weights(cache, weights, pre_report)
     t_pre = time.perf_counter() - t_pre
     rows = []
     for mode in modes or cfg.modes:
         t0 = time.perf_counter()
-        model = personalize_host(arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr,
-                                 cfg.batch, seed)
-        row = {"dataset": cfg.dataset, "T": int(T), "subject": str(subject), "mode": mode,
-               **score(model, loc_te.x, loc_te.y),
-               "n_train": int(len(loc_tr)), "n_test": int(len(loc_te)),
-               "epochs": 0 if mode == "none" else int(cfg.epochs),
-               "warmup_epochs": 0 if mode == "none" else int(cfg.warmup_epochs),
-               "seconds": round(time.perf_counter() - t0, 3),
-               "settings_hash": cfg.settings_hash()}
+        model = personalize_host(
+            arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, seed
+        )
+        row = {
+            "dataset": cfg.dataset,
+            "T": int(T),
+            "subject": str(subject),
+            "mode": mode,
+            **score(model, loc_te.x, loc_te.y),
+            "n_train": int(len(loc_tr)),
+            "n_test": int(len(loc_te)),
+            "epochs": 0 if mode == "none" else int(cfg.epochs),
+            "warmup_epochs": 0 if mode == "none" else int(cfg.warmup_epochs),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "settings_hash": cfg.settings_hash(),
+        }
         rows.append(row)
     for r in rows:
         r["pretrain"] = pre_report
@@ -393,7 +451,9 @@ class ProgressBar:
         eta = el / done * (self.total - done) if done else float("nan")
         bar = "#" * int(round(frac * 30))
         eta_s = f"{eta:6.0f}s" if math.isfinite(eta) else "     ?"
-        self.stream.write(f"\r{self.label} [{bar:<30}] {done}/{self.total} {el:6.0f}s elapsed, ETA {eta_s} {note[:40]:<40}")
+        self.stream.write(
+            f"\r{self.label} [{bar:<30}] {done}/{self.total} {el:6.0f}s elapsed, ETA {eta_s} {note[:40]:<40}"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -401,8 +461,13 @@ class ProgressBar:
         self.stream.flush()
 
 
-def run_loso(cfg: LosoConfig, results_dir: str | Path, jobs: int = 1, progress: bool | object = True,
-             log: Callable[[str], None] | None = None) -> LosoRun:
+def run_loso(
+    cfg: LosoConfig,
+    results_dir: str | Path,
+    jobs: int = 1,
+    progress: bool | object = True,
+    log: Callable[[str], None] | None = None,
+) -> LosoRun:
     """Run (or resume) every missing (T, subject) task; returns all rows of these settings."""
     cfg.validate()
     results_dir = Path(results_dir)
@@ -434,8 +499,16 @@ def run_loso(cfg: LosoConfig, results_dir: str | Path, jobs: int = 1, progress: 
     # longest tasks first (pretraining cost grows with the number of windows ~ 1/T ... roughly flat): by T
     jobs = max(1, int(jobs))
     run = LosoRun(cfg, [], [], 0.0, len(tasks), skipped, jobs)
-    meta = {"settings": cfg.settings(), "settings_hash": h, "dataset": cfg.dataset, "data": str(cfg.data_path),
-            "subjects": subjects, "sizes": list(cfg.sizes), "modes": list(cfg.modes), "jobs": jobs}
+    meta = {
+        "settings": cfg.settings(),
+        "settings_hash": h,
+        "dataset": cfg.dataset,
+        "data": str(cfg.data_path),
+        "subjects": subjects,
+        "sizes": list(cfg.sizes),
+        "modes": list(cfg.modes),
+        "jobs": jobs,
+    }
     (results_dir / f"loso_{cfg.dataset}_settings.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     bar = None
     if progress:
@@ -461,8 +534,11 @@ def run_loso(cfg: LosoConfig, results_dir: str | Path, jobs: int = 1, progress: 
     if bar:
         bar.close()
     run.wall_s = time.perf_counter() - t0
-    run.rows = [r for r in read_rows(out, h) if r["subject"] in subjects and r["T"] in set(map(int, cfg.sizes))
-                and r["mode"] in cfg.modes]
+    run.rows = [
+        r
+        for r in read_rows(out, h)
+        if r["subject"] in subjects and r["T"] in set(map(int, cfg.sizes)) and r["mode"] in cfg.modes
+    ]
     return run
 
 
@@ -513,7 +589,9 @@ def summarize(rows: Iterable[dict], sizes: Sequence[int] | None = None, modes: S
             both = [v for v in per_subject.values() if "tl" in v and "full" in v]
             entry["subjects_full_beats_tl"] = int(sum(v["full"] > v["tl"] for v in both))
             entry["subjects_full_ties_tl"] = int(sum(v["full"] == v["tl"] for v in both))
-            entry["subjects_tl_beats_none"] = int(sum(v["tl"] > v["none"] for v in per_subject.values() if "tl" in v and "none" in v))
+            entry["subjects_tl_beats_none"] = int(
+                sum(v["tl"] > v["none"] for v in per_subject.values() if "tl" in v and "none" in v)
+            )
             entry["subjects"] = len(both)
         out["by_T"][T] = entry
     return out
@@ -542,7 +620,11 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
                 cells.append("–" if v is None else f"{v:.3f}")
         order = e.get("order_full_tl_none")
         cells.append("–" if order is None else ("yes" if order else "no"))
-        cells.append(f"{e['subjects_full_beats_tl']}/{e['subjects']} ({e['subjects_full_ties_tl']} ties)" if "subjects" in e else "–")
+        cells.append(
+            f"{e['subjects_full_beats_tl']}/{e['subjects']} ({e['subjects_full_ties_tl']} ties)"
+            if "subjects" in e
+            else "–"
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

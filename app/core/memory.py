@@ -37,8 +37,21 @@ ARENA_MAX = 2
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                                              "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 _libc = None
@@ -77,9 +90,11 @@ def tune_allocator() -> dict[str, int]:
         return dict(_tuned)
     done: dict[str, int] = {}
     if _libc is not None:
-        for env, param, value in (("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-                                  ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-                                  ("MALLOC_ARENA_MAX", M_ARENA_MAX, ARENA_MAX)):
+        for env, param, value in (
+            ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            ("MALLOC_ARENA_MAX", M_ARENA_MAX, ARENA_MAX),
+        ):
             if env in os.environ:
                 continue
             if _libc.mallopt(param, value) == 1:

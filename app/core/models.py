@@ -263,14 +263,24 @@ def keras_to_arch(
             k = _tuple(cfg["kernel_size"])
             if cfg.get("padding") != "valid":
                 raise unsupported(kl, f"padding {cfg.get('padding')!r} (only 'valid')")
-            if any(s != 1 for s in _tuple(cfg.get("strides", 1))) or any(d != 1 for d in _tuple(cfg.get("dilation_rate", 1))):
+            if any(s != 1 for s in _tuple(cfg.get("strides", 1))) or any(
+                d != 1 for d in _tuple(cfg.get("dilation_rate", 1))
+            ):
                 raise unsupported(kl, "strides/dilation other than 1")
             if cfg.get("groups", 1) != 1 or cfg.get("data_format", "channels_last") != "channels_last":
                 raise unsupported(kl, "grouped or channels_first convolution")
             if cls == "Conv2D" and (len(k) != 2 or k[1] != 1):
                 raise unsupported(kl, f"kernel {k} (only (k, 1) kernels along time)")
             kind = "conv1d" if cls == "Conv1D" else "conv2d"
-            add(Layer(kind, fresh(kl.name), filters=int(cfg["filters"]), kernel=int(k[0]), use_bias=bool(cfg.get("use_bias", True))))
+            add(
+                Layer(
+                    kind,
+                    fresh(kl.name),
+                    filters=int(cfg["filters"]),
+                    kernel=int(k[0]),
+                    use_bias=bool(cfg.get("use_bias", True)),
+                )
+            )
             weights[layers[-1].name] = w
             activation(kl, cfg.get("activation", "linear"))
         elif cls == "Dense":
@@ -406,7 +416,9 @@ def _check_file(path: Path) -> None:
         raise ModelError(f"{path}: is a directory, expected a {'/'.join(SUPPORTED_SUFFIXES)} file")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise ModelError(f"{path}: unsupported model format {suffix or '(no extension)'!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+        raise ModelError(
+            f"{path}: unsupported model format {suffix or '(no extension)'!r} (use {', '.join(SUPPORTED_SUFFIXES)})"
+        )
     size = path.stat().st_size
     if size == 0:
         raise ModelError(f"{path}: file is empty")
@@ -419,7 +431,14 @@ def _check_file(path: Path) -> None:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError, RuntimeError) as exc:  # RuntimeError: 'encrypted' flag
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            NotImplementedError,
+            ValueError,
+            RuntimeError,
+        ) as exc:  # RuntimeError: 'encrypted' flag
             raise ModelError(f"{path}: corrupt or truncated .keras archive ({_short(exc)})") from exc
         if bad is not None:
             raise ModelError(f"{path}: corrupt .keras archive (member {bad!r} fails its CRC check)")
@@ -469,7 +488,9 @@ def load_model(path: str | Path) -> LoadedModel:
     arch, weights = keras_to_arch(kmodel, (), preprocessing, source=str(path))
     n = arch.n_classes
     if classes and len(classes) != n:
-        raise ModelError(f"{path}: the model has {n} outputs but its metadata lists {len(classes)} classes {list(classes)}")
+        raise ModelError(
+            f"{path}: the model has {n} outputs but its metadata lists {len(classes)} classes {list(classes)}"
+        )
     if not classes:
         classes = tuple(f"class_{i}" for i in range(n))
         meta["classes_unknown"] = True
@@ -477,7 +498,9 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(arch, weights, classes, preprocessing, str(path), meta)
 
 
-def from_keras(kmodel, classes: Sequence[str], preprocessing: str = "none", source: str = "", meta: dict | None = None) -> LoadedModel:
+def from_keras(
+    kmodel, classes: Sequence[str], preprocessing: str = "none", source: str = "", meta: dict | None = None
+) -> LoadedModel:
     """A :class:`LoadedModel` from an in-memory Keras model (e.g. just pretrained)."""
     arch, weights = keras_to_arch(kmodel, tuple(classes), preprocessing, source=source)
     return LoadedModel(arch, weights, tuple(classes), preprocessing, source or arch.name, dict(meta or {}))
@@ -602,7 +625,9 @@ def export_h5(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, 
     return p
 
 
-def _representative(model: LoadedModel, representative: np.ndarray | None, n_max: int = 300, seed: int = 0) -> np.ndarray:
+def _representative(
+    model: LoadedModel, representative: np.ndarray | None, n_max: int = 300, seed: int = 0
+) -> np.ndarray:
     if representative is None:
         raise ModelError("int8 TFLite export needs representative windows (the user's windows, shape (N, T, 3))")
     x = np.asarray(representative, dtype=np.float32)
@@ -614,7 +639,9 @@ def _representative(model: LoadedModel, representative: np.ndarray | None, n_max
     return x
 
 
-def tflite_bytes(model: LoadedModel | tuple, quantize: str = "float32", representative: np.ndarray | None = None) -> bytes:
+def tflite_bytes(
+    model: LoadedModel | tuple, quantize: str = "float32", representative: np.ndarray | None = None
+) -> bytes:
     """TFLite flatbuffer of the model (input = preprocessed windows in the model's input shape,
     float32 input and output in both modes; ``int8`` quantizes weights and activations with
     statistics from ``representative`` raw ``(N, T, 3)`` windows)."""
@@ -857,7 +884,17 @@ def load_npz(path: str | Path) -> LoadedModel:
                 if key.startswith("w/"):
                     _, name, i = key.split("/")
                     weights.setdefault(name, []).append((int(i), np.array(z[key])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, ArchError, TypeError, NotImplementedError, RuntimeError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        zipfile.BadZipFile,
+        EOFError,
+        ArchError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         raise ModelError(f"{p}: not an ODL Studio model .npz ({_short(exc)})") from exc
     except MemoryError as exc:  # a damaged header declaring an absurd array size
         raise ModelError(f"{p}: an array in this .npz declares an impossible size ({_short(exc)})") from None
@@ -926,7 +963,14 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> d
     pred = np.asarray(probs)
     pred = pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(np.int64)
     if len(y_true) == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_f1": {}, "confusion": [], "classes": list(classes)}
+        return {
+            "n": 0,
+            "accuracy": None,
+            "macro_f1": None,
+            "per_class_f1": {},
+            "confusion": [],
+            "classes": list(classes),
+        }
     f1 = metrics.per_class_f1(y_true, pred, n)
     return {
         "n": int(len(y_true)),
@@ -1026,7 +1070,9 @@ def train_paper_cnn(
             nonlocal best
             row = {k: round(float(v), 5) for k, v in (logs or {}).items()}
             if val is not None and len(val[0]):
-                probs = np.concatenate([np.asarray(self.model(val[0][i : i + 2048], training=False)) for i in range(0, len(val[0]), 2048)])
+                probs = np.concatenate(
+                    [np.asarray(self.model(val[0][i : i + 2048], training=False)) for i in range(0, len(val[0]), 2048)]
+                )
                 rep = evaluate(val[1], probs, classes)
                 row.update(val_accuracy=rep["accuracy"], val_macro_f1=rep["macro_f1"])
                 if rep["macro_f1"] > best[0]:
@@ -1044,8 +1090,14 @@ def train_paper_cnn(
     if best[1] is not None:
         km.set_weights(best[1])
     info = dict(meta or {})
-    info.update(trained_epochs=epochs, seed=int(seed), batch_size=batch_size, learning_rate=lr, optimizer="adam",
-                train_windows=int(len(x)))
+    info.update(
+        trained_epochs=epochs,
+        seed=int(seed),
+        batch_size=batch_size,
+        learning_rate=lr,
+        optimizer="adam",
+        train_windows=int(len(x)),
+    )
     model = from_keras(km, classes, "none", source=arch.name, meta=info)
     if val is not None and len(val[0]):
         history["val"] = evaluate(val[1], keras_predict(model, val[0]), classes)

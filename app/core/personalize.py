@@ -85,7 +85,9 @@ class PersonalizeConfig:
         if self.input_size is not None and not 10 <= int(self.input_size) <= 1000:
             raise PersonalizeError(f"--input-size must be between 10 and 1000, got {self.input_size}")
         if int(self.epochs) < 0 or int(self.warmup_epochs) < 0:
-            raise PersonalizeError(f"--epochs and --warmup-epochs must be >= 0, got {self.epochs}, {self.warmup_epochs}")
+            raise PersonalizeError(
+                f"--epochs and --warmup-epochs must be >= 0, got {self.epochs}, {self.warmup_epochs}"
+            )
         if any(m in TRAIN_MODES for m in self.modes) and int(self.epochs) + int(self.warmup_epochs) < 1:
             raise PersonalizeError("--epochs + --warmup-epochs must be >= 1 to train")
         if not 1 <= int(self.batch) <= 1024:
@@ -120,7 +122,8 @@ def resolve_model(model: str | None, T: int | None):
             have = sorted(p.stem for p in ASSET_MODELS.glob("paper_cnn_*.keras"))
             raise PersonalizeError(
                 f"no shipped general model for T={T} ({path.name}); shipped: {', '.join(have) or 'none'} — "
-                f"pass --model or create one with 'odlstudio pretrain'")
+                f"pass --model or create one with 'odlstudio pretrain'"
+            )
     else:
         path = Path(model)
     try:
@@ -130,7 +133,9 @@ def resolve_model(model: str | None, T: int | None):
     if T is not None and lm.input_size != int(T):
         raise PersonalizeError(f"--model {path} takes T={lm.input_size} but --input-size is {T}")
     if lm.meta.get("classes_unknown"):
-        raise PersonalizeError(f"--model {path}: class names unknown (no sidecar JSON); cannot map the user's activities")
+        raise PersonalizeError(
+            f"--model {path}: class names unknown (no sidecar JSON); cannot map the user's activities"
+        )
     return lm
 
 
@@ -145,10 +150,18 @@ class UserData:
     rate: float = 20.0
 
     def info(self) -> dict:
-        return {"user": self.user, "source": self.source, "rate_hz": self.rate, "n_train": len(self.train),
-                "n_test": len(self.test), "train_counts": self.train.counts(), "test_counts": self.test.counts(),
-                "skipped_records": len(self.skipped), "skipped_examples": [str(s) for s in self.skipped[:5]],
-                "notes": list(self.notes)}
+        return {
+            "user": self.user,
+            "source": self.source,
+            "rate_hz": self.rate,
+            "n_train": len(self.train),
+            "n_test": len(self.test),
+            "train_counts": self.train.counts(),
+            "test_counts": self.test.counts(),
+            "skipped_records": len(self.skipped),
+            "skipped_examples": [str(s) for s in self.skipped[:5]],
+            "notes": list(self.notes),
+        }
 
 
 def _activity_mapping(activities: Sequence[str] | str | None, classes: Sequence[str]) -> Any:
@@ -163,17 +176,26 @@ def _activity_mapping(activities: Sequence[str] | str | None, classes: Sequence[
     for it in items:
         target, _, srcs = it.partition("=")
         t = ds.canonical_activity(target)
-        mapping[t] = [ds.canonical_activity(s) for s in srcs.split("+")] if srcs else [t] + [
-            m for m in ds.MERGES.get(t, ()) if m not in items]
+        mapping[t] = (
+            [ds.canonical_activity(s) for s in srcs.split("+")]
+            if srcs
+            else [t] + [m for m in ds.MERGES.get(t, ()) if m not in items]
+        )
     unknown = [t for t in mapping if t not in classes]
     if unknown:
         raise PersonalizeError(f"--activities {unknown} are not classes of the model (classes: {', '.join(classes)})")
     return mapping
 
 
-def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float = 20.0,
-                   activities: Sequence[str] | str | None = None, user: str | None = None,
-                   train_fraction: float = 0.6) -> UserData:
+def load_user_data(
+    path: str | Path,
+    classes: Sequence[str],
+    T: int,
+    rate: float = 20.0,
+    activities: Sequence[str] | str | None = None,
+    user: str | None = None,
+    train_fraction: float = 0.6,
+) -> UserData:
     """The user's local train/test windows for a model with ``classes`` and input size ``T``."""
     path = Path(path)
     if not path.exists():
@@ -190,8 +212,10 @@ def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float
     subjects = rs.subjects()
     if user is None:
         if len(subjects) > 1:
-            raise PersonalizeError(f"--data {path} holds {len(subjects)} subjects ({', '.join(subjects[:20])}"
-                                   f"{' ...' if len(subjects) > 20 else ''}): choose one with --user")
+            raise PersonalizeError(
+                f"--data {path} holds {len(subjects)} subjects ({', '.join(subjects[:20])}"
+                f"{' ...' if len(subjects) > 20 else ''}): choose one with --user"
+            )
         user = subjects[0]
     else:
         hits = [s for s in subjects if s == str(user) or s.split("/")[-1] == str(user)]
@@ -205,13 +229,17 @@ def load_user_data(path: str | Path, classes: Sequence[str], T: int, rate: float
         mapping = {c: [c] + [m for m in ds.MERGES.get(c, ()) if m not in mapping] for c in mapping}
     mapping = {t: srcs for t, srcs in mapping.items() if any(s in available for s in srcs)}
     if not mapping:
-        raise PersonalizeError(f"--data {path}: user {user} has none of the model's activities "
-                               f"{', '.join(classes)} (has: {', '.join(sorted(available))})")
+        raise PersonalizeError(
+            f"--data {path}: user {user} has none of the model's activities "
+            f"{', '.join(classes)} (has: {', '.join(sorted(available))})"
+        )
     rs = rs.select(mapping)
     train, test = ds.personal_split(rs, T, train_fraction, classes)
     if len(train) == 0 or len(test) == 0:
-        raise PersonalizeError(f"--data {path}: user {user} has too little data for T={T}: "
-                               f"{len(train)} training and {len(test)} test windows")
+        raise PersonalizeError(
+            f"--data {path}: user {user} has too little data for T={T}: "
+            f"{len(train)} training and {len(test)} test windows"
+        )
     notes = list(rs.notes)
     missing = [c for c in classes if c not in mapping]
     if missing:
@@ -228,8 +256,14 @@ def _load_app_text(path: Path, rate: float) -> ds.RecordingSet | None:
 
     try:
         segs = import_wisdm_csv(path)
-        ts = np.array([int(line.split(",")[2]) for line in path.read_text(encoding="utf-8", errors="replace").split(";")
-                       if line.count(",") == 5], dtype=np.int64)
+        ts = np.array(
+            [
+                int(line.split(",")[2])
+                for line in path.read_text(encoding="utf-8", errors="replace").split(";")
+                if line.count(",") == 5
+            ],
+            dtype=np.int64,
+        )
     except (LabelError, OSError, ValueError, IndexError):
         return None
     steps = np.diff(ts)
@@ -237,8 +271,21 @@ def _load_app_text(path: Path, rate: float) -> ds.RecordingSet | None:
     if not segs or not len(steps):
         return None
     native = 1e9 / float(np.median(steps))
-    out = [ds.Segment(s.user, ds.canonical_activity(s.activity), resample_to(s.xyz, round(native, 3), rate), float(rate),
-                      str(path), 0, s.activity, native, k, "app_export") for k, s in enumerate(segs)]
+    out = [
+        ds.Segment(
+            s.user,
+            ds.canonical_activity(s.activity),
+            resample_to(s.xyz, round(native, 3), rate),
+            float(rate),
+            str(path),
+            0,
+            s.activity,
+            native,
+            k,
+            "app_export",
+        )
+        for k, s in enumerate(segs)
+    ]
     return ds.RecordingSet(out, str(path), "m/s^2", [], [f"{path}: app export read at {native:.2f} Hz"])
 
 
@@ -267,8 +314,10 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("X", "y", "classes") if k not in z.files]
             if missing:
-                raise PersonalizeError(f"--data {path}: not a windows export, missing array(s) {', '.join(missing)} "
-                                       f"(has: {', '.join(z.files) or 'nothing'})")
+                raise PersonalizeError(
+                    f"--data {path}: not a windows export, missing array(s) {', '.join(missing)} "
+                    f"(has: {', '.join(z.files) or 'nothing'})"
+                )
             X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
             src_classes = [str(c) for c in np.atleast_1d(z["classes"])]
             stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1]) if X.ndim >= 2 else 0
@@ -282,8 +331,10 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
     if X.ndim != 3 or X.shape[2] != 3 or len(X) != len(y):
         raise PersonalizeError(f"--data {path}: windows must be (N, T, 3) with N labels, got X {X.shape}, y {y.shape}")
     if X.shape[1] != int(T):
-        raise PersonalizeError(f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "
-                               f"(export the windows again with size {T}, or export the recording as WISDM text)")
+        raise PersonalizeError(
+            f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "
+            f"(export the windows again with size {T}, or export the recording as WISDM text)"
+        )
     index = {ds.canonical_activity(c): i for i, c in enumerate(classes)}
     remap = np.array([index.get(ds.canonical_activity(c), -1) for c in src_classes], np.int64)
     if len(y) and (y.min() < 0 or y.max() >= len(src_classes)):
@@ -296,7 +347,7 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
         idx = np.flatnonzero(yy == c)
         cut = int(round(train_fraction * len(idx)))
         tr_idx += idx[:cut].tolist()
-        te_idx += idx[cut + gap:].tolist()
+        te_idx += idx[cut + gap :].tolist()
     rate = float(np.median(rates)) if len(rates) else 20.0
     name = user or path.stem
 
@@ -307,7 +358,11 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
     train, test = ws(tr_idx), ws(te_idx)
     if len(train) == 0 or len(test) == 0:
         raise PersonalizeError(f"--data {path}: not enough windows of the model's classes ({', '.join(classes)})")
-    notes = [f"{int(np.count_nonzero(~keep))} windows of classes the model does not have were left out"] if (~keep).any() else []
+    notes = (
+        [f"{int(np.count_nonzero(~keep))} windows of classes the model does not have were left out"]
+        if (~keep).any()
+        else []
+    )
     return UserData(name, train, test, str(path), [], notes, rate)
 
 
@@ -346,8 +401,9 @@ class PowerRecorder:
         self.url = url
         self.ps = PowerShield(url, timeout=timeout)
         try:
-            self.ps.configure(freq=self.freq, fmt="bin_hexa", acqtime=0, output="current", volt=3.3,
-                              eventsrc=("d7", "ris"))
+            self.ps.configure(
+                freq=self.freq, fmt="bin_hexa", acqtime=0, output="current", volt=3.3, eventsrc=("d7", "ris")
+            )
             try:
                 self.volt = float(self.ps.volt_get())
             except Exception:  # noqa: BLE001 - not every firmware answers; the set voltage is the fallback
@@ -445,8 +501,16 @@ def batch_energy(samples: np.ndarray, freq: float, volt: float, ranges: Sequence
             continue
         mean_i = float(good.mean())
         dur = len(seg) / freq
-        out.append({"samples": int(len(seg)), "lost": lost, "mean_current_a": mean_i, "power_mw": mean_i * volt * 1e3,
-                    "energy_mj": mean_i * volt * dur * 1e3, "duration_s": dur})
+        out.append(
+            {
+                "samples": int(len(seg)),
+                "lost": lost,
+                "mean_current_a": mean_i,
+                "power_mw": mean_i * volt * 1e3,
+                "energy_mj": mean_i * volt * dur * 1e3,
+                "duration_s": dur,
+            }
+        )
     return out
 
 
@@ -475,11 +539,15 @@ class BoardSession:
                 self.bench = VirtualBench(time_scale=cfg.time_scale, seed=cfg.seed)
                 urls = self.bench.start()
                 if urls["board"] is None:
-                    raise PersonalizeError("the virtual bench has no NUCLEO emulator (device/nucleo/emulator.py missing)")
+                    raise PersonalizeError(
+                        "the virtual bench has no NUCLEO emulator (device/nucleo/emulator.py missing)"
+                    )
                 board_url = urls["board"]
                 power_url = power_url or urls["powershield"]
                 self.time_scale = float(cfg.time_scale)
-                log(f"virtual bench: board {board_url}, powershield {urls['powershield']}, time scale {cfg.time_scale:g}")
+                log(
+                    f"virtual bench: board {board_url}, powershield {urls['powershield']}, time scale {cfg.time_scale:g}"
+                )
             try:
                 self.client = NucleoClient.open(board_url, timeout=cfg.timeout)
             except OSError as exc:
@@ -505,8 +573,11 @@ class BoardSession:
         return int(self.hello.tick_hz) or 1_000_000
 
     def close(self) -> None:
-        for closer in (lambda: self.power and self.power.close(), lambda: getattr(self, "client", None) and self.client.close(),
-                       lambda: self.bench and self.bench.stop()):
+        for closer in (
+            lambda: self.power and self.power.close(),
+            lambda: getattr(self, "client", None) and self.client.close(),
+            lambda: self.bench and self.bench.stop(),
+        ):
             try:
                 closer()
             except Exception:  # noqa: BLE001 - best effort on the way out
@@ -536,8 +607,16 @@ class RoundOutcome:
     events_before: int
 
 
-def run_board_round(session: BoardSession, arch, weights, x: np.ndarray, y: np.ndarray, mode: str,
-                    cfg: PersonalizeConfig, on_batch: Callable[[Any], None] | None = None) -> RoundOutcome:
+def run_board_round(
+    session: BoardSession,
+    arch,
+    weights,
+    x: np.ndarray,
+    y: np.ndarray,
+    mode: str,
+    cfg: PersonalizeConfig,
+    on_batch: Callable[[Any], None] | None = None,
+) -> RoundOutcome:
     """Upload model + data, train one round, download the weights.  Shrinks the data if the board
     answers OUT_OF_RAM (once, to what it reports as available)."""
     from device.nucleo import protocol as P  # noqa: PLC0415
@@ -555,8 +634,15 @@ def run_board_round(session: BoardSession, arch, weights, x: np.ndarray, y: np.n
         ev_before = session.power.n_events() if session.power else 0
         start_idx = session.power.sample_index_now(session.time_scale) if session.power else None
         try:
-            info = c.train(mode, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs,
-                           shuffle=True, seed=cfg.seed)
+            info = c.train(
+                mode,
+                epochs=cfg.epochs,
+                batch=cfg.batch,
+                lr=cfg.lr,
+                warmup_epochs=cfg.warmup_epochs,
+                shuffle=True,
+                seed=cfg.seed,
+            )
             break
         except NucleoError as exc:
             if exc.code != P.ErrorCode.OUT_OF_RAM or attempt == 2:
@@ -566,16 +652,22 @@ def run_board_round(session: BoardSession, arch, weights, x: np.ndarray, y: np.n
             drop = int(math.ceil((need - have) / per_window)) + 2
             keep = len(idx) - drop
             if keep < cfg.batch:
-                raise PersonalizeError(f"the board refused the {mode} round: {exc} — even {max(keep, 0)} windows would not fit") from exc
+                raise PersonalizeError(
+                    f"the board refused the {mode} round: {exc} — even {max(keep, 0)} windows would not fit"
+                ) from exc
             idx = stratified_subset(y, keep, cfg.seed)
-            session.warnings.append(f"{mode}: the board's SRAM holds {keep} of {len(y)} training windows "
-                                    f"(round needs {need} B, {have} B available): a class-stratified subset was used")
+            session.warnings.append(
+                f"{mode}: the board's SRAM holds {keep} of {len(y)} training windows "
+                f"(round needs {need} B, {have} B available): a class-stratified subset was used"
+            )
     sim_s = info.est_ticks / session.tick_hz
     timeout = sim_s / session.time_scale * 3.0 + 30.0 + 0.02 * info.total_batches
     res = c.wait_round_done(timeout, on_batch=on_batch)
     if res.done.status != P.RoundStatus.DONE:
-        raise PersonalizeError(f"{mode} round ended with status {P.RoundStatus(res.done.status).name} "
-                               f"(error {res.done.error}) after {res.done.batches_done} batches")
+        raise PersonalizeError(
+            f"{mode} round ended with status {P.RoundStatus(res.done.status).name} "
+            f"(error {res.done.error}) after {res.done.batches_done} batches"
+        )
     w = c.download_weights(arch)
     return RoundOutcome(mode, w, res.batches, info, res.done, int(len(idx)), start_idx, ev_before)
 
@@ -608,9 +700,17 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
     tick = float(session.tick_hz)
     rows = []
     for b in out.batches:
-        rows.append({"phase": "warmup" if b.phase == P.Phase.WARMUP else "main", "epoch": int(b.epoch),
-                     "batch": int(b.batch), "n": int(b.n_samples), "loss": float(b.loss),
-                     "time_s": (b.end_tick - b.start_tick) / tick, "cycles": int(b.cycles)})
+        rows.append(
+            {
+                "phase": "warmup" if b.phase == P.Phase.WARMUP else "main",
+                "epoch": int(b.epoch),
+                "batch": int(b.batch),
+                "n": int(b.n_samples),
+                "loss": float(b.loss),
+                "time_s": (b.end_tick - b.start_tick) / tick,
+                "cycles": int(b.cycles),
+            }
+        )
     alignment = "none"
     pw = session.power
     if pw is not None and rows:
@@ -620,16 +720,20 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
         tau = np.array([0.0] + [(b.end_tick - t0) / tick * pw.freq for b in out.batches])
         pw.wait_events(out.events_before + n + 1, timeout=2.0 + 10.0 / max(pw.freq, 1))
         with pw._lock:
-            ev = np.array(pw.events[out.events_before:], dtype=np.float64)
+            ev = np.array(pw.events[out.events_before :], dtype=np.float64)
         edges, matched = match_edges(tau, ev)
         if edges is not None and matched >= n:
             alignment = "d7"
             if matched < n + 1:
-                session.warnings.append(f"{out.mode}: {matched} of {n + 1} D7 edges matched the batch reports; "
-                                        "the missing one was placed from the board's batch ticks")
+                session.warnings.append(
+                    f"{out.mode}: {matched} of {n + 1} D7 edges matched the batch reports; "
+                    "the missing one was placed from the board's batch ticks"
+                )
         else:
-            session.warnings.append(f"{out.mode}: {len(ev)} D7 events seen, {matched} match the {n + 1} edges of the "
-                                    "round (marker off or events lost): batches aligned on host time, energy less precise")
+            session.warnings.append(
+                f"{out.mode}: {len(ev)} D7 events seen, {matched} match the {n + 1} edges of the "
+                "round (marker off or events lost): batches aligned on host time, energy less precise"
+            )
             base = out.round_start_index or 0.0
             edges = base + tau
             alignment = "host"
@@ -639,10 +743,14 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
             r.update({k: e[k] for k in ("power_mw", "energy_mj", "samples", "lost")})
     main = [r for r in rows if r["phase"] == "main"]
     full = [r for r in main if r["n"] == batch_size] or main
-    summary: dict = {"batches": len(main), "warmup_batches": len(rows) - len(main),
-                     "time_per_batch_s": _mean([r["time_s"] for r in full]),
-                     "batch_size": batch_size, "alignment": alignment,
-                     "round_time_s": sum(r["time_s"] for r in rows)}
+    summary: dict = {
+        "batches": len(main),
+        "warmup_batches": len(rows) - len(main),
+        "time_per_batch_s": _mean([r["time_s"] for r in full]),
+        "batch_size": batch_size,
+        "alignment": alignment,
+        "round_time_s": sum(r["time_s"] for r in rows),
+    }
     if alignment != "none":
         summary["power_mw"] = _mean([r["power_mw"] for r in full])
         summary["energy_per_batch_mj"] = _mean([r["energy_mj"] for r in full])
@@ -668,8 +776,11 @@ def evaluate_host(arch, weights, x: np.ndarray, y: np.ndarray) -> dict:
     from device.engine import Model, evaluate  # noqa: PLC0415
 
     ev = evaluate(Model(arch, weights), x, y, batch_size=1024)
-    return {"macro_f1": round(float(ev.macro_f1), 4), "accuracy": round(float(ev.accuracy), 4),
-            "per_class_f1": [round(float(v), 4) for v in ev.per_class_f1]}
+    return {
+        "macro_f1": round(float(ev.macro_f1), 4),
+        "accuracy": round(float(ev.accuracy), 4),
+        "per_class_f1": [round(float(v), 4) for v in ev.per_class_f1],
+    }
 
 
 @dataclass
@@ -681,23 +792,45 @@ class PersonalizeResult:
 
     def json_object(self) -> dict:
         """The documented ``--json`` object (see docs/personalize.md)."""
-        keep = ("macro_f1", "accuracy", "batches", "time_per_batch_s", "energy_per_batch_mj", "power_mw",
-                "n_train_used", "warmup_batches", "round_time_s", "round_energy_mj", "alignment")
+        keep = (
+            "macro_f1",
+            "accuracy",
+            "batches",
+            "time_per_batch_s",
+            "energy_per_batch_mj",
+            "power_mw",
+            "n_train_used",
+            "warmup_batches",
+            "round_time_s",
+            "round_energy_mj",
+            "alignment",
+        )
         res = {m: {k: v for k, v in r.items() if k in keep} for m, r in self.report["results"].items()}
-        return {"user": self.report["user"], "input_size": self.report["input_size"], "results": res,
-                "model": self.report["model"], "board": self.report["board"], "warnings": self.report["warnings"]}
+        return {
+            "user": self.report["user"],
+            "input_size": self.report["input_size"],
+            "results": res,
+            "model": self.report["model"],
+            "board": self.report["board"],
+            "warnings": self.report["warnings"],
+        }
 
 
-def personalize(cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: None,
-                on_batch: Callable[[str, Any], None] | None = None) -> PersonalizeResult:
+def personalize(
+    cfg: PersonalizeConfig,
+    log: Callable[[str], None] = lambda m: None,
+    on_batch: Callable[[str, Any], None] | None = None,
+) -> PersonalizeResult:
     """Run the workflow of the module doc; returns the report, the general model and the new weights."""
     cfg.validate()
     lm = resolve_model(cfg.model, cfg.input_size)
     T = lm.input_size
     rate = float(lm.meta.get("rate_hz", 20.0))
     data = load_user_data(cfg.data, lm.classes, T, rate, cfg.activities, cfg.user, cfg.train_fraction)
-    log(f"user {data.user}: {len(data.train)} training / {len(data.test)} test windows of T={T} at {rate:g} Hz "
-        f"({data.source}; {len(data.skipped)} records skipped)")
+    log(
+        f"user {data.user}: {len(data.train)} training / {len(data.test)} test windows of T={T} at {rate:g} Hz "
+        f"({data.source}; {len(data.skipped)} records skipped)"
+    )
     for s in data.skipped[:5]:
         log(f"  skipped {s}")
     x_tr, x_te = lm.prepare(data.train.x), lm.prepare(data.test.x)
@@ -707,8 +840,10 @@ def personalize(cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: N
     warnings: list[str] = list(data.notes)
     seen = _seen_in_pretraining(lm.meta, data.user)
     if seen:
-        warnings.append(f"user {data.user} is in the general model's {seen} data: 'none' is not a new-user baseline "
-                        f"and personalization has little to gain (pick another user, or pretrain without this one)")
+        warnings.append(
+            f"user {data.user} is in the general model's {seen} data: 'none' is not a new-user baseline "
+            f"and personalization has little to gain (pick another user, or pretrain without this one)"
+        )
     if "none" in cfg.modes:
         results["none"] = evaluate_host(arch, lm.weights, x_te, data.test.y)
         log(f"none: macro-F1 {results['none']['macro_f1']:.3f}, accuracy {results['none']['accuracy']:.3f}")
@@ -716,39 +851,75 @@ def personalize(cfg: PersonalizeConfig, log: Callable[[str], None] = lambda m: N
     train_modes = [m for m in cfg.modes if m in TRAIN_MODES]
     if train_modes:
         with BoardSession(cfg, log) as session:
-            board = {"url": cfg.board_url or "in-process virtual bench", "emulated": bool(session.hello.flags & 1),
-                     "board": session.info.board, "mcu": session.info.mcu, "sysclk_hz": int(session.info.sysclk_hz),
-                     "tick_hz": session.tick_hz, "time_scale": session.time_scale,
-                     "power": None if session.power is None else {"url": session.power.url, "freq_hz": session.power.freq,
-                                                                  "volt": session.power.volt}}
+            board = {
+                "url": cfg.board_url or "in-process virtual bench",
+                "emulated": bool(session.hello.flags & 1),
+                "board": session.info.board,
+                "mcu": session.info.mcu,
+                "sysclk_hz": int(session.info.sysclk_hz),
+                "tick_hz": session.tick_hz,
+                "time_scale": session.time_scale,
+                "power": None
+                if session.power is None
+                else {"url": session.power.url, "freq_hz": session.power.freq, "volt": session.power.volt},
+            }
             for mode in train_modes:
                 t0 = time.monotonic()
-                out = run_board_round(session, arch, lm.weights, x_tr, data.train.y, mode, cfg,
-                                      on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None)
+                out = run_board_round(
+                    session,
+                    arch,
+                    lm.weights,
+                    x_tr,
+                    data.train.y,
+                    mode,
+                    cfg,
+                    on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None,
+                )
                 meas = measure_batches(session, out, cfg.batch)
                 ev = evaluate_host(arch, out.weights, x_te, data.test.y)
                 weights[mode] = out.weights
-                results[mode] = {**ev, **meas, "n_train_used": out.n_train_used,
-                                 "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
-                                 "wall_s": round(time.monotonic() - t0, 2)}
+                results[mode] = {
+                    **ev,
+                    **meas,
+                    "n_train_used": out.n_train_used,
+                    "epochs": cfg.epochs,
+                    "warmup_epochs": cfg.warmup_epochs,
+                    "wall_s": round(time.monotonic() - t0, 2),
+                }
                 e = meas.get("energy_per_batch_mj")
-                log(f"{mode}: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f}; {meas['batches']} batches, "
-                    f"{meas['time_per_batch_s']:.3g} s/batch" + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else ""))
+                log(
+                    f"{mode}: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f}; {meas['batches']} batches, "
+                    f"{meas['time_per_batch_s']:.3g} s/batch"
+                    + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else "")
+                )
             warnings += session.warnings
     for w in warnings:
         log(f"warning: {w}")
     report = {
-        "user": data.user, "input_size": int(T), "classes": list(lm.classes), "results": results,
+        "user": data.user,
+        "input_size": int(T),
+        "classes": list(lm.classes),
+        "results": results,
         "model": {"source": str(lm.source), "params": int(arch.params), "rate_hz": rate},
-        "data": data.info(), "board": board, "warnings": warnings,
-        "settings": {"epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs, "lr": cfg.lr, "batch": cfg.batch,
-                     "train_fraction": cfg.train_fraction, "seed": cfg.seed, "modes": list(cfg.modes)},
+        "data": data.info(),
+        "board": board,
+        "warnings": warnings,
+        "settings": {
+            "epochs": cfg.epochs,
+            "warmup_epochs": cfg.warmup_epochs,
+            "lr": cfg.lr,
+            "batch": cfg.batch,
+            "train_fraction": cfg.train_fraction,
+            "seed": cfg.seed,
+            "modes": list(cfg.modes),
+        },
     }
     return PersonalizeResult(report, lm, weights, data)
 
 
-def write_outputs(result: PersonalizeResult, out_dir: str | Path,
-                  formats: Sequence[str] = ("keras", "tflite_float32", "c_header")) -> dict[str, dict[str, str]]:
+def write_outputs(
+    result: PersonalizeResult, out_dir: str | Path, formats: Sequence[str] = ("keras", "tflite_float32", "c_header")
+) -> dict[str, dict[str, str]]:
     """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report)."""
     from app.core.models import export_all  # noqa: PLC0415
 
@@ -758,8 +929,11 @@ def write_outputs(result: PersonalizeResult, out_dir: str | Path,
     T = result.report["input_size"]
     for mode, w in result.weights.items():
         lm = result.model.with_weights(w, source=f"personalized {mode} for user {result.data.user}")
-        lm.meta.update(personalized_mode=mode, personalized_user=result.data.user,
-                       personalized_macro_f1=result.report["results"][mode]["macro_f1"])
+        lm.meta.update(
+            personalized_mode=mode,
+            personalized_user=result.data.user,
+            personalized_macro_f1=result.report["results"][mode]["macro_f1"],
+        )
         stem = f"{_safe(result.data.user)}_{mode}_T{T}"
         files = export_all(lm, out / mode, stem=stem, formats=formats)
         written[mode] = {k: str(v) for k, v in files.items()}

@@ -36,9 +36,22 @@ import numpy as np
 from app.core.store import Recording, Store
 from app.core.streams import SampleStream, Stats
 
-__all__ = ["StreamRecorder", "load_accel", "open_power", "ReplayStream", "recover", "RecordingError",
-           "csv_export", "csv_estimate", "write_accel", "register_power_file", "power_file_info", "active_recorders",
-           "read_power_events", "PowerEvent"]
+__all__ = [
+    "StreamRecorder",
+    "load_accel",
+    "open_power",
+    "ReplayStream",
+    "recover",
+    "RecordingError",
+    "csv_export",
+    "csv_estimate",
+    "write_accel",
+    "register_power_file",
+    "power_file_info",
+    "active_recorders",
+    "read_power_events",
+    "PowerEvent",
+]
 
 ACCEL_DIR = "recordings/accel"
 POWER_DIR = "recordings/power"
@@ -64,6 +77,7 @@ def _event_dtype() -> np.dtype:
         _EVENT_DTYPE = np.dtype([("index", "<i8"), ("time_s", "<f8"), ("kind", s), ("text", s), ("value", "<f8")])
     return _EVENT_DTYPE
 
+
 _active: "set[StreamRecorder]" = set()
 _active_lock = threading.Lock()
 
@@ -87,10 +101,20 @@ class StreamRecorder:
     inside the recording into the file's ``events`` dataset as they arrive.
     """
 
-    def __init__(self, store: Store, stream: SampleStream, kind: str, name: str, *, dataset_id: int | None = None,
-                 limit_s: float | None = None, voltage: float = 3.3, queue_blocks: int = 4000,
-                 on_finished: Callable[[Recording], None] | None = None,
-                 events: Sequence[PowerEvent] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        stream: SampleStream,
+        kind: str,
+        name: str,
+        *,
+        dataset_id: int | None = None,
+        limit_s: float | None = None,
+        voltage: float = 3.3,
+        queue_blocks: int = 4000,
+        on_finished: Callable[[Recording], None] | None = None,
+        events: Sequence[PowerEvent] | None = None,
+    ):
         if kind == "accel" and stream.channels != 3:
             raise RecordingError(f"accel recording needs a 3-channel stream, {stream.name!r} has {stream.channels}")
         if kind == "power" and stream.channels != 1:
@@ -117,10 +141,18 @@ class StreamRecorder:
         self._stopping = False
         self._error: BaseException | None = None
         ext, sub = (".f32", ACCEL_DIR) if kind == "accel" else (".h5", POWER_DIR)
-        self.rec = store.add_recording(kind, name, f"{sub}/pending{ext}", stream.rate_hz, stream.channels,
-                                       dataset_id=dataset_id, t_offset=stream.duration,
-                                       meta={"voltage": voltage, "unit": stream.unit, "session_id": store.session_id}
-                                       if kind == "power" else {"unit": stream.unit})
+        self.rec = store.add_recording(
+            kind,
+            name,
+            f"{sub}/pending{ext}",
+            stream.rate_hz,
+            stream.channels,
+            dataset_id=dataset_id,
+            t_offset=stream.duration,
+            meta={"voltage": voltage, "unit": stream.unit, "session_id": store.session_id}
+            if kind == "power"
+            else {"unit": stream.unit},
+        )
         self.rel_path = f"{sub}/{self.rec.id}{ext}"
         store.update_recording(self.rec.id, path=self.rel_path)
         self.path = store.resolve(self.rel_path)
@@ -181,8 +213,15 @@ class StreamRecorder:
         f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,))
         ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
         ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
-        f.attrs.update({"rate_hz": self.stream.rate_hz, "voltage": self.voltage, "unit": "A",
-                        "t_offset": self.rec.t_offset, "recording_id": self.rec.id})
+        f.attrs.update(
+            {
+                "rate_hz": self.stream.rate_hz,
+                "voltage": self.voltage,
+                "unit": "A",
+                "t_offset": self.rec.t_offset,
+                "recording_id": self.rec.id,
+            }
+        )
         f.swmr_mode = True
         return f
 
@@ -280,8 +319,9 @@ class StreamRecorder:
     def _close(self) -> None:
         try:
             if self.kind == "power":
-                gaps = [(a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps
-                        if b > self.rec.t_offset]
+                gaps = [
+                    (a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps if b > self.rec.t_offset
+                ]
                 gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
                 gaps.sort()
                 self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
@@ -296,8 +336,9 @@ class StreamRecorder:
                 meta["error"] = str(self._error)
             try:
                 t_off = None if self._first is None else self._first / self.stream.rate_hz
-                self.store.update_recording(self.rec.id, n_samples=self.n_written, status=status, meta=meta,
-                                            t_offset=t_off)
+                self.store.update_recording(
+                    self.rec.id, n_samples=self.n_written, status=status, meta=meta, t_offset=t_off
+                )
                 if self.on_finished is not None:
                     self.on_finished(self.store.recording(self.rec.id))
             except Exception as exc:  # noqa: BLE001 - database gone (app exiting): recover() repairs the row
@@ -354,11 +395,19 @@ def load_accel(store: Store, rec: Recording) -> np.ndarray:
     return np.memmap(path, dtype="<f4", mode="r", shape=(n, 3))
 
 
-def write_accel(store: Store, name: str, xyz: np.ndarray, rate_hz: float, dataset_id: int | None,
-                status: str = "imported", meta: dict | None = None) -> Recording:
+def write_accel(
+    store: Store,
+    name: str,
+    xyz: np.ndarray,
+    rate_hz: float,
+    dataset_id: int | None,
+    status: str = "imported",
+    meta: dict | None = None,
+) -> Recording:
     """Create a complete accel recording from an array (imports, tests)."""
-    rec = store.add_recording("accel", name, f"{ACCEL_DIR}/pending.f32", rate_hz, 3, dataset_id=dataset_id,
-                              status=status, meta=meta)
+    rec = store.add_recording(
+        "accel", name, f"{ACCEL_DIR}/pending.f32", rate_hz, 3, dataset_id=dataset_id, status=status, meta=meta
+    )
     rel = f"{ACCEL_DIR}/{rec.id}.f32"
     path = store.resolve(rel)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,8 +421,9 @@ class ReplayStream(SampleStream):
     the last ``recent_s``; :meth:`stats` and :meth:`samples` read the file when the range is older, so
     statistics of a reopened recording are always exact."""
 
-    def __init__(self, path: Path, rate_hz: float, voltage: float, *, dataset: str = "current", scale: float = 1.0,
-                 **kw):
+    def __init__(
+        self, path: Path, rate_hz: float, voltage: float, *, dataset: str = "current", scale: float = 1.0, **kw
+    ):
         super().__init__("current (replay)", rate_hz, 1, unit="A", channel_names=("I",), **kw)
         self.path = path
         self.voltage = voltage
@@ -387,7 +437,7 @@ class ReplayStream(SampleStream):
         import h5py
 
         with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
-            y = np.asarray(f[self.dataset][max(0, i0):i1], np.float64)
+            y = np.asarray(f[self.dataset][max(0, i0) : i1], np.float64)
         return (y * self.scale if self.scale != 1.0 else y).astype(np.float32)
 
     def samples(self, t0: float, t1: float):
@@ -419,8 +469,16 @@ class ReplayStream(SampleStream):
         if not n:
             return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True)
         avg = s / n
-        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, int(n), avg, float(np.sqrt(max(0.0, ss / n - avg * avg))),
-                     float(mn), float(mx), True)
+        return Stats(
+            i0 / self.rate_hz,
+            i1 / self.rate_hz,
+            int(n),
+            avg,
+            float(np.sqrt(max(0.0, ss / n - avg * avg))),
+            float(mn),
+            float(mx),
+            True,
+        )
 
 
 def power_file_info(path: str | Path) -> dict:
@@ -441,8 +499,15 @@ def power_file_info(path: str | Path) -> dict:
             rate = float(f.attrs.get("rate_hz", 0.0))
             volt = float(f.attrs.get("voltage", 3.3))
             gaps = np.asarray(f.attrs.get("gaps", np.zeros((0, 2))), np.float64).reshape(-1, 2)
-            return {"dataset": "current", "rate_hz": rate, "voltage": volt, "scale": 1.0, "n": int(ds.shape[0]),
-                    "format": "odlstudio-app", "gaps": gaps}
+            return {
+                "dataset": "current",
+                "rate_hz": rate,
+                "voltage": volt,
+                "scale": 1.0,
+                "n": int(ds.shape[0]),
+                "format": "odlstudio-app",
+                "gaps": gaps,
+            }
         if "samples" in f and (f.attrs.get("format") == CLI_CAPTURE_FORMAT or "rate_hz" in f["samples"].attrs):
             ds = f["samples"]
             rate = float(ds.attrs.get("rate_hz", 0.0))
@@ -451,14 +516,24 @@ def power_file_info(path: str | Path) -> dict:
             quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
             if not (volt == volt and volt > 0):
                 if quantity == "energy":
-                    raise RecordingError(f"{path}: an energy capture without its supply voltage (voltage_v) "
-                                         "cannot be shown as current")
+                    raise RecordingError(
+                        f"{path}: an energy capture without its supply voltage (voltage_v) cannot be shown as current"
+                    )
                 volt = 3.3
             scale = rate / volt if quantity == "energy" else 1.0  # J per period -> A
-            return {"dataset": "samples", "rate_hz": rate, "voltage": volt, "scale": scale, "n": int(ds.shape[0]),
-                    "format": CLI_CAPTURE_FORMAT, "gaps": None}
-        raise RecordingError(f"{path} has neither a 'current' dataset (ODL Studio recording) nor a 'samples' "
-                             "dataset (odlstudio power capture): not a power recording")
+            return {
+                "dataset": "samples",
+                "rate_hz": rate,
+                "voltage": volt,
+                "scale": scale,
+                "n": int(ds.shape[0]),
+                "format": CLI_CAPTURE_FORMAT,
+                "gaps": None,
+            }
+        raise RecordingError(
+            f"{path} has neither a 'current' dataset (ODL Studio recording) nor a 'samples' "
+            "dataset (odlstudio power capture): not a power recording"
+        )
 
 
 def register_power_file(store: Store, path: str | Path, dataset_id: int | None = None) -> Recording:
@@ -472,13 +547,26 @@ def register_power_file(store: Store, path: str | Path, dataset_id: int | None =
     for r in store.recordings("power"):
         if r.path == str(path):
             return r
-    return store.add_recording("power", path.name, str(path), info["rate_hz"], 1, dataset_id=dataset_id,
-                               status="imported", n_samples=info["n"],
-                               meta={"voltage": info["voltage"], "unit": "A", "source": info["format"]})
+    return store.add_recording(
+        "power",
+        path.name,
+        str(path),
+        info["rate_hz"],
+        1,
+        dataset_id=dataset_id,
+        status="imported",
+        n_samples=info["n"],
+        meta={"voltage": info["voltage"], "unit": "A", "source": info["format"]},
+    )
 
 
-def open_power(store: Store, rec: Recording, progress: Callable[[float], None] | None = None,
-               cancelled: Callable[[], bool] | None = None, recent_s: float = 30.0) -> ReplayStream:
+def open_power(
+    store: Store,
+    rec: Recording,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    recent_s: float = 30.0,
+) -> ReplayStream:
     """Reopen a power recording as a :class:`ReplayStream` (reads the file once to build the pyramid).
     Gaps are the recording's own list, or (CLI captures) the runs of lost samples (NaN) in the file."""
     import h5py
@@ -487,8 +575,15 @@ def open_power(store: Store, rec: Recording, progress: Callable[[float], None] |
     info = power_file_info(path)
     rate = info["rate_hz"] if info["rate_hz"] > 0 else float(rec.rate_hz)
     n = info["n"]
-    stream = ReplayStream(path, rate, info["voltage"], dataset=info["dataset"], scale=info["scale"],
-                          recent_s=recent_s, history_s=max(recent_s, n / rate + 1.0))
+    stream = ReplayStream(
+        path,
+        rate,
+        info["voltage"],
+        dataset=info["dataset"],
+        scale=info["scale"],
+        recent_s=recent_s,
+        history_s=max(recent_s, n / rate + 1.0),
+    )
     gaps: list[tuple[float, float]] = [tuple(g) for g in info["gaps"]] if info["gaps"] is not None else []
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         ds = f[info["dataset"]]
@@ -496,7 +591,7 @@ def open_power(store: Store, rec: Recording, progress: Callable[[float], None] |
         for a in range(0, n, step):
             if cancelled is not None and cancelled():
                 raise RecordingError("cancelled")
-            y = np.asarray(ds[a:a + step], np.float64)
+            y = np.asarray(ds[a : a + step], np.float64)
             if info["scale"] != 1.0:
                 y = y * info["scale"]
             if info["gaps"] is None:
@@ -530,8 +625,9 @@ def read_power_events(path: str | Path, rate_hz: float | None = None) -> list[Po
             ev = f["events"]
             names = ev.dtype.names or ()
             if not {"index", "kind"} <= set(names):
-                raise RecordingError(f"{path}: the 'events' dataset has columns {list(names)}, expected index, "
-                                     "kind and text")
+                raise RecordingError(
+                    f"{path}: the 'events' dataset has columns {list(names)}, expected index, kind and text"
+                )
             rows = ev[()]
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise RecordingError(f"{path}: cannot read its events: {exc}") from exc
@@ -593,8 +689,9 @@ def csv_estimate(n_rows: int, columns: int = 2) -> int:
 def csv_export(path: str | Path, t: np.ndarray, y: np.ndarray, header: str, max_rows: int = 1_048_575) -> int:
     """Write ``t, y...`` rows; refuses more than ``max_rows`` (Excel's limit) with a clear message."""
     if len(t) > max_rows:
-        raise RecordingError(f"{len(t):,} rows exceed the CSV cap of {max_rows:,}: select a shorter range "
-                             f"or raise the cap")
+        raise RecordingError(
+            f"{len(t):,} rows exceed the CSV cap of {max_rows:,}: select a shorter range or raise the cap"
+        )
     y = np.asarray(y).reshape(len(t), -1)
     data = np.column_stack([t, y])
     fmt = ["%.7f"] + ["%.6e"] * y.shape[1]

@@ -33,7 +33,6 @@ so the round carries a warning.  :func:`attribute_energy` is the reusable whole-
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -49,13 +48,36 @@ from estimator.arch import Arch, resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.core.models import LoadedModel
+    from app.core.datasets import RecordingSet
     from app.core.store import Store
 
-__all__ = ["RoundError", "RoundConfig", "BatchRow", "LocalData", "RoundState", "RoundRunner", "align_batches",
-           "attribute_energy", "local_windows", "general_model_path", "GENERAL_SIZES", "MODES", "metrics_from_confusion",
-           "round_rows", "round_summary", "round_report", "export_round", "calibration_records", "EXPORT_FORMATS",
-           "EstimatorInputs", "RECOMMEND_EPOCHS", "labelled_seconds", "windows_per_epoch", "measured_points",
-           "personalized_model"]
+__all__ = [
+    "RoundError",
+    "RoundConfig",
+    "BatchRow",
+    "LocalData",
+    "RoundState",
+    "RoundRunner",
+    "align_batches",
+    "attribute_energy",
+    "local_windows",
+    "general_model_path",
+    "GENERAL_SIZES",
+    "MODES",
+    "metrics_from_confusion",
+    "round_rows",
+    "round_summary",
+    "round_report",
+    "export_round",
+    "calibration_records",
+    "EXPORT_FORMATS",
+    "EstimatorInputs",
+    "RECOMMEND_EPOCHS",
+    "labelled_seconds",
+    "windows_per_epoch",
+    "measured_points",
+    "personalized_model",
+]
 
 MODELS_DIR = asset_path("models")  # frozen or from source, honours $ODL_ASSETS
 #: Input sizes of the general models shipped in ``assets/models`` (paper CNN, WISDM-2019, 20 Hz).
@@ -139,8 +161,10 @@ def general_model_path(input_size: int) -> Path:
     p = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.keras"
     if not p.is_file():
         have = sorted(int(q.stem.rsplit("T", 1)[1]) for q in MODELS_DIR.glob("paper_cnn_wisdm5_T*.keras"))
-        raise RoundError(f"no general model for input size T={input_size} in {MODELS_DIR} (have T in {have}); "
-                         "run `make assets` or import a model")
+        raise RoundError(
+            f"no general model for input size T={input_size} in {MODELS_DIR} (have T in {have}); "
+            "run `make assets` or import a model"
+        )
     return p
 
 
@@ -172,8 +196,9 @@ class LocalData:
         return {c: (int(np.sum(self.train_y == i)), int(np.sum(self.test_y == i))) for i, c in enumerate(self.classes)}
 
 
-def model_recordings(store: "Store", dataset_id: int, classes: Sequence[str], user: str = "user",
-                     rate_hz: float | None = None) -> tuple["RecordingSet", list[str]]:
+def model_recordings(
+    store: "Store", dataset_id: int, classes: Sequence[str], user: str = "user", rate_hz: float | None = None
+) -> tuple["RecordingSet", list[str]]:
     """The dataset's labelled accel segments named as the model's ``classes`` (their own spelling), and
     notes on what was left out.  What a training round trains on and what "Simulate on my windows"
     measures, so the two agree.
@@ -189,8 +214,10 @@ def model_recordings(store: "Store", dataset_id: int, classes: Sequence[str], us
 
     segments = labelled_recording_set(store, dataset_id, user).segments  # canonical names, own rate
     if not segments:
-        raise RoundError("the current dataset has no labelled accelerometer recording: record and label some "
-                         "activities in the Labelling panel first")
+        raise RoundError(
+            "the current dataset has no labelled accelerometer recording: record and label some "
+            "activities in the Labelling panel first"
+        )
     present = {s.activity for s in segments}
     notes: list[str] = []
     mapping: dict[str, str] = {}
@@ -202,15 +229,24 @@ def model_recordings(store: "Store", dataset_id: int, classes: Sequence[str], us
     unknown = sorted(present - set(mapping))
     if unknown:
         notes.append(f"labels {unknown} are not classes of the model {list(classes)} and were left out")
-    rs = RecordingSet([dataclasses.replace(s, activity=mapping[s.activity]) for s in segments if s.activity in mapping],
-                      source="labelled recordings")
+    rs = RecordingSet(
+        [dataclasses.replace(s, activity=mapping[s.activity]) for s in segments if s.activity in mapping],
+        source="labelled recordings",
+    )
     if not rs.segments:
         raise RoundError(f"none of the labelled activities {sorted(present)} is a class of the model {list(classes)}")
     return (rs.resampled(float(rate_hz)) if rate_hz else rs), notes
 
 
-def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input_size: int, rate_hz: float,
-                  train_fraction: float = 0.6, user: str = "user") -> LocalData:
+def local_windows(
+    store: "Store",
+    dataset_id: int,
+    classes: Sequence[str],
+    input_size: int,
+    rate_hz: float,
+    train_fraction: float = 0.6,
+    user: str = "user",
+) -> LocalData:
     """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``
     (segments from :func:`model_recordings`, split chronologically per class, no window across the cut)."""
     from app.core.datasets import canonical_activity, personal_split
@@ -220,9 +256,11 @@ def local_windows(store: "Store", dataset_id: int, classes: Sequence[str], input
     train, test = personal_split(rs, int(input_size), float(train_fraction), classes=classes)
     if len(train) == 0 or len(test) == 0:
         secs = sum(s.duration_s for s in rs.segments)
-        raise RoundError(f"{secs:.1f} s of usable labels give {len(train)} training and {len(test)} test windows "
-                         f"of T={input_size} at {rate_hz:g} Hz: label more data (each activity needs at least "
-                         f"~{2.5 * input_size / rate_hz:.0f} s)")
+        raise RoundError(
+            f"{secs:.1f} s of usable labels give {len(train)} training and {len(test)} test windows "
+            f"of T={input_size} at {rate_hz:g} Hz: label more data (each activity needs at least "
+            f"~{2.5 * input_size / rate_hz:.0f} s)"
+        )
     missing = [c for i, c in enumerate(classes) if not np.any(train.y == i)]
     if missing:
         notes.append(f"no labelled windows for {missing}: the round cannot improve them")
@@ -245,8 +283,15 @@ def metrics_from_confusion(confusion: np.ndarray, classes: Sequence[str], loss: 
     y_pred = np.repeat(np.tile(np.arange(k), k), cm.ravel())
     n = int(cm.sum())
     if n == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_f1": {}, "confusion": cm.tolist(),
-                "classes": list(classes), "loss": loss}
+        return {
+            "n": 0,
+            "accuracy": None,
+            "macro_f1": None,
+            "per_class_f1": {},
+            "confusion": cm.tolist(),
+            "classes": list(classes),
+            "loss": loss,
+        }
     present = np.flatnonzero(cm.sum(axis=1))
     f1 = metrics.per_class_f1(y_true, y_pred, k)
     return {
@@ -300,9 +345,18 @@ class BatchRow:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: float, round_start_tick: int,
-                  anchor_t: float, rate_hz: float, search_s: float = 2.0, rel_tol: float = 0.01,
-                  earliest_t: float | None = None) -> list[tuple[float, float, str]]:
+def align_batches(
+    rows: Sequence[BatchRow],
+    edges: Iterable[float],
+    *,
+    tick_hz: float,
+    round_start_tick: int,
+    anchor_t: float,
+    rate_hz: float,
+    search_s: float = 2.0,
+    rel_tol: float = 0.01,
+    earliest_t: float | None = None,
+) -> list[tuple[float, float, str]]:
     """``(t0, t1, source)`` of every row on the power timeline.
 
     ``edges``: D7 rising-edge times (s); the board raises one at the round start and one at every batch
@@ -373,14 +427,23 @@ def align_batches(rows: Sequence[BatchRow], edges: Iterable[float], *, tick_hz: 
     return out
 
 
-def attribute_energy(rows: Sequence[BatchRow], edges: Iterable[float], mean_current: Callable[[float, float], float | None],
-                     voltage: float, *, tick_hz: float, round_start_tick: int, anchor_t: float, rate_hz: float
-                     ) -> tuple[list[BatchRow], list[str]]:
+def attribute_energy(
+    rows: Sequence[BatchRow],
+    edges: Iterable[float],
+    mean_current: Callable[[float, float], float | None],
+    voltage: float,
+    *,
+    tick_hz: float,
+    round_start_tick: int,
+    anchor_t: float,
+    rate_hz: float,
+) -> tuple[list[BatchRow], list[str]]:
     """Whole-round attribution: rows with ``t0``, ``t1``, average current/power and energy filled in, and
     warnings (host alignment used, no samples).  ``mean_current(t0, t1)`` is the mean current (A) over
     the interval or None when there are no samples."""
-    spans = align_batches(rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor_t,
-                          rate_hz=rate_hz)
+    spans = align_batches(
+        rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor_t, rate_hz=rate_hz
+    )
     out = []
     for r, (t0, t1, src) in zip(rows, spans):
         out.append(_with_energy(r, t0, t1, src, mean_current(t0, t1), voltage))
@@ -391,8 +454,9 @@ def _with_energy(r: BatchRow, t0: float, t1: float, src: str, amps: float | None
     if amps is None or not math.isfinite(amps):
         return dataclasses.replace(r, t0=t0, t1=t1, source="none")
     p = float(amps) * float(voltage)
-    return dataclasses.replace(r, t0=t0, t1=t1, avg_current_a=float(amps), avg_power_w=p,
-                               energy_j=p * (t1 - t0), source=src)
+    return dataclasses.replace(
+        r, t0=t0, t1=t1, avg_current_a=float(amps), avg_power_w=p, energy_j=p * (t1 - t0), source=src
+    )
 
 
 def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
@@ -401,11 +465,15 @@ def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
     interp = sum(r.source == "d7-interp" for r in rows)
     w = []
     if interp:
-        w.append(f"{interp} of {len(rows)} batches lost their D7 end edge: their interval is the neighbouring "
-                 "edge plus the board-measured duration")
+        w.append(
+            f"{interp} of {len(rows)} batches lost their D7 end edge: their interval is the neighbouring "
+            "edge plus the board-measured duration"
+        )
     if host:
-        w.append(f"{host} of {len(rows)} batches had no matching D7 edges: their energy uses host alignment "
-                 "(board ticks from the moment the host saw the round start; off by the USB latency)")
+        w.append(
+            f"{host} of {len(rows)} batches had no matching D7 edges: their energy uses host alignment "
+            "(board ticks from the moment the host saw the round start; off by the USB latency)"
+        )
     if none:
         w.append(f"{none} of {len(rows)} batches have no power samples: energy not measured")
     return w
@@ -456,10 +524,20 @@ class RoundState:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"version": self.version, "stage": self.stage, "fraction": self.fraction, "text": self.text,
-                    "round_id": self.round_id, "total_batches": self.total_batches, "rows": list(self.rows),
-                    "warnings": list(self.warnings), "before": self.before, "after": self.after,
-                    "classes": self.classes, "status": self.status}
+            return {
+                "version": self.version,
+                "stage": self.stage,
+                "fraction": self.fraction,
+                "text": self.text,
+                "round_id": self.round_id,
+                "total_batches": self.total_batches,
+                "rows": list(self.rows),
+                "warnings": list(self.warnings),
+                "before": self.before,
+                "after": self.after,
+                "classes": self.classes,
+                "status": self.status,
+            }
 
 
 # ================================================================================================
@@ -479,9 +557,21 @@ class RoundRunner:
     """Runs one round (see the module documentation).  Construct on any thread, call :meth:`run` on a
     worker thread.  ``devices`` is the :class:`~app.core.devices.DeviceManager`; ``cancelled()`` is polled."""
 
-    def __init__(self, store: "Store", devices: Any, data_dir: str | Path, config: RoundConfig, dataset_id: int,
-                 state: RoundState | None = None, *, user: str = "user", profile_dir: str | Path | None = None,
-                 board_key: str | None = None, eval_timeout_s: float = 120.0, wait_power_s: float = 5.0):
+    def __init__(
+        self,
+        store: "Store",
+        devices: Any,
+        data_dir: str | Path,
+        config: RoundConfig,
+        dataset_id: int,
+        state: RoundState | None = None,
+        *,
+        user: str = "user",
+        profile_dir: str | Path | None = None,
+        board_key: str | None = None,
+        eval_timeout_s: float = 120.0,
+        wait_power_s: float = 5.0,
+    ):
         self.store = store
         self.devices = devices
         self.data_dir = Path(data_dir)
@@ -531,8 +621,9 @@ class RoundRunner:
                 if s.n_total > n0:
                     return s, float(dm.voltage)
             time.sleep(0.05)
-        self.state.warn(f"{st.info.name} is not streaming ({dm.status(st.info.key).message or 'no samples'}): "
-                        "energy not measured")
+        self.state.warn(
+            f"{st.info.name} is not streaming ({dm.status(st.info.key).message or 'no samples'}): energy not measured"
+        )
         return None
 
     def _board_ready(self) -> str:
@@ -559,8 +650,9 @@ class RoundRunner:
         raise RoundError(f"{st.info.name} did not become ready within 10 s ({dm.status(key).message})")
 
     # --- the round ----------------------------------------------------------------------------------
-    def run(self, cancelled: Callable[[], bool] = lambda: False,
-            progress: Callable[..., None] = _progress_noop) -> dict:
+    def run(
+        self, cancelled: Callable[[], bool] = lambda: False, progress: Callable[..., None] = _progress_noop
+    ) -> dict:
         """Run the round; returns the stored result dict (raises :class:`RoundError` on failure, after
         recording the round as failed).  Cancelling returns the partial result with status 'cancelled'."""
         try:
@@ -570,8 +662,9 @@ class RoundRunner:
 
     def _run(self, cancelled: Callable[[], bool], progress: Callable[..., None]) -> dict:
         cfg = self.config
-        self.state.update(status="running", rows=[], warnings=[], before=None, after=None, round_id=None,
-                          total_batches=0)
+        self.state.update(
+            status="running", rows=[], warnings=[], before=None, after=None, round_id=None, total_batches=0
+        )
         self._stage(0.01, "loading the model", progress)
         model = self.load_model()
         if cfg.model_path is None and model.input_size != cfg.input_size:
@@ -579,13 +672,21 @@ class RoundRunner:
         rate = float(model.meta.get("rate_hz", 20.0))
         trainable = trainable_names(model.arch, cfg)
         self._stage(0.05, "windowing the labelled data", progress)
-        data = local_windows(self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction,
-                             self.user)
+        data = local_windows(
+            self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
+        )
         for n in data.notes:
             self.state.warn(n)
-        config = {**cfg.to_dict(), "model_source": model.source, "model_classes": list(model.classes),
-                  "input_size": model.input_size, "rate_hz": rate, "trainable": sorted(trainable),
-                  "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y))}
+        config = {
+            **cfg.to_dict(),
+            "model_source": model.source,
+            "model_classes": list(model.classes),
+            "input_size": model.input_size,
+            "rate_hz": rate,
+            "trainable": sorted(trainable),
+            "n_train": int(len(data.train_y)),
+            "n_test": int(len(data.test_y)),
+        }
         self.round_id = rid = self.store.add_round(config, self.dataset_id)
         self.store.update_round(rid, status="running")
         self.state.update(round_id=rid, classes=model.classes)
@@ -608,8 +709,16 @@ class RoundRunner:
         progress(1.0, "done")
         return {**result, "status": "done", "round_id": rid}
 
-    def _run_on_board(self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], rate: float,
-                      cancelled: Callable[[], bool], progress: Callable[..., None], result: dict) -> dict:
+    def _run_on_board(
+        self,
+        model: "LoadedModel",
+        data: LocalData,
+        trainable: frozenset[str],
+        rate: float,
+        cancelled: Callable[[], bool],
+        progress: Callable[..., None],
+        result: dict,
+    ) -> dict:
         from device.nucleo import protocol as P
         from estimator.core import time_per_batch_s
         from estimator.profiles import get_profile
@@ -645,10 +754,22 @@ class RoundRunner:
             data = self._fit_ram(model, data, trainable, info, prof)
             xtr, xte = _board_windows(model, data.train_x), _board_windows(model, data.test_x)
             scale = _int16_scale(xtr, xte)
-            client.upload_dataset(xtr, data.train_y, slot=0, dtype=P.DType.I16, scale=scale,
-                                  progress=upl(0.2, 0.3, "uploading the training windows"))
-            client.upload_dataset(xte, data.test_y, slot=1, dtype=P.DType.I16, scale=scale,
-                                  progress=upl(0.3, 0.35, "uploading the test windows"))
+            client.upload_dataset(
+                xtr,
+                data.train_y,
+                slot=0,
+                dtype=P.DType.I16,
+                scale=scale,
+                progress=upl(0.2, 0.3, "uploading the training windows"),
+            )
+            client.upload_dataset(
+                xte,
+                data.test_y,
+                slot=1,
+                dtype=P.DType.I16,
+                scale=scale,
+                progress=upl(0.3, 0.35, "uploading the test windows"),
+            )
             check()
             self._stage(0.36, "evaluating before personalization", progress)
             ev = client.evaluate(1, timeout=self.eval_timeout_s)
@@ -659,15 +780,30 @@ class RoundRunner:
             layer_idx = [i for i, l in enumerate(model.arch.layers) if l.name in trainable]
             mode = "mask" if cfg.mode == "custom" else cfg.mode
             a0 = power[0].duration if power else 0.0
-            rinfo = client.train(mode, epochs=cfg.epochs, batch=cfg.batch_size, lr=cfg.lr,
-                                 warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr, seed=cfg.seed,
-                                 layer_indices=layer_idx if mode == "mask" else ())
+            rinfo = client.train(
+                mode,
+                epochs=cfg.epochs,
+                batch=cfg.batch_size,
+                lr=cfg.lr,
+                warmup_epochs=cfg.warmup_epochs,
+                warmup_lr=cfg.warmup_lr,
+                seed=cfg.seed,
+                layer_indices=layer_idx if mode == "mask" else (),
+            )
             anchor = 0.5 * (a0 + power[0].duration) if power else 0.0
             self.state.update(total_batches=int(rinfo.total_batches))
-            result["round_info"] = {"board_round_id": rinfo.round_id, "batches_per_epoch": rinfo.batches_per_epoch,
-                                    "total_batches": rinfo.total_batches, "mem_bytes": rinfo.mem_bytes,
-                                    "ram_total": rinfo.ram_total, "est_ticks": rinfo.est_ticks,
-                                    "sysclk_hz": clock, "tick_hz": tick_hz, "board": info.board, "build": info.build}
+            result["round_info"] = {
+                "board_round_id": rinfo.round_id,
+                "batches_per_epoch": rinfo.batches_per_epoch,
+                "total_batches": rinfo.total_batches,
+                "mem_bytes": rinfo.mem_bytes,
+                "ram_total": rinfo.ram_total,
+                "est_ticks": rinfo.est_ticks,
+                "sysclk_hz": clock,
+                "tick_hz": tick_hz,
+                "board": info.board,
+                "build": info.build,
+            }
             last_tr = frozenset(resolve_trainable(model.arch, "last"))
 
             def predict(phase: int, n: int) -> tuple[float, float]:
@@ -675,18 +811,25 @@ class RoundRunner:
                 t = float(time_per_batch_s(model.arch, names, n, prof, clock))
                 return t, t * float(prof.power_w(clock))
 
-            done_msg, rows = self._collect(client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled,
-                                           progress)
+            done_msg, rows = self._collect(
+                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress
+            )
             if done_msg is None:
                 raise _Cancel()
-            result["round_done"] = {"status": P.RoundStatus(done_msg.status).name.lower(),
-                                    "epochs_done": done_msg.epochs_done, "batches_done": done_msg.batches_done,
-                                    "last_loss": done_msg.last_loss, "train_accuracy": done_msg.train_accuracy,
-                                    "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
-                                    "cycles": done_msg.cycles}
+            result["round_done"] = {
+                "status": P.RoundStatus(done_msg.status).name.lower(),
+                "epochs_done": done_msg.epochs_done,
+                "batches_done": done_msg.batches_done,
+                "last_loss": done_msg.last_loss,
+                "train_accuracy": done_msg.train_accuracy,
+                "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
+                "cycles": done_msg.cycles,
+            }
             if done_msg.status != P.RoundStatus.DONE:
-                raise RoundError(f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
-                                 + (f" (error {done_msg.error})" if done_msg.error else ""))
+                raise RoundError(
+                    f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
+                    + (f" (error {done_msg.error})" if done_msg.error else "")
+                )
             self._stage(0.9, "evaluating after personalization", progress)
             ev = client.evaluate(1, timeout=self.eval_timeout_s)
             after = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
@@ -701,8 +844,9 @@ class RoundRunner:
         result["profile"] = prof.name
         return result
 
-    def _fit_ram(self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], info: Any, prof: Any
-                 ) -> LocalData:
+    def _fit_ram(
+        self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], info: Any, prof: Any
+    ) -> LocalData:
         """Subsample the windows (evenly, keeping order) when they would not fit the board's SRAM next to
         the training buffers; the board stores int16 values plus one label byte per window."""
         from estimator.memory import training_memory
@@ -716,21 +860,34 @@ class RoundRunner:
         if (n_tr + n_te) * per + 64 <= budget:
             return data
         if budget < 2 * per + 64:
-            raise RoundError(f"training needs {need / 1024:.0f} KiB of the board's {info.ram_total / 1024:.0f} KiB "
-                             "SRAM: no room left for any window; choose a smaller input size or TL")
+            raise RoundError(
+                f"training needs {need / 1024:.0f} KiB of the board's {info.ram_total / 1024:.0f} KiB "
+                "SRAM: no room left for any window; choose a smaller input size or TL"
+            )
         keep_te = min(n_te, max(1, budget // (3 * per)))
         keep_tr = min(n_tr, max(1, (budget - 64 - keep_te * per) // per))
         pick = lambda n, k: np.unique(np.linspace(0, n - 1, int(k)).round().astype(int))  # noqa: E731
         itr, ite = pick(n_tr, keep_tr), pick(n_te, keep_te)
-        self.state.warn(f"the board's SRAM holds {len(itr)} of {n_tr} training and {len(ite)} of {n_te} test "
-                        f"windows next to {need / 1024:.0f} KiB of training buffers: the rest was left out evenly")
-        return dataclasses.replace(data, train_x=data.train_x[itr], train_y=data.train_y[itr],
-                                   test_x=data.test_x[ite], test_y=data.test_y[ite])
+        self.state.warn(
+            f"the board's SRAM holds {len(itr)} of {n_tr} training and {len(ite)} of {n_te} test "
+            f"windows next to {need / 1024:.0f} KiB of training buffers: the rest was left out evenly"
+        )
+        return dataclasses.replace(
+            data, train_x=data.train_x[itr], train_y=data.train_y[itr], test_x=data.test_x[ite], test_y=data.test_y[ite]
+        )
 
-    def _collect(self, client: Any, rinfo: Any, power: tuple[Any, float] | None, anchor: float, earliest: float,
-                 tick_hz: float,
-                 predict: Callable[[int, int], tuple[float, float]], cancelled: Callable[[], bool],
-                 progress: Callable[..., None]) -> tuple[Any, list[BatchRow]]:
+    def _collect(
+        self,
+        client: Any,
+        rinfo: Any,
+        power: tuple[Any, float] | None,
+        anchor: float,
+        earliest: float,
+        tick_hz: float,
+        predict: Callable[[int, int], tuple[float, float]],
+        cancelled: Callable[[], bool],
+        progress: Callable[..., None],
+    ) -> tuple[Any, list[BatchRow]]:
         """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch."""
         from device.nucleo import protocol as P
 
@@ -755,8 +912,15 @@ class RoundRunner:
                 return
             stream, volt = power
             edges = [t for (t, kind, _text) in list(self.devices.power_events) if kind == "event" and t >= earliest]
-            spans = align_batches(rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor,
-                                  rate_hz=stream.rate_hz, earliest_t=earliest)
+            spans = align_batches(
+                rows,
+                edges,
+                tick_hz=tick_hz,
+                round_start_tick=round_start_tick,
+                anchor_t=anchor,
+                rate_hz=stream.rate_hz,
+                earliest_t=earliest,
+            )
             covered = stream.duration
             for r, (t0, t1, src) in zip(rows, spans):
                 if r.index in measured:
@@ -779,9 +943,20 @@ class RoundRunner:
                 if round_start_tick is None:
                     round_start_tick = int(ev.start_tick)
                 pt, pe = predict(ev.phase, ev.n_samples)
-                row = BatchRow(len(rows), "warmup" if ev.phase == P.Phase.WARMUP else "main", ev.epoch, ev.batch,
-                               ev.n_samples, float(ev.loss), int(ev.start_tick), int(ev.end_tick), int(ev.cycles),
-                               (ev.end_tick - ev.start_tick) / tick_hz, pt, pe)
+                row = BatchRow(
+                    len(rows),
+                    "warmup" if ev.phase == P.Phase.WARMUP else "main",
+                    ev.epoch,
+                    ev.batch,
+                    ev.n_samples,
+                    float(ev.loss),
+                    int(ev.start_tick),
+                    int(ev.end_tick),
+                    int(ev.cycles),
+                    (ev.end_tick - ev.start_tick) / tick_hz,
+                    pt,
+                    pe,
+                )
                 rows.append(row)
                 self.store.put_round_batch(rid, row.index, row.to_dict())
                 self.state.set_row(row)
@@ -803,8 +978,9 @@ class RoundRunner:
                     pass
                 last_seen = now
             if now - last_seen > (10.0 if aborted else idle_limit):
-                raise RoundError(f"no report from the board for {now - last_seen:.0f} s "
-                                 f"({len(rows)}/{total} batches done)")
+                raise RoundError(
+                    f"no report from the board for {now - last_seen:.0f} s ({len(rows)}/{total} batches done)"
+                )
         # let the power stream catch up with the end of the last batch, then settle the rest
         if power is not None and rows:
             deadline = time.monotonic() + 3.0
@@ -895,8 +1071,10 @@ def round_summary(r: Mapping[str, Any]) -> str:
     if res.get("before") and res.get("after"):
         f1 = f"  F1 {res['before']['macro_f1']:.3f} → {res['after']['macro_f1']:.3f}"
     e = f"  {res['energy_j'] * 1e3:.1f} mJ" if res.get("energy_j") else ""
-    return (f"#{r['id']}  T={c.get('input_size', '?')} {str(c.get('mode', '?')).upper()} "
-            f"{c.get('epochs', '?')} ep  [{r.get('status')}]{f1}{e}")
+    return (
+        f"#{r['id']}  T={c.get('input_size', '?')} {str(c.get('mode', '?')).upper()} "
+        f"{c.get('epochs', '?')} ep  [{r.get('status')}]{f1}{e}"
+    )
 
 
 def round_report(store: "Store", round_id: int) -> str:
@@ -904,37 +1082,55 @@ def round_report(store: "Store", round_id: int) -> str:
     r = _round(store, round_id)
     c, res = r["config"], r["result"]
     rows = round_rows(store, round_id)
-    lines = [f"# ODL Studio — personalization round {round_id}", "",
-             f"* date: {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created']))}; status: **{r['status']}**",
-             "", "## Model", "",
-             f"* base model: `{Path(str(c.get('model_source', '?'))).name}` (input T={c.get('input_size')}, "
-             f"{c.get('rate_hz', '?')} Hz), classes {', '.join(c.get('model_classes', []))}",
-             f"* trained: {c.get('mode')} → layers {', '.join(c.get('trainable', []))}",
-             f"* epochs {c.get('epochs')} (+{c.get('warmup_epochs', 0)} warm-up), lr {c.get('lr')}, "
-             f"batch {c.get('batch_size')}, seed {c.get('seed')}", "", "## Data", "",
-             f"* {c.get('n_train')} training windows, {c.get('n_test')} test windows "
-             f"(chronological {int(100 * float(c.get('train_fraction', 0.6)))}/"
-             f"{100 - int(100 * float(c.get('train_fraction', 0.6)))} split per activity)"]
+    lines = [
+        f"# ODL Studio — personalization round {round_id}",
+        "",
+        f"* date: {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created']))}; status: **{r['status']}**",
+        "",
+        "## Model",
+        "",
+        f"* base model: `{Path(str(c.get('model_source', '?'))).name}` (input T={c.get('input_size')}, "
+        f"{c.get('rate_hz', '?')} Hz), classes {', '.join(c.get('model_classes', []))}",
+        f"* trained: {c.get('mode')} → layers {', '.join(c.get('trainable', []))}",
+        f"* epochs {c.get('epochs')} (+{c.get('warmup_epochs', 0)} warm-up), lr {c.get('lr')}, "
+        f"batch {c.get('batch_size')}, seed {c.get('seed')}",
+        "",
+        "## Data",
+        "",
+        f"* {c.get('n_train')} training windows, {c.get('n_test')} test windows "
+        f"(chronological {int(100 * float(c.get('train_fraction', 0.6)))}/"
+        f"{100 - int(100 * float(c.get('train_fraction', 0.6)))} split per activity)",
+    ]
     for cls, (ntr, nte) in (res.get("counts") or {}).items():
         lines.append(f"  * {cls}: {ntr} train / {nte} test")
     lines += ["", "## Round", ""]
     if res.get("before") and res.get("after"):
         b, a = res["before"], res["after"]
-        lines += ["| | accuracy | macro-F1 | loss |", "|---|---|---|---|",
-                  f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {b.get('loss') or float('nan'):.3f} |",
-                  f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {a.get('loss') or float('nan'):.3f} |", ""]
+        lines += [
+            "| | accuracy | macro-F1 | loss |",
+            "|---|---|---|---|",
+            f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {b.get('loss') or float('nan'):.3f} |",
+            f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {a.get('loss') or float('nan'):.3f} |",
+            "",
+        ]
     if rows:
-        lines.append(f"* {len(rows)} batches, board time {sum(r.seconds for r in rows):.2f} s, "
-                     f"final batch loss {rows[-1].loss:.3f}")
+        lines.append(
+            f"* {len(rows)} batches, board time {sum(r.seconds for r in rows):.2f} s, "
+            f"final batch loss {rows[-1].loss:.3f}"
+        )
     if res.get("energy_j") is not None:
-        lines.append(f"* measured energy {res['energy_j'] * 1e3:.2f} mJ, average power "
-                     f"{res['avg_power_w'] * 1e3:.3f} mW (LPM01A, {', '.join(res.get('energy_sources', []))})")
+        lines.append(
+            f"* measured energy {res['energy_j'] * 1e3:.2f} mJ, average power "
+            f"{res['avg_power_w'] * 1e3:.3f} mW (LPM01A, {', '.join(res.get('energy_sources', []))})"
+        )
     lines += ["", "## Estimator vs measured", "", "| | predicted | measured | error |", "|---|---|---|---|"]
 
     def row(name: str, pred: float | None, meas: float | None, unit: str, k: float) -> str:
         if pred is None or meas is None:
-            return f"| {name} | {'—' if pred is None else f'{pred * k:.3f} {unit}'} | " \
-                   f"{'—' if meas is None else f'{meas * k:.3f} {unit}'} | — |"
+            return (
+                f"| {name} | {'—' if pred is None else f'{pred * k:.3f} {unit}'} | "
+                f"{'—' if meas is None else f'{meas * k:.3f} {unit}'} | — |"
+            )
         err = 100.0 * (pred - meas) / meas if meas else float("nan")
         return f"| {name} | {pred * k:.3f} {unit} | {meas * k:.3f} {unit} | {err:+.1f} % |"
 
@@ -965,9 +1161,15 @@ def personalized_model(store: "Store", round_id: int) -> "LoadedModel":
     return load_npz(path)
 
 
-def export_round(store: "Store", round_id: int, out_dir: str | Path, formats: Sequence[str] = EXPORT_FORMATS,
-                 stem: str | None = None, cancelled: Callable[[], bool] = lambda: False,
-                 progress: Callable[..., None] = _progress_noop) -> dict[str, Path]:
+def export_round(
+    store: "Store",
+    round_id: int,
+    out_dir: str | Path,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    stem: str | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    progress: Callable[..., None] = _progress_noop,
+) -> dict[str, Path]:
     """Write the round's personalized weights in ``formats`` plus ``<stem>_report.md`` into ``out_dir``.
 
     ``tflite_int8`` is calibrated on the round's own training windows.  Returns ``{format: path}`` (with
@@ -1014,7 +1216,7 @@ def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | No
     from estimator.calibrate import BatchRecord
 
     recs = []
-    for r in (store.rounds() if rounds is None else rounds):
+    for r in store.rounds() if rounds is None else rounds:
         c, res = r["config"], r["result"]
         if r["status"] != "done" or not res.get("round_info"):
             continue
@@ -1025,9 +1227,18 @@ def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | No
         clock = res["round_info"].get("sysclk_hz")
         for b in round_rows(store, r["id"]):
             tr: Any = "last" if b.phase == "warmup" else list(c.get("trainable") or [])
-            recs.append(BatchRecord(arch, tr, int(b.n_samples), float(b.seconds), clock_hz=clock,
-                                    energy_j=b.energy_j if b.source == "d7" else None,
-                                    voltage_v=res.get("voltage_v"), label=f"round {r['id']} batch {b.index}"))
+            recs.append(
+                BatchRecord(
+                    arch,
+                    tr,
+                    int(b.n_samples),
+                    float(b.seconds),
+                    clock_hz=clock,
+                    energy_j=b.energy_j if b.source == "d7" else None,
+                    voltage_v=res.get("voltage_v"),
+                    label=f"round {r['id']} batch {b.index}",
+                )
+            )
     return recs
 
 
@@ -1052,8 +1263,17 @@ class EstimatorInputs:
     accounting: str = "paper"  # 'paper' | 'peak'
     n_classes: int = 5
 
-    KEYS = ("profile", "batch_size", "epochs", "ram_kib", "reserve_kib", "time_s", "energy_mj", "power_source",
-            "accounting")
+    KEYS = (
+        "profile",
+        "batch_size",
+        "epochs",
+        "ram_kib",
+        "reserve_kib",
+        "time_s",
+        "energy_mj",
+        "power_source",
+        "accounting",
+    )
 
     @classmethod
     def from_settings(cls, settings: Any) -> "EstimatorInputs":
@@ -1067,10 +1287,16 @@ class EstimatorInputs:
         for k in self.KEYS:
             settings.set(f"estimator.{k}", getattr(self, k))
 
-    def recommend(self, n_windows: int | Callable[[int], int | None] | None = None,
-                  profile_dir: str | Path | None = None, input_sizes: Sequence[int] = GENERAL_SIZES,
-                  epochs: Sequence[int] = RECOMMEND_EPOCHS, *, arch: "Arch | Callable[[int], Arch] | None" = None,
-                  accuracy: Any = None) -> Any:
+    def recommend(
+        self,
+        n_windows: int | Callable[[int], int | None] | None = None,
+        profile_dir: str | Path | None = None,
+        input_sizes: Sequence[int] = GENERAL_SIZES,
+        epochs: Sequence[int] = RECOMMEND_EPOCHS,
+        *,
+        arch: "Arch | Callable[[int], Arch] | None" = None,
+        accuracy: Any = None,
+    ) -> Any:
         """:func:`estimator.recommend.recommend` under these budgets: TL and Full at ``input_sizes`` and
         ``epochs`` (plus the table's own :attr:`epochs`).
 
@@ -1086,21 +1312,34 @@ class EstimatorInputs:
 
         n_classes = int(self.n_classes)
         model = arch if arch is not None else (lambda T: paper_cnn(int(T), n_classes))
-        return recommend(model, tuple(int(T) for T in input_sizes), ("tl", "full"),
-                         tuple(sorted(set(int(e) for e in epochs) | {int(self.epochs)})),
-                         batch_size=int(self.batch_size), profile=get_profile(self.profile, profile_dir),
-                         n_windows=n_windows, ram_kib=self.ram_kib, reserve_kib=self.reserve_kib,
-                         time_s=self.time_s or None, energy_mj=self.energy_mj or None,
-                         power_source=self.power_source, accounting=self.accounting, accuracy=accuracy)
+        return recommend(
+            model,
+            tuple(int(T) for T in input_sizes),
+            ("tl", "full"),
+            tuple(sorted(set(int(e) for e in epochs) | {int(self.epochs)})),
+            batch_size=int(self.batch_size),
+            profile=get_profile(self.profile, profile_dir),
+            n_windows=n_windows,
+            ram_kib=self.ram_kib,
+            reserve_kib=self.reserve_kib,
+            time_s=self.time_s or None,
+            energy_mj=self.energy_mj or None,
+            power_source=self.power_source,
+            accounting=self.accounting,
+            accuracy=accuracy,
+        )
 
 
 def labelled_seconds(store: "Store", dataset_id: int) -> float:
     """Seconds of labelled accelerometer data in a dataset (for windows-per-epoch estimates)."""
-    return float(sum(l.end_s - l.start_s for rec in store.recordings("accel", dataset_id) for l in store.labels(rec.id)))
+    return float(
+        sum(l.end_s - l.start_s for rec in store.recordings("accel", dataset_id) for l in store.labels(rec.id))
+    )
 
 
-def windows_per_epoch(store: "Store", dataset_id: int, input_size: int, rate_hz: float = 20.0,
-                      train_fraction: float = 0.6) -> int | None:
+def windows_per_epoch(
+    store: "Store", dataset_id: int, input_size: int, rate_hz: float = 20.0, train_fraction: float = 0.6
+) -> int | None:
     """Training windows a round would get (60 % of the labelled time, stride T/2), None without labels."""
     s = labelled_seconds(store, dataset_id) * float(train_fraction)
     n = int(s * rate_hz)
@@ -1121,9 +1360,16 @@ def measured_points(store: "Store") -> list[dict]:
         if not rows:
             continue
         e = [b.energy_j for b in rows if b.energy_j is not None]
-        out.append({"round_id": r["id"], "input_size": c.get("input_size"), "mode": c.get("mode"),
-                    "batch_size": c.get("batch_size"), "seconds": float(np.mean([b.seconds for b in rows])),
-                    "energy_mj": float(np.mean(e)) * 1e3 if e else None,
-                    "pred_seconds": float(np.mean([b.pred_seconds or 0 for b in rows])),
-                    "pred_energy_mj": float(np.mean([b.pred_energy_j or 0 for b in rows])) * 1e3})
+        out.append(
+            {
+                "round_id": r["id"],
+                "input_size": c.get("input_size"),
+                "mode": c.get("mode"),
+                "batch_size": c.get("batch_size"),
+                "seconds": float(np.mean([b.seconds for b in rows])),
+                "energy_mj": float(np.mean(e)) * 1e3 if e else None,
+                "pred_seconds": float(np.mean([b.pred_seconds or 0 for b in rows])),
+                "pred_energy_mj": float(np.mean([b.pred_energy_j or 0 for b in rows])) * 1e3,
+            }
+        )
     return out

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 
 from app.core import datasets as ds
 
@@ -41,7 +40,7 @@ class SimulationResult:
         from estimator.recommend import MeasuredAccuracy, TableIIPrior  # noqa: PLC0415
 
         table = dict(self.table)
-        for (T, mode, _e) in self.table:
+        for T, mode, _e in self.table:
             table[(T, mode, 0)] = self.none[T]
         fb = TableIIPrior() if fallback == "default" else fallback
         return MeasuredAccuracy(table, fb)
@@ -58,26 +57,44 @@ class SimulationResult:
         return self.table[(int(input_size), mode, below[-1])]
 
     def to_dict(self) -> dict:
-        return {"table": [{"T": T, "mode": m, "epochs": e, "macro_f1": v, "accuracy": self.accuracy[(T, m, e)]}
-                          for (T, m, e), v in sorted(self.table.items())],
-                "none": {str(T): v for T, v in self.none.items()}, "n_train": {str(k): v for k, v in self.n_train.items()},
-                "n_test": {str(k): v for k, v in self.n_test.items()}, "seconds": self.seconds, "settings": self.settings}
+        return {
+            "table": [
+                {"T": T, "mode": m, "epochs": e, "macro_f1": v, "accuracy": self.accuracy[(T, m, e)]}
+                for (T, m, e), v in sorted(self.table.items())
+            ],
+            "none": {str(T): v for T, v in self.none.items()},
+            "n_train": {str(k): v for k, v in self.n_train.items()},
+            "n_test": {str(k): v for k, v in self.n_test.items()},
+            "seconds": self.seconds,
+            "settings": self.settings,
+        }
 
 
 def _model_for(models: ModelsLike, T: int):
     lm = models(T) if callable(models) else models.get(T)
     if lm is None:
-        raise ValueError(f"no general model for T={T} (have: {', '.join(map(str, models)) if not callable(models) else '?'})")
+        raise ValueError(
+            f"no general model for T={T} (have: {', '.join(map(str, models)) if not callable(models) else '?'})"
+        )
     if hasattr(lm, "arch"):
         return lm.arch, lm.weights, getattr(lm, "prepare", None), tuple(lm.arch.classes)
     arch, weights = lm  # (Arch, weights)
     return arch, weights, None, tuple(arch.classes)
 
 
-def simulate(recordings: ds.RecordingSet, models: ModelsLike, sizes: Iterable[int] | None = None,
-             modes: Sequence[str] = ("tl", "full"), epochs: Sequence[int] = (1, 2, 5, 10),
-             warmup_epochs: int = 2, lr: float = 0.01, batch: int = 32, train_fraction: float = 0.6,
-             seed: int = 0, max_train_windows: int | None = None) -> SimulationResult:
+def simulate(
+    recordings: ds.RecordingSet,
+    models: ModelsLike,
+    sizes: Iterable[int] | None = None,
+    modes: Sequence[str] = ("tl", "full"),
+    epochs: Sequence[int] = (1, 2, 5, 10),
+    warmup_epochs: int = 2,
+    lr: float = 0.01,
+    batch: int = 32,
+    train_fraction: float = 0.6,
+    seed: int = 0,
+    max_train_windows: int | None = None,
+) -> SimulationResult:
     """Measure macro-F1 per (T, mode, epochs) on one user's ``recordings`` (activities already named
     like the models' classes).  ``models``: ``{T: LoadedModel or (Arch, weights)}`` or a callable
     ``T -> model``; ``sizes`` default: the mapping's keys.  ``max_train_windows`` caps the local
@@ -99,8 +116,23 @@ def simulate(recordings: ds.RecordingSet, models: ModelsLike, sizes: Iterable[in
     if len(recordings.subjects()) != 1:
         raise ValueError(f"simulate() takes one user's recordings, got subjects {recordings.subjects()}")
     t0 = time.perf_counter()
-    res = SimulationResult({}, {}, {}, {}, {}, 0.0, {"modes": list(modes), "epochs": epochs, "warmup_epochs": warmup_epochs,
-                                                      "lr": lr, "batch": batch, "train_fraction": train_fraction, "seed": seed})
+    res = SimulationResult(
+        {},
+        {},
+        {},
+        {},
+        {},
+        0.0,
+        {
+            "modes": list(modes),
+            "epochs": epochs,
+            "warmup_epochs": warmup_epochs,
+            "lr": lr,
+            "batch": batch,
+            "train_fraction": train_fraction,
+            "seed": seed,
+        },
+    )
     for T in sizes:
         arch, weights, prepare, classes = _model_for(models, T)
         if int(arch.input_size) != T:
@@ -116,12 +148,15 @@ def simulate(recordings: ds.RecordingSet, models: ModelsLike, sizes: Iterable[in
         res.n_train[T], res.n_test[T] = int(len(y_tr)), int(len(test))
         res.none[T] = score(personalize_host(arch, weights, x_tr, y_tr, "none", 0), x_te, test.y)["macro_f1"]
         for mode in modes:
+
             def record(k: int, model, T=T, mode=mode) -> None:
                 if k in epochs:
                     s = score(model, x_te, test.y)
                     res.table[(T, mode, k)] = s["macro_f1"]
                     res.accuracy[(T, mode, k)] = s["accuracy"]
 
-            personalize_host(arch, weights, x_tr, y_tr, mode, epochs[-1], warmup_epochs, lr, batch, seed, on_epoch=record)
+            personalize_host(
+                arch, weights, x_tr, y_tr, mode, epochs[-1], warmup_epochs, lr, batch, seed, on_epoch=record
+            )
     res.seconds = round(time.perf_counter() - t0, 3)
     return res

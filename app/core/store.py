@@ -22,8 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["Store", "StoreError", "Recording", "LabelRow", "Marker", "Dataset", "User", "default_data_dir",
-           "SCHEMA_VERSION", "DEFAULT_CLASSES"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "Recording",
+    "LabelRow",
+    "Marker",
+    "Dataset",
+    "User",
+    "default_data_dir",
+    "SCHEMA_VERSION",
+    "DEFAULT_CLASSES",
+]
 
 #: WISDM v1.1 activities (the paper's pretraining set); a new dataset starts with these.
 DEFAULT_CLASSES = ("Walking", "Jogging", "Upstairs", "Downstairs", "Sitting", "Standing")
@@ -160,16 +170,19 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
-        self.session_id = self._insert("INSERT INTO sessions(started, app_version) VALUES (?, ?)",
-                                       (time.time(), _app_version()))
+        self.session_id = self._insert(
+            "INSERT INTO sessions(started, app_version) VALUES (?, ?)", (time.time(), _app_version())
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {version}, newer than this app's "
-                                 f"{SCHEMA_VERSION}: update ODL Studio or use another --data-dir")
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this app's "
+                    f"{SCHEMA_VERSION}: update ODL Studio or use another --data-dir"
+                )
             while version < SCHEMA_VERSION:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -263,8 +276,10 @@ class Store:
         return json.loads(rows[0][0]) if rows else default
 
     def set_setting(self, key: str, value: Any) -> None:
-        self._exec("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                   (key, json.dumps(value)))
+        self._exec(
+            "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )
 
     # --- users and datasets ----------------------------------------------------------------------
     def ensure_user(self, name: str, classes: tuple[str, ...] = DEFAULT_CLASSES) -> User:
@@ -276,8 +291,10 @@ class Store:
         if not rows:
             with self.transaction():
                 uid = self._insert("INSERT INTO users(name, created) VALUES (?, ?)", (name, time.time()))
-                did = self._insert("INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
-                                   (uid, "default", json.dumps(list(classes)), time.time()))
+                did = self._insert(
+                    "INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
+                    (uid, "default", json.dumps(list(classes)), time.time()),
+                )
                 self._exec("UPDATE users SET dataset_id=? WHERE id=?", (did, uid))
             rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
         r = rows[0]
@@ -296,8 +313,10 @@ class Store:
         if not classes or len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
             raise StoreError(f"dataset {name!r}: classes must be non-empty and unique, got {list(classes)}")
         try:
-            did = self._insert("INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
-                               (user_id, name, json.dumps(list(classes)), time.time()))
+            did = self._insert(
+                "INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
+                (user_id, name, json.dumps(list(classes)), time.time()),
+            )
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"user {user_id} already has a dataset called {name!r}") from exc
         return self.dataset(did)
@@ -316,8 +335,9 @@ class Store:
         return Dataset(r["id"], r["user_id"], r["name"], tuple(json.loads(r["classes"])))
 
     def datasets(self, user_id: int) -> list[Dataset]:
-        return [self.dataset(r["id"]) for r in self._rows("SELECT id FROM datasets WHERE user_id=? ORDER BY id",
-                                                          (user_id,))]
+        return [
+            self.dataset(r["id"]) for r in self._rows("SELECT id FROM datasets WHERE user_id=? ORDER BY id", (user_id,))
+        ]
 
     def set_classes(self, dataset_id: int, classes: tuple[str, ...]) -> None:
         if not classes or len(set(classes)) != len(classes):
@@ -325,24 +345,61 @@ class Store:
         self._exec("UPDATE datasets SET classes=? WHERE id=?", (json.dumps(list(classes)), dataset_id))
 
     # --- recordings ------------------------------------------------------------------------------
-    def add_recording(self, kind: str, name: str, path: str, rate_hz: float, channels: int, *,
-                      dataset_id: int | None = None, t_offset: float = 0.0, status: str = "recording",
-                      meta: dict | None = None, n_samples: int = 0) -> Recording:
+    def add_recording(
+        self,
+        kind: str,
+        name: str,
+        path: str,
+        rate_hz: float,
+        channels: int,
+        *,
+        dataset_id: int | None = None,
+        t_offset: float = 0.0,
+        status: str = "recording",
+        meta: dict | None = None,
+        n_samples: int = 0,
+    ) -> Recording:
         if kind not in ("accel", "power"):
             raise StoreError(f"recording kind must be 'accel' or 'power', got {kind!r}")
         rid = self._insert(
             "INSERT INTO recordings(dataset_id, session_id, kind, name, path, rate_hz, channels, n_samples, "
             "t_offset, started, status, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (dataset_id, self.session_id, kind, name, path, float(rate_hz), int(channels), int(n_samples),
-             float(t_offset), time.time(), status, json.dumps(meta or {})))
+            (
+                dataset_id,
+                self.session_id,
+                kind,
+                name,
+                path,
+                float(rate_hz),
+                int(channels),
+                int(n_samples),
+                float(t_offset),
+                time.time(),
+                status,
+                json.dumps(meta or {}),
+            ),
+        )
         return self.recording(rid)
 
-    def update_recording(self, recording_id: int, *, n_samples: int | None = None, status: str | None = None,
-                         name: str | None = None, meta: dict | None = None, path: str | None = None,
-                         t_offset: float | None = None) -> None:
+    def update_recording(
+        self,
+        recording_id: int,
+        *,
+        n_samples: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        meta: dict | None = None,
+        path: str | None = None,
+        t_offset: float | None = None,
+    ) -> None:
         sets, args = [], []
-        for col, val in (("n_samples", n_samples), ("status", status), ("name", name), ("path", path),
-                         ("t_offset", t_offset)):
+        for col, val in (
+            ("n_samples", n_samples),
+            ("status", status),
+            ("name", name),
+            ("path", path),
+            ("t_offset", t_offset),
+        ):
             if val is not None:
                 sets.append(f"{col}=?")
                 args.append(val)
@@ -373,8 +430,12 @@ class Store:
 
     def unfinished_recordings(self) -> list[Recording]:
         """Recordings of earlier sessions still marked 'recording' (the app crashed): to be recovered."""
-        return [_recording(r) for r in self._rows(
-            "SELECT * FROM recordings WHERE status='recording' AND session_id<>?", (self.session_id,))]
+        return [
+            _recording(r)
+            for r in self._rows(
+                "SELECT * FROM recordings WHERE status='recording' AND session_id<>?", (self.session_id,)
+            )
+        ]
 
     def delete_recording(self, recording_id: int) -> None:
         with self.transaction():
@@ -383,24 +444,33 @@ class Store:
             self._exec("DELETE FROM recordings WHERE id=?", (recording_id,))
 
     # --- labels ----------------------------------------------------------------------------------
-    def add_label(self, recording_id: int, start_s: float, end_s: float, label: str,
-                  label_id: int | None = None) -> int:
+    def add_label(
+        self, recording_id: int, start_s: float, end_s: float, label: str, label_id: int | None = None
+    ) -> int:
         """Insert (or, with ``label_id``, restore) a label; committed on return."""
         start_s, end_s = _interval(start_s, end_s)
         if label_id is not None:
-            cur = self._exec("UPDATE labels SET start_s=?, end_s=?, label=?, deleted=0, updated=? WHERE id=?",
-                             (start_s, end_s, label, time.time(), label_id))
+            cur = self._exec(
+                "UPDATE labels SET start_s=?, end_s=?, label=?, deleted=0, updated=? WHERE id=?",
+                (start_s, end_s, label, time.time(), label_id),
+            )
             if cur.rowcount:
                 return label_id
-            return self._insert("INSERT INTO labels(id, recording_id, start_s, end_s, label, updated) "
-                                "VALUES (?,?,?,?,?,?)", (label_id, recording_id, start_s, end_s, label, time.time()))
-        return self._insert("INSERT INTO labels(recording_id, start_s, end_s, label, updated) VALUES (?,?,?,?,?)",
-                            (recording_id, start_s, end_s, label, time.time()))
+            return self._insert(
+                "INSERT INTO labels(id, recording_id, start_s, end_s, label, updated) VALUES (?,?,?,?,?,?)",
+                (label_id, recording_id, start_s, end_s, label, time.time()),
+            )
+        return self._insert(
+            "INSERT INTO labels(recording_id, start_s, end_s, label, updated) VALUES (?,?,?,?,?)",
+            (recording_id, start_s, end_s, label, time.time()),
+        )
 
     def update_label(self, label_id: int, start_s: float, end_s: float, label: str) -> None:
         start_s, end_s = _interval(start_s, end_s)
-        cur = self._exec("UPDATE labels SET start_s=?, end_s=?, label=?, updated=? WHERE id=?",
-                         (start_s, end_s, label, time.time(), label_id))
+        cur = self._exec(
+            "UPDATE labels SET start_s=?, end_s=?, label=?, updated=? WHERE id=?",
+            (start_s, end_s, label, time.time(), label_id),
+        )
         if not cur.rowcount:
             raise StoreError(f"no label with id {label_id}")
 
@@ -409,13 +479,19 @@ class Store:
         self._exec("UPDATE labels SET deleted=1, updated=? WHERE id=?", (time.time(), label_id))
 
     def labels(self, recording_id: int) -> list[LabelRow]:
-        return [LabelRow(r["id"], r["recording_id"], r["start_s"], r["end_s"], r["label"]) for r in self._rows(
-            "SELECT * FROM labels WHERE recording_id=? AND deleted=0 ORDER BY start_s, id", (recording_id,))]
+        return [
+            LabelRow(r["id"], r["recording_id"], r["start_s"], r["end_s"], r["label"])
+            for r in self._rows(
+                "SELECT * FROM labels WHERE recording_id=? AND deleted=0 ORDER BY start_s, id", (recording_id,)
+            )
+        ]
 
     # --- markers ---------------------------------------------------------------------------------
     def add_marker(self, name: str, t_s: float, recording_id: int | None = None) -> Marker:
-        mid = self._insert("INSERT INTO markers(session_id, recording_id, name, t_s, created) VALUES (?,?,?,?,?)",
-                           (self.session_id, recording_id, name, float(t_s), time.time()))
+        mid = self._insert(
+            "INSERT INTO markers(session_id, recording_id, name, t_s, created) VALUES (?,?,?,?,?)",
+            (self.session_id, recording_id, name, float(t_s), time.time()),
+        )
         return Marker(mid, recording_id, name, float(t_s))
 
     def update_marker(self, marker_id: int, *, name: str | None = None, t_s: float | None = None) -> None:
@@ -431,65 +507,88 @@ class Store:
         if recording_id is not None:
             rows = self._rows("SELECT * FROM markers WHERE recording_id=? ORDER BY t_s", (recording_id,))
         else:
-            rows = self._rows("SELECT * FROM markers WHERE session_id=? AND recording_id IS NULL ORDER BY t_s",
-                              (self.session_id if session_id is None else session_id,))
+            rows = self._rows(
+                "SELECT * FROM markers WHERE session_id=? AND recording_id IS NULL ORDER BY t_s",
+                (self.session_id if session_id is None else session_id,),
+            )
         return [Marker(r["id"], r["recording_id"], r["name"], r["t_s"]) for r in rows]
 
     # --- measurements and rounds -----------------------------------------------------------------
-    def add_measurement(self, kind: str, data: dict, t0: float | None = None, t1: float | None = None,
-                        recording_id: int | None = None) -> int:
-        return self._insert("INSERT INTO measurements(session_id, recording_id, kind, t0, t1, data, created) "
-                            "VALUES (?,?,?,?,?,?,?)", (self.session_id, recording_id, kind, t0, t1,
-                                                       json.dumps(data), time.time()))
+    def add_measurement(
+        self, kind: str, data: dict, t0: float | None = None, t1: float | None = None, recording_id: int | None = None
+    ) -> int:
+        return self._insert(
+            "INSERT INTO measurements(session_id, recording_id, kind, t0, t1, data, created) VALUES (?,?,?,?,?,?,?)",
+            (self.session_id, recording_id, kind, t0, t1, json.dumps(data), time.time()),
+        )
 
     def measurements(self, kind: str | None = None) -> list[dict]:
-        rows = self._rows("SELECT * FROM measurements" + (" WHERE kind=?" if kind else "") + " ORDER BY id",
-                          (kind,) if kind else ())
+        rows = self._rows(
+            "SELECT * FROM measurements" + (" WHERE kind=?" if kind else "") + " ORDER BY id", (kind,) if kind else ()
+        )
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
     def add_round(self, config: dict, dataset_id: int | None = None) -> int:
         """A training round (the Training panel owns its content: ``config`` and ``result`` are JSON)."""
-        return self._insert("INSERT INTO rounds(session_id, dataset_id, created, config) VALUES (?,?,?,?)",
-                            (self.session_id, dataset_id, time.time(), json.dumps(config)))
+        return self._insert(
+            "INSERT INTO rounds(session_id, dataset_id, created, config) VALUES (?,?,?,?)",
+            (self.session_id, dataset_id, time.time(), json.dumps(config)),
+        )
 
     def update_round(self, round_id: int, *, status: str | None = None, result: dict | None = None) -> None:
         if status is not None:
-            self._exec("UPDATE rounds SET status=?, ended=CASE WHEN ? IN ('done','failed','cancelled','aborted') "
-                       "THEN ? ELSE ended END WHERE id=?", (status, status, time.time(), round_id))
+            self._exec(
+                "UPDATE rounds SET status=?, ended=CASE WHEN ? IN ('done','failed','cancelled','aborted') "
+                "THEN ? ELSE ended END WHERE id=?",
+                (status, status, time.time(), round_id),
+            )
         if result is not None:
             self._exec("UPDATE rounds SET result=? WHERE id=?", (json.dumps(result), round_id))
 
     def recover_rounds(self) -> list[int]:
         """Rounds of earlier sessions left 'created'/'running' (the app was killed mid-round) become
         'aborted' with the reason in their result; returns their ids.  Their batch rows are kept."""
-        rows = self._rows("SELECT id, result FROM rounds WHERE status IN ('created', 'running') AND "
-                          "(session_id IS NULL OR session_id<>?)", (self.session_id,))
+        rows = self._rows(
+            "SELECT id, result FROM rounds WHERE status IN ('created', 'running') AND "
+            "(session_id IS NULL OR session_id<>?)",
+            (self.session_id,),
+        )
         now = time.time()
         with self.transaction():
             for r in rows:
                 result = json.loads(r["result"] or "{}")
-                result.setdefault("error", "the app stopped during this round (crash, kill or power loss); "
-                                           "the board's weights were not downloaded")
-                self._exec("UPDATE rounds SET status='aborted', ended=?, result=? WHERE id=?",
-                           (now, json.dumps(result), r["id"]))
+                result.setdefault(
+                    "error",
+                    "the app stopped during this round (crash, kill or power loss); "
+                    "the board's weights were not downloaded",
+                )
+                self._exec(
+                    "UPDATE rounds SET status='aborted', ended=?, result=? WHERE id=?",
+                    (now, json.dumps(result), r["id"]),
+                )
         return [int(r["id"]) for r in rows]
 
     def rounds(self, dataset_id: int | None = None) -> list[dict]:
-        rows = self._rows("SELECT * FROM rounds" + (" WHERE dataset_id=?" if dataset_id is not None else "")
-                          + " ORDER BY id", (dataset_id,) if dataset_id is not None else ())
+        rows = self._rows(
+            "SELECT * FROM rounds" + (" WHERE dataset_id=?" if dataset_id is not None else "") + " ORDER BY id",
+            (dataset_id,) if dataset_id is not None else (),
+        )
         return [{**dict(r), "config": json.loads(r["config"]), "result": json.loads(r["result"])} for r in rows]
-
 
     # --- per-batch records of rounds (schema v2; written by app/core/rounds.py) --------------------
     def put_round_batch(self, round_id: int, idx: int, data: dict) -> None:
         """Insert or replace batch ``idx`` of round ``round_id`` (energy is filled in after the report)."""
-        self._exec("INSERT INTO round_batches(round_id, idx, data, updated) VALUES (?,?,?,?) "
-                   "ON CONFLICT(round_id, idx) DO UPDATE SET data=excluded.data, updated=excluded.updated",
-                   (int(round_id), int(idx), json.dumps(data), time.time()))
+        self._exec(
+            "INSERT INTO round_batches(round_id, idx, data, updated) VALUES (?,?,?,?) "
+            "ON CONFLICT(round_id, idx) DO UPDATE SET data=excluded.data, updated=excluded.updated",
+            (int(round_id), int(idx), json.dumps(data), time.time()),
+        )
 
     def round_batches(self, round_id: int) -> list[dict]:
-        return [json.loads(r["data"]) for r in self._rows(
-            "SELECT data FROM round_batches WHERE round_id=? ORDER BY idx", (int(round_id),))]
+        return [
+            json.loads(r["data"])
+            for r in self._rows("SELECT data FROM round_batches WHERE round_id=? ORDER BY idx", (int(round_id),))
+        ]
 
 
 class _Txn:
@@ -530,8 +629,21 @@ def _interval(a: float, b: float) -> tuple[float, float]:
 
 
 def _recording(r: sqlite3.Row) -> Recording:
-    return Recording(r["id"], r["dataset_id"], r["kind"], r["name"], r["path"], r["rate_hz"], r["channels"],
-                     r["n_samples"], r["t_offset"], r["started"], r["ended"], r["status"], json.loads(r["meta"]))
+    return Recording(
+        r["id"],
+        r["dataset_id"],
+        r["kind"],
+        r["name"],
+        r["path"],
+        r["rate_hz"],
+        r["channels"],
+        r["n_samples"],
+        r["t_offset"],
+        r["started"],
+        r["ended"],
+        r["status"],
+        json.loads(r["meta"]),
+    )
 
 
 def _app_version() -> str:

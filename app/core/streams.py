@@ -62,13 +62,13 @@ class Ring:
         if n == 0:
             return
         if n >= self.capacity:
-            rows = rows[-self.capacity:]
+            rows = rows[-self.capacity :]
             skipped = n - self.capacity
             self.end += skipped
             n = self.capacity
         pos = self.end % self.capacity
         first = min(n, self.capacity - pos)
-        self.buf[pos:pos + first] = rows[:first]
+        self.buf[pos : pos + first] = rows[:first]
         if first < n:
             self.buf[: n - first] = rows[first:]
         self.end += n
@@ -89,7 +89,7 @@ class Ring:
             return self.buf[:0].copy()
         a, b = i0 % self.capacity, i1 % self.capacity
         if a < b or (b == 0 and i1 - i0 == self.capacity - a):
-            return self.buf[a:a + (i1 - i0)].copy()
+            return self.buf[a : a + (i1 - i0)].copy()
         return np.concatenate([self.buf[a:], self.buf[:b]])
 
     def covers(self, i0: int, i1: int) -> bool:
@@ -111,13 +111,23 @@ class _Buckets:
 
     @staticmethod
     def empty(ch: int) -> "_Buckets":
-        return _Buckets(np.empty((0, ch), np.float32), np.empty((0, ch), np.float32), np.empty((0, ch)),
-                        np.empty((0, ch)), np.empty((0,), np.int64))
+        return _Buckets(
+            np.empty((0, ch), np.float32),
+            np.empty((0, ch), np.float32),
+            np.empty((0, ch)),
+            np.empty((0, ch)),
+            np.empty((0,), np.int64),
+        )
 
     @staticmethod
     def nan(k: int, ch: int) -> "_Buckets":
-        return _Buckets(np.full((k, ch), np.nan, np.float32), np.full((k, ch), np.nan, np.float32),
-                        np.zeros((k, ch)), np.zeros((k, ch)), np.zeros((k,), np.int64))
+        return _Buckets(
+            np.full((k, ch), np.nan, np.float32),
+            np.full((k, ch), np.nan, np.float32),
+            np.zeros((k, ch)),
+            np.zeros((k, ch)),
+            np.zeros((k,), np.int64),
+        )
 
     @staticmethod
     def from_samples(x: np.ndarray, size: int) -> "_Buckets":
@@ -126,8 +136,13 @@ class _Buckets:
         g = x[: k * size].reshape(k, size, x.shape[1])
         valid = ~np.isnan(g)
         z = np.where(valid, g, 0.0).astype(np.float64)
-        return _Buckets(np.fmin.reduce(g, axis=1), np.fmax.reduce(g, axis=1), z.sum(axis=1),
-                        (z * z).sum(axis=1), valid[:, :, 0].sum(axis=1).astype(np.int64))
+        return _Buckets(
+            np.fmin.reduce(g, axis=1),
+            np.fmax.reduce(g, axis=1),
+            z.sum(axis=1),
+            (z * z).sum(axis=1),
+            valid[:, :, 0].sum(axis=1).astype(np.int64),
+        )
 
     def group(self, size: int) -> "_Buckets":
         """Merge consecutive groups of ``size`` buckets (drops an incomplete tail)."""
@@ -137,9 +152,17 @@ class _Buckets:
         def r(a: np.ndarray) -> np.ndarray:
             return a[: k * size].reshape(k, size, *a.shape[1:])
 
-        return _Buckets(np.fmin.reduce(r(self.mn), axis=1), np.fmax.reduce(r(self.mx), axis=1),
-                        r(self.s).sum(axis=1), r(self.ss).sum(axis=1),
-                        r(self.n).sum(axis=1)) if k else _Buckets.empty(ch)
+        return (
+            _Buckets(
+                np.fmin.reduce(r(self.mn), axis=1),
+                np.fmax.reduce(r(self.mx), axis=1),
+                r(self.s).sum(axis=1),
+                r(self.ss).sum(axis=1),
+                r(self.n).sum(axis=1),
+            )
+            if k
+            else _Buckets.empty(ch)
+        )
 
     def concat(self, other: "_Buckets") -> "_Buckets":
         return _Buckets(*(np.concatenate([a, b]) for a, b in zip(self._t(), other._t())))
@@ -156,9 +179,13 @@ class _Level:
 
     def __init__(self, size: int, capacity: int, ch: int):
         self.size = size  # samples per bucket
-        self.rings = (Ring(capacity, (ch,), np.float32), Ring(capacity, (ch,), np.float32),
-                      Ring(capacity, (ch,), np.float64, 0.0), Ring(capacity, (ch,), np.float64, 0.0),
-                      Ring(capacity, (), np.int64, 0))
+        self.rings = (
+            Ring(capacity, (ch,), np.float32),
+            Ring(capacity, (ch,), np.float32),
+            Ring(capacity, (ch,), np.float64, 0.0),
+            Ring(capacity, (ch,), np.float64, 0.0),
+            Ring(capacity, (), np.int64, 0),
+        )
 
     @property
     def end(self) -> int:
@@ -224,9 +251,20 @@ class Stats:
 class SampleStream:
     """Bounded multi-resolution buffer of a uniformly sampled signal; see the module documentation."""
 
-    def __init__(self, name: str, rate_hz: float, channels: int = 1, *, unit: str = "",
-                 channel_names: tuple[str, ...] | None = None, recent_s: float = 30.0,
-                 history_s: float = 3600.0, base: int = 1000, factor: int = 10, levels: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        rate_hz: float,
+        channels: int = 1,
+        *,
+        unit: str = "",
+        channel_names: tuple[str, ...] | None = None,
+        recent_s: float = 30.0,
+        history_s: float = 3600.0,
+        base: int = 1000,
+        factor: int = 10,
+        levels: int | None = None,
+    ):
         if not (rate_hz > 0 and math.isfinite(rate_hz)):
             raise StreamError(f"stream {name!r}: rate_hz must be a positive number, got {rate_hz!r}")
         if channels < 1:
@@ -249,7 +287,7 @@ class SampleStream:
         hist = int(math.ceil(self.history_s * rate_hz))
         if levels is None:  # coarsest level: about a few hundred buckets over the history
             levels = 1
-            while hist // (base * factor ** levels) >= 200:
+            while hist // (base * factor**levels) >= 200:
                 levels += 1
         self._levels: list[_Level] = []
         size = base
@@ -452,7 +490,7 @@ class SampleStream:
             k = -(-(stop - pos) // col) if stop > pos else 0
             if k:
                 buf = np.full((k * col, ch), np.nan, np.float32)
-                buf[lead:lead + len(y)] = y
+                buf[lead : lead + len(y)] = y
                 g = buf.reshape(k, col, ch)
                 mns.append(np.fmin.reduce(g, axis=1))
                 mxs.append(np.fmax.reduce(g, axis=1))

@@ -14,8 +14,9 @@ def configure_pyqtgraph() -> None:
     """Raster painting, no antialiasing, dark background (engineers' scope look); OpenGL stays off."""
     import pyqtgraph as pg
 
-    pg.setConfigOptions(antialias=False, useOpenGL=False, background="#111318", foreground="#d1d5db",
-                        imageAxisOrder="row-major")
+    pg.setConfigOptions(
+        antialias=False, useOpenGL=False, background="#111318", foreground="#d1d5db", imageAxisOrder="row-major"
+    )
 
 
 def build_window(ctx, fps: int | None = None):
@@ -36,8 +37,13 @@ def connect_virtual(ctx) -> list[str]:
     return keys
 
 
-def main(data_dir: str | Path | None = None, bench: bool | None = None, panel: str | None = None,
-         quit_after_s: float | None = None, time_scale: float = 1.0) -> int:
+def main(
+    data_dir: str | Path | None = None,
+    bench: bool | None = None,
+    panel: str | None = None,
+    quit_after_s: float | None = None,
+    time_scale: float = 1.0,
+) -> int:
     """Run the app until the window closes; returns the exit code."""
     t_start = time.perf_counter()
     from PySide6.QtCore import QTimer

@@ -14,9 +14,21 @@ import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
-                               QMessageBox, QStackedWidget, QStyle, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QStyle,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.context import AppContext
 from app.core.devices import DeviceState
@@ -104,8 +116,11 @@ class MainWindow(QMainWindow):
         keys.triggered.connect(self.show_shortcuts)
         helpm.addAction(keys)
         about = QAction("&About", self)
-        about.triggered.connect(lambda: QMessageBox.about(
-            self, "ODL Studio", "ODL Studio — personalize HAR models on STM32 and measure time, power, energy."))
+        about.triggered.connect(
+            lambda: QMessageBox.about(
+                self, "ODL Studio", "ODL Studio — personalize HAR models on STM32 and measure time, power, energy."
+            )
+        )
         helpm.addAction(about)
 
     def _build_status(self) -> None:
@@ -201,8 +216,9 @@ class MainWindow(QMainWindow):
         self._device_version = dm.version
         if dm.bench is not None:
             self.bench_label.setText("Virtual bench")
-            self.bench_label.setStyleSheet("QLabel { background:#fde68a; color:#111; padding:1px 6px; "
-                                           "border-radius:3px; font-weight:bold; }")
+            self.bench_label.setStyleSheet(
+                "QLabel { background:#fde68a; color:#111; padding:1px 6px; border-radius:3px; font-weight:bold; }"
+            )
             self.bench_label.setToolTip("No hardware: the emulated NUCLEO and LPM01A run in this process")
         else:
             self.bench_label.setText("Hardware" if dm.snapshot() else "No device")

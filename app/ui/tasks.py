@@ -76,9 +76,14 @@ class TaskRunner(QObject):
         self.pool.setMaxThreadCount(max_threads)
         self.tasks: list[Task] = []
 
-    def start(self, title: str, fn: Callable[[CancelToken, Callable[..., None]], Any],
-              on_done: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,
-              on_progress: Callable[[float, str], None] | None = None) -> Task:
+    def start(
+        self,
+        title: str,
+        fn: Callable[[CancelToken, Callable[..., None]], Any],
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> Task:
         task = Task(title, fn)
 
         def progress(f: float, text: str) -> None:

@@ -47,6 +47,7 @@ VIEW_KINDS = frozenset({"flatten", "dropout"})
 PARAM_KINDS = frozenset({"conv", "dense", "bn"})
 BN_MODES = ("fold", "affine")
 
+
 @dataclass(frozen=True)
 class RLayer:
     """One runtime layer.  Spatial shapes are canonical 4-D per sample: ``(L, W, C)`` with ``W = 1``
@@ -150,7 +151,9 @@ def check_supported(arch: Arch) -> None:
         if layer.kind not in _RUNTIME_KIND:
             raise ArchError(f"layer {layer.name!r}: kind {layer.kind!r} is not supported by the training engine")
         if layer.kind in ("conv1d", "conv2d") and layer.stride not in (0, 1):
-            raise ArchError(f"layer {layer.name!r} ({layer.kind}): only stride 1 is supported, got stride {layer.stride}")
+            raise ArchError(
+                f"layer {layer.name!r} ({layer.kind}): only stride 1 is supported, got stride {layer.stride}"
+            )
         if layer.kind == "softmax" and i != len(arch.layers) - 1:
             raise ArchError(
                 f"layer {layer.name!r}: softmax is only supported as the last layer (it is fused with the "
@@ -190,8 +193,17 @@ def lower(arch: Arch, trainable: "str | Sequence[str] | frozenset[str] | None" =
             and prev.layer is arch.layers[j - 1]
             and not (tr and not prev.trainable)
         ):
-            rl[-1] = RLayer(prev.index, "conv", prev.name, prev.layer, prev.in_shape, prev.out_shape,
-                            prev.trainable, use_bias=True, bn=layer)
+            rl[-1] = RLayer(
+                prev.index,
+                "conv",
+                prev.name,
+                prev.layer,
+                prev.in_shape,
+                prev.out_shape,
+                prev.trainable,
+                use_bias=True,
+                bn=layer,
+            )
             continue
         in4 = tuple(s_in) if len(s_in) == 1 else _canon(tuple(s_in))
         out4 = tuple(s_out) if len(s_out) == 1 else _canon(tuple(s_out))

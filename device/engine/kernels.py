@@ -28,8 +28,15 @@ def _noop() -> None:
     return None
 
 
-def bind_conv(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy: np.ndarray | None,
-              params: Sequence[np.ndarray], grads: Sequence[np.ndarray] | None) -> tuple[Fn, Fn]:
+def bind_conv(
+    rl: RLayer,
+    x: np.ndarray,
+    y: np.ndarray,
+    dx: np.ndarray | None,
+    dy: np.ndarray | None,
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray] | None,
+) -> tuple[Fn, Fn]:
     B, L, Wd, C = x.shape
     K = rl.layer.kernel
     F = y.shape[-1]
@@ -44,10 +51,12 @@ def bind_conv(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
     copyto, matmul = np.copyto, np.matmul
 
     if b is None:
+
         def fwd() -> None:
             copyto(cols, xv)
             matmul(cols2, w2, out=y2)
     else:
+
         def fwd() -> None:
             copyto(cols, xv)
             matmul(cols2, w2, out=y2)
@@ -67,7 +76,7 @@ def bind_conv(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
         dcols = np.empty((B, Lo, Wd, K, C), DTYPE)
         dcols2 = dcols.reshape(B * Lo * Wd, K * C)
         head, tail = dx[:, :Lo], dx[:, Lo:]
-        shifted = [(dx[:, k:k + Lo], dcols[:, :, :, k, :]) for k in range(1, K)]
+        shifted = [(dx[:, k : k + Lo], dcols[:, :, :, k, :]) for k in range(1, K)]
         d0 = dcols[:, :, :, 0, :]
         add = np.add
 
@@ -77,22 +86,33 @@ def bind_conv(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
             tail.fill(0.0)
             for dst, src in shifted:
                 add(dst, src, out=dst)
+
         steps.append(back_dx)
     return fwd, _chain(steps)
 
 
-def bind_dense(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy: np.ndarray | None,
-               params: Sequence[np.ndarray], grads: Sequence[np.ndarray] | None) -> tuple[Fn, Fn]:
+def bind_dense(
+    rl: RLayer,
+    x: np.ndarray,
+    y: np.ndarray,
+    dx: np.ndarray | None,
+    dy: np.ndarray | None,
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray] | None,
+) -> tuple[Fn, Fn]:
     w = params[0]
     b = params[1] if len(params) > 1 else None
     matmul = np.matmul
     if b is None:
+
         def fwd() -> None:
             matmul(x, w, out=y)
     else:
+
         def fwd() -> None:
             matmul(x, w, out=y)
             np.add(y, b, out=y)
+
     if dy is None:
         return fwd, None
     steps: list[Callable[[], None]] = []
@@ -130,7 +150,7 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
     win = as_strided(x, shape=(B, Lo, p, Wd, C), strides=(sB, s * sL, sL, sW, sC), writeable=False)
     # slot j = the j-th element of every window: a strided slice (elementwise chains over p slices are
     # several times faster than a reduction over a short strided axis)
-    xslots = [x[:, j:j + s * (Lo - 1) + 1:s] for j in range(p)]
+    xslots = [x[:, j : j + s * (Lo - 1) + 1 : s] for j in range(p)]
     inv = DTYPE(1.0 / p)
     is_max = rl.kind == "maxpool"
     tiled = s == p  # windows tile the input: backward is one broadcast write
@@ -146,29 +166,33 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
             np.copyto(y, first)
 
     if not is_max:
+
         def fwd() -> None:
             reduce_fwd()
             np.multiply(y, inv, out=y)
+
         if dx is None:
             return fwd, None
         if tiled:
-            dxw = dx[:, :Lo * p].reshape(B, Lo, p, Wd, C)
-            rest = dx[:, Lo * p:]
+            dxw = dx[:, : Lo * p].reshape(B, Lo, p, Wd, C)
+            rest = dx[:, Lo * p :]
             dyb = dy[:, :, None]
 
             def bwd() -> None:
                 np.multiply(dyb, inv, out=dxw)
                 if rest.size:
                     rest.fill(0.0)
+
             return fwd, bwd
         scaled = np.empty_like(dy)
-        slots = [dx[:, j:j + s * (Lo - 1) + 1:s] for j in range(p)]
+        slots = [dx[:, j : j + s * (Lo - 1) + 1 : s] for j in range(p)]
 
         def bwd_general() -> None:
             np.multiply(dy, inv, out=scaled)
             dx.fill(0.0)
             for dst in slots:
                 dst += scaled
+
         return fwd, bwd_general
 
     # max pooling: remember the arg-max (first maximum, as TensorFlow) for the backward pass
@@ -178,8 +202,8 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
     if tiled:
         mask = np.empty((B, Lo, p, Wd, C), bool)
         ar = np.arange(p).reshape(1, 1, p, 1, 1)
-        dxw = dx[:, :Lo * p].reshape(B, Lo, p, Wd, C)
-        rest = dx[:, Lo * p:]
+        dxw = dx[:, : Lo * p].reshape(B, Lo, p, Wd, C)
+        rest = dx[:, Lo * p :]
         dyb = dy[:, :, None]
 
         def fwd_max() -> None:
@@ -191,8 +215,9 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
             np.multiply(dyb, mask, out=dxw)
             if rest.size:
                 rest.fill(0.0)
+
         return fwd_max, bwd_max
-    slots = [dx[:, j:j + s * (Lo - 1) + 1:s] for j in range(p)]
+    slots = [dx[:, j : j + s * (Lo - 1) + 1 : s] for j in range(p)]
     sel = np.empty((B, Lo, Wd, C), bool)
 
     def fwd_max_g() -> None:
@@ -204,10 +229,13 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
         for j, dst in enumerate(slots):
             np.equal(idx, j, out=sel)
             dst += dy * sel
+
     return fwd_max_g, bwd_max_g
 
 
-def bind_global(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy: np.ndarray | None) -> tuple[Fn, Fn]:
+def bind_global(
+    rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy: np.ndarray | None
+) -> tuple[Fn, Fn]:
     """Global average/max pooling over time and axis columns: ``(B, L, W, C) -> (B, C)``."""
     B, L, Wd, C = x.shape
     n = L * Wd
@@ -218,6 +246,7 @@ def bind_global(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None,
         def fwd() -> None:
             np.add.reduce(x3, axis=1, out=y)
             np.multiply(y, inv, out=y)
+
         if dx is None:
             return fwd, None
         dx3 = dx.reshape(B, n, C)
@@ -235,11 +264,19 @@ def bind_global(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None,
         np.argmax(x3, axis=1, out=idx)
         np.maximum.reduce(x3, axis=1, out=y)
         np.equal(ar, idx[:, None, :], out=mask)
+
     return fwd_max, (lambda: np.multiply(dyb, mask, out=dx3))
 
 
-def bind_bn(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy: np.ndarray | None,
-            bn_params: Sequence[np.ndarray], grads: Sequence[np.ndarray] | None) -> tuple[Fn, Fn]:
+def bind_bn(
+    rl: RLayer,
+    x: np.ndarray,
+    y: np.ndarray,
+    dx: np.ndarray | None,
+    dy: np.ndarray | None,
+    bn_params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray] | None,
+) -> tuple[Fn, Fn]:
     """Frozen-statistics BatchNorm ``y = x*s + t``; gamma/beta gradients if trainable."""
     gamma, beta, mean, var = bn_params
     eps = rl.layer.epsilon
@@ -255,6 +292,7 @@ def bind_bn(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy:
         np.subtract(beta, mean * s, out=t)
         np.multiply(x, s, out=y)
         np.add(y, t, out=y)
+
     if dy is None:
         return fwd, None
     steps: list[Callable[[], None]] = []
@@ -269,14 +307,16 @@ def bind_bn(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, dy:
             np.multiply(xhat, dy, out=xhat)
             ggamma[...] = xhat.sum(axis=axes)
             gbeta[...] = dy.sum(axis=axes)
+
         steps.append(back_params)
     if dx is not None:
         steps.append(lambda: np.multiply(dy, s, out=dx))
     return fwd, _chain(steps)
 
 
-def bind_softmax_ce(x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, t: np.ndarray,
-                    scale: np.ndarray, losses: np.ndarray) -> tuple[Fn, Fn]:
+def bind_softmax_ce(
+    x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, t: np.ndarray, scale: np.ndarray, losses: np.ndarray
+) -> tuple[Fn, Fn]:
     """Softmax + categorical cross-entropy.  Forward writes the probabilities ``y`` and the per-sample
     losses; backward writes ``dx = (p - t) * scale`` (``scale`` is a 1-element array set per batch)."""
     B, N = x.shape
@@ -302,6 +342,7 @@ def bind_softmax_ce(x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, t: np.n
     def bwd() -> None:
         np.subtract(y, t, out=dx)
         np.multiply(dx, scale, out=dx)
+
     return fwd, bwd
 
 
@@ -315,4 +356,5 @@ def _chain(steps: list[Callable[[], None]]) -> Fn:
     def run() -> None:
         for f in a:
             f()
+
     return run

@@ -58,8 +58,9 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None =
     return f1
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int] | None = None,
-             n_classes: int | None = None) -> float:
+def macro_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int] | None = None, n_classes: int | None = None
+) -> float:
     """Unweighted mean of the per-class F1 over ``labels`` (default: classes present in ``y_true`` or
     ``y_pred``, as scikit-learn)."""
     t, p = _pair(y_true, y_pred)

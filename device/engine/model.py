@@ -105,8 +105,9 @@ class _Plan:
             if rl.kind == "conv" and rl.bn is not None:
                 arrs = w[rl.name]
                 kc, f = ps[0].shape
-                wf, bf = fold_conv_bn(arrs[0].reshape(kc, f), arrs[1] if rl.layer.use_bias else None,
-                                      rl.bn, w[rl.bn.name])
+                wf, bf = fold_conv_bn(
+                    arrs[0].reshape(kc, f), arrs[1] if rl.layer.use_bias else None, rl.bn, w[rl.bn.name]
+                )
                 np.copyto(ps[0], wf)
                 np.copyto(ps[1], bf)
 
@@ -210,8 +211,9 @@ class Model:
     (frozen statistics, gamma/beta trainable; equals Keras with ``training=False``).
     """
 
-    def __init__(self, arch: Arch, weights: Mapping[str, Sequence[np.ndarray]] | None = None, seed: int = 0,
-                 bn: str = "fold"):
+    def __init__(
+        self, arch: Arch, weights: Mapping[str, Sequence[np.ndarray]] | None = None, seed: int = 0, bn: str = "fold"
+    ):
         if not isinstance(arch, Arch):
             raise TypeError(f"arch must be an estimator.arch.Arch, got {type(arch).__name__}")
         lower(arch, None, bn)  # validates the architecture (names the unsupported layer)
@@ -245,8 +247,14 @@ class Model:
         its Keras-layout weights (the folded conv kernels/biases)."""
         plan = self._plan(trainable)
         keep = [rl.layer if rl.bn is None else _with_bias(rl.layer) for rl in plan.graph.layers]
-        arch = Arch(self.arch.input_shape, tuple(keep), self.arch.classes, self.arch.name + "_runtime",
-                    self.arch.preprocessing, dict(self.arch.meta))
+        arch = Arch(
+            self.arch.input_shape,
+            tuple(keep),
+            self.arch.classes,
+            self.arch.name + "_runtime",
+            self.arch.preprocessing,
+            dict(self.arch.meta),
+        )
         shapes = arch.param_shapes()
         out: Weights = {}
         for rl, ps in zip(plan.graph.layers, plan.params):
@@ -285,8 +293,9 @@ class Model:
         if x.ndim == len(want):
             x = x[None]
         if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-            raise ValueError(f"{what} has shape {tuple(x.shape)}, expected (n, {', '.join(map(str, want))}) "
-                             f"for {self.arch.name!r}")
+            raise ValueError(
+                f"{what} has shape {tuple(x.shape)}, expected (n, {', '.join(map(str, want))}) for {self.arch.name!r}"
+            )
         if x.shape[0] == 0:
             raise ValueError(f"{what} is empty (0 windows)")
         if not np.all(np.isfinite(x)):
@@ -302,7 +311,9 @@ class Model:
         if y.shape[0] != n:
             raise ValueError(f"{what} has {y.shape[0]} labels for {n} windows")
         if y.ndim == 1:
-            if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+            if not (
+                np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))
+            ):
                 raise ValueError(f"{what}: 1-D labels must be integer class indices, got dtype {y.dtype}")
             yi = y.astype(np.int64)
             bad = (yi < 0) | (yi >= N)
@@ -355,7 +366,9 @@ class Model:
         return self._infer(x, self.targets(y, x.shape[0]), batch_size, False)[1]
 
     # --- training ------------------------------------------------------------------------------
-    def gradients(self, x: np.ndarray, y: np.ndarray, trainable: "str | Sequence[str]" = "full") -> tuple[float, Weights]:
+    def gradients(
+        self, x: np.ndarray, y: np.ndarray, trainable: "str | Sequence[str]" = "full"
+    ) -> tuple[float, Weights]:
         """Mean loss and the batch-mean gradients of the trained runtime parameters, keyed by layer
         name in Keras layout (conv kernel ``(K, C, F)`` / ``(K, 1, C, F)`` + bias; dense kernel + bias;
         affine BatchNorm ``[dgamma, dbeta]``; a folded conv: gradients of the folded kernel/bias)."""
@@ -383,8 +396,14 @@ class Model:
             out.setdefault(rl.name, []).append(gcopy)
         return loss, out
 
-    def train_batch(self, x: np.ndarray, y: np.ndarray, lr: float, trainable: "str | Sequence[str]" = "full",
-                    mode: str = "vectorised") -> BatchResult:
+    def train_batch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lr: float,
+        trainable: "str | Sequence[str]" = "full",
+        mode: str = "vectorised",
+    ) -> BatchResult:
         """One SGD step on one batch: forward, backward, ``w <- w - lr * mean gradient``.
 
         ``mode='vectorised'`` processes the batch at once; ``mode='per_sample'`` mirrors the firmware:
@@ -471,4 +490,3 @@ def _with_bias(layer: Layer) -> Layer:
     d = layer.to_dict()
     d["use_bias"] = True
     return Layer(**d)
-

@@ -136,7 +136,9 @@ def count_ops(
     return ops
 
 
-def ops_breakdown(arch: Arch, trainable: "str | Sequence[str] | None" = "full", *, bn: str = "fold") -> list[tuple[str, dict[str, int]]]:
+def ops_breakdown(
+    arch: Arch, trainable: "str | Sequence[str] | None" = "full", *, bn: str = "fold"
+) -> list[tuple[str, dict[str, int]]]:
     """Per-sample counts per runtime layer (for comparing with an estimator layer by layer)."""
     g = lower(arch, trainable, bn)
     return [(l.name, layer_ops(g, l, g.training)) for l in g.layers]

@@ -98,9 +98,14 @@ def _check_data(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return x, t
 
 
-def train(model: Model, x: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
-          on_batch: Optional[Callable[[BatchInfo], None]] = None,
-          should_stop: Optional[Callable[[], bool]] = None) -> History:
+def train(
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig | None = None,
+    on_batch: Optional[Callable[[BatchInfo], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> History:
     """Train ``model`` in place; see the module doc.  Returns the :class:`History`."""
     cfg = config or TrainConfig()
     cfg.validate()
@@ -157,13 +162,20 @@ class EvalResult:
     probs: np.ndarray = field(repr=False, default=None)
 
     def as_dict(self) -> dict:
-        return {"loss": self.loss, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
-                "per_class_f1": self.per_class_f1.tolist(), "confusion": self.confusion.tolist(), "n": self.n,
-                "ops": dict(self.ops)}
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class_f1": self.per_class_f1.tolist(),
+            "confusion": self.confusion.tolist(),
+            "n": self.n,
+            "ops": dict(self.ops),
+        }
 
 
-def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256,
-             labels: Sequence[int] | None = None) -> EvalResult:
+def evaluate(
+    model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256, labels: Sequence[int] | None = None
+) -> EvalResult:
     """The Evaluation module: loss, accuracy, macro-F1 (over ``labels``, default the classes present
     in ``y`` or the predictions), per-class F1 and confusion matrix over all the model's classes."""
     x, t = _check_data(model, x, y)

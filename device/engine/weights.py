@@ -82,7 +82,9 @@ def bn_scale_shift(bn: Layer, params: Sequence[np.ndarray]) -> tuple[np.ndarray,
     return s.astype(DTYPE), t.astype(DTYPE)
 
 
-def fold_conv_bn(kernel2d: np.ndarray, bias: np.ndarray | None, bn: Layer, bn_params: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def fold_conv_bn(
+    kernel2d: np.ndarray, bias: np.ndarray | None, bn: Layer, bn_params: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Fold a frozen BN into the conv before it: ``W_f = W*s``, ``b_f = (b - mean)*s + beta``.
 
     ``kernel2d`` is the conv kernel reshaped ``(K*C, F)``; returns float32 ``(W_f, b_f)``."""
@@ -123,4 +125,3 @@ def unfold_conv_bn(
 
 def copy_weights(w: Mapping[str, Sequence[np.ndarray]]) -> Weights:
     return {k: [np.array(a, copy=True) for a in v] for k, v in w.items()}
-

@@ -220,7 +220,9 @@ class Capture:
                     break
                 if streaming and stop_deadline is None and now - last_data > self.stall_timeout:
                     if self.error is None:
-                        self.error = PowerShieldTimeout(f"the PowerShield stream stalled: no data for {self.stall_timeout:g} s")
+                        self.error = PowerShieldTimeout(
+                            f"the PowerShield stream stalled: no data for {self.stall_timeout:g} s"
+                        )
                         self.ended_by = "timeout"
                     break
                 data = drv.read_raw()
@@ -262,7 +264,11 @@ class Capture:
             if len(values) > room:
                 self.truncated += len(values) - max(room, 0)
                 values = values[: max(room, 0)]
-            if self.ring.total + len(values) >= self.max_samples and not self._stop_req.is_set() and not self._device_ends:
+            if (
+                self.ring.total + len(values) >= self.max_samples
+                and not self._stop_req.is_set()
+                and not self._device_ends
+            ):
                 self.ended_by = self.ended_by or "limit"
                 self._stop_req.set()
         if len(values):

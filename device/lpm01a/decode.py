@@ -641,7 +641,9 @@ class BinaryDecoder(StreamDecoder):
         elif tag == 0xF7:
             self._event(StreamEvent(VOLT, 0, "volt (F7)", value=int.from_bytes(body, "big") / 1000.0, cmd="volt"))
         elif tag == 0xF8:
-            self._event(StreamEvent(TEMP, 0, "temp (F8)", value=float(int.from_bytes(body, "big", signed=True)), cmd="temp"))
+            self._event(
+                StreamEvent(TEMP, 0, "temp (F8)", value=float(int.from_bytes(body, "big", signed=True)), cmd="temp")
+            )
         elif tag == 0xF9:
             self._event(StreamEvent(PWR, 0, "pwr (F9)", value=float(body[0]), cmd="pwr"))
         return pos + ln

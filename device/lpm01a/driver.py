@@ -34,7 +34,19 @@ except ImportError:  # Windows
     _PORT_ERRORS = (serial.SerialException, OSError)
 
 from device.lpm01a import spec
-from device.lpm01a.decode import ACK, COMPLETED, ERROR, ERROR_DETAIL, INFO, PWR, REPLY_ERROR, TARGRST, TEMP, VOLT, StreamEvent, classify_text_line
+from device.lpm01a.decode import (
+    ACK,
+    COMPLETED,
+    ERROR_DETAIL,
+    INFO,
+    PWR,
+    REPLY_ERROR,
+    TARGRST,
+    TEMP,
+    VOLT,
+    StreamEvent,
+    classify_text_line,
+)
 
 __all__ = [
     "PowerShieldError",
@@ -231,7 +243,9 @@ class PowerShield:
                 break
             except Disconnected as exc:
                 if time.monotonic() >= deadline:
-                    raise Disconnected(f"PowerShield port {self.url!r} did not come back within {wait_s:g} s ({exc})") from None
+                    raise Disconnected(
+                        f"PowerShield port {self.url!r} did not come back within {wait_s:g} s ({exc})"
+                    ) from None
                 time.sleep(0.1)
         self.drain_stale_stream()
 
@@ -397,7 +411,9 @@ class PowerShield:
                     if pend.rejected_at is not None and now - pend.rejected_at >= self.DETAIL_WAIT_S:
                         break
                     if now >= deadline:
-                        raise PowerShieldTimeout(f"no in-stream reply to {line!r} from {self.url!r} within {timeout:g} s")
+                        raise PowerShieldTimeout(
+                            f"no in-stream reply to {line!r} from {self.url!r} within {timeout:g} s"
+                        )
                     pend.cond.wait(min(0.05, deadline - now))
             if isinstance(pend.error, _AcquisitionOver) and pend.reply is None and pend.rejected_at is None:
                 # the stream ended first (the shield queues commands that arrive while it drains its
@@ -525,13 +541,15 @@ class PowerShield:
         if line not in (1, 2):
             raise ArgumentError(f"lcd line {line!r}: must be 1 or 2")
         if len(text) > spec.LCD_MAX_CHARS or '"' in text or any(ord(c) < 0x20 or ord(c) > 0x7E for c in text):
-            raise ArgumentError(f"lcd text {text!r}: at most {spec.LCD_MAX_CHARS} printable ASCII characters, no double quote")
+            raise ArgumentError(
+                f"lcd text {text!r}: at most {spec.LCD_MAX_CHARS} printable ASCII characters, no double quote"
+            )
         self.command(f'lcd {line} "{text}"')
 
     def set_volt(self, volts: float) -> None:
         """Supply voltage, 1.8 … 3.3 V (sent in mV: ``volt 3300m``)."""
         v = self._number("volt", volts)
-        self.command(f"volt {spec.format_number(round(v * 1000)) }m")
+        self.command(f"volt {spec.format_number(round(v * 1000))}m")
         self.settings["volt"] = v
 
     def volt_get(self) -> float:
@@ -768,10 +786,14 @@ class PowerShield:
             return True
 
     @staticmethod
-    def check_combination(freq_hz: int, fmt: str, acqtime: float | None, output: str = "current", funcmode: str | None = None) -> None:
+    def check_combination(
+        freq_hz: int, fmt: str, acqtime: float | None, output: str = "current", funcmode: str | None = None
+    ) -> None:
         """Refuse combinations the shield cannot honour (§2.4, §4), naming the arguments."""
         if output == "energy" and freq_hz > spec.ENERGY_MAX_HZ:
-            raise ArgumentError(f"freq {freq_hz} Hz with output energy: energy output allows at most {spec.ENERGY_MAX_HZ} Hz")
+            raise ArgumentError(
+                f"freq {freq_hz} Hz with output energy: energy output allows at most {spec.ENERGY_MAX_HZ} Hz"
+            )
         if funcmode == "high" and output != "current":
             raise ArgumentError("funcmode high requires output current")
         if fmt == "ascii_dec":
@@ -788,7 +810,13 @@ class PowerShield:
         """Re-check the combination of the settings this driver sent (before ``start``)."""
         s = self.settings
         if "freq" in s and "format" in s:
-            self.check_combination(int(s["freq"]), str(s["format"]), s.get("acqtime", 0.0), str(s.get("output", "current")), s.get("funcmode"))
+            self.check_combination(
+                int(s["freq"]),
+                str(s["format"]),
+                s.get("acqtime", 0.0),
+                str(s.get("output", "current")),
+                s.get("funcmode"),
+            )
 
     # --- helpers ------------------------------------------------------------------------------
     def _number(self, name: str, value: float) -> float:

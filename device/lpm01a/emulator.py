@@ -78,7 +78,7 @@ HELP_LINES = (
     "range                      : current range min max",
     "status                     : ok or latched error (clears it)",
     "htc | hrc                  : take / release host control",
-    "lcd <1|2> \"<text>\"         : LCD line (16 chars)",
+    'lcd <1|2> "<text>"         : LCD line (16 chars)',
     "psrst                      : reset the PowerShield",
     "volt <1800m..3300m> | get  : target supply voltage",
     "freq <1..100k>             : sampling frequency",
@@ -457,8 +457,12 @@ class LPM01AEmulator:
             self._emit(bin_frame_text(0xF1, f"error {line}\r\nError detail: {detail}"))
         else:
             self._emit(
-                b"\r\n" + spec.PROMPT_B + f"error {line}".encode("ascii", "replace") + b"\r\n"
-                + f"Error detail: {detail}".encode("ascii", "replace") + b"\r\n\r\n"
+                b"\r\n"
+                + spec.PROMPT_B
+                + f"error {line}".encode("ascii", "replace")
+                + b"\r\n"
+                + f"Error detail: {detail}".encode("ascii", "replace")
+                + b"\r\n\r\n"
             )
 
     # --- shell ------------------------------------------------------------------------------------
@@ -488,7 +492,9 @@ class LPM01AEmulator:
         if self._in_stream() and name not in spec.ALLOWED_WHILE_ACQUIRING:
             if name == "start":
                 raise CommandError("acquisition already running (send stop first)")
-            raise CommandError(f"{name} not allowed during acquisition (allowed: stop, pwr, targrst, volt get, temp, status)")
+            raise CommandError(
+                f"{name} not allowed during acquisition (allowed: stop, pwr, targrst, volt get, temp, status)"
+            )
         handler(args, line, now)
 
     def _handlers(self) -> dict[str, Callable[[str, str, float], None]]:
@@ -677,8 +683,10 @@ class LPM01AEmulator:
 
     def _cmd_autotest(self, args: str, line: str, now: float) -> None:
         parts = args.split()
-        if len(parts) > 2 or (parts and parts[0] not in ("start", "status")) or (
-            len(parts) == 2 and parts[1] not in ("stat_all", "stat_min")
+        if (
+            len(parts) > 2
+            or (parts and parts[0] not in ("start", "status"))
+            or (len(parts) == 2 and parts[1] not in ("stat_all", "stat_min"))
         ):
             raise CommandError(f"autotest {args!r}: must be [start|status] [stat_all|stat_min]")
         self._ack(line, "ok" if parts and parts[0] == "status" else None)
@@ -708,9 +716,16 @@ class LPM01AEmulator:
         static = s.acqmode == "stat"
         n_total = None if s.acqtime == 0 else max(1, int(round(s.acqtime * s.freq)))
         self._acq = _Acquisition(
-            t0=t0, freq=s.freq, binary=s.format == "bin_hexa", output=s.output, volt=s.volt,
-            n_total=1 if static else n_total, static=static,
-            events=s.eventsrc and s.trigsrc == "sw", last_t=now, edge_t=t0,
+            t0=t0,
+            freq=s.freq,
+            binary=s.format == "bin_hexa",
+            output=s.output,
+            volt=s.volt,
+            n_total=1 if static else n_total,
+            static=static,
+            events=s.eventsrc and s.trigsrc == "sw",
+            last_t=now,
+            edge_t=t0,
         )
         if s.pwr == "auto":
             self._set_target_power(True, now)
@@ -757,7 +772,9 @@ class LPM01AEmulator:
         if self.faults.overcurrent:
             i = i + FORCED_OVERCURRENT_A
         m = self.model
-        noisy = i * (1.0 + m.noise_rel * self._rng.standard_normal(i.shape)) + m.noise_floor_a * self._rng.standard_normal(i.shape)
+        noisy = i * (
+            1.0 + m.noise_rel * self._rng.standard_normal(i.shape)
+        ) + m.noise_floor_a * self._rng.standard_normal(i.shape)
         return np.maximum(noisy, m.min_reading_a)
 
     def _advance_stream(self, now: float) -> None:
@@ -893,8 +910,11 @@ class LPM01AEmulator:
             return
         value = mean if acq.output == "current" else mean * acq.volt * window
         acq.vmin = acq.vmax = value
-        self._emit(encode_bin_words(np.array([value])).astype(">u2").tobytes() if acq.binary
-                   else encode_ascii_samples(np.array([value])).tobytes())
+        self._emit(
+            encode_bin_words(np.array([value])).astype(">u2").tobytes()
+            if acq.binary
+            else encode_ascii_samples(np.array([value])).tobytes()
+        )
         acq.n_acquired = acq.n_formatted = 1
         self._finish(None)
 
@@ -916,8 +936,11 @@ class LPM01AEmulator:
         elif error:
             out.append(f"\r\n{error}\r\n".encode())
         if self.settings.pwr_status:
-            out.append(bytes((0xF0, 0xF9, int(self.target_powered), 0xFF, 0xFF)) if acq.binary
-                       else (b"\r\npwr on\r\n" if self.target_powered else b"\r\npwr off\r\n"))
+            out.append(
+                bytes((0xF0, 0xF9, int(self.target_powered), 0xFF, 0xFF))
+                if acq.binary
+                else (b"\r\npwr on\r\n" if self.target_powered else b"\r\npwr off\r\n")
+            )
         if acq.vmin > acq.vmax:
             lo = hi = "0000-10"
         else:

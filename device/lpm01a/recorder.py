@@ -143,7 +143,10 @@ class Hdf5Writer:
             self._buf, self._buf_n = [], 0
         if self._ev_buf:
             rows = np.array(
-                [(e.index, e.index / self.rate_hz, e.kind, e.text[:1000], np.nan if e.value is None else e.value) for e in self._ev_buf],
+                [
+                    (e.index, e.index / self.rate_hz, e.kind, e.text[:1000], np.nan if e.value is None else e.value)
+                    for e in self._ev_buf
+                ],
                 dtype=_event_dtype(),
             )
             m0 = self.events.shape[0]
@@ -217,14 +220,18 @@ def _format_rows(t: np.ndarray, v: np.ndarray, tdigits: int) -> str:
     return "".join(np.char.add(np.char.add(np.char.add(ts, ","), vs), "\n").tolist())
 
 
-def open_writer(path: str | Path, rate_hz: float, output: str = "current", csv_max_bytes: int = 100_000_000, **h5_kwargs):
+def open_writer(
+    path: str | Path, rate_hz: float, output: str = "current", csv_max_bytes: int = 100_000_000, **h5_kwargs
+):
     """:class:`Hdf5Writer` for ``.h5``/``.hdf5``, :class:`CsvWriter` for ``.csv`` (else ValueError)."""
     suffix = Path(path).suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return Hdf5Writer(path, rate_hz, output, **h5_kwargs)
     if suffix == ".csv":
         return CsvWriter(path, rate_hz, output, csv_max_bytes)
-    raise ValueError(f"--out {str(path)!r}: unknown file type {suffix!r}; use .h5 (complete capture) or .csv (capped export)")
+    raise ValueError(
+        f"--out {str(path)!r}: unknown file type {suffix!r}; use .h5 (complete capture) or .csv (capped export)"
+    )
 
 
 def read_capture(path: str | Path) -> dict:
@@ -238,7 +245,13 @@ def read_capture(path: str | Path) -> dict:
             "samples": ds[()],
             "attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in ds.attrs.items()},
             "events": [
-                {"index": int(r["index"]), "time_s": float(r["time_s"]), "kind": _s(r["kind"]), "text": _s(r["text"]), "value": float(r["value"])}
+                {
+                    "index": int(r["index"]),
+                    "time_s": float(r["time_s"]),
+                    "kind": _s(r["kind"]),
+                    "text": _s(r["text"]),
+                    "value": float(r["value"]),
+                }
                 for r in ev
             ],
             "status": {k: int(x) for k, x in zip(("received", "lost", "next_index", "finished"), f["status"][()])},

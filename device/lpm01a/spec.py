@@ -19,8 +19,22 @@ PROMPT_B = PROMPT.encode()
 
 #: All sampling rates in Hz, with the spelling the board's help text uses (§2.4, §4).
 FREQ_CHOICES: dict[int, str] = {
-    100_000: "100k", 50_000: "50k", 20_000: "20k", 10_000: "10k", 5_000: "5k", 2_000: "2k", 1_000: "1k",
-    500: "500", 200: "200", 100: "100", 50: "50", 20: "20", 10: "10", 5: "5", 2: "2", 1: "1",
+    100_000: "100k",
+    50_000: "50k",
+    20_000: "20k",
+    10_000: "10k",
+    5_000: "5k",
+    2_000: "2k",
+    1_000: "1k",
+    500: "500",
+    200: "200",
+    100: "100",
+    50: "50",
+    20: "20",
+    10: "10",
+    5: "5",
+    2: "2",
+    1: "1",
 }
 FREQS_HZ = tuple(sorted(FREQ_CHOICES))
 
@@ -99,13 +113,17 @@ def parse_freq(text: str) -> int:
     value = parse_number(text)
     hz = int(round(value))
     if abs(value - hz) > 1e-9 or hz not in FREQ_CHOICES:
-        raise ArgumentError(f"freq {text!r}: must be one of {', '.join(FREQ_CHOICES[f] for f in sorted(FREQ_CHOICES, reverse=True))} Hz")
+        raise ArgumentError(
+            f"freq {text!r}: must be one of {', '.join(FREQ_CHOICES[f] for f in sorted(FREQ_CHOICES, reverse=True))} Hz"
+        )
     return hz
 
 
 def format_freq(hz: int) -> str:
     if hz not in FREQ_CHOICES:
-        raise ArgumentError(f"freq {hz!r} Hz: must be one of {', '.join(FREQ_CHOICES[f] for f in sorted(FREQ_CHOICES, reverse=True))}")
+        raise ArgumentError(
+            f"freq {hz!r} Hz: must be one of {', '.join(FREQ_CHOICES[f] for f in sorted(FREQ_CHOICES, reverse=True))}"
+        )
     return FREQ_CHOICES[hz]
 
 

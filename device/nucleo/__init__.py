@@ -6,6 +6,17 @@ from .client import DeviceTransport, IntegrityError, NucleoClient, NucleoError, 
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSION, USB_PID, USB_VID, ErrorCode, MsgType, ProtocolError
 
 __all__ = [
-    "DeviceTransport", "IntegrityError", "NucleoClient", "NucleoError", "NucleoTimeout", "RoundResult",
-    "MAX_PAYLOAD", "PROTOCOL_VERSION", "USB_PID", "USB_VID", "ErrorCode", "MsgType", "ProtocolError",
+    "DeviceTransport",
+    "IntegrityError",
+    "NucleoClient",
+    "NucleoError",
+    "NucleoTimeout",
+    "RoundResult",
+    "MAX_PAYLOAD",
+    "PROTOCOL_VERSION",
+    "USB_PID",
+    "USB_VID",
+    "ErrorCode",
+    "MsgType",
+    "ProtocolError",
 ]

@@ -132,8 +132,6 @@ class NucleoClient:
     # --- construction ------------------------------------------------------------------------------
     @classmethod
     def open(cls, url: str, baudrate: int = 921_600, timeout: float = DEFAULT_TIMEOUT_S, **kw: Any) -> "NucleoClient":
-        import serial  # pyserial
-
         client = cls(_open_port(url, baudrate, timeout), timeout=timeout, **kw)
         client.url, client.baudrate = url, baudrate
         return client
@@ -293,9 +291,13 @@ class NucleoClient:
                     if isinstance(reply, P.Error):
                         raise NucleoError(reply)
                     if not isinstance(reply, expect):
-                        raise P.ProtocolError(f"{name} was answered by {type(reply).__name__}, expected {_names(expect)}")
+                        raise P.ProtocolError(
+                            f"{name} was answered by {type(reply).__name__}, expected {_names(expect)}"
+                        )
                     return reply
-                raise NucleoTimeout(f"no answer to {name} (seq {seq}) after {retries + 1} attempt(s) of {timeout:.2f} s")
+                raise NucleoTimeout(
+                    f"no answer to {name} (seq {seq}) after {retries + 1} attempt(s) of {timeout:.2f} s"
+                )
             finally:
                 with self._cond:
                     self._waiting_seq = None
@@ -336,7 +338,10 @@ class NucleoClient:
     def hello(self) -> P.HelloRsp:
         rsp = self.request(P.Hello(), P.HelloRsp)
         if rsp.magic != P.MAGIC or rsp.proto != P.PROTOCOL_VERSION:
-            raise P.ProtocolError(f"board speaks {rsp.magic!r} v{rsp.proto}, this host speaks {P.MAGIC!r} v{P.PROTOCOL_VERSION}", P.ErrorCode.BAD_VERSION)
+            raise P.ProtocolError(
+                f"board speaks {rsp.magic!r} v{rsp.proto}, this host speaks {P.MAGIC!r} v{P.PROTOCOL_VERSION}",
+                P.ErrorCode.BAD_VERSION,
+            )
         self.hello_info = rsp
         return rsp
 
@@ -380,24 +385,36 @@ class NucleoClient:
     def get_activity(self) -> P.Activity:
         return self.request(P.SimGetActivity(), P.Activity)
 
-    def _transfer(self, begin: P.Message, chunk_cls: type, end: P.Message, end_rsp: type, blob: bytes,
-                  progress: Callable[[int, int], None] | None) -> Any:
+    def _transfer(
+        self,
+        begin: P.Message,
+        chunk_cls: type,
+        end: P.Message,
+        end_rsp: type,
+        blob: bytes,
+        progress: Callable[[int, int], None] | None,
+    ) -> Any:
         ack = self.request(begin, P.XferAck)
         off = ack.next_offset
         size = P.MAX_PAYLOAD - 4
         while off < len(blob):
             ack = self.request(chunk_cls(off, blob[off : off + size]), P.XferAck)
             if not off < ack.next_offset <= len(blob):
-                raise P.ProtocolError(f"board acknowledged offset {ack.next_offset} after a chunk at {off} of {len(blob)}")
+                raise P.ProtocolError(
+                    f"board acknowledged offset {ack.next_offset} after a chunk at {off} of {len(blob)}"
+                )
             off = ack.next_offset
             if progress is not None:
                 progress(off, len(blob))
         return self.request(end, end_rsp)
 
-    def upload_model(self, arch: Any, weights: Mapping[str, Sequence[np.ndarray]],
-                     progress: Callable[[int, int], None] | None = None) -> P.ModelInfo:
+    def upload_model(
+        self, arch: Any, weights: Mapping[str, Sequence[np.ndarray]], progress: Callable[[int, int], None] | None = None
+    ) -> P.ModelInfo:
         blob, desc_len = P.encode_model(arch, weights)
-        info = self._transfer(P.ModelBegin(len(blob), desc_len, crc32(blob)), P.ModelChunk, P.ModelEnd(), P.ModelInfo, blob, progress)
+        info = self._transfer(
+            P.ModelBegin(len(blob), desc_len, crc32(blob)), P.ModelChunk, P.ModelEnd(), P.ModelInfo, blob, progress
+        )
         if info.crc32 != crc32(blob):
             raise IntegrityError(f"board stored model CRC 0x{info.crc32:08X}, uploaded 0x{crc32(blob):08X}")
         return info
@@ -405,15 +422,33 @@ class NucleoClient:
     def clear_data(self, slot: int = 0xFF) -> P.DataState:
         return self.request(P.DataClear(slot), P.DataState)
 
-    def upload_dataset(self, x: np.ndarray, y: Sequence[int], slot: int = 0, dtype: P.DType = P.DType.F32,
-                       scale: float = 1.0, progress: Callable[[int, int], None] | None = None) -> P.DataState:
+    def upload_dataset(
+        self,
+        x: np.ndarray,
+        y: Sequence[int],
+        slot: int = 0,
+        dtype: P.DType = P.DType.F32,
+        scale: float = 1.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> P.DataState:
         """Append labelled windows to a slot (0 = local training set, 1 = held set)."""
         blob = P.encode_dataset(x, y, dtype, scale)
-        return self._transfer(P.DataBegin(slot, 0, 0, len(blob), crc32(blob)), P.DataChunk, P.DataEnd(), P.DataState, blob, progress)
+        return self._transfer(
+            P.DataBegin(slot, 0, 0, len(blob), crc32(blob)), P.DataChunk, P.DataEnd(), P.DataState, blob, progress
+        )
 
-    def train(self, mode: str | int = "full", epochs: int = 2, batch: int = 32, lr: float = 0.01,
-              warmup_epochs: int = 0, warmup_lr: float | None = None, shuffle: bool = True, seed: int = 0,
-              layer_indices: Iterable[int] = ()) -> P.RoundInfo:
+    def train(
+        self,
+        mode: str | int = "full",
+        epochs: int = 2,
+        batch: int = 32,
+        lr: float = 0.01,
+        warmup_epochs: int = 0,
+        warmup_lr: float | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        layer_indices: Iterable[int] = (),
+    ) -> P.RoundInfo:
         """Start a training round; returns at once with its plan (reports then arrive as events)."""
         if isinstance(mode, str):
             try:
@@ -427,15 +462,25 @@ class NucleoClient:
             if not 0 <= i < 64:
                 raise ValueError(f"layer index {i} outside 0..63 for the training mask")
             mask |= 1 << i
-        msg = P.TrainStart(int(m), int(shuffle), int(epochs), int(batch), int(warmup_epochs), float(lr),
-                           float(lr if warmup_lr is None else warmup_lr), int(seed) & 0xFFFFFFFF, mask)
+        msg = P.TrainStart(
+            int(m),
+            int(shuffle),
+            int(epochs),
+            int(batch),
+            int(warmup_epochs),
+            float(lr),
+            float(lr if warmup_lr is None else warmup_lr),
+            int(seed) & 0xFFFFFFFF,
+            mask,
+        )
         return self.request(msg, P.RoundInfo)
 
     def abort(self) -> None:
         self.request(P.TrainAbort(), P.Ack)
 
-    def wait_round_done(self, timeout: float, on_batch: Callable[[P.BatchReport], None] | None = None,
-                        check_every: float = 0.5) -> RoundResult:
+    def wait_round_done(
+        self, timeout: float, on_batch: Callable[[P.BatchReport], None] | None = None, check_every: float = 0.5
+    ) -> RoundResult:
         """Collect batch reports until ROUND_DONE; raises :class:`NucleoTimeout` after ``timeout`` s.
 
         When no report arrived for ``check_every`` seconds the board's STATUS is read, so a board that
@@ -448,7 +493,9 @@ class NucleoClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise NucleoTimeout(f"training round not done after {timeout:.1f} s ({len(batches)} batch reports seen)")
+                raise NucleoTimeout(
+                    f"training round not done after {timeout:.1f} s ({len(batches)} batch reports seen)"
+                )
             ev = self.next_event((P.BatchReport, P.RoundDone), min(left, 0.1))
             if isinstance(ev, P.BatchReport):
                 batches.append(ev)
@@ -466,7 +513,9 @@ class NucleoClient:
         try:
             st = self.status()
         except NucleoTimeout as exc:
-            raise NucleoTimeout(f"the board stopped answering during the training round ({len(batches)} batch reports seen): {exc}") from None
+            raise NucleoTimeout(
+                f"the board stopped answering during the training round ({len(batches)} batch reports seen): {exc}"
+            ) from None
         if st.state == P.BoardState.TRAINING:
             return
         late = self.next_event((P.RoundDone,), 0.3)  # the report may be just behind the status answer
@@ -476,10 +525,14 @@ class NucleoClient:
             return
         boot = next((e for e in list(self._events) if isinstance(e, P.Boot)), None)
         if boot is not None or not st.model_loaded:
-            raise P.ProtocolError(f"the board was reset during the training round (BOOT, reset cause {boot.reset_cause if boot else '?'}); "
-                                f"its model and data are gone: upload them again ({len(batches)} batch reports seen)")
-        raise P.ProtocolError(f"the training round ended on the board but its ROUND_DONE report was lost ({len(batches)} batch "
-                            f"reports seen); read the weights with download_weights() to continue")
+            raise P.ProtocolError(
+                f"the board was reset during the training round (BOOT, reset cause {boot.reset_cause if boot else '?'}); "
+                f"its model and data are gone: upload them again ({len(batches)} batch reports seen)"
+            )
+        raise P.ProtocolError(
+            f"the training round ended on the board but its ROUND_DONE report was lost ({len(batches)} batch "
+            f"reports seen); read the weights with download_weights() to continue"
+        )
 
     def evaluate(self, slot: int = 1, timeout: float = 120.0) -> P.EvalResult:
         """Run inference on a stored slot on the board; returns its confusion matrix (rows = true class).
@@ -491,8 +544,9 @@ class NucleoClient:
             raise NucleoTimeout(f"evaluation of slot {slot} not finished after {timeout:.1f} s")
         return ev  # type: ignore[return-value]
 
-    def download_weights(self, arch: Any, names: Sequence[str] | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> dict[str, list[np.ndarray]]:
+    def download_weights(
+        self, arch: Any, names: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, list[np.ndarray]]:
         """Read the board's current weights; CRC-32 verified.  Keys are ``arch``'s layer names (or
         ``names``, mapped by layer order)."""
         meta = self.request(P.WeightsInfo(), P.WeightsMeta)
@@ -502,12 +556,16 @@ class NucleoClient:
             want = min(size, meta.total_len - len(buf))
             rsp = self.request(P.WeightsRead(len(buf), want), P.WeightsData)
             if rsp.offset != len(buf) or not rsp.data:
-                raise P.ProtocolError(f"weights read at {len(buf)} answered with offset {rsp.offset}, {len(rsp.data)} bytes")
+                raise P.ProtocolError(
+                    f"weights read at {len(buf)} answered with offset {rsp.offset}, {len(rsp.data)} bytes"
+                )
             buf += rsp.data
             if progress is not None:
                 progress(len(buf), meta.total_len)
         if len(buf) != meta.total_len or crc32(buf) != meta.crc32:
-            raise IntegrityError(f"weights download: {len(buf)} bytes with CRC-32 0x{crc32(buf):08X}, board announced {meta.total_len} bytes with 0x{meta.crc32:08X}")
+            raise IntegrityError(
+                f"weights download: {len(buf)} bytes with CRC-32 0x{crc32(buf):08X}, board announced {meta.total_len} bytes with 0x{meta.crc32:08X}"
+            )
         return P.decode_weights(arch, bytes(buf), names)
 
 

@@ -259,7 +259,9 @@ class NucleoEmulator:
                 self.rx_errors += len(self._decode_errors)
                 e = self._decode_errors[-1]
                 code = P.ErrorCode.BAD_CRC if e.code == P.ErrorCode.BAD_CRC else P.ErrorCode.BAD_FRAME
-                self._send(P.SEQ_UNATTRIBUTED, P.error_message(code, 0, f"{len(self._decode_errors)} frame(s) dropped: {e}"))
+                self._send(
+                    P.SEQ_UNATTRIBUTED, P.error_message(code, 0, f"{len(self._decode_errors)} frame(s) dropped: {e}")
+                )
             for frame in frames:
                 self.rx_frames += 1
                 self._on_frame(frame, now)
@@ -387,8 +389,17 @@ class NucleoEmulator:
             else:
                 times = self._stream_t0 + (self._stream_k + np.arange(n)) * period
                 xyz = self.sensor.samples(times)
-                self._emit(P.Samples(self._stream_block & 0xFFFFFFFF, self._tick(times[0]), odr_mhz, self.sensor.fs_g,
-                                     min(self._stream_dropped, 255), n, xyz))
+                self._emit(
+                    P.Samples(
+                        self._stream_block & 0xFFFFFFFF,
+                        self._tick(times[0]),
+                        odr_mhz,
+                        self.sensor.fs_g,
+                        min(self._stream_dropped, 255),
+                        n,
+                        xyz,
+                    )
+                )
                 self._stream_dropped = 0
             produced += 1
             self._stream_k += n
@@ -452,7 +463,11 @@ class NucleoEmulator:
 
     def _not_busy(self, what: str) -> None:
         if self._job is not None:
-            raise _Refuse(P.ErrorCode.BUSY, f"cannot {what}: {'round' if self._job.kind == 'train' else 'evaluation'} {self._job.round_id} is running", self._job.round_id)
+            raise _Refuse(
+                P.ErrorCode.BUSY,
+                f"cannot {what}: {'round' if self._job.kind == 'train' else 'evaluation'} {self._job.round_id} is running",
+                self._job.round_id,
+            )
 
     @staticmethod
     def _check_clock(hz: int) -> None:
@@ -461,15 +476,35 @@ class NucleoEmulator:
 
     def _h_hello(self, m: P.Hello, now: float) -> P.Message:
         if m.magic != P.MAGIC or not m.proto_min <= P.PROTOCOL_VERSION <= m.proto_max:
-            raise _Refuse(P.ErrorCode.BAD_VERSION, f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_VERSION}; host offered {m.magic!r} v{m.proto_min}..{m.proto_max}", P.PROTOCOL_VERSION)
+            raise _Refuse(
+                P.ErrorCode.BAD_VERSION,
+                f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_VERSION}; host offered {m.magic!r} v{m.proto_min}..{m.proto_max}",
+                P.PROTOCOL_VERSION,
+            )
         return P.HelloRsp(P.MAGIC, P.PROTOCOL_VERSION, 0, P.MAX_PAYLOAD, *FW_VERSION, 1, TICK_HZ)
 
     def _h_ping(self, m: P.Ping, now: float) -> P.Message:
         return P.Pong(m.data)
 
     def _h_info(self, m: P.GetInfo, now: float) -> P.Message:
-        return P.Info(*FW_VERSION, P.PROTOCOL_VERSION, 0x461, 0x1000, self.sysclk_hz, TICK_HZ, self.ram_total, self.ram_free,
-                      int(self.profile.flash_bytes), 0x6C, 1, 0, "NUCLEO-L496ZG", "STM32L496ZG", "LSM6DSO", self.profile.name[:16])
+        return P.Info(
+            *FW_VERSION,
+            P.PROTOCOL_VERSION,
+            0x461,
+            0x1000,
+            self.sysclk_hz,
+            TICK_HZ,
+            self.ram_total,
+            self.ram_free,
+            int(self.profile.flash_bytes),
+            0x6C,
+            1,
+            0,
+            "NUCLEO-L496ZG",
+            "STM32L496ZG",
+            "LSM6DSO",
+            self.profile.name[:16],
+        )
 
     def _reboot(self, now: float, reset_cause: int) -> None:
         if self._job is not None:
@@ -489,9 +524,19 @@ class NucleoEmulator:
 
     def _h_status(self, m: P.GetStatus, now: float) -> P.Message:
         s0, s1 = self.slots.get(0), self.slots.get(1)
-        return P.Status(int(self.state), int(self.model is not None), self._round_id, self._tick(now), self.ram_free,
-                        len(s0.y) if s0 else 0, len(s1.y) if s1 else 0, self.rx_frames & 0xFFFFFFFF,
-                        self.rx_errors & 0xFFFFFFFF, self.tx_dropped & 0xFFFFFFFF, 0)
+        return P.Status(
+            int(self.state),
+            int(self.model is not None),
+            self._round_id,
+            self._tick(now),
+            self.ram_free,
+            len(s0.y) if s0 else 0,
+            len(s1.y) if s1 else 0,
+            self.rx_frames & 0xFFFFFFFF,
+            self.rx_errors & 0xFFFFFFFF,
+            self.tx_dropped & 0xFFFFFFFF,
+            0,
+        )
 
     def _h_marker(self, m: P.SetMarker, now: float) -> P.Message:
         if not 1 <= m.pulse_us <= 10_000:
@@ -501,8 +546,13 @@ class NucleoEmulator:
         return P.Ack(P.MsgType.SET_MARKER)
 
     def _sensor_state(self) -> P.SensorState:
-        return P.SensorState(P.odr_to_mhz(self.sensor.odr_hz), self.sensor.fs_g, int(self.streaming), self.block_len,
-                             P.LSM6DSO_SENS_NG[self.sensor.fs_g])
+        return P.SensorState(
+            P.odr_to_mhz(self.sensor.odr_hz),
+            self.sensor.fs_g,
+            int(self.streaming),
+            self.block_len,
+            P.LSM6DSO_SENS_NG[self.sensor.fs_g],
+        )
 
     def _h_sensor_config(self, m: P.SensorConfig, now: float) -> P.Message:
         odr = P.check_odr_mhz(m.odr_mhz)
@@ -514,7 +564,9 @@ class NucleoEmulator:
     def _h_stream_start(self, m: P.StreamStart, now: float) -> P.Message:
         self._not_busy("start the sensor stream")
         if not 1 <= m.block_len <= P.MAX_BLOCK_SAMPLES:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"block_len {m.block_len} outside 1..{P.MAX_BLOCK_SAMPLES}", m.block_len)
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM, f"block_len {m.block_len} outside 1..{P.MAX_BLOCK_SAMPLES}", m.block_len
+            )
         if self.trace is None:
             raise _Refuse(P.ErrorCode.NO_DATA, "the emulated sensor has no recorded trace to play (pass trace=...)")
         self.block_len = int(m.block_len)
@@ -551,12 +603,19 @@ class NucleoEmulator:
         self.model = self.arch = None  # the old model is freed first
         self._weights_snapshot = None
         if m.desc_len < P.DESC_HEADER.size or m.total_len < m.desc_len:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"desc_len {m.desc_len} / total_len {m.total_len} inconsistent (descriptor >= 16 bytes, total >= descriptor)")
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM,
+                f"desc_len {m.desc_len} / total_len {m.total_len} inconsistent (descriptor >= 16 bytes, total >= descriptor)",
+            )
         avail = self.ram_free
         if m.total_len - m.desc_len > avail:
-            raise _Refuse(P.ErrorCode.OUT_OF_RAM, f"model weights need {m.total_len - m.desc_len} B of RAM, {avail} B free "
-                          f"({self.ram_total} B SRAM - {self.reserve_bytes} B firmware - {self._data_bytes()} B datasets)",
-                          m.total_len - m.desc_len, avail)
+            raise _Refuse(
+                P.ErrorCode.OUT_OF_RAM,
+                f"model weights need {m.total_len - m.desc_len} B of RAM, {avail} B free "
+                f"({self.ram_total} B SRAM - {self.reserve_bytes} B firmware - {self._data_bytes()} B datasets)",
+                m.total_len - m.desc_len,
+                avail,
+            )
         self._xfer = _Transfer("model", m.total_len, m.crc32, desc_len=m.desc_len)
         return P.XferAck(0)
 
@@ -571,7 +630,12 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.BAD_OFFSET, f"chunk at offset {offset}, expected {have}", have, offset)
         if have + len(data) > x.total:
             self._xfer = None
-            raise _Refuse(P.ErrorCode.TOO_LARGE, f"chunk ends at {have + len(data)}, beyond the announced {x.total} bytes", have + len(data), x.total)
+            raise _Refuse(
+                P.ErrorCode.TOO_LARGE,
+                f"chunk ends at {have + len(data)}, beyond the announced {x.total} bytes",
+                have + len(data),
+                x.total,
+            )
         x.buf += data
         return x
 
@@ -605,10 +669,20 @@ class NucleoEmulator:
             kind = P.KIND_CODES.get(arch.layers[idx].kind, 0) if idx != 0xFFFFFFFF else 0
             raise _Refuse(P.ErrorCode.UNKNOWN_LAYER, f"unsupported network: {exc}", idx, kind) from None
         if weight_bytes != 4 * arch.params:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"blob carries {weight_bytes} weight bytes, the architecture has {arch.params} float32 parameters ({4 * arch.params} B)", weight_bytes, 4 * arch.params)
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM,
+                f"blob carries {weight_bytes} weight bytes, the architecture has {arch.params} float32 parameters ({4 * arch.params} B)",
+                weight_bytes,
+                4 * arch.params,
+            )
         need = training_memory(arch, frozenset()).paper_bytes + self.reserve_bytes + self._data_bytes()
         if need > self.ram_total:
-            raise _Refuse(P.ErrorCode.OUT_OF_RAM, f"model needs {need} B for inference (weights + activations + {self.reserve_bytes} B firmware + {self._data_bytes()} B datasets), SRAM is {self.ram_total} B", need, self.ram_total)
+            raise _Refuse(
+                P.ErrorCode.OUT_OF_RAM,
+                f"model needs {need} B for inference (weights + activations + {self.reserve_bytes} B firmware + {self._data_bytes()} B datasets), SRAM is {self.ram_total} B",
+                need,
+                self.ram_total,
+            )
         return arch
 
     def _h_model_end(self, m: P.ModelEnd, now: float) -> P.Message:
@@ -619,10 +693,17 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.BAD_STATE, "MODEL_END without a MODEL_BEGIN")
         self._xfer = None
         if len(x.buf) != x.total or x.arch is None:
-            raise _Refuse(P.ErrorCode.BAD_OFFSET, f"model transfer incomplete: {len(x.buf)} of {x.total} bytes", len(x.buf), x.total)
+            raise _Refuse(
+                P.ErrorCode.BAD_OFFSET,
+                f"model transfer incomplete: {len(x.buf)} of {x.total} bytes",
+                len(x.buf),
+                x.total,
+            )
         c = crc32(x.buf)
         if c != x.crc:
-            raise _Refuse(P.ErrorCode.BLOB_CRC, f"model blob CRC-32 0x{c:08X} does not match announced 0x{x.crc:08X}", x.crc, c)
+            raise _Refuse(
+                P.ErrorCode.BLOB_CRC, f"model blob CRC-32 0x{c:08X} does not match announced 0x{x.crc:08X}", x.crc, c
+            )
         weights = P.decode_weights(x.arch, bytes(x.buf[x.desc_len :]))
         self.model = Model(x.arch, weights, seed=self.seed)
         self.arch = x.arch
@@ -630,9 +711,21 @@ class NucleoEmulator:
         s = tuple(x.arch.input_shape) + (0, 0)
         from estimator.memory import training_memory
 
-        return P.ModelInfo(len(x.arch.layers), x.arch.n_classes, len(x.arch.input_shape), P.PREPROCESSING_CODES[x.arch.preprocessing],
-                           s[0], s[1], s[2], 0, x.arch.params, 4 * x.arch.params,
-                           training_memory(x.arch, frozenset()).paper_bytes, self.ram_free, c)
+        return P.ModelInfo(
+            len(x.arch.layers),
+            x.arch.n_classes,
+            len(x.arch.input_shape),
+            P.PREPROCESSING_CODES[x.arch.preprocessing],
+            s[0],
+            s[1],
+            s[2],
+            0,
+            x.arch.params,
+            4 * x.arch.params,
+            training_memory(x.arch, frozenset()).paper_bytes,
+            self.ram_free,
+            c,
+        )
 
     def _data_state(self, slot: int) -> P.DataState:
         s = self.slots.get(slot)
@@ -644,7 +737,7 @@ class NucleoEmulator:
         self._not_busy("clear the datasets")
         if m.slot not in (0, 1, 0xFF):
             raise _Refuse(P.ErrorCode.BAD_PARAM, f"slot {m.slot} is not 0 (training), 1 (held) or 255 (both)", m.slot)
-        for s in ((0, 1) if m.slot == 0xFF else (m.slot,)):
+        for s in (0, 1) if m.slot == 0xFF else (m.slot,):
             self.slots.pop(s, None)
         return self._data_state(0 if m.slot == 0xFF else m.slot)
 
@@ -654,7 +747,9 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.BAD_PARAM, f"slot {m.slot} is not 0 (training) or 1 (held)", m.slot)
         avail = self.ram_free
         if m.total_len > avail:
-            raise _Refuse(P.ErrorCode.OUT_OF_RAM, f"dataset of {m.total_len} B does not fit: {avail} B free", m.total_len, avail)
+            raise _Refuse(
+                P.ErrorCode.OUT_OF_RAM, f"dataset of {m.total_len} B does not fit: {avail} B free", m.total_len, avail
+            )
         self._xfer = _Transfer("data", m.total_len, m.crc32, slot=m.slot)
         return P.XferAck(0)
 
@@ -667,19 +762,31 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.BAD_STATE, "DATA_END without a DATA_BEGIN")
         self._xfer = None
         if len(x.buf) != x.total:
-            raise _Refuse(P.ErrorCode.BAD_OFFSET, f"dataset transfer incomplete: {len(x.buf)} of {x.total} bytes", len(x.buf), x.total)
+            raise _Refuse(
+                P.ErrorCode.BAD_OFFSET,
+                f"dataset transfer incomplete: {len(x.buf)} of {x.total} bytes",
+                len(x.buf),
+                x.total,
+            )
         c = crc32(x.buf)
         if c != x.crc:
-            raise _Refuse(P.ErrorCode.BLOB_CRC, f"dataset blob CRC-32 0x{c:08X} does not match announced 0x{x.crc:08X}", x.crc, c)
+            raise _Refuse(
+                P.ErrorCode.BLOB_CRC, f"dataset blob CRC-32 0x{c:08X} does not match announced 0x{x.crc:08X}", x.crc, c
+            )
         xs, ys, dt, _ = P.decode_dataset(bytes(x.buf))
         nbytes = len(ys) + xs.size * (4 if dt == P.DType.F32 else 2)
         old = self.slots.get(x.slot)
         if old is not None:
             if old.x.shape[1:] != xs.shape[1:]:
-                raise _Refuse(P.ErrorCode.BAD_PARAM, f"windows of shape {xs.shape[1:]} cannot join slot {x.slot} holding {old.x.shape[1:]}")
+                raise _Refuse(
+                    P.ErrorCode.BAD_PARAM,
+                    f"windows of shape {xs.shape[1:]} cannot join slot {x.slot} holding {old.x.shape[1:]}",
+                )
             xs, ys, nbytes = np.concatenate([old.x, xs]), np.concatenate([old.y, ys]), old.nbytes + nbytes
             if len(ys) > 0xFFFF:
-                raise _Refuse(P.ErrorCode.TOO_LARGE, f"slot {x.slot} would hold {len(ys)} windows (max 65535)", len(ys), 0xFFFF)
+                raise _Refuse(
+                    P.ErrorCode.TOO_LARGE, f"slot {x.slot} would hold {len(ys)} windows (max 65535)", len(ys), 0xFFFF
+                )
         self.slots[x.slot] = _Slot(xs, ys, nbytes, dt)
         return self._data_state(x.slot)
 
@@ -696,7 +803,12 @@ class NucleoEmulator:
         if snap is None:
             raise _Refuse(P.ErrorCode.BAD_STATE, "WEIGHTS_READ before WEIGHTS_INFO")
         if m.offset > len(snap) or m.length == 0 or m.length > P.MAX_PAYLOAD - 4:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"read of {m.length} B at {m.offset} outside the {len(snap)}-byte blob (length 1..{P.MAX_PAYLOAD - 4})", m.offset, m.length)
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM,
+                f"read of {m.length} B at {m.offset} outside the {len(snap)}-byte blob (length 1..{P.MAX_PAYLOAD - 4})",
+                m.offset,
+                m.length,
+            )
         return P.WeightsData(m.offset, snap[m.offset : m.offset + m.length])
 
     # --- training and evaluation --------------------------------------------------------------------
@@ -707,11 +819,16 @@ class NucleoEmulator:
             if m.mode == P.TrainMode.MASK:
                 names = [l.name for i, l in enumerate(self.arch.layers) if m.layer_mask >> i & 1]
                 if not names or m.layer_mask >> len(self.arch.layers):
-                    raise _Refuse(P.ErrorCode.BAD_PARAM, f"layer_mask 0x{m.layer_mask:X} selects no layer or layers beyond {len(self.arch.layers)}")
+                    raise _Refuse(
+                        P.ErrorCode.BAD_PARAM,
+                        f"layer_mask 0x{m.layer_mask:X} selects no layer or layers beyond {len(self.arch.layers)}",
+                    )
                 return resolve_trainable(self.arch, names)
             mode = {P.TrainMode.FULL: "full", P.TrainMode.TL: "tl", P.TrainMode.LAST: "last"}.get(m.mode)
             if mode is None:
-                raise _Refuse(P.ErrorCode.BAD_PARAM, f"training mode {m.mode} is not 0 full, 1 tl, 2 last or 3 mask", m.mode)
+                raise _Refuse(
+                    P.ErrorCode.BAD_PARAM, f"training mode {m.mode} is not 0 full, 1 tl, 2 last or 3 mask", m.mode
+                )
             return resolve_trainable(self.arch, mode)
         except ArchError as exc:
             raise _Refuse(P.ErrorCode.BAD_PARAM, str(exc)) from None
@@ -719,13 +836,20 @@ class NucleoEmulator:
     def _slot_for_model(self, slot: int) -> _Slot:
         s = self.slots.get(slot)
         if s is None or len(s.y) == 0:
-            raise _Refuse(P.ErrorCode.NO_DATA, f"slot {slot} ({'training' if slot == 0 else 'held'} set) is empty", slot)
+            raise _Refuse(
+                P.ErrorCode.NO_DATA, f"slot {slot} ({'training' if slot == 0 else 'held'} set) is empty", slot
+            )
         want = tuple(self.arch.input_shape)
         flat = (want[0], int(np.prod(want[1:])))
         if s.x.shape[1:] != flat:
             raise _Refuse(P.ErrorCode.BAD_PARAM, f"slot {slot} windows are {s.x.shape[1:]}, the model takes {want}")
         if int(s.y.max()) >= self.arch.n_classes:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"slot {slot} has label {int(s.y.max())}, the model has {self.arch.n_classes} classes", int(s.y.max()), self.arch.n_classes)
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM,
+                f"slot {slot} has label {int(s.y.max())}, the model has {self.arch.n_classes} classes",
+                int(s.y.max()),
+                self.arch.n_classes,
+            )
         return s
 
     def training_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
@@ -753,7 +877,10 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.NO_MODEL, "no model loaded: upload one first")
         slot = self._slot_for_model(0)
         if m.epochs + m.warmup_epochs < 1 or m.batch < 1:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, f"epochs {m.epochs} + warmup {m.warmup_epochs} must be >= 1 and batch {m.batch} >= 1")
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM,
+                f"epochs {m.epochs} + warmup {m.warmup_epochs} must be >= 1 and batch {m.batch} >= 1",
+            )
         for name, lr in (("lr", m.lr), ("warmup_lr", m.warmup_lr)):
             if not (math.isfinite(lr) and 0 <= lr <= 10):
                 raise _Refuse(P.ErrorCode.BAD_PARAM, f"{name} {lr} outside 0..10")
@@ -763,7 +890,12 @@ class NucleoEmulator:
         last = resolve_trainable(self.arch, "last") if m.warmup_epochs else frozenset()
         need = self.training_memory_bytes(trainable, bool(m.warmup_epochs))
         if need > self.ram_total:
-            raise _Refuse(P.ErrorCode.OUT_OF_RAM, f"round needs {need} B (training buffers + {self.reserve_bytes} B firmware + {self._data_bytes()} B datasets), SRAM is {self.ram_total} B", need, self.ram_total)
+            raise _Refuse(
+                P.ErrorCode.OUT_OF_RAM,
+                f"round needs {need} B (training buffers + {self.reserve_bytes} B firmware + {self._data_bytes()} B datasets), SRAM is {self.ram_total} B",
+                need,
+                self.ram_total,
+            )
         n = len(slot.y)
         per_epoch = math.ceil(n / m.batch)
         rng = np.random.default_rng(m.seed)
@@ -777,7 +909,9 @@ class NucleoEmulator:
             for b in range(per_epoch):
                 idx = order[b * m.batch : (b + 1) * m.batch]
                 d = self.batch_seconds(names, len(idx))
-                batches.append(_Batch(int(phase), epoch, b, per_epoch, idx, names, float(lr), t, t + d, int(round(d * f))))
+                batches.append(
+                    _Batch(int(phase), epoch, b, per_epoch, idx, names, float(lr), t, t + d, int(round(d * f)))
+                )
                 t += d
         self._round_id = (self._round_id + 1) & 0xFFFF
         job = _Job("train", self._round_id)
@@ -798,10 +932,20 @@ class NucleoEmulator:
             self._tl_i.append(float(base))
             if self.marker_enabled:
                 self._edges.extend([now] + [b.end for b in batches])
-        info = P.RoundInfo(job.round_id, per_epoch, len(batches), need, self.ram_total, sum(b.cycles for b in batches), self._tick(t) - self._tick(now))
+        info = P.RoundInfo(
+            job.round_id,
+            per_epoch,
+            len(batches),
+            need,
+            self.ram_total,
+            sum(b.cycles for b in batches),
+            self._tick(t) - self._tick(now),
+        )
 
         def start() -> None:
-            job.thread = threading.Thread(target=self._run_round, args=(job, batches, slot, now), name=f"nucleo-round-{job.round_id}", daemon=True)
+            job.thread = threading.Thread(
+                target=self._run_round, args=(job, batches, slot, now), name=f"nucleo-round-{job.round_id}", daemon=True
+            )
             job.thread.start()
 
         return info, start
@@ -838,8 +982,21 @@ class NucleoEmulator:
                 s[2] += res.correct
                 done += 1
                 cycles += b.cycles
-                self._emit(P.BatchReport(job.round_id, b.phase, 0, b.epoch, b.index, b.per_epoch, res.n, res.loss,
-                                         self._tick(b.start), self._tick(b.end), b.cycles))
+                self._emit(
+                    P.BatchReport(
+                        job.round_id,
+                        b.phase,
+                        0,
+                        b.epoch,
+                        b.index,
+                        b.per_epoch,
+                        res.n,
+                        res.loss,
+                        self._tick(b.start),
+                        self._tick(b.end),
+                        b.cycles,
+                    )
+                )
         except Exception as exc:  # noqa: BLE001 - reported to the host, never kills the bench
             status, error = P.RoundStatus.FAILED, P.ErrorCode.INTERNAL
             self._emit(P.Log(3, f"round {job.round_id} failed: {exc}"[:200]))
@@ -860,8 +1017,21 @@ class NucleoEmulator:
             acc = last[2] / last[1] if last[1] else 0.0
             if self._job is job:
                 self._job = None
-            self._emit(P.RoundDone(job.round_id, int(status), int(error), full_epochs, 0, done, loss, acc,
-                                   self._tick(t0), self._tick(end), cycles))
+            self._emit(
+                P.RoundDone(
+                    job.round_id,
+                    int(status),
+                    int(error),
+                    full_epochs,
+                    0,
+                    done,
+                    loss,
+                    acc,
+                    self._tick(t0),
+                    self._tick(end),
+                    cycles,
+                )
+            )
 
     def _abort_job(self, now: float) -> None:
         job = self._job
@@ -886,7 +1056,10 @@ class NucleoEmulator:
         if m.slot not in (0, 1):
             raise _Refuse(P.ErrorCode.BAD_PARAM, f"slot {m.slot} is not 0 or 1", m.slot)
         if self.arch.n_classes > 22:
-            raise _Refuse(P.ErrorCode.TOO_LARGE, f"{self.arch.n_classes} classes: the confusion matrix would not fit one frame (max 22)")
+            raise _Refuse(
+                P.ErrorCode.TOO_LARGE,
+                f"{self.arch.n_classes} classes: the confusion matrix would not fit one frame (max 22)",
+            )
         slot = self._slot_for_model(m.slot)
         n = len(slot.y)
         d = n * float(time_per_sample_s(self.arch, frozenset(), self.profile, float(self.sysclk_hz)))
@@ -898,7 +1071,9 @@ class NucleoEmulator:
         cycles = int(round(d * self.sysclk_hz))
 
         def start() -> None:
-            job.thread = threading.Thread(target=self._run_eval, args=(job, slot, m.slot, now + d, cycles), name="nucleo-eval", daemon=True)
+            job.thread = threading.Thread(
+                target=self._run_eval, args=(job, slot, m.slot, now + d, cycles), name="nucleo-eval", daemon=True
+            )
             job.thread.start()
 
         return P.Ack(P.MsgType.EVALUATE), start
@@ -913,7 +1088,9 @@ class NucleoEmulator:
             conf = np.zeros((k, k), np.int64)
             np.add.at(conf, (slot.y, probs.argmax(axis=1)), 1)
             self._wait_until(t_end, job)
-            msg: P.Message = P.EvalResult(slot_id, k, len(slot.y), loss, cycles, np.minimum(conf, 0xFFFF).astype(np.uint16).ravel())
+            msg: P.Message = P.EvalResult(
+                slot_id, k, len(slot.y), loss, cycles, np.minimum(conf, 0xFFFF).astype(np.uint16).ravel()
+            )
         except Exception as exc:  # noqa: BLE001
             msg = P.Log(3, f"evaluation failed: {exc}"[:200])
         with self._lock:

@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import cobs
-from .crc import crc16, crc32
+from .crc import crc16
 
 PROTOCOL_VERSION = 1
 MAGIC = b"ODL1"
@@ -161,7 +161,9 @@ def frame_body(type_: int, seq: int, payload: bytes | bytearray | memoryview = b
     if not 0 <= seq <= 0xFFFF:
         raise ProtocolError(f"sequence number {seq} is outside 0..65535")
     if len(payload) > MAX_PAYLOAD:
-        raise ProtocolError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte maximum", ErrorCode.TOO_LARGE)
+        raise ProtocolError(
+            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte maximum", ErrorCode.TOO_LARGE
+        )
     head = HEADER.pack(type_, seq, len(payload)) + payload
     return head + struct.pack("<H", crc16(head))
 
@@ -208,7 +210,11 @@ class FrameDecoder:
         self._discarding = False
 
     def _error(self, exc: ProtocolError, nbytes: int) -> None:
-        key = "bad_crc" if exc.code == ErrorCode.BAD_CRC else ("overflow" if exc.code == ErrorCode.TOO_LARGE else "bad_frame")
+        key = (
+            "bad_crc"
+            if exc.code == ErrorCode.BAD_CRC
+            else ("overflow" if exc.code == ErrorCode.TOO_LARGE else "bad_frame")
+        )
         self.stats[key] += 1
         self.stats["discarded_bytes"] += nbytes
         if self.on_error is not None:
@@ -231,7 +237,12 @@ class FrameDecoder:
                     size = len(self._buf)
                     self._buf.clear()
                     self._discarding = True
-                    self._error(ProtocolError(f"{size} bytes without a frame delimiter (max frame {self._max})", ErrorCode.TOO_LARGE), size)
+                    self._error(
+                        ProtocolError(
+                            f"{size} bytes without a frame delimiter (max frame {self._max})", ErrorCode.TOO_LARGE
+                        ),
+                        size,
+                    )
             if z < 0:
                 break
             pos = z + 1
@@ -310,7 +321,9 @@ class Message:
         try:
             head = self._struct.pack(*values)
         except struct.error as exc:
-            raise ProtocolError(f"{name}: a field is out of range or of the wrong type ({exc}); values {values}") from exc
+            raise ProtocolError(
+                f"{name}: a field is out of range or of the wrong type ({exc}); values {values}"
+            ) from exc
         tail = b""
         if self.TAIL:
             tail = _pack_tail(getattr(self, self.TAIL), self.TAIL_KIND, f"{name}.{self.TAIL}")
@@ -1008,16 +1021,27 @@ def encode_arch(arch: Any) -> bytes:
     if len(arch.layers) > 255:
         raise ProtocolError(f"{len(arch.layers)} layers exceed the descriptor's 255")
     if arch.preprocessing not in PREPROCESSING_CODES:
-        raise ProtocolError(f"preprocessing {arch.preprocessing!r} has no protocol code (known: {', '.join(PREPROCESSING_CODES)})")
+        raise ProtocolError(
+            f"preprocessing {arch.preprocessing!r} has no protocol code (known: {', '.join(PREPROCESSING_CODES)})"
+        )
     dims = list(shape) + [0] * (3 - len(shape))
-    out = bytearray(DESC_HEADER.pack(DESC_MAGIC, 1, len(arch.layers), len(shape), PREPROCESSING_CODES[arch.preprocessing], *dims, 0))
+    out = bytearray(
+        DESC_HEADER.pack(DESC_MAGIC, 1, len(arch.layers), len(shape), PREPROCESSING_CODES[arch.preprocessing], *dims, 0)
+    )
     for layer in arch.layers:
         param = layer.rate if layer.kind == "dropout" else (layer.epsilon if layer.kind == "batchnorm" else 0.0)
         name = layer.name.encode("utf-8", "replace")[:LAYER_NAME_LEN]
         try:
             out += LAYER_REC.pack(
-                KIND_CODES[layer.kind], 1 if layer.use_bias else 0, layer.filters, layer.kernel, layer.units,
-                layer.pool, layer.stride, param, name,
+                KIND_CODES[layer.kind],
+                1 if layer.use_bias else 0,
+                layer.filters,
+                layer.kernel,
+                layer.units,
+                layer.pool,
+                layer.stride,
+                param,
+                name,
             )
         except struct.error as exc:
             raise ProtocolError(f"layer {layer.name!r}: a hyper-parameter does not fit the descriptor ({exc})") from exc
@@ -1046,7 +1070,9 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
     layers = []
     seen: set[str] = set()
     for i in range(n_layers):
-        kind, flags, filters, kernel, units, pool, stride, param, raw = LAYER_REC.unpack_from(desc, DESC_HEADER.size + i * LAYER_REC.size)
+        kind, flags, filters, kernel, units, pool, stride, param, raw = LAYER_REC.unpack_from(
+            desc, DESC_HEADER.size + i * LAYER_REC.size
+        )
         if kind not in KIND_NAMES:
             raise UnknownLayerError(f"layer {i}: unknown layer kind code {kind}", i, kind)
         k = KIND_NAMES[kind]
@@ -1054,7 +1080,9 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
         if name in seen:
             name = f"{name}#{i}"
         seen.add(name)
-        kw: dict[str, Any] = dict(filters=filters, kernel=kernel, units=units, pool=pool, stride=stride, use_bias=bool(flags & 1))
+        kw: dict[str, Any] = dict(
+            filters=filters, kernel=kernel, units=units, pool=pool, stride=stride, use_bias=bool(flags & 1)
+        )
         if k == "dropout":
             kw["rate"] = float(param)
         if k == "batchnorm":

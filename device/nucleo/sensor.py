@@ -61,7 +61,9 @@ class Trace:
         acc = np.asarray(acc_g, np.float32)
         labels = np.asarray(labels)
         if acc.ndim != 2 or acc.shape[1] != 3 or len(labels) != len(acc):
-            raise TraceError(f"{source}: acc shape {acc.shape} and {len(labels)} labels do not match (need (n, 3) and n)")
+            raise TraceError(
+                f"{source}: acc shape {acc.shape} and {len(labels)} labels do not match (need (n, 3) and n)"
+            )
         segs: dict[str, list[np.ndarray]] = {}
         change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
         starts = np.concatenate([[0], change])
@@ -132,7 +134,9 @@ def load_npz(path: str | Path) -> Trace:
                 names = z["label_names"].astype(str)
                 labels = names[z["label"].astype(int)]
     except (OSError, KeyError, ValueError, IndexError) as exc:
-        raise TraceError(f"cannot read trace npz {p}: {exc} (need acc_g, rate_hz and labels or label + label_names)") from exc
+        raise TraceError(
+            f"cannot read trace npz {p}: {exc} (need acc_g, rate_hz and labels or label + label_names)"
+        ) from exc
     return Trace.from_arrays(acc, labels, rate, str(p))
 
 
@@ -233,7 +237,9 @@ class LSM6DSO:
         if self.trace is None:
             raise ProtocolError("no sensor trace loaded")
         if activity not in self.trace.segments:
-            raise ProtocolError(f"activity {activity!r} is not in the trace (available: {', '.join(self.trace.activities)})")
+            raise ProtocolError(
+                f"activity {activity!r} is not in the trace (available: {', '.join(self.trace.activities)})"
+            )
         if activity != self.activity:
             # start at a pseudo-random point of the new recording, as a person would not restart it
             seg = self.trace.segments[activity]
@@ -263,6 +269,17 @@ class LSM6DSO:
 
 
 __all__ = [
-    "LSM6DSO", "Trace", "TraceError", "load_trace", "load_wisdm2019", "load_hapt", "load_npz",
-    "load_csv", "default_trace_path", "quantise", "sensitivity_g", "LSM6DSO_ODR_HZ", "LSM6DSO_FS_G",
+    "LSM6DSO",
+    "Trace",
+    "TraceError",
+    "load_trace",
+    "load_wisdm2019",
+    "load_hapt",
+    "load_npz",
+    "load_csv",
+    "default_trace_path",
+    "quantise",
+    "sensitivity_g",
+    "LSM6DSO_ODR_HZ",
+    "LSM6DSO_FS_G",
 ]

@@ -6,16 +6,31 @@ import time
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit,
-                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from app.core.devices import DeviceState, DeviceStatus
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
 STATE_COLORS = {
-    DeviceState.DISCONNECTED: "#9ca3af", DeviceState.CONNECTING: "#f59e0b", DeviceState.READY: "#3b82f6",
-    DeviceState.STREAMING: "#10b981", DeviceState.TRAINING: "#8b5cf6", DeviceState.ERROR: "#ef4444",
+    DeviceState.DISCONNECTED: "#9ca3af",
+    DeviceState.CONNECTING: "#f59e0b",
+    DeviceState.READY: "#3b82f6",
+    DeviceState.STREAMING: "#10b981",
+    DeviceState.TRAINING: "#8b5cf6",
+    DeviceState.ERROR: "#ef4444",
 }
 COLUMNS = ("Device", "Kind", "Port / URL", "State", "Firmware", "Message")
 
@@ -116,9 +131,14 @@ class DevicesPanel(Panel):
         for r, st in enumerate(self._statuses):
             name = st.info.name + ("  (virtual)" if st.info.virtual and "virtual" not in st.info.name else "")
             fw = st.details.get("firmware", "")
-            vals = (name, "NUCLEO board" if st.info.kind == "board" else "LPM01A power shield",
-                    st.info.url + (f"  [{st.info.vid_pid}]" if st.info.vid_pid else ""), st.state.value, fw,
-                    st.message)
+            vals = (
+                name,
+                "NUCLEO board" if st.info.kind == "board" else "LPM01A power shield",
+                st.info.url + (f"  [{st.info.vid_pid}]" if st.info.vid_pid else ""),
+                st.state.value,
+                fw,
+                st.message,
+            )
             for c, v in enumerate(vals):
                 item = QTableWidgetItem(str(v))
                 if c == 3:
@@ -138,22 +158,31 @@ class DevicesPanel(Panel):
     def _show_details(self) -> None:
         st = self.selected()
         if st is None:
-            self.details.setPlainText("No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
-                                      "virtual bench from the Devices menu.")
+            self.details.setPlainText(
+                "No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
+                "virtual bench from the Devices menu."
+            )
             return
         self.btn_stream.setText("Stop streaming" if st.state == DeviceState.STREAMING else "Start streaming")
         self.btn_unplug.setEnabled(st.info.virtual)
         self.auto.blockSignals(True)
         self.auto.setChecked(st.auto_reconnect)
         self.auto.blockSignals(False)
-        lines = [f"{st.info.name}", f"  key: {st.info.key}", f"  url: {st.info.url}",
-                 f"  state: {st.state.value}  {st.message}", f"  reconnects: {st.reconnects}"]
+        lines = [
+            f"{st.info.name}",
+            f"  key: {st.info.key}",
+            f"  url: {st.info.url}",
+            f"  state: {st.state.value}  {st.message}",
+            f"  reconnects: {st.reconnects}",
+        ]
         lines += [f"  {k}: {v}" for k, v in sorted(st.details.items())]
         stream = self.ctx.devices.power_stream if st.info.kind == "powershield" else self.ctx.devices.accel_stream
         if stream is not None:
             gaps = sum(b - a for a, b in stream.gaps)
-            lines.append(f"  stream: {stream.rate_hz:g} Hz, {stream.duration:.1f} s on the timeline, "
-                         f"{len(stream.gaps)} gap(s) totalling {gaps:.2f} s")
+            lines.append(
+                f"  stream: {stream.rate_hz:g} Hz, {stream.duration:.1f} s on the timeline, "
+                f"{len(stream.gaps)} gap(s) totalling {gaps:.2f} s"
+            )
         msgs = self.ctx.devices.messages[-8:]
         if msgs:
             lines += ["", "Messages:"] + [f"  {m}" for m in msgs]
@@ -163,5 +192,11 @@ class DevicesPanel(Panel):
         return [("Devices menu", "Connect/disconnect any discovered device, rescan, start the virtual bench")]
 
 
-PANEL = PanelSpec(key="devices", title="Devices", order=10, factory=DevicesPanel, icon="SP_ComputerIcon",
-                  tooltip="Boards and power shields, real and virtual")
+PANEL = PanelSpec(
+    key="devices",
+    title="Devices",
+    order=10,
+    factory=DevicesPanel,
+    icon="SP_ComputerIcon",
+    tooltip="Boards and power shields, real and virtual",
+)

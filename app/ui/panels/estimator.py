@@ -23,13 +23,37 @@ from typing import Any, Sequence
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QProgressBar,
-                               QPushButton, QScrollArea, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from app.core.rounds import (GENERAL_SIZES, RECOMMEND_EPOCHS, EstimatorInputs, calibration_records, measured_points,
-                             windows_per_epoch)
+from app.core.rounds import (
+    GENERAL_SIZES,
+    RECOMMEND_EPOCHS,
+    EstimatorInputs,
+    calibration_records,
+    measured_points,
+    windows_per_epoch,
+)
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from estimator.arch import Arch, ArchError, paper_cnn
@@ -37,8 +61,11 @@ from estimator.arch import Arch, ArchError, paper_cnn
 MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626", "last": "#7c3aed"}
 COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1", "fits")
 #: Extra columns for an imported model (the rows of ``odlstudio estimate --model``).
-INFERENCE_COLUMNS = (("MACC", "inference_macc", "{:,}"), ("wts KiB", "weights_kib", "{:.2f}"),
-                     ("act KiB", "activation_peak_kib", "{:.2f}"))
+INFERENCE_COLUMNS = (
+    ("MACC", "inference_macc", "{:,}"),
+    ("wts KiB", "weights_kib", "{:.2f}"),
+    ("act KiB", "activation_peak_kib", "{:.2f}"),
+)
 MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}] of imported models
 MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
 OTHER_SIZES_SETTING = "estimator.other_sizes"
@@ -85,8 +112,9 @@ class ModelChoice:
 
     def flexible(self) -> bool:
         """Other input sizes are possible (always for the general model)."""
-        return self.arch is None or any(fits_input_size(self.arch, T) for T in GENERAL_SIZES
-                                        if T != self.arch.input_size)
+        return self.arch is None or any(
+            fits_input_size(self.arch, T) for T in GENERAL_SIZES if T != self.arch.input_size
+        )
 
     def sizes(self, other_sizes: bool) -> tuple[int, ...]:
         if self.arch is None:
@@ -103,16 +131,23 @@ class ModelChoice:
 
     def describe(self) -> str:
         if self.arch is None:
-            return ("Paper CNN pretrained on WISDM-2019 (assets/models), 5 classes, 20 Hz, one model per "
-                    "T = 20, 40, 60, 80, 100.")
+            return (
+                "Paper CNN pretrained on WISDM-2019 (assets/models), 5 classes, 20 Hz, one model per "
+                "T = 20, 40, 60, 80, 100."
+            )
         a = self.arch
         shape = "×".join(str(x) for x in a.input_shape)
-        size = (f"other input sizes possible (weights do not depend on T)" if self.flexible()
-                else f"fixed input size T = {a.input_size} (its weights depend on T)")
+        size = (
+            "other input sizes possible (weights do not depend on T)"
+            if self.flexible()
+            else f"fixed input size T = {a.input_size} (its weights depend on T)"
+        )
         prep = "" if a.preprocessing in ("", "none") else f", preprocessing {a.preprocessing}"
         gone = " — file not found, estimated from the saved architecture" if self.missing else ""
-        return (f"{a.name}: input {shape}, {len(a.classes)} classes ({', '.join(a.classes)}), "
-                f"{self.rate_hz:g} Hz{prep}; {size}{gone}.")
+        return (
+            f"{a.name}: input {shape}, {len(a.classes)} classes ({', '.join(a.classes)}), "
+            f"{self.rate_hz:g} Hz{prep}; {size}{gone}."
+        )
 
 
 @dataclass
@@ -139,8 +174,9 @@ class SimulationState:
     def result(self):
         from app.core.simulate import SimulationResult
 
-        return SimulationResult(dict(self.table), dict(self.accuracy), dict(self.none), dict(self.n_train),
-                                dict(self.n_test), self.seconds)
+        return SimulationResult(
+            dict(self.table), dict(self.accuracy), dict(self.none), dict(self.n_train), dict(self.n_test), self.seconds
+        )
 
     def summary(self) -> str:
         if not self.table:
@@ -149,11 +185,13 @@ class SimulationState:
         best = max(self.table.items(), key=lambda kv: kv[1])
         (T, m, e), f1 = best
         before = ", ".join(f"T={t}: {self.none[t]:.2f}" for t in sizes if t in self.none)
-        return (f"Measured on your windows ({', '.join(map(str, sizes))}; {sum(self.n_train.values())} training / "
-                f"{sum(self.n_test.values())} test windows, {self.seconds:.1f} s): best {m.upper()} at T={T} with "
-                f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
-                + ("" if self.complete else " Partial (cancelled): the other sizes use the Table II prior.")
-                + (" Labels changed since: simulate again." if self.stale else ""))
+        return (
+            f"Measured on your windows ({', '.join(map(str, sizes))}; {sum(self.n_train.values())} training / "
+            f"{sum(self.n_test.values())} test windows, {self.seconds:.1f} s): best {m.upper()} at T={T} with "
+            f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
+            + ("" if self.complete else " Partial (cancelled): the other sizes use the Table II prior.")
+            + (" Labels changed since: simulate again." if self.stale else "")
+        )
 
 
 class EstimatorPanel(Panel):
@@ -178,8 +216,10 @@ class EstimatorPanel(Panel):
         self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # long file names
         self.model.setMinimumContentsLength(16)
         self.btn_import = QPushButton("Import…")
-        self.btn_import.setToolTip("Import a .keras / .h5 / .npz model (e.g. ST's IGN or GMP from your own copy "
-                                   "of the model zoo); loaded on a worker thread")
+        self.btn_import.setToolTip(
+            "Import a .keras / .h5 / .npz model (e.g. ST's IGN or GMP from your own copy "
+            "of the model zoo); loaded on a worker thread"
+        )
         mrow.addWidget(self.model, 1)
         mrow.addWidget(self.btn_import)
         ml.addLayout(mrow)
@@ -188,8 +228,10 @@ class EstimatorPanel(Panel):
         self.model_info.setStyleSheet("QLabel { color: #4b5563; }")
         ml.addWidget(self.model_info)
         self.other_sizes = QCheckBox("Also try T = 20…100")
-        self.other_sizes.setToolTip("Estimate this model at other input sizes too (only when its weights do not "
-                                    "depend on T, e.g. global pooling before the Dense layers)")
+        self.other_sizes.setToolTip(
+            "Estimate this model at other input sizes too (only when its weights do not "
+            "depend on T, e.g. global pooling before the Dense layers)"
+        )
         self.other_sizes.setChecked(bool(ctx.settings.get(OTHER_SIZES_SETTING, False)))
         ml.addWidget(self.other_sizes)
         left.addWidget(mbox)
@@ -212,10 +254,17 @@ class EstimatorPanel(Panel):
         self.accounting = QComboBox()
         self.accounting.addItem("paper (Table III)", "paper")
         self.accounting.addItem("peak (liveness)", "peak")
-        for label, w in (("Profile", self.profile), ("Batch size", self.batch), ("Epochs", self.epochs),
-                         ("RAM", self.ram), ("Firmware reserve", self.reserve), ("Time budget", self.time_s),
-                         ("Energy budget", self.energy), ("Power source", self.source),
-                         ("Memory accounting", self.accounting)):
+        for label, w in (
+            ("Profile", self.profile),
+            ("Batch size", self.batch),
+            ("Epochs", self.epochs),
+            ("RAM", self.ram),
+            ("Firmware reserve", self.reserve),
+            ("Time budget", self.time_s),
+            ("Energy budget", self.energy),
+            ("Power source", self.source),
+            ("Memory accounting", self.accounting),
+        ):
             form.addRow(label, w)
         left.addWidget(box)
         self.windows_label = QLabel()
@@ -244,14 +293,18 @@ class EstimatorPanel(Panel):
         cl = QVBoxLayout(cbox)
         brow = QHBoxLayout()
         self.btn_simulate = QPushButton("Simulate on my windows")
-        self.btn_simulate.setToolTip("Personalize the model on the host with your labelled windows (the paper's "
-                                     "local split) for each input size, TL and Full, and use the measured "
-                                     "macro-F1 as the recommender's accuracy model")
+        self.btn_simulate.setToolTip(
+            "Personalize the model on the host with your labelled windows (the paper's "
+            "local split) for each input size, TL and Full, and use the measured "
+            "macro-F1 as the recommender's accuracy model"
+        )
         self.btn_prior = QPushButton("Use prior")
         self.btn_prior.setToolTip("Forget the simulation: use the Table II prior again")
         self.btn_calibrate = QPushButton("Calibrate from my rounds")
-        self.btn_calibrate.setToolTip("Fit the cycle costs and power model to the measured batches of your finished "
-                                      "rounds and save them as a profile for this board")
+        self.btn_calibrate.setToolTip(
+            "Fit the cycle costs and power model to the measured batches of your finished "
+            "rounds and save them as a profile for this board"
+        )
         brow.addWidget(self.btn_simulate, 1)
         brow.addWidget(self.btn_prior)
         cl.addLayout(brow)
@@ -295,8 +348,12 @@ class EstimatorPanel(Panel):
             p.setLabel("bottom", "input size T (samples)", color="#333")
             p.setLabel("left", unit, color="#333")
             p.addLegend(offset=corner, labelTextColor="#111", brush=pg.mkBrush(255, 255, 255, 200))
-        self.ram_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#111", width=2, style=Qt.DashLine),
-                                        label="RAM limit", labelOpts={"position": 0.12, "color": "#111", "anchors": [(0, 1), (0, 1)]})
+        self.ram_line = pg.InfiniteLine(
+            angle=0,
+            pen=pg.mkPen("#111", width=2, style=Qt.DashLine),
+            label="RAM limit",
+            labelOpts={"position": 0.12, "color": "#111", "anchors": [(0, 1), (0, 1)]},
+        )
         self.mem_plot.addItem(self.ram_line)
         self.charts = charts
         split.addWidget(charts)
@@ -362,8 +419,14 @@ class EstimatorPanel(Panel):
 
     def _load_inputs(self) -> None:
         d = self.inputs
-        for w, v in ((self.batch, d.batch_size), (self.epochs, d.epochs), (self.ram, d.ram_kib),
-                     (self.reserve, d.reserve_kib), (self.time_s, d.time_s), (self.energy, d.energy_mj)):
+        for w, v in (
+            (self.batch, d.batch_size),
+            (self.epochs, d.epochs),
+            (self.ram, d.ram_kib),
+            (self.reserve, d.reserve_kib),
+            (self.time_s, d.time_s),
+            (self.energy, d.energy_mj),
+        ):
             w.blockSignals(True)
             w.setValue(v)
             w.blockSignals(False)
@@ -373,10 +436,17 @@ class EstimatorPanel(Panel):
             combo.blockSignals(False)
 
     def read_inputs(self) -> EstimatorInputs:
-        return EstimatorInputs(profile=str(self.profile.currentData() or "paper"), batch_size=self.batch.value(),
-                               epochs=self.epochs.value(), ram_kib=self.ram.value(), reserve_kib=self.reserve.value(),
-                               time_s=self.time_s.value(), energy_mj=self.energy.value(),
-                               power_source=str(self.source.currentData()), accounting=str(self.accounting.currentData()))
+        return EstimatorInputs(
+            profile=str(self.profile.currentData() or "paper"),
+            batch_size=self.batch.value(),
+            epochs=self.epochs.value(),
+            ram_kib=self.ram.value(),
+            reserve_kib=self.reserve.value(),
+            time_s=self.time_s.value(),
+            energy_mj=self.energy.value(),
+            power_source=str(self.source.currentData()),
+            accounting=str(self.accounting.currentData()),
+        )
 
     # --- models ---------------------------------------------------------------------------------------------
     def _restore_models(self) -> None:
@@ -390,9 +460,16 @@ class EstimatorPanel(Panel):
                 path = str(item["path"])
             except (ArchError, KeyError, TypeError):
                 continue  # a damaged entry is dropped, never raised into Qt
-            self._add_model(ModelChoice(path, str(item.get("name") or Path(path).name), arch,
-                                        float(item.get("rate_hz") or GENERAL_RATE_HZ),
-                                        missing=not Path(path).is_file()), save=False)
+            self._add_model(
+                ModelChoice(
+                    path,
+                    str(item.get("name") or Path(path).name),
+                    arch,
+                    float(item.get("rate_hz") or GENERAL_RATE_HZ),
+                    missing=not Path(path).is_file(),
+                ),
+                save=False,
+            )
         i = self.model.findData(str(self.ctx.settings.get(MODEL_SETTING, "") or ""))
         self.model.setCurrentIndex(max(0, i))
         self.model.blockSignals(False)
@@ -409,9 +486,14 @@ class EstimatorPanel(Panel):
             self.model.setItemText(i, label)
         self.model.setItemData(i, m.describe(), Qt.ToolTipRole)
         if save:
-            self.ctx.settings.set(MODELS_SETTING, [
-                {"path": k, "name": v.name, "arch": v.arch.to_dict(), "rate_hz": v.rate_hz}
-                for k, v in self.models.items() if v.arch is not None])
+            self.ctx.settings.set(
+                MODELS_SETTING,
+                [
+                    {"path": k, "name": v.name, "arch": v.arch.to_dict(), "rate_hz": v.rate_hz}
+                    for k, v in self.models.items()
+                    if v.arch is not None
+                ],
+            )
         return i
 
     def current_model(self) -> ModelChoice:
@@ -425,9 +507,12 @@ class EstimatorPanel(Panel):
         self.other_sizes.setVisible(not m.general)
         self.other_sizes.setEnabled(flexible)
         self.other_sizes.setToolTip(
-            "Estimate this model at other input sizes too (its weights do not depend on T)" if flexible else
-            f"This model's weights fix its input size (T = {m.arch.input_size}): a Flatten feeds a Dense layer"
-            if m.arch is not None else "")
+            "Estimate this model at other input sizes too (its weights do not depend on T)"
+            if flexible
+            else f"This model's weights fix its input size (T = {m.arch.input_size}): a Flatten feeds a Dense layer"
+            if m.arch is not None
+            else ""
+        )
         self.recompute()
 
     def _other_sizes_toggled(self, on: bool) -> None:
@@ -437,8 +522,9 @@ class EstimatorPanel(Panel):
     def import_model(self, path: str | None = None, wait: bool = False) -> None:
         """Load a ``.keras``/``.h5``/``.npz`` on a worker (TensorFlow stays off the GUI thread) and select it."""
         if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
-                                                  "Models (*.keras *.h5 *.hdf5 *.npz)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Import a model", str(Path.home()), "Models (*.keras *.h5 *.hdf5 *.npz)"
+            )
         if not path:
             return
         path = str(Path(path).resolve())
@@ -501,12 +587,20 @@ class EstimatorPanel(Panel):
         nw = {T: windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T, rate_hz=m.rate_hz) for T in sizes}
         have = all(v is not None for v in nw.values())
         self.windows_label.setText(
-            f"Windows per epoch from your labelled data: {', '.join(f'T={T}: {n}' for T, n in nw.items())}" if have
-            else "No labelled data yet: a round is counted as one batch per epoch.")
+            f"Windows per epoch from your labelled data: {', '.join(f'T={T}: {n}' for T, n in nw.items())}"
+            if have
+            else "No labelled data yet: a round is counted as one batch per epoch."
+        )
         accuracy = self._accuracy(m)
         try:
-            self.rec = d.recommend((lambda T: nw[T]) if have else None, profile_dir(self.ctx), input_sizes=sizes,
-                                   epochs=SIM_EPOCHS, arch=m.arch_for, accuracy=accuracy)
+            self.rec = d.recommend(
+                (lambda T: nw[T]) if have else None,
+                profile_dir(self.ctx),
+                input_sizes=sizes,
+                epochs=SIM_EPOCHS,
+                arch=m.arch_for,
+                accuracy=accuracy,
+            )
         except Exception as exc:  # noqa: BLE001 - bad profile file, a model the estimator cannot cost: shown
             self.choice.setText("—")
             self.reason.setPlainText(f"Cannot estimate {m.name}: {exc}")
@@ -515,14 +609,17 @@ class EstimatorPanel(Panel):
             self.table.setRowCount(0)
             return
         c = self.rec.choice
-        self.choice.setText(f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c
-                            else "Nothing fits")
+        self.choice.setText(
+            f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c else "Nothing fits"
+        )
         self.reason.setPlainText(self.rec.reason)
         self.btn_apply.setEnabled(c is not None)
         rows = [r for r in self.rec.table if r["epochs"] == d.epochs]
         f1 = "F1 measured on your windows" if accuracy is not None else "F1 from the Table II prior"
-        self.table_title.setText(f"<b>{m.name}</b>: predictions at {d.epochs} epoch(s), batch {d.batch_size}, "
-                                 f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget)")
+        self.table_title.setText(
+            f"<b>{m.name}</b>: predictions at {d.epochs} epoch(s), batch {d.batch_size}, "
+            f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget)"
+        )
         self._fill_table(rows, m)
         self._plot(rows, d, m)
         self._show_sim()
@@ -536,10 +633,18 @@ class EstimatorPanel(Panel):
         chosen = self.rec.choice if self.rec else None
         for i, r in enumerate(rows):
             measured = str(r.get("accuracy_source", "")).startswith("measured")
-            vals = [r["input_size"], r["mode"].upper(), f"{r['memory_kib']:.1f}", f"{r['ram_needed_kib']:.1f}",
-                    f"{r['time_per_batch_s']:.3g}", f"{r['energy_per_batch_mj']:.3g}", f"{r['time_per_round_s']:.3g}",
-                    f"{r['energy_per_round_mj']:.3g}", f"{r['accuracy']:.3f}" + (" ✓" if measured else ""),
-                    "yes" if r["feasible"] else "no: " + ", ".join(r["violations"])]
+            vals = [
+                r["input_size"],
+                r["mode"].upper(),
+                f"{r['memory_kib']:.1f}",
+                f"{r['ram_needed_kib']:.1f}",
+                f"{r['time_per_batch_s']:.3g}",
+                f"{r['energy_per_batch_mj']:.3g}",
+                f"{r['time_per_round_s']:.3g}",
+                f"{r['energy_per_round_mj']:.3g}",
+                f"{r['accuracy']:.3f}" + (" ✓" if measured else ""),
+                "yes" if r["feasible"] else "no: " + ", ".join(r["violations"]),
+            ]
             if extra:
                 inf = self.inference(m, r["input_size"])
                 vals += [fmt.format(inf[key]) for _name, key, fmt in extra]
@@ -567,23 +672,46 @@ class EstimatorPanel(Panel):
                 continue
             xs = [r["input_size"] for r in rs]
             pen = pg.mkPen(MODE_COLORS[mode], width=2)
-            self.mem_plot.plot(xs, [r[key] + d.reserve_kib for r in rs], pen=pen, symbol="o",
-                               symbolBrush=MODE_COLORS[mode], name=f"{mode.upper()} (+ reserve)")
-            self.energy_plot.plot(xs, [r["energy_per_batch_mj"] for r in rs], pen=pen, symbol="o",
-                                  symbolBrush=MODE_COLORS[mode], name=f"{mode.upper()} predicted")
+            self.mem_plot.plot(
+                xs,
+                [r[key] + d.reserve_kib for r in rs],
+                pen=pen,
+                symbol="o",
+                symbolBrush=MODE_COLORS[mode],
+                name=f"{mode.upper()} (+ reserve)",
+            )
+            self.energy_plot.plot(
+                xs,
+                [r["energy_per_batch_mj"] for r in rs],
+                pen=pen,
+                symbol="o",
+                symbolBrush=MODE_COLORS[mode],
+                name=f"{mode.upper()} predicted",
+            )
         self.ram_line.setValue(d.ram_kib)
         # measured rounds of this model only (a round's config names its model file, None = general)
         model_of = {r["id"]: r["config"].get("model_path") for r in self.ctx.store.rounds()}
         want = None if m.general else m.key
-        pts = [p for p in measured_points(self.ctx.store) if p["energy_mj"] is not None
-               and p["batch_size"] == d.batch_size and _same_model(model_of.get(p["round_id"]), want)]
+        pts = [
+            p
+            for p in measured_points(self.ctx.store)
+            if p["energy_mj"] is not None
+            and p["batch_size"] == d.batch_size
+            and _same_model(model_of.get(p["round_id"]), want)
+        ]
         for mode in ("tl", "full"):
             ms = [p for p in pts if p["mode"] == mode]
             if ms:
-                self.energy_plot.plot([p["input_size"] for p in ms], [p["energy_mj"] for p in ms], pen=None,
-                                      symbol="star", symbolSize=16, symbolBrush="#f59e0b",
-                                      symbolPen=pg.mkPen(MODE_COLORS[mode], width=2),
-                                      name=f"{mode.upper()} measured (rounds)")
+                self.energy_plot.plot(
+                    [p["input_size"] for p in ms],
+                    [p["energy_mj"] for p in ms],
+                    pen=None,
+                    symbol="star",
+                    symbolSize=16,
+                    symbolBrush="#f59e0b",
+                    symbolPen=pg.mkPen(MODE_COLORS[mode], width=2),
+                    name=f"{mode.upper()} measured (rounds)",
+                )
         self.mem_plot.setYRange(0, max(d.ram_kib * 1.08, 1.0))
         sizes = [r["input_size"] for r in rows] or [20]
         for p in (self.mem_plot, self.energy_plot):
@@ -603,9 +731,12 @@ class EstimatorPanel(Panel):
         if sim is not None and sim.model_key == m.key and sim.dataset_id == self.ctx.dataset.id and sim.table:
             self.sim_text = sim.summary()
             sizes = ", ".join(str(T) for T in sorted({T for T, _m, _e in sim.table}))
-            self.accuracy_label.setText(f"Accuracy: <b>measured on your windows</b> (T = {sizes}"
-                                        + ("" if sim.complete else ", partial") + (", stale" if sim.stale else "")
-                                        + ")")
+            self.accuracy_label.setText(
+                f"Accuracy: <b>measured on your windows</b> (T = {sizes}"
+                + ("" if sim.complete else ", partial")
+                + (", stale" if sim.stale else "")
+                + ")"
+            )
         elif sim is not None and sim.table:
             self.sim_text = "The simulation was for another model or dataset: the Table II prior is used."
             self.accuracy_label.setText("Accuracy: Table II prior (simulation was for another model)")
@@ -627,8 +758,9 @@ class EstimatorPanel(Panel):
             return
         self.simulate()
 
-    def simulate(self, sizes: Sequence[int] | None = None, epochs: Sequence[int] | None = None,
-                 wait: bool = False) -> None:
+    def simulate(
+        self, sizes: Sequence[int] | None = None, epochs: Sequence[int] | None = None, wait: bool = False
+    ) -> None:
         """Measure macro-F1 per (T, mode, epochs) on the user's labelled windows with the host engine (one
         (T, mode) run after the other, cancellable between runs) and use it as the accuracy model.  The
         general model uses the shipped model of each T; an imported model runs at its own input size."""
@@ -650,8 +782,10 @@ class EstimatorPanel(Panel):
             try:
                 rs, notes = model_recordings(store, did, m.classes, user, m.rate_hz)  # what a round trains on
             except RoundError as exc:
-                raise ValueError(f"none of your labels is a class of {m.name} ({', '.join(m.classes)}): "
-                                 f"label some activities in the Labelling panel first ({exc})") from exc
+                raise ValueError(
+                    f"none of your labels is a class of {m.name} ({', '.join(m.classes)}): "
+                    f"label some activities in the Labelling panel first ({exc})"
+                ) from exc
             state.notes = list(rs.notes) + notes
             steps = [(T, mode) for T in sizes for mode in ("tl", "full")]
             models: dict[int, Any] = {}
@@ -660,8 +794,9 @@ class EstimatorPanel(Panel):
                 progress(k / len(steps), f"T={T} {mode.upper()}: personalizing on the host ({k + 1}/{len(steps)})")
                 if T not in models:
                     models[T] = load_model(general_model_path(T) if m.general else m.key)
-                res = simulate(rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs,
-                               max_train_windows=SIM_MAX_TRAIN_WINDOWS)
+                res = simulate(
+                    rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs, max_train_windows=SIM_MAX_TRAIN_WINDOWS
+                )
                 state.merge(res)
             state.complete = True
             progress(1.0, "done")
@@ -689,9 +824,13 @@ class EstimatorPanel(Panel):
         self.sim_progress.setValue(0)
         self.sim_progress.setFormat("starting")
         self.sim_progress.setVisible(True)
-        self.sim_task = self._tasks().start(f"Simulating personalization of {m.name}", work,
-                                            on_done=lambda _r: finished(None), on_error=finished,
-                                            on_progress=on_progress)
+        self.sim_task = self._tasks().start(
+            f"Simulating personalization of {m.name}",
+            work,
+            on_done=lambda _r: finished(None),
+            on_error=finished,
+            on_progress=on_progress,
+        )
         self._show_sim()
         if wait:
             self._wait(self.sim_task, 600.0)
@@ -709,11 +848,18 @@ class EstimatorPanel(Panel):
             return
         c = self.rec.choice
         m = self.current_model()
-        self.ctx.status(f"Training panel prefilled: {m.name}, {c['mode'].upper()} at T={c['input_size']}, "
-                        f"{c['epochs']} epoch(s)")  # first: a problem the Training panel reports stays visible
-        self.ctx.publish("estimator_choice", input_size=int(c["input_size"]), mode=str(c["mode"]),
-                         epochs=int(c["epochs"]), batch_size=int(self.batch.value()), reason=self.rec.reason,
-                         model=m.key)
+        self.ctx.status(
+            f"Training panel prefilled: {m.name}, {c['mode'].upper()} at T={c['input_size']}, {c['epochs']} epoch(s)"
+        )  # first: a problem the Training panel reports stays visible
+        self.ctx.publish(
+            "estimator_choice",
+            input_size=int(c["input_size"]),
+            mode=str(c["mode"]),
+            epochs=int(c["epochs"]),
+            batch_size=int(self.batch.value()),
+            reason=self.rec.reason,
+            model=m.key,
+        )
 
     def _tasks(self):
         if self.tasks is None:
@@ -728,8 +874,12 @@ class EstimatorPanel(Panel):
 
         store, base, pdir = self.ctx.store, self.read_inputs().profile, profile_dir(self.ctx)
         board = self.ctx.devices.first("board")
-        board_id = "board-virtual" if board is None or board.info.virtual else \
-            "board-" + "".join(ch if ch.isalnum() else "-" for ch in (board.info.serial_number or board.info.url))[-40:]
+        board_id = (
+            "board-virtual"
+            if board is None or board.info.virtual
+            else "board-"
+            + "".join(ch if ch.isalnum() else "-" for ch in (board.info.serial_number or board.info.url))[-40:]
+        )
 
         def work(token, progress):
             progress(0.1, "collecting measured batches")
@@ -749,9 +899,15 @@ class EstimatorPanel(Panel):
             self.recompute()
 
         self.btn_calibrate.setEnabled(False)
-        self._tasks().start("Calibrating the cost model", work, on_done=lambda r: (self.btn_calibrate.setEnabled(True), done(r)),
-                            on_error=lambda m: (self.btn_calibrate.setEnabled(True),
-                                                self.calib_text.setPlainText(f"Calibration failed: {m}")))
+        self._tasks().start(
+            "Calibrating the cost model",
+            work,
+            on_done=lambda r: (self.btn_calibrate.setEnabled(True), done(r)),
+            on_error=lambda m: (
+                self.btn_calibrate.setEnabled(True),
+                self.calib_text.setPlainText(f"Calibration failed: {m}"),
+            ),
+        )
 
     def activated(self) -> None:
         self.recompute()
@@ -769,5 +925,11 @@ def _same_model(path: str | None, want: str | None) -> bool:
         return path == want
 
 
-PANEL = PanelSpec(key="estimator", title="Estimator", order=60, factory=EstimatorPanel, icon="SP_FileDialogDetailedView",
-                  tooltip="Memory, time and energy of training; budgets and recommendation")
+PANEL = PanelSpec(
+    key="estimator",
+    title="Estimator",
+    order=60,
+    factory=EstimatorPanel,
+    icon="SP_FileDialogDetailedView",
+    tooltip="Memory, time and energy of training; budgets and recommendation",
+)

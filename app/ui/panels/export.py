@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QListWidget, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.rounds import EXPORT_FORMATS, export_round, round_report, round_summary
 from app.ui.panels import PanelSpec
@@ -159,8 +172,10 @@ class ExportPanel(Panel):
         self.task = self._tasks().start(
             f"Exporting round {rid}",
             lambda tok, prog: export_round(store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog),
-            on_done=self._done, on_error=self._failed,
-            on_progress=lambda f, t: (self.progress.setValue(int(1000 * f)), self.stage.setText(t)))
+            on_done=self._done,
+            on_error=self._failed,
+            on_progress=lambda f, t: (self.progress.setValue(int(1000 * f)), self.stage.setText(t)),
+        )
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -183,12 +198,21 @@ class ExportPanel(Panel):
 
     def _failed(self, message: str) -> None:
         self._end()
-        self.stage.setText("Export cancelled (files already written are kept)" if message == "cancelled"
-                           else f"Export failed: {message}")
+        self.stage.setText(
+            "Export cancelled (files already written are kept)"
+            if message == "cancelled"
+            else f"Export failed: {message}"
+        )
 
     def shutdown(self) -> None:
         self.cancel()
 
 
-PANEL = PanelSpec(key="export", title="Export", order=70, factory=ExportPanel, icon="SP_DialogSaveButton",
-                  tooltip="Personalized weights as .keras/.h5/.tflite/C header/.npz with a report")
+PANEL = PanelSpec(
+    key="export",
+    title="Export",
+    order=70,
+    factory=ExportPanel,
+    icon="SP_DialogSaveButton",
+    tooltip="Personalized weights as .keras/.h5/.tflite/C header/.npz with a report",
+)

@@ -17,13 +17,37 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
-                               QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMessageBox,
-                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.devices import DeviceState
-from app.core.labels import (LabelError, LabelModel, class_balance, export_wisdm_csv, export_windows_npz,
-                             import_wisdm, windows)
+from app.core.labels import (
+    LabelError,
+    LabelModel,
+    class_balance,
+    export_wisdm_csv,
+    export_windows_npz,
+    import_wisdm,
+    windows,
+)
 from app.core.recording import StreamRecorder, load_accel
 from app.core.store import Recording
 from app.core.streams import SampleStream
@@ -31,8 +55,18 @@ from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from app.ui.widgets.stream_plot import StreamPlot
 
-CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                "#bcbd22", "#17becf")
+CLASS_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 class _SelectViewBox(pg.ViewBox):
@@ -63,8 +97,14 @@ class LabelPlot(StreamPlot):
 
     def __init__(self, panel: "LabellingPanel"):
         self.vb_select = _SelectViewBox()
-        super().__init__(panel.current_stream, window_s=30.0, label="acceleration", units="m/s²",
-                         names=("x", "y", "z"), view_box=self.vb_select)
+        super().__init__(
+            panel.current_stream,
+            window_s=30.0,
+            label="acceleration",
+            units="m/s²",
+            names=("x", "y", "z"),
+            view_box=self.vb_select,
+        )
         self.panel = panel
         self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.setFocusPolicy(Qt.StrongFocus)
@@ -88,8 +128,10 @@ class LabellingPanel(Panel):
         self._build()
         self.reload_profile()
         ctx.subscribe("user_changed", lambda **_: self.reload_profile())
-        ctx.subscribe("recording_added", lambda recording: self.reload_recordings(select=recording.id)
-                      if recording.kind == "accel" else None)
+        ctx.subscribe(
+            "recording_added",
+            lambda recording: self.reload_recordings(select=recording.id) if recording.kind == "accel" else None,
+        )
 
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -113,9 +155,21 @@ class LabellingPanel(Panel):
         self.auto_label.setChecked(True)
         self.btn_undo = QPushButton("Undo")
         self.btn_redo = QPushButton("Redo")
-        for w in (QLabel("User"), self.user_combo, QLabel("Dataset"), self.dataset_combo, self.btn_new_ds,
-                  QLabel("  Class"), self.class_combo, self.btn_record, self.fixed_len, self.btn_fixed,
-                  self.auto_label, self.btn_undo, self.btn_redo):
+        for w in (
+            QLabel("User"),
+            self.user_combo,
+            QLabel("Dataset"),
+            self.dataset_combo,
+            self.btn_new_ds,
+            QLabel("  Class"),
+            self.class_combo,
+            self.btn_record,
+            self.fixed_len,
+            self.btn_fixed,
+            self.auto_label,
+            self.btn_undo,
+            self.btn_redo,
+        ):
             top.addWidget(w)
         top.addStretch(1)
         lay.addLayout(top)
@@ -249,8 +303,9 @@ class LabellingPanel(Panel):
             name, ok = QInputDialog.getText(self, "New dataset", "Name:")
             if not ok or not name.strip():
                 return
-            text, ok = QInputDialog.getText(self, "New dataset", "Classes (comma-separated):",
-                                            text=", ".join(self.classes))
+            text, ok = QInputDialog.getText(
+                self, "New dataset", "Classes (comma-separated):", text=", ".join(self.classes)
+            )
             if not ok:
                 return
             classes = tuple(c.strip() for c in text.split(",") if c.strip())
@@ -303,8 +358,17 @@ class LabellingPanel(Panel):
             self._dirty = True
             return
         xyz = np.asarray(load_accel(self.ctx.store, rec))
-        s = SampleStream(rec.name, rec.rate_hz, 3, unit="m/s²", channel_names=("x", "y", "z"),
-                         recent_s=len(xyz) / rec.rate_hz + 1, history_s=len(xyz) / rec.rate_hz + 1, base=16, factor=8)
+        s = SampleStream(
+            rec.name,
+            rec.rate_hz,
+            3,
+            unit="m/s²",
+            channel_names=("x", "y", "z"),
+            recent_s=len(xyz) / rec.rate_hz + 1,
+            history_s=len(xyz) / rec.rate_hz + 1,
+            base=16,
+            factor=8,
+        )
         s.append(xyz)
         self.rec_stream = s
         self.model = LabelModel(self.ctx.store, rec.id, self.classes, duration=len(xyz) / rec.rate_hz)
@@ -323,8 +387,10 @@ class LabellingPanel(Panel):
     def delete_recording(self) -> None:
         if self.recording is None:
             return
-        if QMessageBox.question(self, "Delete recording", f"Delete {self.recording.name} and its labels?") \
-                != QMessageBox.Yes:
+        if (
+            QMessageBox.question(self, "Delete recording", f"Delete {self.recording.name} and its labels?")
+            != QMessageBox.Yes
+        ):
             return
         path = self.ctx.store.resolve(self.recording.path)
         self.ctx.store.delete_recording(self.recording.id)
@@ -354,8 +420,9 @@ class LabellingPanel(Panel):
         cls = self.class_combo.currentData() or self.classes[0]
         n = len(self.ctx.store.recordings("accel", self.ctx.dataset.id)) + 1
         self._rec_class = cls
-        self.recorder = StreamRecorder(self.ctx.store, stream, "accel", f"{cls} #{n}", dataset_id=self.ctx.dataset.id,
-                                       limit_s=seconds)
+        self.recorder = StreamRecorder(
+            self.ctx.store, stream, "accel", f"{cls} #{n}", dataset_id=self.ctx.dataset.id, limit_s=seconds
+        )
         if seconds:
             self.ctx.settings["labelling.segment_s"] = seconds
         self.btn_record.blockSignals(True)
@@ -384,8 +451,9 @@ class LabellingPanel(Panel):
         if self.auto_label.isChecked():
             LabelModel(self.ctx.store, row.id, self.classes, row.duration).add(0.0, row.duration, self._rec_class)
         self.ctx.publish("recording_added", recording=row)
-        self.ctx.status(f"Recorded {row.name}: {row.duration:.1f} s" +
-                        (f", {rec.dropped} samples dropped" if rec.dropped else ""))
+        self.ctx.status(
+            f"Recorded {row.name}: {row.duration:.1f} s" + (f", {rec.dropped} samples dropped" if rec.dropped else "")
+        )
         return row
 
     # --- selection and labels ----------------------------------------------------------------------
@@ -445,7 +513,7 @@ class LabellingPanel(Panel):
 
     def undo(self) -> None:
         if self.model is not None and self.model.undo():
-            self.ctx.status(f"Undone")
+            self.ctx.status("Undone")
 
     def redo(self) -> None:
         if self.model is not None and self.model.redo():
@@ -490,8 +558,9 @@ class LabellingPanel(Panel):
                 self.plot.removeItem(self._regions.pop(lid))
         for lid, l in labels.items():
             item = self._regions.get(lid)
-            color = pg.mkColor(CLASS_COLORS[self.classes.index(l.label) % len(CLASS_COLORS)]
-                               if l.label in self.classes else "#888888")
+            color = pg.mkColor(
+                CLASS_COLORS[self.classes.index(l.label) % len(CLASS_COLORS)] if l.label in self.classes else "#888888"
+            )
             if item is None:
                 item = pg.LinearRegionItem((l.start, l.end), movable=True)
                 item.setZValue(-5)
@@ -545,8 +614,10 @@ class LabellingPanel(Panel):
         else:
             self.win_ticks.setData([], [])
         sec = size / self.recording.rate_hz
-        self.win_info.setText(f"{len(w)} window(s) of {size} samples ({sec:.2f} s at {self.recording.rate_hz:g} Hz) "
-                              f"in this recording; window starts are the ticks at the bottom.")
+        self.win_info.setText(
+            f"{len(w)} window(s) of {size} samples ({sec:.2f} s at {self.recording.rate_hz:g} Hz) "
+            f"in this recording; window starts are the ticks at the bottom."
+        )
 
     def _update_balance(self) -> None:
         size = self.win_size.value()
@@ -596,8 +667,10 @@ class LabellingPanel(Panel):
                 self.ctx.publish("recording_added", recording=rec)
             self.import_result = result
             self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out))
-            self.ctx.status(f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
-                            + (f"; {len(result.skipped)} line(s) skipped" if result.skipped else ""))
+            self.ctx.status(
+                f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
+                + (f"; {len(result.skipped)} line(s) skipped" if result.skipped else "")
+            )
 
         def failed(msg: str) -> None:
             self._show_import(f"Import of {Path(path).name} failed: {msg}", msg, warn=True)
@@ -622,22 +695,33 @@ class LabellingPanel(Panel):
 
     def export_csv(self, path: str | None = None) -> int:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export WISDM CSV", f"{self.ctx.user.name}.txt", "WISDM (*.txt)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export WISDM CSV", f"{self.ctx.user.name}.txt", "WISDM (*.txt)"
+            )
             if not path:
                 return 0
         open(path, "w").close()
-        n = sum(export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts())
+        n = sum(
+            export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()
+        )
         self.ctx.status(f"Exported {n} labelled samples to {path}")
         return n
 
     def export_npz(self, path: str | None = None) -> int:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export windows", f"{self.ctx.user.name}_windows.npz", "npz (*.npz)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export windows", f"{self.ctx.user.name}_windows.npz", "npz (*.npz)"
+            )
             if not path:
                 return 0
-        n = export_windows_npz(path, [(xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()], self.classes,
-                               self.win_size.value(), self.win_stride.value(),
-                               meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name})
+        n = export_windows_npz(
+            path,
+            [(xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()],
+            self.classes,
+            self.win_size.value(),
+            self.win_stride.value(),
+            meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name},
+        )
         self.ctx.status(f"Exported {n} windows to {path}")
         return n
 
@@ -646,9 +730,11 @@ class LabellingPanel(Panel):
         if self.recorder is not None and self.recorder.finished:
             self.stop_recording()
         elif self.recorder is not None:
-            self.hint.setText(f"Recording {self._rec_class}: {self.recorder.duration:.1f} s"
-                              + (f" of {self.recorder.limit / self.recorder.stream.rate_hz:.0f} s"
-                                 if self.recorder.limit else "") + " — press R or Stop to end")
+            self.hint.setText(
+                f"Recording {self._rec_class}: {self.recorder.duration:.1f} s"
+                + (f" of {self.recorder.limit / self.recorder.stream.rate_hz:.0f} s" if self.recorder.limit else "")
+                + " — press R or Stop to end"
+            )
         self.plot.tick()
         if self._dirty:
             self._dirty = False
@@ -660,20 +746,36 @@ class LabellingPanel(Panel):
             self.btn_undo.setToolTip(self.model.undo_text if self.model else "")
             if self.recorder is None:
                 n = len(self.model.labels) if self.model else 0
-                self.hint.setText("Drag to select · 1–9 label · drag edges to adjust · Del delete · "
-                                  f"Ctrl+Z / Ctrl+Shift+Z undo/redo · R record  —  {n} label(s)")
+                self.hint.setText(
+                    "Drag to select · 1–9 label · drag edges to adjust · Del delete · "
+                    f"Ctrl+Z / Ctrl+Shift+Z undo/redo · R record  —  {n} label(s)"
+                )
 
     def shortcuts(self) -> list[tuple[str, str]]:
-        return [("Left-drag", "Select a region"), ("1 … 9", "Label the selection / relabel the selected label"),
-                ("Click", "Select the label under the cursor"), ("Delete / Backspace", "Delete the selected label"),
-                ("Ctrl+Z", "Undo"), ("Ctrl+Shift+Z / Ctrl+Y", "Redo"), ("Esc", "Clear the selection"),
-                ("R", "Start/stop recording a segment"), ("← / →  (Shift: page)", "Scroll"),
-                ("Home", "Show the whole recording"), ("Wheel / middle-drag", "Zoom / pan")]
+        return [
+            ("Left-drag", "Select a region"),
+            ("1 … 9", "Label the selection / relabel the selected label"),
+            ("Click", "Select the label under the cursor"),
+            ("Delete / Backspace", "Delete the selected label"),
+            ("Ctrl+Z", "Undo"),
+            ("Ctrl+Shift+Z / Ctrl+Y", "Redo"),
+            ("Esc", "Clear the selection"),
+            ("R", "Start/stop recording a segment"),
+            ("← / →  (Shift: page)", "Scroll"),
+            ("Home", "Show the whole recording"),
+            ("Wheel / middle-drag", "Zoom / pan"),
+        ]
 
     def shutdown(self) -> None:
         if self.recorder is not None:
             self.stop_recording()
 
 
-PANEL = PanelSpec(key="labelling", title="Labelling", order=30, factory=LabellingPanel, icon="SP_FileDialogDetailedView",
-                  tooltip="Record and label your own activities; per-user datasets")
+PANEL = PanelSpec(
+    key="labelling",
+    title="Labelling",
+    order=30,
+    factory=LabellingPanel,
+    icon="SP_FileDialogDetailedView",
+    tooltip="Record and label your own activities; per-user datasets",
+)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton,
-                               QVBoxLayout)
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceState
 from app.ui.panels import PanelSpec
@@ -38,15 +37,30 @@ class LiveAccelPanel(Panel):
         self.activity = QComboBox()
         self.activity.setToolTip("Virtual board only: what the emulated person is doing")
         self.activity.setEnabled(False)
-        for w in (self.btn_stream, QLabel("ODR"), self.odr, QLabel("Full scale"), self.fs, self.follow,
-                  QLabel("Window"), self.window, QLabel("Activity (virtual)"), self.activity):
+        for w in (
+            self.btn_stream,
+            QLabel("ODR"),
+            self.odr,
+            QLabel("Full scale"),
+            self.fs,
+            self.follow,
+            QLabel("Window"),
+            self.window,
+            QLabel("Activity (virtual)"),
+            self.activity,
+        ):
             bar.addWidget(w)
         bar.addStretch(1)
         self.info = QLabel()
         bar.addWidget(self.info)
         lay.addLayout(bar)
-        self.plot = StreamPlot(lambda: self.ctx.devices.accel_stream, window_s=self.window.value(),
-                               label="acceleration", units="m/s²", names=("x", "y", "z"))
+        self.plot = StreamPlot(
+            lambda: self.ctx.devices.accel_stream,
+            window_s=self.window.value(),
+            label="acceleration",
+            units="m/s²",
+            names=("x", "y", "z"),
+        )
         self.plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         lay.addWidget(self.plot, 1)
         self.btn_stream.clicked.connect(self.toggle_stream)
@@ -144,9 +158,18 @@ class LiveAccelPanel(Panel):
         self.info.setText(f"{st.info.name}: {st.state.value}{extra}")
 
     def shortcuts(self) -> list[tuple[str, str]]:
-        return [("Space", "Start/stop streaming"), ("F", "Follow live again"),
-                ("Mouse wheel / drag", "Zoom / pan (turns follow-live off)")]
+        return [
+            ("Space", "Start/stop streaming"),
+            ("F", "Follow live again"),
+            ("Mouse wheel / drag", "Zoom / pan (turns follow-live off)"),
+        ]
 
 
-PANEL = PanelSpec(key="live_accel", title="Live accelerometer", order=20, factory=LiveAccelPanel,
-                  icon="SP_MediaPlay", tooltip="3-axis accelerometer stream from the board")
+PANEL = PanelSpec(
+    key="live_accel",
+    title="Live accelerometer",
+    order=20,
+    factory=LiveAccelPanel,
+    icon="SP_MediaPlay",
+    tooltip="3-axis accelerometer stream from the board",
+)

@@ -23,10 +23,27 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
-                               QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.devices import POWER_RATES_HZ, DeviceState
 from app.core.recording import RecordingError, StreamRecorder, csv_estimate, csv_export, open_power
@@ -104,8 +121,14 @@ def si(value: float, unit: str) -> str:
 
 class _PowerPlot(StreamPlot):
     def __init__(self, panel: "PowerPanel"):
-        super().__init__(panel.current_stream, window_s=float(panel.ctx.settings["power.window_s"]), scale=1.0,
-                         label="current", units="A", colors=("#f59e0b",))
+        super().__init__(
+            panel.current_stream,
+            window_s=float(panel.ctx.settings["power.window_s"]),
+            scale=1.0,
+            label="current",
+            units="A",
+            colors=("#f59e0b",),
+        )
         self.panel = panel
         self.setFocusPolicy(Qt.StrongFocus)
         self.mouse_x: float | None = None
@@ -163,9 +186,22 @@ class PowerPanel(Panel):
         self.show_d7.setChecked(bool(self.ctx.settings.get(D7_SETTING, True)))
         self.btn_csv = QPushButton("CSV…")
         self.btn_png = QPushButton("PNG…")
-        for w in (self.btn_stream, self.rate, self.show_what, self.follow, QLabel("Window"), self.window,
-                  self.btn_record, self.btn_open, self.btn_live, self.btn_select, self.btn_marker, self.show_d7,
-                  self.btn_csv, self.btn_png):
+        for w in (
+            self.btn_stream,
+            self.rate,
+            self.show_what,
+            self.follow,
+            QLabel("Window"),
+            self.window,
+            self.btn_record,
+            self.btn_open,
+            self.btn_live,
+            self.btn_select,
+            self.btn_marker,
+            self.show_d7,
+            self.btn_csv,
+            self.btn_png,
+        ):
             bar.addWidget(w)
         bar.addStretch(1)
         self.source_label = QLabel()
@@ -214,8 +250,10 @@ class PowerPanel(Panel):
         ml.addWidget(hint)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Name", "t (s)", "Δt prev", "Energy prev"])
-        self.table.setToolTip("Double-click a name to rename the marker, or its time to type an exact time "
-                              "(12.5, 12.5 s, 12500 ms); select two rows for the energy between them")
+        self.table.setToolTip(
+            "Double-click a name to rename the marker, or its time to type an exact time "
+            "(12.5, 12.5 s, 12500 ms); select two rows for the energy between them"
+        )
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
@@ -239,8 +277,10 @@ class PowerPanel(Panel):
         bl.addWidget(self.batch_title)
         self.batch_table = QTableWidget(0, 4)
         self.batch_table.setHorizontalHeaderLabels(["Batch", "Start (s)", "Δt", "Energy"])
-        self.batch_table.setToolTip("Each row spans two consecutive D7 edges of the round (the board raises D7 at "
-                                    "the round start and at every batch end); energy = mean current × Δt × V")
+        self.batch_table.setToolTip(
+            "Each row spans two consecutive D7 edges of the round (the board raises D7 at "
+            "the round start and at every batch end); energy = mean current × Δt × V"
+        )
         self.batch_table.verticalHeader().setVisible(False)
         self.batch_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.batch_table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -261,8 +301,9 @@ class PowerPanel(Panel):
         self.rate.currentIndexChanged.connect(self._config)
         self.show_what.currentIndexChanged.connect(self._units)
         self.follow.toggled.connect(self.plot.set_follow)
-        self.plot.followChanged.connect(lambda on: (self.follow.blockSignals(True), self.follow.setChecked(on),
-                                                    self.follow.blockSignals(False)))
+        self.plot.followChanged.connect(
+            lambda on: (self.follow.blockSignals(True), self.follow.setChecked(on), self.follow.blockSignals(False))
+        )
         self.window.valueChanged.connect(self._window)
         self.btn_record.toggled.connect(self._record_toggled)
         self.btn_open.clicked.connect(lambda: self.open_recording())
@@ -340,16 +381,24 @@ class PowerPanel(Panel):
                 self.btn_record.blockSignals(False)
                 return
             name = time.strftime("power %Y-%m-%d %H:%M:%S")
-            self.recorder = StreamRecorder(self.ctx.store, stream, "power", name, voltage=self.ctx.devices.voltage,
-                                           events=self.ctx.devices.power_events)  # D7 edges kept in the file
+            self.recorder = StreamRecorder(
+                self.ctx.store,
+                stream,
+                "power",
+                name,
+                voltage=self.ctx.devices.voltage,
+                events=self.ctx.devices.power_events,
+            )  # D7 edges kept in the file
             self.btn_record.setText("■ Stop recording")
         elif self.recorder is not None:
             rec, self.recorder = self.recorder, None
             row = rec.stop()
             self.btn_record.setText("● Record")
             self.ctx.publish("recording_added", recording=row)
-            self.ctx.status(f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
-                            + (f", {rec.dropped:,} dropped" if rec.dropped else ""))
+            self.ctx.status(
+                f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
+                + (f", {rec.dropped:,} dropped" if rec.dropped else "")
+            )
 
     OTHER_FILE = "Other HDF5 file (e.g. from 'odlstudio power --out')…"
 
@@ -384,8 +433,9 @@ class PowerPanel(Panel):
         rec = self.ctx.store.recording(rec_id)
 
         def work(token, progress):
-            return open_power(self.ctx.store, rec, progress=lambda f: progress(f, f"{f:.0%}"),
-                              cancelled=lambda: token.cancelled)
+            return open_power(
+                self.ctx.store, rec, progress=lambda f: progress(f, f"{f:.0%}"), cancelled=lambda: token.cancelled
+            )
 
         def done(stream):
             self.replay, self.replay_rec = stream, rec
@@ -399,8 +449,9 @@ class PowerPanel(Panel):
             self._reload_markers()
             self._units()
 
-        task = self.tasks.start(f"Opening {rec.name}", work, on_done=done,
-                                on_error=lambda msg: self.ctx.status(f"Open failed: {msg}"))
+        task = self.tasks.start(
+            f"Opening {rec.name}", work, on_done=done, on_error=lambda msg: self.ctx.status(f"Open failed: {msg}")
+        )
         if wait:
             from PySide6.QtCore import QCoreApplication
 
@@ -459,8 +510,13 @@ class PowerPanel(Panel):
             self.plot.removeItem(item)
         self._marker_items.clear()
         for m in self.markers:
-            line = pg.InfiniteLine(m.t_s, movable=True, pen=pg.mkPen("#e11d48", width=1),
-                                   label=m.name, labelOpts={"position": 0.93, "color": "#e11d48"})
+            line = pg.InfiniteLine(
+                m.t_s,
+                movable=True,
+                pen=pg.mkPen("#e11d48", width=1),
+                label=m.name,
+                labelOpts={"position": 0.93, "color": "#e11d48"},
+            )
             line.sigPositionChangeFinished.connect(lambda ln, mid=m.id: self._marker_moved(mid, ln.value()))
             self.plot.addItem(line)
             self._marker_items[m.id] = line
@@ -468,7 +524,9 @@ class PowerPanel(Panel):
 
     def _marker_moved(self, marker_id: int, t: float) -> None:
         self.ctx.store.update_marker(marker_id, t_s=float(t))
-        self.markers = [Marker(m.id, m.recording_id, m.name, float(t)) if m.id == marker_id else m for m in self.markers]
+        self.markers = [
+            Marker(m.id, m.recording_id, m.name, float(t)) if m.id == marker_id else m for m in self.markers
+        ]
         self.markers.sort(key=lambda m: m.t_s)
         self._fill_table()
 
@@ -541,9 +599,11 @@ class PowerPanel(Panel):
             return
         a, b = pair[0], pair[-1]
         e, st = self.energy_between(a, b)
-        self.between.setText(f"<b>{a.name} → {b.name}</b>: Δt {si(st.dt, 's')}, avg {si(st.avg, 'A')}, "
-                             f"charge {si(st.integral, 'C')}, <b>energy {si(e, 'J')}</b>"
-                             + ("" if st.exact else " (approx.: older than the live ring)"))
+        self.between.setText(
+            f"<b>{a.name} → {b.name}</b>: Δt {si(st.dt, 's')}, avg {si(st.avg, 'A')}, "
+            f"charge {si(st.integral, 'C')}, <b>energy {si(e, 'J')}</b>"
+            + ("" if st.exact else " (approx.: older than the live ring)")
+        )
 
     def _show_stats(self, key: str, st: Stats | None) -> None:
         labels = self.stat_labels[key]
@@ -553,9 +613,16 @@ class PowerPanel(Panel):
             return
         power = self.show_what.currentIndex() == 1
         k, unit = (self.voltage, "W") if power else (1.0, "A")
-        vals = {"avg": si(st.avg * k, unit), "min": si(st.min * k, unit), "max": si(st.max * k, unit),
-                "std": si(st.std * k, unit), "p2p": si(st.p2p * k, unit), "Δt": si(st.dt, "s"),
-                "charge": si(st.integral, "C"), "energy": si(st.integral * self.voltage, "J")}
+        vals = {
+            "avg": si(st.avg * k, unit),
+            "min": si(st.min * k, unit),
+            "max": si(st.max * k, unit),
+            "std": si(st.std * k, unit),
+            "p2p": si(st.p2p * k, unit),
+            "Δt": si(st.dt, "s"),
+            "charge": si(st.integral, "C"),
+            "energy": si(st.integral * self.voltage, "J"),
+        }
         for name, text in vals.items():
             labels[name].setText(text + ("" if st.exact or name == "Δt" else " ≈"))
 
@@ -585,8 +652,10 @@ class PowerPanel(Panel):
         rows = int((t1 - t0) * s.rate_hz)
         cap = int(self.ctx.settings["export.csv_max_rows"])
         if confirm:
-            msg = (f"Export {t1 - t0:.4f} s = {rows:,} rows (~{csv_estimate(rows) / 1e6:.1f} MB).\n"
-                   f"The cap is {cap:,} rows (Excel's limit).")
+            msg = (
+                f"Export {t1 - t0:.4f} s = {rows:,} rows (~{csv_estimate(rows) / 1e6:.1f} MB).\n"
+                f"The cap is {cap:,} rows (Excel's limit)."
+            )
             if rows > cap:
                 QMessageBox.warning(self, "CSV export", msg + "\nSelect a shorter range (S) first.")
                 return 0
@@ -600,8 +669,9 @@ class PowerPanel(Panel):
         if got is None:
             raise RecordingError("the range is no longer in the live buffer: record it, then export from the recording")
         t, y = got
-        n = csv_export(path, t, y[:, 0], header=f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V",
-                       max_rows=cap)
+        n = csv_export(
+            path, t, y[:, 0], header=f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V", max_rows=cap
+        )
         self.ctx.status(f"Exported {n:,} rows to {path}")
         return n
 
@@ -641,15 +711,23 @@ class PowerPanel(Panel):
         vb = self.plot.getPlotItem().getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         events = self.current_events()
-        key = (id(events), self.show_d7.isChecked(), len(events), events[-1][0] if events else None,
-               round(x0, 9), round(x1, 9), round(y0, 12), round(y1, 12))
+        key = (
+            id(events),
+            self.show_d7.isChecked(),
+            len(events),
+            events[-1][0] if events else None,
+            round(x0, 9),
+            round(x1, 9),
+            round(y0, 12),
+            round(y1, 12),
+        )
         if key == self._d7_key:
             return
         self._d7_key = key
         if self.show_d7.isChecked():
             if self._d7_all_key != (key[0],) + key[2:4]:  # new events: re-sort once, then a binary search per frame
                 self._d7_all_key, self._d7_all = (key[0],) + key[2:4], d7_edges(events)
-            ts = self._d7_all[np.searchsorted(self._d7_all, x0):np.searchsorted(self._d7_all, x1, side="right")]
+            ts = self._d7_all[np.searchsorted(self._d7_all, x0) : np.searchsorted(self._d7_all, x1, side="right")]
         else:
             ts = np.empty(0)
         self.d7_visible = ts
@@ -664,8 +742,9 @@ class PowerPanel(Panel):
         self._batches_key = None
         self._last_batches = 0.0
 
-    def _latest_round(self, session_id: int | None = None, t_offset: float = 0.0,
-                      span: tuple[float, float] | None = None) -> tuple[dict, list] | None:
+    def _latest_round(
+        self, session_id: int | None = None, t_offset: float = 0.0, span: tuple[float, float] | None = None
+    ) -> tuple[dict, list] | None:
         """The newest round of session ``session_id`` (default: this one; its batch times are on that session's
         power timeline) that has batches placed on the power timeline — with ``span``, only a round whose
         batches lie inside that interval of the timeline.  Batch times are returned shifted by
@@ -697,8 +776,13 @@ class PowerPanel(Panel):
         s = self.ctx.devices.power_stream
         found = self._latest_round()
         if found is None or s is None:
-            self._show_batches(None, [], [], "Run a training round (with the power shield streaming) to see the "
-                                             "energy between the board's D7 edges here.")
+            self._show_batches(
+                None,
+                [],
+                [],
+                "Run a training round (with the power shield streaming) to see the "
+                "energy between the board's D7 edges here.",
+            )
             return
         r, rows = found
         pad = 2.0 / s.rate_hz
@@ -715,8 +799,9 @@ class PowerPanel(Panel):
         if found is not None:
             r, rows = found
             pad = 2.0 / s.rate_hz
-            self._show_batches(r, rows, d7_edges(s.events, min(b.t0 for b in rows) - pad,
-                                                 max(b.t1 for b in rows) + pad))
+            self._show_batches(
+                r, rows, d7_edges(s.events, min(b.t0 for b in rows) - pad, max(b.t1 for b in rows) + pad)
+            )
             return
         edges = d7_edges(getattr(s, "events", []))
         name = rec.name if rec is not None else "this recording"
@@ -730,19 +815,28 @@ class PowerPanel(Panel):
         round ``r`` (and compares the edges with its ``rows``), or recording ``source`` (no round known), or
         says ``empty``."""
         s = self.current_stream()
-        self.d7_batches = d7_batches(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
+        self.d7_batches = (
+            d7_batches(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
+        )
         self.d7_round = r
         total = si(sum(b.energy_j for b in self.d7_batches), "J")
         if r is not None:
             c = r["config"]
-            lost = "" if len(edges) == len(rows) + 1 else \
-                f" The board reported {len(rows)} batches: {abs(len(rows) + 1 - len(edges))} edge(s) lost or extra."
-            title = (f"<b>Round {r['id']}</b> ({str(c.get('mode', '?')).upper()}, T={c.get('input_size', '?')}, "
-                     f"{r['status']}): {len(self.d7_batches)} intervals between {len(edges)} D7 edges, "
-                     f"total {total}.{lost}")
+            lost = (
+                ""
+                if len(edges) == len(rows) + 1
+                else f" The board reported {len(rows)} batches: {abs(len(rows) + 1 - len(edges))} edge(s) lost or extra."
+            )
+            title = (
+                f"<b>Round {r['id']}</b> ({str(c.get('mode', '?')).upper()}, T={c.get('input_size', '?')}, "
+                f"{r['status']}): {len(self.d7_batches)} intervals between {len(edges)} D7 edges, "
+                f"total {total}.{lost}"
+            )
         elif source:
-            title = (f"<b>{source}</b>: {len(self.d7_batches)} intervals between {len(edges)} D7 edges, total {total} "
-                     "(no training round of this recording is known: every pair of consecutive edges is listed).")
+            title = (
+                f"<b>{source}</b>: {len(self.d7_batches)} intervals between {len(edges)} D7 edges, total {total} "
+                "(no training round of this recording is known: every pair of consecutive edges is listed)."
+            )
         else:
             title = empty
         self.batch_title.setText(title)
@@ -785,8 +879,9 @@ class PowerPanel(Panel):
             else:
                 src = "no power shield"
             if self.recorder is not None:
-                src += f"  ● REC {self.recorder.duration:.1f} s" + (f" ({self.recorder.dropped:,} dropped)"
-                                                                    if self.recorder.dropped else "")
+                src += f"  ● REC {self.recorder.duration:.1f} s" + (
+                    f" ({self.recorder.dropped:,} dropped)" if self.recorder.dropped else ""
+                )
             self.source_label.setText(src)
             if self.markers and self.plot.follow and self.table.state() != QAbstractItemView.EditingState:
                 self._fill_table()
@@ -805,14 +900,24 @@ class PowerPanel(Panel):
         return mine[-1] if mine else ()
 
     def shortcuts(self) -> list[tuple[str, str]]:
-        return [("M", "Marker at the mouse (or the middle of the view)"), ("S", "Show/hide the selection"),
-                ("F", "Follow live again"), ("Delete", "Delete the selected markers"),
-                ("Wheel / drag", "Zoom / pan while streaming")]
+        return [
+            ("M", "Marker at the mouse (or the middle of the view)"),
+            ("S", "Show/hide the selection"),
+            ("F", "Follow live again"),
+            ("Delete", "Delete the selected markers"),
+            ("Wheel / drag", "Zoom / pan while streaming"),
+        ]
 
     def shutdown(self) -> None:
         if self.recorder is not None:
             self.btn_record.setChecked(False)
 
 
-PANEL = PanelSpec(key="power", title="Power session", order=50, factory=PowerPanel, icon="SP_DriveHDIcon",
-                  tooltip="Current/power up to 100 kS/s, markers, energy, record and replay")
+PANEL = PanelSpec(
+    key="power",
+    title="Power session",
+    order=50,
+    factory=PowerPanel,
+    icon="SP_DriveHDIcon",
+    tooltip="Current/power up to 100 kS/s, markers, energy, record and replay",
+)

@@ -16,20 +16,52 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                               QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from app.core.rounds import (GENERAL_SIZES, BatchRow, EstimatorInputs, RoundConfig, RoundRunner, RoundState,
-                             round_rows, round_summary, windows_per_epoch)
+from app.core.rounds import (
+    GENERAL_SIZES,
+    BatchRow,
+    EstimatorInputs,
+    RoundConfig,
+    RoundRunner,
+    RoundState,
+    round_rows,
+    round_summary,
+    windows_per_epoch,
+)
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
 SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
-MODE_ITEMS = (("TL (last two Dense)", "tl"), ("Full (all layers)", "full"), ("Last Dense only", "last"),
-              ("Custom layers…", "custom"))
+MODE_ITEMS = (
+    ("TL (last two Dense)", "tl"),
+    ("Full (all layers)", "full"),
+    ("Last Dense only", "last"),
+    ("Custom layers…", "custom"),
+)
 PAPER_LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
 
@@ -93,8 +125,9 @@ class TrainingPanel(Panel):
         self.rec_label = QLabel()
         self.rec_label.setWordWrap(True)
         self.rec_label.setObjectName("recommendation")
-        self.rec_label.setStyleSheet("QLabel#recommendation { background:#eff6ff; border:1px solid #bfdbfe; "
-                                     "border-radius:4px; padding:4px; }")
+        self.rec_label.setStyleSheet(
+            "QLabel#recommendation { background:#eff6ff; border:1px solid #bfdbfe; border-radius:4px; padding:4px; }"
+        )
         left.addWidget(self.rec_label)
         run = QHBoxLayout()
         self.btn_run = QPushButton("▶ Run round on the board")
@@ -135,16 +168,24 @@ class TrainingPanel(Panel):
         for p in (self.time_plot, self.power_plot, self.energy_plot):
             p.setXLink(self.loss_plot)
         self.energy_plot.setLabel("bottom", "batch")
-        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#7c3aed", width=2), symbol="o", symbolSize=5,
-                                              symbolBrush="#7c3aed")
+        self.loss_curve = self.loss_plot.plot(
+            [], [], pen=pg.mkPen("#7c3aed", width=2), symbol="o", symbolSize=5, symbolBrush="#7c3aed"
+        )
         self.bars: dict[str, pg.BarGraphItem] = {}
         self.pred: dict[str, pg.PlotDataItem] = {}
         for key, p in (("time", self.time_plot), ("power", self.power_plot), ("energy", self.energy_plot)):
             b = pg.BarGraphItem(x=[], height=[], width=0.8, pen=pg.mkPen("#334155"), brush="#cbd5e1")
             p.addItem(b)
             self.bars[key] = b
-            self.pred[key] = p.plot([], [], pen=pg.mkPen("#111", width=1, style=Qt.DashLine), symbol="_",
-                                    symbolSize=14, symbolPen=pg.mkPen("#111", width=2), name="estimator")
+            self.pred[key] = p.plot(
+                [],
+                [],
+                pen=pg.mkPen("#111", width=1, style=Qt.DashLine),
+                symbol="_",
+                symbolSize=14,
+                symbolPen=pg.mkPen("#111", width=2),
+                name="estimator",
+            )
         self.plots = plots
         split.addWidget(plots)
         metrics = QWidget()
@@ -234,8 +275,16 @@ class TrainingPanel(Panel):
         c = rec.choice
         self.apply_choice(int(c["input_size"]), str(c["mode"]), int(c["epochs"]), int(inputs.batch_size), rec.reason)
 
-    def apply_choice(self, input_size: int, mode: str, epochs: int, batch_size: int = 32, reason: str = "",
-                     model: str | None = None, **_extra) -> None:
+    def apply_choice(
+        self,
+        input_size: int,
+        mode: str,
+        epochs: int,
+        batch_size: int = 32,
+        reason: str = "",
+        model: str | None = None,
+        **_extra,
+    ) -> None:
         """Follow a recommendation (the Estimator's ``estimator_choice`` topic, or the prefill).
 
         ``model``: ``""`` = the general model, a file path = that imported model (imported here first, on the
@@ -273,22 +322,36 @@ class TrainingPanel(Panel):
         key, T = getattr(self, "_choice", (None, None))
         path = self.model.currentData()
         if path is not None and path == key and path in self.imported and self.imported[path][0] != T:
-            text += (f"<br><span style='color:#b45309'>The estimator chose T = {T}, but {Path(path).name} takes "
-                     f"T = {self.imported[path][0]}: the round runs at T = {self.imported[path][0]}.</span>")
+            text += (
+                f"<br><span style='color:#b45309'>The estimator chose T = {T}, but {Path(path).name} takes "
+                f"T = {self.imported[path][0]}: the round runs at T = {self.imported[path][0]}.</span>"
+            )
         elif key and key != path:
-            text += (f"<br><span style='color:#b45309'>(for {Path(key).name}"
-                     f"{', being imported' if key in self._importing else ''})</span>")
+            text += (
+                f"<br><span style='color:#b45309'>(for {Path(key).name}"
+                f"{', being imported' if key in self._importing else ''})</span>"
+            )
         self.rec_label.setText(text)
 
     # --- config -------------------------------------------------------------------------------------------
     def config(self) -> RoundConfig:
-        layers = tuple(self.layers.item(i).text() for i in range(self.layers.count())
-                       if self.layers.item(i).checkState() == Qt.Checked)
-        return RoundConfig(model_path=self.model.currentData(), input_size=int(self.size.currentData()),
-                           mode=str(self.mode.currentData()), layers=layers if self.mode.currentData() == "custom" else (),
-                           epochs=self.epochs.value(), lr=self.lr.value(), batch_size=self.batch.value(),
-                           warmup_epochs=self.warmup.value(), measure_power=self.measure.isChecked(),
-                           profile=EstimatorInputs.from_settings(self.ctx.settings).profile)
+        layers = tuple(
+            self.layers.item(i).text()
+            for i in range(self.layers.count())
+            if self.layers.item(i).checkState() == Qt.Checked
+        )
+        return RoundConfig(
+            model_path=self.model.currentData(),
+            input_size=int(self.size.currentData()),
+            mode=str(self.mode.currentData()),
+            layers=layers if self.mode.currentData() == "custom" else (),
+            epochs=self.epochs.value(),
+            lr=self.lr.value(),
+            batch_size=self.batch.value(),
+            warmup_epochs=self.warmup.value(),
+            measure_power=self.measure.isChecked(),
+            profile=EstimatorInputs.from_settings(self.ctx.settings).profile,
+        )
 
     def _tasks(self):
         if self.tasks is None:
@@ -302,8 +365,9 @@ class TrainingPanel(Panel):
         """Load a ``.keras``/``.h5``/``.npz`` on a worker (TensorFlow stays off the GUI thread), add it to the
         model list (once per file) and select it."""
         if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
-                                                  "Models (*.keras *.h5 *.hdf5 *.npz)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Import a model", str(Path.home()), "Models (*.keras *.h5 *.hdf5 *.npz)"
+            )
         if not path:
             return
         path = _model_key(path)
@@ -347,15 +411,27 @@ class TrainingPanel(Panel):
             self._show_error(str(exc))
             return
         self.state = RoundState()
-        runner = RoundRunner(self.ctx.store, self.ctx.devices, self.ctx.data_dir, cfg, self.ctx.dataset.id,
-                             self.state, user=self.ctx.user.name, profile_dir=self.ctx.data_dir / "profiles")
+        runner = RoundRunner(
+            self.ctx.store,
+            self.ctx.devices,
+            self.ctx.data_dir,
+            cfg,
+            self.ctx.dataset.id,
+            self.state,
+            user=self.ctx.user.name,
+            profile_dir=self.ctx.data_dir / "profiles",
+        )
         self._shown_version = -1
         self._shown_round = None
         self.btn_run.setEnabled(False)
         self.btn_cancel.setEnabled(True)
         self.warnings.setVisible(False)
-        self.task = self._tasks().start("Training round", lambda tok, prog: runner.run(lambda: tok.cancelled, prog),
-                                        on_done=self._finished, on_error=self._failed)
+        self.task = self._tasks().start(
+            "Training round",
+            lambda tok, prog: runner.run(lambda: tok.cancelled, prog),
+            on_done=self._finished,
+            on_error=self._failed,
+        )
         self.timer.start()
 
     def cancel_round(self) -> None:
@@ -416,8 +492,15 @@ class TrainingPanel(Panel):
         self._shown_round = r["id"]
         rows = round_rows(self.ctx.store, r["id"])
         res = r["result"]
-        self._show(rows, res.get("before"), res.get("after"), res.get("warnings", []),
-                   tuple(res.get("classes") or r["config"].get("model_classes", ())), r["config"], res)
+        self._show(
+            rows,
+            res.get("before"),
+            res.get("after"),
+            res.get("warnings", []),
+            tuple(res.get("classes") or r["config"].get("model_classes", ())),
+            r["config"],
+            res,
+        )
         self.progress.setValue(1000 if r["status"] == "done" else 0)
         self.stage.setText(f"Round {r['id']}: {r['status']}" + (f" — {res['error']}" if res.get("error") else ""))
 
@@ -434,8 +517,16 @@ class TrainingPanel(Panel):
         self.progress.setValue(int(1000 * snap["fraction"]))
         if snap["text"]:
             self.stage.setText(snap["text"])
-        self._show(snap["rows"], snap["before"], snap["after"], snap["warnings"], snap["classes"], None, None,
-                   total=snap["total_batches"])
+        self._show(
+            snap["rows"],
+            snap["before"],
+            snap["after"],
+            snap["warnings"],
+            snap["classes"],
+            None,
+            None,
+            total=snap["total_batches"],
+        )
 
     def _show(self, rows: list[BatchRow], before, after, warnings, classes, config, result, total: int = 0) -> None:
         self._view_rows = list(rows)
@@ -444,10 +535,14 @@ class TrainingPanel(Panel):
         self.loss_curve.setData(x, [r.loss for r in rows])
         vals = {
             "time": ([r.seconds for r in rows], [r.pred_seconds for r in rows]),
-            "power": ([np.nan if r.avg_power_w is None else r.avg_power_w * 1e3 for r in rows],
-                      [None if not r.pred_seconds else (r.pred_energy_j or 0) / r.pred_seconds * 1e3 for r in rows]),
-            "energy": ([np.nan if r.energy_j is None else r.energy_j * 1e3 for r in rows],
-                       [None if r.pred_energy_j is None else r.pred_energy_j * 1e3 for r in rows]),
+            "power": (
+                [np.nan if r.avg_power_w is None else r.avg_power_w * 1e3 for r in rows],
+                [None if not r.pred_seconds else (r.pred_energy_j or 0) / r.pred_seconds * 1e3 for r in rows],
+            ),
+            "energy": (
+                [np.nan if r.energy_j is None else r.energy_j * 1e3 for r in rows],
+                [None if r.pred_energy_j is None else r.pred_energy_j * 1e3 for r in rows],
+            ),
         }
         brushes = []
         for r in rows:
@@ -477,9 +572,15 @@ class TrainingPanel(Panel):
             if e:
                 txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
             parts.append(txt)
-            legend = ", ".join(f"<span style='color:{SOURCE_COLORS[k]}'>■</span> {t}" for k, t in
-                               (("d7", "D7-aligned"), ("d7-interp", "edge lost, interpolated"),
-                                ("host", "host-aligned"), ("none", "not measured")))
+            legend = ", ".join(
+                f"<span style='color:{SOURCE_COLORS[k]}'>■</span> {t}"
+                for k, t in (
+                    ("d7", "D7-aligned"),
+                    ("d7-interp", "edge lost, interpolated"),
+                    ("host", "host-aligned"),
+                    ("none", "not measured"),
+                )
+            )
             parts.append(f"bars: {legend}; lighter = warm-up; dashes = estimator")
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
 
@@ -520,5 +621,11 @@ def _model_key(path: str) -> str:
         return str(path)
 
 
-PANEL = PanelSpec(key="training", title="Training round", order=40, factory=TrainingPanel, icon="SP_MediaPlay",
-                  tooltip="Run a personalization round on the board and measure each batch")
+PANEL = PanelSpec(
+    key="training",
+    title="Training round",
+    order=40,
+    factory=TrainingPanel,
+    icon="SP_MediaPlay",
+    tooltip="Run a personalization round on the board and measure each batch",
+)

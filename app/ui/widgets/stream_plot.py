@@ -49,10 +49,20 @@ class StreamPlot(pg.PlotWidget):
 
     followChanged = Signal(bool)
 
-    def __init__(self, source: Callable[[], SampleStream | None], *, window_s: float = 10.0, scale: float = 1.0,
-                 units: str = "", label: str = "", channels: Sequence[int] | None = None,
-                 colors: Sequence[str] = CHANNEL_COLORS, names: Sequence[str] | None = None, parent=None,
-                 view_box: pg.ViewBox | None = None):
+    def __init__(
+        self,
+        source: Callable[[], SampleStream | None],
+        *,
+        window_s: float = 10.0,
+        scale: float = 1.0,
+        units: str = "",
+        label: str = "",
+        channels: Sequence[int] | None = None,
+        colors: Sequence[str] = CHANNEL_COLORS,
+        names: Sequence[str] | None = None,
+        parent=None,
+        view_box: pg.ViewBox | None = None,
+    ):
         super().__init__(parent=parent, viewBox=view_box) if view_box is not None else super().__init__(parent=parent)
         self.source = source
         self.window_s = float(window_s)
@@ -72,8 +82,7 @@ class StreamPlot(pg.PlotWidget):
         # Grid: two opaque line-pair curves (major, minor) behind the data instead of pyqtgraph's axis
         # grid, whose alpha-blended lines replayed from a QPicture took ~10 ms of every software-rastered
         # 1600x900 frame (benchmarks/gui_frames.py); these cost < 1 ms and follow the axis ticks.
-        self._grid = [pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="pairs", antialias=False)
-                      for c in GRID_COLORS]
+        self._grid = [pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="pairs", antialias=False) for c in GRID_COLORS]
         for z, item in enumerate(self._grid):
             item.setZValue(-100 - z)
             pi.getViewBox().addItem(item, ignoreBounds=True)  # not a data curve: no legend, no downsampling
