@@ -1,0 +1,412 @@
+/*
+ * Board support for QEMU mps2-an386, the virtual bench's board (docs/firmware.md, "The QEMU board").
+ *
+ * - Protocol link: CMSDK UART0 (0x4000_4000), RX interrupt into a ring, polled TX.
+ * - Bench link: CMSDK UART1 (0x4000_5000) to the bench (device/nucleo/qemu_board.py).  The firmware
+ *   reports its D7 edges, run/idle state, sensor set-up and clock with its own timestamps; the bench
+ *   answers time requests and plays the accelerometer samples.  Records: type u8, len u8, payload.
+ * - Cycles: modelled Cortex-M4 cycles from the odl_cycles QEMU plugin, read through semihosting
+ *   (the plugin rewrites the file odl-cycles.bin before every BKPT); instructions / 25 MHz counter
+ *   fallback when QEMU runs without the plugin.
+ * - Time: 1 MHz ticks = modelled cycles / SYSCLK while the CPU runs; while it sleeps, time is the
+ *   bench's (synchronised when the CPU wakes).  So a batch lasts exactly its modelled cycles.
+ * Everything that exists only for the simulation is in the .simonly section, which the cycle model
+ * does not count.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../../core/board.h"
+#include "../../core/odl.h"
+#include "../common/cm4.h"
+
+#define UART0 0x40004000u
+#define UART1 0x40005000u
+#define U_DATA 0x00u
+#define U_STATE 0x04u
+#define U_CTRL 0x08u
+#define U_INT 0x0Cu
+#define U_BAUD 0x10u
+#define ST_TXFULL 1u
+#define ST_RXFULL 2u
+#define FPGAIO_COUNTER REG32(0x40028018u)
+#define FPGAIO_PRESCALE REG32(0x4002801Cu)
+
+#define DEFAULT_SYSCLK 8000000u
+#define SLACK_US 20000u    /* the CPU may run this far ahead of the bench before it waits */
+#define PROGRESS_US 5000u  /* while running, tell the bench how far the CPU got this often */
+
+/* bench link records */
+enum {
+    R_BOOT = 0x01, R_TIME_REQ = 0x02, R_PACE = 0x03, R_MARK = 0x04, R_JOB = 0x05, R_SENSOR = 0x06,
+    R_CLOCK = 0x07, R_IDLE = 0x08, R_PROGRESS = 0x09, R_SIM_REQ = 0x0A,
+    R_TIME = 0x81, R_SAMPLES = 0x82, R_SIM_RSP = 0x83,
+};
+
+static const board_info_t INFO = {"NUCLEO-L496ZG", "STM32L496ZG", "qemu-mps2-an386", 0x461, 0x1000, 1024u * 1024u, 1};
+
+/* ---------------- protocol link: UART0, RX interrupt ---------------- */
+#define RX_RING 2048u
+static volatile uint8_t rx_ring[RX_RING];
+static volatile uint32_t rx_head, rx_tail;
+
+void uart0_rx_irq(void);
+void uart0_rx_irq(void) {
+    while (REG32(UART0 + U_STATE) & ST_RXFULL) {
+        uint8_t c = (uint8_t)REG32(UART0 + U_DATA);
+        uint32_t h = rx_head;
+        if (h - rx_tail < RX_RING) {
+            rx_ring[h % RX_RING] = c;
+            rx_head = h + 1;
+        }
+    }
+    REG32(UART0 + U_INT) = 2u;
+}
+
+size_t board_link_read(uint8_t *buf, size_t max) {
+    size_t n = 0;
+    while (n < max && rx_tail != rx_head) {
+        buf[n++] = rx_ring[rx_tail % RX_RING];
+        rx_tail = rx_tail + 1;
+    }
+    return n;
+}
+
+size_t board_link_write(const uint8_t *buf, size_t n) {
+    size_t i = 0;
+    while (i < n && !(REG32(UART0 + U_STATE) & ST_TXFULL)) REG32(UART0 + U_DATA) = buf[i++];
+    return i;
+}
+
+size_t board_link_tx_free(void) { return (REG32(UART0 + U_STATE) & ST_TXFULL) ? 0 : 4096u; }
+
+/* ---------------- bench link: UART1 (simulation only) ---------------- */
+#define SIM_RING 1024u
+static volatile uint8_t sim_ring[SIM_RING];
+static volatile uint32_t sim_head, sim_tail;
+
+void uart1_rx_irq(void) ODL_SIMONLY;
+void uart1_rx_irq(void) {
+    while (REG32(UART1 + U_STATE) & ST_RXFULL) {
+        uint8_t c = (uint8_t)REG32(UART1 + U_DATA);
+        uint32_t h = sim_head;
+        if (h - sim_tail < SIM_RING) {
+            sim_ring[h % SIM_RING] = c;
+            sim_head = h + 1;
+        }
+    }
+    REG32(UART1 + U_INT) = 2u;
+}
+
+ODL_SIMONLY static void sim_put(uint8_t c) {
+    while (REG32(UART1 + U_STATE) & ST_TXFULL) {
+    }
+    REG32(UART1 + U_DATA) = c;
+}
+
+ODL_SIMONLY static void sim_send(uint8_t type, const uint8_t *p, uint8_t len) {
+    sim_put(type);
+    sim_put(len);
+    for (uint8_t i = 0; i < len; i++) sim_put(p[i]);
+}
+
+/* ---------------- cycles: the odl_cycles plugin through semihosting ---------------- */
+static int semi_fd = -1; /* -1 not tried, -2 unavailable */
+
+ODL_SIMONLY static int semihost(int op, void *arg) {
+    register int r0 __asm__("r0") = op;
+    register void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+ODL_SIMONLY static uint64_t read_cycles(void) {
+    if (semi_fd == -1) {
+        static const char name[] = "odl-cycles.bin";
+        uint32_t a[3] = {(uint32_t)name, 1 /* rb */, sizeof name - 1};
+        semi_fd = semihost(0x01, a);
+        if (semi_fd < 0) semi_fd = -2;
+    }
+    if (semi_fd >= 0) {
+        uint32_t s[2] = {(uint32_t)semi_fd, 0};
+        uint8_t b[16];
+        uint32_t r[3] = {(uint32_t)semi_fd, (uint32_t)b, sizeof b};
+        if (semihost(0x0A, s) == 0 && semihost(0x06, r) == 0 && rd32(b) == 0x43594C4Fu) return rd64(b + 8);
+    }
+    /* no plugin: one instruction = one cycle (icount: the 25 MHz counter advances every 40 instructions) */
+    static uint32_t last;
+    static uint64_t ext;
+    uint32_t c = FPGAIO_COUNTER;
+    ext += (uint32_t)(c - last);
+    last = c;
+    return ext * 40u;
+}
+
+/* ---------------- time ---------------- */
+static uint32_t sysclk = DEFAULT_SYSCLK;
+static uint64_t tick_base, cyc_base; /* ticks = tick_base + (cycles - cyc_base) / sysclk */
+static uint64_t bench_known;         /* latest bench time received */
+static uint64_t last_progress;
+static uint8_t awake, job_running;
+static uint8_t cause;
+static char boot_msg[120];
+
+uint64_t board_cycles(void) { return read_cycles(); }
+
+ODL_SIMONLY static uint64_t ticks_at(uint64_t c) { return tick_base + (c - cyc_base) * 1000000ull / sysclk; }
+
+uint64_t board_ticks(void) { return ticks_at(read_cycles()); }
+
+ODL_SIMONLY static void sync_to(uint64_t bench) {
+    uint64_t c = read_cycles();
+    uint64_t t = ticks_at(c);
+    if (bench > t) { /* the CPU slept meanwhile: its clock catches up with the bench */
+        tick_base = bench;
+        cyc_base = c;
+    }
+    if (bench > bench_known) bench_known = bench;
+}
+
+ODL_SIMONLY static void put64(uint8_t *p, uint64_t v) { wr64(p, v); }
+
+ODL_SIMONLY static void send_tick(uint8_t type) {
+    uint8_t p[8];
+    put64(p, board_ticks());
+    sim_send(type, p, 8);
+}
+
+/* ---------------- sensor samples from the bench ---------------- */
+#define S_RING 256u
+static int16_t s_ring[S_RING][3];
+static uint32_t s_head, s_tail; /* sample indices since board_sensor_start */
+static uint64_t s_t0;
+static uint8_t s_on;
+static uint32_t s_odr = 26000;
+static uint8_t s_fs = 2;
+static uint16_t s_epoch; /* which sensor start the bench's samples belong to */
+
+/* SIM replies */
+static uint8_t sim_rsp[256];
+static int sim_rsp_len;
+static uint8_t sim_rsp_ready, time_ready;
+
+/* Handle every complete record from the bench. */
+ODL_SIMONLY static void sim_process(void) {
+    for (;;) {
+        uint32_t avail = sim_head - sim_tail;
+        if (avail < 2) return;
+        uint8_t type = sim_ring[sim_tail % SIM_RING];
+        uint8_t len = sim_ring[(sim_tail + 1) % SIM_RING];
+        if (avail < 2u + len) return;
+        uint8_t p[256];
+        for (uint32_t i = 0; i < len; i++) p[i] = sim_ring[(sim_tail + 2 + i) % SIM_RING];
+        sim_tail += 2u + len;
+        if (type == R_TIME && len >= 8) {
+            sync_to(job_running ? 0 : rd64(p)); /* while running, time is the CPU's own */
+            if (job_running && rd64(p) > bench_known) bench_known = rd64(p);
+            time_ready = 1;
+        } else if (type == R_SAMPLES && len >= 15) {
+            uint16_t ep = rd16(p + 8);
+            uint32_t first = rd32(p + 10);
+            uint8_t n = p[14];
+            if (!job_running) sync_to(rd64(p));
+            if (ep != s_epoch || !s_on || len < 15u + 6u * n) continue;
+            for (uint8_t i = 0; i < n; i++) {
+                uint32_t idx = first + i;
+                if (idx != s_head) continue;           /* duplicates / gaps: keep the sequence */
+                if (s_head - s_tail >= S_RING) s_tail++; /* the FIFO overflows: oldest sample lost */
+                for (int k = 0; k < 3; k++) s_ring[idx % S_RING][k] = (int16_t)rd16(p + 15 + 6 * i + 2 * k);
+                s_head++;
+            }
+        } else if (type == R_SIM_RSP && len >= 1) {
+            sim_rsp_len = (int8_t)p[0] >= 0 ? (int)(len - 1) : (int8_t)p[0];
+            memcpy(sim_rsp, p + 1, (size_t)len - 1);
+            sim_rsp[len - 1] = 0;
+            sim_rsp_ready = 1;
+        }
+    }
+}
+
+/* Sleep until the bench sends something (interrupts wake the WFI). */
+ODL_SIMONLY static void wait_bench(volatile uint8_t *flag) {
+    for (;;) {
+        sim_process();
+        if (*flag) return;
+        cm4_disable_irq();
+        if (sim_head - sim_tail < 2) cm4_wfi();
+        cm4_enable_irq();
+    }
+}
+
+ODL_SIMONLY static void time_request(void) {
+    time_ready = 0;
+    send_tick(R_TIME_REQ);
+    wait_bench(&time_ready);
+}
+
+/* ---------------- board interface ---------------- */
+ODL_SIMONLY static void uart_init(uint32_t base) {
+    REG32(base + U_BAUD) = 16u;
+    REG32(base + U_CTRL) = 1u | 2u | 8u; /* TX, RX, RX interrupt */
+}
+
+ODL_SIMONLY void board_init(void) {
+    cause = cm4_take_reset_cause(boot_msg, sizeof boot_msg);
+    FPGAIO_PRESCALE = 0; /* 25 MHz counter: the no-plugin fallback */
+    uart_init(UART0);
+    uart_init(UART1);
+    cm4_irq_enable(0);
+    cm4_irq_enable(2);
+    cm4_enable_irq();
+    sysclk = DEFAULT_SYSCLK;
+    tick_base = 0;
+    cyc_base = read_cycles();
+    uint8_t p[5] = {ODL_FW_MAJOR, ODL_FW_MINOR, ODL_FW_PATCH, cause, 0};
+    sim_send(R_BOOT, p, 5);
+    time_request();
+    awake = 1;
+}
+
+const board_info_t *board_get_info(void) { return &INFO; }
+uint8_t board_reset_cause(void) { return cause; }
+const char *board_boot_message(void) { return boot_msg; }
+
+void board_reset(uint8_t c) {
+    while (REG32(UART0 + U_STATE) & ST_TXFULL) {
+    }
+    cm4_reset_with_cause(c);
+}
+
+uint32_t board_sysclk(void) { return sysclk; }
+
+uint32_t board_set_sysclk(uint32_t hz) {
+    uint64_t c = read_cycles();
+    tick_base = ticks_at(c);
+    cyc_base = c;
+    sysclk = hz;
+    uint8_t p[12];
+    put64(p, tick_base);
+    wr32(p + 8, hz);
+    sim_send(R_CLOCK, p, 12);
+    return hz;
+}
+
+void board_marker_pulse(uint32_t pulse_us) {
+    (void)pulse_us;
+    send_tick(R_MARK);
+}
+
+ODL_SIMONLY void board_job_state(int running) {
+    uint8_t p[9];
+    put64(p, board_ticks());
+    p[8] = (uint8_t)(running ? 1 : 0);
+    job_running = (uint8_t)(running ? 1 : 0);
+    sim_send(R_JOB, p, 9);
+    if (running) {
+        awake = 1;
+        last_progress = rd64(p);
+    }
+}
+
+ODL_SIMONLY void board_idle(void) {
+    sim_process();
+    cm4_disable_irq();
+    if (rx_head == rx_tail && sim_head - sim_tail < 2) {
+        if (awake) {
+            send_tick(R_IDLE); /* asleep from now until the next interrupt */
+            awake = 0;
+        }
+        cm4_wfi();
+    }
+    cm4_enable_irq();
+    sim_process();
+    if (rx_head != rx_tail && !awake) {
+        time_request(); /* woken by the host: take the bench's time */
+        awake = 1;
+    }
+}
+
+/* Between steps of a round: report progress and keep the CPU at most SLACK_US ahead of the bench. */
+ODL_SIMONLY void board_poll(void) {
+    sim_process();
+    uint64_t t = board_ticks();
+    if (t - last_progress >= PROGRESS_US) {
+        send_tick(R_PROGRESS);
+        last_progress = t;
+    }
+    while (t > bench_known + SLACK_US) {
+        time_ready = 0;
+        uint8_t p[8];
+        put64(p, t);
+        sim_send(R_PACE, p, 8);
+        wait_bench(&time_ready);
+    }
+}
+
+uint8_t board_sensor_whoami(void) { return 0x6C; }
+
+ODL_SIMONLY static void sensor_record(uint8_t on) {
+    uint8_t p[16];
+    put64(p, board_ticks());
+    wr32(p + 8, s_odr);
+    p[12] = s_fs;
+    p[13] = on;
+    wr16(p + 14, s_epoch);
+    sim_send(R_SENSOR, p, 16);
+}
+
+int board_sensor_config(uint32_t odr_mhz, uint8_t fs_g) {
+    s_odr = odr_mhz;
+    s_fs = fs_g;
+    sensor_record(s_on);
+    return 0;
+}
+
+int board_sensor_start(void) {
+    s_epoch++;
+    s_head = s_tail = 0;
+    s_t0 = board_ticks();
+    s_on = 1;
+    sensor_record(1);
+    return 0;
+}
+
+void board_sensor_stop(void) {
+    s_on = 0;
+    sensor_record(0);
+}
+
+size_t board_sensor_read(int16_t (*xyz)[3], size_t max, uint32_t *index, uint64_t *t0) {
+    sim_process();
+    size_t n = 0;
+    *index = s_tail;
+    *t0 = s_t0;
+    while (n < max && s_tail != s_head) {
+        xyz[n][0] = s_ring[s_tail % S_RING][0];
+        xyz[n][1] = s_ring[s_tail % S_RING][1];
+        xyz[n][2] = s_ring[s_tail % S_RING][2];
+        s_tail++;
+        n++;
+    }
+    return n;
+}
+
+ODL_SIMONLY int board_sim_request(uint8_t type, const uint8_t *payload, uint16_t len, uint8_t *out, uint16_t cap) {
+    uint8_t p[64];
+    p[0] = type;
+    if (len > sizeof p - 1) len = sizeof p - 1;
+    memcpy(p + 1, payload, len);
+    sim_rsp_ready = 0;
+    sim_send(R_SIM_REQ, p, (uint8_t)(len + 1));
+    wait_bench(&sim_rsp_ready);
+    if (sim_rsp_len < 0) {
+        size_t m = strlen((const char *)sim_rsp);
+        if (m >= cap) m = cap - 1u;
+        memcpy(out, sim_rsp, m);
+        out[m] = 0;
+        return sim_rsp_len == -1 ? -1 : -2;
+    }
+    if ((uint16_t)sim_rsp_len > cap) sim_rsp_len = cap;
+    memcpy(out, sim_rsp, (size_t)sim_rsp_len);
+    return sim_rsp_len;
+}
