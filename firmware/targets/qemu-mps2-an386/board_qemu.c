@@ -1,10 +1,15 @@
 /*
  * Board support for QEMU mps2-an386, the virtual bench's board (docs/firmware.md, "The QEMU board").
  *
- * - Protocol link: CMSDK UART0 (0x4000_4000), RX interrupt into a ring, polled TX.
- * - Bench link: CMSDK UART1 (0x4000_5000) to the bench (device/nucleo/qemu_board.py).  The firmware
- *   reports its D7 edges, run/idle state, sensor set-up and clock with its own timestamps; the bench
- *   answers time requests and plays the accelerometer samples.  Records: type u8, len u8, payload.
+ * - Protocol link: CMSDK UART0 (0x4000_4000) transmits; what the host sends arrives in the file
+ *   odl-in0.bin, read through semihosting (see "Why files" below).
+ * - Bench link (device/nucleo/qemu_board.py): the firmware sends records on CMSDK UART1 (0x4000_5000):
+ *   its D7 edges, run/idle state, sensor set-up and clock with its own timestamps; the bench answers
+ *   time requests and plays the accelerometer samples into odl-in1.bin.  Records: type u8, len u8, payload.
+ * - Why files: QEMU 7.2's CMSDK UART holds one received byte and does not ask its backend for the next
+ *   one when the guest reads it; the next byte waits for an unrelated main-loop event, which never comes
+ *   while the CPU sleeps.  Input through semihosting is synchronous and takes any amount at once.
+ *   While idle the CPU sleeps in WFI with SysTick waking it every IDLE_POLL_US to look for input.
  * - Cycles: modelled Cortex-M4 cycles from the odl_cycles QEMU plugin, read through semihosting
  *   (the plugin rewrites the file odl-cycles.bin before every BKPT); instructions / 25 MHz counter
  *   fallback when QEMU runs without the plugin.
@@ -45,32 +50,67 @@ enum {
 
 static const board_info_t INFO = {"NUCLEO-L496ZG", "STM32L496ZG", "qemu-mps2-an386", 0x461, 0x1000, 1024u * 1024u, 1};
 
-/* ---------------- protocol link: UART0, RX interrupt ---------------- */
-#define RX_RING 2048u
-static volatile uint8_t rx_ring[RX_RING];
-static volatile uint32_t rx_head, rx_tail;
-
-void uart0_rx_irq(void);
-void uart0_rx_irq(void) {
-    while (REG32(UART0 + U_STATE) & ST_RXFULL) {
-        uint8_t c = (uint8_t)REG32(UART0 + U_DATA);
-        uint32_t h = rx_head;
-        if (h - rx_tail < RX_RING) {
-            rx_ring[h % RX_RING] = c;
-            rx_head = h + 1;
-        }
-    }
-    REG32(UART0 + U_INT) = 2u;
+/* ---------------- semihosting ---------------- */
+ODL_SIMONLY static int semihost(int op, void *arg) {
+    register int r0 __asm__("r0") = op;
+    register void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
 }
 
-size_t board_link_read(uint8_t *buf, size_t max) {
-    size_t n = 0;
-    while (n < max && rx_tail != rx_head) {
-        buf[n++] = rx_ring[rx_tail % RX_RING];
-        rx_tail = rx_tail + 1;
+ODL_SIMONLY static int sh_open(const char *name, uint32_t len) {
+    uint32_t a[3] = {(uint32_t)name, 1 /* rb */, len};
+    return semihost(0x01, a);
+}
+
+ODL_SIMONLY static long sh_flen(int fd) {
+    uint32_t a[1] = {(uint32_t)fd};
+    return semihost(0x0C, a);
+}
+
+/* read n bytes at offset off; returns the bytes read */
+ODL_SIMONLY static uint32_t sh_read_at(int fd, uint32_t off, void *buf, uint32_t n) {
+    uint32_t s[2] = {(uint32_t)fd, off};
+    uint32_t r[3] = {(uint32_t)fd, (uint32_t)buf, n};
+    if (semihost(0x0A, s) != 0) return 0;
+    int left = semihost(0x06, r);
+    return left < 0 ? 0 : n - (uint32_t)left;
+}
+
+/* An append-only input file written by the bench, read from `off` on. */
+typedef struct {
+    const char *name;
+    uint32_t name_len;
+    int fd;
+    uint32_t off;
+} infile_t;
+
+static infile_t in0 = {"odl-in0.bin", 11, -1, 0}, in1 = {"odl-in1.bin", 11, -1, 0};
+
+ODL_SIMONLY static uint32_t in_avail(infile_t *f) {
+    if (f->fd < 0) {
+        f->fd = sh_open(f->name, f->name_len);
+        if (f->fd < 0) return 0;
+        long n = sh_flen(f->fd);
+        f->off = n > 0 ? (uint32_t)n : 0; /* what was sent before this boot is lost, as on a UART */
     }
+    long n = sh_flen(f->fd);
+    return n > (long)f->off ? (uint32_t)n - f->off : 0;
+}
+
+ODL_SIMONLY static uint32_t in_read(infile_t *f, uint8_t *buf, uint32_t max) {
+    uint32_t n = in_avail(f);
+    if (n > max) n = max;
+    if (!n) return 0;
+    n = sh_read_at(f->fd, f->off, buf, n);
+    f->off += n;
     return n;
 }
+
+/* ---------------- protocol link ---------------- */
+ODL_SIMONLY static size_t link_read_sim(uint8_t *buf, size_t max) { return in_read(&in0, buf, (uint32_t)max); }
+
+size_t board_link_read(uint8_t *buf, size_t max) { return link_read_sim(buf, max); }
 
 size_t board_link_write(const uint8_t *buf, size_t n) {
     size_t i = 0;
@@ -80,23 +120,10 @@ size_t board_link_write(const uint8_t *buf, size_t n) {
 
 size_t board_link_tx_free(void) { return (REG32(UART0 + U_STATE) & ST_TXFULL) ? 0 : 4096u; }
 
-/* ---------------- bench link: UART1 (simulation only) ---------------- */
-#define SIM_RING 1024u
-static volatile uint8_t sim_ring[SIM_RING];
-static volatile uint32_t sim_head, sim_tail;
-
-void uart1_rx_irq(void) ODL_SIMONLY;
-void uart1_rx_irq(void) {
-    while (REG32(UART1 + U_STATE) & ST_RXFULL) {
-        uint8_t c = (uint8_t)REG32(UART1 + U_DATA);
-        uint32_t h = sim_head;
-        if (h - sim_tail < SIM_RING) {
-            sim_ring[h % SIM_RING] = c;
-            sim_head = h + 1;
-        }
-    }
-    REG32(UART1 + U_INT) = 2u;
-}
+/* ---------------- bench link ---------------- */
+#define SIM_BUF 512u
+static uint8_t sim_buf[SIM_BUF];
+static uint32_t sim_len;
 
 ODL_SIMONLY static void sim_put(uint8_t c) {
     while (REG32(UART1 + U_STATE) & ST_TXFULL) {
@@ -110,21 +137,30 @@ ODL_SIMONLY static void sim_send(uint8_t type, const uint8_t *p, uint8_t len) {
     for (uint8_t i = 0; i < len; i++) sim_put(p[i]);
 }
 
+/* SysTick as the idle poll timer: the CPU sleeps at most this long before looking for input */
+#define IDLE_POLL_US 200u
+#define SYST_CSR REG32(0xE000E010u)
+#define SYST_RVR REG32(0xE000E014u)
+#define SYST_CVR REG32(0xE000E018u)
+
+void systick_irq(void) ODL_SIMONLY;
+void systick_irq(void) {}
+
+ODL_SIMONLY static void nap(void) {
+    SYST_RVR = IDLE_POLL_US - 1u; /* CLKSOURCE 0: the 1 MHz reference clock */
+    SYST_CVR = 0;
+    SYST_CSR = 3u; /* ENABLE | TICKINT */
+    cm4_wfi();
+    SYST_CSR = 0;
+}
+
 /* ---------------- cycles: the odl_cycles plugin through semihosting ---------------- */
 static int semi_fd = -1; /* -1 not tried, -2 unavailable */
-
-ODL_SIMONLY static int semihost(int op, void *arg) {
-    register int r0 __asm__("r0") = op;
-    register void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
 
 ODL_SIMONLY static uint64_t read_cycles(void) {
     if (semi_fd == -1) {
         static const char name[] = "odl-cycles.bin";
-        uint32_t a[3] = {(uint32_t)name, 1 /* rb */, sizeof name - 1};
-        semi_fd = semihost(0x01, a);
+        semi_fd = sh_open(name, sizeof name - 1);
         if (semi_fd < 0) semi_fd = -2;
     }
     if (semi_fd >= 0) {
@@ -190,17 +226,19 @@ static uint8_t sim_rsp[256];
 static int sim_rsp_len;
 static uint8_t sim_rsp_ready, time_ready;
 
-/* Handle every complete record from the bench. */
-ODL_SIMONLY static void sim_process(void) {
-    for (;;) {
-        uint32_t avail = sim_head - sim_tail;
-        if (avail < 2) return;
-        uint8_t type = sim_ring[sim_tail % SIM_RING];
-        uint8_t len = sim_ring[(sim_tail + 1) % SIM_RING];
-        if (avail < 2u + len) return;
-        uint8_t p[256];
-        for (uint32_t i = 0; i < len; i++) p[i] = sim_ring[(sim_tail + 2 + i) % SIM_RING];
-        sim_tail += 2u + len;
+/* Handle every complete record from the bench; returns how many. */
+ODL_SIMONLY static int sim_process(void) {
+    int handled = 0;
+    sim_len += in_read(&in1, sim_buf + sim_len, SIM_BUF - sim_len);
+    uint32_t pos = 0;
+    for (;; handled++) {
+        uint32_t avail = sim_len - pos;
+        if (avail < 2) break;
+        uint8_t type = sim_buf[pos];
+        uint8_t len = sim_buf[pos + 1];
+        if (avail < 2u + len) break;
+        const uint8_t *p = sim_buf + pos + 2;
+        pos += 2u + len;
         if (type == R_TIME && len >= 8) {
             sync_to(job_running ? 0 : rd64(p)); /* while running, time is the CPU's own */
             if (job_running && rd64(p) > bench_known) bench_known = rd64(p);
@@ -225,16 +263,19 @@ ODL_SIMONLY static void sim_process(void) {
             sim_rsp_ready = 1;
         }
     }
+    if (pos) {
+        memmove(sim_buf, sim_buf + pos, sim_len - pos);
+        sim_len -= pos;
+    }
+    return handled;
 }
 
-/* Sleep until the bench sends something (interrupts wake the WFI). */
+/* Sleep until the bench sends what `flag` waits for. */
 ODL_SIMONLY static void wait_bench(volatile uint8_t *flag) {
     for (;;) {
         sim_process();
         if (*flag) return;
-        cm4_disable_irq();
-        if (sim_head - sim_tail < 2) cm4_wfi();
-        cm4_enable_irq();
+        nap();
     }
 }
 
@@ -247,7 +288,7 @@ ODL_SIMONLY static void time_request(void) {
 /* ---------------- board interface ---------------- */
 ODL_SIMONLY static void uart_init(uint32_t base) {
     REG32(base + U_BAUD) = 16u;
-    REG32(base + U_CTRL) = 1u | 2u | 8u; /* TX, RX, RX interrupt */
+    REG32(base + U_CTRL) = 1u; /* TX only: input comes through semihosting */
 }
 
 ODL_SIMONLY void board_init(void) {
@@ -255,8 +296,8 @@ ODL_SIMONLY void board_init(void) {
     FPGAIO_PRESCALE = 0; /* 25 MHz counter: the no-plugin fallback */
     uart_init(UART0);
     uart_init(UART1);
-    cm4_irq_enable(0);
-    cm4_irq_enable(2);
+    (void)in_avail(&in0);
+    (void)in_avail(&in1);
     cm4_enable_irq();
     sysclk = DEFAULT_SYSCLK;
     tick_base = 0;
@@ -272,7 +313,7 @@ uint8_t board_reset_cause(void) { return cause; }
 const char *board_boot_message(void) { return boot_msg; }
 
 void board_reset(uint8_t c) {
-    while (REG32(UART0 + U_STATE) & ST_TXFULL) {
+    while ((REG32(UART0 + U_STATE) | REG32(UART1 + U_STATE)) & ST_TXFULL) {
     }
     cm4_reset_with_cause(c);
 }
@@ -309,19 +350,19 @@ ODL_SIMONLY void board_job_state(int running) {
 }
 
 ODL_SIMONLY void board_idle(void) {
-    sim_process();
-    cm4_disable_irq();
-    if (rx_head == rx_tail && sim_head - sim_tail < 2) {
+    int records = sim_process(); /* samples from the bench carry its time */
+    if (!records && !in_avail(&in0)) {
         if (awake) {
-            send_tick(R_IDLE); /* asleep from now until the next interrupt */
+            send_tick(R_IDLE); /* asleep from now until there is input */
             awake = 0;
         }
-        cm4_wfi();
+        nap();
+        records = sim_process();
     }
-    cm4_enable_irq();
-    sim_process();
-    if (rx_head != rx_tail && !awake) {
+    if (!awake && in_avail(&in0)) {
         time_request(); /* woken by the host: take the bench's time */
+        awake = 1;
+    } else if (!awake && records) {
         awake = 1;
     }
 }

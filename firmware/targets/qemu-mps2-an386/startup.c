@@ -8,8 +8,7 @@
 
 extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
 void reset_handler(void);
-void uart0_rx_irq(void);
-void uart1_rx_irq(void);
+void systick_irq(void);
 void odl_fault_handler(void);
 
 static void default_handler(void) {
@@ -30,9 +29,7 @@ __attribute__((section(".vectors"), used)) const void *const vectors[16 + 32] = 
     (void *)default_handler, /* DebugMon */
     0,
     (void *)default_handler, /* PendSV */
-    (void *)default_handler, /* SysTick */
-    [16 + 0] = (void *)uart0_rx_irq,
-    [16 + 2] = (void *)uart1_rx_irq,
+    (void *)systick_irq,     /* SysTick: the idle poll timer */
 };
 
 void reset_handler(void) {
