@@ -49,7 +49,7 @@ from .elf import ElfError, symbols
 from .emulator import K_SLEEP_A_PER_HZ, NucleoFaults
 from .sensor import LSM6DSO, Trace, default_trace_path, load_trace
 
-__all__ = ["QemuBoard", "QemuBoardError", "find_firmware", "FirmwareFiles", "qemu_available"]
+__all__ = ["QemuBoard", "QemuBoardError", "find_firmware", "FirmwareFiles", "qemu_available", "read_counters"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,39 @@ def qemu_available() -> bool:
     return True
 
 
+#: Instruction classes of the cycle plugin (firmware/tools/qemu-cycles/odl_cycles.c, enum cls).
+CYCLE_CLASSES = (
+    "alu", "mul", "div", "load", "store", "ldrd_strd", "ldm_stm", "branch", "vldr_vstr", "vldm_vstm",
+    "fp_alu", "fp_mac", "fp_div_sqrt", "vmov_core", "other",
+)  # fmt: skip
+
+
+def read_counters(path: str | Path, regions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parse the cycle plugin's counter file (layout: struct odl_counters in odl_cycles.c)."""
+    data = Path(path).read_bytes()
+    magic, ncls = struct.unpack_from("<II", data, 0)
+    if magic != 0x43594C4F or ncls != len(CYCLE_CLASSES):
+        raise QemuBoardError(f"{path}: not a counter file of this cycle plugin")
+    cycles, insns, insns_all = struct.unpack_from("<QQQ", data, 8)
+    off = 32
+    ci = struct.unpack_from(f"<{ncls}Q", data, off)
+    cc = struct.unpack_from(f"<{ncls}Q", data, off + 8 * ncls)
+    off += 16 * ncls
+    nreg, _ = struct.unpack_from("<II", data, off)
+    off += 8
+    reg = {}
+    for i, name in enumerate(regions[:nreg]):
+        c, n = struct.unpack_from("<QQ", data, off + 16 * i)
+        reg[name] = {"cycles": c, "insns": n}
+    return {
+        "cycles": cycles,
+        "insns": insns,
+        "insns_all": insns_all,
+        "classes": {k: {"insns": a, "cycles": b} for k, a, b in zip(CYCLE_CLASSES, ci, cc)},
+        "regions": reg,
+    }
+
+
 def _listen(path: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(path))
@@ -131,6 +164,7 @@ class QemuBoard:
         files: FirmwareFiles | None = None,
         history_s: float = 120.0,
         fifo_bytes: int = 64 * 1024,
+        regions: tuple[str, ...] = (),
     ) -> None:
         from estimator.profiles import get_profile
 
@@ -167,6 +201,7 @@ class QemuBoard:
         self._closed = False
         self._wakeup: Any = None
         self._sims = self._sim_ranges()
+        self.regions = self._region_ranges(regions)
         self._tmp = Path(tempfile.mkdtemp(prefix="odl-qemu-"))
         self._proc: subprocess.Popen | None = None
         self._socks: dict[str, socket.socket] = {}
@@ -184,27 +219,58 @@ class QemuBoard:
             raise QemuBoardError(f"{self.files.elf}: no __simonly_start/__simonly_end symbols (rebuild the firmware)")
         return sym["__simonly_start"][0], sym["__simonly_end"][0]
 
+    def _region_ranges(self, names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """Address ranges of the functions to count separately (the benchmark's per-kernel figures)."""
+        if not names:
+            return {}
+        sym = symbols(self.files.elf)
+        out = {}
+        for n in names:
+            if n not in sym or not sym[n][1]:
+                raise QemuBoardError(f"{self.files.elf}: no function {n!r} to profile")
+            out[n] = (sym[n][0], sym[n][0] + sym[n][1])
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        """The cycle plugin's counters now: modelled cycles and instructions (total, per instruction class,
+        per region).  Consistent when the firmware is idle."""
+        return read_counters(self._tmp / "odl-cycles.bin", tuple(self.regions))
+
     def command(self) -> list[str]:
         s, e = self._sims
         d = self._tmp
+        plugin = f"{self.files.plugin},out={d / 'odl-cycles.bin'},exclude={s:x}:{e:x}"
+        for a, b in self.regions.values():
+            plugin += f",region={a:x}:{b:x}"
         return [
             str(self.files.qemu), "-M", "mps2-an386", "-nodefaults", "-display", "none",
-            "-chardev", f"socket,id=u0,path={d / 'u0.sock'}", "-serial", "chardev:u0",
-            "-chardev", f"socket,id=u1,path={d / 'u1.sock'}", "-serial", "chardev:u1",
             "-chardev", f"socket,id=mon,path={d / 'qmp.sock'}", "-mon", "chardev=mon,mode=control",
             "-semihosting-config", "enable=on,target=native",
             # 1 ns of virtual time per instruction while running; while the CPU naps (idle, polling for
             # input every 200 us of SysTick) virtual time follows real time
             "-icount", "shift=0,align=off,sleep=on",
-            "-plugin", f"{self.files.plugin},out={d / 'odl-cycles.bin'},exclude={s:x}:{e:x}",
+            "-plugin", plugin,
             "-kernel", str(self.files.elf),
         ]  # fmt: skip
 
     def _start_qemu(self) -> None:
-        # what the firmware receives: append-only files it reads through semihosting (board_qemu.c says why)
+        # The firmware's links go through semihosting, not QEMU's CMSDK UARTs (board_qemu.c says why): what it
+        # receives is appended to files it reads; what it sends comes through two pipes.
         self._in = {name: open(self._tmp / f"odl-{name}.bin", "ab", buffering=0) for name in ("in0", "in1")}
         self._in_lock = threading.Lock()
-        listeners = {name: _listen(self._tmp / f"{name}.sock") for name in ("u0", "u1", "qmp")}
+        self._out: dict[str, int] = {}
+        for name in ("out0", "out1"):
+            path = self._tmp / f"odl-{name}.fifo"
+            os.mkfifo(path)
+            self._out[name] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            # our own writer end keeps the pipe from reading as closed before the firmware opens it
+            self._out[name + "_w"] = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        # the doorbell: a byte after every input wakes a firmware blocked waiting for it
+        wake = self._tmp / "odl-wake.fifo"
+        os.mkfifo(wake)
+        self._out["wake_r"] = os.open(wake, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer open; never read
+        self._out["wake"] = os.open(wake, os.O_WRONLY | os.O_NONBLOCK)
+        listeners = {name: _listen(self._tmp / f"{name}.sock") for name in ("qmp",)}
         try:
             self._proc = subprocess.Popen(
                 self.command(), cwd=self._tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -226,8 +292,14 @@ class QemuBoard:
             for ls in listeners.values():
                 ls.close()
         self._qmp_init()
+        self._booted = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name="qemu-board", daemon=True)
         self._reader.start()
+        # like waiting for a board's power-on: what a host sends before the firmware runs is lost
+        if not self._booted.wait(15.0):
+            err = self._proc_error()
+            self._kill()
+            raise QemuBoardError(f"the firmware did not boot under QEMU within 15 s{err}")
 
     def _proc_error(self) -> str:
         p = self._proc
@@ -263,6 +335,12 @@ class QemuBoard:
                 f.close()
             except OSError:
                 pass
+        for fd in getattr(self, "_out", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._out = {}
         for s in self._socks.values():
             try:
                 s.close()
@@ -302,6 +380,8 @@ class QemuBoard:
     def reset(self) -> None:
         """Spontaneous reset (button, power glitch): QEMU's system_reset; the firmware reboots (cause 0)."""
         self._qmp(("system_reset", None))
+        with self._in_lock:
+            self._ring()  # a firmware asleep in its doorbell read must wake for QEMU to take the reset
 
     # ------------------------------------------------------------------------------------------------
     # the bench link
@@ -315,6 +395,16 @@ class QemuBoard:
                 f.write(data)
             except (OSError, ValueError) as exc:
                 log.error("QEMU board: cannot pass input to the firmware: %s", exc)
+                return
+            self._ring()
+
+    def _ring(self) -> None:
+        try:
+            os.write(self._out["wake"], b"\x01")
+        except (BlockingIOError, KeyError):
+            pass  # the pipe is full of unread doorbells: the firmware wakes anyway
+        except OSError:
+            pass
 
     def _send_record(self, rtype: int, payload: bytes) -> None:
         self._write_in("in1", bytes((rtype, len(payload))) + payload)
@@ -325,17 +415,23 @@ class QemuBoard:
     def _sim(self, tick: int) -> float:
         return self._boot_sim + tick * 1e-6
 
+    def sim_time(self, tick: int) -> float:
+        """Simulated time (the bench's clock) of a board tick of the current boot."""
+        return self._sim(tick)
+
     def _send_time(self, t: float) -> None:
         self._send_record(R_TIME, struct.pack("<Q", self._bench_us(t)))
 
     def _read_loop(self) -> None:
         import select
 
-        u0, u1 = self._socks["u0"], self._socks["u1"]
+        u0, u1 = self._out["out0"], self._out["out1"]
         rbuf = b""
         qmp = self._socks.get("qmp")
         while not self._closed:
-            rl = [u0, u1] + ([qmp] if qmp is not None else [])
+            if not self.alive:
+                break
+            rl: list[Any] = [u0, u1] + ([qmp] if qmp is not None else [])
             try:
                 ready, _, _ = select.select(rl, [], [], 0.05)
             except (OSError, ValueError):
@@ -345,18 +441,19 @@ class QemuBoard:
                 continue
             if u0 in ready:
                 try:
-                    data = u0.recv(65536)
-                except OSError:
+                    data = os.read(u0, 65536)
+                except BlockingIOError:
                     data = b""
-                if not data:
+                except OSError:
                     break
-                self._on_board_output(data)
+                if data:
+                    self._on_board_output(data)
             if u1 in ready:
                 try:
-                    data = u1.recv(65536)
-                except OSError:
+                    data = os.read(u1, 65536)
+                except BlockingIOError:
                     data = b""
-                if not data:
+                except OSError:
                     break
                 rbuf += data
                 while len(rbuf) >= 2 and len(rbuf) >= 2 + rbuf[1]:
@@ -394,6 +491,7 @@ class QemuBoard:
                 self._horizon = now
                 self._drop_edges_after(now)
                 self._set_level(now, self._run_level())
+                self._booted.set()
             elif rtype == R_TIME_REQ:
                 self._awake = True
                 self._send_time(now)
@@ -501,13 +599,11 @@ class QemuBoard:
 
     def receive(self, data: bytes) -> None:
         with self._lock:
-            if self.faults.silent:
+            if self.faults.silent or self._closed:
                 return
             if self.faults.garbage:
                 n = int(self._fault_rng.integers(1, 64))
                 self._fifo.append(self._fault_rng.integers(0, 256, n, dtype=np.uint8).tobytes())
-                return
-            if "u0" not in self._socks:
                 return
             self._freeze()
         self._write_in("in0", data)

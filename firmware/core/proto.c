@@ -909,6 +909,22 @@ static void on_frame(void) {
     if (r.reset_after) board_reset(1);
 }
 
+/* A frame that failed COBS, length or CRC checks: counted, and answered with one ERROR (seq 0xFFFF) per
+ * received chunk, sent at once so the host resends before it times out. */
+static void bad_frame(int ev, int *answered) {
+    S.st.rx_errors++;
+    if (*answered) return;
+    *answered = 1;
+    uint8_t p[12 + 48];
+    int ml = snprintf((char *)p + 12, 48, "frame dropped: %s",
+                      ev == FD_BAD_CRC ? "CRC mismatch" : "invalid COBS or length");
+    if (ml < 0) ml = 0;
+    if (ml > 47) ml = 47;
+    p[0] = ev == FD_BAD_CRC ? E_BAD_CRC : E_BAD_FRAME, p[1] = 0, wr16(p + 2, 0), wr32(p + 4, 0), wr32(p + 8, 0);
+    piece_t pc = {p, (size_t)(12 + ml)};
+    send_frame(T_ERROR, ODL_SEQ_UNATTRIBUTED, &pc, 1, 0);
+}
+
 static int link_poll(void) {
     uint8_t buf[256];
     int did = 0;
@@ -917,27 +933,11 @@ static int link_poll(void) {
         if (!n) break;
         did = 1;
         const uint8_t *p = buf;
-        int errors = 0, last = 0;
+        int answered = 0;
         while (n) {
             int ev = frame_dec_feed(&S.dec, &p, &n);
-            if (ev == FD_FRAME) {
-                on_frame();
-            } else if (ev == FD_BAD_CRC || ev == FD_BAD_FRAME) {
-                errors++;
-                last = ev;
-                S.st.rx_errors++;
-            }
-        }
-        if (errors) { /* at most one ERROR per received chunk, with the unattributed seq */
-            uint8_t p2[12 + 64];
-            int ml = snprintf((char *)p2 + 12, 64, "%d frame(s) dropped: %s", errors,
-                              last == FD_BAD_CRC ? "CRC mismatch" : "invalid framing");
-            if (ml < 0) ml = 0;
-            if (ml > 63) ml = 63;
-            p2[0] = last == FD_BAD_CRC ? E_BAD_CRC : E_BAD_FRAME, p2[1] = 0, wr16(p2 + 2, 0), wr32(p2 + 4, 0),
-            wr32(p2 + 8, 0);
-            piece_t pc = {p2, (size_t)(12 + ml)};
-            send_frame(T_ERROR, ODL_SEQ_UNATTRIBUTED, &pc, 1, 0);
+            if (ev == FD_FRAME) on_frame();
+            else if (ev == FD_BAD_CRC || ev == FD_BAD_FRAME) bad_frame(ev, &answered);
         }
     }
     return did;

@@ -72,11 +72,15 @@ uint32_t train_plan_bytes(const model_t *m, const uint64_t *masks, int n_phases)
     return mx;
 }
 
+void plan_prepare(plan_t *p) {
+    for (int i = 0; i < p->n; i++)
+        if (p->R[i].kind == RK_BN) k_bn_prepare(&p->R[i]);
+}
+
 static void bind_phase(job_t *j, const model_t *m, float *w) {
     plan_lower(&j->plan, m, j->masks[j->phase]);
     plan_bind(&j->plan, m, w, store_transient());
-    for (int i = 0; i < j->plan.n; i++)
-        if (j->plan.R[i].kind == RK_BN) k_bn_prepare(&j->plan.R[i]);
+    plan_prepare(&j->plan);
 }
 
 static uint16_t batch_len(const job_t *j) {
@@ -134,15 +138,14 @@ void eval_start(const model_t *m, float *w, uint8_t slot, uint16_t round_id) {
     j->n = data_count(slot);
     plan_lower(&j->plan, m, 0);
     plan_bind(&j->plan, m, w, store_transient());
-    for (int i = 0; i < j->plan.n; i++)
-        if (j->plan.R[i].kind == RK_BN) k_bn_prepare(&j->plan.R[i]);
+    plan_prepare(&j->plan);
     board_job_state(1);
     j->c0 = board_cycles();
     j->t0 = board_ticks();
 }
 
 /* forward pass of the bound plan on plan.x0; returns the loss, *pred the predicted class */
-static float forward(plan_t *p, int label, int *pred) {
+float odl_forward(plan_t *p, int label, int *pred) {
     float loss = 0.0f;
     for (int i = 0; i < p->n; i++) {
         rlayer_t *R = &p->R[i];
@@ -162,7 +165,7 @@ static float forward(plan_t *p, int label, int *pred) {
     return loss;
 }
 
-static void backward(plan_t *p, int label) {
+void odl_backward(plan_t *p, int label) {
     float *cur = p->e0, *nxt = p->e1;
     for (int i = p->n - 1; i >= (int)p->first; i--) {
         rlayer_t *R = &p->R[i];
@@ -228,7 +231,7 @@ int job_step(const model_t *m, float *w) {
         if (j->i < j->n) {
             int pred = 0;
             int label = data_window(j->slot, j->i, j->plan.x0);
-            forward(&j->plan, label, &pred);
+            odl_forward(&j->plan, label, &pred);
             const rlayer_t *S = &j->plan.R[j->plan.n - 1];
             float pl = S->out[label] > 1e-7f ? S->out[label] : 1e-7f;
             j->eval_loss += -log((double)pl);
@@ -254,8 +257,8 @@ int job_step(const model_t *m, float *w) {
         uint32_t idx = (j->cfg.flags & 1u) ? odl_perm(j->cfg.seed, j->gepoch, j->n, pos) : pos;
         int pred = 0;
         int label = data_window(0, idx, j->plan.x0);
-        float loss = forward(&j->plan, label, &pred);
-        backward(&j->plan, label);
+        float loss = odl_forward(&j->plan, label, &pred);
+        odl_backward(&j->plan, label);
         j->b_loss += loss;
         j->b_correct += (uint32_t)(pred == label);
         j->k++;

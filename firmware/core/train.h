@@ -67,6 +67,13 @@ int job_step(const model_t *m, float *weights);
 /* Order of window `i` of epoch `e` (docs/protocol.md §5.4: a keyed Feistel permutation). */
 uint32_t odl_perm(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i);
 
+/* One window through a bound plan (input in plan.x0): forward returns the loss and the prediction;
+ * backward accumulates the gradients of the trainable layers. */
+float odl_forward(plan_t *p, int label, int *pred);
+void odl_backward(plan_t *p, int label);
+/* BatchNorm scale/shift of a bound plan (after plan_bind). */
+void plan_prepare(plan_t *p);
+
 /* Cycle-cost estimate of one batch of n windows for a plan (ROUND_INFO). */
 uint64_t train_estimate_batch(const plan_t *p, uint32_t n);
 

@@ -1,15 +1,19 @@
 /*
  * Board support for QEMU mps2-an386, the virtual bench's board (docs/firmware.md, "The QEMU board").
  *
- * - Protocol link: CMSDK UART0 (0x4000_4000) transmits; what the host sends arrives in the file
- *   odl-in0.bin, read through semihosting (see "Why files" below).
- * - Bench link (device/nucleo/qemu_board.py): the firmware sends records on CMSDK UART1 (0x4000_5000):
- *   its D7 edges, run/idle state, sensor set-up and clock with its own timestamps; the bench answers
- *   time requests and plays the accelerometer samples into odl-in1.bin.  Records: type u8, len u8, payload.
- * - Why files: QEMU 7.2's CMSDK UART holds one received byte and does not ask its backend for the next
- *   one when the guest reads it; the next byte waits for an unrelated main-loop event, which never comes
- *   while the CPU sleeps.  Input through semihosting is synchronous and takes any amount at once.
- *   While idle the CPU sleeps in WFI with SysTick waking it every IDLE_POLL_US to look for input.
+ * - Protocol link: what the host sends arrives in the file odl-in0.bin, what the firmware sends goes to
+ *   the pipe odl-out0.fifo, both through Arm semihosting (see "Why not the UARTs" below).
+ * - Bench link (device/nucleo/qemu_board.py): the firmware sends records to odl-out1.fifo: its D7 edges,
+ *   run/idle state, sensor set-up and clock with its own timestamps; the bench answers time requests and
+ *   plays the accelerometer samples into odl-in1.bin.  Records: type u8, len u8, payload.
+ * - Why not the UARTs: QEMU 7.2's CMSDK UART holds one byte each way and leans on QEMU's main loop to
+ *   move the next one: a received byte is only fetched from the backend on an unrelated main-loop event
+ *   (which never comes while the CPU sleeps), and a transmit that meets a busy backend can stay pending
+ *   the same way; both stalled the link in testing.  Semihosting calls are synchronous, take any amount
+ *   at once, and the pipe gives the bench's reader natural back-pressure.
+ * - Sleeping: with nothing to do, the CPU blocks in a semihosting read of the pipe odl-wake.fifo, into
+ *   which the bench writes a byte after every input (QEMU's timers do not reliably wake a WFI under
+ *   -icount).  Blocked, QEMU uses no host CPU.
  * - Cycles: modelled Cortex-M4 cycles from the odl_cycles QEMU plugin, read through semihosting
  *   (the plugin rewrites the file odl-cycles.bin before every BKPT); instructions / 25 MHz counter
  *   fallback when QEMU runs without the plugin.
@@ -25,15 +29,6 @@
 #include "../../core/odl.h"
 #include "../common/cm4.h"
 
-#define UART0 0x40004000u
-#define UART1 0x40005000u
-#define U_DATA 0x00u
-#define U_STATE 0x04u
-#define U_CTRL 0x08u
-#define U_INT 0x0Cu
-#define U_BAUD 0x10u
-#define ST_TXFULL 1u
-#define ST_RXFULL 2u
 #define FPGAIO_COUNTER REG32(0x40028018u)
 #define FPGAIO_PRESCALE REG32(0x4002801Cu)
 
@@ -107,51 +102,61 @@ ODL_SIMONLY static uint32_t in_read(infile_t *f, uint8_t *buf, uint32_t max) {
     return n;
 }
 
+/* Output pipes created by the bench (opened for appending: semihosting mode "ab"). */
+ODL_SIMONLY static int out_fd(int *fd, const char *name, uint32_t len) {
+    if (*fd < 0) {
+        uint32_t a[3] = {(uint32_t)name, 9 /* ab */, len};
+        *fd = semihost(0x01, a);
+    }
+    return *fd;
+}
+
+ODL_SIMONLY static void sh_write(int fd, const void *p, uint32_t n) {
+    if (fd < 0 || !n) return;
+    uint32_t a[3] = {(uint32_t)fd, (uint32_t)p, n};
+    semihost(0x05, a);
+}
+
+static int out0 = -1, out1 = -1;
+
 /* ---------------- protocol link ---------------- */
 ODL_SIMONLY static size_t link_read_sim(uint8_t *buf, size_t max) { return in_read(&in0, buf, (uint32_t)max); }
+ODL_SIMONLY static void link_write_sim(const uint8_t *buf, size_t n) {
+    sh_write(out_fd(&out0, "odl-out0.fifo", 13), buf, (uint32_t)n);
+}
 
 size_t board_link_read(uint8_t *buf, size_t max) { return link_read_sim(buf, max); }
 
 size_t board_link_write(const uint8_t *buf, size_t n) {
-    size_t i = 0;
-    while (i < n && !(REG32(UART0 + U_STATE) & ST_TXFULL)) REG32(UART0 + U_DATA) = buf[i++];
-    return i;
+    link_write_sim(buf, n);
+    return n;
 }
 
-size_t board_link_tx_free(void) { return (REG32(UART0 + U_STATE) & ST_TXFULL) ? 0 : 4096u; }
+size_t board_link_tx_free(void) { return 4096u; }
 
 /* ---------------- bench link ---------------- */
 #define SIM_BUF 512u
 static uint8_t sim_buf[SIM_BUF];
 static uint32_t sim_len;
 
-ODL_SIMONLY static void sim_put(uint8_t c) {
-    while (REG32(UART1 + U_STATE) & ST_TXFULL) {
-    }
-    REG32(UART1 + U_DATA) = c;
-}
-
 ODL_SIMONLY static void sim_send(uint8_t type, const uint8_t *p, uint8_t len) {
-    sim_put(type);
-    sim_put(len);
-    for (uint8_t i = 0; i < len; i++) sim_put(p[i]);
+    uint8_t rec[2 + 255];
+    rec[0] = type;
+    rec[1] = len;
+    memcpy(rec + 2, p, len);
+    sh_write(out_fd(&out1, "odl-out1.fifo", 13), rec, 2u + len);
 }
 
-/* SysTick as the idle poll timer: the CPU sleeps at most this long before looking for input */
-#define IDLE_POLL_US 200u
-#define SYST_CSR REG32(0xE000E010u)
-#define SYST_RVR REG32(0xE000E014u)
-#define SYST_CVR REG32(0xE000E018u)
-
-void systick_irq(void) ODL_SIMONLY;
-void systick_irq(void) {}
+/* Sleep until the bench has written input: a blocking read of the doorbell pipe (the bench writes a byte
+ * there after everything it appends to odl-in0.bin / odl-in1.bin). */
+static int wake_fd = -1;
 
 ODL_SIMONLY static void nap(void) {
-    SYST_RVR = IDLE_POLL_US - 1u; /* CLKSOURCE 0: the 1 MHz reference clock */
-    SYST_CVR = 0;
-    SYST_CSR = 3u; /* ENABLE | TICKINT */
-    cm4_wfi();
-    SYST_CSR = 0;
+    if (wake_fd < 0) wake_fd = sh_open("odl-wake.fifo", 13);
+    if (wake_fd < 0) return;
+    uint8_t b[64];
+    uint32_t r[3] = {(uint32_t)wake_fd, (uint32_t)b, sizeof b};
+    semihost(0x06, r);
 }
 
 /* ---------------- cycles: the odl_cycles plugin through semihosting ---------------- */
@@ -286,16 +291,11 @@ ODL_SIMONLY static void time_request(void) {
 }
 
 /* ---------------- board interface ---------------- */
-ODL_SIMONLY static void uart_init(uint32_t base) {
-    REG32(base + U_BAUD) = 16u;
-    REG32(base + U_CTRL) = 1u; /* TX only: input comes through semihosting */
-}
-
 ODL_SIMONLY void board_init(void) {
     cause = cm4_take_reset_cause(boot_msg, sizeof boot_msg);
     FPGAIO_PRESCALE = 0; /* 25 MHz counter: the no-plugin fallback */
-    uart_init(UART0);
-    uart_init(UART1);
+    out0 = out1 = wake_fd = -1; /* reopened after a reset */
+    in0.fd = in1.fd = -1;
     (void)in_avail(&in0);
     (void)in_avail(&in1);
     cm4_enable_irq();
@@ -312,11 +312,7 @@ const board_info_t *board_get_info(void) { return &INFO; }
 uint8_t board_reset_cause(void) { return cause; }
 const char *board_boot_message(void) { return boot_msg; }
 
-void board_reset(uint8_t c) {
-    while ((REG32(UART0 + U_STATE) | REG32(UART1 + U_STATE)) & ST_TXFULL) {
-    }
-    cm4_reset_with_cause(c);
-}
+void board_reset(uint8_t c) { cm4_reset_with_cause(c); /* semihosting output is already delivered */ }
 
 uint32_t board_sysclk(void) { return sysclk; }
 

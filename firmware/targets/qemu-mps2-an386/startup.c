@@ -8,7 +8,6 @@
 
 extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
 void reset_handler(void);
-void systick_irq(void);
 void odl_fault_handler(void);
 
 static void default_handler(void) {
@@ -29,7 +28,7 @@ __attribute__((section(".vectors"), used)) const void *const vectors[16 + 32] = 
     (void *)default_handler, /* DebugMon */
     0,
     (void *)default_handler, /* PendSV */
-    (void *)systick_irq,     /* SysTick: the idle poll timer */
+    (void *)default_handler, /* SysTick */
 };
 
 void reset_handler(void) {
