@@ -57,8 +57,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--activities",
         default=None,
-        help="activities mapped to the model's classes: comma list of names, or target=src+src "
-        "(default: the model's classes; for WISDM walking,jogging,stairs,sitting,standing)",
+        help="activities mapped to the model's classes (names compared case-insensitively): comma list of "
+        "classes, or class=activity+activity (default: every class of the model gathers the activity of its "
+        "name; Stationary also sitting+standing, Stairs also upstairs+downstairs)",
     )
     p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
     p.add_argument("--epochs", type=int, default=5, help="epochs after the warm-up (default 5)")

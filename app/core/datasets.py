@@ -245,38 +245,29 @@ def resolve_activities(
     source: str = "",
     strict: bool = True,
 ) -> dict[str, str]:
-    """Map source activity -> target activity.
+    """Map source activity -> target activity (canonical names), by the one rule of
+    :func:`app.core.classmap.class_map` with the requested activities as the classes.
 
     ``activities`` is a label-set name (:data:`LABEL_SETS`), a list of target names (each gathers the
     source activity of the same name, and ``stairs``/``stationary`` also gather up+downstairs /
-    sitting+standing unless those are requested separately), or an explicit ``{target: [sources]}``
-    mapping.  A requested activity that no source provides raises :class:`DatasetError` listing what
-    is available (with ``strict=False`` it is just left out of the mapping).
+    sitting+standing unless those are requested separately; ``target=src+src`` names the sources), or
+    an explicit ``{target: [sources]}`` mapping.  A requested activity that no source provides raises
+    :class:`DatasetError` listing what is available (with ``strict=False`` it is just left out of the
+    mapping).
     """
+    from app.core.classmap import ClassMapError, class_map, parse_activities  # noqa: PLC0415
+
     available = set(available)
-    if isinstance(activities, str):
-        if activities in LABEL_SETS:
-            activities = LABEL_SETS[activities]
-        else:
-            activities = [a for a in activities.split(",") if a.strip()]
-    if isinstance(activities, Mapping):
-        wanted = {canonical_activity(t): [canonical_activity(s) for s in srcs] for t, srcs in activities.items()}
-    else:
-        targets = [canonical_activity(a) for a in activities]
+    try:
+        entries = parse_activities(activities)
+        targets = list(dict.fromkeys(canonical_activity(t) for t, _ in entries))
         if not targets:
             raise DatasetError("no activities selected")
-        wanted = {}
-        for t in targets:
-            srcs = [t] + [m for m in MERGES.get(t, ()) if m not in targets]
-            wanted[t] = srcs
-    mapping: dict[str, str] = {}
-    missing = []
-    for target, srcs in wanted.items():
-        hits = [s for s in srcs if s in available]
-        if not hits:
-            missing.append(target)
-        for s in hits:
-            mapping[s] = target
+        cmap = class_map(targets, activities)
+    except ClassMapError as exc:
+        raise DatasetError(str(exc)) from None
+    mapping = cmap.mapping(available)
+    missing = cmap.unserved(available)
     if missing and strict:
         where = f" in {source}" if source else ""
         raise DatasetError(

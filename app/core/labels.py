@@ -345,14 +345,16 @@ def class_for_activity(activity: str, classes: Sequence[str]) -> str | None:
     """The dataset class a canonical activity name belongs to: same canonical name (case, synonyms), a class
     that gathers it (``Stairs`` <- upstairs/downstairs, ``Stationary`` <- sitting/standing) or, for an
     activity the source does not split (WISDM-2019 ``stairs``), the first class it would be split into
-    (``Upstairs``).  None when no class fits."""
+    (``Upstairs``).  None when no class fits.  The first two are :func:`app.core.classmap.class_map`'s rule,
+    the one every training and evaluation job uses; the last is for importing only (the label is kept for
+    the user to split)."""
+    from app.core.classmap import class_map
+
+    cls = class_map(classes).class_of(activity)
+    if cls is not None:
+        return cls
     canon = {ds.canonical_activity(c): c for c in classes}
-    if activity in canon:
-        return canon[activity]
-    for target, parts in ds.MERGES.items():
-        if activity in parts and target in canon:
-            return canon[target]
-    for part in ds.MERGES.get(activity, ()):
+    for part in ds.MERGES.get(ds.canonical_activity(activity), ()):
         if part in canon:
             return canon[part]
     return None
