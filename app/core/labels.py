@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from app.core import datasets as ds
-from app.core.store import Store
+from app.core.store import Store, StoreError
 
 __all__ = [
     "Label",
@@ -215,6 +215,16 @@ class LabelModel:
     def _apply(self, ops: list[tuple[Label | None, Label | None]]) -> list[tuple[Label | None, Label | None]]:
         """Write ops in one transaction; inserts get their ids (returned ops carry them for undo/redo)."""
         done = []
+        saved = dict(self._labels)
+        try:
+            self._apply_ops(ops, done)
+        except StoreError as exc:  # full disk, read-only or lost database: nothing changed, say why
+            self._labels = saved
+            raise LabelError(f"the label change was not saved: {exc}") from exc
+        # an undo of an insert is (after, None): keep the ids we just got in the forward list
+        return done
+
+    def _apply_ops(self, ops, done: list) -> None:
         with self.store.transaction():
             for before, after in ops:
                 if after is None:
@@ -235,8 +245,6 @@ class LabelModel:
                     self.store.update_label(after.id, after.start, after.end, after.label)
                     self._labels[after.id] = after
                 done.append((before, after))
-        # an undo of an insert is (after, None): keep the ids we just got in the forward list
-        return done
 
     def _notify(self) -> None:
         for fn in list(self._listeners):
