@@ -720,10 +720,13 @@ class LabellingPanel(Panel):
             )
             if not path:
                 return 0
-        open(path, "w").close()
-        n = sum(
-            export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()
-        )
+        try:
+            parts = self._dataset_parts()
+            open(path, "w").close()
+            n = sum(export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in parts)
+        except (LabelError, OSError) as exc:  # a class WISDM cannot carry, a full or read-only disk
+            self.ctx.status(f"Export failed: {exc}", 15000)
+            return 0
         self.ctx.status(f"Exported {n} labelled samples to {path}")
         return n
 
