@@ -400,7 +400,6 @@ class PowerPanel(Panel):
                 )  # D7 edges kept in the file
             except RecordingError as exc:  # full or read-only disk: say so, stay usable
                 self.ctx.status(str(exc), 15000)
-                QMessageBox.warning(self, "Record", str(exc))
                 self.btn_record.blockSignals(True)
                 self.btn_record.setChecked(False)
                 self.btn_record.blockSignals(False)
