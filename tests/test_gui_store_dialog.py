@@ -99,3 +99,23 @@ def test_locked_store_is_a_message_not_a_traceback(qtbot, tmp_path, capsys):
         con.close()
     assert seen and "locked by another program" in seen[0]
     assert "locked by another program" in capsys.readouterr().err
+
+
+def test_unexpected_errors_in_the_gui_are_a_status_message_and_a_log(tmp_path):
+    """Issue 13 item 9: an exception escaping a slot is said in the status bar; the traceback goes to a log."""
+    from app.ui.app import error_reporter
+
+    said: list[str] = []
+
+    class Ctx:
+        def status(self, text, timeout_ms=5000):
+            said.append(text)
+
+    log = tmp_path / "odlstudio-errors.log"
+    hook = error_reporter(Ctx(), log)
+    try:
+        raise ValueError("bad thing")
+    except ValueError as exc:
+        hook(type(exc), exc, exc.__traceback__)
+    assert said == [f"Unexpected error: ValueError: bad thing (details in {log})"]
+    assert "Traceback" in log.read_text() and "bad thing" in log.read_text()

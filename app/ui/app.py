@@ -101,6 +101,8 @@ def main(
     win.show()
     if repaired:
         ctx.status(repaired, 15000)
+    previous_hook = sys.excepthook
+    sys.excepthook = error_reporter(ctx, Path(ctx.data_dir) / "odlstudio-errors.log")
 
     def first_paint() -> None:
         logging.getLogger("odlstudio").info("first window painted %.2f s after start", time.perf_counter() - t_start)
@@ -111,4 +113,30 @@ def main(
     try:
         return int(app.exec())
     finally:
+        sys.excepthook = previous_hook
         ctx.close()
+
+
+def error_reporter(ctx, log_path: Path):
+    """A ``sys.excepthook`` for the GUI: an exception escaping a Qt slot (a bug) becomes one sentence in the
+    status bar, and its traceback goes to ``log_path`` (not to the terminal)."""
+
+    def hook(exc_type, exc, tb) -> None:
+        import traceback
+
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        try:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + "".join(traceback.format_exception(exc_type, exc, tb)))
+            where = f" (details in {log_path})"
+        except OSError:
+            where = ""
+        try:
+            ctx.status(f"Unexpected error: {exc_type.__name__}: {exc}{where}", 15000)
+        except Exception:  # noqa: BLE001 - the window may be gone
+            pass
+        logging.getLogger("odlstudio").error("unexpected error: %s: %s%s", exc_type.__name__, exc, where)
+
+    return hook
