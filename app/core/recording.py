@@ -32,6 +32,7 @@ fails anyway ends the same way (a power file's fill value is NaN, so nothing unw
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -410,10 +411,9 @@ class StreamRecorder:
                 try:
                     self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
                     self._file.attrs["dropped"] = self.dropped
-                except Exception as exc:  # noqa: BLE001 - a full disk: the NaN runs still mark the gaps
+                except Exception:  # noqa: BLE001 - after a full disk the NaN runs still mark the gaps
                     if self._error is None:
                         raise
-                    _ = exc
             self._file.close()
         except Exception as exc:  # noqa: BLE001 - the file could not be finished: said in the row
             if self._error is None:
@@ -427,8 +427,6 @@ class StreamRecorder:
             if self._error is not None:
                 meta["error"] = self.stop_reason or str(self._error)
             t_off = None if self._first is None else self._first / self.stream.rate_hz
-            import dataclasses
-
             self._row = dataclasses.replace(
                 self.rec,
                 n_samples=self.n_written,
