@@ -76,6 +76,8 @@ EVENTS_POLL_S = 0.1
 #: Bytes a recording leaves free on the disk (the database, the file's last chunk and its close need room):
 #: a recording stops by itself, cleanly, before the disk is that full.
 RECORDING_RESERVE = 8 * 1024 * 1024
+#: Room beyond the reserve a recording needs to start at all.
+START_MARGIN = 2 * 1024 * 1024
 #: Warn before starting a recording when the disk holds less than this many seconds of it.
 SPACE_WARN_S = 600.0
 CLI_CAPTURE_FORMAT = "odlstudio-lpm01a-capture"
@@ -242,7 +244,7 @@ class StreamRecorder:
     # --- consumer side (writer thread) ------------------------------------------------------------
     def _open(self):
         room = room_left(self.path.parent)
-        if room < RECORDING_RESERVE:
+        if room < RECORDING_RESERVE + START_MARGIN:  # a recording that would stop at once is not started
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         if self.kind == "accel":
             return open(self.path, "ab", buffering=0)
