@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from app.commands._argtypes import seed
+
 
 def _port(text: str) -> int:
     try:
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
     p.add_argument("--json", action="store_true", help="print one JSON line with the endpoint URLs once ready")
     p.add_argument("--time-scale", type=_scale, default=1.0, help="simulated seconds per wall second (default 1)")
     p.add_argument("--pty", action="store_true", help="also expose each device as a pty (POSIX only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and faults (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the measurement noise and faults (default 0)")
     p.add_argument("--port-lpm", type=_port, default=0, help="TCP port of the PowerShield (0 = ephemeral)")
     p.add_argument("--port-board", type=_port, default=0, help="TCP port of the NUCLEO (0 = ephemeral)")
     p.add_argument("--no-board", action="store_true", help="do not emulate the NUCLEO (L496 profile current)")

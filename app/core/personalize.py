@@ -42,6 +42,7 @@ import numpy as np
 from app.core import datasets as ds
 from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.paths import asset_path
+from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 
 ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
@@ -307,6 +308,7 @@ def _load_window_npz(
     cmap = cmap if isinstance(cmap, ClassMap) else _class_map(cmap, None)
     classes = cmap.classes
     try:
+        check_zip(path, DATA_LIMITS, "windows file")  # declared sizes first: never inflate a zip bomb
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("X", "y", "classes") if k not in z.files]
             if missing:
@@ -317,9 +319,11 @@ def _load_window_npz(
             X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
             src_classes = [str(c) for c in np.atleast_1d(z["classes"])]
             stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1]) if X.ndim >= 2 else 0
-            rates = np.asarray(z["rate_hz"], np.float64) if "rate_hz" in z.files else np.zeros(0)
+            rates = np.atleast_1d(np.asarray(z["rate_hz"], np.float64)) if "rate_hz" in z.files else np.zeros(0)
     except PersonalizeError:
         raise
+    except ZipRefused as exc:
+        raise PersonalizeError(f"--data {exc}") from None
     except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, MemoryError, NotImplementedError) as exc:
         raise PersonalizeError(f"--data {path}: unreadable windows file ({type(exc).__name__}: {exc})") from exc
     if not np.isfinite(X).all():
