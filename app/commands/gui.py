@@ -29,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="directory of the SQLite database and recordings (default: the per-user data directory)",
     )
+    p.add_argument(
+        "--bench-board",
+        choices=("auto", "qemu", "python"),
+        default="auto",
+        help="the virtual bench's NUCLEO: the ODL firmware under QEMU, or the Python emulated board; 'auto' "
+        "(default) takes QEMU when qemu-system-arm and a built firmware are available",
+    )
     p.add_argument("--panel", default=None, help="panel to show first (devices, live_accel, labelling, power, ...)")
     p.add_argument(
         "--quit-after", type=finite_float(0.0, 1e6, lo_open=True), default=None, metavar="S", help=argparse.SUPPRESS
@@ -57,4 +64,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     from app.ui.app import main
 
-    return main(data_dir=args.data_dir, bench=args.bench, panel=args.panel, quit_after_s=args.quit_after)
+    return main(
+        data_dir=args.data_dir,
+        bench=args.bench,
+        panel=args.panel,
+        quit_after_s=args.quit_after,
+        board_kind=getattr(args, "bench_board", "auto"),
+    )

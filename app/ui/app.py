@@ -72,6 +72,7 @@ def main(
     panel: str | None = None,
     quit_after_s: float | None = None,
     time_scale: float = 1.0,
+    board_kind: str = "auto",
 ) -> int:
     """Run the app until the window closes; returns the exit code."""
     t_start = time.perf_counter()
@@ -90,7 +91,7 @@ def main(
     icon = asset_path("icons", "odlstudio.png")
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
-    opened = open_context(data_dir, bench=bench, bench_kwargs={"time_scale": time_scale})
+    opened = open_context(data_dir, bench=bench, bench_kwargs={"time_scale": time_scale, "board_kind": board_kind})
     if opened is None:
         return 2
     ctx, repaired = opened
