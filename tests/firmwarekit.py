@@ -64,3 +64,25 @@ def qemu_files():
     from device.nucleo.qemu_board import find_firmware
 
     return find_firmware()
+
+
+def arm_kernels() -> Path:
+    """``odl-kernels.elf``: the host harness built for the Cortex-M4F (assembly kernels), run under QEMU."""
+    require("arm-none-eabi-gcc", "qemu-system-arm", "make")
+    build("qemu")
+    return BUILD / "qemu-mps2-an386" / "odl-kernels.elf"
+
+
+def run_arm(elf: Path, args: list[str], stdin: bytes, timeout: float = 120) -> bytes:
+    """Run ``odl-kernels.elf ARGS < stdin`` under qemu-system-arm with semihosting (host/kernels_arm.c)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="odl-karm-") as d:
+        wd = Path(d)
+        (wd / "odl-kargs.txt").write_text("\n".join(args) + "\n")
+        (wd / "odl-kin.bin").write_bytes(stdin)
+        cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nodefaults", "-nic", "none", "-display", "none"]
+        cmd += ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+        r = subprocess.run(cmd, cwd=wd, capture_output=True, timeout=timeout)
+        assert r.returncode == 0, f"odl-kernels.elf {args} exited {r.returncode}: {r.stderr.decode()[-2000:]}"
+        return (wd / "odl-kout.bin").read_bytes()

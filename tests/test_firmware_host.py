@@ -134,12 +134,18 @@ def _weights(arch: Arch, seed: int) -> dict:
     return w
 
 
-def c_layers(tool, arch: Arch, w: dict, mask: int, x: np.ndarray, y: np.ndarray):
+def layers_request(arch: Arch, w: dict, mask: int, x: np.ndarray, y: np.ndarray) -> bytes:
     blob, dl = P.encode_model(arch, w)
     req = struct.pack("<II", dl, len(blob)) + blob + struct.pack("<QI", mask, len(y))
     for xi, yi in zip(x, y):
         req += struct.pack("<i", int(yi)) + np.ascontiguousarray(xi, "<f4").tobytes()
-    r = subprocess.run([str(tool), "layers"], input=req, capture_output=True, timeout=60)
+    return req
+
+
+def c_layers(tool, arch: Arch, w: dict, mask: int, x: np.ndarray, y: np.ndarray):
+    r = subprocess.run(
+        [str(tool), "layers"], input=layers_request(arch, w, mask, x, y), capture_output=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     out = np.frombuffer(r.stdout, "<f4")
     k = arch.n_classes
@@ -221,6 +227,34 @@ ARCHS = {
             L("softmax", "sm"),
         ),
     ),
+    # shapes that take every path of the assembly kernels (row and unit remainders, K != 3, taps ranges)
+    "kernel_shapes": Arch(
+        (27, 5),
+        (
+            L("conv1d", "c1", filters=8, kernel=3),
+            L("relu", "r1"),
+            L("conv1d", "c2", filters=12, kernel=3),
+            L("relu", "r2"),
+            L("avgpool1d", "ap", pool=3, stride=2),
+            L("conv1d", "c3", filters=4, kernel=5),
+            L("gap1d", "g"),
+            L("dense", "d1", units=13),
+            L("relu", "r3"),
+            L("dense", "d2", units=6),
+            L("softmax", "sm"),
+        ),
+    ),
+    "conv2d_k3_w3": Arch(
+        (14, 3, 1),
+        (
+            L("conv2d", "c1", filters=8, kernel=3),
+            L("relu", "r1"),
+            L("conv2d", "c2", filters=4, kernel=3),
+            L("gap2d", "g"),
+            L("dense", "d", units=5),
+            L("softmax", "sm"),
+        ),
+    ),
     "flat_bn": Arch(
         (10,),
         (
@@ -252,6 +286,9 @@ CASES = [
     ("ign_like", "full"),
     ("ign_like", "tl"),
     ("gmp_like", "full"),
+    ("kernel_shapes", "full"),
+    ("kernel_shapes", ["c2", "d1"]),
+    ("conv2d_k3_w3", "full"),
     ("flat_bn", "full"),
     ("paper", None),  # inference only
 ]
@@ -288,3 +325,47 @@ def test_layers_forward_and_backward_match_the_engine(tools, name, trainable):
             k = a.size
             _close(grads[off : off + k], np.ravel(a) * n, f"gradient {j} of {lname}")
             off += k
+
+
+@pytest.mark.parametrize("name, trainable", CASES, ids=[f"{a}-{t}" for a, t in CASES])
+def test_assembly_kernels_give_the_same_bits_as_their_c_twins(tools, name, trainable):
+    """The ARM build (kernels_m4.S) under QEMU and the native build (the C twins in kernels.c) return the same
+    probabilities, losses and gradients to the last bit, so what the engine comparison above checks on the
+    host holds for the code that runs on the board."""
+    elf = firmwarekit.arm_kernels()
+    arch = ARCHS[name]
+    w = _weights(arch, seed=len(name) + 1)
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, (4, *arch.input_shape)).astype(np.float32)
+    y = rng.integers(0, arch.n_classes, 4)
+    names = arch.trainable(trainable) if isinstance(trainable, str) else (trainable or [])
+    req = layers_request(arch, w, _mask(arch, names), x, y)
+    native = subprocess.run([str(tools["odl-kernels"]), "layers"], input=req, capture_output=True, timeout=60)
+    assert native.returncode == 0, native.stderr.decode()[-3000:]
+    arm = firmwarekit.run_arm(elf, ["layers"], req)
+    assert len(arm) == len(native.stdout) > 0
+    a, b = np.frombuffer(arm, "<u4"), np.frombuffer(native.stdout, "<u4")
+    diff = np.flatnonzero(a != b)
+    assert diff.size == 0, (
+        f"{diff.size} of {a.size} floats differ, first at {diff[0]}: "
+        f"ARM {a.view('<f4')[diff[0]]!r} vs native {b.view('<f4')[diff[0]]!r}"
+    )
+
+
+@pytest.mark.parametrize("n", [32, 5, 1, 64])
+def test_sgd_step_is_the_engines_and_the_same_on_the_board(tools, n):
+    """w - (acc / n) * lr, rounded as device.engine rounds it, whether n is a power of two (the board
+    multiplies by 1/n) or not (it divides), and the same bits from the assembly."""
+    rng = np.random.default_rng(n)
+    ln = 1037
+    w = rng.normal(0, 0.3, ln).astype(np.float32)
+    acc = (rng.normal(0, 1, ln) * 10.0 ** rng.integers(-40, 3, ln)).astype(np.float32)
+    lr = np.float32(0.0123)
+    req = struct.pack("<Iff", ln, float(n), float(lr)) + w.tobytes() + acc.tobytes()
+    r = subprocess.run([str(tools["odl-kernels"]), "sgd"], input=req, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    got = np.frombuffer(r.stdout, "<f4")
+    want = w - (acc / np.float32(n)) * lr
+    assert got.tobytes() == want.astype(np.float32).tobytes()
+    arm = firmwarekit.run_arm(firmwarekit.arm_kernels(), ["sgd"], req)
+    assert arm == r.stdout

@@ -360,6 +360,13 @@ void plan_lower(plan_t *p, const model_t *m, uint64_t tr) {
         n++;
     }
     p->n = (uint8_t)n;
+    /* a ReLU right after a conv or dense is applied by that layer when it writes its output (one pass
+     * less); its backward still uses the output as the mask */
+    for (int i = 0; i + 1 < n; i++)
+        if ((p->R[i].kind == RK_CONV || p->R[i].kind == RK_DENSE) && p->R[i + 1].kind == RK_RELU) {
+            p->R[i].relu_after = 1;
+            p->R[i + 1].fused = 1;
+        }
     p->first = (uint8_t)n;
     for (int i = 0; i < n; i++)
         if (p->R[i].trainable) {

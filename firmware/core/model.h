@@ -54,6 +54,8 @@ enum { RK_CONV, RK_DENSE, RK_RELU, RK_SOFTMAX, RK_AVGPOOL, RK_MAXPOOL, RK_GAP, R
 typedef struct {
     uint8_t kind, src, bn_src; /* bn_src: folded BatchNorm's descriptor index, 0xFF none */
     uint8_t trainable, use_bias, needs_dx, in_place;
+    uint8_t relu_after; /* conv/dense: the next layer is a ReLU applied here, as the output is stored */
+    uint8_t fused;      /* relu: already applied by the layer before it */
     uint16_t L, W, C;          /* input (L, W, C); dense: C = N inputs */
     uint16_t Lo, F, K, pool, stride; /* output length / channels (dense: F = units) */
     uint32_t in_n, out_n;

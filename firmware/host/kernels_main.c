@@ -1,6 +1,8 @@
 /*
  * odl-kernels: the firmware core's numerics and framing, driven by the host-side tests
- * (tests/test_firmware_host.py).  Built natively with -fsanitize=address,undefined.
+ * (tests/test_firmware_host.py).  Built natively with -fsanitize=address,undefined, and for the Cortex-M4F
+ * (build/qemu-mps2-an386/odl-kernels.elf, host/kernels_arm.c) to check the assembly kernels against the
+ * native build's C twins under QEMU.
  *
  *   odl-kernels layers < request > result   one model, some windows: probabilities, losses, gradients
  *       request: u32 desc_len, u32 blob_len, blob (descriptor + weights), u64 trainable mask,
@@ -12,16 +14,21 @@
  *   odl-kernels cobs       lines hex -> COBS hex;  odl-kernels uncobs: lines hex -> decoded hex or "ERR"
  *   odl-kernels crc        lines hex -> "CRC16 CRC32" (hex)
  *   odl-kernels perm SEED EPOCH N   -> the round's window order, one index per line
+ *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w after one SGD step
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/kernels.h"
 #include "../core/model.h"
 #include "../core/train.h"
 #include "../core/wire.h"
 
-static uint8_t arena[1 << 22] __attribute__((aligned(8)));
+#ifndef ODL_KERNELS_ARENA
+#define ODL_KERNELS_ARENA (1u << 22)
+#endif
+static uint8_t arena[ODL_KERNELS_ARENA] __attribute__((aligned(8)));
 
 static int read_all(void *dst, size_t n) { return fread(dst, 1, n, stdin) == n ? 0 : -1; }
 
@@ -73,6 +80,17 @@ static int layers(void) {
             if (R->gb) fwrite(R->gb, 4, R->kind == RK_BN ? R->C : R->F, stdout);
         }
     free(blob);
+    return 0;
+}
+
+static int sgd(void) {
+    uint32_t len;
+    float n, lr;
+    if (read_all(&len, 4) || read_all(&n, 4) || read_all(&lr, 4) || len > (1u << 16)) return die("bad sgd header");
+    float *w = (float *)(void *)arena, *acc = w + len;
+    if (read_all(w, 4u * len) || read_all(acc, 4u * len)) return die("short sgd arrays");
+    k_sgd(w, acc, len, n, lr);
+    fwrite(w, 4, len, stdout);
     return 0;
 }
 
@@ -151,20 +169,25 @@ static int lines(const char *mode) {
             }
         } else if (!strcmp(mode, "crc")) {
             size_t n = unhex(line, buf, sizeof buf);
-            printf("%04x %08x\n", crc16_ccitt(buf, n, 0xFFFFu), crc32_update(0, buf, n));
+            printf("%04x %08lx\n", (unsigned)crc16_ccitt(buf, n, 0xFFFFu), (unsigned long)crc32_update(0, buf, n));
         }
     }
     return 0;
 }
 
+#if defined(ODL_SEMIHOSTED)
+int kernels_main(int argc, char **argv) { /* host/kernels_arm.c: the ARM build under QEMU */
+#else
 int main(int argc, char **argv) {
+#endif
     if (argc < 2) return die("usage: odl-kernels layers|wire|unwire|cobs|uncobs|crc|perm");
     if (!strcmp(argv[1], "layers")) return layers();
+    if (!strcmp(argv[1], "sgd")) return sgd();
     if (!strcmp(argv[1], "perm")) {
         if (argc != 5) return die("perm SEED EPOCH N");
         uint32_t seed = (uint32_t)strtoul(argv[2], NULL, 0), ep = (uint32_t)strtoul(argv[3], NULL, 0),
                  n = (uint32_t)strtoul(argv[4], NULL, 0);
-        for (uint32_t i = 0; i < n; i++) printf("%u\n", odl_perm(seed, ep, n, i));
+        for (uint32_t i = 0; i < n; i++) printf("%lu\n", (unsigned long)odl_perm(seed, ep, n, i));
         return 0;
     }
     return lines(argv[1]);
