@@ -518,11 +518,17 @@ class NucleoClient:
             ) from None
         if st.state == P.BoardState.TRAINING:
             return
-        late = self.next_event((P.RoundDone,), 0.3)  # the report may be just behind the status answer
-        if late is not None:
-            with self._cond:
-                self._events.appendleft(late)
-            return
+        # The ROUND_DONE report (and the last BATCH_REPORTs) may be just behind the status answer: wait for it
+        # without taking it out of the queue, so the caller still reads the reports in the order they came.
+        deadline = time.monotonic() + 0.3
+        with self._cond:
+            while not any(isinstance(e, P.RoundDone) for e in self._events):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    break
+                self._cond.wait(left)
+            if any(isinstance(e, P.RoundDone) for e in self._events):
+                return
         boot = next((e for e in list(self._events) if isinstance(e, P.Boot)), None)
         if boot is not None or not st.model_loaded:
             raise P.ProtocolError(

@@ -1,0 +1,57 @@
+"""NucleoClient against a scripted board: what the host does when reports and answers interleave."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from device.nucleo import protocol as P
+from device.nucleo.client import NucleoClient
+
+
+class ScriptedLink:
+    """A transport whose board answers each request with frames chosen by the test."""
+
+    def __init__(self, answer):
+        self._answer = answer
+        self._rx: queue.Queue[bytes] = queue.Queue()
+        self._dec = P.FrameDecoder()
+        self._closed = threading.Event()
+
+    def write(self, data: bytes) -> int:
+        for frame in self._dec.feed(data):
+            for out in self._answer(P.decode_message(frame), frame.seq):
+                self._rx.put(out)
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        try:
+            return self._rx.get(timeout=0.05)
+        except queue.Empty:
+            return b""
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def test_reports_that_arrive_behind_a_status_answer_keep_their_order():
+    """A round whose last BATCH_REPORT and ROUND_DONE arrive while the client, having heard nothing for a
+    while, asks for STATUS: the batch report must still be counted in that round (it used to be pushed
+    behind ROUND_DONE and attributed to the next round)."""
+    report = P.BatchReport(round_id=1, batch=0, batches_per_epoch=1, n_samples=32, loss=1.5, cycles=5000)
+    done = P.RoundDone(round_id=1, epochs_done=1, batches_done=1, last_loss=1.5, cycles=5000)
+
+    def answer(msg, seq):
+        if isinstance(msg, P.GetStatus):
+            # the board finished just now: its reports go out right after the status answer
+            yield P.Status(state=P.BoardState.IDLE, model_loaded=1, round_id=1).encode(seq)
+            yield report.encode(1)
+            yield done.encode(2)
+
+    client = NucleoClient(ScriptedLink(answer), timeout=1.0)
+    try:
+        res = client.wait_round_done(10, check_every=0.2)
+        assert res.done.round_id == 1
+        assert [b.batch for b in res.batches] == [0], "the batch report was not attributed to its round"
+    finally:
+        client.close()
