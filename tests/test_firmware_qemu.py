@@ -1,0 +1,145 @@
+"""The ODL firmware under QEMU doing the product's job: a whole ``odlstudio personalize`` of a WISDM user
+(T = 20 and 40, TL and Full) against the QEMU board gives the weights the reference engine computes for
+the same round (same windows, same order, same hyper-parameters) and the same macro-F1; per-batch energy
+comes from the LPM01A between the firmware's own D7 edges; and a round's duration is a deterministic
+function of the code that ran."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from app.core.personalize import _i16_scale, evaluate_host, load_user_data
+from device.bench import VirtualBench
+from device.engine.model import Model
+from device.nucleo.shuffle import epoch_order
+from tests import firmwarekit
+
+USER_FILE = "wisdm2019_phone_accel/raw/phone/accel/data_1600_accel_phone.txt"  # excluded from the general models
+EPOCHS, WARMUP, LR, BATCH, SEED, TRAIN_FRACTION = 2, 1, 0.01, 32, 4, 0.12
+
+
+@pytest.fixture(scope="module")
+def qemu_bench():
+    firmwarekit.qemu_files()
+    with VirtualBench(board_kind="qemu", time_scale=200.0, seed=2) as b:
+        yield b
+
+
+def replay(lm, x: np.ndarray, y: np.ndarray, mode: str) -> dict:
+    """The board's round on the host engine: the same i16 quantisation the upload uses, the board's window
+    order, warm-up on the last layer, per-sample accumulation."""
+    scale = np.float32(_i16_scale(x))
+    xq = (np.rint(np.asarray(x, np.float64) / float(scale)).astype(np.int16).astype(np.float32) * scale).astype(
+        np.float32
+    )
+    m = Model(lm.arch, lm.weights)
+    phases = [("last", WARMUP), (mode, EPOCHS)]
+    g = 0
+    for names, epochs in phases:
+        for _ in range(epochs):
+            order = epoch_order(SEED, g, len(y))
+            for b in range(0, len(y), BATCH):
+                idx = order[b : b + BATCH]
+                m.train_batch(xq[idx], y[idx], LR, names, mode="per_sample")
+            g += 1
+    return m.get_weights()
+
+
+@pytest.mark.needs_shared
+@pytest.mark.parametrize("T", [20, 40])
+def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, shared_data, T):
+    """``personalize`` (what ``odlstudio personalize --board URL --power URL`` runs) against the QEMU board."""
+    from app.core.personalize import PersonalizeConfig, personalize
+
+    cfg = PersonalizeConfig(
+        data=str(shared_data / USER_FILE), input_size=T, modes=("none", "tl", "full"), epochs=EPOCHS,
+        warmup_epochs=WARMUP, lr=LR, batch=BATCH, seed=SEED, train_fraction=TRAIN_FRACTION,
+        board_url=qemu_bench.urls["board"], power_url=qemu_bench.urls["powershield"], timeout=10.0,
+    )  # fmt: skip
+    result = personalize(cfg)
+    report = result.report
+    assert report["board"]["board"] == "NUCLEO-L496ZG" and report["board"]["emulated"]
+    lm = result.model
+    data = load_user_data(cfg.data, lm.classes, T, float(lm.meta.get("rate_hz", 20.0)), train_fraction=TRAIN_FRACTION)
+    x_tr, x_te = lm.prepare(data.train.x), lm.prepare(data.test.x)
+    for mode in ("tl", "full"):
+        res = report["results"][mode]
+        assert res["n_train_used"] == len(data.train.y)
+        got = result.weights[mode]
+        want = replay(lm, x_tr, data.train.y, mode)
+        for name, arrs in want.items():
+            for a, b in zip(got[name], arrs):
+                scale = float(np.abs(b).max())
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * scale, err_msg=f"{mode} {name}")
+        f1_host = evaluate_host(lm.arch, want, x_te, data.test.y)["macro_f1"]
+        assert abs(res["macro_f1"] - f1_host) <= 0.01, (mode, res["macro_f1"], f1_host)
+        # per-batch time from the firmware's ticks, energy from the LPM01A between its D7 edges
+        assert res["batches"] == EPOCHS * -(-len(data.train.y) // BATCH)
+        assert res["alignment"] == "d7" and res["energy_per_batch_mj"] > 0
+        assert res["power_mw"] == pytest.approx(3.3 * 0.8034, rel=0.03)  # run mode at 8 MHz: 2.65 mW
+    assert report["results"]["full"]["macro_f1"] > report["results"]["none"]["macro_f1"]
+    # Full trains the conv layers too: more cycles per batch than TL on the same board
+    assert report["results"]["full"]["time_per_batch_s"] > 2 * report["results"]["tl"]["time_per_batch_s"]
+
+
+def test_batch_cycles_are_deterministic(qemu_bench):
+    """Two identical rounds on the QEMU board report identical cycle counts and durations for every batch:
+    time is a function of the instructions executed (-icount and the cycle model), not of the host.  (The
+    client does not poll STATUS here: a request served during a batch adds its cycles to that batch, as it
+    would on the real board.)"""
+    from device.nucleo import protocol as P
+    from device.nucleo.client import NucleoClient
+    from estimator.arch import paper_cnn
+
+    arch = paper_cnn(20, 5)
+    w = Model(arch, seed=1).get_weights()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 20, 3)).astype(np.float32), rng.integers(0, 5, 64)
+    runs = []
+    for _ in range(2):
+        with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:  # from a fresh boot (round_id 1)
+            c.reset()
+            assert c.next_event(P.Boot, 10) is not None
+        with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:  # the same sequence numbers
+            c.upload_model(arch, w)
+            c.clear_data()
+            c.upload_dataset(x, y)
+            c.drain_events()
+            c.train("full", epochs=1, batch=32)
+            res = c.wait_round_done(60, check_every=0)
+            runs.append([(b.cycles, b.end_tick - b.start_tick) for b in res.batches])
+    assert runs[0] == runs[1]
+    assert all(cyc > 1_000_000 for cyc, _ in runs[0])
+
+
+def test_simulation_only_code_calls_nothing_that_is_counted():
+    """The cycle plugin leaves out instructions whose PC is in .simonly (the QEMU board's bench plumbing).  A
+    call from there into other code (memcpy, a libgcc division) would be counted, as often as the host's
+    timing makes the handshakes happen, so batch cycles would depend on the host.  None may exist."""
+    files = firmwarekit.qemu_files()
+    objdump = shutil.which("arm-none-eabi-objdump")
+    assert objdump, "arm-none-eabi-objdump comes with gcc-arm-none-eabi"
+    dis = subprocess.run([objdump, "-d", str(files.elf)], capture_output=True, text=True, check=True).stdout
+    syms = subprocess.run([objdump, "-t", str(files.elf)], capture_output=True, text=True, check=True).stdout
+    addr = {
+        m.group(2): int(m.group(1), 16)
+        for m in re.finditer(r"^([0-9a-f]{8}) .* (__simonly_(?:start|end))$", syms, re.M)
+    }
+    lo, hi = addr["__simonly_start"], addr["__simonly_end"]
+    assert hi - lo > 1000, "the QEMU board has no simulation-only code?"
+    fn, leaks = "?", []
+    for line in dis.splitlines():
+        m = re.match(r"^([0-9a-f]+) <(.*)>:$", line)
+        if m:
+            fn = m.group(2)
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+[0-9a-f ]+\s+(?:bl|blx|b\.w|b)\s+([0-9a-f]+) <([^>]+)>", line)
+        if m and lo <= int(m.group(1), 16) < hi and not lo <= int(m.group(2), 16) < hi:
+            if fn != "board_init":  # start-up, once per boot, before any round
+                leaks.append(f"{fn} -> {m.group(3)}")
+    assert not leaks, f"simulation-only code calls counted code: {sorted(set(leaks))}"
