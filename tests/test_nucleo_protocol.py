@@ -69,6 +69,100 @@ def test_cobs_reference_vectors(raw, enc):
     assert cobs.decode(enc) == raw
 
 
+def cobs_reference_encode(data: bytes) -> bytes:
+    """Independent COBS encoder written from the definition: the data is cut at its zeros; each piece is
+    sent as FF blocks of 254 bytes (no implied zero) and a last block ``len+1`` whose end implies the
+    zero that followed the piece.  The final piece has no zero after it, so a non-empty final piece that
+    is a whole number of FF blocks needs no last block."""
+    out = bytearray()
+    pieces = data.split(b"\x00")
+    for i, piece in enumerate(pieces):
+        full = 0
+        while len(piece) >= 254:
+            out += b"\xff" + piece[:254]
+            piece = piece[254:]
+            full += 1
+        if i == len(pieces) - 1 and full and not piece:
+            break
+        out += bytes([len(piece) + 1]) + piece
+    return bytes(out)
+
+
+def expand(notation: str) -> bytes:
+    """Bytes of the docs' notation: hex, spaces for reading, ``hh×N`` = byte hh repeated N times."""
+    out = bytearray()
+    for tok in notation.split():
+        if "×" in tok:
+            byte, count = tok.split("×")
+            out += bytes.fromhex(byte) * int(count)
+        else:
+            out += bytes.fromhex(tok)
+    return bytes(out)
+
+
+BOUNDARY_RUNS = (0, 1, 2, 252, 253, 254, 255, 256, 507, 508, 509, 762)
+
+
+@st.composite
+def cobs_data(draw, max_size: int = 1100) -> bytes:
+    """Byte strings made of non-zero runs and zeros, the runs often exactly 253/254/255/508 bytes long so
+    that blocks end exactly at the 254-byte boundary, with or without a zero right after."""
+    out = bytearray()
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.sampled_from(BOUNDARY_RUNS) | st.integers(0, 300))
+        if draw(st.booleans()):
+            out += bytes([draw(st.integers(1, 255))]) * n
+        else:
+            out += bytes(draw(st.lists(st.integers(1, 255), min_size=n, max_size=n)))
+        out += b"\x00" * draw(st.sampled_from((0, 1, 1, 2)))
+    return bytes(out[:max_size])
+
+
+COBS_GOLDEN = P.cobs_golden_vectors()
+
+
+@pytest.mark.parametrize("name, raw, enc", COBS_GOLDEN, ids=[g[0] for g in COBS_GOLDEN])
+def test_cobs_block_boundary_vectors(name, raw, enc):
+    assert cobs_reference_encode(raw) == enc  # the table itself agrees with the definition
+    assert cobs.encode(raw) == enc
+    assert cobs.decode(enc) == raw
+
+
+def test_cobs_boundary_vectors_are_in_docs():
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc.split("### 7.1", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| `([^`]*)` \| `([^`]*)` \|$", section, re.M)
+    assert {name: (expand(d), expand(c)) for name, d, c in rows} == {n: (r, e) for n, r, e in COBS_GOLDEN}
+
+
+@settings(max_examples=400, deadline=None)
+@given(cobs_data())
+def test_cobs_roundtrip_of_block_boundary_runs(data):
+    enc = cobs.encode(data)
+    assert enc == cobs_reference_encode(data)
+    assert 0 not in enc and len(enc) <= cobs.max_encoded_len(len(data))
+    assert cobs.decode(enc) == data
+
+
+def test_cobs_max_encoded_len_is_the_worst_case():
+    for n in (0, 1, 253, 254, 255, 508, 509, 1031):
+        patterns = (b"\x01" * n, b"\x00" * n, ((b"\x01" * 253 + b"\x00") * (n // 254 + 1))[:n])
+        worst = max(len(cobs.encode(d)) for d in patterns)
+        assert worst <= cobs.max_encoded_len(n)
+    assert [cobs.max_encoded_len(n) for n in (0, 253, 254, 255, 1031)] == [1, 254, 256, 257, 1036]
+    assert len(cobs.encode(b"\x01" * 255)) == cobs.max_encoded_len(255)  # the bound is reached
+    assert P.MAX_WIRE == 1037
+
+
+def test_cobs_errors_name_what_is_wrong():
+    with pytest.raises(cobs.CobsError, match="^empty COBS frame$"):
+        cobs.decode(b"")
+    with pytest.raises(cobs.CobsError, match="^zero byte inside a COBS frame at offset 1$"):
+        cobs.decode(b"\x02\x00\x01\x00\x01")
+    with pytest.raises(cobs.CobsError, match="^COBS code 5 at offset 2 runs past the end of the 4-byte frame$"):
+        cobs.decode(b"\x02\x11\x05\x22")
+
+
 def test_cobs_long_runs_roundtrip_and_bound():
     rng = random.Random(2)
     for n in list(range(0, 520)) + [1031]:
@@ -110,9 +204,12 @@ def test_golden_vector_encode_decode(name, seq, msg, wire_hex):
 
 
 def test_golden_vectors_are_in_docs():
-    doc = (ROOT / "docs" / "protocol.md").read_text()
-    for name, seq, msg, wire_hex in GOLDEN:
-        assert f"`{wire_hex}`" in doc, f"golden vector {name} missing from docs/protocol.md"
+    """§7's table lists exactly the code's vectors, byte for byte (the firmware is tested against it)."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc.split("## 7. Golden vectors", 1)[1].split("### 7.1", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| `(\w+)`[^|]* \| `([^`]*)` \|$", section, re.M)
+    table = {name: (int(seq), kind, expand(wire)) for name, seq, kind, wire in rows}
+    assert table == {name: (seq, type(msg).__name__, bytes.fromhex(h)) for name, seq, msg, h in GOLDEN}
 
 
 def test_hello_body_by_hand():
@@ -263,6 +360,37 @@ def test_truncated_frames_and_bit_flips_are_dropped_and_counted():
     assert dec.stats["bad_crc"] + dec.stats["bad_frame"] == n_trunc + n_flip
 
 
+def test_every_single_bit_error_in_a_body_is_rejected():
+    """CRC-16 detects every 1-bit error: a flip anywhere, the CRC's own two bytes included, is refused."""
+    body = P.frame_body(P.MsgType.PING, 0x1234, bytes(range(1, 40)))
+    assert P.parse_body(body) == P.Frame(P.MsgType.PING, 0x1234, bytes(range(1, 40)))
+    for i in range(len(body)):
+        for bit in range(8):
+            bad = bytearray(body)
+            bad[i] ^= 1 << bit
+            with pytest.raises(P.ProtocolError) as exc:
+                P.parse_body(bytes(bad))
+            assert exc.value.code in (P.ErrorCode.BAD_CRC, P.ErrorCode.BAD_FRAME), (i, bit)
+            if i not in (3, 4):  # (the len field makes it a length mismatch instead)
+                assert exc.value.code == P.ErrorCode.BAD_CRC, (i, bit)
+
+
+@pytest.mark.parametrize("pos", [-2, -1])  # low byte, high byte of the little-endian CRC
+def test_decoder_drops_a_frame_whose_crc_byte_is_wrong_and_says_so(pos):
+    body = bytearray(P.frame_body(P.MsgType.ACK, 7, b"\x05"))
+    good = crc16_bitwise(bytes(body[:-2]))
+    body[pos] ^= 0x01
+    errors = []
+    dec = P.FrameDecoder(on_error=errors.append)
+    assert dec.feed(cobs.encode(bytes(body)) + b"\x00" + P.Ack(5).encode(8)) == [P.Frame(P.MsgType.ACK, 8, b"\x05")]
+    wire_len = len(cobs.encode(bytes(body))) + 1
+    assert dec.stats == {"frames": 1, "bad_crc": 1, "bad_frame": 0, "overflow": 0, "discarded_bytes": wire_len}
+    (err,) = errors
+    sent = body[-2] | body[-1] << 8
+    assert err.code == P.ErrorCode.BAD_CRC
+    assert str(err) == f"frame CRC 0x{sent:04X} does not match computed 0x{good:04X}"
+
+
 def test_overlong_run_without_delimiter_is_discarded_then_resyncs():
     dec = P.FrameDecoder()
     assert dec.feed(b"\x01" * (P.MAX_WIRE * 3)) == []
@@ -296,7 +424,12 @@ def test_fuzz_decoder_never_crashes(chunks):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=P.MAX_PAYLOAD), st.integers(0, 0xFFFF), st.integers(0, 255), st.binary(max_size=64))
+@given(
+    st.binary(max_size=P.MAX_PAYLOAD) | cobs_data(P.MAX_PAYLOAD),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 255),
+    st.binary(max_size=64),
+)
 def test_fuzz_any_frame_survives_garbage_prefix(payload, seq, type_, garbage):
     dec = P.FrameDecoder()
     dec.feed(garbage)
