@@ -19,6 +19,7 @@ from device.lpm01a import spec
 from device.lpm01a.decode import AsciiDecoder, BinaryDecoder, classify_text_line
 from device.lpm01a.driver import PowerShield, PowerShieldError, PowerShieldTimeout, _parse_value
 from device.nucleo import protocol as P
+from tests.faultkit import reference_frames
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -221,43 +222,6 @@ def test_fuzz_lpm01a_value_parser(token):
 
 # --- NUCLEO frames and messages -----------------------------------------------------------------------------
 TYPES = sorted(P.message_types())
-
-
-def crc16_bitwise(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE bit by bit, independent of device.nucleo.crc's table."""
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
-def reference_frames(wire: bytes) -> list[P.Frame]:
-    """The frames a receiver must return for ``wire`` (docs/protocol.md §1), decoded independently of
-    FrameDecoder/cobs/crc: split at 00, drop runs longer than MAX_WIRE, COBS-decode by the definition,
-    keep bodies of >= 7 bytes whose len field fits and whose CRC-16 (bit by bit) matches."""
-    out = []
-    for seg in wire.split(b"\x00"):
-        if not seg or len(seg) > P.MAX_WIRE:
-            continue
-        body, i, ok = bytearray(), 0, True
-        while i < len(seg):
-            code = seg[i]
-            if i + code > len(seg):
-                ok = False
-                break
-            body += seg[i + 1 : i + code]
-            i += code
-            if code != 0xFF and i < len(seg):
-                body.append(0)
-        if not ok or len(body) < 7:
-            continue
-        n = body[3] | body[4] << 8
-        if n + 7 != len(body) or body[-2] | body[-1] << 8 != crc16_bitwise(bytes(body[:-2])):
-            continue
-        out.append(P.Frame(body[0], body[1] | body[2] << 8, bytes(body[5:-2])))
-    return out
 
 
 @FUZZ
