@@ -98,12 +98,18 @@ def test_table3_memory_within_3kib_except_the_misprint(mode, T, i):
 
 
 @pytest.mark.parametrize("mode,T,i", CELLS)
-def test_table3_time_within_3_percent_and_energy_is_265mw_times_time(mode, T, i):
+def test_table3_time_as_fitted_and_energy_is_265mw_times_time(mode, T, i):
+    # The `paper` preset is fitted to these ten cells: its worst time residual is 0.0027 % (tl, T=100),
+    # so 0.005 % is the bound (prediction on held-out cells is tested separately, two-cell fit below).
+    # The preset's power is one constant (2.6505 mW) where the paper prints 2.64-2.69 mW per cell (worst
+    # 1.47 %), so energy = 2.65 mW x time to 0.021 %.
     est = estimate(paper_cnn(T), mode, 32, "paper")
     measured = TABLE_III[mode]["time"][i]
-    assert est.time_per_batch_s == pytest.approx(measured, rel=0.03)
-    assert est.power_w * 1e3 == pytest.approx(TABLE_III[mode]["power"][i], rel=0.03)
-    assert est.energy_per_batch_j == pytest.approx(2.65e-3 * measured, rel=0.03)
+    assert est.time_per_batch_s == pytest.approx(measured, rel=5e-5)
+    # the emulated board times its batches with time_per_batch_s: the same figure as estimate()
+    assert time_per_batch_s(paper_cnn(T), mode, 32, "paper") == pytest.approx(est.time_per_batch_s, rel=1e-12)
+    assert est.power_w * 1e3 == pytest.approx(TABLE_III[mode]["power"][i], rel=0.016)
+    assert est.energy_per_batch_j == pytest.approx(2.65e-3 * measured, rel=2.5e-4)
 
 
 def test_paper_geometry_params_and_closed_form_macs():

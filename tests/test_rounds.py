@@ -94,22 +94,27 @@ def test_align_without_edges_is_host_alignment():
 
 
 def test_attribute_energy_integrates_the_current_between_edges():
+    # the board's clock says 1.0 s and 2.0 s; the LPM01A's D7 edges say 1.008 s and 2.008 s (clock drift
+    # and marker latency, within the matching tolerance): energy is power x the time between the edges
     rows = rows_for([1.0, 2.0])
     rate = 1000.0
+    edges = [3.0, 4.008, 6.016]
     t = np.arange(0, 10, 1 / rate)
-    amps = np.where((t >= 3.0) & (t < 4.0), 2e-3, np.where((t >= 4.0) & (t < 6.0), 1e-3, 1e-5))
+    amps = np.where((t >= 3.0) & (t < 4.008), 2e-3, np.where((t >= 4.008) & (t < 6.016), 1e-3, 1e-5))
 
     def mean_current(t0, t1):
         sel = (t >= t0) & (t < t1)
         return float(amps[sel].mean()) if sel.any() else None
 
     out, warnings = attribute_energy(
-        rows, [3.0, 4.0, 6.0], mean_current, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate
+        rows, edges, mean_current, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate
     )
     assert [r.source for r in out] == ["d7", "d7"]
-    assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.0, rel=1e-6)
-    assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.0, rel=1e-6)
-    assert out[1].avg_power_w == pytest.approx(3.3e-3)
+    assert [(r.t0, r.t1) for r in out] == [(3.0, 4.008), (4.008, 6.016)]
+    assert [r.seconds for r in out] == [1.0, 2.0]  # the board's own durations are kept as they were
+    assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.008, rel=1e-6)
+    assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.008, rel=1e-6)
+    assert out[0].avg_current_a == pytest.approx(2e-3) and out[1].avg_power_w == pytest.approx(3.3e-3)
     assert warnings == []
     out, warnings = attribute_energy(
         rows, [], lambda a, b: None, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.0, rate_hz=rate
