@@ -30,8 +30,7 @@ def npz_model(tmp_path_factory) -> Path:
     from app.core.models import export_npz, load_model
 
     src = ROOT / "assets" / "models" / "paper_cnn_wisdm5_T20.keras"
-    if not src.exists():
-        pytest.skip("shipped general model missing (run odlstudio make-assets)")
+    assert src.exists(), f"{src} missing: the repository ships it (odlstudio make-assets rebuilds it)"
     out = tmp_path_factory.mktemp("model") / "general_T20.npz"
     export_npz(load_model(src), out)
     return out
@@ -76,9 +75,10 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
     tl, full = obj["results"]["tl"], obj["results"]["full"]
     assert full["time_per_batch_s"] > 2.5 * tl["time_per_batch_s"]
     assert full["energy_per_batch_mj"] > 2.5 * tl["energy_per_batch_mj"]
-    # energy = power x time per batch (LPM01A at ~3.3 V, a few mW: the paper's 2.65 mW order)
+    # energy = power x time per batch; the emulated board draws the `paper` profile's 2.65 mW, measured by
+    # the LPM01A at its 3.3 V less 0.24 % droop: 2.644 mW seen for both modes (10 Hz sampling, 1 % bound)
     for r in (tl, full):
-        assert 1.0 < r["power_mw"] < 10.0
+        assert r["power_mw"] == pytest.approx(2.65, rel=0.01)
         assert r["energy_per_batch_mj"] == pytest.approx(r["power_mw"] * r["time_per_batch_s"], rel=0.05)
     rep = json.loads((out / "report.json").read_text())
     assert rep["results"]["full"]["per_batch"][0]["energy_mj"] > 0
