@@ -4,6 +4,7 @@ time scale), on a small real WISDM-2019 slice, with the shipped general model.""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,92 @@ def test_match_edges_recovers_a_missing_edge_and_refuses_garbage():
     edges, m = match_edges(tau, np.array([5.0, 1030.0]))  # only the last edge: 1 of 4
     assert m == 1
     assert match_edges(tau, np.zeros(0)) == (None, 0)
+
+
+def recorded_session(samples: np.ndarray, events: list[int], freq: int = 1000, volt: float = 3.3):
+    """A BoardSession whose PowerRecorder holds an acquisition that has already ended (samples in A and D7
+    event indices, as the recorder's pump thread leaves them), for measure_batches without a bench."""
+    from types import SimpleNamespace
+
+    from app.core.personalize import BoardSession, PowerRecorder
+
+    rec = PowerRecorder.__new__(PowerRecorder)
+    rec.freq, rec.volt, rec.events = freq, volt, list(events)
+    rec._chunks, rec._n, rec._lock = [np.asarray(samples, np.float64)], len(samples), threading.Lock()
+    rec.capture = SimpleNamespace(finished=True)  # the acquisition is over: the waits return at once
+    session = BoardSession.__new__(BoardSession)
+    session.hello, session.power, session.warnings = SimpleNamespace(tick_hz=1_000_000), rec, []
+    return session
+
+
+def batch_reports(durations_s, n_samples, phases, t0_tick=7_000_000):
+    from device.nucleo import protocol as P
+
+    out, t = [], t0_tick
+    for k, (d, n, ph) in enumerate(zip(durations_s, n_samples, phases)):
+        e = t + int(round(d * 1e6))
+        phase = P.Phase.WARMUP if ph == "warmup" else P.Phase.MAIN
+        out.append(P.BatchReport(1, phase, 0, k // 2, k % 2, 2, n, 0.5 + k, t, e, int(round(d * 80e6))))
+        t = e
+    return out
+
+
+def test_measure_batches_uses_the_samples_between_d7_edges():
+    from app.core.personalize import RoundOutcome, measure_batches
+
+    # warmup 0.5 s, two full main batches of 1.0 s, a last partial batch of 0.4 s (board ticks); the
+    # LPM01A (1 kHz) sees them 0.4 % longer (its clock, marker latency): edges at 200, 702, 1706, 2710, 3112
+    edges = [200, 702, 1706, 2710, 3112]
+    amps = np.full(3400, 1e-5)
+    levels = [4e-3, 1e-3, 2e-3, 3e-3]
+    for (a, b), level in zip(zip(edges, edges[1:]), levels):
+        amps[a:b] = level
+    amps[1000] = np.nan  # a lost sample in the first main batch
+    batches = batch_reports([0.5, 1.0, 1.0, 0.4], [32, 32, 32, 10], ["warmup", "main", "main", "main"])
+    out = RoundOutcome("full", {}, batches, None, None, 96, 150.0, 0)
+    session = recorded_session(amps, [50, *edges])  # an earlier, unrelated edge at 50
+    m = measure_batches(session, out, 32)
+    rows = m["per_batch"]
+    assert [r["phase"] for r in rows] == ["warmup", "main", "main", "main"]
+    assert [(r["epoch"], r["batch"], r["n"], r["loss"]) for r in rows] == [
+        (0, 0, 32, 0.5),
+        (0, 1, 32, 1.5),
+        (1, 0, 32, 2.5),
+        (1, 1, 10, 3.5),
+    ]
+    assert [r["time_s"] for r in rows] == [0.5, 1.0, 1.0, 0.4]  # board ticks, not edge spacing
+    assert [r["cycles"] for r in rows] == [40_000_000, 80_000_000, 80_000_000, 32_000_000]
+    assert [r["samples"] for r in rows] == [502, 1004, 1004, 402]  # between the edges
+    assert [r["lost"] for r in rows] == [0, 1, 0, 0]
+    for r, level, n in zip(rows, levels, (502, 1004, 1004, 402)):
+        assert r["power_mw"] == pytest.approx(level * 3.3 * 1e3, rel=1e-12)
+        assert r["energy_mj"] == pytest.approx(level * 3.3 * n / 1000 * 1e3, rel=1e-12)
+    assert m["alignment"] == "d7" and session.warnings == []
+    assert m["batches"] == 3 and m["warmup_batches"] == 1 and m["batch_size"] == 32
+    assert m["time_per_batch_s"] == 1.0  # full main batches only (not the 0.4 s partial one)
+    assert m["round_time_s"] == pytest.approx(2.9)
+    assert m["power_mw"] == pytest.approx((1e-3 + 2e-3) / 2 * 3.3e3)
+    assert m["energy_per_batch_mj"] == pytest.approx((1e-3 + 2e-3) / 2 * 3.3 * 1.004 * 1e3)
+    assert m["round_energy_mj"] == pytest.approx(sum(r["energy_mj"] for r in rows))
+
+    # the round-start edge was missed (a late capture): placed from the board's ticks, said plainly
+    s1 = recorded_session(amps, edges[1:])
+    m = measure_batches(s1, out, 32)
+    assert m["alignment"] == "d7" and m["per_batch"][1]["samples"] == 1004
+    assert m["per_batch"][0]["samples"] == 702 - 212  # start: the last edge minus the board's 2.9 s
+    assert s1.warnings == [
+        "full: 4 of 5 D7 edges matched the batch reports; the missing one was placed from the board's batch ticks"
+    ]
+    s2 = recorded_session(amps, edges[2:])  # two edges missing: host alignment from the round-start estimate
+    m = measure_batches(s2, out, 32)
+    assert m["alignment"] == "host" and "3 D7 events seen, 3 match the 5 edges" in s2.warnings[0]
+    assert m["per_batch"][0]["samples"] == 500  # 150 .. 650: the host's estimate plus the board's ticks
+    # no LPM01A: time only
+    s3 = recorded_session(amps, edges)
+    s3.power = None
+    m = measure_batches(s3, out, 32)
+    assert m["alignment"] == "none" and m["power_mw"] is None and m["energy_per_batch_mj"] is None
+    assert "power_mw" not in m["per_batch"][0] and m["time_per_batch_s"] == 1.0
 
 
 def test_batch_energy_integrates_current_between_edges():
