@@ -43,6 +43,22 @@ def test_crc16_check_value_and_edge_cases():
         assert crc16(data[n // 2 :], crc16(data[: n // 2])) == crc16(data)  # running CRC
 
 
+def test_crc16_table_for_firmware_is_the_bitwise_crc_of_each_byte():
+    """The 256-entry table (documented for firmware use) rebuilt from scratch: entry b is the CRC register
+    after shifting byte b through it from 0, bit by bit; known entries of the CCITT table checked too."""
+    from device.nucleo.crc import CRC16_TABLE, _make_table
+
+    def entry(b: int) -> int:
+        crc = b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        return crc
+
+    table = _make_table()
+    assert table == CRC16_TABLE == tuple(entry(b) for b in range(256))
+    assert (table[0], table[1], table[2], table[0x80], table[0xFF]) == (0x0000, 0x1021, 0x2042, 0x9188, 0x1EF0)
+
+
 def test_crc32_check_value():
     assert crc32(b"123456789") == 0xCBF43926
     assert crc32(b"456789", crc32(b"123")) == 0xCBF43926
