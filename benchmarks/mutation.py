@@ -144,9 +144,17 @@ def prepare(name: str, t: Target, fresh: bool) -> Path:
     return work
 
 
-def run(name: str, t: Target, fresh: bool, jobs: int) -> None:
+def run(name: str, t: Target, fresh: bool, jobs: int, survivors: bool = False) -> None:
+    names = mutant_globs(t)
+    if survivors:  # only the mutants not killed last time (killed ones stay killed when tests are added)
+        res = results(name, t) or {}
+        names = sorted(k for k, v in res.items() if v not in ("killed", "timeout"))
+        if not names:
+            return
+        (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # tests changed: re-map them
+        fresh = False
     work = prepare(name, t, fresh)
-    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *mutant_globs(t)]
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
     env = {
         **os.environ,
         "QT_QPA_PLATFORM": "offscreen",
@@ -212,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only report the last results")
     ap.add_argument("--keep", action="store_true", help="reuse the work folder (mutmut's cache) instead of a fresh run")
     ap.add_argument("--jobs", type=int, default=1, help="mutants run in parallel (default 1: shared 2-core machine)")
+    ap.add_argument(
+        "--survivors",
+        action="store_true",
+        help="rerun only the mutants that survived the last run (after adding tests; a fresh run is the reference)",
+    )
     a = ap.parse_args(argv)
     names = a.targets or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.report:
         for n in names:
-            run(n, TARGETS[n], fresh=not a.keep, jobs=a.jobs)
+            run(n, TARGETS[n], fresh=not a.keep, jobs=a.jobs, survivors=a.survivors)
     return report(names)
 
 

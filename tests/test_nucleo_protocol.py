@@ -407,6 +407,82 @@ def test_decoder_drops_a_frame_whose_crc_byte_is_wrong_and_says_so(pos):
     assert str(err) == f"frame CRC 0x{sent:04X} does not match computed 0x{good:04X}"
 
 
+def test_frame_fields_out_of_range_are_refused_naming_them():
+    assert P.frame_body(0xFF, 0xFFFF) == P.frame_body(0xFF, 0xFFFF, b"")  # the limits themselves are valid
+    assert P.encode_frame(1, 2) == cobs.encode(P.frame_body(1, 2, b"")) + b"\x00"
+    assert P.frame_body(0, 0, b"\x07")[:5] == b"\x00\x00\x00\x01\x00"
+    for args, msg in (
+        ((0x100, 1), "frame type 256 is not a byte"),
+        ((-1, 1), "frame type -1 is not a byte"),
+        ((1, 0x10000), "sequence number 65536 is outside 0..65535"),
+        ((1, -1), "sequence number -1 is outside 0..65535"),
+    ):
+        with pytest.raises(P.ProtocolError) as exc:
+            P.frame_body(*args)
+        assert str(exc.value) == msg
+    P.frame_body(1, 1, bytes(P.MAX_PAYLOAD))
+    with pytest.raises(P.ProtocolError) as exc:
+        P.frame_body(1, 1, bytes(P.MAX_PAYLOAD + 1))
+    assert exc.value.code == P.ErrorCode.TOO_LARGE
+    assert str(exc.value) == "payload of 1025 bytes exceeds the 1024-byte maximum"
+
+
+@pytest.mark.parametrize("n", range(0, 7))
+def test_short_bodies_are_bad_frames_naming_the_size(n):
+    with pytest.raises(P.ProtocolError) as exc:
+        P.parse_body(P.frame_body(1, 2, b"")[:n])
+    assert exc.value.code == P.ErrorCode.BAD_FRAME
+    assert str(exc.value) == f"frame of {n} bytes is shorter than the 7-byte minimum"
+
+
+def test_length_mismatch_message_names_both_lengths():
+    body = bytearray(P.frame_body(P.MsgType.ACK, 1, b"\x07"))
+    body[3] = 2
+    with pytest.raises(P.ProtocolError) as exc:
+        P.parse_body(bytes(body))
+    assert exc.value.code == P.ErrorCode.BAD_FRAME
+    assert str(exc.value) == "frame length field says 2 payload bytes but the frame holds 1"
+
+
+def test_decoder_reset_drops_a_partial_frame_and_ends_a_discard():
+    dec = P.FrameDecoder()
+    assert dec.feed(P.Ack(1).encode(1)[:-3]) == []  # a partial frame ...
+    dec.reset()  # ... forgotten (e.g. after a reconnect)
+    assert dec.feed(P.Ack(2).encode(2)) == [P.Frame(P.MsgType.ACK, 2, b"\x02")]
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 1)) == [] and dec.stats["overflow"] == 1  # discarding now ...
+    dec.reset()  # ... until reset: the next frame is taken whole
+    assert dec.feed(P.Ack(3).encode(3)) == [P.Frame(P.MsgType.ACK, 3, b"\x03")]
+    assert dec.stats["frames"] == 2 and dec.stats["bad_frame"] == dec.stats["bad_crc"] == 0
+
+
+def test_decoder_counts_every_discarded_byte_and_says_why():
+    errors = []
+    dec = P.FrameDecoder(on_error=errors.append)
+    bad1, bad2 = b"\x05\x01\x02\x00", b"\x03\x01\x02\x00"  # invalid COBS, then a 2-byte body
+    assert dec.feed(bad1 + bad2) == []
+    assert dec.stats == {"frames": 0, "bad_crc": 0, "bad_frame": 2, "overflow": 0, "discarded_bytes": 8}
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 5)) == [] and dec.stats["discarded_bytes"] == 8 + P.MAX_WIRE + 5
+    assert dec.feed(b"\x01" * 4 + b"\x00") == []  # still discarding up to the delimiter: counted too
+    assert dec.stats["discarded_bytes"] == 8 + P.MAX_WIRE + 9 and dec.stats["overflow"] == 1
+    assert dec.stats["bad_frame"] == 2 and len(dec._buf) == 0
+    assert [(e.code, str(e)) for e in errors] == [
+        (P.ErrorCode.BAD_FRAME, "COBS code 5 at offset 0 runs past the end of the 3-byte frame"),
+        (P.ErrorCode.BAD_FRAME, "frame of 2 bytes is shorter than the 7-byte minimum"),
+        (P.ErrorCode.TOO_LARGE, f"{P.MAX_WIRE + 5} bytes without a frame delimiter (max frame {P.MAX_WIRE})"),
+    ]
+
+
+def test_decoder_buffer_bound_is_max_wire():
+    """A run of MAX_WIRE bytes between delimiters is still decoded (here: a bad frame); one more is an
+    overflow, discarded without being buffered further."""
+    dec = P.FrameDecoder()
+    assert dec.feed(b"\x01" * P.MAX_WIRE + b"\x00") == []
+    assert (dec.stats["bad_frame"], dec.stats["overflow"]) == (1, 0)
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 1) + b"\x00") == []
+    assert (dec.stats["bad_frame"], dec.stats["overflow"]) == (1, 1)
+    assert dec.feed(P.Ack(3).encode(3)) == [P.Frame(P.MsgType.ACK, 3, b"\x03")]
+
+
 def test_overlong_run_without_delimiter_is_discarded_then_resyncs():
     dec = P.FrameDecoder()
     assert dec.feed(b"\x01" * (P.MAX_WIRE * 3)) == []
