@@ -96,6 +96,27 @@ def test_align_matching_tolerance_is_1_percent_plus_two_samples(late, source):
     assert spans[0][2] == source and spans[0][0] == 10.0
 
 
+@pytest.mark.parametrize(
+    "edges, end",
+    [
+        ([10.0, 10.998, 11.009], 10.998),  # both within tolerance: the nearer one, before the prediction
+        ([10.0, 10.995, 11.003], 11.003),  # ... or after it
+        ([10.0, 11.0 - 2**-7, 11.0 + 2**-7], 11.0 - 2**-7),  # equally near: the earlier one
+    ],
+)
+def test_align_takes_the_nearest_edge(edges, end):
+    spans = align_batches(rows_for([1.0]), edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000)
+    assert spans == [(10.0, end, "d7")]
+
+
+def test_align_first_edge_can_be_a_batch_end():
+    # the capture started after the round-start edge: the first edge seen ends the first batch
+    spans = align_batches(
+        rows_for([1.0, 1.0]), [51.0, 52.0], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=50.0, rate_hz=1000
+    )
+    assert spans == [(50.0, 51.0, "d7"), (51.0, 52.0, "d7")]
+
+
 def test_align_ignores_another_rounds_edges_more_than_2s_before_the_round():
     # a previous round's edges 2.5, 1.5 and 0.5 s before the host saw this round start fit the batch
     # pattern better (this round's last edge is lost), but lie outside the 2 s search window
