@@ -109,6 +109,16 @@ def test_align_takes_the_nearest_edge(edges, end):
     assert spans == [(10.0, end, "d7")]
 
 
+def test_align_batches_with_a_pause_between_them():
+    # the board paused 0.5 s between the batches (e.g. an evaluation): the second starts 0.5 s after the
+    # first one's end edge, not at it; also when that edge was lost
+    rows = [BatchRow(0, "main", 0, 0, 32, 1.0, 5_000_000, 6_000_000, 0, 1.0)]
+    rows.append(BatchRow(1, "main", 1, 0, 32, 1.0, 6_500_000, 7_500_000, 0, 1.0))
+    kw = dict(tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000)
+    assert align_batches(rows, [10.0, 11.0, 12.5], **kw) == [(10.0, 11.0, "d7"), (11.5, 12.5, "d7")]
+    assert align_batches(rows, [10.0, 12.5], **kw) == [(10.0, 11.0, "d7-interp"), (11.5, 12.5, "d7")]
+
+
 def test_align_first_edge_can_be_a_batch_end():
     # the capture started after the round-start edge: the first edge seen ends the first batch
     spans = align_batches(
