@@ -119,6 +119,14 @@ def test_align_batches_with_a_pause_between_them():
     assert align_batches(rows, [10.0, 12.5], **kw) == [(10.0, 11.0, "d7-interp"), (11.5, 12.5, "d7")]
 
 
+def test_align_with_a_single_edge():
+    # only the round-start edge was captured: the start is known, the end comes from the board's ticks
+    spans = align_batches(
+        rows_for([1.0]), [10.0], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.05, rate_hz=1000
+    )
+    assert spans == [(10.0, 11.0, "d7-interp")]
+
+
 def test_align_first_edge_can_be_a_batch_end():
     # the capture started after the round-start edge: the first edge seen ends the first batch
     spans = align_batches(
