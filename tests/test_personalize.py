@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,14 +225,62 @@ def test_measure_batches_uses_the_samples_between_d7_edges():
     ]
     s2 = recorded_session(amps, edges[2:])  # two edges missing: host alignment from the round-start estimate
     m = measure_batches(s2, out, 32)
-    assert m["alignment"] == "host" and "3 D7 events seen, 3 match the 5 edges" in s2.warnings[0]
+    assert m["alignment"] == "host"
+    assert s2.warnings == [
+        "full: 3 D7 events seen, 3 match the 5 edges of the round (marker off or events lost): batches aligned "
+        "on host time, energy less precise"
+    ]
     assert m["per_batch"][0]["samples"] == 500  # 150 .. 650: the host's estimate plus the board's ticks
+    assert m["per_batch"][0]["power_mw"] == pytest.approx((50 * 1e-5 + 450 * 4e-3) / 500 * 3.3e3)
+    no_estimate = RoundOutcome("full", {}, batches, None, None, 96, None, 0)  # ... or from sample 0
+    m = measure_batches(recorded_session(amps, []), no_estimate, 32)
+    assert m["alignment"] == "host" and m["per_batch"][0]["power_mw"] == pytest.approx(
+        (200 * 1e-5 + 300 * 4e-3) / 500 * 3.3e3
+    )
+    # a batch without a single good sample has no energy; the round's energy is that of the others
+    gone = amps.copy()
+    gone[2710:3112] = np.nan
+    m = measure_batches(recorded_session(gone, edges), out, 32)
+    assert m["per_batch"][3]["energy_mj"] is None and m["per_batch"][3]["lost"] == 402
+    assert m["round_energy_mj"] == pytest.approx(sum(r["energy_mj"] for r in m["per_batch"][:3]))
     # no LPM01A: time only
     s3 = recorded_session(amps, edges)
     s3.power = None
     m = measure_batches(s3, out, 32)
     assert m["alignment"] == "none" and m["power_mw"] is None and m["energy_per_batch_mj"] is None
     assert "power_mw" not in m["per_batch"][0] and m["time_per_batch_s"] == 1.0
+
+
+def test_measure_batches_waits_for_the_last_edge_and_its_samples():
+    """While the acquisition runs, the round's last D7 edge and the samples up to it may still be on their
+    way: measure_batches waits for both (here they arrive 0.2 s and 0.4 s late)."""
+    from app.core.personalize import RoundOutcome, measure_batches
+
+    edges = [200, 702, 1706, 2710, 3112]
+    amps = np.full(3400, 1e-3)
+    batches = batch_reports([0.5, 1.0, 1.0, 0.4], [32, 32, 32, 10], ["warmup", "main", "main", "main"])
+    out = RoundOutcome("full", {}, batches, None, None, 96, 150.0, 0)
+    session = recorded_session(amps[:3111], edges[:-1])
+    rec = session.power
+    rec.capture.finished = False  # still acquiring
+
+    def arrive():
+        time.sleep(0.2)
+        with rec._lock:
+            rec.events.append(edges[-1])
+        time.sleep(0.2)
+        with rec._lock:
+            rec._chunks.append(amps[3111:])
+            rec._n = len(amps)
+
+    t = threading.Thread(target=arrive)
+    t.start()
+    try:
+        m = measure_batches(session, out, 32)
+    finally:
+        t.join()
+    assert m["alignment"] == "d7" and session.warnings == []
+    assert [r["samples"] for r in m["per_batch"]] == [502, 1004, 1004, 402]
 
 
 def test_batch_energy_integrates_current_between_edges():
