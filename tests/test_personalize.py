@@ -283,6 +283,26 @@ def test_measure_batches_waits_for_the_last_edge_and_its_samples():
     assert [r["samples"] for r in m["per_batch"]] == [502, 1004, 1004, 402]
 
 
+def test_match_edges_tolerance_grows_with_the_distance_from_the_last_edge():
+    # 2 samples + 0.5 % of the distance to the round's last edge (from which the offset is taken)
+    tau = np.array([0.0, 100.0, 200.0])
+    edges, m = match_edges(tau, np.array([1003.0, 1100.0, 1200.0]))  # 3.0 off at 200 samples: the limit
+    assert m == 3 and list(edges) == [1003.0, 1100.0, 1200.0]
+    edges, m = match_edges(tau, np.array([1000.0, 1102.7, 1200.0]))  # 2.7 off at 100 samples: > 2.5
+    assert m == 2 and list(edges) == [1000.0, 1100.0, 1200.0]
+
+
+def test_batch_energy_of_ranges_without_samples():
+    i = np.concatenate([np.full(100, 1e-3), np.full(300, 2e-3)])
+    i[150:160] = np.nan
+    none = {"samples": 0, "mean_current_a": None, "power_mw": None, "energy_mj": None}
+    e = batch_energy(i, 100.0, 3.3, [(500, 600), (300, 200), (150, 160), (100, 110)])
+    assert e[0] == {**none, "lost": 0}  # beyond the capture
+    assert e[1] == {**none, "lost": 0}  # an empty (reversed) range
+    assert e[2] == {**none, "lost": 10}  # only lost samples
+    assert e[3]["samples"] == 10 and e[3]["energy_mj"] == pytest.approx(2e-3 * 3.3 * 0.1 * 1e3)  # and on
+
+
 def test_batch_energy_integrates_current_between_edges():
     f, v = 100.0, 3.3
     i = np.concatenate([np.full(100, 1e-3), np.full(300, 2e-3)])
