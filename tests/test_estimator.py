@@ -146,6 +146,40 @@ def test_backward_stops_at_first_trained_layer():
     assert count_ops(a, "full").per_batch(32)["conv_fwd"] == 32 * full.forward["conv_fwd"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_memory_model():
+    """Each test computes its memory figures (the model's results are cached per architecture)."""
+    from estimator import memory
+
+    memory._memory_cached.cache_clear()
+
+
+@pytest.mark.parametrize("mode", ["tl", "full", "none"])
+def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
+    from estimator.memory import training_memory
+
+    m = training_memory(paper_cnn(20), mode)
+    paper = {
+        "parameters": m.params_bytes,
+        "gradients": m.gradients_bytes,
+        "input_window": m.input_bytes,
+        "layer_outputs": m.activations_bytes,
+        "errors": m.errors_bytes,
+    }
+    peak = {"parameters": m.params_bytes, "gradients": m.gradients_bytes, "live_buffers_peak": m.peak_buffers_bytes}
+    assert sum(paper.values()) == m.paper_bytes and sum(peak.values()) == m.peak_bytes
+    assert m.params_bytes == 10084 * 4 and m.input_bytes == 20 * 3 * 4
+    assert m.gradients_bytes == {"tl": 3556, "full": 10084, "none": 0}[mode] * 4
+    assert m.to_dict() == {
+        "paper_bytes": m.paper_bytes,
+        "paper_kib": m.paper_bytes / 1024,
+        "peak_bytes": m.peak_bytes,
+        "peak_kib": m.peak_bytes / 1024,
+        "paper_breakdown_bytes": paper,
+        "peak_breakdown_bytes": peak,
+    }
+
+
 def test_peak_accounting_is_below_paper_sum_and_lists_excluded_items():
     for T in SIZES:
         for mode in ("tl", "full"):
