@@ -180,6 +180,35 @@ def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
     }
 
 
+def test_estimate_defaults_limits_and_echoed_inputs():
+    a = paper_cnn(20)
+    d = estimate(a)
+    assert d.to_dict() == estimate(a, "tl", 32, "paper", epochs=1, clock_hz=None).to_dict()
+    assert (d.arch_name, d.batch_size, d.epochs, d.clock_hz, d.n_windows) == (a.name, 32, 1, 8e6, None)  # paper: 8 MHz
+    assert d.batches_per_epoch is None and d.time_per_epoch_s is None and d.time_per_round_s is None
+    assert d.notes == ("memory is the paper's *estimated* accounting; Table III's time and power are measurements",)
+    assert estimate(a, dataset_in_ram=True).notes[1] == "dataset_in_ram ignored: n_windows not given"
+    # the smallest valid values are accepted (batch of 1, one window, a 1 Hz clock)
+    one = estimate(a, "tl", 1, n_windows=1, clock_hz=1.0)
+    assert one.batches_per_epoch == 1 and one.time_per_batch_s == pytest.approx(
+        time_per_batch_s(a, "tl", 1, "paper", 1.0)
+    )
+    assert estimate(a, clock_hz=0.5).clock_hz == 0.5
+    assert time_per_batch_s(a, "tl", 1, "paper") > 0
+    for kw, msg in (
+        (dict(batch_size=0), "batch_size must be >= 1, got 0"),
+        (dict(n_windows=0), "n_windows must be >= 1, got 0"),
+        (dict(clock_hz=0.0), "clock_hz must be > 0, got 0.0"),
+        (dict(clock_hz=float("inf")), "clock_hz must be > 0, got inf"),
+    ):
+        with pytest.raises(ValueError) as exc:
+            estimate(a, **kw)
+        assert str(exc.value) == msg
+    with pytest.raises(ValueError) as exc:
+        time_per_batch_s(a, "tl", 0, "paper")
+    assert str(exc.value) == "batch_size must be >= 1, got 0"
+
+
 def test_peak_accounting_is_below_paper_sum_and_lists_excluded_items():
     for T in SIZES:
         for mode in ("tl", "full"):
