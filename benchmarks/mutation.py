@@ -44,15 +44,18 @@ class Target:
     file: str  # the one file mutated
     functions: tuple[str, ...]  # "func", "Class.method", "Class.*" or "*" (all functions of the file)
     tests: tuple[str, ...]  # pytest arguments selecting the (fast) tests of this target
+    timeout_s: int = 15  # per test (pytest-timeout): a mutant that loops forever fails after it
 
 
 TARGETS: dict[str, Target] = {
-    "cobs": Target("device/nucleo/cobs.py", ("*",), ("tests/test_nucleo_protocol.py",)),
-    "crc16_32": Target("device/nucleo/crc.py", ("*",), ("tests/test_nucleo_protocol.py",)),
+    "cobs": Target("device/nucleo/cobs.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
+    # (test_nucleo_protocol's hypothesis round trips need more than 15 s on a loaded machine)
+    "crc16_32": Target("device/nucleo/crc.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
     "frame_decode": Target(
         "device/nucleo/protocol.py",
         ("frame_body", "encode_frame", "parse_body", "FrameDecoder.*"),
         ("tests/test_nucleo_protocol.py",),
+        60,
     ),
     # (the two hypothesis fuzzers of that file take most of its time and kill nothing the exact tests miss)
     "lpm01a_decode": Target("device/lpm01a/decode.py", ("*",), ("tests/test_lpm01a_decode.py", "-k", "not fuzz")),
@@ -129,9 +132,15 @@ def prepare(name: str, t: Target, fresh: bool) -> Path:
         "source_paths": [t.file],
         "also_copy": [e for e in TREE if e != "pyproject.toml"],
         "pytest_add_cli_args_test_selection": list(t.tests),
-        # a mutant that loops forever fails its test after 15 s (pytest-timeout) instead of running into
-        # mutmut's CPU limit of 30x the tests' time
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "--timeout=15"],
+        # a mutant that loops forever fails its test after timeout_s (pytest-timeout) instead of running
+        # into mutmut's CPU limit of 30x the tests' time
+        "pytest_add_cli_args": [
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::DeprecationWarning",
+            f"--timeout={t.timeout_s}",
+        ],
         "timeout_multiplier": 5.0,
         "use_git_change_detection": False,
         "track_dependencies": False,
