@@ -180,6 +180,21 @@ def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
     }
 
 
+def test_peak_model_saves_what_each_backward_reads():
+    """The liveness rules of docs/estimator.md: a trained conv/dense/batchnorm keeps its input (weight or
+    gamma gradients), max pools keep theirs (argmax routing), relu and softmax keep their output."""
+    from estimator.memory import _needs_saved_input, _needs_saved_output
+
+    kinds = ("conv1d", "conv2d", "dense", "batchnorm", "maxpool1d", "maxpool2d", "gmp1d", "gmp2d", "avgpool1d")
+    kinds += ("avgpool2d", "gap1d", "gap2d", "relu", "softmax", "dropout", "flatten")
+    for kind in kinds:
+        weighted = kind in ("conv1d", "conv2d", "dense", "batchnorm")
+        argmax = kind in ("maxpool1d", "maxpool2d", "gmp1d", "gmp2d")
+        assert _needs_saved_input(kind, True) == (weighted or argmax), kind
+        assert _needs_saved_input(kind, False) == argmax, kind
+        assert _needs_saved_output(kind) == (kind in ("relu", "softmax")), kind
+
+
 def test_estimate_defaults_limits_and_echoed_inputs():
     a = paper_cnn(20)
     d = estimate(a)
