@@ -180,6 +180,32 @@ def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
     }
 
 
+@pytest.mark.parametrize(
+    "trainable, paper, peak",
+    [
+        # params 23 (4x3+3, 3x2+2); input 4; layer outputs 3+3+2+2 = 10 values (float32 = 4 bytes)
+        # full: 23 gradients, errors of d1 and d2 (relu/softmax in place) = 3+2: (23+23+4+10+5) x 4 = 260.
+        # peak: forward keeps x (d1 trains), the relu output (relu, d2 read it), softmax output: 4+3+2 = 9;
+        # backward at d2: + its output error 2 and the input error 3 it writes = 14 - 2 (softmax's buffer
+        # freed) = 12 values -> (23+23+12) x 4 = 232
+        ("full", 260, 232),
+        # d2 only: 8 gradients, error of d2: (23+8+4+10+2) x 4 = 188; peak: x is freed after d1 (not
+        # trained): relu out 3 + softmax out 2 + the error 2 = 7 -> (23+8+7) x 4 = 152
+        (["d2"], 188, 152),
+        # inference only: (23+4+10) x 4 = 148; peak = x + d1's output = 7 -> (23+7) x 4 = 120
+        ("none", 148, 120),
+    ],
+)
+def test_memory_model_by_hand_on_a_small_dense_net(trainable, paper, peak):
+    from estimator.memory import training_memory
+
+    a = Arch(
+        (4,), (Layer("dense", "d1", units=3), Layer("relu", "r"), Layer("dense", "d2", units=2), Layer("softmax", "s"))
+    )
+    m = training_memory(a, trainable)
+    assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
+
+
 def test_peak_model_saves_what_each_backward_reads():
     """The liveness rules of docs/estimator.md: a trained conv/dense/batchnorm keeps its input (weight or
     gamma gradients), max pools keep theirs (argmax routing), relu and softmax keep their output."""
