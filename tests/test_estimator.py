@@ -235,6 +235,10 @@ def test_estimate_defaults_limits_and_echoed_inputs():
         time_per_batch_s(a, "tl", 1, "paper", 1.0)
     )
     assert estimate(a, clock_hz=0.5).clock_hz == 0.5
+    assert estimate(a, n_windows=64).n_windows == 64 and estimate(a, n_windows=64).batches_per_epoch == 2
+    g = gmp(24)  # batch normalisation: its moving statistics are parameters but not trained
+    full = estimate(g, "full")
+    assert full.trainable_params == g.param_count(set(g.param_shapes()), trainable_only=True) < full.params
     assert time_per_batch_s(a, "tl", 1, "paper") > 0
     for kw, msg in (
         (dict(batch_size=0), "batch_size must be >= 1, got 0"),
