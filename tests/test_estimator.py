@@ -206,6 +206,36 @@ def test_memory_model_by_hand_on_a_small_dense_net(trainable, paper, peak):
     assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
 
 
+@pytest.mark.parametrize(
+    "trainable, paper, peak",
+    [
+        # x (6, 1) -> c1 conv1d 2x3 (4, 2) -> relu -> c2 conv1d 1x2 (3, 1) -> flatten -> d dense 2 -> softmax.
+        # params 8 + 5 + 8 = 21; outputs 8+8+3+3+2+2 = 26.  full: errors c1 8, c2 3 plus its zero-padded copy
+        # (3 + 2x(2-1)) x 1 = 5, d 2 -> 18: (21+21+6+26+18) x 4 = 368.  Peak: x, c1 out, c2 out, d out all
+        # saved (19); at c2's backward the live 14 (x, c1 out) + its output error 3 + input error 8 + padded
+        # copy 5 = 30 -> (21+21+30) x 4 = 288
+        ("full", 368, 288),
+        # c2 and d: 13 gradients; errors c2 3 (no padded copy: the first trained layer computes no input
+        # error) + d 2: (21+13+6+26+5) x 4 = 284.  Peak: x freed after c1; at d's backward 11 saved + 2 + 3
+        # = 16 -> (21+13+16) x 4 = 200
+        (["c2", "d"], 284, 200),
+    ],
+)
+def test_memory_model_by_hand_on_a_small_conv_net(trainable, paper, peak):
+    from estimator.memory import training_memory
+
+    layers = (
+        Layer("conv1d", "c1", filters=2, kernel=3),
+        Layer("relu", "r"),
+        Layer("conv1d", "c2", filters=1, kernel=2),
+        Layer("flatten", "f"),
+        Layer("dense", "d", units=2),
+        Layer("softmax", "s"),
+    )
+    m = training_memory(Arch((6, 1), layers), trainable)
+    assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
+
+
 def test_peak_model_saves_what_each_backward_reads():
     """The liveness rules of docs/estimator.md: a trained conv/dense/batchnorm keeps its input (weight or
     gamma gradients), max pools keep theirs (argmax routing), relu and softmax keep their output."""
