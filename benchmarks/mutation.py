@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--survivors",
         action="store_true",
-        help="rerun only the mutants that survived the last run (after adding tests; a fresh run is the reference)",
+        help="rerun only the mutants that survived the last run, after adding tests (changed code needs a fresh run)",
     )
     a = ap.parse_args(argv)
     names = a.targets or list(TARGETS)
