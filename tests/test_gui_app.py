@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 import PySide6  # noqa: E402, F401 - a required dependency: a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 

@@ -11,6 +11,7 @@ import pytest
 from tests.test_labels import V11_QUIRKS
 
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 

@@ -15,6 +15,7 @@ from app.core.rounds import BatchRow
 from app.ui.panels.power import MarkerTimeError, parse_marker_time
 
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 
