@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test clean assets package firmware firmware-for-tests
+.PHONY: run test clean assets package firmware firmware-for-tests mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ assets: $(STAMP)
 package: $(STAMP)
 	$(PY) -m pip install -q -e '.[package]'
 	$(PY) packaging/build.py $(PACKAGE_ARGS)
+
+# Mutation score per module of the code whose bugs cost data or trust (docs/benchmarks.md "Mutation
+# testing"); CPU-heavy (about 30 min on 2 cores), so not part of `make test`.  MUTATION_ARGS: targets.
+mutation: $(STAMP)
+	$(PY) -m pip install -q -e '.[mutation]'
+	QT_QPA_PLATFORM=offscreen nice $(PY) benchmarks/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache firmware/build

@@ -91,8 +91,8 @@ def _needs_saved_output(kind: str) -> bool:
     return kind in ("relu", "softmax")  # relu mask, softmax a - t
 
 
-@lru_cache(maxsize=1024)
-def _memory_cached(arch: Arch, names: frozenset[str]) -> TrainingMemory:
+def _memory(arch: Arch, names: frozenset[str]) -> TrainingMemory:
+    """The memory model (undecorated, so that `make mutation` can mutate it; callers use the cached one)."""
     in_shapes = arch.input_shapes()
     out_shapes = arch.shapes()
     n_in = [_prod(s) for s in in_shapes]
@@ -180,3 +180,6 @@ def _memory_cached(arch: Arch, names: frozenset[str]) -> TrainingMemory:
         errors_bytes=errors * BYTES_PER_VALUE,
         peak_buffers_bytes=peak * BYTES_PER_VALUE,
     )
+
+
+_memory_cached = lru_cache(maxsize=1024)(_memory)

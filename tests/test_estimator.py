@@ -98,12 +98,18 @@ def test_table3_memory_within_3kib_except_the_misprint(mode, T, i):
 
 
 @pytest.mark.parametrize("mode,T,i", CELLS)
-def test_table3_time_within_3_percent_and_energy_is_265mw_times_time(mode, T, i):
+def test_table3_time_as_fitted_and_energy_is_265mw_times_time(mode, T, i):
+    # The `paper` preset is fitted to these ten cells: its worst time residual is 0.0027 % (tl, T=100),
+    # so 0.005 % is the bound (prediction on held-out cells is tested separately, two-cell fit below).
+    # The preset's power is one constant (2.6505 mW) where the paper prints 2.64-2.69 mW per cell (worst
+    # 1.47 %), so energy = 2.65 mW x time to 0.021 %.
     est = estimate(paper_cnn(T), mode, 32, "paper")
     measured = TABLE_III[mode]["time"][i]
-    assert est.time_per_batch_s == pytest.approx(measured, rel=0.03)
-    assert est.power_w * 1e3 == pytest.approx(TABLE_III[mode]["power"][i], rel=0.03)
-    assert est.energy_per_batch_j == pytest.approx(2.65e-3 * measured, rel=0.03)
+    assert est.time_per_batch_s == pytest.approx(measured, rel=5e-5)
+    # the emulated board times its batches with time_per_batch_s: the same figure as estimate()
+    assert time_per_batch_s(paper_cnn(T), mode, 32, "paper") == pytest.approx(est.time_per_batch_s, rel=1e-12)
+    assert est.power_w * 1e3 == pytest.approx(TABLE_III[mode]["power"][i], rel=0.016)
+    assert est.energy_per_batch_j == pytest.approx(2.65e-3 * measured, rel=2.5e-4)
 
 
 def test_paper_geometry_params_and_closed_form_macs():
@@ -138,6 +144,144 @@ def test_backward_stops_at_first_trained_layer():
     none = count_ops(a, "none")
     assert all(v == 0 for v in none.backward.values()) and none.update["elementwise"] == 0
     assert count_ops(a, "full").per_batch(32)["conv_fwd"] == 32 * full.forward["conv_fwd"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_memory_model():
+    """Each test computes its memory figures (the model's results are cached per architecture)."""
+    from estimator import memory
+
+    memory._memory_cached.cache_clear()
+
+
+@pytest.mark.parametrize("mode", ["tl", "full", "none"])
+def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
+    from estimator.memory import training_memory
+
+    m = training_memory(paper_cnn(20), mode)
+    paper = {
+        "parameters": m.params_bytes,
+        "gradients": m.gradients_bytes,
+        "input_window": m.input_bytes,
+        "layer_outputs": m.activations_bytes,
+        "errors": m.errors_bytes,
+    }
+    peak = {"parameters": m.params_bytes, "gradients": m.gradients_bytes, "live_buffers_peak": m.peak_buffers_bytes}
+    assert sum(paper.values()) == m.paper_bytes and sum(peak.values()) == m.peak_bytes
+    assert m.params_bytes == 10084 * 4 and m.input_bytes == 20 * 3 * 4
+    assert m.gradients_bytes == {"tl": 3556, "full": 10084, "none": 0}[mode] * 4
+    assert m.to_dict() == {
+        "paper_bytes": m.paper_bytes,
+        "paper_kib": m.paper_bytes / 1024,
+        "peak_bytes": m.peak_bytes,
+        "peak_kib": m.peak_bytes / 1024,
+        "paper_breakdown_bytes": paper,
+        "peak_breakdown_bytes": peak,
+    }
+
+
+@pytest.mark.parametrize(
+    "trainable, paper, peak",
+    [
+        # params 23 (4x3+3, 3x2+2); input 4; layer outputs 3+3+2+2 = 10 values (float32 = 4 bytes)
+        # full: 23 gradients, errors of d1 and d2 (relu/softmax in place) = 3+2: (23+23+4+10+5) x 4 = 260.
+        # peak: forward keeps x (d1 trains), the relu output (relu, d2 read it), softmax output: 4+3+2 = 9;
+        # backward at d2: + its output error 2 and the input error 3 it writes = 14 - 2 (softmax's buffer
+        # freed) = 12 values -> (23+23+12) x 4 = 232
+        ("full", 260, 232),
+        # d2 only: 8 gradients, error of d2: (23+8+4+10+2) x 4 = 188; peak: x is freed after d1 (not
+        # trained): relu out 3 + softmax out 2 + the error 2 = 7 -> (23+8+7) x 4 = 152
+        (["d2"], 188, 152),
+        # inference only: (23+4+10) x 4 = 148; peak = x + d1's output = 7 -> (23+7) x 4 = 120
+        ("none", 148, 120),
+    ],
+)
+def test_memory_model_by_hand_on_a_small_dense_net(trainable, paper, peak):
+    from estimator.memory import training_memory
+
+    a = Arch(
+        (4,), (Layer("dense", "d1", units=3), Layer("relu", "r"), Layer("dense", "d2", units=2), Layer("softmax", "s"))
+    )
+    m = training_memory(a, trainable)
+    assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
+
+
+@pytest.mark.parametrize(
+    "trainable, paper, peak",
+    [
+        # x (6, 1) -> c1 conv1d 2x3 (4, 2) -> relu -> c2 conv1d 1x2 (3, 1) -> flatten -> d dense 2 -> softmax.
+        # params 8 + 5 + 8 = 21; outputs 8+8+3+3+2+2 = 26.  full: errors c1 8, c2 3 plus its zero-padded copy
+        # (3 + 2x(2-1)) x 1 = 5, d 2 -> 18: (21+21+6+26+18) x 4 = 368.  Peak: x, c1 out, c2 out, d out all
+        # saved (19); at c2's backward the live 14 (x, c1 out) + its output error 3 + input error 8 + padded
+        # copy 5 = 30 -> (21+21+30) x 4 = 288
+        ("full", 368, 288),
+        # c2 and d: 13 gradients; errors c2 3 (no padded copy: the first trained layer computes no input
+        # error) + d 2: (21+13+6+26+5) x 4 = 284.  Peak: x freed after c1; at d's backward 11 saved + 2 + 3
+        # = 16 -> (21+13+16) x 4 = 200
+        (["c2", "d"], 284, 200),
+    ],
+)
+def test_memory_model_by_hand_on_a_small_conv_net(trainable, paper, peak):
+    from estimator.memory import training_memory
+
+    layers = (
+        Layer("conv1d", "c1", filters=2, kernel=3),
+        Layer("relu", "r"),
+        Layer("conv1d", "c2", filters=1, kernel=2),
+        Layer("flatten", "f"),
+        Layer("dense", "d", units=2),
+        Layer("softmax", "s"),
+    )
+    m = training_memory(Arch((6, 1), layers), trainable)
+    assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
+
+
+def test_peak_model_saves_what_each_backward_reads():
+    """The liveness rules of docs/estimator.md: a trained conv/dense/batchnorm keeps its input (weight or
+    gamma gradients), max pools keep theirs (argmax routing), relu and softmax keep their output."""
+    from estimator.memory import _needs_saved_input, _needs_saved_output
+
+    kinds = ("conv1d", "conv2d", "dense", "batchnorm", "maxpool1d", "maxpool2d", "gmp1d", "gmp2d", "avgpool1d")
+    kinds += ("avgpool2d", "gap1d", "gap2d", "relu", "softmax", "dropout", "flatten")
+    for kind in kinds:
+        weighted = kind in ("conv1d", "conv2d", "dense", "batchnorm")
+        argmax = kind in ("maxpool1d", "maxpool2d", "gmp1d", "gmp2d")
+        assert _needs_saved_input(kind, True) == (weighted or argmax), kind
+        assert _needs_saved_input(kind, False) == argmax, kind
+        assert _needs_saved_output(kind) == (kind in ("relu", "softmax")), kind
+
+
+def test_estimate_defaults_limits_and_echoed_inputs():
+    a = paper_cnn(20)
+    d = estimate(a)
+    assert d.to_dict() == estimate(a, "tl", 32, "paper", epochs=1, clock_hz=None).to_dict()
+    assert (d.arch_name, d.batch_size, d.epochs, d.clock_hz, d.n_windows) == (a.name, 32, 1, 8e6, None)  # paper: 8 MHz
+    assert d.batches_per_epoch is None and d.time_per_epoch_s is None and d.time_per_round_s is None
+    assert d.notes == ("memory is the paper's *estimated* accounting; Table III's time and power are measurements",)
+    assert estimate(a, dataset_in_ram=True).notes[1] == "dataset_in_ram ignored: n_windows not given"
+    # the smallest valid values are accepted (batch of 1, one window, a 1 Hz clock)
+    one = estimate(a, "tl", 1, n_windows=1, clock_hz=1.0)
+    assert one.batches_per_epoch == 1 and one.time_per_batch_s == pytest.approx(
+        time_per_batch_s(a, "tl", 1, "paper", 1.0)
+    )
+    assert estimate(a, clock_hz=0.5).clock_hz == 0.5
+    assert estimate(a, n_windows=64).n_windows == 64 and estimate(a, n_windows=64).batches_per_epoch == 2
+    g = gmp(24)  # batch normalisation: its moving statistics are parameters but not trained
+    full = estimate(g, "full")
+    assert full.trainable_params == g.param_count(set(g.param_shapes()), trainable_only=True) < full.params
+    assert time_per_batch_s(a, "tl", 1, "paper") > 0
+    for kw, msg in (
+        (dict(batch_size=0), "batch_size must be >= 1, got 0"),
+        (dict(n_windows=0), "n_windows must be >= 1, got 0"),
+        (dict(clock_hz=0.0), "clock_hz must be > 0, got 0.0"),
+        (dict(clock_hz=float("inf")), "clock_hz must be > 0, got inf"),
+    ):
+        with pytest.raises(ValueError) as exc:
+            estimate(a, **kw)
+        assert str(exc.value) == msg
+    with pytest.raises(ValueError) as exc:
+        time_per_batch_s(a, "tl", 0, "paper")
+    assert str(exc.value) == "batch_size must be >= 1, got 0"
 
 
 def test_peak_accounting_is_below_paper_sum_and_lists_excluded_items():

@@ -154,8 +154,17 @@ def recover(bench: VirtualBench, d: PowerShield, fault: str) -> None:
 
 
 # --- streaming and mid-round: Capture ------------------------------------------------------------------
-def stream_with_fault(bench: VirtualBench, d: PowerShield, fault: str, board: NucleoClient | None = None) -> dict:
-    d.configure(freq=HZ, fmt="bin_hexa", acqtime=ACQ_S, eventsrc=("d7", "ris"))
+def stream_with_fault(
+    bench: VirtualBench,
+    d: PowerShield,
+    fault: str,
+    board: NucleoClient | None = None,
+    acq_s: float = ACQ_S,
+    after_d7: bool = False,
+) -> dict:
+    """Capture ``acq_s`` seconds and inject ``fault`` after INJECT_AFTER_S (and, with ``after_d7``, only
+    once a D7 edge of the training board has been captured)."""
+    d.configure(freq=HZ, fmt="bin_hexa", acqtime=acq_s, eventsrc=("d7", "ris"))
     cap = Capture(d, HZ, "bin_hexa")
     sub = cap.subscribe()
     cap.start()
@@ -169,7 +178,8 @@ def stream_with_fault(bench: VirtualBench, d: PowerShield, fault: str, board: Nu
         overrun += b.overrun
         events += [(time.monotonic(), e) for e in b.events]
         now = time.monotonic()
-        if t_fault is None and now - t0 >= INJECT_AFTER_S:
+        d7_seen = any(e.kind == "event" for _, e in events)
+        if t_fault is None and now - t0 >= INJECT_AFTER_S and (d7_seen or not after_d7):
             inject(bench, fault, board)
             t_fault, t_fault_wall = time.monotonic(), time.time()
         elif (
@@ -181,6 +191,7 @@ def stream_with_fault(bench: VirtualBench, d: PowerShield, fault: str, board: Nu
     t_end = time.monotonic()
     assert t_fault is not None, "the capture ended before the fault was injected"
     return dict(
+        acq_s=acq_s,
         cap=cap,
         got=got,
         lost=lost,
@@ -243,14 +254,18 @@ def test_streaming(bench, drv, fault):
 
 @pytest.mark.parametrize("fault", STREAM_FAULTS + ("round_abort", "board_reset"))
 def test_mid_round(bench, drv, training, fault):
-    r = stream_with_fault(bench, drv, fault, training)
-    d7 = [(t, e) for t, e in r["events"] if e.kind == "event"]
     if fault in ("round_abort", "board_reset"):
-        # the target's trouble is not the shield's: the capture completes, D7 markers stop at the abort
+        # the target's trouble is not the shield's: the capture completes, D7 markers stop at the abort.
+        # (one Full batch is ~0.8 s: capture long enough to see an edge before the fault and several after)
+        r = stream_with_fault(bench, drv, fault, training, acq_s=3.0, after_d7=True)
+        d7 = [(t, e) for t, e in r["events"] if e.kind == "event"]
         cap = r["cap"]
-        assert cap.error is None and cap.ended_by == "completed" and r["got"] == round(ACQ_S * HZ)
+        assert cap.error is None and cap.ended_by == "completed" and r["got"] == round(r["acq_s"] * HZ)
+        assert any(t <= r["t_fault"] for t, _ in d7), "no D7 edge before the fault: the round was not running"
+        assert r["t_end"] - r["t_fault"] > 1.5  # long enough after the fault for batches to show if they went on
         assert all(t <= r["t_fault"] + 0.1 for t, _ in d7)
         return
+    r = stream_with_fault(bench, drv, fault, training)
     check_stream_cell(bench, drv, fault, r)
     recover(bench, drv, fault)
 

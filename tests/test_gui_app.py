@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("PySide6")
+import PySide6  # noqa: E402, F401 - a required dependency: a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from app.core.context import AppContext  # noqa: E402
 from app.ui.panels.estimator import EstimatorPanel  # noqa: E402

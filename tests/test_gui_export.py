@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from PySide6.QtCore import Qt  # noqa: E402
 

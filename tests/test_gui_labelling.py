@@ -30,9 +30,7 @@ def app_window(qtbot, tmp_path):
     from app.ui.app import build_window
 
     ctx = AppContext.create(tmp_path, bench=True, bench_kwargs={"time_scale": 1.0})
-    if ctx.devices.bench.board is None:
-        ctx.close()
-        pytest.skip("the virtual bench has no NUCLEO emulator")
+    assert ctx.devices.bench.board is not None, "the virtual bench has no NUCLEO emulator"
     win = build_window(ctx)
     qtbot.addWidget(win)
     win.resize(1300, 800)

@@ -10,7 +10,8 @@ import pytest
 
 from tests.test_labels import V11_QUIRKS
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 

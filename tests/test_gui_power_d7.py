@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QLineEdit
 from app.core.rounds import BatchRow
 from app.ui.panels.power import MarkerTimeError, parse_marker_time
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
+
 pytestmark = pytest.mark.gui
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from app.ui.panels.training import TrainingPanel  # noqa: E402
 from tests.roundkit import bench_context, labelled_dataset  # noqa: E402

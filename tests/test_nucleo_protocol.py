@@ -43,6 +43,22 @@ def test_crc16_check_value_and_edge_cases():
         assert crc16(data[n // 2 :], crc16(data[: n // 2])) == crc16(data)  # running CRC
 
 
+def test_crc16_table_for_firmware_is_the_bitwise_crc_of_each_byte():
+    """The 256-entry table (documented for firmware use) rebuilt from scratch: entry b is the CRC register
+    after shifting byte b through it from 0, bit by bit; known entries of the CCITT table checked too."""
+    from device.nucleo.crc import CRC16_TABLE, _make_table
+
+    def entry(b: int) -> int:
+        crc = b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        return crc
+
+    table = _make_table()
+    assert table == CRC16_TABLE == tuple(entry(b) for b in range(256))
+    assert (table[0], table[1], table[2], table[0x80], table[0xFF]) == (0x0000, 0x1021, 0x2042, 0x9188, 0x1EF0)
+
+
 def test_crc32_check_value():
     assert crc32(b"123456789") == 0xCBF43926
     assert crc32(b"456789", crc32(b"123")) == 0xCBF43926
@@ -67,6 +83,100 @@ def test_cobs_reference_vectors(raw, enc):
     # vectors from the COBS paper / Wikipedia examples
     assert cobs.encode(raw) == enc
     assert cobs.decode(enc) == raw
+
+
+def cobs_reference_encode(data: bytes) -> bytes:
+    """Independent COBS encoder written from the definition: the data is cut at its zeros; each piece is
+    sent as FF blocks of 254 bytes (no implied zero) and a last block ``len+1`` whose end implies the
+    zero that followed the piece.  The final piece has no zero after it, so a non-empty final piece that
+    is a whole number of FF blocks needs no last block."""
+    out = bytearray()
+    pieces = data.split(b"\x00")
+    for i, piece in enumerate(pieces):
+        full = 0
+        while len(piece) >= 254:
+            out += b"\xff" + piece[:254]
+            piece = piece[254:]
+            full += 1
+        if i == len(pieces) - 1 and full and not piece:
+            break
+        out += bytes([len(piece) + 1]) + piece
+    return bytes(out)
+
+
+def expand(notation: str) -> bytes:
+    """Bytes of the docs' notation: hex, spaces for reading, ``hh×N`` = byte hh repeated N times."""
+    out = bytearray()
+    for tok in notation.split():
+        if "×" in tok:
+            byte, count = tok.split("×")
+            out += bytes.fromhex(byte) * int(count)
+        else:
+            out += bytes.fromhex(tok)
+    return bytes(out)
+
+
+BOUNDARY_RUNS = (0, 1, 2, 252, 253, 254, 255, 256, 507, 508, 509, 762)
+
+
+@st.composite
+def cobs_data(draw, max_size: int = 1100) -> bytes:
+    """Byte strings made of non-zero runs and zeros, the runs often exactly 253/254/255/508 bytes long so
+    that blocks end exactly at the 254-byte boundary, with or without a zero right after."""
+    out = bytearray()
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.sampled_from(BOUNDARY_RUNS) | st.integers(0, 300))
+        if draw(st.booleans()):
+            out += bytes([draw(st.integers(1, 255))]) * n
+        else:
+            out += bytes(draw(st.lists(st.integers(1, 255), min_size=n, max_size=n)))
+        out += b"\x00" * draw(st.sampled_from((0, 1, 1, 2)))
+    return bytes(out[:max_size])
+
+
+COBS_GOLDEN = P.cobs_golden_vectors()
+
+
+@pytest.mark.parametrize("name, raw, enc", COBS_GOLDEN, ids=[g[0] for g in COBS_GOLDEN])
+def test_cobs_block_boundary_vectors(name, raw, enc):
+    assert cobs_reference_encode(raw) == enc  # the table itself agrees with the definition
+    assert cobs.encode(raw) == enc
+    assert cobs.decode(enc) == raw
+
+
+def test_cobs_boundary_vectors_are_in_docs():
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc.split("### 7.1", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| `([^`]*)` \| `([^`]*)` \|$", section, re.M)
+    assert {name: (expand(d), expand(c)) for name, d, c in rows} == {n: (r, e) for n, r, e in COBS_GOLDEN}
+
+
+@settings(max_examples=400, deadline=None)
+@given(cobs_data())
+def test_cobs_roundtrip_of_block_boundary_runs(data):
+    enc = cobs.encode(data)
+    assert enc == cobs_reference_encode(data)
+    assert 0 not in enc and len(enc) <= cobs.max_encoded_len(len(data))
+    assert cobs.decode(enc) == data
+
+
+def test_cobs_max_encoded_len_is_the_worst_case():
+    for n in (0, 1, 253, 254, 255, 508, 509, 1031):
+        patterns = (b"\x01" * n, b"\x00" * n, ((b"\x01" * 253 + b"\x00") * (n // 254 + 1))[:n])
+        worst = max(len(cobs.encode(d)) for d in patterns)
+        assert worst <= cobs.max_encoded_len(n)
+    assert [cobs.max_encoded_len(n) for n in (0, 253, 254, 255, 1031)] == [1, 254, 256, 257, 1036]
+    assert len(cobs.encode(b"\x01" * 255)) == cobs.max_encoded_len(255)  # the bound is reached
+    assert P.MAX_WIRE == 1037
+
+
+def test_cobs_errors_name_what_is_wrong():
+    with pytest.raises(cobs.CobsError, match="^empty COBS frame$"):
+        cobs.decode(b"")
+    with pytest.raises(cobs.CobsError, match="^zero byte inside a COBS frame at offset 1$"):
+        cobs.decode(b"\x02\x00\x01\x00\x01")
+    with pytest.raises(cobs.CobsError, match="^COBS code 5 at offset 2 runs past the end of the 4-byte frame$"):
+        cobs.decode(b"\x02\x11\x05\x22")
 
 
 def test_cobs_long_runs_roundtrip_and_bound():
@@ -110,9 +220,12 @@ def test_golden_vector_encode_decode(name, seq, msg, wire_hex):
 
 
 def test_golden_vectors_are_in_docs():
-    doc = (ROOT / "docs" / "protocol.md").read_text()
-    for name, seq, msg, wire_hex in GOLDEN:
-        assert f"`{wire_hex}`" in doc, f"golden vector {name} missing from docs/protocol.md"
+    """§7's table lists exactly the code's vectors, byte for byte (the firmware is tested against it)."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc.split("## 7. Golden vectors", 1)[1].split("### 7.1", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| `(\w+)`[^|]* \| `([^`]*)` \|$", section, re.M)
+    table = {name: (int(seq), kind, expand(wire)) for name, seq, kind, wire in rows}
+    assert table == {name: (seq, type(msg).__name__, bytes.fromhex(h)) for name, seq, msg, h in GOLDEN}
 
 
 def test_hello_body_by_hand():
@@ -263,6 +376,113 @@ def test_truncated_frames_and_bit_flips_are_dropped_and_counted():
     assert dec.stats["bad_crc"] + dec.stats["bad_frame"] == n_trunc + n_flip
 
 
+def test_every_single_bit_error_in_a_body_is_rejected():
+    """CRC-16 detects every 1-bit error: a flip anywhere, the CRC's own two bytes included, is refused."""
+    body = P.frame_body(P.MsgType.PING, 0x1234, bytes(range(1, 40)))
+    assert P.parse_body(body) == P.Frame(P.MsgType.PING, 0x1234, bytes(range(1, 40)))
+    for i in range(len(body)):
+        for bit in range(8):
+            bad = bytearray(body)
+            bad[i] ^= 1 << bit
+            with pytest.raises(P.ProtocolError) as exc:
+                P.parse_body(bytes(bad))
+            assert exc.value.code in (P.ErrorCode.BAD_CRC, P.ErrorCode.BAD_FRAME), (i, bit)
+            if i not in (3, 4):  # (the len field makes it a length mismatch instead)
+                assert exc.value.code == P.ErrorCode.BAD_CRC, (i, bit)
+
+
+@pytest.mark.parametrize("pos", [-2, -1])  # low byte, high byte of the little-endian CRC
+def test_decoder_drops_a_frame_whose_crc_byte_is_wrong_and_says_so(pos):
+    body = bytearray(P.frame_body(P.MsgType.ACK, 7, b"\x05"))
+    good = crc16_bitwise(bytes(body[:-2]))
+    body[pos] ^= 0x01
+    errors = []
+    dec = P.FrameDecoder(on_error=errors.append)
+    assert dec.feed(cobs.encode(bytes(body)) + b"\x00" + P.Ack(5).encode(8)) == [P.Frame(P.MsgType.ACK, 8, b"\x05")]
+    wire_len = len(cobs.encode(bytes(body))) + 1
+    assert dec.stats == {"frames": 1, "bad_crc": 1, "bad_frame": 0, "overflow": 0, "discarded_bytes": wire_len}
+    (err,) = errors
+    sent = body[-2] | body[-1] << 8
+    assert err.code == P.ErrorCode.BAD_CRC
+    assert str(err) == f"frame CRC 0x{sent:04X} does not match computed 0x{good:04X}"
+
+
+def test_frame_fields_out_of_range_are_refused_naming_them():
+    assert P.frame_body(0xFF, 0xFFFF) == P.frame_body(0xFF, 0xFFFF, b"")  # the limits themselves are valid
+    assert P.encode_frame(1, 2) == cobs.encode(P.frame_body(1, 2, b"")) + b"\x00"
+    assert P.frame_body(0, 0, b"\x07")[:5] == b"\x00\x00\x00\x01\x00"
+    for args, msg in (
+        ((0x100, 1), "frame type 256 is not a byte"),
+        ((-1, 1), "frame type -1 is not a byte"),
+        ((1, 0x10000), "sequence number 65536 is outside 0..65535"),
+        ((1, -1), "sequence number -1 is outside 0..65535"),
+    ):
+        with pytest.raises(P.ProtocolError) as exc:
+            P.frame_body(*args)
+        assert str(exc.value) == msg
+    P.frame_body(1, 1, bytes(P.MAX_PAYLOAD))
+    with pytest.raises(P.ProtocolError) as exc:
+        P.frame_body(1, 1, bytes(P.MAX_PAYLOAD + 1))
+    assert exc.value.code == P.ErrorCode.TOO_LARGE
+    assert str(exc.value) == "payload of 1025 bytes exceeds the 1024-byte maximum"
+
+
+@pytest.mark.parametrize("n", range(0, 7))
+def test_short_bodies_are_bad_frames_naming_the_size(n):
+    with pytest.raises(P.ProtocolError) as exc:
+        P.parse_body(P.frame_body(1, 2, b"")[:n])
+    assert exc.value.code == P.ErrorCode.BAD_FRAME
+    assert str(exc.value) == f"frame of {n} bytes is shorter than the 7-byte minimum"
+
+
+def test_length_mismatch_message_names_both_lengths():
+    body = bytearray(P.frame_body(P.MsgType.ACK, 1, b"\x07"))
+    body[3] = 2
+    with pytest.raises(P.ProtocolError) as exc:
+        P.parse_body(bytes(body))
+    assert exc.value.code == P.ErrorCode.BAD_FRAME
+    assert str(exc.value) == "frame length field says 2 payload bytes but the frame holds 1"
+
+
+def test_decoder_reset_drops_a_partial_frame_and_ends_a_discard():
+    dec = P.FrameDecoder()
+    assert dec.feed(P.Ack(1).encode(1)[:-3]) == []  # a partial frame ...
+    dec.reset()  # ... forgotten (e.g. after a reconnect)
+    assert dec.feed(P.Ack(2).encode(2)) == [P.Frame(P.MsgType.ACK, 2, b"\x02")]
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 1)) == [] and dec.stats["overflow"] == 1  # discarding now ...
+    dec.reset()  # ... until reset: the next frame is taken whole
+    assert dec.feed(P.Ack(3).encode(3)) == [P.Frame(P.MsgType.ACK, 3, b"\x03")]
+    assert dec.stats["frames"] == 2 and dec.stats["bad_frame"] == dec.stats["bad_crc"] == 0
+
+
+def test_decoder_counts_every_discarded_byte_and_says_why():
+    errors = []
+    dec = P.FrameDecoder(on_error=errors.append)
+    bad1, bad2 = b"\x05\x01\x02\x00", b"\x03\x01\x02\x00"  # invalid COBS, then a 2-byte body
+    assert dec.feed(bad1 + bad2) == []
+    assert dec.stats == {"frames": 0, "bad_crc": 0, "bad_frame": 2, "overflow": 0, "discarded_bytes": 8}
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 5)) == [] and dec.stats["discarded_bytes"] == 8 + P.MAX_WIRE + 5
+    assert dec.feed(b"\x01" * 4 + b"\x00") == []  # still discarding up to the delimiter: counted too
+    assert dec.stats["discarded_bytes"] == 8 + P.MAX_WIRE + 9 and dec.stats["overflow"] == 1
+    assert dec.stats["bad_frame"] == 2 and len(dec._buf) == 0
+    assert [(e.code, str(e)) for e in errors] == [
+        (P.ErrorCode.BAD_FRAME, "COBS code 5 at offset 0 runs past the end of the 3-byte frame"),
+        (P.ErrorCode.BAD_FRAME, "frame of 2 bytes is shorter than the 7-byte minimum"),
+        (P.ErrorCode.TOO_LARGE, f"{P.MAX_WIRE + 5} bytes without a frame delimiter (max frame {P.MAX_WIRE})"),
+    ]
+
+
+def test_decoder_buffer_bound_is_max_wire():
+    """A run of MAX_WIRE bytes between delimiters is still decoded (here: a bad frame); one more is an
+    overflow, discarded without being buffered further."""
+    dec = P.FrameDecoder()
+    assert dec.feed(b"\x01" * P.MAX_WIRE + b"\x00") == []
+    assert (dec.stats["bad_frame"], dec.stats["overflow"]) == (1, 0)
+    assert dec.feed(b"\x01" * (P.MAX_WIRE + 1) + b"\x00") == []
+    assert (dec.stats["bad_frame"], dec.stats["overflow"]) == (1, 1)
+    assert dec.feed(P.Ack(3).encode(3)) == [P.Frame(P.MsgType.ACK, 3, b"\x03")]
+
+
 def test_overlong_run_without_delimiter_is_discarded_then_resyncs():
     dec = P.FrameDecoder()
     assert dec.feed(b"\x01" * (P.MAX_WIRE * 3)) == []
@@ -296,7 +516,12 @@ def test_fuzz_decoder_never_crashes(chunks):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=P.MAX_PAYLOAD), st.integers(0, 0xFFFF), st.integers(0, 255), st.binary(max_size=64))
+@given(
+    st.binary(max_size=P.MAX_PAYLOAD) | cobs_data(P.MAX_PAYLOAD),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 255),
+    st.binary(max_size=64),
+)
 def test_fuzz_any_frame_survives_garbage_prefix(payload, seq, type_, garbage):
     dec = P.FrameDecoder()
     dec.feed(garbage)

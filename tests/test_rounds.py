@@ -87,6 +87,64 @@ def test_align_tolerates_spurious_edges_and_clock_drift():
     assert spans[-1][1] == pytest.approx(10.0 + 8.0 * drift)
 
 
+@pytest.mark.parametrize("late, source", [(0.0120, "d7"), (0.0122, "d7-interp")])
+def test_align_matching_tolerance_is_1_percent_plus_two_samples(late, source):
+    # a 1 s batch at 1 kHz: its end edge may be 1 % + 2 samples + 0.1 ms (0.0121 s) away from the board's ticks
+    spans = align_batches(
+        rows_for([1.0]), [10.0, 11.0 + late], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000
+    )
+    assert spans[0][2] == source and spans[0][0] == 10.0
+
+
+@pytest.mark.parametrize(
+    "edges, end",
+    [
+        ([10.0, 10.998, 11.009], 10.998),  # both within tolerance: the nearer one, before the prediction
+        ([10.0, 10.995, 11.003], 11.003),  # ... or after it
+        ([10.0, 11.0 - 2**-7, 11.0 + 2**-7], 11.0 - 2**-7),  # equally near: the earlier one
+    ],
+)
+def test_align_takes_the_nearest_edge(edges, end):
+    spans = align_batches(rows_for([1.0]), edges, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000)
+    assert spans == [(10.0, end, "d7")]
+
+
+def test_align_batches_with_a_pause_between_them():
+    # the board paused 0.5 s between the batches (e.g. an evaluation): the second starts 0.5 s after the
+    # first one's end edge, not at it; also when that edge was lost
+    rows = [BatchRow(0, "main", 0, 0, 32, 1.0, 5_000_000, 6_000_000, 0, 1.0)]
+    rows.append(BatchRow(1, "main", 1, 0, 32, 1.0, 6_500_000, 7_500_000, 0, 1.0))
+    kw = dict(tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000)
+    assert align_batches(rows, [10.0, 11.0, 12.5], **kw) == [(10.0, 11.0, "d7"), (11.5, 12.5, "d7")]
+    assert align_batches(rows, [10.0, 12.5], **kw) == [(10.0, 11.0, "d7-interp"), (11.5, 12.5, "d7")]
+
+
+def test_align_with_a_single_edge():
+    # only the round-start edge was captured: the start is known, the end comes from the board's ticks
+    spans = align_batches(
+        rows_for([1.0]), [10.0], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.05, rate_hz=1000
+    )
+    assert spans == [(10.0, 11.0, "d7-interp")]
+
+
+def test_align_first_edge_can_be_a_batch_end():
+    # the capture started after the round-start edge: the first edge seen ends the first batch
+    spans = align_batches(
+        rows_for([1.0, 1.0]), [51.0, 52.0], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=50.0, rate_hz=1000
+    )
+    assert spans == [(50.0, 51.0, "d7"), (51.0, 52.0, "d7")]
+
+
+def test_align_ignores_another_rounds_edges_more_than_2s_before_the_round():
+    # a previous round's edges 2.5, 1.5 and 0.5 s before the host saw this round start fit the batch
+    # pattern better (this round's last edge is lost), but lie outside the 2 s search window
+    rows = rows_for([1.0, 1.0])
+    spans = align_batches(
+        rows, [7.5, 8.5, 9.5, 10.0, 11.0], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000
+    )
+    assert spans == [(10.0, 11.0, "d7"), (11.0, 12.0, "d7-interp")]
+
+
 def test_align_without_edges_is_host_alignment():
     rows = rows_for([1.0, 1.0])
     spans = align_batches(rows, [], tick_hz=TICK, round_start_tick=5_000_000, anchor_t=7.0, rate_hz=1000)
@@ -94,27 +152,64 @@ def test_align_without_edges_is_host_alignment():
 
 
 def test_attribute_energy_integrates_the_current_between_edges():
+    # the board's clock says 1.0 s and 2.0 s; the LPM01A's D7 edges say 1.008 s and 2.008 s (clock drift
+    # and marker latency, within the matching tolerance): energy is power x the time between the edges
     rows = rows_for([1.0, 2.0])
     rate = 1000.0
+    edges = [3.0, 4.008, 6.016]
     t = np.arange(0, 10, 1 / rate)
-    amps = np.where((t >= 3.0) & (t < 4.0), 2e-3, np.where((t >= 4.0) & (t < 6.0), 1e-3, 1e-5))
+    amps = np.where((t >= 3.0) & (t < 4.008), 2e-3, np.where((t >= 4.008) & (t < 6.016), 1e-3, 1e-5))
 
     def mean_current(t0, t1):
         sel = (t >= t0) & (t < t1)
         return float(amps[sel].mean()) if sel.any() else None
 
     out, warnings = attribute_energy(
-        rows, [3.0, 4.0, 6.0], mean_current, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate
+        rows, edges, mean_current, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.05, rate_hz=rate
     )
     assert [r.source for r in out] == ["d7", "d7"]
-    assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.0, rel=1e-6)
-    assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.0, rel=1e-6)
-    assert out[1].avg_power_w == pytest.approx(3.3e-3)
+    assert [(r.t0, r.t1) for r in out] == [(3.0, 4.008), (4.008, 6.016)]
+    assert [r.seconds for r in out] == [1.0, 2.0]  # the board's own durations are kept as they were
+    assert out[0].energy_j == pytest.approx(3.3 * 2e-3 * 1.008, rel=1e-6)
+    assert out[1].energy_j == pytest.approx(3.3 * 1e-3 * 2.008, rel=1e-6)
+    assert out[0].avg_current_a == pytest.approx(2e-3) and out[1].avg_power_w == pytest.approx(3.3e-3)
     assert warnings == []
     out, warnings = attribute_energy(
         rows, [], lambda a, b: None, 3.3, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=3.0, rate_hz=rate
     )
     assert [r.source for r in out] == ["none", "none"] and "no power samples" in warnings[0]
+
+
+def test_attribute_energy_says_how_each_batch_was_placed():
+    rows = rows_for([1.0] * 4)
+    amps = lambda t0, t1: 1e-3 if t0 < 53.0 else None  # noqa: E731 - no samples from 53.0 s on
+
+    # the edge at 52.0 was lost: that batch ends at the previous edge plus its ticks; the last batch has no
+    # samples: placed, but no energy
+    out, warnings = attribute_energy(
+        rows, [50.0, 51.0, 53.0, 54.0], amps, 3.0, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=50.0, rate_hz=1000
+    )
+    assert [(r.t0, r.t1, r.source) for r in out] == [
+        (50.0, 51.0, "d7"),
+        (51.0, 52.0, "d7-interp"),
+        (52.0, 53.0, "d7"),
+        (53.0, 54.0, "none"),
+    ]
+    assert out[1].energy_j == pytest.approx(3e-3) and out[3].energy_j is None and out[3].avg_power_w is None
+    assert warnings == [
+        "1 of 4 batches lost their D7 end edge: their interval is the neighbouring edge plus the board-measured "
+        "duration",
+        "1 of 4 batches have no power samples: energy not measured",
+    ]
+    # no edge at all: host alignment from the anchor, said plainly
+    out, warnings = attribute_energy(
+        rows[:2], [], amps, 3.0, tick_hz=TICK, round_start_tick=5_000_000, anchor_t=20.0, rate_hz=1000
+    )
+    assert [(r.t0, r.t1, r.source) for r in out] == [(20.0, 21.0, "host"), (21.0, 22.0, "host")]
+    assert warnings == [
+        "2 of 2 batches had no matching D7 edges: their energy uses host alignment (board ticks from the moment "
+        "the host saw the round start; off by the USB latency)"
+    ]
 
 
 # --- config, data, metrics -----------------------------------------------------------------------------

@@ -1252,4 +1252,37 @@ def golden_vectors() -> list[tuple[str, int, Message, str]]:
         ("ack_reset", 0x1234, Ack(MsgType.RESET), "05803412010404a3de00"),
         ("model_chunk", 6, ModelChunk(1016, bytes(range(8))), "032106020c03f80301010a01020304050607895600"),
         ("weights_meta", 8, WeightsMeta(40336, 0xDEADBEEF, 8, 0), "03e008020c03909d0106efbeadde08010103aaa500"),
+        # header 02 0101 0101 + 249 payload bytes 01: a run of exactly 254 non-zero bytes, then the payload's
+        # zero (COBS block boundary: FF block, then an empty 01 block that carries the zero)
+        (
+            "ping_cobs_block_boundary",
+            0x0101,
+            Ping(b"\x01" * 249 + b"\x00" + b"\x02" * 7),
+            "ff02" + "01" * 253 + "010a" + "02" * 7 + "5c6d00",
+        ),
+    ]
+
+
+def cobs_golden_vectors() -> list[tuple[str, bytes, bytes]]:
+    """COBS alone at the 254-byte block boundary (also in docs/protocol.md §7.1): (name, data, encoded
+    without the delimiter).  A block of 254 non-zero bytes is coded FF with no implied zero, so a zero
+    right after it needs a block of its own."""
+    r = b"\x01"
+    return [
+        ("run253", r * 253, b"\xfe" + r * 253),
+        ("run254", r * 254, b"\xff" + r * 254),
+        ("run255", r * 255, b"\xff" + r * 254 + b"\x02" + r),
+        ("run253_zero", r * 253 + b"\x00", b"\xfe" + r * 253 + b"\x01"),
+        ("run254_zero", r * 254 + b"\x00", b"\xff" + r * 254 + b"\x01\x01"),
+        ("run255_zero", r * 255 + b"\x00", b"\xff" + r * 254 + b"\x02" + r + b"\x01"),
+        ("run254_zero_02", r * 254 + b"\x00\x02", b"\xff" + r * 254 + b"\x01\x02\x02"),
+        ("run254_zero_zero", r * 254 + b"\x00\x00", b"\xff" + r * 254 + b"\x01\x01\x01"),
+        ("zero_run254", b"\x00" + r * 254, b"\x01\xff" + r * 254),
+        ("run508", r * 508, b"\xff" + r * 254 + b"\xff" + r * 254),
+        ("run508_zero", r * 508 + b"\x00", b"\xff" + r * 254 + b"\xff" + r * 254 + b"\x01\x01"),
+        (
+            "run253_zero_run254_zero",
+            r * 253 + b"\x00" + r * 254 + b"\x00",
+            b"\xfe" + r * 253 + b"\xff" + r * 254 + b"\x01\x01",
+        ),
     ]

@@ -1,0 +1,257 @@
+"""Mutation score of the modules whose bugs cost data or trust (``make mutation``; docs/benchmarks.md).
+
+Usage::
+
+    python benchmarks/mutation.py                 # every target, one after the other
+    python benchmarks/mutation.py cobs crc16_32   # some targets
+    python benchmarks/mutation.py --list          # the targets, their functions and tests
+    python benchmarks/mutation.py --report        # scores of the last runs, without running
+
+Each target runs mutmut (pinned in the ``mutation`` extra of pyproject.toml) in its own work folder
+``build/mutation/<target>/``: mutmut copies the tree into ``mutants/`` there, mutates only the target's
+file, runs the target's test selection once to learn which test calls which function, then runs each
+mutant of the target's functions against only the tests that call that function (forked, ``pytest -x``).
+
+Score per target = killed / (mutants - equivalent), where equivalent mutants are those listed, each with
+a one-line reason, in ``benchmarks/mutation_equivalent.txt``.  Timeouts count as killed (the mutant made
+the tests hang), ``no tests`` as survived.  The goal is >= 90 % per target.
+
+**The target list is TARGETS below** (file, functions, tests): when code moves (e.g. the energy
+attribution into app/core/energy.py), update it here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.txt"
+GOAL = 0.90
+
+
+@dataclass(frozen=True)
+class Target:
+    file: str  # the one file mutated
+    functions: tuple[str, ...]  # "func", "Class.method", "Class.*" or "*" (all functions of the file)
+    tests: tuple[str, ...]  # pytest arguments selecting the (fast) tests of this target
+    timeout_s: int = 15  # per test (pytest-timeout): a mutant that loops forever fails after it
+
+
+TARGETS: dict[str, Target] = {
+    "cobs": Target("device/nucleo/cobs.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
+    # (test_nucleo_protocol's hypothesis round trips need more than 15 s on a loaded machine)
+    "crc16_32": Target("device/nucleo/crc.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
+    "frame_decode": Target(
+        "device/nucleo/protocol.py",
+        ("frame_body", "encode_frame", "parse_body", "FrameDecoder.*"),
+        ("tests/test_nucleo_protocol.py",),
+        60,
+    ),
+    # (its two hypothesis fuzzers are left out for time: they check robustness, the exact tests check values)
+    # (test_every_split_offset_gives_identical_results decodes a session at ~7,000 splits: slow when traced)
+    "lpm01a_decode": Target("device/lpm01a/decode.py", ("*",), ("tests/test_lpm01a_decode.py", "-k", "not fuzz"), 120),
+    "energy_rounds": Target(
+        "app/core/rounds.py",
+        ("align_batches", "attribute_energy", "_with_energy", "_alignment_warnings"),
+        ("tests/test_rounds.py", "-k", "align or attribute"),
+    ),
+    "energy_personalize": Target(
+        "app/core/personalize.py",
+        ("match_edges", "batch_energy", "measure_batches"),
+        ("tests/test_personalize.py", "-k", "match_edges or batch_energy or measure_batches"),
+    ),
+    "estimator_memory": Target("estimator/memory.py", ("*",), ("tests/test_estimator.py",)),
+    "estimator_time": Target(
+        "estimator/core.py",
+        # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut
+        ("time_per_sample_s", "update_time_s", "time_per_batch_s", "estimate"),
+        ("tests/test_estimator.py",),
+    ),
+    "estimator_profile": Target(
+        "estimator/profiles.py",
+        ("DeviceProfile.current_a", "DeviceProfile.power_w", "DeviceProfile.cycles_for", "DeviceProfile.io_s"),
+        ("tests/test_estimator.py",),
+    ),
+}
+
+# copied beside the mutated tree (tests read docs/ and assets/; the packages import each other)
+TREE = ("app", "device", "estimator", "tests", "docs", "assets", "pyproject.toml")
+
+
+def module_of(file: str) -> str:
+    return file[: -len(".py")].replace("/", ".")
+
+
+def mutant_globs(t: Target) -> list[str]:
+    """mutmut mutant-name globs of a target's functions (mutmut mangles ``Class.method`` as
+    ``xǁClassǁmethod`` and ``func`` as ``x_func``)."""
+    mod = module_of(t.file)
+    out = []
+    for f in t.functions:
+        if f == "*":
+            out.append(f"{mod}.x*__mutmut_*")
+        elif "." in f:
+            cls, meth = f.split(".", 1)
+            out.append(f"{mod}.xǁ{cls}ǁ{meth}__mutmut_*")
+        else:
+            out.append(f"{mod}.x_{f}__mutmut_*")
+    return out
+
+
+def load_equivalent() -> dict[str, str]:
+    out = {}
+    if EQUIVALENT.exists():
+        for line in EQUIVALENT.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, reason = line.partition(" ")
+            out[name] = reason.strip()
+    return out
+
+
+def prepare(name: str, t: Target, fresh: bool) -> Path:
+    work = WORK / name
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for entry in TREE:
+        link = work / entry
+        if not link.exists():
+            link.symlink_to(ROOT / entry)
+    cfg = {
+        "source_paths": [t.file],
+        "also_copy": [e for e in TREE if e != "pyproject.toml"],
+        "pytest_add_cli_args_test_selection": list(t.tests),
+        # a mutant that loops forever fails its test after timeout_s (pytest-timeout) instead of running
+        # into mutmut's CPU limit of 30x the tests' time
+        "pytest_add_cli_args": [
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::DeprecationWarning",
+            f"--timeout={t.timeout_s}",
+        ],
+        "timeout_multiplier": 5.0,
+        "use_git_change_detection": False,
+        "track_dependencies": False,
+    }
+    lines = ["[mutmut]"]
+    for k, v in cfg.items():
+        if isinstance(v, list):
+            lines.append(f"{k} =\n" + "".join(f"    {x}\n" for x in v).rstrip("\n"))
+        else:
+            lines.append(f"{k} = {v}")
+    (work / "setup.cfg").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return work
+
+
+def run(name: str, t: Target, fresh: bool, jobs: int, survivors: bool = False) -> None:
+    names = mutant_globs(t)
+    res = results(name, t) if survivors else None
+    if res is not None:  # only the mutants not killed last time (killed ones stay killed when tests are added)
+        names = sorted(k for k, v in res.items() if v not in ("killed", "timeout"))
+        if not names:
+            return
+        (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # tests changed: re-map them
+        fresh = False
+    work = prepare(name, t, fresh)
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "ODL_FUZZ_EXAMPLES": os.environ.get("ODL_FUZZ_EXAMPLES", "500"),
+    }
+    print(f"== {name}: {t.file} {' '.join(t.functions)}  (tests: {' '.join(t.tests)})", flush=True)
+    t0 = time.monotonic()
+    with open(work / "mutmut.log", "w", encoding="utf-8") as log:
+        rc = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    print(f"   mutmut exit {rc} after {time.monotonic() - t0:.0f} s (log: {work / 'mutmut.log'})", flush=True)
+
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout"}
+STATUS.update({-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"})
+
+
+def results(name: str, t: Target) -> dict[str, str] | None:
+    meta = WORK / name / "mutants" / (t.file + ".meta")
+    if not meta.exists():
+        return None
+    codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    globs = mutant_globs(t)
+    return {k: STATUS.get(v, "suspicious") for k, v in codes.items() if any(fnmatch.fnmatchcase(k, g) for g in globs)}
+
+
+def report(names: list[str]) -> int:
+    equivalent = load_equivalent()
+    rows, short = [], 0
+    print()
+    print("| target | file | mutants | killed | equivalent | survived | score |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        t = TARGETS[name]
+        res = results(name, t)
+        if res is None:
+            print(f"| {name} | `{t.file}` | not run | | | | |")
+            short += 1
+            continue
+        killed = [k for k, s in res.items() if s in ("killed", "timeout")]
+        eq = [k for k, s in res.items() if s not in ("killed", "timeout") and k in equivalent]
+        survived = [k for k, s in res.items() if s not in ("killed", "timeout") and k not in equivalent]
+        stale = [k for k in killed if k in equivalent]
+        denom = len(res) - len(eq)
+        score = len(killed) / denom if denom else 1.0
+        short += score < GOAL
+        print(
+            f"| {name} | `{t.file}` | {len(res)} | {len(killed)} | {len(eq)} | {len(survived)} | {100 * score:.1f} % |"
+        )
+        rows.append((name, survived, stale, res))
+    for name, survived, stale, res in rows:
+        for k in survived:
+            print(f"  {name}: survived ({res[k]}): {k}", file=sys.stderr)
+        for k in stale:
+            print(f"  {name}: listed as equivalent but killed (drop it from the list): {k}", file=sys.stderr)
+    print(f"\ngoal >= {100 * GOAL:.0f} % per target: {'met' if not short else f'{short} target(s) short'}")
+    return 1 if short else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("targets", nargs="*", help=f"targets (default: all): {', '.join(TARGETS)}")
+    ap.add_argument("--list", action="store_true", help="show the targets and exit")
+    ap.add_argument("--report", action="store_true", help="only report the last results")
+    ap.add_argument("--keep", action="store_true", help="reuse the work folder (mutmut's cache) instead of a fresh run")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants run in parallel (default 1: shared 2-core machine)")
+    ap.add_argument(
+        "--survivors",
+        action="store_true",
+        help="rerun only the mutants that survived the last run, after adding tests (changed code needs a fresh run)",
+    )
+    a = ap.parse_args(argv)
+    names = a.targets or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        ap.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    if a.list:
+        for n in names:
+            t = TARGETS[n]
+            print(f"{n}: {t.file} [{', '.join(t.functions)}] tests: {' '.join(t.tests)}")
+        return 0
+    if not a.report:
+        for n in names:
+            run(n, TARGETS[n], fresh=not a.keep, jobs=a.jobs, survivors=a.survivors)
+    return report(names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
