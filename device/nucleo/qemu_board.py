@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,8 @@ class QemuBoard:
         self.trace: Trace | None = trace
         self.history_s = float(history_s)
         self.faults = NucleoFaults()
+        #: called with every chunk of bytes the firmware sends, before the fault switches damage it
+        self.tx_tap: Callable[[bytes], None] | None = None
         self._fault_rng = np.random.default_rng([self.seed, 7])
         self._lock = threading.RLock()
         self._tl_lock = threading.Lock()
@@ -379,9 +382,19 @@ class QemuBoard:
 
     def reset(self) -> None:
         """Spontaneous reset (button, power glitch): QEMU's system_reset; the firmware reboots (cause 0)."""
+        boots = self.boots
         self._qmp(("system_reset", None))
-        with self._in_lock:
-            self._ring()  # a firmware asleep in its doorbell read must wake for QEMU to take the reset
+
+        def ring_until_boot() -> None:
+            # QEMU takes the reset only when the CPU is not asleep in its doorbell read, and the monitor command
+            # may be parsed after a first ring has been slept through: ring until the firmware boots (<= 2 s)
+            deadline = time.monotonic() + 2.0
+            while self.boots == boots and not self._closed and time.monotonic() < deadline:
+                with self._in_lock:
+                    self._ring()
+                time.sleep(0.005)
+
+        threading.Thread(target=ring_until_boot, name="qemu-reset", daemon=True).start()
 
     # ------------------------------------------------------------------------------------------------
     # the bench link
@@ -565,6 +578,9 @@ class QemuBoard:
     # EmulatedDevice
     # ------------------------------------------------------------------------------------------------
     def _on_board_output(self, data: bytes) -> None:
+        tap = self.tx_tap
+        if tap is not None:  # the bytes as the firmware sent them, before any fault switch (fault tests)
+            tap(data)
         with self._lock:
             if self.faults.byte_faults_active():
                 data = apply_byte_faults(data, self.faults, self._fault_rng)
