@@ -138,6 +138,10 @@ class _PowerPlot(StreamPlot):
         vb = self.getPlotItem().getViewBox()
         self.mouse_x = vb.mapSceneToView(pos).x() if vb.sceneBoundingRect().contains(pos) else None
 
+    def leaveEvent(self, ev):  # noqa: N802 - M with the mouse elsewhere: the middle of the view, not a stale x
+        self.mouse_x = None
+        super().leaveEvent(ev)
+
     def keyPressEvent(self, ev):  # noqa: N802
         if not self.panel.handle_key(ev.key(), ev.modifiers()):
             super().keyPressEvent(ev)
@@ -317,6 +321,9 @@ class PowerPanel(Panel):
         self.show_d7.toggled.connect(self._d7_toggled)
         self.batch_table.itemSelectionChanged.connect(self._batch_selected)
         self.ctx.subscribe("round_finished", lambda round_id=None, **_: self._invalidate_batches())
+        # M, S, F, Delete work whenever the panel is shown, not only after clicking the plot
+        for keys, key in (("M", Qt.Key_M), ("S", Qt.Key_S), ("F", Qt.Key_F), ("Delete", Qt.Key_Delete)):
+            self.add_shortcut(keys, lambda key=key: self.handle_key(key, Qt.NoModifier))
         self._units()
         self._reload_markers()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -210,12 +210,12 @@ class TrainingPanel(Panel):
         self.timer.timeout.connect(self.refresh)
         self.btn_run.clicked.connect(self.run_round)
         self.btn_cancel.clicked.connect(self.cancel_round)
-        self.btn_import.clicked.connect(self.import_model)
+        self.btn_import.clicked.connect(lambda: self.import_model())  # clicked(bool) is not a path
         self.mode.currentIndexChanged.connect(self._mode_changed)
         self.model.currentIndexChanged.connect(self._model_changed)
         self.size.currentIndexChanged.connect(self._update_recommendation_text)
         self.history.currentRowChanged.connect(self._history_selected)
-        QShortcut(QKeySequence("Ctrl+R"), self, self.run_round, context=Qt.WidgetWithChildrenShortcut)
+        self.add_shortcut("Ctrl+R", self.run_round)
         ctx.subscribe("estimator_choice", self.apply_choice)
         ctx.subscribe("user_changed", lambda **_: self.load_history())
         self._fill_layers(PAPER_LAYERS)
