@@ -133,7 +133,7 @@ class TaskBar(QWidget):
         self.runner = runner
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel()
+        self.label = QLabel()  # clipped by the status bar when long: the full text is its tool tip
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(160)
         self.bar.setRange(0, 1000)
@@ -152,6 +152,7 @@ class TaskBar(QWidget):
             t = tasks[-1]
             more = f" (+{len(tasks) - 1})" if len(tasks) > 1 else ""
             self.label.setText(f"{t.title}{more}: {t.text}")
+            self.label.setToolTip(self.label.text())
             self.bar.setValue(int(1000 * max(0.0, min(1.0, t.fraction))))
 
     @Slot()

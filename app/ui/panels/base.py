@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QToolButton, QWidget
 
 from app.core.context import AppContext
+
+
+def tool_button(text: str, tip: str = "", checkable: bool = False) -> QToolButton:
+    """A toolbar button as wide as its text.  A QPushButton is at least 80 px wide in most styles; a row of
+    them made the Power and Labelling panels too wide for a 1280-px screen beside the sidebar."""
+    b = QToolButton()
+    b.setText(text)
+    b.setToolTip(tip)
+    b.setCheckable(checkable)
+    b.setToolButtonStyle(Qt.ToolButtonTextOnly)
+    return b
 
 
 class Panel(QWidget):

@@ -55,7 +55,7 @@ from app.core.recording import StreamRecorder, load_accel
 from app.core.store import Recording
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
-from app.ui.panels.base import Panel
+from app.ui.panels.base import Panel, tool_button
 from app.ui.widgets.stream_plot import StreamPlot
 
 CLASS_COLORS = (
@@ -189,20 +189,20 @@ class LabellingPanel(Panel):
         self.user_combo.setEditable(True)
         self.user_combo.setToolTip("Your profile: type a new name and press Enter to create it")
         self.dataset_combo = QComboBox()
-        self.btn_new_ds = QPushButton("New dataset…")
+        self.btn_new_ds = tool_button("New dataset…", "Create a dataset (name and classes) for this profile")
         self.class_combo = QComboBox()
-        self.btn_record = QPushButton("● Record")
-        self.btn_record.setCheckable(True)
-        self.btn_record.setToolTip("Start/stop recording a segment from the live board stream (R)")
+        self.btn_record = tool_button(
+            "● Record", "Start/stop recording a segment from the live board stream (R)", checkable=True
+        )
         self.fixed_len = QDoubleSpinBox()
         self.fixed_len.setRange(1, 600)
         self.fixed_len.setSuffix(" s")
         self.fixed_len.setValue(float(self.ctx.settings["labelling.segment_s"]))
-        self.btn_fixed = QPushButton("Record fixed")
+        self.btn_fixed = tool_button("Record fixed", "Record a segment of the length on the left")
         self.auto_label = QCheckBox("Label segment")
         self.auto_label.setChecked(True)
-        self.btn_undo = QPushButton("Undo")
-        self.btn_redo = QPushButton("Redo")
+        self.btn_undo = tool_button("Undo", "Undo (Ctrl+Z)")
+        self.btn_redo = tool_button("Redo", "Redo (Ctrl+Shift+Z)")
         for w in (
             QLabel("User"),
             self.user_combo,
