@@ -326,5 +326,5 @@ class MainWindow(QMainWindow):
                 p.shutdown()
             except Exception:  # noqa: BLE001 - keep closing
                 pass
-        self.tasks.wait(5000)
+        self.tasks.shutdown(5000)  # a task's result arriving after this must not touch the closing store
         super().closeEvent(event)

@@ -75,6 +75,7 @@ class TaskRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.tasks: list[Task] = []
+        self.closed = False  # after shutdown(): results still queued to the GUI thread are dropped
 
     def start(
         self,
@@ -88,20 +89,20 @@ class TaskRunner(QObject):
 
         def progress(f: float, text: str) -> None:
             task.fraction, task.text = f, text
-            if on_progress:
+            if on_progress and not self.closed:
                 on_progress(f, text)
             self.changed.emit()
 
         def done(result: Any) -> None:
             task.finished, task.result = True, result
             self._forget(task)
-            if on_done:
+            if on_done and not self.closed:
                 on_done(result)
 
         def failed(msg: str) -> None:
             task.finished, task.error = True, msg
             self._forget(task)
-            if on_error:
+            if on_error and not self.closed:
                 on_error(msg)
 
         task.signals.progress.connect(progress)
@@ -123,6 +124,14 @@ class TaskRunner(QObject):
 
     def wait(self, timeout_ms: int = 5000) -> bool:
         return self.pool.waitForDone(timeout_ms)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel every task, wait for the workers, and drop the callbacks still queued: the window and the
+        store they would update are closing."""
+        self.cancel_all()
+        ok = self.wait(timeout_ms)
+        self.closed = True
+        return ok
 
 
 class TaskBar(QWidget):
