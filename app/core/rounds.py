@@ -1057,8 +1057,7 @@ class RoundRunner:
                     round_start_tick = int(ev.start_tick)
                 done_msg = ev
                 break
-            attribute(final=False)
-            if cancelled() and not aborted:
+            if cancelled() and not aborted:  # first: abort at once (the attribution below can wait)
                 aborted = True
                 self.state.update(text="aborting the round")
                 try:
@@ -1066,13 +1065,15 @@ class RoundRunner:
                 except Exception:  # noqa: BLE001 - the RoundDone wait below still times out
                     pass
                 last_seen = now
+            attribute(final=False)
             if now - last_seen > (10.0 if aborted else idle_limit):
                 raise RoundError(
                     f"no report from the board for {now - last_seen:.0f} s ({len(rows)}/{total} batches done)"
                 )
-        # let the power stream catch up with the end of the last batch, then settle the rest
+        # let the power stream catch up with the end of the last batch, then settle the rest (not for long after
+        # a Cancel: quitting must not wait 3 s for the energy of a round the user stopped)
         if power is not None and rows:
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + (0.2 if aborted else 3.0)
             while time.monotonic() < deadline and len(measured) < len(rows):
                 attribute(final=False)
                 time.sleep(0.05)
