@@ -234,7 +234,8 @@ def test_windowing_preview_counts_at_the_models_rate_and_shows_what_training_get
     assert len(panel.win_ticks.getData()[0]) == 2 * 60
     assert panel.balance_totals["Walking"] == panel.balance_totals["Sitting"] == 30
     data = local_windows(ctx.store, ctx.dataset.id, ("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)
-    assert panel.training_windows == (len(data.train_y), len(data.test_y))
+    want = (len(data.train_y), len(data.test_y))
+    qtbot.waitUntil(lambda: panel.training_windows == want, timeout=5000)  # counted on the task runner
     assert f"trains on <b>{len(data.train_y)}</b>" in panel.train_info.text()
 
 

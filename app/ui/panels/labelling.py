@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -173,6 +173,11 @@ class LabellingPanel(Panel):
         self._regions: dict[int, pg.LinearRegionItem] = {}
         self._dirty = True
         self.training_windows: tuple[int, int] | None = None  # (train, test) a round would get
+        self._tw_gen, self._tw_task = 0, None
+        self._tw_timer = QTimer(self)
+        self._tw_timer.setSingleShot(True)
+        self._tw_timer.setInterval(300)
+        self._tw_timer.timeout.connect(self._count_training_windows)
         self._build()
         self.reload_profile()
         ctx.subscribe("user_changed", lambda **_: self.reload_profile())
@@ -228,6 +233,7 @@ class LabellingPanel(Panel):
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(QLabel("Recordings"))
         self.rec_list = QListWidget()
+        self.rec_list.setWordWrap(True)  # "name · 8.0 s · 2 label(s)" in a narrow column: wrapped, not cut
         ll.addWidget(self.rec_list, 1)
         self.btn_import = QPushButton("Import WISDM…")
         self.btn_export_csv = QPushButton("Export WISDM CSV…")
@@ -393,6 +399,7 @@ class LabellingPanel(Panel):
         for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
             n = len(self.ctx.store.labels(r.id))
             item = QListWidgetItem(self._rec_text(r, n))
+            item.setToolTip(self._rec_text(r, n))
             item.setData(Qt.UserRole, r.id)
             self.rec_list.addItem(item)
         self.rec_list.blockSignals(False)
@@ -637,6 +644,7 @@ class LabellingPanel(Panel):
             item = self.rec_list.item(i)
             if item.data(Qt.UserRole) == self.recording.id:
                 item.setText(self._rec_text(self.recording, len(self.model.labels)))
+                item.setToolTip(item.text())
 
     def _sync_regions(self) -> None:
         labels = {l.id: l for l in self.model.labels} if self.model else {}
@@ -755,27 +763,62 @@ class LabellingPanel(Panel):
 
     def _update_training_windows(self) -> None:
         """What a round at this input size would get from the dataset: the windows of the general model's
-        classes at its rate, split as training splits them (the same :func:`app.core.rounds.local_windows`)."""
+        classes at its rate, split as training splits them (the same :func:`app.core.rounds.local_windows`).
+        It reads every labelled recording (0.4 s for 30 min of data), so it runs on the task runner, 0.3 s
+        after the last change."""
+        if self._tw_gen >= 0:
+            self._tw_gen += 1
+            self._tw_timer.start()
+
+    def _count_training_windows(self) -> None:
+        if self._tw_task is not None or self._tw_gen < 0:  # one at a time (the newest runs next); not after shutdown
+            return
         from app.core.rounds import RoundError, local_windows
 
-        size = self.win_size.value()
+        from app.core.store import StoreError
+
+        gen, size = self._tw_gen, self.win_size.value()
         try:
-            data = local_windows(
-                self.ctx.store, self.ctx.dataset.id, MODEL_CLASSES, size, MODEL_RATE_HZ, user=self.ctx.user.name
-            )
-        except RoundError as exc:
-            self.training_windows = None
-            self.train_info.setText(f"A round at T={size}: {exc}")
+            store, did, user = self.ctx.store, self.ctx.dataset.id, self.ctx.user.name
+        except StoreError:  # the app is closing
             return
-        except Exception as exc:  # noqa: BLE001 - a damaged recording file: said, never raised into Qt
+
+        def work(token, progress):
+            try:
+                data = local_windows(store, did, MODEL_CLASSES, size, MODEL_RATE_HZ, user=user)
+            except RoundError as exc:
+                return size, None, str(exc)
+            return size, (len(data.train_y), len(data.test_y)), ""
+
+        def done(res) -> None:
+            self._tw_task = None
+            T, counts, why = res
+            self.training_windows = counts
+            if counts is None:
+                self.train_info.setText(f"A round at T={T}: {why}")
+            else:
+                self.train_info.setText(
+                    f"A round at T={T} (general model, {MODEL_RATE_HZ:g} Hz) trains on <b>{counts[0]}</b> and "
+                    f"tests on <b>{counts[1]}</b> windows of this dataset (60/40 per activity, strides T/2 and T)."
+                )
+            if gen != self._tw_gen:
+                self._count_training_windows()
+
+        def failed(msg: str) -> None:  # a damaged recording file: said, never raised into Qt
+            self._tw_task = None
             self.training_windows = None
-            self.train_info.setText(f"Cannot count the training windows: {exc}")
-            return
-        self.training_windows = (len(data.train_y), len(data.test_y))
-        self.train_info.setText(
-            f"A round at T={size} (general model, {MODEL_RATE_HZ:g} Hz) trains on <b>{len(data.train_y)}</b> and "
-            f"tests on <b>{len(data.test_y)}</b> windows of this dataset (60/40 per activity, strides T/2 and T)."
-        )
+            self.train_info.setText(f"Cannot count the training windows: {msg}")
+            if gen != self._tw_gen:
+                self._count_training_windows()
+
+        self._tw_task = self._tasks().start("Counting training windows", work, on_done=done, on_error=failed)
+
+    def _tasks(self):
+        if self.tasks is None:
+            from app.ui.tasks import TaskRunner
+
+            self.tasks = TaskRunner(self)
+        return self.tasks
 
     # --- import / export -------------------------------------------------------------------------
     def import_wisdm(self, path: str | None = None) -> None:
@@ -898,6 +941,8 @@ class LabellingPanel(Panel):
         ]
 
     def shutdown(self) -> None:
+        self._tw_timer.stop()  # no window count against the closing store
+        self._tw_gen = -1
         if self.recorder is not None:
             self.stop_recording()
 
