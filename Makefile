@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test clean assets package
+.PHONY: run test clean assets package firmware firmware-for-tests
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,20 @@ run: $(STAMP)
 	$(PY) packaging/check_qt_libs.py
 	$(VENV)/bin/odlstudio
 
-test: $(STAMP)
+test: $(STAMP) firmware-for-tests
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# The ODL firmware (firmware/Makefile): every target, warnings as errors, flash/RAM use printed.
+# Needs gcc-arm-none-eabi and libnewlib-arm-none-eabi (the QEMU board also needs qemu-system-arm).
+firmware:
+	$(MAKE) -C firmware all
+
+# What the tests need: the native builds always; the ARM builds when the cross compiler is installed
+# (the firmware tests then run under QEMU; without it they skip, or fail with CI=true).
+firmware-for-tests:
+	@if command -v arm-none-eabi-gcc >/dev/null 2>&1; then $(MAKE) -s -C firmware all >/dev/null; \
+	else $(MAKE) -s -C firmware host plugin >/dev/null; \
+	echo "firmware: arm-none-eabi-gcc not found, QEMU board tests will skip (sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)"; fi
 
 assets: $(STAMP)
 	$(VENV)/bin/odlstudio make-assets
@@ -29,4 +41,4 @@ package: $(STAMP)
 	$(PY) packaging/build.py $(PACKAGE_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) build dist .pytest_cache firmware/build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from app import __version__
@@ -49,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last net: a message, never a traceback (issue 13 item 9)
+        if os.environ.get("ODL_DEBUG"):
+            raise
+        where = f"odlstudio {args.command}" if getattr(args, "command", None) else "odlstudio"
+        print(
+            f"{where}: unexpected error: {type(exc).__name__}: {exc}\n"
+            f"{where}: this is a bug; run again with ODL_DEBUG=1 for the details to report",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str]:

@@ -1,9 +1,16 @@
 """The virtual bench: emulated devices on one simulated clock, each exposed as a real serial endpoint.
 
-``VirtualBench`` hosts the LPM01A emulator and, when ``device.nucleo.emulator`` is importable, the
-NUCLEO-L496ZG emulator, whose supply current and D7 marker the LPM01A then measures.  Without it the
-LPM01A measures the documented STM32L496 profile (:class:`device.power_profiles.L496Profile`) and the
-board slot is ``None``.  Every endpoint listens on 127.0.0.1 only; with ``pty=True`` each device is
+``VirtualBench`` hosts the LPM01A emulator and a NUCLEO-L496ZG, whose supply current and D7 marker the
+LPM01A then measures.  The board is one of (``board_kind``):
+
+* ``"qemu"``: the ODL firmware itself, running under ``qemu-system-arm`` (:mod:`device.nucleo.qemu_board`);
+  the bench's clock then waits for the firmware when QEMU is slower than the time scale;
+* ``"python"``: the Python emulated board (:mod:`device.nucleo.emulator`, batch times from the estimator);
+* ``"auto"``: QEMU when ``qemu-system-arm`` and a built firmware are available, else Python (the reason is
+  in :attr:`VirtualBench.board_note`).
+
+Without a board (``board=False``) the LPM01A measures the documented STM32L496 profile
+(:class:`device.power_profiles.L496Profile`) and the board slot is ``None``.  Every endpoint listens on 127.0.0.1 only; with ``pty=True`` each device is
 also reachable through a pty (a stable symlink in a private temporary directory).
 
     with VirtualBench(seed=1) as bench:
@@ -24,10 +31,11 @@ from device.lpm01a.emulator import LPM01AEmulator
 from device.power_profiles import L496Profile
 from device.simclock import SimClock
 
-__all__ = ["VirtualBench", "load_board_emulator"]
+__all__ = ["VirtualBench", "load_board_emulator", "BOARD_KINDS"]
 
 log = logging.getLogger(__name__)
 BOARD_MODULE = "device.nucleo.emulator"
+BOARD_KINDS = ("auto", "qemu", "python")
 
 
 def load_board_emulator() -> type | None:
@@ -54,6 +62,7 @@ class VirtualBench:
         port_lpm: int = 0,
         port_board: int = 0,
         tick_s: float = 0.005,
+        board_kind: str = "python",
     ) -> None:
         if pty and not HAVE_PTY:
             raise RuntimeError("--pty needs a POSIX system; the socket:// URLs work everywhere")
@@ -62,9 +71,28 @@ class VirtualBench:
         self._pty = bool(pty)
         self._tmpdir: str | None = None
         self.board: Any | None = None
-        board_cls = load_board_emulator() if board else None
-        if board_cls is not None:
-            self.board = board_cls(clock=self.clock, seed=self.seed)
+        self.board_kind: str | None = None
+        self.board_note = ""
+        if board_kind not in BOARD_KINDS:
+            raise ValueError(f"board_kind {board_kind!r} is not one of {', '.join(BOARD_KINDS)}")
+        if board and board_kind in ("auto", "qemu"):
+            from device.nucleo.qemu_board import QemuBoard, QemuBoardError
+
+            try:
+                self.board = QemuBoard(clock=self.clock, seed=self.seed)
+                self.board_kind = "qemu"
+                self.clock.limit = self.board.horizon
+            except QemuBoardError as exc:
+                if board_kind == "qemu":
+                    raise RuntimeError(f"the QEMU board cannot run: {exc}") from None
+                self.board_note = f"QEMU board unavailable ({exc})"
+                log.info(self.board_note)
+        if board and self.board is None:
+            board_cls = load_board_emulator()
+            if board_cls is not None:
+                self.board = board_cls(clock=self.clock, seed=self.seed)
+                self.board_kind = "python"
+        if self.board is not None:
             source: Any = self.board
         else:
             source = L496Profile()
@@ -103,6 +131,7 @@ class VirtualBench:
             "board_pty": bd.pty_path if bd is not None else None,
             "time_scale": self.clock.time_scale,
             "seed": self.seed,
+            "board_kind": self.board_kind,
         }
 
     def start(self) -> dict[str, Any]:
@@ -124,6 +153,13 @@ class VirtualBench:
             except Exception:  # keep stopping the others
                 log.exception("stopping endpoint %s", ep.name)
         self._started = False
+        close = getattr(self.board, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # keep stopping
+                log.exception("stopping the board")
+            self.clock.limit = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

@@ -107,6 +107,11 @@ class SerialEndpoint:
         self._ready = threading.Event()
         self._last_advance: tuple[float, float] | None = None  # (wall monotonic, simulated time)
         self.catchups = 0  # stalls of this thread that were caught up (diagnostics)
+        # A device that produces output on its own thread (the QEMU board) calls this to have it sent now
+        # rather than at the next tick.
+        set_wakeup = getattr(device, "set_wakeup", None)
+        if set_wakeup is not None:
+            set_wakeup(self._wake)
 
     # --- public API -------------------------------------------------------------------------------
     @property

@@ -326,13 +326,15 @@ def test_pretrain_cli_errors(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["pretrain", "--data", str(tmp_path), "-T", "20", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "--out must end with" in capsys.readouterr().err
-    assert main(["pretrain", "--data", str(tmp_path), "-T", "5", "--out", str(tmp_path / "m.keras")]) == 2
-    assert "--input-size must be between 10 and 1000" in capsys.readouterr().err
-    assert (
+    # numeric options are checked by argparse at parse time (exit 2, the option named)
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--data", str(tmp_path), "-T", "5", "--out", str(tmp_path / "m.keras")])
+    assert exit_.value.code == 2
+    assert "argument --input-size/-T: 5 is out of range: allowed [10, 1000]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
         main(["pretrain", "--data", str(tmp_path), "-T", "20", "--epochs", "0", "--out", str(tmp_path / "m.keras")])
-        == 2
-    )
-    assert "--epochs" in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "argument --epochs" in capsys.readouterr().err
 
 
 def test_shipped_assets_load_and_are_small():

@@ -16,6 +16,7 @@ from device.nucleo.client import DeviceTransport, IntegrityError, NucleoClient, 
 from device.nucleo.crc import crc32
 from device.nucleo.emulator import K_SLEEP_A_PER_HZ, NucleoEmulator
 from device.nucleo.sensor import LSM6DSO, Trace, quantise
+from device.nucleo.shuffle import epoch_order
 from device.simclock import SimClock
 from estimator.arch import Arch, Layer, paper_cnn
 from estimator.core import time_per_batch_s
@@ -385,8 +386,7 @@ def test_abort_mid_round_and_busy():
     # weights = initial weights + exactly the reported batches (the interrupted one was discarded)
     ref = Model(arch, w)
     x, y = emu.slots[0].x, emu.slots[0].y
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(y))
+    order = epoch_order(0, 0, len(y))  # the board's shuffle (seed 0, first epoch)
     for b in range(res.done.batches_done):
         idx = order[b * 32 : (b + 1) * 32]
         ref.train_batch(x[idx], y[idx], 0.01, "full")

@@ -15,4 +15,5 @@ COMMANDS = (
     "loso",
     "make_assets",
     "smoke",
+    "repair",
 )

@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from app.commands._argtypes import seed
+
 
 def _port(text: str) -> int:
     try:
@@ -44,10 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
     p.add_argument("--json", action="store_true", help="print one JSON line with the endpoint URLs once ready")
     p.add_argument("--time-scale", type=_scale, default=1.0, help="simulated seconds per wall second (default 1)")
     p.add_argument("--pty", action="store_true", help="also expose each device as a pty (POSIX only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and faults (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the measurement noise and faults (default 0)")
     p.add_argument("--port-lpm", type=_port, default=0, help="TCP port of the PowerShield (0 = ephemeral)")
     p.add_argument("--port-board", type=_port, default=0, help="TCP port of the NUCLEO (0 = ephemeral)")
     p.add_argument("--no-board", action="store_true", help="do not emulate the NUCLEO (L496 profile current)")
+    p.add_argument(
+        "--board",
+        choices=("auto", "qemu", "python"),
+        default="auto",
+        help="the NUCLEO: 'qemu' runs the ODL firmware under qemu-system-arm, 'python' the Python emulated "
+        "board; 'auto' (default) takes QEMU when qemu-system-arm and a built firmware are available",
+    )
     p.set_defaults(func=run)
 
 
@@ -72,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 board=not args.no_board,
                 port_lpm=args.port_lpm,
                 port_board=args.port_board,
+                board_kind=args.board,
             )
             urls = bench.start()
         except (OSError, RuntimeError, ValueError) as exc:
@@ -85,10 +95,16 @@ def run(args: argparse.Namespace) -> int:
                     f"PowerShield (LPM01A): {urls['powershield']}"
                     + (f"  pty {urls['powershield_pty']}" if urls["powershield_pty"] else "")
                 )
-                print(
-                    f"Board (NUCLEO):       {urls['board'] or 'not emulated yet (L496 current profile)'}"
-                    + (f"  pty {urls['board_pty']}" if urls["board_pty"] else "")
+                kind = {"qemu": "the ODL firmware under QEMU", "python": "Python emulated board"}.get(
+                    urls.get("board_kind") or "", ""
                 )
+                print(
+                    f"Board (NUCLEO):       {urls['board'] or 'not emulated (L496 current profile)'}"
+                    + (f"  pty {urls['board_pty']}" if urls["board_pty"] else "")
+                    + (f"  [{kind}]" if kind else "")
+                )
+                if bench.board_note:
+                    print(f"Note: {bench.board_note}")
                 print("Serving on 127.0.0.1; Ctrl-C to stop.", flush=True)
             while not stop.wait(0.5):
                 pass

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands._argtypes import int_range
+
 
 def _int_list(text: str) -> list[int]:
     out = []
@@ -81,7 +83,7 @@ def register(subparsers) -> None:
         help="'paper' (the paper's 1D-CNN) or an architecture JSON file (estimator.arch.Arch.to_json)",
     )
     src.add_argument("--model", metavar="FILE", help="a Keras model (.h5 or .keras) to import")
-    p.add_argument("--classes", type=int, default=6, help="classes of the paper model (default 6)")
+    p.add_argument("--classes", type=int_range(2, 1000), default=6, help="classes of the paper model (default 6)")
     p.add_argument(
         "--input-sizes",
         type=_int_list,
@@ -115,7 +117,12 @@ def register(subparsers) -> None:
         help="epoch counts the recommender considers (default 1,2,3,5,10)",
     )
     win = p.add_mutually_exclusive_group()
-    win.add_argument("--windows", type=int, default=None, help="local training windows per epoch (default: one batch)")
+    win.add_argument(
+        "--windows",
+        type=int_range(1, 10_000_000),
+        default=None,
+        help="local training windows per epoch (default: one batch)",
+    )
     win.add_argument(
         "--recording-s", type=_positive, default=None, help="labelled recording length; windows = seconds·rate/T"
     )
@@ -200,6 +207,12 @@ def _arch_source(args):
     path = Path(args.arch)
     try:
         arch = Arch.from_json(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # a binary or non-JSON file
+        if isinstance(exc, ArchError):
+            raise _UsageError(f"--arch: {path}: {exc}") from exc
+        raise _UsageError(
+            f"--arch {path}: not an architecture JSON file ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
     except OSError as exc:
         raise _UsageError(
             f"--arch: '{args.arch}' is neither 'paper' nor a readable architecture JSON file ({exc})"

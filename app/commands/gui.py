@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from app.commands._argtypes import finite_float
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
@@ -27,8 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="directory of the SQLite database and recordings (default: the per-user data directory)",
     )
+    p.add_argument(
+        "--bench-board",
+        choices=("auto", "qemu", "python"),
+        default="auto",
+        help="the virtual bench's NUCLEO: the ODL firmware under QEMU, or the Python emulated board; 'auto' "
+        "(default) takes QEMU when qemu-system-arm and a built firmware are available",
+    )
     p.add_argument("--panel", default=None, help="panel to show first (devices, live_accel, labelling, power, ...)")
-    p.add_argument("--quit-after", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--quit-after", type=finite_float(0.0, 1e6, lo_open=True), default=None, metavar="S", help=argparse.SUPPRESS
+    )
 
 
 def register(subparsers) -> None:
@@ -42,9 +53,21 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.quit_after is not None and args.quit_after <= 0:
-        print(f"--quit-after must be > 0 seconds, got {args.quit_after}")
-        return 2
+    import sys
+
+    if args.panel is not None:
+        from app.ui.panels import panel_specs
+
+        keys = [s.key for s in panel_specs()]
+        if args.panel not in keys:
+            print(f"odlstudio: --panel {args.panel!r} is not a panel (choose from {', '.join(keys)})", file=sys.stderr)
+            return 2
     from app.ui.app import main
 
-    return main(data_dir=args.data_dir, bench=args.bench, panel=args.panel, quit_after_s=args.quit_after)
+    return main(
+        data_dir=args.data_dir,
+        bench=args.bench,
+        panel=args.panel,
+        quit_after_s=args.quit_after,
+        board_kind=getattr(args, "bench_board", "auto"),
+    )

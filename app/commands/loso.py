@@ -26,6 +26,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands._argtypes import finite_float, fraction, int_range, seed
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -46,18 +48,36 @@ def register(subparsers) -> None:
     p.add_argument(
         "--subjects", default=None, help="comma list of test subjects (default all; pretraining always uses all others)"
     )
-    p.add_argument("--epochs", type=int, default=20, help="personalization epochs after the warm-up (default 20)")
-    p.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2)")
-    p.add_argument("--lr", type=float, default=0.01, help="personalization SGD learning rate (default 0.01)")
-    p.add_argument("--batch", type=int, default=32, help="personalization batch size (default 32)")
     p.add_argument(
-        "--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)"
+        "--epochs", type=int_range(0, 10_000), default=20, help="personalization epochs after the warm-up (default 20)"
     )
-    p.add_argument("--pretrain-epochs", type=int, default=30, help="max pretraining epochs (default 30)")
-    p.add_argument("--pretrain-patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
-    p.add_argument("--pretrain-lr", type=float, default=0.01, help="pretraining SGD learning rate (default 0.01)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--warmup-epochs", type=int_range(0, 10_000), default=2, help="warm-up epochs on the last layer (default 2)"
+    )
+    p.add_argument(
+        "--lr", type=finite_float(0.0, 10.0, lo_open=True), default=0.01, help="personalization SGD learning rate"
+    )
+    p.add_argument("--batch", type=int_range(1, 1024), default=32, help="personalization batch size (default 32)")
+    p.add_argument(
+        "--train-fraction", type=fraction, default=0.6, help="local training share of each activity (default 0.6)"
+    )
+    p.add_argument(
+        "--pretrain-epochs", type=int_range(1, 10_000), default=30, help="max pretraining epochs (default 30)"
+    )
+    p.add_argument(
+        "--pretrain-patience",
+        type=int_range(1, 10_000),
+        default=5,
+        help="early-stopping patience in epochs (default 5)",
+    )
+    p.add_argument(
+        "--pretrain-lr",
+        type=finite_float(0.0, 10.0, lo_open=True),
+        default=0.01,
+        help="pretraining SGD learning rate (default 0.01)",
+    )
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--jobs", type=int_range(1, 64), default=2, help="worker processes (default 2)")
     p.add_argument(
         "--results", default="loso-results", help="results folder (default ./loso-results); reused to resume"
     )
@@ -106,8 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print(f"odlstudio loso: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
+    from app.core.outputs import check_output_dir  # noqa: PLC0415
+
     try:
         cfg = config_from_args(args)
+        check_output_dir(args.results, "--results")  # before hours of work
         res = loso.run_loso(
             cfg,
             args.results,

@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from app.commands._argtypes import seed
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("ODL_SHARED", ROOT.parent / "shared"))
 WISDM2019_DIR = "data/wisdm2019_phone_accel"
@@ -38,7 +40,7 @@ def register(subparsers) -> None:
         "--sizes", default="20,40,60,80,100", help="input sizes T of the general models (default 20,40,60,80,100)"
     )
     p.add_argument("--epochs", type=int, default=40, help="pretraining epochs per model (default 40)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--sample-subject", default="1600", help="WISDM-2019 subject for the sample recording (default 1600)"
     )

@@ -31,6 +31,8 @@ import argparse
 import json
 import sys
 
+from app.commands._argtypes import finite_float, fraction, int_range, seed
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -49,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--input-size",
         "-T",
-        type=int,
+        type=int_range(10, 1000),
         default=None,
         metavar="T",
         help="window length T (default: the model's, or 20 with the shipped models)",
@@ -57,20 +59,26 @@ def register(subparsers) -> None:
     p.add_argument(
         "--activities",
         default=None,
-        help="activities mapped to the model's classes: comma list of names, or target=src+src "
-        "(default: the model's classes; for WISDM walking,jogging,stairs,sitting,standing)",
+        help="activities mapped to the model's classes (names compared case-insensitively): comma list of "
+        "classes, or class=activity+activity (default: every class of the model gathers the activity of its "
+        "name; Stationary also sitting+standing, Stairs also upstairs+downstairs)",
     )
     p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs after the warm-up (default 5)")
+    p.add_argument("--epochs", type=int_range(0, 10_000), default=5, help="epochs after the warm-up (default 5)")
     p.add_argument(
-        "--warmup-epochs", type=int, default=2, help="warm-up epochs on the last layer (default 2, as the paper)"
+        "--warmup-epochs",
+        type=int_range(0, 10_000),
+        default=2,
+        help="warm-up epochs on the last layer (default 2, as the paper)",
     )
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     p.add_argument(
-        "--train-fraction", type=float, default=0.6, help="local training share of each activity (default 0.6)"
+        "--lr", type=finite_float(0.0, 10.0, lo_open=True), default=0.01, help="SGD learning rate (default 0.01)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int_range(1, 1024), default=32, help="batch size, 1..1024 (default 32)")
+    p.add_argument(
+        "--train-fraction", type=fraction, default=0.6, help="local training share of each activity (default 0.6)"
+    )
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--board", default=None, metavar="URL", help="NUCLEO port or pyserial URL (default: in-process virtual bench)"
     )
@@ -81,11 +89,18 @@ def register(subparsers) -> None:
         help="LPM01A port or URL (default: the virtual bench's; none with a real --board unless given)",
     )
     p.add_argument("--no-power", action="store_true", help="do not capture power")
-    p.add_argument("--power-freq", type=int, default=100, help="LPM01A sampling rate in Hz (default 100)")
     p.add_argument(
-        "--time-scale", type=float, default=500.0, help="virtual bench: simulated s per wall s (default 500)"
+        "--power-freq", type=int_range(1, 100_000), default=100, help="LPM01A sampling rate in Hz (default 100)"
     )
-    p.add_argument("--timeout", type=float, default=3.0, help="per-request timeout in s (default 3)")
+    p.add_argument(
+        "--time-scale",
+        type=finite_float(0.001, 100_000.0),
+        default=500.0,
+        help="virtual bench: simulated s per wall s, 0.001..100000 (default 500)",
+    )
+    p.add_argument(
+        "--timeout", type=finite_float(0.05, 600.0), default=3.0, help="per-request timeout in s (default 3)"
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="write the personalized models and report.json here")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -119,16 +134,33 @@ def run(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         timeout=args.timeout,
     )
+    from app.core.outputs import OutputError, check_output_dir, rescue_dir  # noqa: PLC0415
+
     try:
         cfg.validate()
-    except PersonalizeError as exc:
+        if args.out:  # before minutes of training: an existing file, a read-only or full disk are said now
+            check_output_dir(args.out, "--out")
+    except (PersonalizeError, OutputError) as exc:
         print(f"odlstudio personalize: {exc}", file=sys.stderr)
         return 2
+    out_error = ""
     try:
         result = personalize(cfg, log=log)
         if args.out:
-            written = write_outputs(result, args.out)
-            log(f"wrote {args.out}/report.json and " + ", ".join(f"{m}: {len(f)} files" for m, f in written.items()))
+            try:
+                written = write_outputs(result, args.out)
+                log(
+                    f"wrote {args.out}/report.json and " + ", ".join(f"{m}: {len(f)} files" for m, f in written.items())
+                )
+            except (OSError, ValueError) as exc:  # the disk filled up meanwhile: keep the results elsewhere
+                out_error = f"cannot write the results to {args.out} ({exc})"
+                try:
+                    kept = rescue_dir("personalize")
+                    write_outputs(result, kept)
+                    out_error += f"; they were saved to {kept} instead"
+                except (OSError, ValueError) as exc2:
+                    out_error += f", nor to a temporary folder ({exc2}); the summary below is all that is left"
+                print(f"odlstudio personalize: {out_error}", file=sys.stderr)
     except PersonalizeError as exc:
         print(f"odlstudio personalize: {exc}", file=sys.stderr)
         return 2
@@ -136,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"odlstudio personalize: board/power failure: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(result.json_object()))
+        obj = result.json_object()
+        if out_error:
+            obj["out_error"] = out_error
+        print(json.dumps(obj))
     else:
         rep = result.report
         print(f"user {rep['user']}, T={rep['input_size']}:")
@@ -147,4 +182,4 @@ def run(args: argparse.Namespace) -> int:
                 if r.get("energy_per_batch_mj") is not None:
                     line += f"  {r['energy_per_batch_mj']:.4g} mJ/batch  {r['power_mw']:.3g} mW"
             print(line)
-    return 0
+    return 1 if out_error else 0

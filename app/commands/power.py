@@ -147,6 +147,23 @@ def plan_capture(freq: str, fmt: str, duration: float | None, acqtime: float | N
     return {"rate_hz": hz, "fmt": fmt, "acqtime": dev_acq, "max_samples": max_samples, "note": note}
 
 
+def space_warning(out: str, max_samples: int | None, rate_hz: float, csv: bool) -> str:
+    """A warning when the disk holding ``out`` has less room than the capture will take (None: unknown
+    length, assume 10 minutes); empty when it fits."""
+    from device.lpm01a.recorder import DISK_RESERVE, room_left
+
+    n = max_samples if max_samples is not None else int(600 * rate_hz)
+    need = n * (28 if csv else 8) + DISK_RESERVE
+    room = room_left(out)
+    if need <= room:
+        return ""
+    what = f"{n / rate_hz:g} s" if max_samples is not None else "10 minutes"
+    return (
+        f"warning: {what} at {rate_hz:g} Hz need about {need / 1e6:.1f} MB but only {room / 1e6:.1f} MB are "
+        f"free for {out}: the capture will stop when the disk is full"
+    )
+
+
 def resolve_port(port: str, quiet: bool = False):
     """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
     if port != "auto":
@@ -197,7 +214,11 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                 writer_args.update(voltage_v=args.volt, stream_format=plan["fmt"], port=args.port)
             writer = open_writer(args.out, plan["rate_hz"], args.output, **writer_args)
         except (ValueError, OSError) as exc:
-            return {"error": f"--out: {exc}"}, 2
+            msg = str(exc)
+            return {"error": msg if msg.startswith("--out") else f"--out {args.out}: {msg}"}, 2
+        warn = space_warning(args.out, plan["max_samples"], plan["rate_hz"], args.out.lower().endswith(".csv"))
+        if warn:
+            _err(warn)
     try:
         url, bench = resolve_port(args.port, args.quiet)
     except (LookupError, OSError) as exc:
@@ -211,6 +232,20 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     cap = None
     t_wall0, t_cpu0 = time.monotonic(), time.process_time()
     events = 0
+    write_error: list[OSError] = []
+
+    def save(block) -> None:
+        """Hand a block to the file; on a full disk stop the acquisition (the file stays complete up to
+        what it holds) and keep the statistics of everything received."""
+        if writer is None or write_error:
+            return
+        try:
+            writer.write(block)
+        except OSError as exc:
+            write_error.append(exc)
+            if cap is not None and not cap.finished:
+                cap.stop()
+
     try:
         ps = PowerShield(url, timeout=args.timeout)
     except PowerShieldError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
@@ -244,8 +279,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                     if block is not None:
                         stats.update(block)
                         events += sum(1 for e in block.events if e.kind == "event")
-                        if writer is not None:
-                            writer.write(block)
+                        save(block)
                     now = time.monotonic()
                     if deadline is not None and now > deadline and not cap.finished:
                         _err("the shield did not finish in time: stopping")
@@ -264,8 +298,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                 cap.stop()
                 for block in sub:
                     stats.update(block)
-                    if writer is not None:
-                        writer.write(block)
+                    save(block)
             if not args.quiet:
                 print(file=sys.stderr)
             cap.wait(10.0)
@@ -285,9 +318,16 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         code = 1
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                if not write_error:
+                    write_error.append(exc)
         if bench is not None:
             bench.stop()
+    if write_error:
+        code = 1
+        result["error"] = str(write_error[0]) + (f"; and: {result['error']}" if result.get("error") else "")
     wall = time.monotonic() - t_wall0
     cpu = time.process_time() - t_cpu0
     v = args.volt
@@ -323,6 +363,9 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     )
     if writer is not None:
         result["out"] = str(args.out)
+        on_disk = getattr(writer, "samples_on_disk", None)
+        result["out_samples" if on_disk is not None else "out_rows"] = on_disk if on_disk is not None else writer.rows
+        result["out_complete"] = not write_error and not getattr(writer, "capped", False)
         if getattr(writer, "capped", False):
             result["csv_capped"] = True
             _err(

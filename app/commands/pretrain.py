@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from app.commands._argtypes import finite_float, int_range, seed
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -35,10 +37,15 @@ def register(subparsers) -> None:
         help="WISDM text file/folder, HAPT npz/folder, or a folder holding several (repeatable)",
     )
     p.add_argument(
-        "--input-size", "-T", type=int, required=True, metavar="T", help="window length in samples (10..1000)"
+        "--input-size",
+        "-T",
+        type=int_range(10, 1000),
+        required=True,
+        metavar="T",
+        help="window length in samples (10..1000)",
     )
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int_range(1, 10_000), default=30, help="training epochs (default 30)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument(
         "--out", required=True, help="output model file (.keras or .h5); a .json sidecar is written beside it"
     )
@@ -48,7 +55,12 @@ def register(subparsers) -> None:
         help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities; "
         "default wisdm5 when WISDM data is given, else hapt6",
     )
-    p.add_argument("--rate", type=float, default=20.0, help="sample rate in Hz the data is resampled to (default 20)")
+    p.add_argument(
+        "--rate",
+        type=finite_float(1.0, 1000.0),
+        default=20.0,
+        help="sample rate in Hz the data is resampled to (default 20)",
+    )
     p.add_argument(
         "--val-subjects",
         default="",
@@ -56,13 +68,15 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=finite_float(0.0, 1.0, hi_open=True),
         default=0.2,
         help="fraction of subjects held out for validation when --val-subjects is not given (default 0.2; 0 = none)",
     )
     p.add_argument("--exclude-subjects", default="", help="comma list of subject ids never used (e.g. the demo user)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="batch size, 1..4096 (default 64)")
+    p.add_argument(
+        "--lr", type=finite_float(0.0, 10.0, lo_open=True), default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -184,15 +198,17 @@ def run(args: argparse.Namespace) -> int:
     from app.core.datasets import DatasetError  # noqa: PLC0415
     from app.core.models import ModelError, export_h5, export_keras  # noqa: PLC0415
 
+    from app.core.outputs import OutputError, check_output_file, rescue_dir  # noqa: PLC0415
+
     out = Path(args.out)
-    if out.suffix.lower() not in (".keras", ".h5"):
-        print(f"odlstudio pretrain: --out must end with .keras or .h5, got {args.out!r}", file=sys.stderr)
-        return 2
     if args.epochs < 1:
         print(f"odlstudio pretrain: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
         return 2
-    if not out.parent.exists():
-        print(f"odlstudio pretrain: --out folder {out.parent} does not exist", file=sys.stderr)
+    try:  # before minutes of training: a folder, a read-only or full disk are said now
+        check_output_file(out, "--out", (".keras", ".h5"))
+        check_output_file(out.with_suffix(".json"), "--out (its .json sidecar)")
+    except OutputError as exc:
+        print(f"odlstudio pretrain: {exc}", file=sys.stderr)
         return 2
     try:
         model, history, _ = pretrain(
@@ -210,10 +226,25 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             log=lambda m: print(m, file=sys.stderr),
         )
-        (export_keras if out.suffix.lower() == ".keras" else export_h5)(model, out)
     except (DatasetError, ModelError, ValueError) as exc:
         print(f"odlstudio pretrain: {exc}", file=sys.stderr)
         return 2
+    export = export_keras if out.suffix.lower() == ".keras" else export_h5
+    try:
+        export(model, out)
+    except (OSError, ModelError) as exc:  # the disk filled up or went read-only while training: keep the model
+        try:
+            kept = rescue_dir("pretrain") / out.name
+            export(model, kept)
+        except (OSError, ModelError, OutputError) as exc2:
+            print(f"odlstudio pretrain: cannot write {out} ({exc}), nor a copy elsewhere ({exc2})", file=sys.stderr)
+            return 1
+        print(
+            f"odlstudio pretrain: cannot write {out} ({exc}); the trained model was saved to {kept} "
+            f"(and {kept.with_suffix('.json')}) instead",
+            file=sys.stderr,
+        )
+        return 1
     val = history.get("val")
     score = f"; held-out accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}" if val else ""
     print(f"wrote {out} and {out.with_suffix('.json')} (classes {', '.join(model.classes)}{score})")

@@ -132,10 +132,19 @@ class AppContext:
         tune_allocator()  # before the device threads exist: arenas and thresholds apply from here on
         data_dir = Path(data_dir) if data_dir else default_data_dir()
         store = Store(data_dir)
-        recover(store)  # recordings left 'recording' by a crashed session: count what reached the disk
-        store.recover_rounds()  # rounds left 'running' by a crashed session: shown as 'aborted'
-        devices = DeviceManager(bench=bench, bench_kwargs=bench_kwargs, **device_kw)
-        ctx = cls(store, devices, data_dir)
+        try:
+            recover(store)  # recordings left 'recording' by a crashed session: count what reached the disk
+            store.recover_rounds()  # rounds left 'running' by a crashed session: shown as 'aborted'
+            devices = DeviceManager(bench=bench, bench_kwargs=bench_kwargs, **device_kw)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            ctx = cls(store, devices, data_dir)
+        except BaseException:
+            devices.shutdown()
+            store.close()
+            raise
         if discover:
             devices.discover()
         return ctx

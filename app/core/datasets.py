@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from app.core.preprocess import resample_to, sliding_windows
+from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 
 G = 9.80665  # m/s² per g
 
@@ -121,6 +122,12 @@ class RecordingSet:
     units: str = "m/s^2"
     skipped: list[SkippedLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Records skipped in all (``skipped`` lists at most :data:`SKIP_REPORT_MAX` of them); None = len(skipped).
+    n_skipped: int | None = None
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped) if self.n_skipped is None else int(self.n_skipped)
 
     # --- queries --------------------------------------------------------------------------------
     @property
@@ -150,13 +157,15 @@ class RecordingSet:
         rate = f"{self.rate:g} Hz" if self.rate else "mixed rates"
         text = (
             f"{self.source}: {len(self.subjects())} subjects, {len(self.segments)} segments, "
-            f"{self.n_samples} samples at {rate} ({acts}); {len(self.skipped)} records skipped"
+            f"{self.n_samples} samples at {rate} ({acts}); {self.skipped_count:,} records skipped"
         )
         return text
 
     # --- transformations (all return new sets; data arrays are shared, never modified) -----------
     def _with(self, segments: list[Segment], **kw) -> "RecordingSet":
-        return RecordingSet(segments, kw.get("source", self.source), self.units, list(self.skipped), list(self.notes))
+        return RecordingSet(
+            segments, kw.get("source", self.source), self.units, list(self.skipped), list(self.notes), self.n_skipped
+        )
 
     def for_subjects(self, subjects: Iterable[str | int]) -> "RecordingSet":
         wanted = {str(s) for s in subjects}
@@ -221,7 +230,8 @@ class RecordingSet:
                 segs.append(replace(s, subject=f"{s.dataset}/{s.subject}") if prefix_subjects else s)
             skipped += rs.skipped
             notes += rs.notes
-        return RecordingSet(segs, " + ".join(rs.source for rs in sets), "m/s^2", skipped, notes)
+        n = sum(rs.skipped_count for rs in sets)
+        return RecordingSet(segs, " + ".join(rs.source for rs in sets), "m/s^2", skipped, notes, n)
 
 
 def _natural_key(s: str) -> tuple:
@@ -245,38 +255,29 @@ def resolve_activities(
     source: str = "",
     strict: bool = True,
 ) -> dict[str, str]:
-    """Map source activity -> target activity.
+    """Map source activity -> target activity (canonical names), by the one rule of
+    :func:`app.core.classmap.class_map` with the requested activities as the classes.
 
     ``activities`` is a label-set name (:data:`LABEL_SETS`), a list of target names (each gathers the
     source activity of the same name, and ``stairs``/``stationary`` also gather up+downstairs /
-    sitting+standing unless those are requested separately), or an explicit ``{target: [sources]}``
-    mapping.  A requested activity that no source provides raises :class:`DatasetError` listing what
-    is available (with ``strict=False`` it is just left out of the mapping).
+    sitting+standing unless those are requested separately; ``target=src+src`` names the sources), or
+    an explicit ``{target: [sources]}`` mapping.  A requested activity that no source provides raises
+    :class:`DatasetError` listing what is available (with ``strict=False`` it is just left out of the
+    mapping).
     """
+    from app.core.classmap import ClassMapError, class_map, parse_activities  # noqa: PLC0415
+
     available = set(available)
-    if isinstance(activities, str):
-        if activities in LABEL_SETS:
-            activities = LABEL_SETS[activities]
-        else:
-            activities = [a for a in activities.split(",") if a.strip()]
-    if isinstance(activities, Mapping):
-        wanted = {canonical_activity(t): [canonical_activity(s) for s in srcs] for t, srcs in activities.items()}
-    else:
-        targets = [canonical_activity(a) for a in activities]
+    try:
+        entries = parse_activities(activities)
+        targets = list(dict.fromkeys(canonical_activity(t) for t, _ in entries))
         if not targets:
             raise DatasetError("no activities selected")
-        wanted = {}
-        for t in targets:
-            srcs = [t] + [m for m in MERGES.get(t, ()) if m not in targets]
-            wanted[t] = srcs
-    mapping: dict[str, str] = {}
-    missing = []
-    for target, srcs in wanted.items():
-        hits = [s for s in srcs if s in available]
-        if not hits:
-            missing.append(target)
-        for s in hits:
-            mapping[s] = target
+        cmap = class_map(targets, activities)
+    except ClassMapError as exc:
+        raise DatasetError(str(exc)) from None
+    mapping = cmap.mapping(available)
+    missing = cmap.unserved(available)
     if missing and strict:
         where = f" in {source}" if source else ""
         raise DatasetError(
@@ -330,9 +331,19 @@ def _to_numbers(col: list[bytes], dtype: type) -> tuple[np.ndarray, np.ndarray]:
     return out, bad
 
 
-def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLine]]:
+#: Accelerations beyond this (m/s², ~100 g) are not readings of a body-worn accelerometer: such records
+#: are skipped and reported (values like 1e30 made training diverge).
+MAX_ABS_ACCEL = 1000.0
+
+
+def parse_wisdm_bytes(
+    data: bytes, source: str, line0: int = 0, counts: list[int] | None = None
+) -> tuple[_Parsed, list[SkippedLine]]:
     """Parse WISDM text (either variant) into column arrays; returns the good records and a report of
-    the skipped ones.  Records end at ``;`` or at a newline (v1.1 has lines holding two records)."""
+    the skipped ones.  Records end at ``;`` or at a newline (v1.1 has lines holding two records).
+    ``line0``: lines before ``data`` (a chunk of a longer file); ``counts``: ``[skipped, named]``: the
+    first item is incremented by every skipped record (the report lists at most 10,000 per reason), the
+    second (if present) by the well-formed records whose user field is a name."""
     data = data.replace(b"\r", b"")
     buf = np.frombuffer(data, dtype=np.uint8)
     n_bytes = len(buf)
@@ -342,7 +353,7 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
     starts = np.concatenate(([0], sep + 1))
     ends = np.concatenate((sep, [n_bytes]))
     nl_pos = np.flatnonzero(is_nl)
-    line_of = np.searchsorted(nl_pos, starts, side="left") + 1
+    line_of = np.searchsorted(nl_pos, starts, side="left") + 1 + line0
     # per-record counts without a Python loop
     space_pos = np.flatnonzero((buf == 32) | (buf == 9))
     n_text = (ends - starts) - _count_in_spans(space_pos, starts, ends)
@@ -355,6 +366,8 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
     skipped: list[SkippedLine] = []
 
     def report(idx: np.ndarray, reason: str) -> None:
+        if counts is not None:
+            counts[0] += len(idx)
         for i in idx[:10000]:  # a report, not a copy of a broken file
             skipped.append(SkippedLine(source, int(line_of[i]), reason, records[i][:80].decode("latin-1")))
         if len(idx) > 10000:
@@ -390,11 +403,16 @@ def parse_wisdm_bytes(data: bytes, source: str) -> tuple[_Parsed, list[SkippedLi
         xyz[:, c], bad_c = _to_numbers(flat[3 + c :: 6], float)
         bad_xyz |= bad_c
     labels = np.char.strip(np.array(flat[1::6], dtype=bytes)) if len(good_idx) else np.zeros(0, "S1")
-    bad = bad_s | bad_t | bad_xyz
+    huge = ~bad_xyz & (np.abs(xyz) > MAX_ABS_ACCEL).any(axis=1) if len(good_idx) else np.zeros(0, bool)
+    bad = bad_s | bad_t | bad_xyz | huge
+    if counts is not None and len(counts) > 1:  # well-formed records but for a named user (app export)
+        counts[1] += int(np.count_nonzero(bad_s & ~bad_t & ~bad_xyz))
     for mask, reason in ((bad_s, "subject id is not an integer"), (bad_t, "timestamp is not an integer"),
                          (bad_xyz & ~bad_s & ~bad_t, "x, y or z is not a finite number")):  # fmt: skip
         if mask.any():
             report(good_idx[mask], reason)
+    if huge.any():
+        report(good_idx[huge], f"x, y or z beyond ±{MAX_ABS_ACCEL:g} m/s² (not an accelerometer reading)")
     zero_ts = ~bad & (ts == 0)
     if zero_ts.any():
         report(good_idx[zero_ts], "timestamp 0 (placeholder record)")
@@ -429,11 +447,7 @@ def _wisdm_file_to_segments(
     path: Path, variant: str, gap_s: float, default_rate: float
 ) -> tuple[list[Segment], list[SkippedLine], list[str], str]:
     source = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    p, skipped = parse_wisdm_bytes(data, source)
+    p, skipped, n_skipped = read_wisdm_records(path)
     notes: list[str] = []
     found = detect_wisdm_variant(p.label)
     if variant == "auto":
@@ -456,13 +470,14 @@ def _wisdm_file_to_segments(
         names.append(name)
     unknown = np.array([n is None for n in names], dtype=bool)[inv] if len(uniq) else np.zeros(0, bool)
     if unknown.any():
-        for i in np.flatnonzero(unknown)[:10000]:
+        n_skipped += int(np.count_nonzero(unknown))
+        for i in np.flatnonzero(unknown)[: max(0, SKIP_REPORT_MAX - len(skipped))]:
             skipped.append(SkippedLine(source, int(p.line[i]), f"unknown activity {p.label[i].decode('latin-1')!r}"))
         keep = ~unknown
         p = _Parsed(p.subject[keep], p.label[keep], p.ts[keep], p.xyz[keep], p.line[keep])
         inv = inv[keep]
     if not len(p.ts):
-        return [], skipped, notes, variant
+        return [], skipped, notes, variant, n_skipped
     dt = np.diff(p.ts)
     scale = _timestamp_scale(dt)
     change = (np.diff(p.subject) != 0) | (np.diff(inv) != 0)
@@ -512,7 +527,94 @@ def _wisdm_file_to_segments(
     for sid, native in rates.items():
         if abs(native - round(native)) > 0.05 * native or round(native) != round(default_rate):
             notes.append(f"{source}: subject {sid} sampled at {native:.2f} Hz (treated as {round(native)} Hz)")
-    return segs, skipped, notes, variant
+    return segs, skipped, notes, variant, n_skipped
+
+
+#: Skipped records listed (with file and line) per file; the rest are only counted.
+SKIP_REPORT_MAX = 10_000
+#: Bytes of a WISDM file parsed at a time (bounded memory whatever the file's size).
+WISDM_CHUNK = 8 << 20
+#: A file whose first :data:`JUNK_PROBE` bytes hold fewer than :data:`JUNK_MIN_GOOD` good records per
+#: record is not WISDM data: reading stops there with the count so far.
+JUNK_PROBE = 4 << 20
+JUNK_MIN_GOOD = 0.01
+
+
+def read_wisdm_records(path: Path, chunk: int = WISDM_CHUNK) -> tuple[_Parsed, list[SkippedLine], int]:
+    """Parse a WISDM text file chunk by chunk (cut at record separators), with memory bounded by the chunk
+    size plus the good records kept (a few dozen bytes each).  Returns (good records, the first
+    :data:`SKIP_REPORT_MAX` skipped ones, how many were skipped in all).  Gives up with a
+    :class:`DatasetError` giving the count so far when the file's start is mostly junk."""
+    source = str(path)
+    parts: list[_Parsed] = []
+    skipped: list[SkippedLine] = []
+    counts = [0, 0]
+    good = 0
+    lines = 0
+    done = 0
+    try:
+        size = path.stat().st_size
+        fh = path.open("rb")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with fh:
+        rest = b""
+        block = _read(fh, chunk, path)
+        while True:
+            nxt = _read(fh, chunk, path) if block else b""
+            last = not nxt  # the file's tail (with a last record that may lack its ';') is parsed whole
+            data = rest + block
+            rest = b""
+            if not last:
+                cut = max(data.rfind(b"\n"), data.rfind(b";")) + 1
+                if cut == 0 and len(data) < 2 * chunk:
+                    rest = data  # a record longer than a chunk: take more (a junk file gives up below)
+                    block = nxt
+                    continue
+                if cut == 0:
+                    cut = len(data)
+                data, rest = data[:cut], data[cut:]
+            if data:
+                p, sk = parse_wisdm_bytes(data, source, lines, counts)
+                lines += data.count(b"\n")
+                done += len(data)
+                good += len(p.ts)
+                parts.append(p)
+                room = SKIP_REPORT_MAX - len(skipped)
+                skipped += [k for k in sk if not k.reason.startswith("... and ")][: max(0, room)]
+                total = good + counts[0]
+                plausible = good + counts[1]
+                if size > JUNK_PROBE and done >= JUNK_PROBE and plausible < JUNK_MIN_GOOD * max(total, 100):
+                    raise DatasetError(
+                        f"{path}: not WISDM accelerometer text: {counts[0]:,} of the first {total:,} records are "
+                        f"unreadable ({good:,} good) in the first {done / 1e6:.1f} MB of {size / 1e6:.1f} MB; "
+                        f"stopped reading (first problem: {skipped[0] if skipped else 'none'})"
+                    )
+            if last:
+                break
+            block = nxt
+    if len(parts) == 1:
+        merged = parts[0]
+    else:
+        merged = _Parsed(
+            np.concatenate([p.subject for p in parts]) if parts else np.zeros(0, np.int64),
+            np.concatenate([p.label for p in parts]) if parts else np.zeros(0, "S1"),
+            np.concatenate([p.ts for p in parts]) if parts else np.zeros(0, np.int64),
+            np.concatenate([p.xyz for p in parts]) if parts else np.zeros((0, 3)),
+            np.concatenate([p.line for p in parts]) if parts else np.zeros(0, np.int64),
+        )
+    if counts[0] > len(skipped) and skipped:
+        skipped.append(
+            SkippedLine(source, skipped[-1].line, f"... and {counts[0] - len(skipped):,} more records skipped")
+        )
+    return merged, skipped, counts[0]
+
+
+def _read(fh, n: int, path: Path) -> bytes:
+    try:
+        return fh.read(n)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
 def wisdm_files(path: Path) -> list[Path]:
@@ -560,14 +662,16 @@ def load_wisdm(
     segs: list[Segment] = []
     skipped: list[SkippedLine] = []
     notes: list[str] = []
+    n_skipped = 0
     for f in files:
-        s, sk, nt, _ = _wisdm_file_to_segments(f, variant, gap_s, 20.0)
+        s, sk, nt, _, n = _wisdm_file_to_segments(f, variant, gap_s, 20.0)
         segs += s
         skipped += sk
         notes += nt
+        n_skipped += n
     if not segs:
-        raise DatasetError(f"{path}: no valid WISDM records ({len(skipped)} skipped)")
-    rs = RecordingSet(segs, str(path), "m/s^2", skipped, notes)
+        raise DatasetError(f"{path}: no valid WISDM records ({n_skipped:,} skipped)")
+    rs = RecordingSet(segs, str(path), "m/s^2", skipped, notes, n_skipped)
     if subjects is not None:
         rs = rs.for_subjects(subjects)
     return rs.select(activities).resampled(rate)
@@ -601,8 +705,11 @@ def load_hapt(
     (-1) and labels not selected by ``activities`` are dropped (postural transitions by default)."""
     f = hapt_file(Path(path))
     try:
+        check_zip(f, DATA_LIMITS, "HAPT npz")  # declared sizes first: never inflate a zip bomb
         with np.load(f, allow_pickle=False) as z:
             acc, label, user, session = z["acc"], z["label"], z["user"], z["session"]
+    except ZipRefused as exc:
+        raise DatasetError(str(exc)) from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
         raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
     except MemoryError as exc:  # a damaged header declaring an absurd array size
@@ -621,6 +728,12 @@ def load_hapt(
     if not all(np.issubdtype(a.dtype, np.number) for a in (acc, label, user, session)) or not np.isfinite(acc).all():
         raise DatasetError(
             f"{f}: acc/label/user/session must be finite numbers (dtypes {acc.dtype}, {label.dtype}, {user.dtype}, {session.dtype})"
+        )
+    big = np.flatnonzero((np.abs(acc) > MAX_ABS_ACCEL / 9.80665).any(axis=1))
+    if len(big):
+        raise DatasetError(
+            f"{f}: acc row {int(big[0])} holds {acc[big[0]].tolist()} g, beyond ±{MAX_ABS_ACCEL / 9.80665:.0f} g "
+            f"(not an accelerometer reading; {len(big)} such rows)"
         )
     label = label.astype(np.int64)
     change = (np.diff(label) != 0) | (np.diff(user) != 0) | (np.diff(session) != 0)

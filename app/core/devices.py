@@ -874,7 +874,8 @@ class DeviceManager:
                 info = DeviceInfo("powershield:virtual", "powershield", urls["powershield"], "LPM01A (virtual)", True)
                 self._sessions[info.key] = self._make(info)
             if urls.get("board"):
-                info = DeviceInfo("board:virtual", "board", urls["board"], "NUCLEO-L496ZG (virtual)", True)
+                what = "ODL firmware under QEMU" if urls.get("board_kind") == "qemu" else "Python emulator"
+                info = DeviceInfo("board:virtual", "board", urls["board"], f"NUCLEO-L496ZG (virtual: {what})", True)
                 self._sessions[info.key] = self._make(info)
         self._changed()
         return True

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from app.core import datasets as ds
-from app.core.store import Store
+from app.core.store import Store, StoreError
 
 __all__ = [
     "Label",
@@ -222,6 +222,16 @@ class LabelModel:
     def _apply(self, ops: list[tuple[Label | None, Label | None]]) -> list[tuple[Label | None, Label | None]]:
         """Write ops in one transaction; inserts get their ids (returned ops carry them for undo/redo)."""
         done = []
+        saved = dict(self._labels)
+        try:
+            self._apply_ops(ops, done)
+        except StoreError as exc:  # full disk, read-only or lost database: nothing changed, say why
+            self._labels = saved
+            raise LabelError(f"the label change was not saved: {exc}") from exc
+        # an undo of an insert is (after, None): keep the ids we just got in the forward list
+        return done
+
+    def _apply_ops(self, ops, done: list) -> None:
         with self.store.transaction():
             for before, after in ops:
                 if after is None:
@@ -242,8 +252,6 @@ class LabelModel:
                     self.store.update_label(after.id, after.start, after.end, after.label)
                     self._labels[after.id] = after
                 done.append((before, after))
-        # an undo of an insert is (after, None): keep the ids we just got in the forward list
-        return done
 
     def _notify(self) -> None:
         for fn in list(self._listeners):
@@ -332,7 +340,7 @@ def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.Rec
     free = max(numeric, default=0) + 1
     names = sorted(f for f in fields if f and not f.isdigit())
     ids = {n: str(free + i).encode() for i, n in enumerate(names)}
-    back = {str(free + i): n.decode("utf-8", "replace") for i, n in enumerate(names)}
+    back = {str(free + i): _unescape_user(n.decode("utf-8", "replace")) for i, n in enumerate(names)}
     mapped = _USER_FIELD.sub(lambda m: m.group(1) + ids.get(m.group(2).strip(), m.group(2)), data)
     with tempfile.TemporaryDirectory(prefix="odl-wisdm-") as tmp:
         tmp_file = Path(tmp) / path.name
@@ -348,18 +356,29 @@ def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.Rec
     return ds.RecordingSet(segs, src, rs.units, skipped, notes)
 
 
+def _unescape_user(field: str) -> str:
+    """Undo :func:`wisdm_user_field` (only ``%XX`` escapes; anything else is kept as written)."""
+    if "%" not in field:
+        return field
+    from urllib.parse import unquote
+
+    return unquote(field, errors="replace")
+
+
 def class_for_activity(activity: str, classes: Sequence[str]) -> str | None:
     """The dataset class a canonical activity name belongs to: same canonical name (case, synonyms), a class
     that gathers it (``Stairs`` <- upstairs/downstairs, ``Stationary`` <- sitting/standing) or, for an
     activity the source does not split (WISDM-2019 ``stairs``), the first class it would be split into
-    (``Upstairs``).  None when no class fits."""
+    (``Upstairs``).  None when no class fits.  The first two are :func:`app.core.classmap.class_map`'s rule,
+    the one every training and evaluation job uses; the last is for importing only (the label is kept for
+    the user to split)."""
+    from app.core.classmap import class_map
+
+    cls = class_map(classes).class_of(activity)
+    if cls is not None:
+        return cls
     canon = {ds.canonical_activity(c): c for c in classes}
-    if activity in canon:
-        return canon[activity]
-    for target, parts in ds.MERGES.items():
-        if activity in parts and target in canon:
-            return canon[target]
-    for part in ds.MERGES.get(activity, ()):
+    for part in ds.MERGES.get(ds.canonical_activity(activity), ()):
         if part in canon:
             return canon[part]
     return None
@@ -509,6 +528,23 @@ def import_wisdm_csv(path: str | Path) -> list[WisdmSegment]:
     ]
 
 
+#: Characters a WISDM user field cannot hold (field and record separators) and the escape character.
+_USER_ESCAPES = {"%": "%25", ",": "%2C", ";": "%3B", "\n": "%0A", "\r": "%0D"}
+
+
+def wisdm_user_field(name: str) -> str:
+    """The user field of an exported WISDM line: ``%``, ``,``, ``;`` and line breaks percent-encoded (they
+    would split the record), and a numeric name that is not its own integer spelling (``007``, ``+5``) gets
+    its first character encoded, so every name reads back as itself (:func:`read_wisdm` decodes)."""
+    field = "".join(_USER_ESCAPES.get(ch, ch) for ch in str(name))
+    try:
+        if str(int(field)) != field:
+            field = "".join(f"%{b:02X}" for b in field[0].encode("utf-8")) + field[1:]
+    except ValueError:
+        pass
+    return field
+
+
 def export_wisdm_csv(
     path: str | Path, user: str, xyz: np.ndarray, rate_hz: float, labels: Iterable[Label], t0_ns: int = 1_000_000_000
 ) -> int:
@@ -518,6 +554,15 @@ def export_wisdm_csv(
     default starts at 1 s because WISDM readers drop timestamp-0 records as placeholders).
     """
     xyz = np.asarray(xyz)
+    field = wisdm_user_field(user)
+    labels = list(labels)
+    for name in sorted({l.label for l in labels}):
+        if not ds._APP_NAME_RE.fullmatch(name):  # noqa: SLF001 - the importer's own rule for activity names
+            raise LabelError(
+                f"class {name!r} cannot be written as WISDM text (it would not read back): WISDM activity names "
+                "are letters, spaces, '-' and '_' (up to 40, starting with a letter); rename the class or export "
+                "windows (.npz) instead"
+            )
     n = 0
     with Path(path).open("a", encoding="utf-8", newline="\n") as fh:
         for l in sorted(labels, key=lambda l: l.start):
@@ -528,7 +573,7 @@ def export_wisdm_csv(
             ts = t0_ns + (np.arange(a, b) * (1e9 / rate_hz)).astype(np.int64)
             seg = xyz[a:b]
             fh.writelines(
-                f"{user},{l.label},{t},{x:.6g},{y:.6g},{z:.6g};\n" for t, (x, y, z) in zip(ts.tolist(), seg.tolist())
+                f"{field},{l.label},{t},{x:.6g},{y:.6g},{z:.6g};\n" for t, (x, y, z) in zip(ts.tolist(), seg.tolist())
             )
             n += b - a
     return n

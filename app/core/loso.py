@@ -145,7 +145,8 @@ _DATA_CACHE: dict[tuple, ds.RecordingSet] = {}
 
 
 def load_recordings(cfg: LosoConfig) -> ds.RecordingSet:
-    """The dataset's recordings with the LOSO activities, resampled to ``cfg.rate`` (cached per process)."""
+    """The dataset's recordings with the LOSO activities (selected by :func:`app.core.classmap.class_map`'s
+    rule, through ``RecordingSet.select``), resampled to ``cfg.rate`` (cached per process)."""
     key = (cfg.dataset, str(cfg.data_path), float(cfg.rate))
     rs = _DATA_CACHE.get(key)
     if rs is None:

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from estimator.arch import Arch, ArchError, Layer, paper_cnn
+from app.core.safezip import MODEL_LIMITS, ZipRefused, check_zip
 
 Weights = dict[str, list[np.ndarray]]
 
@@ -85,20 +86,64 @@ class LoadedModel:
 # ================================================================================================
 
 
+#: Start-up lines TensorFlow's C++ side prints on every import, before its log level applies (absl logs
+#: everything until it is initialised): informational, never an error.  Anything else is passed through.
+TF_NOISE = re.compile(
+    r"oneDNN custom operations are on|All log messages before absl::InitializeLog\(\) is called|"
+    r"This TensorFlow binary is optimized to use available CPU instructions|"
+    r"To enable the following instructions: .* rebuild TensorFlow|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
+    r"Could not find cuda drivers on your machine|TF-TRT Warning: Could not find TensorRT|"
+    r"cuda_(dnn|fft|blas)\.cc:\d+\] Unable to register|Cannot dlopen some GPU libraries|"
+    r"failed call to cuInit|Skipping registering GPU devices"
+)
+_tf_lock = threading.Lock()
+
+
+def _import_tf(name: str):
+    """Import ``tensorflow``/``keras`` once with TensorFlow's start-up INFO lines (oneDNN, CPU features,
+    CUDA probing) removed from stderr; every other line it prints is written back unchanged."""
+    import importlib  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    if name in sys.modules:
+        return sys.modules[name]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING off once logging is set up
+    with _tf_lock:
+        if name in sys.modules:
+            return sys.modules[name]
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no real stderr (frozen GUI): nothing to filter
+            return importlib.import_module(name)
+        import tempfile  # noqa: PLC0415
+
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                return importlib.import_module(name)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                lines = tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                kept = "".join(line for line in lines if not TF_NOISE.search(line))
+                if kept:
+                    sys.stderr.write(kept)
+                    sys.stderr.flush()
+
+
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import keras  # noqa: PLC0415
+        _import_tf("tensorflow")
+        return _import_tf("keras")
     except ImportError as exc:  # pragma: no cover - environment problem
         raise ModelError(f"TensorFlow/Keras is not installed ({exc})") from exc
-    return keras
 
 
 def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # noqa: PLC0415
-
-    return tf
+    return _import_tf("tensorflow")
 
 
 # ================================================================================================
@@ -428,6 +473,7 @@ def _check_file(path: Path) -> None:
         if head[:4] != b"PK\x03\x04":
             raise ModelError(f"{path}: not a Keras 3 .keras archive (no zip header)")
         try:
+            check_zip(path, MODEL_LIMITS, ".keras archive")  # declared sizes first: never inflate a zip bomb
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 bad = zf.testzip()
@@ -439,6 +485,8 @@ def _check_file(path: Path) -> None:
             ValueError,
             RuntimeError,
         ) as exc:  # RuntimeError: 'encrypted' flag
+            if isinstance(exc, ZipRefused):
+                raise ModelError(str(exc)) from None
             raise ModelError(f"{path}: corrupt or truncated .keras archive ({_short(exc)})") from exc
         if bad is not None:
             raise ModelError(f"{path}: corrupt .keras archive (member {bad!r} fails its CRC check)")
@@ -449,6 +497,13 @@ def _check_file(path: Path) -> None:
             raise ModelError(f"{path}: not an HDF5 file (bad signature)")
     elif suffix == ".npz" and head[:4] != b"PK\x03\x04":
         raise ModelError(f"{path}: not an .npz archive (no zip header)")
+    elif suffix == ".npz":
+        try:
+            check_zip(path, MODEL_LIMITS, ".npz model")
+        except ZipRefused as exc:
+            raise ModelError(str(exc)) from None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise ModelError(f"{path}: not an ODL Studio model .npz ({_short(exc)})") from exc
 
 
 def load_model(path: str | Path) -> LoadedModel:
@@ -494,6 +549,9 @@ def load_model(path: str | Path) -> LoadedModel:
     if not classes:
         classes = tuple(f"class_{i}" for i in range(n))
         meta["classes_unknown"] = True
+    bad = nonfinite_layers(weights)
+    if bad:
+        raise ModelError(f"{path}: weights of layer(s) {', '.join(bad)} contain NaN or Inf (a diverged training?)")
     arch = Arch(arch.input_shape, arch.layers, classes, arch.name, preprocessing, meta={"source": str(path)})
     return LoadedModel(arch, weights, classes, preprocessing, str(path), meta)
 
@@ -1099,6 +1157,17 @@ def train_paper_cnn(
         train_windows=int(len(x)),
     )
     model = from_keras(km, classes, "none", source=arch.name, meta=info)
+    bad = nonfinite_layers(model.weights)
+    if bad:
+        raise ModelError(
+            f"training diverged: the weights of layer(s) {', '.join(bad)} became NaN or Inf "
+            f"(learning rate {lr:g}; try a smaller --lr, or check the data for absurd values); nothing was written"
+        )
     if val is not None and len(val[0]):
         history["val"] = evaluate(val[1], keras_predict(model, val[0]), classes)
     return model, history
+
+
+def nonfinite_layers(weights: Weights) -> list[str]:
+    """Names of the layers with a NaN or Inf weight."""
+    return [name for name, arrays in weights.items() if not all(np.isfinite(np.asarray(a)).all() for a in arrays)]

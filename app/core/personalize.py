@@ -5,7 +5,8 @@ Workflow (:func:`personalize`):
 1. **User data** (:func:`load_user_data`): WISDM text (v1.1 names or 2019 letter codes, a file or a
    folder; quirks reported by :mod:`app.core.datasets`), the app's own exports (WISDM-v1.1-style text
    from ``labels.export_wisdm_csv`` or the windows ``.npz`` of ``labels.export_windows_npz``), or a
-   HAPT npz; resampled to the model's rate, activities mapped to the model's classes, split
+   HAPT npz; resampled to the model's rate, activities mapped to the model's classes
+   (:func:`app.core.classmap.class_map`, names compared canonically, the model's spelling kept), split
    chronologically per activity into local train (default 60 %, stride T/2) and test (stride T) with
    no window crossing the split.
 2. **Board** (:class:`BoardSession`): a NUCLEO at ``board_url`` (real or virtual), or an in-process
@@ -39,7 +40,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from app.core import datasets as ds
+from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.paths import asset_path
+from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 
 ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
@@ -148,12 +151,16 @@ class UserData:
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     rate: float = 20.0
+    class_map: dict = field(default_factory=dict)  # model class -> the activities it gathers
+    left_out: dict = field(default_factory=dict)  # activity -> samples that no class takes
 
     def info(self) -> dict:
         return {
             "user": self.user,
             "source": self.source,
             "rate_hz": self.rate,
+            "class_map": dict(self.class_map),
+            "left_out": dict(self.left_out),
             "n_train": len(self.train),
             "n_test": len(self.test),
             "train_counts": self.train.counts(),
@@ -162,29 +169,6 @@ class UserData:
             "skipped_examples": [str(s) for s in self.skipped[:5]],
             "notes": list(self.notes),
         }
-
-
-def _activity_mapping(activities: Sequence[str] | str | None, classes: Sequence[str]) -> Any:
-    """What to pass to ``RecordingSet.select``: the model's classes, or the user's ``--activities``
-    (``name`` or ``target=source+source``), which must name only the model's classes."""
-    if activities is None:
-        return list(classes)
-    items = [a.strip() for a in (activities.split(",") if isinstance(activities, str) else activities) if a.strip()]
-    if len(items) == 1 and items[0] in ds.LABEL_SETS:
-        items = list(ds.LABEL_SETS[items[0]])
-    mapping: dict[str, list[str]] = {}
-    for it in items:
-        target, _, srcs = it.partition("=")
-        t = ds.canonical_activity(target)
-        mapping[t] = (
-            [ds.canonical_activity(s) for s in srcs.split("+")]
-            if srcs
-            else [t] + [m for m in ds.MERGES.get(t, ()) if m not in items]
-        )
-    unknown = [t for t in mapping if t not in classes]
-    if unknown:
-        raise PersonalizeError(f"--activities {unknown} are not classes of the model (classes: {', '.join(classes)})")
-    return mapping
 
 
 def load_user_data(
@@ -196,12 +180,15 @@ def load_user_data(
     user: str | None = None,
     train_fraction: float = 0.6,
 ) -> UserData:
-    """The user's local train/test windows for a model with ``classes`` and input size ``T``."""
+    """The user's local train/test windows for a model with ``classes`` and input size ``T``; activities
+    are mapped to the classes by :func:`app.core.classmap.class_map` (``activities``: its specification,
+    default: every class by canonical name), windows labelled in the model's spelling and order."""
     path = Path(path)
     if not path.exists():
         raise PersonalizeError(f"--data {path}: no such file or directory")
+    cmap = _class_map(classes, activities)
     if path.is_file() and path.suffix.lower() == ".npz" and _is_window_npz(path):
-        return _load_window_npz(path, classes, T, train_fraction, user)
+        return _load_window_npz(path, cmap, T, train_fraction, user)
     try:
         rs = ds.load_dataset(path, activities=None, rate=rate)
     except ds.DatasetError as exc:
@@ -223,28 +210,33 @@ def load_user_data(
             raise PersonalizeError(f"--user {user} is not in {path} (subjects: {', '.join(subjects)})")
         user = hits[0]
     rs = rs.for_subjects([user])
-    mapping = _activity_mapping(activities, classes)
-    available = set(rs.activities())
-    if isinstance(mapping, list):
-        mapping = {c: [c] + [m for m in ds.MERGES.get(c, ()) if m not in mapping] for c in mapping}
-    mapping = {t: srcs for t, srcs in mapping.items() if any(s in available for s in srcs)}
-    if not mapping:
+    try:
+        mapped = cmap.apply(rs)
+    except ClassMapError:
         raise PersonalizeError(
-            f"--data {path}: user {user} has none of the model's activities "
-            f"{', '.join(classes)} (has: {', '.join(sorted(available))})"
-        )
-    rs = rs.select(mapping)
-    train, test = ds.personal_split(rs, T, train_fraction, classes)
+            f"--data {path}: user {user} has no data for any class of the model ({cmap.describe()}); "
+            f"the user has: {', '.join(rs.activities())}"
+        ) from None
+    rs = mapped.recordings
+    train, test = ds.personal_split(rs, T, train_fraction, cmap.classes)
     if len(train) == 0 or len(test) == 0:
         raise PersonalizeError(
             f"--data {path}: user {user} has too little data for T={T}: "
             f"{len(train)} training and {len(test)} test windows"
         )
     notes = list(rs.notes)
-    missing = [c for c in classes if c not in mapping]
-    if missing:
-        notes.append(f"user {user} has no data for {', '.join(missing)}")
-    return UserData(str(user), train, test, str(path), list(rs.skipped), notes, float(rate))
+    if mapped.missing:
+        notes.append(f"user {user} has no data for {', '.join(mapped.missing)}")
+    return UserData(
+        str(user), train, test, str(path), list(rs.skipped), notes, float(rate), cmap.to_dict(), mapped.left_out
+    )
+
+
+def _class_map(classes: Sequence[str], activities: Sequence[str] | str | None) -> ClassMap:
+    try:
+        return class_map(classes, activities)
+    except ClassMapError as exc:
+        raise PersonalizeError(f"--activities: {exc}" if activities is not None else f"--model: {exc}") from None
 
 
 def _load_app_text(path: Path, rate: float) -> ds.RecordingSet | None:
@@ -307,10 +299,16 @@ def _seen_in_pretraining(meta: dict, user: str) -> str | None:
     return None
 
 
-def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction: float, user: str | None) -> UserData:
-    """The app's windows export: windows in recording order per class; the first ``train_fraction`` of
-    each class trains, the rest tests, dropping the windows that would overlap across the cut."""
+def _load_window_npz(
+    path: Path, cmap: ClassMap | Sequence[str], T: int, train_fraction: float, user: str | None
+) -> UserData:
+    """The app's windows export: windows in recording order per class, their classes mapped by ``cmap``
+    (or the default map of a model's classes); the first ``train_fraction`` of each class trains, the rest
+    tests, dropping the windows that would overlap across the cut."""
+    cmap = cmap if isinstance(cmap, ClassMap) else _class_map(cmap, None)
+    classes = cmap.classes
     try:
+        check_zip(path, DATA_LIMITS, "windows file")  # declared sizes first: never inflate a zip bomb
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("X", "y", "classes") if k not in z.files]
             if missing:
@@ -321,9 +319,11 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
             X, y = np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64)
             src_classes = [str(c) for c in np.atleast_1d(z["classes"])]
             stride = int(z["stride"]) if "stride" in z.files else int(X.shape[1]) if X.ndim >= 2 else 0
-            rates = np.asarray(z["rate_hz"], np.float64) if "rate_hz" in z.files else np.zeros(0)
+            rates = np.atleast_1d(np.asarray(z["rate_hz"], np.float64)) if "rate_hz" in z.files else np.zeros(0)
     except PersonalizeError:
         raise
+    except ZipRefused as exc:
+        raise PersonalizeError(f"--data {exc}") from None
     except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, MemoryError, NotImplementedError) as exc:
         raise PersonalizeError(f"--data {path}: unreadable windows file ({type(exc).__name__}: {exc})") from exc
     if not np.isfinite(X).all():
@@ -335,8 +335,8 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
             f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "
             f"(export the windows again with size {T}, or export the recording as WISDM text)"
         )
-    index = {ds.canonical_activity(c): i for i, c in enumerate(classes)}
-    remap = np.array([index.get(ds.canonical_activity(c), -1) for c in src_classes], np.int64)
+    index = {c: i for i, c in enumerate(classes)}
+    remap = np.array([index.get(cmap.class_of(c), -1) for c in src_classes], np.int64)
     if len(y) and (y.min() < 0 or y.max() >= len(src_classes)):
         raise PersonalizeError(f"--data {path}: label index outside 0..{len(src_classes) - 1}")
     yy = remap[y] if len(y) else y
@@ -363,7 +363,10 @@ def _load_window_npz(path: Path, classes: Sequence[str], T: int, train_fraction:
         if (~keep).any()
         else []
     )
-    return UserData(name, train, test, str(path), [], notes, rate)
+    left_out = {src_classes[k]: int(np.count_nonzero(y == k)) for k in range(len(src_classes)) if remap[k] < 0}
+    return UserData(
+        name, train, test, str(path), [], notes, rate, cmap.to_dict(), {k: v for k, v in left_out.items() if v}
+    )
 
 
 def stratified_subset(y: np.ndarray, n_keep: int, seed: int = 0) -> np.ndarray:
@@ -809,6 +812,8 @@ class PersonalizeResult:
         return {
             "user": self.report["user"],
             "input_size": self.report["input_size"],
+            "classes": self.report["classes"],
+            "class_map": self.report["data"]["class_map"],
             "results": res,
             "model": self.report["model"],
             "board": self.report["board"],

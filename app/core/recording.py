@@ -21,10 +21,18 @@ the Joulescope "drop on overflow" rule — and the dropped range is written as N
 power recording's gaps) so that every later sample stays at its own position (= its time).  The database
 row (:class:`~app.core.store.Recording`) is updated with the sample count every second and marked complete
 on :meth:`StreamRecorder.stop`; :func:`recover` repairs rows of a session that crashed.
+
+**Full disk.**  The writer checks the room left before each write; when less than
+:data:`RECORDING_RESERVE` would remain it writes what fits and stops by itself (:attr:`StreamRecorder.
+stop_reason` says why, :attr:`~StreamRecorder.finished` turns True): the file is consistent and holds
+exactly the row's ``n_samples``, the row is 'recovered' with the reason in ``meta['error']``.  A write that
+fails anyway ends the same way (a power file's fill value is NaN, so nothing unwritten ever reads as a
+0.0 sample).  :func:`space_warning` tells the user before a recording starts that the disk is nearly full.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -33,8 +41,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from app.core.store import Recording, Store
+from app.core.store import Recording, Store, StoreError
 from app.core.streams import SampleStream, Stats
+from device.lpm01a.recorder import DiskFull, clear_write_flags, room_left, write_flags
 
 __all__ = [
     "StreamRecorder",
@@ -51,6 +60,9 @@ __all__ = [
     "active_recorders",
     "read_power_events",
     "PowerEvent",
+    "DiskFull",
+    "space_warning",
+    "RECORDING_RESERVE",
 ]
 
 ACCEL_DIR = "recordings/accel"
@@ -61,6 +73,13 @@ POWER_FLUSH_S = 0.5
 DB_UPDATE_S = 1.0
 #: Seconds between two looks at the device manager's event list while recording power.
 EVENTS_POLL_S = 0.1
+#: Bytes a recording leaves free on the disk (the database, the file's last chunk and its close need room):
+#: a recording stops by itself, cleanly, before the disk is that full.
+RECORDING_RESERVE = 8 * 1024 * 1024
+#: Room beyond the reserve a recording needs to start at all.
+START_MARGIN = 2 * 1024 * 1024
+#: Warn before starting a recording when the disk holds less than this many seconds of it.
+SPACE_WARN_S = 600.0
 CLI_CAPTURE_FORMAT = "odlstudio-lpm01a-capture"
 #: A power-shield stream event: (time on the stream's timeline in s, kind, text); D7 edges have kind 'event'.
 PowerEvent = tuple[float, str, str]
@@ -140,8 +159,39 @@ class StreamRecorder:
         self._done = threading.Event()
         self._stopping = False
         self._error: BaseException | None = None
+        #: Why the recorder stopped by itself ('' = it did not): the disk filled up, a write failed.
+        self.stop_reason = ""
+        self.db_error = ""  # the database could not take the final row (full disk): recover() fixes it later
+        self._row: Recording | None = None  # the final row (also when the database could not be updated)
         ext, sub = (".f32", ACCEL_DIR) if kind == "accel" else (".h5", POWER_DIR)
-        self.rec = store.add_recording(
+        try:
+            self.rec = self._add_row(store, stream, kind, name, dataset_id, ext, sub, voltage)
+        except StoreError as exc:
+            raise RecordingError(f"cannot start the recording: {exc}") from exc
+        self.rel_path = f"{sub}/{self.rec.id}{ext}"
+        try:
+            store.update_recording(self.rec.id, path=self.rel_path)
+        except StoreError as exc:
+            raise RecordingError(f"cannot start the recording: {exc}") from exc
+        self.path = store.resolve(self.rel_path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._open()
+        except (OSError, RuntimeError) as exc:  # full or read-only disk: no recording, say why
+            _quiet(lambda: store.delete_recording(self.rec.id))
+            _quiet(lambda: self.path.unlink(missing_ok=True))
+            raise RecordingError(f"cannot start the recording: {exc}") from exc
+        self._thread = threading.Thread(target=self._writer, name=f"rec-{kind}-{self.rec.id}", daemon=True)
+        with _active_lock:
+            _active.add(self)
+        # stop (and finish the last database update) before the store closes, whoever closes it first
+        store.add_close_hook(self._store_closing)
+        self._thread.start()
+        stream.add_sink(self._sink)
+
+    @staticmethod
+    def _add_row(store, stream, kind, name, dataset_id, ext, sub, voltage) -> Recording:
+        return store.add_recording(
             kind,
             name,
             f"{sub}/pending{ext}",
@@ -153,18 +203,6 @@ class StreamRecorder:
             if kind == "power"
             else {"unit": stream.unit},
         )
-        self.rel_path = f"{sub}/{self.rec.id}{ext}"
-        store.update_recording(self.rec.id, path=self.rel_path)
-        self.path = store.resolve(self.rel_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._open()
-        self._thread = threading.Thread(target=self._writer, name=f"rec-{kind}-{self.rec.id}", daemon=True)
-        with _active_lock:
-            _active.add(self)
-        # stop (and finish the last database update) before the store closes, whoever closes it first
-        store.add_close_hook(self._store_closing)
-        self._thread.start()
-        stream.add_sink(self._sink)
 
     def _store_closing(self) -> None:
         try:
@@ -205,12 +243,16 @@ class StreamRecorder:
 
     # --- consumer side (writer thread) ------------------------------------------------------------
     def _open(self):
+        room = room_left(self.path.parent)
+        if room < RECORDING_RESERVE + START_MARGIN:  # a recording that would stop at once is not started
+            raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         if self.kind == "accel":
             return open(self.path, "ab", buffering=0)
         import h5py
 
         f = h5py.File(self.path, "w", libver="latest")
-        f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,))
+        # NaN fill: a position that never reached the disk reads as a gap, never as a 0.0 sample
+        f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,), fillvalue=np.nan)
         ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
         ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
         f.attrs.update(
@@ -235,14 +277,33 @@ class StreamRecorder:
         if not parts:
             return
         data = np.concatenate(parts).astype("<f4", copy=False)
-        if self.kind == "accel":
-            self._file.write(data.tobytes())
-        else:
-            ds = self._file["current"]
-            n = ds.shape[0]
-            ds.resize((n + len(data),))
-            ds[n:] = data.ravel()
-        self.n_written += len(data)
+        row_bytes = 4 * self.stream.channels
+        room = room_left(self.path) - RECORDING_RESERVE - (0 if self.kind == "accel" else 65536 * 4)
+        full = None
+        if len(data) * row_bytes > room:  # write what fits and stop: the file stays consistent
+            fit = max(0, room // row_bytes)
+            full = DiskFull(self.path, self.n_written + min(fit, len(data)), max(0, room + RECORDING_RESERVE))
+            data = data[:fit]
+        if len(data):
+            if self.kind == "accel":
+                try:
+                    self._file.write(data.tobytes())
+                except OSError:
+                    # a partial row would shift every later one: cut the file back to whole rows
+                    self._file.truncate(self.n_written * row_bytes)
+                    raise
+            else:
+                ds = self._file["current"]
+                n = ds.shape[0]
+                try:
+                    ds.resize((n + len(data),))
+                    ds[n:] = data.ravel()
+                except Exception:
+                    _quiet(lambda: ds.resize((n,)))
+                    raise
+            self.n_written += len(data)
+        if full is not None:
+            raise full
 
     def _writer(self) -> None:
         last_sync = last_db = last_events = time.monotonic()
@@ -268,7 +329,11 @@ class StreamRecorder:
                         break
                     blocks.append(more)
                 if blocks:
-                    self._write(blocks)
+                    try:
+                        self._write(blocks)
+                    except (OSError, RuntimeError) as exc:
+                        self._halt(exc)
+                        break
                 now = time.monotonic()
                 if self._events_src is not None and (finished or now - last_events >= EVENTS_POLL_S):
                     last_events = now
@@ -276,15 +341,35 @@ class StreamRecorder:
                 if finished or now - last_sync >= POWER_FLUSH_S:
                     last_sync = now
                     if self.kind == "power":
-                        self._file.flush()
+                        try:
+                            self._file.flush()
+                        except (OSError, RuntimeError) as exc:
+                            self._halt(exc)
+                            break
                 if not finished and now - last_db >= DB_UPDATE_S:
                     last_db = now
-                    self.store.update_recording(self.rec.id, n_samples=self.n_written)
+                    try:
+                        self.store.update_recording(self.rec.id, n_samples=self.n_written)
+                    except StoreError:
+                        pass  # the database is full or gone: the count is set at the end, or by recover()
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self._error = exc
         finally:
             self._close()
             self._done.set()
+
+    def _halt(self, exc: BaseException) -> None:
+        """Stop by itself after a full disk or a failed write (writer thread): no more samples are taken,
+        the file is closed with what it holds, and :attr:`stop_reason` says why."""
+        from device.lpm01a.recorder import _write_error
+
+        if not isinstance(exc, DiskFull) and _write_error(exc):
+            exc = DiskFull(self.path, self.n_written, 0, "the disk filled up while writing")
+        self._error = exc
+        self.stop_reason = str(exc) if isinstance(exc, DiskFull) else f"writing {self.path} failed: {exc}"
+        with self._lock:
+            self._stopping = True
+        self.stream.remove_sink(self._sink)
 
     def _take_events(self) -> None:
         """Append the source's new events that fall on written samples to the ``events`` dataset (writer
@@ -323,25 +408,46 @@ class StreamRecorder:
                     (a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps if b > self.rec.t_offset
                 ]
                 gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
-                gaps.sort()
-                self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
-                self._file.attrs["dropped"] = self.dropped
+                gaps = sorted((a, min(b, self.n_written / self.stream.rate_hz)) for a, b in gaps)
+                gaps = [(a, b) for a, b in gaps if b > a]
+                try:
+                    self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
+                    self._file.attrs["dropped"] = self.dropped
+                except Exception:  # noqa: BLE001 - after a full disk the NaN runs still mark the gaps
+                    if self._error is None:
+                        raise
             self._file.close()
+        except Exception as exc:  # noqa: BLE001 - the file could not be finished: said in the row
+            if self._error is None:
+                self._error = exc
+                self.stop_reason = f"closing {self.path} failed: {exc}"
         finally:
             status = "complete" if self._error is None else "recovered"
             meta = dict(self.rec.meta, dropped=self.dropped)
             if self.kind == "power":
                 meta["events"] = self.n_events
             if self._error is not None:
-                meta["error"] = str(self._error)
+                meta["error"] = self.stop_reason or str(self._error)
+            t_off = None if self._first is None else self._first / self.stream.rate_hz
+            self._row = dataclasses.replace(
+                self.rec,
+                n_samples=self.n_written,
+                status=status,
+                meta=meta,
+                t_offset=self.rec.t_offset if t_off is None else t_off,
+                path=self.rel_path,
+            )
             try:
-                t_off = None if self._first is None else self._first / self.stream.rate_hz
                 self.store.update_recording(
                     self.rec.id, n_samples=self.n_written, status=status, meta=meta, t_offset=t_off
                 )
+                self._row = self.store.recording(self.rec.id)
+            except Exception as exc:  # noqa: BLE001 - database full or gone: recover() repairs the row
+                self.db_error = str(exc)
+            try:
                 if self.on_finished is not None:
-                    self.on_finished(self.store.recording(self.rec.id))
-            except Exception as exc:  # noqa: BLE001 - database gone (app exiting): recover() repairs the row
+                    self.on_finished(self._row)
+            except Exception as exc:  # noqa: BLE001 - the callback's owner reports its own failure
                 self._error = self._error or exc
             finally:
                 with _active_lock:
@@ -376,12 +482,34 @@ class StreamRecorder:
             self._q.put(None)
         if not self._done.wait(timeout):
             raise RecordingError(f"recording {self.path} did not finish writing within {timeout} s")
-        if self._error is not None:
+        if self._error is not None and not self.stop_reason:
             raise RecordingError(f"writing {self.path} failed: {self._error}") from self._error
-        return self.store.recording(self.rec.id)
+        return self._row if self._row is not None else self.store.recording(self.rec.id)
 
     def wait(self, timeout: float) -> bool:
         return self._done.wait(timeout)
+
+
+def _quiet(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - best effort after a failed write
+        pass
+
+
+def space_warning(store: Store, kind: str, rate_hz: float, channels: int = 1) -> str:
+    """A message when the data directory's disk holds less than :data:`SPACE_WARN_S` of a recording of
+    this kind and rate (empty when there is room): say it before a long recording starts."""
+    per_s = rate_hz * 4 * (3 if kind == "accel" else channels)
+    room = room_left(store.data_dir) - RECORDING_RESERVE
+    if room >= per_s * SPACE_WARN_S:
+        return ""
+    if room <= 0:
+        return f"The disk holding {store.data_dir} is full: nothing can be recorded (free some space first)."
+    return (
+        f"Only {max(0, room) / 1e6:.0f} MB free on the disk holding {store.data_dir}: about "
+        f"{room / per_s / 60:.0f} min of {kind} recording at {rate_hz:g} Hz; it stops by itself when the disk is full."
+    )
 
 
 def load_accel(store: Store, rec: Recording) -> np.ndarray:
@@ -486,55 +614,112 @@ def power_file_info(path: str | Path) -> dict:
     """Layout of a power HDF5 file: ``{'dataset', 'rate_hz', 'voltage', 'scale', 'n', 'format', 'gaps'}``.
 
     Reads the app's own recordings (``current``) and ``odlstudio power --out`` captures (``samples``,
-    :mod:`device.lpm01a.recorder`); anything else raises :class:`RecordingError` naming the file."""
+    :mod:`device.lpm01a.recorder`); anything else — including a foreign file with the right names but the
+    wrong kinds (a group where a dataset belongs, a scalar, a text ``rate_hz``, malformed ``gaps``) —
+    raises :class:`RecordingError` naming the file and what is wrong."""
     import h5py
 
     path = Path(path)
     try:
         f = h5py.File(path, "r", libver="latest", swmr=True)
     except OSError as exc:
-        raise RecordingError(f"cannot open power file {path}: {exc}") from exc
-    with f:
-        if "current" in f:
-            ds = f["current"]
-            rate = float(f.attrs.get("rate_hz", 0.0))
-            volt = float(f.attrs.get("voltage", 3.3))
-            gaps = np.asarray(f.attrs.get("gaps", np.zeros((0, 2))), np.float64).reshape(-1, 2)
-            return {
-                "dataset": "current",
-                "rate_hz": rate,
-                "voltage": volt,
-                "scale": 1.0,
-                "n": int(ds.shape[0]),
-                "format": "odlstudio-app",
-                "gaps": gaps,
-            }
-        if "samples" in f and (f.attrs.get("format") == CLI_CAPTURE_FORMAT or "rate_hz" in f["samples"].attrs):
-            ds = f["samples"]
-            rate = float(ds.attrs.get("rate_hz", 0.0))
-            volt = float(ds.attrs.get("voltage_v", np.nan))
-            quantity = ds.attrs.get("quantity", "current")
-            quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
-            if not (volt == volt and volt > 0):
-                if quantity == "energy":
-                    raise RecordingError(
-                        f"{path}: an energy capture without its supply voltage (voltage_v) cannot be shown as current"
-                    )
-                volt = 3.3
-            scale = rate / volt if quantity == "energy" else 1.0  # J per period -> A
-            return {
-                "dataset": "samples",
-                "rate_hz": rate,
-                "voltage": volt,
-                "scale": scale,
-                "n": int(ds.shape[0]),
-                "format": CLI_CAPTURE_FORMAT,
-                "gaps": None,
-            }
-        raise RecordingError(
-            f"{path} has neither a 'current' dataset (ODL Studio recording) nor a 'samples' "
-            "dataset (odlstudio power capture): not a power recording"
-        )
+        raise RecordingError(f"cannot open power file {path}: {_h5_reason(exc)}") from exc
+    try:
+        with f:
+            return _power_file_info(f, path)
+    except RecordingError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise RecordingError(f"{path}: not a readable power recording ({_h5_reason(exc)})") from exc
+
+
+def _h5_reason(exc: BaseException) -> str:
+    """HDF5's own message without its flag dumps and error-stack noise."""
+    text = str(exc).split("\n")[0]
+    for noise in (" (file signature not found)", "Unable to synchronously open file "):
+        text = text.replace(noise, "" if noise.startswith(" ") else "")
+    if "file is already open for write" in text:
+        return "it is still open for writing, or its writer was killed (run 'odlstudio repair FILE')"
+    if "file signature not found" in str(exc):
+        return "not an HDF5 file"
+    return text.strip("() ")[:200] or type(exc).__name__
+
+
+def _attr_float(obj, name: str, default: float, path: Path) -> float:
+    raw = obj.attrs.get(name, default)
+    try:
+        value = float(np.asarray(raw).reshape(-1)[0]) if np.size(raw) == 1 else float("nan")
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value):
+        raise RecordingError(f"{path}: attribute {name!r} is {raw!r}, not a finite number")
+    return value
+
+
+def _samples_dataset(f, name: str, path: Path):
+    import h5py
+
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise RecordingError(f"{path}: '{name}' is a {type(ds).__name__.lower()}, not a dataset of samples")
+    if ds.ndim != 1 or not np.issubdtype(ds.dtype, np.number):
+        raise RecordingError(f"{path}: '{name}' has shape {ds.shape} and type {ds.dtype}, expected a 1-D numeric array")
+    return ds
+
+
+def _power_file_info(f, path: Path) -> dict:
+    if "current" in f:
+        ds = _samples_dataset(f, "current", path)
+        rate = _attr_float(f, "rate_hz", 0.0, path)
+        volt = _attr_float(f, "voltage", 3.3, path)
+        raw_gaps = f.attrs.get("gaps", np.zeros((0, 2)))
+        try:
+            gaps = np.asarray(raw_gaps, np.float64)
+            if gaps.size % 2 or not np.all(np.isfinite(gaps)):
+                raise ValueError
+            gaps = gaps.reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise RecordingError(f"{path}: attribute 'gaps' is not a list of (start, end) times") from None
+        return {
+            "dataset": "current",
+            "rate_hz": rate,
+            "voltage": volt,
+            "scale": 1.0,
+            "n": int(ds.shape[0]),
+            "format": "odlstudio-app",
+            "gaps": gaps,
+        }
+    if "samples" in f and (f.attrs.get("format") == CLI_CAPTURE_FORMAT or "rate_hz" in f["samples"].attrs):
+        ds = _samples_dataset(f, "samples", path)
+        rate = _attr_float(ds, "rate_hz", 0.0, path)
+        volt = float(ds.attrs.get("voltage_v", np.nan)) if np.size(ds.attrs.get("voltage_v", 0)) == 1 else np.nan
+        quantity = ds.attrs.get("quantity", "current")
+        quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
+        if not (volt == volt and volt > 0):
+            if quantity == "energy":
+                raise RecordingError(
+                    f"{path}: an energy capture without its supply voltage (voltage_v) cannot be shown as current"
+                )
+            volt = 3.3
+        scale = rate / volt if quantity == "energy" else 1.0  # J per period -> A
+        n = int(ds.shape[0])
+        st = f.get("status")
+        if st is not None and getattr(st, "shape", None) == (4,):
+            # positions /status vouches for: a capture stopped by a full disk or a kill holds no more
+            n = max(0, min(n, int(st[2])))
+        return {
+            "dataset": "samples",
+            "rate_hz": rate,
+            "voltage": volt,
+            "scale": scale,
+            "n": n,
+            "format": CLI_CAPTURE_FORMAT,
+            "gaps": None,
+        }
+    raise RecordingError(
+        f"{path} has neither a 'current' dataset (ODL Studio recording) nor a 'samples' "
+        "dataset (odlstudio power capture): not a power recording"
+    )
 
 
 def register_power_file(store: Store, path: str | Path, dataset_id: int | None = None) -> Recording:
@@ -570,7 +755,6 @@ def open_power(
 ) -> ReplayStream:
     """Reopen a power recording as a :class:`ReplayStream` (reads the file once to build the pyramid).
     Gaps are the recording's own list, or (CLI captures) the runs of lost samples (NaN) in the file."""
-    import h5py
 
     path = store.resolve(rec.path)
     info = power_file_info(path)
@@ -586,13 +770,29 @@ def open_power(
         history_s=max(recent_s, n / rate + 1.0),
     )
     gaps: list[tuple[float, float]] = [tuple(g) for g in info["gaps"]] if info["gaps"] is not None else []
+    try:
+        gaps = _read_into(stream, path, info, n, gaps, progress, cancelled)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RecordingError(f"{path}: cannot read its samples ({_h5_reason(exc)})") from exc
+    stream.gaps[:] = gaps
+    try:
+        stream.events = read_power_events(path, rate)
+    except RecordingError as exc:  # damaged events never hide the samples
+        stream.events_error = str(exc)
+    return stream
+
+
+def _read_into(stream, path, info, n, gaps, progress, cancelled) -> list:
+    import h5py
+
+    rate = stream.rate_hz
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         ds = f[info["dataset"]]
         step = 1 << 20
         for a in range(0, n, step):
             if cancelled is not None and cancelled():
                 raise RecordingError("cancelled")
-            y = np.asarray(ds[a : a + step], np.float64)
+            y = np.asarray(ds[a : min(n, a + step)], np.float64)
             if info["scale"] != 1.0:
                 y = y * info["scale"]
             if info["gaps"] is None:
@@ -600,12 +800,7 @@ def open_power(
             stream.append(y.astype(np.float32))
             if progress is not None:
                 progress(min(1.0, (a + step) / max(1, n)))
-    stream.gaps[:] = gaps
-    try:
-        stream.events = read_power_events(path, rate)
-    except RecordingError as exc:  # damaged events never hide the samples
-        stream.events_error = str(exc)
-    return stream
+    return gaps
 
 
 def read_power_events(path: str | Path, rate_hz: float | None = None) -> list[PowerEvent]:
@@ -664,7 +859,9 @@ def _merge_gaps(gaps: list, new: list) -> list:
 
 
 def recover(store: Store) -> list[Recording]:
-    """Repair recordings left 'recording' by a session that crashed: count what reached the disk."""
+    """Repair recordings left 'recording' by a session that crashed: count what reached the disk, and clear
+    the "open for write" flags a killed HDF5 writer leaves (so plain readers — h5py without ``swmr=True``,
+    HDFView, pandas — open the power file; see :func:`device.lpm01a.recorder.clear_write_flags`)."""
     fixed = []
     for rec in store.unfinished_recordings():
         path = store.resolve(rec.path)
@@ -673,6 +870,11 @@ def recover(store: Store) -> list[Recording]:
             if rec.kind == "accel":
                 n = path.stat().st_size // 12
             else:
+                try:
+                    if write_flags(path):
+                        clear_write_flags(path)
+                except (OSError, ValueError):
+                    pass  # not repairable here: the swmr reader below still counts what it can
                 try:
                     n = power_file_info(path)["n"]
                 except Exception:  # noqa: BLE001 - a truncated HDF5 file: keep the row, 0 samples

@@ -203,38 +203,32 @@ def model_recordings(
     notes on what was left out.  What a training round trains on and what "Simulate on my windows"
     measures, so the two agree.
 
-    Labels are matched to the classes by canonical name (case, synonyms; ``stairs`` gathers
-    ``upstairs``/``downstairs``, ``stationary`` gathers sitting/standing); labels the model does not know
-    are left out and named in the notes.  The labels are cut by
+    Labels are matched to the classes by :func:`app.core.classmap.class_map` (canonical names: case,
+    synonyms; ``Stairs`` gathers ``stairs``/``upstairs``/``downstairs``, ``Stationary`` gathers
+    sitting/standing), the rule ``odlstudio personalize`` uses too; labels the model does not know are
+    left out and named in the notes.  The labels are cut by
     :func:`app.core.labels.labelled_recording_set`, but unlike ``labelled_recording_set(classes=...)`` (a
     dataset import) an unsplit ``stairs`` label is left out for a model with upstairs/downstairs classes
     rather than trained as ``upstairs``.  Raises :class:`RoundError` when nothing usable is labelled."""
-    from app.core.datasets import MERGES, RecordingSet, canonical_activity
+    from app.core.classmap import ClassMapError, class_map
     from app.core.labels import labelled_recording_set
 
-    segments = labelled_recording_set(store, dataset_id, user).segments  # canonical names, own rate
-    if not segments:
+    rs = labelled_recording_set(store, dataset_id, user)  # canonical names, own rate
+    if not rs.segments:
         raise RoundError(
             "the current dataset has no labelled accelerometer recording: record and label some "
             "activities in the Labelling panel first"
         )
-    present = {s.activity for s in segments}
+    try:
+        mapped = class_map(classes).apply(rs)
+    except ClassMapError:
+        raise RoundError(
+            f"none of the labelled activities {rs.activities()} is a class of the model {list(classes)}"
+        ) from None
     notes: list[str] = []
-    mapping: dict[str, str] = {}
-    for c in classes:
-        canon = canonical_activity(c)
-        for src in (canon, *MERGES.get(canon, ())):
-            if src in present and src not in mapping:
-                mapping[src] = c
-    unknown = sorted(present - set(mapping))
-    if unknown:
-        notes.append(f"labels {unknown} are not classes of the model {list(classes)} and were left out")
-    rs = RecordingSet(
-        [dataclasses.replace(s, activity=mapping[s.activity]) for s in segments if s.activity in mapping],
-        source="labelled recordings",
-    )
-    if not rs.segments:
-        raise RoundError(f"none of the labelled activities {sorted(present)} is a class of the model {list(classes)}")
+    if mapped.left_out:
+        notes.append(f"labels {sorted(mapped.left_out)} are not classes of the model {list(classes)} and were left out")
+    rs = mapped.recordings
     return (rs.resampled(float(rate_hz)) if rate_hz else rs), notes
 
 
@@ -248,10 +242,11 @@ def local_windows(
     user: str = "user",
 ) -> LocalData:
     """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``
-    (segments from :func:`model_recordings`, split chronologically per class, no window across the cut)."""
-    from app.core.datasets import canonical_activity, personal_split
+    (segments from :func:`model_recordings`, split chronologically per class, no window across the cut);
+    ``classes`` keep the model's spelling."""
+    from app.core.datasets import personal_split
 
-    classes = tuple(canonical_activity(c) for c in classes)
+    classes = tuple(classes)
     rs, notes = model_recordings(store, dataset_id, classes, user, rate_hz)
     train, test = personal_split(rs, int(input_size), float(train_fraction), classes=classes)
     if len(train) == 0 or len(test) == 0:

@@ -10,11 +10,20 @@ and a file from a *newer* app is refused with a clear message instead of being d
 
 Thread-safety: one connection shared under a lock (``check_same_thread=False``), so reader/recorder
 threads may update recording rows while the GUI thread edits labels.
+
+Damage and failures (issue 13): every sqlite error reaches callers as :class:`StoreError` in plain words
+(disk full, read-only, locked by another program); at start-up the file's integrity is checked
+(``PRAGMA quick_check``) and a damaged file — or an empty one beside recordings — raises
+:class:`StoreDamaged`.  :meth:`Store.close` keeps rotating backups made with SQLite's online backup API
+(``backups/``, :data:`BACKUPS_KEPT`); :func:`restore_backup`, :func:`rebuild_store` and
+:func:`start_new_store` are the three ways out of a damaged file (the damaged one is always kept aside).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -33,7 +42,17 @@ __all__ = [
     "default_data_dir",
     "SCHEMA_VERSION",
     "DEFAULT_CLASSES",
+    "StoreDamaged",
+    "list_backups",
+    "restore_backup",
+    "rebuild_store",
+    "start_new_store",
+    "BACKUPS_KEPT",
 ]
+
+#: Backups kept in ``<data dir>/backups`` (one per session, the oldest removed first).
+BACKUPS_KEPT = 5
+BACKUP_DIR = "backups"
 
 #: WISDM v1.1 activities (the paper's pretraining set); a new dataset starts with these.
 DEFAULT_CLASSES = ("Walking", "Jogging", "Upstairs", "Downstairs", "Sitting", "Standing")
@@ -84,6 +103,50 @@ SCHEMA_VERSION = max(MIGRATIONS) + 1
 
 class StoreError(RuntimeError):
     """Database problem the user can act on (newer schema, unwritable directory, unknown id)."""
+
+
+class StoreDamaged(StoreError):
+    """The database file is damaged (or empty while recordings exist): offer a backup, a rebuild from the
+    recording files, or a new store (:func:`restore_backup`, :func:`rebuild_store`, :func:`start_new_store`)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"the database {path} is damaged: {reason}")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        if os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            return True
+    except (OSError, AttributeError):
+        pass
+    return not os.access(folder, os.W_OK)
+
+
+def _plain(exc: sqlite3.Error, path: Path) -> StoreError:
+    """A sqlite error in words the user can act on."""
+    text = str(exc)
+    low = text.lower()
+    if "disk is full" in low or "disk full" in low:
+        return StoreError(
+            f"the database {path} cannot be written: the disk is full. Free some space; what was saved before is kept"
+        )
+    if "readonly" in low or "read-only" in low or ("unable to open" in low and _read_only(path.parent)):
+        return StoreError(
+            f"the database {path} is read-only (check the permissions of {path.parent}, or use another --data-dir)"
+        )
+    if "locked" in low or "busy" in low:
+        return StoreError(
+            f"the database {path} is locked by another program (is ODL Studio already running with this "
+            "data folder?); close it or use another --data-dir"
+        )
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return StoreDamaged(path, text)
+    if "unable to open" in low:
+        return StoreError(f"cannot open the database {path}: {text} (check the folder exists and is writable)")
+    if isinstance(exc, sqlite3.OperationalError) and ("i/o" in low or "disk i/o" in low):
+        return StoreError(f"the database {path} cannot be read or written (disk I/O error): {text}")
+    return StoreError(f"database error in {path}: {text}")
 
 
 def default_data_dir() -> Path:
@@ -151,7 +214,8 @@ class Store:
 
     FILENAME = "odlstudio.sqlite"
 
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir: str | Path, *, adopting: bool = False):
+        """``adopting``: a new database is being built beside existing recording files (a rebuild)."""
         self.data_dir = Path(data_dir)
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,22 +225,44 @@ class Store:
         self._lock = threading.RLock()
         self._closed = False
         self._close_hooks: list[Callable[[], None]] = []
+        self.backup_error = ""  # why the last backup could not be made ('' = it was)
+        empty = not self.path.exists() or self.path.stat().st_size == 0
+        if empty and not adopting and _recording_files(self.data_dir):
+            n = len(_recording_files(self.data_dir))
+            raise StoreDamaged(
+                self.path,
+                f"the database is {'missing' if not self.path.exists() else 'empty'} but {n} recording files are "
+                f"in {self.data_dir / 'recordings'}",
+            )
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-        self.session_id = self._insert(
-            "INSERT INTO sessions(started, app_version) VALUES (?, ?)", (time.time(), _app_version())
-        )
+            raise _plain(exc, self.path) from exc
+        try:
+            self._db.row_factory = sqlite3.Row
+            if not empty:
+                _check_integrity(self._db, self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+            self.session_id = self._insert(
+                "INSERT INTO sessions(started, app_version) VALUES (?, ?)", (time.time(), _app_version())
+            )
+        except BaseException:
+            self._db.close()
+            raise
 
     # --- plumbing -------------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self._lock:
+            try:
+                self._migrate_locked()
+            except sqlite3.Error as exc:
+                raise _plain(exc, self.path) from exc
+
+    def _migrate_locked(self) -> None:
+        if True:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -211,17 +297,30 @@ class Store:
     def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             self._check_open()
-            return self._db.execute(sql, args)
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                raise _plain(exc, self.path) from exc
 
     def _insert(self, sql: str, args: tuple) -> int:
         with self._lock:
             self._check_open()
-            return int(self._db.execute(sql, args).lastrowid)
+            try:
+                return int(self._db.execute(sql, args).lastrowid)
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                raise _plain(exc, self.path) from exc
 
     def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             self._check_open()
-            return list(self._db.execute(sql, args).fetchall())
+            try:
+                return list(self._db.execute(sql, args).fetchall())
+            except sqlite3.Error as exc:
+                raise _plain(exc, self.path) from exc
 
     def transaction(self) -> "_Txn":
         """``with store.transaction(): ...`` groups several writes into one atomic commit."""
@@ -263,8 +362,44 @@ class Store:
             try:
                 self._db.execute("UPDATE sessions SET ended=? WHERE id=?", (time.time(), self.session_id))
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # a full or read-only disk: the session's end time is not essential
+            try:
+                self.backup_error = ""
+                self.backup()
+            except (StoreError, OSError) as exc:  # never lose the session over its backup
+                self.backup_error = str(exc)
             finally:
                 self._db.close()
+
+    def backup(self, keep: int = BACKUPS_KEPT) -> Path:
+        """Copy the database with SQLite's online backup API to ``backups/odlstudio-<time>.sqlite`` (checked,
+        then renamed into place) and keep the newest ``keep``; returns the new file."""
+        folder = self.data_dir / BACKUP_DIR
+        folder.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000_000:09d}"
+        final = folder / f"odlstudio-{stamp}.sqlite"
+        tmp = folder / f".{final.name}.tmp"
+        try:
+            with self._lock:
+                dst = sqlite3.connect(tmp)
+                try:
+                    self._db.backup(dst)
+                    ok = dst.execute("PRAGMA quick_check").fetchone()[0]
+                finally:
+                    dst.close()
+            if ok != "ok":
+                raise StoreError(f"the backup {tmp} does not pass its integrity check: {ok}")
+            os.replace(tmp, final)
+        except sqlite3.Error as exc:
+            tmp.unlink(missing_ok=True)
+            raise _plain(exc, final) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        for old in list_backups(self.data_dir)[keep:]:
+            old.unlink(missing_ok=True)
+        return final
 
     def resolve(self, rel_path: str) -> Path:
         """Absolute path of a file stored relative to the data directory."""
@@ -597,18 +732,297 @@ class _Txn:
 
     def __enter__(self) -> Store:
         self.store._lock.acquire()  # noqa: SLF001
-        self.store._db.execute("SAVEPOINT txn")  # noqa: SLF001 - nests inside an outer transaction
+        try:
+            self.store._check_open()  # noqa: SLF001
+            self.store._db.execute("SAVEPOINT txn")  # noqa: SLF001 - nests inside an outer transaction
+        except sqlite3.Error as exc:
+            self.store._lock.release()  # noqa: SLF001
+            raise _plain(exc, self.store.path) from exc
+        except BaseException:
+            self.store._lock.release()  # noqa: SLF001
+            raise
         return self.store
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                self.store._db.execute("RELEASE txn")  # noqa: SLF001
+                try:
+                    self.store._db.execute("RELEASE txn")  # noqa: SLF001
+                except sqlite3.Error as err:
+                    _quiet_rollback(self.store._db)  # noqa: SLF001
+                    raise _plain(err, self.store.path) from err
             else:
-                self.store._db.execute("ROLLBACK TO txn")  # noqa: SLF001
-                self.store._db.execute("RELEASE txn")  # noqa: SLF001
+                _quiet_rollback(self.store._db)  # noqa: SLF001
         finally:
             self.store._lock.release()  # noqa: SLF001
+
+
+def _quiet_rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK TO txn")
+        db.execute("RELEASE txn")
+    except sqlite3.Error:
+        pass
+
+
+def _recording_files(data_dir: Path) -> list[Path]:
+    rec = Path(data_dir) / "recordings"
+    if not rec.is_dir():
+        return []
+    return sorted([*rec.glob("accel/*.f32"), *rec.glob("power/*.h5")])
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:  # 'not a database', 'malformed' -> StoreDamaged; 'locked' stays
+        raise _plain(exc, path) from exc
+    result = [r[0] for r in rows]
+    if result != ["ok"]:
+        raise StoreDamaged(path, "; ".join(map(str, result[:3])))
+
+
+def list_backups(data_dir: str | Path) -> list[Path]:
+    """Backups of the database in ``data_dir``, newest first."""
+    folder = Path(data_dir) / BACKUP_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("odlstudio-*.sqlite"), key=lambda p: p.name, reverse=True)
+
+
+def _set_aside(data_dir: Path) -> Path | None:
+    """Move the damaged database (and its -wal/-shm) to ``odlstudio.sqlite.damaged-<time>``; returns it."""
+    db = Path(data_dir) / Store.FILENAME
+    if not db.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = db.with_name(f"{db.name}.damaged-{stamp}")
+    k = 1
+    while kept.exists():
+        kept = db.with_name(f"{db.name}.damaged-{stamp}-{k}")
+        k += 1
+    try:
+        os.replace(db, kept)
+        for extra in ("-wal", "-shm"):
+            side = db.with_name(db.name + extra)
+            if side.exists():
+                os.replace(side, kept.with_name(kept.name + extra))
+    except OSError as exc:
+        raise StoreError(f"cannot move the damaged database {db} aside: {exc}") from exc
+    return kept
+
+
+def start_new_store(data_dir: str | Path) -> Path | None:
+    """Keep the damaged database aside and let the next :class:`Store` start an empty one (recording files
+    stay where they are; :func:`rebuild_store` can still adopt them later).  Returns where the damaged
+    file went."""
+    data_dir = Path(data_dir)
+    kept = _set_aside(data_dir)
+    _quarantine_files(data_dir)
+    return kept
+
+
+def _quarantine_files(data_dir: Path) -> None:
+    """A new, empty store beside old recording files would be taken for a damaged one at the next start:
+    move the files to ``recordings.old-<time>`` (kept, never deleted)."""
+    rec = data_dir / "recordings"
+    if _recording_files(data_dir):
+        os.replace(rec, data_dir / f"recordings.old-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def restore_backup(data_dir: str | Path, backup: str | Path | None = None) -> Path:
+    """Put the newest good backup (or ``backup``) in place of the damaged database, which is kept aside.
+    Recording files made after the backup are added back as recovered rows (see :func:`rebuild_store`).
+    Returns the backup used.  Raises :class:`StoreError` when there is no usable backup."""
+    data_dir = Path(data_dir)
+    candidates = [Path(backup)] if backup is not None else list_backups(data_dir)
+    for cand in candidates:
+        try:
+            con = sqlite3.connect(f"file:{cand}?mode=ro", uri=True)
+            try:
+                ok = con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            finally:
+                con.close()
+        except sqlite3.Error:
+            ok = False
+        if not ok:
+            continue
+        damaged = _set_aside(data_dir)
+        shutil.copyfile(cand, data_dir / Store.FILENAME)
+        store = Store(data_dir)
+        try:
+            _adopt_files(store, _salvage_sources(damaged))
+        finally:
+            store.close()
+        return cand
+    raise StoreError(f"no usable backup of the database in {data_dir / BACKUP_DIR}")
+
+
+def rebuild_store(data_dir: str | Path) -> dict:
+    """Keep the damaged database aside and build a new one from what can still be read: rows of the
+    damaged file that SQLite can still read (users, datasets, recordings, labels, markers), else the
+    newest backup's, and every recording file in ``recordings/`` (power files carry their rate and
+    voltage; an accel file without a readable row gets the default rate and says so).  Returns counts."""
+    data_dir = Path(data_dir)
+    damaged = _set_aside(data_dir)
+    store = Store(data_dir, adopting=True)
+    try:
+        sources = _salvage_sources(damaged)
+        labels = _copy_rows(store, sources)
+        added = _adopt_files(store, sources)
+        return {"recordings": added, "labels": labels, "damaged": str(damaged) if damaged else ""}
+    finally:
+        store.close()
+
+
+def _salvage_sources(damaged: Path | None) -> list[sqlite3.Connection]:
+    """Read-only connections to the damaged file (if SQLite can still read it) and the newest backups."""
+    out = []
+    paths = ([damaged] if damaged is not None else []) + (
+        list_backups(damaged.parent)[:1] if damaged is not None else []
+    )
+    for p in paths:
+        try:
+            con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            con.row_factory = sqlite3.Row
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            out.append(con)
+        except sqlite3.Error:
+            continue
+    return out
+
+
+def _read_rows(cons: list[sqlite3.Connection], table: str) -> list[dict]:
+    """Every row of ``table`` readable in the first source that has it; rows past a damaged page are lost."""
+    for con in cons:
+        rows: list[dict] = []
+        try:
+            for r in con.execute(f"SELECT * FROM {table} ORDER BY id"):  # noqa: S608 - fixed table names
+                rows.append(dict(r))
+        except sqlite3.Error:
+            pass
+        if rows:
+            return rows
+    return []
+
+
+def _copy_rows(store: Store, cons: list[sqlite3.Connection]) -> int:
+    """Users, datasets, recordings (whose file exists), labels and markers from the sources; returns the
+    number of labels kept."""
+    users = {r["id"]: r for r in _read_rows(cons, "users")}
+    datasets = _read_rows(cons, "datasets")
+    recs = _read_rows(cons, "recordings")
+    n_labels = 0
+    with store.transaction():
+        for u in users.values():
+            store._exec(  # noqa: SLF001
+                "INSERT OR IGNORE INTO users(id, name, created) VALUES (?,?,?)", (u["id"], u["name"], u["created"])
+            )
+        for d in datasets:
+            if d["user_id"] in users:
+                store._exec(  # noqa: SLF001
+                    "INSERT OR IGNORE INTO datasets(id, user_id, name, classes, created) VALUES (?,?,?,?,?)",
+                    (d["id"], d["user_id"], d["name"], d["classes"], d["created"]),
+                )
+        for u in users.values():
+            store._exec("UPDATE users SET dataset_id=? WHERE id=?", (u["dataset_id"], u["id"]))  # noqa: SLF001
+        known_ds = {r["id"] for r in store._rows("SELECT id FROM datasets")}  # noqa: SLF001
+        for r in recs:
+            path = store.resolve(r["path"]) if not os.path.isabs(r["path"]) else Path(r["path"])
+            if not path.is_file():
+                continue
+            status = "recovered" if r["status"] == "recording" else r["status"]
+            store._exec(  # noqa: SLF001
+                "INSERT OR IGNORE INTO recordings(id, dataset_id, session_id, kind, name, path, rate_hz, channels, "
+                "n_samples, t_offset, started, ended, status, meta) VALUES (?,?,NULL,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    r["id"],
+                    r["dataset_id"] if r["dataset_id"] in known_ds else None,
+                    r["kind"],
+                    r["name"],
+                    r["path"],
+                    r["rate_hz"],
+                    r["channels"],
+                    r["n_samples"],
+                    r["t_offset"],
+                    r["started"],
+                    r["ended"],
+                    status,
+                    r["meta"],
+                ),
+            )
+        known = {r["id"] for r in store._rows("SELECT id FROM recordings")}  # noqa: SLF001
+        for lab in _read_rows(cons, "labels"):
+            if lab["recording_id"] in known and not lab["deleted"]:
+                store._exec(  # noqa: SLF001
+                    "INSERT OR IGNORE INTO labels(id, recording_id, start_s, end_s, label, deleted, updated) "
+                    "VALUES (?,?,?,?,?,0,?)",
+                    (lab["id"], lab["recording_id"], lab["start_s"], lab["end_s"], lab["label"], lab["updated"]),
+                )
+                n_labels += 1
+        for m in _read_rows(cons, "markers"):
+            if m["recording_id"] in known:
+                store._exec(  # noqa: SLF001
+                    "INSERT OR IGNORE INTO markers(id, session_id, recording_id, name, t_s, created) "
+                    "VALUES (?,NULL,?,?,?,?)",
+                    (m["id"], m["recording_id"], m["name"], m["t_s"], m["created"]),
+                )
+    return n_labels
+
+
+def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
+    """Add a row for every recording file that has none (its id is its file name); returns how many."""
+    known = {Path(r.path).name for r in store.recordings()}
+    old = {r["id"]: r for r in _read_rows(cons, "recordings")}
+    added = 0
+    for path in _recording_files(store.data_dir):
+        if path.name in known or not path.stem.isdigit():
+            continue
+        rid = int(path.stem)
+        kind = "accel" if path.suffix == ".f32" else "power"
+        rel = f"recordings/{kind}/{path.name}"
+        row = old.get(rid)
+        meta: dict = {"rebuilt_from": "file"}
+        if kind == "accel":
+            n = path.stat().st_size // 12
+            rate = float(row["rate_hz"]) if row and row["kind"] == "accel" else 52.0
+            if not row:
+                meta["note"] = "rate unknown (database damaged): assumed 52 Hz, the app's default"
+            channels = 3
+        else:
+            try:
+                from app.core.recording import power_file_info  # noqa: PLC0415 - recording imports store
+
+                info = power_file_info(path)
+            except Exception as exc:  # noqa: BLE001 - a damaged file is left out, named in the row-less count
+                meta["error"] = str(exc)
+                continue
+            n, rate, channels = info["n"], info["rate_hz"], 1
+            meta.update(voltage=info["voltage"], unit="A")
+        if store._rows("SELECT id FROM recordings WHERE id=?", (rid,)):  # noqa: SLF001 - id taken: new id
+            rid = None
+        store._insert(  # noqa: SLF001
+            "INSERT INTO recordings(id, dataset_id, session_id, kind, name, path, rate_hz, channels, n_samples, "
+            "t_offset, started, status, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                rid,
+                None,
+                store.session_id,
+                kind,
+                row["name"] if row else f"recovered {kind} {path.stem}",
+                rel,
+                rate,
+                channels,
+                int(n),
+                float(row["t_offset"]) if row else 0.0,
+                float(row["started"]) if row else path.stat().st_mtime,
+                "recovered",
+                json.dumps(meta),
+            ),
+        )
+        added += 1
+    return added
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -500,8 +500,17 @@ class PowerShield:
 
     # --- typed commands -------------------------------------------------------------------------------
     def htc(self) -> None:
-        """Take host control (needed before any measurement command)."""
-        self.command("htc")
+        """Take host control (needed before any measurement command).  The first command a session
+        sends: a port that does not answer it is said not to look like an LPM01A."""
+        try:
+            self.command("htc")
+        except PowerShieldTimeout as exc:
+            if self.state != "unknown" or self.firmware is not None:
+                raise
+            raise PowerShieldTimeout(
+                f"{exc}: the device on {self.url!r} does not look like an X-NUCLEO-LPM01A (wrong port, another "
+                "device, or a shield with other firmware)"
+            ) from None
         self.state = "host"
 
     def hrc(self) -> None:

@@ -10,11 +10,23 @@ HDF5 layout (self-describing; every attribute is written before streaming starts
     /events    compound[M]  index (int64), time_s (float64), kind (str), text (str), value (float64)
                             every non-timestamp stream event: D7 markers ("event"), end, summary,
                             device errors, corruption, in-stream acks
-    /status    int64[4]     received, lost, last_index+1, finished(0/1) — rewritten at each flush
+    /status    int64[4]     received, lost, next_index, finished — rewritten at each flush; finished:
+                            0 = running (or killed), 1 = finished, 2 = stopped early because the disk was
+                            full (or a write failed): the file holds exactly ``next_index`` positions
 
 The file is opened in SWMR mode (HDF5 single-writer/multiple-reader): after each flush (~1 s) the
 on-disk file is consistent, so a capture killed at any moment (even ``kill -9``) leaves a readable
-file with everything flushed, and readers can follow a live capture with ``swmr=True``.
+file with everything flushed, and readers can follow a live capture with ``swmr=True``.  A killed
+writer leaves HDF5's "open for write" flags set, so plain readers (``h5py.File(path, "r")``, HDFView,
+pandas, MATLAB) refuse the file until they are cleared: :func:`clear_write_flags` does that
+(``odlstudio repair FILE``; the app does it for its own recordings at start-up).
+
+**Full disk.**  Before each flush the writer checks the room left (free space on the file system, and
+the process's file-size limit): when it would fall below :data:`DISK_RESERVE` it writes what fits,
+marks ``/status`` finished = 2 and raises :class:`DiskFull` — the file stays consistent and closes
+normally.  A write that fails anyway (another process filled the disk between the check and the write)
+is handled the same way as far as HDF5 allows; the samples dataset's fill value is NaN, so a position
+that never reached the disk reads as *lost*, never as a 0.0 sample.
 
 CSV: ``time_s,value`` rows with a header naming units and rate; writing stops at ``max_bytes``
 and the writer says so (:attr:`CsvWriter.capped`).
@@ -23,7 +35,10 @@ and the writer says so (:attr:`CsvWriter.capped`).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import math
+import os
+import struct
 import time
 from pathlib import Path
 
@@ -32,7 +47,75 @@ import numpy as np
 from device.lpm01a.capture import Block
 from device.lpm01a.decode import StreamEvent
 
-__all__ = ["Hdf5Writer", "CsvWriter", "open_writer", "read_capture"]
+__all__ = [
+    "Hdf5Writer",
+    "CsvWriter",
+    "open_writer",
+    "read_capture",
+    "DiskFull",
+    "room_left",
+    "clear_write_flags",
+    "DISK_RESERVE",
+]
+
+#: Bytes kept free on the disk while writing: room for the last chunk, HDF5's metadata and a clean close.
+DISK_RESERVE = 2 * 1024 * 1024
+
+
+class DiskFull(OSError):
+    """The disk (or the process's file-size limit) has no room for more samples: the writer stopped
+    cleanly before running out; the file is complete up to what it says it holds."""
+
+    def __init__(self, path: str | Path, written: int, room: int, reason: str = "", unit: str = "samples") -> None:
+        super().__init__(errno.ENOSPC, "disk full")
+        self.path, self.written, self.room, self.unit = Path(path), int(written), int(room), unit
+        self.reason = reason or f"only {room / 1e6:.1f} MB left"
+
+    def __str__(self) -> str:
+        if "not enough to start" in self.reason:
+            return f"disk full: {self.reason} {self.path} (free some space or choose another disk)"
+        return (
+            f"disk full: {self.reason} for {self.path}; stopped writing after {self.written:,} {self.unit} "
+            "(the file is complete up to there)"
+        )
+
+
+def room_left(path: str | Path) -> int:
+    """Bytes that can still be written to the file ``path`` (or a new file there): free space on its file
+    system for this user, capped by the process's file-size limit (``RLIMIT_FSIZE``) minus the file's size."""
+    path = Path(path)
+    where = path if path.exists() else path.parent
+    try:
+        st = os.statvfs(where)
+        room = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):  # Windows has no statvfs
+        import shutil
+
+        try:
+            room = shutil.disk_usage(where).free
+        except OSError:
+            return 1 << 62
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            size = path.stat().st_size if path.is_file() else 0
+            room = min(room, max(0, soft - size))
+    except (ImportError, OSError, ValueError):
+        pass
+    return int(room)
+
+
+def _write_error(exc: BaseException) -> bool:
+    """An error that means 'no room': ENOSPC, EFBIG (file-size limit) or EDQUOT, raised by Python or
+    reported inside an HDF5 error message."""
+    codes = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if isinstance(exc, OSError) and exc.errno in codes:
+        return True
+    text = str(exc)
+    return any(f"errno = {c}," in text for c in codes) or "No space left" in text or "File too large" in text
+
 
 _EVENT_DTYPE = None
 
@@ -62,18 +145,30 @@ class Hdf5Writer:
         chunk: int = 65536,
         flush_s: float = 1.0,
         extra_attrs: dict | None = None,
+        reserve: int | None = None,
+        check_space: bool = True,
     ) -> None:
         import h5py
 
         self.path = Path(path)
         self.rate_hz = float(rate_hz)
         self.flush_s = float(flush_s)
+        self.reserve = DISK_RESERVE if reserve is None else int(reserve)
+        self.check_space = bool(check_space)  # False: rely on the write errors alone (tests of that path)
+        room = room_left(self.path) if check_space else 1 << 62
+        if room < self.reserve + chunk * 8:
+            raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         self.f = h5py.File(self.path, "w", libver="latest")
         start = time.time() if start_time is None else float(start_time)
         self.f.attrs["format"] = "odlstudio-lpm01a-capture"
         self.f.attrs["version"] = 1
         self.f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        ds = self.f.create_dataset("samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,))
+        self.chunk_bytes = chunk * 8
+        self.error: BaseException | None = None  # the write error that ended this file early
+        # NaN fill: a position that never reached the disk reads as 'lost', never as a 0.0 sample
+        ds = self.f.create_dataset(
+            "samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,), fillvalue=np.nan
+        )
         units = "A" if output == "current" else "J"
         ds.attrs.update(
             {
@@ -107,9 +202,13 @@ class Hdf5Writer:
         self.lost = 0
         self.next_index = 0
         self._last_flush = time.monotonic()
+        self._on_disk = 0  # positions written by the last good flush
+        self._nan_on_disk = 0
         self.closed = False
 
     def write(self, block: Block) -> None:
+        if self.error is not None or self.closed:  # stopped by a full disk: nothing more is kept
+            return
         if self._first_index is None and len(block.values) and block.first_index != 0:
             # attributes cannot change under SWMR: pad so that position == sample number
             self._buf.append(np.full(block.first_index, np.nan))
@@ -133,15 +232,47 @@ class Hdf5Writer:
             self.flush()
 
     def flush(self, finished: bool = False) -> None:
-        if self.closed:
+        """Write what is buffered.  Raises :class:`DiskFull` (once) when the disk has no room for it: what
+        fits is written, ``/status`` says finished = 2 and how many positions the file holds."""
+        if self.closed or self.error is not None:
             return
+        try:
+            self._flush(finished)
+        except DiskFull as exc:
+            self.error = exc
+            raise
+        except (OSError, RuntimeError, ValueError) as exc:  # the disk filled between the check and the write
+            self.error = exc
+            self._salvage()
+            if _write_error(exc):
+                raise DiskFull(self.path, self.samples_on_disk, 0, "the disk filled up while writing") from exc
+            raise OSError(f"writing {self.path} failed: {exc}") from exc
+
+    @property
+    def samples_on_disk(self) -> int:
+        return int(self._on_disk)
+
+    def _flush(self, finished: bool) -> None:
+        full = None
         if self._buf:
             data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
-            n0 = self.samples.shape[0]
-            self.samples.resize((n0 + len(data),))
-            self.samples[n0:] = data
+            room = (room_left(self.path) if self.check_space else 1 << 62) - self.reserve
+            need = len(data) * 8 + self.chunk_bytes  # a partly filled chunk takes its whole size
+            if need > room:
+                fit = max(0, (room - self.chunk_bytes) // 8)
+                full = DiskFull(self.path, self._on_disk + min(fit, len(data)), max(0, room + self.reserve))
+                data = data[: max(0, fit)]
+            if len(data):
+                n0 = self.samples.shape[0]
+                self.samples.resize((n0 + len(data),))
+                self.samples[n0:] = data
+                nan_new = int(np.count_nonzero(np.isnan(data)))
+            else:
+                nan_new = 0
             self._buf, self._buf_n = [], 0
-        if self._ev_buf:
+        else:
+            nan_new = 0
+        if self._ev_buf and full is None:
             rows = np.array(
                 [
                     (e.index, e.index / self.rate_hz, e.kind, e.text[:1000], np.nan if e.value is None else e.value)
@@ -153,16 +284,55 @@ class Hdf5Writer:
             self.events.resize((m0 + len(rows),))
             self.events[m0:] = rows
             self._ev_buf = []
-        self.status[:] = np.array([self.received, self.lost, self.next_index, int(finished)], np.int64)
+        on_disk = int(self.samples.shape[0])
+        if full is not None:
+            # what the file holds: positions [0, on_disk); samples not written count neither as received
+            # nor lost (the capture's own counts are in the CLI's JSON)
+            lost_in = self._nan_on_disk + nan_new
+            self.received, self.lost, self.next_index = on_disk - lost_in, lost_in, on_disk
+            self.status[:] = np.array([self.received, self.lost, on_disk, 2], np.int64)
+        else:
+            self.status[:] = np.array([self.received, self.lost, self.next_index, int(finished)], np.int64)
         self.f.flush()
+        self._on_disk = on_disk
+        self._nan_on_disk += nan_new
         self._last_flush = time.monotonic()
+        if full is not None:
+            raise full
+
+    def _salvage(self) -> None:
+        """After a failed write: shrink the dataset to what the last good flush wrote and say so in
+        ``/status`` (finished = 2); best effort, the disk may refuse this too."""
+        try:
+            self._buf, self._buf_n, self._ev_buf = [], 0, []
+            self.received, self.lost = self._on_disk - self._nan_on_disk, self._nan_on_disk
+            self.next_index = self._on_disk
+            self.samples.resize((self._on_disk,))
+            self.status[:] = np.array([self.received, self.lost, self._on_disk, 2], np.int64)
+            self.f.flush()
+        except Exception:  # noqa: BLE001 - nothing more can be done; readers trust /status
+            pass
 
     def close(self) -> None:
         if self.closed:
             return
-        self.flush(finished=True)
-        self.closed = True
-        self.f.close()
+        try:
+            if self.error is None:
+                self.flush(finished=True)
+        finally:
+            self.closed = True
+            try:
+                self.f.close()
+            except Exception as exc:  # noqa: BLE001 - HDF5 could not write its last metadata
+                if self.error is None:
+                    self.error = exc
+                    raise OSError(f"closing {self.path} failed: {exc}") from exc
+            finally:
+                if self.error is not None:  # a failed write may have left the file short of its recorded end
+                    try:
+                        clear_write_flags(self.path)
+                    except (OSError, ValueError):
+                        pass
 
     def __enter__(self) -> "Hdf5Writer":
         return self
@@ -172,39 +342,74 @@ class Hdf5Writer:
 
 
 class CsvWriter:
-    """``time_s,<quantity>_<unit>`` rows; stops writing at ``max_bytes`` (then :attr:`capped` is True)."""
+    """``time_s,<quantity>_<unit>`` rows; stops writing at ``max_bytes`` (then :attr:`capped` is True).
+    A full disk stops it too: the rows that fit are written (whole rows only) and :class:`DiskFull` is
+    raised once; :attr:`rows` is then exactly what the file holds."""
+
+    reserve = 256 * 1024
 
     def __init__(self, path: str | Path, rate_hz: float, output: str = "current", max_bytes: int = 100_000_000) -> None:
         self.path = Path(path)
         self.rate_hz = float(rate_hz)
         self.max_bytes = int(max_bytes)
         self.capped = False
+        self.error: BaseException | None = None
         self.rows = 0
         unit = "a" if output == "current" else "j"
+        room = room_left(self.path)
+        if room < self.reserve:
+            raise DiskFull(self.path, 0, room, f"only {room / 1e6:.2f} MB free, not enough to start", unit="rows")
         self.fh = open(self.path, "w", encoding="ascii", newline="\n")
         header = f"# odlstudio LPM01A capture, rate_hz={self.rate_hz:g}, {output} in {'A' if unit == 'a' else 'J'}; empty value = lost sample\ntime_s,{output}_{unit}\n"
-        self.fh.write(header)
-        self.bytes = len(header)
+        self.bytes = 0
+        self._put(header)
         self._tdigits = max(0, math.ceil(math.log10(self.rate_hz))) + 1 if self.rate_hz > 1 else 1
 
+    def _put(self, text: str) -> None:
+        """Write and flush ``text``; on a write error cut the file back to the last whole row written."""
+        try:
+            self.fh.write(text)
+            self.fh.flush()
+        except OSError as exc:
+            self.error = exc
+            try:
+                os.ftruncate(self.fh.fileno(), self.bytes)
+            except OSError:
+                pass
+            if _write_error(exc):
+                raise DiskFull(self.path, self.rows, 0, "the disk filled up while writing", unit="rows") from exc
+            raise
+        self.bytes += len(text)
+
     def write(self, block: Block) -> None:
-        if self.capped or not len(block.values):
+        if self.capped or self.error is not None or not len(block.values):
             return
         t = block.times
         v = block.values
         text = _format_rows(t, v, self._tdigits)
         room = self.max_bytes - self.bytes
+        full = None
+        disk = room_left(self.path) - self.reserve
+        if disk < min(room, len(text)):
+            room = max(0, disk)
+            full = DiskFull(self.path, 0, max(0, disk + self.reserve), unit="rows")
         if len(text) > room:
             cut = text.rfind("\n", 0, room) + 1
             text = text[:cut]
-            self.capped = True
-        self.fh.write(text)
-        self.bytes += len(text)
+            self.capped = full is None
+        self._put(text)
         self.rows += text.count("\n")
+        if full is not None:
+            self.error = full
+            full.written = self.rows
+            raise full
 
     def close(self) -> None:
         if not self.fh.closed:
-            self.fh.close()
+            try:
+                self.fh.close()
+            except OSError:  # nothing buffered is lost: every write was flushed (or cut back) at once
+                pass
 
     def __enter__(self) -> "CsvWriter":
         return self
@@ -241,8 +446,10 @@ def read_capture(path: str | Path) -> dict:
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         ds = f["samples"]
         ev = f["events"][()]
+        status = f["status"][()]
+        n = min(int(ds.shape[0]), int(status[2]))  # positions /status vouches for (a full disk, a kill)
         return {
-            "samples": ds[()],
+            "samples": ds[:n],
             "attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in ds.attrs.items()},
             "events": [
                 {
@@ -254,9 +461,133 @@ def read_capture(path: str | Path) -> dict:
                 }
                 for r in ev
             ],
-            "status": {k: int(x) for k, x in zip(("received", "lost", "next_index", "finished"), f["status"][()])},
+            "status": {k: int(x) for k, x in zip(("received", "lost", "next_index", "finished"), status)},
         }
 
 
 def _s(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
+
+
+# --- files left by a killed writer -----------------------------------------------------------------
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def _lookup3(data: bytes, initval: int = 0) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` (HDF5's metadata checksum, ``H5_checksum_lookup3``)."""
+    m = 0xFFFFFFFF
+    length = len(data)
+    a = b = c = (0xDEADBEEF + length + initval) & m
+    i = 0
+    while length > 12:
+        a = (a + int.from_bytes(data[i : i + 4], "little")) & m
+        b = (b + int.from_bytes(data[i + 4 : i + 8], "little")) & m
+        c = (c + int.from_bytes(data[i + 8 : i + 12], "little")) & m
+        a = ((a - c) & m) ^ _rot(c, 4); c = (c + b) & m  # fmt: skip
+        b = ((b - a) & m) ^ _rot(a, 6); a = (a + c) & m  # fmt: skip
+        c = ((c - b) & m) ^ _rot(b, 8); b = (b + a) & m  # fmt: skip
+        a = ((a - c) & m) ^ _rot(c, 16); c = (c + b) & m  # fmt: skip
+        b = ((b - a) & m) ^ _rot(a, 19); a = (a + c) & m  # fmt: skip
+        c = ((c - b) & m) ^ _rot(b, 4); b = (b + a) & m  # fmt: skip
+        length -= 12
+        i += 12
+    if length == 0:
+        return c
+    tail = data[i:] + bytes(12 - length)
+    a = (a + int.from_bytes(tail[0:4], "little")) & m
+    b = (b + int.from_bytes(tail[4:8], "little")) & m
+    c = (c + int.from_bytes(tail[8:12], "little")) & m
+    c ^= b; c = (c - _rot(b, 14)) & m  # fmt: skip
+    a ^= c; a = (a - _rot(c, 11)) & m  # fmt: skip
+    b ^= a; b = (b - _rot(a, 25)) & m  # fmt: skip
+    c ^= b; c = (c - _rot(b, 16)) & m  # fmt: skip
+    a ^= c; a = (a - _rot(c, 4)) & m  # fmt: skip
+    b ^= a; b = (b - _rot(a, 14)) & m  # fmt: skip
+    c ^= b; c = (c - _rot(b, 24)) & m  # fmt: skip
+    return c
+
+
+def write_flags(path: str | Path) -> int | None:
+    """The superblock's file-consistency flags of an HDF5 file (bit 0: open for write, bit 2: open for
+    SWMR write), or None for a superblock version without them (0/1) or a file that is not HDF5."""
+    found = _find_superblock(Path(path))
+    return None if found is None else found[2]
+
+
+def _find_superblock(path: Path) -> tuple[int, bytes, int] | None:
+    with open(path, "rb") as fh:
+        for base in (0, 512, 1024, 2048, 4096, 8192):  # HDF5 looks at 0 and powers of two from 512
+            fh.seek(base)
+            head = fh.read(12 + 4 * 8 + 4)
+            if len(head) < 12 or head[:8] != _HDF5_SIGNATURE:
+                continue
+            version, size_o = head[8], head[9]
+            if version not in (2, 3) or size_o not in (2, 4, 8):
+                return None
+            n = 12 + 4 * size_o
+            return base, head[: n + 4], head[11]
+    return None
+
+
+def clear_write_flags(path: str | Path) -> bool:
+    """Clear the "file is open for write" flags that a killed HDF5 writer leaves in the superblock (what
+    ``h5clear -s`` does), so plain readers open the file.  The data themselves are what the writer's
+    last flush put on disk (SWMR keeps them consistent).  A file shorter than the end-of-file address
+    its superblock records (its last write failed on a full disk) is made openable too (see
+    :func:`fix_end_of_file`).  Returns True when something was changed.  Raises ``OSError``/``ValueError``
+    naming the file when it is unreadable, not HDF5, or its superblock checksum is wrong.  Never call it
+    on a file a live process is writing."""
+    path = Path(path)
+    base, body, flags = _checked_superblock(path)
+    changed = False
+    if flags:
+        _write_superblock(path, base, body[:11] + b"\x00" + body[12:])
+        changed = True
+    return fix_end_of_file(path) or changed
+
+
+def _checked_superblock(path: Path) -> tuple[int, bytes, int]:
+    found = _find_superblock(path)
+    if found is None:
+        raise ValueError(f"{path}: not an HDF5 file with a version 2/3 superblock (nothing to clear)")
+    base, block, flags = found
+    body, stored = block[:-4], struct.unpack("<I", block[-4:])[0]
+    if _lookup3(body) != stored:
+        raise ValueError(f"{path}: the HDF5 superblock checksum is wrong (the file is damaged, not only flagged)")
+    return base, body, flags
+
+
+def _write_superblock(path: Path, base: int, body: bytes) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(base)
+        fh.write(body + struct.pack("<I", _lookup3(body)))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def fix_end_of_file(path: str | Path) -> bool:
+    """A file whose last write failed (full disk) can be shorter than the end-of-file address in its
+    superblock, and HDF5 then refuses it ("truncated file").  The missing tail holds nothing the file
+    still refers to (the writer shrank its datasets back to what was written), so extend the file to
+    that address (a sparse hole: no disk space needed) or, where the file may not grow (a file-size
+    limit), lower the recorded address to the file's size.  Returns True when the file was changed."""
+    path = Path(path)
+    base, body, _flags = _checked_superblock(path)
+    size_o = body[9]
+    at = 12 + 2 * size_o
+    eof = int.from_bytes(body[at : at + size_o], "little")
+    size = path.stat().st_size - base
+    if size >= eof:
+        return False
+    try:
+        os.truncate(path, base + eof)
+        if path.stat().st_size - base >= eof:
+            return True
+    except OSError:
+        pass
+    _write_superblock(path, base, body[:at] + size.to_bytes(size_o, "little") + body[at + size_o :])
+    return True

@@ -40,6 +40,7 @@ from device.emulated import ByteFaults, apply_byte_faults
 
 from . import protocol as P
 from .crc import crc32
+from .shuffle import epoch_order
 from .sensor import LSM6DSO, Trace, TraceError, default_trace_path, load_trace
 
 try:  # the bench's FIFO; a local fallback keeps this module importable on its own
@@ -215,6 +216,10 @@ class NucleoEmulator:
 
     def _tick(self, t: float) -> int:
         return max(0, int(round((t - self._t_boot) * TICK_HZ)))
+
+    def sim_time(self, tick: int) -> float:
+        """Simulated time (the bench's clock) of a board tick of the current boot."""
+        return self._t_boot + tick / TICK_HZ
 
     @property
     def reserve_bytes(self) -> int:
@@ -898,14 +903,14 @@ class NucleoEmulator:
             )
         n = len(slot.y)
         per_epoch = math.ceil(n / m.batch)
-        rng = np.random.default_rng(m.seed)
         f = float(self.sysclk_hz)
         batches: list[_Batch] = []
         t = 0.0  # relative to the round start; made absolute when the plan is registered (below)
         phases = [(P.Phase.WARMUP, e, last, m.warmup_lr) for e in range(m.warmup_epochs)]
         phases += [(P.Phase.MAIN, e, trainable, m.lr) for e in range(m.epochs)]
-        for phase, epoch, names, lr in phases:
-            order = rng.permutation(n) if m.flags & 1 else np.arange(n)
+        for gepoch, (phase, epoch, names, lr) in enumerate(phases):
+            # the firmware's memory-free permutation (docs/protocol.md §5.4), so both boards visit the same order
+            order = epoch_order(m.seed, gepoch, n) if m.flags & 1 else np.arange(n)
             for b in range(per_epoch):
                 idx = order[b * m.batch : (b + 1) * m.batch]
                 d = self.batch_seconds(names, len(idx))

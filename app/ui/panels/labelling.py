@@ -51,7 +51,7 @@ from app.core.labels import (
     import_wisdm,
     windows,
 )
-from app.core.recording import StreamRecorder, load_accel
+from app.core.recording import RecordingError, StreamRecorder, load_accel, space_warning
 from app.core.store import Recording
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
@@ -496,9 +496,16 @@ class LabellingPanel(Panel):
         cls = self.class_combo.currentData() or self.classes[0]
         n = len(self.ctx.store.recordings("accel", self.ctx.dataset.id)) + 1
         self._rec_class = cls
-        self.recorder = StreamRecorder(
-            self.ctx.store, stream, "accel", f"{cls} #{n}", dataset_id=self.ctx.dataset.id, limit_s=seconds
-        )
+        warning = space_warning(self.ctx.store, "accel", stream.rate_hz)
+        try:
+            self.recorder = StreamRecorder(
+                self.ctx.store, stream, "accel", f"{cls} #{n}", dataset_id=self.ctx.dataset.id, limit_s=seconds
+            )
+        except RecordingError as exc:  # full or read-only disk: say so, stay usable
+            self.ctx.status(str(exc), 15000)
+            return False
+        if warning:
+            self.ctx.status(warning, 15000)
         if seconds:
             self.ctx.settings["labelling.segment_s"] = seconds
         self.btn_record.blockSignals(True)
@@ -514,22 +521,33 @@ class LabellingPanel(Panel):
         if rec is None:
             return None
         self.recorder = None
-        row = rec.stop()
+        try:
+            row = rec.stop()
+        except RecordingError as exc:
+            row = None
+            self.ctx.status(f"Recording failed: {exc}", 15000)
         self.btn_record.blockSignals(True)
         self.btn_record.setChecked(False)
         self.btn_record.setText("● Record")
         self.btn_record.blockSignals(False)
         self.plot.set_follow(False)
+        if row is None:
+            return None
         if row.n_samples == 0:
             self.ctx.status("Nothing recorded (no samples arrived)")
             self.reload_recordings()
             return row
+        stopped = f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else ""
         if self.auto_label.isChecked():
-            LabelModel(self.ctx.store, row.id, self.classes, row.duration).add(0.0, row.duration, self._rec_class)
+            try:
+                LabelModel(self.ctx.store, row.id, self.classes, row.duration).add(0.0, row.duration, self._rec_class)
+            except LabelError as exc:  # the database is full too: the recording is kept, the label is not
+                stopped += f"{exc}. "
         self.ctx.publish("recording_added", recording=row)
         path = self.ctx.store.resolve(row.path)
         self.ctx.status(
-            f"Recorded {row.name}: {row.duration:.1f} s"
+            stopped
+            + f"Recorded {row.name}: {row.duration:.1f} s"
             + (f", {rec.dropped} samples dropped" if rec.dropped else "")
             + f" → {path}",
             15000,
@@ -873,10 +891,13 @@ class LabellingPanel(Panel):
             )
             if not path:
                 return 0
-        open(path, "w").close()
-        n = sum(
-            export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()
-        )
+        try:
+            parts = self._dataset_parts()
+            open(path, "w").close()
+            n = sum(export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in parts)
+        except (LabelError, OSError) as exc:  # a class WISDM cannot carry, a full or read-only disk
+            self.ctx.status(f"Export failed: {exc}", 15000)
+            return 0
         self.ctx.status(f"Exported {n} labelled samples to {path}")
         return n
 

@@ -47,7 +47,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.devices import POWER_RATES_HZ, DeviceState
-from app.core.recording import RecordingError, StreamRecorder, csv_estimate, csv_export, open_power
+from app.core.recording import (
+    RecordingError,
+    StreamRecorder,
+    csv_estimate,
+    csv_export,
+    open_power,
+    space_warning,
+)
 from app.core.store import Marker
 from app.core.streams import SampleStream, Stats
 from app.ui.panels import PanelSpec
@@ -397,26 +404,40 @@ class PowerPanel(Panel):
                 self.btn_record.blockSignals(False)
                 return
             name = time.strftime("power %Y-%m-%d %H:%M:%S")
-            self.recorder = StreamRecorder(
-                self.ctx.store,
-                stream,
-                "power",
-                name,
-                voltage=self.ctx.devices.voltage,
-                events=self.ctx.devices.power_events,
-            )  # D7 edges kept in the file
+            warning = space_warning(self.ctx.store, "power", stream.rate_hz)
+            try:
+                self.recorder = StreamRecorder(
+                    self.ctx.store,
+                    stream,
+                    "power",
+                    name,
+                    voltage=self.ctx.devices.voltage,
+                    events=self.ctx.devices.power_events,
+                )  # D7 edges kept in the file
+            except RecordingError as exc:  # full or read-only disk: say so, stay usable
+                self.ctx.status(str(exc), 15000)
+                self.btn_record.blockSignals(True)
+                self.btn_record.setChecked(False)
+                self.btn_record.blockSignals(False)
+                return
             self.btn_record.setText("■ Stop")
             self.btn_record.setToolTip(f"Stop recording to {self.recorder.path}")
-            self.ctx.status(f"Recording to {self.recorder.path}", 10000)
+            self.ctx.status(warning or f"Recording to {self.recorder.path}", 15000 if warning else 10000)
         elif self.recorder is not None:
             rec, self.recorder = self.recorder, None
-            row = rec.stop()
+            try:
+                row = rec.stop()
+            except RecordingError as exc:
+                self.btn_record.setText("● Record")
+                self.ctx.status(f"Recording failed: {exc}", 15000)
+                return
             self.btn_record.setText("● Record")
             self.btn_record.setToolTip("Record the live stream to an HDF5 file beside the database")
             self.ctx.publish("recording_added", recording=row)
             self.last_saved = rec.path
             self.ctx.status(
-                f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
+                (f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else "")
+                + f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
                 + (f", {rec.dropped:,} dropped" if rec.dropped else "")
                 + f" → {rec.path}",
                 15000,
@@ -899,6 +920,8 @@ class PowerPanel(Panel):
         self.set_selection(a, b)
 
     def tick(self) -> None:
+        if self.recorder is not None and self.recorder.finished:  # stopped by itself (full disk)
+            self.btn_record.setChecked(False)
         self.plot.tick()
         self._update_d7()
         now = time.monotonic()

@@ -1,0 +1,306 @@
+#include "train.h"
+
+#include <math.h>
+
+#include "board.h"
+#include "kernels.h"
+#include "proto.h"
+#include "store.h"
+
+job_t odl_job;
+
+/* ---------------- shuffle: keyed Feistel permutation with cycle walking ---------------- */
+static uint32_t fmix(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+uint32_t odl_perm(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i) {
+    if (n <= 1 || i >= n) return i;
+    uint32_t bits = 2;
+    while ((1u << bits) < n) bits += 2; /* even width: two halves of bits/2 */
+    uint32_t half = bits / 2, mask = (1u << half) - 1u;
+    uint32_t key = fmix(seed ^ fmix(epoch + 0x9E3779B9u));
+    uint32_t y = i;
+    do {
+        uint32_t l = y >> half, r = y & mask;
+        for (uint32_t rnd = 0; rnd < 4; rnd++) {
+            uint32_t f = fmix(r ^ fmix(key + rnd)) & mask;
+            uint32_t t = l ^ f;
+            l = r;
+            r = t;
+        }
+        y = (l << half) | r;
+    } while (y >= n);
+    return y;
+}
+
+/* ---------------- cost estimate (ROUND_INFO est_cycles) ---------------- */
+/* Cycles per operation of this firmware's kernels, measured with benchmarks/firmware_cycles.py under the
+ * modelled Cortex-M4 (docs/firmware.md); x16 fixed point. */
+#define COST_CONV_FWD 40u
+#define COST_CONV_DW 40u
+#define COST_CONV_DX 44u
+#define COST_DENSE_FWD 48u
+#define COST_DENSE_DW 80u
+#define COST_DENSE_DX 56u
+#define COST_ELEM 96u
+#define COST_SAMPLE 4000u /* per window: loading it, calls, loss (cycles) */
+#define COST_UPDATE 96u   /* per trained parameter per batch (x16) */
+
+uint64_t train_estimate_batch(const plan_t *p, uint32_t n) {
+    ops_t o;
+    plan_ops(p, p->first < p->n, &o);
+    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.conv_dw * COST_CONV_DW + o.conv_dx * COST_CONV_DX +
+                 o.dense_fwd * COST_DENSE_FWD + o.dense_dw * COST_DENSE_DW + o.dense_dx * COST_DENSE_DX +
+                 o.elementwise * COST_ELEM;
+    return (s * n + (uint64_t)p->n_trained * COST_UPDATE) / 16u + (uint64_t)COST_SAMPLE * n;
+}
+
+/* ---------------- plans ---------------- */
+uint32_t train_plan_bytes(const model_t *m, const uint64_t *masks, int n_phases) {
+    plan_t *tmp = &odl_job.plan; /* sizing only: called while no job runs */
+    uint32_t mx = 0;
+    for (int i = 0; i < n_phases; i++) {
+        plan_lower(tmp, m, masks[i]);
+        if (tmp->bytes > mx) mx = tmp->bytes;
+    }
+    return mx;
+}
+
+void plan_prepare(plan_t *p) {
+    for (int i = 0; i < p->n; i++)
+        if (p->R[i].kind == RK_BN) k_bn_prepare(&p->R[i]);
+}
+
+static void bind_phase(job_t *j, const model_t *m, float *w) {
+    plan_lower(&j->plan, m, j->masks[j->phase]);
+    plan_bind(&j->plan, m, w, store_transient());
+    plan_prepare(&j->plan);
+}
+
+static uint16_t batch_len(const job_t *j) {
+    uint32_t start = (uint32_t)j->b * j->cfg.batch;
+    uint32_t left = j->n - start;
+    return (uint16_t)(left < j->cfg.batch ? left : j->cfg.batch);
+}
+
+void train_start(const model_t *m, float *w, const train_cfg_t *cfg, const uint64_t masks[2], uint16_t round_id,
+                 uint32_t n, uint64_t *est_cycles, uint32_t *total_batches) {
+    job_t *j = &odl_job;
+    memset(j, 0, sizeof *j);
+    j->kind = JOB_TRAIN;
+    j->round_id = round_id;
+    j->cfg = *cfg;
+    j->n = n;
+    j->per_epoch = (uint16_t)((n + cfg->batch - 1) / cfg->batch);
+    j->n_phases = 0;
+    if (cfg->warmup_epochs) {
+        j->phase_kind[j->n_phases] = 0;
+        j->masks[j->n_phases] = masks[0];
+        j->phase_epochs[j->n_phases] = cfg->warmup_epochs;
+        j->phase_lr[j->n_phases++] = cfg->warmup_lr;
+    }
+    if (cfg->epochs) {
+        j->phase_kind[j->n_phases] = 1;
+        j->masks[j->n_phases] = masks[1];
+        j->phase_epochs[j->n_phases] = cfg->epochs;
+        j->phase_lr[j->n_phases++] = cfg->lr;
+    }
+    /* estimate: every phase's batches (full ones and the last partial one) */
+    uint64_t est = 0;
+    for (int ph = 0; ph < j->n_phases; ph++) {
+        plan_lower(&j->plan, m, j->masks[ph]);
+        uint32_t full = n / cfg->batch, rest = n % cfg->batch;
+        uint64_t e = (uint64_t)full * train_estimate_batch(&j->plan, cfg->batch);
+        if (rest) e += train_estimate_batch(&j->plan, rest);
+        est += e * j->phase_epochs[ph];
+    }
+    *est_cycles = est;
+    *total_batches = (uint32_t)j->per_epoch * (uint32_t)(cfg->warmup_epochs + cfg->epochs);
+    j->phase = 0;
+    bind_phase(j, m, w);
+    board_job_state(1);
+    j->t0 = j->t_prev = odl_marker(); /* D7 edge at the start of the round */
+    j->c0 = j->c_prev = board_cycles();
+}
+
+void eval_start(const model_t *m, float *w, uint8_t slot, uint16_t round_id) {
+    job_t *j = &odl_job;
+    memset(j, 0, sizeof *j);
+    j->kind = JOB_EVAL;
+    j->round_id = round_id;
+    j->slot = slot;
+    j->n = data_count(slot);
+    plan_lower(&j->plan, m, 0);
+    plan_bind(&j->plan, m, w, store_transient());
+    plan_prepare(&j->plan);
+    board_job_state(1);
+    j->c0 = board_cycles();
+    j->t0 = board_ticks();
+}
+
+/* forward pass of the bound plan on plan.x0; returns the loss, *pred the predicted class */
+float odl_forward(plan_t *p, int label, int *pred) {
+    float loss = 0.0f;
+    for (int i = 0; i < p->n; i++) {
+        rlayer_t *R = &p->R[i];
+        switch (R->kind) {
+        case RK_CONV: k_conv_fwd(R); break;
+        case RK_DENSE: k_dense_fwd(R); break;
+        case RK_RELU: k_relu_fwd(R); break;
+        case RK_AVGPOOL:
+        case RK_MAXPOOL: k_pool_fwd(R); break;
+        case RK_GAP:
+        case RK_GMP: k_global_fwd(R); break;
+        case RK_BN: k_bn_fwd(R); break;
+        case RK_SOFTMAX: loss = k_softmax_fwd(R, label, pred); break;
+        default: break;
+        }
+    }
+    return loss;
+}
+
+void odl_backward(plan_t *p, int label) {
+    float *cur = p->e0, *nxt = p->e1;
+    for (int i = p->n - 1; i >= (int)p->first; i--) {
+        rlayer_t *R = &p->R[i];
+        switch (R->kind) {
+        case RK_SOFTMAX: k_softmax_bwd(R, label, cur); break;
+        case RK_CONV: k_conv_bwd(R, cur, nxt); break;
+        case RK_DENSE: k_dense_bwd(R, cur, nxt); break;
+        case RK_RELU:
+            if (R->needs_dx) k_relu_bwd(R, cur);
+            break;
+        case RK_BN: k_bn_bwd(R, cur); break;
+        case RK_AVGPOOL:
+        case RK_MAXPOOL:
+            if (R->needs_dx) k_pool_bwd(R, cur, nxt);
+            break;
+        case RK_GAP:
+        case RK_GMP:
+            if (R->needs_dx) k_global_bwd(R, cur, nxt);
+            break;
+        default: break;
+        }
+        if ((R->kind == RK_CONV || R->kind == RK_DENSE || R->kind == RK_AVGPOOL || R->kind == RK_MAXPOOL ||
+             R->kind == RK_GAP || R->kind == RK_GMP) &&
+            R->needs_dx) {
+            float *t = cur;
+            cur = nxt;
+            nxt = t;
+        }
+    }
+}
+
+static void update(plan_t *p, uint32_t n, float lr) {
+    for (int i = 0; i < p->n; i++) {
+        rlayer_t *R = &p->R[i];
+        if (!R->trainable) continue;
+        uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
+        k_sgd(R->w, R->gw, nw, (float)n, lr);
+        if (R->gb) k_sgd(R->b, R->gb, R->kind == RK_BN ? R->C : R->F, (float)n, lr);
+    }
+    plan_zero_grads(p);
+}
+
+static void finish_train(job_t *j, const model_t *m, float *w, uint8_t status, uint8_t error) {
+    plan_export(&j->plan, m, w);
+    uint64_t t = j->t_prev, c = board_cycles();
+    if (status == ROUND_ABORTED) t = board_ticks();
+    double loss = j->last_n ? j->last_loss / j->last_n : 0.0;
+    double acc = j->last_n ? (double)j->last_correct / j->last_n : 0.0;
+    board_job_state(0);
+    j->kind = JOB_NONE;
+    odl_emit_round_done(j->round_id, status, error, j->epochs_done, j->batches_done, (float)loss, (float)acc, j->t0, t,
+                        c - j->c0);
+}
+
+int job_step(const model_t *m, float *w) {
+    job_t *j = &odl_job;
+    if (j->kind == JOB_EVAL) {
+        if (j->abort) {
+            board_job_state(0);
+            j->kind = JOB_NONE;
+            return 0;
+        }
+        if (j->i < j->n) {
+            int pred = 0;
+            int label = data_window(j->slot, j->i, j->plan.x0);
+            odl_forward(&j->plan, label, &pred);
+            const rlayer_t *S = &j->plan.R[j->plan.n - 1];
+            float pl = S->out[label] > 1e-7f ? S->out[label] : 1e-7f;
+            j->eval_loss += -log((double)pl);
+            uint32_t cell = (uint32_t)label * m->n_classes + (uint32_t)pred;
+            if (j->conf[cell] < 0xFFFFu) j->conf[cell]++;
+            j->i++;
+            return 1;
+        }
+        board_job_state(0);
+        j->kind = JOB_NONE;
+        odl_emit_eval_result(j->slot, m->n_classes, (uint16_t)(j->n > 0xFFFF ? 0xFFFF : j->n),
+                             (float)(j->n ? j->eval_loss / j->n : 0.0), board_cycles() - j->c0, j->conf);
+        return 0;
+    }
+    if (j->kind != JOB_TRAIN) return 0;
+    if (j->abort) { /* the batch in progress never reaches its update */
+        finish_train(j, m, w, ROUND_ABORTED, 0);
+        return 0;
+    }
+    uint16_t bn = batch_len(j);
+    if (j->k < bn) {
+        uint32_t pos = (uint32_t)j->b * j->cfg.batch + j->k;
+        uint32_t idx = (j->cfg.flags & 1u) ? odl_perm(j->cfg.seed, j->gepoch, j->n, pos) : pos;
+        int pred = 0;
+        int label = data_window(0, idx, j->plan.x0);
+        float loss = odl_forward(&j->plan, label, &pred);
+        odl_backward(&j->plan, label);
+        j->b_loss += loss;
+        j->b_correct += (uint32_t)(pred == label);
+        j->k++;
+        return 1;
+    }
+    /* end of batch: SGD step, marker, report */
+    update(&j->plan, bn, j->phase_lr[j->phase]);
+    uint64_t t = odl_marker();
+    uint64_t c = board_cycles();
+    float mean = (float)(j->b_loss / bn);
+    odl_emit_batch_report(j->round_id, j->phase_kind[j->phase], j->epoch, j->b, j->per_epoch, bn,
+                          mean, j->t_prev, t, c - j->c_prev);
+    j->t_prev = t;
+    j->c_prev = c;
+    j->batches_done++;
+    j->e_loss += j->b_loss;
+    j->e_n += bn;
+    j->e_correct += j->b_correct;
+    j->last_loss = j->e_loss, j->last_n = j->e_n, j->last_correct = j->e_correct;
+    j->b_loss = 0;
+    j->b_correct = 0;
+    j->k = 0;
+    if (!isfinite(mean)) {
+        odl_log(3, "round %u failed: the loss of batch %u of epoch %u is not finite (learning rate too high?)",
+                j->round_id, j->b, j->epoch);
+        finish_train(j, m, w, ROUND_FAILED, E_BAD_PARAM);
+        return 0;
+    }
+    if (++j->b < j->per_epoch) return 1;
+    /* end of epoch */
+    j->b = 0;
+    j->epochs_done++;
+    j->gepoch++;
+    j->e_loss = 0, j->e_n = 0, j->e_correct = 0;
+    if (++j->epoch < j->phase_epochs[j->phase]) return 1;
+    j->epoch = 0;
+    if (j->phase + 1 < j->n_phases) {
+        plan_export(&j->plan, m, w);
+        j->phase++;
+        bind_phase(j, m, w);
+        return 1;
+    }
+    finish_train(j, m, w, ROUND_DONE_OK, 0);
+    return 0;
+}

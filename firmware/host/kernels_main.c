@@ -1,0 +1,171 @@
+/*
+ * odl-kernels: the firmware core's numerics and framing, driven by the host-side tests
+ * (tests/test_firmware_host.py).  Built natively with -fsanitize=address,undefined.
+ *
+ *   odl-kernels layers < request > result   one model, some windows: probabilities, losses, gradients
+ *       request: u32 desc_len, u32 blob_len, blob (descriptor + weights), u64 trainable mask,
+ *                u32 n, then n x (i32 label, float32[in_n])
+ *       result:  n x (float32[n_classes] probabilities, float32 loss), then, if the mask is not 0, the
+ *                gradients summed over the n windows, runtime layer by layer (kernel, then bias), float32
+ *   odl-kernels wire       lines "TYPE SEQ PAYLOADHEX" -> wire frame hex (delimiters included)
+ *   odl-kernels unwire     lines of wire hex -> "TYPE SEQ PAYLOADHEX" or "ERR BAD_CRC|BAD_FRAME"
+ *   odl-kernels cobs       lines hex -> COBS hex;  odl-kernels uncobs: lines hex -> decoded hex or "ERR"
+ *   odl-kernels crc        lines hex -> "CRC16 CRC32" (hex)
+ *   odl-kernels perm SEED EPOCH N   -> the round's window order, one index per line
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/model.h"
+#include "../core/train.h"
+#include "../core/wire.h"
+
+static uint8_t arena[1 << 22] __attribute__((aligned(8)));
+
+static int read_all(void *dst, size_t n) { return fread(dst, 1, n, stdin) == n ? 0 : -1; }
+
+static int die(const char *m) {
+    fprintf(stderr, "odl-kernels: %s\n", m);
+    return 2;
+}
+
+static int layers(void) {
+    uint32_t dl, bl;
+    if (read_all(&dl, 4) || read_all(&bl, 4) || bl < dl || bl > (1u << 21)) return die("bad header");
+    uint8_t *blob = malloc(bl);
+    if (!blob || read_all(blob, bl)) return die("short blob");
+    static model_t m;
+    uint32_t a0, a1;
+    char msg[256];
+    int e = model_parse(&m, blob, dl, bl - dl, &a0, &a1, msg, sizeof msg);
+    if (e) {
+        fprintf(stderr, "odl-kernels: model: %s\n", msg);
+        return 3;
+    }
+    /* weights at an 8-aligned address, as in the arena */
+    float *w = (float *)(void *)arena;
+    memcpy(w, blob + dl, bl - dl);
+    uint64_t mask;
+    uint32_t n;
+    if (read_all(&mask, 8) || read_all(&n, 4)) return die("short request");
+    static plan_t p;
+    plan_lower(&p, &m, mask);
+    uint8_t *region = arena + ((bl - dl + 7u) & ~7u);
+    if (p.bytes > sizeof arena - (size_t)(region - arena)) return die("plan too large");
+    plan_bind(&p, &m, w, region);
+    plan_prepare(&p);
+    for (uint32_t s = 0; s < n; s++) {
+        int32_t label;
+        if (read_all(&label, 4) || read_all(p.x0, 4u * m.in_n)) return die("short window");
+        int pred;
+        float loss = odl_forward(&p, label, &pred);
+        fwrite(p.R[p.n - 1].out, 4, m.n_classes, stdout);
+        fwrite(&loss, 4, 1, stdout);
+        if (mask) odl_backward(&p, label);
+    }
+    if (mask)
+        for (int i = 0; i < p.n; i++) {
+            const rlayer_t *R = &p.R[i];
+            if (!R->trainable) continue;
+            uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
+            fwrite(R->gw, 4, nw, stdout);
+            if (R->gb) fwrite(R->gb, 4, R->kind == RK_BN ? R->C : R->F, stdout);
+        }
+    free(blob);
+    return 0;
+}
+
+static size_t unhex(const char *s, uint8_t *out, size_t cap) {
+    size_t n = 0;
+    while (s[0] && s[1] && n < cap) {
+        unsigned v;
+        if (sscanf(s, "%2x", &v) != 1) break;
+        out[n++] = (uint8_t)v;
+        s += 2;
+    }
+    return n;
+}
+
+static void hex(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
+}
+
+static uint8_t obuf[8192];
+static size_t olen;
+static void collect(const uint8_t *p, size_t n) {
+    memcpy(obuf + olen, p, n);
+    olen += n;
+}
+
+static int lines(const char *mode) {
+    static char line[20000];
+    static uint8_t buf[8192], out[9000];
+    while (fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!strcmp(mode, "wire")) {
+            unsigned t, seq;
+            char ph[16384] = "";
+            if (sscanf(line, "%x %u %16383s", &t, &seq, ph) < 2) return die("wire: TYPE SEQ PAYLOADHEX");
+            size_t n = unhex(ph, buf, sizeof buf);
+            piece_t pc = {buf, n};
+            olen = 0;
+            if (!frame_write((uint8_t)t, (uint16_t)seq, &pc, 1, collect)) {
+                printf("ERR\n");
+                continue;
+            }
+            /* frame_write sends a leading resync 00; the golden vectors start at the first COBS byte */
+            hex(obuf + 1, olen - 1);
+            printf("\n");
+        } else if (!strcmp(mode, "unwire")) {
+            size_t n = unhex(line, buf, sizeof buf);
+            static frame_dec_t d;
+            frame_dec_reset(&d);
+            const uint8_t *q = buf;
+            int ev = FD_NONE, got = 0;
+            while (n) {
+                ev = frame_dec_feed(&d, &q, &n);
+                if (ev != FD_NONE) {
+                    got = 1;
+                    break;
+                }
+            }
+            if (!got) printf("ERR INCOMPLETE\n");
+            else if (ev == FD_FRAME) {
+                printf("%02x %u ", d.type, d.seq);
+                hex(d.payload, d.len);
+                printf("\n");
+            } else printf("ERR %s\n", ev == FD_BAD_CRC ? "BAD_CRC" : "BAD_FRAME");
+        } else if (!strcmp(mode, "cobs")) {
+            size_t n = unhex(line, buf, sizeof buf);
+            size_t e = cobs_encode(buf, n, out, sizeof out);
+            hex(out, e);
+            printf("\n");
+        } else if (!strcmp(mode, "uncobs")) {
+            size_t n = unhex(line, buf, sizeof buf);
+            long e = cobs_decode(buf, n, out, sizeof out);
+            if (e < 0) printf("ERR\n");
+            else {
+                hex(out, (size_t)e);
+                printf("\n");
+            }
+        } else if (!strcmp(mode, "crc")) {
+            size_t n = unhex(line, buf, sizeof buf);
+            printf("%04x %08x\n", crc16_ccitt(buf, n, 0xFFFFu), crc32_update(0, buf, n));
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return die("usage: odl-kernels layers|wire|unwire|cobs|uncobs|crc|perm");
+    if (!strcmp(argv[1], "layers")) return layers();
+    if (!strcmp(argv[1], "perm")) {
+        if (argc != 5) return die("perm SEED EPOCH N");
+        uint32_t seed = (uint32_t)strtoul(argv[2], NULL, 0), ep = (uint32_t)strtoul(argv[3], NULL, 0),
+                 n = (uint32_t)strtoul(argv[4], NULL, 0);
+        for (uint32_t i = 0; i < n; i++) printf("%u\n", odl_perm(seed, ep, n, i));
+        return 0;
+    }
+    return lines(argv[1]);
+}

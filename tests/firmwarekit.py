@@ -1,0 +1,66 @@
+"""Building and finding the ODL firmware for the tests (docs/firmware.md, "What is verified where").
+
+The native builds (``odl-host``, ``odl-kernels``, ``odl-fuzz``) need only the host C compiler; the QEMU board
+needs ``arm-none-eabi-gcc`` and ``qemu-system-arm``.  Outside CI a missing toolchain skips the firmware tests
+with one line naming the apt command; with ``CI=true`` it fails them (CI must run them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware"
+BUILD = FIRMWARE / "build"
+APT = "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+_lock = threading.Lock()
+_built: dict[str, str | None] = {}
+
+
+def _missing(tools: tuple[str, ...]) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def require(*tools: str) -> None:
+    """Skip (or, in CI, fail) when a firmware tool is not installed."""
+    missing = _missing(tools)
+    if not missing:
+        return
+    msg = f"firmware tests need {', '.join(missing)}: {APT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " (CI=true: the toolchain must be installed, see .ci/run)")
+    pytest.skip(msg)
+
+
+def build(*targets: str) -> None:
+    """``make -C firmware TARGETS`` once per session (incremental); a build failure fails the test."""
+    key = " ".join(targets)
+    with _lock:
+        if key not in _built:
+            r = subprocess.run(
+                ["make", "-s", "-C", str(FIRMWARE), *targets], capture_output=True, text=True, timeout=600
+            )
+            _built[key] = None if r.returncode == 0 else (r.stdout + r.stderr)[-4000:]
+        err = _built[key]
+    if err is not None:
+        pytest.fail(f"make -C firmware {key} failed:\n{err}")
+
+
+def host_tools() -> dict[str, Path]:
+    require("gcc", "make")
+    build("host")
+    return {n: BUILD / "host" / n for n in ("odl-host", "odl-kernels", "odl-fuzz")}
+
+
+def qemu_files():
+    require("arm-none-eabi-gcc", "qemu-system-arm", "gcc", "make")
+    build("qemu", "plugin")
+    from device.nucleo.qemu_board import find_firmware
+
+    return find_firmware()

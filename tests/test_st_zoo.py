@@ -1,0 +1,155 @@
+"""ST's model zoo HAR models personalized end to end on the virtual bench: the paper's ST experiment.
+
+Every IGN and GMP ``.h5`` in ``../shared/models/st_modelzoo_har`` (v2.0.1 and v1.4.0; WISDM and
+mobility_v1; window lengths 24 and 48: 16 models) goes through ``odlstudio personalize --model …
+--board … --power …`` against an emulated NUCLEO + LPM01A, on a slice of WISDM-2019 subject 1600 (30 s
+of walking, jogging, stairs, sitting, standing and typing): import with ST's class names and gravity
+rotation + suppression, the default class mapping (``Stationary`` <- sitting + standing, ``Stairs`` <-
+stairs; ``typing`` left out and reported), TL and Full rounds on the board, the personalized weights
+downloaded (exported, read back and evaluated again: the reported F1 is theirs; TL changed only the
+last two Dense layers, Full more), and before/after macro-F1 in the JSON.
+
+WISDM-2019 serves three of the four mobility_v1 classes (Stationary, Walking, Jogging): it has no
+cycling, so ``Biking`` has no data, which the run says; its ``stairs`` is not a mobility_v1 class.
+
+Four of the models also go through the GUI as a user would: ``tests/test_gui_st_zoo.py``.
+
+Kept short for CI (1 epoch after a 1-epoch warm-up, small windows counts, fast bench clocks).  Skipped
+when ../shared is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core.models import ST_MOBILITY_CLASSES, ST_WISDM_CLASSES
+from tests.test_personalize_data import real_lines, write
+
+pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
+
+USER = "1600"
+CODES = "ABCDEF"  # walking, jogging, stairs, sitting, standing, typing (not a class of any ST model)
+
+
+def _rel(version: str, family: str, dataset: str, wl: int) -> str:
+    base = "pretrained_models" if version == "v2.0.1" else "models"
+    kind = "public_dataset/WISDM" if dataset == "WISDM" else "custom_dataset/mobility_v1"
+    return (
+        f"{version}/human_activity_recognition/{base}/{family}/ST_pretrainedmodel_{kind}/"
+        f"{family}_wl_{wl}/{family}_wl_{wl}.h5"
+    )
+
+
+MODELS = [
+    (v, f, d, wl)
+    for v in ("v2.0.1", "v1.4.0")
+    for f in ("ign", "gmp")
+    for d in ("WISDM", "mobility_v1")
+    for wl in (24, 48)
+]
+IDS = [f"{v}-{f}-{d}-{wl}" for v, f, d, wl in MODELS]
+
+
+def _expected(dataset: str) -> tuple[tuple[str, ...], dict, list[str]]:
+    """(classes, default class map, classes WISDM-2019 cannot serve)."""
+    if dataset == "WISDM":
+        cmap = {
+            "Jogging": ["jogging"],
+            "Stationary": ["stationary", "sitting", "standing"],
+            "Stairs": ["stairs", "upstairs", "downstairs"],
+            "Walking": ["walking"],
+        }
+        return ST_WISDM_CLASSES, cmap, []
+    cmap = {
+        "Stationary": ["stationary", "sitting", "standing"],
+        "Walking": ["walking"],
+        "Jogging": ["jogging"],
+        "Biking": ["biking"],
+    }
+    return ST_MOBILITY_CLASSES, cmap, ["Biking"]
+
+
+def _model_path(st_models: Path, spec) -> Path:
+    path = st_models / _rel(*spec)
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def write_user_file(directory: Path, shared_data: Path) -> Path:
+    """30 s of each of the ``CODES`` activities of WISDM-2019 subject 1600 (real lines) as a 2019 text file."""
+    return write(directory, f"data_{USER}_accel_phone.txt", real_lines(shared_data, USER, 600, CODES))
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory, shared_data) -> Path:
+    return write_user_file(tmp_path_factory.mktemp("st_user"), shared_data)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """One emulated NUCLEO + LPM01A on local sockets for every CLI run (as ``odlstudio bench`` serves it)."""
+    from device.bench import VirtualBench
+
+    with VirtualBench(time_scale=1000.0, seed=0) as b:
+        if b.urls["board"] is None:
+            pytest.skip("no NUCLEO emulator")
+        yield b.urls
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("spec", MODELS, ids=IDS)
+def test_cli_personalizes_st_model_on_the_bench(spec, st_models, user_file, bench, tmp_path, capsys):
+    from app.cli import main
+    from app.core.models import load_model, read_c_header
+    from app.core.personalize import evaluate_host, load_user_data
+    from estimator.arch import resolve_trainable
+
+    path = _model_path(st_models, spec)
+    wl = spec[3]
+    classes, cmap, unserved = _expected(spec[2])
+    out = tmp_path / "out"
+    argv = ["personalize", "--model", str(path), "--data", str(user_file), "--board", bench["board"]]
+    argv += ["--power", bench["powershield"], "--modes", "none,tl,full", "--epochs", "1", "--warmup-epochs", "1"]
+    rc = main(argv + ["--json", "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    obj = json.loads(captured.out.strip().splitlines()[-1])
+    # imported with ST's class names (their spelling) and the default mapping
+    assert obj["user"] == USER and obj["input_size"] == wl
+    assert obj["classes"] == list(classes) and obj["class_map"] == cmap
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["data"]["left_out"]) == ({"typing"} if spec[2] == "WISDM" else {"stairs", "typing"})
+    for c in classes:
+        assert (rep["data"]["test_counts"][c] > 0) == (c not in unserved), (c, rep["data"]["test_counts"])
+    assert obj["warnings"] == [f"user {USER} has no data for {c}" for c in unserved]
+    # before / after on the board, timed and measured
+    res = obj["results"]
+    assert set(res) == {"none", "tl", "full"}
+    for mode in ("tl", "full"):
+        r = res[mode]
+        assert r["batches"] > 0 and r["alignment"] == "d7" and r["energy_per_batch_mj"] > 0, (mode, r)
+    # the weights downloaded from the board, as exported: their F1 is the one reported, with ST's preprocessing
+    lm = load_model(path)
+    assert lm.classes == classes and lm.preprocessing == "gravity_rot_sup"
+    data = load_user_data(user_file, lm.classes, wl, float(lm.meta["rate_hz"]))
+    x, y = lm.prepare(data.test.x), data.test.y
+    assert evaluate_host(lm.arch, lm.weights, x, y)["macro_f1"] == res["none"]["macro_f1"]
+    tl_layers = resolve_trainable(lm.arch, "tl")
+    for mode in ("tl", "full"):
+        pm = read_c_header(out / mode / f"{USER}_{mode}_T{wl}.h")
+        assert pm.classes == classes and pm.preprocessing == "gravity_rot_sup"
+        changed = _changed(lm.weights, pm.weights)
+        if mode == "tl":
+            assert changed and changed <= tl_layers, changed
+        else:
+            assert changed - tl_layers, changed  # Full trains the convolutions too
+        assert evaluate_host(lm.arch, pm.weights, x, y)["macro_f1"] == res[mode]["macro_f1"]
