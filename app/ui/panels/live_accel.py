@@ -153,7 +153,10 @@ class LiveAccelPanel(Panel):
             self._load_activities(st.info.key)
         s = dm.accel_stream
         extra = f" · {s.rate_hz:g} Hz · {len(s.gaps)} gap(s)" if s is not None else ""
-        self.info.setText(f"{st.info.name}: {st.state.value}{extra}")
+        # the board's (long) name is in the tool tip and the status bar: at the end of the toolbar it was cut
+        # off on a 1280-px screen
+        self.info.setText(f"{st.state.value}{extra}")
+        self.info.setToolTip(f"{st.info.name}: {st.state.value}{extra}")
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [
