@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# The check prints the one apt-get line for missing X11 libraries of Qt's xcb plugin and stops (Linux only).
 run: $(STAMP)
+	$(PY) packaging/check_qt_libs.py
 	$(VENV)/bin/odlstudio
 
 test: $(STAMP) firmware-for-tests

@@ -103,7 +103,7 @@ def test_record_label_with_hotkeys_and_undo(app_window, qtbot):
     assert [r[2] for r in _db_labels(ctx, rec.id)] == ["Walking", "Jogging", "Walking"]
 
     # windowing preview and balance follow the labels
-    panel.win_size.setValue(20)
+    panel.win_size.setValue(10)  # samples at the model's 20 Hz: the 0.6 s labels hold one window each
     qtbot.wait(100)
     assert "window" in panel.win_info.text()
     assert panel.balance_totals["Walking"] + panel.balance_totals["Jogging"] >= 1

@@ -141,12 +141,19 @@ class LabelModel:
         return self._labels[cmd.ops[-1][1].id]  # type: ignore[union-attr]
 
     def set_bounds(self, label_id: int, start: float, end: float) -> None:
+        """Move or resize a label to ``[start, end)`` (cut at the recording's ends).  The undo text says
+        when the label ends up shorter than it was and how many other labels the edit trims or removes, so a
+        shortened label is never a silent side effect."""
         old = self.get(label_id)
         start, end = self._check(start, end, old.label)
         if (start, end) == (old.start, old.end):
             return
         cmd = Command(f"Move {old.label} to {start:.2f}-{end:.2f} s")
         self._resolve_overlaps(cmd, start, end, exclude=label_id)
+        if end - start < old.duration - 1e-6:
+            cmd.text += f" (shortened by {old.duration - (end - start):.2f} s)"
+        if cmd.ops:
+            cmd.text += f", trimming {len({o.id for o, _ in cmd.ops if o is not None})} other label(s)"
         cmd.ops.append((old, replace(old, start=start, end=end)))
         self._do(cmd)
 

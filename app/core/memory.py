@@ -103,9 +103,12 @@ def tune_allocator() -> dict[str, int]:
     return dict(done)
 
 
-def release_memory() -> bool:
-    """Collect garbage and return free heap pages to the OS; True if the allocator released any."""
-    gc.collect()
+def release_memory(collect: bool = True) -> bool:
+    """Collect garbage (``collect``) and return free heap pages to the OS; True if the allocator released any.
+    ``collect=False`` only trims: ``malloc_trim`` releases the GIL, a full ``gc.collect`` holds it (~0.3 s
+    with TensorFlow loaded), so only the trim can run in the background without stalling the GUI."""
+    if collect:
+        gc.collect()
     if _libc is None:
         return False
     return bool(_libc.malloc_trim(0))

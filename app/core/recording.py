@@ -595,7 +595,7 @@ class ReplayStream(SampleStream):
                 ss += (y * y).sum()
                 mn, mx = min(mn, y.min()), max(mx, y.max())
         if not n:
-            return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True)
+            return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True, self.rate_hz)
         avg = s / n
         return Stats(
             i0 / self.rate_hz,
@@ -606,6 +606,7 @@ class ReplayStream(SampleStream):
             float(mn),
             float(mx),
             True,
+            self.rate_hz,
         )
 
 

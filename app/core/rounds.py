@@ -479,8 +479,50 @@ def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
 # ================================================================================================
 
 
+#: Progress of a round: everything before training (model, windows, uploads, first evaluation) is the first
+#: 5 %, the batches share 5 … 95 % linearly (progress by batches done), the last evaluation and the download
+#: the rest.
+TRAIN_FRACTION = (0.05, 0.95)
+
+
+def batch_fraction(done: int, total: int) -> float:
+    """Round progress after ``done`` of ``total`` batches (linear in batches)."""
+    lo, hi = TRAIN_FRACTION
+    return lo + (hi - lo) * min(max(done, 0), max(total, 1)) / max(total, 1)
+
+
+def round_eta(plan_s: Sequence[float], done: int, elapsed_s: float, tail_s: float = 0.0) -> float:
+    """Seconds left of a round: the round plan's predicted board time of the batches not done yet plus
+    ``tail_s`` (the evaluation after), scaled by how the batches done so far actually went — wall-clock
+    seconds since training started per predicted second (1 before the first batch: the plan as is).  So it
+    holds on a board slower or faster than its profile and on the virtual bench's fast clock."""
+    done = max(0, min(int(done), len(plan_s)))
+    pred_done = float(sum(plan_s[:done]))
+    rest = float(sum(plan_s[done:])) + float(tail_s)
+    speed = elapsed_s / pred_done if done and pred_done > 0 and elapsed_s > 0 else 1.0
+    return max(0.0, rest * speed)
+
+
+def eta_text(seconds: float | None) -> str:
+    """``'about 2 min 10 s left'`` (rounded to what a person reads), ``''`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = max(0.0, float(seconds))
+    if s < 5:
+        return "a few seconds left"
+    if s < 60:
+        return f"about {int(round(s / 5) * 5)} s left"
+    m, r = divmod(int(round(s / 10) * 10), 60)
+    if m >= 10:
+        return f"about {int(round(s / 60))} min left"
+    return f"about {m} min {r} s left" if r else f"about {m} min left"
+
+
 class RoundState:
-    """Thread-safe progress of one round; the worker writes, views read :meth:`snapshot` on a timer."""
+    """Thread-safe progress of one round; the worker writes, views read :meth:`snapshot` on a timer.
+
+    ``batches_done``/``total_batches`` and ``eta_s`` (seconds left when written, at ``eta_at`` =
+    ``time.monotonic()``; None before training) give the progress by batches and the time estimate."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -488,6 +530,9 @@ class RoundState:
         self.stage = "idle"
         self.fraction = 0.0
         self.text = ""
+        self.batches_done = 0
+        self.eta_s: float | None = None
+        self.eta_at = 0.0
         self.round_id: int | None = None
         self.total_batches = 0
         self.rows: list[BatchRow] = []
@@ -524,6 +569,9 @@ class RoundState:
                 "stage": self.stage,
                 "fraction": self.fraction,
                 "text": self.text,
+                "batches_done": self.batches_done,
+                "eta_s": self.eta_s,
+                "eta_at": self.eta_at,
                 "round_id": self.round_id,
                 "total_batches": self.total_batches,
                 "rows": list(self.rows),
@@ -653,20 +701,31 @@ class RoundRunner:
         try:
             return self._run(cancelled, progress)
         finally:  # the round's windows and models are freed now: hand their pages back (see app.core.memory)
-            release_memory()
+            if cancelled():  # Cancel or quitting: no ~0.3 s gc.collect (it holds the GIL); trim in the background
+                threading.Thread(target=release_memory, args=(False,), name="release-memory", daemon=True).start()
+            else:
+                release_memory()
 
     def _run(self, cancelled: Callable[[], bool], progress: Callable[..., None]) -> dict:
         cfg = self.config
         self.state.update(
-            status="running", rows=[], warnings=[], before=None, after=None, round_id=None, total_batches=0
+            status="running",
+            rows=[],
+            warnings=[],
+            before=None,
+            after=None,
+            round_id=None,
+            total_batches=0,
+            batches_done=0,
+            eta_s=None,
         )
-        self._stage(0.01, "loading the model", progress)
+        self._stage(0.005, "loading the model", progress)
         model = self.load_model()
         if cfg.model_path is None and model.input_size != cfg.input_size:
             raise RoundError(f"{model.source} takes T={model.input_size}, not {cfg.input_size}")
         rate = float(model.meta.get("rate_hz", 20.0))
         trainable = trainable_names(model.arch, cfg)
-        self._stage(0.05, "windowing the labelled data", progress)
+        self._stage(0.01, "windowing the labelled data", progress)
         data = local_windows(
             self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
         )
@@ -743,8 +802,8 @@ class RoundRunner:
             def upl(lo: float, hi: float, what: str) -> Callable[[int, int], None]:
                 return lambda done, total: (check(), self._stage(lo + (hi - lo) * done / max(1, total), what, progress))
 
-            self._stage(0.08, "uploading the model", progress)
-            client.upload_model(model.arch, model.weights, progress=upl(0.08, 0.2, "uploading the model"))
+            self._stage(0.01, "uploading the model", progress)
+            client.upload_model(model.arch, model.weights, progress=upl(0.01, 0.025, "uploading the model"))
             client.clear_data()
             data = self._fit_ram(model, data, trainable, info, prof)
             xtr, xte = _board_windows(model, data.train_x), _board_windows(model, data.test_x)
@@ -755,7 +814,7 @@ class RoundRunner:
                 slot=0,
                 dtype=P.DType.I16,
                 scale=scale,
-                progress=upl(0.2, 0.3, "uploading the training windows"),
+                progress=upl(0.025, 0.04, "uploading the training windows"),
             )
             client.upload_dataset(
                 xte,
@@ -763,11 +822,11 @@ class RoundRunner:
                 slot=1,
                 dtype=P.DType.I16,
                 scale=scale,
-                progress=upl(0.3, 0.35, "uploading the test windows"),
+                progress=upl(0.04, 0.045, "uploading the test windows"),
             )
             check()
-            self._stage(0.36, "evaluating before personalization", progress)
-            ev = client.evaluate(1, timeout=self.eval_timeout_s)
+            self._stage(0.045, "evaluating before personalization", progress)
+            ev = self._evaluate(client, cancelled)
             before = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
             self.state.update(before=before)
             result["before"] = before
@@ -806,8 +865,12 @@ class RoundRunner:
                 t = float(time_per_batch_s(model.arch, names, n, prof, clock))
                 return t, t * float(prof.power_w(clock))
 
+            # the evaluation after training, as the board costs it (inference of the test windows)
+            from estimator.core import time_per_sample_s
+
+            tail_s = len(data.test_y) * float(time_per_sample_s(model.arch, frozenset(), prof, clock))
             done_msg, rows = self._collect(
-                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress
+                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress, tail_s=tail_s
             )
             if done_msg is None:
                 raise _Cancel()
@@ -825,12 +888,12 @@ class RoundRunner:
                     f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
                     + (f" (error {done_msg.error})" if done_msg.error else "")
                 )
-            self._stage(0.9, "evaluating after personalization", progress)
-            ev = client.evaluate(1, timeout=self.eval_timeout_s)
+            self._stage(TRAIN_FRACTION[1], "evaluating after personalization", progress)
+            ev = self._evaluate(client, cancelled)
             after = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
             self.state.update(after=after)
             result["after"] = after
-            self._stage(0.95, "downloading the personalized weights", progress)
+            self._stage(0.97, "downloading the personalized weights", progress)
             weights = client.download_weights(model.arch)  # CRC-32 checked (IntegrityError otherwise)
         result.update(_totals(rows))
         result["weights_path"] = self._save_weights(model, weights, data)
@@ -838,6 +901,15 @@ class RoundRunner:
         result["voltage_v"] = power[1] if power else None
         result["profile"] = prof.name
         return result
+
+    def _evaluate(self, client: Any, cancelled: Callable[[], bool]) -> Any:
+        """The board's evaluation of the test slot; Cancel (or quitting) stops the wait at once."""
+        from device.nucleo.client import WaitCancelled
+
+        try:
+            return client.evaluate(1, timeout=self.eval_timeout_s, cancelled=cancelled)
+        except WaitCancelled:
+            raise _Cancel() from None
 
     def _fit_ram(
         self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], info: Any, prof: Any
@@ -882,12 +954,27 @@ class RoundRunner:
         predict: Callable[[int, int], tuple[float, float]],
         cancelled: Callable[[], bool],
         progress: Callable[..., None],
+        tail_s: float = 0.0,
     ) -> tuple[Any, list[BatchRow]]:
-        """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch."""
+        """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch.  Progress
+        is by batches done; the time left comes from the round plan (the estimator's time of each batch:
+        warm-up batches train the last Dense only) scaled by how the batches done so far went."""
         from device.nucleo import protocol as P
 
         rid = self.round_id
         total = max(1, int(rinfo.total_batches))
+        t_train = time.monotonic()  # TRAIN_START acknowledged: the board trains from here
+        warm = int(self.config.warmup_epochs) * max(1, int(rinfo.batches_per_epoch))
+        plan = [
+            predict(P.Phase.WARMUP if i < warm else P.Phase.MAIN, int(self.config.batch_size))[0] for i in range(total)
+        ]
+        self.state.update(
+            fraction=batch_fraction(0, total),
+            text=f"batch 0/{total}",
+            batches_done=0,
+            eta_s=round_eta(plan, 0, 0.0, tail_s),
+            eta_at=t_train,
+        )
         rows: list[BatchRow] = []
         measured: set[int] = set()
         round_start_tick: int | None = None
@@ -955,16 +1042,17 @@ class RoundRunner:
                 rows.append(row)
                 self.store.put_round_batch(rid, row.index, row.to_dict())
                 self.state.set_row(row)
-                f = 0.4 + 0.5 * len(rows) / total
-                self.state.update(fraction=f, text=f"batch {len(rows)}/{total}")
-                progress(f, f"batch {len(rows)}/{total}, loss {ev.loss:.3f}")
+                f = batch_fraction(len(rows), total)
+                eta = round_eta(plan, len(rows), now - t_train, tail_s)
+                text = f"batch {len(rows)}/{total}, loss {ev.loss:.3f}"
+                self.state.update(fraction=f, text=text, batches_done=len(rows), eta_s=eta, eta_at=now)
+                progress(f, f"{text}, {eta_text(eta)}")
             elif isinstance(ev, P.RoundDone):
                 if round_start_tick is None:
                     round_start_tick = int(ev.start_tick)
                 done_msg = ev
                 break
-            attribute(final=False)
-            if cancelled() and not aborted:
+            if cancelled() and not aborted:  # first: abort at once (the attribution below can wait)
                 aborted = True
                 self.state.update(text="aborting the round")
                 try:
@@ -972,13 +1060,15 @@ class RoundRunner:
                 except Exception:  # noqa: BLE001 - the RoundDone wait below still times out
                     pass
                 last_seen = now
+            attribute(final=False)
             if now - last_seen > (10.0 if aborted else idle_limit):
                 raise RoundError(
                     f"no report from the board for {now - last_seen:.0f} s ({len(rows)}/{total} batches done)"
                 )
-        # let the power stream catch up with the end of the last batch, then settle the rest
+        # let the power stream catch up with the end of the last batch, then settle the rest (not for long after
+        # a Cancel: quitting must not wait 3 s for the energy of a round the user stopped)
         if power is not None and rows:
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + (0.2 if aborted else 3.0)
             while time.monotonic() < deadline and len(measured) < len(rows):
                 attribute(final=False)
                 time.sleep(0.05)
@@ -1156,6 +1246,69 @@ def personalized_model(store: "Store", round_id: int) -> "LoadedModel":
     return load_npz(path)
 
 
+def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> dict:
+    """What an exported personalized model is: the round (mode, layers, epochs, lr, batch, T), whose data
+    (user, dataset, windows per class), its metrics before/after, the board and the measured cost.  This
+    replaces the base model's metadata (pretraining optimizer, lr, batch, best epoch, the developer's paths,
+    ``"format": "keras"`` on a TFLite file…) in the JSON sidecars and the ``.npz``."""
+    from app import __version__
+    from app.core.store import StoreError
+
+    r = _round(store, round_id)
+    c, res = r["config"], r["result"]
+    user, dataset = None, None
+    try:
+        ds = store.dataset(int(r["dataset_id"]))
+        dataset = ds.name
+        user = store.user(ds.user_id).name
+    except (StoreError, KeyError, TypeError, ValueError):
+        pass
+
+    def metrics(m: Mapping[str, Any] | None) -> dict | None:
+        return None if not m else {k: m.get(k) for k in ("accuracy", "macro_f1", "loss") if k in m}
+
+    info = res.get("round_info") or {}
+    base = model.meta.get("base_model") or c.get("model_source") or ""
+    return {
+        "generated_by": f"ODL Studio {__version__}",
+        "description": f"personalized on the board in round {round_id} ({str(c.get('mode', '?')).upper()}, "
+        f"T={c.get('input_size')}) with {user or 'the user'}'s labelled data",
+        "base_model": Path(str(base)).name if base else None,
+        "rate_hz": float(c.get("rate_hz") or model.meta.get("rate_hz") or 20.0),
+        "personalized": {
+            "round_id": int(round_id),
+            "status": r.get("status"),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r["created"])) if r.get("created") else None,
+            "mode": c.get("mode"),
+            "trainable": list(c.get("trainable") or []),
+            "input_size": c.get("input_size"),
+            "epochs": c.get("epochs"),
+            "warmup_epochs": c.get("warmup_epochs"),
+            "learning_rate": c.get("lr"),
+            "batch_size": c.get("batch_size"),
+            "seed": c.get("seed"),
+            "user": user,
+            "dataset": dataset,
+            "windows": {
+                "train": c.get("n_train"),
+                "test": c.get("n_test"),
+                "per_class": {k: {"train": v[0], "test": v[1]} for k, v in (res.get("counts") or {}).items()},
+                "split": f"chronological {int(100 * float(c.get('train_fraction', 0.6)))} % train per activity",
+            },
+            "metrics": {"before": metrics(res.get("before")), "after": metrics(res.get("after"))},
+            "board": {k: info.get(k) for k in ("board", "build", "sysclk_hz") if info.get(k) is not None} or None,
+            "batches": res.get("n_batches"),
+            "board_seconds": res.get("seconds"),
+            "energy_j": res.get("energy_j"),
+            "profile": res.get("profile", c.get("profile")),
+        },
+    }
+
+
+#: Export formats written with a JSON sidecar (``<file stem>.json``; .keras and .h5 share one).
+SIDECAR_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8")
+
+
 def export_round(
     store: "Store",
     round_id: int,
@@ -1167,9 +1320,11 @@ def export_round(
 ) -> dict[str, Path]:
     """Write the round's personalized weights in ``formats`` plus ``<stem>_report.md`` into ``out_dir``.
 
-    ``tflite_int8`` is calibrated on the round's own training windows.  Returns ``{format: path}`` (with
-    ``'report'``).  Checks ``cancelled()`` between formats; a cancelled export leaves what was written."""
-    from app.core.models import ModelError, export_all
+    ``tflite_int8`` is calibrated on the round's own training windows.  Returns every file written:
+    ``{format: path}``, the JSON sidecars as ``'metadata (keras, h5)'``… and ``'report'``.  The sidecars and
+    the ``.npz`` describe the personalized model (:func:`personalized_meta`), not the base model.  Checks
+    ``cancelled()`` between formats; a cancelled export leaves what was written."""
+    from app.core.models import ModelError, export_all, sidecar_path
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
@@ -1177,6 +1332,7 @@ def export_round(
     if not formats:
         raise RoundError("choose at least one export format")
     model = personalized_model(store, round_id)
+    model = dataclasses.replace(model, meta=personalized_meta(store, round_id, model))
     stem = stem or f"personalized_round{round_id}"
     out = Path(out_dir)
     rep = None
@@ -1195,6 +1351,12 @@ def export_round(
             written.update(export_all(model, out, stem, rep, formats=(f,)))
         except ModelError as exc:
             raise RoundError(f"export {f}: {exc}") from exc
+    sides: dict[Path, list[str]] = {}
+    for k, p in written.items():
+        if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
+            sides.setdefault(sidecar_path(p), []).append(k)
+    for side, kinds in sides.items():
+        written[f"metadata ({', '.join(kinds)})"] = side
     if not cancelled():
         report = out / f"{stem}_report.md"
         text = round_report(store, round_id)

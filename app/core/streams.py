@@ -220,7 +220,9 @@ class StreamView:
 
 @dataclass(frozen=True)
 class Stats:
-    """Statistics of one channel over ``[t0, t1)``.  ``integral`` = avg x duration (C for A, J for W).
+    """Statistics of one channel over ``[t0, t1)``.  ``integral`` (C for A, J for W) sums the samples that
+    exist — ``avg x n / rate`` — so lost samples and reconnect gaps (NaN) count as no data, not as the
+    average; ``missing_s`` says how much of the range has no data.
 
     ``exact`` is False when the range had left the full-resolution ring and the figures come from level-1
     buckets (whole buckets overlapping the range: edges are rounded to ``base`` samples).
@@ -234,10 +236,21 @@ class Stats:
     min: float
     max: float
     exact: bool
+    rate_hz: float = 0.0  # sample rate (0: unknown, then the integral is avg x dt as if nothing were missing)
 
     @property
     def dt(self) -> float:
         return self.t1 - self.t0
+
+    @property
+    def covered_s(self) -> float:
+        """Seconds of the range that have samples."""
+        return self.n / self.rate_hz if self.rate_hz > 0 else self.dt
+
+    @property
+    def missing_s(self) -> float:
+        """Seconds of the range without samples (gaps, lost blocks)."""
+        return max(0.0, self.dt - self.covered_s)
 
     @property
     def p2p(self) -> float:
@@ -245,7 +258,7 @@ class Stats:
 
     @property
     def integral(self) -> float:
-        return self.avg * self.dt if self.n else float("nan")
+        return self.avg * self.covered_s if self.n else float("nan")
 
 
 class SampleStream:
@@ -505,26 +518,26 @@ class SampleStream:
         i0, i1 = self._index_range(t0, t1)
         i0, i1 = max(0, i0), min(self.n_total, i1)
         if i1 <= i0:
-            return Stats(t0, t1, 0, *([float("nan")] * 4), True)
+            return Stats(t0, t1, 0, *([float("nan")] * 4), True, self.rate_hz)
         with self._lock:
             if self._recent.covers(i0, i1):
                 y = self._recent.get(i0, i1)[:, channel].astype(np.float64)
                 y = y[~np.isnan(y)]
                 exact = True
                 if len(y) == 0:
-                    return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True)
+                    return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True, self.rate_hz)
                 n, s, ss = len(y), float(y.sum()), float((y * y).sum())
                 mn, mx = float(y.min()), float(y.max())
                 # two-pass std for precision on the exact path
                 avg = s / n
                 std = float(np.sqrt(np.mean((y - avg) ** 2)))
-                return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact)
+                return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact, self.rate_hz)
             n, sm, ss, mn, mx = self._range_sums(i0, i1, channel)
         if n == 0:
-            return Stats(t0, t1, 0, *([float("nan")] * 4), False)
+            return Stats(t0, t1, 0, *([float("nan")] * 4), False, self.rate_hz)
         avg = sm / n
         std = math.sqrt(max(0.0, ss / n - avg * avg))
-        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, False)
+        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, False, self.rate_hz)
 
     def _range_sums(self, i0: int, i1: int, ch: int) -> tuple[int, float, float, float, float]:
         """Pyramid range query: whole coarse buckets inside the range, finer levels at its edges, level-1

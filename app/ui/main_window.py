@@ -5,15 +5,20 @@
   frame when the previous one overran half the period (Joulescope's rule), so a slow machine degrades to
   a lower frame rate instead of queueing paints.
 * The status bar says **"Virtual bench"** when the in-process bench is used, summarises the devices, shows
-  running tasks (progress + Cancel) and the measured frame time.
+  running tasks (progress + Cancel) and, with View › Show frame time, the measured frame time.
+* Every panel fits a 1280 × 800 screen (``tests/test_gui_fit.py``); the window opens at most as large as the
+  screen's available area.
 """
 
 from __future__ import annotations
 
 import time
 
+import platform
+from pathlib import Path
+
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -38,6 +43,20 @@ from app.ui.tasks import TaskBar, TaskRunner
 
 __all__ = ["MainWindow"]
 
+FRAME_TIME_SETTING = "ui.show_frame_time"
+
+
+def _docs_dir() -> Path | None:
+    """The docs/ folder beside the app's sources (a checkout) or inside a frozen bundle, if there is one."""
+    from app.core import paths
+
+    for base in ((paths.bundle_root(),) if paths.is_frozen() else ()) + (Path(__file__).resolve().parents[2],):
+        d = Path(base) / "docs"
+        if (d / "app.md").is_file():
+            return d
+    return None
+
+
 GLOBAL_SHORTCUTS = [
     ("Ctrl+1 … Ctrl+9", "Switch to panel 1 … 9"),
     ("F1", "Keyboard shortcuts"),
@@ -50,10 +69,15 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ctx = ctx
         self.setWindowTitle(f"ODL Studio — {ctx.user.name}")
-        self.resize(1360, 820)
+        screen = QGuiApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen is not None else None
+        # 1360 x 820 where there is room; never larger than the screen (a 1280 x 800 laptop)
+        self.resize(min(1360, avail.width()) if avail else 1360, min(820, avail.height()) if avail else 820)
         self.tasks = TaskRunner(self)
         self.specs: list[PanelSpec] = panel_specs()
         self.panels: dict[str, Panel] = {}
+        self._fault_shown: tuple[str, str, bool] | None = None  # (device key, status text, went down) of a fault
+        self._fault_reconnects = 0
         self._build()
         self._device_version = -1
         self.frame_ms: list[float] = []
@@ -111,25 +135,71 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, row=i: self.sidebar.setCurrentRow(row))
             view.addAction(act)
             self.addAction(act)
+        view.addSeparator()
+        self.act_frame_time = QAction("Show &frame time", self, checkable=True)
+        self.act_frame_time.setToolTip("Median time of the last 30 frames in the status bar (a debugging aid)")
+        self.act_frame_time.setChecked(bool(self.ctx.settings.get(FRAME_TIME_SETTING, False)))
+        self.act_frame_time.toggled.connect(self._show_frame_time)
+        view.addAction(self.act_frame_time)
         helpm = mb.addMenu("&Help")
         keys = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("F1"))
         keys.triggered.connect(self.show_shortcuts)
         helpm.addAction(keys)
         about = QAction("&About", self)
-        about.triggered.connect(
-            lambda: QMessageBox.about(
-                self, "ODL Studio", "ODL Studio — personalize HAR models on STM32 and measure time, power, energy."
-            )
-        )
+        about.triggered.connect(self.show_about)
         helpm.addAction(about)
+
+    def about_text(self) -> str:
+        """Help › About: version, the versions it runs on, where the data are, and links to the docs."""
+        from PySide6 import __version__ as pyside_version
+        from PySide6.QtCore import qVersion
+
+        from app import __version__
+
+        docs = _docs_dir()
+        if docs is not None:
+            links = " · ".join(
+                f"<a href='{(docs / f).as_uri()}'>{title}</a>"
+                for f, title in (("app.md", "the desktop app, panels and shortcuts"), ("personalize.md", "personalize"))
+                if (docs / f).is_file()
+            )
+            readme = docs.parent / "README.md"
+            if readme.is_file():
+                links = f"<a href='{readme.as_uri()}'>README</a> · " + links
+            doc_line = f"Documentation: {links} (folder {docs})"
+        else:
+            doc_line = "Documentation: the docs/ folder and README.md of the ODL Studio source tree"
+        return (
+            f"<h3>ODL Studio {__version__}</h3>"
+            "<p>Personalize human-activity-recognition models on STM32 and measure what it costs in time, power "
+            "and energy.</p>"
+            f"<p>{doc_line}<br>Keyboard shortcuts: Help › Keyboard shortcuts (F1)</p>"
+            f"<p>Data: {self.ctx.data_dir}<br>Python {platform.python_version()}, Qt {qVersion()}, "
+            f"PySide6 {pyside_version}, {platform.system()} {platform.machine()}</p>"
+        )
+
+    def show_about(self) -> QMessageBox:
+        box = QMessageBox(self)
+        box.setWindowTitle("About ODL Studio")
+        box.setTextFormat(Qt.RichText)
+        box.setText(self.about_text())
+        box.setTextInteractionFlags(Qt.TextBrowserInteraction)  # the links open in the browser / editor
+        box.setStandardButtons(QMessageBox.Ok)
+        box.open()
+        return box
+
+    def _show_frame_time(self, on: bool) -> None:
+        self.ctx.settings.set(FRAME_TIME_SETTING, bool(on))
+        self.fps_label.setVisible(bool(on))
 
     def _build_status(self) -> None:
         sb = self.statusBar()
         self.bench_label = QLabel()
         self.bench_label.setObjectName("benchLabel")
-        self.devices_label = QLabel()
+        self.devices_label = QLabel()  # clipped by the status bar when long: the full text is its tool tip
         self.fps_label = QLabel()
         self.fps_label.setMinimumWidth(110)
+        self.fps_label.setVisible(self.act_frame_time.isChecked())
         sb.addPermanentWidget(TaskBar(self.tasks))
         sb.addPermanentWidget(self.devices_label)
         sb.addPermanentWidget(self.bench_label)
@@ -228,9 +298,25 @@ class MainWindow(QMainWindow):
             _t, key, text = dm.faults[-1]
             name = next((s.info.name for s in dm.snapshot() if s.info.key == key), key)
             self.statusBar().showMessage(f"{name}: {text}", 15000)
+            self._fault_shown = (key, f"{name}: {text}", False)  # an overcurrent leaves it READY: stays shown
+            self._fault_reconnects = next((s.reconnects for s in dm.snapshot() if s.info.key == key), 0)
         self._faults_seen = count
+        fault = self._fault_shown
+        if fault is not None:  # the device of a "link lost" message is back: say so at once
+            key, text, lost = fault
+            st = next((s for s in dm.snapshot() if s.info.key == key), None)
+            good = st is not None and st.state in (DeviceState.READY, DeviceState.STREAMING, DeviceState.TRAINING)
+            lost = lost or (st is not None and st.reconnects > self._fault_reconnects)  # down and up between frames
+            if st is None or (good and lost):
+                self._fault_shown = None
+                if self.statusBar().currentMessage() == text and st is not None:
+                    self.statusBar().showMessage(f"{st.info.name}: {st.state.value} again", 5000)
+            elif not good:  # it went down (error, reconnecting): replace the message when it is back
+                self._fault_shown = (key, text, True)
         parts = [f"{s.info.name}: {s.state.value}" for s in dm.snapshot()]
-        self.devices_label.setText("  |  ".join(parts) if parts else (dm.bench_error or "no devices found"))
+        text = "  |  ".join(parts) if parts else (dm.bench_error or "no devices found")
+        self.devices_label.setText(text)
+        self.devices_label.setToolTip(text)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.timer.stop()
@@ -240,5 +326,5 @@ class MainWindow(QMainWindow):
                 p.shutdown()
             except Exception:  # noqa: BLE001 - keep closing
                 pass
-        self.tasks.wait(5000)
+        self.tasks.shutdown(5000)  # a task's result arriving after this must not touch the closing store
         super().closeEvent(event)

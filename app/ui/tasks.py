@@ -75,6 +75,7 @@ class TaskRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.tasks: list[Task] = []
+        self.closed = False  # after shutdown(): results still queued to the GUI thread are dropped
 
     def start(
         self,
@@ -88,20 +89,20 @@ class TaskRunner(QObject):
 
         def progress(f: float, text: str) -> None:
             task.fraction, task.text = f, text
-            if on_progress:
+            if on_progress and not self.closed:
                 on_progress(f, text)
             self.changed.emit()
 
         def done(result: Any) -> None:
             task.finished, task.result = True, result
             self._forget(task)
-            if on_done:
+            if on_done and not self.closed:
                 on_done(result)
 
         def failed(msg: str) -> None:
             task.finished, task.error = True, msg
             self._forget(task)
-            if on_error:
+            if on_error and not self.closed:
                 on_error(msg)
 
         task.signals.progress.connect(progress)
@@ -124,6 +125,14 @@ class TaskRunner(QObject):
     def wait(self, timeout_ms: int = 5000) -> bool:
         return self.pool.waitForDone(timeout_ms)
 
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel every task, wait for the workers, and drop the callbacks still queued: the window and the
+        store they would update are closing."""
+        self.cancel_all()
+        ok = self.wait(timeout_ms)
+        self.closed = True
+        return ok
+
 
 class TaskBar(QWidget):
     """Status-bar widget: title, progress and Cancel of the newest running task (hidden when idle)."""
@@ -133,7 +142,7 @@ class TaskBar(QWidget):
         self.runner = runner
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel()
+        self.label = QLabel()  # clipped by the status bar when long: the full text is its tool tip
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(160)
         self.bar.setRange(0, 1000)
@@ -152,6 +161,7 @@ class TaskBar(QWidget):
             t = tasks[-1]
             more = f" (+{len(tasks) - 1})" if len(tasks) > 1 else ""
             self.label.setText(f"{t.title}{more}: {t.text}")
+            self.label.setToolTip(self.label.text())
             self.bar.setValue(int(1000 * max(0.0, min(1.0, t.fraction))))
 
     @Slot()

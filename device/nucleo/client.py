@@ -52,6 +52,10 @@ class IntegrityError(RuntimeError):
     """A downloaded blob failed its CRC-32 or size check."""
 
 
+class WaitCancelled(RuntimeError):
+    """A wait for the board was given up because the caller's ``cancelled()`` became true (e.g. the app quits)."""
+
+
 class DeviceTransport:
     """Serial-like adapter (``read``/``write``/``close``) around an in-process emulated device, for tests
     and tools that do not need a socket.  Thread-safe; ``read`` waits at most ``timeout`` seconds."""
@@ -540,15 +544,25 @@ class NucleoClient:
             f"reports seen); read the weights with download_weights() to continue"
         )
 
-    def evaluate(self, slot: int = 1, timeout: float = 120.0) -> P.EvalResult:
+    def evaluate(
+        self, slot: int = 1, timeout: float = 120.0, cancelled: Callable[[], bool] | None = None
+    ) -> P.EvalResult:
         """Run inference on a stored slot on the board; returns its confusion matrix (rows = true class).
-        ``timeout`` bounds the (simulated or real) inference time."""
+        ``timeout`` bounds the (simulated or real) inference time.  ``cancelled()`` is polled every 0.1 s:
+        when true the wait ends with :class:`WaitCancelled` (the board finishes its evaluation on its own;
+        the next call drains the stale result)."""
         self.drain_events(P.EvalResult)
         self.request(P.Evaluate(slot), P.Ack)
-        ev = self.next_event(P.EvalResult, timeout)
-        if ev is None:
-            raise NucleoTimeout(f"evaluation of slot {slot} not finished after {timeout:.1f} s")
-        return ev  # type: ignore[return-value]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ev = self.next_event(P.EvalResult, max(0.0, min(left, 0.1)) if cancelled else max(0.0, left))
+            if ev is not None:
+                return ev  # type: ignore[return-value]
+            if cancelled is not None and cancelled():
+                raise WaitCancelled(f"evaluation of slot {slot}: no longer waited for")
+            if time.monotonic() >= deadline:
+                raise NucleoTimeout(f"evaluation of slot {slot} not finished after {timeout:.1f} s")
 
     def download_weights(
         self, arch: Any, names: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None

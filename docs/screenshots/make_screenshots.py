@@ -1,6 +1,7 @@
-"""Regenerate docs/screenshots/*.png: run the app with the virtual bench streaming and grab each panel.
+"""Regenerate docs/screenshots/*.png: run the app with the virtual bench streaming and grab each panel, in a
+window of 1280 x 800 — the smallest laptop screen the app is made for (every panel must fit it).
 
-    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
+    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/make_screenshots.py
 
 (``QT_QPA_PLATFORM=offscreen`` works too, without the full-screen ``xvfb_root.png``.)
 """
@@ -30,8 +31,8 @@ def main() -> int:
     data = tempfile.mkdtemp(prefix="odl-shots-")
     ctx = AppContext.create(data, bench=True)
     win = build_window(ctx)
-    win.resize(1500, 880)
-    win.move(20, 20)
+    win.resize(1280, 800)
+    win.move(0, 0)
     win.show()
 
     def pump(seconds: float) -> None:
@@ -84,9 +85,12 @@ def main() -> int:
     for name, pix in shots.items():
         pix.save(str(OUT / f"{name}.png"), "PNG")
         print("wrote", OUT / f"{name}.png")
-    if os.environ.get("DISPLAY") and shutil.which("import"):
+    if os.environ.get("DISPLAY") and app.platformName() == "xcb":  # the whole X screen, as a user sees it
         pump(0.3)
-        subprocess.run(["import", "-window", "root", str(OUT / "xvfb_root.png")], check=False, timeout=30)
+        if shutil.which("import"):
+            subprocess.run(["import", "-window", "root", str(OUT / "xvfb_root.png")], check=False, timeout=30)
+        else:
+            app.primaryScreen().grabWindow(0).save(str(OUT / "xvfb_root.png"), "PNG")
         print("wrote", OUT / "xvfb_root.png")
     win.close()
     ctx.close()

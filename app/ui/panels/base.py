@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QToolButton, QWidget
 
 from app.core.context import AppContext
+
+
+def tool_button(text: str, tip: str = "", checkable: bool = False) -> QToolButton:
+    """A toolbar button as wide as its text.  A QPushButton is at least 80 px wide in most styles; a row of
+    them made the Power and Labelling panels too wide for a 1280-px screen beside the sidebar."""
+    b = QToolButton()
+    b.setText(text)
+    b.setToolTip(tip)
+    b.setCheckable(checkable)
+    b.setToolButtonStyle(Qt.ToolButtonTextOnly)
+    return b
 
 
 class Panel(QWidget):
@@ -16,6 +29,8 @@ class Panel(QWidget):
       visible**; pull from streams here and skip work when nothing changed.
     * :meth:`activated` / :meth:`deactivated` — the page was shown / hidden.
     * :meth:`shortcuts` — ``[(keys, what)]`` listed in Help > Keyboard shortcuts.
+    * :meth:`add_shortcut` — a key that works whenever this panel is shown, wherever the focus is in the
+      window (a combo box, a list, the sidebar), except in a text field being typed in.
     * :meth:`shutdown` — the app is closing (stop recorders, workers).
     """
 
@@ -23,6 +38,15 @@ class Panel(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.tasks = None  # set by MainWindow (app.ui.tasks.TaskRunner)
+
+    def add_shortcut(self, keys: str, fn) -> QShortcut:
+        """``keys`` (e.g. ``"M"``, ``"Ctrl+Z"``) calls ``fn()`` while this panel is the shown page.  Window
+        context: Qt matches it only while the panel is visible, so hidden panels never react, and the focus
+        widget may be anywhere in the window.  A text field with the focus (QLineEdit, spin box, editable
+        combo box, table cell editor) still gets its typing keys first (Qt's ShortcutOverride)."""
+        sc = QShortcut(QKeySequence(keys), self, context=Qt.WindowShortcut)
+        sc.activated.connect(fn)
+        return sc
 
     def tick(self) -> None:
         """Frame clock: refresh views from the core (cheap when nothing changed)."""

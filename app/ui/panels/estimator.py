@@ -72,6 +72,9 @@ OTHER_SIZES_SETTING = "estimator.other_sizes"
 GENERAL_RATE_HZ = 20.0
 SIM_EPOCHS = RECOMMEND_EPOCHS  # the recommender's candidate epochs
 SIM_MAX_TRAIN_WINDOWS = 256  # class-stratified cap that keeps the simulation quick
+#: Fewer test windows than this at an input size: its measured macro-F1 is noise (one window moves it by
+#: several points; 0 of 3 right reads "F1 0.000"), so the recommender keeps the Table II prior there.
+SIM_MIN_TEST_WINDOWS = 20
 
 
 def profile_dir(ctx) -> str:
@@ -178,11 +181,34 @@ class SimulationState:
             dict(self.table), dict(self.accuracy), dict(self.none), dict(self.n_train), dict(self.n_test), self.seconds
         )
 
+    def too_few(self) -> list[int]:
+        """Input sizes whose test split is too small for a meaningful macro-F1."""
+        return sorted(T for T, n in self.n_test.items() if n < SIM_MIN_TEST_WINDOWS)
+
+    def reliable_result(self):
+        """:meth:`result` without the input sizes of :meth:`too_few` (they fall back to the prior)."""
+        bad = set(self.too_few())
+        r = self.result()
+        r.table = {k: v for k, v in r.table.items() if k[0] not in bad}
+        return r
+
+    def warning(self) -> str:
+        bad = self.too_few()
+        if not bad:
+            return ""
+        return (
+            f"⚠ Too few test windows at T = {', '.join(map(str, bad))} "
+            f"({', '.join(str(self.n_test[T]) for T in bad)}; at least {SIM_MIN_TEST_WINDOWS} needed): their "
+            "measured F1 is not reliable, the Table II prior is used there. Label more data."
+        )
+
     def summary(self) -> str:
         if not self.table:
             return ""
         sizes = sorted({T for T, _m, _e in self.table})
-        best = max(self.table.items(), key=lambda kv: kv[1])
+        bad = set(self.too_few())
+        best = max(((k, v) for k, v in self.table.items() if k[0] not in bad), key=lambda kv: kv[1], default=None)
+        best = best or max(self.table.items(), key=lambda kv: kv[1])
         (T, m, e), f1 = best
         before = ", ".join(f"T={t}: {self.none[t]:.2f}" for t in sizes if t in self.none)
         return (
@@ -191,6 +217,7 @@ class SimulationState:
             f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
             + ("" if self.complete else " Partial (cancelled): the other sizes use the Table II prior.")
             + (" Labels changed since: simulate again." if self.stale else "")
+            + (f"\n{self.warning()}" if self.warning() else "")
         )
 
 
@@ -274,6 +301,7 @@ class EstimatorPanel(Panel):
         rl = QVBoxLayout(rbox)
         self.choice = QLabel()
         self.choice.setObjectName("estimatorChoice")
+        self.choice.setWordWrap(True)
         f = self.choice.font()
         f.setBold(True)
         f.setPointSizeF(f.pointSizeF() * 1.15)
@@ -310,6 +338,7 @@ class EstimatorPanel(Panel):
         cl.addLayout(brow)
         self.accuracy_label = QLabel()
         self.accuracy_label.setObjectName("accuracySource")
+        self.accuracy_label.setWordWrap(True)
         cl.addWidget(self.accuracy_label)
         self.sim_progress = QProgressBar()
         self.sim_progress.setRange(0, 1000)
@@ -362,6 +391,11 @@ class EstimatorPanel(Panel):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setToolTip("Click a row to use that configuration instead of the recommendation")
+        self.picked: tuple[int, str] | None = None  # (T, mode) picked in the table
+        self.rows: list[dict] = []
         tw = QWidget()
         tl = QVBoxLayout(tw)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -389,6 +423,7 @@ class EstimatorPanel(Panel):
         self.btn_calibrate.clicked.connect(self.calibrate)
         self.btn_simulate.clicked.connect(self._simulate_clicked)
         self.btn_prior.clicked.connect(self.use_prior)
+        self.table.itemSelectionChanged.connect(self._row_picked)
         ctx.subscribe("round_finished", lambda round_id=None, **_: self.recompute())
         ctx.subscribe("labels_changed", lambda **_: self._labels_changed())
         ctx.subscribe("user_changed", lambda **_: self.recompute())
@@ -577,7 +612,8 @@ class EstimatorPanel(Panel):
         sim = self.sim
         if sim is None or sim.model_key != m.key or sim.dataset_id != self.ctx.dataset.id or not sim.table:
             return None
-        return sim.result().accuracy_model()
+        res = sim.reliable_result()
+        return res.accuracy_model() if res.table else None
 
     def recompute(self) -> None:
         self.inputs = d = self.read_inputs()
@@ -608,21 +644,64 @@ class EstimatorPanel(Panel):
             self.btn_apply.setEnabled(False)
             self.table.setRowCount(0)
             return
-        c = self.rec.choice
-        self.choice.setText(
-            f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c else "Nothing fits"
-        )
-        self.reason.setPlainText(self.rec.reason)
-        self.btn_apply.setEnabled(c is not None)
         rows = [r for r in self.rec.table if r["epochs"] == d.epochs]
+        self.rows = rows
         f1 = "F1 measured on your windows" if accuracy is not None else "F1 from the Table II prior"
         self.table_title.setText(
             f"<b>{m.name}</b>: predictions at {d.epochs} epoch(s), batch {d.batch_size}, "
-            f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget)"
+            f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget; click a row to pick it)"
         )
         self._fill_table(rows, m)
         self._plot(rows, d, m)
+        self._show_choice()
         self._show_sim()
+
+    # --- the configuration used: the recommendation, or a row picked in the table ----------------------------
+    def selected_config(self) -> dict | None:
+        """What "Use in Training panel" sends: the row picked in the table (at the table's epochs), else the
+        recommendation."""
+        if self.picked is not None:
+            row = next((r for r in getattr(self, "rows", []) if (r["input_size"], r["mode"]) == self.picked), None)
+            if row is not None:
+                return row
+        return self.rec.choice if self.rec is not None else None
+
+    def _row_picked(self) -> None:
+        sel = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        rows = getattr(self, "rows", [])
+        if not sel or sel[0].row() >= len(rows):
+            return
+        r = rows[sel[0].row()]
+        c = self.rec.choice if self.rec is not None else None
+        same = c is not None and (r["input_size"], r["mode"]) == (c["input_size"], c["mode"])  # the green row
+        self.picked = None if same else (r["input_size"], r["mode"])
+        self._show_choice()
+
+    def _show_choice(self) -> None:
+        c = self.rec.choice if self.rec is not None else None
+        rec_text = f"{c['mode'].upper()} at T={c['input_size']} with {c['epochs']} epoch(s)" if c else "Nothing fits"
+        row = self.selected_config() if self.picked is not None else None
+        if row is None:
+            self.picked = None
+            self.choice.setText(rec_text)
+            self.reason.setPlainText(self.rec.reason if self.rec is not None else "")
+        else:
+            self.choice.setText(f"Picked: {row['mode'].upper()} at T={row['input_size']} with {row['epochs']} epoch(s)")
+            budget = "within every budget" if row["feasible"] else "outside a budget: " + ", ".join(row["violations"])
+            self.reason.setPlainText(
+                f"You picked this row: {row['time_per_round_s']:.3g} s and {row['energy_per_round_mj']:.3g} mJ per "
+                f"round, {row['ram_needed_kib']:.0f} KiB of RAM, F1 {row['accuracy']:.3f}; {budget}.\n"
+                f"The recommendation is {rec_text} (click its green row to go back to it)."
+            )
+        self.btn_apply.setEnabled(self.selected_config() is not None)
+        # keep the picked row selected across recomputes (budgets changed, new rounds …)
+        want = self.picked if self.picked is not None else ((c["input_size"], c["mode"]) if c else None)
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        for i, r in enumerate(getattr(self, "rows", [])):
+            if want is not None and (r["input_size"], r["mode"]) == want:
+                self.table.selectRow(i)
+        self.table.blockSignals(False)
 
     def _fill_table(self, rows: list[dict], m: ModelChoice) -> None:
         extra = () if m.general else INFERENCE_COLUMNS
@@ -631,6 +710,8 @@ class EstimatorPanel(Panel):
         self.table.setHorizontalHeaderLabels(cols)
         self.table.setRowCount(len(rows))
         chosen = self.rec.choice if self.rec else None
+        sim = self.sim if self.sim is not None and self.sim.model_key == m.key else None
+        few = set(sim.too_few()) if sim is not None and sim.dataset_id == self.ctx.dataset.id else set()
         for i, r in enumerate(rows):
             measured = str(r.get("accuracy_source", "")).startswith("measured")
             vals = [
@@ -653,6 +734,13 @@ class EstimatorPanel(Panel):
                 item.setTextAlignment(Qt.AlignCenter)
                 if j == 8:
                     item.setToolTip(str(r.get("accuracy_source", "")))
+                    if r["input_size"] in few:
+                        item.setText(f"{r['accuracy']:.3f} ⚠")
+                        item.setToolTip(
+                            f"Table II prior: the simulation had only {sim.n_test[r['input_size']]} test windows at "
+                            f"T={r['input_size']} (at least {SIM_MIN_TEST_WINDOWS} needed for a meaningful F1)"
+                        )
+                        item.setForeground(QBrush(QColor("#b45309")))
                 if not r["feasible"]:
                     item.setForeground(QBrush(QColor("#9ca3af")))
                 if chosen and (r["input_size"], r["mode"]) == (chosen["input_size"], chosen["mode"]):
@@ -736,6 +824,12 @@ class EstimatorPanel(Panel):
                 + ("" if sim.complete else ", partial")
                 + (", stale" if sim.stale else "")
                 + ")"
+                + (
+                    f"<br><span style='color:#b45309'>⚠ too few test windows at T = "
+                    f"{', '.join(map(str, sim.too_few()))}: prior used there</span>"
+                    if sim.too_few()
+                    else ""
+                )
             )
         elif sim is not None and sim.table:
             self.sim_text = "The simulation was for another model or dataset: the Table II prior is used."
@@ -844,9 +938,9 @@ class EstimatorPanel(Panel):
     def apply_to_training(self) -> None:
         """Publish the recommendation *with its model* (``estimator_choice``): the Training panel selects the
         same model (importing an imported file there the way its own Import… does), input size and mode."""
-        if self.rec is None or self.rec.choice is None:
+        c = self.selected_config()
+        if c is None:
             return
-        c = self.rec.choice
         m = self.current_model()
         self.ctx.status(
             f"Training panel prefilled: {m.name}, {c['mode'].upper()} at T={c['input_size']}, {c['epochs']} epoch(s)"
@@ -857,7 +951,7 @@ class EstimatorPanel(Panel):
             mode=str(c["mode"]),
             epochs=int(c["epochs"]),
             batch_size=int(self.batch.value()),
-            reason=self.rec.reason,
+            reason=self.rec.reason if self.picked is None else self.reason.toPlainText(),
             model=m.key,
         )
 

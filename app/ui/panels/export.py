@@ -40,6 +40,9 @@ FORMAT_LABELS = {
 }
 
 
+NO_ROUND = "No finished round yet: run one in the Training round panel."
+
+
 class ExportPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -120,8 +123,13 @@ class ExportPanel(Panel):
         has = self.round.count() > 0
         self.btn_export.setEnabled(has and self.task is None)
         if not has:
-            self.stage.setText("No finished round yet: run one in the Training round panel.")
+            self.stage.setText(NO_ROUND)
+        elif self.stage.text() == NO_ROUND:  # rounds finished since: the hint must not stay beside them
+            self.stage.setText(f"{self.round.count()} finished round(s): pick one, a folder and the formats.")
         self._show_report()
+
+    def activated(self) -> None:
+        self.load_rounds()  # rounds may have finished while another panel was shown
 
     def _show_report(self) -> None:
         rid = self.round.currentData()
@@ -190,7 +198,7 @@ class ExportPanel(Panel):
     def _done(self, written: dict) -> None:
         self._end()
         self.written = dict(written)
-        for k, p in written.items():
+        for k, p in written.items():  # every file: models, their JSON metadata, the report
             self.files.addItem(f"{Path(p).name}   ({k}, {Path(p).stat().st_size / 1024:.1f} KiB)")
         self.progress.setValue(1000)
         self.stage.setText(f"Wrote {len(written)} files to {self.folder.text()}")

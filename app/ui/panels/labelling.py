@@ -2,11 +2,14 @@
 
 Workflow: pick your profile and dataset, choose a class, press **Record** (start/stop) or **Record
 fixed** (N seconds) while the board streams; the segment is saved beside the database and labelled with
-the class.  On any recording: drag with the left mouse button to select a region, press a number key
-(1 = first class…) to label it, drag a label's edges or body to adjust it, Delete removes the selected
-label, Ctrl+Z / Ctrl+Shift+Z undo and redo.  Every change is committed to SQLite at once.
+the class.  On any recording: drag with the left mouse button to select a region (inside a label too),
+press a number key (1 = first class…) to label it, drag a label's edges to adjust it or Shift+drag its body
+to move it (a move keeps its length), Delete removes the selected label, Ctrl+Z / Ctrl+Shift+Z undo and
+redo.  Every change is committed to SQLite at once.  The keys work whenever the panel is shown (panel
+shortcuts), except while you type in a text field you clicked into.
 
-The right column previews the windows the model will see for the chosen input size and the class balance
+The right column previews the windows the model will see — at the model's rate (the general model's 20 Hz,
+which training resamples the recording to) — what a round would train and test on, and the class balance
 of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` of windows.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -52,7 +55,7 @@ from app.core.recording import RecordingError, StreamRecorder, load_accel, space
 from app.core.store import Recording
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
-from app.ui.panels.base import Panel
+from app.ui.panels.base import Panel, tool_button
 from app.ui.widgets.stream_plot import StreamPlot
 
 CLASS_COLORS = (
@@ -92,6 +95,32 @@ class _SelectViewBox(pg.ViewBox):
         super().mouseClickEvent(ev)
 
 
+class _LabelRegion(pg.LinearRegionItem):
+    """A label on the plot.  Its edges adjust it; its body moves only while Shift is held: a plain drag
+    inside a label selects, like everywhere else on the plot (the hint says "Drag to select")."""
+
+    def mouseDragEvent(self, ev):  # noqa: N802 - Qt naming
+        if ev.isStart() and not ev.modifiers() & Qt.ShiftModifier:
+            ev.ignore()  # the view box gets the drag: a selection
+            return
+        if not ev.isStart() and not self.moving:
+            ev.ignore()
+            return
+        super().mouseDragEvent(ev)
+
+    def hoverEvent(self, ev):  # noqa: N802
+        # only claim the drag (and highlight) when Shift is held, else the scene would hand it to us
+        if not ev.isExit() and ev.modifiers() & Qt.ShiftModifier and ev.acceptDrags(Qt.LeftButton):
+            self.setMouseHover(True)
+        else:
+            self.setMouseHover(False)
+
+
+#: The rate training resamples to (the general model's); the windowing preview counts at this rate.
+MODEL_RATE_HZ = 20.0
+MODEL_CLASSES = ("walking", "jogging", "stairs", "sitting", "standing")  # the general model's classes
+
+
 class LabelPlot(StreamPlot):
     """The stream plot with selection, label regions and keyboard handling delegated to the panel."""
 
@@ -109,9 +138,27 @@ class LabelPlot(StreamPlot):
         self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.setFocusPolicy(Qt.StrongFocus)
 
-    def keyPressEvent(self, ev):  # noqa: N802
+    def keyPressEvent(self, ev):  # noqa: N802 - keys the panel shortcuts did not take (inactive window)
         if not self.panel.handle_key(ev.key(), ev.modifiers()):
             super().keyPressEvent(ev)
+
+
+#: Panel shortcuts: key sequence -> (key, modifiers) handled by :meth:`LabellingPanel.handle_key`.
+SHORTCUT_KEYS = [
+    *[(str(n), Qt.Key_0 + n, Qt.NoModifier) for n in range(1, 10)],
+    ("Delete", Qt.Key_Delete, Qt.NoModifier),
+    ("Backspace", Qt.Key_Backspace, Qt.NoModifier),
+    ("Ctrl+Z", Qt.Key_Z, Qt.ControlModifier),
+    ("Ctrl+Shift+Z", Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier),
+    ("Ctrl+Y", Qt.Key_Y, Qt.ControlModifier),
+    ("Esc", Qt.Key_Escape, Qt.NoModifier),
+    ("R", Qt.Key_R, Qt.NoModifier),
+    ("Left", Qt.Key_Left, Qt.NoModifier),
+    ("Right", Qt.Key_Right, Qt.NoModifier),
+    ("Shift+Left", Qt.Key_Left, Qt.ShiftModifier),
+    ("Shift+Right", Qt.Key_Right, Qt.ShiftModifier),
+    ("Home", Qt.Key_Home, Qt.NoModifier),
+]
 
 
 class LabellingPanel(Panel):
@@ -125,6 +172,12 @@ class LabellingPanel(Panel):
         self.selected_label: int | None = None
         self._regions: dict[int, pg.LinearRegionItem] = {}
         self._dirty = True
+        self.training_windows: tuple[int, int] | None = None  # (train, test) a round would get
+        self._tw_gen, self._tw_task = 0, None
+        self._tw_timer = QTimer(self)
+        self._tw_timer.setSingleShot(True)
+        self._tw_timer.setInterval(300)
+        self._tw_timer.timeout.connect(self._count_training_windows)
         self._build()
         self.reload_profile()
         ctx.subscribe("user_changed", lambda **_: self.reload_profile())
@@ -141,20 +194,20 @@ class LabellingPanel(Panel):
         self.user_combo.setEditable(True)
         self.user_combo.setToolTip("Your profile: type a new name and press Enter to create it")
         self.dataset_combo = QComboBox()
-        self.btn_new_ds = QPushButton("New dataset…")
+        self.btn_new_ds = tool_button("New dataset…", "Create a dataset (name and classes) for this profile")
         self.class_combo = QComboBox()
-        self.btn_record = QPushButton("● Record")
-        self.btn_record.setCheckable(True)
-        self.btn_record.setToolTip("Start/stop recording a segment from the live board stream (R)")
+        self.btn_record = tool_button(
+            "● Record", "Start/stop recording a segment from the live board stream (R)", checkable=True
+        )
         self.fixed_len = QDoubleSpinBox()
         self.fixed_len.setRange(1, 600)
         self.fixed_len.setSuffix(" s")
         self.fixed_len.setValue(float(self.ctx.settings["labelling.segment_s"]))
-        self.btn_fixed = QPushButton("Record fixed")
+        self.btn_fixed = tool_button("Record fixed", "Record a segment of the length on the left")
         self.auto_label = QCheckBox("Label segment")
         self.auto_label.setChecked(True)
-        self.btn_undo = QPushButton("Undo")
-        self.btn_redo = QPushButton("Redo")
+        self.btn_undo = tool_button("Undo", "Undo (Ctrl+Z)")
+        self.btn_redo = tool_button("Redo", "Redo (Ctrl+Shift+Z)")
         for w in (
             QLabel("User"),
             self.user_combo,
@@ -180,6 +233,7 @@ class LabellingPanel(Panel):
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(QLabel("Recordings"))
         self.rec_list = QListWidget()
+        self.rec_list.setWordWrap(True)  # "name · 8.0 s · 2 label(s)" in a narrow column: wrapped, not cut
         ll.addWidget(self.rec_list, 1)
         self.btn_import = QPushButton("Import WISDM…")
         self.btn_export_csv = QPushButton("Export WISDM CSV…")
@@ -226,11 +280,19 @@ class LabellingPanel(Panel):
         self.win_stride.setRange(1, 1000)
         self.win_stride.setValue(self.win_size.value())
         self.win_stride.setSuffix(" samples")
+        self.win_size.setToolTip(
+            f"Input size T in samples at the model's rate ({MODEL_RATE_HZ:g} Hz): training resamples every "
+            "recording to that rate, whatever rate it was recorded at"
+        )
         self.win_info = QLabel()
         self.win_info.setWordWrap(True)
+        self.train_info = QLabel()
+        self.train_info.setObjectName("trainInfo")
+        self.train_info.setWordWrap(True)
         form.addRow("Input size", self.win_size)
         form.addRow("Stride", self.win_stride)
         form.addRow(self.win_info)
+        form.addRow(self.train_info)
         rl.addWidget(box)
         rl.addWidget(QLabel("Class balance (windows, whole dataset)"))
         self.balance = pg.PlotWidget()
@@ -252,7 +314,7 @@ class LabellingPanel(Panel):
         self.user_combo.activated.connect(lambda _i: self._user_entered())
         self.user_combo.lineEdit().returnPressed.connect(self._user_entered)
         self.dataset_combo.activated.connect(self._dataset_chosen)
-        self.btn_new_ds.clicked.connect(self.new_dataset)
+        self.btn_new_ds.clicked.connect(lambda: self.new_dataset())  # clicked(bool) would arrive as name=False
         self.btn_record.toggled.connect(self._record_toggled)
         self.btn_fixed.clicked.connect(lambda: self.start_recording(self.fixed_len.value()))
         self.btn_undo.clicked.connect(self.undo)
@@ -266,6 +328,13 @@ class LabellingPanel(Panel):
         self.plot.vb_select.sigClick.connect(self._click)
         self.win_size.valueChanged.connect(self._windowing_changed)
         self.win_stride.valueChanged.connect(self._windowing_changed)
+        # Panel shortcuts, live whenever the panel is shown (a focused combo box, list or the sidebar does
+        # not swallow them); a text field being typed in (the User box, a spin box) takes its keys first
+        # (Qt's ShortcutOverride), so typing a name never records or labels.
+        self._shortcuts = [
+            self.add_shortcut(seq, lambda key=key, mods=mods: self.handle_key(key, mods))
+            for seq, key, mods in SHORTCUT_KEYS
+        ]
 
     # --- profile and dataset ---------------------------------------------------------------------
     @property
@@ -292,6 +361,12 @@ class LabellingPanel(Panel):
         name = self.user_combo.currentText().strip()
         if name and name != self.ctx.user.name:
             self.ctx.set_user(name)
+        self.plot.setFocus()  # done typing: the keys label and record again
+
+    def activated(self) -> None:
+        # The first focusable widget is the editable User box: with the focus there, R and the number keys
+        # would type into the name.  The plot takes the focus; click a text field to type in it.
+        self.plot.setFocus(Qt.OtherFocusReason)
 
     def _dataset_chosen(self, _i: int) -> None:
         did = self.dataset_combo.currentData()
@@ -323,7 +398,8 @@ class LabellingPanel(Panel):
         self.rec_list.clear()
         for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
             n = len(self.ctx.store.labels(r.id))
-            item = QListWidgetItem(f"{r.name}  ·  {r.duration:.1f} s  ·  {n} label(s)")
+            item = QListWidgetItem(self._rec_text(r, n))
+            item.setToolTip(self._rec_text(r, n))
             item.setData(Qt.UserRole, r.id)
             self.rec_list.addItem(item)
         self.rec_list.blockSignals(False)
@@ -468,11 +544,13 @@ class LabellingPanel(Panel):
             except LabelError as exc:  # the database is full too: the recording is kept, the label is not
                 stopped += f"{exc}. "
         self.ctx.publish("recording_added", recording=row)
+        path = self.ctx.store.resolve(row.path)
         self.ctx.status(
             stopped
             + f"Recorded {row.name}: {row.duration:.1f} s"
-            + (f", {rec.dropped} samples dropped" if rec.dropped else ""),
-            15000 if stopped else 5000,
+            + (f", {rec.dropped} samples dropped" if rec.dropped else "")
+            + f" → {path}",
+            15000,
         )
         return row
 
@@ -569,7 +647,22 @@ class LabellingPanel(Panel):
     def _labels_changed(self) -> None:
         self._dirty = True
         if self.recording is not None:
+            self._refresh_rec_item()
             self.ctx.publish("labels_changed", recording_id=self.recording.id)
+
+    @staticmethod
+    def _rec_text(r: Recording, n_labels: int) -> str:
+        return f"{r.name}  ·  {r.duration:.1f} s  ·  {n_labels} label(s)"
+
+    def _refresh_rec_item(self) -> None:
+        """The list entry of the shown recording counts its labels as they are now (add, delete, undo)."""
+        if self.recording is None or self.model is None:
+            return
+        for i in range(self.rec_list.count()):
+            item = self.rec_list.item(i)
+            if item.data(Qt.UserRole) == self.recording.id:
+                item.setText(self._rec_text(self.recording, len(self.model.labels)))
+                item.setToolTip(item.text())
 
     def _sync_regions(self) -> None:
         labels = {l.id: l for l in self.model.labels} if self.model else {}
@@ -582,7 +675,7 @@ class LabellingPanel(Panel):
                 CLASS_COLORS[self.classes.index(l.label) % len(CLASS_COLORS)] if l.label in self.classes else "#888888"
             )
             if item is None:
-                item = pg.LinearRegionItem((l.start, l.end), movable=True)
+                item = _LabelRegion((l.start, l.end), movable=True)
                 item.setZValue(-5)
                 item.sigRegionChangeFinished.connect(lambda it, lid=lid: self._region_moved(lid, it))
                 self.plot.addItem(item)
@@ -599,15 +692,27 @@ class LabellingPanel(Panel):
                 line.setPen(pg.mkPen(color.name(), width=3 if lid == self.selected_label else 1))
 
     def _region_moved(self, lid: int, item: pg.LinearRegionItem) -> None:
+        """A label's edge was dragged (resize) or its body Shift-dragged (move).  A move keeps the label's
+        length: it stops at the ends of the recording instead of cutting the label there.  Whatever the edit
+        does to this label or its neighbours is one undo step, and a shortened label is said in the status
+        bar with the undo text."""
         if self.model is None or lid not in {l.id for l in self.model.labels}:
             return
-        a, b = item.getRegion()
+        old = self.model.get(lid)
+        a, b = sorted(item.getRegion())
+        dur = self.model.duration
+        if abs((b - a) - old.duration) <= 1e-6 * max(1.0, old.duration) and dur is not None:  # a move
+            a = min(max(0.0, a), max(0.0, dur - old.duration))
+            b = a + old.duration
         try:
             self.model.set_bounds(lid, a, b)
             self.selected_label = lid
         except LabelError as exc:
             self.ctx.status(str(exc))
-            self._dirty = True
+        else:
+            if self.model.can_undo and "shortened" in self.model.undo_text:
+                self.ctx.status(f"{self.model.undo_text} — Ctrl+Z undoes it", 10000)
+        self._dirty = True
 
     def _highlight(self) -> None:
         self._dirty = True
@@ -623,9 +728,11 @@ class LabellingPanel(Panel):
             self.win_ticks.setData([], [])
             self.win_info.setText("No recording selected.")
             return
-        size, stride = self.win_size.value(), self.win_stride.value()
-        w = windows(self.model.labels, self.recording.rate_hz, size, stride, self.recording.n_samples)
-        starts = np.array([s for s, _ in w], float) / self.recording.rate_hz
+        # counted at the model's rate, as training resamples (a 52 Hz recording has 2.6x more samples)
+        size, stride, rate = self.win_size.value(), self.win_stride.value(), MODEL_RATE_HZ
+        n = int(np.floor(self.recording.n_samples * rate / self.recording.rate_hz + 1e-9))
+        w = windows(self.model.labels, rate, size, stride, n)
+        starts = np.array([s for s, _ in w], float) / rate
         _, (y0, y1) = self.plot.getPlotItem().getViewBox().viewRange()
         if len(starts):
             x = np.repeat(starts, 2)
@@ -633,9 +740,13 @@ class LabellingPanel(Panel):
             self.win_ticks.setData(x, y)
         else:
             self.win_ticks.setData([], [])
-        sec = size / self.recording.rate_hz
+        resampled = (
+            ""
+            if abs(self.recording.rate_hz - rate) < 1e-9
+            else f"; recorded at {self.recording.rate_hz:g} Hz, resampled for training"
+        )
         self.win_info.setText(
-            f"{len(w)} window(s) of {size} samples ({sec:.2f} s at {self.recording.rate_hz:g} Hz) "
+            f"{len(w)} window(s) of {size} samples ({size / rate:.2f} s at the model's {rate:g} Hz{resampled}) "
             f"in this recording; window starts are the ticks at the bottom."
         )
 
@@ -647,7 +758,7 @@ class LabellingPanel(Panel):
             from app.core.labels import Label
 
             labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
-            bal = class_balance(labs, self.classes, r.rate_hz, size)
+            bal = class_balance(labs, self.classes, MODEL_RATE_HZ, size)  # at the model's rate
             for c in self.classes:
                 totals[c] += int(bal[c]["windows"])
                 seconds[c] += bal[c]["seconds"]
@@ -666,6 +777,66 @@ class LabellingPanel(Panel):
         self.balance.setXRange(0, max(counts + [1]) * 1.25, padding=0)
         self.balance_text.setText(", ".join(f"{c}: {totals[c]} ({seconds[c]:.0f} s)" for c in self.classes))
         self.balance_totals = totals
+        self._update_training_windows()
+
+    def _update_training_windows(self) -> None:
+        """What a round at this input size would get from the dataset: the windows of the general model's
+        classes at its rate, split as training splits them (the same :func:`app.core.rounds.local_windows`).
+        It reads every labelled recording (0.4 s for 30 min of data), so it runs on the task runner, 0.3 s
+        after the last change."""
+        if self._tw_gen >= 0:
+            self._tw_gen += 1
+            self._tw_timer.start()
+
+    def _count_training_windows(self) -> None:
+        if self._tw_task is not None or self._tw_gen < 0:  # one at a time (the newest runs next); not after shutdown
+            return
+        from app.core.rounds import RoundError, local_windows
+
+        from app.core.store import StoreError
+
+        gen, size = self._tw_gen, self.win_size.value()
+        try:
+            store, did, user = self.ctx.store, self.ctx.dataset.id, self.ctx.user.name
+        except StoreError:  # the app is closing
+            return
+
+        def work(token, progress):
+            try:
+                data = local_windows(store, did, MODEL_CLASSES, size, MODEL_RATE_HZ, user=user)
+            except RoundError as exc:
+                return size, None, str(exc)
+            return size, (len(data.train_y), len(data.test_y)), ""
+
+        def done(res) -> None:
+            self._tw_task = None
+            T, counts, why = res
+            self.training_windows = counts
+            if counts is None:
+                self.train_info.setText(f"A round at T={T}: {why}")
+            else:
+                self.train_info.setText(
+                    f"A round at T={T} (general model, {MODEL_RATE_HZ:g} Hz) trains on <b>{counts[0]}</b> and "
+                    f"tests on <b>{counts[1]}</b> windows of this dataset (60/40 per activity, strides T/2 and T)."
+                )
+            if gen != self._tw_gen:
+                self._count_training_windows()
+
+        def failed(msg: str) -> None:  # a damaged recording file: said, never raised into Qt
+            self._tw_task = None
+            self.training_windows = None
+            self.train_info.setText(f"Cannot count the training windows: {msg}")
+            if gen != self._tw_gen:
+                self._count_training_windows()
+
+        self._tw_task = self._tasks().start("Counting training windows", work, on_done=done, on_error=failed)
+
+    def _tasks(self):
+        if self.tasks is None:
+            from app.ui.tasks import TaskRunner
+
+            self.tasks = TaskRunner(self)
+        return self.tasks
 
     # --- import / export -------------------------------------------------------------------------
     def import_wisdm(self, path: str | None = None) -> None:
@@ -756,7 +927,7 @@ class LabellingPanel(Panel):
             self.hint.setText(
                 f"Recording {self._rec_class}: {self.recorder.duration:.1f} s"
                 + (f" of {self.recorder.limit / self.recorder.stream.rate_hz:.0f} s" if self.recorder.limit else "")
-                + " — press R or Stop to end"
+                + f" → {self.recorder.path} — press R or Stop to end"
             )
         self.plot.tick()
         if self._dirty:
@@ -770,13 +941,14 @@ class LabellingPanel(Panel):
             if self.recorder is None:
                 n = len(self.model.labels) if self.model else 0
                 self.hint.setText(
-                    "Drag to select · 1–9 label · drag edges to adjust · Del delete · "
+                    "Drag to select · 1–9 label · drag edges to adjust, Shift+drag to move · Del delete · "
                     f"Ctrl+Z / Ctrl+Shift+Z undo/redo · R record  —  {n} label(s)"
                 )
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [
-            ("Left-drag", "Select a region"),
+            ("Left-drag", "Select a region (inside a label too)"),
+            ("Drag a label's edge / Shift+drag it", "Resize / move the label (a move keeps its length)"),
             ("1 … 9", "Label the selection / relabel the selected label"),
             ("Click", "Select the label under the cursor"),
             ("Delete / Backspace", "Delete the selected label"),
@@ -790,6 +962,8 @@ class LabellingPanel(Panel):
         ]
 
     def shutdown(self) -> None:
+        self._tw_timer.stop()  # no window count against the closing store
+        self._tw_gen = -1
         if self.recorder is not None:
             self.stop_recording()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceState
@@ -70,8 +68,8 @@ class LiveAccelPanel(Panel):
         self.plot.followChanged.connect(self._follow_changed)
         self.window.valueChanged.connect(self._window)
         self.activity.activated.connect(self._set_activity)
-        QShortcut(QKeySequence("F"), self, lambda: self.follow.setChecked(True), context=Qt.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence("Space"), self, self.toggle_stream, context=Qt.WidgetWithChildrenShortcut)
+        self.add_shortcut("F", lambda: self.follow.setChecked(True))
+        self.add_shortcut("Space", self.toggle_stream)
         self._version = -1
         self._activities_loaded = False
 
@@ -155,7 +153,10 @@ class LiveAccelPanel(Panel):
             self._load_activities(st.info.key)
         s = dm.accel_stream
         extra = f" · {s.rate_hz:g} Hz · {len(s.gaps)} gap(s)" if s is not None else ""
-        self.info.setText(f"{st.info.name}: {st.state.value}{extra}")
+        # the board's (long) name is in the tool tip and the status bar: at the end of the toolbar it was cut
+        # off on a 1280-px screen
+        self.info.setText(f"{st.state.value}{extra}")
+        self.info.setToolTip(f"{st.info.name}: {st.state.value}{extra}")
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [

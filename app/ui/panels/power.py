@@ -35,12 +35,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QMenu,
     QMessageBox,
-    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -58,6 +59,7 @@ from app.core.store import Marker
 from app.core.streams import SampleStream, Stats
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.panels.base import tool_button as _tool
 from app.ui.widgets.stream_plot import StreamPlot
 
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
@@ -145,6 +147,10 @@ class _PowerPlot(StreamPlot):
         vb = self.getPlotItem().getViewBox()
         self.mouse_x = vb.mapSceneToView(pos).x() if vb.sceneBoundingRect().contains(pos) else None
 
+    def leaveEvent(self, ev):  # noqa: N802 - M with the mouse elsewhere: the middle of the view, not a stale x
+        self.mouse_x = None
+        super().leaveEvent(ev)
+
     def keyPressEvent(self, ev):  # noqa: N802
         if not self.panel.handle_key(ev.key(), ev.modifiers()):
             super().keyPressEvent(ev)
@@ -159,13 +165,14 @@ class PowerPanel(Panel):
         self.markers: list[Marker] = []
         self._marker_items: dict[int, pg.InfiniteLine] = {}
         self._last_stats = 0.0
+        self.last_saved = None  # path of the newest recording made here
         self._build()
 
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
         bar = QHBoxLayout()
-        self.btn_stream = QPushButton("▶ Stream")
+        self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
         for hz in POWER_RATES_HZ:
             self.rate.addItem(f"{hz / 1000:g} kS/s", hz)
@@ -180,19 +187,21 @@ class PowerPanel(Panel):
         self.window.setDecimals(3)
         self.window.setSuffix(" s")
         self.window.setValue(float(self.ctx.settings["power.window_s"]))
-        self.btn_record = QPushButton("● Record")
-        self.btn_record.setCheckable(True)
-        self.btn_open = QPushButton("Open…")
-        self.btn_live = QPushButton("Back to live")
+        self.btn_record = _tool("● Record", "Record the live stream to an HDF5 file beside the database", True)
+        self.btn_open = _tool("Open…", "Reopen a recording or an HDF5 capture")
+        self.btn_live = _tool("Back to live", "Leave the reopened recording")
         self.btn_live.setEnabled(False)
-        self.btn_select = QPushButton("Selection (S)")
-        self.btn_select.setCheckable(True)
-        self.btn_marker = QPushButton("Marker (M)")
+        self.btn_select = _tool("Selection (S)", "Show/hide the selection (statistics, CSV export)", True)
+        self.btn_marker = _tool("Marker (M)", "A named marker at the mouse, or the middle of the view")
         self.show_d7 = QCheckBox("D7")
         self.show_d7.setToolTip("Show the board's D7 batch-boundary edges (dashed teal lines) on the plot")
         self.show_d7.setChecked(bool(self.ctx.settings.get(D7_SETTING, True)))
-        self.btn_csv = QPushButton("CSV…")
-        self.btn_png = QPushButton("PNG…")
+        self.btn_export = _tool("Export", "CSV of the selection (or the view), PNG of the plot")
+        self.btn_export.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self.btn_export)
+        self.act_csv = menu.addAction("CSV of the selection (or the view)…")
+        self.act_png = menu.addAction("PNG of the plot…")
+        self.btn_export.setMenu(menu)
         for w in (
             self.btn_stream,
             self.rate,
@@ -206,13 +215,10 @@ class PowerPanel(Panel):
             self.btn_select,
             self.btn_marker,
             self.show_d7,
-            self.btn_csv,
-            self.btn_png,
+            self.btn_export,
         ):
             bar.addWidget(w)
         bar.addStretch(1)
-        self.source_label = QLabel()
-        bar.addWidget(self.source_label)
         lay.addLayout(bar)
 
         split = QSplitter(Qt.Horizontal)
@@ -235,6 +241,13 @@ class PowerPanel(Panel):
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
+        # the source and the recording (its file) here, word-wrapped, not at the end of the toolbar where
+        # "● REC …" widened the window to 1647 px
+        self.source_label = QLabel()
+        self.source_label.setObjectName("powerSource")
+        self.source_label.setWordWrap(True)
+        self.source_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        sl.addWidget(self.source_label)
         self.stat_labels: dict[str, dict[str, QLabel]] = {}
         for title, key in (("Visible window", "window"), ("Selection", "selection")):
             box = QGroupBox(title)
@@ -317,13 +330,16 @@ class PowerPanel(Panel):
         self.btn_live.clicked.connect(self.back_to_live)
         self.btn_select.toggled.connect(self.toggle_selection)
         self.btn_marker.clicked.connect(lambda: self.add_marker())
-        self.btn_csv.clicked.connect(lambda: self.export_csv())
-        self.btn_png.clicked.connect(lambda: self.export_png())
+        self.act_csv.triggered.connect(lambda: self.export_csv())
+        self.act_png.triggered.connect(lambda: self.export_png())
         self.table.itemChanged.connect(self._cell_edited)
         self.table.itemSelectionChanged.connect(self._update_between)
         self.show_d7.toggled.connect(self._d7_toggled)
         self.batch_table.itemSelectionChanged.connect(self._batch_selected)
         self.ctx.subscribe("round_finished", lambda round_id=None, **_: self._invalidate_batches())
+        # M, S, F, Delete work whenever the panel is shown, not only after clicking the plot
+        for keys, key in (("M", Qt.Key_M), ("S", Qt.Key_S), ("F", Qt.Key_F), ("Delete", Qt.Key_Delete)):
+            self.add_shortcut(keys, lambda key=key: self.handle_key(key, Qt.NoModifier))
         self._units()
         self._reload_markers()
 
@@ -404,9 +420,9 @@ class PowerPanel(Panel):
                 self.btn_record.setChecked(False)
                 self.btn_record.blockSignals(False)
                 return
-            if warning:
-                self.ctx.status(warning, 15000)
-            self.btn_record.setText("■ Stop recording")
+            self.btn_record.setText("■ Stop")
+            self.btn_record.setToolTip(f"Stop recording to {self.recorder.path}")
+            self.ctx.status(warning or f"Recording to {self.recorder.path}", 15000 if warning else 10000)
         elif self.recorder is not None:
             rec, self.recorder = self.recorder, None
             try:
@@ -416,12 +432,15 @@ class PowerPanel(Panel):
                 self.ctx.status(f"Recording failed: {exc}", 15000)
                 return
             self.btn_record.setText("● Record")
+            self.btn_record.setToolTip("Record the live stream to an HDF5 file beside the database")
             self.ctx.publish("recording_added", recording=row)
+            self.last_saved = rec.path
             self.ctx.status(
                 (f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else "")
                 + f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
-                + (f", {rec.dropped:,} dropped" if rec.dropped else ""),
-                15000 if rec.stop_reason else 5000,
+                + (f", {rec.dropped:,} dropped" if rec.dropped else "")
+                + f" → {rec.path}",
+                15000,
             )
 
     OTHER_FILE = "Other HDF5 file (e.g. from 'odlstudio power --out')…"
@@ -626,6 +645,11 @@ class PowerPanel(Panel):
         self.between.setText(
             f"<b>{a.name} → {b.name}</b>: Δt {si(st.dt, 's')}, avg {si(st.avg, 'A')}, "
             f"charge {si(st.integral, 'C')}, <b>energy {si(e, 'J')}</b>"
+            + (
+                f" ({si(st.missing_s, 's')} without data not counted)"
+                if st.rate_hz and st.missing_s * st.rate_hz >= 1.5
+                else ""
+            )
             + ("" if st.exact else " (approx.: older than the live ring)")
         )
 
@@ -643,12 +667,23 @@ class PowerPanel(Panel):
             "max": si(st.max * k, unit),
             "std": si(st.std * k, unit),
             "p2p": si(st.p2p * k, unit),
-            "Δt": si(st.dt, "s"),
+            "Δt": si(st.dt, "s")
+            + (f" · {si(st.missing_s, 's')} no data" if st.rate_hz and st.missing_s * st.rate_hz >= 1.5 else ""),
             "charge": si(st.integral, "C"),
             "energy": si(st.integral * self.voltage, "J"),
         }
         for name, text in vals.items():
             labels[name].setText(text + ("" if st.exact or name == "Δt" else " ≈"))
+        gap = st.rate_hz and st.missing_s * st.rate_hz >= 1.5
+        tip = (
+            f"Sums the {si(st.covered_s, 's')} that have samples; {si(st.missing_s, 's')} without data (gaps, lost "
+            "samples) are not counted"
+            if gap
+            else ""
+        )
+        for name in ("charge", "energy"):
+            labels[name].setToolTip(tip)
+        labels["Δt"].setStyleSheet("QLabel { color: #b45309; }" if gap else "")
 
     def stats(self) -> dict[str, Stats | None]:
         s = self.current_stream()
@@ -905,9 +940,13 @@ class PowerPanel(Panel):
             else:
                 src = "no power shield"
             if self.recorder is not None:
-                src += f"  ● REC {self.recorder.duration:.1f} s" + (
+                src += f"  ● REC {self.recorder.duration:.1f} s → {self.recorder.rel_path}" + (
                     f" ({self.recorder.dropped:,} dropped)" if self.recorder.dropped else ""
                 )
+                self.source_label.setToolTip(str(self.recorder.path))
+            elif self.last_saved is not None:
+                src += f"  (last recording: {self.last_saved.name})"
+                self.source_label.setToolTip(str(self.last_saved))
             self.source_label.setText(src)
             if self.markers and self.plot.follow and self.table.state() != QAbstractItemView.EditingState:
                 self._fill_table()

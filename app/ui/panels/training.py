@@ -10,12 +10,13 @@ the Estimator panel) and follows "Use in Training panel" there.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -47,6 +48,7 @@ from app.core.rounds import (
     RoundConfig,
     RoundRunner,
     RoundState,
+    eta_text,
     round_rows,
     round_summary,
     windows_per_epoch,
@@ -56,6 +58,7 @@ from app.ui.panels.base import Panel
 
 SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
+PLOT_TEXT = "#111827"  # titles and axis text on the white plot background
 MODE_ITEMS = (
     ("TL (last two Dense)", "tl"),
     ("Full (all layers)", "full"),
@@ -165,9 +168,15 @@ class TrainingPanel(Panel):
         for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
             p.showGrid(x=True, y=True, alpha=0.3)
             p.setMouseEnabled(x=True, y=False)
+            # pyqtgraph's foreground is the dark theme's light grey: on this white background titles and
+            # axes were nearly invisible
+            p.setTitle(p.titleLabel.text, color=PLOT_TEXT, size="10pt", bold=True)
+            for side in ("bottom", "left"):
+                p.getAxis(side).setTextPen(PLOT_TEXT)
+                p.getAxis(side).setPen("#4b5563")
         for p in (self.time_plot, self.power_plot, self.energy_plot):
             p.setXLink(self.loss_plot)
-        self.energy_plot.setLabel("bottom", "batch")
+        self.energy_plot.setLabel("bottom", "batch", color=PLOT_TEXT)
         self.loss_curve = self.loss_plot.plot(
             [], [], pen=pg.mkPen("#7c3aed", width=2), symbol="o", symbolSize=5, symbolBrush="#7c3aed"
         )
@@ -210,12 +219,20 @@ class TrainingPanel(Panel):
         self.timer.timeout.connect(self.refresh)
         self.btn_run.clicked.connect(self.run_round)
         self.btn_cancel.clicked.connect(self.cancel_round)
-        self.btn_import.clicked.connect(self.import_model)
+        self.btn_import.clicked.connect(lambda: self.import_model())  # clicked(bool) is not a path
         self.mode.currentIndexChanged.connect(self._mode_changed)
         self.model.currentIndexChanged.connect(self._model_changed)
         self.size.currentIndexChanged.connect(self._update_recommendation_text)
+        for sig in (
+            self.mode.currentIndexChanged,
+            self.epochs.valueChanged,
+            self.batch.valueChanged,
+            self.warmup.valueChanged,
+            self.layers.itemChanged,
+        ):  # the box follows the form (TL/Full, epochs …), not only the recommendation
+            sig.connect(lambda *_: self._update_recommendation_text())
         self.history.currentRowChanged.connect(self._history_selected)
-        QShortcut(QKeySequence("Ctrl+R"), self, self.run_round, context=Qt.WidgetWithChildrenShortcut)
+        self.add_shortcut("Ctrl+R", self.run_round)
         ctx.subscribe("estimator_choice", self.apply_choice)
         ctx.subscribe("user_changed", lambda **_: self.load_history())
         self._fill_layers(PAPER_LAYERS)
@@ -314,9 +331,48 @@ class TrainingPanel(Panel):
         self._reason = reason
         self._update_recommendation_text()
 
+    def _form_estimate(self) -> str:
+        """The estimator's cost of the round as the form is set now (mode, T, epochs, batch, warm-up), so the
+        box follows TL/Full and the other fields instead of only restating the recommendation."""
+        from estimator import estimate
+        from estimator.arch import paper_cnn
+        from estimator.profiles import get_profile
+
+        if self.model.currentData() is not None:
+            return "<b>This round:</b> see the Estimator panel for the imported model's costs."
+        try:
+            T = int(self.size.currentData())
+            mode = str(self.mode.currentData())
+            tr = (
+                [self.layers.item(i).text() for i in range(self.layers.count()) if self.layers.item(i).checkState()]
+                if mode == "custom"
+                else mode
+            )
+            if not tr:
+                return "<b>This round:</b> tick at least one layer to train."
+            prof = get_profile(EstimatorInputs.from_settings(self.ctx.settings).profile, self.ctx.data_dir / "profiles")
+            nw = windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T)
+            arch = paper_cnn(T)
+            kw = dict(n_windows=nw) if nw else {}
+            est = estimate(arch, tr, self.batch.value(), prof, epochs=self.epochs.value(), **kw)
+            warm = self.warmup.value()
+            wst = estimate(arch, "last", self.batch.value(), prof, epochs=warm, **kw) if warm else None
+        except Exception as exc:  # noqa: BLE001 - a bad profile file or form state: said, never raised
+            return f"<b>This round:</b> no estimate ({exc})"
+        what = f"{'custom layers' if mode == 'custom' else mode.upper()}, T={T}, {self.epochs.value()} epoch(s)"
+        what += f" + {warm} warm-up" if warm else ""
+        if est.time_per_round_s is not None:
+            secs = est.time_per_round_s + ((wst.time_per_round_s or 0.0) if wst else 0.0)
+            mj = 1e3 * ((est.energy_per_round_j or 0.0) + ((wst.energy_per_round_j or 0.0) if wst else 0.0))
+            cost = f"≈ {secs:.3g} s and {mj:.3g} mJ on the board ({nw} windows per epoch)"
+        else:
+            cost = f"≈ {est.time_per_batch_s:.3g} s and {1e3 * est.energy_per_batch_j:.3g} mJ per batch"
+        return f"<b>This round</b> ({what}, batch {self.batch.value()}): {cost}, {est.memory_kib:.0f} KiB to train."
+
     def _update_recommendation_text(self) -> None:
         reason = getattr(self, "_reason", "")
         if not reason:
+            self.rec_label.setText(self._form_estimate())
             return
         text = f"<b>Estimator:</b> {reason}"
         key, T = getattr(self, "_choice", (None, None))
@@ -331,7 +387,7 @@ class TrainingPanel(Panel):
                 f"<br><span style='color:#b45309'>(for {Path(key).name}"
                 f"{', being imported' if key in self._importing else ''})</span>"
             )
-        self.rec_label.setText(text)
+        self.rec_label.setText(text + "<br>" + self._form_estimate())
 
     # --- config -------------------------------------------------------------------------------------------
     def config(self) -> RoundConfig:
@@ -502,6 +558,7 @@ class TrainingPanel(Panel):
             res,
         )
         self.progress.setValue(1000 if r["status"] == "done" else 0)
+        self.progress.setFormat("%p %")
         self.stage.setText(f"Round {r['id']}: {r['status']}" + (f" — {res['error']}" if res.get("error") else ""))
 
     # --- pulling the live state ---------------------------------------------------------------------------
@@ -511,12 +568,10 @@ class TrainingPanel(Panel):
 
     def refresh(self) -> None:
         snap = self.state.snapshot()
+        self._show_progress(snap)  # the time left counts down between batch reports
         if snap["version"] == self._shown_version:
             return
         self._shown_version = snap["version"]
-        self.progress.setValue(int(1000 * snap["fraction"]))
-        if snap["text"]:
-            self.stage.setText(snap["text"])
         self._show(
             snap["rows"],
             snap["before"],
@@ -527,6 +582,18 @@ class TrainingPanel(Panel):
             None,
             total=snap["total_batches"],
         )
+
+    def _show_progress(self, snap: dict) -> None:
+        """Progress by batches done (the bar) and the time left (the round plan scaled by the batches done)."""
+        self.progress.setValue(int(1000 * snap["fraction"]))
+        total, done = snap["total_batches"], snap["batches_done"]
+        self.progress.setFormat(f"%p %  ·  batch {done}/{total}" if total else "%p %")
+        text = snap["text"]
+        if snap["status"] == "running" and snap["eta_s"] is not None:
+            left = eta_text(max(0.0, snap["eta_s"] - (time.monotonic() - snap["eta_at"])))
+            text = f"{text} — {left}" if text else left
+        if text:
+            self.stage.setText(text)
 
     def _show(self, rows: list[BatchRow], before, after, warnings, classes, config, result, total: int = 0) -> None:
         self._view_rows = list(rows)
