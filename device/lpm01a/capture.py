@@ -46,42 +46,10 @@ from device.lpm01a.driver import (
     PowerShieldTimeout,
     error_for_event,
 )
+from device.monitor import Block, RunningStats
 from device.ringbuffer import RingBuffer
 
 __all__ = ["Block", "Capture", "Subscription", "RunningStats"]
-
-
-@dataclass
-class Block:
-    """A run of consecutive samples handed to one consumer.
-
-    ``values[k]`` is device sample number ``first_index + k`` (0-based), taken at time
-    ``(first_index + k + 1) / rate_hz`` seconds after the start (sample *k* (1-based) is at *k/f*,
-    §3); NaN marks a sample known to be lost.  ``events`` are the stream's metadata items whose sample
-    index falls in this block (D7 events, end tag, summary, errors, …; timestamps are summarised in
-    ``buffer_pct``)."""
-
-    first_index: int
-    values: np.ndarray
-    rate_hz: float
-    events: list[StreamEvent] = field(default_factory=list)
-    lost: int = 0  # NaN samples in this block (device samples lost in transit)
-    lost_total: int = 0  # capture-wide lost samples so far
-    overrun: int = 0  # samples this consumer missed by falling behind the ring buffer
-    buffer_pct: int | None = None  # latest shield Tx-buffer load
-    final: bool = False  # last block of the acquisition
-
-    @property
-    def next_index(self) -> int:
-        return self.first_index + len(self.values)
-
-    @property
-    def t0(self) -> float:
-        return (self.first_index + 1) / self.rate_hz
-
-    @property
-    def times(self) -> np.ndarray:
-        return (self.first_index + 1 + np.arange(len(self.values), dtype=np.float64)) / self.rate_hz
 
 
 class Capture:
@@ -355,35 +323,3 @@ class Subscription:
             b = self.get(0.25)
             if b is not None:
                 yield b
-
-
-class RunningStats:
-    """Streaming statistics of a capture (NaN-aware): count, lost, mean, min, max, sum."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-        self.lost = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.first_index: int | None = None
-        self.next_index = 0
-
-    def update(self, block: Block) -> None:
-        v = block.values
-        if not len(v):
-            return
-        if self.first_index is None:
-            self.first_index = block.first_index
-        self.next_index = block.next_index
-        good = v[~np.isnan(v)] if block.lost else v
-        self.lost += len(v) - len(good)
-        if len(good):
-            self.samples += len(good)
-            self.total += float(good.sum())
-            self.min = min(self.min, float(good.min()))
-            self.max = max(self.max, float(good.max()))
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.samples if self.samples else math.nan
