@@ -857,16 +857,21 @@ class NucleoEmulator:
             )
         return s
 
-    def training_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
-        """RAM a round needs: estimator paper accounting (max over its phases) + firmware reserve +
-        stored datasets (both slots, in the bytes the board actually holds)."""
+    def round_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
+        """The round's training memory, ROUND_INFO's mem_bytes: the estimator's paper accounting (model +
+        gradients + buffers, the paper's Table III), the maximum over the round's phases."""
         from estimator.arch import resolve_trainable
         from estimator.memory import training_memory
 
         paper = training_memory(self.arch, trainable).paper_bytes
         if warmup:
             paper = max(paper, training_memory(self.arch, resolve_trainable(self.arch, "last")).paper_bytes)
-        return int(paper + self.reserve_bytes + self._data_bytes())
+        return int(paper)
+
+    def training_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
+        """RAM a round needs (what OUT_OF_RAM checks): its training memory + firmware reserve + stored
+        datasets (both slots, in the bytes the board actually holds)."""
+        return self.round_memory_bytes(trainable, warmup) + self.reserve_bytes + self._data_bytes()
 
     def batch_seconds(self, trainable: frozenset, n: int) -> float:
         """Simulated duration of one batch of ``n`` windows: the estimator's cost model at the current clock."""
@@ -941,7 +946,7 @@ class NucleoEmulator:
             job.round_id,
             per_epoch,
             len(batches),
-            need,
+            self.round_memory_bytes(trainable, bool(m.warmup_epochs)),
             self.ram_total,
             sum(b.cycles for b in batches),
             self._tick(t) - self._tick(now),

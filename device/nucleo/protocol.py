@@ -771,7 +771,7 @@ class RoundInfo(Message):
     round_id: int = 0
     batches_per_epoch: int = 0
     total_batches: int = 0  # warm-up included
-    mem_bytes: int = 0  # estimated training memory incl. stored dataset and firmware reserve
+    mem_bytes: int = 0  # the round's training memory: model + gradients + buffers, max over phases (§6)
     ram_total: int = 327_680
     est_cycles: int = 0  # predicted cycles of the whole round (cost model)
     est_ticks: int = 0  # predicted duration of the whole round in board ticks
