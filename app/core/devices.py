@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from app.core.energy import PowerTrace, TimelineFeed
 from app.core.streams import SampleStream
 
 __all__ = [
@@ -638,29 +639,14 @@ class _PowerSession(_Session):
         self._pump.start()
 
     def _pump_loop(self, sub: Any, stream: SampleStream) -> None:
-        origin: int | None = None
+        feed = TimelineFeed(stream, self.m.now, self.m._power_event)  # noqa: SLF001
         while not sub.done and not self._pump_stop.is_set():
             b = sub.get(0.25)
             if b is None:
                 continue
-            if len(b.values) == 0 and not b.events:
-                continue
-            if origin is None:  # anchor device sample 0 on the shared timeline
-                t = self.m.now() - b.first_index / b.rate_hz
-                stream.extend_to(t, mark=stream.n_total > 0)
-                origin = stream.n_total - b.first_index
-            if b.overrun:
-                self.lost_samples += b.overrun
-                stream.append_gap(b.overrun)
-            self.lost_samples += b.lost
-            expect = origin + b.first_index
-            if expect > stream.n_total:
-                self.lost_samples += expect - stream.n_total
-                stream.append_gap(expect - stream.n_total)
-            if len(b.values):
-                _append_marking_nan(stream, b.values, b.lost)
-            for ev in b.events:
-                self.m._power_event((origin + ev.index) / stream.rate_hz, ev.kind, ev.text)  # noqa: SLF001
+            before = feed.lost_samples
+            feed.feed(b)
+            self.lost_samples += feed.lost_samples - before
 
     def _stop_capture(self) -> None:
         cap, self.cap = self.cap, None
@@ -701,24 +687,6 @@ def _garbage_since(client: Any, before: tuple[int, int, int]) -> bool:
     if now[0] > before[0]:  # invalid frames were discarded (junk mixed into the stream)
         return True
     return now[1] > before[1] and now[2] == before[2]  # bytes without any frame delimiter, and no frame
-
-
-def _append_marking_nan(stream: SampleStream, values: np.ndarray, lost: int) -> None:
-    """Append ``values``; runs of NaN (samples lost in transit) go in as marked gaps."""
-    if not lost:
-        stream.append(values)
-        return
-    nan = np.isnan(values)
-    d = np.diff(np.concatenate([[0], nan.view(np.int8), [0]]))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    pos = 0
-    for a, b in zip(starts, ends):
-        if a > pos:
-            stream.append(values[pos:a])
-        stream.append_gap(int(b - a))
-        pos = int(b)
-    if pos < len(values):
-        stream.append(values[pos:])
 
 
 class DeviceManager:
@@ -802,6 +770,19 @@ class DeviceManager:
             self._log(f"{info.name}: port is now {url} (was {info.url})")
             s.info = replace(info, url=url)
         return url
+
+    def power_trace(self) -> PowerTrace | None:
+        """The live power stream, its events and the supply voltage as one :class:`PowerTrace` (None before
+        the first power sample)."""
+        s = self.power_stream
+        if s is None:
+            return None
+
+        def events() -> list[tuple[float, str, str]]:
+            with self._lock:
+                return list(self.power_events)
+
+        return PowerTrace(s, events, float(self.voltage))
 
     def _power_event(self, t: float, kind: str, text: str) -> None:
         with self._lock:

@@ -42,6 +42,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.core.energy import (
+    PowerTrace,
+    BatchRow,
+    align_batches,
+    attribute_energy,
+)
+from app.core.board_round import RoundCancelled, RoundObserver, RoundSpec, run_board_round
 from app.core.memory import release_memory
 from app.core.paths import asset_path
 from estimator.arch import Arch, resolve_trainable
@@ -301,180 +308,6 @@ def metrics_from_confusion(confusion: np.ndarray, classes: Sequence[str], loss: 
 
 
 # ================================================================================================
-# Per-batch records and energy attribution
-# ================================================================================================
-
-
-@dataclass
-class BatchRow:
-    """One batch of a round (JSON in ``round_batches.data``).  Times ``t0``/``t1`` are on the power
-    stream's timeline (s); ``source`` says how they were found: ``d7`` (end edge measured), ``d7-interp``
-    (edge lost: neighbouring edge + board ticks), ``host`` (host alignment), ``none`` (no power
-    measurement) or ``pending``."""
-
-    index: int
-    phase: str  # 'warmup' | 'main'
-    epoch: int
-    batch: int
-    n_samples: int
-    loss: float
-    start_tick: int
-    end_tick: int
-    cycles: int
-    seconds: float
-    pred_seconds: float | None = None
-    pred_energy_j: float | None = None
-    t0: float | None = None
-    t1: float | None = None
-    avg_current_a: float | None = None
-    avg_power_w: float | None = None
-    energy_j: float | None = None
-    source: str = "pending"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "BatchRow":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def align_batches(
-    rows: Sequence[BatchRow],
-    edges: Iterable[float],
-    *,
-    tick_hz: float,
-    round_start_tick: int,
-    anchor_t: float,
-    rate_hz: float,
-    search_s: float = 2.0,
-    rel_tol: float = 0.01,
-    earliest_t: float | None = None,
-) -> list[tuple[float, float, str]]:
-    """``(t0, t1, source)`` of every row on the power timeline.
-
-    ``edges``: D7 rising-edge times (s); the board raises one at the round start and one at every batch
-    end.  The round start is found first: candidates are each of the first three edges at or after
-    ``earliest_t`` (default ``anchor_t - search_s``; the power stream's end when the round was
-    requested), and those edges minus the board-measured offsets of the first three batch ends (so a lost
-    start edge is recovered); the candidate whose offsets explain most edges wins (ties: nearest to
-    ``anchor_t``, the host's view of the round start).  Then each batch end is the edge nearest to the
-    previous match plus the board-measured duration, within ``rel_tol`` of that duration plus two power
-    samples (so clock drift never accumulates).
-
-    ``source``: ``'d7'`` when the batch's end edge was seen (its start is the previous batch's end, or the
-    round start); ``'d7-interp'`` when that edge was lost and the end is the last seen edge plus the
-    board's ticks; ``'host'`` when no edge matches at all (host alignment from ``anchor_t``).
-    """
-    e = np.sort(np.asarray(list(edges), np.float64))
-    tick_hz = float(tick_hz)
-    starts = np.array([(r.start_tick - round_start_tick) / tick_hz for r in rows], np.float64)
-    ends = np.array([(r.end_tick - round_start_tick) / tick_hz for r in rows], np.float64)
-    slack = 2.0 / float(rate_hz) + 1e-4
-
-    def nearest(t: float, tol: float) -> float | None:
-        if not len(e):
-            return None
-        i = int(np.searchsorted(e, t))
-        best = None
-        for j in (i - 1, i):
-            if 0 <= j < len(e) and abs(e[j] - t) <= tol and (best is None or abs(e[j] - t) < abs(best - t)):
-                best = float(e[j])
-        return best
-
-    def score(c: float) -> int:
-        """Edges explained by a round start at ``c`` (the start itself and every batch end)."""
-        offs = np.concatenate([[0.0], ends])
-        t = c + offs
-        i = np.clip(np.searchsorted(e, t), 1, len(e) - 1) if len(e) > 1 else np.zeros(len(t), int)
-        d = np.minimum(np.abs(e[i] - t), np.abs(e[np.maximum(i - 1, 0)] - t))
-        return int(np.count_nonzero(d <= rel_tol * offs + slack))
-
-    origin: float | None = None
-    lo = anchor_t - search_s if earliest_t is None else earliest_t
-    after = e[e >= lo]
-    if len(rows) and len(after):
-        cands = {float(x) - sh for x in after[:3] for sh in (0.0, *ends[:3]) if float(x) - sh >= lo - slack}
-        best = max(cands, key=lambda c: (score(c), -abs(c - anchor_t)))
-        origin = best if score(best) >= (2 if len(rows) > 1 else 1) else None
-    if origin is None:
-        return [(anchor_t + s, anchor_t + t, "host") for s, t in zip(starts, ends)]
-    out: list[tuple[float, float, str]] = []
-    ref_t, ref_off = origin, 0.0  # last matched edge (or the origin) and its offset from the round start
-    prev_end: float | None = None
-    prev_off = 0.0
-    for s, t in zip(starts, ends):
-        if prev_end is not None and abs(s - prev_off) < 1e-9:
-            t0 = prev_end
-        else:
-            t0 = ref_t + (s - ref_off)
-        end_edge = nearest(ref_t + (t - ref_off), rel_tol * (t - ref_off) + slack)
-        if end_edge is not None:
-            ref_t, ref_off = end_edge, t
-            out.append((t0, end_edge, "d7"))
-            prev_end = end_edge
-        else:
-            t1 = ref_t + (t - ref_off)
-            out.append((t0, t1, "d7-interp"))
-            prev_end = t1
-        prev_off = t
-    return out
-
-
-def attribute_energy(
-    rows: Sequence[BatchRow],
-    edges: Iterable[float],
-    mean_current: Callable[[float, float], float | None],
-    voltage: float,
-    *,
-    tick_hz: float,
-    round_start_tick: int,
-    anchor_t: float,
-    rate_hz: float,
-) -> tuple[list[BatchRow], list[str]]:
-    """Whole-round attribution: rows with ``t0``, ``t1``, average current/power and energy filled in, and
-    warnings (host alignment used, no samples).  ``mean_current(t0, t1)`` is the mean current (A) over
-    the interval or None when there are no samples."""
-    spans = align_batches(
-        rows, edges, tick_hz=tick_hz, round_start_tick=round_start_tick, anchor_t=anchor_t, rate_hz=rate_hz
-    )
-    out = []
-    for r, (t0, t1, src) in zip(rows, spans):
-        out.append(_with_energy(r, t0, t1, src, mean_current(t0, t1), voltage))
-    return out, _alignment_warnings(out)
-
-
-def _with_energy(r: BatchRow, t0: float, t1: float, src: str, amps: float | None, voltage: float) -> BatchRow:
-    if amps is None or not math.isfinite(amps):
-        return dataclasses.replace(r, t0=t0, t1=t1, source="none")
-    p = float(amps) * float(voltage)
-    return dataclasses.replace(
-        r, t0=t0, t1=t1, avg_current_a=float(amps), avg_power_w=p, energy_j=p * (t1 - t0), source=src
-    )
-
-
-def _alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
-    host = sum(r.source == "host" for r in rows)
-    none = sum(r.source == "none" for r in rows)
-    interp = sum(r.source == "d7-interp" for r in rows)
-    w = []
-    if interp:
-        w.append(
-            f"{interp} of {len(rows)} batches lost their D7 end edge: their interval is the neighbouring "
-            "edge plus the board-measured duration"
-        )
-    if host:
-        w.append(
-            f"{host} of {len(rows)} batches had no matching D7 edges: their energy uses host alignment "
-            "(board ticks from the moment the host saw the round start; off by the USB latency)"
-        )
-    if none:
-        w.append(f"{none} of {len(rows)} batches have no power samples: energy not measured")
-    return w
-
-
-# ================================================================================================
 # Live state (pulled by the view)
 # ================================================================================================
 
@@ -592,8 +425,72 @@ def _progress_noop(fraction: float, text: str = "") -> None:
     return None
 
 
-class _Cancel(Exception):
-    pass
+class _RunnerObserver(RoundObserver):
+    """What the Training panel hears of a round: its :class:`RoundState`, the store's batch rows, progress."""
+
+    def __init__(
+        self,
+        runner: "RoundRunner",
+        cancelled: Callable[[], bool],
+        progress: Callable[..., None],
+        predict: Callable[[int, int], tuple[float, float]],
+        tail_s: float,
+        result: dict,
+        classes: Sequence[str],
+    ) -> None:
+        self.r, self._cancelled, self.progress = runner, cancelled, progress
+        self.predict, self.tail_s, self.result, self.classes = predict, tail_s, result, classes
+        self.plan: list[float] = []
+        self.t_train = 0.0
+
+    def cancelled(self) -> bool:
+        return self._cancelled()
+
+    def stage(self, fraction: float, text: str) -> None:
+        self.r._stage(fraction, text, self.progress)
+
+    def evaluated(self, when: str, result: Any) -> None:
+        m = metrics_from_confusion(result.matrix, self.classes, result.loss)
+        self.r.state.update(**{when: m})
+        self.result[when] = m
+
+    def started(self, info: Any, t_train: float) -> None:
+        from device.nucleo import protocol as P
+
+        total = max(1, int(info.total_batches))
+        warm = int(self.r.config.warmup_epochs) * max(1, int(info.batches_per_epoch))
+        bs = int(self.r.config.batch_size)
+        self.plan = [self.predict(P.Phase.WARMUP if i < warm else P.Phase.MAIN, bs)[0] for i in range(total)]
+        self.t_train = t_train  # TRAIN_START acknowledged: the board trains from here
+        self.r.state.update(
+            total_batches=int(info.total_batches),
+            fraction=batch_fraction(0, total),
+            text=f"batch 0/{total}",
+            batches_done=0,
+            eta_s=round_eta(self.plan, 0, 0.0, self.tail_s),
+            eta_at=t_train,
+        )
+
+    def report(self, row: BatchRow, total: int) -> None:
+        assert self.r.round_id is not None
+        self.r.store.put_round_batch(self.r.round_id, row.index, row.to_dict())
+        self.r.state.set_row(row)
+        now = time.monotonic()
+        done = row.index + 1
+        f = batch_fraction(done, total)
+        eta = round_eta(self.plan, done, now - self.t_train, self.tail_s)
+        text = f"batch {done}/{total}, loss {row.loss:.3f}"
+        self.r.state.update(fraction=f, text=text, batches_done=done, eta_s=eta, eta_at=now)
+        self.progress(f, f"{text}, {eta_text(eta)}")
+
+    def settled(self, row: BatchRow) -> None:
+        self.r._store_row(row)
+
+    def aborting(self) -> None:
+        self.r.state.update(text="aborting the round")
+
+    def warn(self, text: str) -> None:
+        self.r.state.warn(text)
 
 
 class RoundRunner:
@@ -642,8 +539,8 @@ class RoundRunner:
         except ModelError as exc:
             raise RoundError(str(exc)) from exc
 
-    def _power(self) -> tuple[Any, float] | None:
-        """The live power stream and voltage, starting the LPM01A stream if a shield is connected."""
+    def _power(self) -> PowerTrace | None:
+        """The live power trace, starting the power monitor's stream if one is connected."""
         dm = self.devices
         st = dm.first("powershield")
         if st is None:
@@ -662,7 +559,7 @@ class RoundRunner:
                 n0 = s.n_total
                 time.sleep(0.05)
                 if s.n_total > n0:
-                    return s, float(dm.voltage)
+                    return dm.power_trace()
             time.sleep(0.05)
         self.state.warn(
             f"{st.info.name} is not streaming ({dm.status(st.info.key).message or 'no samples'}): energy not measured"
@@ -747,7 +644,7 @@ class RoundRunner:
         result: dict = {"warnings": [], "classes": list(model.classes), "counts": data.counts()}
         try:
             result = self._run_on_board(model, data, trainable, rate, cancelled, progress, result)
-        except _Cancel:
+        except RoundCancelled:
             result["warnings"] = self.state.snapshot()["warnings"]
             self.store.update_round(rid, status="cancelled", result=result)
             self.state.update(status="cancelled", text="cancelled")
@@ -773,8 +670,7 @@ class RoundRunner:
         progress: Callable[..., None],
         result: dict,
     ) -> dict:
-        from device.nucleo import protocol as P
-        from estimator.core import time_per_batch_s
+        from estimator.core import time_per_batch_s, time_per_sample_s
         from estimator.profiles import get_profile
 
         cfg, rid = self.config, self.round_id
@@ -783,133 +679,63 @@ class RoundRunner:
         if not cfg.measure_power:
             self.state.warn("power measurement switched off for this round")
         key = self._board_ready()
-
-        def check() -> None:
-            if cancelled():
-                raise _Cancel()
+        if cancelled():
+            raise RoundCancelled()
 
         with self.devices.board_session(key) as client:
             client.drain_events()
             info = client.info()
-            tick_hz = float(info.tick_hz or 1_000_000)
             try:
                 prof = get_profile(cfg.profile, self.profile_dir)
             except Exception:  # noqa: BLE001 - unknown profile: fall back to the board's build preset
                 prof = get_profile("paper")
                 self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'paper'")
             clock = float(info.sysclk_hz)
-
-            def upl(lo: float, hi: float, what: str) -> Callable[[int, int], None]:
-                return lambda done, total: (check(), self._stage(lo + (hi - lo) * done / max(1, total), what, progress))
-
-            self._stage(0.01, "uploading the model", progress)
-            client.upload_model(model.arch, model.weights, progress=upl(0.01, 0.025, "uploading the model"))
-            client.clear_data()
             data = self._fit_ram(model, data, trainable, info, prof)
-            xtr, xte = _board_windows(model, data.train_x), _board_windows(model, data.test_x)
-            scale = _int16_scale(xtr, xte)
-            client.upload_dataset(
-                xtr,
-                data.train_y,
-                slot=0,
-                dtype=P.DType.I16,
-                scale=scale,
-                progress=upl(0.025, 0.04, "uploading the training windows"),
-            )
-            client.upload_dataset(
-                xte,
-                data.test_y,
-                slot=1,
-                dtype=P.DType.I16,
-                scale=scale,
-                progress=upl(0.04, 0.045, "uploading the test windows"),
-            )
-            check()
-            self._stage(0.045, "evaluating before personalization", progress)
-            ev = self._evaluate(client, cancelled)
-            before = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
-            self.state.update(before=before)
-            result["before"] = before
-            check()
-            layer_idx = [i for i, l in enumerate(model.arch.layers) if l.name in trainable]
-            mode = "mask" if cfg.mode == "custom" else cfg.mode
-            a0 = power[0].duration if power else 0.0
-            rinfo = client.train(
-                mode,
-                epochs=cfg.epochs,
-                batch=cfg.batch_size,
-                lr=cfg.lr,
-                warmup_epochs=cfg.warmup_epochs,
-                warmup_lr=cfg.warmup_lr,
-                seed=cfg.seed,
-                layer_indices=layer_idx if mode == "mask" else (),
-            )
-            anchor = 0.5 * (a0 + power[0].duration) if power else 0.0
-            self.state.update(total_batches=int(rinfo.total_batches))
-            result["round_info"] = {
-                "board_round_id": rinfo.round_id,
-                "batches_per_epoch": rinfo.batches_per_epoch,
-                "total_batches": rinfo.total_batches,
-                "mem_bytes": rinfo.mem_bytes,
-                "ram_total": rinfo.ram_total,
-                "est_ticks": rinfo.est_ticks,
-                "sysclk_hz": clock,
-                "tick_hz": tick_hz,
-                "board": info.board,
-                "build": info.build,
-            }
             last_tr = frozenset(resolve_trainable(model.arch, "last"))
 
             def predict(phase: int, n: int) -> tuple[float, float]:
+                from device.nucleo import protocol as P
+
                 names = last_tr if phase == P.Phase.WARMUP else trainable
                 t = float(time_per_batch_s(model.arch, names, n, prof, clock))
                 return t, t * float(prof.power_w(clock))
 
             # the evaluation after training, as the board costs it (inference of the test windows)
-            from estimator.core import time_per_sample_s
-
             tail_s = len(data.test_y) * float(time_per_sample_s(model.arch, frozenset(), prof, clock))
-            done_msg, rows = self._collect(
-                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress, tail_s=tail_s
+            spec = RoundSpec(
+                "mask" if cfg.mode == "custom" else cfg.mode,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.lr,
+                warmup_epochs=cfg.warmup_epochs,
+                warmup_lr=cfg.warmup_lr,
+                seed=cfg.seed,
+                layer_indices=tuple(i for i, ly in enumerate(model.arch.layers) if ly.name in trainable)
+                if cfg.mode == "custom"
+                else (),
             )
-            if done_msg is None:
-                raise _Cancel()
-            result["round_done"] = {
-                "status": P.RoundStatus(done_msg.status).name.lower(),
-                "epochs_done": done_msg.epochs_done,
-                "batches_done": done_msg.batches_done,
-                "last_loss": done_msg.last_loss,
-                "train_accuracy": done_msg.train_accuracy,
-                "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
-                "cycles": done_msg.cycles,
-            }
-            if done_msg.status != P.RoundStatus.DONE:
-                raise RoundError(
-                    f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
-                    + (f" (error {done_msg.error})" if done_msg.error else "")
-                )
-            self._stage(TRAIN_FRACTION[1], "evaluating after personalization", progress)
-            ev = self._evaluate(client, cancelled)
-            after = metrics_from_confusion(ev.matrix, model.classes, ev.loss)
-            self.state.update(after=after)
-            result["after"] = after
-            self._stage(0.97, "downloading the personalized weights", progress)
-            weights = client.download_weights(model.arch)  # CRC-32 checked (IntegrityError otherwise)
-        result.update(_totals(rows))
-        result["weights_path"] = self._save_weights(model, weights, data)
+            obs = _RunnerObserver(self, cancelled, progress, predict, tail_s, result, model.classes)
+            rr = run_board_round(
+                client,
+                model.arch,
+                model.weights,
+                (_board_windows(model, data.train_x), data.train_y),
+                spec,
+                test=(_board_windows(model, data.test_x), data.test_y),
+                power=power,
+                predict=predict,
+                observer=obs,
+                eval_timeout_s=self.eval_timeout_s,
+            )
+        result["round_info"] = rr.round_info
+        result["round_done"] = rr.round_done
+        result.update(rr.totals)
+        result["weights_path"] = self._save_weights(model, rr.weights, data)
         result["warnings"] = self.state.snapshot()["warnings"]
-        result["voltage_v"] = power[1] if power else None
+        result["voltage_v"] = rr.voltage_v
         result["profile"] = prof.name
         return result
-
-    def _evaluate(self, client: Any, cancelled: Callable[[], bool]) -> Any:
-        """The board's evaluation of the test slot; Cancel (or quitting) stops the wait at once."""
-        from device.nucleo.client import WaitCancelled
-
-        try:
-            return client.evaluate(1, timeout=self.eval_timeout_s, cancelled=cancelled)
-        except WaitCancelled:
-            raise _Cancel() from None
 
     def _fit_ram(
         self, model: "LoadedModel", data: LocalData, trainable: frozenset[str], info: Any, prof: Any
@@ -943,148 +769,6 @@ class RoundRunner:
             data, train_x=data.train_x[itr], train_y=data.train_y[itr], test_x=data.test_x[ite], test_y=data.test_y[ite]
         )
 
-    def _collect(
-        self,
-        client: Any,
-        rinfo: Any,
-        power: tuple[Any, float] | None,
-        anchor: float,
-        earliest: float,
-        tick_hz: float,
-        predict: Callable[[int, int], tuple[float, float]],
-        cancelled: Callable[[], bool],
-        progress: Callable[..., None],
-        tail_s: float = 0.0,
-    ) -> tuple[Any, list[BatchRow]]:
-        """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch.  Progress
-        is by batches done; the time left comes from the round plan (the estimator's time of each batch:
-        warm-up batches train the last Dense only) scaled by how the batches done so far went."""
-        from device.nucleo import protocol as P
-
-        rid = self.round_id
-        total = max(1, int(rinfo.total_batches))
-        t_train = time.monotonic()  # TRAIN_START acknowledged: the board trains from here
-        warm = int(self.config.warmup_epochs) * max(1, int(rinfo.batches_per_epoch))
-        plan = [
-            predict(P.Phase.WARMUP if i < warm else P.Phase.MAIN, int(self.config.batch_size))[0] for i in range(total)
-        ]
-        self.state.update(
-            fraction=batch_fraction(0, total),
-            text=f"batch 0/{total}",
-            batches_done=0,
-            eta_s=round_eta(plan, 0, 0.0, tail_s),
-            eta_at=t_train,
-        )
-        rows: list[BatchRow] = []
-        measured: set[int] = set()
-        round_start_tick: int | None = None
-        idle_limit = 30.0 + 3.0 * max(predict(P.Phase.MAIN, 1)[0] * 32, 1.0)  # no report for this long = stuck
-        last_seen = time.monotonic()
-        aborted = False
-        done_msg = None
-
-        def attribute(final: bool) -> None:
-            if round_start_tick is None or not rows:
-                return
-            if power is None:
-                for r in rows:
-                    if r.index not in measured:
-                        measured.add(r.index)
-                        self._store_row(dataclasses.replace(r, source="none"))
-                return
-            stream, volt = power
-            edges = [t for (t, kind, _text) in list(self.devices.power_events) if kind == "event" and t >= earliest]
-            spans = align_batches(
-                rows,
-                edges,
-                tick_hz=tick_hz,
-                round_start_tick=round_start_tick,
-                anchor_t=anchor,
-                rate_hz=stream.rate_hz,
-                earliest_t=earliest,
-            )
-            covered = stream.duration
-            for r, (t0, t1, src) in zip(rows, spans):
-                if r.index in measured:
-                    continue
-                # a batch is final once its end is in the stream and its end edge seen (or the round is over)
-                if t1 > covered or (src != "d7" and not final and (r.index == len(rows) - 1 or t1 + 1.0 > covered)):
-                    continue
-                st = stream.stats(t0, t1)
-                row = _with_energy(r, t0, t1, src, st.avg if st.n else None, volt)
-                measured.add(r.index)
-                rows[r.index] = row
-                self._store_row(row)
-
-        while True:
-            ev = client.next_event((P.BatchReport, P.RoundDone), 0.1)
-            now = time.monotonic()
-            if ev is not None:
-                last_seen = now
-            if isinstance(ev, P.BatchReport):
-                if round_start_tick is None:
-                    round_start_tick = int(ev.start_tick)
-                pt, pe = predict(ev.phase, ev.n_samples)
-                row = BatchRow(
-                    len(rows),
-                    "warmup" if ev.phase == P.Phase.WARMUP else "main",
-                    ev.epoch,
-                    ev.batch,
-                    ev.n_samples,
-                    float(ev.loss),
-                    int(ev.start_tick),
-                    int(ev.end_tick),
-                    int(ev.cycles),
-                    (ev.end_tick - ev.start_tick) / tick_hz,
-                    pt,
-                    pe,
-                )
-                rows.append(row)
-                self.store.put_round_batch(rid, row.index, row.to_dict())
-                self.state.set_row(row)
-                f = batch_fraction(len(rows), total)
-                eta = round_eta(plan, len(rows), now - t_train, tail_s)
-                text = f"batch {len(rows)}/{total}, loss {ev.loss:.3f}"
-                self.state.update(fraction=f, text=text, batches_done=len(rows), eta_s=eta, eta_at=now)
-                progress(f, f"{text}, {eta_text(eta)}")
-            elif isinstance(ev, P.RoundDone):
-                if round_start_tick is None:
-                    round_start_tick = int(ev.start_tick)
-                done_msg = ev
-                break
-            if cancelled() and not aborted:  # first: abort at once (the attribution below can wait)
-                aborted = True
-                self.state.update(text="aborting the round")
-                try:
-                    client.abort()
-                except Exception:  # noqa: BLE001 - the RoundDone wait below still times out
-                    pass
-                last_seen = now
-            attribute(final=False)
-            if now - last_seen > (10.0 if aborted else idle_limit):
-                raise RoundError(
-                    f"no report from the board for {now - last_seen:.0f} s ({len(rows)}/{total} batches done)"
-                )
-        # let the power stream catch up with the end of the last batch, then settle the rest (not for long after
-        # a Cancel: quitting must not wait 3 s for the energy of a round the user stopped)
-        if power is not None and rows:
-            deadline = time.monotonic() + (0.2 if aborted else 3.0)
-            while time.monotonic() < deadline and len(measured) < len(rows):
-                attribute(final=False)
-                time.sleep(0.05)
-        attribute(final=True)
-        for r in rows:
-            if r.index not in measured:  # end never covered by the stream
-                measured.add(r.index)
-                row = dataclasses.replace(r, source="none")
-                rows[r.index] = row
-                self._store_row(row)
-        for w in _alignment_warnings(rows):
-            self.state.warn(w)
-        if aborted:
-            return None, rows
-        return done_msg, rows
-
     def _store_row(self, row: BatchRow) -> None:
         assert self.round_id is not None
         self.store.put_round_batch(self.round_id, row.index, row.to_dict())
@@ -1108,27 +792,6 @@ def _board_windows(model: "LoadedModel", x: np.ndarray) -> np.ndarray:
     """Raw windows -> what the board stores: the model's preprocessing, flattened to (N, T, C)."""
     xp = model.prepare(x)
     return xp.reshape(xp.shape[0], xp.shape[1], -1)
-
-
-def _int16_scale(*xs: np.ndarray) -> float:
-    """Scale so the windows fit int16 counts (the sensor's own resolution is coarser)."""
-    m = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in xs)
-    return max(m, 1e-6) / 32000.0
-
-
-def _totals(rows: Sequence[BatchRow]) -> dict:
-    secs = [r.seconds for r in rows]
-    energy = [r.energy_j for r in rows if r.energy_j is not None]
-    dur = [r.t1 - r.t0 for r in rows if r.energy_j is not None and r.t0 is not None and r.t1 is not None]
-    return {
-        "n_batches": len(rows),
-        "seconds": float(sum(secs)),
-        "energy_j": float(sum(energy)) if energy else None,
-        "avg_power_w": float(sum(energy) / sum(dur)) if energy and sum(dur) > 0 else None,
-        "pred_seconds": float(sum(r.pred_seconds or 0.0 for r in rows)),
-        "pred_energy_j": float(sum(r.pred_energy_j or 0.0 for r in rows)),
-        "energy_sources": sorted({r.source for r in rows}),
-    }
 
 
 # ================================================================================================

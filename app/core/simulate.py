@@ -100,7 +100,7 @@ def simulate(
     ``T -> model``; ``sizes`` default: the mapping's keys.  ``max_train_windows`` caps the local
     training set (class-stratified) to keep the simulation quick."""
     from app.core.loso import personalize_host, score  # noqa: PLC0415
-    from app.core.personalize import stratified_subset  # noqa: PLC0415
+    from app.core.board_round import stratified_subset  # noqa: PLC0415
 
     if sizes is None:
         if callable(models):

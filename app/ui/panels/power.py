@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -47,6 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.devices import POWER_RATES_HZ, DeviceState
+from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.recording import (
     RecordingError,
     StreamRecorder,
@@ -86,35 +86,6 @@ def parse_marker_time(text: str, t_max: float | None) -> float:
         hi = f"{t_max:.6f} s" if t_max is not None else "∞"
         raise MarkerTimeError(f"t = {t:.6g} s is outside the data (0 … {hi})")
     return t
-
-
-@dataclass(frozen=True)
-class D7Batch:
-    """The interval between two consecutive D7 edges and what the shield measured in it."""
-
-    index: int  # 1-based
-    t0: float
-    t1: float
-    avg_current_a: float
-    energy_j: float
-    exact: bool
-
-
-def d7_edges(events, t0: float = -math.inf, t1: float = math.inf) -> np.ndarray:
-    """Sorted times of the D7 edges (``kind == 'event'``) among ``(t, kind, text)`` power events in [t0, t1]."""
-    ts = np.array(sorted(t for t, kind, _ in list(events) if kind == "event" and t0 <= t <= t1), np.float64)
-    return ts
-
-
-def d7_batches(edges: np.ndarray, stream: SampleStream, voltage: float) -> list[D7Batch]:
-    """Energy between every pair of consecutive ``edges`` on ``stream`` (mean current × Δt × V)."""
-    out = []
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]), 1):
-        if b > stream.duration:
-            break
-        st = stream.stats(float(a), float(b))
-        out.append(D7Batch(i, float(a), float(b), st.avg, st.integral * voltage, st.exact))
-    return out
 
 
 def si(value: float, unit: str) -> str:
@@ -307,7 +278,7 @@ class PowerPanel(Panel):
         self.batch_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         bl.addWidget(self.batch_table, 1)
         self.tabs.addTab(bw, "D7 batches")
-        self.d7_batches: list[D7Batch] = []
+        self.d7_batches: list[D7Interval] = []
         self.d7_round: dict | None = None
         self._batches_key: tuple | None = None
         self._last_batches = 0.0
@@ -875,7 +846,7 @@ class PowerPanel(Panel):
         says ``empty``."""
         s = self.current_stream()
         self.d7_batches = (
-            d7_batches(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
+            d7_intervals(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
         )
         self.d7_round = r
         total = si(sum(b.energy_j for b in self.d7_batches), "J")
