@@ -168,9 +168,9 @@ def resolve_port(port: str, quiet: bool = False):
     """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
     if port != "auto":
         return port, None
-    from device import discovery
+    from device.monitor import monitor_class
 
-    found = discovery.find_powershield()
+    found = monitor_class("powershield").find()
     if found:
         if len(found) > 1 and not quiet:
             _err(f"{len(found)} PowerShields found; using {found[0].device}")
@@ -189,9 +189,9 @@ def resolve_port(port: str, quiet: bool = False):
 
 def capture(args: argparse.Namespace) -> tuple[dict, int]:
     """Run one capture as the CLI does; returns (result dict, exit code)."""
-    from device.lpm01a.capture import Capture, RunningStats
-    from device.lpm01a.driver import ArgumentError, PowerShield, PowerShieldError
     from device.lpm01a import spec
+    from device.lpm01a.driver import ArgumentError
+    from device.monitor import MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
 
     try:
         plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
@@ -247,28 +247,27 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                 cap.stop()
 
     try:
-        ps = PowerShield(url, timeout=args.timeout)
-    except PowerShieldError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
+        mon = open_monitor("powershield", url, timeout=args.timeout)
+    except MonitorError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
         if writer is not None:
             writer.close()
         if bench is not None:
             bench.stop()
         return {"error": str(exc)}, 2
     try:
-        with ps:
-            ps.configure(
-                freq=hz,
+        with mon:
+            mon.configure(
+                hz,
+                args.volt,
+                events=bool(args.events),
+                max_seconds=plan["acqtime"],
                 fmt=plan["fmt"],
-                acqtime=plan["acqtime"],
                 output=args.output,
-                volt=args.volt,
                 funcmode=args.funcmode,
                 trigdelay=args.trigdelay,
-                eventsrc=("d7", "ris") if args.events else None,
             )
-            cap = Capture(ps, hz, plan["fmt"], max_samples=plan["max_samples"])
-            sub = cap.subscribe()
-            cap.start()
+            cap = mon.start(max_samples=plan["max_samples"])
+            sub = cap.subscribe(from_start=True)
             deadline = None
             if plan["max_samples"] is not None:
                 deadline = time.monotonic() + plan["max_samples"] / hz + args.trigdelay + 10.0
@@ -278,7 +277,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                     block = sub.get(0.25)
                     if block is not None:
                         stats.update(block)
-                        events += sum(1 for e in block.events if e.kind == "event")
+                        events += sum(1 for e in block.events if e.kind == MARKER)
                         save(block)
                     now = time.monotonic()
                     if deadline is not None and now > deadline and not cap.finished:
@@ -306,14 +305,11 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                 code = 1
                 result["error"] = str(cap.error)
             else:
-                try:
-                    ps.hrc()
-                except PowerShieldError:
-                    pass
-    except ArgumentError as exc:
+                mon.release()
+    except MonitorSettingError as exc:
         result["error"] = str(exc)
         code = 2
-    except PowerShieldError as exc:
+    except MonitorError as exc:
         result["error"] = str(exc)
         code = 1
     finally:
@@ -353,9 +349,9 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
             "volt_v": v,
             "port": url,
             "events": events,
-            "buffer_max_pct": cap.decoder.buffer_pct_max if cap else None,
-            "corrupt_bytes": cap.decoder.corrupt_bytes if cap else 0,
-            "excess": cap.decoder.excess if cap else 0,
+            "buffer_max_pct": cap.diagnostics()["buffer_max_pct"] if cap else None,
+            "corrupt_bytes": cap.diagnostics()["corrupt_bytes"] if cap else 0,
+            "excess": cap.diagnostics()["excess"] if cap else 0,
             "ended_by": cap.ended_by if cap else "",
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),

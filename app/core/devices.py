@@ -51,6 +51,7 @@ __all__ = [
     "DeviceError",
     "ACCEL_ODR_HZ",
     "ACCEL_FS_G",
+    "POWER_MONITOR",
     "POWER_RATES_HZ",
 ]
 
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 ACCEL_ODR_HZ = (12.5, 26.0, 52.0, 104.0, 208.0, 417.0, 833.0, 1667.0)
 ACCEL_FS_G = (2, 4, 8, 16)
 POWER_RATES_HZ = (1_000, 10_000, 50_000, 100_000)
+#: ``DeviceManager.first(POWER_MONITOR)``: the first device of any power-monitor kind (device.monitor.REGISTRY).
+POWER_MONITOR = "power-monitor"
 G = 9.80665
 
 
@@ -517,47 +520,34 @@ class _BoardSession(_Session):
 
 
 class _PowerSession(_Session):
-    """X-NUCLEO-LPM01A through :class:`device.lpm01a.driver.PowerShield` and
-    :class:`device.lpm01a.capture.Capture`; a pump thread moves capture blocks into the power stream."""
+    """A power monitor (:mod:`device.monitor`: the X-NUCLEO-LPM01A, or any registered kind) through its
+    :class:`~device.monitor.PowerMonitor`; a pump thread moves the acquisition's blocks into the power stream."""
 
     def __init__(self, manager: "DeviceManager", info: DeviceInfo):
+        from device.monitor import monitor_class
+
         super().__init__(manager, info)
-        self.rate_hz = 100_000
+        self.monitor_cls = monitor_class(info.kind)
+        self.rate_hz = int(self.monitor_cls.default_rate_hz)
         self.voltage = 3.3
-        self.ps: Any = None
+        self.mon: Any = None
         self.cap: Any = None
         self._pump: threading.Thread | None = None
         self._pump_stop = threading.Event()
         self._lost_seen = 0
 
     def open(self) -> None:
-        from device.lpm01a.driver import PowerShield
+        from device.monitor import open_monitor
 
-        from device.lpm01a.driver import PowerShieldTimeout
-
-        self.ps = PowerShield(self.info.url, timeout=2.0)
-        # after an unplug the shield may still be acquiring (its state survives the host): stop that
-        # stream first, or 'htc' drowns in sample data
-        self.ps.drain_stale_stream()
-        try:
-            self.ps.htc()
-        except PowerShieldTimeout:
-            if not self.ps.drain_stale_stream():
-                raise
-            self.ps.htc()
-        self.details = {
-            "firmware": self.ps.version(),
-            "board": self.ps.powershield(),
-            "rate_hz": self.rate_hz,
-            "voltage": self.voltage,
-        }
+        self.mon = open_monitor(self.info.kind, self.info.url, timeout=2.0)
+        self.details = {**self.mon.prepare(), "rate_hz": self.rate_hz, "voltage": self.voltage}
 
     def close_link(self) -> None:
         self._stop_capture()
-        if self.ps is not None:
-            ps, self.ps = self.ps, None
+        if self.mon is not None:
+            mon, self.mon = self.mon, None
             try:
-                ps.close()
+                mon.close()
             except Exception:  # noqa: BLE001 - closing a dead port
                 pass
 
@@ -566,7 +556,7 @@ class _PowerSession(_Session):
             self.fast_check()
             self.details.update({"lost": int(self.cap.lost), "buffer_pct": self.cap.buffer_pct})
             return True
-        self.ps.status()
+        self.mon.ping()
         return True
 
     def fast_check(self) -> None:
@@ -588,54 +578,30 @@ class _PowerSession(_Session):
             self._set(self.state, text)
 
     def handle_fault(self, exc: BaseException) -> bool:
-        from device.lpm01a.driver import Overcurrent
+        from device.monitor import ProtectiveStop
 
-        if not isinstance(exc, Overcurrent):
+        if not isinstance(exc, ProtectiveStop):
             return False
         why = self.describe(exc)
         self.m._fault(self.info.key, why)  # noqa: SLF001
         self.want_stream = False
         self._stop_capture()
         self._last_beat = time.monotonic()
-        self._set(DeviceState.READY if self.ps is not None else DeviceState.ERROR, why)
+        self._set(DeviceState.READY if self.mon is not None else DeviceState.ERROR, why)
         return True
 
     def describe(self, exc: BaseException) -> str:
-        from device.lpm01a import driver as D
-
-        if isinstance(exc, D.Overcurrent):
-            return (
-                "overcurrent: the target drew more than the LPM01A allows (59 mA for 2 ms or a 75 mA peak), "
-                "so it stopped measuring to protect it; check the target, then press Stream again"
-            )
-        if isinstance(exc, D.BufferOverflow):
-            return (
-                "the LPM01A's transmit buffer overflowed (its data were not read fast enough); "
-                "restarting the stream, the lost time is marked"
-            )
-        if isinstance(exc, D.Disconnected) or isinstance(exc, OSError) or type(exc).__name__ == "SerialException":
-            return "USB link to the LPM01A lost (unplugged, or the shield reset itself)"
-        if isinstance(exc, D.PowerShieldTimeout):
-            return "the LPM01A stopped answering or sending data"
-        if isinstance(exc, D.AcquisitionError):
-            return f"the LPM01A stopped the acquisition: {exc}"
         if isinstance(exc, DeviceError):
             return str(exc)
-        return f"LPM01A error: {exc}"
+        return self.monitor_cls.describe(exc)
 
     def start_stream(self) -> None:
-        from device.lpm01a.capture import Capture
-
         stream = self.m._ensure_power_stream(self.rate_hz, self.voltage)  # noqa: SLF001
-        try:
-            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage, eventsrc=("d7", "ris"))
-        except Exception:  # noqa: BLE001 - older firmware without eventsrc: stream without D7 events
-            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage)
-        self.cap = Capture(self.ps, self.rate_hz, "bin_hexa")
+        self.mon.configure(self.rate_hz, self.voltage, events=True)
+        self.cap = self.mon.start()
         sub = self.cap.subscribe(from_start=True)
         self._pump_stop.clear()
-        self._pump = threading.Thread(target=self._pump_loop, args=(sub, stream), name="lpm01a-pump", daemon=True)
-        self.cap.start()
+        self._pump = threading.Thread(target=self._pump_loop, args=(sub, stream), name="power-pump", daemon=True)
         self._pump.start()
 
     def _pump_loop(self, sub: Any, stream: SampleStream) -> None:
@@ -761,8 +727,9 @@ class DeviceManager:
         elif info.serial_number:
             try:
                 from device import discovery
+                from device.monitor import is_monitor, monitor_class
 
-                ports = discovery.find_powershield() if info.kind == "powershield" else discovery.find_nucleo()
+                ports = monitor_class(info.kind).find() if is_monitor(info.kind) else discovery.find_nucleo()
                 url = next((p.device for p in ports if p.serial_number == info.serial_number), url)
             except Exception:  # noqa: BLE001 - keep the old path
                 pass
@@ -797,13 +764,15 @@ class DeviceManager:
         try:
             from device import discovery
 
-            for p in discovery.find_powershield():
+            from device.monitor import find_monitors, monitor_class
+
+            for kind, p in find_monitors():
                 found.append(
                     DeviceInfo(
-                        f"powershield:{p.serial_number or p.device}",
-                        "powershield",
+                        f"{kind}:{p.serial_number or p.device}",
+                        kind,
                         p.device,
-                        f"LPM01A {p.device}",
+                        f"{monitor_class(kind).short_name} {p.device}",
                         False,
                         p.vid_pid,
                         p.serial_number,
@@ -873,8 +842,13 @@ class DeviceManager:
         return self._session(key).status()
 
     def first(self, kind: str) -> DeviceStatus | None:
-        """The first device of a kind ('board' | 'powershield'), connected ones first."""
-        snap = [s for s in self.snapshot() if s.info.kind == kind]
+        """The first device of a kind ('board', 'powershield', …; ``POWER_MONITOR``: any power monitor),
+        connected ones first."""
+        from device.monitor import is_monitor
+
+        snap = [
+            s for s in self.snapshot() if s.info.kind == kind or (kind == POWER_MONITOR and is_monitor(s.info.kind))
+        ]
         snap.sort(key=lambda s: s.state in (DeviceState.DISCONNECTED, DeviceState.ERROR))
         return snap[0] if snap else None
 

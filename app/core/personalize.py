@@ -387,42 +387,40 @@ def _load_window_npz(
 
 
 class PowerRecorder:
-    """A power-monitor acquisition for the whole session, put on a power timeline (samples in A and D7 edges)
+    """A power-monitor acquisition (:mod:`device.monitor`; the LPM01A unless ``kind`` says otherwise) for the
+    whole session, put on a power timeline (samples in A and D7 edges)
     exactly as the app's device manager does (:class:`~app.core.energy.TimelineFeed`), so a round's energy
     is attributed by the same code (:meth:`trace`)."""
 
     #: Seconds of samples kept at full resolution (longer ago: the stream's pyramid).
     KEEP_S = 4 * 3600.0
 
-    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0):
-        from device.lpm01a.capture import Capture  # noqa: PLC0415
-        from device.lpm01a.driver import PowerShield  # noqa: PLC0415
+    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0, kind: str = "powershield"):
+        from device.monitor import open_monitor  # noqa: PLC0415
 
         self.freq = int(freq)
         self.url = url
-        self.ps = PowerShield(url, timeout=timeout)
+        self.monitor = open_monitor(kind, url, timeout=timeout)
         try:
-            self.ps.configure(
-                freq=self.freq, fmt="bin_hexa", acqtime=0, output="current", volt=3.3, eventsrc=("d7", "ris")
-            )
-            try:
-                self.volt = float(self.ps.volt_get())
-            except Exception:  # noqa: BLE001 - not every firmware answers; the set voltage is the fallback
-                self.volt = 3.3
-            self.capture = Capture(self.ps, rate_hz=self.freq, fmt="bin_hexa", stall_timeout=max(5.0, 20.0 / self.freq))
+            self.monitor.configure(self.freq, 3.3, events=True)
+            self.volt = self.monitor.supply_voltage()
         except Exception:
-            self.ps.close()
+            self.monitor.close()
             raise
         keep = min(self.KEEP_S, 8e6 / self.freq)
         self.stream = SampleStream("current", self.freq, 1, unit="A", recent_s=keep, history_s=self.KEEP_S)
         self.events = EventLog()
-        self._t0 = time.monotonic()
         self._feed = TimelineFeed(self.stream, lambda: 0.0, self.events.add)
-        self._sub = self.capture.subscribe()
+        self.acquisition: Any = None
         self._thread = threading.Thread(target=self._pump, name="personalize-power", daemon=True)
 
     def start(self) -> "PowerRecorder":
-        self.capture.start()
+        try:
+            self.acquisition = self.monitor.start(stall_timeout=max(5.0, 20.0 / self.freq))
+            self._sub = self.acquisition.subscribe(from_start=True)
+        except Exception:
+            self.monitor.close()
+            raise
         self._thread.start()
         return self
 
@@ -438,11 +436,12 @@ class PowerRecorder:
 
     def close(self) -> None:
         try:
-            if not self.capture.finished:
-                self.capture.stop()
-            self._thread.join(timeout=3.0)
+            if self.acquisition is not None and not self.acquisition.finished:
+                self.acquisition.stop()
+            if self._thread.is_alive():
+                self._thread.join(timeout=3.0)
         finally:
-            self.ps.close()
+            self.monitor.close()
 
 
 # ================================================================================================

@@ -542,7 +542,9 @@ class RoundRunner:
     def _power(self) -> PowerTrace | None:
         """The live power trace, starting the power monitor's stream if one is connected."""
         dm = self.devices
-        st = dm.first("powershield")
+        from app.core.devices import POWER_MONITOR
+
+        st = dm.first(POWER_MONITOR)
         if st is None:
             self.state.warn("no LPM01A power shield: time is measured by the board, energy is not measured")
             return None

@@ -20,11 +20,9 @@ Typical use::
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -140,6 +138,16 @@ class Capture:
     def samples_total(self) -> int:
         """Device samples accounted so far (received + lost), i.e. the next sample number."""
         return self.ring.total
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Link-quality counters for reports: the shield's highest transmit-buffer load, bytes that were not
+        a valid sample, samples beyond what the timestamps account for, samples cut beyond ``max_samples``."""
+        return {
+            "buffer_max_pct": self.decoder.buffer_pct_max,
+            "corrupt_bytes": self.decoder.corrupt_bytes,
+            "excess": self.decoder.excess,
+            "truncated": self.truncated,
+        }
 
     def raise_for_error(self) -> None:
         if self.error is not None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.devices import DeviceState, DeviceStatus
+from device.monitor import is_monitor
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
@@ -176,7 +177,7 @@ class DevicesPanel(Panel):
             f"  reconnects: {st.reconnects}",
         ]
         lines += [f"  {k}: {v}" for k, v in sorted(st.details.items())]
-        stream = self.ctx.devices.power_stream if st.info.kind == "powershield" else self.ctx.devices.accel_stream
+        stream = self.ctx.devices.power_stream if is_monitor(st.info.kind) else self.ctx.devices.accel_stream
         if stream is not None:
             gaps = sum(b - a for a, b in stream.gaps)
             lines.append(

@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.devices import POWER_RATES_HZ, DeviceState
+from app.core.devices import POWER_MONITOR, POWER_RATES_HZ, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.recording import (
     RecordingError,
@@ -325,7 +325,7 @@ class PowerPanel(Panel):
         return float(self.ctx.devices.voltage)
 
     def shield(self):
-        return self.ctx.devices.first("powershield")
+        return self.ctx.devices.first(POWER_MONITOR)
 
     def current_events(self) -> list:
         """``(t, kind, text)`` stream events on the shown stream's timeline: the live shield's, or those saved
