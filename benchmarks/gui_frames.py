@@ -77,9 +77,8 @@ def main() -> int:
     if args.frames < 10:
         ap.error("--frames must be >= 10")
 
-    from PySide6.QtWidgets import QApplication
-
     import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
 
     from app.core.context import AppContext
     from app.ui.app import build_window

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
 from app.core.rounds import BatchRow
 from app.ui.panels.power import MarkerTimeError, parse_marker_time
-
-import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 pytestmark = pytest.mark.gui
 

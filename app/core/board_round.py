@@ -194,7 +194,11 @@ def run_board_round(
             raise RoundCancelled()
 
     def upl(lo: float, hi: float, what: str) -> Callable[[int, int], None]:
-        return lambda done, total: (check(), obs.stage(lo + (hi - lo) * done / max(1, total), what))
+        def upload_progress(done: int, total: int) -> None:
+            check()
+            obs.stage(lo + (hi - lo) * done / max(1, total), what)
+
+        return upload_progress
 
     def evaluate(when: str) -> Any:
         try:

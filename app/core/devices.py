@@ -763,7 +763,6 @@ class DeviceManager:
         found: list[DeviceInfo] = []
         try:
             from device import discovery
-
             from device.monitor import find_monitors, monitor_class
 
             for kind, p in find_monitors():

@@ -25,8 +25,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from estimator.arch import Arch, ArchError, Layer, paper_cnn
 from app.core.safezip import MODEL_LIMITS, ZipRefused, check_zip
+from estimator.arch import Arch, ArchError, Layer, paper_cnn
 
 Weights = dict[str, list[np.ndarray]]
 
@@ -719,10 +719,9 @@ def tflite_bytes(
                 yield [rep[i : i + 1]]
 
         conv.representative_dataset = gen
-    import warnings  # noqa: PLC0415
-
     import contextlib  # noqa: PLC0415
     import io  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
 
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -503,13 +503,11 @@ class BoardSession:
         return int(self.hello.tick_hz) or 1_000_000
 
     def close(self) -> None:
-        for closer in (
-            lambda: self.power and self.power.close(),
-            lambda: getattr(self, "client", None) and self.client.close(),
-            lambda: self.bench and self.bench.stop(),
-        ):
+        client = getattr(self, "client", None)
+        for part, close in ((self.power, "close"), (client, "close"), (self.bench, "stop")):
             try:
-                closer()
+                if part is not None:
+                    getattr(part, close)()
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
 
@@ -561,7 +559,7 @@ def run_round(
 def batch_summary(result: RoundResult, batch_size: int) -> dict:
     """The CLI's per-batch figures of one round (time from the board's ticks; power and energy as the round
     pipeline attributed them) and their summary over the main-phase full batches."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "phase": r.phase,
             "epoch": r.epoch,

@@ -42,20 +42,20 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.core.board_round import RoundCancelled, RoundObserver, RoundSpec, run_board_round
 from app.core.energy import (
-    PowerTrace,
     BatchRow,
+    PowerTrace,
     align_batches,
     attribute_energy,
 )
-from app.core.board_round import RoundCancelled, RoundObserver, RoundSpec, run_board_round
 from app.core.memory import release_memory
 from app.core.paths import asset_path
 from estimator.arch import Arch, resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from app.core.models import LoadedModel
     from app.core.datasets import RecordingSet
+    from app.core.models import LoadedModel
     from app.core.store import Store
 
 __all__ = [
@@ -447,7 +447,7 @@ class _RunnerObserver(RoundObserver):
         return self._cancelled()
 
     def stage(self, fraction: float, text: str) -> None:
-        self.r._stage(fraction, text, self.progress)
+        self.r.stage(fraction, text, self.progress)
 
     def evaluated(self, when: str, result: Any) -> None:
         m = metrics_from_confusion(result.matrix, self.classes, result.loss)
@@ -484,7 +484,7 @@ class _RunnerObserver(RoundObserver):
         self.progress(f, f"{text}, {eta_text(eta)}")
 
     def settled(self, row: BatchRow) -> None:
-        self.r._store_row(row)
+        self.r.store_row(row)
 
     def aborting(self) -> None:
         self.r.state.update(text="aborting the round")
@@ -526,7 +526,7 @@ class RoundRunner:
         self.round_id: int | None = None
 
     # --- helpers ------------------------------------------------------------------------------------
-    def _stage(self, fraction: float, text: str, progress: Callable[..., None]) -> None:
+    def stage(self, fraction: float, text: str, progress: Callable[..., None]) -> None:
         self.state.update(stage=text, fraction=fraction, text=text)
         progress(fraction, text)
 
@@ -618,13 +618,13 @@ class RoundRunner:
             batches_done=0,
             eta_s=None,
         )
-        self._stage(0.005, "loading the model", progress)
+        self.stage(0.005, "loading the model", progress)
         model = self.load_model()
         if cfg.model_path is None and model.input_size != cfg.input_size:
             raise RoundError(f"{model.source} takes T={model.input_size}, not {cfg.input_size}")
         rate = float(model.meta.get("rate_hz", 20.0))
         trainable = trainable_names(model.arch, cfg)
-        self._stage(0.01, "windowing the labelled data", progress)
+        self.stage(0.01, "windowing the labelled data", progress)
         data = local_windows(
             self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
         )
@@ -771,7 +771,7 @@ class RoundRunner:
             data, train_x=data.train_x[itr], train_y=data.train_y[itr], test_x=data.test_x[ite], test_y=data.test_y[ite]
         )
 
-    def _store_row(self, row: BatchRow) -> None:
+    def store_row(self, row: BatchRow) -> None:
         assert self.round_id is not None
         self.store.put_round_batch(self.round_id, row.index, row.to_dict())
         self.state.set_row(row)

@@ -35,7 +35,6 @@ from device.lpm01a.decode import (
     StreamEvent,
     make_decoder,
 )
-from device.lpm01a.spec import TIMESTAMP_EVERY
 from device.lpm01a.driver import (
     _FRAME_ACK,
     Disconnected,
@@ -44,6 +43,7 @@ from device.lpm01a.driver import (
     PowerShieldTimeout,
     error_for_event,
 )
+from device.lpm01a.spec import TIMESTAMP_EVERY
 from device.monitor import Block, RunningStats
 from device.ringbuffer import RingBuffer
 
@@ -205,7 +205,7 @@ class Capture:
         except Disconnected as exc:
             self.error = exc
             self.ended_by = "disconnected"
-        except Exception as exc:  # never leave consumers hanging on an unexpected bug
+        except Exception as exc:  # noqa: BLE001 - never leave consumers hanging on an unexpected bug
             self.error = PowerShieldError(f"reader thread failed: {exc!r}")
             self.ended_by = "error"
         finally:
@@ -283,7 +283,7 @@ class Subscription:
         self.capture = capture
         self.max_block = int(max_block)
         self.cursor = 0 if from_start else capture.ring.total
-        self._ev_seq = 0 if from_start else capture._ev_seq
+        self._ev_seq = 0 if from_start else capture._ev_seq  # noqa: SLF001 - the capture's own cursor
         self.done = False
 
     def get(self, timeout: float = 0.5) -> Block | None:
@@ -312,13 +312,13 @@ class Subscription:
     def _events_before(self, index: int, all_: bool) -> list[StreamEvent]:
         cap = self.capture
         out: list[StreamEvent] = []
-        with cap._ev_lock:
-            if not cap._events:
+        with cap._ev_lock:  # noqa: SLF001
+            if not cap._events:  # noqa: SLF001
                 return out
-            base = cap._events[0][0]
+            base = cap._events[0][0]  # noqa: SLF001
             i = max(0, self._ev_seq - base)
-            while i < len(cap._events):
-                seq, ev = cap._events[i]
+            while i < len(cap._events):  # noqa: SLF001
+                seq, ev = cap._events[i]  # noqa: SLF001
                 if not all_ and ev.index >= index:
                     break
                 out.append(ev)

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.devices import DeviceState, DeviceStatus
-from device.monitor import is_monitor
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from device.monitor import is_monitor
 
 STATE_COLORS = {
     DeviceState.DISCONNECTED: "#9ca3af",

@@ -46,8 +46,8 @@ from app.core.labels import (
     LabelError,
     LabelModel,
     class_balance,
-    export_wisdm_csv,
     export_windows_npz,
+    export_wisdm_csv,
     import_wisdm,
     windows,
 )
@@ -792,7 +792,6 @@ class LabellingPanel(Panel):
         if self._tw_task is not None or self._tw_gen < 0:  # one at a time (the newest runs next); not after shutdown
             return
         from app.core.rounds import RoundError, local_windows
-
         from app.core.store import StoreError
 
         gen, size = self._tw_gen, self.win_size.value()
