@@ -12,8 +12,8 @@ import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fa
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
+from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.rounds import BatchRow
-from app.ui.panels.power import MarkerTimeError, parse_marker_time
 
 pytestmark = pytest.mark.gui
 

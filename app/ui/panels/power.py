@@ -15,8 +15,6 @@ the live ring or in a reopened file).  Energy between markers = mean current × 
 
 from __future__ import annotations
 
-import math
-import re
 import time
 
 import numpy as np
@@ -47,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from app.core.devices import POWER_MONITOR, POWER_RATES_HZ, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
+from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.recording import (
     RecordingError,
     StreamRecorder,
@@ -65,27 +64,6 @@ from app.ui.widgets.stream_plot import StreamPlot
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
 D7_COLOR = "#2dd4bf"  # teal: board batch boundaries; user markers are red
 D7_SETTING = "power.show_d7"
-_TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs)?\s*$")
-_TIME_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
-
-
-class MarkerTimeError(ValueError):
-    """A typed marker time that cannot be used; the message says why and what is allowed."""
-
-
-def parse_marker_time(text: str, t_max: float | None) -> float:
-    """Seconds from a typed time (``12.5``, ``12.5 s``, ``12500 ms``, ``3e-3``); must lie in ``[0, t_max]``
-    (``t_max`` None: no upper bound).  Raises :class:`MarkerTimeError` with a plain-words message."""
-    m = _TIME_RE.match(text or "")
-    if not m:
-        raise MarkerTimeError(f"{text.strip()!r} is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms")
-    t = float(m.group(1)) * _TIME_UNITS[m.group(2)]
-    if not math.isfinite(t):
-        raise MarkerTimeError(f"{text.strip()!r} is not a finite time")
-    if t < 0 or (t_max is not None and t > t_max):
-        hi = f"{t_max:.6f} s" if t_max is not None else "∞"
-        raise MarkerTimeError(f"t = {t:.6g} s is outside the data (0 … {hi})")
-    return t
 
 
 def si(value: float, unit: str) -> str:
