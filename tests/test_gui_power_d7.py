@@ -41,8 +41,8 @@ def test_injected_d7_events_markers_toggle_and_batch_energy(power_window, qtbot)
     d = stream.duration
     edges = [d - 2.0, d - 1.6, d - 1.1, d - 0.5]
     for t in edges:
-        ctx.devices._power_event(t, "event", "ris")  # noqa: SLF001 - what the LPM01A pump does per D7 edge
-    ctx.devices._power_event(d - 1.3, "info", "pwr on")  # noqa: SLF001 - not a D7 edge: never drawn
+        ctx.devices.power_event(t, "event", "ris")  # what the LPM01A pump does per D7 edge
+    ctx.devices.power_event(d - 1.3, "info", "pwr on")  # not a D7 edge: never drawn
     # a round of this session whose three batches lie between those edges (as the Training panel stores it)
     rid = ctx.store.add_round({"mode": "tl", "input_size": 20, "batch_size": 32}, ctx.dataset.id)
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
@@ -218,7 +218,7 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
     d = stream.duration
     edges = [d + 0.3, d + 0.7, d + 1.2, d + 1.6]  # ahead of the stream: they arrive as it streams
     for t in edges:
-        ctx.devices._power_event(t, "event", "ris")  # noqa: SLF001 - what the LPM01A pump does per D7 edge
+        ctx.devices.power_event(t, "event", "ris")  # what the LPM01A pump does per D7 edge
     rid = ctx.store.add_round({"mode": "full", "input_size": 40, "batch_size": 32}, ctx.dataset.id)
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         ctx.store.put_round_batch(

@@ -168,10 +168,22 @@ class _Session:
             self.info, self.state, self.message, dict(self.details), self.auto_reconnect, self.reconnects
         )
 
+    # --- a training round (DeviceManager.board_session, under state_lock) ----------------------------
+    def enter_training(self) -> None:
+        """State TRAINING: the heartbeat pauses while a round owns the client (caller holds ``state_lock``)."""
+        self._last_beat = time.monotonic()
+        self._set(DeviceState.TRAINING, "training round")
+
+    def leave_training(self, prev: DeviceState) -> None:
+        """Back to ``prev`` after a round, unless the link failed meanwhile."""
+        with self.state_lock:
+            if self.state == DeviceState.TRAINING:
+                self._set(prev)
+
     # --- session thread ---------------------------------------------------------------------------
     def _set(self, state: DeviceState, message: str = "") -> None:
         self.state, self.message = state, message
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -186,7 +198,7 @@ class _Session:
                     getattr(self, "_cmd_" + cmd)(*args)
                 self._tick()
             except Exception as exc:  # noqa: BLE001 - any driver error is a link problem for the user
-                self._fault(exc)
+                self.fault(exc)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -212,7 +224,7 @@ class _Session:
         self._set(DeviceState.CONNECTING, "reconnecting…" if reconnect else "opening…")
         try:
             self.close_link()
-            url = self.m._current_url(self)  # noqa: SLF001 - follows a port that came back renamed
+            url = self.m.current_url(self)
             if url is None:
                 raise DeviceError("its port is not there (unplugged?)")
             self.open()
@@ -234,7 +246,7 @@ class _Session:
             text = f"reconnected{gap}" + (
                 "; streaming resumed, the missing time is marked as a gap" if self.want_stream else ""
             )
-            self.m._log(f"{self.info.name}: {text}")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: {text}")
         else:
             text = ""
         self._set(DeviceState.READY, text)
@@ -273,7 +285,7 @@ class _Session:
         if done is not None:
             done(result, err)
 
-    def _fault(self, exc: BaseException) -> None:
+    def fault(self, exc: BaseException) -> None:
         """A fault was detected (any state): say what happened, then recover (see the module doc)."""
         if self.state in (DeviceState.DISCONNECTED, DeviceState.CONNECTING) and not self.want_connected:
             log.info("%s: %s (not connected)", self.info.name, exc)
@@ -299,7 +311,7 @@ class _Session:
             )
         if training:
             self.fail_round(f"{self.info.name}: {why}")
-        self.m._fault(self.info.key, why)  # noqa: SLF001
+        self.m.fault(self.info.key, why)
         self.close_link()
         self._next_try = time.monotonic() + self._backoff
 
@@ -388,13 +400,13 @@ class _BoardSession(_Session):
             ):
                 time.sleep(0.05)
             self.client.drain_events()
-            self.m._log(f"{self.info.name}: aborted the round its previous connection had left running")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: aborted the round its previous connection had left running")
 
     def _apply_config(self) -> None:
         st = self.client.sensor_config(self.odr_hz, self.fs_g)
         self._sens = st.sens_ng * 1e-9 * G
         self.details.update({"odr_hz": st.odr_mhz / 1000.0, "fs_g": st.fs_g})
-        self.m._ensure_accel_stream(st.odr_mhz / 1000.0)  # noqa: SLF001
+        self.m.ensure_accel_stream(st.odr_mhz / 1000.0)
 
     def close_link(self) -> None:
         if self.client is not None:
@@ -434,7 +446,7 @@ class _BoardSession(_Session):
                 f"{n:,} accelerometer samples lost (corrupted bytes on the USB link, or the board's "
                 f"transmit buffer was full; {self.lost_samples:,} in total): marked as gaps, streaming continues"
             )
-            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self.m.fault(self.info.key, text)
             self._set(self.state, text)
         if self.state != DeviceState.TRAINING:
             c.drain_events(P.Samples)  # delivered through on_event already: keep the client's queue short
@@ -449,12 +461,8 @@ class _BoardSession(_Session):
 
     def fail_round(self, reason: str) -> None:
         c = self.client
-        if c is None or not hasattr(c, "_cond"):
-            return
-        with c._cond:  # noqa: SLF001 - wake the round's waiters now instead of after its own timeout
-            if c._reader_error is None:  # noqa: SLF001
-                c._reader_error = DeviceError(reason)  # noqa: SLF001
-            c._cond.notify_all()  # noqa: SLF001
+        if c is not None and hasattr(c, "fail_waiters"):
+            c.fail_waiters(DeviceError(reason))  # wake the round's waiters now instead of after its own timeout
 
     def describe(self, exc: BaseException) -> str:
         from device.nucleo.client import NucleoTimeout
@@ -492,7 +500,7 @@ class _BoardSession(_Session):
         self._apply_config()
         if was:
             self.start_stream()
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
     def _on_event(self, msg: Any) -> None:
         """Reader thread of the client: convert sample blocks and append them on the shared timeline."""
@@ -514,7 +522,7 @@ class _BoardSession(_Session):
             xyz = np.asarray(msg.xyz, np.float32) * np.float32(self._sens)
             stream.append(xyz)
         elif isinstance(msg, P.Log):
-            self.m._log(f"{self.info.name}: {msg.text}")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: {msg.text}")
         elif isinstance(msg, P.Boot):
             self._boot = msg
 
@@ -574,7 +582,7 @@ class _PowerSession(_Session):
                 f"{n:,} samples lost in transit (corrupted or dropped bytes on the USB link; "
                 f"{lost:,} in total): marked as gaps, streaming continues"
             )
-            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self.m.fault(self.info.key, text)
             self._set(self.state, text)
 
     def handle_fault(self, exc: BaseException) -> bool:
@@ -583,7 +591,7 @@ class _PowerSession(_Session):
         if not isinstance(exc, ProtectiveStop):
             return False
         why = self.describe(exc)
-        self.m._fault(self.info.key, why)  # noqa: SLF001
+        self.m.fault(self.info.key, why)
         self.want_stream = False
         self._stop_capture()
         self._last_beat = time.monotonic()
@@ -596,7 +604,7 @@ class _PowerSession(_Session):
         return self.monitor_cls.describe(exc)
 
     def start_stream(self) -> None:
-        stream = self.m._ensure_power_stream(self.rate_hz, self.voltage)  # noqa: SLF001
+        stream = self.m.ensure_power_stream(self.rate_hz, self.voltage)
         self.mon.configure(self.rate_hz, self.voltage, events=True)
         self.cap = self.mon.start()
         sub = self.cap.subscribe(from_start=True)
@@ -605,7 +613,7 @@ class _PowerSession(_Session):
         self._pump.start()
 
     def _pump_loop(self, sub: Any, stream: SampleStream) -> None:
-        feed = TimelineFeed(stream, self.m.now, self.m._power_event)  # noqa: SLF001
+        feed = TimelineFeed(stream, self.m.now, self.m.power_event)
         while not sub.done and not self._pump_stop.is_set():
             b = sub.get(0.25)
             if b is None:
@@ -637,7 +645,7 @@ class _PowerSession(_Session):
         self.details.update({"rate_hz": self.rate_hz, "voltage": self.voltage})
         if was:
             self.start_stream()
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
 
 def _junk_state(client: Any) -> tuple[int, int, int]:
@@ -697,24 +705,24 @@ class DeviceManager:
         """Seconds since the manager started (the shared timeline of all streams)."""
         return time.monotonic() - self._t0
 
-    def _changed(self) -> None:
+    def notify_changed(self) -> None:
         with self._lock:
             self.version += 1
 
-    def _log(self, text: str) -> None:
+    def log(self, text: str) -> None:
         with self._lock:
             self.messages.append(text)
             del self.messages[:-200]
             self.version += 1
 
-    def _fault(self, key: str, text: str) -> None:
+    def fault(self, key: str, text: str) -> None:
         with self._lock:
             self.faults.append((self.now(), key, text))
             del self.faults[:-1000]
             self.fault_count += 1
-        self._log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
+        self.log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
 
-    def _current_url(self, s: "_Session") -> str | None:
+    def current_url(self, s: "_Session") -> str | None:
         """Where the device is now: a virtual one's endpoint URL (None while unplugged; a new port after
         an unplug with ``new_port``), a real one found again by serial number if its path changed."""
         info = s.info
@@ -734,7 +742,7 @@ class DeviceManager:
             except Exception:  # noqa: BLE001 - keep the old path
                 pass
         if url is not None and url != info.url:
-            self._log(f"{info.name}: port is now {url} (was {info.url})")
+            self.log(f"{info.name}: port is now {url} (was {info.url})")
             s.info = replace(info, url=url)
         return url
 
@@ -751,7 +759,7 @@ class DeviceManager:
 
         return PowerTrace(s, events, float(self.voltage))
 
-    def _power_event(self, t: float, kind: str, text: str) -> None:
+    def power_event(self, t: float, kind: str, text: str) -> None:
         with self._lock:
             self.power_events.append((t, kind, text))
             del self.power_events[:-10_000]
@@ -790,7 +798,7 @@ class DeviceManager:
                     )
                 )
         except Exception as exc:  # noqa: BLE001 - a broken port lister must not stop the app
-            self._log(f"port scan failed: {exc}")
+            self.log(f"port scan failed: {exc}")
         with self._lock:
             for info in found:
                 s = self._sessions.get(info.key)
@@ -800,7 +808,7 @@ class DeviceManager:
                     s.info = replace(s.info, url=info.url, name=info.name)
         if self._bench_mode or (self._bench_mode is None and not found):
             self.start_bench()
-        self._changed()
+        self.notify_changed()
         return [s.info for s in self._sessions.values()]
 
     def start_bench(self) -> bool:
@@ -815,7 +823,7 @@ class DeviceManager:
             urls = bench.start()
         except Exception as exc:  # noqa: BLE001
             self.bench_error = f"virtual bench unavailable: {exc}"
-            self._log(self.bench_error)
+            self.log(self.bench_error)
             return False
         self.bench = bench
         with self._lock:
@@ -826,7 +834,7 @@ class DeviceManager:
                 what = "ODL firmware under QEMU" if urls.get("board_kind") == "qemu" else "Python emulator"
                 info = DeviceInfo("board:virtual", "board", urls["board"], f"NUCLEO-L496ZG (virtual: {what})", True)
                 self._sessions[info.key] = self._make(info)
-        self._changed()
+        self.notify_changed()
         return True
 
     def _make(self, info: DeviceInfo) -> _Session:
@@ -862,7 +870,7 @@ class DeviceManager:
 
     def set_auto_reconnect(self, key: str, on: bool) -> None:
         self._session(key).auto_reconnect = bool(on)
-        self._changed()
+        self.notify_changed()
 
     def configure_accel(self, key: str, odr_hz: float, fs_g: int) -> None:
         if odr_hz not in ACCEL_ODR_HZ:
@@ -899,14 +907,11 @@ class DeviceManager:
             if client is None or s.state not in (DeviceState.READY, DeviceState.STREAMING):
                 raise DeviceError(f"{st.info.name} is reconnecting: try again in a moment")
             prev = s.state
-            s._last_beat = time.monotonic()  # noqa: SLF001
-            s._set(DeviceState.TRAINING, "training round")  # noqa: SLF001
+            s.enter_training()
         try:
             yield client
         finally:
-            with s.state_lock:
-                if s.state == DeviceState.TRAINING:
-                    s._set(prev)  # noqa: SLF001
+            s.leave_training(prev)
 
     def unplug(self, key: str, seconds: float = 1.0, new_port: bool = False) -> None:
         """Virtual devices only: simulate a USB glitch (the bench drops the link for ``seconds``; with
@@ -948,7 +953,7 @@ class DeviceManager:
                 raise DeviceError(f"no device {key!r} (known: {', '.join(self._sessions) or 'none'})") from None
 
     # --- streams ---------------------------------------------------------------------------------------
-    def _ensure_accel_stream(self, rate_hz: float) -> SampleStream:
+    def ensure_accel_stream(self, rate_hz: float) -> SampleStream:
         with self._lock:
             s = self.accel_stream
             if s is None or s.rate_hz != rate_hz:
@@ -969,7 +974,7 @@ class DeviceManager:
                 self.version += 1
             return s
 
-    def _ensure_power_stream(self, rate_hz: float, voltage: float) -> SampleStream:
+    def ensure_power_stream(self, rate_hz: float, voltage: float) -> SampleStream:
         with self._lock:
             self.voltage = voltage
             s = self.power_stream
