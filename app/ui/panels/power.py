@@ -120,6 +120,17 @@ class PowerPanel(Panel):
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
+        lay.addLayout(self._build_toolbar())
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self._build_plot())
+        split.addWidget(self._build_side())
+        split.setSizes([1000, 340])
+        lay.addWidget(split, 1)
+        self._connect()
+        self._units()
+        self._reload_markers()
+
+    def _build_toolbar(self) -> QHBoxLayout:
         bar = QHBoxLayout()
         self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
@@ -168,9 +179,9 @@ class PowerPanel(Panel):
         ):
             bar.addWidget(w)
         bar.addStretch(1)
-        lay.addLayout(bar)
+        return bar
 
-        split = QSplitter(Qt.Horizontal)
+    def _build_plot(self) -> _PowerPlot:
         self.plot = _PowerPlot(self)
         self.sel_region = pg.LinearRegionItem(brush=pg.mkBrush(120, 170, 255, 45))
         self.sel_region.setZValue(5)
@@ -186,7 +197,10 @@ class PowerPanel(Panel):
         self._d7_all_key: tuple | None = None
         self._d7_all = np.empty(0)  # every D7 edge time, sorted
         self.d7_visible = np.empty(0)  # edge times drawn now (for tests and the status line)
-        split.addWidget(self.plot)
+        return self.plot
+
+    def _build_side(self) -> QWidget:
+        """Source line, window/selection statistics, and the Markers and D7 batches tabs."""
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
@@ -197,6 +211,19 @@ class PowerPanel(Panel):
         self.source_label.setWordWrap(True)
         self.source_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         sl.addWidget(self.source_label)
+        self._build_stats(sl)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_markers_tab(), "Markers")
+        self.tabs.addTab(self._build_batches_tab(), "D7 batches")
+        self.d7_batches: list[D7Interval] = []
+        self.d7_round: dict | None = None
+        self._batches_key: tuple | None = None
+        self._last_batches = 0.0
+        sl.addWidget(self.tabs, 1)
+        side.setMinimumWidth(330)
+        return side
+
+    def _build_stats(self, sl: QVBoxLayout) -> None:
         self.stat_labels: dict[str, dict[str, QLabel]] = {}
         for title, key in (("Visible window", "window"), ("Selection", "selection")):
             box = QGroupBox(title)
@@ -210,7 +237,8 @@ class PowerPanel(Panel):
                 grid.addWidget(val, r, 1)
                 self.stat_labels[key][name] = val
             sl.addWidget(box)
-        self.tabs = QTabWidget()
+
+    def _build_markers_tab(self) -> QWidget:
         mw = QWidget()
         ml = QVBoxLayout(mw)
         ml.setContentsMargins(4, 4, 4, 4)
@@ -237,7 +265,9 @@ class PowerPanel(Panel):
         self.between.setWordWrap(True)
         self.between.setTextInteractionFlags(Qt.TextSelectableByMouse)
         ml.addWidget(self.between)
-        self.tabs.addTab(mw, "Markers")
+        return mw
+
+    def _build_batches_tab(self) -> QWidget:
         bw = QWidget()
         bl = QVBoxLayout(bw)
         bl.setContentsMargins(4, 4, 4, 4)
@@ -255,17 +285,9 @@ class PowerPanel(Panel):
         self.batch_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.batch_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         bl.addWidget(self.batch_table, 1)
-        self.tabs.addTab(bw, "D7 batches")
-        self.d7_batches: list[D7Interval] = []
-        self.d7_round: dict | None = None
-        self._batches_key: tuple | None = None
-        self._last_batches = 0.0
-        sl.addWidget(self.tabs, 1)
-        side.setMinimumWidth(330)
-        split.addWidget(side)
-        split.setSizes([1000, 340])
-        lay.addWidget(split, 1)
+        return bw
 
+    def _connect(self) -> None:
         self.btn_stream.clicked.connect(self.toggle_stream)
         self.rate.currentIndexChanged.connect(self._config)
         self.show_what.currentIndexChanged.connect(self._units)
@@ -289,8 +311,6 @@ class PowerPanel(Panel):
         # M, S, F, Delete work whenever the panel is shown, not only after clicking the plot
         for keys, key in (("M", Qt.Key_M), ("S", Qt.Key_S), ("F", Qt.Key_F), ("Delete", Qt.Key_Delete)):
             self.add_shortcut(keys, lambda key=key: self.handle_key(key, Qt.NoModifier))
-        self._units()
-        self._reload_markers()
 
     # --- sources ---------------------------------------------------------------------------------
     def current_stream(self) -> SampleStream | None:
