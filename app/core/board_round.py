@@ -450,12 +450,14 @@ def _collect(
             raise RoundFailed(
                 f"no report from the board for {now - last_seen:.0f} s ({len(rows)}/{total} batches done)"
             )
-    # let the power trace catch up with the end of the last batch (not for long after a Cancel: quitting must
-    # not wait seconds for the energy of a round the user stopped)
+    # let the power trace catch up with the end of the last batch (not for long after a Cancel or a round the
+    # board ended with an error: quitting must not wait seconds for the energy of a round that is over)
     if power is not None and rows and round_start_tick is not None:
-        deadline = time.monotonic() + (0.2 if aborted else settle_s)
+        ended_early = aborted or done_msg is None or done_msg.status != P.RoundStatus.DONE
+        deadline = time.monotonic() + (0.2 if ended_early else settle_s)
         while time.monotonic() < deadline:
-            if spans()[-1][1] <= power.covered and len(power.edges(earliest)) >= len(rows) + 1:
+            attribute()
+            if len(measured) == len(rows):  # every batch's end edge seen and covered by the samples
                 break
             time.sleep(0.05)
         # the whole round, every edge known: a batch whose interval moved gets its energy again
