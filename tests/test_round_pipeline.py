@@ -83,3 +83,45 @@ def test_cli_path_reports_the_whole_round_attribution(tmp_path, shared_data):
     _check_round(rr.rows, rr.trace, rr.round_info, per_batch)
     main = [b["energy_mj"] for b in per_batch if b["phase"] == "main" and b["n"] == 32]
     assert res.report["results"]["tl"]["energy_per_batch_mj"] == pytest.approx(float(np.mean(main)), rel=1e-12)
+
+
+def test_a_round_the_board_has_no_ram_for_trains_a_stratified_subset():
+    """The board refuses the round with OUT_OF_RAM (needed, available): the pipeline keeps a class-stratified
+    subset of the training windows that fits, uploads it again and trains, and says so."""
+    from app.core.board_round import RoundObserver, RoundSpec, run_board_round
+    from device.bench import VirtualBench
+    from device.engine.model import Model
+    from device.nucleo.client import NucleoClient
+    from estimator.arch import paper_cnn, resolve_trainable
+    from estimator.memory import training_memory
+
+    arch = paper_cnn(100, 5)
+    weights = Model(arch, seed=0).get_weights()
+    with VirtualBench(time_scale=500.0, board_kind="python") as bench:
+        board = bench.board
+        c = NucleoClient.open(bench.urls["board"])
+        try:
+            c.hello()
+            need = training_memory(arch, resolve_trainable(arch, "full")).paper_bytes  # the round's buffers
+            per = 1 + 100 * 3 * 2  # int16 values and a label byte per window
+            room = board.ram_total - board.reserve_bytes  # what data and the round's buffers share
+            n = (room - need) // per + 60  # the data fit the board alone, but not beside the round
+            assert n * per + 64 < room - 4 * arch.params
+            rng = np.random.default_rng(0)
+            x = rng.normal(0, 3, (n, 100, 3)).astype(np.float32)
+            y = np.arange(n) % 5
+            warned: list[str] = []
+
+            class Obs(RoundObserver):
+                def warn(self, text: str) -> None:
+                    warned.append(text)
+
+            rr = run_board_round(
+                c, arch, weights, (x, y), RoundSpec("full", epochs=1, batch_size=32), observer=Obs(), settle_s=0.0
+            )
+        finally:
+            c.close()
+    assert rr.status == "done" and rr.n_train_used < n
+    assert len(rr.rows) == -(-rr.n_train_used // 32) and all(r.source == "none" for r in rr.rows)
+    assert any(f"holds {rr.n_train_used} of {n} training windows" in w for w in warned), warned
+    assert rr.n_train_used * per + need <= room  # what it kept fits beside the round
