@@ -31,6 +31,14 @@
 #define D7_PIN 13u /* PF13 = Arduino D7 */
 #define HOUSEKEEPING_US (1u << 24)
 
+/* Which firmware an image is, readable in the .bin without running it (device/nucleo/fwimage.py finds it;
+ * the linker keeps it right after the vector table). */
+#define ODL_XSTR(x) ODL_STR(x)
+#define ODL_STR(x) #x
+__attribute__((section(".odl_id"), used)) const char odl_image_id[] =
+    "ODL-FW " ODL_XSTR(ODL_FW_MAJOR) "." ODL_XSTR(ODL_FW_MINOR) "." ODL_XSTR(ODL_FW_PATCH) " nucleo-l496zg protocol " ODL_XSTR(
+        ODL_PROTOCOL);
+
 static board_info_t info = {"NUCLEO-L496ZG", "STM32L496ZG", "nucleo-l496zg", 0x461, 0x1000, 1024u * 1024u, 0};
 static uint8_t cause;
 static char boot_msg[120];
