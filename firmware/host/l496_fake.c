@@ -264,9 +264,9 @@ static void w_i2c_cr2(uint32_t v) {
     bus.first = !bus.rd;
     i->ISR &= ~(I2C_ISR_TC | I2C_ISR_STOPF);
     fake.i2c_starts++;
-    if (!device_acks()) {
+    if (!device_acks()) { /* address NACK: the master ends the transfer with a STOP by itself */
         i->ISR |= I2C_ISR_NACKF;
-        if (bus.autoend) i2c_stop();
+        i2c_stop();
         return;
     }
     if (bus.rd) {

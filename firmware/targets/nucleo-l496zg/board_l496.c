@@ -150,7 +150,7 @@ void l496_tim2_isr(void) {
 
 static void tim2_init(void) {
     l496_tim_t *t = L_TIM2;
-    SETB(L_RCC->APB1ENR1, RCC_APB1ENR1_TIM2EN);
+    RCC_ENABLE(L_RCC->APB1ENR1, RCC_APB1ENR1_TIM2EN);
     WR(t->CR1, TIM_CR1_URS);
     WR(t->PSC, l496_tim2_psc(hclk));
     WR(t->ARR, 0xFFFFFFFFu);
@@ -218,11 +218,11 @@ static void uart_init(void) {
     l496_gpio_t *g = L_GPIOG;
     l496_usart_t *u = L_LPUART1;
     l496_dma_t *d = L_DMA2;
-    SETB(r->APB1ENR1, RCC_APB1ENR1_PWREN);
+    RCC_ENABLE(r->APB1ENR1, RCC_APB1ENR1_PWREN);
     SETB(L_PWR->CR2, PWR_CR2_IOSV); /* VDDIO2 valid: without it port G (the VCP pins) stays dead */
-    SETB(r->AHB2ENR, RCC_AHB2ENR_GPIOGEN);
-    SETB(r->AHB1ENR, RCC_AHB1ENR_DMA2EN);
-    SETB(r->APB1ENR2, RCC_APB1ENR2_LPUART1EN);
+    RCC_ENABLE(r->AHB2ENR, RCC_AHB2ENR_GPIOGEN);
+    RCC_ENABLE(r->AHB1ENR, RCC_AHB1ENR_DMA2EN);
+    RCC_ENABLE(r->APB1ENR2, RCC_APB1ENR2_LPUART1EN);
     MODIFY(r->CCIPR, RCC_CCIPR_LPUART1SEL_MSK, 0); /* kernel clock PCLK1 */
     /* PG7 = LPUART1_TX, PG8 = LPUART1_RX, AF8; RX pulled up so a floating line is idle */
     MODIFY(g->AFR[0], 0xFu << 28, 8u << 28);
@@ -342,7 +342,7 @@ void board_init(void) {
     if (l496_clock_plan(DEFAULT_SYSCLK, &plan_now) == 0 && l496_clock_apply(&plan_now) == 0) hclk = l496_clock_hclk();
     tim2_retime();
     /* PF13 (D7) push-pull output, low */
-    SETB(r->AHB2ENR, RCC_AHB2ENR_GPIOFEN);
+    RCC_ENABLE(r->AHB2ENR, RCC_AHB2ENR_GPIOFEN);
     WR(L_GPIOF->BSRR, 1u << (D7_PIN + 16u));
     MODIFY(L_GPIOF->MODER, 3u << (2u * D7_PIN), GPIO_MODE_OUT << (2u * D7_PIN));
     uart_init();

@@ -49,7 +49,7 @@ static int select_sysclk(uint32_t sw) {
 int l496_clock_apply(const l496_clock_plan_t *p) {
     l496_rcc_t *r = L_RCC;
     l496_pwr_t *pw = L_PWR;
-    SETB(r->APB1ENR1, RCC_APB1ENR1_PWREN);
+    RCC_ENABLE(r->APB1ENR1, RCC_APB1ENR1_PWREN);
     /* 1. Range 1 (allows everything up to 80 MHz); wait until the regulator has settled */
     if ((RD(pw->CR1) & PWR_CR1_VOS_MSK) != (1u << PWR_CR1_VOS_POS)) {
         MODIFY(pw->CR1, PWR_CR1_VOS_MSK, 1u << PWR_CR1_VOS_POS);

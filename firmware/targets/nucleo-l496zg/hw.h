@@ -61,6 +61,9 @@ extern l496_gpio_t l496_fake_gpiob, l496_fake_gpiof, l496_fake_gpiog;
 #define SETB(reg, m) WR(reg, RD(reg) | (m))
 #define CLRB(reg, m) WR(reg, RD(reg) & ~(uint32_t)(m))
 #define MODIFY(reg, clr, set) WR(reg, (RD(reg) & ~(uint32_t)(clr)) | (uint32_t)(set))
+/* A peripheral clock enable, read back before the peripheral is touched (ST's __HAL_RCC_xxx_CLK_ENABLE does
+ * the same: the enable takes effect a few bus cycles later). */
+#define RCC_ENABLE(reg, m) (SETB(reg, m), (void)RD(reg))
 
 /* Microseconds for timeouts (TIM2 on the board, a simulated clock on the host). Wraps. */
 uint32_t l496_now_us(void);

@@ -60,8 +60,8 @@ static void bus_clear(void) {
 void l496_i2c_init(void) {
     l496_rcc_t *r = L_RCC;
     l496_gpio_t *g = L_GPIOB;
-    SETB(r->AHB2ENR, RCC_AHB2ENR_GPIOBEN);
-    SETB(r->APB1ENR1, RCC_APB1ENR1_I2C1EN);
+    RCC_ENABLE(r->AHB2ENR, RCC_AHB2ENR_GPIOBEN);
+    RCC_ENABLE(r->APB1ENR1, RCC_APB1ENR1_I2C1EN);
     MODIFY(r->CCIPR, RCC_CCIPR_I2C1SEL_MSK, RCC_CCIPR_I2C1SEL_HSI);
     /* the shield's pull-ups do the work; the weak internal ones keep a missing shield's bus idle */
     MODIFY(g->PUPDR, (3u << 2 * PB_SCL) | (3u << 2 * PB_SDA), (1u << 2 * PB_SCL) | (1u << 2 * PB_SDA));
@@ -85,8 +85,8 @@ int l496_i2c_enable(int on) {
     if (l496_wait(&r->CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY, 1000u)) return -2;
     CLRB(i->CR1, I2C_CR1_PE);
     WR(i->TIMINGR, timingr); /* written while PE = 0 */
+    if (!(RD(L_GPIOB->IDR) & (1u << PB_SDA))) bus_clear(); /* before the peripheral owns the bus */
     SETB(i->CR1, I2C_CR1_PE); /* analog filter on (ANFOFF = 0), no digital filter */
-    if (!(RD(L_GPIOB->IDR) & (1u << PB_SDA))) bus_clear();
     return 0;
 }
 
@@ -139,9 +139,12 @@ int l496_i2c_xfer(uint8_t addr7, const uint8_t *w, size_t nw, uint8_t *r, size_t
     WR(i->ICR, I2C_ICR_STOPCF);
     return 0;
 fail:
-    if (rc == -1) { /* NACK: end the transfer with a STOP (automatic in AUTOEND mode), clear, flush TXDR */
-        if (!(RD(i->CR2) & I2C_CR2_AUTOEND)) SETB(i->CR2, I2C_CR2_STOP);
-        if (l496_wait(&i->ISR, I2C_ISR_STOPF, I2C_ISR_STOPF, L496_I2C_TIMEOUT_US)) return reset_bus();
+    if (rc == -1) { /* NACK: the master sends a STOP by itself (HAL I2C_IsErrorOccurred waits for it and only
+                     * writes STOP if the bus stays busy); then clear the flags and flush TXDR */
+        if (l496_wait(&i->ISR, I2C_ISR_STOPF, I2C_ISR_STOPF, L496_I2C_TIMEOUT_US) && (RD(i->ISR) & I2C_ISR_BUSY)) {
+            SETB(i->CR2, I2C_CR2_STOP);
+            if (l496_wait(&i->ISR, I2C_ISR_STOPF, I2C_ISR_STOPF, L496_I2C_TIMEOUT_US)) return reset_bus();
+        }
         WR(i->ICR, I2C_ICR_NACKCF | I2C_ICR_STOPCF);
         WR(i->ISR, I2C_ISR_TXE);
         return -1;
