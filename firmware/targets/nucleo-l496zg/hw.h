@@ -128,8 +128,9 @@ static inline uint32_t l496_rx_avail(uint32_t rd, uint32_t cndtr, uint32_t size)
 }
 
 /* ==== clock.c ======================================================================================== */
-/* Hooks the switch calls around the change (the board drains the UART and suspends I2C/TIM2 users). */
-int l496_clock_apply(const l496_clock_plan_t *p); /* 0 ok, -1 a ready flag timed out (clock unchanged) */
+/* Switch to a plan (the caller drains the UART first and recomputes BRR/PSC after).  0 ok; -1 a ready flag
+ * timed out: the chip is then on the MSI in Range 1 with 4 wait states, a legal state to restore from. */
+int l496_clock_apply(const l496_clock_plan_t *p);
 uint32_t l496_clock_hclk(void);                    /* what the registers say now */
 
 /* ==== i2c.c =========================================================================================== */
