@@ -113,11 +113,15 @@ def test_the_built_nucleo_image_identifies_itself():
 # --------------------------------------------------------------------------------------------------
 # the ST-LINK drive
 # --------------------------------------------------------------------------------------------------
-def make_drive(root: Path, name: str = "NODE_L496ZG") -> Path:
-    d = root / name
-    d.mkdir(parents=True)
-    (d / "MBED.HTM").write_text('<meta http-equiv="refresh" content="0; URL=http://mbed.org/device/?code=0721"/>')
-    (d / "DETAILS.TXT").write_text("Version: 0221\nBuild:   Jan 25 2016 16:04:22\n")
+def make_drive(root: Path, name: str = "NODE_L496ZG", fail: bool = False) -> Path:
+    """Mount a drive: like a USB drive it appears with all its files at once (built aside, then renamed)."""
+    d, staging = root / name, root / f".staging-{name}"
+    staging.mkdir(parents=True)
+    (staging / "MBED.HTM").write_text('<meta http-equiv="refresh" content="0; URL=http://mbed.org/device/?code=0721"/>')
+    (staging / "DETAILS.TXT").write_text("Version: 0221\nBuild:   Jan 25 2016 16:04:22\n")
+    if fail:
+        (staging / "FAIL.TXT").write_text("The interface firmware FAILED to reprogram the MCU.\n")
+    staging.rename(d)
     return d
 
 
@@ -147,9 +151,9 @@ class FakeStlink(threading.Thread):
                 return
             shutil.rmtree(self.drive)
             time.sleep(0.3)
-            again = make_drive(self.root, "NODE_L496ZG1" if self.behaviour == "renamed" else "NODE_L496ZG")
-            if self.behaviour == "fail":
-                (again / "FAIL.TXT").write_text("The interface firmware FAILED to reprogram the MCU.\n")
+            make_drive(
+                self.root, "NODE_L496ZG1" if self.behaviour == "renamed" else "NODE_L496ZG", self.behaviour == "fail"
+            )
             return
 
 
