@@ -396,8 +396,10 @@ def test_hello_answers_with_the_flashed_version(tools, image, bench_board):
 def test_a_board_answering_another_version_did_not_take_the_image(tools, tmp_path, bench_board):
     bindir, _, _ = tools
     fake_tool(bindir, "st-flash")
-    newer = make_image(tmp_path / "new.bin", version=(1, 0, 1))
-    with pytest.raises(flashing.FlashError, match=r"answers HELLO with firmware 1\.0\.0, not the 1\.0\.1 just flashed"):
+    ma, mi, pa = fwimage.FIRMWARE_VERSION
+    newer = make_image(tmp_path / "new.bin", version=(ma, mi, pa + 1))
+    running, flashed = fwimage.version_text(fwimage.FIRMWARE_VERSION), fwimage.version_text((ma, mi, pa + 1))
+    with pytest.raises(flashing.FlashError, match=rf"answers HELLO with firmware {running}, not the {flashed} just flashed"):
         flashing.flash(newer, port=bench_board)
 
 
