@@ -1,8 +1,9 @@
 """Export panel: write a round's personalized weights as .keras / .h5 / .tflite (float32, int8) / C header /
 .npz with a short Markdown report (model, data, round metrics, estimator vs measured).
 
-The export (TensorFlow conversion) runs on the task runner with progress and cancel
-(:func:`app.core.rounds.export_round`); the report preview is built from the store.
+The export runs on the task runner with progress and cancel (:func:`app.core.rounds.export_round`; the TFLite
+conversions run in a child process, :mod:`app.core.tflite_convert`); a format that fails is listed as not
+written beside the files that were.  The report preview is built from the store.
 """
 
 from __future__ import annotations
