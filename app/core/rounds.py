@@ -69,6 +69,7 @@ __all__ = [
     "round_summary",
     "round_report",
     "export_round",
+    "ExportIncomplete",
     "calibration_records",
     "EXPORT_FORMATS",
     "EstimatorInputs",
@@ -93,6 +94,16 @@ RECOMMEND_EPOCHS = (1, 2, 3, 5, 10)
 
 class RoundError(RuntimeError):
     """A round that cannot run or a bad setting; the message says what and how to fix it."""
+
+
+class ExportIncomplete(RoundError):
+    """:func:`export_round` wrote some formats (and the report) but not all: ``written`` is every file
+    written (as :func:`export_round` returns it), ``failed`` is ``{format: message}``."""
+
+    def __init__(self, message: str, written: dict, failed: dict):
+        super().__init__(message)
+        self.written = dict(written)
+        self.failed = dict(failed)
 
 
 # ================================================================================================
@@ -1323,7 +1334,10 @@ def export_round(
     ``tflite_int8`` is calibrated on the round's own training windows.  Returns every file written:
     ``{format: path}``, the JSON sidecars as ``'metadata (keras, h5)'``… and ``'report'``.  The sidecars and
     the ``.npz`` describe the personalized model (:func:`personalized_meta`), not the base model.  Checks
-    ``cancelled()`` between formats; a cancelled export leaves what was written."""
+    ``cancelled()`` between formats (a running TFLite conversion is stopped); a cancelled export leaves what
+    was written.  A format that fails (e.g. the TFLite converter crashed in its child process) does not
+    stop the others: every other format and the report (which says what is missing) are written, then
+    :class:`ExportIncomplete` names the failures and carries the files written."""
     from app.core.models import ModelError, export_all, sidecar_path
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
@@ -1343,14 +1357,17 @@ def export_round(
         with np.load(wpath) as z:
             rep = np.array(z["x"])
     written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
     for i, f in enumerate(formats):
         if cancelled():
             break
         progress(i / (len(formats) + 1), f"writing {f}")
         try:
-            written.update(export_all(model, out, stem, rep, formats=(f,)))
+            written.update(export_all(model, out, stem, rep, formats=(f,), cancelled=cancelled))
         except ModelError as exc:
-            raise RoundError(f"export {f}: {exc}") from exc
+            if cancelled():
+                break
+            failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
     sides: dict[Path, list[str]] = {}
     for k, p in written.items():
         if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
@@ -1361,9 +1378,18 @@ def export_round(
         report = out / f"{stem}_report.md"
         text = round_report(store, round_id)
         text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
+        if failed:
+            text += "\n## Not written\n\n" + "\n".join(f"* {k}: {msg}" for k, msg in failed.items()) + "\n"
         report.write_text(text, encoding="utf-8")
         written["report"] = report
         progress(1.0, "done")
+    if failed:
+        raise ExportIncomplete(
+            "; ".join(f"export {k} failed: {msg}" for k, msg in failed.items())
+            + f" (the other {len(written)} files were written to {out})",
+            written,
+            failed,
+        )
     return written
 
 
