@@ -13,6 +13,7 @@ COMMANDS = (
     "pretrain",
     "personalize",
     "loso",
+    "sweep",
     "make_assets",
     "smoke",
     "repair",
