@@ -331,7 +331,7 @@ def plan_sweep(spec: SweepSpec, have: Iterable[str] = ()) -> SweepPlan:
             try:
                 cfg.validate()
             except LosoError as exc:
-                where = ", ".join(f"{k}={v!r}" for k, v in hp.items())
+                where = ", ".join(f"{k}={v!r}" for k, v in hp.items() if len(spec.axes[k]) > 1) or "settings"
                 raise SweepError(f"{spec.source}: [grid] {where}: {exc}") from None
             dk = loso.data_key(cfg)
             if dk not in shas:
