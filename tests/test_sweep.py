@@ -396,9 +396,15 @@ def test_cli_sweep_dry_run_run_report(tiny_wisdm, tmp_path, capsys):
     assert (
         len(full) == 4 and f"{round(sum(full) / 4, 4):.3f} ±" in md.split("## wisdm2019, lr=0.01")[1].split("(40,3)")[1]
     )
-    # the report straight from a store file
+    # the report straight from a store file; rows it cannot use (hand-edited, foreign) are skipped
+    with open(out / "t.jsonl", "a") as fh:
+        bad = {"T": 20, "subject": "1600", "mode": "full", "macro_f1": "high", "accuracy": 0.5, "settings": {}}
+        fh.write(json.dumps(dict(bad, key="x1", dataset="wisdm2019")) + "\n")
+        fh.write(json.dumps(dict(bad, key="x2", T=[], macro_f1=0.5)) + "\n")
     assert main(["sweep", str(out / "t.jsonl"), "--report", "--no-plot", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["rows"] == 32
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["rows"] == 34 and len(rep["groups"]) == 2
+    assert all(len(g["summary"]["modes"]) == 2 for g in rep["groups"])
 
 
 @pytest.mark.parametrize(

@@ -574,7 +574,7 @@ class ReportGroup:
 def report_groups(rows: Sequence[dict]) -> list[ReportGroup]:
     """Group store rows by dataset and by every setting that differs between rows (seeds pooled: each
     (subject, seed) is one sample of the mean ± std), and summarise each group like ``odlstudio loso``."""
-    rows = [r for r in rows if isinstance(r.get("settings"), dict) and {"T", "subject", "mode", "macro_f1"} <= set(r)]
+    rows = [r for r in rows if _reportable(r)]
     keys = sorted({k for r in rows for k in r["settings"]})
     varying = [
         k
@@ -602,6 +602,24 @@ def report_groups(rows: Sequence[dict]) -> list[ReportGroup]:
             )
         )
     return out
+
+
+def _reportable(r: dict) -> bool:
+    """A row the report can use (a store is an input: a hand-edited or foreign row is skipped, not a crash)."""
+
+    def num(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    return (
+        isinstance(r.get("settings"), dict)
+        and isinstance(r.get("T"), int)
+        and isinstance(r.get("subject"), str)
+        and r.get("mode") in MODES
+        and isinstance(r.get("dataset"), str)
+        and num(r.get("macro_f1"))
+        and num(r.get("accuracy"))
+        and (r.get("seed") is None or isinstance(r.get("seed"), int))
+    )
 
 
 def overview_table(groups: Sequence[ReportGroup]) -> str:
