@@ -12,6 +12,7 @@ COMMANDS = (
     "estimate",
     "pretrain",
     "personalize",
+    "flash",
     "loso",
     "sweep",
     "make_assets",
