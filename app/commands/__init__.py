@@ -14,6 +14,7 @@ COMMANDS = (
     "personalize",
     "flash",
     "loso",
+    "sweep",
     "make_assets",
     "smoke",
     "repair",
