@@ -223,7 +223,11 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     from PySide6.QtCore import QPointF, QRectF, Qt  # noqa: PLC0415
     from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen, QPolygonF  # noqa: PLC0415
 
-    _app = QGuiApplication.instance() or QGuiApplication([])  # noqa: F841 - fonts need an application
+    from PySide6.QtWidgets import QApplication  # noqa: PLC0415
+
+    # fonts need an application; a QApplication (not a bare QGuiApplication), so that widgets can still be
+    # made later in the same process (the app, a test session): Qt aborts on a QWidget under a QGuiApplication
+    _app = QGuiApplication.instance() or QApplication([])  # noqa: F841
     W, H = size
     img = QImage(W, H, QImage.Format.Format_RGB32)
     img.fill(QColor(255, 255, 255))
