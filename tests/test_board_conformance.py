@@ -89,8 +89,9 @@ def test_version_handshake_and_bad_version(board):
     rsp = c.hello()
     assert rsp.proto == 1 and rsp.flags & 1 and rsp.tick_hz == 1_000_000 and rsp.max_payload == 1024
     with pytest.raises(NucleoError, match="BAD_VERSION on HELLO") as exc:
-        c.request(P.Hello(P.MAGIC, 2, 3), P.HelloRsp)
-    assert exc.value.error.arg0 == 1
+        c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)  # newer than either board
+    # the board names the highest version it speaks (the firmware: v2, the robust round of issue 17)
+    assert exc.value.error.arg0 == {"python": P.PROTOCOL_VERSION, "qemu": 2}[board.kind]
     info = c.info()
     assert info.dev_id == 0x461 and info.ram_total == 327_680 and info.sensor_whoami == 0x6C
     assert info.board == "NUCLEO-L496ZG" and info.mcu == "STM32L496ZG" and info.sensor == "LSM6DSO"

@@ -90,11 +90,19 @@ CASES = [
     (["personalize", "--data", "{d}/nothing.txt"], "nothing.txt"),
     (["loso", "--dataset", "hapt", "--jobs", "0"], "argument --jobs"),
     (["loso", "--dataset", "hapt", "--results", "{d}/a_file"], "--results {d}/a_file: is an existing file"),
+    (["loso", "--dataset", "hapt", "--executor", "dask"], "argument --executor"),
+    (["sweep", "{d}/junk.bin"], "junk.bin: not a text (UTF-8) file"),
+    (["sweep", "{d}/a_file"], "a_file: not valid TOML"),
+    (["sweep", "{d}/none.toml"], "none.toml: no such spec file"),
+    (["sweep", "{d}/none.toml", "--jobs", "0"], "argument --jobs"),
     (["make-assets", "--seed", "-1"], "argument --seed"),
     (["make-assets", "--shared", "{d}/missing", "--out", "{d}/assets", "--skip-models"], "missing"),
     (["smoke", "--seconds", "nan"], "--seconds"),
     (["repair", "{d}/junk.h5"], "junk.h5: not an HDF5 file"),
     (["repair", "{d}/none.h5"], "none.h5: no such file"),
+    (["flash", "--firmware", "{d}/junk.bin"], "{d}/junk.bin does not start with an STM32 vector table"),
+    (["flash", "--firmware", "{d}/a_dir"], "a_dir is not a file"),
+    (["flash", "--method", "jtag"], "argument --method: invalid choice"),
 ]
 
 

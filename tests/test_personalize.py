@@ -87,6 +87,32 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
         assert {"1600_%s_T20.keras" % mode, "1600_%s_T20_float32.tflite" % mode, "1600_%s_T20.h" % mode} <= names
 
 
+def test_cli_personalize_out_survives_a_crashing_tflite_converter(user_file, tmp_path, capsys, monkeypatch):
+    """The TFLite converter runs in a child process: its crash costs the .tflite files; the other formats and
+    report.json (with export_errors) are written, the run says what is missing and exits 1."""
+    from app.cli import main
+    from app.core.tflite_convert import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "abort")
+    out = tmp_path / "out"
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1"]
+    rc = main([*args, "--time-scale", "2000", "--power-freq", "10", "--json", "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    assert "tl/tflite_float32 not written: TFLite conversion (float32) of personalized tl for user 1600: the " in (
+        captured.err
+    )
+    assert "converter process crashed (SIGABRT)" in captured.err and "Traceback" not in captured.err
+    obj = json.loads(captured.out.strip().splitlines()[-1])
+    assert "not written" in obj["out_error"] and set(obj["results"]) == {"none", "tl", "full"}
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["export_errors"]) == {"tl", "full"}  # "none" is the general model: nothing exported
+    for mode in ("tl", "full"):
+        names = {p.name for p in (out / mode).iterdir()}
+        assert {f"1600_{mode}_T20.keras", f"1600_{mode}_T20.h"} <= names and not any(".tflite" in n for n in names)
+        assert "crashed (SIGABRT)" in rep["export_errors"][mode]["tflite_float32"]
+
+
 def test_personalize_function_improves_on_a_new_user(user_file, npz_model):
     res = personalize(
         PersonalizeConfig(data=str(user_file), model=str(npz_model), modes=("none", "full"), **dict(FAST, epochs=3))

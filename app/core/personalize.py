@@ -759,12 +759,16 @@ def personalize(
 def write_outputs(
     result: PersonalizeResult, out_dir: str | Path, formats: Sequence[str] = ("keras", "tflite_float32", "c_header")
 ) -> dict[str, dict[str, str]]:
-    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report)."""
-    from app.core.models import export_all  # noqa: PLC0415
+    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report).  A format
+    that fails (e.g. the TFLite converter crashed in its child process) does not stop the others: every
+    other file and ``report.json`` (with ``export_errors``) are written, then :class:`ExportError` says
+    what is missing."""
+    from app.core.models import ExportError, export_all  # noqa: PLC0415
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict[str, str]] = {}
+    errors: dict[str, dict[str, str]] = {}
     T = result.report["input_size"]
     for mode, w in result.weights.items():
         lm = result.model.with_weights(w, source=f"personalized {mode} for user {result.data.user}")
@@ -774,10 +778,23 @@ def write_outputs(
             personalized_macro_f1=result.report["results"][mode]["macro_f1"],
         )
         stem = f"{_safe(result.data.user)}_{mode}_T{T}"
-        files = export_all(lm, out / mode, stem=stem, formats=formats)
+        try:
+            files = export_all(lm, out / mode, stem=stem, formats=formats)
+        except ExportError as exc:
+            files, errors[mode] = exc.written, exc.failed
         written[mode] = {k: str(v) for k, v in files.items()}
     rep = dict(result.report, outputs=written)
+    if errors:
+        rep["export_errors"] = errors
     (out / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    if errors:
+        flat = {f"{mode}/{fmt}": msg for mode, e in errors.items() for fmt, msg in e.items()}
+        raise ExportError(
+            "; ".join(f"{k} not written: {msg}" for k, msg in flat.items())
+            + f" (everything else, with report.json, was written to {out})",
+            {f"{mode}/{k}": Path(v) for mode, f in written.items() for k, v in f.items()},
+            flat,
+        )
     return written
 
 

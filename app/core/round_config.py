@@ -32,6 +32,16 @@ class RoundError(RuntimeError):
     """A round that cannot run or a bad setting; the message says what and how to fix it."""
 
 
+class ExportIncomplete(RoundError):
+    """:func:`export_round` wrote some formats (and the report) but not all: ``written`` is every file
+    written (as :func:`export_round` returns it), ``failed`` is ``{format: message}``."""
+
+    def __init__(self, message: str, written: dict, failed: dict):
+        super().__init__(message)
+        self.written = dict(written)
+        self.failed = dict(failed)
+
+
 # ================================================================================================
 # Configuration
 # ================================================================================================

@@ -21,7 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.core.models import LoadedModel
     from app.core.store import Store
 
-from app.core.round_config import EXPORT_FORMATS, GENERAL_SIZES, RECOMMEND_EPOCHS, ROUNDS_DIR, RoundError
+from app.core.round_config import (
+    EXPORT_FORMATS,
+    GENERAL_SIZES,
+    RECOMMEND_EPOCHS,
+    ROUNDS_DIR,
+    ExportIncomplete,
+    RoundError,
+)
 
 # ================================================================================================
 # History, report, export, calibration records
@@ -219,7 +226,10 @@ def export_round(
     ``tflite_int8`` is calibrated on the round's own training windows.  Returns every file written:
     ``{format: path}``, the JSON sidecars as ``'metadata (keras, h5)'``… and ``'report'``.  The sidecars and
     the ``.npz`` describe the personalized model (:func:`personalized_meta`), not the base model.  Checks
-    ``cancelled()`` between formats; a cancelled export leaves what was written."""
+    ``cancelled()`` between formats (a running TFLite conversion is stopped); a cancelled export leaves what
+    was written.  A format that fails (e.g. the TFLite converter crashed in its child process) does not
+    stop the others: every other format and the report (which says what is missing) are written, then
+    :class:`ExportIncomplete` names the failures and carries the files written."""
     from app.core.models import ModelError, export_all, sidecar_path
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
@@ -239,14 +249,17 @@ def export_round(
         with np.load(wpath) as z:
             rep = np.array(z["x"])
     written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
     for i, f in enumerate(formats):
         if cancelled():
             break
         progress(i / (len(formats) + 1), f"writing {f}")
         try:
-            written.update(export_all(model, out, stem, rep, formats=(f,)))
+            written.update(export_all(model, out, stem, rep, formats=(f,), cancelled=cancelled))
         except ModelError as exc:
-            raise RoundError(f"export {f}: {exc}") from exc
+            if cancelled():
+                break
+            failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
     sides: dict[Path, list[str]] = {}
     for k, p in written.items():
         if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
@@ -257,9 +270,18 @@ def export_round(
         report = out / f"{stem}_report.md"
         text = round_report(store, round_id)
         text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
+        if failed:
+            text += "\n## Not written\n\n" + "\n".join(f"* {k}: {msg}" for k, msg in failed.items()) + "\n"
         report.write_text(text, encoding="utf-8")
         written["report"] = report
         progress(1.0, "done")
+    if failed:
+        raise ExportIncomplete(
+            "; ".join(f"export {k} failed: {msg}" for k, msg in failed.items())
+            + f" (the other {len(written)} files were written to {out})",
+            written,
+            failed,
+        )
     return written
 
 
@@ -313,7 +335,7 @@ class EstimatorInputs:
     time_s: float = 0.0
     energy_mj: float = 0.0
     power_source: str = "charging"  # 'battery' | 'charging'
-    accounting: str = "paper"  # 'paper' | 'peak'
+    accounting: str = "firmware"  # one of estimator.recommend.ACCOUNTINGS; the app's boards run the ODL firmware
     n_classes: int = 5
 
     KEYS = (
