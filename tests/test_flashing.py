@@ -429,7 +429,7 @@ def add_real_board(dm, url: str, key: str = "board:test"):
 
     info = DeviceInfo(key, "board", url, "NUCLEO test", False, "0483:374B", None)
     dm._sessions[key] = dm._make(info)  # noqa: SLF001 - a "real" board behind a test URL
-    dm._changed()  # noqa: SLF001
+    dm.notify_changed()
     return key
 
 

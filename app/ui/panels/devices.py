@@ -140,7 +140,7 @@ class DevicesPanel(Panel):
 
         def done(report) -> None:
             self.ctx.status(report.summary())
-            self.ctx.devices._log(f"{name}: {report.summary()}")  # noqa: SLF001
+            self.ctx.devices.log(f"{name}: {report.summary()}")
             self.refresh(force=True)
 
         def failed(msg: str) -> None:
