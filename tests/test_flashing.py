@@ -320,7 +320,7 @@ def test_a_hanging_tool_is_stopped(tools, image):
     with pytest.raises(flashing.FlashError, match="did not finish within 1 s"):
         flashing.flash(image, verify=False, tool_timeout=1)
     assert time.monotonic() - t0 < 10
-    from app.core.context import CancelToken, Cancelled
+    from app.core.context import Cancelled, CancelToken
 
     token = CancelToken()
     threading.Timer(0.5, token.cancel).start()
@@ -399,7 +399,9 @@ def test_a_board_answering_another_version_did_not_take_the_image(tools, tmp_pat
     ma, mi, pa = fwimage.FIRMWARE_VERSION
     newer = make_image(tmp_path / "new.bin", version=(ma, mi, pa + 1))
     running, flashed = fwimage.version_text(fwimage.FIRMWARE_VERSION), fwimage.version_text((ma, mi, pa + 1))
-    with pytest.raises(flashing.FlashError, match=rf"answers HELLO with firmware {running}, not the {flashed} just flashed"):
+    with pytest.raises(
+        flashing.FlashError, match=rf"answers HELLO with firmware {running}, not the {flashed} just flashed"
+    ):
         flashing.flash(newer, port=bench_board)
 
 
@@ -427,7 +429,7 @@ def add_real_board(dm, url: str, key: str = "board:test"):
 
     info = DeviceInfo(key, "board", url, "NUCLEO test", False, "0483:374B", None)
     dm._sessions[key] = dm._make(info)  # noqa: SLF001 - a "real" board behind a test URL
-    dm._changed()  # noqa: SLF001
+    dm.notify_changed()
     return key
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 
 from tests.exportkit import round_then_export

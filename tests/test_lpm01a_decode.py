@@ -792,3 +792,36 @@ def test_fuzz_corrupted_binary_session_recovers(flips, drops, chunk):
     if k is not None:  # the samples from that timestamp on are exact (the end of the array)
         tail = len(VALUES) - k
         np.testing.assert_array_equal(got[len(got) - tail :], expected[k:])
+
+
+# --- bin_hexa: a dropped byte must not turn into amperes of garbage ----------------------------------
+def _bin_stream(values: np.ndarray, drop_at: int | None) -> bytes:
+    from device.lpm01a import spec
+    from device.lpm01a.emulator import _bin_timestamp, bin_frame_text, encode_bin_words
+
+    w = encode_bin_words(values).astype(">u2").tobytes()
+    parts = [b"\r\nPowerShield > ack start\r\n\r\n", _bin_timestamp(0, 0)]
+    for k in range(0, len(values), 1000):
+        if k:
+            parts.append(_bin_timestamp(k, 0))  # 1 kHz: k samples = k ms
+        parts.append(w[2 * k : 2 * (k + 1000)])
+    parts += [
+        b"\xf0\xf4\xff\xff",
+        bin_frame_text(0xF2, "summary beg\r\n1000-06\r\n1100-06\r\nsummary end"),
+        b"\r\n" + spec.PROMPT_B + b"Acquisition completed\r\n",
+    ]
+    s = b"".join(parts)
+    return s if drop_at is None else s[:drop_at] + s[drop_at + 1 :]
+
+
+def test_binary_decoder_never_reports_garbage_amperes_after_a_dropped_byte() -> None:
+    from device.lpm01a.decode import BinaryDecoder
+
+    vals = 1e-3 * (1.0 + 0.1 * np.sin(np.arange(3000) / 7.0))
+    for drop in range(1040, 1240, 7):  # a byte lost somewhere in the first 1000-sample run
+        d = BinaryDecoder(1000)
+        v = d.feed(_bin_stream(vals, drop)).values
+        good = v[~np.isnan(v)]
+        assert len(v) == 3000 and d.done
+        assert good.max() < 1.0, f"drop at byte {drop}: decoded {good.max():g} A from a 1.1 mA signal"
+        assert d.lost > 0 and d.corrupt_bytes > 0

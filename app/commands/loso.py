@@ -222,7 +222,6 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QPointF, QRectF, Qt  # noqa: PLC0415
     from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen, QPolygonF  # noqa: PLC0415
-
     from PySide6.QtWidgets import QApplication  # noqa: PLC0415
 
     # fonts need an application; a QApplication (not a bare QGuiApplication), so that widgets can still be
@@ -249,10 +248,10 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     hi = 1.0
     tmin, tmax = (min(sizes), max(sizes)) if len(sizes) > 1 else (sizes[0] - 10, sizes[0] + 10)
 
-    def X(t: float) -> float:
+    def X(t: float) -> float:  # noqa: N802 - the plot's axes, as in the formulas
         return left + (t - tmin) / (tmax - tmin) * pw
 
-    def Y(v: float) -> float:
+    def Y(v: float) -> float:  # noqa: N802
         return top + (hi - v) / (hi - lo) * ph
 
     font = QFont()

@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from estimator.arch import Arch, ArchError, Layer, paper_cnn
 from app.core.safezip import MODEL_LIMITS, ZipRefused, check_zip
+from estimator.arch import Arch, ArchError, Layer, paper_cnn
 
 Weights = dict[str, list[np.ndarray]]
 
