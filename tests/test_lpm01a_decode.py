@@ -556,7 +556,8 @@ DAMAGED_OUT = {
             "trailing": b"",
         },
     ),
-    # the 3-digit seconds wrap (999.999 s then 0.001 s = 1000.001 s); both implausible at 1 kHz from 0
+    # 999.999 s at 1 kHz from sample 0 is implausible (a corrupted timestamp) and leaves the clock as it was,
+    # so the 0.001 s after it is an ordinary timestamp, not a wrap of the 3-digit seconds
     "ascii_wrap": (
         [0.001, 0.002],
         [
@@ -568,12 +569,11 @@ DAMAGED_OUT = {
                 "value": 999.999,
                 "buffer_pct": 0,
             },
-            {"kind": "corrupt", "index": 1, "text": "implausible timestamp 1000.001 s ignored", "value": 0.0},
             {
                 "kind": "timestamp",
                 "index": 1,
                 "text": "TimeStamp: 000s 001ms, buff 00%",
-                "value": 1000.001,
+                "value": 0.001,
                 "buffer_pct": 0,
             },
         ],
@@ -1241,3 +1241,32 @@ def test_flipped_bit_in_first_timestamp_is_not_a_gap():
     d = BinaryDecoder(1000)
     got, ev, _ = checked_feed(d, data, [])
     assert d.lost == 7 and len(got) == 18
+
+
+def test_a_corrupted_timestamp_does_not_move_the_clock():
+    """A corrupted '99 s' between true timestamps is ignored and does not become the clock's reference: the
+    true 0.002 s after it is not taken for a wrap (which would put every later timestamp 2^31 ms away and
+    switch loss accounting off for the rest of the capture); a real loss after it is still counted."""
+    data = (
+        b"TimeStamp: 000s 000ms, buff 00%\r\n1000-06\r\nTimeStamp: 099s 000ms, buff 00%\r\n1000-06\r\n"
+        b"TimeStamp: 000s 002ms, buff 00%\r\n1000-06\r\n1000-06\r\nTimeStamp: 000s 005ms, buff 00%\r\n1000-06\r\n"
+    )
+    d = make_decoder("ascii_dec", 1000)
+    r = d.feed(data)
+    np.testing.assert_array_equal(r.values, [0.001, 0.001, 0.001, 0.001, np.nan, 0.001])
+    assert [(e.kind, e.value) for e in r.events] == [
+        ("timestamp", 0.0),
+        ("corrupt", 0.0),
+        ("timestamp", 99.0),
+        ("timestamp", 0.002),
+        ("timestamp", 0.005),
+    ]
+    assert (d.lost, d.excess) == (1, 0)
+
+
+def test_the_clock_wrap_is_unwrapped():
+    """The 3-digit seconds of ascii_dec wrap after 999.999 s: without loss accounting (no rate) every
+    timestamp is taken, and the one after the wrap continues the clock."""
+    d = make_decoder("ascii_dec", None)
+    r = d.feed(b"TimeStamp: 999s 999ms, buff 00%\r\n1000-06\r\nTimeStamp: 000s 001ms, buff 00%\r\n2000-06\r\n")
+    assert [e.value for e in r.events if e.kind == "timestamp"] == [999.999, 1000.001]

@@ -246,8 +246,9 @@ class StreamDecoder:
             expected = int(round(t * self.rate_hz)) + self._offset
             gap = expected - self.next_index
             why = self._implausible(t, gap)
-            if why:  # a corrupted timestamp: no gap, no excess; one off the grid leaves the clock as it was
-                accept = gap > max(10 * TIMESTAMP_EVERY, int(5 * self.rate_hz))
+            if why:  # a corrupted timestamp: no gap, no excess, and the clock stays as it was (a later true
+                # timestamp earlier than a corrupted one is not a wrap of the device's clock)
+                accept = False
                 self._event(StreamEvent(CORRUPT, 0, why, value=0.0))
             elif gap > 0:
                 self._parts.append(np.full(gap, np.nan))
