@@ -590,8 +590,12 @@ class BinaryDecoder(StreamDecoder):
         nl = data.find(b"\n", pos + 2)
         if nl < 0:
             if len(data) - pos > _MAX_TEXT:
-                self._corrupt(len(data) - pos, "unterminated text in binary stream")
-                return len(data)
+                self._corrupt(_MAX_TEXT, "unterminated text in binary stream")
+                # what follows may still be that text, never samples: skip to the next frame, in this read or
+                # the next (in small reads the rest of the text came out as current samples, 'xx' = 8.08 uA;
+                # in one read a frame after it was swallowed with the text)
+                self._resync = True
+                return pos + _MAX_TEXT
             self._left = data[pos:]
             return -1
         line = data[pos:nl].replace(b"\x00", b"").decode("ascii", "replace")
