@@ -32,6 +32,14 @@ def ctx(tmp_path_factory):
     c.close()
 
 
+@pytest.fixture(autouse=True)
+def _faults_cleared(ctx):
+    """Whatever a test asserted, the next one starts with a healthy board (a failed assertion used to leave
+    the fault on, and every later test of the module failed with it)."""
+    yield
+    _board_back(ctx)
+
+
 class Round:
     """A round on a worker thread; ``wait_batches(n)`` returns once n batch reports arrived."""
 

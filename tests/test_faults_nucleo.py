@@ -381,8 +381,8 @@ def test_mid_round(bench, client, tap, fault):
     if exc is not None:
         c.abort()
     res, exc, dt = timed(c.wait_round_done, 5)
-    if res is None:  # ROUND_DONE itself was destroyed: said plainly, at once
-        assert fault == "corrupt_1e-2" and "ROUND_DONE report was lost" in str(exc) and dt < DETECT_S, exc
+    if res is None:  # ROUND_DONE itself was destroyed (any noise can hit its ~50 bytes): said plainly, at once
+        assert fault in NOISE and "ROUND_DONE report was lost" in str(exc) and dt < DETECT_S, exc
         batches = []
     else:
         assert res.done.status == P.RoundStatus.ABORTED

@@ -149,7 +149,9 @@ class FakeStlink(threading.Thread):
             self.programmed = bins[0].read_bytes()
             if self.behaviour == "stuck":
                 return
-            shutil.rmtree(self.drive)
+            gone = self.root / ".unmounted"  # a USB drive vanishes at once, not file by file
+            self.drive.rename(gone)
+            shutil.rmtree(gone)
             time.sleep(0.3)
             make_drive(
                 self.root, "NODE_L496ZG1" if self.behaviour == "renamed" else "NODE_L496ZG", self.behaviour == "fail"

@@ -130,7 +130,10 @@ def test_cli_personalizes_st_model_on_the_bench(spec, st_models, user_file, benc
     assert set(rep["data"]["left_out"]) == ({"typing"} if spec[2] == "WISDM" else {"stairs", "typing"})
     for c in classes:
         assert (rep["data"]["test_counts"][c] > 0) == (c not in unserved), (c, rep["data"]["test_counts"])
-    assert obj["warnings"] == [f"user {USER} has no data for {c}" for c in unserved]
+    data_warnings = [f"user {USER} has no data for {c}" for c in unserved]
+    assert obj["warnings"][: len(data_warnings)] == data_warnings
+    # on a loaded machine the sped-up bench's power capture can miss a D7 edge: said, never silent
+    assert all("lost their D7 end edge" in w for w in obj["warnings"][len(data_warnings) :]), obj["warnings"]
     # before / after on the board, timed and measured
     res = obj["results"]
     assert set(res) == {"none", "tl", "full"}
