@@ -136,6 +136,15 @@ class LosoConfig:
     def settings_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:12]
 
+    def pretrain_settings(self) -> dict:
+        """What changes a general model (the personalization settings do not): its cache key."""
+        keys = ("dataset", "rate", "pretrain_epochs", "pretrain_patience", "pretrain_lr", "pretrain_batch")
+        d = {k: getattr(self, k) for k in keys + ("pretrain_val_fraction", "seed")}
+        return d
+
+    def pretrain_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.pretrain_settings(), sort_keys=True).encode()).hexdigest()[:12]
+
 
 # ------------------------------------------------------------------------------------------------
 # data
@@ -285,7 +294,7 @@ def _subject_seed(cfg: LosoConfig, T: int, subject: str) -> int:
 
 def model_cache_path(results_dir: Path, cfg: LosoConfig, T: int, subject: str) -> Path:
     safe = subject.replace("/", "_")
-    return Path(results_dir) / "models" / f"{cfg.dataset}_{cfg.settings_hash()}_T{T}_s{safe}.npz"
+    return Path(results_dir) / "models" / f"{cfg.dataset}_p{cfg.pretrain_hash()}_T{T}_s{safe}.npz"
 
 
 def _save_weights(path: Path, weights: Mapping, report: dict) -> None:
