@@ -151,6 +151,17 @@ class Estimate:
     def memory_peak_kib(self) -> float:
         return self.memory.training.peak_kib
 
+    @property
+    def memory_firmware_kib(self) -> float:
+        """The ODL firmware's arena use for this round (model + plan; docs/firmware.md)."""
+        return self.memory.training.firmware_kib
+
+    def memory_for(self, accounting: str) -> float:
+        """Training memory in KiB by accounting: 'paper', 'peak' or 'firmware'."""
+        return {"paper": self.memory_kib, "peak": self.memory_peak_kib, "firmware": self.memory_firmware_kib}[
+            accounting
+        ]
+
     def row(self) -> dict:
         """Flat summary (the CLI's JSON row)."""
 
@@ -169,6 +180,7 @@ class Estimate:
             "trainable_params": self.trainable_params,
             "memory_kib": self.memory_kib,
             "memory_peak_kib": self.memory_peak_kib,
+            "memory_firmware_kib": self.memory_firmware_kib,
             "ram_needed_kib": self.memory.ram_needed_bytes / 1024,
             "ram_kib": self.memory.ram_bytes / 1024,
             "fits_ram": self.memory.fits_ram,

@@ -12,6 +12,13 @@ Paper accounting (reproduces Table III within ±2 KiB, see docs/estimator.md and
   copy ``(L_out + 2(K−1))·F`` (·W for conv2d) of the error of every conv whose input gradient is
   computed (the paper's Eq. 5).  The first trained layer computes no input gradient.
 
+Firmware accounting: what the ODL firmware (firmware/core/model.c: plan_lower) holds in its arena for a
+round besides the stored windows — the model blob (descriptor + every parameter) + the round's plan
+(input window, ping-pong buffers for the frozen layers before the first trained one, one output per
+layer from it on except where the firmware works in place, two error buffers, gradient accumulators,
+folded conv/affine BatchNorm parameters, 8-byte alignment slack).  ROUND_INFO's ``mem_bytes`` on the
+firmware; docs/firmware.md "Memory plan".
+
 Peak accounting (AIfES / TFLM style): parameters and gradient accumulators as above, but activation
 and error buffers live only while needed.  In the forward pass a layer's input is freed after use
 unless the backward pass needs it (input of a trained conv/dense/batchnorm, relu output, softmax
@@ -45,6 +52,7 @@ class TrainingMemory:
     activations_bytes: int  # layer outputs (paper: all of them)
     errors_bytes: int  # error buffers incl. padded copies (paper)
     peak_buffers_bytes: int  # activation + error part of the peak figure
+    firmware_bytes: int = 0  # the ODL firmware's arena use: model blob + round plan (one phase)
 
     @property
     def paper_kib(self) -> float:
@@ -54,12 +62,18 @@ class TrainingMemory:
     def peak_kib(self) -> float:
         return self.peak_bytes / 1024
 
+    @property
+    def firmware_kib(self) -> float:
+        return self.firmware_bytes / 1024
+
     def to_dict(self) -> dict:
         return {
             "paper_bytes": self.paper_bytes,
             "paper_kib": self.paper_kib,
             "peak_bytes": self.peak_bytes,
             "peak_kib": self.peak_kib,
+            "firmware_bytes": self.firmware_bytes,
+            "firmware_kib": self.firmware_kib,
             "paper_breakdown_bytes": {
                 "parameters": self.params_bytes,
                 "gradients": self.gradients_bytes,
@@ -179,7 +193,97 @@ def _memory(arch: Arch, names: frozenset[str]) -> TrainingMemory:
         activations_bytes=outs * BYTES_PER_VALUE,
         errors_bytes=errors * BYTES_PER_VALUE,
         peak_buffers_bytes=peak * BYTES_PER_VALUE,
+        firmware_bytes=model_blob_bytes(arch) + firmware_plan_bytes(arch, names),
     )
+
+
+# --- the ODL firmware's plan (mirror of firmware/core/model.c: plan_lower) -----------------------------
+DESCRIPTOR_HEADER_BYTES = 16  # docs/protocol.md §5.1
+DESCRIPTOR_LAYER_BYTES = 32
+
+
+def model_blob_bytes(arch: Arch) -> int:
+    """Bytes the ODL firmware's store holds for the model blob: descriptor, padding to 8 bytes so the weights
+    are float-aligned, every parameter as float32, the whole rounded up to the store's 8-byte granule
+    (firmware/core/proto.c, store.c)."""
+    desc = DESCRIPTOR_HEADER_BYTES + DESCRIPTOR_LAYER_BYTES * len(arch.layers)
+    return _round8(_round8(desc) + BYTES_PER_VALUE * arch.params)
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
+    """Bytes the ODL firmware plans for one phase of a round training ``names`` (frozenset() = inference)."""
+    ins, outs = arch.input_shapes(), arch.shapes()
+    rt: list[dict] = []  # the firmware's runtime layers
+    for i, layer in enumerate(arch.layers):
+        trained = layer.name in names
+        k = layer.kind
+        if k == "batchnorm" and rt:
+            prev = rt[-1]
+            # folded into the conv just before it, unless the BN is trained while that conv is frozen
+            if (
+                prev["kind"] == "conv"
+                and not prev["folded"]
+                and prev["src"] == i - 1
+                and not (trained and not prev["trainable"])
+            ):
+                prev["folded"] = prev["use_bias"] = True
+                continue
+        s_in, s_out = ins[i], outs[i]
+        r = {"src": i, "trainable": trained, "in_n": _prod(s_in), "out_n": _prod(s_out), "folded": False}
+        r["use_bias"] = bool(layer.use_bias)
+        if k in CONV_KINDS:
+            r.update(kind="conv", wts=layer.kernel * s_in[-1] * layer.filters, F=layer.filters, in_place=False)
+        elif k == "dense":
+            r.update(kind="dense", wts=_prod(s_in) * layer.units, F=layer.units, in_place=False)
+        elif k == "batchnorm":
+            r.update(kind="bn", C=_prod(s_in) if len(s_in) == 1 else s_in[-1], in_place=not trained)
+        elif k in ("relu", "flatten", "dropout"):
+            r.update(kind=k, in_place=True)
+        else:  # softmax, poolings, global poolings
+            r.update(kind=k, in_place=False)
+        rt.append(r)
+    n = len(rt)
+    first = next((j for j, r in enumerate(rt) if r["trainable"]), n)
+    f = rt[0]["in_n"] if rt else 0  # the input window
+    pp = e = 0
+    for j, r in enumerate(rt):
+        if r["kind"] == "conv" and r["folded"]:
+            f += r["wts"] + r["F"]  # folded kernel and bias
+        if r["kind"] == "bn":
+            f += 2 * r["C"]  # scale, shift
+        if r["trainable"]:
+            if r["kind"] in ("conv", "dense"):
+                g = r["wts"] + (r["F"] if r["use_bias"] else 0)
+            else:  # batchnorm: gamma, beta
+                g = 2 * r["C"]
+            f += g
+        if not r["in_place"]:
+            if j < first:
+                pp = max(pp, r["out_n"])
+            else:
+                f += r["out_n"]
+        if j >= first:
+            e = max(e, r["out_n"])
+            if j > first:  # it passes an error back
+                e = max(e, r["in_n"])
+    writers = sum(1 for r in rt[:first] if not r["in_place"])
+    f += (2 if writers > 1 else 1 if writers else 0) * pp
+    f += 2 * (e if first < n else 0)
+    return BYTES_PER_VALUE * f + 8 * (2 * n + 8)
+
+
+def firmware_round_bytes(arch: Arch, trainable: str | Sequence[str] | frozenset[str], warmup: bool = False) -> int:
+    """ROUND_INFO's mem_bytes on the ODL firmware: model blob + the largest plan of the round's phases
+    (the warm-up phase trains the last Dense layer)."""
+    names = trainable if isinstance(trainable, frozenset) else resolve_trainable(arch, trainable)
+    plan = firmware_plan_bytes(arch, frozenset(names))
+    if warmup:
+        plan = max(plan, firmware_plan_bytes(arch, resolve_trainable(arch, "last")))
+    return model_blob_bytes(arch) + plan
 
 
 _memory_cached = lru_cache(maxsize=1024)(_memory)

@@ -243,6 +243,7 @@ class InferenceStats:
     weights_bytes: int  # float32 parameters after BatchNorm folding
     activation_peak_bytes: int  # max over layers of input + output buffers (I/O included)
     folded_batchnorms: tuple[str, ...] = ()
+    activation_fused_bytes: int = 0  # the same with conv (+ BN + ReLU) + pooling fused, as ST's generator does
 
     def to_dict(self) -> dict:
         return {
@@ -252,6 +253,8 @@ class InferenceStats:
             "weights_kib": self.weights_bytes / 1024,
             "activation_peak_bytes": self.activation_peak_bytes,
             "activation_peak_kib": self.activation_peak_bytes / 1024,
+            "activation_fused_bytes": self.activation_fused_bytes,
+            "activation_fused_kib": self.activation_fused_bytes / 1024,
             "folded_batchnorms": list(self.folded_batchnorms),
         }
 
@@ -293,4 +296,29 @@ def _inference_cached(arch: Arch) -> InferenceStats:
         weights_bytes=weights,
         activation_peak_bytes=peak * BYTES_PER_VALUE,
         folded_batchnorms=folded,
+        activation_fused_bytes=_fused_activation_peak(arch) * BYTES_PER_VALUE,
     )
+
+
+_POOL_KINDS = frozenset({"avgpool1d", "maxpool1d", "avgpool2d", "maxpool2d"})
+
+
+def _fused_activation_peak(arch: Arch) -> int:
+    """Activation peak (values) when, as ST's code generator does, a conv and the BatchNorm and ReLU right
+    after it and a pooling layer right after those run as one layer: the conv's pre-pool output is never
+    stored whole, so that fused layer holds only its input and the pooled output."""
+    layers, ins, outs = arch.layers, arch.input_shapes(), arch.shapes()
+    peak, i = 0, 0
+    while i < len(layers):
+        j = i
+        if layers[i].kind in CONV_KINDS:
+            while j + 1 < len(layers) and layers[j + 1].kind in ("batchnorm", "relu"):
+                j += 1
+            if j + 1 < len(layers) and layers[j + 1].kind in _POOL_KINDS:
+                j += 1
+            else:
+                j = i  # no pooling to fuse with: the layers count one by one
+        inplace = j == i and layers[i].kind in INPLACE_KINDS
+        peak = max(peak, _prod(ins[i]) + (0 if inplace else _prod(outs[j])))
+        i = j + 1
+    return peak

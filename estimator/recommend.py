@@ -47,6 +47,8 @@ TABLE_II: dict[str, dict[str, dict[int, float]]] = {
 }
 
 POWER_SOURCES = ("battery", "charging")
+#: Memory accountings the RAM budget can be checked with (estimator.memory).
+ACCOUNTINGS = ("paper", "peak", "firmware")
 CONSTRAINTS = ("power_source", "ram", "time", "energy")
 
 
@@ -180,13 +182,14 @@ def recommend(
     ``arch``: an :class:`Arch` (resized with ``with_input_size``) or a factory ``T -> Arch``.
     ``n_windows``: local windows per epoch (int or ``T -> int``); ``None`` means one batch per epoch.
     ``ram_kib``/``reserve_kib``: defaults from the profile (320 KiB RAM, 24 KiB firmware reserve).
-    ``accounting``: ``'paper'`` or ``'peak'`` memory figure against the RAM budget.
+    ``accounting``: ``'paper'``, ``'peak'`` or ``'firmware'`` (the ODL firmware's arena plan) memory
+    figure against the RAM budget.
     """
     p = get_profile(profile)
     if power_source not in POWER_SOURCES:
         raise ValueError(f"power_source must be one of {POWER_SOURCES}, got {power_source!r}")
-    if accounting not in ("paper", "peak"):
-        raise ValueError(f"accounting must be 'paper' or 'peak', got {accounting!r}")
+    if accounting not in ACCOUNTINGS:
+        raise ValueError(f"accounting must be one of {', '.join(ACCOUNTINGS)}, got {accounting!r}")
     if not input_sizes or not modes or not epochs:
         raise ValueError("input_sizes, modes and epochs must each list at least one value")
     if any(int(e) < 1 for e in epochs):
@@ -216,7 +219,7 @@ def recommend(
         for mode in modes:
             est = estimate(a, mode, batch_size, p, n_windows=nw_eff, epochs=1, dataset_in_ram=dataset_in_ram)
             label = mode_label(a, mode)
-            mem = est.memory_kib if accounting == "paper" else est.memory_peak_kib
+            mem = est.memory_for(accounting)
             ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
             ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included
             for e in epochs:
@@ -230,6 +233,7 @@ def recommend(
                     "trainable_params": est.trainable_params,
                     "memory_kib": est.memory_kib,
                     "memory_peak_kib": est.memory_peak_kib,
+                    "memory_firmware_kib": est.memory_firmware_kib,
                     "ram_needed_kib": ram_needed,
                     "time_per_batch_s": est.time_per_batch_s,
                     "time_per_round_s": e * (est.time_per_epoch_s or 0.0),

@@ -7,6 +7,9 @@
 * ``dist/odlstudio/`` — the bundle (``odlstudio`` executable + ``_internal/``); on Linux also the
   desktop entry, the icon and ``install.sh`` beside the executable; ``BUILD-INFO.json`` records the
   versions, the build time and the size;
+* inside it, the NUCLEO-L496ZG firmware image ``_internal/device/nucleo/firmware/nucleo-l496zg/odl.bin``,
+  built first with ``make -C firmware nucleo`` (needs gcc-arm-none-eabi; setup.py's ``build_firmware``),
+  so users without an ARM toolchain can flash it;
 * ``dist/ODL Studio.app`` on macOS;
 * with ``--archive``: ``dist/odlstudio-<version>-<os>-<arch>.tar.gz`` (``.zip`` on Windows).
 
@@ -79,6 +82,16 @@ def archive(bundle: Path, version: str) -> Path:
     return Path(shutil.make_archive(str(base), fmt, root_dir=bundle.parent, base_dir=bundle.name))
 
 
+def build_firmware() -> Path:
+    """The NUCLEO image the bundle ships (setup.py's build_firmware: one way to build it for wheel and bundle)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("odl_setup", ROOT / "setup.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # __name__ is not "__main__": setup() does not run
+    return mod.build_firmware(ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build the frozen ODL Studio app with PyInstaller.")
     ap.add_argument("--dist", default=str(ROOT / "dist"), help="output folder (default dist/)")
@@ -95,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        firmware = build_firmware()
+    except RuntimeError as exc:
+        print(
+            f"packaging/build.py: the bundle ships the NUCLEO firmware, which cannot be built: {exc}", file=sys.stderr
+        )
+        return 2
+    sys.path.insert(0, str(ROOT))
+    from device.nucleo.fwimage import identify
+
+    fw = identify(firmware)
+    print(f"firmware: {firmware} ({fw.version_text}, {fw.size:,} bytes)", flush=True)
     dist, work = Path(args.dist), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "pyinstaller.log"
@@ -133,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if sys.platform.startswith("linux"):
         add_linux_desktop_files(bundle)
-    sys.path.insert(0, str(ROOT))
     from app import __version__
 
     size, files = tree_size(bundle)
@@ -147,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
         "keras": _version("keras"),
         "pyside6": _version("PySide6-Essentials") or _version("PySide6"),
+        "firmware": {"target": fw.target, "version": fw.version_text, "sha256": fw.sha256, "bytes": fw.size},
         "build_seconds": round(build_s, 1),
         "size_bytes": size,
         "files": files,

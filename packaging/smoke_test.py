@@ -13,7 +13,10 @@ with a timeout; the first failure is reported and the exit code is 1):
    counted, then the shipped model exported to .keras/.h5/TFLite float32+int8/C header/.npz and both
    TFLite files run against Keras (see ``app/commands/smoke.py``); TensorFlow must not be loaded at
    start-up;
-3. ``odlstudio estimate --json`` — one JSON object with rows and a recommendation.
+3. ``odlstudio estimate --json`` — one JSON object with rows and a recommendation;
+4. ``odlstudio flash --list --json`` — the NUCLEO-L496ZG firmware image ships inside the bundle (the app
+   finds its own copy, not one elsewhere) and its version is the one the app expects.  From source
+   (``--no-frozen``/``--cmd``) a missing image is only reported, a wrong version still fails.
 
 It prints what each step measured and, for a bundle, its size on disk.  ``PACKAGING=1 bash .ci/run``
 runs it after ``make package``.
@@ -65,7 +68,8 @@ def tree_size(path: Path) -> int:
 
 def child_env() -> dict[str, str]:
     """The environment of a user's desktop session: no Python variables leaking into the bundle."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "ODL_FIRMWARE_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["QT_QPA_PLATFORM"] = "offscreen"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -86,6 +90,20 @@ def run_step(name: str, cmd: list[str], timeout: float) -> tuple[str, str, float
         tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-15:])
         raise SmokeFailure(f"{name}: exit code {out.returncode} after {dt:.1f} s\n{tail}")
     return out.stdout, out.stderr, dt
+
+
+def run_listing(cmd: list[str]) -> str:
+    """``flash --list --json``: exit 0 with an image, 2 without one; both print the JSON object."""
+    try:
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, env=child_env(), stdin=subprocess.DEVNULL
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise SmokeFailure(f"flash --list: {exc}") from exc
+    if out.returncode not in (0, 2):
+        tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-15:])
+        raise SmokeFailure(f"flash --list: exit code {out.returncode}\n{tail}")
+    return out.stdout
 
 
 def last_json(name: str, text: str) -> dict:
@@ -128,6 +146,30 @@ def check_estimate(out: dict) -> list[str]:
     return problems
 
 
+def check_firmware(listing: dict, frozen: bool, bundle: Path | None) -> list[str]:
+    """Problems with the shipped NUCLEO firmware as ``odlstudio flash --list --json`` reports it."""
+    fw, expected = listing.get("firmware"), listing.get("expected_version")
+    if not expected:
+        return ["flash --list reports no expected firmware version"]
+    if not fw:
+        why = listing.get("firmware_error", "no image found")
+        return [f"the bundle ships no NUCLEO firmware ({why})"] if frozen else []
+    problems = []
+    if fw.get("version") != expected:
+        problems.append(f"the shipped NUCLEO firmware is {fw.get('version')}, the app expects {expected}")
+    if fw.get("target") != "nucleo-l496zg":
+        problems.append(f"the shipped firmware is for {fw.get('target')!r}, not nucleo-l496zg")
+    path = Path(str(fw.get("path", "")))
+    if frozen and bundle is not None:
+        try:
+            inside = path.resolve().is_relative_to(bundle.resolve())
+        except (OSError, ValueError):
+            inside = False
+        if not inside or not path.is_file():
+            problems.append(f"the firmware the app found ({path}) is not the bundle's own copy under {bundle}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Smoke-test the frozen ODL Studio app.")
     src = ap.add_mutually_exclusive_group()
@@ -157,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"testing: {shlex.join(base)}", flush=True)
 
         out, _err, dt = run_step("--version", [*base, "--version"], timeout=120)
-        print(f"[1/3] --version: {out.strip()} ({dt:.1f} s)", flush=True)
+        print(f"[1/4] --version: {out.strip()} ({dt:.1f} s)", flush=True)
 
         smoke_cmd = [*base, "smoke", "--seconds", f"{args.seconds:g}", "--json"]
         if not args.no_export:
@@ -169,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SmokeFailure("smoke: " + "; ".join(problems))
         ex = report.get("export") or {}
         print(
-            f"[2/3] smoke: start-up {report.get('startup_s')} s, connected in {report.get('connect_s')} s, "
+            f"[2/4] smoke: start-up {report.get('startup_s')} s, connected in {report.get('connect_s')} s, "
             f"{report['accel_samples']} accel samples @ {report['accel_rate_hz']:g} Hz and "
             f"{report['power_samples']} current samples @ {report['power_rate_hz']:g} Hz in {args.seconds:g} s; "
             f"TensorFlow at start-up: {report['tensorflow_at_startup']}"
@@ -192,7 +234,23 @@ def main(argv: list[str] | None = None) -> int:
         choice = (est.get("recommendation") or {}).get("choice") or {}
         picked = ", ".join(f"{k}={choice[k]}" for k in ("input_size", "mode", "epochs") if k in choice)
         print(
-            f"[3/3] estimate --json: {len(est['rows'])} rows, recommendation: {picked or 'none'} ({dt:.1f} s)",
+            f"[3/4] estimate --json: {len(est['rows'])} rows, recommendation: {picked or 'none'} ({dt:.1f} s)",
+            flush=True,
+        )
+        out = run_listing([*base, "flash", "--list", "--json"])
+        listing = last_json("flash --list --json", out)
+        problems = check_firmware(listing, frozen, measured)
+        if problems:
+            raise SmokeFailure("flash --list --json: " + "; ".join(problems))
+        fw = listing.get("firmware")
+        print(
+            "[4/4] flash --list: "
+            + (
+                f"ships NUCLEO firmware {fw['version']} ({fw['bytes']:,} bytes, {fw['path']})"
+                if fw
+                else "no image (from source)"
+            )
+            + f", the app expects {listing['expected_version']}",
             flush=True,
         )
     except SmokeFailure as exc:

@@ -55,7 +55,7 @@ def build(*targets: str) -> None:
 def host_tools() -> dict[str, Path]:
     require("gcc", "make")
     build("host")
-    return {n: BUILD / "host" / n for n in ("odl-host", "odl-kernels", "odl-fuzz")}
+    return {n: BUILD / "host" / n for n in ("odl-host", "odl-kernels", "odl-fuzz", "odl-l496")}
 
 
 def qemu_files():

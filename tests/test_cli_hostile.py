@@ -95,6 +95,9 @@ CASES = [
     (["smoke", "--seconds", "nan"], "--seconds"),
     (["repair", "{d}/junk.h5"], "junk.h5: not an HDF5 file"),
     (["repair", "{d}/none.h5"], "none.h5: no such file"),
+    (["flash", "--firmware", "{d}/junk.bin"], "{d}/junk.bin does not start with an STM32 vector table"),
+    (["flash", "--firmware", "{d}/a_dir"], "a_dir is not a file"),
+    (["flash", "--method", "jtag"], "argument --method: invalid choice"),
 ]
 
 

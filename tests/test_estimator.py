@@ -175,6 +175,8 @@ def test_memory_breakdowns_add_up_and_are_reported_as_such(mode):
         "paper_kib": m.paper_bytes / 1024,
         "peak_bytes": m.peak_bytes,
         "peak_kib": m.peak_bytes / 1024,
+        "firmware_bytes": m.firmware_bytes,
+        "firmware_kib": m.firmware_bytes / 1024,
         "paper_breakdown_bytes": paper,
         "peak_breakdown_bytes": peak,
     }

@@ -100,3 +100,28 @@ def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
             panel.grab().save(str(Path(d) / "estimator.png"))
     finally:
         ctx.close()
+
+
+def test_memory_accounting_choice_drives_fit_and_plot(qtbot, offline_ctx):
+    """'firmware' accounting: the ODL firmware's own plan decides what fits and is what the memory plot shows."""
+    from estimator.arch import paper_cnn
+    from estimator.memory import firmware_round_bytes, training_memory
+
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    panel.source.setCurrentIndex(panel.source.findData("charging"))
+    reserve = panel.reserve.value()
+    # RAM between the firmware's need and the paper's need for Full at T=100
+    fw = firmware_round_bytes(paper_cnn(100), "full") / 1024 + reserve
+    paper = training_memory(paper_cnn(100), "full").paper_bytes / 1024 + reserve
+    panel.ram.setValue((fw + paper) / 2)
+    for accounting, fits in (("paper", False), ("firmware", True), ("peak", True)):
+        panel.accounting.setCurrentIndex(panel.accounting.findData(accounting))
+        row = next(r for r in panel.rec.table if (r["input_size"], r["mode"]) == (100, "full"))
+        assert row["fits_ram"] is fits, accounting
+        if accounting == "firmware":
+            full = [i for i in panel.mem_plot.listDataItems() if i.name().startswith("FULL")][0]
+            xs, ys = full.getData()
+            assert ys[list(xs).index(100)] == pytest.approx(row["memory_firmware_kib"] + reserve)
+            assert row["memory_firmware_kib"] < row["memory_kib"]
+    assert offline_ctx.settings.get("estimator.accounting") == "peak"

@@ -161,7 +161,8 @@ def test_smoke_test_script_passes_from_source():
         timeout=180,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[2/3] smoke:" in out.stdout and "[3/3] estimate --json:" in out.stdout
+    assert "[2/4] smoke:" in out.stdout and "[3/4] estimate --json:" in out.stdout
+    assert "[4/4] flash --list:" in out.stdout
     assert "smoke test passed" in out.stdout
 
 
@@ -175,6 +176,82 @@ def test_smoke_test_script_fails_clearly_without_a_bundle(tmp_path):
     )
     assert out.returncode == 1
     assert "does not exist" in out.stderr and "make package" in out.stderr
+
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_smoke_test_checks_the_shipped_firmware(tmp_path):
+    smoke = _load(ROOT / "packaging" / "smoke_test.py", "odl_smoke_test")
+    bundle = tmp_path / "odlstudio"
+    img = bundle / "_internal" / "device" / "nucleo" / "firmware" / "nucleo-l496zg" / "odl.bin"
+    img.parent.mkdir(parents=True)
+    img.write_bytes(b"x")
+    good = {
+        "expected_version": "1.0.0",
+        "firmware": {"path": str(img), "version": "1.0.0", "target": "nucleo-l496zg", "bytes": 1},
+    }
+    assert smoke.check_firmware(good, True, bundle) == []
+    older = json.loads(json.dumps(good))
+    older["firmware"]["version"] = "0.9.0"
+    assert "is 0.9.0, the app expects 1.0.0" in smoke.check_firmware(older, True, bundle)[0]
+    elsewhere = json.loads(json.dumps(good))
+    elsewhere["firmware"]["path"] = str(tmp_path / "odl.bin")
+    assert "not the bundle's own copy" in smoke.check_firmware(elsewhere, True, bundle)[0]
+    missing = {"expected_version": "1.0.0", "firmware": None, "firmware_error": "no built ODL firmware"}
+    assert "ships no NUCLEO firmware" in smoke.check_firmware(missing, True, bundle)[0]
+    assert smoke.check_firmware(missing, False, None) == []  # from source a missing image is only reported
+
+
+def test_wheel_bundle_and_app_agree_on_where_the_firmware_goes():
+    """setup.py (wheel), the spec (frozen app) and device.nucleo.fwimage (the app) use one location."""
+    from device.nucleo import fwimage
+
+    packaged = Path(fwimage.__file__).resolve().parent / "firmware" / fwimage.BOARD_TARGET
+    rel = packaged.relative_to(ROOT).as_posix()
+    assert rel == "device/nucleo/firmware/nucleo-l496zg"
+    spec = (ROOT / "packaging" / "odlstudio.spec").read_text(encoding="utf-8")
+    assert f'"{rel}"' in spec and 'FIRMWARE = ROOT / "firmware" / "build" / "nucleo-l496zg" / "odl.bin"' in spec
+    setup_py = (ROOT / "setup.py").read_text(encoding="utf-8")
+    assert 'Path(self.build_lib) / "device" / "nucleo" / "firmware" / TARGET' in setup_py
+    assert "device/nucleo/firmware/" in (ROOT / ".gitignore").read_text()  # built, never committed
+
+
+def test_wheel_build_step_ships_the_built_firmware(tmp_path, monkeypatch):
+    """setup.py's build_py runs make -C firmware nucleo and puts the image in the wheel's tree; editable
+    installs skip it; without the toolchain it says what to install."""
+    from tests import firmwarekit
+
+    firmwarekit.require("arm-none-eabi-gcc", "make")
+    from setuptools import Distribution
+
+    from device.nucleo import fwimage
+
+    setup_mod = _load(ROOT / "setup.py", "odl_setup")
+    dist = Distribution({"name": "odl-studio", "packages": []})
+    cmd = setup_mod.BuildPyWithFirmware(dist)
+    cmd.build_lib = str(tmp_path / "lib")
+    cmd.ensure_finalized()
+    cmd.run()
+    shipped = tmp_path / "lib" / "device" / "nucleo" / "firmware" / "nucleo-l496zg" / "odl.bin"
+    assert fwimage.identify(shipped).version == fwimage.FIRMWARE_VERSION
+    cmd2 = setup_mod.BuildPyWithFirmware(dist)
+    cmd2.build_lib = str(tmp_path / "lib2")
+    cmd2.editable_mode = True
+    cmd2.ensure_finalized()
+    cmd2.run()
+    assert not (tmp_path / "lib2" / "device").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(RuntimeError, match="gcc-arm-none-eabi"):
+        setup_mod.build_firmware(ROOT)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ COMMANDS = (
     "estimate",
     "pretrain",
     "personalize",
+    "flash",
     "loso",
     "make_assets",
     "smoke",

@@ -70,6 +70,11 @@ class _BoardReset(DeviceError):
     """The board sent BOOT while connected: it reset itself (button, power glitch, watchdog)."""
 
 
+class NeedsFirmware(DeviceError):
+    """A real board that does not answer HELLO, or runs an older ODL firmware: flash it (Devices panel,
+    "Flash ODL firmware…", or ``odlstudio flash``).  The status details carry ``needs_firmware``."""
+
+
 RESET_CAUSES = {0: "power-on or reset button", 1: "reset request", 2: "watchdog"}
 
 
@@ -346,10 +351,24 @@ class _BoardSession(_Session):
     def open(self) -> None:
         from device.nucleo.client import NucleoClient
 
+        from app.core.flashing import needs_firmware
+
         self._boot = None
+        self.details.pop("needs_firmware", None)
         self.client = NucleoClient.open(self.info.url, timeout=1.0, on_event=self._on_event)
         self._junk0 = _junk_state(self.client)
-        hello = self.client.hello()
+        try:
+            hello = self.client.hello()
+        except Exception as exc:
+            if self.info.virtual:  # the bench's fault switches: described as link faults
+                raise
+            why = needs_firmware(None)
+            self.details = {"needs_firmware": why, "firmware": "needs the ODL firmware"}
+            raise NeedsFirmware(f"needs the ODL firmware: {why}") from exc
+        why = needs_firmware((hello.fw_major, hello.fw_minor, hello.fw_patch))
+        if why:
+            self.details = {"needs_firmware": why, "firmware": "needs the ODL firmware"}
+            raise NeedsFirmware(f"needs the ODL firmware: {why}")
         info = self.client.info()
         self._tick_hz = int(info.tick_hz) or 1_000_000
         self.details = {

@@ -1417,7 +1417,7 @@ class EstimatorInputs:
     time_s: float = 0.0
     energy_mj: float = 0.0
     power_source: str = "charging"  # 'battery' | 'charging'
-    accounting: str = "paper"  # 'paper' | 'peak'
+    accounting: str = "paper"  # one of estimator.recommend.ACCOUNTINGS
     n_classes: int = 5
 
     KEYS = (

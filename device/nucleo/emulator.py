@@ -40,6 +40,7 @@ from device.emulated import ByteFaults, apply_byte_faults
 
 from . import protocol as P
 from .crc import crc32
+from .fwimage import FIRMWARE_VERSION
 from .shuffle import epoch_order
 from .sensor import LSM6DSO, Trace, TraceError, default_trace_path, load_trace
 
@@ -48,7 +49,7 @@ try:  # the bench's FIFO; a local fallback keeps this module importable on its o
 except ImportError:  # pragma: no cover - device.emulated is part of the repository
     ByteFifo = None  # type: ignore[assignment]
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = FIRMWARE_VERSION  # the emulated board runs the firmware version this app ships
 TICK_HZ = 1_000_000
 K_SLEEP_A_PER_HZ = 28e-12  # Sleep mode (WFI), 28 µA/MHz (same figure as device/power_profiles.L496Profile)
 STREAM_CYCLES_PER_SAMPLE = 2400  # I2C read + packing + UART DMA set-up per accelerometer sample [I]

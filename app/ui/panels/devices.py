@@ -11,7 +11,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QHeaderView,
+    QFileDialog,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -49,9 +51,18 @@ class DevicesPanel(Panel):
         self.btn_rescan = QPushButton("Rescan")
         self.btn_unplug = QPushButton("Simulate unplug (1 s)")
         self.btn_unplug.setToolTip("Virtual devices: drop the link for 1 s to see auto-reconnect and the marked gap")
+        self.btn_flash = QPushButton("Flash ODL firmware…")
+        self.btn_flash.setToolTip("Put the ODL firmware this app ships on the selected NUCLEO-L496ZG (real boards)")
         self.auto = QCheckBox("Auto-reconnect")
         self.auto.setChecked(True)
-        for w in (self.btn_connect, self.btn_disconnect, self.btn_stream, self.btn_rescan, self.btn_unplug):
+        for w in (
+            self.btn_connect,
+            self.btn_disconnect,
+            self.btn_stream,
+            self.btn_rescan,
+            self.btn_unplug,
+            self.btn_flash,
+        ):
             bar.addWidget(w)
         bar.addWidget(self.auto)
         bar.addStretch(1)
@@ -78,6 +89,7 @@ class DevicesPanel(Panel):
         self.btn_stream.clicked.connect(self._toggle_stream)
         self.btn_rescan.clicked.connect(self._rescan)
         self.btn_unplug.clicked.connect(lambda: self._each(lambda k: self.ctx.devices.unplug(k, 1.0)))
+        self.btn_flash.clicked.connect(self._flash)
         self.auto.toggled.connect(lambda on: self._each(lambda k: self.ctx.devices.set_auto_reconnect(k, on)))
         self.table.itemSelectionChanged.connect(self._show_details)
         self.refresh(force=True)
@@ -108,6 +120,69 @@ class DevicesPanel(Panel):
             self.ctx.devices.connect(st.info.key)
         self.ctx.devices.set_streaming(st.info.key, on)
 
+    # --- flashing (app/core/flashing.py; the work runs on a task thread) ----------------------------------
+    def _flash(self) -> None:
+        from app.core import flashing
+
+        st = self.selected()
+        if st is None or st.info.kind != "board" or st.info.virtual:
+            self.ctx.status("Select a real NUCLEO board to flash (the virtual bench's board needs no firmware)")
+            return
+        ok, path = self._ask_flash(st)
+        if not ok or self.tasks is None:
+            return
+        key, name = st.info.key, st.info.name
+        self.btn_flash.setEnabled(False)
+
+        def work(token, progress):
+            return flashing.flash_managed(self.ctx.devices, key, path, progress=progress, cancel=token)
+
+        def done(report) -> None:
+            self.ctx.status(report.summary())
+            self.ctx.devices._log(f"{name}: {report.summary()}")  # noqa: SLF001
+            self.refresh(force=True)
+
+        def failed(msg: str) -> None:
+            self.refresh(force=True)
+            if msg != "cancelled":
+                QMessageBox.warning(self, "Flash ODL firmware", msg)
+
+        self.tasks.start(f"Flashing {name}", work, on_done=done, on_error=failed)
+
+    def _ask_flash(self, st: DeviceStatus) -> tuple[bool, str | None]:
+        """Confirm, offering another .bin file: (go ahead, the file or None for the shipped image)."""
+        from app.core import flashing
+
+        try:
+            image = flashing.resolve_image(None)
+            what = f"the ODL firmware {image.version_text} this app ships"
+        except flashing.FlashError as exc:
+            image, what = None, f"an ODL firmware image (none is shipped here: {exc})"
+        box = QMessageBox(QMessageBox.Question, "Flash ODL firmware", f"Flash {what} onto {st.info.name}?")
+        box.setParent(self, box.windowFlags())
+        box.setInformativeText(
+            "The board's current program is replaced (its model and data too). The app uses st-flash, "
+            "STM32_Programmer_CLI or pyOCD if installed, else the ST-LINK's NODE_L496ZG drive, then checks "
+            "that the board answers."
+        )
+        go = box.addButton("Flash", QMessageBox.AcceptRole) if image is not None else None
+        pick = box.addButton("Choose a .bin file…", QMessageBox.ActionRole)
+        box.addButton(QMessageBox.Cancel)
+        box.exec()
+        if box.clickedButton() is pick:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "ODL firmware image", "", "Firmware image (*.bin);;All files (*)"
+            )
+            if not path:
+                return False, None
+            try:
+                flashing.resolve_image(path)
+            except flashing.FlashError as exc:
+                QMessageBox.warning(self, "Flash ODL firmware", str(exc))
+                return False, None
+            return True, path
+        return go is not None and box.clickedButton() is go, None
+
     def _rescan(self) -> None:
         if self.tasks is not None:
             self.tasks.start("Scanning USB ports", lambda tok, prog: self.ctx.devices.discover())
@@ -130,7 +205,7 @@ class DevicesPanel(Panel):
         self.table.setRowCount(len(self._statuses))
         for r, st in enumerate(self._statuses):
             name = st.info.name + ("  (virtual)" if st.info.virtual and "virtual" not in st.info.name else "")
-            fw = st.details.get("firmware", "")
+            fw = st.details.get("firmware", "")  # "needs the ODL firmware" when HELLO failed or is too old
             vals = (
                 name,
                 "NUCLEO board" if st.info.kind == "board" else "LPM01A power shield",
@@ -162,9 +237,17 @@ class DevicesPanel(Panel):
                 "No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
                 "virtual bench from the Devices menu."
             )
+            self.btn_flash.setEnabled(False)
             return
         self.btn_stream.setText("Stop streaming" if st.state == DeviceState.STREAMING else "Start streaming")
         self.btn_unplug.setEnabled(st.info.virtual)
+        real_board = st.info.kind == "board" and not st.info.virtual
+        flashing_now = self.tasks is not None and any(t.title.startswith("Flashing") for t in self.tasks.tasks)
+        self.btn_flash.setEnabled(real_board and st.state != DeviceState.TRAINING and not flashing_now)
+        needs = bool(st.details.get("needs_firmware"))
+        self.btn_flash.setStyleSheet(
+            "QPushButton { font-weight: bold; color: #b45309; }" if needs and real_board else ""
+        )
         self.auto.blockSignals(True)
         self.auto.setChecked(st.auto_reconnect)
         self.auto.blockSignals(False)

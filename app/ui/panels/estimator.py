@@ -281,6 +281,7 @@ class EstimatorPanel(Panel):
         self.accounting = QComboBox()
         self.accounting.addItem("paper (Table III)", "paper")
         self.accounting.addItem("peak (liveness)", "peak")
+        self.accounting.addItem("firmware (ODL arena plan)", "firmware")
         for label, w in (
             ("Profile", self.profile),
             ("Batch size", self.batch),
@@ -753,7 +754,7 @@ class EstimatorPanel(Panel):
                 p.removeItem(item)
             if p.legend is not None:
                 p.legend.clear()
-        key = "memory_kib" if d.accounting == "paper" else "memory_peak_kib"
+        key = {"paper": "memory_kib", "peak": "memory_peak_kib", "firmware": "memory_firmware_kib"}[d.accounting]
         for mode in ("tl", "full"):
             rs = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["input_size"])
             if not rs:

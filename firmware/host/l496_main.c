@@ -1,0 +1,198 @@
+/*
+ * odl-l496: the NUCLEO-L496ZG board support's portable parts (targets/nucleo-l496zg/calc.c, clock.c,
+ * i2c.c, lsm6dso.c) driven line by line from stdin against the fake register file (l496_fake.c), for
+ * tests/test_firmware_l496.py.  One command per line, one answer line (or several, said below) each:
+ *
+ *   plan HZ                 ok HCLK SYSCLK USE_PLL MSIRANGE M N R HPRE VOS LATENCY PLLCFGR | ERR
+ *   lat HZ VOS | brr FCK BAUD | psc FTIM | odr MHZ | fs G | sens G | poll ODR     one integer
+ *   timingr FCK RISE_NS FALL_NS                                                   hex
+ *   word HEX(7 bytes)       1 X Y Z | 0
+ *   level S1 S2             LEVEL OVERRUN
+ *   resync NEXT T0 NOW ODR LEVEL | cause CSR VALID REC | rxavail RD CNDTR SIZE | chunk HEAD TAIL SIZE
+ *   reset [present|absent|stuck]      fresh fake chip, I2C pins/clock set up           ok
+ *   pllstuck 0|1                      the PLL never locks                                ok
+ *   switch HZ               (VIOLATION lines) ok|fail HCLK_REGS HCLK_MODEL VOS LATENCY VIOLATIONS
+ *   tour                    for every A, B in 4..80 MHz: reset, switch A, switch B; one line per pair
+ *                           "A B RC HCLK_REGS HCLK_MODEL VOS LATENCY VIOLATIONS" (VIOLATION lines first)
+ *   probe                   WHOAMI ELAPSED_US I2C_STARTS SENSOR_RESETS VIOLATIONS
+ *   start ODR FS            RC CTRL1_XL FIFO_CTRL3 FIFO_CTRL4 CTRL3_C CTRL9_XL (hex) ELAPSED_US
+ *   stop                    CTRL1_XL FIFO_CTRL4 HSION
+ *   push TAG X Y Z | fill N [X0]      words into the simulated FIFO                      ok
+ *   read MAX                N FRESH LEVEL OVERRUN MORE, then N lines "X Y Z"
+ *   timing                  TIMINGR in use (hex)
+ *   poke REG VALUE | peek REG  a raw register access through the fake (REG: rcc.cr, rcc.cfgr, rcc.pllcfgr,
+ *                           pwr.cr1, pwr.sr2, flash.acr): VIOLATION lines, then the value / "ok"; for
+ *                           checking that the fake's rules catch a wrong sequence
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../targets/nucleo-l496zg/hw.h"
+#include "l496_fake.h"
+
+static unsigned long long num(const char *s) { return strtoull(s, NULL, 0); }
+
+static int apply_hz(uint32_t hz) {
+    l496_clock_plan_t p;
+    if (l496_clock_plan(hz, &p)) return -2;
+    return l496_clock_apply(&p);
+}
+
+static void show_switch(int rc) {
+    printf("%s %u %u %u %u %lu\n", rc == 0 ? "ok" : "fail", (unsigned)l496_clock_hclk(), (unsigned)fake_hclk(),
+           (unsigned)((l496_fake_pwr.CR1 >> 9) & 3u), (unsigned)(l496_fake_flash.ACR & 7u), fake.violations);
+}
+
+static L496_REG *reg_named(const char *name) {
+    static const struct {
+        const char *name;
+        L496_REG *reg;
+    } R[] = {
+        {"rcc.cr", &l496_fake_rcc.CR},     {"rcc.cfgr", &l496_fake_rcc.CFGR}, {"rcc.pllcfgr", &l496_fake_rcc.PLLCFGR},
+        {"pwr.cr1", &l496_fake_pwr.CR1},   {"pwr.sr2", &l496_fake_pwr.SR2},   {"flash.acr", &l496_fake_flash.ACR},
+        {"rcc.apb1enr1", &l496_fake_rcc.APB1ENR1},
+    };
+    for (size_t i = 0; name && i < sizeof R / sizeof R[0]; i++)
+        if (!strcmp(name, R[i].name)) return R[i].reg;
+    return NULL;
+}
+
+static void reset_chip(int mode) {
+    fake_reset(mode);
+    l496_i2c_init();
+}
+
+int main(void) {
+    char line[512];
+    reset_chip(FAKE_I2C_PRESENT);
+    while (fgets(line, sizeof line, stdin)) {
+        char *a[8] = {0};
+        int n = 0;
+        for (char *t = strtok(line, " \t\r\n"); t && n < 8; t = strtok(NULL, " \t\r\n")) a[n++] = t;
+        if (!n) continue;
+        const char *c = a[0];
+#define ARG(i) (n > (i) ? num(a[i]) : 0ull)
+        if (!strcmp(c, "plan")) {
+            l496_clock_plan_t p;
+            if (l496_clock_plan((uint32_t)ARG(1), &p)) {
+                puts("ERR");
+            } else {
+                printf("ok %u %u %u %u %u %u %u %u %u %u %08x\n", (unsigned)p.hclk, (unsigned)p.sysclk, p.use_pll,
+                       p.msirange, p.pllm, p.plln, p.pllr, p.hpre_div, p.vos, p.latency,
+                       p.use_pll ? (unsigned)l496_pllcfgr(&p) : 0u);
+            }
+        } else if (!strcmp(c, "lat")) {
+            printf("%d\n", l496_flash_latency((uint32_t)ARG(1), (uint8_t)ARG(2)));
+        } else if (!strcmp(c, "brr")) {
+            printf("%u\n", (unsigned)l496_lpuart_brr((uint32_t)ARG(1), (uint32_t)ARG(2)));
+        } else if (!strcmp(c, "psc")) {
+            printf("%u\n", (unsigned)l496_tim2_psc((uint32_t)ARG(1)));
+        } else if (!strcmp(c, "timingr")) {
+            printf("%08x\n", (unsigned)l496_i2c_timingr((uint32_t)ARG(1), (uint32_t)ARG(2), (uint32_t)ARG(3)));
+        } else if (!strcmp(c, "odr")) {
+            printf("%d\n", l496_lsm_odr_code((uint32_t)ARG(1)));
+        } else if (!strcmp(c, "fs")) {
+            printf("%d\n", l496_lsm_fs_code((uint8_t)ARG(1)));
+        } else if (!strcmp(c, "sens")) {
+            printf("%u\n", (unsigned)l496_lsm_sens_ug((uint8_t)ARG(1)));
+        } else if (!strcmp(c, "poll")) {
+            printf("%u\n", (unsigned)l496_lsm_poll_us((uint32_t)ARG(1)));
+        } else if (!strcmp(c, "word")) {
+            uint8_t w[7] = {0};
+            for (int k = 0; k < 7 && a[1] && a[1][2 * k] && a[1][2 * k + 1]; k++) {
+                char hx[3] = {a[1][2 * k], a[1][2 * k + 1], 0};
+                w[k] = (uint8_t)strtoul(hx, NULL, 16);
+            }
+            int16_t xyz[3];
+            if (l496_lsm_fifo_word(w, xyz)) printf("1 %d %d %d\n", xyz[0], xyz[1], xyz[2]);
+            else puts("0");
+        } else if (!strcmp(c, "level")) {
+            int ovr;
+            uint16_t lv = l496_lsm_fifo_level((uint8_t)ARG(1), (uint8_t)ARG(2), &ovr);
+            printf("%u %d\n", lv, ovr);
+        } else if (!strcmp(c, "resync")) {
+            printf("%u\n", (unsigned)l496_lsm_resync_index((uint32_t)ARG(1), ARG(2), ARG(3), (uint32_t)ARG(4),
+                                                           (uint16_t)ARG(5)));
+        } else if (!strcmp(c, "cause")) {
+            printf("%u\n", l496_reset_cause((uint32_t)ARG(1), (int)ARG(2), (uint8_t)ARG(3)));
+        } else if (!strcmp(c, "rxavail")) {
+            printf("%u\n", (unsigned)l496_rx_avail((uint32_t)ARG(1), (uint32_t)ARG(2), (uint32_t)ARG(3)));
+        } else if (!strcmp(c, "chunk")) {
+            printf("%u\n", (unsigned)l496_ring_chunk((uint32_t)ARG(1), (uint32_t)ARG(2), (uint32_t)ARG(3)));
+        } else if (!strcmp(c, "reset")) {
+            int mode = FAKE_I2C_PRESENT;
+            if (n > 1 && !strcmp(a[1], "absent")) mode = FAKE_I2C_ABSENT;
+            if (n > 1 && !strcmp(a[1], "stuck")) mode = FAKE_I2C_STUCK;
+            reset_chip(mode);
+            puts("ok");
+        } else if (!strcmp(c, "pllstuck")) {
+            fake.pll_stuck = (int)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "switch")) {
+            show_switch(apply_hz((uint32_t)ARG(1)));
+        } else if (!strcmp(c, "tour")) {
+            for (uint32_t x = 4; x <= 80; x++)
+                for (uint32_t y = 4; y <= 80; y++) {
+                    reset_chip(FAKE_I2C_PRESENT);
+                    int rc = apply_hz(x * 1000000u);
+                    if (!rc) rc = apply_hz(y * 1000000u);
+                    printf("%u %u %d %u %u %u %u %lu\n", (unsigned)x, (unsigned)y, rc, (unsigned)l496_clock_hclk(),
+                           (unsigned)fake_hclk(), (unsigned)((l496_fake_pwr.CR1 >> 9) & 3u),
+                           (unsigned)(l496_fake_flash.ACR & 7u), fake.violations);
+                }
+        } else if (!strcmp(c, "probe")) {
+            uint64_t t0 = fake.now_us;
+            uint8_t who = l496_lsm_probe();
+            printf("%u %llu %lu %lu %lu\n", who, (unsigned long long)(fake.now_us - t0), fake.i2c_starts, fake.resets,
+                   fake.violations);
+        } else if (!strcmp(c, "start")) {
+            uint64_t t0 = fake.now_us;
+            int rc = l496_lsm_start((uint32_t)ARG(1), (uint8_t)ARG(2));
+            printf("%d %02x %02x %02x %02x %02x %llu\n", rc, fake.lsm[0x10], fake.lsm[0x09], fake.lsm[0x0A],
+                   fake.lsm[0x12], fake.lsm[0x18], (unsigned long long)(fake.now_us - t0));
+        } else if (!strcmp(c, "stop")) {
+            l496_lsm_stop();
+            printf("%02x %02x %u\n", fake.lsm[0x10], fake.lsm[0x0A], (unsigned)((l496_fake_rcc.CR >> 8) & 1u));
+        } else if (!strcmp(c, "push")) {
+            int16_t v[3] = {(int16_t)atoi(a[2] ? a[2] : "0"), (int16_t)atoi(a[3] ? a[3] : "0"),
+                            (int16_t)atoi(a[4] ? a[4] : "0")};
+            uint8_t w[7] = {(uint8_t)(ARG(1) << 3)};
+            for (int k = 0; k < 3; k++) w[1 + 2 * k] = (uint8_t)v[k], w[2 + 2 * k] = (uint8_t)((uint16_t)v[k] >> 8);
+            fake_fifo_push(w);
+            puts("ok");
+        } else if (!strcmp(c, "fill")) {
+            int x0 = n > 2 ? atoi(a[2]) : 0;
+            for (unsigned k = 0; k < (unsigned)ARG(1); k++) {
+                int16_t x = (int16_t)(x0 + (int)k);
+                uint8_t w[7] = {0x02u << 3, (uint8_t)x, (uint8_t)((uint16_t)x >> 8), 1, 0, 0xFF, 0x7F};
+                fake_fifo_push(w);
+            }
+            puts("ok");
+        } else if (!strcmp(c, "read")) {
+            static int16_t xyz[1024][3];
+            size_t max = (size_t)ARG(1);
+            if (max > 1024) max = 1024;
+            l496_lsm_status_t st;
+            int got = l496_lsm_read(xyz, max, &st);
+            printf("%d %d %u %d %d\n", got, st.fresh, st.level, st.overrun, st.more);
+            for (int k = 0; k < got; k++) printf("%d %d %d\n", xyz[k][0], xyz[k][1], xyz[k][2]);
+        } else if (!strcmp(c, "poke") || !strcmp(c, "peek")) {
+            L496_REG *r = reg_named(a[1]);
+            if (!r) {
+                puts("ERR register");
+            } else if (c[1] == 'o') {
+                l496_wr(r, (uint32_t)ARG(2));
+                puts("ok");
+            } else {
+                printf("%08x\n", (unsigned)l496_rd(r));
+            }
+        } else if (!strcmp(c, "timing")) {
+            printf("%08x\n", (unsigned)l496_i2c_timing_in_use());
+        } else {
+            printf("ERR unknown command %s\n", c);
+        }
+        fflush(stdout);
+    }
+    return 0;
+}

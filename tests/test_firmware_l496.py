@@ -1,0 +1,401 @@
+"""The NUCLEO-L496ZG board support off-chip (docs/firmware-nucleo.md, "What is tested where").
+
+The register-level parts (targets/nucleo-l496zg/calc.c, clock.c, i2c.c, lsm6dso.c) are compiled natively
+into ``odl-l496`` against a fake STM32L496 register file (firmware/host/l496_fake.c) that models the clock
+tree, the I2C bus and an LSM6DSO, and flags every register write that breaks a rule of RM0351.  Values are
+checked against the reference tables (../shared/reference/firmware-targets.md, which cites ST's HAL/CMSIS)
+and against independent re-derivations here.  The ARM build itself is checked for what the linker and the
+vector table must be; running it needs a board (nothing here claims it works on silicon).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+
+import pytest
+
+from tests import firmwarekit
+
+MHZ = range(4, 81)
+BAUD = 921_600
+
+
+@pytest.fixture(scope="module")
+def l496():
+    tools = firmwarekit.host_tools()
+    return tools["odl-l496"]
+
+
+def run(tool, *lines: str) -> list[str]:
+    r = subprocess.run([str(tool)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.splitlines()
+
+
+def one(tool, line: str) -> str:
+    out = run(tool, line)
+    assert len(out) == 1, out
+    return out[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# clock tree
+# --------------------------------------------------------------------------------------------------
+# reference §2.2 (ST HAL ll_utils UTILS_SCALE1/2_LATENCYn_FREQ): HCLK upper bound per wait state
+LATENCY_R1 = (16e6, 32e6, 48e6, 64e6, 80e6)
+LATENCY_R2 = (6e6, 12e6, 18e6, 26e6)
+MSI_MHZ = {6: 4, 7: 8, 8: 16, 9: 24, 10: 32, 11: 48}
+
+
+def expected_latency(hz: float, vos: int) -> int:
+    table = LATENCY_R1 if vos == 1 else LATENCY_R2
+    return next((i for i, top in enumerate(table) if hz <= top), -1)
+
+
+def parse_plan(line: str) -> dict:
+    f = line.split()
+    assert f[0] == "ok", line
+    keys = ("hclk", "sysclk", "use_pll", "msirange", "m", "n", "r", "hpre", "vos", "latency")
+    d = dict(zip(keys, map(int, f[1:11])))
+    d["pllcfgr"] = int(f[11], 16)
+    return d
+
+
+def test_flash_latency_table_boundaries(l496):
+    lines, want = [], []
+    for vos, table in ((1, LATENCY_R1), (2, LATENCY_R2)):
+        for ws, top in enumerate(table):
+            lines += [f"lat {int(top)} {vos}", f"lat {int(top) + 1} {vos}"]
+            want += [ws, ws + 1 if ws + 1 < len(table) else -1]
+    assert [int(x) for x in run(l496, *lines)] == want
+
+
+def test_every_whole_mhz_has_a_plan_that_gives_exactly_that_clock(l496):
+    plans = [parse_plan(x) for x in run(l496, *[f"plan {m * 1_000_000}" for m in MHZ])]
+    for mhz, p in zip(MHZ, plans):
+        hz = mhz * 1_000_000
+        assert p["hclk"] == hz and p["sysclk"] == hz * p["hpre"], (mhz, p)
+        assert p["hpre"] in (1, 2, 4, 8)
+        if p["use_pll"]:
+            assert p["msirange"] == 6 and p["m"] == 1  # PLL input: MSI 4 MHz
+            vco = 4e6 / p["m"] * p["n"]
+            assert p["sysclk"] == vco / p["r"] and 8 <= p["n"] <= 86 and p["r"] in (2, 4, 6, 8)
+            assert 64e6 <= vco <= 344e6 and p["sysclk"] <= 80e6
+            word = 0x1 | (p["m"] - 1) << 4 | p["n"] << 8 | 1 << 24 | (p["r"] // 2 - 1) << 25
+            assert p["pllcfgr"] == word
+        else:
+            assert MSI_MHZ[p["msirange"]] * 1e6 == p["sysclk"]
+        vco = 4e6 * p["n"] if p["use_pll"] else 0
+        assert p["vos"] == (2 if p["sysclk"] <= 26e6 and vco <= 128e6 else 1), (mhz, p)
+        assert p["latency"] == expected_latency(hz, p["vos"]), (mhz, p)
+        if mhz in MSI_MHZ.values():  # an exact MSI range is cheaper than the PLL
+            assert not p["use_pll"] and p["hpre"] == 1
+    assert one(l496, "plan 3000000") == "ERR" and one(l496, "plan 81000000") == "ERR"
+    assert one(l496, "plan 8500000") == "ERR"  # whole MHz only
+
+
+def test_reference_recipes(l496):
+    """reference §2.3: 80 MHz = MSI 4 MHz -> PLL M 1, N 40, R 2 (PLLCFGR 0x0100_2801), 4 WS, Range 1;
+    §2.4: 8 MHz = MSI range 7, and in Range 2 one wait state; 4 MHz = MSI range 6, 0 WS."""
+    p80, p8, p4 = (parse_plan(one(l496, f"plan {m}")) for m in (80_000_000, 8_000_000, 4_000_000))
+    assert (p80["use_pll"], p80["n"], p80["r"], p80["pllcfgr"], p80["latency"], p80["vos"]) == (
+        1,
+        40,
+        2,
+        0x01002801,
+        4,
+        1,
+    )
+    assert (p8["use_pll"], p8["msirange"], p8["vos"], p8["latency"]) == (0, 7, 2, 1)
+    assert (p4["use_pll"], p4["msirange"], p4["latency"]) == (0, 6, 0)
+
+
+def test_switching_between_any_two_clocks_keeps_every_register_write_legal(l496):
+    """From reset to A, then to B, for every A, B in 4..80 MHz: the fake checks each write (voltage range,
+    wait states read back, PLL configured off / selected locked / stopped deselected, VCO limits)."""
+    out = run(l496, "tour")
+    violations = [x for x in out if x.startswith("VIOLATION")]
+    assert not violations, violations[:10]
+    rows = [list(map(int, x.split())) for x in out]
+    assert len(rows) == len(MHZ) ** 2
+    plans = {m: parse_plan(one(l496, f"plan {m * 1_000_000}")) for m in MHZ}
+    for a, b, rc, hclk_regs, hclk_model, vos, lat, nviol in rows:
+        assert rc == 0 and nviol == 0, (a, b)
+        assert hclk_regs == hclk_model == b * 1_000_000, (a, b, hclk_regs, hclk_model)
+        assert (vos, lat) == (plans[b]["vos"], plans[b]["latency"]), (a, b)
+
+
+def test_the_fake_catches_a_wrong_sequence(l496):
+    """The checker itself: selecting an 80 MHz PLL at 0 wait states, or writing PLLCFGR with the PLL on, is
+    reported (so a clean tour means something)."""
+    out = run(l496, "reset", "poke rcc.apb1enr1 0x10000000", "poke rcc.pllcfgr 0x01002801", "poke rcc.cr 0x01000001",
+              "peek rcc.cr", "peek rcc.cr", "peek rcc.cr", "poke rcc.cfgr 3", "poke rcc.pllcfgr 0x01002801")  # fmt: skip
+    v = [x for x in out if x.startswith("VIOLATION")]
+    assert any("wait states in force" in x for x in v) and any("PLL is on" in x for x in v), out
+    out = run(
+        l496, "reset", "poke rcc.apb1enr1 0x10000000", "poke pwr.cr1 0x400", "poke rcc.cr 0xB9"
+    )  # Range 2, MSI 48
+    assert any("above the Range 2 limit" in x for x in out), out
+
+
+def test_a_pll_that_never_locks_leaves_a_legal_clock(l496):
+    out = run(l496, "pllstuck 1", "switch 80000000", "switch 8000000", "pllstuck 0")
+    assert not [x for x in out if x.startswith("VIOLATION")], out
+    first = out[1].split()
+    assert first[0] == "fail" and first[1] == first[2] and int(first[1]) <= 48_000_000 and first[5] == "0"
+    assert out[2].split()[:3] == ["ok", "8000000", "8000000"]  # MSI targets still work
+
+
+# --------------------------------------------------------------------------------------------------
+# LPUART1, TIM2
+# --------------------------------------------------------------------------------------------------
+def test_lpuart_brr_matches_the_reference_table_and_is_legal_at_every_clock(l496):
+    table = {  # reference §2.6 (ST HAL UART_DIV_LPUART)
+        (80_000_000, 115_200): 0x2B672, (80_000_000, BAUD): 0x56CE,
+        (8_000_000, 115_200): 0x4572, (8_000_000, BAUD): 0x08AE,
+        (4_000_000, 115_200): 0x22B9, (4_000_000, BAUD): 0x0457,
+    }  # fmt: skip
+    got = run(l496, *[f"brr {f} {b}" for f, b in table])
+    assert [int(x) for x in got] == list(table.values())
+    brr = [int(x) for x in run(l496, *[f"brr {m * 1_000_000} {BAUD}" for m in MHZ])]
+    for m, v in zip(MHZ, brr):
+        assert 0x300 <= v <= 0xFFFFF
+        actual = 256 * m * 1e6 / v
+        assert abs(actual / BAUD - 1) < 5e-4, (m, v, actual)  # rounding error only
+    # the LPUART needs 3 x baud <= fck <= 4096 x baud
+    assert run(l496, f"brr 2000000 {BAUD}", "brr 80000000 9600", "brr 80000000 26666666") == ["0", "0", "768"]
+
+
+def test_tim2_prescaler_gives_1_mhz_at_every_clock(l496):
+    psc = [int(x) for x in run(l496, *[f"psc {m * 1_000_000}" for m in MHZ])]
+    assert psc == [m - 1 for m in MHZ]
+    assert (psc[80 - 4], psc[8 - 4], psc[0]) == (79, 7, 3)  # reference §2.8
+
+
+# --------------------------------------------------------------------------------------------------
+# I2C timing
+# --------------------------------------------------------------------------------------------------
+FM = dict(low=1.3e-6, high=0.6e-6, su_dat=100e-9, vd_dat=0.9e-6, fmax=400e3)
+SM = dict(low=4.7e-6, high=4.0e-6, su_dat=250e-9, vd_dat=3.45e-6, fmax=100e3)
+TAF_MIN, TAF_MAX = 50e-9, 260e-9
+
+
+def i2c_problems(timingr: int, fck: float, tr: float, tf: float) -> list[str]:
+    """Independent check of a TIMINGR value with the I2C v2 timing model (RM0351 "I2C timings") against the
+    I2C-bus specification's Standard/Fast-mode limits; the mode is taken from the resulting frequency."""
+    presc, scldel, sdadel = timingr >> 28 & 0xF, timingr >> 20 & 0xF, timingr >> 16 & 0xF
+    sclh, scll = timingr >> 8 & 0xFF, timingr & 0xFF
+    tck = 1 / fck
+    tp = (presc + 1) * tck
+    sync_min = TAF_MIN + 2 * tck  # each SCL edge is seen tSYNC after it happens; the counters start then
+    t_low, t_high = (scll + 1) * tp + sync_min, (sclh + 1) * tp + sync_min  # shortest low/high on the bus
+    f_max = 1 / (t_low + t_high)  # the fastest the bus can run (no rise/fall time)
+    mode = FM if f_max > SM["fmax"] * 1.0001 else SM
+    problems = []
+    if f_max > mode["fmax"] * 1.0001:
+        problems.append(f"SCL up to {f_max / 1e3:.0f} kHz")
+    if t_low < mode["low"] - 1e-12:
+        problems.append(f"tLOW {t_low * 1e9:.0f} ns")
+    if t_high < mode["high"] - 1e-12:
+        problems.append(f"tHIGH {t_high * 1e9:.0f} ns")
+    if (scldel + 1) * tp < tr + mode["su_dat"] - 1e-12:
+        problems.append("data set-up")
+    hold = sdadel * tp
+    if hold < tf - TAF_MIN - 3 * tck - 1e-12 or hold > mode["vd_dat"] - tr - TAF_MAX - 4 * tck + 1e-12:
+        problems.append("data hold/valid")
+    return problems
+
+
+def test_i2c_checker_accepts_cubemx_and_rejects_bad_values():
+    assert i2c_problems(0x00702991, 80e6, 0, 0) == []  # CubeMX, 400 kHz at 80 MHz (reference §2.7)
+    assert i2c_problems(0x10909CEC, 80e6, 0, 0) == []  # ArduPilot's 100 kHz at 80 MHz
+    assert i2c_problems(0x00702950, 80e6, 0, 0)  # SCLL too short for Fast-mode
+    assert i2c_problems(0x00002991, 80e6, 300e-9, 300e-9)  # SCLDEL 0: no set-up time with slow edges
+
+
+def test_i2c_timingr_meets_the_bus_specification_at_every_kernel_clock(l496):
+    for rise_fall in ((300, 300), (0, 0), (120, 25)):
+        values = run(l496, *[f"timingr {m * 1_000_000} {rise_fall[0]} {rise_fall[1]}" for m in MHZ])
+        for m, v in zip(MHZ, values):
+            t = int(v, 16)
+            assert t, (m, rise_fall)
+            assert i2c_problems(t, m * 1e6, rise_fall[0] * 1e-9, rise_fall[1] * 1e-9) == [], (m, rise_fall, v)
+
+
+def test_the_i2c_in_use_is_fast_mode_from_hsi16(l496):
+    used = int(one(l496, "timing"), 16)
+    assert used == int(one(l496, "timingr 16000000 300 300"), 16)
+    assert i2c_problems(used, 16e6, 300e-9, 300e-9) == []
+    tp = ((used >> 28) + 1) / 16e6
+    period_slowest = ((used & 0xFF) + 1 + (used >> 8 & 0xFF) + 1) * tp + 2 * (TAF_MAX + 3 / 16e6) + 600e-9
+    assert 1 / period_slowest > 250e3  # still a Fast-mode bus with the slowest (300 ns) edges
+
+
+# --------------------------------------------------------------------------------------------------
+# LSM6DSO
+# --------------------------------------------------------------------------------------------------
+ODR_LADDER = (12500, 26000, 52000, 104000, 208000, 417000, 833000, 1667000, 3333000, 6667000)
+
+
+def test_lsm6dso_codes_and_sensitivity(l496):
+    assert [int(x) for x in run(l496, *[f"odr {o}" for o in ODR_LADDER])] == list(range(1, 11))
+    assert run(l496, "odr 25000", "odr 0") == ["-1", "-1"]
+    assert [int(x) for x in run(l496, "fs 2", "fs 16", "fs 4", "fs 8", "fs 3")] == [0, 1, 2, 3, -1]
+    sens = [int(x) for x in run(l496, "sens 2", "sens 4", "sens 8", "sens 16")]
+    assert sens == [61, 122, 244, 488]  # micro-g per LSB: lsm6dso_from_fs*_to_mg 0.061 ... 0.488
+    # 1 g at +-2 g reads about 16393 counts; the core reports the same sensitivities (SENSOR_STATE sens_ng)
+    assert abs(16393 * sens[0] * 1e-6 - 1.0) < 1e-3
+    proto = (firmwarekit.FIRMWARE / "core" / "proto.c").read_text()
+    m = re.search(r"sens_ng\(uint8_t fs\) \{ return ([^;]+);", proto)
+    assert m and all(f"{s * 1000}u" in m.group(1) for s in sens)
+
+
+def test_fifo_words_and_status(l496):
+    def word(tag: int, x: int, y: int, z: int, low_bits: int = 0) -> str:
+        return "word " + (bytes([tag << 3 | low_bits]) + struct.pack("<hhh", x, y, z)).hex()
+
+    out = run(
+        l496,
+        word(0x02, 1000, -2, -32768),
+        word(0x02, 7, 8, 9, low_bits=0b111),  # TAG_CNT and parity bits do not change the sensor tag
+        word(0x01, 1, 2, 3),  # gyroscope
+        word(0x03, 1, 2, 3),  # temperature
+        word(0x04, 1, 2, 3),  # timestamp
+        word(0x07, 1, 2, 3),  # compressed accelerometer (never configured)
+    )
+    assert out == ["1 1000 -2 -32768", "1 7 8 9", "0", "0", "0", "0"]
+    assert run(l496, "level 255 3", "level 4 0", "level 0 64", "level 0 8", "level 0 32") == [
+        "1023 0", "4 0", "0 1", "0 1", "0 0",  # FIFO_FULL_IA (bit 5) is not an overrun yet
+    ]  # fmt: skip
+
+
+def test_fifo_streaming_through_the_fake_sensor(l496):
+    out = run(
+        l496, "reset", "probe", "start 104000 4",
+        "push 2 10 11 12", "push 1 0 0 0", "push 2 20 21 22", "push 2 30 31 32",
+        "read 2",  # status read (3 words... 4 words), two samples
+        "read 8",  # the rest of what the status said, no new status read
+        "read 8",  # nothing left: a fresh status read finds the FIFO empty
+        "fill 600 100", "read 1000",  # more than the FIFO holds: overrun, the newest 512 remain
+    )  # fmt: skip
+    assert out[1].startswith("108 ") and out[2].split()[0] == "0"
+    r1 = out.index("2 1 4 0 1")
+    assert out[r1 + 1 : r1 + 3] == ["10 11 12", "20 21 22"]
+    assert out[r1 + 3] == "1 0 0 0 0" and out[r1 + 4] == "30 31 32"
+    assert out[r1 + 5] == "0 1 0 0 0"
+    big = out.index("512 1 512 1 0")
+    samples = [int(x.split()[0]) for x in out[big + 1 :]]
+    assert samples == list(range(100 + 600 - 512, 100 + 600))
+
+
+def test_sensor_register_setup(l496):
+    out = run(l496, "reset", "probe", "start 104000 4", "start 26000 2", "start 1667000 16", "stop", "start 25000 2")
+    who, _elapsed, starts, resets, viol = map(int, out[1].split())
+    assert (who, resets, viol) == (0x6C, 1, 0) and starts > 0
+    rc, ctrl1, fifo3, fifo4, ctrl3, ctrl9, _ = out[2].split()
+    # 104 Hz +-4 g = 0x48 (reference §4), BDR_XL = ODR, continuous mode, BDU + IF_INC, I3C off
+    assert (rc, ctrl1, fifo3, fifo4, ctrl3, ctrl9) == ("0", "48", "04", "06", "44", "02")
+    assert out[3].split()[1:4] == ["20", "02", "06"]  # 26 Hz +-2 g = 0x20
+    assert out[4].split()[1:3] == ["84", "08"]  # 1.667 kHz (1000) +-16 g (01)
+    assert out[5] == "00 00 0"  # stop: powered down, FIFO bypass, HSI16 off
+    assert out[6].split()[0] == "-1"
+
+
+def test_missing_or_stuck_shield_never_hangs(l496):
+    out = run(l496, "reset absent", "probe", "start 104000 4", "reset stuck", "probe", "start 104000 4", "read 10")
+    who, elapsed_absent, *_ = map(int, out[1].split())
+    assert who == 0 and elapsed_absent < 1_000  # a NACK answers at once
+    assert out[2].split()[0] == "-1"
+    who, elapsed_stuck, *_ = map(int, out[4].split())
+    assert who == 0 and elapsed_stuck < 3 * 2_000  # bounded by the transfer timeout (2 ms)
+    assert out[5].split()[0] == "-1" and int(out[5].split()[-1]) < 3 * 2_000
+    assert out[6].split()[0] == "-1"
+    assert not [x for x in out if x.startswith("VIOLATION")]
+
+
+def test_resync_after_overrun_and_poll_interval(l496):
+    # sample 0 at t0 = 1 s, 104 Hz: by t = 11 s, 1041 samples exist; 512 still in the FIFO -> oldest 529
+    assert run(l496, "resync 100 1000000 11000000 104000 512") == ["529"]
+    assert run(l496, "resync 800 1000000 11000000 104000 512") == ["800"]  # never backwards
+    assert run(l496, "resync 5 2000 1000 104000 3") == ["5"]  # before sample 0
+    polls = [int(x) for x in run(l496, "poll 12500", "poll 26000", "poll 104000", "poll 1667000", "poll 6667000")]
+    assert polls == [100000, 100000, 38461, 5000, 5000]
+
+
+# --------------------------------------------------------------------------------------------------
+# reset cause, rings
+# --------------------------------------------------------------------------------------------------
+def test_reset_cause_from_rcc_csr(l496):
+    PIN, BOR, SFT, IWDG, WWDG = 1 << 26, 1 << 27, 1 << 28, 1 << 29, 1 << 30
+    cases = {
+        (PIN | BOR, 0, 0): 0,  # power-on
+        (PIN | BOR, 1, 3): 0,  # a stale record in SRAM after power-on is ignored
+        (PIN, 0, 0): 0,  # reset button / ST-LINK after flashing
+        (PIN | SFT, 1, 1): 1,  # RESET request
+        (PIN | SFT, 0, 0): 1,
+        (PIN | SFT, 1, 3): 3,  # fault.c reset after a HardFault
+        (PIN | IWDG, 0, 0): 2,
+        (PIN | WWDG | SFT, 1, 3): 2,
+    }
+    got = run(l496, *[f"cause {c} {v} {r}" for c, v, r in cases])
+    assert [int(x) for x in got] == list(cases.values())
+
+
+def test_ring_arithmetic(l496):
+    assert run(l496, "rxavail 0 2048 2048", "rxavail 0 2000 2048", "rxavail 2040 2040 2048", "rxavail 2040 2048 2048",
+               "rxavail 100 1948 2048") == ["0", "48", "16", "8", "0"]  # fmt: skip
+    # TX chunks stop at the end of the buffer; indices are free-running 32-bit counters
+    assert run(l496, "chunk 10 0 2048", "chunk 2100 2040 2048", "chunk 2100 2048 2048", "chunk 4294967300 4294967290 2048") == [
+        "10", "8", "52", "6",
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# the ARM build
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nucleo_build():
+    firmwarekit.require("arm-none-eabi-gcc", "make")
+    firmwarekit.build("nucleo", "qemu")
+    d = firmwarekit.BUILD / "nucleo-l496zg"
+    return d / "odl.elf", d / "odl.bin", d / "odl.map"
+
+
+def symbols(elf) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {p[2]: int(p[0], 16) for p in (line.split() for line in out.splitlines()) if len(p) == 3}
+
+
+def test_vector_table_of_the_nucleo_image(nucleo_build):
+    elf, binf, _ = nucleo_build
+    sym = symbols(elf)
+    vec = struct.unpack("<107I", binf.read_bytes()[: 107 * 4])
+    assert sym["vectors"] == 0x0800_0000
+    assert vec[0] == sym["__stack_top"] and 0x2000_0000 < vec[0] <= 0x2005_0000
+    assert vec[1] == sym["reset_handler"] | 1
+    fault = sym["odl_fault_handler"] | 1
+    assert vec[2:7] == (fault,) * 5  # NMI, HardFault, MemManage, BusFault, UsageFault -> fault.c
+    irq = {28: "l496_tim2_isr", 68: "l496_dma_tx_isr", 69: "l496_dma_rx_isr", 70: "l496_lpuart_isr"}
+    for n in range(91):  # stm32l496xx.h IRQn_Type: 0..90
+        assert vec[16 + n] == (sym[irq[n]] | 1 if n in irq else fault), n
+
+
+def test_nucleo_image_fits_and_has_the_qemu_arena(nucleo_build):
+    elf, _, mapf = nucleo_build
+    sym = symbols(elf)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("size_report", firmwarekit.FIRMWARE / "tools" / "size_report.py")
+    sr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sr)
+    text = mapf.read_text()
+    s = sr.sections(text)
+    flash = sum(s.get(k, 0) for k in sr.FLASH) + s.get(".data", 0)
+    ram = sum(s.get(k, 0) for k in sr.RAM)
+    assert flash <= 1024 * 1024 and ram <= 320 * 1024
+    qemu_arena = sr.arena((firmwarekit.BUILD / "qemu-mps2-an386" / "odl.map").read_text())
+    assert sr.arena(text) == qemu_arena == 320 * 1024 - 24 * 1024
+    assert sym["cm4_noinit"] == 0x2000_0000  # the fault record first, in SRAM1
+    assert sym["__stack_top"] <= 0x2000_0000 + 320 * 1024
