@@ -37,11 +37,14 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from app.core import datasets as ds
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get("ODL_SHARED", ROOT.parent / "shared")) / "data"
 PAPER_SIZES = (20, 40, 60, 80, 100)
 MODES = ("none", "tl", "full")
+AUTO = "auto"  # the mode the app would keep, chosen per subject on the validation windows (issue 17)
+ALL_MODES = MODES + (AUTO,)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class LosoConfig:
     dataset: str = "hapt"
     data: str | None = None  # file/folder; default ../shared/data/<dataset folder>
     sizes: tuple[int, ...] = PAPER_SIZES
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = ALL_MODES
     subjects: tuple[str, ...] | None = None  # test subjects (default: all); pretraining always uses all others
     rate: float = 20.0
     train_fraction: float = 0.6
@@ -93,6 +96,8 @@ class LosoConfig:
     pretrain_batch: int = 32
     pretrain_val_fraction: float = 0.1
     seed: int = 0
+    procedure: Procedure = ROBUST  # how TL/Full rounds train (PLAIN: the paper's recipe)
+    pers_seed: int = 0  # personalization shuffles only (the general models stay the same)
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -102,9 +107,13 @@ class LosoConfig:
         for T in self.sizes:
             if not 10 <= int(T) <= 1000:
                 raise LosoError(f"--sizes: input size {T} outside 10..1000 samples")
-        bad = [m for m in self.modes if m not in MODES]
+        bad = [m for m in self.modes if m not in ALL_MODES]
         if bad or not self.modes:
-            raise LosoError(f"--modes: {bad or 'nothing'} not allowed (choose from {', '.join(MODES)})")
+            raise LosoError(f"--modes: {bad or 'nothing'} not allowed (choose from {', '.join(ALL_MODES)})")
+        try:
+            self.procedure.validate()
+        except ProcedureError as exc:
+            raise LosoError(str(exc)) from None
         if not 0.0 < self.train_fraction < 1.0:
             raise LosoError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
         if not 0.0 < self.pretrain_val_fraction < 0.5:
@@ -131,6 +140,10 @@ class LosoConfig:
         d = asdict(self)
         for k in ("sizes", "modes", "subjects", "data"):
             d.pop(k)
+        if self.procedure == PLAIN:  # the settings (and hash) of the runs before issue 17
+            d.pop("procedure")
+        if not self.pers_seed:
+            d.pop("pers_seed")
         return d
 
     def settings_hash(self) -> str:
@@ -275,6 +288,47 @@ def personalize_host(
     return model
 
 
+def personalize_procedure(
+    arch,
+    weights: Mapping,
+    x: np.ndarray,
+    y: np.ndarray,
+    mode: str,
+    procedure: Procedure,
+    epochs: int,
+    warmup_epochs: int = 2,
+    lr: float = 0.01,
+    batch: int = 32,
+    seed: int = 0,
+):
+    """Personalize a copy of ``weights`` with ``procedure`` (one engine round: warm-up, main epochs, the
+    validation windows held out per :func:`app.core.procedure.validation_split`).  Returns ``(model, info)``
+    with ``info = {n_train, n_val, val_start: (loss, f1), val_kept: (loss, f1), best_epoch, epochs_run,
+    early_stopped}`` (the validation entries None without validation)."""
+    from device.engine import Model, train  # noqa: PLC0415
+
+    model = Model(arch, weights)
+    tr, va = validation_split(y, procedure.val_every)
+    if len(tr) == 0:
+        raise LosoError(f"no training window left after the validation split ({len(y)} windows)")
+    xv, yv = (x[va], y[va]) if len(va) else (None, None)
+    cfg = procedure.train_config(mode, epochs, warmup_epochs, lr, batch, seed)
+    if len(va) == 0:
+        cfg = replace(cfg, restore_best=False, patience=0)
+    hist = train(model, x[tr], y[tr], cfg, x_val=xv, y_val=yv)
+    info: dict = {"n_train": int(len(tr)), "n_val": int(len(va)), "val_start": None, "val_kept": None}
+    if hist.val_loss:
+        k = hist.best_epoch if cfg.restore_best else len(hist.val_loss) - 1
+        info.update(
+            val_start=(hist.val_loss[0], hist.val_f1[0]),
+            val_kept=(hist.val_loss[k], hist.val_f1[k]),
+            best_epoch=int(hist.best_epoch),
+            early_stopped=bool(hist.early_stopped),
+        )
+    info["epochs_run"] = sum(1 for e in hist.epochs if e.phase == "train")
+    return model, info
+
+
 def score(model, x: np.ndarray, y: np.ndarray) -> dict:
     from device.engine import evaluate  # noqa: PLC0415
 
@@ -323,6 +377,7 @@ def run_task(
 ) -> list[dict]:
     """Pretrain (or load the cached) general model for (T, subject), personalize, evaluate.  Returns
     one row per mode with ``dataset, T, subject, mode, macro_f1, accuracy, n_train, n_test, ...``."""
+    from device.engine import Model  # noqa: PLC0415
     from estimator.arch import paper_cnn  # noqa: PLC0415
 
     t_start = time.perf_counter()
@@ -357,17 +412,36 @@ def run_task(
             _save_weights(cache, weights, pre_report)
     t_pre = time.perf_counter() - t_pre
     rows = []
-    for mode in modes or cfg.modes:
+    want = list(modes or cfg.modes)
+    run_modes = [m for m in MODES if m in want or (AUTO in want and m in ("tl", "full"))]
+    val_scores: dict[str, tuple | None] = {}
+    f1_of: dict[str, dict] = {}
+    pseed = seed + 7919 * int(cfg.pers_seed)
+    for mode in run_modes:
         t0 = time.perf_counter()
-        model = personalize_host(
-            arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, seed
-        )
+        extra: dict = {}
+        if mode == "none" or cfg.procedure == PLAIN:
+            model = personalize_host(
+                arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, pseed
+            )
+        else:
+            model, info = personalize_procedure(
+                arch, weights, loc_tr.x, loc_tr.y, mode, cfg.procedure, cfg.epochs, cfg.warmup_epochs, cfg.lr,
+                cfg.batch, pseed,
+            )  # fmt: skip
+            val_scores.setdefault("none", info["val_start"])
+            val_scores[mode] = info["val_kept"]
+            extra = {k: info[k] for k in ("n_val", "best_epoch", "epochs_run", "early_stopped") if k in info}
+        f1_of[mode] = score(model, loc_te.x, loc_te.y)
+        if mode not in want:
+            continue
         row = {
             "dataset": cfg.dataset,
             "T": int(T),
             "subject": str(subject),
             "mode": mode,
-            **score(model, loc_te.x, loc_te.y),
+            **f1_of[mode],
+            **extra,
             "n_train": int(len(loc_tr)),
             "n_test": int(len(loc_te)),
             "epochs": 0 if mode == "none" else int(cfg.epochs),
@@ -376,6 +450,26 @@ def run_task(
             "settings_hash": cfg.settings_hash(),
         }
         rows.append(row)
+    if AUTO in want and cfg.procedure.validates:  # (without validation there is nothing to choose on)
+        if "none" not in f1_of:
+            f1_of["none"] = score(Model(arch, weights), loc_te.x, loc_te.y)
+        chosen = choose_mode(val_scores) or "none"
+        rows.append(
+            {
+                "dataset": cfg.dataset,
+                "T": int(T),
+                "subject": str(subject),
+                "mode": AUTO,
+                **f1_of[chosen],
+                "chosen": chosen,
+                "n_train": int(len(loc_tr)),
+                "n_test": int(len(loc_te)),
+                "epochs": int(cfg.epochs),
+                "warmup_epochs": int(cfg.warmup_epochs),
+                "seconds": 0.0,
+                "settings_hash": cfg.settings_hash(),
+            }
+        )
     for r in rows:
         r["pretrain"] = pre_report
         r["pretrain_seconds"] = round(t_pre, 2)
@@ -603,6 +697,17 @@ def summarize(rows: Iterable[dict], sizes: Sequence[int] | None = None, modes: S
                 sum(v["tl"] > v["none"] for v in per_subject.values() if "tl" in v and "none" in v)
             )
             entry["subjects"] = len(both)
+            # issue 17's goals
+            entry["goal_full_ge_tl_minus_0.005"] = bool(means["full"] >= means["tl"] - 0.005)
+            entry["goal_tl_ge_none_plus_0.05"] = bool(means["tl"] >= means["none"] + 0.05)
+        kept = AUTO if AUTO in modes else None
+        if kept and "none" in modes:
+            diffs = [v[kept] - v["none"] for v in per_subject.values() if kept in v and "none" in v]
+            if diffs:
+                entry["kept_mode"] = kept
+                entry["kept_minus_none_min"] = round(float(min(diffs)), 4)
+                entry["kept_folds_below_none_0.02"] = int(sum(d < -0.02 for d in diffs))
+                entry["goal_no_fold_below_none_0.02"] = bool(min(diffs) >= -0.02)
         out["by_T"][T] = entry
     return out
 
@@ -611,13 +716,16 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
     """Markdown table of the mean macro-F1 per T (rows, largest first as in the paper) and mode; with
     ``paper`` (``{mode: {T: F1}}``) the paper's figures are shown beside ours."""
     modes = summary["modes"]
-    names = {"none": "No Pers.", "tl": "TL", "full": "Full"}
+    names = {"none": "No Pers.", "tl": "TL", "full": "Full", "auto": "Auto"}
     head = ["Input size"]
     for m in modes:
         head.append(names.get(m, m))
         if paper and m in paper:
             head.append(f"paper {names.get(m, m)}")
     head += ["Full > TL > none", "subjects Full > TL"]
+    kept = any("kept_mode" in e for e in summary["by_T"].values())
+    if kept:
+        head.append("Auto − none: worst fold (folds < −0.02)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for T in sorted(summary["by_T"], reverse=True):
         e = summary["by_T"][T]
@@ -635,6 +743,12 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
             if "subjects" in e
             else "–"
         )
+        if kept:
+            cells.append(
+                f"{e['kept_minus_none_min']:+.3f} ({e['kept_folds_below_none_0.02']}/{e.get('subjects', '?')})"
+                if "kept_mode" in e
+                else "–"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
