@@ -41,6 +41,7 @@ import numpy as np
 
 from app.core import datasets as ds
 from app.core.classmap import ClassMap, ClassMapError, class_map
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 from app.core.paths import asset_path
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 
@@ -80,8 +81,13 @@ class PersonalizeConfig:
     time_scale: float = VIRTUAL_TIME_SCALE  # for the in-process bench; 1 for real hardware
     timeout: float = 3.0  # per protocol request
     sysclk_hz: int | None = None
+    procedure: Procedure = ROBUST  # how TL/Full rounds train (app.core.procedure; PLAIN = the paper's recipe)
 
     def validate(self) -> None:
+        try:
+            self.procedure.validate()
+        except ProcedureError as exc:
+            raise PersonalizeError(str(exc)) from None
         bad = [m for m in self.modes if m not in ALL_MODES]
         if bad or not self.modes:
             raise PersonalizeError(f"--modes: {bad or 'nothing'} not allowed (choose from none, tl, full)")
@@ -608,6 +614,24 @@ class RoundOutcome:
     n_train_used: int
     round_start_index: float | None  # host estimate of the sample index at TRAIN_START (fallback)
     events_before: int
+    vals: list = field(default_factory=list)  # ValReport (protocol v2 validation passes)
+    n_val: int = 0
+
+    def validation(self, restore_best: bool) -> dict | None:
+        """Validation summary of the round: the starting weights' and the kept weights' (loss, macro-F1)."""
+        if not self.vals:
+            return None
+        start = self.vals[0]
+        best = [v for v in self.vals if v.best]
+        kept = (best[-1] if best else start) if restore_best else self.vals[-1]
+        return {
+            "n_val": int(self.n_val),
+            "start": {"loss": float(start.loss), "macro_f1": float(start.macro_f1)},
+            "kept": {"loss": float(kept.loss), "macro_f1": float(kept.macro_f1), "epoch": int(kept.epoch)},
+            "best_epoch": int(self.done.best_epoch),
+            "passes": len(self.vals),
+            "epochs_done": int(self.done.epochs_done),
+        }
 
 
 def run_board_round(
@@ -619,17 +643,22 @@ def run_board_round(
     mode: str,
     cfg: PersonalizeConfig,
     on_batch: Callable[[Any], None] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    procedure: Procedure = PLAIN,
 ) -> RoundOutcome:
     """Upload model + data, train one round, download the weights.  Shrinks the data if the board
-    answers OUT_OF_RAM (once, to what it reports as available)."""
+    answers OUT_OF_RAM (once, to what it reports as available).  ``val = (x, y)``: validation windows,
+    uploaded after the training windows (protocol v2, ``procedure.wire``)."""
     from device.nucleo import protocol as P  # noqa: PLC0415
     from device.nucleo.client import NucleoError  # noqa: PLC0415
 
     c = session.client
     c.upload_model(arch, weights)
     idx = np.arange(len(y))
+    xv, yv = val if val is not None and len(val[1]) else (x[:0], y[:0])
+    n_val = int(len(yv))
     for attempt in range(3):
-        xs, ys = x[idx], y[idx]
+        xs, ys = np.concatenate([x[idx], xv]), np.concatenate([y[idx], yv])
         c.clear_data(0xFF)
         scale = _i16_scale(xs)
         c.upload_dataset(xs, ys, slot=0, dtype=P.DType.I16, scale=scale)
@@ -645,6 +674,7 @@ def run_board_round(
                 warmup_epochs=cfg.warmup_epochs,
                 shuffle=True,
                 seed=cfg.seed,
+                **procedure.wire(n_val),
             )
             break
         except NucleoError as exc:
@@ -665,6 +695,8 @@ def run_board_round(
             )
     sim_s = info.est_ticks / session.tick_hz
     timeout = sim_s / session.time_scale * 3.0 + 30.0 + 0.02 * info.total_batches
+    if n_val:  # validation passes: n_val forward passes before the round and after every epoch
+        timeout += (cfg.epochs + cfg.warmup_epochs + 1) * 0.02
     res = c.wait_round_done(timeout, on_batch=on_batch)
     if res.done.status != P.RoundStatus.DONE:
         raise PersonalizeError(
@@ -672,7 +704,7 @@ def run_board_round(
             f"(error {res.done.error}) after {res.done.batches_done} batches"
         )
     w = c.download_weights(arch)
-    return RoundOutcome(mode, w, res.batches, info, res.done, int(len(idx)), start_idx, ev_before)
+    return RoundOutcome(mode, w, res.batches, info, res.done, int(len(idx)), start_idx, ev_before, res.vals, n_val)
 
 
 def match_edges(tau: np.ndarray, events: np.ndarray, tol_samples: float = 2.0) -> tuple[np.ndarray | None, int]:
@@ -702,7 +734,24 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
 
     tick = float(session.tick_hz)
     rows = []
-    for b in out.batches:
+    # every D7 interval of the round: the batches and (protocol v2) the validation passes, in time order
+    intervals = sorted(list(out.batches) + list(out.vals), key=lambda b: (b.end_tick, b.start_tick))
+    for b in intervals:
+        if isinstance(b, P.ValReport):
+            rows.append(
+                {
+                    "phase": "val",
+                    "epoch": int(b.epoch),
+                    "batch": 0,
+                    "n": int(b.n),
+                    "loss": float(b.loss),
+                    "macro_f1": float(b.macro_f1),
+                    "best": bool(b.best),
+                    "time_s": (b.end_tick - b.start_tick) / tick,
+                    "cycles": int(b.cycles),
+                }
+            )
+            continue
         rows.append(
             {
                 "phase": "warmup" if b.phase == P.Phase.WARMUP else "main",
@@ -717,10 +766,10 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
     alignment = "none"
     pw = session.power
     if pw is not None and rows:
-        n = len(out.batches)
-        t0 = out.batches[0].start_tick
-        # edge times relative to the round start, in samples: start, then every batch end
-        tau = np.array([0.0] + [(b.end_tick - t0) / tick * pw.freq for b in out.batches])
+        n = len(intervals)
+        t0 = intervals[0].start_tick
+        # edge times relative to the round start, in samples: start, then every batch / validation end
+        tau = np.array([0.0] + [(b.end_tick - t0) / tick * pw.freq for b in intervals])
         pw.wait_events(out.events_before + n + 1, timeout=2.0 + 10.0 / max(pw.freq, 1))
         with pw._lock:
             ev = np.array(pw.events[out.events_before :], dtype=np.float64)
@@ -746,9 +795,12 @@ def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -
             r.update({k: e[k] for k in ("power_mw", "energy_mj", "samples", "lost")})
     main = [r for r in rows if r["phase"] == "main"]
     full = [r for r in main if r["n"] == batch_size] or main
+    vals = [r for r in rows if r["phase"] == "val"]
     summary: dict = {
         "batches": len(main),
-        "warmup_batches": len(rows) - len(main),
+        "warmup_batches": sum(1 for r in rows if r["phase"] == "warmup"),
+        "val_passes": len(vals),
+        "val_time_s": sum(r["time_s"] for r in vals),
         "time_per_batch_s": _mean([r["time_s"] for r in full]),
         "batch_size": batch_size,
         "alignment": alignment,
@@ -807,6 +859,8 @@ class PersonalizeResult:
             "round_time_s",
             "round_energy_mj",
             "alignment",
+            "validation",
+            "val_passes",
         )
         res = {m: {k: v for k, v in r.items() if k in keep} for m, r in self.report["results"].items()}
         return {
@@ -818,6 +872,7 @@ class PersonalizeResult:
             "model": self.report["model"],
             "board": self.report["board"],
             "warnings": self.report["warnings"],
+            "recommended": self.report.get("recommended"),
         }
 
 
@@ -853,6 +908,7 @@ def personalize(
         results["none"] = evaluate_host(arch, lm.weights, x_te, data.test.y)
         log(f"none: macro-F1 {results['none']['macro_f1']:.3f}, accuracy {results['none']['accuracy']:.3f}")
     board: dict = {}
+    val_scores: dict[str, tuple[float, float]] = {}
     train_modes = [m for m in cfg.modes if m in TRAIN_MODES]
     if train_modes:
         with BoardSession(cfg, log) as session:
@@ -868,17 +924,35 @@ def personalize(
                 if session.power is None
                 else {"url": session.power.url, "freq_hz": session.power.freq, "volt": session.power.volt},
             }
+            procedure = cfg.procedure
+            if not procedure.is_plain and not session.client.supports_robust:
+                warnings.append(
+                    f"the board speaks protocol v{session.client.proto}: it cannot run the robust round "
+                    "(validation, best-epoch restore, gradient clipping); the paper's plain round was used "
+                    "and no mode is recommended — update its firmware"
+                )
+                procedure = PLAIN
+            tr_idx, va_idx = validation_split(data.train.y, procedure.val_every)
+            if procedure.validates and len(va_idx) == 0:
+                warnings.append(
+                    f"too few training windows for a validation split (every {procedure.val_every}th window of "
+                    "a class): trained without validation, no mode is recommended"
+                )
+            val = (x_tr[va_idx], data.train.y[va_idx]) if len(va_idx) else None
+            board["procedure"] = procedure.label()
             for mode in train_modes:
                 t0 = time.monotonic()
                 out = run_board_round(
                     session,
                     arch,
                     lm.weights,
-                    x_tr,
-                    data.train.y,
+                    x_tr[tr_idx],
+                    data.train.y[tr_idx],
                     mode,
                     cfg,
                     on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None,
+                    val=val,
+                    procedure=procedure,
                 )
                 meas = measure_batches(session, out, cfg.batch)
                 ev = evaluate_host(arch, out.weights, x_te, data.test.y)
@@ -891,6 +965,11 @@ def personalize(
                     "warmup_epochs": cfg.warmup_epochs,
                     "wall_s": round(time.monotonic() - t0, 2),
                 }
+                vinfo = out.validation(procedure.restore_best)
+                if vinfo is not None:
+                    results[mode]["validation"] = vinfo
+                    val_scores["none"] = (vinfo["start"]["loss"], vinfo["start"]["macro_f1"])
+                    val_scores[mode] = (vinfo["kept"]["loss"], vinfo["kept"]["macro_f1"])
                 e = meas.get("energy_per_batch_mj")
                 log(
                     f"{mode}: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f}; {meas['batches']} batches, "
@@ -898,6 +977,13 @@ def personalize(
                     + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else "")
                 )
             warnings += session.warnings
+    recommended = choose_mode(val_scores) if len(val_scores) > 1 else None
+    if recommended:
+        v = val_scores[recommended]
+        log(
+            f"recommended: {recommended} (best on the {results[train_modes[0]]['validation']['n_val']} validation "
+            f"windows: macro-F1 {v[1]:.3f}, loss {v[0]:.3f})"
+        )
     for w in warnings:
         log(f"warning: {w}")
     report = {
@@ -909,6 +995,8 @@ def personalize(
         "data": data.info(),
         "board": board,
         "warnings": warnings,
+        "recommended": recommended,
+        "validation_scores": {m: {"loss": v[0], "macro_f1": v[1]} for m, v in val_scores.items()},
         "settings": {
             "epochs": cfg.epochs,
             "warmup_epochs": cfg.warmup_epochs,
@@ -917,6 +1005,7 @@ def personalize(
             "train_fraction": cfg.train_fraction,
             "seed": cfg.seed,
             "modes": list(cfg.modes),
+            "procedure": cfg.procedure.to_dict(),
         },
     }
     return PersonalizeResult(report, lm, weights, data)
