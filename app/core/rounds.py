@@ -44,6 +44,7 @@ import numpy as np
 
 from app.core.memory import release_memory
 from app.core.paths import asset_path
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, validation_split
 from estimator.arch import Arch, resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +118,11 @@ class RoundConfig:
     train_fraction: float = 0.6
     measure_power: bool = True
     profile: str = "paper"  # estimator profile for the predictions shown beside the measurements
+    procedure: dict = field(default_factory=ROBUST.to_dict)  # app.core.procedure.Procedure (robust by default)
+
+    @property
+    def proc(self) -> Procedure:
+        return Procedure.from_dict(self.procedure or {})
 
     def validate(self) -> "RoundConfig":
         def bad(name: str, allowed: str) -> RoundError:
@@ -140,6 +146,10 @@ class RoundConfig:
                 raise bad(name, "0 < lr <= 10")
         if not 0.05 <= float(self.train_fraction) <= 0.95:
             raise bad("train_fraction", "0.05..0.95")
+        try:
+            self.proc.validate()
+        except (ProcedureError, TypeError) as exc:
+            raise RoundError(f"procedure: {exc}") from None
         return self
 
     def to_dict(self) -> dict:
@@ -153,6 +163,9 @@ class RoundConfig:
         kw = {k: v for k, v in d.items() if k in names}
         if "layers" in kw:
             kw["layers"] = tuple(kw["layers"])
+        if not isinstance(kw.get("procedure", {}), dict):
+            kw.pop("procedure")
+        kw.setdefault("procedure", PLAIN.to_dict())  # rounds stored before issue 17 ran the plain round
         return cls(**kw)
 
 
@@ -313,7 +326,7 @@ class BatchRow:
     measurement) or ``pending``."""
 
     index: int
-    phase: str  # 'warmup' | 'main'
+    phase: str  # 'warmup' | 'main' | 'val' (a validation pass of a robust round: a D7 interval, no update)
     epoch: int
     batch: int
     n_samples: int
@@ -330,6 +343,8 @@ class BatchRow:
     avg_power_w: float | None = None
     energy_j: float | None = None
     source: str = "pending"
+    macro_f1: float | None = None  # phase 'val' (a validation pass, protocol v2): its macro-F1
+    best: bool = False  # phase 'val': the best pass so far (its weights kept)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -806,11 +821,28 @@ class RoundRunner:
             client.upload_model(model.arch, model.weights, progress=upl(0.01, 0.025, "uploading the model"))
             client.clear_data()
             data = self._fit_ram(model, data, trainable, info, prof)
-            xtr, xte = _board_windows(model, data.train_x), _board_windows(model, data.test_x)
+            procedure = cfg.proc
+            if not procedure.is_plain and not client.supports_robust:
+                self.state.warn(
+                    f"the board speaks protocol v{client.proto}: no robust round (validation, best-epoch restore, "
+                    "gradient clipping) — the paper's plain round runs; update the board's firmware"
+                )
+                procedure = PLAIN
+            tr_idx, va_idx = validation_split(data.train_y, procedure.val_every)
+            if procedure.validates and not len(va_idx):
+                self.state.warn(
+                    f"too few training windows to hold out every {procedure.val_every}th one for validation: "
+                    "no validation, no best-epoch restore"
+                )
+            n_val = int(len(va_idx))
+            order = np.concatenate([tr_idx, va_idx])  # slot 0: training windows, then validation windows
+            xtr, xte = _board_windows(model, data.train_x[order]), _board_windows(model, data.test_x)
+            ytr = data.train_y[order]
             scale = _int16_scale(xtr, xte)
+            result["procedure"] = {**procedure.to_dict(), "label": procedure.label(), "n_val": n_val}
             client.upload_dataset(
                 xtr,
-                data.train_y,
+                ytr,
                 slot=0,
                 dtype=P.DType.I16,
                 scale=scale,
@@ -843,6 +875,7 @@ class RoundRunner:
                 warmup_lr=cfg.warmup_lr,
                 seed=cfg.seed,
                 layer_indices=layer_idx if mode == "mask" else (),
+                **procedure.wire(n_val),
             )
             anchor = 0.5 * (a0 + power[0].duration) if power else 0.0
             self.state.update(total_batches=int(rinfo.total_batches))
@@ -869,9 +902,11 @@ class RoundRunner:
             from estimator.core import time_per_sample_s
 
             tail_s = len(data.test_y) * float(time_per_sample_s(model.arch, frozenset(), prof, clock))
+            val_s = float(time_per_sample_s(model.arch, frozenset(), prof, clock))
             done_msg, rows = self._collect(
-                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress, tail_s=tail_s
-            )
+                client, rinfo, power, anchor, a0 - 0.01, tick_hz, predict, cancelled, progress, tail_s=tail_s,
+                val_pass=(n_val * val_s, n_val * val_s * float(prof.power_w(clock))),
+            )  # fmt: skip
             if done_msg is None:
                 raise _Cancel()
             result["round_done"] = {
@@ -883,6 +918,17 @@ class RoundRunner:
                 "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
                 "cycles": done_msg.cycles,
             }
+            vals = [r for r in rows if r.phase == "val"]
+            if vals:
+                best = [r for r in vals if r.best] if procedure.restore_best else []
+                kept = best[-1] if best else vals[-1]
+                result["validation"] = {
+                    "n_val": n_val,
+                    "passes": len(vals),
+                    "start": {"loss": vals[0].loss, "macro_f1": vals[0].macro_f1},
+                    "kept": {"loss": kept.loss, "macro_f1": kept.macro_f1, "epoch": kept.epoch},
+                    "best_epoch": int(done_msg.best_epoch),
+                }
             if done_msg.status != P.RoundStatus.DONE:
                 raise RoundError(
                     f"the board ended the round with status {P.RoundStatus(done_msg.status).name}"
@@ -916,11 +962,21 @@ class RoundRunner:
     ) -> LocalData:
         """Subsample the windows (evenly, keeping order) when they would not fit the board's SRAM next to
         the training buffers; the board stores int16 values plus one label byte per window."""
-        from estimator.memory import training_memory
+        from estimator.memory import robust_round_bytes, training_memory
 
         need = training_memory(model.arch, trainable).paper_bytes
         if self.config.warmup_epochs:
             need = max(need, training_memory(model.arch, resolve_trainable(model.arch, "last")).paper_bytes)
+        proc = self.config.proc
+        if not proc.is_plain:  # the best epoch's weights, the L2-SP anchor, the confusion counts
+            need += robust_round_bytes(
+                model.arch,
+                trainable,
+                bool(self.config.warmup_epochs),
+                validate=proc.validates,
+                restore_best=proc.restore_best and proc.validates,
+                l2sp=proc.l2sp > 0,
+            )
         budget = int(info.ram_total) - int(prof.firmware_reserve_bytes) - int(need) - 2048
         per = 2 * int(np.prod(model.arch.input_shape)) + 1
         n_tr, n_te = len(data.train_y), len(data.test_y)
@@ -955,6 +1011,7 @@ class RoundRunner:
         cancelled: Callable[[], bool],
         progress: Callable[..., None],
         tail_s: float = 0.0,
+        val_pass: tuple[float, float] | None = None,
     ) -> tuple[Any, list[BatchRow]]:
         """Batch reports until ROUND_DONE, attributing energy as the power stream covers each batch.  Progress
         is by batches done; the time left comes from the round plan (the estimator's time of each batch:
@@ -1017,11 +1074,23 @@ class RoundRunner:
                 self._store_row(row)
 
         while True:
-            ev = client.next_event((P.BatchReport, P.RoundDone), 0.1)
+            ev = client.next_event((P.BatchReport, P.ValReport, P.RoundDone), 0.1)
             now = time.monotonic()
             if ev is not None:
                 last_seen = now
-            if isinstance(ev, P.BatchReport):
+            if isinstance(ev, P.ValReport):  # a validation pass: a D7 interval of its own, not a batch
+                if round_start_tick is None:
+                    round_start_tick = int(ev.start_tick)
+                pt, pe = val_pass if val_pass else (None, None)
+                row = BatchRow(
+                    len(rows), "val", ev.epoch, 0, ev.n, float(ev.loss), int(ev.start_tick), int(ev.end_tick),
+                    int(ev.cycles), (ev.end_tick - ev.start_tick) / tick_hz, pt, pe,
+                    macro_f1=float(ev.macro_f1), best=bool(ev.best),
+                )  # fmt: skip
+                rows.append(row)
+                self.store.put_round_batch(rid, row.index, row.to_dict())
+                self.state.set_row(row)
+            elif isinstance(ev, P.BatchReport):
                 if round_start_tick is None:
                     round_start_tick = int(ev.start_tick)
                 pt, pe = predict(ev.phase, ev.n_samples)
@@ -1042,10 +1111,11 @@ class RoundRunner:
                 rows.append(row)
                 self.store.put_round_batch(rid, row.index, row.to_dict())
                 self.state.set_row(row)
-                f = batch_fraction(len(rows), total)
-                eta = round_eta(plan, len(rows), now - t_train, tail_s)
-                text = f"batch {len(rows)}/{total}, loss {ev.loss:.3f}"
-                self.state.update(fraction=f, text=text, batches_done=len(rows), eta_s=eta, eta_at=now)
+                nb = sum(1 for r in rows if r.phase != "val")
+                f = batch_fraction(nb, total)
+                eta = round_eta(plan, nb, now - t_train, tail_s)
+                text = f"batch {nb}/{total}, loss {ev.loss:.3f}"
+                self.state.update(fraction=f, text=text, batches_done=nb, eta_s=eta, eta_at=now)
                 progress(f, f"{text}, {eta_text(eta)}")
             elif isinstance(ev, P.RoundDone):
                 if round_start_tick is None:
@@ -1117,11 +1187,14 @@ def _int16_scale(*xs: np.ndarray) -> float:
 
 
 def _totals(rows: Sequence[BatchRow]) -> dict:
+    """Totals of a round: every D7 interval (batches and validation passes) counts toward its time and
+    energy; ``n_batches`` counts training batches only."""
     secs = [r.seconds for r in rows]
     energy = [r.energy_j for r in rows if r.energy_j is not None]
     dur = [r.t1 - r.t0 for r in rows if r.energy_j is not None and r.t0 is not None and r.t1 is not None]
     return {
-        "n_batches": len(rows),
+        "n_batches": sum(1 for r in rows if r.phase != "val"),
+        "val_passes": sum(1 for r in rows if r.phase == "val"),
         "seconds": float(sum(secs)),
         "energy_j": float(sum(energy)) if energy else None,
         "avg_power_w": float(sum(energy) / sum(dur)) if energy and sum(dur) > 0 else None,
@@ -1383,6 +1456,8 @@ def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | No
             continue
         clock = res["round_info"].get("sysclk_hz")
         for b in round_rows(store, r["id"]):
+            if b.phase == "val":  # a validation pass is inference, not a training batch
+                continue
             tr: Any = "last" if b.phase == "warmup" else list(c.get("trainable") or [])
             recs.append(
                 BatchRecord(

@@ -641,8 +641,9 @@ class TrainStart(Message):
         msg.validate()
         return msg
 
-    def _fixed_fields(self) -> list[dataclasses.Field]:  # type: ignore[override]
-        return list(dataclasses.fields(self))[:9]
+    @classmethod
+    def _fixed_fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))[:9]
 
 
 class ValFlags(enum.IntFlag):
@@ -1304,8 +1305,8 @@ def chunks(blob: bytes, size: int = MAX_PAYLOAD - 4) -> Iterable[tuple[int, byte
 # ------------------------------------------------------------------------------------------------
 def golden_vectors() -> list[tuple[str, int, Message, str]]:
     return [
-        ("hello", 1, Hello(), "0301010208074f444c310101040425d100"),
-        ("hello_rsp", 1, HelloRsp(flags=1), "0381010210064f444c31010103040101050140420f03bf6b00"),
+        ("hello", 1, Hello(), "0301010208074f444c3101020404758800"),
+        ("hello_rsp", 1, HelloRsp(flags=1), "0381010210064f444c31020103040101050140420f03206e00"),
         ("ping_with_zeros", 2, Ping(b"\x00\x01\x00\x02"), "03020202040102010402604000"),
         ("get_info", 3, GetInfo(), "030303010103026400"),
         ("sensor_config_26hz_4g", 4, SensorConfig(26000, 4), "03100402080390650102040101035eb900"),
@@ -1320,6 +1321,24 @@ def golden_vectors() -> list[tuple[str, int, Message, str]]:
             9,
             TrainStart(TrainMode.FULL, 1, 2, 32, 2, 0.01, 0.01, 42, 0),
             "034009021c01030102022002020a0ad7233c0ad7233c2a0101010101010101010103b54b00",
+        ),
+        (
+            "train_start_robust",
+            10,
+            TrainStart(TrainMode.FULL, 1, 20, 32, 2, 0.01, 0.01, 42, 0, 57, 5, 3, 1.0, 5.0, 0.0),
+            "03400a022c01030114022002020a0ad7233c0ad7233c2a0101010101010101010102390305030103803f0103a04001010103a66c00",
+        ),
+        (
+            "val_report",
+            13,
+            ValReport(3, 4, 57, 1, 0, 0.25, 0.9375, 7_900_000, 8_100_000, 1_600_000),
+            "03f60d02280203020402390201010103803e0106703f608b780101010104a0987b0101010101036a180101010103fd4200",
+        ),
+        (
+            "round_done_best_epoch",
+            14,
+            RoundDone(3, 0, 0, 7, 4, 63, 0.125, 0.96875, 1_000_000, 9_000_000, 64_000_000),
+            "03f20e022c0203010102070204023f0101010101023e0106783f40420f010101010440548901010101010490d0030101010340f600",
         ),
         (
             "batch_report",
