@@ -26,8 +26,12 @@ class PriorError(ValueError):
 
 
 def build_prior(
-    results_dir: str | Path, datasets: Sequence[str] = ("wisdm2019", "hapt"), pers_seeds: Sequence[int] = (0,)
+    results_dir: str | Path,
+    datasets: Sequence[str] = ("wisdm2019", "hapt"),
+    pers_seeds: Sequence[int] = (0,),
+    base: loso.LosoConfig | None = None,
 ) -> dict:
+    """The table from the rows of ``base`` (default: ``odlstudio loso``'s defaults) for each dataset."""
     results_dir = Path(results_dir)
     out: dict = {
         "schema": SCHEMA,
@@ -38,8 +42,8 @@ def build_prior(
         + f" --datasets {','.join(datasets)} --pers-seeds {','.join(map(str, pers_seeds))}",
         "generated_at": time.strftime("%Y-%m-%d"),
         "pers_seeds": list(map(int, pers_seeds)),
-        "procedure": loso.ROBUST.to_dict(),
-        "procedure_label": "robust round",
+        "procedure": (base or loso.LosoConfig()).procedure.to_dict(),
+        "procedure_label": (base or loso.LosoConfig()).procedure.label().split(":")[0] + " round",
         "datasets": {},
     }
     missing = []
@@ -49,7 +53,7 @@ def build_prior(
         per: dict[tuple, list[float]] = {}
         settings = None
         for s in pers_seeds:
-            cfg = replace(loso.LosoConfig(dataset=name), pers_seed=int(s))
+            cfg = replace(base or loso.LosoConfig(), dataset=name, pers_seed=int(s))
             settings = settings or cfg.settings()
             for r in loso.read_rows(loso.results_path(results_dir, name), cfg.settings_hash()):
                 per.setdefault((r["mode"], int(r["T"]), str(r["subject"])), []).append(float(r["macro_f1"]))
