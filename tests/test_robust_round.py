@@ -118,6 +118,7 @@ def test_early_stopping_and_best_by_f1_then_loss():
     # the model holds the best pass's weights
     loss_now, f1_now = m.val_scores(xv, m.targets(yv, len(yv)))
     assert loss_now == pytest.approx(lo[k], rel=1e-6) and f1_now == f1[k]
+    assert loss_now == pytest.approx(m.loss(xv, yv), rel=1e-5)  # the mean cross-entropy, as evaluate's
 
 
 def test_macro_f1_f32_is_sklearns_over_present_classes():
