@@ -159,15 +159,15 @@ class LosoPrior:
 
 
 def accuracy_prior_path():
-    """``assets/accuracy_prior.json`` (made by ``odlstudio accuracy-prior``)."""
+    """``assets/accuracy_prior.json`` (made by ``odlstudio accuracy-prior``): under ``$ODL_ASSETS`` when set,
+    else the assets folder beside this package (the repository's, or the frozen bundle's — the same rule as
+    ``app.core.paths.assets_dir``, which the estimator must not import)."""
+    import os  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    try:
-        from app.core.paths import asset_path  # noqa: PLC0415 - the app's assets folder (frozen or not)
-
-        return Path(asset_path("accuracy_prior.json"))
-    except ImportError:  # pragma: no cover - estimator used without the app
-        return Path(__file__).resolve().parents[1] / "assets" / "accuracy_prior.json"
+    env = os.environ.get("ODL_ASSETS")
+    base = Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "assets"
+    return base / "accuracy_prior.json"
 
 
 def load_accuracy_prior(path=None) -> dict | None:

@@ -86,7 +86,7 @@ def prior_name() -> str:
     if isinstance(acc, LosoPrior):
         ds = acc.table["datasets"][acc.dataset]
         return f"LOSO measurements ({DATASET_NAMES.get(acc.dataset, acc.dataset)}, {ds.get('subjects')} users)"
-    return "the paper's Table II prior"
+    return "Table II prior (the paper)"
 
 
 def f1_interval(f1: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -58,6 +58,7 @@ from app.ui.panels.base import Panel
 
 SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
+VAL_COLOR = "#7c3aed"  # a validation pass of the robust round (a D7 interval, no update)
 PLOT_TEXT = "#111827"  # titles and axis text on the white plot background
 MODE_ITEMS = (
     ("TL (last two Dense)", "tl"),
@@ -599,7 +600,8 @@ class TrainingPanel(Panel):
         self._view_rows = list(rows)
         n = len(rows)
         x = np.arange(n, dtype=float)
-        self.loss_curve.setData(x, [r.loss for r in rows])
+        tr = [i for i, r in enumerate(rows) if r.phase != "val"]  # the training loss, not the validation one
+        self.loss_curve.setData(x[tr], [rows[i].loss for i in tr])
         vals = {
             "time": ([r.seconds for r in rows], [r.pred_seconds for r in rows]),
             "power": (
@@ -613,7 +615,7 @@ class TrainingPanel(Panel):
         }
         brushes = []
         for r in rows:
-            c = QColor(SOURCE_COLORS.get(r.source, "#cbd5e1"))
+            c = QColor(VAL_COLOR if r.phase == "val" else SOURCE_COLORS.get(r.source, "#cbd5e1"))
             if r.phase == "warmup":
                 c.setAlpha(WARMUP_ALPHA)
             brushes.append(QBrush(c))
@@ -635,7 +637,9 @@ class TrainingPanel(Panel):
             parts.append(f"<b>After</b>: accuracy {after['accuracy']:.3f}, macro-F1 {after['macro_f1']:.3f}")
         if rows:
             e = [r.energy_j for r in rows if r.energy_j is not None]
-            txt = f"{n} batches, {sum(r.seconds for r in rows):.2f} s on the board"
+            nv = n - len(tr)
+            txt = f"{len(tr)} batches" + (f" + {nv} validation passes" if nv else "")
+            txt += f", {sum(r.seconds for r in rows):.2f} s on the board"
             if e:
                 txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
             parts.append(txt)
@@ -648,7 +652,10 @@ class TrainingPanel(Panel):
                     ("none", "not measured"),
                 )
             )
-            parts.append(f"bars: {legend}; lighter = warm-up; dashes = estimator")
+            parts.append(
+                f"bars: {legend}; lighter = warm-up; dashes = estimator"
+                + (f"; <span style='color:{VAL_COLOR}'>■</span> validation pass" if nv else "")
+            )
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
 
     def _fill_matrix(self, table: QTableWidget, m, classes) -> None:
