@@ -34,7 +34,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from estimator.arch import Arch, paper_cnn
-from estimator.core import estimate, mode_label
+from estimator.core import estimate, mode_label, time_per_sample_s
+from estimator.memory import robust_round_bytes
 from estimator.profiles import DeviceProfile, get_profile
 
 # Table II of the paper (F1 scores), by input size.
@@ -269,6 +270,7 @@ def recommend(
     dataset_in_ram: bool = False,
     accuracy_tolerance: float = 0.002,
     allow_full_on_battery: bool = False,
+    robust: bool = False,
 ) -> Recommendation:
     """Best (input size, trainable set, epochs) within the budgets (time and energy are per round).
 
@@ -277,6 +279,9 @@ def recommend(
     ``ram_kib``/``reserve_kib``: defaults from the profile (320 KiB RAM, 24 KiB firmware reserve).
     ``accounting``: ``'paper'``, ``'peak'`` or ``'firmware'`` (the ODL firmware's arena plan) memory
     figure against the RAM budget.
+    ``robust``: cost the robust round (issue 17): every 10th window validates instead of training, a
+    validation pass (forward only) before the round and after every epoch, and the board's extra RAM
+    (the best epoch's weights, the confusion counts: ``estimator.memory.robust_round_bytes``).
     """
     p = get_profile(profile)
     if power_source not in POWER_SOURCES:
@@ -311,10 +316,17 @@ def recommend(
         a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))  # type: ignore[union-attr]
         nw = n_windows(int(T)) if callable(n_windows) else n_windows
         nw_eff = int(batch_size) if nw is None else int(nw)
+        n_val = nw_eff // 10 if robust and nw is not None else 0
         for mode in modes:
-            est = estimate(a, mode, batch_size, p, n_windows=nw_eff, epochs=1, dataset_in_ram=dataset_in_ram)
+            est = estimate(a, mode, batch_size, p, n_windows=nw_eff - n_val, epochs=1, dataset_in_ram=dataset_in_ram)
             label = mode_label(a, mode)
             mem = est.memory_for(accounting)
+            t_val = e_val = extra_kib = 0.0
+            if robust:
+                extra_kib = robust_round_bytes(a, mode, False, validate=True, restore_best=True) / 1024
+                mem += extra_kib
+                t_val = n_val * time_per_sample_s(a, frozenset(), p, est.clock_hz)  # one validation pass
+                e_val = t_val * est.power_w
             ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
             ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included
             for e in epochs:
@@ -326,15 +338,17 @@ def recommend(
                     "n_windows": nw_eff,
                     "params": est.params,
                     "trainable_params": est.trainable_params,
-                    "memory_kib": est.memory_kib,
-                    "memory_peak_kib": est.memory_peak_kib,
-                    "memory_firmware_kib": est.memory_firmware_kib,
+                    "memory_kib": est.memory_kib + extra_kib,
+                    "memory_peak_kib": est.memory_peak_kib + extra_kib,
+                    "memory_firmware_kib": est.memory_firmware_kib + extra_kib,
                     "ram_needed_kib": ram_needed,
                     "time_per_batch_s": est.time_per_batch_s,
-                    "time_per_round_s": e * (est.time_per_epoch_s or 0.0),
+                    "time_per_round_s": e * (est.time_per_epoch_s or 0.0) + (e + 1) * t_val,
                     "power_mw": est.power_w * 1e3,
                     "energy_per_batch_mj": est.energy_per_batch_j * 1e3,
-                    "energy_per_round_mj": e * (est.energy_per_epoch_j or 0.0) * 1e3,
+                    "energy_per_round_mj": (e * (est.energy_per_epoch_j or 0.0) + (e + 1) * e_val) * 1e3,
+                    "procedure": "robust" if robust else "plain",
+                    "n_val": n_val,
                     "accuracy": f1,
                     "accuracy_source": src,
                 }

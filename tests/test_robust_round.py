@@ -271,3 +271,27 @@ def test_a_v1_board_gets_no_extension_request(board):
     assert c.proto == 1 and not c.supports_robust
     with pytest.raises(ValueError, match="protocol v1: robust rounds"):
         c.train("full", epochs=1, n_val=4)
+
+
+def test_the_recommender_costs_the_robust_round():
+    """The app recommends robust rounds: every 10th window validates instead of training, a forward pass over
+    them before the round and after every epoch, and the board's extra RAM."""
+    from estimator.core import estimate, time_per_sample_s
+
+    kw = dict(n_windows=300, input_sizes=(20,), modes=("full",), epochs=(5,), power_source="charging")
+    plain, rob = recommend_rows(**kw), recommend_rows(robust=True, **kw)
+    a = paper_cnn(20)
+    t_fwd = time_per_sample_s(a, frozenset(), "paper")
+    est = estimate(a, "full", 32, "paper", n_windows=270)
+    assert rob["n_val"] == 30 and plain["n_val"] == 0
+    assert rob["time_per_round_s"] == pytest.approx(5 * est.time_per_epoch_s + 6 * 30 * t_fwd, rel=1e-9)
+    assert rob["energy_per_round_mj"] == pytest.approx(rob["time_per_round_s"] * est.power_w * 1e3, rel=1e-9)
+    extra = robust_round_bytes(a, "full", validate=True, restore_best=True) / 1024
+    assert rob["ram_needed_kib"] - plain["ram_needed_kib"] == pytest.approx(extra)
+    assert rob["memory_firmware_kib"] - plain["memory_firmware_kib"] == pytest.approx(extra)
+
+
+def recommend_rows(**kw) -> dict:
+    from estimator.recommend import recommend
+
+    return recommend(**kw).table[0]

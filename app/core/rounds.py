@@ -1559,6 +1559,7 @@ class EstimatorInputs:
             power_source=self.power_source,
             accounting=self.accounting,
             accuracy=accuracy,
+            robust=True,  # the app's rounds are robust rounds (issue 17): cost their validation and RAM
         )
 
 
