@@ -635,6 +635,18 @@ class TrainingPanel(Panel):
             parts.append(f"<b>Before</b>: accuracy {before['accuracy']:.3f}, macro-F1 {before['macro_f1']:.3f}")
         if after:
             parts.append(f"<b>After</b>: accuracy {after['accuracy']:.3f}, macro-F1 {after['macro_f1']:.3f}")
+        v = (result or {}).get("validation") if isinstance(result, dict) else None
+        if v:
+            kept = v["kept"]
+            parts.append(
+                f"<b>Validation</b> ({v['n_val']} held-out windows): kept epoch {kept['epoch']} "
+                f"(macro-F1 {kept['macro_f1']:.3f}; the general model {v['start']['macro_f1']:.3f})"
+                + (
+                    " — personalization did not beat the general model: its weights were kept"
+                    if kept["epoch"] == 0
+                    else ""
+                )
+            )
         if rows:
             e = [r.energy_j for r in rows if r.energy_j is not None]
             nv = n - len(tr)
