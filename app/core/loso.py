@@ -10,9 +10,10 @@ For every test subject *s* and input size *T*:
 2. Split the test subject's data chronologically per activity into a local training set (first
    ``train_fraction``, windows of T with stride T/2) and a test set (the rest, stride T).
 3. Evaluate the general model on the test set (**none**), then personalize a copy of it on the local
-   training set with the paper's recipe — ``warmup_epochs`` epochs on the last Dense layer, then
-   ``epochs`` epochs of **tl** (last two Dense layers) or **full** (every layer), SGD, lr 0.01, batch
-   32 — and evaluate again.  Macro-F1 is scikit-learn's ``f1_score(average='macro')`` over the classes
+   training set — ``warmup_epochs`` epochs on the last Dense layer, then ``epochs`` epochs of **tl**
+   (last two Dense layers) or **full** (every layer), SGD, lr 0.01, batch 32, with ``cfg.procedure``
+   (default the robust round of :mod:`app.core.procedure`; ``PLAIN`` is the paper's recipe) — and
+   evaluate again; **auto** is the mode the app would keep, chosen per subject on the validation windows.  Macro-F1 is scikit-learn's ``f1_score(average='macro')`` over the classes
    present in the labels or the predictions.
 
 Everything runs on the host training engine (:mod:`device.engine`, numpy, no TensorFlow, no serial),

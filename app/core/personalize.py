@@ -17,6 +17,11 @@ Workflow (:func:`personalize`):
    weights (CRC-checked) and evaluate them on the host (engine) on the test windows.  ``none`` is the
    general model on the same test windows.  If the board refuses the round for lack of SRAM, the
    training set is reduced (class-stratified, deterministic) to what it says fits, and the report says so.
+   By default the round is the robust round (``cfg.procedure``, :mod:`app.core.procedure`, issue 17): every
+   10th training window of each class is uploaded after the others as a validation window, the board
+   validates before the round and after every epoch (VAL_REPORT), keeps the best epoch and clips the
+   gradient norm; the report recommends the mode best on validation (none, tl or full).  A protocol-v1
+   board gets the plain round, with a warning.
 4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V·Σ I/f over the LPM01A
    samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
    every batch end).  If the edges cannot be matched (marker off, events lost), the batches are
