@@ -150,7 +150,7 @@ class LosoPrior:
         ds = self.table["datasets"][self.dataset]
         proc = self.table.get("procedure_label", "")
         return f1, (
-            f"measured LOSO ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp.get('n'))} users"
+            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp.get('n'))} users"
             f"{', ' + proc if proc else ''}): ± {sp.get('std', float('nan')):.3f} over users, worst "
             f"{sp.get('min', float('nan')):.3f}"
         )
@@ -338,9 +338,10 @@ def recommend(
                     "n_windows": nw_eff,
                     "params": est.params,
                     "trainable_params": est.trainable_params,
-                    "memory_kib": est.memory_kib + extra_kib,
-                    "memory_peak_kib": est.memory_peak_kib + extra_kib,
-                    "memory_firmware_kib": est.memory_firmware_kib + extra_kib,
+                    "memory_kib": est.memory_kib,
+                    "memory_peak_kib": est.memory_peak_kib,
+                    "memory_firmware_kib": est.memory_firmware_kib,
+                    "robust_extra_kib": extra_kib,  # in ram_needed_kib, not in the Table III figures
                     "ram_needed_kib": ram_needed,
                     "time_per_batch_s": est.time_per_batch_s,
                     "time_per_round_s": e * (est.time_per_epoch_s or 0.0) + (e + 1) * t_val,
@@ -353,7 +354,7 @@ def recommend(
                     "accuracy_source": src,
                 }
                 sp = spread_of(int(T), label) if spread_of is not None and not src.startswith("measured (") else None
-                if sp is not None and src.startswith("measured LOSO"):
+                if sp is not None and src.startswith("LOSO prior"):
                     row.update(accuracy_std=sp["std"], accuracy_min=sp["min"], accuracy_n=sp["n"])
                 v = []
                 if power_source == "battery" and label == "full" and not allow_full_on_battery:
@@ -430,7 +431,7 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
 def _src(row: Mapping) -> str:
     """Where a predicted F1 comes from, for the one-sentence reason."""
     src = str(row.get("accuracy_source", ""))
-    if src.startswith("measured LOSO"):
+    if src.startswith("LOSO prior"):
         return f" ± {row.get('accuracy_std', float('nan')):.3f}, {src.split(':')[0]}"
     if src.startswith("measured"):
         return ", measured on your windows"

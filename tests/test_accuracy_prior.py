@@ -43,15 +43,15 @@ def test_prior_table_summarises_the_loso_rows_and_the_recommender_uses_it(loso_r
     # many epochs: the measured mean; T between measured sizes: interpolated
     f1, src = prior.lookup(20, "full", 1000)
     assert f1 == pytest.approx(d["modes"]["full"]["20"]["mean"], abs=1e-6)
-    assert src.startswith("measured LOSO (WISDM-2019, 3 users") and "over users" in src
+    assert src.startswith("LOSO prior (WISDM-2019, 3 users") and "over users" in src
     mid = prior(30, "tl", 1000)
     assert mid == pytest.approx((d["modes"]["tl"]["20"]["mean"] + d["modes"]["tl"]["40"]["mean"]) / 2, abs=1e-6)
     rec = recommend(input_sizes=(20, 40), epochs=(5,), accuracy=prior, power_source="charging")
     for r in rec.table:
-        assert r["accuracy_source"].startswith("measured LOSO")
+        assert r["accuracy_source"].startswith("LOSO prior")
         want = d["modes"]["full" if r["mode"] == "full" else "tl"][str(r["input_size"])]
         assert r["accuracy_std"] == pytest.approx(want["std"], abs=1e-6) and r["accuracy_n"] == 3
-    assert "measured LOSO (WISDM-2019, 3 users" in rec.reason and " ± " in rec.reason  # the reason names the source
+    assert "LOSO prior (WISDM-2019, 3 users" in rec.reason and " ± " in rec.reason  # the reason names the source
     # a dataset the table lacks: the paper's Table II, and it says so
     other = LosoPrior(loaded, "hapt")
     v, src = other.lookup(20, "full", 5)

@@ -124,6 +124,8 @@ def test_memory_accounting_choice_drives_fit_and_plot(qtbot, offline_ctx):
         if accounting == "firmware":
             full = [i for i in panel.mem_plot.listDataItems() if i.name().startswith("FULL")][0]
             xs, ys = full.getData()
-            assert ys[list(xs).index(100)] == pytest.approx(row["memory_firmware_kib"] + reserve)
+            assert ys[list(xs).index(100)] == pytest.approx(
+                row["memory_firmware_kib"] + row["robust_extra_kib"] + reserve
+            )
             assert row["memory_firmware_kib"] < row["memory_kib"]
     assert offline_ctx.settings.get("estimator.accounting") == "peak"

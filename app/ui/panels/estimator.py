@@ -85,7 +85,7 @@ def prior_name() -> str:
     acc = default_accuracy()
     if isinstance(acc, LosoPrior):
         ds = acc.table["datasets"][acc.dataset]
-        return f"LOSO measurements ({DATASET_NAMES.get(acc.dataset, acc.dataset)}, {ds.get('subjects')} users)"
+        return f"LOSO prior ({DATASET_NAMES.get(acc.dataset, acc.dataset)}, {ds.get('subjects')} users, measured)"
     return "Table II prior (the paper)"
 
 
@@ -821,7 +821,7 @@ class EstimatorPanel(Panel):
             pen = pg.mkPen(MODE_COLORS[mode], width=2)
             self.mem_plot.plot(
                 xs,
-                [r[key] + d.reserve_kib for r in rs],
+                [r[key] + r.get("robust_extra_kib", 0.0) + d.reserve_kib for r in rs],  # what a robust round needs
                 pen=pen,
                 symbol="o",
                 symbolBrush=MODE_COLORS[mode],
