@@ -64,9 +64,17 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
     assert other.settings_hash() != cfg.settings_hash()
     r3 = run_loso(other, tmp_path, jobs=1, progress=False)
     assert r3.tasks_run == 1 and {r["mode"] for r in r3.rows} == {"none"}
-    # the general model was pretrained under other settings too (the hash covers pretraining) -> 4 caches
+    # personalization settings do not change the general model: its cache is keyed by the pretraining
+    # settings alone (issue 17: ablations over personalization options reuse it) ...
+    assert r3.rows[0]["pretrain"].get("cached") is True
+    assert len(list((tmp_path / "models").glob("*.npz"))) == 3
+    # ... a pretraining setting does
+    r4 = run_loso(
+        cfg_for(tiny_wisdm, pretrain_epochs=1, modes=("none",), subjects=("1604",)), tmp_path, jobs=1, progress=False
+    )
+    assert r4.tasks_run == 1 and not r4.rows[0]["pretrain"].get("cached")
     assert len(list((tmp_path / "models").glob("*.npz"))) == 4
-    assert len(read_rows(loso.results_path(tmp_path, "wisdm2019"))) == 10
+    assert len(read_rows(loso.results_path(tmp_path, "wisdm2019"))) == 3 * 4 + 1 + 1
 
 
 def test_pretraining_cache_reproduces_results(tiny_wisdm, tmp_path):

@@ -182,7 +182,7 @@ def test_train_start_is_28_bytes_unless_an_extension_field_is_set():
     raw = v2.pack()
     assert len(raw) == 44 and raw[:28] == v1.pack()
     back = P.TrainStart.unpack(raw)
-    assert (back.n_val, back.patience, back.val_flags, back.clip_norm) == (12, 5, 3, 5.0)
+    assert (back.n_val, back.patience, back.val_flags, back.clip_norm) == (12, 0, 3, 5.0)
     with pytest.raises(P.ProtocolError, match="expected 28 or 44"):
         P.TrainStart.unpack(raw[:30])
     with pytest.raises(P.ProtocolError, match="extension field is out of range"):

@@ -24,7 +24,7 @@ def add_procedure_args(p: argparse.ArgumentParser) -> None:
         "--patience",
         type=int_range(0, 255),
         default=None,
-        help="early stopping after k epochs without a better validation pass (robust: 5; 0 = off)",
+        help="early stopping after k epochs without a better validation pass (default 0 = off)",
     )
     g.add_argument("--no-restore", action="store_true", help="keep the last epoch's weights, not the best one's")
     g.add_argument(
