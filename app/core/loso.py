@@ -433,6 +433,9 @@ def run_task(
             val_scores.setdefault("none", info["val_start"])
             val_scores[mode] = info["val_kept"]
             extra = {k: info[k] for k in ("n_val", "best_epoch", "epochs_run", "early_stopped") if k in info}
+            for k in ("val_start", "val_kept"):  # (loss, macro-F1) on the validation windows: what Auto compares
+                if info.get(k) is not None:
+                    extra[k] = [round(float(v), 6) for v in info[k]]
         f1_of[mode] = score(model, loc_te.x, loc_te.y)
         if mode not in want:
             continue
