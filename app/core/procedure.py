@@ -10,7 +10,7 @@ docs/results.md has the measurements.
 Defaults (:data:`ROBUST`): every 10th training window per class is a validation window, validated before the
 round and after every epoch, best = higher macro-F1 then lower loss, the best weights restored at the end,
 gradient-norm clipping at 5, no early stopping (``patience`` is supported, but the LOSO ablation showed that
-stopping after 5 epochs without a better pass saved 13-25 % of the epochs and cost up to 0.013 mean F1).  :data:`PLAIN` is the
+stopping after 5 epochs without a better pass saved 9-25 % of the epochs and cost up to 0.013 mean F1).  :data:`PLAIN` is the
 paper's recipe (no validation, plain SGD) — what a protocol-v1 board runs.
 """
 
