@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test clean assets package firmware firmware-for-tests mutation
+.PHONY: run test lint clean assets package firmware firmware-for-tests mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ run: $(STAMP)
 	$(PY) packaging/check_qt_libs.py
 	$(VENV)/bin/odlstudio
 
-test: $(STAMP) firmware-for-tests
+test: $(STAMP) lint firmware-for-tests
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# Lint, format and type checks (configured in pyproject.toml; ruff and mypy pinned in the test extra).  Any
+# finding fails it, and so `make test` and CI.  `ruff format .` and `ruff check --fix .` repair most of them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 # The ODL firmware (firmware/Makefile): every target, warnings as errors, flash/RAM use printed.
 # Needs gcc-arm-none-eabi and libnewlib-arm-none-eabi (the QEMU board also needs qemu-system-arm).

@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from estimator.arch import paper_cnn  # noqa: E402
 from device.engine import Model  # noqa: E402
 from device.engine.keras_ref import to_keras  # noqa: E402
+from estimator.arch import paper_cnn  # noqa: E402
 
 BATCH = 32
 LR = 1e-3

@@ -77,9 +77,8 @@ def main() -> int:
     if args.frames < 10:
         ap.error("--frames must be >= 10")
 
-    from PySide6.QtWidgets import QApplication
-
     import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
 
     from app.core.context import AppContext
     from app.ui.app import build_window
@@ -89,13 +88,13 @@ def main() -> int:
     dm = ctx.devices
     # 1 h of history, at the real rates, before the live data (synthetic: 300 uA idle + 3 mA bursts)
     t = time.perf_counter()
-    ps = dm._ensure_power_stream(100_000, 3.3)  # noqa: SLF001
+    ps = dm.ensure_power_stream(100_000, 3.3)
     rng = np.random.default_rng(0)
     block = np.full(1_000_000, 300e-6, np.float32)
     block[::50_000] = 3e-3
     for _ in range(int(args.history_s * 100_000 // len(block))):
         ps.append(block + rng.normal(0, 2e-6, len(block)).astype(np.float32))
-    acc = dm._ensure_accel_stream(52.0)  # noqa: SLF001
+    acc = dm.ensure_accel_stream(52.0)
     acc.append(rng.normal(0, 3, (int(args.history_s * 52), 3)).astype(np.float32))
     fill_s = time.perf_counter() - t
     win = build_window(ctx)

@@ -61,14 +61,14 @@ TARGETS: dict[str, Target] = {
     # (test_every_split_offset_gives_identical_results decodes a session at ~7,000 splits: slow when traced)
     "lpm01a_decode": Target("device/lpm01a/decode.py", ("*",), ("tests/test_lpm01a_decode.py", "-k", "not fuzz"), 120),
     "energy_rounds": Target(
-        "app/core/rounds.py",
-        ("align_batches", "attribute_energy", "_with_energy", "_alignment_warnings"),
+        "app/core/energy.py",
+        ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),
         ("tests/test_rounds.py", "-k", "align or attribute"),
     ),
     "energy_personalize": Target(
         "app/core/personalize.py",
-        ("match_edges", "batch_energy", "measure_batches"),
-        ("tests/test_personalize.py", "-k", "match_edges or batch_energy or measure_batches"),
+        ("batch_summary",),
+        ("tests/test_personalize.py", "-k", "batch_summary"),
     ),
     "estimator_memory": Target("estimator/memory.py", ("*",), ("tests/test_estimator.py",)),
     "estimator_time": Target(

@@ -7,7 +7,10 @@ It prints the change in ``sys.getrefcount(None)`` every 250 frames (falling = th
 The test suite keeps the same loop (plus the app's own live plot) in tests/test_redraw_soak.py.
 """
 
-import sys, numpy as np, pyqtgraph as pg
+import sys
+
+import numpy as np
+import pyqtgraph as pg
 from PySide6.QtWidgets import QApplication
 
 app = QApplication([])

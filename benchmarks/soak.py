@@ -268,9 +268,9 @@ class Soak:
         self.round_thread.start()
 
     def _after_round(self) -> None:
-        from app.core.devices import DeviceState
-
         import numpy as np
+
+        from app.core.devices import DeviceState
 
         self.round_thread = None
         self.dm.set_streaming(self.board, True)

@@ -433,9 +433,9 @@ class SerialEndpoint:
         busy = getattr(self.device, "busy", True)
         timeout = self.tick_s if (busy or self._unplugged_until is not None) else IDLE_TICK_S
         try:
-            r, w, _ = select.select(rlist, wlist, [], timeout)
+            r, _w, _ = select.select(rlist, wlist, [], timeout)
         except (OSError, ValueError):
-            r, w = [], []
+            r = []
         if self._wake_r in r:
             try:
                 while self._wake_r.recv(4096):

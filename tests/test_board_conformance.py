@@ -87,13 +87,13 @@ def raw_exchange(url: str, data: bytes, wait_s: float = 1.0) -> list[tuple[int, 
 def test_version_handshake_and_bad_version(board):
     c = board.client
     rsp = c.hello()
-    # the host offers v1..v2; a board answers the highest it speaks (the ODL firmware: 1 until it runs the
-    # robust round of protocol v2; the emulator: 2)
-    assert rsp.proto in (1, 2) and rsp.flags & 1 and rsp.tick_hz == 1_000_000 and rsp.max_payload == 1024
-    assert c.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp).proto == 1  # every board serves a v1 host
+    # the host offers v1..v2; both boards speak v2 (the robust round of issue 17) and answer the highest common
+    assert rsp.proto == 2 and rsp.flags & 1 and rsp.tick_hz == 1_000_000 and rsp.max_payload == 1024
+    assert c.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp).proto == 1  # a v1 host is served in v1
     with pytest.raises(NucleoError, match="BAD_VERSION on HELLO") as exc:
-        c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)
-    assert exc.value.error.arg0 == rsp.proto
+        c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)  # newer than either board
+    # the board names the highest version it speaks
+    assert exc.value.error.arg0 == 2
     info = c.info()
     assert info.dev_id == 0x461 and info.ram_total == 327_680 and info.sensor_whoami == 0x6C
     assert info.board == "NUCLEO-L496ZG" and info.mcu == "STM32L496ZG" and info.sensor == "LSM6DSO"

@@ -90,6 +90,11 @@ CASES = [
     (["personalize", "--data", "{d}/nothing.txt"], "nothing.txt"),
     (["loso", "--dataset", "hapt", "--jobs", "0"], "argument --jobs"),
     (["loso", "--dataset", "hapt", "--results", "{d}/a_file"], "--results {d}/a_file: is an existing file"),
+    (["loso", "--dataset", "hapt", "--executor", "dask"], "argument --executor"),
+    (["sweep", "{d}/junk.bin"], "junk.bin: not a text (UTF-8) file"),
+    (["sweep", "{d}/a_file"], "a_file: not valid TOML"),
+    (["sweep", "{d}/none.toml"], "none.toml: no such spec file"),
+    (["sweep", "{d}/none.toml", "--jobs", "0"], "argument --jobs"),
     (["make-assets", "--seed", "-1"], "argument --seed"),
     (["make-assets", "--shared", "{d}/missing", "--out", "{d}/assets", "--skip-models"], "missing"),
     (["smoke", "--seconds", "nan"], "--seconds"),
@@ -283,3 +288,25 @@ def test_personalize_results_kept_when_the_disk_fills_during_training(files):
         import shutil
 
         shutil.rmtree(kept, ignore_errors=True)
+
+
+# --- make-assets: an unwritable --out is a clear message, not a traceback ----------------------------
+def test_make_assets_unwritable_out_is_a_clear_error(shared_dir: Path, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    from app.cli import main
+
+    code = main(["make-assets", "--shared", str(shared_dir), "--out", str(blocker / "assets"), "--skip-models"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "odlstudio make-assets:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,msg", [(["--sample-seconds", "0"], "--sample-seconds"), (["--epochs", "0"], "--epochs")])
+def test_make_assets_rejects_nonsense_numbers(tmp_path: Path, capsys, args: list[str], msg: str) -> None:
+    from app.cli import main
+
+    code = main(["make-assets", "--out", str(tmp_path / "a"), "--skip-models", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and msg in err
+    assert not (tmp_path / "a").exists()  # nothing written for a refused command

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimator.arch import OP_TYPES, Arch, ArchError, Layer, paper_cnn
 from device.engine import (
     Model,
     TrainConfig,
@@ -23,6 +22,7 @@ from device.engine import (
     train,
 )
 from device.engine.weights import fold_conv_bn, unfold_conv_bn
+from estimator.arch import OP_TYPES, Arch, ArchError, Layer, paper_cnn
 
 # --- architectures shared with test_engine_tf ---------------------------------------------------
 

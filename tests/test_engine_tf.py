@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimator.arch import Arch, Layer, paper_cnn
 from device.engine import Model, TrainConfig, train
 from device.engine.keras_ref import keras_weights, to_keras
+from estimator.arch import Arch, Layer, paper_cnn
 
 from .test_engine_core import data, gmp_arch, ign_arch, random_bn
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# The engine is part of the project: a broken import must fail this cross-check, not skip it.
+from device.engine import Model
 from estimator import count_ops
 from estimator.arch import OP_TYPES, paper_cnn
 from tests.test_estimator import gmp, ign
-
-# The engine is part of the project: a broken import must fail this cross-check, not skip it.
-from device.engine import Model
 
 B = 8
 ARCHS = {

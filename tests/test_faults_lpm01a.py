@@ -15,6 +15,7 @@ import pytest
 from app.cli import build_parser
 from app.commands import power as power_cmd
 from device.bench import VirtualBench
+from device.engine.model import Model
 from device.lpm01a.capture import Capture
 from device.lpm01a.driver import (
     BufferOverflow,
@@ -27,7 +28,6 @@ from device.lpm01a.driver import (
 )
 from device.lpm01a.recorder import read_capture
 from device.nucleo.client import NucleoClient
-from device.engine.model import Model
 from estimator.arch import paper_cnn
 from tests.faultkit import apply_byte_fault
 

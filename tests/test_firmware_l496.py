@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -399,3 +400,14 @@ def test_nucleo_image_fits_and_has_the_qemu_arena(nucleo_build):
     assert sr.arena(text) == qemu_arena == 320 * 1024 - 24 * 1024
     assert sym["cm4_noinit"] == 0x2000_0000  # the fault record first, in SRAM1
     assert sym["__stack_top"] <= 0x2000_0000 + 320 * 1024
+    # the size report's Table III statement: every paper-CNN round fits in this arena, and the check can fail
+    lines, ok = sr.table_iii(sr.arena(text))
+    assert ok and len(lines) == 11 and "144,808" in "\n".join(lines)  # Full T=100, the firmware's own mem_bytes
+    assert sr.table_iii(140_000)[1] is False
+    r = subprocess.run(
+        [sys.executable, str(spec.origin), str(elf)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "Table III rounds in the 303,104-byte arena (all fit)" in r.stdout, r.stdout

@@ -113,11 +113,15 @@ def test_the_built_nucleo_image_identifies_itself():
 # --------------------------------------------------------------------------------------------------
 # the ST-LINK drive
 # --------------------------------------------------------------------------------------------------
-def make_drive(root: Path, name: str = "NODE_L496ZG") -> Path:
-    d = root / name
-    d.mkdir(parents=True)
-    (d / "MBED.HTM").write_text('<meta http-equiv="refresh" content="0; URL=http://mbed.org/device/?code=0721"/>')
-    (d / "DETAILS.TXT").write_text("Version: 0221\nBuild:   Jan 25 2016 16:04:22\n")
+def make_drive(root: Path, name: str = "NODE_L496ZG", fail: bool = False) -> Path:
+    """Mount a drive: like a USB drive it appears with all its files at once (built aside, then renamed)."""
+    d, staging = root / name, root / f".staging-{name}"
+    staging.mkdir(parents=True)
+    (staging / "MBED.HTM").write_text('<meta http-equiv="refresh" content="0; URL=http://mbed.org/device/?code=0721"/>')
+    (staging / "DETAILS.TXT").write_text("Version: 0221\nBuild:   Jan 25 2016 16:04:22\n")
+    if fail:
+        (staging / "FAIL.TXT").write_text("The interface firmware FAILED to reprogram the MCU.\n")
+    staging.rename(d)
     return d
 
 
@@ -147,9 +151,9 @@ class FakeStlink(threading.Thread):
                 return
             shutil.rmtree(self.drive)
             time.sleep(0.3)
-            again = make_drive(self.root, "NODE_L496ZG1" if self.behaviour == "renamed" else "NODE_L496ZG")
-            if self.behaviour == "fail":
-                (again / "FAIL.TXT").write_text("The interface firmware FAILED to reprogram the MCU.\n")
+            make_drive(
+                self.root, "NODE_L496ZG1" if self.behaviour == "renamed" else "NODE_L496ZG", self.behaviour == "fail"
+            )
             return
 
 
@@ -316,7 +320,7 @@ def test_a_hanging_tool_is_stopped(tools, image):
     with pytest.raises(flashing.FlashError, match="did not finish within 1 s"):
         flashing.flash(image, verify=False, tool_timeout=1)
     assert time.monotonic() - t0 < 10
-    from app.core.context import CancelToken, Cancelled
+    from app.core.context import Cancelled, CancelToken
 
     token = CancelToken()
     threading.Timer(0.5, token.cancel).start()
@@ -392,8 +396,12 @@ def test_hello_answers_with_the_flashed_version(tools, image, bench_board):
 def test_a_board_answering_another_version_did_not_take_the_image(tools, tmp_path, bench_board):
     bindir, _, _ = tools
     fake_tool(bindir, "st-flash")
-    newer = make_image(tmp_path / "new.bin", version=(1, 0, 1))
-    with pytest.raises(flashing.FlashError, match=r"answers HELLO with firmware 1\.0\.0, not the 1\.0\.1 just flashed"):
+    ma, mi, pa = fwimage.FIRMWARE_VERSION
+    newer = make_image(tmp_path / "new.bin", version=(ma, mi, pa + 1))
+    running, flashed = fwimage.version_text(fwimage.FIRMWARE_VERSION), fwimage.version_text((ma, mi, pa + 1))
+    with pytest.raises(
+        flashing.FlashError, match=rf"answers HELLO with firmware {running}, not the {flashed} just flashed"
+    ):
         flashing.flash(newer, port=bench_board)
 
 
@@ -421,7 +429,7 @@ def add_real_board(dm, url: str, key: str = "board:test"):
 
     info = DeviceInfo(key, "board", url, "NUCLEO test", False, "0483:374B", None)
     dm._sessions[key] = dm._make(info)  # noqa: SLF001 - a "real" board behind a test URL
-    dm._changed()  # noqa: SLF001
+    dm.notify_changed()
     return key
 
 

@@ -7,9 +7,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import PySide6  # noqa: E402, F401 - a required dependency: a broken install fails, never skips
+import pytest
 
 pytestmark = pytest.mark.gui
 

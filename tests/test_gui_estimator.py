@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
-
 from PySide6.QtCore import Qt  # noqa: E402
 
 from app.core.context import AppContext  # noqa: E402

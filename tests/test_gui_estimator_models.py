@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from app.core.context import AppContext  # noqa: E402
@@ -167,8 +166,9 @@ def test_simulate_on_my_windows(qtbot, ctx, paper_keras):
 
 
 def test_simulate_without_matching_labels_says_why(qtbot, ctx, paper_keras):
-    from app.core.recording import write_accel
     import numpy as np
+
+    from app.core.recording import write_accel
 
     rec = write_accel(ctx.store, "odd", np.zeros((400, 3), np.float32), 20.0, ctx.dataset.id)
     ctx.store.add_label(rec.id, 0.0, 20.0, "Laying")  # not a class of the model (nor gathered by one)

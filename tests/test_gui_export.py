@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
-
 from PySide6.QtCore import Qt  # noqa: E402
 
 from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402

@@ -108,7 +108,7 @@ def test_a_failed_flash_is_shown_and_virtual_boards_are_not_offered(window, qtbo
 
     info = DeviceInfo("board:virtual", "board", silent_port, "NUCLEO-L496ZG (virtual)", True)
     dm._sessions[info.key] = dm._make(info)  # noqa: SLF001
-    dm._changed()  # noqa: SLF001
+    dm.notify_changed()
     qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=3000)
     row = next(r for r in range(2) if "virtual" in panel.table.item(r, 0).text())
     panel.table.selectRow(row)

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from tests.test_labels import V11_QUIRKS
-
-import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 pytestmark = pytest.mark.gui
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 
 from app.ui.panels.training import TrainingPanel  # noqa: E402

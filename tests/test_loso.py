@@ -166,3 +166,26 @@ def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsy
     png = tmp_path / "loso_hapt.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "(20,3)" in (tmp_path / "loso_hapt.md").read_text()
+
+
+def test_the_plot_leaves_an_application_widgets_can_use(tmp_path):
+    """``plot_png`` needs a Qt application for its fonts.  A bare QGuiApplication would make every later
+    QWidget in the process abort (Qt's fatal 'QWidget without QApplication'), e.g. a GUI test after a loso
+    test, or the app after a sweep report; it must leave a QApplication."""
+    import subprocess
+    import sys
+
+    code = (
+        "from app.core.loso import summarize\n"
+        "from app.commands.loso import plot_png\n"
+        "rows = [dict(T=20, mode=m, subject=s, macro_f1=f, accuracy=f, n_test=10) "
+        "for s in (1, 2) for m, f in (('none', .5), ('tl', .7), ('full', .8))]\n"
+        f"plot_png(summarize(rows), {str(tmp_path / 'p.png')!r}, 't')\n"
+        "from PySide6.QtWidgets import QWidget\n"
+        "QWidget()\n"
+        "print('widget ok')\n"
+    )
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and "widget ok" in r.stdout, r.stderr[-2000:]
+    assert (tmp_path / "p.png").stat().st_size > 1000

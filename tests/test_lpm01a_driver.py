@@ -431,3 +431,60 @@ def test_psrst_reenumeration_follows_our_shields_serial_number(monkeypatch):
             drv.psrst(timeout=15)
             assert asked == {"serial_number": "2061398A4D43", "gone_first": ep.pty_path}
             assert drv.url == ep.pty_path and drv.status() == "ok"
+
+
+# --- Capture: samples lost after the last timestamp of a finite acquisition are accounted -------------
+class _ReplayPort:
+    """A serial port that answers ``start`` with a recorded byte stream (here: a bin_hexa stream that
+    lost bytes after its last timestamp, which the emulator cannot be made to do deterministically)."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream, self.rx, self.timeout = stream, bytearray(), 0.02
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.rx)
+
+    def read(self, n: int = 1) -> bytes:
+        if not self.rx:
+            import time
+
+            time.sleep(self.timeout)
+        out = bytes(self.rx[:n])
+        del self.rx[:n]
+        return out
+
+    def write(self, data: bytes) -> int:
+        line = data.decode().strip()
+        self.rx += self.stream if line == "start" else f"\r\nPowerShield > ack {line}\r\n\r\n".encode()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("drop", [None, 2 * 1000 + 9 * 2 + 29 + 601, 2 * 1400 + 9 * 2 + 29 + 4])
+def test_capture_accounts_samples_lost_in_the_tail_of_a_finite_acquisition(drop: int | None) -> None:
+    from device.lpm01a.capture import Capture, RunningStats
+    from device.lpm01a.driver import PowerShield
+
+    vals = 1e-3 * (1.0 + 0.1 * np.sin(np.arange(1500) / 7.0))
+    from tests.test_lpm01a_decode import _bin_stream
+
+    stream = _bin_stream(vals, drop)
+    ps = PowerShield("replay://", serial_factory=lambda url, **kw: _ReplayPort(stream))
+    ps.settings.update(freq=1000, format="bin_hexa", acqtime=1.5, trigsrc="sw", acqmode="dyn")
+    ps.state = "host"
+    cap = Capture(ps, 1000, "bin_hexa")
+    sub = cap.subscribe()
+    cap.start()
+    stats = RunningStats()
+    for block in sub:
+        stats.update(block)
+    assert cap.wait(5) and cap.error is None and cap.ended_by == "completed"
+    assert stats.samples + stats.lost == 1500  # acqtime x rate, every sample accounted
+    assert stats.lost == cap.lost and (stats.lost > 0) == (drop is not None)
+    assert np.nanmax(np.r_[vals]) >= stats.max  # and no garbage among the received ones

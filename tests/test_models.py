@@ -113,7 +113,7 @@ def test_export_all_without_representative_skips_int8(paper_model, tmp_path):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 def test_c_header_compiles_and_holds_the_weights(paper_model, tmp_path):
-    hdr = M.export_c_header(paper_model, tmp_path / "odl_model.h")
+    M.export_c_header(paper_model, tmp_path / "odl_model.h")
     prog = tmp_path / "main.c"
     prog.write_text(
         '#include <stdio.h>\n#include "odl_model.h"\n'

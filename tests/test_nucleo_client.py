@@ -55,3 +55,29 @@ def test_reports_that_arrive_behind_a_status_answer_keep_their_order():
         assert [b.batch for b in res.batches] == [0], "the batch report was not attributed to its round"
     finally:
         client.close()
+
+
+# --- NUCLEO client: sequence numbers are 1..0xFFFE (docs/protocol.md §2), never 0 or 0xFFFF -----------
+def test_nucleo_client_sequence_numbers_skip_zero_and_ffff() -> None:
+    from device.nucleo.client import NucleoClient
+
+    class _Silent:
+        def read(self, n: int = 1) -> bytes:
+            import time
+
+            time.sleep(0.01)
+            return b""
+
+        def write(self, data: bytes) -> int:
+            return len(data)
+
+        def close(self) -> None:
+            pass
+
+    c = NucleoClient(_Silent())
+    try:
+        c._seq = 0xFFFD
+        seqs = [c._next_seq() for _ in range(4)]
+    finally:
+        c.close()
+    assert seqs == [0xFFFE, 1, 2, 3]

@@ -13,12 +13,12 @@ import os
 import struct
 import subprocess
 import sys
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from app.core import paths
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from app.core import datasets as ds
-from app.core.personalize import PersonalizeError, load_user_data, stratified_subset
+from app.core.board_round import stratified_subset
+from app.core.personalize import PersonalizeError, load_user_data
 
 CLASSES = ("walking", "jogging", "stairs", "sitting", "standing")
 V11_NAMES = {"A": "Walking", "B": "Jogging", "C": "Upstairs", "D": "Sitting", "E": "Standing"}

@@ -174,3 +174,18 @@ def test_port_auto_without_hardware_starts_a_virtual_bench(capsys):
     assert "started an in-process virtual bench" in out.err
     res = json.loads(out.out)
     assert res["samples"] == 300 and res["lost"] == 0 and res["port"].startswith("socket://127.0.0.1:")
+
+
+# --- power CLI: a port that cannot be opened is "no device" (exit 2, documented), no fake summary ----
+def test_power_unopenable_port_exits_2_without_a_summary(capsys) -> None:
+    code = main(["power", "--port", "socket://127.0.0.1:1", "--duration", "1", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 2
+    assert "cannot open PowerShield port" in out.err
+    assert "samples" not in out.out  # no "0 samples ... energy 0.0000 mJ" line for a capture that never ran
+
+
+def test_power_unopenable_port_json(capsys) -> None:
+    code = main(["power", "--port", "socket://127.0.0.1:1", "--duration", "1", "--quiet", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert code == 2 and "cannot open PowerShield port" in res["error"]

@@ -294,11 +294,15 @@ def test_robust_round_validates_keeps_the_best_epoch_and_places_every_pass_by_d7
     assert [r.epoch for r in vals] == list(range(len(vals)))  # before training, then after every epoch
     assert res["n_batches"] == len(batches) == res["round_done"]["batches_done"]
     assert all(r.n_samples == v["n_val"] and r.macro_f1 is not None for r in vals)
-    sources = [r.source for r in rows]
+    sources = [r.source for r in batches]
     assert set(sources) <= {"d7", "d7-interp"} and sources.count("d7-interp") <= 1, sources
-    for r in vals:  # a pass lasts what the cost model says n_val forward passes take
+    # a pass lasts what the cost model says n_val forward passes take and sits between the batches' D7 edges;
+    # one shorter than an LPM01A sample period holds no sample: placed, but not measured (and no warning)
+    for r in vals:
         assert r.t1 - r.t0 == pytest.approx(r.seconds, abs=3e-3)
         assert r.seconds == pytest.approx(r.pred_seconds, rel=0.02)
+        assert r.source in ("d7", "d7-interp", "none")
+    assert not any("no power samples" in w for w in res["warnings"])
     assert v["kept"]["epoch"] == v["best_epoch"] and v["kept"]["macro_f1"] >= v["start"]["macro_f1"]
     # a validation pass is inference: never a calibration record of a training batch
     recs = calibration_records(ctx.store, [ctx.store.rounds()[-1]])
@@ -353,7 +357,7 @@ def test_round_without_d7_uses_host_alignment_and_cancel_aborts(bench):
         state = RoundState()
         cfg = RoundConfig(input_size=20, mode="full", epochs=1)
         res = RoundRunner(ctx.store, ctx.devices, ctx.data_dir, cfg, ctx.dataset.id, state).run()
-        rows = round_rows(ctx.store, res["round_id"])
+        rows = [r for r in round_rows(ctx.store, res["round_id"]) if r.phase != "val"]  # (passes: may be unsampled)
         assert rows and all(r.source == "host" for r in rows)
         assert any("host alignment" in w for w in res["warnings"])
         assert all(r.energy_j and r.energy_j > 0 for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +262,21 @@ def test_cli_capture_events_and_old_recordings(tmp_path):
     old = open_power(store, row)
     assert old.events == [] and old.events_error == "" and old.n_total == 100
     store.close()
+
+
+# --- HDF5 recorder: a consumer that fell behind must not shift the timeline --------------------------
+def test_hdf5_writer_keeps_position_equal_to_sample_number_across_an_overrun(tmp_path: Path) -> None:
+    from device.lpm01a.capture import Block
+    from device.lpm01a.recorder import Hdf5Writer, read_capture
+
+    path = tmp_path / "gap.h5"
+    w = Hdf5Writer(path, 1000.0)
+    w.write(Block(0, np.full(100, 1.0), 1000.0))
+    # the ring buffer lapped this consumer: samples 100..149 were overwritten before it read them
+    w.write(Block(150, np.full(50, 2.0), 1000.0, overrun=50))
+    w.close()
+    cap = read_capture(path)
+    s = cap["samples"]
+    assert len(s) == 200
+    assert np.all(s[:100] == 1.0) and np.all(np.isnan(s[100:150])) and np.all(s[150:] == 2.0)
+    assert cap["status"]["next_index"] == 200 and cap["status"]["received"] == 150 and cap["status"]["lost"] == 50

@@ -15,6 +15,7 @@ COMMANDS = (
     "flash",
     "loso",
     "accuracy_prior",
+    "sweep",
     "make_assets",
     "smoke",
     "repair",

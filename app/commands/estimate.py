@@ -234,7 +234,7 @@ def _default_profile_dir():
         import platformdirs
 
         return Path(platformdirs.user_data_dir("odlstudio", appauthor=False)) / "profiles"
-    except Exception:  # platformdirs missing: saved profiles simply unavailable
+    except Exception:  # noqa: BLE001 - platformdirs missing: saved profiles simply unavailable
         return None
 
 

@@ -9,8 +9,8 @@ For each test subject and input size T the paper's 1D-CNN is pretrained on every
 early stopping on a chronological hold-out of those subjects), then personalized on the subject's
 local training split (first 60 % of each activity, windows of T with stride T/2) with TL and Full
 (2 warm-up epochs on the last layer, then ``--epochs`` epochs, SGD lr 0.01, batch 32) and tested on
-the rest (stride T).  Runs on the host engine, ``--jobs`` worker processes, with a progress bar on
-stderr.  Results are appended to ``<results>/loso_<dataset>.jsonl`` as each task finishes, so an
+the rest (stride T).  Runs on the host engine, ``--jobs`` worker processes (or ``--executor ray``), with
+a progress bar on stderr.  Results are appended to ``<results>/loso_<dataset>.jsonl`` as each task finishes, so an
 interrupted run resumes; general models are cached in ``<results>/models``.
 
 Writes ``<results>/loso_<dataset>_summary.json``, ``loso_<dataset>.md`` (table beside the paper's
@@ -92,6 +92,15 @@ def register(subparsers) -> None:
     add_procedure_args(p)
     p.add_argument("--jobs", type=int_range(1, 64), default=2, help="worker processes (default 2)")
     p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local process pool (default) or Ray (pip install 'odl-studio[cluster]'); see odlstudio sweep",
+    )
+    p.add_argument(
+        "--address", default=None, help="with --executor ray: 'auto' or ray://host:port (default: a local Ray)"
+    )
+    p.add_argument(
         "--results", default="loso-results", help="results folder (default ./loso-results); reused to resume"
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
@@ -146,19 +155,29 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print(f"odlstudio loso: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
+    from app.core.executors import ExecutorError, make_executor  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
 
     try:
         cfg = config_from_args(args)
         check_output_dir(args.results, "--results")  # before hours of work
-        res = loso.run_loso(
-            cfg,
-            args.results,
-            jobs=args.jobs,
-            progress=not args.quiet,
-            log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
-        )
-    except (ValueError, OSError) as exc:
+        executor = make_executor(args.executor, args.jobs, args.address)
+        executor = None if executor.kind == "local" else executor  # local: run_loso's own pool, as before
+        if executor is not None:
+            executor.start()
+        try:
+            res = loso.run_loso(
+                cfg,
+                args.results,
+                jobs=args.jobs,
+                progress=not args.quiet,
+                log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
+                executor=executor,
+            )
+        finally:
+            if executor is not None:
+                executor.close()
+    except (ValueError, OSError, ExecutorError) as exc:
         print(f"odlstudio loso: {exc}", file=sys.stderr)
         return 2
     summary = res.summary()
@@ -223,8 +242,11 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QPointF, QRectF, Qt  # noqa: PLC0415
     from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen, QPolygonF  # noqa: PLC0415
+    from PySide6.QtWidgets import QApplication  # noqa: PLC0415
 
-    _app = QGuiApplication.instance() or QGuiApplication([])  # noqa: F841 - fonts need an application
+    # fonts need an application; a QApplication (not a bare QGuiApplication), so that widgets can still be
+    # made later in the same process (the app, a test session): Qt aborts on a QWidget under a QGuiApplication
+    _app = QGuiApplication.instance() or QApplication([])  # noqa: F841
     W, H = size
     img = QImage(W, H, QImage.Format.Format_RGB32)
     img.fill(QColor(255, 255, 255))
@@ -246,10 +268,10 @@ def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = N
     hi = 1.0
     tmin, tmax = (min(sizes), max(sizes)) if len(sizes) > 1 else (sizes[0] - 10, sizes[0] + 10)
 
-    def X(t: float) -> float:
+    def X(t: float) -> float:  # noqa: N802 - the plot's axes, as in the formulas
         return left + (t - tmin) / (tmax - tmin) * pw
 
-    def Y(v: float) -> float:
+    def Y(v: float) -> float:  # noqa: N802
         return top + (hi - v) / (hi - lo) * ph
 
     font = QFont()

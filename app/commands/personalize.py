@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     except (PersonalizeError, OutputError) as exc:
         print(f"odlstudio personalize: {exc}", file=sys.stderr)
         return 2
+    from app.core.models import ExportError  # noqa: PLC0415
+
     out_error = ""
     try:
         result = personalize(cfg, log=log)
@@ -160,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
                 log(
                     f"wrote {args.out}/report.json and " + ", ".join(f"{m}: {len(f)} files" for m, f in written.items())
                 )
+            except ExportError as exc:  # one format failed (e.g. the TFLite converter crashed): the rest is there
+                out_error = str(exc)
+                print(f"odlstudio personalize: {out_error}", file=sys.stderr)
             except (OSError, ValueError) as exc:  # the disk filled up meanwhile: keep the results elsewhere
                 out_error = f"cannot write the results to {args.out} ({exc})"
                 try:

@@ -21,6 +21,7 @@ Exit status: 0 ok, 1 capture error (partial results still printed/saved), 2 bad 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -168,9 +169,9 @@ def resolve_port(port: str, quiet: bool = False):
     """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
     if port != "auto":
         return port, None
-    from device import discovery
+    from device.monitor import monitor_class
 
-    found = discovery.find_powershield()
+    found = monitor_class("powershield").find()
     if found:
         if len(found) > 1 and not quiet:
             _err(f"{len(found)} PowerShields found; using {found[0].device}")
@@ -187,11 +188,20 @@ def resolve_port(port: str, quiet: bool = False):
     return urls["powershield"], bench
 
 
+def _close_writer(writer, write_error: list[OSError]) -> None:
+    """Close the capture file; a failure (full disk) is kept with the capture's other write errors."""
+    try:
+        writer.close()
+    except OSError as exc:
+        if not write_error:
+            write_error.append(exc)
+
+
 def capture(args: argparse.Namespace) -> tuple[dict, int]:
     """Run one capture as the CLI does; returns (result dict, exit code)."""
-    from device.lpm01a.capture import Capture, RunningStats
-    from device.lpm01a.driver import ArgumentError, PowerShield, PowerShieldError
     from device.lpm01a import spec
+    from device.lpm01a.driver import ArgumentError
+    from device.monitor import MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
 
     try:
         plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
@@ -219,112 +229,99 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         warn = space_warning(args.out, plan["max_samples"], plan["rate_hz"], args.out.lower().endswith(".csv"))
         if warn:
             _err(warn)
-    try:
-        url, bench = resolve_port(args.port, args.quiet)
-    except (LookupError, OSError) as exc:
-        if writer is not None:
-            writer.close()
-        return {"error": str(exc)}, 2
-    hz = plan["rate_hz"]
-    stats = RunningStats()
-    result: dict = {}
-    code = 0
-    cap = None
-    t_wall0, t_cpu0 = time.monotonic(), time.process_time()
-    events = 0
     write_error: list[OSError] = []
-
-    def save(block) -> None:
-        """Hand a block to the file; on a full disk stop the acquisition (the file stays complete up to
-        what it holds) and keep the statistics of everything received."""
-        if writer is None or write_error:
-            return
+    # every way out closes what was opened, in reverse order: the monitor (its own `with`), the bench, the file
+    with contextlib.ExitStack() as cleanup:
+        if writer is not None:
+            cleanup.callback(_close_writer, writer, write_error)
         try:
-            writer.write(block)
-        except OSError as exc:
-            write_error.append(exc)
-            if cap is not None and not cap.finished:
-                cap.stop()
+            url, bench = resolve_port(args.port, args.quiet)
+        except (LookupError, OSError) as exc:
+            return {"error": str(exc)}, 2
+        if bench is not None:
+            cleanup.callback(bench.stop)
+        hz = plan["rate_hz"]
+        stats = RunningStats()
+        result: dict = {}
+        code = 0
+        cap = None
+        t_wall0, t_cpu0 = time.monotonic(), time.process_time()
+        events = 0
 
-    try:
-        ps = PowerShield(url, timeout=args.timeout)
-    except PowerShieldError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
-        if writer is not None:
-            writer.close()
-        if bench is not None:
-            bench.stop()
-        return {"error": str(exc)}, 2
-    try:
-        with ps:
-            ps.configure(
-                freq=hz,
-                fmt=plan["fmt"],
-                acqtime=plan["acqtime"],
-                output=args.output,
-                volt=args.volt,
-                funcmode=args.funcmode,
-                trigdelay=args.trigdelay,
-                eventsrc=("d7", "ris") if args.events else None,
-            )
-            cap = Capture(ps, hz, plan["fmt"], max_samples=plan["max_samples"])
-            sub = cap.subscribe()
-            cap.start()
-            deadline = None
-            if plan["max_samples"] is not None:
-                deadline = time.monotonic() + plan["max_samples"] / hz + args.trigdelay + 10.0
-            last_progress = time.monotonic()
+        def save(block) -> None:
+            """Hand a block to the file; on a full disk stop the acquisition (the file stays complete up to
+            what it holds) and keep the statistics of everything received."""
+            if writer is None or write_error:
+                return
             try:
-                while not sub.done:
-                    block = sub.get(0.25)
-                    if block is not None:
-                        stats.update(block)
-                        events += sum(1 for e in block.events if e.kind == "event")
-                        save(block)
-                    now = time.monotonic()
-                    if deadline is not None and now > deadline and not cap.finished:
-                        _err("the shield did not finish in time: stopping")
-                        cap.stop()
-                        deadline = None
-                    if not args.quiet and now - last_progress >= 1.0:
-                        last_progress = now
-                        print(
-                            f"\r  {cap.samples_total / hz:8.2f} s  {stats.samples:>10d} samples  lost {stats.lost}  buff {cap.buffer_pct or 0}%",
-                            end="",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-            except KeyboardInterrupt:
-                _err("interrupted: stopping the acquisition")
-                cap.stop()
-                for block in sub:
-                    stats.update(block)
-                    save(block)
-            if not args.quiet:
-                print(file=sys.stderr)
-            cap.wait(10.0)
-            if cap.error is not None:
-                code = 1
-                result["error"] = str(cap.error)
-            else:
-                try:
-                    ps.hrc()
-                except PowerShieldError:
-                    pass
-    except ArgumentError as exc:
-        result["error"] = str(exc)
-        code = 2
-    except PowerShieldError as exc:
-        result["error"] = str(exc)
-        code = 1
-    finally:
-        if writer is not None:
-            try:
-                writer.close()
+                writer.write(block)
             except OSError as exc:
-                if not write_error:
-                    write_error.append(exc)
-        if bench is not None:
-            bench.stop()
+                write_error.append(exc)
+                if cap is not None and not cap.finished:
+                    cap.stop()
+
+        try:
+            mon = open_monitor("powershield", url, timeout=args.timeout)
+        except MonitorError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
+            return {"error": str(exc)}, 2
+        try:
+            with mon:
+                mon.configure(
+                    hz,
+                    args.volt,
+                    events=bool(args.events),
+                    max_seconds=plan["acqtime"],
+                    fmt=plan["fmt"],
+                    output=args.output,
+                    funcmode=args.funcmode,
+                    trigdelay=args.trigdelay,
+                )
+                cap = mon.start(max_samples=plan["max_samples"])
+                sub = cap.subscribe(from_start=True)
+                deadline = None
+                if plan["max_samples"] is not None:
+                    deadline = time.monotonic() + plan["max_samples"] / hz + args.trigdelay + 10.0
+                last_progress = time.monotonic()
+                try:
+                    while not sub.done:
+                        block = sub.get(0.25)
+                        if block is not None:
+                            stats.update(block)
+                            events += sum(1 for e in block.events if e.kind == MARKER)
+                            save(block)
+                        now = time.monotonic()
+                        if deadline is not None and now > deadline and not cap.finished:
+                            _err("the shield did not finish in time: stopping")
+                            cap.stop()
+                            deadline = None
+                        if not args.quiet and now - last_progress >= 1.0:
+                            last_progress = now
+                            print(
+                                f"\r  {cap.samples_total / hz:8.2f} s  {stats.samples:>10d} samples  lost {stats.lost}  buff {cap.buffer_pct or 0}%",
+                                end="",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                except KeyboardInterrupt:
+                    _err("interrupted: stopping the acquisition")
+                    cap.stop()
+                    for block in sub:
+                        stats.update(block)
+                        save(block)
+                if not args.quiet:
+                    print(file=sys.stderr)
+                cap.wait(10.0)
+                if cap.error is not None:
+                    code = 1
+                    result["error"] = str(cap.error)
+                else:
+                    mon.release()
+        except MonitorSettingError as exc:
+            result["error"] = str(exc)
+            code = 2
+        except MonitorError as exc:
+            result["error"] = str(exc)
+            code = 1
     if write_error:
         code = 1
         result["error"] = str(write_error[0]) + (f"; and: {result['error']}" if result.get("error") else "")
@@ -353,9 +350,9 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
             "volt_v": v,
             "port": url,
             "events": events,
-            "buffer_max_pct": cap.decoder.buffer_pct_max if cap else None,
-            "corrupt_bytes": cap.decoder.corrupt_bytes if cap else 0,
-            "excess": cap.decoder.excess if cap else 0,
+            "buffer_max_pct": cap.diagnostics()["buffer_max_pct"] if cap else None,
+            "corrupt_bytes": cap.diagnostics()["corrupt_bytes"] if cap else 0,
+            "excess": cap.diagnostics()["excess"] if cap else 0,
             "ended_by": cap.ended_by if cap else "",
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),

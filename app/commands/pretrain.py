@@ -197,7 +197,6 @@ def pretrain(
 def run(args: argparse.Namespace) -> int:
     from app.core.datasets import DatasetError  # noqa: PLC0415
     from app.core.models import ModelError, export_h5, export_keras  # noqa: PLC0415
-
     from app.core.outputs import OutputError, check_output_file, rescue_dir  # noqa: PLC0415
 
     out = Path(args.out)

@@ -445,7 +445,7 @@ def _timestamp_scale(dt: np.ndarray) -> float:
 
 def _wisdm_file_to_segments(
     path: Path, variant: str, gap_s: float, default_rate: float
-) -> tuple[list[Segment], list[SkippedLine], list[str], str]:
+) -> tuple[list[Segment], list[SkippedLine], list[str], str, int]:
     source = str(path)
     p, skipped, n_skipped = read_wisdm_records(path)
     notes: list[str] = []
@@ -835,7 +835,7 @@ def split_chronological(rs: RecordingSet, train_fraction: float = 0.6) -> tuple[
                 train.append(replace(s, data=s.data[:k]))
                 test.append(replace(s, data=s.data[k:], first_line=s.first_line + k))
             pos += s.n
-    return rs._with(train), rs._with(test)
+    return rs._with(train), rs._with(test)  # noqa: SLF001 - RecordingSet's own helper, same module
 
 
 @dataclass

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from app.core.energy import PowerTrace, TimelineFeed
 from app.core.streams import SampleStream
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "DeviceError",
     "ACCEL_ODR_HZ",
     "ACCEL_FS_G",
+    "POWER_MONITOR",
     "POWER_RATES_HZ",
 ]
 
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 ACCEL_ODR_HZ = (12.5, 26.0, 52.0, 104.0, 208.0, 417.0, 833.0, 1667.0)
 ACCEL_FS_G = (2, 4, 8, 16)
 POWER_RATES_HZ = (1_000, 10_000, 50_000, 100_000)
+#: ``DeviceManager.first(POWER_MONITOR)``: the first device of any power-monitor kind (device.monitor.REGISTRY).
+POWER_MONITOR = "power-monitor"
 G = 9.80665
 
 
@@ -169,10 +173,22 @@ class _Session:
             self.info, self.state, self.message, dict(self.details), self.auto_reconnect, self.reconnects
         )
 
+    # --- a training round (DeviceManager.board_session, under state_lock) ----------------------------
+    def enter_training(self) -> None:
+        """State TRAINING: the heartbeat pauses while a round owns the client (caller holds ``state_lock``)."""
+        self._last_beat = time.monotonic()
+        self._set(DeviceState.TRAINING, "training round")
+
+    def leave_training(self, prev: DeviceState) -> None:
+        """Back to ``prev`` after a round, unless the link failed meanwhile."""
+        with self.state_lock:
+            if self.state == DeviceState.TRAINING:
+                self._set(prev)
+
     # --- session thread ---------------------------------------------------------------------------
     def _set(self, state: DeviceState, message: str = "") -> None:
         self.state, self.message = state, message
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -187,7 +203,7 @@ class _Session:
                     getattr(self, "_cmd_" + cmd)(*args)
                 self._tick()
             except Exception as exc:  # noqa: BLE001 - any driver error is a link problem for the user
-                self._fault(exc)
+                self.fault(exc)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -213,7 +229,7 @@ class _Session:
         self._set(DeviceState.CONNECTING, "reconnecting…" if reconnect else "opening…")
         try:
             self.close_link()
-            url = self.m._current_url(self)  # noqa: SLF001 - follows a port that came back renamed
+            url = self.m.current_url(self)
             if url is None:
                 raise DeviceError("its port is not there (unplugged?)")
             self.open()
@@ -235,7 +251,7 @@ class _Session:
             text = f"reconnected{gap}" + (
                 "; streaming resumed, the missing time is marked as a gap" if self.want_stream else ""
             )
-            self.m._log(f"{self.info.name}: {text}")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: {text}")
         else:
             text = ""
         self._set(DeviceState.READY, text)
@@ -274,7 +290,7 @@ class _Session:
         if done is not None:
             done(result, err)
 
-    def _fault(self, exc: BaseException) -> None:
+    def fault(self, exc: BaseException) -> None:
         """A fault was detected (any state): say what happened, then recover (see the module doc)."""
         if self.state in (DeviceState.DISCONNECTED, DeviceState.CONNECTING) and not self.want_connected:
             log.info("%s: %s (not connected)", self.info.name, exc)
@@ -300,7 +316,7 @@ class _Session:
             )
         if training:
             self.fail_round(f"{self.info.name}: {why}")
-        self.m._fault(self.info.key, why)  # noqa: SLF001
+        self.m.fault(self.info.key, why)
         self.close_link()
         self._next_try = time.monotonic() + self._backoff
 
@@ -349,9 +365,8 @@ class _BoardSession(_Session):
         self._junk0 = (0, 0, 0)
 
     def open(self) -> None:
-        from device.nucleo.client import NucleoClient
-
         from app.core.flashing import needs_firmware
+        from device.nucleo.client import NucleoClient
 
         self._boot = None
         self.details.pop("needs_firmware", None)
@@ -403,13 +418,13 @@ class _BoardSession(_Session):
             ):
                 time.sleep(0.05)
             self.client.drain_events()
-            self.m._log(f"{self.info.name}: aborted the round its previous connection had left running")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: aborted the round its previous connection had left running")
 
     def _apply_config(self) -> None:
         st = self.client.sensor_config(self.odr_hz, self.fs_g)
         self._sens = st.sens_ng * 1e-9 * G
         self.details.update({"odr_hz": st.odr_mhz / 1000.0, "fs_g": st.fs_g})
-        self.m._ensure_accel_stream(st.odr_mhz / 1000.0)  # noqa: SLF001
+        self.m.ensure_accel_stream(st.odr_mhz / 1000.0)
 
     def close_link(self) -> None:
         if self.client is not None:
@@ -449,7 +464,7 @@ class _BoardSession(_Session):
                 f"{n:,} accelerometer samples lost (corrupted bytes on the USB link, or the board's "
                 f"transmit buffer was full; {self.lost_samples:,} in total): marked as gaps, streaming continues"
             )
-            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self.m.fault(self.info.key, text)
             self._set(self.state, text)
         if self.state != DeviceState.TRAINING:
             c.drain_events(P.Samples)  # delivered through on_event already: keep the client's queue short
@@ -464,12 +479,8 @@ class _BoardSession(_Session):
 
     def fail_round(self, reason: str) -> None:
         c = self.client
-        if c is None or not hasattr(c, "_cond"):
-            return
-        with c._cond:  # noqa: SLF001 - wake the round's waiters now instead of after its own timeout
-            if c._reader_error is None:  # noqa: SLF001
-                c._reader_error = DeviceError(reason)  # noqa: SLF001
-            c._cond.notify_all()  # noqa: SLF001
+        if c is not None and hasattr(c, "fail_waiters"):
+            c.fail_waiters(DeviceError(reason))  # wake the round's waiters now instead of after its own timeout
 
     def describe(self, exc: BaseException) -> str:
         from device.nucleo.client import NucleoTimeout
@@ -507,7 +518,7 @@ class _BoardSession(_Session):
         self._apply_config()
         if was:
             self.start_stream()
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
     def _on_event(self, msg: Any) -> None:
         """Reader thread of the client: convert sample blocks and append them on the shared timeline."""
@@ -529,53 +540,40 @@ class _BoardSession(_Session):
             xyz = np.asarray(msg.xyz, np.float32) * np.float32(self._sens)
             stream.append(xyz)
         elif isinstance(msg, P.Log):
-            self.m._log(f"{self.info.name}: {msg.text}")  # noqa: SLF001
+            self.m.log(f"{self.info.name}: {msg.text}")
         elif isinstance(msg, P.Boot):
             self._boot = msg
 
 
 class _PowerSession(_Session):
-    """X-NUCLEO-LPM01A through :class:`device.lpm01a.driver.PowerShield` and
-    :class:`device.lpm01a.capture.Capture`; a pump thread moves capture blocks into the power stream."""
+    """A power monitor (:mod:`device.monitor`: the X-NUCLEO-LPM01A, or any registered kind) through its
+    :class:`~device.monitor.PowerMonitor`; a pump thread moves the acquisition's blocks into the power stream."""
 
     def __init__(self, manager: "DeviceManager", info: DeviceInfo):
+        from device.monitor import monitor_class
+
         super().__init__(manager, info)
-        self.rate_hz = 100_000
+        self.monitor_cls = monitor_class(info.kind)
+        self.rate_hz = int(self.monitor_cls.default_rate_hz)
         self.voltage = 3.3
-        self.ps: Any = None
+        self.mon: Any = None
         self.cap: Any = None
         self._pump: threading.Thread | None = None
         self._pump_stop = threading.Event()
         self._lost_seen = 0
 
     def open(self) -> None:
-        from device.lpm01a.driver import PowerShield
+        from device.monitor import open_monitor
 
-        from device.lpm01a.driver import PowerShieldTimeout
-
-        self.ps = PowerShield(self.info.url, timeout=2.0)
-        # after an unplug the shield may still be acquiring (its state survives the host): stop that
-        # stream first, or 'htc' drowns in sample data
-        self.ps.drain_stale_stream()
-        try:
-            self.ps.htc()
-        except PowerShieldTimeout:
-            if not self.ps.drain_stale_stream():
-                raise
-            self.ps.htc()
-        self.details = {
-            "firmware": self.ps.version(),
-            "board": self.ps.powershield(),
-            "rate_hz": self.rate_hz,
-            "voltage": self.voltage,
-        }
+        self.mon = open_monitor(self.info.kind, self.info.url, timeout=2.0)
+        self.details = {**self.mon.prepare(), "rate_hz": self.rate_hz, "voltage": self.voltage}
 
     def close_link(self) -> None:
         self._stop_capture()
-        if self.ps is not None:
-            ps, self.ps = self.ps, None
+        if self.mon is not None:
+            mon, self.mon = self.mon, None
             try:
-                ps.close()
+                mon.close()
             except Exception:  # noqa: BLE001 - closing a dead port
                 pass
 
@@ -584,7 +582,7 @@ class _PowerSession(_Session):
             self.fast_check()
             self.details.update({"lost": int(self.cap.lost), "buffer_pct": self.cap.buffer_pct})
             return True
-        self.ps.status()
+        self.mon.ping()
         return True
 
     def fast_check(self) -> None:
@@ -602,84 +600,45 @@ class _PowerSession(_Session):
                 f"{n:,} samples lost in transit (corrupted or dropped bytes on the USB link; "
                 f"{lost:,} in total): marked as gaps, streaming continues"
             )
-            self.m._fault(self.info.key, text)  # noqa: SLF001
+            self.m.fault(self.info.key, text)
             self._set(self.state, text)
 
     def handle_fault(self, exc: BaseException) -> bool:
-        from device.lpm01a.driver import Overcurrent
+        from device.monitor import ProtectiveStop
 
-        if not isinstance(exc, Overcurrent):
+        if not isinstance(exc, ProtectiveStop):
             return False
         why = self.describe(exc)
-        self.m._fault(self.info.key, why)  # noqa: SLF001
+        self.m.fault(self.info.key, why)
         self.want_stream = False
         self._stop_capture()
         self._last_beat = time.monotonic()
-        self._set(DeviceState.READY if self.ps is not None else DeviceState.ERROR, why)
+        self._set(DeviceState.READY if self.mon is not None else DeviceState.ERROR, why)
         return True
 
     def describe(self, exc: BaseException) -> str:
-        from device.lpm01a import driver as D
-
-        if isinstance(exc, D.Overcurrent):
-            return (
-                "overcurrent: the target drew more than the LPM01A allows (59 mA for 2 ms or a 75 mA peak), "
-                "so it stopped measuring to protect it; check the target, then press Stream again"
-            )
-        if isinstance(exc, D.BufferOverflow):
-            return (
-                "the LPM01A's transmit buffer overflowed (its data were not read fast enough); "
-                "restarting the stream, the lost time is marked"
-            )
-        if isinstance(exc, D.Disconnected) or isinstance(exc, OSError) or type(exc).__name__ == "SerialException":
-            return "USB link to the LPM01A lost (unplugged, or the shield reset itself)"
-        if isinstance(exc, D.PowerShieldTimeout):
-            return "the LPM01A stopped answering or sending data"
-        if isinstance(exc, D.AcquisitionError):
-            return f"the LPM01A stopped the acquisition: {exc}"
         if isinstance(exc, DeviceError):
             return str(exc)
-        return f"LPM01A error: {exc}"
+        return self.monitor_cls.describe(exc)
 
     def start_stream(self) -> None:
-        from device.lpm01a.capture import Capture
-
-        stream = self.m._ensure_power_stream(self.rate_hz, self.voltage)  # noqa: SLF001
-        try:
-            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage, eventsrc=("d7", "ris"))
-        except Exception:  # noqa: BLE001 - older firmware without eventsrc: stream without D7 events
-            self.ps.configure(freq=self.rate_hz, fmt="bin_hexa", acqtime=0, volt=self.voltage)
-        self.cap = Capture(self.ps, self.rate_hz, "bin_hexa")
+        stream = self.m.ensure_power_stream(self.rate_hz, self.voltage)
+        self.mon.configure(self.rate_hz, self.voltage, events=True)
+        self.cap = self.mon.start()
         sub = self.cap.subscribe(from_start=True)
         self._pump_stop.clear()
-        self._pump = threading.Thread(target=self._pump_loop, args=(sub, stream), name="lpm01a-pump", daemon=True)
-        self.cap.start()
+        self._pump = threading.Thread(target=self._pump_loop, args=(sub, stream), name="power-pump", daemon=True)
         self._pump.start()
 
     def _pump_loop(self, sub: Any, stream: SampleStream) -> None:
-        origin: int | None = None
+        feed = TimelineFeed(stream, self.m.now, self.m.power_event)
         while not sub.done and not self._pump_stop.is_set():
             b = sub.get(0.25)
             if b is None:
                 continue
-            if len(b.values) == 0 and not b.events:
-                continue
-            if origin is None:  # anchor device sample 0 on the shared timeline
-                t = self.m.now() - b.first_index / b.rate_hz
-                stream.extend_to(t, mark=stream.n_total > 0)
-                origin = stream.n_total - b.first_index
-            if b.overrun:
-                self.lost_samples += b.overrun
-                stream.append_gap(b.overrun)
-            self.lost_samples += b.lost
-            expect = origin + b.first_index
-            if expect > stream.n_total:
-                self.lost_samples += expect - stream.n_total
-                stream.append_gap(expect - stream.n_total)
-            if len(b.values):
-                _append_marking_nan(stream, b.values, b.lost)
-            for ev in b.events:
-                self.m._power_event((origin + ev.index) / stream.rate_hz, ev.kind, ev.text)  # noqa: SLF001
+            before = feed.lost_samples
+            feed.feed(b)
+            self.lost_samples += feed.lost_samples - before
 
     def _stop_capture(self) -> None:
         cap, self.cap = self.cap, None
@@ -704,7 +663,7 @@ class _PowerSession(_Session):
         self.details.update({"rate_hz": self.rate_hz, "voltage": self.voltage})
         if was:
             self.start_stream()
-        self.m._changed()  # noqa: SLF001
+        self.m.notify_changed()
 
 
 def _junk_state(client: Any) -> tuple[int, int, int]:
@@ -720,24 +679,6 @@ def _garbage_since(client: Any, before: tuple[int, int, int]) -> bool:
     if now[0] > before[0]:  # invalid frames were discarded (junk mixed into the stream)
         return True
     return now[1] > before[1] and now[2] == before[2]  # bytes without any frame delimiter, and no frame
-
-
-def _append_marking_nan(stream: SampleStream, values: np.ndarray, lost: int) -> None:
-    """Append ``values``; runs of NaN (samples lost in transit) go in as marked gaps."""
-    if not lost:
-        stream.append(values)
-        return
-    nan = np.isnan(values)
-    d = np.diff(np.concatenate([[0], nan.view(np.int8), [0]]))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    pos = 0
-    for a, b in zip(starts, ends):
-        if a > pos:
-            stream.append(values[pos:a])
-        stream.append_gap(int(b - a))
-        pos = int(b)
-    if pos < len(values):
-        stream.append(values[pos:])
 
 
 class DeviceManager:
@@ -782,24 +723,24 @@ class DeviceManager:
         """Seconds since the manager started (the shared timeline of all streams)."""
         return time.monotonic() - self._t0
 
-    def _changed(self) -> None:
+    def notify_changed(self) -> None:
         with self._lock:
             self.version += 1
 
-    def _log(self, text: str) -> None:
+    def log(self, text: str) -> None:
         with self._lock:
             self.messages.append(text)
             del self.messages[:-200]
             self.version += 1
 
-    def _fault(self, key: str, text: str) -> None:
+    def fault(self, key: str, text: str) -> None:
         with self._lock:
             self.faults.append((self.now(), key, text))
             del self.faults[:-1000]
             self.fault_count += 1
-        self._log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
+        self.log(f"{self._sessions[key].info.name if key in self._sessions else key}: {text}")
 
-    def _current_url(self, s: "_Session") -> str | None:
+    def current_url(self, s: "_Session") -> str | None:
         """Where the device is now: a virtual one's endpoint URL (None while unplugged; a new port after
         an unplug with ``new_port``), a real one found again by serial number if its path changed."""
         info = s.info
@@ -812,17 +753,31 @@ class DeviceManager:
         elif info.serial_number:
             try:
                 from device import discovery
+                from device.monitor import is_monitor, monitor_class
 
-                ports = discovery.find_powershield() if info.kind == "powershield" else discovery.find_nucleo()
+                ports = monitor_class(info.kind).find() if is_monitor(info.kind) else discovery.find_nucleo()
                 url = next((p.device for p in ports if p.serial_number == info.serial_number), url)
             except Exception:  # noqa: BLE001 - keep the old path
                 pass
         if url is not None and url != info.url:
-            self._log(f"{info.name}: port is now {url} (was {info.url})")
+            self.log(f"{info.name}: port is now {url} (was {info.url})")
             s.info = replace(info, url=url)
         return url
 
-    def _power_event(self, t: float, kind: str, text: str) -> None:
+    def power_trace(self) -> PowerTrace | None:
+        """The live power stream, its events and the supply voltage as one :class:`PowerTrace` (None before
+        the first power sample)."""
+        s = self.power_stream
+        if s is None:
+            return None
+
+        def events() -> list[tuple[float, str, str]]:
+            with self._lock:
+                return list(self.power_events)
+
+        return PowerTrace(s, events, float(self.voltage))
+
+    def power_event(self, t: float, kind: str, text: str) -> None:
         with self._lock:
             self.power_events.append((t, kind, text))
             del self.power_events[:-10_000]
@@ -834,14 +789,15 @@ class DeviceManager:
         found: list[DeviceInfo] = []
         try:
             from device import discovery
+            from device.monitor import find_monitors, monitor_class
 
-            for p in discovery.find_powershield():
+            for kind, p in find_monitors():
                 found.append(
                     DeviceInfo(
-                        f"powershield:{p.serial_number or p.device}",
-                        "powershield",
+                        f"{kind}:{p.serial_number or p.device}",
+                        kind,
                         p.device,
-                        f"LPM01A {p.device}",
+                        f"{monitor_class(kind).short_name} {p.device}",
                         False,
                         p.vid_pid,
                         p.serial_number,
@@ -860,7 +816,7 @@ class DeviceManager:
                     )
                 )
         except Exception as exc:  # noqa: BLE001 - a broken port lister must not stop the app
-            self._log(f"port scan failed: {exc}")
+            self.log(f"port scan failed: {exc}")
         with self._lock:
             for info in found:
                 s = self._sessions.get(info.key)
@@ -870,7 +826,7 @@ class DeviceManager:
                     s.info = replace(s.info, url=info.url, name=info.name)
         if self._bench_mode or (self._bench_mode is None and not found):
             self.start_bench()
-        self._changed()
+        self.notify_changed()
         return [s.info for s in self._sessions.values()]
 
     def start_bench(self) -> bool:
@@ -885,7 +841,7 @@ class DeviceManager:
             urls = bench.start()
         except Exception as exc:  # noqa: BLE001
             self.bench_error = f"virtual bench unavailable: {exc}"
-            self._log(self.bench_error)
+            self.log(self.bench_error)
             return False
         self.bench = bench
         with self._lock:
@@ -896,7 +852,7 @@ class DeviceManager:
                 what = "ODL firmware under QEMU" if urls.get("board_kind") == "qemu" else "Python emulator"
                 info = DeviceInfo("board:virtual", "board", urls["board"], f"NUCLEO-L496ZG (virtual: {what})", True)
                 self._sessions[info.key] = self._make(info)
-        self._changed()
+        self.notify_changed()
         return True
 
     def _make(self, info: DeviceInfo) -> _Session:
@@ -911,8 +867,13 @@ class DeviceManager:
         return self._session(key).status()
 
     def first(self, kind: str) -> DeviceStatus | None:
-        """The first device of a kind ('board' | 'powershield'), connected ones first."""
-        snap = [s for s in self.snapshot() if s.info.kind == kind]
+        """The first device of a kind ('board', 'powershield', …; ``POWER_MONITOR``: any power monitor),
+        connected ones first."""
+        from device.monitor import is_monitor
+
+        snap = [
+            s for s in self.snapshot() if s.info.kind == kind or (kind == POWER_MONITOR and is_monitor(s.info.kind))
+        ]
         snap.sort(key=lambda s: s.state in (DeviceState.DISCONNECTED, DeviceState.ERROR))
         return snap[0] if snap else None
 
@@ -927,7 +888,7 @@ class DeviceManager:
 
     def set_auto_reconnect(self, key: str, on: bool) -> None:
         self._session(key).auto_reconnect = bool(on)
-        self._changed()
+        self.notify_changed()
 
     def configure_accel(self, key: str, odr_hz: float, fs_g: int) -> None:
         if odr_hz not in ACCEL_ODR_HZ:
@@ -964,14 +925,11 @@ class DeviceManager:
             if client is None or s.state not in (DeviceState.READY, DeviceState.STREAMING):
                 raise DeviceError(f"{st.info.name} is reconnecting: try again in a moment")
             prev = s.state
-            s._last_beat = time.monotonic()  # noqa: SLF001
-            s._set(DeviceState.TRAINING, "training round")  # noqa: SLF001
+            s.enter_training()
         try:
             yield client
         finally:
-            with s.state_lock:
-                if s.state == DeviceState.TRAINING:
-                    s._set(prev)  # noqa: SLF001
+            s.leave_training(prev)
 
     def unplug(self, key: str, seconds: float = 1.0, new_port: bool = False) -> None:
         """Virtual devices only: simulate a USB glitch (the bench drops the link for ``seconds``; with
@@ -1013,7 +971,7 @@ class DeviceManager:
                 raise DeviceError(f"no device {key!r} (known: {', '.join(self._sessions) or 'none'})") from None
 
     # --- streams ---------------------------------------------------------------------------------------
-    def _ensure_accel_stream(self, rate_hz: float) -> SampleStream:
+    def ensure_accel_stream(self, rate_hz: float) -> SampleStream:
         with self._lock:
             s = self.accel_stream
             if s is None or s.rate_hz != rate_hz:
@@ -1034,7 +992,7 @@ class DeviceManager:
                 self.version += 1
             return s
 
-    def _ensure_power_stream(self, rate_hz: float, voltage: float) -> SampleStream:
+    def ensure_power_stream(self, rate_hz: float, voltage: float) -> SampleStream:
         with self._lock:
             self.voltage = voltage
             s = self.power_stream

@@ -160,6 +160,13 @@ class LosoConfig:
         return hashlib.sha256(json.dumps(self.pretrain_settings(), sort_keys=True).encode()).hexdigest()[:12]
 
 
+#: Settings that only change the personalization of a fold, not its general model: a sweep
+#: (:mod:`app.core.sweep`) pretrains once for cells that differ only in these.  Any other setting,
+#: including a field added to :class:`LosoConfig` later, counts as an input of the general model until
+#: it is listed here (safe default: no general model is reused across a setting it might depend on).
+PERSONALIZE_FIELDS = ("train_fraction", "epochs", "warmup_epochs", "lr", "batch")
+
+
 # ------------------------------------------------------------------------------------------------
 # data
 # ------------------------------------------------------------------------------------------------
@@ -167,10 +174,21 @@ class LosoConfig:
 _DATA_CACHE: dict[tuple, ds.RecordingSet] = {}
 
 
+def data_key(cfg: LosoConfig) -> tuple:
+    """What :func:`load_recordings` reads: ``(dataset, data path, rate)``."""
+    return (cfg.dataset, str(cfg.data_path), float(cfg.rate))
+
+
+def use_recordings(cfg: LosoConfig, rs: ds.RecordingSet) -> None:
+    """Make :func:`load_recordings` return ``rs`` for ``cfg`` in this process: a worker that was handed
+    the data by its executor (e.g. through Ray's object store) does not read it from disk."""
+    _DATA_CACHE[data_key(cfg)] = rs
+
+
 def load_recordings(cfg: LosoConfig) -> ds.RecordingSet:
     """The dataset's recordings with the LOSO activities (selected by :func:`app.core.classmap.class_map`'s
     rule, through ``RecordingSet.select``), resampled to ``cfg.rate`` (cached per process)."""
-    key = (cfg.dataset, str(cfg.data_path), float(cfg.rate))
+    key = data_key(cfg)
     rs = _DATA_CACHE.get(key)
     if rs is None:
         spec = DATASETS[cfg.dataset]
@@ -575,8 +593,12 @@ def run_loso(
     jobs: int = 1,
     progress: bool | object = True,
     log: Callable[[str], None] | None = None,
+    executor=None,
 ) -> LosoRun:
-    """Run (or resume) every missing (T, subject) task; returns all rows of these settings."""
+    """Run (or resume) every missing (T, subject) task; returns all rows of these settings.
+
+    ``executor`` (an :mod:`app.core.executors` executor, e.g. Ray) runs the tasks instead of the local
+    process pool of ``jobs`` workers; the recordings are handed to it once, not read by every worker."""
     cfg.validate()
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -601,7 +623,8 @@ def run_loso(
         for s in subjects:
             missing = [m for m in cfg.modes if (int(T), s, m) not in have]
             if missing:
-                tasks.append((cfg, int(T), s, str(results_dir), tuple(missing)))
+                cache_dir = str(results_dir) if executor is None or executor.local_files else None
+                tasks.append((cfg, int(T), s, cache_dir, tuple(missing)))
             else:
                 skipped += 1
     # longest tasks first (pretraining cost grows with the number of windows ~ 1/T ... roughly flat): by T
@@ -625,7 +648,7 @@ def run_loso(
     t0 = time.perf_counter()
     n_done = 0
     with open(out, "a", encoding="utf-8") as fh:
-        for T, s, rows, err in _execute(tasks, jobs):
+        for T, s, rows, err in _execute(tasks, jobs, executor, rs):
             n_done += 1
             if err:
                 msg = f"T={T} subject {s}: {err}"
@@ -650,7 +673,16 @@ def run_loso(
     return run
 
 
-def _execute(tasks: list[tuple], jobs: int) -> Iterator[tuple]:
+def _worker_with_data(rs: ds.RecordingSet, args: tuple) -> tuple[int, str, list[dict] | None, str]:
+    use_recordings(args[0], rs)
+    return _worker(args)
+
+
+def _execute(tasks: list[tuple], jobs: int, executor=None, rs: ds.RecordingSet | None = None) -> Iterator[tuple]:
+    if executor is not None:
+        data = ds.RecordingSet(list(rs.segments), rs.source, rs.units)  # without the load report
+        yield from executor.imap(_worker_with_data, tasks, data, on_lost=lambda t, msg: (t[1], t[2], None, msg))
+        return
     if jobs == 1 or len(tasks) <= 1:
         for t in tasks:
             yield _worker(t)

@@ -21,12 +21,12 @@ import threading
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from estimator.arch import Arch, ArchError, Layer, paper_cnn
 from app.core.safezip import MODEL_LIMITS, ZipRefused, check_zip
+from estimator.arch import Arch, ArchError, Layer, paper_cnn
 
 Weights = dict[str, list[np.ndarray]]
 
@@ -698,47 +698,42 @@ def _representative(
 
 
 def tflite_bytes(
-    model: LoadedModel | tuple, quantize: str = "float32", representative: np.ndarray | None = None
+    model: LoadedModel | tuple,
+    quantize: str = "float32",
+    representative: np.ndarray | None = None,
+    timeout: float | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> bytes:
     """TFLite flatbuffer of the model (input = preprocessed windows in the model's input shape,
     float32 input and output in both modes; ``int8`` quantizes weights and activations with
-    statistics from ``representative`` raw ``(N, T, 3)`` windows)."""
+    statistics from ``representative`` raw ``(N, T, 3)`` windows).
+
+    TensorFlow's converter runs in a child process (:mod:`app.core.tflite_convert`): it is not safe on a
+    worker thread of the app, and a crash, hang (``timeout`` s, default ``ODL_TFLITE_TIMEOUT_S`` or 300)
+    or error in it becomes a :class:`ModelError` naming the conversion, never the end of the app.  This
+    process does not import TensorFlow for it."""
+    from app.core.tflite_convert import convert  # noqa: PLC0415
+
     m = _loaded(model)
     if quantize not in ("float32", "int8"):
         raise ModelError(f"quantize must be 'float32' or 'int8', got {quantize!r}")
     rep = _representative(m, representative) if quantize == "int8" else None
-    tf = _tf()
-    km = arch_to_keras(m.arch, m.weights)
-    conv = tf.lite.TFLiteConverter.from_keras_model(km)
-    if quantize == "int8":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-        def gen():
-            for i in range(len(rep)):
-                yield [rep[i : i + 1]]
-
-        conv.representative_dataset = gen
-    import warnings  # noqa: PLC0415
-
-    import contextlib  # noqa: PLC0415
-    import io  # noqa: PLC0415
-
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            return bytes(conv.convert())
-    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
-        raise ModelError(f"TFLite conversion ({quantize}) of {m.source} failed: {_short(exc)}") from exc
+    what = f"TFLite conversion ({quantize}) of {m.source or m.arch.name}"
+    return convert(m.arch, m.weights, quantize, rep, what, timeout=timeout, cancelled=cancelled)
 
 
 def export_tflite(
-    model: LoadedModel | tuple, path: str | Path, quantize: str = "float32", representative: np.ndarray | None = None
+    model: LoadedModel | tuple,
+    path: str | Path,
+    quantize: str = "float32",
+    representative: np.ndarray | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Path:
-    """Write a ``.tflite`` file (see :func:`tflite_bytes`) plus its JSON sidecar."""
+    """Write a ``.tflite`` file (see :func:`tflite_bytes`: converted in a child process) plus its JSON
+    sidecar.  A failed conversion writes nothing (an older file of that name stays)."""
     m = _loaded(model)
     p = _out_path(path, (".tflite",))
-    content = tflite_bytes(m, quantize, representative)
+    content = tflite_bytes(m, quantize, representative, cancelled=cancelled)
     with atomic_path(p) as tmp:
         tmp.write_bytes(content)
     write_sidecar(p, m, {"tflite_quantize": quantize})
@@ -970,16 +965,30 @@ def load_npz(path: str | Path) -> LoadedModel:
 # --- everything -----------------------------------------------------------------------------------
 
 
+class ExportError(ModelError):
+    """Some formats of an export could not be written; the others were.  ``written`` is ``{format: path}``
+    of what was written, ``failed`` is ``{format: message}``."""
+
+    def __init__(self, message: str, written: Mapping[str, Path], failed: Mapping[str, str]):
+        super().__init__(message)
+        self.written = dict(written)
+        self.failed = dict(failed)
+
+
 def export_all(
     model: LoadedModel | tuple,
     out_dir: str | Path,
     stem: str = "model",
     representative: np.ndarray | None = None,
     formats: Sequence[str] = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz"),
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> dict[str, Path]:
     """Write every export format into ``out_dir`` (created if missing) as ``<stem>.<ext>``; returns
     ``{format: path}`` of what was written.  ``tflite_int8`` needs ``representative`` windows and is
-    left out (not an error) without them."""
+    left out (not an error) without them.  A format that fails (a TFLite converter that crashed, a model
+    Keras cannot save ...) does not stop the others: they are all tried, then :class:`ExportError` lists
+    the failures and carries what was written.  ``cancelled()`` is checked between formats (and stops a
+    running TFLite conversion); a cancelled export returns what was written."""
     m = _loaded(model)
     out = Path(out_dir)
     try:
@@ -990,19 +999,37 @@ def export_all(
     unknown = set(formats) - known
     if unknown:
         raise ModelError(f"unknown export formats {sorted(unknown)} (known: {', '.join(sorted(known))})")
-    written: dict[str, Path] = {}
+    jobs: list[tuple[str, Callable[[], Path]]] = []
     if "keras" in formats:
-        written["keras"] = export_keras(m, out / f"{stem}.keras")
+        jobs.append(("keras", lambda: export_keras(m, out / f"{stem}.keras")))
     if "h5" in formats:
-        written["h5"] = export_h5(m, out / f"{stem}.h5")
+        jobs.append(("h5", lambda: export_h5(m, out / f"{stem}.h5")))
     if "tflite_float32" in formats:
-        written["tflite_float32"] = export_tflite(m, out / f"{stem}_float32.tflite", "float32")
+        jobs.append(
+            ("tflite_float32", lambda: export_tflite(m, out / f"{stem}_float32.tflite", "float32", None, cancelled))
+        )
     if "tflite_int8" in formats and representative is not None and len(representative):
-        written["tflite_int8"] = export_tflite(m, out / f"{stem}_int8.tflite", "int8", representative)
+        jobs.append(
+            ("tflite_int8", lambda: export_tflite(m, out / f"{stem}_int8.tflite", "int8", representative, cancelled))
+        )
     if "c_header" in formats:
-        written["c_header"] = export_c_header(m, out / f"{stem}.h", prefix=_c_ident(stem))
+        jobs.append(("c_header", lambda: export_c_header(m, out / f"{stem}.h", prefix=_c_ident(stem))))
     if "npz" in formats:
-        written["npz"] = export_npz(m, out / f"{stem}.npz")
+        jobs.append(("npz", lambda: export_npz(m, out / f"{stem}.npz")))
+    written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for fmt, job in jobs:
+        if cancelled():
+            break
+        try:
+            written[fmt] = job()
+        except ModelError as exc:
+            if cancelled():
+                break
+            failed[fmt] = str(exc)
+    if failed:
+        done = f"; written: {', '.join(written)}" if written else "; nothing was written"
+        raise ExportError("; ".join(f"{fmt} not written: {msg}" for fmt, msg in failed.items()) + done, written, failed)
     return written
 
 

@@ -12,9 +12,11 @@ Workflow (:func:`personalize`):
 2. **Board** (:class:`BoardSession`): a NUCLEO at ``board_url`` (real or virtual), or an in-process
    :class:`device.bench.VirtualBench`; the LPM01A at ``power_url`` (the bench's when the bench is ours)
    streams current in ``bin_hexa`` with D7 events enabled, for the whole session.
-3. Per mode (``tl``, ``full``): upload the general model and the training windows (int16, scaled),
-   start a round (warm-up on the last layer, then the mode), collect the batch reports, download the
-   weights (CRC-checked) and evaluate them on the host (engine) on the test windows.  ``none`` is the
+3. Per mode (``tl``, ``full``): one round through the app's round pipeline
+   (:func:`app.core.board_round.run_board_round`, the one the Training panel uses): upload the general model
+   and the training windows (int16, scaled), start a round (warm-up on the last layer, then the mode),
+   collect the batch reports, download the weights (CRC-checked); then evaluate them on the host (engine)
+   on the test windows.  ``none`` is the
    general model on the same test windows.  If the board refuses the round for lack of SRAM, the
    training set is reduced (class-stratified, deterministic) to what it says fits, and the report says so.
    By default the round is the robust round (``cfg.procedure``, :mod:`app.core.procedure`, issue 17): every
@@ -22,10 +24,11 @@ Workflow (:func:`personalize`):
    validates before the round and after every epoch (VAL_REPORT), keeps the best epoch and clips the
    gradient norm; the report recommends the mode best on validation (none, tl or full).  A protocol-v1
    board gets the plain round, with a warning.
-4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V·Σ I/f over the LPM01A
-   samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
-   every batch end).  If the edges cannot be matched (marker off, events lost), the batches are
-   aligned on host time instead and the report carries a warning.
+4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V · mean(I) · Δt over the
+   LPM01A samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
+   every batch end), placed by :func:`app.core.energy.align_batches` exactly as in the app.  If no edge
+   matches (marker off, events lost), the batches are aligned on host time instead and the report carries a
+   warning.
 
 Qt-free; TensorFlow only for loading ``.keras`` models and for the exports.
 """
@@ -45,10 +48,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from app.core import datasets as ds
+from app.core.board_round import (
+    RoundFailed,
+    RoundObserver,
+    RoundResult,
+    RoundSpec,
+    run_board_round,
+)
 from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
+from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
+from app.core.streams import SampleStream
 
 ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
@@ -380,152 +392,67 @@ def _load_window_npz(
     )
 
 
-def stratified_subset(y: np.ndarray, n_keep: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``n_keep`` windows keeping the class proportions (sorted, deterministic)."""
-    n = len(y)
-    if n_keep >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    out = []
-    classes, counts = np.unique(y, return_counts=True)
-    quota = np.floor(counts * n_keep / n).astype(int)
-    rest = n_keep - quota.sum()
-    order = np.argsort(-(counts * n_keep / n - quota))
-    quota[order[:rest]] += 1
-    for c, q in zip(classes, quota):
-        idx = np.flatnonzero(y == c)
-        out.append(np.sort(rng.choice(idx, int(q), replace=False)))
-    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
-
-
 # ================================================================================================
 # power capture
 # ================================================================================================
 
 
 class PowerRecorder:
-    """An LPM01A acquisition for the whole session: samples (A) and D7 event sample indices, gathered by
-    a consumer thread from a :class:`~device.lpm01a.capture.Capture` subscription."""
+    """A power-monitor acquisition (:mod:`device.monitor`; the LPM01A unless ``kind`` says otherwise) for the
+    whole session, put on a power timeline (samples in A and D7 edges)
+    exactly as the app's device manager does (:class:`~app.core.energy.TimelineFeed`), so a round's energy
+    is attributed by the same code (:meth:`trace`)."""
 
-    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0):
-        from device.lpm01a.capture import Capture  # noqa: PLC0415
-        from device.lpm01a.driver import PowerShield  # noqa: PLC0415
+    #: Seconds of samples kept at full resolution (longer ago: the stream's pyramid).
+    KEEP_S = 4 * 3600.0
+
+    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0, kind: str = "powershield"):
+        from device.monitor import open_monitor  # noqa: PLC0415
 
         self.freq = int(freq)
         self.url = url
-        self.ps = PowerShield(url, timeout=timeout)
+        self.monitor = open_monitor(kind, url, timeout=timeout)
         try:
-            self.ps.configure(
-                freq=self.freq, fmt="bin_hexa", acqtime=0, output="current", volt=3.3, eventsrc=("d7", "ris")
-            )
-            try:
-                self.volt = float(self.ps.volt_get())
-            except Exception:  # noqa: BLE001 - not every firmware answers; the set voltage is the fallback
-                self.volt = 3.3
-            self.capture = Capture(self.ps, rate_hz=self.freq, fmt="bin_hexa", stall_timeout=max(5.0, 20.0 / self.freq))
+            self.monitor.configure(self.freq, 3.3, events=True)
+            self.volt = self.monitor.supply_voltage()
         except Exception:
-            self.ps.close()
+            self.monitor.close()
             raise
-        self._sub = self.capture.subscribe()
-        self._chunks: list[np.ndarray] = []
-        self._n = 0
-        self.events: list[int] = []  # sample index of every D7 rising edge
-        self._lock = threading.Lock()
+        keep = min(self.KEEP_S, 8e6 / self.freq)
+        self.stream = SampleStream("current", self.freq, 1, unit="A", recent_s=keep, history_s=self.KEEP_S)
+        self.events = EventLog()
+        self._feed = TimelineFeed(self.stream, lambda: 0.0, self.events.add)
+        self.acquisition: Any = None
         self._thread = threading.Thread(target=self._pump, name="personalize-power", daemon=True)
 
     def start(self) -> "PowerRecorder":
-        self.capture.start()
-        self.start_wall = time.time()
+        try:
+            self.acquisition = self.monitor.start(stall_timeout=max(5.0, 20.0 / self.freq))
+            self._sub = self.acquisition.subscribe(from_start=True)
+        except Exception:
+            self.monitor.close()
+            raise
         self._thread.start()
         return self
 
     def _pump(self) -> None:
-        from device.lpm01a.decode import EVENT  # noqa: PLC0415
-
         while not self._sub.done:
             b = self._sub.get(0.2)
-            if b is None:
-                continue
-            with self._lock:
-                if len(b.values):
-                    if b.first_index > self._n:  # a consumer overrun: keep indices aligned
-                        self._chunks.append(np.full(b.first_index - self._n, np.nan))
-                        self._n = b.first_index
-                    self._chunks.append(np.asarray(b.values, np.float64))
-                    self._n += len(b.values)
-                self.events += [int(e.index) for e in b.events if e.kind == EVENT]
+            if b is not None:
+                self._feed.feed(b)
 
-    @property
-    def n_samples(self) -> int:
-        with self._lock:
-            return self._n
-
-    def n_events(self) -> int:
-        with self._lock:
-            return len(self.events)
-
-    def wait_events(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.n_events() >= count:
-                return True
-            if self.capture.finished:
-                break
-            time.sleep(0.01)
-        return self.n_events() >= count
-
-    def wait_samples(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.n_samples < count and not self.capture.finished:
-            time.sleep(0.01)
-        return self.n_samples >= count
-
-    def samples(self) -> np.ndarray:
-        with self._lock:
-            if len(self._chunks) > 1:
-                self._chunks = [np.concatenate(self._chunks)]
-            return self._chunks[0] if self._chunks else np.zeros(0)
-
-    def sample_index_now(self, time_scale: float) -> float:
-        """Host-time estimate of the current sample index (fallback alignment)."""
-        return (time.time() - self.start_wall) * self.freq * time_scale
+    def trace(self) -> PowerTrace:
+        """The acquisition so far as a :class:`~app.core.energy.PowerTrace` (device sample 0 at t = 0)."""
+        return PowerTrace(self.stream, self.events, self.volt)
 
     def close(self) -> None:
         try:
-            if not self.capture.finished:
-                self.capture.stop()
-            self._thread.join(timeout=3.0)
+            if self.acquisition is not None and not self.acquisition.finished:
+                self.acquisition.stop()
+            if self._thread.is_alive():
+                self._thread.join(timeout=3.0)
         finally:
-            self.ps.close()
-
-
-def batch_energy(samples: np.ndarray, freq: float, volt: float, ranges: Sequence[tuple[float, float]]) -> list[dict]:
-    """Per sample range ``[a, b)``: duration, mean current/power and energy (V·ΣI/f).  Ranges may be
-    fractional (host alignment); they are rounded to whole samples.  NaN (lost) samples are replaced
-    by the range mean and counted."""
-    out = []
-    for a, b in ranges:
-        ia, ib = int(round(a)), int(round(b))
-        ia, ib = max(0, ia), min(len(samples), ib)
-        seg = samples[ia:ib] if ib > ia else np.zeros(0)
-        lost = int(np.count_nonzero(np.isnan(seg)))
-        good = seg[~np.isnan(seg)]
-        if not len(good):
-            out.append({"samples": 0, "lost": lost, "mean_current_a": None, "power_mw": None, "energy_mj": None})
-            continue
-        mean_i = float(good.mean())
-        dur = len(seg) / freq
-        out.append(
-            {
-                "samples": int(len(seg)),
-                "lost": lost,
-                "mean_current_a": mean_i,
-                "power_mw": mean_i * volt * 1e3,
-                "energy_mj": mean_i * volt * dur * 1e3,
-                "duration_s": dur,
-            }
-        )
-    return out
+            self.monitor.close()
 
 
 # ================================================================================================
@@ -587,13 +514,11 @@ class BoardSession:
         return int(self.hello.tick_hz) or 1_000_000
 
     def close(self) -> None:
-        for closer in (
-            lambda: self.power and self.power.close(),
-            lambda: getattr(self, "client", None) and self.client.close(),
-            lambda: self.bench and self.bench.stop(),
-        ):
+        client = getattr(self, "client", None)
+        for part, close in ((self.power, "close"), (client, "close"), (self.bench, "stop")):
             try:
-                closer()
+                if part is not None:
+                    getattr(part, close)()
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
 
@@ -609,37 +534,7 @@ def _i16_scale(x: np.ndarray) -> float:
     return max(peak / 32000.0, 1e-4)
 
 
-@dataclass
-class RoundOutcome:
-    mode: str
-    weights: dict
-    batches: list  # BatchReport
-    info: Any  # RoundInfo
-    done: Any  # RoundDone
-    n_train_used: int
-    round_start_index: float | None  # host estimate of the sample index at TRAIN_START (fallback)
-    events_before: int
-    vals: list = field(default_factory=list)  # ValReport (protocol v2 validation passes)
-    n_val: int = 0
-
-    def validation(self, restore_best: bool) -> dict | None:
-        """Validation summary of the round: the starting weights' and the kept weights' (loss, macro-F1)."""
-        if not self.vals:
-            return None
-        start = self.vals[0]
-        best = [v for v in self.vals if v.best]
-        kept = (best[-1] if best else start) if restore_best else self.vals[-1]
-        return {
-            "n_val": int(self.n_val),
-            "start": {"loss": float(start.loss), "macro_f1": float(start.macro_f1)},
-            "kept": {"loss": float(kept.loss), "macro_f1": float(kept.macro_f1), "epoch": int(kept.epoch)},
-            "best_epoch": int(self.done.best_epoch),
-            "passes": len(self.vals),
-            "epochs_done": int(self.done.epochs_done),
-        }
-
-
-def run_board_round(
+def run_round(
     session: BoardSession,
     arch,
     weights,
@@ -647,157 +542,59 @@ def run_board_round(
     y: np.ndarray,
     mode: str,
     cfg: PersonalizeConfig,
-    on_batch: Callable[[Any], None] | None = None,
+    on_batch: Callable[[BatchRow], None] | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     procedure: Procedure = PLAIN,
-) -> RoundOutcome:
-    """Upload model + data, train one round, download the weights.  Shrinks the data if the board
-    answers OUT_OF_RAM (once, to what it reports as available).  ``val = (x, y)``: validation windows,
-    uploaded after the training windows (protocol v2, ``procedure.wire``)."""
-    from device.nucleo import protocol as P  # noqa: PLC0415
-    from device.nucleo.client import NucleoError  # noqa: PLC0415
+) -> RoundResult:
+    """One round of ``mode`` on the session's board through the app's round pipeline
+    (:func:`app.core.board_round.run_board_round`: upload, train, collect, energy per batch, download); the
+    board's OUT_OF_RAM shrinks the training windows (class-stratified) and says so."""
 
-    c = session.client
-    c.upload_model(arch, weights)
-    idx = np.arange(len(y))
-    xv, yv = val if val is not None and len(val[1]) else (x[:0], y[:0])
-    n_val = int(len(yv))
-    for attempt in range(3):
-        xs, ys = np.concatenate([x[idx], xv]), np.concatenate([y[idx], yv])
-        c.clear_data(0xFF)
-        scale = _i16_scale(xs)
-        c.upload_dataset(xs, ys, slot=0, dtype=P.DType.I16, scale=scale)
-        c.drain_events()
-        ev_before = session.power.n_events() if session.power else 0
-        start_idx = session.power.sample_index_now(session.time_scale) if session.power else None
-        try:
-            info = c.train(
-                mode,
-                epochs=cfg.epochs,
-                batch=cfg.batch,
-                lr=cfg.lr,
-                warmup_epochs=cfg.warmup_epochs,
-                shuffle=True,
-                seed=cfg.seed,
-                **procedure.wire(n_val),
-            )
-            break
-        except NucleoError as exc:
-            if exc.code != P.ErrorCode.OUT_OF_RAM or attempt == 2:
-                raise PersonalizeError(f"the board refused the {mode} round: {exc}") from exc
-            need, have = exc.error.arg0, exc.error.arg1
-            per_window = 1 + xs[0].size * 2
-            drop = int(math.ceil((need - have) / per_window)) + 2
-            keep = len(idx) - drop
-            if keep < cfg.batch:
-                raise PersonalizeError(
-                    f"the board refused the {mode} round: {exc} — even {max(keep, 0)} windows would not fit"
-                ) from exc
-            idx = stratified_subset(y, keep, cfg.seed)
-            session.warnings.append(
-                f"{mode}: the board's SRAM holds {keep} of {len(y)} training windows "
-                f"(round needs {need} B, {have} B available): a class-stratified subset was used"
-            )
-    sim_s = info.est_ticks / session.tick_hz
-    timeout = sim_s / session.time_scale * 3.0 + 30.0 + 0.02 * info.total_batches
-    if n_val:  # validation passes: n_val forward passes before the round and after every epoch
-        timeout += (cfg.epochs + cfg.warmup_epochs + 1) * 0.02
-    res = c.wait_round_done(timeout, on_batch=on_batch)
-    if res.done.status != P.RoundStatus.DONE:
-        raise PersonalizeError(
-            f"{mode} round ended with status {P.RoundStatus(res.done.status).name} "
-            f"(error {res.done.error}) after {res.done.batches_done} batches"
-        )
-    w = c.download_weights(arch)
-    return RoundOutcome(mode, w, res.batches, info, res.done, int(len(idx)), start_idx, ev_before, res.vals, n_val)
+    class _Obs(RoundObserver):
+        def report(self, row: BatchRow, total: int) -> None:
+            if on_batch is not None:
+                on_batch(row)
+
+        def warn(self, text: str) -> None:
+            if text not in session.warnings:
+                session.warnings.append(text if text.startswith(f"{mode}:") else f"{mode}: {text}")
+
+    spec = RoundSpec(
+        mode,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch,
+        lr=cfg.lr,
+        warmup_epochs=cfg.warmup_epochs,
+        seed=cfg.seed,
+        procedure=None if procedure.is_plain else procedure,
+    )
+    power = session.power.trace() if session.power is not None else None
+    try:
+        return run_board_round(session.client, arch, weights, (x, y), spec, power=power, observer=_Obs(), val=val)
+    except RoundFailed as exc:
+        raise PersonalizeError(str(exc)) from exc
 
 
-def match_edges(tau: np.ndarray, events: np.ndarray, tol_samples: float = 2.0) -> tuple[np.ndarray | None, int]:
-    """Match the expected D7 edges of a round (``tau``: edge positions relative to the round start, in
-    samples) with observed event sample indices.  The offset comes from the last event (the round's
-    final edge, which the board announces ahead and is never missed by a late capture); each expected
-    edge takes the nearest event within ``tol_samples`` (+0.5 % of its distance from the end), else its
-    predicted position.  Returns ``(edges, matched)``, or ``(None, 0)`` without events."""
-    if not len(events):
-        return None, 0
-    offset = events[-1] - tau[-1]
-    pred = tau + offset
-    edges = pred.copy()
-    matched = 0
-    for j, p in enumerate(pred):
-        k = int(np.argmin(np.abs(events - p)))
-        if abs(events[k] - p) <= tol_samples + 0.005 * (tau[-1] - tau[j]):
-            edges[j] = events[k]
-            matched += 1
-    return edges, matched
-
-
-def measure_batches(session: BoardSession, out: RoundOutcome, batch_size: int) -> dict:
-    """Per-batch figures of one round: time (board ticks), and power/energy from the LPM01A samples
-    between D7 edges (or host-aligned, with a warning).  Main-phase full batches are summarised."""
-    from device.nucleo import protocol as P  # noqa: PLC0415
-
-    tick = float(session.tick_hz)
-    rows = []
-    # every D7 interval of the round: the batches and (protocol v2) the validation passes, in time order
-    intervals = sorted(list(out.batches) + list(out.vals), key=lambda b: (b.end_tick, b.start_tick))
-    for b in intervals:
-        if isinstance(b, P.ValReport):
-            rows.append(
-                {
-                    "phase": "val",
-                    "epoch": int(b.epoch),
-                    "batch": 0,
-                    "n": int(b.n),
-                    "loss": float(b.loss),
-                    "macro_f1": float(b.macro_f1),
-                    "best": bool(b.best),
-                    "time_s": (b.end_tick - b.start_tick) / tick,
-                    "cycles": int(b.cycles),
-                }
-            )
-            continue
-        rows.append(
-            {
-                "phase": "warmup" if b.phase == P.Phase.WARMUP else "main",
-                "epoch": int(b.epoch),
-                "batch": int(b.batch),
-                "n": int(b.n_samples),
-                "loss": float(b.loss),
-                "time_s": (b.end_tick - b.start_tick) / tick,
-                "cycles": int(b.cycles),
-            }
-        )
-    alignment = "none"
-    pw = session.power
-    if pw is not None and rows:
-        n = len(intervals)
-        t0 = intervals[0].start_tick
-        # edge times relative to the round start, in samples: start, then every batch / validation end
-        tau = np.array([0.0] + [(b.end_tick - t0) / tick * pw.freq for b in intervals])
-        pw.wait_events(out.events_before + n + 1, timeout=2.0 + 10.0 / max(pw.freq, 1))
-        with pw._lock:
-            ev = np.array(pw.events[out.events_before :], dtype=np.float64)
-        edges, matched = match_edges(tau, ev)
-        if edges is not None and matched >= n:
-            alignment = "d7"
-            if matched < n + 1:
-                session.warnings.append(
-                    f"{out.mode}: {matched} of {n + 1} D7 edges matched the batch reports; "
-                    "the missing one was placed from the board's batch ticks"
-                )
-        else:
-            session.warnings.append(
-                f"{out.mode}: {len(ev)} D7 events seen, {matched} match the {n + 1} edges of the "
-                "round (marker off or events lost): batches aligned on host time, energy less precise"
-            )
-            base = out.round_start_index or 0.0
-            edges = base + tau
-            alignment = "host"
-        ranges = list(zip(edges[:-1], edges[1:]))
-        pw.wait_samples(int(math.ceil(edges[-1])) + 1, timeout=5.0)
-        for r, e in zip(rows, batch_energy(pw.samples(), pw.freq, pw.volt, ranges)):
-            r.update({k: e[k] for k in ("power_mw", "energy_mj", "samples", "lost")})
+def batch_summary(result: RoundResult, batch_size: int) -> dict:
+    """The CLI's per-batch figures of one round (time from the board's ticks; power and energy as the round
+    pipeline attributed them) and their summary over the main-phase full batches."""
+    rows: list[dict[str, Any]] = [
+        {
+            "phase": r.phase,
+            "epoch": r.epoch,
+            "batch": r.batch,
+            "n": r.n_samples,
+            "loss": r.loss,
+            "time_s": r.seconds,
+            "cycles": r.cycles,
+            "power_mw": None if r.avg_power_w is None else r.avg_power_w * 1e3,
+            "energy_mj": None if r.energy_j is None else r.energy_j * 1e3,
+            "source": r.source,
+            **({"macro_f1": r.macro_f1, "best": r.best} if r.phase == "val" else {}),
+        }
+        for r in result.rows
+    ]
+    alignment = result.alignment
     main = [r for r in rows if r["phase"] == "main"]
     full = [r for r in main if r["n"] == batch_size] or main
     vals = [r for r in rows if r["phase"] == "val"]
@@ -849,6 +646,7 @@ class PersonalizeResult:
     model: Any  # LoadedModel (general)
     weights: dict  # mode -> personalized weights
     data: UserData
+    rounds: dict = field(default_factory=dict)  # mode -> RoundResult (the batches with their energy)
 
     def json_object(self) -> dict:
         """The documented ``--json`` object (see docs/personalize.md)."""
@@ -902,6 +700,7 @@ def personalize(
     arch = lm.arch
     results: dict[str, dict] = {}
     weights: dict[str, dict] = {}
+    rounds: dict[str, RoundResult] = {}
     warnings: list[str] = list(data.notes)
     seen = _seen_in_pretraining(lm.meta, data.user)
     if seen:
@@ -947,7 +746,7 @@ def personalize(
             board["procedure"] = procedure.label()
             for mode in train_modes:
                 t0 = time.monotonic()
-                out = run_board_round(
+                out = run_round(
                     session,
                     arch,
                     lm.weights,
@@ -959,7 +758,8 @@ def personalize(
                     val=val,
                     procedure=procedure,
                 )
-                meas = measure_batches(session, out, cfg.batch)
+                rounds[mode] = out
+                meas = batch_summary(out, cfg.batch)
                 ev = evaluate_host(arch, out.weights, x_te, data.test.y)
                 weights[mode] = out.weights
                 results[mode] = {
@@ -970,7 +770,7 @@ def personalize(
                     "warmup_epochs": cfg.warmup_epochs,
                     "wall_s": round(time.monotonic() - t0, 2),
                 }
-                vinfo = out.validation(procedure.restore_best)
+                vinfo = out.validation
                 if vinfo is not None:
                     results[mode]["validation"] = vinfo
                     val_scores["none"] = (vinfo["start"]["loss"], vinfo["start"]["macro_f1"])
@@ -1013,18 +813,22 @@ def personalize(
             "procedure": cfg.procedure.to_dict(),
         },
     }
-    return PersonalizeResult(report, lm, weights, data)
+    return PersonalizeResult(report, lm, weights, data, rounds)
 
 
 def write_outputs(
     result: PersonalizeResult, out_dir: str | Path, formats: Sequence[str] = ("keras", "tflite_float32", "c_header")
 ) -> dict[str, dict[str, str]]:
-    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report)."""
-    from app.core.models import export_all  # noqa: PLC0415
+    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report).  A format
+    that fails (e.g. the TFLite converter crashed in its child process) does not stop the others: every
+    other file and ``report.json`` (with ``export_errors``) are written, then :class:`ExportError` says
+    what is missing."""
+    from app.core.models import ExportError, export_all  # noqa: PLC0415
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict[str, str]] = {}
+    errors: dict[str, dict[str, str]] = {}
     T = result.report["input_size"]
     for mode, w in result.weights.items():
         lm = result.model.with_weights(w, source=f"personalized {mode} for user {result.data.user}")
@@ -1034,10 +838,23 @@ def write_outputs(
             personalized_macro_f1=result.report["results"][mode]["macro_f1"],
         )
         stem = f"{_safe(result.data.user)}_{mode}_T{T}"
-        files = export_all(lm, out / mode, stem=stem, formats=formats)
+        try:
+            files = export_all(lm, out / mode, stem=stem, formats=formats)
+        except ExportError as exc:
+            files, errors[mode] = exc.written, exc.failed
         written[mode] = {k: str(v) for k, v in files.items()}
     rep = dict(result.report, outputs=written)
+    if errors:
+        rep["export_errors"] = errors
     (out / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    if errors:
+        flat = {f"{mode}/{fmt}": msg for mode, e in errors.items() for fmt, msg in e.items()}
+        raise ExportError(
+            "; ".join(f"{k} not written: {msg}" for k, msg in flat.items())
+            + f" (everything else, with report.json, was written to {out})",
+            {f"{mode}/{k}": Path(v) for mode, f in written.items() for k, v in f.items()},
+            flat,
+        )
     return written
 
 

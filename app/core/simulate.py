@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
-
 from app.core import datasets as ds
 
 ModelsLike = Mapping[int, object] | Callable[[int], object]
@@ -99,8 +98,8 @@ def simulate(
     like the models' classes).  ``models``: ``{T: LoadedModel or (Arch, weights)}`` or a callable
     ``T -> model``; ``sizes`` default: the mapping's keys.  ``max_train_windows`` caps the local
     training set (class-stratified) to keep the simulation quick."""
+    from app.core.board_round import stratified_subset  # noqa: PLC0415
     from app.core.loso import personalize_host, score  # noqa: PLC0415
-    from app.core.personalize import stratified_subset  # noqa: PLC0415
 
     if sizes is None:
         if callable(models):

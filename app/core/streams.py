@@ -165,7 +165,7 @@ class _Buckets:
         )
 
     def concat(self, other: "_Buckets") -> "_Buckets":
-        return _Buckets(*(np.concatenate([a, b]) for a, b in zip(self._t(), other._t())))
+        return _Buckets(*(np.concatenate([a, b]) for a, b in zip(self._t(), other._t())))  # noqa: SLF001 - same class
 
     def tail(self, start: int) -> "_Buckets":
         return _Buckets(*(a[start:] for a in self._t()))

@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-import time
-
 import platform
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot

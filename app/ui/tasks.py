@@ -16,7 +16,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from app.core.context import CancelToken, Cancelled
+from app.core.context import Cancelled, CancelToken
 
 __all__ = ["TaskRunner", "Task", "TaskBar"]
 

@@ -119,7 +119,7 @@ class History:
 
 
 def _check_data(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = model._check_x(x)
+    x = model._check_x(x)  # noqa: SLF001 - the engine's own model
     t = model.targets(y, x.shape[0])
     return x, t
 
@@ -264,7 +264,7 @@ def evaluate(
     """The Evaluation module: loss, accuracy, macro-F1 (over ``labels``, default the classes present
     in ``y`` or the predictions), per-class F1 and confusion matrix over all the model's classes."""
     x, t = _check_data(model, x, y)
-    probs, loss = model._infer(x, t, batch_size, count_ops=False)
+    probs, loss = model._infer(x, t, batch_size, count_ops=False)  # noqa: SLF001 - the engine's own model
     yt = t.argmax(axis=1)
     yp = probs.argmax(axis=1)
     N = model.n_classes

@@ -20,11 +20,9 @@ Typical use::
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -37,7 +35,6 @@ from device.lpm01a.decode import (
     StreamEvent,
     make_decoder,
 )
-from device.lpm01a.spec import TIMESTAMP_EVERY
 from device.lpm01a.driver import (
     _FRAME_ACK,
     Disconnected,
@@ -46,42 +43,11 @@ from device.lpm01a.driver import (
     PowerShieldTimeout,
     error_for_event,
 )
+from device.lpm01a.spec import TIMESTAMP_EVERY
+from device.monitor import Block, RunningStats
 from device.ringbuffer import RingBuffer
 
 __all__ = ["Block", "Capture", "Subscription", "RunningStats"]
-
-
-@dataclass
-class Block:
-    """A run of consecutive samples handed to one consumer.
-
-    ``values[k]`` is device sample number ``first_index + k`` (0-based), taken at time
-    ``(first_index + k + 1) / rate_hz`` seconds after the start (sample *k* (1-based) is at *k/f*,
-    §3); NaN marks a sample known to be lost.  ``events`` are the stream's metadata items whose sample
-    index falls in this block (D7 events, end tag, summary, errors, …; timestamps are summarised in
-    ``buffer_pct``)."""
-
-    first_index: int
-    values: np.ndarray
-    rate_hz: float
-    events: list[StreamEvent] = field(default_factory=list)
-    lost: int = 0  # NaN samples in this block (device samples lost in transit)
-    lost_total: int = 0  # capture-wide lost samples so far
-    overrun: int = 0  # samples this consumer missed by falling behind the ring buffer
-    buffer_pct: int | None = None  # latest shield Tx-buffer load
-    final: bool = False  # last block of the acquisition
-
-    @property
-    def next_index(self) -> int:
-        return self.first_index + len(self.values)
-
-    @property
-    def t0(self) -> float:
-        return (self.first_index + 1) / self.rate_hz
-
-    @property
-    def times(self) -> np.ndarray:
-        return (self.first_index + 1 + np.arange(len(self.values), dtype=np.float64)) / self.rate_hz
 
 
 class Capture:
@@ -173,6 +139,16 @@ class Capture:
         """Device samples accounted so far (received + lost), i.e. the next sample number."""
         return self.ring.total
 
+    def diagnostics(self) -> dict[str, Any]:
+        """Link-quality counters for reports: the shield's highest transmit-buffer load, bytes that were not
+        a valid sample, samples beyond what the timestamps account for, samples cut beyond ``max_samples``."""
+        return {
+            "buffer_max_pct": self.decoder.buffer_pct_max,
+            "corrupt_bytes": self.decoder.corrupt_bytes,
+            "excess": self.decoder.excess,
+            "truncated": self.truncated,
+        }
+
     def raise_for_error(self) -> None:
         if self.error is not None:
             raise self.error
@@ -229,7 +205,7 @@ class Capture:
         except Disconnected as exc:
             self.error = exc
             self.ended_by = "disconnected"
-        except Exception as exc:  # never leave consumers hanging on an unexpected bug
+        except Exception as exc:  # noqa: BLE001 - never leave consumers hanging on an unexpected bug
             self.error = PowerShieldError(f"reader thread failed: {exc!r}")
             self.ended_by = "error"
         finally:
@@ -307,7 +283,7 @@ class Subscription:
         self.capture = capture
         self.max_block = int(max_block)
         self.cursor = 0 if from_start else capture.ring.total
-        self._ev_seq = 0 if from_start else capture._ev_seq
+        self._ev_seq = 0 if from_start else capture._ev_seq  # noqa: SLF001 - the capture's own cursor
         self.done = False
 
     def get(self, timeout: float = 0.5) -> Block | None:
@@ -336,13 +312,13 @@ class Subscription:
     def _events_before(self, index: int, all_: bool) -> list[StreamEvent]:
         cap = self.capture
         out: list[StreamEvent] = []
-        with cap._ev_lock:
-            if not cap._events:
+        with cap._ev_lock:  # noqa: SLF001
+            if not cap._events:  # noqa: SLF001
                 return out
-            base = cap._events[0][0]
+            base = cap._events[0][0]  # noqa: SLF001
             i = max(0, self._ev_seq - base)
-            while i < len(cap._events):
-                seq, ev = cap._events[i]
+            while i < len(cap._events):  # noqa: SLF001
+                seq, ev = cap._events[i]  # noqa: SLF001
                 if not all_ and ev.index >= index:
                     break
                 out.append(ev)
@@ -355,35 +331,3 @@ class Subscription:
             b = self.get(0.25)
             if b is not None:
                 yield b
-
-
-class RunningStats:
-    """Streaming statistics of a capture (NaN-aware): count, lost, mean, min, max, sum."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-        self.lost = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.first_index: int | None = None
-        self.next_index = 0
-
-    def update(self, block: Block) -> None:
-        v = block.values
-        if not len(v):
-            return
-        if self.first_index is None:
-            self.first_index = block.first_index
-        self.next_index = block.next_index
-        good = v[~np.isnan(v)] if block.lost else v
-        self.lost += len(v) - len(good)
-        if len(good):
-            self.samples += len(good)
-            self.total += float(good.sum())
-            self.min = min(self.min, float(good.min()))
-            self.max = max(self.max, float(good.max()))
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.samples if self.samples else math.nan

@@ -234,30 +234,52 @@ class StreamDecoder:
     def _timestamp(self, seconds: float, buffer_pct: int | None, text: str = "") -> None:
         # unwrap a clock that went backwards (3-digit seconds in ASCII, 31-bit ms in binary)
         t = seconds + self._ts_wraps * self._TS_WRAP_S
-        if self._ts_last >= 0 and t + 1.0 < self._ts_last:
-            self._ts_wraps += 1
+        wrapped = self._ts_last >= 0 and t + 1.0 < self._ts_last
+        if wrapped:
             t += self._TS_WRAP_S
-        self._ts_last = t
         self.timestamps += 1
         if buffer_pct is not None:
             self.buffer_pct = buffer_pct
             self.buffer_pct_max = max(self.buffer_pct_max, buffer_pct)
+        accept = True
         if self.rate_hz and not self.ended:
             expected = int(round(t * self.rate_hz)) + self._offset
             gap = expected - self.next_index
-            limit = max(10 * TIMESTAMP_EVERY, int(5 * self.rate_hz))
-            if 0 < gap <= limit:
+            why = self._implausible(t, gap)
+            if why:  # a corrupted timestamp: no gap, no excess, and the clock stays as it was (a later true
+                # timestamp earlier than a corrupted one is not a wrap of the device's clock)
+                accept = False
+                self._event(StreamEvent(CORRUPT, 0, why, value=0.0))
+            elif gap > 0:
                 self._parts.append(np.full(gap, np.nan))
                 self.next_index += gap
                 self.lost += gap
                 self._feed_lost += gap
-            elif gap > limit:
-                self._event(StreamEvent(CORRUPT, 0, f"implausible timestamp {t:.3f} s ignored", value=0.0))
             elif gap < 0:
                 self.excess += -gap
                 self._offset += -gap
                 self._event(StreamEvent(EXCESS, 0, "samples beyond what the timestamps account for", value=float(-gap)))
+        if accept:
+            self._ts_wraps += wrapped
+            self._ts_last = t
         self._event(StreamEvent(TIMESTAMP, 0, text, value=t, buffer_pct=buffer_pct))
+
+    def _implausible(self, t: float, gap: int) -> str:
+        """Why (the corrupt event's text) a timestamp at ``t`` s that implies ``gap`` lost (> 0) or excess
+        (< 0) samples cannot be true, or "" (docs/lpm01a.md "Loss accounting").  Within one timestamp period (1000 samples) any
+        gap is believed: bytes dropped or inserted in transit.  A larger one means whole periods went
+        missing, and then the timestamp lies on the device's 1000-sample grid (within the 1 ms resolution
+        of its clock); one bit flipped in the time field almost never lands there."""
+        rate = float(self.rate_hz or 0.0)
+        if gap > max(10 * TIMESTAMP_EVERY, int(5 * rate)):
+            return f"implausible timestamp {t:.3f} s ignored"
+        if abs(gap) <= TIMESTAMP_EVERY:
+            return ""
+        pos = t * rate
+        off = abs(pos - TIMESTAMP_EVERY * round(pos / TIMESTAMP_EVERY))
+        if off > max(1.0, rate / 1000.0):
+            return f"implausible timestamp {t:.3f} s ignored ({off:.0f} samples off the {TIMESTAMP_EVERY}-sample grid)"
+        return ""
 
     def _text(self, line: str) -> None:
         """Handle one text line from the stream (ASCII metadata, in-stream replies, binary tail)."""
@@ -568,8 +590,12 @@ class BinaryDecoder(StreamDecoder):
         nl = data.find(b"\n", pos + 2)
         if nl < 0:
             if len(data) - pos > _MAX_TEXT:
-                self._corrupt(len(data) - pos, "unterminated text in binary stream")
-                return len(data)
+                self._corrupt(_MAX_TEXT, "unterminated text in binary stream")
+                # what follows may still be that text, never samples: skip to the next frame, in this read or
+                # the next (in small reads the rest of the text came out as current samples, 'xx' = 8.08 uA;
+                # in one read a frame after it was swallowed with the text)
+                self._resync = True
+                return pos + _MAX_TEXT
             self._left = data[pos:]
             return -1
         line = data[pos:nl].replace(b"\x00", b"").decode("ascii", "replace")

@@ -47,6 +47,14 @@ from device.lpm01a.decode import (
     StreamEvent,
     classify_text_line,
 )
+from device.monitor import (
+    MonitorAcquisitionError,
+    MonitorError,
+    MonitorLinkError,
+    MonitorSettingError,
+    MonitorTimeout,
+    ProtectiveStop,
+)
 
 __all__ = [
     "PowerShieldError",
@@ -66,11 +74,11 @@ log = logging.getLogger(__name__)
 
 
 # --- errors -------------------------------------------------------------------------------------
-class PowerShieldError(Exception):
+class PowerShieldError(MonitorError):
     """Base class of every error this driver raises."""
 
 
-class ArgumentError(PowerShieldError, spec.ArgumentError):
+class ArgumentError(PowerShieldError, MonitorSettingError, spec.ArgumentError):
     """A command argument is outside the protocol's syntax or range (checked before sending)."""
 
 
@@ -87,19 +95,19 @@ class NotAllowedWhileAcquiring(PowerShieldError):
     """Refused on the host side: the command is not accepted while an acquisition runs (§2.3)."""
 
 
-class PowerShieldTimeout(PowerShieldError, TimeoutError):
+class PowerShieldTimeout(PowerShieldError, MonitorTimeout):
     """No (complete) reply within the timeout."""
 
 
-class Disconnected(PowerShieldError):
+class Disconnected(PowerShieldError, MonitorLinkError):
     """The port went away (USB unplugged, socket closed, ``psrst``)."""
 
 
-class AcquisitionError(PowerShieldError):
+class AcquisitionError(PowerShieldError, MonitorAcquisitionError):
     """The shield stopped an acquisition with an error (voltage drop, static instability, …)."""
 
 
-class Overcurrent(AcquisitionError):
+class Overcurrent(AcquisitionError, ProtectiveStop):
     """Dynamic-mode overcurrent protection tripped (≳ 59 mA; F5 frame / ``overcurrent`` text)."""
 
 

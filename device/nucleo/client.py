@@ -314,6 +314,14 @@ class NucleoClient:
             raise OSError(f"cannot send {name} to the NUCLEO: {exc}") from exc
 
     # --- events ------------------------------------------------------------------------------------
+    def fail_waiters(self, exc: BaseException) -> None:
+        """Wake whoever waits for a reply or an event now with ``exc`` as the link's error (the owner knows the
+        link is gone before this client's reader does)."""
+        with self._cond:
+            if self._reader_error is None:
+                self._reader_error = exc
+            self._cond.notify_all()
+
     def next_event(self, types: type | tuple[type, ...] | None = None, timeout: float = 1.0) -> P.Message | None:
         """Remove and return the oldest queued event of the given class(es) (any if None), waiting up to
         ``timeout`` seconds; None on timeout."""

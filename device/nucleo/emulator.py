@@ -41,8 +41,8 @@ from device.emulated import ByteFaults, apply_byte_faults
 from . import protocol as P
 from .crc import crc32
 from .fwimage import FIRMWARE_VERSION
-from .shuffle import epoch_order
 from .sensor import LSM6DSO, Trace, TraceError, default_trace_path, load_trace
+from .shuffle import epoch_order
 
 try:  # the bench's FIFO; a local fallback keeps this module importable on its own
     from device.emulated import ByteFifo

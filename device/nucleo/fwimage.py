@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: firmware/core/odl.h ODL_FW_MAJOR / ODL_FW_MINOR / ODL_FW_PATCH (checked by tests/test_flashing.py)
-FIRMWARE_VERSION: tuple[int, int, int] = (1, 0, 0)
+FIRMWARE_VERSION: tuple[int, int, int] = (1, 1, 0)
 #: the firmware target the app ships and flashes (firmware/targets/<target>)
 BOARD_TARGET = "nucleo-l496zg"
 FLASH_BASE = 0x0800_0000

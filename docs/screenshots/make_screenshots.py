@@ -51,7 +51,7 @@ def main() -> int:
     pump(0.5)
     shots["devices"] = win.grab()
 
-    accel = win.show_panel("live_accel")
+    win.show_panel("live_accel")
     pump(1.0)
     dm.call("board:virtual", lambda c: c.set_activity("jogging"))
     pump(3.0)

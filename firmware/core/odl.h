@@ -12,9 +12,11 @@
 #include <string.h>
 
 #define ODL_FW_MAJOR 1
-#define ODL_FW_MINOR 0
+#define ODL_FW_MINOR 1
 #define ODL_FW_PATCH 0
-#define ODL_PROTOCOL 1
+#define ODL_PROTOCOL 2     /* v2 = v1 + the robust round (TRAIN_START extension, VAL_REPORT) */
+#define ODL_PROTOCOL_MIN 1 /* a v1 host is served as before */
+#define TRAIN_START_V2_LEN 44u
 
 #define ODL_MAX_PAYLOAD 1024u
 #define ODL_HEADER_LEN 5u
@@ -40,6 +42,7 @@ enum {
     T_SENSOR_STATE = 0x90, T_XFER_ACK = 0xA0, T_MODEL_INFO = 0xA2, T_DATA_STATE = 0xB0, T_ROUND_INFO = 0xC0,
     T_WEIGHTS_META = 0xE0, T_WEIGHTS_DATA = 0xE1, T_ACTIVITY = 0xE8,
     T_SAMPLES = 0xF0, T_BATCH_REPORT = 0xF1, T_ROUND_DONE = 0xF2, T_LOG = 0xF3, T_BOOT = 0xF4, T_EVAL_RESULT = 0xF5,
+    T_VAL_REPORT = 0xF6,
     T_ERROR = 0xFF,
 };
 

@@ -134,13 +134,23 @@ void odl_emit_batch_report(uint16_t round_id, uint8_t phase, uint16_t epoch, uin
     emit1(T_BATCH_REPORT, p, b.len);
 }
 
-void odl_emit_round_done(uint16_t round_id, uint8_t status, uint8_t error, uint16_t epochs, uint32_t batches,
-                         float loss, float acc, uint64_t t0, uint64_t t1, uint64_t cycles) {
+void odl_emit_round_done(uint16_t round_id, uint8_t status, uint8_t error, uint16_t epochs, uint16_t best_epoch,
+                         uint32_t batches, float loss, float acc, uint64_t t0, uint64_t t1, uint64_t cycles) {
     uint8_t p[44];
     odl_buf b = {p, 0, sizeof p};
-    b_u16(&b, round_id), b_u8(&b, status), b_u8(&b, error), b_u16(&b, epochs), b_u16(&b, 0), b_u32(&b, batches);
+    b_u16(&b, round_id), b_u8(&b, status), b_u8(&b, error), b_u16(&b, epochs), b_u16(&b, best_epoch);
+    b_u32(&b, batches);
     b_f32(&b, loss), b_f32(&b, acc), b_u64(&b, t0), b_u64(&b, t1), b_u64(&b, cycles);
     emit1(T_ROUND_DONE, p, b.len);
+}
+
+void odl_emit_val_report(uint16_t round_id, uint16_t epoch, uint16_t n, uint8_t best, float loss, float f1,
+                         uint64_t t0, uint64_t t1, uint64_t cycles) {
+    uint8_t p[40];
+    odl_buf b = {p, 0, sizeof p};
+    b_u16(&b, round_id), b_u16(&b, epoch), b_u16(&b, n), b_u8(&b, best), b_u8(&b, 0);
+    b_f32(&b, loss), b_f32(&b, f1), b_u64(&b, t0), b_u64(&b, t1), b_u64(&b, cycles);
+    emit1(T_VAL_REPORT, p, b.len);
 }
 
 void odl_emit_eval_result(uint8_t slot, uint8_t k, uint16_t n, float loss, uint64_t cycles, const uint16_t *conf) {
@@ -208,13 +218,16 @@ static const uint32_t ODR_LADDER[] = {12500, 26000, 52000, 104000, 208000, 41700
 /* handlers                                                                                         */
 /* ------------------------------------------------------------------------------------------------ */
 static void h_hello(const uint8_t *p, reply_t *r) {
-    if (memcmp(p, "ODL1", 4) != 0 || !(p[4] <= ODL_PROTOCOL && ODL_PROTOCOL <= p[5])) {
-        fail(r, E_BAD_VERSION, ODL_PROTOCOL, 0, "board speaks ODL1 v%u; host offered magic %02X%02X%02X%02X v%u..%u",
-             ODL_PROTOCOL, p[0], p[1], p[2], p[3], p[4], p[5]);
+    /* the highest version both speak: this board speaks ODL_PROTOCOL_MIN .. ODL_PROTOCOL */
+    uint8_t proto = p[5] < ODL_PROTOCOL ? p[5] : ODL_PROTOCOL;
+    if (memcmp(p, "ODL1", 4) != 0 || proto < p[4] || proto < ODL_PROTOCOL_MIN) {
+        fail(r, E_BAD_VERSION, ODL_PROTOCOL, 0,
+             "board speaks ODL1 v%u..%u; host offered magic %02X%02X%02X%02X v%u..%u", ODL_PROTOCOL_MIN, ODL_PROTOCOL,
+             p[0], p[1], p[2], p[3], p[4], p[5]);
         return;
     }
     r->type = T_HELLO_RSP;
-    b_bytes(&r->b, "ODL1", 4), b_u8(&r->b, ODL_PROTOCOL), b_u8(&r->b, 0), b_u16(&r->b, ODL_MAX_PAYLOAD);
+    b_bytes(&r->b, "ODL1", 4), b_u8(&r->b, proto), b_u8(&r->b, 0), b_u16(&r->b, ODL_MAX_PAYLOAD);
     b_u8(&r->b, ODL_FW_MAJOR), b_u8(&r->b, ODL_FW_MINOR), b_u8(&r->b, ODL_FW_PATCH);
     b_u8(&r->b, board_get_info()->emulated ? 1 : 0), b_u32(&r->b, ODL_TICK_HZ);
 }
@@ -607,7 +620,47 @@ static int check_slot(uint8_t slot, reply_t *r) {
     return 0;
 }
 
-static void h_train_start(const uint8_t *p, reply_t *r) {
+/* Protocol v2 fields of TRAIN_START (docs/protocol.md §3.4); 0 if they are acceptable. */
+static int robust_checks(const train_cfg_t *c, reply_t *r) {
+    uint32_t n = data_count(0);
+    if (c->n_val && c->n_val >= n) {
+        fail(r, E_BAD_PARAM, c->n_val, n, "n_val %u leaves no training window (slot 0 holds %lu)", c->n_val,
+             (unsigned long)n);
+        return 1;
+    }
+    if ((c->patience || c->val_flags) && !c->n_val) {
+        fail(r, E_BAD_PARAM, 0, 0, "patience and val_flags need validation windows (n_val > 0)");
+        return 1;
+    }
+    if (c->val_flags & ~(VAL_RESTORE_BEST | VAL_SELECT_F1)) {
+        fail(r, E_BAD_PARAM, c->val_flags, 0, "val_flags 0x%X: only bits 0, 1 are defined", c->val_flags);
+        return 1;
+    }
+    if (!(isfinite(c->feature_lr_scale) && c->feature_lr_scale >= 0.0f && c->feature_lr_scale <= 10.0f)) {
+        fail(r, E_BAD_PARAM, 0, 0, "feature_lr_scale outside 0..10");
+        return 1;
+    }
+    if (!(isfinite(c->clip_norm) && c->clip_norm >= 0.0f && c->clip_norm <= 1e6f)) {
+        fail(r, E_BAD_PARAM, 0, 0, "clip_norm outside 0..1e+06");
+        return 1;
+    }
+    if (!(isfinite(c->l2sp) && c->l2sp >= 0.0f && c->l2sp <= 100.0f)) {
+        fail(r, E_BAD_PARAM, 0, 0, "l2sp outside 0..100");
+        return 1;
+    }
+    if (c->l2sp > 0.0f && c->epochs) {
+        fail(r, E_UNSUPPORTED, 0, 0, "l2sp: this firmware keeps no anchor copy of the weights (L2-SP unsupported)");
+        return 1;
+    }
+    if (c->n_val && S.model.n_classes > ODL_MAX_CLASSES_EVAL) {
+        fail(r, E_TOO_LARGE, S.model.n_classes, ODL_MAX_CLASSES_EVAL, "%u classes: validation supports up to %u",
+             S.model.n_classes, ODL_MAX_CLASSES_EVAL);
+        return 1;
+    }
+    return 0;
+}
+
+static void h_train_start(const uint8_t *p, uint16_t len, reply_t *r) {
     if (busy(r, "start a round")) return;
     if (S.streaming) {
         fail(r, E_BUSY, 0, 0, "cannot train while the sensor streams: send STREAM_STOP first");
@@ -621,6 +674,11 @@ static void h_train_start(const uint8_t *p, reply_t *r) {
     train_cfg_t c;
     c.mode = p[0], c.flags = p[1], c.epochs = rd16(p + 2), c.batch = rd16(p + 4), c.warmup_epochs = rd16(p + 6);
     c.lr = rdf32(p + 8), c.warmup_lr = rdf32(p + 12), c.seed = rd32(p + 16), c.layer_mask = rd64(p + 20);
+    c.n_val = 0, c.patience = 0, c.val_flags = 0, c.feature_lr_scale = 1.0f, c.clip_norm = 0.0f, c.l2sp = 0.0f;
+    if (len == TRAIN_START_V2_LEN) { /* protocol v2: the robust round */
+        c.n_val = rd16(p + 28), c.patience = p[30], c.val_flags = p[31];
+        c.feature_lr_scale = rdf32(p + 32), c.clip_norm = rdf32(p + 36), c.l2sp = rdf32(p + 40);
+    }
     if (c.epochs + c.warmup_epochs < 1 || c.batch < 1) {
         fail(r, E_BAD_PARAM, 0, 0, "epochs %u + warmup %u must be >= 1 and batch %u >= 1", c.epochs, c.warmup_epochs,
              c.batch);
@@ -630,6 +688,7 @@ static void h_train_start(const uint8_t *p, reply_t *r) {
         fail(r, E_BAD_PARAM, 0, 0, "%s outside 0..10", !(isfinite(c.lr) && c.lr >= 0.0f && c.lr <= 10.0f) ? "lr" : "warmup_lr");
         return;
     }
+    if (robust_checks(&c, r)) return;
     uint64_t masks[2] = {0, 0};
     int e = model_trainable(&S.model, c.mode, c.layer_mask, &masks[1], r->msg, sizeof r->msg);
     if (!e && c.warmup_epochs) e = model_trainable(&S.model, MODE_LAST, 0, &masks[0], r->msg, sizeof r->msg);
@@ -642,11 +701,14 @@ static void h_train_start(const uint8_t *p, reply_t *r) {
     if (c.warmup_epochs) use[np++] = masks[0];
     if (c.epochs) use[np++] = masks[1];
     uint32_t plan = train_plan_bytes(&S.model, use, np);
-    uint32_t need = reserve_bytes() + model_bytes() + data_total() + plan;
-    if (plan > store_free_bytes()) {
+    uint32_t region = plan; /* the plan, then the best-weights buffer of a robust round */
+    if (c.n_val && (c.val_flags & VAL_RESTORE_BEST))
+        region = ((plan + 7u) & ~7u) + train_best_bytes(&S.model, masks[1] | (c.warmup_epochs ? masks[0] : 0));
+    uint32_t need = reserve_bytes() + model_bytes() + data_total() + region;
+    if (region > store_free_bytes()) {
         fail(r, E_OUT_OF_RAM, need, ODL_SRAM_BYTES,
              "round needs %lu B (%lu B training buffers + %lu B model + %lu B datasets + %lu B firmware), SRAM is %lu B",
-             (unsigned long)need, (unsigned long)plan, (unsigned long)model_bytes(), (unsigned long)data_total(),
+             (unsigned long)need, (unsigned long)region, (unsigned long)model_bytes(), (unsigned long)data_total(),
              (unsigned long)reserve_bytes(), (unsigned long)ODL_SRAM_BYTES);
         return;
     }
@@ -654,9 +716,9 @@ static void h_train_start(const uint8_t *p, reply_t *r) {
     S.round_id = (uint16_t)(S.round_id + 1u);
     uint64_t est;
     uint32_t total;
-    train_start(&S.model, weights_ptr(), &c, masks, S.round_id, data_count(0), &est, &total);
-    uint32_t mem = model_bytes() + plan;
-    if (store_top() + plan > S.st.arena_high_water) S.st.arena_high_water = store_top() + plan;
+    train_start(&S.model, weights_ptr(), &c, masks, S.round_id, data_count(0), plan, &est, &total);
+    uint32_t mem = model_bytes() + region;
+    if (store_top() + region > S.st.arena_high_water) S.st.arena_high_water = store_top() + region;
     r->type = T_ROUND_INFO;
     b_u16(&r->b, S.round_id), b_u16(&r->b, odl_job.per_epoch), b_u32(&r->b, total), b_u32(&r->b, mem);
     b_u32(&r->b, ODL_SRAM_BYTES), b_u64(&r->b, est);
@@ -778,6 +840,7 @@ static int payload_ok(uint8_t t, uint16_t len, int *fixed, int *tail) {
         if (tab[i].t == t) {
             *fixed = tab[i].n;
             *tail = tab[i].tail;
+            if (t == T_TRAIN_START && len == TRAIN_START_V2_LEN) return 1; /* protocol v2 extension */
             return (len == tab[i].n) || (tab[i].tail && len >= tab[i].n) ? 1 : 0;
         }
     return -1; /* not in the catalogue */
@@ -797,8 +860,8 @@ static void dispatch(uint8_t t, const uint8_t *p, uint16_t len, reply_t *r) {
         return;
     }
     if (!ok) {
-        fail(r, E_BAD_PAYLOAD, 0, 0, "%s payload is %u bytes, expected %s%d", req_name(t), len, tail ? "at least " : "",
-             fixed);
+        fail(r, E_BAD_PAYLOAD, 0, 0, "%s payload is %u bytes, expected %s%d%s", req_name(t), len, tail ? "at least " : "",
+             fixed, t == T_TRAIN_START ? " or 44" : "");
         return;
     }
     switch (t) {
@@ -827,7 +890,7 @@ static void dispatch(uint8_t t, const uint8_t *p, uint16_t len, reply_t *r) {
     case T_DATA_BEGIN: h_data_begin(p, r); break;
     case T_DATA_CHUNK: h_data_chunk(p, len, r); break;
     case T_DATA_END: h_data_end(r); break;
-    case T_TRAIN_START: h_train_start(p, r); break;
+    case T_TRAIN_START: h_train_start(p, len, r); break;
     case T_TRAIN_ABORT: h_train_abort(r); break;
     case T_EVALUATE: h_evaluate(p, r); break;
     case T_WEIGHTS_INFO: h_weights_info(r); break;

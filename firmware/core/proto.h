@@ -15,8 +15,10 @@ void odl_init(void);
 uint64_t odl_marker(void); /* D7 edge now if the marker is enabled; returns the tick of the edge */
 void odl_emit_batch_report(uint16_t round_id, uint8_t phase, uint16_t epoch, uint16_t batch, uint16_t per_epoch,
                            uint16_t n, float loss, uint64_t t0, uint64_t t1, uint64_t cycles);
-void odl_emit_round_done(uint16_t round_id, uint8_t status, uint8_t error, uint16_t epochs, uint32_t batches,
-                         float loss, float acc, uint64_t t0, uint64_t t1, uint64_t cycles);
+void odl_emit_round_done(uint16_t round_id, uint8_t status, uint8_t error, uint16_t epochs, uint16_t best_epoch,
+                         uint32_t batches, float loss, float acc, uint64_t t0, uint64_t t1, uint64_t cycles);
+void odl_emit_val_report(uint16_t round_id, uint16_t epoch, uint16_t n, uint8_t best, float loss, float f1,
+                         uint64_t t0, uint64_t t1, uint64_t cycles);
 void odl_emit_eval_result(uint8_t slot, uint8_t k, uint16_t n, float loss, uint64_t cycles, const uint16_t *conf);
 void odl_log(uint8_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

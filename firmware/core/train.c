@@ -63,7 +63,41 @@ uint64_t train_estimate_batch(const plan_t *p, uint32_t n) {
     return (s * n + (uint64_t)p->n_trained * COST_UPDATE) / 16u + (uint64_t)COST_SAMPLE * n;
 }
 
+/* Cycles of one validation pass of n windows (forward only) on a plan. */
+static uint64_t val_estimate(const plan_t *p, uint32_t n) {
+    ops_t o;
+    plan_ops(p, 0, &o);
+    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.dense_fwd * COST_DENSE_FWD + o.elementwise * COST_ELEM;
+    return s * n / 16u + (uint64_t)COST_SAMPLE * n;
+}
+
 /* ---------------- plans ---------------- */
+/* Trainable tensors of a descriptor layer: kernel (+ bias); BatchNorm: gamma, beta (its statistics are frozen). */
+static int trained_tensors(const mlayer_t *L) { return L->kind == K_BATCHNORM ? 2 : L->n_tensors; }
+
+uint32_t train_best_bytes(const model_t *m, uint64_t mask) {
+    uint32_t n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (mask >> i & 1u)
+            for (int t = 0; t < trained_tensors(&m->L[i]); t++) n += m->L[i].wlen[t];
+    return (4u * n + 7u) & ~7u;
+}
+
+/* Copy the trainable tensors of the layers in `mask` between the weights and a buffer (to_buf: weights -> buf). */
+static void best_copy(const model_t *m, uint64_t mask, float *w, float *buf, int to_buf) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (mask >> i & 1u)
+            for (int t = 0; t < trained_tensors(&m->L[i]); t++) {
+                float *src = w + m->L[i].woff[t];
+                uint32_t len = m->L[i].wlen[t];
+                if (to_buf)
+                    memcpy(buf, src, 4u * len);
+                else
+                    memcpy(src, buf, 4u * len);
+                buf += len;
+            }
+}
+
 uint32_t train_plan_bytes(const model_t *m, const uint64_t *masks, int n_phases) {
     plan_t *tmp = &odl_job.plan; /* sizing only: called while no job runs */
     uint32_t mx = 0;
@@ -92,12 +126,13 @@ static uint16_t batch_len(const job_t *j) {
 }
 
 void train_start(const model_t *m, float *w, const train_cfg_t *cfg, const uint64_t masks[2], uint16_t round_id,
-                 uint32_t n, uint64_t *est_cycles, uint32_t *total_batches) {
+                 uint32_t n, uint32_t plan_bytes, uint64_t *est_cycles, uint32_t *total_batches) {
     job_t *j = &odl_job;
     memset(j, 0, sizeof *j);
     j->kind = JOB_TRAIN;
     j->round_id = round_id;
     j->cfg = *cfg;
+    n -= cfg->n_val; /* the last n_val windows of the slot are the validation set, never trained on */
     j->n = n;
     j->per_epoch = (uint16_t)((n + cfg->batch - 1) / cfg->batch);
     j->n_phases = 0;
@@ -113,22 +148,33 @@ void train_start(const model_t *m, float *w, const train_cfg_t *cfg, const uint6
         j->phase_epochs[j->n_phases] = cfg->epochs;
         j->phase_lr[j->n_phases++] = cfg->lr;
     }
-    /* estimate: every phase's batches (full ones and the last partial one) */
+    /* the last two Dense layers: the head, trained at lr; the rest at lr * feature_lr_scale */
+    j->head[0] = j->head[1] = 0xFF;
+    for (int i = m->n_layers - 1, k = 0; i >= 0 && k < 2; i--)
+        if (m->L[i].kind == K_DENSE) j->head[k++] = (uint8_t)i;
+    /* estimate: every phase's batches (full ones and the last partial one), and the validation passes */
     uint64_t est = 0;
     for (int ph = 0; ph < j->n_phases; ph++) {
         plan_lower(&j->plan, m, j->masks[ph]);
         uint32_t full = n / cfg->batch, rest = n % cfg->batch;
         uint64_t e = (uint64_t)full * train_estimate_batch(&j->plan, cfg->batch);
         if (rest) e += train_estimate_batch(&j->plan, rest);
+        if (cfg->n_val) e += val_estimate(&j->plan, cfg->n_val);
         est += e * j->phase_epochs[ph];
+        if (ph == 0 && cfg->n_val) est += val_estimate(&j->plan, cfg->n_val); /* the pass before the first epoch */
     }
     *est_cycles = est;
     *total_batches = (uint32_t)j->per_epoch * (uint32_t)(cfg->warmup_epochs + cfg->epochs);
+    if (cfg->n_val && (cfg->val_flags & VAL_RESTORE_BEST)) {
+        j->best_mask = masks[1] | (cfg->warmup_epochs ? masks[0] : 0);
+        j->best_w = (float *)(void *)(store_transient() + ((plan_bytes + 7u) & ~7u));
+    }
     j->phase = 0;
     bind_phase(j, m, w);
     board_job_state(1);
     j->t0 = j->t_prev = odl_marker(); /* D7 edge at the start of the round */
     j->c0 = j->c_prev = board_cycles();
+    if (cfg->n_val) j->val_active = 1; /* VAL(0): the starting weights are the first candidate */
 }
 
 void eval_start(const model_t *m, float *w, uint8_t slot, uint16_t round_id) {
@@ -199,6 +245,69 @@ void odl_backward(plan_t *p, int label) {
     }
 }
 
+/* The robust step (protocol v2, main phase; docs/protocol.md §5.5), exactly device/engine's
+ * Model._robust_update in float32: g = acc / n; if clip_norm > 0: s = sum of g*g over every trained array
+ * in layer order (kernel, then bias), one running float32 sum, norm = sqrtf(s), and if norm > clip_norm every
+ * g *= clip_norm / norm; then w -= g * lr_a with lr_a = lr * feature_lr_scale (rounded once) for the layers
+ * outside the last two Dense layers, lr for those. */
+static void robust_update(job_t *j, plan_t *p, uint32_t n, float lr) {
+    const float nf = (float)n;
+    float s = 0.0f;
+    for (int i = 0; i < p->n; i++) {
+        rlayer_t *R = &p->R[i];
+        if (!R->trainable) continue;
+        uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
+        uint32_t nb = R->gb ? (R->kind == RK_BN ? R->C : R->F) : 0;
+        for (uint32_t k = 0; k < nw; k++) {
+            float g = R->gw[k] / nf;
+            R->gw[k] = g;
+            float q = g * g;
+            s = s + q;
+        }
+        for (uint32_t k = 0; k < nb; k++) {
+            float g = R->gb[k] / nf;
+            R->gb[k] = g;
+            float q = g * g;
+            s = s + q;
+        }
+    }
+    float scale = 1.0f;
+    int clip = 0;
+    if (j->cfg.clip_norm > 0.0f) {
+        float norm = sqrtf(s);
+        if (norm > j->cfg.clip_norm) {
+            scale = j->cfg.clip_norm / norm;
+            clip = 1;
+        }
+    }
+    const float lr_feat = lr * j->cfg.feature_lr_scale;
+    for (int i = 0; i < p->n; i++) {
+        rlayer_t *R = &p->R[i];
+        if (!R->trainable) continue;
+        uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
+        uint32_t nb = R->gb ? (R->kind == RK_BN ? R->C : R->F) : 0;
+        int head = R->src == j->head[0] || R->src == j->head[1];
+        float la = head ? lr : lr_feat;
+        for (uint32_t k = 0; k < nw; k++) {
+            float g = R->gw[k];
+            if (clip) g = g * scale;
+            g = g * la;
+            R->w[k] = R->w[k] - g;
+        }
+        for (uint32_t k = 0; k < nb; k++) {
+            float g = R->gb[k];
+            if (clip) g = g * scale;
+            g = g * la;
+            R->b[k] = R->b[k] - g;
+        }
+    }
+    plan_zero_grads(p);
+}
+
+static int robust_step(const job_t *j) {
+    return j->phase_kind[j->phase] == 1 && (j->cfg.clip_norm > 0.0f || j->cfg.feature_lr_scale != 1.0f);
+}
+
 static void update(plan_t *p, uint32_t n, float lr) {
     for (int i = 0; i < p->n; i++) {
         rlayer_t *R = &p->R[i];
@@ -212,14 +321,102 @@ static void update(plan_t *p, uint32_t n, float lr) {
 
 static void finish_train(job_t *j, const model_t *m, float *w, uint8_t status, uint8_t error) {
     plan_export(&j->plan, m, w);
+    if (status == ROUND_DONE_OK && j->best_w && j->has_best && !j->at_best)
+        best_copy(m, j->best_mask, w, j->best_w, 0); /* the best validation pass's weights back */
     uint64_t t = j->t_prev, c = board_cycles();
     if (status == ROUND_ABORTED) t = board_ticks();
     double loss = j->last_n ? j->last_loss / j->last_n : 0.0;
     double acc = j->last_n ? (double)j->last_correct / j->last_n : 0.0;
     board_job_state(0);
     j->kind = JOB_NONE;
-    odl_emit_round_done(j->round_id, status, error, j->epochs_done, j->batches_done, (float)loss, (float)acc, j->t0, t,
-                        c - j->c0);
+    odl_emit_round_done(j->round_id, status, error, j->epochs_done, j->has_best ? j->best_epoch : 0, j->batches_done,
+                        (float)loss, (float)acc, j->t0, t, c - j->c0);
+}
+
+/* After an epoch (and its validation pass): the next epoch, the next phase, or the end of the round. */
+static int next_epoch(job_t *j, const model_t *m, float *w) {
+    if (++j->epoch < j->phase_epochs[j->phase]) return 1;
+    j->epoch = 0;
+    if (j->phase + 1 < j->n_phases) {
+        plan_export(&j->plan, m, w);
+        j->phase++;
+        bind_phase(j, m, w);
+        return 1;
+    }
+    finish_train(j, m, w, ROUND_DONE_OK, 0);
+    return 0;
+}
+
+/* Macro-F1 of the confusion counts in float32 (device/engine macro_f1_f32): per class f = 2tp / (2tp + fp + fn)
+ * over the classes present in the labels or the predictions, summed in class order, divided by their number. */
+static float macro_f1(const uint16_t *conf, int k) {
+    float total = 0.0f;
+    int count = 0;
+    for (int c = 0; c < k; c++) {
+        uint32_t tp = conf[c * k + c], fp = 0, fn = 0;
+        for (int r = 0; r < k; r++)
+            if (r != c) fp += conf[r * k + c], fn += conf[c * k + r];
+        uint32_t den = 2u * tp + fp + fn;
+        if (!den) continue;
+        float f = (float)(2u * tp) / (float)den;
+        total = total + f;
+        count++;
+    }
+    return count ? total / (float)count : NAN;
+}
+
+/* One step of a validation pass over windows n .. n + n_val - 1 of slot 0 (stored order), forward only on the
+ * bound plan; at its end: the best rule, the best weights' copy, D7, VAL_REPORT, early stopping. */
+static int val_step(job_t *j, const model_t *m, float *w) {
+    const int k = m->n_classes;
+    if (j->vi == 0) {
+        j->v_sum = 0.0f;
+        memset(j->conf, 0, sizeof j->conf);
+    }
+    if (j->vi < j->cfg.n_val) {
+        int pred = 0;
+        int label = data_window(0, j->n + j->vi, j->plan.x0);
+        float loss = odl_forward(&j->plan, label, &pred);
+        j->v_sum = j->v_sum + loss;
+        uint32_t cell = (uint32_t)label * (uint32_t)k + (uint32_t)pred;
+        if (j->conf[cell] < 0xFFFFu) j->conf[cell]++;
+        j->vi++;
+        return 1;
+    }
+    float loss = j->v_sum / (float)j->cfg.n_val;
+    float f1 = macro_f1(j->conf, k);
+    int better;
+    if (!j->has_best)
+        better = 1;
+    else if (j->cfg.val_flags & VAL_SELECT_F1)
+        better = f1 > j->best_f1 || (f1 == j->best_f1 && loss < j->best_loss);
+    else
+        better = loss < j->best_loss;
+    uint16_t done = (uint16_t)j->gepoch;
+    if (better) {
+        j->has_best = 1, j->at_best = 1, j->since_best = 0;
+        j->best_loss = loss, j->best_f1 = f1, j->best_epoch = done;
+        if (j->best_w) {
+            plan_export(&j->plan, m, w); /* a trained folded conv: its canonical weights as of now */
+            best_copy(m, j->best_mask, w, j->best_w, 1);
+        }
+    } else if (j->since_best < 0xFF) {
+        j->since_best++;
+    }
+    uint64_t t = odl_marker();
+    uint64_t c = board_cycles();
+    odl_emit_val_report(j->round_id, done, (uint16_t)j->cfg.n_val, (uint8_t)better, loss, f1, j->t_prev, t, c - j->c_prev);
+    j->t_prev = t;
+    j->c_prev = c;
+    j->val_active = 0;
+    j->vi = 0;
+    uint32_t total = (uint32_t)j->cfg.warmup_epochs + j->cfg.epochs;
+    if (done == 0) return 1; /* VAL(0): the first epoch follows */
+    if (j->cfg.patience && j->since_best >= j->cfg.patience && done < total) {
+        finish_train(j, m, w, ROUND_DONE_OK, 0); /* early stop */
+        return 0;
+    }
+    return next_epoch(j, m, w);
 }
 
 int job_step(const model_t *m, float *w) {
@@ -253,6 +450,7 @@ int job_step(const model_t *m, float *w) {
         finish_train(j, m, w, ROUND_ABORTED, 0);
         return 0;
     }
+    if (j->val_active) return val_step(j, m, w);
     uint16_t bn = batch_len(j);
     if (j->k < bn) {
         uint32_t pos = (uint32_t)j->b * j->cfg.batch + j->k;
@@ -267,7 +465,11 @@ int job_step(const model_t *m, float *w) {
         return 1;
     }
     /* end of batch: SGD step, marker, report */
-    update(&j->plan, bn, j->phase_lr[j->phase]);
+    if (robust_step(j))
+        robust_update(j, &j->plan, bn, j->phase_lr[j->phase]);
+    else
+        update(&j->plan, bn, j->phase_lr[j->phase]);
+    j->at_best = 0;
     uint64_t t = odl_marker();
     uint64_t c = board_cycles();
     float mean = (float)(j->b_loss / bn);
@@ -295,14 +497,9 @@ int job_step(const model_t *m, float *w) {
     j->epochs_done++;
     j->gepoch++;
     j->e_loss = 0, j->e_n = 0, j->e_correct = 0;
-    if (++j->epoch < j->phase_epochs[j->phase]) return 1;
-    j->epoch = 0;
-    if (j->phase + 1 < j->n_phases) {
-        plan_export(&j->plan, m, w);
-        j->phase++;
-        bind_phase(j, m, w);
+    if (j->cfg.n_val) {
+        j->val_active = 1;
         return 1;
     }
-    finish_train(j, m, w, ROUND_DONE_OK, 0);
-    return 0;
+    return next_epoch(j, m, w);
 }

@@ -17,7 +17,16 @@ typedef struct {
     float lr, warmup_lr;
     uint32_t seed;
     uint64_t layer_mask;
+    /* protocol v2: the robust round (docs/protocol.md §3.4); all zero / 1.0 = the v1 round */
+    uint16_t n_val;         /* the last n_val windows of slot 0 are the validation set */
+    uint8_t patience;       /* early stop after this many validation passes without a better one */
+    uint8_t val_flags;      /* VAL_RESTORE_BEST | VAL_SELECT_F1 */
+    float feature_lr_scale; /* main phase: lr multiplier outside the last two Dense layers */
+    float clip_norm;        /* main phase: global L2 norm of the batch-mean gradient clipped to this (0: off) */
+    float l2sp;             /* refused with UNSUPPORTED when > 0 (no anchor buffer on this firmware) */
 } train_cfg_t;
+
+enum { VAL_RESTORE_BEST = 1, VAL_SELECT_F1 = 2 };
 
 typedef struct {
     uint8_t kind;
@@ -46,6 +55,15 @@ typedef struct {
     uint16_t epochs_done;
     uint32_t batches_done;
     uint64_t t0, t_prev, c0, c_prev;
+    /* validation passes (protocol v2) */
+    uint8_t val_active;  /* a validation pass is running (one window per step) */
+    uint8_t has_best, at_best, since_best;
+    uint16_t best_epoch;
+    uint8_t head[2];     /* descriptor indices of the last two Dense layers (0xFF: none) */
+    uint32_t vi;         /* window within the pass */
+    float v_sum, best_loss, best_f1;
+    float *best_w;       /* the best pass's trained tensors (VAL_RESTORE_BEST), after the plan region */
+    uint64_t best_mask;  /* descriptor layers whose trainable tensors best_w holds */
     /* evaluation */
     uint8_t slot;
     uint32_t i;
@@ -57,9 +75,13 @@ extern job_t odl_job;
 
 /* Memory a round needs in the transient region (max over its phases), 0 on mask error. */
 uint32_t train_plan_bytes(const model_t *m, const uint64_t *masks, int n_phases);
+/* Bytes of the best-weights buffer of a robust round: the trainable tensors of the layers in `mask`. */
+uint32_t train_best_bytes(const model_t *m, uint64_t mask);
 /* Start a round (checks done by the caller); returns the ROUND_INFO estimate in *est_cycles. */
+/* n: windows in slot 0 (validation windows included); plan_bytes: train_plan_bytes() of the round, after
+ * which (8-aligned) the best-weights buffer of a robust round is placed. */
 void train_start(const model_t *m, float *weights, const train_cfg_t *cfg, const uint64_t masks[2], uint16_t round_id,
-                 uint32_t n, uint64_t *est_cycles, uint32_t *total_batches);
+                 uint32_t n, uint32_t plan_bytes, uint64_t *est_cycles, uint32_t *total_batches);
 void eval_start(const model_t *m, float *weights, uint8_t slot, uint16_t round_id);
 /* One step of the running job; returns 0 when the job has finished (its event was emitted). */
 int job_step(const model_t *m, float *weights);

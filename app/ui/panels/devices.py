@@ -9,9 +9,9 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QFileDialog,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.core.devices import DeviceState, DeviceStatus
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from device.monitor import is_monitor
 
 STATE_COLORS = {
     DeviceState.DISCONNECTED: "#9ca3af",
@@ -139,7 +140,7 @@ class DevicesPanel(Panel):
 
         def done(report) -> None:
             self.ctx.status(report.summary())
-            self.ctx.devices._log(f"{name}: {report.summary()}")  # noqa: SLF001
+            self.ctx.devices.log(f"{name}: {report.summary()}")
             self.refresh(force=True)
 
         def failed(msg: str) -> None:
@@ -259,7 +260,7 @@ class DevicesPanel(Panel):
             f"  reconnects: {st.reconnects}",
         ]
         lines += [f"  {k}: {v}" for k, v in sorted(st.details.items())]
-        stream = self.ctx.devices.power_stream if st.info.kind == "powershield" else self.ctx.devices.accel_stream
+        stream = self.ctx.devices.power_stream if is_monitor(st.info.kind) else self.ctx.devices.accel_stream
         if stream is not None:
             gaps = sum(b - a for a, b in stream.gaps)
             lines.append(

@@ -289,8 +289,37 @@ class EstimatorPanel(Panel):
         self.models: dict[str, ModelChoice] = {"": ModelChoice("", "General model (paper CNN, T = 20…100)")}
         self._inference_cache: dict[tuple[str, int], dict] = {}
         root = QHBoxLayout(self)
-        # --- left: model, budgets and options ------------------------------------------------------------
+        root.addWidget(self._build_left())
+        split = QSplitter(Qt.Vertical)  # right: chart and table
+        split.addWidget(self._build_charts())
+        split.addWidget(self._build_table())
+        split.setSizes([430, 330])
+        root.addWidget(split, 1)
+        self._connect(ctx)
+
+    def _build_left(self) -> QScrollArea:
+        """The left column (scrolls vertically): model, budgets and options, recommendation, from my data."""
         left = QVBoxLayout()
+        left.addWidget(self._build_model_box())
+        left.addWidget(self._build_budgets_box())
+        self.windows_label = QLabel()
+        self.windows_label.setWordWrap(True)
+        left.addWidget(self.windows_label)
+        left.addWidget(self._build_recommendation_box())
+        left.addWidget(self._build_data_box())
+        left.addStretch(1)
+        lw = QWidget()
+        lw.setLayout(left)
+        scroll = QScrollArea()
+        scroll.setWidget(lw)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        # as wide as the content needs (nothing clipped on the right), scrolling only vertically
+        scroll.setFixedWidth(min(460, lw.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 6))
+        return scroll
+
+    def _build_model_box(self) -> QGroupBox:
         mbox = QGroupBox("Model")
         ml = QVBoxLayout(mbox)
         mrow = QHBoxLayout()
@@ -315,9 +344,11 @@ class EstimatorPanel(Panel):
             "Estimate this model at other input sizes too (only when its weights do not "
             "depend on T, e.g. global pooling before the Dense layers)"
         )
-        self.other_sizes.setChecked(bool(ctx.settings.get(OTHER_SIZES_SETTING, False)))
+        self.other_sizes.setChecked(bool(self.ctx.settings.get(OTHER_SIZES_SETTING, False)))
         ml.addWidget(self.other_sizes)
-        left.addWidget(mbox)
+        return mbox
+
+    def _build_budgets_box(self) -> QGroupBox:
         box = QGroupBox("Budgets and options")
         form = QFormLayout(box)
         self.profile = QComboBox()
@@ -350,10 +381,9 @@ class EstimatorPanel(Panel):
             ("Memory accounting", self.accounting),
         ):
             form.addRow(label, w)
-        left.addWidget(box)
-        self.windows_label = QLabel()
-        self.windows_label.setWordWrap(True)
-        left.addWidget(self.windows_label)
+        return box
+
+    def _build_recommendation_box(self) -> QGroupBox:
         rbox = QGroupBox("Recommendation")
         rl = QVBoxLayout(rbox)
         self.choice = QLabel()
@@ -373,7 +403,9 @@ class EstimatorPanel(Panel):
         rl.addWidget(self.choice)
         rl.addWidget(self.reason)
         rl.addWidget(self.btn_apply)
-        left.addWidget(rbox)
+        return rbox
+
+    def _build_data_box(self) -> QGroupBox:
         cbox = QGroupBox("From my data")
         cl = QVBoxLayout(cbox)
         brow = QHBoxLayout()
@@ -407,20 +439,10 @@ class EstimatorPanel(Panel):
         self.calib_text.setMinimumHeight(60)
         self.calib_text.setMaximumHeight(110)
         cl.addWidget(self.calib_text)
-        left.addWidget(cbox)
-        left.addStretch(1)
-        lw = QWidget()
-        lw.setLayout(left)
-        scroll = QScrollArea()
-        scroll.setWidget(lw)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        # as wide as the content needs (nothing clipped on the right), scrolling only vertically
-        scroll.setFixedWidth(min(460, lw.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 6))
-        root.addWidget(scroll)
-        # --- right: chart and table ----------------------------------------------------------------------
-        split = QSplitter(Qt.Vertical)
+        return cbox
+
+    def _build_charts(self) -> pg.GraphicsLayoutWidget:
+        """Training memory and energy per batch against the input size."""
         charts = pg.GraphicsLayoutWidget()
         charts.setBackground("w")
         self.mem_plot = charts.addPlot(title="Training memory vs input size")
@@ -442,7 +464,9 @@ class EstimatorPanel(Panel):
         )
         self.mem_plot.addItem(self.ram_line)
         self.charts = charts
-        split.addWidget(charts)
+        return charts
+
+    def _build_table(self) -> QWidget:
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -460,10 +484,9 @@ class EstimatorPanel(Panel):
         self.table_title.setWordWrap(True)
         tl.addWidget(self.table_title)
         tl.addWidget(self.table)
-        split.addWidget(tw)
-        split.setSizes([430, 330])
-        root.addWidget(split, 1)
-        # --- wiring ---------------------------------------------------------------------------------------
+        return tw
+
+    def _connect(self, ctx) -> None:
         self._fill_profiles()
         self._load_inputs()
         self._restore_models()

@@ -1,8 +1,9 @@
 """Export panel: write a round's personalized weights as .keras / .h5 / .tflite (float32, int8) / C header /
 .npz with a short Markdown report (model, data, round metrics, estimator vs measured).
 
-The export (TensorFlow conversion) runs on the task runner with progress and cancel
-(:func:`app.core.rounds.export_round`); the report preview is built from the store.
+The export runs on the task runner with progress and cancel (:func:`app.core.rounds.export_round`; the TFLite
+conversions run in a child process, :mod:`app.core.tflite_convert`); a format that fails is listed as not
+written beside the files that were.  The report preview is built from the store.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.rounds import EXPORT_FORMATS, export_round, round_report, round_summary
+from app.core.rounds import EXPORT_FORMATS, ExportIncomplete, export_round, round_report, round_summary
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
@@ -48,6 +49,7 @@ class ExportPanel(Panel):
         super().__init__(ctx, parent)
         self.task = None
         self.written: dict[str, Path] = {}
+        self.failed: dict[str, str] = {}  # format -> why it was not written (last export)
         root = QHBoxLayout(self)
         left = QVBoxLayout()
         box = QGroupBox("Personalized weights")
@@ -177,9 +179,16 @@ class ExportPanel(Panel):
         self.progress.setValue(0)
         self.btn_export.setEnabled(False)
         self.btn_cancel.setEnabled(True)
+
+        def work(tok, prog):
+            try:
+                return export_round(store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog), {}
+            except ExportIncomplete as exc:  # the other formats were written: list them and say what failed
+                return exc.written, exc.failed
+
         self.task = self._tasks().start(
             f"Exporting round {rid}",
-            lambda tok, prog: export_round(store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog),
+            work,
             on_done=self._done,
             on_error=self._failed,
             on_progress=lambda f, t: (self.progress.setValue(int(1000 * f)), self.stage.setText(t)),
@@ -195,14 +204,24 @@ class ExportPanel(Panel):
         self.btn_cancel.setEnabled(False)
         self.btn_export.setEnabled(self.round.count() > 0)
 
-    def _done(self, written: dict) -> None:
+    def _done(self, result: tuple[dict, dict]) -> None:
+        written, failed = result
         self._end()
         self.written = dict(written)
+        self.failed = dict(failed)
         for k, p in written.items():  # every file: models, their JSON metadata, the report
             self.files.addItem(f"{Path(p).name}   ({k}, {Path(p).stat().st_size / 1024:.1f} KiB)")
+        for k, msg in failed.items():
+            self.files.addItem(f"NOT WRITTEN: {FORMAT_LABELS.get(k, k)}: {msg}")
         self.progress.setValue(1000)
-        self.stage.setText(f"Wrote {len(written)} files to {self.folder.text()}")
-        self.ctx.status(f"Exported round {self.round.currentData()} to {self.folder.text()}")
+        text = f"Wrote {len(written)} files to {self.folder.text()}"
+        if failed:
+            text += "; not written: " + "; ".join(f"{k} ({msg})" for k, msg in failed.items())
+        self.stage.setText(text)
+        self.ctx.status(
+            f"Exported round {self.round.currentData()} to {self.folder.text()}"
+            + (f" except {', '.join(failed)}" if failed else "")
+        )
 
     def _failed(self, message: str) -> None:
         self._end()

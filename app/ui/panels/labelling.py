@@ -46,8 +46,8 @@ from app.core.labels import (
     LabelError,
     LabelModel,
     class_balance,
-    export_wisdm_csv,
     export_windows_npz,
+    export_wisdm_csv,
     import_wisdm,
     windows,
 )
@@ -189,6 +189,17 @@ class LabellingPanel(Panel):
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
+        lay.addLayout(self._build_toolbar())
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self._build_recordings())
+        split.addWidget(self._build_plot())
+        split.addWidget(self._build_windowing())
+        split.setSizes([220, 820, 280])
+        lay.addWidget(split, 1)
+        self._connect()
+
+    def _build_toolbar(self) -> QHBoxLayout:
+        """User, dataset, class, Record / Record fixed, Undo / Redo."""
         top = QHBoxLayout()
         self.user_combo = QComboBox()
         self.user_combo.setEditable(True)
@@ -225,9 +236,10 @@ class LabellingPanel(Panel):
         ):
             top.addWidget(w)
         top.addStretch(1)
-        lay.addLayout(top)
+        return top
 
-        split = QSplitter(Qt.Horizontal)
+    def _build_recordings(self) -> QWidget:
+        """The recordings list with its import / export / delete buttons and the import report."""
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -248,8 +260,10 @@ class LabellingPanel(Panel):
         self.import_report.setVisible(False)
         self.import_result = None
         ll.addWidget(self.import_report)
-        split.addWidget(left)
+        return left
 
+    def _build_plot(self) -> QWidget:
+        """The labelled recording: plot, selection, window ticks, hint."""
         center = QWidget()
         cl = QVBoxLayout(center)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -265,8 +279,10 @@ class LabellingPanel(Panel):
         self.hint = QLabel()
         self.hint.setWordWrap(True)
         cl.addWidget(self.hint)
-        split.addWidget(center)
+        return center
 
+    def _build_windowing(self) -> QWidget:
+        """Windowing preview (input size, stride) and the class balance."""
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -307,10 +323,9 @@ class LabellingPanel(Panel):
         self.balance_text = QLabel()
         self.balance_text.setWordWrap(True)
         rl.addWidget(self.balance_text)
-        split.addWidget(right)
-        split.setSizes([220, 820, 280])
-        lay.addWidget(split, 1)
+        return right
 
+    def _connect(self) -> None:
         self.user_combo.activated.connect(lambda _i: self._user_entered())
         self.user_combo.lineEdit().returnPressed.connect(self._user_entered)
         self.dataset_combo.activated.connect(self._dataset_chosen)
@@ -792,7 +807,6 @@ class LabellingPanel(Panel):
         if self._tw_task is not None or self._tw_gen < 0:  # one at a time (the newest runs next); not after shutdown
             return
         from app.core.rounds import RoundError, local_windows
-
         from app.core.store import StoreError
 
         gen, size = self._tw_gen, self.win_size.value()

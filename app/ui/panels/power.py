@@ -15,10 +15,7 @@ the live ring or in a reopened file).  Energy between markers = mean current × 
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -46,7 +43,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.devices import POWER_RATES_HZ, DeviceState
+from app.core.devices import POWER_MONITOR, POWER_RATES_HZ, DeviceState
+from app.core.energy import D7Interval, d7_edges, d7_intervals
+from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.recording import (
     RecordingError,
     StreamRecorder,
@@ -65,56 +64,6 @@ from app.ui.widgets.stream_plot import StreamPlot
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
 D7_COLOR = "#2dd4bf"  # teal: board batch boundaries; user markers are red
 D7_SETTING = "power.show_d7"
-_TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs)?\s*$")
-_TIME_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
-
-
-class MarkerTimeError(ValueError):
-    """A typed marker time that cannot be used; the message says why and what is allowed."""
-
-
-def parse_marker_time(text: str, t_max: float | None) -> float:
-    """Seconds from a typed time (``12.5``, ``12.5 s``, ``12500 ms``, ``3e-3``); must lie in ``[0, t_max]``
-    (``t_max`` None: no upper bound).  Raises :class:`MarkerTimeError` with a plain-words message."""
-    m = _TIME_RE.match(text or "")
-    if not m:
-        raise MarkerTimeError(f"{text.strip()!r} is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms")
-    t = float(m.group(1)) * _TIME_UNITS[m.group(2)]
-    if not math.isfinite(t):
-        raise MarkerTimeError(f"{text.strip()!r} is not a finite time")
-    if t < 0 or (t_max is not None and t > t_max):
-        hi = f"{t_max:.6f} s" if t_max is not None else "∞"
-        raise MarkerTimeError(f"t = {t:.6g} s is outside the data (0 … {hi})")
-    return t
-
-
-@dataclass(frozen=True)
-class D7Batch:
-    """The interval between two consecutive D7 edges and what the shield measured in it."""
-
-    index: int  # 1-based
-    t0: float
-    t1: float
-    avg_current_a: float
-    energy_j: float
-    exact: bool
-
-
-def d7_edges(events, t0: float = -math.inf, t1: float = math.inf) -> np.ndarray:
-    """Sorted times of the D7 edges (``kind == 'event'``) among ``(t, kind, text)`` power events in [t0, t1]."""
-    ts = np.array(sorted(t for t, kind, _ in list(events) if kind == "event" and t0 <= t <= t1), np.float64)
-    return ts
-
-
-def d7_batches(edges: np.ndarray, stream: SampleStream, voltage: float) -> list[D7Batch]:
-    """Energy between every pair of consecutive ``edges`` on ``stream`` (mean current × Δt × V)."""
-    out = []
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]), 1):
-        if b > stream.duration:
-            break
-        st = stream.stats(float(a), float(b))
-        out.append(D7Batch(i, float(a), float(b), st.avg, st.integral * voltage, st.exact))
-    return out
 
 
 def si(value: float, unit: str) -> str:
@@ -171,6 +120,17 @@ class PowerPanel(Panel):
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
+        lay.addLayout(self._build_toolbar())
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self._build_plot())
+        split.addWidget(self._build_side())
+        split.setSizes([1000, 340])
+        lay.addWidget(split, 1)
+        self._connect()
+        self._units()
+        self._reload_markers()
+
+    def _build_toolbar(self) -> QHBoxLayout:
         bar = QHBoxLayout()
         self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
@@ -219,9 +179,9 @@ class PowerPanel(Panel):
         ):
             bar.addWidget(w)
         bar.addStretch(1)
-        lay.addLayout(bar)
+        return bar
 
-        split = QSplitter(Qt.Horizontal)
+    def _build_plot(self) -> _PowerPlot:
         self.plot = _PowerPlot(self)
         self.sel_region = pg.LinearRegionItem(brush=pg.mkBrush(120, 170, 255, 45))
         self.sel_region.setZValue(5)
@@ -237,7 +197,10 @@ class PowerPanel(Panel):
         self._d7_all_key: tuple | None = None
         self._d7_all = np.empty(0)  # every D7 edge time, sorted
         self.d7_visible = np.empty(0)  # edge times drawn now (for tests and the status line)
-        split.addWidget(self.plot)
+        return self.plot
+
+    def _build_side(self) -> QWidget:
+        """Source line, window/selection statistics, and the Markers and D7 batches tabs."""
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
@@ -248,6 +211,19 @@ class PowerPanel(Panel):
         self.source_label.setWordWrap(True)
         self.source_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         sl.addWidget(self.source_label)
+        self._build_stats(sl)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_markers_tab(), "Markers")
+        self.tabs.addTab(self._build_batches_tab(), "D7 batches")
+        self.d7_batches: list[D7Interval] = []
+        self.d7_round: dict | None = None
+        self._batches_key: tuple | None = None
+        self._last_batches = 0.0
+        sl.addWidget(self.tabs, 1)
+        side.setMinimumWidth(330)
+        return side
+
+    def _build_stats(self, sl: QVBoxLayout) -> None:
         self.stat_labels: dict[str, dict[str, QLabel]] = {}
         for title, key in (("Visible window", "window"), ("Selection", "selection")):
             box = QGroupBox(title)
@@ -261,7 +237,8 @@ class PowerPanel(Panel):
                 grid.addWidget(val, r, 1)
                 self.stat_labels[key][name] = val
             sl.addWidget(box)
-        self.tabs = QTabWidget()
+
+    def _build_markers_tab(self) -> QWidget:
         mw = QWidget()
         ml = QVBoxLayout(mw)
         ml.setContentsMargins(4, 4, 4, 4)
@@ -288,7 +265,9 @@ class PowerPanel(Panel):
         self.between.setWordWrap(True)
         self.between.setTextInteractionFlags(Qt.TextSelectableByMouse)
         ml.addWidget(self.between)
-        self.tabs.addTab(mw, "Markers")
+        return mw
+
+    def _build_batches_tab(self) -> QWidget:
         bw = QWidget()
         bl = QVBoxLayout(bw)
         bl.setContentsMargins(4, 4, 4, 4)
@@ -306,17 +285,9 @@ class PowerPanel(Panel):
         self.batch_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.batch_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         bl.addWidget(self.batch_table, 1)
-        self.tabs.addTab(bw, "D7 batches")
-        self.d7_batches: list[D7Batch] = []
-        self.d7_round: dict | None = None
-        self._batches_key: tuple | None = None
-        self._last_batches = 0.0
-        sl.addWidget(self.tabs, 1)
-        side.setMinimumWidth(330)
-        split.addWidget(side)
-        split.setSizes([1000, 340])
-        lay.addWidget(split, 1)
+        return bw
 
+    def _connect(self) -> None:
         self.btn_stream.clicked.connect(self.toggle_stream)
         self.rate.currentIndexChanged.connect(self._config)
         self.show_what.currentIndexChanged.connect(self._units)
@@ -340,8 +311,6 @@ class PowerPanel(Panel):
         # M, S, F, Delete work whenever the panel is shown, not only after clicking the plot
         for keys, key in (("M", Qt.Key_M), ("S", Qt.Key_S), ("F", Qt.Key_F), ("Delete", Qt.Key_Delete)):
             self.add_shortcut(keys, lambda key=key: self.handle_key(key, Qt.NoModifier))
-        self._units()
-        self._reload_markers()
 
     # --- sources ---------------------------------------------------------------------------------
     def current_stream(self) -> SampleStream | None:
@@ -354,7 +323,7 @@ class PowerPanel(Panel):
         return float(self.ctx.devices.voltage)
 
     def shield(self):
-        return self.ctx.devices.first("powershield")
+        return self.ctx.devices.first(POWER_MONITOR)
 
     def current_events(self) -> list:
         """``(t, kind, text)`` stream events on the shown stream's timeline: the live shield's, or those saved
@@ -875,7 +844,7 @@ class PowerPanel(Panel):
         says ``empty``."""
         s = self.current_stream()
         self.d7_batches = (
-            d7_batches(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
+            d7_intervals(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
         )
         self.d7_round = r
         total = si(sum(b.energy_j for b in self.d7_batches), "J")

@@ -80,8 +80,55 @@ class TrainingPanel(Panel):
         self._shown_round: int | None = None
         self._view_rows: list[BatchRow] = []
         root = QHBoxLayout(self)
-        # --- left column: the form, progress, history ---------------------------------------------------
+        root.addWidget(self._build_left())
+        split = QSplitter(Qt.Vertical)  # right: plots and metrics
+        split.addWidget(self._build_plots())
+        split.addWidget(self._build_metrics())
+        split.setSizes([560, 260])
+        root.addWidget(split, 1)
+        self._connect(ctx)
+        self._fill_layers(PAPER_LAYERS)
+        self.prefill_from_estimator()
+        self.load_history()
+
+    def _build_left(self) -> QWidget:
+        """The left column: the round's form, the recommendation, Run/Cancel, progress, warnings, history."""
         left = QVBoxLayout()
+        left.addWidget(self._build_form())
+        self.rec_label = QLabel()
+        self.rec_label.setWordWrap(True)
+        self.rec_label.setObjectName("recommendation")
+        self.rec_label.setStyleSheet(
+            "QLabel#recommendation { background:#eff6ff; border:1px solid #bfdbfe; border-radius:4px; padding:4px; }"
+        )
+        left.addWidget(self.rec_label)
+        run = QHBoxLayout()
+        self.btn_run = QPushButton("▶ Run round on the board")
+        self.btn_run.setToolTip("Upload the model and your labelled windows, train, measure (Ctrl+R)")
+        self.btn_cancel = QPushButton("Cancel")
+        self.btn_cancel.setEnabled(False)
+        run.addWidget(self.btn_run, 1)
+        run.addWidget(self.btn_cancel)
+        left.addLayout(run)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.stage = QLabel("Idle")
+        left.addWidget(self.progress)
+        left.addWidget(self.stage)
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("QLabel { background:#fef3c7; color:#78350f; padding:4px; border-radius:4px; }")
+        self.warnings.setVisible(False)
+        left.addWidget(self.warnings)
+        left.addWidget(QLabel("History of rounds"))
+        self.history = QListWidget()
+        left.addWidget(self.history, 1)
+        lw = QWidget()
+        lw.setLayout(left)
+        lw.setMaximumWidth(400)
+        return lw
+
+    def _build_form(self) -> QGroupBox:
         box = QGroupBox("Round")
         form = QFormLayout(box)
         mrow = QHBoxLayout()
@@ -125,41 +172,10 @@ class TrainingPanel(Panel):
         form.addRow("Batch size", self.batch)
         form.addRow("Warm-up epochs", self.warmup)
         form.addRow("", self.measure)
-        left.addWidget(box)
-        self.rec_label = QLabel()
-        self.rec_label.setWordWrap(True)
-        self.rec_label.setObjectName("recommendation")
-        self.rec_label.setStyleSheet(
-            "QLabel#recommendation { background:#eff6ff; border:1px solid #bfdbfe; border-radius:4px; padding:4px; }"
-        )
-        left.addWidget(self.rec_label)
-        run = QHBoxLayout()
-        self.btn_run = QPushButton("▶ Run round on the board")
-        self.btn_run.setToolTip("Upload the model and your labelled windows, train, measure (Ctrl+R)")
-        self.btn_cancel = QPushButton("Cancel")
-        self.btn_cancel.setEnabled(False)
-        run.addWidget(self.btn_run, 1)
-        run.addWidget(self.btn_cancel)
-        left.addLayout(run)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.stage = QLabel("Idle")
-        left.addWidget(self.progress)
-        left.addWidget(self.stage)
-        self.warnings = QLabel()
-        self.warnings.setWordWrap(True)
-        self.warnings.setStyleSheet("QLabel { background:#fef3c7; color:#78350f; padding:4px; border-radius:4px; }")
-        self.warnings.setVisible(False)
-        left.addWidget(self.warnings)
-        left.addWidget(QLabel("History of rounds"))
-        self.history = QListWidget()
-        left.addWidget(self.history, 1)
-        lw = QWidget()
-        lw.setLayout(left)
-        lw.setMaximumWidth(400)
-        root.addWidget(lw)
-        # --- right: plots and metrics -------------------------------------------------------------------
-        split = QSplitter(Qt.Vertical)
+        return box
+
+    def _build_plots(self) -> pg.GraphicsLayoutWidget:
+        """Loss, time, power and energy per batch (bars: measured; dashes: the estimator)."""
         plots = pg.GraphicsLayoutWidget()
         plots.setBackground("w")
         self.loss_plot = plots.addPlot(row=0, col=0, title="Loss per batch")
@@ -197,7 +213,10 @@ class TrainingPanel(Panel):
                 name="estimator",
             )
         self.plots = plots
-        split.addWidget(plots)
+        return plots
+
+    def _build_metrics(self) -> QWidget:
+        """The round's summary and the confusion matrices before and after."""
         metrics = QWidget()
         ml = QGridLayout(metrics)
         ml.setContentsMargins(0, 0, 0, 0)
@@ -211,10 +230,9 @@ class TrainingPanel(Panel):
         ml.addWidget(QLabel("Confusion matrix after"), 1, 1)
         ml.addWidget(self.cm_before, 2, 0)
         ml.addWidget(self.cm_after, 2, 1)
-        split.addWidget(metrics)
-        split.setSizes([560, 260])
-        root.addWidget(split, 1)
-        # --- wiring -------------------------------------------------------------------------------------
+        return metrics
+
+    def _connect(self, ctx) -> None:
         self.timer = QTimer(self)
         self.timer.setInterval(100)
         self.timer.timeout.connect(self.refresh)
@@ -236,9 +254,6 @@ class TrainingPanel(Panel):
         self.add_shortcut("Ctrl+R", self.run_round)
         ctx.subscribe("estimator_choice", self.apply_choice)
         ctx.subscribe("user_changed", lambda **_: self.load_history())
-        self._fill_layers(PAPER_LAYERS)
-        self.prefill_from_estimator()
-        self.load_history()
 
     # --- construction helpers -----------------------------------------------------------------------------
     @staticmethod

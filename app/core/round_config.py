@@ -1,0 +1,136 @@
+"""A training round's settings (Qt-free): what the user chose in the Training panel (:class:`RoundConfig`), the
+shipped general models and the trainable layer sets.  Part of :mod:`app.core.rounds` (which re-exports it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from app.core.paths import asset_path
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError
+from estimator.arch import Arch, resolve_trainable
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+MODELS_DIR = asset_path("models")  # frozen or from source, honours $ODL_ASSETS
+#: Input sizes of the general models shipped in ``assets/models`` (paper CNN, WISDM-2019, 20 Hz).
+GENERAL_SIZES = (20, 40, 60, 80, 100)
+#: Trainable sets: the paper's TL (last two Dense) and Full, the last Dense only, or a custom list.
+MODES = ("tl", "full", "last", "custom")
+#: Export formats (keys of :func:`app.core.models.export_all`).
+EXPORT_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz")
+ROUNDS_DIR = "rounds"
+#: Epoch counts the recommender tries (the Estimator's simulation measures the same ones).
+RECOMMEND_EPOCHS = (1, 2, 3, 5, 10)
+
+
+class RoundError(RuntimeError):
+    """A round that cannot run or a bad setting; the message says what and how to fix it."""
+
+
+class ExportIncomplete(RoundError):
+    """:func:`export_round` wrote some formats (and the report) but not all: ``written`` is every file
+    written (as :func:`export_round` returns it), ``failed`` is ``{format: message}``."""
+
+    def __init__(self, message: str, written: dict, failed: dict):
+        super().__init__(message)
+        self.written = dict(written)
+        self.failed = dict(failed)
+
+
+# ================================================================================================
+# Configuration
+# ================================================================================================
+
+
+@dataclass
+class RoundConfig:
+    """What the user chose in the Training panel (stored as the round's ``config`` JSON)."""
+
+    model_path: str | None = None  # None -> the general model for ``input_size``
+    input_size: int = 20
+    mode: str = "tl"  # one of MODES
+    layers: tuple[str, ...] = ()  # trained layers for mode 'custom'
+    epochs: int = 2
+    lr: float = 0.01
+    batch_size: int = 32
+    warmup_epochs: int = 0  # epochs of last-Dense-only training first (the paper uses 2 on ST data)
+    warmup_lr: float | None = None
+    seed: int = 0
+    train_fraction: float = 0.6
+    measure_power: bool = True
+    profile: str = "paper"  # estimator profile for the predictions shown beside the measurements
+    procedure: dict = field(default_factory=ROBUST.to_dict)  # app.core.procedure.Procedure (robust by default)
+
+    @property
+    def proc(self) -> Procedure:
+        return Procedure.from_dict(self.procedure or {})
+
+    def validate(self) -> "RoundConfig":
+        def bad(name: str, allowed: str) -> RoundError:
+            return RoundError(f"{name} = {getattr(self, name)!r} is outside the allowed range ({allowed})")
+
+        if self.mode not in MODES:
+            raise bad("mode", " | ".join(MODES))
+        if self.mode == "custom" and not self.layers:
+            raise RoundError("mode 'custom' needs at least one layer to train (tick layers in the list)")
+        if self.model_path is None and int(self.input_size) not in GENERAL_SIZES:
+            raise bad("input_size", f"general models exist for T in {GENERAL_SIZES}")
+        if not 1 <= int(self.epochs) <= 1000:
+            raise bad("epochs", "1..1000")
+        if not 0 <= int(self.warmup_epochs) <= 100:
+            raise bad("warmup_epochs", "0..100")
+        if not 1 <= int(self.batch_size) <= 1024:
+            raise bad("batch_size", "1..1024")
+        for name in ("lr", "warmup_lr"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(float(v)) and 0 < float(v) <= 10):
+                raise bad(name, "0 < lr <= 10")
+        if not 0.05 <= float(self.train_fraction) <= 0.95:
+            raise bad("train_fraction", "0.05..0.95")
+        try:
+            self.proc.validate()
+        except (ProcedureError, TypeError) as exc:
+            raise RoundError(f"procedure: {exc}") from None
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RoundConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "layers" in kw:
+            kw["layers"] = tuple(kw["layers"])
+        if not isinstance(kw.get("procedure", {}), dict):
+            kw.pop("procedure")
+        kw.setdefault("procedure", PLAIN.to_dict())  # rounds stored before issue 17 ran the plain round
+        return cls(**kw)
+
+
+def general_model_path(input_size: int) -> Path:
+    """The shipped general model for ``input_size`` (raises :class:`RoundError` naming what exists)."""
+    p = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.keras"
+    if not p.is_file():
+        have = sorted(int(q.stem.rsplit("T", 1)[1]) for q in MODELS_DIR.glob("paper_cnn_wisdm5_T*.keras"))
+        raise RoundError(
+            f"no general model for input size T={input_size} in {MODELS_DIR} (have T in {have}); "
+            "run `make assets` or import a model"
+        )
+    return p
+
+
+def trainable_names(arch: Arch, cfg: RoundConfig) -> frozenset[str]:
+    """Layer names the round trains (``custom``: the chosen layers, checked against the model)."""
+    try:
+        return frozenset(resolve_trainable(arch, list(cfg.layers) if cfg.mode == "custom" else cfg.mode))
+    except Exception as exc:  # ArchError: unknown layer / nothing trainable
+        raise RoundError(f"trainable set {cfg.mode!r} {list(cfg.layers) or ''}: {exc}") from exc

@@ -1,0 +1,139 @@
+"""A training round's data and metrics (Qt-free): the current dataset's labelled windows for a model
+(:func:`local_windows`) and the metrics of a confusion matrix.  Part of :mod:`app.core.rounds` (which re-exports
+it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from app.core.round_config import RoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.core.datasets import RecordingSet
+    from app.core.store import Store
+
+# ================================================================================================
+# Local data from the store
+# ================================================================================================
+
+
+@dataclass
+class LocalData:
+    """Raw ``(N, T, 3)`` m/s² windows at the model's rate, labels as model class indices."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {c: (int(np.sum(self.train_y == i)), int(np.sum(self.test_y == i))) for i, c in enumerate(self.classes)}
+
+
+def model_recordings(
+    store: "Store", dataset_id: int, classes: Sequence[str], user: str = "user", rate_hz: float | None = None
+) -> tuple["RecordingSet", list[str]]:
+    """The dataset's labelled accel segments named as the model's ``classes`` (their own spelling), and
+    notes on what was left out.  What a training round trains on and what "Simulate on my windows"
+    measures, so the two agree.
+
+    Labels are matched to the classes by :func:`app.core.classmap.class_map` (canonical names: case,
+    synonyms; ``Stairs`` gathers ``stairs``/``upstairs``/``downstairs``, ``Stationary`` gathers
+    sitting/standing), the rule ``odlstudio personalize`` uses too; labels the model does not know are
+    left out and named in the notes.  The labels are cut by
+    :func:`app.core.labels.labelled_recording_set`, but unlike ``labelled_recording_set(classes=...)`` (a
+    dataset import) an unsplit ``stairs`` label is left out for a model with upstairs/downstairs classes
+    rather than trained as ``upstairs``.  Raises :class:`RoundError` when nothing usable is labelled."""
+    from app.core.classmap import ClassMapError, class_map
+    from app.core.labels import labelled_recording_set
+
+    rs = labelled_recording_set(store, dataset_id, user)  # canonical names, own rate
+    if not rs.segments:
+        raise RoundError(
+            "the current dataset has no labelled accelerometer recording: record and label some "
+            "activities in the Labelling panel first"
+        )
+    try:
+        mapped = class_map(classes).apply(rs)
+    except ClassMapError:
+        raise RoundError(
+            f"none of the labelled activities {rs.activities()} is a class of the model {list(classes)}"
+        ) from None
+    notes: list[str] = []
+    if mapped.left_out:
+        notes.append(f"labels {sorted(mapped.left_out)} are not classes of the model {list(classes)} and were left out")
+    rs = mapped.recordings
+    return (rs.resampled(float(rate_hz)) if rate_hz else rs), notes
+
+
+def local_windows(
+    store: "Store",
+    dataset_id: int,
+    classes: Sequence[str],
+    input_size: int,
+    rate_hz: float,
+    train_fraction: float = 0.6,
+    user: str = "user",
+) -> LocalData:
+    """The dataset's labelled accel windows for a model with ``classes`` at ``rate_hz`` Hz and ``input_size``
+    (segments from :func:`model_recordings`, split chronologically per class, no window across the cut);
+    ``classes`` keep the model's spelling."""
+    from app.core.datasets import personal_split
+
+    classes = tuple(classes)
+    rs, notes = model_recordings(store, dataset_id, classes, user, rate_hz)
+    train, test = personal_split(rs, int(input_size), float(train_fraction), classes=classes)
+    if len(train) == 0 or len(test) == 0:
+        secs = sum(s.duration_s for s in rs.segments)
+        raise RoundError(
+            f"{secs:.1f} s of usable labels give {len(train)} training and {len(test)} test windows "
+            f"of T={input_size} at {rate_hz:g} Hz: label more data (each activity needs at least "
+            f"~{2.5 * input_size / rate_hz:.0f} s)"
+        )
+    missing = [c for i, c in enumerate(classes) if not np.any(train.y == i)]
+    if missing:
+        notes.append(f"no labelled windows for {missing}: the round cannot improve them")
+    return LocalData(train.x, train.y, test.x, test.y, classes, notes)
+
+
+# ================================================================================================
+# Metrics
+# ================================================================================================
+
+
+def metrics_from_confusion(confusion: np.ndarray, classes: Sequence[str], loss: float | None = None) -> dict:
+    """Accuracy, macro-F1 (over the classes present in the test set) and per-class F1 of a confusion matrix
+    (rows = true class)."""
+    from device.engine import metrics
+
+    cm = np.asarray(confusion, np.int64)
+    k = cm.shape[0]
+    y_true = np.repeat(np.repeat(np.arange(k), k), cm.ravel())
+    y_pred = np.repeat(np.tile(np.arange(k), k), cm.ravel())
+    n = int(cm.sum())
+    if n == 0:
+        return {
+            "n": 0,
+            "accuracy": None,
+            "macro_f1": None,
+            "per_class_f1": {},
+            "confusion": cm.tolist(),
+            "classes": list(classes),
+            "loss": loss,
+        }
+    present = np.flatnonzero(cm.sum(axis=1))
+    f1 = metrics.per_class_f1(y_true, y_pred, k)
+    return {
+        "n": n,
+        "accuracy": float(metrics.accuracy(y_true, y_pred)),
+        "macro_f1": float(metrics.macro_f1(y_true, y_pred, labels=present, n_classes=k)),
+        "per_class_f1": {c: float(f1[i]) for i, c in enumerate(classes) if i in set(present.tolist())},
+        "confusion": cm.tolist(),
+        "classes": list(classes),
+        "loss": None if loss is None else float(loss),
+    }

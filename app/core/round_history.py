@@ -1,0 +1,453 @@
+"""Rounds after they ran (Qt-free): their stored batches, the history line and report, the personalized model
+and its export, the calibration records and the Estimator's inputs.  Part of :mod:`app.core.rounds` (which
+re-exports it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from app.core.energy import (
+    BatchRow,
+)
+from estimator.arch import Arch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.core.models import LoadedModel
+    from app.core.store import Store
+
+from app.core.round_config import (
+    EXPORT_FORMATS,
+    GENERAL_SIZES,
+    RECOMMEND_EPOCHS,
+    ROUNDS_DIR,
+    ExportIncomplete,
+    RoundError,
+)
+
+# ================================================================================================
+# History, report, export, calibration records
+# ================================================================================================
+
+
+def round_rows(store: "Store", round_id: int) -> list[BatchRow]:
+    return [BatchRow.from_dict(d) for d in store.round_batches(round_id)]
+
+
+def _progress_noop(fraction: float, text: str = "") -> None:
+    return None
+
+
+def _round(store: "Store", round_id: int) -> dict:
+    for r in store.rounds():
+        if r["id"] == round_id:
+            return r
+    from app.core.store import StoreError
+
+    raise StoreError(f"no training round with id {round_id}")
+
+
+def round_summary(r: Mapping[str, Any]) -> str:
+    """One line for a history list: id, model, mode, epochs, status, F1 before -> after."""
+    c, res = r.get("config", {}), r.get("result", {})
+    f1 = ""
+    if res.get("before") and res.get("after"):
+        f1 = f"  F1 {res['before']['macro_f1']:.3f} → {res['after']['macro_f1']:.3f}"
+    e = f"  {res['energy_j'] * 1e3:.1f} mJ" if res.get("energy_j") else ""
+    return (
+        f"#{r['id']}  T={c.get('input_size', '?')} {str(c.get('mode', '?')).upper()} "
+        f"{c.get('epochs', '?')} ep  [{r.get('status')}]{f1}{e}"
+    )
+
+
+def round_report(store: "Store", round_id: int) -> str:
+    """A short Markdown report of a round: model, data, round metrics, estimator vs measured."""
+    r = _round(store, round_id)
+    c, res = r["config"], r["result"]
+    rows = round_rows(store, round_id)
+    lines = [
+        f"# ODL Studio — personalization round {round_id}",
+        "",
+        f"* date: {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created']))}; status: **{r['status']}**",
+        "",
+        "## Model",
+        "",
+        f"* base model: `{Path(str(c.get('model_source', '?'))).name}` (input T={c.get('input_size')}, "
+        f"{c.get('rate_hz', '?')} Hz), classes {', '.join(c.get('model_classes', []))}",
+        f"* trained: {c.get('mode')} → layers {', '.join(c.get('trainable', []))}",
+        f"* epochs {c.get('epochs')} (+{c.get('warmup_epochs', 0)} warm-up), lr {c.get('lr')}, "
+        f"batch {c.get('batch_size')}, seed {c.get('seed')}",
+        "",
+        "## Data",
+        "",
+        f"* {c.get('n_train')} training windows, {c.get('n_test')} test windows "
+        f"(chronological {int(100 * float(c.get('train_fraction', 0.6)))}/"
+        f"{100 - int(100 * float(c.get('train_fraction', 0.6)))} split per activity)",
+    ]
+    for cls, (ntr, nte) in (res.get("counts") or {}).items():
+        lines.append(f"  * {cls}: {ntr} train / {nte} test")
+    lines += ["", "## Round", ""]
+    if res.get("before") and res.get("after"):
+        b, a = res["before"], res["after"]
+        lines += [
+            "| | accuracy | macro-F1 | loss |",
+            "|---|---|---|---|",
+            f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {b.get('loss') or float('nan'):.3f} |",
+            f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {a.get('loss') or float('nan'):.3f} |",
+            "",
+        ]
+    if rows:
+        lines.append(
+            f"* {len(rows)} batches, board time {sum(r.seconds for r in rows):.2f} s, "
+            f"final batch loss {rows[-1].loss:.3f}"
+        )
+    if res.get("energy_j") is not None:
+        lines.append(
+            f"* measured energy {res['energy_j'] * 1e3:.2f} mJ, average power "
+            f"{res['avg_power_w'] * 1e3:.3f} mW (LPM01A, {', '.join(res.get('energy_sources', []))})"
+        )
+    lines += ["", "## Estimator vs measured", "", "| | predicted | measured | error |", "|---|---|---|---|"]
+
+    def row(name: str, pred: float | None, meas: float | None, unit: str, k: float) -> str:
+        if pred is None or meas is None:
+            return (
+                f"| {name} | {'—' if pred is None else f'{pred * k:.3f} {unit}'} | "
+                f"{'—' if meas is None else f'{meas * k:.3f} {unit}'} | — |"
+            )
+        err = 100.0 * (pred - meas) / meas if meas else float("nan")
+        return f"| {name} | {pred * k:.3f} {unit} | {meas * k:.3f} {unit} | {err:+.1f} % |"
+
+    lines.append(row("round time", res.get("pred_seconds"), res.get("seconds"), "s", 1.0))
+    lines.append(row("round energy", res.get("pred_energy_j"), res.get("energy_j"), "mJ", 1e3))
+    main = [r for r in rows if r.phase == "main" and r.n_samples == c.get("batch_size")]
+    if main:
+        pt = np.mean([r.pred_seconds for r in main])
+        mt = np.mean([r.seconds for r in main])
+        lines.append(row(f"time per batch of {c.get('batch_size')}", float(pt), float(mt), "s", 1.0))
+    lines.append(f"\nprofile: `{res.get('profile', c.get('profile'))}`")
+    if res.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"* {w}" for w in res["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def personalized_model(store: "Store", round_id: int) -> "LoadedModel":
+    """The personalized model of a finished round (weights as downloaded from the board)."""
+    from app.core.models import load_npz
+
+    r = _round(store, round_id)
+    rel = r["result"].get("weights_path")
+    if not rel:
+        raise RoundError(f"round {round_id} has no personalized weights (status {r['status']})")
+    path = store.resolve(rel)
+    if not path.is_file():
+        raise RoundError(f"round {round_id}: weights file {path} is missing")
+    return load_npz(path)
+
+
+def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> dict:
+    """What an exported personalized model is: the round (mode, layers, epochs, lr, batch, T), whose data
+    (user, dataset, windows per class), its metrics before/after, the board and the measured cost.  This
+    replaces the base model's metadata (pretraining optimizer, lr, batch, best epoch, the developer's paths,
+    ``"format": "keras"`` on a TFLite file…) in the JSON sidecars and the ``.npz``."""
+    from app import __version__
+    from app.core.store import StoreError
+
+    r = _round(store, round_id)
+    c, res = r["config"], r["result"]
+    user, dataset = None, None
+    try:
+        ds = store.dataset(int(r["dataset_id"]))
+        dataset = ds.name
+        user = store.user(ds.user_id).name
+    except (StoreError, KeyError, TypeError, ValueError):
+        pass
+
+    def metrics(m: Mapping[str, Any] | None) -> dict | None:
+        return None if not m else {k: m.get(k) for k in ("accuracy", "macro_f1", "loss") if k in m}
+
+    info = res.get("round_info") or {}
+    base = model.meta.get("base_model") or c.get("model_source") or ""
+    return {
+        "generated_by": f"ODL Studio {__version__}",
+        "description": f"personalized on the board in round {round_id} ({str(c.get('mode', '?')).upper()}, "
+        f"T={c.get('input_size')}) with {user or 'the user'}'s labelled data",
+        "base_model": Path(str(base)).name if base else None,
+        "rate_hz": float(c.get("rate_hz") or model.meta.get("rate_hz") or 20.0),
+        "personalized": {
+            "round_id": int(round_id),
+            "status": r.get("status"),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r["created"])) if r.get("created") else None,
+            "mode": c.get("mode"),
+            "trainable": list(c.get("trainable") or []),
+            "input_size": c.get("input_size"),
+            "epochs": c.get("epochs"),
+            "warmup_epochs": c.get("warmup_epochs"),
+            "learning_rate": c.get("lr"),
+            "batch_size": c.get("batch_size"),
+            "seed": c.get("seed"),
+            "user": user,
+            "dataset": dataset,
+            "windows": {
+                "train": c.get("n_train"),
+                "test": c.get("n_test"),
+                "per_class": {k: {"train": v[0], "test": v[1]} for k, v in (res.get("counts") or {}).items()},
+                "split": f"chronological {int(100 * float(c.get('train_fraction', 0.6)))} % train per activity",
+            },
+            "metrics": {"before": metrics(res.get("before")), "after": metrics(res.get("after"))},
+            "board": {k: info.get(k) for k in ("board", "build", "sysclk_hz") if info.get(k) is not None} or None,
+            "batches": res.get("n_batches"),
+            "board_seconds": res.get("seconds"),
+            "energy_j": res.get("energy_j"),
+            "profile": res.get("profile", c.get("profile")),
+        },
+    }
+
+
+#: Export formats written with a JSON sidecar (``<file stem>.json``; .keras and .h5 share one).
+SIDECAR_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8")
+
+
+def export_round(
+    store: "Store",
+    round_id: int,
+    out_dir: str | Path,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    stem: str | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    progress: Callable[..., None] = _progress_noop,
+) -> dict[str, Path]:
+    """Write the round's personalized weights in ``formats`` plus ``<stem>_report.md`` into ``out_dir``.
+
+    ``tflite_int8`` is calibrated on the round's own training windows.  Returns every file written:
+    ``{format: path}``, the JSON sidecars as ``'metadata (keras, h5)'``… and ``'report'``.  The sidecars and
+    the ``.npz`` describe the personalized model (:func:`personalized_meta`), not the base model.  Checks
+    ``cancelled()`` between formats (a running TFLite conversion is stopped); a cancelled export leaves what
+    was written.  A format that fails (e.g. the TFLite converter crashed in its child process) does not
+    stop the others: every other format and the report (which says what is missing) are written, then
+    :class:`ExportIncomplete` names the failures and carries the files written."""
+    from app.core.models import ModelError, export_all, sidecar_path
+
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise RoundError(f"unknown export formats {bad} (known: {', '.join(EXPORT_FORMATS)})")
+    if not formats:
+        raise RoundError("choose at least one export format")
+    model = personalized_model(store, round_id)
+    model = dataclasses.replace(model, meta=personalized_meta(store, round_id, model))
+    stem = stem or f"personalized_round{round_id}"
+    out = Path(out_dir)
+    rep = None
+    if "tflite_int8" in formats:
+        wpath = store.resolve(f"{ROUNDS_DIR}/round_{round_id}_windows.npz")
+        if not wpath.is_file():
+            raise RoundError(f"int8 export needs the round's training windows ({wpath} is missing)")
+        with np.load(wpath) as z:
+            rep = np.array(z["x"])
+    written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for i, f in enumerate(formats):
+        if cancelled():
+            break
+        progress(i / (len(formats) + 1), f"writing {f}")
+        try:
+            written.update(export_all(model, out, stem, rep, formats=(f,), cancelled=cancelled))
+        except ModelError as exc:
+            if cancelled():
+                break
+            failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
+    sides: dict[Path, list[str]] = {}
+    for k, p in written.items():
+        if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
+            sides.setdefault(sidecar_path(p), []).append(k)
+    for side, kinds in sides.items():
+        written[f"metadata ({', '.join(kinds)})"] = side
+    if not cancelled():
+        report = out / f"{stem}_report.md"
+        text = round_report(store, round_id)
+        text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
+        if failed:
+            text += "\n## Not written\n\n" + "\n".join(f"* {k}: {msg}" for k, msg in failed.items()) + "\n"
+        report.write_text(text, encoding="utf-8")
+        written["report"] = report
+        progress(1.0, "done")
+    if failed:
+        raise ExportIncomplete(
+            "; ".join(f"export {k} failed: {msg}" for k, msg in failed.items())
+            + f" (the other {len(written)} files were written to {out})",
+            written,
+            failed,
+        )
+    return written
+
+
+def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | None = None) -> list:
+    """:class:`estimator.BatchRecord` s from the finished rounds' batches (board-measured time and, where
+    both D7 edges were seen, LPM01A energy), for ``estimator.calibrate``."""
+    from estimator.calibrate import BatchRecord
+
+    recs = []
+    for r in store.rounds() if rounds is None else rounds:
+        c, res = r["config"], r["result"]
+        if r["status"] != "done" or not res.get("round_info"):
+            continue
+        try:
+            arch = personalized_model(store, r["id"]).arch
+        except Exception:  # noqa: BLE001 - weights file moved or deleted: skip the round
+            continue
+        clock = res["round_info"].get("sysclk_hz")
+        for b in round_rows(store, r["id"]):
+            if b.phase == "val":  # a validation pass is inference, not a training batch
+                continue
+            tr: Any = "last" if b.phase == "warmup" else list(c.get("trainable") or [])
+            recs.append(
+                BatchRecord(
+                    arch,
+                    tr,
+                    int(b.n_samples),
+                    float(b.seconds),
+                    clock_hz=clock,
+                    energy_j=b.energy_j if b.source == "d7" else None,
+                    voltage_v=res.get("voltage_v"),
+                    label=f"round {r['id']} batch {b.index}",
+                )
+            )
+    return recs
+
+
+# ================================================================================================
+# Estimator inputs shared by the Estimator and Training panels
+# ================================================================================================
+
+
+@dataclass
+class EstimatorInputs:
+    """Budgets and options of the Estimator panel (persisted as ``estimator.*`` settings).  Budgets of 0
+    mean "no budget"."""
+
+    profile: str = "paper"
+    batch_size: int = 32
+    epochs: int = 2  # epochs shown in the table and chart
+    ram_kib: float = 320.0
+    reserve_kib: float = 24.0
+    time_s: float = 0.0
+    energy_mj: float = 0.0
+    power_source: str = "charging"  # 'battery' | 'charging'
+    accounting: str = "firmware"  # one of estimator.recommend.ACCOUNTINGS; the app's boards run the ODL firmware
+    n_classes: int = 5
+
+    KEYS = (
+        "profile",
+        "batch_size",
+        "epochs",
+        "ram_kib",
+        "reserve_kib",
+        "time_s",
+        "energy_mj",
+        "power_source",
+        "accounting",
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "EstimatorInputs":
+        d = cls()
+        for k in cls.KEYS:
+            v = settings.get(f"estimator.{k}", getattr(d, k))
+            setattr(d, k, type(getattr(d, k))(v))
+        return d
+
+    def save(self, settings: Any) -> None:
+        for k in self.KEYS:
+            settings.set(f"estimator.{k}", getattr(self, k))
+
+    def recommend(
+        self,
+        n_windows: int | Callable[[int], int | None] | None = None,
+        profile_dir: str | Path | None = None,
+        input_sizes: Sequence[int] = GENERAL_SIZES,
+        epochs: Sequence[int] = RECOMMEND_EPOCHS,
+        *,
+        arch: "Arch | Callable[[int], Arch] | None" = None,
+        accuracy: Any = None,
+    ) -> Any:
+        """:func:`estimator.recommend.recommend` under these budgets: TL and Full at ``input_sizes`` and
+        ``epochs`` (plus the table's own :attr:`epochs`).
+
+        ``arch``: the model — None for the paper CNN (:attr:`n_classes` classes), an :class:`Arch` (resized
+        to each input size) or a factory ``T -> Arch`` (e.g. an imported model that fits other sizes);
+        ``n_windows``: training windows per epoch (int or ``T -> int``, e.g. from the labelled data; None =
+        one batch per epoch); ``accuracy``: an accuracy model (e.g. measured by :mod:`app.core.simulate`),
+        None = the Table II prior; ``profile_dir``: where calibrated profiles live.  Both the Estimator and
+        the Training panel call this, so they recommend the same thing."""
+        from estimator.arch import paper_cnn
+        from estimator.profiles import get_profile
+        from estimator.recommend import recommend
+
+        n_classes = int(self.n_classes)
+        model = arch if arch is not None else (lambda T: paper_cnn(int(T), n_classes))
+        return recommend(
+            model,
+            tuple(int(T) for T in input_sizes),
+            ("tl", "full"),
+            tuple(sorted(set(int(e) for e in epochs) | {int(self.epochs)})),
+            batch_size=int(self.batch_size),
+            profile=get_profile(self.profile, profile_dir),
+            n_windows=n_windows,
+            ram_kib=self.ram_kib,
+            reserve_kib=self.reserve_kib,
+            time_s=self.time_s or None,
+            energy_mj=self.energy_mj or None,
+            power_source=self.power_source,
+            accounting=self.accounting,
+            accuracy=accuracy,
+            robust=True,  # the app's rounds are robust rounds (issue 17): cost their validation and RAM
+        )
+
+
+def labelled_seconds(store: "Store", dataset_id: int) -> float:
+    """Seconds of labelled accelerometer data in a dataset (for windows-per-epoch estimates)."""
+    return float(
+        sum(l.end_s - l.start_s for rec in store.recordings("accel", dataset_id) for l in store.labels(rec.id))
+    )
+
+
+def windows_per_epoch(
+    store: "Store", dataset_id: int, input_size: int, rate_hz: float = 20.0, train_fraction: float = 0.6
+) -> int | None:
+    """Training windows a round would get (60 % of the labelled time, stride T/2), None without labels."""
+    s = labelled_seconds(store, dataset_id) * float(train_fraction)
+    n = int(s * rate_hz)
+    if n < input_size:
+        return None
+    return max(1, (n - int(input_size)) // max(1, int(input_size) // 2) + 1)
+
+
+def measured_points(store: "Store") -> list[dict]:
+    """Per finished round: input size, mode, mean measured time and energy of its full-size main batches,
+    and the predictions for the same batches (for the Estimator panel's overlay)."""
+    out = []
+    for r in store.rounds():
+        if r["status"] != "done":
+            continue
+        c = r["config"]
+        rows = [b for b in round_rows(store, r["id"]) if b.phase == "main" and b.n_samples == c.get("batch_size")]
+        if not rows:
+            continue
+        e = [b.energy_j for b in rows if b.energy_j is not None]
+        out.append(
+            {
+                "round_id": r["id"],
+                "input_size": c.get("input_size"),
+                "mode": c.get("mode"),
+                "batch_size": c.get("batch_size"),
+                "seconds": float(np.mean([b.seconds for b in rows])),
+                "energy_mj": float(np.mean(e)) * 1e3 if e else None,
+                "pred_seconds": float(np.mean([b.pred_seconds or 0 for b in rows])),
+                "pred_energy_mj": float(np.mean([b.pred_energy_j or 0 for b in rows])) * 1e3,
+            }
+        )
+    return out
