@@ -264,8 +264,9 @@ def test_emulator_refuses_bad_extension_fields_and_accounts_the_extra_memory(boa
 
 
 def test_a_v1_board_gets_no_extension_request(board):
-    """The client never sends the 44-byte request to a board that agreed on v1 (the ODL firmware until it is
-    ported): it says why instead, before anything reaches the wire."""
+    """The client never sends the 44-byte request to a board that agreed on v1 (ODL firmware before 1.1.0): it
+    says why instead, before anything reaches the wire."""
+
     emu, c = board
     c.hello_info = c.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp)  # the board now speaks v1 with us
     assert c.proto == 1 and not c.supports_robust
