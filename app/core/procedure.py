@@ -87,8 +87,9 @@ class Procedure:
         return "robust: " + ", ".join(parts)
 
     # --- the host engine ------------------------------------------------------------------------
-    def train_config(self, mode: str, epochs: int, warmup_epochs: int, lr: float, batch: int, seed: int, **kw):
-        """The engine's :class:`device.engine.TrainConfig` of one round."""
+    def train_config(self, trainable: str, epochs: int, warmup_epochs: int, lr: float, batch: int, seed: int, **kw):
+        """The engine's :class:`device.engine.TrainConfig` of one round training ``trainable`` (``kw``: other
+        TrainConfig fields, e.g. ``mode='per_sample'`` for the firmware's order)."""
         from device.engine import TrainConfig  # noqa: PLC0415
 
         return TrainConfig(
@@ -96,7 +97,7 @@ class Procedure:
             warmup_epochs=int(warmup_epochs),
             lr=float(lr),
             batch_size=int(batch),
-            trainable=mode,
+            trainable=trainable,
             seed=int(seed),
             feature_lr_scale=float(self.feature_lr_scale),
             clip_norm=float(self.clip_norm),
