@@ -276,14 +276,63 @@ def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
     return BYTES_PER_VALUE * f + 8 * (2 * n + 8)
 
 
-def firmware_round_bytes(arch: Arch, trainable: str | Sequence[str] | frozenset[str], warmup: bool = False) -> int:
+def firmware_round_bytes(
+    arch: Arch, trainable: str | Sequence[str] | frozenset[str], warmup: bool = False, robust: dict | None = None
+) -> int:
     """ROUND_INFO's mem_bytes on the ODL firmware: model blob + the largest plan of the round's phases
-    (the warm-up phase trains the last Dense layer)."""
+    (the warm-up phase trains the last Dense layer) + a robust round's buffers (``robust``: the keyword
+    arguments of :func:`robust_round_bytes` besides arch/trainable/warmup)."""
     names = trainable if isinstance(trainable, frozenset) else resolve_trainable(arch, trainable)
     plan = firmware_plan_bytes(arch, frozenset(names))
     if warmup:
         plan = max(plan, firmware_plan_bytes(arch, resolve_trainable(arch, "last")))
-    return model_blob_bytes(arch) + plan
+    extra = robust_round_bytes(arch, names, warmup, **robust) if robust else 0
+    return model_blob_bytes(arch) + plan + extra
+
+
+def trained_values(arch: Arch, names: frozenset[str]) -> int:
+    """Values SGD updates when ``names`` are trained, in the runtime layout: conv/dense kernel + bias (a
+    conv followed by a BatchNorm it folds trains a bias even without one), BatchNorm gamma + beta."""
+    shapes = arch.param_shapes()
+    n = 0
+    for i, layer in enumerate(arch.layers):
+        if layer.name not in names or layer.name not in shapes:
+            continue
+        arrs = shapes[layer.name]
+        if layer.kind == "batchnorm":
+            n += 2 * _prod(arrs[0])
+            continue
+        n += sum(_prod(a) for a in arrs)
+        nxt = arch.layers[i + 1] if i + 1 < len(arch.layers) else None
+        if not layer.use_bias and nxt is not None and nxt.kind == "batchnorm":
+            n += _prod(arrs[0][-1:])
+    return n
+
+
+def robust_round_bytes(
+    arch: Arch,
+    trainable: str | Sequence[str] | frozenset[str],
+    warmup: bool = False,
+    *,
+    validate: bool = True,
+    restore_best: bool = True,
+    l2sp: bool = False,
+) -> int:
+    """What a robust round (protocol v2, docs/protocol.md §6) holds besides a plain one, float32, each
+    buffer 8-byte aligned: the best epoch's weights (``restore_best``: every value the round's phases
+    train), the L2-SP anchor (``l2sp``: the main phase's values), the validation confusion counts
+    (``validate``: N x N u16).  The validation windows are part of the stored dataset."""
+    names = trainable if isinstance(trainable, frozenset) else resolve_trainable(arch, trainable)
+    names = frozenset(names)
+    both = names | (resolve_trainable(arch, "last") if warmup else frozenset())
+    b = 0
+    if restore_best:
+        b += _round8(BYTES_PER_VALUE * trained_values(arch, both))
+    if l2sp:
+        b += _round8(BYTES_PER_VALUE * trained_values(arch, names))
+    if validate:
+        b += _round8(2 * arch.n_classes * arch.n_classes)
+    return b
 
 
 _memory_cached = lru_cache(maxsize=1024)(_memory)

@@ -3,7 +3,12 @@ constraints, with the binding constraint explained in one sentence and the whole
 
 Accuracy models
 ---------------
-* :class:`TableIIPrior` (default): the paper's Table II F1 scores (WISDM or ST dataset) as the
+* :class:`LosoPrior` (default when ``assets/accuracy_prior.json`` exists, see :func:`default_accuracy`):
+  macro-F1 measured by leave-one-subject-out on real multi-user data (``odlstudio accuracy-prior`` makes the
+  table from ``odlstudio loso`` results), per (dataset, T, mode): the mean over subjects with its spread (std,
+  worst subject, n), interpolated linearly in T; epochs follow the same saturating curve as below between
+  the measured No Pers. and the measured mode.
+* :class:`TableIIPrior` (the fallback): the paper's Table II F1 scores (WISDM or ST dataset) as the
   F1 reached after a full personalization, interpolated linearly in the input size (clamped to
   20..100).  Epochs follow a saturating curve *assumed here, not measured by the paper*:
   ``F1(e) = F1_0 + (F1_TableII − F1_0)·(1 − exp(−e/τ))`` with ``F1_0`` the WISDM "No Pers." column
@@ -29,7 +34,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from estimator.arch import Arch, paper_cnn
-from estimator.core import estimate, mode_label
+from estimator.core import estimate, mode_label, time_per_sample_s
+from estimator.memory import robust_round_bytes
 from estimator.profiles import DeviceProfile, get_profile
 
 # Table II of the paper (F1 scores), by input size.
@@ -84,7 +90,7 @@ class MeasuredAccuracy:
     """Accuracies measured on the user's windows; keys ``(T, mode, epochs)`` or ``(T, mode)``."""
 
     table: Mapping[tuple, float]
-    fallback: "TableIIPrior | None" = field(default_factory=TableIIPrior)
+    fallback: "TableIIPrior | LosoPrior | None" = field(default_factory=TableIIPrior)
 
     def lookup(self, input_size: int, mode: str, epochs: int) -> tuple[float, str]:
         for key in ((int(input_size), mode, int(epochs)), (int(input_size), mode)):
@@ -99,12 +105,100 @@ class MeasuredAccuracy:
         return self.lookup(input_size, mode, epochs)[0]
 
 
-AccuracyLike = str | TableIIPrior | MeasuredAccuracy | Mapping | Callable[[int, str, int], float] | None
+DATASET_NAMES = {"wisdm2019": "WISDM-2019", "hapt": "UCI HAPT"}
+
+
+@dataclass(frozen=True)
+class LosoPrior:
+    """Accuracy measured by LOSO (``odlstudio loso``), from a table written by ``odlstudio accuracy-prior``:
+    ``{"datasets": {name: {"subjects": n, "modes": {mode: {T: {"mean", "std", "min", "n"}}}}}, ...}``.
+    Missing modes or datasets fall back to ``fallback`` (the paper's Table II)."""
+
+    table: Mapping
+    dataset: str = "wisdm2019"
+    tau_epochs: float = 2.0
+    fallback: "TableIIPrior | None" = field(default_factory=TableIIPrior)
+
+    def _col(self, mode: str) -> Mapping[int, Mapping] | None:
+        ds = self.table.get("datasets", {}).get(self.dataset) or {}
+        col = ds.get("modes", {}).get(mode)
+        return {int(T): v for T, v in col.items()} if col else None
+
+    def spread(self, input_size: int, mode: str) -> dict | None:
+        """``{"std", "min", "n"}`` of the measured F1 at ``input_size`` (interpolated in T), or None."""
+        col = self._col("full" if mode == "full" else "tl")
+        if not col:
+            return None
+        return {
+            "std": _interp({T: v["std"] for T, v in col.items()}, input_size),
+            "min": _interp({T: v["min"] for T, v in col.items()}, input_size),
+            "n": int(min(v["n"] for v in col.values())),
+        }
+
+    def lookup(self, input_size: int, mode: str, epochs: int) -> tuple[float, str]:
+        name = "full" if mode == "full" else "tl"
+        col, none = self._col(name), self._col("none")
+        if not col or not none:
+            if self.fallback is None:
+                raise KeyError(f"no LOSO measurement of {name} on {self.dataset}")
+            v, src = self.fallback.lookup(input_size, mode, epochs)
+            return v, src + " (no LOSO measurement)"
+        final = _interp({T: v["mean"] for T, v in col.items()}, input_size)
+        start = _interp({T: v["mean"] for T, v in none.items()}, input_size)
+        f1 = start + (final - start) * (1.0 - math.exp(-epochs / self.tau_epochs))
+        sp = self.spread(input_size, mode) or {}
+        ds = self.table["datasets"][self.dataset]
+        proc = self.table.get("procedure_label", "")
+        return f1, (
+            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp.get('n'))} users"
+            f"{', ' + proc if proc else ''}): ± {sp.get('std', float('nan')):.3f} over users, worst "
+            f"{sp.get('min', float('nan')):.3f}"
+        )
+
+    def __call__(self, input_size: int, mode: str, epochs: int) -> float:
+        return self.lookup(input_size, mode, epochs)[0]
+
+
+def accuracy_prior_path():
+    """``assets/accuracy_prior.json`` (made by ``odlstudio accuracy-prior``): under ``$ODL_ASSETS`` when set,
+    else the assets folder beside this package (the repository's, or the frozen bundle's — the same rule as
+    ``app.core.paths.assets_dir``, which the estimator must not import)."""
+    import os  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    env = os.environ.get("ODL_ASSETS")
+    base = Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "assets"
+    return base / "accuracy_prior.json"
+
+
+def load_accuracy_prior(path=None) -> dict | None:
+    """The measured-accuracy table, or None when it is missing or unreadable (the Table II fallback)."""
+    import json  # noqa: PLC0415
+
+    p = accuracy_prior_path() if path is None else path
+    try:
+        with open(p, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("datasets"), dict) else None
+
+
+def default_accuracy(dataset: str = "wisdm2019") -> "LosoPrior | TableIIPrior":
+    """The recommender's default accuracy model: the shipped LOSO measurements of ``dataset`` (the app's
+    general models are trained on WISDM-2019) when present, else the paper's Table II."""
+    table = load_accuracy_prior()
+    if table is not None and dataset in table["datasets"]:
+        return LosoPrior(table, dataset)
+    return TableIIPrior()
+
+
+AccuracyLike = str | TableIIPrior | LosoPrior | MeasuredAccuracy | Mapping | Callable[[int, str, int], float] | None
 
 
 def _accuracy_fn(model: AccuracyLike) -> Callable[[int, str, int], tuple[float, str]]:
     if model is None:
-        model = TableIIPrior()
+        model = default_accuracy()
     elif isinstance(model, str):
         model = TableIIPrior(model)
     elif isinstance(model, Mapping):
@@ -176,6 +270,7 @@ def recommend(
     dataset_in_ram: bool = False,
     accuracy_tolerance: float = 0.002,
     allow_full_on_battery: bool = False,
+    robust: bool = False,
 ) -> Recommendation:
     """Best (input size, trainable set, epochs) within the budgets (time and energy are per round).
 
@@ -184,6 +279,9 @@ def recommend(
     ``ram_kib``/``reserve_kib``: defaults from the profile (320 KiB RAM, 24 KiB firmware reserve).
     ``accounting``: ``'paper'``, ``'peak'`` or ``'firmware'`` (the ODL firmware's arena plan) memory
     figure against the RAM budget.
+    ``robust``: cost the robust round (issue 17): every 10th window validates instead of training, a
+    validation pass (forward only) before the round and after every epoch, and the board's extra RAM
+    (the best epoch's weights, the confusion counts: ``estimator.memory.robust_round_bytes``).
     """
     p = get_profile(profile)
     if power_source not in POWER_SOURCES:
@@ -198,6 +296,8 @@ def recommend(
         if v is not None and not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
     acc = _accuracy_fn(accuracy)
+    acc_obj = default_accuracy() if accuracy is None else accuracy
+    spread_of = getattr(acc_obj, "spread", None) or getattr(getattr(acc_obj, "fallback", None), "spread", None)
     ram_total = p.ram_bytes / 1024 if ram_kib is None else float(ram_kib)
     reserve = p.firmware_reserve_bytes / 1024 if reserve_kib is None else float(reserve_kib)
     budgets = {
@@ -216,10 +316,17 @@ def recommend(
         a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))  # type: ignore[union-attr]
         nw = n_windows(int(T)) if callable(n_windows) else n_windows
         nw_eff = int(batch_size) if nw is None else int(nw)
+        n_val = nw_eff // 10 if robust and nw is not None else 0
         for mode in modes:
-            est = estimate(a, mode, batch_size, p, n_windows=nw_eff, epochs=1, dataset_in_ram=dataset_in_ram)
+            est = estimate(a, mode, batch_size, p, n_windows=nw_eff - n_val, epochs=1, dataset_in_ram=dataset_in_ram)
             label = mode_label(a, mode)
             mem = est.memory_for(accounting)
+            t_val = e_val = extra_kib = 0.0
+            if robust:
+                extra_kib = robust_round_bytes(a, mode, False, validate=True, restore_best=True) / 1024
+                mem += extra_kib
+                t_val = n_val * time_per_sample_s(a, frozenset(), p, est.clock_hz)  # one validation pass
+                e_val = t_val * est.power_w
             ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
             ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included
             for e in epochs:
@@ -234,15 +341,21 @@ def recommend(
                     "memory_kib": est.memory_kib,
                     "memory_peak_kib": est.memory_peak_kib,
                     "memory_firmware_kib": est.memory_firmware_kib,
+                    "robust_extra_kib": extra_kib,  # in ram_needed_kib, not in the Table III figures
                     "ram_needed_kib": ram_needed,
                     "time_per_batch_s": est.time_per_batch_s,
-                    "time_per_round_s": e * (est.time_per_epoch_s or 0.0),
+                    "time_per_round_s": e * (est.time_per_epoch_s or 0.0) + (e + 1) * t_val,
                     "power_mw": est.power_w * 1e3,
                     "energy_per_batch_mj": est.energy_per_batch_j * 1e3,
-                    "energy_per_round_mj": e * (est.energy_per_epoch_j or 0.0) * 1e3,
+                    "energy_per_round_mj": (e * (est.energy_per_epoch_j or 0.0) + (e + 1) * e_val) * 1e3,
+                    "procedure": "robust" if robust else "plain",
+                    "n_val": n_val,
                     "accuracy": f1,
                     "accuracy_source": src,
                 }
+                sp = spread_of(int(T), label) if spread_of is not None and not src.startswith("measured (") else None
+                if sp is not None and src.startswith("LOSO prior"):
+                    row.update(accuracy_std=sp["std"], accuracy_min=sp["min"], accuracy_n=sp["n"])
                 v = []
                 if power_source == "battery" and label == "full" and not allow_full_on_battery:
                     v.append("power_source")
@@ -300,7 +413,7 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
     if not better:
         return (
             choice,
-            f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}) at the lowest cost, {cost}.",
+            f"No constraint binds: {_label(choice)} reaches the best predicted F1 ({choice['accuracy']:.3f}{_src(choice)}) at the lowest cost, {cost}.",
             "none",
         )
     counts = {c: sum(c in r["violations"] for r in better) for c in CONSTRAINTS}
@@ -310,9 +423,21 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
     )
     reason = (
         f"The {_NAMES[binding]} binds: {_label(top)} would reach F1 {top['accuracy']:.3f} but {_why(top, binding, budgets)}, "
-        f"so {_label(choice)} (F1 {choice['accuracy']:.3f}, {cost}) is the best option within budget."
+        f"so {_label(choice)} (F1 {choice['accuracy']:.3f}{_src(choice)}, {cost}) is the best option within budget."
     )
     return choice, reason, binding
+
+
+def _src(row: Mapping) -> str:
+    """Where a predicted F1 comes from, for the one-sentence reason."""
+    src = str(row.get("accuracy_source", ""))
+    if src.startswith("LOSO prior"):
+        return f" ± {row.get('accuracy_std', float('nan')):.3f}, {src.split(':')[0]}"
+    if src.startswith("measured"):
+        return ", measured on your windows"
+    if src.startswith("Table II"):
+        return ", the paper's Table II"
+    return f", {src}" if src else ""
 
 
 def n_windows_from_recording(seconds: float, rate_hz: float = 20.0) -> Callable[[int], int]:

@@ -6,6 +6,7 @@ function of the code that ran."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from app.core.board_round import int16_scale
 from app.core.personalize import _i16_scale, evaluate_host, load_user_data
 from device.bench import VirtualBench
 from device.engine.model import Model
@@ -30,13 +32,35 @@ def qemu_bench():
         yield b
 
 
+def _quantised(x: np.ndarray, scale: np.float32) -> np.ndarray:
+    return (np.rint(np.asarray(x, np.float64) / float(scale)).astype(np.int16).astype(np.float32) * scale).astype(
+        np.float32
+    )
+
+
+def replay_robust(lm, x: np.ndarray, y: np.ndarray, mode: str, procedure) -> tuple[dict, object]:
+    """The robust round (issue 17) on the host engine: the validation split the host makes, both parts in the
+    int16 counts of one scale (as uploaded: training windows, then validation windows), the board's window
+    order over the training windows, per-sample accumulation and validation passes (firmware order)."""
+    from app.core.procedure import validation_split
+    from device.engine import train
+
+    tr, va = validation_split(y, procedure.val_every)
+    scale = np.float32(int16_scale(x[tr], x[va]))
+    m = Model(lm.arch, lm.weights)
+    cfg = dataclasses.replace(procedure.train_config(mode, EPOCHS, WARMUP, LR, BATCH, 0), mode="per_sample")
+    hist = train(
+        m, _quantised(x[tr], scale), y[tr], cfg, x_val=_quantised(x[va], scale), y_val=y[va],
+        order=lambda e, n: epoch_order(SEED, e, n),
+    )  # fmt: skip
+    return m.get_weights(), hist
+
+
 def replay(lm, x: np.ndarray, y: np.ndarray, mode: str) -> dict:
     """The board's round on the host engine: the same i16 quantisation the upload uses, the board's window
     order, warm-up on the last layer, per-sample accumulation."""
     scale = np.float32(_i16_scale(x))
-    xq = (np.rint(np.asarray(x, np.float64) / float(scale)).astype(np.int16).astype(np.float32) * scale).astype(
-        np.float32
-    )
+    xq = _quantised(x, scale)
     m = Model(lm.arch, lm.weights)
     phases = [("last", WARMUP), (mode, EPOCHS)]
     g = 0
@@ -51,15 +75,19 @@ def replay(lm, x: np.ndarray, y: np.ndarray, mode: str) -> dict:
 
 
 @pytest.mark.needs_shared
-@pytest.mark.parametrize("T", [20, 40])
-def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, shared_data, T):
-    """``personalize`` (what ``odlstudio personalize --board URL --power URL`` runs) against the QEMU board."""
+@pytest.mark.parametrize("T, procedure", [(20, "plain"), (40, "plain"), (40, "robust")])
+def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, shared_data, T, procedure):
+    """``personalize`` (what ``odlstudio personalize --board URL --power URL`` runs) against the QEMU board: the
+    paper's plain round and (protocol v2, firmware 1.1.0) the app's default robust round of issue 17."""
     from app.core.personalize import PersonalizeConfig, personalize
+    from app.core.procedure import PLAIN, ROBUST
 
+    proc = {"plain": PLAIN, "robust": ROBUST}[procedure]
     cfg = PersonalizeConfig(
         data=str(shared_data / USER_FILE), input_size=T, modes=("none", "tl", "full"), epochs=EPOCHS,
         warmup_epochs=WARMUP, lr=LR, batch=BATCH, seed=SEED, train_fraction=TRAIN_FRACTION,
         board_url=qemu_bench.urls["board"], power_url=qemu_bench.urls["powershield"], timeout=10.0,
+        procedure=proc,
     )  # fmt: skip
     result = personalize(cfg)
     report = result.report
@@ -69,9 +97,20 @@ def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, share
     x_tr, x_te = lm.prepare(data.train.x), lm.prepare(data.test.x)
     for mode in ("tl", "full"):
         res = report["results"][mode]
-        assert res["n_train_used"] == len(data.train.y)
         got = result.weights[mode]
-        want = replay(lm, x_tr, data.train.y, mode)
+        if procedure == "robust":
+            want, hist = replay_robust(lm, x_tr, data.train.y, mode, proc)
+            v = res["validation"]
+            assert res["n_train_used"] + v["n_val"] == len(data.train.y)
+            assert v["passes"] == len(hist.val_loss) and v["best_epoch"] == hist.best_epoch
+            passes = [r for r in res["per_batch"] if r["phase"] == "val"]
+            np.testing.assert_allclose([r["loss"] for r in passes], hist.val_loss, rtol=1e-4)
+            assert [r["macro_f1"] for r in passes] == pytest.approx(hist.val_f1, abs=1e-6)
+            n_train = res["n_train_used"]
+        else:
+            assert res["n_train_used"] == len(data.train.y)
+            want = replay(lm, x_tr, data.train.y, mode)
+            n_train = len(data.train.y)
         for name, arrs in want.items():
             for a, b in zip(got[name], arrs):
                 scale = float(np.abs(b).max())
@@ -79,7 +118,7 @@ def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, share
         f1_host = evaluate_host(lm.arch, want, x_te, data.test.y)["macro_f1"]
         assert abs(res["macro_f1"] - f1_host) <= 0.01, (mode, res["macro_f1"], f1_host)
         # per-batch time from the firmware's ticks, energy from the LPM01A between its D7 edges
-        assert res["batches"] == EPOCHS * -(-len(data.train.y) // BATCH)
+        assert res["batches"] == EPOCHS * -(-n_train // BATCH)
         assert res["alignment"] == "d7" and res["energy_per_batch_mj"] > 0
         assert res["power_mw"] == pytest.approx(3.3 * 0.8034, rel=0.03)  # run mode at 8 MHz: 2.65 mW
     assert report["results"]["full"]["macro_f1"] > report["results"]["none"]["macro_f1"]

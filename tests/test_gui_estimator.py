@@ -103,15 +103,17 @@ def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
 def test_memory_accounting_choice_drives_fit_and_plot(qtbot, offline_ctx):
     """'firmware' accounting: the ODL firmware's own plan decides what fits and is what the memory plot shows."""
     from estimator.arch import paper_cnn
-    from estimator.memory import firmware_round_bytes, training_memory
+    from estimator.memory import firmware_round_bytes, robust_round_bytes, training_memory
 
     panel = EstimatorPanel(offline_ctx)
     qtbot.addWidget(panel)
     panel.source.setCurrentIndex(panel.source.findData("charging"))
     reserve = panel.reserve.value()
-    # RAM between the firmware's need and the paper's need for Full at T=100
-    fw = firmware_round_bytes(paper_cnn(100), "full") / 1024 + reserve
-    paper = training_memory(paper_cnn(100), "full").paper_bytes / 1024 + reserve
+    # RAM between the firmware's need and the paper's need for Full at T=100, robust round (issue 17: + the
+    # best epoch's weights and the confusion counts)
+    extra = robust_round_bytes(paper_cnn(100, 5), "full", validate=True, restore_best=True) / 1024
+    fw = firmware_round_bytes(paper_cnn(100, 5), "full") / 1024 + reserve + extra
+    paper = training_memory(paper_cnn(100, 5), "full").paper_bytes / 1024 + reserve + extra
     panel.ram.setValue((fw + paper) / 2)
     for accounting, fits in (("paper", False), ("firmware", True), ("peak", True)):
         panel.accounting.setCurrentIndex(panel.accounting.findData(accounting))
@@ -120,6 +122,8 @@ def test_memory_accounting_choice_drives_fit_and_plot(qtbot, offline_ctx):
         if accounting == "firmware":
             full = [i for i in panel.mem_plot.listDataItems() if i.name().startswith("FULL")][0]
             xs, ys = full.getData()
-            assert ys[list(xs).index(100)] == pytest.approx(row["memory_firmware_kib"] + reserve)
+            assert ys[list(xs).index(100)] == pytest.approx(
+                row["memory_firmware_kib"] + row["robust_extra_kib"] + reserve
+            )
             assert row["memory_firmware_kib"] < row["memory_kib"]
     assert offline_ctx.settings.get("estimator.accounting") == "peak"

@@ -61,8 +61,11 @@ def test_run_tl_round_and_see_per_batch_bars(qtbot, ctx):
     assert "Error" not in panel.stage.text(), panel.warnings.text()
     rounds = ctx.store.rounds()
     assert rounds[-1]["status"] == "done"
-    n = rounds[-1]["result"]["n_batches"]
-    assert n == 16 and bars_shown(panel) == n
+    res = rounds[-1]["result"]
+    n = res["n_batches"]  # the robust round: 4 epochs of the training windows, a validation pass per epoch + 1
+    assert n == 4 * res["round_info"]["batches_per_epoch"] and res["val_passes"] == 5
+    assert bars_shown(panel) == n + 5 and "validation passes" in panel.summary.text()
+    assert f"kept epoch {res['validation']['kept']['epoch']}" in panel.summary.text()
     energy = np.asarray(panel.bars["energy"].opts["height"])
     assert np.all(energy > 0)  # every batch has LPM01A energy (D7-aligned)
     assert panel.cm_after.rowCount() == 5 and panel.cm_before.item(0, 0) is not None

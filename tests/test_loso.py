@@ -42,7 +42,12 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
     res = run_loso(cfg, tmp_path, jobs=2, progress=False)
     assert not res.errors and res.tasks_run == 3
     keys = {(r["T"], r["subject"], r["mode"]) for r in res.rows}
-    assert keys == {(20, s, m) for s in SUBJECTS for m in ("none", "tl", "full")}
+    # the default procedure validates, so the mode chosen on the validation windows ('auto') is a row too
+    assert keys == {(20, s, m) for s in SUBJECTS for m in ("none", "tl", "full", "auto")}
+    for r in res.rows:
+        if r["mode"] == "auto":
+            mine = {x["mode"]: x["macro_f1"] for x in res.rows if x["subject"] == r["subject"]}
+            assert r["chosen"] in ("none", "tl", "full") and r["macro_f1"] == mine[r["chosen"]]
     for r in res.rows:
         assert 0.0 <= r["macro_f1"] <= 1.0 and r["n_train"] > 0 and r["n_test"] > 0
         assert r["pretrain"]["train_windows"] > 0
@@ -59,9 +64,17 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
     assert other.settings_hash() != cfg.settings_hash()
     r3 = run_loso(other, tmp_path, jobs=1, progress=False)
     assert r3.tasks_run == 1 and {r["mode"] for r in r3.rows} == {"none"}
-    # the general model was pretrained under other settings too (the hash covers pretraining) -> 4 caches
+    # personalization settings do not change the general model: its cache is keyed by the pretraining
+    # settings alone (issue 17: ablations over personalization options reuse it) ...
+    assert r3.rows[0]["pretrain"].get("cached") is True
+    assert len(list((tmp_path / "models").glob("*.npz"))) == 3
+    # ... a pretraining setting does
+    r4 = run_loso(
+        cfg_for(tiny_wisdm, pretrain_epochs=1, modes=("none",), subjects=("1604",)), tmp_path, jobs=1, progress=False
+    )
+    assert r4.tasks_run == 1 and not r4.rows[0]["pretrain"].get("cached")
     assert len(list((tmp_path / "models").glob("*.npz"))) == 4
-    assert len(read_rows(loso.results_path(tmp_path, "wisdm2019"))) == 10
+    assert len(read_rows(loso.results_path(tmp_path, "wisdm2019"))) == 3 * 4 + 1 + 1
 
 
 def test_pretraining_cache_reproduces_results(tiny_wisdm, tmp_path):
@@ -143,9 +156,10 @@ def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsy
     )
     assert rc == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert obj["dataset"] == "hapt" and obj["subjects"] == ["3"] and obj["rows"] == 3
+    assert obj["dataset"] == "hapt" and obj["subjects"] == ["3"] and obj["rows"] == 4
     modes = obj["summary"]["by_T"]["20"]["modes"]
-    assert set(modes) == {"none", "tl", "full"} and all(m["n"] == 1 for m in modes.values())
+    assert set(modes) == {"none", "tl", "full", "auto"} and all(m["n"] == 1 for m in modes.values())
+    assert "goal_no_fold_below_none_0.02" in obj["summary"]["by_T"]["20"]
     # the general model was pretrained on the 29 other subjects
     row = read_rows(tmp_path / "loso_hapt.jsonl")[0]
     assert row["pretrain"]["train_windows"] > 10_000

@@ -166,10 +166,11 @@ def test_requests_survive_garbage_and_bit_flips_both_ways():
 def test_version_handshake_and_bad_version(board):
     clock, emu, c = board
     rsp = c.hello()
-    assert rsp.proto == 1 and rsp.flags & 1 and rsp.tick_hz == 1_000_000
+    assert rsp.proto == 2 and rsp.flags & 1 and rsp.tick_hz == 1_000_000  # the highest both speak
+    assert c.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp).proto == 1  # a v1 host is served in v1
     with pytest.raises(NucleoError, match="BAD_VERSION on HELLO") as exc:
-        c.request(P.Hello(P.MAGIC, 2, 3), P.HelloRsp)
-    assert exc.value.error.arg0 == 1
+        c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)
+    assert exc.value.error.arg0 == 2
 
 
 def _board_replies(emu: NucleoEmulator, data: bytes) -> list[tuple[int, P.Message]]:

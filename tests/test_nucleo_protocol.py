@@ -229,8 +229,8 @@ def test_golden_vectors_are_in_docs():
 
 
 def test_hello_body_by_hand():
-    # 01 | 0100 | 0800 | 'ODL1' 01 01 0004 | crc  -> COBS
-    body = bytes.fromhex("01010008004f444c3101010004")
+    # 01 | 0100 | 0800 | 'ODL1' 01 02 0004 | crc  -> COBS   (the host offers v1..v2)
+    body = bytes.fromhex("01010008004f444c3101020004")
     body += struct.pack("<H", crc16_bitwise(body))
     assert P.Hello().encode(1) == cobs.encode(body) + b"\x00"
 

@@ -82,6 +82,18 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
         assert r["energy_per_batch_mj"] == pytest.approx(r["power_mw"] * r["time_per_batch_s"], rel=0.05)
     rep = json.loads((out / "report.json").read_text())
     assert rep["results"]["full"]["per_batch"][0]["energy_mj"] > 0
+    # the robust round (the default): validation windows held out, one pass before the round and one after
+    # every epoch, each a D7 interval measured like a batch; the mode best on validation is recommended
+    assert obj["recommended"] in ("none", "tl", "full")
+    for mode in ("tl", "full"):
+        r, v = rep["results"][mode], rep["results"][mode]["validation"]
+        assert v["n_val"] > 0 and r["n_train_used"] + v["n_val"] == rep["data"]["n_train"]
+        assert r["val_passes"] == v["passes"] == 3  # before, after the warm-up epoch, after the main epoch
+        vals = [b for b in r["per_batch"] if b["phase"] == "val"]
+        assert len(vals) == 3 and all(b["energy_mj"] > 0 and b["n"] == v["n_val"] for b in vals)
+        assert r["round_energy_mj"] == pytest.approx(sum(b["energy_mj"] for b in r["per_batch"]))
+    best = max(("none", "tl", "full"), key=lambda m: tuple(rep["validation_scores"][m][k] for k in ("macro_f1",)))
+    assert rep["validation_scores"][obj["recommended"]]["macro_f1"] == rep["validation_scores"][best]["macro_f1"]
     for mode in ("tl", "full"):
         names = {p.name for p in (out / mode).iterdir()}
         assert {"1600_%s_T20.keras" % mode, "1600_%s_T20_float32.tflite" % mode, "1600_%s_T20.h" % mode} <= names

@@ -14,6 +14,7 @@ COMMANDS = (
     "personalize",
     "flash",
     "loso",
+    "accuracy_prior",
     "sweep",
     "make_assets",
     "smoke",

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from app.commands._argtypes import finite_float, fraction, int_range, seed
+from app.commands._procedure import add_procedure_args, procedure_from_args
 
 
 def register(subparsers) -> None:
@@ -44,7 +45,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--data", default=None, help="dataset file/folder (default ../shared/data/<dataset folder>)")
     p.add_argument("--sizes", default="20,40,60,80,100", help="input sizes T, comma list (default 20,40,60,80,100)")
-    p.add_argument("--modes", default="none,tl,full", help="comma list of none, tl, full (default all)")
+    p.add_argument(
+        "--modes",
+        default=None,
+        help="comma list of none, tl, full, auto (the mode chosen per subject on the validation windows); "
+        "default none,tl,full,auto (plain procedure: none,tl,full)",
+    )
     p.add_argument(
         "--subjects", default=None, help="comma list of test subjects (default all; pretraining always uses all others)"
     )
@@ -77,6 +83,13 @@ def register(subparsers) -> None:
         help="pretraining SGD learning rate (default 0.01)",
     )
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--pers-seed",
+        type=seed,
+        default=0,
+        help="seed of the personalization shuffles only (ablations over seeds reuse the general models)",
+    )
+    add_procedure_args(p)
     p.add_argument("--jobs", type=int_range(1, 64), default=2, help="worker processes (default 2)")
     p.add_argument(
         "--executor",
@@ -107,13 +120,18 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def config_from_args(args: argparse.Namespace):
-    from app.core.loso import LosoConfig  # noqa: PLC0415
+    from app.core.loso import ALL_MODES, MODES, LosoConfig  # noqa: PLC0415
 
+    procedure = procedure_from_args(args)
+    if args.modes is None:
+        modes = ALL_MODES if procedure.validates else MODES
+    else:
+        modes = tuple(m.strip().lower() for m in args.modes.split(",") if m.strip())
     cfg = LosoConfig(
         dataset=args.dataset,
         data=args.data,
         sizes=_ints(args.sizes, "--sizes"),
-        modes=tuple(m.strip().lower() for m in args.modes.split(",") if m.strip()),
+        modes=modes,
         subjects=tuple(s.strip() for s in args.subjects.split(",") if s.strip()) if args.subjects else None,
         train_fraction=args.train_fraction,
         epochs=args.epochs,
@@ -124,6 +142,8 @@ def config_from_args(args: argparse.Namespace):
         pretrain_patience=args.pretrain_patience,
         pretrain_lr=args.pretrain_lr,
         seed=args.seed,
+        pers_seed=args.pers_seed,
+        procedure=procedure,
     )
     cfg.validate()
     return cfg
@@ -210,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
 # plot (Qt's painter, offscreen: no plotting library needed)
 # ------------------------------------------------------------------------------------------------
 
-COLORS = {"none": (120, 120, 120), "tl": (31, 119, 180), "full": (214, 39, 40)}
-NAMES = {"none": "No Pers.", "tl": "TL", "full": "Full"}
+COLORS = {"none": (120, 120, 120), "tl": (31, 119, 180), "full": (214, 39, 40), "auto": (44, 160, 44)}
+NAMES = {"none": "No Pers.", "tl": "TL", "full": "Full", "auto": "Auto"}
 
 
 def plot_png(summary: dict, path: str | Path, title: str, paper: dict | None = None, size=(760, 480)) -> Path:

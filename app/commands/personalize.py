@@ -32,6 +32,7 @@ import json
 import sys
 
 from app.commands._argtypes import finite_float, fraction, int_range, seed
+from app.commands._procedure import add_procedure_args, procedure_from_args
 
 
 def register(subparsers) -> None:
@@ -104,6 +105,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="write the personalized models and report.json here")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_procedure_args(p)
     p.set_defaults(func=run)
 
 
@@ -114,7 +116,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    try:
+        procedure = procedure_from_args(args)
+    except ValueError as exc:
+        print(f"odlstudio personalize: {exc}", file=sys.stderr)
+        return 2
     cfg = PersonalizeConfig(
+        procedure=procedure,
         data=args.data,
         model=args.model,
         input_size=args.input_size,
@@ -186,5 +194,10 @@ def run(args: argparse.Namespace) -> int:
                 line += f"  {r['batches']} batches  {r['time_per_batch_s']:.3g} s/batch"
                 if r.get("energy_per_batch_mj") is not None:
                     line += f"  {r['energy_per_batch_mj']:.4g} mJ/batch  {r['power_mw']:.3g} mW"
+            v = r.get("validation")
+            if v:
+                line += f"  (validation F1 {v['kept']['macro_f1']:.3f}, kept epoch {v['kept']['epoch']})"
             print(line)
+        if rep.get("recommended"):
+            print(f"  recommended: {rep['recommended']} (best macro-F1 on the validation windows)")
     return 1 if out_error else 0

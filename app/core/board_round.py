@@ -72,6 +72,7 @@ class RoundSpec:
     seed: int = 0
     shuffle: bool = True
     layer_indices: tuple[int, ...] = ()
+    procedure: Any = None  # app.core.procedure.Procedure (None: the plain round); needs protocol v2 on the board
 
 
 @dataclass
@@ -92,6 +93,25 @@ class RoundResult:
     before: Any = None
     after: Any = None
     trace: PowerTrace | None = field(default=None, repr=False)  # the power trace the energy came from
+    n_val: int = 0  # validation windows the board held (robust round)
+    restore_best: bool = False
+
+    @property
+    def validation(self) -> dict | None:
+        """A robust round's validation: the starting weights' and the kept weights' (loss, macro-F1)."""
+        vals = [r for r in self.rows if r.phase == "val"]
+        if not vals:
+            return None
+        best = [r for r in vals if r.best]
+        kept = (best[-1] if best else vals[0]) if self.restore_best else vals[-1]
+        return {
+            "n_val": int(self.n_val),
+            "passes": len(vals),
+            "start": {"loss": float(vals[0].loss), "macro_f1": float(vals[0].macro_f1)},
+            "kept": {"loss": float(kept.loss), "macro_f1": float(kept.macro_f1), "epoch": int(kept.epoch)},
+            "best_epoch": int(self.round_done.get("best_epoch", 0)),
+            "epochs_done": int(self.round_done.get("epochs_done", 0)),
+        }
 
     @property
     def totals(self) -> dict:
@@ -174,11 +194,15 @@ def run_board_round(
     observer: RoundObserver | None = None,
     eval_timeout_s: float = 120.0,
     settle_s: float = 3.0,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    val_pass: Callable[[int], tuple[float, float]] | None = None,
 ) -> RoundResult:
     """Run one round (module documentation).  ``train``/``test``: board windows ``(N, T, C)`` and class
     indices; ``power``: the trace energy is attributed on (None: time only); ``predict(phase, n)``: the
     estimator's ``(seconds, joules)`` of a batch, stored beside the measurement.  Raises
-    :class:`RoundFailed` (board refused or ended the round with an error), :class:`RoundCancelled`."""
+    :class:`RoundFailed` (board refused or ended the round with an error), :class:`RoundCancelled`.
+    ``val``: validation windows of a robust round (``spec.procedure``, protocol v2), uploaded after the
+    training windows; ``val_pass(n)``: the estimator's ``(seconds, joules)`` of a validation pass."""
     from device.nucleo import protocol as P
     from device.nucleo.client import NucleoError, WaitCancelled
 
@@ -209,7 +233,13 @@ def run_board_round(
         return ev
 
     x, y = np.asarray(train[0]), np.asarray(train[1])
-    scale = int16_scale(x, *(() if test is None else (np.asarray(test[0]),)))
+    if val is not None and len(val[1]):
+        xv, yv = np.asarray(val[0]), np.asarray(val[1])
+    else:
+        xv, yv = x[:0], y[:0]
+    n_val = int(len(yv))
+    wire = spec.procedure.wire(n_val) if spec.procedure is not None else {}
+    scale = int16_scale(x, xv, *(() if test is None else (np.asarray(test[0]),)))
     info = client.info()
     tick_hz = float(info.tick_hz or 1_000_000)
 
@@ -217,8 +247,13 @@ def run_board_round(
     client.upload_model(arch, weights, progress=upl(0.01, 0.025, "uploading the model"))
     client.clear_data()
     client.upload_dataset(
-        x, y, slot=0, dtype=P.DType.I16, scale=scale, progress=upl(0.025, 0.04, "uploading the training windows")
-    )
+        np.concatenate([x, xv]),
+        np.concatenate([y, yv]),
+        slot=0,
+        dtype=P.DType.I16,
+        scale=scale,
+        progress=upl(0.025, 0.04, "uploading the training windows"),
+    )  # a robust round's validation windows last (TRAIN_START n_val)
     if test is not None:
         client.upload_dataset(
             np.asarray(test[0]),
@@ -250,6 +285,7 @@ def run_board_round(
                 shuffle=spec.shuffle,
                 seed=spec.seed,
                 layer_indices=spec.layer_indices,
+                **wire,
             )
             break
         except NucleoError as exc:
@@ -268,7 +304,9 @@ def run_board_round(
                 f"(round needs {need} B, {have} B available): a class-stratified subset was used"
             )
             client.clear_data(0)
-            client.upload_dataset(x[idx], y[idx], slot=0, dtype=P.DType.I16, scale=scale)
+            client.upload_dataset(
+                np.concatenate([x[idx], xv]), np.concatenate([y[idx], yv]), slot=0, dtype=P.DType.I16, scale=scale
+            )
             client.drain_events()
     anchor = 0.5 * (a0 + power.covered) if power is not None else 0.0
     round_info = {
@@ -287,7 +325,7 @@ def run_board_round(
         "anchor_t": anchor,
         "earliest_t": a0 - 0.01,
     }
-    rows, done_msg = _collect(client, rinfo, spec, power, round_info, predict, obs, warn, settle_s)
+    rows, done_msg = _collect(client, rinfo, spec, power, round_info, predict, obs, warn, settle_s, val_pass)
     round_done = {
         "status": P.RoundStatus(done_msg.status).name.lower(),
         "epochs_done": done_msg.epochs_done,
@@ -296,6 +334,7 @@ def run_board_round(
         "train_accuracy": done_msg.train_accuracy,
         "seconds": (done_msg.end_tick - done_msg.start_tick) / tick_hz,
         "cycles": done_msg.cycles,
+        "best_epoch": int(done_msg.best_epoch),
     }
     if done_msg.status != P.RoundStatus.DONE:
         raise RoundFailed(
@@ -321,6 +360,8 @@ def run_board_round(
         before=before,
         after=after,
         trace=power,
+        n_val=n_val,
+        restore_best=bool(wire.get("restore_best")),
     )
 
 
@@ -354,6 +395,7 @@ def _collect(
     obs: RoundObserver,
     warn: Callable[[str], None],
     settle_s: float,
+    val_pass: Callable[[int], tuple[float, float]] | None = None,
 ) -> tuple[list[BatchRow], Any]:
     """Batch reports until ROUND_DONE, attributing energy as the power trace covers each batch; then the
     whole-round attribution.  Returns the rows and the RoundDone message (RoundCancelled after an abort)."""
@@ -408,11 +450,22 @@ def _collect(
             settle(with_energy(r, t0, t1, src, power.mean_current(t0, t1), power.voltage))
 
     while True:
-        ev = client.next_event((P.BatchReport, P.RoundDone), 0.1)
+        ev = client.next_event((P.BatchReport, P.ValReport, P.RoundDone), 0.1)
         now = time.monotonic()
         if ev is not None:
             last_seen = now
-        if isinstance(ev, P.BatchReport):
+        if isinstance(ev, P.ValReport):  # a robust round's validation pass: a D7 interval of its own, no update
+            if round_start_tick is None:
+                round_start_tick = int(ev.start_tick)
+            pt, pe = val_pass(int(ev.n)) if val_pass is not None else (None, None)
+            row = BatchRow(
+                len(rows), "val", int(ev.epoch), 0, int(ev.n), float(ev.loss), int(ev.start_tick),
+                int(ev.end_tick), int(ev.cycles), (ev.end_tick - ev.start_tick) / tick_hz, pt, pe,
+                macro_f1=float(ev.macro_f1), best=bool(ev.best),
+            )  # fmt: skip
+            rows.append(row)
+            obs.report(row, total)
+        elif isinstance(ev, P.BatchReport):
             if round_start_tick is None:
                 round_start_tick = int(ev.start_tick)
             pt, pe = predict(ev.phase, ev.n_samples) if predict is not None else (None, None)

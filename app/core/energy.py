@@ -173,7 +173,7 @@ class BatchRow:
     measurement) or ``pending``."""
 
     index: int
-    phase: str  # 'warmup' | 'main'
+    phase: str  # 'warmup' | 'main' | 'val' (a validation pass of a robust round: a D7 interval, no update)
     epoch: int
     batch: int
     n_samples: int
@@ -190,6 +190,8 @@ class BatchRow:
     avg_power_w: float | None = None
     energy_j: float | None = None
     source: str = "pending"
+    macro_f1: float | None = None  # phase 'val' (protocol v2 VAL_REPORT): the pass's macro-F1
+    best: bool = False  # phase 'val': the best pass so far (its weights kept)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -327,7 +329,9 @@ def with_energy(r: BatchRow, t0: float, t1: float, src: str, amps: float | None,
 
 def alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
     host = sum(r.source == "host" for r in rows)
-    none = sum(r.source == "none" for r in rows)
+    # a robust round's validation pass can be shorter than one LPM01A sample period (a few windows of
+    # inference): without a sample in it, it is not measured, which is no measurement fault
+    none = sum(r.source == "none" and r.phase != "val" for r in rows)
     interp = sum(r.source == "d7-interp" for r in rows)
     w = []
     if interp:
@@ -346,12 +350,15 @@ def alignment_warnings(rows: Sequence[BatchRow]) -> list[str]:
 
 
 def round_totals(rows: Sequence[BatchRow]) -> dict:
-    """A round's totals over its batches (stored in its result; the CLI's summary reads the same)."""
+    """A round's totals over its batches (stored in its result; the CLI's summary reads the same).  Every D7
+    interval (batches and a robust round's validation passes) counts toward time and energy; ``n_batches``
+    counts training batches only."""
     secs = [r.seconds for r in rows]
     energy = [r.energy_j for r in rows if r.energy_j is not None]
     dur = [r.t1 - r.t0 for r in rows if r.energy_j is not None and r.t0 is not None and r.t1 is not None]
     return {
-        "n_batches": len(rows),
+        "n_batches": sum(1 for r in rows if r.phase != "val"),
+        "val_passes": sum(1 for r in rows if r.phase == "val"),
         "seconds": float(sum(secs)),
         "energy_j": float(sum(energy)) if energy else None,
         "avg_power_w": float(sum(energy) / sum(dur)) if energy and sum(dur) > 0 else None,

@@ -10,9 +10,10 @@ For every test subject *s* and input size *T*:
 2. Split the test subject's data chronologically per activity into a local training set (first
    ``train_fraction``, windows of T with stride T/2) and a test set (the rest, stride T).
 3. Evaluate the general model on the test set (**none**), then personalize a copy of it on the local
-   training set with the paper's recipe — ``warmup_epochs`` epochs on the last Dense layer, then
-   ``epochs`` epochs of **tl** (last two Dense layers) or **full** (every layer), SGD, lr 0.01, batch
-   32 — and evaluate again.  Macro-F1 is scikit-learn's ``f1_score(average='macro')`` over the classes
+   training set — ``warmup_epochs`` epochs on the last Dense layer, then ``epochs`` epochs of **tl**
+   (last two Dense layers) or **full** (every layer), SGD, lr 0.01, batch 32, with ``cfg.procedure``
+   (default the robust round of :mod:`app.core.procedure`; ``PLAIN`` is the paper's recipe) — and
+   evaluate again; **auto** is the mode the app would keep, chosen per subject on the validation windows.  Macro-F1 is scikit-learn's ``f1_score(average='macro')`` over the classes
    present in the labels or the predictions.
 
 Everything runs on the host training engine (:mod:`device.engine`, numpy, no TensorFlow, no serial),
@@ -37,11 +38,14 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from app.core import datasets as ds
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get("ODL_SHARED", ROOT.parent / "shared")) / "data"
 PAPER_SIZES = (20, 40, 60, 80, 100)
 MODES = ("none", "tl", "full")
+AUTO = "auto"  # the mode the app would keep, chosen per subject on the validation windows (issue 17)
+ALL_MODES = MODES + (AUTO,)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class LosoConfig:
     dataset: str = "hapt"
     data: str | None = None  # file/folder; default ../shared/data/<dataset folder>
     sizes: tuple[int, ...] = PAPER_SIZES
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = ALL_MODES
     subjects: tuple[str, ...] | None = None  # test subjects (default: all); pretraining always uses all others
     rate: float = 20.0
     train_fraction: float = 0.6
@@ -93,6 +97,8 @@ class LosoConfig:
     pretrain_batch: int = 32
     pretrain_val_fraction: float = 0.1
     seed: int = 0
+    procedure: Procedure = ROBUST  # how TL/Full rounds train (PLAIN: the paper's recipe)
+    pers_seed: int = 0  # personalization shuffles only (the general models stay the same)
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -102,9 +108,13 @@ class LosoConfig:
         for T in self.sizes:
             if not 10 <= int(T) <= 1000:
                 raise LosoError(f"--sizes: input size {T} outside 10..1000 samples")
-        bad = [m for m in self.modes if m not in MODES]
+        bad = [m for m in self.modes if m not in ALL_MODES]
         if bad or not self.modes:
-            raise LosoError(f"--modes: {bad or 'nothing'} not allowed (choose from {', '.join(MODES)})")
+            raise LosoError(f"--modes: {bad or 'nothing'} not allowed (choose from {', '.join(ALL_MODES)})")
+        try:
+            self.procedure.validate()
+        except ProcedureError as exc:
+            raise LosoError(str(exc)) from None
         if not 0.0 < self.train_fraction < 1.0:
             raise LosoError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
         if not 0.0 < self.pretrain_val_fraction < 0.5:
@@ -131,10 +141,23 @@ class LosoConfig:
         d = asdict(self)
         for k in ("sizes", "modes", "subjects", "data"):
             d.pop(k)
+        if self.procedure == PLAIN:  # the settings (and hash) of the runs before issue 17
+            d.pop("procedure")
+        if not self.pers_seed:
+            d.pop("pers_seed")
         return d
 
     def settings_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def pretrain_settings(self) -> dict:
+        """What changes a general model (the personalization settings do not): its cache key."""
+        keys = ("dataset", "rate", "pretrain_epochs", "pretrain_patience", "pretrain_lr", "pretrain_batch")
+        d = {k: getattr(self, k) for k in keys + ("pretrain_val_fraction", "seed")}
+        return d
+
+    def pretrain_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.pretrain_settings(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 #: Settings that only change the personalization of a fold, not its general model: a sweep
@@ -284,6 +307,47 @@ def personalize_host(
     return model
 
 
+def personalize_procedure(
+    arch,
+    weights: Mapping,
+    x: np.ndarray,
+    y: np.ndarray,
+    mode: str,
+    procedure: Procedure,
+    epochs: int,
+    warmup_epochs: int = 2,
+    lr: float = 0.01,
+    batch: int = 32,
+    seed: int = 0,
+):
+    """Personalize a copy of ``weights`` with ``procedure`` (one engine round: warm-up, main epochs, the
+    validation windows held out per :func:`app.core.procedure.validation_split`).  Returns ``(model, info)``
+    with ``info = {n_train, n_val, val_start: (loss, f1), val_kept: (loss, f1), best_epoch, epochs_run,
+    early_stopped}`` (the validation entries None without validation)."""
+    from device.engine import Model, train  # noqa: PLC0415
+
+    model = Model(arch, weights)
+    tr, va = validation_split(y, procedure.val_every)
+    if len(tr) == 0:
+        raise LosoError(f"no training window left after the validation split ({len(y)} windows)")
+    xv, yv = (x[va], y[va]) if len(va) else (None, None)
+    cfg = procedure.train_config(mode, epochs, warmup_epochs, lr, batch, seed)
+    if len(va) == 0:
+        cfg = replace(cfg, restore_best=False, patience=0)
+    hist = train(model, x[tr], y[tr], cfg, x_val=xv, y_val=yv)
+    info: dict = {"n_train": int(len(tr)), "n_val": int(len(va)), "val_start": None, "val_kept": None}
+    if hist.val_loss:
+        k = hist.best_epoch if cfg.restore_best else len(hist.val_loss) - 1
+        info.update(
+            val_start=(hist.val_loss[0], hist.val_f1[0]),
+            val_kept=(hist.val_loss[k], hist.val_f1[k]),
+            best_epoch=int(hist.best_epoch),
+            early_stopped=bool(hist.early_stopped),
+        )
+    info["epochs_run"] = sum(1 for e in hist.epochs if e.phase == "train")
+    return model, info
+
+
 def score(model, x: np.ndarray, y: np.ndarray) -> dict:
     from device.engine import evaluate  # noqa: PLC0415
 
@@ -303,7 +367,7 @@ def _subject_seed(cfg: LosoConfig, T: int, subject: str) -> int:
 
 def model_cache_path(results_dir: Path, cfg: LosoConfig, T: int, subject: str) -> Path:
     safe = subject.replace("/", "_")
-    return Path(results_dir) / "models" / f"{cfg.dataset}_{cfg.settings_hash()}_T{T}_s{safe}.npz"
+    return Path(results_dir) / "models" / f"{cfg.dataset}_p{cfg.pretrain_hash()}_T{T}_s{safe}.npz"
 
 
 def _save_weights(path: Path, weights: Mapping, report: dict) -> None:
@@ -332,6 +396,7 @@ def run_task(
 ) -> list[dict]:
     """Pretrain (or load the cached) general model for (T, subject), personalize, evaluate.  Returns
     one row per mode with ``dataset, T, subject, mode, macro_f1, accuracy, n_train, n_test, ...``."""
+    from device.engine import Model  # noqa: PLC0415
     from estimator.arch import paper_cnn  # noqa: PLC0415
 
     t_start = time.perf_counter()
@@ -366,17 +431,39 @@ def run_task(
             _save_weights(cache, weights, pre_report)
     t_pre = time.perf_counter() - t_pre
     rows = []
-    for mode in modes or cfg.modes:
+    want = list(modes or cfg.modes)
+    run_modes = [m for m in MODES if m in want or (AUTO in want and m in ("tl", "full"))]
+    val_scores: dict[str, tuple | None] = {}
+    f1_of: dict[str, dict] = {}
+    pseed = seed + 7919 * int(cfg.pers_seed)
+    for mode in run_modes:
         t0 = time.perf_counter()
-        model = personalize_host(
-            arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, seed
-        )
+        extra: dict = {}
+        if mode == "none" or cfg.procedure == PLAIN:
+            model = personalize_host(
+                arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, pseed
+            )
+        else:
+            model, info = personalize_procedure(
+                arch, weights, loc_tr.x, loc_tr.y, mode, cfg.procedure, cfg.epochs, cfg.warmup_epochs, cfg.lr,
+                cfg.batch, pseed,
+            )  # fmt: skip
+            val_scores.setdefault("none", info["val_start"])
+            val_scores[mode] = info["val_kept"]
+            extra = {k: info[k] for k in ("n_val", "best_epoch", "epochs_run", "early_stopped") if k in info}
+            for k in ("val_start", "val_kept"):  # (loss, macro-F1) on the validation windows: what Auto compares
+                if info.get(k) is not None:
+                    extra[k] = [round(float(v), 6) for v in info[k]]
+        f1_of[mode] = score(model, loc_te.x, loc_te.y)
+        if mode not in want:
+            continue
         row = {
             "dataset": cfg.dataset,
             "T": int(T),
             "subject": str(subject),
             "mode": mode,
-            **score(model, loc_te.x, loc_te.y),
+            **f1_of[mode],
+            **extra,
             "n_train": int(len(loc_tr)),
             "n_test": int(len(loc_te)),
             "epochs": 0 if mode == "none" else int(cfg.epochs),
@@ -385,6 +472,26 @@ def run_task(
             "settings_hash": cfg.settings_hash(),
         }
         rows.append(row)
+    if AUTO in want and cfg.procedure.validates:  # (without validation there is nothing to choose on)
+        if "none" not in f1_of:
+            f1_of["none"] = score(Model(arch, weights), loc_te.x, loc_te.y)
+        chosen = choose_mode(val_scores) or "none"
+        rows.append(
+            {
+                "dataset": cfg.dataset,
+                "T": int(T),
+                "subject": str(subject),
+                "mode": AUTO,
+                **f1_of[chosen],
+                "chosen": chosen,
+                "n_train": int(len(loc_tr)),
+                "n_test": int(len(loc_te)),
+                "epochs": int(cfg.epochs),
+                "warmup_epochs": int(cfg.warmup_epochs),
+                "seconds": 0.0,
+                "settings_hash": cfg.settings_hash(),
+            }
+        )
     for r in rows:
         r["pretrain"] = pre_report
         r["pretrain_seconds"] = round(t_pre, 2)
@@ -626,6 +733,17 @@ def summarize(rows: Iterable[dict], sizes: Sequence[int] | None = None, modes: S
                 sum(v["tl"] > v["none"] for v in per_subject.values() if "tl" in v and "none" in v)
             )
             entry["subjects"] = len(both)
+            # issue 17's goals
+            entry["goal_full_ge_tl_minus_0.005"] = bool(means["full"] >= means["tl"] - 0.005)
+            entry["goal_tl_ge_none_plus_0.05"] = bool(means["tl"] >= means["none"] + 0.05)
+        kept = AUTO if AUTO in modes else None
+        if kept and "none" in modes:
+            diffs = [v[kept] - v["none"] for v in per_subject.values() if kept in v and "none" in v]
+            if diffs:
+                entry["kept_mode"] = kept
+                entry["kept_minus_none_min"] = round(float(min(diffs)), 4)
+                entry["kept_folds_below_none_0.02"] = int(sum(d < -0.02 for d in diffs))
+                entry["goal_no_fold_below_none_0.02"] = bool(min(diffs) >= -0.02)
         out["by_T"][T] = entry
     return out
 
@@ -634,13 +752,16 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
     """Markdown table of the mean macro-F1 per T (rows, largest first as in the paper) and mode; with
     ``paper`` (``{mode: {T: F1}}``) the paper's figures are shown beside ours."""
     modes = summary["modes"]
-    names = {"none": "No Pers.", "tl": "TL", "full": "Full"}
+    names = {"none": "No Pers.", "tl": "TL", "full": "Full", "auto": "Auto"}
     head = ["Input size"]
     for m in modes:
         head.append(names.get(m, m))
         if paper and m in paper:
             head.append(f"paper {names.get(m, m)}")
     head += ["Full > TL > none", "subjects Full > TL"]
+    kept = any("kept_mode" in e for e in summary["by_T"].values())
+    if kept:
+        head.append("Auto − none: worst fold (folds < −0.02)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for T in sorted(summary["by_T"], reverse=True):
         e = summary["by_T"][T]
@@ -658,6 +779,12 @@ def markdown_table(summary: dict, paper: Mapping[str, Mapping[int, float]] | Non
             if "subjects" in e
             else "–"
         )
+        if kept:
+            cells.append(
+                f"{e['kept_minus_none_min']:+.3f} ({e['kept_folds_below_none_0.02']}/{e.get('subjects', '?')})"
+                if "kept_mode" in e
+                else "–"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

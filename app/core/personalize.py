@@ -19,6 +19,11 @@ Workflow (:func:`personalize`):
    on the test windows.  ``none`` is the
    general model on the same test windows.  If the board refuses the round for lack of SRAM, the
    training set is reduced (class-stratified, deterministic) to what it says fits, and the report says so.
+   By default the round is the robust round (``cfg.procedure``, :mod:`app.core.procedure`, issue 17): every
+   10th training window of each class is uploaded after the others as a validation window, the board
+   validates before the round and after every epoch (VAL_REPORT), keeps the best epoch and clips the
+   gradient norm; the report recommends the mode best on validation (none, tl or full).  A protocol-v1
+   board gets the plain round, with a warning.
 4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V · mean(I) · Δt over the
    LPM01A samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
    every batch end), placed by :func:`app.core.energy.align_batches` exactly as in the app.  If no edge
@@ -51,6 +56,7 @@ from app.core.board_round import (
     run_board_round,
 )
 from app.core.classmap import ClassMap, ClassMapError, class_map
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
@@ -92,8 +98,13 @@ class PersonalizeConfig:
     time_scale: float = VIRTUAL_TIME_SCALE  # for the in-process bench; 1 for real hardware
     timeout: float = 3.0  # per protocol request
     sysclk_hz: int | None = None
+    procedure: Procedure = ROBUST  # how TL/Full rounds train (app.core.procedure; PLAIN = the paper's recipe)
 
     def validate(self) -> None:
+        try:
+            self.procedure.validate()
+        except ProcedureError as exc:
+            raise PersonalizeError(str(exc)) from None
         bad = [m for m in self.modes if m not in ALL_MODES]
         if bad or not self.modes:
             raise PersonalizeError(f"--modes: {bad or 'nothing'} not allowed (choose from none, tl, full)")
@@ -532,6 +543,8 @@ def run_round(
     mode: str,
     cfg: PersonalizeConfig,
     on_batch: Callable[[BatchRow], None] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    procedure: Procedure = PLAIN,
 ) -> RoundResult:
     """One round of ``mode`` on the session's board through the app's round pipeline
     (:func:`app.core.board_round.run_board_round`: upload, train, collect, energy per batch, download); the
@@ -547,11 +560,17 @@ def run_round(
                 session.warnings.append(text if text.startswith(f"{mode}:") else f"{mode}: {text}")
 
     spec = RoundSpec(
-        mode, epochs=cfg.epochs, batch_size=cfg.batch, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, seed=cfg.seed
+        mode,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch,
+        lr=cfg.lr,
+        warmup_epochs=cfg.warmup_epochs,
+        seed=cfg.seed,
+        procedure=None if procedure.is_plain else procedure,
     )
     power = session.power.trace() if session.power is not None else None
     try:
-        return run_board_round(session.client, arch, weights, (x, y), spec, power=power, observer=_Obs())
+        return run_board_round(session.client, arch, weights, (x, y), spec, power=power, observer=_Obs(), val=val)
     except RoundFailed as exc:
         raise PersonalizeError(str(exc)) from exc
 
@@ -571,15 +590,19 @@ def batch_summary(result: RoundResult, batch_size: int) -> dict:
             "power_mw": None if r.avg_power_w is None else r.avg_power_w * 1e3,
             "energy_mj": None if r.energy_j is None else r.energy_j * 1e3,
             "source": r.source,
+            **({"macro_f1": r.macro_f1, "best": r.best} if r.phase == "val" else {}),
         }
         for r in result.rows
     ]
     alignment = result.alignment
     main = [r for r in rows if r["phase"] == "main"]
     full = [r for r in main if r["n"] == batch_size] or main
+    vals = [r for r in rows if r["phase"] == "val"]
     summary: dict = {
         "batches": len(main),
-        "warmup_batches": len(rows) - len(main),
+        "warmup_batches": sum(1 for r in rows if r["phase"] == "warmup"),
+        "val_passes": len(vals),
+        "val_time_s": sum(r["time_s"] for r in vals),
         "time_per_batch_s": _mean([r["time_s"] for r in full]),
         "batch_size": batch_size,
         "alignment": alignment,
@@ -639,6 +662,8 @@ class PersonalizeResult:
             "round_time_s",
             "round_energy_mj",
             "alignment",
+            "validation",
+            "val_passes",
         )
         res = {m: {k: v for k, v in r.items() if k in keep} for m, r in self.report["results"].items()}
         return {
@@ -650,6 +675,7 @@ class PersonalizeResult:
             "model": self.report["model"],
             "board": self.report["board"],
             "warnings": self.report["warnings"],
+            "recommended": self.report.get("recommended"),
         }
 
 
@@ -686,6 +712,7 @@ def personalize(
         results["none"] = evaluate_host(arch, lm.weights, x_te, data.test.y)
         log(f"none: macro-F1 {results['none']['macro_f1']:.3f}, accuracy {results['none']['accuracy']:.3f}")
     board: dict = {}
+    val_scores: dict[str, tuple[float, float]] = {}
     train_modes = [m for m in cfg.modes if m in TRAIN_MODES]
     if train_modes:
         with BoardSession(cfg, log) as session:
@@ -701,17 +728,35 @@ def personalize(
                 if session.power is None
                 else {"url": session.power.url, "freq_hz": session.power.freq, "volt": session.power.volt},
             }
+            procedure = cfg.procedure
+            if not procedure.is_plain and not session.client.supports_robust:
+                warnings.append(
+                    f"the board speaks protocol v{session.client.proto}: it cannot run the robust round "
+                    "(validation, best-epoch restore, gradient clipping); the paper's plain round was used "
+                    "and no mode is recommended — update its firmware"
+                )
+                procedure = PLAIN
+            tr_idx, va_idx = validation_split(data.train.y, procedure.val_every)
+            if procedure.validates and len(va_idx) == 0:
+                warnings.append(
+                    f"too few training windows for a validation split (every {procedure.val_every}th window of "
+                    "a class): trained without validation, no mode is recommended"
+                )
+            val = (x_tr[va_idx], data.train.y[va_idx]) if len(va_idx) else None
+            board["procedure"] = procedure.label()
             for mode in train_modes:
                 t0 = time.monotonic()
                 out = run_round(
                     session,
                     arch,
                     lm.weights,
-                    x_tr,
-                    data.train.y,
+                    x_tr[tr_idx],
+                    data.train.y[tr_idx],
                     mode,
                     cfg,
                     on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None,
+                    val=val,
+                    procedure=procedure,
                 )
                 rounds[mode] = out
                 meas = batch_summary(out, cfg.batch)
@@ -725,6 +770,11 @@ def personalize(
                     "warmup_epochs": cfg.warmup_epochs,
                     "wall_s": round(time.monotonic() - t0, 2),
                 }
+                vinfo = out.validation
+                if vinfo is not None:
+                    results[mode]["validation"] = vinfo
+                    val_scores["none"] = (vinfo["start"]["loss"], vinfo["start"]["macro_f1"])
+                    val_scores[mode] = (vinfo["kept"]["loss"], vinfo["kept"]["macro_f1"])
                 e = meas.get("energy_per_batch_mj")
                 log(
                     f"{mode}: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f}; {meas['batches']} batches, "
@@ -732,6 +782,13 @@ def personalize(
                     + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else "")
                 )
             warnings += session.warnings
+    recommended = choose_mode(val_scores) if len(val_scores) > 1 else None
+    if recommended:
+        v = val_scores[recommended]
+        log(
+            f"recommended: {recommended} (best on the {results[train_modes[0]]['validation']['n_val']} validation "
+            f"windows: macro-F1 {v[1]:.3f}, loss {v[0]:.3f})"
+        )
     for w in warnings:
         log(f"warning: {w}")
     report = {
@@ -743,6 +800,8 @@ def personalize(
         "data": data.info(),
         "board": board,
         "warnings": warnings,
+        "recommended": recommended,
+        "validation_scores": {m: {"loss": v[0], "macro_f1": v[1]} for m, v in val_scores.items()},
         "settings": {
             "epochs": cfg.epochs,
             "warmup_epochs": cfg.warmup_epochs,
@@ -751,6 +810,7 @@ def personalize(
             "train_fraction": cfg.train_fraction,
             "seed": cfg.seed,
             "modes": list(cfg.modes),
+            "procedure": cfg.procedure.to_dict(),
         },
     }
     return PersonalizeResult(report, lm, weights, data, rounds)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from app.core.paths import asset_path
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError
 from estimator.arch import Arch, resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,11 @@ class RoundConfig:
     train_fraction: float = 0.6
     measure_power: bool = True
     profile: str = "paper"  # estimator profile for the predictions shown beside the measurements
+    procedure: dict = field(default_factory=ROBUST.to_dict)  # app.core.procedure.Procedure (robust by default)
+
+    @property
+    def proc(self) -> Procedure:
+        return Procedure.from_dict(self.procedure or {})
 
     def validate(self) -> "RoundConfig":
         def bad(name: str, allowed: str) -> RoundError:
@@ -87,6 +93,10 @@ class RoundConfig:
                 raise bad(name, "0 < lr <= 10")
         if not 0.05 <= float(self.train_fraction) <= 0.95:
             raise bad("train_fraction", "0.05..0.95")
+        try:
+            self.proc.validate()
+        except (ProcedureError, TypeError) as exc:
+            raise RoundError(f"procedure: {exc}") from None
         return self
 
     def to_dict(self) -> dict:
@@ -100,6 +110,9 @@ class RoundConfig:
         kw = {k: v for k, v in d.items() if k in names}
         if "layers" in kw:
             kw["layers"] = tuple(kw["layers"])
+        if not isinstance(kw.get("procedure", {}), dict):
+            kw.pop("procedure")
+        kw.setdefault("procedure", PLAIN.to_dict())  # rounds stored before issue 17 ran the plain round
         return cls(**kw)
 
 

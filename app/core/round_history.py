@@ -301,6 +301,8 @@ def calibration_records(store: "Store", rounds: Iterable[Mapping[str, Any]] | No
             continue
         clock = res["round_info"].get("sysclk_hz")
         for b in round_rows(store, r["id"]):
+            if b.phase == "val":  # a validation pass is inference, not a training batch
+                continue
             tr: Any = "last" if b.phase == "warmup" else list(c.get("trainable") or [])
             recs.append(
                 BatchRecord(
@@ -402,6 +404,7 @@ class EstimatorInputs:
             power_source=self.power_source,
             accounting=self.accounting,
             accuracy=accuracy,
+            robust=True,  # the app's rounds are robust rounds (issue 17): cost their validation and RAM
         )
 
 

@@ -48,6 +48,7 @@ from app.core.energy import (
     attribute_energy,
 )
 from app.core.memory import release_memory
+from app.core.procedure import PLAIN, validation_split
 from estimator.arch import resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,6 +257,7 @@ class _RunnerObserver(RoundObserver):
         self.predict, self.tail_s, self.result, self.classes = predict, tail_s, result, classes
         self.plan: list[float] = []
         self.t_train = 0.0
+        self.vals = 0
 
     def cancelled(self) -> bool:
         return self._cancelled()
@@ -289,8 +291,11 @@ class _RunnerObserver(RoundObserver):
         assert self.r.round_id is not None
         self.r.store.put_round_batch(self.r.round_id, row.index, row.to_dict())
         self.r.state.set_row(row)
+        if row.phase == "val":  # a robust round's validation pass: shown, not counted as a batch
+            self.vals += 1
+            return
         now = time.monotonic()
-        done = row.index + 1
+        done = row.index + 1 - self.vals
         f = batch_fraction(done, total)
         eta = round_eta(self.plan, done, now - self.t_train, self.tail_s)
         text = f"batch {done}/{total}, loss {row.loss:.3f}"
@@ -508,6 +513,21 @@ class RoundRunner:
                 self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'paper'")
             clock = float(info.sysclk_hz)
             data = self._fit_ram(model, data, trainable, info, prof)
+            procedure = cfg.proc
+            if not procedure.is_plain and not client.supports_robust:
+                self.state.warn(
+                    f"the board speaks protocol v{client.proto}: no robust round (validation, best-epoch restore, "
+                    "gradient clipping) — the paper's plain round runs; update the board's firmware"
+                )
+                procedure = PLAIN
+            tr_idx, va_idx = validation_split(data.train_y, procedure.val_every)
+            if procedure.validates and not len(va_idx):
+                self.state.warn(
+                    f"too few training windows to hold out every {procedure.val_every}th one for validation: "
+                    "no validation, no best-epoch restore"
+                )
+            result["procedure"] = {**procedure.to_dict(), "label": procedure.label(), "n_val": int(len(va_idx))}
+            t_fwd = float(time_per_sample_s(model.arch, frozenset(), prof, clock))
             last_tr = frozenset(resolve_trainable(model.arch, "last"))
 
             def predict(phase: int, n: int) -> tuple[float, float]:
@@ -530,23 +550,28 @@ class RoundRunner:
                 layer_indices=tuple(i for i, ly in enumerate(model.arch.layers) if ly.name in trainable)
                 if cfg.mode == "custom"
                 else (),
+                procedure=None if procedure.is_plain else procedure,
             )
             obs = _RunnerObserver(self, cancelled, progress, predict, tail_s, result, model.classes)
             rr = run_board_round(
                 client,
                 model.arch,
                 model.weights,
-                (_board_windows(model, data.train_x), data.train_y),
+                (_board_windows(model, data.train_x[tr_idx]), data.train_y[tr_idx]),
                 spec,
                 test=(_board_windows(model, data.test_x), data.test_y),
                 power=power,
                 predict=predict,
                 observer=obs,
                 eval_timeout_s=self.eval_timeout_s,
+                val=(_board_windows(model, data.train_x[va_idx]), data.train_y[va_idx]) if len(va_idx) else None,
+                val_pass=lambda n: (n * t_fwd, n * t_fwd * float(prof.power_w(clock))),
             )
         result["round_info"] = rr.round_info
         result["round_done"] = rr.round_done
         result.update(rr.totals)
+        if rr.validation is not None:
+            result["validation"] = rr.validation
         result["weights_path"] = self._save_weights(model, rr.weights, data)
         result["warnings"] = self.state.snapshot()["warnings"]
         result["voltage_v"] = rr.voltage_v
@@ -558,11 +583,21 @@ class RoundRunner:
     ) -> LocalData:
         """Subsample the windows (evenly, keeping order) when they would not fit the board's SRAM next to
         the training buffers; the board stores int16 values plus one label byte per window."""
-        from estimator.memory import training_memory
+        from estimator.memory import robust_round_bytes, training_memory
 
         need = training_memory(model.arch, trainable).paper_bytes
         if self.config.warmup_epochs:
             need = max(need, training_memory(model.arch, resolve_trainable(model.arch, "last")).paper_bytes)
+        proc = self.config.proc
+        if not proc.is_plain:  # the best epoch's weights, the L2-SP anchor, the confusion counts
+            need += robust_round_bytes(
+                model.arch,
+                trainable,
+                bool(self.config.warmup_epochs),
+                validate=proc.validates,
+                restore_best=proc.restore_best and proc.validates,
+                l2sp=proc.l2sp > 0,
+            )
         budget = int(info.ram_total) - int(prof.firmware_reserve_bytes) - int(need) - 2048
         per = 2 * int(np.prod(model.arch.input_shape)) + 1
         n_tr, n_te = len(data.train_y), len(data.test_y)

@@ -36,12 +36,12 @@ class SimulationResult:
     def accuracy_model(self, fallback: object = "default"):
         """An :class:`estimator.recommend.MeasuredAccuracy` over :attr:`table` (plus ``(T, mode, 0)``
         = the general model), falling back to the Table II prior for configurations not simulated."""
-        from estimator.recommend import MeasuredAccuracy, TableIIPrior  # noqa: PLC0415
+        from estimator.recommend import MeasuredAccuracy, default_accuracy  # noqa: PLC0415
 
         table = dict(self.table)
         for T, mode, _e in self.table:
             table[(T, mode, 0)] = self.none[T]
-        fb = TableIIPrior() if fallback == "default" else fallback
+        fb = default_accuracy() if fallback == "default" else fallback
         return MeasuredAccuracy(table, fb)
 
     def __call__(self, input_size: int, mode: str, epochs: int) -> float:

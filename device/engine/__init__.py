@@ -29,7 +29,7 @@ TensorFlow is never imported by this package at import time (``keras_ref.to_kera
 from .graph import Graph, RLayer, lower
 from .memory import SRAM_BYTES, MemoryReport, memory_report
 from .metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
-from .model import MODES, BatchResult, Model
+from .model import MODES, BatchResult, Model, StepOptions
 from .ops import batch_ops, count_ops, macs, ops_breakdown, sample_ops
 from .train import BatchInfo, EpochStats, EvalResult, History, TrainConfig, evaluate, train
 from .weights import Weights, fold_conv_bn, glorot_init, unfold_conv_bn
@@ -37,6 +37,7 @@ from .weights import Weights, fold_conv_bn, glorot_init, unfold_conv_bn
 __all__ = [
     "Model",
     "BatchResult",
+    "StepOptions",
     "MODES",
     "TrainConfig",
     "train",

@@ -403,13 +403,18 @@ class Model:
         lr: float,
         trainable: "str | Sequence[str]" = "full",
         mode: str = "vectorised",
+        step: "StepOptions | None" = None,
     ) -> BatchResult:
         """One SGD step on one batch: forward, backward, ``w <- w - lr * mean gradient``.
 
         ``mode='vectorised'`` processes the batch at once; ``mode='per_sample'`` mirrors the firmware:
         one window at a time, gradients accumulated, then ``w <- w - lr * (acc / n)``.  Both give the
         same result to float32 rounding.  Returns the mean loss (before the update), n, correct
-        predictions and the firmware's operation counts for this batch."""
+        predictions and the firmware's operation counts for this batch.
+
+        ``step`` (:class:`StepOptions`) turns on the robust update of docs/engine.md ("Robust
+        personalization"): L2-SP pull toward ``step.anchor``, gradient-norm clipping and a smaller
+        learning rate for the feature layers; ``None`` (or all options off) is the plain SGD step."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         try:
@@ -424,32 +429,96 @@ class Model:
         plan = self._plan(trainable)
         if not plan.graph.training:
             raise ValueError(f"train_batch(): trainable={trainable!r} selects no layer to train")
+        if step is not None and not step.active:
+            step = None
+        if (
+            step is not None
+            and step.l2sp
+            and (
+                step.anchor is None
+                or len(step.anchor) != len(plan.trained)
+                or any(a.shape != p.shape for a, p in zip(step.anchor, plan.trained))
+            )
+        ):
+            raise ValueError("train_batch(): L2-SP needs the anchor of this trainable set (see Model.anchor())")
         with blas_threads(1):  # small matrices: BLAS threads only fight other pools (see blas.py)
             if mode == "vectorised":
-                loss, correct = self._step_vectorised(plan, x, t, lr_f)
+                loss, correct = self._step_vectorised(plan, x, t, lr_f, step)
             else:
-                loss, correct = self._step_per_sample(plan, x, t, lr_f)
+                loss, correct = self._step_per_sample(plan, x, t, lr_f, step)
         ops = plan.ops(n)
         add_ops(self.ops_total, ops)
         return BatchResult(loss, n, dict(ops), correct)
 
-    @staticmethod
-    def _step_vectorised(plan: _Plan, x: np.ndarray, t: np.ndarray, lr: float) -> tuple[float, int]:
+    # --- robust update (StepOptions) -------------------------------------------------------------
+    def anchor(self, trainable: "str | Sequence[str]") -> list[np.ndarray]:
+        """Copies of the parameters ``trainable`` trains, in the runtime layout ``train_batch`` updates
+        (folded convs folded): the L2-SP anchor of a round, taken at its start."""
+        plan = self._plan(trainable)
+        return [np.array(p, copy=True) for p in plan.trained]
+
+    def feature_mask(self, trainable: "str | Sequence[str]") -> list[bool]:
+        """Per trained parameter array of ``trainable``: True for a feature layer (outside the last two
+        Dense layers, i.e. what TL leaves frozen), the arrays ``feature_lr_scale`` applies to."""
+        return list(self._feature_mask(self._plan(trainable)))
+
+    def _feature_mask(self, plan: _Plan) -> tuple[bool, ...]:
+        fm = getattr(plan, "feature", None)
+        if fm is None:
+            head = {l.name for l in self.arch.layers if l.kind == "dense"}
+            head = set([l.name for l in self.arch.layers if l.kind == "dense"][-2:]) if head else set()
+            fm = plan.feature = tuple(plan.graph.layers[li].name not in head for li, _ in plan.trained_owner)
+        return fm
+
+    def _robust_update(self, plan: _Plan, grads: Sequence[np.ndarray], lr: float, step: "StepOptions") -> None:
+        """``grads`` hold the batch-mean gradient g (float32, overwritten).  In this order (float32):
+        g += l2sp * (w - anchor); if clip_norm > 0 and ||g|| > clip_norm: g *= clip_norm / ||g|| (||g||:
+        sqrt of the sequential float32 sum of g*g over the trained arrays in order); then w -= lr_l * g with
+        lr_l = lr * feature_lr_scale (float32 product) for feature arrays, lr otherwise."""
+        f32 = DTYPE
+        if step.l2sp:
+            lam = f32(step.l2sp)
+            for p, g, p0 in zip(plan.trained, grads, step.anchor):
+                d = np.subtract(p, p0, dtype=f32)
+                d *= lam
+                g += d
+        if step.clip_norm > 0:
+            sq = np.concatenate([np.square(g, dtype=f32).ravel() for g in grads])
+            norm = f32(np.sqrt(np.cumsum(sq, dtype=f32)[-1], dtype=f32)) if sq.size else f32(0)
+            c = f32(step.clip_norm)
+            if norm > c:
+                k = f32(c / norm)
+                for g in grads:
+                    g *= k
+        lr32 = f32(lr)
+        lr_feat = f32(lr32 * f32(step.feature_lr_scale))
+        for p, g, feat in zip(plan.trained, grads, self._feature_mask(plan)):
+            g *= lr_feat if feat else lr32
+            p -= g
+
+    def _step_vectorised(
+        self, plan: _Plan, x: np.ndarray, t: np.ndarray, lr: float, step: "StepOptions | None" = None
+    ) -> tuple[float, int]:
         n = x.shape[0]
         r = plan.runner(n)
         np.copyto(r.x_user, x)
         np.copyto(r.t, t)
-        r.scale[0] = lr / n  # gradients come out already multiplied by the learning rate
+        # plain SGD: gradients come out already multiplied by the learning rate; robust: batch-mean gradient
+        r.scale[0] = lr / n if step is None else DTYPE(1.0) / DTYPE(n)
         r.forward()
         r.backward()
         loss = float(r.losses.mean(dtype=np.float64))
         correct = int(np.count_nonzero(r.probs.argmax(axis=1) == t.argmax(axis=1)))
-        for p, gbuf in zip(plan.trained, r.grads):
-            np.subtract(p, gbuf, out=p)
+        if step is None:
+            for p, gbuf in zip(plan.trained, r.grads):
+                np.subtract(p, gbuf, out=p)
+        else:
+            self._robust_update(plan, r.grads, lr, step)
         return loss, correct
 
-    @staticmethod
-    def _step_per_sample(plan: _Plan, x: np.ndarray, t: np.ndarray, lr: float) -> tuple[float, int]:
+    def _step_per_sample(
+        self, plan: _Plan, x: np.ndarray, t: np.ndarray, lr: float, step: "StepOptions | None" = None
+    ) -> tuple[float, int]:
         n = x.shape[0]
         r = plan.runner(1)
         if plan.acc is None:
@@ -470,11 +539,88 @@ class Model:
             r.backward()
             for a, gbuf in pairs:
                 a += gbuf
+        if step is not None:
+            for a in acc:
+                a /= DTYPE(n)
+            self._robust_update(plan, acc, lr, step)
+            return loss / n, correct
         for p, a in zip(plan.trained, acc):
             a /= DTYPE(n)
             a *= DTYPE(lr)
             p -= a
         return loss / n, correct
+
+    # --- validation ------------------------------------------------------------------------------
+    def val_scores(self, x: np.ndarray, t: np.ndarray, mode: str = "vectorised") -> tuple[float, float]:
+        """``(loss, macro_f1)`` of a validation pass, both float32 as the board computes them: the loss as
+        :meth:`val_loss`; macro-F1 from the confusion counts, per class ``f = 2tp / (2tp + fp + fn)`` (float32
+        division of exact integers) over the classes present in the labels or the predictions, summed in
+        class order in float32 and divided by their number."""
+        plan = self._plan(None)
+        n = x.shape[0]
+        losses = np.empty(n, DTYPE)
+        pred = np.empty(n, np.int64)
+        bs = 1 if mode == "per_sample" else 256
+        with blas_threads(1):
+            for s in range(0, n, bs):
+                e = min(n, s + bs)
+                r = plan.runner(e - s)
+                np.copyto(r.x_user, x[s:e])
+                np.copyto(r.t, t[s:e])
+                r.forward()
+                losses[s:e] = r.losses
+                pred[s:e] = r.probs.argmax(axis=1)
+        loss = float(np.cumsum(losses, dtype=DTYPE)[-1] / DTYPE(n))
+        return loss, macro_f1_f32(t.argmax(axis=1), pred, self.n_classes)
+
+    def val_loss(self, x: np.ndarray, t: np.ndarray, mode: str = "vectorised") -> float:
+        """Mean cross-entropy over ``x`` (targets ``t``, float32 ``(n, N)``) in the firmware's order: per
+        window loss (float32), summed sequentially in float32, divided by n in float32 (``per_sample``:
+        one window at a time, as the board runs it)."""
+        plan = self._plan(None)
+        n = x.shape[0]
+        losses = np.empty(n, DTYPE)
+        bs = 1 if mode == "per_sample" else 256
+        with blas_threads(1):
+            for s in range(0, n, bs):
+                e = min(n, s + bs)
+                r = plan.runner(e - s)
+                np.copyto(r.x_user, x[s:e])
+                np.copyto(r.t, t[s:e])
+                r.forward()
+                losses[s:e] = r.losses
+        return float(np.cumsum(losses, dtype=DTYPE)[-1] / DTYPE(n))
+
+
+def macro_f1_f32(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-F1 in the board's float32 arithmetic (see :meth:`Model.val_scores`)."""
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    total, count = DTYPE(0), 0
+    for c in range(n_classes):
+        den = 2 * tp[c] + fp[c] + fn[c]
+        if den == 0:
+            continue  # neither in the labels nor predicted
+        total = DTYPE(total + DTYPE(DTYPE(2 * tp[c]) / DTYPE(den)))
+        count += 1
+    return float(DTYPE(total / DTYPE(count))) if count else float("nan")
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Options of the robust SGD step (all off by default = the paper's plain SGD step)."""
+
+    feature_lr_scale: float = 1.0  # lr multiplier of the feature layers (outside the last two Dense)
+    clip_norm: float = 0.0  # clip the global L2 norm of the batch-mean gradient to this (0: off)
+    l2sp: float = 0.0  # L2-SP strength: gradient += l2sp * (w - anchor) (0: off)
+    anchor: Sequence[np.ndarray] | None = None  # Model.anchor(trainable) at the round start (for l2sp)
+
+    @property
+    def active(self) -> bool:
+        return self.feature_lr_scale != 1.0 or self.clip_norm > 0 or self.l2sp != 0
 
 
 def _spec_key(trainable: object) -> object:

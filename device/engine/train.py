@@ -20,7 +20,7 @@ from estimator.arch import OP_TYPES
 
 from . import metrics
 from .graph import lower
-from .model import MODES, Model
+from .model import MODES, Model, StepOptions
 from .ops import add_ops, batch_ops, zero_ops
 
 
@@ -38,6 +38,13 @@ class TrainConfig:
     seed: int = 0
     mode: str = "vectorised"  # or 'per_sample' (firmware order)
     stop_on_nan: bool = True
+    # robust personalization (docs/engine.md); all off by default = the paper's plain SGD
+    feature_lr_scale: float = 1.0  # main phase: lr multiplier of the layers outside the last two Dense
+    clip_norm: float = 0.0  # main phase: clip the batch-mean gradient's global L2 norm (0: off)
+    l2sp: float = 0.0  # main phase: pull toward the round's starting weights (0: off)
+    restore_best: bool = False  # with validation data: end with the weights of the best validation loss
+    patience: int = 0  # with validation data: stop after this many epochs without improvement (0: off)
+    val_metric: str = "loss"  # 'loss' (lower wins) or 'f1' (higher macro-F1 wins, equal F1: lower loss)
 
     def validate(self) -> None:
         if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 0:
@@ -54,6 +61,19 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name, lo in (("feature_lr_scale", 0.0), ("clip_norm", 0.0), ("l2sp", 0.0)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < lo:
+                raise ValueError(f"{name} must be a finite number >= {lo:g}, got {v!r}")
+        if self.val_metric not in ("loss", "f1"):
+            raise ValueError(f"val_metric must be 'loss' or 'f1', got {self.val_metric!r}")
+        if not isinstance(self.patience, (int, np.integer)) or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+
+    def step_options(self, anchor=None) -> StepOptions | None:
+        """The main phase's :class:`StepOptions` (None when all robust options are off)."""
+        opt = StepOptions(float(self.feature_lr_scale), float(self.clip_norm), float(self.l2sp), anchor)
+        return opt if opt.active else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,12 @@ class History:
     batches: int = 0
     stopped: bool = False
     reason: str = ""
+    # with validation data: val_loss[0] before the round, val_loss[k] after epoch k (warm-up included)
+    val_loss: list[float] = field(default_factory=list)
+    val_f1: list[float] = field(default_factory=list)
+    best_epoch: int = -1  # epoch of the lowest validation loss (0 = the weights the round started from)
+    restored: bool = False  # restore_best put the best epoch's weights back at the end
+    early_stopped: bool = False
 
     @property
     def loss(self) -> list[float]:
@@ -105,8 +131,17 @@ def train(
     config: TrainConfig | None = None,
     on_batch: Optional[Callable[[BatchInfo], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    order: Optional[Callable[[int, int], np.ndarray]] = None,
 ) -> History:
-    """Train ``model`` in place; see the module doc.  Returns the :class:`History`."""
+    """Train ``model`` in place; see the module doc.  Returns the :class:`History`.
+
+    With ``x_val, y_val`` the validation loss is measured before the round and after every epoch
+    (:meth:`Model.val_loss`); ``restore_best`` then ends with the weights of the lowest one (strictly
+    lower wins, so ties keep the earlier epoch, and epoch 0 — the weights the round started from — is a
+    candidate) and ``patience`` stops the round early.  ``order(epoch, n)`` replaces the default
+    per-epoch shuffle (e.g. the board's :func:`device.nucleo.shuffle.epoch_order`)."""
     cfg = config or TrainConfig()
     cfg.validate()
     x, t = _check_data(model, x, y)
@@ -116,18 +151,40 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     hist = History()
     phases = [("warmup", cfg.warmup_trainable)] * int(cfg.warmup_epochs) + [("train", cfg.trainable)] * int(cfg.epochs)
+    step = None
+    if int(cfg.epochs) and cfg.step_options() is not None:
+        step = cfg.step_options(model.anchor(cfg.trainable) if cfg.l2sp else None)
+    validate = x_val is not None and y_val is not None and len(y_val) > 0
+    if (cfg.restore_best or cfg.patience) and not validate:
+        raise ValueError("restore_best and patience need validation windows (x_val, y_val)")
+    if validate:
+        xv, tv = _check_data(model, x_val, y_val)
+        vl, vf = model.val_scores(xv, tv, cfg.mode)
+        best = (vl, vf)
+        hist.val_loss.append(vl)
+        hist.val_f1.append(vf)
+        hist.best_epoch = 0
+        best_w = model.get_weights() if cfg.restore_best else None
+        since = 0
+    else:
+        best_w = None
+    at_best = True  # the model holds the best weights (none trained since the last improvement)
     seen = 0
     for epoch, (phase, trainable) in enumerate(phases):
-        order = rng.permutation(n) if cfg.shuffle else None
-        xe, te = (x[order], t[order]) if order is not None else (x, t)
+        if order is not None:
+            perm = order(epoch, n)
+        else:
+            perm = rng.permutation(n) if cfg.shuffle else None
+        xe, te = (x[perm], t[perm]) if perm is not None else (x, t)
         loss_sum, correct, done = 0.0, 0, 0
         for b in range(n_batches):
             if should_stop is not None and should_stop():
                 hist.stopped, hist.reason = True, "stopped on request"
                 _close_epoch(hist, phase, epoch, loss_sum, correct, done)
-                return hist
+                return _finish(model, hist, best_w if validate else None, at_best)
+            at_best = False
             s, e = b * bs, min(n, (b + 1) * bs)
-            res = model.train_batch(xe[s:e], te[s:e], cfg.lr, trainable, cfg.mode)
+            res = model.train_batch(xe[s:e], te[s:e], cfg.lr, trainable, cfg.mode, step if phase == "train" else None)
             seen += res.n
             done += res.n
             loss_sum += res.loss * res.n
@@ -140,8 +197,36 @@ def train(
             if cfg.stop_on_nan and not math.isfinite(res.loss):
                 hist.stopped, hist.reason = True, f"loss became {res.loss} (lr {cfg.lr} too large?)"
                 _close_epoch(hist, phase, epoch, loss_sum, correct, done)
-                return hist
+                return _finish(model, hist, best_w if validate else None, at_best)
         _close_epoch(hist, phase, epoch, loss_sum, correct, done)
+        if validate:
+            v = model.val_scores(xv, tv, cfg.mode)
+            hist.val_loss.append(v[0])
+            hist.val_f1.append(v[1])
+            if _better(v, best, cfg.val_metric):
+                best, hist.best_epoch, since, at_best = v, epoch + 1, 0, True
+                if cfg.restore_best:
+                    best_w = model.get_weights()
+            else:
+                since += 1
+                if cfg.patience and since >= cfg.patience and epoch + 1 < len(phases):
+                    hist.early_stopped, hist.reason = True, f"no better validation loss for {since} epochs"
+                    break
+    return _finish(model, hist, best_w, at_best)
+
+
+def _better(v: tuple[float, float], best: tuple[float, float], metric: str) -> bool:
+    """Does validation result ``v`` = (loss, macro-F1) beat ``best``?  Strictly; NaN never wins."""
+    if metric == "f1":
+        return v[1] > best[1] or (v[1] == best[1] and v[0] < best[0])
+    return v[0] < best[0]
+
+
+def _finish(model: Model, hist: History, best_w, at_best: bool) -> History:
+    """With restore_best (``best_w`` given): put back the best weights unless the model holds them."""
+    if best_w is not None and not at_best:
+        model.set_weights(best_w)
+        hist.restored = True
     return hist
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -102,6 +102,7 @@ class DeviceTransport:
 class RoundResult:
     done: P.RoundDone
     batches: list[P.BatchReport]
+    vals: list[P.ValReport] = field(default_factory=list)  # protocol v2 validation passes, in order
 
 
 class NucleoClient:
@@ -349,13 +350,26 @@ class NucleoClient:
     # --- high-level API ----------------------------------------------------------------------------
     def hello(self) -> P.HelloRsp:
         rsp = self.request(P.Hello(), P.HelloRsp)
-        if rsp.magic != P.MAGIC or rsp.proto != P.PROTOCOL_VERSION:
+        if rsp.magic != P.MAGIC or not P.PROTOCOL_MIN <= rsp.proto <= P.PROTOCOL_VERSION:
             raise P.ProtocolError(
-                f"board speaks {rsp.magic!r} v{rsp.proto}, this host speaks {P.MAGIC!r} v{P.PROTOCOL_VERSION}",
+                f"board speaks {rsp.magic!r} v{rsp.proto}, this host speaks {P.MAGIC!r} "
+                f"v{P.PROTOCOL_MIN}..{P.PROTOCOL_VERSION}",
                 P.ErrorCode.BAD_VERSION,
             )
         self.hello_info = rsp
         return rsp
+
+    @property
+    def proto(self) -> int:
+        """Protocol version agreed in HELLO (1 if HELLO was not exchanged on this connection)."""
+        return int(self.hello_info.proto) if self.hello_info is not None else P.PROTOCOL_MIN
+
+    @property
+    def supports_robust(self) -> bool:
+        """Does the board run robust rounds (protocol v2: validation, best-epoch restore, clipping...)?"""
+        if self.hello_info is None:
+            self.hello()
+        return self.proto >= 2
 
     def ping(self, data: bytes = b"") -> bytes:
         return self.request(P.Ping(data), P.Pong).data
@@ -460,8 +474,22 @@ class NucleoClient:
         shuffle: bool = True,
         seed: int = 0,
         layer_indices: Iterable[int] = (),
+        n_val: int = 0,
+        patience: int = 0,
+        restore_best: bool = False,
+        select_f1: bool = False,
+        feature_lr_scale: float = 1.0,
+        clip_norm: float = 0.0,
+        l2sp: float = 0.0,
     ) -> P.RoundInfo:
-        """Start a training round; returns at once with its plan (reports then arrive as events)."""
+        """Start a training round; returns at once with its plan (reports then arrive as events).
+
+        The robust options (protocol v2, docs/protocol.md §3.4): the last ``n_val`` windows of slot 0 are
+        validation windows, measured before the round and after every epoch (VAL_REPORT events);
+        ``restore_best`` ends with the best pass's weights (best = lower loss, or with ``select_f1``
+        higher macro-F1 then lower loss); ``patience`` stops early; ``feature_lr_scale``, ``clip_norm``,
+        ``l2sp`` change the main phase's SGD step.  Left at their defaults the request is the v1 one; any
+        of them on a v1 board raises :class:`ValueError` before anything is sent."""
         if isinstance(mode, str):
             try:
                 m = P.TrainMode[mode.strip().upper()]
@@ -474,6 +502,7 @@ class NucleoClient:
             if not 0 <= i < 64:
                 raise ValueError(f"layer index {i} outside 0..63 for the training mask")
             mask |= 1 << i
+        val_flags = (P.ValFlags.RESTORE_BEST if restore_best else 0) | (P.ValFlags.SELECT_F1 if select_f1 else 0)
         msg = P.TrainStart(
             int(m),
             int(shuffle),
@@ -484,14 +513,29 @@ class NucleoClient:
             float(lr if warmup_lr is None else warmup_lr),
             int(seed) & 0xFFFFFFFF,
             mask,
+            int(n_val),
+            int(patience),
+            int(val_flags),
+            float(feature_lr_scale),
+            float(clip_norm),
+            float(l2sp),
         )
+        if msg.extended and not self.supports_robust:
+            raise ValueError(
+                f"the board speaks protocol v{self.proto}: robust rounds (validation, restore, clipping, "
+                "per-layer lr, L2-SP) need v2 — update its firmware or train with the plain procedure"
+            )
         return self.request(msg, P.RoundInfo)
 
     def abort(self) -> None:
         self.request(P.TrainAbort(), P.Ack)
 
     def wait_round_done(
-        self, timeout: float, on_batch: Callable[[P.BatchReport], None] | None = None, check_every: float = 0.5
+        self,
+        timeout: float,
+        on_batch: Callable[[P.BatchReport], None] | None = None,
+        check_every: float = 0.5,
+        on_val: Callable[[P.ValReport], None] | None = None,
     ) -> RoundResult:
         """Collect batch reports until ROUND_DONE; raises :class:`NucleoTimeout` after ``timeout`` s.
 
@@ -501,6 +545,7 @@ class NucleoClient:
         reported at once instead of after ``timeout``.  A lost link raises :class:`OSError`."""
         deadline = time.monotonic() + timeout
         batches: list[P.BatchReport] = []
+        vals: list[P.ValReport] = []
         quiet_since = time.monotonic()
         while True:
             left = deadline - time.monotonic()
@@ -508,14 +553,19 @@ class NucleoClient:
                 raise NucleoTimeout(
                     f"training round not done after {timeout:.1f} s ({len(batches)} batch reports seen)"
                 )
-            ev = self.next_event((P.BatchReport, P.RoundDone), min(left, 0.1))
+            ev = self.next_event((P.BatchReport, P.ValReport, P.RoundDone), min(left, 0.1))
             if isinstance(ev, P.BatchReport):
                 batches.append(ev)
                 quiet_since = time.monotonic()
                 if on_batch is not None:
                     on_batch(ev)
+            elif isinstance(ev, P.ValReport):
+                vals.append(ev)
+                quiet_since = time.monotonic()
+                if on_val is not None:
+                    on_val(ev)
             elif isinstance(ev, P.RoundDone):
-                return RoundResult(ev, batches)
+                return RoundResult(ev, batches, vals)
             elif check_every and time.monotonic() - quiet_since >= check_every:
                 self._check_round_alive(batches)
                 quiet_since = time.monotonic()

@@ -97,6 +97,7 @@ class _Batch:
     start: float  # simulated seconds
     end: float
     cycles: int
+    kind: str = "train"  # 'train' | 'val' (protocol v2: a validation pass; epoch = epochs completed)
 
 
 @dataclass
@@ -481,13 +482,14 @@ class NucleoEmulator:
             raise _Refuse(P.ErrorCode.BAD_PARAM, f"sysclk_hz {hz} must be a whole number of MHz in 4..80 MHz", hz)
 
     def _h_hello(self, m: P.Hello, now: float) -> P.Message:
-        if m.magic != P.MAGIC or not m.proto_min <= P.PROTOCOL_VERSION <= m.proto_max:
+        proto = min(P.PROTOCOL_VERSION, m.proto_max)  # the highest version both speak
+        if m.magic != P.MAGIC or proto < max(m.proto_min, P.PROTOCOL_MIN):
             raise _Refuse(
                 P.ErrorCode.BAD_VERSION,
-                f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_VERSION}; host offered {m.magic!r} v{m.proto_min}..{m.proto_max}",
+                f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_MIN}..{P.PROTOCOL_VERSION}; host offered {m.magic!r} v{m.proto_min}..{m.proto_max}",
                 P.PROTOCOL_VERSION,
             )
-        return P.HelloRsp(P.MAGIC, P.PROTOCOL_VERSION, 0, P.MAX_PAYLOAD, *FW_VERSION, 1, TICK_HZ)
+        return P.HelloRsp(P.MAGIC, proto, 0, P.MAX_PAYLOAD, *FW_VERSION, 1, TICK_HZ)
 
     def _h_ping(self, m: P.Ping, now: float) -> P.Message:
         return P.Pong(m.data)
@@ -858,21 +860,32 @@ class NucleoEmulator:
             )
         return s
 
-    def round_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
+    def round_memory_bytes(self, trainable: frozenset, warmup: bool, m: P.TrainStart | None = None) -> int:
         """The round's training memory, ROUND_INFO's mem_bytes: the estimator's paper accounting (model +
-        gradients + buffers, the paper's Table III), the maximum over the round's phases."""
+        gradients + buffers, the paper's Table III), the maximum over the round's phases, + what a robust
+        round (protocol v2) keeps besides: the best epoch's weights, the L2-SP anchor, the confusion counts
+        (``estimator.memory.robust_round_bytes``)."""
         from estimator.arch import resolve_trainable
-        from estimator.memory import training_memory
+        from estimator.memory import robust_round_bytes, training_memory
 
         paper = training_memory(self.arch, trainable).paper_bytes
         if warmup:
             paper = max(paper, training_memory(self.arch, resolve_trainable(self.arch, "last")).paper_bytes)
+        if m is not None and m.extended:
+            paper += robust_round_bytes(
+                self.arch,
+                trainable,
+                warmup,
+                validate=m.n_val > 0,
+                restore_best=bool(m.n_val and m.val_flags & P.ValFlags.RESTORE_BEST),
+                l2sp=m.l2sp > 0 and m.epochs > 0,
+            )
         return int(paper)
 
-    def training_memory_bytes(self, trainable: frozenset, warmup: bool) -> int:
+    def training_memory_bytes(self, trainable: frozenset, warmup: bool, m: P.TrainStart | None = None) -> int:
         """RAM a round needs (what OUT_OF_RAM checks): its training memory + firmware reserve + stored
         datasets (both slots, in the bytes the board actually holds)."""
-        return self.round_memory_bytes(trainable, warmup) + self.reserve_bytes + self._data_bytes()
+        return self.round_memory_bytes(trainable, warmup, m) + self.reserve_bytes + self._data_bytes()
 
     def batch_seconds(self, trainable: frozenset, n: int) -> float:
         """Simulated duration of one batch of ``n`` windows: the estimator's cost model at the current clock."""
@@ -895,11 +908,12 @@ class NucleoEmulator:
         for name, lr in (("lr", m.lr), ("warmup_lr", m.warmup_lr)):
             if not (math.isfinite(lr) and 0 <= lr <= 10):
                 raise _Refuse(P.ErrorCode.BAD_PARAM, f"{name} {lr} outside 0..10")
+        self._check_robust(m, len(slot.y))
         trainable = self._trainable(m)
         from estimator.arch import resolve_trainable
 
         last = resolve_trainable(self.arch, "last") if m.warmup_epochs else frozenset()
-        need = self.training_memory_bytes(trainable, bool(m.warmup_epochs))
+        need = self.training_memory_bytes(trainable, bool(m.warmup_epochs), m)
         if need > self.ram_total:
             raise _Refuse(
                 P.ErrorCode.OUT_OF_RAM,
@@ -907,13 +921,26 @@ class NucleoEmulator:
                 need,
                 self.ram_total,
             )
-        n = len(slot.y)
+        n_val = int(m.n_val)
+        n = len(slot.y) - n_val  # protocol v2: the last n_val windows are the validation set
         per_epoch = math.ceil(n / m.batch)
         f = float(self.sysclk_hz)
         batches: list[_Batch] = []
         t = 0.0  # relative to the round start; made absolute when the plan is registered (below)
         phases = [(P.Phase.WARMUP, e, last, m.warmup_lr) for e in range(m.warmup_epochs)]
         phases += [(P.Phase.MAIN, e, trainable, m.lr) for e in range(m.epochs)]
+        val_idx = np.arange(n, n + n_val)
+        d_val = n_val * self.val_seconds_per_window() if n_val else 0.0
+
+        def val_pass(done_epochs: int) -> None:
+            nonlocal t
+            batches.append(
+                _Batch(-1, done_epochs, 0, 1, val_idx, frozenset(), 0.0, t, t + d_val, int(round(d_val * f)), "val")
+            )
+            t += d_val
+
+        if n_val:
+            val_pass(0)
         for gepoch, (phase, epoch, names, lr) in enumerate(phases):
             # the firmware's memory-free permutation (docs/protocol.md §5.4), so both boards visit the same order
             order = epoch_order(m.seed, gepoch, n) if m.flags & 1 else np.arange(n)
@@ -924,6 +951,8 @@ class NucleoEmulator:
                     _Batch(int(phase), epoch, b, per_epoch, idx, names, float(lr), t, t + d, int(round(d * f)))
                 )
                 t += d
+            if n_val:
+                val_pass(gepoch + 1)
         self._round_id = (self._round_id + 1) & 0xFFFF
         job = _Job("train", self._round_id)
         self._job = job
@@ -946,8 +975,8 @@ class NucleoEmulator:
         info = P.RoundInfo(
             job.round_id,
             per_epoch,
-            len(batches),
-            self.round_memory_bytes(trainable, bool(m.warmup_epochs)),
+            sum(1 for b in batches if b.kind == "train"),
+            self.round_memory_bytes(trainable, bool(m.warmup_epochs), m),
             self.ram_total,
             sum(b.cycles for b in batches),
             self._tick(t) - self._tick(now),
@@ -955,11 +984,40 @@ class NucleoEmulator:
 
         def start() -> None:
             job.thread = threading.Thread(
-                target=self._run_round, args=(job, batches, slot, now), name=f"nucleo-round-{job.round_id}", daemon=True
+                target=self._run_round,
+                args=(job, batches, slot, now, m, trainable),
+                name=f"nucleo-round-{job.round_id}",
+                daemon=True,
             )
             job.thread.start()
 
         return info, start
+
+    def _check_robust(self, m: P.TrainStart, n: int) -> None:
+        """Protocol v2 fields of TRAIN_START (all off in a 28-byte request)."""
+        if m.n_val and m.n_val >= n:
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM, f"n_val {m.n_val} leaves no training window (slot 0 holds {n})", m.n_val
+            )
+        if (m.patience or m.val_flags) and not m.n_val:
+            raise _Refuse(P.ErrorCode.BAD_PARAM, "patience and val_flags need validation windows (n_val > 0)")
+        if m.val_flags & ~0x3:
+            raise _Refuse(
+                P.ErrorCode.BAD_PARAM, f"val_flags 0x{m.val_flags:X}: only bits 0, 1 are defined", m.val_flags
+            )
+        for name, v, hi in (("feature_lr_scale", m.feature_lr_scale, 10.0), ("clip_norm", m.clip_norm, 1e6)):
+            if not (math.isfinite(v) and 0 <= v <= hi):
+                raise _Refuse(P.ErrorCode.BAD_PARAM, f"{name} {v} outside 0..{hi:g}")
+        if not (math.isfinite(m.l2sp) and 0 <= m.l2sp <= 100):
+            raise _Refuse(P.ErrorCode.BAD_PARAM, f"l2sp {m.l2sp} outside 0..100")
+        if m.n_val and self.arch.n_classes > 255:
+            raise _Refuse(P.ErrorCode.TOO_LARGE, f"{self.arch.n_classes} classes: validation supports up to 255")
+
+    def val_seconds_per_window(self) -> float:
+        """Simulated duration of one validation window: a forward pass (the estimator's cost model)."""
+        from estimator.core import time_per_sample_s
+
+        return float(time_per_sample_s(self.arch, frozenset(), self.profile, float(self.sysclk_hz)))
 
     def _wait_until(self, t_sim: float, job: _Job) -> bool:
         """Sleep until simulated time ``t_sim``; False if the job was aborted meanwhile."""
@@ -972,18 +1030,76 @@ class NucleoEmulator:
             wall = (t_sim - now) / float(self.clock.time_scale)
             job.abort.wait(min(max(wall, 0.0005), 0.05))
 
-    def _run_round(self, job: _Job, batches: list[_Batch], slot: _Slot, t0: float) -> None:
+    def _run_round(
+        self,
+        job: _Job,
+        batches: list[_Batch],
+        slot: _Slot,
+        t0: float,
+        m: P.TrainStart | None = None,
+        trainable: frozenset = frozenset(),
+    ) -> None:
+        from device.engine import StepOptions
+        from device.engine.train import _better
+
         model = self.model
         x_all = slot.x.reshape((len(slot.y), *self.arch.input_shape))
         y_all = slot.y
+        n_train = len(y_all) - (int(m.n_val) if m is not None else 0)
         done = 0
         cycles = 0
         epoch_stats: dict[tuple[int, int], list[float]] = {}
         status, error = P.RoundStatus.DONE, 0
+        step = None
+        if m is not None and m.epochs and (m.feature_lr_scale != 1.0 or m.clip_norm > 0 or m.l2sp > 0):
+            anchor = model.anchor(trainable) if m.l2sp > 0 else None
+            step = StepOptions(float(m.feature_lr_scale), float(m.clip_norm), float(m.l2sp), anchor)
+        restore = m is not None and bool(m.n_val) and bool(m.val_flags & P.ValFlags.RESTORE_BEST)
+        metric = "f1" if m is not None and m.val_flags & P.ValFlags.SELECT_F1 else "loss"
+        best: tuple[float, float] | None = None
+        best_w = None
+        best_epoch = 0
+        at_best = True
+        since = 0
+        stopped_at: float | None = None
         try:
-            for b in batches:
+            for k, b in enumerate(batches):
+                if b.kind == "val":
+                    xv, yv = x_all[b.idx], y_all[b.idx]
+                    v = model.val_scores(xv, model.targets(yv, len(yv)))
+                    is_best = best is None or _better(v, best, metric)
+                    if is_best:
+                        best, best_epoch, since, at_best = v, b.epoch, 0, True
+                        if restore:
+                            best_w = model.get_weights()
+                    else:
+                        since += 1
+                    if not self._wait_until(b.end, job):
+                        break
+                    cycles += b.cycles
+                    self._emit(
+                        P.ValReport(
+                            job.round_id,
+                            b.epoch,
+                            len(yv),
+                            int(is_best),
+                            0,
+                            v[0],
+                            v[1],
+                            self._tick(b.start),
+                            self._tick(b.end),
+                            b.cycles,
+                        )
+                    )
+                    if m.patience and since >= m.patience and k + 1 < len(batches):
+                        stopped_at = b.end  # early stop: the rest of the plan never runs
+                        break
+                    continue
                 snapshot = model.get_weights()
-                res = model.train_batch(x_all[b.idx], y_all[b.idx], b.lr, b.trainable)
+                res = model.train_batch(
+                    x_all[b.idx], y_all[b.idx], b.lr, b.trainable, step=step if b.phase == P.Phase.MAIN else None
+                )
+                at_best = False
                 if not self._wait_until(b.end, job):
                     model.set_weights(snapshot)  # the interrupted batch never reached its update
                     break
@@ -1008,21 +1124,32 @@ class NucleoEmulator:
                         b.cycles,
                     )
                 )
+            if restore and best_w is not None and not at_best and not job.abort.is_set():
+                model.set_weights(best_w)  # the board copies the best epoch's weights back
         except Exception as exc:  # noqa: BLE001 - reported to the host, never kills the bench
             status, error = P.RoundStatus.FAILED, P.ErrorCode.INTERNAL
             self._emit(P.Log(3, f"round {job.round_id} failed: {exc}"[:200]))
+        n_items = sum(1 for b in batches if b.kind == "train")
         with self._lock:
-            end = batches[done - 1].end if done else t0
+            trained = [b for b in batches if b.kind == "train"][:done]
+            end = trained[-1].end if trained else t0
+            if stopped_at is not None:
+                end = stopped_at
+                self._set_level(end, self._base_level())
+                self._drop_edges_after(end)
+            elif m is not None and m.n_val and done == n_items and not job.abort.is_set():
+                end = batches[-1].end
             if job.abort.is_set():
                 status = P.RoundStatus.ABORTED
                 end = job.abort_t if job.abort_t is not None else end
-                if done < len(batches):
-                    cycles += int(round(max(0.0, end - batches[done].start) * self.sysclk_hz))
+                if done < n_items:
+                    nxt = [b for b in batches if b.kind == "train"][done]
+                    cycles += int(round(max(0.0, end - nxt.start) * self.sysclk_hz))
             elif status == P.RoundStatus.FAILED:
                 end = float(self.clock.now())
                 self._set_level(end, self._base_level())
                 self._drop_edges_after(end)
-            full_epochs = sum(1 for k, v in epoch_stats.items() if v[1] == len(y_all))
+            full_epochs = sum(1 for k, v in epoch_stats.items() if v[1] == n_train)
             last = epoch_stats[max(epoch_stats)] if epoch_stats else [0.0, 0, 0]
             loss = last[0] / last[1] if last[1] else 0.0
             acc = last[2] / last[1] if last[1] else 0.0
@@ -1034,7 +1161,7 @@ class NucleoEmulator:
                     int(status),
                     int(error),
                     full_epochs,
-                    0,
+                    best_epoch if best is not None else 0,
                     done,
                     loss,
                     acc,

@@ -30,7 +30,8 @@ import numpy as np
 from . import cobs
 from .crc import crc16
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # v2 = v1 + TRAIN_START's robust-round extension, VAL_REPORT, ROUND_DONE.best_epoch
+PROTOCOL_MIN = 1  # a v1 board (no robust rounds) is still served
 MAGIC = b"ODL1"
 MAX_PAYLOAD = 1024
 HEADER = struct.Struct("<BHH")  # type, seq, len
@@ -104,6 +105,7 @@ class MsgType(enum.IntEnum):
     LOG = 0xF3
     BOOT = 0xF4
     EVAL_RESULT = 0xF5
+    VAL_REPORT = 0xF6  # protocol v2
     ERROR = 0xFF
 
 
@@ -434,7 +436,7 @@ class Hello(Message):
     TYPE = MsgType.HELLO
     LAYOUT = "4s B B H"
     magic: bytes = MAGIC
-    proto_min: int = PROTOCOL_VERSION
+    proto_min: int = PROTOCOL_MIN
     proto_max: int = PROTOCOL_VERSION
     max_payload: int = MAX_PAYLOAD
 
@@ -572,8 +574,13 @@ class TrainMode(enum.IntEnum):
 
 @dataclass(frozen=True, eq=False)
 class TrainStart(Message):
+    """28 bytes (v1) or, with any robust option on, 44 bytes (v2: the robust-round extension; a v1 board
+    answers BAD_PAYLOAD to it).  The extension's defaults mean "off": a 44-byte request with them trains
+    exactly like the 28-byte one."""
+
     TYPE = MsgType.TRAIN_START
     LAYOUT = "B B H H H f f I Q"
+    EXT_LAYOUT: ClassVar[str] = "<H B B f f f"
     mode: int = TrainMode.FULL
     flags: int = 1  # bit0 shuffle each epoch
     epochs: int = 2
@@ -583,6 +590,65 @@ class TrainStart(Message):
     warmup_lr: float = 0.01
     seed: int = 0
     layer_mask: int = 0
+    # --- v2 extension (bytes 28..43) ---
+    n_val: int = 0  # the last n_val windows of slot 0 are the validation set (never trained on)
+    patience: int = 0  # early stopping: epochs without a better validation result (0: off)
+    val_flags: int = 0  # bit0 restore the best epoch's weights at the end; bit1 best = macro-F1 (else loss)
+    feature_lr_scale: float = 1.0  # main phase: lr multiplier of the layers outside the last two Dense
+    clip_norm: float = 0.0  # main phase: clip the batch-mean gradient's global L2 norm (0: off)
+    l2sp: float = 0.0  # main phase: gradient += l2sp * (w - w_round_start) (0: off)
+
+    @property
+    def extended(self) -> bool:
+        return (
+            self.n_val != 0
+            or self.patience != 0
+            or self.val_flags != 0
+            or self.feature_lr_scale != 1.0
+            or self.clip_norm != 0.0
+            or self.l2sp != 0.0
+        )
+
+    def pack(self) -> bytes:
+        head = super().pack()[: self._struct.size]
+        if not self.extended:
+            return head
+        try:
+            ext = struct.pack(
+                self.EXT_LAYOUT,
+                self.n_val,
+                self.patience,
+                self.val_flags,
+                self.feature_lr_scale,
+                self.clip_norm,
+                self.l2sp,
+            )
+        except struct.error as exc:
+            raise ProtocolError(f"TrainStart: an extension field is out of range or of the wrong type ({exc})") from exc
+        return head + ext
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Message":
+        size = cls._struct.size
+        ext = struct.calcsize(cls.EXT_LAYOUT)
+        if len(payload) not in (size, size + ext):
+            raise ProtocolError(f"TrainStart payload is {len(payload)} bytes, expected {size} or {size + ext}")
+        base = dict(zip([f.name for f in dataclasses.fields(cls)], cls._struct.unpack_from(payload)))
+        if len(payload) == size + ext:
+            names = ("n_val", "patience", "val_flags", "feature_lr_scale", "clip_norm", "l2sp")
+            base.update(zip(names, struct.unpack_from(cls.EXT_LAYOUT, payload, size)))
+        msg = cls(**base)
+        msg.validate()
+        return msg
+
+    @classmethod
+    def _fixed_fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))[:9]
+
+
+class ValFlags(enum.IntFlag):
+    RESTORE_BEST = 1
+    SELECT_F1 = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -876,6 +942,25 @@ class BatchReport(Message):
     cycles: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class ValReport(Message):
+    """Protocol v2: one validation pass of a round with ``n_val`` > 0 (before the first epoch and after
+    every epoch); the board raises D7 at its end like at a batch end."""
+
+    TYPE = MsgType.VAL_REPORT
+    LAYOUT = "H H H B B f f Q Q Q"
+    round_id: int = 0
+    epoch: int = 0  # epochs completed before this pass (warm-up included): 0 = the round's starting weights
+    n: int = 0  # validation windows
+    best: int = 0  # 1: this pass is the best so far (its weights are kept)
+    reserved: int = 0
+    loss: float = 0.0  # mean cross-entropy over the validation windows
+    macro_f1: float = 0.0  # over the classes present in the labels or the predictions
+    start_tick: int = 0
+    end_tick: int = 0
+    cycles: int = 0
+
+
 class RoundStatus(enum.IntEnum):
     DONE = 0
     ABORTED = 1
@@ -890,7 +975,7 @@ class RoundDone(Message):
     status: int = RoundStatus.DONE
     error: int = 0  # ErrorCode when FAILED
     epochs_done: int = 0
-    reserved: int = 0
+    best_epoch: int = 0  # v2, rounds with validation: epoch of the best pass (restored with RESTORE_BEST); else 0
     batches_done: int = 0
     last_loss: float = 0.0  # mean batch loss of the last epoch
     train_accuracy: float = 0.0  # accuracy on the samples of the last epoch (before each update)
@@ -1220,8 +1305,8 @@ def chunks(blob: bytes, size: int = MAX_PAYLOAD - 4) -> Iterable[tuple[int, byte
 # ------------------------------------------------------------------------------------------------
 def golden_vectors() -> list[tuple[str, int, Message, str]]:
     return [
-        ("hello", 1, Hello(), "0301010208074f444c310101040425d100"),
-        ("hello_rsp", 1, HelloRsp(flags=1), "0381010210064f444c31010103040101050140420f03bf6b00"),
+        ("hello", 1, Hello(), "0301010208074f444c3101020404758800"),
+        ("hello_rsp", 1, HelloRsp(flags=1), "0381010210064f444c31020103040101050140420f03206e00"),
         ("ping_with_zeros", 2, Ping(b"\x00\x01\x00\x02"), "03020202040102010402604000"),
         ("get_info", 3, GetInfo(), "030303010103026400"),
         ("sensor_config_26hz_4g", 4, SensorConfig(26000, 4), "03100402080390650102040101035eb900"),
@@ -1236,6 +1321,24 @@ def golden_vectors() -> list[tuple[str, int, Message, str]]:
             9,
             TrainStart(TrainMode.FULL, 1, 2, 32, 2, 0.01, 0.01, 42, 0),
             "034009021c01030102022002020a0ad7233c0ad7233c2a0101010101010101010103b54b00",
+        ),
+        (
+            "train_start_robust",
+            10,
+            TrainStart(TrainMode.FULL, 1, 20, 32, 2, 0.01, 0.01, 42, 0, 57, 5, 3, 1.0, 5.0, 0.0),
+            "03400a022c01030114022002020a0ad7233c0ad7233c2a0101010101010101010102390305030103803f0103a04001010103a66c00",
+        ),
+        (
+            "val_report",
+            13,
+            ValReport(3, 4, 57, 1, 0, 0.25, 0.9375, 7_900_000, 8_100_000, 1_600_000),
+            "03f60d02280203020402390201010103803e0106703f608b780101010104a0987b0101010101036a180101010103fd4200",
+        ),
+        (
+            "round_done_best_epoch",
+            14,
+            RoundDone(3, 0, 0, 7, 4, 63, 0.125, 0.96875, 1_000_000, 9_000_000, 64_000_000),
+            "03f20e022c0203010102070204023f0101010101023e0106783f40420f010101010440548901010101010490d0030101010340f600",
         ),
         (
             "batch_report",

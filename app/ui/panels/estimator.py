@@ -77,6 +77,35 @@ SIM_MAX_TRAIN_WINDOWS = 256  # class-stratified cap that keeps the simulation qu
 SIM_MIN_TEST_WINDOWS = 20
 
 
+def prior_name() -> str:
+    """Where a predicted F1 comes from when nothing was simulated: the shipped LOSO measurements (with the
+    number of users) or, without them, the paper's Table II."""
+    from estimator.recommend import DATASET_NAMES, LosoPrior, default_accuracy
+
+    acc = default_accuracy()
+    if isinstance(acc, LosoPrior):
+        ds = acc.table["datasets"][acc.dataset]
+        return f"LOSO prior ({DATASET_NAMES.get(acc.dataset, acc.dataset)}, {ds.get('subjects')} users, measured)"
+    return "Table II prior (the paper)"
+
+
+def f1_interval(f1: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Approximate 95 % interval of a macro-F1 measured on ``n`` test windows: the Wilson interval of a
+    proportion ``f1`` over ``n`` trials (F1 is not a proportion, but its sampling spread on n windows is of
+    that order — enough to say when a split is too small to trust)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = min(max(float(f1), 0.0), 1.0)
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+#: A measured F1 whose 95 % interval is wider than this (half-width) is flagged as not to be trusted.
+SIM_MAX_HALF_WIDTH = 0.05
+
+
 def profile_dir(ctx) -> str:
     return str(ctx.data_dir / "profiles")
 
@@ -192,15 +221,42 @@ class SimulationState:
         r.table = {k: v for k, v in r.table.items() if k[0] not in bad}
         return r
 
+    def wide(self) -> dict[int, tuple[int, float, float, float]]:
+        """Input sizes whose best measured F1 has a 95 % interval wider than ±SIM_MAX_HALF_WIDTH:
+        ``T -> (n_test, f1, lo, hi)``."""
+        out = {}
+        for T, n in sorted(self.n_test.items()):
+            vals = [v for (t, _m, _e), v in self.table.items() if t == T]
+            if not vals:
+                continue
+            f1 = max(vals)
+            lo, hi = f1_interval(f1, n)
+            if (hi - lo) / 2 > SIM_MAX_HALF_WIDTH:
+                out[T] = (n, f1, lo, hi)
+        return out
+
     def warning(self) -> str:
         bad = self.too_few()
-        if not bad:
-            return ""
-        return (
-            f"⚠ Too few test windows at T = {', '.join(map(str, bad))} "
-            f"({', '.join(str(self.n_test[T]) for T in bad)}; at least {SIM_MIN_TEST_WINDOWS} needed): their "
-            "measured F1 is not reliable, the Table II prior is used there. Label more data."
-        )
+        wide = self.wide()
+        parts = []
+        if bad:
+            parts.append(
+                f"⚠ Too few test windows at T = {', '.join(map(str, bad))} "
+                f"({', '.join(str(self.n_test[T]) for T in bad)}; at least {SIM_MIN_TEST_WINDOWS} needed): their "
+                f"measured F1 is not reliable, {prior_name()} is used there. Label more data."
+            )
+        shaky = [T for T in wide if T not in bad]
+        if shaky:
+            parts.append(
+                "⚠ Small test split: "
+                + "; ".join(
+                    f"T={T}: n = {wide[T][0]} test windows, F1 {wide[T][1]:.3f}, 95 % interval "
+                    f"{wide[T][2]:.2f}–{wide[T][3]:.2f}"
+                    for T in shaky
+                )
+                + ". Differences smaller than that interval are noise: label more data to trust them."
+            )
+        return "\n".join(parts)
 
     def summary(self) -> str:
         if not self.table:
@@ -215,7 +271,7 @@ class SimulationState:
             f"Measured on your windows ({', '.join(map(str, sizes))}; {sum(self.n_train.values())} training / "
             f"{sum(self.n_test.values())} test windows, {self.seconds:.1f} s): best {m.upper()} at T={T} with "
             f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
-            + ("" if self.complete else " Partial (cancelled): the other sizes use the Table II prior.")
+            + ("" if self.complete else f" Partial (cancelled): the other sizes use {prior_name()}.")
             + (" Labels changed since: simulate again." if self.stale else "")
             + (f"\n{self.warning()}" if self.warning() else "")
         )
@@ -670,7 +726,7 @@ class EstimatorPanel(Panel):
             return
         rows = [r for r in self.rec.table if r["epochs"] == d.epochs]
         self.rows = rows
-        f1 = "F1 measured on your windows" if accuracy is not None else "F1 from the Table II prior"
+        f1 = "F1 measured on your windows" if accuracy is not None else f"F1 from {prior_name()}"
         self.table_title.setText(
             f"<b>{m.name}</b>: predictions at {d.epochs} epoch(s), batch {d.batch_size}, "
             f"profile '{d.profile}'; {f1} (green: recommended; grey: outside a budget; click a row to pick it)"
@@ -747,7 +803,9 @@ class EstimatorPanel(Panel):
                 f"{r['energy_per_batch_mj']:.3g}",
                 f"{r['time_per_round_s']:.3g}",
                 f"{r['energy_per_round_mj']:.3g}",
-                f"{r['accuracy']:.3f}" + (" ✓" if measured else ""),
+                f"{r['accuracy']:.3f}"
+                + (f" ±{r['accuracy_std']:.2f}" if r.get("accuracy_std") is not None else "")
+                + (" ✓" if measured and not str(r.get("accuracy_source", "")).startswith("measured LOSO") else ""),
                 "yes" if r["feasible"] else "no: " + ", ".join(r["violations"]),
             ]
             if extra:
@@ -761,7 +819,7 @@ class EstimatorPanel(Panel):
                     if r["input_size"] in few:
                         item.setText(f"{r['accuracy']:.3f} ⚠")
                         item.setToolTip(
-                            f"Table II prior: the simulation had only {sim.n_test[r['input_size']]} test windows at "
+                            f"{prior_name()}: the simulation had only {sim.n_test[r['input_size']]} test windows at "
                             f"T={r['input_size']} (at least {SIM_MIN_TEST_WINDOWS} needed for a meaningful F1)"
                         )
                         item.setForeground(QBrush(QColor("#b45309")))
@@ -786,7 +844,7 @@ class EstimatorPanel(Panel):
             pen = pg.mkPen(MODE_COLORS[mode], width=2)
             self.mem_plot.plot(
                 xs,
-                [r[key] + d.reserve_kib for r in rs],
+                [r[key] + r.get("robust_extra_kib", 0.0) + d.reserve_kib for r in rs],  # what a robust round needs
                 pen=pen,
                 symbol="o",
                 symbolBrush=MODE_COLORS[mode],
@@ -854,13 +912,19 @@ class EstimatorPanel(Panel):
                     if sim.too_few()
                     else ""
                 )
+                + "".join(
+                    f"<br><span style='color:#b45309'>⚠ T={T}: only n = {n} test windows — F1 {f1:.3f}, "
+                    f"95 % interval {lo:.2f}–{hi:.2f}</span>"
+                    for T, (n, f1, lo, hi) in sim.wide().items()
+                    if T not in sim.too_few()
+                )
             )
         elif sim is not None and sim.table:
-            self.sim_text = "The simulation was for another model or dataset: the Table II prior is used."
-            self.accuracy_label.setText("Accuracy: Table II prior (simulation was for another model)")
+            self.sim_text = f"The simulation was for another model or dataset: {prior_name()} is used."
+            self.accuracy_label.setText(f"Accuracy: {prior_name()} (simulation was for another model)")
         else:
             self.sim_text = ""
-            self.accuracy_label.setText("Accuracy: Table II prior (paper)")
+            self.accuracy_label.setText(f"Accuracy: {prior_name()}")
         self.accuracy_label.setToolTip(self.sim_text)
 
     def _labels_changed(self) -> None:
@@ -955,7 +1019,7 @@ class EstimatorPanel(Panel):
 
     def use_prior(self) -> None:
         self.sim = None
-        self.calib_text.setPlainText("Accuracy from the Table II prior.")
+        self.calib_text.setPlainText(f"Accuracy from {prior_name()}.")
         self.recompute()
 
     # --- actions -------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from app.ui.panels.base import Panel
 
 SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
+VAL_COLOR = "#7c3aed"  # a validation pass of the robust round (a D7 interval, no update)
 PLOT_TEXT = "#111827"  # titles and axis text on the white plot background
 MODE_ITEMS = (
     ("TL (last two Dense)", "tl"),
@@ -614,7 +615,8 @@ class TrainingPanel(Panel):
         self._view_rows = list(rows)
         n = len(rows)
         x = np.arange(n, dtype=float)
-        self.loss_curve.setData(x, [r.loss for r in rows])
+        tr = [i for i, r in enumerate(rows) if r.phase != "val"]  # the training loss, not the validation one
+        self.loss_curve.setData(x[tr], [rows[i].loss for i in tr])
         vals = {
             "time": ([r.seconds for r in rows], [r.pred_seconds for r in rows]),
             "power": (
@@ -628,7 +630,7 @@ class TrainingPanel(Panel):
         }
         brushes = []
         for r in rows:
-            c = QColor(SOURCE_COLORS.get(r.source, "#cbd5e1"))
+            c = QColor(VAL_COLOR if r.phase == "val" else SOURCE_COLORS.get(r.source, "#cbd5e1"))
             if r.phase == "warmup":
                 c.setAlpha(WARMUP_ALPHA)
             brushes.append(QBrush(c))
@@ -648,9 +650,23 @@ class TrainingPanel(Panel):
             parts.append(f"<b>Before</b>: accuracy {before['accuracy']:.3f}, macro-F1 {before['macro_f1']:.3f}")
         if after:
             parts.append(f"<b>After</b>: accuracy {after['accuracy']:.3f}, macro-F1 {after['macro_f1']:.3f}")
+        v = (result or {}).get("validation") if isinstance(result, dict) else None
+        if v:
+            kept = v["kept"]
+            parts.append(
+                f"<b>Validation</b> ({v['n_val']} held-out windows): kept epoch {kept['epoch']} "
+                f"(macro-F1 {kept['macro_f1']:.3f}; the general model {v['start']['macro_f1']:.3f})"
+                + (
+                    " — personalization did not beat the general model: its weights were kept"
+                    if kept["epoch"] == 0
+                    else ""
+                )
+            )
         if rows:
             e = [r.energy_j for r in rows if r.energy_j is not None]
-            txt = f"{n} batches, {sum(r.seconds for r in rows):.2f} s on the board"
+            nv = n - len(tr)
+            txt = f"{len(tr)} batches" + (f" + {nv} validation passes" if nv else "")
+            txt += f", {sum(r.seconds for r in rows):.2f} s on the board"
             if e:
                 txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
             parts.append(txt)
@@ -663,7 +679,10 @@ class TrainingPanel(Panel):
                     ("none", "not measured"),
                 )
             )
-            parts.append(f"bars: {legend}; lighter = warm-up; dashes = estimator")
+            parts.append(
+                f"bars: {legend}; lighter = warm-up; dashes = estimator"
+                + (f"; <span style='color:{VAL_COLOR}'>■</span> validation pass" if nv else "")
+            )
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
 
     def _fill_matrix(self, table: QTableWidget, m, classes) -> None:
