@@ -280,14 +280,31 @@ def firmware_round_bytes(
     arch: Arch, trainable: str | Sequence[str] | frozenset[str], warmup: bool = False, robust: dict | None = None
 ) -> int:
     """ROUND_INFO's mem_bytes on the ODL firmware: model blob + the largest plan of the round's phases
-    (the warm-up phase trains the last Dense layer) + a robust round's buffers (``robust``: the keyword
-    arguments of :func:`robust_round_bytes` besides arch/trainable/warmup)."""
+    (the warm-up phase trains the last Dense layer) + a robust round's buffer (``robust``: the keyword
+    arguments of :func:`robust_round_bytes` besides arch/trainable/warmup).  The firmware keeps only the
+    best weights there, after the plan (8-aligned), as the canonical trainable tensors of the round's layers
+    (kernel, bias if the layer has one, BatchNorm gamma and beta); its confusion counts are static and it
+    refuses L2-SP (docs/firmware.md, "The robust round")."""
     names = trainable if isinstance(trainable, frozenset) else resolve_trainable(arch, trainable)
     plan = firmware_plan_bytes(arch, frozenset(names))
     if warmup:
         plan = max(plan, firmware_plan_bytes(arch, resolve_trainable(arch, "last")))
-    extra = robust_round_bytes(arch, names, warmup, **robust) if robust else 0
-    return model_blob_bytes(arch) + plan + extra
+    if robust and robust.get("validate", True) and robust.get("restore_best", True):
+        both = frozenset(names) | (resolve_trainable(arch, "last") if warmup else frozenset())
+        plan = _round8(plan) + _round8(BYTES_PER_VALUE * canonical_trained_values(arch, both))
+    return model_blob_bytes(arch) + plan
+
+
+def canonical_trained_values(arch: Arch, names: frozenset[str]) -> int:
+    """Trainable values of the layers ``names`` in the canonical (Keras) layout: kernel + bias if the layer
+    has one, BatchNorm gamma + beta (its moving statistics never change in a round)."""
+    shapes = arch.param_shapes()
+    n = 0
+    for layer in arch.layers:
+        if layer.name in names and layer.name in shapes:
+            arrs = shapes[layer.name]
+            n += 2 * _prod(arrs[0]) if layer.kind == "batchnorm" else sum(_prod(a) for a in arrs)
+    return n
 
 
 def trained_values(arch: Arch, names: frozenset[str]) -> int:

@@ -39,7 +39,7 @@ def qemu_board():
         bench.stop()
 
 
-def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0) -> int:
+def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **robust) -> int:
     from device.nucleo import protocol as P
 
     client.upload_model(arch, weights)
@@ -48,7 +48,7 @@ def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0) -> int:
     y = rng.integers(0, arch.n_classes, 8)
     client.clear_data(0)
     client.upload_dataset(x, y, 0)
-    info = client.train(mode, epochs=1, batch=4, warmup_epochs=warmup)
+    info = client.train(mode, epochs=1, batch=4, warmup_epochs=warmup, **robust)
     client.abort()
     assert client.wait_round_done(60).done.status in (P.RoundStatus.ABORTED, P.RoundStatus.DONE)
     return int(info.mem_bytes)
@@ -84,6 +84,10 @@ def test_firmware_accounting_for_st_models(qemu_board, st_models):
         for mode in ("tl", "full"):
             got = _round_mem(qemu_board, lm.arch, lm.weights, mode)
             assert got == firmware_round_bytes(lm.arch, mode), f"{spec} {mode}"
+            # the robust round's best-weights buffer: canonical tensors, BatchNorm gamma/beta (models with BN)
+            got = _round_mem(qemu_board, lm.arch, lm.weights, mode, 1, n_val=2, restore_best=True)
+            want = firmware_round_bytes(lm.arch, mode, warmup=True, robust=dict(validate=True, restore_best=True))
+            assert got == want, f"{spec} {mode} robust"
             done += 1
     assert done
 

@@ -107,8 +107,8 @@ class RoundResult:
         return {
             "n_val": int(self.n_val),
             "passes": len(vals),
-            "start": {"loss": float(vals[0].loss), "macro_f1": float(vals[0].macro_f1)},
-            "kept": {"loss": float(kept.loss), "macro_f1": float(kept.macro_f1), "epoch": int(kept.epoch)},
+            "start": {"loss": float(vals[0].loss), "macro_f1": float(vals[0].macro_f1 or 0.0)},
+            "kept": {"loss": float(kept.loss), "macro_f1": float(kept.macro_f1 or 0.0), "epoch": int(kept.epoch)},
             "best_epoch": int(self.round_done.get("best_epoch", 0)),
             "epochs_done": int(self.round_done.get("epochs_done", 0)),
         }

@@ -56,9 +56,9 @@ from app.core.board_round import (
     run_board_round,
 )
 from app.core.classmap import ClassMap, ClassMapError, class_map
-from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
 

@@ -73,6 +73,7 @@ class _Plan:
         self.params: list[list[np.ndarray]] = []  # runtime arrays per runtime layer
         self.trained: list[np.ndarray] = []  # arrays updated by SGD, in layer order
         self.trained_owner: list[tuple[int, int]] = []  # (runtime layer index, param index)
+        self.feature: tuple[bool, ...] | None = None  # per trained array: a feature layer (Model._feature_mask)
         for rl in graph.layers:
             ps = self._runtime_params(rl, canonical)
             self.params.append(ps)
@@ -463,7 +464,7 @@ class Model:
         return list(self._feature_mask(self._plan(trainable)))
 
     def _feature_mask(self, plan: _Plan) -> tuple[bool, ...]:
-        fm = getattr(plan, "feature", None)
+        fm = plan.feature
         if fm is None:
             head = {l.name for l in self.arch.layers if l.kind == "dense"}
             head = set([l.name for l in self.arch.layers if l.kind == "dense"][-2:]) if head else set()

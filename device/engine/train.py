@@ -171,6 +171,7 @@ def train(
     at_best = True  # the model holds the best weights (none trained since the last improvement)
     seen = 0
     for epoch, (phase, trainable) in enumerate(phases):
+        perm: np.ndarray | None
         if order is not None:
             perm = order(epoch, n)
         else:

@@ -1091,7 +1091,7 @@ class NucleoEmulator:
                             b.cycles,
                         )
                     )
-                    if m.patience and since >= m.patience and k + 1 < len(batches):
+                    if m is not None and m.patience and since >= m.patience and k + 1 < len(batches):
                         stopped_at = b.end  # early stop: the rest of the plan never runs
                         break
                     continue

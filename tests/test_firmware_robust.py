@@ -1,0 +1,160 @@
+"""The robust round (protocol v2, issue 17) on the ODL firmware under QEMU, against the reference engine.
+
+The firmware runs validation passes (before the round and after every epoch) on the last ``n_val`` windows
+of slot 0, keeps the best pass's weights and restores them, stops early after ``patience`` passes without
+a better one, and clips the batch-mean gradient's norm and scales the feature layers' learning rate in the
+main phase (docs/protocol.md §3.4, docs/firmware.md).  ``device.engine.train`` with the same windows, the
+board's window order and per-sample accumulation is the reference: validation losses, macro-F1s, the best
+pass, where the round stops and the final weights must agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.bench import VirtualBench
+from device.engine.model import Model
+from device.engine.train import TrainConfig, train
+from device.nucleo import protocol as P
+from device.nucleo.client import NucleoClient, NucleoError
+from device.nucleo.shuffle import epoch_order
+from estimator.arch import paper_cnn
+from estimator.memory import firmware_round_bytes
+from tests import firmwarekit
+
+T, N_CLASSES, N_TRAIN, N_VAL, BATCH, SEED = 20, 5, 96, 24, 32, 3
+
+
+@pytest.fixture(scope="module")
+def board():
+    firmwarekit.qemu_files()
+    with VirtualBench(board_kind="qemu", time_scale=200.0, seed=5) as b:
+        with NucleoClient.open(b.urls["board"], timeout=10.0) as c:
+            assert c.hello().proto == 2
+            yield c
+
+
+def windows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, N_CLASSES, n)
+    x = rng.standard_normal((n, T, 3)).astype(np.float32) * 0.5 + y[:, None, None].astype(np.float32) * 0.4
+    return x, y
+
+
+def board_round(c: NucleoClient, w, x, y, **kw):
+    arch = paper_cnn(T, N_CLASSES)
+    c.upload_model(arch, w)
+    c.clear_data(0)
+    c.upload_dataset(x, y, 0)  # float32: no quantisation between the board and the reference
+    c.drain_events()
+    info = c.train(**kw)
+    res = c.wait_round_done(300)
+    return info, res, c.download_weights(arch)
+
+
+def reference(w, x, y, n_val, mode, lr, epochs, warmup, **cfg):
+    m = Model(paper_cnn(T, N_CLASSES), w)
+    xt, yt, xv, yv = x[: len(y) - n_val], y[: len(y) - n_val], x[len(y) - n_val :], y[len(y) - n_val :]
+    conf = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=BATCH, trainable=mode, warmup_epochs=warmup, mode="per_sample", **cfg
+    )
+    hist = train(m, xt, yt, conf, x_val=xv, y_val=yv, order=lambda e, n: epoch_order(SEED, e, n))
+    return m.get_weights(), hist
+
+
+def assert_weights_close(got, want, what):
+    for name, arrs in want.items():
+        for a, b in zip(got[name], arrs):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()), err_msg=f"{what} {name}")
+
+
+def test_a_damaging_round_is_undone_bit_for_bit(board):
+    """A trained model, then a round on mislabelled training windows: every epoch makes the validation loss
+    worse, the starting weights (VAL(0)) stay the best, so the board ends exactly on them."""
+    x, y = windows(N_TRAIN + N_VAL, 1)
+    m = Model(paper_cnn(T, N_CLASSES), seed=11)
+    train(m, x, y, TrainConfig(epochs=8, lr=0.1, batch_size=16))
+    w = m.get_weights()
+    y = y.copy()
+    y[:N_TRAIN] = np.random.default_rng(9).integers(0, N_CLASSES, N_TRAIN)
+    info, res, got = board_round(
+        board, w, x, y, mode="full", epochs=3, batch=BATCH, lr=0.3, warmup_epochs=1, warmup_lr=0.3, seed=SEED,
+        n_val=N_VAL, restore_best=True,
+    )  # fmt: skip
+    want, hist = reference(w, x, y, N_VAL, "full", 0.3, 3, 1, restore_best=True)
+    assert [v.epoch for v in res.vals] == [0, 1, 2, 3, 4] and all(v.n == N_VAL for v in res.vals)
+    np.testing.assert_allclose([v.loss for v in res.vals], hist.val_loss, rtol=1e-4)
+    np.testing.assert_allclose([v.macro_f1 for v in res.vals], hist.val_f1, rtol=1e-4)
+    assert hist.best_epoch == 0 and res.done.best_epoch == 0 and [v.best for v in res.vals] == [1, 0, 0, 0, 0]
+    assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 4 and len(res.batches) == 4 * 3
+    for name, arrs in w.items():  # restored from the board's copy: the very bits uploaded
+        for a, b in zip(got[name], arrs):
+            assert np.array_equal(a, b), name
+    # ROUND_INFO: training batches only; the best-weights buffer counts (Full: every parameter, 8-aligned)
+    arch = paper_cnn(T, N_CLASSES)
+    assert info.total_batches == 4 * 3
+    round8 = lambda n: (n + 7) // 8 * 8  # noqa: E731 - the buffer follows the plan, 8-aligned
+    assert info.mem_bytes == round8(firmware_round_bytes(arch, "full", warmup=True)) + round8(4 * arch.params)
+    robust = dict(validate=True, restore_best=True)
+    assert info.mem_bytes == firmware_round_bytes(arch, "full", warmup=True, robust=robust)  # the estimator's
+    # D7: the round's edges are its start, then the end of every batch and every validation pass
+    items = sorted([*res.batches, *res.vals], key=lambda r: r.start_tick)
+    assert all(a.end_tick == b.start_tick for a, b in zip(items, items[1:]))
+    assert isinstance(items[0], P.ValReport) and res.done.end_tick == items[-1].end_tick
+
+
+def test_clipped_scaled_round_with_early_stop_matches_the_engine(board):
+    w = Model(paper_cnn(T, N_CLASSES), seed=12).get_weights()
+    x, y = windows(N_TRAIN + N_VAL, 2)
+    kw = dict(mode="full", epochs=6, batch=BATCH, lr=0.3, warmup_epochs=1, warmup_lr=0.3, seed=SEED, n_val=N_VAL)
+    info, res, got = board_round(
+        board, w, x, y, **kw, patience=1, restore_best=True, select_f1=True, clip_norm=0.5, feature_lr_scale=0.3
+    )
+    want, hist = reference(
+        w, x, y, N_VAL, "full", 0.3, 6, 1, restore_best=True, patience=1, val_metric="f1", clip_norm=0.5,
+        feature_lr_scale=0.3,
+    )  # fmt: skip
+    assert hist.early_stopped and len(res.vals) == len(hist.val_loss) < 1 + 7  # the round stopped early
+    assert res.done.best_epoch == hist.best_epoch
+    np.testing.assert_allclose([v.loss for v in res.vals], hist.val_loss, rtol=1e-4)
+    np.testing.assert_allclose([v.macro_f1 for v in res.vals], hist.val_f1, rtol=1e-4)
+    assert res.done.epochs_done == len(hist.val_loss) - 1 and len(res.batches) == hist.batches
+    assert_weights_close(got, want, "clipped")
+    # the options changed the round: the plain round from the same start ends elsewhere
+    plain, _ = reference(w, x, y, N_VAL, "full", 0.3, len(hist.val_loss) - 1 - 1, 1)
+    assert any(not np.allclose(a, b, rtol=1e-3) for n in plain for a, b in zip(plain[n], got[n]))
+
+
+def test_tl_round_with_validation_and_no_restore(board):
+    """Validation without restore: the passes are reported, the weights are the last epoch's."""
+    w = Model(paper_cnn(T, N_CLASSES), seed=13).get_weights()
+    x, y = windows(N_TRAIN + N_VAL, 3)
+    info, res, got = board_round(
+        board, w, x, y, mode="tl", epochs=2, batch=BATCH, lr=0.05, warmup_epochs=0, seed=SEED, n_val=N_VAL
+    )
+    want, hist = reference(w, x, y, N_VAL, "tl", 0.05, 2, 0)
+    np.testing.assert_allclose([v.loss for v in res.vals], hist.val_loss, rtol=1e-4)
+    assert_weights_close(got, want, "tl")
+    assert info.mem_bytes == firmware_round_bytes(paper_cnn(T, N_CLASSES), "tl")  # no best buffer without restore
+
+
+def test_v2_requests_are_checked(board):
+    arch = paper_cnn(T, N_CLASSES)
+    board.upload_model(arch, Model(arch, seed=1).get_weights())
+    x, y = windows(40, 4)
+    board.clear_data(0)
+    board.upload_dataset(x, y, 0)
+    for kw, code, text in (
+        (dict(n_val=40), "BAD_PARAM", "n_val 40 leaves no training window"),
+        (dict(n_val=0, patience=2, restore_best=True), "BAD_PARAM", "need validation windows"),
+        (dict(clip_norm=-1.0), "BAD_PARAM", "clip_norm outside"),
+        (dict(feature_lr_scale=11.0), "BAD_PARAM", "feature_lr_scale outside"),
+        (dict(l2sp=0.1), "UNSUPPORTED", "L2-SP unsupported"),
+    ):
+        with pytest.raises(NucleoError, match=f"{code}.*{text}"):
+            board.train("full", epochs=1, **kw)
+    assert board.status().state == P.BoardState.IDLE
+    # a v1 host is still served as v1
+    rsp = board.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp)
+    assert rsp.proto == 1
+    assert board.request(P.Hello(P.MAGIC, 1, 9), P.HelloRsp).proto == 2
