@@ -510,7 +510,9 @@ def _collect(
         deadline = time.monotonic() + (0.2 if ended_early else settle_s)
         while time.monotonic() < deadline:
             attribute()
-            if len(measured) == len(rows):  # every batch's end edge seen and covered by the samples
+            # every batch settled, and (a round that ran to its end) every edge in: a monitor may report an edge
+            # after the samples that follow it, so a batch settled on the board's ticks may still get its edge
+            if len(measured) == len(rows) and (ended_early or len(power.edges(earliest)) >= len(rows) + 1):
                 break
             time.sleep(0.05)
         # the whole round, every edge known: a batch whose interval moved gets its energy again
