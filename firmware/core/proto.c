@@ -620,7 +620,7 @@ static int check_slot(uint8_t slot, reply_t *r) {
     return 0;
 }
 
-/* Protocol v2 fields of TRAIN_START (docs/protocol.md §3.4); 0 if they are acceptable. */
+/* Protocol v2 fields of TRAIN_START (docs/protocol.md §3.6); 0 if they are acceptable. */
 static int robust_checks(const train_cfg_t *c, reply_t *r) {
     uint32_t n = data_count(0);
     if (c->n_val && c->n_val >= n) {

@@ -245,7 +245,7 @@ void odl_backward(plan_t *p, int label) {
     }
 }
 
-/* The robust step (protocol v2, main phase; docs/protocol.md §5.5), exactly device/engine's
+/* The robust step (protocol v2, main phase; docs/protocol.md §3.6), exactly device/engine's
  * Model._robust_update in float32: g = acc / n; if clip_norm > 0: s = sum of g*g over every trained array
  * in layer order (kernel, then bias), one running float32 sum, norm = sqrtf(s), and if norm > clip_norm every
  * g *= clip_norm / norm; then w -= g * lr_a with lr_a = lr * feature_lr_scale (rounded once) for the layers

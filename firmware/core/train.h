@@ -17,7 +17,7 @@ typedef struct {
     float lr, warmup_lr;
     uint32_t seed;
     uint64_t layer_mask;
-    /* protocol v2: the robust round (docs/protocol.md §3.4); all zero / 1.0 = the v1 round */
+    /* protocol v2: the robust round (docs/protocol.md §3.6); all zero / 1.0 = the v1 round */
     uint16_t n_val;         /* the last n_val windows of slot 0 are the validation set */
     uint8_t patience;       /* early stop after this many validation passes without a better one */
     uint8_t val_flags;      /* VAL_RESTORE_BEST | VAL_SELECT_F1 */
