@@ -32,6 +32,7 @@ def cfg_for(data: Path, **kw) -> LosoConfig:
         warmup_epochs=1,
         pretrain_epochs=2,
         pretrain_patience=1,
+        modes=loso.ALL_MODES,
     )
     base.update(kw)
     return LosoConfig(**base)

@@ -85,7 +85,12 @@ def test_every_training_setting_is_a_grid_key_by_name(tiny_wisdm):
     base_key = plan_sweep(base).keys[0]
     for f in settable:
         base_value = FAST.get(f.name, f.default)
-        other = base_value + 1 if isinstance(base_value, int) else base_value * 0.5
+        if isinstance(base_value, bool):
+            other = not base_value
+        elif isinstance(base_value, int):
+            other = base_value + 1
+        else:
+            other = base_value * 0.5 if base_value else 0.1
         grid = dict(T=20, mode="tl", subjects=["1600"], **{f.name: [base_value, other]})
         spec = parse_spec(spec_doc(tiny_wisdm, **grid))
         assert spec.axes[f.name] == (base_value, other) and spec.varying() == [f.name]

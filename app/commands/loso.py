@@ -143,7 +143,7 @@ def config_from_args(args: argparse.Namespace):
         pretrain_lr=args.pretrain_lr,
         seed=args.seed,
         pers_seed=args.pers_seed,
-        procedure=procedure,
+        **procedure.to_dict(),
     )
     cfg.validate()
     return cfg

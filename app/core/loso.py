@@ -83,7 +83,7 @@ class LosoConfig:
     dataset: str = "hapt"
     data: str | None = None  # file/folder; default ../shared/data/<dataset folder>
     sizes: tuple[int, ...] = PAPER_SIZES
-    modes: tuple[str, ...] = ALL_MODES
+    modes: tuple[str, ...] = MODES  # the CLI adds 'auto' when the procedure validates
     subjects: tuple[str, ...] | None = None  # test subjects (default: all); pretraining always uses all others
     rate: float = 20.0
     train_fraction: float = 0.6
@@ -97,8 +97,23 @@ class LosoConfig:
     pretrain_batch: int = 32
     pretrain_val_fraction: float = 0.1
     seed: int = 0
-    procedure: Procedure = ROBUST  # how TL/Full rounds train (PLAIN: the paper's recipe)
+    # how TL/Full rounds train: the fields of app.core.procedure.Procedure, flat so that a sweep can vary each
+    # by name (defaults: ROBUST; see the ``procedure`` property)
+    val_every: int = ROBUST.val_every
+    restore_best: bool = ROBUST.restore_best
+    select_f1: bool = ROBUST.select_f1
+    patience: int = ROBUST.patience
+    clip_norm: float = ROBUST.clip_norm
+    feature_lr_scale: float = ROBUST.feature_lr_scale
+    l2sp: float = ROBUST.l2sp
     pers_seed: int = 0  # personalization shuffles only (the general models stay the same)
+
+    @property
+    def procedure(self) -> Procedure:
+        return Procedure(
+            int(self.val_every), bool(self.restore_best), bool(self.select_f1), int(self.patience),
+            float(self.clip_norm), float(self.feature_lr_scale), float(self.l2sp),
+        )  # fmt: skip
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -141,8 +156,10 @@ class LosoConfig:
         d = asdict(self)
         for k in ("sizes", "modes", "subjects", "data"):
             d.pop(k)
-        if self.procedure == PLAIN:  # the settings (and hash) of the runs before issue 17
-            d.pop("procedure")
+        for k in PLAIN.to_dict():  # nested as "procedure", as the results of issue 17 were hashed
+            d.pop(k)
+        if self.procedure != PLAIN:  # (the plain procedure: the settings, and hash, of the runs before it)
+            d["procedure"] = self.procedure.to_dict()
         if not self.pers_seed:
             d.pop("pers_seed")
         return d
