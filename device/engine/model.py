@@ -577,20 +577,8 @@ class Model:
     def val_loss(self, x: np.ndarray, t: np.ndarray, mode: str = "vectorised") -> float:
         """Mean cross-entropy over ``x`` (targets ``t``, float32 ``(n, N)``) in the firmware's order: per
         window loss (float32), summed sequentially in float32, divided by n in float32 (``per_sample``:
-        one window at a time, as the board runs it)."""
-        plan = self._plan(None)
-        n = x.shape[0]
-        losses = np.empty(n, DTYPE)
-        bs = 1 if mode == "per_sample" else 256
-        with blas_threads(1):
-            for s in range(0, n, bs):
-                e = min(n, s + bs)
-                r = plan.runner(e - s)
-                np.copyto(r.x_user, x[s:e])
-                np.copyto(r.t, t[s:e])
-                r.forward()
-                losses[s:e] = r.losses
-        return float(np.cumsum(losses, dtype=DTYPE)[-1] / DTYPE(n))
+        one window at a time, as the board runs it).  The loss of :meth:`val_scores`."""
+        return self.val_scores(x, t, mode)[0]
 
 
 def macro_f1_f32(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
