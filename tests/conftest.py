@@ -50,3 +50,28 @@ def power_window(qtbot, tmp_path):
     yield win, panel
     win.close()
     ctx.close()
+
+
+#: WISDM-2019 phone users of the tiny LOSO/sweep data set (``tiny_wisdm``)
+TINY_WISDM_SUBJECTS = ("1600", "1604", "1606")
+
+
+@pytest.fixture(scope="module")
+def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
+    """500 real lines of each of ``TINY_WISDM_SUBJECTS`` as a WISDM-2019 folder (LOSO and sweep tests)."""
+    from tests.test_personalize_data import real_lines, write
+
+    d = tmp_path_factory.mktemp("wisdm3")
+    for s in TINY_WISDM_SUBJECTS:
+        write(d, f"data_{s}_accel_phone.txt", real_lines(shared_data, s, 500))
+    return d
+
+
+@pytest.fixture()
+def offline_ctx(tmp_path):
+    """An app context without the bench and without device discovery."""
+    from app.core.context import AppContext
+
+    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
+    yield ctx
+    ctx.close()

@@ -10,19 +10,11 @@ import pytest
 import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
 from PySide6.QtCore import Qt  # noqa: E402
 
-from app.core.context import AppContext  # noqa: E402
 from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
 from app.ui.panels.estimator import EstimatorPanel  # noqa: E402
 from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.gui]
-
-
-@pytest.fixture()
-def offline_ctx(tmp_path):
-    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
-    yield ctx
-    ctx.close()
 
 
 def test_budgets_drive_the_recommendation(qtbot, offline_ctx):

@@ -11,18 +11,10 @@ import sqlite3
 import pytest
 from PySide6.QtCore import Qt
 
-from app.core.context import AppContext
 from app.core.rounds import RoundConfig, RoundRunner
 from tests.roundkit import bench_context, labelled_dataset
 
 pytestmark = [pytest.mark.gui]
-
-
-@pytest.fixture()
-def offline_ctx(tmp_path):
-    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
-    yield ctx
-    ctx.close()
 
 
 # --- item 7: a row of the Estimator table can be picked and used ---------------------------------------------

@@ -10,17 +10,7 @@ import pytest
 from app.core import loso
 from app.core.loso import LosoConfig, LosoError, read_rows, run_loso, summarize
 
-from .test_personalize_data import real_lines, write
-
-SUBJECTS = ("1600", "1604", "1606")
-
-
-@pytest.fixture(scope="module")
-def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
-    d = tmp_path_factory.mktemp("wisdm3")
-    for s in SUBJECTS:
-        write(d, f"data_{s}_accel_phone.txt", real_lines(shared_data, s, 500))
-    return d
+from .conftest import TINY_WISDM_SUBJECTS as SUBJECTS
 
 
 def cfg_for(data: Path, **kw) -> LosoConfig:

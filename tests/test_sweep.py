@@ -20,21 +20,11 @@ from app.core.executors import ExecutorError, LocalExecutor, make_executor
 from app.core.sweep import SweepError, load_spec, parse_spec, plan_sweep, run_sweep
 from app.core.sweepstore import ResultStore, StoreError, read_store
 
-from .test_personalize_data import real_lines, write
-
 ROOT = Path(__file__).resolve().parents[1]
-SUBJECTS = ("1600", "1604", "1606")
+
 FAST = dict(epochs=1, warmup_epochs=1, pretrain_epochs=2, pretrain_patience=1)
 #: Row fields that are wall times (differ run to run); everything else must be identical.
 TIMING = ("seconds", "task_seconds", "pretrain_seconds")
-
-
-@pytest.fixture(scope="module")
-def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
-    d = tmp_path_factory.mktemp("wisdm3")
-    for s in SUBJECTS:
-        write(d, f"data_{s}_accel_phone.txt", real_lines(shared_data, s, 500))
-    return d
 
 
 def spec_doc(data: Path, **grid) -> dict:

@@ -17,18 +17,9 @@ from app.core import loso  # noqa: E402
 from app.core.executors import LocalExecutor, RayExecutor  # noqa: E402
 from app.core.sweep import parse_spec, plan_sweep, run_sweep  # noqa: E402
 
-from .test_personalize_data import real_lines, write  # noqa: E402
-from .test_sweep import FAST, SUBJECTS, comparable, comparable_loso, spec_doc  # noqa: E402
+from .test_sweep import FAST, comparable, comparable_loso, spec_doc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
-    d = tmp_path_factory.mktemp("wisdm3")
-    for s in SUBJECTS:
-        write(d, f"data_{s}_accel_phone.txt", real_lines(shared_data, s, 500))
-    return d
 
 
 @pytest.fixture(scope="module")
