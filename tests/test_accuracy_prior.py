@@ -13,11 +13,11 @@ from app.core.accuracy_prior import PriorError, build_prior, write_prior
 from app.core.loso import run_loso
 from estimator.recommend import LosoPrior, TableIIPrior, load_accuracy_prior, recommend
 
-from .test_loso import cfg_for, tiny_wisdm  # noqa: F401 - fixture
+from .test_loso import cfg_for
 
 
 @pytest.fixture(scope="module")
-def loso_run(tiny_wisdm, tmp_path_factory):  # noqa: F811
+def loso_run(tiny_wisdm, tmp_path_factory):
     out = tmp_path_factory.mktemp("loso_prior")
     cfg = cfg_for(tiny_wisdm, sizes=(20, 40))
     res = run_loso(cfg, out, jobs=1, progress=False)
