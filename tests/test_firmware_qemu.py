@@ -127,10 +127,15 @@ def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, share
 
 
 def test_batch_cycles_are_deterministic(qemu_bench):
-    """Two identical rounds on the QEMU board report identical cycle counts and durations for every batch:
-    time is a function of the instructions executed (-icount and the cycle model), not of the host.  (The
-    client does not poll STATUS here: a request served during a batch adds its cycles to that batch, as it
-    would on the real board.)"""
+    """Two identical rounds on the QEMU board report the same cycle counts and durations for every batch: time
+    is a function of the instructions executed (-icount and the cycle model), not of the host.  (The client
+    does not poll STATUS here: a request served during a batch adds its cycles to that batch, as it would on
+    the real board.)
+
+    Exactly the same for the first batch; the others also hold the sending of the report before them, whose
+    bytes carry the board's ticks, which follow the bench's clock while the board sleeps (so the host's
+    timing), and whose COBS encoding costs a few more instructions per zero byte: equal within 1000 cycles
+    there (0.006 % of a batch), where a host-dependent wait or poll would cost far more."""
     from device.nucleo import protocol as P
     from device.nucleo.client import NucleoClient
     from estimator.arch import paper_cnn
@@ -138,7 +143,7 @@ def test_batch_cycles_are_deterministic(qemu_bench):
     arch = paper_cnn(20, 5)
     w = Model(arch, seed=1).get_weights()
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((64, 20, 3)).astype(np.float32), rng.integers(0, 5, 64)
+    x, y = rng.standard_normal((96, 20, 3)).astype(np.float32), rng.integers(0, 5, 96)
     runs = []
     for _ in range(2):
         with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:  # from a fresh boot (round_id 1)
@@ -152,7 +157,11 @@ def test_batch_cycles_are_deterministic(qemu_bench):
             c.train("full", epochs=1, batch=32)
             res = c.wait_round_done(60, check_every=0)
             runs.append([(b.cycles, b.end_tick - b.start_tick) for b in res.batches])
-    assert runs[0] == runs[1]
+    (c0, d0), (c1, d1) = runs[0][0], runs[1][0]
+    assert (c0, d0) == (c1, d1)
+    assert len(runs[0]) == len(runs[1]) == 3
+    for (ca, da), (cb, db) in zip(runs[0][1:], runs[1][1:], strict=True):
+        assert abs(ca - cb) <= 1000 and abs(da - db) <= 1000 * 1_000_000 // 8_000_000 + 1
     assert all(cyc > 1_000_000 for cyc, _ in runs[0])
 
 
