@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import time
+
+from app.commands._argtypes import nonneg, positive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,13 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--duration",
-        type=_positive,
+        type=positive,
         default=None,
         help="seconds of samples to capture (exactly duration x freq samples)",
     )
     p.add_argument(
         "--acqtime",
-        type=_nonneg,
+        type=nonneg,
         default=None,
         help="shield acquisition time in s (0 = until stopped); default: --duration",
     )
@@ -76,40 +77,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)",
     )
     p.add_argument(
-        "--trigdelay", type=_nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
+        "--trigdelay", type=nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
     )
     p.add_argument("--events", action="store_true", help="report D7 rising edges as markers (eventsrc d7)")
     p.add_argument("--out", default=None, help="save samples: FILE.h5 (HDF5, complete) or FILE.csv (capped)")
-    p.add_argument("--csv-max-mb", type=_positive, default=100.0, help="CSV size cap in MB (default 100)")
+    p.add_argument("--csv-max-mb", type=positive, default=100.0, help="CSV size cap in MB (default 100)")
     p.add_argument(
         "--strict-format",
         action="store_true",
         help="refuse ascii_dec beyond its limits instead of switching to bin_hexa",
     )
-    p.add_argument("--timeout", type=_positive, default=3.0, help="reply timeout per command, s (default 3)")
+    p.add_argument("--timeout", type=positive, default=3.0, help="reply timeout per command, s (default 3)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
-    return v
-
-
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return v
 
 
 def _err(msg: str) -> None:
