@@ -33,3 +33,13 @@ def st_models(shared_dir: Path) -> Path:
     if not p.is_dir():
         pytest.skip(f"{p} not found")
     return p
+
+
+@pytest.fixture()
+def offline_ctx(tmp_path):
+    """An app context without the bench and without device discovery."""
+    from app.core.context import AppContext
+
+    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
+    yield ctx
+    ctx.close()

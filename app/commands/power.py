@@ -150,9 +150,9 @@ def resolve_port(port: str, quiet: bool = False):
     """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
     if port != "auto":
         return port, None
-    from device.monitor import monitor_class
+    from device.monitor import LPM01A_KIND, monitor_class
 
-    found = monitor_class("powershield").find()
+    found = monitor_class(LPM01A_KIND).find()
     if found:
         if len(found) > 1 and not quiet:
             _err(f"{len(found)} PowerShields found; using {found[0].device}")
@@ -165,8 +165,8 @@ def resolve_port(port: str, quiet: bool = False):
         ) from None
     bench = VirtualBench(board=True)
     urls = bench.start()
-    _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['powershield']}")
-    return urls["powershield"], bench
+    _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['power_monitor']}")
+    return urls["power_monitor"], bench
 
 
 def _close_writer(writer, write_error: list[OSError]) -> None:
@@ -182,7 +182,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     """Run one capture as the CLI does; returns (result dict, exit code)."""
     from device.lpm01a import spec
     from device.lpm01a.driver import ArgumentError
-    from device.monitor import MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
+    from device.monitor import LPM01A_KIND, MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
 
     try:
         plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
@@ -242,7 +242,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                     cap.stop()
 
         try:
-            mon = open_monitor("powershield", url, timeout=args.timeout)
+            mon = open_monitor(LPM01A_KIND, url, timeout=args.timeout)
         except MonitorError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
             return {"error": str(exc)}, 2
         try:

@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from app.core.context import AppContext
     from app.core.devices import DeviceState
     from app.core.paths import asset_path, assets_dir, is_frozen
+    from device.monitor import is_monitor
 
     report: dict[str, Any] = {
         "ok": False,
@@ -199,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
         report["tensorflow_at_startup"] = "tensorflow" in sys.modules
 
         virtual = [s.info for s in ctx.devices.snapshot() if s.info.virtual]
-        kinds = {i.kind for i in virtual}
-        if kinds != {"board", "powershield"}:
-            raise RuntimeError(f"virtual bench offers {sorted(kinds) or 'no devices'}; expected board and powershield")
+        kinds = sorted(i.kind for i in virtual)
+        if len(virtual) != 2 or "board" not in kinds or not any(is_monitor(k) for k in kinds):
+            raise RuntimeError(f"virtual bench offers {kinds or 'no devices'}; expected a board and a power monitor")
         for info in virtual:
             ctx.devices.connect(info.key)
             ctx.devices.set_streaming(info.key, True)

@@ -100,6 +100,8 @@ def test_cli_bench_json_serve_and_sigterm() -> None:
         info = _read_json_line(proc, 60)
         assert set(info) >= {"powershield", "board", "powershield_pty", "board_pty"}
         assert info["powershield"].startswith("socket://127.0.0.1:") and info["time_scale"] == 2.0
+        # the same monitor under neutral names; "powershield" stays for the scripts that read it
+        assert (info["power_monitor"], info["power_monitor_kind"]) == (info["powershield"], "powershield")
         with serial.serial_for_url(info["powershield"], timeout=0.2) as port:
             assert ask(port, "htc") == b"\r\nPowerShield > ack htc\r\n\r\n"
         with serial.Serial(info["powershield_pty"], timeout=0.2) as port:

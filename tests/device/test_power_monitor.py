@@ -24,6 +24,7 @@ def shield_url():
 def test_registry_maps_a_kind_to_its_monitor_and_names_what_is_known(monkeypatch):
     assert M.monitor_kinds() == ("powershield",) and M.is_monitor("powershield") and not M.is_monitor("board")
     assert M.monitor_class("powershield") is LPM01AMonitor
+    assert M.LPM01A_KIND == LPM01AMonitor.kind == "powershield"  # the kind the app saved and the bench names
     with pytest.raises(KeyError, match=r"no power monitor of kind 'otii' \(known: powershield\)"):
         M.monitor_class("otii")
     # a registry line that does not name a PowerMonitor of its kind is refused, not used

@@ -1,4 +1,4 @@
-"""Fixtures of the GUI tests (pytest-qt, offscreen): the main window on the bench, an offline context."""
+"""Fixtures of the GUI tests (pytest-qt, offscreen): the main window on the bench."""
 
 from __future__ import annotations
 
@@ -19,14 +19,4 @@ def power_window(qtbot, tmp_path):
     panel = win.show_panel("power")
     yield win, panel
     win.close()
-    ctx.close()
-
-
-@pytest.fixture()
-def offline_ctx(tmp_path):
-    """An app context without the bench and without device discovery."""
-    from app.core.context import AppContext
-
-    ctx = AppContext.create(tmp_path / "data", bench=False, discover=False)
-    yield ctx
     ctx.close()

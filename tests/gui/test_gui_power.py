@@ -114,3 +114,23 @@ def test_power_panel_shows_the_missing_time_and_the_energy_of_the_samples(qtbot,
         assert "2 s without data not counted" in panel.between.text()
     finally:
         ctx.close()
+
+
+def test_rate_choices_are_the_power_monitors_own(qtbot, offline_ctx, monkeypatch):
+    """Issue 14: the rate box lists what the monitor in use offers (its ``rates_hz``), not LPM01A constants."""
+    from app.ui.panels.power import PowerPanel
+    from tests.boardkit import OtherMonitor, add_other_monitor
+
+    def offered(panel):
+        return tuple(panel.rate.itemData(i) for i in range(panel.rate.count()))
+
+    panel = PowerPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    assert offered(panel) == (1_000, 10_000, 50_000, 100_000)  # no monitor yet: the LPM01A's
+    assert panel.rate.currentData() == 100_000  # the saved setting
+    add_other_monitor(offline_ctx.devices, monkeypatch)
+    panel._sync_rates()  # noqa: SLF001 - what Stream does before configuring
+    assert offered(panel) == OtherMonitor.rates_hz
+    other = PowerPanel(offline_ctx)
+    qtbot.addWidget(other)
+    assert offered(other) == OtherMonitor.rates_hz
