@@ -742,7 +742,7 @@ class DeviceManager:
         """Where the device is now: a virtual one's endpoint URL (None while unplugged; a new port after
         an unplug with ``new_port``), a real one found again by serial number if its path changed."""
         info = s.info
-        url = info.url
+        url: str | None = info.url
         if info.virtual:
             ep = getattr(self.bench, "endpoints", {}).get(info.kind) if self.bench is not None else None
             if ep is None:
@@ -834,7 +834,9 @@ class DeviceManager:
         try:
             factory = self._bench_factory
             if factory is None:
-                from device.bench import VirtualBench as factory  # noqa: N813
+                from device.bench import VirtualBench
+
+                factory = VirtualBench
             bench = factory(**self._bench_kwargs)
             urls = bench.start()
         except Exception as exc:  # noqa: BLE001
