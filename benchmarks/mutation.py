@@ -48,39 +48,41 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "cobs": Target("device/nucleo/cobs.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
+    "cobs": Target("device/nucleo/cobs.py", ("*",), ("tests/device/test_nucleo_protocol.py",), 60),
     # (test_nucleo_protocol's hypothesis round trips need more than 15 s on a loaded machine)
-    "crc16_32": Target("device/nucleo/crc.py", ("*",), ("tests/test_nucleo_protocol.py",), 60),
+    "crc16_32": Target("device/nucleo/crc.py", ("*",), ("tests/device/test_nucleo_protocol.py",), 60),
     "frame_decode": Target(
         "device/nucleo/protocol.py",
         ("frame_body", "encode_frame", "parse_body", "FrameDecoder.*"),
-        ("tests/test_nucleo_protocol.py",),
+        ("tests/device/test_nucleo_protocol.py",),
         60,
     ),
     # (its two hypothesis fuzzers are left out for time: they check robustness, the exact tests check values)
     # (test_every_split_offset_gives_identical_results decodes a session at ~7,000 splits: slow when traced)
-    "lpm01a_decode": Target("device/lpm01a/decode.py", ("*",), ("tests/test_lpm01a_decode.py", "-k", "not fuzz"), 120),
+    "lpm01a_decode": Target(
+        "device/lpm01a/decode.py", ("*",), ("tests/device/test_lpm01a_decode.py", "-k", "not fuzz"), 120
+    ),
     "energy_rounds": Target(
         "app/core/energy.py",
         ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),
-        ("tests/test_rounds.py", "-k", "align or attribute"),
+        ("tests/core/test_rounds.py", "-k", "align or attribute"),
     ),
     "energy_personalize": Target(
         "app/core/personalize.py",
         ("batch_summary",),
-        ("tests/test_personalize.py", "-k", "batch_summary"),
+        ("tests/core/test_personalize.py", "-k", "batch_summary"),
     ),
-    "estimator_memory": Target("estimator/memory.py", ("*",), ("tests/test_estimator.py",)),
+    "estimator_memory": Target("estimator/memory.py", ("*",), ("tests/estimator/test_estimator.py",)),
     "estimator_time": Target(
         "estimator/core.py",
         # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut
         ("time_per_sample_s", "update_time_s", "time_per_batch_s", "estimate"),
-        ("tests/test_estimator.py",),
+        ("tests/estimator/test_estimator.py",),
     ),
     "estimator_profile": Target(
         "estimator/profiles.py",
         ("DeviceProfile.current_a", "DeviceProfile.power_w", "DeviceProfile.cycles_for", "DeviceProfile.io_s"),
-        ("tests/test_estimator.py",),
+        ("tests/estimator/test_estimator.py",),
     ),
 }
 

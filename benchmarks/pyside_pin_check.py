@@ -4,7 +4,7 @@ Run it with the interpreter of a venv holding the PySide6 under test:
     QT_QPA_PLATFORM=offscreen python benchmarks/pyside_pin_check.py
 It prints the change in ``sys.getrefcount(None)`` every 250 frames (falling = the refcount bug) and
 "survived 5000" at the end; PySide6 6.12.0 aborts with "Fatal Python error: none_dealloc".
-The test suite keeps the same loop (plus the app's own live plot) in tests/test_redraw_soak.py.
+The test suite keeps the same loop (plus the app's own live plot) in tests/gui/test_redraw_soak.py.
 """
 
 import sys

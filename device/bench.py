@@ -15,6 +15,10 @@ also reachable through a pty (a stable symlink in a private temporary directory)
 
     with VirtualBench(seed=1) as bench:
         urls = bench.urls          # {"powershield": "socket://127.0.0.1:PORT", "board": ..., ...}
+
+``urls["power_monitor"]`` and ``urls["power_monitor_kind"]`` name the power monitor without naming the
+LPM01A (its device kind in :data:`device.monitor.REGISTRY`); ``urls["powershield"]`` is the same URL, kept
+because scripts read it from ``odlstudio bench --json``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from device.endpoint import HAVE_PTY, SerialEndpoint
 from device.lpm01a.emulator import LPM01AEmulator
+from device.monitor import LPM01A_KIND
 from device.power_profiles import L496Profile
 from device.simclock import SimClock
 
@@ -132,6 +137,9 @@ class VirtualBench:
             "time_scale": self.clock.time_scale,
             "seed": self.seed,
             "board_kind": self.board_kind,
+            # the same monitor under neutral names (consumers that must not assume an LPM01A read these)
+            "power_monitor": ps.url,
+            "power_monitor_kind": LPM01A_KIND,
         }
 
     def start(self) -> dict[str, Any]:

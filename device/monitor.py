@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from device.discovery import PortInfo
 
 __all__ = [
+    "LPM01A_KIND",
     "MARKER",
     "REGISTRY",
     "Acquisition",
@@ -61,10 +62,14 @@ __all__ = [
 #: ``kind`` of the stream event a monitor reports for an edge of the board's marker line (D7).
 MARKER = "event"
 
+#: Device kind of the X-NUCLEO-LPM01A (the STM32 Power Shield: hence the name; also its key in the
+#: virtual bench's URLs, ``odlstudio bench --json``).  Code that means "this monitor" names this constant.
+LPM01A_KIND = "powershield"
+
 #: Device kind -> ``"module:Class"`` of its :class:`PowerMonitor`.  Imported on first use, so listing the
-#: kinds costs no driver import.  One line per monitor (docs/power-monitors.md).
+#: kinds costs no driver import.  One line per monitor (docs/power-monitors.md); the first is the default.
 REGISTRY: dict[str, str] = {
-    "powershield": "device.lpm01a.monitor:LPM01AMonitor",
+    LPM01A_KIND: "device.lpm01a.monitor:LPM01AMonitor",
 }
 
 

@@ -310,8 +310,7 @@ def calibrate(
 
     # --- power ---------------------------------------------------------------------------------
     i0, k = base_p.i0_a, base_p.k_a_per_hz
-    pw = [(r, r.power_w()) for r in recs]
-    pw = [(r, p) for r, p in pw if p is not None]
+    pw = [(r, p) for r in recs if (p := r.power_w()) is not None]
     if fit_power and pw:
         freqs = np.array([float(r.clock_hz or base_p.clock_hz) for r, _ in pw])
         amps = np.array([p / float(r.voltage_v or base_p.voltage_v) for r, p in pw])

@@ -252,6 +252,9 @@ def estimate(
         "code_flash": p.code_flash_bytes,
     }
     notes = ["memory is the paper's *estimated* accounting; Table III's time and power are measurements"]
+    batches: int | None
+    t_epoch: float | None
+    t_round: float | None
     if n_windows is not None:
         excluded["local_dataset"] = int(n_windows) * window_values * BYTES_PER_VALUE
         batches = math.ceil(int(n_windows) / batch_size)

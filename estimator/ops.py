@@ -1,7 +1,7 @@
 """Operation counts of on-device training and inference, per sample, by ``OP_TYPES`` key.
 
 This module is the *definition* of what one operation is; the training engine (``device.engine``)
-counts with exactly these rules so that ``tests/test_estimator_vs_engine.py`` can compare them.
+counts with exactly these rules so that ``tests/estimator/test_estimator_vs_engine.py`` can compare them.
 
 Definitions (per sample; ``out`` = elements of a layer's output, ``in`` = elements of its input)
 -----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Byte-noise faults shared by the device fault matrices (tests/test_faults_*.py): name -> switch settings
+"""Byte-noise faults shared by the device fault matrices (tests/device/test_faults_*.py): name -> switch settings
 of a :class:`device.emulated.ByteFaults`; and an independent NUCLEO frame decoder to check what the
-host's decoder accepted (tests/test_faults_nucleo.py, tests/test_fuzz_parsers.py)."""
+host's decoder accepted (tests/device/test_faults_nucleo.py, tests/device/test_fuzz_parsers.py)."""
 
 from __future__ import annotations
 

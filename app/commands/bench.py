@@ -13,27 +13,7 @@ import signal
 import sys
 import threading
 
-from app.commands._argtypes import seed
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not an integer (0 = pick a free port)") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} out of range 0..65535 (0 = pick a free port)")
-    return value
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"time scale {text!r} is not a number") from None
-    if not (0.001 <= value <= 1000.0):
-        raise argparse.ArgumentTypeError(f"time scale {value:g} out of range 0.001..1000 (sim s per wall s)")
-    return value
+from app.commands._argtypes import finite_float, port, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
@@ -44,11 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
         "(pyserial socket:// URLs; ptys on POSIX with --pty) until Ctrl-C or SIGTERM.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line with the endpoint URLs once ready")
-    p.add_argument("--time-scale", type=_scale, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument(
+        "--time-scale",
+        type=finite_float(0.001, 1000.0),
+        default=1.0,
+        help="simulated seconds per wall second (default 1)",
+    )
     p.add_argument("--pty", action="store_true", help="also expose each device as a pty (POSIX only)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the measurement noise and faults (default 0)")
-    p.add_argument("--port-lpm", type=_port, default=0, help="TCP port of the PowerShield (0 = ephemeral)")
-    p.add_argument("--port-board", type=_port, default=0, help="TCP port of the NUCLEO (0 = ephemeral)")
+    p.add_argument("--port-lpm", type=port, default=0, help="TCP port of the PowerShield (0 = ephemeral)")
+    p.add_argument("--port-board", type=port, default=0, help="TCP port of the NUCLEO (0 = ephemeral)")
     p.add_argument("--no-board", action="store_true", help="do not emulate the NUCLEO (L496 profile current)")
     p.add_argument(
         "--board",

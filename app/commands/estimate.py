@@ -19,57 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-from app.commands._argtypes import int_range
+from app.commands._argtypes import int_list, int_range, mode_list, nonneg, positive
 
 #: estimator.recommend.ACCOUNTINGS, repeated so that building the parser imports no numpy (tested equal)
 ACCOUNTINGS = ("paper", "peak", "firmware")
-
-
-def _int_list(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            v = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not an integer (expected e.g. 20,40,60)") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{v} must be >= 1")
-        out.append(v)
-    if not out:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return out
-
-
-def _modes(text: str) -> list[str | list[str]]:
-    out: list[str | list[str]] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        out.append([n.strip() for n in part.split("+") if n.strip()] if "+" in part else part)
-    if not out:
-        raise argparse.ArgumentTypeError("expected at least one mode (tl, full, last, or layer1+layer2)")
-    return out
-
-
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = _nonneg(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return v
 
 
 def register(subparsers) -> None:
@@ -89,14 +42,14 @@ def register(subparsers) -> None:
     p.add_argument("--classes", type=int_range(2, 1000), default=6, help="classes of the paper model (default 6)")
     p.add_argument(
         "--input-sizes",
-        type=_int_list,
+        type=int_list,
         default=None,
         help="window lengths T (default 20,40,60,80,100 for the paper model; the model's own for --model)",
     )
     p.add_argument(
         "--modes",
-        type=_modes,
-        default=_modes("tl,full"),
+        type=mode_list,
+        default=mode_list("tl,full"),
         help="trainable sets: tl, full, last or layerA+layerB (default tl,full)",
     )
     p.add_argument(
@@ -110,12 +63,12 @@ def register(subparsers) -> None:
         "--profile-dir", default=None, help="directory of saved per-board profiles (default: the app's user data dir)"
     )
     p.add_argument(
-        "--clock-mhz", type=_positive, default=None, help="run the profile at this clock (cycles/op unchanged)"
+        "--clock-mhz", type=positive, default=None, help="run the profile at this clock (cycles/op unchanged)"
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--epochs",
-        type=_int_list,
+        type=int_list,
         default=[1, 2, 3, 5, 10],
         help="epoch counts the recommender considers (default 1,2,3,5,10)",
     )
@@ -127,15 +80,15 @@ def register(subparsers) -> None:
         help="local training windows per epoch (default: one batch)",
     )
     win.add_argument(
-        "--recording-s", type=_positive, default=None, help="labelled recording length; windows = seconds·rate/T"
+        "--recording-s", type=positive, default=None, help="labelled recording length; windows = seconds·rate/T"
     )
-    p.add_argument("--rate-hz", type=_positive, default=20.0, help="sample rate for --recording-s (default 20)")
-    p.add_argument("--ram-kib", type=_nonneg, default=None, help="device RAM (default: the profile's, 320 KiB)")
+    p.add_argument("--rate-hz", type=positive, default=20.0, help="sample rate for --recording-s (default 20)")
+    p.add_argument("--ram-kib", type=nonneg, default=None, help="device RAM (default: the profile's, 320 KiB)")
     p.add_argument(
-        "--reserve-kib", type=_nonneg, default=None, help="RAM kept for the firmware (default: the profile's, 24 KiB)"
+        "--reserve-kib", type=nonneg, default=None, help="RAM kept for the firmware (default: the profile's, 24 KiB)"
     )
-    p.add_argument("--energy-mj", type=_nonneg, default=None, help="energy budget per round (mJ)")
-    p.add_argument("--time-s", type=_nonneg, default=None, help="time budget per round (s)")
+    p.add_argument("--energy-mj", type=nonneg, default=None, help="energy budget per round (mJ)")
+    p.add_argument("--time-s", type=nonneg, default=None, help="time budget per round (s)")
     p.add_argument("--power-source", choices=("battery", "charging"), default="battery")
     p.add_argument(
         "--accuracy",

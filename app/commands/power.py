@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import time
+
+from app.commands._argtypes import nonneg, positive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,13 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--duration",
-        type=_positive,
+        type=positive,
         default=None,
         help="seconds of samples to capture (exactly duration x freq samples)",
     )
     p.add_argument(
         "--acqtime",
-        type=_nonneg,
+        type=nonneg,
         default=None,
         help="shield acquisition time in s (0 = until stopped); default: --duration",
     )
@@ -76,40 +77,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)",
     )
     p.add_argument(
-        "--trigdelay", type=_nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
+        "--trigdelay", type=nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
     )
     p.add_argument("--events", action="store_true", help="report D7 rising edges as markers (eventsrc d7)")
     p.add_argument("--out", default=None, help="save samples: FILE.h5 (HDF5, complete) or FILE.csv (capped)")
-    p.add_argument("--csv-max-mb", type=_positive, default=100.0, help="CSV size cap in MB (default 100)")
+    p.add_argument("--csv-max-mb", type=positive, default=100.0, help="CSV size cap in MB (default 100)")
     p.add_argument(
         "--strict-format",
         action="store_true",
         help="refuse ascii_dec beyond its limits instead of switching to bin_hexa",
     )
-    p.add_argument("--timeout", type=_positive, default=3.0, help="reply timeout per command, s (default 3)")
+    p.add_argument("--timeout", type=positive, default=3.0, help="reply timeout per command, s (default 3)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
-    return v
-
-
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return v
 
 
 def _err(msg: str) -> None:
@@ -169,9 +150,9 @@ def resolve_port(port: str, quiet: bool = False):
     """``(url, bench)``: discovery for ``auto``; falls back to an in-process virtual bench."""
     if port != "auto":
         return port, None
-    from device.monitor import monitor_class
+    from device.monitor import LPM01A_KIND, monitor_class
 
-    found = monitor_class("powershield").find()
+    found = monitor_class(LPM01A_KIND).find()
     if found:
         if len(found) > 1 and not quiet:
             _err(f"{len(found)} PowerShields found; using {found[0].device}")
@@ -184,8 +165,8 @@ def resolve_port(port: str, quiet: bool = False):
         ) from None
     bench = VirtualBench(board=True)
     urls = bench.start()
-    _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['powershield']}")
-    return urls["powershield"], bench
+    _err(f"no PowerShield (USB 0483:5740) found: started an in-process virtual bench at {urls['power_monitor']}")
+    return urls["power_monitor"], bench
 
 
 def _close_writer(writer, write_error: list[OSError]) -> None:
@@ -201,7 +182,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     """Run one capture as the CLI does; returns (result dict, exit code)."""
     from device.lpm01a import spec
     from device.lpm01a.driver import ArgumentError
-    from device.monitor import MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
+    from device.monitor import LPM01A_KIND, MARKER, MonitorError, MonitorSettingError, RunningStats, open_monitor
 
     try:
         plan = plan_capture(args.freq, args.fmt, args.duration, args.acqtime, args.output, args.strict_format)
@@ -261,7 +242,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
                     cap.stop()
 
         try:
-            mon = open_monitor("powershield", url, timeout=args.timeout)
+            mon = open_monitor(LPM01A_KIND, url, timeout=args.timeout)
         except MonitorError as exc:  # the port cannot be opened: no device (exit 2, see the module doc)
             return {"error": str(exc)}, 2
         try:

@@ -29,30 +29,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from app.commands._argtypes import finite_float
+
 #: The general model exported by ``--export`` (ships in assets/models, see assets/README.md).
 EXPORT_MODEL = ("models", "paper_cnn_wisdm5_T20.keras")
 #: Files the app needs at run time (the emulated board plays the sample; rounds start from the models).
 SHIPPED = (EXPORT_MODEL, ("sample", "wisdm2019_1600_sample.csv"), ("icons", "odlstudio.png"))
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and v < 3600):
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0 and < 3600 seconds")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
-    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,16 +44,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Self-test: virtual bench, offscreen main window, connect, stream, optional export. "
         "Exit 0 only if samples arrived on both devices (and export worked with --export).",
     )
-    p.add_argument("--seconds", type=_positive, default=5.0, help="how long to stream (default 5)")
+    p.add_argument(
+        "--seconds",
+        type=finite_float(0.0, 3600.0, lo_open=True, hi_open=True),
+        default=5.0,
+        help="how long to stream (default 5)",
+    )
     p.add_argument(
         "--connect-timeout",
-        type=_positive,
+        type=finite_float(0.0, 3600.0, lo_open=True, hi_open=True),
         default=30.0,
         help="seconds to wait for both virtual devices to stream (default 30)",
     )
     p.add_argument(
         "--min-fraction",
-        type=_fraction,
+        type=finite_float(0.0, 1.0, lo_open=True),
         default=0.25,
         help="samples needed per stream as a fraction of rate x seconds (default 0.25)",
     )
@@ -167,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from app.core.context import AppContext
     from app.core.devices import DeviceState
     from app.core.paths import asset_path, assets_dir, is_frozen
+    from device.monitor import is_monitor
 
     report: dict[str, Any] = {
         "ok": False,
@@ -212,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
         report["tensorflow_at_startup"] = "tensorflow" in sys.modules
 
         virtual = [s.info for s in ctx.devices.snapshot() if s.info.virtual]
-        kinds = {i.kind for i in virtual}
-        if kinds != {"board", "powershield"}:
-            raise RuntimeError(f"virtual bench offers {sorted(kinds) or 'no devices'}; expected board and powershield")
+        kinds = sorted(i.kind for i in virtual)
+        if len(virtual) != 2 or "board" not in kinds or not any(is_monitor(k) for k in kinds):
+            raise RuntimeError(f"virtual bench offers {kinds or 'no devices'}; expected a board and a power monitor")
         for info in virtual:
             ctx.devices.connect(info.key)
             ctx.devices.set_streaming(info.key, True)

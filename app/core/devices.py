@@ -52,7 +52,6 @@ __all__ = [
     "ACCEL_ODR_HZ",
     "ACCEL_FS_G",
     "POWER_MONITOR",
-    "POWER_RATES_HZ",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,6 @@ log = logging.getLogger(__name__)
 #: Accelerometer choices offered in the UI (LSM6DSO ladder; mirrors device.nucleo.protocol).
 ACCEL_ODR_HZ = (12.5, 26.0, 52.0, 104.0, 208.0, 417.0, 833.0, 1667.0)
 ACCEL_FS_G = (2, 4, 8, 16)
-POWER_RATES_HZ = (1_000, 10_000, 50_000, 100_000)
 #: ``DeviceManager.first(POWER_MONITOR)``: the first device of any power-monitor kind (device.monitor.REGISTRY).
 POWER_MONITOR = "power-monitor"
 G = 9.80665
@@ -96,7 +94,7 @@ class DeviceInfo:
     """A discovered device (real or virtual).  ``key`` is stable for the app session."""
 
     key: str
-    kind: str  # 'board' | 'powershield'
+    kind: str  # 'board' | a power-monitor kind of device.monitor.REGISTRY ('powershield': the LPM01A)
     url: str
     name: str
     virtual: bool = False
@@ -744,7 +742,7 @@ class DeviceManager:
         """Where the device is now: a virtual one's endpoint URL (None while unplugged; a new port after
         an unplug with ``new_port``), a real one found again by serial number if its path changed."""
         info = s.info
-        url = info.url
+        url: str | None = info.url
         if info.virtual:
             ep = getattr(self.bench, "endpoints", {}).get(info.kind) if self.bench is not None else None
             if ep is None:
@@ -836,7 +834,9 @@ class DeviceManager:
         try:
             factory = self._bench_factory
             if factory is None:
-                from device.bench import VirtualBench as factory  # noqa: N813
+                from device.bench import VirtualBench
+
+                factory = VirtualBench
             bench = factory(**self._bench_kwargs)
             urls = bench.start()
         except Exception as exc:  # noqa: BLE001
@@ -845,8 +845,12 @@ class DeviceManager:
             return False
         self.bench = bench
         with self._lock:
-            if urls.get("powershield"):
-                info = DeviceInfo("powershield:virtual", "powershield", urls["powershield"], "LPM01A (virtual)", True)
+            if urls.get("power_monitor"):
+                from device.monitor import monitor_class
+
+                kind = urls["power_monitor_kind"]
+                name = f"{monitor_class(kind).short_name} (virtual)"
+                info = DeviceInfo(f"{kind}:virtual", kind, urls["power_monitor"], name, True)
                 self._sessions[info.key] = self._make(info)
             if urls.get("board"):
                 what = "ODL firmware under QEMU" if urls.get("board_kind") == "qemu" else "Python emulator"
@@ -897,11 +901,32 @@ class DeviceManager:
             raise DeviceError(f"accelerometer full scale ±{fs_g} g is not one of {ACCEL_FS_G}")
         self._session(key).submit("config", odr_hz, fs_g)
 
+    def power_rates_hz(self, key: str | None = None) -> tuple[int, ...]:
+        """The sampling rates offered for power monitor ``key`` (its :class:`~device.monitor.PowerMonitor`'s
+        ``rates_hz``); without a key, those of the first power monitor, or of the registry's default kind
+        when there is none yet.  Class facts only: no I/O, safe on the GUI thread."""
+        return self._monitor_cls(key).rates_hz
+
+    def _monitor_cls(self, key: str | None):
+        from device.monitor import REGISTRY, monitor_class
+
+        if key is None:
+            st = self.first(POWER_MONITOR)
+            if st is None:
+                return monitor_class(next(iter(REGISTRY)))
+            key = st.info.key
+        s = self._session(key)
+        if not isinstance(s, _PowerSession):
+            raise DeviceError(f"{s.info.name} is not a power monitor")
+        return s.monitor_cls
+
     def configure_power(self, key: str, rate_hz: int, voltage: float = 3.3) -> None:
-        if rate_hz not in POWER_RATES_HZ:
-            raise DeviceError(f"power sampling rate {rate_hz} Hz is not one of {POWER_RATES_HZ}")
-        if not 1.8 <= voltage <= 3.3:
-            raise DeviceError(f"supply voltage {voltage} V outside 1.8..3.3 V")
+        cls = self._monitor_cls(key)
+        if rate_hz not in cls.rates_hz:
+            raise DeviceError(f"power sampling rate {rate_hz} Hz is not one of {cls.rates_hz} ({cls.short_name})")
+        lo, hi = cls.voltage_range
+        if not lo <= voltage <= hi:
+            raise DeviceError(f"supply voltage {voltage} V outside {lo:g}..{hi:g} V ({cls.short_name})")
         self._session(key).submit("config", rate_hz, voltage)
 
     def call(

@@ -77,7 +77,7 @@ def heap_stats() -> dict[str, int]:
     if _mallinfo2 is None:
         return {}
     mi = _mallinfo2()
-    return {name: int(getattr(mi, name)) for name, _ in _MallInfo2._fields_}
+    return {name: int(getattr(mi, name)) for name, *_ in _MallInfo2._fields_}
 
 
 def tune_allocator() -> dict[str, int]:

@@ -61,6 +61,7 @@ from app.core.paths import asset_path
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
+from device.monitor import LPM01A_KIND
 
 ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
@@ -406,7 +407,7 @@ class PowerRecorder:
     #: Seconds of samples kept at full resolution (longer ago: the stream's pyramid).
     KEEP_S = 4 * 3600.0
 
-    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0, kind: str = "powershield"):
+    def __init__(self, url: str, freq: int = 100, timeout: float = 3.0, kind: str = LPM01A_KIND):
         from device.monitor import open_monitor  # noqa: PLC0415
 
         self.freq = int(freq)
@@ -472,6 +473,7 @@ class BoardSession:
         self.power: PowerRecorder | None = None
         self.warnings: list[str] = []
         board_url, power_url = cfg.board_url, cfg.power_url
+        power_kind = LPM01A_KIND  # what --power names: an X-NUCLEO-LPM01A
         self.time_scale = 1.0
         try:
             if board_url is None:
@@ -484,10 +486,11 @@ class BoardSession:
                         "the virtual bench has no NUCLEO emulator (device/nucleo/emulator.py missing)"
                     )
                 board_url = urls["board"]
-                power_url = power_url or urls["powershield"]
+                if power_url is None:
+                    power_url, power_kind = urls["power_monitor"], urls["power_monitor_kind"]
                 self.time_scale = float(cfg.time_scale)
                 log(
-                    f"virtual bench: board {board_url}, powershield {urls['powershield']}, time scale {cfg.time_scale:g}"
+                    f"virtual bench: board {board_url}, {power_kind} {urls['power_monitor']}, time scale {cfg.time_scale:g}"
                 )
             try:
                 self.client = NucleoClient.open(board_url, timeout=cfg.timeout)
@@ -500,7 +503,7 @@ class BoardSession:
             self.client.set_marker(True)
             if cfg.power and power_url:
                 try:
-                    self.power = PowerRecorder(power_url, cfg.power_freq, cfg.timeout).start()
+                    self.power = PowerRecorder(power_url, cfg.power_freq, cfg.timeout, kind=power_kind).start()
                 except Exception as exc:  # noqa: BLE001 - no power figures, but personalization still runs
                     self.warnings.append(f"no power capture from {power_url}: {exc}")
             elif cfg.power:

@@ -211,7 +211,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         import tomllib  # noqa: PLC0415
     except ImportError:  # Python 3.10
-        import tomli as tomllib  # noqa: PLC0415
+        import tomli as tomllib  # type: ignore[no-redef]  # noqa: PLC0415
     if not path.is_file():
         raise SweepError(f"{path}: no such spec file")
     try:

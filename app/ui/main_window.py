@@ -6,7 +6,7 @@
   a lower frame rate instead of queueing paints.
 * The status bar says **"Virtual bench"** when the in-process bench is used, summarises the devices, shows
   running tasks (progress + Cancel) and, with View › Show frame time, the measured frame time.
-* Every panel fits a 1280 × 800 screen (``tests/test_gui_fit.py``); the window opens at most as large as the
+* Every panel fits a 1280 × 800 screen (``tests/gui/test_gui_fit.py``); the window opens at most as large as the
   screen's available area.
 """
 

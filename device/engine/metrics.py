@@ -59,7 +59,10 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None =
 
 
 def macro_f1(
-    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int] | None = None, n_classes: int | None = None
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    labels: Sequence[int] | np.ndarray | None = None,
+    n_classes: int | None = None,
 ) -> float:
     """Unweighted mean of the per-class F1 over ``labels`` (default: classes present in ``y_true`` or
     ``y_pred``, as scikit-learn)."""

@@ -509,10 +509,11 @@ class BinaryDecoder(StreamDecoder):
             stop = min(marker, text_at if text_at >= 0 else n, n - hold)
             nwords = (stop - pos) // 2
             if nwords > 0:
-                if decoded[par] is None:
-                    decoded[par] = self._decode_words(data, par)
+                words = decoded[par]
+                if words is None:
+                    words = decoded[par] = self._decode_words(data, par)
                 wi = pos // 2
-                run = decoded[par][wi : wi + nwords]
+                run = words[wi : wi + nwords]
                 bad = np.flatnonzero(run > _MAX_PLAUSIBLE)
                 if len(bad):  # misaligned: keep what precedes, resync (the gap is NaN-filled at the next timestamp)
                     j = int(bad[0])

@@ -10,7 +10,7 @@ from device import discovery
 from device.lpm01a import spec
 from device.lpm01a.capture import Capture
 from device.lpm01a.driver import BufferOverflow, Overcurrent, PowerShield, PowerShieldError, PowerShieldTimeout
-from device.monitor import MonitorSettingError, PowerMonitor
+from device.monitor import LPM01A_KIND, MonitorSettingError, PowerMonitor
 
 __all__ = ["LPM01AMonitor"]
 
@@ -22,7 +22,7 @@ class LPM01AMonitor(PowerMonitor):
     """One open link to an X-NUCLEO-LPM01A (see :class:`device.monitor.PowerMonitor`).  ``ps`` is the driver,
     for LPM01A-only commands (``odlstudio power``)."""
 
-    kind: ClassVar[str] = "powershield"
+    kind: ClassVar[str] = LPM01A_KIND
     name: ClassVar[str] = "X-NUCLEO-LPM01A"
     short_name: ClassVar[str] = "LPM01A"
     usb_ids: ClassVar[tuple[tuple[int, int], ...]] = discovery.LPM01A_IDS

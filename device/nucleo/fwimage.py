@@ -2,7 +2,7 @@
 a ``.bin`` file is (docs/firmware-nucleo.md, "Flashing").
 
 :data:`FIRMWARE_VERSION` is the one Python copy of ``ODL_FW_MAJOR/MINOR/PATCH`` (firmware/core/odl.h);
-tests/test_flashing.py fails when the two differ.  The emulated board reports it too.
+tests/device/test_flashing.py fails when the two differ.  The emulated board reports it too.
 
 Every ODL image for the board carries an identification string right after its vector table,
 ``ODL-FW <major>.<minor>.<patch> <target> protocol <n>`` (firmware/targets/nucleo-l496zg/board_l496.c), so
@@ -29,7 +29,7 @@ __all__ = [
     "version_text",
 ]
 
-#: firmware/core/odl.h ODL_FW_MAJOR / ODL_FW_MINOR / ODL_FW_PATCH (checked by tests/test_flashing.py)
+#: firmware/core/odl.h ODL_FW_MAJOR / ODL_FW_MINOR / ODL_FW_PATCH (checked by tests/device/test_flashing.py)
 FIRMWARE_VERSION: tuple[int, int, int] = (1, 1, 0)
 #: the firmware target the app ships and flashes (firmware/targets/<target>)
 BOARD_TARGET = "nucleo-l496zg"

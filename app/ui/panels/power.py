@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.devices import POWER_MONITOR, POWER_RATES_HZ, DeviceState
+from app.core.devices import POWER_MONITOR, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.recording import (
@@ -134,9 +134,7 @@ class PowerPanel(Panel):
         bar = QHBoxLayout()
         self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
-        for hz in POWER_RATES_HZ:
-            self.rate.addItem(f"{hz / 1000:g} kS/s", hz)
-        self.rate.setCurrentIndex(max(0, self.rate.findData(int(self.ctx.settings["power.rate_hz"]))))
+        self._sync_rates()
         self.show_what = QComboBox()
         self.show_what.addItems(["Current", "Power"])
         self.show_what.setCurrentIndex(1 if self.ctx.settings["power.show"] == "power" else 0)
@@ -340,11 +338,26 @@ class PowerPanel(Panel):
         if st.state == DeviceState.STREAMING:
             self.ctx.devices.set_streaming(st.info.key, False)
             return
+        self._sync_rates(st.info.key)
         self._config()
         if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
             self.ctx.devices.connect(st.info.key)
         self.ctx.devices.set_streaming(st.info.key, True)
         self.back_to_live()
+
+    def _sync_rates(self, key: str | None = None) -> None:
+        """The rate choices are the power monitor's own (``DeviceManager.power_rates_hz``); the chosen rate is
+        kept when the monitor offers it."""
+        rates = self.ctx.devices.power_rates_hz(key)
+        if [self.rate.itemData(i) for i in range(self.rate.count())] == list(rates):
+            return
+        want = int(self.rate.currentData() or self.ctx.settings["power.rate_hz"])
+        self.rate.blockSignals(True)
+        self.rate.clear()
+        for hz in rates:
+            self.rate.addItem(f"{hz / 1000:g} kS/s", hz)
+        self.rate.setCurrentIndex(max(0, self.rate.findData(want)))
+        self.rate.blockSignals(False)
 
     def _config(self) -> None:
         hz = int(self.rate.currentData())

@@ -1,0 +1,245 @@
+"""Label model: overlaps, undo/redo persisted in SQLite, windowing, WISDM/npz I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.datasets import DatasetError
+from app.core.labels import (
+    LabelError,
+    LabelModel,
+    class_balance,
+    class_for_activity,
+    export_windows_npz,
+    export_wisdm_csv,
+    import_wisdm,
+    import_wisdm_csv,
+    labelled_recording_set,
+    read_wisdm,
+    windows,
+)
+from app.core.recording import load_accel
+from app.core.store import Store
+from tests.datakit import V11_QUIRKS
+
+CLASSES = ("Walking", "Jogging", "Sitting")
+
+
+@pytest.fixture()
+def model(tmp_path):
+    store = Store(tmp_path)
+    rec = store.add_recording("accel", "seg", "r.f32", 20.0, 3)
+    m = LabelModel(store, rec.id, CLASSES, duration=100.0)
+    yield m
+    store.close()
+
+
+def _persisted(m: LabelModel):
+    return [(l.start_s, l.end_s, l.label) for l in m.store.labels(m.recording_id)]
+
+
+def _mem(m: LabelModel):
+    return [(l.start, l.end, l.label) for l in m.labels]
+
+
+def test_add_split_undo_redo_persist(model):
+    calls = []
+    model.add_listener(lambda: calls.append(1))
+    model.add(10, 30, "Walking")
+    model.add(15, 20, "Sitting")  # splits the walking label
+    assert _mem(model) == [(10, 15, "Walking"), (15, 20, "Sitting"), (20, 30, "Walking")]
+    assert _persisted(model) == _mem(model)
+    assert model.undo()
+    assert _mem(model) == [(10, 30, "Walking")] == _persisted(model)
+    assert model.redo()
+    assert _mem(model) == [(10, 15, "Walking"), (15, 20, "Sitting"), (20, 30, "Walking")] == _persisted(model)
+    assert len(calls) == 4
+
+
+def test_move_trim_delete_relabel(model):
+    a = model.add(0, 10, "Walking")
+    b = model.add(10, 20, "Jogging")
+    model.set_bounds(b.id, 5, 25)  # trims a
+    assert _mem(model) == [(0, 5, "Walking"), (5, 25, "Jogging")]
+    model.set_class(b.id, "Sitting")
+    model.delete(a.id)
+    assert _mem(model) == [(5, 25, "Sitting")] == _persisted(model)
+    for _ in range(3):
+        model.undo()
+    assert _mem(model) == [(0, 10, "Walking"), (10, 20, "Jogging")] == _persisted(model)
+    assert model.can_undo and model.undo_text.startswith("Label Jogging")  # two adds left
+    model.add(50, 60, "Walking")
+    assert not model.can_redo  # a new edit clears redo
+
+
+def test_reload_from_store(model):
+    model.add(1, 2, "Jogging")
+    again = LabelModel(model.store, model.recording_id, CLASSES)
+    assert _mem(again) == [(1, 2, "Jogging")]
+
+
+def test_bad_edits(model):
+    with pytest.raises(LabelError, match="not one of"):
+        model.add(0, 1, "Dancing")
+    with pytest.raises(LabelError, match="empty"):
+        model.add(3, 3, "Walking")
+    with pytest.raises(LabelError, match="no label"):
+        model.delete(12345)
+    a = model.add(-5, 500, "Walking")  # clamped to the recording
+    assert (a.start, a.end) == (0.0, 100.0)
+
+
+def test_windows_and_balance(model):
+    model.add(0, 10, "Walking")  # 200 samples at 20 Hz -> 10 windows of 20
+    model.add(10, 13.4, "Sitting")  # 68 samples -> 3 windows
+    w = windows(model.labels, 20.0, 20)
+    assert [c for _, c in w].count("Walking") == 10 and [c for _, c in w].count("Sitting") == 3
+    assert all(s + 20 <= 268 for s, _ in w)
+    bal = class_balance(model.labels, CLASSES, 20.0, 20)
+    assert bal["Walking"]["windows"] == 10 and bal["Jogging"]["seconds"] == 0
+    assert windows(model.labels, 20.0, 20, stride=10)[:3] == [(0, "Walking"), (10, "Walking"), (20, "Walking")]
+
+
+def test_wisdm_roundtrip_and_npz(model, tmp_path):
+    model.add(0, 5, "Walking")
+    model.add(5, 8, "Jogging")
+    xyz = np.random.default_rng(0).normal(0, 5, (2000, 3)).astype(np.float32)
+    p = tmp_path / "out.txt"
+    assert export_wisdm_csv(p, "u7", xyz, 20.0, model.labels) == 160
+    segs = import_wisdm_csv(p)
+    assert [(s.user, s.activity, len(s.xyz)) for s in segs] == [("u7", "Walking", 100), ("u7", "Jogging", 60)]
+    assert not read_wisdm(p).skipped  # the export is valid WISDM (no timestamp-0 placeholder record)
+    np.testing.assert_allclose(segs[0].xyz, xyz[:100], rtol=1e-5)
+    n = export_windows_npz(tmp_path / "w.npz", [(xyz, 20.0, model.labels)], CLASSES, 20)
+    d = np.load(tmp_path / "w.npz")
+    assert n == 8 and d["X"].shape == (8, 20, 3) and d["y"].tolist() == [0] * 5 + [1] * 3
+
+
+def test_wisdm_import_reports_bad_lines(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("1,Walking,1,0.1,0.2,0.3;\n" + "garbage\n" * 30)
+    rs = read_wisdm(p)  # parsed by app.core.datasets: the good record is kept, every bad line reported
+    assert rs.n_samples == 1 and len(rs.skipped) == 30
+    assert str(rs.skipped[0]).startswith(f"{p}:2: expected 6 comma-separated fields, found 1")
+    (tmp_path / "none.txt").write_text("garbage\n" * 3)
+    with pytest.raises(DatasetError, match=r"none.txt: no valid WISDM records \(3 skipped\)"):
+        read_wisdm(tmp_path / "none.txt")
+
+
+def test_wisdm_import_with_quirks_through_the_labelling_path(tmp_path):
+    p = tmp_path / "WISDM_ar_v1.1_raw.txt"
+    p.write_text(V11_QUIRKS)
+    store = Store(tmp_path / "db")
+    try:
+        classes = ("Walking", "Jogging", "Sitting")
+        ds_id = store.create_dataset(store.ensure_user("me").id, "imp", classes).id
+        steps = []
+        res = import_wisdm(store, p, ds_id, classes, progress=lambda f, t="": steps.append(f))
+        assert steps and steps[-1] == 1.0
+        assert [r.name for r in res.recordings] == ["WISDM 33"]
+        rec = res.recordings[0]
+        labels = store.labels(rec.id)
+        assert [l.label for l in labels] == ["Jogging", "Walking"]
+        # 62 jogging records (60 + the two on one line) and 51 walking ones, already at 20 Hz
+        assert labels[0].end_s == pytest.approx(62 / 20.0) and labels[1].end_s == pytest.approx(113 / 20.0)
+        xyz = load_accel(store, rec)
+        assert len(xyz) == 113 and xyz[61, 0] == pytest.approx(1.1) and xyz[62, 0] == pytest.approx(0.2)
+        lines = [k.line for k in res.skipped]
+        assert lines == [64, 65, 66, 67, 119], res.skipped
+        text = res.skipped_text(limit=4)
+        assert (
+            text.startswith("5 lines skipped: line 64: ")
+            and "line 65: expected 6 comma-separated fields, found 5" in text
+        )
+        assert "line 66: timestamp 0 (placeholder record)" in text and text.endswith("… and 1 more")
+        assert res.left_out == {"dancing": 1}  # a plain activity name that is not a class of the dataset
+        msg = res.message()
+        assert "Imported 1 recording(s) with 2 label(s)" in msg and "dancing (1 sample)" in msg
+        assert "line 119: truncated: last record has no terminating ';'" in msg
+        # a 2019 file (letter codes): stairs ('C') is not split, so it becomes the dataset's Upstairs
+        p19 = tmp_path / "data_1650_accel_phone.txt"
+        p19.write_text(
+            "".join(f"1650,{c},{(k + 1) * 50_000_000},0.1,9.8,{k % 7};\n" for c in "ACF" for k in range(40))
+            + "1650,A,12,bad\n"
+        )
+        res19 = import_wisdm(store, p19, ds_id, ("Walking", "Upstairs", "Downstairs"))
+        assert [l.label for l in store.labels(res19.recordings[0].id)] == ["Walking", "Upstairs"]
+        assert res19.left_out == {"typing": 40} and "labelled 'Upstairs'" in res19.message()
+        assert (
+            res19.skipped_text()
+            == "1 line skipped: line 121: expected 6 comma-separated fields, found 4 ('1650,A,12,bad')"
+        )
+    finally:
+        store.close()
+
+
+def test_wisdm_import_reads_named_users_and_roundtrips(model, tmp_path):
+    """The app's own export (user names instead of WISDM's integer ids) imports through the same parser."""
+    model.add(0, 5, "Walking")
+    model.add(5, 8, "Sitting")
+    xyz = np.random.default_rng(1).normal(0, 5, (2000, 3)).astype(np.float32)
+    p = tmp_path / "mine.txt"
+    export_wisdm_csv(p, "alice", xyz, 20.0, model.labels)
+    with p.open("a") as fh:
+        fh.write("bob,Walking,5000000000,1,2,3;\n7,Walking,5000000000,1,2,3;\n")
+    rs = read_wisdm(p)
+    assert rs.subjects() == ["7", "alice", "bob"] and not rs.skipped
+    store = model.store
+    ds_id = store.create_dataset(store.ensure_user("me").id, "rt", CLASSES).id
+    res = import_wisdm(store, p, ds_id, CLASSES)
+    assert sorted(r.name for r in res.recordings) == ["WISDM 7", "WISDM alice", "WISDM bob"]
+    alice = next(r for r in res.recordings if r.name == "WISDM alice")
+    np.testing.assert_allclose(load_accel(store, alice), xyz[:160], rtol=1e-5, atol=1e-5)
+    assert [(l.label, l.end_s) for l in store.labels(alice.id)] == [("Walking", 5.0), ("Sitting", 8.0)]
+    # the dataset as one user's RecordingSet (for the simulation)
+    rs2 = labelled_recording_set(store, ds_id, "me")
+    assert rs2.subjects() == ["me"] and rs2.activities() == ["walking", "sitting"]
+    assert rs2.n_samples == 160  # the one-sample users are too short to be a segment
+    rs3 = labelled_recording_set(store, ds_id, "me", classes=("Walking", "Stationary"), rate_hz=10.0)
+    assert rs3.activities() == ["Stationary", "Walking"] and rs3.rate == 10.0 and rs3.n_samples == 80
+    rs4 = labelled_recording_set(store, ds_id, "me", classes=("walking", "jogging"))
+    assert rs4.activities() == ["walking"] and "['Sitting'] are not classes of the model" in rs4.notes[0]
+
+
+def test_class_for_activity():
+    assert class_for_activity("walking", ("Walking", "Stairs")) == "Walking"
+    assert class_for_activity("upstairs", ("Walking", "Stairs")) == "Stairs"
+    assert class_for_activity("stairs", ("Upstairs", "Downstairs")) == "Upstairs"
+    assert class_for_activity("sitting", ("Stationary",)) == "Stationary"
+    assert class_for_activity("typing", ("Walking",)) is None
+
+
+def test_real_wisdm2019_subject(shared_data):
+    f = shared_data / "wisdm2019_phone_accel" / "raw" / "phone" / "accel" / "data_1600_accel_phone.txt"
+    segs = import_wisdm_csv(f)
+    assert segs[0].activity == "A" and 3000 < len(segs[0].xyz) < 4000
+    assert {s.user for s in segs} == {"1600"}
+
+
+def test_lost_samples_split_labelled_segments(tmp_path):
+    """NaN rows in an accel recording (a stream gap, or a block the recorder dropped) split the label: no
+    segment — hence no training window of a round or of the simulation — contains them."""
+    from app.core.recording import write_accel
+    from app.core.rounds import local_windows
+
+    store = Store(tmp_path)
+    ds_id = store.create_dataset(store.ensure_user("me").id, "gaps", CLASSES).id
+    x = np.random.default_rng(3).normal(0, 3, (1200, 3)).astype(np.float32)
+    x[500:520] = np.nan  # 1 s lost inside the walking label
+    x[1000] = np.nan  # one row lost inside the sitting label
+    rec = write_accel(store, "lossy", x, 20.0, ds_id)
+    store.add_label(rec.id, 0.0, 40.0, "Walking")
+    store.add_label(rec.id, 40.0, 60.0, "Sitting")
+    rs = labelled_recording_set(store, ds_id, "me")
+    assert [(s.activity, s.first_line, s.n) for s in rs.segments] == [
+        ("walking", 0, 500),
+        ("walking", 520, 280),
+        ("sitting", 800, 200),
+        ("sitting", 1001, 199),
+    ]
+    assert all(np.isfinite(s.data).all() for s in rs.segments)
+    np.testing.assert_array_equal(rs.segments[1].data, x[520:800])
+    d = local_windows(store, ds_id, ("walking", "sitting"), 20, 20.0)
+    assert len(d.train_y) and len(d.test_y) and np.isfinite(d.train_x).all() and np.isfinite(d.test_x).all()
+    store.close()

@@ -1,0 +1,181 @@
+"""LOSO on tiny real slices: 3 WISDM-2019 subjects (and one HAPT fold), 1-2 epochs, one T."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.core import loso
+from app.core.loso import LosoConfig, LosoError, read_rows, run_loso, summarize
+from tests.datakit import TINY_WISDM_SUBJECTS as SUBJECTS
+
+
+def cfg_for(data: Path, **kw) -> LosoConfig:
+    base = dict(
+        dataset="wisdm2019",
+        data=str(data),
+        sizes=(20,),
+        epochs=1,
+        warmup_epochs=1,
+        pretrain_epochs=2,
+        pretrain_patience=1,
+        modes=loso.ALL_MODES,
+    )
+    base.update(kw)
+    return LosoConfig(**base)
+
+
+def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
+    cfg = cfg_for(tiny_wisdm)
+    res = run_loso(cfg, tmp_path, jobs=2, progress=False)
+    assert not res.errors and res.tasks_run == 3
+    keys = {(r["T"], r["subject"], r["mode"]) for r in res.rows}
+    # the default procedure validates, so the mode chosen on the validation windows ('auto') is a row too
+    assert keys == {(20, s, m) for s in SUBJECTS for m in ("none", "tl", "full", "auto")}
+    for r in res.rows:
+        if r["mode"] == "auto":
+            mine = {x["mode"]: x["macro_f1"] for x in res.rows if x["subject"] == r["subject"]}
+            assert r["chosen"] in ("none", "tl", "full") and r["macro_f1"] == mine[r["chosen"]]
+    for r in res.rows:
+        assert 0.0 <= r["macro_f1"] <= 1.0 and r["n_train"] > 0 and r["n_test"] > 0
+        assert r["pretrain"]["train_windows"] > 0
+    # strict LOSO: the general model of a fold never saw its test subject -> cached per (T, subject)
+    assert len(list((tmp_path / "models").glob("*.npz"))) == 3
+    # resume: nothing left to do, same rows
+    again = run_loso(cfg, tmp_path, jobs=1, progress=False)
+    assert again.tasks_run == 0 and again.tasks_skipped == 3
+    assert sorted(json.dumps(r, sort_keys=True) for r in again.rows) == sorted(
+        json.dumps(r, sort_keys=True) for r in res.rows
+    )
+    # other settings do not reuse these rows (settings hash)
+    other = cfg_for(tiny_wisdm, epochs=2, modes=("none",), subjects=("1604",))
+    assert other.settings_hash() != cfg.settings_hash()
+    r3 = run_loso(other, tmp_path, jobs=1, progress=False)
+    assert r3.tasks_run == 1 and {r["mode"] for r in r3.rows} == {"none"}
+    # personalization settings do not change the general model: its cache is keyed by the pretraining
+    # settings alone (issue 17: ablations over personalization options reuse it) ...
+    assert r3.rows[0]["pretrain"].get("cached") is True
+    assert len(list((tmp_path / "models").glob("*.npz"))) == 3
+    # ... a pretraining setting does
+    r4 = run_loso(
+        cfg_for(tiny_wisdm, pretrain_epochs=1, modes=("none",), subjects=("1604",)), tmp_path, jobs=1, progress=False
+    )
+    assert r4.tasks_run == 1 and not r4.rows[0]["pretrain"].get("cached")
+    assert len(list((tmp_path / "models").glob("*.npz"))) == 4
+    assert len(read_rows(loso.results_path(tmp_path, "wisdm2019"))) == 3 * 4 + 1 + 1
+
+
+def test_pretraining_cache_reproduces_results(tiny_wisdm, tmp_path):
+    cfg = cfg_for(tiny_wisdm, subjects=("1606",))
+    a = loso.run_task(cfg, 20, "1606", tmp_path)
+    b = loso.run_task(cfg, 20, "1606", tmp_path)  # loads the cached general model
+    assert b[0]["pretrain"].get("cached") is True
+    assert [r["macro_f1"] for r in a] == [r["macro_f1"] for r in b]
+
+
+def test_a_truncated_results_line_is_ignored(tmp_path):
+    p = tmp_path / "loso_hapt.jsonl"
+    good = {
+        "dataset": "hapt",
+        "T": 20,
+        "subject": "1",
+        "mode": "none",
+        "macro_f1": 0.5,
+        "accuracy": 0.5,
+        "settings_hash": "x",
+    }
+    p.write_text(json.dumps(good) + "\n" + json.dumps(good)[:30] + "\n")
+    assert read_rows(p) == [good] and read_rows(p, "y") == []
+
+
+def test_summary_and_table():
+    rows = []
+    for s, (n, t, f) in {"a": (0.5, 0.7, 0.9), "b": (0.6, 0.8, 0.7)}.items():
+        rows += [
+            {"T": 20, "subject": s, "mode": m, "macro_f1": v, "accuracy": v}
+            for m, v in zip(("none", "tl", "full"), (n, t, f))
+        ]
+    summ = summarize(rows)
+    e = summ["by_T"][20]
+    assert e["modes"]["full"]["macro_f1"] == pytest.approx(0.8) and e["modes"]["none"]["macro_f1"] == pytest.approx(
+        0.55
+    )
+    assert e["order_full_tl_none"] is True and e["subjects_full_beats_tl"] == 1 and e["subjects"] == 2
+    md = loso.markdown_table(summ, loso.paper_table_ii())
+    assert "| (20,3) | 0.550 ± 0.050 | 0.804 |" in md and "1/2 (0 ties)" in md
+
+
+def test_bad_settings_are_named(tmp_path, tiny_wisdm):
+    with pytest.raises(LosoError, match="--sizes"):
+        LosoConfig(sizes=(5,)).validate()
+    with pytest.raises(LosoError, match="--modes"):
+        LosoConfig(modes=("deep",)).validate()
+    with pytest.raises(LosoError, match="--subjects"):
+        run_loso(cfg_for(tiny_wisdm, subjects=("42",)), tmp_path, progress=False)
+    with pytest.raises(LosoError, match="no such file"):
+        run_loso(cfg_for(tmp_path / "nope"), tmp_path, progress=False)
+
+
+def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsys):
+    from app.cli import main
+
+    rc = main(
+        [
+            "loso",
+            "--dataset",
+            "hapt",
+            "--sizes",
+            "20",
+            "--subjects",
+            "3",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "1",
+            "--pretrain-epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--results",
+            str(tmp_path),
+            "--json",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert obj["dataset"] == "hapt" and obj["subjects"] == ["3"] and obj["rows"] == 4
+    modes = obj["summary"]["by_T"]["20"]["modes"]
+    assert set(modes) == {"none", "tl", "full", "auto"} and all(m["n"] == 1 for m in modes.values())
+    assert "goal_no_fold_below_none_0.02" in obj["summary"]["by_T"]["20"]
+    # the general model was pretrained on the 29 other subjects
+    row = read_rows(tmp_path / "loso_hapt.jsonl")[0]
+    assert row["pretrain"]["train_windows"] > 10_000
+    png = tmp_path / "loso_hapt.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(20,3)" in (tmp_path / "loso_hapt.md").read_text()
+
+
+def test_the_plot_leaves_an_application_widgets_can_use(tmp_path):
+    """``plot_png`` needs a Qt application for its fonts.  A bare QGuiApplication would make every later
+    QWidget in the process abort (Qt's fatal 'QWidget without QApplication'), e.g. a GUI test after a loso
+    test, or the app after a sweep report; it must leave a QApplication."""
+    import subprocess
+    import sys
+
+    code = (
+        "from app.core.loso import summarize\n"
+        "from app.commands.loso import plot_png\n"
+        "rows = [dict(T=20, mode=m, subject=s, macro_f1=f, accuracy=f, n_test=10) "
+        "for s in (1, 2) for m, f in (('none', .5), ('tl', .7), ('full', .8))]\n"
+        f"plot_png(summarize(rows), {str(tmp_path / 'p.png')!r}, 't')\n"
+        "from PySide6.QtWidgets import QWidget\n"
+        "QWidget()\n"
+        "print('widget ok')\n"
+    )
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and "widget ok" in r.stdout, r.stderr[-2000:]
+    assert (tmp_path / "p.png").stat().st_size > 1000

@@ -1,0 +1,289 @@
+"""``odlstudio personalize`` over the virtual bench (emulated NUCLEO + LPM01A on real sockets, large
+time scale), on a small real WISDM-2019 slice, with the shipped general model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core.personalize import PersonalizeConfig, PersonalizeError, personalize
+from tests.datakit import real_lines, write
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = dict(time_scale=2000.0, power_freq=10, epochs=1, warmup_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory, shared_data) -> Path:
+    d = tmp_path_factory.mktemp("user")
+    # subject 1600 never trained the shipped models; 30 s of each activity
+    return write(d, "data_1600_accel_phone.txt", real_lines(shared_data, "1600", 600))
+
+
+@pytest.fixture(scope="module")
+def npz_model(tmp_path_factory) -> Path:
+    """The shipped T=20 general model as .npz (loads without TensorFlow, for the function-level tests)."""
+    from app.core.models import export_npz, load_model
+
+    src = ROOT / "assets" / "models" / "paper_cnn_wisdm5_T20.keras"
+    assert src.exists(), f"{src} missing: the repository ships it (odlstudio make-assets rebuilds it)"
+    out = tmp_path_factory.mktemp("model") / "general_T20.npz"
+    export_npz(load_model(src), out)
+    return out
+
+
+def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, capsys):
+    from app.cli import main
+
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "personalize",
+            "--data",
+            str(user_file),
+            "--input-size",
+            "20",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "1",
+            "--time-scale",
+            "2000",
+            "--power-freq",
+            "10",
+            "--json",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert obj["user"] == "1600" and obj["input_size"] == 20
+    assert set(obj["results"]) == {"none", "tl", "full"}
+    assert set(obj["results"]["none"]) >= {"macro_f1", "accuracy"}
+    for mode in ("tl", "full"):
+        r = obj["results"][mode]
+        for key in ("macro_f1", "accuracy", "batches", "time_per_batch_s", "energy_per_batch_mj"):
+            assert r[key] is not None, (mode, key)
+        assert 0.0 <= r["macro_f1"] <= 1.0 and r["batches"] > 0 and r["alignment"] == "d7"
+    # the estimator's cost model drives the emulated board: Full batches take longer and cost more
+    tl, full = obj["results"]["tl"], obj["results"]["full"]
+    assert full["time_per_batch_s"] > 2.5 * tl["time_per_batch_s"]
+    assert full["energy_per_batch_mj"] > 2.5 * tl["energy_per_batch_mj"]
+    # energy = power x time per batch; the emulated board draws the `paper` profile's 2.65 mW, measured by
+    # the LPM01A at its 3.3 V less 0.24 % droop: 2.644 mW seen for both modes (10 Hz sampling, 1 % bound)
+    for r in (tl, full):
+        assert r["power_mw"] == pytest.approx(2.65, rel=0.01)
+        assert r["energy_per_batch_mj"] == pytest.approx(r["power_mw"] * r["time_per_batch_s"], rel=0.05)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["results"]["full"]["per_batch"][0]["energy_mj"] > 0
+    # the robust round (the default): validation windows held out, one pass before the round and one after
+    # every epoch, each a D7 interval measured like a batch; the mode best on validation is recommended
+    assert obj["recommended"] in ("none", "tl", "full")
+    for mode in ("tl", "full"):
+        r, v = rep["results"][mode], rep["results"][mode]["validation"]
+        assert v["n_val"] > 0 and r["n_train_used"] + v["n_val"] == rep["data"]["n_train"]
+        assert r["val_passes"] == v["passes"] == 3  # before, after the warm-up epoch, after the main epoch
+        vals = [b for b in r["per_batch"] if b["phase"] == "val"]
+        assert len(vals) == 3 and all(b["energy_mj"] > 0 and b["n"] == v["n_val"] for b in vals)
+        assert r["round_energy_mj"] == pytest.approx(sum(b["energy_mj"] for b in r["per_batch"]))
+    best = max(("none", "tl", "full"), key=lambda m: tuple(rep["validation_scores"][m][k] for k in ("macro_f1",)))
+    assert rep["validation_scores"][obj["recommended"]]["macro_f1"] == rep["validation_scores"][best]["macro_f1"]
+    for mode in ("tl", "full"):
+        names = {p.name for p in (out / mode).iterdir()}
+        assert {"1600_%s_T20.keras" % mode, "1600_%s_T20_float32.tflite" % mode, "1600_%s_T20.h" % mode} <= names
+
+
+def test_cli_personalize_out_survives_a_crashing_tflite_converter(user_file, tmp_path, capsys, monkeypatch):
+    """The TFLite converter runs in a child process: its crash costs the .tflite files; the other formats and
+    report.json (with export_errors) are written, the run says what is missing and exits 1."""
+    from app.cli import main
+    from app.core.tflite_convert import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "abort")
+    out = tmp_path / "out"
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1"]
+    rc = main([*args, "--time-scale", "2000", "--power-freq", "10", "--json", "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    assert "tl/tflite_float32 not written: TFLite conversion (float32) of personalized tl for user 1600: the " in (
+        captured.err
+    )
+    assert "converter process crashed (SIGABRT)" in captured.err and "Traceback" not in captured.err
+    obj = json.loads(captured.out.strip().splitlines()[-1])
+    assert "not written" in obj["out_error"] and set(obj["results"]) == {"none", "tl", "full"}
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["export_errors"]) == {"tl", "full"}  # "none" is the general model: nothing exported
+    for mode in ("tl", "full"):
+        names = {p.name for p in (out / mode).iterdir()}
+        assert {f"1600_{mode}_T20.keras", f"1600_{mode}_T20.h"} <= names and not any(".tflite" in n for n in names)
+        assert "crashed (SIGABRT)" in rep["export_errors"][mode]["tflite_float32"]
+
+
+def test_personalize_function_improves_on_a_new_user(user_file, npz_model):
+    res = personalize(
+        PersonalizeConfig(data=str(user_file), model=str(npz_model), modes=("none", "full"), **dict(FAST, epochs=3))
+    )
+    r = res.report["results"]
+    assert r["full"]["macro_f1"] > r["none"]["macro_f1"]
+    assert res.report["board"]["emulated"] is True
+    # downloaded weights are the personalized ones: evaluating them on the host reproduces the report
+    from app.core.personalize import evaluate_host
+
+    again = evaluate_host(res.model.arch, res.weights["full"], res.model.prepare(res.data.test.x), res.data.test.y)
+    assert again["macro_f1"] == r["full"]["macro_f1"]
+
+
+def test_personalize_without_power_reports_time_only(user_file, npz_model):
+    res = personalize(PersonalizeConfig(data=str(user_file), model=str(npz_model), modes=("tl",), power=False, **FAST))
+    r = res.report["results"]["tl"]
+    assert r["time_per_batch_s"] > 0 and r["energy_per_batch_mj"] is None and r["alignment"] == "none"
+
+
+def test_bad_arguments_are_named(user_file, npz_model, capsys):
+    from app.cli import main
+
+    assert main(["personalize", "--data", str(user_file), "--modes", "none,deep", "--quiet"]) == 2
+    assert "--modes" in capsys.readouterr().err
+    assert main(["personalize", "--data", str(user_file), "--input-size", "33", "--quiet"]) == 2
+    assert "no shipped general model for T=33" in capsys.readouterr().err
+    with pytest.raises(PersonalizeError, match="takes T=20 but --input-size is 40"):
+        personalize(PersonalizeConfig(data=str(user_file), model=str(npz_model), input_size=40))
+    assert main(
+        [
+            "personalize",
+            "--data",
+            str(user_file),
+            "--model",
+            str(npz_model),
+            "--board",
+            "socket://127.0.0.1:9",
+            "--modes",
+            "tl",
+            "--timeout",
+            "0.3",
+            "--quiet",
+        ]
+    ) in (1, 2)
+    assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def batch_reports(durations_s, n_samples, phases, t0_tick=7_000_000):
+    from device.nucleo import protocol as P
+
+    out, t = [], t0_tick
+    for k, (d, n, ph) in enumerate(zip(durations_s, n_samples, phases)):
+        e = t + int(round(d * 1e6))
+        phase = P.Phase.WARMUP if ph == "warmup" else P.Phase.MAIN
+        out.append(P.BatchReport(1, phase, 0, k // 2, k % 2, 2, n, 0.5 + k, t, e, int(round(d * 80e6))))
+        t = e
+    return out
+
+
+def trace_of(amps: np.ndarray, edges_idx, rate: float = 1000.0, volt: float = 3.3):
+    """A power trace holding ``amps`` (device sample k at k / rate) and D7 edges at sample indices."""
+    from app.core.energy import PowerTrace
+    from app.core.streams import SampleStream
+
+    s = SampleStream("current", rate, 1, recent_s=len(amps) / rate + 1)
+    s.append(np.asarray(amps, np.float64))
+    return PowerTrace(s, lambda: [(i / rate, "event", "ris") for i in edges_idx], volt)
+
+
+def round_of(reports, trace, anchor_t: float):
+    """The rows and RoundResult a round with these reports gets on ``trace`` (the pipeline's whole-round
+    attribution)."""
+    from app.core.board_round import RoundResult
+    from app.core.energy import BatchRow, attribute_energy
+
+    rows = [
+        BatchRow(
+            k,
+            "warmup" if b.phase == 0 else "main",
+            b.epoch,
+            b.batch,
+            b.n_samples,
+            b.loss,
+            b.start_tick,
+            b.end_tick,
+            b.cycles,
+            (b.end_tick - b.start_tick) / 1e6,
+        )
+        for k, b in enumerate(reports)
+    ]
+    if trace is not None:
+        rows, _ = attribute_energy(
+            rows,
+            trace.edges(),
+            trace.mean_current,
+            trace.voltage,
+            tick_hz=1e6,
+            round_start_tick=reports[0].start_tick,
+            anchor_t=anchor_t,
+            rate_hz=trace.rate_hz,
+            covered=trace.covered,
+        )
+    else:
+        import dataclasses
+
+        rows = [dataclasses.replace(r, source="none") for r in rows]
+    return RoundResult(rows, "done", {}, {}, {}, 96, None if trace is None else trace.voltage)
+
+
+def test_batch_summary_reports_the_energy_the_round_pipeline_attributed():
+    from app.core.personalize import batch_summary
+    from device.nucleo import protocol as P
+
+    assert P.Phase.WARMUP == 0
+    # warmup 0.5 s, two full main batches of 1.0 s, a last partial batch of 0.4 s (board ticks); the
+    # LPM01A (1 kHz) sees them 0.4 % longer (its clock, marker latency): edges at 200, 702, 1706, 2710, 3112
+    edges = [200, 702, 1706, 2710, 3112]
+    amps = np.full(3400, 1e-5)
+    levels = [4e-3, 1e-3, 2e-3, 3e-3]
+    for (a, b), level in zip(zip(edges, edges[1:]), levels):
+        amps[a:b] = level
+    amps[1000] = np.nan  # a lost sample in the first main batch
+    reports = batch_reports([0.5, 1.0, 1.0, 0.4], [32, 32, 32, 10], ["warmup", "main", "main", "main"])
+    rr = round_of(reports, trace_of(amps, [50, *edges]), anchor_t=0.15)  # an earlier, unrelated edge at 50
+    m = batch_summary(rr, 32)
+    rows = m["per_batch"]
+    assert [r["phase"] for r in rows] == ["warmup", "main", "main", "main"]
+    assert [(r["epoch"], r["batch"], r["n"], r["loss"]) for r in rows] == [
+        (0, 0, 32, 0.5),
+        (0, 1, 32, 1.5),
+        (1, 0, 32, 2.5),
+        (1, 1, 10, 3.5),
+    ]
+    assert [r["time_s"] for r in rows] == [0.5, 1.0, 1.0, 0.4]  # board ticks, not edge spacing
+    assert [r["cycles"] for r in rows] == [40_000_000, 80_000_000, 80_000_000, 32_000_000]
+    assert [r["source"] for r in rows] == ["d7"] * 4
+    for r, row, level, n in zip(rows, rr.rows, levels, (502, 1004, 1004, 402)):
+        assert r["power_mw"] == pytest.approx(level * 3.3 * 1e3, rel=1e-6)  # float32 samples; a lost one: no data
+        assert r["energy_mj"] == pytest.approx(level * 3.3 * n / 1000 * 1e3, rel=1e-6)
+        assert r["energy_mj"] == row.energy_j * 1e3  # exactly what the app stores for the round
+    assert m["alignment"] == "d7"
+    assert m["batches"] == 3 and m["warmup_batches"] == 1 and m["batch_size"] == 32
+    assert m["time_per_batch_s"] == 1.0  # full main batches only (not the 0.4 s partial one)
+    assert m["round_time_s"] == pytest.approx(2.9)
+    assert m["power_mw"] == pytest.approx((1e-3 + 2e-3) / 2 * 3.3e3)
+    assert m["energy_per_batch_mj"] == pytest.approx((1e-3 + 2e-3) / 2 * 3.3 * 1.004 * 1e3)
+    assert m["round_energy_mj"] == pytest.approx(sum(r["energy_mj"] for r in rows))
+
+    # no edge at all: host alignment from the anchor (the power timeline when the host started the round)
+    m = batch_summary(round_of(reports, trace_of(amps, []), anchor_t=0.15), 32)
+    assert m["alignment"] == "host" and [r["source"] for r in m["per_batch"]] == ["host"] * 4
+    assert m["per_batch"][0]["power_mw"] == pytest.approx((50 * 1e-5 + 450 * 4e-3) / 500 * 3.3e3)
+    # a batch without a single good sample has no energy; the round's energy is that of the others
+    gone = amps.copy()
+    gone[2710:3112] = np.nan
+    m = batch_summary(round_of(reports, trace_of(gone, edges), anchor_t=0.15), 32)
+    assert m["per_batch"][3]["energy_mj"] is None and m["per_batch"][3]["source"] == "none"
+    assert m["round_energy_mj"] == pytest.approx(sum(r["energy_mj"] for r in m["per_batch"][:3]))
+    # no LPM01A: time only
+    m = batch_summary(round_of(reports, None, 0.0), 32)
+    assert m["alignment"] == "none" and m["power_mw"] is None and m["energy_per_batch_mj"] is None
+    assert m["per_batch"][0]["power_mw"] is None and m["time_per_batch_s"] == 1.0

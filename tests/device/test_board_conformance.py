@@ -1,0 +1,449 @@
+"""Protocol v1 conformance, one suite for every board the bench can run: the Python emulated board
+(``python``) and the ODL firmware itself under QEMU (``qemu``).  Each test talks to the board only
+through its serial endpoint, as the app does; where the two boards legitimately differ (a batch's
+duration comes from the estimator on one and from the code that ran on the other; what the firmware's
+memory plan needs), the test states the protocol's rule instead of one board's number."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from device.bench import VirtualBench
+from device.engine.model import Model
+from device.nucleo import protocol as P
+from device.nucleo.client import NucleoClient, NucleoError, _open_port
+from device.nucleo.crc import crc32
+from device.nucleo.shuffle import epoch_order
+from estimator.arch import Arch, Layer, paper_cnn
+from tests import firmwarekit
+from tests.device.test_nucleo_emulator import NoisyTransport
+
+BOARDS = ["python", "qemu"]
+
+
+class Board:
+    def __init__(self, kind: str, time_scale: float, seed: int = 1) -> None:
+        if kind == "qemu":
+            firmwarekit.qemu_files()
+        self.kind = kind
+        self.bench = VirtualBench(board_kind=kind, time_scale=time_scale, seed=seed)
+        self.urls = self.bench.start()
+        assert self.urls["board_kind"] == kind
+        self.emu = self.bench.board
+        self.client = NucleoClient.open(self.urls["board"], timeout=5.0)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            self.bench.stop()
+
+
+@pytest.fixture(params=BOARDS)
+def board(request):
+    b = Board(request.param, time_scale=200.0)
+    yield b
+    b.close()
+
+
+def paper_model(T: int = 20, n: int = 5, seed: int = 1):
+    arch = paper_cnn(T, n)
+    return arch, Model(arch, seed=seed).get_weights()
+
+
+def user_windows(n: int = 64, T: int = 20, classes: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.standard_normal((n, T, 3)).astype(np.float32) + y[:, None, None].astype(np.float32)
+    return x, y
+
+
+def raw_exchange(url: str, data: bytes, wait_s: float = 1.0) -> list[tuple[int, P.Message]]:
+    """Send raw bytes on a fresh connection and decode what comes back within ``wait_s``."""
+    host, port = url.removeprefix("socket://").split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as s:
+        time.sleep(0.1)
+        s.sendall(data)
+        s.settimeout(0.1)
+        buf = b""
+        t_end = time.monotonic() + wait_s
+        while time.monotonic() < t_end:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+    frames = P.FrameDecoder().feed(buf)
+    return [(f.seq, P.decode_message(f)) for f in frames if f.type != P.MsgType.BOOT]
+
+
+# --- handshake and framing --------------------------------------------------------------------------
+def test_version_handshake_and_bad_version(board):
+    c = board.client
+    rsp = c.hello()
+    # the host offers v1..v2; both boards speak v2 (the robust round of issue 17) and answer the highest common
+    assert rsp.proto == 2 and rsp.flags & 1 and rsp.tick_hz == 1_000_000 and rsp.max_payload == 1024
+    assert c.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp).proto == 1  # a v1 host is served in v1
+    with pytest.raises(NucleoError, match="BAD_VERSION on HELLO") as exc:
+        c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)  # newer than either board
+    # the board names the highest version it speaks
+    assert exc.value.error.arg0 == 2
+    info = c.info()
+    assert info.dev_id == 0x461 and info.ram_total == 327_680 and info.sensor_whoami == 0x6C
+    assert info.board == "NUCLEO-L496ZG" and info.mcu == "STM32L496ZG" and info.sensor == "LSM6DSO"
+
+
+def test_unknown_types_bad_payloads_and_corrupt_frames(board):
+    board.client.close()  # one host at a time: the raw connection below replaces it
+    body = bytearray(P.frame_body(P.MsgType.PING, 81, b"abc"))
+    body[6] ^= 0x10  # corrupt one payload byte: the CRC fails
+    from device.nucleo import cobs
+
+    data = (
+        P.DELIMITER
+        + P.encode_frame(0x6E, 77, b"")
+        + P.DELIMITER
+        + P.Ack(1).encode(78)
+        + P.DELIMITER
+        + P.encode_frame(P.MsgType.SET_CLOCK, 79, b"\x01")
+        + P.DELIMITER
+        + P.encode_frame(P.MsgType.SIM_SET_ACTIVITY, 80, b"x" * 16)
+    )
+    replies = raw_exchange(board.urls["board"], data)
+    assert [r[0] for r in replies] == [77, 78, 79, 80]
+    assert replies[0][1].code == P.ErrorCode.UNKNOWN_TYPE
+    assert replies[1][1].code == P.ErrorCode.UNKNOWN_TYPE and "not a request" in replies[1][1].message
+    assert replies[2][1].code == P.ErrorCode.BAD_PAYLOAD
+    assert "SetClock payload is 1 bytes, expected 4" in replies[2][1].message
+    assert replies[3][1].code == P.ErrorCode.BAD_PARAM  # "x" * 16 is not an activity of the trace
+    replies = raw_exchange(
+        board.urls["board"], P.DELIMITER + cobs.encode(bytes(body)) + b"\x00" + P.Ping(b"ok").encode(82)
+    )
+    assert replies[0][0] == P.SEQ_UNATTRIBUTED and replies[0][1].code == P.ErrorCode.BAD_CRC
+    assert replies[1] == (82, P.Pong(b"ok"))  # the next frame is served normally
+    board.client = NucleoClient.open(board.urls["board"], timeout=5.0)
+    assert board.client.status().rx_errors >= 1
+
+
+def test_lost_reply_retry_is_not_executed_twice(board):
+    noisy = NoisyTransport(_open_port(board.urls["board"], 921_600, 2.0))
+    c = NucleoClient(noisy, timeout=1.0)
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    c.upload_dataset(*user_windows())
+    c.drain_events()
+    noisy.drop = 1  # the ROUND_INFO reply gets lost
+    info = c.train("tl", epochs=1)
+    assert c.stats["retries"] == 1  # the retry got the cached answer, no BUSY
+    assert c.wait_round_done(60).done.status == P.RoundStatus.DONE
+    assert c.status().round_id == info.round_id  # executed once
+    c.close()
+
+
+def test_requests_survive_garbage_and_bit_flips_both_ways(board):
+    c = NucleoClient(
+        NoisyTransport(_open_port(board.urls["board"], 921_600, 2.0), seed=5, garbage=0.3, flips=0.15),
+        timeout=0.5,
+        retries=8,
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        data = rng.integers(0, 256, rng.integers(0, 300), dtype=np.uint8).tobytes()
+        assert c.ping(data) == data
+    arch, w = paper_model()
+    info = c.upload_model(arch, w)
+    assert info.crc32 == crc32(P.encode_model(arch, w)[0])
+    got = c.download_weights(arch)
+    for k in w:
+        np.testing.assert_array_equal(got[k][0], w[k][0])
+    assert c.stats["retries"] > 0 and c.status().rx_errors > 0  # the noise really hit both sides
+    c.close()
+
+
+# --- memory refusals, descriptor and transfer errors ------------------------------------------------
+def test_model_that_does_not_fit_is_refused_with_clear_error(board):
+    c = board.client
+    arch = Arch(
+        (100, 3),
+        (
+            Layer("conv1d", "conv", filters=64, kernel=3),
+            Layer("relu", "r"),
+            Layer("flatten", "flat"),
+            Layer("dense", "big", units=16),
+            Layer("softmax", "sm"),
+        ),
+    )
+    w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
+    free = c.info().ram_free
+    with pytest.raises(NucleoError) as exc:
+        c.upload_model(arch, w)
+    e = exc.value
+    assert e.code == P.ErrorCode.OUT_OF_RAM and e.error.request == P.MsgType.MODEL_BEGIN
+    assert e.error.arg0 >= 4 * arch.params > e.error.arg1 and e.error.arg1 <= free
+    assert str(e.error.arg0) in str(e) and "B free" in str(e)
+    assert c.status().model_loaded == 0
+
+
+def test_round_that_does_not_fit_is_refused_but_tl_fits(board):
+    """A dataset large enough that Full no longer fits beside it but TL does.  The firmware's memory plan
+    needs less than the paper accounting the Python board applies, so it takes more windows to get there."""
+    c = board.client
+    arch, w = paper_model(T=100, n=5)
+    c.upload_model(arch, w)
+    n = {"python": 250, "qemu": 300}[board.kind]
+    x, y = user_windows(n, T=100)
+    st = c.upload_dataset(x, y, 0, dtype=P.DType.I16, scale=0.01)
+    assert st.n_windows == n and st.data_bytes >= n + n * 300 * 2
+    with pytest.raises(NucleoError, match="OUT_OF_RAM on TRAIN_START: round needs") as exc:
+        c.train("full", epochs=1)
+    assert exc.value.error.arg0 > exc.value.error.arg1 == 327_680
+    info = c.train("tl", epochs=1, batch=125)
+    assert info.mem_bytes <= 327_680 and info.total_batches == -(-n // 125)
+    c.abort()
+    assert c.wait_round_done(60).done.status == P.RoundStatus.ABORTED
+
+
+def test_unknown_layer_and_blob_crc_errors(board):
+    c = board.client
+    arch, w = paper_model()
+    blob, dl = P.encode_model(arch, w)
+    bad = bytearray(blob)
+    bad[16 + 32 * 2] = 99
+    c.request(P.ModelBegin(len(bad), dl, crc32(bad)), P.XferAck)
+    with pytest.raises(NucleoError, match="UNKNOWN_LAYER on MODEL_CHUNK: layer 2: unknown layer kind code 99") as exc:
+        c.request(P.ModelChunk(0, bytes(bad[:1020])), P.XferAck)
+    assert exc.value.error.arg0 == 2 and exc.value.error.arg1 == 99
+    with pytest.raises(NucleoError, match="BAD_STATE"):
+        c.request(P.ModelChunk(1020, bytes(bad[1020:2040])), P.XferAck)
+    arch2 = Arch(  # softmax in the middle: a valid descriptor no board can train
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=4, kernel=3),
+            Layer("softmax", "sm"),
+            Layer("gap1d", "g"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "out"),
+        ),
+    )
+    w2 = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch2.param_shapes().items()}
+    with pytest.raises(NucleoError, match="UNKNOWN_LAYER") as exc:
+        c.upload_model(arch2, w2)
+    assert exc.value.error.arg0 == 1
+    c.request(P.ModelBegin(len(blob), dl, crc32(blob) ^ 1), P.XferAck)
+    for off, chunk in P.chunks(blob):
+        c.request(P.ModelChunk(off, chunk), P.XferAck)
+    with pytest.raises(NucleoError, match="BLOB_CRC") as exc:
+        c.request(P.ModelEnd(), P.ModelInfo)
+    assert exc.value.error.arg1 == crc32(blob)
+    c.request(P.ModelBegin(len(blob), dl, crc32(blob)), P.XferAck)
+    with pytest.raises(NucleoError, match="BAD_OFFSET"):
+        c.request(P.ModelChunk(5, blob[5:100]), P.XferAck)
+
+
+# --- rounds ------------------------------------------------------------------------------------------
+def test_round_reports_d7_edges_current_and_weights(board):
+    """A round with a warm-up phase: reports in order, contiguous batch ticks, one D7 edge at the start and
+    at every batch end (in simulated time), run-mode current during the round and sleep current after,
+    and downloaded weights equal to the reference engine replaying the same batches."""
+    c, emu = board.client, board.emu
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    x, y = user_windows(70)
+    c.upload_dataset(x, y)
+    c.drain_events()
+    info = c.train("full", epochs=2, batch=32, warmup_epochs=1, lr=0.02, warmup_lr=0.05, seed=3)
+    res = c.wait_round_done(120)
+    assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 3
+    assert [b.phase for b in res.batches] == [0] * 3 + [1] * 6
+    assert [b.epoch for b in res.batches] == [0] * 3 + [0] * 3 + [1] * 3
+    assert [b.n_samples for b in res.batches] == [32, 32, 6] * 3
+    assert info.total_batches == 9 and info.batches_per_epoch == 3
+    assert all(a.end_tick == b.start_tick for a, b in zip(res.batches, res.batches[1:]))
+    assert res.done.start_tick == res.batches[0].start_tick and res.done.end_tick == res.batches[-1].end_tick
+    assert res.done.cycles >= sum(b.cycles for b in res.batches) > 0
+    f = c.info().sysclk_hz
+    for b in res.batches:
+        assert b.cycles == pytest.approx((b.end_tick - b.start_tick) * f / 1e6, rel=1e-3, abs=200)
+    t0, t1 = emu.sim_time(res.done.start_tick), emu.sim_time(res.done.end_tick)
+    edges = emu.d7_edges(t0 - 1e-3, t1 + 1e-3)
+    assert len(edges) == 1 + len(res.batches)
+    np.testing.assert_allclose(edges[1:], [emu.sim_time(b.end_tick) for b in res.batches], atol=2e-6)
+    i_run, i_idle = emu.current(np.array([(t0 + t1) / 2, t1 + 0.5]))
+    assert i_run == pytest.approx(emu.profile.current_a(f), rel=1e-6)
+    assert i_idle < 0.5 * i_run
+    # the same batches on the reference engine, in the board's order
+    ref = Model(arch, w)
+    for g, (names, lr) in enumerate([("last", 0.05), ("full", 0.02), ("full", 0.02)]):
+        order = epoch_order(3, g, len(y))
+        for b in range(0, len(y), 32):
+            idx = order[b : b + 32]
+            ref.train_batch(x[idx], y[idx], lr, names, mode="per_sample")
+    got = c.download_weights(arch)
+    for k, arrs in ref.get_weights().items():
+        for a, b in zip(got[k], arrs):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.abs(b).max()))
+
+
+def test_abort_mid_round_and_busy():
+    for kind in BOARDS:
+        b = Board(kind, time_scale=20.0)
+        try:
+            c, emu = b.client, b.emu
+            arch, w = paper_model()
+            c.upload_model(arch, w)
+            x, y = user_windows(128)
+            c.upload_dataset(x, y)
+            c.drain_events()
+            c.train("full", epochs=2)
+            first = c.next_event(P.BatchReport, 30.0)
+            assert first is not None
+            with pytest.raises(NucleoError, match="BUSY on MODEL_BEGIN") as exc:
+                c.upload_model(arch, w)
+            assert exc.value.code == P.ErrorCode.BUSY
+            with pytest.raises(NucleoError, match="BUSY"):
+                c.download_weights(arch)
+            c.abort()
+            res = c.wait_round_done(30)
+            assert res.done.status == P.RoundStatus.ABORTED
+            done = res.done.batches_done
+            assert 1 <= done < 8
+            end = emu.sim_time(res.done.end_tick)
+            assert len(emu.d7_edges(end, end + 100)) == 0  # no marker after the abort
+            # weights = initial weights + exactly the reported batches (the interrupted one was discarded)
+            ref = Model(arch, w)
+            order = epoch_order(0, 0, len(y))
+            for k in range(done):
+                idx = order[k * 32 : (k + 1) * 32]
+                ref.train_batch(x[idx], y[idx], 0.01, "full", mode="per_sample")
+            got = c.download_weights(arch)
+            np.testing.assert_allclose(got["dense2"][0], ref.get_weights()["dense2"][0], rtol=1e-5, atol=1e-6)
+        finally:
+            b.close()
+
+
+def test_set_clock_scales_batch_time(board):
+    c = board.client
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    c.upload_dataset(*user_windows(32))
+    durations, cycles = {}, {}
+    for hz in (8_000_000, 16_000_000):
+        assert c.set_clock(hz) == hz
+        c.drain_events()
+        c.train("full", epochs=1)
+        b = c.wait_round_done(60).batches[0]
+        durations[hz], cycles[hz] = b.end_tick - b.start_tick, b.cycles
+        assert b.cycles == pytest.approx(durations[hz] * hz / 1e6, rel=1e-3)
+    assert durations[8_000_000] == pytest.approx(2 * durations[16_000_000], rel=1e-3)
+    assert cycles[8_000_000] == pytest.approx(cycles[16_000_000], rel=1e-3)  # same work, other clock
+    with pytest.raises(NucleoError, match="BAD_PARAM on SET_CLOCK: sysclk_hz 81000000"):
+        c.set_clock(81_000_000)
+    with pytest.raises(NucleoError, match="whole number of MHz"):
+        c.set_clock(8_500_000)
+
+
+def test_evaluate_confusion_matrix(board):
+    c = board.client
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    x, y = user_windows(40, seed=3)
+    c.upload_dataset(x, y, slot=1)
+    r = c.evaluate(1, timeout=30)
+    pred = Model(arch, w).predict(x).argmax(1)
+    expect = np.zeros((5, 5), int)
+    np.add.at(expect, (y, pred), 1)
+    np.testing.assert_array_equal(r.matrix, expect)
+    assert r.n == 40 and r.cycles > 0
+    with pytest.raises(NucleoError, match="NO_DATA"):
+        c.train("full")
+
+
+# --- sensor, reset ------------------------------------------------------------------------------------
+def test_stream_blocks_timing_fs_and_activity_switch(board):
+    board.bench.clock.time_scale = 5.0  # 104 Hz streamed faster would saturate the link
+    c = board.client
+    st = c.sensor_config(104.0, 4)
+    assert (st.odr_mhz, st.fs_g, st.sens_ng) == (104000, 4, 122000)
+    with pytest.raises(NucleoError, match="allowed mHz: 12500, 26000, 52000"):
+        c.sensor_config(100.0, 4)
+    with pytest.raises(NucleoError, match="full scale"):
+        c.sensor_config(104.0, 3)
+    c.set_activity("sitting")
+    c.stream_start(52)
+    blocks = [c.read_samples(10.0) for _ in range(8)]
+    ticks = np.array([b.tick for b in blocks])
+    assert all(b.n == 52 and b.odr_mhz == 104000 and b.fs_g == 4 for b in blocks)
+    assert [b.block for b in blocks] == list(range(blocks[0].block, blocks[0].block + 8))
+    np.testing.assert_allclose(np.diff(ticks), 52 * 1e6 / 104.0, atol=1.5)
+    sit = np.concatenate([b.xyz for b in blocks]).astype(float) * 122e-6
+    assert 0.8 < np.median(np.linalg.norm(sit, axis=1)) < 1.2  # gravity, in g
+    act = c.set_activity("jogging")
+    assert act.current == "jogging" and "walking" in act.available
+    c.drain_events(P.Samples)
+    jog = np.concatenate([c.read_samples(10.0).xyz for _ in range(8)]).astype(float) * 122e-6
+    assert jog.std(axis=0).max() > 5 * sit.std(axis=0).max()  # jogging shakes, sitting does not
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    c.upload_dataset(*user_windows(8))
+    with pytest.raises(NucleoError, match="BUSY on TRAIN_START: cannot train while the sensor streams"):
+        c.train("full")
+    assert c.stream_stop().streaming == 0
+    with pytest.raises(NucleoError, match="not in the trace"):
+        c.set_activity("swimming")
+
+
+def test_reset_clears_state_and_sends_boot(board):
+    c = board.client
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    c.set_clock(16_000_000)
+    c.drain_events()
+    c.reset()
+    boot = c.next_event(P.Boot, 10.0)
+    assert boot is not None and boot.reset_cause == 1
+    st = c.status()
+    assert st.model_loaded == 0 and c.info().sysclk_hz == 8_000_000
+
+
+def test_powershield_sees_every_d7_edge_and_the_run_current(board):
+    """The bench's emulated LPM01A, read through its own driver, sees the board's run-mode current between
+    D7 `event` records spaced exactly one batch apart (the firmware's own timestamps on the QEMU board)."""
+    from device.lpm01a.capture import Capture
+    from device.lpm01a.driver import PowerShield
+
+    arch, w = paper_model()
+    x, y = user_windows(64)
+    board.bench.clock.time_scale = 20.0
+    ps = PowerShield(board.urls["powershield"])
+    try:
+        ps.configure(freq=1000, fmt="bin_hexa", acqtime=0, eventsrc=("d7", "ris"))
+        cap = Capture(ps, rate_hz=1000, fmt="bin_hexa")
+        sub = cap.subscribe()
+        cap.start()
+        c = board.client
+        c.upload_model(arch, w)
+        c.upload_dataset(x, y)
+        c.train("full", epochs=1)
+        res = c.wait_round_done(60)
+        c.ping()
+        time.sleep(0.3)
+        cap.stop()
+        values, events = [], []
+        while (blk := sub.get(0.5)) is not None:
+            values.append(blk.values)
+            events += [e.index for e in blk.events if e.kind == "event"]
+    finally:
+        ps.close()
+    v = np.concatenate(values)
+    assert len(events) == 3  # round start + 2 batch ends
+    batch_s = [(b.end_tick - b.start_tick) / 1e6 for b in res.batches]
+    np.testing.assert_allclose(np.diff(events) / 1000.0, batch_s, atol=0.003)
+    run = np.nanmean(v[events[0] + 2 : events[-1] - 2])
+    assert run == pytest.approx(board.emu.profile.current_a(8e6), rel=0.02)  # 0.80 mA = 2.65 mW at 8 MHz
+    assert np.nanmean(v[max(0, events[0] - 300) : events[0] - 5]) < 0.5 * run  # idle before the round

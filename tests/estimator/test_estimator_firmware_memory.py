@@ -1,0 +1,159 @@
+"""The estimator's ``firmware`` memory accounting is the ODL firmware's own figure (issue 16, item 4).
+
+``estimator.memory.firmware_round_bytes`` mirrors the firmware's memory plan (firmware/core/plan.c) in
+Python.  Here the firmware itself, under QEMU, reports ROUND_INFO ``mem_bytes`` for every Table III cell
+(paper CNN, T = 20..100, TL and Full, with and without the paper's warm-up) and for ST's IGN/GMP models,
+and the estimator must give the same number of bytes.  The fused-activation figure of the inference
+statistics is checked by hand on small models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from device.engine.model import Model
+from estimator import estimate
+from estimator.arch import Arch, Layer, paper_cnn, resolve_trainable
+from estimator.memory import firmware_plan_bytes, firmware_round_bytes, model_blob_bytes, training_memory
+from estimator.ops import inference_stats
+from tests import firmwarekit
+
+TABLE_III_T = (20, 40, 60, 80, 100)
+
+
+@pytest.fixture(scope="module")
+def qemu_board():
+    from device.bench import VirtualBench
+    from device.nucleo.client import NucleoClient
+
+    firmwarekit.qemu_files()
+    bench = VirtualBench(board_kind="qemu", time_scale=200.0, seed=1)
+    urls = bench.start()
+    client = NucleoClient.open(urls["board"], timeout=5.0)
+    try:
+        yield client
+    finally:
+        client.close()
+        bench.stop()
+
+
+def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **robust) -> int:
+    from device.nucleo import protocol as P
+
+    client.upload_model(arch, weights)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, *arch.input_shape)).astype(np.float32)
+    y = rng.integers(0, arch.n_classes, 8)
+    client.clear_data(0)
+    client.upload_dataset(x, y, 0)
+    info = client.train(mode, epochs=1, batch=4, warmup_epochs=warmup, **robust)
+    client.abort()
+    assert client.wait_round_done(60).done.status in (P.RoundStatus.ABORTED, P.RoundStatus.DONE)
+    return int(info.mem_bytes)
+
+
+def test_firmware_accounting_is_the_firmwares_own_figure_for_every_table_iii_cell(qemu_board):
+    seen = set()
+    for T in TABLE_III_T:
+        arch = paper_cnn(T, 5)
+        w = Model(arch, seed=1).get_weights()
+        for mode, warmup in (("tl", 0), ("full", 0), ("full", 2), ("last", 0)):
+            got = _round_mem(qemu_board, arch, w, mode, warmup)
+            want = firmware_round_bytes(arch, mode, warmup=bool(warmup))
+            assert got == want, f"T={T} {mode} warm-up {warmup}: firmware {got} B, estimator {want} B"
+            seen.add(got)
+    assert len(seen) >= 10  # the cells differ: a constant would not pass
+    # the figure is what the estimator reports and the recommender checks
+    est = estimate(paper_cnn(60, 5), "full", 32)
+    assert est.memory_firmware_kib == pytest.approx(firmware_round_bytes(paper_cnn(60, 5), "full") / 1024)
+    assert est.memory_for("firmware") == est.memory_firmware_kib
+    assert est.row()["memory_firmware_kib"] == est.memory_firmware_kib
+
+
+def test_firmware_accounting_for_st_models(qemu_board, st_models):
+    from app.core.models import load_model
+    from tests.stzookit import MODELS, model_path
+
+    done = 0
+    for spec in MODELS:
+        if spec[0] != "v2.0.1":
+            continue
+        lm = load_model(model_path(st_models, spec))
+        for mode in ("tl", "full"):
+            got = _round_mem(qemu_board, lm.arch, lm.weights, mode)
+            assert got == firmware_round_bytes(lm.arch, mode), f"{spec} {mode}"
+            # the robust round's best-weights buffer: canonical tensors, BatchNorm gamma/beta (models with BN)
+            got = _round_mem(qemu_board, lm.arch, lm.weights, mode, 1, n_val=2, restore_best=True)
+            want = firmware_round_bytes(lm.arch, mode, warmup=True, robust=dict(validate=True, restore_best=True))
+            assert got == want, f"{spec} {mode} robust"
+            done += 1
+    assert done
+
+
+def test_plan_grows_with_what_is_trained_and_blob_is_the_weights():
+    arch = paper_cnn(40, 5)
+    assert model_blob_bytes(arch) >= 4 * arch.params
+    last = firmware_plan_bytes(arch, resolve_trainable(arch, "last"))
+    tl = firmware_plan_bytes(arch, resolve_trainable(arch, "tl"))
+    full = firmware_plan_bytes(arch, resolve_trainable(arch, "full"))
+    assert last < tl < full
+    # the firmware's plan needs less than the paper's accounting (docs/protocol.md §6)
+    for T in TABLE_III_T:
+        a = paper_cnn(T, 5)
+        for mode in ("tl", "full"):
+            assert firmware_round_bytes(a, mode) < training_memory(a, mode).paper_bytes
+            assert training_memory(a, mode).firmware_bytes == firmware_round_bytes(a, mode)
+
+
+def test_recommender_and_cli_accept_the_firmware_accounting(capsys):
+    from app.cli import main
+    from app.commands import estimate as estimate_cmd
+    from estimator.recommend import ACCOUNTINGS, recommend
+
+    assert tuple(estimate_cmd.ACCOUNTINGS) == ACCOUNTINGS  # the CLI's choices without importing at start-up
+    arch = paper_cnn(20, 5)
+    fw_need = firmware_round_bytes(paper_cnn(100, 5), "full") / 1024 + 24
+    paper_need = training_memory(paper_cnn(100, 5), "full").paper_bytes / 1024 + 24
+    assert fw_need < 180 < paper_need
+    # with 180 KiB of RAM, T=100 Full fits by the firmware's plan but not by the paper's accounting
+    small = {
+        a: recommend(arch, [100], ["full"], [1], accounting=a, ram_kib=180, reserve_kib=24, power_source="charging")
+        for a in ACCOUNTINGS
+    }
+    fw_row = small["firmware"].table[0]
+    assert fw_row["fits_ram"] and fw_row["ram_needed_kib"] == pytest.approx(fw_need)
+    assert not small["paper"].table[0]["fits_ram"]
+    assert small["firmware"].choice is not None and small["paper"].choice is None
+    assert fw_row["memory_firmware_kib"] == pytest.approx(fw_need - 24)
+    with pytest.raises(ValueError, match="paper, peak, firmware"):
+        recommend(arch, [20], ["full"], accounting="bogus")
+
+    argv = ["estimate", "--input-size", "100", "--modes", "full", "--accounting", "firmware", "--json"]
+    assert main([*argv, "--ram", "180"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cli_arch = paper_cnn(100)  # the CLI's 'paper' model: six classes
+    assert out["rows"][0]["memory_firmware_kib"] == pytest.approx(firmware_round_bytes(cli_arch, "full") / 1024)
+    assert main(["estimate", "--input-size", "100", "--modes", "full", "--accounting", "firmware"]) == 0
+    assert "fw" in capsys.readouterr().out
+
+
+def test_fused_activation_peak_by_hand():
+    """Paper CNN, T=20: unfused, pool1 holds its input (18x32) and output (9x32) = 864 values; fused, the
+    largest layer is conv2+ReLU+pool2 with input 9x32 and pooled output 3x64 = 480 values."""
+    s = inference_stats(paper_cnn(20, 5))
+    assert (s.activation_peak_bytes, s.activation_fused_bytes) == (864 * 4, 480 * 4)
+    assert s.to_dict()["activation_fused_kib"] == pytest.approx(480 * 4 / 1024)
+    # without a pooling layer after the conv nothing is fused
+    a = Arch(
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=8, kernel=3),
+            Layer("relu", "r"),
+            Layer("gap1d", "g"),
+            Layer("dense", "o", units=4),
+        ),
+    )
+    t = inference_stats(a)
+    assert t.activation_fused_bytes == t.activation_peak_bytes == (60 + 18 * 8) * 4
