@@ -40,7 +40,7 @@
     .section .rodata.odl_mk_zero, "a"
     .align 3
 odl_mk_zero:
-    .rept 16
+    .rept 20
     .float 0.0
     .endr
 
@@ -1081,3 +1081,231 @@ odl_mk_relu_mask:
 14:
     pop {r4-r11, pc}
     .size odl_mk_relu_mask, . - odl_mk_relu_mask
+
+/*
+ * ----------------------------------------------------------------------------------------------------
+ * The grouped dense head (ODL_HEAD_GROUP = 4 windows at once, model.h): window s's vectors are slots
+ * a + s as, w + s ws, y + s ys.  U = 1..5 units per block, nb blocks (each advances 4 U bytes).
+ * odl_mk_gemm4_uU: dense forward of 4 windows:
+ *   y[s ys + 4 u] = act(sum_{q < n} a[s as + 4 q] * w[q ws + 4 u] + b[u])  (the sum from q = 0, as gemv)
+ *   so each weight is loaded once for 4 windows.  Accumulators: window s, unit u at s(12 + U s + u);
+ *   weights s0-s4, x of the 4 windows s5-s8, temporaries s9/s10.
+ * odl_mk_ger4_uU: dense weight gradient of 4 windows: for q < n, for s = 0..3 in order:
+ *   y[q ys + 4 u] += a[s as + 4 q] * w[s ws + 4 u]
+ *   (a gradient row is loaded and stored once for 4 windows; each element gets the windows' products
+ *   added one after the other in window order, as 4 calls of gerv would).  dy of window s, unit u at
+ *   s(12 + U s + u); gradient row s0-s4; x s5-s8; temporaries s9/s10.
+ * ----------------------------------------------------------------------------------------------------
+ */
+/* acc0 += x0 * w0, acc1 += x1 * w1 (register numbers) */
+.macro MACN acc0, x0, w0, acc1, x1, w1
+    vmul.f32 s9, s\x0, s\w0
+    vmul.f32 s10, s\x1, s\w1
+    vadd.f32 s\acc0, s\acc0, s9
+    vadd.f32 s\acc1, s\acc1, s10
+.endm
+.macro VLDMR base, lo, hi
+    .if \lo == \hi
+    vldm \base, {s\lo}
+    .else
+    vldm \base, {s\lo-s\hi}
+    .endif
+.endm
+.macro VSTMR base, lo, hi
+    .if \lo == \hi
+    vstm \base, {s\lo}
+    .else
+    vstm \base, {s\lo-s\hi}
+    .endif
+.endm
+.macro VADDN d, a, b
+    vadd.f32 s\d, s\a, s\b
+.endm
+.macro VMOVRS r, sn
+    vmov \r, s\sn
+.endm
+/* the 4 windows' x (r4-r7, post-increment) to s5-s8 */
+.macro LDX4
+    vldmia r4!, {s5}
+    vldmia r5!, {s6}
+    vldmia r6!, {s7}
+    vldmia r7!, {s8}
+.endm
+/* x pointers r4-r7 = a + s as (uses r0) */
+.macro XPTRS
+    ldr r4, [r12, #A_A]
+    ldr r0, [r12, #A_AS]
+    add r5, r4, r0
+    add r6, r5, r0
+    add r7, r6, r0
+.endm
+.macro GEMM4_STEP U
+    .altmacro
+    VLDMR r1, 0, %(\U - 1)
+    add r1, r1, r2
+    LDX4
+    .set k, 0
+    .rept 2 * \U
+    MACN %(12 + k), %(5 + k / \U), %(k - (k / \U) * \U), %(13 + k), %(5 + (k + 1) / \U), %(k + 1 - ((k + 1) / \U) * \U)
+    .set k, k + 2
+    .endr
+    .noaltmacro
+.endm
+.macro GER4_STEP U
+    .altmacro
+    VLDMR r1, 0, %(\U - 1)
+    LDX4
+    .set k, 0
+    .rept 2 * \U
+    MACN %(k - (k / \U) * \U), %(5 + k / \U), %(12 + k), %(k + 1 - ((k + 1) / \U) * \U), %(5 + (k + 1) / \U), %(13 + k)
+    .set k, k + 2
+    .endr
+    VSTMR r1, 0, %(\U - 1)
+    .noaltmacro
+    add r1, r1, r2
+.endm
+
+.macro GEMM4 U
+    .global odl_mk_gemm4_u\U
+    .type odl_mk_gemm4_u\U, %function
+    .thumb_func
+odl_mk_gemm4_u\U:
+    push {r4-r11, lr}
+    vpush {s16-s31}
+    mov r12, r0
+    ldr r8, [r12, #A_NB]
+    movs r9, #0                     @ byte offset of the unit block
+10:
+    ldr r0, =odl_mk_zero
+    .altmacro
+    VLDMR r0, 12, %(11 + 4 * \U)
+    .noaltmacro
+    XPTRS
+    ldr r1, [r12, #A_W]
+    add r1, r1, r9
+    ldr r2, [r12, #A_WS]
+    ldr r3, [r12, #A_N]
+    lsrs r3, r3, #1
+    beq 12f
+11:
+    GEMM4_STEP \U
+    GEMM4_STEP \U
+    subs r3, r3, #1
+    bne 11b
+12:
+    ldr r3, [r12, #A_N]
+    tst r3, #1
+    beq 13f
+    GEMM4_STEP \U
+13:
+    ldr r0, [r12, #A_B]
+    cmp r0, #0
+    beq 14f
+    add r0, r0, r9
+    .altmacro
+    VLDMR r0, 0, %(\U - 1)
+    .set k, 0
+    .rept 4 * \U
+    VADDN %(12 + k), %(12 + k), %(k - (k / \U) * \U)
+    .set k, k + 1
+    .endr
+    .noaltmacro
+14:
+    ldr r0, [r12, #A_Y]
+    add r0, r0, r9
+    ldr r10, [r12, #A_YS]
+    ldr r11, [r12, #A_RELU]
+    cmp r11, #0
+    beq 16f
+    .altmacro
+    .set s, 0
+    .rept 4
+    .set u, 0
+    .rept \U
+    VMOVRS lr, %(12 + \U * s + u)
+    bic lr, lr, lr, asr #31
+    str lr, [r0, #(4 * u)]
+    .set u, u + 1
+    .endr
+    add r0, r0, r10
+    .set s, s + 1
+    .endr
+    .noaltmacro
+    b 17f
+16:
+    .altmacro
+    .set s, 0
+    .rept 4
+    VSTMR r0, %(12 + \U * s), %(11 + \U * (s + 1))
+    add r0, r0, r10
+    .set s, s + 1
+    .endr
+    .noaltmacro
+17:
+    adds r9, r9, #(4 * \U)
+    subs r8, r8, #1
+    bne 10b
+    vpop {s16-s31}
+    pop {r4-r11, pc}
+    .ltorg
+    .size odl_mk_gemm4_u\U, . - odl_mk_gemm4_u\U
+.endm
+
+.macro GER4 U
+    .global odl_mk_ger4_u\U
+    .type odl_mk_ger4_u\U, %function
+    .thumb_func
+odl_mk_ger4_u\U:
+    push {r4-r11, lr}
+    vpush {s16-s31}
+    mov r12, r0
+    ldr r8, [r12, #A_NB]
+    movs r9, #0                     @ byte offset of the unit block
+10:
+    ldr r0, [r12, #A_W]             @ dy of the 4 windows
+    add r0, r0, r9
+    ldr r2, [r12, #A_WS]
+    .altmacro
+    .set s, 0
+    .rept 4
+    VLDMR r0, %(12 + \U * s), %(11 + \U * (s + 1))
+    add r0, r0, r2
+    .set s, s + 1
+    .endr
+    .noaltmacro
+    XPTRS
+    ldr r1, [r12, #A_Y]
+    add r1, r1, r9
+    ldr r2, [r12, #A_YS]
+    ldr r3, [r12, #A_N]
+    lsrs r3, r3, #1
+    beq 12f
+11:
+    GER4_STEP \U
+    GER4_STEP \U
+    subs r3, r3, #1
+    bne 11b
+12:
+    ldr r3, [r12, #A_N]
+    tst r3, #1
+    beq 13f
+    GER4_STEP \U
+13:
+    adds r9, r9, #(4 * \U)
+    subs r8, r8, #1
+    bne 10b
+    vpop {s16-s31}
+    pop {r4-r11, pc}
+    .size odl_mk_ger4_u\U, . - odl_mk_ger4_u\U
+.endm
+
+    GEMM4 5
+    GEMM4 4
+    GEMM4 3
+    GEMM4 2
+    GEMM4 1
+    GER4 5
+    GER4 4
+    GER4 3
+    GER4 2
+    GER4 1
