@@ -171,6 +171,18 @@ ARCHS = {
             L("softmax", "sm"),
         ),
     ),
+    # a frozen conv whose last output row an overlapping 'valid' max pooling never reads (not computed)
+    "conv_maxpool_drops_a_row": Arch(
+        (20, 2),
+        (
+            L("conv1d", "c1", filters=8, kernel=3),
+            L("relu", "r1"),
+            L("maxpool1d", "mp", pool=3, stride=2),
+            L("flatten", "f"),
+            L("dense", "d", units=4),
+            L("softmax", "sm"),
+        ),
+    ),
     "conv_bn_avgstride_flatten_dropout": Arch(
         (12, 3),
         (
@@ -279,6 +291,7 @@ CASES = [
     ("paper", ["conv2"]),
     ("conv_maxpool_overlap_gmp", "full"),
     ("conv_maxpool_overlap_gmp", ["c1"]),
+    ("conv_maxpool_drops_a_row", ["d"]),
     ("conv_bn_avgstride_flatten_dropout", "full"),  # BN folded into the trained conv
     ("conv_bn_avgstride_flatten_dropout", ["bn1", "d2"]),  # BN trained, conv frozen: affine BN
     ("conv2d_bn_maxpool2d_gap2d", "full"),

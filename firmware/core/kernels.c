@@ -224,7 +224,7 @@ static float conv_one(const rlayer_t *R, int m, int w, int f, float a) {
 }
 
 void k_conv_fwd(const rlayer_t *R) {
-    const int W = R->W, C = R->C, K = R->K, F = R->F, Lo = R->Lo;
+    const int W = R->W, C = R->C, K = R->K, F = R->F, Lo = R->Lu; /* the rows anything reads */
     const float *b = R->b;
     const int relu = R->relu_after;
     if (K == 3 && (F & 3) == 0) {

@@ -373,6 +373,16 @@ void plan_lower(plan_t *p, const model_t *m, uint64_t tr) {
             p->first = (uint8_t)i;
             break;
         }
+    /* a frozen conv (+ its ReLU) read only by a frozen pooling computes only the rows the pooling reads:
+     * 'valid' pooling drops the last rows when (Lo - pool) is not a multiple of the stride */
+    for (int i = 0; i < n; i++) {
+        rlayer_t *R = &p->R[i];
+        R->Lu = R->Lo;
+        int j = i + 1;
+        if (j < n && p->R[j].kind == RK_RELU && p->R[j].fused) j++;
+        if (R->kind == RK_CONV && j < p->first && (p->R[j].kind == RK_AVGPOOL || p->R[j].kind == RK_MAXPOOL))
+            R->Lu = (uint16_t)((p->R[j].Lo - 1) * p->R[j].stride + p->R[j].pool);
+    }
     for (int i = 0; i < n; i++) p->R[i].needs_dx = (uint8_t)(i > p->first);
     /* a dense head behind frozen layers (TL, last): grouped over ODL_HEAD_GROUP windows */
     p->group = 1;

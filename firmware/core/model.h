@@ -58,6 +58,7 @@ typedef struct {
     uint8_t fused;      /* relu: already applied by the layer before it */
     uint16_t L, W, C;          /* input (L, W, C); dense: C = N inputs */
     uint16_t Lo, F, K, pool, stride; /* output length / channels (dense: F = units) */
+    uint16_t Lu;               /* conv: output rows computed (< Lo when a frozen valid pooling drops the last) */
     uint32_t in_n, out_n;
     float eps;
     /* bound per plan (pointers into the model blob or the plan region) */
