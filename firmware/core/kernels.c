@@ -160,10 +160,12 @@ static void c_relu_mask(const mk_args_t *g) {
 }
 static void c_sgd(const mk_args_t *g) {
     float *w = g->y;
+    float *acc = (float *)(void *)g->a; /* zeroed for the next batch */
     for (uint32_t i = 0; i < g->n; i++) {
-        float t = g->a[i] * g->scale;
+        float t = acc[i] * g->scale;
         t = t * g->lr;
         w[i] = w[i] - t;
+        acc[i] = 0.0f;
     }
 }
 /* the grouped head: 4 windows at slots a + s as, w + s ws (ger), y + s ys (gemm); nb blocks of U units */
@@ -790,5 +792,6 @@ void k_sgd(float *w, float *acc, uint32_t len, float n, float lr) {
         float a = acc[i] / n;
         a = a * lr;
         w[i] = w[i] - a;
+        acc[i] = 0.0f;
     }
 }

@@ -35,7 +35,8 @@ void k_bn_bwd(const rlayer_t *R, float *dy); /* parameter gradients; dx = dy*s i
 void k_dense_fwd_group(const rlayer_t *R, int gn);
 void k_dense_bwd_group(const rlayer_t *R, int gn, const float *dy, float *dx, uint32_t es);
 
-/* SGD step of one parameter array: a = a/n; a = a*lr; w = w - a (device/engine per-sample mode). */
+/* SGD step of one parameter array: a = a/n; a = a*lr; w = w - a (device/engine per-sample mode); the
+ * accumulator is zeroed on the way (ready for the next batch). */
 void k_sgd(float *w, float *acc, uint32_t len, float n, float lr);
 
 #endif

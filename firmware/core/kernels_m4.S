@@ -206,16 +206,25 @@ odl_mk_conv3_r\R:
     ldr r0, [sp, #4]                @ taps: r0, r1, r2
     add r1, r0, r2
     add r2, r1, r2
-    tst r4, #1                      @ an odd channel count: one channel first, then pairs
+    tst r4, #1                      @ n mod 4 channels first (1, then 2), then fours
     beq 11f
     CONV3_CHANNEL \R
     subs r4, r4, #1
     beq 20f
 11:
+    tst r4, #2
+    beq 12f
     CONV3_CHANNEL \R
     CONV3_CHANNEL \R
     subs r4, r4, #2
-    bne 11b
+    beq 20f
+12:
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    subs r4, r4, #4
+    bne 12b
 20:
     ldr r0, [sp]
     ldr r9, [r0, #A_YS]
@@ -973,24 +982,34 @@ odl_mk_rowspread:
 /*
  * ----------------------------------------------------------------------------------------------------
  * odl_mk_sgd(args): the SGD step of one parameter array when the batch size is a power of two, so that
- * acc / n == acc * (1 / n) exactly:  t = a[i] * scale;  t = t * lr;  y[i] = y[i] - t   (i < n).
+ * acc / n == acc * (1 / n) exactly:  t = a[i] * scale;  t = t * lr;  y[i] = y[i] - t;  a[i] = +0   (i < n)
+ * (the accumulator is zeroed for the next batch while it is read).
  * ----------------------------------------------------------------------------------------------------
  */
     .global odl_mk_sgd
     .type odl_mk_sgd, %function
     .thumb_func
 odl_mk_sgd:
-    push {r4, lr}
+    push {r4-r11, lr}
     vpush {s16-s17}
     vldr s16, [r0, #A_SCALE]
     vldr s17, [r0, #A_LR]
     ldr r1, [r0, #A_A]
     ldr r2, [r0, #A_Y]
     ldr r3, [r0, #A_N]
-    lsrs r4, r3, #3
+    movs r4, #0
+    movs r5, #0
+    movs r6, #0
+    movs r7, #0
+    movs r8, #0
+    movs r9, #0
+    movs r10, #0
+    movs r11, #0
+    lsrs r12, r3, #3
     beq 12f
 11:
-    vldmia r1!, {s0-s7}
+    vldm r1, {s0-s7}
+    stmia r1!, {r4-r11}
     vmul.f32 s0, s0, s16
     vmul.f32 s1, s1, s16
     vmul.f32 s2, s2, s16
@@ -1017,13 +1036,14 @@ odl_mk_sgd:
     vsub.f32 s14, s14, s6
     vsub.f32 s15, s15, s7
     vstmia r2!, {s8-s15}
-    subs r4, r4, #1
+    subs r12, r12, #1
     bne 11b
 12:
     ands r3, r3, #7
     beq 14f
 13:
-    vldmia r1!, {s0}
+    vldr s0, [r1]
+    str r4, [r1], #4
     vmul.f32 s0, s0, s16
     vmul.f32 s0, s0, s17
     vldr s8, [r2]
@@ -1033,7 +1053,7 @@ odl_mk_sgd:
     bne 13b
 14:
     vpop {s16-s17}
-    pop {r4, pc}
+    pop {r4-r11, pc}
     .size odl_mk_sgd, . - odl_mk_sgd
 
 /*

@@ -396,10 +396,9 @@ static void update(plan_t *p, uint32_t n, float lr) {
         rlayer_t *R = &p->R[i];
         if (!R->trainable) continue;
         uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
-        k_sgd(R->w, R->gw, nw, (float)n, lr);
+        k_sgd(R->w, R->gw, nw, (float)n, lr); /* zeroes the accumulator too */
         if (R->gb) k_sgd(R->b, R->gb, R->kind == RK_BN ? R->C : R->F, (float)n, lr);
     }
-    plan_zero_grads(p);
 }
 
 static void finish_train(job_t *j, const model_t *m, float *w, uint8_t status, uint8_t error) {

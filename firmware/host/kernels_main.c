@@ -16,7 +16,7 @@
  *   odl-kernels cobs       lines hex -> COBS hex;  odl-kernels uncobs: lines hex -> decoded hex or "ERR"
  *   odl-kernels crc        lines hex -> "CRC16 CRC32" (hex)
  *   odl-kernels perm SEED EPOCH N   -> the round's window order, one index per line
- *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w after one SGD step
+ *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w and acc after one SGD step
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +106,7 @@ static int sgd(void) {
     if (read_all(w, 4u * len) || read_all(acc, 4u * len)) return die("short sgd arrays");
     k_sgd(w, acc, len, n, lr);
     fwrite(w, 4, len, stdout);
+    fwrite(acc, 4, len, stdout);
     return 0;
 }
 
