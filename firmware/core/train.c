@@ -52,22 +52,37 @@ uint32_t odl_perm(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i) {
 #define COST_DENSE_DX 106u
 #define COST_ELEM 32u
 #define COST_SAMPLE 1500u /* per window: loading it, the layer loop, the loss (cycles) */
+#define COST_DENSE_FWD_G 48u /* the grouped head (plan_t.group > 1): 4 windows per weight load */
+#define COST_DENSE_DW_G 55u
 #define COST_UPDATE 112u  /* per trained parameter per batch: SGD step and zeroing (x16) */
+
+/* conv forward MACs a plan does not compute (rows no pooling reads, rlayer_t.Lu) */
+static uint64_t conv_skipped(const plan_t *p) {
+    uint64_t m = 0;
+    for (int i = 0; i < p->n; i++) {
+        const rlayer_t *R = &p->R[i];
+        if (R->kind == RK_CONV) m += (uint64_t)(R->Lo - R->Lu) * R->W * R->F * R->C * R->K;
+    }
+    return m;
+}
 
 uint64_t train_estimate_batch(const plan_t *p, uint32_t n) {
     ops_t o;
     plan_ops(p, p->first < p->n, &o);
-    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.conv_dw * COST_CONV_DW + o.conv_dx * COST_CONV_DX +
-                 o.dense_fwd * COST_DENSE_FWD + o.dense_dw * COST_DENSE_DW + o.dense_dx * COST_DENSE_DX +
+    const int g = p->group > 1;
+    uint64_t s = (o.conv_fwd - conv_skipped(p)) * COST_CONV_FWD + o.conv_dw * COST_CONV_DW +
+                 o.conv_dx * COST_CONV_DX + o.dense_fwd * (g ? COST_DENSE_FWD_G : COST_DENSE_FWD) +
+                 o.dense_dw * (g ? COST_DENSE_DW_G : COST_DENSE_DW) + o.dense_dx * COST_DENSE_DX +
                  o.elementwise * COST_ELEM;
     return (s * n + (uint64_t)p->n_trained * COST_UPDATE) / 16u + (uint64_t)COST_SAMPLE * n;
 }
 
-/* Cycles of one validation pass of n windows (forward only) on a plan. */
+/* Cycles of one validation pass of n windows (forward only, one window at a time) on a plan. */
 static uint64_t val_estimate(const plan_t *p, uint32_t n) {
     ops_t o;
     plan_ops(p, 0, &o);
-    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.dense_fwd * COST_DENSE_FWD + o.elementwise * COST_ELEM;
+    uint64_t s = (o.conv_fwd - conv_skipped(p)) * COST_CONV_FWD + o.dense_fwd * COST_DENSE_FWD +
+                 o.elementwise * COST_ELEM;
     return s * n / 16u + (uint64_t)COST_SAMPLE * n;
 }
 
