@@ -64,6 +64,9 @@ PHASES = {
     "dense": (
         "k_dense_fwd", "k_dense_bwd", "odl_mk_gemv_u12", "odl_mk_gemv_u4", "odl_mk_gemv_u2", "odl_mk_gemv_u1",
         "odl_mk_gerv_u12", "odl_mk_gerv_u4", "odl_mk_gerv_u2", "odl_mk_gerv_u1", "odl_mk_dotd_p1",
+        "k_dense_fwd_group", "k_dense_bwd_group", "odl_mk_gemm4_u5", "odl_mk_gemm4_u4", "odl_mk_gemm4_u3",
+        "odl_mk_gemm4_u2", "odl_mk_gemm4_u1", "odl_mk_ger4_u5", "odl_mk_ger4_u4", "odl_mk_ger4_u3",
+        "odl_mk_ger4_u2", "odl_mk_ger4_u1",
     ),
 }  # fmt: skip
 REGIONS = tuple(n for names in PHASES.values() for n in names)

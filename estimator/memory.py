@@ -16,7 +16,8 @@ Firmware accounting: what the ODL firmware (firmware/core/model.c: plan_lower) h
 round besides the stored windows — the model blob (descriptor + every parameter) + the round's plan
 (input window, ping-pong buffers for the frozen layers before the first trained one, one output per
 layer from it on except where the firmware works in place, two error buffers, gradient accumulators,
-folded conv/affine BatchNorm parameters, 8-byte alignment slack).  ROUND_INFO's ``mem_bytes`` on the
+folded conv/affine BatchNorm parameters, 8-byte alignment slack; a dense head behind frozen layers — TL,
+last — runs over 4 windows at once, so its input, outputs and error buffers hold 4 windows).  ROUND_INFO's ``mem_bytes`` on the
 firmware; docs/firmware.md "Memory plan".
 
 Peak accounting (AIfES / TFLM style): parameters and gradient accumulators as above, but activation
@@ -202,6 +203,9 @@ DESCRIPTOR_HEADER_BYTES = 16  # docs/protocol.md §5.1
 DESCRIPTOR_LAYER_BYTES = 32
 
 
+FIRMWARE_HEAD_GROUP = 4  # windows the firmware's grouped dense head runs at once (model.h ODL_HEAD_GROUP)
+
+
 def model_blob_bytes(arch: Arch) -> int:
     """Bytes the ODL firmware's store holds for the model blob: descriptor, padding to 8 bytes so the weights
     are float-aligned, every parameter as float32, the whole rounded up to the store's 8-byte granule
@@ -248,6 +252,17 @@ def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
         rt.append(r)
     n = len(rt)
     first = next((j for j, r in enumerate(rt) if r["trainable"]), n)
+    # a dense head behind frozen layers runs over FIRMWARE_HEAD_GROUP windows at once: its buffers, its
+    # input (the last frozen layer's output) and the error buffers hold one slot per window
+    group, lastw = 1, -1
+    writers_before = [j for j in range(first) if not rt[j]["in_place"]]
+    if (
+        first < n
+        and rt[first]["kind"] == "dense"
+        and writers_before
+        and all(r["kind"] in ("dense", "relu", "flatten", "dropout", "softmax") for r in rt[first:])
+    ):
+        group, lastw = FIRMWARE_HEAD_GROUP, writers_before[-1]
     f = rt[0]["in_n"] if rt else 0  # the input window
     pp = e = 0
     for j, r in enumerate(rt):
@@ -262,17 +277,19 @@ def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
                 g = 2 * r["C"]
             f += g
         if not r["in_place"]:
-            if j < first:
+            if j == lastw:
+                f += group * r["out_n"]
+            elif j < first:
                 pp = max(pp, r["out_n"])
             else:
-                f += r["out_n"]
+                f += group * r["out_n"]
         if j >= first:
             e = max(e, r["out_n"])
             if j > first:  # it passes an error back
                 e = max(e, r["in_n"])
-    writers = sum(1 for r in rt[:first] if not r["in_place"])
+    writers = sum(1 for j, r in enumerate(rt[:first]) if not r["in_place"] and j != lastw)
     f += (2 if writers > 1 else 1 if writers else 0) * pp
-    f += 2 * (e if first < n else 0)
+    f += 2 * group * (e if first < n else 0)
     return BYTES_PER_VALUE * f + 8 * (2 * n + 8)
 
 

@@ -50,7 +50,15 @@ MK(odl_mk_dot_p1) MK(odl_mk_dot_p2) MK(odl_mk_dot_p3) MK(odl_mk_dotd_p1)
 MK(odl_mk_gemv_u12) MK(odl_mk_gemv_u4) MK(odl_mk_gemv_u2) MK(odl_mk_gemv_u1)
 MK(odl_mk_gerv_u12) MK(odl_mk_gerv_u4) MK(odl_mk_gerv_u2) MK(odl_mk_gerv_u1)
 MK(odl_mk_rowsum) MK(odl_mk_biasgrad) MK(odl_mk_rowspread) MK(odl_mk_sgd) MK(odl_mk_relu_mask)
+MK(odl_mk_gemm4_u1) MK(odl_mk_gemm4_u2) MK(odl_mk_gemm4_u3) MK(odl_mk_gemm4_u4) MK(odl_mk_gemm4_u5)
+MK(odl_mk_ger4_u1) MK(odl_mk_ger4_u2) MK(odl_mk_ger4_u3) MK(odl_mk_ger4_u4) MK(odl_mk_ger4_u5)
 #undef MK
+static void (*const mk_gemm4[5])(const mk_args_t *) = {odl_mk_gemm4_u1, odl_mk_gemm4_u2, odl_mk_gemm4_u3,
+                                                        odl_mk_gemm4_u4, odl_mk_gemm4_u5};
+static void (*const mk_ger4[5])(const mk_args_t *) = {odl_mk_ger4_u1, odl_mk_ger4_u2, odl_mk_ger4_u3,
+                                                       odl_mk_ger4_u4, odl_mk_ger4_u5};
+#define GEMM4(U, g) mk_gemm4[(U) - 1](g)
+#define GER4(U, g) mk_ger4[(U) - 1](g)
 static void (*const mk_conv3[4])(const mk_args_t *) = {odl_mk_conv3_r1, odl_mk_conv3_r2, odl_mk_conv3_r3,
                                                         odl_mk_conv3_r4};
 static void (*const mk_outer[4])(const mk_args_t *) = {odl_mk_outer_r1, odl_mk_outer_r2, odl_mk_outer_r3,
@@ -152,12 +160,44 @@ static void c_relu_mask(const mk_args_t *g) {
 }
 static void c_sgd(const mk_args_t *g) {
     float *w = g->y;
+    float *acc = (float *)(void *)g->a; /* zeroed for the next batch */
     for (uint32_t i = 0; i < g->n; i++) {
-        float t = g->a[i] * g->scale;
+        float t = acc[i] * g->scale;
         t = t * g->lr;
         w[i] = w[i] - t;
+        acc[i] = 0.0f;
     }
 }
+/* the grouped head: 4 windows at slots a + s as, w + s ws (ger), y + s ys (gemm); nb blocks of U units */
+static void c_gemm4(int U, const mk_args_t *g) {
+    for (uint32_t blk = 0; blk < g->nb; blk++) {
+        const uint32_t off = 4u * (uint32_t)U * blk;
+        float acc[4][5] = {{0}};
+        for (uint32_t q = 0; q < g->n; q++)
+            for (uint32_t s = 0; s < 4; s++) {
+                float xv = AT(g->a, s * g->as + 4u * q);
+                for (int u = 0; u < U; u++) acc[s][u] += xv * AT(g->w, q * g->ws + off + 4u * (uint32_t)u);
+            }
+        for (uint32_t s = 0; s < 4; s++)
+            for (int u = 0; u < U; u++) {
+                float v = g->b ? acc[s][u] + AT(g->b, off + 4u * (uint32_t)u) : acc[s][u];
+                YAT(g->y, s * g->ys + off + 4u * (uint32_t)u) = g->relu ? relu_bits(v) : v;
+            }
+    }
+}
+static void c_ger4(int U, const mk_args_t *g) {
+    for (uint32_t blk = 0; blk < g->nb; blk++) {
+        const uint32_t off = 4u * (uint32_t)U * blk;
+        for (uint32_t q = 0; q < g->n; q++)
+            for (uint32_t s = 0; s < 4; s++) {
+                float xv = AT(g->a, s * g->as + 4u * q);
+                for (int u = 0; u < U; u++)
+                    YAT(g->y, q * g->ys + off + 4u * (uint32_t)u) += xv * AT(g->w, s * g->ws + off + 4u * (uint32_t)u);
+            }
+    }
+}
+#define GEMM4(U, g) c_gemm4(U, g)
+#define GER4(U, g) c_ger4(U, g)
 #define CONV3(R, g) c_conv3(R, g)
 #define OUTER(R, g) c_outer(R, g)
 #define DOT(P, g) c_dot(P, g)
@@ -186,7 +226,7 @@ static float conv_one(const rlayer_t *R, int m, int w, int f, float a) {
 }
 
 void k_conv_fwd(const rlayer_t *R) {
-    const int W = R->W, C = R->C, K = R->K, F = R->F, Lo = R->Lo;
+    const int W = R->W, C = R->C, K = R->K, F = R->F, Lo = R->Lu; /* the rows anything reads */
     const float *b = R->b;
     const int relu = R->relu_after;
     if (K == 3 && (F & 3) == 0) {
@@ -336,24 +376,25 @@ void k_dense_fwd(const rlayer_t *R) {
     }
 }
 
-void k_dense_bwd(const rlayer_t *R, const float *dy, float *dx) {
+/* dW += x dy^T of one window (x at `x`) */
+static void dense_dw1(const rlayer_t *R, const float *x, const float *dy) {
     const int N = R->C, U = R->F;
-    if (R->trainable) {
-        mk_args_t g = {0};
-        g.a = R->in;
-        g.n = (uint32_t)N;
-        g.ys = 4u * (uint32_t)U;
-        for (int u = 0; u < U;) {
-            int nu = unit_block(U - u);
-            g.w = dy + u;
-            g.y = R->gw + u;
-            GERV(nu, &g);
-            u += nu;
-        }
-        if (R->gb)
-            for (int u = 0; u < U; u++) R->gb[u] += dy[u];
+    mk_args_t g = {0};
+    g.a = x;
+    g.n = (uint32_t)N;
+    g.ys = 4u * (uint32_t)U;
+    for (int u = 0; u < U;) {
+        int nu = unit_block(U - u);
+        g.w = dy + u;
+        g.y = R->gw + u;
+        GERV(nu, &g);
+        u += nu;
     }
-    if (R->needs_dx) {
+}
+
+static void dense_dx1(const rlayer_t *R, const float *dy, float *dx) {
+    const int N = R->C, U = R->F;
+    {
         const int N4 = N & ~3;
         if (N4) {
             mk_args_t g = {0};
@@ -371,6 +412,85 @@ void k_dense_bwd(const rlayer_t *R, const float *dy, float *dx) {
             dx[n] = a;
         }
     }
+}
+
+void k_dense_bwd(const rlayer_t *R, const float *dy, float *dx) {
+    if (R->trainable) {
+        dense_dw1(R, R->in, dy);
+        if (R->gb)
+            for (int u = 0; u < R->F; u++) R->gb[u] += dy[u];
+    }
+    if (R->needs_dx) dense_dx1(R, dy, dx);
+}
+
+/* The grouped head (model.h: plan_t.group): gn windows whose vectors are slots of R->in / R->out (strides
+ * in_gs / out_gs floats) and of dy / dx (stride es).  Each output and each gradient element is computed with
+ * the same operations in the same order as gn calls of k_dense_fwd / k_dense_bwd, one window after the other:
+ * the same bits. */
+#define UB 5 /* units per block of the 4-window kernels */
+void k_dense_fwd_group(const rlayer_t *R, int gn) {
+    if (gn != 4) {
+        for (int s = 0; s < gn; s++) {
+            rlayer_t S = *R;
+            S.in = R->in + (uint32_t)s * R->in_gs;
+            S.out = R->out + (uint32_t)s * R->out_gs;
+            k_dense_fwd(&S);
+        }
+        return;
+    }
+    const int U = R->F;
+    mk_args_t g = {0};
+    g.a = R->in;
+    g.as = 4u * R->in_gs;
+    g.n = (uint32_t)R->C;
+    g.ws = 4u * (uint32_t)U;
+    g.ys = 4u * R->out_gs;
+    g.relu = (uint32_t)R->relu_after;
+    g.w = R->w;
+    g.b = R->b;
+    g.y = R->out;
+    g.nb = (uint32_t)(U / UB);
+    if (g.nb) GEMM4(UB, &g);
+    const int u = U - U % UB;
+    if (U % UB) {
+        g.w = R->w + u;
+        g.b = R->b ? R->b + u : 0;
+        g.y = R->out + u;
+        g.nb = 1;
+        GEMM4(U % UB, &g);
+    }
+}
+
+void k_dense_bwd_group(const rlayer_t *R, int gn, const float *dy, float *dx, uint32_t es) {
+    const int U = R->F;
+    if (R->trainable) {
+        if (gn == 4) {
+            mk_args_t g = {0};
+            g.a = R->in;
+            g.as = 4u * R->in_gs;
+            g.n = (uint32_t)R->C;
+            g.ws = 4u * es;
+            g.ys = 4u * (uint32_t)U;
+            g.w = dy;
+            g.y = R->gw;
+            g.nb = (uint32_t)(U / UB);
+            if (g.nb) GER4(UB, &g);
+            const int u = U - U % UB;
+            if (U % UB) {
+                g.w = dy + u;
+                g.y = R->gw + u;
+                g.nb = 1;
+                GER4(U % UB, &g);
+            }
+        } else {
+            for (int s = 0; s < gn; s++) dense_dw1(R, R->in + (uint32_t)s * R->in_gs, dy + (uint32_t)s * es);
+        }
+        if (R->gb)
+            for (int s = 0; s < gn; s++)
+                for (int u = 0; u < U; u++) R->gb[u] += dy[(uint32_t)s * es + (uint32_t)u];
+    }
+    if (R->needs_dx)
+        for (int s = 0; s < gn; s++) dense_dx1(R, dy + (uint32_t)s * es, dx + (uint32_t)s * es);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -672,5 +792,6 @@ void k_sgd(float *w, float *acc, uint32_t len, float n, float lr) {
         float a = acc[i] / n;
         a = a * lr;
         w[i] = w[i] - a;
+        acc[i] = 0.0f;
     }
 }

@@ -29,7 +29,14 @@ void k_pool_bwd(const rlayer_t *R, const float *dy, float *dx);
 void k_global_bwd(const rlayer_t *R, const float *dy, float *dx);
 void k_bn_bwd(const rlayer_t *R, float *dy); /* parameter gradients; dx = dy*s in place if needed */
 
-/* SGD step of one parameter array: a = a/n; a = a*lr; w = w - a (device/engine per-sample mode). */
+/* the grouped head (model.h, plan_t.group): gn windows at once (4: the blocked kernels; fewer: one at a time),
+ * the same bits as gn calls of k_dense_fwd / k_dense_bwd; dy, dx: slot 0 of error buffers with es floats per
+ * window */
+void k_dense_fwd_group(const rlayer_t *R, int gn);
+void k_dense_bwd_group(const rlayer_t *R, int gn, const float *dy, float *dx, uint32_t es);
+
+/* SGD step of one parameter array: a = a/n; a = a*lr; w = w - a (device/engine per-sample mode); the
+ * accumulator is zeroed on the way (ready for the next batch). */
 void k_sgd(float *w, float *acc, uint32_t len, float n, float lr);
 
 #endif

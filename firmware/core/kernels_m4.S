@@ -1,6 +1,6 @@
 /*
  * Cortex-M4F kernels for the hot loops of kernels.c (ARM targets only).  kernels.c holds a C twin of each
- * (same sums, same order, same roundings), which the host build runs; tests/test_firmware_host.py runs
+ * (same sums, same order, same roundings), which the host build runs; tests/device/test_firmware_host.py runs
  * the layer vectors through the ARM build under QEMU and requires the same bits as the host build.
  *
  * Why assembly: on the M4F a VLDR costs 2 cycles but a VLDM of n registers 1 + n; a VMUL + VADD pair costs
@@ -40,7 +40,7 @@
     .section .rodata.odl_mk_zero, "a"
     .align 3
 odl_mk_zero:
-    .rept 16
+    .rept 20
     .float 0.0
     .endr
 
@@ -206,16 +206,25 @@ odl_mk_conv3_r\R:
     ldr r0, [sp, #4]                @ taps: r0, r1, r2
     add r1, r0, r2
     add r2, r1, r2
-    tst r4, #1                      @ an odd channel count: one channel first, then pairs
+    tst r4, #1                      @ n mod 4 channels first (1, then 2), then fours
     beq 11f
     CONV3_CHANNEL \R
     subs r4, r4, #1
     beq 20f
 11:
+    tst r4, #2
+    beq 12f
     CONV3_CHANNEL \R
     CONV3_CHANNEL \R
     subs r4, r4, #2
-    bne 11b
+    beq 20f
+12:
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    CONV3_CHANNEL \R
+    subs r4, r4, #4
+    bne 12b
 20:
     ldr r0, [sp]
     ldr r9, [r0, #A_YS]
@@ -973,24 +982,34 @@ odl_mk_rowspread:
 /*
  * ----------------------------------------------------------------------------------------------------
  * odl_mk_sgd(args): the SGD step of one parameter array when the batch size is a power of two, so that
- * acc / n == acc * (1 / n) exactly:  t = a[i] * scale;  t = t * lr;  y[i] = y[i] - t   (i < n).
+ * acc / n == acc * (1 / n) exactly:  t = a[i] * scale;  t = t * lr;  y[i] = y[i] - t;  a[i] = +0   (i < n)
+ * (the accumulator is zeroed for the next batch while it is read).
  * ----------------------------------------------------------------------------------------------------
  */
     .global odl_mk_sgd
     .type odl_mk_sgd, %function
     .thumb_func
 odl_mk_sgd:
-    push {r4, lr}
+    push {r4-r11, lr}
     vpush {s16-s17}
     vldr s16, [r0, #A_SCALE]
     vldr s17, [r0, #A_LR]
     ldr r1, [r0, #A_A]
     ldr r2, [r0, #A_Y]
     ldr r3, [r0, #A_N]
-    lsrs r4, r3, #3
+    movs r4, #0
+    movs r5, #0
+    movs r6, #0
+    movs r7, #0
+    movs r8, #0
+    movs r9, #0
+    movs r10, #0
+    movs r11, #0
+    lsrs r12, r3, #3
     beq 12f
 11:
-    vldmia r1!, {s0-s7}
+    vldm r1, {s0-s7}
+    stmia r1!, {r4-r11}
     vmul.f32 s0, s0, s16
     vmul.f32 s1, s1, s16
     vmul.f32 s2, s2, s16
@@ -1017,13 +1036,14 @@ odl_mk_sgd:
     vsub.f32 s14, s14, s6
     vsub.f32 s15, s15, s7
     vstmia r2!, {s8-s15}
-    subs r4, r4, #1
+    subs r12, r12, #1
     bne 11b
 12:
     ands r3, r3, #7
     beq 14f
 13:
-    vldmia r1!, {s0}
+    vldr s0, [r1]
+    str r4, [r1], #4
     vmul.f32 s0, s0, s16
     vmul.f32 s0, s0, s17
     vldr s8, [r2]
@@ -1033,7 +1053,7 @@ odl_mk_sgd:
     bne 13b
 14:
     vpop {s16-s17}
-    pop {r4, pc}
+    pop {r4-r11, pc}
     .size odl_mk_sgd, . - odl_mk_sgd
 
 /*
@@ -1081,3 +1101,231 @@ odl_mk_relu_mask:
 14:
     pop {r4-r11, pc}
     .size odl_mk_relu_mask, . - odl_mk_relu_mask
+
+/*
+ * ----------------------------------------------------------------------------------------------------
+ * The grouped dense head (ODL_HEAD_GROUP = 4 windows at once, model.h): window s's vectors are slots
+ * a + s as, w + s ws, y + s ys.  U = 1..5 units per block, nb blocks (each advances 4 U bytes).
+ * odl_mk_gemm4_uU: dense forward of 4 windows:
+ *   y[s ys + 4 u] = act(sum_{q < n} a[s as + 4 q] * w[q ws + 4 u] + b[u])  (the sum from q = 0, as gemv)
+ *   so each weight is loaded once for 4 windows.  Accumulators: window s, unit u at s(12 + U s + u);
+ *   weights s0-s4, x of the 4 windows s5-s8, temporaries s9/s10.
+ * odl_mk_ger4_uU: dense weight gradient of 4 windows: for q < n, for s = 0..3 in order:
+ *   y[q ys + 4 u] += a[s as + 4 q] * w[s ws + 4 u]
+ *   (a gradient row is loaded and stored once for 4 windows; each element gets the windows' products
+ *   added one after the other in window order, as 4 calls of gerv would).  dy of window s, unit u at
+ *   s(12 + U s + u); gradient row s0-s4; x s5-s8; temporaries s9/s10.
+ * ----------------------------------------------------------------------------------------------------
+ */
+/* acc0 += x0 * w0, acc1 += x1 * w1 (register numbers) */
+.macro MACN acc0, x0, w0, acc1, x1, w1
+    vmul.f32 s9, s\x0, s\w0
+    vmul.f32 s10, s\x1, s\w1
+    vadd.f32 s\acc0, s\acc0, s9
+    vadd.f32 s\acc1, s\acc1, s10
+.endm
+.macro VLDMR base, lo, hi
+    .if \lo == \hi
+    vldm \base, {s\lo}
+    .else
+    vldm \base, {s\lo-s\hi}
+    .endif
+.endm
+.macro VSTMR base, lo, hi
+    .if \lo == \hi
+    vstm \base, {s\lo}
+    .else
+    vstm \base, {s\lo-s\hi}
+    .endif
+.endm
+.macro VADDN d, a, b
+    vadd.f32 s\d, s\a, s\b
+.endm
+.macro VMOVRS r, sn
+    vmov \r, s\sn
+.endm
+/* the 4 windows' x (r4-r7, post-increment) to s5-s8 */
+.macro LDX4
+    vldmia r4!, {s5}
+    vldmia r5!, {s6}
+    vldmia r6!, {s7}
+    vldmia r7!, {s8}
+.endm
+/* x pointers r4-r7 = a + s as (uses r0) */
+.macro XPTRS
+    ldr r4, [r12, #A_A]
+    ldr r0, [r12, #A_AS]
+    add r5, r4, r0
+    add r6, r5, r0
+    add r7, r6, r0
+.endm
+.macro GEMM4_STEP U
+    .altmacro
+    VLDMR r1, 0, %(\U - 1)
+    add r1, r1, r2
+    LDX4
+    .set k, 0
+    .rept 2 * \U
+    MACN %(12 + k), %(5 + k / \U), %(k - (k / \U) * \U), %(13 + k), %(5 + (k + 1) / \U), %(k + 1 - ((k + 1) / \U) * \U)
+    .set k, k + 2
+    .endr
+    .noaltmacro
+.endm
+.macro GER4_STEP U
+    .altmacro
+    VLDMR r1, 0, %(\U - 1)
+    LDX4
+    .set k, 0
+    .rept 2 * \U
+    MACN %(k - (k / \U) * \U), %(5 + k / \U), %(12 + k), %(k + 1 - ((k + 1) / \U) * \U), %(5 + (k + 1) / \U), %(13 + k)
+    .set k, k + 2
+    .endr
+    VSTMR r1, 0, %(\U - 1)
+    .noaltmacro
+    add r1, r1, r2
+.endm
+
+.macro GEMM4 U
+    .global odl_mk_gemm4_u\U
+    .type odl_mk_gemm4_u\U, %function
+    .thumb_func
+odl_mk_gemm4_u\U:
+    push {r4-r11, lr}
+    vpush {s16-s31}
+    mov r12, r0
+    ldr r8, [r12, #A_NB]
+    movs r9, #0                     @ byte offset of the unit block
+10:
+    ldr r0, =odl_mk_zero
+    .altmacro
+    VLDMR r0, 12, %(11 + 4 * \U)
+    .noaltmacro
+    XPTRS
+    ldr r1, [r12, #A_W]
+    add r1, r1, r9
+    ldr r2, [r12, #A_WS]
+    ldr r3, [r12, #A_N]
+    lsrs r3, r3, #1
+    beq 12f
+11:
+    GEMM4_STEP \U
+    GEMM4_STEP \U
+    subs r3, r3, #1
+    bne 11b
+12:
+    ldr r3, [r12, #A_N]
+    tst r3, #1
+    beq 13f
+    GEMM4_STEP \U
+13:
+    ldr r0, [r12, #A_B]
+    cmp r0, #0
+    beq 14f
+    add r0, r0, r9
+    .altmacro
+    VLDMR r0, 0, %(\U - 1)
+    .set k, 0
+    .rept 4 * \U
+    VADDN %(12 + k), %(12 + k), %(k - (k / \U) * \U)
+    .set k, k + 1
+    .endr
+    .noaltmacro
+14:
+    ldr r0, [r12, #A_Y]
+    add r0, r0, r9
+    ldr r10, [r12, #A_YS]
+    ldr r11, [r12, #A_RELU]
+    cmp r11, #0
+    beq 16f
+    .altmacro
+    .set s, 0
+    .rept 4
+    .set u, 0
+    .rept \U
+    VMOVRS lr, %(12 + \U * s + u)
+    bic lr, lr, lr, asr #31
+    str lr, [r0, #(4 * u)]
+    .set u, u + 1
+    .endr
+    add r0, r0, r10
+    .set s, s + 1
+    .endr
+    .noaltmacro
+    b 17f
+16:
+    .altmacro
+    .set s, 0
+    .rept 4
+    VSTMR r0, %(12 + \U * s), %(11 + \U * (s + 1))
+    add r0, r0, r10
+    .set s, s + 1
+    .endr
+    .noaltmacro
+17:
+    adds r9, r9, #(4 * \U)
+    subs r8, r8, #1
+    bne 10b
+    vpop {s16-s31}
+    pop {r4-r11, pc}
+    .ltorg
+    .size odl_mk_gemm4_u\U, . - odl_mk_gemm4_u\U
+.endm
+
+.macro GER4 U
+    .global odl_mk_ger4_u\U
+    .type odl_mk_ger4_u\U, %function
+    .thumb_func
+odl_mk_ger4_u\U:
+    push {r4-r11, lr}
+    vpush {s16-s31}
+    mov r12, r0
+    ldr r8, [r12, #A_NB]
+    movs r9, #0                     @ byte offset of the unit block
+10:
+    ldr r0, [r12, #A_W]             @ dy of the 4 windows
+    add r0, r0, r9
+    ldr r2, [r12, #A_WS]
+    .altmacro
+    .set s, 0
+    .rept 4
+    VLDMR r0, %(12 + \U * s), %(11 + \U * (s + 1))
+    add r0, r0, r2
+    .set s, s + 1
+    .endr
+    .noaltmacro
+    XPTRS
+    ldr r1, [r12, #A_Y]
+    add r1, r1, r9
+    ldr r2, [r12, #A_YS]
+    ldr r3, [r12, #A_N]
+    lsrs r3, r3, #1
+    beq 12f
+11:
+    GER4_STEP \U
+    GER4_STEP \U
+    subs r3, r3, #1
+    bne 11b
+12:
+    ldr r3, [r12, #A_N]
+    tst r3, #1
+    beq 13f
+    GER4_STEP \U
+13:
+    adds r9, r9, #(4 * \U)
+    subs r8, r8, #1
+    bne 10b
+    vpop {s16-s31}
+    pop {r4-r11, pc}
+    .size odl_mk_ger4_u\U, . - odl_mk_ger4_u\U
+.endm
+
+    GEMM4 5
+    GEMM4 4
+    GEMM4 3
+    GEMM4 2
+    GEMM4 1
+    GER4 5
+    GER4 4
+    GER4 3
+    GER4 2
+    GER4 1

@@ -373,7 +373,34 @@ void plan_lower(plan_t *p, const model_t *m, uint64_t tr) {
             p->first = (uint8_t)i;
             break;
         }
+    /* a frozen conv (+ its ReLU) read only by a frozen pooling computes only the rows the pooling reads:
+     * 'valid' pooling drops the last rows when (Lo - pool) is not a multiple of the stride */
+    for (int i = 0; i < n; i++) {
+        rlayer_t *R = &p->R[i];
+        R->Lu = R->Lo;
+        int j = i + 1;
+        if (j < n && p->R[j].kind == RK_RELU && p->R[j].fused) j++;
+        if (R->kind == RK_CONV && j < p->first && (p->R[j].kind == RK_AVGPOOL || p->R[j].kind == RK_MAXPOOL))
+            R->Lu = (uint16_t)((p->R[j].Lo - 1) * p->R[j].stride + p->R[j].pool);
+    }
     for (int i = 0; i < n; i++) p->R[i].needs_dx = (uint8_t)(i > p->first);
+    /* a dense head behind frozen layers (TL, last): grouped over ODL_HEAD_GROUP windows */
+    p->group = 1;
+    p->lastw = 0xFF;
+    if (p->first < n && p->R[p->first].kind == RK_DENSE) {
+        int lastw = -1, ok = 1;
+        for (int i = 0; i < p->first; i++)
+            if (!p->R[i].in_place) lastw = i;
+        for (int i = p->first; i < n; i++) {
+            uint8_t k = p->R[i].kind;
+            if (!(k == RK_DENSE || k == RK_RELU || k == RK_VIEW || k == RK_SOFTMAX)) ok = 0;
+        }
+        if (ok && lastw >= 0) {
+            p->group = ODL_HEAD_GROUP;
+            p->lastw = (uint8_t)lastw;
+        }
+    }
+    const uint32_t G = p->group;
     /* ---- sizes (floats) ---- */
     uint32_t f = m->in_n; /* x0 */
     uint32_t pp = 0;      /* forward ping-pong size */
@@ -391,8 +418,9 @@ void plan_lower(plan_t *p, const model_t *m, uint64_t tr) {
             p->n_trained += g;
         }
         if (!R->in_place) {
-            if (i < p->first) pp = R->out_n > pp ? R->out_n : pp;
-            else f += R->out_n;
+            if (i == p->lastw) f += G * R->out_n; /* the grouped head's input: one slot per window */
+            else if (i < p->first) pp = R->out_n > pp ? R->out_n : pp;
+            else f += G * R->out_n;
         }
         if (i >= p->first && n > p->first) {
             if (R->out_n > e) e = R->out_n;
@@ -402,10 +430,10 @@ void plan_lower(plan_t *p, const model_t *m, uint64_t tr) {
     /* two ping-pong buffers only if more than one forward-only layer writes an output */
     int writers = 0;
     for (int i = 0; i < p->first && i < n; i++)
-        if (!p->R[i].in_place) writers++;
+        if (!p->R[i].in_place && i != p->lastw) writers++;
     f += (writers > 1 ? 2u : (writers ? 1u : 0u)) * pp;
     p->e_len = p->first < n ? e : 0;
-    f += 2u * p->e_len;
+    f += 2u * G * p->e_len;
     /* each buffer rounded to 8 bytes in bind() */
     p->bytes = 4u * f + 8u * (uint32_t)(2 * n + 8);
 }
@@ -439,8 +467,9 @@ void plan_bind(plan_t *p, const model_t *m, float *wts, uint8_t *region) {
     p->x0 = carve(&cur, m->in_n);
     int writers = 0;
     uint32_t pp = 0;
+    const uint32_t G = p->group;
     for (int i = 0; i < p->first && i < p->n; i++)
-        if (!p->R[i].in_place) {
+        if (!p->R[i].in_place && i != p->lastw) {
             writers++;
             if (p->R[i].out_n > pp) pp = p->R[i].out_n;
         }
@@ -448,19 +477,25 @@ void plan_bind(plan_t *p, const model_t *m, float *wts, uint8_t *region) {
     float *pb = writers > 1 ? carve(&cur, pp) : NULL;
     int flip = 0;
     float *prev = p->x0;
+    uint32_t prev_gs = 0;
     for (int i = 0; i < p->n; i++) {
         rlayer_t *R = &p->R[i];
         const mlayer_t *L = &m->L[R->src];
         R->in = prev;
+        R->in_gs = prev_gs;
+        R->out_gs = 0;
         if (R->in_place) {
             R->out = prev;
-        } else if (i < p->first) {
+            R->out_gs = prev_gs;
+        } else if (i < p->first && i != p->lastw) {
             R->out = flip ? pb : pa;
             flip ^= 1;
         } else {
-            R->out = carve(&cur, R->out_n);
+            R->out = carve(&cur, G * R->out_n);
+            if (G > 1) R->out_gs = R->out_n;
         }
         prev = R->out;
+        prev_gs = R->out_gs;
         switch (R->kind) {
         case RK_CONV:
             if (R->bn_src != 0xFF) {
@@ -506,9 +541,10 @@ void plan_bind(plan_t *p, const model_t *m, float *wts, uint8_t *region) {
         }
     }
     if (p->e_len) {
-        p->e0 = carve(&cur, p->e_len);
-        p->e1 = carve(&cur, p->e_len);
+        p->e0 = carve(&cur, G * p->e_len);
+        p->e1 = carve(&cur, G * p->e_len);
     }
+    p->gcount = 0;
     plan_zero_grads(p);
 }
 

@@ -58,6 +58,7 @@ typedef struct {
     uint8_t fused;      /* relu: already applied by the layer before it */
     uint16_t L, W, C;          /* input (L, W, C); dense: C = N inputs */
     uint16_t Lo, F, K, pool, stride; /* output length / channels (dense: F = units) */
+    uint16_t Lu;               /* conv: output rows computed (< Lo when a frozen valid pooling drops the last) */
     uint32_t in_n, out_n;
     float eps;
     /* bound per plan (pointers into the model blob or the plan region) */
@@ -65,8 +66,12 @@ typedef struct {
     float *gw, *gb;            /* gradient accumulators (trainable) */
     float *mean, *var;         /* BN statistics (affine BN and folded BN) */
     float *s, *t;              /* affine BN scale / shift */
-    float *in, *out;           /* activation buffers */
+    float *in, *out;           /* activation buffers (a grouped head: slot 0 of the group) */
+    uint32_t in_gs, out_gs;    /* grouped head: floats between two windows' slots of in / out */
 } rlayer_t;
+
+/* Windows the dense head of a TL-like round runs at once (plan_t.group; docs/firmware.md, "Memory plan") */
+#define ODL_HEAD_GROUP 4
 
 typedef struct {
     uint8_t n;                 /* runtime layers */
@@ -78,6 +83,13 @@ typedef struct {
     uint32_t e_len;
     uint32_t bytes;            /* plan size */
     uint32_t n_trained;        /* trained parameters */
+    /* grouped head: when every layer from `first` on is Dense, ReLU, a view or the softmax (and a frozen layer
+     * writes the head's input), the frozen layers run per window and the head over `group` windows at once;
+     * the head's buffers and the error buffers hold one slot per window.  group = 1: per window. */
+    uint8_t group;
+    uint8_t lastw;             /* the last frozen layer that writes an output (the head's input), grouped */
+    uint8_t gcount;            /* windows waiting in the group */
+    int16_t glabel[ODL_HEAD_GROUP];
 } plan_t;
 
 /* Lower the model for a trainable mask (0 = inference) and size the plan (no pointers bound). */

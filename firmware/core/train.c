@@ -52,22 +52,37 @@ uint32_t odl_perm(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i) {
 #define COST_DENSE_DX 106u
 #define COST_ELEM 32u
 #define COST_SAMPLE 1500u /* per window: loading it, the layer loop, the loss (cycles) */
+#define COST_DENSE_FWD_G 48u /* the grouped head (plan_t.group > 1): 4 windows per weight load */
+#define COST_DENSE_DW_G 55u
 #define COST_UPDATE 112u  /* per trained parameter per batch: SGD step and zeroing (x16) */
+
+/* conv forward MACs a plan does not compute (rows no pooling reads, rlayer_t.Lu) */
+static uint64_t conv_skipped(const plan_t *p) {
+    uint64_t m = 0;
+    for (int i = 0; i < p->n; i++) {
+        const rlayer_t *R = &p->R[i];
+        if (R->kind == RK_CONV) m += (uint64_t)(R->Lo - R->Lu) * R->W * R->F * R->C * R->K;
+    }
+    return m;
+}
 
 uint64_t train_estimate_batch(const plan_t *p, uint32_t n) {
     ops_t o;
     plan_ops(p, p->first < p->n, &o);
-    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.conv_dw * COST_CONV_DW + o.conv_dx * COST_CONV_DX +
-                 o.dense_fwd * COST_DENSE_FWD + o.dense_dw * COST_DENSE_DW + o.dense_dx * COST_DENSE_DX +
+    const int g = p->group > 1;
+    uint64_t s = (o.conv_fwd - conv_skipped(p)) * COST_CONV_FWD + o.conv_dw * COST_CONV_DW +
+                 o.conv_dx * COST_CONV_DX + o.dense_fwd * (g ? COST_DENSE_FWD_G : COST_DENSE_FWD) +
+                 o.dense_dw * (g ? COST_DENSE_DW_G : COST_DENSE_DW) + o.dense_dx * COST_DENSE_DX +
                  o.elementwise * COST_ELEM;
     return (s * n + (uint64_t)p->n_trained * COST_UPDATE) / 16u + (uint64_t)COST_SAMPLE * n;
 }
 
-/* Cycles of one validation pass of n windows (forward only) on a plan. */
+/* Cycles of one validation pass of n windows (forward only, one window at a time) on a plan. */
 static uint64_t val_estimate(const plan_t *p, uint32_t n) {
     ops_t o;
     plan_ops(p, 0, &o);
-    uint64_t s = o.conv_fwd * COST_CONV_FWD + o.dense_fwd * COST_DENSE_FWD + o.elementwise * COST_ELEM;
+    uint64_t s = (o.conv_fwd - conv_skipped(p)) * COST_CONV_FWD + o.dense_fwd * COST_DENSE_FWD +
+                 o.elementwise * COST_ELEM;
     return s * n / 16u + (uint64_t)COST_SAMPLE * n;
 }
 
@@ -192,10 +207,10 @@ void eval_start(const model_t *m, float *w, uint8_t slot, uint16_t round_id) {
     j->t0 = board_ticks();
 }
 
-/* forward pass of the bound plan on plan.x0; returns the loss, *pred the predicted class */
-float odl_forward(plan_t *p, int label, int *pred) {
+/* forward pass of layers [i0, i1) of the bound plan; returns the loss (softmax), *pred the predicted class */
+static float forward_range(plan_t *p, int i0, int i1, int label, int *pred) {
     float loss = 0.0f;
-    for (int i = 0; i < p->n; i++) {
+    for (int i = i0; i < i1; i++) {
         rlayer_t *R = &p->R[i];
         switch (R->kind) {
         case RK_CONV: k_conv_fwd(R); break;
@@ -211,6 +226,89 @@ float odl_forward(plan_t *p, int label, int *pred) {
         }
     }
     return loss;
+}
+
+/* forward pass of the bound plan on plan.x0; returns the loss, *pred the predicted class */
+float odl_forward(plan_t *p, int label, int *pred) { return forward_range(p, 0, p->n, label, pred); }
+
+/* a layer of the grouped head with its pointers moved to window slot s */
+static rlayer_t at_slot(const rlayer_t *R, int s) {
+    rlayer_t S = *R;
+    S.in += (uint32_t)s * R->in_gs;
+    S.out += (uint32_t)s * R->out_gs;
+    return S;
+}
+
+/* The grouped head over the gn windows of the group: forward, loss, backward with the gradients added in
+ * window order -- per element the same operations in the same order as gn per-window passes. */
+static void head_group(plan_t *p, int gn, float *losses, int *preds) {
+    for (int i = p->first; i < p->n; i++) {
+        rlayer_t *R = &p->R[i];
+        if (R->kind == RK_DENSE) {
+            k_dense_fwd_group(R, gn);
+        } else if (R->kind == RK_RELU && !R->fused) {
+            for (int s = 0; s < gn; s++) {
+                rlayer_t S = at_slot(R, s);
+                k_relu_fwd(&S);
+            }
+        } else if (R->kind == RK_SOFTMAX) {
+            for (int s = 0; s < gn; s++) {
+                rlayer_t S = at_slot(R, s);
+                losses[s] = k_softmax_fwd(&S, p->glabel[s], &preds[s]);
+            }
+        }
+    }
+    const uint32_t es = p->e_len;
+    float *cur = p->e0, *nxt = p->e1;
+    for (int i = p->n - 1; i >= (int)p->first; i--) {
+        rlayer_t *R = &p->R[i];
+        if (R->kind == RK_SOFTMAX) {
+            for (int s = 0; s < gn; s++) {
+                rlayer_t S = at_slot(R, s);
+                k_softmax_bwd(&S, p->glabel[s], cur + (uint32_t)s * es);
+            }
+        } else if (R->kind == RK_DENSE) {
+            k_dense_bwd_group(R, gn, cur, nxt, es);
+            if (R->needs_dx) {
+                float *t = cur;
+                cur = nxt;
+                nxt = t;
+            }
+        } else if (R->kind == RK_RELU && R->needs_dx) {
+            for (int s = 0; s < gn; s++) {
+                rlayer_t S = at_slot(R, s);
+                k_relu_bwd(&S, cur + (uint32_t)s * es);
+            }
+        }
+    }
+}
+
+int odl_train_window(plan_t *p, int label, int last, float *losses, int *preds) {
+    if (p->group <= 1) {
+        p->glabel[0] = (int16_t)label;
+        losses[0] = odl_forward(p, label, &preds[0]);
+        odl_backward(p, label);
+        return 1;
+    }
+    /* the frozen layers, the head's input written to this window's slot */
+    const int s = p->gcount, lw = p->lastw, first = p->first;
+    for (int i = lw; i < first; i++) {
+        p->R[i].out += (uint32_t)s * p->R[i].out_gs;
+        if (i > lw) p->R[i].in += (uint32_t)s * p->R[i].in_gs;
+    }
+    int unused;
+    forward_range(p, 0, first, label, &unused);
+    for (int i = lw; i < first; i++) {
+        p->R[i].out -= (uint32_t)s * p->R[i].out_gs;
+        if (i > lw) p->R[i].in -= (uint32_t)s * p->R[i].in_gs;
+    }
+    p->glabel[s] = (int16_t)label;
+    p->gcount++;
+    if (p->gcount < p->group && !last) return 0;
+    const int gn = p->gcount;
+    p->gcount = 0;
+    head_group(p, gn, losses, preds);
+    return gn;
 }
 
 void odl_backward(plan_t *p, int label) {
@@ -313,10 +411,9 @@ static void update(plan_t *p, uint32_t n, float lr) {
         rlayer_t *R = &p->R[i];
         if (!R->trainable) continue;
         uint32_t nw = R->kind == RK_BN ? R->C : (uint32_t)(R->kind == RK_CONV ? R->K : 1) * R->C * R->F;
-        k_sgd(R->w, R->gw, nw, (float)n, lr);
+        k_sgd(R->w, R->gw, nw, (float)n, lr); /* zeroes the accumulator too */
         if (R->gb) k_sgd(R->b, R->gb, R->kind == RK_BN ? R->C : R->F, (float)n, lr);
     }
-    plan_zero_grads(p);
 }
 
 static void finish_train(job_t *j, const model_t *m, float *w, uint8_t status, uint8_t error) {
@@ -455,12 +552,14 @@ int job_step(const model_t *m, float *w) {
     if (j->k < bn) {
         uint32_t pos = (uint32_t)j->b * j->cfg.batch + j->k;
         uint32_t idx = (j->cfg.flags & 1u) ? odl_perm(j->cfg.seed, j->gepoch, j->n, pos) : pos;
-        int pred = 0;
+        float losses[ODL_HEAD_GROUP];
+        int preds[ODL_HEAD_GROUP];
         int label = data_window(0, idx, j->plan.x0);
-        float loss = odl_forward(&j->plan, label, &pred);
-        odl_backward(&j->plan, label);
-        j->b_loss += loss;
-        j->b_correct += (uint32_t)(pred == label);
+        int got = odl_train_window(&j->plan, label, j->k + 1u == bn, losses, preds);
+        for (int s = 0; s < got; s++) {
+            j->b_loss += losses[s];
+            j->b_correct += (uint32_t)(preds[s] == j->plan.glabel[s]);
+        }
         j->k++;
         return 1;
     }

@@ -93,6 +93,11 @@ uint32_t odl_perm(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i);
  * backward accumulates the gradients of the trainable layers. */
 float odl_forward(plan_t *p, int label, int *pred);
 void odl_backward(plan_t *p, int label);
+/* One training window the way a round runs it (input in plan.x0): forward + backward, or with a grouped head
+ * (plan.group > 1) the frozen layers now and the head when the group is full or `last` is set.  Returns how
+ * many windows completed (0 .. plan.group): their losses, predictions, and labels in plan.glabel, in window
+ * order. */
+int odl_train_window(plan_t *p, int label, int last, float *losses, int *preds);
 /* BatchNorm scale/shift of a bound plan (after plan_bind). */
 void plan_prepare(plan_t *p);
 

@@ -1,6 +1,6 @@
 /*
  * odl-kernels: the firmware core's numerics and framing, driven by the host-side tests
- * (tests/test_firmware_host.py).  Built natively with -fsanitize=address,undefined, and for the Cortex-M4F
+ * (tests/device/test_firmware_host.py).  Built natively with -fsanitize=address,undefined, and for the Cortex-M4F
  * (build/qemu-mps2-an386/odl-kernels.elf, host/kernels_arm.c) to check the assembly kernels against the
  * native build's C twins under QEMU.
  *
@@ -9,12 +9,14 @@
  *                u32 n, then n x (i32 label, float32[in_n])
  *       result:  n x (float32[n_classes] probabilities, float32 loss), then, if the mask is not 0, the
  *                gradients summed over the n windows, runtime layer by layer (kernel, then bias), float32
+ *   odl-kernels layers1 < request > result  the same with the dense head one window at a time even where a
+ *       round groups it (plan_t.group): the grouped and per-window heads must give the same bits
  *   odl-kernels wire       lines "TYPE SEQ PAYLOADHEX" -> wire frame hex (delimiters included)
  *   odl-kernels unwire     lines of wire hex -> "TYPE SEQ PAYLOADHEX" or "ERR BAD_CRC|BAD_FRAME"
  *   odl-kernels cobs       lines hex -> COBS hex;  odl-kernels uncobs: lines hex -> decoded hex or "ERR"
  *   odl-kernels crc        lines hex -> "CRC16 CRC32" (hex)
  *   odl-kernels perm SEED EPOCH N   -> the round's window order, one index per line
- *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w after one SGD step
+ *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w and acc after one SGD step
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +39,8 @@ static int die(const char *m) {
     return 2;
 }
 
-static int layers(void) {
+/* per_window: the per-window path even where a round groups the head (odl-kernels layers1) */
+static int layers(int per_window) {
     uint32_t dl, bl;
     if (read_all(&dl, 4) || read_all(&bl, 4) || bl < dl || bl > (1u << 21)) return die("bad header");
     uint8_t *blob = malloc(bl);
@@ -62,14 +65,26 @@ static int layers(void) {
     if (p.bytes > sizeof arena - (size_t)(region - arena)) return die("plan too large");
     plan_bind(&p, &m, w, region);
     plan_prepare(&p);
+    if (per_window) p.group = 1;
     for (uint32_t s = 0; s < n; s++) {
         int32_t label;
         if (read_all(&label, 4) || read_all(p.x0, 4u * m.in_n)) return die("short window");
         int pred;
-        float loss = odl_forward(&p, label, &pred);
-        fwrite(p.R[p.n - 1].out, 4, m.n_classes, stdout);
-        fwrite(&loss, 4, 1, stdout);
-        if (mask) odl_backward(&p, label);
+        if (!mask) {
+            float loss = odl_forward(&p, label, &pred);
+            fwrite(p.R[p.n - 1].out, 4, m.n_classes, stdout);
+            fwrite(&loss, 4, 1, stdout);
+            continue;
+        }
+        /* as a round runs it: a grouped head completes its windows together */
+        float losses[ODL_HEAD_GROUP];
+        int preds[ODL_HEAD_GROUP];
+        int got = odl_train_window(&p, label, s + 1 == n, losses, preds);
+        const rlayer_t *S = &p.R[p.n - 1];
+        for (int g = 0; g < got; g++) {
+            fwrite(S->out + (uint32_t)g * S->out_gs, 4, m.n_classes, stdout);
+            fwrite(&losses[g], 4, 1, stdout);
+        }
     }
     if (mask)
         for (int i = 0; i < p.n; i++) {
@@ -91,6 +106,7 @@ static int sgd(void) {
     if (read_all(w, 4u * len) || read_all(acc, 4u * len)) return die("short sgd arrays");
     k_sgd(w, acc, len, n, lr);
     fwrite(w, 4, len, stdout);
+    fwrite(acc, 4, len, stdout);
     return 0;
 }
 
@@ -181,7 +197,8 @@ int kernels_main(int argc, char **argv) { /* host/kernels_arm.c: the ARM build u
 int main(int argc, char **argv) {
 #endif
     if (argc < 2) return die("usage: odl-kernels layers|wire|unwire|cobs|uncobs|crc|perm");
-    if (!strcmp(argv[1], "layers")) return layers();
+    if (!strcmp(argv[1], "layers")) return layers(0);
+    if (!strcmp(argv[1], "layers1")) return layers(1);
     if (!strcmp(argv[1], "sgd")) return sgd();
     if (!strcmp(argv[1], "perm")) {
         if (argc != 5) return die("perm SEED EPOCH N");

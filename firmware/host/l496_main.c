@@ -1,7 +1,7 @@
 /*
  * odl-l496: the NUCLEO-L496ZG board support's portable parts (targets/nucleo-l496zg/calc.c, clock.c,
  * i2c.c, lsm6dso.c) driven line by line from stdin against the fake register file (l496_fake.c), for
- * tests/test_firmware_l496.py.  One command per line, one answer line (or several, said below) each:
+ * tests/device/test_firmware_l496.py.  One command per line, one answer line (or several, said below) each:
  *
  *   plan HZ                 ok HCLK SYSCLK USE_PLL MSIRANGE M N R HPRE VOS LATENCY PLLCFGR | ERR
  *   lat HZ VOS | brr FCK BAUD | psc FTIM | odr MHZ | fs G | sens G | poll ODR     one integer

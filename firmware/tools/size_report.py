@@ -9,7 +9,7 @@ training arena (odl_arena) shown apart: it is one static block sized at build ti
 
 Then, per target, what every Table III configuration (paper CNN, T = 20..100, TL and Full) needs in that
 arena -- the model blob plus the round's plan, `estimator.memory.firmware_round_bytes`, which is the
-firmware's own ROUND_INFO mem_bytes (tests/test_estimator_firmware_memory.py) -- and what is left for the
+firmware's own ROUND_INFO mem_bytes (tests/estimator/test_estimator_firmware_memory.py) -- and what is left for the
 user's stored windows.  The exit status is 1 if one of them does not fit.
 """
 

@@ -171,6 +171,18 @@ ARCHS = {
             L("softmax", "sm"),
         ),
     ),
+    # a frozen conv whose last output row an overlapping 'valid' max pooling never reads (not computed)
+    "conv_maxpool_drops_a_row": Arch(
+        (20, 2),
+        (
+            L("conv1d", "c1", filters=8, kernel=3),
+            L("relu", "r1"),
+            L("maxpool1d", "mp", pool=3, stride=2),
+            L("flatten", "f"),
+            L("dense", "d", units=4),
+            L("softmax", "sm"),
+        ),
+    ),
     "conv_bn_avgstride_flatten_dropout": Arch(
         (12, 3),
         (
@@ -279,6 +291,7 @@ CASES = [
     ("paper", ["conv2"]),
     ("conv_maxpool_overlap_gmp", "full"),
     ("conv_maxpool_overlap_gmp", ["c1"]),
+    ("conv_maxpool_drops_a_row", ["d"]),
     ("conv_bn_avgstride_flatten_dropout", "full"),  # BN folded into the trained conv
     ("conv_bn_avgstride_flatten_dropout", ["bn1", "d2"]),  # BN trained, conv frozen: affine BN
     ("conv2d_bn_maxpool2d_gap2d", "full"),
@@ -352,6 +365,55 @@ def test_assembly_kernels_give_the_same_bits_as_their_c_twins(tools, name, train
     )
 
 
+# the grouped dense head (model.h: plan_t.group): heads with 5-unit blocks and every tail (13 = 5 + 5 + 3,
+# 7 = 5 + 2, 6 = 5 + 1, 4, 3), views between the layers, the warm-up's last-layer-only head
+GROUP_CASES = [
+    ("paper", "tl"),
+    ("paper", ["dense2"]),
+    ("kernel_shapes", ["d1", "d2"]),
+    ("conv_bn_avgstride_flatten_dropout", ["d1", "d2"]),
+    ("ign_like", "tl"),
+    ("conv2d_k3_w3", ["d"]),
+]
+
+
+@pytest.mark.parametrize("name, trainable", GROUP_CASES, ids=[f"{a}-{t}" for a, t in GROUP_CASES])
+def test_grouped_head_gives_the_per_window_heads_bits(tools, name, trainable):
+    """A round runs the dense head behind frozen layers over groups of 4 windows (each weight and gradient
+    row loaded once per group); the probabilities, losses and summed gradients are those of the per-window
+    head to the last bit, native (C twins) and on the M4F (assembly), for full groups and a last partial one
+    (9 windows: 4 + 4 + 1), and the engine's within 1e-5."""
+    arch = ARCHS[name]
+    w = _weights(arch, seed=len(name) + 2)
+    rng = np.random.default_rng(13)
+    n = 9
+    x = rng.normal(0, 1, (n, *arch.input_shape)).astype(np.float32)
+    y = rng.integers(0, arch.n_classes, n)
+    names = arch.trainable(trainable) if isinstance(trainable, str) else trainable
+    req = layers_request(arch, w, _mask(arch, names), x, y)
+    outs = {}
+    for mode in ("layers", "layers1"):
+        r = subprocess.run([str(tools["odl-kernels"]), mode], input=req, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()[-3000:]
+        outs[mode] = r.stdout
+    arm = firmwarekit.run_arm(firmwarekit.arm_kernels(), ["layers"], req)
+    for what, got in (("native grouped", outs["layers"]), ("ARM grouped", arm)):
+        a, b = np.frombuffer(got, "<u4"), np.frombuffer(outs["layers1"], "<u4")
+        assert a.size == b.size > 0, what
+        diff = np.flatnonzero(a != b)
+        assert diff.size == 0, (
+            f"{what}: {diff.size} of {a.size} floats differ from the per-window head, first at {diff[0]}"
+        )
+    k = arch.n_classes
+    out = np.frombuffer(outs["layers"], "<f4")
+    per = out[: n * (k + 1)].reshape(n, k + 1)
+    ref = Model(arch, w)
+    _close(per[:, :k], ref.predict(x), "softmax probabilities")
+    _, g = ref.gradients(x, y, trainable=sorted(names))
+    want = np.concatenate([np.ravel(a) for arrs in g.values() for a in arrs]) * n
+    _close(out[n * (k + 1) :], want, "gradients")
+
+
 @pytest.mark.parametrize("n", [32, 5, 1, 64])
 def test_sgd_step_is_the_engines_and_the_same_on_the_board(tools, n):
     """w - (acc / n) * lr, rounded as device.engine rounds it, whether n is a power of two (the board
@@ -366,6 +428,7 @@ def test_sgd_step_is_the_engines_and_the_same_on_the_board(tools, n):
     assert r.returncode == 0, r.stderr.decode()
     got = np.frombuffer(r.stdout, "<f4")
     want = w - (acc / np.float32(n)) * lr
-    assert got.tobytes() == want.astype(np.float32).tobytes()
+    assert got[:ln].tobytes() == want.astype(np.float32).tobytes()
+    assert got[ln:].tobytes() == bytes(4 * ln)  # the accumulator is left at +0 for the next batch
     arm = firmwarekit.run_arm(firmwarekit.arm_kernels(), ["sgd"], req)
     assert arm == r.stdout

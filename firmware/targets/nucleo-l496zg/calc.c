@@ -1,6 +1,6 @@
 /*
  * Pure arithmetic of the NUCLEO-L496ZG board support (no register access): compiled into the firmware
- * and into the host test program host/l496_main.c, whose results tests/test_firmware_l496.py checks
+ * and into the host test program host/l496_main.c, whose results tests/device/test_firmware_l496.py checks
  * against the reference tables and against independent Python re-derivations.
  */
 #include "hw.h"

@@ -48,7 +48,7 @@ static const board_info_t INFO = {"NUCLEO-L496ZG", "STM32L496ZG", "qemu-mps2-an3
 /* ---------------- semihosting ---------------- */
 /* Simulation-only code must not call into counted code: the cycle plugin excludes the .simonly range by PC,
  * so a memcpy or a libgcc division called from here would be counted, as often as the host's timing makes
- * the bench handshakes happen (tests/test_firmware_qemu.py checks that no call leaves .simonly). */
+ * the bench handshakes happen (tests/device/test_firmware_qemu.py checks that no call leaves .simonly). */
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) ODL_SIMONLY static void sim_move(void *dst, const void *src,
                                                                                                 uint32_t n) {
     volatile uint8_t *d = dst;
