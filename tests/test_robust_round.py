@@ -181,6 +181,21 @@ def test_choose_mode_strict_keeps_a_personalized_mode_only_on_higher_f1_than_the
         choose_mode({"none": (0.5, 0.8)}, "best")
 
 
+def test_choose_mode_agree_keeps_full_only_when_tl_beats_the_general_model_too():
+    # Full beats the general model on validation, TL does not: 'strict' keeps Full, 'agree' the general model
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.78), "full": (0.2, 1.0)}
+    assert choose_mode(s, "strict") == "full" and choose_mode(s, "agree") == "none"
+    # both beat it: the better of the two, as 'strict'
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.8), "full": (0.2, 1.0)}
+    assert choose_mode(s, "agree") == "full"
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.9), "full": (0.2, 0.85)}
+    assert choose_mode(s, "agree") == "tl"
+    # only TL beats it: TL; Full alone (TL not run): Full judged by itself
+    assert choose_mode({"none": (0.9, 0.78), "tl": (0.3, 0.9), "full": (0.2, 0.7)}, "agree") == "tl"
+    assert choose_mode({"none": (0.9, 0.78), "full": (0.2, 0.9)}, "agree") == "full"
+    assert choose_mode({"none": (0.9, 0.78), "full": (0.2, 0.78)}, "agree") == "none"
+
+
 def test_choose_mode_score_is_issue_17s_first_rule_f1_then_loss_then_the_cheaper_mode():
     assert choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0), "full": (0.01, 1.0)}, "score") == "full"
     assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.9), "full": (0.2, 0.9)}, "score") == "full"

@@ -28,10 +28,11 @@ def add_procedure_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--choose",
-        choices=("strict", "score"),
+        choices=("strict", "agree", "score"),
         default=None,
         help="the mode Auto keeps: TL/Full only on strictly higher validation macro-F1 than the general model "
-        "(robust), or the best (macro-F1, then loss) of the three (issue 17's first rule)",
+        "(robust); agree: Full only when TL beats it too; score: the best (macro-F1, then loss) of the three "
+        "(issue 17's first rule)",
     )
     g.add_argument(
         "--patience",

@@ -43,7 +43,7 @@ class Procedure:
     l2sp: float = 0.0  # main phase: pull toward the round's starting weights (0: off)
     # host-side only (the board validates on whichever windows the host sends last; the host picks the mode):
     val_split: str = "tail"  # which windows validate: the last 1/val_every of each class ('tail') or every k-th
-    choose: str = "strict"  # Auto: personalized only on strictly higher validation F1 than 'none' (or 'score')
+    choose: str = "strict"  # Auto: personalized only on strictly higher validation F1 than 'none' (agree, score)
 
     def validate(self) -> "Procedure":
         if not isinstance(self.val_every, (int, np.integer)) or not (
@@ -152,7 +152,7 @@ class Procedure:
 
 
 VAL_SPLITS = ("tail", "interleaved")
-CHOOSE_RULES = ("strict", "score")
+CHOOSE_RULES = ("strict", "agree", "score")
 #: The values of the host-side fields in the runs of issue 17's first robust round, before they existed:
 #: :meth:`app.core.loso.LosoConfig.settings` leaves a field at this value out, so those runs keep their hash.
 LEGACY_HOST_FIELDS = {"val_split": "interleaved", "choose": "score"}
@@ -213,19 +213,26 @@ def choose_mode(scores: Mapping[str, tuple[float, float] | None], rule: str = "s
     TL, the cheaper one) is kept only if its macro-F1 is strictly higher than the general model's; otherwise
     the general model ('none').  A lower loss at equal F1 is not enough: trained models always fit the
     validation windows better, and on HAPT that did not carry over to the test period (docs/results.md).
+    ``rule='agree'``: as 'strict', but Full is a candidate only when TL (if it ran) also beats the general model's
+    macro-F1 — two rounds agreeing that the user's recent windows are worth personalizing for (more
+    conservative; docs/results.md measures it).
     ``rule='score'`` (issue 17's first rule): the highest :func:`score` of all three, exact ties to the cheaper
     mode."""
     if rule not in CHOOSE_RULES:
         raise ProcedureError(f"mode choice rule must be one of {', '.join(CHOOSE_RULES)}, got {rule!r}")
+    base = scores.get("none")
+    candidates = ("none", "tl", "full") if rule == "score" else ("tl", "full")
+    tl = scores.get("tl")
+    if rule == "agree" and base is not None and tl is not None and not score(*tl)[0] > score(*base)[0]:
+        candidates = ("tl",)  # TL does not beat the general model: neither may Full
     best, best_key = None, None
-    for m in ("none", "tl", "full") if rule == "score" else ("tl", "full"):
+    for m in candidates:
         s = scores.get(m)
         if s is None:
             continue
         k = score(*s)
         if best_key is None or k > best_key:
             best, best_key = m, k
-    base = scores.get("none")
     if rule == "score" or base is None:
         return best
     if best is None or not best_key[0] > score(*base)[0]:
