@@ -84,7 +84,7 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
     rep = json.loads((out / "report.json").read_text())
     assert rep["results"]["full"]["per_batch"][0]["energy_mj"] > 0
     # the robust round (the default): validation windows held out, one pass before the round and one after
-    # every epoch, each a D7 interval measured like a batch; the mode best on validation is recommended
+    # every epoch, each a D7 interval measured like a batch; a mode is recommended from the validation scores
     assert obj["recommended"] in ("none", "tl", "full")
     for mode in ("tl", "full"):
         r, v = rep["results"][mode], rep["results"][mode]["validation"]
