@@ -279,7 +279,7 @@ def recommend(
     ``ram_kib``/``reserve_kib``: defaults from the profile (320 KiB RAM, 24 KiB firmware reserve).
     ``accounting``: ``'paper'``, ``'peak'`` or ``'firmware'`` (the ODL firmware's arena plan) memory
     figure against the RAM budget.
-    ``robust``: cost the robust round (issue 17): every 10th window validates instead of training, a
+    ``robust``: cost the robust round (issue 17): 1/10 of the windows validate instead of training, a
     validation pass (forward only) before the round and after every epoch, and the board's extra RAM
     (the best epoch's weights, the confusion counts: ``estimator.memory.robust_round_bytes``).
     """

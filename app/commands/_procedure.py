@@ -21,6 +21,20 @@ def add_procedure_args(p: argparse.ArgumentParser) -> None:
         help="every k-th local training window of each class validates (robust: 10; 0 = no validation)",
     )
     g.add_argument(
+        "--val-split",
+        choices=("tail", "interleaved"),
+        default=None,
+        help="which windows validate: the last 1/k of each class (robust) or every k-th",
+    )
+    g.add_argument(
+        "--choose",
+        choices=("strict", "agree", "score"),
+        default=None,
+        help="the mode Auto keeps: TL/Full only on strictly higher validation macro-F1 than the general model "
+        "(robust); agree: Full only when TL beats it too; score: the best (macro-F1, then loss) of the three "
+        "(issue 17's first rule)",
+    )
+    g.add_argument(
         "--patience",
         type=int_range(0, 255),
         default=None,
@@ -58,6 +72,8 @@ def procedure_from_args(args: argparse.Namespace):
         "clip_norm": args.clip_norm,
         "feature_lr_scale": args.feature_lr_scale,
         "l2sp": args.l2sp,
+        "val_split": getattr(args, "val_split", None),
+        "choose": getattr(args, "choose", None),
         "select_f1": None if args.select is None else args.select == "f1",
     }
     if args.no_restore:

@@ -199,5 +199,11 @@ def run(args: argparse.Namespace) -> int:
                 line += f"  (validation F1 {v['kept']['macro_f1']:.3f}, kept epoch {v['kept']['epoch']})"
             print(line)
         if rep.get("recommended"):
-            print(f"  recommended: {rep['recommended']} (best macro-F1 on the validation windows)")
+            rule = (rep.get("settings", {}).get("procedure") or {}).get("choose", "strict")
+            why = (
+                "the personalized modes did not beat the general model's macro-F1 on the validation windows"
+                if rep["recommended"] == "none" and rule == "strict"
+                else "best macro-F1 on the validation windows"
+            )
+            print(f"  recommended: {rep['recommended']} ({why})")
     return 1 if out_error else 0

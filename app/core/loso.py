@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from app.core import datasets as ds
-from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
+from app.core.procedure import LEGACY_HOST_FIELDS, PLAIN, ROBUST, Procedure, ProcedureError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED_DATA = Path(os.environ.get("ODL_SHARED", ROOT.parent / "shared")) / "data"
@@ -106,13 +106,16 @@ class LosoConfig:
     clip_norm: float = ROBUST.clip_norm
     feature_lr_scale: float = ROBUST.feature_lr_scale
     l2sp: float = ROBUST.l2sp
+    val_split: str = ROBUST.val_split
+    choose: str = ROBUST.choose
     pers_seed: int = 0  # personalization shuffles only (the general models stay the same)
 
     @property
     def procedure(self) -> Procedure:
         return Procedure(
             int(self.val_every), bool(self.restore_best), bool(self.select_f1), int(self.patience),
-            float(self.clip_norm), float(self.feature_lr_scale), float(self.l2sp),
+            float(self.clip_norm), float(self.feature_lr_scale), float(self.l2sp), str(self.val_split),
+            str(self.choose),
         )  # fmt: skip
 
     def validate(self) -> None:
@@ -158,8 +161,11 @@ class LosoConfig:
             d.pop(k)
         for k in PLAIN.to_dict():  # nested as "procedure", as the results of issue 17 were hashed
             d.pop(k)
-        if self.procedure != PLAIN:  # (the plain procedure: the settings, and hash, of the runs before it)
-            d["procedure"] = self.procedure.to_dict()
+        if not self.procedure.is_plain:  # (the plain procedure: the settings, and hash, of the runs before it)
+            # a host-side field at its value from before it existed is left out: issue 17's runs keep their hash
+            d["procedure"] = {
+                k: v for k, v in self.procedure.to_dict().items() if LEGACY_HOST_FIELDS.get(k, object()) != v
+            }
         if not self.pers_seed:
             d.pop("pers_seed")
         return d
@@ -338,13 +344,13 @@ def personalize_procedure(
     seed: int = 0,
 ):
     """Personalize a copy of ``weights`` with ``procedure`` (one engine round: warm-up, main epochs, the
-    validation windows held out per :func:`app.core.procedure.validation_split`).  Returns ``(model, info)``
+    validation windows held out per :meth:`app.core.procedure.Procedure.split`).  Returns ``(model, info)``
     with ``info = {n_train, n_val, val_start: (loss, f1), val_kept: (loss, f1), best_epoch, epochs_run,
     early_stopped}`` (the validation entries None without validation)."""
     from device.engine import Model, train  # noqa: PLC0415
 
     model = Model(arch, weights)
-    tr, va = validation_split(y, procedure.val_every)
+    tr, va = procedure.split(y)
     if len(tr) == 0:
         raise LosoError(f"no training window left after the validation split ({len(y)} windows)")
     xv, yv = (x[va], y[va]) if len(va) else (None, None)
@@ -456,7 +462,7 @@ def run_task(
     for mode in run_modes:
         t0 = time.perf_counter()
         extra: dict = {}
-        if mode == "none" or cfg.procedure == PLAIN:
+        if mode == "none" or cfg.procedure.is_plain:
             model = personalize_host(
                 arch, weights, loc_tr.x, loc_tr.y, mode, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.batch, pseed
             )
@@ -492,7 +498,7 @@ def run_task(
     if AUTO in want and cfg.procedure.validates:  # (without validation there is nothing to choose on)
         if "none" not in f1_of:
             f1_of["none"] = score(Model(arch, weights), loc_te.x, loc_te.y)
-        chosen = choose_mode(val_scores) or "none"
+        chosen = cfg.procedure.choose_mode(val_scores) or "none"
         rows.append(
             {
                 "dataset": cfg.dataset,

@@ -19,10 +19,11 @@ Workflow (:func:`personalize`):
    on the test windows.  ``none`` is the
    general model on the same test windows.  If the board refuses the round for lack of SRAM, the
    training set is reduced (class-stratified, deterministic) to what it says fits, and the report says so.
-   By default the round is the robust round (``cfg.procedure``, :mod:`app.core.procedure`, issue 17): every
-   10th training window of each class is uploaded after the others as a validation window, the board
+   By default the round is the robust round (``cfg.procedure``, :mod:`app.core.procedure`, issue 17): the
+   last tenth of each class's training windows is uploaded after the others as validation windows, the board
    validates before the round and after every epoch (VAL_REPORT), keeps the best epoch and clips the
-   gradient norm; the report recommends the mode best on validation (none, tl or full).  A protocol-v1
+   gradient norm; the report recommends TL or Full only if its validation macro-F1 is higher than the
+   general model's, else none.  A protocol-v1
    board gets the plain round, with a warning.
 4. **Per-batch time/power/energy**: time from the board's batch ticks; energy = V · mean(I) · Δt over the
    LPM01A samples between the batch's two D7 rising edges (the firmware raises D7 at the round start and at
@@ -58,7 +59,7 @@ from app.core.board_round import (
 from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
-from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choose_mode, validation_split
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
 from device.monitor import LPM01A_KIND
@@ -739,11 +740,11 @@ def personalize(
                     "and no mode is recommended — update its firmware"
                 )
                 procedure = PLAIN
-            tr_idx, va_idx = validation_split(data.train.y, procedure.val_every)
+            tr_idx, va_idx = procedure.split(data.train.y)
             if procedure.validates and len(va_idx) == 0:
                 warnings.append(
-                    f"too few training windows for a validation split (every {procedure.val_every}th window of "
-                    "a class): trained without validation, no mode is recommended"
+                    f"too few training windows for a validation split (1/{procedure.val_every} of a class's "
+                    "windows): trained without validation, no mode is recommended"
                 )
             val = (x_tr[va_idx], data.train.y[va_idx]) if len(va_idx) else None
             board["procedure"] = procedure.label()
@@ -785,12 +786,18 @@ def personalize(
                     + (f", {e:.4g} mJ/batch ({meas['power_mw']:.3g} mW)" if e else "")
                 )
             warnings += session.warnings
-    recommended = choose_mode(val_scores) if len(val_scores) > 1 else None
+    recommended = cfg.procedure.choose_mode(val_scores) if len(val_scores) > 1 else None
     if recommended:
         v = val_scores[recommended]
+        n_val = results[train_modes[0]]["validation"]["n_val"]
+        why = (
+            "no personalized mode had a higher macro-F1 than the general model"
+            if recommended == "none" and cfg.procedure.choose == "strict"
+            else "best"
+        )
         log(
-            f"recommended: {recommended} (best on the {results[train_modes[0]]['validation']['n_val']} validation "
-            f"windows: macro-F1 {v[1]:.3f}, loss {v[0]:.3f})"
+            f"recommended: {recommended} ({why} on the {n_val} validation windows: "
+            f"macro-F1 {v[1]:.3f}, loss {v[0]:.3f})"
         )
     for w in warnings:
         log(f"warning: {w}")

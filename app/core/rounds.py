@@ -48,7 +48,7 @@ from app.core.energy import (
     attribute_energy,
 )
 from app.core.memory import release_memory
-from app.core.procedure import PLAIN, validation_split
+from app.core.procedure import PLAIN
 from estimator.arch import resolve_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -520,10 +520,10 @@ class RoundRunner:
                     "gradient clipping) — the paper's plain round runs; update the board's firmware"
                 )
                 procedure = PLAIN
-            tr_idx, va_idx = validation_split(data.train_y, procedure.val_every)
+            tr_idx, va_idx = procedure.split(data.train_y)
             if procedure.validates and not len(va_idx):
                 self.state.warn(
-                    f"too few training windows to hold out every {procedure.val_every}th one for validation: "
+                    f"too few training windows to hold out 1/{procedure.val_every} of a class for validation: "
                     "no validation, no best-epoch restore"
                 )
             result["procedure"] = {**procedure.to_dict(), "label": procedure.label(), "n_val": int(len(va_idx))}

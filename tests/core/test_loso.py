@@ -9,6 +9,7 @@ import pytest
 
 from app.core import loso
 from app.core.loso import LosoConfig, LosoError, read_rows, run_loso, summarize
+from app.core.procedure import choose_mode
 from tests.datakit import TINY_WISDM_SUBJECTS as SUBJECTS
 
 
@@ -36,8 +37,11 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
     assert keys == {(20, s, m) for s in SUBJECTS for m in ("none", "tl", "full", "auto")}
     for r in res.rows:
         if r["mode"] == "auto":
-            mine = {x["mode"]: x["macro_f1"] for x in res.rows if x["subject"] == r["subject"]}
-            assert r["chosen"] in ("none", "tl", "full") and r["macro_f1"] == mine[r["chosen"]]
+            mine = {x["mode"]: x for x in res.rows if x["subject"] == r["subject"]}
+            assert r["chosen"] in ("none", "tl", "full") and r["macro_f1"] == mine[r["chosen"]]["macro_f1"]
+            # the choice is the procedure's rule on the validation scores the TL/Full rows record
+            val = {"none": mine["tl"]["val_start"], "tl": mine["tl"]["val_kept"], "full": mine["full"]["val_kept"]}
+            assert r["chosen"] == choose_mode({m: tuple(v) for m, v in val.items()}, "strict")
     for r in res.rows:
         assert 0.0 <= r["macro_f1"] <= 1.0 and r["n_train"] > 0 and r["n_test"] > 0
         assert r["pretrain"]["train_windows"] > 0
@@ -179,3 +183,44 @@ def test_the_plot_leaves_an_application_widgets_can_use(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0 and "widget ok" in r.stdout, r.stderr[-2000:]
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_issue17_runs_keep_their_settings_hash():
+    """Most shipped issue-17 rows (docs/results/issue17_runs.json) were made before the host-side procedure
+    fields (validation split, mode choice) existed; at their legacy values those fields are left out of the
+    settings, so each run's settings still hash to the rows it wrote (and resuming it reuses them).  The
+    later runs record the fields and hash with them."""
+    runs = json.loads((Path(__file__).parents[2] / "docs" / "results" / "issue17_runs.json").read_text())
+    assert len(runs) >= 36
+    n_legacy = 0
+    for name, run in runs.items():
+        st = dict(run["settings"])
+        proc = st.pop("procedure", None) or dict(val_every=0, restore_best=False, select_f1=False, clip_norm=0.0)
+        # runs made before the host-side fields existed lack them: they ran at the legacy values
+        cfg = LosoConfig(**st, **{"val_split": "interleaved", "choose": "score", **proc})
+        assert cfg.settings_hash() == run["settings_hash"], name
+        n_legacy += "val_split" not in proc
+    assert n_legacy >= 36
+    # today's default differs from the first robust round only there, and so hashes differently
+    first = LosoConfig(dataset="hapt", val_split="interleaved", choose="score")
+    assert first.settings_hash() == runs["hapt_robust_s0"]["settings_hash"]
+    assert LosoConfig(dataset="hapt").settings_hash() != first.settings_hash()
+
+
+def test_auto_keeps_the_general_model_unless_validation_f1_is_strictly_higher(tiny_wisdm, tmp_path):
+    """A round that barely moves the weights (lr 1e-6) fits the validation windows a little better (lower
+    loss) at the same macro-F1: the default rule keeps the general model; issue 17's first rule ('score')
+    took the personalized mode for that lower loss."""
+    kw = dict(lr=1e-6, warmup_epochs=0, epochs=1)
+    strict = run_loso(cfg_for(tiny_wisdm, **kw), tmp_path, jobs=1, progress=False)
+    score = run_loso(cfg_for(tiny_wisdm, choose="score", **kw), tmp_path, jobs=1, progress=False)
+    assert score.tasks_run == len(SUBJECTS)  # the rule is part of the settings: its own rows
+    for run, want in ((strict, "none"), (score, ("tl", "full"))):
+        rows = {(r["subject"], r["mode"]): r for r in run.rows}
+        for s in SUBJECTS:
+            tl, full = rows[(s, "tl")], rows[(s, "full")]
+            start = tl["val_start"]
+            # the premise: same validation F1 as the general model, lower loss
+            assert tl["val_kept"][1] == full["val_kept"][1] == start[1]
+            assert full["val_kept"][0] < start[0] and tl["val_kept"][0] < start[0]
+            assert rows[(s, "auto")]["chosen"] in want

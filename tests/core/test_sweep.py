@@ -17,6 +17,7 @@ import pytest
 
 from app.core import loso, sweep
 from app.core.executors import ExecutorError, LocalExecutor, make_executor
+from app.core.procedure import CHOOSE_RULES, VAL_SPLITS
 from app.core.sweep import SweepError, load_spec, parse_spec, plan_sweep, run_sweep
 from app.core.sweepstore import ResultStore, StoreError, read_store
 
@@ -66,6 +67,10 @@ def comparable(rows) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
+#: the allowed values of LosoConfig's string fields (a new one must say which values it takes)
+STR_CHOICES = {"val_split": VAL_SPLITS, "choose": CHOOSE_RULES}
+
+
 def test_every_training_setting_is_a_grid_key_by_name(tiny_wisdm):
     """The grid is generic: each LosoConfig field (now or added later) is an axis, passed to the task and
     part of the key — no list of hyper-parameters in the sweep to keep up to date."""
@@ -79,6 +84,8 @@ def test_every_training_setting_is_a_grid_key_by_name(tiny_wisdm):
             other = not base_value
         elif isinstance(base_value, int):
             other = base_value + 1
+        elif isinstance(base_value, str):  # a choice among names: another allowed one
+            other = next(v for v in STR_CHOICES[f.name] if v != base_value)
         else:
             other = base_value * 0.5 if base_value else 0.1
         grid = dict(T=20, mode="tl", subjects=["1600"], **{f.name: [base_value, other]})

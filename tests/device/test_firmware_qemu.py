@@ -42,10 +42,9 @@ def replay_robust(lm, x: np.ndarray, y: np.ndarray, mode: str, procedure) -> tup
     """The robust round (issue 17) on the host engine: the validation split the host makes, both parts in the
     int16 counts of one scale (as uploaded: training windows, then validation windows), the board's window
     order over the training windows, per-sample accumulation and validation passes (firmware order)."""
-    from app.core.procedure import validation_split
     from device.engine import train
 
-    tr, va = validation_split(y, procedure.val_every)
+    tr, va = procedure.split(y)
     scale = np.float32(int16_scale(x[tr], x[va]))
     m = Model(lm.arch, lm.weights)
     cfg = dataclasses.replace(procedure.train_config(mode, EPOCHS, WARMUP, LR, BATCH, 0), mode="per_sample")

@@ -132,7 +132,7 @@ def test_macro_f1_f32_is_sklearns_over_present_classes():
 # --- the validation split and the mode choice ----------------------------------------------------------
 def test_validation_split_every_kth_window_per_class_in_stored_order():
     y = np.array([0] * 25 + [1] * 9 + [2] * 10)
-    tr, va = validation_split(y, 10)
+    tr, va = validation_split(y, 10, "interleaved")
     assert list(va) == [9, 19, 43]  # class 0: its 10th, 20th window; class 1 has < 10; class 2: its 10th
     assert sorted(np.concatenate([tr, va])) == list(range(len(y))) and not set(tr) & set(va)
     assert list(tr) == sorted(tr)
@@ -140,12 +140,69 @@ def test_validation_split_every_kth_window_per_class_in_stored_order():
     assert len(va) == 0 and len(tr) == len(y)
 
 
-def test_choose_mode_prefers_f1_then_loss_then_the_cheaper_mode():
+def test_validation_split_tail_is_the_last_windows_of_each_class():
+    # classes interleaved in time, as a user's recordings are: the tail is per class, not the last rows
+    y = np.array([0] * 12 + [1] * 4 + [0] * 13 + [1] * 5 + [2] * 10 + [3] * 3)
+    tr, va = validation_split(y, 10)  # the robust round's default split
+    assert list(va) == [27, 28, 33, 43]  # class 0 (25): its last 2; class 1 (9): its last; class 2 (10): its last
+    assert 44 not in va and 45 not in va and 46 not in va  # class 3 (3 < 10 // 2 windows) trains only
+    assert sorted(np.concatenate([tr, va])) == list(range(len(y))) and list(tr) == sorted(tr)
+    assert list(ROBUST.split(y)[1]) == list(va) and ROBUST.val_split == "tail"
+    # every other validation window is after every training window of its class (the board validates on what
+    # comes next, not on the neighbours of what it trained on)
+    for c in np.unique(y):
+        if len(va[y[va] == c]):
+            assert va[y[va] == c].min() > tr[y[tr] == c].max()
+    tr, va = validation_split(np.array([0] * 4 + [1] * 30), 10)
+    assert list(va) == [31, 32, 33]  # class 0: 4 < 5 windows, none; class 1: its last 3
+    tr, va = validation_split(np.array([0] * 5 + [1] * 30), 10)
+    assert list(va) == [4, 32, 33, 34]  # class 0: 5 = 10 // 2 windows, its last one
+    with pytest.raises(ProcedureError, match="validation split"):
+        validation_split(y, 10, "random")
+
+
+def test_choose_mode_strict_keeps_a_personalized_mode_only_on_higher_f1_than_the_general_model():
+    # (loss, macro-F1) per mode.  Equal F1 with a lower loss is not enough: the general model is kept
+    assert choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0), "full": (0.01, 1.0)}) == "none"
+    assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.8), "full": (0.2, 0.8)}) == "none"
+    # strictly higher F1: the better personalized mode (F1, then loss; exact tie: TL, the cheaper)
     assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.9), "full": (0.2, 0.9)}) == "full"
+    assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.95), "full": (0.2, 0.9)}) == "tl"
+    assert choose_mode({"none": (0.5, 0.8), "tl": (0.2, 0.9), "full": (0.2, 0.9)}) == "tl"
+    assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.8), "full": (0.4, 0.81)}) == "full"
     assert choose_mode({"none": (0.5, 0.95), "tl": (0.3, 0.9), "full": (0.2, 0.9)}) == "none"
-    assert choose_mode({"none": (0.2, 0.9), "tl": (0.2, 0.9), "full": (0.2, 0.9)}) == "none"
+    # NaN ranks last; without the general model's score the best personalized mode; nothing: None
     assert choose_mode({"none": (0.5, float("nan")), "tl": (0.3, 0.5)}) == "tl"
+    assert choose_mode({"none": (0.5, 0.5), "tl": (float("nan"), float("nan"))}) == "none"
+    assert choose_mode({"tl": (0.3, 0.5), "full": (0.2, 0.5)}) == "full"
     assert choose_mode({}) is None
+    assert ROBUST.choose == "strict" and ROBUST.choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0)}) == "none"
+    with pytest.raises(ProcedureError, match="choice rule"):
+        choose_mode({"none": (0.5, 0.8)}, "best")
+
+
+def test_choose_mode_agree_keeps_full_only_when_tl_beats_the_general_model_too():
+    # Full beats the general model on validation, TL does not: 'strict' keeps Full, 'agree' the general model
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.78), "full": (0.2, 1.0)}
+    assert choose_mode(s, "strict") == "full" and choose_mode(s, "agree") == "none"
+    # both beat it: the better of the two, as 'strict'
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.8), "full": (0.2, 1.0)}
+    assert choose_mode(s, "agree") == "full"
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.9), "full": (0.2, 0.85)}
+    assert choose_mode(s, "agree") == "tl"
+    # only TL beats it: TL; Full alone (TL not run): Full judged by itself
+    assert choose_mode({"none": (0.9, 0.78), "tl": (0.3, 0.9), "full": (0.2, 0.7)}, "agree") == "tl"
+    assert choose_mode({"none": (0.9, 0.78), "full": (0.2, 0.9)}, "agree") == "full"
+    assert choose_mode({"none": (0.9, 0.78), "full": (0.2, 0.78)}, "agree") == "none"
+
+
+def test_choose_mode_score_is_issue_17s_first_rule_f1_then_loss_then_the_cheaper_mode():
+    assert choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0), "full": (0.01, 1.0)}, "score") == "full"
+    assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.9), "full": (0.2, 0.9)}, "score") == "full"
+    assert choose_mode({"none": (0.5, 0.95), "tl": (0.3, 0.9), "full": (0.2, 0.9)}, "score") == "none"
+    assert choose_mode({"none": (0.2, 0.9), "tl": (0.2, 0.9), "full": (0.2, 0.9)}, "score") == "none"
+    assert choose_mode({"none": (0.5, float("nan")), "tl": (0.3, 0.5)}, "score") == "tl"
+    assert Procedure(choose="score").choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0)}) == "tl"
 
 
 def test_procedure_validation_names_the_option():
@@ -157,6 +214,18 @@ def test_procedure_validation_names_the_option():
         Procedure(val_every=0, patience=3, restore_best=False).validate()
     with pytest.raises(ProcedureError, match="--clip-norm"):
         Procedure(clip_norm=float("nan")).validate()
+    with pytest.raises(ProcedureError, match="--val-split"):
+        Procedure(val_split="random").validate()
+    with pytest.raises(ProcedureError, match="--choose"):
+        Procedure(choose="loss").validate()
+    # the host-side fields change nothing on the board: a plain procedure stays plain (a v1 request)
+    assert Procedure(**{**PLAIN.to_dict(), "val_split": "interleaved", "choose": "score"}).is_plain
+    assert "last 1/10 of each class" in ROBUST.label()
+    # stored procedures: today's round reads back as itself; one stored before the host-side fields existed
+    # (issue 17's first robust round) reads back as what it ran
+    assert Procedure.from_dict(ROBUST.to_dict()) == ROBUST and Procedure.from_dict({}) == ROBUST
+    old = {k: v for k, v in ROBUST.to_dict().items() if k not in ("val_split", "choose")}
+    assert Procedure.from_dict(old) == Procedure(val_split="interleaved", choose="score")
     assert PLAIN.wire(0) == {
         "n_val": 0, "patience": 0, "restore_best": False, "select_f1": False,
         "feature_lr_scale": 1.0, "clip_norm": 0.0, "l2sp": 0.0,
