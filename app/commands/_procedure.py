@@ -30,9 +30,9 @@ def add_procedure_args(p: argparse.ArgumentParser) -> None:
         "--choose",
         choices=("strict", "agree", "score"),
         default=None,
-        help="the mode Auto keeps: TL/Full only on strictly higher validation macro-F1 than the general model "
-        "(robust); agree: Full only when TL beats it too; score: the best (macro-F1, then loss) of the three "
-        "(issue 17's first rule)",
+        help="the mode Auto keeps: agree (robust): TL/Full only on strictly higher validation macro-F1 than the "
+        "general model, and Full only when TL beats it too; strict: without the TL condition; score: the best "
+        "(macro-F1, then loss) of the three (issue 17's first rule)",
     )
     g.add_argument(
         "--patience",

@@ -200,10 +200,11 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         if rep.get("recommended"):
             rule = (rep.get("settings", {}).get("procedure") or {}).get("choose", "strict")
-            why = (
-                "the personalized modes did not beat the general model's macro-F1 on the validation windows"
-                if rep["recommended"] == "none" and rule == "strict"
-                else "best macro-F1 on the validation windows"
-            )
+            if rep["recommended"] == "none" and rule == "strict":
+                why = "the personalized modes did not beat the general model's macro-F1 on the validation windows"
+            elif rep["recommended"] == "none" and rule == "agree":
+                why = "TL did not beat the general model's macro-F1 on the validation windows (Full only with TL)"
+            else:
+                why = "best macro-F1 on the validation windows"
             print(f"  recommended: {rep['recommended']} ({why})")
     return 1 if out_error else 0

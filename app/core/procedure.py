@@ -12,7 +12,8 @@ validation windows (``val_split='tail'``), validated before the round and after 
 macro-F1 then lower loss, the best weights restored at the end, gradient-norm clipping at 5, no early stopping
 (``patience`` is supported, but the LOSO ablation showed that stopping after 5 epochs without a better pass
 saved 9-25 % of the epochs and cost up to 0.013 mean F1); the host keeps TL or Full only when its validation
-macro-F1 is strictly higher than the general model's (``choose='strict'``).  The split and the choice are
+macro-F1 is strictly higher than the general model's, and Full only when TL's is too (``choose='agree'``;
+``'strict'`` drops the TL condition).  The split and the choice are
 host-side: the board validates on whichever windows the host uploads last.  Issue 17's first robust round
 validated every 10th window and kept the best (F1, loss) of the three (``val_split='interleaved'``,
 ``choose='score'``); docs/results.md compares them.  :data:`PLAIN` is the paper's recipe (no validation,
@@ -43,7 +44,8 @@ class Procedure:
     l2sp: float = 0.0  # main phase: pull toward the round's starting weights (0: off)
     # host-side only (the board validates on whichever windows the host sends last; the host picks the mode):
     val_split: str = "tail"  # which windows validate: the last 1/val_every of each class ('tail') or every k-th
-    choose: str = "strict"  # Auto: personalized only on strictly higher validation F1 than 'none' (agree, score)
+    # Auto: TL/Full only on strictly higher validation F1 than 'none', Full only if TL too ('strict', 'score')
+    choose: str = "agree"
 
     def validate(self) -> "Procedure":
         if not isinstance(self.val_every, (int, np.integer)) or not (

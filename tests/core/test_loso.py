@@ -41,7 +41,7 @@ def test_run_loso_every_subject_and_mode_then_resumes(tiny_wisdm, tmp_path):
             assert r["chosen"] in ("none", "tl", "full") and r["macro_f1"] == mine[r["chosen"]]["macro_f1"]
             # the choice is the procedure's rule on the validation scores the TL/Full rows record
             val = {"none": mine["tl"]["val_start"], "tl": mine["tl"]["val_kept"], "full": mine["full"]["val_kept"]}
-            assert r["chosen"] == choose_mode({m: tuple(v) for m, v in val.items()}, "strict")
+            assert r["chosen"] == choose_mode({m: tuple(v) for m, v in val.items()}, cfg.procedure.choose)
     for r in res.rows:
         assert 0.0 <= r["macro_f1"] <= 1.0 and r["n_train"] > 0 and r["n_test"] > 0
         assert r["pretrain"]["train_windows"] > 0

@@ -176,7 +176,9 @@ def test_choose_mode_strict_keeps_a_personalized_mode_only_on_higher_f1_than_the
     assert choose_mode({"none": (0.5, 0.5), "tl": (float("nan"), float("nan"))}) == "none"
     assert choose_mode({"tl": (0.3, 0.5), "full": (0.2, 0.5)}) == "full"
     assert choose_mode({}) is None
-    assert ROBUST.choose == "strict" and ROBUST.choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0)}) == "none"
+    assert ROBUST.choose == "agree" and ROBUST.choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0)}) == "none"
+    # the default is 'agree': Full beats the general model on validation, TL does not -> the general model
+    assert ROBUST.choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.8), "full": (0.4, 0.81)}) == "none"
     with pytest.raises(ProcedureError, match="choice rule"):
         choose_mode({"none": (0.5, 0.8)}, "best")
 
