@@ -360,7 +360,7 @@ class Message:
         return encode_frame(self.TYPE, seq, self.pack())
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.pack() == self.pack()  # type: ignore[union-attr]
+        return type(other) is type(self) and other.pack() == self.pack()
 
     def __hash__(self) -> int:
         return hash((self.TYPE, self.pack()))
