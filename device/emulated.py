@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, fields
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -133,16 +133,16 @@ class ByteFaults:
     drop_rate: float = 0.0
     corrupt_rate: float = 0.0
 
-    def __setattr__(self, name: str, value: object) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         if name.endswith("_rate"):
-            v = float(value)  # type: ignore[arg-type]
+            v = float(value)
             if not (0.0 <= v <= 1.0):
                 raise ValueError(f"faults.{name} is a probability per byte: must be in [0, 1], got {value!r}")
             value = v
         elif name == "nul_burst_len":
-            if int(value) < 1:  # type: ignore[arg-type]
+            if int(value) < 1:
                 raise ValueError(f"faults.nul_burst_len must be >= 1, got {value!r}")
-            value = int(value)  # type: ignore[arg-type]
+            value = int(value)
         object.__setattr__(self, name, value)
 
     def byte_faults_active(self) -> bool:

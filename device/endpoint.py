@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from device.emulated import EmulatedDevice
 from device.simclock import SimClock
@@ -365,6 +366,7 @@ class SerialEndpoint:
             self._call(self.device.receive, data)
 
     def _send(self) -> None:
+        write: Callable[[bytes], int]
         if self._host == "tcp" and self._client is not None:
             write = self._client.send
         elif self._host == "pty" and self._master is not None:

@@ -204,7 +204,7 @@ def _prod(shape: Sequence[int]) -> int:
 def _param_shapes(layer: Layer, in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     k = layer.kind
     if k == "conv1d":
-        s = [(layer.kernel, in_shape[-1], layer.filters)]
+        s: list[tuple[int, ...]] = [(layer.kernel, in_shape[-1], layer.filters)]
         return s + ([(layer.filters,)] if layer.use_bias else [])
     if k == "conv2d":
         s = [(layer.kernel, 1, in_shape[-1], layer.filters)]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 from estimator.arch import Arch, resolve_trainable
 from estimator.ops import BYTES_PER_VALUE, CONV_KINDS, INPLACE_KINDS, _prod, first_trained_index
@@ -221,7 +221,7 @@ def _round8(n: int) -> int:
 def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
     """Bytes the ODL firmware plans for one phase of a round training ``names`` (frozenset() = inference)."""
     ins, outs = arch.input_shapes(), arch.shapes()
-    rt: list[dict] = []  # the firmware's runtime layers
+    rt: list[dict[str, Any]] = []  # the firmware's runtime layers
     for i, layer in enumerate(arch.layers):
         trained = layer.name in names
         k = layer.kind
@@ -237,7 +237,13 @@ def firmware_plan_bytes(arch: Arch, names: frozenset[str]) -> int:
                 prev["folded"] = prev["use_bias"] = True
                 continue
         s_in, s_out = ins[i], outs[i]
-        r = {"src": i, "trainable": trained, "in_n": _prod(s_in), "out_n": _prod(s_out), "folded": False}
+        r: dict[str, Any] = {
+            "src": i,
+            "trainable": trained,
+            "in_n": _prod(s_in),
+            "out_n": _prod(s_out),
+            "folded": False,
+        }
         r["use_bias"] = bool(layer.use_bias)
         if k in CONV_KINDS:
             r.update(kind="conv", wts=layer.kernel * s_in[-1] * layer.filters, F=layer.filters, in_place=False)

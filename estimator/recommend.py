@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -259,7 +259,7 @@ def recommend(
     *,
     batch_size: int = 32,
     profile: DeviceProfile | str = "paper",
-    n_windows: int | Callable[[int], int] | None = None,
+    n_windows: int | Callable[[int], int | None] | None = None,
     ram_kib: float | None = None,
     reserve_kib: float | None = None,
     time_s: float | None = None,
@@ -292,9 +292,9 @@ def recommend(
         raise ValueError("input_sizes, modes and epochs must each list at least one value")
     if any(int(e) < 1 for e in epochs):
         raise ValueError(f"epochs must be >= 1, got {list(epochs)}")
-    for name, v in (("ram_kib", ram_kib), ("reserve_kib", reserve_kib), ("time_s", time_s), ("energy_mj", energy_mj)):
-        if v is not None and not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    for name, b in (("ram_kib", ram_kib), ("reserve_kib", reserve_kib), ("time_s", time_s), ("energy_mj", energy_mj)):
+        if b is not None and not (math.isfinite(b) and b >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {b}")
     acc = _accuracy_fn(accuracy)
     acc_obj = default_accuracy() if accuracy is None else accuracy
     spread_of = getattr(acc_obj, "spread", None) or getattr(getattr(acc_obj, "fallback", None), "spread", None)
@@ -331,7 +331,7 @@ def recommend(
             ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included
             for e in epochs:
                 f1, src = acc(int(T), label, int(e))
-                row = {
+                row: dict[str, Any] = {
                     "input_size": int(T),
                     "mode": label,
                     "epochs": int(e),
@@ -356,7 +356,7 @@ def recommend(
                 sp = spread_of(int(T), label) if spread_of is not None and not src.startswith("measured (") else None
                 if sp is not None and src.startswith("LOSO prior"):
                     row.update(accuracy_std=sp["std"], accuracy_min=sp["min"], accuracy_n=sp["n"])
-                v = []
+                v: list[str] = []
                 if power_source == "battery" and label == "full" and not allow_full_on_battery:
                     v.append("power_source")
                 if ram_needed > ram_total:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from app.core.datasets import RecordingSet
+    from app.core.datasets import RecordingSet, Segment
 
 ActivitySpec = Sequence[str] | Mapping[str, Sequence[str] | str] | str | None
 
@@ -49,25 +49,24 @@ def parse_activities(
 
     if isinstance(spec, str):
         spec = LABEL_SETS.get(spec.strip(), None) or spec.split(",")
+    out: list[tuple[str, list[str] | None]] = []
     if isinstance(spec, Mapping):
         items = [(str(t), [srcs] if isinstance(srcs, str) else list(srcs)) for t, srcs in spec.items()]
-        out = []
         for t, srcs in items:
             flat = [s.strip() for part in srcs for s in str(part).split("+") if s.strip()]
             if not t.strip() or not flat:
                 raise ClassMapError(f"activities: {t!r}: {list(srcs)} is not a class and its source activities")
             out.append((t.strip(), flat))
         return out
-    out: list[tuple[str, list[str] | None]] = []
     for item in spec:
-        target, eq, srcs = str(item).partition("=")
+        target, eq, rhs = str(item).partition("=")
         target = target.strip()
         if not target:
             if eq:
                 raise ClassMapError(f"activities: {str(item).strip()!r} names no class before '='")
             continue
         if eq:
-            flat = [s.strip() for s in srcs.split("+") if s.strip()]
+            flat = [s.strip() for s in rhs.split("+") if s.strip()]
             if not flat:
                 raise ClassMapError(f"activities: {str(item).strip()!r} names no activity after '='")
             out.append((target, flat))
@@ -135,7 +134,8 @@ class ClassMap:
         left out and counted.  Raises :class:`ClassMapError` when no segment fits any class."""
         from app.core.datasets import RecordingSet, canonical_activity, order_activities  # noqa: PLC0415
 
-        segs, left_out = [], {}
+        segs: list[Segment] = []
+        left_out: dict[str, int] = {}
         for s in rs.segments:
             c = self._owner.get(canonical_activity(s.activity))
             if c is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from app.core.devices import DeviceManager
-from app.core.store import Dataset, Store, User, default_data_dir
+from app.core.store import Dataset, Store, StoreError, User, default_data_dir
 
 __all__ = ["AppContext", "CancelToken", "Cancelled", "Progress", "Settings", "TOPICS"]
 
@@ -152,7 +152,10 @@ class AppContext:
     # --- user profile and dataset ------------------------------------------------------------------
     @property
     def dataset(self) -> Dataset:
-        return self.store.dataset(self.store.user(self.user.id).dataset_id)
+        user = self.store.user(self.user.id)
+        if user.dataset_id is None:  # only a damaged or hand-edited database has a user without one
+            raise StoreError(f"user {user.name!r} has no dataset selected in {self.store.path}")
+        return self.store.dataset(user.dataset_id)
 
     def set_user(self, name: str) -> User:
         self.user = self.store.ensure_user(name)

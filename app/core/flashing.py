@@ -274,12 +274,14 @@ def _run_tool(method: Method, image: Path, serial: str | None, progress: Progres
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise FlashError(f"cannot run {method.target}: {exc.strerror or exc}") from None
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
     lines: queue.Queue[bytes | None] = queue.Queue()
 
     def reader() -> None:  # tools rewrite their progress line with \r: split on both
         buf = b""
         while True:
-            chunk = os.read(proc.stdout.fileno(), 4096)
+            chunk = os.read(out.fileno(), 4096)
             if not chunk:
                 break
             buf += chunk
@@ -323,7 +325,7 @@ def _run_tool(method: Method, image: Path, serial: str | None, progress: Progres
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        proc.stdout.close()
+        out.close()
     if rc != 0:
         raise FlashError(f"{name} failed (exit {rc}): {' | '.join(tail[-4:]) or 'no output'}")
 
@@ -455,7 +457,7 @@ def flash(
     """Flash ``firmware`` (default: the shipped image) onto the board and check it answers HELLO with that
     version.  ``port``/``serial`` name the board's virtual COM port (found by VID:PID when only one is
     enumerated).  Returns a :class:`FlashReport`; raises :class:`FlashError` (or ``Cancelled``)."""
-    prog: ProgressFn = progress or (lambda f, t="": None)
+    prog: ProgressFn = progress or (lambda f, t: None)
     t0 = time.monotonic()
     if method not in METHOD_KINDS:
         raise FlashSetupError(f"unknown flashing method {method!r} (one of {', '.join(METHOD_KINDS)})")

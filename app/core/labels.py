@@ -221,7 +221,7 @@ class LabelModel:
 
     def _apply(self, ops: list[tuple[Label | None, Label | None]]) -> list[tuple[Label | None, Label | None]]:
         """Write ops in one transaction; inserts get their ids (returned ops carry them for undo/redo)."""
-        done = []
+        done: list[tuple[Label | None, Label | None]] = []
         saved = dict(self._labels)
         try:
             self._apply_ops(ops, done)
@@ -271,7 +271,7 @@ def windows(
     stride = size if stride is None else int(stride)
     if stride < 1:
         raise LabelError(f"window stride must be >= 1 sample, got {stride}")
-    out = []
+    out: list[tuple[int, str]] = []
     for l in sorted(labels, key=lambda l: l.start):
         a = int(np.ceil(l.start * rate_hz - 1e-9))
         b = int(np.floor(l.end * rate_hz + 1e-9))
@@ -467,7 +467,7 @@ def import_wisdm(
     users keeps complete users only.  Parse errors raise :class:`~app.core.datasets.DatasetError`."""
     from app.core.recording import write_accel
 
-    report = progress or (lambda f, t="": None)
+    report: Callable[[float, str], None] = progress or (lambda f, t: None)
     report(0.05, f"reading {Path(path).name}")
     rs = read_wisdm(path, variant, rate_hz)
     out = WisdmImport(str(path), skipped=list(rs.skipped), notes=list(dict.fromkeys(rs.notes)))

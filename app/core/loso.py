@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -395,7 +395,8 @@ def model_cache_path(results_dir: Path, cfg: LosoConfig, T: int, subject: str) -
 
 def _save_weights(path: Path, weights: Mapping, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{name}__{i}": np.asarray(a) for name, arrs in weights.items() for i, a in enumerate(arrs)}
+    # Any: mypy will not pass a dict of arrays as np.savez's **kwds, which share the call with allow_pickle
+    arrays: dict[str, Any] = {f"{name}__{i}": np.asarray(a) for name, ws in weights.items() for i, a in enumerate(ws)}
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, __report__=np.array(json.dumps(report)), **arrays)
     os.replace(tmp, path)
@@ -703,6 +704,7 @@ def _worker_with_data(rs: ds.RecordingSet, args: tuple) -> tuple[int, str, list[
 
 def _execute(tasks: list[tuple], jobs: int, executor=None, rs: ds.RecordingSet | None = None) -> Iterator[tuple]:
     if executor is not None:
+        assert rs is not None  # run_loso hands the executor the recordings it loaded
         data = ds.RecordingSet(list(rs.segments), rs.source, rs.units)  # without the load report
         yield from executor.imap(_worker_with_data, tasks, data, on_lost=lambda t, msg: (t[1], t[2], None, msg))
         return

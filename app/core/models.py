@@ -918,7 +918,9 @@ def export_npz(model: LoadedModel | tuple, path: str | Path) -> Path:
     architecture incl. classes and preprocessing) and ``meta_json``; no pickles."""
     m = _loaded(model)
     p = _out_path(path, (".npz",))
-    arrays = {f"w/{name}/{i}": a for name, ws in m.weights.items() for i, a in enumerate(ws)}
+    # Any: np.savez's **kwds share the call with its allow_pickle flag, and mypy will not pass a dict of
+    # arrays where that bool could be (the keys are "w/...", never "allow_pickle")
+    arrays: dict[str, Any] = {f"w/{name}/{i}": a for name, ws in m.weights.items() for i, a in enumerate(ws)}
     arch = Arch(m.arch.input_shape, m.arch.layers, tuple(m.classes), m.arch.name, m.preprocessing, {})
     meta = {k: v for k, v in m.meta.items() if _jsonable(v)}
     with atomic_path(p) as tmp:
@@ -932,7 +934,7 @@ def load_npz(path: str | Path) -> LoadedModel:
         with np.load(p, allow_pickle=False) as z:
             arch = Arch.from_json(str(z["arch_json"]))
             meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
-            weights: Weights = {}
+            weights: dict[str, list[tuple[int, np.ndarray]]] = {}  # (index in the layer, array)
             for key in z.files:
                 if key.startswith("w/"):
                     _, name, i = key.split("/")
@@ -1139,7 +1141,9 @@ def train_paper_cnn(
     history: dict = {"epochs": [], "best_epoch": None}
     best = (-1.0, None)
 
-    class _CB(keras.callbacks.Callback):
+    callback_base: Any = keras.callbacks.Callback  # keras comes from a lazy import: a value, not a module
+
+    class _CB(callback_base):
         def __init__(self) -> None:
             super().__init__()
             self.epoch = 0

@@ -36,6 +36,7 @@ Qt-free; TensorFlow only for loading ``.keras`` models and for the exports.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -360,7 +361,7 @@ def _load_window_npz(
             f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "
             f"(export the windows again with size {T}, or export the recording as WISDM text)"
         )
-    index = {c: i for i, c in enumerate(classes)}
+    index: dict[str | None, int] = {c: i for i, c in enumerate(classes)}
     remap = np.array([index.get(cmap.class_of(c), -1) for c in src_classes], np.int64)
     if len(y) and (y.min() < 0 or y.max() >= len(src_classes)):
         raise PersonalizeError(f"--data {path}: label index outside 0..{len(src_classes) - 1}")
@@ -376,7 +377,7 @@ def _load_window_npz(
     rate = float(np.median(rates)) if len(rates) else 20.0
     name = user or path.stem
 
-    def ws(ix: list[int]) -> ds.WindowSet:
+    def ws(ix: list[int] | np.ndarray) -> ds.WindowSet:
         ix = np.array(sorted(ix), np.int64)
         return ds.WindowSet(X[ix], yy[ix], np.full(len(ix), name, object), tuple(classes), int(T), rate, stride)
 
@@ -758,7 +759,7 @@ def personalize(
                     data.train.y[tr_idx],
                     mode,
                     cfg,
-                    on_batch=(lambda b, m=mode: on_batch(m, b)) if on_batch else None,
+                    on_batch=functools.partial(on_batch, mode) if on_batch else None,
                     val=val,
                     procedure=procedure,
                 )

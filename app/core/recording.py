@@ -310,15 +310,16 @@ class StreamRecorder:
         finished = False
         try:
             while not finished:
+                blocks: list[tuple[int, np.ndarray]] = []
                 try:
                     item = self._q.get(timeout=0.2)
                 except queue.Empty:
-                    item = ()
-                blocks = []
-                if item is None:
-                    finished = True
-                elif len(item):
-                    blocks.append(item)  # (gap, block)
+                    pass  # nothing queued: the syncs and the event poll below still run on time
+                else:
+                    if item is None:
+                        finished = True
+                    else:
+                        blocks.append(item)  # (gap, block)
                 while True:  # batch what is queued
                     try:
                         more = self._q.get_nowait()
@@ -374,7 +375,7 @@ class StreamRecorder:
     def _take_events(self) -> None:
         """Append the source's new events that fall on written samples to the ``events`` dataset (writer
         thread; the source is appended to by the device's pump thread, in time order)."""
-        if self._first is None:
+        if self._first is None or self._events_src is None:
             return
         snap = list(self._events_src)  # one atomic copy of a list another thread appends to
         k = len(snap)
@@ -595,7 +596,7 @@ class ReplayStream(SampleStream):
                 ss += (y * y).sum()
                 mn, mx = min(mn, y.min()), max(mx, y.max())
         if not n:
-            return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True, self.rate_hz)
+            return Stats.empty(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
         avg = s / n
         return Stats(
             i0 / self.rate_hz,

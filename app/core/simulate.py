@@ -16,11 +16,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping, Protocol, Sequence, TypeAlias
 
 from app.core import datasets as ds
 
-ModelsLike = Mapping[int, object] | Callable[[int], object]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from estimator.arch import Arch
+    from estimator.recommend import LosoPrior, MeasuredAccuracy, TableIIPrior
+
+
+class ModelLike(Protocol):
+    """A :class:`~app.core.models.LoadedModel`, or anything with its ``arch`` and ``weights`` (and, if it has
+    one, the ``prepare`` its windows go through)."""
+
+    @property
+    def arch(self) -> Arch: ...
+
+    @property
+    def weights(self) -> Mapping[str, Sequence[np.ndarray]]: ...
+
+
+# per T: a model, or an (Arch, weights) pair (strings: Arch and numpy are imported for the type checker only)
+ModelOrPair: TypeAlias = "ModelLike | tuple[Arch, Mapping[str, Sequence[np.ndarray]]]"
+ModelsLike: TypeAlias = "Mapping[int, ModelOrPair] | Callable[[int], ModelOrPair | None]"
 
 
 @dataclass
@@ -33,7 +53,9 @@ class SimulationResult:
     seconds: float
     settings: dict = field(default_factory=dict)
 
-    def accuracy_model(self, fallback: object = "default"):
+    def accuracy_model(
+        self, fallback: TableIIPrior | LosoPrior | None | Literal["default"] = "default"
+    ) -> MeasuredAccuracy:
         """An :class:`estimator.recommend.MeasuredAccuracy` over :attr:`table` (plus ``(T, mode, 0)``
         = the general model), falling back to the Table II prior for configurations not simulated."""
         from estimator.recommend import MeasuredAccuracy, default_accuracy  # noqa: PLC0415
@@ -69,16 +91,18 @@ class SimulationResult:
         }
 
 
-def _model_for(models: ModelsLike, T: int):
+def _model_for(
+    models: ModelsLike, T: int
+) -> tuple[Arch, Mapping[str, Sequence[np.ndarray]], Callable[[np.ndarray], np.ndarray] | None, tuple[str, ...]]:
     lm = models(T) if callable(models) else models.get(T)
     if lm is None:
         raise ValueError(
             f"no general model for T={T} (have: {', '.join(map(str, models)) if not callable(models) else '?'})"
         )
-    if hasattr(lm, "arch"):
-        return lm.arch, lm.weights, getattr(lm, "prepare", None), tuple(lm.arch.classes)
-    arch, weights = lm  # (Arch, weights)
-    return arch, weights, None, tuple(arch.classes)
+    if isinstance(lm, tuple):
+        arch, weights = lm  # (Arch, weights)
+        return arch, weights, None, tuple(arch.classes)
+    return lm.arch, lm.weights, getattr(lm, "prepare", None), tuple(lm.arch.classes)
 
 
 def simulate(

@@ -308,7 +308,9 @@ class Store:
         with self._lock:
             self._check_open()
             try:
-                return int(self._db.execute(sql, args).lastrowid)
+                rowid = self._db.execute(sql, args).lastrowid
+                assert rowid is not None  # an INSERT that did not raise set it
+                return int(rowid)
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.Error as exc:
@@ -555,7 +557,8 @@ class Store:
         return _recording(rows[0])
 
     def recordings(self, kind: str | None = None, dataset_id: int | None = None) -> list[Recording]:
-        sql, args = "SELECT * FROM recordings WHERE 1=1", []
+        sql = "SELECT * FROM recordings WHERE 1=1"
+        args: list[object] = []
         if kind:
             sql += " AND kind=?"
             args.append(kind)
@@ -981,7 +984,7 @@ def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
     for path in _recording_files(store.data_dir):
         if path.name in known or not path.stem.isdigit():
             continue
-        rid = int(path.stem)
+        rid: int | None = int(path.stem)  # None below when that id is taken: the row gets a new one
         kind = "accel" if path.suffix == ".f32" else "power"
         rel = f"recordings/{kind}/{path.name}"
         row = old.get(rid)

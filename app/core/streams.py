@@ -238,6 +238,12 @@ class Stats:
     exact: bool
     rate_hz: float = 0.0  # sample rate (0: unknown, then the integral is avg x dt as if nothing were missing)
 
+    @classmethod
+    def empty(cls, t0: float, t1: float, exact: bool, rate_hz: float) -> "Stats":
+        """The statistics of a range without samples: n = 0, the figures NaN."""
+        nan = float("nan")
+        return cls(t0, t1, 0, nan, nan, nan, nan, exact, rate_hz)
+
     @property
     def dt(self) -> float:
         return self.t1 - self.t0
@@ -518,14 +524,14 @@ class SampleStream:
         i0, i1 = self._index_range(t0, t1)
         i0, i1 = max(0, i0), min(self.n_total, i1)
         if i1 <= i0:
-            return Stats(t0, t1, 0, *([float("nan")] * 4), True, self.rate_hz)
+            return Stats.empty(t0, t1, True, self.rate_hz)
         with self._lock:
             if self._recent.covers(i0, i1):
                 y = self._recent.get(i0, i1)[:, channel].astype(np.float64)
                 y = y[~np.isnan(y)]
                 exact = True
                 if len(y) == 0:
-                    return Stats(i0 / self.rate_hz, i1 / self.rate_hz, 0, *([float("nan")] * 4), True, self.rate_hz)
+                    return Stats.empty(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
                 n, s, ss = len(y), float(y.sum()), float((y * y).sum())
                 mn, mx = float(y.min()), float(y.max())
                 # two-pass std for precision on the exact path
@@ -534,7 +540,7 @@ class SampleStream:
                 return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact, self.rate_hz)
             n, sm, ss, mn, mx = self._range_sums(i0, i1, channel)
         if n == 0:
-            return Stats(t0, t1, 0, *([float("nan")] * 4), False, self.rate_hz)
+            return Stats.empty(t0, t1, False, self.rate_hz)
         avg = sm / n
         std = math.sqrt(max(0.0, ss / n - avg * avg))
         return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, False, self.rate_hz)

@@ -130,6 +130,7 @@ class ResultStore:
 
     def _close_torn_line(self) -> None:
         """A crash mid-append leaves a last line without its newline: end it, so the next row is whole."""
+        assert self._fd is not None  # called by open() right after it set it
         size = os.fstat(self._fd).st_size
         if size == 0:
             return
@@ -154,6 +155,7 @@ class ResultStore:
             raise StoreError(f"{self.path}: cannot append results ({exc.strerror or exc})") from None
 
     def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None  # callers check (append) or have just opened it (_close_torn_line)
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)

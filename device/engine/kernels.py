@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .graph import RLayer
 
-Fn = Optional[Callable[[], None]]
+Fn = Optional[Callable[[], object]]  # what a step returns (numpy hands back its ``out``) is not used
 DTYPE = np.float32
 
 
@@ -65,7 +65,7 @@ def bind_conv(
     if dy is None:
         return fwd, None
     dy2 = dy.reshape(B * Lo * Wd, F)
-    steps: list[Callable[[], None]] = []
+    steps: list[Callable[[], object]] = []
     if grads is not None:
         gw2 = grads[0]
         steps.append(lambda: matmul(cols2.T, dy2, out=gw2))
@@ -115,7 +115,7 @@ def bind_dense(
 
     if dy is None:
         return fwd, None
-    steps: list[Callable[[], None]] = []
+    steps: list[Callable[[], object]] = []
     if grads is not None:
         gw = grads[0]
         steps.append(lambda: matmul(x.T, dy, out=gw))
@@ -131,6 +131,7 @@ def bind_relu(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
     maximum, multiply, greater = np.maximum, np.multiply, np.greater
     if dx is None:
         return (lambda: maximum(x, 0.0, out=y)), None
+    assert dy is not None  # a layer that computes dx is in the backward pass (Graph.needs_dx)
     mask = np.empty(y.shape, bool)
 
     def fwd() -> None:
@@ -173,6 +174,7 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
 
         if dx is None:
             return fwd, None
+        assert dy is not None  # a layer that computes dx is in the backward pass (Graph.needs_dx)
         if tiled:
             dxw = dx[:, : Lo * p].reshape(B, Lo, p, Wd, C)
             rest = dx[:, Lo * p :]
@@ -198,6 +200,7 @@ def bind_pool(rl: RLayer, x: np.ndarray, y: np.ndarray, dx: np.ndarray | None, d
     # max pooling: remember the arg-max (first maximum, as TensorFlow) for the backward pass
     if dx is None:
         return reduce_fwd, None
+    assert dy is not None
     idx = np.empty((B, Lo, Wd, C), np.intp)
     if tiled:
         mask = np.empty((B, Lo, p, Wd, C), bool)
@@ -249,11 +252,13 @@ def bind_global(
 
         if dx is None:
             return fwd, None
+        assert dy is not None  # a layer that computes dx is in the backward pass (Graph.needs_dx)
         dx3 = dx.reshape(B, n, C)
         dyb = dy[:, None, :]
         return fwd, (lambda: np.multiply(dyb, inv, out=dx3))
     if dx is None:
         return (lambda: np.maximum.reduce(x3, axis=1, out=y)), None
+    assert dy is not None
     idx = np.empty((B, C), np.intp)
     mask = np.empty((B, n, C), bool)
     ar = np.arange(n).reshape(1, n, 1)
@@ -295,7 +300,7 @@ def bind_bn(
 
     if dy is None:
         return fwd, None
-    steps: list[Callable[[], None]] = []
+    steps: list[Callable[[], object]] = []
     axes = tuple(range(x.ndim - 1))
     if grads is not None:
         ggamma, gbeta = grads
@@ -346,7 +351,7 @@ def bind_softmax_ce(
     return fwd, bwd
 
 
-def _chain(steps: list[Callable[[], None]]) -> Fn:
+def _chain(steps: list[Callable[[], object]]) -> Fn:
     if not steps:
         return None
     if len(steps) == 1:

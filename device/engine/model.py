@@ -54,8 +54,8 @@ class _Runner:
     scale: np.ndarray  # (1,) factor applied to dL/dlogits
     losses: np.ndarray  # (B,)
     probs: np.ndarray  # (B, N)
-    fwd: tuple[Callable[[], None], ...]
-    bwd: tuple[Callable[[], None], ...]
+    fwd: tuple[Callable[[], object], ...]
+    bwd: tuple[Callable[[], object], ...]
     grads: list[np.ndarray]  # one per trained parameter (same order as plan.trained)
 
     def forward(self) -> None:
@@ -120,7 +120,7 @@ class _Plan:
                 has_bias = rl.layer.use_bias
                 k2, bias, bnp = unfold_conv_bn(ps[0], ps[1], has_bias, rl.bn, w[rl.bn.name])
                 np.copyto(conv[0], k2.reshape(conv[0].shape))
-                if has_bias:
+                if bias is not None:  # there is one exactly when has_bias
                     np.copyto(conv[1], bias)
                 for dst, src in zip(w[rl.bn.name], bnp):
                     np.copyto(dst, src)
@@ -152,8 +152,8 @@ class _Plan:
         t = np.zeros((B, n_cls), DTYPE)
         scale = np.ones(1, DTYPE)
         losses = np.zeros(B, DTYPE)
-        fwd: list[Callable[[], None]] = []
-        bwd: list[Callable[[], None]] = []
+        fwd: list[Callable[[], object]] = []
+        bwd: list[Callable[[], object]] = []
         grads: list[np.ndarray] = []
         grad_of: dict[int, list[np.ndarray]] = {}
         for rl in g.layers:
@@ -478,6 +478,7 @@ class Model:
         lr_l = lr * feature_lr_scale (float32 product) for feature arrays, lr otherwise."""
         f32 = DTYPE
         if step.l2sp:
+            assert step.anchor is not None  # train_batch() rejects L2-SP without an anchor
             lam = f32(step.l2sp)
             for p, g, p0 in zip(plan.trained, grads, step.anchor):
                 d = np.subtract(p, p0, dtype=f32)

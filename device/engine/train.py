@@ -158,6 +158,7 @@ def train(
     if (cfg.restore_best or cfg.patience) and not validate:
         raise ValueError("restore_best and patience need validation windows (x_val, y_val)")
     if validate:
+        assert x_val is not None and y_val is not None  # validate says so
         xv, tv = _check_data(model, x_val, y_val)
         vl, vf = model.val_scores(xv, tv, cfg.mode)
         best = (vl, vf)
@@ -245,7 +246,7 @@ class EvalResult:
     confusion: np.ndarray  # rows true, columns predicted
     n: int
     ops: dict  # forward operations for the whole set
-    probs: np.ndarray = field(repr=False, default=None)
+    probs: np.ndarray | None = field(repr=False, default=None)
 
     def as_dict(self) -> dict:
         return {

@@ -99,7 +99,7 @@ class Capture:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Capture":
         """Send ``start`` and launch the reader thread."""
-        acq = float(self.driver.settings.get("acqtime", 0.0) or 0.0)  # type: ignore[arg-type]
+        acq = float(self.driver.settings.get("acqtime", 0.0) or 0.0)
         # the shield ends by itself at the limit: no `stop` (it would race the end sequence)
         self._device_ends = self.max_samples is not None and acq > 0 and round(acq * self.rate_hz) <= self.max_samples
         s = self.driver.settings

@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import serial
 
@@ -195,7 +195,7 @@ class PowerShield:
         self._pending_lock = threading.Lock()
         self.unsolicited: collections.deque[str] = collections.deque(maxlen=200)
         self.state = "closed"  # closed | unknown | host | acquiring
-        self.settings: dict[str, object] = {}
+        self.settings: dict[str, Any] = {}  # what the setters sent: numbers, names, (source, edge)
         self.firmware: str | None = None
         self.uid: str | None = None
         self.block_size = 16384
@@ -222,7 +222,7 @@ class PowerShield:
                 timeout=self.read_timeout,
                 write_timeout=max(1.0, self.timeout),
             )
-        except (*_PORT_ERRORS, ValueError) as exc:
+        except _PORT_ERRORS + (ValueError,) as exc:
             raise Disconnected(f"cannot open PowerShield port {self.url!r}: {exc}") from exc
         self._rx.clear()
         self.state = "unknown"
@@ -275,7 +275,7 @@ class PowerShield:
                 return port.read(self.block_size)
             n = port.in_waiting
             return port.read(min(max(n, 1), 1 << 20))
-        except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
+        except _PORT_ERRORS + (TypeError, AttributeError) as exc:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
 
@@ -296,7 +296,7 @@ class PowerShield:
                 return first + port.read(1 << 16)
             finally:
                 port.timeout = self.read_timeout
-        except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
+        except _PORT_ERRORS + (TypeError, AttributeError) as exc:
             self.state = "closed"
             raise Disconnected(f"PowerShield on {self.url!r} disconnected: {exc}") from exc
 
@@ -816,7 +816,7 @@ class PowerShield:
         if fmt == "ascii_dec":
             limit = spec.ascii_duration_limit(freq_hz)
             endless = acqtime is None or acqtime == 0 or math.isinf(acqtime)
-            if limit is not None and (endless or acqtime > limit + 1e-12):
+            if limit is not None and (endless or (acqtime is not None and acqtime > limit + 1e-12)):
                 allowed = "not supported at all" if limit == 0 else f"at most {limit:g} s"
                 raise ArgumentError(
                     f"format ascii_dec at freq {freq_hz} Hz: acqtime {'infinite' if endless else f'{acqtime:g} s'} is beyond the "

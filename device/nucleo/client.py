@@ -131,6 +131,8 @@ class NucleoClient:
         self._reader_error: BaseException | None = None
         self.stats = {"events_dropped": 0, "stale_replies": 0, "undecodable": 0, "retries": 0, "unattributed_errors": 0}
         self.hello_info: P.HelloRsp | None = None
+        self.url: str | None = None  # the port :meth:`open` opened, what :meth:`reconnect` reopens
+        self.baudrate = 921_600
         self._thread = threading.Thread(target=self._reader, name="nucleo-reader", daemon=True)
         self._thread.start()
 
@@ -151,7 +153,7 @@ class NucleoClient:
         new name), waiting up to ``wait_s`` seconds for the port to reappear.  The board keeps running
         while its USB link is gone (a round continues); events sent meanwhile are lost, so read
         :meth:`status` afterwards.  Raises :class:`OSError` if the port does not come back in time."""
-        url = url or getattr(self, "url", None)
+        url = url or self.url
         if url is None:
             raise OSError("this NUCLEO client was not opened from a port name or URL: cannot reconnect")
         self._closed = True
@@ -163,7 +165,7 @@ class NucleoClient:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                port = _open_port(url, getattr(self, "baudrate", 921_600), self.timeout)
+                port = _open_port(url, self.baudrate, self.timeout)
                 break
             except OSError as exc:
                 if time.monotonic() >= deadline:
@@ -341,7 +343,8 @@ class NucleoClient:
 
     def drain_events(self, types: type | tuple[type, ...] | None = None) -> list[P.Message]:
         with self._cond:
-            keep, out = collections.deque(), []
+            keep: collections.deque[P.Message] = collections.deque()
+            out: list[P.Message] = []
             for ev in self._events:
                 (out if types is None or isinstance(ev, types) else keep).append(ev)
             self._events = keep

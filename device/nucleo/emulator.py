@@ -36,18 +36,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from device.emulated import ByteFaults, apply_byte_faults
+from device.emulated import ByteFaults, ByteFifo, apply_byte_faults
 
 from . import protocol as P
 from .crc import crc32
 from .fwimage import FIRMWARE_VERSION
 from .sensor import LSM6DSO, Trace, TraceError, default_trace_path, load_trace
 from .shuffle import epoch_order
-
-try:  # the bench's FIFO; a local fallback keeps this module importable on its own
-    from device.emulated import ByteFifo
-except ImportError:  # pragma: no cover - device.emulated is part of the repository
-    ByteFifo = None  # type: ignore[assignment]
 
 FW_VERSION = FIRMWARE_VERSION  # the emulated board runs the firmware version this app ships
 TICK_HZ = 1_000_000
@@ -832,7 +827,8 @@ class NucleoEmulator:
                         f"layer_mask 0x{m.layer_mask:X} selects no layer or layers beyond {len(self.arch.layers)}",
                     )
                 return resolve_trainable(self.arch, names)
-            mode = {P.TrainMode.FULL: "full", P.TrainMode.TL: "tl", P.TrainMode.LAST: "last"}.get(m.mode)
+            modes: dict[int, str] = {P.TrainMode.FULL: "full", P.TrainMode.TL: "tl", P.TrainMode.LAST: "last"}
+            mode = modes.get(m.mode)
             if mode is None:
                 raise _Refuse(
                     P.ErrorCode.BAD_PARAM, f"training mode {m.mode} is not 0 full, 1 tl, 2 last or 3 mask", m.mode
@@ -944,11 +940,11 @@ class NucleoEmulator:
         for gepoch, (phase, epoch, names, lr) in enumerate(phases):
             # the firmware's memory-free permutation (docs/protocol.md §5.4), so both boards visit the same order
             order = epoch_order(m.seed, gepoch, n) if m.flags & 1 else np.arange(n)
-            for b in range(per_epoch):
-                idx = order[b * m.batch : (b + 1) * m.batch]
+            for ib in range(per_epoch):
+                idx = order[ib * m.batch : (ib + 1) * m.batch]
                 d = self.batch_seconds(names, len(idx))
                 batches.append(
-                    _Batch(int(phase), epoch, b, per_epoch, idx, names, float(lr), t, t + d, int(round(d * f)))
+                    _Batch(int(phase), epoch, ib, per_epoch, idx, names, float(lr), t, t + d, int(round(d * f)))
                 )
                 t += d
             if n_val:

@@ -312,7 +312,7 @@ class Message:
 
     def pack(self) -> bytes:
         name = type(self).__name__
-        values = []
+        values: list[object] = []
         for f in self._fixed_fields():
             v = getattr(self, f.name)
             if isinstance(v, str):
@@ -360,7 +360,7 @@ class Message:
         return encode_frame(self.TYPE, seq, self.pack())
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.pack() == self.pack()  # type: ignore[union-attr]
+        return type(other) is type(self) and other.pack() == self.pack()
 
     def __hash__(self) -> int:
         return hash((self.TYPE, self.pack()))
@@ -1239,7 +1239,7 @@ def decode_model(blob: bytes, desc_len: int) -> tuple[Any, dict[str, list[np.nda
 DATA_HEADER = struct.Struct("<H H B B H f")  # n, T, C, dtype, reserved, scale
 
 
-def encode_dataset(x: np.ndarray, y: Sequence[int], dtype: DType = DType.F32, scale: float = 1.0) -> bytes:
+def encode_dataset(x: np.ndarray, y: np.ndarray | Sequence[int], dtype: DType = DType.F32, scale: float = 1.0) -> bytes:
     """Labelled windows ``x`` of shape (n, T, C) (or (n, T, C, 1)) with integer labels ``y``.
 
     Layout: 12-byte header ``n:u16 T:u16 C:u8 dtype:u8 reserved:u16 scale:f32``, ``n`` label bytes,

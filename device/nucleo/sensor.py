@@ -56,7 +56,9 @@ class Trace:
         return tuple(self.segments)
 
     @classmethod
-    def from_arrays(cls, acc_g: np.ndarray, labels: Sequence[str], rate_hz: float, source: str = "") -> "Trace":
+    def from_arrays(
+        cls, acc_g: np.ndarray, labels: np.ndarray | Sequence[str], rate_hz: float, source: str = ""
+    ) -> "Trace":
         """Group contiguous labelled runs by activity (runs of one activity are concatenated)."""
         acc = np.asarray(acc_g, np.float32)
         labels = np.asarray(labels)

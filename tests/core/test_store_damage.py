@@ -209,3 +209,21 @@ def test_read_only_folder_is_a_plain_error(tmp_path):
         if r.returncode:
             pytest.skip(f"cannot remount read-only: {r.stderr.decode(errors='replace')}")
         check(disk)
+
+
+def test_user_without_a_dataset_is_named(tmp_path):
+    """A hand-edited or damaged database whose user row lost its dataset: a plain error naming the user,
+    not 'no dataset with id None'."""
+    from app.core.context import AppContext
+
+    ctx = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert ctx.dataset.name == "default"
+        con = sqlite3.connect(tmp_path / Store.FILENAME)
+        con.execute("UPDATE users SET dataset_id=NULL")
+        con.commit()
+        con.close()
+        with pytest.raises(StoreError, match=f"user {ctx.user.name!r} has no dataset selected"):
+            ctx.dataset
+    finally:
+        ctx.close()

@@ -112,6 +112,21 @@ def test_stats_exact_and_from_buckets():
     assert odd.avg == pytest.approx(ref.mean(), rel=1e-3) and abs(odd.n - len(ref)) <= 10
 
 
+def test_stats_of_a_range_without_samples():
+    """Beyond the data, or only a gap: n = 0, every figure NaN, the range, exactness and rate kept."""
+    s = SampleStream("p", 1000.0, 1, recent_s=5, history_s=100, base=10)
+    s.append(np.ones(2000, np.float32))
+    s.append_gap(1000)  # 2..3 s: left the recent ring, answered from the buckets
+    s.append(np.ones(25_000, np.float32))
+    s.append_gap(2000)  # 28..30 s: in the recent ring
+    cases = {(40.0, 45.0): True, (29.5, 29.5): True, (28.5, 29.5): True, (2.0, 3.0): False}
+    for (t0, t1), exact in cases.items():
+        st = s.stats(t0, t1)
+        assert st.n == 0 and st.exact is exact and st.rate_hz == 1000.0, (t0, t1)
+        assert all(np.isnan(v) for v in (st.avg, st.std, st.min, st.max)), (t0, t1)
+        assert (st.t0, st.t1) == pytest.approx((t0, t1)) and st.missing_s == pytest.approx(t1 - t0)
+
+
 def test_range_query_touches_few_buckets():
     s = SampleStream("p", 100_000.0, 1, recent_s=1.0, history_s=4000.0)
     s.append(np.ones(100_000 * 100, np.float32))  # 100 s
