@@ -204,7 +204,7 @@ def _accuracy_fn(model: AccuracyLike) -> Callable[[int, str, int], tuple[float, 
     elif isinstance(model, Mapping):
         model = MeasuredAccuracy(model)
     if hasattr(model, "lookup"):
-        return model.lookup  # type: ignore[union-attr]
+        return model.lookup
     if callable(model):
         return lambda T, m, e: (float(model(T, m, e)), "user accuracy model")
     raise TypeError(f"accuracy model must be a dataset name, a table or a callable, got {type(model).__name__}")
@@ -313,7 +313,7 @@ def recommend(
     }
     table: list[dict] = []
     for T in input_sizes:
-        a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))  # type: ignore[union-attr]
+        a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))
         nw = n_windows(int(T)) if callable(n_windows) else n_windows
         nw_eff = int(batch_size) if nw is None else int(nw)
         n_val = nw_eff // 10 if robust and nw is not None else 0

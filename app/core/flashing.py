@@ -183,8 +183,8 @@ def _volume_label(path: Path) -> str:
         return path.name
     import ctypes  # Windows: a drive letter has no name, its volume label does
 
-    buf = ctypes.create_unicode_buffer(261)
-    ok = ctypes.windll.kernel32.GetVolumeInformationW(str(path), buf, 261, None, None, None, None, 0)  # type: ignore[attr-defined]
+    buf = ctypes.create_unicode_buffer(261)  # (ctypes.windll exists on Windows only)
+    ok = ctypes.windll.kernel32.GetVolumeInformationW(str(path), buf, 261, None, None, None, None, 0)  # type: ignore[attr-defined,unused-ignore]
     return buf.value if ok else ""
 
 
