@@ -22,6 +22,7 @@ Damage and failures (issue 13): every sqlite error reaches callers as :class:`St
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -30,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Store",
@@ -435,7 +438,26 @@ class Store:
                 self._exec("UPDATE users SET dataset_id=? WHERE id=?", (did, uid))
             rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
         r = rows[0]
-        return User(r["id"], r["name"], r["dataset_id"])
+        did = r["dataset_id"]
+        if did is None or not self._rows("SELECT id FROM datasets WHERE id=? AND user_id=?", (did, r["id"])):
+            did = self._reselect_dataset(r["id"], classes)
+        return User(r["id"], r["name"], did)
+
+    def _reselect_dataset(self, uid: int, classes: tuple[str, ...]) -> int:
+        """A user row whose selected dataset is gone (a damaged or hand-edited database): select the user's
+        first dataset again, or a new empty 'default' one if none is left -- nothing else changes."""
+        with self.transaction():
+            left = self._rows("SELECT id FROM datasets WHERE user_id=? ORDER BY id LIMIT 1", (uid,))
+            if left:
+                did = int(left[0]["id"])
+            else:
+                did = self._insert(
+                    "INSERT INTO datasets(user_id, name, classes, created) VALUES (?, ?, ?, ?)",
+                    (uid, "default", json.dumps(list(classes)), time.time()),
+                )
+            self._exec("UPDATE users SET dataset_id=? WHERE id=?", (did, uid))
+        log.warning("user %d had no valid dataset selected: dataset %d selected", uid, did)
+        return did
 
     def users(self) -> list[User]:
         return [User(r["id"], r["name"], r["dataset_id"]) for r in self._rows("SELECT * FROM users ORDER BY name")]

@@ -227,3 +227,39 @@ def test_user_without_a_dataset_is_named(tmp_path):
             ctx.dataset
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("damage", ["null", "dangling", "dangling_none_left"])
+def test_user_whose_dataset_is_gone_gets_one_again_at_start(tmp_path, damage):
+    """The next start (ensure_user) repairs the selection: the user's first remaining dataset, with its
+    labels and recordings untouched, or a new empty 'default' when none is left -- the app starts."""
+    from app.core.context import AppContext
+
+    ctx = AppContext.create(tmp_path, bench=False, discover=False)
+    name = ctx.user.name
+    first = ctx.dataset.id
+    second = ctx.store.create_dataset(ctx.user.id, "walks", ("walk", "run")).id
+    ctx.set_dataset(second)
+    ctx.close()
+    con = sqlite3.connect(tmp_path / Store.FILENAME)
+    if damage == "null":
+        con.execute("UPDATE users SET dataset_id=NULL")
+    else:
+        con.execute("PRAGMA foreign_keys=OFF")
+        if damage == "dangling_none_left":
+            con.execute("DELETE FROM datasets")
+        else:
+            con.execute("DELETE FROM datasets WHERE id=?", (second,))
+    con.commit()
+    con.close()
+    ctx = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert ctx.user.name == name
+        ds = ctx.dataset
+        if damage == "dangling_none_left":
+            assert ds.name == "default" and [d.id for d in ctx.store.datasets(ctx.user.id)] == [ds.id]  # a new one
+        else:
+            assert ds.id == first
+        assert ctx.store.user(ctx.user.id).dataset_id == ds.id
+    finally:
+        ctx.close()
