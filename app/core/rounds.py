@@ -398,8 +398,9 @@ class RoundRunner:
         key = st.info.key
         if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
             dm.connect(key)
-        if st.state == DeviceState.STREAMING:
-            dm.set_streaming(key, False)
+        # Whatever the state now: a board in ERROR or CONNECTING that was streaming resumes its stream when it
+        # reconnects, and would never be READY.  Queued after the connect, this stops it once it is back.
+        dm.set_streaming(key, False)
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             s = dm.status(key).state

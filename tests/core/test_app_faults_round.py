@@ -171,3 +171,24 @@ def test_power_unplug_mid_round_keeps_the_round(ctx):
         lambda: ctx.devices.status(POWER),
     )
     # (the marked gap is checked at time scale 1 in test_app_faults.py: here the simulated clock runs 5x)
+
+
+def test_a_board_that_faulted_while_streaming_is_ready_for_the_next_round(ctx):
+    """A board that lost its link while streaming its accelerometer (a heartbeat missed under load) is in
+    ERROR when the next round starts; reconnecting resumes its stream, and the round must stop it again, or
+    the board is never READY and the round fails with "did not become ready within 10 s" (a CI flake of
+    test_crash_safety had exactly this)."""
+    dm = ctx.devices
+    dm.set_auto_reconnect(BOARD, False)  # hold it in ERROR until the round comes (the load case's timing)
+    try:
+        dm.set_streaming(BOARD, True)
+        wait_for(lambda: dm.status(BOARD).state == DeviceState.STREAMING, 10, lambda: dm.status(BOARD))
+        dm.bench.board.faults.silent = True
+        wait_for(lambda: dm.status(BOARD).state == DeviceState.ERROR, 10, lambda: dm.status(BOARD))
+        dm.bench.board.faults.clear()
+        ok = Round(ctx, epochs=1)
+        ok.join(120)
+        assert ok.error is None and ok.result["status"] == "done", ok.error
+    finally:
+        dm.set_auto_reconnect(BOARD, True)
+        dm.set_streaming(BOARD, False)
