@@ -256,6 +256,51 @@ def test_pretrain_out_on_a_read_only_disk_is_refused_before_training(files):
         assert f"--out {disk / 'm.keras'}: cannot write in {disk}" in out
 
 
+def test_pretrain_model_kept_when_the_disk_goes_read_only_during_training(tmp_path):
+    """The output's disk goes read-only after the up-front check, while the model trains: the trained model is
+    written to a temporary folder instead and the message says where, exit 1 (was: a traceback, the model
+    lost)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    text = _user_file(data).read_text()
+    (data / "data_1601_accel_phone.txt").write_text(text.replace("1600,", "1601,"))  # pretraining needs 2 subjects
+    with small_tmpfs("20m") as disk:
+        out = disk / "m.keras"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
+        argv = [sys.executable, "-m", "app.cli", "pretrain", "--data", str(data), "-T", "20", "--epochs", "10"]
+        argv += ["--batch-size", "16", "--quiet", "--out", str(out)]
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            seen = []
+            for line in proc.stderr:  # the data are read after the check passed; TensorFlow and training follow
+                seen.append(line)
+                if line.startswith("validation:"):
+                    break
+            r = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True)
+            if r.returncode:
+                pytest.skip("cannot remount read-only")
+            out_text, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = "".join(seen) + err
+    assert "Traceback" not in err, err[-3000:]
+    assert proc.returncode == 1, err[-2000:]
+    assert f"cannot write {out}" in err and "the trained model was saved to " in err, err[-2000:]
+    kept = Path(err.split("the trained model was saved to ")[1].split(" (and ")[0])
+    try:
+        assert kept.name == "m.keras" and kept.parent != disk
+        assert kept.is_file() and kept.with_suffix(".json").is_file()
+        import zipfile
+
+        assert "config.json" in zipfile.ZipFile(kept).namelist()
+    finally:
+        import shutil
+
+        shutil.rmtree(kept.parent, ignore_errors=True)
+
+
 def test_personalize_results_kept_when_the_disk_fills_during_training(files):
     """The disk fills up while the board trains: the results are written to a temporary folder instead, the
     JSON says where, exit 1 (was: minutes of training lost, no JSON)."""
