@@ -352,6 +352,16 @@ def test_make_assets_unwritable_out_is_a_clear_error(shared_dir: Path, tmp_path:
     assert "odlstudio make-assets:" in err and "Traceback" not in err
 
 
+def test_make_assets_out_on_a_full_disk_is_refused_before_the_work(shared_dir: Path, capsys) -> None:
+    from app.cli import main
+
+    with small_tmpfs("1m") as disk:
+        code = main(["make-assets", "--shared", str(shared_dir), "--out", str(disk / "assets"), "--skip-models"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--out {disk / 'assets'}: the disk is full" in err, err
+        assert not list((disk / "assets").rglob("*.*"))  # nothing written (was: the sample, then models lost)
+
+
 @pytest.mark.parametrize("args,msg", [(["--sample-seconds", "0"], "--sample-seconds"), (["--epochs", "0"], "--epochs")])
 def test_make_assets_rejects_nonsense_numbers(tmp_path: Path, capsys, args: list[str], msg: str) -> None:
     from app.cli import main
