@@ -186,7 +186,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from app.core.datasets import DatasetError  # noqa: PLC0415
     from app.core.models import ModelError  # noqa: PLC0415
+    from app.core.outputs import OutputError, check_output_dir  # noqa: PLC0415
 
+    try:  # before minutes of pretraining: a file in the way, a read-only or full disk are said now
+        check_output_dir(out, "--out")
+    except OutputError as exc:
+        print(f"odlstudio make-assets: {exc}", file=sys.stderr)
+        return 2
     command = "odlstudio make-assets " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "odlstudio make-assets"
     try:
         written = write_sample(shared, out / "sample", args.sample_subject, args.sample_seconds)

@@ -26,7 +26,7 @@ import json
 import sys
 import time
 
-from app.commands._argtypes import nonneg, positive
+from app.commands._argtypes import finite_float, nonneg, positive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,7 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="refuse ascii_dec beyond its limits instead of switching to bin_hexa",
     )
-    p.add_argument("--timeout", type=positive, default=3.0, help="reply timeout per command, s (default 3)")
+    p.add_argument(
+        "--timeout", type=finite_float(0.05, 600.0), default=3.0, help="reply timeout per command, s (default 3)"
+    )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands._argtypes import nonneg
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="HDF5 capture or recording (.h5)")
     p.add_argument(
-        "--settle", type=float, default=5.0, help="refuse files changed less than this many seconds ago (default 5)"
+        "--settle", type=nonneg, default=5.0, help="refuse files changed less than this many seconds ago (default 5)"
     )
     p.add_argument("--force", action="store_true", help="repair even a file that changed just now")
     p.set_defaults(func=run)

@@ -356,6 +356,13 @@ def _load_window_npz(
         raise PersonalizeError(f"--data {path}: windows contain NaN or Inf values")
     if X.ndim != 3 or X.shape[2] != 3 or len(X) != len(y):
         raise PersonalizeError(f"--data {path}: windows must be (N, T, 3) with N labels, got X {X.shape}, y {y.shape}")
+    big = np.flatnonzero((np.abs(X) > ds.MAX_ABS_ACCEL).any(axis=(1, 2)))
+    if len(big):  # 1e30 trains a model of garbage: say which window, as the text readers say which line
+        k = int(big[0])
+        raise PersonalizeError(
+            f"--data {path}: window {k} holds {float(np.abs(X[k]).max()):.3g} m/s², beyond "
+            f"±{ds.MAX_ABS_ACCEL:g} m/s² (not an accelerometer reading; {len(big)} such windows)"
+        )
     if X.shape[1] != int(T):
         raise PersonalizeError(
             f"--data {path}: windows have T={X.shape[1]} but the model takes T={T} "

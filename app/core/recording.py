@@ -639,7 +639,8 @@ def _h5_reason(exc: BaseException) -> str:
     text = str(exc).split("\n")[0]
     for noise in (" (file signature not found)", "Unable to synchronously open file "):
         text = text.replace(noise, "" if noise.startswith(" ") else "")
-    if "file is already open for write" in text:
+    if "file is already open for write" in text or "not already open for SWMR writing" in text:
+        # the second: flags a writer without SWMR mode left set (killed), seen by our SWMR reader
         return "it is still open for writing, or its writer was killed (run 'odlstudio repair FILE')"
     if "file signature not found" in str(exc):
         return "not an HDF5 file"

@@ -126,6 +126,13 @@ def _read_only(folder: Path) -> bool:
     return not os.access(folder, os.W_OK)
 
 
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
+
+
 def _plain(exc: sqlite3.Error, path: Path) -> StoreError:
     """A sqlite error in words the user can act on."""
     text = str(exc)
@@ -148,6 +155,11 @@ def _plain(exc: sqlite3.Error, path: Path) -> StoreError:
     if "unable to open" in low:
         return StoreError(f"cannot open the database {path}: {text} (check the folder exists and is writable)")
     if isinstance(exc, sqlite3.OperationalError) and ("i/o" in low or "disk i/o" in low):
+        if _disk_full(path.parent):  # WAL mode says "disk I/O error" when its -shm file cannot grow
+            return StoreError(
+                f"the database {path} cannot be opened or written: the disk is full. Free some space; what was "
+                "saved before is kept"
+            )
         return StoreError(f"the database {path} cannot be read or written (disk I/O error): {text}")
     return StoreError(f"database error in {path}: {text}")
 

@@ -70,6 +70,7 @@ CASES = [
     (["power", "--out", "{d}/missing/x.h5", "--duration", "1"], "--out {d}/missing/x.h5"),
     (["power", "--out", "{d}/a_dir", "--duration", "1"], "--out"),
     (["power", "--port", "socket://127.0.0.1:1", "--duration", "1", "--timeout", "0.5"], "127.0.0.1:1"),
+    (["power", "--duration", "1", "--timeout", "1e30"], "argument --timeout: 1e30 is out of range"),
     (["estimate", "--arch", "{d}/binfile.json"], "--arch {d}/binfile.json: not an architecture JSON file"),
     (["estimate", "--model", "{d}/junk.keras"], "--model"),
     (["estimate", "--classes", "nan"], "argument --classes"),
@@ -103,6 +104,7 @@ CASES = [
     (["smoke", "--seconds", "nan"], "--seconds"),
     (["repair", "{d}/junk.h5"], "junk.h5: not an HDF5 file"),
     (["repair", "{d}/none.h5"], "none.h5: no such file"),
+    (["repair", "--settle", "nan", "{d}/junk.h5"], "argument --settle: 'nan' is not a finite number"),
     (["flash", "--firmware", "{d}/junk.bin"], "{d}/junk.bin does not start with an STM32 vector table"),
     (["flash", "--firmware", "{d}/a_dir"], "a_dir is not a file"),
     (["flash", "--method", "jtag"], "argument --method: invalid choice"),
@@ -254,6 +256,51 @@ def test_pretrain_out_on_a_read_only_disk_is_refused_before_training(files):
         assert f"--out {disk / 'm.keras'}: cannot write in {disk}" in out
 
 
+def test_pretrain_model_kept_when_the_disk_goes_read_only_during_training(tmp_path):
+    """The output's disk goes read-only after the up-front check, while the model trains: the trained model is
+    written to a temporary folder instead and the message says where, exit 1 (was: a traceback, the model
+    lost)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    text = _user_file(data).read_text()
+    (data / "data_1601_accel_phone.txt").write_text(text.replace("1600,", "1601,"))  # pretraining needs 2 subjects
+    with small_tmpfs("20m") as disk:
+        out = disk / "m.keras"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
+        argv = [sys.executable, "-m", "app.cli", "pretrain", "--data", str(data), "-T", "20", "--epochs", "10"]
+        argv += ["--batch-size", "16", "--quiet", "--out", str(out)]
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            seen = []
+            for line in proc.stderr:  # the data are read after the check passed; TensorFlow and training follow
+                seen.append(line)
+                if line.startswith("validation:"):
+                    break
+            r = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True)
+            if r.returncode:
+                pytest.skip("cannot remount read-only")
+            out_text, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = "".join(seen) + err
+    assert "Traceback" not in err, err[-3000:]
+    assert proc.returncode == 1, err[-2000:]
+    assert f"cannot write {out}" in err and "the trained model was saved to " in err, err[-2000:]
+    kept = Path(err.split("the trained model was saved to ")[1].split(" (and ")[0])
+    try:
+        assert kept.name == "m.keras" and kept.parent != disk
+        assert kept.is_file() and kept.with_suffix(".json").is_file()
+        import zipfile
+
+        assert "config.json" in zipfile.ZipFile(kept).namelist()
+    finally:
+        import shutil
+
+        shutil.rmtree(kept.parent, ignore_errors=True)
+
+
 def test_personalize_results_kept_when_the_disk_fills_during_training(files):
     """The disk fills up while the board trains: the results are written to a temporary folder instead, the
     JSON says where, exit 1 (was: minutes of training lost, no JSON)."""
@@ -303,6 +350,16 @@ def test_make_assets_unwritable_out_is_a_clear_error(shared_dir: Path, tmp_path:
     err = capsys.readouterr().err
     assert code == 2
     assert "odlstudio make-assets:" in err and "Traceback" not in err
+
+
+def test_make_assets_out_on_a_full_disk_is_refused_before_the_work(shared_dir: Path, capsys) -> None:
+    from app.cli import main
+
+    with small_tmpfs("1m") as disk:
+        code = main(["make-assets", "--shared", str(shared_dir), "--out", str(disk / "assets"), "--skip-models"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--out {disk / 'assets'}: the disk is full" in err, err
+        assert not list((disk / "assets").rglob("*.*"))  # nothing written (was: the sample, then models lost)
 
 
 @pytest.mark.parametrize("args,msg", [(["--sample-seconds", "0"], "--sample-seconds"), (["--epochs", "0"], "--epochs")])

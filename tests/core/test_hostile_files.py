@@ -227,6 +227,28 @@ def test_absurd_accelerations_are_skipped_with_file_and_line(tmp_path):
     assert max(float(np.abs(seg.data).max()) for seg in rs.segments) < 100
 
 
+def test_absurd_accelerations_in_hapt_and_windows_files_are_named(tmp_path):
+    """The npz inputs have no lines: HAPT names the row, a windows export the window (was: accepted, and
+    trained on: a RuntimeWarning 'overflow encountered in square' and a model of garbage)."""
+    from app.core.personalize import PersonalizeError, _load_window_npz
+
+    n = 600
+    acc = np.tile([0.0, 0.0, 1.0], (n, 1))
+    acc[321] = [1e30, 0.0, 1.0]
+    hapt = tmp_path / "hapt_raw_50hz.npz"
+    np.savez(hapt, acc=acc, label=np.ones(n, np.int64), user=np.ones(n, np.int64), session=np.ones(n, np.int64))
+    with pytest.raises(ds.DatasetError, match=r"acc row 321 holds .* beyond ±102 g") as err:
+        ds.load_hapt(hapt)
+    assert str(hapt) in str(err.value)
+    X = np.full((12, 20, 3), 9.8, np.float32)
+    X[7, 3, 1] = 1e30
+    win = tmp_path / "windows.npz"
+    np.savez(win, X=X, y=np.repeat(np.arange(2), 6), classes=np.array(["walking", "jogging"]), stride=np.int64(20))
+    with pytest.raises(PersonalizeError, match=r"window 7 holds 1e\+30 m/s², beyond ±1000 m/s²") as err:
+        _load_window_npz(win, ("walking", "jogging"), 20, 0.6, None)
+    assert str(win) in str(err.value)
+
+
 def test_keras_model_with_nan_weights_is_refused_at_load(tmp_path):
     import h5py
 

@@ -211,6 +211,27 @@ def test_read_only_folder_is_a_plain_error(tmp_path):
         check(disk)
 
 
+def test_store_on_a_full_disk_at_start_up_says_the_disk_is_full():
+    """Opening the store on a disk with no byte left: SQLite (WAL mode) says only "disk I/O error"; the
+    user is told the disk is full (was: "cannot be read or written (disk I/O error)")."""
+    with small_tmpfs("3m") as disk:
+        st = Store(disk)
+        st.ensure_user("ann")
+        st.close()
+        with open(disk / "filler", "wb") as fh:  # take every byte left
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        with pytest.raises(StoreError, match="the disk is full") as err:
+            Store(disk).close()
+        assert str(disk / Store.FILENAME) in str(err.value) and not isinstance(err.value, StoreDamaged)
+        (disk / "filler").unlink()
+        Store(disk).close()  # room again: it opens
+
+
 def test_user_without_a_dataset_is_named(tmp_path):
     """A hand-edited or damaged database whose user row lost its dataset: a plain error naming the user,
     not 'no dataset with id None'."""

@@ -84,6 +84,36 @@ def test_foreign_hdf5_is_a_recording_error_naming_the_file(tmp_path, kind):
         store.close()
 
 
+def test_file_of_a_killed_writer_says_run_repair(tmp_path):
+    """A writer killed without SWMR mode leaves HDF5's write flags set: the message says what to do (run
+    'odlstudio repair'), not HDF5's "Unable to synchronously open file (file is not already open for SWMR
+    writing)"; after the repair the file opens."""
+    import os
+    import subprocess
+    import sys
+
+    from app.commands.repair import repair_file
+    from app.core.recording import power_file_info
+
+    path = tmp_path / "killed.h5"
+    code = (
+        "import os, sys, h5py, numpy as np\n"
+        "f = h5py.File(sys.argv[1], 'w', libver='latest')\n"
+        "f.create_dataset('current', data=np.ones(100, np.float32))\n"
+        "f.attrs['rate_hz'] = 1000.0\n"
+        "f.flush()\n"
+        "os._exit(0)\n"  # no close: the flags stay set, as after a kill
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60, env=dict(os.environ))
+    with pytest.raises(RecordingError) as err:
+        power_file_info(path)
+    msg = str(err.value)
+    assert str(path) in msg and "run 'odlstudio repair FILE'" in msg
+    assert "SWMR" not in msg and "synchronously" not in msg
+    repair_file(path, settle_s=0.0)
+    assert power_file_info(path)["n"] == 100
+
+
 def test_power_panel_open_on_a_foreign_file_says_so(power_window, qtbot, tmp_path):
     _win, panel = power_window
     path = tmp_path / "foreign.h5"
