@@ -68,3 +68,24 @@ def write_user_file(directory: Path, shared_data: Path) -> Path:
 
 def changed_layers(before: dict, after: dict) -> set[str]:
     return {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+
+
+def assert_board_holds_preprocessed(board, lm, train_x: np.ndarray, test_x: np.ndarray | None = None) -> None:
+    """The emulated board's datasets are the windows after the model's preprocessing (ST's gravity rotation +
+    suppression), not the raw m/s²: every window of its training slot (the last round's training and
+    validation windows) is one of ``lm.prepare(train_x)``, and, with ``test_x`` (rounds that evaluate on the
+    board), every window of its test slot one of ``lm.prepare(test_x)``, up to the int16 transfer (one count
+    of a scale of max|x|/32000).  The round's F1 alone cannot tell: a board trained on raw windows still
+    ends with weights, and the robust round may keep the general ones."""
+
+    def prepared(x: np.ndarray) -> np.ndarray:
+        p = lm.prepare(x)
+        return p.reshape(len(p), p.shape[1], -1)
+
+    refs = [(0, prepared(train_x))] + ([] if test_x is None else [(1, prepared(test_x))])
+    tol = 2.0 * max(float(np.abs(ref).max()) for _, ref in refs) / 32000.0
+    for slot, ref in refs:
+        held = board.slots[slot].x
+        assert held.shape[1:] == ref.shape[1:] and len(held) > 0, (slot, held.shape, ref.shape)
+        dist = np.abs(held[:, None] - ref[None]).max(axis=(2, 3)).min(axis=1)
+        assert dist.max() <= tol, (slot, float(dist.max()), tol)

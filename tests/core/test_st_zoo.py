@@ -7,7 +7,8 @@ of walking, jogging, stairs, sitting, standing and typing): import with ST's cla
 rotation + suppression, the default class mapping (``Stationary`` <- sitting + standing, ``Stairs`` <-
 stairs; ``typing`` left out and reported), TL and Full rounds on the board, the personalized weights
 downloaded (exported, read back and evaluated again: the reported F1 is theirs; TL changed only the
-last two Dense layers, Full more), and before/after macro-F1 in the JSON.
+last two Dense layers, Full more), before/after macro-F1 in the JSON, and the training windows the
+board held are the preprocessed ones.
 
 WISDM-2019 serves three of the four mobility_v1 classes (Stationary, Walking, Jogging): it has no
 cycling, so ``Biking`` has no data, which the run says; its ``stairs`` is not a mobility_v1 class.
@@ -25,7 +26,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.stzookit import IDS, MODELS, USER, changed_layers, expected_classes, model_path, write_user_file
+from tests.stzookit import (
+    IDS,
+    MODELS,
+    USER,
+    assert_board_holds_preprocessed,
+    changed_layers,
+    expected_classes,
+    model_path,
+    write_user_file,
+)
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 
@@ -43,7 +53,7 @@ def bench():
     with VirtualBench(time_scale=1000.0, seed=0) as b:
         if b.urls["board"] is None:
             pytest.skip("no NUCLEO emulator")
-        yield b.urls
+        yield b
 
 
 @pytest.mark.timeout(120)
@@ -58,8 +68,8 @@ def test_cli_personalizes_st_model_on_the_bench(spec, st_models, user_file, benc
     wl = spec[3]
     classes, cmap, unserved = expected_classes(spec[2])
     out = tmp_path / "out"
-    argv = ["personalize", "--model", str(path), "--data", str(user_file), "--board", bench["board"]]
-    argv += ["--power", bench["powershield"], "--modes", "none,tl,full", "--epochs", "1", "--warmup-epochs", "1"]
+    argv = ["personalize", "--model", str(path), "--data", str(user_file), "--board", bench.urls["board"]]
+    argv += ["--power", bench.urls["powershield"], "--modes", "none,tl,full", "--epochs", "1", "--warmup-epochs", "1"]
     rc = main(argv + ["--json", "--quiet", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -87,6 +97,8 @@ def test_cli_personalizes_st_model_on_the_bench(spec, st_models, user_file, benc
     data = load_user_data(user_file, lm.classes, wl, float(lm.meta["rate_hz"]))
     x, y = lm.prepare(data.test.x), data.test.y
     assert evaluate_host(lm.arch, lm.weights, x, y)["macro_f1"] == res["none"]["macro_f1"]
+    # the board trained on the windows after ST's preprocessing (the CLI evaluates on the host: checked above)
+    assert_board_holds_preprocessed(bench.board, lm, data.train.x)
     tl_layers = resolve_trainable(lm.arch, "tl")
     for mode in ("tl", "full"):
         pm = read_c_header(out / mode / f"{USER}_{mode}_T{wl}.h")

@@ -1,6 +1,7 @@
 """ST's model zoo HAR models imported and personalized through the GUI, as a user would (pytest-qt,
 offscreen): Labelling › Import WISDM (a WISDM-2019 slice of subject 1600), Training › Import… (the file
-dialog answers with ST's ``.h5``), a TL and a Full round on the virtual bench, then Estimator › Simulate
+dialog answers with ST's ``.h5``), a TL and a Full round on the virtual bench (on the windows after ST's
+preprocessing: the emulated board's datasets are checked), then Estimator › Simulate
 on my windows with the same model.  Four models: IGN and GMP, WISDM and mobility_v1, both zoo versions
 and both window lengths (every one of the 16 goes through the CLI in ``tests/core/test_st_zoo.py``; the
 data and expectations both share are in ``tests/stzookit.py``).  Skipped when ../shared is absent.
@@ -14,7 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.stzookit import changed_layers, expected_classes, model_path, write_user_file
+from tests.stzookit import (
+    assert_board_holds_preprocessed,
+    changed_layers,
+    expected_classes,
+    model_path,
+    write_user_file,
+)
 
 pytest.importorskip("pytestqt")
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow, pytest.mark.gui]
@@ -40,7 +47,7 @@ def test_gui_imports_and_personalizes_st_model(spec, qtbot, st_models, user_file
 
     import app.ui.panels.training as training_mod
     from app.core.models import load_model
-    from app.core.rounds import personalized_model
+    from app.core.rounds import local_windows, personalized_model
     from app.ui.app import build_window
     from estimator.arch import resolve_trainable
     from tests.roundkit import bench_context
@@ -91,6 +98,10 @@ def test_gui_imports_and_personalizes_st_model(spec, qtbot, st_models, user_file
             heads = [panel.cm_after.horizontalHeaderItem(i).text() for i in range(panel.cm_after.columnCount())]
             assert heads == list(classes)
             assert np.all(np.asarray(panel.bars["energy"].opts["height"]) > 0)  # LPM01A energy per batch
+            # the board trained and evaluated on the windows after ST's preprocessing
+            cfg = r["config"]
+            raw = local_windows(ctx.store, r["dataset_id"], classes, wl, cfg["rate_hz"], cfg["train_fraction"])
+            assert_board_holds_preprocessed(ctx.devices.bench.board, general, raw.train_x, raw.test_x)
             # the weights downloaded from the board
             pm = personalized_model(ctx.store, r["id"])
             assert pm.classes == classes and pm.preprocessing == "gravity_rot_sup"
