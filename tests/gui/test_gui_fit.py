@@ -132,6 +132,47 @@ def test_where_a_labelling_recording_went_is_readable_in_the_status_bar(win, qtb
     assert win.devices_label.width() >= win.devices_label.sizeHint().width()  # whole again
 
 
+def _contrast(a, b) -> float:
+    """WCAG 2 contrast ratio of two QColors (1 … 21; 4.5 is the minimum for normal text)."""
+
+    def lum(c):
+        ch = [x / 255 for x in (c.red(), c.green(), c.blue())]
+        r, g, b = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in ch]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_plot_titles_and_axis_text_are_readable_on_their_background(win):
+    """Issue 12: the Training panel's plot titles were pyqtgraph's light-grey default on a white background
+    (contrast 1.5:1).  Every plot title and axis text of every panel has at least 4.5:1 against its plot."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QColor
+
+    seen = 0
+    for key, panel in win.panels.items():
+        for view in panel.findChildren(pg.GraphicsView):
+            bg = view.backgroundBrush().color()
+            for item in view.scene().items():
+                if not isinstance(item, pg.PlotItem):
+                    continue
+                texts = []
+                if item.titleLabel.isVisible() and item.titleLabel.text:
+                    texts.append(
+                        ("title", QColor(item.titleLabel.opts.get("color") or pg.getConfigOption("foreground")))
+                    )
+                for side in ("left", "bottom"):
+                    axis = item.getAxis(side)
+                    if axis.isVisible() and axis.style.get("showValues", True):
+                        texts.append((f"{side} axis", axis.textPen().color()))
+                for what, color in texts:
+                    seen += 1
+                    c = _contrast(color, bg)
+                    assert c >= 4.5, (key, item.titleLabel.text, what, color.name(), bg.name(), round(c, 2))
+    assert seen >= 20  # Training's four plots, the Estimator's two, the stream plots, the class balance
+
+
 def test_frame_time_is_behind_a_view_option_and_about_has_version_and_docs(win, qtbot):
     from app import __version__
 
