@@ -834,14 +834,71 @@ def personalize(
     return PersonalizeResult(report, lm, weights, data, rounds)
 
 
+def export_meta(result: PersonalizeResult, mode: str) -> dict:
+    """What a model written by :func:`write_outputs` is, for its JSON sidecar — the same fields as the desktop
+    app's Export (``round_history.personalized_meta``): mode, T, settings, whose data (user, data file, windows
+    per class), macro-F1/accuracy before (the general model) and after, the board and the measured cost.  It
+    replaces the base model's metadata (pretraining optimizer, lr, batch, best epoch, subjects, ``"format":
+    "keras"`` on a TFLite file…), keeping only its origin and licence."""
+    from app import __version__  # noqa: PLC0415
+    from app.core.round_history import inherited_meta  # noqa: PLC0415
+
+    rep = result.report
+    res, data, settings = rep["results"], rep["data"], rep["settings"]
+    r, T, user = res[mode], rep["input_size"], rep["user"]
+
+    def metrics(m: dict | None) -> dict | None:
+        return None if not m else {k: m[k] for k in ("accuracy", "macro_f1", "loss") if k in m}
+
+    src, board = rep["model"].get("source"), rep.get("board") or {}
+    return {
+        **inherited_meta(result.model.meta),
+        "generated_by": f"ODL Studio {__version__} (odlstudio personalize)",
+        "description": f"personalized on the board ({mode.upper()}, T={T}) with user {user}'s labelled data",
+        "base_model": Path(str(src)).name if src else None,
+        "rate_hz": rep["model"].get("rate_hz"),
+        "personalized": {
+            "mode": mode,
+            "input_size": T,
+            "epochs": r.get("epochs"),
+            "warmup_epochs": r.get("warmup_epochs"),
+            "learning_rate": settings.get("lr"),
+            "batch_size": settings.get("batch"),
+            "seed": settings.get("seed"),
+            "procedure": settings.get("procedure"),
+            "user": user,
+            "dataset": Path(str(data["source"])).name if data.get("source") else None,
+            "windows": {
+                "train": r.get("n_train_used", data.get("n_train")),
+                "test": data.get("n_test"),
+                "per_class": {
+                    k: {"train": v, "test": (data.get("test_counts") or {}).get(k)}
+                    for k, v in (data.get("train_counts") or {}).items()
+                },
+                "split": f"chronological {int(100 * float(settings.get('train_fraction', 0.6)))} % train per activity",
+            },
+            "metrics": {"before": metrics(res.get("none")), "after": metrics(r)},
+            "board": {k: board[k] for k in ("board", "emulated", "sysclk_hz") if k in board} or None,
+            "batches": r.get("batches"),
+            "time_per_batch_s": r.get("time_per_batch_s"),
+            "energy_per_batch_mj": r.get("energy_per_batch_mj"),
+            "round_energy_mj": r.get("round_energy_mj"),
+        },
+    }
+
+
 def write_outputs(
     result: PersonalizeResult, out_dir: str | Path, formats: Sequence[str] = ("keras", "tflite_float32", "c_header")
 ) -> dict[str, dict[str, str]]:
-    """``<out>/<mode>/`` personalized model exports and ``<out>/report.json`` (the full report).  A format
-    that fails (e.g. the TFLite converter crashed in its child process) does not stop the others: every
-    other file and ``report.json`` (with ``export_errors``) are written, then :class:`ExportError` says
-    what is missing."""
+    """``<out>/<mode>/`` personalized model exports with their JSON sidecars (:func:`export_meta`) and
+    ``<out>/report.json`` (the full report; its ``outputs`` list every file written, the sidecars as
+    ``"metadata (keras)"``…).  A format that fails (e.g. the TFLite converter crashed in its child process)
+    does not stop the others: every other file and ``report.json`` (with ``export_errors``) are written, then
+    :class:`ExportError` says what is missing."""
+    import dataclasses  # noqa: PLC0415
+
     from app.core.models import ExportError, export_all  # noqa: PLC0415
+    from app.core.round_history import sidecar_entries  # noqa: PLC0415
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -850,16 +907,13 @@ def write_outputs(
     T = result.report["input_size"]
     for mode, w in result.weights.items():
         lm = result.model.with_weights(w, source=f"personalized {mode} for user {result.data.user}")
-        lm.meta.update(
-            personalized_mode=mode,
-            personalized_user=result.data.user,
-            personalized_macro_f1=result.report["results"][mode]["macro_f1"],
-        )
+        lm = dataclasses.replace(lm, meta=export_meta(result, mode))
         stem = f"{_safe(result.data.user)}_{mode}_T{T}"
         try:
             files = export_all(lm, out / mode, stem=stem, formats=formats)
         except ExportError as exc:
             files, errors[mode] = exc.written, exc.failed
+        files = {**files, **sidecar_entries(files)}
         written[mode] = {k: str(v) for k, v in files.items()}
     rep = dict(result.report, outputs=written)
     if errors:

@@ -173,6 +173,7 @@ def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> di
     info = res.get("round_info") or {}
     base = model.meta.get("base_model") or c.get("model_source") or ""
     return {
+        **inherited_meta(model.meta),
         "generated_by": f"ODL Studio {__version__}",
         "description": f"personalized on the board in round {round_id} ({str(c.get('mode', '?')).upper()}, "
         f"T={c.get('input_size')}) with {user or 'the user'}'s labelled data",
@@ -211,6 +212,28 @@ def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> di
 #: Export formats written with a JSON sidecar (``<file stem>.json``; .keras and .h5 share one).
 SIDECAR_FORMATS = ("keras", "h5", "tflite_float32", "tflite_int8")
 
+#: What a base model's metadata says that stays true of a model personalized from it: where it came from
+#: and its licence (ST's model zoo: SLA0044).  The rest (pretraining optimizer, lr, epochs, subjects, paths,
+#: ``format``…) describes the base model's training and is not carried into a personalized model's sidecar.
+INHERITED_META = ("origin", "license")
+
+
+def inherited_meta(meta: Mapping[str, Any]) -> dict:
+    """The :data:`INHERITED_META` entries of a base model's ``meta``."""
+    return {k: meta[k] for k in INHERITED_META if k in meta}
+
+
+def sidecar_entries(written: Mapping[str, Path]) -> dict[str, Path]:
+    """The JSON sidecars beside the files of ``models.export_all``'s ``written`` (``{format: path}``), as
+    ``{"metadata (keras, h5)": path}``, so that a list of the files written names them too."""
+    from app.core.models import sidecar_path
+
+    sides: dict[Path, list[str]] = {}
+    for k, p in written.items():
+        if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
+            sides.setdefault(sidecar_path(p), []).append(k)
+    return {f"metadata ({', '.join(kinds)})": side for side, kinds in sides.items()}
+
 
 def export_round(
     store: "Store",
@@ -230,7 +253,7 @@ def export_round(
     was written.  A format that fails (e.g. the TFLite converter crashed in its child process) does not
     stop the others: every other format and the report (which says what is missing) are written, then
     :class:`ExportIncomplete` names the failures and carries the files written."""
-    from app.core.models import ModelError, export_all, sidecar_path
+    from app.core.models import ModelError, export_all
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
@@ -260,12 +283,7 @@ def export_round(
             if cancelled():
                 break
             failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
-    sides: dict[Path, list[str]] = {}
-    for k, p in written.items():
-        if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
-            sides.setdefault(sidecar_path(p), []).append(k)
-    for side, kinds in sides.items():
-        written[f"metadata ({', '.join(kinds)})"] = side
+    written.update(sidecar_entries(written))
     if not cancelled():
         report = out / f"{stem}_report.md"
         text = round_report(store, round_id)

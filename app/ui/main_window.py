@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -43,6 +43,22 @@ from app.ui.tasks import TaskBar, TaskRunner
 __all__ = ["MainWindow"]
 
 FRAME_TIME_SETTING = "ui.show_frame_time"
+QWIDGETSIZE_MAX = (1 << 24) - 1
+
+
+class ElidedLabel(QLabel):
+    """A one-line status-bar label that may be narrower than its text: it then ends in "…" (``text()`` and
+    the tool tip keep the whole text)."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        h = super().minimumSizeHint()
+        return QSize(min(h.width(), self.fontMetrics().horizontalAdvance("M" * 8)), h.height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        r = self.contentsRect()
+        p = QPainter(self)
+        p.drawText(r, int(self.alignment()), self.fontMetrics().elidedText(self.text(), Qt.ElideRight, r.width()))
+        p.end()
 
 
 def _docs_dir() -> Path | None:
@@ -195,15 +211,39 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.bench_label = QLabel()
         self.bench_label.setObjectName("benchLabel")
-        self.devices_label = QLabel()  # clipped by the status bar when long: the full text is its tool tip
+        self.devices_label = ElidedLabel()  # shrinks for a status message (see _fit_status); tool tip: all of it
         self.fps_label = QLabel()
         self.fps_label.setMinimumWidth(110)
         self.fps_label.setVisible(self.act_frame_time.isChecked())
-        sb.addPermanentWidget(TaskBar(self.tasks))
+        self.task_bar = TaskBar(self.tasks)
+        sb.addPermanentWidget(self.task_bar)
         sb.addPermanentWidget(self.devices_label)
         sb.addPermanentWidget(self.bench_label)
         sb.addPermanentWidget(self.fps_label)
+        sb.messageChanged.connect(lambda _text: self._fit_status())
+        self.tasks.changed.connect(lambda *_: self._fit_status())  # after the task bar's own refresh
         self._update_status()
+
+    def _fit_status(self) -> None:
+        """A status message gets the room it needs: the devices summary beside it shrinks to what is left
+        (ending in "…") while the message is shown.  Qt draws a message only left of the first permanent
+        widget, so on a 1280-px screen the end of "Saved … → <file>" — where the recording went — was cut off."""
+        sb = self.statusBar()
+        msg = sb.currentMessage()
+        if not msg:
+            self.devices_label.setMaximumWidth(QWIDGETSIZE_MAX)
+            return
+        spacing = max(6, sb.style().pixelMetric(QStyle.PM_LayoutHorizontalSpacing)) + 4
+        others = sum(
+            w.sizeHint().width() + spacing for w in (self.task_bar, self.bench_label, self.fps_label) if w.isVisible()
+        )
+        room = sb.width() - others - sb.fontMetrics().horizontalAdvance(msg) - 32  # message margins, size grip
+        self.devices_label.setMaximumWidth(max(self.devices_label.minimumSizeHint().width(), room))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if hasattr(self, "task_bar"):  # a resize before the status bar is built
+            self._fit_status()
 
     def _fill_device_menu(self) -> None:
         m = self.device_menu

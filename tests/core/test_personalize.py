@@ -98,6 +98,34 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
     for mode in ("tl", "full"):
         names = {p.name for p in (out / mode).iterdir()}
         assert {"1600_%s_T20.keras" % mode, "1600_%s_T20_float32.tflite" % mode, "1600_%s_T20.h" % mode} <= names
+        # issue 12 item 8, the CLI's exports too: every file written is listed (the JSON sidecars included) ...
+        assert sorted(Path(f).name for f in rep["outputs"][mode].values()) == sorted(names)
+        # ... and the sidecars describe the personalized model, not the general model's pretraining
+        for side in (f"1600_{mode}_T20.json", f"1600_{mode}_T20_float32.json"):
+            meta = json.loads((out / mode / side).read_text())
+            for stale in ("optimizer", "learning_rate", "best_epoch", "train_subjects", "val_macro_f1", "format"):
+                assert stale not in meta, (side, stale)
+            assert meta["base_model"] == "paper_cnn_wisdm5_T20.keras"
+            assert not [v for v in _strings(meta) if v.startswith("/")], "no absolute paths of this machine"
+            pm = meta["personalized"]
+            assert pm["mode"] == mode and pm["input_size"] == 20 and pm["user"] == "1600"
+            assert pm["dataset"] == user_file.name and pm["learning_rate"] == rep["settings"]["lr"]
+            assert pm["metrics"]["after"]["macro_f1"] == rep["results"][mode]["macro_f1"]
+            assert pm["metrics"]["before"]["macro_f1"] == rep["results"]["none"]["macro_f1"]
+            assert pm["windows"]["per_class"]["walking"]["train"] > 0 and pm["batches"] > 0
+        float32 = json.loads((out / mode / f"1600_{mode}_T20_float32.json").read_text())
+        assert float32["tflite_quantize"] == "float32"
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
 
 
 def test_cli_personalize_out_survives_a_crashing_tflite_converter(user_file, tmp_path, capsys, monkeypatch):
@@ -138,6 +166,16 @@ def test_personalize_function_improves_on_a_new_user(user_file, npz_model):
 
     again = evaluate_host(res.model.arch, res.weights["full"], res.model.prepare(res.data.test.x), res.data.test.y)
     assert again["macro_f1"] == r["full"]["macro_f1"]
+    # an exported model's sidecar keeps the base model's origin and licence (ST's zoo), not its pretraining
+    import dataclasses
+
+    from app.core.personalize import export_meta
+
+    res.model = dataclasses.replace(
+        res.model, meta={**res.model.meta, "origin": "st_modelzoo", "license": "SLA0044", "optimizer": "adam"}
+    )
+    meta = export_meta(res, "full")
+    assert meta["origin"] == "st_modelzoo" and meta["license"] == "SLA0044" and "optimizer" not in meta
 
 
 def test_personalize_without_power_reports_time_only(user_file, npz_model):

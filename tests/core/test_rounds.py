@@ -3,6 +3,7 @@ virtual bench (emulated NUCLEO + LPM01A on one simulated clock)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -21,6 +22,7 @@ from app.core.rounds import (
     export_round,
     local_windows,
     metrics_from_confusion,
+    personalized_meta,
     personalized_model,
     round_report,
     round_rows,
@@ -338,6 +340,10 @@ def test_tl_round_measures_every_batch_and_personalizes(bench, tmp_path):
     assert np.array_equal(pm.weights["conv1"][0], base.weights["conv1"][0])  # frozen in TL
     text = round_report(ctx.store, res["round_id"])
     assert "Estimator vs measured" in text and "macro-F1" in text
+    # an exported model keeps the base model's origin and licence (ST's zoo), not its pretraining metadata
+    st_like = dataclasses.replace(pm, meta={**pm.meta, "origin": "st_modelzoo", "license": "SLA0044", "lr": 0.001})
+    meta = personalized_meta(ctx.store, res["round_id"], st_like)
+    assert meta["origin"] == "st_modelzoo" and meta["license"] == "SLA0044" and "lr" not in meta
     written = export_round(ctx.store, res["round_id"], tmp_path / "out", formats=("npz", "c_header"))
     assert written["npz"].is_file() and written["c_header"].read_text().count("dense2") > 0
     assert "personalized_round" in written["report"].name or written["report"].is_file()
