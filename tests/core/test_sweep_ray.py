@@ -102,3 +102,38 @@ def test_cli_sweep_and_loso_on_ray(ray_session, tiny_wisdm, tmp_path, capsys):
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["executor"] == "ray" and out["rows"] == 4 and out["tasks_run"] == 2
+
+
+class Shipped:
+    """A shared object that counts its picklings (in the driver) and unpicklings (in each worker process)."""
+
+    pickled = 0
+    unpickled = 0
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def __reduce__(self):
+        Shipped.pickled += 1
+        return (_unpickle_shipped, (self.payload,))
+
+
+def _unpickle_shipped(payload: bytes) -> Shipped:
+    Shipped.unpickled += 1
+    return Shipped(payload)
+
+
+def report_unpickled(shared: Shipped, task: int) -> tuple[int, int, int, int]:
+    return task, os.getpid(), Shipped.unpickled, len(shared.payload)
+
+
+def test_the_shared_data_is_shipped_once_not_per_task(ray_session):
+    """Item 2: the data goes into the object store once (one pickling in the driver) and each worker process
+    deserializes it once, however many tasks it runs (pickled into every task, both would count tasks)."""
+    Shipped.pickled = 0
+    out = list(RayExecutor(jobs=2).imap(report_unpickled, range(8), Shipped(bytes(300_000))))
+    assert sorted(t for t, *_ in out) == list(range(8)) and all(n == 300_000 for *_, n in out)
+    assert Shipped.pickled == 1
+    pids = {pid for _, pid, _, _ in out}
+    assert len(pids) < 8  # some worker ran several tasks: the count below would show a reload
+    assert all(unpickled == 1 for _, _, unpickled, _ in out), out
