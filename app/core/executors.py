@@ -171,7 +171,7 @@ class RayExecutor:
                 # as folder paths, not module objects: Ray's client copies the runtime_env (a module
                 # object cannot be copied: ray:// failed before connecting)
                 kw["runtime_env"] = {
-                    "py_modules": [os.path.dirname(m.__file__) for m in (app, device, estimator)],
+                    "py_modules": [m.__path__[0] for m in (app, device, estimator)],
                     "excludes": ["__pycache__", "*.pyc", "*.png", "*.h5", "*.tflite"],
                 }
             if self.address is None:
