@@ -64,8 +64,24 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--remedies", type=int, default=4)
     ap.add_argument("--workers", default="2,64")
-    ap.add_argument("--ray-overhead", type=float, default=0.2, help="seconds per task on Ray (default 0.2)")
+    ap.add_argument(
+        "--ray-overhead",
+        type=float,
+        default=0.13,
+        help="seconds per task on Ray (default 0.13, measured by sweep_overhead.py: docs/benchmarks.md)",
+    )
     args = ap.parse_args()
+    print("| dataset | general models | pretraining | personalization none / TL / Full | data + evaluation |")
+    print("|---|---|---|---|---|")
+    for d, name in (("hapt", "HAPT"), ("wisdm2019", "WISDM-2019")):
+        m = list(measured(d).values())
+        pre = [t["pretrain"] for t in m]
+        pers = " / ".join(f"{sum(t['modes'][k] for t in m) / len(m):.2f}" for k in ("none", "tl", "full"))
+        print(
+            f"| {name} | {len(m)} per seed | {sum(pre) / len(m):.1f} s mean (max {max(pre):.1f} s) | {pers} s | "
+            f"{sum(t['other'] for t in m) / len(m):.2f} s |"
+        )
+    print()
     print("| remedies change | tasks | task time (sum) | pretraining share | workers | executor | wall |")
     print("|---|---|---|---|---|---|---|")
     for shared in (True, False):
@@ -79,7 +95,7 @@ def main() -> int:
             print(
                 f"| {'personalization only' if shared else 'pretraining too'} | {len(tasks)} | "
                 f"{sum(tasks) / 3600:.1f} h | {100 * pre / sum(tasks):.0f} % | {w} | {kind} | "
-                f"{wall / 3600:.2f} h ({wall / 60:.0f} min) |"
+                f"{wall / 3600:.2f} h ({wall / 60:.1f} min) |"
             )
     return 0
 

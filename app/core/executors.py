@@ -124,6 +124,17 @@ def _import_ray():
     return ray
 
 
+#: Connections tried on a ``ray://`` cluster whose client server died while starting (see below).
+CLIENT_ATTEMPTS = 4
+
+
+def _client_server_race(exc: BaseException) -> bool:
+    """The Ray client's server for this connection died while the cluster forked it (a race in Ray's proxy,
+    ray-project/ray#63202: a few percent of connections, more on a loaded head node).  Nothing ran yet, so
+    connecting again is safe."""
+    return "Starting Ray client server failed" in str(exc)
+
+
 class RayExecutor:
     """Tasks on Ray.  Joins an already initialised Ray session if there is one (and leaves it running),
     otherwise starts one (``address``) and shuts it down on :meth:`close`."""
@@ -157,18 +168,28 @@ class RayExecutor:
                 import device  # noqa: PLC0415
                 import estimator  # noqa: PLC0415
 
+                # as folder paths, not module objects: Ray's client copies the runtime_env (a module
+                # object cannot be copied: ray:// failed before connecting)
                 kw["runtime_env"] = {
-                    "py_modules": [app, device, estimator],
+                    "py_modules": [m.__path__[0] for m in (app, device, estimator)],
                     "excludes": ["__pycache__", "*.pyc", "*.png", "*.h5", "*.tflite"],
                 }
             if self.address is None:
                 kw.update(num_cpus=int(self.jobs or os.cpu_count() or 1))
                 kw["object_store_memory"] = max(80, self.object_store_mb) * 1024 * 1024
-            try:
-                ray.init(address=self.address, **kw)
-            except Exception as exc:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, RuntimeError ...)
-                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-                raise ExecutorError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
+            for attempt in range(CLIENT_ATTEMPTS):
+                try:
+                    ray.init(address=self.address, **kw)
+                    break
+                except Exception as exc:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, RuntimeError ...)
+                    if _client_server_race(exc) and attempt + 1 < CLIENT_ATTEMPTS:
+                        try:  # drop what the failed connection left, then ask the cluster again
+                            ray.shutdown()
+                        except Exception:  # noqa: BLE001
+                            pass
+                        continue
+                    where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                    raise ExecutorError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
             self._started = True
         try:
             self.workers = int(ray.cluster_resources().get("CPU", 0))

@@ -309,6 +309,38 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(tiny_wisdm, tmp
         assert rows_after[k] == r
 
 
+def test_ctrl_c_keeps_the_finished_tasks_and_says_how_to_resume(tiny_wisdm, tmp_path):
+    """Ctrl-C during a sweep on the local pool: exit 130 with one sentence (no traceback), the stored rows
+    whole, and the same command finishes only what is missing."""
+    doc = spec_doc(tiny_wisdm, subjects="all", seed=[0, 1, 2], epochs=3)  # 18 tasks of 2 cells
+    spec_file = tmp_path / "int.toml"
+    spec_file.write_text(toml_text(dict(doc, name="int")))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "app.cli", "sweep", str(spec_file), "--results", str(tmp_path / "r"), "--jobs", "2"]
+    proc = subprocess.Popen(
+        cmd + ["--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    store = tmp_path / "r" / "int.jsonl"
+    try:
+        _wait_for_lines(store, 4, proc)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted; the finished tasks are stored" in err
+    rows_before, damaged, _ = read_store(store)
+    assert damaged == 0 and 4 <= len(rows_before) < 36
+    res = run_sweep(load_spec(spec_file), tmp_path / "r", LocalExecutor(2), progress=False)
+    assert not res.errors and len(res.rows) == 36 and res.cells_resumed == len(rows_before)
+    assert res.tasks_run == 18 - len(rows_before) // 2
+
+
 # ------------------------------------------------------------------------------------------------
 # loso on the executor layer, CLI, report
 # ------------------------------------------------------------------------------------------------
