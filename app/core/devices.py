@@ -367,7 +367,8 @@ class _BoardSession(_Session):
         from device.nucleo.client import NucleoClient
 
         self._boot = None
-        self.details.pop("needs_firmware", None)
+        # details["needs_firmware"] stays while this try asks for HELLO (it is replaced below once HELLO proves
+        # the firmware right): the Devices panel keeps showing why, and its Flash button stays in bold
         self.client = NucleoClient.open(self.info.url, timeout=1.0, on_event=self._on_event)
         self._junk0 = _junk_state(self.client)
         try:

@@ -411,3 +411,61 @@ def test_nucleo_image_fits_and_has_the_qemu_arena(nucleo_build):
         timeout=120,
     )
     assert r.returncode == 0 and "Table III rounds in the 303,104-byte arena (all fit)" in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# no shield, seen from the host: what the core makes of a board whose LSM6DSO does not answer
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def core_without_shield(tmp_path_factory):
+    """The portable core built natively behind host/board_host.c (protocol on a TCP port), except that its
+    board_sensor_whoami() answers 0, as board_l496.c does after a probe nobody acknowledged."""
+    firmwarekit.require("gcc")
+    d = tmp_path_factory.mktemp("no-shield")
+    fw = firmwarekit.FIRMWARE
+    core = re.search(r"^CORE_SRC\s*=\s*(.+)$", (fw / "Makefile").read_text(), re.M).group(1).split()
+    src = (fw / "host" / "board_host.c").read_text()
+    present = "uint8_t board_sensor_whoami(void) { return 0x6C; }"
+    assert present in src
+    board = d / "board_no_shield.c"
+    board.write_text(src.replace(present, present.replace("0x6C", "0")).replace('"../core/', f'"{fw}/core/'))
+    exe = d / "odl-host-no-shield"
+    flags = ["-std=c11", "-O1", "-g", "-ffp-contract=off", "-D_DEFAULT_SOURCE", "-fsanitize=address,undefined"]
+    r = subprocess.run(
+        ["gcc", *flags, "-o", str(exe), *[str(fw / s) for s in core], str(board), "-lm"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    proc = subprocess.Popen([str(exe), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"socket://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_without_the_shield_info_says_so_and_streaming_is_refused(core_without_shield):
+    """Issue 16: a missing IKS01A3 is reported in INFO and by ERROR on STREAM_START, never a hang (the board
+    side, a probe that returns at once, is test_missing_or_stuck_shield_never_hangs)."""
+    import time
+
+    from device.nucleo import protocol as P
+    from device.nucleo.client import NucleoClient, NucleoError
+
+    with NucleoClient.open(core_without_shield, timeout=5.0) as c:
+        info = c.info()
+        assert (info.sensor_whoami, info.sensor) == (0, "none")
+        t0 = time.monotonic()
+        with pytest.raises(NucleoError, match=r"NO_DATA.*LSM6DSO did not answer WHO_AM_I.*IKS01A3"):
+            c.stream_start()
+        assert time.monotonic() - t0 < 2.0  # answered, not timed out and retried
+        assert c.status().state == 0  # idle, still answering
+        c.drain_events()
+        c.reset()  # the boot says so too
+        assert c.next_event(P.Boot, 5.0) is not None
+        log = c.next_event(P.Log, 5.0)
+        assert log is not None and log.level == 2 and "IKS01A3" in log.text, log

@@ -1,8 +1,8 @@
 """The ODL firmware under QEMU doing the product's job: a whole ``odlstudio personalize`` of a WISDM user
 (T = 20 and 40, TL and Full) against the QEMU board gives the weights the reference engine computes for
 the same round (same windows, same order, same hyper-parameters) and the same macro-F1; per-batch energy
-comes from the LPM01A between the firmware's own D7 edges; and a round's duration is a deterministic
-function of the code that ran."""
+comes from the LPM01A between the firmware's own D7 edges; a round's duration is a deterministic
+function of the code that ran; and a HardFault is reported over the link after the reset it causes."""
 
 from __future__ import annotations
 
@@ -190,3 +190,104 @@ def test_simulation_only_code_calls_nothing_that_is_counted():
             if fn != "board_init":  # start-up, once per boot, before any round
                 leaks.append(f"{fn} -> {m.group(3)}")
     assert not leaks, f"simulation-only code calls counted code: {sorted(set(leaks))}"
+
+
+# --------------------------------------------------------------------------------------------------
+# a fault is reported over the link (targets/common/fault.c, the same handler on the NUCLEO)
+# --------------------------------------------------------------------------------------------------
+class _GdbStub:
+    """Just enough of the GDB remote protocol to stop QEMU's CPU, point its PC somewhere and let it run."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def send(self, data: bytes) -> bytes:
+        self.sock.sendall(b"$" + data + b"#%02x" % (sum(data) & 0xFF))
+        return self.reply()
+
+    def reply(self) -> bytes:
+        while True:
+            start = self.buf.find(b"$")
+            end = self.buf.find(b"#", start + 1) if start >= 0 else -1
+            if start >= 0 and end >= 0 and len(self.buf) >= end + 3:
+                data, self.buf = self.buf[start + 1 : end], self.buf[end + 3 :]
+                self.sock.sendall(b"+")
+                return data
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise EOFError("QEMU closed its gdb stub")
+            self.buf += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_hardfault_is_reported_after_the_reset_with_where_it_hit():
+    """A HardFault does not leave the board silent: the handler (targets/common/fault.c, linked into the
+    NUCLEO image too) keeps the faulting PC across a reset, and the next boot sends BOOT with reset cause 3,
+    then a LOG naming the PC (protocol.md, BOOT).  The fault is made through QEMU's gdb stub: the CPU is
+    stopped wherever it is and resumed at an address of the never-executable device region."""
+    import socket
+    import threading
+    import time
+
+    from device.nucleo import protocol as P
+    from device.nucleo.client import NucleoClient
+
+    firmwarekit.qemu_files()
+    with VirtualBench(board_kind="qemu", time_scale=200.0, seed=3) as bench:
+        board = bench.board
+        with NucleoClient.open(bench.urls["board"], timeout=10) as c:
+            assert c.hello().fw_major == 1
+            c.drain_events()
+            boots = board.boots
+            with socket.socket() as s:  # a free port for the stub
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            board._qmp(("human-monitor-command", {"command-line": f"gdbserver tcp:127.0.0.1:{port}"}))  # noqa: SLF001
+            # The CPU may be asleep in its blocking read of the bench's doorbell; QEMU stops it (for the monitor
+            # command, and when the stub connects) only once it wakes: keep ringing until it has stopped.
+            stopped = threading.Event()
+
+            def ring() -> None:
+                while not stopped.is_set():
+                    with board._in_lock:  # noqa: SLF001
+                        board._ring()  # noqa: SLF001
+                    time.sleep(0.01)
+
+            threading.Thread(target=ring, daemon=True).start()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    gdb = _GdbStub(port)
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline, "QEMU's gdb stub did not start"
+                    time.sleep(0.05)
+            try:
+                gdb.sock.sendall(b"\x03")  # interrupt
+                assert gdb.reply().startswith(b"T")
+                stopped.set()
+                gdb.send(b"qXfer:features:read:target.xml:0,ffb")  # register access needs the XML description
+                bad_pc = 0xA0A0A0A0  # 0xA000_0000..0xDFFF_FFFF: device memory, execute-never
+                assert gdb.send(b"P f=" + (bad_pc | 1).to_bytes(4, "little").hex().encode()) == b"OK"
+                assert gdb.send(b"D") == b"OK"  # detach: the CPU runs on, at bad_pc
+            finally:
+                stopped.set()
+                gdb.close()
+            boot = c.next_event(P.Boot, 10.0)
+            assert boot is not None and boot.reset_cause == 3, boot
+            log = c.next_event(P.Log, 5.0)
+            assert log is not None and log.level == 3, log
+            assert f"reset after a fault at PC 0x{bad_pc:08X}" in log.text, log.text
+            assert board.boots == boots + 1
+            # the board works again, and the record was consumed: the next reset is an ordinary one
+            assert c.hello().fw_major == 1
+            c.drain_events()
+            c.reset()
+            again = c.next_event(P.Boot, 10.0)
+            assert again is not None and again.reset_cause == 1
+            assert c.next_event(P.Log, 1.0) is None

@@ -420,6 +420,27 @@ def test_a_board_without_hello_is_shown_as_needing_the_firmware(silent_port):
         dm.shutdown()
 
 
+def test_needing_the_firmware_is_still_shown_while_reconnecting(silent_port):
+    """Auto-reconnect tries the board again and again; during each try (connecting, HELLO being asked for
+    seconds) the board is still the one that needed the firmware: the reason stays in its details (the Devices
+    panel's bold Flash button and details follow them) until a HELLO proves otherwise."""
+    from app.core.devices import DeviceManager, DeviceState
+
+    dm = DeviceManager(bench=False)
+    try:
+        key = add_real_board(dm, silent_port)
+        dm.connect(key)
+        wait_for(lambda: dm.status(key).state == DeviceState.ERROR, 15)
+        wait_for(lambda: dm.status(key).state == DeviceState.CONNECTING, 15)  # the next try
+        time.sleep(0.3)  # inside it: HELLO is being asked for (1 s per attempt, resent)
+        st = dm.status(key)
+        assert st.state == DeviceState.CONNECTING
+        assert "does not answer HELLO" in st.details.get("needs_firmware", ""), st.details
+        assert st.details["firmware"] == "needs the ODL firmware"
+    finally:
+        dm.shutdown()
+
+
 def test_an_older_firmware_is_shown_as_needing_the_firmware(bench_board, monkeypatch):
     from app.core.devices import DeviceManager, DeviceState
 

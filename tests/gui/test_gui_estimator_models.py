@@ -64,12 +64,13 @@ def table(panel) -> list[dict[str, str]]:
 
 def assert_inference_like_cli(panel, model: Path, sizes: str | None = None) -> None:
     rows = table(panel)
-    assert {"MACC", "wts KiB", "act KiB"} <= set(rows[0])
+    assert {"MACC", "wts KiB", "act KiB", "fused"} <= set(rows[0])
     for ref in cli_rows(model, sizes):
         row = next(r for r in rows if int(r["T"]) == ref["input_size"] and r["mode"] == ref["mode"].upper())
         assert row["MACC"] == f"{ref['inference_macc']:,}"
         assert row["wts KiB"] == f"{ref['weights_kib']:.2f}"
         assert row["act KiB"] == f"{ref['activation_peak_kib']:.2f}"
+        assert row["fused"] == f"{ref['activation_fused_kib']:.2f}"
         assert row["train KiB"] == f"{ref['memory_kib']:.1f}"  # training memory agrees with the CLI too
 
 

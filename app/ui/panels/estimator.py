@@ -4,8 +4,9 @@ its reason, measured rounds over the predictions, "calibrate from my rounds" and
 The model is the general model shipped in ``assets/models`` (the paper CNN, T = 20…100) or any imported
 ``.keras``/``.h5``/``.npz`` (e.g. ST's IGN/GMP from your own copy of the model zoo).  An imported model keeps
 its own input size unless its weights do not depend on T (no Flatten → Dense), in which case other sizes can
-be tried; its inference MACC, weights and activation peak are shown as ``odlstudio estimate --model`` does
-(same :func:`estimator.inference_stats`).  Imported models are remembered (their architecture is saved in
+be tried; its inference MACC, weights and activation peak (unfused, and fused as ST's code generator fuses
+conv + ReLU + pooling, to compare with ST's published footprints) are shown as ``odlstudio estimate --model``
+does (same :func:`estimator.inference_stats`).  Imported models are remembered (their architecture is saved in
 the settings, so the panel never needs TensorFlow to show them again).
 
 Everything is computed by the Qt-free :mod:`estimator` (a full sweep takes a few ms); calibration and the
@@ -65,6 +66,8 @@ INFERENCE_COLUMNS = (
     ("MACC", "inference_macc", "{:,}"),
     ("wts KiB", "weights_kib", "{:.2f}"),
     ("act KiB", "activation_peak_kib", "{:.2f}"),
+    # KiB with conv + ReLU + pooling fused, as ST's code generator runs them (the CLI's column head)
+    ("fused", "activation_fused_kib", "{:.2f}"),
 )
 MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}] of imported models
 MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
@@ -678,8 +681,8 @@ class EstimatorPanel(Panel):
             time.sleep(0.005)
 
     def inference(self, m: ModelChoice, T: int) -> dict:
-        """ST-style inference figures (MACC, weights KiB, activation peak KiB) — :func:`estimator.inference_stats`,
-        as ``odlstudio estimate --model`` prints them."""
+        """ST-style inference figures (MACC, weights KiB, activation peak KiB unfused and fused) —
+        :func:`estimator.inference_stats`, as ``odlstudio estimate --model`` prints them."""
         key = (m.key, int(T))
         if key not in self._inference_cache:
             from estimator import inference_stats
