@@ -563,14 +563,6 @@ def _worker(args: tuple) -> tuple[int, str, list[dict] | None, str]:
         return T, subject, None, f"{type(exc).__name__}: {exc}"
 
 
-def _init_worker() -> None:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    try:  # workers compete for the cores: be polite to the other processes on the machine
-        os.nice(5)
-    except (AttributeError, OSError):
-        pass
-
-
 @dataclass
 class LosoRun:
     config: LosoConfig
@@ -671,7 +663,10 @@ def run_loso(
         bar.update(0, f"{skipped} tasks already done" if skipped else "")
     t0 = time.perf_counter()
     n_done = 0
-    with open(out, "a", encoding="utf-8") as fh:
+    from app.core.sweepstore import ResultStore  # noqa: PLC0415
+
+    # the sweep's writer: a task's rows in one write + fsync, a line torn by a crash ended before appending
+    with ResultStore(out, lock=False) as store:
         for T, s, rows, err in _execute(tasks, jobs, executor, rs):
             n_done += 1
             if err:
@@ -680,9 +675,7 @@ def run_loso(
                 if log:
                     log(msg)
             else:
-                for r in rows or []:
-                    fh.write(json.dumps(r, sort_keys=True) + "\n")
-                fh.flush()
+                store.append(rows or [])
             if bar:
                 f1 = {r["mode"]: r["macro_f1"] for r in rows or []}
                 bar.update(n_done, f"T={T} s={s} " + " ".join(f"{k}={v:.2f}" for k, v in f1.items()))
@@ -702,22 +695,21 @@ def _worker_with_data(rs: ds.RecordingSet, args: tuple) -> tuple[int, str, list[
     return _worker(args)
 
 
+def _worker_local(_shared: None, args: tuple) -> tuple[int, str, list[dict] | None, str]:
+    return _worker(args)  # a forked worker sees the recordings run_loso loaded; spawned ones load them
+
+
 def _execute(tasks: list[tuple], jobs: int, executor=None, rs: ds.RecordingSet | None = None) -> Iterator[tuple]:
+    """The tasks on ``executor`` (Ray: the recordings are shipped once), else on the local pool that
+    ``odlstudio sweep`` uses too (:class:`app.core.executors.LocalExecutor`, ``jobs`` processes)."""
     if executor is not None:
         assert rs is not None  # run_loso hands the executor the recordings it loaded
         data = ds.RecordingSet(list(rs.segments), rs.source, rs.units)  # without the load report
         yield from executor.imap(_worker_with_data, tasks, data, on_lost=lambda t, msg: (t[1], t[2], None, msg))
         return
-    if jobs == 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield _worker(t)
-        return
-    import multiprocessing as mp  # noqa: PLC0415
+    from app.core.executors import LocalExecutor  # noqa: PLC0415
 
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    with ctx.Pool(min(jobs, len(tasks)), initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_worker, tasks, chunksize=1)
+    yield from LocalExecutor(jobs).imap(_worker_local, tasks)
 
 
 # ------------------------------------------------------------------------------------------------

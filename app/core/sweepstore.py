@@ -80,8 +80,11 @@ def read_store(path: str | Path) -> tuple[dict[str, dict], int, int]:
 class ResultStore:
     """Append rows to a store (see the module doc).  Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, lock: bool = True):
+        """``lock=False``: no lock file (``odlstudio loso``, whose concurrent runs into one folder append
+        to one file per dataset and are told apart by their settings hash)."""
         self.path = Path(path)
+        self._locking = bool(lock)
         self._fd: int | None = None
         self._lock_fd: int | None = None
 
@@ -89,7 +92,8 @@ class ResultStore:
     def open(self) -> "ResultStore":
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, expected a results file")
-        self._lock()
+        if self._locking:
+            self._lock()
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._close_torn_line()

@@ -224,3 +224,17 @@ def test_auto_keeps_the_general_model_unless_validation_f1_is_strictly_higher(ti
             assert tl["val_kept"][1] == full["val_kept"][1] == start[1]
             assert full["val_kept"][0] < start[0] and tl["val_kept"][0] < start[0]
             assert rows[(s, "auto")]["chosen"] in want
+
+
+def test_a_line_torn_by_a_crash_does_not_swallow_the_next_task(tiny_wisdm, tmp_path):
+    """A kill or power loss mid-append leaves a last line without its newline; the next run must end it
+    before appending (the sweep's writer, shared), or the first row it writes is glued to the torn line and
+    lost (recomputed on every later run)."""
+    out = loso.results_path(tmp_path, "wisdm2019")
+    out.write_text('{"dataset": "wisdm2019", "T": 20, "subj', encoding="utf-8")  # torn mid-row
+    cfg = cfg_for(tiny_wisdm, modes=("none",), subjects=("1604",))
+    res = run_loso(cfg, tmp_path, jobs=1, progress=False)
+    assert res.tasks_run == 1 and not res.errors
+    assert len(read_rows(out, cfg.settings_hash())) == 1  # the new row is whole
+    again = run_loso(cfg, tmp_path, jobs=1, progress=False)
+    assert again.tasks_run == 0  # and so nothing is recomputed
