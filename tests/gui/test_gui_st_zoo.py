@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 
 from tests.stzookit import changed_layers, expected_classes, model_path, write_user_file
 
-pytest.importorskip("pytestqt")
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow, pytest.mark.gui]
 
 
