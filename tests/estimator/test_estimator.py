@@ -298,6 +298,13 @@ def test_estimate_defaults_limits_and_echoed_inputs():
         time_per_batch_s(a, "tl", 1, "paper", 1.0)
     )
     assert estimate(a, clock_hz=0.5).clock_hz == 0.5
+    # the echoed figures themselves (not only equal between two calls)
+    assert (d.input_size, d.profile, d.mode, d.trainable) == (20, "paper", "tl", ("dense1", "dense2"))
+    assert d.trainable_params == 3556 and estimate(a, "none").trainable_params == 0
+    assert estimate(a, clock_hz=80e6).power_w == get_profile("paper").power_w(80e6)  # at the clock asked for
+    # the mode as asked: on an all-dense net "tl" trains every layer, yet it is still called "tl"
+    b = Arch((4,), (Layer("dense", "d1", units=3), Layer("dense", "d2", units=2), Layer("softmax", "s")))
+    assert (estimate(b, "tl").mode, estimate(b, "full").mode, estimate(b, ["d1", "d2"]).mode) == ("tl", "full", "full")
     assert estimate(a, n_windows=64).n_windows == 64 and estimate(a, n_windows=64).batches_per_epoch == 2
     g = gmp(24)  # batch normalisation: its moving statistics are parameters but not trained
     full = estimate(g, "full")
