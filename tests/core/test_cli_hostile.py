@@ -229,8 +229,7 @@ def test_tensorflow_start_up_lines_are_silenced_real_errors_kept(tmp_path):
 
 def test_estimate_with_a_keras_model_prints_no_tensorflow_info_lines():
     model = ROOT / "assets" / "models" / "paper_cnn_wisdm5_T20.keras"
-    if not model.is_file():
-        pytest.skip("shipped model missing")
+    assert model.is_file(), f"{model} not found: the repository ships it (assets/models)"
     code, out = _run(["estimate", "--model", str(model), "--json"])
     assert code == 0, out[-2000:]
     assert "oneDNN" not in out and "absl::InitializeLog" not in out

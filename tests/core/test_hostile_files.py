@@ -89,8 +89,7 @@ def _peak(fn):
 def test_keras_zip_bomb_refused_before_extracting(tmp_path, member, size, needle):
     from app.core.models import ModelError, load_model
 
-    if not MODEL.is_file():
-        pytest.skip("shipped model missing (odlstudio make-assets)")
+    assert MODEL.is_file(), f"{MODEL} not found: the repository ships it (assets/models)"
     bomb = tmp_path / "bomb.keras"
     _rezip(MODEL, bomb)
     _declare(bomb, member, size)
@@ -254,8 +253,7 @@ def test_keras_model_with_nan_weights_is_refused_at_load(tmp_path):
 
     from app.core.models import ModelError, load_model
 
-    if not MODEL.is_file():
-        pytest.skip("shipped model missing (odlstudio make-assets)")
+    assert MODEL.is_file(), f"{MODEL} not found: the repository ships it (assets/models)"
     src = tmp_path / "src"
     with zipfile.ZipFile(MODEL) as zf:
         zf.extractall(src)

@@ -327,3 +327,54 @@ def test_batch_summary_reports_the_energy_the_round_pipeline_attributed():
     m = batch_summary(round_of(reports, None, 0.0), 32)
     assert m["alignment"] == "none" and m["power_mw"] is None and m["energy_per_batch_mj"] is None
     assert m["per_batch"][0]["power_mw"] is None and m["time_per_batch_s"] == 1.0
+    assert "round_energy_mj" not in m  # no measurement is not 0 mJ
+
+
+def test_batch_summary_lists_a_robust_rounds_validation_passes():
+    """A robust round's validation passes (phase 'val', D7 intervals without an update) carry their macro-F1
+    and whether their weights were kept; they count in the round's time and energy, not as batches."""
+    from app.core.board_round import RoundResult
+    from app.core.energy import BatchRow
+    from app.core.personalize import batch_summary
+
+    def row(i, phase, epoch, n, secs, energy_j, f1=None, best=False):
+        return BatchRow(
+            i,
+            phase,
+            epoch,
+            0,
+            n,
+            0.5,
+            0,
+            0,
+            0,
+            secs,
+            t0=0.0,
+            t1=secs,
+            avg_power_w=energy_j / secs,
+            energy_j=energy_j,
+            source="d7",
+            macro_f1=f1,
+            best=best,
+        )
+
+    rows = [
+        row(0, "val", 0, 8, 0.25, 1e-3, 0.40),
+        row(1, "main", 0, 32, 1.0, 3e-3),
+        row(2, "val", 0, 8, 0.25, 2e-3, 0.75, True),
+        row(3, "main", 1, 32, 1.0, 5e-3),
+        row(4, "val", 1, 8, 0.5, 4e-3, 0.70),
+    ]
+    m = batch_summary(RoundResult(rows, "done", {}, {}, {}, 64, 3.3), 32)
+    per = m["per_batch"]
+    assert [(r["phase"], r.get("macro_f1"), r.get("best")) for r in per] == [
+        ("val", 0.40, False),
+        ("main", None, None),
+        ("val", 0.75, True),
+        ("main", None, None),
+        ("val", 0.70, False),
+    ]
+    assert "macro_f1" not in per[1] and "best" not in per[3]  # a training batch has no validation score
+    assert (m["batches"], m["warmup_batches"], m["val_passes"]) == (2, 0, 3)
+    assert m["val_time_s"] == 1.0 and m["round_time_s"] == 3.0 and m["time_per_batch_s"] == 1.0
+    assert m["energy_per_batch_mj"] == pytest.approx(4.0) and m["round_energy_mj"] == pytest.approx(15.0)

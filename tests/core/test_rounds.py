@@ -215,6 +215,60 @@ def test_attribute_energy_says_how_each_batch_was_placed():
     ]
 
 
+def test_align_tolerance_is_per_batch_so_drift_never_accumulates():
+    # each batch end is sought from the previous matched edge within 1 % of that batch + two samples, not 1 % of
+    # the time since the round start: a last edge 15 ms late is lost for a 1 s batch, even 3 s into the round
+    spans = align_batches(
+        rows_for([1.0] * 3),
+        [10.0, 11.0, 12.0, 13.015],
+        tick_hz=TICK,
+        round_start_tick=5_000_000,
+        anchor_t=10.0,
+        rate_hz=1000,
+    )
+    assert spans == [(10.0, 11.0, "d7"), (11.0, 12.0, "d7"), (12.0, 13.0, "d7-interp")]
+
+
+def test_align_needs_two_matching_edges_for_more_than_one_batch():
+    # a lone edge near the anchor fits any round start: with two batches it is not enough (host alignment) ...
+    kw = dict(tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.05, rate_hz=1000)
+    assert align_batches(rows_for([1.0, 1.0]), [10.0], **kw) == [(10.05, 11.05, "host"), (11.05, 12.05, "host")]
+    # ... nor are edges that fit no batch end
+    spans = align_batches(rows_for([1.0, 1.0]), [10.0, 10.4, 11.5], **kw)
+    assert [s[2] for s in spans] == ["host", "host"]
+    # one batch: its start edge alone places it
+    assert align_batches(rows_for([1.0]), [10.0], **kw) == [(10.0, 11.0, "d7-interp")]
+
+
+def test_attribute_energy_searches_from_earliest_t_and_measures_only_covered_batches():
+    # 9.0 is the previous round's last edge: with the 2 s window before the anchor it would explain all three
+    # edges as this round's start and ends; the power stream's end when this round was requested (earliest_t)
+    # rules it out.  The stream covers up to 11.0 s: the second batch has no samples yet.
+    rows = rows_for([1.0, 1.0])
+    kw = dict(tick_hz=TICK, round_start_tick=5_000_000, anchor_t=10.0, rate_hz=1000)
+    assert align_batches(rows, [9.0, 10.0, 11.0], **kw) == [(9.0, 10.0, "d7"), (10.0, 11.0, "d7")]
+    out, warnings = attribute_energy(
+        rows, [9.0, 10.0, 11.0], lambda a, b: 1e-3, 3.0, earliest_t=9.5, covered=11.0, **kw
+    )
+    assert [(r.t0, r.t1, r.source) for r in out] == [(10.0, 11.0, "d7"), (11.0, 12.0, "none")]
+    assert out[0].energy_j == pytest.approx(3e-3) and out[1].energy_j is None
+    assert warnings[-1] == "1 of 2 batches have no power samples: energy not measured"
+
+
+def test_alignment_warnings_leave_out_validation_passes_without_samples():
+    # a validation pass can be shorter than one LPM01A sample: unmeasured, but no measurement fault
+    from app.core.energy import alignment_warnings
+
+    rows = rows_for([1.0, 0.0005, 1.0])
+    rows[1].phase = "val"
+    for r in rows:
+        r.source = "d7"
+    rows[1].source = "none"
+    assert alignment_warnings(rows) == []
+    rows[2].source = "none"
+    assert alignment_warnings(rows) == ["1 of 3 batches have no power samples: energy not measured"]
+
+
 # --- config, data, metrics -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kw, word",

@@ -238,6 +238,37 @@ def test_memory_model_by_hand_on_a_small_conv_net(trainable, paper, peak):
     assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
 
 
+def test_robust_round_buffers_by_hand():
+    """What a robust round holds besides a plain one (estimator.memory.robust_round_bytes), worked by hand on
+    x (6, 2) -> c conv1d 2x3 without bias -> bn -> relu -> flatten -> d dense 3 -> softmax: SGD updates c's
+    kernel 3x2x2 = 12 + the bias it trains for the BatchNorm it folds 2 = 14, bn's gamma and beta 4, d's
+    24 + 3 = 27.  Best weights (every value the round's phases train) and the L2-SP anchor (the main phase's)
+    in float32, the validation confusion counts 3 x 3 u16 = 18 bytes; each buffer 8-byte aligned."""
+    from estimator.memory import robust_round_bytes, trained_values, training_memory
+
+    def net(*mid: Layer, bias: bool = False, head: bool = True) -> Arch:
+        c = Layer("conv1d", "c", filters=2, kernel=3, use_bias=bias)
+        tail = (Layer("flatten", "f"), Layer("dense", "d", units=3), Layer("softmax", "s")) if head else ()
+        return Arch((6, 2), (c, *mid, *tail))
+
+    bn, relu = Layer("batchnorm", "bn"), Layer("relu", "r")
+    a = net(bn, relu)
+    assert [trained_values(a, frozenset(n)) for n in (["d"], ["c"], ["bn"], ["c", "bn", "d"], [])] == [27, 14, 4, 45, 0]
+    assert trained_values(net(bn, relu, bias=True), frozenset(["c"])) == 14  # its own bias: nothing folded in
+    assert trained_values(net(relu, bn), frozenset(["c"])) == 12  # no BatchNorm right after it
+    assert trained_values(net(bn, head=False), frozenset(["c"])) == 14  # a BatchNorm as the last layer
+    assert trained_values(net(head=False), frozenset(["c"])) == 12  # the conv is the last layer
+    # warm-up trains d too: best 45 x 4 = 180 -> 184, anchor (c, bn) 18 x 4 = 72, counts 18 -> 24
+    assert robust_round_bytes(a, ["c", "bn"], True, l2sp=True) == 184 + 72 + 24
+    assert robust_round_bytes(a, ["c", "bn"], l2sp=True) == 72 + 72 + 24  # no warm-up by default
+    assert robust_round_bytes(a, ["d"]) == 112 + 24  # 27 x 4 = 108 -> 112; no anchor by default
+    assert robust_round_bytes(a, "full") == 184 + 24
+    assert robust_round_bytes(a, "full", restore_best=False) == 24
+    assert robust_round_bytes(a, "full", validate=False) == 184
+    assert robust_round_bytes(a, "full", validate=False, restore_best=False) == 0
+    assert training_memory(a) == training_memory(a, "tl")  # the default is the paper's transfer learning
+
+
 def test_peak_model_saves_what_each_backward_reads():
     """The liveness rules of docs/estimator.md: a trained conv/dense/batchnorm keeps its input (weight or
     gamma gradients), max pools keep theirs (argmax routing), relu and softmax keep their output."""
@@ -267,6 +298,13 @@ def test_estimate_defaults_limits_and_echoed_inputs():
         time_per_batch_s(a, "tl", 1, "paper", 1.0)
     )
     assert estimate(a, clock_hz=0.5).clock_hz == 0.5
+    # the echoed figures themselves (not only equal between two calls)
+    assert (d.input_size, d.profile, d.mode, d.trainable) == (20, "paper", "tl", ("dense1", "dense2"))
+    assert d.trainable_params == 3556 and estimate(a, "none").trainable_params == 0
+    assert estimate(a, clock_hz=80e6).power_w == get_profile("paper").power_w(80e6)  # at the clock asked for
+    # the mode as asked: on an all-dense net "tl" trains every layer, yet it is still called "tl"
+    b = Arch((4,), (Layer("dense", "d1", units=3), Layer("dense", "d2", units=2), Layer("softmax", "s")))
+    assert (estimate(b, "tl").mode, estimate(b, "full").mode, estimate(b, ["d1", "d2"]).mode) == ("tl", "full", "full")
     assert estimate(a, n_windows=64).n_windows == 64 and estimate(a, n_windows=64).batches_per_epoch == 2
     g = gmp(24)  # batch normalisation: its moving statistics are parameters but not trained
     full = estimate(g, "full")

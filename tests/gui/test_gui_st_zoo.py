@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 
 from tests.stzookit import (
     assert_board_holds_preprocessed,
@@ -23,7 +24,6 @@ from tests.stzookit import (
     write_user_file,
 )
 
-pytest.importorskip("pytestqt")
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow, pytest.mark.gui]
 
 

@@ -1,0 +1,76 @@
+"""``make mutation`` (benchmarks/mutation.py, docs/benchmarks.md) stays pointed at the code it measures: every
+target's file, functions and tests exist, and every equivalent mutant listed belongs to a target (when code
+moves, a stale entry would otherwise count for nothing, silently, and its reason describe code that is gone).
+Cheap checks of the configuration only; the mutation run itself is too slow for the suite."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def mutation():
+    spec = importlib.util.spec_from_file_location("odl_mutation", ROOT / "benchmarks" / "mutation.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["odl_mutation"] = mod  # dataclasses look their module up while the class is created
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop("odl_mutation", None)
+
+
+def _defs(path: Path) -> set[str]:
+    """``func`` and ``Class.method`` of a module's top level."""
+    out = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            out.add(node.name + ".")
+            out.update(
+                f"{node.name}.{m.name}" for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+            )
+    return out
+
+
+def test_every_target_names_existing_code_and_tests(mutation):
+    for name, t in mutation.TARGETS.items():
+        path = ROOT / t.file
+        assert path.is_file(), f"{name}: {t.file} does not exist"
+        defs = _defs(path)
+        for f in t.functions:
+            if f == "*":
+                continue
+            want = f.split(".")[0] + "." if f.endswith(".*") else f
+            assert want in defs, f"{name}: {f} is not defined in {t.file} (code moved? update TARGETS)"
+        for arg in t.tests:
+            if arg.startswith("tests/"):
+                assert (ROOT / arg.split("::")[0]).is_file(), f"{name}: test file {arg} does not exist"
+
+
+def test_every_equivalent_mutant_belongs_to_a_target(mutation):
+    equivalent = mutation.load_equivalent()
+    assert equivalent and all(reason for reason in equivalent.values()), "each entry needs its one-line reason"
+    assert mutation.unowned(equivalent) == []
+
+
+def test_a_moved_function_leaves_its_equivalents_unowned(mutation):
+    eq = {
+        "app.core.rounds.x_align_batches__mutmut_6": "moved to app/core/energy.py",
+        "app.core.energy.x_align_batches__mutmut_6": "where it is now",
+        "device.lpm01a.decode.xǁBinaryDecoderǁfeed__mutmut_1": "a method of a whole-file target",
+        "device.nucleo.protocol.xǁFrameDecoderǁfeed__mutmut_7": "a Class.* target",
+        "device.nucleo.protocol.x_decode_message__mutmut_1": "a function the target does not list",
+    }
+    assert sorted(mutation.unowned(eq)) == [
+        "app.core.rounds.x_align_batches__mutmut_6",
+        "device.nucleo.protocol.x_decode_message__mutmut_1",
+    ]
