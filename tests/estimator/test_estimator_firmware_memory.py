@@ -109,6 +109,32 @@ def test_plan_grows_with_what_is_trained_and_blob_is_the_weights():
             assert training_memory(a, mode).firmware_bytes == firmware_round_bytes(a, mode)
 
 
+def test_robust_round_buffer_follows_the_options():
+    """A robust round's best-weights buffer (docs/firmware.md, "The robust round"): only when the round both
+    validates and restores the best epoch (test_firmware_robust checks both cases against the firmware), after
+    the plan 8-aligned, as the canonical tensors of every layer the round's phases train (the warm-up's Dense
+    too).  Options not given take their protocol defaults (both on)."""
+    from estimator.memory import canonical_trained_values
+
+    a = paper_cnn(40, 5)
+    r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
+
+    def with_buffer(names: list[str]) -> int:
+        plan = firmware_plan_bytes(a, frozenset(["conv2"]))
+        return model_blob_bytes(a) + r8(plan) + r8(4 * canonical_trained_values(a, frozenset(names)))
+
+    plain = firmware_round_bytes(a, ["conv2"])
+    on = dict(validate=True, restore_best=True)
+    assert firmware_round_bytes(a, ["conv2"], robust=on) == with_buffer(["conv2"]) > plain  # no warm-up by default
+    assert firmware_round_bytes(a, ["conv2"], False, on) == with_buffer(["conv2"])
+    assert firmware_round_bytes(a, ["conv2"], True, on) == with_buffer(["conv2", "dense2"])  # + the warm-up's layer
+    for given in (dict(validate=True), dict(restore_best=True), {"validate": 1}):
+        assert firmware_round_bytes(a, ["conv2"], robust=given) == with_buffer(["conv2"]), given
+    for off in (dict(validate=False), dict(restore_best=False), dict(validate=False, restore_best=True), {}):
+        assert firmware_round_bytes(a, ["conv2"], robust=off) == plain, off
+    assert firmware_round_bytes(a, ["conv2"], robust=None) == plain
+
+
 def test_recommender_and_cli_accept_the_firmware_accounting(capsys):
     from app.cli import main
     from app.commands import estimate as estimate_cmd
