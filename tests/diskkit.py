@@ -54,3 +54,14 @@ def small_tmpfs(size: str = "5m"):
             where.rmdir()
         except OSError:
             pass
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros to ``path`` until the disk refuses a byte more (its file system is then full)."""
+    with open(path, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass

@@ -15,6 +15,18 @@ import time
 from pathlib import Path
 
 
+def strings_in(obj):
+    """Every string inside a JSON-like object (dicts' values, lists' items), depth first."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from strings_in(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from strings_in(v)
+
+
 def spin(app, cond, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.diskkit import small_tmpfs
+from tests.diskkit import fill_disk, small_tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -313,13 +313,7 @@ def test_personalize_results_kept_when_the_disk_fills_during_training(files):
             deadline = time.monotonic() + 120
             while not (disk / "out").is_dir() and time.monotonic() < deadline:  # the up-front check passed
                 time.sleep(0.05)
-            with open(disk / "filler", "wb") as fh:  # now the disk fills up
-                try:
-                    while True:
-                        fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError:
-                    pass
+            fill_disk(disk / "filler")  # now the disk fills up
             out, err = proc.communicate(timeout=600)
         finally:
             if proc.poll() is None:

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.diskkit import python_limited, run_limited, small_tmpfs
+from tests.diskkit import fill_disk, python_limited, run_limited, small_tmpfs
 
 CLI = [sys.executable, "-m", "app.cli"]
 
@@ -177,13 +177,7 @@ def test_app_recorder_and_labels_on_a_real_full_tmpfs():
         lm = LabelModel(store, row.id, ("Walking",), row.duration)
         first = lm.add(0.0, 0.5, "Walking")
         filler = disk / "filler"
-        with open(filler, "wb") as fh:  # take every byte left
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
+        fill_disk(filler)  # take every byte left
         with pytest.raises(LabelError, match="disk is full|cannot be read or written"):
             for k in range(2000):  # enough to need a new page
                 lm.add(1.0 + k * 1e-3, 1.0 + k * 1e-3 + 5e-4, "Walking")

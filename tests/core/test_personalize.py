@@ -12,6 +12,7 @@ import pytest
 from app.core.personalize import PersonalizeConfig, PersonalizeError, personalize
 from app.core.procedure import choose_mode
 from tests.datakit import real_lines, write
+from tests.exportkit import strings_in
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(time_scale=2000.0, power_freq=10, epochs=1, warmup_epochs=1)
@@ -106,7 +107,7 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
             for stale in ("optimizer", "learning_rate", "best_epoch", "train_subjects", "val_macro_f1", "format"):
                 assert stale not in meta, (side, stale)
             assert meta["base_model"] == "paper_cnn_wisdm5_T20.keras"
-            assert not [v for v in _strings(meta) if v.startswith("/")], "no absolute paths of this machine"
+            assert not [v for v in strings_in(meta) if v.startswith("/")], "no absolute paths of this machine"
             pm = meta["personalized"]
             assert pm["mode"] == mode and pm["input_size"] == 20 and pm["user"] == "1600"
             assert pm["dataset"] == user_file.name and pm["learning_rate"] == rep["settings"]["lr"]
@@ -115,17 +116,6 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
             assert pm["windows"]["per_class"]["walking"]["train"] > 0 and pm["batches"] > 0
         float32 = json.loads((out / mode / f"1600_{mode}_T20_float32.json").read_text())
         assert float32["tflite_quantize"] == "float32"
-
-
-def _strings(obj):
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _strings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _strings(v)
 
 
 def test_cli_personalize_out_survives_a_crashing_tflite_converter(user_file, tmp_path, capsys, monkeypatch):

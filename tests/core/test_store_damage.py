@@ -25,7 +25,7 @@ from app.core.store import (
     start_new_store,
 )
 from app.core.streams import SampleStream
-from tests.diskkit import ROOT, small_tmpfs
+from tests.diskkit import ROOT, fill_disk, small_tmpfs
 
 
 def _populate(data_dir, n_labels=300):
@@ -218,13 +218,7 @@ def test_store_on_a_full_disk_at_start_up_says_the_disk_is_full():
         st = Store(disk)
         st.ensure_user("ann")
         st.close()
-        with open(disk / "filler", "wb") as fh:  # take every byte left
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
+        fill_disk(disk / "filler")  # take every byte left
         with pytest.raises(StoreError, match="the disk is full") as err:
             Store(disk).close()
         assert str(disk / Store.FILENAME) in str(err.value) and not isinstance(err.value, StoreDamaged)

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
 from app.ui.panels.export import ExportPanel  # noqa: E402
+from tests.exportkit import strings_in  # noqa: E402
 from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -141,7 +142,7 @@ def test_export_follows_rounds_and_describes_the_personalized_model(qtbot, tmp_p
             for stale in ("optimizer", "best_epoch", "learning_rate", "train_subjects", "generated_by_pretrain"):
                 assert stale not in meta, (side, stale)
             assert meta.get("format") != "keras" and meta["base_model"] == "paper_cnn_wisdm5_T20.keras"
-            assert not [v for v in _strings(meta) if v.startswith("/")], "no absolute paths of this machine"
+            assert not [v for v in strings_in(meta) if v.startswith("/")], "no absolute paths of this machine"
             p = meta["personalized"]
             assert p["round_id"] == rid and p["mode"] == "tl" and p["input_size"] == 20 and p["epochs"] == 1
             assert p["user"] == ctx.user.name and p["dataset"] == ctx.dataset.name
@@ -151,14 +152,3 @@ def test_export_follows_rounds_and_describes_the_personalized_model(qtbot, tmp_p
         assert load_npz(out / "mine.npz").meta["personalized"]["round_id"] == rid
     finally:
         ctx.close()
-
-
-def _strings(obj):
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _strings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _strings(v)
