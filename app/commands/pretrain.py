@@ -6,7 +6,7 @@ Example::
         --seed 0 --out general_T20.keras
 
 Data are resampled to ``--rate`` Hz (default 20), activities mapped to ``--labels`` (a label set
-name such as ``wisdm5``/``hapt6``/``common4`` or a comma list), windows of T samples with stride T/2.
+name such as ``wisdm5``/``hapt6``/``common4`` or a comma list; ``class=a+b`` gathers a and b), windows of T samples with stride T/2.
 A few subjects are held out (``--val-subjects`` ids or ``--val-fraction``) to choose the best epoch and report accuracy and
 macro-F1; the model and a JSON sidecar (classes, T, rate, preprocessing, data, seed, scores) are
 written to ``--out``.  Progress goes to stderr.
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--labels",
         default=None,
-        help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities; "
+        help="label set (wisdm5, hapt6, common4, wisdm6) or comma-separated activities, where class=a+b "
+        "gathers activities a and b into one class (e.g. moving=walking+jogging,sitting,standing); "
         "default wisdm5 when WISDM data is given, else hapt6",
     )
     p.add_argument(
@@ -141,9 +142,7 @@ def pretrain(
     has_wisdm = any(s.dataset.startswith("wisdm") for s in rs.segments)
     label_spec = labels or ("wisdm5" if has_wisdm else "hapt6")
     rs = rs.select(label_spec)
-    classes = ds.LABEL_SETS.get(label_spec) or tuple(
-        ds.canonical_activity(a) for a in label_spec.split(",") if a.strip()
-    )
+    classes = ds.activity_targets(label_spec)  # "moving=walking+jogging" is the class "moving"
     excluded = resolve_subjects(rs.subjects(), [s for s in exclude_subjects if s.strip()], "--exclude-subjects")
     if excluded:
         rs = rs.without_subjects(excluded)

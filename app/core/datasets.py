@@ -249,6 +249,22 @@ def order_activities(names: Iterable[str]) -> list[str]:
     return known + sorted(names - set(known))
 
 
+def activity_targets(activities: Sequence[str] | Mapping[str, Sequence[str]] | str) -> tuple[str, ...]:
+    """The classes (canonical names, in the order given) that ``activities`` asks for — the same reading as
+    :func:`resolve_activities`: a label-set name, ``target`` or ``target=src+src`` items, or a mapping.
+    Raises :class:`DatasetError` naming a malformed item."""
+    from app.core.classmap import ClassMapError, parse_activities  # noqa: PLC0415
+
+    try:
+        entries = parse_activities(activities)
+    except ClassMapError as exc:
+        raise DatasetError(str(exc)) from None
+    targets = tuple(dict.fromkeys(canonical_activity(t) for t, _ in entries))
+    if not targets:
+        raise DatasetError("no activities selected")
+    return targets
+
+
 def resolve_activities(
     activities: Sequence[str] | Mapping[str, Sequence[str]] | str,
     available: Iterable[str],
@@ -265,14 +281,11 @@ def resolve_activities(
     :class:`DatasetError` listing what is available (with ``strict=False`` it is just left out of the
     mapping).
     """
-    from app.core.classmap import ClassMapError, class_map, parse_activities  # noqa: PLC0415
+    from app.core.classmap import ClassMapError, class_map  # noqa: PLC0415
 
     available = set(available)
+    targets = list(activity_targets(activities))
     try:
-        entries = parse_activities(activities)
-        targets = list(dict.fromkeys(canonical_activity(t) for t, _ in entries))
-        if not targets:
-            raise DatasetError("no activities selected")
         cmap = class_map(targets, activities)
     except ClassMapError as exc:
         raise DatasetError(str(exc)) from None
