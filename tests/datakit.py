@@ -21,6 +21,21 @@ def real_lines(shared_data: Path, subject: str, per_activity: int, codes: str = 
     return [l for c in codes for l in out[c]]
 
 
+def synthetic_phone_file(folder: Path, subject: int = 1600, seed: int = 0) -> Path:
+    """A WISDM-2019 phone file ``data_<subject>_accel_phone.txt``: 40 s at 20 Hz of each activity A-E (walking,
+    jogging, stairs, sitting, standing), activity k a Gaussian around k m/s² on every axis."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    lines, t = [], 1_000_000_000
+    for k, code in enumerate("ABCDE"):
+        for _ in range(800):
+            x, y, z = rng.normal(k, 1.0, 3)
+            lines.append(f"{subject},{code},{t},{x:.4f},{y:.4f},{z:.4f};")
+            t += 50_000_000
+    return write(folder, f"data_{subject}_accel_phone.txt", lines)
+
+
 def write(tmp_path: Path, name: str, lines: list[str], end: str = "\n") -> Path:
     p = tmp_path / name
     p.write_text("\n".join(lines) + end, encoding="ascii")

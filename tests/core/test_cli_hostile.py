@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.datakit import synthetic_phone_file
 from tests.diskkit import fill_disk, small_tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,17 +31,7 @@ def _run(argv, timeout=180, **kw):
 
 
 def _user_file(folder: Path) -> Path:
-    """A WISDM-2019 phone file: 40 s of each activity A-E (synthetic signals)."""
-    rng = np.random.default_rng(0)
-    lines, t = [], 1_000_000_000
-    for k, code in enumerate("ABCDE"):
-        for _ in range(800):
-            x, y, z = rng.normal(k, 1.0, 3)
-            lines.append(f"1600,{code},{t},{x:.4f},{y:.4f},{z:.4f};")
-            t += 50_000_000
-    p = folder / "data_1600_accel_phone.txt"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+    return synthetic_phone_file(folder)
 
 
 @pytest.fixture(scope="module")

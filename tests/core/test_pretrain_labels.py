@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from app.commands.pretrain import pretrain
 from app.core import datasets as ds
-
-
-def _wisdm_file(folder: Path, subject: int) -> None:
-    """A WISDM-2019 phone file: 40 s at 20 Hz of each activity A-E (walking, jogging, stairs, sitting, standing)."""
-    rng = np.random.default_rng(subject)
-    lines, t = [], 1_000_000_000
-    for k, code in enumerate("ABCDE"):
-        for _ in range(800):
-            x, y, z = rng.normal(k, 1.0, 3)
-            lines.append(f"{subject},{code},{t},{x:.4f},{y:.4f},{z:.4f};")
-            t += 50_000_000
-    (folder / f"data_{subject}_accel_phone.txt").write_text("\n".join(lines) + "\n")
+from tests.datakit import synthetic_phone_file
 
 
 def test_activity_targets_reads_names_sets_groups_and_mappings():
@@ -37,7 +23,7 @@ def test_pretrain_with_a_class_that_gathers_two_activities(tmp_path):
     """``--labels moving=walking+jogging,sitting,standing`` trains a 3-class model whose 'moving' class holds the
     windows of both activities (was: refused, "class 'moving=walking+jogging' has no training windows")."""
     for s in (1600, 1601):
-        _wisdm_file(tmp_path, s)
+        synthetic_phone_file(tmp_path, s, seed=s)
     said: list[str] = []
     model, _, info = pretrain(
         [tmp_path], 20, epochs=1, labels="moving=walking+jogging,sitting,standing", val_subjects="1601",
