@@ -320,6 +320,47 @@ def test_windowing_preview_counts_at_the_models_rate_and_shows_what_training_get
     assert f"trains on <b>{len(data.train_y)}</b>" in panel.train_info.text()
 
 
+def test_windowing_preview_follows_the_model_chosen_for_rounds(offline_window, qtbot, tmp_path):
+    """The Training panel's imported model (26 Hz, T = 24, its own classes) is the one a round would use: the
+    preview and the training-window count follow it, and go back to the general model with it."""
+    from app.core.models import LoadedModel, export_npz
+    from app.core.rounds import local_windows
+    from device.engine.weights import glorot_init
+    from estimator.arch import paper_cnn
+
+    ctx = offline_window.ctx
+    panel = offline_window.show_panel("labelling")
+    rec = add_recording(ctx, seconds=60.0, rate=52.0, labels=((0.0, 30.0, "Walking"), (30.0, 60.0, "Sitting")))
+    qtbot.waitUntil(lambda: panel.recording is not None and panel.recording.id == rec.id, timeout=3000)
+    panel.win_size.setValue(20)
+    panel.win_stride.setValue(20)
+    arch = paper_cnn(24, 2, ("moving", "stationary"))
+    path = export_npz(
+        LoadedModel(arch, glorot_init(arch, 0), ("moving", "stationary"), meta={"rate_hz": 26.0}), tmp_path / "m.npz"
+    )
+    training = offline_window.panels["training"]
+    training.import_model(str(path))
+    qtbot.waitUntil(lambda: training.model.currentData() is not None, timeout=10_000)
+    panel.tick()
+    # 2 x 30 s at 26 Hz = 2 x 39 windows of 20 samples (the input size box still sets the preview's windows)
+    assert panel.win_info.text().startswith("78 window(s) of 20 samples (0.77 s at the model's 26 Hz"), (
+        panel.win_info.text()
+    )
+    assert panel.balance_totals["Walking"] == panel.balance_totals["Sitting"] == 39
+    # a round trains the imported model's classes ("stationary" gathers sitting) at its T = 24 and 26 Hz
+    data = local_windows(ctx.store, ctx.dataset.id, ("moving", "stationary"), 24, 26.0)
+    assert len(data.train_y) and set(data.train_y.tolist()) == {1}  # only Sitting maps (walking is not "moving")
+    want = (len(data.train_y), len(data.test_y))
+    qtbot.waitUntil(lambda: panel.training_windows == want, timeout=5000)
+    assert "A round at T=24 (m.npz, 26 Hz) trains on" in panel.train_info.text(), panel.train_info.text()
+    assert "26 Hz" in panel.win_size.toolTip()
+    # back to the general model
+    training.model.setCurrentIndex(training.model.findData(None))
+    general = local_windows(ctx.store, ctx.dataset.id, ("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)
+    qtbot.waitUntil(lambda: panel.training_windows == (len(general.train_y), len(general.test_y)), timeout=5000)
+    assert "A round at T=20 (general model, 20 Hz)" in panel.train_info.text()
+
+
 def test_recordings_list_counts_labels_after_a_delete_and_an_undo(offline_window, qtbot):
     ctx = offline_window.ctx
     panel = offline_window.show_panel("labelling")

@@ -9,8 +9,8 @@ redo.  Every change is committed to SQLite at once.  The keys work whenever the 
 shortcuts), except while you type in a text field you clicked into.
 
 The right column previews the windows the model will see — at the model's rate (the general model's 20 Hz,
-which training resamples the recording to) — what a round would train and test on, and the class balance
-of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` of windows.
+or that of the model chosen in the Training panel, which training resamples the recording to) — what a round
+with that model would train and test on, and the class balance of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` of windows.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ class _LabelRegion(pg.LinearRegionItem):
             self.setMouseHover(False)
 
 
-#: The rate training resamples to (the general model's); the windowing preview counts at this rate.
+#: The rate training resamples to (the general model's); the windowing preview counts at this rate unless the
+#: Training panel has another model chosen (its ``round_model`` message).
 MODEL_RATE_HZ = 20.0
 MODEL_CLASSES = ("walking", "jogging", "stairs", "sitting", "standing")  # the general model's classes
 
@@ -178,12 +179,34 @@ class LabellingPanel(Panel):
         self._tw_timer.setSingleShot(True)
         self._tw_timer.setInterval(300)
         self._tw_timer.timeout.connect(self._count_training_windows)
+        # the model a round would use (the Training panel's choice): None = the general model
+        self.round_model: str | None = None
+        self.round_classes: tuple[str, ...] = MODEL_CLASSES
+        self.round_rate_hz = MODEL_RATE_HZ
+        self.round_input_size: int | None = None  # an imported model's fixed T (None: the input size box)
         self._build()
         self.reload_profile()
         ctx.subscribe("user_changed", lambda **_: self.reload_profile())
         ctx.subscribe(
             "recording_added",
             lambda recording: self.reload_recordings(select=recording.id) if recording.kind == "accel" else None,
+        )
+        ctx.subscribe("round_model", self._round_model_changed)
+
+    def _round_model_changed(self, name, classes, rate_hz, input_size) -> None:
+        """The Training panel chose another model: preview and count at its rate, classes and input size."""
+        self.round_model = name
+        self.round_classes = tuple(classes) if classes else MODEL_CLASSES
+        self.round_rate_hz = float(rate_hz) if rate_hz else MODEL_RATE_HZ
+        self.round_input_size = int(input_size) if input_size else None
+        self._set_size_tooltip()
+        self._dirty = True
+        self._update_balance()
+
+    def _set_size_tooltip(self) -> None:
+        self.win_size.setToolTip(
+            f"Input size T in samples at the model's rate ({self.round_rate_hz:g} Hz): training resamples every "
+            "recording to that rate, whatever rate it was recorded at"
         )
 
     # --- layout ----------------------------------------------------------------------------------
@@ -296,10 +319,7 @@ class LabellingPanel(Panel):
         self.win_stride.setRange(1, 1000)
         self.win_stride.setValue(self.win_size.value())
         self.win_stride.setSuffix(" samples")
-        self.win_size.setToolTip(
-            f"Input size T in samples at the model's rate ({MODEL_RATE_HZ:g} Hz): training resamples every "
-            "recording to that rate, whatever rate it was recorded at"
-        )
+        self._set_size_tooltip()
         self.win_info = QLabel()
         self.win_info.setWordWrap(True)
         self.train_info = QLabel()
@@ -744,7 +764,7 @@ class LabellingPanel(Panel):
             self.win_info.setText("No recording selected.")
             return
         # counted at the model's rate, as training resamples (a 52 Hz recording has 2.6x more samples)
-        size, stride, rate = self.win_size.value(), self.win_stride.value(), MODEL_RATE_HZ
+        size, stride, rate = self.win_size.value(), self.win_stride.value(), self.round_rate_hz
         n = int(np.floor(self.recording.n_samples * rate / self.recording.rate_hz + 1e-9))
         w = windows(self.model.labels, rate, size, stride, n)
         starts = np.array([s for s, _ in w], float) / rate
@@ -773,7 +793,7 @@ class LabellingPanel(Panel):
             from app.core.labels import Label
 
             labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
-            bal = class_balance(labs, self.classes, MODEL_RATE_HZ, size)  # at the model's rate
+            bal = class_balance(labs, self.classes, self.round_rate_hz, size)  # at the model's rate
             for c in self.classes:
                 totals[c] += int(bal[c]["windows"])
                 seconds[c] += bal[c]["seconds"]
@@ -795,8 +815,9 @@ class LabellingPanel(Panel):
         self._update_training_windows()
 
     def _update_training_windows(self) -> None:
-        """What a round at this input size would get from the dataset: the windows of the general model's
-        classes at its rate, split as training splits them (the same :func:`app.core.rounds.local_windows`).
+        """What a round at this input size would get from the dataset: the windows of the round's model's classes
+        at its rate (the general model's, or the Training panel's choice; an imported model's own input size),
+        split as training splits them (the same :func:`app.core.rounds.local_windows`).
         It reads every labelled recording (0.4 s for 30 min of data), so it runs on the task runner, 0.3 s
         after the last change."""
         if self._tw_gen >= 0:
@@ -809,7 +830,9 @@ class LabellingPanel(Panel):
         from app.core.rounds import RoundError, local_windows
         from app.core.store import StoreError
 
-        gen, size = self._tw_gen, self.win_size.value()
+        gen, size = self._tw_gen, self.round_input_size or self.win_size.value()
+        classes, rate = self.round_classes, self.round_rate_hz
+        model = f"{self.round_model}, {rate:g} Hz" if self.round_model else f"general model, {rate:g} Hz"
         try:
             store, did, user = self.ctx.store, self.ctx.dataset.id, self.ctx.user.name
         except StoreError:  # the app is closing
@@ -817,7 +840,7 @@ class LabellingPanel(Panel):
 
         def work(token, progress):
             try:
-                data = local_windows(store, did, MODEL_CLASSES, size, MODEL_RATE_HZ, user=user)
+                data = local_windows(store, did, classes, size, rate, user=user)
             except RoundError as exc:
                 return size, None, str(exc)
             return size, (len(data.train_y), len(data.test_y)), ""
@@ -830,7 +853,7 @@ class LabellingPanel(Panel):
                 self.train_info.setText(f"A round at T={T}: {why}")
             else:
                 self.train_info.setText(
-                    f"A round at T={T} (general model, {MODEL_RATE_HZ:g} Hz) trains on <b>{counts[0]}</b> and "
+                    f"A round at T={T} ({model}) trains on <b>{counts[0]}</b> and "
                     f"tests on <b>{counts[1]}</b> windows of this dataset (60/40 per activity, strides T/2 and T)."
                 )
             if gen != self._tw_gen:

@@ -74,7 +74,8 @@ class TrainingPanel(Panel):
         super().__init__(ctx, parent)
         self.state = RoundState()
         self.task = None
-        self.imported: dict[str, tuple[int, tuple[str, ...]]] = {}  # path -> (input size, trainable layers)
+        # path -> (input size, trainable layers, classes, rate in Hz)
+        self.imported: dict[str, tuple[int, tuple[str, ...], tuple[str, ...], float]] = {}
         self._importing: set[str] = set()  # paths being loaded on the task runner
         self._shown_version = -1
         self._shown_round: int | None = None
@@ -281,7 +282,7 @@ class TrainingPanel(Panel):
             self.size.setEnabled(True)
             self._fill_layers(PAPER_LAYERS)
         else:
-            T, layers = self.imported[path]
+            T, layers, classes, rate = self.imported[path]
             self.size.setEnabled(False)
             i = self.size.findData(T)
             if i < 0:
@@ -290,6 +291,11 @@ class TrainingPanel(Panel):
             self.size.setCurrentIndex(i)
             self._fill_layers(layers)
         self._update_recommendation_text()  # the advice may be for another model
+        # the Labelling panel counts what a round would train on: with this model's classes, rate and T
+        if path is None:
+            self.ctx.publish("round_model", name=None, classes=None, rate_hz=None, input_size=None)
+        else:
+            self.ctx.publish("round_model", name=Path(path).name, classes=classes, rate_hz=rate, input_size=T)
 
     # --- estimator prefill --------------------------------------------------------------------------------
     def prefill_from_estimator(self) -> None:
@@ -452,12 +458,13 @@ class TrainingPanel(Panel):
 
             progress(0.2, "loading")
             m = load_model(path)
-            return m.input_size, tuple(l.name for l in m.arch.layers if m.arch.param_shapes().get(l.name)), m.classes
+            layers = tuple(l.name for l in m.arch.layers if m.arch.param_shapes().get(l.name))
+            return m.input_size, layers, m.classes, float(m.meta.get("rate_hz", 20.0))  # the rate rounds use
 
         def done(res):
             self._importing.discard(path)
-            T, layers, classes = res
-            self.imported[path] = (T, layers)
+            T, layers, classes, rate = res
+            self.imported[path] = (T, layers, tuple(classes), rate)
             i = self.model.findData(path)
             if i < 0:
                 self.model.addItem(f"{Path(path).name} (T={T}, {len(classes)} classes)", path)
