@@ -300,15 +300,21 @@ def test_power_marker_key_works_without_clicking_the_plot(offline_window, qtbot)
 
 
 # --- item 12: windowing preview at the model's rate; list count after a delete ---------------------------------
-def test_windowing_preview_counts_at_the_models_rate_and_shows_what_training_gets(offline_window, qtbot):
-    from app.core.rounds import local_windows
-
-    ctx = offline_window.ctx
-    panel = offline_window.show_panel("labelling")
+def _walk_sit_at_52hz(window, qtbot):
+    """The Labelling panel showing a 60 s recording at 52 Hz (30 s Walking, 30 s Sitting), windows of 20."""
+    ctx = window.ctx
+    panel = window.show_panel("labelling")
     rec = add_recording(ctx, seconds=60.0, rate=52.0, labels=((0.0, 30.0, "Walking"), (30.0, 60.0, "Sitting")))
     qtbot.waitUntil(lambda: panel.recording is not None and panel.recording.id == rec.id, timeout=3000)
     panel.win_size.setValue(20)
     panel.win_stride.setValue(20)
+    return ctx, panel
+
+
+def test_windowing_preview_counts_at_the_models_rate_and_shows_what_training_gets(offline_window, qtbot):
+    from app.core.rounds import local_windows
+
+    ctx, panel = _walk_sit_at_52hz(offline_window, qtbot)
     panel.tick()
     # 2 x 30 s at the model's 20 Hz = 2 x 30 windows of 20 samples (at the sensor's 52 Hz it said 2 x 78)
     assert panel.win_info.text().startswith("60 window(s) of 20 samples (1.00 s at the model's 20 Hz")
@@ -328,12 +334,7 @@ def test_windowing_preview_follows_the_model_chosen_for_rounds(offline_window, q
     from device.engine.weights import glorot_init
     from estimator.arch import paper_cnn
 
-    ctx = offline_window.ctx
-    panel = offline_window.show_panel("labelling")
-    rec = add_recording(ctx, seconds=60.0, rate=52.0, labels=((0.0, 30.0, "Walking"), (30.0, 60.0, "Sitting")))
-    qtbot.waitUntil(lambda: panel.recording is not None and panel.recording.id == rec.id, timeout=3000)
-    panel.win_size.setValue(20)
-    panel.win_stride.setValue(20)
+    ctx, panel = _walk_sit_at_52hz(offline_window, qtbot)
     arch = paper_cnn(24, 2, ("moving", "stationary"))
     path = export_npz(
         LoadedModel(arch, glorot_init(arch, 0), ("moving", "stationary"), meta={"rate_hz": 26.0}), tmp_path / "m.npz"
@@ -356,7 +357,9 @@ def test_windowing_preview_follows_the_model_chosen_for_rounds(offline_window, q
     assert "26 Hz" in panel.win_size.toolTip()
     # back to the general model
     training.model.setCurrentIndex(training.model.findData(None))
-    general = local_windows(ctx.store, ctx.dataset.id, ("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)
+    general = local_windows(
+        ctx.store, ctx.dataset.id, ("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0
+    )
     qtbot.waitUntil(lambda: panel.training_windows == (len(general.train_y), len(general.test_y)), timeout=5000)
     assert "A round at T=20 (general model, 20 Hz)" in panel.train_info.text()
 
