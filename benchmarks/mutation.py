@@ -67,6 +67,32 @@ TARGETS: dict[str, Target] = {
         ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),
         ("tests/core/test_rounds.py", "-k", "align or attribute"),
     ),
+    # a round's totals (the round report, the CLI summary) and the power panel's D7 view: a target of its own, not
+    # more functions of energy_rounds, so that neither run has to repeat the other's mutants; its tests build their
+    # rows and stream by hand (no bench)
+    "energy_totals": Target(
+        "app/core/energy.py",
+        ("round_totals", "d7_intervals"),
+        ("tests/core/test_rounds.py", "-k", "round_totals or d7_intervals"),
+    ),
+    # statistics between two times (the power panel's marker readout, energy between markers, the D7 view's
+    # mean current): exact from the full-resolution ring, else summed from the pyramid by _range_sums
+    "streams_stats": Target(
+        "app/core/streams.py",
+        ("SampleStream.stats", "SampleStream._range_sums"),
+        ("tests/core/test_streams.py", "tests/core/test_power_gaps.py"),
+    ),
+    # the same statistics of a reopened recording, read from its HDF5 file when the range is older than the ring
+    "replay_stats": Target(
+        "app/core/recording.py",
+        ("ReplayStream.stats",),
+        (
+            "tests/core/test_store_recording.py",
+            "tests/core/test_power_gaps.py",
+            "-k",
+            "stats or reopen or events or dropped",
+        ),
+    ),
     "energy_personalize": Target(
         "app/core/personalize.py",
         ("batch_summary",),
@@ -211,7 +237,15 @@ def run(name: str, t: Target, fresh: bool, jobs: int, survivors: bool = False) -
     print(f"   mutmut exit {rc} after {time.monotonic() - t0:.0f} s (log: {work / 'mutmut.log'})", flush=True)
 
 
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout"}
+STATUS: dict[int | None, str] = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    36: "timeout",
+}
 STATUS.update({-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"})
 
 

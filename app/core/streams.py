@@ -532,9 +532,9 @@ class SampleStream:
                 exact = True
                 if len(y) == 0:
                     return Stats.empty(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
-                n, s, ss = len(y), float(y.sum()), float((y * y).sum())
+                n, s = len(y), float(y.sum())
                 mn, mx = float(y.min()), float(y.max())
-                # two-pass std for precision on the exact path
+                # two-pass std for precision on the exact path (no sum of squares needed)
                 avg = s / n
                 std = float(np.sqrt(np.mean((y - avg) ** 2)))
                 return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact, self.rate_hz)

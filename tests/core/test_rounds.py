@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+from app.core.energy import d7_intervals, round_totals
 from app.core.procedure import PLAIN, ROBUST
 from app.core.rounds import (
     BatchRow,
@@ -28,6 +29,7 @@ from app.core.rounds import (
     round_rows,
 )
 from app.core.store import Store
+from app.core.streams import SampleStream
 from tests.roundkit import bench_context, labelled_dataset, wait_for
 
 TICK = 1_000_000
@@ -267,6 +269,84 @@ def test_alignment_warnings_leave_out_validation_passes_without_samples():
     assert alignment_warnings(rows) == []
     rows[2].source = "none"
     assert alignment_warnings(rows) == ["1 of 3 batches have no power samples: energy not measured"]
+
+
+def test_round_totals_are_what_the_round_report_shows():
+    # a robust round: two training batches (the second placed but without power samples) and a validation pass
+    # measured over a D7 interval longer than its board seconds
+    r0 = dataclasses.replace(
+        rows_for([1.0])[0], t0=10.0, t1=11.0, energy_j=3e-3, pred_seconds=0.9, pred_energy_j=2.5e-3, source="d7"
+    )
+    r1 = dataclasses.replace(
+        r0,
+        index=1,
+        phase="val",
+        seconds=0.25,
+        t0=11.0,
+        t1=11.5,
+        energy_j=1e-3,
+        pred_seconds=None,
+        pred_energy_j=None,
+        source="d7-interp",
+    )
+    r2 = dataclasses.replace(
+        r0, index=2, seconds=2.0, t0=11.5, t1=13.5, energy_j=None, pred_seconds=2.1, pred_energy_j=4e-3, source="none"
+    )
+    assert round_totals([r0, r1, r2]) == {
+        "n_batches": 2,  # training batches only
+        "val_passes": 1,
+        "seconds": pytest.approx(3.25),  # the board's seconds of every D7 interval
+        "energy_j": pytest.approx(4e-3),  # what was measured
+        "avg_power_w": pytest.approx(4e-3 / 1.5),  # over the measured intervals' own time, not the board's
+        "pred_seconds": pytest.approx(3.0),
+        "pred_energy_j": pytest.approx(6.5e-3),
+        "energy_sources": ["d7", "d7-interp", "none"],
+    }
+    # short intervals (under 1 s in all) and one of no length: the average power of the rest, no division by 0
+    short = [dataclasses.replace(r0, t1=10.4, energy_j=2e-3), dataclasses.replace(r0, t0=10.4, t1=10.4, energy_j=0.0)]
+    assert round_totals(short)["avg_power_w"] == pytest.approx(5e-3)
+    assert round_totals([dataclasses.replace(r0, t1=10.0, energy_j=0.0)])["avg_power_w"] is None
+    # nothing measured (no power monitor): no energy and no power, rather than 0 J
+    tot = round_totals([r2])
+    assert tot["energy_j"] is None and tot["avg_power_w"] is None and tot["energy_sources"] == ["none"]
+    assert round_totals([]) == {
+        "n_batches": 0,
+        "val_passes": 0,
+        "seconds": 0.0,
+        "energy_j": None,
+        "avg_power_w": None,
+        "pred_seconds": 0.0,
+        "pred_energy_j": 0.0,
+        "energy_sources": [],
+    }
+
+
+def test_d7_intervals_measure_the_energy_between_consecutive_edges():
+    # the power panel's D7 view: 1 kHz, 2 mA from 1 s, a lost stretch (NaN) from 2.5 s to 3 s, 3 mA from 3 s
+    rate, volt = 1000.0, 3.3
+    s = SampleStream("current", rate, 1, unit="A", recent_s=2.0, history_s=60.0, base=10)
+    s.append(np.full(1000, 1e-3, np.float32))
+    s.append(np.full(1500, 2e-3, np.float32))
+    s.append_gap(500)
+    s.append(np.full(2000, 3e-3, np.float32))  # 5 s; the last 2 s are in the full-resolution ring
+    edges = np.array([1.0, 2.5, 3.0, 4.0, 5.0, 5.5])  # the last edge is past the samples: no interval yet
+    got = d7_intervals(edges, s, volt)
+    assert [(iv.index, iv.t0, iv.t1, iv.exact) for iv in got] == [
+        (1, 1.0, 2.5, False),  # left the ring: from the pyramid
+        (2, 2.5, 3.0, False),
+        (3, 3.0, 4.0, True),
+        (4, 4.0, 5.0, True),  # ends exactly at the end of the samples: measured
+    ]
+    assert [iv.avg_current_a for iv in got[::2]] == [pytest.approx(2e-3), pytest.approx(3e-3)]
+    assert got[0].energy_j == pytest.approx(volt * 2e-3 * 1.5) and got[3].energy_j == pytest.approx(volt * 3e-3)
+    assert got[2].energy_j == pytest.approx(volt * 3e-3 * 1.0)
+    assert np.isnan(got[1].avg_current_a) and np.isnan(got[1].energy_j)  # no samples: not measured, not 0 J
+    assert d7_intervals(np.array([1.0]), s, volt) == [] and d7_intervals(np.array([4.5, 6.0]), s, volt) == []
+    # every edge inside the samples: every interval, the last one too
+    assert [(iv.index, iv.t0, iv.t1) for iv in d7_intervals(np.array([3.0, 3.5, 5.0]), s, volt)] == [
+        (1, 3.0, 3.5),
+        (2, 3.5, 5.0),
+    ]
 
 
 # --- config, data, metrics -----------------------------------------------------------------------------

@@ -264,6 +264,42 @@ def test_cli_capture_events_and_old_recordings(tmp_path):
     store.close()
 
 
+def test_reopened_capture_statistics_read_from_the_file_match_brute_force(tmp_path):
+    """A 45-s capture at 100 kS/s reopened with a 1-s ring: a selection older than the ring is read from the file
+    in chunks of 2**22 samples (bounded memory), and every figure of the readout — range, n, mean, std, min, max,
+    exactness — is that of all its samples, whatever chunk they are in; a lost stretch counts as no data."""
+    from app.core.recording import register_power_file
+    from device.lpm01a.capture import Block
+    from device.lpm01a.recorder import Hdf5Writer
+
+    rate, n = 100_000.0, 4_500_000
+    x = np.random.default_rng(5).uniform(0.5e-3, 1.5e-3, n)
+    x[100] = 1e-5  # the minimum, in the first chunk
+    x[4_400_000] = 9e-3  # the maximum, in the second
+    x[1_000_000:1_200_000] = np.nan  # 10..12 s lost
+    path = tmp_path / "long.h5"
+    with Hdf5Writer(path, rate, "current", voltage_v=3.3) as w:
+        for k in range(0, n, 500_000):
+            w.write(Block(k, x[k : k + 500_000], rate))
+    store = Store(tmp_path / "data")
+    try:
+        replay = open_power(store, register_power_file(store, path), recent_s=1.0)
+        ref = x.astype(np.float32).astype(np.float64)  # what the file holds
+        for t0, t1 in [(0.0, 45.0), (45.0, 0.0), (3.00001, 43.99999)]:
+            st = replay.stats(t0, t1)
+            a, b = int(round(min(t0, t1) * rate)), int(round(max(t0, t1) * rate))
+            y = ref[a:b][~np.isnan(ref[a:b])]
+            assert st.exact and (st.t0, st.t1) == pytest.approx((a / rate, b / rate), abs=1e-12) and st.n == len(y)
+            assert st.avg == pytest.approx(y.mean(), rel=1e-9) and st.std == pytest.approx(y.std(), rel=1e-6)
+            assert (st.min, st.max) == (y.min(), y.max())
+            assert st.integral * replay.voltage == pytest.approx(y.sum() / rate * 3.3, rel=1e-9)
+        lost = replay.stats(10.5, 11.5)  # only lost samples, read from the file: no figures, the range kept
+        assert lost.exact and lost.n == 0 and (lost.t0, lost.t1) == pytest.approx((10.5, 11.5), abs=1e-12)
+        assert all(np.isnan(v) for v in (lost.avg, lost.std, lost.min, lost.max)) and lost.rate_hz == rate
+    finally:
+        store.close()
+
+
 # --- HDF5 recorder: a consumer that fell behind must not shift the timeline --------------------------
 def test_hdf5_writer_keeps_position_equal_to_sample_number_across_an_overrun(tmp_path: Path) -> None:
     from device.lpm01a.capture import Block

@@ -119,12 +119,50 @@ def test_stats_of_a_range_without_samples():
     s.append_gap(1000)  # 2..3 s: left the recent ring, answered from the buckets
     s.append(np.ones(25_000, np.float32))
     s.append_gap(2000)  # 28..30 s: in the recent ring
-    cases = {(40.0, 45.0): True, (29.5, 29.5): True, (28.5, 29.5): True, (2.0, 3.0): False}
+    cases = {(40.0, 45.0): True, (29.5, 29.5): True, (5.0, 5.0): True, (28.5, 29.5): True, (2.0, 3.0): False}
     for (t0, t1), exact in cases.items():
         st = s.stats(t0, t1)
         assert st.n == 0 and st.exact is exact and st.rate_hz == 1000.0, (t0, t1)
         assert all(np.isnan(v) for v in (st.avg, st.std, st.min, st.max)), (t0, t1)
         assert (st.t0, st.t1) == pytest.approx((t0, t1)) and st.missing_s == pytest.approx(t1 - t0)
+
+
+def test_stats_figures_match_brute_force_in_the_ring_and_from_the_pyramid():
+    """Every figure of a marker readout — range, n, mean, std, min, max, exactness — on channel 1 of a
+    two-channel stream with a gap: exact in the full-resolution ring (ends given in either order), and from the
+    pyramid once the range has left it, where its ends are rounded to whole level-1 buckets (10 samples)."""
+    rng = np.random.default_rng(7)
+    s = SampleStream("p", 1000.0, 2, recent_s=5, history_s=100, base=10, factor=4, levels=3)
+    raw = _feed(s, rng, [("data", 12_345), ("gap", 1_234), ("data", 16_421)])  # 30 s; the gap in 12.345..13.579
+
+    def check(st, i0, i1, exact, shown=None):
+        y = raw[i0:i1, 1].astype(np.float64)
+        y = y[~np.isnan(y)]
+        assert st.exact is exact and st.rate_hz == 1000.0
+        assert (st.t0, st.t1) == pytest.approx(shown or (i0 / 1000.0, i1 / 1000.0), abs=1e-12)
+        assert st.n == len(y) and st.avg == pytest.approx(y.mean(), rel=1e-9)
+        assert st.std == pytest.approx(y.std(), rel=1e-6) and (st.min, st.max) == (y.min(), y.max())
+
+    check(s.stats(29.1234, 26.5, channel=1), 26_500, 29_124, True)  # in the ring (the last 5 s)
+    # samples 3001..20006 (the range shown), the figures of 3000..20009 (rounded to buckets)
+    check(s.stats(3.0014, 20.0066, channel=1), 3000, 20_010, False, shown=(3.001, 20.007))
+    check(s.stats(0.0, 12.9, channel=1), 0, 12_900, False)  # from the first sample, into the gap
+    # one sample, in the ring: its value, no spread
+    one = s.stats(29.9995, 30.0, channel=1)
+    assert one.exact and one.n == 1 and one.avg == one.min == one.max == raw[-1, 1] and one.std == 0.0
+
+
+def test_stats_from_a_bucket_holding_one_sample():
+    """A reconnect gap right after a bucket's first sample: that bucket holds one sample, which still counts
+    once the range has left the ring."""
+    s = SampleStream("p", 1000.0, 1, recent_s=1, history_s=100, base=10)
+    s.append(np.array([5.0], np.float32))
+    s.append_gap(9)
+    s.append(np.full(3000, 1.0, np.float32))
+    st = s.stats(0.0, 0.01)
+    assert not st.exact and st.n == 1 and (st.avg, st.std, st.min, st.max) == (5.0, 0.0, 5.0, 5.0)
+    both = s.stats(0.0, 0.02)
+    assert both.n == 11 and both.max == 5.0 and both.min == 1.0 and both.avg == pytest.approx(15.0 / 11)
 
 
 def test_range_query_touches_few_buckets():
