@@ -381,8 +381,13 @@ class D7Interval:
     t0: float
     t1: float
     avg_current_a: float
-    energy_j: float
+    energy_j: float  # V · mean(I) · Δt: a stretch without samples counts at the interval's mean (NaN: none at all)
     exact: bool
+    missing_s: float = 0.0  # seconds of the interval without samples (lost blocks, a reconnect gap)
+
+    @property
+    def measured(self) -> bool:
+        return math.isfinite(self.energy_j)
 
 
 def d7_edges(events: Iterable[tuple[float, str, str]], t0: float = -math.inf, t1: float = math.inf) -> np.ndarray:
@@ -399,5 +404,8 @@ def d7_intervals(edges: np.ndarray, stream: SampleStream, voltage: float) -> lis
             break
         st = stream.stats(float(a), float(b))
         amps = float(st.avg) if st.n else math.nan
-        out.append(D7Interval(i, float(a), float(b), amps, amps * float(voltage) * (float(b) - float(a)), st.exact))
+        energy = amps * float(voltage) * (float(b) - float(a))
+        # under 1.5 samples is the rounding of the ends to samples, not data lost
+        missing = float(st.missing_s) if st.rate_hz and st.missing_s * st.rate_hz >= 1.5 else 0.0
+        out.append(D7Interval(i, float(a), float(b), amps, energy, st.exact, missing))
     return out

@@ -341,6 +341,13 @@ def test_d7_intervals_measure_the_energy_between_consecutive_edges():
     assert got[0].energy_j == pytest.approx(volt * 2e-3 * 1.5) and got[3].energy_j == pytest.approx(volt * 3e-3)
     assert got[2].energy_j == pytest.approx(volt * 3e-3 * 1.0)
     assert np.isnan(got[1].avg_current_a) and np.isnan(got[1].energy_j)  # no samples: not measured, not 0 J
+    assert [iv.measured for iv in got] == [True, False, True, True]
+    assert [iv.missing_s for iv in got] == [0.0, pytest.approx(0.5), 0.0, 0.0]
+    part = d7_intervals(np.array([3.0004, 3.7006]), s, volt)[0]  # ends between samples: rounding, not data lost
+    assert part.measured and part.missing_s == 0.0
+    (lossy,) = d7_intervals(np.array([2.0, 3.5]), s, volt)  # half a second lost of 1.5 s: said, counted at the mean
+    assert lossy.measured and lossy.missing_s == pytest.approx(0.5, abs=0.02)
+    assert lossy.energy_j == pytest.approx(volt * lossy.avg_current_a * 1.5)
     assert d7_intervals(np.array([1.0]), s, volt) == [] and d7_intervals(np.array([4.5, 6.0]), s, volt) == []
     # every edge inside the samples: every interval, the last one too
     assert [(iv.index, iv.t0, iv.t1) for iv in d7_intervals(np.array([3.0, 3.5, 5.0]), s, volt)] == [

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QLineEdit
 
 from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.rounds import BatchRow
+from app.ui.panels.power import si
 
 pytestmark = pytest.mark.gui
 
@@ -279,3 +280,28 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
     expect = [(0.5, 1.0, 0.5 * 1e-3), (1.0, 2.0, 4e-3), (2.0, 2.5, 0.5 * 2e-3)]  # (t0, t1, charge)
     for b, (t0, t1, q) in zip(panel.d7_batches, expect):
         assert (b.t0, b.t1) == pytest.approx((t0, t1)) and b.energy_j == pytest.approx(q * 3.3, rel=1e-6)
+
+
+def test_d7_tab_marks_intervals_with_lost_samples_and_totals_the_rest(power_window, monkeypatch):
+    """An interval without any power sample says "no data" and the total sums the others (was: the whole total
+    "—"); an interval with a stretch lost says how long, and that it counts it at the interval's mean."""
+    from app.core.streams import SampleStream
+
+    _, panel = power_window
+    s = SampleStream("current", 1000.0, 1, unit="A", recent_s=60.0, history_s=60.0)
+    s.append(np.full(2000, 1e-3, np.float32))
+    s.append_gap(1000)  # 2..3 s lost
+    s.append(np.full(2000, 2e-3, np.float32))
+    monkeypatch.setattr(panel, "current_stream", lambda: s)
+    panel._show_batches(None, [], np.array([0.0, 1.0, 2.0, 3.0, 3.5, 5.0]), source="gap.h5")
+    cells = [panel.batch_table.item(i, 3).text() for i in range(panel.batch_table.rowCount())]
+    v = panel.voltage
+    assert cells[2] == "no data" and "No power samples" in panel.batch_table.item(2, 3).toolTip()
+    assert _si(cells[0]) == pytest.approx(v * 1e-3) and _si(cells[3]) == pytest.approx(v * 1e-3)
+    total = v * (1e-3 + 1e-3 + 0.5 * 2e-3 + 1.5 * 2e-3)
+    assert f"total {si(total, 'J')} over 4 of 5 (the others have no samples)" in panel.batch_title.text()
+    # 2.5..3.5 s: half lost, counted at the mean of the half that has samples
+    panel._show_batches(None, [], np.array([2.5, 3.5]), source="gap.h5")
+    cell = panel.batch_table.item(0, 3)
+    assert cell.text() == f"{si(v * 2e-3, 'J')} ≈ (500 ms lost)" and "500 ms of this interval" in cell.toolTip()
+    assert f"total {si(v * 2e-3, 'J')} (no training round" in panel.batch_title.text()

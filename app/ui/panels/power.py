@@ -860,7 +860,10 @@ class PowerPanel(Panel):
             d7_intervals(np.asarray(edges, np.float64), s, self.voltage) if s is not None and len(edges) else []
         )
         self.d7_round = r
-        total = si(sum(b.energy_j for b in self.d7_batches), "J")
+        measured = [b for b in self.d7_batches if b.measured]
+        total = si(sum(b.energy_j for b in measured), "J") if measured else "—"
+        if len(measured) < len(self.d7_batches):  # a lost interval leaves the others' total, and says so
+            total += f" over {len(measured)} of {len(self.d7_batches)} (the others have no samples)"
         if r is not None:
             c = r["config"]
             lost = (
@@ -883,10 +886,27 @@ class PowerPanel(Panel):
         self.batch_title.setText(title)
         self.batch_table.setRowCount(len(self.d7_batches))
         for i, b in enumerate(self.d7_batches):
-            approx = "" if b.exact else " ≈"
-            for j, text in enumerate((str(b.index), f"{b.t0:.4f}", si(b.t1 - b.t0, "s"), si(b.energy_j, "J") + approx)):
+            if not b.measured:
+                energy, tip = "no data", "No power samples in this interval (lost blocks or a reconnect gap)."
+            elif b.missing_s:
+                energy = si(b.energy_j, "J") + f" ≈ ({si(b.missing_s, 's')} lost)"
+                tip = (
+                    f"{si(b.missing_s, 's')} of this interval has no power samples: its energy counts that stretch "
+                    "at the interval's mean current (as a training round's batch energy does)."
+                )
+            else:
+                energy = si(b.energy_j, "J") + ("" if b.exact else " ≈")
+                tip = (
+                    ""
+                    if b.exact
+                    else "Read from the history buffer (older than the full-resolution ring): its ends are rounded "
+                    "to whole buckets."
+                )
+            for j, text in enumerate((str(b.index), f"{b.t0:.4f}", si(b.t1 - b.t0, "s"), energy)):
                 it = QTableWidgetItem(text)
                 it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                if j == 3 and tip:
+                    it.setToolTip(tip)
                 self.batch_table.setItem(i, j, it)
         self.tabs.setTabText(1, f"D7 batches ({len(self.d7_batches)})" if self.d7_batches else "D7 batches")
 
