@@ -10,7 +10,8 @@ shortcuts), except while you type in a text field you clicked into.
 
 The right column previews the windows the model will see — at the model's rate (the general model's 20 Hz,
 or that of the model chosen in the Training panel, which training resamples the recording to) — what a round
-with that model would train and test on, and the class balance of the whole dataset; import WISDM text files, export WISDM CSV or an ``.npz`` of windows.
+with that model would train and test on, and the class balance of the whole dataset; import WISDM text files,
+export WISDM CSV or an ``.npz`` of windows.
 """
 
 from __future__ import annotations
