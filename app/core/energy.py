@@ -405,7 +405,5 @@ def d7_intervals(edges: np.ndarray, stream: SampleStream, voltage: float) -> lis
         st = stream.stats(float(a), float(b))
         amps = float(st.avg) if st.n else math.nan
         energy = amps * float(voltage) * (float(b) - float(a))
-        # under 1.5 samples is the rounding of the ends to samples, not data lost
-        missing = float(st.missing_s) if st.rate_hz and st.missing_s * st.rate_hz >= 1.5 else 0.0
-        out.append(D7Interval(i, float(a), float(b), amps, energy, st.exact, missing))
+        out.append(D7Interval(i, float(a), float(b), amps, energy, st.exact, float(st.lost_s)))
     return out

@@ -259,6 +259,12 @@ class Stats:
         return max(0.0, self.dt - self.covered_s)
 
     @property
+    def lost_s(self) -> float:
+        """:attr:`missing_s` when samples were lost (1.5 samples or more), else 0: less is the rounding of the
+        range's ends to samples, which the readouts do not report as missing data."""
+        return self.missing_s if self.rate_hz and self.missing_s * self.rate_hz >= 1.5 else 0.0
+
+    @property
     def p2p(self) -> float:
         return self.max - self.min
 

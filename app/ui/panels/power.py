@@ -627,11 +627,7 @@ class PowerPanel(Panel):
         self.between.setText(
             f"<b>{a.name} → {b.name}</b>: Δt {si(st.dt, 's')}, avg {si(st.avg, 'A')}, "
             f"charge {si(st.integral, 'C')}, <b>energy {si(e, 'J')}</b>"
-            + (
-                f" ({si(st.missing_s, 's')} without data not counted)"
-                if st.rate_hz and st.missing_s * st.rate_hz >= 1.5
-                else ""
-            )
+            + (f" ({si(st.missing_s, 's')} without data not counted)" if st.lost_s else "")
             + ("" if st.exact else " (approx.: older than the live ring)")
         )
 
@@ -649,14 +645,13 @@ class PowerPanel(Panel):
             "max": si(st.max * k, unit),
             "std": si(st.std * k, unit),
             "p2p": si(st.p2p * k, unit),
-            "Δt": si(st.dt, "s")
-            + (f" · {si(st.missing_s, 's')} no data" if st.rate_hz and st.missing_s * st.rate_hz >= 1.5 else ""),
+            "Δt": si(st.dt, "s") + (f" · {si(st.missing_s, 's')} no data" if st.lost_s else ""),
             "charge": si(st.integral, "C"),
             "energy": si(st.integral * self.voltage, "J"),
         }
         for name, text in vals.items():
             labels[name].setText(text + ("" if st.exact or name == "Δt" else " ≈"))
-        gap = st.rate_hz and st.missing_s * st.rate_hz >= 1.5
+        gap = bool(st.lost_s)
         tip = (
             f"Sums the {si(st.covered_s, 's')} that have samples; {si(st.missing_s, 's')} without data (gaps, lost "
             "samples) are not counted"
