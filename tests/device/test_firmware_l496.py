@@ -451,7 +451,6 @@ def core_without_shield(tmp_path_factory):
 def test_without_the_shield_info_says_so_and_streaming_is_refused(core_without_shield):
     """Issue 16: a missing IKS01A3 is reported in INFO and by ERROR on STREAM_START, never a hang (the board
     side, a probe that returns at once, is test_missing_or_stuck_shield_never_hangs)."""
-    import time
 
     from device.nucleo import protocol as P
     from device.nucleo.client import NucleoClient, NucleoError
@@ -459,10 +458,10 @@ def test_without_the_shield_info_says_so_and_streaming_is_refused(core_without_s
     with NucleoClient.open(core_without_shield, timeout=5.0) as c:
         info = c.info()
         assert (info.sensor_whoami, info.sensor) == (0, "none")
-        t0 = time.monotonic()
+        retries = c.stats["retries"]
         with pytest.raises(NucleoError, match=r"NO_DATA.*LSM6DSO did not answer WHO_AM_I.*IKS01A3"):
             c.stream_start()
-        assert time.monotonic() - t0 < 2.0  # answered, not timed out and retried
+        assert c.stats["retries"] == retries  # answered at once, not timed out and resent (on any machine's speed)
         assert c.status().state == 0  # idle, still answering
         c.drain_events()
         c.reset()  # the boot says so too
