@@ -106,7 +106,8 @@ def tune_allocator() -> dict[str, int]:
 def release_memory(collect: bool = True) -> bool:
     """Collect garbage (``collect``) and return free heap pages to the OS; True if the allocator released any.
     ``collect=False`` only trims: ``malloc_trim`` releases the GIL, a full ``gc.collect`` holds it (~0.3 s
-    with TensorFlow loaded), so only the trim can run in the background without stalling the GUI."""
+    with TensorFlow loaded), so only the trim can run in the background without stalling the GUI.  Collect only
+    on the GUI (main) thread: elsewhere a collection may finalize Qt objects on the wrong thread and deadlock."""
     if collect:
         gc.collect()
     if _libc is None:

@@ -420,10 +420,13 @@ class RoundRunner:
         try:
             return self._run(cancelled, progress)
         finally:  # the round's windows and models are freed now: hand their pages back (see app.core.memory)
-            if cancelled():  # Cancel or quitting: no ~0.3 s gc.collect (it holds the GIL); trim in the background
+            # Only the trim, never gc.collect: a round runs on a worker thread, and a collection there may finalize
+            # Qt objects left in reference cycles (a closed dialog, a menu), whose destructors then wait for the
+            # GIL while the GUI thread, holding it, waits for their Qt lock: the app hung (CI, test_gui_st_zoo)
+            if cancelled():  # Cancel or quitting: trim in the background, the round's end is not delayed
                 threading.Thread(target=release_memory, args=(False,), name="release-memory", daemon=True).start()
             else:
-                release_memory()
+                release_memory(collect=False)
 
     def _run(self, cancelled: Callable[[], bool], progress: Callable[..., None]) -> dict:
         cfg = self.config

@@ -521,3 +521,27 @@ def test_round_without_d7_uses_host_alignment_and_cancel_aborts(bench):
     n = len(round_rows(ctx.store, res["round_id"]))
     assert 1 <= n < 20
     wait_for(lambda: ctx.devices.first("board").state.value == "ready", 5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_round_on_a_worker_thread_never_runs_a_garbage_collection(bench, monkeypatch):
+    """The app runs a round on its task runner.  A gc.collect there may finalize Qt objects left in cycles on
+    that thread; their destructors wait for the GIL while the GUI thread, holding it, waits for their Qt lock:
+    the app hung at the end of a round (CI: test_gui_st_zoo).  The round only trims the heap."""
+    import gc
+
+    ctx = bench
+    collected_on: list[str] = []
+    real = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: collected_on.append(threading.current_thread().name) or real(*a))
+    cfg = RoundConfig(input_size=20, mode="tl", epochs=1, warmup_epochs=0, lr=0.01, procedure=PLAIN.to_dict())
+    out: dict = {}
+    worker = threading.Thread(
+        target=lambda: out.update(RoundRunner(ctx.store, ctx.devices, ctx.data_dir, cfg, ctx.dataset.id).run()),
+        name="task-runner",
+    )
+    worker.start()
+    worker.join(120)
+    assert out.get("status") == "done", out
+    assert "task-runner" not in collected_on, collected_on
