@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 # bench link records (firmware/targets/qemu-mps2-an386/board_qemu.c)
 R_BOOT, R_TIME_REQ, R_PACE, R_MARK, R_JOB, R_SENSOR, R_CLOCK, R_IDLE, R_PROGRESS, R_SIM_REQ = range(1, 11)
-R_TIME, R_SAMPLES, R_SIM_RSP = 0x81, 0x82, 0x83
+R_TIME, R_SAMPLES, R_SIM_RSP, R_SYNC = 0x81, 0x82, 0x83, 0x84
 SLACK_S = 0.020  # firmware: SLACK_US
 MAX_SAMPLES_PER_RECORD = 40
 HISTORY_MIN_ENTRIES = 1024
@@ -387,12 +387,15 @@ class QemuBoard:
 
         def ring_until_boot() -> None:
             # QEMU takes the reset only when the CPU is not asleep in its doorbell read, and the monitor command
-            # may be parsed after a first ring has been slept through: ring until the firmware boots (<= 2 s)
-            deadline = time.monotonic() + 2.0
+            # may be parsed after a first ring has been slept through: ring until the firmware boots (a loaded
+            # host can take more than a second; a reset left pending would land at some later input instead)
+            deadline = time.monotonic() + 10.0
             while self.boots == boots and not self._closed and time.monotonic() < deadline:
                 with self._in_lock:
                     self._ring()
                 time.sleep(0.005)
+            if self.boots == boots and not self._closed:
+                log.warning("QEMU board: no boot within 10 s of a reset")
 
         threading.Thread(target=ring_until_boot, name="qemu-reset", daemon=True).start()
 
@@ -495,8 +498,12 @@ class QemuBoard:
         with self._lock:
             self._last_report_wall = time.monotonic()
             if rtype == R_BOOT:
+                # first, the mark from which odl-in1.bin is this boot's: records appended since the reset (samples
+                # of the old stream, time answers) count time from the old boot, and the firmware drops them
+                self._send_record(R_SYNC, struct.pack("<I", self.boots + 1))
                 self.boots += 1
                 self._boot_sim = now
+                self._pending_pace = None
                 self._running = False
                 self._awake = True
                 self._stream = None

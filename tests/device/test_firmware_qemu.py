@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+import struct
 import subprocess
 
 import numpy as np
@@ -123,6 +124,39 @@ def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, share
     assert report["results"]["full"]["macro_f1"] > report["results"]["none"]["macro_f1"]
     # Full trains the conv layers too: more cycles per batch than TL on the same board
     assert report["results"]["full"]["time_per_batch_s"] > 2 * report["results"]["tl"]["time_per_batch_s"]
+
+
+def test_records_the_bench_wrote_for_the_previous_boot_do_not_set_the_new_boots_clock(qemu_bench):
+    """Between a reset and the bench reading the new boot's R_BOOT, the bench may still append records of the
+    old boot (samples of a stream, time answers), timed from the old boot.  Taken by the new boot, a sample
+    10 s into the old boot put the new clock 10 s ahead of the bench, and the next sensor stream started 10 s
+    (2.5 s of wall time at time scale 4) late: test_faults_nucleo's streaming cells after a board reset saw
+    no samples, about 1 run in 5 under load.  The bench now answers R_BOOT with R_SYNC first and the firmware
+    drops what precedes it.  Here the bench writes a stale time answer 11.6 days ahead at exactly that moment."""
+    from device.nucleo import protocol as P
+    from device.nucleo import qemu_board as Q
+    from device.nucleo.client import NucleoClient
+
+    board = qemu_bench.board
+    stale_us = 10**12
+
+    def on_record(rtype: int, p: bytes, _orig=board._on_record) -> None:
+        if rtype == Q.R_BOOT:  # the record a bench of the old boot appended just before it read R_BOOT
+            board._send_record(Q.R_TIME, struct.pack("<Q", stale_us))
+        _orig(rtype, p)
+
+    board._on_record = on_record
+    try:
+        with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:
+            c.reset()
+            assert c.next_event(P.Boot, 10) is not None
+            up = c.status().uptime_ticks
+    finally:
+        del board._on_record  # the class's method again
+        with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:
+            c.reset()
+            assert c.next_event(P.Boot, 10) is not None
+    assert up < stale_us // 10, f"the new boot's clock took the old boot's time: uptime {up / 1e6:.0f} s"
 
 
 def test_batch_cycles_are_deterministic(qemu_bench):

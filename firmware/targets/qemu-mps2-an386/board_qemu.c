@@ -5,7 +5,8 @@
  *   the pipe odl-out0.fifo, both through Arm semihosting (see "Why not the UARTs" below).
  * - Bench link (device/nucleo/qemu_board.py): the firmware sends records to odl-out1.fifo: its D7 edges,
  *   run/idle state, sensor set-up and clock with its own timestamps; the bench answers time requests and
- *   plays the accelerometer samples into odl-in1.bin.  Records: type u8, len u8, payload.
+ *   plays the accelerometer samples into odl-in1.bin.  Records: type u8, len u8, payload.  The bench
+ *   answers each R_BOOT with R_SYNC first: what precedes it in odl-in1.bin belongs to the previous boot.
  * - Why not the UARTs: QEMU 7.2's CMSDK UART holds one byte each way and leans on QEMU's main loop to
  *   move the next one: a received byte is only fetched from the backend on an unrelated main-loop event
  *   (which never comes while the CPU sleeps), and a transmit that meets a busy backend can stay pending
@@ -40,7 +41,7 @@
 enum {
     R_BOOT = 0x01, R_TIME_REQ = 0x02, R_PACE = 0x03, R_MARK = 0x04, R_JOB = 0x05, R_SENSOR = 0x06,
     R_CLOCK = 0x07, R_IDLE = 0x08, R_PROGRESS = 0x09, R_SIM_REQ = 0x0A,
-    R_TIME = 0x81, R_SAMPLES = 0x82, R_SIM_RSP = 0x83,
+    R_TIME = 0x81, R_SAMPLES = 0x82, R_SIM_RSP = 0x83, R_SYNC = 0x84,
 };
 
 static const board_info_t INFO = {"NUCLEO-L496ZG", "STM32L496ZG", "qemu-mps2-an386", 0x461, 0x1000, 1024u * 1024u, 1};
@@ -256,6 +257,12 @@ static uint8_t sim_rsp[256];
 static int sim_rsp_len;
 static uint8_t sim_rsp_ready, time_ready;
 
+/* Records before the bench's R_SYNC answer to this boot's R_BOOT were written for the previous boot: the
+ * bench may append samples or time answers between the reset and reading R_BOOT, and their times count
+ * from the old boot (a sample 10 s into the old boot would put this boot's clock 10 s ahead of the bench,
+ * and its next sensor stream would start 10 s late).  They are dropped. */
+static uint8_t synced;
+
 /* Handle every complete record from the bench; returns how many. */
 ODL_SIMONLY static int sim_process(void) {
     int handled = 0;
@@ -269,6 +276,10 @@ ODL_SIMONLY static int sim_process(void) {
         if (avail < 2u + len) break;
         const uint8_t *p = sim_buf + pos + 2;
         pos += 2u + len;
+        if (!synced) {
+            synced = type == R_SYNC;
+            continue;
+        }
         if (type == R_TIME && len >= 8) {
             sync_to(job_running ? 0 : rd64(p)); /* while running, time is the CPU's own */
             if (job_running && rd64(p) > bench_known) bench_known = rd64(p);
@@ -323,6 +334,8 @@ ODL_SIMONLY void board_init(void) {
     in0.fd = in1.fd = -1;
     (void)in_avail(&in0);
     (void)in_avail(&in1);
+    sim_len = 0;
+    synced = 0; /* until the bench's R_SYNC: see sim_process */
     cm4_enable_irq();
     sysclk = DEFAULT_SYSCLK;
     tick_base = 0;
