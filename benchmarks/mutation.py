@@ -79,7 +79,7 @@ TARGETS: dict[str, Target] = {
     # mean current): exact from the full-resolution ring, else summed from the pyramid by _range_sums
     "streams_stats": Target(
         "app/core/streams.py",
-        ("SampleStream.stats", "SampleStream._range_sums"),
+        ("SampleStream.stats", "SampleStream._range_sums", "Moments.add", "Moments.stats"),
         ("tests/core/test_streams.py", "tests/core/test_power_gaps.py"),
     ),
     # the same statistics of a reopened recording, read from its HDF5 file when the range is older than the ring

@@ -42,7 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from app.core.store import Recording, Store, StoreError
-from app.core.streams import SampleStream, Stats
+from app.core.streams import Moments, SampleStream, Stats
 from device.lpm01a.recorder import DiskFull, clear_write_flags, room_left, write_flags
 
 __all__ = [
@@ -584,31 +584,11 @@ class ReplayStream(SampleStream):
             return st
         i0, i1 = self._index_range(min(t0, t1), max(t0, t1))
         i0, i1 = max(0, i0), min(self.n_total, i1)
-        n = s = ss = 0.0
-        mn, mx = np.inf, -np.inf
+        m = Moments()
         step = 1 << 22
         for a in range(i0, i1, step):  # chunked: bounded memory for hour-long selections
-            y = self._read(a, min(i1, a + step)).astype(np.float64)
-            y = y[~np.isnan(y)]
-            if len(y):
-                n += len(y)
-                s += y.sum()
-                ss += (y * y).sum()
-                mn, mx = min(mn, y.min()), max(mx, y.max())
-        if not n:
-            return Stats.empty(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
-        avg = s / n
-        return Stats(
-            i0 / self.rate_hz,
-            i1 / self.rate_hz,
-            int(n),
-            avg,
-            float(np.sqrt(max(0.0, ss / n - avg * avg))),
-            float(mn),
-            float(mx),
-            True,
-            self.rate_hz,
-        )
+            m.add(self._read(a, min(i1, a + step)))
+        return m.stats(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
 
 
 def power_file_info(path: str | Path) -> dict:

@@ -218,6 +218,36 @@ class StreamView:
     samples_per_point: float
 
 
+class Moments:
+    """Count, mean, spread, min and max of samples added in chunks, two-pass within a chunk and merged
+    exactly across chunks (Chan et al.): as precise for an hour read in pieces as for one array.  NaN
+    (no data) is skipped."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.min, self.max = math.inf, -math.inf
+
+    def add(self, y: np.ndarray) -> None:
+        y = np.asarray(y, np.float64)
+        y = y[~np.isnan(y)]
+        nb = len(y)
+        if not nb:
+            return
+        mb = float(y.mean())
+        m2b = float(((y - mb) ** 2).sum())
+        n = self.n + nb
+        d = mb - self.mean
+        self.mean += d * nb / n
+        self.m2 += m2b + d * d * self.n * nb / n
+        self.n = n
+        self.min, self.max = min(self.min, float(y.min())), max(self.max, float(y.max()))
+
+    def stats(self, t0: float, t1: float, exact: bool, rate_hz: float) -> "Stats":
+        if not self.n:
+            return Stats.empty(t0, t1, exact, rate_hz)
+        return Stats(t0, t1, self.n, self.mean, math.sqrt(self.m2 / self.n), self.min, self.max, exact, rate_hz)
+
+
 @dataclass(frozen=True)
 class Stats:
     """Statistics of one channel over ``[t0, t1)``.  ``integral`` (C for A, J for W) sums the samples that
@@ -533,28 +563,25 @@ class SampleStream:
             return Stats.empty(t0, t1, True, self.rate_hz)
         with self._lock:
             if self._recent.covers(i0, i1):
-                y = self._recent.get(i0, i1)[:, channel].astype(np.float64)
-                y = y[~np.isnan(y)]
-                exact = True
-                if len(y) == 0:
-                    return Stats.empty(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
-                n, s = len(y), float(y.sum())
-                mn, mx = float(y.min()), float(y.max())
-                # two-pass std for precision on the exact path (no sum of squares needed)
-                avg = s / n
-                std = float(np.sqrt(np.mean((y - avg) ** 2)))
-                return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, exact, self.rate_hz)
-            n, sm, ss, mn, mx = self._range_sums(i0, i1, channel)
+                m = Moments()
+                m.add(self._recent.get(i0, i1)[:, channel])
+                return m.stats(i0 / self.rate_hz, i1 / self.rate_hz, True, self.rate_hz)
+            n, sm, ss, mn, mx, lo, hi = self._range_sums(i0, i1, channel)
         if n == 0:
             return Stats.empty(t0, t1, False, self.rate_hz)
         avg = sm / n
         std = math.sqrt(max(0.0, ss / n - avg * avg))
-        return Stats(i0 / self.rate_hz, i1 / self.rate_hz, n, avg, std, mn, mx, False, self.rate_hz)
+        # the range the buckets span (its edges rounded to level-1 buckets), so that missing_s compares the
+        # samples counted with the span they come from, not with the range asked for (off by up to a bucket)
+        return Stats(lo / self.rate_hz, hi / self.rate_hz, n, avg, std, mn, mx, False, self.rate_hz)
 
-    def _range_sums(self, i0: int, i1: int, ch: int) -> tuple[int, float, float, float, float]:
+    def _range_sums(self, i0: int, i1: int, ch: int) -> tuple[int, float, float, float, float, int, int]:
         """Pyramid range query: whole coarse buckets inside the range, finer levels at its edges, level-1
-        buckets (rounded to the nearest bucket) at the very edges.  O(levels * factor).  Caller holds the lock."""
+        buckets (rounded to the nearest bucket) at the very edges.  O(levels * factor).  Caller holds the lock.
+        Returns ``(n, sum, sum of squares, min, max, lo, hi)``: ``[lo, hi)`` are the sample indices the buckets
+        used span."""
         n, sm, ss, mn, mx = 0, 0.0, 0.0, math.inf, -math.inf
+        lo, hi = i1, i0
         todo = [(i0, i1)]
         for li in range(len(self._levels) - 1, -1, -1):
             lvl = self._levels[li]
@@ -571,6 +598,7 @@ class SampleStream:
                         rest.append((a, b))
                     continue
                 _, bk = lvl.get(j0, j1)
+                lo, hi = min(lo, j0 * size), max(hi, j1 * size)
                 n += int(bk.n.sum())
                 sm += float(bk.s[:, ch].sum())
                 ss += float(bk.ss[:, ch].sum())
@@ -583,7 +611,7 @@ class SampleStream:
                     if j1 * size < b:
                         rest.append((j1 * size, b))
             todo = rest
-        return n, sm, ss, mn, mx
+        return n, sm, ss, mn, mx, lo, hi
 
     def _index_range(self, t0: float, t1: float) -> tuple[int, int]:
         # Times usually come from index / rate: absorb the float round trip (255866 / 1e5 * 1e5 is

@@ -66,3 +66,21 @@ def test_without_a_rate_the_integral_is_as_before():
 
     legacy = Stats(0.0, 10.0, 8000, I_A, 0.0, I_A, I_A, True)  # rate unknown: avg x dt, nothing missing
     assert legacy.integral == pytest.approx(I_A * 10.0) and legacy.missing_s == 0.0
+
+
+def test_the_pyramid_reports_missing_time_against_the_span_of_its_buckets():
+    """From the pyramid the edges of a range are rounded to whole buckets (here 100 samples): the samples
+    counted are those of the buckets, so the time they are compared with is the buckets' span too — compared
+    with the range asked for, a range without a gap showed up to a bucket "lost" (or hid as much of a gap)."""
+    s = SampleStream("current", RATE, 1, unit="A", recent_s=1.0, history_s=600, base=100)
+    s.append(np.full(int(4 * RATE), I_A, np.float32))
+    s.append_gap(int(2 * RATE))
+    s.append(np.full(int(4 * RATE), I_A, np.float32))
+    for a, b in ((0.0371, 3.9412), (0.0629, 3.8875), (6.0151, 9.9049), (0.0371, 9.9412), (1.0629, 8.9551)):
+        st = s.stats(a, b)
+        assert not st.exact
+        assert abs(st.t0 - a) <= 0.05 and abs(st.t1 - b) <= 0.05  # the span: the range, rounded to buckets
+        gap = 2.0 if a < 4.0 < 6.0 < b else 0.0
+        assert st.missing_s == pytest.approx(gap, abs=1e-9), (a, b)
+        assert st.lost_s == pytest.approx(gap, abs=1e-9)
+        assert st.integral == pytest.approx(I_A * (st.dt - gap), rel=1e-6)

@@ -130,22 +130,24 @@ def test_stats_of_a_range_without_samples():
 def test_stats_figures_match_brute_force_in_the_ring_and_from_the_pyramid():
     """Every figure of a marker readout — range, n, mean, std, min, max, exactness — on channel 1 of a
     two-channel stream with a gap: exact in the full-resolution ring (ends given in either order), and from the
-    pyramid once the range has left it, where its ends are rounded to whole level-1 buckets (10 samples)."""
+    pyramid once the range has left it, where its ends (the range shown too) are rounded to whole level-1 buckets
+    (10 samples)."""
     rng = np.random.default_rng(7)
     s = SampleStream("p", 1000.0, 2, recent_s=5, history_s=100, base=10, factor=4, levels=3)
     raw = _feed(s, rng, [("data", 12_345), ("gap", 1_234), ("data", 16_421)])  # 30 s; the gap in 12.345..13.579
 
-    def check(st, i0, i1, exact, shown=None):
+    def check(st, i0, i1, exact):
         y = raw[i0:i1, 1].astype(np.float64)
         y = y[~np.isnan(y)]
         assert st.exact is exact and st.rate_hz == 1000.0
-        assert (st.t0, st.t1) == pytest.approx(shown or (i0 / 1000.0, i1 / 1000.0), abs=1e-12)
+        assert (st.t0, st.t1) == pytest.approx((i0 / 1000.0, i1 / 1000.0), abs=1e-12)
         assert st.n == len(y) and st.avg == pytest.approx(y.mean(), rel=1e-9)
         assert st.std == pytest.approx(y.std(), rel=1e-6) and (st.min, st.max) == (y.min(), y.max())
 
     check(s.stats(29.1234, 26.5, channel=1), 26_500, 29_124, True)  # in the ring (the last 5 s)
-    # samples 3001..20006 (the range shown), the figures of 3000..20009 (rounded to buckets)
-    check(s.stats(3.0014, 20.0066, channel=1), 3000, 20_010, False, shown=(3.001, 20.007))
+    # samples 3001..20006 asked for: the figures and the range shown are those of 3000..20009 (rounded to
+    # buckets), so that the time without data is counted against the span the samples come from
+    check(s.stats(3.0014, 20.0066, channel=1), 3000, 20_010, False)
     check(s.stats(0.0, 12.9, channel=1), 0, 12_900, False)  # from the first sample, into the gap
     # one sample, in the ring: its value, no spread
     one = s.stats(29.9995, 30.0, channel=1)
@@ -201,3 +203,25 @@ def test_samples_up_to_duration_survive_float_round_trip():
     assert got is not None and len(got[1]) == 255_866
     t, y = s.samples(1.0 / 100_000.0 * 3, s.duration)
     assert len(y) == 255_866 - 3
+
+
+def test_moments_merged_over_chunks_match_one_two_pass_computation():
+    """The statistics of a range read from a file in chunks (ReplayStream) and of the ring use the same
+    accumulator; merged chunks give the two-pass figures of the whole, even where a sum of squares cannot
+    (a nearly constant current: spread 1e-5 of the mean), and NaN (no data) is skipped."""
+    from app.core.streams import Moments
+
+    rng = np.random.default_rng(3)
+    y = (1.0 + 1e-5 * rng.standard_normal(100_000)).astype(np.float32).astype(np.float64)
+    y[5_000:6_000] = np.nan
+    ref = y[~np.isnan(y)]
+    m = Moments()
+    for a in range(0, len(y), 7_777):
+        m.add(y[a : a + 7_777])
+    st = m.stats(0.0, 100.0, True, 1000.0)
+    assert st.n == len(ref) and st.avg == pytest.approx(ref.mean(), rel=1e-14)
+    assert st.std == pytest.approx(ref.std(), rel=1e-9) and (st.min, st.max) == (ref.min(), ref.max())
+    one_pass = np.sqrt(max(0.0, (ref * ref).mean() - ref.mean() ** 2))
+    assert abs(one_pass / ref.std() - 1) > 1e-9  # what the old sum of squares got: the test can tell
+    empty = Moments().stats(0.0, 1.0, False, 1000.0)
+    assert empty.n == 0 and np.isnan(empty.avg)

@@ -650,7 +650,7 @@ class PowerPanel(Panel):
             "energy": si(st.integral * self.voltage, "J"),
         }
         for name, text in vals.items():
-            labels[name].setText(text + ("" if st.exact or name == "Δt" else " ≈"))
+            labels[name].setText(text + ("" if st.exact else " ≈"))  # approximate: Δt is the buckets' span too
         gap = bool(st.lost_s)
         tip = (
             f"Sums the {si(st.covered_s, 's')} that have samples; {si(st.missing_s, 's')} without data (gaps, lost "
