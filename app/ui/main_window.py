@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from app.core.context import AppContext
 from app.core.devices import DeviceState
+from app.ui.gc_guard import GuiThreadGc
 from app.ui.panels import PanelSpec, panel_specs
 from app.ui.panels.base import Panel
 from app.ui.tasks import TaskBar, TaskRunner
@@ -98,6 +99,8 @@ class MainWindow(QMainWindow):
         self.frame_ms: list[float] = []
         self._last_frame_ms = 0.0
         self.fps = int(fps or ctx.settings["ui.fps"])
+        # cyclic garbage collection only here, on the GUI thread (app/ui/gc_guard.py says why)
+        self.gc_guard = GuiThreadGc(self)
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.PreciseTimer)
         self.timer.timeout.connect(self.frame)
@@ -366,4 +369,5 @@ class MainWindow(QMainWindow):
             except Exception:  # noqa: BLE001 - keep closing
                 pass
         self.tasks.shutdown(5000)  # a task's result arriving after this must not touch the closing store
+        self.gc_guard.release()
         super().closeEvent(event)

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _gc_back_after_each_test():
+    """A window a test left open keeps automatic garbage collection off (app/ui/gc_guard.py): turn it back on
+    so that one test's leftover does not change the next ones."""
+    yield
+    from app.ui.gc_guard import GuiThreadGc
+
+    if GuiThreadGc._active:  # noqa: SLF001
+        GuiThreadGc._active = 0  # noqa: SLF001
+    gc.enable()
 
 
 @pytest.fixture()
