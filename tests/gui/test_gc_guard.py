@@ -47,7 +47,7 @@ def test_the_guard_follows_the_interpreters_thresholds_and_nests(qtbot):
     old = gc.get_threshold()
     gc.set_threshold(100, 2, 2)
     try:
-        a, b = GuiThreadGc(interval_ms=60_000), GuiThreadGc(interval_ms=60_000)
+        a, b = GuiThreadGc(interval_ms=60_000, ratio_check_s=0.0), GuiThreadGc(interval_ms=60_000)
         assert not gc.isenabled()
         gc.collect()
         a.check()  # nothing allocated since the collection: no collection
@@ -55,10 +55,17 @@ def test_the_guard_follows_the_interpreters_thresholds_and_nests(qtbot):
         junk = [[i] for i in range(150)]
         a.check()
         assert a.collections == [1, 0, 0]
-        for _ in range(3):  # three more young collections: generation 1 is due, then 2
+        for _ in range(20):  # more young collections: generation 1 is due, several times, and 2 by its count
             junk += [[i] for i in range(150)]
             a.check()
-        assert a.collections[1] >= 1
+        # generation 2's count passed its threshold too, but the generation has not grown much: no full one
+        assert a.collections[1] >= 3 and a.collections[2] == 0
+        # a quarter more long-lived objects than after the last full collection: now a full one is due
+        junk += [[i] for i in range(len(gc.get_objects(2)) // 2 + 1000)]
+        for _ in range(12):
+            junk += [[i] for i in range(150)]
+            a.check()
+        assert a.collections[2] == 1
         del junk
         a.release()
         a.release()  # twice is once
