@@ -15,15 +15,15 @@ per-thread malloc arenas, not in live Python objects):
   :data:`ARENA_MAX`.
 
 A training round also loads all labelled windows (growing with every label) plus models, then frees
-them; :func:`release_memory` (called after every round) collects garbage and has ``malloc_trim``
-return the free pages.
+them; :func:`release_memory` (called after every round) has ``malloc_trim`` return the free pages.  It does
+not collect garbage: a round ends on a worker thread, and cycles are collected on the GUI thread only
+(app/ui/gc_guard.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import os
 import sys
 
@@ -103,13 +103,10 @@ def tune_allocator() -> dict[str, int]:
     return dict(done)
 
 
-def release_memory(collect: bool = True) -> bool:
-    """Collect garbage (``collect``) and return free heap pages to the OS; True if the allocator released any.
-    ``collect=False`` only trims: ``malloc_trim`` releases the GIL, a full ``gc.collect`` holds it (~0.3 s
-    with TensorFlow loaded), so only the trim can run in the background without stalling the GUI.  Collect only
-    on the GUI (main) thread: elsewhere a collection may finalize Qt objects on the wrong thread and deadlock."""
-    if collect:
-        gc.collect()
+def release_memory() -> bool:
+    """Return free heap pages to the OS (``malloc_trim``, which releases the GIL, so it may run in the
+    background); True if the allocator released any.  No ``gc.collect``: off the GUI thread a collection may
+    finalize Qt objects there and deadlock (app/ui/gc_guard.py)."""
     if _libc is None:
         return False
     return bool(_libc.malloc_trim(0))

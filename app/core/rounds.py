@@ -424,9 +424,9 @@ class RoundRunner:
             # Qt objects left in reference cycles (a closed dialog, a menu), whose destructors then wait for the
             # GIL while the GUI thread, holding it, waits for their Qt lock: the app hung (CI, test_gui_st_zoo)
             if cancelled():  # Cancel or quitting: trim in the background, the round's end is not delayed
-                threading.Thread(target=release_memory, args=(False,), name="release-memory", daemon=True).start()
+                threading.Thread(target=release_memory, name="release-memory", daemon=True).start()
             else:
-                release_memory(collect=False)
+                release_memory()
 
     def _run(self, cancelled: Callable[[], bool], progress: Callable[..., None]) -> dict:
         cfg = self.config
