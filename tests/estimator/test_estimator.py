@@ -238,6 +238,96 @@ def test_memory_model_by_hand_on_a_small_conv_net(trainable, paper, peak):
     assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
 
 
+def _conv_net_k3() -> Arch:
+    """x (10, 1) -> c1 conv1d 4x3 (8, 4) -> relu -> c2 conv1d 2x3 (6, 2) -> flatten -> d dense 2 -> softmax.
+    params c1 3x1x4+4 = 16, c2 3x4x2+2 = 26, d 12x2+2 = 26: 68; outputs 32+32+12+12+2+2 = 92; buffers (in-place
+    layers alias the one before): x 10, c1's 32 (relu), c2's 12 (flatten), d's 2 (softmax)."""
+    layers = (
+        Layer("conv1d", "c1", filters=4, kernel=3),
+        Layer("relu", "r"),
+        Layer("conv1d", "c2", filters=2, kernel=3),
+        Layer("flatten", "f"),
+        Layer("dense", "d", units=2),
+        Layer("softmax", "s"),
+    )
+    return Arch((10, 1), layers)
+
+
+@pytest.mark.parametrize(
+    "trainable, paper, peak",
+    [
+        # d only: 26 gradients, errors d 2: (68+26+10+92+2) x 4 = 792.  Forward: x + c1's 32 = 42 (x freed: c1
+        # is frozen), then c1's + c2's 12 = 44 (relu aliases c1's buffer: a copy would make it 64) and c1's
+        # freed (relu is below the first trained layer, so nothing saves it); backward at softmax 14 + 2 = 16.
+        # Peak 44 -> (68+26+44) x 4 = 552
+        (["d"], 792, 552),
+        # full: errors c1 32, c2 12 plus its zero-padded copy (6 + 2x(3-1)) x 2 = 20, d 2 -> 66:
+        # (68+68+10+92+66) x 4 = 1216.  Every buffer saved (56).  Backward: softmax 56+2, then d 54 + 2 + 12, then
+        # at c2 42 (x, c1's) + its output error 12 + input error 32 + padded copy 20 = 106 -> (68+68+106) x 4 = 968
+        ("full", 1216, 968),
+        # c1 and d with c2 frozen between them: c2 still passes the error down (same errors as full),
+        # 42 gradients: (68+42+10+92+66) x 4 = 1112.  c1's buffer is kept for relu's backward (its output
+        # mask) although frozen c2 does not read it: the same peak 106 at c2 -> (68+42+106) x 4 = 864
+        (["c1", "d"], 1112, 864),
+    ],
+)
+def test_memory_model_by_hand_on_a_conv_net_with_kernel_3_and_two_filters(trainable, paper, peak):
+    from estimator.memory import training_memory
+
+    m = training_memory(_conv_net_k3(), trainable)
+    assert (m.paper_bytes, m.peak_bytes) == (paper, peak)
+
+
+def test_memory_model_by_hand_on_nets_where_the_first_or_last_backward_step_decides():
+    from estimator.memory import training_memory
+
+    # x (4,) -> d1 3 -> relu -> d2 2, no softmax: the backward starts from d2's own output error (2 values).
+    # full: params 15 + 8 = 23, outputs 3+3+2, errors d1 3 + d2 2: (23+23+4+8+5) x 4 = 252.  d2's output is
+    # saved by nobody: freed before the backward; at d2 x 4 + d1's 3 + error 2 + input error 3 = 12 -> 232
+    a = Arch((4,), (Layer("dense", "d1", units=3), Layer("relu", "r"), Layer("dense", "d2", units=2)))
+    m = training_memory(a, "full")
+    assert (m.paper_bytes, m.peak_bytes) == (252, 232)
+    # x (4,) -> d1 6 -> relu -> d2 5 -> softmax, d2 only: params 30 + 35 = 65, 35 gradients, outputs
+    # 6+6+5+5 = 22, errors d2 5: (65+35+4+22+5) x 4 = 524.  Forward peak x + d1's = 10, then d1's + d2's = 11;
+    # the softmax step just above the first trained layer: 11 + its error 5 = 16 -> (65+35+16) x 4 = 464
+    b = Arch(
+        (4,), (Layer("dense", "d1", units=6), Layer("relu", "r"), Layer("dense", "d2", units=5), Layer("softmax", "s"))
+    )
+    m = training_memory(b, ["d2"])
+    assert (m.paper_bytes, m.peak_bytes) == (524, 464)
+
+
+def test_memory_model_batchnorm_passes_the_error_in_place():
+    """x (10, 1) -> c conv1d 4x3 (8, 4) -> bn -> relu -> flatten -> d dense 2 -> softmax, full: BatchNorm writes
+    its input error over its output error (the buffers the peak counts: x 10 and c's 32, saved; d's 2 until the
+    softmax step): at d 42 + 2 + its input error 32 = 76; at bn 42 + 32 (a separate input error: 106)."""
+    from estimator.memory import training_memory
+
+    layers = (
+        Layer("conv1d", "c", filters=4, kernel=3),
+        Layer("batchnorm", "bn"),
+        Layer("relu", "r"),
+        Layer("flatten", "f"),
+        Layer("dense", "d", units=2),
+        Layer("softmax", "s"),
+    )
+    m = training_memory(Arch((10, 1), layers), "full")
+    # the paper's errors: c 32, bn 32 (not in place there), d 2
+    assert (m.peak_buffers_bytes, m.errors_bytes) == (76 * 4, 66 * 4)
+
+
+def test_memory_reports_the_firmware_arena_as_model_blob_plus_plan():
+    from estimator.memory import firmware_plan_bytes, model_blob_bytes, training_memory
+
+    a = _conv_net_k3()
+    # descriptor 16 + 6 layers x 32 = 208 (8-aligned), + 68 float32 = 480
+    assert model_blob_bytes(a) == 480
+    for names in (["d"], ["c1", "c2", "d"], []):
+        plan = firmware_plan_bytes(a, frozenset(names))
+        assert plan > 0
+        assert training_memory(a, names or "none").firmware_bytes == 480 + plan
+
+
 def test_robust_round_buffers_by_hand():
     """What a robust round holds besides a plain one (estimator.memory.robust_round_bytes), worked by hand on
     x (6, 2) -> c conv1d 2x3 without bias -> bn -> relu -> flatten -> d dense 3 -> softmax: SGD updates c's
