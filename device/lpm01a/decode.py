@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.lpm01a import spec
 from device.lpm01a.spec import PROMPT_B, TIMESTAMP_EVERY
 
 __all__ = [
@@ -212,9 +211,7 @@ class StreamDecoder:
 
     def _samples(self, values: np.ndarray) -> None:
         if len(values):
-            if self.ended:  # after the end tag digit lines belong to the summary
-                if self._in_summary:
-                    self.summary.extend(spec.ascii_sample(float(v)) for v in values)
+            if self.ended:  # after the end tag: not the acquisition's (a summary's value lines are its text)
                 return
             self._parts.append(values)
             self.next_index += len(values)
@@ -353,7 +350,12 @@ class AsciiDecoder(StreamDecoder):
             self._left = data
             return self._finish(first)
         self._left = data[last_nl + 1 :]
-        body = data[: last_nl + 1]
+        self._lines(data[: last_nl + 1])
+        return self._finish(first)
+
+    def _lines(self, body: bytes) -> None:
+        """Decode whole lines (``body`` ends with a line end): sample lines vectorised, the others one by one.
+        Inside a summary sample-shaped lines are the summary's text, kept as the device sent them."""
         arr = np.frombuffer(body, np.uint8)
         ends = np.flatnonzero(arr == 10)
         starts = np.empty_like(ends)
@@ -377,22 +379,25 @@ class AsciiDecoder(StreamDecoder):
         is_sample = np.zeros(len(ends), bool)
         is_sample[sample_lines] = True
         special = np.flatnonzero(~is_sample & (length > 0))
+
+        def run(a: int, b: int) -> None:  # the sample-shaped lines a..b-1 (between two other lines)
+            if not self._in_summary:
+                self._samples(values[a:b])
+                return
+            for i in sample_lines[a:b].tolist():  # a summary's values: its text
+                self._text(body[starts[i] : starts[i] + 7].decode("ascii"))
+
         if len(special) == 0:
-            self._samples(values)
-            if self._in_summary:  # digit lines inside a summary split across reads
-                pass
-            return self._finish(first)
+            run(0, len(values))
+            return
         prev = 0
         cut = np.searchsorted(sample_lines, special)
         for j, k in zip(special.tolist(), cut.tolist()):
-            self._samples(values[prev:k])
+            run(prev, k)
             prev = k
             line = body[starts[j] : starts[j] + length[j]]
-            if line[:1].isdigit():
+            if line[:1].isdigit() and not (self.ended or self._in_summary):
                 found = _SAMPLE_RE.findall(line)
-                if self.ended or self._in_summary:
-                    self._text(line.decode("ascii", "replace"))
-                    continue
                 extra = len(line) - 7 * len(found)
                 if found:
                     self._samples(np.array([int(f[:4]) * 10.0 ** int(f[4:7]) for f in found]))
@@ -402,9 +407,8 @@ class AsciiDecoder(StreamDecoder):
             if self.done:
                 self._trailing += body[ends[j] + 1 :] + self._left
                 self._left = b""
-                return self._finish(first)
-        self._samples(values[prev:])
-        return self._finish(first)
+                return
+        run(prev, len(values))
 
 
 # bin_hexa frame lengths by tag (None: variable length, terminated by FF FF)

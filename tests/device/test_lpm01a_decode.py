@@ -1291,3 +1291,17 @@ def test_unterminated_text_is_never_decoded_as_samples_in_any_read_size():
             assert outs[0][0] == want
         else:  # the sample, the 4 samples the timestamp at 5 ms says were lost, the 3 after it
             assert len(outs[0][0]) == 8 and outs[0][1] == 4 and outs[0][0][-3:] == [outs[0][0][-1]] * 3
+
+
+def test_ascii_summary_value_lines_are_kept_as_the_device_sent_them():
+    """A summary's value lines are sample-shaped: they go to the summary as the device sent them (a leading 0
+    and a 9, the ends of the digit range, included), whether they arrive in one read or line by line; a
+    sample line after the end tag outside the summary is dropped, as before the summary."""
+    data = b"1000-06\r\nend\r\n9990-06\r\nsummary beg\r\n1999-09\r\n9000-06\r\n0123-09\r\n0000+00\r\nsummary end\r\n"
+    data += b"9990-06\r\n"
+    for cuts in ([], [9, 5, 9, 13, 9, 9, 9, 9, 13, 9], [20], [40]):
+        d = AsciiDecoder(1000)
+        got, ev, _ = checked_feed(d, data, cuts)
+        assert got.tolist() == [1e-3]
+        assert d.summary == ["1999-09", "9000-06", "0123-09", "0000+00"]
+        assert [e["kind"] for e in ev] == ["end", "summary"] and ev[1]["text"] == "\n".join(d.summary)
