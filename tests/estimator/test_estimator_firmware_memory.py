@@ -94,6 +94,80 @@ def test_firmware_accounting_for_st_models(qemu_board, st_models):
     assert done
 
 
+def _small(*mid: Layer, head: tuple[Layer, ...] | None = None, bias: bool = True) -> Arch:
+    """x (16, 3) -> c conv1d 4x3 -> *mid -> flatten -> d dense 3 -> softmax (``head`` replaces the last two)."""
+    c = Layer("conv1d", "c", filters=4, kernel=3, use_bias=bias)
+    tail = head if head is not None else (Layer("dense", "d", units=3), Layer("softmax", "s"))
+    return Arch((16, 3), (c, *mid, Layer("flatten", "f"), *tail))
+
+
+def _small_cases() -> list[tuple[str, Arch, list[str]]]:
+    bn, relu = Layer("batchnorm", "bn"), Layer("relu", "r")
+    conv_bn = _small(bn, relu, bias=False)  # ST's pattern: a BatchNorm the firmware folds into the conv
+    conv_relu_bn = _small(relu, bn)  # a BatchNorm it cannot fold (not right after the conv), on (L, C) input
+    dense_bn = _small(  # a BatchNorm after a Dense (on a vector), inside the dense head
+        relu,
+        head=(
+            Layer("dense", "d1", units=6),
+            Layer("batchnorm", "bn"),
+            Layer("relu", "r2"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "s"),
+        ),
+    )
+    pooled = _small(relu, Layer("maxpool1d", "p", pool=2))  # a dense head behind a pool
+    gmp = Arch(
+        (16, 3),
+        (
+            Layer("conv1d", "c", filters=4, kernel=3),
+            relu,
+            Layer("gmp1d", "g"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "s"),
+        ),
+    )
+    return [
+        ("conv+bn folded, head only", conv_bn, ["d"]),
+        ("conv+bn folded, all trained", conv_bn, ["c", "bn", "d"]),
+        ("conv+bn, conv trained, bn frozen (still folded)", conv_bn, ["c", "d"]),
+        ("conv+bn, bn trained behind a frozen conv (not folded)", conv_bn, ["bn", "d"]),
+        ("bn after relu, head only", conv_relu_bn, ["d"]),
+        ("bn after relu, bn trained", conv_relu_bn, ["bn", "d"]),
+        ("bn after relu, all trained", conv_relu_bn, ["c", "bn", "d"]),
+        ("dense+bn head, last dense only", dense_bn, ["d"]),
+        ("dense+bn head, both dense", dense_bn, ["d1", "d"]),
+        ("dense+bn head, bn and last dense", dense_bn, ["bn", "d"]),
+        ("dense+bn head, conv only", dense_bn, ["c"]),
+        ("pool then dense, head only", pooled, ["d"]),
+        ("pool then dense, all trained", pooled, ["c", "d"]),
+        ("global max pool then dense, head only", gmp, ["d"]),
+        ("global max pool then dense, conv only", gmp, ["c"]),
+    ]
+
+
+def test_firmware_accounting_for_small_models_with_other_layer_patterns(qemu_board):
+    """Layer patterns the paper CNN does not have (BatchNorm folded into a conv or not, after a Dense or on
+    (L, C) input; pools before the head; a head that is not all Dense; a middle layer trained alone): the
+    firmware's ROUND_INFO figure and the estimator's must agree byte for byte, training exactly the layers
+    named (the MASK mode)."""
+    seen = set()
+    for label, arch, names in _small_cases():
+        w = Model(arch, seed=1).get_weights()
+        idx = [i for i, layer in enumerate(arch.layers) if layer.name in names]
+        qemu_board.upload_model(arch, w)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((8, *arch.input_shape)).astype(np.float32)
+        qemu_board.clear_data(0)
+        qemu_board.upload_dataset(x, rng.integers(0, arch.n_classes, 8), 0)
+        info = qemu_board.train("mask", epochs=1, batch=4, layer_indices=idx)
+        qemu_board.abort()
+        qemu_board.wait_round_done(60)
+        want = firmware_round_bytes(arch, frozenset(names))
+        assert int(info.mem_bytes) == want, f"{label}: firmware {info.mem_bytes} B, estimator {want} B"
+        seen.add(want)
+    assert len(seen) >= 10  # the cases differ
+
+
 def test_plan_grows_with_what_is_trained_and_blob_is_the_weights():
     arch = paper_cnn(40, 5)
     assert model_blob_bytes(arch) >= 4 * arch.params
