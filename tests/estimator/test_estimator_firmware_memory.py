@@ -126,7 +126,32 @@ def _small_cases() -> list[tuple[str, Arch, list[str]]]:
             Layer("softmax", "s"),
         ),
     )
+    no_bias = _small(relu, bias=False)  # a conv without bias that nothing folds into
+    two_convs = Arch(  # a pool right after the first conv: two frozen writers before the trained conv
+        (16, 3),
+        (
+            Layer("conv1d", "c", filters=4, kernel=3),
+            Layer("maxpool1d", "p", pool=2),
+            Layer("conv1d", "c2", filters=2, kernel=3),
+            Layer("flatten", "f"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "s"),
+        ),
+    )
+    flat_head = _small(  # a Flatten inside the dense head (after the first trained Dense)
+        relu,
+        head=(
+            Layer("dense", "d1", units=6),
+            Layer("flatten", "f2"),
+            Layer("dense", "d", units=3),
+            Layer("softmax", "s"),
+        ),
+    )
     return [
+        ("conv without bias trained", no_bias, ["c", "d"]),
+        ("conv without bias, head only", no_bias, ["d"]),
+        ("conv, pool, conv: second conv and head", two_convs, ["c2", "d"]),
+        ("flatten inside the dense head", flat_head, ["d1", "d"]),
         ("conv+bn folded, head only", conv_bn, ["d"]),
         ("conv+bn folded, all trained", conv_bn, ["c", "bn", "d"]),
         ("conv+bn, conv trained, bn frozen (still folded)", conv_bn, ["c", "d"]),
@@ -166,6 +191,16 @@ def test_firmware_accounting_for_small_models_with_other_layer_patterns(qemu_boa
         assert int(info.mem_bytes) == want, f"{label}: firmware {info.mem_bytes} B, estimator {want} B"
         seen.add(want)
     assert len(seen) >= 10  # the cases differ
+
+
+def test_inference_plan_by_hand():
+    """Nothing trained (the plan for inference): x (16, 3) -> c conv1d 4x3 (14, 4) -> flatten -> d dense 3 ->
+    softmax: the input window 48 values, then ping-pong buffers for the writers (c, d, softmax: more than one,
+    so two) of the largest output, 56: 48 + 2 x 56 = 160 floats = 640 B, no error buffers, plus the 8-byte
+    rounding the firmware allows each buffer, 8 x (2 x 4 runtime layers + 8) = 128 B: 768 B."""
+    assert firmware_plan_bytes(_small(), frozenset()) == 768
+    assert firmware_plan_bytes(Arch((16, 3), ()), frozenset()) == 64  # no layer: only the fixed 8 x 8 B, no crash
+    assert training_memory(_small(), "none").firmware_bytes == model_blob_bytes(_small()) + 768
 
 
 def test_plan_grows_with_what_is_trained_and_blob_is_the_weights():
