@@ -39,7 +39,9 @@ def qemu_board():
         bench.stop()
 
 
-def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **robust) -> int:
+def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **train_kw) -> int:
+    """ROUND_INFO's mem_bytes of a one-epoch round on 8 random windows (``train_kw``: the robust options, or
+    ``layer_indices`` with mode 'mask'), aborted at once."""
     from device.nucleo import protocol as P
 
     client.upload_model(arch, weights)
@@ -48,7 +50,7 @@ def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **robust
     y = rng.integers(0, arch.n_classes, 8)
     client.clear_data(0)
     client.upload_dataset(x, y, 0)
-    info = client.train(mode, epochs=1, batch=4, warmup_epochs=warmup, **robust)
+    info = client.train(mode, epochs=1, batch=4, warmup_epochs=warmup, **train_kw)
     client.abort()
     assert client.wait_round_done(60).done.status in (P.RoundStatus.ABORTED, P.RoundStatus.DONE)
     return int(info.mem_bytes)
@@ -177,18 +179,10 @@ def test_firmware_accounting_for_small_models_with_other_layer_patterns(qemu_boa
     named (the MASK mode)."""
     seen = set()
     for label, arch, names in _small_cases():
-        w = Model(arch, seed=1).get_weights()
         idx = [i for i, layer in enumerate(arch.layers) if layer.name in names]
-        qemu_board.upload_model(arch, w)
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((8, *arch.input_shape)).astype(np.float32)
-        qemu_board.clear_data(0)
-        qemu_board.upload_dataset(x, rng.integers(0, arch.n_classes, 8), 0)
-        info = qemu_board.train("mask", epochs=1, batch=4, layer_indices=idx)
-        qemu_board.abort()
-        qemu_board.wait_round_done(60)
+        got = _round_mem(qemu_board, arch, Model(arch, seed=1).get_weights(), "mask", layer_indices=idx)
         want = firmware_round_bytes(arch, frozenset(names))
-        assert int(info.mem_bytes) == want, f"{label}: firmware {info.mem_bytes} B, estimator {want} B"
+        assert got == want, f"{label}: firmware {got} B, estimator {want} B"
         seen.add(want)
     assert len(seen) >= 10  # the cases differ
 
