@@ -128,11 +128,18 @@ def _import_ray():
 CLIENT_ATTEMPTS = 4
 
 
+#: How Ray's proxy reports that the client server it forked for this connection died while starting: its
+#: own check (``poll``), or psutil finding the process already a zombie or gone while the proxy waited for it
+#: to become the client server (``start_specific_server``).
+_RACE_SIGNS = ("Starting Ray client server failed", "ZombieProcess", "NoSuchProcess")
+
+
 def _client_server_race(exc: BaseException) -> bool:
     """The Ray client's server for this connection died while the cluster forked it (a race in Ray's proxy,
     ray-project/ray#63202: a few percent of connections, more on a loaded head node).  Nothing ran yet, so
     connecting again is safe."""
-    return "Starting Ray client server failed" in str(exc)
+    text = str(exc)
+    return "Initialization failure from server" in text and any(sign in text for sign in _RACE_SIGNS)
 
 
 class RayExecutor:
