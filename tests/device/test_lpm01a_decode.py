@@ -1176,6 +1176,46 @@ def test_bin_inserted_text_edges():
     assert got.tolist() == [v(0x52A0), v(0x52A1), v(0x52A2)]
 
 
+def test_bin_text_and_resync_at_the_edges_of_reads():
+    """Inserted text at the start of a read after a blank line the previous read's text left pending; a
+    sample word that looks like a blank line long after the text; a frame right behind a stray F0 byte
+    while resynchronising."""
+    head = ts_frame(0) + words(0x52A0)
+    first = head + b"\r\nPowerShield > ack a\r\n"
+    d, got, ev, _ = bin_events(first + b"\r\nPowerShield > ack b\r\n" + words(0x52A1), [len(first)])
+    assert [e.get("text") for e in ev] == ["F3 00000000 0%", "a", "b"]
+    assert got.tolist() == [v(0x52A0), v(0x52A1)] and d.corrupt_bytes == 0
+    # once something else followed the text, CR LF (here right after a frame) is a sample word again, an
+    # impossible one, not a blank line
+    d, got, ev, _ = bin_events(
+        head + b"\r\nPowerShield > ack x\r\n" + ts_frame(1) + b"\r\n" + words(0x52A2) + ts_frame(4) + words(0x52A3)
+    )
+    assert [e.get("text") for e in ev] == [
+        "F3 00000000 0%",
+        "x",
+        "F3 00000001 0%",
+        "implausible sample word 0x0D0A (alignment lost)",
+        "skipping bytes while resynchronising",
+        "F3 00000004 0%",
+    ]
+    assert d.lost == 3 and np.isnan(got[1:4]).all() and got[-1] == v(0x52A3)
+    # resynchronising: a stray F0 right before a frame's F0 does not hide the frame
+    d, got, ev, _ = bin_events(head + words(0x0D0A) + b"\xf0" + ts_frame(1) + words(0x52A1))
+    assert [e.get("text") for e in ev] == [
+        "F3 00000000 0%",
+        "implausible sample word 0x0D0A (alignment lost)",
+        "skipping bytes while resynchronising",
+        "F3 00000001 0%",
+    ]
+    assert ev[2]["value"] == 2.0 and got.tolist() == [v(0x52A0), v(0x52A1)]
+    # a malformed frame at the very start of a read that ends in the first byte of a frame: every skipped
+    # byte is counted, and the frame completed by the next read is found
+    r2, r3 = b"\xf0\x41" + words(0x52A1) + b"\xf0", ts_frame(5)[1:] + words(0x52A2)
+    d, got, ev, per = bin_events(head + r2 + r3, [len(head), len(r2)])
+    assert [(e["kind"], e.get("value")) for e in ev[1:]] == [("corrupt", 1.0), ("corrupt", 3.0), ("timestamp", 0.005)]
+    assert (d.corrupt_bytes, d.lost, [p[2] for p in per]) == (4, 4, [0, 1, 3]) and got[-1] == v(0x52A2)
+
+
 def test_bin_end_by_text_and_completion_in_stream():
     head = ts_frame(0) + words(0x52A0)
     d, got, ev, _ = bin_events(head + b"\r\nPowerShield > Acquisition completed\r\n\r\nrest")
@@ -1272,6 +1312,100 @@ def test_the_clock_wrap_is_unwrapped():
     d = make_decoder("ascii_dec", None)
     r = d.feed(b"TimeStamp: 999s 999ms, buff 00%\r\n1000-06\r\nTimeStamp: 000s 001ms, buff 00%\r\n2000-06\r\n")
     assert [e.value for e in r.events if e.kind == "timestamp"] == [999.999, 1000.001]
+
+
+def test_the_clock_wrap_is_unwrapped_on_every_lap():
+    """Each lap adds one more wrap period, also after timestamps that did not wrap in between (a capture of
+    over 2000 s in ascii_dec)."""
+    d = make_decoder("ascii_dec", None)
+    stamps = ["999s 999ms", "000s 001ms", "999s 999ms", "000s 001ms", "000s 002ms"]
+    r = d.feed(b"".join(f"TimeStamp: {s}, buff 00%\r\n1000-06\r\n".encode() for s in stamps))
+    assert [e.value for e in r.events if e.kind == "timestamp"] == [999.999, 1000.001, 1999.999, 2000.001, 2000.002]
+
+
+def test_only_a_clock_more_than_1_s_back_is_a_wrap():
+    """The device's clock never goes back but at its wrap: a timestamp more than 1 s before the last one is
+    taken for a wrap; one 1 s back or less is taken as it is (a corrupted or reordered one, not a lap)."""
+    for back, want in ((1.0, 9.0), (0.999, 9.001), (1.001, 1008.999), (1.5, 1008.5)):
+        d = make_decoder("ascii_dec", None)
+        ms = round((10.0 - back) * 1000)
+        r = d.feed(
+            f"TimeStamp: 010s 000ms, buff 00%\r\nTimeStamp: {ms // 1000:03d}s {ms % 1000:03d}ms, buff 00%\r\n".encode()
+        )
+        assert [e.value for e in r.events if e.kind == "timestamp"] == [10.0, want], back
+
+
+def test_loss_accounting_across_a_wrap():
+    """At 2 Hz ascii_dec's clock wraps after 2000 samples: the loss after the wrap is still counted
+    against the unwrapped clock (500 samples missing before the timestamp at 1500 s)."""
+    line = b"1000-06\r\n"
+    data = (
+        b"TimeStamp: 000s 000ms, buff 00%\r\n" + line * 1000 + b"TimeStamp: 500s 000ms, buff 00%\r\n" + line * 1000
+        + b"TimeStamp: 000s 000ms, buff 00%\r\n" + line * 500 + b"TimeStamp: 500s 000ms, buff 00%\r\n" + line
+    )  # fmt: skip
+    d = make_decoder("ascii_dec", 2)
+    r = d.feed(data)
+    assert [e.value for e in r.events if e.kind == "timestamp"] == [0.0, 500.0, 1000.0, 1500.0]
+    assert (d.lost, d.excess, len(r.values), r.lost) == (500, 0, 3001, 500)
+    assert np.isnan(r.values[2500:3000]).all() and not np.isnan(r.values[:2500]).any()
+
+
+def test_losses_and_excess_add_up_over_a_capture():
+    """Two runs of excess samples, then two losses, in one read at 1 kHz: the counters add up (excess 5 + 7,
+    lost 7 + 9), the excess moves the clock's reference so the later losses are counted from it, and the
+    NaNs sit where the samples went missing."""
+    w = 0x52A0
+    data = (
+        ts_frame(0) + words(*[w] * 10)  # 10 samples; the next timestamp says 5 were sent by then
+        + ts_frame(5) + words(*[w] * 12)  # excess 5; then 12 where the clock allows 5
+        + ts_frame(10) + words(*[w] * 3)  # excess 7 (15 expected from the shifted reference, 22 here)
+        + ts_frame(20) + words(w)  # 32 expected, 25 here: 7 lost
+        + ts_frame(30) + words(w)  # 42 expected, 33 here: 9 lost
+    )  # fmt: skip
+    d = BinaryDecoder(1000)
+    got, ev, per = checked_feed(d, data, [])
+    assert (d.lost, d.excess, d.next_index, per[0][1]) == (16, 12, 43, 16)
+    assert [(e["kind"], e["index"], e.get("value")) for e in ev] == [
+        ("timestamp", 0, 0.0),
+        ("excess", 10, 5.0),
+        ("timestamp", 10, 0.005),
+        ("excess", 22, 7.0),
+        ("timestamp", 22, 0.01),
+        ("timestamp", 32, 0.02),
+        ("timestamp", 42, 0.03),
+    ]
+    nan = np.isnan(got)
+    assert len(got) == 43 and nan[25:32].all() and nan[33:42].all() and nan.sum() == 16
+
+
+@pytest.mark.parametrize(
+    "rate, before, ms, lost",
+    [
+        # (rate Hz, samples before, timestamp ms, samples lost, or None: the timestamp is ignored as corrupt)
+        (1000, 1, 10001, 10000),  # exactly 10 periods missing, on the grid: believed
+        (1000, 1, 11001, None),  # 11 periods at 1 kHz: more than 10 is implausible
+        (100_000, 1000, 5010, 500_000),  # at 100 kHz the limit is 5 s of samples: exactly that is believed
+        (100_000, 1000, 5020, None),  # 5.01 s: ignored
+        (1000, 500, 1500, 1000),  # exactly one period missing: believed wherever the timestamp falls
+        (1000, 1, 3001, 3000),  # off the grid by 1 sample = the clock's 1 ms: believed
+        (1000, 1, 3002, None),  # 2 samples off at 1 kHz: ignored
+        (100_000, 1000, 31, 2100),  # 100 kHz: 1 ms late is 100 samples off the grid: believed
+        (100_000, 1000, 32, None),  # 2 ms late: ignored
+    ],
+)
+def test_which_losses_are_believed_at_the_limits(rate, before, ms, lost):
+    """docs/lpm01a.md "Loss accounting": a gap of at most one timestamp period (1000 samples) is believed;
+    a larger one only on the device's 1000-sample grid, within the 1 ms resolution of its clock, and never
+    more than max(10 periods, 5 s of samples).  Each limit is met exactly and passed by one step."""
+    d = BinaryDecoder(rate)
+    got, ev, _ = checked_feed(d, ts_frame(0) + words(*[0x52A0] * before) + ts_frame(ms) + words(0x52A1), [])
+    corrupt = [e for e in ev if e["kind"] == "corrupt"]
+    if lost is None:
+        assert d.lost == 0 and len(got) == before + 1 and len(corrupt) == 1
+        assert corrupt[0]["text"].startswith(f"implausible timestamp {ms / 1000:.3f} s ignored")
+    else:
+        assert d.lost == lost and len(got) == before + lost + 1 and not corrupt
+        assert np.isnan(got[before : before + lost]).all() and got[-1] == v(0x52A1)
 
 
 def test_unterminated_text_is_never_decoded_as_samples_in_any_read_size():
