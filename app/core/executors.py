@@ -128,10 +128,10 @@ def _import_ray():
 CLIENT_ATTEMPTS = 4
 
 
-#: How Ray's proxy reports that the client server it forked for this connection died while starting: its
-#: own check (``poll``), or psutil finding the process already a zombie or gone while the proxy waited for it
-#: to become the client server (``start_specific_server``).
-_RACE_SIGNS = ("Starting Ray client server failed", "ZombieProcess", "NoSuchProcess")
+#: How Ray's proxy reports, in the connection's failed initialisation, that the client server it forked died
+#: while starting: psutil finding the process already a zombie or gone while the proxy waited for it to become
+#: the client server (``start_specific_server``).  Its own check says "Starting Ray client server failed".
+_PSUTIL_SIGNS = ("ZombieProcess", "NoSuchProcess")
 
 
 def _client_server_race(exc: BaseException) -> bool:
@@ -139,7 +139,9 @@ def _client_server_race(exc: BaseException) -> bool:
     ray-project/ray#63202: a few percent of connections, more on a loaded head node).  Nothing ran yet, so
     connecting again is safe."""
     text = str(exc)
-    return "Initialization failure from server" in text and any(sign in text for sign in _RACE_SIGNS)
+    if "Starting Ray client server failed" in text:
+        return True
+    return "Initialization failure from server" in text and any(sign in text for sign in _PSUTIL_SIGNS)
 
 
 class RayExecutor:

@@ -184,7 +184,14 @@ def test_a_client_connection_the_cluster_dropped_is_tried_again(monkeypatch):
         "psutil.ZombieProcess: PID still exists but it's a zombie (pid=25415)\n"
     )
     other = ConnectionAbortedError("Initialization failure from server:\nRuntimeError: Version mismatch")
-    for error, attempts in ((race, 4), (zombie, 4), (other, 1), (ConnectionError("no cluster at head:10001"), 1)):
+    local = RuntimeError("psutil.ZombieProcess: PID still exists but it's a zombie (pid=7)")  # not the proxy's
+    for error, attempts in (
+        (race, 4),
+        (zombie, 4),
+        (other, 1),
+        (local, 1),
+        (ConnectionError("no cluster at head:10001"), 1),
+    ):
         calls.clear()
 
         def fail(address=None, _error=error, **kw):
