@@ -7,10 +7,12 @@ with one line naming the apt command; with ``CI=true`` it fails them (CI must ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,32 @@ def build(*targets: str) -> None:
         err = _built[key]
     if err is not None:
         pytest.fail(f"make -C firmware {key} failed:\n{err}")
+
+
+@contextlib.contextmanager
+def host_board() -> Iterator[str]:
+    """``odl-host`` (the portable core as a native process, serving the protocol on a loopback port) for the
+    time of the block; yields its ``socket://`` URL.  A sanitizer report ends the process and fails the test."""
+    exe = host_tools()["odl-host"]
+    proc = subprocess.Popen([str(exe), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "PORT":
+            proc.kill()
+            pytest.fail(f"odl-host did not start: {line} {proc.communicate(timeout=10)[1][-2000:]}")
+        yield f"socket://127.0.0.1:{int(line[1])}"
+    finally:
+        alive = proc.poll() is None
+        if alive:
+            proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if not alive or "Sanitizer" in (err or ""):
+            pytest.fail(f"odl-host ended during the test (exit {proc.returncode}): {(err or '')[-3000:]}")
 
 
 def host_tools() -> dict[str, Path]:

@@ -170,6 +170,23 @@ static int lines(const char *mode) {
                 hex(d.payload, d.len);
                 printf("\n");
             } else printf("ERR %s\n", ev == FD_BAD_CRC ? "BAD_CRC" : "BAD_FRAME");
+        } else if (!strcmp(mode, "unwireall")) { /* every event of one stream: "TYPE SEQ PAYLOAD|ERR X;..." */
+            size_t n = unhex(line, buf, sizeof buf);
+            static frame_dec_t d;
+            frame_dec_reset(&d);
+            const uint8_t *q = buf;
+            const char *sep = "";
+            while (n) {
+                int ev = frame_dec_feed(&d, &q, &n);
+                if (ev == FD_NONE) continue;
+                printf("%s", sep);
+                sep = ";";
+                if (ev == FD_FRAME) {
+                    printf("%02x %u ", d.type, d.seq);
+                    hex(d.payload, d.len);
+                } else printf("ERR %s", ev == FD_BAD_CRC ? "BAD_CRC" : "BAD_FRAME");
+            }
+            printf("\n");
         } else if (!strcmp(mode, "cobs")) {
             size_t n = unhex(line, buf, sizeof buf);
             size_t e = cobs_encode(buf, n, out, sizeof out);

@@ -47,6 +47,34 @@ def test_frames_reproduce_every_golden_vector(tools):
         assert got == f"{int(msg.TYPE):02x} {seq} {msg.pack().hex()}", name
 
 
+def test_frames_at_the_payload_limit(tools):
+    """A payload of exactly ODL_MAX_PAYLOAD (1024) bytes is framed as Python frames it and read back; one
+    byte more is refused by the encoder and, framed by hand, rejected by the decoder (BAD_FRAME), and so is
+    an encoded run longer than any valid frame."""
+    rng = np.random.default_rng(5)
+    for n in (P.MAX_PAYLOAD - 1, P.MAX_PAYLOAD):
+        for zeros in (0.0, 0.2):
+            payload = rng.integers(1, 256, n, dtype=np.uint8)
+            payload[rng.random(n) < zeros] = 0
+            want = P.encode_frame(0x42, 7, payload.tobytes())
+            (got,) = run_lines(tools["odl-kernels"], "wire", [f"42 7 {payload.tobytes().hex()}"])
+            assert bytes.fromhex(got) == want, (n, zeros)
+            assert run_lines(tools["odl-kernels"], "unwire", [want.hex()]) == [f"42 7 {payload.tobytes().hex()}"]
+    over = bytes(range(1, 256)) * 4 + b"\x01\x02\x03\x04\x05"  # 1025 bytes
+    assert run_lines(tools["odl-kernels"], "wire", [f"42 7 {over.hex()}"]) == ["ERR"]
+    body = struct.pack("<BHH", 0x42, 7, len(over)) + over
+    body += struct.pack("<H", crc16(body))
+    assert run_lines(tools["odl-kernels"], "unwire", [(cobs.encode(body) + b"\x00").hex()]) == ["ERR BAD_FRAME"]
+    # an encoded run longer than any valid frame is dropped up to the next 00, and the decoder reads the
+    # frames after it (one stream: the over-long run, a valid frame, a frame of one byte too many, a valid one)
+    ok = P.encode_frame(0x42, 8, b"\x00ok")
+    stream = b"\x01" * 1200 + b"\x00" + ok + cobs.encode(body) + b"\x00" + ok
+    frame = "42 8 " + b"\x00ok".hex()
+    assert run_lines(tools["odl-kernels"], "unwireall", [stream.hex()]) == [
+        f"ERR BAD_FRAME;{frame};ERR BAD_FRAME;{frame}"
+    ]
+
+
 def _cobs_cases(rng) -> list[bytes]:
     cases = [b"", b"\x00", b"\x00\x00", b"\x01" * 253, b"\x01" * 254, b"\x01" * 255, b"\x01" * 254 + b"\x00"]
     cases += [b"\x01" * 253 + b"\x00", b"\x01" * 255 + b"\x00", b"\x01" * 508, b"\x01" * 508 + b"\x00"]
@@ -96,7 +124,10 @@ def test_corrupted_frames_are_rejected_not_misread(tools):
 
 
 def test_round_shuffle_matches_the_python_boards(tools):
-    for seed, epoch, n in [(0, 0, 1), (0, 0, 2), (3, 1, 37), (99, 4, 1000), (2**32 - 1, 7, 4096)]:
+    # n on both sides of each even bit width (the Feistel halves: 2^2k < n <= 2^(2k+1) and 2^(2k+1) < n <= 2^(2k+2))
+    cases = [(0, 0, 1), (0, 0, 2), (3, 1, 37), (99, 4, 1000), (2**32 - 1, 7, 4096)]
+    cases += [(5, 2, 6), (7, 3, 20), (11, 0, 100), (13, 5, 300), (17, 9, 2000)]
+    for seed, epoch, n in cases:
         r = subprocess.run([str(tools["odl-kernels"]), "perm", str(seed), str(epoch), str(n)], capture_output=True)
         got = [int(x) for x in r.stdout.split()]
         want = epoch_order(seed, epoch, n).tolist()

@@ -25,8 +25,16 @@ from tests import firmwarekit
 T, N_CLASSES, N_TRAIN, N_VAL, BATCH, SEED = 20, 5, 96, 24, 32, 3
 
 
-@pytest.fixture(scope="module")
-def board():
+@pytest.fixture(scope="module", params=["qemu", "host"])
+def board(request):
+    """The firmware under QEMU (the ARM build, as the bench runs it) and natively (``odl-host``: the same
+    portable core with AddressSanitizer and UBSan, seconds instead of minutes; what
+    benchmarks/firmware_mutation.py runs)."""
+    if request.param == "host":
+        with firmwarekit.host_board() as url, NucleoClient.open(url, timeout=10.0) as c:
+            assert c.hello().proto == 2
+            yield c
+        return
     firmwarekit.qemu_files()
     with VirtualBench(board_kind="qemu", time_scale=200.0, seed=5) as b:
         with NucleoClient.open(b.urls["board"], timeout=10.0) as c:
