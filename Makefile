@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint clean assets package firmware firmware-for-tests mutation
+.PHONY: run test lint clean assets package firmware firmware-for-tests mutation firmware-mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ package: $(STAMP)
 mutation: $(STAMP)
 	$(PY) -m pip install -q -e '.[mutation]'
 	QT_QPA_PLATFORM=offscreen nice $(PY) benchmarks/mutation.py $(MUTATION_ARGS)
+
+# Planted bugs in the firmware's C core (benchmarks/firmware_mutation.py; docs/benchmarks.md "Firmware
+# mutation"): a fixed sample of mutants per file, each built with ASan/UBSan and run against the native tests.
+firmware-mutation: $(STAMP)
+	nice $(PY) benchmarks/firmware_mutation.py $(FIRMWARE_MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache firmware/build

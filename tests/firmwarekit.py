@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,25 +60,28 @@ def host_board() -> Iterator[str]:
     """``odl-host`` (the portable core as a native process, serving the protocol on a loopback port) for the
     time of the block; yields its ``socket://`` URL.  A sanitizer report ends the process and fails the test."""
     exe = host_tools()["odl-host"]
-    proc = subprocess.Popen([str(exe), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nothing can block the board's writes
+        proc = subprocess.Popen([str(exe), "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True)
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "PORT":
-            proc.kill()
-            pytest.fail(f"odl-host did not start: {line} {proc.communicate(timeout=10)[1][-2000:]}")
-        yield f"socket://127.0.0.1:{int(line[1])}"
-    finally:
-        alive = proc.poll() is None
-        if alive:
-            proc.terminate()
+        started = len(line) == 2 and line[0] == "PORT"
         try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        if not alive or "Sanitizer" in (err or ""):
-            pytest.fail(f"odl-host ended during the test (exit {proc.returncode}): {(err or '')[-3000:]}")
+            if started:
+                yield f"socket://127.0.0.1:{int(line[1])}"
+        finally:
+            alive = proc.poll() is None
+            if alive:
+                proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            err.seek(0)
+            text = err.read()
+        if not started or not alive or "Sanitizer" in text:
+            pytest.fail(f"odl-host {'ended during the test' if started else 'did not start'} "
+                        f"(exit {proc.returncode}): {text[-3000:]}")  # fmt: skip
 
 
 def host_tools() -> dict[str, Path]:

@@ -128,6 +128,12 @@ def test_clipped_scaled_round_with_early_stop_matches_the_engine(board):
     np.testing.assert_allclose([v.macro_f1 for v in res.vals], hist.val_f1, rtol=1e-4)
     assert res.done.epochs_done == len(hist.val_loss) - 1 and len(res.batches) == hist.batches
     assert_weights_close(got, want, "clipped")
+    # the training figures the board reports: every batch's mean loss, the last epoch's loss and accuracy
+    np.testing.assert_allclose([b.loss for b in res.batches], hist.batch_losses, rtol=1e-4)
+    last = hist.epochs[-1]
+    assert res.done.last_loss == pytest.approx(last.loss, rel=1e-4) and res.done.train_accuracy == pytest.approx(
+        last.accuracy, abs=1e-6
+    )
     # the options changed the round: the plain round from the same start ends elsewhere
     plain, _ = reference(w, x, y, N_VAL, "full", 0.3, len(hist.val_loss) - 1 - 1, 1)
     assert any(not np.allclose(a, b, rtol=1e-3) for n in plain for a, b in zip(plain[n], got[n]))
@@ -144,6 +150,29 @@ def test_tl_round_with_validation_and_no_restore(board):
     np.testing.assert_allclose([v.loss for v in res.vals], hist.val_loss, rtol=1e-4)
     assert_weights_close(got, want, "tl")
     assert info.mem_bytes == firmware_round_bytes(paper_cnn(T, N_CLASSES), "tl")  # no best buffer without restore
+
+
+def test_tl_round_with_restore_and_no_warmup(board):
+    """Restore without a warm-up phase: the best-weights buffer holds the head's two Dense layers only (the
+    estimator's figure), the result is the engine's, and the windows the round trained on are left intact
+    (the same round again, without uploading them, gives the same bits)."""
+    arch = paper_cnn(T, N_CLASSES)
+    w = Model(arch, seed=14).get_weights()
+    x, y = windows(N_TRAIN + N_VAL, 5)
+    kw = dict(mode="tl", epochs=3, batch=BATCH, lr=0.3, warmup_epochs=0, seed=SEED, n_val=N_VAL, restore_best=True)
+    info, res, got = board_round(board, w, x, y, **kw)
+    want, hist = reference(w, x, y, N_VAL, "tl", 0.3, 3, 0, restore_best=True)
+    np.testing.assert_allclose([v.loss for v in res.vals], hist.val_loss, rtol=1e-4)
+    assert res.done.best_epoch == hist.best_epoch
+    assert_weights_close(got, want, "tl restored")
+    robust = dict(validate=True, restore_best=True)
+    assert info.mem_bytes == firmware_round_bytes(arch, "tl", robust=robust)
+    board.upload_model(arch, w)
+    board.drain_events()
+    board.train(**kw)
+    board.wait_round_done(300)
+    again = board.download_weights(arch)
+    assert all(np.array_equal(a, b) for n in got for a, b in zip(got[n], again[n]))
 
 
 def test_v2_requests_are_checked(board):

@@ -74,3 +74,54 @@ def test_a_moved_function_leaves_its_equivalents_unowned(mutation):
         "app.core.rounds.x_align_batches__mutmut_6",
         "device.nucleo.protocol.x_decode_message__mutmut_1",
     ]
+
+
+@pytest.fixture(scope="module")
+def fw_mutation():
+    spec = importlib.util.spec_from_file_location("odl_fw_mutation", ROOT / "benchmarks" / "firmware_mutation.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["odl_fw_mutation"] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop("odl_fw_mutation", None)
+
+
+def test_firmware_mutation_targets_exist(fw_mutation):
+    """``make firmware-mutation``: every target's C file and test file exists."""
+    for name, t in fw_mutation.TARGETS.items():
+        assert (ROOT / t.file).is_file(), name
+        assert all((ROOT / a).is_file() for a in t.tests if a.endswith(".py")), name
+
+
+def test_the_c_mutator_changes_code_only(fw_mutation):
+    """The C mutator touches operators and integer literals of code, never comments, strings, character
+    literals, preprocessor lines, hex constants, ``->``, ``<<`` or ``+=`` taken apart; applying a mutant
+    changes exactly its place."""
+    src = (
+        "#define N 16\n"
+        "/* a < b, 1 */ int f(int a, int *p) {\n"
+        "    if (a <= 2 && p->x != 0x1F) return a + 1; /* 3 == 3\n"
+        "       still comment 4 > 5 */\n"
+        "    puts(\"7 < 8\"); char c = '<';\n"
+        "    a += a << 1; // 9 - 9\n"
+        "    return a - 1;\n"
+        "}\n"
+    )
+    got = {(m.line, m.old, m.new) for m in fw_mutation.mutants_of(src)}
+    assert got == {
+        (3, "<=", "<"),
+        (3, "&&", "||"),
+        (3, "!=", "=="),
+        (3, "2", "3"),
+        (3, "+", "-"),
+        (3, "1", "0"),
+        (6, "+=", "-="),
+        (6, "1", "0"),
+        (7, "-", "+"),
+        (7, "1", "0"),
+    }
+    m = next(m for m in fw_mutation.mutants_of(src) if m.line == 7 and m.op == "-")
+    out = fw_mutation.apply(src, m).splitlines()
+    assert out[6] == "    return a + 1;" and out[:6] == src.splitlines()[:6]

@@ -1,0 +1,272 @@
+"""Mutation score of the ODL firmware's portable C core against its native tests (docs/benchmarks.md,
+"Firmware mutation").
+
+Usage::
+
+    python benchmarks/firmware_mutation.py                      # every target, a sample of 40 mutants each
+    python benchmarks/firmware_mutation.py kernels --sample 0   # every mutant of one target
+    python benchmarks/firmware_mutation.py --list               # the targets, their mutant counts
+
+mutmut mutates Python only, so this is a small mutator of its own for C: one change at a time at one place
+of a line of code (comments, strings and preprocessor lines are left alone): a comparison flipped or made
+strict/loose (``==``/``!=``, ``<``/``<=``, ``>``/``>=``), ``&&``/``||`` swapped, a binary ``+``/``-`` swapped,
+``+=``/``-=`` swapped, ``++``/``--`` swapped, an integer literal 0 → 1, 1 → 0 or n → n + 1.  Each mutant is
+built with the firmware's own Makefile (``make -C firmware host``: warnings as errors, AddressSanitizer and
+UBSan) in a copy of the repository under ``build/fwmutation/<job>/`` and the target's tests run against it
+(``pytest -x``, a time limit per mutant).  A test failure, a sanitizer report or a time-out kills the mutant;
+a mutant the compiler refuses is *stillborn* and left out of the score.  Score = killed / (built mutants).
+
+The mutants of a target are listed in a fixed order and ``--sample N`` takes N of them with a fixed seed,
+so a run can be repeated; ``--sample 0`` runs all.  Results go to ``build/fwmutation/<target>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "fwmutation"
+
+
+@dataclass(frozen=True)
+class Target:
+    file: str  # the C file mutated
+    tests: tuple[str, ...]  # pytest arguments: the native tests of that code
+    timeout_s: int = 240  # per mutant (build + tests)
+
+
+#: the native tests of the core: the odl-kernels harness (layers, SGD, framing, shuffle), the hostile-input
+#: fuzzer (odl-fuzz) and the robust round's protocol tests against odl-host (``-k host`` keeps their native
+#: variant and every test of test_firmware_host.py; the QEMU variants need minutes per mutant)
+NATIVE = ("tests/device/test_firmware_host.py", "tests/device/test_firmware_robust.py", "-k", "host")
+
+TARGETS: dict[str, Target] = {
+    # the layer kernels (forward, backward, SGD step) against device.engine bit for bit
+    "kernels": Target("firmware/core/kernels.c", NATIVE),
+    # the training round (plan, batches, gradient accumulation, validation, best-pass restore, clipping)
+    "train": Target("firmware/core/train.c", NATIVE),
+    # COBS, CRC and framing against the golden vectors and the Python implementation
+    "wire": Target("firmware/core/wire.c", NATIVE),
+    # the protocol handlers (requests, checks, the round's reports)
+    "proto": Target("firmware/core/proto.c", NATIVE),
+}
+
+# (pattern, replacement) per operator; the patterns avoid the neighbours that make another token
+# (``<<``, ``->``, ``++``, ``+=`` ...)
+OPERATORS: list[tuple[str, str, str]] = [
+    ("==", r"==", "!="),
+    ("!=", r"!=", "=="),
+    ("<=", r"<=", "<"),
+    (">=", r">=", ">"),
+    ("<", r"(?<![<\-])<(?![<=])", "<="),
+    (">", r"(?<![>\-])>(?![>=])", ">="),
+    ("&&", r"&&", "||"),
+    ("||", r"\|\|", "&&"),
+    ("+=", r"\+=", "-="),
+    ("-=", r"-=", "+="),
+    ("++", r"\+\+", "--"),
+    ("--", r"--", "++"),
+    ("+", r"(?<=[\w\)\]] )\+(?= [\w\(])", "-"),
+    ("-", r"(?<=[\w\)\]] )-(?= [\w\(])", "+"),
+    ("int", r"(?<![\w.])(\d+)(?![\w.])", ""),  # replacement computed: 0 -> 1, 1 -> 0, n -> n + 1
+]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    line: int  # 1-based
+    col: int
+    op: str
+    old: str
+    new: str
+
+    def name(self) -> str:
+        return f"L{self.line}:{self.col} {self.old!r}->{self.new!r}"
+
+
+def _code_part(line: str, in_comment: bool) -> tuple[str, bool]:
+    """The line with comments and string/char literals blanked (same length), and whether a block comment
+    is still open at its end."""
+    out = list(line)
+    i, n = 0, len(line)
+    while i < n:
+        if in_comment:
+            end = line.find("*/", i)
+            stop = n if end < 0 else end + 2
+            out[i:stop] = " " * (stop - i)
+            i, in_comment = stop, end < 0
+            continue
+        c = line[i]
+        if line.startswith("//", i):
+            out[i:] = " " * (n - i)
+            break
+        if line.startswith("/*", i):
+            in_comment = True
+            continue
+        if c in "\"'":
+            j = i + 1
+            while j < n and line[j] != c:
+                j += 2 if line[j] == "\\" else 1
+            out[i : j + 1] = " " * (min(j, n - 1) + 1 - i)
+            i = j + 1
+            continue
+        i += 1
+    return "".join(out), in_comment
+
+
+def mutants_of(source: str) -> list[Mutant]:
+    found: list[Mutant] = []
+    in_comment = False
+    for ln, line in enumerate(source.splitlines(), 1):
+        code, in_comment_after = _code_part(line, in_comment)
+        in_comment = in_comment_after
+        if code.lstrip().startswith("#") or not code.strip():
+            continue
+        for op, pat, rep in OPERATORS:
+            for m in re.finditer(pat, code):
+                if op == "int":
+                    v = int(m.group(1), 10) if not m.group(1).startswith("0") or m.group(1) == "0" else None
+                    if v is None:
+                        continue
+                    new = "1" if v == 0 else "0" if v == 1 else str(v + 1)
+                    # no mutation of array sizes in declarations' brackets nor of shift amounts is avoided:
+                    # the compiler refuses the impossible ones (stillborn)
+                    found.append(Mutant(ln, m.start(), op, m.group(1), new))
+                else:
+                    found.append(Mutant(ln, m.start(), op, m.group(0), rep))
+    return found
+
+
+def apply(source: str, m: Mutant) -> str:
+    lines = source.splitlines(keepends=True)
+    s = lines[m.line - 1]
+    assert s[m.col : m.col + len(m.old)] == m.old, (m, s)
+    lines[m.line - 1] = s[: m.col] + m.new + s[m.col + len(m.old) :]
+    return "".join(lines)
+
+
+def prepare(job: int) -> Path:
+    """A copy of the tracked files of the repository (and the built firmware, so make is incremental)."""
+    dst = WORK / f"job{job}"
+    if dst.exists():
+        shutil.rmtree(dst)
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        p = dst / f
+        p.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, p)
+    return dst
+
+
+def run_mutant(work: Path, t: Target, original: str, m: Mutant) -> tuple[str, float, str]:
+    """``(status, seconds, detail)`` with status killed, survived, timeout or stillborn."""
+    t0 = time.monotonic()
+    target = work / t.file
+    target.write_text(apply(original, m))
+    try:
+        b = subprocess.run(
+            ["make", "-s", "-C", "firmware", "host"], cwd=work, capture_output=True, text=True, timeout=t.timeout_s
+        )
+        if b.returncode != 0:
+            return "stillborn", time.monotonic() - t0, (b.stdout + b.stderr)[-300:]
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(work), CI="")
+        left = max(10.0, t.timeout_s - (time.monotonic() - t0))
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *t.tests],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=left,
+        )
+        status = "survived" if r.returncode == 0 else "killed"
+        tail = [x for x in r.stdout.splitlines() if x.startswith("FAILED")][:1]
+        return status, time.monotonic() - t0, tail[0][:200] if tail else ""
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - t0, ""
+    finally:
+        target.write_text(original)
+
+
+def run_target(name: str, t: Target, sample: int, jobs: int, seed: int) -> dict:
+    original = (ROOT / t.file).read_text()
+    every = mutants_of(original)
+    chosen = (
+        every
+        if sample <= 0 or sample >= len(every)
+        else sorted(random.Random(seed).sample(every, sample), key=lambda m: (m.line, m.col))
+    )
+    works = [prepare(j) for j in range(jobs)]
+    for w in works:  # the unmutated build and tests must pass, or nothing below means anything
+        st, _, detail = run_mutant(w, t, original, Mutant(1, 0, "none", "", ""))
+        if st != "survived":
+            raise SystemExit(f"{name}: the unmutated firmware does not pass its tests ({st}): {detail}")
+    print(f"== {name}: {t.file}, {len(chosen)} of {len(every)} mutants, tests: {' '.join(t.tests)}", flush=True)
+    results: list[dict] = [{} for _ in chosen]
+    free = list(works)
+
+    def one(i: int) -> None:
+        w = free.pop()
+        try:
+            st, sec, detail = run_mutant(w, t, original, chosen[i])
+        finally:
+            free.append(w)
+        results[i] = {"mutant": chosen[i].name(), "status": st, "seconds": round(sec, 1), "detail": detail}
+        if st in ("survived", "stillborn"):
+            print(
+                f"  {name}: {st}: {chosen[i].name()}  | {original.splitlines()[chosen[i].line - 1].strip()[:90]}",
+                flush=True,
+            )
+
+    with ThreadPoolExecutor(jobs) as ex:
+        list(ex.map(one, range(len(chosen))))
+    counts = {k: sum(r["status"] == k for r in results) for k in ("killed", "timeout", "survived", "stillborn")}
+    built = counts["killed"] + counts["timeout"] + counts["survived"]
+    score = (counts["killed"] + counts["timeout"]) / built if built else float("nan")
+    out = {"target": name, "file": t.file, "mutants": len(every), "sampled": len(chosen), "seed": seed, **counts,
+           "score": score, "results": results}  # fmt: skip
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("targets", nargs="*", help=f"targets (default: all): {', '.join(TARGETS)}")
+    ap.add_argument("--list", action="store_true", help="show the targets and their mutant counts")
+    ap.add_argument("--sample", type=int, default=40, help="mutants per target, chosen with --seed (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2, help="mutants built and tested in parallel")
+    a = ap.parse_args(argv)
+    names = a.targets or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        ap.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    if a.list:
+        for n in names:
+            print(f"{n}: {TARGETS[n].file}, {len(mutants_of((ROOT / TARGETS[n].file).read_text()))} mutants")
+        return 0
+    rows = [run_target(n, TARGETS[n], a.sample, max(1, a.jobs), a.seed) for n in names]
+    print("\n| target | file | mutants | run | killed (of which time-outs) | survived | stillborn | score |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['target']} | `{r['file']}` | {r['mutants']} | {r['sampled']} | {r['killed'] + r['timeout']} "
+            f"({r['timeout']}) | {r['survived']} | {r['stillborn']} | {100 * r['score']:.1f} % |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
