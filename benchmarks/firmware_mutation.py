@@ -129,20 +129,19 @@ def mutants_of(source: str) -> list[Mutant]:
     found: list[Mutant] = []
     in_comment = False
     for ln, line in enumerate(source.splitlines(), 1):
-        code, in_comment_after = _code_part(line, in_comment)
-        in_comment = in_comment_after
+        code, in_comment = _code_part(line, in_comment)
         if code.lstrip().startswith("#") or not code.strip():
             continue
         for op, pat, rep in OPERATORS:
             for m in re.finditer(pat, code):
                 if op == "int":
-                    v = int(m.group(1), 10) if not m.group(1).startswith("0") or m.group(1) == "0" else None
-                    if v is None:
-                        continue
+                    digits = m.group(1)
+                    if digits.startswith("0") and digits != "0":
+                        continue  # octal
+                    v = int(digits)
                     new = "1" if v == 0 else "0" if v == 1 else str(v + 1)
-                    # no mutation of array sizes in declarations' brackets nor of shift amounts is avoided:
-                    # the compiler refuses the impossible ones (stillborn)
-                    found.append(Mutant(ln, m.start(), op, m.group(1), new))
+                    # array sizes and shift amounts are mutated too: the compiler refuses the impossible (stillborn)
+                    found.append(Mutant(ln, m.start(), op, digits, new))
                 else:
                     found.append(Mutant(ln, m.start(), op, m.group(0), rep))
     return found
@@ -157,7 +156,7 @@ def apply(source: str, m: Mutant) -> str:
 
 
 def prepare(job: int) -> Path:
-    """A copy of the tracked files of the repository (and the built firmware, so make is incremental)."""
+    """A copy of the tracked files of the working tree (the firmware is built there by the first mutant)."""
     dst = WORK / f"job{job}"
     if dst.exists():
         shutil.rmtree(dst)
