@@ -1178,8 +1178,8 @@ def test_bin_inserted_text_edges():
 
 def test_bin_text_and_resync_at_the_edges_of_reads():
     """Inserted text at the start of a read after a blank line the previous read's text left pending; a
-    sample word that looks like a blank line long after the text; a frame right behind a stray F0 byte
-    while resynchronising."""
+    sample word that looks like a blank line after a frame that followed the text; a frame right behind a
+    stray F0 byte while resynchronising; a malformed frame at the start of a read."""
     head = ts_frame(0) + words(0x52A0)
     first = head + b"\r\nPowerShield > ack a\r\n"
     d, got, ev, _ = bin_events(first + b"\r\nPowerShield > ack b\r\n" + words(0x52A1), [len(first)])
