@@ -28,8 +28,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,26 +170,39 @@ def prepare(job: int) -> Path:
     return dst
 
 
+def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a process group of its own, which is killed whole when it ends or times out: a
+    mutant that hangs leaves no child behind (an ``odl-host`` spinning in a mutated loop outlived its pytest
+    before, and its CPU load made a later CI run's soak test miss the board's heartbeat).  The output goes to
+    files, so a child that keeps them open cannot hold the wait."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, start_new_session=True, **kw)
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
 def run_mutant(work: Path, t: Target, original: str, m: Mutant) -> tuple[str, float, str]:
     """``(status, seconds, detail)`` with status killed, survived, timeout or stillborn."""
     t0 = time.monotonic()
     target = work / t.file
     target.write_text(apply(original, m))
     try:
-        b = subprocess.run(
-            ["make", "-s", "-C", "firmware", "host"], cwd=work, capture_output=True, text=True, timeout=t.timeout_s
-        )
+        b = _run(["make", "-s", "-C", "firmware", "host"], t.timeout_s, cwd=work)
         if b.returncode != 0:
             return "stillborn", time.monotonic() - t0, (b.stdout + b.stderr)[-300:]
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(work), CI="")
         left = max(10.0, t.timeout_s - (time.monotonic() - t0))
-        r = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *t.tests],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=left,
+        r = _run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *t.tests], left, cwd=work, env=env
         )
         status = "survived" if r.returncode == 0 else "killed"
         tail = [x for x in r.stdout.splitlines() if x.startswith("FAILED")][:1]
