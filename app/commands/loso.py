@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print(f"odlstudio loso: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
-    from app.core.executors import ExecutorError, make_executor  # noqa: PLC0415
+    from app.core.executors import ExecutorError, make_executor, quiet_stdout  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
 
     try:
@@ -163,20 +163,21 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.results, "--results")  # before hours of work
         executor = make_executor(args.executor, args.jobs, args.address)
         executor = None if executor.kind == "local" else executor  # local: run_loso's own pool, as before
-        if executor is not None:
-            executor.start()
-        try:
-            res = loso.run_loso(
-                cfg,
-                args.results,
-                jobs=args.jobs,
-                progress=not args.quiet,
-                log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
-                executor=executor,
-            )
-        finally:
+        with quiet_stdout():
             if executor is not None:
-                executor.close()
+                executor.start()
+            try:
+                res = loso.run_loso(
+                    cfg,
+                    args.results,
+                    jobs=args.jobs,
+                    progress=not args.quiet,
+                    log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
+                    executor=executor,
+                )
+            finally:
+                if executor is not None:
+                    executor.close()
     except (ValueError, OSError, ExecutorError) as exc:
         print(f"odlstudio loso: {exc}", file=sys.stderr)
         return 2

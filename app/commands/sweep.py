@@ -89,7 +89,7 @@ def executor_from_args(args):
 
 def run(args: argparse.Namespace) -> int:
     from app.core import sweep  # noqa: PLC0415
-    from app.core.executors import ExecutorError  # noqa: PLC0415
+    from app.core.executors import ExecutorError, quiet_stdout  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
     from app.core.sweepstore import StoreError  # noqa: PLC0415
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             res = sweep.run_sweep(spec, args.results, executor, progress=False, dry_run=True)
         else:
-            with executor:
+            with executor, quiet_stdout():
                 res = sweep.run_sweep(spec, args.results, executor, progress=not args.quiet, log=log)
     except KeyboardInterrupt:
         return fail("interrupted; the finished tasks are stored: run the same command again to resume", 130)

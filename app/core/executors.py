@@ -20,7 +20,9 @@ result); an exception that escapes it stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["ExecutorError", "LocalExecutor", "RayExecutor", "make_executor", "RAY_INSTALL_HINT"]
@@ -271,3 +273,10 @@ def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None
         _import_ray()
         return RayExecutor(address=address, jobs=jobs)
     raise ExecutorError(f"--executor must be local or ray, got {kind!r}")
+
+
+def quiet_stdout() -> contextlib.AbstractContextManager:
+    """For the time of a run on an executor, what anything prints to stdout goes to stderr: a CLI's stdout
+    holds its results (``--json``: exactly one JSON object), and Ray's driver prints its workers' and raylet's
+    messages ("(raylet) A worker died ...") to stdout, which broke the JSON of ``sweep --executor ray``."""
+    return contextlib.redirect_stdout(sys.stderr)

@@ -470,3 +470,25 @@ def test_cli_sweep_hostile_input_is_a_message(tiny_wisdm, tmp_path, setup, args,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert needle in r.stderr
+
+
+def test_cli_json_is_alone_on_stdout_whatever_the_run_prints(tiny_wisdm, tmp_path, capsys, monkeypatch):
+    """``--json`` prints exactly one JSON object on stdout, even when something prints to stdout during the
+    run (Ray's driver does: "(raylet) A worker died ..." broke a CI run's JSON); that goes to stderr."""
+    from app.cli import main
+    from app.core import sweep
+
+    real = sweep.run_sweep
+
+    def noisy(*a, **kw):
+        print("(raylet) A worker died or was killed while executing a task")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep, "run_sweep", noisy)
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(toml_text(spec_doc(tiny_wisdm, T=20)))
+    assert main(["sweep", str(spec_file), "--results", str(tmp_path / "r"), "--json", "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["rows"] == 4 and "(raylet)" in cap.err
+    print("after the run, stdout is stdout again")
+    assert capsys.readouterr().out == "after the run, stdout is stdout again\n"
