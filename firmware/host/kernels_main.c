@@ -151,41 +151,26 @@ static int lines(const char *mode) {
             /* frame_write sends a leading resync 00; the golden vectors start at the first COBS byte */
             hex(obuf + 1, olen - 1);
             printf("\n");
-        } else if (!strcmp(mode, "unwire")) {
+        } else if (!strcmp(mode, "unwire") || !strcmp(mode, "unwireall")) {
+            /* unwire: the first event of the line ("TYPE SEQ PAYLOAD", "ERR X" or "ERR INCOMPLETE");
+             * unwireall: every event of the stream, separated by ';' */
+            const int all = !strcmp(mode, "unwireall");
             size_t n = unhex(line, buf, sizeof buf);
             static frame_dec_t d;
             frame_dec_reset(&d);
             const uint8_t *q = buf;
-            int ev = FD_NONE, got = 0;
-            while (n) {
-                ev = frame_dec_feed(&d, &q, &n);
-                if (ev != FD_NONE) {
-                    got = 1;
-                    break;
-                }
-            }
-            if (!got) printf("ERR INCOMPLETE\n");
-            else if (ev == FD_FRAME) {
-                printf("%02x %u ", d.type, d.seq);
-                hex(d.payload, d.len);
-                printf("\n");
-            } else printf("ERR %s\n", ev == FD_BAD_CRC ? "BAD_CRC" : "BAD_FRAME");
-        } else if (!strcmp(mode, "unwireall")) { /* every event of one stream: "TYPE SEQ PAYLOAD|ERR X;..." */
-            size_t n = unhex(line, buf, sizeof buf);
-            static frame_dec_t d;
-            frame_dec_reset(&d);
-            const uint8_t *q = buf;
-            const char *sep = "";
+            int events = 0;
             while (n) {
                 int ev = frame_dec_feed(&d, &q, &n);
                 if (ev == FD_NONE) continue;
-                printf("%s", sep);
-                sep = ";";
+                if (events++) printf(";");
                 if (ev == FD_FRAME) {
                     printf("%02x %u ", d.type, d.seq);
                     hex(d.payload, d.len);
                 } else printf("ERR %s", ev == FD_BAD_CRC ? "BAD_CRC" : "BAD_FRAME");
+                if (!all) break;
             }
+            if (!events && !all) printf("ERR INCOMPLETE");
             printf("\n");
         } else if (!strcmp(mode, "cobs")) {
             size_t n = unhex(line, buf, sizeof buf);

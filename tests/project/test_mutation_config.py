@@ -15,16 +15,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def mutation():
-    spec = importlib.util.spec_from_file_location("odl_mutation", ROOT / "benchmarks" / "mutation.py")
+def _load_script(name: str, path: Path):
+    """Import a benchmarks/ script as module ``name`` for the time of a test module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["odl_mutation"] = mod  # dataclasses look their module up while the class is created
+    sys.modules[name] = mod  # dataclasses look their module up while the class is created
     try:
         spec.loader.exec_module(mod)
         yield mod
     finally:
-        sys.modules.pop("odl_mutation", None)
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def mutation():
+    yield from _load_script("odl_mutation", ROOT / "benchmarks" / "mutation.py")
 
 
 def _defs(path: Path) -> set[str]:
@@ -78,14 +83,7 @@ def test_a_moved_function_leaves_its_equivalents_unowned(mutation):
 
 @pytest.fixture(scope="module")
 def fw_mutation():
-    spec = importlib.util.spec_from_file_location("odl_fw_mutation", ROOT / "benchmarks" / "firmware_mutation.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["odl_fw_mutation"] = mod
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop("odl_fw_mutation", None)
+    yield from _load_script("odl_fw_mutation", ROOT / "benchmarks" / "firmware_mutation.py")
 
 
 def test_firmware_mutation_targets_exist(fw_mutation):
