@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             res = sweep.run_sweep(spec, args.results, executor, progress=False, dry_run=True)
         else:
-            with executor, quiet_stdout():
+            with quiet_stdout(), executor:  # (Ray may print while it starts and stops, too)
                 res = sweep.run_sweep(spec, args.results, executor, progress=not args.quiet, log=log)
     except KeyboardInterrupt:
         return fail("interrupted; the finished tasks are stored: run the same command again to resume", 130)

@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["ExecutorError", "LocalExecutor", "RayExecutor", "make_executor", "RAY_INSTALL_HINT"]
+__all__ = ["ExecutorError", "LocalExecutor", "RayExecutor", "make_executor", "quiet_stdout", "RAY_INSTALL_HINT"]
 
 RAY_INSTALL_HINT = "pip install 'odl-studio[cluster]' (or: pip install 'ray[default]')"
 
