@@ -52,6 +52,8 @@ class Target:
 #: fuzzer (odl-fuzz) and the robust round's protocol tests against odl-host (``-k host`` keeps their native
 #: variant and every test of test_firmware_host.py; the QEMU variants need minutes per mutant)
 NATIVE = ("tests/device/test_firmware_host.py", "tests/device/test_firmware_robust.py", "-k", "host")
+#: ... and for the protocol handlers, the protocol conformance suite on odl-host as well
+PROTOCOL = (*NATIVE[:2], "tests/device/test_board_conformance.py", *NATIVE[2:])
 
 TARGETS: dict[str, Target] = {
     # the layer kernels (forward, backward, SGD step) against device.engine bit for bit
@@ -61,7 +63,7 @@ TARGETS: dict[str, Target] = {
     # COBS, CRC and framing against the golden vectors and the Python implementation
     "wire": Target("firmware/core/wire.c", NATIVE),
     # the protocol handlers (requests, checks, the round's reports)
-    "proto": Target("firmware/core/proto.c", NATIVE),
+    "proto": Target("firmware/core/proto.c", PROTOCOL),
 }
 
 # (pattern, replacement) per operator; the patterns avoid the neighbours that make another token

@@ -33,6 +33,7 @@ static uint32_t sysclk = 80000000u;
 static uint8_t cause;
 static jmp_buf reset_env;
 static uint32_t odr_mhz = 26000;
+static uint8_t fs_g = 2;
 static int streaming;
 static uint64_t stream_t0;
 static uint32_t next_sample;
@@ -111,8 +112,8 @@ void board_job_state(int running) { (void)running; }
 
 uint8_t board_sensor_whoami(void) { return 0x6C; }
 int board_sensor_config(uint32_t odr, uint8_t fs) {
-    (void)fs;
     odr_mhz = odr;
+    fs_g = fs;
     return 0;
 }
 int board_sensor_start(void) {
@@ -128,11 +129,12 @@ size_t board_sensor_read(int16_t (*xyz)[3], size_t max, uint32_t *index, uint64_
     size_t n = 0;
     *index = next_sample;
     *t0 = stream_t0;
+    const double counts_per_g = 16393.0 * 2 / fs_g; /* LSM6DSO: 0.061 mg/LSB at +-2 g, doubling per range */
     while (n < max && next_sample < due) {
         double t = next_sample * 1000.0 / odr_mhz;
-        xyz[n][0] = (int16_t)(2000.0 * sin(2 * M_PI * 1.7 * t));
-        xyz[n][1] = (int16_t)(1000.0 * cos(2 * M_PI * 0.9 * t));
-        xyz[n][2] = (int16_t)16393; /* 1 g at +-2 g */
+        xyz[n][0] = (int16_t)(0.122 * counts_per_g * sin(2 * M_PI * 1.7 * t));
+        xyz[n][1] = (int16_t)(0.061 * counts_per_g * cos(2 * M_PI * 0.9 * t));
+        xyz[n][2] = (int16_t)counts_per_g; /* gravity: 1 g on z */
         n++;
         next_sample++;
     }
@@ -167,8 +169,10 @@ int main(int argc, char **argv) {
     fflush(stdout);
     clock_gettime(CLOCK_MONOTONIC, &t_boot);
     setjmp(reset_env); /* board_reset() comes back here */
-    streaming = 0;
+    streaming = 0; /* a reset restores what power-on set */
     sysclk = 80000000u;
+    odr_mhz = 26000;
+    fs_g = 2;
     odl_init();
     for (;;)
         if (!odl_poll()) board_idle();

@@ -1,11 +1,16 @@
-"""Protocol v1 conformance, one suite for every board the bench can run: the Python emulated board
-(``python``) and the ODL firmware itself under QEMU (``qemu``).  Each test talks to the board only
-through its serial endpoint, as the app does; where the two boards legitimately differ (a batch's
-duration comes from the estimator on one and from the code that ran on the other; what the firmware's
-memory plan needs), the test states the protocol's rule instead of one board's number."""
+"""Protocol conformance, one suite for every board: the Python emulated board (``python``) and the ODL
+firmware itself under QEMU (``qemu``), both on the virtual bench, and the firmware's portable core as a
+native process (``host``: ``odl-host``, built with ASan and UBSan, which is how planted bugs in proto.c are
+measured, see benchmarks/firmware_mutation.py).  Each test talks to the board only through its serial
+endpoint, as the app does; where the boards legitimately differ (a batch's duration comes from the estimator
+on one, from the code that ran under QEMU on another and from the host's clock on the native one; what the
+firmware's memory plan needs), the test states the protocol's rule instead of one board's number.  What
+needs the bench itself (its simulated person, clock, D7 line and power shield) is checked on the two bench
+boards only."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -22,25 +27,43 @@ from estimator.arch import Arch, Layer, paper_cnn
 from tests import firmwarekit
 from tests.device.test_nucleo_emulator import NoisyTransport
 
-BOARDS = ["python", "qemu"]
+BOARDS = ["python", "qemu", "host"]
+BENCH_BOARDS = ["python", "qemu"]  # the boards of the virtual bench (simulated person, clock, D7, LPM01A)
+
+#: INFO's identity per board: (board, mcu) -- the native core says what it is, not what it stands for
+IDENTITY = {
+    "python": ("NUCLEO-L496ZG", "STM32L496ZG"),
+    "qemu": ("NUCLEO-L496ZG", "STM32L496ZG"),
+    "host": ("host", "x86-64"),
+}
 
 
 class Board:
     def __init__(self, kind: str, time_scale: float, seed: int = 1) -> None:
-        if kind == "qemu":
-            firmwarekit.qemu_files()
         self.kind = kind
-        self.bench = VirtualBench(board_kind=kind, time_scale=time_scale, seed=seed)
-        self.urls = self.bench.start()
-        assert self.urls["board_kind"] == kind
-        self.emu = self.bench.board
+        self._stack = contextlib.ExitStack()
+        if kind == "host":  # odl-host: no bench around it
+            self.bench = self.emu = None
+            self.urls = {"board": self._stack.enter_context(firmwarekit.host_board()), "board_kind": kind}
+        else:
+            if kind == "qemu":
+                firmwarekit.qemu_files()
+            self.bench = VirtualBench(board_kind=kind, time_scale=time_scale, seed=seed)
+            self.urls = self.bench.start()
+            self._stack.callback(self.bench.stop)
+            assert self.urls["board_kind"] == kind
+            self.emu = self.bench.board
         self.client = NucleoClient.open(self.urls["board"], timeout=5.0)
+
+    @property
+    def on_bench(self) -> bool:
+        return self.bench is not None
 
     def close(self) -> None:
         try:
             self.client.close()
         finally:
-            self.bench.stop()
+            self._stack.close()
 
 
 @pytest.fixture(params=BOARDS)
@@ -96,7 +119,7 @@ def test_version_handshake_and_bad_version(board):
     assert exc.value.error.arg0 == 2
     info = c.info()
     assert info.dev_id == 0x461 and info.ram_total == 327_680 and info.sensor_whoami == 0x6C
-    assert info.board == "NUCLEO-L496ZG" and info.mcu == "STM32L496ZG" and info.sensor == "LSM6DSO"
+    assert (info.board, info.mcu) == IDENTITY[board.kind] and info.sensor == "LSM6DSO"
 
 
 def test_unknown_types_bad_payloads_and_corrupt_frames(board):
@@ -121,7 +144,10 @@ def test_unknown_types_bad_payloads_and_corrupt_frames(board):
     assert replies[1][1].code == P.ErrorCode.UNKNOWN_TYPE and "not a request" in replies[1][1].message
     assert replies[2][1].code == P.ErrorCode.BAD_PAYLOAD
     assert "SetClock payload is 1 bytes, expected 4" in replies[2][1].message
-    assert replies[3][1].code == P.ErrorCode.BAD_PARAM  # "x" * 16 is not an activity of the trace
+    if board.on_bench:
+        assert replies[3][1].code == P.ErrorCode.BAD_PARAM  # "x" * 16 is not an activity of the trace
+    else:  # no simulated person behind the native core: refused as the real firmware refuses it
+        assert replies[3][1].code == P.ErrorCode.UNSUPPORTED and "SimSetActivity" in replies[3][1].message
     replies = raw_exchange(
         board.urls["board"], P.DELIMITER + cobs.encode(bytes(body)) + b"\x00" + P.Ping(b"ok").encode(82)
     )
@@ -196,7 +222,7 @@ def test_round_that_does_not_fit_is_refused_but_tl_fits(board):
     c = board.client
     arch, w = paper_model(T=100, n=5)
     c.upload_model(arch, w)
-    n = {"python": 250, "qemu": 300}[board.kind]
+    n = {"python": 250, "qemu": 300, "host": 300}[board.kind]
     x, y = user_windows(n, T=100)
     st = c.upload_dataset(x, y, 0, dtype=P.DType.I16, scale=0.01)
     assert st.n_windows == n and st.data_bytes >= n + n * 300 * 2
@@ -270,13 +296,14 @@ def test_round_reports_d7_edges_current_and_weights(board):
     f = c.info().sysclk_hz
     for b in res.batches:
         assert b.cycles == pytest.approx((b.end_tick - b.start_tick) * f / 1e6, rel=1e-3, abs=200)
-    t0, t1 = emu.sim_time(res.done.start_tick), emu.sim_time(res.done.end_tick)
-    edges = emu.d7_edges(t0 - 1e-3, t1 + 1e-3)
-    assert len(edges) == 1 + len(res.batches)
-    np.testing.assert_allclose(edges[1:], [emu.sim_time(b.end_tick) for b in res.batches], atol=2e-6)
-    i_run, i_idle = emu.current(np.array([(t0 + t1) / 2, t1 + 0.5]))
-    assert i_run == pytest.approx(emu.profile.current_a(f), rel=1e-6)
-    assert i_idle < 0.5 * i_run
+    if board.on_bench:  # the D7 line and the current are the bench's
+        t0, t1 = emu.sim_time(res.done.start_tick), emu.sim_time(res.done.end_tick)
+        edges = emu.d7_edges(t0 - 1e-3, t1 + 1e-3)
+        assert len(edges) == 1 + len(res.batches)
+        np.testing.assert_allclose(edges[1:], [emu.sim_time(b.end_tick) for b in res.batches], atol=2e-6)
+        i_run, i_idle = emu.current(np.array([(t0 + t1) / 2, t1 + 0.5]))
+        assert i_run == pytest.approx(emu.profile.current_a(f), rel=1e-6)
+        assert i_idle < 0.5 * i_run
     # the same batches on the reference engine, in the board's order
     ref = Model(arch, w)
     for g, (names, lr) in enumerate([("last", 0.05), ("full", 0.02), ("full", 0.02)]):
@@ -290,41 +317,42 @@ def test_round_reports_d7_edges_current_and_weights(board):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.abs(b).max()))
 
 
-def test_abort_mid_round_and_busy():
-    for kind in BOARDS:
-        b = Board(kind, time_scale=20.0)
-        try:
-            c, emu = b.client, b.emu
-            arch, w = paper_model()
+@pytest.mark.parametrize("kind", BOARDS)
+def test_abort_mid_round_and_busy(kind):
+    b = Board(kind, time_scale=20.0)
+    try:
+        c, emu = b.client, b.emu
+        arch, w = paper_model()
+        c.upload_model(arch, w)
+        x, y = user_windows(128)
+        c.upload_dataset(x, y)
+        c.drain_events()
+        epochs = 2 if b.on_bench else 400  # the native board runs at the host's speed: a long round
+        info = c.train("full", epochs=epochs)
+        first = c.next_event(P.BatchReport, 30.0)
+        assert first is not None
+        with pytest.raises(NucleoError, match="BUSY on MODEL_BEGIN") as exc:
             c.upload_model(arch, w)
-            x, y = user_windows(128)
-            c.upload_dataset(x, y)
-            c.drain_events()
-            c.train("full", epochs=2)
-            first = c.next_event(P.BatchReport, 30.0)
-            assert first is not None
-            with pytest.raises(NucleoError, match="BUSY on MODEL_BEGIN") as exc:
-                c.upload_model(arch, w)
-            assert exc.value.code == P.ErrorCode.BUSY
-            with pytest.raises(NucleoError, match="BUSY"):
-                c.download_weights(arch)
-            c.abort()
-            res = c.wait_round_done(30)
-            assert res.done.status == P.RoundStatus.ABORTED
-            done = res.done.batches_done
-            assert 1 <= done < 8
+        assert exc.value.code == P.ErrorCode.BUSY
+        with pytest.raises(NucleoError, match="BUSY"):
+            c.download_weights(arch)
+        c.abort()
+        res = c.wait_round_done(30)
+        assert res.done.status == P.RoundStatus.ABORTED
+        done = res.done.batches_done
+        assert 1 <= done < info.total_batches == 4 * epochs
+        if b.on_bench:
             end = emu.sim_time(res.done.end_tick)
             assert len(emu.d7_edges(end, end + 100)) == 0  # no marker after the abort
-            # weights = initial weights + exactly the reported batches (the interrupted one was discarded)
-            ref = Model(arch, w)
-            order = epoch_order(0, 0, len(y))
-            for k in range(done):
-                idx = order[k * 32 : (k + 1) * 32]
-                ref.train_batch(x[idx], y[idx], 0.01, "full", mode="per_sample")
-            got = c.download_weights(arch)
-            np.testing.assert_allclose(got["dense2"][0], ref.get_weights()["dense2"][0], rtol=1e-5, atol=1e-6)
-        finally:
-            b.close()
+        # weights = initial weights + exactly the batches done (the interrupted one was discarded)
+        ref = Model(arch, w)
+        for k in range(done):
+            idx = epoch_order(0, k // 4, len(y))[(k % 4) * 32 : (k % 4 + 1) * 32]
+            ref.train_batch(x[idx], y[idx], 0.01, "full", mode="per_sample")
+        got = c.download_weights(arch)
+        np.testing.assert_allclose(got["dense2"][0], ref.get_weights()["dense2"][0], rtol=1e-5, atol=1e-6)
+    finally:
+        b.close()
 
 
 def test_set_clock_scales_batch_time(board):
@@ -339,9 +367,11 @@ def test_set_clock_scales_batch_time(board):
         c.train("full", epochs=1)
         b = c.wait_round_done(60).batches[0]
         durations[hz], cycles[hz] = b.end_tick - b.start_tick, b.cycles
-        assert b.cycles == pytest.approx(durations[hz] * hz / 1e6, rel=1e-3)
-    assert durations[8_000_000] == pytest.approx(2 * durations[16_000_000], rel=1e-3)
-    assert cycles[8_000_000] == pytest.approx(cycles[16_000_000], rel=1e-3)  # same work, other clock
+        assert b.cycles == pytest.approx(durations[hz] * hz / 1e6, rel=1e-3, abs=200)
+    if board.on_bench:  # the native board's time is the host CPU's, whatever clock it was told
+        assert durations[8_000_000] == pytest.approx(2 * durations[16_000_000], rel=1e-3)
+        assert cycles[8_000_000] == pytest.approx(cycles[16_000_000], rel=1e-3)  # same work, other clock
+    assert c.info().sysclk_hz == 16_000_000
     with pytest.raises(NucleoError, match="BAD_PARAM on SET_CLOCK: sysclk_hz 81000000"):
         c.set_clock(81_000_000)
     with pytest.raises(NucleoError, match="whole number of MHz"):
@@ -366,7 +396,8 @@ def test_evaluate_confusion_matrix(board):
 
 # --- sensor, reset ------------------------------------------------------------------------------------
 def test_stream_blocks_timing_fs_and_activity_switch(board):
-    board.bench.clock.time_scale = 5.0  # 104 Hz streamed faster would saturate the link
+    if board.on_bench:
+        board.bench.clock.time_scale = 5.0  # 104 Hz streamed faster would saturate the link
     c = board.client
     st = c.sensor_config(104.0, 4)
     assert (st.odr_mhz, st.fs_g, st.sens_ng) == (104000, 4, 122000)
@@ -374,7 +405,11 @@ def test_stream_blocks_timing_fs_and_activity_switch(board):
         c.sensor_config(100.0, 4)
     with pytest.raises(NucleoError, match="full scale"):
         c.sensor_config(104.0, 3)
-    c.set_activity("sitting")
+    if not board.on_bench:  # the native core has no simulated person: it streams its own synthetic signal
+        with pytest.raises(NucleoError, match="UNSUPPORTED on SIM_SET_ACTIVITY"):
+            c.set_activity("sitting")
+    else:
+        c.set_activity("sitting")
     c.stream_start(52)
     blocks = [c.read_samples(10.0) for _ in range(8)]
     ticks = np.array([b.tick for b in blocks])
@@ -383,6 +418,9 @@ def test_stream_blocks_timing_fs_and_activity_switch(board):
     np.testing.assert_allclose(np.diff(ticks), 52 * 1e6 / 104.0, atol=1.5)
     sit = np.concatenate([b.xyz for b in blocks]).astype(float) * 122e-6
     assert 0.8 < np.median(np.linalg.norm(sit, axis=1)) < 1.2  # gravity, in g
+    if not board.on_bench:
+        assert c.stream_stop().streaming == 0
+        return
     act = c.set_activity("jogging")
     assert act.current == "jogging" and "walking" in act.available
     c.drain_events(P.Samples)
@@ -400,6 +438,8 @@ def test_stream_blocks_timing_fs_and_activity_switch(board):
 
 def test_reset_clears_state_and_sends_boot(board):
     c = board.client
+    booted_at = c.info().sysclk_hz  # 8 MHz on the bench boards (the NUCLEO's MSI), 80 MHz on the native one
+    assert booted_at == (8_000_000 if board.on_bench else 80_000_000)
     arch, w = paper_model()
     c.upload_model(arch, w)
     c.set_clock(16_000_000)
@@ -408,9 +448,10 @@ def test_reset_clears_state_and_sends_boot(board):
     boot = c.next_event(P.Boot, 10.0)
     assert boot is not None and boot.reset_cause == 1
     st = c.status()
-    assert st.model_loaded == 0 and c.info().sysclk_hz == 8_000_000
+    assert st.model_loaded == 0 and c.info().sysclk_hz == booted_at
 
 
+@pytest.mark.parametrize("board", BENCH_BOARDS, indirect=True)  # the bench's D7 line and LPM01A
 def test_powershield_sees_every_d7_edge_and_the_run_current(board):
     """The bench's emulated LPM01A, read through its own driver, sees the board's run-mode current between
     D7 `event` records spaced exactly one batch apart (the firmware's own timestamps on the QEMU board)."""
