@@ -35,6 +35,12 @@ void k_bn_bwd(const rlayer_t *R, float *dy); /* parameter gradients; dx = dy*s i
 void k_dense_fwd_group(const rlayer_t *R, int gn);
 void k_dense_bwd_group(const rlayer_t *R, int gn, const float *dy, float *dx, uint32_t es);
 
+/* exp and log in single precision from + - * / only: the same bits on the board and the host, within 1.5 ulp
+ * (exp) and 3 ulp (log) of the true values over the whole float range, subnormals, 0, infinities and NaN
+ * included (tests/device/test_firmware_host.py) */
+float odl_expf(float x);
+float odl_logf(float x);
+
 /* SGD step of one parameter array: a = a/n; a = a*lr; w = w - a (device/engine per-sample mode); the
  * accumulator is zeroed on the way (ready for the next batch). */
 void k_sgd(float *w, float *acc, uint32_t len, float n, float lr);

@@ -17,6 +17,7 @@
  *   odl-kernels crc        lines hex -> "CRC16 CRC32" (hex)
  *   odl-kernels perm SEED EPOCH N   -> the round's window order, one index per line
  *   odl-kernels sgd < u32 len, f32 n, f32 lr, f32 w[len], f32 acc[len] > w and acc after one SGD step
+ *   odl-kernels mathf < u32 n, f32 x[n] > f32 odl_expf(x)[n], f32 odl_logf(x)[n]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,17 @@ static int sgd(void) {
     return 0;
 }
 
+static int mathf(void) {
+    uint32_t n;
+    if (read_all(&n, 4) || n > ODL_KERNELS_ARENA / 12u) return die("bad mathf header");
+    float *x = (float *)(void *)arena, *e = x + n, *l = e + n;
+    if (read_all(x, 4u * n)) return die("short mathf array");
+    for (uint32_t i = 0; i < n; i++) e[i] = odl_expf(x[i]), l[i] = odl_logf(x[i]);
+    fwrite(e, 4, n, stdout);
+    fwrite(l, 4, n, stdout);
+    return 0;
+}
+
 static size_t unhex(const char *s, uint8_t *out, size_t cap) {
     size_t n = 0;
     while (s[0] && s[1] && n < cap) {
@@ -198,10 +210,11 @@ int kernels_main(int argc, char **argv) { /* host/kernels_arm.c: the ARM build u
 #else
 int main(int argc, char **argv) {
 #endif
-    if (argc < 2) return die("usage: odl-kernels layers|wire|unwire|cobs|uncobs|crc|perm");
+    if (argc < 2) return die("usage: odl-kernels layers|layers1|sgd|mathf|wire|unwire|unwireall|cobs|uncobs|crc|perm");
     if (!strcmp(argv[1], "layers")) return layers(0);
     if (!strcmp(argv[1], "layers1")) return layers(1);
     if (!strcmp(argv[1], "sgd")) return sgd();
+    if (!strcmp(argv[1], "mathf")) return mathf();
     if (!strcmp(argv[1], "perm")) {
         if (argc != 5) return die("perm SEED EPOCH N");
         uint32_t seed = (uint32_t)strtoul(argv[2], NULL, 0), ep = (uint32_t)strtoul(argv[3], NULL, 0),

@@ -463,3 +463,62 @@ def test_sgd_step_is_the_engines_and_the_same_on_the_board(tools, n):
     assert got[ln:].tobytes() == bytes(4 * ln)  # the accumulator is left at +0 for the next batch
     arm = firmwarekit.run_arm(firmwarekit.arm_kernels(), ["sgd"], req)
     assert arm == r.stdout
+
+
+def _mathf_inputs() -> np.ndarray:
+    """Every region of odl_expf and odl_logf: the softmax's own range (z <= 0), results that are subnormal
+    (x in about [-104, -87.3]) or next to overflow (n = 128 near 88.7), the limits themselves, logs of
+    subnormals, of 0, of negatives, of the infinities and NaN, and a sweep across the whole float range."""
+    rng = np.random.default_rng(5)
+    f32 = np.float32
+    edges = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, 88.0, 88.5, 88.72283, 88.72284, 89.0, -87.0, -87.33655, -87.4,
+             -100.0, -103.0, -103.97207, -103.97208, -103.9721, -104.0, -200.0,
+             np.finfo(f32).tiny, np.finfo(f32).smallest_subnormal, 3e-42, 1e-40, 1.17e-38, np.finfo(f32).max,
+             -np.finfo(f32).max, np.inf, -np.inf, np.nan, np.sqrt(2.0), np.sqrt(0.5), 1.4142134, 1.4142137]  # fmt: skip
+    sweep = [rng.uniform(-110, 90, 3000), -rng.exponential(8.0, 2000), rng.uniform(-104, -87, 2000),
+             rng.uniform(87.5, 88.8, 500), 2.0 ** rng.uniform(-149, 128, 3000), rng.uniform(0.6, 1.5, 1000)]  # fmt: skip
+    return np.concatenate([np.array(edges), *sweep]).astype(np.float32)
+
+
+def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """|got - want| in units of the float32 spacing at the true value (the subnormal spacing below 2^-126)."""
+    spacing = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - want) / spacing
+
+
+def test_exp_and_log_are_within_a_few_ulp_over_the_whole_float_range(tools):
+    """The softmax's exp and log (kernels.c: from + - * / only, so the board and the host give the same bits)
+    against float64 numpy over every branch: exp within 1.5 ulp of the true value, subnormal results included
+    (scaled in two steps), log within 3 ulp (its worst case is just above 1, where the result is small: 2.8 ulp
+    in a 300,000-point sweep), the overflow and underflow limits where float32 has them, the special values
+    (log of 0 is -inf, of a negative is NaN, exp(NaN) is NaN); and the assembly build's bits equal the native
+    build's."""
+    x = _mathf_inputs()
+    req = struct.pack("<I", x.size) + x.tobytes()
+    r = subprocess.run([str(tools["odl-kernels"]), "mathf"], input=req, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    out = np.frombuffer(r.stdout, "<f4")
+    e, lg = out[: x.size], out[x.size :]
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        want_e, want_l = np.exp(xd), np.log(xd)
+    # exp: where float32 has a finite, non-zero result, within 1.5 ulp of it; beyond, inf or 0 as float32 rounds
+    finite_e = np.isfinite(xd) & (want_e < float(np.finfo(np.float32).max)) & (want_e >= 2.0**-149)
+    worst = _ulps(e[finite_e], want_e[finite_e])
+    assert worst.max() <= 1.5, f"exp off by {worst.max():.2f} ulp at x = {x[finite_e][worst.argmax()]!r}"
+    sub = finite_e & (want_e < 2.0**-126)
+    assert sub.sum() > 1000 and (e[sub] > 0).all() and (e[sub] < np.finfo(np.float32).tiny).all()
+    assert (e[xd > 88.72284] == np.inf).all() and (e[(xd < -103.97208) | (xd == -np.inf)] == 0).all()
+    assert np.isnan(e[np.isnan(xd)]).all() and e[xd == 0].tolist() == [1.0, 1.0]
+    # log: within 3 ulp of the true value for every positive finite x, subnormals included
+    pos = np.isfinite(xd) & (xd > 0)
+    assert (x[pos] < np.finfo(np.float32).tiny).sum() >= 3
+    near_one = pos & (np.abs(want_l) < 2.0**-126)  # log(1) = 0 exactly
+    assert (lg[near_one] == 0).all()
+    far = pos & ~near_one
+    worst = _ulps(lg[far], want_l[far])
+    assert worst.max() <= 3.0, f"log off by {worst.max():.2f} ulp at x = {x[far][worst.argmax()]!r}"
+    assert (lg[xd == 0] == -np.inf).all() and (lg[xd == np.inf] == np.inf).all()
+    assert np.isnan(lg[(xd < 0) | np.isnan(xd)]).all()
+    arm = firmwarekit.run_arm(firmwarekit.arm_kernels(), ["mathf"], req)
+    assert arm == r.stdout, "the Cortex-M4F build's exp/log bits differ from the native build's"
