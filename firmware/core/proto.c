@@ -716,6 +716,7 @@ static void h_train_start(const uint8_t *p, uint16_t len, reply_t *r) {
     S.round_id = (uint16_t)(S.round_id + 1u);
     uint64_t est;
     uint32_t total;
+    store_reserve(region);
     train_start(&S.model, weights_ptr(), &c, masks, S.round_id, data_count(0), plan, &est, &total);
     uint32_t mem = model_bytes() + region;
     if (store_top() + region > S.st.arena_high_water) S.st.arena_high_water = store_top() + region;
@@ -758,6 +759,7 @@ static void h_evaluate(const uint8_t *p, reply_t *r) {
         return;
     }
     S.round_id = (uint16_t)(S.round_id + 1u);
+    store_reserve(plan);
     eval_start(&S.model, weights_ptr(), slot, S.round_id);
     r->type = T_ACK;
     b_u8(&r->b, T_EVALUATE);

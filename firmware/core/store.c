@@ -2,15 +2,37 @@
 
 #include <stdio.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 uint8_t odl_arena[ODL_ARENA_BYTES] __attribute__((aligned(8)));
 static blob_t blobs[ODL_MAX_BLOBS];
 static int nblobs;
-
-void store_reset(void) { nblobs = 0; }
+static uint32_t reserved; /* transient bytes of the running (or last) job's plan */
 
 static uint32_t round8(uint32_t n) { return (n + 7u) & ~7u; }
 
 uint32_t store_top(void) { return nblobs ? blobs[nblobs - 1].off + blobs[nblobs - 1].len : 0; }
+
+static void guard(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    uint32_t owned = store_top() + round8(reserved);
+    if (owned > ODL_ARENA_BYTES) owned = ODL_ARENA_BYTES;
+    ASAN_UNPOISON_MEMORY_REGION(odl_arena, owned);
+    ASAN_POISON_MEMORY_REGION(odl_arena + owned, ODL_ARENA_BYTES - owned);
+#endif
+}
+
+void store_reserve(uint32_t transient_bytes) {
+    reserved = transient_bytes;
+    guard();
+}
+
+void store_reset(void) {
+    nblobs = 0;
+    store_reserve(0);
+}
 
 uint32_t store_free_bytes(void) { return ODL_ARENA_BYTES - store_top(); }
 
@@ -25,7 +47,10 @@ int store_alloc(uint8_t kind, uint8_t slot, uint32_t len) {
     b->used = len;
     b->kind = kind;
     b->slot = slot;
-    return nblobs++;
+    nblobs++;
+    reserved = 0; /* no job runs while blobs change */
+    guard();
+    return nblobs - 1;
 }
 
 void store_free(int idx) {
@@ -39,6 +64,8 @@ void store_free(int idx) {
         blobs[i - 1] = blobs[i];
     }
     nblobs--;
+    reserved = 0;
+    guard();
 }
 
 uint8_t *store_ptr(int idx) { return odl_arena + blobs[idx].off; }

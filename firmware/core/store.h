@@ -35,6 +35,11 @@ uint32_t store_top(void);              /* bytes used by blobs */
 uint32_t store_free_bytes(void);       /* arena bytes above the blobs */
 uint32_t store_bytes_of(uint8_t kind); /* total content bytes of blobs of a kind */
 uint8_t *store_transient(void);        /* 8-aligned start of the transient region */
+/* A round or an evaluation declares the transient bytes its memory plan reserved (0: none).  In builds with
+ * AddressSanitizer (the native tests) every arena byte above the blobs and that reservation is poisoned, so a
+ * job that writes past what it reserved -- and past what ROUND_INFO reported and the estimator predicted -- is
+ * a sanitizer report rather than a silent write into free arena space; elsewhere this does nothing. */
+void store_reserve(uint32_t transient_bytes);
 
 /* ---- dataset slots (segments = received dataset blobs) ---- */
 typedef struct {
