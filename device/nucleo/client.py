@@ -631,6 +631,12 @@ class NucleoClient:
         """Read the board's current weights; CRC-32 verified.  Keys are ``arch``'s layer names (or
         ``names``, mapped by layer order)."""
         meta = self.request(P.WeightsInfo(), P.WeightsMeta)
+        tensors = sum(len(ss) for ss in arch.param_shapes().values())
+        if meta.n_tensors != tensors:  # caught before the bytes: same size, other layout is still another model
+            raise P.ProtocolError(
+                f"the board's weights are {meta.n_tensors} tensors, the model read back has {tensors}: "
+                "the board holds another model"
+            )
         buf = bytearray()
         size = P.MAX_PAYLOAD - 4
         while len(buf) < meta.total_len:

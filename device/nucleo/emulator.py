@@ -481,7 +481,7 @@ class NucleoEmulator:
         if m.magic != P.MAGIC or proto < max(m.proto_min, P.PROTOCOL_MIN):
             raise _Refuse(
                 P.ErrorCode.BAD_VERSION,
-                f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_MIN}..{P.PROTOCOL_VERSION}; host offered {m.magic!r} v{m.proto_min}..{m.proto_max}",
+                f"board speaks {P.MAGIC.decode()} v{P.PROTOCOL_MIN}..{P.PROTOCOL_VERSION}; host offered magic {m.magic.hex().upper()} v{m.proto_min}..{m.proto_max}",
                 P.PROTOCOL_VERSION,
             )
         return P.HelloRsp(P.MAGIC, proto, 0, P.MAX_PAYLOAD, *FW_VERSION, 1, TICK_HZ)

@@ -117,6 +117,9 @@ def test_version_handshake_and_bad_version(board):
         c.request(P.Hello(P.MAGIC, 3, 4), P.HelloRsp)  # newer than either board
     # the board names the highest version it speaks
     assert exc.value.error.arg0 == 2
+    assert "board speaks ODL1 v1..2; host offered magic 4F444C31 v3..4" in str(exc.value)
+    with pytest.raises(NucleoError, match="BAD_VERSION on HELLO: .* host offered magic 4F445A39 v1..2"):
+        c.request(P.Hello(b"ODZ9", 1, 2), P.HelloRsp)  # another protocol's magic, named as sent
     info = c.info()
     assert info.dev_id == 0x461 and info.ram_total == 327_680 and info.sensor_whoami == 0x6C
     assert (info.board, info.mcu) == IDENTITY[board.kind] and info.sensor == "LSM6DSO"
@@ -155,6 +158,38 @@ def test_unknown_types_bad_payloads_and_corrupt_frames(board):
     assert replies[1] == (82, P.Pong(b"ok"))  # the next frame is served normally
     board.client = NucleoClient.open(board.urls["board"], timeout=5.0)
     assert board.client.status().rx_errors >= 1
+
+
+def test_every_request_of_the_catalogue_refuses_a_payload_of_the_wrong_size(board):
+    """protocol.md §3: each request has a fixed payload size (or a fixed head and a tail).  One byte more than
+    the fixed size, or one byte less than the head, is BAD_PAYLOAD naming the request, the size received and
+    the size expected, and changes nothing -- for every request of the catalogue, Reset included; type 0x70,
+    just past the requests' range, is not a request."""
+    board.client.upload_model(*paper_model())
+    board.client.close()  # one host at a time: the raw connection below replaces it
+    requests = {t: cls for t, cls in P.message_types().items() if P.is_request(t)}
+    assert len(requests) == 25
+    data, expect = P.DELIMITER, {}
+    seq = 100
+    for t, cls in sorted(requests.items()):
+        size = cls._struct.size
+        wrong = [size - 1] if cls.TAIL and size else ([] if cls.TAIL else [size + 1] + ([size - 1] if size else []))
+        if t == P.MsgType.TRAIN_START:
+            wrong = [size - 1, size + 1, size + 17]  # 28 (v1) and 44 (v2) are the two valid sizes
+        for n in wrong:
+            data += P.encode_frame(t, seq, bytes(n)) + P.DELIMITER
+            want = f"at least {size}" if cls.TAIL else f"{size}" + (" or 44" if t == P.MsgType.TRAIN_START else "")
+            expect[seq] = f"{cls.__name__} payload is {n} bytes, expected {want}"
+            seq += 1
+    data += P.encode_frame(0x70, seq, b"") + P.DELIMITER
+    replies = raw_exchange(board.urls["board"], data, wait_s=1.5)
+    assert [r[0] for r in replies] == [*expect, seq]
+    for (s, msg), text in zip(replies, expect.values()):
+        assert msg.code == P.ErrorCode.BAD_PAYLOAD and msg.message == text, (s, msg.message)
+    assert replies[-1][1].code == P.ErrorCode.UNKNOWN_TYPE and "not a request" in replies[-1][1].message
+    board.client = NucleoClient.open(board.urls["board"], timeout=5.0)
+    st = board.client.status()
+    assert st.state == P.BoardState.IDLE and st.model_loaded == 1  # no Reset, no transfer was started
 
 
 def test_lost_reply_retry_is_not_executed_twice(board):
@@ -213,6 +248,32 @@ def test_model_that_does_not_fit_is_refused_with_clear_error(board):
     assert e.code == P.ErrorCode.OUT_OF_RAM and e.error.request == P.MsgType.MODEL_BEGIN
     assert e.error.arg0 >= 4 * arch.params > e.error.arg1 and e.error.arg1 <= free
     assert str(e.error.arg0) in str(e) and "B free" in str(e)
+    assert c.status().model_loaded == 0
+
+
+def test_model_whose_inference_does_not_fit_counts_the_stored_windows(board):
+    """A model whose weights fit but whose activations do not: refused at the descriptor with OUT_OF_RAM, and
+    the bytes it needs grow by exactly the stored windows' bytes (protocol.md §6: inference memory + firmware
+    reserve + datasets)."""
+    c = board.client
+    arch = Arch(
+        (1200, 3),
+        (Layer("conv1d", "c", filters=64, kernel=3), Layer("gap1d", "g"), Layer("dense", "d", units=4),
+         Layer("softmax", "sm")),
+    )  # fmt: skip
+    w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
+    needs, free = [], c.info().ram_free
+    for n in (0, 40):
+        if n:
+            st = c.upload_dataset(*user_windows(n, T=20), slot=1)
+            stored = free - st.ram_free  # as the board stores them (the firmware aligns a blob to 8 bytes)
+            assert 0 <= stored - st.data_bytes < 8 and st.data_bytes > 40 * 60 * 4
+        with pytest.raises(NucleoError, match="OUT_OF_RAM on MODEL_CHUNK: model needs") as exc:
+            c.upload_model(arch, w)
+        assert exc.value.error.arg1 == 327_680 < exc.value.error.arg0
+        assert f"+ {board.client.info().ram_total - 303_104} B firmware" in str(exc.value)
+        needs.append(exc.value.error.arg0)
+    assert needs[1] - needs[0] == stored
     assert c.status().model_loaded == 0
 
 
@@ -382,6 +443,9 @@ def test_evaluate_confusion_matrix(board):
     c = board.client
     arch, w = paper_model()
     c.upload_model(arch, w)
+    with pytest.raises(NucleoError, match=r"NO_DATA on EVALUATE: slot 1 \(held set\) is empty") as exc:
+        c.evaluate(1, timeout=30)
+    assert exc.value.error.arg0 == 1
     x, y = user_windows(40, seed=3)
     c.upload_dataset(x, y, slot=1)
     r = c.evaluate(1, timeout=30)
@@ -390,7 +454,7 @@ def test_evaluate_confusion_matrix(board):
     np.add.at(expect, (y, pred), 1)
     np.testing.assert_array_equal(r.matrix, expect)
     assert r.n == 40 and r.cycles > 0
-    with pytest.raises(NucleoError, match="NO_DATA"):
+    with pytest.raises(NucleoError, match=r"NO_DATA on TRAIN_START: slot 0 \(training set\) is empty"):
         c.train("full")
 
 
@@ -416,6 +480,11 @@ def test_stream_blocks_timing_fs_and_activity_switch(board):
     assert all(b.n == 52 and b.odr_mhz == 104000 and b.fs_g == 4 for b in blocks)
     assert [b.block for b in blocks] == list(range(blocks[0].block, blocks[0].block + 8))
     np.testing.assert_allclose(np.diff(ticks), 52 * 1e6 / 104.0, atol=1.5)
+    assert blocks[0].block == 0  # numbered from the stream's start ...
+    assert c.stream_stop().streaming == 0
+    c.drain_events(P.Samples)
+    c.stream_start(52)
+    assert c.read_samples(10.0).block == 0  # ... and again after a restart
     sit = np.concatenate([b.xyz for b in blocks]).astype(float) * 122e-6
     assert 0.8 < np.median(np.linalg.norm(sit, axis=1)) < 1.2  # gravity, in g
     if not board.on_bench:

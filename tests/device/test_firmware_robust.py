@@ -184,6 +184,10 @@ def test_v2_requests_are_checked(board):
     for kw, code, text in (
         (dict(n_val=40), "BAD_PARAM", "n_val 40 leaves no training window"),
         (dict(n_val=0, patience=2, restore_best=True), "BAD_PARAM", "need validation windows"),
+        (dict(n_val=0, restore_best=True), "BAD_PARAM", "need validation windows"),  # either one alone
+        (dict(n_val=0, patience=2), "BAD_PARAM", "need validation windows"),
+        (dict(lr=float("nan"), warmup_epochs=1, warmup_lr=0.01), "BAD_PARAM", "TRAIN_START: lr outside 0..10"),
+        (dict(lr=0.01, warmup_epochs=1, warmup_lr=11.0), "BAD_PARAM", "TRAIN_START: warmup_lr outside 0..10"),
         (dict(clip_norm=-1.0), "BAD_PARAM", "clip_norm outside"),
         (dict(feature_lr_scale=11.0), "BAD_PARAM", "feature_lr_scale outside"),
         (dict(l2sp=0.1), "UNSUPPORTED", "L2-SP unsupported"),

@@ -81,3 +81,30 @@ def test_nucleo_client_sequence_numbers_skip_zero_and_ffff() -> None:
     finally:
         c.close()
     assert seqs == [0xFFFE, 1, 2, 3]
+
+
+def test_weights_of_another_model_are_refused_before_they_are_read():
+    """WEIGHTS_META counts the board's tensors: when they are not the model's, the download stops there with
+    a message saying the board holds another model (the bytes may even have the same size), and no
+    WEIGHTS_READ is sent."""
+    import pytest
+
+    from estimator.arch import paper_cnn
+
+    arch = paper_cnn(20, 5)
+    tensors = sum(len(ss) for ss in arch.param_shapes().values())
+    asked = []
+
+    def answer(msg, seq):
+        asked.append(type(msg).__name__)
+        if isinstance(msg, P.WeightsInfo):
+            yield P.WeightsMeta(4 * arch.params, 0, tensors - 1, 0).encode(seq)
+
+    client = NucleoClient(ScriptedLink(answer), timeout=1.0)
+    try:
+        with pytest.raises(P.ProtocolError, match=f"board's weights are {tensors - 1} tensors, the model read back "
+                           f"has {tensors}: the board holds another model"):  # fmt: skip
+            client.download_weights(arch)
+        assert asked == ["WeightsInfo"]
+    finally:
+        client.close()
