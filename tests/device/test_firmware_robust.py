@@ -199,3 +199,50 @@ def test_v2_requests_are_checked(board):
     rsp = board.request(P.Hello(P.MAGIC, 1, 1), P.HelloRsp)
     assert rsp.proto == 1
     assert board.request(P.Hello(P.MAGIC, 1, 9), P.HelloRsp).proto == 2
+
+
+def _stored(n: int) -> int:
+    """Arena bytes of a dataset segment of n 1x1 float32 windows (header, labels to 4, values; blob to 8)."""
+    return (12 + (n + 3) // 4 * 4 + 4 * n + 7) // 8 * 8
+
+
+def _segments_of(total: int) -> list[int]:
+    """Window counts of two such segments whose stored bytes add up to exactly ``total``."""
+    for n2 in range(1, 64):
+        rest = total - _stored(n2)
+        start = max(1, (rest - 12) // 5 - 4)
+        for n1 in range(start, start + 16):
+            if _stored(n1) == rest:
+                return [n1, n2]
+    raise AssertionError(f"no two segments store exactly {total} B")
+
+
+def test_a_round_that_exactly_fills_the_arena_runs_and_one_segment_more_does_not(board):
+    """docs/protocol.md §6 at its edge: a robust round whose buffers (plan + best-weights copy) take exactly
+    the free arena is started; with one more 24-byte segment stored it is refused with OUT_OF_RAM."""
+    arch = paper_cnn(T, N_CLASSES)
+    board.upload_model(arch, Model(arch, seed=1).get_weights())
+    for slot in (0, 1):
+        board.clear_data(slot)
+    model_bytes = 303_104 - board.info().ram_free
+    x, y = windows(N_TRAIN + N_VAL, 4)
+    board.upload_dataset(x, y, 0)
+    kw = dict(mode="full", epochs=1, batch=BATCH, n_val=N_VAL, restore_best=True, seed=SEED)
+    region = board.train(**kw).mem_bytes - model_bytes
+    board.abort()
+    board.wait_round_done(60)
+    filler = board.info().ram_free - region
+    assert region % 8 == 0 and filler > 0
+    for n in _segments_of(filler):
+        board.upload_dataset(np.zeros((n, 1, 1), np.float32), [0] * n, 1)
+    assert board.info().ram_free == region
+    info = board.train(**kw)  # exactly fits
+    assert info.mem_bytes == model_bytes + region
+    board.abort()
+    assert board.wait_round_done(60).done.status == P.RoundStatus.ABORTED
+    board.upload_dataset(np.zeros((1, 1, 1), np.float32), [0], 1)  # 24 B more
+    with pytest.raises(NucleoError, match="OUT_OF_RAM on TRAIN_START") as exc:
+        board.train(**kw)
+    assert exc.value.error.arg0 == 327_680 + 24  # the round's need: 24 B over the SRAM
+    for slot in (0, 1):
+        board.clear_data(slot)
