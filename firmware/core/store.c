@@ -48,8 +48,7 @@ int store_alloc(uint8_t kind, uint8_t slot, uint32_t len) {
     b->kind = kind;
     b->slot = slot;
     nblobs++;
-    reserved = 0; /* no job runs while blobs change */
-    guard();
+    store_reserve(0); /* no job runs while blobs change */
     return nblobs - 1;
 }
 
@@ -64,8 +63,7 @@ void store_free(int idx) {
         blobs[i - 1] = blobs[i];
     }
     nblobs--;
-    reserved = 0;
-    guard();
+    store_reserve(0);
 }
 
 uint8_t *store_ptr(int idx) { return odl_arena + blobs[idx].off; }
