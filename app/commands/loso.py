@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from app.commands._argtypes import finite_float, fraction, int_range, seed
 from app.commands._procedure import add_procedure_args, procedure_from_args
@@ -150,12 +151,20 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.core.executors import quiet_stdout  # noqa: PLC0415
+
+    # the whole command, not only the run: a Ray driver already connected in this process prints at any moment
+    with quiet_stdout() as stdout:
+        return _run(args, stdout)
+
+
+def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     from app.core import loso  # noqa: PLC0415
 
     if args.jobs < 1:
         print(f"odlstudio loso: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
-    from app.core.executors import ExecutorError, make_executor, quiet_stdout  # noqa: PLC0415
+    from app.core.executors import ExecutorError, make_executor  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
 
     try:
@@ -163,21 +172,20 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.results, "--results")  # before hours of work
         executor = make_executor(args.executor, args.jobs, args.address)
         executor = None if executor.kind == "local" else executor  # local: run_loso's own pool, as before
-        with quiet_stdout():
+        if executor is not None:
+            executor.start()
+        try:
+            res = loso.run_loso(
+                cfg,
+                args.results,
+                jobs=args.jobs,
+                progress=not args.quiet,
+                log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
+                executor=executor,
+            )
+        finally:
             if executor is not None:
-                executor.start()
-            try:
-                res = loso.run_loso(
-                    cfg,
-                    args.results,
-                    jobs=args.jobs,
-                    progress=not args.quiet,
-                    log=lambda m: print(f"odlstudio loso: task failed: {m}", file=sys.stderr),
-                    executor=executor,
-                )
-            finally:
-                if executor is not None:
-                    executor.close()
+                executor.close()
     except (ValueError, OSError, ExecutorError) as exc:
         print(f"odlstudio loso: {exc}", file=sys.stderr)
         return 2
@@ -217,12 +225,13 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - the plot is a convenience; the numbers are written
             print(f"odlstudio loso: plot not written: {exc}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report), file=stdout)
     else:
-        print(table)
+        print(table, file=stdout)
         print(
             f"{len(res.rows)} rows in {report['results_file']}; wall {res.wall_s:.0f} s for {res.tasks_run} tasks "
-            f"({res.tasks_skipped} resumed), {res.jobs} jobs"
+            f"({res.tasks_skipped} resumed), {res.jobs} jobs",
+            file=stdout,
         )
     return 1 if res.errors else 0
 

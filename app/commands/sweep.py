@@ -34,6 +34,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from app.commands._argtypes import int_range
 
@@ -88,8 +89,18 @@ def executor_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.core.executors import quiet_stdout  # noqa: PLC0415
+
+    if args.report:
+        return report(args)
+    # the whole command, not only the run: a Ray driver already connected in this process prints at any moment
+    with quiet_stdout() as stdout:
+        return _run(args, stdout)
+
+
+def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     from app.core import sweep  # noqa: PLC0415
-    from app.core.executors import ExecutorError, quiet_stdout  # noqa: PLC0415
+    from app.core.executors import ExecutorError  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
     from app.core.sweepstore import StoreError  # noqa: PLC0415
 
@@ -97,8 +108,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"odlstudio sweep: {msg}", file=sys.stderr)
         return code
 
-    if args.report:
-        return report(args)
     try:
         spec = sweep.load_spec(args.spec)
         if not args.dry_run:
@@ -111,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             res = sweep.run_sweep(spec, args.results, executor, progress=False, dry_run=True)
         else:
-            with quiet_stdout(), executor:  # (Ray may print while it starts and stops, too)
+            with executor:
                 res = sweep.run_sweep(spec, args.results, executor, progress=not args.quiet, log=log)
     except KeyboardInterrupt:
         return fail("interrupted; the finished tasks are stored: run the same command again to resume", 130)
@@ -119,22 +128,24 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     out = res.as_dict()
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps(out), file=stdout)
     elif args.dry_run:
         print(
             f"{spec.name}: {res.cells} cells, {res.cells_resumed} in {res.store}, "
-            f"{res.tasks_todo} tasks (general models) to run, {res.tasks_skipped} complete"
+            f"{res.tasks_todo} tasks (general models) to run, {res.tasks_skipped} complete",
+            file=stdout,
         )
     else:
         groups = sweep.report_groups(res.rows)
         if groups:
-            print(sweep.overview_table(groups))
+            print(sweep.overview_table(groups), file=stdout)
         print(
             f"{len(res.rows)}/{res.cells} cells in {res.store}; wall {res.wall_s:.0f} s for {res.tasks_run} tasks "
             f"({res.cells_resumed} cells resumed) on {res.executor} ({res.workers} workers)"
-            + (f"; {len(res.errors)} failed (run again to retry)" if res.errors else "")
+            + (f"; {len(res.errors)} failed (run again to retry)" if res.errors else ""),
+            file=stdout,
         )
-        print(f"tables and plots: odlstudio sweep {args.spec} --results {args.results} --report")
+        print(f"tables and plots: odlstudio sweep {args.spec} --results {args.results} --report", file=stdout)
     return 1 if res.errors else 0
 
 

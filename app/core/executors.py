@@ -275,8 +275,13 @@ def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None
     raise ExecutorError(f"--executor must be local or ray, got {kind!r}")
 
 
-def quiet_stdout() -> contextlib.AbstractContextManager:
-    """For the time of a run on an executor, what anything prints to stdout goes to stderr: a CLI's stdout
-    holds its results (``--json``: exactly one JSON object), and Ray's driver prints its workers' and raylet's
-    messages ("(raylet) A worker died ...") to stdout, which broke the JSON of ``sweep --executor ray``."""
-    return contextlib.redirect_stdout(sys.stderr)
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[Any]:
+    """For the time of a command that runs on an executor, what anything prints to stdout goes to stderr; the
+    block gets the real stdout to write the command's results to.  A CLI's stdout holds its results
+    (``--json``: exactly one JSON object), and Ray's driver prints its workers' and raylet's messages
+    ("(raylet) A worker died ...") to stdout at any moment while it is connected, which broke the JSON of
+    ``sweep --executor ray``."""
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield stdout

@@ -122,8 +122,17 @@ def test_bad_settings_are_named(tmp_path, tiny_wisdm):
         run_loso(cfg_for(tmp_path / "nope"), tmp_path, progress=False)
 
 
-def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsys):
+def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsys, monkeypatch):
     from app.cli import main
+    from app.core import loso
+
+    real = loso.run_loso
+
+    def noisy(*a, **kw):  # as Ray's driver prints its raylet's messages to stdout: they must go to stderr
+        print("(raylet) A worker died or was killed while executing a task")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loso, "run_loso", noisy)
 
     rc = main(
         [
@@ -149,7 +158,9 @@ def test_cli_loso_hapt_one_fold_json_table_and_plot(tmp_path, shared_data, capsy
         ]
     )
     assert rc == 0
-    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cap = capsys.readouterr()
+    obj = json.loads(cap.out)  # --json: exactly one JSON object on stdout
+    assert "(raylet) A worker died" in cap.err
     assert obj["dataset"] == "hapt" and obj["subjects"] == ["3"] and obj["rows"] == 4
     modes = obj["summary"]["by_T"]["20"]["modes"]
     assert set(modes) == {"none", "tl", "full", "auto"} and all(m["n"] == 1 for m in modes.values())

@@ -474,21 +474,27 @@ def test_cli_sweep_hostile_input_is_a_message(tiny_wisdm, tmp_path, setup, args,
 
 def test_cli_json_is_alone_on_stdout_whatever_the_run_prints(tiny_wisdm, tmp_path, capsys, monkeypatch):
     """``--json`` prints exactly one JSON object on stdout, even when something prints to stdout during the
-    run (Ray's driver does: "(raylet) A worker died ..." broke a CI run's JSON); that goes to stderr."""
+    command (Ray's driver does, at any moment while it is connected: "(raylet) A worker died ..." broke a CI
+    run's JSON, once during the run and once while the spec was read); that goes to stderr."""
     from app.cli import main
     from app.core import sweep
 
-    real = sweep.run_sweep
+    real_run, real_load = sweep.run_sweep, sweep.load_spec
 
-    def noisy(*a, **kw):
+    def noisy_run(*a, **kw):
         print("(raylet) A worker died or was killed while executing a task")
-        return real(*a, **kw)
+        return real_run(*a, **kw)
 
-    monkeypatch.setattr(sweep, "run_sweep", noisy)
+    def noisy_load(*a, **kw):
+        print("(raylet) a late message of an earlier run")
+        return real_load(*a, **kw)
+
+    monkeypatch.setattr(sweep, "run_sweep", noisy_run)
+    monkeypatch.setattr(sweep, "load_spec", noisy_load)
     spec_file = tmp_path / "s.toml"
     spec_file.write_text(toml_text(spec_doc(tiny_wisdm, T=20)))
     assert main(["sweep", str(spec_file), "--results", str(tmp_path / "r"), "--json", "--quiet"]) == 0
     cap = capsys.readouterr()
-    assert json.loads(cap.out)["rows"] == 4 and "(raylet)" in cap.err
+    assert json.loads(cap.out)["rows"] == 4 and "(raylet) A worker" in cap.err and "(raylet) a late" in cap.err
     print("after the run, stdout is stdout again")
     assert capsys.readouterr().out == "after the run, stdout is stdout again\n"
