@@ -64,6 +64,10 @@ TARGETS: dict[str, Target] = {
     "wire": Target("firmware/core/wire.c", NATIVE),
     # the protocol handlers (requests, checks, the round's reports)
     "proto": Target("firmware/core/proto.c", PROTOCOL),
+    # the descriptor parser and the memory plan (layer checks, buffer sizes and carving, BN folding)
+    "model": Target("firmware/core/model.c", PROTOCOL),
+    # the arena's blobs and the dataset segments (packing, moving down on free, parsing, windows)
+    "store": Target("firmware/core/store.c", PROTOCOL),
 }
 
 # (pattern, replacement) per operator; the patterns avoid the neighbours that make another token
