@@ -204,6 +204,17 @@ static void xfer_cancel(void) {
     S.xfer_blob = -1;
 }
 
+/* 1 (the error set) when the arena's blob table is full: TOO_LARGE naming the limit, not an OUT_OF_RAM that
+ * would claim the bytes do not fit */
+static int blobs_full(reply_t *r) {
+    if (store_count() < ODL_MAX_BLOBS) return 0;
+    fail(r, E_TOO_LARGE, (uint32_t)store_count(), ODL_MAX_BLOBS,
+         "the board keeps at most %u blobs (the model and the dataset segments): clear a slot, or upload its windows "
+         "in fewer, larger segments",
+         ODL_MAX_BLOBS);
+    return 1;
+}
+
 static uint32_t sens_ng(uint8_t fs) { return fs == 2 ? 61000u : fs == 4 ? 122000u : fs == 8 ? 244000u : 488000u; }
 
 static void sensor_state(reply_t *r) {
@@ -362,6 +373,7 @@ static void h_model_begin(const uint8_t *p, reply_t *r) {
              (unsigned long)desc, (unsigned long)total);
         return;
     }
+    if (blobs_full(r)) return;
     uint32_t need = total + model_pad(desc), avail = store_free_bytes();
     if (need > avail) {
         fail(r, E_OUT_OF_RAM, need, avail,
@@ -530,6 +542,7 @@ static void h_data_begin(const uint8_t *p, reply_t *r) {
         return;
     }
     xfer_cancel();
+    if (blobs_full(r)) return;
     uint32_t avail = store_free_bytes();
     if (total > avail || (S.xfer_blob = store_alloc(BLOB_PENDING, slot, total)) < 0) {
         fail(r, E_OUT_OF_RAM, total, avail, "dataset of %lu B does not fit: %lu B free", (unsigned long)total,

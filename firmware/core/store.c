@@ -4,6 +4,9 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
+#define ARENA_OPEN(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_OPEN(p, n) ((void)(p), (void)(n))
 #endif
 
 uint8_t odl_arena[ODL_ARENA_BYTES] __attribute__((aligned(8)));
@@ -19,8 +22,10 @@ static void guard(void) {
 #if defined(__SANITIZE_ADDRESS__)
     uint32_t owned = store_top() + round8(reserved);
     if (owned > ODL_ARENA_BYTES) owned = ODL_ARENA_BYTES;
-    ASAN_UNPOISON_MEMORY_REGION(odl_arena, owned);
+    ARENA_OPEN(odl_arena, owned);
     ASAN_POISON_MEMORY_REGION(odl_arena + owned, ODL_ARENA_BYTES - owned);
+    for (int i = 0; i < nblobs; i++) /* and each blob's padding to 8 bytes: reading past its content */
+        ASAN_POISON_MEMORY_REGION(odl_arena + blobs[i].off + blobs[i].used, blobs[i].len - blobs[i].used);
 #endif
 }
 
@@ -57,6 +62,7 @@ void store_free(int idx) {
     uint32_t gap = blobs[idx].len;
     uint32_t from = blobs[idx].off + gap;
     uint32_t top = store_top();
+    ARENA_OPEN(odl_arena + blobs[idx].off, top - blobs[idx].off); /* the blobs above move down, paddings and all */
     if (top > from) memmove(odl_arena + blobs[idx].off, odl_arena + from, top - from);
     for (int i = idx + 1; i < nblobs; i++) {
         blobs[i].off -= gap;

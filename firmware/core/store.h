@@ -38,7 +38,8 @@ uint8_t *store_transient(void);        /* 8-aligned start of the transient regio
 /* A round or an evaluation declares the transient bytes its memory plan reserved (0: none).  In builds with
  * AddressSanitizer (the native tests) every arena byte above the blobs and that reservation is poisoned, so a
  * job that writes past what it reserved -- and past what ROUND_INFO reported and the estimator predicted -- is
- * a sanitizer report rather than a silent write into free arena space; elsewhere this does nothing. */
+ * a sanitizer report rather than a silent write into free arena space; so is each blob's padding to 8 bytes
+ * (a read past a dataset's last value).  Elsewhere this does nothing. */
 void store_reserve(uint32_t transient_bytes);
 
 /* ---- dataset slots (segments = received dataset blobs) ---- */

@@ -457,6 +457,20 @@ def test_evaluate_confusion_matrix(board):
     np.add.at(expect, (y, pred), 1)
     np.testing.assert_array_equal(r.matrix, expect)
     assert r.n == 40 and r.cycles > 0
+    # the same windows stored as int16 counts (value = count * scale): the board evaluates what they decode to
+    c.clear_data(1)
+    blob = P.encode_dataset(x, y, P.DType.I16, 0.004)
+    c.upload_dataset(x, y, slot=1, dtype=P.DType.I16, scale=0.004)
+    xq = P.decode_dataset(blob)[0]
+    assert not np.array_equal(xq, x)
+    prob = Model(arch, w).predict(xq)
+    expect = np.zeros((5, 5), int)
+    np.add.at(expect, (y, prob.argmax(1)), 1)
+    r16 = c.evaluate(1, timeout=30)
+    np.testing.assert_array_equal(r16.matrix, expect)
+    # and the mean cross-entropy of every value it read (a value read wrong moves it, if not the matrix)
+    want = float(np.mean(-np.log(np.maximum(prob[np.arange(len(y)), y], 1e-7))))
+    assert r16.loss == pytest.approx(want, rel=1e-5)
     with pytest.raises(NucleoError, match=r"NO_DATA on TRAIN_START: slot 0 \(training set\) is empty"):
         c.train("full")
 

@@ -219,7 +219,8 @@ def _segments_of(total: int) -> list[int]:
 
 def test_a_round_that_exactly_fills_the_arena_runs_and_one_segment_more_does_not(board):
     """docs/protocol.md §6 at its edge: a robust round whose buffers (plan + best-weights copy) take exactly
-    the free arena is started; with one more 24-byte segment stored it is refused with OUT_OF_RAM."""
+    the free arena is started; with one more 24-byte segment stored it is refused with OUT_OF_RAM; dataset
+    segments that take the arena to its last byte are stored, and one more is refused."""
     arch = paper_cnn(T, N_CLASSES)
     board.upload_model(arch, Model(arch, seed=1).get_weights())
     for slot in (0, 1):
@@ -244,5 +245,33 @@ def test_a_round_that_exactly_fills_the_arena_runs_and_one_segment_more_does_not
     with pytest.raises(NucleoError, match="OUT_OF_RAM on TRAIN_START") as exc:
         board.train(**kw)
     assert exc.value.error.arg0 == 327_680 + 24  # the round's need: 24 B over the SRAM
+    for n in _segments_of(board.info().ram_free):  # the datasets themselves fill the arena to its last byte
+        board.upload_dataset(np.zeros((n, 1, 1), np.float32), [0] * n, 1)
+    assert board.info().ram_free == 0
+    with pytest.raises(NucleoError, match="OUT_OF_RAM on DATA_BEGIN: dataset of 20 B does not fit: 0 B free"):
+        board.upload_dataset(np.zeros((1, 1, 1), np.float32), [0], 1)
     for slot in (0, 1):
         board.clear_data(slot)
+
+
+def test_the_blob_table_limit_is_named_and_clearing_a_full_table_works(board):
+    """The firmware keeps at most 48 blobs (docs/protocol.md §6): the model and 47 one-window segments fill
+    the table; one more segment is refused with TOO_LARGE naming the limit (not an OUT_OF_RAM claiming the
+    bytes do not fit: they do); clearing the slot frees all 47 (the table full while it is compacted) and the
+    board takes uploads again.  Each segment's DATA_STATE counts its bytes exactly (protocol.md §5.3)."""
+    arch = paper_cnn(T, N_CLASSES)
+    board.upload_model(arch, Model(arch, seed=1).get_weights())
+    for slot in (0, 1):
+        board.clear_data(slot)
+    one = np.ones((1, T, 3), np.float32)
+    for k in range(1, 48):
+        st = board.upload_dataset(one, [k % N_CLASSES], 1)
+        assert st.n_windows == k and st.data_bytes == k * (12 + 4 + T * 3 * 4)
+    with pytest.raises(NucleoError, match="TOO_LARGE on DATA_BEGIN: the board keeps at most 48 blobs") as exc:
+        board.upload_dataset(one, [0], 0)
+    assert (exc.value.error.arg0, exc.value.error.arg1) == (48, 48) and board.info().ram_free > 100_000
+    board.clear_data(1)
+    assert board.status().state == P.BoardState.IDLE
+    st = board.upload_dataset(*windows(N_TRAIN, 1), 0)
+    assert st.n_windows == N_TRAIN and st.data_bytes == 12 + N_TRAIN + N_TRAIN * T * 3 * 4
+    board.clear_data(0)
