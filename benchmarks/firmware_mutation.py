@@ -52,8 +52,14 @@ class Target:
 #: fuzzer (odl-fuzz) and the robust round's protocol tests against odl-host (``-k host`` keeps their native
 #: variant and every test of test_firmware_host.py; the QEMU variants need minutes per mutant)
 NATIVE = ("tests/device/test_firmware_host.py", "tests/device/test_firmware_robust.py", "-k", "host")
-#: ... and for the protocol handlers, the protocol conformance suite on odl-host as well
-PROTOCOL = (*NATIVE[:2], "tests/device/test_board_conformance.py", *NATIVE[2:])
+#: ... and for the code behind the protocol (handlers, descriptor and memory plan, arena), also the protocol
+#: conformance suite and the memory plan against the estimator, both on odl-host
+BOARD = (
+    *NATIVE[:2],
+    "tests/device/test_board_conformance.py",
+    "tests/estimator/test_estimator_firmware_memory.py",
+    *NATIVE[2:],
+)
 
 TARGETS: dict[str, Target] = {
     # the layer kernels (forward, backward, SGD step) against device.engine bit for bit
@@ -63,11 +69,11 @@ TARGETS: dict[str, Target] = {
     # COBS, CRC and framing against the golden vectors and the Python implementation
     "wire": Target("firmware/core/wire.c", NATIVE),
     # the protocol handlers (requests, checks, the round's reports)
-    "proto": Target("firmware/core/proto.c", PROTOCOL),
+    "proto": Target("firmware/core/proto.c", BOARD),
     # the descriptor parser and the memory plan (layer checks, buffer sizes and carving, BN folding)
-    "model": Target("firmware/core/model.c", PROTOCOL),
+    "model": Target("firmware/core/model.c", BOARD),
     # the arena's blobs and the dataset segments (packing, moving down on free, parsing, windows)
-    "store": Target("firmware/core/store.c", PROTOCOL),
+    "store": Target("firmware/core/store.c", BOARD),
 }
 
 # (pattern, replacement) per operator; the patterns avoid the neighbours that make another token

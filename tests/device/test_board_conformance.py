@@ -336,6 +336,38 @@ def test_unknown_layer_and_blob_crc_errors(board):
         c.request(P.ModelChunk(5, blob[5:100]), P.XferAck)
 
 
+def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
+    """A descriptor whose records are well-formed but whose values cannot be run (protocol.md §5.1): a pool
+    longer than its input, a dropout rate of 1 or more.  Refused at the descriptor with the layer and the
+    values named; nothing is loaded."""
+    import struct
+
+    c = board.client
+    arch = Arch(
+        (20, 3),
+        (Layer("conv1d", "c", filters=4, kernel=3), Layer("maxpool1d", "p", pool=2), Layer("flatten", "f"),
+         Layer("dropout", "do", rate=0.25), Layer("dense", "d", units=3), Layer("softmax", "s")),
+    )  # fmt: skip
+    w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
+    blob, dl = P.encode_model(arch, w)
+
+    def record(i: int) -> int:
+        return 16 + 32 * i
+
+    pool = bytearray(blob)
+    struct.pack_into("<H", pool, record(1) + 8, 30)  # layer 1's pool: 30 > the conv's 18 rows
+    rate = bytearray(blob)
+    struct.pack_into("<f", rate, record(3) + 12, 1.0)  # layer 3's dropout rate
+    for bad, text in ((pool, "pool 30 does not fit input length 18"), (rate, r"dropout rate .*\[0, 1\)")):
+        c.request(P.ModelBegin(len(bad), dl, crc32(bytes(bad))), P.XferAck)
+        with pytest.raises(NucleoError, match=f"on MODEL_CHUNK: .*{text}"):
+            for off, chunk in P.chunks(bytes(bad)):
+                c.request(P.ModelChunk(off, chunk), P.XferAck)
+        assert c.status().model_loaded == 0
+    c.upload_model(arch, w)  # the same model with its own values loads
+    assert c.status().model_loaded == 1
+
+
 # --- rounds ------------------------------------------------------------------------------------------
 def test_round_reports_d7_edges_current_and_weights(board):
     """A round with a warm-up phase: reports in order, contiguous batch ticks, one D7 edge at the start and

@@ -275,3 +275,41 @@ def test_the_blob_table_limit_is_named_and_clearing_a_full_table_works(board):
     st = board.upload_dataset(*windows(N_TRAIN, 1), 0)
     assert st.n_windows == N_TRAIN and st.data_bytes == 12 + N_TRAIN + N_TRAIN * T * 3 * 4
     board.clear_data(0)
+
+
+def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
+    """A Full round on a conv + BatchNorm model: the board trains the folded conv and writes it back as the
+    Keras conv + BatchNorm (statistics kept, the kernel and bias unfolded: model.c plan_export); every
+    downloaded tensor agrees with the engine's run of the same batches (device.engine, bn='fold')."""
+    from estimator.arch import Arch, Layer
+
+    arch = Arch(
+        (T, 3),
+        (Layer("conv1d", "c1", filters=6, kernel=3), Layer("batchnorm", "bn1"), Layer("relu", "r1"),
+         Layer("gap1d", "g"), Layer("dense", "d1", units=8), Layer("relu", "r2"),
+         Layer("dense", "d2", units=N_CLASSES), Layer("softmax", "sm")),
+    )  # fmt: skip
+    rng = np.random.default_rng(9)
+    w = Model(arch, seed=2).get_weights()
+    c = w["bn1"][0].shape[0]
+    w["bn1"] = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c), rng.normal(0, 0.3, c), rng.uniform(0.5, 2, c)]
+    w["bn1"] = [a.astype(np.float32) for a in w["bn1"]]
+    x, y = windows(64, 6)
+    board.upload_model(arch, w)
+    board.clear_data(0)
+    board.upload_dataset(x, y, 0)
+    board.drain_events()
+    board.train("full", epochs=2, batch=BATCH, lr=0.02, seed=SEED)
+    assert board.wait_round_done(120).done.status == P.RoundStatus.DONE
+    got = board.download_weights(arch)
+    ref = Model(arch, w)
+    for e in range(2):
+        order = epoch_order(SEED, e, len(y))
+        for b in range(0, len(y), BATCH):
+            idx = order[b : b + BATCH]
+            ref.train_batch(x[idx], y[idx], 0.02, "full", mode="per_sample")
+    want = ref.get_weights()
+    np.testing.assert_array_equal(got["bn1"][2], w["bn1"][2])  # the statistics are not trained
+    np.testing.assert_array_equal(got["bn1"][3], w["bn1"][3])
+    assert_weights_close(got, want, "BatchNorm model")
+    assert not np.allclose(got["c1"][0], w["c1"][0])  # the conv did train

@@ -1,7 +1,7 @@
 """The estimator's ``firmware`` memory accounting is the ODL firmware's own figure (issue 16, item 4).
 
 ``estimator.memory.firmware_round_bytes`` mirrors the firmware's memory plan (firmware/core/plan.c) in
-Python.  Here the firmware itself, under QEMU, reports ROUND_INFO ``mem_bytes`` for every Table III cell
+Python.  Here the firmware itself, under QEMU and natively, reports ROUND_INFO ``mem_bytes`` for every Table III cell
 (paper CNN, T = 20..100, TL and Full, with and without the paper's warm-up) and for ST's IGN/GMP models,
 and the estimator must give the same number of bytes.  The fused-activation figure of the inference
 statistics is checked by hand on small models."""
@@ -23,11 +23,17 @@ from tests import firmwarekit
 TABLE_III_T = (20, 40, 60, 80, 100)
 
 
-@pytest.fixture(scope="module")
-def qemu_board():
+@pytest.fixture(scope="module", params=["qemu", "host"])
+def fw_board(request):
+    """The firmware under QEMU, and its portable core natively (``odl-host``: the same memory plan, which is
+    how benchmarks/firmware_mutation.py checks model.c's plan against the estimator)."""
     from device.bench import VirtualBench
     from device.nucleo.client import NucleoClient
 
+    if request.param == "host":
+        with firmwarekit.host_board() as url, NucleoClient.open(url, timeout=10.0) as client:
+            yield client
+        return
     firmwarekit.qemu_files()
     bench = VirtualBench(board_kind="qemu", time_scale=200.0, seed=1)
     urls = bench.start()
@@ -56,7 +62,7 @@ def _round_mem(client, arch: Arch, weights, mode: str, warmup: int = 0, **train_
     return int(info.mem_bytes)
 
 
-def test_firmware_accounting_is_the_firmwares_own_figure_for_every_table_iii_cell(qemu_board):
+def test_firmware_accounting_is_the_firmwares_own_figure_for_every_table_iii_cell(fw_board):
     """Table III's T and two odd ones between them (the issue asks for every T in 20..100: all 81 x these four
     modes were compared once, docs/estimator.md; 23 and 99 give conv/pool lengths of the other parity)."""
     seen = set()
@@ -64,7 +70,7 @@ def test_firmware_accounting_is_the_firmwares_own_figure_for_every_table_iii_cel
         arch = paper_cnn(T, 5)
         w = Model(arch, seed=1).get_weights()
         for mode, warmup in (("tl", 0), ("full", 0), ("full", 2), ("last", 0)):
-            got = _round_mem(qemu_board, arch, w, mode, warmup)
+            got = _round_mem(fw_board, arch, w, mode, warmup)
             want = firmware_round_bytes(arch, mode, warmup=bool(warmup))
             assert got == want, f"T={T} {mode} warm-up {warmup}: firmware {got} B, estimator {want} B"
             seen.add(got)
@@ -76,7 +82,7 @@ def test_firmware_accounting_is_the_firmwares_own_figure_for_every_table_iii_cel
     assert est.row()["memory_firmware_kib"] == est.memory_firmware_kib
 
 
-def test_firmware_accounting_for_st_models(qemu_board, st_models):
+def test_firmware_accounting_for_st_models(fw_board, st_models):
     from app.core.models import load_model
     from tests.stzookit import MODELS, model_path
 
@@ -86,10 +92,10 @@ def test_firmware_accounting_for_st_models(qemu_board, st_models):
             continue
         lm = load_model(model_path(st_models, spec))
         for mode in ("tl", "full"):
-            got = _round_mem(qemu_board, lm.arch, lm.weights, mode)
+            got = _round_mem(fw_board, lm.arch, lm.weights, mode)
             assert got == firmware_round_bytes(lm.arch, mode), f"{spec} {mode}"
             # the robust round's best-weights buffer: canonical tensors, BatchNorm gamma/beta (models with BN)
-            got = _round_mem(qemu_board, lm.arch, lm.weights, mode, 1, n_val=2, restore_best=True)
+            got = _round_mem(fw_board, lm.arch, lm.weights, mode, 1, n_val=2, restore_best=True)
             want = firmware_round_bytes(lm.arch, mode, warmup=True, robust=dict(validate=True, restore_best=True))
             assert got == want, f"{spec} {mode} robust"
             done += 1
@@ -172,7 +178,7 @@ def _small_cases() -> list[tuple[str, Arch, list[str]]]:
     ]
 
 
-def test_firmware_accounting_for_small_models_with_other_layer_patterns(qemu_board):
+def test_firmware_accounting_for_small_models_with_other_layer_patterns(fw_board):
     """Layer patterns the paper CNN does not have (BatchNorm folded into a conv or not, after a Dense or on
     (L, C) input; pools before the head; a head that is not all Dense; a middle layer trained alone): the
     firmware's ROUND_INFO figure and the estimator's must agree byte for byte, training exactly the layers
@@ -180,7 +186,7 @@ def test_firmware_accounting_for_small_models_with_other_layer_patterns(qemu_boa
     seen = set()
     for label, arch, names in _small_cases():
         idx = [i for i, layer in enumerate(arch.layers) if layer.name in names]
-        got = _round_mem(qemu_board, arch, Model(arch, seed=1).get_weights(), "mask", layer_indices=idx)
+        got = _round_mem(fw_board, arch, Model(arch, seed=1).get_weights(), "mask", layer_indices=idx)
         want = firmware_round_bytes(arch, frozenset(names))
         assert got == want, f"{label}: firmware {got} B, estimator {want} B"
         seen.add(want)
