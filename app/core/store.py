@@ -394,7 +394,10 @@ class Store:
         then renamed into place) and keep the newest ``keep``; returns the new file."""
         folder = self.data_dir / BACKUP_DIR
         folder.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000_000:09d}"
+        # one clock reading for the seconds and the nanoseconds: two readings straddling a second boundary made a
+        # later backup sort before an earlier one (and the rotation then deleted the newest)
+        secs, ns = divmod(time.time_ns(), 1_000_000_000)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(secs)) + f"-{ns:09d}"
         final = folder / f"odlstudio-{stamp}.sqlite"
         tmp = folder / f".{final.name}.tmp"
         try:

@@ -69,6 +69,26 @@ def test_damage_is_detected_at_start_up(tmp_path, how):
         assert "recording files" in str(err.value)
 
 
+def test_backups_taken_across_a_second_boundary_keep_their_order(tmp_path, monkeypatch):
+    """A backup's name is its time; taken at x.999999999 s and then at (x+1).000000001 s, the second must sort
+    newest (the name once took its seconds and its nanoseconds from two clock readings: a CI run's rotation
+    then kept the older backup as the newest)."""
+    import app.core.store as store_mod
+
+    base = 1_765_000_000 * 1_000_000_000
+    readings = iter([base + 999_999_999, base + 1_000_000_001])
+    st = Store(tmp_path)
+    try:
+        monkeypatch.setattr(store_mod.time, "time_ns", lambda: next(readings))
+        first = st.backup()
+        second = st.backup()
+    finally:
+        monkeypatch.undo()
+        st.close()
+    names = list_backups(tmp_path)  # newest first (closing the store took one more, at the real time)
+    assert names.index(second) < names.index(first)
+
+
 def test_each_session_leaves_a_checked_rotating_backup(tmp_path):
     for k in range(BACKUPS_KEPT + 2):
         st = Store(tmp_path)
