@@ -85,6 +85,17 @@ def user_windows(n: int = 64, T: int = 20, classes: int = 5, seed: int = 0):
     return x, y
 
 
+def loaded(c: NucleoClient, n: int = 64):
+    """The paper CNN and ``n`` user windows (slot 0) on the board, its pending events drained; returns
+    ``(arch, weights, x, y)``."""
+    arch, w = paper_model()
+    c.upload_model(arch, w)
+    x, y = user_windows(n)
+    c.upload_dataset(x, y)
+    c.drain_events()
+    return arch, w, x, y
+
+
 def raw_exchange(url: str, data: bytes, wait_s: float = 1.0) -> list[tuple[int, P.Message]]:
     """Send raw bytes on a fresh connection and decode what comes back within ``wait_s``."""
     host, port = url.removeprefix("socket://").split(":")
@@ -198,10 +209,7 @@ def test_every_request_of_the_catalogue_refuses_a_payload_of_the_wrong_size(boar
 def test_lost_reply_retry_is_not_executed_twice(board):
     noisy = NoisyTransport(_open_port(board.urls["board"], 921_600, 2.0))
     c = NucleoClient(noisy, timeout=1.0)
-    arch, w = paper_model()
-    c.upload_model(arch, w)
-    c.upload_dataset(*user_windows())
-    c.drain_events()
+    loaded(c)
     noisy.drop = 1  # the ROUND_INFO reply gets lost
     info = c.train("tl", epochs=1)
     assert c.stats["retries"] == 1  # the retry got the cached answer, no BUSY
@@ -374,11 +382,7 @@ def test_round_reports_d7_edges_current_and_weights(board):
     at every batch end (in simulated time), run-mode current during the round and sleep current after,
     and downloaded weights equal to the reference engine replaying the same batches."""
     c, emu = board.client, board.emu
-    arch, w = paper_model()
-    c.upload_model(arch, w)
-    x, y = user_windows(70)
-    c.upload_dataset(x, y)
-    c.drain_events()
+    arch, w, x, y = loaded(c, 70)
     info = c.train("full", epochs=2, batch=32, warmup_epochs=1, lr=0.02, warmup_lr=0.05, seed=3)
     res = c.wait_round_done(120)
     assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 3
@@ -418,11 +422,7 @@ def test_abort_mid_round_and_busy(kind):
     b = Board(kind, time_scale=20.0)
     try:
         c, emu = b.client, b.emu
-        arch, w = paper_model()
-        c.upload_model(arch, w)
-        x, y = user_windows(128)
-        c.upload_dataset(x, y)
-        c.drain_events()
+        arch, w, x, y = loaded(c, 128)
         epochs = 2 if b.on_bench else 400  # the native board runs at the host's speed: a long round
         info = c.train("full", epochs=epochs)
         first = c.next_event(P.BatchReport, 30.0)
