@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import threading
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -506,17 +507,25 @@ def _check_file(path: Path) -> None:
             raise ModelError(f"{path}: not an ODL Studio model .npz ({_short(exc)})") from exc
 
 
-def load_model(path: str | Path) -> LoadedModel:
+def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
     """Import a ``.keras`` / ``.h5`` (Keras 3, ``safe_mode=True``, ``compile=False``) or our ``.npz``.
 
     Class names and preprocessing come from the sidecar JSON, ST's ``*_config.yaml`` or ST's folder
     naming (see the module doc).  Corrupt, truncated or wrong files raise :class:`ModelError`; so does
     a layer the engine cannot train (the message names it).
+
+    ``isolate``: where devices may be streaming (the app), a Keras file is read in a child process
+    (:mod:`app.core.child`) unless TensorFlow is already imported here, because importing it holds the
+    interpreter lock for about a second and the device readers would stop meanwhile.  What the child read
+    is kept per file (path, size, modification time, and those of its sidecar and ST config), so the next
+    round's load costs nothing.
     """
     path = Path(path)
     _check_file(path)
     if path.suffix.lower() == ".npz":
         return load_npz(path)
+    if isolate and not tensorflow_imported():
+        return _load_isolated(path)
     keras = _keras()
     try:
         import warnings  # noqa: PLC0415
@@ -554,6 +563,60 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelError(f"{path}: weights of layer(s) {', '.join(bad)} contain NaN or Inf (a diverged training?)")
     arch = Arch(arch.input_shape, arch.layers, classes, arch.name, preprocessing, meta={"source": str(path)})
     return LoadedModel(arch, weights, classes, preprocessing, str(path), meta)
+
+
+_ISOLATED: dict[tuple, LoadedModel] = {}  # the files' (path, size, mtime) -> what a child read (few entries)
+_ISOLATED_LOCK = threading.Lock()  # one child at a time: a second caller of the same file waits for the first
+#: Seconds a child may take to import TensorFlow and read a model (a cold start on a slow disk is ~30 s).
+LOAD_TIMEOUT_S = 180.0
+
+
+def tensorflow_imported() -> bool:
+    return "tensorflow" in sys.modules
+
+
+def _load_here(path: str) -> LoadedModel:  # pragma: no cover - runs in the child process
+    return load_model(path)
+
+
+def _export_here(m: LoadedModel, fmt: str, path: str) -> Path:  # also the child's job (``isolate``)
+    return export_keras(m, path) if fmt == "keras" else export_h5(m, path)
+
+
+def _stat(f: Path) -> os.stat_result | None:
+    try:
+        return f.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _copy(m: LoadedModel) -> LoadedModel:
+    return replace(m, weights={k: [a.copy() for a in v] for k, v in m.weights.items()}, meta=dict(m.meta))
+
+
+def _load_isolated(path: Path) -> LoadedModel:
+    from app.core import child  # noqa: PLC0415
+
+    try:  # the model and the files its metadata come from: a changed sidecar is read again too
+        files = (path, sidecar_path(path), path.with_name(f"{path.stem}_config.yaml"))
+        key = tuple((str(f.resolve()), st.st_size, st.st_mtime_ns) if (st := _stat(f)) else str(f) for f in files)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with _ISOLATED_LOCK:
+        if key not in _ISOLATED:
+            m = child.run(
+                _load_here,
+                (str(path),),
+                what=f"{path}: reading the model",
+                who="the model reader",
+                timeout=LOAD_TIMEOUT_S,
+                accept=lambda value: isinstance(value, LoadedModel),
+                passthrough=True,
+            )
+            if len(_ISOLATED) >= 8:
+                _ISOLATED.pop(next(iter(_ISOLATED)))
+            _ISOLATED[key] = m
+        return _copy(_ISOLATED[key])
 
 
 def from_keras(
@@ -984,13 +1047,16 @@ def export_all(
     representative: np.ndarray | None = None,
     formats: Sequence[str] = ("keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz"),
     cancelled: Callable[[], bool] = lambda: False,
+    isolate: bool = False,
 ) -> dict[str, Path]:
     """Write every export format into ``out_dir`` (created if missing) as ``<stem>.<ext>``; returns
     ``{format: path}`` of what was written.  ``tflite_int8`` needs ``representative`` windows and is
     left out (not an error) without them.  A format that fails (a TFLite converter that crashed, a model
     Keras cannot save ...) does not stop the others: they are all tried, then :class:`ExportError` lists
     the failures and carries what was written.  ``cancelled()`` is checked between formats (and stops a
-    running TFLite conversion); a cancelled export returns what was written."""
+    running TFLite conversion); a cancelled export returns what was written.  ``isolate`` (the app): the
+    ``.keras``/``.h5`` files are written by a child process unless TensorFlow is already imported here (see
+    :func:`load_model`; the ``.tflite`` ones always are)."""
     m = _loaded(model)
     out = Path(out_dir)
     try:
@@ -1002,10 +1068,29 @@ def export_all(
     if unknown:
         raise ModelError(f"unknown export formats {sorted(unknown)} (known: {', '.join(sorted(known))})")
     jobs: list[tuple[str, Callable[[], Path]]] = []
+
+    def keras_job(fmt: str, path: Path) -> Callable[[], Path]:
+        if not isolate or tensorflow_imported():
+            return lambda: _export_here(m, fmt, str(path))
+        from app.core import child  # noqa: PLC0415
+
+        return lambda: Path(
+            child.run(
+                _export_here,
+                (m, fmt, str(path)),
+                what=f"{path}: writing the model",
+                who="the Keras writer",
+                timeout=LOAD_TIMEOUT_S,
+                cancelled=cancelled,
+                accept=lambda value: isinstance(value, Path),
+                passthrough=True,
+            )
+        )
+
     if "keras" in formats:
-        jobs.append(("keras", lambda: export_keras(m, out / f"{stem}.keras")))
+        jobs.append(("keras", keras_job("keras", out / f"{stem}.keras")))
     if "h5" in formats:
-        jobs.append(("h5", lambda: export_h5(m, out / f"{stem}.h5")))
+        jobs.append(("h5", keras_job("h5", out / f"{stem}.h5")))
     if "tflite_float32" in formats:
         jobs.append(
             ("tflite_float32", lambda: export_tflite(m, out / f"{stem}_float32.tflite", "float32", None, cancelled))

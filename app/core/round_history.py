@@ -243,8 +243,10 @@ def export_round(
     stem: str | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     progress: Callable[..., None] = _progress_noop,
+    isolate: bool = False,
 ) -> dict[str, Path]:
     """Write the round's personalized weights in ``formats`` plus ``<stem>_report.md`` into ``out_dir``.
+    ``isolate`` (the app): TensorFlow works in child processes only (:func:`app.core.models.export_all`).
 
     ``tflite_int8`` is calibrated on the round's own training windows.  Returns every file written:
     ``{format: path}``, the JSON sidecars as ``'metadata (keras, h5)'``… and ``'report'``.  The sidecars and
@@ -278,7 +280,7 @@ def export_round(
             break
         progress(i / (len(formats) + 1), f"writing {f}")
         try:
-            written.update(export_all(model, out, stem, rep, formats=(f,), cancelled=cancelled))
+            written.update(export_all(model, out, stem, rep, formats=(f,), cancelled=cancelled, isolate=isolate))
         except ModelError as exc:
             if cancelled():
                 break

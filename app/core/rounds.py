@@ -354,7 +354,7 @@ class RoundRunner:
 
         path = Path(self.config.model_path) if self.config.model_path else general_model_path(self.config.input_size)
         try:
-            return load_model(path)
+            return load_model(path, isolate=True)  # not in this process: see app.core.child
         except ModelError as exc:
             raise RoundError(str(exc)) from exc
 

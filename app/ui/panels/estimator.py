@@ -651,7 +651,7 @@ class EstimatorPanel(Panel):
             from app.core.models import load_model
 
             progress(0.2, f"loading {Path(path).name}")
-            lm = load_model(path)
+            lm = load_model(path, isolate=True)
             return lm.arch, float(lm.meta.get("rate_hz") or GENERAL_RATE_HZ)
 
         def done(res) -> None:
@@ -978,7 +978,7 @@ class EstimatorPanel(Panel):
                 token.check()
                 progress(k / len(steps), f"T={T} {mode.upper()}: personalizing on the host ({k + 1}/{len(steps)})")
                 if T not in models:
-                    models[T] = load_model(general_model_path(T) if m.general else m.key)
+                    models[T] = load_model(general_model_path(T) if m.general else m.key, isolate=True)
                 res = simulate(
                     rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs, max_train_windows=SIM_MAX_TRAIN_WINDOWS
                 )

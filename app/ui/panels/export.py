@@ -182,7 +182,10 @@ class ExportPanel(Panel):
 
         def work(tok, prog):
             try:
-                return export_round(store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog), {}
+                written = export_round(
+                    store, int(rid), folder, formats, stem, lambda: tok.cancelled, prog, isolate=True
+                )
+                return written, {}
             except ExportIncomplete as exc:  # the other formats were written: list them and say what failed
                 return exc.written, exc.failed
 

@@ -457,7 +457,7 @@ class TrainingPanel(Panel):
             from app.core.models import load_model
 
             progress(0.2, "loading")
-            m = load_model(path)
+            m = load_model(path, isolate=True)  # the app: TensorFlow is imported in a child, not here
             layers = tuple(l.name for l in m.arch.layers if m.arch.param_shapes().get(l.name))
             return m.input_size, layers, m.classes, float(m.meta.get("rate_hz", 20.0))  # the rate rounds use
 
