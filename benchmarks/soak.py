@@ -9,8 +9,8 @@ Power or the Live accelerometer panel (alternating every report interval).
 
 Every ``--interval`` seconds one line: elapsed time, RSS, frame (tick) time p50/p95 and frame period p95 of
 that interval, lost samples (power, accel), recorder drops, rounds ok/failed, labels, endpoint catch-ups,
-and where the memory sits: anonymous vs file-backed RSS, glibc heap in use vs free (fragmentation),
-threads, live Python objects.  ``--tracemalloc N`` also traces Python allocations and prints the N
+the longest stall of the process (ms in which no Python ran: :class:`StallWatch`), and where the memory
+sits: anonymous vs file-backed RSS, glibc heap in use vs free (fragmentation), threads, live Python objects.  ``--tracemalloc N`` also traces Python allocations and prints the N
 largest growths per interval (a diagnosis mode: it slows the app down enough to cause board timeouts).
 At the end one JSON object (``--json``) with the verdict against the goals: RSS growth after the first
 interval < 50 MB, 0 lost samples, p95 frame time of the last interval <= 1.5 x the first (+1 ms).
@@ -63,6 +63,34 @@ def rss_mb() -> float:
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
+
+
+class StallWatch:
+    """The longest time this process ran no Python in a report interval: a thread that sleeps 10 ms and
+    measures how late it wakes.  A call that holds the interpreter lock (the first ``import tensorflow`` held
+    it ~0.85 s) stops every device reader for that long; see app/core/child.py."""
+
+    PERIOD = 0.01
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="soak-stalls", daemon=True).start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(self.PERIOD):
+            now = time.monotonic()
+            self.worst = max(self.worst, now - last - self.PERIOD)
+            last = now
+
+    def take(self) -> float:
+        """The longest stall (s) since the last call."""
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def mem_detail() -> dict:
@@ -119,6 +147,7 @@ class Soak:
         self.win.timer.timeout.disconnect(self.win.frame)
         self.win.timer.timeout.connect(self._timed_frame)
         self.t0 = time.monotonic()
+        self.stalls = StallWatch()
         self.rows: list[dict] = []
         self.labels = 0
         self.rounds_ok = 0
@@ -342,6 +371,7 @@ class Soak:
             "labels": self.labels,
             "faults": len(self.dm.faults),
             "catchups": sum(ep.catchups for ep in self.dm.bench.endpoints.values()) if self.dm.bench else 0,
+            "stall_max_ms": round(1000 * self.stalls.take(), 1),
             "power_s": round(self.dm.power_stream.duration, 1) if self.dm.power_stream else 0.0,
             **mem_detail(),
         }
@@ -383,11 +413,12 @@ class Soak:
         self.win.close()
         faults = list(self.dm.faults)
         self.ctx.close()
+        self.stalls.stop()
         return self.summary(faults)
 
     def summary(self, faults: list) -> dict:
-        # baseline: the first interval that ends after the first round finished (TensorFlow is imported by
-        # the first round and stays: a one-off ~0.5 GB, not growth); without rounds, the first interval
+        # baseline: the first interval that ends after the first round finished (what the first round loads
+        # and keeps is a one-off, not growth); without rounds, the first interval
         rows = self.rows
         warm = [r for r in rows if r["rounds_ok"] + r["rounds_failed"] >= 1] or rows
         first, last = (warm[0], rows[-1]) if rows else ({}, {})
@@ -431,6 +462,7 @@ class Soak:
             "labels": self.labels,
             "faults": [f[2] for f in faults][:20],
             "catchups": last.get("catchups"),
+            "stall_max_ms": max((r.get("stall_max_ms", 0.0) for r in rows), default=None),
             "error": self.error,
             "goals": goals,
             "ok": all(goals.values()),
