@@ -8,14 +8,24 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _gc_back_after_each_test():
-    """A window a test left open keeps automatic garbage collection off (app/ui/gc_guard.py): turn it back on
-    so that one test's leftover does not change the next ones."""
-    yield
+def _gc_on_the_test_thread_only(request):
+    """As in the app (app/ui/gc_guard.py), no automatic garbage collection while a GUI test runs; the test's
+    own thread collects afterwards.  Tests build panels without a main window, so without this the
+    interpreter collected on whichever thread allocated: a panel's task thread (reading a Keras model)
+    finalized an earlier test's menu, whose C++ destructor waited for the GIL while the test thread, holding
+    it, waited for that object's Qt lock, and the session hung.  test_gc_guard.py checks the guard's own
+    switching of automatic collection, so it starts with it on.  A window a test left open keeps automatic
+    collection off: it is turned back on here, so one test's leftover does not change the next ones."""
     from app.ui.gc_guard import GuiThreadGc
 
+    own = request.module.__name__.rsplit(".", 1)[-1] != "test_gc_guard"
+    if own:
+        gc.disable()
+    yield
     if GuiThreadGc._active:  # noqa: SLF001
         GuiThreadGc._active = 0  # noqa: SLF001
+    if own:
+        gc.collect()
     gc.enable()
 
 
