@@ -178,10 +178,16 @@ class _Session:
         self._set(DeviceState.TRAINING, "training round")
 
     def leave_training(self, prev: DeviceState) -> None:
-        """Back to ``prev`` after a round, unless the link failed meanwhile."""
+        """Back to ``prev`` after a round, unless the link failed meanwhile: a round that ended because its link
+        broke leaves the state TRAINING, and the session thread's next check (within 0.1 s) reports the fault
+        and reconnects.  Handing the dead link back as READY let the next round start on it at once."""
         with self.state_lock:
-            if self.state == DeviceState.TRAINING:
+            if self.state == DeviceState.TRAINING and not self.link_broken():
                 self._set(prev)
+
+    def link_broken(self) -> bool:
+        """Known without I/O that the link failed, before the session thread has handled it."""
+        return False
 
     # --- session thread ---------------------------------------------------------------------------
     def _set(self, state: DeviceState, message: str = "") -> None:
@@ -444,6 +450,10 @@ class _BoardSession(_Session):
 
     def training_beat(self) -> None:
         self._beat()
+
+    def link_broken(self) -> bool:
+        c = self.client
+        return c is None or c.link_error is not None or self._boot is not None
 
     def fast_check(self) -> None:
         from device.nucleo import protocol as P

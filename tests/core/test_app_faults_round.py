@@ -113,6 +113,9 @@ def test_board_fault_mid_round_fails_it_fast_and_recovers(ctx, fault):
     t0, n0 = time.monotonic(), ctx.devices.fault_count
     inject(ctx.devices)  # silent/garbage only show when asked: the heartbeat asks every 0.5 s mid-round too
     r.join(30)
+    # the board is not handed back READY on the link the round failed on: a round started now would fail on it
+    st = ctx.devices.status(BOARD)
+    assert st.state != DeviceState.READY or "reconnected" in st.message, (st.state, st.message)
     dt = r.ended_at - t0
     print(f"DETECT round {fault} {dt:.2f} s: {r.error}")
     assert r.error is not None, r.result
