@@ -525,7 +525,7 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
     if path.suffix.lower() == ".npz":
         return load_npz(path)
     if isolate and not tensorflow_imported():
-        return _load_isolated(path)
+        return _load_isolated([path])[0]
     keras = _keras()
     try:
         import warnings  # noqa: PLC0415
@@ -575,8 +575,8 @@ def tensorflow_imported() -> bool:
     return "tensorflow" in sys.modules
 
 
-def _load_here(path: str) -> LoadedModel:  # pragma: no cover - runs in the child process
-    return load_model(path)
+def _load_here(paths: list[str]) -> list[LoadedModel]:  # pragma: no cover - runs in the child process
+    return [load_model(p) for p in paths]
 
 
 def _export_here(m: LoadedModel, fmt: str, path: str) -> Path:  # also the child's job (``isolate``)
@@ -594,29 +594,49 @@ def _copy(m: LoadedModel) -> LoadedModel:
     return replace(m, weights={k: [a.copy() for a in v] for k, v in m.weights.items()}, meta=dict(m.meta))
 
 
-def _load_isolated(path: Path) -> LoadedModel:
+def load_models(paths: Sequence[str | Path], isolate: bool = False) -> list[LoadedModel]:
+    """:func:`load_model` of several files; with ``isolate``, the Keras files not read before are read by one
+    child process (one TensorFlow start-up for all of them)."""
+    files = [Path(p) for p in paths]
+    for f in files:
+        _check_file(f)
+    if isolate and not tensorflow_imported():
+        _load_isolated([f for f in files if f.suffix.lower() != ".npz"])
+    return [load_model(f, isolate) for f in files]
+
+
+def _load_isolated(paths: list[Path]) -> list[LoadedModel]:
     from app.core import child  # noqa: PLC0415
 
-    try:  # the model and the files its metadata come from: a changed sidecar is read again too
-        files = (path, sidecar_path(path), path.with_name(f"{path.stem}_config.yaml"))
-        key = tuple((str(f.resolve()), st.st_size, st.st_mtime_ns) if (st := _stat(f)) else str(f) for f in files)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    keys = []
+    for path in paths:
+        try:  # the model and the files its metadata come from: a changed sidecar is read again too
+            files = (path, sidecar_path(path), path.with_name(f"{path.stem}_config.yaml"))
+            keys.append(
+                tuple((str(f.resolve()), st.st_size, st.st_mtime_ns) if (st := _stat(f)) else str(f) for f in files)
+            )
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     with _ISOLATED_LOCK:
-        if key not in _ISOLATED:
-            m = child.run(
+        todo = {k: p for k, p in zip(keys, paths) if k not in _ISOLATED}
+        if todo:
+            read = child.run(
                 _load_here,
-                (str(path),),
-                what=f"{path}: reading the model",
+                ([str(p) for p in todo.values()],),
+                what=f"{next(iter(todo.values()))}: reading the model"
+                if len(todo) == 1
+                else f"reading {len(todo)} models",
                 who="the model reader",
                 timeout=LOAD_TIMEOUT_S,
-                accept=lambda value: isinstance(value, LoadedModel),
+                accept=lambda v: (
+                    isinstance(v, list) and len(v) == len(todo) and all(isinstance(m, LoadedModel) for m in v)
+                ),
                 passthrough=True,
             )
-            if len(_ISOLATED) >= 8:
-                _ISOLATED.pop(next(iter(_ISOLATED)))
-            _ISOLATED[key] = m
-        return _copy(_ISOLATED[key])
+            _ISOLATED.update(zip(todo, read))
+        for k in [k for k in _ISOLATED if k not in keys][: max(0, len(_ISOLATED) - 16)]:
+            del _ISOLATED[k]  # the oldest beyond 16 models, never one asked for now
+        return [_copy(_ISOLATED[k]) for k in keys]
 
 
 def from_keras(

@@ -124,3 +124,27 @@ def test_a_bad_keras_file_gets_the_same_words_from_the_child(monkeypatch, tmp_pa
         M.load_model(bad, isolate=True)
     assert str(child.value) == str(here.value) and "cannot be loaded by Keras" in str(here.value)
     assert "Traceback" not in str(child.value) and str(bad) in str(child.value)
+
+
+@pytest.mark.timeout(240)
+def test_several_models_are_read_by_one_child(monkeypatch, tmp_path):
+    """The Estimator's simulation needs the general model of every T: one TensorFlow start-up, not five."""
+    from app.core import child
+
+    paths = [ROOT / "assets" / "models" / f"paper_cnn_wisdm5_T{T}.keras" for T in (20, 40)]
+    npz = M.export_npz(M.load_model(paths[0]), tmp_path / "m.npz")
+    here = [M.load_model(p) for p in paths]
+    runs, real = [], child.run
+
+    def counted(*a, **k):
+        runs.append(a[1][0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(M, "_ISOLATED", {})
+    monkeypatch.setattr(M, "tensorflow_imported", lambda: False)
+    monkeypatch.setattr(child, "run", counted)
+    got = M.load_models([paths[0], npz, paths[1], paths[0]], isolate=True)
+    assert runs == [[str(p) for p in paths]]  # one child, each Keras file once, the .npz read here
+    for a, b in zip(got, [here[0], M.load_npz(npz), here[1], here[0]], strict=True):
+        _same(a, b)
+    assert M.load_models(paths, isolate=True) and len(runs) == 1  # kept

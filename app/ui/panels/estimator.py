@@ -960,7 +960,7 @@ class EstimatorPanel(Panel):
         self.sim = state
 
         def work(token, progress):
-            from app.core.models import load_model
+            from app.core.models import load_models
             from app.core.rounds import RoundError, general_model_path, model_recordings
             from app.core.simulate import simulate
 
@@ -973,12 +973,12 @@ class EstimatorPanel(Panel):
                 ) from exc
             state.notes = list(rs.notes) + notes
             steps = [(T, mode) for T in sizes for mode in ("tl", "full")]
-            models: dict[int, Any] = {}
+            progress(0.0, "reading the models")
+            paths = [general_model_path(T) if m.general else m.key for T in sizes]
+            models: dict[int, Any] = dict(zip(sizes, load_models(paths, isolate=True)))  # one child for all
             for k, (T, mode) in enumerate(steps):
                 token.check()
                 progress(k / len(steps), f"T={T} {mode.upper()}: personalizing on the host ({k + 1}/{len(steps)})")
-                if T not in models:
-                    models[T] = load_model(general_model_path(T) if m.general else m.key, isolate=True)
                 res = simulate(
                     rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs, max_train_windows=SIM_MAX_TRAIN_WINDOWS
                 )
