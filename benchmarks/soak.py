@@ -10,8 +10,9 @@ Power or the Live accelerometer panel (alternating every report interval).
 Every ``--interval`` seconds one line: elapsed time, RSS, frame (tick) time p50/p95 and frame period p95 of
 that interval, lost samples (power, accel), recorder drops, rounds ok/failed, labels, endpoint catch-ups,
 the longest stall of the process (ms in which no Python ran: :class:`StallWatch`), and where the memory
-sits: anonymous vs file-backed RSS, glibc heap in use vs free (fragmentation), threads, live Python objects.  ``--tracemalloc N`` also traces Python allocations and prints the N
-largest growths per interval (a diagnosis mode: it slows the app down enough to cause board timeouts).
+sits: anonymous vs file-backed RSS, glibc heap in use vs free (fragmentation), threads, live Python objects.
+``--tracemalloc N`` also traces Python allocations and prints the N largest growths per interval (a
+diagnosis mode: it slows the app down enough to cause board timeouts).
 At the end one JSON object (``--json``) with the verdict against the goals: RSS growth after the first
 interval < 50 MB, 0 lost samples, p95 frame time of the last interval <= 1.5 x the first (+1 ms).
 

@@ -62,14 +62,10 @@ def _child(conn, target: Callable[..., Any], args: tuple, log_path: str) -> None
     except BaseException as exc:  # noqa: BLE001 - every failure goes back as a message
         from app.core.models import ModelError  # noqa: PLC0415
 
-        if isinstance(exc, ModelError):
-            conn.send(("model_error", str(exc)[:2000]))
-            conn.close()
-            return
         text = str(exc).strip().splitlines()
         msg = text[0] if text else ""
         msg = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-        conn.send(("error", msg[:400]))
+        conn.send(("model_error", str(exc)[:2000]) if isinstance(exc, ModelError) else ("error", msg[:400]))
     else:
         conn.send(("ok", value))
     conn.close()

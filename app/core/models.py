@@ -598,11 +598,12 @@ def load_models(paths: Sequence[str | Path], isolate: bool = False) -> list[Load
     """:func:`load_model` of several files; with ``isolate``, the Keras files not read before are read by one
     child process (one TensorFlow start-up for all of them)."""
     files = [Path(p) for p in paths]
+    if not isolate or tensorflow_imported():
+        return [load_model(f) for f in files]
     for f in files:
         _check_file(f)
-    if isolate and not tensorflow_imported():
-        _load_isolated([f for f in files if f.suffix.lower() != ".npz"])
-    return [load_model(f, isolate) for f in files]
+    read = iter(_load_isolated([f for f in files if f.suffix.lower() != ".npz"]))
+    return [load_npz(f) if f.suffix.lower() == ".npz" else next(read) for f in files]
 
 
 def _load_isolated(paths: list[Path]) -> list[LoadedModel]:

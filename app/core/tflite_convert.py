@@ -5,8 +5,8 @@ worker thread of a process where Qt, device I/O threads and other TensorFlow use
 whole process with a segfault or a ``Fatal Python error`` about the GIL, losing the user's unsaved work.  It
 also changes process-wide state while it runs (``sys.stdout``, the warnings filters, TensorFlow's C++
 logging).  So :func:`convert` runs it in a child process (:mod:`app.core.child`: the ``spawn`` start method, a
-fresh interpreter with no inherited threads or locks): the architecture, the weights and the representative windows go to the
-child, the ``.tflite`` bytes come back over a pipe.  What can go wrong in the child becomes a
+fresh interpreter with no inherited threads or locks): the architecture, the weights and the representative
+windows go to the child, the ``.tflite`` bytes come back over a pipe.  What can go wrong in the child becomes a
 :class:`~app.core.models.ModelError` in the parent naming the conversion and what happened:
 
 * the converter raised: its error message;
