@@ -5,6 +5,7 @@ reaches by ``--address``; skipped with a message when Ray is not installed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,18 +109,52 @@ def test_a_task_whose_worker_died_is_retried(ray_session, tmp_path):
     assert lost[0][:2] == ("lost", 1) and "lost after 0 retries" in lost[0][2]
 
 
-def test_cli_sweep_and_loso_on_ray(ray_session, tiny_wisdm, tmp_path, capsys):
+class _Recorder(io.TextIOBase):
+    """A stdout that records each write with whether the test's (main) thread made it."""
+
+    def __init__(self):
+        self.writes: list[tuple[bool, str]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.writes.append((threading.current_thread() is threading.main_thread(), s))
+        return len(s)
+
+
+def test_cli_sweep_and_loso_on_ray(ray_session, tiny_wisdm, tmp_path, monkeypatch):
+    """``sweep --executor ray --json`` prints exactly one JSON object although Ray's driver prints its
+    raylet's messages to ``sys.stdout`` from its own thread at any moment.  Such a message is printed here on
+    purpose once the command has started its executor (Ray's own arrive when they arrive: earlier tests
+    killed a worker); what Ray printed before the command started belongs to no command and is left out."""
     from app.cli import main
     from tests.core.test_sweep import toml_text
 
     spec_file = tmp_path / "s.toml"
     spec_file.write_text(toml_text(spec_doc(tiny_wisdm, T=20)))
     argv = ["sweep", str(spec_file), "--results", str(tmp_path), "--executor", "ray", "--json", "--quiet"]
-    # this session's Ray driver prints the raylet's messages about earlier tests' workers (one kills a worker)
-    # whenever they arrive; what it printed before the command is not the command's output
-    capsys.readouterr()
+    rec = _Recorder()
+    monkeypatch.setattr(sys, "stdout", rec)
+    started = []
+    start = RayExecutor.start
+
+    def start_and_print(self):
+        started.append(len(rec.writes))
+        # as Ray's printer does: another thread, sys.stdout looked up when it prints
+        t = threading.Thread(target=lambda: print("(raylet) A worker died or was killed", file=sys.stdout))
+        t.start()
+        t.join()
+        return start(self)
+
+    monkeypatch.setattr(RayExecutor, "start", start_and_print)
     assert main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
+    assert started, "the command did not start its executor"
+    before, during = rec.writes[: started[0]], rec.writes[started[0] :]
+    assert all(not mine for mine, _ in before), f"the command printed before it started: {before}"
+    text = "".join(s for _, s in during)
+    assert "(raylet)" not in text, f"Ray's message reached the command's stdout: {text!r}"
+    out = json.loads(text)
     assert out["executor"] == "ray" and out["rows"] == 4 and out["tasks_run"] == 2
 
 
