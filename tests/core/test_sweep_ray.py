@@ -123,7 +123,7 @@ class _Recorder(io.TextIOBase):
         return len(s)
 
 
-def test_cli_sweep_and_loso_on_ray(ray_session, tiny_wisdm, tmp_path, monkeypatch):
+def test_cli_sweep_on_ray_prints_one_json_object(ray_session, tiny_wisdm, tmp_path, monkeypatch):
     """``sweep --executor ray --json`` prints exactly one JSON object although Ray's driver prints its
     raylet's messages to ``sys.stdout`` from its own thread at any moment.  Such a message is printed here on
     purpose once the command has started its executor (Ray's own arrive when they arrive: earlier tests
