@@ -75,6 +75,7 @@ class StallWatch:
 
     def __init__(self) -> None:
         self.worst = 0.0
+        self._lock = threading.Lock()  # take() must not lose a stall the thread records between its read and reset
         self._stop = threading.Event()
         threading.Thread(target=self._run, name="soak-stalls", daemon=True).start()
 
@@ -82,12 +83,14 @@ class StallWatch:
         last = time.monotonic()
         while not self._stop.wait(self.PERIOD):
             now = time.monotonic()
-            self.worst = max(self.worst, now - last - self.PERIOD)
+            with self._lock:
+                self.worst = max(self.worst, now - last - self.PERIOD)
             last = now
 
     def take(self) -> float:
         """The longest stall (s) since the last call."""
-        worst, self.worst = self.worst, 0.0
+        with self._lock:
+            worst, self.worst = self.worst, 0.0
         return worst
 
     def stop(self) -> None:
