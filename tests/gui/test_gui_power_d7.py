@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fails, never skips
+import pytestqt  # noqa: E402 - required (test extra): a broken install fails, never skips
+import pytestqt.exceptions
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
@@ -20,13 +21,29 @@ pytestmark = pytest.mark.gui
 
 
 def _stream(panel, qtbot, seconds: float):
+    """Click Stream, wait until the shield streams, then until ``seconds`` of samples followed the click.  A
+    time-out says where it stuck (the shield's state and message, the devices' log), not only that it did."""
     ctx = panel.ctx
     t_click = ctx.devices.now()
     qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
-    qtbot.waitUntil(
-        lambda: ctx.devices.power_stream is not None and ctx.devices.power_stream.duration > t_click + seconds,
-        timeout=15_000,
-    )
+
+    def where() -> str:
+        st = panel.shield()
+        stream = ctx.devices.power_stream
+        return (
+            f"shield {st.state.value if st else None} ({st.message if st else ''!r}); "
+            f"stream {'none' if stream is None else f'{stream.duration:.2f} s'} at {ctx.devices.now():.2f} s, "
+            f"clicked at {t_click:.2f} s; log: {ctx.devices.messages[-5:]}"
+        )
+
+    for cond, timeout in (
+        (lambda: ctx.devices.power_stream is not None, 30_000),
+        (lambda: ctx.devices.power_stream.duration > t_click + seconds, 30_000),
+    ):
+        try:
+            qtbot.waitUntil(cond, timeout=timeout)
+        except pytestqt.exceptions.TimeoutError:
+            pytest.fail(f"the power stream did not run {seconds} s after the click: {where()}")
     return ctx.devices.power_stream
 
 
