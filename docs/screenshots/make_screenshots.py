@@ -29,7 +29,7 @@ def main() -> int:
 
     app = QApplication([])
     data = tempfile.mkdtemp(prefix="odl-shots-")
-    ctx = AppContext.create(data, bench=True)
+    ctx = AppContext.create(data, bench=True, bench_kwargs={"board_kind": "auto"})  # as the app: QEMU when installed
     win = build_window(ctx)
     win.resize(1280, 800)
     win.move(0, 0)
