@@ -125,9 +125,10 @@ class _Recorder(io.TextIOBase):
 
 def test_cli_sweep_on_ray_prints_one_json_object(ray_session, tiny_wisdm, tmp_path, monkeypatch):
     """``sweep --executor ray --json`` prints exactly one JSON object although Ray's driver prints its
-    raylet's messages to ``sys.stdout`` from its own thread at any moment.  Such a message is printed here on
-    purpose once the command has started its executor (Ray's own arrive when they arrive: earlier tests
-    killed a worker); what Ray printed before the command started belongs to no command and is left out."""
+    raylet's messages to ``sys.stdout`` from its own thread at any moment.  Such a message (a probe) is printed
+    here on purpose once the command has started its executor: it must not reach stdout.  Ray's own messages
+    arrive when they arrive (earlier tests killed a worker), also before or just after the command, so the
+    JSON is read from the writes of the command's thread only."""
     from app.cli import main
     from tests.core.test_sweep import toml_text
 
@@ -136,13 +137,14 @@ def test_cli_sweep_on_ray_prints_one_json_object(ray_session, tiny_wisdm, tmp_pa
     argv = ["sweep", str(spec_file), "--results", str(tmp_path), "--executor", "ray", "--json", "--quiet"]
     rec = _Recorder()
     monkeypatch.setattr(sys, "stdout", rec)
+    probe = "(raylet) probe 7f3a: a worker died"
     started = []
     start = RayExecutor.start
 
     def start_and_print(self):
         started.append(len(rec.writes))
         # as Ray's printer does: another thread, sys.stdout looked up when it prints
-        t = threading.Thread(target=lambda: print("(raylet) A worker died or was killed", file=sys.stdout))
+        t = threading.Thread(target=lambda: print(probe, file=sys.stdout))
         t.start()
         t.join()
         return start(self)
@@ -150,11 +152,10 @@ def test_cli_sweep_on_ray_prints_one_json_object(ray_session, tiny_wisdm, tmp_pa
     monkeypatch.setattr(RayExecutor, "start", start_and_print)
     assert main(argv) == 0
     assert started, "the command did not start its executor"
-    before, during = rec.writes[: started[0]], rec.writes[started[0] :]
-    assert all(not mine for mine, _ in before), f"the command printed before it started: {before}"
-    text = "".join(s for _, s in during)
-    assert "(raylet)" not in text, f"Ray's message reached the command's stdout: {text!r}"
-    out = json.loads(text)
+    assert not any(probe in s for _, s in rec.writes), "a message Ray's thread printed reached the command's stdout"
+    mine = [i for i, (main_thread, _) in enumerate(rec.writes) if main_thread]
+    assert all(i >= started[0] for i in mine), f"the command printed before it started: {rec.writes}"
+    out = json.loads("".join(rec.writes[i][1] for i in mine))
     assert out["executor"] == "ray" and out["rows"] == 4 and out["tasks_run"] == 2
 
 
