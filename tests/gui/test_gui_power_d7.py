@@ -21,8 +21,8 @@ pytestmark = pytest.mark.gui
 
 
 def _stream(panel, qtbot, seconds: float):
-    """Click Stream, wait until the shield streams, then until ``seconds`` of samples followed the click.  A
-    time-out says where it stuck (the shield's state and message, the devices' log), not only that it did."""
+    """Click Stream, wait until the power stream exists, then until ``seconds`` of samples followed the click.
+    A time-out says where it stuck (the shield's state and message, the devices' log), not only that it did."""
     ctx = panel.ctx
     t_click = ctx.devices.now()
     qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
