@@ -201,6 +201,41 @@ def test_batch_cycles_are_deterministic(qemu_bench):
     assert all(cyc > 1_000_000 for cyc, _ in runs[0])
 
 
+def test_round_estimate_prices_the_validation_passes(qemu_bench):
+    """ROUND_INFO's ``est_cycles`` includes the validation passes (docs/protocol.md §3.6): for a robust round
+    (a warm-up epoch, then Full, 24 validation windows) the whole estimate is within 4 % of what ran, and
+    the part the validation adds — the estimate of the same round with the 24 windows not validated —
+    is within 5 % of the cycles the VAL_REPORTs measured (one pass before the round and one after each of
+    the 3 epochs)."""
+    from device.nucleo import protocol as P
+    from device.nucleo.client import NucleoClient
+    from estimator.arch import paper_cnn
+
+    arch = paper_cnn(20, 5)
+    w = Model(arch, seed=1).get_weights()
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((88, 20, 3)).astype(np.float32), rng.integers(0, 5, 88)
+    x_val, y_val = rng.standard_normal((24, 20, 3)).astype(np.float32), rng.integers(0, 5, 24)
+    with NucleoClient.open(qemu_bench.urls["board"], timeout=10) as c:
+        c.upload_model(arch, w)
+        c.clear_data()
+        c.upload_dataset(x, y)
+        c.drain_events()
+        plain = c.train("full", epochs=2, batch=32, warmup_epochs=1)  # 88 windows, no validation
+        c.wait_round_done(60, check_every=0)
+        c.clear_data()
+        c.upload_dataset(np.concatenate([x, x_val]), np.concatenate([y, y_val]))
+        c.drain_events()
+        info = c.train("full", epochs=2, batch=32, warmup_epochs=1, n_val=24, restore_best=True, select_f1=True)
+        res = c.wait_round_done(60, check_every=0)
+    assert res.done.status == P.RoundStatus.DONE and len(res.batches) == 9 and len(res.vals) == 4
+    assert info.total_batches == plain.total_batches == 9
+    assert abs(info.est_cycles - res.done.cycles) <= 0.04 * res.done.cycles, (info.est_cycles, res.done.cycles)
+    val_cycles = sum(v.cycles for v in res.vals)
+    est_val = info.est_cycles - plain.est_cycles
+    assert abs(est_val - val_cycles) <= 0.05 * val_cycles, (est_val, val_cycles)
+
+
 def test_simulation_only_code_calls_nothing_that_is_counted():
     """The cycle plugin leaves out instructions whose PC is in .simonly (the QEMU board's bench plumbing).  A
     call from there into other code (memcpy, a libgcc division) would be counted, as often as the host's
