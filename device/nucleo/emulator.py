@@ -447,7 +447,7 @@ class NucleoEmulator:
             try:
                 msg = P.decode_message(frame)
             except P.ProtocolError as exc:
-                raise _Refuse(exc.code, str(exc)) from None
+                raise _Refuse(exc.code, str(exc), exc.arg0, exc.arg1) from None
             handler = self._HANDLERS.get(type(msg))
             if handler is None:
                 raise _Refuse(P.ErrorCode.UNSUPPORTED, f"{type(msg).__name__} is not implemented by this firmware")
@@ -457,7 +457,7 @@ class NucleoEmulator:
         except _Refuse as r:
             reply, after = P.error_message(r.code, frame.type, r.message, r.arg0, r.arg1), None
         except P.ProtocolError as exc:
-            reply, after = P.error_message(exc.code, frame.type, str(exc)), None
+            reply, after = P.error_message(exc.code, frame.type, str(exc), exc.arg0, exc.arg1), None
         wire = self._send(frame.seq, reply)
         self._cache = (key, wire)
         if after is not None:
@@ -662,7 +662,7 @@ class NucleoEmulator:
         except P.UnknownLayerError as exc:
             raise _Refuse(P.ErrorCode.UNKNOWN_LAYER, str(exc), exc.index, exc.kind_code) from None
         except P.ProtocolError as exc:
-            raise _Refuse(exc.code, f"architecture descriptor: {exc}") from None
+            raise _Refuse(exc.code, f"architecture descriptor: {exc}", exc.arg0, exc.arg1) from None
         try:
             lower(arch, None)
         except (ArchError, ValueError) as exc:
@@ -825,6 +825,7 @@ class NucleoEmulator:
                     raise _Refuse(
                         P.ErrorCode.BAD_PARAM,
                         f"layer_mask 0x{m.layer_mask:X} selects no layer or layers beyond {len(self.arch.layers)}",
+                        m.mode,
                     )
                 return resolve_trainable(self.arch, names)
             modes: dict[int, str] = {P.TrainMode.FULL: "full", P.TrainMode.TL: "tl", P.TrainMode.LAST: "last"}
@@ -835,7 +836,7 @@ class NucleoEmulator:
                 )
             return resolve_trainable(self.arch, mode)
         except ArchError as exc:
-            raise _Refuse(P.ErrorCode.BAD_PARAM, str(exc)) from None
+            raise _Refuse(P.ErrorCode.BAD_PARAM, str(exc), m.mode) from None
 
     def _slot_for_model(self, slot: int) -> _Slot:
         s = self.slots.get(slot)
@@ -993,7 +994,7 @@ class NucleoEmulator:
         """Protocol v2 fields of TRAIN_START (all off in a 28-byte request)."""
         if m.n_val and m.n_val >= n:
             raise _Refuse(
-                P.ErrorCode.BAD_PARAM, f"n_val {m.n_val} leaves no training window (slot 0 holds {n})", m.n_val
+                P.ErrorCode.BAD_PARAM, f"n_val {m.n_val} leaves no training window (slot 0 holds {n})", m.n_val, n
             )
         if (m.patience or m.val_flags) and not m.n_val:
             raise _Refuse(P.ErrorCode.BAD_PARAM, "patience and val_flags need validation windows (n_val > 0)")

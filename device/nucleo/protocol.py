@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
@@ -138,11 +139,13 @@ class ErrorCode(enum.IntEnum):
 
 
 class ProtocolError(ValueError):
-    """Bytes or values that do not follow protocol v1; ``code`` is the matching :class:`ErrorCode`."""
+    """Bytes or values that do not follow protocol v1; ``code`` is the matching :class:`ErrorCode` and
+    ``arg0``/``arg1`` the ERROR's arguments (docs/protocol.md §3.5; 0 where the table has –)."""
 
-    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_PAYLOAD):
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_PAYLOAD, arg0: int = 0, arg1: int = 0):
         super().__init__(message)
         self.code = code
+        self.arg0, self.arg1 = arg0, arg1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1051,12 +1054,16 @@ def check_odr_mhz(odr_mhz: int) -> float:
         if odr_to_mhz(hz) == odr_mhz:
             return hz
     allowed = ", ".join(f"{odr_to_mhz(h)}" for h in LSM6DSO_ODR_HZ)
-    raise ProtocolError(f"odr_mhz {odr_mhz} is not an LSM6DSO rate (allowed mHz: {allowed})", ErrorCode.BAD_PARAM)
+    raise ProtocolError(
+        f"odr_mhz {odr_mhz} is not an LSM6DSO rate (allowed mHz: {allowed})", ErrorCode.BAD_PARAM, odr_mhz
+    )
 
 
 def check_fs_g(fs_g: int) -> int:
     if fs_g not in LSM6DSO_FS_G:
-        raise ProtocolError(f"fs_g {fs_g} is not an LSM6DSO full scale (allowed: 2, 4, 8, 16)", ErrorCode.BAD_PARAM)
+        raise ProtocolError(
+            f"fs_g {fs_g} is not an LSM6DSO full scale (allowed: 2, 4, 8, 16)", ErrorCode.BAD_PARAM, fs_g
+        )
     return fs_g
 
 
@@ -1143,7 +1150,7 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
     if magic != DESC_MAGIC:
         raise ProtocolError(f"descriptor magic {magic!r} is not {DESC_MAGIC!r}")
     if ver != 1:
-        raise ProtocolError(f"descriptor version {ver} is not supported (1)", ErrorCode.BAD_VERSION)
+        raise ProtocolError(f"descriptor version {ver} is not supported (1)", ErrorCode.BAD_VERSION, 1)
     want = DESC_HEADER.size + n_layers * LAYER_REC.size
     if len(desc) != want:
         raise ProtocolError(f"descriptor is {len(desc)} bytes, {n_layers} layers need {want}")
@@ -1175,8 +1182,11 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
         layers.append(Layer(k, name, **kw))
     try:
         return Arch(tuple([d0, d1, d2][:rank]), tuple(layers), tuple(classes), preprocessing=prep_name)
-    except ArchError as exc:
-        raise ProtocolError(f"descriptor describes an invalid network: {exc}") from exc
+    except ArchError as exc:  # arg0: the layer the message names (0 when it names none), as the firmware's
+        m = re.match(r"layer '([^']*)'", str(exc))
+        names = [la.name for la in layers]
+        index = names.index(m.group(1)) if m and m.group(1) in names else 0
+        raise ProtocolError(f"descriptor describes an invalid network: {exc}", ErrorCode.BAD_PAYLOAD, index) from exc
 
 
 def weight_tensors(arch: Any) -> list[tuple[str, tuple[int, ...]]]:

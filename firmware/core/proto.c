@@ -316,7 +316,7 @@ static void h_sensor_config(const uint8_t *p, reply_t *r) {
         return;
     }
     if (S.whoami && board_sensor_config(odr, fs) != 0) {
-        fail(r, E_INTERNAL, odr, fs, "the accelerometer did not accept ODR %lu mHz / +-%u g", (unsigned long)odr, fs);
+        fail(r, E_INTERNAL, 0, 0, "the accelerometer did not accept ODR %lu mHz / +-%u g", (unsigned long)odr, fs);
         return;
     }
     S.odr_mhz = odr;

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -162,11 +163,13 @@ def test_unknown_types_bad_payloads_and_corrupt_frames(board):
         assert replies[3][1].code == P.ErrorCode.BAD_PARAM  # "x" * 16 is not an activity of the trace
     else:  # no simulated person behind the native core: refused as the real firmware refuses it
         assert replies[3][1].code == P.ErrorCode.UNSUPPORTED and "SimSetActivity" in replies[3][1].message
+    errors = [r[1] for r in replies]
     replies = raw_exchange(
         board.urls["board"], P.DELIMITER + cobs.encode(bytes(body)) + b"\x00" + P.Ping(b"ok").encode(82)
     )
     assert replies[0][0] == P.SEQ_UNATTRIBUTED and replies[0][1].code == P.ErrorCode.BAD_CRC
     assert replies[1] == (82, P.Pong(b"ok"))  # the next frame is served normally
+    assert all((e.arg0, e.arg1) == (0, 0) for e in errors + [replies[0][1]])  # all – – in protocol.md §3.5
     board.client = NucleoClient.open(board.urls["board"], timeout=5.0)
     assert board.client.status().rx_errors >= 1
 
@@ -606,3 +609,113 @@ def test_powershield_sees_every_d7_edge_and_the_run_current(board):
     run = np.nanmean(v[events[0] + 2 : events[-1] - 2])
     assert run == pytest.approx(board.emu.profile.current_a(8e6), rel=0.02)  # 0.80 mA = 2.65 mW at 8 MHz
     assert np.nanmean(v[max(0, events[0] - 300) : events[0] - 5]) < 0.5 * run  # idle before the round
+
+
+def _error_catalogue(c: NucleoClient) -> list[tuple]:
+    """Drive ``c`` through a fixed sequence of refused requests; returns ``(step, code, request, arg0, arg1)``
+    of every ERROR (or ``(step, "accepted")``)."""
+    import struct
+
+    arch, w = paper_model()
+    x, y = user_windows(40)
+    blob, dl = P.encode_model(arch, w)
+    small = Arch(
+        (20, 3),
+        (Layer("conv1d", "c", filters=4, kernel=3), Layer("maxpool1d", "p", pool=2), Layer("flatten", "f"),
+         Layer("dense", "d", units=3), Layer("softmax", "s")),
+    )  # fmt: skip
+    small_blob, small_dl = P.encode_model(
+        small, {n: [np.zeros(s, np.float32) for s in ss] for n, ss in small.param_shapes().items()}
+    )
+    bad_pool = bytearray(small_blob)
+    struct.pack_into("<H", bad_pool, 16 + 32 * 1 + 8, 30)  # layer 1's pool: 30 > the conv's 18 rows
+
+    def bad_model(b: bytes, dl: int = dl) -> None:
+        c.request(P.ModelBegin(len(b), dl, crc32(b)), P.XferAck)
+        for off, chunk in P.chunks(b):
+            c.request(P.ModelChunk(off, chunk), P.XferAck)
+
+    def bad_labels() -> None:
+        c.clear_data()
+        c.upload_dataset(x, np.full(len(y), 7))
+        c.train("full", epochs=1)
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("set_clock 81 MHz", lambda: c.set_clock(81_000_000)),
+        ("marker pulse 0", lambda: c.set_marker(True, 0)),
+        ("odr 100 Hz", lambda: c.request(P.SensorConfig(100_000, 4), P.SensorState)),
+        ("fs 3 g", lambda: c.request(P.SensorConfig(26_000, 3), P.SensorState)),
+        ("block_len 0", lambda: c.stream_start(0)),
+        ("clear slot 7", lambda: c.clear_data(7)),
+        ("data slot 2", lambda: c.upload_dataset(x, y, slot=2)),
+        ("weights without model", lambda: c.request(P.WeightsInfo(), P.WeightsMeta)),
+        ("train without model", lambda: c.train("full", epochs=1)),
+        ("descriptor pool 30", lambda: bad_model(bytes(bad_pool), small_dl)),
+        ("descriptor version 2", lambda: bad_model(blob[:4] + b"\x02" + blob[5:])),
+        ("weight bytes", lambda: bad_model(blob[:-4])),
+        ("model", lambda: c.upload_model(arch, w)),
+        ("train empty slot", lambda: c.train("full", epochs=1)),
+        ("evaluate empty slot", lambda: c.evaluate(1)),
+        ("read before info", lambda: c.request(P.WeightsRead(0, 16), P.WeightsData)),
+        ("info", lambda: c.request(P.WeightsInfo(), P.WeightsMeta)),
+        ("read past the end", lambda: c.request(P.WeightsRead(10_000_000, 16), P.WeightsData)),
+        ("data", lambda: c.upload_dataset(x, y)),
+        ("n_val = n", lambda: c.train("full", epochs=1, n_val=40)),
+        ("val_flags 4", lambda: c.request(P.TrainStart(n_val=4, val_flags=4), P.RoundInfo)),
+        ("epochs 0", lambda: c.train("full", epochs=0)),
+        ("lr 20", lambda: c.train("full", epochs=1, lr=20.0)),
+        ("mode 9", lambda: c.request(P.TrainStart(mode=9), P.RoundInfo)),
+        ("empty mask", lambda: c.request(P.TrainStart(mode=P.TrainMode.MASK, layer_mask=0), P.RoundInfo)),
+        ("labels beyond the classes", bad_labels),
+    ]
+    out: list[tuple] = []
+    for name, step in steps:
+        try:
+            step()
+            out.append((name, "accepted"))
+        except NucleoError as exc:
+            e = exc.error
+            out.append((name, P.ErrorCode(e.code).name, P.MsgType(e.request).name, e.arg0, e.arg1))
+    return out
+
+
+@pytest.mark.parametrize("firmware", ["host", "qemu"])
+def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
+    """The same refused requests get the same ERROR — code, request, arg0, arg1 — from the ODL firmware and the
+    Python board, and the arguments protocol.md §3.5 gives them (an argument marked – is 0)."""
+    got = {}
+    for kind in ("python", firmware):
+        b = Board(kind, time_scale=200.0)
+        try:
+            got[kind] = _error_catalogue(b.client)
+        finally:
+            b.close()
+    assert got["python"] == got[firmware]
+    assert got[firmware] == [
+        ("set_clock 81 MHz", "BAD_PARAM", "SET_CLOCK", 81_000_000, 0),  # the value
+        ("marker pulse 0", "BAD_PARAM", "SET_MARKER", 0, 0),
+        ("odr 100 Hz", "BAD_PARAM", "SENSOR_CONFIG", 100_000, 0),
+        ("fs 3 g", "BAD_PARAM", "SENSOR_CONFIG", 3, 0),
+        ("block_len 0", "BAD_PARAM", "STREAM_START", 0, 0),
+        ("clear slot 7", "BAD_PARAM", "DATA_CLEAR", 7, 0),
+        ("data slot 2", "BAD_PARAM", "DATA_BEGIN", 2, 0),
+        ("weights without model", "NO_MODEL", "WEIGHTS_INFO", 0, 0),  # – –
+        ("train without model", "NO_MODEL", "TRAIN_START", 0, 0),
+        ("descriptor pool 30", "BAD_PAYLOAD", "MODEL_CHUNK", 1, 0),  # the descriptor's layer
+        ("descriptor version 2", "BAD_VERSION", "MODEL_CHUNK", 1, 0),  # the descriptor version supported
+        ("weight bytes", "BAD_PARAM", "MODEL_CHUNK", 40_128, 40_132),  # carried, needed
+        ("model", "accepted"),
+        ("train empty slot", "NO_DATA", "TRAIN_START", 0, 0),  # the slot
+        ("evaluate empty slot", "NO_DATA", "EVALUATE", 1, 0),
+        ("read before info", "BAD_STATE", "WEIGHTS_READ", 0, 0),
+        ("info", "accepted"),
+        ("read past the end", "BAD_PARAM", "WEIGHTS_READ", 10_000_000, 16),  # offset, length
+        ("data", "accepted"),
+        ("n_val = n", "BAD_PARAM", "TRAIN_START", 40, 40),  # n_val, the slot's windows
+        ("val_flags 4", "BAD_PARAM", "TRAIN_START", 4, 0),
+        ("epochs 0", "BAD_PARAM", "TRAIN_START", 0, 0),  # several fields: –
+        ("lr 20", "BAD_PARAM", "TRAIN_START", 0, 0),  # a float: –
+        ("mode 9", "BAD_PARAM", "TRAIN_START", 9, 0),  # the mode
+        ("empty mask", "BAD_PARAM", "TRAIN_START", 3, 0),  # the mode whose trainable set is refused
+        ("labels beyond the classes", "BAD_PARAM", "TRAIN_START", 7, 5),  # the label, the classes
+    ]
