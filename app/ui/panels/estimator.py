@@ -450,7 +450,12 @@ class EstimatorPanel(Panel):
         charts.setBackground("w")
         self.mem_plot = charts.addPlot(title="Training memory vs input size")
         self.energy_plot = charts.addPlot(title="Energy per batch vs input size")
-        for p, unit, corner in ((self.mem_plot, "KiB", (-10, -30)), (self.energy_plot, "mJ", (10, 10))):
+        # energy rises with T, so its top-left corner is free: the legend there in two columns and without a
+        # background (a single column's box reached across the Full line and faded it)
+        for p, unit, corner, cols, bg in (
+            (self.mem_plot, "KiB", (-10, -30), 1, (255, 255, 255, 200)),
+            (self.energy_plot, "mJ", (10, 10), 2, (255, 255, 255, 0)),
+        ):
             p.setTitle(p.titleLabel.text, color="#111")  # pyqtgraph's light-grey defaults are unreadable on white
             p.showGrid(x=True, y=True, alpha=0.3)
             for side in ("bottom", "left"):
@@ -458,7 +463,7 @@ class EstimatorPanel(Panel):
                 p.getAxis(side).setPen("#666")
             p.setLabel("bottom", "input size T (samples)", color="#333")
             p.setLabel("left", unit, color="#333")
-            p.addLegend(offset=corner, labelTextColor="#111", brush=pg.mkBrush(255, 255, 255, 200))
+            p.addLegend(offset=corner, labelTextColor="#111", brush=pg.mkBrush(*bg), colCount=cols)
         self.ram_line = pg.InfiniteLine(
             angle=0,
             pen=pg.mkPen("#111", width=2, style=Qt.DashLine),
@@ -883,7 +888,7 @@ class EstimatorPanel(Panel):
                     symbolSize=16,
                     symbolBrush="#f59e0b",
                     symbolPen=pg.mkPen(MODE_COLORS[mode], width=2),
-                    name=f"{mode.upper()} measured (rounds)",
+                    name=f"{mode.upper()} measured",
                 )
         self.mem_plot.setYRange(0, max(d.ram_kib * 1.08, 1.0))
         sizes = [r["input_size"] for r in rows] or [20]
