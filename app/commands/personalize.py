@@ -9,10 +9,13 @@ Examples::
 The user's recording (WISDM text v1.1 or 2019, the app's WISDM-text or windows ``.npz`` export, or a
 HAPT npz with ``--user``) is resampled to the model's rate, mapped to its classes (``--activities``),
 split chronologically per activity into local train (``--train-fraction``, stride T/2) and test
-(stride T).  Then, through NUCLEO protocol v1: upload the general model and the training windows, run
-a round per mode (``--warmup-epochs`` on the last layer, then ``--epochs`` of TL or Full), download the
-weights and evaluate before/after on the test windows.  Time per batch comes from the board, power and
-energy per batch from the LPM01A samples between the batch's D7 edges.
+(stride T).  Then, through NUCLEO protocol v2 (docs/protocol.md): upload the general model and the
+training windows, run a round per mode (``--warmup-epochs`` on the last layer, then ``--epochs`` of TL or
+Full; by default the robust round: the last tenth of each activity validates and the board keeps the best
+pass), download the weights and evaluate before/after on the test windows; ``recommended`` is the mode
+kept (none, TL or Full, ``--choose``).  A v1 board runs the plain round, with a warning.  Time
+per batch comes from the board, power and energy per batch from the LPM01A samples between the batch's
+D7 edges.
 
 Without ``--board`` an in-process virtual bench runs (emulated NUCLEO + LPM01A, ``--time-scale``
 simulated seconds per wall second).  ``--model`` defaults to the shipped general model

@@ -60,7 +60,7 @@ from app.core.board_round import (
 from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
-from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError
+from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choice_reason
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
 from device.monitor import LPM01A_KIND
@@ -796,17 +796,9 @@ def personalize(
             warnings += session.warnings
     recommended = cfg.procedure.choose_mode(val_scores) if len(val_scores) > 1 else None
     if recommended:
-        v = val_scores[recommended]
         n_val = results[train_modes[0]]["validation"]["n_val"]
-        why = (
-            "no personalized mode had a higher macro-F1 than the general model"
-            if recommended == "none" and cfg.procedure.choose == "strict"
-            else "best"
-        )
-        log(
-            f"recommended: {recommended} ({why} on the {n_val} validation windows: "
-            f"macro-F1 {v[1]:.3f}, loss {v[0]:.3f})"
-        )
+        why = choice_reason(val_scores, cfg.procedure.choose, recommended)
+        log(f"recommended: {recommended} ({why}; {n_val} validation windows)")
     for w in warnings:
         log(f"warning: {w}")
     report = {

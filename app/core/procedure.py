@@ -241,3 +241,30 @@ def choose_mode(scores: Mapping[str, tuple[float, float] | None], rule: str = "s
     if best_key is None or not best_key[0] > score(*base)[0]:
         return "none"
     return best
+
+
+def choice_reason(scores: Mapping[str, tuple[float, float] | None], rule: str, chosen: str | None) -> str:
+    """Why :func:`choose_mode` with ``rule`` kept ``chosen``, in one phrase naming the validation macro-F1
+    that decided (``scores`` as there)."""
+
+    def f1(m: str) -> str:
+        s = scores.get(m)
+        return f"{s[1]:.3f}" if s is not None else "–"
+
+    if rule == "score" or scores.get("none") is None:
+        return "best validation macro-F1, then loss"
+    if chosen in ("tl", "full"):
+        return f"validation macro-F1 {f1(chosen)} above the general model's {f1('none')}"
+    full, tl, base = scores.get("full"), scores.get("tl"), scores.get("none")
+    if (
+        rule == "agree"
+        and full is not None
+        and tl is not None
+        and base is not None
+        and score(*full)[0] > score(*base)[0]
+    ):
+        return (
+            f"Full's validation macro-F1 {f1('full')} beat the general model's {f1('none')} but TL's "
+            f"{f1('tl')} did not, and Full is kept only when TL agrees (--choose agree)"
+        )
+    return f"no personalized mode beat the general model's validation macro-F1 {f1('none')}"

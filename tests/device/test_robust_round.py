@@ -198,6 +198,29 @@ def test_choose_mode_agree_keeps_full_only_when_tl_beats_the_general_model_too()
     assert choose_mode({"none": (0.9, 0.78), "full": (0.2, 0.78)}, "agree") == "none"
 
 
+def test_choice_reason_names_what_decided():
+    """``personalize`` logs why Auto kept a mode; under 'agree' the general model can be kept although Full beat
+    it, and the reason must say so (it used to say "best")."""
+    from app.core.procedure import choice_reason
+
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.78), "full": (0.2, 1.0)}
+    assert choice_reason(s, "agree", choose_mode(s, "agree")) == (
+        "Full's validation macro-F1 1.000 beat the general model's 0.780 but TL's 0.780 did not, and Full is "
+        "kept only when TL agrees (--choose agree)"
+    )
+    assert choice_reason(s, "strict", choose_mode(s, "strict")) == (
+        "validation macro-F1 1.000 above the general model's 0.780"
+    )
+    s = {"none": (0.9, 0.9), "tl": (0.3, 0.85), "full": (0.2, 0.9)}
+    for rule in ("agree", "strict"):
+        assert choice_reason(s, rule, choose_mode(s, rule)) == (
+            "no personalized mode beat the general model's validation macro-F1 0.900"
+        )
+    assert choice_reason(s, "score", choose_mode(s, "score")) == "best validation macro-F1, then loss"
+    s = {"none": (0.9, 0.78), "tl": (0.3, 0.9), "full": (0.2, 0.85)}
+    assert choice_reason(s, "agree", "tl") == "validation macro-F1 0.900 above the general model's 0.780"
+
+
 def test_choose_mode_score_is_issue_17s_first_rule_f1_then_loss_then_the_cheaper_mode():
     assert choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0), "full": (0.01, 1.0)}, "score") == "full"
     assert choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.9), "full": (0.2, 0.9)}, "score") == "full"
