@@ -86,7 +86,7 @@ class Mapped:
     def notes(self) -> list[str]:
         out = []
         if self.left_out:
-            out.append(f"labels {sorted(self.left_out)} are not classes of the model and were left out")
+            out.append(f"labels {', '.join(sorted(self.left_out))} are not classes of the model and were left out")
         if self.missing:
             out.append(f"no data for {', '.join(self.missing)}")
         return out
@@ -169,7 +169,7 @@ def class_map(classes: Sequence[str], activities: ActivitySpec = None) -> ClassM
         raise ClassMapError("no activities selected")
     unknown = [t for t, _ in entries if canonical_activity(t) not in by_canon]
     if unknown:
-        raise ClassMapError(f"{unknown} are not classes of the model (classes: {', '.join(classes)})")
+        raise ClassMapError(f"{', '.join(unknown)}: not classes of the model (classes: {', '.join(classes)})")
     sources: dict[str, list[str]] = {}
     for t, srcs in entries:
         canon = canonical_activity(t)

@@ -172,7 +172,7 @@ class RecordingSet:
         unknown = wanted - set(self.subjects())
         if unknown:
             raise DatasetError(
-                f"subjects {sorted(unknown, key=_natural_key)} are not in {self.source} "
+                f"subjects {', '.join(sorted(unknown, key=_natural_key))} are not in {self.source} "
                 f"(available: {', '.join(self.subjects())})"
             )
         return self._with([s for s in self.segments if s.subject in wanted])
@@ -294,7 +294,7 @@ def resolve_activities(
     if missing and strict:
         where = f" in {source}" if source else ""
         raise DatasetError(
-            f"activities {missing} not found{where} (available: {', '.join(order_activities(available))})"
+            f"activities {', '.join(missing)} not found{where} (available: {', '.join(order_activities(available))})"
         )
     return mapping
 

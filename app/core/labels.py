@@ -666,7 +666,9 @@ def labelled_recording_set(
         mapped = [(s, class_for_activity(s.activity, classes)) for s in segs]
         unknown = sorted({s.raw_activity for s, c in mapped if c is None})
         if unknown:
-            notes.append(f"labels {unknown} are not classes of the model {list(classes)} and were left out")
+            notes.append(
+                f"labels {', '.join(unknown)} are not classes of the model ({', '.join(classes)}) and were left out"
+            )
         import dataclasses
 
         segs = [dataclasses.replace(s, activity=c) for s, c in mapped if c is not None]

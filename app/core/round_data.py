@@ -66,7 +66,10 @@ def model_recordings(
         ) from None
     notes: list[str] = []
     if mapped.left_out:
-        notes.append(f"labels {sorted(mapped.left_out)} are not classes of the model {list(classes)} and were left out")
+        notes.append(
+            f"labels {', '.join(sorted(mapped.left_out))} are not classes of the model ({', '.join(classes)}) "
+            "and were left out"
+        )
     rs = mapped.recordings
     return (rs.resampled(float(rate_hz)) if rate_hz else rs), notes
 
@@ -97,7 +100,7 @@ def local_windows(
         )
     missing = [c for i, c in enumerate(classes) if not np.any(train.y == i)]
     if missing:
-        notes.append(f"no labelled windows for {missing}: the round cannot improve them")
+        notes.append(f"no labelled windows for {', '.join(missing)}: the round cannot improve them")
     return LocalData(train.x, train.y, test.x, test.y, classes, notes)
 
 

@@ -63,7 +63,7 @@ def test_wisdm2019_gap_splits_segment_and_default_activities(tmp_path: Path):
     assert [s.n for s in rs.segments] == [100, 100]
     assert rs.activities() == ["walking"]
     assert any("gaps" in n for n in rs.notes)
-    assert any("'jogging'" in n and "not found" in n for n in rs.notes)  # this user lacks them: noted
+    assert any("jogging" in n and "not found" in n for n in rs.notes)  # this user lacks them: noted
     with pytest.raises(ds.DatasetError, match="jogging"):
         ds.load_wisdm(f, activities=["jogging"])  # nothing requested is there
     with pytest.raises(ds.DatasetError, match="jogging"):

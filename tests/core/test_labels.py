@@ -199,7 +199,10 @@ def test_wisdm_import_reads_named_users_and_roundtrips(model, tmp_path):
     rs3 = labelled_recording_set(store, ds_id, "me", classes=("Walking", "Stationary"), rate_hz=10.0)
     assert rs3.activities() == ["Stationary", "Walking"] and rs3.rate == 10.0 and rs3.n_samples == 80
     rs4 = labelled_recording_set(store, ds_id, "me", classes=("walking", "jogging"))
-    assert rs4.activities() == ["walking"] and "['Sitting'] are not classes of the model" in rs4.notes[0]
+    assert (
+        rs4.activities() == ["walking"]
+        and "labels Sitting are not classes of the model (walking, jogging)" in rs4.notes[0]
+    )
 
 
 def test_class_for_activity():

@@ -90,7 +90,7 @@ def test_gui_imports_and_personalizes_st_model(spec, qtbot, st_models, user_file
             # ST's class names and the default mapping: every class WISDM-2019 serves has windows
             assert res["classes"] == list(classes)
             assert [c for c in classes if res["counts"][c][0] == 0] == unserved, res["counts"]
-            assert any(f"no labelled windows for {unserved}" in w for w in res["warnings"]) == bool(unserved)
+            assert any(f"no labelled windows for {', '.join(unserved)}" in w for w in res["warnings"]) == bool(unserved)
             # before / after F1 shown, with the model's class names
             assert 0.0 <= res["before"]["macro_f1"] <= 1.0 and 0.0 <= res["after"]["macro_f1"] <= 1.0
             text = panel.summary.text()
