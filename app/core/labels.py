@@ -188,7 +188,7 @@ class LabelModel:
     # --- internals -------------------------------------------------------------------------------
     def _check(self, start: float, end: float, label: str) -> tuple[float, float]:
         if label not in self.classes:
-            raise LabelError(f"class {label!r} is not one of this dataset's classes {list(self.classes)}")
+            raise LabelError(f"class {label!r} is not one of this dataset's classes ({', '.join(self.classes)})")
         start, end = float(min(start, end)), float(max(start, end))
         if self.duration is not None:
             start, end = max(0.0, start), min(self.duration, end)

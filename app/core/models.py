@@ -166,7 +166,7 @@ def check_weights(arch: Arch, weights: Mapping[str, Sequence[np.ndarray]]) -> We
         out[name] = [np.array(a, dtype=np.float32) for a in arrays]
     extra = set(weights) - set(expected)
     if extra:
-        raise ModelError(f"weights given for unknown or parameter-free layers: {sorted(extra)}")
+        raise ModelError(f"weights given for unknown or parameter-free layers: {', '.join(sorted(extra))}")
     return out
 
 
@@ -553,7 +553,7 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
     n = arch.n_classes
     if classes and len(classes) != n:
         raise ModelError(
-            f"{path}: the model has {n} outputs but its metadata lists {len(classes)} classes {list(classes)}"
+            f"{path}: the model has {n} outputs but its metadata lists {len(classes)} classes ({', '.join(map(str, classes))})"
         )
     if not classes:
         classes = tuple(f"class_{i}" for i in range(n))

@@ -62,7 +62,8 @@ def model_recordings(
         mapped = class_map(classes).apply(rs)
     except ClassMapError:
         raise RoundError(
-            f"none of the labelled activities {rs.activities()} is a class of the model {list(classes)}"
+            f"none of the labelled activities ({', '.join(rs.activities())}) is a class of the model "
+            f"({', '.join(classes)})"
         ) from None
     notes: list[str] = []
     if mapped.left_out:
