@@ -625,7 +625,9 @@ def run_loso(
     if cfg.subjects:
         unknown = [s for s in cfg.subjects if s not in all_subjects]
         if unknown:
-            raise LosoError(f"--subjects {unknown} not in {cfg.dataset} (subjects: {', '.join(all_subjects)})")
+            raise LosoError(
+                f"--subjects {', '.join(map(str, unknown))} not in {cfg.dataset} (subjects: {', '.join(all_subjects)})"
+            )
         subjects = list(cfg.subjects)
     else:
         subjects = all_subjects

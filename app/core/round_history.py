@@ -259,7 +259,7 @@ def export_round(
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
-        raise RoundError(f"unknown export formats {bad} (known: {', '.join(EXPORT_FORMATS)})")
+        raise RoundError(f"unknown export formats {', '.join(map(str, bad))} (known: {', '.join(EXPORT_FORMATS)})")
     if not formats:
         raise RoundError("choose at least one export format")
     model = personalized_model(store, round_id)

@@ -135,7 +135,7 @@ def simulate(
         raise ValueError(f"epochs must be integers >= 1, got {epochs}")
     bad = [m for m in modes if m not in ("tl", "full", "last")]
     if bad:
-        raise ValueError(f"modes {bad} not allowed (tl, full, last)")
+        raise ValueError(f"modes {', '.join(map(str, bad))} not allowed (tl, full, last)")
     if len(recordings.subjects()) != 1:
         raise ValueError(f"simulate() takes one user's recordings, got subjects {recordings.subjects()}")
     t0 = time.perf_counter()

@@ -488,6 +488,9 @@ def test_tl_round_measures_every_batch_and_personalizes(bench, tmp_path):
     written = export_round(ctx.store, res["round_id"], tmp_path / "out", formats=("npz", "c_header"))
     assert written["npz"].is_file() and written["c_header"].read_text().count("dense2") > 0
     assert "personalized_round" in written["report"].name or written["report"].is_file()
+    with pytest.raises(RoundError, match=r"^unknown export formats onnx, pt \(known: "):
+        export_round(ctx.store, res["round_id"], tmp_path / "out2", formats=("npz", "onnx", "pt"))
+    assert not (tmp_path / "out2").exists()  # refused before anything is written
     recs = calibration_records(ctx.store)
     assert len(recs) >= 12 and all(r.energy_j for r in recs)
 

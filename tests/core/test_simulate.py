@@ -61,5 +61,5 @@ def test_simulate_rejects_bad_input(user_rs, general):
         simulate(user_rs, general, epochs=(0,))
     with pytest.raises(ValueError, match="no general model for T=60"):
         simulate(user_rs, general, sizes=[60])
-    with pytest.raises(ValueError, match="modes"):
+    with pytest.raises(ValueError, match=r"^modes deep not allowed \(tl, full, last\)$"):
         simulate(user_rs, general, modes=("deep",))
