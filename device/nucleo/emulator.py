@@ -28,7 +28,6 @@ emulated LPM01A).  What it does:
 from __future__ import annotations
 
 import math
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -666,9 +665,7 @@ class NucleoEmulator:
         try:
             lower(arch, None)
         except (ArchError, ValueError) as exc:
-            m = re.search(r"layer '([^']+)'", str(exc))
-            names = [l.name for l in arch.layers]
-            idx = names.index(m.group(1)) if m and m.group(1) in names else 0xFFFFFFFF
+            idx = P.named_layer_index(exc, arch.layers, 0xFFFFFFFF)
             kind = P.KIND_CODES.get(arch.layers[idx].kind, 0) if idx != 0xFFFFFFFF else 0
             raise _Refuse(P.ErrorCode.UNKNOWN_LAYER, f"unsupported network: {exc}", idx, kind) from None
         if weight_bytes != 4 * arch.params:

@@ -1183,10 +1183,16 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
     try:
         return Arch(tuple([d0, d1, d2][:rank]), tuple(layers), tuple(classes), preprocessing=prep_name)
     except ArchError as exc:  # arg0: the layer the message names (0 when it names none), as the firmware's
-        m = re.match(r"layer '([^']*)'", str(exc))
-        names = [la.name for la in layers]
-        index = names.index(m.group(1)) if m and m.group(1) in names else 0
+        index = named_layer_index(exc, layers, 0)
         raise ProtocolError(f"descriptor describes an invalid network: {exc}", ErrorCode.BAD_PAYLOAD, index) from exc
+
+
+def named_layer_index(exc: Exception, layers: Sequence[Any], default: int) -> int:
+    """Index in ``layers`` of the layer an architecture error names (``layer 'name'``), else ``default``:
+    the ERROR argument the firmware sends for a descriptor it refuses."""
+    m = re.search(r"layer '([^']+)'", str(exc))
+    names = [la.name for la in layers]
+    return names.index(m.group(1)) if m and m.group(1) in names else default
 
 
 def weight_tensors(arch: Any) -> list[tuple[str, tuple[int, ...]]]:

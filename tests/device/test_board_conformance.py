@@ -347,6 +347,28 @@ def test_unknown_layer_and_blob_crc_errors(board):
         c.request(P.ModelChunk(5, blob[5:100]), P.XferAck)
 
 
+def pool_model(*extra: Layer):
+    """conv(4, 3) → maxpool(2) → flatten → ``extra`` → dense(3) → softmax on (20, 3), zero weights; returns
+    ``(arch, weights, blob, desc_len)``."""
+    arch = Arch(
+        (20, 3),
+        (Layer("conv1d", "c", filters=4, kernel=3), Layer("maxpool1d", "p", pool=2), Layer("flatten", "f"),
+         *extra, Layer("dense", "d", units=3), Layer("softmax", "s")),
+    )  # fmt: skip
+    w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
+    blob, dl = P.encode_model(arch, w)
+    return arch, w, blob, dl
+
+
+def bad_pool(blob: bytes) -> bytearray:
+    """A :func:`pool_model` blob whose layer 1 pools 30 rows, more than the conv's 18."""
+    import struct
+
+    b = bytearray(blob)
+    struct.pack_into("<H", b, 16 + 32 * 1 + 8, 30)
+    return b
+
+
 def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
     """A descriptor whose records are well-formed but whose values cannot be run (protocol.md §5.1): a pool
     longer than its input, a dropout rate of 1 or more.  Refused at the descriptor with the layer and the
@@ -354,19 +376,12 @@ def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
     import struct
 
     c = board.client
-    arch = Arch(
-        (20, 3),
-        (Layer("conv1d", "c", filters=4, kernel=3), Layer("maxpool1d", "p", pool=2), Layer("flatten", "f"),
-         Layer("dropout", "do", rate=0.25), Layer("dense", "d", units=3), Layer("softmax", "s")),
-    )  # fmt: skip
-    w = {n: [np.zeros(s, np.float32) for s in ss] for n, ss in arch.param_shapes().items()}
-    blob, dl = P.encode_model(arch, w)
+    arch, w, blob, dl = pool_model(Layer("dropout", "do", rate=0.25))
 
     def record(i: int) -> int:
         return 16 + 32 * i
 
-    pool = bytearray(blob)
-    struct.pack_into("<H", pool, record(1) + 8, 30)  # layer 1's pool: 30 > the conv's 18 rows
+    pool = bad_pool(blob)
     rate = bytearray(blob)
     struct.pack_into("<f", rate, record(3) + 12, 1.0)  # layer 3's dropout rate
     for bad, text in ((pool, "pool 30 does not fit input length 18"), (rate, r"dropout rate .*\[0, 1\)")):
@@ -614,21 +629,10 @@ def test_powershield_sees_every_d7_edge_and_the_run_current(board):
 def _error_catalogue(c: NucleoClient) -> list[tuple]:
     """Drive ``c`` through a fixed sequence of refused requests; returns ``(step, code, request, arg0, arg1)``
     of every ERROR (or ``(step, "accepted")``)."""
-    import struct
-
     arch, w = paper_model()
     x, y = user_windows(40)
     blob, dl = P.encode_model(arch, w)
-    small = Arch(
-        (20, 3),
-        (Layer("conv1d", "c", filters=4, kernel=3), Layer("maxpool1d", "p", pool=2), Layer("flatten", "f"),
-         Layer("dense", "d", units=3), Layer("softmax", "s")),
-    )  # fmt: skip
-    small_blob, small_dl = P.encode_model(
-        small, {n: [np.zeros(s, np.float32) for s in ss] for n, ss in small.param_shapes().items()}
-    )
-    bad_pool = bytearray(small_blob)
-    struct.pack_into("<H", bad_pool, 16 + 32 * 1 + 8, 30)  # layer 1's pool: 30 > the conv's 18 rows
+    _, _, small_blob, small_dl = pool_model()
 
     def bad_model(b: bytes, dl: int = dl) -> None:
         c.request(P.ModelBegin(len(b), dl, crc32(b)), P.XferAck)
@@ -650,7 +654,7 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         ("data slot 2", lambda: c.upload_dataset(x, y, slot=2)),
         ("weights without model", lambda: c.request(P.WeightsInfo(), P.WeightsMeta)),
         ("train without model", lambda: c.train("full", epochs=1)),
-        ("descriptor pool 30", lambda: bad_model(bytes(bad_pool), small_dl)),
+        ("descriptor pool 30", lambda: bad_model(bytes(bad_pool(small_blob)), small_dl)),
         ("descriptor version 2", lambda: bad_model(blob[:4] + b"\x02" + blob[5:])),
         ("weight bytes", lambda: bad_model(blob[:-4])),
         ("model", lambda: c.upload_model(arch, w)),
