@@ -255,14 +255,7 @@ def choice_reason(scores: Mapping[str, tuple[float, float] | None], rule: str, c
         return "best validation macro-F1, then loss"
     if chosen in ("tl", "full"):
         return f"validation macro-F1 {f1(chosen)} above the general model's {f1('none')}"
-    full, tl, base = scores.get("full"), scores.get("tl"), scores.get("none")
-    if (
-        rule == "agree"
-        and full is not None
-        and tl is not None
-        and base is not None
-        and score(*full)[0] > score(*base)[0]
-    ):
+    if rule == "agree" and chosen == "none" and choose_mode(scores, "strict") == "full":  # TL did not agree
         return (
             f"Full's validation macro-F1 {f1('full')} beat the general model's {f1('none')} but TL's "
             f"{f1('tl')} did not, and Full is kept only when TL agrees (--choose agree)"
