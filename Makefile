@@ -48,7 +48,7 @@ package: $(STAMP)
 	$(PY) packaging/build.py $(PACKAGE_ARGS)
 
 # Mutation score per module of the code whose bugs cost data or trust (docs/benchmarks.md "Mutation
-# testing"); CPU-heavy (about 1.5 h on 2 cores with MUTATION_ARGS=--jobs 2; estimator_firmware_memory runs the
+# testing"); CPU-heavy (about 2 h on 2 cores with MUTATION_ARGS=--jobs 2; estimator_firmware_memory runs the
 # firmware under QEMU), so not part of `make test`.  MUTATION_ARGS: targets, --jobs, --report.
 mutation: $(STAMP)
 	$(PY) -m pip install -q -e '.[mutation]'

@@ -126,6 +126,37 @@ TARGETS: dict[str, Target] = {
         ("tests/estimator/test_estimator_firmware_memory.py",),
         180,
     ),
+    # issue 17's robust round, the part that decides whether a user keeps a personalized model: which windows
+    # validate, and which mode Auto keeps from their scores (with the reason the report gives)
+    "robust_choice": Target(
+        "app/core/procedure.py",
+        ("validation_split", "score", "choose_mode", "choice_reason", "Procedure.split", "Procedure.wire"),
+        ("tests/device/test_robust_round.py",),
+    ),
+    # the reference engine's robust step (L2-SP, clipping, feature lr) and validation scores, which the boards
+    # must reproduce bit for bit
+    "robust_step": Target(
+        "device/engine/model.py",
+        ("Model._robust_update", "Model.val_scores", "macro_f1_f32"),
+        (
+            "tests/device/test_robust_round.py",
+            "tests/device/test_engine_core.py",
+            "tests/device/test_firmware_robust.py",
+        ),
+        60,
+    ),
+    # the engine's round: validation after every epoch, the best pass, its restore and early stopping
+    "robust_train": Target(
+        "device/engine/train.py",
+        ("train", "_better", "_finish"),
+        (
+            "tests/device/test_engine_train_loop.py",
+            "tests/device/test_robust_round.py",
+            "tests/device/test_engine_core.py",
+            "tests/device/test_firmware_robust.py",
+        ),
+        60,
+    ),
     "estimator_time": Target(
         "estimator/core.py",
         # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut

@@ -223,10 +223,10 @@ def choose_mode(scores: Mapping[str, tuple[float, float] | None], rule: str = "s
     if rule not in CHOOSE_RULES:
         raise ProcedureError(f"mode choice rule must be one of {', '.join(CHOOSE_RULES)}, got {rule!r}")
     base = scores.get("none")
-    candidates: tuple[str, ...] = ("none", "tl", "full") if rule == "score" else ("tl", "full")
     tl = scores.get("tl")
     if rule == "agree" and base is not None and tl is not None and not score(*tl)[0] > score(*base)[0]:
-        candidates = ("tl",)  # TL does not beat the general model: neither may Full
+        return "none"  # TL does not beat the general model: neither may Full
+    candidates = ("none", "tl", "full") if rule == "score" else ("tl", "full")
     best: str | None = None
     best_key: tuple[float, float] | None = None
     for m in candidates:

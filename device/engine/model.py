@@ -486,7 +486,7 @@ class Model:
                 g += d
         if step.clip_norm > 0:
             sq = np.concatenate([np.square(g, dtype=f32).ravel() for g in grads])
-            norm = f32(np.sqrt(np.cumsum(sq, dtype=f32)[-1], dtype=f32)) if sq.size else f32(0)
+            norm = f32(np.sqrt(np.cumsum(sq, dtype=f32)[-1], dtype=f32))  # (train_batch trains >= 1 array)
             c = f32(step.clip_norm)
             if norm > c:
                 k = f32(c / norm)

@@ -42,7 +42,7 @@ class TrainConfig:
     feature_lr_scale: float = 1.0  # main phase: lr multiplier of the layers outside the last two Dense
     clip_norm: float = 0.0  # main phase: clip the batch-mean gradient's global L2 norm (0: off)
     l2sp: float = 0.0  # main phase: pull toward the round's starting weights (0: off)
-    restore_best: bool = False  # with validation data: end with the weights of the best validation loss
+    restore_best: bool = False  # with validation data: end with the weights of the best validation pass
     patience: int = 0  # with validation data: stop after this many epochs without improvement (0: off)
     val_metric: str = "loss"  # 'loss' (lower wins) or 'f1' (higher macro-F1 wins, equal F1: lower loss)
 
@@ -109,7 +109,7 @@ class History:
     # with validation data: val_loss[0] before the round, val_loss[k] after epoch k (warm-up included)
     val_loss: list[float] = field(default_factory=list)
     val_f1: list[float] = field(default_factory=list)
-    best_epoch: int = -1  # epoch of the lowest validation loss (0 = the weights the round started from)
+    best_epoch: int = -1  # epoch of the best validation pass (0 = the weights the round started from)
     restored: bool = False  # restore_best put the best epoch's weights back at the end
     early_stopped: bool = False
 
@@ -137,11 +137,13 @@ def train(
 ) -> History:
     """Train ``model`` in place; see the module doc.  Returns the :class:`History`.
 
-    With ``x_val, y_val`` the validation loss is measured before the round and after every epoch
-    (:meth:`Model.val_loss`); ``restore_best`` then ends with the weights of the lowest one (strictly
-    lower wins, so ties keep the earlier epoch, and epoch 0 — the weights the round started from — is a
-    candidate) and ``patience`` stops the round early.  ``order(epoch, n)`` replaces the default
-    per-epoch shuffle (e.g. the board's :func:`device.nucleo.shuffle.epoch_order`)."""
+    With ``x_val, y_val`` (both or neither) a validation pass (:meth:`Model.val_scores`: loss and macro-F1)
+    runs before the round and after every epoch; the best pass is the lowest loss (``val_metric='loss'``) or
+    the highest macro-F1, then the lowest loss (``'f1'``), strictly, so ties keep the earlier epoch, and
+    epoch 0 — the weights the round started from — is a candidate.  ``restore_best`` ends with the best
+    pass's weights (also when the round stops on request or on a NaN loss) and ``patience`` stops the round
+    early.  ``order(epoch, n)`` replaces the default per-epoch shuffle (e.g. the board's
+    :func:`device.nucleo.shuffle.epoch_order`)."""
     cfg = config or TrainConfig()
     cfg.validate()
     x, t = _check_data(model, x, y)
@@ -154,7 +156,9 @@ def train(
     step = None
     if int(cfg.epochs) and cfg.step_options() is not None:
         step = cfg.step_options(model.anchor(cfg.trainable) if cfg.l2sp else None)
-    validate = x_val is not None and y_val is not None and len(y_val) > 0
+    if (x_val is None) != (y_val is None):
+        raise ValueError("x_val and y_val go together: give both or neither")
+    validate = y_val is not None and len(y_val) > 0
     if (cfg.restore_best or cfg.patience) and not validate:
         raise ValueError("restore_best and patience need validation windows (x_val, y_val)")
     if validate:
@@ -212,7 +216,8 @@ def train(
             else:
                 since += 1
                 if cfg.patience and since >= cfg.patience and epoch + 1 < len(phases):
-                    hist.early_stopped, hist.reason = True, f"no better validation loss for {since} epochs"
+                    what = "macro-F1" if cfg.val_metric == "f1" else "loss"
+                    hist.early_stopped, hist.reason = True, f"no better validation {what} for {since} epochs"
                     break
     return _finish(model, hist, best_w, at_best)
 

@@ -127,6 +127,8 @@ def test_macro_f1_f32_is_sklearns_over_present_classes():
     from device.engine.metrics import macro_f1
 
     assert macro_f1_f32(yt, yp, 6) == pytest.approx(macro_f1(yt, yp, n_classes=6), abs=1e-7)
+    # no window: no class is present, and the score is NaN (which ranks last), not an error
+    assert np.isnan(macro_f1_f32(np.zeros(0, np.int64), np.zeros(0, np.int64), 3))
 
 
 # --- the validation split and the mode choice ----------------------------------------------------------
@@ -157,8 +159,43 @@ def test_validation_split_tail_is_the_last_windows_of_each_class():
     assert list(va) == [31, 32, 33]  # class 0: 4 < 5 windows, none; class 1: its last 3
     tr, va = validation_split(np.array([0] * 5 + [1] * 30), 10)
     assert list(va) == [4, 32, 33, 34]  # class 0: 5 = 10 // 2 windows, its last one
-    with pytest.raises(ProcedureError, match="validation split"):
+    with pytest.raises(ProcedureError) as e:
         validation_split(y, 10, "random")
+    assert str(e.value) == "validation split must be one of tail, interleaved, got 'random'"
+    # a small `every`: a class validates one window from every // 2 windows on, but never its only one ...
+    assert list(validation_split(np.array([0, 0, 1, 1, 1, 1, 1]), 5)[1]) == [1, 6]  # 2 = 5 // 2 windows: 1
+    assert list(validation_split(np.array([0, 1, 1, 1, 1]), 2)[1]) == [3, 4]  # class 0 has 1 window: it trains
+    assert list(validation_split(np.array([0, 0, 1, 1, 1]), 4)[1]) == [1, 4]
+    # ... and nothing validates: every window trains, and the empty index still indexes an array
+    tr, va = validation_split(y, 0)
+    assert va.dtype.kind == "i" and np.arange(len(y))[va].size == 0 and list(tr) == list(range(len(y)))
+
+
+def test_a_procedure_splits_and_asks_the_board_as_its_fields_say():
+    y = np.array([0] * 25 + [1] * 12)
+    inter = Procedure(val_split="interleaved")
+    assert list(inter.split(y)[1]) == list(validation_split(y, 10, "interleaved")[1])
+    assert list(inter.split(y)[1]) != list(ROBUST.split(y)[1])
+    tr, va = PLAIN.split(y)  # nothing validates: every window trains
+    assert list(tr) == list(range(len(y))) and len(va) == 0
+    # the board is asked for validation, restore and F1 selection only when the procedure validates and there
+    # are validation windows; step options always
+    assert ROBUST.wire(12) == {
+        "n_val": 12, "patience": 0, "restore_best": True, "select_f1": True,
+        "feature_lr_scale": 1.0, "clip_norm": 5.0, "l2sp": 0.0,
+    }  # fmt: skip
+    assert Procedure(patience=3).wire(12)["patience"] == 3
+    for p in (Procedure(patience=3), ROBUST):  # no validation windows: nothing that needs them
+        assert {k: p.wire(0)[k] for k in ("n_val", "patience", "restore_best", "select_f1")} == {
+            "n_val": 0, "patience": 0, "restore_best": False, "select_f1": False,
+        }  # fmt: skip
+    off = Procedure(val_every=0, patience=3, restore_best=True, select_f1=True, clip_norm=2.0)
+    assert off.wire(12) == {
+        "n_val": 0, "patience": 0, "restore_best": False, "select_f1": False,
+        "feature_lr_scale": 1.0, "clip_norm": 2.0, "l2sp": 0.0,
+    }  # fmt: skip
+    w = Procedure(restore_best=False, select_f1=False).wire(12)
+    assert (w["restore_best"], w["select_f1"]) == (False, False)
 
 
 def test_choose_mode_strict_keeps_a_personalized_mode_only_on_higher_f1_than_the_general_model():
@@ -179,8 +216,11 @@ def test_choose_mode_strict_keeps_a_personalized_mode_only_on_higher_f1_than_the
     assert ROBUST.choose == "agree" and ROBUST.choose_mode({"none": (0.5, 1.0), "tl": (0.05, 1.0)}) == "none"
     # the default is 'agree': Full beats the general model on validation, TL does not -> the general model
     assert ROBUST.choose_mode({"none": (0.5, 0.8), "tl": (0.3, 0.8), "full": (0.4, 0.81)}) == "none"
-    with pytest.raises(ProcedureError, match="choice rule"):
+    with pytest.raises(ProcedureError) as e:
         choose_mode({"none": (0.5, 0.8)}, "best")
+    assert str(e.value) == "mode choice rule must be one of strict, agree, score, got 'best'"
+    # a NaN loss ranks below any loss at equal F1
+    assert choose_mode({"none": (0.5, 0.8), "tl": (float("nan"), 0.9), "full": (0.3, 0.9)}, "score") == "full"
 
 
 def test_choose_mode_agree_keeps_full_only_when_tl_beats_the_general_model_too():
