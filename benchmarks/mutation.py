@@ -157,6 +157,20 @@ TARGETS: dict[str, Target] = {
         ),
         60,
     ),
+    # issue 17 item 3: the recommender's measured-accuracy prior — the table made from LOSO rows, and how the
+    # estimator reads it (the F1 and spread a user is shown, and what it falls back to)
+    "accuracy_prior": Target(
+        "app/core/accuracy_prior.py",
+        ("build_prior", "write_prior"),
+        ("tests/core/test_accuracy_prior.py",),
+        60,
+    ),
+    "loso_prior": Target(
+        "estimator/recommend.py",
+        ("_interp", "LosoPrior.*", "load_accuracy_prior", "default_accuracy"),
+        ("tests/core/test_accuracy_prior.py", "tests/estimator/test_estimator.py"),
+        60,
+    ),
     "estimator_time": Target(
         "estimator/core.py",
         # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut

@@ -127,13 +127,7 @@ class LosoPrior:
     def spread(self, input_size: int, mode: str) -> dict | None:
         """``{"std", "min", "n"}`` of the measured F1 at ``input_size`` (interpolated in T), or None."""
         col = self._col("full" if mode == "full" else "tl")
-        if not col:
-            return None
-        return {
-            "std": _interp({T: v["std"] for T, v in col.items()}, input_size),
-            "min": _interp({T: v["min"] for T, v in col.items()}, input_size),
-            "n": int(min(v["n"] for v in col.values())),
-        }
+        return _spread(col, input_size) if col else None
 
     def lookup(self, input_size: int, mode: str, epochs: int) -> tuple[float, str]:
         name = "full" if mode == "full" else "tl"
@@ -146,17 +140,25 @@ class LosoPrior:
         final = _interp({T: v["mean"] for T, v in col.items()}, input_size)
         start = _interp({T: v["mean"] for T, v in none.items()}, input_size)
         f1 = start + (final - start) * (1.0 - math.exp(-epochs / self.tau_epochs))
-        sp = self.spread(input_size, mode) or {}
+        sp = _spread(col, input_size)
         ds = self.table["datasets"][self.dataset]
-        proc = self.table.get("procedure_label", "")
+        proc = self.table.get("procedure_label")
         return f1, (
-            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp.get('n'))} users"
-            f"{', ' + proc if proc else ''}): ± {sp.get('std', float('nan')):.3f} over users, worst "
-            f"{sp.get('min', float('nan')):.3f}"
+            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp['n'])} users"
+            f"{', ' + proc if proc else ''}): ± {sp['std']:.3f} over users, worst {sp['min']:.3f}"
         )
 
     def __call__(self, input_size: int, mode: str, epochs: int) -> float:
         return self.lookup(input_size, mode, epochs)[0]
+
+
+def _spread(col: Mapping[int, Mapping], input_size: int) -> dict:
+    """``{"std", "min", "n"}`` of a LOSO table column at ``input_size`` (interpolated in T; n: the fewest)."""
+    return {
+        "std": _interp({T: v["std"] for T, v in col.items()}, input_size),
+        "min": _interp({T: v["min"] for T, v in col.items()}, input_size),
+        "n": int(min(v["n"] for v in col.values())),
+    }
 
 
 def accuracy_prior_path():
