@@ -171,6 +171,14 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_accuracy_prior.py", "tests/estimator/test_estimator.py"),
         60,
     ),
+    # issue 17's measurements: a fold's rounds and its Auto row (which mode was kept, on which validation scores),
+    # and the per-T summary that says whether each goal holds (docs/results.md is made of these)
+    "loso_goals": Target(
+        "app/core/loso.py",
+        ("personalize_procedure", "run_task", "summarize"),
+        ("tests/core/test_loso.py",),
+        120,
+    ),
     "estimator_time": Target(
         "estimator/core.py",
         # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut

@@ -753,11 +753,13 @@ def summarize(rows: Iterable[dict], sizes: Sequence[int] | None = None, modes: S
             )
             entry["subjects"] = len(both)
             # issue 17's goals
-            entry["goal_full_ge_tl_minus_0.005"] = bool(means["full"] >= means["tl"] - 0.005)
-            entry["goal_tl_ge_none_plus_0.05"] = bool(means["tl"] >= means["none"] + 0.05)
+            # (on the 4-digit means, the differences rounded: 0.15 >= 0.1 + 0.05 is False in binary)
+            entry["goal_full_ge_tl_minus_0.005"] = bool(round(means["full"] - means["tl"], 9) >= -0.005)
+            entry["goal_tl_ge_none_plus_0.05"] = bool(round(means["tl"] - means["none"], 9) >= 0.05)
         kept = AUTO if AUTO in modes else None
         if kept and "none" in modes:
-            diffs = [v[kept] - v["none"] for v in per_subject.values() if kept in v and "none" in v]
+            # (rounded: 0.48 - 0.5 is -0.020000000000000018 in binary, and a fold exactly 0.02 below is not more)
+            diffs = [round(v[kept] - v["none"], 9) for v in per_subject.values() if kept in v and "none" in v]
             if diffs:
                 entry["kept_mode"] = kept
                 entry["kept_minus_none_min"] = round(float(min(diffs)), 4)
