@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from app.core import loso
+from app.core.models import atomic_path
 
 SCHEMA = 1
 
@@ -95,11 +96,6 @@ def write_prior(table: dict, path: str | Path) -> Path:
     """Write the table whole or not at all: a full disk leaves the previous table (and no temporary file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
