@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from app.core import loso
-from app.core.models import atomic_path
+from app.core.outputs import atomic_path
 
 SCHEMA = 1
 

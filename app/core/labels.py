@@ -32,6 +32,7 @@ __all__ = [
     "LabelError",
     "windows",
     "class_balance",
+    "export_labelled_csv",
     "export_wisdm_csv",
     "read_wisdm",
     "import_wisdm",
@@ -579,6 +580,19 @@ def export_wisdm_csv(
     return n
 
 
+def export_labelled_csv(path: str | Path, user: str, parts: Sequence[tuple[np.ndarray, float, Sequence[Label]]]) -> int:
+    """Every recording's labelled samples, ``parts`` = ``(xyz, rate_hz, labels)`` per recording, as WISDM v1.1
+    lines of one file (:func:`export_wisdm_csv`); returns the number of rows.  The file is written whole or
+    not at all (:func:`app.core.outputs.atomic_path`): a class WISDM cannot carry or a full disk raises and
+    leaves no partial file, and a file of that name from before stays as it was."""
+    from app.core.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.touch()
+        n = sum(export_wisdm_csv(tmp, user, xyz, rate, labels) for xyz, rate, labels in parts)
+    return n
+
+
 def export_windows_npz(
     path: str | Path,
     parts: Sequence[tuple[np.ndarray, float, Sequence[Label]]],
@@ -590,7 +604,8 @@ def export_windows_npz(
     """Save windows ``X (N, size, 3)`` float32 and ``y (N,)`` class indices of several recordings.
 
     ``parts`` holds ``(xyz, rate_hz, labels)`` per recording.  Also stored: ``classes``, ``size``, ``stride``,
-    ``rate_hz`` (per window) and a JSON ``meta``.  Returns N.
+    ``rate_hz`` (per window) and a JSON ``meta``.  Returns N.  Like :func:`export_labelled_csv`, the file is
+    written whole or not at all.
     """
     import json
 
@@ -602,16 +617,20 @@ def export_windows_npz(
             ys.append(cls[c])
             rates.append(rate)
     X = np.stack(xs) if xs else np.zeros((0, size, 3), np.float32)
-    np.savez_compressed(
-        path,
-        X=X,
-        y=np.asarray(ys, np.int64),
-        classes=np.asarray(list(classes)),
-        size=size,
-        stride=stride or size,
-        rate_hz=np.asarray(rates, np.float64),
-        meta=json.dumps(meta or {}),
-    )
+    from app.core.outputs import atomic_path
+
+    # written whole or not at all, exactly at ``path`` (numpy would append ".npz" to a name given as a string)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            X=X,
+            y=np.asarray(ys, np.int64),
+            classes=np.asarray(list(classes)),
+            size=size,
+            stride=stride or size,
+            rate_hz=np.asarray(rates, np.float64),
+            meta=json.dumps(meta or {}),
+        )
     return len(ys)
 
 

@@ -13,7 +13,6 @@ order: a JSON sidecar ``<file stem>.json`` beside the model (what we write), ST'
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -22,10 +21,11 @@ import threading
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.core.outputs import atomic_path
 from app.core.safezip import MODEL_LIMITS, ZipRefused, check_zip
 from estimator.arch import Arch, ArchError, Layer, paper_cnn
 
@@ -710,20 +710,6 @@ def _jsonable(v: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix: Keras and numpy choose the format by it) that
-    replaces ``path`` with ``os.replace`` only when the ``with`` body finished: an export interrupted by
-    an error, a full disk or a crash never leaves a half-written model file (the old file, if any, stays)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.stem}.tmp{os.getpid()}-{threading.get_ident()}{p.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_sidecar(model_path: str | Path, model: LoadedModel, extra: Mapping[str, Any] | None = None) -> Path:

@@ -10,14 +10,17 @@ written where asked, so the command can say where they are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 from device.lpm01a.recorder import room_left
 
-__all__ = ["OutputError", "check_output_file", "check_output_dir", "rescue_dir"]
+__all__ = ["OutputError", "atomic_path", "failure_reason", "check_output_file", "check_output_dir", "rescue_dir"]
 
 #: Room an output needs at least (models and reports are small; this catches a full disk up front).
 MIN_ROOM = 16 * 1024 * 1024
@@ -80,3 +83,24 @@ def rescue_dir(what: str) -> Path:
         except OSError:
             continue
     raise OutputError("no folder could be created to keep the results (temporary folder and home both failed)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix: Keras and numpy choose the format by it) that
+    replaces ``path`` with ``os.replace`` only when the ``with`` body finished: an export interrupted by
+    an error, a full disk or a crash never leaves a half-written file, and the old file, if any, stays.
+    Every export the user names a file for writes through it (models, labelled data, CSV)."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.stem}.tmp{os.getpid()}-{threading.get_ident()}{p.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a write failed, for a status line: an ``OSError`` in the system's words ("No space left on
+    device"), without the errno and the temporary file's name it carries; any other error's own message."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -880,5 +880,8 @@ def csv_export(path: str | Path, t: np.ndarray, y: np.ndarray, header: str, max_
     y = np.asarray(y).reshape(len(t), -1)
     data = np.column_stack([t, y])
     fmt = ["%.7f"] + ["%.6e"] * y.shape[1]
-    np.savetxt(path, data, fmt=fmt, delimiter=",", header=header, comments="")
+    from app.core.outputs import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp:  # whole or not at all: a full disk leaves any older file as it was
+        np.savetxt(tmp, data, fmt=fmt, delimiter=",", header=header, comments="")
     return len(t)

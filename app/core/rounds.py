@@ -630,7 +630,8 @@ class RoundRunner:
         self.state.set_row(row)
 
     def _save_weights(self, model: "LoadedModel", weights: Mapping[str, Sequence[np.ndarray]], data: LocalData) -> str:
-        from app.core.models import atomic_path, export_npz
+        from app.core.models import export_npz
+        from app.core.outputs import atomic_path
 
         rel = f"{ROUNDS_DIR}/round_{self.round_id}.npz"
         path = self.data_dir / rel

@@ -7,10 +7,12 @@ import pytest
 
 from app.core.datasets import DatasetError
 from app.core.labels import (
+    Label,
     LabelError,
     LabelModel,
     class_balance,
     class_for_activity,
+    export_labelled_csv,
     export_windows_npz,
     export_wisdm_csv,
     import_wisdm,
@@ -114,6 +116,69 @@ def test_wisdm_roundtrip_and_npz(model, tmp_path):
     n = export_windows_npz(tmp_path / "w.npz", [(xyz, 20.0, model.labels)], CLASSES, 20)
     d = np.load(tmp_path / "w.npz")
     assert n == 8 and d["X"].shape == (8, 20, 3) and d["y"].tolist() == [0] * 5 + [1] * 3
+
+
+def test_labelled_csv_gathers_recordings_and_replaces_the_file(tmp_path):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 5, (400, 3)), rng.normal(0, 5, (400, 3))
+    p = tmp_path / "me.txt"
+    p.write_text("an older export\n")
+    parts = [
+        (a, 20.0, [Label(1, 0, 5, "Walking")]),
+        (b, 10.0, [Label(2, 1, 3, "Sitting"), Label(3, 30, 50, "Jogging")]),
+    ]
+    assert export_labelled_csv(p, "me", parts) == 100 + 20 + 100  # b ends at 40 s: its Jogging is cut there
+    segs = import_wisdm_csv(p)
+    assert [(s.activity, len(s.xyz)) for s in segs] == [("Walking", 100), ("Sitting", 20), ("Jogging", 100)]
+    np.testing.assert_allclose(segs[1].xyz, b[10:30], rtol=1e-5)
+    assert "older" not in p.read_text()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["me.txt"]
+
+
+def test_labelled_exports_are_whole_or_nothing(tmp_path):
+    """A class WISDM cannot carry in a later recording, or a full disk half way: the file from before stays as
+    it was and no partial or temporary file is left (the labelling panel's exports go through these)."""
+    from tests.diskkit import python_limited
+
+    xyz = np.ones((400, 3))
+    p = tmp_path / "me.txt"
+    p.write_text("an older export\n")
+    parts = [(xyz, 20.0, [Label(1, 0, 5, "Walking")]), (xyz, 20.0, [Label(2, 0, 5, "walk, fast")])]
+    with pytest.raises(LabelError, match="cannot be written as WISDM"):
+        export_labelled_csv(p, "me", parts)
+    assert p.read_text() == "an older export\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["me.txt"]
+
+    w = tmp_path / "w.npz"
+    w.write_bytes(b"older windows")
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from app.core.labels import Label, export_labelled_csv, export_windows_npz\n"
+        "x = np.random.default_rng(0).normal(0, 5, (20000, 3))\n"
+        "labs = [Label(1, 0.0, 1000.0, 'Walking')]\n"
+        "for f in (lambda: export_labelled_csv(sys.argv[1], 'me', [(x, 20.0, labs)]),\n"
+        "          lambda: export_windows_npz(sys.argv[2], [(x, 20.0, labs)], ['Walking'], 20)):\n"
+        "    try:\n"
+        "        f()\n"
+        "        print('written')\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
+    )
+    r = python_limited(code, 20_000, str(p), str(w))
+    assert r.stdout.split("\n")[:2] == ["refused 27", "refused 27"], r.stdout + r.stderr  # EFBIG: the limit
+    assert p.read_text() == "an older export\n" and w.read_bytes() == b"older windows"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["me.txt", "w.npz"]
+
+
+def test_windows_npz_is_written_at_the_name_given(tmp_path):
+    """numpy appends ".npz" to a file name given as text; the export writes exactly the file the user named."""
+    xyz = np.arange(300, dtype=np.float32).reshape(100, 3)
+    out = tmp_path / "windows.data"
+    assert export_windows_npz(out, [(xyz, 20.0, [Label(1, 0, 5, "Sitting")])], CLASSES, 20, 10) == 9
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["windows.data"]
+    d = np.load(out)
+    assert d["y"].tolist() == [2] * 9 and d["X"][1, 0].tolist() == xyz[10].tolist()
 
 
 def test_wisdm_import_reports_bad_lines(tmp_path):

@@ -84,6 +84,26 @@ def test_write_accel_and_csv_cap(tmp_path):
     store.close()
 
 
+def test_csv_export_on_a_full_disk_keeps_the_older_file(tmp_path):
+    """The power panel's CSV export: a disk that fills half way leaves the file of that name as it was."""
+    from tests.diskkit import python_limited
+
+    p = tmp_path / "power.csv"
+    p.write_text("an older export\n")
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from app.core.recording import csv_export\n"
+        "try:\n"
+        "    csv_export(sys.argv[1], np.arange(5000.0), np.ones(5000), 'time_s,current_A')\n"
+        "except OSError as e:\n"
+        "    print('refused', e.errno)\n"
+    )
+    r = python_limited(code, 20_000, str(p))
+    assert r.stdout.startswith("refused 27"), r.stdout + r.stderr
+    assert p.read_text() == "an older export\n" and [x.name for x in tmp_path.iterdir()] == ["power.csv"]
+
+
 def test_dropped_blocks_become_nan_so_later_samples_keep_their_time(tmp_path):
     """A full queue drops blocks (a slow disk); the dropped range is written as NaN — also when the drop is
     the last thing before stop() — so every later sample stays at its own position, and it is a gap."""

@@ -376,3 +376,31 @@ def test_recordings_list_counts_labels_after_a_delete_and_an_undo(offline_window
     assert panel.rec_list.currentItem().text().endswith("1 label(s)")
     panel.handle_key(Qt.Key_Z, Qt.ControlModifier)
     assert panel.rec_list.currentItem().text().endswith("2 label(s)")
+
+
+# --- exports: whole or not at all, and a sentence when they cannot be written ---------------------------
+def test_exports_say_why_nothing_was_written(offline_window, qtbot, tmp_path):
+    """No labels yet, a folder that is gone: each export writes nothing, returns 0 and says why in the status
+    bar (no "Unexpected error"); a file from before stays as it was. Then both write what is labelled."""
+    ctx = offline_window.ctx
+    panel = offline_window.show_panel("labelling")
+    statuses: list[str] = []
+    ctx.subscribe("status", lambda text, **_: statuses.append(text))
+    old = tmp_path / "old.txt"
+    old.write_text("an older export\n")
+    assert panel.export_csv(str(old)) == 0 and panel.export_npz(str(tmp_path / "w.npz")) == 0
+    assert (
+        statuses[-2:]
+        == [f"Export failed, nothing was written: no recording of dataset {ctx.dataset.name!r} has labels yet"] * 2
+    )
+    assert old.read_text() == "an older export\n" and not (tmp_path / "w.npz").exists()
+
+    add_recording(ctx, labels=((5.0, 15.0, "Walking"),))
+    gone = tmp_path / "gone" / "me.txt"
+    assert panel.export_csv(str(gone)) == 0 and panel.export_npz(str(gone.with_suffix(".npz"))) == 0
+    assert all(s == "Export failed, nothing was written: No such file or directory" for s in statuses[-2:])
+    assert not any("Unexpected error" in s for s in statuses)
+
+    assert panel.export_csv(str(old)) == 520  # 10 s at 52 Hz
+    assert panel.export_npz(str(tmp_path / "w.npz")) > 0 and statuses[-1].startswith("Exported")
+    assert "older" not in old.read_text()

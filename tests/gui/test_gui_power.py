@@ -66,8 +66,11 @@ def test_two_markers_energy_matches_numpy(power_window, qtbot, tmp_path):
     data = np.loadtxt(tmp_path / "sel.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(data[:, 1], i, rtol=1e-6)
     ctx.settings["export.csv_max_rows"] = 1000
-    with pytest.raises(Exception, match="cap"):
-        panel.export_csv(str(tmp_path / "big.csv"), confirm=False)
+    statuses: list[str] = []
+    ctx.subscribe("status", lambda text, **_: statuses.append(text))
+    assert panel.export_csv(str(tmp_path / "big.csv"), confirm=False) == 0  # a sentence, not an exception
+    assert "nothing was written" in statuses[-1] and "exceed the CSV cap of 1,000" in statuses[-1]
+    assert not (tmp_path / "big.csv").exists()
     assert panel.export_png(str(tmp_path / "plot.png")) and (tmp_path / "plot.png").stat().st_size > 1000
 
     # stop recording, reopen the file, markers and stats work on the replay

@@ -47,13 +47,14 @@ from app.core.labels import (
     LabelError,
     LabelModel,
     class_balance,
+    export_labelled_csv,
     export_windows_npz,
-    export_wisdm_csv,
     import_wisdm,
     windows,
 )
+from app.core.outputs import failure_reason
 from app.core.recording import RecordingError, StreamRecorder, load_accel, space_warning
-from app.core.store import Recording
+from app.core.store import Recording, StoreError
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel, tool_button
@@ -829,7 +830,6 @@ class LabellingPanel(Panel):
         if self._tw_task is not None or self._tw_gen < 0:  # one at a time (the newest runs next); not after shutdown
             return
         from app.core.rounds import RoundError, local_windows
-        from app.core.store import StoreError
 
         gen, size = self._tw_gen, self.round_input_size or self.win_size.value()
         classes, rate = self.round_classes, self.round_rate_hz
@@ -912,7 +912,9 @@ class LabellingPanel(Panel):
         self.import_report.setStyleSheet("QPlainTextEdit { color: #92400e; }" if warn else "")
         self.import_report.setVisible(bool(text))
 
-    def _dataset_parts(self):
+    def _labelled_parts(self) -> list:
+        """``(recording, xyz, labels)`` of every labelled recording of the dataset; raises
+        :class:`LabelError` when there is none (an export would write an empty file)."""
         parts = []
         from app.core.labels import Label
 
@@ -920,6 +922,8 @@ class LabellingPanel(Panel):
             labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
             if labs:
                 parts.append((r, np.asarray(load_accel(self.ctx.store, r)), labs))
+        if not parts:
+            raise LabelError(f"no recording of dataset {self.ctx.dataset.name!r} has labels yet")
         return parts
 
     def export_csv(self, path: str | None = None) -> int:
@@ -930,11 +934,15 @@ class LabellingPanel(Panel):
             if not path:
                 return 0
         try:
-            parts = self._dataset_parts()
-            open(path, "w").close()
-            n = sum(export_wisdm_csv(path, self.ctx.user.name, xyz, r.rate_hz, labs) for r, xyz, labs in parts)
-        except (LabelError, OSError) as exc:  # a class WISDM cannot carry, a full or read-only disk
-            self.ctx.status(f"Export failed: {exc}", 15000)
+            parts = self._labelled_parts()
+            n = export_labelled_csv(path, self.ctx.user.name, [(xyz, r.rate_hz, labs) for r, xyz, labs in parts])
+        except (
+            LabelError,
+            RecordingError,
+            StoreError,
+            OSError,
+        ) as exc:  # a class WISDM cannot carry, a full or read-only disk
+            self.ctx.status(f"Export failed, nothing was written: {failure_reason(exc)}", 15000)
             return 0
         self.ctx.status(f"Exported {n} labelled samples to {path}")
         return n
@@ -946,14 +954,18 @@ class LabellingPanel(Panel):
             )
             if not path:
                 return 0
-        n = export_windows_npz(
-            path,
-            [(xyz, r.rate_hz, labs) for r, xyz, labs in self._dataset_parts()],
-            self.classes,
-            self.win_size.value(),
-            self.win_stride.value(),
-            meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name},
-        )
+        try:
+            n = export_windows_npz(
+                path,
+                [(xyz, r.rate_hz, labs) for r, xyz, labs in self._labelled_parts()],
+                self.classes,
+                self.win_size.value(),
+                self.win_stride.value(),
+                meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name},
+            )
+        except (LabelError, RecordingError, StoreError, OSError) as exc:  # a full or read-only disk, a recording gone
+            self.ctx.status(f"Export failed, nothing was written: {failure_reason(exc)}", 15000)
+            return 0
         self.ctx.status(f"Exported {n} windows to {path}")
         return n
 

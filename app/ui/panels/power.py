@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from app.core.devices import POWER_MONITOR, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.markers import MarkerTimeError, parse_marker_time
+from app.core.outputs import failure_reason
 from app.core.recording import (
     RecordingError,
     StreamRecorder,
@@ -703,11 +704,17 @@ class PowerPanel(Panel):
                 return 0
         got = s.samples(t0, t1)
         if got is None:
-            raise RecordingError("the range is no longer in the live buffer: record it, then export from the recording")
-        t, y = got
-        n = csv_export(
-            path, t, y[:, 0], header=f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V", max_rows=cap
-        )
+            self.ctx.status(
+                "CSV export: the range is no longer in the live buffer; record it, then export from the recording",
+                15000,
+            )
+            return 0
+        header = f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V"
+        try:
+            n = csv_export(path, got[0], got[1][:, 0], header=header, max_rows=cap)
+        except (RecordingError, OSError) as exc:  # too many rows, a full or read-only disk
+            self.ctx.status(f"CSV export failed, nothing was written: {failure_reason(exc)}", 15000)
+            return 0
         self.ctx.status(f"Exported {n:,} rows to {path}")
         return n
 
