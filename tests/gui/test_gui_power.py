@@ -72,6 +72,8 @@ def test_two_markers_energy_matches_numpy(power_window, qtbot, tmp_path):
     assert "nothing was written" in statuses[-1] and "exceed the CSV cap of 1,000" in statuses[-1]
     assert not (tmp_path / "big.csv").exists()
     assert panel.export_png(str(tmp_path / "plot.png")) and (tmp_path / "plot.png").stat().st_size > 1000
+    assert not panel.export_png(str(tmp_path / "gone" / "plot.png"))  # a folder that is not there: said, not silent
+    assert statuses[-1] == f"PNG export failed, nothing was written: Qt could not write a PNG in {tmp_path / 'gone'}"
 
     # stop recording, reopen the file, markers and stats work on the replay
     qtbot.mouseClick(panel.btn_record, Qt.LeftButton)

@@ -16,6 +16,7 @@ the live ring or in a reopened file).  Energy between markers = mean current × 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -46,7 +47,7 @@ from PySide6.QtWidgets import (
 from app.core.devices import POWER_MONITOR, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.markers import MarkerTimeError, parse_marker_time
-from app.core.outputs import failure_reason
+from app.core.outputs import atomic_path, failure_reason
 from app.core.recording import (
     RecordingError,
     StreamRecorder,
@@ -723,7 +724,15 @@ class PowerPanel(Panel):
             path, _ = QFileDialog.getSaveFileName(self, "Export PNG", "power.png", "PNG (*.png)")
             if not path:
                 return False
-        return bool(self.plot.grab().save(path, "PNG"))
+        try:
+            with atomic_path(path) as tmp:
+                if not self.plot.grab().save(str(tmp), "PNG"):  # Qt says no more than that
+                    raise OSError(f"Qt could not write a PNG in {Path(path).parent}")
+        except OSError as exc:
+            self.ctx.status(f"PNG export failed, nothing was written: {failure_reason(exc)}", 15000)
+            return False
+        self.ctx.status(f"Exported the plot to {path}")
+        return True
 
     # --- keys and frame clock ----------------------------------------------------------------------
     def handle_key(self, key: int, mods) -> bool:
