@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib.util
 import json
 import os
 import shutil
@@ -178,6 +179,56 @@ TARGETS: dict[str, Target] = {
         ("personalize_procedure", "run_task", "summarize"),
         ("tests/core/test_loso.py",),
         120,
+    ),
+    # the ST model zoo's classes mapped onto the user's activities (which recordings train which output)
+    # (test_st_zoo personalizes ST's model on the bench: minutes per mutant, so it is left out)
+    "classmap": Target("app/core/classmap.py", ("*",), ("tests/core/test_classmap.py",)),
+    # the labelling workflow: the label store's edits, undo/redo and overlap rules, the windows cut from labels
+    "label_edit": Target(
+        "app/core/labels.py",
+        ("LabelModel.*", "windows", "class_balance", "labelled_recording_set", "_finite_runs"),
+        ("tests/core/test_labels.py",),
+    ),
+    # a user's labels in and out: WISDM-format import (what is skipped and why), CSV and windows export
+    "label_io": Target(
+        "app/core/labels.py",
+        (
+            "read_wisdm",
+            "_read_named_users",
+            "_unescape_user",
+            "class_for_activity",
+            "WisdmImport.*",
+            "import_wisdm",
+            "import_wisdm_csv",
+            "wisdm_user_field",
+            "export_wisdm_csv",
+            "export_windows_npz",
+        ),
+        ("tests/core/test_labels.py", "tests/core/test_hostile_files.py", "-k", "wisdm or labelled or npz"),
+        60,
+    ),
+    # exporting personalized weights: the C header and .npz formats (written and read back), the sidecar,
+    # the weight checks that refuse a damaged model
+    "model_export": Target(
+        "app/core/models.py",
+        (
+            "check_weights",
+            "sidecar_dict",
+            "_jsonable",
+            "_c_ident",
+            "_c_float",
+            "_shape3",
+            "c_header_text",
+            "read_c_header",
+            "export_npz",
+            "load_npz",
+            "nonfinite_layers",
+            "evaluate",
+        ),
+        # (TensorFlow-free tests only: mutmut forks a child per mutant, and a fork of a process that has
+        # imported TensorFlow hangs)
+        ("tests/core/test_model_formats.py",),
+        60,
     ),
     "estimator_time": Target(
         "estimator/core.py",
@@ -379,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n}: {t.file} [{', '.join(t.functions)}] tests: {' '.join(t.tests)}")
         return 0
     if not a.report:
+        if importlib.util.find_spec("mutmut") is None:
+            ap.error("mutmut is not installed in this Python: run `make mutation` (it installs the `mutation` extra)")
         for n in names:
             run(n, TARGETS[n], fresh=not a.keep, jobs=a.jobs, survivors=a.survivors)
     return report(names)

@@ -216,3 +216,89 @@ def test_round_windows_use_the_models_spelling(tmp_path):
     with pytest.raises(RoundError, match="is a class of the model"):
         model_recordings(store, did, ("Biking",), "u")
     store.close()
+
+
+# --- every rule at its edge, with the messages a user reads (planted bugs: `make mutation`, target classmap) -----
+
+
+def test_a_label_set_name_selects_its_activities():
+    """``--activities common4`` (spaces around it too) is the label set, not a class called "common4"."""
+    cm = class_map(("Walking", "Stairs", "Sitting", "Standing", "Jogging"), " common4 ")
+    assert cm.to_dict() == {
+        "Walking": ["walking"],
+        "Stairs": ["stairs", "upstairs", "downstairs"],
+        "Sitting": ["sitting"],
+        "Standing": ["standing"],
+    }
+
+
+def test_empty_items_are_skipped_wherever_they_are():
+    assert class_map(ST_WISDM_CLASSES, " ,Walking,,Jogging").to_dict() == {
+        "Jogging": ["jogging"],
+        "Walking": ["walking"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"Walking": []}, "activities: 'Walking': [] is not a class and its source activities"),
+        ({"Walking": " + "}, "activities: 'Walking': [' + '] is not a class and its source activities"),
+        ({" ": ["walking"]}, "activities: ' ': ['walking'] is not a class and its source activities"),
+        ("=walking", "activities: '=walking' names no class before '='"),
+        ("Walking=walking, Jogging = ", "activities: 'Jogging =' names no activity after '='"),
+        (
+            "Walking,Sitting,Typing",
+            "Sitting, Typing: not classes of the model (classes: Jogging, Stationary, Stairs, Walking)",
+        ),
+        (" , ", "no activities selected"),
+    ],
+)
+def test_each_bad_specification_gets_its_own_sentence(spec, message):
+    with pytest.raises(ClassMapError) as e:
+        class_map(ST_WISDM_CLASSES, spec)
+    assert str(e.value) == message
+
+
+def test_a_model_without_classes_is_refused():
+    with pytest.raises(ClassMapError) as e:
+        class_map(())
+    assert str(e.value) == "the model has no classes"
+
+
+def test_the_description_and_the_full_mapping():
+    cm = class_map(ST_WISDM_CLASSES, "Stationary,Walking=walking+jogging")
+    assert cm.describe() == "Stationary <- stationary + sitting + standing; Walking <- walking + jogging"
+    assert cm.mapping() == {
+        "stationary": "Stationary",
+        "sitting": "Stationary",
+        "standing": "Stationary",
+        "walking": "Walking",
+        "jogging": "Walking",
+    }
+
+
+def test_apply_counts_every_left_out_sample_and_keeps_the_sets_report():
+    rs = _rs(("walking", 100), ("typing", 40), ("stairs", 70), ("typing", 25))
+    rs.source, rs.units = "me.txt", "g"
+    rs.skipped, rs.notes = [ds.SkippedLine("me.txt", 3, "bad", "x")], ["resampled to 20 Hz"]
+    m = class_map(ST_MOBILITY_CLASSES).apply(rs)
+    assert m.left_out == {"typing": 65, "stairs": 70}
+    assert m.notes() == [
+        "labels stairs, typing are not classes of the model and were left out",
+        "no data for Stationary, Jogging, Biking",
+    ]
+    out = m.recordings
+    assert (out.source, out.units, out.notes) == ("me.txt", "g", ["resampled to 20 Hz"])
+    assert [(k.line, k.reason) for k in out.skipped] == [(3, "bad")]
+    assert out.skipped is not rs.skipped and out.notes is not rs.notes  # its own lists: appending to one ...
+    np.testing.assert_array_equal(out.segments[0].data, rs.segments[0].data)
+
+
+def test_apply_names_every_activity_when_none_fits():
+    with pytest.raises(ClassMapError) as e:
+        class_map(("Biking",)).apply(_rs(("typing", 10), ("walking", 5)))
+    assert str(e.value) == "none of the activities (walking, typing) is a class of the model (Biking <- biking)"
+    with pytest.raises(ClassMapError) as e:
+        class_map(("Biking",)).apply(ds.RecordingSet([], "empty"))
+    assert str(e.value) == "none of the activities (no data) is a class of the model (Biking <- biking)"
