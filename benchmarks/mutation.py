@@ -187,7 +187,7 @@ TARGETS: dict[str, Target] = {
     "label_edit": Target(
         "app/core/labels.py",
         ("LabelModel.*", "windows", "class_balance", "labelled_recording_set", "_finite_runs"),
-        ("tests/core/test_labels.py",),
+        ("tests/core/test_labels.py", "tests/core/test_labels_edit.py"),
     ),
     # a user's labels in and out: WISDM-format import (what is skipped and why), CSV and windows export
     "label_io": Target(
