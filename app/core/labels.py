@@ -305,6 +305,8 @@ def class_balance(
 #: First field of every WISDM record (records end at ';' or at a newline): group 2 is the user id.
 _USER_FIELD = re.compile(rb"(^|[;\n])([^,;\n]*)(?=,)")
 _NOT_INT = "subject id is not an integer"
+#: A parser note naming a subject by its id (``load_wisdm``'s note on a user's sample rate).
+_SUBJECT_NOTE = re.compile(r"(: subject )(\d+)( sampled at )")
 
 
 def read_wisdm(path: str | Path, variant: str = "auto", rate_hz: float | None = 20.0) -> ds.RecordingSet:
@@ -314,8 +316,9 @@ def read_wisdm(path: str | Path, variant: str = "auto", rate_hz: float | None = 
 
     Files whose user field is a name instead of WISDM's integer id (this app's own export before it wrote
     ids, or files edited by hand) are read too: the names are swapped for free integer ids in memory, the
-    same parser reads the result, and the names are put back on the segments.  ``rate_hz=None`` keeps the
-    native rates.  Raises :class:`~app.core.datasets.DatasetError` naming the file and the problem.
+    same parser reads the result, and the names are put back on the segments (what the parser reports, skipped
+    records, notes and errors, names the user's file, users and records as written).  ``rate_hz=None`` keeps
+    the native rates.  Raises :class:`~app.core.datasets.DatasetError` naming the file and the problem.
     """
     path = Path(path)
     try:
@@ -330,6 +333,7 @@ def read_wisdm(path: str | Path, variant: str = "auto", rate_hz: float | None = 
 
 def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.RecordingSet:
     import dataclasses
+    import io
     import tempfile
 
     try:
@@ -343,18 +347,40 @@ def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.Rec
     ids = {n: str(free + i).encode() for i, n in enumerate(names)}
     back = {str(free + i): _unescape_user(n.decode("utf-8", "replace")) for i, n in enumerate(names)}
     mapped = _USER_FIELD.sub(lambda m: m.group(1) + ids.get(m.group(2).strip(), m.group(2)), data)
+
+    def quote(record: bytes) -> str:  # as app.core.datasets.parse_wisdm_bytes quotes a skipped record
+        return record.replace(b"\r", b"")[:80].decode("latin-1")
+
+    def as_in_file(lines: set[int]) -> dict[tuple[int, str], str]:
+        """(line, a record of the parser's copy as quoted) -> that record of the user's file as quoted, for the
+        records of ``lines`` (records end at ';' or at a newline: the copy has the same lines and records)."""
+        out: dict[tuple[int, str], str] = {}
+        for n, (copy_line, file_line) in enumerate(zip(io.BytesIO(mapped), io.BytesIO(data)), 1):
+            if n in lines:
+                for c, f in zip(copy_line.rstrip(b"\n").split(b";"), file_line.rstrip(b"\n").split(b";")):
+                    out[(n, quote(c))] = quote(f)
+        return out
+
+    # the parser reads a copy with stand-in ids: what it says names the user's file, users and records instead
     with tempfile.TemporaryDirectory(prefix="odl-wisdm-") as tmp:
         tmp_file = Path(tmp) / path.name
         tmp_file.write_bytes(mapped)
         try:
             rs = ds.load_wisdm(tmp_file, variant=variant, activities=None, rate=rate_hz)
-        except ds.DatasetError as exc:
-            raise ds.DatasetError(str(exc).replace(str(tmp_file), str(path))) from None
+        except ds.DatasetError as exc:  # e.g. given up as junk, quoting its first bad record
+            msg = str(exc)
+            lines = {int(n) for n in re.findall(re.escape(str(tmp_file)) + r":(\d+):", msg)}
+            for (_n, c), f in as_in_file(lines).items():
+                msg = msg.replace(repr(c), repr(f))
+            raise ds.DatasetError(msg.replace(str(tmp_file), str(path))) from None
     src = str(path)
     segs = [dataclasses.replace(s, subject=back.get(s.subject, s.subject), source=src) for s in rs.segments]
-    skipped = [dataclasses.replace(k, source=src) for k in rs.skipped]
-    notes = [n.replace(str(tmp_file), src) for n in rs.notes]
-    return ds.RecordingSet(segs, src, rs.units, skipped, notes)
+    quoted = as_in_file({k.line for k in rs.skipped if k.text})
+    skipped = [dataclasses.replace(k, source=src, text=quoted.get((k.line, k.text), k.text)) for k in rs.skipped]
+    notes = [
+        _SUBJECT_NOTE.sub(lambda m: m[1] + back.get(m[2], m[2]) + m[3], n.replace(str(tmp_file), src)) for n in rs.notes
+    ]
+    return ds.RecordingSet(segs, src, rs.units, skipped, notes, rs.n_skipped)
 
 
 def _unescape_user(field: str) -> str:
@@ -397,21 +423,31 @@ class WisdmImport:
     notes: list[str] = field(default_factory=list)
     left_out: dict[str, int] = field(default_factory=dict)  # activity -> samples not imported
     cancelled: bool = False
+    n_skipped: int | None = None  # records skipped in all; None: len(skipped)
 
-    def skipped_text(self, limit: int = 5) -> str:
-        """``"3 lines skipped: line 12: expected 6 comma-separated fields, found 2 ('1,A'); line 40: …"``."""
-        if not self.skipped:
-            return ""
+    @property
+    def skipped_count(self) -> int:
+        """Records skipped in all: ``skipped`` lists at most :data:`app.core.datasets.SKIP_REPORT_MAX`."""
+        return len(self.skipped) if self.n_skipped is None else self.n_skipped
+
+    def _skipped_rows(self, limit: int) -> list[str]:
+        """``"line 12: expected 6 comma-separated fields, found 2 ('1,A')"`` for the first ``limit`` skipped
+        records (with the file's name when they come from several files)."""
         files = {k.source for k in self.skipped}
-        parts = [
+        return [
             (f"{Path(k.source).name} " if len(files) > 1 else "")
             + f"line {k.line}: {k.reason}"
             + (f" ({k.text!r})" if k.text else "")
             for k in self.skipped[:limit]
         ]
-        more = f"; … and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
-        n = len(self.skipped)
-        return f"{n} line{'s' if n != 1 else ''} skipped: " + "; ".join(parts) + more
+
+    def skipped_text(self, limit: int = 5) -> str:
+        """``"3 lines skipped: line 12: expected 6 comma-separated fields, found 2 ('1,A'); line 40: …"``."""
+        if not self.skipped:
+            return ""
+        n = self.skipped_count
+        more = f"; … and {n - limit} more" if n > limit else ""
+        return f"{n} line{'s' if n != 1 else ''} skipped: " + "; ".join(self._skipped_rows(limit)) + more
 
     def summary(self) -> list[str]:
         """What was imported, what was left out, and the parser's notes (one sentence each)."""
@@ -437,15 +473,9 @@ class WisdmImport:
         """Multi-line report for the panel: the summary, then one skipped line per row (first ``limit``)."""
         lines = self.summary()
         if self.skipped:
-            n = len(self.skipped)
+            n = self.skipped_count
             lines.append(f"{n} line{'s' if n != 1 else ''} skipped:")
-            files = {k.source for k in self.skipped}
-            lines += [
-                (f"{Path(k.source).name} " if len(files) > 1 else "")
-                + f"line {k.line}: {k.reason}"
-                + (f" ({k.text!r})" if k.text else "")
-                for k in self.skipped[:limit]
-            ]
+            lines += self._skipped_rows(limit)
             if n > limit:
                 lines.append(f"… and {n - limit} more")
         return "\n".join(lines)
@@ -471,7 +501,9 @@ def import_wisdm(
     report: Callable[[float, str], None] = progress or (lambda f, t: None)
     report(0.05, f"reading {Path(path).name}")
     rs = read_wisdm(path, variant, rate_hz)
-    out = WisdmImport(str(path), skipped=list(rs.skipped), notes=list(dict.fromkeys(rs.notes)))
+    out = WisdmImport(
+        str(path), skipped=list(rs.skipped), notes=list(dict.fromkeys(rs.notes)), n_skipped=rs.skipped_count
+    )
     by_user: dict[str, list[tuple[str, np.ndarray]]] = {}
     split = set()
     for s in rs.segments:

@@ -898,7 +898,7 @@ class LabellingPanel(Panel):
             self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out))
             self.ctx.status(
                 f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
-                + (f"; {len(result.skipped)} line(s) skipped" if result.skipped else "")
+                + (f"; {result.skipped_count:,} line(s) skipped" if result.skipped else "")
             )
 
         def failed(msg: str) -> None:
