@@ -238,6 +238,34 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_model_formats.py",),
         60,
     ),
+    # the app's store (SQLite): users, datasets, recordings, labels, markers, rounds and their transactions
+    "store_rows": Target(
+        "app/core/store.py",
+        ("Store.*", "_Txn.*", "_interval", "_recording", "_plain", "_read_only", "_disk_full"),
+        ("tests/core/test_store.py", "tests/core/test_store_damage.py", "tests/core/test_store_rows.py"),
+        60,
+    ),
+    # a damaged store: backups, restoring one, starting anew, rebuilding from what can be read (never losing data)
+    "store_repair": Target(
+        "app/core/store.py",
+        (
+            "list_backups",
+            "_set_aside",
+            "start_new_store",
+            "_quarantine_files",
+            "restore_backup",
+            "rebuild_store",
+            "_salvage_sources",
+            "_read_rows",
+            "_copy_rows",
+            "_adopt_files",
+            "_check_integrity",
+            "_recording_files",
+            "_statements",
+        ),
+        ("tests/core/test_store.py", "tests/core/test_store_damage.py", "tests/core/test_store_repair.py"),
+        60,
+    ),
     "estimator_time": Target(
         "estimator/core.py",
         # the model, not its presentation (Estimate.row/to_dict); properties are never mutated by mutmut

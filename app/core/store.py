@@ -905,7 +905,8 @@ def rebuild_store(data_dir: str | Path) -> dict:
     """Keep the damaged database aside and build a new one from what can still be read: rows of the
     damaged file that SQLite can still read (users, datasets, recordings, labels, markers), else the
     newest backup's, and every recording file in ``recordings/`` (power files carry their rate and
-    voltage; an accel file without a readable row gets the default rate and says so).  Returns counts."""
+    voltage; an accel file without a readable row gets the default rate and says so).  Returns counts, and
+    ``unreadable``: the names of the recording files that could not be read (they stay in ``recordings/``)."""
     data_dir = Path(data_dir)
     damaged = _set_aside(data_dir)
     store = Store(data_dir, adopting=True)
@@ -913,7 +914,14 @@ def rebuild_store(data_dir: str | Path) -> dict:
         sources = _salvage_sources(damaged)
         labels = _copy_rows(store, sources)
         added = _adopt_files(store, sources)
-        return {"recordings": added, "labels": labels, "damaged": str(damaged) if damaged else ""}
+        kept = {Path(r.path).name for r in store.recordings()}
+        unreadable = [p.name for p in _recording_files(data_dir) if p.name not in kept and p.stem.isdigit()]
+        return {
+            "recordings": added,
+            "labels": labels,
+            "damaged": str(damaged) if damaged else "",
+            "unreadable": unreadable,
+        }
     finally:
         store.close()
 
@@ -1037,8 +1045,7 @@ def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
                 from app.core.recording import power_file_info  # noqa: PLC0415 - recording imports store
 
                 info = power_file_info(path)
-            except Exception as exc:  # noqa: BLE001 - a damaged file is left out, named in the row-less count
-                meta["error"] = str(exc)
+            except Exception:  # noqa: BLE001 - a damaged file is left out (it stays in recordings/power)
                 continue
             n, rate, channels = info["n"], info["rate_hz"], 1
             meta.update(voltage=info["voltage"], unit="A")

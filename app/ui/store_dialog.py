@@ -74,9 +74,17 @@ def repair_store(data_dir: str | Path, choice: str) -> str:
         return f"Database restored from the backup {used.name}; the damaged file was kept aside"
     if choice == REBUILD:
         got = rebuild_store(data_dir)
+        lost = got["unreadable"]
         return (
             f"Database rebuilt: {got['labels']} labels kept, {got['recordings']} recordings added back from their "
             "files; the damaged file was kept aside"
+            + (
+                f"; {len(lost)} recording file(s) could not be read and stay in {data_dir / 'recordings'}: "
+                + ", ".join(lost[:5])
+                + (" …" if len(lost) > 5 else "")
+                if lost
+                else ""
+            )
         )
     if choice == NEW:
         kept = start_new_store(data_dir)

@@ -119,3 +119,20 @@ def test_unexpected_errors_in_the_gui_are_a_status_message_and_a_log(tmp_path):
         hook(type(exc), exc, exc.__traceback__)
     assert said == [f"Unexpected error: ValueError: bad thing (details in {log})"]
     assert "Traceback" in log.read_text() and "bad thing" in log.read_text()
+
+
+def test_the_repair_sentence_names_recording_files_that_could_not_be_read(tmp_path):
+    """The damaged-store dialog's "Rebuild": a recording file the rebuild cannot read stays where it is, and the
+    sentence the user reads says so and names it."""
+    from app.core.store import Store
+    from app.ui.store_dialog import REBUILD, repair_store
+
+    Store(tmp_path).close()
+    (tmp_path / "odlstudio.sqlite").unlink()
+    (tmp_path / "recordings" / "power").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "recordings" / "power" / "0.h5").write_bytes(b"not hdf5")
+    assert repair_store(tmp_path, REBUILD) == (
+        "Database rebuilt: 0 labels kept, 0 recordings added back from their files; the damaged file was kept "
+        f"aside; 1 recording file(s) could not be read and stay in {tmp_path / 'recordings'}: 0.h5"
+    )
+    assert (tmp_path / "recordings" / "power" / "0.h5").read_bytes() == b"not hdf5"
