@@ -241,7 +241,7 @@ TARGETS: dict[str, Target] = {
     # the app's store (SQLite): users, datasets, recordings, labels, markers, rounds and their transactions
     "store_rows": Target(
         "app/core/store.py",
-        ("Store.*", "_Txn.*", "_interval", "_recording", "_plain", "_read_only", "_disk_full"),
+        ("Store.*", "_Txn.*", "_quiet_rollback", "_interval", "_recording", "_plain", "_read_only", "_disk_full"),
         ("tests/core/test_store.py", "tests/core/test_store_damage.py", "tests/core/test_store_rows.py"),
         60,
     ),

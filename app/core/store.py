@@ -776,6 +776,7 @@ class _Txn:
         self.store._lock.acquire()  # noqa: SLF001
         try:
             self.store._check_open()  # noqa: SLF001
+            self.outermost = not self.store._db.in_transaction  # noqa: SLF001
             self.store._db.execute("SAVEPOINT txn")  # noqa: SLF001 - nests inside an outer transaction
         except sqlite3.Error as exc:
             self.store._lock.release()  # noqa: SLF001
@@ -791,20 +792,28 @@ class _Txn:
                 try:
                     self.store._db.execute("RELEASE txn")  # noqa: SLF001
                 except sqlite3.Error as err:
-                    _quiet_rollback(self.store._db)  # noqa: SLF001
+                    _quiet_rollback(self.store._db, self.outermost)  # noqa: SLF001
                     raise _plain(err, self.store.path) from err
             else:
-                _quiet_rollback(self.store._db)  # noqa: SLF001
+                _quiet_rollback(self.store._db, self.outermost)  # noqa: SLF001
         finally:
             self.store._lock.release()  # noqa: SLF001
 
 
-def _quiet_rollback(db: sqlite3.Connection) -> None:
+def _quiet_rollback(db: sqlite3.Connection, outermost: bool) -> None:
+    """Undo the savepoint's writes.  If it cannot be released either (a second failure, e.g. the disk) and it
+    began the transaction, end the transaction: left open, every later write of the store would stay
+    uncommitted, and the backup at close() would wait for it forever."""
     try:
         db.execute("ROLLBACK TO txn")
         db.execute("RELEASE txn")
     except sqlite3.Error:
         pass
+    if outermost and db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _recording_files(data_dir: Path) -> list[Path]:

@@ -1073,6 +1073,60 @@ def test_commit_that_fails_rolls_back_and_says_why(tmp_path):
     s.close()
 
 
+class _FailingAlways(_Failing):
+    """The store's connection, with every run of one statement failing."""
+
+    def execute(self, sql, *args):
+        if sql == self.statement:
+            raise self.exc
+        return self.db.execute(sql, *args)
+
+
+@pytest.mark.parametrize("failing", ["commit", "body"])
+def test_a_transaction_that_cannot_be_released_at_all_is_ended(tmp_path, failing):
+    """Every RELEASE fails (the commit's, or none is tried because the body failed, then the one after the
+    rollback): the transaction is ended anyway, so the next write is committed (another connection sees it) and
+    close() returns.  It used to stay open: later writes were never committed, and close() waited forever in its
+    backup."""
+    s = Store(tmp_path)
+    r = s.add_recording("accel", "a", "a", 1.0, 3)
+    db = s._db
+    s._db = _FailingAlways(db, "RELEASE txn", sqlite3.OperationalError("database or disk is full"))
+    try:
+        with pytest.raises((StoreError, KeyError), match="the disk is full|the body failed"):
+            with s.transaction():
+                s.add_label(r.id, 0, 1, "Walking")
+                if failing == "body":
+                    raise KeyError("the body failed")
+    finally:
+        s._db = db
+    assert not db.in_transaction
+    s.add_label(r.id, 2, 3, "Jogging")
+    con = sqlite3.connect(tmp_path / Store.FILENAME)
+    assert con.execute("SELECT label FROM labels").fetchall() == [("Jogging",)]
+    con.close()
+    assert _elsewhere(s.close) is None  # returns (the thread is joined within 5 s)
+
+
+def test_a_nested_transaction_that_cannot_be_released_leaves_the_outer_one_to_decide(tmp_path):
+    """The inner savepoint's writes are undone; the outer transaction goes on and commits its own."""
+    s = Store(tmp_path)
+    r = s.add_recording("accel", "a", "a", 1.0, 3)
+    db = s._db
+    with s.transaction():
+        s.add_label(r.id, 0, 1, "Walking")
+        s._db = _Failing(db, "RELEASE txn", sqlite3.OperationalError("database or disk is full"))
+        try:
+            with pytest.raises(StoreError, match="the disk is full"):
+                with s.transaction():
+                    s.add_label(r.id, 2, 3, "Jogging")
+        finally:
+            s._db = db
+        assert db.in_transaction
+    assert [l.label for l in s.labels(r.id)] == ["Walking"] and not db.in_transaction
+    s.close()
+
+
 # --- a table gone from under the store (hand-edited or damaged file): plain errors ------------------------------
 def _drop(tmp_path, table):
     con = sqlite3.connect(tmp_path / Store.FILENAME)
