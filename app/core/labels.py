@@ -355,7 +355,10 @@ def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.Rec
         """(line, a record of the parser's copy as quoted) -> that record of the user's file as quoted, for the
         records of ``lines`` (records end at ';' or at a newline: the copy has the same lines and records)."""
         out: dict[tuple[int, str], str] = {}
+        last = max(lines, default=0)
         for n, (copy_line, file_line) in enumerate(zip(io.BytesIO(mapped), io.BytesIO(data)), 1):
+            if n > last:
+                break
             if n in lines:
                 for c, f in zip(copy_line.rstrip(b"\n").split(b";"), file_line.rstrip(b"\n").split(b";")):
                     out[(n, quote(c))] = quote(f)
