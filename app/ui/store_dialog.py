@@ -74,18 +74,18 @@ def repair_store(data_dir: str | Path, choice: str) -> str:
         return f"Database restored from the backup {used.name}; the damaged file was kept aside"
     if choice == REBUILD:
         got = rebuild_store(data_dir)
-        lost = got["unreadable"]
-        return (
+        said = (
             f"Database rebuilt: {got['labels']} labels kept, {got['recordings']} recordings added back from their "
             "files; the damaged file was kept aside"
-            + (
-                f"; {len(lost)} recording file(s) could not be read and stay in {data_dir / 'recordings'}: "
-                + ", ".join(lost[:5])
-                + (" …" if len(lost) > 5 else "")
-                if lost
-                else ""
-            )
         )
+        lost = got["unreadable"]
+        if lost:
+            more = " …" if len(lost) > 5 else ""
+            said += (
+                f"; {len(lost)} recording file(s) could not be read and stay in {data_dir / 'recordings'}: "
+                f"{', '.join(lost[:5])}{more}"
+            )
+        return said
     if choice == NEW:
         kept = start_new_store(data_dir)
         return f"Started a new database; the damaged one is kept as {kept.name if kept else '(none)'}"
