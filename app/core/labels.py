@@ -41,6 +41,7 @@ __all__ = [
     "import_wisdm_csv",
     "WisdmSegment",
     "export_windows_npz",
+    "labelled_parts",
     "labelled_recording_set",
 ]
 
@@ -613,6 +614,27 @@ def export_wisdm_csv(
             )
             n += b - a
     return n
+
+
+def labelled_parts(
+    store: Store, dataset_id: int, dataset_name: str, check: Callable[[], None] | None = None
+) -> list[tuple[np.ndarray, float, list[Label]]]:
+    """``(xyz, rate_hz, labels)`` of every labelled accel recording of a dataset, the input of
+    :func:`export_labelled_csv` and :func:`export_windows_npz`.  It reads every such recording, so it runs off
+    the GUI thread; ``check()`` is called before each one (a cancel raises there).  Raises :class:`LabelError`
+    when no recording has labels (an export would write an empty file)."""
+    from app.core.recording import load_accel
+
+    parts = []
+    for rec in store.recordings("accel", dataset_id):
+        if check is not None:
+            check()
+        labels = [Label(l.id, l.start_s, l.end_s, l.label) for l in store.labels(rec.id)]
+        if labels:
+            parts.append((np.asarray(load_accel(store, rec)), rec.rate_hz, labels))
+    if not parts:
+        raise LabelError(f"no recording of dataset {dataset_name!r} has labels yet")
+    return parts
 
 
 def export_labelled_csv(path: str | Path, user: str, parts: Sequence[tuple[np.ndarray, float, Sequence[Label]]]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 
 from app.core.context import Cancelled, CancelToken
 
-__all__ = ["TaskRunner", "Task", "TaskBar"]
+__all__ = ["TaskRunner", "Task", "TaskBar", "start_export"]
 
 
 class _Signals(QObject):
@@ -132,6 +133,49 @@ class TaskRunner(QObject):
         ok = self.wait(timeout_ms)
         self.closed = True
         return ok
+
+
+def start_export(
+    runner: TaskRunner,
+    status: Callable[[str, int], None],
+    path: str,
+    work: Callable[[Callable[[], None]], int],
+    unit: str,
+) -> Task:
+    """Write an export file on ``runner`` and say the outcome on ``status(text, ms)``.
+
+    ``work(check)`` reads what it exports, calling ``check()`` between its slow reads (a cancel raises
+    there), and writes ``path`` whole or not at all (:func:`app.core.outputs.atomic_path`); it returns how
+    many ``unit`` it wrote.  The sentence said is "Exported 1,234 windows to …", or "Export failed,
+    nothing was written: <reason>" (a full disk in the system's words, without errno and temporary name),
+    or, on Cancel, either "nothing was written" or, when the file was complete before the cancel reached
+    the task, that it was written anyway."""
+    from app.core.outputs import failure_reason
+
+    wrote: list[int] = []
+
+    def fn(token: CancelToken, progress: Callable[..., None]) -> int:
+        try:
+            n = work(token.check)
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any reason is said; atomic_path wrote nothing
+            raise RuntimeError(failure_reason(exc)) from exc
+        wrote.append(n)
+        return n
+
+    def done(n: int) -> None:
+        status(f"Exported {n:,} {unit} to {path}", 10000)
+
+    def failed(msg: str) -> None:
+        if msg != "cancelled":
+            status(f"Export failed, nothing was written: {msg}", 15000)
+        elif wrote:
+            status(f"Export cancelled too late: {path} was written whole ({wrote[0]:,} {unit})", 15000)
+        else:
+            status(f"Export cancelled, nothing was written to {path}", 15000)
+
+    return runner.start(f"Exporting {Path(path).name}", fn, on_done=done, on_error=failed)
 
 
 class TaskBar(QWidget):

@@ -25,6 +25,7 @@ from app.core.labels import (
     export_windows_npz,
     export_wisdm_csv,
     import_wisdm,
+    labelled_parts,
     read_wisdm,
     wisdm_user_field,
 )
@@ -641,3 +642,58 @@ def test_wisdm_import_counts_skipped_records_past_the_listed_ones(tmp_path, stor
         "line 403: expected 6 comma-separated fields, found 4 ('7,Walking,1,0.1')",
         "… and 10004 more",
     ]
+
+
+# --- labelled_parts: what the panel's exports read ------------------------------------------------------------
+def test_labelled_parts_reads_only_labelled_recordings_in_order(store):
+    """Every accel recording of the dataset that has labels, in the store's order, with its samples, its rate and
+    its labels; a recording without labels and another dataset's recording are left out; ``check`` is called once
+    before each recording of the dataset (where a cancel is raised)."""
+    from app.core.recording import write_accel
+
+    did = _dataset(store)
+    other = store.create_dataset(store.ensure_user("me").id, "another", CLASSES).id
+    a = write_accel(store, "a", np.full((60, 3), 1.0, np.float32), 20.0, did)
+    write_accel(store, "unlabelled", np.full((40, 3), 2.0, np.float32), 20.0, did)
+    c = write_accel(store, "c", np.arange(150, dtype=np.float32).reshape(50, 3), 25.0, did)
+    o = write_accel(store, "other", np.zeros((40, 3), np.float32), 20.0, other)
+    store.add_label(a.id, 0.5, 2.0, "Walking")
+    store.add_label(c.id, 1.0, 1.5, "Sitting")
+    store.add_label(c.id, 0.0, 0.5, "Jogging")
+    store.add_label(o.id, 0.0, 1.0, "Walking")
+    calls = []
+    parts = labelled_parts(store, did, "imported", check=lambda: calls.append(1))
+    assert len(calls) == 3 and len(parts) == 2
+    (xa, ra, la), (xc, rc, lc) = parts
+    assert xa.shape == (60, 3) and float(xa.sum()) == 180.0 and ra == 20.0
+    assert [(l.start, l.end, l.label) for l in la] == [(0.5, 2.0, "Walking")]
+    assert xc.shape == (50, 3) and float(xc[-1, -1]) == 149.0 and rc == 25.0
+    assert sorted((l.start, l.end, l.label) for l in lc) == [(0.0, 0.5, "Jogging"), (1.0, 1.5, "Sitting")]
+    assert all(isinstance(l, Label) and l.id is not None for l in la + lc)
+
+
+def test_labelled_parts_cancel_stops_before_reading(store):
+    """A cancel (``check`` raising) stops before the first recording is read."""
+    from app.core.context import Cancelled
+    from app.core.recording import write_accel
+
+    did = _dataset(store)
+    rec = write_accel(store, "a", np.ones((60, 3), np.float32), 20.0, did)
+    store.add_label(rec.id, 0.5, 2.0, "Walking")
+
+    def cancel():
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        labelled_parts(store, did, "imported", check=cancel)
+
+
+def test_labelled_parts_without_labels_names_the_dataset(store):
+    """No recording with labels: the export would write an empty file, so it is refused with the dataset's name."""
+    from app.core.recording import write_accel
+
+    did = _dataset(store)
+    write_accel(store, "a", np.ones((60, 3), np.float32), 20.0, did)
+    with pytest.raises(LabelError) as err:
+        labelled_parts(store, did, "my walks")
+    assert str(err.value) == "no recording of dataset 'my walks' has labels yet"

@@ -19,6 +19,12 @@ from PySide6.QtWidgets import QApplication, QInputDialog
 pytestmark = pytest.mark.gui
 
 
+def _finished(qtbot, task):
+    """What an export task on the panel's task runner gave: (rows or windows written, error message)."""
+    qtbot.waitUntil(lambda: task.finished, timeout=30_000)
+    return task.result, task.error
+
+
 def _db_labels(ctx, rec_id):
     db = sqlite3.connect(ctx.store.path)  # a separate connection: what a crash would leave on disk
     try:
@@ -128,7 +134,7 @@ def test_import_and_export_dataset(qtbot, tmp_path, shared_data):
     qtbot.waitUntil(lambda: panel.rec_list.count() == 1, timeout=30_000)
     labels = ctx.store.labels(panel.recording.id)
     assert {l.label for l in labels} == {"Walking", "Jogging", "Upstairs", "Sitting", "Standing"}
-    n = panel.export_npz(str(tmp_path / "w.npz"))
+    n, _ = _finished(qtbot, panel.export_npz(str(tmp_path / "w.npz")))
     d = np.load(tmp_path / "w.npz")
     assert n == len(d["y"]) > 500 and d["X"].shape[1:] == (panel.win_size.value(), 3)
     win.close()
@@ -380,27 +386,56 @@ def test_recordings_list_counts_labels_after_a_delete_and_an_undo(offline_window
 
 # --- exports: whole or not at all, and a sentence when they cannot be written ---------------------------
 def test_exports_say_why_nothing_was_written(offline_window, qtbot, tmp_path):
-    """No labels yet, a folder that is gone: each export writes nothing, returns 0 and says why in the status
-    bar (no "Unexpected error"); a file from before stays as it was. Then both write what is labelled."""
+    """No labels yet, a folder that is gone: each export (a task off the GUI thread) writes nothing and says
+    why in the status bar (no "Unexpected error"); a file from before stays as it was. Then both write what
+    is labelled."""
     ctx = offline_window.ctx
     panel = offline_window.show_panel("labelling")
     statuses: list[str] = []
     ctx.subscribe("status", lambda text, **_: statuses.append(text))
     old = tmp_path / "old.txt"
     old.write_text("an older export\n")
-    assert panel.export_csv(str(old)) == 0 and panel.export_npz(str(tmp_path / "w.npz")) == 0
-    assert (
-        statuses[-2:]
-        == [f"Export failed, nothing was written: no recording of dataset {ctx.dataset.name!r} has labels yet"] * 2
-    )
+    no_labels = f"Export failed, nothing was written: no recording of dataset {ctx.dataset.name!r} has labels yet"
+    assert _finished(qtbot, panel.export_csv(str(old)))[0] is None and statuses[-1] == no_labels
+    assert _finished(qtbot, panel.export_npz(str(tmp_path / "w.npz")))[0] is None and statuses[-1] == no_labels
     assert old.read_text() == "an older export\n" and not (tmp_path / "w.npz").exists()
 
     add_recording(ctx, labels=((5.0, 15.0, "Walking"),))
     gone = tmp_path / "gone" / "me.txt"
-    assert panel.export_csv(str(gone)) == 0 and panel.export_npz(str(gone.with_suffix(".npz"))) == 0
-    assert all(s == "Export failed, nothing was written: No such file or directory" for s in statuses[-2:])
+    for task in (panel.export_csv(str(gone)), panel.export_npz(str(gone.with_suffix(".npz")))):
+        assert _finished(qtbot, task) == (None, "No such file or directory")
+        assert statuses[-1] == "Export failed, nothing was written: No such file or directory"
     assert not any("Unexpected error" in s for s in statuses)
 
-    assert panel.export_csv(str(old)) == 520  # 10 s at 52 Hz
-    assert panel.export_npz(str(tmp_path / "w.npz")) > 0 and statuses[-1].startswith("Exported")
+    assert _finished(qtbot, panel.export_csv(str(old))) == (520, None)  # 10 s at 52 Hz
+    assert statuses[-1] == f"Exported 520 labelled samples to {old}"
+    n, _ = _finished(qtbot, panel.export_npz(str(tmp_path / "w.npz")))
+    assert (
+        n == len(np.load(tmp_path / "w.npz")["y"]) > 0
+        and statuses[-1] == f"Exported {n} windows to {tmp_path / 'w.npz'}"
+    )
     assert "older" not in old.read_text()
+
+
+def test_a_cancelled_export_writes_nothing(offline_window, qtbot, tmp_path, monkeypatch):
+    """Cancelling an export (the task bar's Cancel) while it reads the recordings leaves no file and keeps the
+    one from before; the status bar says it was cancelled, not that it failed."""
+    import app.ui.panels.labelling as panel_module
+    from app.core.labels import labelled_parts
+
+    ctx = offline_window.ctx
+    panel = offline_window.show_panel("labelling")
+    statuses: list[str] = []
+    ctx.subscribe("status", lambda text, **_: statuses.append(text))
+    add_recording(ctx, labels=((5.0, 15.0, "Walking"),))
+    old = tmp_path / "old.txt"
+    old.write_text("an older export\n")
+
+    def cancel_first(store, did, name, check=None):  # the user presses Cancel as the export starts
+        panel.tasks.cancel_all()
+        return labelled_parts(store, did, name, check=check)
+
+    monkeypatch.setattr(panel_module, "labelled_parts", cancel_first)
+    assert _finished(qtbot, panel.export_csv(str(old))) == (None, "cancelled")
+    assert old.read_text() == "an older export\n"
+    assert statuses[-1] == f"Export cancelled, nothing was written to {old}"

@@ -61,15 +61,21 @@ def test_two_markers_energy_matches_numpy(power_window, qtbot, tmp_path):
     assert sel.avg == pytest.approx(i.mean(), rel=1e-9) and sel.max == pytest.approx(i.max())
 
     # CSV of the selection (size estimate and cap) and PNG of the plot
-    n = panel.export_csv(str(tmp_path / "sel.csv"), confirm=False)
-    assert n == len(i)
+    statuses: list[str] = []
+    ctx.subscribe("status", lambda text, **_: statuses.append(text))
+    task = panel.export_csv(str(tmp_path / "sel.csv"), confirm=False)  # written on the task runner
+    qtbot.waitUntil(lambda: task.finished, timeout=30_000)
+    assert task.result == len(i) and statuses[-1] == f"Exported {len(i):,} rows to {tmp_path / 'sel.csv'}"
     data = np.loadtxt(tmp_path / "sel.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(data[:, 1], i, rtol=1e-6)
     ctx.settings["export.csv_max_rows"] = 1000
-    statuses: list[str] = []
-    ctx.subscribe("status", lambda text, **_: statuses.append(text))
-    assert panel.export_csv(str(tmp_path / "big.csv"), confirm=False) == 0  # a sentence, not an exception
-    assert "nothing was written" in statuses[-1] and "exceed the CSV cap of 1,000" in statuses[-1]
+    task = panel.export_csv(str(tmp_path / "big.csv"), confirm=False)
+    qtbot.waitUntil(lambda: task.finished, timeout=30_000)
+    assert task.result is None  # a sentence, not an exception
+    assert statuses[-1] == (
+        f"Export failed, nothing was written: {len(i):,} rows exceed the CSV cap of 1,000: "
+        "select a shorter range or raise the cap"
+    )
     assert not (tmp_path / "big.csv").exists()
     assert panel.export_png(str(tmp_path / "plot.png")) and (tmp_path / "plot.png").stat().st_size > 1000
     assert not panel.export_png(str(tmp_path / "gone" / "plot.png"))  # a folder that is not there: said, not silent

@@ -17,6 +17,7 @@ export WISDM CSV or an ``.npz`` of windows.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -50,15 +51,18 @@ from app.core.labels import (
     export_labelled_csv,
     export_windows_npz,
     import_wisdm,
+    labelled_parts,
     windows,
 )
-from app.core.outputs import failure_reason
 from app.core.recording import RecordingError, StreamRecorder, load_accel, space_warning
 from app.core.store import Recording, StoreError
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel, tool_button
 from app.ui.widgets.stream_plot import StreamPlot
+
+if TYPE_CHECKING:
+    from app.ui.tasks import Task
 
 CLASS_COLORS = (
     "#1f77b4",
@@ -912,62 +916,43 @@ class LabellingPanel(Panel):
         self.import_report.setStyleSheet("QPlainTextEdit { color: #92400e; }" if warn else "")
         self.import_report.setVisible(bool(text))
 
-    def _labelled_parts(self) -> list:
-        """``(recording, xyz, labels)`` of every labelled recording of the dataset; raises
-        :class:`LabelError` when there is none (an export would write an empty file)."""
-        parts = []
-        from app.core.labels import Label
-
-        for r in self.ctx.store.recordings("accel", self.ctx.dataset.id):
-            labs = [Label(l.id, l.start_s, l.end_s, l.label) for l in self.ctx.store.labels(r.id)]
-            if labs:
-                parts.append((r, np.asarray(load_accel(self.ctx.store, r)), labs))
-        if not parts:
-            raise LabelError(f"no recording of dataset {self.ctx.dataset.name!r} has labels yet")
-        return parts
-
-    def export_csv(self, path: str | None = None) -> int:
+    def export_csv(self, path: str | None = None) -> Task | None:
+        """Every labelled recording of the dataset as one WISDM text file (see :meth:`_export`)."""
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
                 self, "Export WISDM CSV", f"{self.ctx.user.name}.txt", "WISDM (*.txt)"
             )
             if not path:
-                return 0
-        try:
-            parts = self._labelled_parts()
-            n = export_labelled_csv(path, self.ctx.user.name, [(xyz, r.rate_hz, labs) for r, xyz, labs in parts])
-        except (
-            LabelError,
-            RecordingError,
-            StoreError,
-            OSError,
-        ) as exc:  # a class WISDM cannot carry, a full or read-only disk
-            self.ctx.status(f"Export failed, nothing was written: {failure_reason(exc)}", 15000)
-            return 0
-        self.ctx.status(f"Exported {n} labelled samples to {path}")
-        return n
+                return None
+        user = self.ctx.user.name
+        return self._export(path, lambda parts: export_labelled_csv(path, user, parts), "labelled samples")
 
-    def export_npz(self, path: str | None = None) -> int:
+    def export_npz(self, path: str | None = None) -> Task | None:
+        """The windows of every labelled recording as an ``.npz`` at the panel's size and stride (see
+        :meth:`_export`)."""
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
                 self, "Export windows", f"{self.ctx.user.name}_windows.npz", "npz (*.npz)"
             )
             if not path:
-                return 0
-        try:
-            n = export_windows_npz(
-                path,
-                [(xyz, r.rate_hz, labs) for r, xyz, labs in self._labelled_parts()],
-                self.classes,
-                self.win_size.value(),
-                self.win_stride.value(),
-                meta={"user": self.ctx.user.name, "dataset": self.ctx.dataset.name},
-            )
-        except (LabelError, RecordingError, StoreError, OSError) as exc:  # a full or read-only disk, a recording gone
-            self.ctx.status(f"Export failed, nothing was written: {failure_reason(exc)}", 15000)
-            return 0
-        self.ctx.status(f"Exported {n} windows to {path}")
-        return n
+                return None
+        classes, size, stride = self.classes, self.win_size.value(), self.win_stride.value()
+        meta = {"user": self.ctx.user.name, "dataset": self.ctx.dataset.name}
+        return self._export(
+            path, lambda parts: export_windows_npz(path, parts, classes, size, stride, meta=meta), "windows"
+        )
+
+    def _export(self, path: str, write: Callable[[list], int], unit: str) -> Task:
+        """Read every labelled recording and ``write`` them to ``path`` on the task runner (a dataset's
+        recordings can take seconds to read; the window stays live and the task can be cancelled).  The file
+        is written whole or not at all; the status bar says how many ``unit`` were written, or why nothing
+        was (no labels, a class WISDM cannot carry, a recording gone, a full or read-only disk)."""
+        from app.ui.tasks import start_export
+
+        store, did, name = self.ctx.store, self.ctx.dataset.id, self.ctx.dataset.name
+        return start_export(
+            self._tasks(), self.ctx.status, path, lambda check: write(labelled_parts(store, did, name, check)), unit
+        )
 
     # --- frame clock -----------------------------------------------------------------------------
     def tick(self) -> None:

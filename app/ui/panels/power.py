@@ -61,6 +61,7 @@ from app.core.streams import SampleStream, Stats
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from app.ui.panels.base import tool_button as _tool
+from app.ui.tasks import Task, start_export
 from app.ui.widgets.stream_plot import StreamPlot
 
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
@@ -681,10 +682,13 @@ class PowerPanel(Panel):
             return tuple(sorted(self.sel_region.getRegion()))  # type: ignore[return-value]
         return self.plot.visible_range()
 
-    def export_csv(self, path: str | None = None, confirm: bool = True) -> int:
+    def export_csv(self, path: str | None = None, confirm: bool = True) -> Task | None:
+        """The selection (or the visible range) as ``time_s,current_A`` rows, written on the task runner (a
+        million rows take seconds); the status bar says the outcome (:func:`app.ui.tasks.start_export`).
+        Returns the task, or None when nothing was started (no stream, declined, over the cap, no file)."""
         s = self.current_stream()
         if s is None:
-            return 0
+            return None
         t0, t1 = self.export_range()
         t0, t1 = max(0.0, t0), min(s.duration, t1)
         rows = int((t1 - t0) * s.rate_hz)
@@ -696,28 +700,28 @@ class PowerPanel(Panel):
             )
             if rows > cap:
                 QMessageBox.warning(self, "CSV export", msg + "\nSelect a shorter range (S) first.")
-                return 0
+                return None
             if QMessageBox.question(self, "CSV export", msg + "\nContinue?") != QMessageBox.Yes:
-                return 0
+                return None
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Export CSV", "power.csv", "CSV (*.csv)")
             if not path:
-                return 0
-        got = s.samples(t0, t1)
+                return None
+        got = s.samples(t0, t1)  # a copy: the live buffer moves on while the task writes
         if got is None:
             self.ctx.status(
                 "CSV export: the range is no longer in the live buffer; record it, then export from the recording",
                 15000,
             )
-            return 0
+            return None
         header = f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V"
-        try:
-            n = csv_export(path, got[0], got[1][:, 0], header=header, max_rows=cap)
-        except (RecordingError, OSError) as exc:  # too many rows, a full or read-only disk
-            self.ctx.status(f"CSV export failed, nothing was written: {failure_reason(exc)}", 15000)
-            return 0
-        self.ctx.status(f"Exported {n:,} rows to {path}")
-        return n
+        return start_export(
+            self.tasks,
+            self.ctx.status,
+            path,
+            lambda check: csv_export(path, got[0], got[1][:, 0], header=header, max_rows=cap),
+            "rows",
+        )
 
     def export_png(self, path: str | None = None) -> bool:
         if path is None:

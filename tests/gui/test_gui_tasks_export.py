@@ -1,0 +1,87 @@
+"""start_export: what the status bar says after an export task, for each way it can end — and the file
+written whole or not at all (the panels' exports run through it)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture()
+def runner(qtbot):
+    from app.ui.tasks import TaskRunner
+
+    r = TaskRunner()
+    yield r
+    r.shutdown()
+
+
+def _run(qtbot, runner, path, work):
+    from app.ui.tasks import start_export
+
+    said: list[tuple[str, int]] = []
+    task = start_export(runner, lambda text, ms: said.append((text, ms)), str(path), work, "windows")
+    qtbot.waitUntil(lambda: task.finished, timeout=10_000)
+    return task, said
+
+
+def test_done_says_how_many_and_where(qtbot, runner, tmp_path):
+    """A finished export names the count (thousands separated), the unit and the file."""
+    path = tmp_path / "w.npz"
+
+    def work(check):
+        check()
+        path.write_text("x")
+        return 12345
+
+    task, said = _run(qtbot, runner, path, work)
+    assert task.result == 12345 and said == [(f"Exported 12,345 windows to {path}", 10000)]
+
+
+def test_a_failure_says_the_reason_in_the_system_words(qtbot, runner, tmp_path):
+    """An OSError is said by its strerror (no errno, no temporary file name); any other error by its message."""
+
+    def disk_full(check):
+        raise OSError(28, "No space left on device", str(tmp_path / ".w.tmp123.npz"))
+
+    task, said = _run(qtbot, runner, tmp_path / "w.npz", disk_full)
+    assert task.error == "No space left on device"
+    assert said == [("Export failed, nothing was written: No space left on device", 15000)]
+
+    def no_labels(check):
+        raise ValueError("no recording of dataset 'd' has labels yet")
+
+    _, said = _run(qtbot, runner, tmp_path / "w.npz", no_labels)
+    assert said == [("Export failed, nothing was written: no recording of dataset 'd' has labels yet", 15000)]
+
+
+def test_a_cancel_before_the_write_says_nothing_was_written(qtbot, runner, tmp_path):
+    """Cancel while the export still reads: ``check()`` raises, nothing is written, and it is said so."""
+    path = tmp_path / "w.npz"
+
+    def work(check):
+        runner.cancel_all()  # the task bar's Cancel
+        check()
+        path.write_text("x")  # never reached
+        return 1
+
+    task, said = _run(qtbot, runner, path, work)
+    assert task.error == "cancelled" and not path.exists()
+    assert said == [(f"Export cancelled, nothing was written to {path}", 15000)]
+
+
+def test_a_cancel_after_the_write_says_the_file_was_written(qtbot, runner, tmp_path):
+    """Cancel that reaches the task after its file is complete: the file is whole, and the sentence says it was
+    written (not "nothing was written", which would send the user to look for an older file that is gone)."""
+    path = tmp_path / "w.npz"
+
+    def work(check):
+        check()
+        path.write_text("x")
+        runner.cancel_all()
+        return 7
+
+    task, said = _run(qtbot, runner, path, work)
+    assert task.error == "cancelled" and path.read_text() == "x"
+    assert said == [(f"Export cancelled too late: {path} was written whole (7 windows)", 15000)]
