@@ -680,12 +680,23 @@ def keras_predict(model: LoadedModel, x: np.ndarray, batch_size: int = 1024) -> 
 
 
 def _loaded(model: LoadedModel | tuple) -> LoadedModel:
+    """The model an export writes.  Weights with a NaN or Inf (a round that diverged) are refused before
+    anything is written: every reader of the formats refuses them too (:func:`load_npz`,
+    :func:`read_c_header`, :func:`load_model`), so such a file could never be used."""
     if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, tuple) and len(model) == 2:
+        m = model
+    elif isinstance(model, tuple) and len(model) == 2:
         arch, weights = model
-        return LoadedModel(arch, check_weights(arch, weights), tuple(arch.classes), arch.preprocessing, arch.name)
-    raise ModelError(f"expected a LoadedModel or (arch, weights), got {type(model).__name__}")
+        m = LoadedModel(arch, check_weights(arch, weights), tuple(arch.classes), arch.preprocessing, arch.name)
+    else:
+        raise ModelError(f"expected a LoadedModel or (arch, weights), got {type(model).__name__}")
+    bad = nonfinite_layers(m.weights)
+    if bad:
+        raise ModelError(
+            f"{m.source}: the weights of layer(s) {', '.join(bad)} are NaN or Inf (a round that diverged?); "
+            "such a model cannot be loaded back or run, so it is not exported"
+        )
+    return m
 
 
 def sidecar_dict(model: LoadedModel, extra: Mapping[str, Any] | None = None) -> dict:

@@ -630,8 +630,18 @@ class RoundRunner:
         self.state.set_row(row)
 
     def _save_weights(self, model: "LoadedModel", weights: Mapping[str, Sequence[np.ndarray]], data: LocalData) -> str:
-        from app.core.models import export_npz
+        """Write the personalized weights and the round's training windows; weights that came back with a
+        NaN or Inf (the round diverged) fail the round instead (its measured batches stay stored)."""
+        from app.core.models import export_npz, nonfinite_layers
         from app.core.outputs import atomic_path
+
+        bad = nonfinite_layers({k: list(v) for k, v in weights.items()})
+        if bad:
+            raise RoundError(
+                f"the round diverged: the board's weights of layer(s) {', '.join(bad)} are NaN or Inf "
+                f"(learning rate {self.config.lr:g} too large?); its batches' time and energy are kept, "
+                "its weights are not"
+            )
 
         rel = f"{ROUNDS_DIR}/round_{self.round_id}.npz"
         path = self.data_dir / rel

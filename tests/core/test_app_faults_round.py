@@ -157,6 +157,36 @@ def test_round_aborted_halfway(ctx):
     assert ok.error is None and ok.result["status"] == "done", ok.error
 
 
+def test_a_round_whose_weights_diverged_fails_and_keeps_its_batches(ctx, monkeypatch):
+    """A board that sends back NaN or Inf weights (a round that diverged): the round fails saying so, its
+    measured batches are stored, and no weights file is written (every reader would refuse it)."""
+    import numpy as np
+
+    from device.nucleo.client import NucleoClient
+
+    real = NucleoClient.download_weights
+    planted: list[str] = []
+
+    def diverged(self, arch, *a, **kw):
+        w = real(self, arch, *a, **kw)
+        planted.append(list(w)[-1])  # the last layer with weights
+        w[planted[-1]][0][0] = np.nan
+        return w
+
+    monkeypatch.setattr(NucleoClient, "download_weights", diverged)
+    r = Round(ctx, epochs=1)
+    r.join(120)
+    rid = r.state.snapshot()["round_id"]
+    assert r.error is not None and str(r.error).startswith(f"round {rid} failed: the round diverged: ")
+    row = {x["id"]: x for x in ctx.store.rounds()}[rid]
+    assert row["status"] == "failed" and row["result"]["error"] == (
+        f"the round diverged: the board's weights of layer(s) {planted[0]} are NaN or Inf "
+        "(learning rate 0.01 too large?); its batches' time and energy are kept, its weights are not"
+    )
+    assert len(ctx.store.round_batches(rid)) >= 1
+    assert not (ctx.data_dir / "rounds" / f"round_{rid}.npz").exists()
+
+
 def test_power_unplug_mid_round_keeps_the_round(ctx):
     r = Round(ctx, epochs=8)
     r.wait_batches(2)

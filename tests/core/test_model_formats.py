@@ -488,7 +488,31 @@ def test_c_header_refuses_nan_weights():
     w["dense1"][1][2] = np.nan
     with pytest.raises(ModelError) as e:
         M.c_header_text(tiny(w))
-    assert str(e.value) == "weight value nan cannot be exported to C"
+    assert str(e.value) == (
+        "unit-test: the weights of layer(s) dense1 are NaN or Inf (a round that diverged?); "
+        "such a model cannot be loaded back or run, so it is not exported"
+    )
+
+
+@pytest.mark.parametrize("fmt,name", [("c_header", "m.h"), ("npz", "m.npz")])
+def test_an_export_of_nan_or_inf_weights_writes_nothing(tmp_path, fmt, name):
+    """A model whose weights hold a NaN or an Inf (a round that diverged) is refused by every export, naming the
+    layers, before anything is written: the readers refuse such files, so the user would have a model file that
+    cannot be loaded back.  An older file of that name stays as it was."""
+    w = tiny_weights()
+    w["conv1"][0][0, 0, 0] = np.inf
+    w["dense1"][1][2] = np.nan
+    (tmp_path / name).write_text("older")
+    write = {"c_header": M.export_c_header, "npz": M.export_npz}[fmt]
+    for model in (tiny(w), (TINY, w)):
+        with pytest.raises(ModelError) as e:
+            write(model, tmp_path / name)
+        assert "the weights of layer(s) conv1, dense1 are NaN or Inf" in str(e.value)
+        with pytest.raises(ModelError) as e:
+            M.export_all(model, tmp_path / "all", formats=("c_header", "npz"))
+        assert str(e.value).endswith("so it is not exported")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert (tmp_path / name).read_text() == "older"
 
 
 def _compile_and_run(folder: Path, main_c: str) -> bytes:
