@@ -994,6 +994,8 @@ def read_c_header(path: str | Path) -> LoadedModel:
         raise ModelError(f"{p}: not an ODL Studio model header ({_short(exc)})") from exc
     param_shapes = arch.param_shapes()
     need = sum(int(np.prod(s)) for shapes in param_shapes.values() for s in shapes)
+    if need == 0 and values.tolist() == [0.0]:  # C has no empty array: the writer's one 0.0f of a model without weights
+        values = values[:0]
     if need != len(values):  # before reshaping: too few values must not end in a bare reshape error
         raise ModelError(f"{p}: {len(values)} weight values but the architecture needs {need}")
     weights: Weights = {}

@@ -647,8 +647,8 @@ def test_wisdm_import_counts_skipped_records_past_the_listed_ones(tmp_path, stor
 # --- labelled_parts: what the panel's exports read ------------------------------------------------------------
 def test_labelled_parts_reads_only_labelled_recordings_in_order(store):
     """Every accel recording of the dataset that has labels, in the store's order, with its samples, its rate and
-    its labels; a recording without labels and another dataset's recording are left out; ``check`` is called once
-    before each recording of the dataset (where a cancel is raised)."""
+    its labels; a recording without labels, another dataset's recording and a power recording are left out;
+    ``check`` is called once before each accel recording of the dataset (where a cancel is raised)."""
     from app.core.recording import write_accel
 
     did = _dataset(store)
@@ -657,6 +657,7 @@ def test_labelled_parts_reads_only_labelled_recordings_in_order(store):
     write_accel(store, "unlabelled", np.full((40, 3), 2.0, np.float32), 20.0, did)
     c = write_accel(store, "c", np.arange(150, dtype=np.float32).reshape(50, 3), 25.0, did)
     o = write_accel(store, "other", np.zeros((40, 3), np.float32), 20.0, other)
+    store.add_recording("power", "a power session", "power.h5", 1000.0, 1, dataset_id=did)  # not accel: not read
     store.add_label(a.id, 0.5, 2.0, "Walking")
     store.add_label(c.id, 1.0, 1.5, "Sitting")
     store.add_label(c.id, 0.0, 0.5, "Jogging")

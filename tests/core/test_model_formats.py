@@ -978,3 +978,20 @@ def test_evaluate_of_nothing():
         "confusion": [],
         "classes": ["a", "b", "c", "d"],
     }
+
+
+def test_a_model_without_weights_round_trips_through_the_c_header(tmp_path):
+    """A model with no trainable parameters (pooling and softmax only) is written with a one-element 0.0f array
+    (C has no empty arrays) and read back as a model without weights; a non-zero or a second value there is
+    refused."""
+    free = Arch((4, 3), (Layer("gap1d", "gap"), Layer("softmax", "sm")), ("a", "b", "c"), name="free")
+    p = M.export_c_header((free, {}), tmp_path / "free.h")
+    assert "static const float free_weights[1] = {\n    0.0f,\n};" in p.read_text()
+    back = M.read_c_header(p)
+    assert back.arch == free and back.weights == {} and back.classes == ("a", "b", "c")
+    text = p.read_text()
+    for body, n in (("    1.0f,", 1), ("    0.0f, 0.0f,", 2)):
+        p.write_text(text.replace("    0.0f,\n};", body + "\n};"))
+        with pytest.raises(ModelError) as e:
+            M.read_c_header(p)
+        assert str(e.value) == f"{p}: {n} weight values but the architecture needs 0"
