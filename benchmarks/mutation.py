@@ -190,6 +190,7 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_labels.py", "tests/core/test_labels_edit.py"),
     ),
     # a user's labels in and out: WISDM-format import (what is skipped and why), CSV and windows export
+    # (and what the exports read)
     "label_io": Target(
         "app/core/labels.py",
         (
@@ -203,6 +204,7 @@ TARGETS: dict[str, Target] = {
             "wisdm_user_field",
             "export_wisdm_csv",
             "export_windows_npz",
+            "labelled_parts",
         ),
         (
             "tests/core/test_labels.py",
@@ -231,6 +233,7 @@ TARGETS: dict[str, Target] = {
             "export_npz",
             "load_npz",
             "nonfinite_layers",
+            "_loaded",
             "evaluate",
         ),
         # (TensorFlow-free tests only: mutmut forks a child per mutant, and a fork of a process that has

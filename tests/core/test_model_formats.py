@@ -995,3 +995,13 @@ def test_a_model_without_weights_round_trips_through_the_c_header(tmp_path):
         with pytest.raises(ModelError) as e:
             M.read_c_header(p)
         assert str(e.value) == f"{p}: {n} weight values but the architecture needs 0"
+
+
+@pytest.mark.parametrize("model,kind", [([TINY, tiny_weights()], "list"), (None, "NoneType"), ((TINY,), "tuple")])
+def test_an_export_of_something_not_a_model_says_what_it_got(tmp_path, model, kind):
+    """Only a LoadedModel or an (arch, weights) pair is exported; anything else (a list, None, a 1-tuple) is
+    refused with the type it was, and nothing is written."""
+    with pytest.raises(ModelError) as e:
+        M.export_npz(model, tmp_path / "m.npz")
+    assert str(e.value) == f"expected a LoadedModel or (arch, weights), got {kind}"
+    assert list(tmp_path.iterdir()) == []
