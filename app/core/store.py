@@ -882,10 +882,12 @@ def _quarantine_files(data_dir: Path) -> None:
         os.replace(rec, data_dir / f"recordings.old-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def restore_backup(data_dir: str | Path, backup: str | Path | None = None) -> Path:
+def restore_backup(data_dir: str | Path, backup: str | Path | None = None) -> dict:
     """Put the newest good backup (or ``backup``) in place of the damaged database, which is kept aside.
     Recording files made after the backup are added back as recovered rows (see :func:`rebuild_store`).
-    Returns the backup used.  Raises :class:`StoreError` when there is no usable backup."""
+    Returns ``backup`` (the path of the backup used), ``recordings`` (how many files were added back) and
+    ``unreadable`` (the names of recording files that could not be read: they stay in ``recordings/``).
+    Raises :class:`StoreError` when there is no usable backup."""
     data_dir = Path(data_dir)
     candidates = [Path(backup)] if backup is not None else list_backups(data_dir)
     for cand in candidates:
@@ -903,10 +905,10 @@ def restore_backup(data_dir: str | Path, backup: str | Path | None = None) -> Pa
         shutil.copyfile(cand, data_dir / Store.FILENAME)
         store = Store(data_dir)
         try:
-            _adopt_files(store, _salvage_sources(damaged))
+            added, unreadable = _adopt_files(store, _salvage_sources(damaged))
         finally:
             store.close()
-        return cand
+        return {"backup": cand, "recordings": added, "unreadable": unreadable}
     raise StoreError(f"no usable backup of the database in {data_dir / BACKUP_DIR}")
 
 
@@ -922,9 +924,7 @@ def rebuild_store(data_dir: str | Path) -> dict:
     try:
         sources = _salvage_sources(damaged)
         labels = _copy_rows(store, sources)
-        added = _adopt_files(store, sources)
-        kept = {Path(r.path).name for r in store.recordings()}
-        unreadable = [p.name for p in _recording_files(data_dir) if p.name not in kept and p.stem.isdigit()]
+        added, unreadable = _adopt_files(store, sources)
         return {
             "recordings": added,
             "labels": labels,
@@ -1030,11 +1030,13 @@ def _copy_rows(store: Store, cons: list[sqlite3.Connection]) -> int:
     return n_labels
 
 
-def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
-    """Add a row for every recording file that has none (its id is its file name); returns how many."""
+def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> tuple[int, list[str]]:
+    """Add a row for every recording file that has none (its id is its file name); returns how many, and
+    the names of the files that could not be read (left out; they stay where they are)."""
     known = {Path(r.path).name for r in store.recordings()}
     old = {r["id"]: r for r in _read_rows(cons, "recordings")}
     added = 0
+    unreadable: list[str] = []
     for path in _recording_files(store.data_dir):
         if path.name in known or not path.stem.isdigit():
             continue
@@ -1055,6 +1057,7 @@ def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
 
                 info = power_file_info(path)
             except Exception:  # noqa: BLE001 - a damaged file is left out (it stays in recordings/power)
+                unreadable.append(path.name)
                 continue
             n, rate, channels = info["n"], info["rate_hz"], 1
             meta.update(voltage=info["voltage"], unit="A")
@@ -1080,7 +1083,7 @@ def _adopt_files(store: Store, cons: list[sqlite3.Connection]) -> int:
             ),
         )
         added += 1
-    return added
+    return added, unreadable
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -70,26 +70,33 @@ def repair_store(data_dir: str | Path, choice: str) -> str:
     :class:`StoreError` when it cannot be done (e.g. no usable backup)."""
     data_dir = Path(data_dir)
     if choice == RESTORE:
-        used = restore_backup(data_dir)
-        return f"Database restored from the backup {used.name}; the damaged file was kept aside"
+        got = restore_backup(data_dir)
+        said = f"Database restored from the backup {got['backup'].name}"
+        if got["recordings"]:
+            said += f", {got['recordings']} later recording(s) added back from their files"
+        return said + "; the damaged file was kept aside" + _unreadable(data_dir, got["unreadable"])
     if choice == REBUILD:
         got = rebuild_store(data_dir)
         said = (
             f"Database rebuilt: {got['labels']} labels kept, {got['recordings']} recordings added back from their "
             "files; the damaged file was kept aside"
         )
-        lost = got["unreadable"]
-        if lost:
-            more = " …" if len(lost) > 5 else ""
-            said += (
-                f"; {len(lost)} recording file(s) could not be read and stay in {data_dir / 'recordings'}: "
-                f"{', '.join(lost[:5])}{more}"
-            )
-        return said
+        return said + _unreadable(data_dir, got["unreadable"])
     if choice == NEW:
         kept = start_new_store(data_dir)
         return f"Started a new database; the damaged one is kept as {kept.name if kept else '(none)'}"
     raise StoreError("quit")
+
+
+def _unreadable(data_dir: Path, names: list[str]) -> str:
+    """The end of a repair's sentence naming the recording files it could not read (at most five)."""
+    if not names:
+        return ""
+    more = " …" if len(names) > 5 else ""
+    return (
+        f"; {len(names)} recording file(s) could not be read and stay in {data_dir / 'recordings'}: "
+        f"{', '.join(names[:5])}{more}"
+    )
 
 
 def ask_and_repair(data_dir: str | Path, exc: StoreError, parent=None) -> str | None:

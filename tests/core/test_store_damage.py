@@ -108,7 +108,7 @@ def test_restore_last_good_backup(tmp_path, how):
     _damage(tmp_path / Store.FILENAME, how)
     newest = list_backups(tmp_path)[0]
     used = restore_backup(tmp_path)
-    assert used == newest
+    assert used == {"backup": newest, "recordings": 0, "unreadable": []}
     assert list(tmp_path.glob(f"{Store.FILENAME}.damaged-*"))  # kept aside
     st = Store(tmp_path)
     assert len(st.labels(acc.id)) == 300

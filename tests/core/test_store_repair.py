@@ -190,7 +190,7 @@ def _two_backups(tmp_path):
 def test_restore_backup_uses_the_backup_asked_for(tmp_path, stamp):
     newer, older = _two_backups(tmp_path)
     _garble(tmp_path / "odlstudio.sqlite")
-    assert restore_backup(tmp_path, older) == older
+    assert restore_backup(tmp_path, older) == {"backup": older, "recordings": 0, "unreadable": []}
     st = Store(tmp_path)
     assert st.get_setting("k") == 1
     st.close()
@@ -201,7 +201,7 @@ def test_restore_backup_skips_a_damaged_newest_backup(tmp_path, stamp):
     newer, older = _two_backups(tmp_path)
     _garble(newer)
     _garble(tmp_path / "odlstudio.sqlite")
-    assert restore_backup(tmp_path) == older
+    assert restore_backup(tmp_path)["backup"] == older
     st = Store(tmp_path)
     assert st.get_setting("k") == 1
     st.close()
@@ -236,7 +236,7 @@ def test_restore_backup_adds_later_recordings_with_their_rows_from_the_damaged_f
         tmp_path / "odlstudio.sqlite",
         ("UPDATE recordings SET started=1700000000.5, t_offset=12.25 WHERE id=?", (late.id,)),
     )
-    assert restore_backup(tmp_path, backup) == backup
+    assert restore_backup(tmp_path, backup) == {"backup": backup, "recordings": 1, "unreadable": []}
     st = Store(tmp_path)
     got = st.recording(late.id)
     assert (got.name, got.rate_hz, got.n_samples, got.channels, got.status) == ("late walk", 25.0, 40, 3, "recovered")

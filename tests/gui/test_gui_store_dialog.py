@@ -136,3 +136,31 @@ def test_the_repair_sentence_names_recording_files_that_could_not_be_read(tmp_pa
         f"aside; 1 recording file(s) could not be read and stay in {tmp_path / 'recordings'}: 0.h5"
     )
     assert (tmp_path / "recordings" / "power" / "0.h5").read_bytes() == b"not hdf5"
+
+
+def test_the_restore_sentence_names_later_recordings_and_unreadable_files(tmp_path):
+    """The damaged-store dialog's "Restore": recordings made after the backup are added back from their files and
+    counted; one that cannot be read stays where it is and is named (it used to be left out silently)."""
+    import numpy as np
+
+    from app.core.recording import write_accel
+    from app.core.store import Store, list_backups
+    from app.ui.store_dialog import RESTORE, repair_store
+
+    Store(tmp_path).close()  # a session that ends with a backup
+    backup = list_backups(tmp_path)[0]
+    st = Store(tmp_path)
+    late = write_accel(st, "late", np.ones((50, 3), np.float32), 50.0, None)
+    st._db.close()  # noqa: SLF001 - the session dies without its end-of-session backup
+    (tmp_path / "recordings" / "power").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "recordings" / "power" / "9.h5").write_bytes(b"not hdf5")
+    (tmp_path / "odlstudio.sqlite").write_bytes(b"\xff" * 4096)
+    assert repair_store(tmp_path, RESTORE) == (
+        f"Database restored from the backup {backup.name}, 1 later recording(s) added back from their files; the "
+        f"damaged file was kept aside; 1 recording file(s) could not be read and stay in {tmp_path / 'recordings'}: "
+        "9.h5"
+    )
+    st = Store(tmp_path)
+    assert [r.id for r in st.recordings()] == [late.id]
+    st.close()
+    assert (tmp_path / "recordings" / "power" / "9.h5").read_bytes() == b"not hdf5"
