@@ -280,6 +280,34 @@ TARGETS: dict[str, Target] = {
         ("DeviceProfile.current_a", "DeviceProfile.power_w", "DeviceProfile.cycles_for", "DeviceProfile.io_s"),
         ("tests/estimator/test_estimator.py",),
     ),
+    # what every round trains and tests on (board, personalize, loso): the chronological split per subject and
+    # activity, the windows (training stride T/2, test stride T), the RecordingSet helpers and activity names they
+    # use.  Left out: the WISDM/HAPT parsers; sliding_windows and resample_to live in preprocess.py (exercised here
+    # through make_windows and resampled); properties are never mutated by mutmut
+    "round_windows": Target(
+        "app/core/datasets.py",
+        (
+            *(
+                f"RecordingSet.{m}"
+                for m in "_with for_subjects without_subjects select resampled concat subjects activities "
+                "samples_per summary".split()
+            ),
+            "_natural_key",
+            "canonical_activity",
+            "order_activities",
+            "activity_targets",
+            "resolve_activities",
+            "split_chronological",
+            "WindowSet.*",
+            "make_windows",
+            "personal_split",
+        ),
+        ("tests/core/test_round_windows.py", "tests/core/test_datasets.py"),
+        30,
+    ),
+    # a round's local data from the app's store (the labels named as the model's classes, the windows, what was
+    # left out) and the metrics of its confusion matrix
+    "round_data": Target("app/core/round_data.py", ("*",), ("tests/core/test_round_windows.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

@@ -162,10 +162,8 @@ class RecordingSet:
         return text
 
     # --- transformations (all return new sets; data arrays are shared, never modified) -----------
-    def _with(self, segments: list[Segment], **kw) -> "RecordingSet":
-        return RecordingSet(
-            segments, kw.get("source", self.source), self.units, list(self.skipped), list(self.notes), self.n_skipped
-        )
+    def _with(self, segments: list[Segment]) -> "RecordingSet":
+        return RecordingSet(segments, self.source, self.units, list(self.skipped), list(self.notes), self.n_skipped)
 
     def for_subjects(self, subjects: Iterable[str | int]) -> "RecordingSet":
         wanted = {str(s) for s in subjects}
