@@ -63,6 +63,35 @@ TARGETS: dict[str, Target] = {
     "lpm01a_decode": Target(
         "device/lpm01a/decode.py", ("*",), ("tests/device/test_lpm01a_decode.py", "-k", "not fuzz"), 120
     ),
+    # the LPM01A host driver: command grammar, replies and rejections, argument checks, setters, configure,
+    # the stale-stream drain, the acquisition hand-over and the commands answered inside a stream; its tests run
+    # the real emulator behind an in-process port on a stepped clock, with the driver's time module faked (the
+    # socket/pty tests of test_lpm01a_driver.py wait in real time: too slow for a run per mutant).  Left out:
+    # reconnect and psrst (they re-open a real port after a USB re-enumeration, poll discovery and sleep; the
+    # slow socket tests cover them)
+    "lpm01a_driver": Target(
+        "device/lpm01a/driver.py",
+        (
+            "error_for_event",
+            "CommandRejected.__init__",
+            "_Pending.*",
+            "_norm",
+            "_parse_value",
+            *(
+                f"PowerShield.{m}"
+                for m in (
+                    "__init__ open close __enter__ __exit__ read_raw _read_reply_bytes _write _next_line command "
+                    "_await_reply _error_detail _drain_lines _command_in_stream deliver_stream_event fail_pending "
+                    "begin_acquisition end_acquisition send_stop htc hrc help echo powershield version range status "
+                    "lcd set_volt volt_get set_freq set_acqtime set_acqmode set_funcmode set_output set_format "
+                    "set_trigsrc set_trigdelay set_currthre pwr set_pwrend targrst temp autotest calib eventsrc stop "
+                    "configure drain_stale_stream check_combination check_settings _number _check_choice _choice"
+                ).split()
+            ),
+        ),
+        ("tests/device/test_lpm01a_driver_exact.py",),
+        30,
+    ),
     "energy_rounds": Target(
         "app/core/energy.py",
         ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),
@@ -308,6 +337,18 @@ TARGETS: dict[str, Target] = {
     # a round's local data from the app's store (the labels named as the model's classes, the windows, what was
     # left out) and the metrics of its confusion matrix
     "round_data": Target("app/core/round_data.py", ("*",), ("tests/core/test_round_windows.py",), 30),
+    # the signal preprocessing every ST model and every round at another rate goes through: ST's gravity rotation
+    # and suppression (its fixed high-pass, lfilter_zi, the Rodrigues rotation; per window or continuous), the
+    # polyphase resampling (50 -> 20 Hz, 25 -> 20 Hz) and sliding_windows
+    "preprocess": Target(
+        "app/core/preprocess.py",
+        ("*",),
+        ("tests/core/test_preprocess_exact.py", "tests/core/test_datasets.py", "tests/core/test_round_windows.py"),
+        30,
+    ),
+    # the keyed Feistel order in which a board visits a round's training windows; the firmware (train.c: odl_perm)
+    # must compute the same order, so a host can replay a round (its tests pin orders taken from the firmware)
+    "shuffle": Target("device/nucleo/shuffle.py", ("*",), ("tests/device/test_shuffle_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

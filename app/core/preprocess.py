@@ -72,12 +72,12 @@ def _rotate_dynamic(acc: np.ndarray, dyn: np.ndarray) -> np.ndarray:
     """Rotate ``dyn`` per sample so that gravity ``acc - dyn`` maps onto ``-z`` (Rodrigues)."""
     g = acc - dyn
     norm = np.linalg.norm(g, axis=-1, keepdims=True)
-    g = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+    g = g / np.where(norm > 0, norm, np.inf)  # no gravity at all: 0
     gx, gy, gz = g[..., 0], g[..., 1], g[..., 2]
     sin = np.sqrt(np.clip(1.0 - gz * gz, 0.0, None))
     cos = -gz
     safe = sin > 0
-    inv = np.divide(1.0, sin, out=np.zeros_like(sin), where=safe)
+    inv = 1.0 / np.where(safe, sin, np.inf)
     v = np.stack([-gy * inv, gx * inv, np.zeros_like(gx)], axis=-1)  # unit axis, 0 when degenerate
     cross = np.cross(v, dyn)
     dot = np.sum(v * dyn, axis=-1, keepdims=True)

@@ -356,7 +356,7 @@ class PowerShield:
                 continue
             if ev.kind == ACK and _norm(ev.cmd) == name:
                 self.state = "host" if self.state in ("unknown", "closed") and name == "htc" else self.state
-                rest = ev.text[len(ev.cmd) :].lstrip(": ").strip() if ev.text.lower().startswith(ev.cmd) else ev.text
+                rest = ev.text[len(ev.cmd) :].lstrip(": ").strip()  # ev.cmd is ev.text's first word, lowercased
                 reply = Reply(name, rest)
                 if name == "help":
                     reply.lines = self._drain_lines(0.2, deadline)
@@ -428,7 +428,11 @@ class PowerShield:
                 # buffer and answers them afterwards as ordinary replies): read that reply now
                 with self._lock:
                     return self._await_reply(name, line, max(0.2, deadline - time.monotonic()))
-            if pend.error is not None:
+            # a rejection that came in the stream before its end stays a rejection (not the internal
+            # _AcquisitionOver, which fail_pending also sets on it when the stream ended meanwhile)
+            if pend.error is not None and not (
+                isinstance(pend.error, _AcquisitionOver) and pend.rejected_at is not None
+            ):
                 raise pend.error
             if pend.reply is not None:
                 return pend.reply
@@ -745,18 +749,16 @@ class PowerShield:
         """Take host control and set everything an acquisition relies on (settings persist on the
         board between connections, §8 item 10, so never assume defaults).  Combination rules are
         checked before anything is sent."""
-        hz = spec.parse_freq_user(str(freq))
+        try:
+            hz = spec.parse_freq_user(str(freq))
+        except spec.ArgumentError as exc:  # the driver's ArgumentError (a MonitorSettingError), as set_freq's
+            raise ArgumentError(str(exc)) from None
         self._check_choice("format", fmt)
         self._check_choice("output", output)
         self.check_combination(hz, fmt, acqtime, output, funcmode)
         if volt is not None:
             self._number("volt", volt)
         self.drain_stale_stream()
-        self._check_choice("format", fmt)
-        self._check_choice("output", output)
-        self.check_combination(hz, fmt, acqtime, output, funcmode)
-        if volt is not None:
-            self._number("volt", volt)
         self.htc()
         self.set_acqmode(acqmode)
         self.set_output(output)
@@ -862,8 +864,6 @@ def _parse_value(token: str, what: str) -> float:
     """A number in the shield's output syntax (``3292-03``, ``28.0``, ``3300m``)."""
     t = token.strip()
     try:
-        if len(t) == 7 and t[4] in "+-" and t[:4].isdigit() and t[5:].isdigit():
-            return spec.ascii_value(t)
         return float(t)
     except ValueError:
         pass
