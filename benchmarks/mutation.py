@@ -349,6 +349,31 @@ TARGETS: dict[str, Target] = {
     # the keyed Feistel order in which a board visits a round's training windows; the firmware (train.c: odl_perm)
     # must compute the same order, so a host can replay a round (its tests pin orders taken from the firmware)
     "shuffle": Target("device/nucleo/shuffle.py", ("*",), ("tests/device/test_shuffle_exact.py",), 30),
+    # what a user reads while a round runs: progress by batches, the time left (scaled by the batches' pace) and its
+    # wording, the thread-safe state the views snapshot, how the round's events become rows, warnings and progress,
+    # and the RoundRunner helpers that need no board (windows subsampled to fit the board's SRAM, the diverged-
+    # weights refusal, the round's files).  Left out: RoundRunner.run/_run/_run_on_board/_power/_board_ready (they
+    # need the virtual bench's threads and sockets: tests/core/test_rounds*.py) and load_model (a child process)
+    "round_progress": Target(
+        "app/core/rounds.py",
+        (
+            "batch_fraction",
+            "round_eta",
+            "eta_text",
+            "RoundState.*",
+            "_RunnerObserver.*",
+            "RoundRunner.__init__",
+            "RoundRunner.stage",
+            "RoundRunner._fit_ram",
+            "RoundRunner.store_row",
+            "RoundRunner._save_weights",
+            "_board_windows",
+        ),
+        ("tests/core/test_round_progress_exact.py",),
+        30,
+    ),
+    # the marker times a user types in the Power panel (units, bounds, the refusals' messages)
+    "markers": Target("app/core/markers.py", ("*",), ("tests/core/test_markers_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

@@ -646,7 +646,7 @@ class RoundRunner:
         rel = f"{ROUNDS_DIR}/round_{self.round_id}.npz"
         path = self.data_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        pm = model.with_weights(weights, source=f"round {self.round_id} ({model.source})")
+        pm = model.with_weights(weights)  # (its source is not written: the round and base model go in meta)
         pm.meta.update({"personalized_round": self.round_id, "base_model": model.source})
         export_npz(pm, path)
         with atomic_path(self.data_dir / f"{ROUNDS_DIR}/round_{self.round_id}_windows.npz") as tmp:
