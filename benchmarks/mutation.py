@@ -58,6 +58,31 @@ TARGETS: dict[str, Target] = {
         ("tests/device/test_nucleo_protocol.py",),
         60,
     ),
+    # the board's host client, which every round on a board goes through: seq/retries/NAK, error answers,
+    # the event queue, the transfers, a round's reports and its liveness check, evaluation, the weights read back.
+    # Left out: NucleoClient.open, reconnect and _open_port (they open real serial ports or pyserial URLs, with
+    # waits of seconds: test_nucleo_bench/test_board_conformance and test_faults_nucleo cover them on the virtual
+    # bench's sockets); properties are never mutated by mutmut
+    "nucleo_client": Target(
+        "device/nucleo/client.py",
+        (
+            "DeviceTransport.*",
+            "NucleoError.*",
+            *(
+                f"NucleoClient.{m}"
+                for m in (
+                    "__init__ close __enter__ __exit__ _reader _dispatch _push_event _next_seq request _write "
+                    "fail_waiters next_event drain_events hello ping info status reset set_clock set_marker "
+                    "sensor_config sensor_state stream_start stream_stop read_samples set_activity get_activity "
+                    "_transfer upload_model clear_data upload_dataset train abort wait_round_done _check_round_alive "
+                    "evaluate download_weights"
+                ).split()
+            ),
+            "_names",
+        ),
+        ("tests/device/test_nucleo_client_exact.py",),
+        30,
+    ),
     # (its two hypothesis fuzzers are left out for time: they check robustness, the exact tests check values)
     # (test_every_split_offset_gives_identical_results decodes a session at ~7,000 splits: slow when traced)
     "lpm01a_decode": Target(
