@@ -693,7 +693,8 @@ def _loaded(model: LoadedModel | tuple) -> LoadedModel:
     bad = nonfinite_layers(m.weights)
     if bad:
         raise ModelError(
-            f"{m.source}: the weights of layer(s) {', '.join(bad)} are NaN or Inf (a round that diverged?); "
+            (f"{m.source}: " if m.source else "")
+            + f"the weights of layer(s) {', '.join(bad)} are NaN or Inf (a round that diverged?); "
             "such a model cannot be loaded back or run, so it is not exported"
         )
     return m

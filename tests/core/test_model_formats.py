@@ -515,6 +515,18 @@ def test_an_export_of_nan_or_inf_weights_writes_nothing(tmp_path, fmt, name):
     assert (tmp_path / name).read_text() == "older"
 
 
+def test_nan_weights_of_a_model_without_a_source_are_named_without_one(tmp_path):
+    """The refusal starts with the model's source when it has one, and with the sentence itself when not."""
+    w = tiny_weights()
+    w["dense1"][0][0, 0] = np.nan
+    with pytest.raises(ModelError) as e:
+        M.export_npz(tiny(w, source=""), tmp_path / "m.npz")
+    assert str(e.value) == (
+        "the weights of layer(s) dense1 are NaN or Inf (a round that diverged?); "
+        "such a model cannot be loaded back or run, so it is not exported"
+    )
+
+
 def _compile_and_run(folder: Path, main_c: str) -> bytes:
     """Build ``main_c`` beside the exported ``odl_model.h`` as the firmware is built (C99, pedantic, warnings
     are errors) and return what it prints."""
