@@ -117,6 +117,16 @@ TARGETS: dict[str, Target] = {
         ("tests/device/test_lpm01a_driver_exact.py",),
         30,
     ),
+    # the emulated PowerShield the driver is tested against: the shell (reply grammar, every command's reply and
+    # refusal, argument checks, states), the ascii_dec and bin_hexa streams (framing, timestamps, events, pwr
+    # metadata), the end sequence (end tag, summary, banner), the TX model (buff %, overflow), overcurrent, static
+    # mode, the D7 trigger, psrst and the fault switches, all on a hand-stepped clock with the noise removed
+    "lpm01a_emulator": Target(
+        "device/lpm01a/emulator.py",
+        ("*",),
+        ("tests/device/test_lpm01a_emulator_exact.py", "tests/device/test_lpm01a_emulator.py"),
+        30,
+    ),
     "energy_rounds": Target(
         "app/core/energy.py",
         ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),

@@ -469,7 +469,7 @@ class LPM01AEmulator:
     def _on_line(self, line: str) -> None:
         now = self.clock.now()
         acq = self._acq
-        if self.state == State.ACQUIRING and acq is not None and acq.end_time <= now:
+        if self.state == State.ACQUIRING and acq is not None and not acq.static and acq.end_time <= now:
             self.state = State.DRAINING  # acqtime over: later commands wait for the end of the stream
         if self.state == State.DRAINING:
             self._queued.append(line)
@@ -745,7 +745,7 @@ class LPM01AEmulator:
         if args:
             raise CommandError(f"unexpected argument {args!r}")
         if self.state == State.ACQUIRING and self._acq is not None:
-            self._acq.stop_time = max(now, self._acq.t0)
+            self._acq.stop_time = now  # at once, also during trigdelay (ref. section 8.7)
             self.state = State.DRAINING  # no ack: the end sequence answers
             return
         if self.state == State.ARMED:
