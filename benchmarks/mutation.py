@@ -409,6 +409,16 @@ TARGETS: dict[str, Target] = {
     ),
     # the marker times a user types in the Power panel (units, bounds, the refusals' messages)
     "markers": Target("app/core/markers.py", ("*",), ("tests/core/test_markers_exact.py",), 30),
+    # what the app takes for an ODL image of the NUCLEO-L496ZG before flashing it (the vector table, the ODL-FW
+    # identification, its version and board, the size) and where the shipped image is looked for; every function of
+    # the file (FirmwareImage.version_text is a property: never mutated by mutmut)
+    "fwimage": Target("device/nucleo/fwimage.py", ("*",), ("tests/device/test_fwimage_exact.py",), 30),
+    # flashing the board from the app: the image (or --force), the ST-LINK drive (labels, MBED.HTM, the OS's mount
+    # roots: Linux, macOS and Windows, the last two with a faked sys.platform and volume-label call), the tools and
+    # their command lines, progress, cancel and timeouts, the copy onto the drive and its re-enumeration and FAIL.TXT,
+    # the HELLO check afterwards, the report, the Devices panel's flash_managed.  Every function of the file; its
+    # tests fake the clock, the processes, the port lister and the board (test_flashing.py runs the real ones, slower)
+    "flashing": Target("app/core/flashing.py", ("*",), ("tests/core/test_flashing_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

@@ -280,14 +280,15 @@ def _run_tool(method: Method, image: Path, serial: str | None, progress: Progres
 
     def reader() -> None:  # tools rewrite their progress line with \r: split on both
         buf = b""
-        while True:
-            chunk = os.read(out.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            *done, buf = re.split(rb"[\r\n]", buf)
-            for d in done:
-                lines.put(d)
+        with out:  # closed by its reader, never under it (a closed fd's number is reused by the next open)
+            while True:
+                chunk = os.read(out.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                *done, buf = re.split(rb"[\r\n]", buf)
+                for d in done:
+                    lines.put(d)
         lines.put(buf)
         lines.put(None)
 
@@ -325,7 +326,6 @@ def _run_tool(method: Method, image: Path, serial: str | None, progress: Progres
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        out.close()
     if rc != 0:
         raise FlashError(f"{name} failed (exit {rc}): {' | '.join(tail[-4:]) or 'no output'}")
 
