@@ -264,6 +264,20 @@ def scripted(replies: dict[str, bytes] | None = None, url: str = URL, **kw: Any)
     return PowerShield(url, serial_factory=factory, **kw), port
 
 
+def endless_stream() -> tuple[PowerShield, ScriptPort]:
+    """A driver on a port that never goes quiet (a shield streaming on and on): every read finds more bytes."""
+    ps, port = scripted()
+    port.rx += b"g"
+    orig = port.read
+
+    def read(n: int = 1) -> bytes:
+        port.rx += b"more"
+        return orig(n)
+
+    port.read = read  # type: ignore[method-assign]
+    return ps, port
+
+
 def sent(port: EmuPort | ScriptPort) -> list[str]:
     return [w.decode() for w in port.written]
 
@@ -1353,15 +1367,7 @@ def test_drain_stale_stream_new_bytes_restart_the_quiet_period(fake_time):
 
 
 def test_drain_stale_stream_gives_up_at_its_timeout(fake_time):
-    ps, port = scripted()
-    port.rx += b"g"
-    orig = port.read
-
-    def read(n: int = 1) -> bytes:
-        port.rx += b"more"
-        return orig(n)
-
-    port.read = read  # type: ignore[method-assign]
+    ps, _port = endless_stream()
     t0 = fake_time.t
     assert ps.drain_stale_stream(quiet_s=0.3, timeout=0.1) is True
     assert 0.1 <= fake_time.t - t0 < 0.11
@@ -1705,15 +1711,7 @@ def test_drain_stale_stream_stops_exactly_at_its_timeout(fake_time):
 
 
 def test_drain_stale_stream_default_timeout_is_ten_seconds(fake_time):
-    ps, port = scripted()
-    port.rx += b"g"
-    orig = port.read
-
-    def read(n: int = 1) -> bytes:
-        port.rx += b"more"
-        return orig(n)
-
-    port.read = read  # type: ignore[method-assign]
+    ps, _port = endless_stream()
     t0 = fake_time.t
     assert ps.drain_stale_stream() is True
     assert 10.0 <= fake_time.t - t0 < 10.01
