@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +42,13 @@ from tests.core.test_model_formats import TINY, tiny_weights
 
 
 def test_no_tensorflow_is_imported():
-    assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+    """This file's imports pull in no TensorFlow (a forked mutant of a process that imported it hangs).  Checked in
+    a fresh interpreter: in a whole test run, other files have imported it long before this one runs."""
+    root = Path(__file__).resolve().parents[2]
+    code = "import sys, tests.core.test_round_progress_exact; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 # --- progress and the time left -----------------------------------------------------------------------------
