@@ -28,15 +28,17 @@ ST_A = [1.0, -3.868656635, 5.614526749, -3.622760773, 0.8768966198]
 # --- references written for these tests ------------------------------------------------------------------
 
 
+def normalized(b, a):
+    """b and a divided by a[0] and padded with zeros to the same length n (plain Python lists), and n."""
+    a0 = a[0]
+    n = max(len(a), len(b))
+    return [v / a0 for v in b] + [0.0] * (n - len(b)), [v / a0 for v in a] + [0.0] * (n - len(a)), n
+
+
 def ref_zi(b, a):
     """Steady state of the TDF-II state for x = 1, y = H = sum(b)/sum(a): back substitution of
     z[k] = b[k+1] - a[k+1]*H + z[k+1] (z[n-1] = 0)."""
-    a0 = a[0]
-    b = [v / a0 for v in b]
-    a = [v / a0 for v in a]
-    n = max(len(a), len(b))
-    b = b + [0.0] * (n - len(b))
-    a = a + [0.0] * (n - len(a))
+    b, a, n = normalized(b, a)
     h = sum(b) / sum(a)
     z = [0.0] * (n - 1)
     nxt = 0.0
@@ -48,12 +50,7 @@ def ref_zi(b, a):
 
 def ref_lfilter(b, a, xs, zi):
     """scipy.signal.lfilter's transposed direct form II, one sample at a time, in plain Python."""
-    a0 = a[0]
-    b = [v / a0 for v in b]
-    a = [v / a0 for v in a]
-    n = max(len(a), len(b))
-    b = b + [0.0] * (n - len(b))
-    a = a + [0.0] * (n - len(a))
+    b, a, n = normalized(b, a)
     z = list(zi)
     out = []
     for x in xs:

@@ -94,6 +94,15 @@ def run(emu: LPM01AEmulator, clock: StepClock, times: list[float]) -> bytes:
     return bytes(out)
 
 
+def two_binary_batches(source: PiecewiseCurrent) -> tuple[LPM01AEmulator, bytes]:
+    """A bin_hexa acquisition at 100 kHz of ``source``, endless and without trigger delay, read after its first two
+    5 ms batches (500 samples each): the emulator and every byte it sent after the start's ack."""
+    emu, clock = make(source)
+    setup(emu, "freq 100k", "acqtime 0", "trigdelay 0", "format bin_hexa")
+    say(emu, "start")
+    return emu, run(emu, clock, [0.005, 0.010])
+
+
 # --- reply grammar and states (§2.1, §2.3) --------------------------------------------------------------
 def test_power_up_is_standalone_and_htc_takes_host_control():
     emu, _ = make(host=False)
@@ -920,20 +929,16 @@ def test_a_short_excursion_above_59ma_is_tolerated():
 
 def test_the_overcurrent_hold_time_counts_across_batches():
     # 100 kHz: 200 samples (2 ms) above 59 mA trip; they span two 5 ms batches of 500
-    emu, clock = make(PiecewiseCurrent([0.0, 0.004005], [1e-3, 66e-3]))
-    setup(emu, "freq 100k", "acqtime 0", "trigdelay 0", "format bin_hexa")
-    say(emu, "start")
-    out = run(emu, clock, [0.005, 0.010])
+    _, out = two_binary_batches(PiecewiseCurrent([0.0, 0.004005], [1e-3, 66e-3]))
     w66 = b"\x31\x0e"
     assert out.startswith(W1MA * 400 + w66 * 200 + b"\xf0\xf5\xff\xff")
 
 
 def test_an_overcurrent_run_restarts_after_a_normal_sample_between_batches():
     # 150 samples over at the end of batch 1, one normal sample, 199 over: no trip
-    emu, clock = make(PiecewiseCurrent([0.0, 0.003505, 0.005005, 0.005015, 0.007005], [1e-3, 66e-3, 1e-3, 66e-3, 1e-3]))
-    setup(emu, "freq 100k", "acqtime 0", "trigdelay 0", "format bin_hexa")
-    say(emu, "start")
-    out = run(emu, clock, [0.005, 0.010])
+    emu, out = two_binary_batches(
+        PiecewiseCurrent([0.0, 0.003505, 0.005005, 0.005015, 0.007005], [1e-3, 66e-3, 1e-3, 66e-3, 1e-3])
+    )
     assert b"\xf0\xf5" not in out and emu.state is State.ACQUIRING
 
 
@@ -1420,18 +1425,16 @@ def test_a_trip_at_the_timestamp_boundary(spike_sample, ts_before):
 
 def test_an_overcurrent_run_carried_from_one_sample_at_the_end_of_a_batch():
     # samples 500 (last of batch 1) .. 699 above 59 mA: 200 samples = 2 ms -> trip at sample 699
-    emu, clock = make(PiecewiseCurrent([0.0, 0.004995, 0.006995], [1e-3, 66e-3, 1e-3]))
-    setup(emu, "freq 100k", "acqtime 0", "trigdelay 0", "format bin_hexa")
-    say(emu, "start")
-    assert run(emu, clock, [0.005, 0.010]).startswith(W1MA * 499 + b"\x31\x0e" * 200 + b"\xf0\xf5\xff\xff")
+    assert two_binary_batches(PiecewiseCurrent([0.0, 0.004995, 0.006995], [1e-3, 66e-3, 1e-3]))[1].startswith(
+        W1MA * 499 + b"\x31\x0e" * 200 + b"\xf0\xf5\xff\xff"
+    )
 
 
 def test_an_overcurrent_run_starting_a_batch_counts_from_one():
     # samples 100 .. 109 and 501 .. 699 above 59 mA (10 and 199 samples) after a normal sample 500: no trip
-    emu, clock = make(PiecewiseCurrent([0.0, 0.000995, 0.001095, 0.005005, 0.006995], [1e-3, 66e-3, 1e-3, 66e-3, 1e-3]))
-    setup(emu, "freq 100k", "acqtime 0", "trigdelay 0", "format bin_hexa")
-    say(emu, "start")
-    out = run(emu, clock, [0.005, 0.010])
+    emu, out = two_binary_batches(
+        PiecewiseCurrent([0.0, 0.000995, 0.001095, 0.005005, 0.006995], [1e-3, 66e-3, 1e-3, 66e-3, 1e-3])
+    )
     assert b"\xf0\xf5" not in out and emu.state is State.ACQUIRING
 
 
