@@ -113,6 +113,12 @@ class Segment:
         return self.n / self.rate if self.rate else 0.0
 
 
+def skipped_total(skipped: list, n_skipped: int | None) -> int:
+    """Records skipped in all: ``skipped`` lists at most :data:`SKIP_REPORT_MAX` of them, ``n_skipped`` counts
+    them all (None: as many as listed)."""
+    return len(skipped) if n_skipped is None else int(n_skipped)
+
+
 @dataclass
 class RecordingSet:
     """Per-subject, per-activity continuous segments plus a report of what was skipped."""
@@ -127,7 +133,7 @@ class RecordingSet:
 
     @property
     def skipped_count(self) -> int:
-        return len(self.skipped) if self.n_skipped is None else int(self.n_skipped)
+        return skipped_total(self.skipped, self.n_skipped)
 
     # --- queries --------------------------------------------------------------------------------
     @property

@@ -432,7 +432,7 @@ class WisdmImport:
     @property
     def skipped_count(self) -> int:
         """Records skipped in all: ``skipped`` lists at most :data:`app.core.datasets.SKIP_REPORT_MAX`."""
-        return len(self.skipped) if self.n_skipped is None else self.n_skipped
+        return ds.skipped_total(self.skipped, self.n_skipped)
 
     def _skipped_rows(self, limit: int) -> list[str]:
         """``"line 12: expected 6 comma-separated fields, found 2 ('1,A')"`` for the first ``limit`` skipped

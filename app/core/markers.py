@@ -16,10 +16,11 @@ class MarkerTimeError(ValueError):
     """A typed marker time that cannot be used; the message says why and what is allowed."""
 
 
-def parse_marker_time(text: str, t_max: float | None) -> float:
+def parse_marker_time(text: str | None, t_max: float | None) -> float:
     """Seconds from a typed time (``12.5``, ``12.5 s``, ``12500 ms``, ``3e-3``); must lie in ``[0, t_max]``
     (``t_max`` None: no upper bound).  Raises :class:`MarkerTimeError` with a plain-words message."""
-    m = _TIME_RE.match(text or "")
+    text = text or ""  # (an empty field may come as None)
+    m = _TIME_RE.match(text)
     if not m:
         raise MarkerTimeError(f"{text.strip()!r} is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms")
     t = float(m.group(1)) * _TIME_UNITS[m.group(2)]

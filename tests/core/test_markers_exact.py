@@ -45,6 +45,7 @@ def test_no_upper_bound_when_t_max_is_none():
     ("text", "message"),
     [
         ("", "'' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
+        (None, "'' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
         ("  abc ", "'abc' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
         ("12 min", "'12 min' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
         ("1.2.3", "'1.2.3' is not a time: type seconds, e.g. 12.5, 12.5 s or 12500 ms"),
