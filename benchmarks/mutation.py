@@ -419,6 +419,13 @@ TARGETS: dict[str, Target] = {
     # the HELLO check afterwards, the report, the Devices panel's flash_managed.  Every function of the file; its
     # tests fake the clock, the processes, the port lister and the board (test_flashing.py runs the real ones, slower)
     "flashing": Target("app/core/flashing.py", ("*",), ("tests/core/test_flashing_exact.py",), 30),
+    # the stream buffer every live view, recorder and capture reads through (absolute indices, wrap-around,
+    # blocks larger than the buffer, overrun accounting, waiting for data)
+    "ringbuffer": Target("device/ringbuffer.py", ("*",), ("tests/device/test_ringbuffer.py",), 30),
+    # what protects a user's files: zip archives (models, data sets) refused by their declared sizes before anything
+    # is extracted; output paths checked before a long job starts, a rescue folder, whole-or-nothing writes
+    "safezip": Target("app/core/safezip.py", ("*",), ("tests/core/test_outputs_exact.py",), 30),
+    "outputs": Target("app/core/outputs.py", ("*",), ("tests/core/test_outputs_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

@@ -51,7 +51,7 @@ def check_output_file(path: str | Path, option: str = "--out", suffixes: tuple[s
         raise OutputError(f"{option} must end with {' or '.join(suffixes)}, got {str(path)!r}")
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder, expected a file name")
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # (Path("m.npz").parent is Path("."))
     if not folder.is_dir():
         raise OutputError(f"{option} {path}: the folder {folder} does not exist")
     _probe(folder, option, path)

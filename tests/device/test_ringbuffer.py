@@ -91,3 +91,54 @@ def test_latest_with_non_positive_n_is_empty():
     rb.write(np.arange(10, dtype=np.float32))
     assert len(rb.latest(0).values) == 0 and len(rb.latest(-5).values) == 0
     assert list(rb.latest(3).values) == [7, 8, 9]
+
+
+def test_a_capacity_of_one_sample_is_allowed_and_keeps_the_newest():
+    rb = RingBuffer(1)
+    assert rb.closed is False
+    rb.write(np.array([1.0, 2.0]))
+    r = rb.latest(5)
+    assert (r.first_index, r.values.tolist(), r.overrun) == (1, [2.0], 0)
+    with pytest.raises(ValueError) as ei:
+        RingBuffer(0)
+    assert str(ei.value) == "capacity must be >= 1 sample, got 0"
+
+
+def test_the_buffer_keeps_its_dtype_in_every_read():
+    rb = RingBuffer(4, dtype=np.float32)
+    rb.write(np.array([0.1, 0.2]))  # float64 in: stored (and read) as float32
+    assert rb.read(0).values.dtype == np.float32
+    assert rb.read(0).values.tolist() == [np.float32(0.1), np.float32(0.2)]
+    assert rb.read(10).values.dtype == np.float32  # an empty read too
+    assert rb.latest(1).values.dtype == np.float32
+
+
+def test_a_block_larger_than_the_buffer_lands_at_its_ring_position():
+    """4 samples held, 3 written, then a block of 5: its newest 4 are 4…7 at absolute 4…7 (the ring position of
+    absolute 4 is 0, not that of absolute 2)."""
+    rb = RingBuffer(4)
+    rb.write(np.array([0.0, 1.0, 2.0]))
+    assert rb.write(np.arange(3.0, 8.0)) == 3
+    r = rb.read(4)
+    assert (r.first_index, r.values.tolist(), r.overrun) == (4, [4.0, 5.0, 6.0, 7.0], 0)
+    rb.write(np.array([8.0]))  # and the ring goes on from there
+    assert rb.read(0).values.tolist() == [5.0, 6.0, 7.0, 8.0]
+
+
+def test_an_empty_read_still_says_where_it_starts_and_what_was_lost():
+    rb = RingBuffer(4)
+    rb.write(np.arange(10.0))  # 6…9 held
+    r = rb.read(0, 3)  # all of it overwritten long ago
+    assert (r.first_index, r.values.tolist(), r.overrun, r.next_index) == (6, [], 3, 6)
+    r = rb.read(12)  # beyond what was written
+    assert (r.first_index, r.values.tolist(), r.overrun) == (12, [], 0)
+
+
+def test_latest_reports_where_its_samples_start_and_no_overrun():
+    rb = RingBuffer(4)
+    rb.write(np.arange(6.0))
+    r = rb.latest(3)
+    assert (r.first_index, r.values.tolist(), r.overrun) == (3, [3.0, 4.0, 5.0], 0)
+    assert type(r.overrun) is int
+    r = rb.latest(0)
+    assert (r.first_index, r.values.tolist(), r.overrun) == (6, [], 0)
