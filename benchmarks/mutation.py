@@ -426,6 +426,9 @@ TARGETS: dict[str, Target] = {
     # is extracted; output paths checked before a long job starts, a rescue folder, whole-or-nothing writes
     "safezip": Target("app/core/safezip.py", ("*",), ("tests/core/test_outputs_exact.py",), 30),
     "outputs": Target("app/core/outputs.py", ("*",), ("tests/core/test_outputs_exact.py",), 30),
+    # a sweep's results store: rows by key (the first wins), damaged and over-long lines skipped and counted, one
+    # write + fsync per append, a torn last line ended, the lock against a second writer, the messages
+    "sweepstore": Target("app/core/sweepstore.py", ("*",), ("tests/core/test_sweepstore_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware
