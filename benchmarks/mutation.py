@@ -429,6 +429,40 @@ TARGETS: dict[str, Target] = {
     # a sweep's results store: rows by key (the first wins), damaged and over-long lines skipped and counted, one
     # write + fsync per append, a torn last line ended, the lock against a second writer, the messages
     "sweepstore": Target("app/core/sweepstore.py", ("*",), ("tests/core/test_sweepstore_exact.py",), 30),
+    # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
+    # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
+    # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted
+    # on, the weights (initialisation, checks, BN folding) and the metrics a round reports
+    "engine_kernels": Target(
+        "device/engine/kernels.py",
+        ("*",),
+        ("tests/device/test_engine_core.py", "tests/device/test_engine_kernels_exact.py"),
+        30,
+    ),
+    "engine_graph": Target(
+        "device/engine/graph.py",
+        ("*",),
+        ("tests/device/test_engine_core.py", "tests/device/test_engine_graph_exact.py"),
+        30,
+    ),
+    "engine_ops": Target(
+        "device/engine/ops.py",
+        ("*",),
+        ("tests/device/test_engine_core.py", "tests/device/test_engine_graph_exact.py"),
+        30,
+    ),
+    "engine_weights": Target(
+        "device/engine/weights.py",
+        ("*",),
+        ("tests/device/test_engine_core.py", "tests/device/test_engine_weights_exact.py"),
+        30,
+    ),
+    "engine_metrics": Target(
+        "device/engine/metrics.py",
+        ("*",),
+        ("tests/device/test_engine_core.py", "tests/device/test_engine_weights_exact.py"),
+        30,
+    ),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware
@@ -539,6 +573,9 @@ STATUS: dict[int | None, str] = {
     36: "timeout",
 }
 STATUS.update({-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"})
+# a mutant that crashes the test process (e.g. numpy's as_strided on None: SIGSEGV) fails the tests as surely as
+# an assertion: the bug does not go unnoticed
+STATUS.update({-11: "killed"})
 
 
 def results(name: str, t: Target) -> dict[str, str] | None:

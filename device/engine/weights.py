@@ -73,15 +73,6 @@ def check_weights(arch: Arch, weights: Mapping[str, Sequence[np.ndarray]]) -> We
     return out
 
 
-def bn_scale_shift(bn: Layer, params: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Frozen BatchNorm as ``a = x*s + t`` (computed in float64, returned float32):
-    ``s = gamma / sqrt(var + eps)``, ``t = beta - mean*s`` (Keras' inference formula)."""
-    gamma, beta, mean, var = (np.asarray(p, np.float64) for p in params)
-    s = gamma / np.sqrt(var + bn.epsilon)
-    t = beta - mean * s
-    return s.astype(DTYPE), t.astype(DTYPE)
-
-
 def fold_conv_bn(
     kernel2d: np.ndarray, bias: np.ndarray | None, bn: Layer, bn_params: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
