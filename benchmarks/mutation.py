@@ -429,6 +429,10 @@ TARGETS: dict[str, Target] = {
     # a sweep's results store: rows by key (the first wins), damaged and over-long lines skipped and counted, one
     # write + fsync per append, a torn last line ended, the lock against a second writer, the messages
     "sweepstore": Target("app/core/sweepstore.py", ("*",), ("tests/core/test_sweepstore_exact.py",), 30),
+    # power captures written to disk (live power-monitor sessions): HDF5 in SWMR mode (samples, events, status, the
+    # full-disk stop and the NaN fill, salvage), the capped CSV, reading a capture back, the room left on the disk,
+    # and the repair of a killed writer's file (HDF5 superblock write flags, its lookup3 checksum, the end of file)
+    "recorder": Target("device/lpm01a/recorder.py", ("*",), ("tests/device/test_recorder_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted

@@ -195,7 +195,6 @@ class Hdf5Writer:
         self.samples, self.events, self.status = ds, ev, st
         self.f.swmr_mode = True
         self._buf: list[np.ndarray] = []
-        self._buf_n = 0
         self._ev_buf: list[StreamEvent] = []
         self._first_index: int | None = None
         self.received = 0
@@ -212,18 +211,15 @@ class Hdf5Writer:
         if self._first_index is None and len(block.values) and block.first_index != 0:
             # attributes cannot change under SWMR: pad so that position == sample number
             self._buf.append(np.full(block.first_index, np.nan))
-            self._buf_n += block.first_index
         if self._first_index is None and len(block.values):
             self._first_index = block.first_index
         elif len(block.values) and block.first_index > self.next_index:
             # this consumer fell behind the ring buffer (Block.overrun): keep position == sample number
             gap = block.first_index - self.next_index
             self._buf.append(np.full(gap, np.nan))
-            self._buf_n += gap
             self.lost += gap
         if len(block.values):
             self._buf.append(block.values)
-            self._buf_n += len(block.values)
             self.lost += block.lost
             self.received += len(block.values) - block.lost
             self.next_index = block.next_index
@@ -269,7 +265,7 @@ class Hdf5Writer:
                 nan_new = int(np.count_nonzero(np.isnan(data)))
             else:
                 nan_new = 0
-            self._buf, self._buf_n = [], 0
+            self._buf = []
         else:
             nan_new = 0
         if self._ev_buf and full is None:
@@ -304,7 +300,7 @@ class Hdf5Writer:
         """After a failed write: shrink the dataset to what the last good flush wrote and say so in
         ``/status`` (finished = 2); best effort, the disk may refuse this too."""
         try:
-            self._buf, self._buf_n, self._ev_buf = [], 0, []
+            self._buf, self._ev_buf = [], []
             self.received, self.lost = self._on_disk - self._nan_on_disk, self._nan_on_disk
             self.next_index = self._on_disk
             self.samples.resize((self._on_disk,))
@@ -579,13 +575,13 @@ def fix_end_of_file(path: str | Path) -> bool:
     base, body, _flags = _checked_superblock(path)
     size_o = body[9]
     at = 12 + 2 * size_o
-    eof = int.from_bytes(body[at : at + size_o], "little")
-    size = path.stat().st_size - base
+    eof = int.from_bytes(body[at : at + size_o], "little")  # an absolute address: it counts a user block
+    size = path.stat().st_size
     if size >= eof:
         return False
     try:
-        os.truncate(path, base + eof)
-        if path.stat().st_size - base >= eof:
+        os.truncate(path, eof)
+        if path.stat().st_size >= eof:
             return True
     except OSError:
         pass
