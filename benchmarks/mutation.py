@@ -433,6 +433,9 @@ TARGETS: dict[str, Target] = {
     # full-disk stop and the NaN fill, salvage), the capped CSV, reading a capture back, the room left on the disk,
     # and the repair of a killed writer's file (HDF5 superblock write flags, its lookup3 checksum, the end of file)
     "recorder": Target("device/lpm01a/recorder.py", ("*",), ("tests/device/test_recorder_exact.py",), 30),
+    # rounds after they ran: their stored batches, the history line and the report, the personalized model's
+    # metadata and its export, the calibration records and the Estimator's inputs
+    "round_history": Target("app/core/round_history.py", ("*",), ("tests/core/test_round_history_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted

@@ -94,11 +94,15 @@ def round_report(store: "Store", round_id: int) -> str:
     lines += ["", "## Round", ""]
     if res.get("before") and res.get("after"):
         b, a = res["before"], res["after"]
+
+        def loss(m: Mapping[str, Any]) -> str:  # (a loss of 0.0 is a loss; an evaluation without one: —)
+            return "—" if m.get("loss") is None else f"{m['loss']:.3f}"
+
         lines += [
             "| | accuracy | macro-F1 | loss |",
             "|---|---|---|---|",
-            f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {b.get('loss') or float('nan'):.3f} |",
-            f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {a.get('loss') or float('nan'):.3f} |",
+            f"| before | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {loss(b)} |",
+            f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {loss(a)} |",
             "",
         ]
     if rows:
@@ -109,18 +113,16 @@ def round_report(store: "Store", round_id: int) -> str:
     if res.get("energy_j") is not None:
         lines.append(
             f"* measured energy {res['energy_j'] * 1e3:.2f} mJ, average power "
-            f"{res['avg_power_w'] * 1e3:.3f} mW (LPM01A, {', '.join(res.get('energy_sources', []))})"
+            f"{res['avg_power_w'] * 1e3:.3f} mW ({', '.join(['LPM01A', *res.get('energy_sources', [])])})"
         )
     lines += ["", "## Estimator vs measured", "", "| | predicted | measured | error |", "|---|---|---|---|"]
 
     def row(name: str, pred: float | None, meas: float | None, unit: str, k: float) -> str:
-        if pred is None or meas is None:
-            return (
-                f"| {name} | {'—' if pred is None else f'{pred * k:.3f} {unit}'} | "
-                f"{'—' if meas is None else f'{meas * k:.3f} {unit}'} | — |"
-            )
-        err = 100.0 * (pred - meas) / meas if meas else float("nan")
-        return f"| {name} | {pred * k:.3f} {unit} | {meas * k:.3f} {unit} | {err:+.1f} % |"
+        p = "—" if pred is None else f"{pred * k:.3f} {unit}"
+        m = "—" if meas is None else f"{meas * k:.3f} {unit}"
+        if pred is None or not meas:  # (no relative error against nothing or against a measured 0)
+            return f"| {name} | {p} | {m} | — |"
+        return f"| {name} | {p} | {m} | {100.0 * (pred - meas) / meas:+.1f} % |"
 
     lines.append(row("round time", res.get("pred_seconds"), res.get("seconds"), "s", 1.0))
     lines.append(row("round energy", res.get("pred_energy_j"), res.get("energy_j"), "mJ", 1e3))
