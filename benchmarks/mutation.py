@@ -436,6 +436,11 @@ TARGETS: dict[str, Target] = {
     # rounds after they ran: their stored batches, the history line and the report, the personalized model's
     # metadata and its export, the calibration records and the Estimator's inputs
     "round_history": Target("app/core/round_history.py", ("*",), ("tests/core/test_round_history_exact.py",), 30),
+    # the architecture every import, estimate and round starts from: layers and their checks, shapes inferred layer by
+    # layer (and their refusals), parameter shapes and counts, the trainable selection by mode or names, the JSON form
+    # (what a hostile model file reaches), the paper's CNN; and the estimator's operation counts per layer and batch
+    "estimator_arch": Target("estimator/arch.py", ("*",), ("tests/estimator/test_arch_exact.py",), 30),
+    "estimator_ops": Target("estimator/ops.py", ("*",), ("tests/estimator/test_arch_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted

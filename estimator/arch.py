@@ -24,6 +24,8 @@ batchnorm     gamma, beta, moving_mean, moving_variance, each ``(C,)``
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
@@ -71,6 +73,16 @@ class Layer:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ArchError(f"layer {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(sorted(KINDS))})")
+        for key in ("filters", "kernel", "units", "pool", "stride"):  # (a model file may hold 2.5, "3" or true)
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ArchError(f"layer {self.name!r}: {key} must be a whole number, got {v!r}")
+        for key in ("rate", "epsilon"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ArchError(f"layer {self.name!r}: {key} must be a finite number, got {v!r}")
+        if not isinstance(self.use_bias, bool):
+            raise ArchError(f"layer {self.name!r}: use_bias must be true or false, got {self.use_bias!r}")
 
     @property
     def has_params(self) -> bool:
@@ -183,15 +195,20 @@ class Arch:
                 preprocessing=str(d.get("preprocessing", "none")),
                 meta=dict(d.get("meta", {})),
             )
-        except (KeyError, TypeError) as exc:
+        except ArchError:
+            raise  # an invalid architecture: its own message names the layer
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # e.g. int("x"), int(inf), dict("ab")
             raise ArchError(f"malformed architecture description: {exc}") from exc
 
     @classmethod
     def from_json(cls, text: str) -> "Arch":
         try:
-            return cls.from_dict(json.loads(text))
+            d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ArchError(f"architecture is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # a hostile file nesting arrays thousands deep
+            raise ArchError("architecture JSON is nested too deeply") from exc
+        return cls.from_dict(d)
 
 
 def _prod(shape: Sequence[int]) -> int:
@@ -226,18 +243,15 @@ def _out_shape(layer: Layer, s: tuple[int, ...]) -> tuple[int, ...]:
         if len(s) != rank:
             raise ArchError(f"layer {name!r} ({k}) needs a rank-{rank} input, got shape {s}")
 
-    if k == "conv1d":
-        need(2)
+    if k in ("conv1d", "conv2d"):
+        need(2 if k == "conv1d" else 3)
+        if layer.filters < 1:
+            raise ArchError(f"layer {name!r}: filters must be >= 1")
         L = s[0] - layer.kernel + 1
-        if layer.kernel < 1 or layer.filters < 1 or L < 1:
-            raise ArchError(f"layer {name!r}: kernel {layer.kernel} does not fit input length {s[0]}")
-        return (L, layer.filters)
-    if k == "conv2d":
-        need(3)
-        L = s[0] - layer.kernel + 1
-        if layer.kernel < 1 or layer.filters < 1 or L < 1:
-            raise ArchError(f"layer {name!r}: kernel ({layer.kernel},1) does not fit input length {s[0]}")
-        return (L, s[1], layer.filters)
+        if layer.kernel < 1 or L < 1:
+            kernel = layer.kernel if k == "conv1d" else f"({layer.kernel},1)"
+            raise ArchError(f"layer {name!r}: kernel {kernel} does not fit input length {s[0]}")
+        return (L, layer.filters) if k == "conv1d" else (L, s[1], layer.filters)
     if k == "dense":
         need(1)
         if layer.units < 1:
@@ -245,6 +259,8 @@ def _out_shape(layer: Layer, s: tuple[int, ...]) -> tuple[int, ...]:
         return (layer.units,)
     if k in ("avgpool1d", "maxpool1d", "avgpool2d", "maxpool2d"):
         need(2 if k.endswith("1d") else 3)
+        if layer.stride < 0:
+            raise ArchError(f"layer {name!r}: stride {layer.stride} is negative")
         stride = layer.stride or layer.pool
         if layer.pool < 1 or s[0] < layer.pool:
             raise ArchError(f"layer {name!r}: pool {layer.pool} does not fit input length {s[0]}")

@@ -1179,7 +1179,10 @@ def decode_arch(desc: bytes, classes: Sequence[str] = ()) -> Any:
             kw["rate"] = float(param)
         if k == "batchnorm":
             kw["epsilon"] = float(param)
-        layers.append(Layer(k, name, **kw))
+        try:
+            layers.append(Layer(k, name, **kw))
+        except ArchError as exc:  # e.g. a NaN dropout rate or BatchNorm epsilon
+            raise ProtocolError(f"descriptor describes an invalid network: {exc}", ErrorCode.BAD_PAYLOAD, i) from exc
     try:
         return Arch(tuple([d0, d1, d2][:rank]), tuple(layers), tuple(classes), preprocessing=prep_name)
     except ArchError as exc:  # arg0: the layer the message names (0 when it names none), as the firmware's

@@ -105,7 +105,11 @@ int model_parse(model_t *m, const uint8_t *d, uint32_t len, uint32_t weight_byte
         case K_CONV2D:
             need = k == K_CONV1D ? 2 : 3;
             if (r != need) goto bad_rank;
-            if (L->kernel < 1 || L->filters < 1 || s[0] < L->kernel) {
+            if (L->filters < 1) {
+                MSG("architecture descriptor: layer %d (%s): filters must be >= 1", i, kn);
+                goto invalid;
+            }
+            if (L->kernel < 1 || s[0] < L->kernel) {
                 MSG("architecture descriptor: layer %d (%s): kernel %u does not fit input length %u", i, kn, L->kernel, s[0]);
                 goto invalid;
             }

@@ -371,7 +371,7 @@ def bad_pool(blob: bytes) -> bytearray:
 
 def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
     """A descriptor whose records are well-formed but whose values cannot be run (protocol.md §5.1): a pool
-    longer than its input, a dropout rate of 1 or more.  Refused at the descriptor with the layer and the
+    longer than its input, a dropout rate of 1 or more, a convolution without filters.  Refused at the descriptor with the layer and the
     values named; nothing is loaded."""
     import struct
 
@@ -384,7 +384,13 @@ def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
     pool = bad_pool(blob)
     rate = bytearray(blob)
     struct.pack_into("<f", rate, record(3) + 12, 1.0)  # layer 3's dropout rate
-    for bad, text in ((pool, "pool 30 does not fit input length 18"), (rate, r"dropout rate .*\[0, 1\)")):
+    filters = bytearray(blob)
+    struct.pack_into("<H", filters, record(0) + 2, 0)  # layer 0's filters
+    for bad, text in (
+        (pool, "pool 30 does not fit input length 18"),
+        (rate, r"dropout rate .*\[0, 1\)"),
+        (filters, "filters must be >= 1"),
+    ):
         c.request(P.ModelBegin(len(bad), dl, crc32(bytes(bad))), P.XferAck)
         with pytest.raises(NucleoError, match=f"on MODEL_CHUNK: .*{text}"):
             for off, chunk in P.chunks(bytes(bad)):

@@ -620,3 +620,28 @@ def test_odr_and_fs_validation():
         P.check_odr_mhz(20000)
     with pytest.raises(P.ProtocolError, match="allowed: 2, 4, 8, 16"):
         P.check_fs_g(3)
+
+
+def test_descriptor_with_a_nan_layer_parameter_is_a_bad_payload_naming_the_layer():
+    """A NaN dropout rate (the layer record's float32 at +12) is refused as the firmware refuses it: BAD_PAYLOAD, with
+    the layer's index, never an architecture error escaping the decoder."""
+    arch = Arch(
+        (20, 3),
+        (
+            Layer("conv1d", "c", filters=2, kernel=3),
+            Layer("dropout", "dr", rate=0.25),
+            Layer("flatten", "f"),
+            Layer("dense", "d", units=2),
+            Layer("softmax", "sm"),
+        ),
+    )
+    desc = bytearray(P.encode_arch(arch))
+    at = P.DESC_HEADER.size + P.LAYER_REC.size * 1 + 12
+    assert struct.unpack_from("<f", desc, at)[0] == pytest.approx(0.25)
+    struct.pack_into("<f", desc, at, float("nan"))
+    with pytest.raises(P.ProtocolError) as exc:
+        P.decode_arch(bytes(desc))
+    assert (
+        str(exc.value) == "descriptor describes an invalid network: layer 'dr': rate must be a finite number, got nan"
+    )
+    assert exc.value.arg0 == 1 and exc.value.code == P.ErrorCode.BAD_PAYLOAD
