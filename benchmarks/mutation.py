@@ -436,6 +436,14 @@ TARGETS: dict[str, Target] = {
     # rounds after they ran: their stored batches, the history line and the report, the personalized model's
     # metadata and its export, the calibration records and the Estimator's inputs
     "round_history": Target("app/core/round_history.py", ("*",), ("tests/core/test_round_history_exact.py",), 30),
+    # the estimator refitted from measured batches: the records read back (and refused by name), NNLS, the grouping
+    # chosen ('auto': rank, share, spread), the time and power fits, the report and the evaluation against records
+    "estimator_calibrate": Target(
+        "estimator/calibrate.py",
+        ("*",),
+        ("tests/estimator/test_estimator.py", "tests/estimator/test_calibrate_exact.py"),
+        30,
+    ),
     # the architecture every import, estimate and round starts from: layers and their checks, shapes inferred layer by
     # layer (and their refusals), parameter shapes and counts, the trainable selection by mode or names, the JSON form
     # (what a hostile model file reaches), the paper's CNN; and the estimator's operation counts per layer and batch

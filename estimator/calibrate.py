@@ -219,9 +219,11 @@ def _record_parts(rec: BatchRecord, base: DeviceProfile) -> tuple[dict[str, floa
 
 
 def _design(records: Sequence[BatchRecord], base: DeviceProfile, groups: Mapping[str, Sequence[str]]):
+    grouped = {op for ops in groups.values() for op in ops}
     X, y = [], []
     for rec in records:
         macs, fixed, io, f = _record_parts(rec, base)
+        fixed += sum(base.cycles[k] * macs[k] for k in MAC_TYPES if k not in grouped)  # kept at the base cost
         X.append([sum(macs[k] for k in ops) for ops in groups.values()])
         y.append((rec.seconds - io) * f - fixed)
     return np.asarray(X, float), np.asarray(y, float)
@@ -267,7 +269,7 @@ def calibrate(
 ) -> tuple[DeviceProfile, CalibrationReport]:
     """Fit cycle costs (and the power model) from measured batches; returns the new profile and the
     residual report.  ``groups``: ``'auto'``, a key of :data:`GROUPINGS`, or a mapping
-    ``group -> op types`` (op types not in any group keep the base profile's cost)."""
+    ``group -> MAC op types`` (op types not in any group keep the base profile's cost)."""
     recs = list(records)
     if not recs:
         raise CalibrationError("no records to calibrate from")
@@ -291,9 +293,11 @@ def calibrate(
     else:
         gname = "custom"
         for g, ops in groups.items():
-            bad = [o for o in ops if o not in base_p.cycles]
+            bad = [o for o in ops if o not in MAC_TYPES]
             if bad:
-                raise CalibrationError(f"group {g!r}: unknown op types {bad}")
+                raise CalibrationError(
+                    f"group {g!r}: op types {bad} cannot be fitted (MAC op types: {', '.join(MAC_TYPES)})"
+                )
         active = {g: tuple(ops) for g, ops in groups.items()}
     X, y = _design(recs, base_p, active)
     if not _full_rank(X):
@@ -321,7 +325,9 @@ def calibrate(
             k = float(np.mean(amps) - i0) / freqs[0]
             if k < 0:
                 i0, k = 0.0, float(np.mean(amps)) / freqs[0]
-            notes.append("one clock only: I0 kept from the base profile, k fitted")
+                notes.append("one clock only: measured current below the base profile's I0, I0 set to 0, k fitted")
+            else:
+                notes.append("one clock only: I0 kept from the base profile, k fitted")
     profile = replace(
         base_p,
         name=name or f"{base_p.name}-calibrated",
