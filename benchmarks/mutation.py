@@ -449,6 +449,9 @@ TARGETS: dict[str, Target] = {
     # (what a hostile model file reaches), the paper's CNN; and the estimator's operation counts per layer and batch
     "estimator_arch": Target("estimator/arch.py", ("*",), ("tests/estimator/test_arch_exact.py",), 30),
     "estimator_ops": Target("estimator/ops.py", ("*",), ("tests/estimator/test_arch_exact.py",), 30),
+    # the acquisition pipeline of a power capture: the reader thread, samples by device index into the ring (lost ones
+    # NaN), the events log, the acquisition's end and errors, and each consumer's blocks (overrun, events in order)
+    "capture": Target("device/lpm01a/capture.py", ("*",), ("tests/device/test_capture_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted

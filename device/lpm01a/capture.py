@@ -179,7 +179,7 @@ class Capture:
                     streaming = True
                     self._handle(data)
                     if self.decoder.done:
-                        self.ended_by = self.ended_by or ("error" if self.error else "completed")
+                        self.ended_by = self.ended_by or "completed"  # an error set ended_by already
                         self._account_tail()
                         break
                 now = time.monotonic()
@@ -218,8 +218,8 @@ class Capture:
                     except PowerShieldError:
                         pass
                 drv.end_acquisition(self.decoder.take_trailing())
-            else:
-                drv.fail_pending(self.error or Disconnected("port lost"))
+            elif self.error is not None:  # the Disconnected that ended the reader
+                drv.fail_pending(self.error)
             self._finished.set()
 
     def _account_tail(self) -> None:
@@ -299,15 +299,18 @@ class Subscription:
         finished = cap.finished  # read before the ring so nothing written after is missed
         rd = ring.read(self.cursor, self.cursor + self.max_block)
         nxt = rd.next_index if len(rd.values) else max(self.cursor, rd.first_index)
+        # samples overwritten before this consumer read them (rd.overrun only counts those in the range asked
+        # for: when more than a block behind the oldest sample held, the read is empty and misses the rest)
+        overrun = rd.first_index - self.cursor
         final = finished and nxt >= ring.total
         events = self._events_before(nxt, final)
         self.cursor = nxt
         if final:
             self.done = True
-        elif not len(rd.values) and not events:
+        elif not len(rd.values) and not events and not overrun:
             return None
         lost = int(np.count_nonzero(np.isnan(rd.values))) if len(rd.values) else 0
-        return Block(rd.first_index, rd.values, cap.rate_hz, events, lost, cap.lost, rd.overrun, cap.buffer_pct, final)
+        return Block(rd.first_index, rd.values, cap.rate_hz, events, lost, cap.lost, overrun, cap.buffer_pct, final)
 
     def _events_before(self, index: int, all_: bool) -> list[StreamEvent]:
         cap = self.capture
