@@ -109,6 +109,11 @@ class Arch:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        shape = tuple(self.input_shape) if isinstance(self.input_shape, (tuple, list)) else None
+        if not shape or not all(_whole(x) for x in shape):  # (a model file may hold 20.5, "20", true or Infinity)
+            shown = shape if shape is not None else self.input_shape
+            raise ArchError(f"input shape {shown!r} is not valid: sizes must be whole numbers >= 1")
+        object.__setattr__(self, "input_shape", tuple(int(x) for x in shape))
         names = [l.name for l in self.layers]
         if len(set(names)) != len(names):
             raise ArchError(f"duplicate layer names in {self.name!r}")
@@ -188,7 +193,7 @@ class Arch:
         try:
             layers = tuple(Layer(**ld) for ld in d["layers"])
             return cls(
-                input_shape=tuple(int(x) for x in d["input_shape"]),
+                input_shape=d["input_shape"],
                 layers=layers,
                 classes=tuple(d.get("classes", ())),
                 name=str(d.get("name", "model")),
@@ -209,6 +214,16 @@ class Arch:
         except RecursionError as exc:  # a hostile file nesting arrays thousands deep
             raise ArchError("architecture JSON is nested too deeply") from exc
         return cls.from_dict(d)
+
+
+def _whole(x: object) -> bool:
+    """A size a shape may hold: an integer, or a float with a whole value (20.0 from JSON), at least 1."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return False
+    if isinstance(x, numbers.Integral):
+        return int(x) >= 1
+    v = float(x)
+    return v.is_integer() and v >= 1  # (inf and nan are not integers)
 
 
 def _prod(shape: Sequence[int]) -> int:
@@ -280,9 +295,7 @@ def _out_shape(layer: Layer, s: tuple[int, ...]) -> tuple[int, ...]:
 
 def infer_shapes(arch: Arch) -> list[tuple[int, ...]]:
     shapes = []
-    s = tuple(int(x) for x in arch.input_shape)
-    if not s or any(x < 1 for x in s):
-        raise ArchError(f"input shape {arch.input_shape} is not valid")
+    s = tuple(arch.input_shape)  # (whole numbers >= 1: Arch checked them)
     for layer in arch.layers:
         s = _out_shape(layer, s)
         shapes.append(s)

@@ -662,7 +662,11 @@ def test_read_c_header_refuses_weights_that_do_not_fit(tmp_path, old, new, messa
 @pytest.mark.parametrize(
     "old,new,problem",
     [
-        ('\\"input_shape\\": [4, 2]', '\\"input_shape\\": [4, 0]', "input shape (4, 0) is not valid"),
+        (
+            '\\"input_shape\\": [4, 2]',
+            '\\"input_shape\\": [4, 0]',
+            "input shape (4, 0) is not valid: sizes must be whole numbers >= 1",
+        ),
         (
             'odl_model_arch_json[] = "{',
             'odl_model_arch_json[] = "{{',
