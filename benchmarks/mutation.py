@@ -452,6 +452,10 @@ TARGETS: dict[str, Target] = {
     # the acquisition pipeline of a power capture: the reader thread, samples by device index into the ring (lost ones
     # NaN), the events log, the acquisition's end and errors, and each consumer's blocks (overrun, events in order)
     "capture": Target("device/lpm01a/capture.py", ("*",), ("tests/device/test_capture_exact.py",), 30),
+    # the power-monitor interface every consumer of a current measurement uses (blocks, loss accounting, running
+    # statistics, the errors), the registry a new kind of monitor is added to, and the LPM01A's implementation of it
+    "power_monitor": Target("device/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
+    "lpm01a_monitor": Target("device/lpm01a/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted

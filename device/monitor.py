@@ -260,10 +260,10 @@ class PowerMonitor(abc.ABC):
         """What a fault means, in plain words (Devices panel, status bar, CLI)."""
         if isinstance(exc, ProtectiveStop):
             return f"{cls.short_name} stopped measuring to protect the target: {exc}"
+        if isinstance(exc, MonitorTimeout):  # before OSError: a MonitorTimeout is a TimeoutError, an OSError
+            return f"the {cls.short_name} stopped answering or sending data"
         if isinstance(exc, MonitorLinkError | OSError) or type(exc).__name__ == "SerialException":
             return f"USB link to the {cls.short_name} lost (unplugged, or it reset itself)"
-        if isinstance(exc, MonitorTimeout):
-            return f"the {cls.short_name} stopped answering or sending data"
         if isinstance(exc, MonitorAcquisitionError):
             return f"the {cls.short_name} stopped the acquisition: {exc}"
         return f"{cls.short_name} error: {exc}"
