@@ -456,6 +456,9 @@ TARGETS: dict[str, Target] = {
     # statistics, the errors), the registry a new kind of monitor is added to, and the LPM01A's implementation of it
     "power_monitor": Target("device/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
     "lpm01a_monitor": Target("device/lpm01a/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
+    # "Simulate on my windows": personalization simulated on the user's own labelled data, its table, the general
+    # model's score and the accuracy model handed to the recommender (the small-test-split warning is the panel's)
+    "simulate": Target("app/core/simulate.py", ("*",), ("tests/core/test_simulate_exact.py",), 30),
     # the reference training engine the firmware is checked against byte for byte: its kernels (conv, dense, ReLU,
     # pooling, global pooling, batch norm, softmax with cross-entropy; forward and backward), the graph it lowers
     # a model to (shapes, which layers train and need a gradient), the operation counts the estimator is fitted
