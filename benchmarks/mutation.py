@@ -452,6 +452,9 @@ TARGETS: dict[str, Target] = {
     # the acquisition pipeline of a power capture: the reader thread, samples by device index into the ring (lost ones
     # NaN), the events log, the acquisition's end and errors, and each consumer's blocks (overrun, events in order)
     "capture": Target("device/lpm01a/capture.py", ("*",), ("tests/device/test_capture_exact.py",), 30),
+    # a sweep (issue 18): its spec read and refused by name, the cells' keys, the plan (what is done, what is left),
+    # the tasks' results stored, the report's groups and overview table
+    "sweep": Target("app/core/sweep.py", ("*",), ("tests/core/test_sweep_exact.py",), 30),
     # the power-monitor interface every consumer of a current measurement uses (blocks, loss accounting, running
     # statistics, the errors), the registry a new kind of monitor is added to, and the LPM01A's implementation of it
     "power_monitor": Target("device/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),

@@ -38,7 +38,6 @@ import hashlib
 import itertools
 import json
 import math
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, fields
@@ -135,11 +134,7 @@ def _as_list(where: str, key: str, v) -> list:
         raise SweepError(f"{where}: [grid] {key} is an empty list")
     if any(isinstance(x, (list, dict)) for x in vals):
         raise SweepError(f"{where}: [grid] {key}: values must be numbers or strings, got {v!r}")
-    out = []
-    for x in vals:  # a repeated value is one grid point
-        if x not in out:
-            out.append(x)
-    return out
+    return list(dict.fromkeys(vals))  # a repeated value is one grid point (linear: a typo's 10**6 values too)
 
 
 def parse_spec(doc: dict, source: str = "<spec>", default_name: str = "sweep") -> SweepSpec:
@@ -393,21 +388,16 @@ def run_sweep_task(shared: dict, task: SweepTask) -> TaskResult:
     out = TaskResult(task.index, [], [])
     rs = shared[task.data_key]
     with tempfile.TemporaryDirectory(prefix="odl-sweep-") as tmp:
-        first: LosoConfig | None = None
+        # the variants of a task share their pretraining settings, hence their general model's cache file in
+        # ``tmp`` (loso.model_cache_path): the first variant that runs trains it, the next ones load it
         for v in task.variants:
             cfg = v.cfg
             try:
                 loso.use_recordings(cfg, rs)
-                if first is not None:  # the general model of the first variant is this variant's too
-                    src = loso.model_cache_path(Path(tmp), first, task.T, task.subject)
-                    dst = loso.model_cache_path(Path(tmp), cfg, task.T, task.subject)
-                    if src.exists() and not dst.exists():
-                        shutil.copyfile(src, dst)
                 rows = loso.run_task(cfg, task.T, task.subject, tmp, v.modes)
             except Exception as exc:  # noqa: BLE001 - one variant's failure does not lose the others
                 out.errors.append(f"{task.label} {_variant_label(cfg)}: {type(exc).__name__}: {exc}")
                 continue
-            first = first or cfg
             key_of = dict(zip(v.modes, v.keys))
             settings = cfg.settings()
             for r in rows:
@@ -583,12 +573,12 @@ def report_groups(rows: Sequence[dict]) -> list[ReportGroup]:
     ]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        gk = (r.get("dataset", "?"), tuple(json.dumps(r["settings"].get(k)) for k in varying))
+        gk = (r["dataset"], tuple(json.dumps(r["settings"].get(k), sort_keys=True) for k in varying))
         groups.setdefault(gk, []).append(r)
     out = []
     for (d, vals), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        seeds = sorted({int(r.get("seed", r["settings"].get("seed", 0))) for r in rs})
-        pooled = [dict(r, subject=f"{r['subject']}/seed{r.get('seed', 0)}") for r in rs] if len(seeds) > 1 else rs
+        seeds = sorted({int(_row_seed(r)) for r in rs})
+        pooled = [dict(r, subject=f"{r['subject']}/seed{int(_row_seed(r))}") for r in rs] if len(seeds) > 1 else rs
         modes = [m for m in MODES if any(r["mode"] == m for r in rs)]
         summary = loso.summarize(pooled, None, modes)
         out.append(
@@ -618,8 +608,14 @@ def _reportable(r: dict) -> bool:
         and isinstance(r.get("dataset"), str)
         and num(r.get("macro_f1"))
         and num(r.get("accuracy"))
-        and (r.get("seed") is None or isinstance(r.get("seed"), int))
+        and isinstance(_row_seed(r), int)
     )
+
+
+def _row_seed(r: dict):
+    """A row's seed: its own, else its settings' (a row without one, or with ``null``), else 0."""
+    seed = r.get("seed")
+    return r["settings"].get("seed", 0) if seed is None else seed
 
 
 def overview_table(groups: Sequence[ReportGroup]) -> str:
