@@ -459,6 +459,10 @@ TARGETS: dict[str, Target] = {
     # statistics, the errors), the registry a new kind of monitor is added to, and the LPM01A's implementation of it
     "power_monitor": Target("device/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
     "lpm01a_monitor": Target("device/lpm01a/monitor.py", ("*",), ("tests/device/test_monitor_exact.py",), 30),
+    # where a sweep's (and loso's) tasks run: the local process pool, Ray (with a fake ray module), the executor's
+    # choice and its messages; and the child process a model load or export runs in (its death reported in words)
+    "executors": Target("app/core/executors.py", ("*",), ("tests/core/test_executors_exact.py",), 30),
+    "child": Target("app/core/child.py", ("*",), ("tests/core/test_executors_exact.py",), 60),
     # "Simulate on my windows": personalization simulated on the user's own labelled data, its table, the general
     # model's score and the accuracy model handed to the recommender (the small-test-split warning is the panel's)
     "simulate": Target("app/core/simulate.py", ("*",), ("tests/core/test_simulate_exact.py",), 30),
