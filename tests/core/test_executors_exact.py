@@ -905,7 +905,7 @@ def test_cancelling_is_noticed_within_a_fraction_of_a_second(child_tmp):
 
     with pytest.raises(ModelError, match="cancelled"):
         _run(write_pid_and_wait, (str(child_tmp / "pid"),), cancelled=cancelled)
-    assert asked[3] - asked[0] < 1.0  # asked every 0.1 s
+    assert asked[3] - asked[0] < 2.0  # asked every 0.1 s: 0.3 s (slack for a loaded machine; a 1.1 s poll: 3.3 s)
 
 
 @pytest.fixture
