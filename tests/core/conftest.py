@@ -3,6 +3,7 @@ paths)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,13 @@ def tiny_wisdm(tmp_path_factory, shared_data) -> Path:
     for s in TINY_WISDM_SUBJECTS:
         write(d, f"data_{s}_accel_phone.txt", real_lines(shared_data, s, 500))
     return d
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Dates are formatted in local time: the test runs in UTC (restored afterwards)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

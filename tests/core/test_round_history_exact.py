@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +55,7 @@ def test_no_tensorflow_is_imported():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    """Dates are formatted in local time: the tests run in UTC."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # dates are formatted in local time (tests/core/conftest.py)
 
 
 @pytest.fixture

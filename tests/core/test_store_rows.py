@@ -407,15 +407,6 @@ def test_close_hooks_run_once_before_closing_and_can_be_removed(tmp_path):
 
 
 # --- backups --------------------------------------------------------------------------------------------
-@pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 def test_backup_is_named_after_its_time_to_the_nanosecond(tmp_path, monkeypatch, utc):
     s = Store(tmp_path)
     try:
