@@ -1098,8 +1098,10 @@ LAYER_NAME_LEN = 16
 
 
 class UnknownLayerError(ProtocolError):
+    """A descriptor layer of a kind code this side does not know: UNKNOWN_LAYER (layer index, kind code)."""
+
     def __init__(self, message: str, index: int, kind_code: int):
-        super().__init__(message, ErrorCode.UNKNOWN_LAYER)
+        super().__init__(message, ErrorCode.UNKNOWN_LAYER, index, kind_code)
         self.index = index
         self.kind_code = kind_code
 
