@@ -544,6 +544,26 @@ TARGETS: dict[str, Target] = {
         ("tests/device/test_protocol_exact.py", "tests/device/test_nucleo_protocol.py", "-k", "not fuzz"),
         60,
     ),
+    # the recommender of the Estimator panel and `odlstudio estimate`: accuracy priors (Table II, measured, LOSO),
+    # the (T, mode, epochs) table under the RAM/time/energy/power-source budgets, the choice and its one-sentence why
+    "recommend": Target(
+        "estimator/recommend.py",
+        ("*",),
+        (
+            "tests/estimator/test_recommend_exact.py",
+            "tests/estimator/test_estimator.py",
+            "tests/core/test_accuracy_prior.py",
+        ),
+        30,
+    ),
+    # estimate(): time per sample/batch/update, energy per batch/epoch/round, memory in each accounting, the row and
+    # JSON form, mode_label
+    "estimator_core": Target(
+        "estimator/core.py",
+        ("*",),
+        ("tests/estimator/test_recommend_exact.py", "tests/estimator/test_estimator.py"),
+        30,
+    ),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

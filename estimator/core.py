@@ -19,7 +19,9 @@ Trainable = str | Sequence[str] | frozenset[str]
 
 
 def _names(arch: Arch, trainable: Trainable) -> frozenset[str]:
-    return trainable if isinstance(trainable, frozenset) else resolve_trainable(arch, trainable)
+    if isinstance(trainable, frozenset):  # checked like a list: unknown or parameter-less names are refused by name
+        trainable = sorted(trainable)
+    return resolve_trainable(arch, trainable)
 
 
 def mode_label(arch: Arch, trainable: Trainable) -> str:
