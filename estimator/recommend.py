@@ -286,6 +286,8 @@ def recommend(
     (the best epoch's weights, the confusion counts: ``estimator.memory.robust_round_bytes``).
     """
     p = get_profile(profile)
+    if not (isinstance(arch, Arch) or callable(arch)):
+        raise TypeError(f"arch must be an Arch or a function of the input size, got {type(arch).__name__}")
     if power_source not in POWER_SOURCES:
         raise ValueError(f"power_source must be one of {POWER_SOURCES}, got {power_source!r}")
     if accounting not in ACCOUNTINGS:

@@ -484,6 +484,9 @@ def test_recommend_refuses_bad_arguments_by_name():
     with pytest.raises(TypeError) as e:
         rec(accuracy=5)
     assert str(e.value) == "accuracy model must be a dataset name, a table or a callable, got int"
+    with pytest.raises(TypeError) as e:
+        rec(arch="paper_cnn", accuracy=measured({}))  # neither an Arch nor a factory T -> Arch
+    assert str(e.value) == "arch must be an Arch or a function of the input size, got str"
     # 0 is a budget (nothing fits), not a refusal; epochs of 1 are accepted
     assert rec(epochs=(1,), time_s=0, accuracy=measured({})).binding == "time"
     assert rec(epochs=(1,), ram_kib=0, reserve_kib=0, accuracy=measured({})).binding == "ram"
