@@ -313,3 +313,64 @@ def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
     np.testing.assert_array_equal(got["bn1"][3], w["bn1"][3])
     assert_weights_close(got, want, "BatchNorm model")
     assert not np.allclose(got["c1"][0], w["c1"][0])  # the conv did train
+
+
+def test_a_restore_brings_back_the_warm_up_layer_outside_the_main_layers(board):
+    """Layers mode training only the first conv, after a warm-up of the last Dense layer, on mislabelled
+    windows: the starting weights stay the best pass, so the restore must bring back the warm-up's layer too
+    (the best-weights copy covers both phases' layers), bit for bit."""
+    x, y = windows(N_TRAIN + N_VAL, 7)
+    m = Model(paper_cnn(T, N_CLASSES), seed=15)
+    train(m, x, y, TrainConfig(epochs=8, lr=0.1, batch_size=16))
+    w = m.get_weights()
+    y = y.copy()
+    y[:N_TRAIN] = np.random.default_rng(10).integers(0, N_CLASSES, N_TRAIN)
+    info, res, got = board_round(
+        board, w, x, y, mode="mask", layer_indices=[0], epochs=2, batch=BATCH, lr=0.3, warmup_epochs=1,
+        warmup_lr=0.3, seed=SEED, n_val=N_VAL, restore_best=True,
+    )  # fmt: skip
+    assert res.done.status == P.RoundStatus.DONE and res.done.best_epoch == 0
+    assert [v.best for v in res.vals] == [1, 0, 0, 0]
+    for name, arrs in w.items():
+        for a, b in zip(got[name], arrs):
+            assert np.array_equal(a, b), name
+
+
+def test_a_partial_last_batch_an_evaluation_and_the_rounds_cycles(board):
+    """100 windows in batches of 32: every epoch ends with a batch of 4 (its reports, losses and the weights
+    are the engine's run of the same batches); EVALUATE on the test slot gives the engine's predictions and
+    mean loss; ROUND_DONE's cycles are the round's, from its start: the reports' cycles plus the end."""
+    arch = paper_cnn(T, N_CLASSES)
+    w = Model(arch, seed=16).get_weights()
+    x, y = windows(100, 8)
+    xt, yt = windows(40, 9)
+    board.upload_model(arch, w)
+    board.clear_data()
+    board.upload_dataset(x, y, 0)
+    board.upload_dataset(xt, yt, 1)
+    board.drain_events()
+    info = board.train("full", epochs=2, batch=BATCH, lr=0.05, seed=SEED)
+    res = board.wait_round_done(300)
+    assert info.batches_per_epoch == 4 and info.total_batches == 8
+    assert [(b.epoch, b.batch, b.n_samples) for b in res.batches] == [
+        (e, b, n) for e in (0, 1) for b, n in enumerate((32, 32, 32, 4))
+    ]
+    ref = Model(arch, w)
+    losses = []
+    for e in range(2):
+        order = epoch_order(SEED, e, len(y))
+        for b in range(0, len(y), BATCH):
+            idx = order[b : b + BATCH]
+            losses.append(ref.train_batch(x[idx], y[idx], 0.05, "full", mode="per_sample").loss)
+    np.testing.assert_allclose([b.loss for b in res.batches], losses, rtol=1e-4)
+    assert_weights_close(board.download_weights(arch), ref.get_weights(), "partial batches")
+    reported = sum(b.cycles for b in res.batches)
+    assert reported <= res.done.cycles <= reported + max(0.02 * reported, 1e6)
+    ev = board.evaluate(1, timeout=120)
+    p = ref.predict(xt)
+    assert (ev.slot, ev.n_classes, ev.n) == (1, N_CLASSES, 40)
+    assert ev.matrix.sum(axis=1).tolist() == np.bincount(yt, minlength=N_CLASSES).tolist()  # every window counted
+    want = np.zeros((N_CLASSES, N_CLASSES), np.int64)
+    np.add.at(want, (yt, p.argmax(axis=1)), 1)
+    assert np.abs(ev.matrix - want).sum() <= 2  # at most one near-tie decided the other way
+    assert ev.loss == pytest.approx(float(np.mean(-np.log(np.maximum(p[np.arange(40), yt], 1e-7)))), rel=1e-4)
