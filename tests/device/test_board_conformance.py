@@ -400,6 +400,43 @@ def test_descriptor_fields_out_of_range_are_refused_naming_them(board):
     assert c.status().model_loaded == 1
 
 
+def test_descriptor_header_and_first_layer_checks(board):
+    """The descriptor's header (protocol.md §5.1) and its first layer are checked like the rest: no layers
+    (the 16-byte header alone), an input of rank 4, and a first layer the engine cannot run (a conv with
+    stride 2) are refused with the same code and arguments on every board; a model with the zoo's
+    gravity-rotation preprocessing (code 1) loads and says so."""
+    import dataclasses
+    import struct
+
+    c = board.client
+    arch, w = paper_model()
+    blob, dl = P.encode_model(arch, w)
+
+    def refused(b: bytes, d: int) -> P.Error:
+        c.request(P.ModelBegin(len(b), d, crc32(b)), P.XferAck)
+        with pytest.raises(NucleoError) as exc:
+            for off, chunk in P.chunks(b):
+                c.request(P.ModelChunk(off, chunk), P.XferAck)
+        assert c.status().model_loaded == 0
+        return exc.value.error
+
+    header = bytearray(blob[:16])
+    header[5] = 0  # no layers: the header alone
+    err = refused(bytes(header), 16)
+    assert (err.code, err.arg0) == (P.ErrorCode.UNKNOWN_LAYER, 0xFFFFFFFF) and "no layers" in err.message, err.message
+    rank4 = bytearray(blob)
+    rank4[6] = 4
+    err = refused(bytes(rank4), dl)
+    assert (err.code, err.arg0, err.arg1) == (P.ErrorCode.BAD_PAYLOAD, 0, 0) and "rank 4" in err.message, err.message
+    stride = bytearray(blob)
+    struct.pack_into("<H", stride, 16 + 10, 2)  # layer 0 (conv1): stride 2
+    assert P.decode_arch(bytes(stride[:dl])).layers[0].stride == 2
+    err = refused(bytes(stride), dl)
+    assert (err.code, err.arg0) == (P.ErrorCode.UNKNOWN_LAYER, 0) and "stride" in err.message, err.message
+    zoo = dataclasses.replace(arch, preprocessing="gravity_rot_sup")
+    assert c.upload_model(zoo, w).preprocessing == 1 and c.status().model_loaded == 1
+
+
 # --- rounds ------------------------------------------------------------------------------------------
 def test_round_reports_d7_edges_current_and_weights(board):
     """A round with a warm-up phase: reports in order, contiguous batch ticks, one D7 edge at the start and
