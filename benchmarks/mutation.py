@@ -564,6 +564,9 @@ TARGETS: dict[str, Target] = {
         ("tests/estimator/test_recommend_exact.py", "tests/estimator/test_estimator.py"),
         30,
     ),
+    # a training round on a board (the GUI's and `odlstudio personalize`'s): uploads at the shared int16 scale, the
+    # evaluations, TRAIN_START, the OUT_OF_RAM retry, reports to rows, energy while it runs and for the whole round
+    "board_round": Target("app/core/board_round.py", ("*",), ("tests/core/test_board_round_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

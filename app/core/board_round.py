@@ -325,7 +325,7 @@ def run_board_round(
         "anchor_t": anchor,
         "earliest_t": a0 - 0.01,
     }
-    rows, done_msg = _collect(client, rinfo, spec, power, round_info, predict, obs, warn, settle_s, val_pass)
+    rows, done_msg = _collect(client, rinfo, power, round_info, predict, obs, warn, settle_s, val_pass)
     round_done = {
         "status": P.RoundStatus(done_msg.status).name.lower(),
         "epochs_done": done_msg.epochs_done,
@@ -388,7 +388,6 @@ def whole_round_energy(rows: Sequence[BatchRow], trace: PowerTrace, round_info: 
 def _collect(
     client: Any,
     rinfo: Any,
-    spec: RoundSpec,
     power: PowerTrace | None,
     round_info: Mapping[str, Any],
     predict: Callable[[int, int], tuple[float, float]] | None,
@@ -486,8 +485,6 @@ def _collect(
             rows.append(row)
             obs.report(row, total)
         elif isinstance(ev, P.RoundDone):
-            if round_start_tick is None:
-                round_start_tick = int(ev.start_tick)
             done_msg = ev
             break
         if obs.cancelled() and not aborted:  # first: abort at once (the attribution below can wait)
@@ -520,9 +517,6 @@ def _collect(
         for r, f in zip(list(rows), final):
             if r.index not in measured or (r.t0, r.t1, r.source) != (f.t0, f.t1, f.source):
                 settle(f)
-    for r in list(rows):
-        if r.index not in measured:  # no power trace
-            settle(dataclasses.replace(r, source="none"))
     for w in alignment_warnings(rows):
         warn(w)
     if aborted or done_msg is None:
