@@ -507,9 +507,6 @@ void plan_bind(plan_t *p, const model_t *m, float *wts, uint8_t *region) {
                 R->w = carve(&cur, kcf);
                 R->b = carve(&cur, R->F);
                 fold(R, m, wts, R->w, R->b);
-                const mlayer_t *BL = &m->L[R->bn_src];
-                R->mean = wts + BL->woff[2];
-                R->var = wts + BL->woff[3];
             } else {
                 R->w = wts + L->woff[0];
                 R->b = L->use_bias ? wts + L->woff[1] : NULL;

@@ -64,7 +64,7 @@ typedef struct {
     /* bound per plan (pointers into the model blob or the plan region) */
     float *w, *b;              /* runtime kernel (K*C, F) / (N, U) and bias; BN: gamma, beta */
     float *gw, *gb;            /* gradient accumulators (trainable) */
-    float *mean, *var;         /* BN statistics (affine BN and folded BN) */
+    float *mean, *var;         /* BN statistics (a BatchNorm not folded into its conv) */
     float *s, *t;              /* affine BN scale / shift */
     float *in, *out;           /* activation buffers (a grouped head: slot 0 of the group) */
     uint32_t in_gs, out_gs;    /* grouped head: floats between two windows' slots of in / out */

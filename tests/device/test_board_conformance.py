@@ -713,6 +713,7 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         ("lr 20", lambda: c.train("full", epochs=1, lr=20.0)),
         ("mode 9", lambda: c.request(P.TrainStart(mode=9), P.RoundInfo)),
         ("empty mask", lambda: c.request(P.TrainStart(mode=P.TrainMode.MASK, layer_mask=0), P.RoundInfo)),
+        ("mask beyond the layers", lambda: c.train("mask", epochs=1, layer_indices=(7, 11))),  # 11 layers: 0..10
         ("labels beyond the classes", bad_labels),
     ]
     out: list[tuple] = []
@@ -764,5 +765,6 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
         ("lr 20", "BAD_PARAM", "TRAIN_START", 0, 0),  # a float: –
         ("mode 9", "BAD_PARAM", "TRAIN_START", 9, 0),  # the mode
         ("empty mask", "BAD_PARAM", "TRAIN_START", 3, 0),  # the mode whose trainable set is refused
+        ("mask beyond the layers", "BAD_PARAM", "TRAIN_START", 3, 0),
         ("labels beyond the classes", "BAD_PARAM", "TRAIN_START", 7, 5),  # the label, the classes
     ]

@@ -277,10 +277,9 @@ def test_the_blob_table_limit_is_named_and_clearing_a_full_table_works(board):
     board.clear_data(0)
 
 
-def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
-    """A Full round on a conv + BatchNorm model: the board trains the folded conv and writes it back as the
-    Keras conv + BatchNorm (statistics kept, the kernel and bias unfolded: model.c plan_export); every
-    downloaded tensor agrees with the engine's run of the same batches (device.engine, bn='fold')."""
+def bn_round(board, gamma0: float | None = None):
+    """A Full round on a conv + BatchNorm model (``gamma0``: channel 0's gamma); returns the uploaded,
+    downloaded and engine weights (device.engine, bn='fold', the same batches)."""
     from estimator.arch import Arch, Layer
 
     arch = Arch(
@@ -293,6 +292,8 @@ def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
     w = Model(arch, seed=2).get_weights()
     c = w["bn1"][0].shape[0]
     w["bn1"] = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c), rng.normal(0, 0.3, c), rng.uniform(0.5, 2, c)]
+    if gamma0 is not None:
+        w["bn1"][0][0] = gamma0
     w["bn1"] = [a.astype(np.float32) for a in w["bn1"]]
     x, y = windows(64, 6)
     board.upload_model(arch, w)
@@ -308,11 +309,29 @@ def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
         for b in range(0, len(y), BATCH):
             idx = order[b : b + BATCH]
             ref.train_batch(x[idx], y[idx], 0.02, "full", mode="per_sample")
-    want = ref.get_weights()
+    return w, got, ref.get_weights()
+
+
+def test_a_round_on_a_model_with_batchnorm_exports_the_engines_weights(board):
+    """A Full round on a conv + BatchNorm model: the board trains the folded conv and writes it back as the
+    Keras conv + BatchNorm (statistics kept, the kernel and bias unfolded: model.c plan_export); every
+    downloaded tensor agrees with the engine's run of the same batches (device.engine, bn='fold')."""
+    w, got, want = bn_round(board)
     np.testing.assert_array_equal(got["bn1"][2], w["bn1"][2])  # the statistics are not trained
     np.testing.assert_array_equal(got["bn1"][3], w["bn1"][3])
     assert_weights_close(got, want, "BatchNorm model")
     assert not np.allclose(got["c1"][0], w["c1"][0])  # the conv did train
+
+
+def test_a_batchnorm_channel_with_gamma_zero_is_written_back_with_identity_statistics(board):
+    """gamma = 0 folds channel 0 to a constant, which cannot be divided back: like the engine
+    (weights.unfold_conv_bn), the board writes that channel with gamma 1, mean 0, var 1 - eps (a scale of
+    exactly 1) and the trained folded kernel as the kernel."""
+    w, got, want = bn_round(board, gamma0=0.0)
+    eps = np.float32(1e-3)  # Keras' BatchNormalization default
+    assert (got["bn1"][0][0], got["bn1"][2][0], got["bn1"][3][0]) == (1.0, 0.0, np.float32(1.0 - eps))
+    np.testing.assert_array_equal(got["bn1"][3][1:], w["bn1"][3][1:])  # the other channels keep theirs
+    assert_weights_close(got, want, "gamma 0")
 
 
 def test_a_restore_brings_back_the_warm_up_layer_outside_the_main_layers(board):
@@ -374,3 +393,34 @@ def test_a_partial_last_batch_an_evaluation_and_the_rounds_cycles(board):
     np.add.at(want, (yt, p.argmax(axis=1)), 1)
     assert np.abs(ev.matrix - want).sum() <= 2  # at most one near-tie decided the other way
     assert ev.loss == pytest.approx(float(np.mean(-np.log(np.maximum(p[np.arange(40), yt], 1e-7)))), rel=1e-4)
+
+
+def test_the_layer_limit_is_24_and_a_model_at_it_trains(board):
+    """docs/firmware.md: up to 24 layers.  A 24-layer model (flatten, dropout, ten Dense + ReLU, Dense,
+    softmax) loads and trains; one more layer is TOO_LARGE naming the count and the limit."""
+    from estimator.arch import Arch, Layer
+
+    def deep(n_hidden: int) -> Arch:
+        hidden = [x for i in range(n_hidden) for x in (Layer("dense", f"h{i}", units=6), Layer("relu", f"r{i}"))]
+        return Arch(
+            (T, 3),
+            (Layer("flatten", "f"), Layer("dropout", "do", rate=0.1), *hidden,
+             Layer("dense", "out", units=N_CLASSES), Layer("softmax", "sm")),
+        )  # fmt: skip
+
+    arch = deep(10)
+    assert len(arch.layers) == 24
+    w = Model(arch, seed=3).get_weights()
+    x, y = windows(32, 10)
+    board.upload_model(arch, w)
+    board.clear_data(0)
+    board.upload_dataset(x, y, 0)
+    board.drain_events()
+    board.train("full", epochs=1, batch=BATCH, lr=0.01, seed=SEED)
+    assert board.wait_round_done(120).done.status == P.RoundStatus.DONE
+    too_deep = Arch(arch.input_shape, (Layer("dropout", "do0", rate=0.1), *arch.layers))
+    with pytest.raises(
+        NucleoError, match="TOO_LARGE on MODEL_CHUNK: model has 25 layers, this firmware runs at most 24"
+    ) as exc:
+        board.upload_model(too_deep, Model(too_deep, seed=3).get_weights())
+    assert (exc.value.error.arg0, exc.value.error.arg1) == (25, 24)
