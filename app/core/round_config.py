@@ -120,7 +120,9 @@ def general_model_path(input_size: int) -> Path:
     """The shipped general model for ``input_size`` (raises :class:`RoundError` naming what exists)."""
     p = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.keras"
     if not p.is_file():
-        have = sorted(int(q.stem.rsplit("T", 1)[1]) for q in MODELS_DIR.glob("paper_cnn_wisdm5_T*.keras"))
+        # (only names that general_model_path would find: a stray "..._T20 (copy).keras" is not a size)
+        sizes = (q.stem.removeprefix("paper_cnn_wisdm5_T") for q in MODELS_DIR.glob("paper_cnn_wisdm5_T*.keras"))
+        have = sorted(int(s) for s in sizes if s.isdecimal())
         raise RoundError(
             f"no general model for input size T={input_size} in {MODELS_DIR} (have T in {have}); "
             "run `make assets` or import a model"
