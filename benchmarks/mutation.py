@@ -567,6 +567,10 @@ TARGETS: dict[str, Target] = {
     # a training round on a board (the GUI's and `odlstudio personalize`'s): uploads at the shared int16 scale, the
     # evaluations, TRAIN_START, the OUT_OF_RAM retry, reports to rows, energy while it runs and for the whole round
     "board_round": Target("app/core/board_round.py", ("*",), ("tests/core/test_board_round_exact.py",), 30),
+    # the virtual board's LSM6DSO: trace validation and loaders (every bad file a TraceError), quantisation, playback
+    "sensor": Target("device/nucleo/sensor.py", ("*",), ("tests/device/test_sensor_exact.py",), 30),
+    # the virtual bench's simulated clock: time scale, re-basing, the limit cap, wall_seconds
+    "simclock": Target("device/simclock.py", ("*",), ("tests/device/test_sensor_exact.py",), 30),
     # the current the virtual bench's LPM01A measures: constant, piecewise (periodic) and the STM32L496 profile, D7 edges
     "power_profiles": Target("device/power_profiles.py", ("*",), ("tests/device/test_power_profiles_exact.py",), 30),
     # the Training panel's settings (validation, refusals and their messages), the general model per T, trainable sets

@@ -48,8 +48,8 @@ class Trace:
         for name, seg in self.segments.items():
             if seg.ndim != 2 or seg.shape[1] != 3 or len(seg) < 2:
                 raise TraceError(f"{self.source}: activity {name!r} has shape {seg.shape}, need (n >= 2, 3)")
-        if not self.rate_hz > 0:
-            raise TraceError(f"{self.source}: rate_hz must be > 0")
+        if not 0 < self.rate_hz < math.inf:
+            raise TraceError(f"{self.source}: rate_hz must be a finite number > 0, got {self.rate_hz}")
 
     @property
     def activities(self) -> tuple[str, ...]:
@@ -60,12 +60,17 @@ class Trace:
         cls, acc_g: np.ndarray, labels: np.ndarray | Sequence[str], rate_hz: float, source: str = ""
     ) -> "Trace":
         """Group contiguous labelled runs by activity (runs of one activity are concatenated)."""
-        acc = np.asarray(acc_g, np.float32)
-        labels = np.asarray(labels)
+        try:
+            acc = np.asarray(acc_g, np.float32)
+        except (ValueError, TypeError) as exc:
+            raise TraceError(f"{source}: non-numeric acceleration ({exc})") from None
+        labels = np.asarray(labels).ravel()
         if acc.ndim != 2 or acc.shape[1] != 3 or len(labels) != len(acc):
             raise TraceError(
                 f"{source}: acc shape {acc.shape} and {len(labels)} labels do not match (need (n, 3) and n)"
             )
+        if not np.isfinite(acc).all():
+            raise TraceError(f"{source}: acceleration values must be finite (NaN or infinity found)")
         segs: dict[str, list[np.ndarray]] = {}
         change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
         starts = np.concatenate([[0], change])
@@ -83,7 +88,7 @@ def load_wisdm2019(path: str | Path, activities: dict[str, str] = WISDM_ACTIVITI
     p = Path(path)
     try:
         text = p.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise TraceError(f"cannot read {p}: {exc}") from exc
     codes, rows = [], []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -114,11 +119,11 @@ def load_hapt(path: str | Path, user: int = 1) -> Trace:
         with np.load(p, allow_pickle=False) as z:
             sel = z["user"] == user
             acc, lab = z["acc"][sel], z["label"][sel]
-    except (OSError, KeyError, ValueError) as exc:
+        names = np.array([HAPT_ACTIVITIES.get(int(v), "") for v in lab])
+    except (OSError, KeyError, ValueError, IndexError, TypeError, OverflowError) as exc:
         raise TraceError(f"cannot read HAPT npz {p}: {exc}") from exc
     if not sel.any():
         raise TraceError(f"{p}: no samples for user {user}")
-    names = np.array([HAPT_ACTIVITIES.get(int(v), "") for v in lab])
     return Trace.from_arrays(acc, names, 50.0, f"{p} user {user}")
 
 
@@ -134,8 +139,12 @@ def load_npz(path: str | Path) -> Trace:
                 labels = z["labels"].astype(str)
             else:
                 names = z["label_names"].astype(str)
-                labels = names[z["label"].astype(int)]
-    except (OSError, KeyError, ValueError, IndexError) as exc:
+                idx = z["label"].astype(int)
+                bad = idx[(idx < 0) | (idx >= len(names))]  # (a negative one would silently count from the end)
+                if bad.size:
+                    raise IndexError(f"label {bad.flat[0]} is not an index into the {len(names)} label_names")
+                labels = names[idx]
+    except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
         raise TraceError(
             f"cannot read trace npz {p}: {exc} (need acc_g, rate_hz and labels or label + label_names)"
         ) from exc
@@ -160,7 +169,7 @@ def load_csv(path: str | Path) -> Trace:
     try:
         with p.open(newline="") as fh:
             reader = csv.reader(fh)
-            header = next(reader)
+            header = next(reader, [])
             if [h.strip() for h in header[:5]] != ["t_s", "x", "y", "z", "activity"]:
                 raise TraceError(f"{p}:1: header {header} is not t_s,x,y,z,activity")
             for lineno, row in enumerate(reader, 2):
@@ -169,6 +178,8 @@ def load_csv(path: str | Path) -> Trace:
                 rows.append(row[1:4])
                 labels.append(row[4].strip())
         acc = np.asarray(rows, dtype=np.float64)
+    except TraceError:
+        raise
     except OSError as exc:
         raise TraceError(f"cannot read {p}: {exc}") from exc
     except ValueError as exc:
