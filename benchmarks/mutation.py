@@ -575,6 +575,10 @@ TARGETS: dict[str, Target] = {
     "power_profiles": Target("device/power_profiles.py", ("*",), ("tests/device/test_power_profiles_exact.py",), 30),
     # the Training panel's settings (validation, refusals and their messages), the general model per T, trainable sets
     "round_config": Target("app/core/round_config.py", ("*",), ("tests/core/test_round_config_exact.py",), 30),
+    # the LPM01A's number syntax, rates, setting ranges and messages, ascii/bin_hexa sample codecs (UM2269)
+    "lpm01a_spec": Target("device/lpm01a/spec.py", ("*",), ("tests/device/test_lpm01a_spec_exact.py",), 30),
+    # finding the shield / NUCLEO serial ports by VID:PID and waiting for them to come back after a reset
+    "discovery": Target("device/discovery.py", ("*",), ("tests/device/test_lpm01a_spec_exact.py",), 30),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

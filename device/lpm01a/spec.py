@@ -98,8 +98,6 @@ def format_number(value: float) -> str:
     for suffix, scale in (("", 1.0), ("k", 1e3), ("m", 1e-3), ("u", 1e-6)):
         n = value / scale
         if abs(n - round(n)) < 1e-9 * max(1.0, abs(n)) and round(n) >= 1 and round(n) < 10**9:
-            if suffix == "k" and value < 1e3:
-                continue
             return f"{int(round(n))}{suffix}"
     # fall back to mantissa + power of ten, e.g. 2.5e-7 -> 25-8
     for exp in range(0, 100):
