@@ -347,6 +347,24 @@ def test_unknown_layer_and_blob_crc_errors(board):
         c.request(P.ModelChunk(5, blob[5:100]), P.XferAck)
 
 
+def test_a_chunk_already_stored_is_acknowledged_again(board):
+    """A chunk the board already stored, sent again as a new request (the host re-sends after a lost XFER_ACK
+    whose request it had given up on), is acknowledged with the bytes received so far, not refused or ignored;
+    the transfer then goes on and completes."""
+    c = board.client
+    arch, w = paper_model()
+    blob, dl = P.encode_model(arch, w)
+    parts = list(P.chunks(blob))
+    c.request(P.ModelBegin(len(blob), dl, crc32(blob)), P.XferAck)
+    assert c.request(P.ModelChunk(*parts[0]), P.XferAck).next_offset == len(parts[0][1])
+    assert c.request(P.ModelChunk(*parts[1]), P.XferAck).next_offset == len(parts[0][1]) + len(parts[1][1])
+    again = c.request(P.ModelChunk(*parts[0]), P.XferAck)  # a new seq: not the response cache
+    assert again.next_offset == len(parts[0][1]) + len(parts[1][1])
+    for off, chunk in parts[2:]:
+        c.request(P.ModelChunk(off, chunk), P.XferAck)
+    assert c.request(P.ModelEnd(), P.ModelInfo).crc32 == crc32(blob)
+
+
 def pool_model(*extra: Layer):
     """conv(4, 3) → maxpool(2) → flatten → ``extra`` → dense(3) → softmax on (20, 3), zero weights; returns
     ``(arch, weights, blob, desc_len)``."""
@@ -690,6 +708,9 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
     steps: list[tuple[str, Callable[[], object]]] = [
         ("set_clock 81 MHz", lambda: c.set_clock(81_000_000)),
         ("marker pulse 0", lambda: c.set_marker(True, 0)),
+        ("marker pulse 10000", lambda: c.set_marker(True, 10_000)),  # the longest pulse
+        ("marker pulse 10001", lambda: c.set_marker(True, 10_001)),
+        ("model end without begin", lambda: c.request(P.ModelEnd(), P.ModelInfo)),
         ("odr 100 Hz", lambda: c.request(P.SensorConfig(100_000, 4), P.SensorState)),
         ("fs 3 g", lambda: c.request(P.SensorConfig(26_000, 3), P.SensorState)),
         ("block_len 0", lambda: c.stream_start(0)),
@@ -710,6 +731,7 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         ("n_val = n", lambda: c.train("full", epochs=1, n_val=40)),
         ("val_flags 4", lambda: c.request(P.TrainStart(n_val=4, val_flags=4), P.RoundInfo)),
         ("epochs 0", lambda: c.train("full", epochs=0)),
+        ("clip_norm -1", lambda: c.train("full", epochs=1, clip_norm=-1.0)),
         ("lr 20", lambda: c.train("full", epochs=1, lr=20.0)),
         ("mode 9", lambda: c.request(P.TrainStart(mode=9), P.RoundInfo)),
         ("empty mask", lambda: c.request(P.TrainStart(mode=P.TrainMode.MASK, layer_mask=0), P.RoundInfo)),
@@ -742,6 +764,9 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
     assert got[firmware] == [
         ("set_clock 81 MHz", "BAD_PARAM", "SET_CLOCK", 81_000_000, 0),  # the value
         ("marker pulse 0", "BAD_PARAM", "SET_MARKER", 0, 0),
+        ("marker pulse 10000", "accepted"),
+        ("marker pulse 10001", "BAD_PARAM", "SET_MARKER", 10_001, 0),
+        ("model end without begin", "BAD_STATE", "MODEL_END", 0, 0),
         ("odr 100 Hz", "BAD_PARAM", "SENSOR_CONFIG", 100_000, 0),
         ("fs 3 g", "BAD_PARAM", "SENSOR_CONFIG", 3, 0),
         ("block_len 0", "BAD_PARAM", "STREAM_START", 0, 0),
@@ -762,6 +787,7 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
         ("n_val = n", "BAD_PARAM", "TRAIN_START", 40, 40),  # n_val, the slot's windows
         ("val_flags 4", "BAD_PARAM", "TRAIN_START", 4, 0),
         ("epochs 0", "BAD_PARAM", "TRAIN_START", 0, 0),  # several fields: –
+        ("clip_norm -1", "BAD_PARAM", "TRAIN_START", 0, 0),  # a float: –
         ("lr 20", "BAD_PARAM", "TRAIN_START", 0, 0),  # a float: –
         ("mode 9", "BAD_PARAM", "TRAIN_START", 9, 0),  # the mode
         ("empty mask", "BAD_PARAM", "TRAIN_START", 3, 0),  # the mode whose trainable set is refused
