@@ -225,14 +225,21 @@ def run_mutant(work: Path, t: Target, original: str, m: Mutant) -> tuple[str, fl
         target.write_text(original)
 
 
-def run_target(name: str, t: Target, sample: int, jobs: int, seed: int) -> dict:
+def run_target(name: str, t: Target, sample: int, jobs: int, seed: int, only: list[str] | None = None) -> dict:
     original = (ROOT / t.file).read_text()
     every = mutants_of(original)
-    chosen = (
-        every
-        if sample <= 0 or sample >= len(every)
-        else sorted(random.Random(seed).sample(every, sample), key=lambda m: (m.line, m.col))
-    )
+    if only:  # named mutants (as printed, e.g. "L139:25 '-'->'+'"): a survivor re-run against new tests
+        by_name = {m.name(): m for m in every}
+        missing = [n for n in only if n not in by_name]
+        if missing:
+            raise SystemExit(f"{name}: no mutant named {', '.join(missing)} in {t.file} (did the file change?)")
+        chosen = [by_name[n] for n in only]
+    else:
+        chosen = (
+            every
+            if sample <= 0 or sample >= len(every)
+            else sorted(random.Random(seed).sample(every, sample), key=lambda m: (m.line, m.col))
+        )
     works = [prepare(j) for j in range(jobs)]
     for w in works:  # the unmutated build and tests must pass, or nothing below means anything
         st, _, detail = run_mutant(w, t, original, Mutant(1, 0, "none", "", ""))
@@ -274,16 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, default=40, help="mutants per target, chosen with --seed (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2, help="mutants built and tested in parallel")
+    ap.add_argument("--only", help="run just these mutants of one target, ';'-separated names as printed")
     a = ap.parse_args(argv)
     names = a.targets or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         ap.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    only = [n.strip() for n in a.only.split(";") if n.strip()] if a.only else None
+    if only and len(names) != 1:
+        ap.error("--only names the mutants of one target")
     if a.list:
         for n in names:
             print(f"{n}: {TARGETS[n].file}, {len(mutants_of((ROOT / TARGETS[n].file).read_text()))} mutants")
         return 0
-    rows = [run_target(n, TARGETS[n], a.sample, max(1, a.jobs), a.seed) for n in names]
+    rows = [run_target(n, TARGETS[n], a.sample, max(1, a.jobs), a.seed, only) for n in names]
     print("\n| target | file | mutants | run | killed (of which time-outs) | survived | stillborn | score |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -123,3 +123,14 @@ def test_the_c_mutator_changes_code_only(fw_mutation):
     m = next(m for m in fw_mutation.mutants_of(src) if m.line == 7 and m.op == "-")
     out = fw_mutation.apply(src, m).splitlines()
     assert out[6] == "    return a + 1;" and out[:6] == src.splitlines()[:6]
+
+
+def test_firmware_mutation_only_runs_named_mutants_of_one_target(fw_mutation, capsys):
+    """``--only`` re-runs survivors by the names the run printed; a name that is not a mutant of the file (it
+    changed since) or two targets at once are refused before anything is built."""
+    with pytest.raises(SystemExit) as exc:
+        fw_mutation.main(["train", "wire", "--only", "L23:20 '>='->'>'"])
+    assert exc.value.code == 2 and "--only names the mutants of one target" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        fw_mutation.run_target("train", fw_mutation.TARGETS["train"], 0, 1, 0, ["L1:1 'x'->'y'"])
+    assert str(exc.value) == "train: no mutant named L1:1 'x'->'y' in firmware/core/train.c (did the file change?)"
