@@ -70,6 +70,35 @@ def reference(w, x, y, n_val, mode, lr, epochs, warmup, **cfg):
     return m.get_weights(), hist
 
 
+def trained_then_mislabelled(data_seed: int, model_seed: int, label_seed: int):
+    """A model trained on windows of ``data_seed``, and the same windows with the training part's labels
+    drawn at random: a round on them only makes the validation loss worse.  Returns ``(w, x, y)``."""
+    x, y = windows(N_TRAIN + N_VAL, data_seed)
+    m = Model(paper_cnn(T, N_CLASSES), seed=model_seed)
+    train(m, x, y, TrainConfig(epochs=8, lr=0.1, batch_size=16))
+    y = y.copy()
+    y[:N_TRAIN] = np.random.default_rng(label_seed).integers(0, N_CLASSES, N_TRAIN)
+    return m.get_weights(), x, y
+
+
+def engine_epochs(ref: Model, x, y, lr: float, epochs: int) -> list[float]:
+    """``epochs`` Full epochs of the engine in the board's window order and batches (per-sample accumulation,
+    the last batch short); returns each batch's loss."""
+    losses = []
+    for e in range(epochs):
+        order = epoch_order(SEED, e, len(y))
+        for b in range(0, len(y), BATCH):
+            idx = order[b : b + BATCH]
+            losses.append(ref.train_batch(x[idx], y[idx], lr, "full", mode="per_sample").loss)
+    return losses
+
+
+def assert_same_bits(got, want):
+    for name, arrs in want.items():
+        for a, b in zip(got[name], arrs):
+            assert np.array_equal(a, b), name
+
+
 def assert_weights_close(got, want, what):
     for name, arrs in want.items():
         for a, b in zip(got[name], arrs):
@@ -79,12 +108,7 @@ def assert_weights_close(got, want, what):
 def test_a_damaging_round_is_undone_bit_for_bit(board):
     """A trained model, then a round on mislabelled training windows: every epoch makes the validation loss
     worse, the starting weights (VAL(0)) stay the best, so the board ends exactly on them."""
-    x, y = windows(N_TRAIN + N_VAL, 1)
-    m = Model(paper_cnn(T, N_CLASSES), seed=11)
-    train(m, x, y, TrainConfig(epochs=8, lr=0.1, batch_size=16))
-    w = m.get_weights()
-    y = y.copy()
-    y[:N_TRAIN] = np.random.default_rng(9).integers(0, N_CLASSES, N_TRAIN)
+    w, x, y = trained_then_mislabelled(1, 11, 9)
     info, res, got = board_round(
         board, w, x, y, mode="full", epochs=3, batch=BATCH, lr=0.3, warmup_epochs=1, warmup_lr=0.3, seed=SEED,
         n_val=N_VAL, restore_best=True,
@@ -95,9 +119,7 @@ def test_a_damaging_round_is_undone_bit_for_bit(board):
     np.testing.assert_allclose([v.macro_f1 for v in res.vals], hist.val_f1, rtol=1e-4)
     assert hist.best_epoch == 0 and res.done.best_epoch == 0 and [v.best for v in res.vals] == [1, 0, 0, 0, 0]
     assert res.done.status == P.RoundStatus.DONE and res.done.epochs_done == 4 and len(res.batches) == 4 * 3
-    for name, arrs in w.items():  # restored from the board's copy: the very bits uploaded
-        for a, b in zip(got[name], arrs):
-            assert np.array_equal(a, b), name
+    assert_same_bits(got, w)  # restored from the board's copy: the very bits uploaded
     # ROUND_INFO: training batches only; the best-weights buffer counts (Full: every parameter, 8-aligned)
     arch = paper_cnn(T, N_CLASSES)
     assert info.total_batches == 4 * 3
@@ -304,11 +326,7 @@ def bn_round(board, gamma0: float | None = None):
     assert board.wait_round_done(120).done.status == P.RoundStatus.DONE
     got = board.download_weights(arch)
     ref = Model(arch, w)
-    for e in range(2):
-        order = epoch_order(SEED, e, len(y))
-        for b in range(0, len(y), BATCH):
-            idx = order[b : b + BATCH]
-            ref.train_batch(x[idx], y[idx], 0.02, "full", mode="per_sample")
+    engine_epochs(ref, x, y, 0.02, 2)
     return w, got, ref.get_weights()
 
 
@@ -338,21 +356,14 @@ def test_a_restore_brings_back_the_warm_up_layer_outside_the_main_layers(board):
     """Layers mode training only the first conv, after a warm-up of the last Dense layer, on mislabelled
     windows: the starting weights stay the best pass, so the restore must bring back the warm-up's layer too
     (the best-weights copy covers both phases' layers), bit for bit."""
-    x, y = windows(N_TRAIN + N_VAL, 7)
-    m = Model(paper_cnn(T, N_CLASSES), seed=15)
-    train(m, x, y, TrainConfig(epochs=8, lr=0.1, batch_size=16))
-    w = m.get_weights()
-    y = y.copy()
-    y[:N_TRAIN] = np.random.default_rng(10).integers(0, N_CLASSES, N_TRAIN)
+    w, x, y = trained_then_mislabelled(7, 15, 10)
     info, res, got = board_round(
         board, w, x, y, mode="mask", layer_indices=[0], epochs=2, batch=BATCH, lr=0.3, warmup_epochs=1,
         warmup_lr=0.3, seed=SEED, n_val=N_VAL, restore_best=True,
     )  # fmt: skip
     assert res.done.status == P.RoundStatus.DONE and res.done.best_epoch == 0
     assert [v.best for v in res.vals] == [1, 0, 0, 0]
-    for name, arrs in w.items():
-        for a, b in zip(got[name], arrs):
-            assert np.array_equal(a, b), name
+    assert_same_bits(got, w)
 
 
 def test_a_partial_last_batch_an_evaluation_and_the_rounds_cycles(board):
@@ -375,12 +386,7 @@ def test_a_partial_last_batch_an_evaluation_and_the_rounds_cycles(board):
         (e, b, n) for e in (0, 1) for b, n in enumerate((32, 32, 32, 4))
     ]
     ref = Model(arch, w)
-    losses = []
-    for e in range(2):
-        order = epoch_order(SEED, e, len(y))
-        for b in range(0, len(y), BATCH):
-            idx = order[b : b + BATCH]
-            losses.append(ref.train_batch(x[idx], y[idx], 0.05, "full", mode="per_sample").loss)
+    losses = engine_epochs(ref, x, y, 0.05, 2)
     np.testing.assert_allclose([b.loss for b in res.batches], losses, rtol=1e-4)
     assert_weights_close(board.download_weights(arch), ref.get_weights(), "partial batches")
     reported = sum(b.cycles for b in res.batches)
