@@ -39,6 +39,7 @@ from device.nucleo import protocol as P
 from device.nucleo.client import DeviceTransport, NucleoClient, NucleoTimeout
 from device.nucleo.crc import crc32
 from estimator.arch import Arch, Layer
+from tests.clockkit import SleepClock
 from tests.device.test_nucleo_client_exact import Board, wire
 
 pytestmark = pytest.mark.timeout(30)
@@ -918,22 +919,6 @@ def test_whole_round_energy_places_rows_on_the_edges_and_measures_them():
     assert [(r.t0, r.t1, r.source, r.energy_j) for r in late] == [(1.5, 2.0, "none", None), (2.0, 2.25, "none", None)]
 
 
-class SimTime:
-    """The module's clock for the settling wait: it stands still until ``sleep(s)`` moves it on by ``s`` (to the
-    nanosecond, so 10 sleeps of 0.05 s are 0.5 s)."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.sleeps.append(s)
-        self.t = round(self.t + s, 9)
-
-
 def measured_round(tr: Trace) -> Callable[[], None]:
     """What the trace gets while the round of ``two_batches`` runs: 0.25 A, then 0.5 A, then 0.1 A, 0.5 s each."""
 
@@ -946,7 +931,7 @@ def measured_round(tr: Trace) -> Callable[[], None]:
 
 
 def test_a_round_whose_edges_are_all_in_does_not_wait_to_settle(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -956,7 +941,7 @@ def test_a_round_whose_edges_are_all_in_does_not_wait_to_settle(connect, monkeyp
 
 
 def test_a_round_missing_its_last_edge_waits_settle_s_then_places_the_batch_by_the_boards_ticks(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -980,7 +965,7 @@ def test_a_round_missing_its_last_edge_waits_settle_s_then_places_the_batch_by_t
 
 
 def test_a_cancelled_round_waits_only_0_2_s_for_the_samples_of_its_batches(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -994,7 +979,7 @@ def test_a_cancelled_round_waits_only_0_2_s_for_the_samples_of_its_batches(conne
 
 
 def test_a_round_the_board_failed_waits_only_0_2_s_for_the_samples_of_its_batches(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -1088,7 +1073,7 @@ def test_a_round_start_before_the_round_was_requested_is_never_assumed_while_it_
 
 
 def test_a_round_whose_start_edge_is_lost_waits_settle_s_for_it_then_takes_the_batch_ends(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -1107,7 +1092,7 @@ def test_a_round_whose_start_edge_is_lost_waits_settle_s_for_it_then_takes_the_b
 
 def test_a_round_cancelled_as_it_ended_waits_only_0_2_s_for_the_samples(connect, monkeypatch):
     """Cancelled at the last report: the board had already sent ROUND_DONE (done)."""
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)
@@ -1119,7 +1104,7 @@ def test_a_round_cancelled_as_it_ended_waits_only_0_2_s_for_the_samples(connect,
 
 
 def test_the_default_settling_wait_is_3_s(connect, monkeypatch):
-    clock = SimTime()
+    clock = SleepClock()
     monkeypatch.setattr(br, "time", clock)
     tr = Trace()
     tr.add(1.0, 0.1)

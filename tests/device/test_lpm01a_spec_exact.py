@@ -30,6 +30,7 @@ from device.lpm01a.spec import (
     parse_freq_user,
     parse_number,
 )
+from tests.clockkit import SleepClock
 
 ALL_RATES = "100k, 50k, 20k, 10k, 5k, 2k, 1k, 500, 200, 100, 50, 20, 10, 5, 2, 1"
 
@@ -450,21 +451,6 @@ def test_find_functions_default_to_pyserial_comports(monkeypatch: pytest.MonkeyP
     assert [p.device for p in find_ports([(0x0403, 0x6001)])] == ["/dev/ttyUSB0"]
 
 
-class FakeClock:
-    """Stands in for the ``time`` module: monotonic() advances only by sleep()."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.sleeps.append(s)
-        self.now += s
-
-
 class Lister:
     """Returns one port list per call (the last one repeats) and counts calls."""
 
@@ -478,13 +464,13 @@ class Lister:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    c = FakeClock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> SleepClock:
+    c = SleepClock()
     monkeypatch.setattr(discovery, "time", c)
     return c
 
 
-def test_wait_for_port_returns_a_present_port_at_once(clock: FakeClock) -> None:
+def test_wait_for_port_returns_a_present_port_at_once(clock: SleepClock) -> None:
     """A matching port already enumerated is returned after one poll, without sleeping."""
     lister = Lister(_bench())
     got = wait_for_port([SHIELD], 5.0, lister=lister)
@@ -492,7 +478,7 @@ def test_wait_for_port_returns_a_present_port_at_once(clock: FakeClock) -> None:
     assert (lister.calls, clock.sleeps) == (1, [])
 
 
-def test_wait_for_port_gives_up_after_the_timeout_polling_every_quarter_second(clock: FakeClock) -> None:
+def test_wait_for_port_gives_up_after_the_timeout_polling_every_quarter_second(clock: SleepClock) -> None:
     """With nothing enumerated it polls at t=0, .25, .5, .75, 1.0 s and returns None at the 1 s deadline."""
     lister = Lister([])
     assert wait_for_port([SHIELD], 1.0, lister=lister) is None
@@ -500,14 +486,14 @@ def test_wait_for_port_gives_up_after_the_timeout_polling_every_quarter_second(c
     assert clock.sleeps == [0.25, 0.25, 0.25, 0.25]
 
 
-def test_wait_for_port_with_negative_timeout_polls_once(clock: FakeClock) -> None:
+def test_wait_for_port_with_negative_timeout_polls_once(clock: SleepClock) -> None:
     """A negative timeout counts as 0: one poll, no sleep."""
     lister = Lister([])
     assert wait_for_port([SHIELD], -5.0, poll_s=0.1, lister=lister) is None
     assert (lister.calls, clock.sleeps) == (1, [])
 
 
-def test_wait_for_port_waits_for_the_port_to_appear(clock: FakeClock) -> None:
+def test_wait_for_port_waits_for_the_port_to_appear(clock: SleepClock) -> None:
     """A port enumerated on the second poll is returned; the poll interval is honoured."""
     lister = Lister([], [_bench()[2]], _bench())
     got = wait_for_port(iter([STLINK]), 10.0, poll_s=0.5, lister=lister)
@@ -515,7 +501,7 @@ def test_wait_for_port_waits_for_the_port_to_appear(clock: FakeClock) -> None:
     assert (lister.calls, clock.sleeps) == (2, [0.5])
 
 
-def test_wait_for_port_matches_the_serial_number(clock: FakeClock) -> None:
+def test_wait_for_port_matches_the_serial_number(clock: SleepClock) -> None:
     """With a serial number only that board counts, even when another shield sorts first."""
     lister = Lister(_bench())
     got = wait_for_port([SHIELD], 1.0, serial_number="SH2", lister=lister)
@@ -523,14 +509,14 @@ def test_wait_for_port_matches_the_serial_number(clock: FakeClock) -> None:
     assert lister.calls == 1
 
 
-def test_wait_for_port_times_out_when_the_serial_number_never_shows(clock: FakeClock) -> None:
+def test_wait_for_port_times_out_when_the_serial_number_never_shows(clock: SleepClock) -> None:
     """Other shields do not count when a serial number is asked for."""
     lister = Lister(_bench())
     assert wait_for_port([SHIELD], 0.5, serial_number="SH3", poll_s=0.25, lister=lister) is None
     assert lister.calls == 3
 
 
-def test_wait_for_port_after_reset_waits_for_the_old_path_to_go(clock: FakeClock) -> None:
+def test_wait_for_port_after_reset_waits_for_the_old_path_to_go(clock: SleepClock) -> None:
     """With gone_first the old enumeration is not returned: the port counts only once that path vanished."""
     old = _port("/dev/ttyACM0", *SHIELD, "SH1")
     new = _port("/dev/ttyACM1", *SHIELD, "SH1")
@@ -540,7 +526,7 @@ def test_wait_for_port_after_reset_waits_for_the_old_path_to_go(clock: FakeClock
     assert lister.calls == 4
 
 
-def test_wait_for_port_returns_the_new_path_once_the_old_one_is_gone(clock: FakeClock) -> None:
+def test_wait_for_port_returns_the_new_path_once_the_old_one_is_gone(clock: SleepClock) -> None:
     """The re-enumerated port under a new path is returned in the same poll that shows the old path gone."""
     old = _port("/dev/ttyACM0", *SHIELD, "SH1")
     new = _port("/dev/ttyACM1", *SHIELD, "SH1")
@@ -550,14 +536,14 @@ def test_wait_for_port_returns_the_new_path_once_the_old_one_is_gone(clock: Fake
     assert lister.calls == 2
 
 
-def test_wait_for_port_gone_first_times_out_if_the_old_path_stays(clock: FakeClock) -> None:
+def test_wait_for_port_gone_first_times_out_if_the_old_path_stays(clock: SleepClock) -> None:
     """If the old path never disappears nothing is returned, even though a matching port is listed."""
     old = _port("/dev/ttyACM0", *SHIELD, "SH1")
     lister = Lister([old])
     assert wait_for_port([SHIELD], 0.3, gone_first="/dev/ttyACM0", poll_s=0.1, lister=lister) is None
 
 
-def test_wait_for_port_defaults_to_pyserial_comports(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_for_port_defaults_to_pyserial_comports(clock: SleepClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a lister wait_for_port enumerates via serial.tools.list_ports."""
     monkeypatch.setattr(discovery, "list_ports", SimpleNamespace(comports=_bench))
     assert wait_for_port([STLINK], 0.0) == PortInfo("/dev/ttyACM1", 0x0483, 0x374B, "066DFF", "STM32 STLink")
