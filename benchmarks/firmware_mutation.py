@@ -61,6 +61,10 @@ BOARD = (
     *NATIVE[2:],
 )
 
+#: the NUCLEO-L496ZG board support's register-level parts, natively against the fake STM32L496 (odl-l496); the
+#: tests that build the ARM image or a core without the shield are left out (they do not run this code)
+L496 = ("tests/device/test_firmware_l496.py", "-k", "not nucleo_image and not vector_table and not without_the_shield")
+
 TARGETS: dict[str, Target] = {
     # the layer kernels (forward, backward, SGD step) against device.engine bit for bit
     "kernels": Target("firmware/core/kernels.c", NATIVE),
@@ -74,6 +78,14 @@ TARGETS: dict[str, Target] = {
     "model": Target("firmware/core/model.c", BOARD),
     # the arena's blobs and the dataset segments (packing, moving down on free, parsing, windows)
     "store": Target("firmware/core/store.c", BOARD),
+    # the board's clock plans (MSI/PLL, flash latency, voltage scaling), LPUART and TIM2 dividers, I2C timing
+    "l496_calc": Target("firmware/targets/nucleo-l496zg/calc.c", L496),
+    # the clock switch's register sequence (RCC, PWR, FLASH) as RM0351 orders it, PLL lock time-outs
+    "l496_clock": Target("firmware/targets/nucleo-l496zg/clock.c", L496),
+    # the I2C master (start, address, read/write, NACK, stuck bus, time-outs)
+    "l496_i2c": Target("firmware/targets/nucleo-l496zg/i2c.c", L496),
+    # the LSM6DSO set-up and FIFO reads (ODR/FS codes, sensitivity, words, overrun)
+    "l496_lsm6dso": Target("firmware/targets/nucleo-l496zg/lsm6dso.c", L496),
 }
 
 # (pattern, replacement) per operator; the patterns avoid the neighbours that make another token

@@ -10,8 +10,16 @@
  *   - the I2C1 master (START/address/NACK/TXIS/RXNE/TC/STOPF, TIMINGR only while PE = 0, the HSI16
  *     kernel clock) with, on the bus, a simulated LSM6DSO at 0x6B: register file, software reset, FIFO of
  *     7-byte words with FIFO_STATUS1/2; or no device (NACK) or a stuck bus (BUSY forever);
+ *   - the pins PB8/PB9: at every I2C START they must be I2C1's (AF4, open drain, pull-up, medium speed) and
+ *     no other pin of GPIOB may have been changed; while they are GPIO outputs (bus clear) the lines follow
+ *     BSRR, a slave may hold SDA low for a number of SCL clocks, and the clocks' low/high times and the
+ *     STOP's set-up time are recorded;
+ *   - faults (fake.stuck): a PLL that never locks or never stops, MSI or HSI16 never ready, a voltage range
+ *     that never settles, a flash latency that does not change, a SYSCLK switch that does not happen; a
+ *     slave that stretches the clock;
  *   - time: every register read and every l496_now_us() call advances the simulated clock by 1 us, so
- *     timeouts end and the test can bound how long a failure took.
+ *     timeouts end and the test can bound how long a failure took (the clock can also be made to jump, as
+ *     after a long interrupt).
  * The other peripherals are plain memory.
  */
 #include <stdarg.h>
@@ -31,8 +39,12 @@ l496_dma_t l496_fake_dma2;
 l496_gpio_t l496_fake_gpiob, l496_fake_gpiof, l496_fake_gpiog;
 
 fake_t fake;
+L496_REG l496_fake_scratch;
 
-uint32_t l496_now_us(void) { return (uint32_t)++fake.now_us; }
+uint32_t l496_now_us(void) {
+    if (fake.jump_countdown && --fake.jump_countdown == 0) fake.now_us += fake.jump_us;
+    return (uint32_t)++fake.now_us;
+}
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void violation(const char *fmt, ...) {
@@ -80,9 +92,8 @@ uint32_t fake_sysclk(void) {
 }
 
 uint32_t fake_hclk(void) {
-    uint32_t hpre = (l496_fake_rcc.CFGR >> 4) & 0xFu;
-    uint32_t div = hpre < 8u ? 1u : hpre == 8u ? 2u : hpre == 9u ? 4u : hpre == 10u ? 8u : hpre == 11u ? 16u : 64u;
-    return fake_sysclk() / div;
+    static const uint32_t DIV[16] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 64, 128, 256, 512}; /* RM0351 HPRE */
+    return fake_sysclk() / DIV[(l496_fake_rcc.CFGR >> 4) & 0xFu];
 }
 
 static void check_clock(const char *after) {
@@ -115,7 +126,7 @@ static void w_rcc_cr(uint32_t v) {
     }
     if ((old & RCC_CR_PLLON) && !(v & RCC_CR_PLLON) && ((l496_fake_rcc.CFGR >> 2) & 3u) == 3u)
         violation("RCC_CR: PLL stopped while it is SYSCLK");
-    if (!(old & RCC_CR_PLLON) && (v & RCC_CR_PLLON)) fake.pll_reads = fake.pll_stuck ? 0xFFFFFFFFu : 3u;
+    if (!(old & RCC_CR_PLLON) && (v & RCC_CR_PLLON)) fake.pll_reads = (fake.stuck & FAKE_STUCK_PLL) ? FAKE_FOREVER : 3u;
     uint32_t ro = RCC_CR_MSIRDY | RCC_CR_PLLRDY | RCC_CR_HSIRDY;
     l496_fake_rcc.CR = (v & ~ro) | (old & ro);
     if (!(v & RCC_CR_PLLON)) fake.pllrdy_drop = 1;
@@ -128,16 +139,18 @@ static uint32_t r_rcc_cr(void) {
     if (fake.msirdy_reads) {
         fake.msirdy_reads--;
         *cr &= ~RCC_CR_MSIRDY;
-    } else if (*cr & RCC_CR_MSION) {
+    } else if ((*cr & RCC_CR_MSION) && !(fake.stuck & FAKE_STUCK_MSI)) {
         *cr |= RCC_CR_MSIRDY;
     }
+    if (fake.stuck & FAKE_STUCK_MSI) *cr &= ~RCC_CR_MSIRDY;
     if (*cr & RCC_CR_PLLON) {
-        if (fake.pll_reads && fake.pll_reads != 0xFFFFFFFFu && --fake.pll_reads == 0) *cr |= RCC_CR_PLLRDY;
-    } else if (fake.pllrdy_drop) {
+        if (fake.pll_reads && fake.pll_reads != FAKE_FOREVER && --fake.pll_reads == 0) *cr |= RCC_CR_PLLRDY;
+    } else if (fake.pllrdy_drop && !(fake.stuck & FAKE_STUCK_PLLSTOP)) {
         fake.pllrdy_drop = 0;
         *cr &= ~RCC_CR_PLLRDY;
     }
-    if (*cr & RCC_CR_HSION) *cr |= RCC_CR_HSIRDY;
+    if (fake.stuck & FAKE_STUCK_HSI) *cr &= ~RCC_CR_HSIRDY;
+    else if (*cr & RCC_CR_HSION) *cr |= RCC_CR_HSIRDY;
     return *cr;
 }
 
@@ -146,6 +159,7 @@ static void w_rcc_cfgr(uint32_t v) {
     if (sw == 3u && sws != 3u && !(l496_fake_rcc.CR & RCC_CR_PLLRDY))
         violation("RCC_CFGR: PLL selected before it locked");
     if (sw == 3u && !(l496_fake_rcc.CR & RCC_CR_PLLRDY)) sw = sws; /* the switch does not happen */
+    if (fake.stuck & FAKE_STUCK_SWS) sw = sws;
     if (sw == 1u || sw == 2u) violation("RCC_CFGR: HSI16/HSE as SYSCLK is not used by this board");
     l496_fake_rcc.CFGR = (v & ~RCC_CFGR_SWS_MSK) | (sw << 2);
     if ((v & (RCC_CFGR_PPRE1_MSK | RCC_CFGR_PPRE2_MSK)) != 0) violation("RCC_CFGR: APB prescalers must stay 1");
@@ -168,12 +182,14 @@ static void w_pwr_cr1(uint32_t v) {
 
 static uint32_t r_pwr_sr2(void) {
     uint32_t v = fake.vosf_reads ? PWR_SR2_VOSF : 0u;
-    if (fake.vosf_reads) fake.vosf_reads--;
+    if (fake.vosf_reads && !(fake.stuck & FAKE_STUCK_VOSF)) fake.vosf_reads--;
     return v;
 }
 
 static void w_flash_acr(uint32_t v) {
+    if (fake.stuck & FAKE_STUCK_ACR) v = (v & ~FLASH_ACR_LATENCY_MSK) | (l496_fake_flash.ACR & FLASH_ACR_LATENCY_MSK);
     uint32_t lat = v & FLASH_ACR_LATENCY_MSK;
+    if (lat > 4u) violation("FLASH_ACR: LATENCY %u is reserved (0..4 wait states)", (unsigned)lat);
     l496_fake_flash.ACR = v;
     if (lat < fake.latency_in_force) fake.latency_in_force = lat; /* fewer wait states act at once */
     check_clock("FLASH_ACR write");
@@ -182,6 +198,73 @@ static void w_flash_acr(uint32_t v) {
 static uint32_t r_flash_acr(void) {
     fake.latency_in_force = l496_fake_flash.ACR & FLASH_ACR_LATENCY_MSK; /* more act once read back */
     return l496_fake_flash.ACR;
+}
+
+/* ---- GPIOB: the I2C pins PB8 (SCL) / PB9 (SDA) ----------------------------------------------------------- */
+#define PIN_SCL 8u
+#define PIN_SDA 9u
+#define FIELD2(reg, pin) (((reg) >> (2u * (pin))) & 3u)
+
+static int pin_is_output(uint32_t pin) { return FIELD2(l496_fake_gpiob.MODER, pin) == 1u; }
+
+/* the line level: a GPIO output drives it (open drain: ODR 1 releases it to the pull-up); otherwise (I2C1 or
+ * input) it idles high; a slave holding SDA pulls it low whatever the master does */
+static int scl_level(void) { return pin_is_output(PIN_SCL) ? (int)((l496_fake_gpiob.ODR >> PIN_SCL) & 1u) : 1; }
+static int sda_level(void) {
+    if (fake.sda_hold) return 0;
+    return pin_is_output(PIN_SDA) ? (int)((l496_fake_gpiob.ODR >> PIN_SDA) & 1u) : 1;
+}
+
+static uint32_t r_gpiob_idr(void) {
+    uint32_t v = l496_fake_gpiob.IDR & ~((1u << PIN_SCL) | (1u << PIN_SDA));
+    return v | ((uint32_t)scl_level() << PIN_SCL) | ((uint32_t)sda_level() << PIN_SDA);
+}
+
+static void keep_min(uint32_t *m, uint64_t us) {
+    if (us < *m) *m = (uint32_t)us;
+}
+
+static void w_gpiob_bsrr(uint32_t v) {
+    l496_gpio_t *g = &l496_fake_gpiob;
+    int scl0 = scl_level(), sda0 = sda_level();
+    for (uint32_t pin = PIN_SCL; pin <= PIN_SDA; pin++)
+        if ((v & ((1u << pin) | (1u << (pin + 16u)))) && pin_is_output(pin) && !((g->OTYPER >> pin) & 1u))
+            violation("GPIOB: PB%u driven push-pull on the I2C bus (it must be open drain)", (unsigned)pin);
+    g->ODR = (g->ODR | (v & 0xFFFFu)) & ~(v >> 16);
+    int scl1 = scl_level(), sda1 = sda_level();
+    if (!scl0 && scl1) { /* a clock: the slave shifts one bit out */
+        fake.scl_pulses++;
+        keep_min(&fake.min_scl_low_us, fake.now_us - fake.scl_fell_us);
+        fake.scl_rose_us = fake.now_us;
+        if (fake.sda_hold && fake.sda_hold != FAKE_FOREVER) fake.sda_hold--;
+        sda1 = sda_level();
+    }
+    if (scl0 && !scl1) {
+        if (fake.scl_rose_us) keep_min(&fake.min_scl_high_us, fake.now_us - fake.scl_rose_us);
+        fake.scl_fell_us = fake.now_us;
+    }
+    if (scl1 && !sda0 && sda1 && scl0) { /* SDA rises while SCL is high: a STOP */
+        fake.stops++;
+        keep_min(&fake.min_stop_setup_us, fake.now_us - fake.scl_rose_us);
+    }
+}
+
+/* At a START: PB8/PB9 belong to I2C1 (RM0351 GPIO: MODER 10 = AF, OTYPER 1 = open drain; reference §2.5:
+ * AF4; the weak pull-ups and medium speed this board uses), and nothing else of GPIOB was touched. */
+static void check_i2c_pins(void) {
+    const l496_gpio_t *g = &l496_fake_gpiob, *r = &fake.gpiob_at_reset;
+    for (uint32_t pin = PIN_SCL; pin <= PIN_SDA; pin++) {
+        uint32_t af = (g->AFR[1] >> (4u * (pin - 8u))) & 0xFu;
+        if (FIELD2(g->MODER, pin) != 2u || af != 4u || !((g->OTYPER >> pin) & 1u) || FIELD2(g->PUPDR, pin) != 1u ||
+            FIELD2(g->OSPEEDR, pin) != 1u)
+            violation("I2C1 START with PB%u not set up for I2C1 (MODER %u AF %u OTYPER %u PUPDR %u OSPEEDR %u)",
+                      (unsigned)pin, (unsigned)FIELD2(g->MODER, pin), (unsigned)af, (unsigned)((g->OTYPER >> pin) & 1u),
+                      (unsigned)FIELD2(g->PUPDR, pin), (unsigned)FIELD2(g->OSPEEDR, pin));
+    }
+    uint32_t two = ~((3u << (2u * PIN_SCL)) | (3u << (2u * PIN_SDA))), one = ~((1u << PIN_SCL) | (1u << PIN_SDA));
+    if (((g->MODER ^ r->MODER) & two) || ((g->PUPDR ^ r->PUPDR) & two) || ((g->OSPEEDR ^ r->OSPEEDR) & two) ||
+        ((g->OTYPER ^ r->OTYPER) & one) || (g->AFR[0] != r->AFR[0]) || ((g->AFR[1] ^ r->AFR[1]) & ~0xFFu))
+        violation("GPIOB: a pin other than PB8/PB9 was changed by the I2C code");
 }
 
 /* ---- I2C1 + LSM6DSO ---------------------------------------------------------------------------------- */
@@ -206,7 +289,7 @@ static uint8_t lsm_get(uint8_t reg) {
         return b;
     }
     if (reg == 0x12 && fake.swreset_reads) {
-        fake.swreset_reads--;
+        if (fake.swreset_reads != FAKE_FOREVER) fake.swreset_reads--;
         return (uint8_t)(fake.lsm[0x12] | 1u);
     }
     return fake.lsm[reg & 0x7F];
@@ -214,11 +297,12 @@ static uint8_t lsm_get(uint8_t reg) {
 
 static void lsm_put(uint8_t reg, uint8_t v) {
     fake.lsm_writes++;
+    if (fake.swreset_reads) violation("LSM6DSO register 0x%02x written during its software reset", reg);
     if (reg == 0x12 && (v & 1u)) { /* SW_RESET: registers to their reset values, bit reads 1 a while */
         memset(fake.lsm, 0, sizeof fake.lsm);
         fake.lsm[0x0F] = 0x6C;
         fake.lsm[0x12] = 0x04;
-        fake.swreset_reads = 2;
+        fake.swreset_reads = fake.swreset_len ? fake.swreset_len : 2u;
         fake.resets++;
         return;
     }
@@ -226,7 +310,9 @@ static void lsm_put(uint8_t reg, uint8_t v) {
     fake.lsm[reg & 0x7F] = v;
 }
 
-static int device_acks(void) { return fake.i2c_mode == FAKE_I2C_PRESENT && bus.addr == L496_LSM_ADDR; }
+static int device_acks(void) {
+    return fake.i2c_mode == FAKE_I2C_PRESENT && bus.addr == L496_LSM_ADDR && fake.i2c_starts != fake.nack_at;
+}
 
 static void i2c_stop(void) {
     bus.busy = 0;
@@ -251,10 +337,16 @@ static void w_i2c_cr2(uint32_t v) {
     if (!(i->CR1 & I2C_CR1_PE)) violation("I2C1 START with PE = 0");
     if ((l496_fake_rcc.CCIPR >> 12 & 3u) != 2u || !(l496_fake_rcc.CR & RCC_CR_HSIRDY))
         violation("I2C1 START without its HSI16 kernel clock");
+    check_i2c_pins();
     if (fake.i2c_mode == FAKE_I2C_STUCK) {
         i->ISR |= I2C_ISR_BUSY; /* a slave holds the bus: nothing ever completes */
         return;
     }
+    if (fake.sda_hold) { /* SDA is low: the master cannot make its START (RM0351: arbitration lost) */
+        i->ISR |= I2C_ISR_ARLO;
+        return;
+    }
+    fake.stretch_until = fake.now_us + fake.stretch_us;
     if (bus.busy && !(i->ISR & I2C_ISR_TC)) violation("I2C1 START while a transfer is in progress");
     bus.busy = 1;
     bus.addr = (uint8_t)((v & 0x3FFu) >> 1);
@@ -264,6 +356,10 @@ static void w_i2c_cr2(uint32_t v) {
     bus.first = !bus.rd;
     i->ISR &= ~(I2C_ISR_TC | I2C_ISR_STOPF);
     fake.i2c_starts++;
+    if (fake.i2c_starts == fake.berr_at) { /* a misplaced START/STOP on the bus: the transfer is abandoned */
+        i->ISR |= I2C_ISR_BERR;
+        return;
+    }
     if (!device_acks()) { /* address NACK: the master ends the transfer with a STOP by itself */
         i->ISR |= I2C_ISR_NACKF;
         i2c_stop();
@@ -282,6 +378,7 @@ static void w_i2c_txdr(uint32_t v) {
         violation("I2C1 TXDR written without TXIS");
         return;
     }
+    fake.stretch_until = fake.now_us + fake.stretch_us;
     if (bus.first) fake.lsm_ptr = (uint8_t)v, bus.first = 0;
     else lsm_put(fake.lsm_ptr++, (uint8_t)v);
     i2c_byte_done();
@@ -293,6 +390,7 @@ static uint32_t r_i2c_rxdr(void) {
         return 0;
     }
     uint8_t b = bus.rxbyte;
+    fake.stretch_until = fake.now_us + fake.stretch_us;
     i2c_byte_done();
     if (bus.remaining > 0) bus.rxbyte = lsm_get(fake.lsm_ptr++);
     return b;
@@ -315,8 +413,11 @@ uint32_t l496_rd(L496_REG *r) {
     if (r == &l496_fake_i2c1.RXDR) return r_i2c_rxdr();
     if (r == &l496_fake_i2c1.ISR) {
         uint32_t v = l496_fake_i2c1.ISR | (bus.busy ? I2C_ISR_BUSY : 0u);
+        if (fake.now_us < fake.stretch_until) v &= ~(I2C_ISR_TXIS | I2C_ISR_RXNE | I2C_ISR_TC | I2C_ISR_STOPF);
         return v;
     }
+    if (r == &l496_fake_gpiob.IDR) return r_gpiob_idr();
+    if (r == &l496_fake_scratch) return fake.now_us >= fake.scratch_ready_at ? 1u : 0u;
     return *r;
 }
 
@@ -341,10 +442,7 @@ void l496_wr(L496_REG *r, uint32_t v) {
         return;
     }
     if (r == &i->ISR) return; /* TXE flush: nothing buffered in the model */
-    if (r == &l496_fake_gpiob.BSRR) {
-        l496_fake_gpiob.ODR = (l496_fake_gpiob.ODR | (v & 0xFFFFu)) & ~(v >> 16);
-        return;
-    }
+    if (r == &l496_fake_gpiob.BSRR) return w_gpiob_bsrr(v);
     *r = v;
 }
 
@@ -356,16 +454,25 @@ void fake_reset(int i2c_mode) {
     memset(&l496_fake_gpiob, 0, sizeof l496_fake_gpiob);
     memset(&bus, 0, sizeof bus);
     uint64_t now = fake.now_us;
-    int stuck = fake.pll_stuck;
+    unsigned stuck = fake.stuck;
     memset(&fake, 0, sizeof fake);
     fake.now_us = now;
-    fake.pll_stuck = stuck;
+    fake.stuck = stuck;
     /* reset state (RM0351 reset values as used here): MSI on and ready, range from MSISRANGE = 6 (4 MHz),
      * Range 1, 0 wait states, SYSCLK = MSI */
     l496_fake_rcc.CR = RCC_CR_MSION | RCC_CR_MSIRDY;
     l496_fake_rcc.CSR = 6u << 8;
     l496_fake_pwr.CR1 = 1u << 9;
-    l496_fake_gpiob.IDR = (1u << 8) | (1u << 9); /* SCL/SDA pulled up */
+    /* GPIOB: PB8/PB9 as out of reset (RM0351: analog mode, no pull, low speed, push-pull, AF0); the other pins
+     * as the rest of the board set them (the LEDs PB7/PB14 outputs) or in some other driver's configuration
+     * (PB10..PB15: AF7, open drain, pull-down, high speed), which the I2C code must leave as it is */
+    l496_fake_gpiob.MODER = (0xFFFFFEBFu & ~((3u << 14) | (3u << 28))) | (1u << 14) | (1u << 28);
+    l496_fake_gpiob.OTYPER = 0xFC00u;
+    l496_fake_gpiob.OSPEEDR = 0x000000C0u | 0xAAAu << 20;
+    l496_fake_gpiob.PUPDR = 0x00000100u | 0xAAAu << 20;
+    l496_fake_gpiob.AFR[1] = 0x77777700u;
+    fake.gpiob_at_reset = l496_fake_gpiob;
+    fake.min_scl_low_us = fake.min_scl_high_us = fake.min_stop_setup_us = FAKE_FOREVER;
     l496_fake_i2c1.ISR = I2C_ISR_TXE;
     fake.i2c_mode = i2c_mode;
     fake.lsm[0x0F] = 0x6C;

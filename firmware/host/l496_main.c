@@ -10,8 +10,12 @@
  *   level S1 S2             LEVEL OVERRUN
  *   resync NEXT T0 NOW ODR LEVEL | cause CSR VALID REC | rxavail RD CNDTR SIZE | chunk HEAD TAIL SIZE
  *   reset [present|absent|stuck]      fresh fake chip, I2C pins/clock set up           ok
- *   pllstuck 0|1                      the PLL never locks                                ok
- *   switch HZ               (VIOLATION lines) ok|fail HCLK_REGS HCLK_MODEL VOS LATENCY VIOLATIONS
+ *   stuck none|WHAT...                faults of the chip from now on (l496_fake.h FAKE_STUCK_*): pll msi vosf
+ *                                     acr sws pllstop hsi                                ok | ERR
+ *   switch HZ               (VIOLATION lines) ok|fail HCLK_REGS HCLK_MODEL VOS LATENCY VIOLATIONS ELAPSED_US
+ *   hclk                    HCLK_REGS HCLK_MODEL (l496_clock_hclk(), the fake's clock tree)
+ *   wait TIMEOUT READY JUMP l496_wait() on a register that reads 1 from READY us on, the clock jumping by JUMP
+ *                           us at the wait's second look at it: RC ELAPSED_US
  *   tour                    for every A, B in 4..80 MHz: reset, switch A, switch B; one line per pair
  *                           "A B RC HCLK_REGS HCLK_MODEL VOS LATENCY VIOLATIONS" (VIOLATION lines first)
  *   probe                   WHOAMI ELAPSED_US I2C_STARTS SENSOR_RESETS VIOLATIONS
@@ -20,6 +24,17 @@
  *   push TAG X Y Z | fill N [X0]      words into the simulated FIFO                      ok
  *   read MAX                N FRESH LEVEL OVERRUN MORE, then N lines "X Y Z"
  *   timing                  TIMINGR in use (hex)
+ *   enable 0|1              l496_i2c_enable: RC ELAPSED_US VIOLATIONS
+ *   xfer ADDR REG NW NR     l496_i2c_xfer of REG then NW - 1 zero bytes, then NR bytes read:
+ *                           RC ELAPSED_US VIOLATIONS, then the bytes read (hex) on one line if RC is 0
+ *   stretch US | sdahold N  the slave stretches each byte by US; it holds SDA low for N more SCL clocks  ok
+ *   nackat N | buserr N     the N-th START from now is not acknowledged (a contact lost once) / meets a
+ *                           bus error                                                            ok
+ *   lsmreset N              a software reset of the LSM6DSO lasts N reads of CTRL3_C (default 2)   ok
+ *   lsmpoke REG VAL | lsmpeek REG   the simulated LSM6DSO's registers, not through the bus      ok | hex
+ *   state                   HSION I2C_PE LSM_WRITES I2C_STARTS VIOLATIONS
+ *   advance US              the fake's clock moves on                                            ok
+ *   bus                     SCL_PULSES STOPS MIN_SCL_LOW MIN_SCL_HIGH MIN_STOP_SETUP SDA_HELD VIOLATIONS
  *   poke REG VALUE | peek REG  a raw register access through the fake (REG: rcc.cr, rcc.cfgr, rcc.pllcfgr,
  *                           pwr.cr1, pwr.sr2, flash.acr): VIOLATION lines, then the value / "ok"; for
  *                           checking that the fake's rules catch a wrong sequence
@@ -39,9 +54,10 @@ static int apply_hz(uint32_t hz) {
     return l496_clock_apply(&p);
 }
 
-static void show_switch(int rc) {
-    printf("%s %u %u %u %u %lu\n", rc == 0 ? "ok" : "fail", (unsigned)l496_clock_hclk(), (unsigned)fake_hclk(),
-           (unsigned)((l496_fake_pwr.CR1 >> 9) & 3u), (unsigned)(l496_fake_flash.ACR & 7u), fake.violations);
+static void show_switch(int rc, uint64_t elapsed_us) {
+    printf("%s %u %u %u %u %lu %llu\n", rc == 0 ? "ok" : "fail", (unsigned)l496_clock_hclk(), (unsigned)fake_hclk(),
+           (unsigned)((l496_fake_pwr.CR1 >> 9) & 3u), (unsigned)(l496_fake_flash.ACR & 7u), fake.violations,
+           (unsigned long long)elapsed_us);
 }
 
 static L496_REG *reg_named(const char *name) {
@@ -51,7 +67,8 @@ static L496_REG *reg_named(const char *name) {
     } R[] = {
         {"rcc.cr", &l496_fake_rcc.CR},     {"rcc.cfgr", &l496_fake_rcc.CFGR}, {"rcc.pllcfgr", &l496_fake_rcc.PLLCFGR},
         {"pwr.cr1", &l496_fake_pwr.CR1},   {"pwr.sr2", &l496_fake_pwr.SR2},   {"flash.acr", &l496_fake_flash.ACR},
-        {"rcc.apb1enr1", &l496_fake_rcc.APB1ENR1},
+        {"rcc.apb1enr1", &l496_fake_rcc.APB1ENR1}, {"gpiob.moder", &l496_fake_gpiob.MODER},
+        {"gpiob.afrh", &l496_fake_gpiob.AFR[1]},
     };
     for (size_t i = 0; name && i < sizeof R / sizeof R[0]; i++)
         if (!strcmp(name, R[i].name)) return R[i].reg;
@@ -126,11 +143,83 @@ int main(void) {
             if (n > 1 && !strcmp(a[1], "stuck")) mode = FAKE_I2C_STUCK;
             reset_chip(mode);
             puts("ok");
-        } else if (!strcmp(c, "pllstuck")) {
-            fake.pll_stuck = (int)ARG(1);
-            puts("ok");
+        } else if (!strcmp(c, "stuck")) {
+            static const char *const NAMES[] = {"pll", "msi", "vosf", "acr", "sws", "pllstop", "hsi"};
+            unsigned bits = 0;
+            int bad = 0;
+            for (int k = 1; k < n; k++) {
+                int found = !strcmp(a[k], "none");
+                for (unsigned b = 0; b < sizeof NAMES / sizeof NAMES[0]; b++)
+                    if (!strcmp(a[k], NAMES[b])) bits |= 1u << b, found = 1;
+                bad |= !found;
+            }
+            if (bad) {
+                puts("ERR stuck");
+            } else {
+                fake.stuck = bits;
+                puts("ok");
+            }
         } else if (!strcmp(c, "switch")) {
-            show_switch(apply_hz((uint32_t)ARG(1)));
+            uint64_t t0 = fake.now_us;
+            int rc = apply_hz((uint32_t)ARG(1));
+            show_switch(rc, fake.now_us - t0);
+        } else if (!strcmp(c, "hclk")) {
+            printf("%u %u\n", (unsigned)l496_clock_hclk(), (unsigned)fake_hclk());
+        } else if (!strcmp(c, "wait")) {
+            fake.scratch_ready_at = fake.now_us + ARG(2);
+            fake.jump_us = (uint32_t)ARG(3);
+            fake.jump_countdown = fake.jump_us ? 2u : 0u;
+            uint64_t t0 = fake.now_us;
+            int rc = l496_wait(&l496_fake_scratch, 1u, 1u, (uint32_t)ARG(1));
+            fake.jump_countdown = 0;
+            printf("%d %llu\n", rc, (unsigned long long)(fake.now_us - t0));
+        } else if (!strcmp(c, "enable")) {
+            uint64_t t0 = fake.now_us;
+            int rc = l496_i2c_enable((int)ARG(1));
+            printf("%d %llu %lu\n", rc, (unsigned long long)(fake.now_us - t0), fake.violations);
+        } else if (!strcmp(c, "xfer")) {
+            static uint8_t w[300], r[300];
+            size_t nw = (size_t)ARG(3), nr = (size_t)ARG(4);
+            memset(w, 0, sizeof w);
+            memset(r, 0, sizeof r);
+            w[0] = (uint8_t)ARG(2);
+            uint64_t t0 = fake.now_us;
+            int rc = nw <= sizeof w && nr <= sizeof r ? l496_i2c_xfer((uint8_t)ARG(1), w, nw, r, nr) : -99;
+            printf("%d %llu %lu\n", rc, (unsigned long long)(fake.now_us - t0), fake.violations);
+            if (rc == 0 && nr) {
+                for (size_t k = 0; k < nr; k++) printf("%02x", r[k]);
+                puts("");
+            }
+        } else if (!strcmp(c, "stretch")) {
+            fake.stretch_us = (uint32_t)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "sdahold")) {
+            fake.sda_hold = (uint32_t)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "nackat")) {
+            fake.nack_at = fake.i2c_starts + (unsigned long)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "buserr")) {
+            fake.berr_at = fake.i2c_starts + (unsigned long)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "lsmreset")) {
+            fake.swreset_len = (uint32_t)ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "lsmpoke")) {
+            fake.lsm[ARG(1) & 0x7Fu] = (uint8_t)ARG(2);
+            puts("ok");
+        } else if (!strcmp(c, "lsmpeek")) {
+            printf("%02x\n", fake.lsm[ARG(1) & 0x7Fu]);
+        } else if (!strcmp(c, "state")) {
+            printf("%u %u %lu %lu %lu\n", (unsigned)((l496_fake_rcc.CR >> 8) & 1u), (unsigned)(l496_fake_i2c1.CR1 & 1u),
+                   fake.lsm_writes, fake.i2c_starts, fake.violations);
+        } else if (!strcmp(c, "advance")) {
+            fake.now_us += ARG(1);
+            puts("ok");
+        } else if (!strcmp(c, "bus")) {
+            printf("%lu %lu %u %u %u %u %lu\n", fake.scl_pulses, fake.stops, (unsigned)fake.min_scl_low_us,
+                   (unsigned)fake.min_scl_high_us, (unsigned)fake.min_stop_setup_us, fake.sda_hold ? 1u : 0u,
+                   fake.violations);
         } else if (!strcmp(c, "tour")) {
             for (uint32_t x = 4; x <= 80; x++)
                 for (uint32_t y = 4; y <= 80; y++) {

@@ -139,14 +139,78 @@ def test_the_fake_catches_a_wrong_sequence(l496):
         l496, "reset", "poke rcc.apb1enr1 0x10000000", "poke pwr.cr1 0x400", "poke rcc.cr 0xB9"
     )  # Range 2, MSI 48
     assert any("above the Range 2 limit" in x for x in out), out
+    assert any("LATENCY 5 is reserved" in x for x in run(l496, "reset", "poke flash.acr 5")), out
+    # the I2C pins: a wrong alternate function, another pin of GPIOB changed (PB7: the board's LED LD2)
+    out = run(l496, "reset", "poke gpiob.afrh 0x55", "enable 1", "xfer 0x6B 0x0F 1 1")
+    assert any("PB8 not set up for I2C1 (MODER 2 AF 5" in x for x in out), out
+    moder = int(one(l496, "peek gpiob.moder"), 16)
+    out = run(l496, "reset", f"poke gpiob.moder {moder & ~(3 << 14)}", "enable 1", "xfer 0x6B 0x0F 1 1")
+    assert any("a pin other than PB8/PB9 was changed" in x for x in out), out
 
 
 def test_a_pll_that_never_locks_leaves_a_legal_clock(l496):
-    out = run(l496, "pllstuck 1", "switch 80000000", "switch 8000000", "pllstuck 0")
+    out = run(l496, "stuck pll", "switch 80000000", "switch 8000000", "stuck none")
     assert not [x for x in out if x.startswith("VIOLATION")], out
     first = out[1].split()
     assert first[0] == "fail" and first[1] == first[2] and int(first[1]) <= 48_000_000 and first[5] == "0"
+    # the failure costs the one lock time-out (10 ms of the fake's clock), not a second one to stop the PLL
+    assert T_OSC_US <= int(first[6]) <= T_OSC_US + 200, first
     assert out[2].split()[:3] == ["ok", "8000000", "8000000"]  # MSI targets still work
+
+
+T_OSC_US, T_VOS_US = 10_000, 5_000  # clock.c: oscillator/switch and voltage-range time-outs
+
+
+@pytest.mark.parametrize(
+    "before, fault, target, timeout_us, hclk_after",
+    [
+        # MSIRDY never comes: neither a new MSI range nor the PLL's 4 MHz input can be set
+        ((), "msi", 8_000_000, T_OSC_US, 4_000_000),
+        ((), "msi", 80_000_000, T_OSC_US, 4_000_000),
+        # from Range 2 (8 MHz) back to Range 1: the regulator never settles
+        (("switch 8000000",), "vosf", 80_000_000, T_VOS_US, 8_000_000),
+        # the flash never shows 4 wait states (from reset: 0), or, from 80 MHz, never the target's fewer
+        ((), "acr", 80_000_000, T_OSC_US, 4_000_000),
+        (("switch 80000000",), "acr", 8_000_000, T_OSC_US, 8_000_000),
+        # SYSCLK never leaves the PLL: the PLL must then not be stopped
+        (("switch 80000000",), "sws", 8_000_000, T_OSC_US, 80_000_000),
+        # the PLL never stops: the MSI range (its input) must then not change
+        (("switch 80000000",), "pllstop", 8_000_000, T_OSC_US, 4_000_000),
+    ],
+)
+def test_a_clock_switch_that_meets_a_fault_fails_after_one_time_out_and_leaves_a_legal_clock(
+    l496, before, fault, target, timeout_us, hclk_after
+):
+    """Each wait of the switch fails once (the fake's fault): the switch reports it, every register write
+    stayed legal, the clock the registers show is what the chip runs (and where the sequence stopped), and
+    the failure took the one time-out that saw it."""
+    out = run(l496, "reset", *before, f"stuck {fault}", f"switch {target}", "stuck none")
+    assert not [x for x in out if x.startswith("VIOLATION")], out
+    rc, regs, model, _vos, _lat, viol, elapsed = out[-2].split()
+    assert (rc, viol) == ("fail", "0"), out
+    assert int(regs) == int(model) == hclk_after, out
+    assert timeout_us <= int(elapsed) <= timeout_us + 200, out
+
+
+def test_a_wait_gives_up_at_its_time_out_but_never_reports_a_time_out_when_the_condition_holds(l496):
+    """l496_wait (clock.c): the fake's clock advances 1 us per register read and per clock read."""
+    ready, never, jumped = (one(l496, c).split() for c in ("wait 100 5 0", "wait 100 1000000 0", "wait 100 50 1000"))
+    assert ready[0] == "0" and int(ready[1]) <= 10
+    assert never[0] == "-1" and 100 <= int(never[1]) <= 103  # gives up at the time-out, not later
+    # an interrupt made the clock jump past the time-out while the register became ready: the last look says ready
+    assert jumped[0] == "0", jumped
+
+
+AHB_DIV = {**{c: 1 for c in range(8)}, 8: 2, 9: 4, 10: 8, 11: 16, 12: 64, 13: 128, 14: 256, 15: 512}  # RM0351 HPRE
+
+
+def test_hclk_is_read_back_for_every_ahb_prescaler_code(l496):
+    """l496_clock_hclk() from the registers: the reset clock (MSI range from MSISRANGE, 4 MHz) through each
+    HPRE code; the board prints this figure in INFO and derives the UART and timer dividers from it."""
+    out = run(l496, "reset", "hclk", *[f"poke rcc.cfgr {code << 4}\nhclk" for code in range(16)])
+    assert out[1] == "4000000 4000000"
+    got = [x for x in out[2:] if x != "ok"]
+    assert got == [f"{4_000_000 // AHB_DIV[c]} {4_000_000 // AHB_DIV[c]}" for c in range(16)], got
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,6 +298,75 @@ def test_the_i2c_in_use_is_fast_mode_from_hsi16(l496):
     assert 1 / period_slowest > 250e3  # still a Fast-mode bus with the slowest (300 ns) edges
 
 
+def xfer(l496, *setup: str, cmd: str) -> tuple[int, int, int, str]:
+    """(rc, elapsed us, violations, bytes read as hex) of one l496_i2c_xfer after the set-up commands."""
+    out = run(l496, *setup, cmd)
+    data = int(cmd.split()[4]) > 0 and len(out[-1].split()) == 1 and out[-2].split()[0] == "0"
+    rc, us, viol = map(int, out[-2 if data else -1].split())
+    return rc, us, viol, out[-1] if data else ""
+
+
+def test_i2c_transfers_return_codes_and_recover(l496):
+    """hw.h: 0 ok, -1 NACK, -2 time-out / bus error / refused; after a failure the next transfer works."""
+    on = ("reset", "enable 1")
+    who = "xfer 0x6B 0x0F 1 1"
+    rc, _, viol, data = xfer(l496, *on, cmd=who)
+    assert (rc, viol, data) == (0, 0, "6c")
+    assert xfer(l496, "reset", cmd=who)[0] == -2  # the peripheral is off (PE = 0)
+    # sizes: NBYTES is 8 bits; nothing at all to do is refused too
+    assert [xfer(l496, *on, cmd=f"xfer 0x6B 0 {nw} {nr}")[0] for nw, nr in ((0, 0), (256, 0), (1, 256))] == [-2] * 3
+    rc, _, viol, data = xfer(l496, *on, cmd="xfer 0x6B 0 1 255")
+    assert (rc, viol, len(data)) == (0, 0, 510) and data[2 * 0x0F : 2 * 0x10] == "6c"
+    assert xfer(l496, *on, cmd="xfer 0x6B 0x20 255 0")[::2] == (0, 0)
+    # another address answers NACK (-1) at once, and the bus is clean afterwards
+    out = run(l496, *on, "xfer 0x6A 0x0F 1 1", who)
+    assert [x.split()[0] for x in out[2:]] == ["-1", "0", "6c"], out
+    assert int(out[2].split()[1]) < 100
+    # a bus error (misplaced START/STOP): -2, the flags are cleared and the peripheral reset, the next works
+    out = run(l496, *on, "buserr 1", who, who)
+    assert [x.split()[0] for x in out[3:]] == ["-2", "0", "6c"], out
+    # a slave stretching the clock within the time-out (2 ms per byte) is waited for; beyond it, -2 after
+    # the time-out, and the peripheral is reset so the next transfer works
+    rc, us, viol, data = xfer(l496, *on, "stretch 500", cmd=who)
+    assert (rc, viol, data) == (0, 0, "6c") and us >= 4 * 500
+    out = run(l496, *on, "advance 10000", "stretch 500", who, "stretch 3000", who, "stretch 0", who)
+    assert out[5] == "6c" and out[10] == "6c", out
+    rc, us, viol = map(int, out[7].split())
+    assert (rc, viol) == (-2, 0) and 2_000 <= us <= 2_000 + 50
+    # HSI16 (the I2C kernel clock) never starts: enable fails with -2 after its 1 ms time-out
+    out = run(l496, "reset", "stuck hsi", "enable 1", "stuck none", "enable 1", "enable 0", "state")
+    rc, us, _ = map(int, out[2].split())
+    assert rc == -2 and 1_000 <= us <= 1_050
+    assert out[4].split()[0] == "0" and out[5].split()[0] == "0"  # enable works again; off returns 0
+    assert out[6].split()[:2] == ["0", "0"]  # off: HSI16 and the peripheral
+
+
+@pytest.mark.parametrize("clocks", [0, 1, 2, 5, 9])
+def test_a_slave_holding_sda_is_clocked_free_then_a_stop(l496, clocks):
+    """UM10204 §3.1.16 bus clear: a slave left holding SDA low (a reset in mid-transfer) gets SCL clocks
+    (open drain, each low >= 4.7 us and high >= 4.0 us, Standard-mode) until it lets go, then a STOP; then
+    the pins go back to I2C1 and the transfer works."""
+    out = run(l496, "reset", f"sdahold {clocks}", "enable 1", "bus", "xfer 0x6B 0x0F 1 1")
+    pulses, stops, low, high, stop_setup, held, viol = map(int, out[3].split())
+    assert (pulses, held, viol) == (clocks, 0, 0), out
+    if clocks:
+        assert stops == 1 and low >= 5 and stop_setup >= 4, out
+        assert clocks == 1 or high >= 4
+    else:
+        assert stops == 0  # a free bus is left alone
+    assert out[4].split()[0] == "0" and out[5] == "6c", out
+
+
+def test_a_slave_that_never_lets_go_gets_nine_clocks_and_the_transfer_times_out(l496):
+    out = run(l496, "reset", "sdahold 4294967295", "enable 1", "bus", "xfer 0x6B 0x0F 1 1",
+              "sdahold 0", "enable 0", "enable 1", "xfer 0x6B 0x0F 1 1")  # fmt: skip
+    pulses, stops, *_, held, viol = map(int, out[3].split())
+    assert (pulses, stops, held, viol) == (9, 0, 1, 0), out
+    rc, us, _ = map(int, out[4].split())
+    assert rc == -2 and us <= 2 * 2_000 + 100  # bounded by the time-out
+    assert out[-2].split()[0] == "0" and out[-1] == "6c", out  # once it lets go, the bus works
+
+
 # --------------------------------------------------------------------------------------------------
 # LSM6DSO
 # --------------------------------------------------------------------------------------------------
@@ -314,6 +447,48 @@ def test_missing_or_stuck_shield_never_hangs(l496):
     assert out[5].split()[0] == "-1" and int(out[5].split()[-1]) < 3 * 2_000
     assert out[6].split()[0] == "-1"
     assert not [x for x in out if x.startswith("VIOLATION")]
+
+
+def test_the_probe_sets_up_only_an_lsm6dso_and_leaves_the_bus_off(l496):
+    """l496_lsm_probe: WHO_AM_I, a software reset waited for (no write while it runs: the fake flags one),
+    BDU + IF_INC, I2C only, FIFO bypass, accelerometer powered down; then HSI16 and the peripheral off."""
+    out = run(l496, "reset", "probe", "state", *[f"lsmpeek {r}" for r in (0x10, 0x0A, 0x12, 0x18)])
+    who, elapsed, starts, resets, viol = map(int, out[1].split())
+    assert (who, resets, viol) == (0x6C, 1, 0) and elapsed < 1_000  # no waiting beyond the reset itself
+    assert out[2].split()[:2] == ["0", "0"]  # HSION, PE
+    assert out[3:] == ["00", "00", "44", "02"], out
+    # a chip that is not an LSM6DSO (an LSM6DSL says 0x6A) is not written to
+    out = run(l496, "reset", "lsmpoke 0x0F 0x6A", "probe", "state")
+    assert out[2].split()[0] == "0" and out[3].split()[:3] == ["0", "0", "0"], out
+    # HSI16 does not start: no shield can be reached
+    assert run(l496, "reset", "stuck hsi", "probe", "stuck none")[2].split()[0] == "0"
+    # a software reset slower than usual, long after boot, is waited for; one that never ends is given 50 ms
+    out = run(l496, "reset", "advance 100000", "lsmreset 20", "probe")
+    assert out[3].split()[0] == "108" and out[3].split()[-1] == "0", out
+    out = run(l496, "reset", "lsmreset 4294967295", "probe", "state")
+    who, elapsed, *_, viol = map(int, out[2].split())
+    assert (who, viol) == (0, 0) and 50_000 <= elapsed <= 50_000 + 3 * 2_000, out
+    assert out[3].split()[:3] == ["0", "0", "1"], out  # off again; nothing written but the reset
+    # a contact lost for one transfer anywhere in the probe: absent, and the bus off; one later: present
+    for n in range(1, starts + 2):
+        out = run(l496, "reset", f"nackat {n}", "probe", "state")
+        who, *_, viol = map(int, out[2].split())
+        assert (who, viol) == ((0x6C if n > starts else 0), 0), (n, out)
+        assert out[3].split()[:2] == ["0", "0"], (n, out)
+
+
+def test_a_start_that_fails_anywhere_leaves_the_bus_off(l496):
+    """l496_lsm_start: the FIFO's watermark and batching registers written whatever they held, and any
+    transfer that fails on the way ends with HSI16 and the peripheral off and -1."""
+    out = run(l496, "reset", "probe", "lsmpoke 7 0xff", "lsmpoke 8 0xff", "state", "start 104000 4",
+              "lsmpeek 7", "lsmpeek 8", "state")  # fmt: skip
+    assert out[5].split()[0] == "0" and out[6:8] == ["00", "00"], out
+    assert out[8].split()[:2] == ["1", "1"], out  # streaming: the bus stays on
+    starts = int(out[8].split()[3]) - int(out[4].split()[3])
+    assert starts == 6  # one write each
+    for n in range(1, starts + 1):
+        out = run(l496, "reset", "probe", f"nackat {n}", "start 104000 4", "state")
+        assert out[3].split()[0] == "-1" and out[4].split()[:2] == ["0", "0"], (n, out)
 
 
 def test_resync_after_overrun_and_poll_interval(l496):

@@ -91,6 +91,13 @@ uint32_t l496_hpre_bits(uint16_t div) {
     return code << RCC_CFGR_HPRE_POS;
 }
 
+/* HPRE code -> AHB divider: 0xxx = 1, 1000..1111 = 2, 4, 8, 16, 64, 128, 256, 512 (RM0351 RCC_CFGR; there is
+ * no /32) */
+uint32_t l496_ahb_div(uint32_t hpre) {
+    static const uint16_t DIV[8] = {2, 4, 8, 16, 64, 128, 256, 512};
+    return hpre < 8u ? 1u : DIV[hpre & 7u];
+}
+
 /* LPUART: BRR = round(256 * fck / baud), legal for 0x300..0xFFFFF and 3*baud <= fck <= 4096*baud
  * (ST HAL stm32l4xx_hal_uart.c UART_DIV_LPUART, LPUART_BRR_MIN/MAX; reference §2.6). */
 uint32_t l496_lpuart_brr(uint32_t fck, uint32_t baud) {

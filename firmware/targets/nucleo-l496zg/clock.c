@@ -107,7 +107,5 @@ uint32_t l496_clock_hclk(void) {
         uint32_t rdiv = (((pll >> RCC_PLLCFGR_R_POS) & 3u) + 1u) * 2u;
         sys = (uint32_t)((uint64_t)msi / m * n / rdiv);
     }
-    uint32_t hpre = (cfgr & RCC_CFGR_HPRE_MSK) >> RCC_CFGR_HPRE_POS;
-    uint32_t div = hpre < 8u ? 1u : hpre == 8u ? 2u : hpre == 9u ? 4u : hpre == 10u ? 8u : hpre == 11u ? 16u : 64u;
-    return sys / div;
+    return sys / l496_ahb_div((cfgr & RCC_CFGR_HPRE_MSK) >> RCC_CFGR_HPRE_POS);
 }

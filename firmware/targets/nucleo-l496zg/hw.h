@@ -89,6 +89,7 @@ int l496_flash_latency(uint32_t hclk, uint8_t vos); /* wait states, -1 if hclk t
 int l496_clock_plan(uint32_t hclk, l496_clock_plan_t *p);
 uint32_t l496_pllcfgr(const l496_clock_plan_t *p);
 uint32_t l496_hpre_bits(uint16_t div); /* HPRE field value (already shifted) */
+uint32_t l496_ahb_div(uint32_t hpre);   /* the AHB divider an HPRE code (not shifted) selects */
 uint32_t l496_lpuart_brr(uint32_t fck, uint32_t baud); /* 0 if not reachable */
 uint32_t l496_tim2_psc(uint32_t ftim);                  /* prescaler for a 1 MHz count */
 /* I2C TIMINGR for Fast-mode (<= 400 kHz) at I2CCLK = fck, rise/fall times in ns; 0 if impossible. */

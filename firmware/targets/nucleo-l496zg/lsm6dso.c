@@ -68,7 +68,7 @@ void l496_lsm_stop(void) {
 }
 
 int l496_lsm_read(int16_t (*xyz)[3], size_t max, l496_lsm_status_t *st) {
-    st->fresh = 0, st->overrun = 0, st->level = 0;
+    st->fresh = 0, st->overrun = 0, st->level = 0, st->more = 0;
     if (!left) {
         uint8_t s[2];
         if (rd(FIFO_STATUS1, s, 2)) return -1;
