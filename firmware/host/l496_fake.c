@@ -281,6 +281,7 @@ static uint8_t lsm_get(uint8_t reg) {
         return reg == 0x3A ? (uint8_t)n : s2;
     }
     if (reg >= 0x78 && reg <= 0x7E) {
+        if (reg == 0x78 && !fake.fifo_n) violation("LSM6DSO FIFO read while empty (more words than FIFO_STATUS said)");
         uint8_t b = fake.fifo_n ? fake.fifo[fake.fifo_head][reg - 0x78] : 0u;
         if (reg == 0x7E && fake.fifo_n) {
             fake.fifo_head = (fake.fifo_head + 1u) % FAKE_FIFO;

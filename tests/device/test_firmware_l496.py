@@ -315,7 +315,7 @@ def test_i2c_transfers_return_codes_and_recover(l496):
     assert xfer(l496, "reset", cmd=who)[0] == -2  # the peripheral is off (PE = 0)
     # sizes: NBYTES is 8 bits; nothing at all to do is refused too
     assert [xfer(l496, *on, cmd=f"xfer 0x6B 0 {nw} {nr}")[0] for nw, nr in ((0, 0), (256, 0), (1, 256))] == [-2] * 3
-    rc, _, viol, data = xfer(l496, *on, cmd="xfer 0x6B 0 1 255")
+    rc, _, viol, data = xfer(l496, *on, "fill 1", cmd="xfer 0x6B 0 1 255")  # (it passes the FIFO's output)
     assert (rc, viol, len(data)) == (0, 0, 510) and data[2 * 0x0F : 2 * 0x10] == "6c"
     assert xfer(l496, *on, cmd="xfer 0x6B 0x20 255 0")[::2] == (0, 0)
     # another address answers NACK (-1) at once, and the bus is clean afterwards
@@ -422,6 +422,15 @@ def test_fifo_streaming_through_the_fake_sensor(l496):
     big = out.index("512 1 512 1 0")
     samples = [int(x.split()[0]) for x in out[big + 1 :]]
     assert samples == list(range(100 + 600 - 512, 100 + 600))
+    assert not [x for x in out if x.startswith("VIOLATION")]  # never a word more than FIFO_STATUS said
+
+
+def test_a_failed_fifo_read_says_so_and_the_next_read_starts_from_a_fresh_status(l496):
+    """A transfer lost in the middle of reading words (the third START after the status: the first word's
+    register write): -1, and what the status said is forgotten, so the next read asks again."""
+    out = run(l496, "reset", "probe", "start 104000 4", "fill 3 7", "nackat 3", "read 8", "read 8")
+    assert out[5].split()[0] == "-1", out
+    assert out[6:] == ["3 1 3 0 0", "7 1 32767", "8 1 32767", "9 1 32767"], out
 
 
 def test_sensor_register_setup(l496):
@@ -512,6 +521,9 @@ def test_reset_cause_from_rcc_csr(l496):
         (PIN | SFT, 1, 1): 1,  # RESET request
         (PIN | SFT, 0, 0): 1,
         (PIN | SFT, 1, 3): 3,  # fault.c reset after a HardFault
+        (PIN | SFT, 1, 0): 1,  # a valid record with a cause a software reset cannot have: a RESET request
+        (PIN | SFT, 1, 2): 1,
+        (PIN | SFT, 1, 7): 1,
         (PIN | IWDG, 0, 0): 2,
         (PIN | WWDG | SFT, 1, 3): 2,
     }
