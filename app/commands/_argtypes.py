@@ -13,7 +13,18 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["finite_float", "int_range", "seed", "fraction", "nonneg", "positive", "port", "int_list", "mode_list"]
+__all__ = [
+    "finite_float",
+    "int_range",
+    "seed",
+    "fraction",
+    "nonneg",
+    "positive",
+    "port",
+    "int_list",
+    "mode_list",
+    "lpm01a_freq",
+]
 
 
 def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):
@@ -106,6 +117,17 @@ def mode_list(text: str) -> list[str | list[str]]:
     if not out:
         raise argparse.ArgumentTypeError("expected at least one mode (tl, full, last, or layer1+layer2)")
     return out
+
+
+def lpm01a_freq(text: str) -> int:
+    """A sampling rate the LPM01A has, in Hz (``100``, ``1k``, ``100k``): a rate it lacks used to be found only
+    when the capture started, after the work it was to measure."""
+    from device.lpm01a.spec import ArgumentError, parse_freq_user  # noqa: PLC0415
+
+    try:
+        return parse_freq_user(text)
+    except ArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _range(lo, hi, lo_open, hi_open) -> str:

@@ -34,6 +34,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.core.accuracy_prior import PriorError, build_prior, write_prior  # noqa: PLC0415
+    from app.core.outputs import OutputError, check_output_file  # noqa: PLC0415
     from estimator.recommend import accuracy_prior_path  # noqa: PLC0415
 
     try:
@@ -46,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     try:
+        out = check_output_file(args.out, "--out", (".json",)) if args.out else accuracy_prior_path()
         table = build_prior(args.results, datasets, seeds or (0,))
-        path = write_prior(table, args.out or accuracy_prior_path())
-    except (PriorError, OSError) as exc:
+        path = write_prior(table, out)
+    except (PriorError, OutputError, OSError) as exc:
         print(f"odlstudio accuracy-prior: {exc}", file=sys.stderr)
         return 2
     for name, d in table["datasets"].items():

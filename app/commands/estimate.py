@@ -123,6 +123,8 @@ def _load_accuracy(spec: str):
         raise _UsageError(f"--accuracy: {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
     if not isinstance(data, list):
         raise _UsageError(f"--accuracy: {path} must hold a JSON list of {{input_size, mode, [epochs], f1}} objects")
+    if not data:  # else the recommendation would quietly use the paper's table instead of the user's figures
+        raise _UsageError(f"--accuracy: {path} holds an empty list: no measured F1 to use")
     table = {}
     for i, item in enumerate(data):
         try:

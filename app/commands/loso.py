@@ -120,6 +120,15 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return vals
 
 
+def _subjects(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None  # all of them
+    subjects = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not subjects:  # a typo must not start the hour-long run over every subject
+        raise ValueError(f"--subjects is empty ({text!r}): give subject ids, or leave the option out for all")
+    return subjects
+
+
 def config_from_args(args: argparse.Namespace):
     from app.core.loso import ALL_MODES, MODES, LosoConfig  # noqa: PLC0415
 
@@ -133,7 +142,7 @@ def config_from_args(args: argparse.Namespace):
         data=args.data,
         sizes=_ints(args.sizes, "--sizes"),
         modes=modes,
-        subjects=tuple(s.strip() for s in args.subjects.split(",") if s.strip()) if args.subjects else None,
+        subjects=_subjects(args.subjects),
         train_fraction=args.train_fraction,
         epochs=args.epochs,
         warmup_epochs=args.warmup_epochs,

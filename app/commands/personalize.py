@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 
-from app.commands._argtypes import finite_float, fraction, int_range, seed
+from app.commands._argtypes import finite_float, fraction, int_range, lpm01a_freq, seed
 from app.commands._procedure import add_procedure_args, procedure_from_args
 
 
@@ -94,7 +94,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-power", action="store_true", help="do not capture power")
     p.add_argument(
-        "--power-freq", type=int_range(1, 100_000), default=100, help="LPM01A sampling rate in Hz (default 100)"
+        "--power-freq",
+        type=lpm01a_freq,
+        default=100,
+        help="LPM01A sampling rate in Hz: 1, 2, 5, 10, 20, 50, 100 (default), 200, 500, 1k ... 100k",
     )
     p.add_argument(
         "--time-scale",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -200,6 +201,11 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
     if args.out:
         from device.lpm01a.recorder import open_writer
 
+        if os.path.lexists(args.out) and not os.path.isdir(args.out):  # opening it would empty it at once
+            return {
+                "error": f"--out {args.out}: already exists; a capture never replaces a file "
+                "(choose a new name, or move the old file away)"
+            }, 2
         try:
             writer_args = dict(csv_max_bytes=int(args.csv_max_mb * 1e6))
             suffix = args.out.lower().rsplit(".", 1)[-1]

@@ -44,6 +44,8 @@ def repair_file(path: Path, settle_s: float = 5.0, force: bool = False) -> str:
 
     from device.lpm01a.recorder import clear_write_flags, write_flags
 
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give the .h5 files in it (e.g. {path}/*.h5)")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:

@@ -47,6 +47,8 @@ def build_prior(
         "procedure_label": (base or loso.LosoConfig()).procedure.label().split(":")[0] + " round",
         "datasets": {},
     }
+    if not datasets:
+        raise PriorError(f"--datasets: give at least one of {', '.join(loso.DATASETS)}")
     missing = []
     for name in datasets:
         if name not in loso.DATASETS:

@@ -555,6 +555,8 @@ WISDM_CHUNK = 8 << 20
 #: record is not WISDM data: reading stops there with the count so far.
 JUNK_PROBE = 4 << 20
 JUNK_MIN_GOOD = 0.01
+#: The byte-order mark Windows tools put at the start of UTF-8 text; dropped before parsing.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def read_wisdm_records(path: Path, chunk: int = WISDM_CHUNK) -> tuple[_Parsed, list[SkippedLine], int]:
@@ -577,6 +579,8 @@ def read_wisdm_records(path: Path, chunk: int = WISDM_CHUNK) -> tuple[_Parsed, l
     with fh:
         rest = b""
         block = _read(fh, chunk, path)
+        if block.startswith(UTF8_BOM):  # saved by Notepad or Excel: a mark, not part of the first user id
+            block = block[len(UTF8_BOM) :]
         while True:
             nxt = _read(fh, chunk, path) if block else b""
             last = not nxt  # the file's tail (with a last record that may lack its ';') is parsed whole

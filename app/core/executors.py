@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
@@ -136,6 +137,22 @@ CLIENT_ATTEMPTS = 4
 _PSUTIL_SIGNS = ("ZombieProcess", "NoSuchProcess")
 
 
+def _unreachable(address: str | None) -> str | None:
+    """Why a cluster's GCS address ``host:port`` does not answer a TCP connection (None: it does, or the
+    address is not of that form).  Ray itself retries such an address for many minutes, printing only its own
+    log lines; ``auto`` and ``ray://`` fail by themselves."""
+    if not address or address == "auto" or "://" in address:
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
 def _client_server_race(exc: BaseException) -> bool:
     """The Ray client's server for this connection died while the cluster forked it (a race in Ray's proxy,
     ray-project/ray#63202: a few percent of connections, more on a loaded head node).  Nothing ran yet, so
@@ -173,6 +190,12 @@ class RayExecutor:
     def start(self) -> "RayExecutor":
         ray = _import_ray()
         if not ray.is_initialized():
+            why = _unreachable(self.address)
+            if why is not None:
+                raise ExecutorError(
+                    f"cannot reach the Ray cluster at {self.address}: {why} (check --address: the head node's "
+                    "address as 'ray start --head' prints it, 'auto' on a node of the cluster, or ray://host:port)"
+                )
             kw: dict = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": True}
             if self.ship_code:
                 import app  # noqa: PLC0415

@@ -341,6 +341,7 @@ def _read_named_users(path: Path, variant: str, rate_hz: float | None) -> ds.Rec
         data = path.read_bytes()
     except OSError as exc:
         raise ds.DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    data = data.removeprefix(ds.UTF8_BOM)  # (as the parser drops it: not part of the first user's name)
     fields = {f.strip() for _sep, f in _USER_FIELD.findall(data)}
     numeric = [int(f) for f in fields if f.isdigit()]
     free = max(numeric, default=0) + 1

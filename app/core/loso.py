@@ -133,6 +133,11 @@ class LosoConfig:
             self.procedure.validate()
         except ProcedureError as exc:
             raise LosoError(str(exc)) from None
+        if AUTO in self.modes and not self.procedure.validates:  # it would train TL and Full, then write no row
+            raise LosoError(
+                "--modes auto chooses TL, Full or none on validation windows, and this procedure has none "
+                "(--procedure plain or --val-every 0): leave auto out, or use the robust procedure"
+            )
         if not 0.0 < self.train_fraction < 1.0:
             raise LosoError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
         if not 0.0 < self.pretrain_val_fraction < 0.5:
@@ -539,12 +544,12 @@ def read_rows(path: str | Path, settings_hash: str | None = None) -> list[dict]:
     if not path.exists():
         return []
     rows: dict[tuple, dict] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
+    with open(path, "rb") as fh:  # bytes: a damaged line is skipped, not a UnicodeDecodeError for the file
+        for raw in fh:
             try:
+                line = raw.decode("utf-8").strip()
+                if not line:
+                    continue
                 r = json.loads(line)
                 key = (r["dataset"], int(r["T"]), str(r["subject"]), r["mode"], r.get("settings_hash"))
             except (ValueError, KeyError, TypeError):

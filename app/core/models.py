@@ -411,6 +411,23 @@ def _read_sidecar(path: Path) -> dict:
     return meta
 
 
+def _check_meta(path: Path, meta: Mapping[str, Any], classes: Sequence[str]) -> None:
+    """What every job takes from a model's metadata as it is: its sample rate (the user's data are resampled
+    to it) and its class names (the user's activities are mapped onto them)."""
+    rate = meta.get("rate_hz")
+    if rate is not None and not (
+        isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.1 <= rate <= 100_000
+    ):  # (NaN fails the comparison)
+        raise ModelError(
+            f"{path}: rate_hz {rate!r} in its metadata is not a sample rate (a number of Hz, 0.1 .. 100000)"
+        )
+    seen: set[str] = set()
+    for c in classes:
+        if c in seen:
+            raise ModelError(f"{path}: its metadata lists the class {c!r} twice")
+        seen.add(c)
+
+
 def _read_st_config(path: Path) -> dict:
     """Class names and preprocessing from ST's ``<stem>_config.yaml`` (both v1 and v2 layouts), with a
     tiny line-based reader (no YAML dependency)."""
@@ -549,6 +566,7 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
     if preprocessing not in ("none", "gravity_rot_sup"):
         raise ModelError(f"{path}: unknown preprocessing {preprocessing!r} in its metadata")
     classes = tuple(str(c) for c in info.get("classes", ()))
+    _check_meta(path, meta, classes)
     arch, weights = keras_to_arch(kmodel, (), preprocessing, source=str(path))
     n = arch.n_classes
     if classes and len(classes) != n:
@@ -1065,6 +1083,9 @@ def load_npz(path: str | Path) -> LoadedModel:
     for name, arrays in w.items():
         if not all(np.isfinite(a).all() for a in arrays):
             raise ModelError(f"{p}: weights of layer {name!r} contain NaN or Inf")
+    if not isinstance(meta, dict):
+        raise ModelError(f"{p}: its metadata (meta_json) is not a JSON object")
+    _check_meta(p, meta, tuple(arch.classes))
     return LoadedModel(arch, w, tuple(arch.classes), arch.preprocessing, str(p), meta)
 
 

@@ -220,7 +220,8 @@ def load_user_data(
     except ds.DatasetError as exc:
         app = _load_app_text(path, rate) if path.is_file() else None
         if app is None:
-            raise PersonalizeError(f"--data: {exc}") from exc
+            msg = str(exc)
+            raise PersonalizeError(msg if msg.startswith("--data ") else f"--data: {msg}") from exc
         rs = app
     subjects = rs.subjects()
     if user is None:
@@ -311,7 +312,7 @@ def _is_window_npz(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {"X", "y", "classes"} <= set(z.files)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # empty or damaged: the data readers say why
         return False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -111,11 +112,32 @@ def main(
     QTimer.singleShot(0, first_paint)
     if quit_after_s:
         QTimer.singleShot(int(quit_after_s * 1000), win.close)
+    previous_handlers = close_on_signals(win)
     try:
         return int(app.exec())
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         sys.excepthook = previous_hook
         ctx.close()
+
+
+def close_on_signals(win) -> dict:
+    """Ctrl-C in the terminal that started the app (SIGINT) and SIGTERM (a logout, ``kill``) close the window
+    as its close button does, so the devices, the virtual bench's QEMU board and the store are shut down.  (Was:
+    Ctrl-C printed a KeyboardInterrupt traceback from whichever slot ran and the app went on; SIGTERM ended it
+    at once and left qemu-system-arm running.)  The window's frame clock runs Python often enough for the
+    handler to be called promptly.  Returns the handlers replaced."""
+    from PySide6.QtCore import QTimer
+
+    def handler(signum, frame) -> None:
+        QTimer.singleShot(0, win.close)
+
+    previous = {}
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, handler)
+    return previous
 
 
 def error_reporter(ctx, log_path: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,27 @@ def test_the_app_default_is_the_shipped_table_for_the_general_models_dataset(tmp
     assert isinstance(d, LosoPrior) and d.dataset == "wisdm2019" and d.table == TABLE
     assert default_accuracy("mydata").dataset == "mydata"
     assert isinstance(default_accuracy("hapt"), TableIIPrior)  # not in the table
+
+
+def _results_one_row_per_mode(tmp_path: Path) -> Path:
+    """A results folder with one default-settings row per mode (what `odlstudio loso` writes)."""
+    from app.core.loso import LosoConfig
+
+    h = LosoConfig(dataset="hapt").settings_hash()
+    d = tmp_path / "results"
+    d.mkdir()
+    rows = [
+        {"dataset": "hapt", "T": 20, "subject": "1", "mode": m, "macro_f1": 0.9, "settings_hash": h}
+        for m in ("none", "tl", "full")
+    ]
+    (d / "loso_hapt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_accuracy_prior_empty_dataset_list_is_a_message(tmp_path, capsys):
+    """`accuracy-prior --datasets ,`: "unexpected error: IndexError: list index out of range"."""
+    results = _results_one_row_per_mode(tmp_path)
+    code = main(["accuracy-prior", "--results", str(results), "--datasets", ",", "--out", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "p.json").exists()
+    assert err == "odlstudio accuracy-prior: --datasets: give at least one of hapt, wisdm2019\n", err

@@ -698,3 +698,26 @@ def test_labelled_parts_without_labels_names_the_dataset(store):
     with pytest.raises(LabelError) as err:
         labelled_parts(store, did, "my walks")
     assert str(err.value) == "no recording of dataset 'my walks' has labels yet"
+
+
+# --- a WISDM text file saved with a UTF-8 byte-order mark (Windows Notepad, Excel "CSV UTF-8") ---------------
+@pytest.mark.parametrize("user", ["1600", "Ann"])
+def test_wisdm_file_with_a_byte_order_mark_is_one_user(tmp_path, user):
+    """The Labelling panel's import made two recordings, "WISDM \\ufeff1600" (the first sample alone, its name
+    showing as "WISDM 1600") and "WISDM 1600"; `personalize --data` dropped the first record.  The mark is not
+    data."""
+    from app.core.context import AppContext
+    from app.core.labels import import_wisdm, read_wisdm
+
+    lines = "".join(f"{user},A,{1_000_000_000 + 50_000_000 * i},1.0,{i % 7}.5,9.8;\n" for i in range(400))
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    rs = read_wisdm(path)
+    assert {s.subject for s in rs.segments} == {user} and rs.skipped_count == 0
+    assert sum(s.n for s in rs.segments) == 400  # (resampled 20 Hz -> 20 Hz: every sample)
+    ctx = AppContext.create(tmp_path / "db", bench=False, discover=False)
+    try:
+        out = import_wisdm(ctx.store, path, ctx.dataset.id, ["Walking", "Jogging"])
+        assert [r.name for r in out.recordings] == [f"WISDM {user}"]
+    finally:
+        ctx.close()

@@ -824,6 +824,36 @@ def _npz_error(path: Path) -> str:
     return str(e.value)
 
 
+@pytest.mark.parametrize("meta", ['{"rate_hz": "fast"}', '{"rate_hz": 0}', '{"rate_hz": -1e300}', '{"rate_hz": NaN}',
+                                  '{"rate_hz": true}', '{"rate_hz": 1e6}'])  # fmt: skip
+def test_npz_refuses_metadata_whose_rate_is_not_a_sample_rate(tmp_path, meta):
+    """Every job resamples the user's data to the model's rate: a rate that is not one is refused at load, in
+    the words of the .keras sidecar's check (tests/core/test_user_mistakes.py)."""
+    members = good_members()
+    members["meta_json"] = np.array(meta)
+    p = save_npz(tmp_path / "rate.npz", members)
+    assert _npz_error(p).startswith(f"{p}: rate_hz ") and "is not a sample rate (a number of Hz" in _npz_error(p)
+
+
+def test_npz_accepts_the_rates_at_the_limits(tmp_path):
+    for rate in (0.1, 100_000):
+        members = good_members()
+        members["meta_json"] = np.array(f'{{"rate_hz": {rate}}}')
+        assert M.load_npz(save_npz(tmp_path / "ok.npz", members)).meta == {"rate_hz": rate}
+
+
+def test_npz_refuses_metadata_that_is_not_an_object_and_a_class_named_twice(tmp_path):
+    members = good_members()
+    members["meta_json"] = np.array("[20.0]")
+    p = save_npz(tmp_path / "list.npz", members)
+    assert _npz_error(p) == f"{p}: its metadata (meta_json) is not a JSON object"
+    members = good_members()
+    twice = Arch(TINY.input_shape, TINY.layers, ("sit", "walk", "sit"), TINY.name, "none")
+    members["arch_json"] = np.array(twice.to_json())
+    p = save_npz(tmp_path / "twice.npz", members)
+    assert _npz_error(p) == f"{p}: its metadata lists the class 'sit' twice"
+
+
 def test_npz_refuses_a_missing_layer(tmp_path):
     members = good_members()
     del members["w/dense1/0"], members["w/dense1/1"]
