@@ -231,7 +231,7 @@ def test_the_app_default_is_the_shipped_table_for_the_general_models_dataset(tmp
     assert isinstance(default_accuracy("hapt"), TableIIPrior)  # not in the table
 
 
-def _results_one_row_per_mode(tmp_path: Path) -> Path:
+def results_one_row_per_mode(tmp_path: Path) -> Path:
     """A results folder with one default-settings row per mode (what `odlstudio loso` writes)."""
     from app.core.loso import LosoConfig
 
@@ -248,7 +248,7 @@ def _results_one_row_per_mode(tmp_path: Path) -> Path:
 
 def test_accuracy_prior_empty_dataset_list_is_a_message(tmp_path, capsys):
     """`accuracy-prior --datasets ,`: "unexpected error: IndexError: list index out of range"."""
-    results = _results_one_row_per_mode(tmp_path)
+    results = results_one_row_per_mode(tmp_path)
     code = main(["accuracy-prior", "--results", str(results), "--datasets", ",", "--out", str(tmp_path / "p.json")])
     err = capsys.readouterr().err
     assert code == 2 and not (tmp_path / "p.json").exists()

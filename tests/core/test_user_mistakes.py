@@ -75,18 +75,9 @@ def test_loso_empty_subject_list_is_refused(tmp_path, capsys):
 # --- accuracy-prior ------------------------------------------------------------------------------------------
 @pytest.fixture
 def loso_results(tmp_path) -> Path:
-    """A results folder with one default-settings row per mode (what `odlstudio loso` writes)."""
-    from app.core.loso import LosoConfig
+    from tests.core.test_accuracy_prior import results_one_row_per_mode
 
-    h = LosoConfig(dataset="hapt").settings_hash()
-    d = tmp_path / "results"
-    d.mkdir()
-    rows = [
-        {"dataset": "hapt", "T": 20, "subject": "1", "mode": m, "macro_f1": 0.9, "settings_hash": h}
-        for m in ("none", "tl", "full")
-    ]
-    (d / "loso_hapt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return d
+    return results_one_row_per_mode(tmp_path)
 
 
 def test_loso_results_with_undecodable_bytes_are_skipped(loso_results, tmp_path, capsys):
