@@ -177,6 +177,7 @@ def test_unknown_types_bad_payloads_and_corrupt_frames(board):
     assert twice[-1] == (83, P.Pong(b"ok")) and len(twice) == n_err + 1
     assert n_err == 1 if board.kind != "qemu" else 1 <= n_err <= 2
     assert all((e.arg0, e.arg1) == (0, 0) for e in errors + [replies[0][1], twice[0][1]])  # all – – in §3.5
+    assert replies[0][1].request == twice[0][1].request == 0  # a damaged frame's request is unknown: 0
     board.client = NucleoClient.open(board.urls["board"], timeout=5.0)
     assert board.client.status().rx_errors >= 1
 
@@ -707,6 +708,11 @@ def test_powershield_sees_every_d7_edge_and_the_run_current(board):
     assert np.nanmean(v[max(0, events[0] - 300) : events[0] - 5]) < 0.5 * run  # idle before the round
 
 
+def _incomplete_chunks(blob: bytes) -> list[tuple[int, bytes]]:
+    """The chunks of a model blob an incomplete upload sends: the first two (the descriptor and some weights)."""
+    return list(P.chunks(blob))[:2]
+
+
 def _error_catalogue(c: NucleoClient) -> list[tuple]:
     """Drive ``c`` through a fixed sequence of refused requests; returns ``(step, code, request, arg0, arg1)``
     of every ERROR (or ``(step, "accepted")``)."""
@@ -725,12 +731,39 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         c.upload_dataset(x, np.full(len(y), 7))
         c.train("full", epochs=1)
 
+    def empty_ping() -> None:  # PING's payload is all tail: none at all is a PING too
+        assert c.request(P.Ping(b""), P.Pong).data == b""
+
+    def every_rate_and_scale() -> None:
+        for hz in P.LSM6DSO_ODR_HZ:
+            for g in P.LSM6DSO_FS_G:
+                st = c.request(P.SensorConfig(P.odr_to_mhz(hz), g), P.SensorState)
+                assert (st.odr_mhz, st.fs_g) == (P.odr_to_mhz(hz), g)
+        c.request(P.SensorConfig(26_000, 4), P.SensorState)
+
+    def shortest_and_longest_blocks() -> None:
+        for n in (1, P.MAX_BLOCK_SAMPLES):
+            assert c.stream_start(n).block_len == n
+            c.stream_stop()
+        c.drain_events()
+
+    def incomplete_model() -> None:  # the descriptor and the first weights, then MODEL_END
+        c.request(P.ModelBegin(len(blob), dl, crc32(blob)), P.XferAck)
+        for off, chunk in _incomplete_chunks(blob):
+            c.request(P.ModelChunk(off, chunk), P.XferAck)
+        c.request(P.ModelEnd(), P.ModelInfo)
+
     steps: list[tuple[str, Callable[[], object]]] = [
+        ("empty ping", empty_ping),
         ("set_clock 81 MHz", lambda: c.set_clock(81_000_000)),
         ("marker pulse 0", lambda: c.set_marker(True, 0)),
         ("marker pulse 10000", lambda: c.set_marker(True, 10_000)),  # the longest pulse
         ("marker pulse 10001", lambda: c.set_marker(True, 10_001)),
+        ("every rate and full scale", every_rate_and_scale),
+        ("block_len 1 and the largest", shortest_and_longest_blocks),
+        ("block_len beyond the largest", lambda: c.stream_start(P.MAX_BLOCK_SAMPLES + 1)),
         ("model end without begin", lambda: c.request(P.ModelEnd(), P.ModelInfo)),
+        ("data end without begin", lambda: c.request(P.DataEnd(), P.DataState)),
         ("odr 100 Hz", lambda: c.request(P.SensorConfig(100_000, 4), P.SensorState)),
         ("fs 3 g", lambda: c.request(P.SensorConfig(26_000, 3), P.SensorState)),
         ("block_len 0", lambda: c.stream_start(0)),
@@ -742,6 +775,7 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         ("descriptor pool 30", lambda: bad_model(bytes(bad_pool(small_blob)), small_dl)),
         ("descriptor version 2", lambda: bad_model(blob[:4] + b"\x02" + blob[5:])),
         ("weight bytes", lambda: bad_model(blob[:-4])),
+        ("model incomplete", incomplete_model),
         ("model", lambda: c.upload_model(arch, w)),
         ("train empty slot", lambda: c.train("full", epochs=1)),
         ("evaluate empty slot", lambda: c.evaluate(1)),
@@ -750,6 +784,7 @@ def _error_catalogue(c: NucleoClient) -> list[tuple]:
         ("read past the end", lambda: c.request(P.WeightsRead(10_000_000, 16), P.WeightsData)),
         ("data", lambda: c.upload_dataset(x, y)),
         ("n_val = n", lambda: c.train("full", epochs=1, n_val=40)),
+        ("patience without validation", lambda: c.request(P.TrainStart(patience=3), P.RoundInfo)),
         ("val_flags 4", lambda: c.request(P.TrainStart(n_val=4, val_flags=4), P.RoundInfo)),
         ("epochs 0", lambda: c.train("full", epochs=0)),
         ("clip_norm -1", lambda: c.train("full", epochs=1, clip_norm=-1.0)),
@@ -782,12 +817,19 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
         finally:
             b.close()
     assert got["python"] == got[firmware]
+    blob, _ = P.encode_model(*paper_model())
+    sent = sum(len(chunk) for _, chunk in _incomplete_chunks(blob))
     assert got[firmware] == [
+        ("empty ping", "accepted"),
         ("set_clock 81 MHz", "BAD_PARAM", "SET_CLOCK", 81_000_000, 0),  # the value
         ("marker pulse 0", "BAD_PARAM", "SET_MARKER", 0, 0),
         ("marker pulse 10000", "accepted"),
         ("marker pulse 10001", "BAD_PARAM", "SET_MARKER", 10_001, 0),
+        ("every rate and full scale", "accepted"),
+        ("block_len 1 and the largest", "accepted"),
+        ("block_len beyond the largest", "BAD_PARAM", "STREAM_START", P.MAX_BLOCK_SAMPLES + 1, 0),
         ("model end without begin", "BAD_STATE", "MODEL_END", 0, 0),
+        ("data end without begin", "BAD_STATE", "DATA_END", 0, 0),
         ("odr 100 Hz", "BAD_PARAM", "SENSOR_CONFIG", 100_000, 0),
         ("fs 3 g", "BAD_PARAM", "SENSOR_CONFIG", 3, 0),
         ("block_len 0", "BAD_PARAM", "STREAM_START", 0, 0),
@@ -799,6 +841,7 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
         ("descriptor pool 30", "BAD_PAYLOAD", "MODEL_CHUNK", 1, 0),  # the descriptor's layer
         ("descriptor version 2", "BAD_VERSION", "MODEL_CHUNK", 1, 0),  # the descriptor version supported
         ("weight bytes", "BAD_PARAM", "MODEL_CHUNK", 40_128, 40_132),  # carried, needed
+        ("model incomplete", "BAD_OFFSET", "MODEL_END", sent, len(blob)),  # the bytes received, expected
         ("model", "accepted"),
         ("train empty slot", "NO_DATA", "TRAIN_START", 0, 0),  # the slot
         ("evaluate empty slot", "NO_DATA", "EVALUATE", 1, 0),
@@ -807,6 +850,7 @@ def test_error_arguments_agree_with_the_python_board_and_the_table(firmware):
         ("read past the end", "BAD_PARAM", "WEIGHTS_READ", 10_000_000, 16),  # offset, length
         ("data", "accepted"),
         ("n_val = n", "BAD_PARAM", "TRAIN_START", 40, 40),  # n_val, the slot's windows
+        ("patience without validation", "BAD_PARAM", "TRAIN_START", 0, 0),  # several fields: –
         ("val_flags 4", "BAD_PARAM", "TRAIN_START", 4, 0),
         ("epochs 0", "BAD_PARAM", "TRAIN_START", 0, 0),  # several fields: –
         ("clip_norm -1", "BAD_PARAM", "TRAIN_START", 0, 0),  # a float: –
