@@ -514,7 +514,11 @@ class BoardSession:
             if cfg.power and power_url:
                 try:
                     self.power = PowerRecorder(power_url, cfg.power_freq, cfg.timeout, kind=power_kind).start()
-                except Exception as exc:  # noqa: BLE001 - no power figures, but personalization still runs
+                except Exception as exc:  # noqa: BLE001 - the bench's shield: no power figures, the round still runs
+                    if cfg.power_url is not None:  # the shield the user named: not a round without it, found late
+                        raise OSError(
+                            f"--power {power_url}: {exc} (give the LPM01A's port, or --no-power for times only)"
+                        ) from exc
                     self.warnings.append(f"no power capture from {power_url}: {exc}")
             elif cfg.power:
                 self.warnings.append("no LPM01A given (--power URL): time per batch only, no power/energy")

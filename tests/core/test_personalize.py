@@ -4,6 +4,7 @@ time scale), on a small real WISDM-2019 slice, with the shipped general model.""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,21 @@ def test_bad_arguments_are_named(user_file, npz_model, capsys):
         ]
     ) in (1, 2)
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_power_shield_named_but_not_answering_stops_before_the_round(user_file, npz_model, capsys):
+    """`--power URL` names the shield whose figures the user wants: one that cannot be opened is a power failure
+    (exit 1) before any round runs, not a round without energy and a warning at its end.  (The bench's own
+    shield failing still only warns: test_personalize_without_power_reports_time_only covers no shield.)"""
+    from app.cli import main
+
+    t0 = time.monotonic()
+    argv = ["personalize", "--data", str(user_file), "--model", str(npz_model), "--modes", "tl"]
+    code = main([*argv, "--power", "socket://127.0.0.1:9", "--timeout", "0.5", "--time-scale", "2000", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "macro-F1" not in out, (out, err)
+    assert err.startswith("odlstudio personalize: board/power failure: --power socket://127.0.0.1:9: "), err
+    assert "--no-power" in err and time.monotonic() - t0 < 60
 
 
 def batch_reports(durations_s, n_samples, phases, t0_tick=7_000_000):
