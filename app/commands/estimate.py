@@ -217,6 +217,11 @@ def run(args) -> int:
         n_windows = n_windows_from_recording(args.recording_s, args.rate_hz) if args.recording_s else args.windows
         ram_kib = profile.ram_bytes / 1024 if args.ram_kib is None else args.ram_kib
         reserve_kib = profile.firmware_reserve_bytes / 1024 if args.reserve_kib is None else args.reserve_kib
+        if reserve_kib >= ram_kib:  # nothing left for training: every row would say "-24 KiB left"
+            raise _UsageError(
+                f"--ram-kib {ram_kib:g} leaves nothing beside the firmware's --reserve-kib {reserve_kib:g}: "
+                "give the device's RAM (the NUCLEO-L496ZG: 320) and what its firmware keeps (24)"
+            )
         rows = []
         for T in sizes:
             try:

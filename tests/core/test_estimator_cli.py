@@ -87,6 +87,9 @@ def test_accuracy_file_and_saved_profile(tmp_path, capsys):
         (["--energy-mj", "-3"], "must be a finite number >= 0"),
         (["--model", "/nonexistent/model.h5"], "file not found"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--ram-kib", "0"], "--ram-kib 0 leaves nothing beside the firmware's --reserve-kib 24"),
+        (["--reserve-kib", "1e30"], "--ram-kib 320 leaves nothing beside the firmware's --reserve-kib 1e+30"),
+        (["--ram-kib", "24", "--reserve-kib", "24"], "--ram-kib 24 leaves nothing"),
     ],
 )
 def test_bad_input_names_the_argument(argv, needle, capsys):
