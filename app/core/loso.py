@@ -142,6 +142,10 @@ class LosoConfig:
             raise LosoError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
         if not 0.0 < self.pretrain_val_fraction < 0.5:
             raise LosoError(f"pretrain_val_fraction must be in (0, 0.5), got {self.pretrain_val_fraction}")
+        for name in ("seed", "pers_seed"):  # what numpy and TensorFlow accept; a sweep's grid is not argparse-checked
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**32 - 1:
+                raise LosoError(f"--{name.replace('_', '-')} must be a whole number in 0 .. 4294967295, got {v!r}")
         for name in ("epochs", "warmup_epochs"):
             if int(getattr(self, name)) < 0:
                 raise LosoError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

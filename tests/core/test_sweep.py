@@ -127,6 +127,12 @@ def test_bad_specs_are_named(doc, needle):
 def test_bad_values_and_files_are_named(tmp_path, tiny_wisdm):
     with pytest.raises(SweepError, match=r"lr=-1\.0: --lr must be"):
         plan_sweep(parse_spec(spec_doc(tiny_wisdm, lr=[0.01, -1.0])))
+    # seeds: what `loso --seed` refuses, a grid refuses too (numpy and TensorFlow take 0 .. 2**32 - 1)
+    for bad in (-1, 2**32):  # (a float or a bool: the spec parser already wants int values)
+        with pytest.raises(SweepError, match=r"seed=.*: --seed must be a whole number in 0 \.\. 4294967295, got "):
+            plan_sweep(parse_spec(spec_doc(tiny_wisdm, seed=[0, bad])))
+    with pytest.raises(SweepError, match=r"pers_seed=-3: --pers-seed must be a whole number"):
+        plan_sweep(parse_spec(spec_doc(tiny_wisdm, pers_seed=[0, -3])))
     with pytest.raises(SweepError, match=r"subjects \['42'\] not in wisdm2019"):
         plan_sweep(parse_spec(spec_doc(tiny_wisdm, subjects=["42"])))
     with pytest.raises(SweepError, match="no such file"):
