@@ -53,6 +53,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     if args.panel is not None:
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         if args.panel not in keys:
             print(f"odlstudio: --panel {args.panel!r} is not a panel (choose from {', '.join(keys)})", file=sys.stderr)
             return 2
+    if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        # a mistyped path: said here, not in a message box that a scripted run cannot close
+        print(f"odlstudio: --data-dir {args.data_dir}: is a file, not a folder", file=sys.stderr)
+        return 2
     from app.ui.app import main
 
     return main(

@@ -50,6 +50,7 @@ def files(tmp_path_factory):
 # (argv with {d} for the fixture folder, what the message must contain)
 CASES = [
     (["gui", "--panel", "nonexist"], "--panel 'nonexist' is not a panel"),
+    (["gui", "--data-dir", "{d}/a_file", "--quit-after", "5"], "--data-dir {d}/a_file: is a file, not a folder"),
     (["gui", "--quit-after", "nan"], "argument --quit-after: 'nan' is not a finite number"),
     (["bench", "--seed", "-5"], "argument --seed: -5 is out of range"),
     (["bench", "--port-lpm", "99999"], "--port-lpm"),
