@@ -28,6 +28,7 @@ import sys
 import time
 
 from app.commands._argtypes import finite_float, nonneg, positive
+from device.lpm01a.spec import TRIGDELAY_MAX
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,7 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="optim (default) or high (30 uA..10 mA, for 50-100 kHz)",
     )
     p.add_argument(
-        "--trigdelay", type=nonneg, default=0.0, help="delay between target power-up and acquisition (s, default 0)"
+        "--trigdelay",
+        type=finite_float(0.0, TRIGDELAY_MAX),
+        default=0.0,
+        help=f"delay between target power-up and acquisition (s, 0 .. {TRIGDELAY_MAX:g}, default 0)",
     )
     p.add_argument("--events", action="store_true", help="report D7 rising edges as markers (eventsrc d7)")
     p.add_argument("--out", default=None, help="save samples: FILE.h5 (HDF5, complete) or FILE.csv (capped)")
