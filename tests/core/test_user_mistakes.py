@@ -169,7 +169,7 @@ def test_ray_address_that_nothing_answers_is_said_at_once(monkeypatch, host):
     t0 = time.monotonic()
     with pytest.raises(ExecutorError, match=f"cannot reach the Ray cluster at {host}:{port}: .*--address"):
         RayExecutor(address=f"{host}:{port}").start()
-    assert calls == [] and time.monotonic() - t0 < 15
+    assert calls == [] and time.monotonic() - t0 < 60  # (a name lookup without DNS may take a while; Ray: minutes)
 
 
 # --- personalize --power-freq: a rate the LPM01A does not have --------------------------------------------
