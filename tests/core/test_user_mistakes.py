@@ -1,6 +1,7 @@
 """A new user's mistakes (an exploratory test, 2026-12-06): bad input found by acting as a user who makes
-mistakes.  Each test reproduces one finding (a traceback or "unexpected error", a silently wasted run, lost data) and checks the
-plain-words message that replaced it; none duplicates tests/core/test_cli_hostile.py or test_hostile_files.py."""
+mistakes.  Each test reproduces one finding (a traceback or "unexpected error", a silently wasted run, lost
+data) and checks the plain-words message that replaced it; none duplicates tests/core/test_cli_hostile.py or
+test_hostile_files.py."""
 
 from __future__ import annotations
 
