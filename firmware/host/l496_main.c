@@ -144,13 +144,18 @@ int main(void) {
             reset_chip(mode);
             puts("ok");
         } else if (!strcmp(c, "stuck")) {
-            static const char *const NAMES[] = {"pll", "msi", "vosf", "acr", "sws", "pllstop", "hsi"};
+            static const struct {
+                const char *name;
+                unsigned bit;
+            } F[] = {{"pll", FAKE_STUCK_PLL},   {"msi", FAKE_STUCK_MSI},         {"vosf", FAKE_STUCK_VOSF},
+                     {"acr", FAKE_STUCK_ACR},   {"sws", FAKE_STUCK_SWS},         {"pllstop", FAKE_STUCK_PLLSTOP},
+                     {"hsi", FAKE_STUCK_HSI}};
             unsigned bits = 0;
             int bad = 0;
             for (int k = 1; k < n; k++) {
                 int found = !strcmp(a[k], "none");
-                for (unsigned b = 0; b < sizeof NAMES / sizeof NAMES[0]; b++)
-                    if (!strcmp(a[k], NAMES[b])) bits |= 1u << b, found = 1;
+                for (size_t f = 0; f < sizeof F / sizeof F[0]; f++)
+                    if (!strcmp(a[k], F[f].name)) bits |= F[f].bit, found = 1;
                 bad |= !found;
             }
             if (bad) {
