@@ -71,7 +71,9 @@ class Layer:
     epsilon: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if not isinstance(self.name, str):
+            raise ArchError(f"a layer's name must be a string, got {self.name!r}")
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ArchError(f"layer {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(sorted(KINDS))})")
         for key in ("filters", "kernel", "units", "pool", "stride"):  # (a model file may hold 2.5, "3" or true)
             v = getattr(self, key)
@@ -79,7 +81,7 @@ class Layer:
                 raise ArchError(f"layer {self.name!r}: {key} must be a whole number, got {v!r}")
         for key in ("rate", "epsilon"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not _finite(v):
                 raise ArchError(f"layer {self.name!r}: {key} must be a finite number, got {v!r}")
         if not isinstance(self.use_bias, bool):
             raise ArchError(f"layer {self.name!r}: use_bias must be true or false, got {self.use_bias!r}")
@@ -190,6 +192,32 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Arch":
+        """An architecture from its JSON form; a damaged or hostile description is an :class:`ArchError` that
+        says in the description's own terms what is wrong (a missing key, a layer that is not an object, a key
+        a layer does not have), never Python-internal text."""
+        if not isinstance(d, dict):
+            raise ArchError(f"malformed architecture description: a JSON object was expected, got {_kind(d)}")
+        missing = [k for k in ("input_shape", "layers") if k not in d]
+        if missing:
+            raise ArchError(f"malformed architecture description: no {' and no '.join(map(repr, missing))}")
+        if not isinstance(d["layers"], list):
+            raise ArchError(f"malformed architecture description: 'layers' must be a list, got {_kind(d['layers'])}")
+        for key, want, kind in (("classes", list, "a list"), ("meta", dict, "an object")):
+            if key in d and not isinstance(d[key], want):
+                raise ArchError(f"malformed architecture description: {key!r} must be {kind}, got {_kind(d[key])}")
+        for i, ld in enumerate(d["layers"]):
+            where = f"malformed architecture description: layer #{i + 1}"
+            if not isinstance(ld, dict):
+                raise ArchError(f"{where} must be an object, got {_kind(ld)}")
+            lacking = [k for k in ("kind", "name") if k not in ld]
+            if lacking:
+                raise ArchError(f"{where} has no {' and no '.join(map(repr, lacking))}")
+            unknown = sorted(str(k) for k in ld if k not in _LAYER_KEYS)
+            if unknown:
+                raise ArchError(
+                    f"{where} ({ld['name']!r}): unknown key {', '.join(map(repr, unknown))} "
+                    f"(known: {', '.join(_LAYER_KEYS)})"
+                )
         try:
             layers = tuple(Layer(**ld) for ld in d["layers"])
             return cls(
@@ -202,7 +230,8 @@ class Arch:
             )
         except ArchError:
             raise  # an invalid architecture: its own message names the layer
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # e.g. int("x"), int(inf), dict("ab")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # (defence in depth: the checks above and
+            # the constructors' own are meant to leave nothing for this to catch)
             raise ArchError(f"malformed architecture description: {exc}") from exc
 
     @classmethod
@@ -214,6 +243,30 @@ class Arch:
         except RecursionError as exc:  # a hostile file nesting arrays thousands deep
             raise ArchError("architecture JSON is nested too deeply") from exc
         return cls.from_dict(d)
+
+
+_LAYER_KEYS = tuple(Layer.__dataclass_fields__)
+
+
+def _kind(x: object) -> str:
+    """A JSON value's kind in JSON's words, for messages about a description."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "true/false"
+    if isinstance(x, (int, float)):
+        return f"the number {x!r}"
+    if isinstance(x, str):
+        return "a string"
+    return "a list" if isinstance(x, list) else "an object" if isinstance(x, dict) else f"a {type(x).__name__}"
+
+
+def _finite(x: numbers.Real) -> bool:
+    """``math.isfinite`` for any real number; an integer too large for a float (10**400 in a file) is not."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _whole(x: object) -> bool:

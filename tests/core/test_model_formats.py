@@ -912,7 +912,7 @@ def test_npz_refuses_a_bad_architecture(tmp_path):
     members = good_members()
     members["arch_json"] = np.array('{"input_shape": [4, 2]}')
     p = save_npz(tmp_path / "badarch.npz", members)
-    assert _npz_error(p) == f"{p}: not an ODL Studio model .npz (malformed architecture description: 'layers')"
+    assert _npz_error(p) == f"{p}: not an ODL Studio model .npz (malformed architecture description: no 'layers')"
 
 
 def test_npz_refuses_a_weight_member_without_index(tmp_path):

@@ -163,7 +163,7 @@ def test_record_from_dict_refuses_with_where_and_the_error():
     assert str(e.value) == "record 2: ValueError: could not convert string to float: 'fast'"
     with pytest.raises(CalibrationError) as e:
         BatchRecord.from_dict({"arch": {"name": "x"}, "batch_size": 8, "seconds": 1.0}, where="r")
-    assert str(e.value) == "r: ArchError: malformed architecture description: 'layers'"
+    assert str(e.value) == "r: ArchError: malformed architecture description: no 'input_shape' and no 'layers'"
     with pytest.raises(CalibrationError) as e:
         BatchRecord.from_dict({"batch_size": 8, "seconds": 1.0}, where="r")
     assert str(e.value) == "r: KeyError: 'arch'"
