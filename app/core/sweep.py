@@ -200,6 +200,17 @@ def _subjects(source: str, v, datasets: Sequence[str]) -> dict:
     return {d: one(v, "") for d in datasets}
 
 
+def _tomls_in(folder: Path) -> str:
+    """', e.g. <folder>/a.toml (one of N there)' for the spec files a folder holds, '' when none or unreadable."""
+    try:
+        found = sorted(p for p in folder.glob("*.toml") if p.is_file())
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    return f", e.g. {found[0]}" + (f" (one of {len(found)} there)" if len(found) > 1 else "")
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file; a clear :class:`SweepError` for a missing, unreadable or bad file."""
     path = Path(path)
@@ -207,6 +218,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         import tomllib  # noqa: PLC0415
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]  # noqa: PLC0415
+    if path.is_dir():
+        raise SweepError(f"{path}: is a folder; give a spec file (.toml){_tomls_in(path)}")
     if not path.is_file():
         raise SweepError(f"{path}: no such spec file")
     try:

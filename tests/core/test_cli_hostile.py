@@ -89,6 +89,7 @@ CASES = [
     (["sweep", "{d}/junk.bin"], "junk.bin: not a text (UTF-8) file"),
     (["sweep", "{d}/a_file"], "a_file: not valid TOML"),
     (["sweep", "{d}/none.toml"], "none.toml: no such spec file"),
+    (["sweep", "{d}"], ": is a folder; give a spec file (.toml)"),
     (["sweep", "{d}/none.toml", "--jobs", "0"], "argument --jobs"),
     (["make-assets", "--seed", "-1"], "argument --seed"),
     (["make-assets", "--shared", "{d}/missing", "--out", "{d}/assets", "--skip-models"], "missing"),

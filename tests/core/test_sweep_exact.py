@@ -372,7 +372,7 @@ def test_a_missing_folder_or_bad_spec_file_is_a_message(tmp_path):
     assert str(e.value) == f"{tmp_path / 'missing.toml'}: no such spec file"
     with pytest.raises(SweepError) as e:
         load_spec(tmp_path)
-    assert str(e.value) == f"{tmp_path}: no such spec file"
+    assert str(e.value) == f"{tmp_path}: is a folder; give a spec file (.toml)"
     p = tmp_path / "bad.toml"
     p.write_text("[grid\n")
     with pytest.raises(SweepError) as e:
@@ -382,6 +382,33 @@ def test_a_missing_folder_or_bad_spec_file_is_a_message(tmp_path):
     with pytest.raises(SweepError) as e:
         load_spec(p)
     assert str(e.value) == f"{p}: not a text (UTF-8) file"
+
+
+def test_a_folder_names_the_spec_files_it_holds(tmp_path):
+    """A user giving the folder where their specs are (or a results folder) is told it is a folder, and shown a
+    spec file in it."""
+    (tmp_path / "b.toml").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "x.toml").mkdir()  # a folder named like a spec is not one
+    with pytest.raises(SweepError) as e:
+        load_spec(tmp_path)
+    assert str(e.value) == f"{tmp_path}: is a folder; give a spec file (.toml), e.g. {tmp_path / 'b.toml'}"
+    (tmp_path / "a.toml").write_text("")
+    with pytest.raises(SweepError) as e:
+        load_spec(tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path}: is a folder; give a spec file (.toml), e.g. {tmp_path / 'a.toml'} (one of 2 there)"
+    )
+
+
+def test_a_folder_that_cannot_be_listed_still_gets_its_message(tmp_path, monkeypatch):
+    def refuse(self, pattern):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "glob", refuse)
+    with pytest.raises(SweepError) as e:
+        load_spec(tmp_path)
+    assert str(e.value) == f"{tmp_path}: is a folder; give a spec file (.toml)"
 
 
 def test_a_spec_file_of_up_to_a_million_bytes_is_read(tmp_path):
