@@ -39,7 +39,9 @@ def register(subparsers) -> None:
         help="'paper' (the paper's 1D-CNN) or an architecture JSON file (estimator.arch.Arch.to_json)",
     )
     src.add_argument("--model", metavar="FILE", help="a Keras model (.h5 or .keras) to import")
-    p.add_argument("--classes", type=int_range(2, 1000), default=6, help="classes of the paper model (default 6)")
+    p.add_argument(
+        "--classes", type=int_range(2, 1000), default=None, help="classes of the paper model (--arch paper; default 6)"
+    )
     p.add_argument(
         "--input-sizes",
         type=int_list,
@@ -146,6 +148,10 @@ def _arch_source(args):
     """Returns (factory T -> Arch, default input sizes, description, is_model)."""
     from estimator.arch import Arch, ArchError, paper_cnn
 
+    if args.classes is not None and (args.model or args.arch not in (None, "paper")):
+        # (a model or architecture file has its own classes: ignoring the option would estimate another model)
+        given = f"--model {args.model}" if args.model else f"--arch {args.arch}"
+        raise _UsageError(f"--classes is for --arch paper only; {given} has its own classes")
     if args.model:
         path = Path(args.model)
         if not path.is_file():
@@ -163,9 +169,8 @@ def _arch_source(args):
         arch = loaded.arch
         return arch.with_input_size, [arch.input_size], f"{arch.name} ({path.name})", True
     if args.arch == "paper":
-        if args.classes < 2:
-            raise _UsageError(f"--classes must be >= 2, got {args.classes}")
-        return (lambda T: paper_cnn(T, args.classes)), [20, 40, 60, 80, 100], "paper 1D-CNN", False
+        classes = 6 if args.classes is None else args.classes
+        return (lambda T: paper_cnn(T, classes)), [20, 40, 60, 80, 100], "paper 1D-CNN", False
     path = Path(args.arch)
     try:
         arch = Arch.from_json(path.read_text(encoding="utf-8"))
@@ -204,6 +209,9 @@ def run(args) -> int:
             raise _UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
         if args.windows is not None and args.windows < 1:
             raise _UsageError(f"--windows must be >= 1, got {args.windows}")
+        if args.profile_dir is not None and not Path(args.profile_dir).is_dir():
+            what = "is a file, not" if Path(args.profile_dir).exists() else "no such folder; give"
+            raise _UsageError(f"--profile-dir {args.profile_dir}: {what} a folder of saved board profiles")
         profile_dir = args.profile_dir or _default_profile_dir()
         try:
             profile = get_profile(args.profile, profile_dir)

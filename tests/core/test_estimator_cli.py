@@ -129,3 +129,42 @@ def test_model_import_reports_inference_figures(st_models, capsys):
     # (conv + ReLU + pooling as one layer), the largest layer is that one: its input and the pooled output (72 + 216)
     assert r["activation_peak_kib"] == pytest.approx((648 + 216) * 4 / 1024)
     assert r["activation_fused_kib"] == pytest.approx((72 + 216) * 4 / 1024)
+
+
+def test_classes_with_a_model_or_architecture_file_is_refused(tmp_path, capsys):
+    """--classes shapes only the paper model; with a model or an architecture file it was silently ignored, so
+    the user saw figures for another head than the one asked for."""
+    from estimator.arch import paper_cnn
+
+    arch = tmp_path / "a.json"
+    arch.write_text(paper_cnn(20, 4).to_json(), encoding="utf-8")
+    assert main(["estimate", "--arch", str(arch), "--classes", "4"]) == 2
+    assert capsys.readouterr().err == (
+        f"odlstudio estimate: error: --classes is for --arch paper only; --arch {arch} has its own classes\n"
+    )
+    assert main(["estimate", "--model", str(tmp_path / "m.h5"), "--classes", "6"]) == 2
+    assert capsys.readouterr().err == (
+        f"odlstudio estimate: error: --classes is for --arch paper only; --model {tmp_path / 'm.h5'} has its own "
+        "classes\n"
+    )
+    d = _json(capsys, "--arch", str(arch), "--input-sizes", "20", "--modes", "tl")
+    assert d["rows"][0]["params"] == paper_cnn(20, 4).params
+    for argv, classes in (([], 6), (["--classes", "3"], 3), (["--arch", "paper", "--classes", "9"], 9)):
+        d = _json(capsys, *argv, "--input-sizes", "20", "--modes", "full")
+        assert d["rows"][0]["params"] == paper_cnn(20, classes).params
+
+
+def test_profile_dir_that_is_not_a_folder_is_refused(tmp_path, capsys):
+    """A mistyped --profile-dir was ignored (the preset then came from nowhere or 'unknown device profile')."""
+    f = tmp_path / "a.json"
+    f.write_text("{}", encoding="utf-8")
+    assert main(["estimate", "--profile-dir", str(f)]) == 2
+    assert capsys.readouterr().err == (
+        f"odlstudio estimate: error: --profile-dir {f}: is a file, not a folder of saved board profiles\n"
+    )
+    assert main(["estimate", "--profile-dir", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == (
+        f"odlstudio estimate: error: --profile-dir {tmp_path / 'nope'}: no such folder; give a folder of saved "
+        "board profiles\n"
+    )
+    assert _json(capsys, "--profile-dir", str(tmp_path), "--input-sizes", "20")["rows"]
