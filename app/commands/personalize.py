@@ -109,6 +109,11 @@ def register(subparsers) -> None:
         "--timeout", type=finite_float(0.05, 600.0), default=3.0, help="per-request timeout in s (default 3)"
     )
     p.add_argument("--out", default=None, metavar="DIR", help="write the personalized models and report.json here")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run in --out (its models of modes not run again are removed)",
+    )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_procedure_args(p)
@@ -116,7 +121,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.personalize import PersonalizeConfig, PersonalizeError, personalize, write_outputs  # noqa: PLC0415
+    from app.core.personalize import (  # noqa: PLC0415
+        PersonalizeConfig,
+        PersonalizeError,
+        earlier_outputs,
+        personalize,
+        write_outputs,
+    )
 
     def log(msg: str) -> None:
         if not args.quiet:
@@ -154,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
         if args.out:  # before minutes of training: an existing file, a read-only or full disk are said now
             check_output_dir(args.out, "--out")
+            if not args.overwrite and earlier_outputs(args.out) is not None:
+                raise OutputError(
+                    f"--out {args.out}: holds the results of an earlier run (report.json); give a new folder, "
+                    "or --overwrite to replace them"
+                )
     except (PersonalizeError, OutputError) as exc:
         print(f"odlstudio personalize: {exc}", file=sys.stderr)
         return 2

@@ -899,6 +899,7 @@ def write_outputs(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = earlier_outputs(out) or []
     written: dict[str, dict[str, str]] = {}
     errors: dict[str, dict[str, str]] = {}
     T = result.report["input_size"]
@@ -916,6 +917,7 @@ def write_outputs(
     if errors:
         rep["export_errors"] = errors
     (out / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    _remove_stale(out, earlier, {Path(v) for f in written.values() for v in f.values()})
     if errors:
         flat = {f"{mode}/{fmt}": msg for mode, e in errors.items() for fmt, msg in e.items()}
         raise ExportError(
@@ -925,6 +927,35 @@ def write_outputs(
             flat,
         )
     return written
+
+
+def earlier_outputs(out_dir: str | Path) -> list[Path] | None:
+    """The files an earlier run's ``report.json`` in ``out_dir`` lists as its outputs (only those inside
+    ``out_dir``), or None when there is no report.json.  A report that cannot be read lists nothing."""
+    report = Path(out_dir) / "report.json"
+    if not report.is_file():
+        return None
+    try:
+        listed = json.loads(report.read_text(encoding="utf-8")).get("outputs", {})
+        paths = [Path(v) for files in listed.values() for v in files.values()]
+    except (OSError, ValueError, AttributeError, TypeError):  # damaged or foreign: remove nothing of it
+        return []
+    root = Path(out_dir).resolve()
+    return [p for p in paths if p.resolve().parent.parent == root]
+
+
+def _remove_stale(out: Path, earlier: list[Path], now: set[Path]) -> None:
+    """Remove what an earlier run in the same folder wrote and this one did not (a mode not run again), and
+    the mode folders that leaves empty: the folder then describes one run, as its report.json does.  Files a
+    user put there are not listed in the earlier report and stay."""
+    now_resolved = {p.resolve() for p in now}
+    for p in earlier:
+        if p.resolve() not in now_resolved and p.is_file():
+            p.unlink(missing_ok=True)
+            try:
+                p.parent.rmdir()  # only when empty
+            except OSError:
+                pass
 
 
 def _safe(s: str) -> str:

@@ -384,3 +384,73 @@ def test_batch_summary_lists_a_robust_rounds_validation_passes():
     assert (m["batches"], m["warmup_batches"], m["val_passes"]) == (2, 0, 3)
     assert m["val_time_s"] == 1.0 and m["round_time_s"] == 3.0 and m["time_per_batch_s"] == 1.0
     assert m["energy_per_batch_mj"] == pytest.approx(4.0) and m["round_energy_mj"] == pytest.approx(15.0)
+
+
+def _report(out: Path, outputs: dict) -> None:
+    (out / "report.json").write_text(json.dumps({"outputs": outputs}), encoding="utf-8")
+
+
+def test_earlier_outputs_lists_the_files_of_an_earlier_run_inside_the_folder(tmp_path):
+    from app.core.personalize import earlier_outputs
+
+    assert earlier_outputs(tmp_path) is None  # no report.json: no earlier run
+    (tmp_path / "report.json").mkdir()
+    assert earlier_outputs(tmp_path) is None  # (a folder named so is no report)
+    (tmp_path / "report.json").rmdir()
+    inside, outside, deeper = tmp_path / "full" / "u.keras", tmp_path.parent / "x" / "v.h", tmp_path / "a" / "b" / "w.h"
+    _report(tmp_path, {"full": {"keras": str(inside), "h": str(outside), "deep": str(deeper)}})
+    assert earlier_outputs(tmp_path) == [inside]  # only <out>/<mode>/<file>: nothing elsewhere is touched
+    for damaged in ("{not json", "[1, 2]", '{"outputs": [1]}', '{"outputs": {"full": 3}}', '"x"'):
+        (tmp_path / "report.json").write_text(damaged, encoding="utf-8")
+        assert earlier_outputs(tmp_path) == [], damaged  # unreadable: an earlier run, but nothing to remove
+
+
+def test_stale_outputs_of_modes_not_run_again_are_removed_and_the_rest_kept(tmp_path):
+    from app.core.personalize import _remove_stale
+
+    files = {n: tmp_path / n for n in ("full/u_full.keras", "full/u_full.h", "tl/u_tl.keras", "tl/u_tl.h")}
+    for p in files.values():
+        p.parent.mkdir(exist_ok=True)
+        p.write_text("old")
+    mine = tmp_path / "tl" / "notes.txt"  # a file the user put there: never listed, never removed
+    mine.write_text("mine")
+    now = {files["tl/u_tl.keras"]}
+    _remove_stale(tmp_path, list(files.values()), now)
+    assert not (tmp_path / "full").exists()  # the mode not run again: its files and its emptied folder
+    assert files["tl/u_tl.keras"].read_text() == "old"  # written by this run (here: unchanged)
+    assert not files["tl/u_tl.h"].exists()  # an earlier file of this mode that this run did not write
+    assert mine.read_text() == "mine" and (tmp_path / "tl").is_dir()
+
+
+def test_cli_personalize_refuses_an_out_folder_with_an_earlier_run(tmp_path, capsys):
+    """Re-running into the same --out replaced the earlier models without a word, and left the folders of
+    modes not run again beside a report.json that did not describe them."""
+    from app.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}", encoding="utf-8")
+    rc = main(["personalize", "--data", str(tmp_path / "none.txt"), "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        f"odlstudio personalize: --out {out}: holds the results of an earlier run (report.json); give a new "
+        "folder, or --overwrite to replace them\n"
+    )
+    assert (out / "report.json").read_text() == "{}"
+
+
+def test_cli_personalize_overwrite_leaves_one_run_in_the_folder(user_file, tmp_path, capsys):
+    from app.cli import main
+
+    out = tmp_path / "out"
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1"]
+    args += ["--time-scale", "2000", "--power-freq", "10", "--quiet", "--out", str(out)]
+    assert main([*args, "--modes", "none,full"]) == 0
+    (out / "full" / "my_notes.txt").write_text("mine")
+    assert main([*args, "--modes", "none,tl"]) == 2  # not without --overwrite
+    assert main([*args, "--modes", "none,tl", "--overwrite"]) == 0
+    capsys.readouterr()
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["outputs"]) == {"tl"}
+    assert sorted(p.name for p in (out / "full").iterdir()) == ["my_notes.txt"]  # the earlier run's files went
+    assert sorted(p.name for p in (out / "tl").iterdir()) == sorted(Path(f).name for f in rep["outputs"]["tl"].values())
