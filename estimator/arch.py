@@ -258,7 +258,7 @@ def _kind(x: object) -> str:
         return f"the number {x!r}"
     if isinstance(x, str):
         return "a string"
-    return "a list" if isinstance(x, list) else "an object" if isinstance(x, dict) else f"a {type(x).__name__}"
+    return "an object" if isinstance(x, dict) else f"a {type(x).__name__}"  # (a list, a tuple)
 
 
 def _finite(x: numbers.Real) -> bool:
