@@ -203,7 +203,7 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         _err(plan["note"])
     writer = None
     if args.out:
-        from device.lpm01a.recorder import open_writer
+        from device.lpm01a.recorder import CannotWrite, open_writer
 
         if os.path.lexists(args.out) and not os.path.isdir(args.out):  # opening it would empty it at once
             return {
@@ -216,6 +216,8 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
             if suffix in ("h5", "hdf5"):
                 writer_args.update(voltage_v=args.volt, stream_format=plan["fmt"], port=args.port)
             writer = open_writer(args.out, plan["rate_hz"], args.output, **writer_args)
+        except CannotWrite as exc:  # nothing was captured, no file left behind
+            return {"error": f"--out {args.out}: cannot write it: {exc.reason}"}, 2
         except (ValueError, OSError) as exc:
             msg = str(exc)
             return {"error": msg if msg.startswith("--out") else f"--out {args.out}: {msg}"}, 2

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import io
 import math
 import os
+import re
 import struct
 import time
 from pathlib import Path
@@ -53,8 +55,11 @@ __all__ = [
     "open_writer",
     "read_capture",
     "DiskFull",
+    "CannotWrite",
     "room_left",
     "clear_write_flags",
+    "check_not_cut_short",
+    "Truncated",
     "DISK_RESERVE",
 ]
 
@@ -78,6 +83,64 @@ class DiskFull(OSError):
             f"disk full: {self.reason} for {self.path}; stopped writing after {self.written:,} {self.unit} "
             "(the file is complete up to there)"
         )
+
+
+class CannotWrite(OSError):
+    """The capture file could not be created, or the disk refused its first write (a read-only disk, a folder
+    without write permission, a missing folder, an exhausted quota): nothing was captured and no half-made
+    file is left behind.  ``reason`` is the cause in plain words ("read-only file system")."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _refusal(path: Path, exc: BaseException) -> str:
+    """Plain words for why creating ``path`` failed: the OS's reason (from ``errno``, or the ``errno = N``
+    that HDF5 puts in its message), never the library's own text."""
+    code = exc.errno if isinstance(exc, OSError) and isinstance(exc.errno, int) else None
+    if code is None:
+        found = re.search(r"errno = (\d+),", str(exc))
+        code = int(found.group(1)) if found else None
+    if code == errno.ENOENT and not path.parent.is_dir():
+        return f"the folder {path.parent} does not exist"
+    if code == errno.EISDIR or path.is_dir():
+        return "it is a folder"
+    if code is None:
+        return "the disk refused the write"
+    text = os.strerror(code)
+    return text[:1].lower() + text[1:]
+
+
+#: Bytes an empty capture file takes once its layout is written (about 10 kB), with a wide margin.
+_START_BYTES = 64 * 1024
+
+
+def _try_write(path: Path, nbytes: int) -> None:
+    """Create ``path``, write ``nbytes`` to it and sync, then empty it again: the disk's refusals (read-only,
+    permissions, a quota, a file-size limit) show up here, as plain ``OSError`` s.  HDF5 itself does not
+    survive a refused first write: its file handle can then be neither flushed nor closed, and the
+    interpreter crashes at exit (a segmentation fault after the message)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        zeros = memoryview(bytes(nbytes))
+        while zeros:
+            zeros = zeros[os.write(fd, zeros) :]
+        os.fsync(fd)
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def _remove_new_file(path: Path, existed: bool) -> None:
+    """Remove what a failed start created (never a file that was there before)."""
+    if existed:
+        return
+    try:
+        if path.is_file():
+            path.unlink()
+    except OSError:
+        pass
 
 
 def room_left(path: str | Path) -> int:
@@ -158,7 +221,46 @@ class Hdf5Writer:
         room = room_left(self.path) if check_space else 1 << 62
         if room < self.reserve + chunk * 8:
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
-        self.f = h5py.File(self.path, "w", libver="latest")
+        existed = os.path.lexists(self.path)
+        try:
+            if not existed:
+                _try_write(self.path, _START_BYTES)
+            self.f = h5py.File(self.path, "w", libver="latest")
+        except (OSError, RuntimeError, ValueError) as exc:  # read-only disk, no permission, no folder, quota...
+            _remove_new_file(self.path, existed)
+            raise CannotWrite(self.path, _refusal(self.path, exc)) from None
+        # A refusal past the test write (the disk failing within milliseconds) still gives the message and
+        # removes the file, but HDF5's unclosable handle may then crash the interpreter at exit.
+        reason = ""
+        try:
+            self._start(output, voltage_v, stream_format, port, start_time, chunk, extra_attrs)
+        except (OSError, RuntimeError, ValueError) as exc:  # the disk refused the first write (quota, I/O error)
+            reason = _refusal(self.path, exc)
+        if reason:
+            self._abandon()
+            _remove_new_file(self.path, existed)
+            raise CannotWrite(self.path, reason)
+
+    def _abandon(self) -> None:
+        """Close a file whose first write failed (best effort) and drop the handles to it."""
+        for name in ("samples", "events", "status"):
+            self.__dict__.pop(name, None)
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 - the caller removes the file
+            pass
+
+    def _start(
+        self,
+        output: str,
+        voltage_v: float | None,
+        stream_format: str,
+        port: str,
+        start_time: float | None,
+        chunk: int,
+        extra_attrs: dict | None,
+    ) -> None:
+        """Write the layout and every attribute, then switch to SWMR (HDF5's first flush)."""
         start = time.time() if start_time is None else float(start_time)
         self.f.attrs["format"] = "odlstudio-lpm01a-capture"
         self.f.attrs["version"] = 1
@@ -355,10 +457,19 @@ class CsvWriter:
         room = room_left(self.path)
         if room < self.reserve:
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.2f} MB free, not enough to start", unit="rows")
-        self.fh = open(self.path, "w", encoding="ascii", newline="\n")
+        existed = os.path.lexists(self.path)
+        try:
+            self.fh = open(self.path, "w", encoding="ascii", newline="\n")
+        except OSError as exc:  # read-only disk, no permission, no folder...
+            raise CannotWrite(self.path, _refusal(self.path, exc)) from None
         header = f"# odlstudio LPM01A capture, rate_hz={self.rate_hz:g}, {output} in {'A' if unit == 'a' else 'J'}; empty value = lost sample\ntime_s,{output}_{unit}\n"
         self.bytes = 0
-        self._put(header)
+        try:
+            self._put(header)
+        except OSError as exc:  # the disk refused the first write (a quota, a file-size limit)
+            self.close()
+            _remove_new_file(self.path, existed)
+            raise CannotWrite(self.path, _refusal(self.path, exc.__cause__ or exc)) from None
         self._tdigits = max(0, math.ceil(math.log10(self.rate_hz))) + 1 if self.rate_hz > 1 else 1
 
     def _put(self, text: str) -> None:
@@ -529,6 +640,112 @@ def _find_superblock(path: Path) -> tuple[int, bytes, int] | None:
     return None
 
 
+class Truncated(ValueError):
+    """A file cut short (a copy that stopped, a damaged disk): something it refers to lies past its end.
+    Nothing can bring the missing bytes back; the file is left as it is."""
+
+    def __init__(self, path: str | Path, size: int, what: str) -> None:
+        super().__init__(f"{path}: truncated: {size:,} bytes, {what}; repair cannot restore the missing data")
+
+
+class _PaddedView(io.RawIOBase):
+    """A read-only view of an HDF5 file as it would be after the repair — write flags cleared, zeros from
+    the file's end up to the end its superblock records — without changing the file."""
+
+    def __init__(self, path: Path, base: int, body: bytes, end: int) -> None:
+        super().__init__()
+        self._fh = open(path, "rb")
+        self._end = max(end, os.fstat(self._fh.fileno()).st_size)
+        unflagged = body[:11] + b"\x00" + body[12:]
+        self._base, self._block = base, unflagged + struct.pack("<I", _lookup3(unflagged))
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = {0: 0, 1: self._pos, 2: self._end}[whence] + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        start, stop = self._pos, min(self._pos + len(buf), self._end)
+        if stop <= start:
+            return 0
+        self._fh.seek(start)
+        data = bytearray(self._fh.read(stop - start))
+        data += bytes(stop - start - len(data))
+        lo, hi = max(start, self._base), min(stop, self._base + len(self._block))
+        if lo < hi:
+            data[lo - start : hi - start] = self._block[lo - self._base : hi - self._base]
+        buf[: len(data)] = data
+        self._pos = stop
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _needs_the_missing_tail(path: Path, base: int, body: bytes, end: int, size: int) -> bool:
+    """Whether a file shorter than its recorded end refers to anything in the missing part (a file cut
+    short), or not (its writer's last write failed on a full disk and the writer dropped what that write
+    held: the end of file is then fixed by the repair).  Reads every object header and attribute, the
+    storage address of every dataset (chunks included) and the values of variable-length data."""
+    import h5py
+
+    def beyond(name: str, obj) -> bool | None:
+        for key in obj.attrs:
+            obj.attrs[key]
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        layout = obj.id.get_create_plist().get_layout()
+        if layout == h5py.h5d.CHUNKED:
+            for i in range(obj.id.get_num_chunks()):
+                info = obj.id.get_chunk_info(i)
+                if info.byte_offset + info.size > size:
+                    return True
+        elif layout == h5py.h5d.CONTIGUOUS:
+            offset = obj.id.get_offset()
+            if offset is not None and offset + obj.id.get_storage_size() > size:
+                return True
+        if h5py.check_vlen_dtype(obj.dtype) or obj.dtype.names:  # values in the global heap
+            obj[()]
+        return None
+
+    try:
+        with _PaddedView(path, base, body, end) as view, h5py.File(view, "r") as f:
+            for key in f.attrs:
+                f.attrs[key]
+            return bool(f.visititems(beyond))
+    except Exception:  # noqa: BLE001 - metadata or heap past the end: zeros HDF5 cannot read
+        return True
+
+
+def check_not_cut_short(path: str | Path) -> None:
+    """Raise :class:`Truncated` when the file is shorter than the end its superblock records and something it
+    refers to lies in the missing part; a file whose last write failed on a full disk (the writer dropped
+    what that write held) passes, and :func:`fix_end_of_file` mends its end.  Raises ``ValueError`` for a file
+    with no (valid) version 2/3 superblock, ``OSError`` when it cannot be read."""
+    path = Path(path)
+    base, body, _flags = _checked_superblock(path)
+    eof, size = _recorded_eof(body), path.stat().st_size
+    if size < eof and _needs_the_missing_tail(path, base, body, eof, size):
+        raise Truncated(path, size, f"its HDF5 header says it ends at {eof:,} bytes")
+
+
+def _recorded_eof(body: bytes) -> int:
+    """The end-of-file address a version 2/3 superblock records (absolute: it counts a user block)."""
+    size_o = body[9]
+    at = 12 + 2 * size_o
+    return int.from_bytes(body[at : at + size_o], "little")
+
+
 def clear_write_flags(path: str | Path) -> bool:
     """Clear the "file is open for write" flags that a killed HDF5 writer leaves in the superblock (what
     ``h5clear -s`` does), so plain readers open the file.  The data themselves are what the writer's
@@ -538,6 +755,7 @@ def clear_write_flags(path: str | Path) -> bool:
     naming the file when it is unreadable, not HDF5, or its superblock checksum is wrong.  Never call it
     on a file a live process is writing."""
     path = Path(path)
+    check_not_cut_short(path)  # before any change: a file cut short is left as it is
     base, body, flags = _checked_superblock(path)
     changed = False
     if flags:
@@ -565,20 +783,39 @@ def _write_superblock(path: Path, base: int, body: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def recorded_end(path: str | Path) -> tuple[int, int, bytes] | None:
+    """``(base, end, superblock)`` of a file with a version 2/3 superblock: the end-of-file address the
+    superblock records (absolute, like :func:`fix_end_of_file` reads it) and the superblock's bytes with
+    its checksum; ``end`` is -1 when the file is cut inside the superblock itself.  None when the file has
+    no such superblock (not HDF5, or an older format)."""
+    found = _find_superblock(Path(path))
+    if found is None:
+        return None
+    base, block, _flags = found
+    size_o = block[9]
+    if len(block) < 12 + 4 * size_o + 4:  # cut inside the superblock
+        return base, -1, block
+    at = 12 + 2 * size_o
+    return base, int.from_bytes(block[at : at + size_o], "little"), block
+
+
 def fix_end_of_file(path: str | Path) -> bool:
     """A file whose last write failed (full disk) can be shorter than the end-of-file address in its
     superblock, and HDF5 then refuses it ("truncated file").  The missing tail holds nothing the file
     still refers to (the writer shrank its datasets back to what was written), so extend the file to
     that address (a sparse hole: no disk space needed) or, where the file may not grow (a file-size
-    limit), lower the recorded address to the file's size.  Returns True when the file was changed."""
+    limit), lower the recorded address to the file's size.  Returns True when the file was changed.  A file
+    cut short (something it refers to lies in the missing part) is :class:`Truncated` and not changed."""
     path = Path(path)
     base, body, _flags = _checked_superblock(path)
     size_o = body[9]
     at = 12 + 2 * size_o
-    eof = int.from_bytes(body[at : at + size_o], "little")  # an absolute address: it counts a user block
+    eof = _recorded_eof(body)
     size = path.stat().st_size
     if size >= eof:
         return False
+    if _needs_the_missing_tail(path, base, body, eof, size):  # cut short: padding would pass zeros off as data
+        raise Truncated(path, size, f"its HDF5 header says it ends at {eof:,} bytes")
     try:
         os.truncate(path, eof)
         if path.stat().st_size >= eof:

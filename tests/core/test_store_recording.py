@@ -336,3 +336,38 @@ def test_hdf5_writer_keeps_position_equal_to_sample_number_across_an_overrun(tmp
     assert len(s) == 200
     assert np.all(s[:100] == 1.0) and np.all(np.isnan(s[100:150])) and np.all(s[150:] == 2.0)
     assert cap["status"]["next_index"] == 200 and cap["status"]["received"] == 150 and cap["status"]["lost"] == 50
+
+
+def test_recover_leaves_a_power_file_cut_short_as_it_is(tmp_path):
+    """A power recording cut short (a copy that stopped, a damaged disk) was grown back with zeros at the next
+    start, and its missing half then read as 0 A; it is now left byte for byte, and the row kept."""
+    import os
+    import shutil
+
+    from device.lpm01a.recorder import write_flags
+
+    store = Store(tmp_path)
+    s = SampleStream("current", 10_000.0, 1, recent_s=1.0, history_s=100)
+    rec = StreamRecorder(store, s, "power", "run", voltage=3.3)
+    for _ in range(40):
+        s.append(np.full(1000, 2e-4, np.float32))
+    live = rec.path
+    for _ in range(100):  # until a flush has put the samples on disk
+        if rec.n_written == 40_000:
+            break
+        time.sleep(0.05)
+    time.sleep(0.6)
+    shutil.copyfile(live, tmp_path / "killed.h5")  # what a crash leaves: the writer's flags still set
+    row = rec.stop()
+    path = store.resolve(row.path)
+    shutil.copyfile(tmp_path / "killed.h5", path)
+    assert write_flags(path)
+    os.truncate(path, path.stat().st_size // 2)
+    before = path.read_bytes()
+    store.update_recording(row.id, status="recording")  # as a crash leaves it
+    store.close()
+    store = Store(tmp_path)  # the next start
+    fixed = recover(store)
+    assert [(r.id, r.status) for r in fixed] == [(row.id, "recovered")]
+    assert path.read_bytes() == before
+    store.close()

@@ -22,6 +22,8 @@ from device.lpm01a.recorder import (
     CsvWriter,
     DiskFull,
     Hdf5Writer,
+    Truncated,
+    check_not_cut_short,
     clear_write_flags,
     fix_end_of_file,
     open_writer,
@@ -1302,6 +1304,58 @@ def test_fix_end_of_file_extends_a_short_file(tmp_path):
     assert p.stat().st_size == size + 100 and _eof(p) == size + 100  # grown (a hole), the superblock unchanged
     _reads_back(p)
     assert fix_end_of_file(p) is False
+
+
+def _text_file(p: Path) -> Path:
+    p.write_bytes(b"text" * 100)
+    return p
+
+
+def _cut_in_half(tmp_path, name: str, flagged: bool) -> tuple[Path, int]:
+    """A file with a dataset of 4,000 values cut to half its size (a copy that stopped): what its header
+    refers to lies past the cut.  ``flagged``: cut from a copy of a still-open (SWMR) writer."""
+    p = tmp_path / name
+    live = tmp_path / f"live-{name}"
+    f = h5py.File(live, "w", libver="latest")
+    f.create_dataset("samples", data=np.arange(4000.0), maxshape=(None,), chunks=(256,))
+    if flagged:
+        f.swmr_mode = True
+    f.flush()
+    shutil.copyfile(live, p)
+    f.close()
+    end = p.stat().st_size
+    os.truncate(p, end // 2)
+    return p, end
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_a_file_cut_short_is_refused_and_left_as_it_is(tmp_path, flagged):
+    """Padding a file cut short with zeros (as for a failed last write) passed the zeros off as data: the
+    recovery at the app's start and `odlstudio repair` both went through here."""
+    p, end = _cut_in_half(tmp_path, "cut.h5", flagged)
+    before = p.read_bytes()
+    expected = (
+        f"{p}: truncated: {len(before):,} bytes, its HDF5 header says it ends at {end:,} bytes; repair cannot "
+        "restore the missing data"
+    )
+    for call in (check_not_cut_short, fix_end_of_file, clear_write_flags):
+        with pytest.raises(Truncated) as e:
+            call(p)
+        assert str(e.value) == expected, call.__name__
+        assert p.read_bytes() == before, call.__name__
+
+
+def test_a_file_short_only_by_a_failed_last_write_passes_the_check(tmp_path):
+    p, _size = _short_file(tmp_path)
+    check_not_cut_short(p)  # nothing it refers to is missing: no exception, and no change
+    assert fix_end_of_file(p) is True
+    _reads_back(p)
+    whole = tmp_path / "whole.h5"
+    with h5py.File(whole, "w", libver="latest") as f:
+        f["x"] = np.arange(3)
+    check_not_cut_short(whole)
+    with pytest.raises(ValueError, match="not an HDF5 file with a version 2/3 superblock"):
+        check_not_cut_short(_text_file(tmp_path / "t.h5"))
 
 
 def test_fix_end_of_file_leaves_a_whole_file_alone(tmp_path):
