@@ -173,11 +173,13 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.jobs < 1:
         print(f"odlstudio loso: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
+    from app.core.datasets import check_dataset_data  # noqa: PLC0415
     from app.core.executors import ExecutorError, make_executor  # noqa: PLC0415
     from app.core.outputs import check_output_dir  # noqa: PLC0415
 
     try:
         cfg = config_from_args(args)
+        check_dataset_data(cfg.dataset, cfg.data_path)  # e.g. a HAPT npz given for --dataset wisdm2019
         check_output_dir(args.results, "--results")  # before hours of work
         executor = make_executor(args.executor, args.jobs, args.address)
         executor = None if executor.kind == "local" else executor  # local: run_loso's own pool, as before

@@ -14,7 +14,9 @@ reason — nothing is dropped silently except blank lines.
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -680,6 +682,10 @@ def load_wisdm(
     if variant not in ("auto", "v1.1", "2019"):
         raise DatasetError(f"variant must be 'auto', 'v1.1' or '2019', got {variant!r}")
     files = wisdm_files(Path(path))
+    for f in files:
+        kind = sniff_file(f)
+        if not kind.for_wisdm():  # (parsed, its bytes would be quoted as bad records)
+            raise DatasetError(f"{f}: {kind.what}, not WISDM text: {WISDM_EXPECTED}{_hint(kind)}")
     segs: list[Segment] = []
     skipped: list[SkippedLine] = []
     notes: list[str] = []
@@ -696,6 +702,255 @@ def load_wisdm(
     if subjects is not None:
         rs = rs.for_subjects(subjects)
     return rs.select(activities).resampled(rate)
+
+
+# ================================================================================================
+# What a file is (for a message about a file given where another kind is expected)
+# ================================================================================================
+
+#: The arrays of a HAPT npz and of the app's windows export (:func:`app.core.labels.export_windows_npz`).
+HAPT_ARRAYS = ("acc", "label", "user", "session")
+WINDOWS_ARRAYS = ("X", "y", "classes")
+#: The header of the sample recording the emulated board's sensor plays back (``assets/sample/*.csv``).
+SAMPLE_CSV_HEADER = "t_s,x,y,z,activity"
+#: What :func:`load_wisdm` and :func:`load_hapt` read, and what ``--data`` takes (:func:`load_dataset`).
+WISDM_EXPECTED = (
+    "WISDM text is a data_<id>_accel_phone.txt (WISDM-2019) or WISDM_ar_v1.1_raw.txt (v1.1) file of "
+    "'user,activity,timestamp,x,y,z;' records, or a folder holding them"
+)
+HAPT_EXPECTED = "a HAPT .npz is hapt_raw_50hz.npz with arrays acc, label, user, session, or a folder holding it"
+DATA_FORMATS = (
+    "WISDM accelerometer text (data_<id>_accel_phone.txt or WISDM_ar_v1.1_raw.txt files of "
+    "'user,activity,timestamp,x,y,z;' records, the app's WISDM export, or a folder of them) or a HAPT .npz "
+    "(arrays acc, label, user, session); personalize also takes the app's windows .npz (arrays X, y, classes)"
+)
+#: ``odlstudio loso --dataset <name>``: the dataset's title and what its ``--data`` is.
+DATASET_DATA: dict[str, tuple[str, str]] = {
+    "wisdm2019": (
+        "WISDM-2019",
+        "WISDM-2019 phone accelerometer text, data_<id>_accel_phone.txt files (the folder wisdm2019_phone_accel "
+        "or one of its files)",
+    ),
+    "hapt": (
+        "HAPT",
+        "the converted UCI HAPT hapt_raw_50hz.npz (arrays acc, label, user, session) or a folder holding it",
+    ),
+}
+_SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a file recognisably is.  ``kind``: ``hapt``, ``windows``, ``model``, ``loso_cache``, ``keras``,
+    ``npz`` (other arrays), ``zip`` (not arrays), ``damaged_zip``, ``npy``, ``hdf5``, ``utf16``, ``binary``,
+    ``sample_csv``, ``wisdm``, ``text`` (anything else: the text readers decide) or ``unreadable``; ``what``: a noun phrase for
+    a message ("a HAPT .npz (arrays ...)"); ``hint``: what to do with it instead, or ""; ``arrays``: an npz's
+    arrays (of a damaged one, those at its start)."""
+
+    kind: str
+    what: str
+    hint: str = ""
+    arrays: tuple[str, ...] = ()
+
+    def for_hapt(self) -> bool:
+        """:func:`load_hapt` reads it, or says what is wrong with it (a damaged or incomplete HAPT/windows npz)."""
+        if self.kind == "npz":
+            return _hapt_like(self.arrays) or _windows_like(self.arrays)
+        return self.kind in ("hapt", "damaged_zip", "unreadable")
+
+    def for_wisdm(self) -> bool:
+        """:func:`load_wisdm` reads it (or quotes its bad records)."""
+        return self.kind in ("wisdm", "text", "unreadable")
+
+
+def _hapt_like(arrays: Sequence[str]) -> bool:
+    return bool(set(arrays) & set(HAPT_ARRAYS))
+
+
+def _windows_like(arrays: Sequence[str]) -> bool:
+    return "classes" in arrays or {"X", "y"} <= set(arrays)
+
+
+def _names(items: Sequence[str], at_most: int = 8) -> str:
+    shown = ", ".join(items[:at_most])
+    return shown + (f" and {len(items) - at_most} more" if len(items) > at_most else "")
+
+
+def _zip64_compressed_size(extra: bytes) -> int | None:
+    """The compressed size in a local header's zip64 extra field (None: there is none)."""
+    off = 0
+    while off + 4 <= len(extra):
+        tag, n = struct.unpack_from("<HH", extra, off)
+        if tag == 1 and n >= 16 and off + 20 <= len(extra):
+            return int(struct.unpack_from("<Q", extra, off + 12)[0])
+        off += 4 + n
+    return None
+
+
+def _local_members(path: Path, at_most: int = 64) -> list[str]:
+    """The members whose local headers begin a zip that has lost its directory (at the end: e.g. a truncated
+    file), walked header to header as far as the sizes tell."""
+    names: list[str] = []
+    try:
+        with path.open("rb") as fh:
+            pos, end = 0, path.stat().st_size
+            while len(names) < at_most and pos < end:
+                fh.seek(pos)
+                head = fh.read(30)
+                if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                    break
+                (flags,) = struct.unpack_from("<H", head, 6)
+                (csize,) = struct.unpack_from("<I", head, 18)
+                nlen, xlen = struct.unpack_from("<HH", head, 26)
+                name, extra = fh.read(nlen), fh.read(xlen)
+                if not nlen or len(name) < nlen:
+                    break
+                names.append(name.decode("utf-8", "replace"))
+                size = _zip64_compressed_size(extra) if csize == 0xFFFFFFFF else csize
+                if flags & 8 or size is None:  # the sizes follow the data: the next header cannot be found
+                    break
+                pos += 30 + nlen + xlen + size
+    except OSError:  # (unreadable: the readers say why)
+        pass
+    return names
+
+
+def _sample_kind(path: Path) -> FileKind:
+    """A ``t_s,x,y,z,activity`` CSV: the shipped sample (its JSON sidecar names the source recording) or
+    another file in that format."""
+    import json  # noqa: PLC0415
+
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and isinstance(meta.get("source"), str) and "subject" in meta):
+        return FileKind(
+            "sample_csv",
+            f"a labelled-samples CSV ({SAMPLE_CSV_HEADER}: the format of the recording the emulated board plays back)",
+            "to use it as data, write it as WISDM text, one 'user,activity,timestamp_ns,x,y,z;' record per sample",
+        )
+    from app.core.loso import DEFAULT_SHARED_DATA  # noqa: PLC0415 - (loso imports this module)
+
+    source = DEFAULT_SHARED_DATA.parent / meta["source"]
+    return FileKind(
+        "sample_csv",
+        f"the sample recording the emulated board plays back ({SAMPLE_CSV_HEADER}, cut from WISDM-2019 subject "
+        f"{meta['subject']})",
+        f"give that subject's recording instead: {source if source.is_file() else Path(meta['source']).name}",
+    )
+
+
+def sniff_file(path: str | Path) -> FileKind:
+    """What the file at ``path`` recognisably is, from its first bytes and (a zip) its directory; nothing is
+    decompressed.  Never raises (the readers say why a file cannot be read)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:  # the readers say why
+        return FileKind("unreadable", "a file that cannot be read")
+    if path.suffix.lower() == ".npz" and not head.startswith((b"PK", b"\x93NUMPY")):
+        start = "it is empty" if not head else "it starts with binary data" if b"\0" in head else "it starts with text"
+        return FileKind("damaged_zip", f"a damaged .npz: not a zip archive ({start})", "copy or export it again")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, struct.error):
+            begun = tuple(n.removesuffix(".npy") for n in _local_members(path))
+            start = f"array(s) {_names(begun)}"
+            if begun[:1] == ("X",) or _windows_like(begun):
+                start = f"; it starts as the app's windows export ({start})"
+            elif _hapt_like(begun):
+                start = f"; it starts as a HAPT .npz ({start})"
+            else:
+                start = f"; it starts with {start}" if begun else ""
+            return FileKind(
+                "damaged_zip",
+                f"a damaged .npz: the zip archive is cut short or corrupt (its directory at the end is missing){start}",
+                "copy or export it again",
+                begun,
+            )
+        if "config.json" in members and any(m.endswith(".h5") for m in members):
+            return FileKind("keras", "a Keras model (.keras)")
+        if not members or not all(m.endswith(".npy") for m in members):
+            return FileKind("zip", f"a zip archive holding {_names(members) or 'nothing'} (not a .npz of arrays)")
+        arrays = tuple(m.removesuffix(".npy") for m in members)
+        listed = f"arrays {_names(arrays)}"
+        if set(HAPT_ARRAYS) <= set(arrays):
+            return FileKind("hapt", f"a HAPT .npz ({listed})", "", arrays)
+        if set(WINDOWS_ARRAYS) <= set(arrays):
+            return FileKind("windows", f"a windows .npz of the app's labels export ({listed})", "", arrays)
+        if "arch_json" in arrays:
+            return FileKind("model", f"a model file (.npz with {listed})", "", arrays)
+        if "__report__" in arrays:
+            return FileKind("loso_cache", f"a general model cached by a LOSO run (.npz with {listed})", "", arrays)
+        return FileKind("npz", f"a .npz with {listed}", "", arrays)
+    if head.startswith(b"\x93NUMPY"):
+        return FileKind("npy", "a single NumPy array (.npy, not a .npz of named arrays)")
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return FileKind("hdf5", "an HDF5 file (a recording or a .h5 model)")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return FileKind("utf16", "UTF-16 text", "save it as UTF-8 or ASCII text")
+    text = head.removeprefix(UTF8_BOM)
+    if b"\0" in text:
+        return FileKind("binary", "a binary file")
+    first = text.lstrip().split(b"\n", 1)[0].decode("latin-1").replace(" ", "").lower()
+    if first.startswith(SAMPLE_CSV_HEADER):
+        return _sample_kind(path)
+    if first.count(",") == 5 and first.rstrip("\r").endswith(";"):
+        return FileKind("wisdm", "WISDM accelerometer text")
+    return FileKind("text", "a text file")
+
+
+def _hint(kind: FileKind) -> str:
+    return f"; {kind.hint}" if kind.hint else ""
+
+
+def _hapt_problem(f: Path, kind: FileKind) -> str:
+    """Why :func:`load_hapt` cannot read ``f`` (not a readable npz of the HAPT arrays), in words of what it is."""
+    if kind.kind == "damaged_zip":
+        return f"{f}: {kind.what}{_hint(kind)}"
+    has = f"(has: {_names(kind.arrays, 20) or 'nothing'})"
+    if kind.kind == "npz" and _windows_like(kind.arrays):
+        missing = [a for a in WINDOWS_ARRAYS if a not in kind.arrays]
+        return f"{f}: a windows .npz of the app's labels export without array(s) {', '.join(missing)} {has}"
+    if kind.kind == "npz" and _hapt_like(kind.arrays):
+        missing = [a for a in HAPT_ARRAYS if a not in kind.arrays]
+        return f"{f}: a HAPT .npz without array(s) {', '.join(missing)} {has}"
+    return f"{f}: {kind.what}, not a HAPT .npz: {HAPT_EXPECTED}{_hint(kind)}"
+
+
+def check_dataset_data(dataset: str, path: str | Path) -> None:
+    """``odlstudio loso --dataset <dataset> --data <path>``: raise :class:`DatasetError` when ``path`` is
+    recognisably not that dataset's data (the other dataset, a windows export, a model, the sample recording,
+    ...), saying what it is, what ``--dataset`` reads and, for the other dataset's data, which ``--dataset``
+    takes it.  Anything else (missing, damaged, unknown text) is left to the readers, which say what is wrong."""
+    path = Path(path)
+    if dataset not in DATASET_DATA or not path.exists():
+        return
+    other = {"hapt": "wisdm2019", "wisdm2019": "hapt"}[dataset]
+    title, reads = DATASET_DATA[dataset]
+    if path.is_dir():
+        wisdm = sorted((p.name for p in path.rglob("*.txt") if _WISDM_FILE_RE.match(p.name)), key=_natural_key)
+        hapt = sorted(p.name for p in path.rglob("hapt*.npz"))
+        if dataset == "hapt" and wisdm and not hapt:
+            kind, theirs = FileKind("wisdm", f"a folder of WISDM text ({len(wisdm)} files such as {wisdm[0]})"), True
+        elif dataset == "wisdm2019" and hapt and not wisdm:
+            kind, theirs = FileKind("hapt", f"a folder holding {_names(hapt)} (HAPT) and no WISDM text"), True
+        else:
+            return
+        noun = "folder"
+    else:
+        kind = sniff_file(path)
+        if kind.for_wisdm() if dataset == "wisdm2019" else kind.for_hapt():
+            return
+        theirs = kind.kind == ("hapt" if other == "hapt" else "wisdm")
+        noun = "file"
+    use = f"; for this {noun} give --dataset {other}" if theirs else ""
+    hint = "" if kind.kind == "sample_csv" else _hint(kind)  # (one subject's recording: LOSO needs a dataset)
+    raise DatasetError(f"--data {path}: {kind.what}, not {title} data: --dataset {dataset} reads {reads}{use}{hint}")
 
 
 # ================================================================================================
@@ -725,16 +980,33 @@ def load_hapt(
     ``rate`` Hz.  A segment is a run of one label inside one (subject, session); unlabelled samples
     (-1) and labels not selected by ``activities`` are dropped (postural transitions by default)."""
     f = hapt_file(Path(path))
+    kind = sniff_file(f)
+    if kind.kind not in ("hapt", "unreadable"):  # not an npz of the HAPT arrays: say what it is instead
+        raise DatasetError(_hapt_problem(f, kind))
+    arrays: dict[str, np.ndarray] = {}
+    name = HAPT_ARRAYS[0]
     try:
         check_zip(f, DATA_LIMITS, "HAPT npz")  # declared sizes first: never inflate a zip bomb
         with np.load(f, allow_pickle=False) as z:
-            acc, label, user, session = z["acc"], z["label"], z["user"], z["session"]
+            for name in HAPT_ARRAYS:
+                arrays[name] = z[name]
     except ZipRefused as exc:
         raise DatasetError(str(exc)) from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-        raise DatasetError(f"{f}: not a HAPT npz with arrays acc/label/user/session ({exc})") from exc
-    except MemoryError as exc:  # a damaged header declaring an absurd array size
-        raise DatasetError(f"{f}: an array in this npz declares an impossible size ({exc})") from None
+    except (OSError, zipfile.BadZipFile) as exc:  # the file changed since it was looked at, or cannot be read
+        raise DatasetError(
+            f"{f}: cannot read ({getattr(exc, 'strerror', None) or 'not a readable zip archive'})"
+        ) from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetError(f"{f}: array {name} holds Python objects (a pickle), which are never loaded") from None
+        raise DatasetError(
+            f"{f}: a damaged .npz: array {name} cannot be read (its header or data is corrupt)"
+        ) from None
+    except (EOFError, zlib.error, KeyError, NotImplementedError, RuntimeError):
+        raise DatasetError(f"{f}: a damaged .npz: array {name} cannot be read (truncated or corrupt data)") from None
+    except MemoryError:  # a damaged header declaring an absurd array size
+        raise DatasetError(f"{f}: a damaged .npz: array {name} declares an impossible size") from None
+    acc, label, user, session = (arrays[k] for k in HAPT_ARRAYS)
     if (
         acc.ndim != 2
         or acc.shape[1] != 3
@@ -744,7 +1016,8 @@ def load_hapt(
         or not (len(acc) == len(label) == len(user) == len(session))
     ):
         raise DatasetError(
-            f"{f}: inconsistent array shapes acc {acc.shape}, label {label.shape}, user {user.shape}, session {session.shape}"
+            f"{f}: HAPT arrays of the wrong shape: acc {acc.shape}, label {label.shape}, user {user.shape}, "
+            f"session {session.shape} (expected acc (n, 3) and label, user, session (n,))"
         )
     if not all(np.issubdtype(a.dtype, np.number) for a in (acc, label, user, session)) or not np.isfinite(acc).all():
         raise DatasetError(
@@ -806,10 +1079,16 @@ def load_dataset(
         raise DatasetError(f"--data {path}: no such file or directory")
     sets: list[RecordingSet] = []
     if path.is_file():
-        if path.suffix == ".npz":
+        kind = sniff_file(path)
+        if kind.for_hapt():
             sets.append(load_hapt(path, activities="all", rate=rate))
-        else:
+        elif kind.for_wisdm():
             sets.append(load_wisdm(path, activities="all", rate=rate))
+        else:
+            instead = f" ({kind.hint})" if kind.hint else ""
+            raise DatasetError(
+                f"--data {path}: {kind.what}, which --data does not take{instead}; it takes {DATA_FORMATS}"
+            )
     else:
         if list(path.rglob("hapt*.npz")):
             sets.append(load_hapt(path, activities="all", rate=rate))

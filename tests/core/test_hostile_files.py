@@ -194,7 +194,8 @@ def test_random_bytes_give_up_early(tmp_path):
     path = tmp_path / "data_1_accel_phone.txt"
     path.write_bytes(np.random.default_rng(0).bytes(40 << 20))
     msg, peak_mb = _load_in_child(path)
-    assert "not WISDM accelerometer text" in msg
+    # refused from its first bytes (a binary file), before parsing any: once the parse gave up after a chunk
+    assert msg == f"ERROR {path}: a binary file, not WISDM text: {ds.WISDM_EXPECTED}"
     assert peak_mb < 600  # was 2.2 GB for 200 MB
 
 
