@@ -43,6 +43,7 @@ import os
 import threading
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -309,11 +310,9 @@ def _load_app_text(path: Path, rate: float) -> ds.RecordingSet | None:
 
 
 def _is_window_npz(path: Path) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {"X", "y", "classes"} <= set(z.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # empty or damaged: the data readers say why
-        return False
+    """The app's windows export, told from its zip directory (nothing loaded; a damaged, empty or renamed
+    file is not one, and the data readers say what it is)."""
+    return ds.sniff_file(path).kind == "windows"
 
 
 def _seen_in_pretraining(meta: dict, user: str) -> str | None:
@@ -324,6 +323,9 @@ def _seen_in_pretraining(meta: dict, user: str) -> str | None:
         if uid in {str(s) for s in meta.get(key) or ()}:
             return what
     return None
+
+
+_DAMAGED_WINDOWS = "a damaged windows .npz: its arrays cannot be read (truncated or corrupt data); export it again"
 
 
 def _load_window_npz(
@@ -351,8 +353,16 @@ def _load_window_npz(
         raise
     except ZipRefused as exc:
         raise PersonalizeError(f"--data {exc}") from None
-    except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, MemoryError, NotImplementedError) as exc:
-        raise PersonalizeError(f"--data {path}: unreadable windows file ({type(exc).__name__}: {exc})") from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise PersonalizeError(
+                f"--data {path}: an array of this windows file holds Python objects (a pickle), which are never loaded"
+            ) from None
+        raise PersonalizeError(f"--data {path}: {_DAMAGED_WINDOWS}") from None
+    except (OSError, EOFError, TypeError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError, NotImplementedError):
+        raise PersonalizeError(f"--data {path}: {_DAMAGED_WINDOWS}") from None
+    except MemoryError:  # a damaged header declaring an absurd array size
+        raise PersonalizeError(f"--data {path}: {_DAMAGED_WINDOWS}") from None
     if not np.isfinite(X).all():
         raise PersonalizeError(f"--data {path}: windows contain NaN or Inf values")
     if X.ndim != 3 or X.shape[2] != 3 or len(X) != len(y):

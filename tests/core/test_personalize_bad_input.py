@@ -36,9 +36,9 @@ GOOD = _good_npz()
 @pytest.mark.parametrize(
     "content,needle",
     [
-        (b"", "unreadable windows file"),
-        (GOOD[: len(GOOD) // 2], "unreadable windows file"),
-        (b"PK\x03\x04garbage" * 10, "unreadable windows file"),
+        (b"", "a damaged windows .npz: its arrays cannot be read"),
+        (GOOD[: len(GOOD) // 2], "a damaged windows .npz: its arrays cannot be read"),
+        (b"PK\x03\x04garbage" * 10, "a damaged windows .npz: its arrays cannot be read"),
     ],
 )
 def test_truncated_or_garbage_file(tmp_path: Path, content: bytes, needle: str):
@@ -46,6 +46,16 @@ def test_truncated_or_garbage_file(tmp_path: Path, content: bytes, needle: str):
     p.write_bytes(content)
     with pytest.raises(PersonalizeError, match=needle):
         _load_window_npz(p, CLASSES, 20, 0.6, None)
+
+
+def _corrupt(data: bytes) -> bytearray:
+    """A compressed windows export with bytes flipped inside its first member's data (its directory intact)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **dict(np.load(io.BytesIO(data))))
+    raw = bytearray(buf.getvalue())
+    for i in range(200, 260):
+        raw[i] ^= 0xFF
+    return raw
 
 
 def test_missing_arrays_and_nan_windows(tmp_path: Path):
@@ -59,8 +69,31 @@ def test_missing_arrays_and_nan_windows(tmp_path: Path):
     with pytest.raises(PersonalizeError, match="NaN or Inf"):
         _load_window_npz(p, CLASSES, 20, 0.6, None)
     np.savez(p, X=np.array([object()], dtype=object), y=np.zeros(1), classes=np.array(["walking"]))
-    with pytest.raises(PersonalizeError, match="unreadable windows file"):  # object arrays are never unpickled
+    with pytest.raises(PersonalizeError) as e:  # object arrays are never unpickled
         _load_window_npz(p, CLASSES, 20, 0.6, None)
+    assert str(e.value) == (
+        f"--data {p}: an array of this windows file holds Python objects (a pickle), which are never loaded"
+    )
+    p.write_bytes(bytes(_corrupt(GOOD)))
+    with pytest.raises(PersonalizeError) as e:  # was: "unexpected error: error: Error -3 while decompressing data"
+        _load_window_npz(p, CLASSES, 20, 0.6, None)
+    assert str(e.value) == (
+        f"--data {p}: a damaged windows .npz: its arrays cannot be read (truncated or corrupt data); export it again"
+    )
+
+
+def test_a_npy_renamed_npz_is_named_not_a_crash(tmp_path: Path):
+    """Was: "unexpected error: TypeError: 'numpy.ndarray' object does not support the context manager protocol"."""
+    from app.core.personalize import load_user_data
+
+    p = tmp_path / "w.npz"
+    np.save(tmp_path / "w.npy", np.zeros((4, 20, 3), np.float32))
+    (tmp_path / "w.npy").rename(p)
+    with pytest.raises(PersonalizeError) as e:
+        load_user_data(p, CLASSES, 20)
+    assert str(e.value).startswith(
+        f"--data {p}: a single NumPy array (.npy, not a .npz of named arrays), which --data does not take; it takes "
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
