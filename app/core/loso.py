@@ -228,6 +228,7 @@ def load_recordings(cfg: LosoConfig) -> ds.RecordingSet:
         if not path.exists():
             raise LosoError(f"--data {path}: no such file or directory (dataset {cfg.dataset!r})")
         try:
+            ds.check_dataset_data(cfg.dataset, path)  # e.g. a HAPT npz given for wisdm2019 (sweep, the API)
             if cfg.dataset == "hapt":
                 rs = ds.load_hapt(path, activities=spec.activities, rate=cfg.rate)
             else:

@@ -294,3 +294,23 @@ def test_loso_hapt_given_a_truncated_hapt_npz(tmp_path, capsys):
     path = _truncated_hapt(tmp_path)
     code, err = loso(tmp_path, capsys, "hapt", path)
     assert (code, err) == (2, f"odlstudio loso: {path}: {HAPT_DAMAGE['truncated']}\n")
+
+
+def test_sweep_and_load_recordings_given_the_other_datasets_data(tmp_path):
+    """A sweep spec whose [data] for wisdm2019 is a HAPT npz gets loso's message, from the one place that loads a
+    LOSO dataset (was: the npz parsed as WISDM text, its zip bytes quoted)."""
+    from app.core import loso
+    from app.core.sweep import SweepError, parse_spec, plan_sweep
+
+    npz = hapt_npz(tmp_path / "hapt_raw_50hz.npz")
+    with pytest.raises(loso.LosoError) as e:
+        loso.load_recordings(loso.LosoConfig(dataset="wisdm2019", data=str(npz)))
+    message = (
+        f"--data {npz}: a HAPT .npz (arrays acc, label, user, session), not WISDM-2019 data: {WISDM2019_READS}; "
+        "for this file give --dataset hapt"
+    )
+    assert str(e.value) == message
+    doc = {"grid": {"dataset": "wisdm2019", "T": 20, "mode": "tl"}, "data": {"wisdm2019": str(npz)}}
+    with pytest.raises(SweepError) as e:
+        plan_sweep(parse_spec(doc, "s.toml", "s"))
+    assert str(e.value) == f"s.toml: dataset wisdm2019: {message}"
