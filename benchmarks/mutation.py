@@ -369,6 +369,27 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_round_windows.py", "tests/core/test_datasets.py"),
         30,
     ),
+    # what a data file given where another kind is expected recognisably is (a HAPT npz, a windows export, a model, the
+    # shipped sample, a damaged zip walked header by header, ...) and the messages that name it for loso, personalize
+    # and pretrain; the readers themselves are left out (their parsers have their own tests)
+    "data_kinds": Target(
+        "app/core/datasets.py",
+        (
+            "FileKind.*",
+            "_hapt_like",
+            "_windows_like",
+            "_names",
+            "_zip64_compressed_size",
+            "_local_members",
+            "_sample_kind",
+            "sniff_file",
+            "_hint",
+            "_hapt_problem",
+            "check_dataset_data",
+        ),
+        ("tests/core/test_data_file_kinds.py",),
+        30,
+    ),
     # a round's local data from the app's store (the labels named as the model's classes, the windows, what was
     # left out) and the metrics of its confusion matrix
     "round_data": Target("app/core/round_data.py", ("*",), ("tests/core/test_round_windows.py",), 30),

@@ -185,6 +185,11 @@ def _close_writer(writer, write_error: list[OSError]) -> None:
             write_error.append(exc)
 
 
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def capture(args: argparse.Namespace) -> tuple[dict, int]:
     """Run one capture as the CLI does; returns (result dict, exit code)."""
     from device.lpm01a import spec
@@ -225,9 +230,12 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         if warn:
             _err(warn)
     write_error: list[OSError] = []
+    cap = None  # the capture, once started
     # every way out closes what was opened, in reverse order: the monitor (its own `with`), the bench, the file
     with contextlib.ExitStack() as cleanup:
         if writer is not None:
+            # (LIFO: runs after the close) a capture that never started leaves no empty file to refuse next time
+            cleanup.callback(lambda: cap is None and _remove_quietly(args.out))
             cleanup.callback(_close_writer, writer, write_error)
         try:
             url, bench = resolve_port(args.port, args.quiet)
@@ -239,7 +247,6 @@ def capture(args: argparse.Namespace) -> tuple[dict, int]:
         stats = RunningStats()
         result: dict = {}
         code = 0
-        cap = None
         t_wall0, t_cpu0 = time.monotonic(), time.process_time()
         events = 0
 

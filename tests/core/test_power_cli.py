@@ -189,3 +189,13 @@ def test_power_unopenable_port_json(capsys) -> None:
     code = main(["power", "--port", "socket://127.0.0.1:1", "--duration", "1", "--quiet", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert code == 2 and "cannot open PowerShield port" in res["error"]
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".csv"])
+def test_power_unopenable_port_leaves_no_out_file(tmp_path, capsys, suffix) -> None:
+    """A capture that never started left an empty file behind, which the next run (with the port fixed) then
+    refused as 'already exists'; a capture that started keeps its file whatever happens after."""
+    out = tmp_path / f"cap{suffix}"
+    code = main(["power", "--port", "socket://127.0.0.1:1", "--duration", "1", "--quiet", "--out", str(out)])
+    assert code == 2 and "cannot open PowerShield port" in capsys.readouterr().err
+    assert not out.exists()
