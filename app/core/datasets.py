@@ -697,7 +697,9 @@ def load_wisdm(
         notes += nt
         n_skipped += n
     if not segs:
-        raise DatasetError(f"{path}: no valid WISDM records ({n_skipped:,} skipped)")
+        # what the first refused record was: usually the whole story (a header line, another format)
+        first = f"; the first: {skipped[0]}" if skipped else ""
+        raise DatasetError(f"{path}: no valid WISDM records ({n_skipped:,} skipped{first}); {WISDM_EXPECTED}")
     rs = RecordingSet(segs, str(path), "m/s^2", skipped, notes, n_skipped)
     if subjects is not None:
         rs = rs.for_subjects(subjects)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.datasets import DatasetError
+from app.core.datasets import WISDM_EXPECTED, DatasetError
 from app.core.labels import (
     Label,
     LabelError,
@@ -188,8 +188,12 @@ def test_wisdm_import_reports_bad_lines(tmp_path):
     assert rs.n_samples == 1 and len(rs.skipped) == 30
     assert str(rs.skipped[0]).startswith(f"{p}:2: expected 6 comma-separated fields, found 1")
     (tmp_path / "none.txt").write_text("garbage\n" * 3)
-    with pytest.raises(DatasetError, match=r"none.txt: no valid WISDM records \(3 skipped\)"):
+    with pytest.raises(DatasetError) as e:
         read_wisdm(tmp_path / "none.txt")
+    assert str(e.value) == (
+        f"{tmp_path / 'none.txt'}: no valid WISDM records (3 skipped; the first: {tmp_path / 'none.txt'}:1: "
+        f"expected 6 comma-separated fields, found 1: 'garbage'); {WISDM_EXPECTED}"
+    )
 
 
 def test_wisdm_import_with_quirks_through_the_labelling_path(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from app.core import datasets as ds
-from app.core.datasets import DatasetError, SkippedLine
+from app.core.datasets import WISDM_EXPECTED, DatasetError, SkippedLine
 from app.core.labels import (
     Label,
     LabelError,
@@ -96,7 +96,10 @@ def test_wisdm_read_folder_without_valid_records_says_so(tmp_path):
     _file(folder, "data_1600_accel_phone.txt", _records("alice", "A", 40))
     with pytest.raises(DatasetError) as err:
         read_wisdm(folder)
-    assert str(err.value) == f"{folder}: no valid WISDM records (40 skipped)"
+    assert str(err.value) == (
+        f"{folder}: no valid WISDM records (40 skipped; the first: {folder / 'data_1600_accel_phone.txt'}:1: "
+        f"subject id is not an integer: 'alice,A,{T0},0.5,9.5,0.25'); {WISDM_EXPECTED}"
+    )
 
 
 # --- read_wisdm: files whose user field is a name -----------------------------------------------------------

@@ -60,5 +60,8 @@ def test_import_of_a_file_with_nothing_valid_is_reported(labelling, qtbot, tmp_p
     panel.import_wisdm(str(src))
     qtbot.waitUntil(lambda: "failed" in panel.import_report.toPlainText(), timeout=20_000)
     text = panel.import_report.toPlainText()
-    assert "junk.txt: no valid WISDM records (2 skipped)" in text
+    assert (
+        f"{src}: no valid WISDM records (2 skipped; the first: {src}:1: expected 6 comma-separated fields, found 3: "
+        "'not,a,wisdm'); WISDM text is a data_<id>_accel_phone.txt" in text
+    )
     assert panel.rec_list.count() == 0
