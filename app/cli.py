@@ -50,7 +50,9 @@ def _main(argv: list[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     if "gui" in choices and first not in choices and not {"-h", "--help", "--version"} & set(argv):
         argv = ["gui", *argv]
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _refuse_unrecognized(parser, args, extra)  # (exits 2)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
@@ -69,6 +71,31 @@ def _main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _refuse_unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Arguments the command does not know, said by that command's parser (its usage, not the top level's),
+    with the closest option it has for a mistyped one (``--batchsize``: did you mean --batch-size?)."""
+    import difflib  # noqa: PLC0415
+
+    command = getattr(args, "command", None)
+    target = _subparser(parser, command) if command else None
+    target = target or parser
+    known = [o for a in target._actions for o in a.option_strings if o.startswith("--")]  # noqa: SLF001
+    hints = []
+    for arg in extra:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{arg.split('=', 1)[0]}: did you mean {close[0]}?")
+    target.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps sub-parsers here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return action.choices.get(name)
+    return None
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str]:

@@ -264,3 +264,38 @@ def test_model_sidecar_naming_a_class_twice_is_refused_at_load(tmp_path):
     model.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="m.keras: its metadata lists the class 'walking' twice"):
         load_model(model)
+
+
+# --- an option the command does not have ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "usage", "last"),
+    [
+        (
+            ["personalize", "--data", "x.txt", "--batchsize", "3"],
+            "usage: odlstudio personalize ",
+            "odlstudio personalize: error: unrecognized arguments: --batchsize 3 (--batchsize: did you mean --batch?)",
+        ),
+        (
+            ["loso", "--dataset", "hapt", "--epcohs=3", "--sedd", "1"],
+            "usage: odlstudio loso ",
+            "odlstudio loso: error: unrecognized arguments: --epcohs=3 --sedd 1 (--epcohs: did you mean --epochs?; "
+            "--sedd: did you mean --seed?)",
+        ),
+        (
+            ["sweep", "a.toml", "b.toml"],
+            "usage: odlstudio sweep ",
+            "odlstudio sweep: error: unrecognized arguments: b.toml",
+        ),
+        (["--bogus"], "usage: odlstudio gui ", "odlstudio gui: error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_an_unknown_option_is_said_by_its_command_with_the_closest_one(capsys, argv, usage, last):
+    """Was: the top-level usage ("usage: odlstudio [-h] [--version] COMMAND ...") and "odlstudio: error:
+    unrecognized arguments", which named neither the command nor the option the user meant."""
+    from app.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.startswith(usage) and err.rstrip("\n").splitlines()[-1] == last
