@@ -156,8 +156,13 @@ static int lines(const char *mode) {
             size_t n = unhex(ph, buf, sizeof buf);
             piece_t pc = {buf, n};
             olen = 0;
-            if (!frame_write((uint8_t)t, (uint16_t)seq, &pc, 1, collect)) {
+            const size_t w = frame_write((uint8_t)t, (uint16_t)seq, &pc, 1, collect);
+            if (!w) {
                 printf("ERR\n");
+                continue;
+            }
+            if (w != olen) { /* it returns the bytes it wrote, both delimiters included */
+                printf("ERR LEN %zu %zu\n", w, olen);
                 continue;
             }
             /* frame_write sends a leading resync 00; the golden vectors start at the first COBS byte */

@@ -406,6 +406,22 @@ def test_a_partial_last_batch_an_evaluation_and_the_rounds_cycles(board):
     assert ev.loss == pytest.approx(float(np.mean(-np.log(np.maximum(p[np.arange(40), yt], 1e-7)))), rel=1e-4)
 
 
+def test_tied_scores_are_predicted_as_the_first_class_like_the_engine(board):
+    """A head whose weights and bias are all 0 gives every class exactly the same probability: the board must
+    then predict class 0, as numpy's argmax (the engine, the app's metrics) does, not the last tied class."""
+    arch = paper_cnn(T, N_CLASSES)
+    w = Model(arch, seed=17).get_weights()
+    w["dense2"] = [np.zeros_like(a) for a in w["dense2"]]
+    xt, yt = windows(30, 10)
+    board.upload_model(arch, w)
+    board.clear_data()
+    board.upload_dataset(xt, yt, 1)
+    ev = board.evaluate(1, timeout=120)
+    assert ev.matrix[:, 0].tolist() == np.bincount(yt, minlength=N_CLASSES).tolist()  # every window -> class 0
+    assert ev.loss == pytest.approx(np.log(N_CLASSES), rel=1e-6)
+    assert Model(arch, w).predict(xt).argmax(axis=1).tolist() == [0] * 30
+
+
 def test_the_layer_limit_is_24_and_a_model_at_it_trains(board):
     """docs/firmware.md: up to 24 layers.  A 24-layer model (flatten, dropout, ten Dense + ReLU, Dense,
     softmax) loads and trains; one more layer is TOO_LARGE naming the count and the limit."""
