@@ -33,6 +33,7 @@ fails anyway ends the same way (a power file's fill value is NaN, so nothing unw
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -624,6 +625,10 @@ def _h5_reason(exc: BaseException) -> str:
         return "it is still open for writing, or its writer was killed (run 'odlstudio repair FILE')"
     if "file signature not found" in str(exc):
         return "not an HDF5 file"
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        # "[Errno 2] Unable to synchronously open file (unable to open file: name = …, errno = 2, flags = 40 …":
+        # the system's words only ("No such file or directory", "Is a directory", "Permission denied")
+        return os.strerror(exc.errno)
     return text.strip("() ")[:200] or type(exc).__name__
 
 

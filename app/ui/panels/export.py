@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.outputs import failure_reason
 from app.core.rounds import EXPORT_FORMATS, ExportIncomplete, export_round, round_report, round_summary
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
@@ -43,11 +44,49 @@ FORMAT_LABELS = {
 
 NO_ROUND = "No finished round yet: run one in the Training round panel."
 
+#: What an export writes (``<name><suffix>``): a name typed with one of these endings loses it (``alice.npz``
+#: is written as ``alice.npz``, ``alice.h`` …, not ``alice.npz.npz``).
+EXPORT_SUFFIXES = (".keras", ".h5", ".tflite", ".h", ".npz", ".md")
+#: The longest name: a file name is at most 255 bytes, and the files written add up to 15 (``_float32.tflite``)
+#: plus the temporary name they are written under first (``.<name>.tmp<pid>-<thread>``, about 40).
+MAX_NAME_BYTES = 180
+
+
+def check_target(folder: str, name: str) -> tuple[Path, str | None] | str:
+    """The export folder (``~`` expanded) and file name the user typed, checked before anything is written:
+    ``(folder, name or None for the default)``, or the sentence saying what is wrong with them.  The name is
+    a file name without a folder part (it was joined to the folder: ``../x`` wrote beside it, ``a/b`` failed
+    with Python's "[Errno 2]"); the folder is a full path (a relative one was written under whatever folder
+    the app was started from) and not a file."""
+    name = name.strip()
+    for suffix in EXPORT_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if any(c in name for c in "/\\") or name in (".", ".."):
+        return (
+            f"File name {name!r}: a name without a folder part is expected (no '/', '\\' or '..'); "
+            "the folder is chosen above"
+        )
+    if any(ord(c) < 32 for c in name):
+        return f"File name {name!r}: contains a control character"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"File name {name[:24]!r}…: too long ({len(name.encode('utf-8'))} bytes; at most {MAX_NAME_BYTES})"
+    if "\0" in folder:
+        return f"Folder {folder!r}: not a valid path"
+    out = Path(folder).expanduser()
+    if not out.is_absolute():
+        return f"Folder {folder!r}: give a full path (e.g. {Path.home() / 'odlstudio-exports'})"
+    if out.exists() and not out.is_dir():
+        return f"Folder {out} is a file, not a folder"
+    return out, name or None
+
 
 class ExportPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
         self.task = None
+        self.export_folder = ""  # the folder of the running or last export (``~`` expanded)
         self.written: dict[str, Path] = {}
         self.failed: dict[str, str] = {}  # format -> why it was not written (last export)
         root = QHBoxLayout(self)
@@ -172,8 +211,13 @@ class ExportPanel(Panel):
         if not folder:
             self.stage.setText("Choose an export folder")
             return
+        checked = check_target(folder, self.stem.text())
+        if isinstance(checked, str):
+            self.stage.setText(checked)
+            return
+        out, stem = checked
+        folder = self.export_folder = str(out)
         self.ctx.settings.set("export.folder", folder)
-        stem = self.stem.text().strip() or None
         store = self.ctx.store
         self.files.clear()
         self.progress.setValue(0)
@@ -188,6 +232,8 @@ class ExportPanel(Panel):
                 return written, {}
             except ExportIncomplete as exc:  # the other formats were written: list them and say what failed
                 return exc.written, exc.failed
+            except OSError as exc:  # the report could not be written (a full or read-only disk): said in words
+                raise RuntimeError(f"{folder}: {failure_reason(exc)}") from exc
 
         self.task = self._tasks().start(
             f"Exporting round {rid}",
@@ -217,12 +263,12 @@ class ExportPanel(Panel):
         for k, msg in failed.items():
             self.files.addItem(f"NOT WRITTEN: {FORMAT_LABELS.get(k, k)}: {msg}")
         self.progress.setValue(1000)
-        text = f"Wrote {len(written)} files to {self.folder.text()}"
+        text = f"Wrote {len(written)} files to {self.export_folder}"
         if failed:
             text += "; not written: " + "; ".join(f"{k} ({msg})" for k, msg in failed.items())
         self.stage.setText(text)
         self.ctx.status(
-            f"Exported round {self.round.currentData()} to {self.folder.text()}"
+            f"Exported round {self.round.currentData()} to {self.export_folder}"
             + (f" except {', '.join(failed)}" if failed else "")
         )
 

@@ -54,6 +54,7 @@ from app.core.labels import (
     labelled_parts,
     windows,
 )
+from app.core.outputs import failure_reason
 from app.core.recording import RecordingError, StreamRecorder, load_accel, space_warning
 from app.core.store import Recording, StoreError
 from app.core.streams import SampleStream
@@ -177,6 +178,7 @@ class LabellingPanel(Panel):
         self.recorder: StreamRecorder | None = None
         self.selection: tuple[float, float] | None = None
         self.selected_label: int | None = None
+        self.unreadable = ""  # why the shown recording's file cannot be read ("" when it can)
         self._regions: dict[int, pg.LinearRegionItem] = {}
         self._dirty = True
         self.training_windows: tuple[int, int] | None = None  # (train, test) a round would get
@@ -425,9 +427,19 @@ class LabellingPanel(Panel):
             if not ok:
                 return
             classes = tuple(c.strip() for c in text.split(",") if c.strip())
+            if not classes:  # was: the current dataset's classes, silently
+                QMessageBox.warning(self, "New dataset", "No classes given: type at least one, separated by commas")
+                return
+        name = name.strip()
+        if name in {d.name for d in self.ctx.store.datasets(self.ctx.user.id)}:
+            # was the store's "user 1 already has a dataset called 'x'"
+            QMessageBox.warning(
+                self, "New dataset", f"{self.ctx.user.name} already has a dataset called {name!r}: choose another name"
+            )
+            return
         try:
-            ds = self.ctx.store.create_dataset(self.ctx.user.id, name.strip(), tuple(classes or self.classes))
-        except Exception as exc:  # noqa: BLE001
+            ds = self.ctx.store.create_dataset(self.ctx.user.id, name, tuple(classes or self.classes))
+        except StoreError as exc:
             QMessageBox.warning(self, "New dataset", str(exc))
             return
         self.ctx.set_dataset(ds.id)
@@ -462,7 +474,9 @@ class LabellingPanel(Panel):
             self.open_recording(self.ctx.store.recording(rid))
 
     def open_recording(self, rec: Recording | None) -> None:
-        """Show a recording (None: nothing) and load its labels."""
+        """Show a recording (None: nothing) and load its labels.  A recording whose file cannot be read (deleted
+        or moved outside the app, unreadable) is said in the status bar and shown empty: no labelling key can
+        then reach the recording shown before it, and Delete recording still removes its entry."""
         self.recording = rec
         self.selection = None
         self.selected_label = None
@@ -470,11 +484,21 @@ class LabellingPanel(Panel):
         for item in self._regions.values():
             self.plot.removeItem(item)
         self._regions.clear()
+        self.model, self.rec_stream, self.unreadable = None, None, ""
         if rec is None:
-            self.model, self.rec_stream = None, None
             self._dirty = True
             return
-        xyz = np.asarray(load_accel(self.ctx.store, rec))
+        try:
+            xyz = np.asarray(load_accel(self.ctx.store, rec))
+        except (RecordingError, OSError, ValueError) as exc:
+            self.unreadable = (
+                f"cannot read {self.ctx.store.resolve(rec.path)}: {exc.strerror}"
+                if isinstance(exc, OSError) and exc.strerror
+                else str(exc)
+            )
+            self.ctx.status(f"Cannot show the recording {rec.name!r}: {self.unreadable}", 15000)
+            self._dirty = True
+            return
         s = SampleStream(
             rec.name,
             rec.rate_hz,
@@ -509,9 +533,16 @@ class LabellingPanel(Panel):
             != QMessageBox.Yes
         ):
             return
-        path = self.ctx.store.resolve(self.recording.path)
-        self.ctx.store.delete_recording(self.recording.id)
-        path.unlink(missing_ok=True)
+        name, path = self.recording.name, self.ctx.store.resolve(self.recording.path)
+        try:
+            self.ctx.store.delete_recording(self.recording.id)
+        except StoreError as exc:  # a read-only or full database: nothing was deleted
+            self.ctx.status(f"Cannot delete {name!r}: {exc}", 15000)
+            return
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # the entry and its labels are gone; the file stays where it is
+            self.ctx.status(f"Deleted {name!r}; its file {path} could not be removed: {failure_reason(exc)}", 15000)
         self.recording = None
         self.reload_recordings()
 
@@ -535,7 +566,11 @@ class LabellingPanel(Panel):
         if self.recorder is not None:
             return False
         cls = self.class_combo.currentData() or self.classes[0]
-        n = len(self.ctx.store.recordings("accel", self.ctx.dataset.id)) + 1
+        # the next free number: after a delete, the count + 1 named a second "Walking #2"
+        taken = {r.name for r in self.ctx.store.recordings("accel", self.ctx.dataset.id)}
+        n = len(taken) + 1
+        while f"{cls} #{n}" in taken:
+            n += 1
         self._rec_class = cls
         warning = space_warning(self.ctx.store, "accel", stream.rate_hz)
         try:
@@ -629,7 +664,14 @@ class LabellingPanel(Panel):
 
     def assign(self, class_index: int) -> None:
         """Number key: label the selection (or relabel the selected label) with class ``class_index``."""
-        if self.model is None or not 0 <= class_index < len(self.classes):
+        if self.model is None:
+            self.ctx.status(
+                f"Cannot label {self.recording.name!r}: its file cannot be read"
+                if self.recording is not None
+                else "Nothing to label: record a segment or pick a recording in the list first"
+            )
+            return
+        if not 0 <= class_index < len(self.classes):
             return
         cls = self.classes[class_index]
         try:
@@ -767,7 +809,11 @@ class LabellingPanel(Panel):
     def _update_windows(self) -> None:
         if self.model is None or self.recording is None:
             self.win_ticks.setData([], [])
-            self.win_info.setText("No recording selected.")
+            self.win_info.setText(
+                f"The file of {self.recording.name!r} cannot be read: {self.unreadable}."
+                if self.recording is not None
+                else "No recording selected."
+            )
             return
         # counted at the model's rate, as training resamples (a 52 Hz recording has 2.6x more samples)
         size, stride, rate = self.win_size.value(), self.win_stride.value(), self.round_rate_hz
@@ -890,25 +936,41 @@ class LabellingPanel(Panel):
                 return
         classes = self.classes
         store, did = self.ctx.store, self.ctx.dataset.id
-        self._show_import(f"Importing {Path(path).name}…", "")
+        name = Path(path).name
+        self._show_import(f"Importing {name}…", "")
+        returned: list = []  # what the import did, also when a Cancel reached it (the task then "fails")
 
         def work(token, progress):
-            return import_wisdm(store, path, did, classes, progress=progress, cancelled=lambda: token.cancelled)
+            result = import_wisdm(store, path, did, classes, progress=progress, cancelled=lambda: token.cancelled)
+            returned.append(result)
+            return result
 
         def done(result) -> None:
             for rec in result.recordings:
                 self.ctx.publish("recording_added", recording=rec)
             self.import_result = result
-            self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out))
+            self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out or result.cancelled))
             self.ctx.status(
-                f"Imported {len(result.recordings)} recording(s) from {Path(path).name}"
+                f"Imported {len(result.recordings)} recording(s) from {name}"
+                + (" before the cancel" if result.cancelled else "")
                 + (f"; {result.skipped_count:,} line(s) skipped" if result.skipped else "")
             )
 
         def failed(msg: str) -> None:
-            self._show_import(f"Import of {Path(path).name} failed: {msg}", msg, warn=True)
+            if msg == "cancelled" and returned and returned[0].recordings:
+                # a Cancel between users keeps the users imported before it: listed, not hidden until restart
+                returned[0].cancelled = True
+                done(returned[0])
+                return
+            text = (
+                f"Import of {name} cancelled, nothing was imported."
+                if msg == "cancelled"
+                else f"Import of {name} failed: {msg}"
+            )
+            self._show_import(text, "", warn=True)
+            self.ctx.status(text if msg == "cancelled" else f"Import of {name} failed (see below the recordings list)")
 
-        self.tasks.start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
+        self._tasks().start(f"Importing {name}", work, on_done=done, on_error=failed)
 
     def _show_import(self, text: str, details: str, warn: bool = False) -> None:
         """The import outcome below the recordings list: the summary, then every skipped line (first 50)."""

@@ -687,7 +687,8 @@ class PowerPanel(Panel):
         million rows take seconds); the status bar says the outcome (:func:`app.ui.tasks.start_export`).
         Returns the task, or None when nothing was started (no stream, declined, over the cap, no file)."""
         s = self.current_stream()
-        if s is None:
+        if s is None:  # was: the menu item did nothing at all
+            self.ctx.status("CSV export: nothing to export yet; start the power stream or open a recording first")
             return None
         t0, t1 = self.export_range()
         t0, t1 = max(0.0, t0), min(s.duration, t1)

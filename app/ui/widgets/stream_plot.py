@@ -75,6 +75,7 @@ class StreamPlot(pg.PlotWidget):
         self._curves: list[pg.PlotDataItem] = []
         self._gap_items: list[pg.LinearRegionItem] = []
         self._last_key: tuple | None = None
+        self._shown = False  # the curves hold a source's data
         self._setting_range = False
         self.frames = 0  # frames actually painted (setData calls), for tests and the fps overlay
         self.last_view_points = 0
@@ -157,7 +158,16 @@ class StreamPlot(pg.PlotWidget):
         """Pull and redraw if something changed; returns True if the curves were updated."""
         s = self.source()
         if s is None:
-            return False
+            if not self._shown:
+                return False
+            # the source went away (the Labelling panel's last recording deleted, or one whose file cannot be
+            # read): its curves are cleared, not left on screen as if they were the data now selected
+            self._shown, self._last_key, self.last_view_points = False, None, 0
+            for item in self._curves:
+                item.setData([], [])
+            for gap in self._gap_items:
+                gap.hide()
+            return True
         vb = self.getPlotItem().getViewBox()
         if self.follow:
             t1 = s.duration if s.duration >= self.window_s else self.window_s
@@ -185,6 +195,7 @@ class StreamPlot(pg.PlotWidget):
                 if len(finite):
                     lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
         self._update_gaps(s, x0, x1)
+        self._shown = True
         if self.auto_y and math.isfinite(lo):
             self._autoscale_y(lo, hi)
         self.frames += 1
