@@ -298,6 +298,7 @@ TARGETS: dict[str, Target] = {
             "load_npz",
             "nonfinite_layers",
             "_loaded",
+            "_refuse_a_capture",
             "evaluate",
         ),
         # (TensorFlow-free tests only: mutmut forks a child per mutant, and a fork of a process that has
@@ -387,7 +388,7 @@ TARGETS: dict[str, Target] = {
             "_hapt_problem",
             "check_dataset_data",
         ),
-        ("tests/core/test_data_file_kinds.py",),
+        ("tests/core/test_data_file_kinds.py", "tests/core/test_data_file_kinds_exact.py"),
         30,
     ),
     # a round's local data from the app's store (the labels named as the model's classes, the windows, what was

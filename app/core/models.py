@@ -541,6 +541,7 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
     _check_file(path)
     if path.suffix.lower() == ".npz":
         return load_npz(path)
+    _refuse_a_capture(path)
     if isolate and not tensorflow_imported():
         return _load_isolated([path])[0]
     keras = _keras()
@@ -1050,10 +1051,37 @@ def export_npz(model: LoadedModel | tuple, path: str | Path) -> Path:
     return p
 
 
+def _refuse_a_capture(path: Path) -> None:
+    """An LPM01A capture (``odlstudio power``, the Power panel) picked as a model: said as what it is, not as
+    Keras's "No model config found in the file" (a peek at its attributes; anything else goes on to Keras)."""
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return
+    try:
+        import h5py  # noqa: PLC0415
+
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except Exception:  # noqa: BLE001 - not readable here: Keras says why
+        return
+    if fmt == "odlstudio-lpm01a-capture":  # (h5py reads the recorder's string attribute back as str)
+        raise ModelError(f"{path}: an LPM01A power capture (odlstudio power, the Power panel), not a Keras model")
+
+
 def load_npz(path: str | Path) -> LoadedModel:
     p = Path(path)
+    from app.core.datasets import sniff_file  # noqa: PLC0415
+
+    kind = sniff_file(p)
+    if kind.kind not in ("model", "npz", "unreadable"):  # (unreadable, or arrays of its own: np.load says)
+        # a data file (a windows export, a HAPT dataset, ...) picked as a model: named for what it is
+        if kind.kind == "damaged_zip":
+            raise ModelError(f"{p}: not an ODL Studio model .npz: {kind.what}")
+        raise ModelError(f"{p}: {kind.what}, not an ODL Studio model .npz (arrays arch_json, meta_json, w/…)")
     try:
         with np.load(p, allow_pickle=False) as z:
+            if "arch_json" not in z.files:
+                shown = ", ".join(z.files[:8]) + (f" and {len(z.files) - 8} more" if len(z.files) > 8 else "")
+                raise ModelError(f"{p}: not an ODL Studio model .npz: it has no array arch_json (has: {shown})")
             arch = Arch.from_json(str(z["arch_json"]))
             meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
             weights: dict[str, list[tuple[int, np.ndarray]]] = {}  # (index in the layer, array)
@@ -1061,6 +1089,8 @@ def load_npz(path: str | Path) -> LoadedModel:
                 if key.startswith("w/"):
                     _, name, i = key.split("/")
                     weights.setdefault(name, []).append((int(i), np.array(z[key])))
+    except ModelError:
+        raise
     except (
         OSError,
         ValueError,

@@ -895,17 +895,103 @@ def test_npz_refuses_nonfinite_weights_in_a_layer_s_last_array(tmp_path):
 def test_npz_refuses_a_file_that_is_not_an_npz(tmp_path):
     p = tmp_path / "notes.npz"
     p.write_text("hello")
-    assert _npz_error(p) == (
-        f"{p}: not an ODL Studio model .npz (This file contains pickled (object) data. If you trust the file you "
-        "can load it unsafely using the `allow_pickle=` keyword argument or `pickle.load()`.)"
+    assert (
+        _npz_error(p) == f"{p}: not an ODL Studio model .npz: a damaged .npz: not a zip archive (it starts with text)"
     )
+
+
+def test_a_data_file_picked_as_a_model_is_named_for_what_it_is(tmp_path):
+    """A windows export, a HAPT dataset or a power capture chosen in the Training/Estimator model import (or
+    --model) said "not an ODL Studio model .npz ('arch_json is not a file in the archive')" / Keras's "No model
+    config found in the file"."""
+    from app.core.models import load_model
+    from device.lpm01a.capture import Block
+    from device.lpm01a.recorder import Hdf5Writer
+
+    win = tmp_path / "mine.npz"
+    np.savez(win, X=np.zeros((2, 20, 3), np.float32), y=np.zeros(2, np.int64), classes=np.array(["walking"]))
+    assert _npz_error(win) == (
+        f"{win}: a windows .npz of the app's labels export (arrays X, y, classes), not an ODL Studio model .npz "
+        "(arrays arch_json, meta_json, w/…)"
+    )
+    hapt = tmp_path / "hapt_raw_50hz.npz"
+    np.savez(hapt, acc=np.zeros((3, 3)), label=np.zeros(3), user=np.zeros(3), session=np.zeros(3))
+    assert _npz_error(hapt) == (
+        f"{hapt}: a HAPT .npz (arrays acc, label, user, session), not an ODL Studio model .npz (arrays arch_json, "
+        "meta_json, w/…)"
+    )
+    for name in ("cap.h5", "cap.HDF5"):
+        cap = tmp_path / name
+        w = Hdf5Writer(cap, 1000.0)
+        w.write(Block(0, np.full(100, 1e-3), 1000.0))
+        w.close()
+        with pytest.raises(ModelError) as e:
+            load_model(cap)
+        assert str(e.value) == f"{cap}: an LPM01A power capture (odlstudio power, the Power panel), not a Keras model"
+
+
+def _zip(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (
+            lambda p: np.savez(p, __report__=np.array("{}"), w=np.zeros(2)),
+            "a general model cached by a LOSO run "
+            "(.npz with arrays __report__, w), not an ODL Studio model .npz (arrays arch_json, meta_json, w/…)",
+        ),
+        (
+            lambda p: np.save(open(p, "wb"), np.zeros(3)),
+            "a single NumPy array (.npy, not a .npz of named arrays), "
+            "not an ODL Studio model .npz (arrays arch_json, meta_json, w/…)",
+        ),
+        (
+            lambda p: _zip(p, {"notes.txt": b"hi"}),
+            "a zip archive holding notes.txt (not a .npz of arrays), not an ODL "
+            "Studio model .npz (arrays arch_json, meta_json, w/…)",
+        ),
+        (
+            lambda p: _zip(p, {"config.json": b"{}", "model.weights.h5": b"x"}),
+            "a Keras model (.keras), not an ODL Studio model .npz (arrays arch_json, meta_json, w/…)",
+        ),
+    ],
+    ids=["loso_cache", "npy", "zip", "keras"],
+)
+def test_a_npz_of_another_kind_is_named(tmp_path, make, what):
+    p = tmp_path / "m.npz"
+    make(p)
+    assert _npz_error(p) == f"{p}: {what}"
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [
+        (8, "a0, a1, a2, a3, a4, a5, a6, a7"),
+        (9, "a0, a1, a2, a3, a4, a5, a6, a7 and 1 more"),
+        (11, "a0, a1, a2, a3, a4, a5, a6, a7 and 3 more"),
+    ],
+)
+def test_an_npz_without_arch_json_lists_eight_of_its_arrays(tmp_path, n, shown):
+    p = tmp_path / "m.npz"
+    np.savez(p, **{f"a{i}": np.zeros(1) for i in range(n)})
+    assert _npz_error(p) == f"{p}: not an ODL Studio model .npz: it has no array arch_json (has: {shown})"
 
 
 def test_npz_refuses_an_npz_without_arch_json(tmp_path):
     members = good_members()
     del members["arch_json"]
     p = save_npz(tmp_path / "noarch.npz", members)
-    assert _npz_error(p) == f"{p}: not an ODL Studio model .npz ('arch_json is not a file in the archive')"
+    assert _npz_error(p) == (
+        f"{p}: not an ODL Studio model .npz: it has no array arch_json (has: meta_json, w/conv1/0, w/conv1/1, "
+        "w/dense1/0, w/dense1/1)"
+    )
 
 
 def test_npz_refuses_a_bad_architecture(tmp_path):
