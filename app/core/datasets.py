@@ -781,9 +781,9 @@ def _names(items: Sequence[str], at_most: int = 8) -> str:
 def _zip64_compressed_size(extra: bytes) -> int | None:
     """The compressed size in a local header's zip64 extra field (None: there is none)."""
     off = 0
-    while off + 4 <= len(extra):
+    while off + 20 <= len(extra):  # (a field too short to hold it ends the search: nothing after it can)
         tag, n = struct.unpack_from("<HH", extra, off)
-        if tag == 1 and n >= 16 and off + 20 <= len(extra):
+        if tag == 1 and n >= 16:
             return int(struct.unpack_from("<Q", extra, off + 12)[0])
         off += 4 + n
     return None
@@ -796,12 +796,11 @@ def _local_members(path: Path, at_most: int = 64) -> list[str]:
     try:
         with path.open("rb") as fh:
             pos, end = 0, path.stat().st_size
-            while len(names) < at_most and pos < end:
+            while len(names) < at_most and pos < end:  # (a size may point past the end, even past what seek takes)
                 fh.seek(pos)
                 head = fh.read(30)
                 if len(head) < 30 or head[:4] != b"PK\x03\x04":
                     break
-                (flags,) = struct.unpack_from("<H", head, 6)
                 (csize,) = struct.unpack_from("<I", head, 18)
                 nlen, xlen = struct.unpack_from("<HH", head, 26)
                 name, extra = fh.read(nlen), fh.read(xlen)
@@ -809,7 +808,7 @@ def _local_members(path: Path, at_most: int = 64) -> list[str]:
                     break
                 names.append(name.decode("utf-8", "replace"))
                 size = _zip64_compressed_size(extra) if csize == 0xFFFFFFFF else csize
-                if flags & 8 or size is None:  # the sizes follow the data: the next header cannot be found
+                if head[6] & 8 or size is None:  # (flag bit 3: sizes after the data) no next header to find
                     break
                 pos += 30 + nlen + xlen + size
     except OSError:  # (unreadable: the readers say why)
@@ -823,7 +822,7 @@ def _sample_kind(path: Path) -> FileKind:
     import json  # noqa: PLC0415
 
     try:
-        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        meta = json.loads(path.with_suffix(".json").read_bytes())  # (JSON is UTF-8, -16 or -32: json tells)
     except (OSError, ValueError):
         meta = None
     if not (isinstance(meta, dict) and isinstance(meta.get("source"), str) and "subject" in meta):
@@ -898,7 +897,7 @@ def sniff_file(path: str | Path) -> FileKind:
     text = head.removeprefix(UTF8_BOM)
     if b"\0" in text:
         return FileKind("binary", "a binary file")
-    first = text.lstrip().split(b"\n", 1)[0].decode("latin-1").replace(" ", "").lower()
+    first = text.lstrip().partition(b"\n")[0].decode("latin-1").replace(" ", "").lower()
     if first.startswith(SAMPLE_CSV_HEADER):
         return _sample_kind(path)
     if first.count(",") == 5 and first.rstrip("\r").endswith(";"):
@@ -914,7 +913,7 @@ def _hapt_problem(f: Path, kind: FileKind) -> str:
     """Why :func:`load_hapt` cannot read ``f`` (not a readable npz of the HAPT arrays), in words of what it is."""
     if kind.kind == "damaged_zip":
         return f"{f}: {kind.what}{_hint(kind)}"
-    has = f"(has: {_names(kind.arrays, 20) or 'nothing'})"
+    has = f"(has: {_names(kind.arrays, 20)})"  # (an npz like HAPT's or the windows export has an array)
     if kind.kind == "npz" and _windows_like(kind.arrays):
         missing = [a for a in WINDOWS_ARRAYS if a not in kind.arrays]
         return f"{f}: a windows .npz of the app's labels export without array(s) {', '.join(missing)} {has}"
@@ -934,25 +933,24 @@ def check_dataset_data(dataset: str, path: str | Path) -> None:
         return
     other = {"hapt": "wisdm2019", "wisdm2019": "hapt"}[dataset]
     title, reads = DATASET_DATA[dataset]
-    if path.is_dir():
+    if path.is_dir():  # (only the other dataset's folder is refused: it is theirs, with no hint)
         wisdm = sorted((p.name for p in path.rglob("*.txt") if _WISDM_FILE_RE.match(p.name)), key=_natural_key)
         hapt = sorted(p.name for p in path.rglob("hapt*.npz"))
         if dataset == "hapt" and wisdm and not hapt:
-            kind, theirs = FileKind("wisdm", f"a folder of WISDM text ({len(wisdm)} files such as {wisdm[0]})"), True
+            what = f"a folder of WISDM text ({len(wisdm)} files such as {wisdm[0]})"
         elif dataset == "wisdm2019" and hapt and not wisdm:
-            kind, theirs = FileKind("hapt", f"a folder holding {_names(hapt)} (HAPT) and no WISDM text"), True
+            what = f"a folder holding {_names(hapt)} (HAPT) and no WISDM text"
         else:
             return
-        noun = "folder"
+        noun, theirs, hint = "folder", True, ""
     else:
         kind = sniff_file(path)
         if kind.for_wisdm() if dataset == "wisdm2019" else kind.for_hapt():
             return
-        theirs = kind.kind == ("hapt" if other == "hapt" else "wisdm")
-        noun = "file"
+        what, noun, theirs = kind.what, "file", kind.kind == ("hapt" if other == "hapt" else "wisdm")
+        hint = "" if kind.kind == "sample_csv" else _hint(kind)  # (one subject's recording: LOSO needs a dataset)
     use = f"; for this {noun} give --dataset {other}" if theirs else ""
-    hint = "" if kind.kind == "sample_csv" else _hint(kind)  # (one subject's recording: LOSO needs a dataset)
-    raise DatasetError(f"--data {path}: {kind.what}, not {title} data: --dataset {dataset} reads {reads}{use}{hint}")
+    raise DatasetError(f"--data {path}: {what}, not {title} data: --dataset {dataset} reads {reads}{use}{hint}")
 
 
 # ================================================================================================

@@ -1137,3 +1137,8 @@ def test_an_export_of_something_not_a_model_says_what_it_got(tmp_path, model, ki
         M.export_npz(model, tmp_path / "m.npz")
     assert str(e.value) == f"expected a LoadedModel or (arch, weights), got {kind}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_npz_that_cannot_be_read_gives_the_systems_reason(tmp_path):
+    """A path the file-kind check cannot read is left to np.load, whose reason is kept (here: a folder)."""
+    assert _npz_error(tmp_path) == f"{tmp_path}: not an ODL Studio model .npz ([Errno 21] Is a directory: '{tmp_path}')"
