@@ -141,6 +141,29 @@ def test_a_segment_recorded_after_a_delete_gets_a_name_not_in_use(offline_window
     assert sorted(r.name for r in ctx.store.recordings("accel", ctx.dataset.id)) == ["Walking #2", "Walking #3"]
 
 
+def test_the_recording_in_progress_cannot_be_deleted(offline_window, said, qtbot, monkeypatch):  # noqa: F811
+    """The segment being recorded shows in the list when it reloads; Delete recording on it removed the row and
+    the file the recorder was writing."""
+    from app.core.streams import SampleStream
+
+    ctx, (texts, escaped) = offline_window.ctx, said
+    panel = offline_window.show_panel("labelling")
+    stream = SampleStream("accel", 52.0, 3)
+    stream.append(np.zeros((52, 3), np.float32))
+    monkeypatch.setattr(ctx.devices, "accel_stream", stream)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    assert panel.start_recording(None)
+    live = ctx.store.recording(panel.recorder.rec.id)
+    panel.open_recording(live)
+    panel.delete_recording()
+    assert texts[-1] == f"{live.name!r} is being recorded: stop it first (■ Stop), then delete it"
+    stream.append(np.ones((104, 3), np.float32))
+    qtbot.waitUntil(lambda: panel.recorder.duration > 0, timeout=5000)
+    row = panel.stop_recording()
+    assert row is not None and row.id == live.id and row.n_samples > 0
+    assert ctx.store.resolve(row.path).is_file() and not escaped
+
+
 # --- Labelling: WISDM imports that fail or are cancelled ----------------------------------------------------
 def test_a_failed_import_is_said_once_and_named_in_the_status_bar(offline_window, said, qtbot, tmp_path):  # noqa: F811
     """Was: the reason twice under the list ("failed: <why>" then "<why>" again) and the status bar kept the

@@ -528,6 +528,10 @@ class LabellingPanel(Panel):
     def delete_recording(self) -> None:
         if self.recording is None:
             return
+        if self.recorder is not None and self.recorder.rec.id == self.recording.id:
+            # (deleting the row and file the recorder is writing lost the segment and failed at its stop)
+            self.ctx.status(f"{self.recording.name!r} is being recorded: stop it first (■ Stop), then delete it")
+            return
         if (
             QMessageBox.question(self, "Delete recording", f"Delete {self.recording.name} and its labels?")
             != QMessageBox.Yes
