@@ -366,8 +366,10 @@ def _flash_drive(
                 break
         elif not present:
             gone = True
-        elif _has(drive, dest.name) is None:
-            break  # the ST-LINK consumed the file without unmounting
+        elif _has(drive, dest.name) is None and drive.is_dir():
+            # the ST-LINK consumed the file without unmounting (a drive that vanished during the listing is not
+            # that: it is re-enumerating, and the next look sees it gone)
+            break
         if time.monotonic() - t0 > (back_timeout if gone else gone_timeout):
             if gone:
                 raise FlashError(

@@ -211,6 +211,26 @@ def test_mass_storage_fail_txt_is_reported(tmp_path, monkeypatch, image, no_tool
         flashing.flash(image, verify=False)
 
 
+def test_a_drive_that_vanishes_while_it_is_listed_is_re_enumerating(tmp_path, monkeypatch, image, no_tools):
+    """The drive unmounted between the look that saw it and the listing of its files: the missing .bin was taken
+    for "consumed without unmounting", and the flash passed as done without waiting for the drive to come back
+    (with FAIL.TXT: a failed programming reported as a success; seen on a loaded CI machine)."""
+    media = tmp_path / "media"
+    drive = make_drive(media)
+    monkeypatch.setenv("ODL_STLINK_DRIVE_ROOTS", str(media))
+    real_has = flashing._has
+
+    def vanishing(path, name):
+        if name.lower().endswith(".bin") and (path / name.upper()).exists() and drive.is_dir():
+            drive.rename(media / ".unmounted")  # unmounted right after the look that saw it
+            threading.Timer(0.3, make_drive, (media, "NODE_L496ZG", True)).start()
+        return real_has(path, name)
+
+    monkeypatch.setattr(flashing, "_has", vanishing)
+    with pytest.raises(flashing.FlashError, match="FAIL.TXT.*FAILED to reprogram"):
+        flashing.flash(image, method="mass-storage", verify=False)
+
+
 def test_mass_storage_that_never_reenumerates_is_an_error(tmp_path, monkeypatch, image, no_tools):
     media = tmp_path / "media"
     FakeStlink(media, "stuck").start()
