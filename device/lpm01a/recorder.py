@@ -761,7 +761,7 @@ def clear_write_flags(path: str | Path) -> bool:
     if flags:
         _write_superblock(path, base, body[:11] + b"\x00" + body[12:])
         changed = True
-    return fix_end_of_file(path) or changed
+    return _fix_end_of_file(path, checked=True) or changed
 
 
 def _checked_superblock(path: Path) -> tuple[int, bytes, int]:
@@ -806,7 +806,11 @@ def fix_end_of_file(path: str | Path) -> bool:
     that address (a sparse hole: no disk space needed) or, where the file may not grow (a file-size
     limit), lower the recorded address to the file's size.  Returns True when the file was changed.  A file
     cut short (something it refers to lies in the missing part) is :class:`Truncated` and not changed."""
-    path = Path(path)
+    return _fix_end_of_file(Path(path), checked=False)
+
+
+def _fix_end_of_file(path: Path, checked: bool) -> bool:
+    """:func:`fix_end_of_file`; ``checked``: :func:`check_not_cut_short` has just passed (not looked at twice)."""
     base, body, _flags = _checked_superblock(path)
     size_o = body[9]
     at = 12 + 2 * size_o
@@ -814,7 +818,7 @@ def fix_end_of_file(path: str | Path) -> bool:
     size = path.stat().st_size
     if size >= eof:
         return False
-    if _needs_the_missing_tail(path, base, body, eof, size):  # cut short: padding would pass zeros off as data
+    if not checked and _needs_the_missing_tail(path, base, body, eof, size):  # cut short: zeros would pass as data
         raise Truncated(path, size, f"its HDF5 header says it ends at {eof:,} bytes")
     try:
         os.truncate(path, eof)
