@@ -1069,7 +1069,7 @@ def _refuse_a_capture(path: Path) -> None:
 
 def load_npz(path: str | Path) -> LoadedModel:
     p = Path(path)
-    from app.core.datasets import sniff_file  # noqa: PLC0415
+    from app.core.datasets import _names, sniff_file  # noqa: PLC0415
 
     kind = sniff_file(p)
     if kind.kind not in ("model", "npz", "unreadable"):  # (unreadable, or arrays of its own: np.load says)
@@ -1080,7 +1080,7 @@ def load_npz(path: str | Path) -> LoadedModel:
     try:
         with np.load(p, allow_pickle=False) as z:
             if "arch_json" not in z.files:
-                shown = ", ".join(z.files[:8]) + (f" and {len(z.files) - 8} more" if len(z.files) > 8 else "")
+                shown = _names(z.files)
                 raise ModelError(f"{p}: not an ODL Studio model .npz: it has no array arch_json (has: {shown})")
             arch = Arch.from_json(str(z["arch_json"]))
             meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
