@@ -393,6 +393,22 @@ def keras_to_arch(
 # ================================================================================================
 
 
+#: The file each export format writes, after the stem (``<stem>.keras``, ``<stem>_int8.tflite`` ...).
+EXPORT_SUFFIXES = {
+    "keras": ".keras",
+    "h5": ".h5",
+    "tflite_float32": "_float32.tflite",
+    "tflite_int8": "_int8.tflite",
+    "c_header": ".h",
+    "npz": ".npz",
+}
+
+
+def export_path(out_dir: str | Path, stem: str, fmt: str) -> Path:
+    """The file :func:`export_all` writes for ``fmt`` (one of :data:`EXPORT_SUFFIXES`)."""
+    return Path(out_dir) / f"{stem}{EXPORT_SUFFIXES[fmt]}"
+
+
 def sidecar_path(path: str | Path) -> Path:
     """``model.keras`` -> ``model.json`` (our metadata beside a model file)."""
     return Path(path).with_suffix(".json")
@@ -1155,7 +1171,7 @@ def export_all(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(f"{out}: cannot create the export folder ({exc.strerror or exc})") from exc
-    known = {"keras", "h5", "tflite_float32", "tflite_int8", "c_header", "npz"}
+    known = set(EXPORT_SUFFIXES)
     unknown = set(formats) - known
     if unknown:
         raise ModelError(f"unknown export formats {sorted(unknown)} (known: {', '.join(sorted(known))})")
@@ -1180,21 +1196,27 @@ def export_all(
         )
 
     if "keras" in formats:
-        jobs.append(("keras", keras_job("keras", out / f"{stem}.keras")))
+        jobs.append(("keras", keras_job("keras", export_path(out, stem, "keras"))))
     if "h5" in formats:
-        jobs.append(("h5", keras_job("h5", out / f"{stem}.h5")))
+        jobs.append(("h5", keras_job("h5", export_path(out, stem, "h5"))))
     if "tflite_float32" in formats:
         jobs.append(
-            ("tflite_float32", lambda: export_tflite(m, out / f"{stem}_float32.tflite", "float32", None, cancelled))
+            (
+                "tflite_float32",
+                lambda: export_tflite(m, export_path(out, stem, "tflite_float32"), "float32", None, cancelled),
+            )
         )
     if "tflite_int8" in formats and representative is not None and len(representative):
         jobs.append(
-            ("tflite_int8", lambda: export_tflite(m, out / f"{stem}_int8.tflite", "int8", representative, cancelled))
+            (
+                "tflite_int8",
+                lambda: export_tflite(m, export_path(out, stem, "tflite_int8"), "int8", representative, cancelled),
+            )
         )
     if "c_header" in formats:
-        jobs.append(("c_header", lambda: export_c_header(m, out / f"{stem}.h", prefix=_c_ident(stem))))
+        jobs.append(("c_header", lambda: export_c_header(m, export_path(out, stem, "c_header"), prefix=_c_ident(stem))))
     if "npz" in formats:
-        jobs.append(("npz", lambda: export_npz(m, out / f"{stem}.npz")))
+        jobs.append(("npz", lambda: export_npz(m, export_path(out, stem, "npz"))))
     written: dict[str, Path] = {}
     failed: dict[str, str] = {}
     for fmt, job in jobs:

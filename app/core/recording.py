@@ -49,6 +49,7 @@ from device.lpm01a.recorder import DiskFull, clear_write_flags, room_left, write
 __all__ = [
     "StreamRecorder",
     "load_accel",
+    "accel_partial_bytes",
     "open_power",
     "ReplayStream",
     "recover",
@@ -514,15 +515,30 @@ def space_warning(store: Store, kind: str, rate_hz: float, channels: int = 1) ->
     )
 
 
+#: Bytes of one accel sample in a recording's file: x, y, z as little-endian float32.
+ACCEL_SAMPLE_BYTES = 12
+
+
 def load_accel(store: Store, rec: Recording) -> np.ndarray:
-    """The ``(n, 3)`` float32 samples of an accel recording (a read-only memory map)."""
+    """The ``(n, 3)`` float32 samples of an accel recording (a read-only memory map).  A file cut in the
+    middle of a sample (copied half-way, a crash of another program) gives its whole samples; the bytes of the
+    partial one are ignored: :func:`accel_partial_bytes` counts them."""
     path = store.resolve(rec.path)
     if not path.is_file():
         raise RecordingError(f"accel recording {rec.id} file {path} is missing")
-    n = path.stat().st_size // 12
+    n = path.stat().st_size // ACCEL_SAMPLE_BYTES
     if n == 0:
         return np.zeros((0, 3), np.float32)
     return np.memmap(path, dtype="<f4", mode="r", shape=(n, 3))
+
+
+def accel_partial_bytes(store: Store, rec: Recording) -> int:
+    """How many bytes at the end of an accel recording's file :func:`load_accel` ignores: those of a partial
+    last sample (0 for a whole file, or one that is missing or cannot be looked at)."""
+    try:
+        return store.resolve(rec.path).stat().st_size % ACCEL_SAMPLE_BYTES
+    except OSError:
+        return 0
 
 
 def write_accel(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.core.models import LoadedModel
     from app.core.store import Store
 
+from app.core.outputs import failure_reason
 from app.core.round_config import (
     EXPORT_FORMATS,
     GENERAL_SIZES,
@@ -237,6 +238,29 @@ def sidecar_entries(written: Mapping[str, Path]) -> dict[str, Path]:
     return {f"metadata ({', '.join(kinds)})": side for side, kinds in sides.items()}
 
 
+def _files(n: int) -> str:
+    return "file was" if n == 1 else "files were"
+
+
+def export_files(
+    out_dir: str | Path, round_id: int, formats: Sequence[str], stem: str | None = None
+) -> dict[Path, str]:
+    """The files :func:`export_round` of ``formats`` writes into ``out_dir``, as ``{path: what}`` in its terms
+    (a format, ``'metadata (keras, h5)'`` for a JSON sidecar, ``'report'`` last): what an export would
+    replace, known before it starts.  (``tflite_int8`` is listed even when the round has no windows.)"""
+    from app.core.models import export_path, sidecar_path
+
+    stem = stem or f"personalized_round{round_id}"
+    files = {export_path(out_dir, stem, f): f for f in formats}
+    sides: dict[Path, list[str]] = {}
+    for p, f in files.items():
+        if f in SIDECAR_FORMATS:
+            sides.setdefault(sidecar_path(p), []).append(f)
+    files.update({side: f"metadata ({', '.join(kinds)})" for side, kinds in sides.items()})
+    files[Path(out_dir) / f"{stem}_report.md"] = "report"
+    return files
+
+
 def export_round(
     store: "Store",
     round_id: int,
@@ -256,7 +280,9 @@ def export_round(
     ``cancelled()`` between formats (a running TFLite conversion is stopped); a cancelled export leaves what
     was written.  A format that fails (e.g. the TFLite converter crashed in its child process) does not
     stop the others: every other format and the report (which says what is missing) are written, then
-    :class:`ExportIncomplete` names the failures and carries the files written."""
+    :class:`ExportIncomplete` names the failures and carries the files written.  A report that cannot be
+    written (a full disk, a folder of its name) is such a failure too (``failed['report']``): the models
+    written before it stay and are listed."""
     from app.core.models import ModelError, export_all
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
@@ -294,13 +320,19 @@ def export_round(
         text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
         if failed:
             text += "\n## Not written\n\n" + "\n".join(f"* {k}: {msg}" for k, msg in failed.items()) + "\n"
-        report.write_text(text, encoding="utf-8")
-        written["report"] = report
+        try:
+            report.write_text(text, encoding="utf-8")
+        except OSError as exc:  # the models stay; the caller is told which were written and why not the report
+            failed["report"] = failure_reason(exc)
+        else:
+            written["report"] = report
         progress(1.0, "done")
     if failed:
+        why = [f"export {k} failed: {msg}" for k, msg in failed.items() if k != "report"]
+        if "report" in failed:
+            why.append(f"the report {stem}_report.md was not written: {failed['report']}")
         raise ExportIncomplete(
-            "; ".join(f"export {k} failed: {msg}" for k, msg in failed.items())
-            + f" (the other {len(written)} files were written to {out})",
+            "; ".join(why) + f" (the other {len(written)} {_files(len(written))} written to {out})",
             written,
             failed,
         )

@@ -7,7 +7,9 @@
 * The status bar says **"Virtual bench"** when the in-process bench is used, summarises the devices, shows
   running tasks (progress + Cancel) and, with View › Show frame time, the measured frame time.
 * Every panel fits a 1280 × 800 screen (``tests/gui/test_gui_fit.py``); the window opens at most as large as the
-  screen's available area.
+  screen's available area.  Down to 800 × 600 the panels reflow (toolbars wrap, columns shrink); each page is a
+  scroll area, so whatever still does not fit a smaller window scrolls instead of being cut off
+  (``tests/gui/test_gui_user_mistakes_3.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QStackedWidget,
     QStyle,
     QTableWidget,
@@ -45,6 +48,7 @@ __all__ = ["MainWindow"]
 
 FRAME_TIME_SETTING = "ui.show_frame_time"
 QWIDGETSIZE_MAX = (1 << 24) - 1
+SIDEBAR_W = 170
 
 
 class ElidedLabel(QLabel):
@@ -115,7 +119,7 @@ class MainWindow(QMainWindow):
         lay.setSpacing(0)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(170)
+        self.sidebar.setFixedWidth(SIDEBAR_W)
         self.sidebar.setIconSize(QSize(20, 20))
         self.stack = QStackedWidget()
         lay.addWidget(self.sidebar)
@@ -125,7 +129,7 @@ class MainWindow(QMainWindow):
             panel = spec.factory(self.ctx, self.stack)
             panel.tasks = self.tasks
             self.panels[spec.key] = panel
-            self.stack.addWidget(panel)
+            self.stack.addWidget(self._page(panel))
             icon = self.style().standardIcon(getattr(QStyle.StandardPixmap, spec.icon, QStyle.SP_FileIcon))
             item = QListWidgetItem(icon, spec.title)
             item.setToolTip(spec.tooltip + (f"  (Ctrl+{i + 1})" if i < 9 else ""))
@@ -136,6 +140,23 @@ class MainWindow(QMainWindow):
         self._build_status()
         if self.specs:
             self.sidebar.setCurrentRow(0)
+
+    @staticmethod
+    def _page(panel: Panel) -> QScrollArea:
+        """The panel in a scroll area of its own: the window's minimum size no longer is the largest panel's
+        (it was 1209 × 677), and a panel larger than the window scrolls instead of being cut off."""
+        page = QScrollArea()
+        page.setObjectName(f"page_{type(panel).__name__}")
+        page.setFrameShape(QScrollArea.NoFrame)
+        page.setWidgetResizable(True)
+        page.setFocusPolicy(Qt.NoFocus)  # Tab goes from the sidebar to the panel's widgets
+        page.setWidget(panel)
+        return page
+
+    def current_panel(self) -> Panel | None:
+        """The panel of the page shown."""
+        page = self.stack.currentWidget()
+        return page.widget() if isinstance(page, QScrollArea) else None  # type: ignore[return-value]
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -277,7 +298,7 @@ class MainWindow(QMainWindow):
         if self._current is not None:
             self._current.deactivated()
         self.stack.setCurrentIndex(row)
-        self._current = self.stack.currentWidget()
+        self._current = self.current_panel()
         if self._current is not None:
             self._current.activated()
 
@@ -311,7 +332,7 @@ class MainWindow(QMainWindow):
             return
         self._skipped = 0
         t = time.perf_counter()
-        panel = self.stack.currentWidget()
+        panel = self.current_panel()
         if panel is not None:
             panel.tick()
         if self.ctx.devices.version != self._device_version:

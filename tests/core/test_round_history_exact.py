@@ -26,6 +26,7 @@ from app.core.round_config import ExportIncomplete, RoundError
 from app.core.round_history import (
     EstimatorInputs,
     calibration_records,
+    export_files,
     export_round,
     inherited_meta,
     labelled_seconds,
@@ -815,6 +816,58 @@ def test_a_failed_format_does_not_stop_the_others_and_the_report_says_what_is_mi
         "* tflite_float32: whole message of the export\n"
         "* c_header: disk full\n"
     )
+
+
+def test_a_report_that_cannot_be_written_keeps_the_models_and_names_them(store, done_round, tmp_path, monkeypatch):
+    """Was: the report's OSError left export_round with the files written before it in no list (the app said
+    only "Is a directory").  Now the report is one more failure: the models stay and are carried."""
+    monkeypatch.setattr(models, "export_all", FakeExport())
+    out = tmp_path / "out"
+    (out / "r_report.md").mkdir(parents=True)  # a folder in the way of the report
+    with pytest.raises(ExportIncomplete) as exc:
+        export_round(store, done_round, out, ("npz", "c_header"), stem="r")
+    assert str(exc.value) == (
+        f"the report r_report.md was not written: Is a directory (the other 2 files were written to {out})"
+    )
+    assert exc.value.written == {"npz": out / "r.npz", "c_header": out / "r.c_header"}  # (the fake's names)
+    assert exc.value.failed == {"report": "Is a directory"}
+
+
+def test_a_failed_format_and_a_failed_report_are_both_named(store, done_round, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "export_all", FakeExport(fail={"c_header": ModelError("disk full")}))
+    out = tmp_path / "out"
+    (out / "r_report.md").mkdir(parents=True)
+    with pytest.raises(ExportIncomplete) as exc:
+        export_round(store, done_round, out, ("c_header", "npz"), stem="r")
+    assert str(exc.value) == (
+        "export c_header failed: disk full; the report r_report.md was not written: Is a directory "
+        f"(the other 1 file was written to {out})"
+    )
+    assert exc.value.failed == {"c_header": "disk full", "report": "Is a directory"}
+
+
+def test_export_files_names_what_an_export_would_write_before_it_starts(store, done_round, tmp_path, monkeypatch):
+    """The app asks before replacing these files: they must be exactly the files export_round writes."""
+    formats = ("keras", "h5", "tflite_float32", "c_header", "npz")
+    listed = export_files(tmp_path, done_round, formats)
+    assert [(p.name, what) for p, what in listed.items()] == [
+        ("personalized_round1.keras", "keras"),
+        ("personalized_round1.h5", "h5"),
+        ("personalized_round1_float32.tflite", "tflite_float32"),
+        ("personalized_round1.h", "c_header"),
+        ("personalized_round1.npz", "npz"),
+        ("personalized_round1.json", "metadata (keras, h5)"),
+        ("personalized_round1_float32.json", "metadata (tflite_float32)"),
+        ("personalized_round1_report.md", "report"),
+    ]
+    # the real export_all for the two formats that need no TensorFlow: the same names
+    written = export_round(store, done_round, tmp_path / "real", ("c_header", "npz"))
+    assert {p: k for k, p in written.items()} == export_files(tmp_path / "real", done_round, ("c_header", "npz"))
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == [
+        "personalized_round1.h",
+        "personalized_round1.npz",
+        "personalized_round1_report.md",
+    ]
 
 
 def test_a_cancelled_export_keeps_what_was_written_and_writes_no_report(store, done_round, tmp_path, monkeypatch):

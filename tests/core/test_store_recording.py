@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.core.recording import RecordingError, StreamRecorder, csv_export, load_accel, open_power, recover, write_accel
+from app.core.recording import (
+    RecordingError,
+    StreamRecorder,
+    accel_partial_bytes,
+    csv_export,
+    load_accel,
+    open_power,
+    recover,
+    write_accel,
+)
 from app.core.store import Store
 from app.core.streams import SampleStream
 
@@ -370,4 +379,20 @@ def test_recover_leaves_a_power_file_cut_short_as_it_is(tmp_path):
     fixed = recover(store)
     assert [(r.id, r.status) for r in fixed] == [(row.id, "recovered")]
     assert path.read_bytes() == before
+    store.close()
+
+
+def test_an_accel_file_cut_in_a_sample_gives_its_whole_samples_and_counts_the_rest(tmp_path):
+    """A file whose length is not a whole number of 12-byte samples: the whole samples are read and the bytes
+    of the partial last one are counted, so that the app can say so (it showed the samples with no word)."""
+    store = Store(tmp_path)
+    x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+    rec = write_accel(store, "cut", x, 52.0, None)
+    assert accel_partial_bytes(store, rec) == 0
+    path = store.resolve(rec.path)
+    path.write_bytes(path.read_bytes()[:-5])  # cut 5 bytes into the last sample: 7 of its 12 are left
+    np.testing.assert_array_equal(load_accel(store, rec), x[:9])
+    assert accel_partial_bytes(store, rec) == 7
+    path.unlink()
+    assert accel_partial_bytes(store, rec) == 0  # missing: load_accel says so
     store.close()

@@ -267,7 +267,7 @@ def test_labelling_keys_work_after_using_a_combo_box_but_not_while_typing_a_name
     devices.btn_rescan.setFocus(Qt.TabFocusReason)  # the focus in the page being left
     qtbot.keyClick(devices.btn_rescan, Qt.Key_3, Qt.ControlModifier)  # Ctrl+3: Labelling
     panel = offline_window.panels["labelling"]
-    assert offline_window.stack.currentWidget() is panel
+    assert offline_window.current_panel() is panel
     # opening the panel does not put the focus into the editable User box: R does not type "engineerr"
     assert QApplication.focusWidget() is not panel.user_combo.lineEdit()
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key_R)

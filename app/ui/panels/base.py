@@ -48,6 +48,16 @@ class Panel(QWidget):
         sc.activated.connect(fn)
         return sc
 
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt naming
+        """The *least* height the panel needs at ``width`` (its wrapped toolbar and labels whole).  The main
+        window's page (a resizable QScrollArea) makes the panel at least this tall and scrolls beyond it;
+        Qt's default, the layout's preferred height, gave a scroll bar on an 800 x 600 screen where the
+        panel fitted."""
+        lay = self.layout()
+        if lay is not None and lay.hasHeightForWidth():
+            return lay.totalMinimumHeightForWidth(width)
+        return super().heightForWidth(width)
+
     def tick(self) -> None:
         """Frame clock: refresh views from the core (cheap when nothing changed)."""
 

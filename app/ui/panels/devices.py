@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QFileDialog,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QMessageBox,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.core.devices import DeviceState, DeviceStatus
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.widgets.flow import FlowLayout
 from device.monitor import is_monitor
 
 STATE_COLORS = {
@@ -45,7 +45,7 @@ class DevicesPanel(Panel):
         self._details_t = 0.0
         self._statuses: list[DeviceStatus] = []
         lay = QVBoxLayout(self)
-        bar = QHBoxLayout()
+        bar = FlowLayout()  # in rows on a narrow window
         self.btn_connect = QPushButton("Connect")
         self.btn_disconnect = QPushButton("Disconnect")
         self.btn_stream = QPushButton("Start streaming")
@@ -66,7 +66,6 @@ class DevicesPanel(Panel):
         ):
             bar.addWidget(w)
         bar.addWidget(self.auto)
-        bar.addStretch(1)
         self.summary = QLabel()
         bar.addWidget(self.summary)
         lay.addLayout(bar)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -280,6 +280,26 @@ class SimulationState:
         )
 
 
+class _ColumnScroll(QScrollArea):
+    """A column that scrolls vertically only: at least as wide as its content's minimum (nothing is cut off on
+    the right), at most 460 px; the hint follows the content (combo boxes filled, labels wrapped)."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        w, h = self.widget(), super().minimumSizeHint()
+        if w is None:
+            return h
+        bar = self.verticalScrollBar().sizeHint().width() + 6
+        return QSize(min(460, w.minimumSizeHint().width() + bar), h.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - the minimum: the panel's 2 : 3 stretch shares the rest
+        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - the content's hints changed: so did this one's
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(obj, event)
+
+
 class EstimatorPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -292,12 +312,12 @@ class EstimatorPanel(Panel):
         self.models: dict[str, ModelChoice] = {"": ModelChoice("", "General model (paper CNN, T = 20…100)")}
         self._inference_cache: dict[tuple[str, int], dict] = {}
         root = QHBoxLayout(self)
-        root.addWidget(self._build_left())
+        root.addWidget(self._build_left(), 2)  # 2 : 3 below its widest, so a small screen's chart keeps room
         split = QSplitter(Qt.Vertical)  # right: chart and table
         split.addWidget(self._build_charts())
         split.addWidget(self._build_table())
         split.setSizes([430, 330])
-        root.addWidget(split, 1)
+        root.addWidget(split, 3)
         self._connect(ctx)
 
     def _build_left(self) -> QScrollArea:
@@ -313,13 +333,20 @@ class EstimatorPanel(Panel):
         left.addStretch(1)
         lw = QWidget()
         lw.setLayout(left)
-        scroll = QScrollArea()
+        scroll = _ColumnScroll()
         scroll.setWidget(lw)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        # as wide as the content needs (nothing clipped on the right), scrolling only vertically
-        scroll.setFixedWidth(min(460, lw.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 6))
+        # at least as wide as the content needs (nothing clipped on the right), scrolling only vertically; its
+        # combo boxes shrink (their text ends in "…") and the form's labels go above the fields on an 800-px
+        # screen, so the chart beside it keeps room
+        for combo in lw.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        for form in lw.findChildren(QFormLayout):
+            form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        scroll.setMaximumWidth(460)
         return scroll
 
     def _build_model_box(self) -> QGroupBox:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -28,7 +29,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.outputs import failure_reason
-from app.core.rounds import EXPORT_FORMATS, ExportIncomplete, export_round, round_report, round_summary
+from app.core.rounds import (
+    EXPORT_FORMATS,
+    ExportIncomplete,
+    export_files,
+    export_round,
+    round_report,
+    round_summary,
+)
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 
@@ -82,6 +90,14 @@ def check_target(folder: str, name: str) -> tuple[Path, str | None] | str:
     return out, name or None
 
 
+def name_list(paths, most: int = 4) -> str:
+    """``a.h5, a.npz`` or ``a.h5, a.json, a.keras, a.npz and 3 more``."""
+    names = [Path(p).name for p in paths]
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} and {len(names) - most} more"
+
+
 class ExportPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -89,12 +105,15 @@ class ExportPanel(Panel):
         self.export_folder = ""  # the folder of the running or last export (``~`` expanded)
         self.written: dict[str, Path] = {}
         self.failed: dict[str, str] = {}  # format -> why it was not written (last export)
+        self.report_name = ""  # the report file of the running or last export
         root = QHBoxLayout(self)
         left = QVBoxLayout()
         box = QGroupBox("Personalized weights")
         form = QFormLayout(box)
         self.round = QComboBox()
         self.round.setToolTip("Finished rounds with weights downloaded from the board")
+        self.round.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # a round's long summary
+        self.round.setMinimumContentsLength(16)
         form.addRow("Round", self.round)
         drow = QHBoxLayout()
         self.folder = QLineEdit(str(ctx.settings.get("export.folder", str(Path.home() / "odlstudio-exports"))))
@@ -136,7 +155,9 @@ class ExportPanel(Panel):
         lw.setMaximumWidth(480)
         root.addWidget(lw)
         right = QVBoxLayout()
-        right.addWidget(QLabel("Report (written beside the files as <name>_report.md)"))
+        title = QLabel("Report (written beside the files as <name>_report.md)")
+        title.setWordWrap(True)  # beside the form on an 800-px screen
+        right.addWidget(title)
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
         self.report.setLineWrapMode(QPlainTextEdit.NoWrap)
@@ -216,6 +237,12 @@ class ExportPanel(Panel):
             self.stage.setText(checked)
             return
         out, stem = checked
+        targets = export_files(out, int(rid), formats, stem)
+        there = [p for p in targets if p.is_file()]
+        if there and not self._may_replace(out, there):
+            self.stage.setText(f"Export not started: the existing files in {out} were kept")
+            return
+        self.report_name = next(p.name for p, what in targets.items() if what == "report")
         folder = self.export_folder = str(out)
         self.ctx.settings.set("export.folder", folder)
         store = self.ctx.store
@@ -232,7 +259,7 @@ class ExportPanel(Panel):
                 return written, {}
             except ExportIncomplete as exc:  # the other formats were written: list them and say what failed
                 return exc.written, exc.failed
-            except OSError as exc:  # the report could not be written (a full or read-only disk): said in words
+            except OSError as exc:  # the folder could not be made or written (a full or read-only disk)
                 raise RuntimeError(f"{folder}: {failure_reason(exc)}") from exc
 
         self.task = self._tasks().start(
@@ -242,6 +269,18 @@ class ExportPanel(Panel):
             on_error=self._failed,
             on_progress=lambda f, t: (self.progress.setValue(int(1000 * f)), self.stage.setText(t)),
         )
+
+    def _may_replace(self, out: Path, there: list[Path]) -> bool:
+        """Ask before replacing files of the same name (default No)."""
+        n = len(there)
+        answer = QMessageBox.question(
+            self,
+            "Replace files?",
+            f"Replace {n} existing file{'s' if n > 1 else ''} in {out}: {name_list(there)}?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -264,8 +303,15 @@ class ExportPanel(Panel):
             self.files.addItem(f"NOT WRITTEN: {FORMAT_LABELS.get(k, k)}: {msg}")
         self.progress.setValue(1000)
         text = f"Wrote {len(written)} files to {self.export_folder}"
-        if failed:
-            text += "; not written: " + "; ".join(f"{k} ({msg})" for k, msg in failed.items())
+        others = dict(failed)
+        if "report" in failed and "report" not in written:  # the models are there, their report is not
+            n = len(written)
+            text = (
+                f"Wrote {n} file{'s' if n != 1 else ''} to {self.export_folder}: {name_list(written.values(), 8)}; "
+                f"the report {self.report_name} was not written: {others.pop('report')}"
+            )
+        if others:
+            text += "; not written: " + "; ".join(f"{k} ({msg})" for k, msg in others.items())
         self.stage.setText(text)
         self.ctx.status(
             f"Exported round {self.round.currentData()} to {self.export_folder}"

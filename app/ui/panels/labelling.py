@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
     QListWidget,
@@ -55,11 +54,12 @@ from app.core.labels import (
     windows,
 )
 from app.core.outputs import failure_reason
-from app.core.recording import RecordingError, StreamRecorder, load_accel, space_warning
+from app.core.recording import RecordingError, StreamRecorder, accel_partial_bytes, load_accel, space_warning
 from app.core.store import Recording, StoreError
 from app.core.streams import SampleStream
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel, tool_button
+from app.ui.widgets.flow import FlowLayout
 from app.ui.widgets.stream_plot import StreamPlot
 
 if TYPE_CHECKING:
@@ -176,6 +176,7 @@ class LabellingPanel(Panel):
         self.recording: Recording | None = None
         self.rec_stream: SampleStream | None = None
         self.recorder: StreamRecorder | None = None
+        self._rec_dataset = ""  # the dataset the running recording goes to
         self.selection: tuple[float, float] | None = None
         self.selected_label: int | None = None
         self.unreadable = ""  # why the shown recording's file cannot be read ("" when it can)
@@ -229,9 +230,9 @@ class LabellingPanel(Panel):
         lay.addWidget(split, 1)
         self._connect()
 
-    def _build_toolbar(self) -> QHBoxLayout:
-        """User, dataset, class, Record / Record fixed, Undo / Redo."""
-        top = QHBoxLayout()
+    def _build_toolbar(self) -> FlowLayout:
+        """User, dataset, class, Record / Record fixed, Undo / Redo (in rows on a narrow window)."""
+        top = FlowLayout()
         self.user_combo = QComboBox()
         self.user_combo.setEditable(True)
         self.user_combo.setToolTip("Your profile: type a new name and press Enter to create it")
@@ -266,7 +267,6 @@ class LabellingPanel(Panel):
             self.btn_redo,
         ):
             top.addWidget(w)
-        top.addStretch(1)
         return top
 
     def _build_recordings(self) -> QWidget:
@@ -400,9 +400,25 @@ class LabellingPanel(Panel):
             self.class_combo.addItem(f"{i + 1}  {c}", c)
         self.reload_recordings()
 
+    def _recording_keeps(self, then: str) -> bool:
+        """A segment is being recorded into the current dataset: a switch of dataset (or of user, which switches
+        it) is refused, naming the dataset the segment goes to.  Was: the switch went through while the
+        segment was still saved into the old dataset, out of sight, and its label was checked against the new
+        dataset's classes."""
+        if self.recorder is None:
+            return False
+        self.ctx.status(
+            f"{self.recorder.rec.name!r} is being recorded into dataset {self._rec_dataset!r}: "
+            f"stop it first (■ Stop), then {then}",
+            15000,
+        )
+        return True
+
     def _user_entered(self) -> None:
         name = self.user_combo.currentText().strip()
-        if name and name != self.ctx.user.name:
+        if name and name != self.ctx.user.name and self._recording_keeps("change the user"):
+            self.user_combo.setCurrentText(self.ctx.user.name)
+        elif name and name != self.ctx.user.name:
             self.ctx.set_user(name)
         self.plot.setFocus()  # done typing: the keys label and record again
 
@@ -413,10 +429,14 @@ class LabellingPanel(Panel):
 
     def _dataset_chosen(self, _i: int) -> None:
         did = self.dataset_combo.currentData()
-        if did is not None and did != self.ctx.dataset.id:
+        if did is not None and did != self.ctx.dataset.id and self._recording_keeps("switch datasets"):
+            self.dataset_combo.setCurrentIndex(max(0, self.dataset_combo.findData(self.ctx.dataset.id)))
+        elif did is not None and did != self.ctx.dataset.id:
             self.ctx.set_dataset(did)
 
     def new_dataset(self, name: str | None = None, classes: tuple[str, ...] | None = None) -> None:
+        if self._recording_keeps("create the new dataset"):
+            return
         if name is None:
             name, ok = QInputDialog.getText(self, "New dataset", "Name:")
             if not ok or not name.strip():
@@ -512,6 +532,15 @@ class LabellingPanel(Panel):
         )
         s.append(xyz)
         self.rec_stream = s
+        partial = accel_partial_bytes(self.ctx.store, rec)
+        if partial and not (self.recorder is not None and self.recorder.rec.id == rec.id):
+            # was: the whole samples shown as if the file were whole
+            self.ctx.status(
+                f"The file {self.ctx.store.resolve(rec.path)} of {rec.name!r} ends in a partial sample: "
+                f"its last {partial} {'byte was' if partial == 1 else 'bytes were'} ignored ({len(xyz):,} whole samples "
+                "shown)",
+                15000,
+            )
         self.model = LabelModel(self.ctx.store, rec.id, self.classes, duration=len(xyz) / rec.rate_hz)
         self.model.add_listener(self._labels_changed)
         span = max(1.0, s.duration)
@@ -576,6 +605,7 @@ class LabellingPanel(Panel):
         while f"{cls} #{n}" in taken:
             n += 1
         self._rec_class = cls
+        self._rec_dataset = self.ctx.dataset.name
         warning = space_warning(self.ctx.store, "accel", stream.rate_hz)
         try:
             self.recorder = StreamRecorder(
@@ -1026,7 +1056,7 @@ class LabellingPanel(Panel):
             self.stop_recording()
         elif self.recorder is not None:
             self.hint.setText(
-                f"Recording {self._rec_class}: {self.recorder.duration:.1f} s"
+                f"Recording {self._rec_class} into dataset {self._rec_dataset!r}: {self.recorder.duration:.1f} s"
                 + (f" of {self.recorder.limit / self.recorder.stream.rate_hz:.0f} s" if self.recorder.limit else "")
                 + f" → {self.recorder.path} — press R or Stop to end"
             )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QPushButton, QVBoxLayout
 
 from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceState
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.widgets.flow import FlowLayout
 from app.ui.widgets.stream_plot import StreamPlot
 
 
@@ -14,7 +15,7 @@ class LiveAccelPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
         lay = QVBoxLayout(self)
-        bar = QHBoxLayout()
+        bar = FlowLayout()  # in rows on a narrow window
         self.btn_stream = QPushButton("▶ Stream")
         self.btn_stream.setToolTip("Connect the board (if needed) and start/stop the accelerometer stream (Space)")
         self.odr = QComboBox()
@@ -48,7 +49,6 @@ class LiveAccelPanel(Panel):
             self.activity,
         ):
             bar.addWidget(w)
-        bar.addStretch(1)
         self.info = QLabel()
         bar.addWidget(self.info)
         lay.addLayout(bar)

@@ -29,12 +29,12 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -62,6 +62,7 @@ from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from app.ui.panels.base import tool_button as _tool
 from app.ui.tasks import Task, start_export
+from app.ui.widgets.flow import FlowLayout
 from app.ui.widgets.stream_plot import StreamPlot
 
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
@@ -126,15 +127,21 @@ class PowerPanel(Panel):
         lay.addLayout(self._build_toolbar())
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self._build_plot())
-        split.addWidget(self._build_side())
+        side = QScrollArea()  # the statistics and tabs scroll on a low screen (800 x 600), not the plot
+        side.setFrameShape(QScrollArea.NoFrame)
+        side.setWidgetResizable(True)
+        side.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        side.setWidget(self._build_side())
+        side.setMinimumWidth(side.widget().minimumWidth() + side.verticalScrollBar().sizeHint().width())
+        split.addWidget(side)
         split.setSizes([1000, 340])
         lay.addWidget(split, 1)
         self._connect()
         self._units()
         self._reload_markers()
 
-    def _build_toolbar(self) -> QHBoxLayout:
-        bar = QHBoxLayout()
+    def _build_toolbar(self) -> FlowLayout:
+        bar = FlowLayout()  # in rows on a narrow window
         self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
         self._sync_rates()
@@ -179,7 +186,6 @@ class PowerPanel(Panel):
             self.btn_export,
         ):
             bar.addWidget(w)
-        bar.addStretch(1)
         return bar
 
     def _build_plot(self) -> _PowerPlot:

@@ -81,12 +81,12 @@ class TrainingPanel(Panel):
         self._shown_round: int | None = None
         self._view_rows: list[BatchRow] = []
         root = QHBoxLayout(self)
-        root.addWidget(self._build_left())
+        root.addWidget(self._build_left(), 2)  # 2 : 3 below 400 px, so a small screen's plots keep room
         split = QSplitter(Qt.Vertical)  # right: plots and metrics
         split.addWidget(self._build_plots())
         split.addWidget(self._build_metrics())
         split.setSizes([560, 260])
-        root.addWidget(split, 1)
+        root.addWidget(split, 3)
         self._connect(ctx)
         self._fill_layers(PAPER_LAYERS)
         self.prefill_from_estimator()
@@ -132,6 +132,7 @@ class TrainingPanel(Panel):
     def _build_form(self) -> QGroupBox:
         box = QGroupBox("Round")
         form = QFormLayout(box)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # labels above the fields where the column is narrow
         mrow = QHBoxLayout()
         self.model = QComboBox()
         self.model.addItem("General (paper CNN, WISDM)", None)
@@ -168,6 +169,9 @@ class TrainingPanel(Panel):
         self.warmup.setToolTip("Epochs training only the last Dense layer first (the paper uses 2)")
         self.measure = QCheckBox("Measure energy with the LPM01A")
         self.measure.setChecked(True)
+        for combo in (self.model, self.size, self.mode):  # narrower than their longest item on a small screen
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.lr)
         form.addRow("Batch size", self.batch)
@@ -227,8 +231,10 @@ class TrainingPanel(Panel):
         ml.addWidget(self.summary, 0, 0, 1, 2)
         self.cm_before = self._matrix()
         self.cm_after = self._matrix()
-        ml.addWidget(QLabel("Confusion matrix before (rows = true class)"), 1, 0)
-        ml.addWidget(QLabel("Confusion matrix after"), 1, 1)
+        for col, text in enumerate(("Confusion matrix before (rows = true class)", "Confusion matrix after")):
+            title = QLabel(text)
+            title.setWordWrap(True)  # two side by side asked for 400 px on an 800-px screen
+            ml.addWidget(title, 1, col, Qt.AlignBottom)
         ml.addWidget(self.cm_before, 2, 0)
         ml.addWidget(self.cm_after, 2, 1)
         return metrics
