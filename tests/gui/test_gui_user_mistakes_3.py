@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QScrollArea
 
 from tests.gui.test_gui_labelling import add_recording, offline_window  # noqa: F401 - the fixture
 from tests.gui.test_gui_user_mistakes_2 import _export, export_panel, said  # noqa: F401 - the fixtures
@@ -49,6 +49,10 @@ def test_every_panel_is_usable_in_an_800x600_window(offline_window):  # noqa: F8
         win.resize(1280, 800)
         QApplication.processEvents()
         assert not page.verticalScrollBar().isVisible() and not page.horizontalScrollBar().isVisible(), key
+        for inner in panel.findChildren(QScrollArea):  # a side column scrolls only when it is taller than its least
+            if inner.isVisible() and inner.widget() is not None:  # (Power's scrolled at 1280 x 800, where it fits)
+                least = inner.widget().minimumSizeHint().height()
+                assert inner.verticalScrollBar().isVisible() == (least > inner.viewport().height()), (key, least)
 
 
 # --- 2. Export: files of the same name ------------------------------------------------------------------------

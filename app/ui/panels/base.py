@@ -20,6 +20,25 @@ def tool_button(text: str, tip: str = "", checkable: bool = False) -> QToolButto
     return b
 
 
+def least_height_for_width(widget: QWidget, width: int) -> int | None:
+    """The *least* height ``widget``'s layout needs at ``width`` (wrapped toolbars and labels whole), or None
+    when its height does not depend on its width.  A resizable QScrollArea makes its content at least
+    ``heightForWidth`` tall and scrolls beyond it; Qt's default, the layout's *preferred* height, gave scroll
+    bars where the content fitted."""
+    lay = widget.layout()
+    if lay is not None and lay.hasHeightForWidth():
+        return lay.totalMinimumHeightForWidth(width)
+    return None
+
+
+class Column(QWidget):
+    """A widget put in a scroll area of its own (a side column): it scrolls only below its least height."""
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt naming
+        least = least_height_for_width(self, width)
+        return super().heightForWidth(width) if least is None else least
+
+
 class Panel(QWidget):
     """A page of the main window.
 
@@ -49,14 +68,10 @@ class Panel(QWidget):
         return sc
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt naming
-        """The *least* height the panel needs at ``width`` (its wrapped toolbar and labels whole).  The main
-        window's page (a resizable QScrollArea) makes the panel at least this tall and scrolls beyond it;
-        Qt's default, the layout's preferred height, gave a scroll bar on an 800 x 600 screen where the
-        panel fitted."""
-        lay = self.layout()
-        if lay is not None and lay.hasHeightForWidth():
-            return lay.totalMinimumHeightForWidth(width)
-        return super().heightForWidth(width)
+        """The least height the panel needs at ``width``: the main window's page is a scroll area (see
+        :func:`least_height_for_width`; was a scroll bar on an 800 x 600 screen where the panel fitted)."""
+        least = least_height_for_width(self, width)
+        return super().heightForWidth(width) if least is None else least
 
     def tick(self) -> None:
         """Frame clock: refresh views from the core (cheap when nothing changed)."""

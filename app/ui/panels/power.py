@@ -59,7 +59,7 @@ from app.core.recording import (
 from app.core.store import Marker
 from app.core.streams import SampleStream, Stats
 from app.ui.panels import PanelSpec
-from app.ui.panels.base import Panel
+from app.ui.panels.base import Column, Panel
 from app.ui.panels.base import tool_button as _tool
 from app.ui.tasks import Task, start_export
 from app.ui.widgets.flow import FlowLayout
@@ -107,6 +107,15 @@ class _PowerPlot(StreamPlot):
     def keyPressEvent(self, ev):  # noqa: N802
         if not self.panel.handle_key(ev.key(), ev.modifiers()):
             super().keyPressEvent(ev)
+
+
+class _Tabs(QTabWidget):
+    """The Markers and D7 batches tabs: their table shrinks to its minimum before the side column scrolls.  (A
+    word-wrapped label in a tab made the tab widget height-for-width, and a layout takes such an item's
+    *preferred* height as its least: the side column scrolled at 1280 x 800, where it fits.)"""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt naming
+        return False
 
 
 class PowerPanel(Panel):
@@ -208,7 +217,7 @@ class PowerPanel(Panel):
 
     def _build_side(self) -> QWidget:
         """Source line, window/selection statistics, and the Markers and D7 batches tabs."""
-        side = QWidget()
+        side = Column()  # in a scroll area: it scrolls only when the window is lower than the column's least height
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
         # the source and the recording (its file) here, word-wrapped, not at the end of the toolbar where
@@ -219,7 +228,7 @@ class PowerPanel(Panel):
         self.source_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         sl.addWidget(self.source_label)
         self._build_stats(sl)
-        self.tabs = QTabWidget()
+        self.tabs = _Tabs()
         self.tabs.addTab(self._build_markers_tab(), "Markers")
         self.tabs.addTab(self._build_batches_tab(), "D7 batches")
         self.d7_batches: list[D7Interval] = []
