@@ -724,8 +724,10 @@ HAPT_EXPECTED = "a HAPT .npz is hapt_raw_50hz.npz with arrays acc, label, user, 
 DATA_FORMATS = (
     "WISDM accelerometer text (data_<id>_accel_phone.txt or WISDM_ar_v1.1_raw.txt files of "
     "'user,activity,timestamp,x,y,z;' records, the app's WISDM export, or a folder of them) or a HAPT .npz "
-    "(arrays acc, label, user, session); personalize also takes the app's windows .npz (arrays X, y, classes)"
+    "(arrays acc, label, user, session)"
 )
+#: What ``personalize --data`` takes besides :data:`DATA_FORMATS` (``pretrain --data`` does not take it).
+WINDOWS_FORMAT = "the app's windows .npz (arrays X, y, classes)"
 #: ``odlstudio loso --dataset <name>``: the dataset's title and what its ``--data`` is.
 DATASET_DATA: dict[str, tuple[str, str]] = {
     "wisdm2019": (
@@ -1070,10 +1072,12 @@ def load_dataset(
     path: str | Path,
     activities: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
     rate: float | None = 20.0,
+    takes: str = DATA_FORMATS,
 ) -> RecordingSet:
     """Load HAPT and/or WISDM found at ``path`` (a file, a dataset folder, or a folder holding several
     dataset folders such as ``../shared/data``).  With several datasets the subject ids become
-    ``<dataset>/<id>``.  ``activities=None`` keeps every activity (map them later with ``select``)."""
+    ``<dataset>/<id>``.  ``activities=None`` keeps every activity (map them later with ``select``).
+    ``takes``: what the calling command's ``--data`` takes, for the message about a file of another kind."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"--data {path}: no such file or directory")
@@ -1086,9 +1090,7 @@ def load_dataset(
             sets.append(load_wisdm(path, activities="all", rate=rate))
         else:
             instead = f" ({kind.hint})" if kind.hint else ""
-            raise DatasetError(
-                f"--data {path}: {kind.what}, which --data does not take{instead}; it takes {DATA_FORMATS}"
-            )
+            raise DatasetError(f"--data {path}: {kind.what}, which --data does not take{instead}; it takes {takes}")
     else:
         if list(path.rglob("hapt*.npz")):
             sets.append(load_hapt(path, activities="all", rate=rate))

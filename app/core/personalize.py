@@ -217,7 +217,7 @@ def load_user_data(
     if path.is_file() and path.suffix.lower() == ".npz" and _is_window_npz(path):
         return _load_window_npz(path, cmap, T, train_fraction, user)
     try:
-        rs = ds.load_dataset(path, activities=None, rate=rate)
+        rs = ds.load_dataset(path, activities=None, rate=rate, takes=f"{ds.DATA_FORMATS}, or {ds.WINDOWS_FORMAT}")
     except ds.DatasetError as exc:
         app = _load_app_text(path, rate) if path.is_file() else None
         if app is None:
@@ -940,8 +940,15 @@ def write_outputs(
 
 
 def earlier_outputs(out_dir: str | Path) -> list[Path] | None:
-    """The files an earlier run's ``report.json`` in ``out_dir`` lists as its outputs (only those inside
-    ``out_dir``), or None when there is no report.json.  A report that cannot be read lists nothing."""
+    """The files an earlier run's ``report.json`` in ``out_dir`` lists as its outputs, as paths of files in
+    ``out_dir/<mode>/``, or None when there is no report.json.  A report that cannot be read lists nothing.
+
+    The report holds each path as that run wrote it: an absolute path counts when it lies in
+    ``out_dir/<mode>/``; a relative one is relative to the folder that run was started from (which may not be
+    the current one), so it is read as ``out_dir/<mode>/<file>`` from its last two parts, when what comes
+    before them, if anything, ends in ``out_dir``'s name (``results/full/u.keras`` for ``--out results``).
+    Anything else — ``../x.txt``, an absolute path elsewhere, a link leading out of ``out_dir`` — is ignored
+    without a word: nothing outside ``out_dir`` is ever removed."""
     report = Path(out_dir) / "report.json"
     if not report.is_file():
         return None
@@ -951,7 +958,27 @@ def earlier_outputs(out_dir: str | Path) -> list[Path] | None:
     except (OSError, ValueError, AttributeError, TypeError):  # damaged or foreign: remove nothing of it
         return []
     root = Path(out_dir).resolve()
-    return [p for p in paths if p.resolve().parent.parent == root]
+    found = (_in_out_dir(root, p) for p in paths)
+    return [p for p in found if p is not None]
+
+
+def _in_out_dir(root: Path, listed: Path) -> Path | None:
+    """``listed`` (a path from ``root``'s report.json) as a file in ``root/<mode>/``, or None (see
+    :func:`earlier_outputs`)."""
+    if listed.is_absolute():
+        path = listed
+    else:
+        parts = listed.parts
+        if len(parts) < 2 or any(part in ("", ".", "..") for part in parts[-2:]):
+            return None
+        if len(parts) > 2 and parts[-3] != root.name:
+            return None
+        path = root / parts[-2] / parts[-1]
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return None
+    return path if real.parent.parent == root else None
 
 
 def _remove_stale(out: Path, earlier: list[Path], now: set[Path]) -> None:

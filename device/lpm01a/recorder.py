@@ -116,20 +116,39 @@ def _refusal(path: Path, exc: BaseException) -> str:
 _START_BYTES = 64 * 1024
 
 
-def _try_write(path: Path, nbytes: int) -> None:
-    """Create ``path``, write ``nbytes`` to it and sync, then empty it again: the disk's refusals (read-only,
-    permissions, a quota, a file-size limit) show up here, as plain ``OSError`` s.  HDF5 itself does not
-    survive a refused first write: its file handle can then be neither flushed nor closed, and the
-    interpreter crashes at exit (a segmentation fault after the message)."""
+def _write_start(path: Path, image: bytes, nbytes: int) -> None:
+    """Create ``path`` holding ``image`` (the file's whole layout, made in memory), padded with zeros to
+    ``nbytes`` and synced, then cut back to the image: the disk's refusals (read-only, permissions, a quota,
+    a file-size limit, a disk that fills) show up here, as plain ``OSError`` s, before HDF5 writes a byte.
+    HDF5 itself does not survive a refused write while it starts a file: its file handle can then be neither
+    flushed nor closed, and the interpreter crashes (a segmentation fault after the message).  Once the
+    image is on disk, HDF5's start (the write flags, the switch to SWMR) rewrites bytes in place only."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        zeros = memoryview(bytes(nbytes))
-        while zeros:
-            zeros = zeros[os.write(fd, zeros) :]
+        data = memoryview(image + bytes(max(0, nbytes - len(image))))
+        while data:
+            data = data[os.write(fd, data) :]
         os.fsync(fd)
-        os.ftruncate(fd, 0)
+        os.ftruncate(fd, len(image))
     finally:
         os.close(fd)
+
+
+def _divert_to_null(f) -> None:
+    """Point the file descriptor under the h5py file ``f`` (HDF5's ``sec2`` driver) at the null device: whatever
+    HDF5 still writes to a file it has been let go of goes nowhere.  Best effort (no descriptor: nothing done)."""
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except Exception:  # noqa: BLE001 - another driver, an invalid handle
+        return
+    try:
+        if isinstance(fd, int) and fd > 2:
+            os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 def _remove_new_file(path: Path, existed: bool) -> None:
@@ -223,18 +242,19 @@ class Hdf5Writer:
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         existed = os.path.lexists(self.path)
         try:
-            if not existed:
-                _try_write(self.path, _START_BYTES)
-            self.f = h5py.File(self.path, "w", libver="latest")
+            image = self._layout(output, voltage_v, stream_format, port, start_time, chunk, extra_attrs)
+            # (a file that was there is not padded: the test write is for new files, as before)
+            _write_start(self.path, image, 0 if existed else _START_BYTES)
+            self.f = h5py.File(self.path, "r+", libver="latest")
         except (OSError, RuntimeError, ValueError) as exc:  # read-only disk, no permission, no folder, quota...
             _remove_new_file(self.path, existed)
             raise CannotWrite(self.path, _refusal(self.path, exc)) from None
-        # A refusal past the test write (the disk failing within milliseconds) still gives the message and
-        # removes the file, but HDF5's unclosable handle may then crash the interpreter at exit.
+        # A refusal now (the disk refusing to rewrite bytes it has just taken: an I/O error) still gives the
+        # message and removes the file; HDF5 closes a file whose only failed write was its first flush.
         reason = ""
         try:
-            self._start(output, voltage_v, stream_format, port, start_time, chunk, extra_attrs)
-        except (OSError, RuntimeError, ValueError) as exc:  # the disk refused the first write (quota, I/O error)
+            self._start(chunk)
+        except (OSError, RuntimeError, ValueError) as exc:  # the disk refused HDF5's first write (an I/O error)
             reason = _refusal(self.path, exc)
         if reason:
             self._abandon()
@@ -250,7 +270,7 @@ class Hdf5Writer:
         except Exception:  # noqa: BLE001 - the caller removes the file
             pass
 
-    def _start(
+    def _layout(
         self,
         output: str,
         voltage_v: float | None,
@@ -259,42 +279,55 @@ class Hdf5Writer:
         start_time: float | None,
         chunk: int,
         extra_attrs: dict | None,
-    ) -> None:
-        """Write the layout and every attribute, then switch to SWMR (HDF5's first flush)."""
+    ) -> bytes:
+        """The new file's bytes, made in memory: the layout and every attribute (no samples yet)."""
+        import h5py
+
         start = time.time() if start_time is None else float(start_time)
-        self.f.attrs["format"] = "odlstudio-lpm01a-capture"
-        self.f.attrs["version"] = 1
-        self.f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        memory = io.BytesIO()
+        with h5py.File(memory, "w", libver="latest") as f:
+            f.attrs["format"] = "odlstudio-lpm01a-capture"
+            f.attrs["version"] = 1
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+            # NaN fill: a position that never reached the disk reads as 'lost', never as a 0.0 sample
+            ds = f.create_dataset(
+                "samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,), fillvalue=np.nan
+            )
+            units = "A" if output == "current" else "J"
+            ds.attrs.update(
+                {
+                    "quantity": output,
+                    "units": units,
+                    "rate_hz": self.rate_hz,
+                    "first_index": 0,
+                    "time_definition": "t = (first_index + k + 1) / rate_hz seconds after start_time (sample k, 0-based)",
+                    "start_time_unix": start,
+                    "start_time_iso": _dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
+                    "voltage_v": float(voltage_v) if voltage_v is not None else math.nan,
+                    "stream_format": stream_format,
+                    "port": port,
+                    "nan_means": "sample lost in transit (counted in /status[1])",
+                    "energy_note": "output energy: each value is J over one sample period"
+                    if output == "energy"
+                    else "",
+                }
+            )
+            for k, v in (extra_attrs or {}).items():
+                ds.attrs[k] = v
+            ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
+            ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
+            st = f.create_dataset("status", data=np.zeros(4, np.int64))
+            st.attrs["columns"] = "received, lost, next_index, finished"
+        return memory.getvalue()
+
+    def _start(self, chunk: int) -> None:
+        """Take hold of the datasets and switch to SWMR (HDF5's first flush)."""
         self.chunk_bytes = chunk * 8
         self.error: BaseException | None = None  # the write error that ended this file early
-        # NaN fill: a position that never reached the disk reads as 'lost', never as a 0.0 sample
-        ds = self.f.create_dataset(
-            "samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,), fillvalue=np.nan
-        )
-        units = "A" if output == "current" else "J"
-        ds.attrs.update(
-            {
-                "quantity": output,
-                "units": units,
-                "rate_hz": self.rate_hz,
-                "first_index": 0,
-                "time_definition": "t = (first_index + k + 1) / rate_hz seconds after start_time (sample k, 0-based)",
-                "start_time_unix": start,
-                "start_time_iso": _dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
-                "voltage_v": float(voltage_v) if voltage_v is not None else math.nan,
-                "stream_format": stream_format,
-                "port": port,
-                "nan_means": "sample lost in transit (counted in /status[1])",
-                "energy_note": "output energy: each value is J over one sample period" if output == "energy" else "",
-            }
-        )
-        for k, v in (extra_attrs or {}).items():
-            ds.attrs[k] = v
-        ev = self.f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
-        ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
-        st = self.f.create_dataset("status", data=np.zeros(4, np.int64))
-        st.attrs["columns"] = "received, lost, next_index, finished"
-        self.samples, self.events, self.status = ds, ev, st
+        self.samples, self.events, self.status = self.f["samples"], self.f["events"], self.f["status"]
+        # where /status's four numbers lie in the file (contiguous storage): rewritten in place by _let_go
+        self._status_at, self._status_dtype = self.status.id.get_offset(), self.status.dtype
+        self._stuck = False  # HDF5 can no longer flush this file (see _let_go)
         self.f.swmr_mode = True
         self._buf: list[np.ndarray] = []
         self._ev_buf: list[StreamEvent] = []
@@ -408,8 +441,8 @@ class Hdf5Writer:
             self.samples.resize((self._on_disk,))
             self.status[:] = np.array([self.received, self.lost, self._on_disk, 2], np.int64)
             self.f.flush()
-        except Exception:  # noqa: BLE001 - nothing more can be done; readers trust /status
-            pass
+        except Exception:  # noqa: BLE001 - HDF5 cannot flush this file any more: closing it would fail too
+            self._stuck = True
 
     def close(self) -> None:
         if self.closed:
@@ -420,7 +453,10 @@ class Hdf5Writer:
         finally:
             self.closed = True
             try:
-                self.f.close()
+                if self._stuck:
+                    self._let_go()
+                else:
+                    self.f.close()
             except Exception as exc:  # noqa: BLE001 - HDF5 could not write its last metadata
                 if self.error is None:
                     self.error = exc
@@ -431,6 +467,31 @@ class Hdf5Writer:
                         clear_write_flags(self.path)
                     except (OSError, ValueError):
                         pass
+
+    def _let_go(self) -> None:
+        """Leave a file HDF5 can no longer flush (a write failed and so did the salvage's flush) without closing
+        it: HDF5 cannot close it either, and a failed close leaves handles whose release — by Python's garbage
+        collector or HDF5's own clean-up at exit — crashes the interpreter (a segmentation fault after the
+        message).  So HDF5's file descriptor is pointed at the null device (nothing more reaches the disk behind
+        the caller's back), h5py is told never to release the handles, and ``/status`` — what the salvage could
+        not flush — is rewritten in place: the file holds the positions of the last good flush, finished = 2."""
+        for name in ("samples", "events", "status"):
+            handle = self.__dict__.pop(name, None)
+            if handle is not None:
+                handle.id.locked = True
+        self.f.id.locked = True
+        _divert_to_null(self.f)
+        if self._status_at is None:
+            return
+        status = np.array([self.received, self.lost, self._on_disk, 2], self._status_dtype)
+        try:
+            with open(self.path, "r+b") as fh:  # rewrites 32 bytes the file has: no new room needed
+                fh.seek(self._status_at)
+                fh.write(status.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            pass
 
     def __enter__(self) -> "Hdf5Writer":
         return self

@@ -26,11 +26,13 @@ HAPT_READS = (
     "--dataset hapt reads the converted UCI HAPT hapt_raw_50hz.npz (arrays acc, label, user, session) or a folder "
     "holding it"
 )
+#: What pretrain's --data takes (load_dataset); personalize's also takes the app's windows export.
 DATA_TAKES = (
     "it takes WISDM accelerometer text (data_<id>_accel_phone.txt or WISDM_ar_v1.1_raw.txt files of "
     "'user,activity,timestamp,x,y,z;' records, the app's WISDM export, or a folder of them) or a HAPT .npz (arrays "
-    "acc, label, user, session); personalize also takes the app's windows .npz (arrays X, y, classes)"
+    "acc, label, user, session)"
 )
+PERSONALIZE_DATA_TAKES = f"{DATA_TAKES}, or the app's windows .npz (arrays X, y, classes)"
 
 
 def hapt_npz(path: Path, n: int = 300, **change) -> Path:
@@ -162,7 +164,7 @@ def test_personalize_given_the_shipped_sample_says_what_data_is_and_which_file_t
     assert str(err.value) == (
         f"--data {SAMPLE}: the sample recording the emulated board plays back (t_s,x,y,z,activity, cut from "
         f"WISDM-2019 subject 1600), which --data does not take (give that subject's recording instead: {give}); "
-        f"{DATA_TAKES}"
+        f"{PERSONALIZE_DATA_TAKES}"
     )
 
 
