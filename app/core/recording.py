@@ -27,7 +27,11 @@ on :meth:`StreamRecorder.stop`; :func:`recover` repairs rows of a session that c
 stop_reason` says why, :attr:`~StreamRecorder.finished` turns True): the file is consistent and holds
 exactly the row's ``n_samples``, the row is 'recovered' with the reason in ``meta['error']``.  A write that
 fails anyway ends the same way (a power file's fill value is NaN, so nothing unwritten ever reads as a
-0.0 sample).  :func:`space_warning` tells the user before a recording starts that the disk is nearly full.
+0.0 sample): a power file is cut back to what its last good flush wrote, and one that HDF5 can no longer
+flush at all (the disk filled within milliseconds of the start, or the flush that saves the file failed
+too) is let go of instead of closed (:func:`device.lpm01a.recorder.let_go`): HDF5 cannot close it, and its
+handles' release would crash the app.  A power file's layout is written by a plain write before HDF5 opens
+it (:func:`device.lpm01a.recorder.start_hdf5`), so a disk that refuses the start never reaches HDF5.  :func:`space_warning` tells the user before a recording starts that the disk is nearly full.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -44,7 +49,15 @@ import numpy as np
 
 from app.core.store import Recording, Store, StoreError
 from app.core.streams import Moments, SampleStream, Stats
-from device.lpm01a.recorder import DiskFull, clear_write_flags, room_left, write_flags
+from device.lpm01a.recorder import (
+    START_BYTES,
+    DiskFull,
+    clear_write_flags,
+    let_go,
+    room_left,
+    start_hdf5,
+    write_flags,
+)
 
 __all__ = [
     "StreamRecorder",
@@ -101,6 +114,27 @@ def _event_dtype() -> np.dtype:
 
 _active: "set[StreamRecorder]" = set()
 _active_lock = threading.Lock()
+#: Power files of this session that HDF5 could not finish (let go of after a full disk: _close_power).  HDF5
+#: still holds each as open until the app exits, and opening it again by name would find that (diverted) copy:
+#: they are read through a Python file object (another HDF5 driver) instead, which reads what the disk holds.
+_let_go_files: set[str] = set()
+
+
+def _open_h5(path: str | Path):
+    """``path`` open for reading (SWMR: a recording may still be written), or, for a file let go of in this
+    session, read through a Python file object (see :data:`_let_go_files`)."""
+    import h5py
+
+    if os.path.realpath(path) not in _let_go_files:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    fh = open(path, "rb")
+    try:
+        f = h5py.File(fh, "r")
+    except BaseException:
+        fh.close()
+        raise
+    weakref.finalize(f, fh.close)
+    return f
 
 
 def active_recorders() -> "list[StreamRecorder]":
@@ -161,6 +195,10 @@ class StreamRecorder:
         self._done = threading.Event()
         self._stopping = False
         self._error: BaseException | None = None
+        # power: samples and events the file held at its last good flush (what a failed write leaves), and
+        # whether HDF5 can no longer flush it at all (then it is let go of, not closed: _close_power)
+        self._flushed = self._ev_flushed = 0
+        self._stuck = False
         #: Why the recorder stopped by itself ('' = it did not): the disk filled up, a write failed.
         self.stop_reason = ""
         self.db_error = ""  # the database could not take the final row (full disk): recover() fixes it later
@@ -250,9 +288,21 @@ class StreamRecorder:
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         if self.kind == "accel":
             return open(self.path, "ab", buffering=0)
-        import h5py
+        # the layout goes to the disk in one plain write before HDF5 opens the file: a disk that refuses the
+        # start says so as a plain OSError, never inside HDF5 (whose file could then be neither flushed nor closed)
+        f = start_hdf5(self.path, self._layout, START_BYTES)
+        try:
+            f.swmr_mode = True  # rewrites bytes the file has
+        except Exception:
+            _quiet(f.close)
+            raise
+        # held from here to the close: a dataset handle released on its own flushes its chunks, and one that
+        # cannot (a full disk) would crash the app when h5py releases it
+        self._current, self._events_ds = f["current"], f["events"]
+        return f
 
-        f = h5py.File(self.path, "w", libver="latest")
+    def _layout(self, f) -> None:
+        """A new power file's datasets and attributes (made in memory by :func:`start_hdf5`)."""
         # NaN fill: a position that never reached the disk reads as a gap, never as a 0.0 sample
         f.create_dataset("current", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,), fillvalue=np.nan)
         ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
@@ -266,8 +316,6 @@ class StreamRecorder:
                 "recording_id": self.rec.id,
             }
         )
-        f.swmr_mode = True
-        return f
 
     def _write(self, items: list[tuple[int, np.ndarray]]) -> None:
         parts: list[np.ndarray] = []
@@ -295,7 +343,7 @@ class StreamRecorder:
                     self._file.truncate(self.n_written * row_bytes)
                     raise
             else:
-                ds = self._file["current"]
+                ds = self._current
                 n = ds.shape[0]
                 try:
                     ds.resize((n + len(data),))
@@ -335,20 +383,25 @@ class StreamRecorder:
                     try:
                         self._write(blocks)
                     except (OSError, RuntimeError) as exc:
-                        self._halt(exc)
+                        self._failed(exc)
                         break
                 now = time.monotonic()
                 if self._events_src is not None and (finished or now - last_events >= EVENTS_POLL_S):
                     last_events = now
-                    self._take_events()
+                    try:
+                        self._take_events()
+                    except (OSError, RuntimeError) as exc:
+                        self._failed(exc)
+                        break
                 if finished or now - last_sync >= POWER_FLUSH_S:
                     last_sync = now
                     if self.kind == "power":
                         try:
                             self._file.flush()
                         except (OSError, RuntimeError) as exc:
-                            self._halt(exc)
+                            self._failed(exc)
                             break
+                        self._flushed, self._ev_flushed = self.n_written, self.n_events
                 if not finished and now - last_db >= DB_UPDATE_S:
                     last_db = now
                     try:
@@ -360,6 +413,27 @@ class StreamRecorder:
         finally:
             self._close()
             self._done.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        """A write, a flush or the look-ahead's :class:`DiskFull` (writer thread): a power file whose write failed
+        is cut back to its last good flush first (:meth:`_salvage`), then the recorder stops (:meth:`_halt`)."""
+        if self.kind == "power" and not isinstance(exc, DiskFull):
+            self._salvage()
+        self._halt(exc)
+
+    def _salvage(self) -> None:
+        """After a failed write or flush of a power file: shrink ``current`` and ``events`` back to what the last
+        good flush wrote and flush that (the row then counts what the file holds).  When that flush fails too,
+        HDF5 can no longer flush the file at all: it is let go of at the close (:meth:`_close_power`)."""
+        self.n_written, self.n_events = self._flushed, self._ev_flushed
+        if self._stuck:
+            return
+        try:
+            self._current.resize((self._flushed,))
+            self._events_ds.resize((self._ev_flushed,))
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - HDF5 cannot flush this file any more: closing it would fail too
+            self._stuck = True
 
     def _halt(self, exc: BaseException) -> None:
         """Stop by itself after a full disk or a failed write (writer thread): no more samples are taken,
@@ -398,7 +472,7 @@ class StreamRecorder:
             if index >= 0:
                 rows.append((index, index / rate, str(kind), str(text)[:1000], np.nan))
         if rows:
-            ds = self._file["events"]
+            ds = self._events_ds
             m = ds.shape[0]
             ds.resize((m + len(rows),))
             ds[m:] = np.array(rows, dtype=_event_dtype())
@@ -407,19 +481,9 @@ class StreamRecorder:
     def _close(self) -> None:
         try:
             if self.kind == "power":
-                gaps = [
-                    (a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps if b > self.rec.t_offset
-                ]
-                gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
-                gaps = sorted((a, min(b, self.n_written / self.stream.rate_hz)) for a, b in gaps)
-                gaps = [(a, b) for a, b in gaps if b > a]
-                try:
-                    self._file.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
-                    self._file.attrs["dropped"] = self.dropped
-                except Exception:  # noqa: BLE001 - after a full disk the NaN runs still mark the gaps
-                    if self._error is None:
-                        raise
-            self._file.close()
+                self._close_power()
+            else:
+                self._file.close()
         except Exception as exc:  # noqa: BLE001 - the file could not be finished: said in the row
             if self._error is None:
                 self._error = exc
@@ -456,6 +520,41 @@ class StreamRecorder:
                 with _active_lock:
                     _active.discard(self)
                 self.store.remove_close_hook(self._store_closing)
+
+    def _close_power(self) -> None:
+        """Write the gaps, flush and close the power file; a flush that fails here ends the recording as one during
+        it does (cut back to the last good flush, the reason in :attr:`stop_reason`); a file HDF5 can no longer
+        flush is let go of (:func:`~device.lpm01a.recorder.let_go`), never closed."""
+        f = self._file
+        if not self._stuck:
+            gaps = [
+                (a - self.rec.t_offset, b - self.rec.t_offset) for a, b in self.stream.gaps if b > self.rec.t_offset
+            ]
+            gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
+            gaps = sorted((a, min(b, self.n_written / self.stream.rate_hz)) for a, b in gaps)
+            gaps = [(a, b) for a, b in gaps if b > a]
+            try:
+                f.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
+                f.attrs["dropped"] = self.dropped
+                f.flush()
+            except (OSError, RuntimeError) as exc:  # the disk filled up: the same end as during the recording
+                self._salvage()
+                if self._error is None or isinstance(self._error, DiskFull):
+                    self._halt(exc)  # (again after the look-ahead's stop: the count is the salvage's)
+        handles = [self.__dict__.pop("_current", None), self.__dict__.pop("_events_ds", None)]
+        try:
+            if self._stuck:
+                let_go(f, handles)
+                _let_go_files.add(os.path.realpath(self.path))
+            else:
+                del handles
+                f.close()
+        finally:
+            if self._error is not None:  # a failed write may have left the write flags or a short end
+                try:
+                    clear_write_flags(self.path)
+                except (OSError, ValueError):
+                    pass
 
     # --- control ---------------------------------------------------------------------------------
     @property
@@ -580,9 +679,8 @@ class ReplayStream(SampleStream):
         self.events_error = ""  # why the events could not be read (the samples still open)
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
-        import h5py
 
-        with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
+        with _open_h5(self.path) as f:
             y = np.asarray(f[self.dataset][max(0, i0) : i1], np.float64)
         return (y * self.scale if self.scale != 1.0 else y).astype(np.float32)
 
@@ -615,11 +713,10 @@ def power_file_info(path: str | Path) -> dict:
     :mod:`device.lpm01a.recorder`); anything else — including a foreign file with the right names but the
     wrong kinds (a group where a dataset belongs, a scalar, a text ``rate_hz``, malformed ``gaps``) —
     raises :class:`RecordingError` naming the file and what is wrong."""
-    import h5py
 
     path = Path(path)
     try:
-        f = h5py.File(path, "r", libver="latest", swmr=True)
+        f = _open_h5(path)
     except OSError as exc:
         raise RecordingError(f"cannot open power file {path}: {_h5_reason(exc)}") from exc
     try:
@@ -786,10 +883,9 @@ def open_power(
 
 
 def _read_into(stream, path, info, n, gaps, progress, cancelled) -> list:
-    import h5py
 
     rate = stream.rate_hz
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with _open_h5(path) as f:
         ds = f[info["dataset"]]
         step = 1 << 20
         for a in range(0, n, step):
@@ -811,14 +907,13 @@ def read_power_events(path: str | Path, rate_hz: float | None = None) -> list[Po
     the file's own timeline (sample ``k`` at ``k / rate_hz``): the ``events`` dataset of an app recording
     or the ``/events`` of an ``odlstudio power --out`` capture (same columns).  A file without one (older
     recordings) has none.  Raises :class:`RecordingError` naming the file when the dataset is unreadable."""
-    import h5py
 
     path = Path(path)
     rate = float(rate_hz) if rate_hz else float(power_file_info(path)["rate_hz"])
     if not rate > 0:
         raise RecordingError(f"{path}: no valid rate_hz to place its events")
     try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        with _open_h5(path) as f:
             if "events" not in f:
                 return []
             ev = f["events"]

@@ -43,11 +43,15 @@ import re
 import struct
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
 from device.lpm01a.capture import Block
 from device.lpm01a.decode import StreamEvent
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = [
     "Hdf5Writer",
@@ -61,6 +65,9 @@ __all__ = [
     "check_not_cut_short",
     "Truncated",
     "DISK_RESERVE",
+    "start_hdf5",
+    "let_go",
+    "START_BYTES",
 ]
 
 #: Bytes kept free on the disk while writing: room for the last chunk, HDF5's metadata and a clean close.
@@ -112,8 +119,44 @@ def _refusal(path: Path, exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
-#: Bytes an empty capture file takes once its layout is written (about 10 kB), with a wide margin.
-_START_BYTES = 64 * 1024
+#: Bytes an empty capture file takes once its layout is written (about 10 kB), with a wide margin: what
+#: :func:`start_hdf5` writes and syncs to a new file before HDF5 opens it.
+START_BYTES = 64 * 1024
+
+
+def start_hdf5(path: str | Path, build: Callable[["h5py.File"], object], pad: int = START_BYTES) -> "h5py.File":
+    """Create the HDF5 file ``path`` so that a disk that refuses it does so before HDF5 writes a byte, and return
+    it open ("r+", ``libver="latest"``).  ``build`` makes the file's layout (datasets, attributes) on an h5py file
+    in memory; those bytes are written to ``path`` with one plain write, padded with zeros to ``pad`` bytes and
+    synced, then cut back (:func:`_write_start`): a read-only disk, a missing permission, a quota, a file-size
+    limit or a full disk is then a plain ``OSError`` (``errno`` set) and no HDF5 handle exists yet.  HDF5's own
+    start from there (its write flags, the switch to SWMR) rewrites bytes the file has.  ``pad`` 0: no test
+    write beyond the layout.  Raises what ``build`` raises, the ``OSError`` of the write, or h5py's error when the
+    written file cannot be opened; the caller removes a file it created."""
+    import h5py
+
+    memory = io.BytesIO()
+    with h5py.File(memory, "w", libver="latest") as f:
+        build(f)
+    _write_start(Path(path), memory.getvalue(), pad)
+    return h5py.File(path, "r+", libver="latest")
+
+
+def let_go(f: "h5py.File", handles: Iterable["h5py.Dataset | None"] = ()) -> None:
+    """Leave the h5py file ``f`` without closing it: for a file HDF5 can no longer flush (a write failed, and so
+    did the flush that was to save what the file held before).  HDF5 cannot close such a file either, and a
+    failed close leaves handles whose release — by Python's garbage collector or HDF5's own clean-up at exit —
+    crashes the interpreter (a segmentation fault after "Exception ignored in … ObjectID.__dealloc__" messages).
+    So h5py is told never to release ``handles`` (the caller's open datasets of that file: each must be held
+    from the start, a dataset handle released on its own flushes too) nor ``f``, and HDF5's file descriptor is
+    pointed at the null device: nothing more reaches the disk behind the caller's back.  The file on disk keeps
+    what the last good flush wrote (SWMR keeps that consistent); its write flags stay set
+    (:func:`clear_write_flags` clears them).  HDF5 holds the file as open until the process ends."""
+    for handle in handles:
+        if handle is not None:
+            handle.id.locked = True
+    f.id.locked = True
+    _divert_to_null(f)
 
 
 def _write_start(path: Path, image: bytes, nbytes: int) -> None:
@@ -230,8 +273,6 @@ class Hdf5Writer:
         reserve: int | None = None,
         check_space: bool = True,
     ) -> None:
-        import h5py
-
         self.path = Path(path)
         self.rate_hz = float(rate_hz)
         self.flush_s = float(flush_s)
@@ -242,10 +283,12 @@ class Hdf5Writer:
             raise DiskFull(self.path, 0, room, f"only {room / 1e6:.1f} MB free, not enough to start")
         existed = os.path.lexists(self.path)
         try:
-            image = self._layout(output, voltage_v, stream_format, port, start_time, chunk, extra_attrs)
             # (a file that was there is not padded: the test write is for new files, as before)
-            _write_start(self.path, image, 0 if existed else _START_BYTES)
-            self.f = h5py.File(self.path, "r+", libver="latest")
+            self.f = start_hdf5(
+                self.path,
+                lambda f: self._layout(f, output, voltage_v, stream_format, port, start_time, chunk, extra_attrs),
+                0 if existed else START_BYTES,
+            )
         except (OSError, RuntimeError, ValueError) as exc:  # read-only disk, no permission, no folder, quota...
             _remove_new_file(self.path, existed)
             raise CannotWrite(self.path, _refusal(self.path, exc)) from None
@@ -272,6 +315,7 @@ class Hdf5Writer:
 
     def _layout(
         self,
+        f: "h5py.File",
         output: str,
         voltage_v: float | None,
         stream_format: str,
@@ -279,46 +323,37 @@ class Hdf5Writer:
         start_time: float | None,
         chunk: int,
         extra_attrs: dict | None,
-    ) -> bytes:
-        """The new file's bytes, made in memory: the layout and every attribute (no samples yet)."""
-        import h5py
-
+    ) -> None:
+        """Make the new file's layout and every attribute (no samples yet) on ``f`` (in memory: :func:`start_hdf5`)."""
         start = time.time() if start_time is None else float(start_time)
-        memory = io.BytesIO()
-        with h5py.File(memory, "w", libver="latest") as f:
-            f.attrs["format"] = "odlstudio-lpm01a-capture"
-            f.attrs["version"] = 1
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-            # NaN fill: a position that never reached the disk reads as 'lost', never as a 0.0 sample
-            ds = f.create_dataset(
-                "samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,), fillvalue=np.nan
-            )
-            units = "A" if output == "current" else "J"
-            ds.attrs.update(
-                {
-                    "quantity": output,
-                    "units": units,
-                    "rate_hz": self.rate_hz,
-                    "first_index": 0,
-                    "time_definition": "t = (first_index + k + 1) / rate_hz seconds after start_time (sample k, 0-based)",
-                    "start_time_unix": start,
-                    "start_time_iso": _dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
-                    "voltage_v": float(voltage_v) if voltage_v is not None else math.nan,
-                    "stream_format": stream_format,
-                    "port": port,
-                    "nan_means": "sample lost in transit (counted in /status[1])",
-                    "energy_note": "output energy: each value is J over one sample period"
-                    if output == "energy"
-                    else "",
-                }
-            )
-            for k, v in (extra_attrs or {}).items():
-                ds.attrs[k] = v
-            ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
-            ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
-            st = f.create_dataset("status", data=np.zeros(4, np.int64))
-            st.attrs["columns"] = "received, lost, next_index, finished"
-        return memory.getvalue()
+        f.attrs["format"] = "odlstudio-lpm01a-capture"
+        f.attrs["version"] = 1
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        # NaN fill: a position that never reached the disk reads as 'lost', never as a 0.0 sample
+        ds = f.create_dataset("samples", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(chunk,), fillvalue=np.nan)
+        units = "A" if output == "current" else "J"
+        ds.attrs.update(
+            {
+                "quantity": output,
+                "units": units,
+                "rate_hz": self.rate_hz,
+                "first_index": 0,
+                "time_definition": "t = (first_index + k + 1) / rate_hz seconds after start_time (sample k, 0-based)",
+                "start_time_unix": start,
+                "start_time_iso": _dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
+                "voltage_v": float(voltage_v) if voltage_v is not None else math.nan,
+                "stream_format": stream_format,
+                "port": port,
+                "nan_means": "sample lost in transit (counted in /status[1])",
+                "energy_note": "output energy: each value is J over one sample period" if output == "energy" else "",
+            }
+        )
+        for k, v in (extra_attrs or {}).items():
+            ds.attrs[k] = v
+        ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=_event_dtype(), chunks=(256,))
+        ev.attrs["columns"] = "index: sample number before which the event occurred; time_s = index / rate_hz"
+        st = f.create_dataset("status", data=np.zeros(4, np.int64))
+        st.attrs["columns"] = "received, lost, next_index, finished"
 
     def _start(self, chunk: int) -> None:
         """Take hold of the datasets and switch to SWMR (HDF5's first flush)."""
@@ -475,12 +510,7 @@ class Hdf5Writer:
         message).  So HDF5's file descriptor is pointed at the null device (nothing more reaches the disk behind
         the caller's back), h5py is told never to release the handles, and ``/status`` — what the salvage could
         not flush — is rewritten in place: the file holds the positions of the last good flush, finished = 2."""
-        for name in ("samples", "events", "status"):
-            handle = self.__dict__.pop(name, None)
-            if handle is not None:
-                handle.id.locked = True
-        self.f.id.locked = True
-        _divert_to_null(self.f)
+        let_go(self.f, [self.__dict__.pop(name, None) for name in ("samples", "events", "status")])
         if self._status_at is None:
             return
         status = np.array([self.received, self.lost, self._on_disk, 2], self._status_dtype)
