@@ -47,6 +47,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from app.core.outputs import failure_reason
 from app.core.store import Recording, Store, StoreError
 from app.core.streams import Moments, SampleStream, Stats
 from device.lpm01a.recorder import (
@@ -220,7 +221,8 @@ class StreamRecorder:
         except (OSError, RuntimeError) as exc:  # full or read-only disk: no recording, say why
             _quiet(lambda: store.delete_recording(self.rec.id))
             _quiet(lambda: self.path.unlink(missing_ok=True))
-            raise RecordingError(f"cannot start the recording: {exc}") from exc
+            why = str(exc) if isinstance(exc, DiskFull) else failure_reason(exc)  # "File too large", not "[Errno 27] …"
+            raise RecordingError(f"cannot start the recording: {why}") from exc
         self._thread = threading.Thread(target=self._writer, name=f"rec-{kind}-{self.rec.id}", daemon=True)
         with _active_lock:
             _active.add(self)

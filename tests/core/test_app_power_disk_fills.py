@@ -140,3 +140,30 @@ def test_power_recording_whose_flush_and_salvage_fail_keeps_what_was_flushed(tmp
     row, n_next, y, plain = _reopened(tmp_path)
     assert (row.status, row.n_samples, n_next, plain) == ("recovered", n, n, n)
     assert np.all(y == np.float32(3e-4))
+
+
+@pytest.mark.parametrize(
+    "exc, said",
+    [
+        (OSError(27, "File too large"), "File too large"),
+        (OSError(122, "Disk quota exceeded"), "Disk quota exceeded"),
+        (RuntimeError("Unable to start swmr writing"), "Unable to start swmr writing"),
+    ],
+)
+def test_a_refused_start_is_said_in_the_systems_words_and_leaves_no_row(tmp_path, monkeypatch, exc, said):
+    """Was: "cannot start the recording: [Errno 27] File too large" (Python's form of the error)."""
+    import app.core.recording as recording
+    from app.core.store import Store
+    from app.core.streams import SampleStream
+
+    def refuse(*_a, **_k):
+        raise exc
+
+    monkeypatch.setattr(recording, "start_hdf5", refuse)
+    store = Store(tmp_path / "data")
+    s = SampleStream("current", 10_000.0, 1, recent_s=1.0, history_s=100)
+    with pytest.raises(recording.RecordingError) as err:
+        recording.StreamRecorder(store, s, "power", "run", voltage=3.3)
+    assert str(err.value) == f"cannot start the recording: {said}"
+    assert store.recordings() == [] and not list((tmp_path / "data").rglob("*.h5"))
+    store.close()
