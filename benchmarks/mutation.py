@@ -127,6 +127,32 @@ TARGETS: dict[str, Target] = {
         ("tests/device/test_lpm01a_emulator_exact.py", "tests/device/test_lpm01a_emulator.py"),
         30,
     ),
+    # the Python board of the virtual bench, the reference the firmware must agree with byte for byte: its request
+    # handlers (every request's reply, refusal, error code and arguments, the busy rules, the transfers and their
+    # descriptor checks, the slots, the training mode and the slot a round or an evaluation uses).  Left out: the
+    # timing/current model (_tick, sim_time, current, d7_edges, the levels, _advance_locked, batch_seconds,
+    # round_memory_bytes) and the round/evaluation workers; test_nucleo_emulator's garbage-and-bit-flips test is
+    # left out for time (random noise through the client's retries: it checks robustness, not values)
+    "nucleo_emulator": Target(
+        "device/nucleo/emulator.py",
+        tuple(
+            f"NucleoEmulator.{m}"
+            for m in (
+                "_on_frame _not_busy _check_clock _h_hello _h_ping _h_info _h_reset _h_set_clock _h_status _h_marker "
+                "_sensor_state _h_sensor_config _h_stream_start _h_stream_stop _h_get_sensor _activity_msg "
+                "_h_sim_set_activity _h_sim_get_activity _h_model_begin _chunk _h_model_chunk _parse_descriptor "
+                "_h_model_end _data_state _h_data_clear _h_data_begin _h_data_chunk _h_data_end _h_weights_info "
+                "_h_weights_read _trainable _slot_for_model _h_train_start _h_train_abort _h_evaluate"
+            ).split()
+        ),
+        (
+            "tests/device/test_nucleo_emulator_exact.py",
+            "tests/device/test_nucleo_emulator.py",
+            "-k",
+            "not survive_garbage",
+        ),
+        30,
+    ),
     "energy_rounds": Target(
         "app/core/energy.py",
         ("align_batches", "attribute_energy", "with_energy", "alignment_warnings"),
@@ -454,7 +480,12 @@ TARGETS: dict[str, Target] = {
     # power captures written to disk (live power-monitor sessions): HDF5 in SWMR mode (samples, events, status, the
     # full-disk stop and the NaN fill, salvage), the capped CSV, reading a capture back, the room left on the disk,
     # and the repair of a killed writer's file (HDF5 superblock write flags, its lookup3 checksum, the end of file)
-    "recorder": Target("device/lpm01a/recorder.py", ("*",), ("tests/device/test_recorder_exact.py",), 30),
+    "recorder": Target(
+        "device/lpm01a/recorder.py",
+        ("*",),
+        ("tests/device/test_recorder_exact.py", "tests/device/test_recorder_start.py"),
+        30,
+    ),
     # rounds after they ran: their stored batches, the history line and the report, the personalized model's
     # metadata and its export, the calibration records and the Estimator's inputs
     "round_history": Target("app/core/round_history.py", ("*",), ("tests/core/test_round_history_exact.py",), 30),
