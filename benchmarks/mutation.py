@@ -483,7 +483,11 @@ TARGETS: dict[str, Target] = {
     "recorder": Target(
         "device/lpm01a/recorder.py",
         ("*",),
-        ("tests/device/test_recorder_exact.py", "tests/device/test_recorder_start.py"),
+        (
+            "tests/device/test_recorder_exact.py",
+            "tests/device/test_recorder_start.py",
+            "tests/core/test_capture_file_messages.py",
+        ),
         30,
     ),
     # rounds after they ran: their stored batches, the history line and the report, the personalized model's
