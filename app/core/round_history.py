@@ -226,14 +226,16 @@ def inherited_meta(meta: Mapping[str, Any]) -> dict:
     return {k: meta[k] for k in INHERITED_META if k in meta}
 
 
-def sidecar_entries(written: Mapping[str, Path]) -> dict[str, Path]:
+def sidecar_entries(written: Mapping[str, Path], existing: bool = True) -> dict[str, Path]:
     """The JSON sidecars beside the files of ``models.export_all``'s ``written`` (``{format: path}``), as
-    ``{"metadata (keras, h5)": path}``, so that a list of the files written names them too."""
+    ``{"metadata (keras, h5)": path}``, so that a list of the files written names them too.  ``existing``
+    False: the sidecars those files would have (:func:`export_files`, before the export), not only those
+    on disk."""
     from app.core.models import sidecar_path
 
     sides: dict[Path, list[str]] = {}
     for k, p in written.items():
-        if k in SIDECAR_FORMATS and sidecar_path(p).is_file():
+        if k in SIDECAR_FORMATS and (not existing or sidecar_path(p).is_file()):
             sides.setdefault(sidecar_path(p), []).append(k)
     return {f"metadata ({', '.join(kinds)})": side for side, kinds in sides.items()}
 
@@ -248,17 +250,19 @@ def export_files(
     """The files :func:`export_round` of ``formats`` writes into ``out_dir``, as ``{path: what}`` in its terms
     (a format, ``'metadata (keras, h5)'`` for a JSON sidecar, ``'report'`` last): what an export would
     replace, known before it starts.  (``tflite_int8`` is listed even when the round has no windows.)"""
-    from app.core.models import export_path, sidecar_path
+    from app.core.models import export_path
 
     stem = stem or f"personalized_round{round_id}"
-    files = {export_path(out_dir, stem, f): f for f in formats}
-    sides: dict[Path, list[str]] = {}
-    for p, f in files.items():
-        if f in SIDECAR_FORMATS:
-            sides.setdefault(sidecar_path(p), []).append(f)
-    files.update({side: f"metadata ({', '.join(kinds)})" for side, kinds in sides.items()})
-    files[Path(out_dir) / f"{stem}_report.md"] = "report"
+    models = {f: export_path(out_dir, stem, f) for f in formats}
+    files = {p: f for f, p in models.items()}
+    files.update({side: what for what, side in sidecar_entries(models, existing=False).items()})
+    files[report_path(out_dir, stem)] = "report"
     return files
+
+
+def report_path(out_dir: str | Path, stem: str) -> Path:
+    """The report :func:`export_round` writes beside the models of ``stem``."""
+    return Path(out_dir) / f"{stem}_report.md"
 
 
 def export_round(
@@ -315,7 +319,7 @@ def export_round(
             failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
     written.update(sidecar_entries(written))
     if not cancelled():
-        report = out / f"{stem}_report.md"
+        report = report_path(out, stem)
         text = round_report(store, round_id)
         text += "\n## Files\n\n" + "\n".join(f"* `{p.name}` ({k})" for k, p in written.items()) + "\n"
         if failed:
@@ -330,7 +334,7 @@ def export_round(
     if failed:
         why = [f"export {k} failed: {msg}" for k, msg in failed.items() if k != "report"]
         if "report" in failed:
-            why.append(f"the report {stem}_report.md was not written: {failed['report']}")
+            why.append(f"the report {report_path(out, stem).name} was not written: {failed['report']}")
         raise ExportIncomplete(
             "; ".join(why) + f" (the other {len(written)} {_files(len(written))} written to {out})",
             written,

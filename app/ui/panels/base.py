@@ -20,26 +20,21 @@ def tool_button(text: str, tip: str = "", checkable: bool = False) -> QToolButto
     return b
 
 
-def least_height_for_width(widget: QWidget, width: int) -> int | None:
-    """The *least* height ``widget``'s layout needs at ``width`` (wrapped toolbars and labels whole), or None
-    when its height does not depend on its width.  A resizable QScrollArea makes its content at least
-    ``heightForWidth`` tall and scrolls beyond it; Qt's default, the layout's *preferred* height, gave scroll
-    bars where the content fitted."""
-    lay = widget.layout()
-    if lay is not None and lay.hasHeightForWidth():
-        return lay.totalMinimumHeightForWidth(width)
-    return None
-
-
 class Column(QWidget):
-    """A widget put in a scroll area of its own (a side column): it scrolls only below its least height."""
+    """A widget put in a scroll area of its own (a side column, or a panel: the main window's page is a scroll
+    area): it scrolls only below its least height."""
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt naming
-        least = least_height_for_width(self, width)
-        return super().heightForWidth(width) if least is None else least
+        """The *least* height the layout needs at ``width`` (wrapped toolbars and labels whole).  A resizable
+        QScrollArea makes its content at least ``heightForWidth`` tall and scrolls beyond it; Qt's default, the
+        layout's *preferred* height, gave scroll bars where the content fitted (an 800 x 600 screen)."""
+        lay = self.layout()
+        if lay is not None and lay.hasHeightForWidth():
+            return lay.totalMinimumHeightForWidth(width)
+        return super().heightForWidth(width)
 
 
-class Panel(QWidget):
+class Panel(Column):
     """A page of the main window.
 
     * ``self.ctx`` — the :class:`~app.core.context.AppContext` (store, devices, settings, user, pub/sub).
@@ -66,12 +61,6 @@ class Panel(QWidget):
         sc = QShortcut(QKeySequence(keys), self, context=Qt.WindowShortcut)
         sc.activated.connect(fn)
         return sc
-
-    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt naming
-        """The least height the panel needs at ``width``: the main window's page is a scroll area (see
-        :func:`least_height_for_width`; was a scroll bar on an 800 x 600 screen where the panel fitted)."""
-        least = least_height_for_width(self, width)
-        return super().heightForWidth(width) if least is None else least
 
     def tick(self) -> None:
         """Frame clock: refresh views from the core (cheap when nothing changed)."""

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.datasets import _names
 from app.core.outputs import failure_reason
 from app.core.rounds import (
     EXPORT_FORMATS,
@@ -91,11 +92,8 @@ def check_target(folder: str, name: str) -> tuple[Path, str | None] | str:
 
 
 def name_list(paths, most: int = 4) -> str:
-    """``a.h5, a.npz`` or ``a.h5, a.json, a.keras, a.npz and 3 more``."""
-    names = [Path(p).name for p in paths]
-    if len(names) <= most:
-        return ", ".join(names)
-    return f"{', '.join(names[:most])} and {len(names) - most} more"
+    """``a.h5, a.npz`` or ``a.h5, a.json, a.keras, a.npz and 3 more`` (the files' names)."""
+    return _names([Path(p).name for p in paths], most)
 
 
 class ExportPanel(Panel):
