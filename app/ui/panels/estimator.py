@@ -300,6 +300,68 @@ class _ColumnScroll(QScrollArea):
         return super().eventFilter(obj, event)
 
 
+class _Charts(pg.GraphicsLayoutWidget):
+    """The two charts side by side, or one above the other when the panel is too narrow for two (an 800-px
+    screen leaves the charts about 300 px: side by side, the second chart was beyond the right edge)."""
+
+    #: the least width and height of one chart with its axes, title and legend readable
+    CHART_WIDTH, CHART_HEIGHT = 300, 210
+
+    def __init__(self) -> None:
+        self._legend_columns: dict[pg.PlotItem, int] = {}  # as built, for side by side
+        super().__init__()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming (pyqtgraph calls it with None too)
+        if getattr(self, "ci", None) is not None:
+            self.arrange(self.width())
+        super().resizeEvent(event)
+
+    def side_by_side(self) -> bool:
+        return all(row == 0 for cells in self.ci.items.values() for row, _col in cells)
+
+    def arrange(self, width: int) -> None:
+        """Side by side from two charts' width on; stacked below it, each at least CHART_HEIGHT tall (the page
+        scrolls instead).  A scroll bar's width of hysteresis: the page's vertical scroll bar, shown because
+        the stacked charts are taller, must not flip them back."""
+        plots = [item for item in self.ci.items if isinstance(item, pg.PlotItem)]
+        wide = width >= 2 * self.CHART_WIDTH - (0 if not self.side_by_side() else 24)
+        places = [(0, i) if wide else (i, 0) for i in range(len(plots))]
+        if [self.ci.items[p][0] for p in plots] == places:
+            return
+        for p in plots:
+            self.ci.removeItem(p)
+        for p, (row, col) in zip(plots, places, strict=True):
+            self.ci.addItem(p, row, col)
+        self.setMinimumHeight(self.CHART_HEIGHT * (1 if wide else len(plots)))
+        for p in plots:  # a legend in two columns is wider than a stacked chart: one column there
+            if p.legend is not None:
+                columns = self._legend_columns.setdefault(p, p.legend.columnCount)
+                p.legend.setColumnCount(columns if wide else 1)
+
+
+class _FitTable(QTableWidget):
+    """A table whose columns are as wide as their contents, sharing what is left of the view's width: too
+    narrow for them all (an 800-px screen), it scrolls sideways instead of cutting every cell to "…"."""
+
+    def __init__(self, rows: int, cols: int):
+        super().__init__(rows, cols)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollPerPixel)
+
+    def fit_columns(self) -> None:
+        self.resizeColumnsToContents()
+        n = self.columnCount()
+        widths = [self.columnWidth(c) for c in range(n)]
+        slack = self.viewport().width() - sum(widths)
+        if n and slack > 0:
+            for c, w in enumerate(widths):
+                self.setColumnWidth(c, w + slack // n + (1 if c < slack % n else 0))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self.fit_columns()
+
+
 class EstimatorPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -316,6 +378,7 @@ class EstimatorPanel(Panel):
         split = QSplitter(Qt.Vertical)  # right: chart and table
         split.addWidget(self._build_charts())
         split.addWidget(self._build_table())
+        split.setChildrenCollapsible(False)
         split.setSizes([430, 330])
         root.addWidget(split, 3)
         self._connect(ctx)
@@ -473,10 +536,10 @@ class EstimatorPanel(Panel):
 
     def _build_charts(self) -> pg.GraphicsLayoutWidget:
         """Training memory and energy per batch against the input size."""
-        charts = pg.GraphicsLayoutWidget()
+        charts = _Charts()
         charts.setBackground("w")
-        self.mem_plot = charts.addPlot(title="Training memory vs input size")
-        self.energy_plot = charts.addPlot(title="Energy per batch vs input size")
+        self.mem_plot = charts.addPlot(title="Training memory")
+        self.energy_plot = charts.addPlot(title="Energy per batch")
         # energy rises with T, so its top-left corner is free: the legend there in two columns and without a
         # background (a single column's box reached across the Full line and faded it)
         for p, unit, corner, cols, bg in (
@@ -502,14 +565,14 @@ class EstimatorPanel(Panel):
         return charts
 
     def _build_table(self) -> QWidget:
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = _FitTable(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setToolTip("Click a row to use that configuration instead of the recommendation")
+        self.table.setMinimumHeight(120)  # the header and three rows, also below stacked charts
         self.picked: tuple[int, str] | None = None  # (T, mode) picked in the table
         self.rows: list[dict] = []
         tw = QWidget()
@@ -863,6 +926,7 @@ class EstimatorPanel(Panel):
                 if chosen and (r["input_size"], r["mode"]) == (chosen["input_size"], chosen["mode"]):
                     item.setBackground(QBrush(QColor("#dcfce7")))
                 self.table.setItem(i, j, item)
+        self.table.fit_columns()
 
     def _plot(self, rows: list[dict], d: EstimatorInputs, m: ModelChoice) -> None:
         for p in (self.mem_plot, self.energy_plot):
