@@ -862,6 +862,10 @@ def open_power(
     info = power_file_info(path)
     rate = info["rate_hz"] if info["rate_hz"] > 0 else float(rec.rate_hz)
     n = info["n"]
+    if rec.status in ("complete", "recovered") and 0 <= rec.n_samples < n:
+        # the app's own recording: its row counts what the last good flush wrote (recover() counts the file);
+        # past that, a write that failed may have left positions HDF5 fills with NaN: not a gap, not the record
+        n = rec.n_samples
     stream = ReplayStream(
         path,
         rate,
@@ -976,12 +980,28 @@ def recover(store: Store) -> list[Recording]:
                 except (OSError, ValueError):
                     pass  # not repairable here: the swmr reader below still counts what it can
                 try:
-                    n = power_file_info(path)["n"]
+                    n = _without_nan_tail(path, power_file_info(path))
                 except Exception:  # noqa: BLE001 - a truncated HDF5 file: keep the row, 0 samples
                     n = rec.n_samples
         store.update_recording(rec.id, n_samples=n, status="recovered")
         fixed.append(store.recording(rec.id))
     return fixed
+
+
+def _without_nan_tail(path: Path, info: dict, step: int = 1 << 16) -> int:
+    """The samples of a crashed session's power file up to its last one that is not NaN: the positions after
+    it are HDF5's fill value where a write never reached the disk (a full disk), or drops of a stop that
+    never finished — no sample either way (read backwards, a block at a time, from the end)."""
+    end = info["n"]
+    with _open_h5(path) as f:
+        ds = f[info["dataset"]]
+        while end > 0:
+            a = max(0, end - step)
+            kept = np.flatnonzero(~np.isnan(np.asarray(ds[a:end], np.float64)))
+            if kept.size:
+                return a + int(kept[-1]) + 1
+            end = a
+    return 0
 
 
 def csv_estimate(n_rows: int, columns: int = 2) -> int:

@@ -15,6 +15,7 @@ look-ahead is blinded (a quota it cannot see), so the refusal comes from HDF5's 
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -117,11 +118,12 @@ def test_power_recording_on_a_disk_that_fills_right_after_the_start_stops_cleanl
         "(the file is complete up to there)"
     )
     assert (res["reason"], res["error"], res["status"], res["n"]) == (message, message, "recovered", 0)
-    n_again, y_again = res["again"]
-    assert np.all(np.isnan(y_again))  # nothing was flushed: never a 0.0 fill value shown as a sample
+    # nothing was flushed: the recording is shown as the row says, 0 samples (was: as many NaN positions -
+    # a gap - as the failed write had left in the file, past the row's 0 samples)
+    assert res["again"] == [0, []]
     row, n, y, plain = _reopened(tmp_path)
-    assert row.status == "recovered" and n == plain == n_again
-    assert np.all(np.isnan(y))
+    assert (row.status, row.n_samples, n, y.size) == ("recovered", 0, 0, 0)
+    assert plain >= 0  # (the file itself may hold such positions; a plain reader opens it)
 
 
 @pytest.mark.timeout(120)
@@ -167,3 +169,40 @@ def test_a_refused_start_is_said_in_the_systems_words_and_leaves_no_row(tmp_path
     assert str(err.value) == f"cannot start the recording: {said}"
     assert store.recordings() == [] and not list((tmp_path / "data").rglob("*.h5"))
     store.close()
+
+
+@pytest.mark.parametrize(
+    "values, step, counted",
+    [
+        ([1e-3] * 10 + [np.nan] * 7, 4, 10),  # the NaN tail of a write that never reached the disk: not counted
+        ([1e-3] * 3 + [np.nan] * 4 + [2e-3] + [np.nan] * 9, 4, 8),  # a gap inside is kept, the tail is not
+        ([np.nan] * 9, 4, 0),  # nothing reached the disk
+        ([1e-3] * 8, 4, 8),  # whole blocks, no tail
+        ([1e-3] * 4 + [np.nan] * 4, 4, 4),  # the last sample ends a block
+        ([1e-3] + [np.nan] * 20, 4, 1),  # several blocks of NaN read back to the first sample
+        ([], 4, 0),
+    ],
+)
+def test_recover_counts_a_crashed_power_file_up_to_its_last_sample(tmp_path, monkeypatch, values, step, counted):
+    """Was: recover() counted every position of a crashed session's file, so a disk that filled during a write
+    left a row of as many samples as the failed write's NaN fill — shown as a gap past what was recorded."""
+    import app.core.recording as recording
+    from app.core.store import Store
+
+    monkeypatch.setattr(recording, "_without_nan_tail", functools.partial(recording._without_nan_tail, step=step))
+    store = Store(tmp_path)
+    path = tmp_path / "crashed.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("current", data=np.asarray(values, np.float32), maxshape=(None,), fillvalue=np.nan)
+        f.attrs["rate_hz"] = 1000.0
+    rid = store.add_recording("power", "crashed", str(path), 1000.0, 1).id
+    store.close()
+    store = Store(tmp_path)  # the next session
+    try:
+        (row,) = recording.recover(store)
+        assert (row.id, row.status, row.n_samples) == (rid, "recovered", counted)
+        replay = recording.open_power(store, row)
+        assert replay.n_total == counted
+        np.testing.assert_array_equal(replay._read(0, counted), np.asarray(values[:counted], np.float32))
+    finally:
+        store.close()
