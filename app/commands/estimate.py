@@ -154,7 +154,7 @@ def _arch_source(args):
         raise _UsageError(f"--classes is for --arch paper only; {given} has its own classes")
     if args.model:
         path = Path(args.model)
-        if not path.is_file():
+        if not path.exists():  # (a folder, a device: the importer says what it is, as for personalize)
             raise _UsageError(f"--model: file not found: {path}")
         try:
             from app.core.models import load_model
@@ -165,7 +165,8 @@ def _arch_source(args):
         try:
             loaded = load_model(path)
         except Exception as exc:  # importer errors name the file and the layer
-            raise _UsageError(f"--model: cannot load {path}: {exc}") from exc
+            said = str(exc) if str(exc).startswith(f"{path}: ") else f"cannot load {path}: {exc}"
+            raise _UsageError(f"--model: {said}") from exc
         arch = loaded.arch
         return arch.with_input_size, [arch.input_size], f"{arch.name} ({path.name})", True
     if args.arch == "paper":

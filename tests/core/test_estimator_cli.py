@@ -101,6 +101,23 @@ def test_bad_input_names_the_argument(argv, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "model, said",
+    [
+        ("{tmp}", "{tmp}: is a directory, expected a .keras/.h5/.hdf5/.npz file"),
+        ("/dev/null", "/dev/null: unsupported model format '(no extension)' (use .keras, .h5, .hdf5, .npz)"),
+        ("{tmp}/none.h5", "file not found: {tmp}/none.h5"),
+        ("{tmp}/junk.keras", "{tmp}/junk.keras: not a Keras 3 .keras archive (no zip header)"),
+    ],
+)
+def test_a_model_that_is_not_a_file_is_said_for_what_it_is(tmp_path, capsys, model, said):
+    """Was: "--model: file not found: /tmp" for a folder or a device, which exist; and the importer's own
+    message after "cannot load <the same path>:" (personalize says these as here)."""
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    assert main(["estimate", "--model", model.format(tmp=tmp_path)]) == 2
+    assert capsys.readouterr().err == f"odlstudio estimate: error: --model: {said.format(tmp=tmp_path)}\n"
+
+
 def test_bad_accuracy_file_names_the_item(tmp_path, capsys):
     acc = tmp_path / "acc.json"
     acc.write_text(json.dumps([{"input_size": 20, "mode": "tl", "f1": 0.9}, {"mode": "tl"}]), encoding="utf-8")
