@@ -455,6 +455,22 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_round_progress_exact.py",),
         30,
     ),
+    # the round's orchestration: what RoundRunner.run stores, tells the user and hands the one round pipeline, and how
+    # it gets the board and the power monitor ready (the pipeline, the devices and the model loading are stand-ins
+    # that record what they were given: they have targets of their own; the whole round on the virtual bench is
+    # tests/core/test_rounds.py)
+    "round_run": Target(
+        "app/core/rounds.py",
+        (
+            "RoundRunner.run",
+            "RoundRunner._run",
+            "RoundRunner._run_on_board",
+            "RoundRunner._power",
+            "RoundRunner._board_ready",
+        ),
+        ("tests/core/test_round_run_exact.py",),
+        30,
+    ),
     # the marker times a user types in the Power panel (units, bounds, the refusals' messages)
     "markers": Target("app/core/markers.py", ("*",), ("tests/core/test_markers_exact.py",), 30),
     # what the app takes for an ODL image of the NUCLEO-L496ZG before flashing it (the vector table, the ODL-FW
@@ -636,6 +652,50 @@ TARGETS: dict[str, Target] = {
     "lpm01a_spec": Target("device/lpm01a/spec.py", ("*",), ("tests/device/test_lpm01a_spec_exact.py",), 30),
     # finding the shield / NUCLEO serial ports by VID:PID and waiting for them to come back after a reset
     "discovery": Target("device/discovery.py", ("*",), ("tests/device/test_lpm01a_spec_exact.py",), 30),
+    # the app's device manager (Qt-free core of the Devices panel): each session's state machine (connect, reconnect
+    # with backoff and auto-reconnect, stream, configure, calls, TRAINING for a round and back), link-loss detection
+    # without I/O (fast_check: EOF, BOOT, garbage, lost samples, a stream that stopped) and the words the user reads
+    # for each fault (describe, _link_lost, NeedsFirmware, the power monitor's protective stop), the board's sample
+    # blocks on the shared timeline, and the manager's look-ups (ports that moved, discovery, first, rates, the
+    # configure checks, streams).  Left out, thread plumbing whose mutants only hang or race: _Session.submit, _run,
+    # shutdown, request_shutdown, join_shutdown, DeviceManager.shutdown, _PowerSession._pump_loop, _stop_capture
+    # and start_stream (the pump thread); the slow fault matrices (test_app_faults*.py, test_crash_safety.py: minutes
+    # per run, a child process) are left out, test_devices_exact.py drives the same paths in process
+    "devices": Target(
+        "app/core/devices.py",
+        (
+            *(
+                f"_Session.{m}"
+                for m in (
+                    "status enter_training leave_training _set _tick _cmd_connect _connect _cmd_disconnect "
+                    "_cmd_stream _cmd_call fault _link_lost handle_fault describe"
+                ).split()
+            ),
+            *(
+                f"_BoardSession.{m}"
+                for m in (
+                    "open _abort_orphan_round _apply_config close_link _beat alive training_beat link_broken "
+                    "fast_check fail_round describe start_stream stop_stream _cmd_config _on_event"
+                ).split()
+            ),
+            *(
+                f"_PowerSession.{m}"
+                for m in "open close_link alive fast_check handle_fault describe _cmd_config".split()
+            ),
+            "_junk_state",
+            "_garbage_since",
+            *(
+                f"DeviceManager.{m}"
+                for m in (
+                    "log fault current_url discover _make first set_auto_reconnect configure_accel power_rates_hz "
+                    "_monitor_cls configure_power board_session unplug lost_samples _session ensure_accel_stream "
+                    "ensure_power_stream"
+                ).split()
+            ),
+        ),
+        ("tests/core/test_device_manager.py", "tests/core/test_devices_exact.py"),
+        30,
+    ),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

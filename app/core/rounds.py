@@ -470,7 +470,7 @@ class RoundRunner:
         self.state.update(round_id=rid, classes=model.classes)
         result: dict = {"warnings": [], "classes": list(model.classes), "counts": data.counts()}
         try:
-            result = self._run_on_board(model, data, trainable, rate, cancelled, progress, result)
+            result = self._run_on_board(model, data, trainable, cancelled, progress, result)
         except RoundCancelled:
             result["warnings"] = self.state.snapshot()["warnings"]
             self.store.update_round(rid, status="cancelled", result=result)
@@ -492,7 +492,6 @@ class RoundRunner:
         model: "LoadedModel",
         data: LocalData,
         trainable: frozenset[str],
-        rate: float,
         cancelled: Callable[[], bool],
         progress: Callable[..., None],
         result: dict,
