@@ -324,7 +324,7 @@ class _Charts(pg.GraphicsLayoutWidget):
         scrolls instead).  A scroll bar's width of hysteresis: the page's vertical scroll bar, shown because
         the stacked charts are taller, must not flip them back."""
         plots = [item for item in self.ci.items if isinstance(item, pg.PlotItem)]
-        wide = width >= 2 * self.CHART_WIDTH - (0 if not self.side_by_side() else 24)
+        wide = width >= 2 * self.CHART_WIDTH - (24 if self.side_by_side() else 0)
         places = [(0, i) if wide else (i, 0) for i in range(len(plots))]
         if [self.ci.items[p][0] for p in plots] == places:
             return
