@@ -471,6 +471,10 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_round_run_exact.py",),
         30,
     ),
+    # where the app finds what it ships (checkout, frozen bundle, $ODL_ASSETS) and the context every panel gets
+    # (settings, cancel token, user and dataset, the publish/subscribe hub, create/close also when a step fails)
+    "paths": Target("app/core/paths.py", ("*",), ("tests/core/test_paths_exact.py",), 30),
+    "context": Target("app/core/context.py", ("*",), ("tests/core/test_context_exact.py",), 30),
     # the marker times a user types in the Power panel (units, bounds, the refusals' messages)
     "markers": Target("app/core/markers.py", ("*",), ("tests/core/test_markers_exact.py",), 30),
     # what the app takes for an ODL image of the NUCLEO-L496ZG before flashing it (the vector table, the ODL-FW

@@ -172,8 +172,9 @@ class AppContext:
     # --- notifications -------------------------------------------------------------------------------
     def subscribe(self, topic: str, fn: Callable[..., None]) -> Callable[[], None]:
         """Call ``fn(**kwargs)`` on each :meth:`publish` of ``topic``; returns an unsubscribe function."""
-        self._subs.setdefault(topic, []).append(fn)
-        return lambda: self._subs.get(topic, []).remove(fn) if fn in self._subs.get(topic, []) else None
+        subs = self._subs.setdefault(topic, [])
+        subs.append(fn)
+        return lambda: subs.remove(fn) if fn in subs else None
 
     def publish(self, topic: str, **kwargs: Any) -> None:
         for fn in list(self._subs.get(topic, [])):
