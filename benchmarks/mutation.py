@@ -475,6 +475,8 @@ TARGETS: dict[str, Target] = {
     # (settings, cancel token, user and dataset, the publish/subscribe hub, create/close also when a step fails)
     "paths": Target("app/core/paths.py", ("*",), ("tests/core/test_paths_exact.py",), 30),
     "context": Target("app/core/context.py", ("*",), ("tests/core/test_context_exact.py",), 30),
+    # how the virtual bench is put together: the board per board_kind (QEMU a stand-in), the URLs, start/stop/unplug
+    "bench": Target("device/bench.py", ("*",), ("tests/device/test_bench_exact.py",), 30),
     # the emulated devices' byte plumbing: the output FIFO and the byte faults both emulators inject
     "emulated": Target("device/emulated.py", ("*",), ("tests/device/test_emulated_exact.py",), 30),
     # the marker times a user types in the Power panel (units, bounds, the refusals' messages)
