@@ -471,6 +471,34 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_round_run_exact.py",),
         30,
     ),
+    # the QEMU board's bench side (the real firmware's partner on the virtual bench): the bench-link records as
+    # board_qemu.c sends them (boot/SYNC, time requests, pace, marks, jobs, idle, clock, sensor set-up, SIM requests)
+    # and the replies, the supply current and D7 edges at the firmware's timestamps, the bench clock's horizon and
+    # stall release, the samples played in, the byte path and its faults, the counter file, QEMU's command line and
+    # where the firmware is looked for; its tests build the board without QEMU (_start_qemu stubbed with the input
+    # files and the doorbell) and read what it writes back.  Left out: _start_qemu, _proc_error, _qmp_init, _qmp,
+    # _kill, close, __del__ and reset (the QEMU process, its monitor socket and the reset's ring-until-boot thread
+    # with its 10 s waits: tests/device/test_firmware_qemu.py runs them); properties are never mutated by mutmut
+    "qemu_board": Target(
+        "device/nucleo/qemu_board.py",
+        (
+            "_firmware_dirs",
+            "find_firmware",
+            "qemu_available",
+            "read_counters",
+            *(
+                f"QemuBoard.{m}"
+                for m in (
+                    "__init__ _sim_ranges _region_ranges counters command _write_in _ring _send_record _bench_us "
+                    "_sim sim_time _send_time _read_loop _pump_link _check_stall _on_record _answer_sim _on_board_output "
+                    "set_wakeup connect disconnect _freeze receive advance pending consume horizon _run_level "
+                    "_sleep_level _set_level _drop_edges_after _prune current d7_edges set_activity"
+                ).split()
+            ),
+        ),
+        ("tests/device/test_qemu_board_exact.py",),
+        30,
+    ),
     # where the app finds what it ships (checkout, frozen bundle, $ODL_ASSETS) and the context every panel gets
     # (settings, cancel token, user and dataset, the publish/subscribe hub, create/close also when a step fails)
     "paths": Target("app/core/paths.py", ("*",), ("tests/core/test_paths_exact.py",), 30),

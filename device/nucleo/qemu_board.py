@@ -439,6 +439,19 @@ class QemuBoard:
         self._send_record(R_TIME, struct.pack("<Q", self._bench_us(t)))
 
     def _read_loop(self) -> None:
+        """The bench link's reader thread: until QEMU ends or the board is closed; then, or when handling what
+        the firmware sent fails, the board is said to have stopped and no longer holds the bench clock."""
+        try:
+            self._pump_link()
+        except Exception:  # noqa: BLE001 - a record this side cannot handle: said, and the board stops
+            log.exception("QEMU board: the bench link failed")
+        finally:
+            with self._lock:
+                if not self._closed:
+                    log.error("QEMU board stopped%s", self._proc_error())
+                self._horizon = math.inf  # a dead board must not hold the bench clock
+
+    def _pump_link(self) -> None:
         import select
 
         u0, u1 = self._out["out0"], self._out["out1"]
@@ -482,10 +495,6 @@ class QemuBoard:
                         qmp = None
                 except OSError:
                     qmp = None
-        with self._lock:
-            if not self._closed:
-                log.error("QEMU board stopped%s", self._proc_error())
-            self._horizon = math.inf  # a dead board must not hold the bench clock
 
     def _check_stall(self) -> None:
         with self._lock:
@@ -575,10 +584,14 @@ class QemuBoard:
             except P.ProtocolError as exc:
                 reply(-2, str(exc).encode("utf-8", "replace")[:200] + b"\x00")
                 return
-        msg = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities))
-        body = msg.pack()
-        if len(body) > 254:
-            body = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities[:14])).pack()
+        try:  # (a current activity named with more than 16 bytes cannot be packed: said, as the Python board does)
+            msg = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities))
+            body = msg.pack()
+            if len(body) > 254:
+                body = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities[:14])).pack()
+        except P.ProtocolError as exc:
+            reply(-2, str(exc).encode("utf-8", "replace")[:200] + b"\x00")
+            return
         reply(0, body)
 
     # ------------------------------------------------------------------------------------------------
