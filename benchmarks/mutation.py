@@ -732,6 +732,12 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_device_manager.py", "tests/core/test_devices_exact.py"),
         30,
     ),
+    # the virtual bench's serial endpoints (a loopback TCP port pyserial opens as socket://, a pty): the service loop
+    # (host bytes in, the device advanced and its output sent as the OS takes it), one host at a time (the newest
+    # TCP client wins), unplug/replug (same or new port, the device's own request), stall catch-up, the stats
+    "endpoint": Target(
+        "device/endpoint.py", ("*",), ("tests/device/test_endpoint_exact.py", "tests/device/test_endpoint.py"), 30
+    ),
 }
 
 # copied beside the mutated tree (tests read docs/ and assets/; the packages import each other; the firmware

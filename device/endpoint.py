@@ -117,11 +117,12 @@ class SerialEndpoint:
     # --- public API -------------------------------------------------------------------------------
     @property
     def url(self) -> str | None:
-        """``socket://127.0.0.1:PORT`` (or the pty path for a pty-only endpoint); None while unplugged
-        on a pty-only endpoint."""
+        """``socket://127.0.0.1:PORT`` (or the pty path for a pty-only endpoint); None while unplugged on a
+        pty-only endpoint without a link (its /dev/pts name is gone; a link keeps its name, as
+        /dev/serial/by-id does)."""
         if self._want_port is not None:
             return None if self._port is None else f"socket://127.0.0.1:{self._port}"
-        return self.pty_path
+        return self.pty_path if self._plugged or self._pty_link else None
 
     @property
     def port(self) -> int | None:
@@ -302,7 +303,7 @@ class SerialEndpoint:
 
     def _handle_requests(self) -> None:
         with self._req_lock:
-            reqs, self._requests = self._requests, []
+            reqs = list(self._requests)  # (left in the list until done: wait_plugged must not see them gone)
         for kind, seconds, new_port in reqs:
             if kind == "unplug":
                 if self._plugged:
@@ -312,6 +313,9 @@ class SerialEndpoint:
                 self._unplugged_until = float("inf") if seconds is None else time.monotonic() + seconds
             elif kind == "replug" and not self._plugged:
                 self._unplugged_until = time.monotonic()
+        if reqs:
+            with self._req_lock:
+                del self._requests[: len(reqs)]
         if not self._plugged and self._unplugged_until is not None and time.monotonic() >= self._unplugged_until:
             self._plug(self._new_port_on_replug)
             self._unplugged_until = None
