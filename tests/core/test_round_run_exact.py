@@ -30,6 +30,7 @@ from estimator.arch import Arch
 from estimator.core import time_per_batch_s, time_per_sample_s
 from estimator.profiles import get_profile
 from tests.core.test_round_progress_exact import W34 as _W34
+from tests.timekit import OwnThreadTime
 
 W34 = Arch((4, 3), _W34.layers, _W34.classes, _W34.name)  # raw accelerometer windows: x, y, z
 
@@ -38,10 +39,12 @@ POWER = DeviceInfo("power:y", "powershield", "socket://y", "LPM01A-Y")
 CLOCK = 80_000_000
 
 
-class Clock:
-    """time.monotonic / time.sleep for the runner's waits: sleeping advances the clock, nothing waits."""
+class Clock(OwnThreadTime):
+    """time.monotonic / time.sleep for the runner's waits: sleeping advances the clock, nothing waits (for the
+    test's own thread only: tests/timekit.py)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.t = self.t0 = 1000.0
         self.jumps: list[float] = []  # where the next sleeps land, from t0 (then: + what was slept)
 

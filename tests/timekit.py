@@ -1,0 +1,28 @@
+"""A module's ``time`` faked for one test's own thread.
+
+Tests that replace a module's ``time`` (``monkeypatch.setattr(module, "time", clock)``) replace it for every thread
+of the process: a device session, an endpoint or a round another test left running would then use up a scripted
+clock, advance a stepped one by its sleeps, or spin without sleeping.  A subclass of :class:`OwnThreadTime` is the
+fake for the thread that made it; any other thread gets the real :mod:`time`."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class OwnThreadTime:
+    """Subclass and define ``monotonic``, ``sleep``, ... (the names in :attr:`FAKED`)."""
+
+    FAKED = frozenset({"monotonic", "sleep", "thread_time", "time", "perf_counter"})
+
+    def __init__(self) -> None:
+        self._owner = threading.current_thread()
+
+    def __getattribute__(self, name: str):
+        if name in OwnThreadTime.FAKED and threading.current_thread() is not object.__getattribute__(self, "_owner"):
+            return getattr(time, name)
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str):  # whatever else the module uses: the real one
+        return getattr(time, name)
