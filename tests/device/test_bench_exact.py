@@ -221,16 +221,21 @@ def test_a_failed_start_stops_what_started(monkeypatch):
 
 def test_stop_goes_on_when_a_part_fails_to_stop(qemu, monkeypatch, caplog):
     b = VirtualBench(board_kind="qemu")
-    board = b.board
-    monkeypatch.setattr(b.endpoints["powershield"], "stop", lambda: 1 / 0)
+    board, lpm = b.board, b.endpoints["powershield"]
+    real_stop = lpm.stop
+    monkeypatch.setattr(lpm, "stop", lambda: 1 / 0)
     monkeypatch.setattr(board, "close", lambda: (_ for _ in ()).throw(OSError("qemu gone")))
     b.start()
-    with caplog.at_level(logging.ERROR, logger="device.bench"):
-        b.stop()
-    said = [r.getMessage() for r in caplog.records if r.name == "device.bench"]
-    assert said == ["stopping endpoint powershield", "stopping the board"]
-    assert b._started is False and b.clock.limit is None  # noqa: SLF001
-    assert b.endpoints["board"]._thread is None or not b.endpoints["board"]._thread.is_alive()  # noqa: SLF001
+    try:
+        with caplog.at_level(logging.ERROR, logger="device.bench"):
+            b.stop()
+        said = [r.getMessage() for r in caplog.records if r.name == "device.bench"]
+        assert said == ["stopping endpoint powershield", "stopping the board"]
+        assert b._started is False and b.clock.limit is None  # noqa: SLF001
+        assert b.endpoints["board"]._thread is None or not b.endpoints["board"]._thread.is_alive()  # noqa: SLF001
+    finally:
+        real_stop()  # (its thread must not outlive the test: it ran on through the rest of a CI run)
+    assert lpm._thread is None or not lpm._thread.is_alive()  # noqa: SLF001
 
 
 def test_unplug_names_the_devices_this_bench_has(monkeypatch):
