@@ -34,7 +34,7 @@ from device.lpm01a.monitor import LPM01AMonitor
 from device.monitor import MonitorLinkError, ProtectiveStop
 from device.nucleo import protocol as P
 from device.nucleo.client import NucleoTimeout
-from tests.timekit import OwnThreadTime
+from tests.clockkit import OwnThreadTime
 
 BOARD, POWER = "board:test", "powershield:test"
 RESET = "the board reset itself ({}): its model and data are gone"
@@ -50,7 +50,7 @@ OVERCURRENT = (
 
 class Clock(OwnThreadTime):
     """The module's ``time``: monotonic() returns what the test set, sleep() advances it (for the test's own thread:
-    tests/timekit.py)."""
+    tests/clockkit.py)."""
 
     def __init__(self, t: float = 1000.0):
         super().__init__()

@@ -29,8 +29,8 @@ from app.core.store import Store
 from estimator.arch import Arch
 from estimator.core import time_per_batch_s, time_per_sample_s
 from estimator.profiles import get_profile
+from tests.clockkit import OwnThreadTime
 from tests.core.test_round_progress_exact import W34 as _W34
-from tests.timekit import OwnThreadTime
 
 W34 = Arch((4, 3), _W34.layers, _W34.classes, _W34.name)  # raw accelerometer windows: x, y, z
 
@@ -41,7 +41,7 @@ CLOCK = 80_000_000
 
 class Clock(OwnThreadTime):
     """time.monotonic / time.sleep for the runner's waits: sleeping advances the clock, nothing waits (for the
-    test's own thread only: tests/timekit.py)."""
+    test's own thread only: tests/clockkit.py)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import serial
 import device.endpoint as endpoint_mod
 from device.endpoint import IDLE_TICK_S, EndpointStats, PtyEndpoint, SerialEndpoint, SocketEndpoint
 from device.simclock import SimClock
-from tests.timekit import OwnThreadTime
+from tests.clockkit import OwnThreadTime
 
 posix_only = pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "openpty"), reason="pty needs POSIX")
 LOGGER = "device.endpoint"
@@ -825,7 +825,7 @@ def test_the_loop_counts_its_cpu_time_and_sleeps_a_tick_after_an_error(monkeypat
 
 
 class FakeTime(OwnThreadTime):
-    """The endpoint module's ``time`` for this test's thread (tests/timekit.py: other threads keep the real one)."""
+    """The endpoint module's ``time`` for this test's thread (tests/clockkit.py: other threads keep the real one)."""
 
     def __init__(self) -> None:
         super().__init__()
