@@ -21,13 +21,11 @@ Public API::
     ev = evaluate(model, x_test, y_test)                       # loss, accuracy, macro_f1, per_class_f1, confusion
 
     count_ops(arch, "tl", batch_size=32)                       # what one batch costs, without a model
-    memory_report(arch, "full").fits(320 * 1024)               # float buffers the firmware layout needs
 
 TensorFlow is never imported by this package at import time (``keras_ref.to_keras`` imports it lazily).
 """
 
 from .graph import Graph, RLayer, lower
-from .memory import SRAM_BYTES, MemoryReport, memory_report
 from .metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
 from .model import MODES, BatchResult, Model, StepOptions
 from .ops import batch_ops, count_ops, macs, ops_breakdown, sample_ops
@@ -51,9 +49,6 @@ __all__ = [
     "sample_ops",
     "ops_breakdown",
     "macs",
-    "memory_report",
-    "MemoryReport",
-    "SRAM_BYTES",
     "accuracy",
     "confusion_matrix",
     "macro_f1",

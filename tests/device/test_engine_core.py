@@ -1,5 +1,5 @@
 """Training engine without TensorFlow: op counts (table3-analysis §1.1 closed forms), per-sample vs
-vectorised equivalence, warm-up, the train() orchestrator, BatchNorm folding, metrics, memory,
+vectorised equivalence, warm-up, the train() orchestrator, BatchNorm folding, metrics,
 and clear errors."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from device.engine import (
     evaluate,
     macro_f1,
     macs,
-    memory_report,
     ops_breakdown,
     per_class_f1,
     train,
@@ -251,7 +250,7 @@ def test_folded_training_exports_weights_that_reproduce_predictions():
     np.testing.assert_allclose(m.predict(x), p_folded, rtol=1e-4, atol=1e-6)
 
 
-# --- metrics and memory ---------------------------------------------------------------------
+# --- metrics ---------------------------------------------------------------------
 
 
 def test_metrics_match_hand_computed_values():
@@ -267,16 +266,6 @@ def test_metrics_match_hand_computed_values():
     assert accuracy(np.eye(3)[yt], yp) == pytest.approx(5 / 7)
     with pytest.raises(ValueError, match="y_pred has 2"):
         accuracy(yt, yp[:2])
-
-
-def test_memory_report_reproduces_table3_for_tl_and_fits_320k():
-    for T, paper_tl in ((20, 63), (100, 115)):
-        r = memory_report(paper_cnn(T), "tl")
-        assert abs(r.kib - paper_tl) < 2.5
-        assert r.fits()
-    full = memory_report(paper_cnn(100), "full")
-    assert full.grads == 10084 and full.params == 10084 and full.fits()
-    assert not memory_report(paper_cnn(400), "full").fits()
 
 
 # --- errors -----------------------------------------------------------------------------------
