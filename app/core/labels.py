@@ -429,6 +429,13 @@ class WisdmImport:
     left_out: dict[str, int] = field(default_factory=dict)  # activity -> samples not imported
     cancelled: bool = False
     n_skipped: int | None = None  # records skipped in all; None: len(skipped)
+    already: list[str] = field(default_factory=list)  # users whose recording is in the dataset already
+    wrong_units: dict[str, float] = field(default_factory=dict)  # user -> median |a| (m/s²) far from gravity
+
+    @property
+    def warn(self) -> bool:
+        """Something of the file was not imported (skipped lines, activities left out, users refused)."""
+        return bool(self.skipped or self.left_out or self.cancelled or self.already or self.wrong_units)
 
     @property
     def skipped_count(self) -> int:
@@ -466,6 +473,22 @@ class WisdmImport:
                 "Not classes of this dataset, left out: "
                 + ", ".join(f"{a} ({n:,} sample{'s' if n != 1 else ''})" for a, n in sorted(self.left_out.items()))
                 + "."
+            )
+        if self.already:
+            out.append(
+                "Already in this dataset, not imported again: "
+                + ", ".join(f"WISDM {u}" for u in self.already)
+                + " (delete its recording first to import it again)."
+            )
+        for user, med in self.wrong_units.items():
+            out.append(
+                f"Not imported: user {user}'s accelerations are not in m/s² with gravity (their median magnitude is "
+                f"{med:.3g} m/s², about {ds.G:.1f} expected): WISDM text holds m/s² as the phone measured them; "
+                + (
+                    "these look like g (multiply x, y and z by 9.81) or like acceleration with gravity removed."
+                    if med < ds.G / 3
+                    else "these look like mg or another unit."
+                )
             )
         out.extend(self.notes)
         return out
@@ -522,6 +545,9 @@ def import_wisdm(
     for activity, cls in sorted(split):
         out.notes.append(f"'{activity}' is not split in this file: labelled '{cls}'.")
     users = list(by_user)
+    # a file imported again (a second click, the same file copied elsewhere) made a second recording of the same
+    # samples without a word: twice the windows of that user, and copies on both sides of a train/test split
+    have = {(r.name, r.n_samples) for r in store.recordings("accel", dataset_id)}
     for k, user in enumerate(users):
         if cancelled is not None and cancelled():
             out.cancelled = True
@@ -529,6 +555,15 @@ def import_wisdm(
         report(0.2 + 0.8 * k / max(1, len(users)), f"user {user}")
         parts = by_user[user]
         xyz = np.concatenate([d for _, d in parts])
+        if (f"WISDM {user}", len(xyz)) in have:
+            out.already.append(user)
+            continue
+        # a file in g (or mg, or with gravity removed) parsed as m/s² without a word: |a| of a phone at rest or
+        # walking is about 1 g, so a median magnitude 3x off cannot be a WISDM recording
+        med = float(np.median(np.linalg.norm(xyz, axis=1))) if len(xyz) else ds.G
+        if not ds.G / 3 <= med <= 3 * ds.G:
+            out.wrong_units[user] = med
+            continue
         with store.transaction():
             rec = write_accel(
                 store,

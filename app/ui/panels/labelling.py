@@ -169,6 +169,40 @@ SHORTCUT_KEYS = [
 ]
 
 
+NO_NAME = "No name given: type a name for the dataset"
+#: Classes a dataset can have: the number keys 1–9 label with them.
+MAX_CLASSES = 9
+
+
+def _classes_problem(classes: tuple[str, ...]) -> str:
+    """Why these classes cannot make a dataset ("" when they can)."""
+    if len(classes) > MAX_CLASSES:
+        return (
+            f"{len(classes)} classes given, at most {MAX_CLASSES}: the number keys 1–{MAX_CLASSES} label with them "
+            f"(a {MAX_CLASSES + 1}th class could not be labelled)"
+        )
+    seen: dict[str, str] = {}
+    for c in classes:
+        if c.casefold() in seen:
+            same = "given twice" if seen[c.casefold()] == c else f"the same as {seen[c.casefold()]!r}"
+            return f"The class {c!r} is {same}: give each class once"
+        seen[c.casefold()] = c
+    return ""
+
+
+def _cannot_write(path: str, exc: OSError) -> str:
+    """Why an export file cannot be written, naming it: "cannot write /x/w.npz: Read-only file system", "the
+    folder /x does not exist", "it is a folder"."""
+    import errno
+
+    target = Path(path)
+    if exc.errno == errno.ENOENT and not target.parent.is_dir():
+        return f"cannot write {target}: the folder {target.parent} does not exist"
+    if exc.errno == errno.EISDIR or target.is_dir():
+        return f"cannot write {target}: it is a folder"
+    return f"cannot write {target}: {failure_reason(exc)}"
+
+
 class LabellingPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -239,6 +273,12 @@ class LabellingPanel(Panel):
         self.dataset_combo = QComboBox()
         self.btn_new_ds = tool_button("New dataset…", "Create a dataset (name and classes) for this profile")
         self.class_combo = QComboBox()
+        # a long user, dataset or class name is cut in its box (whole in the list and the tooltip) instead of
+        # widening the box past the window (a 300-character dataset name pushed the toolbar onto two rows)
+        for combo in (self.user_combo, self.dataset_combo, self.class_combo):
+            combo.setMaximumWidth(200)  # as wide as its longest name up to this
+        for combo in (self.dataset_combo, self.class_combo):
+            combo.currentTextChanged.connect(combo.setToolTip)
         self.btn_record = tool_button(
             "● Record", "Start/stop recording a segment from the live board stream (R)", checkable=True
         )
@@ -439,7 +479,10 @@ class LabellingPanel(Panel):
             return
         if name is None:
             name, ok = QInputDialog.getText(self, "New dataset", "Name:")
-            if not ok or not name.strip():
+            if not ok:
+                return
+            if not name.strip():  # said before the classes are asked for
+                QMessageBox.warning(self, "New dataset", NO_NAME)
                 return
             text, ok = QInputDialog.getText(
                 self, "New dataset", "Classes (comma-separated):", text=", ".join(self.classes)
@@ -451,6 +494,14 @@ class LabellingPanel(Panel):
                 QMessageBox.warning(self, "New dataset", "No classes given: type at least one, separated by commas")
                 return
         name = name.strip()
+        if not name:  # was: OK on an empty name did nothing, without a word
+            QMessageBox.warning(self, "New dataset", NO_NAME)
+            return
+        why = _classes_problem(tuple(classes or self.classes))
+        if why:  # was the store's "dataset 'x': classes must be non-empty and unique, got ['a', 'a']", or
+            # (more than 9 classes) a dataset whose 10th class no key could label
+            QMessageBox.warning(self, "New dataset", why)
+            return
         if name in {d.name for d in self.ctx.store.datasets(self.ctx.user.id)}:
             # was the store's "user 1 already has a dataset called 'x'"
             QMessageBox.warning(
@@ -476,6 +527,9 @@ class LabellingPanel(Panel):
             item.setData(Qt.UserRole, r.id)
             self.rec_list.addItem(item)
         self.rec_list.blockSignals(False)
+        if self.recorder is not None:  # the plot shows the live stream: no recording is selected until it stops
+            self._update_balance()
+            return
         row = next((i for i in range(self.rec_list.count()) if self.rec_list.item(i).data(Qt.UserRole) == keep), None)
         if row is None and self.rec_list.count():
             row = self.rec_list.count() - 1
@@ -488,6 +542,14 @@ class LabellingPanel(Panel):
 
     def _rec_selected(self, item, _prev) -> None:
         if item is None:
+            return
+        if self.recorder is not None:  # the plot shows the live stream, not the recording clicked
+            self.ctx.status(
+                f"{self.recorder.rec.name!r} is being recorded: stop it first (R or ■ Stop), then open another "
+                "recording",
+                15000,
+            )
+            self._select_no_recording()
             return
         rid = item.data(Qt.UserRole)
         if self.recording is None or self.recording.id != rid:
@@ -549,6 +611,23 @@ class LabellingPanel(Panel):
         self.plot.auto_y = True
         self._labels_changed()
 
+    def _select_no_recording(self) -> None:
+        self.rec_list.blockSignals(True)
+        self.rec_list.setCurrentRow(-1)
+        self.rec_list.clearSelection()
+        self.rec_list.blockSignals(False)
+
+    def _recording_busy(self, then: str) -> bool:
+        """A segment is being recorded: the plot shows the live stream, so a label key, Delete, undo or redo is
+        refused with the reason (was: they silently edited the recording shown before, whose labels were drawn
+        over the live stream)."""
+        if self.recorder is None:
+            return False
+        self.ctx.status(
+            f"{self.recorder.rec.name!r} is being recorded: stop it first (R or ■ Stop), then {then}", 15000
+        )
+        return True
+
     def current_stream(self) -> SampleStream | None:
         if self.recorder is not None:
             return self.ctx.devices.accel_stream
@@ -556,6 +635,7 @@ class LabellingPanel(Panel):
 
     def delete_recording(self) -> None:
         if self.recording is None:
+            self._recording_busy("delete a recording")  # while recording, none is shown: say why nothing happens
             return
         if self.recorder is not None and self.recorder.rec.id == self.recording.id:
             # (deleting the row and file the recorder is writing lost the segment and failed at its stop)
@@ -618,6 +698,10 @@ class LabellingPanel(Panel):
             self.ctx.status(warning, 15000)
         if seconds:
             self.ctx.settings["labelling.segment_s"] = seconds
+        # the plot shows the live stream alone: the recording shown before (its labels, window ticks and list
+        # entry) is put away, so no key or drag edits a recording the user no longer sees
+        self.open_recording(None)
+        self._select_no_recording()
         self.btn_record.blockSignals(True)
         self.btn_record.setChecked(True)
         self.btn_record.setText("■ Stop")
@@ -642,9 +726,18 @@ class LabellingPanel(Panel):
         self.btn_record.blockSignals(False)
         self.plot.set_follow(False)
         if row is None:
+            self.reload_recordings()  # back to a recording of the list (the live stream is no longer shown)
             return None
         if row.n_samples == 0:
-            self.ctx.status("Nothing recorded (no samples arrived)")
+            # was: an empty "Walking #4 · 0.0 s" entry left in the list, the hint still saying "Recording …",
+            # the plot left on the live stream's time range
+            kept = f"the empty {row.name!r} was not kept"
+            try:
+                self.ctx.store.delete_recording(row.id)
+                self.ctx.store.resolve(row.path).unlink(missing_ok=True)
+            except (StoreError, OSError) as exc:  # an empty entry stays: nothing is lost either way
+                kept = f"the empty {row.name!r} could not be removed: {failure_reason(exc)}"
+            self.ctx.status(f"Nothing recorded: no samples arrived from the board; {kept}", 15000)
             self.reload_recordings()
             return row
         stopped = f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else ""
@@ -698,6 +791,8 @@ class LabellingPanel(Panel):
 
     def assign(self, class_index: int) -> None:
         """Number key: label the selection (or relabel the selected label) with class ``class_index``."""
+        if self._recording_busy("label it"):
+            return
         if self.model is None:
             self.ctx.status(
                 f"Cannot label {self.recording.name!r}: its file cannot be read"
@@ -722,15 +817,21 @@ class LabellingPanel(Panel):
         self._highlight()
 
     def delete_selected(self) -> None:
+        if self._recording_busy("delete a label"):
+            return
         if self.model is not None and self.selected_label is not None:
             self.model.delete(self.selected_label)
             self.selected_label = None
 
     def undo(self) -> None:
+        if self._recording_busy("undo"):
+            return
         if self.model is not None and self.model.undo():
             self.ctx.status("Undone")
 
     def redo(self) -> None:
+        if self._recording_busy("redo"):
+            return
         if self.model is not None and self.model.redo():
             self.ctx.status("Redone")
 
@@ -846,6 +947,8 @@ class LabellingPanel(Panel):
             self.win_info.setText(
                 f"The file of {self.recording.name!r} cannot be read: {self.unreadable}."
                 if self.recording is not None
+                else "Recording: its windows are shown when it stops."
+                if self.recorder is not None
                 else "No recording selected."
             )
             return
@@ -983,7 +1086,7 @@ class LabellingPanel(Panel):
             for rec in result.recordings:
                 self.ctx.publish("recording_added", recording=rec)
             self.import_result = result
-            self._show_import(result.report(), "", warn=bool(result.skipped or result.left_out or result.cancelled))
+            self._show_import(result.report(), "", warn=result.warn)
             self.ctx.status(
                 f"Imported {len(result.recordings)} recording(s) from {name}"
                 + (" before the cancel" if result.cancelled else "")
@@ -1046,9 +1149,15 @@ class LabellingPanel(Panel):
         from app.ui.tasks import start_export
 
         store, did, name = self.ctx.store, self.ctx.dataset.id, self.ctx.dataset.name
-        return start_export(
-            self._tasks(), self.ctx.status, path, lambda check: write(labelled_parts(store, did, name, check)), unit
-        )
+
+        def work(check: Callable[[], None]) -> int:
+            parts = labelled_parts(store, did, name, check)
+            try:
+                return write(parts)
+            except OSError as exc:  # was the system's words alone ("Read-only file system"), naming no file
+                raise LabelError(_cannot_write(path, exc)) from exc
+
+        return start_export(self._tasks(), self.ctx.status, path, work, unit)
 
     # --- frame clock -----------------------------------------------------------------------------
     def tick(self) -> None:
