@@ -194,3 +194,24 @@ def test_a_long_dataset_name_does_not_widen_the_toolbar(offline_window):  # noqa
     assert panel.dataset_combo.width() < 300 and panel.class_combo.width() < 300
     assert panel.btn_record.geometry().top() == row  # still in the first row
     assert panel.dataset_combo.toolTip() == "a" * 300 and panel.class_combo.toolTip() == "2  " + "x" * 200
+
+
+def test_a_drag_of_no_width_drops_the_label_clicked_before_so_a_key_changes_nothing(
+    offline_window,  # noqa: F811
+    said,
+):
+    """Was: a drag that selected nothing (no width, or past the recording's end) kept the label clicked before it
+    selected, and the next number key relabelled that label."""
+    ctx, (texts, _escaped) = offline_window.ctx, said
+    panel = offline_window.show_panel("labelling")
+    rec = add_recording(ctx, labels=((5.0, 15.0, "Walking"),))
+    panel._click(10.0)  # noqa: SLF001 - a click on the label: it is selected
+    assert panel.selected_label is not None
+    panel.set_selection(12.0, 12.0)
+    assert (panel.selection, panel.selected_label) == (None, None)
+    panel.assign(1)
+    assert texts[-1] == "Drag on the plot to select a region first"
+    assert _db_labels(ctx, rec.id) == [(5.0, 15.0, "Walking")]
+    panel._click(10.0)  # noqa: SLF001
+    panel.set_selection(1000.0, 1010.0)  # past the recording's end
+    assert (panel.selection, panel.selected_label) == (None, None)

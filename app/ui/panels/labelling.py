@@ -767,8 +767,10 @@ class LabellingPanel(Panel):
         """Select ``[a, b]`` seconds of the shown recording (what a left-drag does)."""
         if self.model is not None and self.model.duration is not None:
             a, b = max(0.0, a), min(self.model.duration, b)
-        if b - a <= 0:
-            self.clear_selection()
+        if b - a <= 0:  # a drag of no width (or beyond the recording's end) selects nothing: not even the label
+            self.clear_selection()  # clicked before it, which a number key would then have relabelled
+            self.selected_label = None
+            self._highlight()
             return
         self.selection = (a, b)
         self.selected_label = None
