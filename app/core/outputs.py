@@ -104,3 +104,23 @@ def failure_reason(exc: BaseException) -> str:
     """Why a write failed, for a status line: an ``OSError`` in the system's words ("No space left on
     device"), without the errno and the temporary file's name it carries; any other error's own message."""
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def write_failure(path: str | Path, exc: BaseException) -> str:
+    """Why writing ``path`` (whole, through a temporary file beside it: :func:`atomic_path`) failed, naming the
+    file: "cannot write /x/w.npz: Read-only file system", "… the folder /x does not exist", "… it is a folder".
+    An ``OSError`` about another file (an input read on the way) names that file; any other error is its own
+    message (:func:`failure_reason`)."""
+    import errno
+
+    if not isinstance(exc, OSError):
+        return failure_reason(exc)
+    target = Path(path)
+    other = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+    if other is not None and other != target and other.parent != target.parent:
+        return f"cannot read {other}: {failure_reason(exc)}"
+    if exc.errno == errno.ENOENT and not target.parent.is_dir():
+        return f"cannot write {target}: the folder {target.parent} does not exist"
+    if exc.errno == errno.EISDIR or target.is_dir():
+        return f"cannot write {target}: it is a folder"
+    return f"cannot write {target}: {failure_reason(exc)}"

@@ -147,10 +147,11 @@ def start_export(
     ``work(check)`` reads what it exports, calling ``check()`` between its slow reads (a cancel raises
     there), and writes ``path`` whole or not at all (:func:`app.core.outputs.atomic_path`); it returns how
     many ``unit`` it wrote.  The sentence said is "Exported 1,234 windows to …", or "Export failed,
-    nothing was written: <reason>" (a full disk in the system's words, without errno and temporary name),
+    nothing was written: <reason>" (:func:`app.core.outputs.write_failure`: "cannot write /x/w.npz: No space
+    left on device", the system's words without errno and temporary name, naming the file),
     or, on Cancel, either "nothing was written" or, when the file was complete before the cancel reached
     the task, that it was written anyway."""
-    from app.core.outputs import failure_reason
+    from app.core.outputs import write_failure
 
     wrote: list[int] = []
 
@@ -160,7 +161,7 @@ def start_export(
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - any reason is said; atomic_path wrote nothing
-            raise RuntimeError(failure_reason(exc)) from exc
+            raise RuntimeError(write_failure(path, exc)) from exc
         wrote.append(n)
         return n
 

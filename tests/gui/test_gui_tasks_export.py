@@ -40,14 +40,48 @@ def test_done_says_how_many_and_where(qtbot, runner, tmp_path):
 
 
 def test_a_failure_says_the_reason_in_the_system_words(qtbot, runner, tmp_path):
-    """An OSError is said by its strerror (no errno, no temporary file name); any other error by its message."""
+    """An OSError is said by its strerror (no errno, no temporary file name) naming the file it was writing (the
+    Power panel's CSV export said the system's words alone); any other error by its message."""
+    out = tmp_path / "w.npz"
 
     def disk_full(check):
         raise OSError(28, "No space left on device", str(tmp_path / ".w.tmp123.npz"))
 
-    task, said = _run(qtbot, runner, tmp_path / "w.npz", disk_full)
-    assert task.error == "No space left on device"
-    assert said == [("Export failed, nothing was written: No space left on device", 15000)]
+    task, said = _run(qtbot, runner, out, disk_full)
+    assert task.error == f"cannot write {out}: No space left on device"
+    assert said == [(f"Export failed, nothing was written: cannot write {out}: No space left on device", 15000)]
+
+    def read_only(check):  # (an OSError without a file name: the export's own file)
+        raise OSError(30, "Read-only file system")
+
+    _, said = _run(qtbot, runner, out, read_only)
+    assert said == [(f"Export failed, nothing was written: cannot write {out}: Read-only file system", 15000)]
+
+    def unreadable_input(check):  # an input read on the way: named as what could not be read
+        raise PermissionError(13, "Permission denied", "/data/recordings/accel/7.f32")
+
+    _, said = _run(qtbot, runner, out, unreadable_input)
+    assert said == [
+        ("Export failed, nothing was written: cannot read /data/recordings/accel/7.f32: Permission denied", 15000)
+    ]
+
+    def missing(check):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "gone" / ".w.tmp1.npz"))
+
+    _, said = _run(qtbot, runner, tmp_path / "gone" / "w.npz", missing)
+    assert said == [
+        (
+            f"Export failed, nothing was written: cannot write {tmp_path / 'gone' / 'w.npz'}: the folder "
+            f"{tmp_path / 'gone'} does not exist",
+            15000,
+        )
+    ]
+
+    def onto_a_folder(check):
+        raise IsADirectoryError(21, "Is a directory", str(tmp_path))
+
+    _, said = _run(qtbot, runner, tmp_path, onto_a_folder)
+    assert said == [(f"Export failed, nothing was written: cannot write {tmp_path}: it is a folder", 15000)]
 
     def no_labels(check):
         raise ValueError("no recording of dataset 'd' has labels yet")

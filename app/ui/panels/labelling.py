@@ -190,19 +190,6 @@ def _classes_problem(classes: tuple[str, ...]) -> str:
     return ""
 
 
-def _cannot_write(path: str, exc: OSError) -> str:
-    """Why an export file cannot be written, naming it: "cannot write /x/w.npz: Read-only file system", "the
-    folder /x does not exist", "it is a folder"."""
-    import errno
-
-    target = Path(path)
-    if exc.errno == errno.ENOENT and not target.parent.is_dir():
-        return f"cannot write {target}: the folder {target.parent} does not exist"
-    if exc.errno == errno.EISDIR or target.is_dir():
-        return f"cannot write {target}: it is a folder"
-    return f"cannot write {target}: {failure_reason(exc)}"
-
-
 class LabellingPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -1151,15 +1138,9 @@ class LabellingPanel(Panel):
         from app.ui.tasks import start_export
 
         store, did, name = self.ctx.store, self.ctx.dataset.id, self.ctx.dataset.name
-
-        def work(check: Callable[[], None]) -> int:
-            parts = labelled_parts(store, did, name, check)
-            try:
-                return write(parts)
-            except OSError as exc:  # was the system's words alone ("Read-only file system"), naming no file
-                raise LabelError(_cannot_write(path, exc)) from exc
-
-        return start_export(self._tasks(), self.ctx.status, path, work, unit)
+        return start_export(
+            self._tasks(), self.ctx.status, path, lambda check: write(labelled_parts(store, did, name, check)), unit
+        )
 
     # --- frame clock -----------------------------------------------------------------------------
     def tick(self) -> None:
