@@ -64,7 +64,7 @@ class RoundConfig:
     seed: int = 0
     train_fraction: float = 0.6
     measure_power: bool = True
-    profile: str = "paper"  # estimator profile for the predictions shown beside the measurements
+    profile: str = "odl-firmware"  # estimator profile for the predictions shown beside the measurements
     procedure: dict = field(default_factory=ROBUST.to_dict)  # app.core.procedure.Procedure (robust by default)
 
     @property

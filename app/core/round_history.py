@@ -66,6 +66,14 @@ def round_summary(r: Mapping[str, Any]) -> str:
     )
 
 
+#: What a round on a board that does not run the ODL firmware (the Python emulated board) measured.
+ESTIMATOR_DRIVEN = (
+    "This board does not run the ODL firmware: it takes each batch's time and current from the estimator "
+    "(cost profile `{build}`), so the table above compares the estimator with itself. Run the round on the ODL "
+    "firmware (the virtual bench's QEMU board, or a NUCLEO-L496ZG) to measure them."
+)
+
+
 def round_report(store: "Store", round_id: int) -> str:
     """A short Markdown report of a round: model, data, round metrics, estimator vs measured."""
     r = _round(store, round_id)
@@ -106,10 +114,21 @@ def round_report(store: "Store", round_id: int) -> str:
             f"| after | {a['accuracy']:.3f} | {a['macro_f1']:.3f} | {loss(a)} |",
             "",
         ]
-    if rows:
+    board = res.get("board") or {}
+    if board:
         lines.append(
-            f"* {len(rows)} batches, board time {sum(r.seconds for r in rows):.2f} s, "
-            f"final batch loss {rows[-1].loss:.3f}"
+            f"* board: {board['name']}, ODL firmware {board['firmware']} (build `{board['build']}`)"
+            if board.get("odl_firmware")
+            else f"* board: {board['name']}, cost profile `{board['build']}`"
+        )
+    batches = [r for r in rows if r.phase != "val"]  # (a validation pass is a row, not a batch: as the panel says)
+    if rows:
+        n_val = len(rows) - len(batches)
+        lines.append(
+            f"* {len(batches)} batches"
+            + (f" + {n_val} validation pass{'es' if n_val > 1 else ''}" if n_val else "")
+            + f", board time {sum(r.seconds for r in rows):.2f} s"
+            + (f", final batch loss {batches[-1].loss:.3f}" if batches else "")
         )
     if res.get("energy_j") is not None:
         lines.append(
@@ -133,6 +152,8 @@ def round_report(store: "Store", round_id: int) -> str:
         mt = np.mean([r.seconds for r in main])
         lines.append(row(f"time per batch of {c.get('batch_size')}", float(pt), float(mt), "s", 1.0))
     lines.append(f"\nprofile: `{res.get('profile', c.get('profile'))}`")
+    if board and not board.get("odl_firmware"):
+        lines.append("\n" + ESTIMATOR_DRIVEN.format(build=board["build"]))
     if res.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"* {w}" for w in res["warnings"]]
     return "\n".join(lines) + "\n"
@@ -387,7 +408,7 @@ class EstimatorInputs:
     """Budgets and options of the Estimator panel (persisted as ``estimator.*`` settings).  Budgets of 0
     mean "no budget"."""
 
-    profile: str = "paper"
+    profile: str = "odl-firmware"  # the app's boards run the ODL firmware (the CLI's estimate: "paper")
     batch_size: int = 32
     epochs: int = 2  # epochs shown in the table and chart
     ram_kib: float = 320.0

@@ -496,6 +496,7 @@ class RoundRunner:
         progress: Callable[..., None],
         result: dict,
     ) -> dict:
+        from device.nucleo.fwimage import runs_odl_firmware
         from estimator.core import time_per_batch_s, time_per_sample_s
         from estimator.profiles import get_profile
 
@@ -511,11 +512,18 @@ class RoundRunner:
         with self.devices.board_session(key) as client:
             client.drain_events()
             info = client.info()
+            # which board ran it: the report says whether its times were measured or are the estimator's
+            result["board"] = {
+                "name": self.devices.status(key).info.name,
+                "build": info.build,
+                "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}",
+                "odl_firmware": runs_odl_firmware(info.build),
+            }
             try:
                 prof = get_profile(cfg.profile, self.profile_dir)
-            except Exception:  # noqa: BLE001 - unknown profile: fall back to the board's build preset
-                prof = get_profile("paper")
-                self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'paper'")
+            except Exception:  # noqa: BLE001 - unknown profile: fall back to the firmware's preset
+                prof = get_profile("odl-firmware")
+                self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'odl-firmware'")
             clock = float(info.sysclk_hz)
             data = self._fit_ram(model, data, trainable, info, prof)
             procedure = cfg.proc

@@ -1,6 +1,6 @@
 """Emulated NUCLEO-L496ZG + X-NUCLEO-IKS01A3 speaking NUCLEO wire protocol v1 (docs/protocol.md §8).
 
-``NucleoEmulator(clock, seed=0, trace=None, profile='paper')`` implements the virtual bench's
+``NucleoEmulator(clock, seed=0, trace=None, profile='odl-firmware')`` implements the virtual bench's
 :class:`~device.emulated.EmulatedDevice` (bytes in/out, driven by an endpoint service thread) and
 :class:`~device.emulated.CurrentSource` (its supply current and D7 batch marker, measured by the
 emulated LPM01A).  What it does:
@@ -11,7 +11,8 @@ emulated LPM01A).  What it does:
 * **Training** with the reference engine (:mod:`device.engine`) on a worker thread, batch by batch.
   Each batch lasts, in simulated time, exactly what the estimator's cost model predicts
   (:func:`estimator.core.time_per_batch_s` with the board's :class:`~estimator.profiles.DeviceProfile`
-  at the current SYSCLK), so a virtual round and the estimate agree.  Rounds whose memory does not fit
+  at the current SYSCLK; by default ``odl-firmware``, the ODL firmware's measured costs, as it stands for a
+  board running it), so a virtual round and the estimate agree.  Rounds whose memory does not fit
   the 320 KiB SRAM (the estimator's paper accounting + firmware reserve + stored datasets) are refused
   with OUT_OF_RAM.
 * **Power**: the supply current is I0 + k·f (the profile's run-mode model) while training or
@@ -136,7 +137,7 @@ class NucleoEmulator:
         clock: Any,
         seed: int = 0,
         trace: Trace | str | Path | None = None,
-        profile: Any = "paper",
+        profile: Any = "odl-firmware",
         sysclk_hz: float | None = None,
         fifo_bytes: int = DEFAULT_FIFO_BYTES,
         history_s: float = 120.0,

@@ -27,18 +27,29 @@ __all__ = [
     "shipped_image",
     "image_search_dirs",
     "version_text",
+    "FIRMWARE_BUILDS",
+    "runs_odl_firmware",
 ]
 
 #: firmware/core/odl.h ODL_FW_MAJOR / ODL_FW_MINOR / ODL_FW_PATCH (checked by tests/device/test_flashing.py)
 FIRMWARE_VERSION: tuple[int, int, int] = (1, 1, 0)
 #: the firmware target the app ships and flashes (firmware/targets/<target>)
 BOARD_TARGET = "nucleo-l496zg"
+#: the build names the ODL firmware's targets report in INFO (firmware/targets/<target>: board_info_t.build).
+#: Any other board (the Python emulated board reports its cost profile's name) does not run the firmware.
+FIRMWARE_BUILDS: tuple[str, ...] = ("nucleo-l496zg", "qemu-mps2-an386")
 FLASH_BASE = 0x0800_0000
 FLASH_BYTES = 1024 * 1024
 SRAM_END = 0x2000_0000 + 320 * 1024
 
 _ID = re.compile(rb"ODL-FW (\d{1,3})\.(\d{1,3})\.(\d{1,3}) ([A-Za-z0-9_.-]{1,32}) protocol (\d{1,3})\x00")
 _REPO = Path(__file__).resolve().parents[2]
+
+
+def runs_odl_firmware(build: str) -> bool:
+    """Whether a board whose INFO reports ``build`` runs the ODL firmware, so that its batch times come
+    from code that ran (cycles on the chip, or QEMU's cycle model) and not from the estimator."""
+    return build in FIRMWARE_BUILDS
 
 
 class FirmwareImageError(ValueError):

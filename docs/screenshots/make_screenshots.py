@@ -1,7 +1,11 @@
 """Regenerate docs/screenshots/*.png: run the app with the virtual bench streaming and grab each panel, in a
-window of 1280 x 800 — the smallest laptop screen the app is made for (every panel must fit it).
+window of 1280 x 800 — the smallest laptop screen the app is made for (every panel must fit it).  The
+Training and Export shots are a TL round on the bench's board (the ODL firmware under QEMU where it is
+installed, as the app's default) and its export: a few minutes.
 
-    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/make_screenshots.py
+    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/make_screenshots.py [OUT_DIR]
+
+(OUT_DIR: where to write them instead of docs/screenshots.)
 
 (``QT_QPA_PLATFORM=offscreen`` works too, without the full-screen ``xvfb_root.png``.)
 """
@@ -17,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(__file__).resolve().parent
+OUT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 
@@ -81,6 +85,33 @@ def main() -> int:
     pw.set_selection(x0 + 0.3 * (x1 - x0), x0 + 0.5 * (x1 - x0))
     pump(0.6)
     shots["power"] = win.grab()
+
+    # a round on the bench's board (the ODL firmware under QEMU when installed: times from the code that ran),
+    # on a labelled dataset of three activities, then its export
+    from tests.roundkit import labelled_dataset
+
+    labelled_dataset(ctx)
+    tr = win.show_panel("training")
+    tr.size.setCurrentIndex(tr.size.findData(20))
+    tr.mode.setCurrentIndex(tr.mode.findData("tl"))
+    tr.epochs.setValue(3)
+    tr.warmup.setValue(1)
+    tr.btn_run.click()
+    pump(1.0)
+    while tr.task is not None:
+        pump(0.5)
+    pump(0.5)
+    shots["training"] = win.grab()
+    ex = win.show_panel("export")
+    pump(0.5)
+    ex.folder.setText(str(Path(data) / "exports"))
+    ex.stem.setText("alice_T20")
+    ex.btn_export.click()
+    pump(1.0)
+    while ex.task is not None:
+        pump(0.5)
+    pump(0.5)
+    shots["export"] = win.grab()
 
     for name, pix in shots.items():
         pix.save(str(OUT / f"{name}.png"), "PNG")

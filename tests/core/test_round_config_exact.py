@@ -195,7 +195,7 @@ def test_to_dict_is_the_stored_json_form_with_layers_as_a_list():
         "seed": 0,
         "train_fraction": 0.6,
         "measure_power": True,
-        "profile": "paper",
+        "profile": "odl-firmware",
         "procedure": ROBUST_DICT,
     }
     assert type(d["layers"]) is list

@@ -227,7 +227,7 @@ FULL_REPORT = """\
 | before | 0.500 | 0.400 | 1.250 |
 | after | 0.875 | 0.750 | 0.500 |
 
-* 5 batches, board time 3.75 s, final batch loss 0.625
+* 4 batches + 1 validation pass, board time 3.75 s, final batch loss 0.625
 * measured energy 12.30 mJ, average power 2.650 mW (LPM01A, d7, d7-interp)
 
 ## Estimator vs measured
@@ -999,9 +999,10 @@ class FakeSettings(dict):
         self[key] = value
 
 
-def test_estimator_inputs_default_to_the_paper_profile_and_no_budgets():
+def test_estimator_inputs_default_to_the_odl_firmware_profile_and_no_budgets():
+    """The app's boards run the ODL firmware: its cost profile and its memory accounting are the defaults."""
     assert EstimatorInputs.from_settings(FakeSettings()) == EstimatorInputs(
-        "paper", 32, 2, 320.0, 24.0, 0.0, 0.0, "charging", "firmware", 5
+        "odl-firmware", 32, 2, 320.0, 24.0, 0.0, 0.0, "charging", "firmware", 5
     )
 
 
@@ -1218,3 +1219,52 @@ def test_measured_points_average_the_full_size_main_batches_of_finished_rounds(s
 def test_no_finished_round_no_points(store):
     add_round(store, {"batch_size": 4}, {}, status="running", batches=[batch(0, "main", 4, 1.0)])
     assert measured_points(store) == []
+
+
+QEMU_BOARD = {
+    "name": "NUCLEO-L496ZG (virtual: ODL firmware under QEMU)",
+    "build": "qemu-mps2-an386",
+    "firmware": "1.1.0",
+    "odl_firmware": True,
+}
+PYTHON_BOARD = {
+    "name": "NUCLEO-L496ZG (virtual: Python emulator)",
+    "build": "paper",
+    "firmware": "1.1.0",
+    "odl_firmware": False,
+}
+
+
+def test_report_names_the_board_that_ran_the_round_and_its_firmware(store):
+    rid = add_round(store, FULL_CONFIG, {**FULL_RESULT, "board": QEMU_BOARD}, batches=FULL_BATCHES)
+    assert round_report(store, rid) == FULL_REPORT.replace(
+        "* 4 batches + 1 validation pass,",
+        "* board: NUCLEO-L496ZG (virtual: ODL firmware under QEMU), ODL firmware 1.1.0 (build `qemu-mps2-an386`)\n"
+        "* 4 batches + 1 validation pass,",
+    )
+
+
+def test_report_of_a_round_on_a_board_without_the_firmware_says_nothing_was_measured(store):
+    """The Python emulated board takes its batch times and current from the estimator: the report says the
+    comparison is the estimator's with itself, and names the cost profile the board used."""
+    rid = add_round(store, FULL_CONFIG, {**FULL_RESULT, "board": PYTHON_BOARD}, batches=FULL_BATCHES)
+    assert round_report(store, rid) == FULL_REPORT.replace(
+        "* 4 batches + 1 validation pass,",
+        "* board: NUCLEO-L496ZG (virtual: Python emulator), cost profile `paper`\n* 4 batches + 1 validation pass,",
+    ).replace(
+        "profile: `nucleo_h7`\n",
+        "profile: `nucleo_h7`\n\nThis board does not run the ODL firmware: it takes each batch's time and current "
+        "from the estimator (cost profile `paper`), so the table above compares the estimator with itself. Run the "
+        "round on the ODL firmware (the virtual bench's QEMU board, or a NUCLEO-L496ZG) to measure them.\n",
+    )
+
+
+def test_report_counts_validation_passes_apart_from_batches_and_takes_the_last_batchs_loss(store):
+    """A round's last row is often its last validation pass: its loss is the validation loss, not a batch's."""
+    rows = [*FULL_BATCHES, batch(5, "val", 4, 0.25, loss=0.125, pred_seconds=0.2)]
+    rid = add_round(store, FULL_CONFIG, FULL_RESULT, batches=rows)
+    assert "\n* 4 batches + 2 validation passes, board time 4.00 s, final batch loss 0.625\n" in round_report(
+        store, rid
+    )
+    rid = add_round(store, FULL_CONFIG, FULL_RESULT, batches=[batch(0, "val", 4, 0.25, loss=0.5, pred_seconds=0.2)])
+    assert "\n* 0 batches + 1 validation pass, board time 0.25 s\n" in round_report(store, rid)

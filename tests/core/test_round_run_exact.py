@@ -72,12 +72,15 @@ class Client:
         self.proto = proto
         self.supports_robust = proto >= 2
         self.drained = 0
+        self.build = "qemu-mps2-an386"
 
     def drain_events(self) -> None:
         self.drained += 1
 
     def info(self):
-        return types.SimpleNamespace(sysclk_hz=CLOCK, ram_total=10_000_000)
+        return types.SimpleNamespace(
+            sysclk_hz=CLOCK, ram_total=10_000_000, build=self.build, fw_major=1, fw_minor=2, fw_patch=3
+        )
 
 
 class Devices:
@@ -308,10 +311,11 @@ def test_a_round_is_stored_as_it_runs_and_done(bench):
         "procedure": {**PLAIN.to_dict(), "label": "plain SGD (the paper's recipe)", "n_val": 0},
         "round_info": {"total_batches": 3},
         "round_done": {"batches_done": 3},
+        "board": {"name": "NUCLEO-X", "build": "qemu-mps2-an386", "firmware": "1.2.3", "odl_firmware": True},
         **RoundResult([], "done", {}, {}, {}, 0).totals,
         "weights_path": f"rounds/round_{rnd['id']}.npz",
         "voltage_v": 3.3,
-        "profile": "paper",
+        "profile": "odl-firmware",
     }
     assert (bench.tmp_path / "data" / f"rounds/round_{rnd['id']}.npz").is_file()
     snap = r.state.snapshot()
@@ -372,7 +376,7 @@ def test_the_pipeline_gets_the_rounds_settings_windows_and_estimates(bench):
     np.testing.assert_array_equal(call.test[0], R._board_windows(m, d.test_x))  # noqa: SLF001
     np.testing.assert_array_equal(call.test[1], d.test_y)
     assert call.power is None and call.eval_timeout_s == 77.0
-    prof = get_profile("paper")
+    prof = get_profile("odl-firmware")  # RoundConfig's default
     watts = float(prof.power_w(CLOCK))
     fwd = float(time_per_sample_s(m.arch, frozenset(), prof, CLOCK))
     from device.nucleo import protocol as P
@@ -450,10 +454,10 @@ def test_too_few_windows_to_validate_is_said(bench, n_tr, n_val):
     assert (call.val is None) == (n_val == 0)
 
 
-def test_an_unknown_estimator_profile_falls_back_to_the_papers(bench):
+def test_an_unknown_estimator_profile_falls_back_to_the_firmwares(bench):
     res = bench.make(profile="no-such-board").run()
-    assert res["profile"] == "paper"
-    assert res["warnings"][-1] == "estimator profile 'no-such-board' not found; predictions use 'paper'"
+    assert res["profile"] == "odl-firmware"
+    assert res["warnings"][-1] == "estimator profile 'no-such-board' not found; predictions use 'odl-firmware'"
 
 
 def test_a_general_model_of_another_input_size_is_refused_before_anything_is_stored(bench):
@@ -481,6 +485,7 @@ def test_a_failed_board_round_is_stored_failed_with_its_reason_and_warnings(benc
         "classes": ["sit", "walk", "run"],
         "counts": stored(data().counts()),
         "error": "the link broke",
+        "board": {"name": "NUCLEO-X", "build": "qemu-mps2-an386", "firmware": "1.2.3", "odl_firmware": True},
         "procedure": {**ROBUST.to_dict(), "label": ROBUST.label(), "n_val": 3},
     }
     snap = r.state.snapshot()
@@ -671,3 +676,11 @@ def test_samples_that_keep_coming_are_a_stream(bench, start, looks):
     t0 = bench.clock.t
     assert r._power() is bench.devices.trace  # noqa: SLF001
     assert bench.clock.t - t0 == pytest.approx(0.05 * looks)
+
+
+def test_a_round_records_that_its_board_does_not_run_the_odl_firmware(bench):
+    """The Python emulated board reports its cost profile as its build: its times are the estimator's."""
+    bench.devices.client.build = "paper"
+    res = bench.make(procedure=PLAIN.to_dict()).run()
+    want = {"name": "NUCLEO-X", "build": "paper", "firmware": "1.2.3", "odl_firmware": False}
+    assert res["board"] == want == bench.store.rounds(bench.dataset_id)[0]["result"]["board"]

@@ -11,6 +11,7 @@ import pytest
 
 from app.core.energy import d7_intervals, round_totals
 from app.core.procedure import PLAIN, ROBUST
+from app.core.round_history import ESTIMATOR_DRIVEN
 from app.core.rounds import (
     BatchRow,
     RoundConfig,
@@ -30,6 +31,7 @@ from app.core.rounds import (
 )
 from app.core.store import Store
 from app.core.streams import SampleStream
+from device.nucleo.fwimage import FIRMWARE_VERSION
 from tests.roundkit import bench_context, labelled_dataset, wait_for
 
 TICK = 1_000_000
@@ -481,6 +483,16 @@ def test_tl_round_measures_every_batch_and_personalizes(bench, tmp_path):
     assert np.array_equal(pm.weights["conv1"][0], base.weights["conv1"][0])  # frozen in TL
     text = round_report(ctx.store, res["round_id"])
     assert "Estimator vs measured" in text and "macro-F1" in text
+    # the bench's Python board takes its times from the estimator: the round says which board ran it, and the
+    # report that its "measured" figures are the estimator's
+    assert res["board"] == {
+        "name": "NUCLEO-L496ZG (virtual: Python emulator)",
+        "build": "odl-firmware",  # the cost profile it takes its batches from: the ODL firmware's
+        "firmware": ".".join(map(str, FIRMWARE_VERSION)),
+        "odl_firmware": False,
+    }
+    assert "\n* board: NUCLEO-L496ZG (virtual: Python emulator), cost profile `odl-firmware`\n" in text
+    assert "\n" + ESTIMATOR_DRIVEN.format(build="odl-firmware") + "\n" in text
     # an exported model keeps the base model's origin and licence (ST's zoo), not its pretraining metadata
     st_like = dataclasses.replace(pm, meta={**pm.meta, "origin": "st_modelzoo", "license": "SLA0044", "lr": 0.001})
     meta = personalized_meta(ctx.store, res["round_id"], st_like)

@@ -53,6 +53,24 @@ def test_python_firmware_version_is_odl_h():
     assert emulator.FW_VERSION == fwimage.FIRMWARE_VERSION  # the emulated board reports the same
 
 
+def test_firmware_builds_are_the_firmware_targets_info_build_names():
+    """Each firmware target's board_info_t names its build (INFO.build); FIRMWARE_BUILDS lists exactly those, so
+    a round's report can tell the ODL firmware from the Python emulated board (which reports its cost profile)."""
+    builds = set()
+    for target in sorted(p for p in (ROOT / "firmware" / "targets").iterdir() if p.name != "common"):
+        text = "".join(f.read_text() for f in sorted(target.glob("*.c")))
+        found = re.findall(r'board_info_t \w+ = \{"[^"]*", "[^"]*", "([^"]*)"', text)
+        assert found == [target.name], (target, found)
+        builds.add(found[0])
+    assert set(fwimage.FIRMWARE_BUILDS) == builds == {"nucleo-l496zg", "qemu-mps2-an386"}
+    assert [fwimage.runs_odl_firmware(b) for b in ("nucleo-l496zg", "qemu-mps2-an386", "paper", "")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
 def test_identify_reads_version_and_target(image):
     img = fwimage.identify(image)
     assert (img.version, img.target, img.protocol, img.size) == (

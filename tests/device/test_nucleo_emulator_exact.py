@@ -207,7 +207,7 @@ def test_info_names_the_board_and_its_memory(board):
         "NUCLEO-L496ZG",
         "STM32L496ZG",
         "LSM6DSO",
-        "paper",
+        "odl-firmware",  # its cost profile: the ODL firmware's, by default
     )
     assert board.ask(P.GetInfo()) == info
     board.upload_model()
@@ -995,7 +995,7 @@ def test_a_round_runs_the_plan_it_announces(loaded, shuffle, sysclk):
     t0 = b.clock.t
     boot = b.emu._t_boot
     info = start(b, flags=int(shuffle), epochs=2, warmup_epochs=1, batch=4, lr=0.01, warmup_lr=0.05, seed=11)
-    prof = get_profile("paper")
+    prof = get_profile("odl-firmware")  # the emulated board's default
     plan = _plan(10, 4, 1, 2, shuffle, 11)
     durations = [time_per_batch_s(ARCH, names, len(idx), prof, float(sysclk)) for *_, idx, names, _ in plan]
     ends = t0 + np.cumsum(durations)
@@ -1041,7 +1041,7 @@ def test_a_round_with_validation_plans_its_passes(loaded):
     t0 = b.clock.t
     boot = b.emu._t_boot
     info = start(b, flags=0, epochs=2, warmup_epochs=0, batch=4, n_val=3)
-    prof = get_profile("paper")
+    prof = get_profile("odl-firmware")  # the emulated board's default
     d_val = 3 * time_per_sample_s(ARCH, frozenset(), prof, 8e6)
     d = [time_per_batch_s(ARCH, FULL, k, prof, 8e6) for k in (4, 3)]
     durations = [d_val, *d, d_val, *d, d_val]
@@ -1084,7 +1084,7 @@ def test_an_evaluation_takes_the_estimated_time_at_run_current(loaded):
 
     b = loaded
     b.ask(P.SetClock(16_000_000))
-    prof = get_profile("paper")
+    prof = get_profile("odl-firmware")  # the emulated board's default
     t0 = b.clock.t
     d = 5 * time_per_sample_s(ARCH, frozenset(), prof, 16e6)
     assert b.ask(P.Evaluate(1)) == P.Ack(T.EVALUATE)

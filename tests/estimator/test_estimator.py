@@ -468,7 +468,7 @@ def test_st_models_train_estimates_are_consistent():
 
 
 def test_presets_documented_and_power_model():
-    for name in ("paper", "l496-80mhz", "l496-80mhz-optimized"):
+    for name in ("paper", "odl-firmware", "l496-80mhz", "l496-80mhz-optimized"):
         p = get_profile(name)
         assert p.source and p.description and p.ram_bytes == 320 * 1024
     paper = get_profile("paper")
@@ -479,6 +479,26 @@ def test_presets_documented_and_power_model():
     a = paper_cnn(100)
     ratio = time_per_batch_s(a, "full", 32, "paper") / time_per_batch_s(a, "full", 32, "l496-80mhz-optimized")
     assert 12 < ratio < 64
+
+
+def test_odl_firmware_preset_is_the_fit_of_the_firmwares_measured_batches():
+    """The preset is what ``calibrate`` makes of the firmware's 10 measured batches (benchmarks/firmware_cycles.py),
+    to 4 decimals, and predicts each of them within 8.5 %; the firmware is 3.6-4.2x faster than the paper."""
+    from estimator.calibrate import BatchRecord, calibrate, evaluate
+    from estimator.profiles import ODL_FIRMWARE_CYCLES
+
+    recs = [
+        BatchRecord(paper_cnn(T), mode, 32, seconds=c / 8e6, clock_hz=8e6)
+        for (T, mode), c in ODL_FIRMWARE_CYCLES.items()
+    ]
+    fit, _ = calibrate(recs, base="paper", groups="fwd-bwd-dense", fit_power=False)
+    odl = get_profile("odl-firmware")
+    assert {k: round(v, 4) for k, v in fit.cycles.items()} == odl.cycles
+    assert (odl.clock_hz, odl.power_w(), odl.ram_bytes) == (8e6, get_profile("paper").power_w(), 320 * 1024)
+    errors = [abs(r["predicted_s"] / r["measured_s"] - 1) for r in evaluate(odl, recs)[0]]
+    assert max(errors) < 0.085 and len(errors) == 10
+    for (T, mode), c in ODL_FIRMWARE_CYCLES.items():
+        assert 3.6 < time_per_batch_s(paper_cnn(T), mode, 32, "paper") * 8e6 / c < 4.2
 
 
 def test_profile_json_roundtrip_and_bad_files(tmp_path):

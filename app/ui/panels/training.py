@@ -679,9 +679,12 @@ class TrainingPanel(Panel):
             e = [r.energy_j for r in rows if r.energy_j is not None]
             nv = n - len(tr)
             txt = f"{len(tr)} batches" + (f" + {nv} validation passes" if nv else "")
-            txt += f", {sum(r.seconds for r in rows):.2f} s on the board"
+            board = ((result or {}).get("board") if isinstance(result, dict) else None) or {}
+            txt += f", {sum(r.seconds for r in rows):.2f} s on {board.get('name') or 'the board'}"
             if e:
                 txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
+            if board and not board.get("odl_firmware"):
+                txt += " — <b>not measured</b>: this board takes its batch times and current from the estimator"
             parts.append(txt)
             legend = ", ".join(
                 f"<span style='color:{SOURCE_COLORS[k]}'>■</span> {t}"
