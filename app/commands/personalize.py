@@ -210,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         rep = result.report
         print(f"user {rep['user']}, T={rep['input_size']}:")
+        board = rep.get("board") or {}
+        if board and not board.get("odl_firmware"):
+            print(
+                f"  (the board does not run the ODL firmware: it takes its batch times and current from the estimator's "
+                f"{board.get('build')!r} profile, so they are not measurements)"
+            )
         for mode, r in rep["results"].items():
             line = f"  {mode:<5} macro-F1 {r['macro_f1']:.3f}  accuracy {r['accuracy']:.3f}"
             if "batches" in r:

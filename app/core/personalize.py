@@ -65,6 +65,7 @@ from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choice_
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
 from device.monitor import LPM01A_KIND
+from device.nucleo.fwimage import runs_odl_firmware
 
 ASSET_MODELS = asset_path("models")
 TRAIN_MODES = ("tl", "full")
@@ -747,6 +748,10 @@ def personalize(
                 "url": cfg.board_url or "in-process virtual bench",
                 "emulated": bool(session.hello.flags & 1),
                 "board": session.info.board,
+                "build": session.info.build,
+                # the ODL firmware measures its batches; any other board (the Python emulated board of the
+                # in-process bench) takes their time and current from the estimator
+                "odl_firmware": runs_odl_firmware(session.info.build),
                 "mcu": session.info.mcu,
                 "sysclk_hz": int(session.info.sysclk_hz),
                 "tick_hz": session.tick_hz,

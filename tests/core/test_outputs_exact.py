@@ -21,6 +21,7 @@ from app.core.outputs import (
     check_output_file,
     failure_reason,
     rescue_dir,
+    write_failure,
 )
 from app.core.safezip import DATA_LIMITS, MODEL_LIMITS, MiB, ZipLimits, ZipRefused, _size, check_zip
 
@@ -364,3 +365,50 @@ def test_the_failure_reason_is_the_systems_words_or_the_errors_message():
     )
     assert failure_reason(OSError("no strerror")) == "no strerror"
     assert failure_reason(ValueError("weights are NaN")) == "weights are NaN"
+
+
+# --- write_failure: why an export was not written, naming the file ------------------------------------------------
+def test_write_failure_names_the_file_it_could_not_write(tmp_path):
+    out = tmp_path / "w.npz"
+    tmp = tmp_path / ".w.tmp1.npz"  # atomic_path's temporary file beside it
+    assert write_failure(out, OSError(errno.ENOSPC, "No space left on device", str(tmp))) == (
+        f"cannot write {out}: No space left on device"
+    )
+    assert write_failure(str(out), OSError(errno.EROFS, "Read-only file system")) == (
+        f"cannot write {out}: Read-only file system"
+    )
+    assert write_failure(out, OSError(errno.EACCES, "Permission denied", str(out))) == (
+        f"cannot write {out}: Permission denied"
+    )
+
+
+def test_write_failure_of_a_missing_folder_or_onto_a_folder(tmp_path):
+    gone = tmp_path / "gone" / "w.npz"
+    enoent = FileNotFoundError(errno.ENOENT, "No such file or directory", str(gone.parent / ".w.tmp.npz"))
+    assert write_failure(gone, enoent) == f"cannot write {gone}: the folder {gone.parent} does not exist"
+    # ENOENT with the folder there (the file vanished under the temporary name): the system's words
+    here = tmp_path / "w.npz"
+    assert write_failure(here, FileNotFoundError(errno.ENOENT, "No such file or directory", str(here))) == (
+        f"cannot write {here}: No such file or directory"
+    )
+    assert write_failure(tmp_path, IsADirectoryError(errno.EISDIR, "Is a directory", str(tmp_path))) == (
+        f"cannot write {tmp_path}: it is a folder"
+    )
+    (tmp_path / "d").mkdir()  # a folder of the file's name, whatever the error says
+    assert write_failure(tmp_path / "d", OSError(errno.EEXIST, "File exists", str(tmp_path / "d"))) == (
+        f"cannot write {tmp_path / 'd'}: it is a folder"
+    )
+    assert (
+        write_failure(here, IsADirectoryError(errno.EISDIR, "Is a directory")) == f"cannot write {here}: it is a folder"
+    )
+
+
+def test_write_failure_of_an_input_names_that_file_and_of_anything_else_is_its_message(tmp_path):
+    out = tmp_path / "out" / "w.npz"
+    other = PermissionError(errno.EACCES, "Permission denied", b"/data/recordings/7.f32")
+    assert write_failure(out, other) == "cannot read /data/recordings/7.f32: Permission denied"
+    assert write_failure(out, OSError(errno.EIO, "Input/output error", str(tmp_path / "in.f32"))) == (
+        f"cannot read {tmp_path / 'in.f32'}: Input/output error"
+    )
+    assert write_failure(out, ValueError("no recording has labels yet")) == "no recording has labels yet"
+    assert write_failure(out, OSError("bare")) == f"cannot write {out}: bare"

@@ -152,6 +152,7 @@ def test_personalize_function_improves_on_a_new_user(user_file, npz_model):
     r = res.report["results"]
     assert r["full"]["macro_f1"] > r["none"]["macro_f1"]
     assert res.report["board"]["emulated"] is True
+    assert (res.report["board"]["build"], res.report["board"]["odl_firmware"]) == ("odl-firmware", False)
     # downloaded weights are the personalized ones: evaluating them on the host reproduces the report
     from app.core.personalize import evaluate_host
 
@@ -454,3 +455,20 @@ def test_cli_personalize_overwrite_leaves_one_run_in_the_folder(user_file, tmp_p
     assert set(rep["outputs"]) == {"tl"}
     assert sorted(p.name for p in (out / "full").iterdir()) == ["my_notes.txt"]  # the earlier run's files went
     assert sorted(p.name for p in (out / "tl").iterdir()) == sorted(Path(f).name for f in rep["outputs"]["tl"].values())
+
+
+def test_cli_personalize_text_says_the_in_process_boards_figures_are_the_estimators(user_file, capsys):
+    """The in-process bench's board is the Python emulated board: its time and energy per batch are the
+    estimator's, and the summary says so above them (the JSON report has ``board.odl_firmware`` false)."""
+    from app.cli import main
+
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--modes", "none,tl", "--epochs", "1"]
+    assert main([*args, "--time-scale", "2000", "--power-freq", "10", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "user 1600, T=20:",
+        "  (the board does not run the ODL firmware: it takes its batch times and current from the estimator's "
+        "'odl-firmware' profile, so they are not measurements)",
+    ]
+    assert lines[2].startswith("  none  macro-F1 ") and lines[3].startswith("  tl    macro-F1 ")
+    assert " s/batch  " in lines[3] and " mJ/batch  " in lines[3]

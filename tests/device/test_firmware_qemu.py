@@ -92,6 +92,7 @@ def test_personalize_on_the_qemu_board_matches_the_host_engine(qemu_bench, share
     result = personalize(cfg)
     report = result.report
     assert report["board"]["board"] == "NUCLEO-L496ZG" and report["board"]["emulated"]
+    assert (report["board"]["build"], report["board"]["odl_firmware"]) == ("qemu-mps2-an386", True)
     lm = result.model
     data = load_user_data(cfg.data, lm.classes, T, float(lm.meta.get("rate_hz", 20.0)), train_fraction=TRAIN_FRACTION)
     x_tr, x_te = lm.prepare(data.train.x), lm.prepare(data.test.x)

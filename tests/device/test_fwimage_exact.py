@@ -291,3 +291,12 @@ def test_a_shipped_image_of_the_wrong_board_is_refused(nowhere):
     with pytest.raises(FirmwareImageError) as e:
         fwimage.shipped_image()
     assert str(e.value) == f"{p} is ODL firmware for 'nucleo-f401re', not for 'nucleo-l496zg'"
+
+
+def test_runs_odl_firmware_only_for_the_firmware_targets_build_names():
+    """The builds the firmware's targets report in INFO; the Python emulated board reports its cost profile."""
+    assert fwimage.FIRMWARE_BUILDS == ("nucleo-l496zg", "qemu-mps2-an386")
+    assert fwimage.runs_odl_firmware("nucleo-l496zg") is True
+    assert fwimage.runs_odl_firmware("qemu-mps2-an386") is True
+    for other in ("odl-firmware", "paper", "", "nucleo-l496z", "NUCLEO-L496ZG"):
+        assert fwimage.runs_odl_firmware(other) is False, other
