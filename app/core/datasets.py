@@ -696,6 +696,14 @@ def load_wisdm(
         skipped += sk
         notes += nt
         n_skipped += n
+    if not segs and not n_skipped:  # nothing to quote: was "no valid WISDM records (0 skipped)"
+        empty = all(f.stat().st_size == 0 for f in files)
+        what = (
+            ("is empty" if empty else "holds no records, only blank lines")
+            if len(files) == 1
+            else (f"holds {len(files)} files, all empty" if empty else f"holds {len(files)} files with no records")
+        )
+        raise DatasetError(f"{path}: {what}; {WISDM_EXPECTED}")
     if not segs:
         # what the first refused record was: usually the whole story (a header line, another format)
         first = f"; the first: {skipped[0]}" if skipped else ""

@@ -133,6 +133,27 @@ def test_bad_arguments_and_missing_files(tmp_path: Path):
         ds.load_wisdm(bad)
 
 
+def test_wisdm_files_with_nothing_in_them_say_so(tmp_path):
+    """Was: "no valid WISDM records (0 skipped)" for an empty file, which a user reads as a parser failure."""
+    f = tmp_path / "data_1_accel_phone.txt"
+    f.write_text("")
+    with pytest.raises(ds.DatasetError) as e:
+        ds.load_wisdm(f)
+    assert str(e.value) == f"{f}: is empty; {ds.WISDM_EXPECTED}"
+    f.write_text("\n \n\n")
+    with pytest.raises(ds.DatasetError) as e:
+        ds.load_wisdm(f)
+    assert str(e.value) == f"{f}: holds no records, only blank lines; {ds.WISDM_EXPECTED}"
+    (tmp_path / "data_2_accel_phone.txt").write_text("")
+    with pytest.raises(ds.DatasetError) as e:
+        ds.load_wisdm(tmp_path)
+    assert str(e.value) == f"{tmp_path}: holds 2 files with no records; {ds.WISDM_EXPECTED}"
+    f.write_text("")
+    with pytest.raises(ds.DatasetError) as e:
+        ds.load_wisdm(tmp_path)
+    assert str(e.value) == f"{tmp_path}: holds 2 files, all empty; {ds.WISDM_EXPECTED}"
+
+
 # --------------------------------------------------------------------------------------------------
 # Real slices
 # --------------------------------------------------------------------------------------------------
