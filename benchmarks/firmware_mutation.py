@@ -64,6 +64,8 @@ BOARD = (
 #: the NUCLEO-L496ZG board support's register-level parts, natively against the fake STM32L496 (odl-l496); the
 #: tests that build the ARM image or a core without the shield are left out (they do not run this code)
 L496 = ("tests/device/test_firmware_l496.py", "-k", "not nucleo_image and not vector_table and not without_the_shield")
+#: ... and board_l496.c (link, time, marker, idle) through the fake's TIM2/DMA/LPUART/GPIO/NVIC: the test_board_* ones
+L496_BOARD = ("tests/device/test_firmware_l496.py", "-k", "test_board_")
 
 TARGETS: dict[str, Target] = {
     # the layer kernels (forward, backward, SGD step) against device.engine bit for bit
@@ -86,6 +88,9 @@ TARGETS: dict[str, Target] = {
     "l496_i2c": Target("firmware/targets/nucleo-l496zg/i2c.c", L496),
     # the LSM6DSO set-up and FIFO reads (ODR/FS codes, sensitivity, words, overrun)
     "l496_lsm6dso": Target("firmware/targets/nucleo-l496zg/lsm6dso.c", L496),
+    # the board's link (LPUART1 + DMA rings), time (TIM2 ticks, DWT cycles), D7 marker, idle, sensor wake-ups,
+    # against the fake's TIM2/DMA/LPUART/GPIO/NVIC and a simulated host on the wire
+    "l496_board": Target("firmware/targets/nucleo-l496zg/board_l496.c", L496_BOARD),
 }
 
 # (pattern, replacement) per operator; the patterns avoid the neighbours that make another token

@@ -19,13 +19,20 @@
  *     slave that stretches the clock;
  *   - time: every register read and every l496_now_us() call advances the simulated clock by 1 us, so
  *     timeouts end and the test can bound how long a failure took (the clock can also be made to jump, as
- *     after a long interrupt).
- * The other peripherals are plain memory.
+ *     after a long interrupt);
+ *   - for board_l496.c: TIM2 (counting at HCLK / (PSC + 1), compare flags, overflow, rc_w0 SR, UG), the DWT
+ *     cycle counter, PRIMASK / NVIC / WFI with the four interrupt handlers, LPUART1 with DMA2 channels 6
+ *     (TX) and 7 (RX, circular) and a simulated host on the wire, GPIOF's PF13 edges, GPIOG; its rules are
+ *     listed at "the chip board_l496.c uses" below.
+ * Anything else is plain memory.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../targets/common/cm4.h"
 #include "../targets/nucleo-l496zg/hw.h"
 #include "l496_fake.h"
 
@@ -41,9 +48,14 @@ l496_gpio_t l496_fake_gpiob, l496_fake_gpiof, l496_fake_gpiog;
 fake_t fake;
 L496_REG l496_fake_scratch;
 
+void fake_sync(void);
+/* the timeouts of clock.c / i2c.c: TIM2's count once board_l496.c runs it (as on the board), else the
+ * simulated microseconds */
 uint32_t l496_now_us(void) {
     if (fake.jump_countdown && --fake.jump_countdown == 0) fake.now_us += fake.jump_us;
-    return (uint32_t)++fake.now_us;
+    ++fake.now_us;
+    fake_sync();
+    return (l496_fake_tim2.CR1 & TIM_CR1_CEN) ? l496_fake_tim2.CNT : (uint32_t)fake.now_us;
 }
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -405,9 +417,489 @@ static void w_i2c_cr1(uint32_t v) {
     }
 }
 
-/* ---- dispatch ------------------------------------------------------------------------------------- */
-uint32_t l496_rd(L496_REG *r) {
+/* ---- the chip board_l496.c uses: TIM2, DWT, NVIC/PRIMASK/WFI, LPUART1 + DMA2, GPIOF/GPIOG ----------------
+ * Driven by the simulated clock: fake_sync() moves the peripherals on from fake.synced_us to fake.now_us at
+ * the HCLK the RCC model gives, in steps that end at each event (a TIM2 compare or overflow, a byte on the
+ * wire), and takes a pending enabled interrupt after each step unless PRIMASK is set or a handler runs (one
+ * priority: handlers do not nest).  Checked (a VIOLATION line each): a peripheral written with its clock off;
+ * GPIOG written before PWR_CR2.IOSV; LPUART1 BRR written while UE = 1 or a TX byte is in flight; HCLK changed
+ * with a TX byte in flight; a DMA channel's CPAR/CMAR/CNDTR written while it is enabled; a byte on the wire
+ * with PG7/PG8 not in AF8 or at a baud rate more than 2 % from 921 600. */
+void l496_tim2_isr(void);
+void l496_dma_tx_isr(void);
+void l496_dma_rx_isr(void);
+void l496_lpuart_isr(void);
+
+volatile uint16_t l496_fake_flashsize;
+
+#define IN(r, blk) ((const volatile char *)(r) >= (const volatile char *)&(blk) && \
+                    (const volatile char *)(r) < (const volatile char *)&(blk) + sizeof(blk))
+#define USART_ISR_RXNE (1u << 5)
+#define USART_ISR_TXE (1u << 7)
+#define USART_CR1_TCIE (1u << 6)
+#define USART_CR1_RXNEIE (1u << 5)
+#define USART_ICR_TCCF (1u << 6)
+#define DMA_CCR_TEIE (1u << 3)
+#define BAUD_NS(k) ((uint64_t)(k) * 10000000000ull / L496_BAUD) /* k frames of 10 bits from the host */
+
+static uint32_t tim_div(void) { return fake.tim_psc + 1u; }
+
+/* the memory behind a 32-bit DMA address: the upper half of this program's own (static buffers) */
+extern char __executable_start[], _end[];
+static uint8_t *dma_mem(uint32_t a, uint32_t n) {
+    uintptr_t lo = (uintptr_t)__executable_start, hi = (uintptr_t)_end;
+    uintptr_t cand[2] = {(lo & ~(uintptr_t)0xFFFFFFFFu) | a, (hi & ~(uintptr_t)0xFFFFFFFFu) | a};
+    for (int k = 0; k < 2; k++)
+        if (cand[k] >= lo && cand[k] + n <= hi) return (uint8_t *)cand[k];
+    violation("DMA2: memory address 0x%08x is not in this program's RAM", (unsigned)a);
+    return NULL;
+}
+
+static uint32_t dma_flags(uint32_t ch) { return (l496_fake_dma2.ISR >> (4u * (ch - 1u))) & 0xFu; }
+static void dma_flag(uint32_t ch, uint32_t f) { l496_fake_dma2.ISR |= (f | 1u) << (4u * (ch - 1u)); }
+static int dma_serves_lpuart(uint32_t ch) {
+    const l496_dma_ch_t *c = &l496_fake_dma2.CH[ch - 1u];
+    return (c->CCR & DMA_CCR_EN) && ((l496_fake_dma2.CSELR >> DMA_CSELR_POS(ch)) & 0xFu) == L496_LPUART_DMA_REQ;
+}
+/* one transfer of a channel: its memory byte (NULL if the address is bad), then the count, HT/TC */
+static uint8_t *dma_step(uint32_t ch) {
+    l496_dma_ch_t *c = &l496_fake_dma2.CH[ch - 1u];
+    uint32_t prog = fake.dma_prog[ch], left = c->CNDTR, off = prog - left;
+    uint8_t *m = dma_mem(c->CMAR + ((c->CCR & DMA_CCR_MINC) ? off : 0u), 1u);
+    c->CNDTR = --left;
+    if (left == prog / 2u) dma_flag(ch, 4u); /* HTIF */
+    if (left == 0u) {
+        dma_flag(ch, 2u); /* TCIF */
+        if (c->CCR & DMA_CCR_CIRC) c->CNDTR = prog;
+    }
+    return m;
+}
+
+/* LPUART1's kernel clock (RCC_CCIPR LPUART1SEL): PCLK1 (= HCLK here), SYSCLK, HSI16 (if on), LSE */
+static uint32_t lpuart_fck(void) {
+    switch ((l496_fake_rcc.CCIPR >> 10) & 3u) {
+    case 0: return fake_hclk();
+    case 1: return fake_sysclk();
+    case 2: return (l496_fake_rcc.CR & RCC_CR_HSIRDY) ? 16000000u : 0u;
+    default: return 32768u;
+    }
+}
+
+uint32_t fake_wire_baud(void) {
+    uint32_t brr = l496_fake_lpuart1.BRR;
+    return brr ? (uint32_t)(256ull * lpuart_fck() / brr) : 0u;
+}
+
+static uint32_t pin_mode_af(const l496_gpio_t *g, uint32_t pin) {
+    return FIELD2(g->MODER, pin) == GPIO_MODE_AF ? (g->AFR[pin / 8u] >> (4u * (pin % 8u))) & 0xFu : 99u;
+}
+
+/* a byte on the wire (TX from PG7 or RX into PG8): right pins, right rate? */
+static int wire_ok(const char *what, uint32_t pin) {
+    uint32_t baud = fake_wire_baud();
+    int ok = 1;
+    if (pin_mode_af(&l496_fake_gpiog, pin) != 8u || !(l496_fake_pwr.CR2 & PWR_CR2_IOSV)) {
+        violation("LPUART1 %s byte with PG%u not in AF8 (or VDDIO2 off)", what, (unsigned)pin);
+        ok = 0;
+    }
+    if (pin == 7u && (((l496_fake_gpiog.OTYPER >> 7) & 1u) || FIELD2(l496_fake_gpiog.OSPEEDR, 7u) != 2u))
+        violation("LPUART1 TX: PG7 not push-pull at high speed");
+    if (pin == 8u && FIELD2(l496_fake_gpiog.PUPDR, 8u) != 1u) violation("LPUART1 RX: PG8 without its pull-up");
+    if (baud < L496_BAUD - L496_BAUD / 50u || baud > L496_BAUD + L496_BAUD / 50u) {
+        violation("LPUART1 %s byte at %u baud (kernel clock %u, BRR %u): more than 2 %% from 921600", what,
+                  (unsigned)baud, (unsigned)lpuart_fck(), (unsigned)l496_fake_lpuart1.BRR);
+        ok = 0;
+    }
+    return ok;
+}
+
+static int uart_on(uint32_t bit) {
+    uint32_t cr1 = l496_fake_lpuart1.CR1;
+    return (cr1 & USART_CR1_UE) && (cr1 & bit) && (l496_fake_rcc.APB1ENR2 & RCC_APB1ENR2_LPUART1EN);
+}
+
+/* TX: the DMA fills TDR when it is empty, TDR goes to the shift register when that is empty */
+static void tx_feed(void) {
+    l496_usart_t *u = &l496_fake_lpuart1;
+    if (!uart_on(USART_CR1_TE)) return;
+    for (;;) {
+        if (!fake.tdr_full && (u->CR3 & USART_CR3_DMAT) && dma_serves_lpuart(L496_LPUART_TX_CH) &&
+            l496_fake_dma2.CH[L496_LPUART_TX_CH - 1u].CNDTR) {
+            uint8_t *m = dma_step(L496_LPUART_TX_CH);
+            fake.tdr = m ? *m : 0u;
+            fake.tdr_full = 1;
+            u->ISR &= ~USART_ISR_TC;
+        }
+        if (fake.shifting || !fake.tdr_full) return;
+        fake.shifting = 1;
+        fake.shift_byte = fake.tdr;
+        fake.tdr_full = 0;
+        fake.shift_left += 10ll * u->BRR; /* 10 bits, each BRR/256 kernel clock cycles (credit carried) */
+        fake.shift_hclk = lpuart_fck();
+    }
+}
+
+static void tx_run(uint64_t cycles) {
+    if (!fake.shifting) return;
+    fake.shift_left -= (int64_t)cycles * 256;
+    while (fake.shifting && fake.shift_left <= 0) {
+        fake.shifting = 0;
+        if (wire_ok("TX", 7u)) {
+            uint32_t baud = fake_wire_baud();
+            if (fake.wire_n < FAKE_WIRE) fake.wire[fake.wire_n] = fake.shift_byte;
+            if (!fake.wire_n++) fake.wire_first_ns = fake.synced_us * 1000u, fake.wire_baud_min = baud;
+            fake.wire_last_ns = fake.synced_us * 1000u;
+            if (baud < fake.wire_baud_min) fake.wire_baud_min = baud;
+            if (baud > fake.wire_baud_max) fake.wire_baud_max = baud;
+        }
+        tx_feed();
+        if (!fake.shifting && !fake.tdr_full) l496_fake_lpuart1.ISR |= USART_ISR_TC;
+    }
+    if (!fake.shifting) fake.shift_left = 0;
+}
+
+/* RX: the host's bytes that have arrived by now */
+static void rx_run(void) {
+    l496_usart_t *u = &l496_fake_lpuart1;
+    uint64_t now_ns = fake.synced_us * 1000u;
+    while (fake.hq_n && fake.burst_ns + BAUD_NS(fake.burst_k + 1u) <= now_ns) {
+        uint8_t b = fake.hq[fake.hq_head];
+        fake.hq_head = (fake.hq_head + 1u) % FAKE_HQ;
+        fake.hq_n--;
+        fake.idle_at_ns = fake.burst_ns + BAUD_NS(fake.burst_k + 2u);
+        fake.burst_k++;
+        if (!uart_on(USART_CR1_RE) || !wire_ok("RX", 8u)) {
+            fake.rx_lost++;
+            continue;
+        }
+        if ((u->CR3 & USART_CR3_DMAR) && dma_serves_lpuart(L496_LPUART_RX_CH)) {
+            uint8_t *m = dma_step(L496_LPUART_RX_CH);
+            if (m) *m = b;
+            fake.rx_bytes++;
+        } else {
+            if (u->ISR & USART_ISR_RXNE) fake.rx_lost++;
+            u->RDR = b;
+            u->ISR |= USART_ISR_RXNE;
+        }
+    }
+    if (fake.idle_at_ns && !fake.hq_n && now_ns >= fake.idle_at_ns) {
+        fake.idle_at_ns = 0;
+        if (uart_on(USART_CR1_RE)) u->ISR |= USART_ISR_IDLE;
+    }
+}
+
+/* TIM2 counts `ticks`: compare matches, the overflow (ARR 0xFFFFFFFF) */
+static void tim_count(uint64_t ticks) {
+    l496_tim_t *t = &l496_fake_tim2;
+    if (!ticks) return;
+    uint32_t old = t->CNT;
+    const uint32_t *ccr[3] = {(const uint32_t *)&t->CCR1, (const uint32_t *)&t->CCR2, (const uint32_t *)&t->CCR3};
+    for (uint32_t k = 0; k < 3; k++)
+        if (ticks > 0xFFFFFFFFull || (uint32_t)(*ccr[k] - old - 1u) < ticks) t->SR |= TIM_SR_CC1IF << k;
+    if ((uint64_t)old + ticks > 0xFFFFFFFFull) {
+        t->SR |= TIM_SR_UIF;
+        fake.tim_psc = t->PSC; /* the preloaded prescaler takes effect at the update */
+    }
+    t->CNT = (uint32_t)(old + ticks);
+}
+
+/* microseconds until TIM2 next sets an interrupt flag that is enabled (ceiling), or `cap` */
+static uint64_t tim_next_us(uint64_t cap, uint32_t hclk) {
+    l496_tim_t *t = &l496_fake_tim2;
+    if (!(t->CR1 & TIM_CR1_CEN) || !hclk) return cap;
+    uint64_t ticks = 0x100000000ull - t->CNT; /* to the overflow */
+    const uint32_t ccr[3] = {t->CCR1, t->CCR2, t->CCR3};
+    for (uint32_t k = 0; k < 3; k++)
+        if (t->DIER & (TIM_DIER_CC1IE << k)) {
+            uint64_t d = (uint32_t)(ccr[k] - t->CNT);
+            if (!d) d = 0x100000000ull;
+            if (d < ticks) ticks = d;
+        }
+    uint64_t cyc = ticks * tim_div() - fake.tim_pc;
+    uint64_t us = (cyc * 1000000u + hclk - 1u) / hclk;
+    return us < cap ? (us ? us : 1u) : cap;
+}
+
+static int wire_busy(void) { return fake.shifting || fake.tdr_full || fake.hq_n || fake.idle_at_ns; }
+
+static void step(uint64_t dt, uint32_t hclk) {
+    fake.cyc_rem += dt * hclk;
+    uint64_t cyc = fake.cyc_rem / 1000000u;
+    fake.cyc_rem %= 1000000u;
+    fake.synced_us += dt;
+    if ((fake.demcr & (1u << 24)) && (fake.dwt_ctrl & 1u)) fake.dwt_cyccnt += (uint32_t)cyc;
+    if (l496_fake_tim2.CR1 & TIM_CR1_CEN) {
+        uint64_t total = fake.tim_pc + cyc;
+        fake.tim_pc = (uint32_t)(total % tim_div());
+        tim_count(total / tim_div());
+    }
+    tx_feed();
+    tx_run(hclk ? cyc * lpuart_fck() / hclk : 0u); /* in LPUART kernel clock cycles */
+    rx_run();
+}
+
+/* which interrupt lines are pending and enabled in the NVIC: bit 0 TIM2, 1 DMA2 ch6, 2 ch7, 3 LPUART1 */
+static uint32_t irq_lines(void) {
+    static const unsigned IRQ[4] = {L496_IRQ_TIM2, L496_IRQ_DMA2_CH6, L496_IRQ_DMA2_CH7, L496_IRQ_LPUART1};
+    const l496_usart_t *u = &l496_fake_lpuart1;
+    uint32_t ccr6 = l496_fake_dma2.CH[5].CCR, ccr7 = l496_fake_dma2.CH[6].CCR;
+    uint32_t lvl[4] = {
+        l496_fake_tim2.SR & l496_fake_tim2.DIER & 0xFu,
+        dma_flags(6) & (ccr6 & (DMA_CCR_TCIE | DMA_CCR_HTIE | DMA_CCR_TEIE)),
+        dma_flags(7) & (ccr7 & (DMA_CCR_TCIE | DMA_CCR_HTIE | DMA_CCR_TEIE)),
+        ((u->ISR & USART_ISR_IDLE) && (u->CR1 & USART_CR1_IDLEIE)) || ((u->ISR & USART_ISR_TC) && (u->CR1 & USART_CR1_TCIE)) ||
+            ((u->ISR & (USART_ISR_RXNE | USART_ISR_ORE)) && (u->CR1 & USART_CR1_RXNEIE)),
+    };
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < 4; k++)
+        if (lvl[k] && ((fake.nvic[IRQ[k] / 32u] >> (IRQ[k] % 32u)) & 1u)) m |= 1u << k;
+    return m;
+}
+
+static void take_interrupts(void) {
+    static void (*const ISR[4])(void) = {l496_tim2_isr, l496_dma_tx_isr, l496_dma_rx_isr, l496_lpuart_isr};
+    if (fake.primask || fake.in_isr) return;
+    for (int n = 0;; n++) {
+        uint32_t m = irq_lines();
+        if (!m) return;
+        if (n == 1000) {
+            violation("an interrupt stays pending after its handler ran 1000 times (lines 0x%x)", (unsigned)m);
+            return;
+        }
+        uint32_t k = (uint32_t)__builtin_ctz(m); /* lowest IRQ number first (equal priorities) */
+        fake.in_isr = 1;
+        fake.isr_calls[k]++;
+        ISR[k]();
+        fake.in_isr = 0;
+    }
+}
+
+void fake_sync(void) {
+    uint64_t target = fake.now_us;
+    while (fake.synced_us < target) {
+        uint32_t hclk = fake_hclk();
+        if (hclk != fake.last_hclk) {
+            if (fake.shifting)
+                violation("HCLK changed from %u to %u Hz with an LPUART1 TX byte in flight", (unsigned)fake.last_hclk,
+                          (unsigned)hclk);
+            fake.last_hclk = hclk;
+        }
+        uint64_t left = target - fake.synced_us;
+        uint64_t dt = wire_busy() ? 1u : tim_next_us(left, hclk);
+        step(dt, hclk);
+        if (!fake.primask && !fake.in_isr && irq_lines()) { /* the handlers run now, and take their time */
+            uint64_t t = fake.synced_us;
+            fake.now_us = t;
+            take_interrupts();
+            target += fake.now_us - t;
+        }
+    }
+    if (fake.now_us < target) fake.now_us = target;
+}
+
+void fake_host_send(const uint8_t *b, uint32_t n) {
+    fake_sync();
+    if (!fake.hq_n) fake.burst_ns = fake.now_us * 1000u, fake.burst_k = 0;
+    for (uint32_t k = 0; k < n && fake.hq_n < FAKE_HQ; k++) {
+        fake.hq[(fake.hq_head + fake.hq_n) % FAKE_HQ] = b[k];
+        fake.hq_n++;
+    }
+}
+
+volatile uint32_t *l496_fake_core_reg(uintptr_t addr) {
     fake.now_us++;
+    fake_sync();
+    switch (addr) {
+    case 0xE0001004u: return &fake.dwt_cyccnt;
+    case 0xE0001000u: return &fake.dwt_ctrl;
+    case 0xE000EDFCu: return &fake.demcr;
+    case 0xE0042000u: return &fake.idcode;
+    default: violation("core register 0x%08lx is not modelled", (unsigned long)addr); return &fake.core_other;
+    }
+}
+
+void l496_fake_irq_enable(unsigned irq) {
+    if (irq >= 96u) return violation("NVIC: IRQ %u does not exist", irq);
+    fake.nvic[irq / 32u] |= 1u << (irq % 32u);
+    take_interrupts();
+}
+
+uint32_t l496_fake_primask(int set, uint32_t value) {
+    uint32_t old = fake.primask;
+    if (set) fake.primask = value & 1u;
+    take_interrupts();
+    return old;
+}
+
+/* WFI: back at once if an enabled interrupt is pending (even with PRIMASK set); else time moves on to the
+ * next event that makes one pending */
+void l496_fake_wfi(void) {
+    fake.wfis++;
+    fake_sync();
+    for (uint64_t slept = 0; !irq_lines(); ) {
+        if (slept > 100000000000ull) return violation("WFI: nothing woke the CPU in 100000 s");
+        uint64_t dt = wire_busy() ? 1u : tim_next_us(1000000000u, fake_hclk());
+        fake.now_us += dt;
+        slept += dt;
+        uint32_t pm = fake.primask;
+        fake.primask = 1; /* asleep: the interrupt is taken when the CPU runs again */
+        fake_sync();
+        fake.primask = pm;
+    }
+    take_interrupts();
+}
+
+/* fault.c's record (it holds ARM code): the harness sets reset_jmp, board_reset lands there */
+cm4_noinit_t cm4_noinit;
+uint8_t cm4_take_reset_cause(char *msg, unsigned cap) {
+    uint8_t c = 0;
+    msg[0] = 0;
+    if (cm4_noinit.magic == CM4_NOINIT_MAGIC) {
+        c = (uint8_t)cm4_noinit.cause;
+        if (c == 3) snprintf(msg, cap, "reset after a fault at PC 0x%08lX", (unsigned long)cm4_noinit.pc);
+    }
+    cm4_noinit.magic = 0;
+    return c;
+}
+
+void cm4_reset_with_cause(uint8_t c) {
+    cm4_noinit.magic = CM4_NOINIT_MAGIC;
+    cm4_noinit.cause = c;
+    if (fake.shifting || fake.tdr_full) violation("reset with an LPUART1 TX byte in flight");
+    if (fake.reset_jmp) longjmp(*(jmp_buf *)fake.reset_jmp, 1);
+    fputs("cm4_reset_with_cause without a harness to return to\n", stderr);
+    abort();
+}
+
+/* register writes of the board's peripherals: clocks on, the rules above */
+static int board_wr(L496_REG *r, uint32_t v) {
+    l496_rcc_t *rcc = &l496_fake_rcc;
+    l496_tim_t *t = &l496_fake_tim2;
+    l496_usart_t *u = &l496_fake_lpuart1;
+    l496_dma_t *d = &l496_fake_dma2;
+    if (r == &l496_fake_pwr.CR2) {
+        if (!(rcc->APB1ENR1 & RCC_APB1ENR1_PWREN)) violation("PWR_CR2 written with the PWR clock off");
+        *r = v;
+        return 1;
+    }
+    if (IN(r, *t)) {
+        if (!(rcc->APB1ENR1 & RCC_APB1ENR1_TIM2EN)) violation("TIM2 written with its clock off");
+        if (r == &t->SR) {
+            t->SR &= v; /* rc_w0 */
+        } else if (r == &t->EGR) {
+            if (v & TIM_EGR_UG) {
+                t->CNT = 0;
+                fake.tim_pc = 0;
+                fake.tim_psc = t->PSC;
+                if (!(t->CR1 & TIM_CR1_URS)) t->SR |= TIM_SR_UIF;
+            }
+        } else {
+            if (r == &t->ARR && v != 0xFFFFFFFFu) violation("TIM2 ARR 0x%08x: the model counts to 0xFFFFFFFF", (unsigned)v);
+            *r = v;
+        }
+        return 1;
+    }
+    if (IN(r, *u)) {
+        if (!(rcc->APB1ENR2 & RCC_APB1ENR2_LPUART1EN)) violation("LPUART1 written with its clock off");
+        if (r == &u->BRR) {
+            if (u->CR1 & USART_CR1_UE) violation("LPUART1 BRR written while UE = 1");
+            if (fake.shifting || fake.tdr_full) violation("LPUART1 BRR written with a TX byte in flight");
+            if (v < 0x300u) violation("LPUART1 BRR 0x%x below 0x300", (unsigned)v);
+            *r = v;
+        } else if (r == &u->ICR) {
+            u->ISR &= ~(v & (USART_ICR_IDLECF | USART_ICR_ORECF | USART_ICR_TCCF));
+        } else if (r == &u->TDR) {
+            fake.tdr = (uint8_t)v, fake.tdr_full = 1, u->ISR &= ~USART_ISR_TC;
+        } else if (r != &u->ISR && r != &u->RDR) {
+            *r = v;
+            if (r == &u->CR1 && !(v & USART_CR1_UE)) { /* disabled: TX/RX state lost (RM0351: UE = 0 resets) */
+                if (fake.shifting || fake.tdr_full) violation("LPUART1 disabled with a TX byte in flight");
+                fake.shifting = fake.tdr_full = 0, fake.shift_left = 0;
+                u->ISR = USART_ISR_TC;
+            }
+            tx_feed();
+        }
+        return 1;
+    }
+    if (IN(r, *d)) {
+        if (!(rcc->AHB1ENR & RCC_AHB1ENR_DMA2EN)) violation("DMA2 written with its clock off");
+        if (r == &d->IFCR) {
+            for (uint32_t ch = 1; ch <= 7; ch++)
+                if (v & (1u << (4u * (ch - 1u)))) v |= 0xFu << (4u * (ch - 1u)); /* CGIF clears all four */
+            d->ISR &= ~v;
+            return 1;
+        }
+        if (r == &d->ISR) return 1;
+        for (uint32_t ch = 1; ch <= 7; ch++) {
+            l496_dma_ch_t *c = &d->CH[ch - 1u];
+            if ((r == &c->CPAR || r == &c->CMAR || r == &c->CNDTR) && (c->CCR & DMA_CCR_EN))
+                violation("DMA2 channel %u: %s written while the channel is enabled", (unsigned)ch,
+                          r == &c->CPAR ? "CPAR" : r == &c->CMAR ? "CMAR" : "CNDTR");
+            if (r == &c->CNDTR) fake.dma_prog[ch] = v & 0xFFFFu;
+            if (r == &c->CCR && (v & DMA_CCR_EN) && !(c->CCR & DMA_CCR_EN)) {
+                uint32_t want = ch == L496_LPUART_TX_CH ? (uint32_t)(uintptr_t)&u->TDR : (uint32_t)(uintptr_t)&u->RDR;
+                if ((ch == L496_LPUART_TX_CH || ch == L496_LPUART_RX_CH) && c->CPAR != want)
+                    violation("DMA2 channel %u enabled with CPAR not LPUART1's %s", (unsigned)ch,
+                              ch == L496_LPUART_TX_CH ? "TDR" : "RDR");
+                if (ch == L496_LPUART_TX_CH && !(v & DMA_CCR_DIR)) violation("DMA2 channel 6 enabled reading the TDR");
+                if (c->CNDTR) (void)dma_mem(c->CMAR, c->CNDTR); /* the whole buffer in RAM */
+            }
+        }
+        *r = v;
+        if (r == &d->CH[L496_LPUART_TX_CH - 1u].CCR) tx_feed();
+        return 1;
+    }
+    if (IN(r, l496_fake_gpiog)) {
+        if (!(l496_fake_pwr.CR2 & PWR_CR2_IOSV)) violation("GPIOG written before PWR_CR2.IOSV (VDDIO2 not valid)");
+        if (!(rcc->AHB2ENR & RCC_AHB2ENR_GPIOGEN)) violation("GPIOG written with its clock off");
+        if (r == &l496_fake_gpiog.BSRR) l496_fake_gpiog.ODR = (l496_fake_gpiog.ODR | (v & 0xFFFFu)) & ~(v >> 16);
+        else *r = v;
+        return 1;
+    }
+    if (IN(r, l496_fake_gpiof)) {
+        l496_gpio_t *g = &l496_fake_gpiof;
+        if (!(rcc->AHB2ENR & RCC_AHB2ENR_GPIOFEN)) violation("GPIOF written with its clock off");
+        if (r == &g->BSRR) g->ODR = (g->ODR | (v & 0xFFFFu)) & ~(v >> 16);
+        else *r = v;
+        uint32_t lvl = FIELD2(g->MODER, 13u) == GPIO_MODE_OUT ? (g->ODR >> 13) & 1u : 0u;
+        if (lvl != fake.pf13) {
+            fake.pf13 = lvl;
+            if (fake.edge_n < FAKE_EDGES) fake.edge_us[fake.edge_n] = fake.now_us, fake.edge_level[fake.edge_n] = (uint8_t)lvl;
+            fake.edge_n++;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int board_rd(L496_REG *r, uint32_t *v) {
+    if (r == &l496_fake_lpuart1.ISR) {
+        *v = l496_fake_lpuart1.ISR | (fake.tdr_full ? 0u : USART_ISR_TXE);
+        return 1;
+    }
+    if (r == &l496_fake_lpuart1.RDR) {
+        l496_fake_lpuart1.ISR &= ~USART_ISR_RXNE;
+        *v = l496_fake_lpuart1.RDR;
+        return 1;
+    }
+    if (r == &l496_fake_tim2.EGR) {
+        *v = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------- */
+static void access_jump(void) {
+    if (fake.acc_jump_at && --fake.acc_jump_at == 0) fake.now_us += fake.acc_jump_us;
+}
+
+uint32_t l496_rd(L496_REG *r) {
+    access_jump();
+    if (!fake.rd_free) fake.now_us++;
+    fake_sync();
+    uint32_t bv;
+    if (board_rd(r, &bv)) return bv;
     if (r == &l496_fake_rcc.CR) return r_rcc_cr();
     if (r == &l496_fake_pwr.SR2) return r_pwr_sr2();
     if (r == &l496_fake_flash.ACR) return r_flash_acr();
@@ -424,6 +916,9 @@ uint32_t l496_rd(L496_REG *r) {
 
 void l496_wr(L496_REG *r, uint32_t v) {
     l496_i2c_t *i = &l496_fake_i2c1;
+    access_jump();
+    fake_sync();
+    if (board_wr(r, v)) return;
     if (r == &l496_fake_rcc.CR) return w_rcc_cr(v);
     if (r == &l496_fake_rcc.CFGR) return w_rcc_cfgr(v);
     if (r == &l496_fake_rcc.PLLCFGR) return w_rcc_pllcfgr(v);
@@ -454,11 +949,22 @@ void fake_reset(int i2c_mode) {
     memset(&l496_fake_i2c1, 0, sizeof l496_fake_i2c1);
     memset(&l496_fake_gpiob, 0, sizeof l496_fake_gpiob);
     memset(&bus, 0, sizeof bus);
+    memset(&l496_fake_tim2, 0, sizeof l496_fake_tim2);
+    memset(&l496_fake_lpuart1, 0, sizeof l496_fake_lpuart1);
+    memset(&l496_fake_dma2, 0, sizeof l496_fake_dma2);
+    memset(&l496_fake_gpiof, 0, sizeof l496_fake_gpiof);
+    memset(&l496_fake_gpiog, 0, sizeof l496_fake_gpiog);
     uint64_t now = fake.now_us;
     unsigned stuck = fake.stuck;
     memset(&fake, 0, sizeof fake);
-    fake.now_us = now;
+    fake.now_us = fake.synced_us = now;
     fake.stuck = stuck;
+    /* the board's part: LPUART1 idle (TC), the STM32L496's DBGMCU IDCODE (DEV_ID 0x461, REV_ID 0x1000 as in
+     * board_l496.c's defaults) and a 1 MiB flash-size word */
+    l496_fake_lpuart1.ISR = USART_ISR_TC;
+    l496_fake_gpiof.MODER = l496_fake_gpiog.MODER = 0xFFFFFFFFu; /* RM0351: ports C..I reset to analog mode */
+    fake.idcode = 0x10000461u;
+    l496_fake_flashsize = 1024u;
     /* reset state (RM0351 reset values as used here): MSI on and ready, range from MSISRANGE = 6 (4 MHz),
      * Range 1, 0 wait states, SYSCLK = MSI */
     l496_fake_rcc.CR = RCC_CR_MSION | RCC_CR_MSIRDY;

@@ -1,6 +1,6 @@
 /*
- * odl-l496: the NUCLEO-L496ZG board support's portable parts (targets/nucleo-l496zg/calc.c, clock.c,
- * i2c.c, lsm6dso.c) driven line by line from stdin against the fake register file (l496_fake.c), for
+ * odl-l496: the NUCLEO-L496ZG board support (targets/nucleo-l496zg/calc.c, clock.c, i2c.c, lsm6dso.c,
+ * board_l496.c) driven line by line from stdin against the fake register file (l496_fake.c), for
  * tests/device/test_firmware_l496.py.  One command per line, one answer line (or several, said below) each:
  *
  *   plan HZ                 ok HCLK SYSCLK USE_PLL MSIRANGE M N R HPRE VOS LATENCY PLLCFGR | ERR
@@ -36,17 +36,48 @@
  *   advance US              the fake's clock moves on                                            ok
  *   bus                     SCL_PULSES STOPS MIN_SCL_LOW MIN_SCL_HIGH MIN_STOP_SETUP SDA_HELD VIOLATIONS
  *   poke REG VALUE | peek REG  a raw register access through the fake (REG: rcc.cr, rcc.cfgr, rcc.pllcfgr,
- *                           pwr.cr1, pwr.sr2, flash.acr): VIOLATION lines, then the value / "ok"; for
+ *                           pwr.cr1, pwr.sr2, flash.acr, rcc.csr): VIOLATION lines, then the value / "ok"; for
  *                           checking that the fake's rules catch a wrong sequence
+ * board_l496.c (the fake's TIM2, DWT, LPUART1 + DMA2, GPIOF/G, NVIC; VIOLATION lines come first):
+ *   binit [CSR [REC]]       fresh chip with RCC_CSR |= CSR (and fault.c's record = REC), board_init():
+ *                           SYSCLK HCLK_MODEL CAUSE PF13_MODE PF13_LEVEL WHOAMI DEV REV FLASH VIOLATIONS [MSG]
+ *   binfo                   board_get_info(): BOARD MCU BUILD DEV REV FLASH EMULATED
+ *   shield present|absent   the LSM6DSO on the next binit's bus or not                               ok
+ *   sconfig ODR FS | bsim   board_sensor_config's / board_sim_request's return
+ *   chipid IDCODE KIB       what the next binit's chip reads in DBGMCU_IDCODE and the flash-size word   ok
+ *   hsend N                 the host sends the next N bytes of its sequence at 921 600 baud          ok
+ *   lread MAX               board_link_read: N TOTAL BAD (bytes got, in all, not the sequence's next)
+ *   lwrite N                board_link_write of the next N bytes of the TX sequence: ACCEPTED FREE
+ *   txfree                  board_link_tx_free()
+ *   wire                    the bytes the host got since the last "wire": N BAD BAUD_MIN BAUD_MAX NS
+ *                           (NS: from the end of the first to the end of the last)
+ *   clk HZ                  board_set_sysclk: RET SYSCLK HCLK_MODEL BRR DTICKS DUS VIOLATIONS
+ *   ticks | cycles          board_ticks() / board_cycles(), then the fake's microseconds
+ *   tim2 CNT | dwt CYCCNT   set TIM2's counter / the DWT cycle counter                               ok
+ *   mask 0|1                PRIMASK                                                                  ok
+ *   run US                  time moves on US microseconds (interrupts taken as they come)            ok
+ *   pulse US                board_marker_pulse(US)                                                   ok
+ *   pulserace US K J        the same with register reads costing nothing and the clock jumping J us at the
+ *                           K-th register access of it                                               ok
+ *   edges                   PF13's edges since the last "edges": N, then "T_US LEVEL" pairs on one line
+ *   idle                    board_idle(): ELAPSED_US WFIS
+ *   isr                     handler calls TIM2 DMA_TX DMA_RX LPUART, RX bytes received, lost, VIOLATIONS
+ *   sstart [ODR FS] | sstop board_sensor_config (none: the defaults) + start: RC POLL_US(ODR) CTRL1_XL; stop: ok
+ *   sread MAX               board_sensor_read: N INDEX T0 NOW_TICKS
+ *   breset C                board_reset(C) (lands back here): reset C ELAPSED_US WIRE_PENDING
  */
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/board.h"
+#include "../targets/common/cm4.h"
 #include "../targets/nucleo-l496zg/hw.h"
 #include "l496_fake.h"
 
 static unsigned long long num(const char *s) { return strtoull(s, NULL, 0); }
+#define ARGV(i) (n > (i) ? num(a[i]) : 0ull)
 
 static int apply_hz(uint32_t hz) {
     l496_clock_plan_t p;
@@ -68,7 +99,9 @@ static L496_REG *reg_named(const char *name) {
         {"rcc.cr", &l496_fake_rcc.CR},     {"rcc.cfgr", &l496_fake_rcc.CFGR}, {"rcc.pllcfgr", &l496_fake_rcc.PLLCFGR},
         {"pwr.cr1", &l496_fake_pwr.CR1},   {"pwr.sr2", &l496_fake_pwr.SR2},   {"flash.acr", &l496_fake_flash.ACR},
         {"rcc.apb1enr1", &l496_fake_rcc.APB1ENR1}, {"gpiob.moder", &l496_fake_gpiob.MODER},
-        {"gpiob.afrh", &l496_fake_gpiob.AFR[1]},
+        {"gpiob.afrh", &l496_fake_gpiob.AFR[1]}, {"rcc.csr", &l496_fake_rcc.CSR},
+        {"gpiog.moder", &l496_fake_gpiog.MODER}, {"lpuart.brr", &l496_fake_lpuart1.BRR},
+        {"dma.cndtr6", &l496_fake_dma2.CH[5].CNDTR},
     };
     for (size_t i = 0; name && i < sizeof R / sizeof R[0]; i++)
         if (!strcmp(name, R[i].name)) return R[i].reg;
@@ -78,6 +111,149 @@ static L496_REG *reg_named(const char *name) {
 static void reset_chip(int mode) {
     fake_reset(mode);
     l496_i2c_init();
+}
+
+/* the host's RX byte sequence and the firmware's TX one: position -> byte, never periodic in 2 KiB */
+static uint8_t seq_byte(uint32_t i, uint32_t salt) { return (uint8_t)((i * 2654435761u + salt) >> 13); }
+static uint32_t rx_sent, rx_got, rx_bad, tx_made, wire_seen;
+static uint32_t chip_id = 0x10000461u, chip_kib = 1024u; /* DBGMCU_IDCODE, the flash-size word */
+static int shield = FAKE_I2C_PRESENT;
+
+static void board_commands(char **a, int n, const char *c) {
+    if (!strcmp(c, "binit")) {
+        fake_reset(shield);
+        fake.idcode = chip_id;
+        l496_fake_flashsize = (uint16_t)chip_kib;
+        l496_fake_rcc.CSR |= (uint32_t)ARGV(1);
+        if (n > 2) cm4_noinit.magic = CM4_NOINIT_MAGIC, cm4_noinit.cause = (uint32_t)ARGV(2), cm4_noinit.pc = 0x0800BEEFu;
+        rx_sent = rx_got = rx_bad = tx_made = wire_seen = 0;
+        board_init();
+        const board_info_t *bi = board_get_info();
+        printf("%u %u %u %u %u %u %x %x %u %lu%s%s\n", (unsigned)board_sysclk(), (unsigned)fake_hclk(),
+               board_reset_cause(), (unsigned)((l496_fake_gpiof.MODER >> 26) & 3u), (unsigned)fake.pf13,
+               board_sensor_whoami(), bi->dev_id, bi->rev_id, (unsigned)bi->flash_total, fake.violations,
+               board_boot_message()[0] ? " " : "", board_boot_message());
+    } else if (!strcmp(c, "binfo")) {
+        const board_info_t *bi = board_get_info();
+        printf("%s %s %s %x %x %u %u\n", bi->board, bi->mcu, bi->build, bi->dev_id, bi->rev_id, (unsigned)bi->flash_total,
+               bi->emulated);
+    } else if (!strcmp(c, "shield")) {
+        shield = n > 1 && !strcmp(a[1], "absent") ? FAKE_I2C_ABSENT : FAKE_I2C_PRESENT;
+        puts("ok");
+    } else if (!strcmp(c, "sconfig")) {
+        printf("%d\n", board_sensor_config((uint32_t)ARGV(1), (uint8_t)ARGV(2)));
+    } else if (!strcmp(c, "bsim")) {
+        uint8_t o[4] = {0};
+        printf("%d\n", board_sim_request(1, o, 0, o, sizeof o));
+    } else if (!strcmp(c, "chipid")) {
+        chip_id = (uint32_t)ARGV(1), chip_kib = (uint32_t)ARGV(2);
+        puts("ok");
+    } else if (!strcmp(c, "hsend")) {
+        static uint8_t b[FAKE_HQ];
+        uint32_t k = (uint32_t)ARGV(1) < FAKE_HQ ? (uint32_t)ARGV(1) : FAKE_HQ;
+        for (uint32_t i = 0; i < k; i++) b[i] = seq_byte(rx_sent + i, 0x5A5A);
+        rx_sent += k;
+        fake_host_send(b, k);
+        puts("ok");
+    } else if (!strcmp(c, "lread")) {
+        static uint8_t b[FAKE_HQ + 64];
+        size_t max = (size_t)ARGV(1) < FAKE_HQ ? (size_t)ARGV(1) : FAKE_HQ;
+        memset(b, 0xEE, sizeof b);
+        size_t got = board_link_read(b, max);
+        for (size_t i = 0; i < got; i++) rx_bad += b[i] != seq_byte(rx_got + (uint32_t)i, 0x5A5A);
+        for (size_t i = got; i < sizeof b; i++) rx_bad += b[i] != 0xEE; /* nothing written past what it returns */
+        rx_got += (uint32_t)got;
+        printf("%zu %u %u\n", got, (unsigned)rx_got, (unsigned)rx_bad);
+    } else if (!strcmp(c, "lwrite")) {
+        static uint8_t b[65536];
+        size_t k = (size_t)ARGV(1) < sizeof b ? (size_t)ARGV(1) : sizeof b;
+        for (size_t i = 0; i < k; i++) b[i] = seq_byte(tx_made + (uint32_t)i, 0xC3);
+        size_t got = board_link_write(b, k);
+        tx_made += (uint32_t)got;
+        printf("%zu %zu\n", got, board_link_tx_free());
+    } else if (!strcmp(c, "txfree")) {
+        printf("%zu\n", board_link_tx_free());
+    } else if (!strcmp(c, "wire")) {
+        uint32_t bad = 0, k = fake.wire_n < FAKE_WIRE ? fake.wire_n : FAKE_WIRE;
+        for (uint32_t i = 0; i < k; i++) bad += fake.wire[i] != seq_byte(wire_seen + i, 0xC3);
+        wire_seen += fake.wire_n;
+        printf("%u %u %u %u %llu\n", (unsigned)fake.wire_n, (unsigned)bad, (unsigned)fake.wire_baud_min,
+               (unsigned)fake.wire_baud_max, (unsigned long long)(fake.wire_last_ns - fake.wire_first_ns));
+        fake.wire_n = 0, fake.wire_baud_min = fake.wire_baud_max = 0, fake.wire_first_ns = fake.wire_last_ns = 0;
+    } else if (!strcmp(c, "clk")) {
+        uint64_t t0 = board_ticks(), u0 = fake.now_us;
+        uint32_t ret = board_set_sysclk((uint32_t)ARGV(1));
+        uint64_t t1 = board_ticks(), u1 = fake.now_us;
+        printf("%u %u %u %u %lld %llu %lu\n", (unsigned)ret, (unsigned)board_sysclk(), (unsigned)fake_hclk(),
+               (unsigned)l496_fake_lpuart1.BRR, (long long)(t1 - t0), (unsigned long long)(u1 - u0), fake.violations);
+    } else if (!strcmp(c, "ticks")) {
+        uint64_t t = board_ticks();
+        printf("%llu %llu\n", (unsigned long long)t, (unsigned long long)fake.now_us);
+    } else if (!strcmp(c, "cycles")) {
+        uint64_t t = board_cycles();
+        printf("%llu %llu\n", (unsigned long long)t, (unsigned long long)fake.now_us);
+    } else if (!strcmp(c, "tim2")) {
+        fake_sync();
+        l496_fake_tim2.CNT = (uint32_t)ARGV(1);
+        puts("ok");
+    } else if (!strcmp(c, "dwt")) {
+        fake_sync();
+        fake.dwt_cyccnt = (uint32_t)ARGV(1);
+        puts("ok");
+    } else if (!strcmp(c, "mask")) {
+        (void)l496_fake_primask(1, (uint32_t)ARGV(1));
+        puts("ok");
+    } else if (!strcmp(c, "run")) {
+        fake.now_us += ARGV(1);
+        fake_sync();
+        puts("ok");
+    } else if (!strcmp(c, "pulse")) {
+        board_marker_pulse((uint32_t)ARGV(1));
+        puts("ok");
+    } else if (!strcmp(c, "pulserace")) {
+        fake.rd_free = 1, fake.acc_jump_at = (uint32_t)ARGV(2), fake.acc_jump_us = (uint32_t)ARGV(3);
+        board_marker_pulse((uint32_t)ARGV(1));
+        fake.rd_free = 0, fake.acc_jump_at = 0;
+        puts("ok");
+    } else if (!strcmp(c, "edges")) {
+        printf("%u", (unsigned)fake.edge_n);
+        for (uint32_t i = 0; i < fake.edge_n && i < FAKE_EDGES; i++)
+            printf(" %llu %u", (unsigned long long)fake.edge_us[i], fake.edge_level[i]);
+        puts("");
+        fake.edge_n = 0;
+    } else if (!strcmp(c, "idle")) {
+        uint64_t u0 = fake.now_us;
+        unsigned long w0 = fake.wfis;
+        board_idle();
+        printf("%llu %lu\n", (unsigned long long)(fake.now_us - u0), fake.wfis - w0);
+    } else if (!strcmp(c, "isr")) {
+        printf("%lu %lu %lu %lu %lu %lu %lu\n", fake.isr_calls[0], fake.isr_calls[1], fake.isr_calls[2],
+               fake.isr_calls[3], fake.rx_bytes, fake.rx_lost, fake.violations);
+    } else if (!strcmp(c, "sstart")) {
+        int rc = n > 1 ? board_sensor_config((uint32_t)ARGV(1), (uint8_t)ARGV(2)) : 0; /* none: the defaults */
+        if (!rc) rc = board_sensor_start();
+        printf("%d %u %02x\n", rc, (unsigned)l496_lsm_poll_us((uint32_t)ARGV(1)), fake.lsm[0x10]);
+    } else if (!strcmp(c, "sstop")) {
+        board_sensor_stop();
+        puts("ok");
+    } else if (!strcmp(c, "sread")) {
+        static int16_t xyz[1024][3];
+        uint32_t index = 0;
+        uint64_t t0 = 0;
+        size_t max = (size_t)ARGV(1) < 1024 ? (size_t)ARGV(1) : 1024;
+        size_t got = board_sensor_read(xyz, max, &index, &t0);
+        printf("%zu %u %llu %llu\n", got, (unsigned)index, (unsigned long long)t0, (unsigned long long)board_ticks());
+    } else if (!strcmp(c, "breset")) {
+        static jmp_buf back;
+        uint64_t u0 = fake.now_us;
+        fake.reset_jmp = &back;
+        if (!setjmp(back)) board_reset((uint8_t)ARGV(1));
+        fake.reset_jmp = NULL;
+        printf("reset %u %llu %u\n", (unsigned)cm4_noinit.cause, (unsigned long long)(fake.now_us - u0),
+               (unsigned)(fake.shifting || fake.tdr_full));
+    } else {
+        printf("ERR unknown command %s\n", c);
+    }
 }
 
 int main(void) {
@@ -284,7 +460,7 @@ int main(void) {
         } else if (!strcmp(c, "timing")) {
             printf("%08x\n", (unsigned)l496_i2c_timing_in_use());
         } else {
-            printf("ERR unknown command %s\n", c);
+            board_commands(a, n, c);
         }
         fflush(stdout);
     }

@@ -10,6 +10,7 @@ vector table must be; running it needs a board (nothing here claims it works on 
 
 from __future__ import annotations
 
+import random
 import re
 import struct
 import subprocess
@@ -655,3 +656,390 @@ def test_without_the_shield_info_says_so_and_streaming_is_refused(core_without_s
         assert c.next_event(P.Boot, 5.0) is not None
         log = c.next_event(P.Log, 5.0)
         assert log is not None and log.level == 2 and "IKS01A3" in log.text, log
+
+
+# --------------------------------------------------------------------------------------------------
+# board_l496.c: the link, time, marker, idle (the tests named test_board_*)
+# --------------------------------------------------------------------------------------------------
+# odl-l496 links board_l496.c with the fake's TIM2, DWT, NVIC/PRIMASK/WFI, LPUART1 + DMA2 (a simulated host at
+# the far end of the wire: it sends at 921 600 baud and collects what the firmware sends) and GPIOF/GPIOG
+# (firmware/host/l496_fake.c).  The fake flags every write that breaks a rule (a VIOLATION line): a peripheral
+# written with its clock off, GPIOG before PWR_CR2.IOSV, LPUART1 BRR with UE = 1 or a TX byte in flight, HCLK
+# changed with a byte in flight, a DMA channel's addresses/count written while it is enabled, a byte on the
+# wire with the pins not in AF8 or the baud rate more than 2 % from 921 600.  Time is the fake's: every
+# register read costs 1 us, so durations below are exact to the microsecond.
+RX_SIZE = TX_SIZE = 2048
+INIT = "8000000 8000000 0 1 0 108 461 1000 1048576 0"  # SYSCLK, HCLK, cause, PF13 output + low, WHO_AM_I ...
+HOUSEKEEPING_US = 1 << 24
+
+
+def ints(line: str) -> list[int]:
+    return [int(x) for x in line.split()]
+
+
+def test_board_init_order_clock_marker_and_reset_cause(l496):
+    """Every write of board_init in order (clocks before registers, VDDIO2 before port G, BRR with UE = 0, DMA
+    set up before enabled): no VIOLATION; 8 MHz; PF13 an output, low; the sensor found; IDCODE/flash size."""
+    assert run(l496, "binit") == [INIT]
+    # RCC_CSR: SFTRSTF with fault.c's record 3 (a fault) / 1, none, IWDG; the NRST pin
+    out = run(
+        l496, "binit 0x10000000 3", "binit 0x10000000 1", "binit 0x10000000", "binit 0x20000000", "binit 0x4000000"
+    )
+    assert out == [
+        "8000000 8000000 3 1 0 108 461 1000 1048576 0 reset after a fault at PC 0x0800BEEF",
+        "8000000 8000000 1 1 0 108 461 1000 1048576 0",
+        "8000000 8000000 1 1 0 108 461 1000 1048576 0",
+        "8000000 8000000 2 1 0 108 461 1000 1048576 0",
+        INIT,
+    ]
+
+
+def test_board_info_from_the_chip_ids(l496):
+    """INFO: DEV_ID/REV_ID from DBGMCU_IDCODE and the flash size from its factory word; an IDCODE without a
+    DEV_ID (the debug block unclocked) or a blank flash-size word (0 or 0xFFFF) keep the defaults; never
+    "emulated"."""
+    name = "NUCLEO-L496ZG STM32L496ZG nucleo-l496zg"
+    assert run(l496, "binit", "binfo")[1] == f"{name} 461 1000 1048576 0"
+    assert run(l496, "chipid 0x20010461 512", "binit", "binfo")[2] == f"{name} 461 2001 524288 0"
+    assert run(l496, "chipid 0x20010000 0xFFFF", "binit", "binfo")[2] == f"{name} 461 1000 1048576 0"
+    assert run(l496, "chipid 0x20010000 0", "binit", "binfo")[2] == f"{name} 461 1000 1048576 0"
+
+
+def test_board_the_fake_catches_the_board_rules(l496):
+    """The checks are live: port G before VDDIO2 (and its clock), BRR with UE = 1, a DMA count while enabled."""
+    out = run(l496, "reset", "poke gpiog.moder 5", "binit", "poke lpuart.brr 5000", "lwrite 100", "poke dma.cndtr6 5")
+    assert out == [
+        "ok",
+        "VIOLATION GPIOG written before PWR_CR2.IOSV (VDDIO2 not valid)",
+        "VIOLATION GPIOG written with its clock off",
+        "ok",
+        INIT,
+        "VIOLATION LPUART1 BRR written while UE = 1",
+        "ok",
+        "100 1948",
+        "VIOLATION DMA2 channel 6: CNDTR written while the channel is enabled",
+        "ok",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_board_link_rx_every_byte_once_in_order_across_the_ring(l496, seed):
+    """The host sends N bytes (1 .. several RX_SIZE) in bursts while the firmware reads random-sized pieces
+    at random moments (as the core's main loop does): every byte arrives once, in order, across the wrap of
+    the circular DMA buffer; no read returns more than asked or writes past it.  (Every 4th read takes all
+    there is, so the firmware never falls a whole ring behind: at most 4 x 2 ms of bytes between.)"""
+    rnd = random.Random(seed)
+    total = [1, 2047, 2048, 2049, 3 * RX_SIZE + 77, 5 * RX_SIZE][seed]
+    script, maxes, sent = ["binit"], [], 0
+    while sent < total:
+        burst = min(total - sent, rnd.choice([1, 5, 100, 700, 1500]))
+        script.append(f"hsend {burst}")
+        sent += burst
+        for _ in range(rnd.randint(1, 12)):
+            script.append(f"run {rnd.randint(5, 2000)}")
+            m = rnd.choice([1, 7, 64, 300, 1000]) if len(maxes) % 4 != 3 else 4096
+            maxes.append(m)
+            script.append(f"lread {m}")
+    script += ["run 200000"] + [f"lread {4096}"] * 4 + ["isr"]
+    maxes += [4096] * 4
+    out = run(l496, *script)
+    assert out[0] == INIT
+    reads = [ints(x) for x in out if len(x.split()) == 3]
+    assert len(reads) == len(maxes)
+    for (n, _, _), m in zip(reads, maxes):
+        assert n <= m
+    assert reads[-1][1:] == [total, 0]  # every byte, in order, nothing written past what a read returned
+    assert sum(r[0] for r in reads) == total
+    isr = ints(out[-1])
+    assert isr[4:] == [total, 0, 0]  # received by the DMA, none lost, no violation
+
+
+def test_board_link_tx_returns_the_free_space_and_sends_everything_once_in_order(l496):
+    """A write larger than the free space takes exactly the free space (which grows when a DMA piece is done);
+    the wire gets every byte once, in order, across the end of tx_buf (the DMA piece split there)."""
+    out = run(
+        l496,
+        "binit",
+        "lwrite 3000",  # more than the ring: exactly TX_SIZE accepted
+        "run 30000",
+        "txfree",
+        "lwrite 1000",
+        "run 500",  # 1000 bytes in flight (one DMA piece)
+        "lwrite 1500",  # exactly the free space
+        "run 12000",  # the first piece done; the second (to the end of tx_buf) in flight
+        "txfree",
+        "lwrite 5000",
+        "run 100000",
+        "txfree",
+        "lwrite 1500",  # from offset 1000 across the end of tx_buf: two pieces
+        "run 100000",
+        "txfree",
+        "wire",
+        "isr",
+    )
+    assert out[0] == INIT
+    assert out[1:] == [
+        "2048 0",
+        "ok",
+        "2048",
+        "1000 1048",
+        "ok",
+        "1048 0",
+        "ok",
+        "1000",
+        "1000 0",
+        "ok",
+        "2048",
+        "1500 548",
+        "ok",
+        "2048",
+        out[15],
+        out[16],
+    ]
+    n, bad, baud_min, baud_max, _ = ints(out[15])
+    assert (n, bad) == (2048 + 1000 + 1048 + 1000 + 1500, 0)  # every byte once, in order
+    assert baud_min == baud_max == 921692  # 256 * 8 MHz / 2222
+    isr = ints(out[16])
+    assert isr[1] == 6 and isr[6] == 0  # one DMA interrupt per piece: 2048, 1000, 1048, 1000, 1000 + 500
+
+
+BOARD_CLOCKS = [4, 5, 8, 13, 16, 24, 26, 27, 32, 48, 50, 64, 72, 80]
+
+
+@pytest.mark.parametrize("mhz", BOARD_CLOCKS)
+def test_board_set_sysclk_drains_then_rebauds_and_keeps_time(l496, mhz):
+    """board_set_sysclk with 1000 bytes queued and a marker pulse high: every byte leaves at the old baud
+    before BRR changes (the fake flags a byte in flight at a BRR write or a clock change); after it the wire's
+    rate is 921 600 within 2 % (measured from the bytes' times too); board_ticks never runs ahead of the time
+    that passed nor goes back; the pulse ends."""
+    brr = round(256 * mhz * 1e6 / 921600)
+    out = run(
+        l496,
+        "binit",
+        "clk 48000000",
+        "wire",
+        "run 60000",  # TIM2's count well past 0 when the drain starts
+        "lwrite 1000",
+        "pulse 50000",
+        "edges",
+        f"clk {mhz * 1000000}",
+        "edges",
+        "wire",
+        "lwrite 300",
+        "run 10000",
+        "wire",
+        "ticks",
+        "run 1000",
+        "ticks",
+        "isr",
+    )
+    assert out[0] == INIT
+    ret, sysclk, hclk, got_brr, dticks, dus, viol = ints(out[7])
+    assert (ret, sysclk, hclk, got_brr, viol) == (mhz * 10**6, mhz * 10**6, mhz * 10**6, brr, 0)
+    assert 0 <= dticks <= dus
+    assert dus < 12_000  # 1000 bytes at 10.85 us, then the switch
+    rise = ints(out[6])
+    fall = ints(out[8])
+    assert rise[0] == 1 and rise[2] == 1 and fall[0] == 1 and fall[2] == 0  # the pulse ended at the switch
+    assert fall[1] - rise[1] < 12_000
+    n, bad, bmin, bmax, _ = ints(out[9])
+    assert (n, bad) == (1000, 0) and bmin == bmax == 256 * 48_000_000 // 13333  # all at the old rate
+    n, bad, bmin, bmax, ns = ints(out[12])
+    assert (n, bad) == (300, 0) and bmin == bmax == 256 * mhz * 10**6 // brr
+    assert abs(bmin - 921600) <= 921600 * 0.02
+    measured = 299 * 10 / (ns * 1e-9)  # from the bytes' times on the wire
+    assert abs(measured - 921600) <= 921600 * 0.02
+    t1, u1 = ints(out[13])
+    t2, u2 = ints(out[15])
+    assert t2 - t1 == u2 - u1  # 1 MHz at the new clock
+    assert ints(out[16])[5:] == [0, 0]
+    # from the boot clock, nothing queued: TIM2 divides by 8 MHz's prescaler while HCLK moves to the new clock
+    # (10 counts per us at 80 MHz); the ticks must not run ahead of the time the switch took
+    ret, _, _, _, dticks, dus, viol = ints(run(l496, "binit", f"clk {mhz * 1000000}")[1])
+    assert (ret, viol) == (mhz * 10**6, 0)
+    assert 0 <= dticks <= dus
+
+
+def test_board_set_sysclk_drains_a_full_ring_within_its_time_out(l496):
+    """2 KiB queued (22 ms at 921 600 baud, under the drain's 50 ms) with TIM2's count far from 0: all sent
+    before the switch, none in flight at the BRR write."""
+    out = run(l496, "binit", "run 3000000", "lwrite 2048", "clk 16000000", "wire", "isr")
+    assert out[2] == "2048 0"
+    ret, _, _, _, _, dus, viol = ints(out[3])
+    assert (ret, viol) == (16_000_000, 0) and 22_000 < dus < 23_000
+    assert ints(out[4])[:2] == [2048, 0]
+    assert ints(out[5])[6] == 0
+
+
+def test_board_a_refused_clock_changes_nothing(l496):
+    out = run(l496, "binit", "lwrite 200", "clk 3000000", "clk 81000000", "clk 8500000", "run 30000", "wire")
+    assert out[0] == INIT
+    assert out[2:5] == ["0 8000000 8000000 2222 2 2 0"] * 3  # returns 0; clock, BRR unchanged, no drain
+    assert ints(out[6])[:2] == [200, 0]
+
+
+def test_board_ticks_across_the_tim2_wrap_and_while_its_interrupt_waits(l496):
+    out = run(
+        l496,
+        "binit",
+        "tim2 0xFFFFFF00",
+        "ticks",
+        "run 1000",  # the wrap, its interrupt taken
+        "ticks",
+        "tim2 0xFFFFFFF0",
+        "ticks",
+        "mask 1",
+        "run 100",  # the wrap with interrupts masked: UIF set, the handler has not run
+        "ticks",
+        "mask 0",
+        "ticks",
+        "isr",
+    )
+    t = [ints(x) for x in out if len(x.split()) == 2]
+    assert t[1][0] - t[0][0] == t[1][1] - t[0][1]  # across the wrap: as much as time passed
+    assert t[3][0] - t[2][0] == t[3][1] - t[2][1]  # UIF pending, not yet counted by the handler
+    assert t[4][0] - t[3][0] == t[4][1] - t[3][1]  # after the handler: no double count
+    assert ints(out[-1])[0] == 2 and ints(out[-1])[6] == 0  # the two overflows' handlers
+
+
+def test_board_cycles_across_the_dwt_wrap_and_two_minutes_at_80_mhz(l496):
+    out = run(l496, "binit", "dwt 0xFFFFFF00", "cycles", "run 100", "cycles", "clk 80000000", "cycles",
+              "run 120000000", "cycles", "isr")  # fmt: skip
+    c = [ints(x) for x in out if len(x.split()) == 2]
+    assert c[1][0] - c[0][0] == (c[1][1] - c[0][1]) * 8  # 8 MHz, across the wrap
+    # 120 s at 80 MHz (DWT wraps every 53.7 s): the CC2 housekeeping keeps the extension current
+    assert c[3][0] - c[2][0] == (c[3][1] - c[2][1]) * 80
+    assert ints(out[-1])[6] == 0
+
+
+@pytest.mark.parametrize("us", [0, 1, 100, 10000])
+def test_board_marker_pulse_length(l496, us):
+    """PF13 high for max(us, 1) plus 3 us: the fake charges 1 us per register read, one between the rising
+    edge and the count the compare starts from, two in the handler before its BSRR write."""
+    out = run(l496, "binit", "edges", f"pulse {us}", f"run {us + 100}", "edges")
+    assert out[1] == "0"
+    n, t_rise, l1, t_fall, l0 = ints(out[-1])
+    assert (n, l1, l0) == (2, 1, 0)
+    assert t_fall - t_rise == max(us, 1) + 3
+
+
+def test_board_a_one_us_pulse_whose_compare_passes_before_it_is_armed_still_ends(l496):
+    """The count ticks between reading the start and clearing CC1IF (register reads free, the clock jumping
+    1 us at the 4th access, the SR write): the compare flag is cleared unseen, so only the check after arming
+    ends the pulse (`>=`: a `>` would leave PF13 high for 71 minutes, until the count comes round)."""
+    out = run(l496, "binit", "edges", "pulserace 1 4 1", "run 100", "edges")
+    assert out[-1] == "2 193 1 194 0"
+
+
+def test_board_a_second_pulse_while_high_extends_it(l496):
+    out = run(l496, "binit", "edges", "pulse 10000", "run 3000", "ticks", "pulse 100", "run 1000", "edges")
+    _, now = ints(out[4])
+    n, t_rise, l1, t_fall, l0 = ints(out[-1])
+    assert (n, l1, l0) == (2, 1, 0)
+    assert t_fall - now == 100 + 3  # 100 us after the second call (+ the 3 register reads)
+
+
+def test_board_idle_returns_at_once_with_work_else_sleeps_until_an_interrupt(l496):
+    out = run(l496, "binit", "hsend 5", "run 100", "idle", "lread 10", "hsend 1", "idle", "lread 10", "idle", "ticks")
+    assert out[3] == "1 0"  # bytes pending: no WFI (1 us: the CNDTR read)
+    assert out[4] == "5 5 0"
+    assert out[6] == "22 1"  # asleep until the LPUART's IDLE interrupt: the byte (10.85 us) and one idle frame
+    assert out[7] == "1 6 0"
+    t, now = ints(out[9])
+    slept = ints(out[8])
+    # nothing to do: asleep until TIM2's next compare (CC2, 2^24 ticks after the count restarted at boot)
+    assert slept[1] == 1 and HOUSEKEEPING_US < t < HOUSEKEEPING_US + 60
+
+
+def test_board_sensor_wakeups_at_the_poll_interval(l496):
+    out = run(l496, "binit", "sstart 104000 2", "fill 12", "ticks", "idle", "idle", "sread 100", "ticks", "idle",
+              "sread 100", "sstop", "idle", "isr")  # fmt: skip
+    assert out[1] == "0 38461 40"  # 104 Hz, 2 g; the FIFO looked into every 4 samples
+    poll = 38461
+    t0, _ = ints(out[3])
+    assert out[4] == f"{poll} 1"  # CC3 woke it one poll interval after the start
+    assert out[5] == "1 0"  # a read is due: no sleep
+    n, index, _, _ = ints(out[6])
+    assert (n, index) == (12, 0)
+    slept, wfis = ints(out[8])
+    assert wfis == 1
+    t2 = ints(out[9])[3]
+    assert 2 * poll <= t2 - t0 <= 2 * poll + 30  # the next wake-up a period after the first (not after the read)
+    assert ints(out[9])[:2] == [0, 12]  # due, but the FIFO is empty
+    slept, wfis = ints(out[11])
+    assert wfis == 1 and slept > poll  # stopped: no more CC3 wake-ups
+    assert ints(out[-1])[6] == 0
+
+
+def test_board_sensor_defaults_without_a_config(l496):
+    """STREAM_START before any SENSOR_CONFIG: 26 Hz, 2 g (CTRL1_XL 0x20), the FIFO looked into every 100 ms."""
+    out = run(l496, "binit", "sstart", "idle", "isr")
+    assert out[1] == "0 100000 20"
+    assert out[2] == "100002 1"  # (the start's own register reads after it armed CC3: 2 us)
+    assert ints(out[3])[6] == 0
+
+
+def test_board_boot_time_cycles_and_reset_message(l496):
+    """board_init with the shield: done 151 us after TIM2 started (the probe answers at once, no retry
+    loop); the DWT counts from 0 at init; a fault record with a watchdog or pin reset shows no fault text."""
+    out = run(l496, "binit", "ticks", "cycles")
+    assert out[1:] == ["151 195", "1336 196"]  # 4 MHz until the switch, then 8 MHz
+    assert run(l496, "binit 0x20000000 3", "binit 0 3") == [
+        "8000000 8000000 2 1 0 108 461 1000 1048576 0",
+        INIT,
+    ]
+
+
+def test_board_without_the_shield_probes_for_50_ms_then_goes_on(l496):
+    out = run(l496, "shield absent", "binit", "ticks", "sstart 104000 2", "sstop", "state")
+    assert out[1] == "8000000 8000000 0 1 0 0 461 1000 1048576 0"  # WHO_AM_I 0
+    assert ints(out[2])[0] == 50035  # the LSM6DSO may still be booting: retried for 50 ms
+    assert out[3] == "-1 38461 00" and out[5] == "0 0 0 3125 0"  # refused; stop touches nothing
+
+
+def test_board_sensor_config_start_stop_and_failed_reads(l496):
+    out = run(l496, "binit", "sconfig 1234 2", "sconfig 26000 3", "sconfig 26000 2", "bsim")
+    assert out[1:] == ["-1", "-1", "0", "-1"]  # a bad ODR, a bad FS; no simulator requests on real hardware
+    # a start that loses the bus: refused, and neither it nor a second stop talks to the sensor again
+    out = run(l496, "binit", "sread 10", "nackat 1", "sstart 104000 2", "state", "sstop", "state",
+              "sstart 104000 2", "sstop", "state", "sstop", "state")  # fmt: skip
+    assert out[1].split()[:3] == ["0", "0", "0"]  # not started: nothing, index 0, t0 0
+    assert out[3] == "-1 38461 00"
+    assert out[4] == out[6] == "0 0 5 16 0"
+    assert out[9] == out[11] == "0 0 13 24 0"
+    # sample 0 one period after the start; no resync without an overrun; a bus error: nothing, and no retry
+    # before the next period
+    out = run(l496, "binit", "ticks", "sstart 104000 2", "run 1000000", "fill 5", "idle", "sread 100", "idle",
+              "fill 3", "buserr 1", "sread 100", "idle", "sread 100")  # fmt: skip
+    t_start = ints(out[1])[0]
+    n, index, t0, _ = ints(out[6])
+    assert (n, index) == (5, 0)
+    assert 9615 < t0 - t_start < 9615 + 100  # 1e9 / 104000 mHz
+    assert ints(out[10])[:2] == [0, 5]
+    slept, wfis = ints(out[11])
+    assert wfis == 1 and slept > 30_000
+    assert ints(out[12])[:2] == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("fault", "mhz", "after"),
+    [("pll", 80, 8_000_000), ("msi", 16, 8_000_000)],
+)
+def test_board_a_clock_switch_that_fails_falls_back_and_the_link_still_works(l496, fault, mhz, after):
+    """A PLL that never locks: back to the clock before (8 MHz); MSI never ready: the way back and the 4 MHz
+    fallback fail too, and the board goes on at what the registers show (still MSI 8 MHz); BRR follows, the
+    wire's rate is right, every write legal.  (board_ticks stands still for the failed switch's time-outs.)"""
+    out = run(l496, "binit", f"stuck {fault}", f"clk {mhz * 1000000}", "lwrite 100", "run 5000", "wire", "isr")
+    ret, sysclk, hclk, brr, dticks, dus, viol = ints(out[2])
+    assert (ret, sysclk, hclk, brr, viol) == (after, after, after, round(256 * after / 921600), 0)
+    assert 0 <= dticks <= dus
+    n, bad, bmin, bmax, _ = ints(out[5])
+    assert (n, bad) == (100, 0) and abs(bmin - 921600) < 921600 * 0.02
+    assert ints(out[6])[6] == 0
+
+
+def test_board_reset_drains_the_link_first(l496):
+    out = run(l496, "binit", "lwrite 500", "breset 1", "wire", "binit 0x10000000")
+    assert out[2].startswith("reset 1 ") and out[2].endswith(" 0")  # nothing in flight at the reset
+    assert ints(out[3])[:2] == [500, 0]
+    assert out[4] == "8000000 8000000 1 1 0 108 461 1000 1048576 0"

@@ -45,12 +45,8 @@ static char boot_msg[120];
 static uint32_t hclk = 4000000u;
 static l496_clock_plan_t plan_now;
 
-static inline uint32_t irq_save(void) {
-    uint32_t p;
-    __asm__ volatile("mrs %0, primask\n cpsid i" : "=r"(p)::"memory");
-    return p;
-}
-static inline void irq_restore(uint32_t p) { __asm__ volatile("msr primask, %0" ::"r"(p) : "memory"); }
+static inline uint32_t irq_save(void) { return cm4_irq_save(); } /* PRIMASK, then interrupts masked */
+static inline void irq_restore(uint32_t p) { cm4_irq_restore(p); }
 
 /* ---------------- TIM2: 1 MHz ticks, 64-bit ---------------- */
 static volatile uint32_t t_wraps; /* overflows since t_base */
@@ -162,11 +158,13 @@ static void tim2_init(void) {
     cm4_irq_enable(L496_IRQ_TIM2);
 }
 
-/* After a clock change: the counter restarts at 0 with the new prescaler; the ticks so far go to t_base. */
-static void tim2_retime(void) {
+/* After a clock change: the counter restarts at 0 with the new prescaler; the ticks until `now` go to t_base.
+ * The caller reads `now` before the clock changes: during the switch TIM2 still divides by the old clock's
+ * prescaler while HCLK moves (8 -> 80 MHz: 10 ticks per us), so a count read after it would jump ahead; the
+ * ticks stand still for the switch instead (tens of us; board_ticks never runs ahead of time). */
+static void tim2_retime(uint64_t now) {
     l496_tim_t *t = L_TIM2;
     uint32_t p = irq_save();
-    uint64_t now = ticks_locked();
     WR(t->PSC, l496_tim2_psc(hclk));
     WR(t->EGR, TIM_EGR_UG);
     WR(t->SR, ~(TIM_SR_UIF | TIM_SR_CC2IF | TIM_SR_CC3IF));
@@ -291,7 +289,7 @@ size_t board_link_write(const uint8_t *buf, size_t n) {
         memcpy(tx_buf + off, buf + i, run);
         i += run;
     }
-    __asm__ volatile("dmb" ::: "memory");
+    cm4_dmb();
     uint32_t p = irq_save();
     tx_head += (uint32_t)k;
     tx_kick();
@@ -306,6 +304,7 @@ uint32_t board_set_sysclk(uint32_t hz) {
     l496_clock_plan_t p;
     if (l496_clock_plan(hz, &p)) return 0;
     uart_drain(50000u);
+    uint64_t now = board_ticks(); /* before TIM2's prescaler is wrong for the clock (tim2_retime) */
     CLRB(L_LPUART1->CR1, USART_CR1_UE); /* BRR is written with the LPUART disabled */
     if (l496_clock_apply(&p) == 0) {
         plan_now = p;
@@ -316,7 +315,7 @@ uint32_t board_set_sysclk(uint32_t hz) {
     hclk = l496_clock_hclk();
     WR(L_LPUART1->BRR, l496_lpuart_brr(hclk, L496_BAUD));
     SETB(L_LPUART1->CR1, USART_CR1_UE);
-    tim2_retime();
+    tim2_retime(now);
     return hclk;
 }
 
@@ -339,8 +338,9 @@ void board_init(void) {
     DEMCR |= 1u << 24; /* TRCENA */
     DWT_CYCCNT = 0;
     DWT_CTRL |= 1u; /* CYCCNTENA */
+    uint64_t now = board_ticks();
     if (l496_clock_plan(DEFAULT_SYSCLK, &plan_now) == 0 && l496_clock_apply(&plan_now) == 0) hclk = l496_clock_hclk();
-    tim2_retime();
+    tim2_retime(now);
     /* PF13 (D7) push-pull output, low */
     RCC_ENABLE(r->AHB2ENR, RCC_AHB2ENR_GPIOFEN);
     WR(L_GPIOF->BSRR, 1u << (D7_PIN + 16u));

@@ -44,6 +44,9 @@ extern l496_gpio_t l496_fake_gpiob, l496_fake_gpiof, l496_fake_gpiog;
 #define L_GPIOB (&l496_fake_gpiob)
 #define L_GPIOF (&l496_fake_gpiof)
 #define L_GPIOG (&l496_fake_gpiog)
+extern volatile uint16_t l496_fake_flashsize; /* the factory flash-size word */
+#undef L496_FLASHSIZE_ADDR
+#define L496_FLASHSIZE_ADDR ((uintptr_t)&l496_fake_flashsize)
 #else
 #define RD(reg) (reg)
 #define WR(reg, v) ((reg) = (uint32_t)(v))
