@@ -113,6 +113,15 @@ def main() -> int:
     pump(0.5)
     shots["export"] = win.grab()
 
+    # the smallest screen the window fits: 800 x 600 (toolbars wrap, the Estimator's charts stack)
+    win.resize(800, 600)
+    win.show_panel("labelling")
+    pump(1.0)
+    shots["main_800x600"] = win.grab()
+    win.show_panel("estimator")
+    pump(1.0)
+    shots["estimator_800x600"] = win.grab()
+
     for name, pix in shots.items():
         pix.save(str(OUT / f"{name}.png"), "PNG")
         print("wrote", OUT / f"{name}.png")
