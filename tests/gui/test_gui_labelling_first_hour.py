@@ -6,8 +6,6 @@ sight.  Offscreen, without devices: the live stream is a :class:`SampleStream` t
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
@@ -15,18 +13,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from tests.gui.test_gui_labelling import _finished, add_recording, offline_window  # noqa: F401 - the fixture
+from tests.gui.test_gui_user_mistakes_2 import said  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture()
-def said(offline_window, monkeypatch):  # noqa: F811 - the fixture imported above
-    """What the status bar was told, and what reached ``sys.excepthook`` (the app's "Unexpected error")."""
-    texts: list[str] = []
-    offline_window.ctx.subscribe("status", lambda text, **_: texts.append(text))
-    escaped: list[BaseException] = []
-    monkeypatch.setattr(sys, "excepthook", lambda t, exc, tb: escaped.append(exc))
-    return texts, escaped
 
 
 def _live(ctx, monkeypatch, seconds: float = 0.0):
@@ -46,7 +35,7 @@ def _db_labels(ctx, rec_id):
 # --- keys while a segment is being recorded ---------------------------------------------------------------
 def test_while_recording_the_recording_shown_before_is_put_away_and_keys_say_why_they_do_nothing(
     offline_window,  # noqa: F811
-    said,
+    said,  # noqa: F811
     qtbot,
     monkeypatch,
 ):
@@ -86,7 +75,7 @@ def test_while_recording_the_recording_shown_before_is_put_away_and_keys_say_why
 
 def test_a_record_stopped_before_any_sample_keeps_no_empty_entry_and_shows_the_recordings_again(
     offline_window,  # noqa: F811
-    said,
+    said,  # noqa: F811
     qtbot,
     monkeypatch,
 ):
@@ -198,7 +187,7 @@ def test_a_long_dataset_name_does_not_widen_the_toolbar(offline_window):  # noqa
 
 def test_a_drag_of_no_width_drops_the_label_clicked_before_so_a_key_changes_nothing(
     offline_window,  # noqa: F811
-    said,
+    said,  # noqa: F811
 ):
     """Was: a drag that selected nothing (no width, or past the recording's end) kept the label clicked before it
     selected, and the next number key relabelled that label."""
