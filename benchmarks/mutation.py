@@ -300,6 +300,7 @@ TARGETS: dict[str, Target] = {
             "tests/core/test_labels.py",
             "tests/core/test_hostile_files.py",
             "tests/core/test_labels_io.py",
+            "tests/core/test_labels_import_checks.py",
             "-k",
             "wisdm or labelled or npz",
         ),

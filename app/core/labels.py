@@ -560,7 +560,7 @@ def import_wisdm(
             continue
         # a file in g (or mg, or with gravity removed) parsed as m/s² without a word: |a| of a phone at rest or
         # walking is about 1 g, so a median magnitude 3x off cannot be a WISDM recording
-        med = float(np.median(np.linalg.norm(xyz, axis=1))) if len(xyz) else ds.G
+        med = float(np.median(np.linalg.norm(xyz, axis=1)))  # (a user of the file has at least one sample)
         if not ds.G / 3 <= med <= 3 * ds.G:
             out.wrong_units[user] = med
             continue

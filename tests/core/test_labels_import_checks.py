@@ -58,6 +58,43 @@ def test_a_wisdm_file_imported_twice_is_not_imported_again(tmp_path, store):
     assert [r.name for r in store.recordings("accel", did)] == ["WISDM 7"]
     res = import_wisdm(store, _file(tmp_path, "b.txt", {"7": (0.5, 9.5, 0.25), "8": (0.1, 9.7, 0.3)}), did, CLASSES)
     assert [r.name for r in res.recordings] == ["WISDM 8"] and res.already == ["7"]
+    res = import_wisdm(store, tmp_path / "b.txt", did, CLASSES)  # two users already there: both named
+    assert res.summary()[1] == (
+        "Already in this dataset, not imported again: WISDM 7, WISDM 8 (delete its recording first to import it again)."
+    )
+
+
+def test_a_wisdm_file_in_one_dataset_is_imported_into_another(tmp_path, store):
+    """Only the dataset imported into counts: the same user in another dataset (of this or another user) is not
+    'already there'."""
+    did = _dataset(store)
+    other = store.create_dataset(store.ensure_user("v").id, "e", CLASSES).id
+    f = _file(tmp_path, "a.txt", {"7": (0.5, 9.5, 0.25)})
+    import_wisdm(store, f, did, CLASSES)
+    res = import_wisdm(store, f, other, CLASSES)
+    assert [r.name for r in res.recordings] == ["WISDM 7"] and res.already == [] and not res.warn
+    assert [r.name for r in store.recordings("accel", other)] == ["WISDM 7"]
+
+
+@pytest.mark.parametrize(
+    ("magnitude", "refused", "looks"),
+    [
+        (3.0, True, "these look like g (multiply x, y and z by 9.81) or like acceleration with gravity removed."),
+        (3.4, False, ""),
+        (29.0, False, ""),
+        (30.0, True, "these look like mg or another unit."),
+    ],
+)
+def test_a_wisdm_users_median_magnitude_is_refused_below_a_third_or_above_three_times_gravity(
+    tmp_path, store, magnitude, refused, looks
+):
+    """9.8 / 3 = 3.27 and 3 × 9.8 = 29.4 m/s² are the limits; which words the refusal uses follows the lower one."""
+    did = _dataset(store)
+    res = import_wisdm(store, _file(tmp_path, "m.txt", {"5": (0.0, magnitude, 0.0)}), did, CLASSES)
+    assert [r.name for r in res.recordings] == ([] if refused else ["WISDM 5"])
+    assert res.wrong_units == ({"5": pytest.approx(magnitude)} if refused else {})
+    if refused:
+        assert res.summary()[1].endswith(looks)
 
 
 @pytest.mark.parametrize(
