@@ -19,9 +19,10 @@ import re
 import sys
 import threading
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -780,10 +781,34 @@ def export_keras(model: LoadedModel | tuple, path: str | Path, extra: Mapping[st
     """Write ``path`` (``.keras``, Keras 3 zip) plus its JSON sidecar; returns ``path``."""
     m = _loaded(model)
     p = _out_path(path, (".keras",))
-    with atomic_path(p) as tmp:
+    with _refused_write(p), atomic_path(p) as tmp:
         arch_to_keras(m.arch, m.weights).save(str(tmp))
     write_sidecar(p, m, extra)
     return p
+
+
+@contextmanager
+def _refused_write(p: Path) -> Iterator[None]:
+    """A write of ``p`` the system refused (a full or read-only disk), said in words as a :class:`ModelError`
+    ("cannot write /x/a.h5: No space left on device"), not as "OSError: [Errno 28] … '/x/.a.tmp123.h5'" — nor
+    as h5py's "RuntimeError: Can't destroy cache (slist already enabled?)", raised while it closes a file whose
+    write failed (the ``OSError`` is then its context)."""
+    from app.core.outputs import write_failure  # noqa: PLC0415
+
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, OSError) and cause.errno:
+                raise ModelError(write_failure(p, cause)) from exc
+            hdf5 = re.search(r"\berrno = (\d+)", str(cause))  # "… file write failed: … errno = 28, error message = …"
+            if hdf5 and int(hdf5.group(1)) > 0:
+                raise ModelError(f"cannot write {p}: {os.strerror(int(hdf5.group(1)))}") from exc
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def export_h5(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -794,7 +819,7 @@ def export_h5(model: LoadedModel | tuple, path: str | Path, extra: Mapping[str, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras warns that HDF5 is a legacy format
-        with atomic_path(p) as tmp:
+        with _refused_write(p), atomic_path(p) as tmp:
             arch_to_keras(m.arch, m.weights).save(str(tmp))
     write_sidecar(p, m, extra)
     return p

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.core.models import LoadedModel
     from app.core.store import Store
 
-from app.core.outputs import failure_reason
+from app.core.outputs import failure_reason, write_failure
 from app.core.round_config import (
     EXPORT_FORMATS,
     GENERAL_SIZES,
@@ -98,8 +98,15 @@ def round_report(store: "Store", round_id: int) -> str:
         f"(chronological {int(100 * float(c.get('train_fraction', 0.6)))}/"
         f"{100 - int(100 * float(c.get('train_fraction', 0.6)))} split per activity)",
     ]
+    held = res.get("counts_on_board") or {}  # the board's SRAM held a part of them
+    if held:
+        lines.append(
+            f"* the board's SRAM held {sum(v[0] for v in held.values())} of the training and "
+            f"{sum(v[1] for v in held.values())} of the test windows: the round trained and was evaluated on those"
+        )
     for cls, (ntr, nte) in (res.get("counts") or {}).items():
-        lines.append(f"  * {cls}: {ntr} train / {nte} test")
+        on = f" (on the board: {held[cls][0]} / {held[cls][1]})" if cls in held else ""
+        lines.append(f"  * {cls}: {ntr} train / {nte} test{on}")
     lines += ["", "## Round", ""]
     if res.get("before") and res.get("after"):
         b, a = res["before"], res["after"]
@@ -195,6 +202,16 @@ def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> di
         return None if not m else {k: m.get(k) for k in ("accuracy", "macro_f1", "loss") if k in m}
 
     info = res.get("round_info") or {}
+    board = {k: info.get(k) for k in ("board", "build", "sysclk_hz") if info.get(k) is not None}
+    ran = res.get("board") or {}  # which board ran it, as the panel and the report say (virtual or not)
+    if ran:
+        board.update({k: ran[k] for k in ("name", "firmware") if ran.get(k) is not None})
+        board["odl_firmware"] = bool(ran.get("odl_firmware"))
+        board["times"] = (
+            "measured by the board (ODL firmware)"
+            if ran.get("odl_firmware")
+            else f"the estimator's (cost profile {ran.get('build')!r}): this board does not run the ODL firmware"
+        )
     base = model.meta.get("base_model") or c.get("model_source") or ""
     return {
         **inherited_meta(model.meta),
@@ -222,14 +239,29 @@ def personalized_meta(store: "Store", round_id: int, model: "LoadedModel") -> di
                 "test": c.get("n_test"),
                 "per_class": {k: {"train": v[0], "test": v[1]} for k, v in (res.get("counts") or {}).items()},
                 "split": f"chronological {int(100 * float(c.get('train_fraction', 0.6)))} % train per activity",
+                **_on_board(res.get("counts_on_board")),
             },
             "metrics": {"before": metrics(res.get("before")), "after": metrics(res.get("after"))},
-            "board": {k: info.get(k) for k in ("board", "build", "sysclk_hz") if info.get(k) is not None} or None,
+            "board": board or None,
             "batches": res.get("n_batches"),
             "board_seconds": res.get("seconds"),
             "energy_j": res.get("energy_j"),
             "profile": res.get("profile", c.get("profile")),
         },
+    }
+
+
+def _on_board(held: Mapping[str, Sequence[int]] | None) -> dict:
+    """The windows the board's SRAM held, when it could not hold all of them (``counts_on_board``)."""
+    if not held:
+        return {}
+    return {
+        "on_board": {
+            "train": sum(int(v[0]) for v in held.values()),
+            "test": sum(int(v[1]) for v in held.values()),
+            "per_class": {k: {"train": int(v[0]), "test": int(v[1])} for k, v in held.items()},
+            "why": "the board's SRAM could not hold every window: the rest was left out evenly",
+        }
     }
 
 
@@ -308,7 +340,7 @@ def export_round(
     :class:`ExportIncomplete` names the failures and carries the files written.  A report that cannot be
     written (a full disk, a folder of its name) is such a failure too (``failed['report']``): the models
     written before it stay and are listed."""
-    from app.core.models import ModelError, export_all
+    from app.core.models import ModelError, export_all, export_path
 
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
@@ -326,6 +358,13 @@ def export_round(
             raise RoundError(f"int8 export needs the round's training windows ({wpath} is missing)")
         with np.load(wpath) as z:
             rep = np.array(z["x"])
+    try:  # (a folder that cannot be made fails every format: said once, not once per format and the report)
+        if not cancelled():  # (an export cancelled before it starts makes nothing)
+            out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RoundError(
+            f"{out}: cannot create the export folder ({failure_reason(exc)}); nothing was written"
+        ) from exc
     written: dict[str, Path] = {}
     failed: dict[str, str] = {}
     for i, f in enumerate(formats):
@@ -338,6 +377,8 @@ def export_round(
             if cancelled():
                 break
             failed[f] = str(getattr(exc, "failed", {}).get(f, exc))
+        except OSError as exc:  # a disk that filled up: the formats written before it stay, and are listed
+            failed[f] = write_failure(export_path(out, stem, f), exc)
     written.update(sidecar_entries(written))
     if not cancelled():
         report = report_path(out, stem)

@@ -525,7 +525,10 @@ class RoundRunner:
                 prof = get_profile("odl-firmware")
                 self.state.warn(f"estimator profile {cfg.profile!r} not found; predictions use 'odl-firmware'")
             clock = float(info.sysclk_hz)
-            data = self._fit_ram(model, data, trainable, info, prof)
+            fitted = self._fit_ram(model, data, trainable, info, prof)
+            if fitted is not data:  # what the round trained and was evaluated on (the report and sidecars say it)
+                result["counts_on_board"] = fitted.counts()
+            data = fitted
             procedure = cfg.proc
             if not procedure.is_plain and not client.supports_robust:
                 self.state.warn(

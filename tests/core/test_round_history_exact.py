@@ -1268,3 +1268,134 @@ def test_report_counts_validation_passes_apart_from_batches_and_takes_the_last_b
     )
     rid = add_round(store, FULL_CONFIG, FULL_RESULT, batches=[batch(0, "val", 4, 0.25, loss=0.5, pred_seconds=0.2)])
     assert "\n* 0 batches + 1 validation pass, board time 0.25 s\n" in round_report(store, rid)
+
+
+@pytest.mark.parametrize(
+    ("ran", "want"),
+    [
+        (
+            {
+                "name": "NUCLEO-L496ZG (virtual: Python emulator)",
+                "build": "odl-firmware",
+                "firmware": "1.1.0",
+                "odl_firmware": False,
+            },
+            {
+                "board": "NUCLEO-L496ZG",
+                "build": "odl-firmware",
+                "sysclk_hz": 80_000_000,
+                "name": "NUCLEO-L496ZG (virtual: Python emulator)",
+                "firmware": "1.1.0",
+                "odl_firmware": False,
+                "times": "the estimator's (cost profile 'odl-firmware'): this board does not run the ODL firmware",
+            },
+        ),
+        (
+            {
+                "name": "NUCLEO-L496ZG (virtual: ODL firmware under QEMU)",
+                "build": "qemu-mps2-an386",
+                "firmware": "1.1.0",
+                "odl_firmware": True,
+            },
+            {
+                "board": "NUCLEO-L496ZG",
+                "build": "odl-firmware",
+                "sysclk_hz": 80_000_000,
+                "name": "NUCLEO-L496ZG (virtual: ODL firmware under QEMU)",
+                "firmware": "1.1.0",
+                "odl_firmware": True,
+                "times": "measured by the board (ODL firmware)",
+            },
+        ),
+    ],
+    ids=["python-emulator", "qemu"],
+)
+def test_personalized_meta_says_which_board_ran_the_round_and_whether_it_measured(store, ran, want):
+    """The sidecar of a round on the Python emulated board said only "NUCLEO-L496ZG" beside its board_seconds
+    and energy_j, as if a real board had measured them; the panel and the report say "(virtual: Python
+    emulator)" and "not measured"."""
+    info = {"board": "NUCLEO-L496ZG", "build": "odl-firmware", "sysclk_hz": 80_000_000}
+    rid = add_round(store, {}, {"round_info": info, "board": ran})
+    assert personalized_meta(store, rid, tiny())["personalized"]["board"] == want
+
+
+def test_the_report_and_sidecar_say_which_windows_the_boards_sram_held(store):
+    """Was: "234 training windows, 84 test windows", per class, in the report and every sidecar, when the
+    board's SRAM held 74 and 37 of them (the warning said so, the Data section did not)."""
+    counts = {"walking": [78, 28], "jogging": [78, 28], "stairs": [0, 0]}
+    held = {"walking": [37, 19], "jogging": [37, 18], "stairs": [0, 0]}
+    rid = add_round(
+        store,
+        {"n_train": 156, "n_test": 56, "train_fraction": 0.6},
+        {"counts": counts, "counts_on_board": held},
+    )
+    text = round_report(store, rid)
+    assert (
+        "* 156 training windows, 56 test windows (chronological 60/40 split per activity)\n"
+        "* the board's SRAM held 74 of the training and 37 of the test windows: the round trained and was "
+        "evaluated on those\n"
+        "  * walking: 78 train / 28 test (on the board: 37 / 19)\n"
+        "  * jogging: 78 train / 28 test (on the board: 37 / 18)\n"
+        "  * stairs: 0 train / 0 test (on the board: 0 / 0)\n"
+    ) in text
+    windows = personalized_meta(store, rid, tiny())["personalized"]["windows"]
+    assert windows["on_board"] == {
+        "train": 74,
+        "test": 37,
+        "per_class": {
+            "walking": {"train": 37, "test": 19},
+            "jogging": {"train": 37, "test": 18},
+            "stairs": {"train": 0, "test": 0},
+        },
+        "why": "the board's SRAM could not hold every window: the rest was left out evenly",
+    }
+    assert windows["train"] == 156 and windows["per_class"]["walking"] == {"train": 78, "test": 28}
+
+
+def _h5_full_disk():
+    try:
+        raise RuntimeError(
+            "Unable to synchronously flush file (file write failed: time = Mon Dec  7 13:37:38 2026\n, filename = "
+            "'/x/.a.tmp1-2.h5', file descriptor = 3, errno = 28, error message = 'No space left on device', "
+            "buf = 0x55f77aa748b0, total write size = 6144, bytes this sub-write = 6144, offset = 4096)"
+        )
+    except RuntimeError:
+        raise RuntimeError("Can't destroy cache (slist already enabled?)")  # noqa: B904 - as h5py raises it
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize(
+    ("fail", "why"),
+    [
+        (
+            lambda tmp: (_ for _ in ()).throw(OSError(28, "No space left on device", str(tmp))),
+            "No space left on device",
+        ),
+        (lambda tmp: (_ for _ in ()).throw(OSError(30, "Read-only file system", str(tmp))), "Read-only file system"),
+        (lambda tmp: _h5_full_disk(), "No space left on device"),
+    ],
+    ids=["oserror-full", "oserror-read-only", "h5py-runtime-error"],
+)
+def test_a_keras_or_h5_export_the_disk_refuses_says_so_in_words(tmp_path, monkeypatch, fmt, fail, why):
+    """Was (the Export panel on a full or read-only disk): "writing the model failed: OSError: [Errno 30]
+    Read-only file system: '/x/.a.tmp9382-139746766572416.keras'", and for the .h5 on a full disk h5py's
+    "RuntimeError: Can't destroy cache (slist already enabled?)"."""
+    import types
+
+    monkeypatch.setattr(models, "arch_to_keras", lambda arch, w: types.SimpleNamespace(save=fail))
+    path = tmp_path / f"a.{fmt}"
+    with pytest.raises(models.ModelError) as err:
+        models._export_here(tiny(), fmt, str(path))  # noqa: SLF001 - what the Keras writer child runs
+    assert str(err.value) == f"cannot write {path}: {why}"
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_a_keras_export_error_that_is_not_the_disks_is_left_as_it_is(tmp_path, monkeypatch):
+    def fail(tmp):
+        raise ValueError("a layer Keras cannot save")
+
+    import types
+
+    monkeypatch.setattr(models, "arch_to_keras", lambda arch, w: types.SimpleNamespace(save=fail))
+    with pytest.raises(ValueError, match="^a layer Keras cannot save$"):
+        models._export_here(tiny(), "keras", str(tmp_path / "a.keras"))  # noqa: SLF001

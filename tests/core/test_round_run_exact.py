@@ -684,3 +684,25 @@ def test_a_round_records_that_its_board_does_not_run_the_odl_firmware(bench):
     res = bench.make(procedure=PLAIN.to_dict()).run()
     want = {"name": "NUCLEO-X", "build": "paper", "firmware": "1.2.3", "odl_firmware": False}
     assert res["board"] == want == bench.store.rounds(bench.dataset_id)[0]["result"]["board"]
+
+
+def test_a_round_records_the_windows_the_boards_sram_held(bench, monkeypatch):
+    """The report and the sidecars said "234 training windows, 84 test windows" when the board's SRAM held 74
+    and 37 of them: the round records what it trained and was evaluated on."""
+    import dataclasses
+
+    def fit_ram(self, model, data, trainable, info, prof):
+        return dataclasses.replace(
+            data, train_x=data.train_x[:12], train_y=data.train_y[:12], test_x=data.test_x[:3], test_y=data.test_y[:3]
+        )
+
+    monkeypatch.setattr(R.RoundRunner, "_fit_ram", fit_ram)
+    res = bench.make(procedure=PLAIN.to_dict()).run()
+    assert stored(res["counts"]) == {"sit": [10, 3], "walk": [10, 3], "run": [10, 3]}  # what was labelled
+    assert stored(res["counts_on_board"]) == {"sit": [4, 1], "walk": [4, 1], "run": [4, 1]}
+    assert bench.store.rounds(bench.dataset_id)[0]["result"]["counts_on_board"] == stored(res["counts_on_board"])
+
+
+def test_a_round_whose_windows_all_fit_records_no_counts_on_board(bench):
+    res = bench.make(procedure=PLAIN.to_dict()).run()
+    assert "counts_on_board" not in res

@@ -77,6 +77,8 @@ def check_target(folder: str, name: str) -> tuple[Path, str | None] | str:
             f"File name {name!r}: a name without a folder part is expected (no '/', '\\' or '..'); "
             "the folder is chosen above"
         )
+    if name and not name.strip("."):  # "...": the files would be "....npz", "..._report.md": hidden, unseen
+        return f"File name {name!r}: dots only would make hidden files ({name}.npz); give a name with a letter or digit"
     if any(ord(c) < 32 for c in name):
         return f"File name {name!r}: contains a control character"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
@@ -104,6 +106,7 @@ class ExportPanel(Panel):
         self.written: dict[str, Path] = {}
         self.failed: dict[str, str] = {}  # format -> why it was not written (last export)
         self.report_name = ""  # the report file of the running or last export
+        self._ready_hint = ""  # "N finished rounds: pick one …" while it is what the stage says
         root = QHBoxLayout(self)
         left = QVBoxLayout()
         box = QGroupBox("Personalized weights")
@@ -184,8 +187,10 @@ class ExportPanel(Panel):
         self.btn_export.setEnabled(has and self.task is None)
         if not has:
             self.stage.setText(NO_ROUND)
-        elif self.stage.text() == NO_ROUND:  # rounds finished since: the hint must not stay beside them
-            self.stage.setText(f"{self.round.count()} finished round(s): pick one, a folder and the formats.")
+        elif self.stage.text() in (NO_ROUND, self._ready_hint):  # rounds finished since: the hint follows them
+            n = self.round.count()  # ("1 finished round(s)" stayed when a second one finished)
+            self._ready_hint = f"{n} finished round{'s' if n != 1 else ''}: pick one, a folder and the formats."
+            self.stage.setText(self._ready_hint)
         self._show_report()
 
     def activated(self) -> None:
@@ -306,8 +311,9 @@ class ExportPanel(Panel):
             n = len(written)
             text = (
                 f"Wrote {n} file{'s' if n != 1 else ''} to {self.export_folder}: {name_list(written.values(), 8)}; "
-                f"the report {self.report_name} was not written: {others.pop('report')}"
-            )
+                if n
+                else f"Nothing was written to {self.export_folder}: "
+            ) + f"the report {self.report_name} was not written: {others.pop('report')}"
         if others:
             text += "; not written: " + "; ".join(f"{k} ({msg})" for k, msg in others.items())
         self.stage.setText(text)

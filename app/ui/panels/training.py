@@ -199,6 +199,9 @@ class TrainingPanel(Panel):
         for p in (self.time_plot, self.power_plot, self.energy_plot):
             p.setXLink(self.loss_plot)
         self.energy_plot.setLabel("bottom", "batch", color=PLOT_TEXT)
+        # batch numbers are counts: with no batches yet (x from -0.6 to 0.6) pyqtgraph's SI prefix made the
+        # axis "batch (x0.001)" from -400 to 400
+        self.energy_plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.loss_curve = self.loss_plot.plot(
             [], [], pen=pg.mkPen("#7c3aed", width=2), symbol="o", symbolSize=5, symbolBrush="#7c3aed"
         )
@@ -540,8 +543,16 @@ class TrainingPanel(Panel):
     def _failed(self, message: str) -> None:
         self._end()
         if message == "cancelled":
-            self.stage.setText("Cancelled (the partial round is in the history)")
-            rid = self.state.snapshot()["round_id"]
+            snap = self.state.snapshot()
+            rid = snap["round_id"]
+            if snap["status"] == "done":  # the Cancel came after the board's last batch: the round is whole
+                self.stage.setText(
+                    f"Round {rid}: done — Cancel came after the board had finished training: "
+                    "the round and its personalized weights were kept"
+                )
+                self.ctx.status(f"Round {rid} done (Cancel came too late to stop it)")
+            else:
+                self.stage.setText("Cancelled (the partial round is in the history)")
             if rid is not None:
                 self.ctx.publish("round_finished", round_id=rid)
         else:
