@@ -569,6 +569,12 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
             warnings.simplefilter("ignore")
             kmodel = keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras/h5py raise many types; all mean "cannot load"
+        cut = re.search(r"truncated file: eof = (\d+).*?stored_eof = (\d+)", str(exc))
+        if cut:  # (HDF5's words: "Unable to synchronously open file (truncated file: eof = …, stored_eof = …)")
+            have, want = int(cut.group(1)), int(cut.group(2))
+            raise ModelError(
+                f"{path}: the file is cut short: {have:,} of its {want:,} bytes (copy or export it again)"
+            ) from exc
         raise ModelError(f"{path}: cannot be loaded by Keras {keras.__version__}: {_short(exc)}") from exc
     meta: dict = {"format": path.suffix.lower().lstrip("."), "keras_version": keras.__version__}
     st = {**_st_defaults(path), **_read_st_config(path)}

@@ -66,7 +66,7 @@ def test_run_tl_round_and_see_per_batch_bars(qtbot, ctx):
     e, pe = sum(r.energy_j for r in round_rows(ctx.store, rounds[-1]["id"])), res["pred_energy_j"]
     assert (
         f"{n} batches + 5 validation passes, {res['seconds']:.2f} s on NUCLEO-L496ZG (virtual: Python emulator), "
-        f"{e * 1e3:.2f} mJ measured (estimator {pe * 1e3:.2f} mJ) — <b>not measured</b>: this board takes its batch "
+        f"{e * 1e3:.2f} mJ (estimator {pe * 1e3:.2f} mJ) — <b>not measured</b>: this board takes its batch "
         "times and current from the estimator<br>"
     ) in panel.summary.text()
     assert panel.history.count() == 1 and "done" in panel.history.item(0).text()

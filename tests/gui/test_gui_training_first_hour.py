@@ -79,3 +79,33 @@ def test_the_batch_axis_of_an_empty_chart_has_no_si_prefix(qtbot, ctx):
     axis = panel.energy_plot.getAxis("bottom")
     assert axis.autoSIPrefixScale == 1.0
     assert axis.labelString() == "<span style='color: #111827'>batch </span>"  # (no "(x0.001)")
+
+
+@pytest.mark.parametrize(
+    ("board", "said"),
+    [
+        (
+            {"name": "NUCLEO-L496ZG (virtual: ODL firmware under QEMU)", "odl_firmware": True},
+            "2 batches, 1.50 s on NUCLEO-L496ZG (virtual: ODL firmware under QEMU), 4.00 mJ measured "
+            "(estimator 3.00 mJ)<br>",
+        ),
+        (
+            {"name": "NUCLEO-L496ZG (virtual: Python emulator)", "odl_firmware": False},
+            "2 batches, 1.50 s on NUCLEO-L496ZG (virtual: Python emulator), 4.00 mJ (estimator 3.00 mJ) — "
+            "<b>not measured</b>: this board takes its batch times and current from the estimator<br>",
+        ),
+        (None, "2 batches, 1.50 s on the board, 4.00 mJ measured (estimator 3.00 mJ)<br>"),  # (a round stored before)
+    ],
+)
+def test_the_summary_names_the_board_and_calls_only_the_firmwares_figures_measured(qtbot, ctx, board, said):
+    from app.core.energy import BatchRow
+
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    rows = [
+        BatchRow(i, "main", 0, i, 32, 0.5, 0, 0, 0, s, pred_energy_j=1.5e-3, energy_j=2e-3, source="d7")
+        for i, s in enumerate((0.5, 1.0))
+    ]
+    result = {} if board is None else {"board": board}
+    panel._show(rows, None, None, [], ("a", "b"), {}, result, total=2)  # noqa: SLF001
+    assert said in panel.summary.text()

@@ -692,9 +692,13 @@ class TrainingPanel(Panel):
             txt = f"{len(tr)} batches" + (f" + {nv} validation passes" if nv else "")
             board = ((result or {}).get("board") if isinstance(result, dict) else None) or {}
             txt += f", {sum(r.seconds for r in rows):.2f} s on {board.get('name') or 'the board'}"
+            measured = not board or bool(board.get("odl_firmware"))
             if e:
-                txt += f", {sum(e) * 1e3:.2f} mJ measured (estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
-            if board and not board.get("odl_firmware"):
+                txt += (
+                    f", {sum(e) * 1e3:.2f} mJ{' measured' if measured else ''} "
+                    f"(estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
+                )
+            if not measured:
                 txt += " — <b>not measured</b>: this board takes its batch times and current from the estimator"
             parts.append(txt)
             legend = ", ".join(
