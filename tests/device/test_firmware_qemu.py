@@ -7,6 +7,7 @@ function of the code that ran; and a HardFault is reported over the link after t
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import struct
@@ -370,3 +371,61 @@ def test_a_hardfault_is_reported_after_the_reset_with_where_it_hit():
             again = c.next_event(P.Boot, 10.0)
             assert again is not None and again.reset_cause == 1
             assert c.next_event(P.Log, 1.0) is None
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (an exited orphan may stay a zombie: not running)."""
+    from pathlib import Path
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_qemu_ends_when_the_bench_that_started_it_is_killed(tmp_path):
+    """Was: a bench killed without stopping its board (kill -9, a crash of the app or of a script) left QEMU
+    running for ever, at full speed: the firmware's nap read the doorbell pipe, whose writer had gone, so it
+    never blocked again (four such orphans held 1.2 cores here).  Now the firmware ends the simulation when the
+    doorbell reads end of file."""
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    firmwarekit.qemu_files()
+    script = tmp_path / "bench.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+            from device.bench import VirtualBench
+            bench = VirtualBench(board_kind="qemu", time_scale=1.0, seed=0)
+            bench.start()
+            print(bench.board._proc.pid, flush=True)
+            sys.stdin.readline()
+            os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+    )
+    p = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(p.stdout.readline())
+        time.sleep(0.5)
+        assert _running(pid)  # the bench runs its board
+        p.stdin.write("\n")
+        p.stdin.flush()
+        p.wait(30)
+        deadline = time.monotonic() + 15.0
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphan = _running(pid)
+        if orphan:
+            os.kill(pid, 9)
+        assert not orphan, "QEMU kept running after the bench that started it was killed"
+    finally:
+        if p.poll() is None:
+            p.kill()
