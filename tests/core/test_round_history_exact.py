@@ -1399,3 +1399,37 @@ def test_a_keras_export_error_that_is_not_the_disks_is_left_as_it_is(tmp_path, m
     monkeypatch.setattr(models, "arch_to_keras", lambda arch, w: types.SimpleNamespace(save=fail))
     with pytest.raises(ValueError, match="^a layer Keras cannot save$"):
         models._export_here(tiny(), "keras", str(tmp_path / "a.keras"))  # noqa: SLF001
+
+
+# --- the export folder and a disk that refuses a format (2026-12-07) ----------------------------------------------
+def test_export_makes_the_folder_with_its_parents(store, done_round, tmp_path, monkeypatch):
+    """The folder is made (parents too) before the first format, by export_round itself."""
+    made = []
+    fake = FakeExport(on_call=lambda f: made.append((f, (tmp_path / "a" / "b").is_dir())))
+    monkeypatch.setattr(models, "export_all", fake)
+    export_round(store, done_round, tmp_path / "a" / "b", ("c_header",), stem="r")
+    assert made == [("c_header", True)]
+
+
+def test_an_export_folder_that_cannot_be_made_is_said_once(store, done_round, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "export_all", FakeExport())
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "sub"
+    with pytest.raises(RoundError) as exc:
+        export_round(store, done_round, out, ("c_header", "npz"), stem="r")
+    assert str(exc.value) == f"{out}: cannot create the export folder (Not a directory); nothing was written"
+    assert isinstance(exc.value.__cause__, OSError)
+
+
+def test_a_format_the_disk_refuses_is_named_with_its_file_and_the_others_are_kept(
+    store, done_round, tmp_path, monkeypatch
+):
+    """An OSError from a format (a disk that filled up) fails that format only, naming the file it would have
+    written ("cannot write …/r.npz: No space left on device"); the formats written before it are listed."""
+    out = tmp_path / "out"
+    full = OSError(28, "No space left on device", str(out / ".r.tmp1.npz"))
+    monkeypatch.setattr(models, "export_all", FakeExport(fail={"npz": full}))
+    with pytest.raises(ExportIncomplete) as exc:
+        export_round(store, done_round, out, ("c_header", "npz"), stem="r")
+    assert exc.value.failed == {"npz": f"cannot write {out / 'r.npz'}: No space left on device"}
+    assert exc.value.written == {"c_header": out / "r.c_header", "report": out / "r_report.md"}
