@@ -530,12 +530,7 @@ class LabellingPanel(Panel):
     def _rec_selected(self, item, _prev) -> None:
         if item is None:
             return
-        if self.recorder is not None:  # the plot shows the live stream, not the recording clicked
-            self.ctx.status(
-                f"{self.recorder.rec.name!r} is being recorded: stop it first (R or ■ Stop), then open another "
-                "recording",
-                15000,
-            )
+        if self._recording_busy("open another recording"):  # the plot shows the live stream, not the one clicked
             self._select_no_recording()
             return
         rid = item.data(Qt.UserRole)
