@@ -129,8 +129,23 @@ class LabelModel:
         return self._redo[-1].text if self._redo else ""
 
     def add_listener(self, fn: Callable[[], None]) -> None:
-        """``fn()`` is called after every change (edit, undo, redo)."""
+        """``fn()`` is called after every change (edit, undo, redo, a :meth:`reload` that changed the labels)."""
         self._listeners.append(fn)
+
+    def reload(self) -> bool:
+        """Read this recording's labels from the store again (a kept model, before it is shown or undoes).  When
+        the store holds other labels than this model (changed by another path: another connection, the
+        recording deleted and its id given to a new one), the model takes the store's labels and drops its
+        undo and redo history — its steps refer to labels that are no longer there — and tells its listeners;
+        returns True then.  When they are the same, nothing changes (the history is kept) and it returns False."""
+        now = {r.id: Label(r.id, r.start_s, r.end_s, r.label) for r in self.store.labels(self.recording_id)}
+        if now == self._labels:
+            return False
+        self._labels = now
+        self._undo.clear()
+        self._redo.clear()
+        self._notify()
+        return True
 
     # --- edits -----------------------------------------------------------------------------------
     def add(self, start: float, end: float, label: str) -> Label:
@@ -170,20 +185,23 @@ class LabelModel:
         self._do(Command(f"Delete {old.label} {old.start:.2f}-{old.end:.2f} s", [(old, None)]))
 
     def undo(self) -> bool:
+        """Undo the last edit (False: nothing to undo).  An undo that cannot be saved raises :class:`LabelError`
+        and leaves the labels and both stacks as they were (the edit can be undone once the store takes it)."""
         if not self._undo:
             return False
-        cmd = self._undo.pop()
+        cmd = self._undo[-1]
         self._apply([(after, before) for before, after in reversed(cmd.ops)])
-        self._redo.append(cmd)
+        self._redo.append(self._undo.pop())
         self._notify()
         return True
 
     def redo(self) -> bool:
+        """Redo the last undone edit (False: nothing to redo); a failure changes nothing, as for :meth:`undo`."""
         if not self._redo:
             return False
-        cmd = self._redo.pop()
+        cmd = self._redo[-1]
         self._apply(cmd.ops)
-        self._undo.append(cmd)
+        self._undo.append(self._redo.pop())
         self._notify()
         return True
 

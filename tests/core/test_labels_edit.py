@@ -209,6 +209,82 @@ def test_an_edit_after_the_store_closed_says_why(tmp_path, store, model):
     assert _mem(model) == [(10, 20, "Walking")]
 
 
+def test_a_failed_undo_or_redo_keeps_its_step(store, model, monkeypatch):
+    """Was: the step was taken off the undo (redo) stack before it was written, so an undo the store refused (a
+    full disk) lost it: the label stayed and could no longer be undone."""
+    from app.core.store import StoreError
+
+    model.add(10, 20, "Walking")
+    real_delete, real_add = store.delete_label, store.add_label
+
+    def full(*_a, **_k):
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(store, "delete_label", full)
+    with pytest.raises(LabelError) as e:
+        model.undo()
+    assert str(e.value) == "the label change was not saved: database or disk is full"
+    assert (model.undo_text, model.redo_text) == ("Label Walking 10.00-20.00 s", "")
+    assert _mem(model) == [(10, 20, "Walking")] == _persisted(model)
+    monkeypatch.setattr(store, "delete_label", real_delete)
+    assert model.undo() is True
+    assert (model.undo_text, model.redo_text) == ("", "Label Walking 10.00-20.00 s")
+    monkeypatch.setattr(store, "add_label", full)
+    with pytest.raises(LabelError) as e:
+        model.redo()
+    assert str(e.value) == "the label change was not saved: database or disk is full"
+    assert (model.undo_text, model.redo_text) == ("", "Label Walking 10.00-20.00 s")
+    assert _mem(model) == [] == _persisted(model)
+    monkeypatch.setattr(store, "add_label", real_add)
+    assert model.redo() is True
+    assert (model.undo_text, model.redo_text) == ("Label Walking 10.00-20.00 s", "")
+    assert _mem(model) == [(10, 20, "Walking")] == _persisted(model)
+
+
+# --- a kept model re-read from the store -----------------------------------------------------------------
+def test_reload_keeps_the_history_when_the_store_holds_the_same_labels(model):
+    a = model.add(10, 20, "Walking")
+    model.add(30, 40, "Jogging")
+    model.undo()
+    calls = []
+    model.add_listener(lambda: calls.append(1))
+    assert model.reload() is False
+    assert calls == []
+    assert (model.undo_text, model.redo_text) == ("Label Walking 10.00-20.00 s", "Label Jogging 30.00-40.00 s")
+    assert [(l.id, l.start, l.end, l.label) for l in model.labels] == [(a.id, 10, 20, "Walking")]
+
+
+def test_reload_takes_labels_changed_by_another_path_and_drops_the_history(store, model):
+    """Another connection moved a label, added one and deleted one: the model takes the store's labels, both
+    stacks are emptied (their steps refer to labels no longer there) and the listeners are told once."""
+    a = model.add(10, 20, "Walking")
+    b = model.add(30, 40, "Jogging")
+    model.add(50, 60, "Sitting")
+    model.undo()
+    store.update_label(a.id, 11, 21, "Walking")
+    store.delete_label(b.id)
+    c = store.add_label(model.recording_id, 70, 80, "Sitting")
+    calls = []
+    model.add_listener(lambda: calls.append(1))
+    assert model.reload() is True
+    assert calls == [1]
+    assert [(l.id, l.start, l.end, l.label) for l in model.labels] == [
+        (a.id, 11, 21, "Walking"),
+        (c, 70, 80, "Sitting"),
+    ]
+    assert (model.can_undo, model.can_redo, model.undo_text, model.redo_text) == (False, False, "", "")
+    assert model.undo() is False and model.redo() is False
+    assert _persisted(model) == [(11, 21, "Walking"), (70, 80, "Sitting")]
+    assert model.reload() is False and calls == [1]
+
+
+def test_reload_sees_a_label_changed_in_class_only(store, model):
+    a = model.add(10, 20, "Walking")
+    store.update_label(a.id, 10, 20, "Sitting")
+    assert model.reload() is True
+    assert _mem(model) == [(10, 20, "Sitting")] and not model.can_undo
+
+
 # --- loading and queries -------------------------------------------------------------------------------
 def test_labels_loaded_from_the_store_keep_their_ids_and_can_be_edited(model):
     a = model.add(1, 2, "Jogging")

@@ -5,7 +5,8 @@ fixed** (N seconds) while the board streams; the segment is saved beside the dat
 the class.  On any recording: drag with the left mouse button to select a region (inside a label too),
 press a number key (1 = first class…) to label it, drag a label's edges to adjust it or Shift+drag its body
 to move it (a move keeps its length), Delete removes the selected label, Ctrl+Z / Ctrl+Shift+Z undo and
-redo.  Every change is committed to SQLite at once.  The keys work whenever the panel is shown (panel
+redo (each recording keeps its own history for the session, the automatic label of a new segment its first
+step).  Every change is committed to SQLite at once.  The keys work whenever the panel is shown (panel
 shortcuts), except while you type in a text field you clicked into.
 
 The right column previews the windows the model will see — at the model's rate (the general model's 20 Hz,
@@ -16,6 +17,7 @@ export WISDM CSV or an ``.npz`` of windows.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -169,9 +171,24 @@ SHORTCUT_KEYS = [
 ]
 
 
+#: Recordings whose undo history the panel keeps while others are shown (the most recently shown with something
+#: to undo or redo; a recording with an empty history is not kept).  Each kept history is its recording's labels
+#: and at most ``LabelModel``'s 500 steps (a few hundred kB at worst), so 32 bound the memory to a few MB, and
+#: 32 recordings edited in one sitting is more than a labelling session touches (a user's own dataset has tens
+#: of segments; a WISDM import's 36 or 51 users are browsed, which keeps nothing).
+KEPT_HISTORIES = 32
+
 NO_NAME = "No name given: type a name for the dataset"
 #: Classes a dataset can have: the number keys 1–9 label with them.
 MAX_CLASSES = 9
+
+
+def _changed_outside(name: str) -> str:
+    """What a kept undo history dropped because the recording's labels changed by another path says."""
+    return (
+        f"the labels of {name!r} were changed outside the Labelling panel: they are shown as they are now, and "
+        "the edits made on them before can no longer be undone"
+    )
 
 
 def _classes_problem(classes: tuple[str, ...]) -> str:
@@ -195,6 +212,10 @@ class LabellingPanel(Panel):
         super().__init__(ctx, parent)
         self.model: LabelModel | None = None
         self.recording: Recording | None = None
+        # recording id -> (its ``started``, its LabelModel): each recording's undo history for the session, kept
+        # while other recordings are shown (see :meth:`_model_for`); dropped when the recording is deleted and
+        # when the user or dataset changes
+        self._models: OrderedDict[int, tuple[float, LabelModel]] = OrderedDict()
         self.rec_stream: SampleStream | None = None
         self.recorder: StreamRecorder | None = None
         self._rec_dataset = ""  # the dataset the running recording goes to
@@ -216,12 +237,17 @@ class LabellingPanel(Panel):
         self.round_input_size: int | None = None  # an imported model's fixed T (None: the input size box)
         self._build()
         self.reload_profile()
-        ctx.subscribe("user_changed", lambda **_: self.reload_profile())
+        ctx.subscribe("user_changed", lambda **_: self._user_changed())
         ctx.subscribe(
             "recording_added",
             lambda recording: self.reload_recordings(select=recording.id) if recording.kind == "accel" else None,
         )
         ctx.subscribe("round_model", self._round_model_changed)
+
+    def _user_changed(self) -> None:
+        """Another user or dataset: the undo histories of the recordings left behind are dropped."""
+        self._models.clear()
+        self.reload_profile()
 
     def _round_model_changed(self, name, classes, rate_hz, input_size) -> None:
         """The Training panel chose another model: preview and count at its rate, classes and input size."""
@@ -585,13 +611,36 @@ class LabellingPanel(Panel):
                 "shown)",
                 15000,
             )
-        self.model = LabelModel(self.ctx.store, rec.id, self.classes, duration=len(xyz) / rec.rate_hz)
-        self.model.add_listener(self._labels_changed)
+        self.model = self._model_for(rec, len(xyz) / rec.rate_hz)
         span = max(1.0, s.duration)
         self.plot.set_follow(False)
         self.plot.setXRange(0, span, padding=0.01)
         self.plot.auto_y = True
         self._labels_changed()
+
+    def _model_for(self, rec: Recording, duration: float) -> LabelModel:
+        """The label model of ``rec`` with its undo history: the one kept since it was last shown (or labelled
+        at a record's stop), else a new one.  A kept model is re-read from the store first: if the labels were
+        changed by another path, it takes them and drops its history (no undo is applied to labels that are no
+        longer there).  A kept model of another recording that had the same id (deleted, the id given again)
+        or of other classes is not used.  Besides the one shown, the panel keeps the models of the
+        :data:`KEPT_HISTORIES` most recently shown recordings with something to undo or redo."""
+        kept = self._models.pop(rec.id, None)
+        if kept is not None and kept[0] == rec.started and kept[1].classes == tuple(self.classes):
+            model = kept[1]
+            model.duration = duration
+            if model.reload():  # (a kept model has a history: it is gone now, say so)
+                msg = _changed_outside(rec.name)
+                self.ctx.status(msg[0].upper() + msg[1:], 15000)
+        else:
+            model = LabelModel(self.ctx.store, rec.id, self.classes, duration=duration)
+            model.add_listener(lambda m=model: self._labels_changed() if m is self.model else None)
+        self._models[rec.id] = (rec.started, model)
+        for rid in [r for r, (_, m) in self._models.items() if r != rec.id and not (m.can_undo or m.can_redo)]:
+            del self._models[rid]  # nothing to undo there: nothing to keep
+        for rid in list(self._models)[: max(0, len(self._models) - 1 - KEPT_HISTORIES)]:
+            del self._models[rid]  # the least recently shown (the one shown is the last)
+        return model
 
     def _select_no_recording(self) -> None:
         self.rec_list.blockSignals(True)
@@ -634,6 +683,7 @@ class LabellingPanel(Panel):
         except StoreError as exc:  # a read-only or full database: nothing was deleted
             self.ctx.status(f"Cannot delete {name!r}: {exc}", 15000)
             return
+        self._models.pop(self.recording.id, None)  # its undo history goes with it (its id may be given again)
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:  # the entry and its labels are gone; the file stays where it is
@@ -724,8 +774,8 @@ class LabellingPanel(Panel):
             return row
         stopped = f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else ""
         if self.auto_label.isChecked():
-            try:
-                LabelModel(self.ctx.store, row.id, self.classes, row.duration).add(0.0, row.duration, self._rec_class)
+            try:  # the first step of the new recording's undo history: Ctrl+Z right after the stop removes it
+                self._model_for(row, row.duration).add(0.0, row.duration, self._rec_class)
             except LabelError as exc:  # the database is full too: the recording is kept, the label is not
                 stopped += f"{exc}. "
         self.ctx.publish("recording_added", recording=row)
@@ -808,16 +858,33 @@ class LabellingPanel(Panel):
             self.selected_label = None
 
     def undo(self) -> None:
-        if self._recording_busy("undo"):
-            return
-        if self.model is not None and self.model.undo():
-            self.ctx.status("Undone")
+        self._undo_redo("undo")
 
     def redo(self) -> None:
-        if self._recording_busy("redo"):
+        self._undo_redo("redo")
+
+    def _undo_redo(self, what: str) -> None:
+        """Ctrl+Z / Ctrl+Shift+Z on the shown recording's history.  Its labels are re-read first: when they were
+        changed outside the panel, nothing is undone (the step refers to labels no longer there), the labels
+        are shown as they are and the history is dropped, said in the status bar; an undo the store cannot
+        take (a full disk) is said and stays on the stack."""
+        if self._recording_busy(what):
             return
-        if self.model is not None and self.model.redo():
-            self.ctx.status("Redone")
+        model = self.model
+        if model is None or not (model.can_undo if what == "undo" else model.can_redo):
+            return
+        nothing = "Nothing was undone" if what == "undo" else "Nothing was redone"
+        if model.reload():
+            name = self.recording.name if self.recording is not None else ""
+            self.ctx.status(f"{nothing}: {_changed_outside(name)}", 15000)
+            return
+        try:
+            done = model.undo() if what == "undo" else model.redo()
+        except LabelError as exc:  # e.g. a full disk: the step stays on the stack
+            self.ctx.status(f"{nothing}: {exc}", 15000)
+            return
+        if done:
+            self.ctx.status("Undone" if what == "undo" else "Redone")
 
     def handle_key(self, key: int, mods) -> bool:
         ctrl = bool(mods & Qt.ControlModifier)
@@ -1155,7 +1222,9 @@ class LabellingPanel(Panel):
             self._update_balance()
             self.btn_undo.setEnabled(bool(self.model and self.model.can_undo))
             self.btn_redo.setEnabled(bool(self.model and self.model.can_redo))
-            self.btn_undo.setToolTip(self.model.undo_text if self.model else "")
+            undo, redo = (self.model.undo_text, self.model.redo_text) if self.model else ("", "")
+            self.btn_undo.setToolTip(f"Undo: {undo} (Ctrl+Z)" if undo else "Undo (Ctrl+Z): nothing to undo")
+            self.btn_redo.setToolTip(f"Redo: {redo} (Ctrl+Shift+Z)" if redo else "Redo (Ctrl+Shift+Z): nothing to redo")
             if self.recorder is None:
                 n = len(self.model.labels) if self.model else 0
                 self.hint.setText(
@@ -1170,7 +1239,7 @@ class LabellingPanel(Panel):
             ("1 … 9", "Label the selection / relabel the selected label"),
             ("Click", "Select the label under the cursor"),
             ("Delete / Backspace", "Delete the selected label"),
-            ("Ctrl+Z", "Undo"),
+            ("Ctrl+Z", "Undo the shown recording's last edit (each recording keeps its own history)"),
             ("Ctrl+Shift+Z / Ctrl+Y", "Redo"),
             ("Esc", "Clear the selection"),
             ("R", "Start/stop recording a segment"),
