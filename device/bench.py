@@ -36,11 +36,12 @@ from device.monitor import LPM01A_KIND
 from device.power_profiles import L496Profile
 from device.simclock import SimClock
 
-__all__ = ["VirtualBench", "load_board_emulator", "BOARD_KINDS"]
+__all__ = ["VirtualBench", "load_board_emulator", "BOARD_KINDS", "BOARD_NAMES"]
 
 log = logging.getLogger(__name__)
 BOARD_MODULE = "device.nucleo.emulator"
 BOARD_KINDS = ("auto", "qemu", "python")
+BOARD_NAMES = {"qemu": "the ODL firmware under QEMU", "python": "Python emulated board"}  # what a started bench runs
 
 
 def load_board_emulator() -> type | None:

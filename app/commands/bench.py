@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
 
 
 def run(args: argparse.Namespace) -> int:
-    from device.bench import VirtualBench
+    from device.bench import BOARD_NAMES, VirtualBench
 
     stop = threading.Event()
 
@@ -80,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
                     f"PowerShield (LPM01A): {urls['powershield']}"
                     + (f"  pty {urls['powershield_pty']}" if urls["powershield_pty"] else "")
                 )
-                kind = {"qemu": "the ODL firmware under QEMU", "python": "Python emulated board"}.get(
-                    urls.get("board_kind") or "", ""
-                )
+                kind = BOARD_NAMES.get(urls.get("board_kind") or "", "")
                 print(
                     f"Board (NUCLEO):       {urls['board'] or 'not emulated (L496 current profile)'}"
                     + (f"  pty {urls['board_pty']}" if urls["board_pty"] else "")

@@ -17,8 +17,9 @@ kept (none, TL or Full, ``--choose``).  A v1 board runs the plain round, with a 
 per batch comes from the board, power and energy per batch from the LPM01A samples between the batch's
 D7 edges.
 
-Without ``--board`` an in-process virtual bench runs (emulated NUCLEO + LPM01A, ``--time-scale``
-simulated seconds per wall second).  ``--model`` defaults to the shipped general model
+Without ``--board`` an in-process virtual bench runs (a NUCLEO + an emulated LPM01A, ``--time-scale``
+simulated seconds per wall second); its NUCLEO is the ODL firmware under QEMU when qemu-system-arm and a
+built firmware are there, as in the app's bench, else the Python emulated board (``--bench-board``).  ``--model`` defaults to the shipped general model
 ``assets/models/paper_cnn_wisdm5_T<T>.keras`` (``odlstudio make-assets``).
 
 Output: progress on stderr; a summary, or with ``--json`` exactly one JSON object
@@ -87,6 +88,14 @@ def register(subparsers) -> None:
         "--board", default=None, metavar="URL", help="NUCLEO port or pyserial URL (default: in-process virtual bench)"
     )
     p.add_argument(
+        "--bench-board",
+        choices=("auto", "qemu", "python"),
+        default="auto",
+        help="without --board, the in-process virtual bench's NUCLEO: 'qemu' runs the ODL firmware under "
+        "qemu-system-arm (its batch times are measured), 'python' the Python emulated board (its times come from "
+        "the estimator); 'auto' (default) takes QEMU when qemu-system-arm and a built firmware are available",
+    )
+    p.add_argument(
         "--power",
         default=None,
         metavar="URL",
@@ -153,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         seed=args.seed,
         board_url=args.board,
+        bench_board=args.bench_board,
         power_url=args.power,
         power=not args.no_power,
         power_freq=args.power_freq,

@@ -62,8 +62,10 @@ from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choice_reason
+from app.core.round_data import one_class_note
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
+from device.bench import BOARD_KINDS, BOARD_NAMES, VirtualBench
 from device.monitor import LPM01A_KIND
 from device.nucleo.fwimage import runs_odl_firmware
 
@@ -97,6 +99,9 @@ class PersonalizeConfig:
     train_fraction: float = 0.6
     seed: int = 0
     board_url: str | None = None  # None: in-process virtual bench
+    # the in-process bench's NUCLEO (BOARD_KINDS): "auto" runs the ODL firmware under QEMU when
+    # qemu-system-arm and a built firmware are there (as the app's bench does), else the Python emulated board
+    bench_board: str = "auto"
     power_url: str | None = None  # None: the bench's LPM01A when the bench is ours, else no power capture
     power: bool = True
     power_freq: int = 100  # LPM01A samples per (simulated) second
@@ -129,6 +134,13 @@ class PersonalizeConfig:
             raise PersonalizeError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
         if not self.time_scale > 0:
             raise PersonalizeError(f"--time-scale must be > 0, got {self.time_scale}")
+        if self.bench_board not in BOARD_KINDS:
+            raise PersonalizeError(f"--bench-board must be one of {', '.join(BOARD_KINDS)}, got {self.bench_board!r}")
+        if self.board_url is not None and self.bench_board != "auto":
+            raise PersonalizeError(
+                f"--bench-board {self.bench_board} chooses the in-process virtual bench's board; "
+                f"it does not apply with --board {self.board_url}"
+            )
         if not 1 <= int(self.power_freq) <= 100_000:
             raise PersonalizeError(f"--power-freq must be 1..100000 Hz, got {self.power_freq}")
 
@@ -498,9 +510,10 @@ class BoardSession:
         self.time_scale = 1.0
         try:
             if board_url is None:
-                from device.bench import VirtualBench  # noqa: PLC0415
-
-                self.bench = VirtualBench(time_scale=cfg.time_scale, seed=cfg.seed)
+                try:
+                    self.bench = VirtualBench(time_scale=cfg.time_scale, seed=cfg.seed, board_kind=cfg.bench_board)
+                except RuntimeError as exc:  # --bench-board qemu without qemu-system-arm or a built firmware
+                    raise PersonalizeError(f"--bench-board {cfg.bench_board}: {exc}") from None
                 urls = self.bench.start()
                 if urls["board"] is None:
                     raise PersonalizeError(
@@ -510,9 +523,13 @@ class BoardSession:
                 if power_url is None:
                     power_url, power_kind = urls["power_monitor"], urls["power_monitor_kind"]
                 self.time_scale = float(cfg.time_scale)
+                kind = BOARD_NAMES.get(urls.get("board_kind") or "", "board")
                 log(
-                    f"virtual bench: board {board_url}, {power_kind} {urls['power_monitor']}, time scale {cfg.time_scale:g}"
+                    f"virtual bench: {kind} {board_url}, {power_kind} {urls['power_monitor']}, "
+                    f"time scale {cfg.time_scale:g}"
                 )
+                if self.bench.board_note:
+                    log(f"note: {self.bench.board_note}")
             try:
                 self.client = NucleoClient.open(board_url, timeout=cfg.timeout)
             except OSError as exc:

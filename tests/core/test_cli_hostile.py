@@ -299,7 +299,7 @@ def test_personalize_results_kept_when_the_disk_fills_during_training(files):
         env = dict(os.environ, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
         argv = [sys.executable, "-m", "app.cli", "personalize", "--data", str(files / "data_1600_accel_phone.txt")]
         argv += ["--modes", "none,tl", "--epochs", "1", "--warmup-epochs", "0", "--time-scale", "1000"]
-        argv += ["--power-freq", "10", "--json", "--out", str(disk / "out")]
+        argv += ["--power-freq", "10", "--bench-board", "python", "--json", "--out", str(disk / "out")]
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120

@@ -4,6 +4,7 @@ time scale), on a small real WISDM-2019 slice, with the shipped general model.""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.datakit import real_lines, write
 from tests.exportkit import strings_in
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = dict(time_scale=2000.0, power_freq=10, epochs=1, warmup_epochs=1)
+FAST = dict(time_scale=2000.0, power_freq=10, epochs=1, warmup_epochs=1, bench_board="python")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,8 @@ def test_cli_personalize_json_has_every_field_and_exports(user_file, tmp_path, c
     rc = main(
         [
             "personalize",
+            "--bench-board",
+            "python",
             "--data",
             str(user_file),
             "--input-size",
@@ -127,7 +130,8 @@ def test_cli_personalize_out_survives_a_crashing_tflite_converter(user_file, tmp
 
     monkeypatch.setenv(FAULT_ENV, "abort")
     out = tmp_path / "out"
-    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1"]
+    args = ["personalize", "--bench-board", "python", "--data", str(user_file), "--input-size", "20", "--epochs", "1"]
+    args += ["--warmup-epochs", "1"]
     rc = main([*args, "--time-scale", "2000", "--power-freq", "10", "--json", "--quiet", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 1, captured.err
@@ -211,7 +215,8 @@ def test_a_power_shield_named_but_not_answering_stops_before_the_round(user_file
     from app.cli import main
 
     t0 = time.monotonic()
-    argv = ["personalize", "--data", str(user_file), "--model", str(npz_model), "--modes", "tl"]
+    argv = ["personalize", "--bench-board", "python", "--data", str(user_file), "--model", str(npz_model)]
+    argv += ["--modes", "tl"]
     code = main([*argv, "--power", "socket://127.0.0.1:9", "--timeout", "0.5", "--time-scale", "2000", "--quiet"])
     out, err = capsys.readouterr()
     assert code == 1 and "macro-F1" not in out, (out, err)
@@ -444,7 +449,8 @@ def test_cli_personalize_overwrite_leaves_one_run_in_the_folder(user_file, tmp_p
     from app.cli import main
 
     out = tmp_path / "out"
-    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--epochs", "1", "--warmup-epochs", "1"]
+    args = ["personalize", "--bench-board", "python", "--data", str(user_file), "--input-size", "20", "--epochs", "1"]
+    args += ["--warmup-epochs", "1"]
     args += ["--time-scale", "2000", "--power-freq", "10", "--quiet", "--out", str(out)]
     assert main([*args, "--modes", "none,full"]) == 0
     (out / "full" / "my_notes.txt").write_text("mine")
@@ -458,12 +464,12 @@ def test_cli_personalize_overwrite_leaves_one_run_in_the_folder(user_file, tmp_p
 
 
 def test_cli_personalize_text_says_the_in_process_boards_figures_are_the_estimators(user_file, capsys):
-    """The in-process bench's board is the Python emulated board: its time and energy per batch are the
+    """On the in-process bench's Python emulated board (``--bench-board python``) the time and energy per batch are the
     estimator's, and the summary says so above them (the JSON report has ``board.odl_firmware`` false)."""
     from app.cli import main
 
     args = ["personalize", "--data", str(user_file), "--input-size", "20", "--modes", "none,tl", "--epochs", "1"]
-    assert main([*args, "--time-scale", "2000", "--power-freq", "10", "--quiet"]) == 0
+    assert main([*args, "--bench-board", "python", "--time-scale", "2000", "--power-freq", "10", "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == [
         "user 1600, T=20:",
@@ -472,3 +478,70 @@ def test_cli_personalize_text_says_the_in_process_boards_figures_are_the_estimat
     ]
     assert lines[2].startswith("  none  macro-F1 ") and lines[3].startswith("  tl    macro-F1 ")
     assert " s/batch  " in lines[3] and " mJ/batch  " in lines[3]
+
+
+def test_cli_personalize_runs_the_odl_firmware_under_qemu_by_default(user_file, tmp_path, capsys):
+    """Without --board the in-process bench takes the same board as the app's bench: the ODL firmware under
+    QEMU when qemu-system-arm and a built firmware are there, so the figures printed are measured."""
+    from app.cli import main
+    from tests import firmwarekit
+
+    firmwarekit.qemu_files()  # skips where QEMU or the ARM toolchain is missing
+    out = tmp_path / "out"
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--modes", "none,tl", "--epochs", "1"]
+    assert main([*args, "--warmup-epochs", "0", "--time-scale", "2000", "--power-freq", "10", "--out", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert "virtual bench: the ODL firmware under QEMU socket://127.0.0.1:" in err
+    lines = stdout.splitlines()
+    assert lines[0] == "user 1600, T=20:" and lines[1].startswith("  none  macro-F1 ")
+    board = json.loads((out / "report.json").read_text())["board"]
+    assert (board["build"], board["odl_firmware"], board["url"]) == (
+        "qemu-mps2-an386",
+        True,
+        "in-process virtual bench",
+    )
+
+
+def test_cli_personalize_auto_says_when_it_falls_back_to_the_python_board(user_file, capsys, monkeypatch):
+    from app.cli import main
+    from device.nucleo import qemu_board
+
+    monkeypatch.setattr(qemu_board.shutil, "which", lambda name: None)
+    args = ["personalize", "--data", str(user_file), "--input-size", "20", "--modes", "tl", "--epochs", "1"]
+    assert main([*args, "--warmup-epochs", "0", "--time-scale", "2000", "--no-power"]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith(("virtual bench: ", "note: "))]
+    assert len(said) == 2 and re.fullmatch(
+        r"virtual bench: Python emulated board socket://127\.0\.0\.1:\d+, powershield socket://127\.0\.0\.1:\d+, "
+        r"time scale 2000",
+        said[0],
+    ), err
+    assert said[1] == (
+        "note: QEMU board unavailable (qemu-system-arm is not installed (Debian/Ubuntu: sudo apt-get install "
+        "qemu-system-arm); the bench uses the Python board instead)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--bench-board", "qemu"],
+            "odlstudio personalize: --bench-board qemu: the QEMU board cannot run: qemu-system-arm is not installed "
+            "(Debian/Ubuntu: sudo apt-get install qemu-system-arm); the bench uses the Python board instead",
+        ),
+        (
+            ["--bench-board", "python", "--board", "socket://127.0.0.1:9"],
+            "odlstudio personalize: --bench-board python chooses the in-process virtual bench's board; it does not "
+            "apply with --board socket://127.0.0.1:9",
+        ),
+    ],
+)
+def test_cli_personalize_bench_board_refusals(user_file, npz_model, capsys, monkeypatch, extra, message):
+    from app.cli import main
+    from device.nucleo import qemu_board
+
+    monkeypatch.setattr(qemu_board.shutil, "which", lambda name: None)
+    args = ["personalize", "--data", str(user_file), "--model", str(npz_model), "--modes", "tl", "--quiet"]
+    assert main([*args, *extra]) == 2
+    assert capsys.readouterr().err.strip() == message
