@@ -261,7 +261,7 @@ def recommend(
     *,
     batch_size: int = 32,
     profile: DeviceProfile | str = "paper",
-    n_windows: int | Callable[[int], int | None] | None = None,
+    n_windows: int | tuple[int, int] | Callable[[int], int | tuple[int, int] | None] | None = None,
     ram_kib: float | None = None,
     reserve_kib: float | None = None,
     time_s: float | None = None,
@@ -284,6 +284,8 @@ def recommend(
     ``robust``: cost the robust round (issue 17): 1/10 of the windows validate instead of training, a
     validation pass (forward only) before the round and after every epoch, and the board's extra RAM
     (the best epoch's weights, the confusion counts: ``estimator.memory.robust_round_bytes``).
+    ``n_windows`` may also give a pair ``(training, validation)`` windows, counted by the caller as its
+    round splits them (:func:`window_counts`).
     """
     p = get_profile(profile)
     if not (isinstance(arch, Arch) or callable(arch)):
@@ -319,10 +321,10 @@ def recommend(
     for T in input_sizes:
         a = arch(int(T)) if callable(arch) and not isinstance(arch, Arch) else arch.with_input_size(int(T))
         nw = n_windows(int(T)) if callable(n_windows) else n_windows
-        nw_eff = int(batch_size) if nw is None else int(nw)
-        n_val = nw_eff // 10 if robust and nw is not None else 0
+        n_train, n_val = window_counts(nw, batch_size, robust)
+        nw_eff = n_train + n_val
         for mode in modes:
-            est = estimate(a, mode, batch_size, p, n_windows=nw_eff - n_val, epochs=1, dataset_in_ram=dataset_in_ram)
+            est = estimate(a, mode, batch_size, p, n_windows=n_train, epochs=1, dataset_in_ram=dataset_in_ram)
             label = mode_label(a, mode)
             mem = est.memory_for(accounting)
             t_val = e_val = extra_kib = 0.0
@@ -378,6 +380,21 @@ def recommend(
     if choice is not None:
         choice["chosen"] = True
     return Recommendation(choice, reason, binding, table, budgets)
+
+
+def window_counts(n_windows: int | tuple[int, int] | None, batch_size: int, robust: bool) -> tuple[int, int]:
+    """``(training windows per epoch, validation windows)`` of a round from ``recommend``'s ``n_windows``
+    value: a pair ``(train, val)`` as its caller counted them (the desktop app: the split its round makes,
+    ``app.core.round_data.round_counts``); an int ``n``: ``n - n // 10`` and ``n // 10`` when ``robust``
+    (about the robust round's tenth), ``n`` and 0 otherwise; None: one batch per epoch, no validation."""
+    if n_windows is None:
+        return int(batch_size), 0
+    if isinstance(n_windows, tuple):
+        n_train, n_val = (max(0, int(v)) for v in n_windows)
+        return (max(1, n_train), n_val) if robust else (max(1, n_train + n_val), 0)  # (a plain round trains on all)
+    n = int(n_windows)
+    n_val = n // 10 if robust else 0
+    return n - n_val, n_val
 
 
 def _cost_key(r: Mapping) -> tuple:

@@ -678,6 +678,7 @@ def evaluate_host(arch, weights, x: np.ndarray, y: np.ndarray) -> dict:
     from device.engine import Model, evaluate  # noqa: PLC0415
 
     ev = evaluate(Model(arch, weights), x, y, batch_size=1024)
+    # macro-F1 as `loso` and the paper (scikit-learn's): over the classes in the test windows or the predictions
     return {
         "macro_f1": round(float(ev.macro_f1), 4),
         "accuracy": round(float(ev.accuracy), 4),
@@ -747,6 +748,9 @@ def personalize(
     weights: dict[str, dict] = {}
     rounds: dict[str, RoundResult] = {}
     warnings: list[str] = list(data.notes)
+    one = one_class_note([c for i, c in enumerate(lm.classes) if np.any(np.asarray(data.train.y) == i)])
+    if one:  # (the Training panel says the same before its round)
+        warnings.append(one)
     seen = _seen_in_pretraining(lm.meta, data.user)
     if seen:
         warnings.append(

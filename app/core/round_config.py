@@ -130,6 +130,22 @@ def general_model_path(input_size: int) -> Path:
     return p
 
 
+def general_model_facts(input_size: int) -> tuple[tuple[str, ...], float] | None:
+    """The classes and sample rate of the shipped general model for ``input_size`` from its metadata sidecar
+    (``paper_cnn_wisdm5_T<T>.json``), without loading the model (a round checks its data with them before the
+    model import), or None when the sidecar is missing or does not say."""
+    import json
+
+    side = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.json"
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        classes = tuple(str(c) for c in meta["classes"])
+        rate = float(meta.get("rate_hz", 20.0))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return (classes, rate) if classes and math.isfinite(rate) and rate > 0 else None
+
+
 def trainable_names(arch: Arch, cfg: RoundConfig) -> frozenset[str]:
     """Layer names the round trains (``custom``: the chosen layers, checked against the model)."""
     try:

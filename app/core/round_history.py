@@ -486,7 +486,7 @@ class EstimatorInputs:
 
     def recommend(
         self,
-        n_windows: int | Callable[[int], int | None] | None = None,
+        n_windows: int | tuple[int, int] | Callable[[int], int | tuple[int, int] | None] | None = None,
         profile_dir: str | Path | None = None,
         input_sizes: Sequence[int] = GENERAL_SIZES,
         epochs: Sequence[int] = RECOMMEND_EPOCHS,
@@ -499,8 +499,9 @@ class EstimatorInputs:
 
         ``arch``: the model — None for the paper CNN (:attr:`n_classes` classes), an :class:`Arch` (resized
         to each input size) or a factory ``T -> Arch`` (e.g. an imported model that fits other sizes);
-        ``n_windows``: training windows per epoch (int or ``T -> int``, e.g. from the labelled data; None =
-        one batch per epoch); ``accuracy``: an accuracy model (e.g. measured by :mod:`app.core.simulate`),
+        ``n_windows``: windows per epoch (int or ``T -> int``; None = one batch per epoch), or the pair
+        ``(training, validation)`` windows the round will run (:func:`estimation_windows`, what both panels
+        pass); ``accuracy``: an accuracy model (e.g. measured by :mod:`app.core.simulate`),
         None = the Table II prior; ``profile_dir``: where calibrated profiles live.  Both the Estimator and
         the Training panel call this, so they recommend the same thing."""
         from estimator.arch import paper_cnn
@@ -528,22 +529,25 @@ class EstimatorInputs:
         )
 
 
-def labelled_seconds(store: "Store", dataset_id: int) -> float:
-    """Seconds of labelled accelerometer data in a dataset (for windows-per-epoch estimates)."""
-    return float(
-        sum(l.end_s - l.start_s for rec in store.recordings("accel", dataset_id) for l in store.labels(rec.id))
-    )
+def estimation_windows(
+    store: "Store",
+    dataset_id: int,
+    classes: Sequence[str],
+    rate_hz: float,
+    batch_size: int,
+    user: str = "user",
+) -> Callable[[int], tuple[int, int] | None]:
+    """``T -> (training windows, validation windows)`` a robust round at input size T would run on the dataset's
+    labelled windows for a model with ``classes`` at ``rate_hz`` (:func:`app.core.round_data.planned_counts`),
+    None when a round would not run: what the Estimator and Training panels give :meth:`EstimatorInputs.recommend`
+    so that they cost what the round then records."""
+    from app.core.round_data import planned_counts
 
+    def windows(T: int) -> tuple[int, int] | None:
+        c = planned_counts(store, dataset_id, classes, int(T), rate_hz, batch_size, 1, user=user)
+        return None if c is None else (c.n_train, c.n_val)
 
-def windows_per_epoch(
-    store: "Store", dataset_id: int, input_size: int, rate_hz: float = 20.0, train_fraction: float = 0.6
-) -> int | None:
-    """Training windows a round would get (60 % of the labelled time, stride T/2), None without labels."""
-    s = labelled_seconds(store, dataset_id) * float(train_fraction)
-    n = int(s * rate_hz)
-    if n < input_size:
-        return None
-    return max(1, (n - int(input_size)) // max(1, int(input_size) // 2) + 1)
+    return windows
 
 
 def measured_points(store: "Store") -> list[dict]:

@@ -64,24 +64,36 @@ from app.core.round_config import (
     ExportIncomplete,
     RoundConfig,
     RoundError,
+    general_model_facts,
     general_model_path,
     trainable_names,
 )
-from app.core.round_data import LocalData, local_windows, metrics_from_confusion, model_recordings
+from app.core.round_data import (
+    LocalData,
+    RoundCounts,
+    check_labelled,
+    local_windows,
+    macro_f1_scope,
+    metrics_from_confusion,
+    model_recordings,
+    one_class_note,
+    planned_counts,
+    round_counts,
+    round_counts_text,
+)
 from app.core.round_history import (
     SIDECAR_FORMATS,
     EstimatorInputs,
     calibration_records,
+    estimation_windows,
     export_files,
     export_round,
-    labelled_seconds,
     measured_points,
     personalized_meta,
     personalized_model,
     round_report,
     round_rows,
     round_summary,
-    windows_per_epoch,
 )
 
 __all__ = [
@@ -108,12 +120,18 @@ __all__ = [
     "EXPORT_FORMATS",
     "EstimatorInputs",
     "RECOMMEND_EPOCHS",
-    "labelled_seconds",
-    "windows_per_epoch",
     "measured_points",
     "personalized_model",
     "personalized_meta",
     "model_recordings",
+    "RoundCounts",
+    "general_model_facts",
+    "estimation_windows",
+    "round_counts",
+    "planned_counts",
+    "round_counts_text",
+    "macro_f1_scope",
+    "one_class_note",
     "trainable_names",
     "batch_fraction",
     "eta_text",
@@ -443,6 +461,15 @@ class RoundRunner:
             batches_done=0,
             eta_s=None,
         )
+        # What needs no model first (loading one imports TensorFlow in a child: seconds): nothing labelled, or
+        # (the general model, whose classes and rate its sidecar gives) no window of T, is said at once
+        check_labelled(self.store, self.dataset_id, self.user)
+        facts = None if cfg.model_path else general_model_facts(cfg.input_size)
+        early = None
+        if facts is not None:
+            early = local_windows(
+                self.store, self.dataset_id, facts[0], cfg.input_size, facts[1], cfg.train_fraction, self.user
+            )
         self.stage(0.005, "loading the model", progress)
         model = self.load_model()
         if cfg.model_path is None and model.input_size != cfg.input_size:
@@ -450,9 +477,12 @@ class RoundRunner:
         rate = float(model.meta.get("rate_hz", 20.0))
         trainable = trainable_names(model.arch, cfg)
         self.stage(0.01, "windowing the labelled data", progress)
-        data = local_windows(
-            self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
-        )
+        if early is not None and facts == (tuple(model.classes), rate):
+            data = early  # (the windows of the same classes, T and rate)
+        else:
+            data = local_windows(
+                self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
+            )
         for n in data.notes:
             self.state.warn(n)
         config = {

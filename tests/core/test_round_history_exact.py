@@ -29,7 +29,6 @@ from app.core.round_history import (
     export_files,
     export_round,
     inherited_meta,
-    labelled_seconds,
     measured_points,
     personalized_meta,
     personalized_model,
@@ -37,7 +36,6 @@ from app.core.round_history import (
     round_rows,
     round_summary,
     sidecar_entries,
-    windows_per_epoch,
 )
 from app.core.store import Store, StoreError
 from estimator.calibrate import BatchRecord
@@ -1109,61 +1107,6 @@ def test_recommend_runs_the_real_recommender_on_a_robust_round_of_the_5_class_pa
     c = rec.choice
     assert (c["input_size"], c["mode"], c["epochs"], c["params"], c["procedure"]) == (20, "full", 2, 10033, "robust")
     assert rec.binding == "none"
-
-
-# --- labelled time, windows per epoch -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def labelled(store):
-    """Dataset A: 10 s of labels on its accelerometer recordings (plus labels on a power recording, a deleted
-    label and another dataset's recording, which do not count)."""
-    user = store.ensure_user("Alice")
-    a = user.dataset_id
-    b = store.create_dataset(user.id, "other", ("sit",)).id
-    r1 = store.add_recording("accel", "r1", "r1.csv", 20.0, 3, dataset_id=a)
-    r2 = store.add_recording("accel", "r2", "r2.csv", 20.0, 3, dataset_id=a)
-    p = store.add_recording("power", "p", "p.csv", 100.0, 1, dataset_id=a)
-    o = store.add_recording("accel", "o", "o.csv", 20.0, 3, dataset_id=b)
-    store.add_label(r1.id, 0.0, 4.0, "sit")
-    store.add_label(r1.id, 5.0, 7.5, "walk")
-    store.add_label(r2.id, 1.0, 4.5, "run")
-    store.delete_label(store.add_label(r2.id, 10.0, 30.0, "run"))
-    store.add_label(p.id, 0.0, 100.0, "sit")
-    store.add_label(o.id, 0.0, 50.0, "sit")
-    return a, b
-
-
-def test_labelled_seconds_sum_the_accelerometer_labels_of_the_dataset(store, labelled):
-    a, b = labelled
-    assert labelled_seconds(store, a) == 10.0
-    assert labelled_seconds(store, b) == 50.0
-    assert type(labelled_seconds(store, a)) is float
-    assert labelled_seconds(store, 99) == 0.0
-
-
-@pytest.mark.parametrize(
-    ("kw", "n"),
-    [
-        (dict(input_size=20), 11),  # 60 % of 10 s at 20 Hz: 120 samples, stride 10
-        (dict(input_size=40), 5),
-        (dict(input_size=120), 1),  # exactly one window
-        (dict(input_size=121), None),  # not one
-        (dict(input_size=1), 120),  # stride at least 1
-        (dict(input_size=3), 118),
-        (dict(input_size=50), 3),  # 70 samples past the first window: 2 strides of 25
-        (dict(input_size=100, rate_hz=50.0), 5),  # 300 samples, stride 50
-        (dict(input_size=20, train_fraction=1.0), 19),  # 200 samples
-        (dict(input_size=20.0), 11),
-    ],
-)
-def test_windows_per_epoch_of_the_training_share_at_half_window_stride(store, labelled, kw, n):
-    assert windows_per_epoch(store, labelled[0], **kw) == n
-
-
-def test_no_labels_no_windows(store):
-    ds = store.ensure_user("Dan").dataset_id
-    assert windows_per_epoch(store, ds, 20) is None
 
 
 # --- measured points ----------------------------------------------------------------------------------------

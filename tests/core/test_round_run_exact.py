@@ -195,6 +195,9 @@ def bench(tmp_path, monkeypatch):
 
     monkeypatch.setattr(R.RoundRunner, "load_model", load_model)
     monkeypatch.setattr(R, "local_windows", local_windows)
+    monkeypatch.setattr(
+        R, "check_labelled", lambda *a: None
+    )  # (the store has no recordings: the windows are stand-ins)
     released, freed = [], threading.Event()
 
     def release_memory() -> None:
@@ -706,3 +709,28 @@ def test_a_round_records_the_windows_the_boards_sram_held(bench, monkeypatch):
 def test_a_round_whose_windows_all_fit_records_no_counts_on_board(bench):
     res = bench.make(procedure=PLAIN.to_dict()).run()
     assert "counts_on_board" not in res
+
+
+@pytest.mark.parametrize(
+    "rate, asked",
+    [(20.0, [20.0]), (25.0, [20.0, 25.0])],
+    ids=["sidecar-as-model", "model-says-another-rate"],
+)
+def test_the_general_models_windows_are_cut_before_it_loads_and_once_when_it_agrees(bench, monkeypatch, rate, asked):
+    """A round of the general model cuts its windows with the classes and rate of the model's sidecar before
+    the model loads (nothing to train on is said at once); the loaded model agreeing, they are the round's."""
+    from estimator.arch import paper_cnn
+
+    classes = ("walking", "jogging", "stairs", "sitting", "standing")
+    bench.loaded[0] = model(paper_cnn(20, classes=classes), source="general.keras", meta={"rate_hz": rate})
+    x = np.ones((30, 20, 3), np.float32)
+    bench.local[0] = LocalData(x, np.arange(30) % 5, x[:10], np.arange(10) % 5, classes, [])
+    order: list[str] = []
+    monkeypatch.setattr(R, "check_labelled", lambda *a: order.append(f"check {a[1:]}"))
+    load = R.RoundRunner.load_model
+    monkeypatch.setattr(R.RoundRunner, "load_model", lambda self: (order.append("load"), load(self))[1])
+    res = bench.make(model_path=None, input_size=20).run()
+    assert res["status"] == "done"
+    assert order == [f"check {(bench.dataset_id, 'user')}", "load"]
+    assert bench.windows_asked == [(bench.store, bench.dataset_id, classes, 20, r, 0.6, "user") for r in asked]
+    assert bench.at_load[0]["status"] == "running" and len(bench.at_load) == 1

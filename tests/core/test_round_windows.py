@@ -546,14 +546,22 @@ def test_model_recordings_and_local_windows_read_only_the_given_dataset(store):
     assert [(s.activity, s.n) for s in rs.segments] == [("Walking", 80)]
     data = local_windows(store, did, ("Walking", "Sitting"), 4, 20.0)
     assert data.counts() == {"Walking": (23, 8), "Sitting": (0, 0)}
-    assert data.notes == ["no labelled windows for Sitting: the round cannot improve them"]
+    assert data.notes == [
+        "no labelled windows for Sitting: the round cannot improve them",
+        "only Walking is labelled: a round on one activity can only teach the model to answer Walking, and its "
+        "macro-F1 is that one class's F1 — label at least two activities to personalize meaningfully",
+    ]
 
 
 def test_local_windows_names_every_class_without_windows(store):
     did = _dataset(store)
     _record(store, did, 80, [(0.0, 4.0, "Sitting")])
     data = local_windows(store, did, ("Walking", "Sitting", "Jogging"), 4, 20.0)
-    assert data.notes == ["no labelled windows for Walking, Jogging: the round cannot improve them"]
+    assert data.notes == [
+        "no labelled windows for Walking, Jogging: the round cannot improve them",
+        "only Sitting is labelled: a round on one activity can only teach the model to answer Sitting, and its "
+        "macro-F1 is that one class's F1 — label at least two activities to personalize meaningfully",
+    ]
 
 
 def test_model_recordings_resampled_to_the_model_rate(store):

@@ -52,8 +52,8 @@ from app.core.rounds import (
     RECOMMEND_EPOCHS,
     EstimatorInputs,
     calibration_records,
+    estimation_windows,
     measured_points,
-    windows_per_epoch,
 )
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
@@ -798,10 +798,15 @@ class EstimatorPanel(Panel):
         d.save(self.ctx.settings)
         m = self.current_model()
         sizes = m.sizes(self.other_sizes.isChecked() and self.other_sizes.isEnabled())
-        nw = {T: windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T, rate_hz=m.rate_hz) for T in sizes}
-        have = all(v is not None for v in nw.values())
+        # what a round would run on the labelled data: training windows per epoch and the validation tail
+        windows = estimation_windows(
+            self.ctx.store, self.ctx.dataset.id, m.classes, m.rate_hz, d.batch_size, self.ctx.user.name
+        )
+        nw = {T: windows(T) for T in sizes}
+        have = any(v is not None for v in nw.values())  # (a T too long for the data: costed as one batch)
         self.windows_label.setText(
-            f"Windows per epoch from your labelled data: {', '.join(f'T={T}: {n}' for T, n in nw.items())}"
+            "Windows per epoch from your labelled data (training + validation, as the round splits them): "
+            + ", ".join(f"T={T}: " + (f"{v[0]} + {v[1]}" if v else "too few for a round") for T, v in nw.items())
             if have
             else "No labelled data yet: a round is counted as one batch per epoch."
         )

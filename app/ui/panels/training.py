@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -48,10 +49,14 @@ from app.core.rounds import (
     RoundConfig,
     RoundRunner,
     RoundState,
+    estimation_windows,
     eta_text,
+    general_model_facts,
+    macro_f1_scope,
+    planned_counts,
+    round_counts_text,
     round_rows,
     round_summary,
-    windows_per_epoch,
 )
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
@@ -67,6 +72,12 @@ MODE_ITEMS = (
     ("Custom layers…", "custom"),
 )
 PAPER_LAYERS = ("conv1", "conv2", "dense1", "dense2")
+
+
+def _general_facts(input_size: int) -> tuple[tuple[str, ...], float]:
+    """The shipped general model's classes and rate from its sidecar (what a round with it windows with), or
+    the paper CNN's WISDM-2019 five at 20 Hz when the sidecar is missing (the round then says so itself)."""
+    return general_model_facts(input_size) or (("walking", "jogging", "stairs", "sitting", "standing"), 20.0)
 
 
 class TrainingPanel(Panel):
@@ -220,27 +231,23 @@ class TrainingPanel(Panel):
                 symbolPen=pg.mkPen("#111", width=2),
                 name="estimator",
             )
+        plots.setMinimumHeight(PLOTS_MIN_HEIGHT)  # (the page scrolls on a small screen; the plots stay readable)
         self.plots = plots
         return plots
 
     def _build_metrics(self) -> QWidget:
-        """The round's summary and the confusion matrices before and after."""
-        metrics = QWidget()
-        ml = QGridLayout(metrics)
-        ml.setContentsMargins(0, 0, 0, 0)
+        """The round's summary and the confusion matrices before and after (side by side, or stacked where the
+        column is too narrow for two: :class:`_MetricsBox`)."""
         self.summary = QLabel("Run a round to see its metrics.")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.RichText)
-        ml.addWidget(self.summary, 0, 0, 1, 2)
         self.cm_before = self._matrix()
         self.cm_after = self._matrix()
-        for col, text in enumerate(("Confusion matrix before (rows = true class)", "Confusion matrix after")):
-            title = QLabel(text)
-            title.setWordWrap(True)  # two side by side asked for 400 px on an 800-px screen
-            ml.addWidget(title, 1, col, Qt.AlignBottom)
-        ml.addWidget(self.cm_before, 2, 0)
-        ml.addWidget(self.cm_after, 2, 1)
-        return metrics
+        titles = [QLabel(t) for t in ("Confusion matrix before (rows = true class)", "Confusion matrix after")]
+        for t in titles:
+            t.setWordWrap(True)
+        self.metrics_box = _MetricsBox(self.summary, titles, [self.cm_before, self.cm_after])
+        return self.metrics_box
 
     def _connect(self, ctx) -> None:
         self.timer = QTimer(self)
@@ -268,10 +275,23 @@ class TrainingPanel(Panel):
     # --- construction helpers -----------------------------------------------------------------------------
     @staticmethod
     def _matrix() -> QTableWidget:
+        """A compact confusion matrix: small cells, as tall as its rows (never a scroll bar: at 1280 x 800 the
+        two matrices of five classes were cut and scrolled), predicted classes abbreviated above the columns."""
         t = QTableWidget(0, 0)
         t.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        f = t.font()
+        f.setPointSizeF(max(7.0, f.pointSizeF() - 1.0))
+        t.setFont(f)
+        for h in (t.horizontalHeader(), t.verticalHeader()):
+            h.setFont(f)
+            h.setMinimumSectionSize(1)
         t.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        t.verticalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        t.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
+        t.verticalHeader().setDefaultSectionSize(MATRIX_ROW_PAD + t.fontMetrics().height())
+        t.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        t.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        t.setSizePolicy(t.sizePolicy().horizontalPolicy(), QSizePolicy.Fixed)
+        _fit_matrix_height(t, 5)
         return t
 
     def _fill_layers(self, names) -> None:
@@ -310,8 +330,12 @@ class TrainingPanel(Panel):
     def prefill_from_estimator(self) -> None:
         """Set input size, mode, epochs and batch to the estimator's recommendation under the saved budgets."""
         inputs = EstimatorInputs.from_settings(self.ctx.settings)
-        have = windows_per_epoch(self.ctx.store, self.ctx.dataset.id, 20) is not None
-        nw = (lambda T: windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T)) if have else None
+        # the windows a round would train on and validate with (the robust round's split), as the Estimator counts
+        classes, rate = _general_facts(GENERAL_SIZES[0])
+        windows = estimation_windows(
+            self.ctx.store, self.ctx.dataset.id, classes, rate, inputs.batch_size, self.ctx.user.name
+        )
+        nw = windows if windows(GENERAL_SIZES[0]) is not None else None
         try:
             rec = inputs.recommend(nw, str(self.ctx.data_dir / "profiles"))
         except Exception as exc:  # noqa: BLE001 - shown, the form keeps its values
@@ -367,6 +391,7 @@ class TrainingPanel(Panel):
         box follows TL/Full and the other fields instead of only restating the recommendation."""
         from estimator import estimate
         from estimator.arch import paper_cnn
+        from estimator.core import time_per_sample_s
         from estimator.profiles import get_profile
 
         if self.model.currentData() is not None:
@@ -382,20 +407,34 @@ class TrainingPanel(Panel):
             if not tr:
                 return "<b>This round:</b> tick at least one layer to train."
             prof = get_profile(EstimatorInputs.from_settings(self.ctx.settings).profile, self.ctx.data_dir / "profiles")
-            nw = windows_per_epoch(self.ctx.store, self.ctx.dataset.id, T)
-            arch = paper_cnn(T)
-            kw = dict(n_windows=nw) if nw else {}
-            est = estimate(arch, tr, self.batch.value(), prof, epochs=self.epochs.value(), **kw)
             warm = self.warmup.value()
+            # what the round will run: its training and validation windows, batches and validation passes
+            classes, rate = _general_facts(T)
+            counts = planned_counts(
+                self.ctx.store,
+                self.ctx.dataset.id,
+                classes,
+                T,
+                rate,
+                self.batch.value(),
+                self.epochs.value(),
+                warm,
+                user=self.ctx.user.name,
+            )
+            arch = paper_cnn(T)
+            kw = dict(n_windows=counts.n_train) if counts else {}
+            est = estimate(arch, tr, self.batch.value(), prof, epochs=self.epochs.value(), **kw)
             wst = estimate(arch, "last", self.batch.value(), prof, epochs=warm, **kw) if warm else None
+            t_val = counts.val_passes * counts.n_val * time_per_sample_s(arch, frozenset(), prof) if counts else 0.0
         except Exception as exc:  # noqa: BLE001 - a bad profile file or form state: said, never raised
             return f"<b>This round:</b> no estimate ({exc})"
         what = f"{'custom layers' if mode == 'custom' else mode.upper()}, T={T}, {self.epochs.value()} epoch(s)"
         what += f" + {warm} warm-up" if warm else ""
-        if est.time_per_round_s is not None:
-            secs = est.time_per_round_s + ((wst.time_per_round_s or 0.0) if wst else 0.0)
+        if counts is not None and est.time_per_round_s is not None:
+            secs = est.time_per_round_s + ((wst.time_per_round_s or 0.0) if wst else 0.0) + t_val
             mj = 1e3 * ((est.energy_per_round_j or 0.0) + ((wst.energy_per_round_j or 0.0) if wst else 0.0))
-            cost = f"≈ {secs:.3g} s and {mj:.3g} mJ on the board ({nw} windows per epoch)"
+            mj += 1e3 * t_val * est.power_w
+            cost = f"≈ {secs:.3g} s and {mj:.3g} mJ on the board ({round_counts_text(counts)})"
         else:
             cost = f"≈ {est.time_per_batch_s:.3g} s and {1e3 * est.energy_per_batch_j:.3g} mJ per batch"
         return f"<b>This round</b> ({what}, batch {self.batch.value()}): {cost}, {est.memory_kib:.0f} KiB to train."
@@ -670,10 +709,11 @@ class TrainingPanel(Panel):
         self._fill_matrix(self.cm_before, before, classes)
         self._fill_matrix(self.cm_after, after, classes)
         parts = []
-        if before:
-            parts.append(f"<b>Before</b>: accuracy {before['accuracy']:.3f}, macro-F1 {before['macro_f1']:.3f}")
-        if after:
-            parts.append(f"<b>After</b>: accuracy {after['accuracy']:.3f}, macro-F1 {after['macro_f1']:.3f}")
+        for name, m in (("Before", before), ("After", after)):  # (macro-F1 over the classes tested: said)
+            if m and m.get("accuracy") is not None:
+                parts.append(
+                    f"<b>{name}</b>: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}{macro_f1_scope(m)}"
+                )
         v = (result or {}).get("validation") if isinstance(result, dict) else None
         if v:
             kept = v["kept"]
@@ -715,6 +755,7 @@ class TrainingPanel(Panel):
                 + (f"; <span style='color:{VAL_COLOR}'>■</span> validation pass" if nv else "")
             )
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
+        self.metrics_box.fit()  # (the summary's wrapped lines, whole)
 
     def _fill_matrix(self, table: QTableWidget, m, classes) -> None:
         if not m:
@@ -726,8 +767,12 @@ class TrainingPanel(Panel):
         k = cm.shape[0]
         table.setRowCount(k)
         table.setColumnCount(k)
-        table.setHorizontalHeaderLabels(names)
+        for j, (name, short) in enumerate(zip(names, _short_names(names))):
+            head = QTableWidgetItem(short)
+            head.setToolTip(f"predicted {name}")
+            table.setHorizontalHeaderItem(j, head)
         table.setVerticalHeaderLabels(names)
+        _fit_matrix_height(table, k)
         rowsum = np.maximum(cm.sum(axis=1, keepdims=True), 1)
         for i in range(k):
             for j in range(k):
@@ -743,6 +788,62 @@ class TrainingPanel(Panel):
 
     def shutdown(self) -> None:
         self.cancel_round()
+
+
+class _MetricsBox(QWidget):
+    """The summary above the two confusion matrices: side by side where each gets :data:`MATRIX_MIN_WIDTH`,
+    stacked below that (an 800 x 600 screen: columns of two-digit counts were elided to "…").  The summary's
+    least height follows its wrapped text (the splitter gave it less and cut its last lines)."""
+
+    def __init__(self, summary: QLabel, titles: list[QLabel], tables: list[QTableWidget]) -> None:
+        super().__init__()
+        self.summary, self.titles, self.tables = summary, titles, tables
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.stacked: bool | None = None
+        self._place(False)
+
+    def _place(self, stacked: bool) -> None:
+        if stacked == self.stacked:
+            return
+        self.stacked = stacked
+        for w in (self.summary, *self.titles, *self.tables):
+            self.grid.removeWidget(w)
+        self.grid.addWidget(self.summary, 0, 0, 1, 1 if stacked else 2)
+        for i, (title, table) in enumerate(zip(self.titles, self.tables)):
+            row, col = (1 + 2 * i, 0) if stacked else (1, i)
+            self.grid.addWidget(title, row, col, Qt.AlignBottom)
+            self.grid.addWidget(table, row + 1, col)
+
+    def fit(self, width: int | None = None) -> None:
+        """Side by side or stacked for ``width`` (default: the box's), and the summary's height for its text."""
+        w = self.width() if width is None else width
+        self._place(w < 2 * MATRIX_MIN_WIDTH + self.grid.horizontalSpacing())
+        self.summary.setMinimumHeight(self.summary.heightForWidth(w))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self.fit(event.size().width())
+        super().resizeEvent(event)
+
+
+PLOTS_MIN_HEIGHT = 400  # the four per-batch plots, each a readable strip
+MATRIX_MIN_WIDTH = 270  # a confusion matrix of five classes with two-digit counts, class names beside its rows
+MATRIX_ROW_PAD = 4  # pixels above the text of a confusion matrix's row
+
+
+def _fit_matrix_height(table: QTableWidget, rows: int) -> None:
+    """Make a confusion matrix exactly as tall as its header and ``rows`` rows (no scroll bar, no blank)."""
+    row = table.verticalHeader().defaultSectionSize()
+    head = MATRIX_ROW_PAD + table.horizontalHeader().fontMetrics().height()
+    table.horizontalHeader().setFixedHeight(head)
+    table.setFixedHeight(head + max(1, rows) * row + 2 * table.frameWidth())
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """Column labels of a confusion matrix: each class's first four letters when they tell the classes apart
+    (``walk jogg stai sitt stan``; the full name is the tooltip), else the names as they are."""
+    short = [n if len(n) <= 5 else n[:4] for n in names]
+    return short if len(set(short)) == len(short) else list(names)
 
 
 def _model_key(path: str) -> str:
