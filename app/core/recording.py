@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import re
 import threading
 import time
 import weakref
@@ -53,8 +54,11 @@ from app.core.streams import Moments, SampleStream, Stats
 from device.lpm01a.recorder import (
     START_BYTES,
     DiskFull,
+    Truncated,
+    check_not_cut_short,
     clear_write_flags,
     let_go,
+    recorded_end,
     room_left,
     start_hdf5,
     write_flags,
@@ -122,12 +126,29 @@ _let_go_files: set[str] = set()
 
 
 def _open_h5(path: str | Path):
-    """``path`` open for reading (SWMR: a recording may still be written), or, for a file let go of in this
-    session, read through a Python file object (see :data:`_let_go_files`)."""
+    """``path`` open for reading, or, for a file let go of in this session, read through a Python file object
+    (see :data:`_let_go_files`).  A file a writer has flagged (a recording being written, or one whose writer
+    was killed) is read in SWMR mode; a finished one plainly: an SWMR reader retries each metadata read whose
+    checksum fails for minutes on end (a file cut short or damaged: "Open…" froze the app), a plain one fails
+    at once.  A file cut short raises :class:`_CutShort`."""
     import h5py
 
     if os.path.realpath(path) not in _let_go_files:
-        return h5py.File(path, "r", libver="latest", swmr=True)
+        try:
+            flags = write_flags(path)
+        except OSError:  # gone, a folder, unreadable: HDF5 says which (_h5_reason words it)
+            flags = 1
+        if flags:
+            _refuse_cut_short(path)
+            return h5py.File(path, "r", libver="latest", swmr=True)
+        try:
+            return h5py.File(path, "r")
+        except OSError as exc:
+            if "truncated file" not in str(exc):
+                raise
+            # shorter than its superblock says: cut short, or a full disk's tail that nothing refers to
+            _refuse_cut_short(path)
+            return h5py.File(path, "r", libver="latest", swmr=True)  # (SWMR reads it without that tail)
     fh = open(path, "rb")
     try:
         f = h5py.File(fh, "r")
@@ -136,6 +157,24 @@ def _open_h5(path: str | Path):
         raise
     weakref.finalize(f, fh.close)
     return f
+
+
+def _refuse_cut_short(path: str | Path) -> None:
+    """Raise :class:`_CutShort` when something ``path`` refers to lies past its end."""
+    try:
+        check_not_cut_short(path)
+    except Truncated:
+        end = recorded_end(path)
+        raise _CutShort(os.path.getsize(path), end[1] if end else 0) from None
+    except (OSError, ValueError):
+        pass  # no version 2/3 superblock, or unreadable: HDF5 says what it is
+
+
+class _CutShort(OSError):
+    """A power file shorter than the end its HDF5 superblock records, something it refers to in the missing part."""
+
+    def __init__(self, size: int, end: int) -> None:
+        super().__init__(f"the file is cut short: {size:,} of its {end:,} bytes (copy it again)")
 
 
 def active_recorders() -> "list[StreamRecorder]":
@@ -182,6 +221,9 @@ class StreamRecorder:
         self.dropped = 0  # samples dropped because the queue was full (written as NaN)
         self.n_written = 0
         self.n_events = 0  # stream events written to the file
+        #: Positions of a power recording without a sample (its gaps: an outage, lost or dropped samples, NaN
+        #: in the file), counted when it is closed: ``n_samples`` counts them too.
+        self.gap_positions = 0
         self._events_src = events if kind == "power" else None
         self._ev_t = -np.inf  # time of the newest event taken from the source, and those taken at that time
         self._ev_at_t: list[PowerEvent] = []
@@ -535,6 +577,7 @@ class StreamRecorder:
             gaps += [(p / self.stream.rate_hz, (p + k) / self.stream.rate_hz) for p, k in self._drops]
             gaps = sorted((a, min(b, self.n_written / self.stream.rate_hz)) for a, b in gaps)
             gaps = [(a, b) for a, b in gaps if b > a]
+            self.gap_positions = _gap_positions(gaps, self.stream.rate_hz)
             try:
                 f.attrs["gaps"] = np.asarray(gaps, np.float64).reshape(-1, 2)
                 f.attrs["dropped"] = self.dropped
@@ -592,6 +635,17 @@ class StreamRecorder:
 
     def wait(self, timeout: float) -> bool:
         return self._done.wait(timeout)
+
+
+def _gap_positions(gaps: list[tuple[float, float]], rate_hz: float) -> int:
+    """Sample positions covered by sorted, possibly overlapping ``(t0, t1)`` gaps (each counted once)."""
+    n, end = 0, -np.inf
+    for a, b in gaps:
+        a = max(a, end)
+        if b > a:
+            n += int(round(b * rate_hz)) - int(round(a * rate_hz))
+            end = b
+    return n
 
 
 def _quiet(fn: Callable[[], object]) -> None:
@@ -726,13 +780,20 @@ def power_file_info(path: str | Path) -> dict:
             return _power_file_info(f, path)
     except RecordingError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise RecordingError(f"{path}: not a readable power recording ({_h5_reason(exc)})") from exc
 
 
 def _h5_reason(exc: BaseException) -> str:
     """HDF5's own message without its flag dumps and error-stack noise."""
-    text = str(exc).split("\n")[0]
+    if isinstance(exc, _CutShort):
+        return str(exc)
+    text = str(exc).split("\n")[0].strip("'\"")
+    cut = re.search(r"truncated file: eof = (\d+), .*stored_eof = (\d+)", text)
+    if cut:
+        return f"the file is cut short: {int(cut[1]):,} of its {int(cut[2]):,} bytes (copy it again)"
+    if any(w in text for w in ("checksum", "deserialize", "object header", "B-tree", "heap")):
+        return "its HDF5 structure is damaged: the file was changed, or not copied whole"
     for noise in (" (file signature not found)", "Unable to synchronously open file "):
         text = text.replace(noise, "" if noise.startswith(" ") else "")
     if "file is already open for write" in text or "not already open for SWMR writing" in text:
@@ -878,7 +939,7 @@ def open_power(
     gaps: list[tuple[float, float]] = [tuple(g) for g in info["gaps"]] if info["gaps"] is not None else []
     try:
         gaps = _read_into(stream, path, info, n, gaps, progress, cancelled)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise RecordingError(f"{path}: cannot read its samples ({_h5_reason(exc)})") from exc
     stream.gaps[:] = gaps
     try:
@@ -929,8 +990,8 @@ def read_power_events(path: str | Path, rate_hz: float | None = None) -> list[Po
                     f"{path}: the 'events' dataset has columns {list(names)}, expected index, kind and text"
                 )
             rows = ev[()]
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise RecordingError(f"{path}: cannot read its events: {exc}") from exc
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise RecordingError(f"{path}: cannot read its events: {_h5_reason(exc)}") from exc
     out: list[PowerEvent] = []
     for r in rows:
         index = int(r["index"])

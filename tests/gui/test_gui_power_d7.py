@@ -4,6 +4,7 @@ edges of a round in the "D7 batches" tab, and typing an exact marker time (with 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,33 @@ def _stream(panel, qtbot, seconds: float):
     return ctx.devices.power_stream
 
 
+_SI = {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9, "s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}
+# a readout of app.ui.panels.power.si, then " ≈" (approximate) and, in a D7 batch cell whose interval lost
+# samples, " ≈ (17.57 ms lost)"
+_READOUT = re.compile(r"(-?[0-9.]+(?:e[-+]?[0-9]+)?) (\S+)( ≈)?(?: \((-?[0-9.]+(?:e[-+]?[0-9]+)?) (\S+) lost\))?")
+
+
+def _parts(text: str) -> tuple[float, float | None]:
+    """(value, lost seconds or None) of a readout; anything else fails the test, naming the text."""
+    m = _READOUT.fullmatch(text)
+    assert m is not None and m[2] in _SI and (m[5] is None or (m[3] and m[5] in _SI)), f"not a readout: {text!r}"
+    return float(m[1]) * _SI[m[2]], None if m[4] is None else float(m[4]) * _SI[m[5]]
+
+
 def _si(text: str) -> float:
-    value, unit = text.replace(" ≈", "").split()
-    return float(value) * {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9, "s": 1.0, "ms": 1e-3, "µs": 1e-6}[unit]
+    return _parts(text)[0]
+
+
+def _batch_cell(panel, row: int) -> float:
+    """The energy in a D7 batch row; a "(… lost)" suffix must say the interval's missing time (the LPM01A stream
+    of a loaded machine loses samples now and then: the energy still counts that stretch at the mean)."""
+    value, lost = _parts(panel.batch_table.item(row, 3).text())
+    b = panel.d7_batches[row]
+    if b.missing_s:
+        assert lost == pytest.approx(b.missing_s, rel=1e-3), panel.batch_table.item(row, 3).text()
+    else:
+        assert lost is None, panel.batch_table.item(row, 3).text()
+    return value
 
 
 def test_injected_d7_events_markers_toggle_and_batch_energy(power_window, qtbot):
@@ -101,7 +126,7 @@ def test_injected_d7_events_markers_toggle_and_batch_energy(power_window, qtbot)
         st = stream.stats(a, b)
         e = st.avg * (b - a) * ctx.devices.voltage  # V · mean(I) · Δt, as a round attributes a batch
         assert panel.d7_batches[i].energy_j == pytest.approx(e, rel=1e-12)
-        assert _si(panel.batch_table.item(i, 3).text()) == pytest.approx(e, rel=1e-3)
+        assert _batch_cell(panel, i) == pytest.approx(e, rel=1e-3)
         assert _si(panel.batch_table.item(i, 2).text()) == pytest.approx(b - a, rel=1e-3)
     # picking a batch selects its interval on the plot
     panel.batch_table.selectRow(1)
@@ -264,7 +289,7 @@ def test_reopened_recording_shows_its_d7_edges_and_batches(power_window, qtbot, 
         st = replay.stats(b.t0, b.t1)
         assert b.exact and b.energy_j == pytest.approx(st.avg * (b.t1 - b.t0) * replay.voltage, rel=1e-12)
         assert b.energy_j == pytest.approx(live[i], rel=2e-3)  # the same samples as live (± one at an edge)
-        assert _si(panel.batch_table.item(i, 3).text()) == pytest.approx(b.energy_j, rel=1e-3)
+        assert _batch_cell(panel, i) == pytest.approx(b.energy_j, rel=1e-3)
     panel.batch_table.selectRow(2)
     assert panel.sel_region.getRegion() == pytest.approx((shifted[2], shifted[3]), abs=1.0 / stream.rate_hz)
     # back to live: the live edges and the live round again
@@ -321,4 +346,7 @@ def test_d7_tab_marks_intervals_with_lost_samples_and_totals_the_rest(power_wind
     panel._show_batches(None, [], np.array([2.5, 3.5]), source="gap.h5")
     cell = panel.batch_table.item(0, 3)
     assert cell.text() == f"{si(v * 2e-3, 'J')} ≈ (500 ms lost)" and "500 ms of this interval" in cell.toolTip()
+    # the live tests read such a cell too (a loaded machine loses LPM01A samples): value and lost time parse
+    assert _parts(cell.text()) == pytest.approx((v * 2e-3, 0.5), rel=1e-3)
+    assert _batch_cell(panel, 0) == pytest.approx(v * 2e-3, rel=1e-3)
     assert f"total {si(v * 2e-3, 'J')} (no training round" in panel.batch_title.text()

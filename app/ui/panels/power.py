@@ -68,6 +68,7 @@ from app.ui.widgets.stream_plot import StreamPlot
 STAT_ROWS = ("avg", "min", "max", "std", "p2p", "Δt", "charge", "energy")
 D7_COLOR = "#2dd4bf"  # teal: board batch boundaries; user markers are red
 D7_SETTING = "power.show_d7"
+MARKER_LABEL_POS = (0.93, 0.86, 0.79)  # heights of the markers' labels (fraction of the view), in turn
 
 
 def si(value: float, unit: str) -> str:
@@ -379,10 +380,31 @@ class PowerPanel(Panel):
 
     def _config(self) -> None:
         hz = int(self.rate.currentData())
+        if self.recorder is not None and hz != self.recorder.stream.rate_hz:
+            # a new rate is a new stream: the recording (one rate per file) got no sample more, its "● REC"
+            # time stood still, and Stop saved what came before the change without a word
+            keep = self.recorder.stream.rate_hz
+            self.rate.blockSignals(True)
+            self.rate.setCurrentIndex(max(0, self.rate.findData(int(keep))))
+            self.rate.blockSignals(False)
+            self.ctx.status(
+                f"The sampling rate stays {keep / 1000:g} kS/s while recording (a recording has one rate): "
+                "stop the recording first, then change the rate",
+                15000,
+            )
+            return
         self.ctx.settings["power.rate_hz"] = hz
         st = self.shield()
         if st is not None:
             self.ctx.devices.configure_power(st.info.key, hz, float(self.ctx.settings["power.voltage"]))
+            live = self.ctx.devices.power_stream
+            if live is not None and live.rate_hz != hz and live.n_total:
+                # was silent: the markers' energies turned "—" and the window said "4.4 s no data"
+                self.ctx.status(
+                    f"Sampling rate {hz / 1000:g} kS/s: the live stream starts again at this rate; the samples "
+                    f"streamed at {live.rate_hz / 1000:g} kS/s are no longer shown (● Record keeps a session in a file)",
+                    15000,
+                )
 
     def _units(self) -> None:
         power = self.show_what.currentIndex() == 1
@@ -398,7 +420,13 @@ class PowerPanel(Panel):
         if on:
             stream = self.ctx.devices.power_stream
             if stream is None or self.replay is not None:
-                self.ctx.status("Start the live power stream first")
+                self.ctx.status(
+                    "Start the live power stream first"
+                    if self.replay_rec is None
+                    # was "Start the live power stream first" beside a streaming shield
+                    else f"'{self.replay_rec.name}' is shown: press Back to live first (a recording is made of the "
+                    "live stream)"
+                )
                 self.btn_record.blockSignals(True)
                 self.btn_record.setChecked(False)
                 self.btn_record.blockSignals(False)
@@ -437,7 +465,10 @@ class PowerPanel(Panel):
             self.last_saved = rec.path
             self.ctx.status(
                 (f"Recording stopped: {rec.stop_reason}. " if rec.stop_reason else "")
-                + f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples:,} samples"
+                + f"Saved {row.name}: {row.duration:.1f} s, {row.n_samples - rec.gap_positions:,} samples"
+                + (  # was: the outage's NaN positions counted as samples
+                    f" and {si(rec.gap_positions / row.rate_hz, 's')} without data (gaps)" if rec.gap_positions else ""
+                )
                 + (f", {rec.dropped:,} dropped" if rec.dropped else "")
                 + f" → {rec.path}",
                 15000,
@@ -552,13 +583,15 @@ class PowerPanel(Panel):
         for item in self._marker_items.values():
             self.plot.removeItem(item)
         self._marker_items.clear()
-        for m in self.markers:
+        for i, m in enumerate(self.markers):  # (sorted by time)
             line = pg.InfiniteLine(
                 m.t_s,
                 movable=True,
                 pen=pg.mkPen("#e11d48", width=1),
                 label=m.name,
-                labelOpts={"position": 0.93, "color": "#e11d48"},
+                # neighbours' labels at three heights: at one height "start of inference" and "end" a second
+                # later ran into each other ("start of infereneed") on a zoomed-out or narrow plot
+                labelOpts={"position": MARKER_LABEL_POS[i % len(MARKER_LABEL_POS)], "color": "#e11d48"},
             )
             line.sigPositionChangeFinished.connect(lambda ln, mid=m.id: self._marker_moved(mid, ln.value()))
             self.plot.addItem(line)
@@ -730,7 +763,9 @@ class PowerPanel(Panel):
                 15000,
             )
             return None
-        header = f"time_s,current_A  # {s.rate_hz:g} Hz, supply {self.voltage:g} V"
+        # two fields, as every row: was "time_s,current_A  # 100000 Hz, supply 3.3 V", whose comma made a third
+        # column " supply 3.3 V" over no data in a spreadsheet (and in pandas, a column of NaN)
+        header = f"time_s,current_A (at {s.rate_hz:g} Hz; supply {self.voltage:g} V)"
         return start_export(
             self.tasks,
             self.ctx.status,
