@@ -191,9 +191,13 @@ def round_counts(
 
 def round_counts_text(c: RoundCounts) -> str:
     """``'108 training windows per epoch, 12 batches; 12 validation windows × 4 passes'`` (what a cost is of)."""
-    text = f"{c.n_train} training windows per epoch, {c.batches} batch{'es' if c.batches != 1 else ''}"
+
+    def n(k: int, what: str, plural: str = "s") -> str:
+        return f"{k} {what}{plural if k != 1 else ''}"
+
+    text = f"{n(c.n_train, 'training window')} per epoch, {n(c.batches, 'batch', 'es')}"
     if c.val_passes:
-        text += f"; {c.n_val} validation window{'s' if c.n_val != 1 else ''} × {c.val_passes} passes"
+        text += f"; {n(c.n_val, 'validation window')} × {n(c.val_passes, 'pass', 'es')}"
     return text
 
 

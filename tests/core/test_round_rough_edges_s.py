@@ -108,7 +108,45 @@ def test_round_counts_of_the_robust_split_batches_and_validation_passes():
     assert round_counts_text(RoundCounts(37, 3, 7, 5, 15, 4)) == (
         "37 training windows per epoch, 15 batches; 3 validation windows × 4 passes"
     )
-    assert round_counts_text(RoundCounts(1, 0, 1, 1, 1, 0)) == "1 training windows per epoch, 1 batch"
+    assert round_counts_text(RoundCounts(1, 0, 1, 1, 1, 0)) == "1 training window per epoch, 1 batch"
+    assert round_counts_text(RoundCounts(2, 1, 1, 1, 2, 1)) == (
+        "2 training windows per epoch, 2 batches; 1 validation window × 1 pass"
+    )
+    assert round_counts_text(RoundCounts(2, 2, 1, 1, 2, 2)) == (
+        "2 training windows per epoch, 2 batches; 2 validation windows × 2 passes"
+    )
+    # a batch of 1 (or a nonsense 0, taken as 1): one batch per window
+    assert round_counts(y, 7, 1, epochs=1, procedure=PLAIN) == RoundCounts(40, 0, 7, 40, 40, 0)
+    assert round_counts(y, 7, 0, epochs=1, procedure=PLAIN) == RoundCounts(40, 0, 7, 40, 40, 0)
+
+
+def test_what_the_estimate_counts_is_the_given_datasets_with_the_given_procedure(store):
+    ds = _recording(store, [(0.0, 30.0, "Walking"), (30.0, 45.0, "Jogging")], seconds=45.0)
+    other = store.ensure_user("bob").dataset_id  # nothing labelled there
+    assert planned_counts(store, other, ("walking", "jogging"), 20, 20.0, 8, 2) is None
+    with pytest.raises(RoundError):
+        R.check_labelled(store, other)
+    R.check_labelled(store, ds)  # (labelled: no error)
+    plain = planned_counts(store, ds, ("walking", "jogging"), 20, 20.0, 8, 2, procedure=PLAIN)
+    assert plain == RoundCounts(n_train=52, n_val=0, n_test=18, batches_per_epoch=7, batches=14, val_passes=0)
+
+
+def test_the_estimators_windows_are_the_given_datasets_at_the_models_rate(store):
+    ds = _recording(store, [(0.0, 30.0, "Walking"), (30.0, 45.0, "Jogging")], seconds=45.0)
+    other = store.ensure_user("bob").dataset_id  # nothing labelled there
+    assert estimation_windows(store, other, ("walking", "jogging"), 20.0, 8)(20) is None
+    windows = estimation_windows(store, ds, ("walking", "jogging"), 10.0, 8, user="ann")  # a 10 Hz model
+    assert windows(20) == (23, 2)  # about half of the 48 + 4 at 20 Hz: the recording resampled to 10 Hz
+    assert windows(400) is None  # 40 s windows: none fits the 30 s of walking's training share
+
+
+def test_the_scope_of_a_macro_f1_that_was_not_computed_is_not_said():
+    m = {"macro_f1": None, "per_class_f1": {"a": 0.5}, "classes": list("abcde")}
+    assert R.macro_f1_scope(m) == ""
+    assert R.macro_f1_scope(dict(m, macro_f1=0.5)) == " over 1 of 5 classes (a)"
+    assert R.macro_f1_scope(dict(m, macro_f1=0.5, per_class_f1={"a": 0.5, "b": 1.0})) == " over 2 of 5 classes"
+    assert R.macro_f1_scope(dict(m, macro_f1=0.5, per_class_f1=dict.fromkeys("abcde", 1.0))) == ""
+    assert R.macro_f1_scope(None) == ""
 
 
 def test_the_estimators_windows_are_the_rounds_split_not_a_tenth_of_the_labelled_time(store):
@@ -199,6 +237,8 @@ def test_the_estimators_window_counts_take_the_rounds_pair_or_split_a_count():
     assert window_counts((48, 4), 8, robust=True) == (48, 4)
     assert window_counts((48, 4), 8, robust=False) == (52, 0)  # a plain round trains on every window
     assert window_counts((0, 0), 8, robust=True) == (1, 0)
+    assert window_counts((1, 0), 8, robust=False) == (1, 0)  # one window: one to train on
+    assert window_counts((0, 0), 8, robust=False) == (1, 0)
     assert window_counts(53, 8, robust=True) == (48, 5)
     assert window_counts(53, 8, robust=False) == (53, 0)
     assert window_counts(None, 8, robust=True) == (8, 0)
