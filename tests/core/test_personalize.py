@@ -545,3 +545,36 @@ def test_cli_personalize_bench_board_refusals(user_file, npz_model, capsys, monk
     args = ["personalize", "--data", str(user_file), "--model", str(npz_model), "--modes", "tl", "--quiet"]
     assert main([*args, *extra]) == 2
     assert capsys.readouterr().err.strip() == message
+
+
+def test_data_that_cannot_be_used_is_said_before_the_shipped_model_loads(tmp_path, capsys, monkeypatch):
+    """The shipped model's classes and rate come from its sidecar: a data file with no usable record is refused
+    before the model is loaded (TensorFlow starts: ~4 s), as the Training panel's round does."""
+    from app.cli import main
+    from app.core import personalize as P
+
+    loads: list[object] = []
+    monkeypatch.setattr(P, "resolve_model", lambda *a: loads.append(a))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("garbage\n")
+    assert main(["personalize", "--data", str(bad), "--input-size", "40", "--quiet"]) == 2
+    assert loads == []
+    assert capsys.readouterr().err.startswith(
+        f"odlstudio personalize: --data: {bad}: no valid WISDM records (1 skipped"
+    )
+
+
+def test_the_data_read_before_the_shipped_model_loads_is_used_once(user_file, monkeypatch):
+    from app.core import personalize as P
+
+    reads: list[tuple] = []
+    real = P.load_user_data
+    monkeypatch.setattr(P, "load_user_data", lambda *a: reads.append(a[1:4]) or real(*a))
+    res = personalize(PersonalizeConfig(data=str(user_file), input_size=20, modes=("none",)))
+    assert reads == [(("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)]
+    assert res.report["results"]["none"]["macro_f1"] > 0
+    # a model given with --model (here the shipped file itself): read once, after the load, with its classes
+    reads.clear()
+    given = P.ASSET_MODELS / "paper_cnn_wisdm5_T20.keras"
+    personalize(PersonalizeConfig(data=str(user_file), model=str(given), modes=("none",)))
+    assert reads == [(("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)]
