@@ -420,7 +420,12 @@ TARGETS: dict[str, Target] = {
     ),
     # a round's local data from the app's store (the labels named as the model's classes, the windows, what was
     # left out) and the metrics of its confusion matrix
-    "round_data": Target("app/core/round_data.py", ("*",), ("tests/core/test_round_windows.py",), 30),
+    "round_data": Target(
+        "app/core/round_data.py",
+        ("*",),
+        ("tests/core/test_round_windows.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
+        30,
+    ),
     # the signal preprocessing every ST model and every round at another rate goes through: ST's gravity rotation
     # and suppression (its fixed high-pass, lfilter_zi, the Rodrigues rotation; per window or continuous), the
     # polyphase resampling (50 -> 20 Hz, 25 -> 20 Hz) and sliding_windows
@@ -469,7 +474,7 @@ TARGETS: dict[str, Target] = {
             "RoundRunner._power",
             "RoundRunner._board_ready",
         ),
-        ("tests/core/test_round_run_exact.py",),
+        ("tests/core/test_round_run_exact.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
         30,
     ),
     # the QEMU board's bench side (the real firmware's partner on the virtual bench): the bench-link records as
@@ -545,7 +550,12 @@ TARGETS: dict[str, Target] = {
     ),
     # rounds after they ran: their stored batches, the history line and the report, the personalized model's
     # metadata and its export, the calibration records and the Estimator's inputs
-    "round_history": Target("app/core/round_history.py", ("*",), ("tests/core/test_round_history_exact.py",), 30),
+    "round_history": Target(
+        "app/core/round_history.py",
+        ("*",),
+        ("tests/core/test_round_history_exact.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
+        30,
+    ),
     # the estimator refitted from measured batches: the records read back (and refused by name), NNLS, the grouping
     # chosen ('auto': rank, share, spread), the time and power fits, the report and the evaluation against records
     "estimator_calibrate": Target(
@@ -663,6 +673,9 @@ TARGETS: dict[str, Target] = {
             "tests/estimator/test_recommend_exact.py",
             "tests/estimator/test_estimator.py",
             "tests/core/test_accuracy_prior.py",
+            "tests/core/test_round_rough_edges_s.py",
+            "-m",
+            "not slow",
         ),
         30,
     ),

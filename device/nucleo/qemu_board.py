@@ -574,6 +574,9 @@ class QemuBoard:
         def reply(status: int, body: bytes) -> None:
             self._send_record(R_SIM_RSP, struct.pack("<b", status) + body[:254])
 
+        def refuse(exc: Exception) -> None:  # an ERROR reply with the exception's words, NUL-terminated
+            reply(-2, str(exc).encode("utf-8", "replace")[:200] + b"\x00")
+
         if self.trace is None:
             reply(-2, b"the emulated sensor has no recorded trace to play (pass trace=...)\x00")
             return
@@ -582,7 +585,7 @@ class QemuBoard:
             try:
                 self.sensor.set_activity(name, now)
             except P.ProtocolError as exc:
-                reply(-2, str(exc).encode("utf-8", "replace")[:200] + b"\x00")
+                refuse(exc)
                 return
         try:  # (a current activity named with more than 16 bytes cannot be packed: said, as the Python board does)
             msg = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities))
@@ -590,7 +593,7 @@ class QemuBoard:
             if len(body) > 254:
                 body = P.Activity(self.sensor.activity, tuple(a[:16] for a in self.activities[:14])).pack()
         except P.ProtocolError as exc:
-            reply(-2, str(exc).encode("utf-8", "replace")[:200] + b"\x00")
+            refuse(exc)
             return
         reply(0, body)
 
