@@ -423,7 +423,7 @@ TARGETS: dict[str, Target] = {
     "round_data": Target(
         "app/core/round_data.py",
         ("*",),
-        ("tests/core/test_round_windows.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
+        ("tests/core/test_round_windows.py", "tests/core/test_round_plan.py", "-m", "not slow"),
         30,
     ),
     # the signal preprocessing every ST model and every round at another rate goes through: ST's gravity rotation
@@ -474,7 +474,7 @@ TARGETS: dict[str, Target] = {
             "RoundRunner._power",
             "RoundRunner._board_ready",
         ),
-        ("tests/core/test_round_run_exact.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
+        ("tests/core/test_round_run_exact.py", "tests/core/test_round_plan.py", "-m", "not slow"),
         30,
     ),
     # the QEMU board's bench side (the real firmware's partner on the virtual bench): the bench-link records as
@@ -553,7 +553,7 @@ TARGETS: dict[str, Target] = {
     "round_history": Target(
         "app/core/round_history.py",
         ("*",),
-        ("tests/core/test_round_history_exact.py", "tests/core/test_round_rough_edges_s.py", "-m", "not slow"),
+        ("tests/core/test_round_history_exact.py", "tests/core/test_round_plan.py", "-m", "not slow"),
         30,
     ),
     # the estimator refitted from measured batches: the records read back (and refused by name), NNLS, the grouping
@@ -673,7 +673,7 @@ TARGETS: dict[str, Target] = {
             "tests/estimator/test_recommend_exact.py",
             "tests/estimator/test_estimator.py",
             "tests/core/test_accuracy_prior.py",
-            "tests/core/test_round_rough_edges_s.py",
+            "tests/core/test_round_plan.py",
             "-m",
             "not slow",
         ),

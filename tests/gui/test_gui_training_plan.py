@@ -1,5 +1,6 @@
-"""The Training round panel's rough edges seen by helper S: the confusion matrices at 1280 x 800 (the docs'
-screenshot size) and 800 x 600, the macro-F1 of a round on one activity, the cost box's counts."""
+"""The Training round panel, what it says of a round before and after it (2026-12-07): the cost box's counts,
+the confusion matrices at 1280 x 800 (the docs' screenshot size) and 800 x 600, the macro-F1 of a round on one
+activity."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Rough edges of the Training round seen while using the panels (helper S):
+"""What a Training round will run, known before it runs (found while using the panels, 2026-12-07):
 
 1. a round with nothing to train on is refused before the model is loaded (no TensorFlow start, no board);
-2. what the estimate counts (training windows, batches, validation passes) is what the round then records;
-4. a round on one activity: its macro-F1 is over the classes present in the test windows, said with their count,
-   and the CLI computes it the same way.
+2. what the estimate counts (training windows, batches, validation passes) is what the round then records
+   (`round_data.round_counts` / `planned_counts`, `round_history.estimation_windows`, `recommend.window_counts`);
+4. a round on one activity: the panel's macro-F1 is over the classes present in the test windows and says so;
+   the CLI keeps `loso`'s (scikit-learn's) macro-F1.
 """
 
 from __future__ import annotations
