@@ -95,8 +95,10 @@ def test_gui_imports_and_personalizes_st_model(spec, qtbot, st_models, user_file
             assert 0.0 <= res["before"]["macro_f1"] <= 1.0 and 0.0 <= res["after"]["macro_f1"] <= 1.0
             text = panel.summary.text()
             assert f"macro-F1 {res['before']['macro_f1']:.3f}" in text and "<b>After</b>" in text
-            heads = [panel.cm_after.horizontalHeaderItem(i).text() for i in range(panel.cm_after.columnCount())]
-            assert heads == list(classes)
+            cm, k = panel.cm_after, panel.cm_after.columnCount()
+            assert [cm.verticalHeaderItem(i).text() for i in range(k)] == list(classes)  # rows: the true class
+            # columns: abbreviated above the cells, whole in their tooltips
+            assert [cm.horizontalHeaderItem(i).toolTip() for i in range(k)] == [f"predicted {c}" for c in classes]
             assert np.all(np.asarray(panel.bars["energy"].opts["height"]) > 0)  # LPM01A energy per batch
             # the board trained and evaluated on the windows after ST's preprocessing
             cfg = r["config"]
