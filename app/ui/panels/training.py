@@ -335,7 +335,8 @@ class TrainingPanel(Panel):
         windows = estimation_windows(
             self.ctx.store, self.ctx.dataset.id, classes, rate, inputs.batch_size, self.ctx.user.name
         )
-        nw = windows if windows(GENERAL_SIZES[0]) is not None else None
+        counts = {T: windows(T) for T in GENERAL_SIZES}  # (each cut once: the recommender reads them again)
+        nw = counts.get if counts[GENERAL_SIZES[0]] is not None else None
         try:
             rec = inputs.recommend(nw, str(self.ctx.data_dir / "profiles"))
         except Exception as exc:  # noqa: BLE001 - shown, the form keeps its values
