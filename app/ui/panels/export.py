@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtGui import QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -21,9 +22,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QMessageBox,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -49,6 +50,40 @@ FORMAT_LABELS = {
     "c_header": "C header for the firmware (.h)",
     "npz": "NumPy weights (.npz)",
 }
+
+
+class ReportView(QTextBrowser):
+    """The round's Markdown report, rendered (headings, tables) and read-only; ``markdown`` is its source, as
+    written to ``<name>_report.md``.  The report quotes names a user chose (labels, files, warnings): none of
+    them is ever fetched as an image (``![x](/dev/zero)`` is shown as its text) or followed as a link, and raw
+    HTML is shown as text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.markdown = ""
+        self.setOpenLinks(False)
+
+    def show_markdown(self, text: str) -> None:
+        self.markdown = text
+        doc = self.document()
+        doc.setMarkdown(
+            text, QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
+        )
+        images = []  # (Qt's image handler reads a named file itself, whatever the document's loadResource says)
+        block = doc.begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                f = it.fragment()
+                if f.charFormat().isImageFormat():
+                    images.append((f.position(), f.length(), f.charFormat().toImageFormat().name()))
+                it += 1
+            block = block.next()
+        cur = QTextCursor(doc)
+        for pos, n, name in reversed(images):
+            cur.setPosition(pos)
+            cur.setPosition(pos + n, QTextCursor.MoveMode.KeepAnchor)
+            cur.insertText(f"[image {name}]", QTextCharFormat())
 
 
 NO_ROUND = "No finished round yet: run one in the Training round panel."
@@ -159,9 +194,7 @@ class ExportPanel(Panel):
         title = QLabel("Report (written beside the files as <name>_report.md)")
         title.setWordWrap(True)  # beside the form on an 800-px screen
         right.addWidget(title)
-        self.report = QPlainTextEdit()
-        self.report.setReadOnly(True)
-        self.report.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.report = ReportView()
         right.addWidget(self.report, 1)
         root.addLayout(right, 1)
         self.btn_browse.clicked.connect(self._browse)
@@ -199,12 +232,12 @@ class ExportPanel(Panel):
     def _show_report(self) -> None:
         rid = self.round.currentData()
         if rid is None:
-            self.report.setPlainText("")
+            self.report.show_markdown("")
             return
         try:
-            self.report.setPlainText(round_report(self.ctx.store, int(rid)))
+            self.report.show_markdown(round_report(self.ctx.store, int(rid)))
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
-            self.report.setPlainText(f"Cannot build the report: {exc}")
+            self.report.show_markdown(f"Cannot build the report: {exc}")
 
     def _browse(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
