@@ -149,3 +149,22 @@ def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_
     assert re.search(r"on the board \(([^)]*)\)", text).group(1) == (
         "63 training windows per epoch, 24 batches; 6 validation windows × 4 passes"
     )
+
+
+def test_batch_n_sits_at_the_same_x_in_the_four_per_batch_plots(qtbot, window):
+    """The plots share the batch axis, but each y axis was as wide as its labels ("0.015" against "2"): the
+    plot areas were offset and batch n stood a few pixels apart from plot to plot."""
+    from PySide6.QtCore import QPointF
+
+    panel = window.show_panel("training")
+    rows = [
+        BatchRow(i, "main", 0, i, 32, 0.0153 / (i + 1), 0, 10, 800, 0.6, 0.6, 0.0016, i, i + 0.6, 8e-4, 2.6e-3, 0.0016)
+        for i in range(12)
+    ]
+    panel._show(rows, None, None, [], CLASSES, {}, None)
+    _settle(qtbot)
+    plots = (panel.loss_plot, panel.time_plot, panel.power_plot, panel.energy_plot)
+    for batch in (0.0, 11.0):
+        xs = [p.vb.mapViewToScene(QPointF(batch, 0.0)).x() for p in plots]
+        assert max(xs) - min(xs) < 0.5, xs
+    assert {p.getAxis("left").width() for p in plots} == {training.LEFT_AXIS_WIDTH}

@@ -209,6 +209,9 @@ class TrainingPanel(Panel):
                 p.getAxis(side).setPen("#4b5563")
         for p in (self.time_plot, self.power_plot, self.energy_plot):
             p.setXLink(self.loss_plot)
+        for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
+            # one width for every y axis ("0.15" is wider than "2"): batch n sits at the same x in all four plots
+            p.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
         self.energy_plot.setLabel("bottom", "batch", color=PLOT_TEXT)
         # batch numbers are counts: with no batches yet (x from -0.6 to 0.6) pyqtgraph's SI prefix made the
         # axis "batch (x0.001)" from -400 to 400
@@ -827,6 +830,8 @@ class _MetricsBox(QWidget):
         super().resizeEvent(event)
 
 
+#: The y axes' width in pixels (room for labels like "0.015" at 9 pt).
+LEFT_AXIS_WIDTH = 46
 PLOTS_MIN_HEIGHT = 400  # the four per-batch plots, each a readable strip
 MATRIX_MIN_WIDTH = 270  # a confusion matrix of five classes with two-digit counts, class names beside its rows
 MATRIX_ROW_PAD = 4  # pixels above the text of a confusion matrix's row
