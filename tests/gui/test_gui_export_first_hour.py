@@ -89,3 +89,8 @@ def test_the_count_of_finished_rounds_follows_the_rounds(export_panel, qtbot):  
     panel.ctx.publish("round_finished", round_id=rid)
     assert panel.round.count() == 2 and panel.round.currentData() == rid
     assert panel.stage.text() == "2 finished rounds: pick one, a folder and the formats."
+    about = "Finished rounds with weights downloaded from the board"
+    assert panel.round.toolTip() == f"{panel.round.itemText(0)}\n\n{about}"  # the box elides it at 1280 x 800
+    assert panel.round.itemText(0).startswith(f"#{rid}  T=4 FULL")
+    panel.round.setCurrentIndex(1)
+    assert panel.round.toolTip() == f"{panel.round.itemText(1)}\n\n{about}"

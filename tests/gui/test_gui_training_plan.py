@@ -168,3 +168,14 @@ def test_batch_n_sits_at_the_same_x_in_the_four_per_batch_plots(qtbot, window):
         xs = [p.vb.mapViewToScene(QPointF(batch, 0.0)).x() for p in plots]
         assert max(xs) - min(xs) < 0.5, xs
     assert {p.getAxis("left").width() for p in plots} == {training.LEFT_AXIS_WIDTH}
+
+
+def test_the_model_box_names_its_item_in_full_in_its_tool_tip(qtbot, window):
+    """At 1280 x 800 the box shows "General (paper CNN, W": the tool tip names the current model in full."""
+    panel = window.show_panel("training")
+    about = "The pretrained general model shipped with the app, or a model you imported"
+    assert panel.model.toolTip() == f"General (paper CNN, WISDM)\n\n{about}"
+    panel.imported["/x/alice_T20.keras"] = (20, ("conv1", "dense1", "dense2"), CLASSES, 20.0)
+    panel.model.addItem("alice_T20.keras (T=20, 5 classes)", "/x/alice_T20.keras")
+    panel.model.setCurrentIndex(1)
+    assert panel.model.toolTip() == f"alice_T20.keras (T=20, 5 classes)\n\n{about}"

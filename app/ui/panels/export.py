@@ -41,6 +41,7 @@ from app.core.rounds import (
 )
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.widgets.combo import tip_current_item
 
 FORMAT_LABELS = {
     "keras": "Keras 3 (.keras)",
@@ -147,7 +148,7 @@ class ExportPanel(Panel):
         box = QGroupBox("Personalized weights")
         form = QFormLayout(box)
         self.round = QComboBox()
-        self.round.setToolTip("Finished rounds with weights downloaded from the board")
+        self._tip_round = tip_current_item(self.round, "Finished rounds with weights downloaded from the board")
         self.round.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # a round's long summary
         self.round.setMinimumContentsLength(16)
         form.addRow("Round", self.round)
@@ -216,6 +217,7 @@ class ExportPanel(Panel):
         i = self.round.findData(keep) if keep is not None else 0
         self.round.setCurrentIndex(max(0, i))
         self.round.blockSignals(False)
+        self._tip_round()
         has = self.round.count() > 0
         self.btn_export.setEnabled(has and self.task is None)
         if not has:

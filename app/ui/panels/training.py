@@ -60,6 +60,7 @@ from app.core.rounds import (
 )
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.widgets.combo import tip_current_item
 
 SOURCE_COLORS = {"d7": "#16a34a", "d7-interp": "#0d9488", "host": "#f59e0b", "none": "#9ca3af", "pending": "#cbd5e1"}
 WARMUP_ALPHA = 150
@@ -147,7 +148,7 @@ class TrainingPanel(Panel):
         mrow = QHBoxLayout()
         self.model = QComboBox()
         self.model.addItem("General (paper CNN, WISDM)", None)
-        self.model.setToolTip("The pretrained general model shipped with the app, or a model you imported")
+        tip_current_item(self.model, "The pretrained general model shipped with the app, or a model you imported")
         self.btn_import = QPushButton("Import…")
         self.btn_import.setToolTip("Import a .keras / .h5 / .npz model (loaded on a worker thread)")
         mrow.addWidget(self.model, 1)
