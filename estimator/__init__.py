@@ -32,6 +32,7 @@ Estimate (:mod:`estimator.core`)::
     time_per_sample_s(arch, trainable, profile, clock_hz=None) -> float
     time_per_batch_s(arch, trainable, batch_size, profile, clock_hz=None) -> float
     update_time_s(arch, trainable, profile, clock_hz=None) -> float
+    inference_time_s(arch, n_windows, profile, clock_hz=None) -> float   (forward only: a validation pass)
 
     The emulated board times a batch with ``time_per_batch_s`` and sets its supply current with
     ``get_profile(...).current_a(clock_hz)``, so a virtual round and the estimate agree.
@@ -57,7 +58,15 @@ Recommender (:mod:`estimator.recommend`)::
 
 from estimator.arch import OP_TYPES, Arch, Layer, paper_cnn, resolve_trainable
 from estimator.calibrate import BatchRecord, CalibrationError, CalibrationReport, calibrate, evaluate
-from estimator.core import Estimate, estimate, mode_label, time_per_batch_s, time_per_sample_s, update_time_s
+from estimator.core import (
+    Estimate,
+    estimate,
+    inference_time_s,
+    mode_label,
+    time_per_batch_s,
+    time_per_sample_s,
+    update_time_s,
+)
 from estimator.memory import TrainingMemory, training_memory
 from estimator.ops import MAC_TYPES, InferenceStats, OpCounts, count_ops, inference_stats
 from estimator.profiles import (
@@ -95,6 +104,7 @@ __all__ = [
     "Estimate",
     "mode_label",
     "time_per_sample_s",
+    "inference_time_s",
     "time_per_batch_s",
     "update_time_s",
     "BatchRecord",

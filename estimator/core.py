@@ -50,6 +50,12 @@ def time_per_sample_s(
     return p.cycles_for(ops.per_sample) / f + p.io_s(_prod(arch.input_shape))
 
 
+def inference_time_s(arch: Arch, n_windows: int, profile: DeviceProfile | str, clock_hz: float | None = None) -> float:
+    """``n_windows`` windows forward only, nothing trains (a validation pass of the robust round, an evaluation),
+    in seconds."""
+    return int(n_windows) * time_per_sample_s(arch, frozenset(), profile, clock_hz)
+
+
 def update_time_s(
     arch: Arch, trainable: Trainable, profile: DeviceProfile | str, clock_hz: float | None = None
 ) -> float:

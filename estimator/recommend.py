@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from estimator.arch import Arch, paper_cnn
-from estimator.core import estimate, mode_label, time_per_sample_s
+from estimator.core import estimate, inference_time_s, mode_label
 from estimator.memory import robust_round_bytes
 from estimator.profiles import DeviceProfile, get_profile
 
@@ -331,7 +331,7 @@ def recommend(
             if robust:
                 extra_kib = robust_round_bytes(a, mode, False, validate=True, restore_best=True) / 1024
                 mem += extra_kib
-                t_val = n_val * time_per_sample_s(a, frozenset(), p, est.clock_hz)  # one validation pass
+                t_val = inference_time_s(a, n_val, p, est.clock_hz)
                 e_val = t_val * est.power_w
             ds = est.memory.excluded_bytes.get("local_dataset", 0) / 1024 if dataset_in_ram else 0.0
             ram_needed = mem + ds + reserve  # what the board needs in all, firmware reserve included

@@ -527,7 +527,7 @@ class RoundRunner:
         result: dict,
     ) -> dict:
         from device.nucleo.fwimage import runs_odl_firmware
-        from estimator.core import time_per_batch_s, time_per_sample_s
+        from estimator.core import inference_time_s, time_per_batch_s, time_per_sample_s
         from estimator.profiles import get_profile
 
         cfg, rid = self.config, self.round_id
@@ -584,7 +584,7 @@ class RoundRunner:
                 return t, t * float(prof.power_w(clock))
 
             # the evaluation after training, as the board costs it (inference of the test windows)
-            tail_s = len(data.test_y) * float(time_per_sample_s(model.arch, frozenset(), prof, clock))
+            tail_s = inference_time_s(model.arch, len(data.test_y), prof, clock)
             spec = RoundSpec(
                 "mask" if cfg.mode == "custom" else cfg.mode,
                 epochs=cfg.epochs,

@@ -19,10 +19,12 @@ from estimator import (
     evaluate,
     get_profile,
     inference_stats,
+    inference_time_s,
     load_profile,
     recommend,
     save_profile,
     time_per_batch_s,
+    time_per_sample_s,
     training_memory,
 )
 from estimator.arch import OP_TYPES, Arch, Layer, paper_cnn
@@ -703,3 +705,13 @@ def test_io_term_clock_override_and_emulator_entry_points_agree():
     names = [l.name for l in a.layers if l.has_params]
     assert estimate(a, names).mode == "full" and estimate(a, ["dense1", "dense2"]).mode == "tl"
     assert estimate(a, ["conv2", "dense2"]).mode == "conv2,dense2"
+
+
+def test_inference_time_is_n_windows_forward_only_at_the_clock_asked_for():
+    """A validation pass (the Training panel's cost box, the recommender) and an evaluation: n forward passes."""
+    a, p = paper_cnn(40), get_profile("paper")
+    one = p.cycles_for(count_ops(a, frozenset()).per_sample) / p.clock_hz + p.io_s(40 * 3)
+    assert inference_time_s(a, 7, "paper") == 7 * one == 7 * time_per_sample_s(a, frozenset(), "paper")
+    assert inference_time_s(a, 7, p, 40e6) == 7 * time_per_sample_s(a, "none", p, 40e6)
+    assert inference_time_s(a, 7, p, 40e6) != inference_time_s(a, 7, p)  # (the clock is passed on)
+    assert inference_time_s(a, 0, p) == 0.0

@@ -396,7 +396,7 @@ class TrainingPanel(Panel):
         box follows TL/Full and the other fields instead of only restating the recommendation."""
         from estimator import estimate
         from estimator.arch import paper_cnn
-        from estimator.core import time_per_sample_s
+        from estimator.core import inference_time_s
         from estimator.profiles import get_profile
 
         if self.model.currentData() is not None:
@@ -430,7 +430,7 @@ class TrainingPanel(Panel):
             kw = dict(n_windows=counts.n_train) if counts else {}
             est = estimate(arch, tr, self.batch.value(), prof, epochs=self.epochs.value(), **kw)
             wst = estimate(arch, "last", self.batch.value(), prof, epochs=warm, **kw) if warm else None
-            t_val = counts.val_passes * counts.n_val * time_per_sample_s(arch, frozenset(), prof) if counts else 0.0
+            t_val = counts.val_passes * inference_time_s(arch, counts.n_val, prof) if counts else 0.0
         except Exception as exc:  # noqa: BLE001 - a bad profile file or form state: said, never raised
             return f"<b>This round:</b> no estimate ({exc})"
         what = f"{'custom layers' if mode == 'custom' else mode.upper()}, T={T}, {self.epochs.value()} epoch(s)"
