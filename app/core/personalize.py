@@ -62,7 +62,7 @@ from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choice_reason
-from app.core.round_config import general_model_facts
+from app.core.round_config import data_then_model
 from app.core.round_data import one_class_note
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
@@ -733,21 +733,14 @@ def personalize(
 ) -> PersonalizeResult:
     """Run the workflow of the module doc; returns the report, the general model and the new weights."""
     cfg.validate()
-    early = None
-    if cfg.model is None:  # the shipped model's classes and rate are in its sidecar: data that cannot be used is
-        # said before the model loads (TensorFlow starts: seconds), as the Training panel's round does
-        size = 20 if cfg.input_size is None else int(cfg.input_size)
-        facts = general_model_facts(size)
-        if facts is not None:
-            loaded = load_user_data(cfg.data, facts[0], size, facts[1], cfg.activities, cfg.user, cfg.train_fraction)
-            early = (facts, size, loaded)
-    lm = resolve_model(cfg.model, cfg.input_size)
+
+    def read(classes: tuple[str, ...], T: int, rate: float) -> UserData:
+        return load_user_data(cfg.data, classes, T, rate, cfg.activities, cfg.user, cfg.train_fraction)
+
+    size = 20 if cfg.input_size is None else int(cfg.input_size)
+    lm, data = data_then_model(size, cfg.model, read, lambda: resolve_model(cfg.model, cfg.input_size))
     T = lm.input_size
     rate = float(lm.meta.get("rate_hz", 20.0))
-    if early is not None and early[:2] == ((tuple(lm.classes), rate), T):
-        data = early[2]  # (the same classes, T and rate: the same windows)
-    else:
-        data = load_user_data(cfg.data, lm.classes, T, rate, cfg.activities, cfg.user, cfg.train_fraction)
     log(
         f"user {data.user}: {len(data.train)} training / {len(data.test)} test windows of T={T} at {rate:g} Hz "
         f"({data.source}; {len(data.skipped)} records skipped)"

@@ -7,7 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from app.core.paths import asset_path
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError
@@ -144,6 +144,28 @@ def general_model_facts(input_size: int) -> tuple[tuple[str, ...], float] | None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     return (classes, rate) if classes and math.isfinite(rate) and rate > 0 else None
+
+
+D = TypeVar("D")
+M = TypeVar("M")
+
+
+def data_then_model(
+    input_size: int, model_path: object, read: Callable[[tuple[str, ...], int, float], D], load: Callable[[], M]
+) -> tuple[M, D]:
+    """The user's windows and the model of a round (the Training panel's and ``odlstudio personalize``'s),
+    read in the order that says a problem soonest: with the shipped general model (no ``model_path``) its
+    classes and rate come from its sidecar (:func:`general_model_facts`), so data that cannot be used
+    (``read(classes, T, rate)`` raises) is refused before ``load()`` imports the model (TensorFlow starts:
+    seconds).  That reading is kept when the model agrees (the same classes, T and rate); otherwise, and for
+    a model file, the data is read with the loaded model's classes, T and rate."""
+    facts = None if model_path else general_model_facts(input_size)
+    early = None if facts is None else read(facts[0], int(input_size), facts[1])
+    model: Any = load()
+    classes, rate = tuple(model.classes), float(model.meta.get("rate_hz", 20.0))
+    if early is not None and (facts, int(input_size)) == ((classes, rate), model.input_size):
+        return model, early
+    return model, read(classes, int(model.input_size), rate)
 
 
 def trainable_names(arch: Arch, cfg: RoundConfig) -> frozenset[str]:

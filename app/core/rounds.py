@@ -64,6 +64,7 @@ from app.core.round_config import (
     ExportIncomplete,
     RoundConfig,
     RoundError,
+    data_then_model,
     general_model_facts,
     general_model_path,
     trainable_names,
@@ -464,25 +465,21 @@ class RoundRunner:
         # What needs no model first (loading one imports TensorFlow in a child: seconds): nothing labelled, or
         # (the general model, whose classes and rate its sidecar gives) no window of T, is said at once
         check_labelled(self.store, self.dataset_id, self.user)
-        facts = None if cfg.model_path else general_model_facts(cfg.input_size)
-        early = None
-        if facts is not None:
-            early = local_windows(
-                self.store, self.dataset_id, facts[0], cfg.input_size, facts[1], cfg.train_fraction, self.user
-            )
-        self.stage(0.005, "loading the model", progress)
-        model = self.load_model()
-        if cfg.model_path is None and model.input_size != cfg.input_size:
-            raise RoundError(f"{model.source} takes T={model.input_size}, not {cfg.input_size}")
+
+        def load() -> "LoadedModel":
+            self.stage(0.005, "loading the model", progress)
+            m = self.load_model()
+            if cfg.model_path is None and m.input_size != cfg.input_size:
+                raise RoundError(f"{m.source} takes T={m.input_size}, not {cfg.input_size}")
+            self.stage(0.01, "windowing the labelled data", progress)
+            return m
+
+        def read(classes: tuple[str, ...], T: int, rate: float) -> LocalData:
+            return local_windows(self.store, self.dataset_id, classes, T, rate, cfg.train_fraction, self.user)
+
+        model, data = data_then_model(cfg.input_size, cfg.model_path, read, load)
         rate = float(model.meta.get("rate_hz", 20.0))
         trainable = trainable_names(model.arch, cfg)
-        self.stage(0.01, "windowing the labelled data", progress)
-        if early is not None and facts == (tuple(model.classes), rate):
-            data = early  # (the windows of the same classes, T and rate)
-        else:
-            data = local_windows(
-                self.store, self.dataset_id, model.classes, model.input_size, rate, cfg.train_fraction, self.user
-            )
         for n in data.notes:
             self.state.warn(n)
         config = {

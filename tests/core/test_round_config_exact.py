@@ -339,3 +339,73 @@ def test_tl_on_a_model_without_dense_layers_is_a_round_error():
     with pytest.raises(RoundError) as ei:
         trainable_names(arch, RoundConfig(mode="tl"))
     assert str(ei.value) == "trainable set 'tl' : 'convonly' has no Dense layer to train with 'tl'"
+
+
+# ------------------------------------------------------------------ data_then_model: the order that says a problem soonest
+class _Model:
+    def __init__(self, classes=("walking", "sitting"), T=20, rate=20.0):
+        self.classes, self.input_size, self.meta = list(classes), T, {"rate_hz": rate}
+
+
+def _order(monkeypatch, facts, model, model_path=None, size=20, fail_first_read=False):
+    """Run data_then_model with the given sidecar facts; returns (its result, the calls in order)."""
+    calls: list = []
+    monkeypatch.setattr(rc, "general_model_facts", lambda T: calls.append(("facts", T)) or facts)
+
+    def read(classes, T, rate):
+        calls.append(("read", classes, T, rate))
+        if fail_first_read and len(calls) == 2:
+            raise RoundError("no window of T")
+        return f"data {len(calls)}"
+
+    def load():
+        calls.append(("load",))
+        return model
+
+    return rc.data_then_model(size, model_path, read, load), calls
+
+
+def test_data_then_model_reads_the_data_before_the_general_model_and_keeps_it(monkeypatch):
+    m = _Model()
+    (model, data), calls = _order(monkeypatch, (("walking", "sitting"), 20.0), m)
+    assert model is m and data == "data 2"
+    assert calls == [("facts", 20), ("read", ("walking", "sitting"), 20, 20.0), ("load",)]
+
+
+def test_data_that_cannot_be_used_is_refused_before_the_model_loads(monkeypatch):
+    with pytest.raises(RoundError, match="^no window of T$"):
+        _order(monkeypatch, (("walking",), 20.0), _Model(), fail_first_read=True)
+    calls: list = []
+    monkeypatch.setattr(rc, "general_model_facts", lambda T: (("walking",), 20.0))
+    with pytest.raises(RoundError):
+        rc.data_then_model(20, None, lambda *a: (_ for _ in ()).throw(RoundError("x")), lambda: calls.append(1))
+    assert calls == []  # (never loaded)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        _Model(classes=("walking", "jogging")),  # other classes than its sidecar says
+        _Model(rate=50.0),  # another rate
+        _Model(T=40),  # another input size
+    ],
+)
+def test_a_model_that_disagrees_with_its_sidecar_gets_the_data_read_again_with_its_own(monkeypatch, model):
+    (got, data), calls = _order(monkeypatch, (("walking", "sitting"), 20.0), model)
+    assert got is model and data == "data 4"
+    assert calls[1:] == [
+        ("read", ("walking", "sitting"), 20, 20.0),
+        ("load",),
+        ("read", tuple(model.classes), model.input_size, float(model.meta["rate_hz"])),
+    ]
+
+
+def test_a_model_file_or_no_sidecar_loads_first(monkeypatch):
+    m = _Model(classes=("a", "b", "c"), T=24, rate=26.0)
+    (_, data), calls = _order(monkeypatch, (("walking",), 20.0), m, model_path="/x/m.keras")
+    assert data == "data 2" and calls == [("load",), ("read", ("a", "b", "c"), 24, 26.0)]
+    (_, data), calls = _order(monkeypatch, None, m, size=24)
+    assert data == "data 3" and calls == [("facts", 24), ("load",), ("read", ("a", "b", "c"), 24, 26.0)]
+    m.meta = {}  # a model that does not say its rate: the app's 20 Hz
+    (_, data), calls = _order(monkeypatch, None, m, size=24)
+    assert calls[-1] == ("read", ("a", "b", "c"), 24, 20.0)
