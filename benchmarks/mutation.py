@@ -738,12 +738,16 @@ TARGETS: dict[str, Target] = {
                 f"DeviceManager.{m}"
                 for m in (
                     "log fault current_url discover _make first set_auto_reconnect configure_accel power_rates_hz "
-                    "_monitor_cls configure_power board_session unplug lost_samples _session ensure_accel_stream "
-                    "ensure_power_stream"
+                    "_monitor_cls configure_power _refuse_while_recording power_voltage_range board_session unplug "
+                    "lost_samples _session ensure_accel_stream ensure_power_stream"
                 ).split()
             ),
         ),
-        ("tests/core/test_device_manager.py", "tests/core/test_devices_exact.py"),
+        (
+            "tests/core/test_device_manager.py",
+            "tests/core/test_devices_exact.py",
+            "tests/core/test_power_config_recording.py",
+        ),
         30,
     ),
     # the virtual bench's serial endpoints (a loopback TCP port pyserial opens as socket://, a pty): the service loop

@@ -664,11 +664,13 @@ class _PowerSession(_Session):
     def stop_stream(self) -> None:
         self._stop_capture()
 
-    def _cmd_config(self, rate_hz: int, voltage: float) -> None:
+    def _cmd_config(self, rate_hz: int | None, voltage: float) -> None:
+        if (self.rate_hz if rate_hz is None else int(rate_hz), float(voltage)) == (self.rate_hz, self.voltage):
+            return  # (the Power panel applies the remembered voltage when it opens: a stream going on is kept)
         was = self.state == DeviceState.STREAMING
         if was:
             self.stop_stream()
-        self.rate_hz, self.voltage = int(rate_hz), float(voltage)
+        self.rate_hz, self.voltage = self.rate_hz if rate_hz is None else int(rate_hz), float(voltage)
         self.details.update({"rate_hz": self.rate_hz, "voltage": self.voltage})
         if was:
             self.start_stream()
@@ -931,14 +933,44 @@ class DeviceManager:
             raise DeviceError(f"{s.info.name} is not a power monitor")
         return s.monitor_cls
 
-    def configure_power(self, key: str, rate_hz: int, voltage: float = 3.3) -> None:
+    def power_voltage_range(self, key: str | None = None) -> tuple[float, float]:
+        """The supply voltages (V, least and most) of power monitor ``key``: class facts, as
+        :meth:`power_rates_hz`."""
+        lo, hi = self._monitor_cls(key).voltage_range
+        return float(lo), float(hi)
+
+    def configure_power(self, key: str, rate_hz: int | None, voltage: float = 3.3) -> None:
+        """Sampling rate (None: the one it has) and supply voltage of power monitor ``key``, applied on its session
+        thread (a new rate or voltage starts a new power stream: one rate and one voltage per stream).  Refused
+        while the power stream is being recorded with another rate or voltage (a recording has one of each)."""
         cls = self._monitor_cls(key)
-        if rate_hz not in cls.rates_hz:
+        if rate_hz is not None and rate_hz not in cls.rates_hz:
             raise DeviceError(f"power sampling rate {rate_hz} Hz is not one of {cls.rates_hz} ({cls.short_name})")
         lo, hi = cls.voltage_range
         if not lo <= voltage <= hi:
             raise DeviceError(f"supply voltage {voltage} V outside {lo:g}..{hi:g} V ({cls.short_name})")
+        self._refuse_while_recording(rate_hz, voltage)
         self._session(key).submit("config", rate_hz, voltage)
+
+    def _refuse_while_recording(self, rate_hz: float | None, voltage: float) -> None:
+        """A recording of the power stream (whoever started it) keeps its rate and voltage: another one would
+        start a new stream, and the recording would get no sample more (its file ended without a word)."""
+        from app.core.recording import active_recorders
+
+        s = self.power_stream
+        rec = next((r for r in active_recorders() if r.stream is s and not r.finished), None)
+        if s is None or rec is None:
+            return
+        if rate_hz is not None and rate_hz != s.rate_hz:
+            raise DeviceError(
+                f"The sampling rate stays {s.rate_hz / 1000:g} kS/s while recording (a recording has one rate): "
+                "stop the recording first, then change the rate"
+            )
+        if abs(voltage - rec.voltage) > 1e-9:
+            raise DeviceError(
+                f"The supply voltage stays {rec.voltage:g} V while recording (a recording has one supply voltage): "
+                "stop the recording first, then change the voltage"
+            )
 
     def call(
         self, key: str, fn: Callable[[Any], Any], done: Callable[[Any, BaseException | None], None] | None = None
@@ -1029,10 +1061,13 @@ class DeviceManager:
             return s
 
     def ensure_power_stream(self, rate_hz: float, voltage: float) -> SampleStream:
+        """The power stream at ``rate_hz``, its samples measured at supply ``voltage``: a new stream when either
+        changed (energy = charge x the voltage of :attr:`voltage`, one per stream: the samples of another
+        voltage would have been counted at the new one)."""
         with self._lock:
-            self.voltage = voltage
             s = self.power_stream
-            if s is None or s.rate_hz != rate_hz:
+            if s is None or s.rate_hz != rate_hz or voltage != self.voltage:
+                self.voltage = voltage
                 s = SampleStream(
                     "current",
                     rate_hz,

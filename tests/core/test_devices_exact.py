@@ -1201,10 +1201,13 @@ def test_streams_keep_the_timeline_on_a_new_rate(clock):
     )
     assert (p.recent_s, p.history_s, a.recent_s, a.history_s) == (5.0, 3600.0, 3600.0, 3600.0)
     assert dm.version == v + 3
-    assert dm.ensure_power_stream(1000, 3.0) is p and dm.voltage == 3.0 and dm.version == v + 3
+    assert dm.ensure_power_stream(1000, 1.8) is p and dm.voltage == 1.8 and dm.version == v + 3
     p.append(np.zeros(500, np.float32))
+    # a new supply voltage is a new stream too (energy = charge x one voltage per stream), on the same timeline
+    r = dm.ensure_power_stream(1000, 3.0)
+    assert r is not p and r.duration == 0.5 and r.gaps == [] and dm.voltage == 3.0 and dm.version == v + 4
     q = dm.ensure_power_stream(10_000, 3.0)
-    assert q is not p and q.duration == 0.5 and q.gaps == [] and dm.power_stream is q and dm.version == v + 4
+    assert q is not r and q.duration == 0.5 and q.gaps == [] and dm.power_stream is q and dm.version == v + 5
     dm2 = _manager(history_s=120.0, power_recent_s=5.0)
     a2, p2 = dm2.ensure_accel_stream(52.0), dm2.ensure_power_stream(1000, 3.3)
     assert (a2.recent_s, a2.history_s, p2.recent_s, p2.history_s) == (120.0, 120.0, 5.0, 120.0)

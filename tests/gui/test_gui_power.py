@@ -92,8 +92,12 @@ def test_two_markers_energy_matches_numpy(power_window, qtbot, tmp_path):
     e2, st2 = panel.energy_between(m1, m2)
     _, y2 = panel.replay.samples(0.05, 0.25)
     assert st2.exact and e2 == pytest.approx(y2[:, 0].astype(np.float64).sum() / 1e5 * panel.voltage, rel=1e-9)
+    x0, x1 = panel.plot.visible_range()
+    assert panel.window.value() == pytest.approx(x1 - x0, abs=0.006) and panel.window.value() != 2.0
     panel.back_to_live()
     assert panel.current_stream() is stream
+    # live again at the span last typed (the Window box had followed the recording's view)
+    assert panel.window.value() == ctx.settings["power.window_s"] == 2.0 and panel.plot.window_s == 2.0
 
 
 def test_power_panel_shows_the_missing_time_and_the_energy_of_the_samples(qtbot, tmp_path, monkeypatch):

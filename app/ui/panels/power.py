@@ -10,7 +10,8 @@ typed in exactly (double-click its t cell; "12.5", "12.5 s" or "12500 ms").
 
 Usable on its own: connect only the power shield.  The plot pulls the stream's min/max pyramid at the
 frame rate; statistics are recomputed at 5 Hz from full-resolution samples (exact while the range is in
-the live ring or in a reopened file).  Energy between markers = mean current × Δt × supply voltage.
+the live ring or in a reopened file).  Energy between markers = mean current × Δt × supply voltage (set in the
+toolbar, the monitor's range; one per stream: a new voltage, like a new rate, starts the live stream again).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.devices import POWER_MONITOR, DeviceState
+from app.core.devices import POWER_MONITOR, DeviceError, DeviceState
 from app.core.energy import D7Interval, d7_edges, d7_intervals
 from app.core.markers import MarkerTimeError, parse_marker_time
 from app.core.outputs import atomic_path, failure_reason
@@ -130,6 +131,12 @@ class PowerPanel(Panel):
         self._last_stats = 0.0
         self.last_saved = None  # path of the newest recording made here
         self._build()
+        st = self.shield()
+        if st is not None:  # the remembered voltage, before anything streams (a round, the Devices panel)
+            try:
+                self.ctx.devices.configure_power(st.info.key, None, self.volt.value())
+            except DeviceError:  # a recording at another voltage goes on: Stream or a change says so
+                pass
 
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -154,6 +161,15 @@ class PowerPanel(Panel):
         bar = FlowLayout()  # in rows on a narrow window
         self.btn_stream = _tool("▶ Stream", "Start/stop the power shield's stream")
         self.rate = QComboBox()
+        self.volt = QDoubleSpinBox()  # the monitor's supply to the board (LPM01A: "volt", 1.8..3.3 V)
+        self.volt.setDecimals(2)
+        self.volt.setSingleStep(0.05)
+        self.volt.setSuffix(" V")
+        self.volt.setKeyboardTracking(False)  # applied on Enter or a step, not at every typed digit
+        self.volt.setToolTip(
+            "Supply voltage of the board, from the power monitor: the board's current, and so the energy "
+            "(charge × this voltage), depend on it. Changing it starts the live stream again"
+        )
         self._sync_rates()
         self.show_what = QComboBox()
         self.show_what.addItems(["Current", "Power"])
@@ -183,6 +199,7 @@ class PowerPanel(Panel):
         for w in (
             self.btn_stream,
             self.rate,
+            self.volt,
             self.show_what,
             self.follow,
             QLabel("Window"),
@@ -307,12 +324,14 @@ class PowerPanel(Panel):
     def _connect(self) -> None:
         self.btn_stream.clicked.connect(self.toggle_stream)
         self.rate.currentIndexChanged.connect(self._config)
+        self.volt.valueChanged.connect(self._config)
         self.show_what.currentIndexChanged.connect(self._units)
         self.follow.toggled.connect(self.plot.set_follow)
         self.plot.followChanged.connect(
             lambda on: (self.follow.blockSignals(True), self.follow.setChecked(on), self.follow.blockSignals(False))
         )
         self.window.valueChanged.connect(self._window)
+        self.plot.getPlotItem().getViewBox().sigXRangeChanged.connect(self._view_changed)
         self.btn_record.toggled.connect(self._record_toggled)
         self.btn_open.clicked.connect(lambda: self.open_recording())
         self.btn_live.clicked.connect(self.back_to_live)
@@ -365,8 +384,15 @@ class PowerPanel(Panel):
         self.back_to_live()
 
     def _sync_rates(self, key: str | None = None) -> None:
-        """The rate choices are the power monitor's own (``DeviceManager.power_rates_hz``); the chosen rate is
-        kept when the monitor offers it."""
+        """The rate choices and the supply-voltage range are the power monitor's own
+        (``DeviceManager.power_rates_hz``, ``power_voltage_range``); the chosen rate is kept when the monitor
+        offers it, the voltage brought into the range."""
+        lo, hi = self.ctx.devices.power_voltage_range(key)
+        if (self.volt.minimum(), self.volt.maximum()) != (lo, hi):
+            self.volt.blockSignals(True)
+            self.volt.setRange(lo, hi)
+            self.volt.setValue(self._applied_voltage())
+            self.volt.blockSignals(False)
         rates = self.ctx.devices.power_rates_hz(key)
         if [self.rate.itemData(i) for i in range(self.rate.count())] == list(rates):
             return
@@ -378,33 +404,48 @@ class PowerPanel(Panel):
         self.rate.setCurrentIndex(max(0, self.rate.findData(want)))
         self.rate.blockSignals(False)
 
+    def _applied_voltage(self) -> float:
+        """The remembered supply voltage ("power.voltage"; the default where it is not a number)."""
+        try:
+            return float(self.ctx.settings["power.voltage"])
+        except (TypeError, ValueError):
+            return 3.3
+
     def _config(self) -> None:
-        hz = int(self.rate.currentData())
-        if self.recorder is not None and hz != self.recorder.stream.rate_hz:
-            # a new rate is a new stream: the recording (one rate per file) got no sample more, its "● REC"
-            # time stood still, and Stop saved what came before the change without a word
-            keep = self.recorder.stream.rate_hz
-            self.rate.blockSignals(True)
-            self.rate.setCurrentIndex(max(0, self.rate.findData(int(keep))))
-            self.rate.blockSignals(False)
-            self.ctx.status(
-                f"The sampling rate stays {keep / 1000:g} kS/s while recording (a recording has one rate): "
-                "stop the recording first, then change the rate",
-                15000,
-            )
-            return
-        self.ctx.settings["power.rate_hz"] = hz
+        """Apply the rate and the supply voltage shown (through ``DeviceManager.configure_power``, on the monitor's
+        session thread) and remember them.  A refusal (e.g. while recording: a new rate or voltage is a new
+        stream, and the recording got no sample more, its "● REC" time stood still and Stop saved what came
+        before without a word) puts the applied values back and says why."""
+        hz, volt = int(self.rate.currentData()), round(self.volt.value(), 2)
         st = self.shield()
         if st is not None:
-            self.ctx.devices.configure_power(st.info.key, hz, float(self.ctx.settings["power.voltage"]))
-            live = self.ctx.devices.power_stream
-            if live is not None and live.rate_hz != hz and live.n_total:
-                # was silent: the markers' energies turned "—" and the window said "4.4 s no data"
+            live, was = self.ctx.devices.power_stream, self.ctx.devices.voltage
+            try:
+                self.ctx.devices.configure_power(st.info.key, hz, volt)
+            except DeviceError as exc:
+                for w in (self.rate, self.volt):
+                    w.blockSignals(True)
+                self.rate.setCurrentIndex(max(0, self.rate.findData(int(self.ctx.settings["power.rate_hz"]))))
+                self.volt.setValue(self._applied_voltage())
+                for w in (self.rate, self.volt):
+                    w.blockSignals(False)
+                self.ctx.status(str(exc), 15000)
+                return
+            # was silent: the markers' energies turned "—" and the window said "4.4 s no data"
+            if live is not None and live.n_total and live.rate_hz != hz:
+                what, now, before = "rate", f"Sampling rate {hz / 1000:g} kS/s", f"{live.rate_hz / 1000:g} kS/s"
+            elif live is not None and live.n_total and was != volt:
+                what, now, before = "voltage", f"Supply voltage {volt:g} V", f"{was:g} V"
+            else:
+                what = ""
+            if what:
                 self.ctx.status(
-                    f"Sampling rate {hz / 1000:g} kS/s: the live stream starts again at this rate; the samples "
-                    f"streamed at {live.rate_hz / 1000:g} kS/s are no longer shown (● Record keeps a session in a file)",
+                    f"{now}: the live stream starts again at this {what}; the samples streamed at {before} are no "
+                    "longer shown (● Record keeps a session in a file)",
                     15000,
                 )
+        self.ctx.settings["power.rate_hz"] = hz
+        self.ctx.settings["power.voltage"] = volt
 
     def _units(self) -> None:
         power = self.show_what.currentIndex() == 1
@@ -412,8 +453,25 @@ class PowerPanel(Panel):
         self.plot.set_scale(self.voltage if power else 1.0, "power" if power else "current", "W" if power else "A")
 
     def _window(self, v: float) -> None:
+        """The Window box: the span shown from now on (following live: the newest ``v`` s; else around the
+        middle of the view)."""
         self.plot.set_window(v)
         self.ctx.settings["power.window_s"] = v
+        x0, x1 = self.plot.visible_range()
+        mid = x1 - v / 2 if self.plot.follow else (x0 + x1) / 2
+        self.plot.setXRange(mid - v / 2, mid + v / 2, padding=0)
+
+    def _view_changed(self, _vb=None, rng=None) -> None:
+        """The view's span changed by other means than the Window box (wheel zoom, a reopened recording, a D7
+        batch picked): the box shows the span (its signal blocked: no second range change), and following live
+        goes on with it."""
+        x0, x1 = rng if rng is not None else self.plot.visible_range()
+        span = min(max(float(x1) - float(x0), self.window.minimum()), self.window.maximum())
+        if round(span, 3) != round(self.window.value(), 3):
+            self.window.blockSignals(True)
+            self.window.setValue(span)
+            self.window.blockSignals(False)
+            self.plot.set_window(span)
 
     # --- recording and replay ----------------------------------------------------------------------
     def _record_toggled(self, on: bool) -> None:
@@ -539,6 +597,12 @@ class PowerPanel(Panel):
             self.replay, self.replay_rec = None, None
             self._invalidate_batches()
             self._reload_markers()
+            # live again at the span last typed, not the reopened recording's (the box followed its view)
+            v = float(self.ctx.settings["power.window_s"])
+            self.window.blockSignals(True)
+            self.window.setValue(v)
+            self.window.blockSignals(False)
+            self.plot.set_window(self.window.value())
         self.btn_live.setEnabled(False)
         self.plot.set_follow(True)
         self._units()
@@ -1016,6 +1080,8 @@ class PowerPanel(Panel):
                 src += f"  (last recording: {self.last_saved.name})"
                 self.source_label.setToolTip(str(self.last_saved))
             self.source_label.setText(src)
+            if self.show_what.currentIndex() == 1 and self.plot.scale != self.voltage:
+                self._units()  # a new supply voltage (a new stream): power = current × it
             if self.markers and self.plot.follow and self.table.state() != QAbstractItemView.EditingState:
                 self._fill_table()
             events = self.current_events()

@@ -1,0 +1,99 @@
+"""DeviceManager.configure_power keeps a recording of the power stream whole, whoever calls it: a new rate or
+supply voltage starts a new power stream (one rate and one voltage per stream: energy = charge × voltage), so
+it is refused while that stream is recorded (the rule was the Power panel's alone: another caller ended the
+recording silently)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.devices import DeviceError, DeviceInfo
+from app.core.recording import StreamRecorder
+
+KEY = "powershield:test"
+
+
+@pytest.fixture()
+def rig(offline_ctx, monkeypatch):
+    """(context, device manager, the configs sent to the LPM01A's session thread)."""
+    dm = offline_ctx.devices
+    session = dm._make(DeviceInfo(KEY, "powershield", "socket://127.0.0.1:9", "LPM01A test"))  # noqa: SLF001
+    dm._sessions[KEY] = session  # noqa: SLF001 - a monitor that is never opened
+    sent: list[tuple] = []
+    monkeypatch.setattr(session, "submit", lambda *a: sent.append(a))
+    return offline_ctx, dm, sent
+
+
+def test_a_new_voltage_is_a_new_stream(rig):
+    _, dm, _ = rig
+    first = dm.ensure_power_stream(1000, 3.3)
+    first.append(np.full((500, 1), 2e-3, np.float32))
+    assert dm.ensure_power_stream(1000, 3.3) is first  # a restart at the same settings: the same stream
+    second = dm.ensure_power_stream(1000, 1.8)
+    assert second is not first and dm.voltage == 1.8 and dm.power_stream is second
+    assert second.duration == first.duration == 0.5  # the timeline goes on ...
+    assert first.stats(0, 0.5).n == 500 and second.stats(0, 0.5).n == 0  # ... without a sample taken at 3.3 V
+    trace = dm.power_trace()  # what a training round measures its batches with
+    assert trace.stream is second and trace.voltage == 1.8
+
+
+def test_configure_power_is_refused_while_the_power_stream_is_recorded(rig):
+    ctx, dm, sent = rig
+    stream = dm.ensure_power_stream(100_000, 3.3)
+    stream.append(np.full((1000, 1), 1e-3, np.float32))
+    other = dm.ensure_accel_stream(104.0)  # a recording of another stream does not count
+    accel = StreamRecorder(ctx.store, other, "accel", "labelling")
+    rec = StreamRecorder(ctx.store, stream, "power", "bench run", voltage=3.3)
+    try:
+        with pytest.raises(DeviceError) as e:
+            dm.configure_power(KEY, 10_000, 3.3)
+        assert str(e.value) == (
+            "The sampling rate stays 100 kS/s while recording (a recording has one rate): "
+            "stop the recording first, then change the rate"
+        )
+        with pytest.raises(DeviceError) as e:
+            dm.configure_power(KEY, 100_000, 1.8)
+        assert str(e.value) == (
+            "The supply voltage stays 3.3 V while recording (a recording has one supply voltage): "
+            "stop the recording first, then change the voltage"
+        )
+        with pytest.raises(DeviceError) as e:
+            dm.configure_power(KEY, None, 1.8)  # the rate it has (what the Power panel sends when it opens)
+        assert str(e.value).startswith("The supply voltage stays 3.3 V while recording")
+        dm.configure_power(KEY, 100_000, 3.3)  # the same settings (Stream again): the stream goes on
+        dm.configure_power(KEY, None, 3.3)
+        assert sent == [("config", 100_000, 3.3), ("config", None, 3.3)]
+    finally:
+        rec.stop()
+    dm.configure_power(KEY, 10_000, 1.8)  # the recording stopped: applied
+    assert sent[-1] == ("config", 10_000, 1.8)
+    accel.stop()
+    assert dm.power_stream is stream
+
+
+def test_a_config_without_a_rate_keeps_the_monitors_rate(rig):
+    _, dm, _ = rig
+    session = dm._session(KEY)  # noqa: SLF001
+    session._cmd_config(10_000, 3.3)  # noqa: SLF001 - what the session thread runs (not streaming)
+    session._cmd_config(None, 2.05)  # noqa: SLF001
+    assert (session.rate_hz, session.voltage) == (10_000, 2.05)
+    assert dm.status(KEY).details == {"rate_hz": 10_000, "voltage": 2.05}
+
+
+def test_a_config_of_the_settings_it_has_keeps_a_stream_going(rig, monkeypatch):
+    """The Power panel applies the remembered voltage when it opens; the shield may already stream (the app
+    connects the virtual bench first): the same settings must not stop and restart the acquisition."""
+    from app.core.devices import DeviceState
+
+    _, dm, _ = rig
+    session = dm._session(KEY)  # noqa: SLF001
+    calls: list[str] = []
+    monkeypatch.setattr(session, "stop_stream", lambda: calls.append("stop"))
+    monkeypatch.setattr(session, "start_stream", lambda: calls.append("start"))
+    session.state = DeviceState.STREAMING
+    session._cmd_config(None, 3.3)  # noqa: SLF001 - the default rate, 3.3 V: what it has
+    session._cmd_config(int(session.rate_hz), 3.3)  # noqa: SLF001
+    assert calls == []
+    session._cmd_config(None, 1.8)  # noqa: SLF001
+    assert calls == ["stop", "start"] and session.voltage == 1.8
