@@ -409,3 +409,43 @@ def test_a_model_file_or_no_sidecar_loads_first(monkeypatch):
     m.meta = {}  # a model that does not say its rate: the app's 20 Hz
     (_, data), calls = _order(monkeypatch, None, m, size=24)
     assert calls[-1] == ("read", ("a", "b", "c"), 24, 20.0)
+
+
+# ------------------------------------------------------------------ general_model_facts: the shipped model's sidecar
+@pytest.mark.parametrize(
+    ("sidecar", "facts"),
+    [
+        ('{"classes": ["walking", "sitting"], "rate_hz": 26}', (("walking", "sitting"), 26.0)),
+        ('{"classes": ["walking", 7]}', (("walking", "7"), 20.0)),  # no rate said: the app's 20 Hz
+        ('{"classes": [], "rate_hz": 20}', None),  # no class
+        ('{"classes": ["walking"], "rate_hz": 0}', None),
+        ('{"classes": ["walking"], "rate_hz": -20}', None),
+        ('{"classes": ["walking"], "rate_hz": NaN}', None),
+        ('{"classes": ["walking"], "rate_hz": Infinity}', None),
+        ('{"classes": ["walking"], "rate_hz": "fast"}', None),  # ValueError
+        ('{"classes": ["walking"], "rate_hz": [20]}', None),  # TypeError
+        ('{"rate_hz": 20}', None),  # KeyError
+        ('{"classes": 5}', None),  # TypeError
+        ('["walking"]', None),  # a list, not an object: TypeError
+        ('"walking"', None),  # a string: TypeError (string indices)
+        ("null", None),  # TypeError
+        ('{"classes": ["walking"], "rate_hz": null}', None),  # float(None): TypeError
+        ("{not json", None),  # ValueError
+        ("", None),
+    ],
+)
+def test_general_model_facts_reads_the_sidecar_or_says_none(monkeypatch, tmp_path, sidecar, facts):
+    monkeypatch.setattr(rc, "MODELS_DIR", tmp_path)
+    (tmp_path / "paper_cnn_wisdm5_T40.json").write_text(sidecar, encoding="utf-8")
+    (tmp_path / "paper_cnn_wisdm5_T20.json").write_text('{"classes": ["other"]}', encoding="utf-8")
+    assert rc.general_model_facts(40) == facts
+    assert rc.general_model_facts(40.0) == facts  # (a size given as a float names the same file)
+
+
+def test_general_model_facts_of_a_size_without_a_sidecar_or_unreadable_is_none(monkeypatch, tmp_path):
+    monkeypatch.setattr(rc, "MODELS_DIR", tmp_path)
+    assert rc.general_model_facts(40) is None  # no file
+    (tmp_path / "paper_cnn_wisdm5_T40.json").mkdir()  # a folder of that name: OSError
+    assert rc.general_model_facts(40) is None
+    (tmp_path / "paper_cnn_wisdm5_T60.json").write_bytes(b'{"classes": ["caf\xe9"]}')  # not UTF-8: ValueError
+    assert rc.general_model_facts(60) is None
