@@ -966,7 +966,7 @@ class DeviceManager:
                 f"The sampling rate stays {s.rate_hz / 1000:g} kS/s while recording (a recording has one rate): "
                 "stop the recording first, then change the rate"
             )
-        if abs(voltage - rec.voltage) > 1e-9:
+        if voltage != rec.voltage:
             raise DeviceError(
                 f"The supply voltage stays {rec.voltage:g} V while recording (a recording has one supply voltage): "
                 "stop the recording first, then change the voltage"

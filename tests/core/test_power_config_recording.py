@@ -97,3 +97,16 @@ def test_a_config_of_the_settings_it_has_keeps_a_stream_going(rig, monkeypatch):
     assert calls == []
     session._cmd_config(None, 1.8)  # noqa: SLF001
     assert calls == ["stop", "start"] and session.voltage == 1.8
+
+
+def test_the_voltage_range_is_the_monitor_classs(rig, monkeypatch):
+    from device.monitor import monitor_class
+    from tests.boardkit import add_other_monitor
+
+    _, dm, _ = rig
+    lo, hi = monitor_class("powershield").voltage_range
+    got = dm.power_voltage_range(KEY)
+    assert got == (1.8, 3.3) == (lo, hi) and all(type(v) is float for v in got)
+    assert dm.power_voltage_range() == got  # the first power monitor
+    other = add_other_monitor(dm, monkeypatch)
+    assert dm.power_voltage_range(other) == (1.0, 5.0) and dm.power_voltage_range(KEY) == (1.8, 3.3)

@@ -419,6 +419,7 @@ def test_a_model_file_or_no_sidecar_loads_first(monkeypatch):
         ('{"classes": ["walking", 7]}', (("walking", "7"), 20.0)),  # no rate said: the app's 20 Hz
         ('{"classes": [], "rate_hz": 20}', None),  # no class
         ('{"classes": ["walking"], "rate_hz": 0}', None),
+        ('{"classes": ["walking"], "rate_hz": 0.5}', (("walking",), 0.5)),  # slow, but a rate
         ('{"classes": ["walking"], "rate_hz": -20}', None),
         ('{"classes": ["walking"], "rate_hz": NaN}', None),
         ('{"classes": ["walking"], "rate_hz": Infinity}', None),
