@@ -738,7 +738,7 @@ TARGETS: dict[str, Target] = {
                 f"DeviceManager.{m}"
                 for m in (
                     "log fault current_url discover _make first set_auto_reconnect configure_accel power_rates_hz "
-                    "_monitor_cls configure_power _refuse_while_recording power_voltage_range board_session unplug "
+                    "_monitor_cls configure_power _refuse_while_measured power_voltage_range board_session unplug "
                     "lost_samples _session ensure_accel_stream ensure_power_stream"
                 ).split()
             ),

@@ -942,34 +942,44 @@ class DeviceManager:
     def configure_power(self, key: str, rate_hz: int | None, voltage: float = 3.3) -> None:
         """Sampling rate (None: the one it has) and supply voltage of power monitor ``key``, applied on its session
         thread (a new rate or voltage starts a new power stream: one rate and one voltage per stream).  Refused
-        while the power stream is being recorded with another rate or voltage (a recording has one of each)."""
+        while the power stream is recorded or a training round measures its batches on it, with another rate or
+        voltage (one of each per stream)."""
         cls = self._monitor_cls(key)
         if rate_hz is not None and rate_hz not in cls.rates_hz:
             raise DeviceError(f"power sampling rate {rate_hz} Hz is not one of {cls.rates_hz} ({cls.short_name})")
         lo, hi = cls.voltage_range
         if not lo <= voltage <= hi:
             raise DeviceError(f"supply voltage {voltage} V outside {lo:g}..{hi:g} V ({cls.short_name})")
-        self._refuse_while_recording(rate_hz, voltage)
+        self._refuse_while_measured(rate_hz, voltage)
         self._session(key).submit("config", rate_hz, voltage)
 
-    def _refuse_while_recording(self, rate_hz: float | None, voltage: float) -> None:
-        """A recording of the power stream (whoever started it) keeps its rate and voltage: another one would
-        start a new stream, and the recording would get no sample more (its file ended without a word)."""
+    def _refuse_while_measured(self, rate_hz: float | None, voltage: float) -> None:
+        """The power stream keeps its rate and voltage while something measures with it: a recording of it
+        (whoever started it) or a training round (the energy of its batches).  Another rate or voltage starts a
+        new stream: the recording got no sample more (its file ended without a word), the round's later
+        batches no energy."""
         from app.core.recording import active_recorders
 
         s = self.power_stream
+        if s is None:
+            return
         rec = next((r for r in active_recorders() if r.stream is s and not r.finished), None)
-        if s is None or rec is None:
+        board = next((x.info.name for x in list(self._sessions.values()) if x.state == DeviceState.TRAINING), None)
+        if rec is not None:
+            volts, when = rec.voltage, "while recording (a recording has one {})"
+            then = "stop the recording first"
+        elif board is not None:
+            volts, when = self.voltage, f"while a training round runs on {board} (its batches are measured at one {{}})"
+            then = "wait for the round to end"
+        else:
             return
         if rate_hz is not None and rate_hz != s.rate_hz:
             raise DeviceError(
-                f"The sampling rate stays {s.rate_hz / 1000:g} kS/s while recording (a recording has one rate): "
-                "stop the recording first, then change the rate"
+                f"The sampling rate stays {s.rate_hz / 1000:g} kS/s {when.format('rate')}: {then}, then change the rate"
             )
-        if voltage != rec.voltage:
+        if voltage != volts:
             raise DeviceError(
-                f"The supply voltage stays {rec.voltage:g} V while recording (a recording has one supply voltage): "
-                "stop the recording first, then change the voltage"
+                f"The supply voltage stays {volts:g} V {when.format('supply voltage')}: {then}, then change the voltage"
             )
 
     def call(

@@ -110,3 +110,42 @@ def test_the_voltage_range_is_the_monitor_classs(rig, monkeypatch):
     assert dm.power_voltage_range() == got  # the first power monitor
     other = add_other_monitor(dm, monkeypatch)
     assert dm.power_voltage_range(other) == (1.0, 5.0) and dm.power_voltage_range(KEY) == (1.8, 3.3)
+
+
+def test_configure_power_is_refused_while_a_training_round_measures_on_the_stream(rig):
+    """Was (helper T's note): a rate or voltage change during a round replaced the stream the round's
+    PowerTrace holds; its later batches got no energy, without a word."""
+    from app.core.devices import DeviceState
+
+    ctx, dm, sent = rig
+    stream = dm.ensure_power_stream(100_000, 3.3)
+    board = dm._make(DeviceInfo("board:test", "board", "socket://127.0.0.1:9", "NUCLEO test", True))  # noqa: SLF001
+    dm._sessions["board:test"] = board  # noqa: SLF001
+    board.state = DeviceState.READY
+    dm.configure_power(KEY, 100_000, 3.3)  # no round: applied
+    board.state = DeviceState.TRAINING
+    with pytest.raises(DeviceError) as e:
+        dm.configure_power(KEY, 10_000, 3.3)
+    assert str(e.value) == (
+        "The sampling rate stays 100 kS/s while a training round runs on NUCLEO test (its batches are measured at "
+        "one rate): wait for the round to end, then change the rate"
+    )
+    with pytest.raises(DeviceError) as e:
+        dm.configure_power(KEY, None, 1.8)
+    assert str(e.value) == (
+        "The supply voltage stays 3.3 V while a training round runs on NUCLEO test (its batches are measured at "
+        "one supply voltage): wait for the round to end, then change the voltage"
+    )
+    dm.configure_power(KEY, 100_000, 3.3)  # the settings it has: nothing changes
+    rec = StreamRecorder(ctx.store, stream, "power", "bench run", voltage=3.3)
+    try:  # recording during a round: the recording's words (Stop is what the user can do now)
+        with pytest.raises(DeviceError) as e:
+            dm.configure_power(KEY, 10_000, 3.3)
+        assert str(e.value).endswith(
+            "while recording (a recording has one rate): stop the recording first, then change the rate"
+        )
+    finally:
+        rec.stop()
+    board.state = DeviceState.READY
+    dm.configure_power(KEY, 10_000, 1.8)
+    assert sent == [("config", 100_000, 3.3), ("config", 100_000, 3.3), ("config", 10_000, 1.8)]
