@@ -112,6 +112,10 @@ class AppContext:
     def __post_init__(self) -> None:
         self.settings = Settings(self.store)
         self.user = self.store.ensure_user(str(self.settings["user"]))
+        try:  # the supply voltage last set (Power panel) for every power monitor found from now on
+            self.devices.power_voltage_default = float(self.settings["power.voltage"])
+        except (TypeError, ValueError):
+            pass
 
     @classmethod
     def create(

@@ -564,7 +564,9 @@ class _PowerSession(_Session):
         super().__init__(manager, info)
         self.monitor_cls = monitor_class(info.kind)
         self.rate_hz = int(self.monitor_cls.default_rate_hz)
-        self.voltage = 3.3
+        lo, hi = self.monitor_cls.voltage_range
+        v = float(manager.power_voltage_default)  # the voltage last asked for, where this monitor can supply it
+        self.voltage = v if lo <= v <= hi else 3.3
         self.mon: Any = None
         self.cap: Any = None
         self._pump: threading.Thread | None = None
@@ -722,6 +724,9 @@ class DeviceManager:
         self.accel_stream: SampleStream | None = None
         self.power_stream: SampleStream | None = None
         self.voltage = 3.3
+        #: The supply voltage a power monitor found from now on starts with: the one last given to
+        #: :meth:`configure_power` (the app sets the remembered one at start-up).
+        self.power_voltage_default = 3.3
         self.messages: list[str] = []
         #: (time on the shared timeline, kind, text) of power-shield stream events (D7 edges, errors...).
         self.power_events: list[tuple[float, str, str]] = []
@@ -951,6 +956,7 @@ class DeviceManager:
         if not lo <= voltage <= hi:
             raise DeviceError(f"supply voltage {voltage} V outside {lo:g}..{hi:g} V ({cls.short_name})")
         self._refuse_while_measured(rate_hz, voltage)
+        self.power_voltage_default = float(voltage)
         self._session(key).submit("config", rate_hz, voltage)
 
     def _refuse_while_measured(self, rate_hz: float | None, voltage: float) -> None:

@@ -105,6 +105,23 @@ def test_the_context_starts_with_the_saved_user_and_its_dataset(tmp_path):
         again.close()
 
 
+@pytest.mark.parametrize(("saved", "default"), [(2.5, 2.5), ("1.8", 1.8), ("high", 3.3), (None, 3.3), ([2], 3.3)])
+def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, saved, default):
+    """Power monitors found after start-up start at the remembered voltage (a broken value: the 3.3 V default)."""
+    first = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert first.devices.power_voltage_default == 3.3
+        first.settings["power.voltage"] = saved
+    finally:
+        first.close()
+    again = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert again.devices.power_voltage_default == default
+        assert type(again.devices.power_voltage_default) is float
+    finally:
+        again.close()
+
+
 def test_set_user_and_set_dataset_save_and_tell_the_panels(ctx):
     heard = []
     ctx.subscribe("user_changed", lambda **kw: heard.append(kw))

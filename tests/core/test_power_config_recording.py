@@ -149,3 +149,33 @@ def test_configure_power_is_refused_while_a_training_round_measures_on_the_strea
     board.state = DeviceState.READY
     dm.configure_power(KEY, 10_000, 1.8)
     assert sent == [("config", 100_000, 3.3), ("config", 100_000, 3.3), ("config", 10_000, 1.8)]
+
+
+def test_a_monitor_found_later_starts_at_the_voltage_last_set(rig, tmp_path, monkeypatch):
+    """Was (helper T's note): a power monitor plugged in after the window opened supplied 3.3 V, whatever the
+    Power panel had set, until its ▶ Stream; a round started from the Training panel measured at 3.3 V."""
+    from app.core.context import AppContext
+    from tests.boardkit import add_other_monitor
+
+    _, dm, _ = rig
+    assert dm.power_voltage_default == 3.3
+    dm.configure_power(KEY, None, 1.8)
+    assert dm.power_voltage_default == 1.8
+    late = dm._make(DeviceInfo("powershield:late", "powershield", "socket://127.0.0.1:9", "LPM01A late"))  # noqa: SLF001
+    assert (late.voltage, late.rate_hz) == (1.8, 100_000)
+    dm.power_voltage_default = 0.9  # (a value this monitor cannot supply: its own default)
+    assert dm._make(late.info).voltage == 3.3  # noqa: SLF001
+    dm.power_voltage_default = 4.5
+    assert dm._session(add_other_monitor(dm, monkeypatch)).voltage == 4.5  # noqa: SLF001 - (1.0..5.0 V)
+
+    ctx = AppContext.create(tmp_path / "app", bench=False, discover=False)
+    try:
+        assert ctx.devices.power_voltage_default == 3.3
+        ctx.settings["power.voltage"] = 2.5
+    finally:
+        ctx.close()
+    ctx = AppContext.create(tmp_path / "app", bench=False, discover=False)  # the next start: remembered
+    try:
+        assert ctx.devices.power_voltage_default == 2.5
+    finally:
+        ctx.close()
