@@ -326,6 +326,7 @@ TARGETS: dict[str, Target] = {
             "nonfinite_layers",
             "_loaded",
             "_refuse_a_capture",
+            "_refused_write",
             "evaluate",
         ),
         # (TensorFlow-free tests only: mutmut forks a child per mutant, and a fork of a process that has

@@ -1142,3 +1142,86 @@ def test_an_export_of_something_not_a_model_says_what_it_got(tmp_path, model, ki
 def test_an_npz_that_cannot_be_read_gives_the_systems_reason(tmp_path):
     """A path the file-kind check cannot read is left to np.load, whose reason is kept (here: a folder)."""
     assert _npz_error(tmp_path) == f"{tmp_path}: not an ODL Studio model .npz ([Errno 21] Is a directory: '{tmp_path}')"
+
+
+# --- _refused_write: a refused write of a model file said in words --------------------------------------------------
+def _raised(exc_fn):
+    """What leaves ``with _refused_write(p)`` when its body raises ``exc_fn()``."""
+    p = Path("/x/a.h5")
+    try:
+        with M._refused_write(p):  # noqa: SLF001
+            raise exc_fn()
+    except BaseException as out:  # noqa: BLE001 - the test looks at it
+        return out
+    return None
+
+
+def _chained(inner: BaseException, outer: BaseException, how: str) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as e:  # noqa: BLE001
+            if how == "cause":
+                raise outer from e
+            raise outer  # noqa: B904 - __context__, as h5py's close after a failed write
+    except BaseException as got:  # noqa: BLE001
+        return got
+
+
+def test_refused_write_passes_a_clean_body_and_a_model_error_through():
+    with M._refused_write(Path("/x/a.h5")):  # noqa: SLF001
+        pass
+    err = M.ModelError("already in words")
+    assert _raised(lambda: err) is err
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (
+            lambda: OSError(28, "No space left on device", "/x/.a.tmp1-2.h5"),
+            "cannot write /x/a.h5: No space left on device",
+        ),
+        (lambda: OSError(30, "Read-only file system"), "cannot write /x/a.h5: Read-only file system"),
+        (
+            lambda: _chained(OSError(28, "No space left on device"), RuntimeError("Can't destroy cache"), "context"),
+            "cannot write /x/a.h5: No space left on device",
+        ),
+        (
+            lambda: _chained(OSError(13, "Permission denied"), ValueError("wrapped"), "cause"),
+            "cannot write /x/a.h5: Permission denied",
+        ),
+        (
+            lambda: RuntimeError("Can't write data (file write failed: time = x, errno = 28, error message = 'y')"),
+            "cannot write /x/a.h5: No space left on device",
+        ),
+        (
+            lambda: _chained(RuntimeError("file write failed: errno = 5, error"), RuntimeError("close"), "context"),
+            "cannot write /x/a.h5: Input/output error",
+        ),
+    ],
+    ids=["oserror", "oserror-no-file", "oserror-in-context", "oserror-as-cause", "hdf5-text", "hdf5-text-in-context"],
+)
+def test_refused_write_says_the_system_s_reason_naming_the_file(exc, said):
+    out = _raised(exc)
+    assert type(out) is M.ModelError and str(out) == said
+    assert out.__cause__ is not None and not isinstance(out.__cause__, M.ModelError)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        lambda: ValueError("a bug, not a disk"),
+        lambda: OSError("no errno"),  # errno None
+        lambda: OSError(0, "errno 0"),
+        lambda: RuntimeError("file write failed: errno = 0, nothing"),
+        lambda: RuntimeError("errno=28 (no spaces: not HDF5's form)"),
+        lambda: RuntimeError("xerrno = 28"),
+        lambda: KeyboardInterrupt(),  # not an Exception: never caught
+    ],
+    ids=["valueerror", "oserror-no-errno", "oserror-errno-0", "hdf5-errno-0", "no-spaces", "not-a-word", "interrupt"],
+)
+def test_refused_write_leaves_what_is_not_a_refused_write_as_it_was(exc):
+    first = exc()
+    out = _raised(lambda: first)
+    assert out is first
