@@ -334,6 +334,11 @@ TARGETS: dict[str, Target] = {
         ("tests/core/test_model_formats.py",),
         60,
     ),
+    # the TFLite conversion's parent side: the timeout from the environment, what the child-process runner is
+    # handed (the conversion itself needs TensorFlow: it runs in the child, tests/core/test_tflite_child.py)
+    "tflite_convert": Target(
+        "app/core/tflite_convert.py", ("default_timeout", "convert"), ("tests/core/test_tflite_convert_exact.py",), 30
+    ),
     # the app's store (SQLite): users, datasets, recordings, labels, markers, rounds and their transactions
     "store_rows": Target(
         "app/core/store.py",
