@@ -134,16 +134,41 @@ def general_model_facts(input_size: int) -> tuple[tuple[str, ...], float] | None
     """The classes and sample rate of the shipped general model for ``input_size`` from its metadata sidecar
     (``paper_cnn_wisdm5_T<T>.json``), without loading the model (a round checks its data with them before the
     model import), or None when the sidecar is missing or does not say."""
-    import json
-
-    side = MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.json"
+    meta = _sidecar(MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.json")
     try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
         classes = tuple(str(c) for c in meta["classes"])
         rate = float(meta.get("rate_hz", 20.0))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return (classes, rate) if classes and math.isfinite(rate) and rate > 0 else None
+
+
+def model_facts(model_path: object, input_size: int) -> tuple[tuple[str, ...], int, float] | None:
+    """(classes, T, rate) of the model a round will load, without loading it: the shipped general model's for
+    ``input_size`` (no ``model_path``), or what a model file's sidecar (``<stem>.json``, which the app writes
+    beside every model it exports) states in full — its classes, ``input_size`` and ``rate_hz``; None where
+    they are not known before the load."""
+    if not model_path:
+        facts = general_model_facts(input_size)
+        return None if facts is None else (facts[0], int(input_size), facts[1])
+    meta = _sidecar(Path(str(model_path)).with_suffix(".json"))
+    try:
+        classes = tuple(str(c) for c in meta["classes"])
+        T, rate = meta["input_size"], float(meta["rate_hz"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    ok = classes and type(T) is int and T > 0 and math.isfinite(rate) and rate > 0
+    return (classes, T, rate) if ok else None
+
+
+def _sidecar(path: Path) -> Any:
+    """The JSON a model's metadata sidecar holds, or None (missing, unreadable, not JSON)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 D = TypeVar("D")
@@ -154,18 +179,18 @@ def data_then_model(
     input_size: int, model_path: object, read: Callable[[tuple[str, ...], int, float], D], load: Callable[[], M]
 ) -> tuple[M, D]:
     """The user's windows and the model of a round (the Training panel's and ``odlstudio personalize``'s),
-    read in the order that says a problem soonest: with the shipped general model (no ``model_path``) its
-    classes and rate come from its sidecar (:func:`general_model_facts`), so data that cannot be used
+    read in the order that says a problem soonest: where the model's classes, T and rate are known before it
+    loads (:func:`model_facts`: the shipped general model's sidecar, a model file's), data that cannot be used
     (``read(classes, T, rate)`` raises) is refused before ``load()`` imports the model (TensorFlow starts:
-    seconds).  That reading is kept when the model agrees (the same classes, T and rate); otherwise, and for
-    a model file, the data is read with the loaded model's classes, T and rate."""
-    facts = None if model_path else general_model_facts(input_size)
-    early = None if facts is None else read(facts[0], int(input_size), facts[1])
+    seconds).  That reading is kept when the model agrees (the same classes, T and rate); otherwise, and where
+    nothing is known before the load, the data is read with the loaded model's classes, T and rate."""
+    facts = model_facts(model_path, input_size)
+    early = None if facts is None else read(*facts)
     model: Any = load()
-    classes, rate = tuple(model.classes), float(model.meta.get("rate_hz", 20.0))
-    if early is not None and (facts, int(input_size)) == ((classes, rate), model.input_size):
+    classes, T, rate = tuple(model.classes), int(model.input_size), float(model.meta.get("rate_hz", 20.0))
+    if early is not None and facts == (classes, T, rate):
         return model, early
-    return model, read(classes, int(model.input_size), rate)
+    return model, read(classes, T, rate)
 
 
 def trainable_names(arch: Arch, cfg: RoundConfig) -> frozenset[str]:

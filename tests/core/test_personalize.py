@@ -564,6 +564,26 @@ def test_data_that_cannot_be_used_is_said_before_the_shipped_model_loads(tmp_pat
     )
 
 
+def test_data_that_cannot_be_used_is_said_before_a_model_file_with_a_sidecar_loads(tmp_path, capsys, monkeypatch):
+    """Was: `--model FILE` loaded the model (TensorFlow: seconds) before reading the data; the app writes a
+    sidecar beside every model it exports, whose classes, T and rate are enough to read the data first."""
+    from app.cli import main
+    from app.core import personalize as P
+
+    loads: list[object] = []
+    monkeypatch.setattr(P, "resolve_model", lambda *a: loads.append(a))
+    model = tmp_path / "alice_T24.keras"
+    model.write_bytes(b"not read")
+    (tmp_path / "alice_T24.json").write_text('{"classes": ["walking"], "input_size": 24, "rate_hz": 20.0}')
+    bad = tmp_path / "bad.txt"
+    bad.write_text("garbage\n")
+    assert main(["personalize", "--data", str(bad), "--model", str(model), "--quiet"]) == 2
+    assert loads == []
+    assert capsys.readouterr().err.startswith(
+        f"odlstudio personalize: --data: {bad}: no valid WISDM records (1 skipped"
+    )
+
+
 def test_the_data_read_before_the_shipped_model_loads_is_used_once(user_file, monkeypatch):
     from app.core import personalize as P
 
@@ -573,7 +593,8 @@ def test_the_data_read_before_the_shipped_model_loads_is_used_once(user_file, mo
     res = personalize(PersonalizeConfig(data=str(user_file), input_size=20, modes=("none",)))
     assert reads == [(("walking", "jogging", "stairs", "sitting", "standing"), 20, 20.0)]
     assert res.report["results"]["none"]["macro_f1"] > 0
-    # a model given with --model (here the shipped file itself): read once, after the load, with its classes
+    # a model given with --model (here the shipped file itself, whose sidecar states its classes, T and rate):
+    # read once, before the load, and kept
     reads.clear()
     given = P.ASSET_MODELS / "paper_cnn_wisdm5_T20.keras"
     personalize(PersonalizeConfig(data=str(user_file), model=str(given), modes=("none",)))

@@ -450,3 +450,53 @@ def test_general_model_facts_of_a_size_without_a_sidecar_or_unreadable_is_none(m
     assert rc.general_model_facts(40) is None
     (tmp_path / "paper_cnn_wisdm5_T60.json").write_bytes(b'{"classes": ["caf\xe9"]}')  # not UTF-8: ValueError
     assert rc.general_model_facts(60) is None
+
+
+# ------------------------------------------------------------------ model_facts: a model file's sidecar, stated in full
+@pytest.mark.parametrize(
+    ("sidecar", "facts"),
+    [
+        ('{"classes": ["a", "b"], "input_size": 24, "rate_hz": 26}', (("a", "b"), 24, 26.0)),
+        ('{"classes": ["a", 2], "input_size": 1, "rate_hz": 0.5}', (("a", "2"), 1, 0.5)),
+        ('{"classes": ["a"], "input_size": 24}', None),  # the rate not said (an ST model's comes from its YAML)
+        ('{"classes": ["a"], "rate_hz": 26}', None),  # T not said
+        ('{"input_size": 24, "rate_hz": 26}', None),
+        ('{"classes": [], "input_size": 24, "rate_hz": 26}', None),
+        ('{"classes": ["a"], "input_size": 0, "rate_hz": 26}', None),
+        ('{"classes": ["a"], "input_size": -24, "rate_hz": 26}', None),
+        ('{"classes": ["a"], "input_size": 24.0, "rate_hz": 26}', None),  # not an integer
+        ('{"classes": ["a"], "input_size": "24", "rate_hz": 26}', None),
+        ('{"classes": ["a"], "input_size": true, "rate_hz": 26}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": 0}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": -1}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": NaN}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": Infinity}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": "fast"}', None),
+        ('{"classes": ["a"], "input_size": 24, "rate_hz": null}', None),
+        ('{"classes": 3, "input_size": 24, "rate_hz": 26}', None),
+        ('["a"]', None),
+        ("{broken", None),
+    ],
+)
+def test_model_facts_of_a_model_file_are_its_sidecar_s_when_it_states_them_all(tmp_path, sidecar, facts):
+    (tmp_path / "alice_T24.json").write_text(sidecar, encoding="utf-8")
+    assert rc.model_facts(tmp_path / "alice_T24.keras", 20) == facts  # (the size asked for plays no part)
+    assert rc.model_facts(str(tmp_path / "alice_T24.h5"), 20) == facts  # the same stem: the same sidecar
+
+
+def test_model_facts_without_a_model_file_are_the_general_model_s(monkeypatch, tmp_path):
+    assert rc.model_facts(tmp_path / "none.keras", 20) is None  # no sidecar
+    (tmp_path / "dir.json").mkdir()
+    assert rc.model_facts(tmp_path / "dir.keras", 20) is None
+    monkeypatch.setattr(rc, "general_model_facts", lambda T: (("walking",), 20.0) if T == 40 else None)
+    assert rc.model_facts(None, 40) == (("walking",), 40, 20.0)
+    assert rc.model_facts("", 40) == (("walking",), 40, 20.0)
+    assert rc.model_facts(None, 40.0) == (("walking",), 40, 20.0) and type(rc.model_facts(None, 40.0)[1]) is int
+    assert rc.model_facts(None, 20) is None
+
+
+def test_a_model_file_with_a_sidecar_has_its_data_read_before_it_loads(monkeypatch, tmp_path):
+    (tmp_path / "m.json").write_text('{"classes": ["a", "b", "c"], "input_size": 24, "rate_hz": 26.0}')
+    m = _Model(classes=("a", "b", "c"), T=24, rate=26.0)
+    (_, data), calls = _order(monkeypatch, None, m, model_path=str(tmp_path / "m.keras"))
+    assert data == "data 1" and calls == [("read", ("a", "b", "c"), 24, 26.0), ("load",)]
