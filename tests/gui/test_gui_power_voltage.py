@@ -11,28 +11,9 @@ from PySide6.QtWidgets import QApplication
 
 from app.ui.panels.power import si
 from tests.boardkit import OtherMonitor, add_other_monitor
+from tests.gui.test_gui_power_first_hour import _streaming, said  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture()
-def said(power_window):
-    """(window, panel, what the status bar was told)."""
-    win, panel = power_window
-    texts: list[str] = []
-    panel.ctx.subscribe("status", lambda text, **_: texts.append(text))
-    return win, panel, texts
-
-
-def _streaming(panel, qtbot, seconds: float = 1.0):
-    ctx = panel.ctx
-    t_click = ctx.devices.now()
-    qtbot.mouseClick(panel.btn_stream, Qt.LeftButton)
-    qtbot.waitUntil(
-        lambda: ctx.devices.power_stream is not None and ctx.devices.power_stream.duration > t_click + seconds,
-        timeout=30_000,
-    )
-    return ctx.devices.power_stream
 
 
 def _window_energy(panel, stream, t0: float, t1: float) -> tuple[str, str, float]:
@@ -45,7 +26,7 @@ def _window_energy(panel, stream, t0: float, t1: float) -> tuple[str, str, float
     return labels["charge"].text(), labels["energy"].text(), stream.stats(t0, t1).integral
 
 
-def test_the_supply_voltage_is_set_in_the_toolbar_and_every_energy_uses_it(said, qtbot):
+def test_the_supply_voltage_is_set_in_the_toolbar_and_every_energy_uses_it(said, qtbot):  # noqa: F811
     """Was: no control; the panel always sent 3.3 V.  A new voltage is a new stream: the samples measured at
     3.3 V are never counted at 1.8 V."""
     _, panel, texts = said
@@ -109,7 +90,7 @@ def test_the_voltage_range_is_the_monitors_own(offline_ctx, monkeypatch, qtbot):
     assert (panel.volt.minimum(), panel.volt.maximum()) == OtherMonitor.voltage_range == (1.0, 5.0)
 
 
-def test_rate_and_voltage_changes_are_refused_by_the_core_while_recording(said, qtbot):
+def test_rate_and_voltage_changes_are_refused_by_the_core_while_recording(said, qtbot):  # noqa: F811
     """The rule was the panel's alone: any other caller of configure_power ended a recording silently.  The
     panel now says the core's refusal and puts the applied values back."""
     _, panel, texts = said
