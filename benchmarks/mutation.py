@@ -740,6 +740,7 @@ TARGETS: dict[str, Target] = {
             ),
             "_junk_state",
             "_garbage_since",
+            "_recorder_of",
             *(
                 f"DeviceManager.{m}"
                 for m in (

@@ -518,9 +518,10 @@ class _BoardSession(_Session):
         self.client.stream_stop()
 
     def _cmd_config(self, odr_hz: float, fs_g: int) -> None:
+        same = (float(odr_hz), int(fs_g)) == (self.odr_hz, self.fs_g)
         self.odr_hz, self.fs_g = float(odr_hz), int(fs_g)
-        if self.client is None:
-            return
+        if self.client is None or same:  # (the Live panel applies the remembered settings when it opens: a
+            return  # stream going on is kept; a connected board was given them when it connected)
         was = self.state == DeviceState.STREAMING
         if was:
             self.client.stream_stop()
@@ -692,6 +693,15 @@ def _garbage_since(client: Any, before: tuple[int, int, int]) -> bool:
     if now[0] > before[0]:  # invalid frames were discarded (junk mixed into the stream)
         return True
     return now[1] > before[1] and now[2] == before[2]  # bytes without any frame delimiter, and no frame
+
+
+def _recorder_of(stream: SampleStream | None) -> Any:
+    """The recorder writing ``stream`` now (a Labelling segment, a Power recording, whoever started it), or None."""
+    from app.core.recording import active_recorders
+
+    if stream is None:
+        return None
+    return next((r for r in active_recorders() if r.stream is stream and not r.finished), None)
 
 
 class DeviceManager:
@@ -917,6 +927,14 @@ class DeviceManager:
             raise DeviceError(f"accelerometer ODR {odr_hz} Hz is not one of {ACCEL_ODR_HZ}")
         if fs_g not in ACCEL_FS_G:
             raise DeviceError(f"accelerometer full scale ±{fs_g} g is not one of {ACCEL_FS_G}")
+        s = self.accel_stream
+        rec = _recorder_of(s)
+        if s is not None and rec is not None and odr_hz != s.rate_hz:  # a new ODR is a new stream: the segment
+            # being recorded got no sample more (7 s recorded, 2 s saved, without a word); a full scale may change
+            raise DeviceError(
+                f"The ODR stays {s.rate_hz:g} Hz while {rec.rec.name!r} is being recorded (a recording has one "
+                "rate): stop it first (Labelling panel), then change the ODR"
+            )
         self._session(key).submit("config", odr_hz, fs_g)
 
     def power_rates_hz(self, key: str | None = None) -> tuple[int, ...]:
@@ -964,12 +982,10 @@ class DeviceManager:
         (whoever started it) or a training round (the energy of its batches).  Another rate or voltage starts a
         new stream: the recording got no sample more (its file ended without a word), the round's later
         batches no energy."""
-        from app.core.recording import active_recorders
-
         s = self.power_stream
         if s is None:
             return
-        rec = next((r for r in active_recorders() if r.stream is s and not r.finished), None)
+        rec = _recorder_of(s)
         board = next((x.info.name for x in list(self._sessions.values()) if x.state == DeviceState.TRAINING), None)
         if rec is not None:
             volts, when = rec.voltage, "while recording (a recording has one {})"

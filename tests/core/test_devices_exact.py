@@ -489,6 +489,11 @@ def test_config_restarts_a_running_stream(board):
     s.fake.calls.clear()
     s._cmd_config(52.0, 4)
     assert s.fake.calls == [("stream_stop",), ("sensor_config", 52.0, 4), ("stream_start", 13)]
+    s.fake.calls.clear()
+    s._cmd_config(52, 4.0)  # the settings it has (the Live panel opening): the stream goes on
+    assert s.fake.calls == [] and (s.odr_hz, s.fs_g) == (52.0, 4)
+    s._cmd_config(52.0, 8)  # another full scale alone: applied
+    assert s.fake.calls == [("stream_stop",), ("sensor_config", 52.0, 8), ("stream_start", 13)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1414,3 +1419,31 @@ def test_on_the_virtual_bench():
         assert dm.status(b).reconnects >= 1
     finally:
         dm.shutdown()
+
+
+def test_configure_accel_keeps_the_odr_of_a_segment_being_recorded(clock, monkeypatch):
+    """Was (helper U): a new ODR while a Labelling segment was recorded started a new stream; the segment got
+    no sample more (7 s recorded, 2 s saved) without a word.  The rule is the core's, for any caller."""
+    from app.core import recording
+
+    dm = _manager()
+    b = _add(dm)
+    sent: list = []
+    monkeypatch.setattr(b, "submit", lambda *a: sent.append(a))
+    s = dm.ensure_accel_stream(52.0)
+    other = dm.ensure_power_stream(1000, 3.3)
+    recs: list = [SimpleNamespace(stream=other, finished=False, rec=SimpleNamespace(name="power 1"))]
+    monkeypatch.setattr(recording, "active_recorders", lambda: list(recs))
+    dm.configure_accel(BOARD, 104.0, 4)  # a recording of another stream: applied
+    recs.append(SimpleNamespace(stream=s, finished=True, rec=SimpleNamespace(name="done")))
+    dm.configure_accel(BOARD, 208.0, 4)  # a finished one: applied
+    recs.append(SimpleNamespace(stream=s, finished=False, rec=SimpleNamespace(name="Walking #1")))
+    with pytest.raises(DeviceError) as e:
+        dm.configure_accel(BOARD, 104.0, 4)
+    assert str(e.value) == (
+        "The ODR stays 52 Hz while 'Walking #1' is being recorded (a recording has one rate): stop it first "
+        "(Labelling panel), then change the ODR"
+    )
+    dm.configure_accel(BOARD, 52.0, 16)  # the same ODR, another full scale: the same stream, applied
+    assert sent == [("config", 104.0, 4), ("config", 208.0, 4), ("config", 52.0, 16)]
+    assert D._recorder_of(None) is None

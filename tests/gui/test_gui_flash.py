@@ -50,7 +50,7 @@ def test_needs_firmware_is_shown_and_the_flash_runs_off_the_gui_thread(window, q
     )
     panel.table.selectRow(0)
     assert panel.btn_flash.isEnabled() and "bold" in panel.btn_flash.styleSheet()
-    assert "needs_firmware: it does not answer HELLO" in panel.details.toPlainText()
+    assert "needs the ODL firmware: it does not answer HELLO" in panel.details.toPlainText()
 
     calls = []
     release = threading.Event()

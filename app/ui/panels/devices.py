@@ -38,6 +38,46 @@ STATE_COLORS = {
 COLUMNS = ("Device", "Kind", "Port / URL", "State", "Firmware", "Message")
 
 
+def _bytes(n) -> str:
+    return f"{int(n):,} bytes ({int(n) / 1024:.0f} KiB)"
+
+
+#: The details pane's lines for the devices' detail keys: (label, how the value is written).  Before, the raw
+#: keys and values: "ram_free: 303104", "rate_hz: 100000", "voltage: 3.3", "fs_g: 4" (numbers without units).
+DETAIL_LINES: dict[str, tuple[str, object]] = {
+    "firmware": ("firmware", str),
+    "needs_firmware": ("needs the ODL firmware", str),
+    "protocol": ("protocol version", str),
+    "board": ("board", str),
+    "mcu": ("MCU", str),
+    "sensor": ("sensor", str),
+    "build": ("build", str),
+    "emulated": ("emulated", lambda v: "yes" if v else "no"),
+    "sysclk_MHz": ("system clock", lambda v: f"{float(v):g} MHz"),
+    "ram_free": ("free RAM", _bytes),
+    "odr_hz": ("accelerometer ODR", lambda v: f"{float(v):g} Hz"),
+    "fs_g": ("accelerometer full scale", lambda v: f"±{v} g"),
+    "tx_dropped": ("frames the board could not send (its transmit buffer full)", lambda v: f"{int(v):,}"),
+    "rx_errors": ("frames the board received damaged", lambda v: f"{int(v):,}"),
+    "rate_hz": ("sampling rate", lambda v: f"{float(v):,.0f} Hz"),
+    "voltage": ("supply voltage", lambda v: f"{float(v):g} V"),
+    "lost": ("samples lost", lambda v: f"{int(v):,}"),
+    "buffer_pct": ("capture buffer", lambda v: f"{float(v):.0f} % full"),
+}
+
+
+def detail_line(key: str, value, kind: str = "board") -> str:
+    """One line of the details pane: the key in words, the value with its unit."""
+    label, fmt = DETAIL_LINES.get(key, (key, str))
+    if key == "board" and is_monitor(kind):
+        label = "shield ID"
+    try:
+        text = fmt(value)  # type: ignore[operator]
+    except (TypeError, ValueError):
+        text = str(value)
+    return f"{label}: {text}"
+
+
 class DevicesPanel(Panel):
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -78,6 +118,8 @@ class DevicesPanel(Panel):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # State shown second (its column stays 3): at 800 x 600 it was beyond the right edge, behind a scroll bar
+        self.table.horizontalHeader().moveSection(COLUMNS.index("State"), 1)
         split.addWidget(self.table)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
@@ -114,6 +156,11 @@ class DevicesPanel(Panel):
     def _toggle_stream(self) -> None:
         st = self.selected()
         if st is None:
+            self.ctx.status("Select a device first")  # was: nothing, without a word
+            return
+        st = self.ctx.devices.status(st.info.key)  # its state now, not at the last refresh
+        if st.state == DeviceState.TRAINING:  # was: nothing, and the wish kept for later
+            self.ctx.status(busy_training(st), 15000)
             return
         on = st.state != DeviceState.STREAMING
         if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
@@ -256,9 +303,12 @@ class DevicesPanel(Panel):
             f"  key: {st.info.key}",
             f"  url: {st.info.url}",
             f"  state: {st.state.value}  {st.message}",
-            f"  reconnects: {st.reconnects}",
+            # the count is of tries (a 1 s unplug took two: "reconnects: 2")
+            f"  reconnect attempts: {st.reconnects}",
         ]
-        lines += [f"  {k}: {v}" for k, v in sorted(st.details.items())]
+        order = list(DETAIL_LINES)  # the known figures in a fixed order (was: sorted by their raw keys), then others
+        keys = sorted(st.details, key=lambda k: (order.index(k) if k in order else len(order), k))
+        lines += [f"  {detail_line(k, st.details[k], st.info.kind)}" for k in keys]
         stream = self.ctx.devices.power_stream if is_monitor(st.info.kind) else self.ctx.devices.accel_stream
         if stream is not None:
             gaps = sum(b - a for a, b in stream.gaps)
@@ -273,6 +323,15 @@ class DevicesPanel(Panel):
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [("Devices menu", "Connect/disconnect any discovered device, rescan, start the virtual bench")]
+
+
+def busy_training(st: DeviceStatus, again: str = "Start streaming") -> str:
+    """What a stream button says while a training round holds the board (the board does not stream during a
+    round: the round stopped its stream, and does not start it again)."""
+    return (
+        f"{st.info.name} is busy with a training round (Training panel): it does not stream during the round; "
+        f"press {again} again when the round has ended"
+    )
 
 
 PANEL = PanelSpec(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QPushButton, QVBoxLayout
 
-from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceState
+from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceError, DeviceState
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
+from app.ui.panels.devices import busy_training
 from app.ui.widgets.flow import FlowLayout
 from app.ui.widgets.stream_plot import StreamPlot
 
@@ -72,6 +73,15 @@ class LiveAccelPanel(Panel):
         self.add_shortcut("Space", self.toggle_stream)
         self._version = -1
         self._activities_loaded = False
+        self._sent_odr: float | None = None  # the ODR last sent to the board (its stream may not have it yet)
+        st = self.board()
+        if st is not None:  # the remembered ODR and full scale, before anything streams (was: the board's 52 Hz /
+            # ±4 g until ▶ Stream here, whatever the boxes showed, when the Devices panel or Labelling streamed)
+            try:
+                self.ctx.devices.configure_accel(st.info.key, self.odr.currentData(), self.fs.currentData())
+                self._sent_odr = self.odr.currentData()
+            except DeviceError:
+                pass
 
     @staticmethod
     def _select(combo: QComboBox, value) -> None:
@@ -91,6 +101,9 @@ class LiveAccelPanel(Panel):
         if st.state == DeviceState.STREAMING:
             self.ctx.devices.set_streaming(key, False)
             return
+        if st.state == DeviceState.TRAINING:  # was: nothing, without a word
+            self.ctx.status(busy_training(st, "▶ Stream (Space)"), 15000)
+            return
         self._config()
         if st.state in (DeviceState.DISCONNECTED, DeviceState.ERROR):
             self.ctx.devices.connect(key)
@@ -99,11 +112,31 @@ class LiveAccelPanel(Panel):
 
     def _config(self) -> None:
         odr, fs = self.odr.currentData(), self.fs.currentData()
+        st = self.board()
+        s = self.ctx.devices.accel_stream
+        new_rate = s is not None and odr != s.rate_hz
+        if st is not None:
+            try:
+                self.ctx.devices.configure_accel(st.info.key, odr, fs)
+            except DeviceError as exc:  # (a Labelling segment is recorded: the ODR stays; the core says why)
+                self.odr.blockSignals(True)
+                self._select(self.odr, s.rate_hz if s is not None else self.ctx.settings["accel.odr_hz"])
+                self.odr.blockSignals(False)
+                self.ctx.status(str(exc), 15000)
+                return
         self.ctx.settings["accel.odr_hz"] = odr
         self.ctx.settings["accel.fs_g"] = fs
-        st = self.board()
-        if st is not None:
-            self.ctx.devices.configure_accel(st.info.key, odr, fs)
+        if st is None:
+            return
+        said = odr == self._sent_odr  # (a full scale picked before the new ODR reached the stream: said once)
+        self._sent_odr = odr
+        connected = st.state in (DeviceState.READY, DeviceState.STREAMING, DeviceState.TRAINING)
+        if new_rate and not said and s is not None and s.n_total > 0 and connected:  # was: they vanished unsaid
+            self.ctx.status(
+                f"ODR {odr:g} Hz: the live stream starts again at this rate; the samples streamed at "
+                f"{s.rate_hz:g} Hz are no longer shown (record a segment in the Labelling panel to keep one)",
+                15000,
+            )
 
     def _window(self, v: float) -> None:
         self.plot.set_window(v)
