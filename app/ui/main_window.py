@@ -42,6 +42,7 @@ from app.core.devices import DeviceState
 from app.ui.gc_guard import GuiThreadGc
 from app.ui.panels import PanelSpec, panel_specs
 from app.ui.panels.base import Panel
+from app.ui.panels.devices import disconnect
 from app.ui.tasks import TaskBar, TaskRunner
 
 __all__ = ["MainWindow"]
@@ -279,7 +280,7 @@ class MainWindow(QMainWindow):
             con.triggered.connect(lambda _=False, k=st.info.key: self.ctx.devices.connect(k))
             dis = sub.addAction("Disconnect")
             dis.setEnabled(st.state not in (DeviceState.DISCONNECTED,))
-            dis.triggered.connect(lambda _=False, k=st.info.key: self.ctx.devices.disconnect(k))
+            dis.triggered.connect(lambda _=False, k=st.info.key: disconnect(self, self.ctx, k))
         if not self.ctx.devices.snapshot():
             m.addAction("(no devices)").setEnabled(False)
         m.addSeparator()

@@ -224,3 +224,56 @@ def test_the_state_column_is_seen_in_an_800x600_window(bench, qtbot):
         "Message",
     ]
     assert dev.table.item(0, 3).text() == ctx.devices.snapshot()[0].state.value  # its column is still 3
+
+
+def test_disconnect_during_a_training_round_asks_first(bench, qtbot, monkeypatch):
+    """Was: Disconnect (button or Devices menu) during a round did it at once: the round ended (its board) or
+    lost its later batches' energy (its power monitor), without a word of warning."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.ui.panels.devices import disconnect
+
+    win, ctx, _ = bench
+    board, power = ctx.devices.first("board"), ctx.devices.first("powershield")
+    _ready(ctx, qtbot, board.info.key)
+    _ready(ctx, qtbot, power.info.key)
+    asked: list[str] = []
+    answer = [QMessageBox.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or answer[0])
+    inside, release = threading.Event(), threading.Event()
+
+    def round_() -> None:
+        with ctx.devices.board_session(board.info.key):
+            inside.set()
+            release.wait(20)
+
+    th = threading.Thread(target=round_)
+    th.start()
+    try:
+        assert inside.wait(10)
+        dev = win.show_panel("devices")
+        dev.table.selectRow([s.info.key for s in dev._statuses].index(board.info.key))  # noqa: SLF001
+        qtbot.mouseClick(dev.btn_disconnect, Qt.LeftButton)
+        assert asked == [
+            f"A training round is running on {board.info.name}: disconnecting {board.info.name} ends the round. "
+            "Disconnect anyway?"
+        ]
+        disconnect(win, ctx, power.info.key)  # (what the Devices menu's Disconnect calls)
+        assert asked[-1] == (
+            f"A training round is running on {board.info.name}: disconnecting {power.info.name} leaves its later "
+            "batches without energy. Disconnect anyway?"
+        )
+        qtbot.wait(300)
+        assert ctx.devices.status(board.info.key).state == DeviceState.TRAINING  # No: nothing was done
+        assert ctx.devices.status(power.info.key).state == DeviceState.READY
+        answer[0] = QMessageBox.Yes
+        disconnect(win, ctx, power.info.key)
+        qtbot.waitUntil(lambda: ctx.devices.status(power.info.key).state == DeviceState.DISCONNECTED, timeout=10_000)
+    finally:
+        release.set()
+        th.join(10)
+    n = len(asked)
+    qtbot.waitUntil(lambda: ctx.devices.status(board.info.key).state == DeviceState.READY, timeout=5_000)
+    disconnect(win, ctx, board.info.key)  # no round: no question
+    qtbot.waitUntil(lambda: ctx.devices.status(board.info.key).state == DeviceState.DISCONNECTED, timeout=10_000)
+    assert len(asked) == n == 3

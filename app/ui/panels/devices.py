@@ -127,7 +127,7 @@ class DevicesPanel(Panel):
         split.setSizes([300, 200])
         lay.addWidget(split, 1)
         self.btn_connect.clicked.connect(lambda: self._each(self.ctx.devices.connect))
-        self.btn_disconnect.clicked.connect(lambda: self._each(self.ctx.devices.disconnect))
+        self.btn_disconnect.clicked.connect(lambda: self._each(lambda key: disconnect(self, self.ctx, key)))
         self.btn_stream.clicked.connect(self._toggle_stream)
         self.btn_rescan.clicked.connect(self._rescan)
         self.btn_unplug.clicked.connect(lambda: self._each(lambda k: self.ctx.devices.unplug(k, 1.0)))
@@ -323,6 +323,27 @@ class DevicesPanel(Panel):
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [("Devices menu", "Connect/disconnect any discovered device, rescan, start the virtual bench")]
+
+
+def disconnect(parent, ctx, key: str) -> None:
+    """Disconnect device ``key`` (the Devices panel's button and the Devices menu): while a training round runs,
+    only once the user said yes — disconnecting its board ends the round, its power monitor leaves the round's
+    later batches without energy (was: done at once, the round ended without a word of warning)."""
+    st = ctx.devices.status(key)
+    board = next((b for b in ctx.devices.snapshot() if b.state == DeviceState.TRAINING), None)
+    if st is not None and board is not None and (st.info.key == board.info.key or is_monitor(st.info.kind)):
+        what = "ends the round" if st.info.key == board.info.key else "leaves its later batches without energy"
+        answer = QMessageBox.question(
+            parent,
+            "Disconnect during a training round",
+            f"A training round is running on {board.info.name}: disconnecting {st.info.name} {what}. "
+            "Disconnect anyway?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        if answer != QMessageBox.Yes:
+            return
+    ctx.devices.disconnect(key)
 
 
 def busy_training(st: DeviceStatus, again: str = "Start streaming") -> str:
