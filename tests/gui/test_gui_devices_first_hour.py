@@ -277,3 +277,38 @@ def test_disconnect_during_a_training_round_asks_first(bench, qtbot, monkeypatch
     disconnect(win, ctx, board.info.key)  # no round: no question
     qtbot.waitUntil(lambda: ctx.devices.status(board.info.key).state == DeviceState.DISCONNECTED, timeout=10_000)
     assert len(asked) == n == 3
+
+
+def test_time_older_than_the_history_is_shaded_and_said(qtbot):
+    """Was (found here): after the live accelerometer's hour of history, the plot showed the time before it as
+    empty, without a word.  Shown on a stream with a 20 s history."""
+    import numpy as np
+
+    from app.core.streams import SampleStream
+    from app.ui.widgets.stream_plot import StreamPlot
+
+    s = SampleStream("accel", 10.0, 3, recent_s=20.0, history_s=20.0, base=10)
+    plot = StreamPlot(lambda: s, window_s=10.0)
+    qtbot.addWidget(plot)
+    s.append(np.zeros((100, 3), np.float32))  # 10 s: all kept
+    plot.set_follow(False)
+    plot.setXRange(0.0, 10.0, padding=0)
+    plot.tick()
+    assert s.first_time == 0.0 and (plot._expired is None or not plot._expired.isVisible())  # noqa: SLF001
+    s.append(np.zeros((400, 3), np.float32))  # 50 s: the first 30 s have left the history
+    t = s.first_time
+    assert 25.0 <= t <= 30.0
+    plot.setXRange(0.0, 50.0, padding=0)
+    plot.tick()
+    region = plot._expired  # noqa: SLF001
+    assert region is not None and region.isVisible() and region.getRegion() == (0.0, t)
+    assert plot._expired_label.format == "not kept: older than the last 20 s"  # noqa: SLF001
+    plot.setXRange(t + 1.0, 50.0, padding=0)  # only kept time in view
+    plot.tick()
+    assert not region.isVisible()
+    s2 = SampleStream("accel", 1.0, 3, recent_s=120.0, history_s=120.0, base=10)
+    s2.append(np.zeros((400, 3), np.float32))
+    plot.source = lambda: s2
+    plot.setXRange(0.0, 400.0, padding=0)
+    plot.tick()
+    assert region.isVisible() and plot._expired_label.format == "not kept: older than the last 2 min"  # noqa: SLF001

@@ -74,6 +74,8 @@ class StreamPlot(pg.PlotWidget):
         self._names = list(names) if names else None
         self._curves: list[pg.PlotDataItem] = []
         self._gap_items: list[pg.LinearRegionItem] = []
+        self._expired: pg.LinearRegionItem | None = None  # time older than the stream's history (see tick)
+        self._expired_label: pg.InfLineLabel | None = None
         self._last_key: tuple | None = None
         self._shown = False  # the curves hold a source's data
         self._setting_range = False
@@ -165,8 +167,9 @@ class StreamPlot(pg.PlotWidget):
             self._shown, self._last_key, self.last_view_points = False, None, 0
             for item in self._curves:
                 item.setData([], [])
-            for gap in self._gap_items:
-                gap.hide()
+            for gap in [*self._gap_items, self._expired]:
+                if gap is not None:
+                    gap.hide()
             return True
         vb = self.getPlotItem().getViewBox()
         if self.follow:
@@ -195,6 +198,7 @@ class StreamPlot(pg.PlotWidget):
                 if len(finite):
                     lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
         self._update_gaps(s, x0, x1)
+        self._update_expired(s, x0)
         self._shown = True
         if self.auto_y and math.isfinite(lo):
             self._autoscale_y(lo, hi)
@@ -214,6 +218,30 @@ class StreamPlot(pg.PlotWidget):
                 vb.setYRange(lo - pad, hi + pad, padding=0, update=False)
             finally:
                 self._setting_range = False
+
+    def _update_expired(self, s: SampleStream, x0: float) -> None:
+        """Time older than the stream's history (its samples left it: the live accelerometer keeps an hour) is
+        shaded grey and said, not shown as empty time without a word."""
+        t = s.first_time
+        if t <= 0 or x0 >= t:
+            if self._expired is not None:
+                self._expired.hide()
+            return
+        if self._expired is None or self._expired_label is None:
+            self._expired = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(128, 128, 128, 50), pen=pg.mkPen(None))
+            self._expired.setZValue(-10)
+            self._expired_label = pg.InfLineLabel(self._expired.lines[1], "", position=0.92, anchors=[(1, 0), (1, 0)])
+            self.addItem(self._expired)
+        hist = s.history_s
+        text = (
+            f"not kept: older than the last {hist:g} s"
+            if hist < 60
+            else f"not kept: older than the last {hist / 60:g} min"
+        )
+        if self._expired_label.format != text:
+            self._expired_label.setFormat(text)
+        self._expired.setRegion((min(x0, t), t))
+        self._expired.show()
 
     def _update_gaps(self, s: SampleStream, x0: float, x1: float) -> None:
         gaps = [(a, b) for a, b in s.gaps if b > x0 and a < x1][-20:]
