@@ -203,6 +203,14 @@ def test_the_details_say_each_figure_in_words_with_its_unit(bench, qtbot):
         f"  firmware: {shield.details['firmware']}",
     ]
     assert [w for w in want if w not in lines] == []
+    ctx.devices.set_streaming(shield.info.key, True)
+    qtbot.waitUntil(lambda: ctx.devices.power_stream is not None, timeout=10_000)
+    dev.refresh(force=True)
+    dev.table.selectRow(keys.index(shield.info.key))
+    dev._show_details()  # noqa: SLF001
+    lines = dev.details.toPlainText().splitlines()
+    stream_line = next(x for x in lines if x.startswith("  stream: "))
+    assert stream_line.startswith("  stream: 100,000 Hz, ")  # (was "100000 Hz" beside "100,000 Hz")
 
 
 def test_the_state_column_is_seen_in_an_800x600_window(bench, qtbot):

@@ -313,7 +313,7 @@ class DevicesPanel(Panel):
         if stream is not None:
             gaps = sum(b - a for a, b in stream.gaps)
             lines.append(
-                f"  stream: {stream.rate_hz:g} Hz, {stream.duration:.1f} s on the timeline, "
+                f"  stream: {stream.rate_hz:,.6g} Hz, {stream.duration:.1f} s on the timeline, "
                 f"{len(stream.gaps)} gap(s) totalling {gaps:.2f} s"
             )
         msgs = self.ctx.devices.messages[-8:]
