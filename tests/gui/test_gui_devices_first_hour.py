@@ -320,3 +320,20 @@ def test_time_older_than_the_history_is_shaded_and_said(qtbot):
     plot.setXRange(0.0, 400.0, padding=0)
     plot.tick()
     assert region.isVisible() and plot._expired_label.format == "not kept: older than the last 2 min"  # noqa: SLF001
+
+
+def test_with_no_device_selected_the_details_say_so_and_auto_reconnect_is_off_limits(bench, qtbot):
+    """Was (helper U): with devices listed but none selected, the details said "No device. Connect a …" and the
+    Auto-reconnect box (the selected device's) could be ticked, changing nothing."""
+    win, ctx, texts = bench
+    dev = win.show_panel("devices")
+    dev.refresh(force=True)
+    assert dev._statuses  # noqa: SLF001 - the bench's two devices
+    dev.table.selectRow(0)
+    assert dev.auto.isEnabled() and dev.details.toPlainText().splitlines()[0] == dev._statuses[0].info.name  # noqa: SLF001
+    dev.table.clearSelection()
+    assert dev.details.toPlainText() == "Select a device to see its details."
+    assert not dev.auto.isEnabled()
+    dev._statuses = []  # noqa: SLF001 - no device at all
+    dev._show_details()  # noqa: SLF001
+    assert dev.details.toPlainText().startswith("No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB")

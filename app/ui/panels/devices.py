@@ -279,9 +279,12 @@ class DevicesPanel(Panel):
 
     def _show_details(self) -> None:
         st = self.selected()
+        self.auto.setEnabled(st is not None)  # (it is the selected device's: with none it changed nothing)
         if st is None:
             self.details.setPlainText(
-                "No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
+                "Select a device to see its details."
+                if self._statuses
+                else "No device. Connect a NUCLEO-L496ZG / X-NUCLEO-LPM01A by USB, or start the "
                 "virtual bench from the Devices menu."
             )
             self.btn_flash.setEnabled(False)
