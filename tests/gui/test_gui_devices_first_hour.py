@@ -5,6 +5,7 @@ recorded or while streaming, the details pane's words and units."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from PySide6.QtCore import Qt
@@ -54,6 +55,26 @@ def _streaming(win, ctx, qtbot, seconds: float = 1.0):
     return live
 
 
+@contextmanager
+def _round_holds(ctx, key: str):
+    """What a training round does to the board while this block runs: it holds the board's client."""
+    inside, release = threading.Event(), threading.Event()
+
+    def round_() -> None:
+        with ctx.devices.board_session(key):
+            inside.set()
+            release.wait(20)
+
+    th = threading.Thread(target=round_)
+    th.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        release.set()
+        th.join(10)
+
+
 def test_the_remembered_odr_and_full_scale_are_applied_before_anything_streams(qtbot, tmp_path):
     """Was: the Live panel's boxes said 104 Hz / ±8 g (remembered), the board streamed at 52 Hz / ±4 g when the
     Devices panel (or a Labelling segment) started it: the boxes were sent only by ▶ Stream."""
@@ -82,17 +103,7 @@ def test_stream_while_a_training_round_holds_the_board_says_why(bench, qtbot):
     st = ctx.devices.first("board")
     key, name = st.info.key, st.info.name
     _ready(ctx, qtbot, key)
-    inside, release = threading.Event(), threading.Event()
-
-    def round_() -> None:  # what a round does: hold the board's client
-        with ctx.devices.board_session(key):
-            inside.set()
-            release.wait(20)
-
-    th = threading.Thread(target=round_)
-    th.start()
-    try:
-        assert inside.wait(10)
+    with _round_holds(ctx, key):
         live = win.show_panel("live_accel")
         qtbot.mouseClick(live.btn_stream, Qt.LeftButton)
         assert texts[-1] == (
@@ -107,9 +118,6 @@ def test_stream_while_a_training_round_holds_the_board_says_why(bench, qtbot):
             "press Start streaming again when the round has ended"
         )
         assert ctx.devices._session(key).want_stream is False  # noqa: SLF001 - nothing was queued for later
-    finally:
-        release.set()
-        th.join(10)
     qtbot.waitUntil(lambda: ctx.devices.status(key).state == DeviceState.READY, timeout=5_000)
     dev.table.clearSelection()
     qtbot.mouseClick(dev.btn_stream, Qt.LeftButton)
@@ -248,17 +256,7 @@ def test_disconnect_during_a_training_round_asks_first(bench, qtbot, monkeypatch
     asked: list[str] = []
     answer = [QMessageBox.No]
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or answer[0])
-    inside, release = threading.Event(), threading.Event()
-
-    def round_() -> None:
-        with ctx.devices.board_session(board.info.key):
-            inside.set()
-            release.wait(20)
-
-    th = threading.Thread(target=round_)
-    th.start()
-    try:
-        assert inside.wait(10)
+    with _round_holds(ctx, board.info.key):
         dev = win.show_panel("devices")
         dev.table.selectRow([s.info.key for s in dev._statuses].index(board.info.key))  # noqa: SLF001
         qtbot.mouseClick(dev.btn_disconnect, Qt.LeftButton)
@@ -277,9 +275,6 @@ def test_disconnect_during_a_training_round_asks_first(bench, qtbot, monkeypatch
         answer[0] = QMessageBox.Yes
         disconnect(win, ctx, power.info.key)
         qtbot.waitUntil(lambda: ctx.devices.status(power.info.key).state == DeviceState.DISCONNECTED, timeout=10_000)
-    finally:
-        release.set()
-        th.join(10)
     n = len(asked)
     qtbot.waitUntil(lambda: ctx.devices.status(board.info.key).state == DeviceState.READY, timeout=5_000)
     disconnect(win, ctx, board.info.key)  # no round: no question
