@@ -988,20 +988,26 @@ class DeviceManager:
         rec = _recorder_of(s)
         board = next((x.info.name for x in list(self._sessions.values()) if x.state == DeviceState.TRAINING), None)
         if rec is not None:
-            volts, when = rec.voltage, "while recording (a recording has one {})"
-            then = "stop the recording first"
+            volts, then = rec.voltage, "stop the recording first"
+
+            def when(what: str) -> str:
+                return f"while recording (a recording has one {what})"
+
         elif board is not None:
-            volts, when = self.voltage, f"while a training round runs on {board} (its batches are measured at one {{}})"
-            then = "wait for the round to end"
+            volts, then = self.voltage, "wait for the round to end"
+
+            def when(what: str) -> str:  # (the board's name is text: never a format string)
+                return f"while a training round runs on {board} (its batches are measured at one {what})"
+
         else:
             return
         if rate_hz is not None and rate_hz != s.rate_hz:
             raise DeviceError(
-                f"The sampling rate stays {s.rate_hz / 1000:g} kS/s {when.format('rate')}: {then}, then change the rate"
+                f"The sampling rate stays {s.rate_hz / 1000:g} kS/s {when('rate')}: {then}, then change the rate"
             )
         if voltage != volts:
             raise DeviceError(
-                f"The supply voltage stays {volts:g} V {when.format('supply voltage')}: {then}, then change the voltage"
+                f"The supply voltage stays {volts:g} V {when('supply voltage')}: {then}, then change the voltage"
             )
 
     def call(

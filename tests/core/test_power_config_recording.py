@@ -119,7 +119,7 @@ def test_configure_power_is_refused_while_a_training_round_measures_on_the_strea
 
     ctx, dm, sent = rig
     stream = dm.ensure_power_stream(100_000, 3.3)
-    board = dm._make(DeviceInfo("board:test", "board", "socket://127.0.0.1:9", "NUCLEO test", True))  # noqa: SLF001
+    board = dm._make(DeviceInfo("board:test", "board", "socket://127.0.0.1:9", "NUCLEO {test}", True))  # noqa: SLF001
     dm._sessions["board:test"] = board  # noqa: SLF001
     board.state = DeviceState.READY
     dm.configure_power(KEY, 100_000, 3.3)  # no round: applied
@@ -127,13 +127,13 @@ def test_configure_power_is_refused_while_a_training_round_measures_on_the_strea
     with pytest.raises(DeviceError) as e:
         dm.configure_power(KEY, 10_000, 3.3)
     assert str(e.value) == (
-        "The sampling rate stays 100 kS/s while a training round runs on NUCLEO test (its batches are measured at "
+        "The sampling rate stays 100 kS/s while a training round runs on NUCLEO {test} (its batches are measured at "
         "one rate): wait for the round to end, then change the rate"
     )
     with pytest.raises(DeviceError) as e:
         dm.configure_power(KEY, None, 1.8)
     assert str(e.value) == (
-        "The supply voltage stays 3.3 V while a training round runs on NUCLEO test (its batches are measured at "
+        "The supply voltage stays 3.3 V while a training round runs on NUCLEO {test} (its batches are measured at "
         "one supply voltage): wait for the round to end, then change the voltage"
     )
     dm.configure_power(KEY, 100_000, 3.3)  # the settings it has: nothing changes
