@@ -134,11 +134,11 @@ def general_model_facts(input_size: int) -> tuple[tuple[str, ...], float] | None
     """The classes and sample rate of the shipped general model for ``input_size`` from its metadata sidecar
     (``paper_cnn_wisdm5_T<T>.json``), without loading the model (a round checks its data with them before the
     model import), or None when the sidecar is missing or does not say."""
-    meta = _sidecar(MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.json")
+    meta = _sidecar(MODELS_DIR / f"paper_cnn_wisdm5_T{int(input_size)}.keras")
     try:
         classes = tuple(str(c) for c in meta["classes"])
         rate = float(meta.get("rate_hz", 20.0))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError):
         return None
     return (classes, rate) if classes and math.isfinite(rate) and rate > 0 else None
 
@@ -151,24 +151,25 @@ def model_facts(model_path: object, input_size: int) -> tuple[tuple[str, ...], i
     if not model_path:
         facts = general_model_facts(input_size)
         return None if facts is None else (facts[0], int(input_size), facts[1])
-    meta = _sidecar(Path(str(model_path)).with_suffix(".json"))
+    meta = _sidecar(Path(str(model_path)))
     try:
         classes = tuple(str(c) for c in meta["classes"])
         T, rate = meta["input_size"], float(meta["rate_hz"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError):
         return None
     ok = classes and type(T) is int and T > 0 and math.isfinite(rate) and rate > 0
     return (classes, T, rate) if ok else None
 
 
-def _sidecar(path: Path) -> Any:
-    """The JSON a model's metadata sidecar holds, or None (missing, unreadable, not JSON)."""
-    import json
+def _sidecar(model_path: Path) -> dict:
+    """A model file's metadata sidecar (:func:`app.core.models._read_sidecar`, the one the model's load reads),
+    ``{}`` where it is missing or broken: then nothing is known before the load, which says what is wrong."""
+    from app.core.models import ModelError, _read_sidecar
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        return _read_sidecar(model_path)
+    except ModelError:
+        return {}
 
 
 D = TypeVar("D")
