@@ -13,12 +13,13 @@ them, checks ``token.cancelled`` and reports ``progress(fraction, text)``.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from app.core.devices import DeviceManager
+from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceManager
 from app.core.store import Dataset, Store, StoreError, User, default_data_dir
 
 __all__ = ["AppContext", "CancelToken", "Cancelled", "Progress", "Settings", "TOPICS"]
@@ -113,9 +114,18 @@ class AppContext:
         self.settings = Settings(self.store)
         self.user = self.store.ensure_user(str(self.settings["user"]))
         try:  # the supply voltage last set (Power panel) for every power monitor found from now on
-            self.devices.power_voltage_default = float(self.settings["power.voltage"])
+            volt = float(self.settings["power.voltage"])
         except (TypeError, ValueError):
-            pass
+            volt = math.nan
+        if math.isfinite(volt):
+            self.devices.power_voltage_default = volt
+        try:  # the ODR and full scale last set (Live panel) for every board found from now on (was: 52 Hz / ±4 g
+            # until the Live panel was built, and for a board plugged in later, until its ▶ Stream)
+            accel = float(self.settings["accel.odr_hz"]), int(self.settings["accel.fs_g"])
+        except (TypeError, ValueError):
+            accel = self.devices.accel_default
+        if accel[0] in ACCEL_ODR_HZ and accel[1] in ACCEL_FS_G:  # (a hand-edited setting: the board's default)
+            self.devices.accel_default = accel
 
     @classmethod
     def create(

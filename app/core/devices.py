@@ -357,8 +357,7 @@ class _BoardSession(_Session):
     def __init__(self, manager: "DeviceManager", info: DeviceInfo):
         super().__init__(manager, info)
         self.client: Any = None
-        self.odr_hz = 52.0
-        self.fs_g = 4
+        self.odr_hz, self.fs_g = manager.accel_default  # the settings last asked for (the app's remembered ones)
         self._tick0: int | None = None
         self._t_origin = 0.0
         self._tick_hz = 1_000_000
@@ -566,8 +565,8 @@ class _PowerSession(_Session):
         self.monitor_cls = monitor_class(info.kind)
         self.rate_hz = int(self.monitor_cls.default_rate_hz)
         lo, hi = self.monitor_cls.voltage_range
-        v = float(manager.power_voltage_default)  # the voltage last asked for, where this monitor can supply it
-        self.voltage = v if lo <= v <= hi else 3.3
+        # the voltage last asked for, brought into this monitor's range (as the Power panel's box shows it)
+        self.voltage = min(max(float(manager.power_voltage_default), float(lo)), float(hi))
         self.mon: Any = None
         self.cap: Any = None
         self._pump: threading.Thread | None = None
@@ -737,6 +736,9 @@ class DeviceManager:
         #: The supply voltage a power monitor found from now on starts with: the one last given to
         #: :meth:`configure_power` (the app sets the remembered one at start-up).
         self.power_voltage_default = 3.3
+        #: (ODR Hz, full scale g) a board found from now on starts with: the ones last given to
+        #: :meth:`configure_accel` (the app sets the remembered ones at start-up).
+        self.accel_default: tuple[float, int] = (52.0, 4)
         self.messages: list[str] = []
         #: (time on the shared timeline, kind, text) of power-shield stream events (D7 edges, errors...).
         self.power_events: list[tuple[float, str, str]] = []
@@ -935,6 +937,7 @@ class DeviceManager:
                 f"The ODR stays {s.rate_hz:g} Hz while {rec.rec.name!r} is being recorded (a recording has one "
                 "rate): stop it first (Labelling panel), then change the ODR"
             )
+        self.accel_default = (float(odr_hz), int(fs_g))
         self._session(key).submit("config", odr_hz, fs_g)
 
     def power_rates_hz(self, key: str | None = None) -> tuple[int, ...]:

@@ -105,7 +105,9 @@ def test_the_context_starts_with_the_saved_user_and_its_dataset(tmp_path):
         again.close()
 
 
-@pytest.mark.parametrize(("saved", "default"), [(2.5, 2.5), ("1.8", 1.8), ("high", 3.3), (None, 3.3), ([2], 3.3)])
+@pytest.mark.parametrize(
+    ("saved", "default"), [(2.5, 2.5), ("1.8", 1.8), ("high", 3.3), (None, 3.3), ([2], 3.3), ("nan", 3.3), ("inf", 3.3)]
+)
 def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, saved, default):
     """Power monitors found after start-up start at the remembered voltage (a broken value: the 3.3 V default)."""
     first = AppContext.create(tmp_path, bench=False, discover=False)
@@ -118,6 +120,35 @@ def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, sav
     try:
         assert again.devices.power_voltage_default == default
         assert type(again.devices.power_voltage_default) is float
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("odr", "fs", "default"),
+    [
+        (104.0, 8, (104.0, 8)),
+        ("208", "16", (208.0, 16)),
+        (12.5, 2, (12.5, 2)),
+        (100.0, 8, (52.0, 4)),  # not an ODR the sensor has
+        (104.0, 3, (52.0, 4)),  # not a full scale it has
+        ("fast", 8, (52.0, 4)),
+        (104.0, None, (52.0, 4)),
+    ],
+)
+def test_the_context_gives_the_devices_the_odr_and_full_scale_last_set(tmp_path, odr, fs, default):
+    """Boards found after start-up start at the remembered ODR and full scale (a broken value: 52 Hz / ±4 g)."""
+    first = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert first.devices.accel_default == (52.0, 4)
+        first.settings["accel.odr_hz"] = odr
+        first.settings["accel.fs_g"] = fs
+    finally:
+        first.close()
+    again = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert again.devices.accel_default == default
+        assert type(again.devices.accel_default[0]) is float and type(again.devices.accel_default[1]) is int
     finally:
         again.close()
 

@@ -1150,8 +1150,10 @@ def test_configure_checks_and_submits(clock, monkeypatch):
     with pytest.raises(DeviceError) as e:
         dm.configure_accel(BOARD, 52.0, 3)
     assert str(e.value) == "accelerometer full scale ±3 g is not one of (2, 4, 8, 16)"
+    assert dm.accel_default == (52.0, 4)  # (refused: not remembered for the boards found later)
     dm.configure_accel(BOARD, 12.5, 2)
     dm.configure_accel(BOARD, 1667.0, 16)
+    assert dm.accel_default == (1667.0, 16)
     with pytest.raises(DeviceError) as e:
         dm.configure_power(POWER, 2000)
     assert str(e.value) == "power sampling rate 2000 Hz is not one of (1000, 10000, 50000, 100000) (LPM01A)"
@@ -1421,6 +1423,20 @@ def test_on_the_virtual_bench():
         dm.shutdown()
 
 
+def test_a_board_found_later_starts_at_the_odr_and_full_scale_last_set(clock, monkeypatch):
+    """Was: a board found after the Live panel was built (plugged in later, the bench restarted) streamed at
+    52 Hz / ±4 g, whatever the Live panel's boxes (and the settings) said, until its ▶ Stream there."""
+    dm = _manager()
+    assert dm.accel_default == (52.0, 4)
+    first = _add(dm)
+    assert (first.odr_hz, first.fs_g) == (52.0, 4)
+    monkeypatch.setattr(first, "submit", lambda *a: None)
+    dm.configure_accel(BOARD, 104, 8)  # (as a caller may give them: an int ODR)
+    assert dm.accel_default == (104.0, 8) and type(dm.accel_default[0]) is float
+    late = _add(dm, key="board:late", name="NUCLEO late")
+    assert (late.odr_hz, late.fs_g) == (104.0, 8) and type(late.odr_hz) is float and type(late.fs_g) is int
+
+
 def test_configure_accel_keeps_the_odr_of_a_segment_being_recorded(clock, monkeypatch):
     """Was (helper U): a new ODR while a Labelling segment was recorded started a new stream; the segment got
     no sample more (7 s recorded, 2 s saved) without a word.  The rule is the core's, for any caller."""
@@ -1444,6 +1460,7 @@ def test_configure_accel_keeps_the_odr_of_a_segment_being_recorded(clock, monkey
         "The ODR stays 52 Hz while 'Walking #1' is being recorded (a recording has one rate): stop it first "
         "(Labelling panel), then change the ODR"
     )
+    assert dm.accel_default == (208.0, 4)  # (a refused ODR is not what a board found later starts with)
     dm.configure_accel(BOARD, 52.0, 16)  # the same ODR, another full scale: the same stream, applied
     assert sent == [("config", 104.0, 4), ("config", 208.0, 4), ("config", 52.0, 16)]
     assert D._recorder_of(None) is None

@@ -163,7 +163,9 @@ def test_a_monitor_found_later_starts_at_the_voltage_last_set(rig, tmp_path, mon
     assert dm.power_voltage_default == 1.8
     late = dm._make(DeviceInfo("powershield:late", "powershield", "socket://127.0.0.1:9", "LPM01A late"))  # noqa: SLF001
     assert (late.voltage, late.rate_hz) == (1.8, 100_000)
-    dm.power_voltage_default = 0.9  # (a value this monitor cannot supply: its own default)
+    dm.power_voltage_default = 0.9  # (a value this monitor cannot supply: brought into its range, as the panel's box)
+    assert dm._make(late.info).voltage == 1.8  # noqa: SLF001
+    dm.power_voltage_default = 3.6
     assert dm._make(late.info).voltage == 3.3  # noqa: SLF001
     dm.power_voltage_default = 4.5
     assert dm._session(add_other_monitor(dm, monkeypatch)).voltage == 4.5  # noqa: SLF001 - (1.0..5.0 V)

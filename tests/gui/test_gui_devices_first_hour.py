@@ -16,13 +16,16 @@ pytestmark = pytest.mark.gui
 
 
 def _window(qtbot, tmp_path, **settings):
-    """(window, ctx, what the status bar was told); ``settings`` are stored before the window is built."""
+    """(window, ctx, what the status bar was told); ``settings`` were stored by an earlier run of the app."""
     from app.core.context import AppContext
     from app.ui.app import build_window
 
+    if settings:  # stored by an earlier run of the app
+        earlier = AppContext.create(tmp_path, bench=False, discover=False)
+        for k, v in settings.items():
+            earlier.settings[k.replace("__", ".")] = v
+        earlier.close()
     ctx = AppContext.create(tmp_path, bench=True)
-    for k, v in settings.items():
-        ctx.settings[k.replace("__", ".")] = v
     win = build_window(ctx)
     qtbot.addWidget(win)
     win.resize(1300, 800)

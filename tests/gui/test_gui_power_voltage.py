@@ -62,23 +62,29 @@ def test_the_supply_voltage_is_set_in_the_toolbar_and_every_energy_uses_it(said,
     assert panel.plot.scale == 1.8  # the plot's power too
 
 
-def test_the_remembered_voltage_is_applied_before_anything_streams(power_window, qtbot):
-    """A training round (or the Devices panel) may start the LPM01A's stream before the Power panel's ▶ Stream:
-    the box must not say 2 V while the board gets the session's 3.3 V."""
+@pytest.mark.parametrize(("saved", "supplied"), [(2.0, 2.0), (1.0, 1.8), (5.0, 3.3)])
+def test_the_remembered_voltage_is_applied_before_anything_streams(tmp_path, qtbot, saved, supplied):
+    """A training round (or the Devices panel) may start the LPM01A's stream before the Power panel is opened:
+    the monitor supplies the voltage the box shows (a hand-edited one out of range: brought into it, as the
+    box does), not the session's 3.3 V."""
+    from app.core.context import AppContext
     from app.ui.panels.power import PowerPanel
 
-    win, _ = power_window
-    ctx = win.ctx
-    ctx.settings["power.voltage"] = 2.0  # e.g. set in an earlier run of the app
-    panel = PowerPanel(ctx)
-    qtbot.addWidget(panel)
-    assert panel.volt.value() == 2.0
-    key = panel.shield().info.key
-    qtbot.waitUntil(lambda: ctx.devices.status(key).details.get("voltage") == 2.0, timeout=10_000)
-    ctx.devices.connect(key)  # and stream, not through the panel
-    ctx.devices.set_streaming(key, True)
-    qtbot.waitUntil(lambda: ctx.devices.power_stream is not None, timeout=10_000)
-    assert ctx.devices.voltage == 2.0
+    earlier = AppContext.create(tmp_path, bench=False, discover=False)  # an earlier run of the app
+    earlier.settings["power.voltage"] = saved
+    earlier.close()
+    ctx = AppContext.create(tmp_path, bench=True)
+    try:
+        key = ctx.devices.first("powershield").info.key
+        ctx.devices.connect(key)  # and stream, not through the panel
+        ctx.devices.set_streaming(key, True)
+        qtbot.waitUntil(lambda: ctx.devices.power_stream is not None, timeout=10_000)
+        assert ctx.devices.voltage == supplied and ctx.devices.status(key).details["voltage"] == supplied
+        panel = PowerPanel(ctx)
+        qtbot.addWidget(panel)
+        assert panel.volt.value() == supplied
+    finally:
+        ctx.close()
 
 
 def test_the_voltage_range_is_the_monitors_own(offline_ctx, monkeypatch, qtbot):

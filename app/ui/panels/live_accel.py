@@ -73,15 +73,9 @@ class LiveAccelPanel(Panel):
         self.add_shortcut("Space", self.toggle_stream)
         self._version = -1
         self._activities_loaded = False
-        self._sent_odr: float | None = None  # the ODR last sent to the board (its stream may not have it yet)
-        st = self.board()
-        if st is not None:  # the remembered ODR and full scale, before anything streams (was: the board's 52 Hz /
-            # ±4 g until ▶ Stream here, whatever the boxes showed, when the Devices panel or Labelling streamed)
-            try:
-                self.ctx.devices.configure_accel(st.info.key, self.odr.currentData(), self.fs.currentData())
-                self._sent_odr = self.odr.currentData()
-            except DeviceError:
-                pass
+        # the ODR last sent to the board (its stream may not have it yet): the remembered one, which the board
+        # was given when it was found (DeviceManager.accel_default)
+        self._sent_odr: float | None = self.odr.currentData()
 
     @staticmethod
     def _select(combo: QComboBox, value) -> None:

@@ -130,13 +130,7 @@ class PowerPanel(Panel):
         self._marker_items: dict[int, pg.InfiniteLine] = {}
         self._last_stats = 0.0
         self.last_saved = None  # path of the newest recording made here
-        self._build()
-        st = self.shield()
-        if st is not None:  # the remembered voltage, before anything streams (a round, the Devices panel)
-            try:
-                self.ctx.devices.configure_power(st.info.key, None, self.volt.value())
-            except DeviceError:  # a recording at another voltage goes on: Stream or a change says so
-                pass
+        self._build()  # (a monitor found was given the remembered voltage: DeviceManager.power_voltage_default)
 
     # --- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
