@@ -178,8 +178,26 @@ def test_simulate_without_matching_labels_says_why(qtbot, ctx, paper_keras):
     panel.import_model(str(paper_keras), wait=True)
     panel.simulate(epochs=(1,), wait=True)
     text = panel.calib_text.toPlainText()
-    assert text.startswith("Simulation failed: none of your labels is a class of my_cnn_T20.keras"), text
+    assert text == (  # said once (was: "none of your labels is a class of …: label some … (none of the labelled …)")
+        "Simulation failed: my_cnn_T20.keras: none of the labelled activities (laying) is a class of the model "
+        "(walking, jogging, stairs, sitting, standing)"
+    ), text
     assert panel.sim is None and prior_name() in panel.accuracy_label.text()
+
+
+def test_simulate_with_nothing_labelled_says_so_once(qtbot, ctx):
+    """Was: "none of your labels is a class of General model (…): label some activities in the Labelling panel
+    first (the current dataset has no labelled accelerometer recording: record and label some activities in the
+    Labelling panel first)" — wrong (there are no labels) and said twice."""
+    panel = EstimatorPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.simulate(epochs=(1,), wait=True)
+    assert panel.calib_text.toPlainText() == (
+        "Simulation failed: the current dataset has no labelled accelerometer recording: record and label some "
+        "activities in the Labelling panel first"
+    )
+    assert panel.sim is None and panel.accuracy_label.text() == f"Accuracy: {prior_name()}"
+    assert panel.btn_simulate.isEnabled() and panel.btn_simulate.text() == "Simulate on my windows"
 
 
 def test_use_in_training_panel_carries_the_imported_model(qtbot, ctx, paper_keras):

@@ -1062,16 +1062,14 @@ class EstimatorPanel(Panel):
 
         def work(token, progress):
             from app.core.models import load_models
+            from app.core.round_data import NO_LABELS
             from app.core.rounds import RoundError, general_model_path, model_recordings
             from app.core.simulate import simulate
 
             try:
                 rs, notes = model_recordings(store, did, m.classes, user, m.rate_hz)  # what a round trains on
-            except RoundError as exc:
-                raise ValueError(
-                    f"none of your labels is a class of {m.name} ({', '.join(m.classes)}): "
-                    f"label some activities in the Labelling panel first ({exc})"
-                ) from exc
+            except RoundError as exc:  # nothing labelled, or no label is a class of the model: said once
+                raise ValueError(str(exc) if str(exc) == NO_LABELS else f"{m.name}: {exc}") from exc
             state.notes = list(rs.notes) + notes
             steps = [(T, mode) for T in sizes for mode in ("tl", "full")]
             progress(0.0, "reading the models")
