@@ -241,6 +241,12 @@ def _why(row: Mapping, constraint: str, budgets: Mapping) -> str:
     if constraint == "power_source":
         return "Full personalization is kept for when the device is charging and it runs on battery"
     if constraint == "ram":
+        if budgets["ram_available_kib"] <= 0:  # (was "against -1008 KiB left"): nothing is left to compare with
+            return (
+                f"needs {row['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of RAM for training, but the firmware "
+                f"reserve ({budgets['reserve_kib']:g} KiB) takes all of the {budgets['ram_kib']:g} KiB of RAM: give "
+                "the device's RAM and a smaller reserve"
+            )
         return (
             f"needs {row['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of RAM for training against "
             f"{budgets['ram_available_kib']:.0f} KiB left after the firmware reserve"

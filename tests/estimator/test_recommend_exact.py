@@ -655,6 +655,13 @@ def test_when_nothing_fits_the_reason_names_the_budget_and_the_cheapest_option()
         "Nothing fits the RAM budget: even the cheapest option, last-layer at T=1024 with 1 epoch, needs 16 KiB of "
         "RAM for training against 12 KiB left after the firmware reserve."
     )
+    r = rec(input_sizes=(2048, 1024), ram_kib=16, reserve_kib=1024, accuracy=acc)  # the Estimator panel allows it
+    assert (r.choice, r.binding) == (None, "ram")
+    assert r.reason == (  # was: "… against -1008 KiB left after the firmware reserve."
+        "Nothing fits the RAM budget: even the cheapest option, last-layer at T=1024 with 1 epoch, needs 16 KiB of "
+        "RAM for training, but the firmware reserve (1024 KiB) takes all of the 16 KiB of RAM: give the device's "
+        "RAM and a smaller reserve."
+    )
     r = rec(input_sizes=(2048, 1024), time_s=10, accuracy=acc)
     assert (r.choice, r.binding) == (None, "time")
     assert r.reason == (
