@@ -230,6 +230,15 @@ class Recommendation:
         }
 
 
+def fmt3(x: float) -> str:
+    """``x`` to three significant digits as a person writes it: ``0.697``, ``44.3``, ``12,300`` (not ``1.23e+04``,
+    which ``:.3g`` gives from 1000 on: a round of hours read as "1.42e+04 s")."""
+    x = float(x)
+    if not math.isfinite(x) or abs(float(f"{x:.3g}")) < 1000:  # (999.6 rounds to 1000: the branch below)
+        return f"{x:.3g}"
+    return f"{round(x, 2 - int(math.floor(math.log10(abs(x))))):,.0f}"
+
+
 def _label(row: Mapping) -> str:
     mode = row["mode"]
     m = {"tl": "TL", "full": "Full", "last": "last-layer"}.get(mode, mode)
@@ -252,8 +261,8 @@ def _why(row: Mapping, constraint: str, budgets: Mapping) -> str:
             f"{budgets['ram_available_kib']:.0f} KiB left after the firmware reserve"
         )
     if constraint == "time":
-        return f"takes {row['time_per_round_s']:.3g} s per round against a {budgets['time_s']:g} s budget"
-    return f"uses {row['energy_per_round_mj']:.3g} mJ per round against a {budgets['energy_mj']:g} mJ budget"
+        return f"takes {fmt3(row['time_per_round_s'])} s per round against a {budgets['time_s']:g} s budget"
+    return f"uses {fmt3(row['energy_per_round_mj'])} mJ per round against a {budgets['energy_mj']:g} mJ budget"
 
 
 _NAMES = {"power_source": "power source", "ram": "RAM budget", "time": "time budget", "energy": "energy budget"}
@@ -436,7 +445,7 @@ def _choose(table: list[dict], budgets: Mapping, tol: float) -> tuple[dict | Non
     good = [r for r in feasible if r["accuracy"] >= best_acc - tol]
     choice = min(good, key=_cost_key)
     better = [r for r in table if not r["feasible"] and r["accuracy"] > choice["accuracy"] + tol]
-    cost = f"{choice['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of training RAM, {choice['time_per_round_s']:.3g} s and {choice['energy_per_round_mj']:.3g} mJ per round"
+    cost = f"{choice['ram_needed_kib'] - budgets['reserve_kib']:.0f} KiB of training RAM, {fmt3(choice['time_per_round_s'])} s and {fmt3(choice['energy_per_round_mj'])} mJ per round"
     if not better:
         return (
             choice,
@@ -477,6 +486,6 @@ def n_windows_from_recording(seconds: float, rate_hz: float = 20.0) -> Callable[
 def summarize(table: Iterable[Mapping]) -> list[str]:
     """One text line per row (used by the CLI)."""
     return [
-        f"{_label(r)}: F1 {r['accuracy']:.3f}, {r['energy_per_round_mj']:.3g} mJ, {r['time_per_round_s']:.3g} s"
+        f"{_label(r)}: F1 {r['accuracy']:.3f}, {fmt3(r['energy_per_round_mj'])} mJ, {fmt3(r['time_per_round_s'])} s"
         for r in table
     ]

@@ -542,7 +542,7 @@ def test_no_constraint_binds_the_most_accurate_option_is_chosen_with_its_cost():
     assert r.binding == "none" and r.choice is row_of(r, 1024, "full", 2)
     assert r.reason == (
         "No constraint binds: Full at T=1024 with 2 epochs reaches the best predicted F1 (0.950, user accuracy model) "
-        "at the lowest cost, 28 KiB of training RAM, 1.23e+04 s and 1.23e+04 mJ per round."
+        "at the lowest cost, 28 KiB of training RAM, 12,300 s and 12,300 mJ per round."
     )
 
 
@@ -553,7 +553,7 @@ def test_the_power_source_binds_on_battery():
     assert r.reason == (
         "The power source binds: Full at T=1024 with 2 epochs would reach F1 0.950 but Full personalization is kept "
         "for when the device is charging and it runs on battery, so TL at T=1024 with 2 epochs (F1 0.900, measured on "
-        "your windows, 28 KiB of training RAM, 1.23e+04 s and 1.23e+04 mJ per round) is the best option within budget."
+        "your windows, 28 KiB of training RAM, 12,300 s and 12,300 mJ per round) is the best option within budget."
     )
 
 
@@ -564,7 +564,7 @@ def test_the_ram_budget_binds_and_names_the_most_accurate_option_it_rules_out():
     assert r.reason == (
         "The RAM budget binds: Full at T=2048 with 1 epoch would reach F1 0.970 but needs 56 KiB of RAM for training "
         "against 52 KiB left after the firmware reserve, so Full at T=1024 with 1 epoch (F1 0.930, user accuracy "
-        "model, 28 KiB of training RAM, 6.17e+03 s and 6.17e+03 mJ per round) is the best option within budget."
+        "model, 28 KiB of training RAM, 6,170 s and 6,170 mJ per round) is the best option within budget."
     )
 
 
@@ -573,16 +573,16 @@ def test_the_time_and_energy_budgets_bind():
     r = rec(power_source="charging", time_s=10000, accuracy=acc)
     assert r.binding == "time" and r.choice is row_of(r, 1024, "full", 1)
     assert r.reason == (
-        "The time budget binds: Full at T=1024 with 2 epochs would reach F1 0.960 but takes 1.23e+04 s per round "
+        "The time budget binds: Full at T=1024 with 2 epochs would reach F1 0.960 but takes 12,300 s per round "
         "against a 10000 s budget, so Full at T=1024 with 1 epoch (F1 0.930, user accuracy model, 28 KiB of training "
-        "RAM, 6.17e+03 s and 6.17e+03 mJ per round) is the best option within budget."
+        "RAM, 6,170 s and 6,170 mJ per round) is the best option within budget."
     )
     r = rec(power_source="charging", energy_mj=10000.5, accuracy=acc)
     assert r.binding == "energy" and r.choice is row_of(r, 1024, "full", 1)
     assert r.reason == (
-        "The energy budget binds: Full at T=1024 with 2 epochs would reach F1 0.960 but uses 1.23e+04 mJ per round "
+        "The energy budget binds: Full at T=1024 with 2 epochs would reach F1 0.960 but uses 12,300 mJ per round "
         "against a 10000.5 mJ budget, so Full at T=1024 with 1 epoch (F1 0.930, user accuracy model, 28 KiB of training "
-        "RAM, 6.17e+03 s and 6.17e+03 mJ per round) is the best option within budget."
+        "RAM, 6,170 s and 6,170 mJ per round) is the best option within budget."
     )
     # both at once rule out the same options: the first in the order power source, RAM, time, energy
     assert rec(power_source="charging", time_s=10000, energy_mj=10000, accuracy=acc).binding == "time"
@@ -594,7 +594,7 @@ def test_the_binding_constraint_is_the_one_that_rules_out_most_better_options():
     r = rec(input_sizes=(1024, 2048), power_source="charging", time_s=10000, accuracy=measured(acc))
     assert r.binding == "time" and r.choice is row_of(r, 1024, "full", 1)
     assert r.reason.startswith(
-        "The time budget binds: Full at T=2048 with 1 epoch would reach F1 0.990 but takes 1.23e+04 s per round "
+        "The time budget binds: Full at T=2048 with 1 epoch would reach F1 0.990 but takes 12,300 s per round "
         "against a 10000 s budget, so Full at T=1024 with 1 epoch (F1 0.930,"
     )
 
@@ -723,14 +723,14 @@ def test_the_reason_names_where_the_predicted_f1_comes_from():
     r = rec(input_sizes=(2048,), modes=("tl",), epochs=(1000,), ram_kib=100, accuracy=LosoPrior(LOSO))
     assert r.reason == (
         "No constraint binds: TL at T=2048 with 1000 epochs reaches the best predicted F1 (0.900 ± 0.050, LOSO prior "
-        "(WISDM-2019, 16 users, robust round)) at the lowest cost, 56 KiB of training RAM, 1.23e+07 s and 1.23e+07 mJ "
+        "(WISDM-2019, 16 users, robust round)) at the lowest cost, 56 KiB of training RAM, 12,300,000 s and 12,300,000 mJ "
         "per round."
     )
     r = rec(modes=("tl",), epochs=(1,), accuracy="st")
     # ST TL at T=100 (clamped) 0.938 from No Pers. 0.813 after 1 epoch: 0.813 + 0.125 x 0.3934693 = 0.862
     assert r.reason == (
         "No constraint binds: TL at T=1024 with 1 epoch reaches the best predicted F1 (0.862, the paper's Table II) at "
-        "the lowest cost, 28 KiB of training RAM, 6.17e+03 s and 6.17e+03 mJ per round."
+        "the lowest cost, 28 KiB of training RAM, 6,170 s and 6,170 mJ per round."
     )
     assert _src({"accuracy_source": "LOSO prior (x, 3 users): ± 0.1 over users"}) == " ± nan, LOSO prior (x, 3 users)"
     assert _src({"accuracy_source": "measured (host-side simulation)"}) == ", measured on your windows"
@@ -751,8 +751,8 @@ def test_summarize_gives_one_line_per_row():
     assert summarize(r.table) == [
         "last-layer at T=1024 with 1 epoch: F1 0.800, 20 mJ, 20 s",
         "last-layer at T=1024 with 2 epochs: F1 0.800, 40 mJ, 40 s",
-        "TL at T=1024 with 1 epoch: F1 0.800, 6.17e+03 mJ, 6.17e+03 s",
-        "TL at T=1024 with 2 epochs: F1 0.900, 1.23e+04 mJ, 1.23e+04 s",
+        "TL at T=1024 with 1 epoch: F1 0.800, 6,170 mJ, 6,170 s",
+        "TL at T=1024 with 2 epochs: F1 0.900, 12,300 mJ, 12,300 s",
     ]
     assert summarize([]) == []
 
@@ -1066,3 +1066,23 @@ def test_mode_label_returns_a_named_mode_as_given():
     assert (mode_label(convs, "last"), mode_label(convs, " TL")) == ("last", "tl")  # not resolved: no Dense layer
     bare = Arch((4,), (Layer("relu", "r"),))  # no parameters at all: "none" stays "none"
     assert mode_label(bare, "none") == "none" and mode_label(bare, "Full") == "full"
+
+
+@pytest.mark.parametrize(
+    "x, text",
+    [
+        (0.0, "0"),
+        (0.000123, "0.000123"),
+        (0.697, "0.697"),
+        (44.34, "44.3"),
+        (999.4, "999"),
+        (999.6, "1,000"),  # rounds up to four digits: no "1e+03"
+        (14_237.0, "14,200"),  # was "1.42e+04" (the Estimator's s/round at batch 1024 × 100 epochs)
+        (12_345_678.0, "12,300,000"),
+        (-5432.0, "-5,430"),
+    ],
+)
+def test_three_significant_digits_never_in_exponent_notation(x, text):
+    from estimator.recommend import fmt3
+
+    assert fmt3(x) == text

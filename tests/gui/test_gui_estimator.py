@@ -207,3 +207,26 @@ def test_simulation_on_a_tiny_test_split_warns_and_keeps_the_prior(qtbot, offlin
     cell = panel.table.item(row, 8)
     assert "⚠" in cell.text() and "✓" not in cell.text() and f"only {n} test windows" in cell.toolTip()
     assert "prior" in panel.rows[row]["accuracy_source"].lower()  # the recommender did not use the noise
+
+
+def test_long_rounds_read_in_plain_digits_not_exponents(qtbot, offline_ctx):
+    """Batch 1024 × 100 epochs: the table read "2.23e+03" s per round and the reason "1.42e+04 s and 3.76e+04 mJ";
+    now three significant digits as a person writes them (estimator.recommend.fmt3, the reason's too)."""
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    panel.source.setCurrentIndex(panel.source.findData("charging"))
+    panel.batch.setValue(1024)
+    panel.epochs.setValue(100)
+    heads = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
+    first = {h: panel.table.item(0, j).text() for j, h in enumerate(heads)}
+    assert (first["T"], first["mode"], first["s/batch"], first["mJ/batch"], first["s/round"], first["mJ/round"]) == (
+        "20",
+        "TL",
+        "22.3",
+        "59.1",
+        "2,230",
+        "5,910",
+    )
+    assert panel.reason.toPlainText().endswith("142 KiB of training RAM, 14,200 s and 37,600 mJ per round.")
+    panel.table.selectRow(0)  # a picked row says its cost the same way
+    assert panel.reason.toPlainText().startswith("You picked this row: 2,230 s and 5,910 mJ per round, ")

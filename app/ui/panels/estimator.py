@@ -58,6 +58,7 @@ from app.core.rounds import (
 from app.ui.panels import PanelSpec
 from app.ui.panels.base import Panel
 from estimator.arch import Arch, ArchError, paper_cnn
+from estimator.recommend import fmt3
 
 MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626", "last": "#7c3aed"}
 COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1", "fits")
@@ -872,7 +873,7 @@ class EstimatorPanel(Panel):
             self.choice.setText(f"Picked: {row['mode'].upper()} at T={row['input_size']} with {row['epochs']} epoch(s)")
             budget = "within every budget" if row["feasible"] else "outside a budget: " + ", ".join(row["violations"])
             self.reason.setPlainText(
-                f"You picked this row: {row['time_per_round_s']:.3g} s and {row['energy_per_round_mj']:.3g} mJ per "
+                f"You picked this row: {fmt3(row['time_per_round_s'])} s and {fmt3(row['energy_per_round_mj'])} mJ per "
                 f"round, {row['ram_needed_kib']:.0f} KiB of RAM, F1 {row['accuracy']:.3f}; {budget}.\n"
                 f"The recommendation is {rec_text} (click its green row to go back to it)."
             )
@@ -902,10 +903,10 @@ class EstimatorPanel(Panel):
                 r["mode"].upper(),
                 f"{r['memory_kib']:.1f}",
                 f"{r['ram_needed_kib']:.1f}",
-                f"{r['time_per_batch_s']:.3g}",
-                f"{r['energy_per_batch_mj']:.3g}",
-                f"{r['time_per_round_s']:.3g}",
-                f"{r['energy_per_round_mj']:.3g}",
+                fmt3(r["time_per_batch_s"]),
+                fmt3(r["energy_per_batch_mj"]),
+                fmt3(r["time_per_round_s"]),
+                fmt3(r["energy_per_round_mj"]),
                 f"{r['accuracy']:.3f}"
                 + (f" ±{r['accuracy_std']:.2f}" if r.get("accuracy_std") is not None else "")
                 + (" ✓" if measured and not str(r.get("accuracy_source", "")).startswith("measured LOSO") else ""),
