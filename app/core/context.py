@@ -113,12 +113,20 @@ class AppContext:
     def __post_init__(self) -> None:
         self.settings = Settings(self.store)
         self.user = self.store.ensure_user(str(self.settings["user"]))
+        self._device_defaults()
+
+    def _device_defaults(self) -> None:
+        """What every device found from now on starts with: the settings last chosen (a saved value that is
+        broken, or that the sensor or monitor does not have: the device's own default)."""
         try:  # the supply voltage last set (Power panel) for every power monitor found from now on
             volt = float(self.settings["power.voltage"])
         except (TypeError, ValueError):
             volt = math.nan
         if math.isfinite(volt):
             self.devices.power_voltage_default = volt
+        rate = self.settings["power.rate_hz"]  # (a monitor that does not offer it starts at its own default)
+        if isinstance(rate, int) and not isinstance(rate, bool):
+            self.devices.power_rate_default = rate
         try:  # the ODR and full scale last set (Live panel) for every board found from now on (was: 52 Hz / ±4 g
             # until the Live panel was built, and for a board plugged in later, until its ▶ Stream)
             accel = float(self.settings["accel.odr_hz"]), int(self.settings["accel.fs_g"])

@@ -563,7 +563,8 @@ class _PowerSession(_Session):
 
         super().__init__(manager, info)
         self.monitor_cls = monitor_class(info.kind)
-        self.rate_hz = int(self.monitor_cls.default_rate_hz)
+        r = manager.power_rate_default  # the rate last asked for, where this monitor offers it
+        self.rate_hz = int(r) if r in self.monitor_cls.rates_hz else int(self.monitor_cls.default_rate_hz)
         lo, hi = self.monitor_cls.voltage_range
         # the voltage last asked for, brought into this monitor's range (as the Power panel's box shows it)
         self.voltage = min(max(float(manager.power_voltage_default), float(lo)), float(hi))
@@ -736,6 +737,9 @@ class DeviceManager:
         #: The supply voltage a power monitor found from now on starts with: the one last given to
         #: :meth:`configure_power` (the app sets the remembered one at start-up).
         self.power_voltage_default = 3.3
+        #: The sampling rate (Hz) a power monitor found from now on starts with, where it offers it (None, or a rate
+        #: it does not offer: its own default): the one last given to :meth:`configure_power`, as the voltage.
+        self.power_rate_default: int | None = None
         #: (ODR Hz, full scale g) a board found from now on starts with: the ones last given to
         #: :meth:`configure_accel` (the app sets the remembered ones at start-up).
         self.accel_default: tuple[float, int] = (52.0, 4)
@@ -978,6 +982,8 @@ class DeviceManager:
             raise DeviceError(f"supply voltage {voltage} V outside {lo:g}..{hi:g} V ({cls.short_name})")
         self._refuse_while_measured(rate_hz, voltage)
         self.power_voltage_default = float(voltage)
+        if rate_hz is not None:
+            self.power_rate_default = int(rate_hz)
         self._session(key).submit("config", rate_hz, voltage)
 
     def _refuse_while_measured(self, rate_hz: float | None, voltage: float) -> None:

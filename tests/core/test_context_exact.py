@@ -125,6 +125,25 @@ def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, sav
 
 
 @pytest.mark.parametrize(
+    ("saved", "default"), [(10_000, 10_000), (2000, 2000), ("10000", None), (True, None), (1e4, None)]
+)
+def test_the_context_gives_the_devices_the_power_rate_last_set(tmp_path, saved, default):
+    """Power monitors found after start-up start at the remembered rate, where they offer it (a monitor that does
+    not: its own default; a broken value: None, every monitor's own default)."""
+    first = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert first.devices.power_rate_default == 100_000  # (the setting's default)
+        first.settings["power.rate_hz"] = saved
+    finally:
+        first.close()
+    again = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        assert again.devices.power_rate_default == default
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
     ("odr", "fs", "default"),
     [
         (104.0, 8, (104.0, 8)),

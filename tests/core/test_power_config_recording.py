@@ -169,6 +169,17 @@ def test_a_monitor_found_later_starts_at_the_voltage_last_set(rig, tmp_path, mon
     assert dm._make(late.info).voltage == 3.3  # noqa: SLF001
     dm.power_voltage_default = 4.5
     assert dm._session(add_other_monitor(dm, monkeypatch)).voltage == 4.5  # noqa: SLF001 - (1.0..5.0 V)
+    # the rate, likewise (was: the monitor's default, 100 kS/s, whatever the Power panel's box said)
+    assert dm.power_rate_default == 100_000  # (the context's: the setting's default)
+    dm.configure_power(KEY, 10_000, 1.8)
+    assert dm.power_rate_default == 10_000 and type(dm.power_rate_default) is int
+    dm.configure_power(KEY, None, 1.8)  # (None: the rate it has; the one last asked for stays)
+    assert dm.power_rate_default == 10_000
+    assert dm._make(late.info).rate_hz == 10_000  # noqa: SLF001
+    other = dm._session(add_other_monitor(dm, monkeypatch, "other-pm:2"))  # noqa: SLF001
+    assert other.rate_hz == 500  # (20 or 500 Hz: its own default)
+    dm.power_rate_default = 20
+    assert dm._session(add_other_monitor(dm, monkeypatch, "other-pm:3")).rate_hz == 20  # noqa: SLF001
 
     ctx = AppContext.create(tmp_path / "app", bench=False, discover=False)
     try:

@@ -169,6 +169,45 @@ def test_a_new_odr_while_streaming_says_the_samples_before_are_no_longer_shown(b
     assert texts == [said] and ctx.devices.accel_stream.rate_hz == 417.0
 
 
+def test_a_new_odr_while_the_board_is_disconnected_says_when_the_plot_starts_again(bench, qtbot):
+    """Was: said nothing; the samples streamed at 52 Hz left the plot at the next connection."""
+    win, ctx, texts = bench
+    live = _streaming(win, ctx, qtbot)
+    key = ctx.devices.first("board").info.key
+    ctx.devices.disconnect(key)
+    qtbot.waitUntil(lambda: ctx.devices.status(key).state == DeviceState.DISCONNECTED, timeout=10_000)
+    old = ctx.devices.accel_stream
+    live.odr.setCurrentIndex(live.odr.findData(104.0))
+    assert texts == [
+        "ODR 104 Hz: when the board connects, the live stream starts again at this rate; the samples streamed at "
+        "52 Hz are no longer shown (record a segment in the Labelling panel to keep one)"
+    ]
+    assert ctx.devices.accel_stream is old  # (not yet: at the connection)
+    _ready(ctx, qtbot, key)
+    assert ctx.devices.accel_stream is not old and ctx.devices.accel_stream.rate_hz == 104.0
+
+
+def test_settings_picked_with_no_device_are_what_a_device_found_later_starts_with(offline_ctx, qtbot):
+    """Was: kept in the settings only; a board or monitor found later in the same run started at the settings
+    the app had at start-up (52 Hz / ±4 g, 100 kS/s at 3.3 V)."""
+    from app.core.devices import DeviceInfo
+    from app.ui.panels.live_accel import LiveAccelPanel
+    from app.ui.panels.power import PowerPanel
+
+    dm = offline_ctx.devices
+    live, power = LiveAccelPanel(offline_ctx), PowerPanel(offline_ctx)
+    qtbot.addWidget(live)
+    qtbot.addWidget(power)
+    live.odr.setCurrentIndex(live.odr.findData(208.0))
+    live.fs.setCurrentIndex(live.fs.findData(16))
+    power.rate.setCurrentIndex(power.rate.findData(10_000))
+    power.volt.setValue(2.5)
+    assert dm.accel_default == (208.0, 16) and (dm.power_rate_default, dm.power_voltage_default) == (10_000, 2.5)
+    board = dm._make(DeviceInfo("board:late", "board", "socket://127.0.0.1:9", "NUCLEO late"))  # noqa: SLF001
+    monitor = dm._make(DeviceInfo("powershield:late", "powershield", "socket://127.0.0.1:9", "LPM01A late"))  # noqa: SLF001
+    assert (board.odr_hz, board.fs_g, monitor.rate_hz, monitor.voltage) == (208.0, 16, 10_000, 2.5)
+
+
 def test_the_details_say_each_figure_in_words_with_its_unit(bench, qtbot):
     """Was: "ram_free: 303104", "rate_hz: 100000", "voltage: 3.3", "fs_g: 4", "reconnects: 2" after one unplug
     (the count is of tries)."""

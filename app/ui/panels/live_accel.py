@@ -120,15 +120,18 @@ class LiveAccelPanel(Panel):
                 return
         self.ctx.settings["accel.odr_hz"] = odr
         self.ctx.settings["accel.fs_g"] = fs
-        if st is None:
+        if st is None:  # what a board found from now on starts with (was: the settings at start-up)
+            self.ctx.devices.accel_default = (float(odr), int(fs))
             return
         said = odr == self._sent_odr  # (a full scale picked before the new ODR reached the stream: said once)
         self._sent_odr = odr
         connected = st.state in (DeviceState.READY, DeviceState.STREAMING, DeviceState.TRAINING)
-        if new_rate and not said and s is not None and s.n_total > 0 and connected:  # was: they vanished unsaid
+        if new_rate and not said and s is not None and s.n_total > 0:  # was: they vanished unsaid (while
+            # disconnected: at the next connection)
+            when = "the live stream starts" if connected else "when the board connects, the live stream starts"
             self.ctx.status(
-                f"ODR {odr:g} Hz: the live stream starts again at this rate; the samples streamed at "
-                f"{s.rate_hz:g} Hz are no longer shown (record a segment in the Labelling panel to keep one)",
+                f"ODR {odr:g} Hz: {when} again at this rate; the samples streamed at {s.rate_hz:g} Hz are no longer "
+                "shown (record a segment in the Labelling panel to keep one)",
                 15000,
             )
 

@@ -438,6 +438,8 @@ class PowerPanel(Panel):
                     "longer shown (● Record keeps a session in a file)",
                     15000,
                 )
+        else:  # what a monitor found from now on starts with (was: the settings at start-up)
+            self.ctx.devices.power_rate_default, self.ctx.devices.power_voltage_default = hz, volt
         self.ctx.settings["power.rate_hz"] = hz
         self.ctx.settings["power.voltage"] = volt
 
