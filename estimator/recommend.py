@@ -141,11 +141,16 @@ class LosoPrior:
         start = _interp({T: v["mean"] for T, v in none.items()}, input_size)
         f1 = start + (final - start) * (1.0 - math.exp(-epochs / self.tau_epochs))
         sp = _spread(col, input_size)
+        return f1, f"{self.name(sp['n'])}: ± {sp['std']:.3f} over users, worst {sp['min']:.3f}"
+
+    def name(self, n_users: int | None = None) -> str:
+        """``LOSO prior (WISDM-2019, 16 users, robust round)``: how the recommender's reason, the Estimator's
+        title and its accuracy line all name this prior."""
         ds = self.table["datasets"][self.dataset]
         proc = self.table.get("procedure_label")
-        return f1, (
-            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', sp['n'])} users"
-            f"{', ' + proc if proc else ''}): ± {sp['std']:.3f} over users, worst {sp['min']:.3f}"
+        return (
+            f"LOSO prior ({DATASET_NAMES.get(self.dataset, self.dataset)}, {ds.get('subjects', n_users)} users"
+            f"{', ' + proc if proc else ''})"
         )
 
     def __call__(self, input_size: int, mode: str, epochs: int) -> float:

@@ -230,3 +230,15 @@ def test_long_rounds_read_in_plain_digits_not_exponents(qtbot, offline_ctx):
     assert panel.reason.toPlainText().endswith("142 KiB of training RAM, 14,200 s and 37,600 mJ per round.")
     panel.table.selectRow(0)  # a picked row says its cost the same way
     assert panel.reason.toPlainText().startswith("You picked this row: 2,230 s and 5,910 mJ per round, ")
+
+
+def test_the_accuracy_prior_has_one_name_everywhere(qtbot, offline_ctx):
+    """The shipped LOSO table was "LOSO prior (WISDM-2019, 16 users, measured)" in the title and the accuracy line,
+    "(…, robust round)" in the reason, and "Use prior" promised "the Table II prior"."""
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    name = "LOSO prior (WISDM-2019, 16 users, robust round)"
+    assert panel.accuracy_label.text() == f"Accuracy: {name}"
+    assert f"F1 from {name} (green: recommended" in panel.table_title.text()
+    assert f", {name}) at the lowest cost" in panel.reason.toPlainText()
+    assert panel.btn_prior.toolTip() == f"Forget the simulation: go back to {name}"

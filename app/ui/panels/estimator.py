@@ -84,12 +84,11 @@ SIM_MIN_TEST_WINDOWS = 20
 def prior_name() -> str:
     """Where a predicted F1 comes from when nothing was simulated: the shipped LOSO measurements (with the
     number of users) or, without them, the paper's Table II."""
-    from estimator.recommend import DATASET_NAMES, LosoPrior, default_accuracy
+    from estimator.recommend import LosoPrior, default_accuracy
 
     acc = default_accuracy()
-    if isinstance(acc, LosoPrior):
-        ds = acc.table["datasets"][acc.dataset]
-        return f"LOSO prior ({DATASET_NAMES.get(acc.dataset, acc.dataset)}, {ds.get('subjects')} users, measured)"
+    if isinstance(acc, LosoPrior):  # named as the recommender's reason names it (was "…, 16 users, measured)")
+        return acc.name()
     return "Table II prior (the paper)"
 
 
@@ -510,7 +509,7 @@ class EstimatorPanel(Panel):
             "macro-F1 as the recommender's accuracy model"
         )
         self.btn_prior = QPushButton("Use prior")
-        self.btn_prior.setToolTip("Forget the simulation: use the Table II prior again")
+        self.btn_prior.setToolTip(f"Forget the simulation: go back to {prior_name()}")  # (said "Table II")
         self.btn_calibrate = QPushButton("Calibrate from my rounds")
         self.btn_calibrate.setToolTip(
             "Fit the cycle costs and power model to the measured batches of your finished "
