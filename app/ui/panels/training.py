@@ -89,6 +89,7 @@ class TrainingPanel(Panel):
         # path -> (input size, trainable layers, classes, rate in Hz)
         self.imported: dict[str, tuple[int, tuple[str, ...], tuple[str, ...], float]] = {}
         self._importing: set[str] = set()  # paths being loaded on the task runner
+        self._pending_choice: dict | None = None  # an Estimator choice made while a round ran
         self._shown_version = -1
         self._shown_round: int | None = None
         self._view_rows: list[BatchRow] = []
@@ -143,6 +144,7 @@ class TrainingPanel(Panel):
 
     def _build_form(self) -> QGroupBox:
         box = QGroupBox("Round")
+        self.form_box = box  # locked while a round runs (:meth:`_lock_form`)
         form = QFormLayout(box)
         form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # labels above the fields where the column is narrow
         mrow = QHBoxLayout()
@@ -367,6 +369,12 @@ class TrainingPanel(Panel):
         ``model``: ``""`` = the general model, a file path = that imported model (imported here first, on the
         task runner like Import…, when it is not in the list yet), None = keep the current model.  An
         imported model runs at its own input size: if the estimator chose another T, the box says so."""
+        if self.task is not None:  # the form is the running round's: the choice waits for its end
+            self._pending_choice = dict(
+                input_size=input_size, mode=mode, epochs=epochs, batch_size=batch_size, reason=reason, model=model
+            )
+            self.ctx.status(CHOICE_WAITS)
+            return
         if model is not None:
             self._choice = (_model_key(model) if model else "", int(input_size))
             if not model:
@@ -535,7 +543,8 @@ class TrainingPanel(Panel):
         self._tasks().start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
 
     def run_round(self) -> None:
-        if self.task is not None:
+        if self.task is not None:  # Ctrl+R while a round runs (the button is disabled then)
+            self.ctx.status(ALREADY_RUNNING)
             return
         try:
             cfg = self.config().validate()
@@ -558,6 +567,10 @@ class TrainingPanel(Panel):
         self.btn_run.setEnabled(False)
         self.btn_cancel.setEnabled(True)
         self.warnings.setVisible(False)
+        self._lock_form(True)
+        self.history.blockSignals(True)  # the plots show the running round, not the past one selected
+        self.history.setCurrentRow(-1)
+        self.history.blockSignals(False)
         self.task = self._tasks().start(
             "Training round",
             lambda tok, prog: runner.run(lambda: tok.cancelled, prog),
@@ -571,13 +584,25 @@ class TrainingPanel(Panel):
             self.task.cancel()
             self.stage.setText("Cancelling: aborting the round on the board…")
 
+    def _lock_form(self, locked: bool) -> None:
+        """While a round runs its form shows the round's settings and cannot change: a model, T or mode picked
+        then changed nothing of the round, yet the cost box described it as "This round" (and Import… loaded a
+        model into a form that could not be used).  Qt keeps the input size's own disabled state (an imported
+        model's T) when the box is enabled again."""
+        self.form_box.setEnabled(not locked)
+        self.form_box.setToolTip(FORM_LOCKED if locked else "")
+
     def _end(self) -> None:
         self.task = None
         self.timer.stop()
         self.btn_run.setEnabled(True)
         self.btn_cancel.setEnabled(False)
+        self._lock_form(False)
         self.refresh()
         self.load_history()
+        pending, self._pending_choice = self._pending_choice, None
+        if pending is not None:  # "Use in Training panel" pressed during the round
+            self.apply_choice(**pending)
 
     def _finished(self, result: dict) -> None:
         self._end()
@@ -626,7 +651,14 @@ class TrainingPanel(Panel):
             self._history_selected(0)
 
     def _history_selected(self, row: int) -> None:
-        if self.task is not None or not (0 <= row < len(getattr(self, "_rounds", []))):
+        if self.task is not None:  # a click on a past round while one runs: the plots stay the running round's
+            if row >= 0:
+                self.ctx.status(HISTORY_WAITS)
+                self.history.blockSignals(True)
+                self.history.setCurrentRow(-1)
+                self.history.blockSignals(False)
+            return
+        if not (0 <= row < len(getattr(self, "_rounds", []))):
             return
         r = self._rounds[row]
         self._shown_round = r["id"]
@@ -830,6 +862,11 @@ class _MetricsBox(QWidget):
         self.fit(event.size().width())
         super().resizeEvent(event)
 
+
+FORM_LOCKED = "The settings of the running round: they can be changed when it ends (Cancel stops it)"
+ALREADY_RUNNING = "A round is already running: wait for it to end, or press Cancel to stop it"
+CHOICE_WAITS = "The Estimator's choice is put in the Training panel's form when the running round ends"
+HISTORY_WAITS = "The plots show the running round: past rounds can be looked at when it ends"
 
 #: The y axes' width in pixels (room for labels like "0.015" at 9 pt).
 LEFT_AXIS_WIDTH = 46
