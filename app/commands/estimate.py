@@ -95,7 +95,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--accuracy",
         default="st",
-        help="accuracy model: st or wisdm (Table II priors) or a JSON file of measured F1 [{input_size, mode, [epochs], f1}, ...]",
+        help="accuracy model: st or wisdm (Table II priors), loso (the shipped LOSO measurements, the Estimator "
+        "panel's prior) or a JSON file of measured F1 [{input_size, mode, [epochs], f1}, ...]",
+    )
+    p.add_argument(
+        "--robust",
+        action="store_true",
+        help="cost the robust round the app and personalize run (a tenth of the windows validate, the board keeps "
+        "the best epoch's weights): the Estimator panel's figures",
     )
     p.add_argument(
         "--accounting",
@@ -116,6 +123,10 @@ class _UsageError(Exception):
 def _load_accuracy(spec: str):
     if spec in ("st", "wisdm"):
         return spec
+    if spec == "loso":  # the shipped measurements (Table II when they are missing), as the desktop app
+        from estimator.recommend import default_accuracy
+
+        return default_accuracy()
     path = Path(spec)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -202,6 +213,7 @@ def _default_profile_dir():
 def run(args) -> int:
     from estimator.arch import ArchError
     from estimator.core import estimate
+    from estimator.memory import robust_round_bytes
     from estimator.profiles import ProfileError, get_profile
     from estimator.recommend import n_windows_from_recording, recommend
 
@@ -256,6 +268,11 @@ def run(args) -> int:
                 row["excluded_kib"] = {k: v / 1024 for k, v in est.memory.excluded_bytes.items()}
                 # RAM check against the budget given on the command line, in the chosen accounting
                 need = est.memory_for(args.accounting)
+                if args.robust:  # the best epoch's weights and the confusion counts, as recommend counts them
+                    row["robust_extra_kib"] = (
+                        robust_round_bytes(arch, mode, False, validate=True, restore_best=True) / 1024
+                    )
+                    need += row["robust_extra_kib"]
                 if est.memory.dataset_in_ram:
                     need += row["excluded_kib"].get("local_dataset", 0.0)
                 row.update(
@@ -281,6 +298,7 @@ def run(args) -> int:
             accuracy=accuracy,
             accounting=args.accounting,
             dataset_in_ram=args.dataset_in_ram,
+            robust=args.robust,
         )
     except (_UsageError, ArchError, ValueError) as exc:
         print(f"odlstudio estimate: error: {exc}", file=sys.stderr)

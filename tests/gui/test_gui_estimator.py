@@ -242,3 +242,46 @@ def test_the_accuracy_prior_has_one_name_everywhere(qtbot, offline_ctx):
     assert f"F1 from {name} (green: recommended" in panel.table_title.text()
     assert f", {name}) at the lowest cost" in panel.reason.toPlainText()
     assert panel.btn_prior.toolTip() == f"Forget the simulation: go back to {name}"
+
+
+def test_the_panel_and_odlstudio_estimate_give_the_same_figures(qtbot, offline_ctx, capsys):
+    """One implementation: the panel's defaults, typed as `odlstudio estimate` options, print the same table and
+    the same recommendation.  Was: the CLI could not cost the robust round the app runs (its training RAM read
+    103 KiB where the panel said 142) nor use the panel's LOSO prior (`--robust`, `--accuracy loso`)."""
+    import json
+
+    from app.cli import main
+    from app.ui.panels.estimator import profile_dir
+    from estimator.recommend import fmt3
+
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    d = panel.read_inputs()
+    assert (d.profile, d.accounting, d.power_source, d.batch_size, d.epochs) == (
+        "odl-firmware",
+        "firmware",
+        "charging",
+        32,
+        2,
+    )
+    Path(profile_dir(offline_ctx)).mkdir(parents=True, exist_ok=True)
+    argv = ["estimate", "--preset", "odl-firmware", "--accounting", "firmware", "--power-source", "charging"]
+    argv += ["--classes", "5", "--ram-kib", "320", "--reserve-kib", "24", "--batch-size", "32", "--epochs", "1,2,3,5,10"]
+    argv += ["--robust", "--accuracy", "loso", "--profile-dir", profile_dir(offline_ctx), "--json"]
+    assert main(argv) == 0
+    cli = json.loads(capsys.readouterr().out)
+    rec = cli["recommendation"]
+    assert rec["reason"] == panel.reason.toPlainText()
+    assert rec["reason"].endswith("142 KiB of training RAM, 44.3 s and 117 mJ per round.")
+    assert (rec["choice"]["input_size"], rec["choice"]["mode"], rec["choice"]["epochs"]) == (40, "full", 10)
+    heads = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
+    shown = [{h: panel.table.item(i, j).text() for j, h in enumerate(heads)} for i in range(panel.table.rowCount())]
+    assert len(shown) == len(cli["rows"]) == 10
+    for row, ref, r2 in zip(shown, cli["rows"], [r for r in rec["table"] if r["epochs"] == 2], strict=True):
+        assert (row["T"], row["mode"]) == (str(ref["input_size"]), ref["mode"].upper())
+        assert row["train KiB"] == f"{ref['memory_kib']:.1f}"
+        assert row["RAM KiB"] == f"{ref['ram_needed_kib']:.1f}" == f"{r2['ram_needed_kib']:.1f}"
+        assert row["s/batch"] == fmt3(ref["time_per_batch_s"])
+        assert row["mJ/batch"] == fmt3(ref["energy_per_batch_mj"])
+        assert (row["s/round"], row["mJ/round"]) == (fmt3(r2["time_per_round_s"]), fmt3(r2["energy_per_round_mj"]))
+        assert row["F1"].startswith(f"{r2['accuracy']:.3f} ±")
