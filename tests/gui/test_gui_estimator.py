@@ -13,7 +13,7 @@ import pytestqt  # noqa: E402, F401 - required (test extra): a broken install fa
 from PySide6.QtCore import Qt  # noqa: E402
 
 from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
-from app.ui.panels.estimator import EstimatorPanel  # noqa: E402
+from app.ui.panels.estimator import COLUMNS, EstimatorPanel  # noqa: E402
 from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.gui]
@@ -285,3 +285,22 @@ def test_the_panel_and_odlstudio_estimate_give_the_same_figures(qtbot, offline_c
         assert row["mJ/batch"] == fmt3(ref["energy_per_batch_mj"])
         assert (row["s/round"], row["mJ/round"]) == (fmt3(r2["time_per_round_s"]), fmt3(r2["energy_per_round_mj"]))
         assert row["F1"].startswith(f"{r2['accuracy']:.3f} ±")
+
+
+def test_every_column_header_says_what_it_holds(qtbot, offline_ctx):
+    """The headers had no tool tip: "train KiB" (the paper's figure) and "RAM KiB" (what the round needs, reserve
+    included) beside a reason speaking of "142 KiB of training RAM" were a guess."""
+    from app.ui.panels.estimator import COLUMN_TIPS
+
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    tips = {
+        panel.table.horizontalHeaderItem(j).text(): panel.table.horizontalHeaderItem(j).toolTip()
+        for j in range(panel.table.columnCount())
+    }
+    assert list(tips) == list(COLUMNS) and all(tips.values())
+    assert tips["train KiB"] == (
+        "Training memory as the paper's Table III counts it, in KiB (the CLI's 'mem KiB'); without the firmware reserve"
+    )
+    assert tips["RAM KiB"].endswith("(the recommendation's 'training RAM' is this without the reserve)")
+    assert {"MACC", "wts KiB", "act KiB", "fused"} <= set(COLUMN_TIPS)

@@ -62,6 +62,26 @@ from estimator.recommend import fmt3
 
 MODE_COLORS = {"tl": "#2563eb", "full": "#dc2626", "last": "#7c3aed"}
 COLUMNS = ("T", "mode", "train KiB", "RAM KiB", "s/batch", "mJ/batch", "s/round", "mJ/round", "F1", "fits")
+#: What each column holds, in its unit (the header's tool tip); the CLI's names are `odlstudio estimate`'s.
+COLUMN_TIPS = {
+    "T": "Input size: samples per window",
+    "mode": "TL: the last layers train; FULL: every layer trains",
+    "train KiB": "Training memory as the paper's Table III counts it, in KiB (the CLI's 'mem KiB'); "
+    "without the firmware reserve",
+    "RAM KiB": "RAM the board needs for the round, in KiB: training memory in the chosen memory accounting, the "
+    "robust round's best weights and confusion counts, and the firmware reserve; checked against RAM "
+    "(the recommendation's 'training RAM' is this without the reserve)",
+    "s/batch": "Seconds to train one batch on the board",
+    "mJ/batch": "Energy of one batch, in millijoules",
+    "s/round": "Seconds of a whole round at the table's epochs, validation passes included",
+    "mJ/round": "Energy of a whole round at the table's epochs, in millijoules",
+    "F1": "Predicted macro-F1 after the round (± the spread over users); ✓ measured on your windows",
+    "fits": "Within every budget, or the budgets it breaks",
+    "MACC": "Multiply-accumulates of one inference",
+    "wts KiB": "Weights, in KiB",
+    "act KiB": "Activation peak of one inference, in KiB",
+    "fused": "Activation peak in KiB with conv + ReLU + pooling fused, as ST's code generator runs them",
+}
 #: Extra columns for an imported model (the rows of ``odlstudio estimate --model``).
 INFERENCE_COLUMNS = (
     ("MACC", "inference_macc", "{:,}"),
@@ -891,6 +911,8 @@ class EstimatorPanel(Panel):
         cols = list(COLUMNS) + [c[0] for c in extra]
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels(cols)
+        for j, name in enumerate(cols):  # (the headers had no tool tip: "train KiB" vs "RAM KiB" was a guess)
+            self.table.horizontalHeaderItem(j).setToolTip(COLUMN_TIPS[name])
         self.table.setRowCount(len(rows))
         chosen = self.rec.choice if self.rec else None
         sim = self.sim if self.sim is not None and self.sim.model_key == m.key else None
