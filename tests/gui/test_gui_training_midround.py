@@ -11,6 +11,7 @@ import pytest
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 
 from app.core.context import AppContext
+from app.core.energy import BatchRow
 from app.ui.panels import training
 from app.ui.panels.training import TrainingPanel
 
@@ -136,3 +137,55 @@ def test_an_estimator_choice_made_during_a_round_is_applied_when_it_ends(qtbot, 
         16,
     )
     assert panel.rec_label.text().startswith("<b>Estimator:</b> because")
+
+
+def _rows_with_power_lost() -> list[BatchRow]:
+    """A robust round on the ODL firmware whose power monitor was unplugged during batches 3 and 4: a
+    validation pass, four batches, a validation pass; 1.6 mJ measured where there were samples, 1.5 mJ
+    predicted for each."""
+    out = []
+    for i, phase in enumerate(("val", "main", "main", "main", "main", "val")):
+        lost = i in (3, 4)
+        out.append(
+            BatchRow(
+                i, phase, 0, i, 32, 0.5, 0, 10, 800, 0.6, 0.6, 0.0015, i * 1.0, i + 0.6,
+                None if lost else 8e-4, None if lost else 2.6e-3, None if lost else 0.0016,
+                "none" if lost else "d7",
+            )
+        )  # fmt: skip
+    return out
+
+
+def test_a_round_with_batches_without_power_compares_them_with_the_estimator_for_the_same_batches(qtbot, ctx):
+    """The LPM01A unplugged mid-round: "6.40 mJ measured (estimator 9.00 mJ)" set the energy of the batches
+    it measured against the estimator's for the whole round, as if the round had cost less than predicted."""
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    board = {"name": "NUCLEO-L496ZG", "odl_firmware": True}
+    panel._show(_rows_with_power_lost(), None, None, [], (), {}, {"board": board})
+    assert (
+        "4 batches + 2 validation passes, 3.60 s on NUCLEO-L496ZG, 6.40 mJ measured over the 4 of 6 batches and "
+        "validation passes with power samples (estimator 6.00 mJ for those, 9.00 mJ for the round)<br>"
+    ) in panel.summary.text()
+    panel._show(_rows_with_power_lost()[1:5], None, None, [], (), {}, {"board": board})  # no validation pass
+    assert (
+        "4 batches, 2.40 s on NUCLEO-L496ZG, 3.20 mJ measured over the 2 of 4 batches with power samples "
+        "(estimator 3.00 mJ for those, 6.00 mJ for the round)<br>"
+    ) in panel.summary.text()
+
+
+def test_the_batch_axis_has_ticks_at_whole_batches_only(qtbot, ctx):
+    """No batch yet (x from -0.6 to 0.6), or a round of three: ticks at -0.4, -0.2 … 0.4, or at 0.5 steps."""
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    for rows in ([], _rows_with_power_lost()[:3]):
+        panel._show(rows, None, None, [], (), None, None)
+        qtbot.wait(50)
+        lo, hi = panel.loss_plot.viewRange()[0]
+        for p in (panel.loss_plot, panel.time_plot, panel.power_plot, panel.energy_plot):
+            axis = p.getAxis("bottom")
+            ticks = [v for _sp, vals in axis.tickValues(lo, hi, axis.width()) for v in vals]
+            assert ticks == list(range(0, len(rows) or 1)), (p.titleLabel.text, ticks)

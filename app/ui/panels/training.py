@@ -197,10 +197,14 @@ class TrainingPanel(Panel):
         """Loss, time, power and energy per batch (bars: measured; dashes: the estimator)."""
         plots = pg.GraphicsLayoutWidget()
         plots.setBackground("w")
-        self.loss_plot = plots.addPlot(row=0, col=0, title="Loss per batch")
-        self.time_plot = plots.addPlot(row=1, col=0, title="Time per batch (s)")
-        self.power_plot = plots.addPlot(row=2, col=0, title="Average power per batch (mW)")
-        self.energy_plot = plots.addPlot(row=3, col=0, title="Energy per batch (mJ)")
+
+        def add(row: int, title: str) -> pg.PlotItem:
+            return plots.addPlot(row=row, col=0, title=title, axisItems={"bottom": _BatchAxis("bottom")})
+
+        self.loss_plot = add(0, "Loss per batch")
+        self.time_plot = add(1, "Time per batch (s)")
+        self.power_plot = add(2, "Average power per batch (mW)")
+        self.energy_plot = add(3, "Energy per batch (mJ)")
         for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
             p.showGrid(x=True, y=True, alpha=0.3)
             p.setMouseEnabled(x=True, y=False)
@@ -770,11 +774,16 @@ class TrainingPanel(Panel):
             board = ((result or {}).get("board") if isinstance(result, dict) else None) or {}
             txt += f", {sum(r.seconds for r in rows):.2f} s on {board.get('name') or 'the board'}"
             measured = not board or bool(board.get("odl_firmware"))
-            if e:
+            pred = sum(r.pred_energy_j or 0 for r in rows) * 1e3
+            if e and len(e) < n:  # (the power monitor lost: the estimator's figure for the same batches)
+                seen = sum(r.pred_energy_j or 0 for r in rows if r.energy_j is not None) * 1e3
                 txt += (
-                    f", {sum(e) * 1e3:.2f} mJ{' measured' if measured else ''} "
-                    f"(estimator {sum(r.pred_energy_j or 0 for r in rows) * 1e3:.2f} mJ)"
+                    f", {sum(e) * 1e3:.2f} mJ{' measured' if measured else ''} over the {len(e)} of {n} "
+                    f"{'batches and validation passes' if nv else 'batches'} with power samples "
+                    f"(estimator {seen:.2f} mJ for those, {pred:.2f} mJ for the round)"
                 )
+            elif e:
+                txt += f", {sum(e) * 1e3:.2f} mJ{' measured' if measured else ''} (estimator {pred:.2f} mJ)"
             if not measured:
                 txt += " — <b>not measured</b>: this board takes its batch times and current from the estimator"
             parts.append(txt)
@@ -825,6 +834,15 @@ class TrainingPanel(Panel):
 
     def shutdown(self) -> None:
         self.cancel_round()
+
+
+class _BatchAxis(pg.AxisItem):
+    """The batch axis: ticks at whole batches only (a round with few batches, or none yet, had ticks at
+    -0.5, -0.4 … 0.5, batch numbers that do not exist)."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
+        levels = [(sp, off) for sp, off in super().tickSpacing(minVal, maxVal, size) if sp >= 1.0]
+        return levels or [(1.0, 0.0)]
 
 
 class _MetricsBox(QWidget):
