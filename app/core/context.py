@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -22,7 +24,7 @@ from typing import Any, Callable, Protocol
 from app.core.devices import ACCEL_FS_G, ACCEL_ODR_HZ, DeviceManager
 from app.core.store import Dataset, Store, StoreError, User, default_data_dir
 
-__all__ = ["AppContext", "CancelToken", "Cancelled", "Progress", "Settings", "TOPICS"]
+__all__ = ["AppContext", "CancelToken", "Cancelled", "MESSAGES_KEPT", "Progress", "Settings", "TOPICS"]
 
 #: Topics published on :meth:`AppContext.publish` (kwargs in brackets).
 TOPICS = {
@@ -32,6 +34,9 @@ TOPICS = {
     "status": "a message for the status bar [text, timeout_ms]",
     "round_finished": "a training round finished (Training panel) [round_id]",
 }
+
+#: Status messages kept for View › Messages (a session's worth: a busy hour says a few hundred).
+MESSAGES_KEPT = 1000
 
 
 class Cancelled(Exception):
@@ -109,6 +114,8 @@ class AppContext:
     settings: Settings = field(init=False)
     user: User = field(init=False)
     _subs: dict[str, list[Callable[..., None]]] = field(default_factory=dict, init=False)
+    #: (wall-clock time, text) of the last :data:`MESSAGES_KEPT` status messages of this session, oldest first.
+    messages: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MESSAGES_KEPT), init=False)
 
     def __post_init__(self) -> None:
         self.settings = Settings(self.store)
@@ -203,6 +210,9 @@ class AppContext:
             fn(**kwargs)
 
     def status(self, text: str, timeout_ms: int = 5000) -> None:
+        """Say ``text`` in the status bar for ``timeout_ms``; kept in :attr:`messages` (View › Messages), since the
+        bar shows it for a few seconds and cuts what is wider than the window."""
+        self.messages.append((time.time(), text))
         self.publish("status", text=text, timeout_ms=timeout_ms)
 
     def close(self) -> None:

@@ -78,9 +78,13 @@ def _docs_dir() -> Path | None:
     return None
 
 
+#: The status bar's tool tip (after the message shown, whole: the bar cuts what is wider than the window).
+MESSAGES_TIP = "View › Messages (Ctrl+Shift+M) lists every message of this session."
+
 GLOBAL_SHORTCUTS = [
     ("Ctrl+1 … Ctrl+9", "Switch to panel 1 … 9"),
     ("F1", "Keyboard shortcuts"),
+    ("Ctrl+Shift+M", "Messages: every status-bar message of this session"),
     ("Ctrl+Q", "Quit"),
 ]
 
@@ -181,6 +185,11 @@ class MainWindow(QMainWindow):
         self.act_frame_time.setChecked(bool(self.ctx.settings.get(FRAME_TIME_SETTING, False)))
         self.act_frame_time.toggled.connect(self._show_frame_time)
         view.addAction(self.act_frame_time)
+        msgs = QAction("&Messages…", self, shortcut=QKeySequence("Ctrl+Shift+M"))
+        msgs.setToolTip("Every status-bar message of this session, whole, with its time")
+        msgs.triggered.connect(self.show_messages)
+        view.addAction(msgs)
+        self.addAction(msgs)
         helpm = mb.addMenu("&Help")
         keys = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("F1"))
         keys.triggered.connect(self.show_shortcuts)
@@ -228,6 +237,19 @@ class MainWindow(QMainWindow):
         box.open()
         return box
 
+    def show_messages(self) -> QDialog:
+        """View › Messages: the status bar's messages of this session (one dialog; asked again, it comes to the
+        front)."""
+        from app.ui.widgets.messages import MessagesDialog
+
+        dlg = self.findChild(MessagesDialog)
+        if dlg is None:
+            dlg = MessagesDialog(self.ctx, self)
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+        return dlg
+
     def _show_frame_time(self, on: bool) -> None:
         self.ctx.settings.set(FRAME_TIME_SETTING, bool(on))
         self.fps_label.setVisible(bool(on))
@@ -245,9 +267,14 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.devices_label)
         sb.addPermanentWidget(self.bench_label)
         sb.addPermanentWidget(self.fps_label)
-        sb.messageChanged.connect(lambda _text: self._fit_status())
+        sb.messageChanged.connect(self._message_changed)
+        sb.setToolTip(MESSAGES_TIP)
         self.tasks.changed.connect(lambda *_: self._fit_status())  # after the task bar's own refresh
         self._update_status()
+
+    def _message_changed(self, text: str) -> None:
+        self.statusBar().setToolTip(f"{text}\n\n{MESSAGES_TIP}" if text else MESSAGES_TIP)
+        self._fit_status()
 
     def _fit_status(self) -> None:
         """A status message gets the room it needs: the devices summary beside it shrinks to what is left
@@ -361,7 +388,7 @@ class MainWindow(QMainWindow):
         if count > getattr(self, "_faults_seen", 0) and dm.faults:  # a device fault: say it in plain words
             _t, key, text = dm.faults[-1]
             name = next((s.info.name for s in dm.snapshot() if s.info.key == key), key)
-            self.statusBar().showMessage(f"{name}: {text}", 15000)
+            self.ctx.status(f"{name}: {text}", 15000)
             self._fault_shown = (key, f"{name}: {text}", False)  # an overcurrent leaves it READY: stays shown
             self._fault_reconnects = next((s.reconnects for s in dm.snapshot() if s.info.key == key), 0)
         self._faults_seen = count
@@ -374,7 +401,7 @@ class MainWindow(QMainWindow):
             if st is None or (good and lost):
                 self._fault_shown = None
                 if self.statusBar().currentMessage() == text and st is not None:
-                    self.statusBar().showMessage(f"{st.info.name}: {st.state.value} again", 5000)
+                    self.ctx.status(f"{st.info.name}: {st.state.value} again", 5000)
             elif not good:  # it went down (error, reconnecting): replace the message when it is back
                 self._fault_shown = (key, text, True)
         parts = [f"{s.info.name}: {s.state.value}" for s in dm.snapshot()]

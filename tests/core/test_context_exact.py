@@ -172,6 +172,18 @@ def test_the_context_gives_the_devices_the_odr_and_full_scale_last_set(tmp_path,
         again.close()
 
 
+def test_status_messages_are_kept_with_their_time_the_last_thousand(ctx, monkeypatch):
+    told: list = []
+    ctx.subscribe("status", lambda **kw: told.append((kw, ctx.messages[-1])))
+    monkeypatch.setattr(C.time, "time", lambda: 1234.5)
+    ctx.status("saved")
+    assert told == [({"text": "saved", "timeout_ms": 5000}, (1234.5, "saved"))]  # kept before anyone is told
+    for i in range(C.MESSAGES_KEPT + 4):
+        ctx.status(f"m{i}", 15000)
+    assert C.MESSAGES_KEPT == 1000 and len(ctx.messages) == 1000
+    assert ctx.messages[0] == (1234.5, "m4") and ctx.messages[-1] == (1234.5, "m1003")
+
+
 def test_set_user_and_set_dataset_save_and_tell_the_panels(ctx):
     heard = []
     ctx.subscribe("user_changed", lambda **kw: heard.append(kw))
