@@ -500,12 +500,14 @@ class RoundRunner:
             result = self._run_on_board(model, data, trainable, cancelled, progress, result)
         except RoundCancelled:
             result["warnings"] = self.state.snapshot()["warnings"]
+            result.update(self._how_far())
             self.store.update_round(rid, status="cancelled", result=result)
             self.state.update(status="cancelled", text="cancelled")
             return {**result, "status": "cancelled", "round_id": rid}
         except Exception as exc:
             result["error"] = str(exc)
             result["warnings"] = self.state.snapshot()["warnings"]
+            result.update(self._how_far())
             self.store.update_round(rid, status="failed", result=result)
             self.state.update(status="failed", text=str(exc))
             raise RoundError(f"round {rid} failed: {exc}") from exc
@@ -513,6 +515,12 @@ class RoundRunner:
         self.state.update(status="done", fraction=1.0, text="done")
         progress(1.0, "done")
         return {**result, "status": "done", "round_id": rid}
+
+    def _how_far(self) -> dict:
+        """How far a round that did not finish got: its training batches done of those planned (0 planned
+        when it ended before the board started training), for the history's progress."""
+        snap = self.state.snapshot()
+        return {"batches_done": int(snap["batches_done"]), "total_batches": int(snap["total_batches"])}
 
     def _run_on_board(
         self,

@@ -148,7 +148,12 @@ def test_round_aborted_halfway(ctx):
     r.join(15)
     assert r.error is None and r.result["status"] == "cancelled"
     rid = r.result["round_id"]
-    assert {x["id"]: x for x in ctx.store.rounds()}[rid]["status"] == "cancelled"
+    stored = {x["id"]: x for x in ctx.store.rounds()}[rid]
+    assert stored["status"] == "cancelled"
+    # how far it got, for the Training panel's history: its training batches of those planned
+    done = sum(1 for b in ctx.store.round_batches(rid) if b["phase"] != "val")
+    total = stored["result"]["total_batches"]
+    assert stored["result"]["batches_done"] == done >= 1 and total % 200 == 0 and total > done
     assert not (ctx.data_dir / "rounds" / f"round_{rid}.npz").exists()
     wait_for(lambda: ctx.devices.status(BOARD).state == DeviceState.READY, 10, lambda: ctx.devices.status(BOARD))
     # the board is usable at once: a short round completes

@@ -189,3 +189,36 @@ def test_the_batch_axis_has_ticks_at_whole_batches_only(qtbot, ctx):
             axis = p.getAxis("bottom")
             ticks = [v for _sp, vals in axis.tickValues(lo, hi, axis.width()) for v in vals]
             assert ticks == list(range(0, len(rows) or 1)), (p.titleLabel.text, ticks)
+
+
+class _CancelledAtBatch3:
+    """A round cancelled at batch 3 of 8 (its three batches and a validation pass stored), as ``RoundRunner``
+    stores it."""
+
+    def __init__(self, store, devices, data_dir, cfg, dataset_id, state, **_kw):
+        self.store, self.cfg, self.dataset_id, self.state = store, cfg, dataset_id, state
+
+    def run(self, cancelled, progress):
+        rid = self.store.add_round(self.cfg.to_dict(), self.dataset_id)
+        for row in _rows_with_power_lost()[:4]:
+            self.store.put_round_batch(rid, row.index, row.to_dict())
+        self.store.update_round(rid, status="cancelled", result={"batches_done": 3, "total_batches": 8})
+        self.state.update(status="cancelled", round_id=rid, batches_done=3, total_batches=8, fraction=0.375)
+        raise RuntimeError("cancelled")  # what the task runner reports for a cancelled task
+
+
+def test_a_cancelled_rounds_progress_bar_shows_how_far_it_got(qtbot, ctx, monkeypatch):
+    """After Cancel at batch 3 of 8 (or clicking that round in the history) the bar read "0 %" beside the
+    round's three bars."""
+    monkeypatch.setattr(training, "RoundRunner", _CancelledAtBatch3)
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.run_round()
+    qtbot.waitUntil(lambda: panel.task is None, timeout=10_000)
+    assert panel.stage.text() == "Cancelled (the partial round is in the history)"
+    assert (panel.progress.value(), panel.progress.format()) == (375, "cancelled at batch 3/8")
+    # a round the result says nothing of (one the app's closing aborted): its stored batches
+    panel._show_how_far("aborted", {}, 3)
+    assert (panel.progress.value(), panel.progress.format()) == (0, "aborted after 3 batches")
+    panel._show_how_far("failed", {"batches_done": 0, "total_batches": 0}, 0)
+    assert panel.progress.format() == "failed before the board started training"

@@ -677,9 +677,27 @@ class TrainingPanel(Panel):
             r["config"],
             res,
         )
-        self.progress.setValue(1000 if r["status"] == "done" else 0)
-        self.progress.setFormat("%p %")
+        self._show_how_far(r["status"], res, sum(1 for x in rows if x.phase != "val"))
         self.stage.setText(f"Round {r['id']}: {r['status']}" + (f" — {res['error']}" if res.get("error") else ""))
+
+    def _show_how_far(self, status: str, res: dict, stored: int) -> None:
+        """The progress bar of a past round: full when done, else the batches it got through (a cancelled
+        round of 9 batches out of 15 showed an empty "0 %" bar beside its nine bars).  ``stored``: its
+        training batches in the store (the count of a round whose result does not say, one the app's
+        closing aborted)."""
+        if status == "done":
+            self.progress.setValue(1000)
+            self.progress.setFormat("%p %")
+            return
+        done = int(res.get("batches_done") or stored)
+        total = int(res.get("total_batches") or 0)
+        self.progress.setValue(int(1000 * min(done, total) / total) if total else 0)
+        if total:
+            self.progress.setFormat(f"{status} at batch {done}/{total}")
+        elif done:
+            self.progress.setFormat(f"{status} after {done} batch{'' if done == 1 else 'es'}")
+        else:
+            self.progress.setFormat(f"{status} before the board started training")
 
     # --- pulling the live state ---------------------------------------------------------------------------
     def tick(self) -> None:
