@@ -105,6 +105,11 @@ def _model_for(
     return lm.arch, lm.weights, getattr(lm, "prepare", None), tuple(lm.arch.classes)
 
 
+
+class TooLittleData(ValueError):
+    """An input size whose labelled windows leave no training or no test window (a caller simulating several
+    sizes keeps the others: the Estimator panel)."""
+
 def simulate(
     recordings: ds.RecordingSet,
     models: ModelsLike,
@@ -162,7 +167,7 @@ def simulate(
             raise ValueError(f"the model given for T={T} takes T={arch.input_size}")
         train, test = ds.personal_split(recordings, T, train_fraction, classes)
         if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"T={T}: {len(train)} training and {len(test)} test windows — too little data")
+            raise TooLittleData(f"T={T}: {len(train)} training and {len(test)} test windows — too little data")
         x_tr, x_te = (prepare(train.x), prepare(test.x)) if prepare else (train.x, test.x)
         y_tr = train.y
         if max_train_windows is not None and len(y_tr) > max_train_windows:

@@ -304,3 +304,26 @@ def test_every_column_header_says_what_it_holds(qtbot, offline_ctx):
     )
     assert tips["RAM KiB"].endswith("(the recommendation's 'training RAM' is this without the reserve)")
     assert {"MACC", "wts KiB", "act KiB", "fused"} <= set(COLUMN_TIPS)
+
+
+def test_a_size_with_too_little_data_is_skipped_not_a_cancelled_simulation(qtbot, offline_ctx):
+    """12 s per activity leave T=100 no test window.  Was: the simulation stopped there and read "Partial
+    (cancelled)" though nobody cancelled, the error hidden under the summary; now the other sizes are measured,
+    the simulation is complete and T=100 keeps the prior, said in one line."""
+    from app.ui.panels.estimator import prior_name
+
+    labelled_dataset(offline_ctx, seconds_each=12.0)
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    panel.simulate(sizes=(20, 100), epochs=(1,), wait=True)
+    assert panel.sim is not None and panel.sim.complete and sorted(panel.sim.n_test) == [20]
+    text = panel.calib_text.toPlainText()
+    assert "Partial" not in text and "Partial" not in panel.accuracy_label.text()
+    assert text.splitlines()[-1] == f"T=100: 3 training and 0 test windows — too little data: {prior_name()} is used there"
+
+    panel.simulate(sizes=(100,), epochs=(1,), wait=True)  # nothing measurable: said, and the prior kept
+    assert panel.sim is None
+    assert panel.calib_text.toPlainText() == (
+        f"Nothing measured: T=100: 3 training and 0 test windows — too little data: {prior_name()} is used there"
+    )
+    assert panel.accuracy_label.text() == f"Accuracy: {prior_name()}"

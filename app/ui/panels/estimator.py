@@ -220,6 +220,7 @@ class SimulationState:
     notes: list[str] = field(default_factory=list)
     complete: bool = False
     stale: bool = False
+    failure: str = ""  # why the simulation stopped before the end ("" = it ended or was cancelled)
 
     def merge(self, res) -> None:
         for name in ("table", "accuracy", "none", "n_train", "n_test"):
@@ -294,7 +295,11 @@ class SimulationState:
             f"Measured on your windows ({', '.join(map(str, sizes))}; {sum(self.n_train.values())} training / "
             f"{sum(self.n_test.values())} test windows, {self.seconds:.1f} s): best {m.upper()} at T={T} with "
             f"{e} epoch(s), macro-F1 {f1:.3f}; before personalization {before}."
-            + ("" if self.complete else f" Partial (cancelled): the other sizes use {prior_name()}.")
+            + (
+                ""
+                if self.complete
+                else f" Partial ({'failed' if self.failure else 'cancelled'}): the other sizes use {prior_name()}."
+            )
             + (" Labels changed since: simulate again." if self.stale else "")
             + (f"\n{self.warning()}" if self.warning() else "")
         )
@@ -1086,7 +1091,7 @@ class EstimatorPanel(Panel):
             from app.core.models import load_models
             from app.core.round_data import NO_LABELS
             from app.core.rounds import RoundError, general_model_path, model_recordings
-            from app.core.simulate import simulate
+            from app.core.simulate import TooLittleData, simulate
 
             try:
                 rs, notes = model_recordings(store, did, m.classes, user, m.rate_hz)  # what a round trains on
@@ -1097,12 +1102,20 @@ class EstimatorPanel(Panel):
             progress(0.0, "reading the models")
             paths = [general_model_path(T) if m.general else m.key for T in sizes]
             models: dict[int, Any] = dict(zip(sizes, load_models(paths, isolate=True)))  # one child for all
+            short: set[int] = set()
             for k, (T, mode) in enumerate(steps):
                 token.check()
+                if T in short:
+                    continue
                 progress(k / len(steps), f"T={T} {mode.upper()}: personalizing on the host ({k + 1}/{len(steps)})")
-                res = simulate(
-                    rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs, max_train_windows=SIM_MAX_TRAIN_WINDOWS
-                )
+                try:
+                    res = simulate(
+                        rs, {T: models[T]}, [T], modes=(mode,), epochs=epochs, max_train_windows=SIM_MAX_TRAIN_WINDOWS
+                    )
+                except TooLittleData as exc:  # (was: the whole simulation stopped, shown as "Partial (cancelled)")
+                    short.add(T)
+                    state.notes.append(f"{exc}: {prior_name()} is used there")
+                    continue
                 state.merge(res)
             state.complete = True
             progress(1.0, "done")
@@ -1112,16 +1125,24 @@ class EstimatorPanel(Panel):
             self.sim_task = None
             self.sim_progress.setVisible(False)
             self.btn_simulate.setEnabled(True)
-            if msg is not None and msg != "cancelled":
+            failed = msg is not None and msg != "cancelled"
+            state.failure = msg if failed else ""
+            if failed and not state.table:
                 self.calib_text.setPlainText(f"Simulation failed: {msg}")
-                if not state.table:
-                    self.sim = None
+                self.sim = None
             elif msg == "cancelled" and not state.table:
                 self.sim = None
                 self.calib_text.setPlainText("Simulation cancelled before any input size finished.")
+            elif not state.table:  # every size had too little data: nothing measured, said so
+                self.sim = None
+                self.calib_text.setPlainText("Nothing measured: " + "; ".join(state.notes))
             self.recompute()
             if self.sim is state and state.table:
-                self.calib_text.setPlainText(self.sim_text + ("\n" + "\n".join(state.notes) if state.notes else ""))
+                self.calib_text.setPlainText(
+                    self.sim_text
+                    + (f"\nSimulation failed: {msg}" if failed else "")  # (was hidden under the summary)
+                    + ("\n" + "\n".join(state.notes) if state.notes else "")
+                )
 
         def on_progress(f: float, text: str) -> None:
             self.sim_progress.setValue(int(1000 * f))
