@@ -499,7 +499,8 @@ class EstimatorInputs:
 
         ``arch``: the model — None for the paper CNN (:attr:`n_classes` classes), an :class:`Arch` (resized
         to each input size) or a factory ``T -> Arch`` (e.g. an imported model that fits other sizes);
-        ``n_windows``: windows per epoch (int or ``T -> int``; None = one batch per epoch), or the pair
+        ``n_windows``: windows per epoch (int or ``T -> int``; None = one batch per epoch; a ``T`` it maps to
+        None is left out when another size has windows: its round would not run), or the pair
         ``(training, validation)`` windows the round will run (:func:`estimation_windows`, what both panels
         pass); ``accuracy``: an accuracy model (e.g. measured by :mod:`app.core.simulate`),
         None = the Table II prior; ``profile_dir``: where calibrated profiles live.  Both the Estimator and
@@ -510,9 +511,13 @@ class EstimatorInputs:
 
         n_classes = int(self.n_classes)
         model = arch if arch is not None else (lambda T: paper_cnn(int(T), n_classes))
+        sizes = tuple(int(T) for T in input_sizes)
+        if callable(n_windows):  # a size the labelled data cannot fill is no option (its round would not run)
+            runs = tuple(T for T in sizes if n_windows(T) is not None)
+            sizes = runs or sizes  # (no data at all: every size costed as one batch per epoch)
         return recommend(
             model,
-            tuple(int(T) for T in input_sizes),
+            sizes,
             ("tl", "full"),
             tuple(sorted(set(int(e) for e in epochs) | {int(self.epochs)})),
             batch_size=int(self.batch_size),

@@ -327,3 +327,22 @@ def test_a_size_with_too_little_data_is_skipped_not_a_cancelled_simulation(qtbot
         f"Nothing measured: T=100: 3 training and 0 test windows — too little data: {prior_name()} is used there"
     )
     assert panel.accuracy_label.text() == f"Accuracy: {prior_name()}"
+
+
+def test_an_input_size_the_labelled_data_cannot_fill_is_no_option(qtbot, offline_ctx):
+    """12 s per activity: no round runs at T=100.  Was: its rows were costed as one batch per epoch, "yes" within
+    every budget, and could be recommended (and sent to the Training panel); now it is left out, and said."""
+    from app.core.rounds import EstimatorInputs, estimation_windows
+
+    labelled_dataset(offline_ctx, seconds_each=12.0)
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    assert panel.windows_label.text().endswith("T=80: 6 + 0, T=100: too few for a round, left out")
+    assert sorted({r["input_size"] for r in panel.rec.table}) == [20, 40, 60, 80]
+    assert [panel.table.item(i, 0).text() for i in range(panel.table.rowCount())] == [
+        "20", "20", "40", "40", "60", "60", "80", "80"  # fmt: skip
+    ]
+    # the core rule (EstimatorInputs.recommend), which the Training panel's prefill shares
+    windows = estimation_windows(offline_ctx.store, offline_ctx.dataset.id, panel.current_model().classes, 20.0, 32)
+    rec = EstimatorInputs(energy_mj=4.0).recommend(windows)
+    assert {r["input_size"] for r in rec.table} == {20, 40, 60, 80}

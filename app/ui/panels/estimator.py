@@ -828,10 +828,10 @@ class EstimatorPanel(Panel):
             self.ctx.store, self.ctx.dataset.id, m.classes, m.rate_hz, d.batch_size, self.ctx.user.name
         )
         nw = {T: windows(T) for T in sizes}
-        have = any(v is not None for v in nw.values())  # (a T too long for the data: costed as one batch)
+        have = any(v is not None for v in nw.values())  # (a T too long for the data: left out by recommend)
         self.windows_label.setText(
             "Windows per epoch from your labelled data (training + validation, as the round splits them): "
-            + ", ".join(f"T={T}: " + (f"{v[0]} + {v[1]}" if v else "too few for a round") for T, v in nw.items())
+            + ", ".join(f"T={T}: " + (f"{v[0]} + {v[1]}" if v else "too few for a round, left out") for T, v in nw.items())
             if have
             else "No labelled data yet: a round is counted as one batch per epoch."
         )
