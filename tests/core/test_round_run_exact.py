@@ -490,6 +490,8 @@ def test_a_failed_board_round_is_stored_failed_with_its_reason_and_warnings(benc
         "error": "the link broke",
         "board": {"name": "NUCLEO-X", "build": "qemu-mps2-an386", "firmware": "1.2.3", "odl_firmware": True},
         "procedure": {**ROBUST.to_dict(), "label": ROBUST.label(), "n_val": 3},
+        "batches_done": 0,  # how far it got (the Training panel's history): it failed before training
+        "total_batches": 0,
     }
     snap = r.state.snapshot()
     assert (snap["status"], snap["text"], snap["warnings"]) == ("failed", "the link broke", warnings)
