@@ -5,6 +5,7 @@ and the batch axis counts whole batches (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -222,3 +223,45 @@ def test_a_cancelled_rounds_progress_bar_shows_how_far_it_got(qtbot, ctx, monkey
     assert (panel.progress.value(), panel.progress.format()) == (0, "aborted after 3 batches")
     panel._show_how_far("failed", {"batches_done": 0, "total_batches": 0}, 0)
     assert panel.progress.format() == "failed before the board started training"
+
+
+def test_pointing_at_a_bar_shows_its_batch_s_figures_beside_the_estimator_s(qtbot, ctx):
+    """The per-batch bars had no tool tip: their values could only be guessed from the axes."""
+    from PySide6.QtCore import QPointF
+
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    rows = _rows_with_power_lost()
+    rows[5] = dataclasses.replace(rows[5], macro_f1=0.8)
+    panel._show(rows, None, None, [], (), None, None)
+    qtbot.wait(50)
+    assert panel.plots.toolTip() == "Point at a bar to read its batch's time, power and energy beside the estimator's"
+    scene = panel.plots.scene()
+    scene.sigMouseMoved.emit(panel.energy_plot.vb.mapViewToScene(QPointF(2.2, 0.5)))
+    assert panel.plots.toolTip() == (
+        "Bar 2: epoch 1, batch 3 (32 windows)\n"
+        "time 0.600 s (estimator 0.600 s)\n"
+        "average power 2.60 mW (estimator 2.50 mW)\n"
+        "energy 1.600 mJ (estimator 1.500 mJ), between the batch's D7 edges\n"
+        "loss 0.500"
+    )
+    scene.sigMouseMoved.emit(panel.time_plot.vb.mapViewToScene(QPointF(3.0, 0.1)))
+    assert panel.plots.toolTip() == (
+        "Bar 3: epoch 1, batch 4 (32 windows)\n"
+        "time 0.600 s (estimator 0.600 s)\n"
+        "power and energy: not measured (no power samples in this batch)\n"
+        "loss 0.500"
+    )
+    scene.sigMouseMoved.emit(panel.loss_plot.vb.mapViewToScene(QPointF(4.8, 0.1)))
+    assert panel.plots.toolTip() == (
+        "Bar 5: validation pass (32 windows held out, no update)\n"
+        "time 0.600 s (estimator 0.600 s)\n"
+        "average power 2.60 mW (estimator 2.50 mW)\n"
+        "energy 1.600 mJ (estimator 1.500 mJ), between the batch's D7 edges\n"
+        "loss 0.500, macro-F1 0.800"
+    )
+    scene.sigMouseMoved.emit(panel.loss_plot.vb.mapViewToScene(QPointF(9.0, 0.1)))  # right of the last bar
+    assert panel.plots.toolTip().startswith("Point at a bar")

@@ -242,6 +242,8 @@ class TrainingPanel(Panel):
                 name="estimator",
             )
         plots.setMinimumHeight(PLOTS_MIN_HEIGHT)  # (the page scrolls on a small screen; the plots stay readable)
+        plots.setToolTip(PLOTS_TIP)
+        plots.scene().sigMouseMoved.connect(self._hover)  # a batch's figures under the pointer
         self.plots = plots
         return plots
 
@@ -821,6 +823,39 @@ class TrainingPanel(Panel):
         self.summary.setText("<br>".join(parts) if parts else "Run a round to see its metrics.")
         self.metrics_box.fit()  # (the summary's wrapped lines, whole)
 
+    def _hover(self, pos) -> None:
+        """The plots' tool tip: the figures of the batch under the pointer (the bars had no values to read)."""
+        for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
+            if p.vb.sceneBoundingRect().contains(pos):
+                i = int(round(p.vb.mapSceneToView(pos).x()))
+                tip = self.batch_tip(i) if 0 <= i < len(self._view_rows) else PLOTS_TIP
+                self.plots.setToolTip(tip)
+                return
+        self.plots.setToolTip(PLOTS_TIP)
+
+    def batch_tip(self, i: int) -> str:
+        """What the four plots show of bar ``i``, with the estimator's figures beside the measured ones."""
+        r = self._view_rows[i]
+        n = f"{r.n_samples} window{'' if r.n_samples == 1 else 's'}"
+        if r.phase == "val":
+            head = f"Bar {i}: validation pass ({n} held out, no update)"
+        else:
+            what = "warm-up epoch" if r.phase == "warmup" else "epoch"
+            head = f"Bar {i}: {what} {r.epoch + 1}, batch {r.batch + 1} ({n})"
+        est_t = f" (estimator {r.pred_seconds:.3f} s)" if r.pred_seconds else ""
+        lines = [head, f"time {r.seconds:.3f} s{est_t}"]
+        pred_p = (r.pred_energy_j or 0) / r.pred_seconds * 1e3 if r.pred_seconds else None
+        if r.energy_j is None or r.avg_power_w is None:
+            lines.append("power and energy: not measured (no power samples in this batch)")
+        else:
+            est_p = f" (estimator {pred_p:.2f} mW)" if pred_p is not None else ""
+            est_e = f" (estimator {r.pred_energy_j * 1e3:.3f} mJ)" if r.pred_energy_j is not None else ""
+            lines.append(f"average power {r.avg_power_w * 1e3:.2f} mW{est_p}")
+            lines.append(f"energy {r.energy_j * 1e3:.3f} mJ{est_e}, {SOURCE_WORDS.get(r.source, r.source)}")
+        f1 = r.macro_f1
+        lines.append(f"loss {r.loss:.3f}" + (f", macro-F1 {f1:.3f}" if r.phase == "val" and f1 is not None else ""))
+        return "\n".join(lines)
+
     def _fill_matrix(self, table: QTableWidget, m, classes) -> None:
         if not m:
             table.setRowCount(0)
@@ -899,6 +934,12 @@ class _MetricsBox(QWidget):
         super().resizeEvent(event)
 
 
+PLOTS_TIP = "Point at a bar to read its batch's time, power and energy beside the estimator's"
+SOURCE_WORDS = {
+    "d7": "between the batch's D7 edges",
+    "d7-interp": "its D7 end edge lost: interval from the board's ticks",
+    "host": "host-aligned (no D7 edges)",
+}
 FORM_LOCKED = "The settings of the running round: they can be changed when it ends (Cancel stops it)"
 ALREADY_RUNNING = "A round is already running: wait for it to end, or press Cancel to stop it"
 CHOICE_WAITS = "The Estimator's choice is put in the Training panel's form when the running round ends"
