@@ -105,10 +105,10 @@ def _model_for(
     return lm.arch, lm.weights, getattr(lm, "prepare", None), tuple(lm.arch.classes)
 
 
-
 class TooLittleData(ValueError):
     """An input size whose labelled windows leave no training or no test window (a caller simulating several
     sizes keeps the others: the Estimator panel)."""
+
 
 def simulate(
     recordings: ds.RecordingSet,

@@ -831,7 +831,9 @@ class EstimatorPanel(Panel):
         have = any(v is not None for v in nw.values())  # (a T too long for the data: left out by recommend)
         self.windows_label.setText(
             "Windows per epoch from your labelled data (training + validation, as the round splits them): "
-            + ", ".join(f"T={T}: " + (f"{v[0]} + {v[1]}" if v else "too few for a round, left out") for T, v in nw.items())
+            + ", ".join(
+                f"T={T}: " + (f"{v[0]} + {v[1]}" if v else "too few for a round, left out") for T, v in nw.items()
+            )
             if have
             else "No labelled data yet: a round is counted as one batch per epoch."
         )
