@@ -108,6 +108,31 @@ def test_import_failure_is_reported(qtbot, ctx, tmp_path):
     panel.import_model(str(bad), wait=True)
     assert "Import failed" in panel.model_info.text() and "broken.keras" in panel.model_info.text()
     assert panel.model.count() == 1 and panel.table.rowCount() == 10
+    # the model still estimated stays named under the failure (was: only the failure, the model's line gone)
+    assert panel.model_info.text().endswith(
+        "<br>Still estimating: Paper CNN pretrained on WISDM-2019 (assets/models), 5 classes, 20 Hz, one model per "
+        "T = 20, 40, 60, 80, 100."
+    )
+
+
+def test_import_opens_in_the_folder_of_the_last_model_imported(qtbot, ctx, paper_keras, monkeypatch):
+    """Import… always opened the home folder; now the folder of the last model imported, also after a restart."""
+    from app.ui.panels import estimator as est
+
+    asked: list[str] = []
+    monkeypatch.setattr(
+        est.QFileDialog, "getOpenFileName", lambda _w, _t, start, _f: (asked.append(start), ("", ""))[1]
+    )
+    panel = EstimatorPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.import_model()
+    assert asked == [str(Path.home())]
+    panel.import_model(str(paper_keras), wait=True)
+    panel.import_model()
+    again = EstimatorPanel(ctx)  # the app reopened
+    qtbot.addWidget(again)
+    again.import_model()
+    assert asked[1:] == [str(paper_keras.parent.resolve())] * 2
 
 
 @pytest.mark.parametrize("kind,name,fixed", [("ign", "ign_wl_24", True), ("gmp", "gmp_wl_48", False)])

@@ -17,6 +17,7 @@ Training panel reads to prefill its form with the recommendation.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,6 +94,7 @@ INFERENCE_COLUMNS = (
 MODELS_SETTING = "estimator.models"  # [{path, name, arch (Arch dict), rate_hz}] of imported models
 MODEL_SETTING = "estimator.model"  # the chosen model's path, "" = the general model
 OTHER_SIZES_SETTING = "estimator.other_sizes"
+IMPORT_DIR_SETTING = "estimator.import_dir"  # the folder of the last model imported (Import… opens there)
 GENERAL_RATE_HZ = 20.0
 SIM_EPOCHS = RECOMMEND_EPOCHS  # the recommender's candidate epochs
 SIM_MAX_TRAIN_WINDOWS = 256  # class-stratified cap that keeps the simulation quick
@@ -760,8 +762,12 @@ class EstimatorPanel(Panel):
     def import_model(self, path: str | None = None, wait: bool = False) -> None:
         """Load a ``.keras``/``.h5``/``.npz`` on a worker (TensorFlow stays off the GUI thread) and select it."""
         if not path:
+            start = str(self.ctx.settings.get(IMPORT_DIR_SETTING, "") or "")
             path, _ = QFileDialog.getOpenFileName(
-                self, "Import a model", str(Path.home()), "Models (*.keras *.h5 *.hdf5 *.npz)"
+                self,
+                "Import a model",
+                start if start and Path(start).is_dir() else str(Path.home()),  # (was always the home folder)
+                "Models (*.keras *.h5 *.hdf5 *.npz)",
             )
         if not path:
             return
@@ -776,13 +782,17 @@ class EstimatorPanel(Panel):
 
         def done(res) -> None:
             arch, rate = res
+            self.ctx.settings.set(IMPORT_DIR_SETTING, str(Path(path).parent))  # the next Import… opens there
             i = self._add_model(ModelChoice(path, Path(path).name, arch, rate))
             self.model.setCurrentIndex(i)
             self._model_changed()
             self.ctx.status(f"Imported {Path(path).name}: T={arch.input_size}, {len(arch.classes)} classes")
 
-        def failed(msg: str) -> None:
-            self.model_info.setText(f"<span style='color:#b91c1c'>Import failed: {msg}</span>")
+        def failed(msg: str) -> None:  # the model still estimated stays described under the failure
+            self.model_info.setText(
+                f"<span style='color:#b91c1c'>Import failed: {html.escape(msg)}</span><br>"
+                f"Still estimating: {html.escape(self.current_model().describe())}"
+            )
             self.ctx.status(f"Import failed: {msg}")
 
         task = self._tasks().start(f"Importing {Path(path).name}", work, on_done=done, on_error=failed)
