@@ -265,3 +265,32 @@ def test_pointing_at_a_bar_shows_its_batch_s_figures_beside_the_estimator_s(qtbo
     )
     scene.sigMouseMoved.emit(panel.loss_plot.vb.mapViewToScene(QPointF(9.0, 0.1)))  # right of the last bar
     assert panel.plots.toolTip().startswith("Point at a bar")
+
+
+class _FailsAtBatch4:
+    """A round whose board stops answering at batch 4 of 10, as ``RoundRunner`` ends it (RoundError)."""
+
+    def __init__(self, store, devices, data_dir, cfg, dataset_id, state, **_kw):
+        self.store, self.cfg, self.dataset_id, self.state = store, cfg, dataset_id, state
+
+    def run(self, cancelled, progress):
+        rid = self.store.add_round(self.cfg.to_dict(), self.dataset_id)
+        reason = "NUCLEO link lost: the board does not answer (firmware hung, or the USB link stalled)"
+        self.store.update_round(rid, status="failed", result={"error": reason, "batches_done": 4, "total_batches": 10})
+        self.state.update(status="failed", round_id=rid, batches_done=4, total_batches=10, text=reason)
+        raise RuntimeError(f"round {rid} failed: {reason}")
+
+
+def test_a_failed_round_says_which_round_and_how_far_not_just_error(qtbot, ctx, monkeypatch):
+    """The board stopped answering mid-round: the stage read "Error" above "round 1 failed: …"."""
+    monkeypatch.setattr(training, "RoundRunner", _FailsAtBatch4)
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.run_round()
+    qtbot.waitUntil(lambda: panel.task is None, timeout=10_000)
+    assert panel.stage.text() == "Round 1 failed at batch 4/10: its 4 batches are in the history"
+    assert panel.warnings.text() == (
+        "Round 1 failed: NUCLEO link lost: the board does not answer (firmware hung, or the USB link stalled)"
+    )
+    assert (panel.progress.value(), panel.progress.format()) == (400, "failed at batch 4/10")
+    assert panel.form_box.isEnabled() and panel.btn_run.isEnabled()

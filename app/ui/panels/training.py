@@ -631,7 +631,15 @@ class TrainingPanel(Panel):
             if rid is not None:
                 self.ctx.publish("round_finished", round_id=rid)
         else:
-            self._show_error(message)
+            snap = self.state.snapshot()
+            self._show_error(message[:1].upper() + message[1:])
+            if snap["round_id"] is not None and snap["status"] == "failed":  # stored: "Error" said nothing of it
+                done = snap["batches_done"]
+                self.stage.setText(
+                    f"Round {snap['round_id']} failed "
+                    + (f"at batch {done}/{snap['total_batches']}" if snap["total_batches"] else "before training")
+                    + (f": its {done} batch{'' if done == 1 else 'es'} are in the history" if done else "")
+                )
 
     def _show_error(self, message: str) -> None:
         self.stage.setText("Error")
