@@ -294,3 +294,16 @@ def test_a_failed_round_says_which_round_and_how_far_not_just_error(qtbot, ctx, 
     )
     assert (panel.progress.value(), panel.progress.format()) == (400, "failed at batch 4/10")
     assert panel.form_box.isEnabled() and panel.btn_run.isEnabled()
+
+
+def test_an_empty_plot_writes_no_y_values(qtbot, ctx):
+    """Before the first batch each plot's y axis showed pyqtgraph's 0.2 … 0.8, on top of each other at 800 x 600."""
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    plots = (panel.loss_plot, panel.time_plot, panel.power_plot, panel.energy_plot)
+    assert [p.getAxis("left").style["showValues"] for p in plots] == [False] * 4  # as built, no round yet
+    panel._show(_rows_with_power_lost()[:2], None, None, [], (), None, None)
+    panel._show([], None, None, [], (), None, None)  # a new round, no batch yet
+    assert [p.getAxis("left").style["showValues"] for p in plots] == [False] * 4
+    panel._show(_rows_with_power_lost()[:2], None, None, [], (), None, None)
+    assert [p.getAxis("left").style["showValues"] for p in plots] == [True] * 4

@@ -219,6 +219,7 @@ class TrainingPanel(Panel):
         for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
             # one width for every y axis ("0.15" is wider than "2"): batch n sits at the same x in all four plots
             p.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
+            p.getAxis("left").setStyle(showValues=False)  # values once there is a batch (:meth:`_show`)
         self.energy_plot.setLabel("bottom", "batch", color=PLOT_TEXT)
         # batch numbers are counts: with no batches yet (x from -0.6 to 0.6) pyqtgraph's SI prefix made the
         # axis "batch (x0.001)" from -400 to 400
@@ -772,6 +773,9 @@ class TrainingPanel(Panel):
             px = [i for i, p in enumerate(pred) if p is not None]
             self.pred[key].setData(np.asarray(px, float), np.asarray([pred[i] for i in px], float))
         span = max(n, total, 1)
+        for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
+            # no batch: no values (pyqtgraph's 0 … 1 default wrote 0.2 … 0.8 on top of each other in a short plot)
+            p.getAxis("left").setStyle(showValues=bool(n))
         self.loss_plot.setXRange(-0.6, span - 0.4, padding=0)
         self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
         self.warnings.setVisible(bool(warnings))
