@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from app.core.rounds import RoundConfig, RoundRunner  # noqa: E402
 from app.ui.panels.estimator import COLUMNS, EstimatorPanel  # noqa: E402
+from estimator.recommend import fmt3  # noqa: E402
 from tests.roundkit import bench_context, labelled_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.gui]
@@ -55,6 +56,12 @@ def test_budgets_drive_the_recommendation(qtbot, offline_ctx):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+def measured_points_of(ctx, mode: str) -> dict:
+    from app.core.rounds import measured_points
+
+    return next(p for p in measured_points(ctx.store) if p["mode"] == mode)
+
+
 def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
     ctx = bench_context(tmp_path)
     try:
@@ -70,6 +77,12 @@ def test_measured_rounds_overlay_and_calibration(qtbot, tmp_path):
         panel.show()
         assert panel.measured_count == 2
         assert "Windows per epoch from your labelled data" in panel.windows_label.text()
+        stars = next(i for i in panel.energy_plot.listDataItems() if i.name() == "TL measured")
+        p0 = measured_points_of(ctx, "tl")
+        assert list(stars.scatter.data["data"]) == [  # pointing at a star says what was measured and predicted
+            f"round {p0['round_id']}, T=20 TL: {fmt3(p0['energy_mj'])} mJ per batch measured "
+            f"(predicted {fmt3(p0['pred_energy_mj'])} mJ)"
+        ]
         qtbot.mouseClick(panel.btn_calibrate, Qt.LeftButton)
         qtbot.waitUntil(
             lambda: "measured batches" in panel.calib_text.toPlainText() or "failed" in panel.calib_text.toPlainText(),
@@ -348,3 +361,26 @@ def test_an_input_size_the_labelled_data_cannot_fill_is_no_option(qtbot, offline
     windows = estimation_windows(offline_ctx.store, offline_ctx.dataset.id, panel.current_model().classes, 20.0, 32)
     rec = EstimatorInputs(energy_mj=4.0).recommend(windows)
     assert {r["input_size"] for r in rec.table} == {20, 40, 60, 80}
+
+
+def test_pointing_at_a_chart_point_says_its_value_unit_and_parts(qtbot, offline_ctx):
+    """The charts had no tool tip: a point's KiB or mJ could only be guessed from the axes."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QApplication
+
+    panel = EstimatorPanel(offline_ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 800)
+    panel.show()
+    QApplication.processEvents()
+    full = next(i for i in panel.mem_plot.listDataItems() if i.name() == "FULL (+ reserve)")
+    pos = panel.charts.mapFromScene(full.mapToScene(QPointF(40, full.getData()[1][1])))
+    qtbot.mouseMove(panel.charts.viewport(), pos)
+    qtbot.waitUntil(lambda: panel.mem_plot.vb.toolTip() != "", timeout=2000)
+    assert panel.mem_plot.vb.toolTip() == (
+        "T=40 FULL: 166.1 KiB of RAM (102.8 training, firmware accounting + 39.2 robust round + 24.0 reserve)"
+    )
+    energy = next(i for i in panel.energy_plot.listDataItems() if i.name() == "TL predicted")
+    texts = list(energy.scatter.data["data"])
+    assert texts[0] == "T=20 TL: 1.85 mJ per batch predicted (0.697 s, batch 32)"
+    assert energy.scatter.opts["hoverable"] and energy.scatter.opts["tip"](x=20, y=1.85, data=texts[0]) == texts[0]

@@ -985,21 +985,36 @@ class EstimatorPanel(Panel):
                 continue
             xs = [r["input_size"] for r in rs]
             pen = pg.mkPen(MODE_COLORS[mode], width=2)
-            self.mem_plot.plot(
-                xs,
-                [r[key] + r.get("robust_extra_kib", 0.0) + d.reserve_kib for r in rs],  # what a robust round needs
-                pen=pen,
-                symbol="o",
-                symbolBrush=MODE_COLORS[mode],
-                name=f"{mode.upper()} (+ reserve)",
+            _with_tips(
+                self.mem_plot.plot(
+                    xs,
+                    [r[key] + r.get("robust_extra_kib", 0.0) + d.reserve_kib for r in rs],  # what a robust round needs
+                    pen=pen,
+                    symbol="o",
+                    symbolBrush=MODE_COLORS[mode],
+                    name=f"{mode.upper()} (+ reserve)",
+                    data=[
+                        f"T={r['input_size']} {mode.upper()}: {r[key] + r.get('robust_extra_kib', 0.0) + d.reserve_kib:.1f}"
+                        f" KiB of RAM ({r[key]:.1f} training, {d.accounting} accounting + "
+                        f"{r.get('robust_extra_kib', 0.0):.1f} robust round + {d.reserve_kib:.1f} reserve)"
+                        for r in rs
+                    ],
+                )
             )
-            self.energy_plot.plot(
-                xs,
-                [r["energy_per_batch_mj"] for r in rs],
-                pen=pen,
-                symbol="o",
-                symbolBrush=MODE_COLORS[mode],
-                name=f"{mode.upper()} predicted",
+            _with_tips(
+                self.energy_plot.plot(
+                    xs,
+                    [r["energy_per_batch_mj"] for r in rs],
+                    pen=pen,
+                    symbol="o",
+                    symbolBrush=MODE_COLORS[mode],
+                    name=f"{mode.upper()} predicted",
+                    data=[
+                        f"T={r['input_size']} {mode.upper()}: {fmt3(r['energy_per_batch_mj'])} mJ per batch predicted "
+                        f"({fmt3(r['time_per_batch_s'])} s, batch {d.batch_size})"
+                        for r in rs
+                    ],
+                )
             )
         self.ram_line.setValue(d.ram_kib)
         # measured rounds of this model only (a round's config names its model file, None = general)
@@ -1015,7 +1030,7 @@ class EstimatorPanel(Panel):
         for mode in ("tl", "full"):
             ms = [p for p in pts if p["mode"] == mode]
             if ms:
-                self.energy_plot.plot(
+                star = self.energy_plot.plot(
                     [p["input_size"] for p in ms],
                     [p["energy_mj"] for p in ms],
                     pen=None,
@@ -1024,7 +1039,13 @@ class EstimatorPanel(Panel):
                     symbolBrush="#f59e0b",
                     symbolPen=pg.mkPen(MODE_COLORS[mode], width=2),
                     name=f"{mode.upper()} measured",
+                    data=[
+                        f"round {p['round_id']}, T={p['input_size']} {mode.upper()}: {fmt3(p['energy_mj'])} mJ per "
+                        f"batch measured (predicted {fmt3(p['pred_energy_mj'])} mJ)"
+                        for p in ms
+                    ],
                 )
+                _with_tips(star)
         self.mem_plot.setYRange(0, max(d.ram_kib * 1.08, 1.0))
         sizes = [r["input_size"] for r in rows] or [20]
         for p in (self.mem_plot, self.energy_plot):
@@ -1253,6 +1274,13 @@ class EstimatorPanel(Panel):
 
     def shortcuts(self) -> list[tuple[str, str]]:
         return [("Use in Training panel", "Prefill the training form with the recommendation")]
+
+
+def _with_tips(item: pg.PlotDataItem) -> pg.PlotDataItem:
+    """Pointing at a point of ``item`` shows its text (the ``data`` it was plotted with): the value, its unit and
+    what it is made of (the charts had no tool tip)."""
+    item.scatter.opts.update(hoverable=True, tip=lambda x, y, data: str(data))
+    return item
 
 
 def _same_model(path: str | None, want: str | None) -> bool:
