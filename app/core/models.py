@@ -471,6 +471,24 @@ def _read_st_config(path: Path) -> dict:
     return out
 
 
+def stated_info(path: Path) -> tuple[dict, dict]:
+    """What a Keras model file's neighbours state before it loads: (ST's — its folder naming and
+    ``<stem>_config.yaml`` —, everything — ST's, then the sidecar ``<stem>.json``, which wins).  An ST model's
+    ``rate_hz`` is its dataset's where nothing states one (WISDM 20 Hz, mobility 26 Hz).  Raises
+    :class:`ModelError` for a sidecar that is not a JSON object."""
+    st = {**_st_defaults(path), **_read_st_config(path)}
+    info = {**st, **_read_sidecar(path)}
+    if "rate_hz" not in info and st.get("dataset"):
+        info["rate_hz"] = 20.0 if str(st["dataset"]).lower() == "wisdm" else 26.0
+    return st, info
+
+
+def st_input_size(path: Path) -> int | None:
+    """The input size T an ST model zoo file's name states (``ign_wl_24.h5``: 24); None for any other name."""
+    m = re.search(r"(?:ign|gmp)_wl_(\d+)", Path(path).name.lower())
+    return int(m.group(1)) if m else None
+
+
 def _st_defaults(path: Path) -> dict:
     s = str(path).lower()
     if not re.search(r"(ign|gmp)_wl_\d+", s):
@@ -577,15 +595,11 @@ def load_model(path: str | Path, isolate: bool = False) -> LoadedModel:
             ) from exc
         raise ModelError(f"{path}: cannot be loaded by Keras {keras.__version__}: {_short(exc)}") from exc
     meta: dict = {"format": path.suffix.lower().lstrip("."), "keras_version": keras.__version__}
-    st = {**_st_defaults(path), **_read_st_config(path)}
-    side = _read_sidecar(path)
-    info = {**st, **side}
+    st, info = stated_info(path)
     if st:
         meta["origin"] = "st_modelzoo"
         meta["license"] = "SLA0044 (STMicroelectronics): use only with ST devices; not redistributable under OSS terms"
     meta.update({k: v for k, v in info.items() if k not in ("classes", "preprocessing")})
-    if "rate_hz" not in meta and st.get("dataset"):
-        meta["rate_hz"] = 20.0 if st["dataset"].lower() == "wisdm" else 26.0
     preprocessing = str(info.get("preprocessing", "none"))
     if preprocessing not in ("none", "gravity_rot_sup"):
         raise ModelError(f"{path}: unknown preprocessing {preprocessing!r} in its metadata")

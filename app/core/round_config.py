@@ -145,20 +145,26 @@ def general_model_facts(input_size: int) -> tuple[tuple[str, ...], float] | None
 
 def model_facts(model_path: object, input_size: int) -> tuple[tuple[str, ...], int, float] | None:
     """(classes, T, rate) of the model a round will load, without loading it: the shipped general model's for
-    ``input_size`` (no ``model_path``), or what a model file's sidecar (``<stem>.json``, which the app writes
-    beside every model it exports) states in full — its classes, ``input_size`` and ``rate_hz``; None where
-    they are not known before the load."""
+    ``input_size`` (no ``model_path``), or what a model file's neighbours state in full
+    (:func:`app.core.models.stated_info`) — its sidecar (``<stem>.json``, which the app writes beside every
+    model it exports: classes, ``input_size``, ``rate_hz``), or for an ST model zoo file its folder, its
+    ``<stem>_config.yaml`` and its name (``ign_wl_24.h5``: T = 24); None where they are not known before the
+    load."""
     if not model_path:
         facts = general_model_facts(input_size)
         return None if facts is None else (facts[0], int(input_size), facts[1])
-    meta = _sidecar(Path(str(model_path)))
+    from app.core.models import ModelError, st_input_size, stated_info
+
+    path = Path(str(model_path))
     try:
+        st, meta = stated_info(path)  # (a broken sidecar: nothing is known before the load, which says why)
         classes = tuple(str(c) for c in meta["classes"])
-        T, rate = meta["input_size"], float(meta["rate_hz"])
-    except (ValueError, TypeError, KeyError):
+        T, rate = meta.get("input_size", st_input_size(path) if st else None), float(meta["rate_hz"])
+    except (ModelError, ValueError, TypeError, KeyError):
         return None
-    ok = classes and type(T) is int and T > 0 and math.isfinite(rate) and rate > 0
-    return (classes, T, rate) if ok else None
+    if not (classes and type(T) is int and T > 0 and math.isfinite(rate) and rate > 0):
+        return None
+    return classes, T, rate
 
 
 def _sidecar(model_path: Path) -> dict:

@@ -500,3 +500,57 @@ def test_a_model_file_with_a_sidecar_has_its_data_read_before_it_loads(monkeypat
     m = _Model(classes=("a", "b", "c"), T=24, rate=26.0)
     (_, data), calls = _order(monkeypatch, None, m, model_path=str(tmp_path / "m.keras"))
     assert data == "data 1" and calls == [("read", ("a", "b", "c"), 24, 26.0), ("load",)]
+
+
+# ------------------------------------------------------------------ model_facts: an ST model zoo file, by its folder and name
+def _st_file(root, *parts: str) -> str:
+    p = root.joinpath(*parts)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"\x89HDF\r\n\x1a\n")  # (never loaded here)
+    return str(p)
+
+
+def test_model_facts_of_an_st_zoo_file_come_from_its_folder_and_name(tmp_path):
+    """Was: None for every ST model (no sidecar): the model loaded (TensorFlow: seconds) before data that could
+    not be used was refused."""
+    wisdm = _st_file(tmp_path, "ST_pretrainedmodel_public_dataset", "WISDM", "ign_wl_24", "ign_wl_24.h5")
+    assert rc.model_facts(wisdm, 40) == (("Jogging", "Stationary", "Stairs", "Walking"), 24, 20.0)
+    mobility = _st_file(tmp_path, "custom", "mobility_v1", "gmp_wl_48", "gmp_wl_48.h5")
+    assert rc.model_facts(mobility, 40) == (("Stationary", "Walking", "Jogging", "Biking"), 48, 26.0)
+    assert rc.model_facts(_st_file(tmp_path, "WISDM", "ign_wl_24", "mine.h5"), 24) is None  # T not in its name
+    assert rc.model_facts(_st_file(tmp_path, "elsewhere", "ign_wl_24.h5"), 24) is None  # classes: no folder, no YAML
+    assert rc.model_facts(_st_file(tmp_path, "WISDM", "paper_wl_24.h5"), 24) is None  # not an ST name
+    # its YAML names the classes and the dataset (the rate); a sidecar, where there is one, wins
+    cfg = _st_file(tmp_path, "cfg", "gmp_wl_24.h5")
+    (tmp_path / "cfg" / "gmp_wl_24_config.yaml").write_text(
+        "dataset:\n  name: mobility_v1\n  class_names: [Stationary, Walking]\n", encoding="utf-8"
+    )
+    assert rc.model_facts(cfg, 40) == (("Stationary", "Walking"), 24, 26.0)
+    (tmp_path / "cfg" / "gmp_wl_24.json").write_text('{"input_size": 30, "rate_hz": 50}', encoding="utf-8")
+    assert rc.model_facts(cfg, 40) == (("Stationary", "Walking"), 30, 50.0)
+    (tmp_path / "cfg" / "gmp_wl_24.json").write_text("[broken", encoding="utf-8")
+    assert rc.model_facts(cfg, 40) is None  # (the load says what is wrong)
+
+
+def test_an_st_zoo_file_has_its_data_read_before_it_loads(monkeypatch, tmp_path):
+    path = _st_file(tmp_path, "WISDM", "gmp_wl_24", "gmp_wl_24.h5")
+    m = _Model(classes=("Jogging", "Stationary", "Stairs", "Walking"), T=24, rate=20.0)
+    (_, data), calls = _order(monkeypatch, None, m, model_path=path)
+    assert data == "data 1" and calls == [("read", ("Jogging", "Stationary", "Stairs", "Walking"), 24, 20.0), ("load",)]
+
+
+def test_model_facts_of_the_shared_st_zoo_models_are_what_their_load_gives(st_models):
+    """Each of ST's sixteen files (v1.4.0, v2.0.1), by its folder and name; one of each version loaded to check
+    that it agrees (TensorFlow)."""
+    from app.core.models import load_model
+
+    files = sorted(st_models.rglob("*_wl_*.h5"))
+    assert len(files) == 16
+    wisdm, mobility = ("Jogging", "Stationary", "Stairs", "Walking"), ("Stationary", "Walking", "Jogging", "Biking")
+    for f in files:
+        T = 24 if f.stem.endswith("_24") else 48
+        want = (wisdm, T, 20.0) if "WISDM" in f.parts else (mobility, T, 26.0)
+        assert rc.model_facts(f, 40) == want, f
+    for f in (files[0], files[-1]):
+        m = load_model(f)
+        assert rc.model_facts(f, 40) == (tuple(m.classes), m.input_size, m.meta["rate_hz"]), f
