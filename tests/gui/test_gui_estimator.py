@@ -373,7 +373,7 @@ def test_pointing_at_a_chart_point_says_its_value_unit_and_parts(qtbot, offline_
     panel.resize(1280, 800)
     panel.show()
     QApplication.processEvents()
-    full = next(i for i in panel.mem_plot.listDataItems() if i.name() == "FULL (+ reserve)")
+    full = next(i for i in panel.mem_plot.listDataItems() if i.name() == "FULL")
     pos = panel.charts.mapFromScene(full.mapToScene(QPointF(40, full.getData()[1][1])))
     qtbot.mouseMove(panel.charts.viewport(), pos)
     qtbot.waitUntil(lambda: panel.mem_plot.vb.toolTip() != "", timeout=2000)

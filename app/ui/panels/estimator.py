@@ -336,6 +336,7 @@ class _Charts(pg.GraphicsLayoutWidget):
 
     def __init__(self) -> None:
         self._legend_columns: dict[pg.PlotItem, int] = {}  # as built, for side by side
+        self.short_legends: set[pg.PlotItem] = set()  # narrow enough to keep their columns when stacked
         super().__init__()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming (pyqtgraph calls it with None too)
@@ -363,7 +364,22 @@ class _Charts(pg.GraphicsLayoutWidget):
         for p in plots:  # a legend in two columns is wider than a stacked chart: one column there
             if p.legend is not None:
                 columns = self._legend_columns.setdefault(p, p.legend.columnCount)
-                p.legend.setColumnCount(columns if wide else 1)
+                p.legend.setColumnCount(columns if wide or p in self.short_legends else 1)
+
+
+class _WrapLabel(QLabel):
+    """A word-wrapped label as tall as its text needs at its width (in the splitter's pane a wrapped QLabel got
+    one line's height less than it needed: the table title's last line was under the table at 800 px)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWordWrap(True)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        need = self.heightForWidth(self.width())
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
 
 
 class _FitTable(QTableWidget):
@@ -570,7 +586,8 @@ class EstimatorPanel(Panel):
         # energy rises with T, so its top-left corner is free: the legend there in two columns and without a
         # background (a single column's box reached across the Full line and faded it)
         for p, unit, corner, cols, bg in (
-            (self.mem_plot, "KiB", (-10, -30), 1, (255, 255, 255, 200)),
+            # one row ("TL", "FULL") in the bottom-right corner: two rows covered the TL line of a 210-px chart
+            (self.mem_plot, "KiB, reserve included", (-10, -4), 2, (255, 255, 255, 200)),
             (self.energy_plot, "mJ", (10, 10), 2, (255, 255, 255, 0)),
         ):
             p.setTitle(p.titleLabel.text, color="#111")  # pyqtgraph's light-grey defaults are unreadable on white
@@ -588,6 +605,8 @@ class EstimatorPanel(Panel):
             labelOpts={"position": 0.12, "color": "#111", "anchors": [(0, 1), (0, 1)]},
         )
         self.mem_plot.addItem(self.ram_line)
+        charts.short_legends.add(self.mem_plot)
+        self.mem_plot.legend.layout.setContentsMargins(4, 1, 4, 1)  # 24 px tall, below the lowest (TL) line
         self.charts = charts
         return charts
 
@@ -605,8 +624,7 @@ class EstimatorPanel(Panel):
         tw = QWidget()
         tl = QVBoxLayout(tw)
         tl.setContentsMargins(0, 0, 0, 0)
-        self.table_title = QLabel()
-        self.table_title.setWordWrap(True)
+        self.table_title = _WrapLabel()
         tl.addWidget(self.table_title)
         tl.addWidget(self.table)
         return tw
@@ -992,7 +1010,7 @@ class EstimatorPanel(Panel):
                     pen=pen,
                     symbol="o",
                     symbolBrush=MODE_COLORS[mode],
-                    name=f"{mode.upper()} (+ reserve)",
+                    name=mode.upper(),  # (the axis says "reserve included")
                     data=[
                         f"T={r['input_size']} {mode.upper()}: {r[key] + r.get('robust_extra_kib', 0.0) + d.reserve_kib:.1f}"
                         f" KiB of RAM ({r[key]:.1f} training, {d.accounting} accounting + "
