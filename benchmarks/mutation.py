@@ -703,7 +703,16 @@ TARGETS: dict[str, Target] = {
     # the current the virtual bench's LPM01A measures: constant, piecewise (periodic) and the STM32L496 profile, D7 edges
     "power_profiles": Target("device/power_profiles.py", ("*",), ("tests/device/test_power_profiles_exact.py",), 30),
     # the Training panel's settings (validation, refusals and their messages), the general model per T, trainable sets
-    "round_config": Target("app/core/round_config.py", ("*",), ("tests/core/test_round_config_exact.py",), 30),
+    "round_config": Target(
+        "app/core/round_config.py", ("*",), ("tests/core/test_round_config_exact.py", "-m", "not slow"), 30
+    ),
+    # what a Keras model file's neighbours state before it loads (ST's folder, YAML and name; its sidecar)
+    "model_facts": Target(
+        "app/core/models.py",
+        ("stated_info", "st_input_size", "_st_defaults", "_read_st_config"),
+        ("tests/core/test_model_stated_info.py", "tests/core/test_round_config_exact.py", "-m", "not slow"),
+        30,
+    ),
     # the LPM01A's number syntax, rates, setting ranges and messages, ascii/bin_hexa sample codecs (UM2269)
     "lpm01a_spec": Target("device/lpm01a/spec.py", ("*",), ("tests/device/test_lpm01a_spec_exact.py",), 30),
     # finding the shield / NUCLEO serial ports by VID:PID and waiting for them to come back after a reset

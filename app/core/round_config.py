@@ -157,9 +157,9 @@ def model_facts(model_path: object, input_size: int) -> tuple[tuple[str, ...], i
 
     path = Path(str(model_path))
     try:
-        st, meta = stated_info(path)  # (a broken sidecar: nothing is known before the load, which says why)
+        _, meta = stated_info(path)  # (a broken sidecar: nothing is known before the load, which says why)
         classes = tuple(str(c) for c in meta["classes"])
-        T, rate = meta.get("input_size", st_input_size(path) if st else None), float(meta["rate_hz"])
+        T, rate = meta.get("input_size", st_input_size(path)), float(meta["rate_hz"])
     except (ModelError, ValueError, TypeError, KeyError):
         return None
     if not (classes and type(T) is int and T > 0 and math.isfinite(rate) and rate > 0):
