@@ -151,6 +151,23 @@ def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_
     )
 
 
+def test_the_cost_box_writes_a_long_round_as_a_person_does(qtbot, ctx):
+    """Was "≈ 1.42e+03 s and 3.88e+03 mJ" for a round of many epochs (``:.3g``); the Estimator's formatter now."""
+    from tests.roundkit import labelled_dataset
+
+    labelled_dataset(ctx, seconds_each=20.0)
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.model.setCurrentIndex(0)
+    panel.size.setCurrentIndex(panel.size.findData(20))
+    panel.mode.setCurrentIndex(panel.mode.findData("full"))
+    panel.batch.setValue(8)
+    panel.epochs.setValue(1000)
+    secs, mj = re.search(r"≈ (\S+) s and (\S+) mJ on the board", panel._form_estimate()).groups()
+    assert re.fullmatch(r"\d{1,3}(,\d{3})+", secs) and re.fullmatch(r"\d{1,3}(,\d{3})+", mj), (secs, mj)
+    assert "e+" not in panel.rec_label.text()
+
+
 def test_batch_n_sits_at_the_same_x_in_the_four_per_batch_plots(qtbot, window):
     """The plots share the batch axis, but each y axis was as wide as its labels ("0.015" against "2"): the
     plot areas were offset and batch n stood a few pixels apart from plot to plot."""

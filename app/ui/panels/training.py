@@ -413,6 +413,7 @@ class TrainingPanel(Panel):
         from estimator.arch import paper_cnn
         from estimator.core import inference_time_s
         from estimator.profiles import get_profile
+        from estimator.recommend import fmt3
 
         if self.model.currentData() is not None:
             return "<b>This round:</b> see the Estimator panel for the imported model's costs."
@@ -454,9 +455,9 @@ class TrainingPanel(Panel):
             secs = est.time_per_round_s + ((wst.time_per_round_s or 0.0) if wst else 0.0) + t_val
             mj = 1e3 * ((est.energy_per_round_j or 0.0) + ((wst.energy_per_round_j or 0.0) if wst else 0.0))
             mj += 1e3 * t_val * est.power_w
-            cost = f"≈ {secs:.3g} s and {mj:.3g} mJ on the board ({round_counts_text(counts)})"
+            cost = f"≈ {fmt3(secs)} s and {fmt3(mj)} mJ on the board ({round_counts_text(counts)})"
         else:
-            cost = f"≈ {est.time_per_batch_s:.3g} s and {1e3 * est.energy_per_batch_j:.3g} mJ per batch"
+            cost = f"≈ {fmt3(est.time_per_batch_s)} s and {fmt3(1e3 * est.energy_per_batch_j)} mJ per batch"
         return f"<b>This round</b> ({what}, batch {self.batch.value()}): {cost}, {est.memory_kib:.0f} KiB to train."
 
     def _update_recommendation_text(self) -> None:
