@@ -99,6 +99,19 @@ def test_the_remembered_odr_and_full_scale_are_applied_before_anything_streams(q
         ctx.close()
 
 
+def test_a_broken_remembered_odr_shows_what_the_board_streams_at(qtbot, tmp_path):
+    """A hand-edited "accel.odr_hz": 100 (no ODR of the sensor): the box showed its first item, 12.5 Hz, while
+    the board streamed at its 52 Hz."""
+    win, ctx, _ = _window(qtbot, tmp_path, accel__odr_hz=100.0, accel__fs_g="8")
+    try:
+        live = win.panels["live_accel"]
+        assert ctx.devices.accel_default == (52.0, 4)
+        assert live.odr.currentText() == "52 Hz" and live.fs.currentText() == "±4 g"
+    finally:
+        win.close()
+        ctx.close()
+
+
 def test_stream_while_a_training_round_holds_the_board_says_why(bench, qtbot):
     """Was: ▶ Stream (Space) and the Devices panel's Start streaming did nothing, without a word, while a round
     held the board (and the wish stayed queued in the session)."""

@@ -25,8 +25,9 @@ class LiveAccelPanel(Panel):
         self.fs = QComboBox()
         for g in ACCEL_FS_G:
             self.fs.addItem(f"±{g} g", g)
-        self._select(self.odr, float(ctx.settings["accel.odr_hz"]))
-        self._select(self.fs, int(ctx.settings["accel.fs_g"]))
+        odr, fs = ctx.devices.accel_default  # what every board found starts with: the remembered settings, or the
+        self._select(self.odr, odr)  # board's own where a saved one is broken (a hand-edited 100 Hz showed 12.5 Hz)
+        self._select(self.fs, fs)
         self.follow = QCheckBox("Follow live")
         self.follow.setChecked(True)
         self.follow.setToolTip("Scroll with the newest samples (F); zooming or panning turns it off")
