@@ -1052,6 +1052,20 @@ def fake_recommend(monkeypatch):
     return calls
 
 
+def test_recommend_leaves_out_the_sizes_the_labelled_data_cannot_fill(fake_recommend):
+    """Was: a T with too few windows for a round was costed as one batch per epoch, and could be recommended."""
+    d = EstimatorInputs()
+    counts = {20: (63, 6), 40: (30, 3), 60: None, 80: None}
+    windows = counts.get
+    d.recommend(n_windows=windows, input_sizes=(20, 40, 60, 80))
+    d.recommend(n_windows=lambda T: None, input_sizes=(20.0, 40))  # no data at all: every size, one batch per epoch
+    d.recommend(n_windows=120, input_sizes=(20, 40))  # a count for every size: all of them
+    d.recommend(n_windows=None, input_sizes=(60, 20))
+    sizes = [args[1] for args, _ in fake_recommend]
+    assert sizes == [(20, 40), (20, 40), (20, 40), (60, 20)]
+    assert fake_recommend[0][1]["n_windows"] is windows  # (handed on as it is)
+
+
 def test_recommend_asks_for_tl_and_full_under_these_budgets_on_the_paper_cnn(fake_recommend):
     d = EstimatorInputs("paper", 16.0, 4, 256.0, 12.5, 0.0, 0.0, "battery", "peak", 3.0)
     assert d.recommend(n_windows=120, input_sizes=(40.0, 20), epochs=(3, 1.0, 3)) == "the recommendation"

@@ -662,6 +662,12 @@ def test_when_nothing_fits_the_reason_names_the_budget_and_the_cheapest_option()
         "RAM for training, but the firmware reserve (1024 KiB) takes all of the 16 KiB of RAM: give the device's "
         "RAM and a smaller reserve."
     )
+    r = rec(input_sizes=(2048, 1024), ram_kib=16, reserve_kib=16, accuracy=acc)  # exactly all of it: 0 KiB left
+    assert r.reason.endswith(
+        "the firmware reserve (16 KiB) takes all of the 16 KiB of RAM: give the device's RAM and a smaller reserve."
+    )
+    r = rec(input_sizes=(2048, 1024), ram_kib=16, reserve_kib=15, accuracy=acc)  # 1 KiB left: compared with it
+    assert r.reason.endswith("needs 16 KiB of RAM for training against 1 KiB left after the firmware reserve.")
     r = rec(input_sizes=(2048, 1024), time_s=10, accuracy=acc)
     assert (r.choice, r.binding) == (None, "time")
     assert r.reason == (
