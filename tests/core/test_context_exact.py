@@ -105,23 +105,29 @@ def test_the_context_starts_with_the_saved_user_and_its_dataset(tmp_path):
         again.close()
 
 
+def _next_start(tmp_path, **saved):
+    """The device manager of the app's next start, after a first one saved ``saved`` (``a__b`` for ``a.b``); the
+    first start's defaults are the settings' own."""
+    first = AppContext.create(tmp_path, bench=False, discover=False)
+    try:
+        dm = first.devices
+        assert (dm.power_voltage_default, dm.power_rate_default, dm.accel_default) == (3.3, 100_000, (52.0, 4))
+        for k, v in saved.items():
+            first.settings[k.replace("__", ".")] = v
+    finally:
+        first.close()
+    again = AppContext.create(tmp_path, bench=False, discover=False)
+    again.close()
+    return again.devices
+
+
 @pytest.mark.parametrize(
     ("saved", "default"), [(2.5, 2.5), ("1.8", 1.8), ("high", 3.3), (None, 3.3), ([2], 3.3), ("nan", 3.3), ("inf", 3.3)]
 )
 def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, saved, default):
     """Power monitors found after start-up start at the remembered voltage (a broken value: the 3.3 V default)."""
-    first = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert first.devices.power_voltage_default == 3.3
-        first.settings["power.voltage"] = saved
-    finally:
-        first.close()
-    again = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert again.devices.power_voltage_default == default
-        assert type(again.devices.power_voltage_default) is float
-    finally:
-        again.close()
+    dm = _next_start(tmp_path, power__voltage=saved)
+    assert dm.power_voltage_default == default and type(dm.power_voltage_default) is float
 
 
 @pytest.mark.parametrize(
@@ -130,17 +136,7 @@ def test_the_context_gives_the_devices_the_supply_voltage_last_set(tmp_path, sav
 def test_the_context_gives_the_devices_the_power_rate_last_set(tmp_path, saved, default):
     """Power monitors found after start-up start at the remembered rate, where they offer it (a monitor that does
     not: its own default; a broken value: None, every monitor's own default)."""
-    first = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert first.devices.power_rate_default == 100_000  # (the setting's default)
-        first.settings["power.rate_hz"] = saved
-    finally:
-        first.close()
-    again = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert again.devices.power_rate_default == default
-    finally:
-        again.close()
+    assert _next_start(tmp_path, power__rate_hz=saved).power_rate_default == default
 
 
 @pytest.mark.parametrize(
@@ -157,19 +153,8 @@ def test_the_context_gives_the_devices_the_power_rate_last_set(tmp_path, saved, 
 )
 def test_the_context_gives_the_devices_the_odr_and_full_scale_last_set(tmp_path, odr, fs, default):
     """Boards found after start-up start at the remembered ODR and full scale (a broken value: 52 Hz / ±4 g)."""
-    first = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert first.devices.accel_default == (52.0, 4)
-        first.settings["accel.odr_hz"] = odr
-        first.settings["accel.fs_g"] = fs
-    finally:
-        first.close()
-    again = AppContext.create(tmp_path, bench=False, discover=False)
-    try:
-        assert again.devices.accel_default == default
-        assert type(again.devices.accel_default[0]) is float and type(again.devices.accel_default[1]) is int
-    finally:
-        again.close()
+    got = _next_start(tmp_path, accel__odr_hz=odr, accel__fs_g=fs).accel_default
+    assert got == default and type(got[0]) is float and type(got[1]) is int
 
 
 def test_status_messages_are_kept_with_their_time_the_last_thousand(ctx, monkeypatch):

@@ -30,6 +30,17 @@ def _gc_on_the_test_thread_only(request):
 
 
 @pytest.fixture()
+def ctx(tmp_path):
+    """The app's context as it starts (the bench where no hardware is found), in a fresh data folder; a test
+    module may define its own (a labelled dataset, no devices)."""
+    from app.core.context import AppContext
+
+    c = AppContext.create(tmp_path / "data")
+    yield c
+    c.close()
+
+
+@pytest.fixture()
 def power_window(qtbot, tmp_path):
     """The main window on the in-process bench, showing the Power session panel: ``(window, panel)``."""
     from app.core.context import AppContext

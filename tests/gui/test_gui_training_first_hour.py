@@ -8,18 +8,10 @@ import threading
 import pytest
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 
-from app.core.context import AppContext
 from app.ui.panels import training
 from app.ui.panels.training import TrainingPanel
 
 pytestmark = [pytest.mark.gui]
-
-
-@pytest.fixture()
-def ctx(tmp_path):
-    c = AppContext.create(tmp_path / "data")
-    yield c
-    c.close()
 
 
 class _FinishesDespiteCancel:

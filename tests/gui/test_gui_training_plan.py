@@ -11,7 +11,6 @@ import pytest
 import pytestqt  # noqa: F401 - required (test extra): a broken install fails, never skips
 from PySide6.QtCore import QPoint
 
-from app.core.context import AppContext
 from app.core.energy import BatchRow
 from app.core.round_data import metrics_from_confusion
 from app.ui.panels import training
@@ -20,13 +19,6 @@ from app.ui.panels.training import TrainingPanel
 pytestmark = [pytest.mark.gui]
 
 CLASSES = ("walking", "jogging", "stairs", "sitting", "standing")
-
-
-@pytest.fixture()
-def ctx(tmp_path):
-    c = AppContext.create(tmp_path / "data")
-    yield c
-    c.close()
 
 
 def _rows() -> list[BatchRow]:
@@ -132,8 +124,8 @@ def test_a_one_activity_rounds_macro_f1_says_it_is_over_one_class(qtbot, ctx):
     assert panel.summary.text() == "<b>Before</b>: accuracy 1.000, macro-F1 1.000"
 
 
-def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_passes(qtbot, ctx):
-    """The box counted every window of 60 % of the labelled time as trained on, with no validation pass."""
+def _cost_box(qtbot, ctx, mode: str, epochs: int, warmup: int) -> str:
+    """The cost box of the general model at T = 20, batch 8, on 20 s of walking, jogging and sitting."""
     from tests.roundkit import labelled_dataset
 
     labelled_dataset(ctx, seconds_each=20.0)
@@ -141,10 +133,17 @@ def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_
     qtbot.addWidget(panel)
     panel.model.setCurrentIndex(0)
     panel.size.setCurrentIndex(panel.size.findData(20))
+    panel.mode.setCurrentIndex(panel.mode.findData(mode))
     panel.batch.setValue(8)
-    panel.epochs.setValue(2)
-    panel.warmup.setValue(1)
-    text = panel._form_estimate()
+    panel.epochs.setValue(epochs)
+    panel.warmup.setValue(warmup)
+    assert panel._form_estimate() in panel.rec_label.text()
+    return panel._form_estimate()
+
+
+def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_passes(qtbot, ctx):
+    """The box counted every window of 60 % of the labelled time as trained on, with no validation pass."""
+    text = _cost_box(qtbot, ctx, "tl", 2, 1)
     # walking, jogging, sitting: 23 training windows of T=20 each, the last 2 of each validate
     assert re.search(r"on the board \(([^)]*)\)", text).group(1) == (
         "63 training windows per epoch, 24 batches; 6 validation windows × 4 passes"
@@ -153,19 +152,8 @@ def test_the_cost_box_counts_the_rounds_training_windows_batches_and_validation_
 
 def test_the_cost_box_writes_a_long_round_as_a_person_does(qtbot, ctx):
     """Was "≈ 1.42e+03 s and 3.88e+03 mJ" for a round of many epochs (``:.3g``); the Estimator's formatter now."""
-    from tests.roundkit import labelled_dataset
-
-    labelled_dataset(ctx, seconds_each=20.0)
-    panel = TrainingPanel(ctx)
-    qtbot.addWidget(panel)
-    panel.model.setCurrentIndex(0)
-    panel.size.setCurrentIndex(panel.size.findData(20))
-    panel.mode.setCurrentIndex(panel.mode.findData("full"))
-    panel.batch.setValue(8)
-    panel.epochs.setValue(1000)
-    secs, mj = re.search(r"≈ (\S+) s and (\S+) mJ on the board", panel._form_estimate()).groups()
+    secs, mj = re.search(r"≈ (\S+) s and (\S+) mJ on the board", _cost_box(qtbot, ctx, "full", 1000, 0)).groups()
     assert re.fullmatch(r"\d{1,3}(,\d{3})+", secs) and re.fullmatch(r"\d{1,3}(,\d{3})+", mj), (secs, mj)
-    assert "e+" not in panel.rec_label.text()
 
 
 def test_batch_n_sits_at_the_same_x_in_the_four_per_batch_plots(qtbot, window):
