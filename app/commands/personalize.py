@@ -74,7 +74,7 @@ def register(subparsers) -> None:
         "--warmup-epochs",
         type=int_range(0, 10_000),
         default=2,
-        help="warm-up epochs on the last layer (default 2, as the paper)",
+        help="warm-up epochs on the last layer (default 2, as the paper and the Training panel: round_config.WARMUP_EPOCHS)",
     )
     p.add_argument(
         "--lr", type=finite_float(0.0, 10.0, lo_open=True), default=0.01, help="SGD learning rate (default 0.01)"

@@ -62,7 +62,7 @@ from app.core.classmap import ClassMap, ClassMapError, class_map
 from app.core.energy import BatchRow, EventLog, PowerTrace, TimelineFeed
 from app.core.paths import asset_path
 from app.core.procedure import PLAIN, ROBUST, Procedure, ProcedureError, choice_reason
-from app.core.round_config import data_then_model
+from app.core.round_config import WARMUP_EPOCHS, data_then_model
 from app.core.round_data import one_class_note
 from app.core.safezip import DATA_LIMITS, ZipRefused, check_zip
 from app.core.streams import SampleStream
@@ -94,7 +94,7 @@ class PersonalizeConfig:
     activities: Sequence[str] | str | None = None
     modes: Sequence[str] = ALL_MODES
     epochs: int = 5
-    warmup_epochs: int = 2
+    warmup_epochs: int = WARMUP_EPOCHS
     lr: float = 0.01
     batch: int = 32
     train_fraction: float = 0.6

@@ -48,6 +48,12 @@ class ExportIncomplete(RoundError):
 # ================================================================================================
 
 
+#: Warm-up epochs (the last Dense layer alone first) a round starts with where the user does not say: the
+#: paper's 2, which the LOSO study behind the recommender's accuracy prior used too.  The Training panel's box
+#: and ``odlstudio personalize`` start at it (the panel started at 0, so "the defaults" were two rounds).
+WARMUP_EPOCHS = 2
+
+
 @dataclass
 class RoundConfig:
     """What the user chose in the Training panel (stored as the round's ``config`` JSON)."""
@@ -59,7 +65,7 @@ class RoundConfig:
     epochs: int = 2
     lr: float = 0.01
     batch_size: int = 32
-    warmup_epochs: int = 0  # epochs of last-Dense-only training first (the paper uses 2 on ST data)
+    warmup_epochs: int = 0  # epochs of last-Dense-only training first (the app's and the CLI's: WARMUP_EPOCHS)
     warmup_lr: float | None = None
     seed: int = 0
     train_fraction: float = 0.6

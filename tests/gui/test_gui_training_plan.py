@@ -184,3 +184,22 @@ def test_the_model_box_names_its_item_in_full_in_its_tool_tip(qtbot, window):
     panel.model.addItem("alice_T20.keras (T=20, 5 classes)", "/x/alice_T20.keras")
     panel.model.setCurrentIndex(1)
     assert panel.model.toolTip() == f"alice_T20.keras (T=20, 5 classes)\n\n{about}"
+
+
+def test_the_panel_and_personalize_start_at_the_same_warm_up(qtbot, ctx):
+    """Was: the panel's box started at 0 and `odlstudio personalize` at 2 (the paper's, and the LOSO study's
+    behind the accuracy prior): "the defaults" were two different rounds."""
+    import argparse
+
+    from app.commands import personalize as cli
+    from app.core.personalize import PersonalizeConfig
+    from app.core.round_config import WARMUP_EPOCHS
+
+    panel = TrainingPanel(ctx)
+    qtbot.addWidget(panel)
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices["personalize"].parse_args(["--data", "x"])
+    assert WARMUP_EPOCHS == 2
+    assert panel.warmup.value() == args.warmup_epochs == PersonalizeConfig(data="x").warmup_epochs == WARMUP_EPOCHS
+    assert panel.config().warmup_epochs == WARMUP_EPOCHS

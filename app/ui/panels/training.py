@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.round_config import WARMUP_EPOCHS
 from app.core.rounds import (
     GENERAL_SIZES,
     BatchRow,
@@ -180,6 +181,7 @@ class TrainingPanel(Panel):
         self.batch.setValue(32)
         self.warmup = QSpinBox()
         self.warmup.setRange(0, 100)
+        self.warmup.setValue(WARMUP_EPOCHS)  # (as odlstudio personalize; it started at 0)
         self.warmup.setToolTip("Epochs training only the last Dense layer first (the paper uses 2)")
         self.measure = QCheckBox("Measure energy with the LPM01A")
         self.measure.setChecked(True)
