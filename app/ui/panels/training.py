@@ -777,8 +777,11 @@ class TrainingPanel(Panel):
             self.pred[key].setData(np.asarray(px, float), np.asarray([pred[i] for i in px], float))
         span = max(n, total, 1)
         for p in (self.loss_plot, self.time_plot, self.power_plot, self.energy_plot):
-            # no batch: no values (pyqtgraph's 0 … 1 default wrote 0.2 … 0.8 on top of each other in a short plot)
-            p.getAxis("left").setStyle(showValues=bool(n))
+            # no batch: no values (pyqtgraph's 0 … 1 default wrote 0.2 … 0.8 on top of each other in a short plot);
+            # set only when it changes (setStyle redraws the axis, and this runs at every batch of a round)
+            axis = p.getAxis("left")
+            if axis.style["showValues"] != bool(n):
+                axis.setStyle(showValues=bool(n))
         self.loss_plot.setXRange(-0.6, span - 0.4, padding=0)
         self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
         self.warnings.setVisible(bool(warnings))
